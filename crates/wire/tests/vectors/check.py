@@ -12,7 +12,8 @@ It implements the parser rules the vectors are built against:
   * compression pointers must point strictly before the start of the run of
     labels currently being read      -> ForwardPointer{offset=pointer,target}
   * more than 64 pointer hops        -> TooManyPointers{offset=name start}
-  * label types 0x40 / 0x80          -> ReservedLabelType{offset,label_type=first & 0xc0}
+  * first octet 0x40-0x7f             -> LabelTooLong{offset,len=first}
+  * label type 0x80                   -> ReservedLabelType{offset,label_type=first & 0xc0}
   * > 255 octets uncompressed        -> NameTooLong{offset=name start}
   * label data past the end          -> UnexpectedEnd{offset=label data,needed}
   * RDLENGTH past the end            -> UnexpectedEnd{offset=RDATA start,needed}
@@ -38,7 +39,7 @@ RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
 OPTIONS = {3: "NSID", 8: "ECS", 10: "COOKIE", 11: "KEEPALIVE", 12: "PADDING", 15: "EDE"}
 SVC_KEYS = {0: "mandatory", 1: "alpn", 2: "no-default-alpn", 3: "port", 4: "ipv4hint", 5: "ech",
             6: "ipv6hint"}
-MAX_HOPS = 64
+MAX_HOPS = 128
 
 
 class WireError(Exception):
@@ -87,6 +88,8 @@ def parse_name(msg, offset):
             if end is None:
                 end = pos + 2
             run_start = pos = target
+        elif kind == 0x40:
+            raise WireError("LabelTooLong", offset=pos, len=first)
         else:
             raise WireError("ReservedLabelType", offset=pos, label_type=kind)
 

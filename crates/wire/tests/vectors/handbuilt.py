@@ -152,7 +152,7 @@ def packets():
     p.rr_fixed(1, "A", 4).add(b"\xc0\x00\x02\x01", "RDATA 192.0.2.1")
 
     # ---- labels and names ---------------------------------------------------
-    p = new("bad_label64", "error ReservedLabelType offset=12 label_type=64",
+    p = new("bad_label64", "error LabelTooLong offset=12 len=64",
             "A 64-octet label: its length byte 0x40 has the top bits 01, so on the wire it is the reserved "
             "label type 0x40, not a long label (LabelTooLong cannot come from wire data).")
     p.header(qd=1).add(b"\x40" + b"a" * 64, "length byte 0x40 (64) + 64 octets \"a\"").root().qtail()
@@ -161,7 +161,7 @@ def packets():
             "A normal label, then a label whose first octet 0x80 has the reserved type bits 10.")
     p.header(qd=1).label("www").add(b"\x80\x01\x02", "0x80: reserved label type 10 (then two bytes)").root().qtail()
 
-    p = new("bad_label_0x41", "error ReservedLabelType offset=12 label_type=64",
+    p = new("bad_label_0x41", "error LabelTooLong offset=12 len=65",
             "An RFC 2673 bit-string label (first octet 0x41, type bits 01), long obsolete: reserved type 0x40.")
     p.header(qd=1).add(b"\x41\x08\xc0", "0x41 (extended label type 01, bit-string), count 8, bits 0xc0").root().qtail()
 

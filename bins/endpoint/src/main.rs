@@ -1,0 +1,3 @@
+//! signpost-endpoint (work in progress).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! signpost-forward (work in progress).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! signpost-redirect (work in progress).
+
+fn main() {}

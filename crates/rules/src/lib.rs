@@ -1,0 +1,1 @@
+//! signpost-rules (work in progress).

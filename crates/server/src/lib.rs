@@ -1,0 +1,1 @@
+//! signpost-server (work in progress).

@@ -1,0 +1,1 @@
+//! signpost-upstream (work in progress).

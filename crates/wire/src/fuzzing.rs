@@ -1,0 +1,151 @@
+//! Entry points for the fuzz targets in `fuzz/` (not a stable API).
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+use crate::{Message, MessageBuilder, NameBuf, RecordBuf, RecordData, Section, relay};
+
+/// Parse a message and read every field of every record; if it is valid,
+/// rebuild it and check the copy parses to the same records.
+pub fn message(data: &[u8]) {
+    let Ok(message) = Message::parse(data) else { return };
+    let _ = message.first_question();
+    let _ = message.rcode();
+    if let Ok(Some(edns)) = message.edns() {
+        for option in edns.options().flatten() {
+            let _ = option.to_string();
+        }
+    }
+    let mut questions = message.questions();
+    for question in &mut questions {
+        let Ok(question) = question else { return };
+        let _ = question.name().to_string();
+        let _ = question.name().labels_rev().count();
+    }
+    let Ok(records) = questions.into_records() else { return };
+    for record in records {
+        let Ok(record) = record else { return };
+        let _ = record.name().to_name_buf();
+        if let Ok(data) = record.data() {
+            let text = data.to_string();
+            let owned = data.to_owned_data();
+            assert_eq!(owned.to_string(), text);
+            if let RecordData::Svcb(svcb) | RecordData::Https(svcb) = &data {
+                for param in svcb.params() {
+                    let _ = param.to_string();
+                }
+            }
+        }
+    }
+    if message.check().is_ok() {
+        rebuild_and_compare(&message);
+    }
+    let mut out = Vec::new();
+    let _ = relay::truncate_for_client(data, 512, &mut out);
+    if !out.is_empty()
+        && message.check().is_ok()
+        && let Ok(cut) = Message::parse(&out)
+    {
+        assert!(cut.check().is_ok(), "truncation produced an invalid message");
+    }
+}
+
+fn rebuild_and_compare(message: &Message<'_>) {
+    let mut buffer = Vec::new();
+    let Ok(mut builder) = MessageBuilder::new(&mut buffer) else { return };
+    builder.set_id(message.id());
+    builder.set_flags(message.flags());
+    for question in message.questions().flatten() {
+        if builder.push_question(&question.name(), question.qtype(), question.qclass()).is_err() {
+            return;
+        }
+    }
+    let Ok(records) = message.records() else { return };
+    for record in records.flatten() {
+        if builder.push_record(record.section(), &record).is_err() {
+            return;
+        }
+    }
+    if builder.finish().is_err() {
+        return;
+    }
+    let copy = Message::parse(&buffer).expect("rebuilt message has a header");
+    copy.check().expect("rebuilt message is valid");
+    let original: Vec<_> = message.records().expect("valid").flatten().map(|r| RecordBuf::from_record(&r)).collect();
+    let rebuilt: Vec<_> = copy.records().expect("valid").flatten().map(|r| RecordBuf::from_record(&r)).collect();
+    assert_eq!(original, rebuilt);
+}
+
+/// Parse a name from wire data at offset 0 and from presentation text.
+pub fn name(data: &[u8]) {
+    if let Ok((name, _)) = crate::Name::from_message(data, 0) {
+        let text = name.to_string();
+        let reparsed: NameBuf = text.parse().expect("displayed names parse");
+        assert_eq!(reparsed, name, "{text}");
+        assert_eq!(reparsed.to_string(), text);
+    }
+    if let Ok(text) = core::str::from_utf8(data)
+        && let Ok(name) = text.parse::<NameBuf>()
+    {
+        let shown = name.to_string();
+        assert_eq!(shown.parse::<NameBuf>().expect("round trip").as_wire(), name.as_wire());
+    }
+}
+
+/// Parse records in presentation format and check they survive display and wire.
+pub fn presentation(data: &[u8]) {
+    let Ok(text) = core::str::from_utf8(data) else { return };
+    let origin: NameBuf = "example.".parse().expect("valid origin");
+    let Ok(record) = RecordBuf::from_presentation(text, Some(&origin), Some(300)) else { return };
+    let shown = record.to_string();
+    let again = RecordBuf::from_presentation(&shown, None, None).expect("displayed records parse");
+    assert_eq!(again, record, "{shown}");
+    let wire = record.data.to_wire();
+    let parsed = crate::RData::parse(record.rtype(), &wire, 0, wire.len()).expect("written data parses");
+    assert_eq!(parsed.to_owned_data(), record.data);
+}
+
+/// Build a message from fuzz-chosen records, then parse it back.
+pub fn build(data: &[u8]) {
+    let Ok(text) = core::str::from_utf8(data) else { return };
+    let mut records = Vec::new();
+    for line in text.lines().take(64) {
+        if let Ok(record) = line.parse::<RecordBuf>() {
+            records.push(record);
+        }
+    }
+    let limit = data.first().map_or(512, |&b| 12 + usize::from(b) * 8);
+    let mut buffer = Vec::new();
+    let Ok(mut builder) = MessageBuilder::new(&mut buffer) else { return };
+    builder.set_limit(limit);
+    let mut written = Vec::new();
+    for record in &records {
+        let section = match record.ttl % 3 {
+            0 => Section::Answer,
+            1 => Section::Authority,
+            _ => Section::Additional,
+        };
+        if section < builder.current_section() || record.rtype() == crate::RecordType::OPT {
+            continue;
+        }
+        match builder.push_record_buf(section, record) {
+            Ok(()) => written.push((section, record.clone())),
+            Err(_) => break,
+        }
+    }
+    let truncated = builder.is_truncated();
+    let Ok(len) = builder.finish() else { return };
+    assert!(len <= limit.max(12));
+    let message = Message::parse(&buffer).expect("built message has a header");
+    message.check().expect("built message is valid");
+    let parsed: Vec<_> = message
+        .records()
+        .expect("valid")
+        .map(|r| r.expect("valid record"))
+        .map(|r| (r.section(), RecordBuf::from_record(&r).expect("valid data")))
+        .collect();
+    if truncated {
+        assert!(parsed.len() <= written.len());
+        assert_eq!(parsed.as_slice(), written.get(..parsed.len()).expect("prefix"));
+    } else {
+        assert_eq!(parsed, written);
+    }
+}

@@ -1,0 +1,718 @@
+//! Zero-copy message views: the header, questions and lazily iterated records.
+
+use core::fmt;
+
+use crate::Error;
+use crate::edns::Edns;
+use crate::iana::{Class, Opcode, Rcode, RecordType};
+use crate::name::Name;
+use crate::rdata::RData;
+use crate::reader::Reader;
+
+/// Size of the fixed DNS header.
+pub const HEADER_LEN: usize = 12;
+
+/// The four sections of a message.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum Section {
+    /// The question section.
+    Question,
+    /// The answer section.
+    Answer,
+    /// The authority section.
+    Authority,
+    /// The additional section.
+    Additional,
+}
+
+impl Section {
+    /// The section after this one.
+    pub fn next(self) -> Option<Self> {
+        match self {
+            Self::Question => Some(Self::Answer),
+            Self::Answer => Some(Self::Authority),
+            Self::Authority => Some(Self::Additional),
+            Self::Additional => None,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Question => 0,
+            Self::Answer => 1,
+            Self::Authority => 2,
+            Self::Additional => 3,
+        }
+    }
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Question => "question",
+            Self::Answer => "answer",
+            Self::Authority => "authority",
+            Self::Additional => "additional",
+        })
+    }
+}
+
+/// The 16-bit flags word of the header: QR, opcode, AA, TC, RD, RA, Z, AD, CD and rcode.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Flags(pub u16);
+
+macro_rules! flag_bit {
+    ($get:ident, $set:ident, $bit:expr, $doc:literal) => {
+        #[doc = concat!("The ", $doc, " bit.")]
+        pub fn $get(self) -> bool {
+            self.0 & $bit != 0
+        }
+
+        #[doc = concat!("A copy with the ", $doc, " bit set to `value`.")]
+        #[must_use]
+        pub fn $set(self, value: bool) -> Self {
+            if value { Self(self.0 | $bit) } else { Self(self.0 & !$bit) }
+        }
+    };
+}
+
+impl Flags {
+    flag_bit!(qr, with_qr, 0x8000, "QR (response)");
+    flag_bit!(aa, with_aa, 0x0400, "AA (authoritative answer)");
+    flag_bit!(tc, with_tc, 0x0200, "TC (truncated)");
+    flag_bit!(rd, with_rd, 0x0100, "RD (recursion desired)");
+    flag_bit!(ra, with_ra, 0x0080, "RA (recursion available)");
+    flag_bit!(z, with_z, 0x0040, "Z (reserved)");
+    flag_bit!(ad, with_ad, 0x0020, "AD (authentic data)");
+    flag_bit!(cd, with_cd, 0x0010, "CD (checking disabled)");
+
+    /// The opcode.
+    pub fn opcode(self) -> Opcode {
+        Opcode(((self.0 >> 11) & 0x0f) as u8)
+    }
+
+    /// A copy with the opcode replaced.
+    #[must_use]
+    pub fn with_opcode(self, opcode: Opcode) -> Self {
+        Self((self.0 & !0x7800) | (u16::from(opcode.0 & 0x0f) << 11))
+    }
+
+    /// The header's four rcode bits (without EDNS extended bits).
+    pub fn rcode(self) -> Rcode {
+        Rcode(self.0 & 0x000f)
+    }
+
+    /// A copy with the header's rcode bits set from `rcode` (its low four bits).
+    #[must_use]
+    pub fn with_rcode(self, rcode: Rcode) -> Self {
+        Self((self.0 & !0x000f) | u16::from(rcode.header_bits()))
+    }
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.opcode(), self.rcode())?;
+        for (set, name) in [
+            (self.qr(), "qr"),
+            (self.aa(), "aa"),
+            (self.tc(), "tc"),
+            (self.rd(), "rd"),
+            (self.ra(), "ra"),
+            (self.z(), "z"),
+            (self.ad(), "ad"),
+            (self.cd(), "cd"),
+        ] {
+            if set {
+                write!(f, " {name}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fixed 12-byte header.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Header {
+    /// Message ID.
+    pub id: u16,
+    /// Flags, opcode and rcode.
+    pub flags: Flags,
+    /// Entries in the question section.
+    pub qdcount: u16,
+    /// Records in the answer section.
+    pub ancount: u16,
+    /// Records in the authority section.
+    pub nscount: u16,
+    /// Records in the additional section.
+    pub arcount: u16,
+}
+
+impl Header {
+    /// Read the header from the first 12 bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        let Some(header) = bytes.get(..HEADER_LEN) else {
+            return Err(Error::ShortHeader { len: bytes.len() });
+        };
+        let word = |index: usize| {
+            u16::from_be_bytes([
+                header.get(index).copied().unwrap_or_default(),
+                header.get(index + 1).copied().unwrap_or_default(),
+            ])
+        };
+        Ok(Self {
+            id: word(0),
+            flags: Flags(word(2)),
+            qdcount: word(4),
+            ancount: word(6),
+            nscount: word(8),
+            arcount: word(10),
+        })
+    }
+
+    /// The wire form.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        for (chunk, value) in
+            out.chunks_exact_mut(2).zip([self.id, self.flags.0, self.qdcount, self.ancount, self.nscount, self.arcount])
+        {
+            chunk.copy_from_slice(&value.to_be_bytes());
+        }
+        out
+    }
+
+    /// The count of the given section.
+    pub fn count(&self, section: Section) -> u16 {
+        match section {
+            Section::Question => self.qdcount,
+            Section::Answer => self.ancount,
+            Section::Authority => self.nscount,
+            Section::Additional => self.arcount,
+        }
+    }
+}
+
+/// A message read in place. Creating it checks only the header; sections are
+/// read lazily, and each entry is validated as it is reached.
+#[derive(Clone, Copy)]
+pub struct Message<'a> {
+    bytes: &'a [u8],
+    header: Header,
+}
+
+impl<'a> Message<'a> {
+    /// View `bytes` as a message. Fails only if there is no complete header.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
+        Ok(Self { header: Header::parse(bytes)?, bytes })
+    }
+
+    /// The whole message.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The header.
+    pub fn header(&self) -> Header {
+        self.header
+    }
+
+    /// The message ID.
+    pub fn id(&self) -> u16 {
+        self.header.id
+    }
+
+    /// The flags word.
+    pub fn flags(&self) -> Flags {
+        self.header.flags
+    }
+
+    /// The opcode.
+    pub fn opcode(&self) -> Opcode {
+        self.header.flags.opcode()
+    }
+
+    /// The questions, in order.
+    pub fn questions(&self) -> Questions<'a> {
+        Questions {
+            reader: Reader::at(self.bytes, HEADER_LEN),
+            remaining: self.header.qdcount,
+            expected: self.header.qdcount,
+            failed: false,
+            header: self.header,
+        }
+    }
+
+    /// The first question, reading nothing past it: what a proxy routes on.
+    pub fn first_question(&self) -> Result<Option<Question<'a>>, Error> {
+        self.questions().next().transpose()
+    }
+
+    /// Records of the answer, authority and additional sections, in order.
+    pub fn records(&self) -> Result<Records<'a>, Error> {
+        self.questions().into_records()
+    }
+
+    /// Records of one section only.
+    pub fn section(&self, section: Section) -> Result<Records<'a>, Error> {
+        let mut records = self.records()?;
+        records.skip_to(section)?;
+        records.stop_after = section;
+        Ok(records)
+    }
+
+    /// The answer section.
+    pub fn answers(&self) -> Result<Records<'a>, Error> {
+        self.section(Section::Answer)
+    }
+
+    /// The authority section.
+    pub fn authority(&self) -> Result<Records<'a>, Error> {
+        self.section(Section::Authority)
+    }
+
+    /// The additional section.
+    pub fn additional(&self) -> Result<Records<'a>, Error> {
+        self.section(Section::Additional)
+    }
+
+    /// The OPT record's EDNS data, if the message has one.
+    pub fn edns(&self) -> Result<Option<Edns<'a>>, Error> {
+        for record in self.additional()? {
+            let record = record?;
+            if record.rtype() == RecordType::OPT {
+                return Edns::from_record(&record).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The full rcode: the header's bits combined with the OPT record's extended bits.
+    pub fn rcode(&self) -> Result<Rcode, Error> {
+        let extended = self.edns()?.map_or(0, |edns| edns.extended_rcode_bits());
+        Ok(Rcode::from_parts(self.header.flags.rcode().header_bits(), extended))
+    }
+
+    /// Walk the whole message and check every field: names, every record's
+    /// typed RDATA, EDNS rules (one OPT, in the additional section, root
+    /// owner) and that nothing trails the last record.
+    pub fn check(&self) -> Result<(), Error> {
+        let mut questions = self.questions();
+        for question in &mut questions {
+            question?;
+        }
+        let mut records = questions.into_records()?;
+        let mut seen_opt = false;
+        for record in &mut records {
+            let record = record?;
+            record.data()?;
+            if record.rtype() == RecordType::OPT {
+                if record.section() != Section::Additional || !record.name().is_root() {
+                    return Err(Error::MisplacedOpt { offset: record.offset() });
+                }
+                if seen_opt {
+                    return Err(Error::DuplicateOpt { offset: record.offset() });
+                }
+                seen_opt = true;
+            }
+        }
+        let end = records.position();
+        if end < self.bytes.len() {
+            return Err(Error::TrailingData { offset: end, len: self.bytes.len() - end });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message").field("header", &self.header).field("len", &self.bytes.len()).finish()
+    }
+}
+
+/// One entry of the question section.
+#[derive(Clone, Copy, Debug)]
+pub struct Question<'a> {
+    name: Name<'a>,
+    qtype: RecordType,
+    qclass: Class,
+    offset: usize,
+    end: usize,
+    message: &'a [u8],
+}
+
+impl<'a> Question<'a> {
+    /// The name asked about, in its original case.
+    pub fn name(&self) -> Name<'a> {
+        self.name
+    }
+
+    /// The type asked for.
+    pub fn qtype(&self) -> RecordType {
+        self.qtype
+    }
+
+    /// The class asked for.
+    pub fn qclass(&self) -> Class {
+        self.qclass
+    }
+
+    /// Where the question starts in the message.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// The question's bytes as they appear in the message (may hold pointers).
+    pub fn raw(&self) -> &'a [u8] {
+        self.message.get(self.offset..self.end).unwrap_or(&[])
+    }
+}
+
+/// Iterator over the question section.
+#[derive(Clone, Debug)]
+pub struct Questions<'a> {
+    reader: Reader<'a>,
+    remaining: u16,
+    expected: u16,
+    failed: bool,
+    header: Header,
+}
+
+impl<'a> Questions<'a> {
+    /// Continue with the records after the questions, reading any questions not yet read.
+    pub fn into_records(mut self) -> Result<Records<'a>, Error> {
+        for question in self.by_ref() {
+            question?;
+        }
+        let header = self.header;
+        let mut records = Records {
+            reader: self.reader,
+            section: Section::Answer,
+            remaining: header.ancount,
+            counts: [header.qdcount, header.ancount, header.nscount, header.arcount],
+            stop_after: Section::Additional,
+            failed: false,
+        };
+        records.advance_empty_sections();
+        Ok(records)
+    }
+}
+
+impl<'a> Iterator for Questions<'a> {
+    type Item = Result<Question<'a>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 || self.failed {
+            return None;
+        }
+        let offset = self.reader.position();
+        if self.reader.is_empty() {
+            self.failed = true;
+            return Some(Err(Error::MissingRecords {
+                section: Section::Question,
+                expected: self.expected,
+                found: self.expected - self.remaining,
+                offset,
+            }));
+        }
+        let result = read_question(&mut self.reader);
+        match result {
+            Ok(question) => {
+                self.remaining -= 1;
+                Some(Ok(question))
+            }
+            Err(error) => {
+                self.failed = true;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+fn read_question<'a>(reader: &mut Reader<'a>) -> Result<Question<'a>, Error> {
+    let message = reader.message();
+    let offset = reader.position();
+    let (name, after) = Name::from_message(message, offset)?;
+    reader.seek(after);
+    let qtype = RecordType(reader.u16()?);
+    let qclass = Class(reader.u16()?);
+    Ok(Question { name, qtype, qclass, offset, end: reader.position(), message })
+}
+
+/// A resource record read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    message: &'a [u8],
+    name: Name<'a>,
+    rtype: RecordType,
+    class: Class,
+    ttl: u32,
+    offset: u32,
+    data_start: u32,
+    data_len: u16,
+    section: Section,
+}
+
+impl<'a> Record<'a> {
+    /// Read one record at `offset` of `message` (for callers that track offsets themselves).
+    pub fn parse(message: &'a [u8], offset: usize, section: Section) -> Result<(Self, usize), Error> {
+        let mut reader = Reader::at(message, offset);
+        let record = read_record(&mut reader, section)?;
+        Ok((record, reader.position()))
+    }
+
+    /// The owner name, in its original case.
+    pub fn name(&self) -> Name<'a> {
+        self.name
+    }
+
+    /// The record type.
+    pub fn rtype(&self) -> RecordType {
+        self.rtype
+    }
+
+    /// The class (for OPT: the UDP payload size).
+    pub fn class(&self) -> Class {
+        self.class
+    }
+
+    /// The TTL (for OPT: extended rcode, version and flags).
+    pub fn ttl(&self) -> u32 {
+        self.ttl
+    }
+
+    /// The section the record was found in.
+    pub fn section(&self) -> Section {
+        self.section
+    }
+
+    /// Where the record starts in the message.
+    pub fn offset(&self) -> usize {
+        self.offset as usize
+    }
+
+    /// Where the RDATA starts in the message.
+    pub fn data_offset(&self) -> usize {
+        self.data_start as usize
+    }
+
+    /// Where the record ends in the message.
+    pub fn end(&self) -> usize {
+        self.data_offset() + usize::from(self.data_len)
+    }
+
+    /// The record's bytes as they appear in the message (may hold pointers).
+    pub fn raw(&self) -> &'a [u8] {
+        self.message.get(self.offset()..self.end()).unwrap_or(&[])
+    }
+
+    /// The RDATA bytes as they appear in the message (names may be compressed).
+    pub fn raw_data(&self) -> &'a [u8] {
+        self.message.get(self.data_offset()..self.end()).unwrap_or(&[])
+    }
+
+    /// The typed RDATA, checked against its type's rules.
+    pub fn data(&self) -> Result<RData<'a>, Error> {
+        RData::parse(self.rtype, self.message, self.data_offset(), usize::from(self.data_len))
+    }
+
+    /// The message this record belongs to.
+    pub fn message_bytes(&self) -> &'a [u8] {
+        self.message
+    }
+}
+
+fn read_record<'a>(reader: &mut Reader<'a>, section: Section) -> Result<Record<'a>, Error> {
+    let message = reader.message();
+    let offset = reader.position();
+    let (name, after) = Name::from_message(message, offset)?;
+    reader.seek(after);
+    let rtype = RecordType(reader.u16()?);
+    let class = Class(reader.u16()?);
+    let ttl = reader.u32()?;
+    let data_len = reader.u16()?;
+    let data_start = reader.position();
+    reader.bytes(usize::from(data_len)).map_err(|_| Error::UnexpectedEnd {
+        offset: data_start,
+        needed: data_start + usize::from(data_len) - message.len().min(data_start + usize::from(data_len)),
+    })?;
+    let (Ok(offset32), Ok(data_start32)) = (u32::try_from(offset), u32::try_from(data_start)) else {
+        return Err(Error::UnexpectedEnd { offset, needed: 0 });
+    };
+    Ok(Record { message, name, rtype, class, ttl, offset: offset32, data_start: data_start32, data_len, section })
+}
+
+/// Iterator over records of one or more consecutive sections.
+#[derive(Clone, Debug)]
+pub struct Records<'a> {
+    reader: Reader<'a>,
+    section: Section,
+    remaining: u16,
+    counts: [u16; 4],
+    stop_after: Section,
+    failed: bool,
+}
+
+impl<'a> Records<'a> {
+    /// The offset just past the last record read.
+    pub fn position(&self) -> usize {
+        self.reader.position()
+    }
+
+    /// The section of the next record.
+    pub fn current_section(&self) -> Section {
+        self.section
+    }
+
+    fn section_count(&self, section: Section) -> u16 {
+        self.counts.get(section.index()).copied().unwrap_or_default()
+    }
+
+    fn advance_empty_sections(&mut self) {
+        while self.remaining == 0 {
+            match self.section.next() {
+                Some(next) => {
+                    self.section = next;
+                    self.remaining = self.section_count(next);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Read (and check) records until `section` starts.
+    fn skip_to(&mut self, section: Section) -> Result<(), Error> {
+        while self.section < section && self.remaining > 0 {
+            match self.next() {
+                Some(Err(error)) => return Err(error),
+                Some(Ok(_)) => {}
+                None => break,
+            }
+        }
+        if self.section < section {
+            self.section = section;
+            self.remaining = self.section_count(section);
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<Record<'a>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.remaining == 0 || self.section > self.stop_after {
+            return None;
+        }
+        if self.reader.is_empty() {
+            self.failed = true;
+            let expected = self.section_count(self.section);
+            return Some(Err(Error::MissingRecords {
+                section: self.section,
+                expected,
+                found: expected - self.remaining,
+                offset: self.reader.position(),
+            }));
+        }
+        match read_record(&mut self.reader, self.section) {
+            Ok(record) => {
+                self.remaining -= 1;
+                self.advance_empty_sections();
+                Some(Ok(record))
+            }
+            Err(error) => {
+                self.failed = true;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response to `example.com. A`: one A record using a pointer to the question name.
+    #[rustfmt::skip]
+    const RESPONSE: &[u8] = &[
+        0x12, 0x34,             // id
+        0x81, 0x80,             // QR RD RA, NOERROR
+        0x00, 0x01,             // qdcount
+        0x00, 0x01,             // ancount
+        0x00, 0x00,             // nscount
+        0x00, 0x00,             // arcount
+        7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0, // example.com.
+        0x00, 0x01,             // qtype A
+        0x00, 0x01,             // qclass IN
+        0xc0, 0x0c,             // pointer to 12: example.com.
+        0x00, 0x01,             // type A
+        0x00, 0x01,             // class IN
+        0x00, 0x00, 0x0e, 0x10, // ttl 3600
+        0x00, 0x04,             // rdlength
+        192, 0, 2, 1,           // 192.0.2.1
+    ];
+
+    #[test]
+    fn reads_header_question_and_answer() {
+        let message = Message::parse(RESPONSE).expect("header");
+        assert_eq!(message.id(), 0x1234);
+        assert!(message.flags().qr() && message.flags().rd() && message.flags().ra());
+        assert!(!message.flags().aa());
+        assert_eq!(message.opcode(), Opcode::QUERY);
+        let question = message.first_question().expect("valid").expect("present");
+        assert_eq!(question.name().to_string(), "example.com.");
+        assert_eq!(question.qtype(), RecordType::A);
+        let answers: Vec<_> = message.answers().expect("ok").collect::<Result<_, _>>().expect("ok");
+        assert_eq!(answers.len(), 1);
+        let answer = answers[0];
+        assert_eq!(answer.ttl(), 3600);
+        assert_eq!(answer.section(), Section::Answer);
+        assert_eq!(answer.data(), Ok(RData::A([192, 0, 2, 1].into())));
+        assert_eq!(message.check(), Ok(()));
+        assert_eq!(message.authority().expect("ok").count(), 0);
+    }
+
+    #[test]
+    fn counts_beyond_the_end_are_reported() {
+        let mut bytes = RESPONSE.to_vec();
+        bytes[7] = 3; // ancount 3
+        let message = Message::parse(&bytes).expect("header");
+        let results: Vec<_> = message.answers().expect("ok").collect();
+        assert_eq!(
+            results.last().and_then(|r| r.as_ref().err()),
+            Some(&(Error::MissingRecords { section: Section::Answer, expected: 3, found: 1, offset: bytes.len() }))
+        );
+        assert!(message.check().is_err());
+    }
+
+    #[test]
+    fn trailing_bytes_fail_the_full_check_only() {
+        let mut bytes = RESPONSE.to_vec();
+        bytes.extend_from_slice(&[0, 0]);
+        let message = Message::parse(&bytes).expect("header");
+        assert!(message.answers().expect("ok").all(|r| r.is_ok()));
+        assert_eq!(message.check(), Err(Error::TrailingData { offset: RESPONSE.len(), len: 2 }));
+    }
+
+    #[test]
+    fn short_input_is_not_a_message() {
+        assert_eq!(Message::parse(&RESPONSE[..5]).map(|m| m.id()), Err(Error::ShortHeader { len: 5 }));
+    }
+
+    #[test]
+    fn truncated_rdata_points_at_its_start() {
+        let bytes = &RESPONSE[..RESPONSE.len() - 2];
+        let message = Message::parse(bytes).expect("header");
+        let err = message.answers().expect("ok").next().expect("one").expect_err("truncated");
+        assert_eq!(err, Error::UnexpectedEnd { offset: RESPONSE.len() - 4, needed: 2 });
+    }
+
+    #[test]
+    fn flags_set_and_clear() {
+        let flags = Flags::default().with_qr(true).with_opcode(Opcode::NOTIFY).with_rcode(Rcode::REFUSED);
+        assert!(flags.qr());
+        assert_eq!(flags.opcode(), Opcode::NOTIFY);
+        assert_eq!(flags.rcode(), Rcode::REFUSED);
+        assert!(!flags.with_qr(false).qr());
+        let header = Header { id: 7, flags, qdcount: 1, ..Header::default() };
+        assert_eq!(Header::parse(&header.to_bytes()), Ok(header));
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests for signpost-wire: golden vectors, properties, allocation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod allocation;
+mod properties;
+mod vectors;
