@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Build the seed corpora for the fuzz targets under fuzz/corpus/ (gitignored).
+# Safe to re-run: it only adds files. Usage: fuzz/seed.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+vectors=../crates/wire/tests/vectors
+
+mkdir -p corpus/message corpus/name corpus/presentation corpus/build_then_parse
+
+# message: every golden packet, captured and hand-built.
+cp "$vectors"/*.bin corpus/message/
+
+# name: the wire form of each captured question name (the bytes after the
+# 12-byte header, so the name starts at offset 0), and a few names as text.
+for query in "$vectors"/*.query.bin; do
+    tail -c +13 "$query" > "corpus/name/wire-$(basename "$query" .query.bin)"
+done
+i=0
+for text in '.' 'example.' 'www.example.com' 'a\.b.example.' '\000\255bin.example.' '\065\066C.' \
+    'sixty-three-octet-label-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.example.' '*.example.' '@'; do
+    printf '%s' "$text" > "corpus/name/text-$i"
+    i=$((i + 1))
+done
+
+# presentation: one record per file, exactly as written in the test zones
+# (relative names resolve against the target's origin, example.).
+i=0
+for zone in "$vectors"/example.zone "$vectors"/example.com.zone; do
+    while IFS= read -r line; do
+        case "$line" in '' | ';'* | '$'*) continue ;; esac
+        printf '%s\n' "$line" > "corpus/presentation/zone-$i"
+        i=$((i + 1))
+    done < "$zone"
+done
+
+# build_then_parse: absolute records, one per line (TTL % 3 picks the section:
+# 0 answer, 1 authority, 2 additional; the first byte sets the size limit).
+records=$(cat <<'RECORDS'
+example. 300 IN SOA ns1.example. hostmaster.example. 2024010101 7200 900 1209600 300
+example. 300 IN NS ns1.example.
+example. 300 IN MX 10 mail.example.
+ns1.example. 300 IN A 192.0.2.53
+ns1.example. 300 IN AAAA 2001:db8::53
+chain.example. 300 IN CNAME chain2.example.
+dn.example. 300 IN DNAME target.example.
+txt.example. 300 IN TXT "hello world" "say \"hi\"" "back\\slash" "semi;colon" "\000\001\255\254bin" ""
+_sip._tcp.example. 300 IN SRV 10 60 5060 sip.example.
+caa.example. 300 IN CAA 128 tbs "Unknown"
+naptr.example. 300 IN NAPTR 100 10 "U" "E2U+sip" "!^.*$!sip:info@example.com!" .
+svc.example. 300 IN SVCB 1 svc1.example. alpn="h2,h3" port=8443 key667="hello"
+alias.example. 300 IN HTTPS 0 www.example.
+https.example. 300 IN HTTPS 1 . mandatory=alpn,ipv4hint alpn="h2,h3" no-default-alpn port=8443 ipv4hint=192.0.2.1,192.0.2.2 ech=AEX+DQBBpQAgACB/RRIm ipv6hint=2001:db8::1,2001:db8::2
+priv.example. 300 IN TYPE65280 \# 6 010203ff00fe
+a\.b.example. 300 IN A 192.0.2.10
+\000\255bin.example. 300 IN A 192.0.2.11
+RECORDS
+)
+i=0
+while IFS= read -r line; do
+    printf '%s\n' "$line" > "corpus/build_then_parse/one-$i"
+    i=$((i + 1))
+done <<< "$records"
+printf '%s\n' "$records" > corpus/build_then_parse/all-answer
+cat > corpus/build_then_parse/sections <<'RECORDS'
+www.example.com. 300 IN CNAME www-example-com.edge-frontend.eu-west-1.global-lb.cdn.example.com.
+www-example-com.edge-frontend.eu-west-1.global-lb.cdn.example.com. 300 IN A 192.0.2.10
+www-example-com.edge-frontend.eu-west-1.global-lb.cdn.example.com. 300 IN A 192.0.2.11
+www-example-com.edge-frontend.eu-west-1.global-lb.cdn.example.com. 300 IN A 192.0.2.12
+example.com. 301 IN NS ns1.example.com.
+example.com. 301 IN NS ns2.example.com.
+ns1.example.com. 302 IN A 192.0.2.153
+ns2.example.com. 302 IN A 198.51.100.153
+RECORDS
+# A tiny size limit (a first line of byte 20 gives 172 bytes) so truncation is reached.
+{ printf '\024\n'; cat corpus/build_then_parse/sections; } > corpus/build_then_parse/truncated
+
+for dir in corpus/*/; do
+    echo "$(basename "$dir"): $(find "$dir" -type f | wc -l) files"
+done
