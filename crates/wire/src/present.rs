@@ -225,7 +225,7 @@ pub fn parse_ttl(text: &str, column: usize) -> Result<u32, Error> {
         if !have_digits {
             return Err(invalid);
         }
-        total = total.checked_add(current * unit).ok_or(invalid)?;
+        total = current.checked_mul(unit).and_then(|seconds| total.checked_add(seconds)).ok_or(invalid)?;
         current = 0;
         have_digits = false;
     }
@@ -432,12 +432,17 @@ fn parse_generic(rtype: RecordType, fields: &mut Fields<'_, '_>) -> Result<RData
     let len: usize = fields.number("RDATA length")?;
     let hex_tokens = fields.rest();
     let column = hex_tokens.first().map_or(fields.end_column, |t| t.column);
+    let mismatch = Error::InvalidValue { rtype, column, rule: "\\# length does not match the hex data" };
+    // Check the announced length before reserving space for it.
+    if len > usize::from(u16::MAX) {
+        return Err(mismatch);
+    }
     let mut data = Vec::with_capacity(len);
     for token in hex_tokens {
         data.extend(hex_decode(token.text, token.column)?);
     }
-    if data.len() != len || len > usize::from(u16::MAX) {
-        return Err(Error::InvalidValue { rtype, column, rule: "\\# length does not match the hex data" });
+    if data.len() != len {
+        return Err(mismatch);
     }
     // Known types given generically are read as wire data, names uncompressed.
     if rtype == RecordType::OPT {
@@ -549,6 +554,35 @@ mod tests {
         assert!(parse_ttl("h", 0).is_err());
         assert!(parse_ttl("5", 0).is_ok() && parse_ttl("4294967296", 0).is_err());
         assert!(is_ttl("300") && !is_ttl("IN") && !is_ttl("A"));
+    }
+
+    #[test]
+    fn ttl_whose_unit_product_overflows_is_an_error() {
+        // From fuzzing (presentation target): 18 digits times the seconds in a
+        // week overflowed u64 in `current * unit` (a panic with overflow checks,
+        // a silently wrong TTL without them).
+        assert_eq!(parse_ttl("333333333333333333w", 4), Err(Error::InvalidNumber { column: 4, field: "TTL" }));
+        assert!(!is_ttl("333333333333333333w"));
+        let input = b"bcb@  3333333333333333w\x7f\x00\x00\x00=ww\n";
+        let origin: NameBuf = "example.".parse().expect("origin");
+        let text = core::str::from_utf8(input).expect("utf-8");
+        assert!(crate::RecordBuf::from_presentation(text, Some(&origin), Some(300)).is_err());
+        assert_eq!(parse_ttl("4294967295s", 0), Ok(u32::MAX));
+        assert!(parse_ttl("4294967296s", 0).is_err());
+    }
+
+    #[test]
+    fn generic_length_is_checked_before_allocating() {
+        // From fuzzing (build_then_parse target): `TYPE65280 \# 68888888888888888 0NSOA...`
+        // made parse_generic reserve that many bytes before comparing the length
+        // with the hex data: an allocation of 69 PB, which aborts the process.
+        let expected = Err(Error::InvalidValue {
+            rtype: RecordType(65280),
+            column: 21,
+            rule: "\\# length does not match the hex data",
+        });
+        assert_eq!(rdata(RecordType(65280), "\\# 68888888888888888 00"), expected);
+        assert!(rdata(RecordType(65280), "\\# 65536 00").is_err());
     }
 
     #[test]

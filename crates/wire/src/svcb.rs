@@ -179,8 +179,10 @@ impl fmt::Display for SvcParam<'_> {
                     for &byte in id {
                         match byte {
                             // A comma or backslash inside an id is escaped for the
-                            // list, then that backslash is escaped for the zone file.
-                            b',' | b'\\' => write!(f, "\\\\{}", char::from(byte))?,
+                            // list (`\,`, `\\`), then every backslash of that is
+                            // escaped again for the zone file.
+                            b',' => f.write_str("\\\\,")?,
+                            b'\\' => f.write_str("\\\\\\\\")?,
                             b'"' => f.write_str("\\\"")?,
                             0x20..=0x7e => write!(f, "{}", char::from(byte))?,
                             _ => write!(f, "\\{byte:03}")?,
@@ -383,6 +385,21 @@ mod tests {
         let param = SvcParams::new(&wire).next().expect("one");
         assert_eq!(param.alpn_ids().collect::<Vec<_>>(), [b"f,oo" as &[u8], b"bar"]);
         assert_eq!(params_from(&param.to_string()), Ok(wire));
+    }
+
+    #[test]
+    fn backslashes_inside_alpn_ids_survive_display() {
+        // From fuzzing (presentation target): an alpn id holding a backslash was
+        // shown as `t\\\@` (the list escape `\\` with only one of its backslashes
+        // escaped for the zone file), which reads back as `t@`: the backslash was
+        // lost on the round trip. Minimised from:
+        // `https. IN HTTPS 886 ipv4hint=092.0.2.1<1+2.0t alpn=h\005\0...t\\\\\@\0...:44`
+        let wire = b"\x00\x01\x00\x04\x03t\\@";
+        let param = SvcParams::new(wire).next().expect("one");
+        assert_eq!(param.alpn_ids().collect::<Vec<_>>(), [b"t\\@" as &[u8]]);
+        assert_eq!(param.to_string(), r#"alpn="t\\\\@""#);
+        assert_eq!(params_from(&param.to_string()), Ok(wire.to_vec()));
+        crate::fuzzing::presentation(br"https. IN HTTPS 886 ipv4hint=092.0.2.1<1+2.0t alpn=t\\\\@,a\\\,b");
     }
 
     #[test]
