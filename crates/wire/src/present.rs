@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::Error;
 use crate::iana::RecordType;
 use crate::name::{Name, NameBuf};
-use crate::rdata::{Caa, Mx, Naptr, Opt, RData, RDataBuf, RecordData, Soa, Srv, Svcb, Txt, Unknown};
+use crate::rdata::{Caa, Mx, Naptr, RData, RDataBuf, RecordData, Soa, Srv, Svcb, Txt, Unknown};
 use crate::svcb::parse_params;
 
 /// One field of presentation-format text.
@@ -444,10 +444,8 @@ fn parse_generic(rtype: RecordType, fields: &mut Fields<'_, '_>) -> Result<RData
     if data.len() != len {
         return Err(mismatch);
     }
-    // Known types given generically are read as wire data, names uncompressed.
-    if rtype == RecordType::OPT {
-        return Ok(RecordData::Opt(Opt(data)));
-    }
+    // Known types given generically are read as wire data, names uncompressed
+    // (OPT included: its options must be well formed, as on the wire).
     let invalid = Error::InvalidValue { rtype, column, rule: "generic data is not valid for this type" };
     let parsed = RData::parse(rtype, &data, 0, data.len()).map_err(|_| invalid)?;
     if matches!(parsed, RecordData::Unknown(_)) {
@@ -583,6 +581,26 @@ mod tests {
         });
         assert_eq!(rdata(RecordType(65280), "\\# 68888888888888888 00"), expected);
         assert!(rdata(RecordType(65280), "\\# 65536 00").is_err());
+    }
+
+    #[test]
+    fn generic_opt_data_must_hold_well_formed_options() {
+        // From fuzzing (presentation target): `p\0\0\0\x0e TYPE41 \# 3 3000fe` was
+        // taken as OPT data without looking at it, so the record parsed from
+        // text but its wire form did not (an option code with no length).
+        let input = b"p\0\0\0\x0e TYPE41 \\# 3 3000fe\n";
+        let origin: NameBuf = "example.".parse().expect("origin");
+        let text = core::str::from_utf8(input).expect("utf-8");
+        assert_eq!(
+            crate::RecordBuf::from_presentation(text, Some(&origin), Some(300)),
+            Err(Error::InvalidValue {
+                rtype: RecordType::OPT,
+                column: 18,
+                rule: "generic data is not valid for this type"
+            })
+        );
+        // Well-formed options are still accepted: NSID with no data.
+        assert_eq!(rdata(RecordType::OPT, "\\# 4 00030000").expect("ok").to_string(), "\\# 4 00030000");
     }
 
     #[test]
