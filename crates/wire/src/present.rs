@@ -304,13 +304,20 @@ pub fn parse_name(token: Token<'_>, origin: Option<&NameBuf>) -> Result<NameBuf,
     let result = match origin {
         Some(origin) => NameBuf::from_presentation_relative(token.text, origin),
         None => {
-            if token.text != "." && !token.text.ends_with('.') || token.text.ends_with("\\.") {
+            if !ends_with_unescaped_dot(token.text) {
                 return Err(Error::RelativeName { column });
             }
             NameBuf::from_presentation(token.text)
         }
     };
     result.map_err(|error| error.shifted(column))
+}
+
+/// Whether a name's text ends in a dot that is not escaped: `a.` and `a\\\\.`
+/// do, `a\\.` does not (a backslash can only be escaped by another, so the
+/// run of backslashes before the dot decides).
+fn ends_with_unescaped_dot(text: &str) -> bool {
+    text.strip_suffix('.').is_some_and(|head| head.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 0)
 }
 
 impl RDataBuf {
@@ -601,6 +608,29 @@ mod tests {
         );
         // Well-formed options are still accepted: NSID with no data.
         assert_eq!(rdata(RecordType::OPT, "\\# 4 00030000").expect("ok").to_string(), "\\# 4 00030000");
+    }
+
+    #[test]
+    fn a_dot_after_an_escaped_backslash_ends_an_absolute_name() {
+        // From fuzzing (presentation target): `t\\\\\\\\. TXT l` has an absolute
+        // owner (four escaped backslashes, then the final dot), but parse_name
+        // without an origin took any name ending in `\.` for a relative one, so
+        // the record's own display did not parse.
+        let input = b"t\\\\\\\\\\\\\\\\. TXT l  \\\\\\x\n\0 \0\0 \0e";
+        let text = core::str::from_utf8(input).expect("utf-8");
+        let origin: NameBuf = "example.".parse().expect("origin");
+        let record = crate::RecordBuf::from_presentation(text, Some(&origin), Some(300)).expect("valid");
+        assert_eq!(record.name.to_string(), r"t\\\\\\\\.");
+        let shown = record.to_string();
+        assert_eq!(crate::RecordBuf::from_presentation(&shown, None, None), Ok(record));
+        assert!(
+            ends_with_unescaped_dot(".") && ends_with_unescaped_dot("a\\\\.") && ends_with_unescaped_dot("a\\046.")
+        );
+        assert!(
+            !ends_with_unescaped_dot("a\\.") && !ends_with_unescaped_dot("a\\\\\\.") && !ends_with_unescaped_dot("a")
+        );
+        let token = |text| Token { text, quoted: false, column: 3 };
+        assert_eq!(parse_name(token("a\\."), None), Err(Error::RelativeName { column: 3 }));
     }
 
     #[test]
