@@ -1,0 +1,248 @@
+//! A query ready to send, and the checks an answer must pass to be taken as its answer.
+
+use bytes::{Bytes, BytesMut};
+use signpost_wire::{Class, Message, NameBuf, Opcode, Rcode, RecordType};
+
+/// A query as the caller gave it, with its question read out for matching answers.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    bytes: Bytes,
+    name: NameBuf,
+    qtype: RecordType,
+    qclass: Class,
+    opcode: Opcode,
+}
+
+/// Why a received message is not the answer to a query.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Mismatch {
+    /// Shorter than a header, or QR clear.
+    NotResponse,
+    /// A different message ID.
+    WrongId,
+    /// A different opcode, or a question with another name, type or class (or none).
+    WrongQuestion,
+}
+
+impl Mismatch {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::NotResponse => "not a DNS response",
+            Self::WrongId => "answer with another message ID",
+            Self::WrongQuestion => "answer to another question",
+        }
+    }
+}
+
+/// What an accepted answer says, for the group to decide on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Verdict {
+    pub(crate) rcode: Rcode,
+    pub(crate) truncated: bool,
+}
+
+impl Prepared {
+    /// Read `query`'s header and first question. When the query carries an
+    /// OPT record its advertised UDP payload size is set to `edns_payload`.
+    pub(crate) fn new(query: &[u8], edns_payload: u16) -> Result<Self, signpost_wire::Error> {
+        if query.len() > signpost_wire::MAX_MESSAGE_LEN {
+            return Err(signpost_wire::Error::Truncated { limit: signpost_wire::MAX_MESSAGE_LEN });
+        }
+        let message = Message::parse(query)?;
+        let question = message.first_question()?.ok_or(signpost_wire::Error::MissingRecords {
+            section: signpost_wire::Section::Question,
+            expected: 1,
+            found: 0,
+            offset: signpost_wire::HEADER_LEN,
+        })?;
+        let mut payload_at = None;
+        if message.header().arcount > 0 {
+            for record in message.additional()? {
+                let record = record?;
+                if record.rtype() == RecordType::OPT {
+                    // CLASS sits before TTL (4) and RDLENGTH (2), just before the data.
+                    payload_at = record.data_offset().checked_sub(8);
+                    break;
+                }
+            }
+        }
+        let mut bytes = BytesMut::from(query);
+        if let Some(slot) = payload_at.and_then(|at| bytes.get_mut(at..at + 2)) {
+            slot.copy_from_slice(&edns_payload.to_be_bytes());
+        }
+        Ok(Self {
+            bytes: bytes.freeze(),
+            name: question.name().to_name_buf(),
+            qtype: question.qtype(),
+            qclass: question.qclass(),
+            opcode: message.opcode(),
+        })
+    }
+
+    /// The query bytes (ID as given).
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// A copy with message ID `id`, after `prefix_len` zero bytes (2 for a TCP length).
+    pub(crate) fn with_id(&self, id: u16, prefix_len: usize) -> BytesMut {
+        let mut out = BytesMut::with_capacity(prefix_len + self.bytes.len());
+        out.resize(prefix_len, 0);
+        out.extend_from_slice(&self.bytes);
+        signpost_wire::relay::set_id(out.get_mut(prefix_len..).unwrap_or_default(), id);
+        out
+    }
+
+    /// Check that `response` answers this query sent with `id`: QR set, the
+    /// same ID and opcode, and the same question (name compared without
+    /// regard to case, type, class). With `lenient`, used on connections that
+    /// cannot be spoofed, an error answer without a question is accepted.
+    pub(crate) fn matches(&self, response: &[u8], id: u16, lenient: bool) -> Result<(), Mismatch> {
+        let message = Message::parse(response).map_err(|_| Mismatch::NotResponse)?;
+        let header = message.header();
+        if !header.flags.qr() {
+            return Err(Mismatch::NotResponse);
+        }
+        if header.id != id {
+            return Err(Mismatch::WrongId);
+        }
+        if message.opcode() != self.opcode {
+            return Err(Mismatch::WrongQuestion);
+        }
+        match message.first_question() {
+            Ok(Some(question))
+                if question.qtype() == self.qtype
+                    && question.qclass() == self.qclass
+                    && question.name() == self.name =>
+            {
+                Ok(())
+            }
+            Ok(None) if lenient && header.flags.rcode() != Rcode::NOERROR => Ok(()),
+            _ => Err(Mismatch::WrongQuestion),
+        }
+    }
+}
+
+/// Check a matched answer from end to end and read its rcode and TC bit.
+pub(crate) fn inspect(response: &[u8]) -> Result<Verdict, String> {
+    let message = Message::parse(response).map_err(|error| format!("malformed answer: {error}"))?;
+    message.check().map_err(|error| format!("malformed answer: {error}"))?;
+    let rcode = message.rcode().unwrap_or_else(|_| message.flags().rcode());
+    Ok(Verdict { rcode, truncated: message.flags().tc() })
+}
+
+/// A query for `name` `qtype` with RD set and ID 0, as probes and the example send.
+pub(crate) fn build_query(name: &NameBuf, qtype: RecordType, edns_payload: Option<u16>) -> Bytes {
+    let mut buffer = BytesMut::with_capacity(64);
+    let result = (|| {
+        let mut builder = signpost_wire::MessageBuilder::new(&mut buffer)?;
+        builder.set_flags(signpost_wire::Flags::default().with_rd(true));
+        builder.push_question(name, qtype, Class::IN)?;
+        if let Some(size) = edns_payload {
+            builder.set_edns(signpost_wire::EdnsHeader { udp_payload_size: size, ..Default::default() });
+        }
+        builder.finish()
+    })();
+    match result {
+        Ok(_) => buffer.freeze(),
+        // A name is at most 255 octets, so a query always fits; keep a header-only message otherwise.
+        Err(_) => Bytes::from_static(&[0; signpost_wire::HEADER_LEN]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signpost_wire::{EdnsHeader, Flags, MessageBuilder, RData, Section};
+
+    fn query(name: &str, edns: bool) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        let mut builder = MessageBuilder::new(&mut buffer).unwrap();
+        builder.set_id(0x1234);
+        builder.set_flags(Flags::default().with_rd(true));
+        builder.push_question(&name.parse::<NameBuf>().unwrap(), RecordType::A, Class::IN).unwrap();
+        if edns {
+            builder.set_edns(EdnsHeader { udp_payload_size: 4096, ..Default::default() });
+        }
+        builder.finish().unwrap();
+        buffer
+    }
+
+    fn answer(query: &[u8], id: u16, name: &str, rcode: Rcode) -> Vec<u8> {
+        let parsed = Message::parse(query).unwrap();
+        let mut buffer = Vec::new();
+        let mut builder = MessageBuilder::response_header_to(&mut buffer, parsed.header()).unwrap();
+        builder.set_id(id);
+        let question = parsed.first_question().unwrap().unwrap();
+        let name: NameBuf = name.parse().unwrap();
+        builder.push_question(&name, question.qtype(), question.qclass()).unwrap();
+        builder.set_rcode(rcode);
+        builder.push(Section::Answer, &name, Class::IN, 60, &RData::A([192, 0, 2, 1].into())).unwrap();
+        builder.finish().unwrap();
+        buffer
+    }
+
+    #[test]
+    fn the_payload_size_is_rewritten_only_when_edns_is_present() {
+        let with = Prepared::new(&query("example.com", true), 1232).unwrap();
+        let edns_size = Message::parse(with.bytes()).unwrap().edns().unwrap().unwrap().raw_udp_payload_size();
+        assert_eq!(edns_size, 1232);
+        let original = query("example.com", false);
+        let without = Prepared::new(&original, 1232).unwrap();
+        assert_eq!(without.bytes().as_ref(), original.as_slice());
+    }
+
+    #[test]
+    fn ids_are_set_after_the_prefix() {
+        let prepared = Prepared::new(&query("example.com", false), 1232).unwrap();
+        let framed = prepared.with_id(0xbeef, 2);
+        assert_eq!(&framed[..4], &[0, 0, 0xbe, 0xef]);
+        assert_eq!(&framed[4..], &prepared.bytes()[2..]);
+    }
+
+    #[test]
+    fn answers_must_match_id_and_question_but_not_case() {
+        let sent = query("Example.COM", false);
+        let prepared = Prepared::new(&sent, 1232).unwrap();
+        assert_eq!(prepared.matches(&answer(&sent, 7, "example.com", Rcode::NOERROR), 7, false), Ok(()));
+        assert_eq!(
+            prepared.matches(&answer(&sent, 8, "example.com", Rcode::NOERROR), 7, false),
+            Err(Mismatch::WrongId)
+        );
+        assert_eq!(
+            prepared.matches(&answer(&sent, 7, "example.org", Rcode::NOERROR), 7, false),
+            Err(Mismatch::WrongQuestion)
+        );
+        assert_eq!(prepared.matches(&sent, 0x1234, false), Err(Mismatch::NotResponse));
+        assert_eq!(prepared.matches(&[0x80; 5], 7, false), Err(Mismatch::NotResponse));
+    }
+
+    #[test]
+    fn error_answers_without_a_question_pass_only_when_lenient() {
+        let sent = query("example.com", false);
+        let prepared = Prepared::new(&sent, 1232).unwrap();
+        let mut buffer = Vec::new();
+        let mut builder =
+            MessageBuilder::response_header_to(&mut buffer, Message::parse(&sent).unwrap().header()).unwrap();
+        builder.set_rcode(Rcode::FORMERR);
+        builder.finish().unwrap();
+        assert_eq!(prepared.matches(&buffer, 0x1234, true), Ok(()));
+        assert_eq!(prepared.matches(&buffer, 0x1234, false), Err(Mismatch::WrongQuestion));
+    }
+
+    #[test]
+    fn inspection_reads_rcode_and_rejects_trailing_garbage() {
+        let sent = query("example.com", false);
+        let mut response = answer(&sent, 1, "example.com", Rcode::SERVFAIL);
+        assert_eq!(inspect(&response), Ok(Verdict { rcode: Rcode::SERVFAIL, truncated: false }));
+        response.push(0);
+        assert!(inspect(&response).unwrap_err().contains("malformed"));
+    }
+
+    #[test]
+    fn queries_without_a_question_are_refused() {
+        assert!(Prepared::new(&[0; 12], 1232).is_err());
+        assert!(Prepared::new(&[0; 3], 1232).is_err());
+    }
+}
