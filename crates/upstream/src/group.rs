@@ -285,7 +285,8 @@ impl Group {
                     return Ok(self.resolved(answer, log));
                 }
                 let attempts = log.into_attempts();
-                if matches!(end, End::Deadline) {
+                // A last try whose timeout was cut to the deadline ends as Exhausted at the deadline.
+                if matches!(end, End::Deadline) || Instant::now() >= deadline {
                     Err(UpstreamError::deadline(&config.name, config.total_timeout, attempts))
                 } else {
                     Err(UpstreamError::exhausted(&config.name, attempts))

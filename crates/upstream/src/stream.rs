@@ -129,19 +129,23 @@ impl StreamTransport {
             connections.push(connection.clone());
             return Ok((connection, permit, true));
         }
-        // Every connection is full: wait for room on the least busy one.
-        let Some(connection) =
-            connections.iter().max_by_key(|connection| connection.in_flight.available_permits()).cloned()
-        else {
-            return Err(Failure::Unreachable("no connection".into()));
-        };
+        // Every connection is full: wait for room on whichever frees first.
+        let waiting: Vec<_> = connections
+            .iter()
+            .map(|connection| {
+                let connection = connection.clone();
+                Box::pin(async move {
+                    let permit = connection.in_flight.clone().acquire_owned().await;
+                    (connection, permit)
+                })
+            })
+            .collect();
         drop(connections);
-        let permit = connection
-            .in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Failure::Unreachable("connection closed".into()))?;
+        if waiting.is_empty() {
+            return Err(Failure::Unreachable("no connection".into()));
+        }
+        let ((connection, permit), _, _) = futures_util::future::select_all(waiting).await;
+        let permit = permit.map_err(|_| Failure::Unreachable("connection closed".into()))?;
         Ok((connection, permit, false))
     }
 
