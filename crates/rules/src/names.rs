@@ -1,0 +1,234 @@
+//! Name helpers for lookups that must not allocate: lowercased wire names in
+//! stack buffers, label offsets, presentation form for regexes, and a fast
+//! hasher for maps keyed by wire names.
+
+use core::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashMap;
+
+use signpost_wire::{MAX_LABELS, MAX_NAME_LEN, NameBuf, ToName};
+
+/// A hash map with the [`FxHasher`]: keys come from configuration, never
+/// from queries, so flooding is not a concern and speed is.
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// The multiply-rotate hash of rustc (`rustc-hash`), eight bytes at a time.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = self.hash.wrapping_add(word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            for (slot, byte) in word.iter_mut().zip(rest) {
+                *slot = *byte;
+            }
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_usize(&mut self, value: usize) {
+        self.add(value as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash.rotate_left(26)
+    }
+}
+
+/// A name in lowercased wire form on the stack, with the offsets of its labels.
+pub(crate) struct LowerName {
+    wire: [u8; MAX_NAME_LEN],
+    len: usize,
+    /// `starts[i]` is where label `i` (from the left) starts; `starts[count]` is the root.
+    starts: [u8; MAX_LABELS + 1],
+    count: usize,
+}
+
+impl LowerName {
+    /// Lowercase `name` (a valid uncompressed wire name).
+    pub(crate) fn new(name: &impl ToName) -> Self {
+        let mut scratch = [0u8; MAX_NAME_LEN];
+        Self::from_flat(name.flat(&mut scratch))
+    }
+
+    /// Lowercase a valid uncompressed wire name.
+    pub(crate) fn from_flat(flat: &[u8]) -> Self {
+        let mut wire = [0u8; MAX_NAME_LEN];
+        let len = flat.len().min(MAX_NAME_LEN);
+        for (slot, byte) in wire.iter_mut().zip(flat) {
+            *slot = byte.to_ascii_lowercase();
+        }
+        let mut starts = [0u8; MAX_LABELS + 1];
+        let mut count = 0;
+        let mut position = 0usize;
+        while let Some(&label_len) = wire.get(position) {
+            if position >= len {
+                break;
+            }
+            if let Some(slot) = starts.get_mut(count) {
+                *slot = position as u8;
+            }
+            if label_len == 0 || count >= MAX_LABELS {
+                break;
+            }
+            count += 1;
+            position += 1 + usize::from(label_len);
+        }
+        Self { wire, len, starts, count }
+    }
+
+    /// The whole name.
+    pub(crate) fn as_wire(&self) -> &[u8] {
+        self.wire.get(..self.len).unwrap_or(&[])
+    }
+
+    /// Number of labels, root excluded.
+    pub(crate) fn label_count(&self) -> usize {
+        self.count
+    }
+
+    /// The suffix made of the last `labels` labels (0 gives the root).
+    pub(crate) fn suffix(&self, labels: usize) -> &[u8] {
+        let index = self.count.saturating_sub(labels);
+        let start = usize::from(self.starts.get(index).copied().unwrap_or(0));
+        self.wire.get(start..self.len).unwrap_or(&[])
+    }
+
+    /// Write the presentation form without the trailing dot (the root is
+    /// `.`) into `out`, returning it. Escapes follow signpost-wire's.
+    pub(crate) fn presentation<'b>(&self, out: &'b mut [u8; 4 * MAX_NAME_LEN]) -> &'b str {
+        let mut len = 0usize;
+        let mut push = |byte: u8| {
+            if let Some(slot) = out.get_mut(len) {
+                *slot = byte;
+                len += 1;
+            }
+        };
+        if self.count == 0 {
+            push(b'.');
+        }
+        for index in 0..self.count {
+            if index > 0 {
+                push(b'.');
+            }
+            let start = usize::from(self.starts.get(index).copied().unwrap_or(0));
+            let label_len = usize::from(self.wire.get(start).copied().unwrap_or(0));
+            for &byte in self.wire.get(start + 1..start + 1 + label_len).unwrap_or(&[]) {
+                let special = matches!(byte, b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$');
+                if byte.is_ascii_graphic() && !special {
+                    push(byte);
+                } else if byte.is_ascii_graphic() {
+                    push(b'\\');
+                    push(byte);
+                } else {
+                    push(b'\\');
+                    push(b'0' + byte / 100);
+                    push(b'0' + byte / 10 % 10);
+                    push(b'0' + byte % 10);
+                }
+            }
+        }
+        // Everything written is ASCII.
+        core::str::from_utf8(out.get(..len).unwrap_or(&[])).unwrap_or_default()
+    }
+}
+
+/// The lowercased wire form of a name, as map keys hold it.
+pub(crate) fn key_of(name: &NameBuf) -> Box<[u8]> {
+    name.to_lowercase().as_wire().into()
+}
+
+/// A set of label counts (0 to 127), to skip probes that cannot hit.
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct DepthSet([u64; 2]);
+
+impl DepthSet {
+    pub(crate) fn insert(&mut self, depth: usize) {
+        if let Some(word) = self.0.get_mut(depth / 64) {
+            *word |= 1 << (depth % 64);
+        }
+    }
+
+    pub(crate) fn contains(&self, depth: usize) -> bool {
+        self.0.get(depth / 64).is_some_and(|word| word & (1 << (depth % 64)) != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::hash::{BuildHasher, Hash};
+
+    fn name(text: &str) -> NameBuf {
+        text.parse().expect("valid name")
+    }
+
+    #[test]
+    fn suffixes_follow_label_boundaries() {
+        let lower = LowerName::new(&name("WWW.Example.COM."));
+        assert_eq!(lower.label_count(), 3);
+        assert_eq!(lower.as_wire(), b"\x03www\x07example\x03com\x00");
+        assert_eq!(lower.suffix(3), lower.as_wire());
+        assert_eq!(lower.suffix(2), b"\x07example\x03com\x00");
+        assert_eq!(lower.suffix(1), b"\x03com\x00");
+        assert_eq!(lower.suffix(0), b"\x00");
+        let root = LowerName::new(&NameBuf::root());
+        assert_eq!(root.label_count(), 0);
+        assert_eq!(root.suffix(0), b"\x00");
+    }
+
+    #[test]
+    fn presentation_matches_the_wire_crate_without_the_dot() {
+        let mut out = [0u8; 4 * MAX_NAME_LEN];
+        for text in ["www.example.com.", "a\\.b.example.", "\\000\\255bin.", "sp\\032ace.x.", "semi\\;colon."] {
+            let parsed = name(text);
+            let lower = LowerName::new(&parsed);
+            assert_eq!(lower.presentation(&mut out), parsed.to_lowercase().to_relative_string(), "{text}");
+        }
+        assert_eq!(LowerName::new(&NameBuf::root()).presentation(&mut out), ".");
+    }
+
+    #[test]
+    fn fx_hash_agrees_for_boxed_and_borrowed_keys() {
+        let build = BuildHasherDefault::<FxHasher>::default();
+        let boxed: Box<[u8]> = b"\x03com\x00".to_vec().into();
+        let borrowed: &[u8] = b"\x03com\x00";
+        assert_eq!(build.hash_one(&boxed), build.hash_one(borrowed));
+        assert_ne!(build.hash_one(b"\x03com\x00" as &[u8]), build.hash_one(b"\x03org\x00" as &[u8]));
+        let mut hasher = FxHasher::default();
+        b"".hash(&mut hasher);
+        let _ = hasher.finish();
+    }
+
+    #[test]
+    fn depth_sets_hold_0_to_127() {
+        let mut set = DepthSet::default();
+        assert!(!set.contains(0));
+        set.insert(0);
+        set.insert(127);
+        set.insert(64);
+        assert!(set.contains(0) && set.contains(64) && set.contains(127));
+        assert!(!set.contains(1) && !set.contains(63) && !set.contains(128));
+    }
+}

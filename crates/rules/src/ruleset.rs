@@ -1,0 +1,1635 @@
+//! The compiled rule set: views chosen by listener and client CIDR, a name
+//! index per view probed from the longest suffix to the root, regexes in one
+//! automaton per view, and the decision itself.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use regex_automata::meta::Regex;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind};
+use signpost_wire::{Class, MAX_NAME_LEN, NameBuf, Question, RDataBuf, Rcode, RecordBuf, RecordType, ToName};
+
+use crate::decision::{Answer, Block, BlockAction, Client, Decision, Forward, LocalAnswer, Matched, Reason};
+use crate::error::{Error, Location};
+use crate::hosts::{AllocationRanges, Allocations, allocate};
+use crate::names::{DepthSet, FastMap, LowerName, key_of};
+use crate::spec::{
+    Action, AddressSource, Anchor, DEFAULT_GROUP, DEFAULT_VIEW, ExceptionSpec, HostTableSpec, Matcher, Redirect,
+    RuleSpec, ViewSpec, ZoneMode, ZoneSpec,
+};
+use crate::zone::{Lookup, Zone, ZoneChange, synthetic_soa};
+
+/// Most CNAME (and DNAME) links followed for one answer.
+pub const MAX_CHAIN: usize = 8;
+
+/// Collects views, rules, exceptions, zones and host tables, and builds a
+/// [`RuleSet`] from them. Keep it to make changed rule sets later (each
+/// [`RuleSet`] also remembers the builder it came from).
+#[derive(Clone, Debug, Default)]
+pub struct RuleSetBuilder {
+    default_group: Option<String>,
+    known_groups: Option<BTreeSet<String>>,
+    ranges: AllocationRanges,
+    pinned: Allocations,
+    views: Vec<(ViewSpec, Location)>,
+    rules: Vec<(RuleSpec, Location)>,
+    exceptions: Vec<(ExceptionSpec, Location)>,
+    zones: Vec<(ZoneSpec, Location)>,
+    host_tables: Vec<(HostTableSpec, Location)>,
+}
+
+impl RuleSetBuilder {
+    /// An empty builder: no default group (unmatched names are REFUSED).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The group for names nothing matches.
+    pub fn default_group(&mut self, group: impl Into<String>) -> &mut Self {
+        self.default_group = Some(group.into());
+        self
+    }
+
+    /// Check that every group named exists among these (unchecked if never called).
+    pub fn known_groups<S: Into<String>>(&mut self, groups: impl IntoIterator<Item = S>) -> &mut Self {
+        self.known_groups = Some(groups.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Where automatic host addresses come from.
+    pub fn allocation_ranges(&mut self, ranges: AllocationRanges) -> &mut Self {
+        self.ranges = ranges;
+        self
+    }
+
+    /// Addresses allocated before (a loaded state file), kept where possible.
+    pub fn allocation_state(&mut self, state: Allocations) -> &mut Self {
+        self.pinned = state;
+        self
+    }
+
+    /// Add a view.
+    pub fn view(&mut self, view: ViewSpec) -> &mut Self {
+        let at = Location::field(format!("view {}", view.name));
+        self.view_at(view, at)
+    }
+
+    /// Add a rule.
+    pub fn rule(&mut self, rule: RuleSpec) -> &mut Self {
+        let at = Location::field(format!("rule {}", rule.id));
+        self.rule_at(rule, at)
+    }
+
+    /// Add an exception.
+    pub fn exception(&mut self, exception: ExceptionSpec) -> &mut Self {
+        let at = Location::field(format!("exception {}", exception.id));
+        self.exception_at(exception, at)
+    }
+
+    /// Add a zone.
+    pub fn zone(&mut self, zone: ZoneSpec) -> &mut Self {
+        let at = Location::field(format!("zone {}", zone.id));
+        self.zone_at(zone, at)
+    }
+
+    /// Add a host table.
+    pub fn host_table(&mut self, table: HostTableSpec) -> &mut Self {
+        let at = Location::field(format!("host table {}", table.name));
+        self.host_table_at(table, at)
+    }
+
+    pub(crate) fn view_at(&mut self, view: ViewSpec, at: Location) -> &mut Self {
+        self.views.push((view, at));
+        self
+    }
+
+    pub(crate) fn rule_at(&mut self, rule: RuleSpec, at: Location) -> &mut Self {
+        self.rules.push((rule, at));
+        self
+    }
+
+    pub(crate) fn exception_at(&mut self, exception: ExceptionSpec, at: Location) -> &mut Self {
+        self.exceptions.push((exception, at));
+        self
+    }
+
+    pub(crate) fn zone_at(&mut self, zone: ZoneSpec, at: Location) -> &mut Self {
+        self.zones.push((zone, at));
+        self
+    }
+
+    pub(crate) fn host_table_at(&mut self, table: HostTableSpec, at: Location) -> &mut Self {
+        self.host_tables.push((table, at));
+        self
+    }
+
+    /// Remove the rule with this id; whether there was one.
+    pub fn remove_rule(&mut self, id: &str) -> bool {
+        let before = self.rules.len();
+        self.rules.retain(|(rule, _)| rule.id != id);
+        self.rules.len() != before
+    }
+
+    /// Remove the exception with this id; whether there was one.
+    pub fn remove_exception(&mut self, id: &str) -> bool {
+        let before = self.exceptions.len();
+        self.exceptions.retain(|(exception, _)| exception.id != id);
+        self.exceptions.len() != before
+    }
+
+    /// Remove the zone with this id; whether there was one.
+    pub fn remove_zone(&mut self, id: &str) -> bool {
+        let before = self.zones.len();
+        self.zones.retain(|(zone, _)| zone.id != id);
+        self.zones.len() != before
+    }
+
+    /// Remove the host table with this name; whether there was one.
+    pub fn remove_host_table(&mut self, name: &str) -> bool {
+        let before = self.host_tables.len();
+        self.host_tables.retain(|(table, _)| table.name != name);
+        self.host_tables.len() != before
+    }
+
+    /// Add, change or delete records of the zone with this id, all or nothing.
+    pub fn change_zone(&mut self, id: &str, changes: impl IntoIterator<Item = ZoneChange>) -> Result<(), Error> {
+        let Some((spec, _)) = self.zones.iter_mut().find(|(zone, _)| zone.id == id) else {
+            return Err(Error::NoSuchZone { at: Location::default(), id: id.to_owned() });
+        };
+        spec.zone = Arc::new(spec.zone.apply(changes)?);
+        Ok(())
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> impl Iterator<Item = &RuleSpec> {
+        self.rules.iter().map(|(rule, _)| rule)
+    }
+
+    /// The exceptions, in order.
+    pub fn exceptions(&self) -> impl Iterator<Item = &ExceptionSpec> {
+        self.exceptions.iter().map(|(exception, _)| exception)
+    }
+
+    /// The zones, in order.
+    pub fn zones(&self) -> impl Iterator<Item = &ZoneSpec> {
+        self.zones.iter().map(|(zone, _)| zone)
+    }
+
+    /// The host tables, in order.
+    pub fn host_tables(&self) -> impl Iterator<Item = &HostTableSpec> {
+        self.host_tables.iter().map(|(table, _)| table)
+    }
+
+    /// The views, in order (the default view is implicit unless added).
+    pub fn views(&self) -> impl Iterator<Item = &ViewSpec> {
+        self.views.iter().map(|(view, _)| view)
+    }
+
+    /// Check everything and compile the rule set.
+    pub fn build(&self) -> Result<RuleSet, Error> {
+        Compiler::new(self)?.compile()
+    }
+}
+
+/// An immutable, compiled rule set: `Send + Sync`, built once from
+/// configuration and swapped in whole on reload.
+#[derive(Debug)]
+pub struct RuleSet {
+    views: Vec<View>,
+    by_listener: FastMap<Box<str>, u32>,
+    v4_prefixes: Vec<(u8, FastMap<u32, u32>)>,
+    v6_prefixes: Vec<(u8, FastMap<u128, u32>)>,
+    default_view: u32,
+    rules: Vec<CompiledRule>,
+    exceptions: Vec<CompiledException>,
+    zones: Vec<CompiledZone>,
+    hosts: Vec<CompiledHostTable>,
+    default_group: Option<Box<str>>,
+    allocations: Allocations,
+    source: RuleSetBuilder,
+}
+
+#[derive(Debug)]
+struct View {
+    name: Box<str>,
+    default_group: Option<Box<str>>,
+    names: FastMap<Box<[u8]>, NameNode>,
+    depths: DepthSet,
+    regex_rules: Option<RegexList>,
+    regex_exceptions: Option<RegexList>,
+    /// Whether any regex or filter needs the presentation form.
+    needs_text: bool,
+}
+
+/// Everything that matches at one name of a view.
+#[derive(Debug, Default, Clone, Copy)]
+struct NameNode {
+    exact: Option<Slot>,
+    wildcard: Option<u32>,
+    suffix: Option<u32>,
+    exception_exact: Option<u32>,
+    exception_wildcard: Option<u32>,
+    exception_suffix: Option<u32>,
+    zone: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Rule(u32),
+    Host { table: u32, entry: u32 },
+}
+
+#[derive(Debug)]
+struct RegexList {
+    regex: Regex,
+    targets: Vec<u32>,
+}
+
+impl RegexList {
+    fn first_match(&self, text: &str) -> Option<u32> {
+        let found = self.regex.search(&Input::new(text).anchored(Anchored::Yes))?;
+        self.targets.get(found.pattern().as_usize()).copied()
+    }
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    id: Box<str>,
+    pattern: Box<str>,
+    action: CompiledAction,
+    filter: Option<Regex>,
+    /// For redirect rules on a name: the SOA of NODATA answers.
+    nodata: Option<[RecordBuf; 1]>,
+}
+
+#[derive(Debug)]
+enum CompiledAction {
+    Forward { group: Box<str>, forward_first: bool },
+    Redirect(Redirect),
+    Block(BlockAction),
+    System,
+}
+
+#[derive(Debug)]
+struct CompiledException {
+    id: Box<str>,
+    pattern: Box<str>,
+    group: Option<Box<str>>,
+}
+
+#[derive(Debug)]
+struct CompiledZone {
+    zone: Arc<Zone>,
+    mode: ZoneMode,
+}
+
+#[derive(Debug)]
+struct CompiledHostTable {
+    name: Box<str>,
+    ttl: u32,
+    entries: Vec<CompiledHost>,
+}
+
+#[derive(Debug)]
+struct CompiledHost {
+    name: NameBuf,
+    v4: Box<[Ipv4Addr]>,
+    v6: Box<[Ipv6Addr]>,
+    /// The A records when there are several (one address answers without records).
+    a: Box<[RecordBuf]>,
+    aaaa: Box<[RecordBuf]>,
+}
+
+/// What applying a rule gave.
+enum Step<'r> {
+    Done(Decision<'r>),
+    /// The rule declined (its filter did not match, or the class is not IN).
+    Skip,
+    /// A SYSTEM rule: only zones and host tables from here on.
+    System,
+}
+
+/// The question as the decision needs it.
+struct Asked<'q> {
+    /// The wire name as asked (case kept), for synthesised owners.
+    flat: &'q [u8],
+    lower: LowerName,
+    qtype: RecordType,
+    qclass: Class,
+    client: &'q Client,
+    hops: usize,
+}
+
+impl Asked<'_> {
+    fn local_class(&self) -> bool {
+        self.qclass == Class::IN || self.qclass == Class::ANY
+    }
+
+    fn owner(&self) -> NameBuf {
+        signpost_wire::Name::from_wire(self.flat).map(|name| name.to_name_buf()).unwrap_or_else(|_| NameBuf::root())
+    }
+}
+
+impl Default for RuleSet {
+    /// No rules: everything is forwarded to the group named `"default"`.
+    fn default() -> Self {
+        let mut builder = RuleSetBuilder::new();
+        builder.default_group(DEFAULT_GROUP);
+        builder.build().unwrap_or_else(|_| unreachable_empty())
+    }
+}
+
+/// An empty rule set always builds; this only satisfies the type checker.
+fn unreachable_empty() -> RuleSet {
+    RuleSet {
+        views: vec![View {
+            name: DEFAULT_VIEW.into(),
+            default_group: Some(DEFAULT_GROUP.into()),
+            names: FastMap::default(),
+            depths: DepthSet::default(),
+            regex_rules: None,
+            regex_exceptions: None,
+            needs_text: false,
+        }],
+        by_listener: FastMap::default(),
+        v4_prefixes: Vec::new(),
+        v6_prefixes: Vec::new(),
+        default_view: 0,
+        rules: Vec::new(),
+        exceptions: Vec::new(),
+        zones: Vec::new(),
+        hosts: Vec::new(),
+        default_group: Some(DEFAULT_GROUP.into()),
+        allocations: Allocations::default(),
+        source: RuleSetBuilder::default(),
+    }
+}
+
+impl RuleSet {
+    /// A builder.
+    pub fn builder() -> RuleSetBuilder {
+        RuleSetBuilder::new()
+    }
+
+    /// Decide what to do with a question.
+    pub fn decide(&self, question: &Question<'_>, client: &Client) -> Decision<'_> {
+        self.decide_name(&question.name(), question.qtype(), question.qclass(), client)
+    }
+
+    /// Decide what to do with a name, type and class.
+    pub fn decide_name(&self, name: &impl ToName, qtype: RecordType, qclass: Class, client: &Client) -> Decision<'_> {
+        let mut scratch = [0u8; MAX_NAME_LEN];
+        let flat = name.flat(&mut scratch);
+        let asked = Asked { flat, lower: LowerName::from_flat(flat), qtype, qclass, client, hops: 0 };
+        self.decide_in(self.view_for(client), &asked)
+    }
+
+    /// The group for names nothing matches, if any (views may have their own).
+    pub fn default_group(&self) -> Option<&str> {
+        self.default_group.as_deref()
+    }
+
+    /// The name of the view a client is placed in.
+    pub fn view_of(&self, client: &Client) -> &str {
+        &self.view_for(client).name
+    }
+
+    /// The names of the views.
+    pub fn view_names(&self) -> impl Iterator<Item = &str> {
+        self.views.iter().map(|view| &*view.name)
+    }
+
+    /// The zone with this id.
+    pub fn zone(&self, id: &str) -> Option<&Zone> {
+        self.source.zones().find(|spec| spec.id == id).map(|spec| &*spec.zone)
+    }
+
+    /// The automatic host addresses in use (save them to keep them across restarts).
+    pub fn allocations(&self) -> &Allocations {
+        &self.allocations
+    }
+
+    /// A builder holding everything this rule set was built from (with the
+    /// current automatic addresses pinned), to make a changed rule set.
+    pub fn to_builder(&self) -> RuleSetBuilder {
+        let mut builder = self.source.clone();
+        builder.pinned = self.allocations.clone();
+        builder
+    }
+
+    /// What the rule set holds, view by view, one line per matcher: for
+    /// `check-config` style output.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for view in &self.views {
+            out.push_str(&format!("view {}", view.name));
+            if let Some(group) = &view.default_group {
+                out.push_str(&format!(" (default group {group})"));
+            }
+            out.push('\n');
+            let mut names: Vec<(NameBuf, NameNode)> = view
+                .names
+                .iter()
+                .filter_map(|(key, node)| Some((signpost_wire::Name::from_wire(key).ok()?.to_name_buf(), *node)))
+                .collect();
+            names.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, node) in names {
+                self.describe_node(&mut out, &name, &node);
+            }
+            for &exception in view.regex_exceptions.iter().flat_map(|list| &list.targets) {
+                self.describe_exception(&mut out, exception);
+            }
+            for &rule in view.regex_rules.iter().flat_map(|list| &list.targets) {
+                self.describe_rule(&mut out, rule);
+            }
+        }
+        out
+    }
+
+    fn describe_node(&self, out: &mut String, name: &NameBuf, node: &NameNode) {
+        for exception in [node.exception_exact, node.exception_wildcard, node.exception_suffix].into_iter().flatten() {
+            self.describe_exception(out, exception);
+        }
+        match node.exact {
+            Some(Slot::Rule(rule)) => self.describe_rule(out, rule),
+            Some(Slot::Host { table, .. }) => {
+                let table = self.hosts.get(table as usize).map_or("?", |t| &t.name);
+                out.push_str(&format!("  ={} -> host table {table}\n", name.to_relative_string()));
+            }
+            None => {}
+        }
+        for rule in [node.wildcard, node.suffix].into_iter().flatten() {
+            self.describe_rule(out, rule);
+        }
+        if let Some(zone) = node.zone.and_then(|zone| self.zones.get(zone as usize)) {
+            let mode = match zone.mode {
+                ZoneMode::Authoritative => "authoritative",
+                ZoneMode::Transparent => "transparent",
+                ZoneMode::Redirect => "redirect",
+            };
+            out.push_str(&format!("  {} -> zone ({mode}, {} records)\n", zone.zone.apex(), zone.zone.len()));
+        }
+    }
+
+    fn describe_rule(&self, out: &mut String, rule: u32) {
+        let Some(rule) = self.rules.get(rule as usize) else { return };
+        let action = match &rule.action {
+            CompiledAction::Forward { group, forward_first: true } => format!("forward {group} (forward-first)"),
+            CompiledAction::Forward { group, .. } => format!("forward {group}"),
+            CompiledAction::Redirect(redirect) => {
+                format!("redirect {:?} {:?} ttl {}", redirect.v4, redirect.v6, redirect.ttl)
+            }
+            CompiledAction::Block(action) => format!("block {action:?}"),
+            CompiledAction::System => "system".to_owned(),
+        };
+        let filter = if rule.filter.is_some() { " (only names matching its filter)" } else { "" };
+        out.push_str(&format!("  {} -> {action}{filter} [rule {}]\n", rule.pattern, rule.id));
+    }
+
+    fn describe_exception(&self, out: &mut String, exception: u32) {
+        let Some(exception) = self.exceptions.get(exception as usize) else { return };
+        let group = exception.group.as_deref().unwrap_or("the default group");
+        out.push_str(&format!("  {} -> exception: forward {group} [exception {}]\n", exception.pattern, exception.id));
+    }
+
+    fn view_for(&self, client: &Client) -> &View {
+        if let Some(listener) = &client.listener
+            && let Some(&index) = self.by_listener.get(&**listener)
+            && let Some(view) = self.views.get(index as usize)
+        {
+            return view;
+        }
+        let index = match unmapped(client.source) {
+            IpAddr::V4(address) => {
+                let bits = u32::from(address);
+                self.v4_prefixes.iter().find_map(|(prefix, map)| map.get(&mask_v4(bits, *prefix)).copied())
+            }
+            IpAddr::V6(address) => {
+                let bits = u128::from(address);
+                self.v6_prefixes.iter().find_map(|(prefix, map)| map.get(&mask_v6(bits, *prefix)).copied())
+            }
+        };
+        let index = index.unwrap_or(self.default_view);
+        self.views.get(index as usize).or_else(|| self.views.first()).unwrap_or_else(|| unreachable_view())
+    }
+
+    fn decide_in<'r>(&'r self, view: &'r View, asked: &Asked<'_>) -> Decision<'r> {
+        let mut text_buffer = [0u8; 4 * MAX_NAME_LEN];
+        let text = if view.needs_text { asked.lower.presentation(&mut text_buffer) } else { "" };
+        if let Some(list) = &view.regex_exceptions
+            && let Some(exception) = list.first_match(text)
+        {
+            return self.exception_decision(view, exception);
+        }
+        let labels = asked.lower.label_count();
+        let mut system: Option<u32> = None;
+        for depth in (0..=labels).rev() {
+            if !view.depths.contains(depth) {
+                continue;
+            }
+            let Some(node) = view.names.get(asked.lower.suffix(depth)) else { continue };
+            let full = depth == labels;
+            if system.is_none() {
+                let (exception, rule) = if full {
+                    (node.exception_exact, node.exact)
+                } else {
+                    (node.exception_wildcard, node.wildcard.map(Slot::Rule))
+                };
+                let candidates = [(exception, rule), (node.exception_suffix, node.suffix.map(Slot::Rule))];
+                for (exception, rule) in candidates {
+                    if let Some(exception) = exception {
+                        return self.exception_decision(view, exception);
+                    }
+                    match rule {
+                        Some(Slot::Rule(rule)) => match self.apply_rule(view, rule, asked, text) {
+                            Step::Done(decision) => return decision,
+                            Step::System => system = Some(rule),
+                            Step::Skip => {}
+                        },
+                        Some(Slot::Host { table, entry }) if asked.local_class() => {
+                            return self.host_decision(view, table, entry, asked);
+                        }
+                        Some(Slot::Host { .. }) | None => {}
+                    }
+                    if system.is_some() {
+                        break;
+                    }
+                }
+            } else if full
+                && let Some(Slot::Host { table, entry }) = node.exact
+                && asked.local_class()
+            {
+                return self.host_decision(view, table, entry, asked);
+            }
+            if let Some(zone) = node.zone
+                && asked.local_class()
+                && let Some(decision) = self.zone_decision(view, zone, asked)
+            {
+                return decision;
+            }
+        }
+        if system.is_none()
+            && let Some(list) = &view.regex_rules
+            && let Some(rule) = list.first_match(text)
+        {
+            match self.apply_rule(view, rule, asked, text) {
+                Step::Done(decision) => return decision,
+                Step::System => system = Some(rule),
+                Step::Skip => {}
+            }
+        }
+        let matched = match system.and_then(|rule| self.rules.get(rule as usize)) {
+            Some(rule) => Matched::Rule { id: &rule.id, pattern: &rule.pattern },
+            None => Matched::Default,
+        };
+        let reason = Reason { view: &view.name, matched };
+        match view.default_group.as_deref() {
+            Some(group) => Decision::Forward(Forward { group, forward_first: false, reason }),
+            None => Decision::Block(Block { action: BlockAction::Refused, reason }),
+        }
+    }
+
+    fn exception_decision<'r>(&'r self, view: &'r View, exception: u32) -> Decision<'r> {
+        let Some(exception) = self.exceptions.get(exception as usize) else {
+            return Decision::Block(Block { action: BlockAction::Refused, reason: default_reason(view) });
+        };
+        let reason =
+            Reason { view: &view.name, matched: Matched::Exception { id: &exception.id, pattern: &exception.pattern } };
+        match exception.group.as_deref().or(view.default_group.as_deref()) {
+            Some(group) => Decision::Forward(Forward { group, forward_first: false, reason }),
+            None => Decision::Block(Block { action: BlockAction::Refused, reason }),
+        }
+    }
+
+    fn apply_rule<'r>(&'r self, view: &'r View, rule_index: u32, asked: &Asked<'_>, text: &str) -> Step<'r> {
+        let Some(rule) = self.rules.get(rule_index as usize) else { return Step::Skip };
+        if let Some(filter) = &rule.filter
+            && !filter.is_match(Input::new(text).anchored(Anchored::Yes))
+        {
+            return Step::Skip;
+        }
+        let reason = Reason { view: &view.name, matched: Matched::Rule { id: &rule.id, pattern: &rule.pattern } };
+        match &rule.action {
+            CompiledAction::Forward { group, forward_first } => {
+                Step::Done(Decision::Forward(Forward { group, forward_first: *forward_first, reason }))
+            }
+            CompiledAction::Block(action) => Step::Done(Decision::Block(Block { action: *action, reason })),
+            CompiledAction::System => Step::System,
+            CompiledAction::Redirect(_) if !asked.local_class() => Step::Skip,
+            CompiledAction::Redirect(redirect) => {
+                let address = match asked.qtype {
+                    RecordType::A => redirect_v4(redirect, asked.client).map(IpAddr::V4),
+                    RecordType::AAAA => redirect_v6(redirect, asked.client).map(IpAddr::V6),
+                    RecordType::ANY => redirect_v4(redirect, asked.client)
+                        .map(IpAddr::V4)
+                        .or_else(|| redirect_v6(redirect, asked.client).map(IpAddr::V6)),
+                    _ => None,
+                };
+                let (answer, authority) = match (address, &rule.nodata) {
+                    (Some(address), _) => {
+                        (Answer::AddressOfQuestion { address, ttl: redirect.ttl }, Cow::Borrowed(&[][..]))
+                    }
+                    (None, Some(soa)) => (empty_answer(), Cow::Borrowed(&soa[..])),
+                    (None, None) => {
+                        (empty_answer(), Cow::Owned(vec![synthetic_soa(&asked.owner(), redirect.ttl, redirect.ttl)]))
+                    }
+                };
+                Step::Done(Decision::Local(LocalAnswer {
+                    rcode: Rcode::NOERROR,
+                    authoritative: true,
+                    answer,
+                    authority,
+                    additional: Cow::Borrowed(&[]),
+                    reason,
+                }))
+            }
+        }
+    }
+
+    fn host_decision<'r>(&'r self, view: &'r View, table: u32, entry: u32, asked: &Asked<'_>) -> Decision<'r> {
+        let Some(table) = self.hosts.get(table as usize) else { return self.decide_default(view) };
+        let Some(host) = table.entries.get(entry as usize) else { return self.decide_default(view) };
+        let reason = Reason { view: &view.name, matched: Matched::HostTable { table: &table.name, name: &host.name } };
+        let ttl = table.ttl;
+        let single_v4 = || match *host.v4 {
+            [address] => Some(Answer::AddressOfQuestion { address: IpAddr::V4(address), ttl }),
+            _ => None,
+        };
+        let single_v6 = || match *host.v6 {
+            [address] => Some(Answer::AddressOfQuestion { address: IpAddr::V6(address), ttl }),
+            _ => None,
+        };
+        let answer = match asked.qtype {
+            RecordType::A if !host.v4.is_empty() => single_v4().unwrap_or(Answer::Records(Cow::Borrowed(&host.a))),
+            RecordType::AAAA if !host.v6.is_empty() => {
+                single_v6().unwrap_or(Answer::Records(Cow::Borrowed(&host.aaaa)))
+            }
+            RecordType::ANY if !host.v4.is_empty() || !host.v6.is_empty() => {
+                let owner = asked.owner();
+                let records = host
+                    .v4
+                    .iter()
+                    .map(|address| RecordBuf::new(owner.clone(), ttl, RDataBuf::A(*address)))
+                    .chain(host.v6.iter().map(|address| RecordBuf::new(owner.clone(), ttl, RDataBuf::Aaaa(*address))))
+                    .collect();
+                Answer::Records(Cow::Owned(records))
+            }
+            _ => {
+                return Decision::Local(LocalAnswer {
+                    rcode: Rcode::NOERROR,
+                    authoritative: true,
+                    answer: empty_answer(),
+                    authority: Cow::Owned(vec![synthetic_soa(&host.name, ttl, ttl)]),
+                    additional: Cow::Borrowed(&[]),
+                    reason,
+                });
+            }
+        };
+        Decision::Local(LocalAnswer {
+            rcode: Rcode::NOERROR,
+            authoritative: true,
+            answer,
+            authority: Cow::Borrowed(&[]),
+            additional: Cow::Borrowed(&[]),
+            reason,
+        })
+    }
+
+    fn decide_default<'r>(&'r self, view: &'r View) -> Decision<'r> {
+        let reason = default_reason(view);
+        match view.default_group.as_deref() {
+            Some(group) => Decision::Forward(Forward { group, forward_first: false, reason }),
+            None => Decision::Block(Block { action: BlockAction::Refused, reason }),
+        }
+    }
+
+    /// The zone's answer, or `None` when a transparent zone does not hold the name.
+    fn zone_decision<'r>(&'r self, view: &'r View, zone_index: u32, asked: &Asked<'_>) -> Option<Decision<'r>> {
+        let entry = self.zones.get(zone_index as usize)?;
+        let zone = &*entry.zone;
+        let reason = Reason { view: &view.name, matched: Matched::Zone { zone: zone.apex() } };
+        let local = |rcode, answer, authority| {
+            Decision::Local(LocalAnswer {
+                rcode,
+                authoritative: true,
+                answer,
+                authority,
+                additional: Cow::Borrowed(&[]),
+                reason: reason.clone(),
+            })
+        };
+        let negative = || Cow::Borrowed(zone.negative_soa());
+        let synthesise = |records: &[RecordBuf]| {
+            let owner = asked.owner();
+            records.iter().map(|record| RecordBuf { name: owner.clone(), ..record.clone() }).collect::<Vec<_>>()
+        };
+        if entry.mode == ZoneMode::Redirect {
+            let apex = LowerName::new(zone.apex());
+            return Some(match zone.lookup(&apex, asked.qtype) {
+                Lookup::Records(records) if asked.lower.as_wire() == apex.as_wire() => {
+                    local(Rcode::NOERROR, Answer::Records(Cow::Borrowed(records)), Cow::Borrowed(&[]))
+                }
+                Lookup::Records(records) => {
+                    local(Rcode::NOERROR, Answer::Records(Cow::Owned(synthesise(records))), Cow::Borrowed(&[]))
+                }
+                _ => local(Rcode::NOERROR, empty_answer(), negative()),
+            });
+        }
+        Some(match zone.lookup(&asked.lower, asked.qtype) {
+            Lookup::Records(records) => {
+                local(Rcode::NOERROR, Answer::Records(Cow::Borrowed(records)), Cow::Borrowed(&[]))
+            }
+            Lookup::Wildcard(records) => {
+                local(Rcode::NOERROR, Answer::Records(Cow::Owned(synthesise(records))), Cow::Borrowed(&[]))
+            }
+            Lookup::NoData => local(Rcode::NOERROR, empty_answer(), negative()),
+            Lookup::NxDomain if entry.mode == ZoneMode::Transparent => return None,
+            Lookup::NxDomain => local(Rcode::NXDOMAIN, empty_answer(), negative()),
+            Lookup::Referral { ns, glue } => Decision::Local(LocalAnswer {
+                rcode: Rcode::NOERROR,
+                authoritative: false,
+                answer: empty_answer(),
+                authority: Cow::Borrowed(ns),
+                additional: Cow::Borrowed(glue),
+                reason,
+            }),
+            Lookup::Cname(cname) => self.chase(view, vec![cname.clone()], cname, asked, reason),
+            Lookup::WildcardCname(cname) => {
+                let synthesised = RecordBuf { name: asked.owner(), ..cname.clone() };
+                self.chase(view, vec![synthesised.clone()], &synthesised, asked, reason)
+            }
+            Lookup::Dname(dname) => {
+                let RDataBuf::Dname(target) = &dname.data else { return None };
+                let keep = asked.flat.len().saturating_sub(dname.name.wire_len());
+                let mut wire = asked.flat.get(..keep).unwrap_or(&[]).to_vec();
+                wire.extend_from_slice(target.as_wire());
+                let Ok(new_name) = signpost_wire::Name::from_wire(&wire).map(|name| name.to_name_buf()) else {
+                    // The substituted name is too long (RFC 6672 §2.2).
+                    return Some(local(
+                        Rcode::YXDOMAIN,
+                        Answer::Records(Cow::Owned(vec![dname.clone()])),
+                        Cow::Borrowed(&[]),
+                    ));
+                };
+                let cname = RecordBuf {
+                    name: asked.owner(),
+                    class: dname.class,
+                    ttl: dname.ttl,
+                    data: RDataBuf::Cname(new_name),
+                };
+                self.chase(view, vec![dname.clone(), cname.clone()], &cname, asked, reason)
+            }
+        })
+    }
+
+    /// Follow a CNAME (the last record of `chain`) through the view's own data.
+    fn chase<'r>(
+        &'r self,
+        view: &'r View,
+        mut chain: Vec<RecordBuf>,
+        cname: &RecordBuf,
+        asked: &Asked<'_>,
+        reason: Reason<'r>,
+    ) -> Decision<'r> {
+        let mut rcode = Rcode::NOERROR;
+        let mut authority = Vec::new();
+        let mut additional = Vec::new();
+        if let RDataBuf::Cname(target) = &cname.data
+            && asked.qtype != RecordType::CNAME
+            && asked.hops < MAX_CHAIN
+            && !chain.iter().any(|record| record.name == *target)
+        {
+            let next = Asked {
+                flat: target.as_wire(),
+                lower: LowerName::new(target),
+                qtype: asked.qtype,
+                qclass: asked.qclass,
+                client: asked.client,
+                hops: asked.hops + 1,
+            };
+            if let Decision::Local(answer) = self.decide_in(view, &next) {
+                match answer.answer {
+                    Answer::Records(records) => chain.extend(records.iter().cloned()),
+                    Answer::AddressOfQuestion { address, ttl } => {
+                        let data = match address {
+                            IpAddr::V4(v4) => RDataBuf::A(v4),
+                            IpAddr::V6(v6) => RDataBuf::Aaaa(v6),
+                        };
+                        chain.push(RecordBuf::new(target.clone(), ttl, data));
+                    }
+                }
+                rcode = answer.rcode;
+                authority = answer.authority.into_owned();
+                additional = answer.additional.into_owned();
+            }
+        }
+        Decision::Local(LocalAnswer {
+            rcode,
+            authoritative: true,
+            answer: Answer::Records(Cow::Owned(chain)),
+            authority: Cow::Owned(authority),
+            additional: Cow::Owned(additional),
+            reason,
+        })
+    }
+}
+
+fn empty_answer<'r>() -> Answer<'r> {
+    Answer::Records(Cow::Borrowed(&[]))
+}
+
+fn default_reason(view: &View) -> Reason<'_> {
+    Reason { view: &view.name, matched: Matched::Default }
+}
+
+fn unreachable_view() -> &'static View {
+    static EMPTY: std::sync::OnceLock<View> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| View {
+        name: DEFAULT_VIEW.into(),
+        default_group: None,
+        names: FastMap::default(),
+        depths: DepthSet::default(),
+        regex_rules: None,
+        regex_exceptions: None,
+        needs_text: false,
+    })
+}
+
+fn unmapped(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        IpAddr::V4(_) => address,
+    }
+}
+
+fn mask_v4(bits: u32, prefix: u8) -> u32 {
+    if prefix == 0 { 0 } else { bits & (u32::MAX << (32 - u32::from(prefix.min(32)))) }
+}
+
+fn mask_v6(bits: u128, prefix: u8) -> u128 {
+    if prefix == 0 { 0 } else { bits & (u128::MAX << (128 - u32::from(prefix.min(128)))) }
+}
+
+fn redirect_v4(redirect: &Redirect, client: &Client) -> Option<Ipv4Addr> {
+    match redirect.v4 {
+        AddressSource::Fixed(address) => Some(address),
+        AddressSource::None => None,
+        AddressSource::ArrivalAddress => match client.local.map(unmapped).filter(|local| !local.is_unspecified()) {
+            Some(IpAddr::V4(local)) => Some(local),
+            Some(IpAddr::V6(local)) => local.is_loopback().then_some(Ipv4Addr::LOCALHOST),
+            None => unmapped(client.source).is_loopback().then_some(Ipv4Addr::LOCALHOST),
+        },
+    }
+}
+
+fn redirect_v6(redirect: &Redirect, client: &Client) -> Option<Ipv6Addr> {
+    match redirect.v6 {
+        AddressSource::Fixed(address) => Some(address),
+        AddressSource::None => None,
+        AddressSource::ArrivalAddress => match client.local.map(unmapped).filter(|local| !local.is_unspecified()) {
+            Some(IpAddr::V6(local)) => Some(local),
+            Some(IpAddr::V4(local)) => local.is_loopback().then_some(Ipv6Addr::LOCALHOST),
+            None => unmapped(client.source).is_loopback().then_some(Ipv6Addr::LOCALHOST),
+        },
+    }
+}
+
+/// Compile a regex for names: case-insensitive, ASCII classes, anchored as asked.
+pub(crate) fn compile_regexes(patterns: &[(&str, Anchor)]) -> Result<Regex, (usize, String)> {
+    let wrapped: Vec<String> = patterns
+        .iter()
+        .map(|(pattern, anchor)| match anchor {
+            Anchor::Full => format!("(?:{pattern})$"),
+            Anchor::Start => format!("(?:{pattern})"),
+        })
+        .collect();
+    let build = |patterns: &[String]| {
+        Regex::builder()
+            .syntax(syntax::Config::new().case_insensitive(true).unicode(false).utf8(false))
+            .configure(Regex::config().match_kind(MatchKind::LeftmostFirst).utf8_empty(false))
+            .build_many(patterns)
+    };
+    build(&wrapped).map_err(|error| {
+        // Find the pattern at fault by compiling each alone.
+        let index = wrapped.iter().position(|pattern| build(core::slice::from_ref(pattern)).is_err()).unwrap_or(0);
+        (index, error.to_string())
+    })
+}
+
+/// Turns a builder into a rule set, checking as it goes.
+struct Compiler<'b> {
+    builder: &'b RuleSetBuilder,
+    /// View names to index, and where each was declared.
+    view_index: BTreeMap<String, (u32, Location)>,
+}
+
+impl<'b> Compiler<'b> {
+    fn new(builder: &'b RuleSetBuilder) -> Result<Self, Error> {
+        let mut view_index = BTreeMap::new();
+        view_index.insert(DEFAULT_VIEW.to_owned(), (0, Location::default()));
+        let mut next = 1;
+        for (view, at) in &builder.views {
+            if view.name == DEFAULT_VIEW {
+                if let Some(entry) = view_index.get_mut(DEFAULT_VIEW) {
+                    if entry.1 != Location::default() {
+                        return Err(duplicate(at, &entry.1, "view", &view.name));
+                    }
+                    entry.1 = at.clone();
+                }
+                continue;
+            }
+            if let Some((_, first)) = view_index.get(&view.name) {
+                return Err(duplicate(at, first, "view", &view.name));
+            }
+            view_index.insert(view.name.clone(), (next, at.clone()));
+            next += 1;
+        }
+        Ok(Self { builder, view_index })
+    }
+
+    fn view_spec(&self, name: &str) -> Option<&ViewSpec> {
+        self.builder.views.iter().map(|(view, _)| view).find(|view| view.name == name)
+    }
+
+    /// Indexes of the views named (empty: the default view; `*`: all).
+    fn resolve_views(&self, names: &[String], at: &Location) -> Result<Vec<u32>, Error> {
+        if names.is_empty() {
+            return Ok(vec![0]);
+        }
+        if names.iter().any(|name| name == "*") {
+            return Ok(self.view_index.values().map(|(index, _)| *index).collect());
+        }
+        let mut indexes = Vec::new();
+        for name in names {
+            let (index, _) =
+                self.view_index.get(name).ok_or_else(|| Error::UnknownView { at: at.clone(), view: name.clone() })?;
+            if !indexes.contains(index) {
+                indexes.push(*index);
+            }
+        }
+        Ok(indexes)
+    }
+
+    fn check_group(&self, group: &str, at: &Location) -> Result<(), Error> {
+        match &self.builder.known_groups {
+            Some(known) if !known.contains(group) => {
+                Err(Error::UnknownGroup { at: at.clone(), group: group.to_owned() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn compile(self) -> Result<RuleSet, Error> {
+        let builder = self.builder;
+        let view_count = self.view_index.len();
+        let mut view_names: Vec<String> = vec![String::new(); view_count];
+        for (name, (index, _)) in &self.view_index {
+            if let Some(slot) = view_names.get_mut(*index as usize) {
+                slot.clone_from(name);
+            }
+        }
+        if let Some(group) = &builder.default_group {
+            self.check_group(group, &Location::field("default_group"))?;
+        }
+        let mut tables: Vec<TableBuilder> = Vec::with_capacity(view_count);
+        for name in &view_names {
+            let spec = self.view_spec(name);
+            let default_group =
+                spec.and_then(|view| view.default_group.clone()).or_else(|| builder.default_group.clone());
+            if let (Some(group), Some(spec)) = (spec.and_then(|view| view.default_group.as_ref()), spec) {
+                let at = self.view_index.get(&spec.name).map(|(_, at)| at.clone()).unwrap_or_default();
+                self.check_group(group, &at)?;
+            }
+            tables.push(TableBuilder { default_group, ..TableBuilder::default() });
+        }
+
+        // Rules.
+        let mut rules = Vec::with_capacity(builder.rules.len());
+        let mut rule_ids: HashMap<&str, &Location> = HashMap::new();
+        for (index, (rule, at)) in builder.rules.iter().enumerate() {
+            if let Some(first) = rule_ids.insert(&rule.id, at) {
+                return Err(duplicate(at, first, "rule id", &rule.id));
+            }
+            let views = self.resolve_views(&rule.views, at)?;
+            let action = match &rule.action {
+                Action::Forward { group, forward_first } => {
+                    self.check_group(group, at)?;
+                    CompiledAction::Forward { group: group.as_str().into(), forward_first: *forward_first }
+                }
+                Action::Redirect(redirect) => CompiledAction::Redirect(*redirect),
+                Action::Block(action) => CompiledAction::Block(*action),
+                Action::System => CompiledAction::System,
+            };
+            let filter = match &rule.only_names_matching {
+                None => None,
+                Some(_) if matches!(rule.matcher, Matcher::Regex { .. }) => {
+                    return Err(Error::InvalidEntry {
+                        at: at.clone(),
+                        problem: "only_names_matching is for name rules: put the condition in the regex",
+                    });
+                }
+                Some(pattern) => Some(compile_regexes(&[(pattern, Anchor::Start)]).map_err(|(_, message)| {
+                    Error::InvalidRegex { at: at.clone(), pattern: pattern.clone(), message }
+                })?),
+            };
+            let nodata = match (&rule.action, &rule.matcher) {
+                (
+                    Action::Redirect(redirect),
+                    Matcher::Exact(name) | Matcher::Suffix(name) | Matcher::Wildcard(name),
+                ) => Some([synthetic_soa(name, redirect.ttl, redirect.ttl)]),
+                _ => None,
+            };
+            rules.push(CompiledRule {
+                id: rule.id.as_str().into(),
+                pattern: rule.matcher.to_string().into(),
+                action,
+                filter,
+                nodata,
+            });
+            for &view in &views {
+                if let Some(table) = tables.get_mut(view as usize) {
+                    table.add_matcher(&rule.matcher, Entry::Rule(index as u32), at, &view_names, view)?;
+                }
+            }
+        }
+
+        // Exceptions.
+        let mut exceptions = Vec::with_capacity(builder.exceptions.len());
+        let mut exception_ids: HashMap<&str, &Location> = HashMap::new();
+        for (index, (exception, at)) in builder.exceptions.iter().enumerate() {
+            if let Some(first) = exception_ids.insert(&exception.id, at) {
+                return Err(duplicate(at, first, "exception id", &exception.id));
+            }
+            let views = self.resolve_views(&exception.views, at)?;
+            if let Some(group) = &exception.group {
+                self.check_group(group, at)?;
+            } else if views.iter().any(|&view| tables.get(view as usize).is_some_and(|t| t.default_group.is_none())) {
+                return Err(Error::InvalidEntry {
+                    at: at.clone(),
+                    problem: "an exception needs a group when its view has no default group",
+                });
+            }
+            exceptions.push(CompiledException {
+                id: exception.id.as_str().into(),
+                pattern: exception.matcher.to_string().into(),
+                group: exception.group.as_deref().map(Into::into),
+            });
+            for &view in &views {
+                if let Some(table) = tables.get_mut(view as usize) {
+                    table.add_matcher(&exception.matcher, Entry::Exception(index as u32), at, &view_names, view)?;
+                }
+            }
+        }
+
+        // Zones.
+        let mut zones = Vec::with_capacity(builder.zones.len());
+        let mut zone_ids: HashMap<&str, &Location> = HashMap::new();
+        for (index, (spec, at)) in builder.zones.iter().enumerate() {
+            if let Some(first) = zone_ids.insert(&spec.id, at) {
+                return Err(duplicate(at, first, "zone id", &spec.id));
+            }
+            let views = self.resolve_views(&spec.views, at)?;
+            zones.push(CompiledZone { zone: spec.zone.clone(), mode: spec.mode });
+            for &view in &views {
+                if let Some(table) = tables.get_mut(view as usize) {
+                    table.add_zone(spec.zone.apex(), index as u32, at, &view_names, view)?;
+                }
+            }
+        }
+
+        // Host tables, with automatic addresses.
+        let mut wanted = Vec::new();
+        let mut reserved = Vec::new();
+        let mut table_names: HashMap<&str, &Location> = HashMap::new();
+        for (spec, at) in &builder.host_tables {
+            if let Some(first) = table_names.insert(&spec.name, at) {
+                return Err(duplicate(at, first, "host table", &spec.name));
+            }
+            for entry in &spec.entries {
+                if entry.addresses.is_empty() {
+                    wanted.push((entry.name.to_lowercase(), at.clone().with_field(format!("host {}", entry.name))));
+                }
+                reserved.extend(entry.addresses.iter().copied());
+            }
+        }
+        let allocations = allocate(&wanted, &reserved, &builder.pinned, builder.ranges)?;
+        let mut hosts = Vec::with_capacity(builder.host_tables.len());
+        for (table_index, (spec, at)) in builder.host_tables.iter().enumerate() {
+            let views = self.resolve_views(&spec.views, at)?;
+            let mut entries = Vec::with_capacity(spec.entries.len());
+            let mut seen: HashMap<Box<[u8]>, usize> = HashMap::new();
+            for entry in &spec.entries {
+                let (v4, v6) = if entry.addresses.is_empty() {
+                    let allocated = allocations.get(&entry.name).unwrap_or_default();
+                    (allocated.v4.into_iter().collect(), allocated.v6.into_iter().collect())
+                } else {
+                    split_families(&entry.addresses)
+                };
+                // A name listed twice in one table gets every address given for it.
+                if let Some(&position) = seen.get(&key_of(&entry.name)) {
+                    if let Some(existing) = entries.get_mut(position) {
+                        merge_host(existing, v4, v6, spec.ttl);
+                    }
+                    continue;
+                }
+                seen.insert(key_of(&entry.name), entries.len());
+                entries.push(compile_host(entry.name.clone(), v4, v6, spec.ttl));
+            }
+            for (entry_index, host) in entries.iter().enumerate() {
+                let slot = Slot::Host { table: table_index as u32, entry: entry_index as u32 };
+                for &view in &views {
+                    if let Some(table) = tables.get_mut(view as usize) {
+                        let here = at.clone().with_field(format!("host {}", host.name));
+                        table.add_host(&host.name, slot, &here, &view_names, view)?;
+                    }
+                }
+            }
+            hosts.push(CompiledHostTable { name: spec.name.as_str().into(), ttl: spec.ttl, entries });
+        }
+
+        // Views: their tables, regexes and client selection.
+        let mut views = Vec::with_capacity(view_count);
+        for (index, table) in tables.into_iter().enumerate() {
+            let name = view_names.get(index).cloned().unwrap_or_default();
+            views.push(table.finish(name, builder, &rules)?);
+        }
+        let (by_listener, v4_prefixes, v6_prefixes) = self.client_selection()?;
+        Ok(RuleSet {
+            views,
+            by_listener,
+            v4_prefixes,
+            v6_prefixes,
+            default_view: 0,
+            rules,
+            exceptions,
+            zones,
+            hosts,
+            default_group: builder.default_group.as_deref().map(Into::into),
+            allocations,
+            source: builder.clone(),
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn client_selection(
+        &self,
+    ) -> Result<(FastMap<Box<str>, u32>, Vec<(u8, FastMap<u32, u32>)>, Vec<(u8, FastMap<u128, u32>)>), Error> {
+        let mut by_listener: FastMap<Box<str>, u32> = FastMap::default();
+        let mut listener_at: HashMap<&str, &Location> = HashMap::new();
+        let mut v4: BTreeMap<u8, FastMap<u32, u32>> = BTreeMap::new();
+        let mut v6: BTreeMap<u8, FastMap<u128, u32>> = BTreeMap::new();
+        let mut cidr_at: HashMap<ipnet::IpNet, &Location> = HashMap::new();
+        for (view, at) in &self.builder.views {
+            let Some((index, _)) = self.view_index.get(&view.name) else { continue };
+            for listener in &view.listeners {
+                if let Some(first) = listener_at.insert(listener, at) {
+                    return Err(duplicate(at, first, "listener", listener));
+                }
+                by_listener.insert(listener.as_str().into(), *index);
+            }
+            for cidr in &view.cidrs {
+                let cidr = cidr.trunc();
+                if let Some(first) = cidr_at.insert(cidr, at) {
+                    return Err(duplicate(at, first, "CIDR", &cidr.to_string()));
+                }
+                match cidr {
+                    ipnet::IpNet::V4(net) => {
+                        v4.entry(net.prefix_len()).or_default().insert(u32::from(net.network()), *index);
+                    }
+                    ipnet::IpNet::V6(net) => {
+                        v6.entry(net.prefix_len()).or_default().insert(u128::from(net.network()), *index);
+                    }
+                }
+            }
+        }
+        // Longest prefix first.
+        Ok((by_listener, v4.into_iter().rev().collect(), v6.into_iter().rev().collect()))
+    }
+}
+
+fn duplicate(at: &Location, first: &Location, what: &'static str, name: &str) -> Error {
+    Error::Duplicate { at: at.clone(), first: first.clone(), what, name: name.to_owned() }
+}
+
+fn split_families(addresses: &[IpAddr]) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for address in addresses {
+        match unmapped(*address) {
+            IpAddr::V4(address) if !v4.contains(&address) => v4.push(address),
+            IpAddr::V6(address) if !v6.contains(&address) => v6.push(address),
+            _ => {}
+        }
+    }
+    (v4, v6)
+}
+
+fn compile_host(name: NameBuf, v4: Vec<Ipv4Addr>, v6: Vec<Ipv6Addr>, ttl: u32) -> CompiledHost {
+    let records = |data: Vec<RDataBuf>| -> Box<[RecordBuf]> {
+        if data.len() < 2 {
+            return Box::new([]);
+        }
+        data.into_iter().map(|data| RecordBuf::new(name.clone(), ttl, data)).collect()
+    };
+    let a = records(v4.iter().map(|address| RDataBuf::A(*address)).collect());
+    let aaaa = records(v6.iter().map(|address| RDataBuf::Aaaa(*address)).collect());
+    CompiledHost { name: name.clone(), v4: v4.into(), v6: v6.into(), a, aaaa }
+}
+
+fn merge_host(existing: &mut CompiledHost, v4: Vec<Ipv4Addr>, v6: Vec<Ipv6Addr>, ttl: u32) {
+    let mut all_v4 = existing.v4.to_vec();
+    all_v4.extend(v4.into_iter().filter(|address| !existing.v4.contains(address)));
+    let mut all_v6 = existing.v6.to_vec();
+    all_v6.extend(v6.into_iter().filter(|address| !existing.v6.contains(address)));
+    *existing = compile_host(existing.name.clone(), all_v4, all_v6, ttl);
+}
+
+enum Entry {
+    Rule(u32),
+    Exception(u32),
+}
+
+/// One view's index while it is being built, with where each entry came from.
+#[derive(Default)]
+struct TableBuilder {
+    default_group: Option<String>,
+    names: FastMap<Box<[u8]>, NameNode>,
+    first_at: HashMap<(Box<[u8]>, &'static str), Location>,
+    regex_rules: Vec<u32>,
+    regex_exceptions: Vec<u32>,
+    regex_at: HashMap<(String, bool), Location>,
+}
+
+impl TableBuilder {
+    fn claim(
+        &mut self,
+        key: &[u8],
+        kind: &'static str,
+        name: &NameBuf,
+        at: &Location,
+        view: &str,
+    ) -> Result<(), Error> {
+        let slot = (Box::<[u8]>::from(key), kind);
+        if let Some(first) = self.first_at.get(&slot) {
+            return Err(Error::DuplicateRule {
+                at: at.clone(),
+                first: first.clone(),
+                name: name.to_relative_string(),
+                kind,
+                view: view.to_owned(),
+            });
+        }
+        self.first_at.insert(slot, at.clone());
+        Ok(())
+    }
+
+    fn add_matcher(
+        &mut self,
+        matcher: &Matcher,
+        entry: Entry,
+        at: &Location,
+        view_names: &[String],
+        view: u32,
+    ) -> Result<(), Error> {
+        let view_name = view_names.get(view as usize).map_or("", String::as_str);
+        let (name, kind) = match matcher {
+            Matcher::Regex { pattern, anchor } => {
+                let is_exception = matches!(entry, Entry::Exception(_));
+                let key = (format!("{pattern}\u{0}{anchor:?}"), is_exception);
+                if let Some(first) = self.regex_at.get(&key) {
+                    return Err(Error::DuplicateRule {
+                        at: at.clone(),
+                        first: first.clone(),
+                        name: matcher.to_string(),
+                        kind: if is_exception { "regex exception" } else { "regex" },
+                        view: view_name.to_owned(),
+                    });
+                }
+                self.regex_at.insert(key, at.clone());
+                match entry {
+                    Entry::Rule(index) => self.regex_rules.push(index),
+                    Entry::Exception(index) => self.regex_exceptions.push(index),
+                }
+                return Ok(());
+            }
+            Matcher::Exact(name) => (name, "exact"),
+            Matcher::Suffix(name) => (name, "suffix"),
+            Matcher::Wildcard(name) => (name, "wildcard"),
+        };
+        let key = key_of(name);
+        let (claim_kind, index) = match entry {
+            Entry::Rule(index) => (kind, index),
+            Entry::Exception(index) => (
+                match kind {
+                    "exact" => "exact exception",
+                    "suffix" => "suffix exception",
+                    _ => "wildcard exception",
+                },
+                index,
+            ),
+        };
+        self.claim(&key, claim_kind, name, at, view_name)?;
+        let node = self.names.entry(key).or_default();
+        match (entry, matcher) {
+            (Entry::Rule(_), Matcher::Exact(_)) => node.exact = Some(Slot::Rule(index)),
+            (Entry::Rule(_), Matcher::Suffix(_)) => node.suffix = Some(index),
+            (Entry::Rule(_), _) => node.wildcard = Some(index),
+            (Entry::Exception(_), Matcher::Exact(_)) => node.exception_exact = Some(index),
+            (Entry::Exception(_), Matcher::Suffix(_)) => node.exception_suffix = Some(index),
+            (Entry::Exception(_), _) => node.exception_wildcard = Some(index),
+        }
+        Ok(())
+    }
+
+    fn add_host(
+        &mut self,
+        name: &NameBuf,
+        slot: Slot,
+        at: &Location,
+        view_names: &[String],
+        view: u32,
+    ) -> Result<(), Error> {
+        let key = key_of(name);
+        let view_name = view_names.get(view as usize).map_or("", String::as_str);
+        // A host entry is an exact match: it conflicts with an exact rule.
+        self.claim(&key, "exact", name, at, view_name)?;
+        self.names.entry(key).or_default().exact = Some(slot);
+        Ok(())
+    }
+
+    fn add_zone(
+        &mut self,
+        apex: &NameBuf,
+        index: u32,
+        at: &Location,
+        view_names: &[String],
+        view: u32,
+    ) -> Result<(), Error> {
+        let key = key_of(apex);
+        if let Some(first) = self.first_at.get(&(key.clone(), "zone")) {
+            let view_name = view_names.get(view as usize).map_or("", String::as_str);
+            return Err(Error::Duplicate {
+                at: at.clone(),
+                first: first.clone(),
+                what: "zone",
+                name: format!("{apex} in view {view_name}"),
+            });
+        }
+        self.first_at.insert((key.clone(), "zone"), at.clone());
+        self.names.entry(key).or_default().zone = Some(index);
+        Ok(())
+    }
+
+    fn finish(self, name: String, builder: &RuleSetBuilder, rules: &[CompiledRule]) -> Result<View, Error> {
+        let mut depths = DepthSet::default();
+        for key in self.names.keys() {
+            depths.insert(LowerName::from_flat(key).label_count());
+        }
+        let compile = |targets: Vec<u32>, exception: bool| -> Result<Option<RegexList>, Error> {
+            if targets.is_empty() {
+                return Ok(None);
+            }
+            let matchers: Vec<(&Matcher, &Location)> = targets
+                .iter()
+                .filter_map(|&index| {
+                    if exception {
+                        builder.exceptions.get(index as usize).map(|(spec, at)| (&spec.matcher, at))
+                    } else {
+                        builder.rules.get(index as usize).map(|(spec, at)| (&spec.matcher, at))
+                    }
+                })
+                .collect();
+            let patterns: Vec<(&str, Anchor)> = matchers
+                .iter()
+                .filter_map(|(matcher, _)| match matcher {
+                    Matcher::Regex { pattern, anchor } => Some((pattern.as_str(), *anchor)),
+                    _ => None,
+                })
+                .collect();
+            let regex = compile_regexes(&patterns).map_err(|(index, message)| {
+                let (pattern, at) = match matchers.get(index) {
+                    Some((Matcher::Regex { pattern, .. }, at)) => (pattern.clone(), (*at).clone()),
+                    _ => (String::new(), Location::default()),
+                };
+                Error::InvalidRegex { at, pattern, message }
+            })?;
+            Ok(Some(RegexList { regex, targets }))
+        };
+        let regex_rules = compile(self.regex_rules, false)?;
+        let regex_exceptions = compile(self.regex_exceptions, true)?;
+        let has_filters = self.names.values().any(|node| {
+            [
+                node.wildcard,
+                node.suffix,
+                node.exact.and_then(|slot| match slot {
+                    Slot::Rule(rule) => Some(rule),
+                    Slot::Host { .. } => None,
+                }),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|rule| rules.get(rule as usize).is_some_and(|rule| rule.filter.is_some()))
+        });
+        Ok(View {
+            name: name.into(),
+            default_group: self.default_group.map(Into::into),
+            needs_text: has_filters || regex_rules.is_some() || regex_exceptions.is_some(),
+            names: self.names,
+            depths,
+            regex_rules,
+            regex_exceptions,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hosts::HostEntry;
+
+    fn name(text: &str) -> NameBuf {
+        text.parse().expect("valid name")
+    }
+
+    fn client() -> Client {
+        Client::udp(IpAddr::from([192, 0, 2, 1]))
+    }
+
+    fn forward(id: &str, matcher: &str, group: &str) -> RuleSpec {
+        RuleSpec::new(
+            id,
+            Matcher::parse(matcher).expect("matcher"),
+            Action::Forward { group: group.into(), forward_first: false },
+        )
+    }
+
+    fn decide<'r>(rules: &'r RuleSet, text: &str, qtype: RecordType) -> Decision<'r> {
+        rules.decide_name(&name(text), qtype, Class::IN, &client())
+    }
+
+    fn group_of(decision: &Decision<'_>) -> Option<String> {
+        match decision {
+            Decision::Forward(forward) => Some(forward.group.to_owned()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn most_specific_name_wins() {
+        let mut builder = RuleSet::builder();
+        builder
+            .default_group("default")
+            .rule(forward("com", "com", "g-com"))
+            .rule(forward("example", "example.com", "g-suffix"))
+            .rule(forward("wild", "*.example.com", "g-wild"))
+            .rule(forward("exact", "=www.example.com", "g-exact"))
+            .rule(forward("deep", "a.b.example.com", "g-deep"));
+        let rules = builder.build().expect("valid");
+        let cases = [
+            ("www.example.com.", "g-exact"),
+            ("WWW.EXAMPLE.COM.", "g-exact"),
+            ("x.www.example.com.", "g-wild"),
+            ("other.example.com.", "g-wild"),
+            ("example.com.", "g-suffix"),
+            ("c.a.b.example.com.", "g-deep"),
+            ("a.b.example.com.", "g-deep"),
+            ("b.example.com.", "g-wild"),
+            ("example.org.", "default"),
+            ("com.", "g-com"),
+            ("badexample.com.", "g-com"),
+        ];
+        for (text, group) in cases {
+            assert_eq!(group_of(&decide(&rules, text, RecordType::A)).as_deref(), Some(group), "{text}");
+        }
+    }
+
+    #[test]
+    fn redirect_answers_addresses_and_nodata_never_nxdomain() {
+        let mut builder = RuleSet::builder();
+        let redirect =
+            Redirect { v4: AddressSource::Fixed(Ipv4Addr::new(10, 1, 2, 3)), v6: AddressSource::None, ttl: 30 };
+        builder.default_group("up").rule(RuleSpec::new(
+            "aws",
+            Matcher::parse("amazonaws.com").expect("matcher"),
+            Action::Redirect(redirect),
+        ));
+        let rules = builder.build().expect("valid");
+        let Decision::Local(answer) = decide(&rules, "s3.us-east-1.amazonaws.com.", RecordType::A) else {
+            panic!("local")
+        };
+        assert_eq!(answer.answer, Answer::AddressOfQuestion { address: IpAddr::from([10, 1, 2, 3]), ttl: 30 });
+        assert!(matches!(answer.authority, Cow::Borrowed(_)));
+        for qtype in [RecordType::AAAA, RecordType::MX, RecordType::TXT] {
+            let Decision::Local(answer) = decide(&rules, "sqs.amazonaws.com.", qtype) else { panic!("local") };
+            assert!(answer.is_nodata(), "{qtype}");
+            assert_eq!(answer.authority.len(), 1);
+            assert_eq!(answer.authority[0].name, name("amazonaws.com."));
+            assert_eq!(answer.authority[0].rtype(), RecordType::SOA);
+            assert!(matches!(answer.authority, Cow::Borrowed(_)));
+        }
+        // Other classes are not redirected.
+        let chaos = rules.decide_name(&name("x.amazonaws.com."), RecordType::TXT, Class::CH, &client());
+        assert_eq!(group_of(&chaos).as_deref(), Some("up"));
+    }
+
+    #[test]
+    fn arrival_address_follows_the_listener_address() {
+        let redirect = Redirect::default();
+        let mut local = Client::udp(IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(redirect_v4(&redirect, &local), Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(redirect_v6(&redirect, &local), Some(Ipv6Addr::LOCALHOST));
+        local.local = Some(IpAddr::from([127, 0, 0, 2]));
+        assert_eq!(redirect_v4(&redirect, &local), Some(Ipv4Addr::new(127, 0, 0, 2)));
+        let remote =
+            Client { local: Some(IpAddr::from([172, 17, 0, 2])), ..Client::udp(IpAddr::from([172, 17, 0, 5])) };
+        assert_eq!(redirect_v4(&redirect, &remote), Some(Ipv4Addr::new(172, 17, 0, 2)));
+        assert_eq!(redirect_v6(&redirect, &remote), None);
+        let unknown = Client::udp(IpAddr::from([172, 17, 0, 5]));
+        assert_eq!(redirect_v4(&redirect, &unknown), None);
+        let unspecified =
+            Client { local: Some(IpAddr::from([0, 0, 0, 0])), ..Client::udp(IpAddr::from([127, 0, 0, 1])) };
+        assert_eq!(redirect_v4(&redirect, &unspecified), Some(Ipv4Addr::LOCALHOST));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("address");
+        let v6_listener = Client { local: Some(mapped), ..Client::udp(mapped) };
+        assert_eq!(redirect_v4(&redirect, &v6_listener), Some(Ipv4Addr::new(10, 0, 0, 1)));
+    }
+
+    #[test]
+    fn views_by_listener_then_longest_prefix_then_default() {
+        let mut builder = RuleSet::builder();
+        builder
+            .default_group("up")
+            .view(ViewSpec::new("wide", ["10.0.0.0/8".parse().expect("cidr")]))
+            .view(ViewSpec::new(
+                "narrow",
+                ["10.1.0.0/16".parse().expect("cidr"), "2001:db8::/32".parse().expect("cidr")],
+            ))
+            .view(ViewSpec { listeners: vec!["inbound".into()], ..ViewSpec::new("endpoint", []) });
+        let rules = builder.build().expect("valid");
+        let view = |source: [u8; 4], listener: Option<&str>| {
+            let client = Client { listener: listener.map(Into::into), ..Client::udp(IpAddr::from(source)) };
+            rules.view_of(&client).to_owned()
+        };
+        assert_eq!(view([10, 2, 0, 1], None), "wide");
+        assert_eq!(view([10, 1, 9, 9], None), "narrow");
+        assert_eq!(view([192, 168, 0, 1], None), "default");
+        assert_eq!(view([10, 1, 9, 9], Some("inbound")), "endpoint");
+        assert_eq!(view([10, 1, 9, 9], Some("other")), "narrow");
+        let v6 = Client::udp("2001:db8::5".parse().expect("address"));
+        assert_eq!(rules.view_of(&v6), "narrow");
+        let mapped = Client::udp("::ffff:10.2.3.4".parse().expect("address"));
+        assert_eq!(rules.view_of(&mapped), "wide");
+    }
+
+    #[test]
+    fn duplicates_and_unknowns_are_rejected() {
+        let mut builder = RuleSet::builder();
+        builder.rule(forward("a", "example.com", "g")).rule(forward("b", "EXAMPLE.com.", "g"));
+        assert!(matches!(builder.build(), Err(Error::DuplicateRule { kind: "suffix", .. })));
+        let mut builder = RuleSet::builder();
+        builder.rule(forward("a", "example.com", "g")).rule(forward("a", "example.org", "g"));
+        assert!(matches!(builder.build(), Err(Error::Duplicate { what: "rule id", .. })));
+        let mut builder = RuleSet::builder();
+        builder.known_groups(["g"]).rule(forward("a", "example.com", "nope"));
+        assert!(matches!(builder.build(), Err(Error::UnknownGroup { .. })));
+        let mut builder = RuleSet::builder();
+        builder.rule(forward("a", "example.com", "g").in_views(["nope"]));
+        assert!(matches!(builder.build(), Err(Error::UnknownView { .. })));
+        let mut builder = RuleSet::builder();
+        builder
+            .rule(forward("a", "=db.corp", "g"))
+            .host_table(HostTableSpec::new("t", vec![HostEntry::new(name("db.corp."), [IpAddr::from([10, 0, 0, 1])])]));
+        assert!(matches!(builder.build(), Err(Error::DuplicateRule { kind: "exact", .. })));
+        let mut builder = RuleSet::builder();
+        builder.rule(forward("a", "/(/", "g"));
+        assert!(matches!(builder.build(), Err(Error::InvalidRegex { .. })));
+        let mut builder = RuleSet::builder();
+        builder.exception(ExceptionSpec::new("e", Matcher::parse("x.com").expect("matcher")));
+        assert!(matches!(builder.build(), Err(Error::InvalidEntry { .. })));
+    }
+
+    #[test]
+    fn regexes_match_in_declaration_order() {
+        let mut builder = RuleSet::builder();
+        let regex = |pattern: &str| Matcher::Regex { pattern: pattern.into(), anchor: Anchor::Full };
+        builder
+            .default_group("up")
+            .rule(RuleSpec::new("first", regex(r".*\.ads\..*"), Action::Block(BlockAction::NxDomain)))
+            .rule(RuleSpec::new("second", regex(r"ads\..*"), Action::Block(BlockAction::Refused)))
+            .rule(RuleSpec::new("third", regex(r".*\.example"), Action::Block(BlockAction::Refused)));
+        let rules = builder.build().expect("valid");
+        let id = |text: &str| match decide(&rules, text, RecordType::A).reason().matched {
+            Matched::Rule { id, .. } => id.to_owned(),
+            _ => "none".to_owned(),
+        };
+        assert_eq!(id("x.ads.example."), "first");
+        assert_eq!(id("ads.example."), "second");
+        assert_eq!(id("ADS.Example."), "second");
+        assert_eq!(id("www.example."), "third");
+        // Fully anchored: a match in the middle is not enough.
+        assert_eq!(id("www.example.org."), "none");
+    }
+}
