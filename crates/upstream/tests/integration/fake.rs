@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use signpost_upstream::{GroupConfig, ServerConfig, TlsOptions};
 use signpost_wire::{Class, EdnsHeader, Flags, Message, MessageBuilder, NameBuf, RData, Rcode, RecordType, Section};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -265,26 +265,35 @@ pub(crate) async fn tls(behaviour: Behaviour, tls: Arc<rustls::ServerConfig>) ->
 }
 
 fn serve_tcp(listener: TcpListener, behaviour: Behaviour, tls: Option<TlsAcceptor>) -> Fake {
+    accept_loop(listener, move |stream, seen| {
+        let behaviour = behaviour.clone();
+        let tls = tls.clone();
+        async move {
+            match tls {
+                None => serve_stream(stream, behaviour, seen).await,
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_stream(stream, behaviour, seen).await;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Accept connections on `listener`, counting them, and serve each with `serve` in a task of its own.
+fn accept_loop<F, Fut>(listener: TcpListener, serve: F) -> Fake
+where
+    F: Fn(TcpStream, Arc<Seen>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let address = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
     let task_seen = seen.clone();
     let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+        while let Ok((stream, _)) = listener.accept().await {
             task_seen.connections.fetch_add(1, Ordering::SeqCst);
-            let seen = task_seen.clone();
-            let behaviour = behaviour.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                match tls {
-                    None => serve_stream(stream, behaviour, seen).await,
-                    Some(acceptor) => {
-                        if let Ok(stream) = acceptor.accept(stream).await {
-                            serve_stream(stream, behaviour, seen).await;
-                        }
-                    }
-                }
-            });
+            tokio::spawn(serve(stream, task_seen.clone()));
         }
     });
     Fake { address, seen, tasks: vec![task] }
@@ -414,31 +423,22 @@ impl Pki {
 /// A fake DoH server at /dns-query.
 pub(crate) async fn doh(behaviour: Behaviour, tls: Arc<rustls::ServerConfig>) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let seen = Arc::new(Seen::default());
-    let task_seen = seen.clone();
     let acceptor = TlsAcceptor::from(tls);
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            task_seen.connections.fetch_add(1, Ordering::SeqCst);
-            let seen = task_seen.clone();
-            let behaviour = behaviour.clone();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(stream).await else { return };
-                let service = hyper::service::service_fn(move |request| {
-                    let seen = seen.clone();
-                    let behaviour = behaviour.clone();
-                    async move { Ok::<_, Infallible>(serve_doh(request, behaviour, seen).await) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+    accept_loop(listener, move |stream, seen| {
+        let behaviour = behaviour.clone();
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(stream) = acceptor.accept(stream).await else { return };
+            let service = hyper::service::service_fn(move |request| {
+                let seen = seen.clone();
+                let behaviour = behaviour.clone();
+                async move { Ok::<_, Infallible>(serve_doh(request, behaviour, seen).await) }
             });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         }
-    });
-    Fake { address, seen, tasks: vec![task] }
+    })
 }
 
 async fn serve_doh(

@@ -34,7 +34,10 @@ async fn the_in_flight_cap_spreads_queries_over_a_few_connections() {
     let mut config = ServerConfig::tcp(server.address);
     config.max_in_flight = 2;
     config.max_connections = 3;
-    let upstreams = Upstreams::new(vec![fake::group(vec![config])]).unwrap();
+    let mut group = fake::group(vec![config]);
+    group.per_try_timeout = Duration::from_secs(2);
+    group.total_timeout = Duration::from_secs(3);
+    let upstreams = Upstreams::new(vec![group]).unwrap();
     let group = upstreams.group("test").unwrap();
     let results = futures_util::future::join_all(
         (0..12).map(|i| async move { group.resolve(&query(&format!("n{i}.example"))).await }),
