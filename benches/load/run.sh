@@ -1,0 +1,830 @@
+#!/usr/bin/env bash
+# Load comparison of DNS servers, measured as queries per busy server core.
+#
+# Every server runs confined to CPU 1 (taskset -c 1); the load generator
+# (dnsperf, or h2load for DoH) runs on CPU 0. Each run reads the server's
+# CPU time (utime+stime of the whole thread group, /proc/PID/stat) before and
+# after, and reports answered queries / server CPU seconds. Raw QPS and the
+# p99 latency at a fixed 20k QPS are reported too. See README.md.
+#
+# Only loopback addresses and high ports are used; every load run is bounded
+# in time (LOAD_SECONDS, plus a hard `timeout`) and dnsperf runs in count
+# (LOAD_MAX_RUNS passes over the query file). Every process started here is
+# stopped on exit, failure included.
+#
+# Environment:
+#   LOAD_SECONDS    seconds per measured run (default 10)
+#   LOAD_P99_QPS    fixed rate of the latency runs (default 20000)
+#   LOAD_CLIENTS    dnsperf -c (default 4)
+#   LOAD_OUTSTANDING dnsperf -q (default 256)
+#   LOAD_MAX_RUNS   dnsperf -n, passes over the query file (default 1000)
+#   LOAD_NAMES      lines in the generated query file (default 10000)
+#   LOAD_PORT_BASE  first port used (default 25300; uses base..base+20)
+#   LOAD_ONLY       space-separated subset of runs to do (names below)
+#   LOAD_KEEP       1 = keep the temp dir (configs, logs) for inspection
+#   LOAD_QUIET_WAIT seconds to wait, before each run, for the machine to be
+#                   idle (default 0: do not wait); runs disturbed by other
+#                   processes are flagged CONTENDED in the notes either way
+#   RESULTS         markdown results file (default benches/load/results.md)
+#   FLOOR_BIN       floor_responder binary (default: built with cargo)
+#   SIGNPOST_BIN_DIR where signpost-* binaries are looked for
+#                   (default <repo>/target/release)
+#
+# Run names for LOAD_ONLY: floor-simple floor-batched unbound-local
+#   unbound-forward dnsdist-nocache dnsdist-cache unbound-tcp dnsdist-doh
+#   unbound-doh signpost-redirect signpost-forward signpost-endpoint
+
+set -euo pipefail
+
+LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$LOAD_DIR/../.." && pwd)
+
+LOAD_SECONDS=${LOAD_SECONDS:-10}
+LOAD_P99_QPS=${LOAD_P99_QPS:-20000}
+LOAD_CLIENTS=${LOAD_CLIENTS:-4}
+LOAD_OUTSTANDING=${LOAD_OUTSTANDING:-256}
+LOAD_MAX_RUNS=${LOAD_MAX_RUNS:-1000}
+LOAD_NAMES=${LOAD_NAMES:-10000}
+LOAD_PORT_BASE=${LOAD_PORT_BASE:-25300}
+LOAD_ONLY=${LOAD_ONLY:-}
+LOAD_KEEP=${LOAD_KEEP:-0}
+LOAD_QUIET_WAIT=${LOAD_QUIET_WAIT:-0}
+RESULTS=${RESULTS:-$LOAD_DIR/results.md}
+SIGNPOST_BIN_DIR=${SIGNPOST_BIN_DIR:-$REPO/target/release}
+
+# DoH load shape: 8 connections x 32 concurrent streams.
+DOH_CONNECTIONS=8
+DOH_STREAMS=32
+
+SERVER_CPU=1
+CLIENT_CPU=0
+ADDR=127.0.0.1
+
+# Ports (all on 127.0.0.1).
+PORT_FLOOR_SIMPLE=$((LOAD_PORT_BASE + 0))
+PORT_FLOOR_BATCHED=$((LOAD_PORT_BASE + 1))
+PORT_UNBOUND_LOCAL=$((LOAD_PORT_BASE + 2))
+PORT_UNBOUND_LOCAL_DOH=$((LOAD_PORT_BASE + 3))
+PORT_UNBOUND_FORWARD=$((LOAD_PORT_BASE + 4))
+PORT_DNSDIST_NOCACHE=$((LOAD_PORT_BASE + 5))
+PORT_DNSDIST_CACHE=$((LOAD_PORT_BASE + 6))
+PORT_DNSDIST_DOH_UDP=$((LOAD_PORT_BASE + 7))
+PORT_DNSDIST_DOH=$((LOAD_PORT_BASE + 8))
+PORT_SIGNPOST_REDIRECT=$((LOAD_PORT_BASE + 9))
+PORT_SIGNPOST_FORWARD=$((LOAD_PORT_BASE + 10))
+PORT_SIGNPOST_ENDPOINT=$((LOAD_PORT_BASE + 11))
+PORT_SIGNPOST_ENDPOINT_DOH=$((LOAD_PORT_BASE + 12))
+PORT_BACKEND=$((LOAD_PORT_BASE + 20))
+
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf '[load] %s\n' "$*" >&2; }
+warn() { printf '[load] WARNING: %s\n' "$*" >&2; }
+die() {
+    printf '[load] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------------------
+# Prerequisites: install nothing, say what is missing.
+# ---------------------------------------------------------------------------
+
+check_tools() {
+    local missing=() pkgs=() tool pkg
+    for pair in dnsperf:dnsperf unbound:unbound dnsdist:dnsdist h2load:nghttp2-client \
+        taskset:util-linux openssl:openssl perl:perl timeout:coreutils getconf:libc-bin; do
+        tool=${pair%%:*}
+        pkg=${pair#*:}
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            missing+=("$tool")
+            pkgs+=("$pkg")
+        fi
+    done
+    if ((${#missing[@]})); then
+        printf '[load] missing tools: %s\n' "${missing[*]}" >&2
+        printf '[load] install them with: apt-get install %s\n' "${pkgs[*]}" >&2
+        exit 1
+    fi
+    if ! perl -MMIME::Base64 -e1 2>/dev/null; then
+        die "perl lacks MIME::Base64 (apt-get install perl)"
+    fi
+    if [[ $(nproc --all) -lt 2 ]]; then
+        die "needs at least 2 CPUs (server on CPU $SERVER_CPU, load on CPU $CLIENT_CPU)"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Process bookkeeping and cleanup.
+# ---------------------------------------------------------------------------
+
+STARTED_PIDS=()
+WORKDIR=""
+
+cleanup() {
+    local status=$? pid
+    trap - EXIT INT TERM
+    for pid in "${STARTED_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${STARTED_PIDS[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n $WORKDIR && -d $WORKDIR ]]; then
+        if [[ $LOAD_KEEP == 1 ]]; then
+            log "kept $WORKDIR"
+        else
+            rm -rf "$WORKDIR"
+        fi
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CPU COMMAND... : start a process in the background on CPU,
+# logging to $WORKDIR/NAME.log; sets STARTED_PID.
+STARTED_PID=""
+start() {
+    local name=$1 cpu=$2
+    shift 2
+    taskset -c "$cpu" "$@" </dev/null >"$WORKDIR/$name.log" 2>&1 &
+    STARTED_PID=$!
+    STARTED_PIDS+=("$STARTED_PID")
+}
+
+# stop PID: stop one process started here and forget it.
+stop() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget "$pid"
+}
+
+# run_load OUT COMMAND...: run a load generator on the client CPU, bounded by
+# a hard timeout, output to OUT. Run in the background and waited for, so a
+# signal reaches the EXIT trap at once (which then stops it too).
+run_load() {
+    local out=$1 pid rc=0
+    shift
+    timeout $((LOAD_SECONDS + 30)) taskset -c "$CLIENT_CPU" "$@" >"$out" 2>&1 &
+    pid=$!
+    STARTED_PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    forget "$pid"
+    return "$rc"
+}
+
+# forget PID: drop PID from the processes to stop on exit.
+forget() {
+    local keep=() p
+    for p in "${STARTED_PIDS[@]}"; do
+        [[ $p == "$1" ]] || keep+=("$p")
+    done
+    STARTED_PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# ---------------------------------------------------------------------------
+# Measurement helpers.
+# ---------------------------------------------------------------------------
+
+# cpu_ticks PID: utime+stime of the whole thread group, in clock ticks
+# (includes threads that already exited). 0 if PID is absent.
+cpu_ticks() {
+    local stat rest
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || {
+        echo 0
+        return
+    }
+    rest=${stat##*) }
+    # rest starts at field 3 (state); utime is field 14, stime field 15.
+    awk '{ print $12 + $13 }' <<<"$rest"
+}
+
+# ticks_to_seconds TICKS
+ticks_to_seconds() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }
+
+# child_ticks: utime+stime of this shell's waited-for children (cutime +
+# cstime of /proc/$$/stat): measures the load generator's own CPU use.
+child_ticks() {
+    local stat rest
+    stat=$(cat "/proc/$$/stat")
+    rest=${stat##*) }
+    awk '{ print $14 + $15 }' <<<"$rest"
+}
+
+# percent TICKS START_EPOCH END_EPOCH: CPU use over a wall-clock interval.
+percent() {
+    awk -v t="$1" -v a="$2" -v b="$3" -v hz="$CLK_TCK" \
+        'BEGIN { printf "%d", (b > a ? 100 * t / hz / (b - a) : 0) }'
+}
+
+# busy_ticks: busy time of all CPUs from /proc/stat (user, nice, system, irq,
+# softirq; clock ticks), to spot other processes competing during a run.
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+
+# other_load_note OTHER_TICKS T0 T1: a note when processes other than the
+# server, its backend and the load generator used more than 5% of a core.
+other_load_note() {
+    awk -v t="$1" -v a="$2" -v b="$3" -v hz="$CLK_TCK" 'BEGIN {
+        s = t / hz; if (b > a && s > 0.05 * (b - a)) printf "; CONTENDED: other processes used %.2f CPU s", s }'
+}
+
+# snapshot PID [BACKEND_PID]: "server backend load-generator all-busy time"
+# (ticks, ticks, ticks, ticks, epoch seconds) for contended_note.
+snapshot() {
+    local backend=0
+    [[ -n ${2:-} ]] && backend=$(cpu_ticks "$2")
+    echo "$(cpu_ticks "$1") $backend $(child_ticks) $(busy_ticks) $EPOCHREALTIME"
+}
+
+# contended_note SNAPSHOT0 SNAPSHOT1 LABEL: other_load_note between two snapshots.
+contended_note() {
+    local c0 b0 l0 a0 t0 c1 b1 l1 a1 t1
+    read -r c0 b0 l0 a0 t0 <<<"$1"
+    read -r c1 b1 l1 a1 t1 <<<"$2"
+    other_load_note $((a1 - a0 - (c1 - c0) - (b1 - b0) - (l1 - l0))) "$t0" "$t1" | sed "s/CONTENDED/$3CONTENDED/"
+}
+
+# wait_quiet: with LOAD_QUIET_WAIT > 0, wait up to that many seconds for the
+# machine to be idle (under 10% of one core busy over one second) before a run.
+wait_quiet() {
+    ((LOAD_QUIET_WAIT > 0)) || return 0
+    local deadline=$((SECONDS + LOAD_QUIET_WAIT)) a b
+    while ((SECONDS < deadline)); do
+        a=$(busy_ticks)
+        sleep 1
+        b=$(busy_ticks)
+        ((b - a <= CLK_TCK / 10)) && return 0
+    done
+    warn "machine still busy after ${LOAD_QUIET_WAIT}s; measuring anyway"
+}
+
+# wait_udp PORT [SECONDS]: wait until a DNS query over UDP is answered.
+wait_udp() {
+    local port=$1 limit=${2:-15} i
+    for ((i = 0; i < limit * 2; i++)); do
+        if timeout 5 dnsperf -s "$ADDR" -p "$port" -d "$WORKDIR/probe.txt" -n 1 -l 2 -t 1 \
+            2>/dev/null | grep -q 'Queries completed: *1 '; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    return 1
+}
+
+# wait_tcp PORT [SECONDS]: wait until something accepts TCP connections.
+wait_tcp() {
+    local port=$1 limit=${2:-15} i
+    for ((i = 0; i < limit * 4; i++)); do
+        if (exec 3<>"/dev/tcp/$ADDR/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.25
+    done
+    return 1
+}
+
+# tag TEXT: TEXT made safe for a file name.
+tag() { tr -c 'A-Za-z0-9._\n-' '_' <<<"$1"; }
+
+# Results: one TSV line per measured run in $WORKDIR/results.tsv:
+# server workload transport qps cpu_seconds answered p99_ms notes
+record() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$WORKDIR/results.tsv"
+}
+
+# skip SERVER WORKLOAD TRANSPORT REASON: record a run that could not happen.
+skip() {
+    warn "skipping $1 / $2 / $3: $4"
+    record "$1" "$2" "$3" "-" "-" "-" "-" "skipped: $4"
+}
+
+# p99_from_dnsperf FILE: p99 latency in ms from `dnsperf -v` output
+# ("> RCODE name type latency" per answered query).
+p99_from_dnsperf() {
+    awk '/^> / && $2 != "T" { print $NF }' "$1" | sort -g | awk '
+        { v[NR] = $1 }
+        END { if (NR == 0) { print "-"; exit }
+              i = int(NR * 0.99); if (i < NR * 0.99) i++; if (i < 1) i = 1;
+              printf "%.3f", v[i] * 1000 }'
+}
+
+# measure_dnsperf SERVER WORKLOAD MODE PORT SERVER_PID [BACKEND_PID]
+# One throughput run (CPU measured) then one fixed-rate latency run.
+measure_dnsperf() {
+    local server=$1 workload=$2 mode=$3 port=$4 pid=$5 backend=${6:-}
+    local out
+    out="$WORKDIR/dnsperf-$(tag "$server-$workload-$mode")"
+    local c0 c1 b0=0 b1=0 l0 l1 t0 t1 a0 a1 completed sent qps cpu notes="" p99 lost
+    log "$server / $workload / $mode: ${LOAD_SECONDS}s throughput run"
+    wait_quiet
+    c0=$(cpu_ticks "$pid")
+    [[ -n $backend ]] && b0=$(cpu_ticks "$backend")
+    l0=$(child_ticks)
+    a0=$(busy_ticks)
+    t0=$EPOCHREALTIME
+    run_load "$out.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$WORKDIR/queries.txt" \
+        -l "$LOAD_SECONDS" -n "$LOAD_MAX_RUNS" -c "$LOAD_CLIENTS" -q "$LOAD_OUTSTANDING" -T 1 \
+        -t 2 || warn "dnsperf exited non-zero (see $out.txt)"
+    t1=$EPOCHREALTIME
+    a1=$(busy_ticks)
+    l1=$(child_ticks)
+    c1=$(cpu_ticks "$pid")
+    [[ -n $backend ]] && b1=$(cpu_ticks "$backend")
+    sent=$(awk '/Queries sent:/ { print $3 }' "$out.txt")
+    completed=$(awk '/Queries completed:/ { print $3 }' "$out.txt")
+    qps=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$out.txt")
+    if [[ -z $completed || -z $qps ]]; then
+        warn "no dnsperf statistics for $server / $workload / $mode"
+        sed 's/^/    /' "$out.txt" >&2
+        record "$server" "$workload" "$mode" "-" "-" "-" "-" "failed: no dnsperf statistics"
+        return 0
+    fi
+    lost=$((sent - completed))
+    if ((sent > 0 && lost * 100 > sent)); then
+        notes+="lost ${lost}/${sent}; "
+    fi
+    if ! grep -q 'NOERROR [0-9]* (100.00%)' "$out.txt"; then
+        notes+="rcodes: $(awk -F': *' '/Response codes:/ { print $2 }' "$out.txt"); "
+    fi
+    cpu=$(ticks_to_seconds $((c1 - c0)))
+    if [[ -n $backend ]]; then
+        notes+="backend CPU $(ticks_to_seconds $((b1 - b0)))s; "
+    fi
+    # dnsperf's run time excludes its wait for the last answers (-t), during
+    # which the server idles and dnsperf spins: server busy uses the former.
+    local runtime
+    runtime=$(awk '/Run time \(s\):/ { print $4 }' "$out.txt")
+    notes+="server busy $(percent $((c1 - c0)) 0 "${runtime:-0}")%"
+    notes+=", load generator CPU $(percent $((l1 - l0)) "$t0" "$t1")%"
+    notes+=$(other_load_note $((a1 - a0 - (c1 - c0) - (b1 - b0) - (l1 - l0))) "$t0" "$t1")
+
+    log "$server / $workload / $mode: ${LOAD_SECONDS}s at ${LOAD_P99_QPS} qps for p99"
+    local p0 p1
+    wait_quiet
+    p0=$(snapshot "$pid" "$backend")
+    run_load "$out-p99.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$WORKDIR/queries.txt" \
+        -l "$LOAD_SECONDS" -n "$LOAD_MAX_RUNS" -c "$LOAD_CLIENTS" -q "$LOAD_OUTSTANDING" -T 1 \
+        -t 2 -Q "$LOAD_P99_QPS" -v || warn "dnsperf (p99) exited non-zero"
+    p1=$(snapshot "$pid" "$backend")
+    notes+=$(contended_note "$p0" "$p1" "p99 run ")
+    p99=$(p99_from_dnsperf "$out-p99.txt")
+    local achieved
+    achieved=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$out-p99.txt")
+    if [[ -n $achieved ]] && ((achieved < LOAD_P99_QPS * 95 / 100)); then
+        notes+="; p99 run reached only $achieved qps"
+    fi
+    rm -f "$out-p99.txt"
+    record "$server" "$workload" "$mode" "$qps" "$cpu" "$completed" "$p99" "$notes"
+    log "$server / $workload / $mode: $qps qps, server CPU ${cpu}s, p99 ${p99} ms ($notes)"
+}
+
+# measure_h2load SERVER WORKLOAD PORT SERVER_PID [BACKEND_PID]
+# DoH (HTTP/2, GET ?dns=) with h2load: throughput run then fixed-rate run.
+measure_h2load() {
+    local server=$1 workload=$2 port=$3 pid=$4 backend=${5:-}
+    local out
+    out="$WORKDIR/h2load-$(tag "$server-$workload")"
+    local c0 c1 b0=0 b1=0 l0 l1 t0 t1 a0 a1 ok secs qps cpu notes="" p99 uris="$WORKDIR/doh-uris-$port.txt"
+    sed "s|@AUTHORITY@|$ADDR:$port|" "$WORKDIR/doh-uris.txt" >"$uris"
+    local common=(-c "$DOH_CONNECTIONS" -m "$DOH_STREAMS" -t 1 -i "$uris"
+        -H 'accept: application/dns-message' -D "$LOAD_SECONDS")
+    log "$server / $workload / doh: ${LOAD_SECONDS}s throughput run"
+    wait_quiet
+    c0=$(cpu_ticks "$pid")
+    [[ -n $backend ]] && b0=$(cpu_ticks "$backend")
+    l0=$(child_ticks)
+    a0=$(busy_ticks)
+    t0=$EPOCHREALTIME
+    run_load "$out.txt" h2load "${common[@]}" || warn "h2load exited non-zero (see $out.txt)"
+    t1=$EPOCHREALTIME
+    a1=$(busy_ticks)
+    l1=$(child_ticks)
+    c1=$(cpu_ticks "$pid")
+    [[ -n $backend ]] && b1=$(cpu_ticks "$backend")
+    # "requests: N total, N started, N done, N succeeded, N failed, ..."
+    ok=$(awk '/^requests:/ { print $8 }' "$out.txt")
+    # "finished in 5.00s, 69000.00 req/s, ..."
+    secs=$(awk '/^finished in/ { v = $3; sub(/,$/, "", v); print v }' "$out.txt")
+    if [[ -z $ok || -z $secs ]]; then
+        warn "no h2load statistics for $server / $workload"
+        sed 's/^/    /' "$out.txt" >&2
+        record "$server" "$workload" "doh" "-" "-" "-" "-" "failed: no h2load statistics"
+        return 0
+    fi
+    # h2load prints ms for short runs ("finished in 900.12ms").
+    qps=$(awk -v n="$ok" -v s="$secs" 'BEGIN { if (s ~ /ms$/) { sub(/ms$/, "", s); s /= 1000 } else sub(/s$/, "", s)
+        printf "%.0f", (s > 0 ? n / s : 0) }')
+    local failed
+    failed=$(awk '/^requests:/ { print $10 + $12 + $14 }' "$out.txt")
+    ((failed > 0)) && notes+="failed/errored/timeout $failed; "
+    cpu=$(ticks_to_seconds $((c1 - c0)))
+    if [[ -n $backend ]]; then
+        notes+="backend CPU $(ticks_to_seconds $((b1 - b0)))s; "
+    fi
+    notes+="server busy $(percent $((c1 - c0)) "$t0" "$t1")%, load generator CPU $(percent $((l1 - l0)) "$t0" "$t1")%"
+    notes+=$(other_load_note $((a1 - a0 - (c1 - c0) - (b1 - b0) - (l1 - l0))) "$t0" "$t1")
+
+    log "$server / $workload / doh: ${LOAD_SECONDS}s at ${LOAD_P99_QPS} qps for p99"
+    local p0 p1
+    wait_quiet
+    p0=$(snapshot "$pid" "$backend")
+    run_load "$out-p99.txt" h2load "${common[@]}" --rps $((LOAD_P99_QPS / DOH_CONNECTIONS)) \
+        --log-file="$out-p99.log" || warn "h2load (p99) exited non-zero"
+    p1=$(snapshot "$pid" "$backend")
+    notes+=$(contended_note "$p0" "$p1" "p99 run ")
+    # --log-file columns: start (us since epoch), status, duration (us).
+    p99=$(awk -F'\t' '$2 >= 200 && $2 < 300 { print $3 }' "$out-p99.log" 2>/dev/null | sort -g | awk '
+        { v[NR] = $1 }
+        END { if (NR == 0) { print "-"; exit }
+              i = int(NR * 0.99); if (i < NR * 0.99) i++; if (i < 1) i = 1;
+              printf "%.3f", v[i] / 1000 }')
+    local achieved
+    achieved=$(awk '/^finished in/ { print int($4) }' "$out-p99.txt")
+    if [[ -n $achieved ]] && ((achieved < LOAD_P99_QPS * 95 / 100)); then
+        notes+="; p99 run reached only $achieved req/s"
+    fi
+    rm -f "$out-p99.log" "$out-p99.txt"
+    record "$server" "$workload" "doh" "$qps" "$cpu" "$ok" "$p99" "$notes"
+    log "$server / $workload / doh: $qps qps, server CPU ${cpu}s, p99 ${p99} ms ($notes)"
+}
+
+# ---------------------------------------------------------------------------
+# Inputs: query file, DoH URIs, configs, certificate.
+# ---------------------------------------------------------------------------
+
+# Half redirected-style names (bucketN.s3.amazonaws.com), half
+# forwarded-style names under a test domain, interleaved.
+make_queries() {
+    local n=$LOAD_NAMES
+    awk -v n="$n" 'BEGIN { for (i = 0; i < n; i++)
+        if (i % 2 == 0) printf "bucket%d.s3.amazonaws.com A\n", i / 2;
+        else printf "host%d.fwd.signpost.test A\n", i / 2 }' >"$WORKDIR/queries.txt"
+    echo "probe.s3.amazonaws.com A" >"$WORKDIR/probe.txt"
+    # DoH GET URIs: base64url (unpadded) wire-format queries, ID 0, RD set.
+    perl -MMIME::Base64 -ne '
+        my ($name, $type) = split;
+        my $q = pack("n6", 0, 0x0100, 1, 0, 0, 0);
+        $q .= pack("C/a*", $_) for split /\./, $name;
+        $q .= pack("C n n", 0, 1, 1);
+        my $b = encode_base64($q, "");
+        $b =~ tr{+/}{-_};
+        $b =~ s/=+$//;
+        print "https://\@AUTHORITY\@/dns-query?dns=$b\n";
+    ' "$WORKDIR/queries.txt" >"$WORKDIR/doh-uris.txt"
+}
+
+make_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$WORKDIR/key.pem" -out "$WORKDIR/cert.pem" >/dev/null 2>&1 ||
+        die "openssl could not make a self-signed certificate"
+}
+
+# render TEMPLATE OUT NAME PORT [EXTRA_SED_ARGS...]
+render() {
+    local template=$1 out=$2 name=$3 port=$4
+    shift 4
+    sed -e "s|@WORKDIR@|$WORKDIR|g" -e "s|@NAME@|$name|g" -e "s|@PORT@|$port|g" \
+        -e "s|@BACKEND_PORT@|$PORT_BACKEND|g" "$@" "$LOAD_DIR/$template" >"$out"
+}
+
+unbound_has_doh() { unbound -V 2>/dev/null | grep -q 'libnghttp2'; }
+
+wanted() {
+    [[ -z $LOAD_ONLY ]] && return 0
+    [[ " $LOAD_ONLY " == *" $1 "* ]]
+}
+
+# ---------------------------------------------------------------------------
+# Servers.
+# ---------------------------------------------------------------------------
+
+BACKEND_PID=""
+
+# The backend of the forwarding runs: unbound with local data, on the client
+# CPU (so it does not share the measured core); its CPU is reported apart.
+start_backend() {
+    [[ -n $BACKEND_PID ]] && return 0
+    render unbound-localdata.conf "$WORKDIR/unbound-backend.conf" backend "$PORT_BACKEND"
+    start unbound-backend "$CLIENT_CPU" unbound -d -c "$WORKDIR/unbound-backend.conf"
+    BACKEND_PID=$STARTED_PID
+    wait_udp "$PORT_BACKEND" || die "backend unbound did not answer (see $WORKDIR/unbound-backend.log)"
+}
+
+run_floor() {
+    local mode=$1 port=$2 pid
+    if [[ -z $FLOOR_BIN || ! -x $FLOOR_BIN ]]; then
+        skip "floor $mode" "static A" udp "floor_responder not built"
+        return 0
+    fi
+    start "floor-$mode" "$SERVER_CPU" "$FLOOR_BIN" "$ADDR:$port" "$mode"
+    pid=$STARTED_PID
+    if wait_udp "$port"; then
+        measure_dnsperf "floor $mode" "static A" udp "$port" "$pid"
+    else
+        skip "floor $mode" "static A" udp "did not answer"
+    fi
+    stop "$pid"
+}
+
+UNBOUND_LOCAL_PID=""
+UNBOUND_LOCAL_DOH=0
+
+start_unbound_local() {
+    [[ -n $UNBOUND_LOCAL_PID ]] && return 0
+    local extra=()
+    if unbound_has_doh; then
+        UNBOUND_LOCAL_DOH=1
+        extra=(-e 's|^#doh# ||' -e "s|@DOH_PORT@|$PORT_UNBOUND_LOCAL_DOH|g")
+    fi
+    render unbound-localdata.conf "$WORKDIR/unbound-local.conf" local "$PORT_UNBOUND_LOCAL" \
+        "${extra[@]+"${extra[@]}"}"
+    start unbound-local "$SERVER_CPU" unbound -d -c "$WORKDIR/unbound-local.conf"
+    UNBOUND_LOCAL_PID=$STARTED_PID
+    wait_udp "$PORT_UNBOUND_LOCAL" || die "unbound (local-data) did not answer (see $WORKDIR/unbound-local.log)"
+}
+
+stop_unbound_local() {
+    [[ -n $UNBOUND_LOCAL_PID ]] || return 0
+    stop "$UNBOUND_LOCAL_PID"
+    UNBOUND_LOCAL_PID=""
+}
+
+run_unbound_forward() {
+    local pid
+    start_backend
+    render unbound-forward.conf "$WORKDIR/unbound-forward.conf" forward "$PORT_UNBOUND_FORWARD"
+    start unbound-forward "$SERVER_CPU" unbound -d -c "$WORKDIR/unbound-forward.conf"
+    pid=$STARTED_PID
+    if wait_udp "$PORT_UNBOUND_FORWARD"; then
+        measure_dnsperf "unbound" "forward, no cache" udp "$PORT_UNBOUND_FORWARD" "$pid" "$BACKEND_PID"
+    else
+        skip "unbound" "forward, no cache" udp "did not answer"
+    fi
+    stop "$pid"
+}
+
+# run_dnsdist CONFIG LABEL PORT
+run_dnsdist() {
+    local conf=$1 workload=$2 port=$3 pid
+    start_backend
+    render "$conf" "$WORKDIR/$conf" "${conf%.conf}" "$port"
+    start "${conf%.conf}" "$SERVER_CPU" dnsdist --supervised --disable-syslog -C "$WORKDIR/$conf"
+    pid=$STARTED_PID
+    if wait_udp "$port"; then
+        measure_dnsperf "dnsdist" "$workload" udp "$port" "$pid" "$BACKEND_PID"
+    else
+        skip "dnsdist" "$workload" udp "did not answer (see $WORKDIR/${conf%.conf}.log)"
+    fi
+    stop "$pid"
+}
+
+run_dnsdist_doh() {
+    local pid
+    start_backend
+    render dnsdist-doh.conf "$WORKDIR/dnsdist-doh.conf" dnsdist-doh "$PORT_DNSDIST_DOH_UDP" \
+        -e "s|@DOH_PORT@|$PORT_DNSDIST_DOH|g"
+    start dnsdist-doh "$SERVER_CPU" dnsdist --supervised --disable-syslog -C "$WORKDIR/dnsdist-doh.conf"
+    pid=$STARTED_PID
+    if wait_udp "$PORT_DNSDIST_DOH_UDP" && wait_tcp "$PORT_DNSDIST_DOH"; then
+        measure_h2load "dnsdist" "packet cache" "$PORT_DNSDIST_DOH" "$pid" "$BACKEND_PID"
+    else
+        skip "dnsdist" "packet cache" doh "did not start (see $WORKDIR/dnsdist-doh.log)"
+    fi
+    stop "$pid"
+}
+
+# ---------------------------------------------------------------------------
+# Signpost hooks. Each runs only if its binary exists in $SIGNPOST_BIN_DIR
+# (cargo build --release); otherwise the row is marked skipped.
+# ---------------------------------------------------------------------------
+
+# signpost-redirect: configured by environment.
+# TODO(signpost-redirect): confirm the meaning of DNS_ADDRESS / DNS_PORT /
+# DNS_SERVER once the binary exists; assumed here: listen address, listen
+# port, upstream server for names that are not redirected.
+hook_signpost_redirect() {
+    local bin="$SIGNPOST_BIN_DIR/signpost-redirect" pid
+    if [[ ! -x $bin ]]; then
+        skip "signpost-redirect" "redirect" udp "binary absent ($bin)"
+        return 0
+    fi
+    start_backend
+    start signpost-redirect "$SERVER_CPU" env DNS_ADDRESS="$ADDR" DNS_PORT="$PORT_SIGNPOST_REDIRECT" \
+        DNS_SERVER="$ADDR:$PORT_BACKEND" "$bin"
+    pid=$STARTED_PID
+    if wait_udp "$PORT_SIGNPOST_REDIRECT" 10; then
+        measure_dnsperf "signpost-redirect" "redirect" udp "$PORT_SIGNPOST_REDIRECT" "$pid" "$BACKEND_PID"
+        # TODO(signpost-redirect): add a TCP run once it serves TCP.
+    else
+        skip "signpost-redirect" "redirect" udp "did not answer (see $WORKDIR/signpost-redirect.log)"
+    fi
+    stop "$pid"
+}
+
+# signpost-forward --config FILE.
+# TODO(signpost-forward): add benches/load/signpost-forward.toml.in (same
+# placeholders as the unbound/dnsdist configs: @PORT@, @BACKEND_PORT@,
+# @WORKDIR@), forwarding everything to 127.0.0.1:@BACKEND_PORT@; one run
+# without cache and, if it has one, one with its cache.
+hook_signpost_forward() {
+    local bin="$SIGNPOST_BIN_DIR/signpost-forward" template="signpost-forward.toml.in" pid
+    if [[ ! -x $bin ]]; then
+        skip "signpost-forward" "forward" udp "binary absent ($bin)"
+        return 0
+    fi
+    if [[ ! -f $LOAD_DIR/$template ]]; then
+        skip "signpost-forward" "forward" udp "TODO: no $template config template yet"
+        return 0
+    fi
+    start_backend
+    render "$template" "$WORKDIR/signpost-forward.toml" signpost-forward "$PORT_SIGNPOST_FORWARD"
+    start signpost-forward "$SERVER_CPU" "$bin" --config "$WORKDIR/signpost-forward.toml"
+    pid=$STARTED_PID
+    if wait_udp "$PORT_SIGNPOST_FORWARD" 10; then
+        measure_dnsperf "signpost-forward" "forward" udp "$PORT_SIGNPOST_FORWARD" "$pid" "$BACKEND_PID"
+    else
+        skip "signpost-forward" "forward" udp "did not answer (see $WORKDIR/signpost-forward.log)"
+    fi
+    stop "$pid"
+}
+
+# signpost-endpoint --config FILE.
+# TODO(signpost-endpoint): add benches/load/signpost-endpoint.toml.in with a
+# UDP listener on @PORT@ and a DoH listener on @DOH_PORT@ using
+# @WORKDIR@/cert.pem and @WORKDIR@/key.pem, path /dns-query.
+hook_signpost_endpoint() {
+    local bin="$SIGNPOST_BIN_DIR/signpost-endpoint" template="signpost-endpoint.toml.in" pid
+    if [[ ! -x $bin ]]; then
+        skip "signpost-endpoint" "endpoint" "udp+doh" "binary absent ($bin)"
+        return 0
+    fi
+    if [[ ! -f $LOAD_DIR/$template ]]; then
+        skip "signpost-endpoint" "endpoint" "udp+doh" "TODO: no $template config template yet"
+        return 0
+    fi
+    start_backend
+    render "$template" "$WORKDIR/signpost-endpoint.toml" signpost-endpoint "$PORT_SIGNPOST_ENDPOINT" \
+        -e "s|@DOH_PORT@|$PORT_SIGNPOST_ENDPOINT_DOH|g"
+    start signpost-endpoint "$SERVER_CPU" "$bin" --config "$WORKDIR/signpost-endpoint.toml"
+    pid=$STARTED_PID
+    if wait_udp "$PORT_SIGNPOST_ENDPOINT" 10; then
+        measure_dnsperf "signpost-endpoint" "endpoint" udp "$PORT_SIGNPOST_ENDPOINT" "$pid" "$BACKEND_PID"
+    else
+        skip "signpost-endpoint" "endpoint" udp "did not answer (see $WORKDIR/signpost-endpoint.log)"
+    fi
+    if wait_tcp "$PORT_SIGNPOST_ENDPOINT_DOH" 5; then
+        measure_h2load "signpost-endpoint" "endpoint" "$PORT_SIGNPOST_ENDPOINT_DOH" "$pid" "$BACKEND_PID"
+    else
+        skip "signpost-endpoint" "endpoint" doh "no DoH listener"
+    fi
+    stop "$pid"
+}
+
+# ---------------------------------------------------------------------------
+# Report.
+# ---------------------------------------------------------------------------
+
+report() {
+    local tsv="$WORKDIR/results.tsv" floor_qpc
+    [[ -s $tsv ]] || {
+        warn "no results"
+        return 0
+    }
+    # Queries per busy server core of the batched floor, for the ratio column.
+    floor_qpc=$(awk -F'\t' '$1 == "floor batched" && $5 + 0 > 0 { printf "%.0f", $6 / $5 }' "$tsv")
+    awk -F'\t' -v floor="${floor_qpc:-0}" -v secs="$LOAD_SECONDS" -v rate="$LOAD_P99_QPS" \
+        -v md="$RESULTS.tmp" -v when="$(date -u '+%Y-%m-%d %H:%M UTC')" \
+        -v host="$(uname -srm), $(nproc --all) CPUs" '
+        function k(x) { return sprintf("%.1fk", x / 1000) }
+        BEGIN {
+            hdr[1] = "server"; hdr[2] = "workload"; hdr[3] = "transport"; hdr[4] = "QPS";
+            hdr[5] = "server CPU s"; hdr[6] = "q / busy core s"; hdr[7] = "vs floor";
+            hdr[8] = "p99 @" k(rate) " (ms)"; hdr[9] = "notes"
+        }
+        {
+            row[NR, 1] = $1; row[NR, 2] = $2; row[NR, 3] = $3;
+            row[NR, 4] = $4 == "-" ? "-" : k($4);
+            row[NR, 5] = $5;
+            if ($5 != "-" && $5 + 0 > 0) {
+                qpc = $6 / $5; row[NR, 6] = k(qpc);
+                row[NR, 7] = floor > 0 ? sprintf("%.2f", qpc / floor) : "n/a"
+            } else { row[NR, 6] = "-"; row[NR, 7] = "-" }
+            row[NR, 8] = $7; row[NR, 9] = $8; n = NR
+        }
+        END {
+            for (c = 1; c <= 8; c++) { w[c] = length(hdr[c]);
+                for (r = 1; r <= n; r++) if (length(row[r, c]) > w[c]) w[c] = length(row[r, c]) }
+            line = ""; for (c = 1; c <= 8; c++) line = line sprintf("%-*s  ", w[c], hdr[c]);
+            print line hdr[9];
+            for (r = 1; r <= n; r++) { line = "";
+                for (c = 1; c <= 8; c++) line = line sprintf(c >= 4 && c <= 8 ? "%*s  " : "%-*s  ", w[c], row[r, c]);
+                print line row[r, 9] }
+            printf "# DNS load results\n\n" > md;
+            printf "%s; %s; %ss per run; servers on CPU 1, load on CPU 0.\n\n", when, host, secs > md;
+            printf "Queries per busy server core = answered queries / server CPU seconds " > md;
+            printf "(utime+stime from /proc/PID/stat). p99 measured in a separate run at %d QPS.\n\n", rate > md;
+            line = "|"; sep = "|";
+            for (c = 1; c <= 9; c++) { line = line " " hdr[c] " |"; sep = sep (c >= 4 && c <= 8 ? " ---: |" : " --- |") }
+            print line > md; print sep > md;
+            for (r = 1; r <= n; r++) { line = "|";
+                for (c = 1; c <= 9; c++) line = line " " row[r, c] " |";
+                print line > md }
+        }' "$tsv"
+    mkdir -p "$(dirname "$RESULTS")"
+    mv "$RESULTS.tmp" "$RESULTS"
+    log "results written to $RESULTS"
+}
+
+# ---------------------------------------------------------------------------
+# Main.
+# ---------------------------------------------------------------------------
+
+main() {
+    check_tools
+    WORKDIR=$(mktemp -d /tmp/signpost-load.XXXXXX)
+    : >"$WORKDIR/results.tsv"
+    log "workdir $WORKDIR; ${LOAD_SECONDS}s per run; servers on CPU $SERVER_CPU, load on CPU $CLIENT_CPU"
+    local load
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
+        warn "load average is $load: other work on this machine will skew the numbers"
+    fi
+
+    make_queries
+    make_cert
+
+    FLOOR_BIN=${FLOOR_BIN:-}
+    if [[ -z $FLOOR_BIN ]] && { wanted floor-simple || wanted floor-batched; }; then
+        if command -v cargo >/dev/null 2>&1; then
+            log "building floor_responder (cargo build --release)"
+            local built="${CARGO_TARGET_DIR:-$REPO/target}/release/floor_responder"
+            if (cd "$REPO" && cargo build --release -q -p signpost-benches --bin floor_responder) >&2; then
+                FLOOR_BIN=$built
+            elif [[ -x $built ]]; then
+                warn "floor_responder did not build; using the existing $built"
+                FLOOR_BIN=$built
+            else
+                warn "floor_responder did not build; floor rows skipped"
+            fi
+        else
+            warn "cargo not found; set FLOOR_BIN to a built floor_responder"
+        fi
+    fi
+
+    # 1. The kernel floor: bare UDP responder, simple then batched.
+    wanted floor-simple && run_floor simple "$PORT_FLOOR_SIMPLE"
+    wanted floor-batched && run_floor batched "$PORT_FLOOR_BATCHED"
+
+    # 2. unbound answering from local-data.
+    if wanted unbound-local; then
+        start_unbound_local
+        measure_dnsperf "unbound" "local-data" udp "$PORT_UNBOUND_LOCAL" "$UNBOUND_LOCAL_PID"
+    fi
+
+    # 3. unbound forwarding without cache to the backend.
+    wanted unbound-forward && run_unbound_forward
+
+    # 4. dnsdist forwarding to the same backend, without then with packet cache.
+    wanted dnsdist-nocache && run_dnsdist dnsdist-nocache.conf "forward, no cache" "$PORT_DNSDIST_NOCACHE"
+    wanted dnsdist-cache && run_dnsdist dnsdist-cache.conf "packet cache" "$PORT_DNSDIST_CACHE"
+
+    # 5. unbound local-data over TCP.
+    if wanted unbound-tcp; then
+        start_unbound_local
+        measure_dnsperf "unbound" "local-data" tcp "$PORT_UNBOUND_LOCAL" "$UNBOUND_LOCAL_PID"
+    fi
+
+    # 6. DoH: dnsdist's frontend (packet cache), then unbound's own listener.
+    wanted dnsdist-doh && run_dnsdist_doh
+    if wanted unbound-doh; then
+        start_unbound_local
+        if ((UNBOUND_LOCAL_DOH)) && wait_tcp "$PORT_UNBOUND_LOCAL_DOH" 5; then
+            measure_h2load "unbound" "local-data" "$PORT_UNBOUND_LOCAL_DOH" "$UNBOUND_LOCAL_PID"
+        else
+            skip "unbound" "local-data" doh "unbound built without libnghttp2 (see unbound -V)"
+        fi
+    fi
+    stop_unbound_local
+
+    # 7. Signpost servers (hooks; skipped while the binaries are absent).
+    wanted signpost-redirect && hook_signpost_redirect
+    wanted signpost-forward && hook_signpost_forward
+    wanted signpost-endpoint && hook_signpost_endpoint
+
+    report
+}
+
+main "$@"
