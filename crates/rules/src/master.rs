@@ -392,6 +392,61 @@ priv    TYPE65280 \\# 3 abcdef
         assert_eq!(parse(&text).expect("reads back"), zone);
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use signpost_wire::{Mx, Srv, Txt, Unknown};
+
+        fn label() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::sample::select(vec![b"www".to_vec(), b"a".to_vec(), b"*".to_vec(), b"mail".to_vec()]),
+                proptest::collection::vec(
+                    proptest::sample::select(vec![
+                        b'a', b'Z', b'0', b'-', b'.', b'\\', b'"', b'@', b'$', b';', b' ', 0, 200
+                    ]),
+                    1..6
+                ),
+            ]
+        }
+
+        fn owner() -> impl Strategy<Value = NameBuf> {
+            proptest::collection::vec(label(), 0..3).prop_map(|labels| {
+                let mut name: NameBuf = "example.".parse().expect("apex");
+                for label in labels.iter().rev() {
+                    name = name.prepend(label).expect("short");
+                }
+                name
+            })
+        }
+
+        fn data() -> impl Strategy<Value = RDataBuf> {
+            prop_oneof![
+                any::<[u8; 4]>().prop_map(|octets| RDataBuf::A(octets.into())),
+                any::<[u8; 16]>().prop_map(|octets| RDataBuf::Aaaa(octets.into())),
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 1..3)
+                    .prop_map(|strings| RDataBuf::Txt(Txt::from_strings(strings).expect("short"))),
+                (any::<u16>(), owner()).prop_map(|(preference, exchange)| RDataBuf::Mx(Mx { preference, exchange })),
+                (any::<u16>(), any::<u16>(), any::<u16>(), owner())
+                    .prop_map(|(priority, weight, port, target)| RDataBuf::Srv(Srv { priority, weight, port, target })),
+                proptest::collection::vec(any::<u8>(), 0..10)
+                    .prop_map(|data| RDataBuf::Unknown(Unknown { rtype: RecordType(65280), data })),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn a_written_zone_reads_back_the_same(records in proptest::collection::vec((owner(), 0u32..100_000, data()), 0..12)) {
+                let apex: NameBuf = "example.".parse().expect("apex");
+                let records = records.into_iter().map(|(name, ttl, data)| RecordBuf::new(name, ttl, data));
+                let zone = Zone::from_records(apex.clone(), records).expect("valid zone");
+                let text = zone.to_master_file();
+                let again = Zone::parse_master_file(&text, &apex, Source::memory());
+                prop_assert!(again.is_ok(), "{:?}\n{}", again.err(), text);
+                prop_assert_eq!(again.expect("checked"), zone);
+            }
+        }
+    }
+
     impl Location {
         fn in_file_less(line: usize, column: usize) -> Self {
             Self { file: None, line: Some(line), column: Some(column), field: None }

@@ -183,6 +183,21 @@ impl RuleSetBuilder {
         self.host_tables.iter().map(|(table, _)| table)
     }
 
+    /// The rule with this id, to change it in place.
+    pub fn rule_mut(&mut self, id: &str) -> Option<&mut RuleSpec> {
+        self.rules.iter_mut().map(|(rule, _)| rule).find(|rule| rule.id == id)
+    }
+
+    /// The exception with this id, to change it in place.
+    pub fn exception_mut(&mut self, id: &str) -> Option<&mut ExceptionSpec> {
+        self.exceptions.iter_mut().map(|(exception, _)| exception).find(|exception| exception.id == id)
+    }
+
+    /// The host table with this name, to change its entries in place.
+    pub fn host_table_mut(&mut self, name: &str) -> Option<&mut HostTableSpec> {
+        self.host_tables.iter_mut().map(|(table, _)| table).find(|table| table.name == name)
+    }
+
     /// The views, in order (the default view is implicit unless added).
     pub fn views(&self) -> impl Iterator<Item = &ViewSpec> {
         self.views.iter().map(|(view, _)| view)
@@ -321,9 +336,24 @@ struct Asked<'q> {
     qclass: Class,
     client: &'q Client,
     hops: usize,
+    /// The question whose CNAME led here, if any.
+    previous: Option<&'q Self>,
 }
 
 impl Asked<'_> {
+    /// Whether `name` was asked on the way here (a CNAME loop).
+    fn asked_before(&self, name: &NameBuf) -> bool {
+        let target = LowerName::new(name);
+        let mut current = Some(self);
+        while let Some(asked) = current {
+            if asked.lower.as_wire() == target.as_wire() {
+                return true;
+            }
+            current = asked.previous;
+        }
+        false
+    }
+
     fn local_class(&self) -> bool {
         self.qclass == Class::IN || self.qclass == Class::ANY
     }
@@ -383,7 +413,7 @@ impl RuleSet {
     pub fn decide_name(&self, name: &impl ToName, qtype: RecordType, qclass: Class, client: &Client) -> Decision<'_> {
         let mut scratch = [0u8; MAX_NAME_LEN];
         let flat = name.flat(&mut scratch);
-        let asked = Asked { flat, lower: LowerName::from_flat(flat), qtype, qclass, client, hops: 0 };
+        let asked = Asked { flat, lower: LowerName::from_flat(flat), qtype, qclass, client, hops: 0, previous: None };
         self.decide_in(self.view_for(client), &asked)
     }
 
@@ -517,8 +547,14 @@ impl RuleSet {
     }
 
     fn decide_in<'r>(&'r self, view: &'r View, asked: &Asked<'_>) -> Decision<'r> {
-        let mut text_buffer = [0u8; 4 * MAX_NAME_LEN];
-        let text = if view.needs_text { asked.lower.presentation(&mut text_buffer) } else { "" };
+        // Only views with regexes or filters pay for the presentation form.
+        let mut text_buffer;
+        let text = if view.needs_text {
+            text_buffer = [0u8; 4 * MAX_NAME_LEN];
+            asked.lower.presentation(&mut text_buffer)
+        } else {
+            ""
+        };
         if let Some(list) = &view.regex_exceptions
             && let Some(exception) = list.first_match(text)
         {
@@ -801,6 +837,7 @@ impl RuleSet {
             && asked.qtype != RecordType::CNAME
             && asked.hops < MAX_CHAIN
             && !chain.iter().any(|record| record.name == *target)
+            && !asked.asked_before(target)
         {
             let next = Asked {
                 flat: target.as_wire(),
@@ -809,6 +846,7 @@ impl RuleSet {
                 qclass: asked.qclass,
                 client: asked.client,
                 hops: asked.hops + 1,
+                previous: Some(asked),
             };
             if let Decision::Local(answer) = self.decide_in(view, &next) {
                 match answer.answer {
@@ -1631,5 +1669,205 @@ mod tests {
         assert_eq!(id("www.example."), "third");
         // Fully anchored: a match in the middle is not enough.
         assert_eq!(id("www.example.org."), "none");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const LABELS: [&str; 5] = ["a", "b", "c", "ab", "x"];
+        const PATTERNS: [&str; 6] = ["a.*", ".*b", "(a|b)\\..*", "x", ".*\\.c", "[abc]+"];
+
+        fn labels(max: usize) -> impl Strategy<Value = Vec<&'static str>> {
+            proptest::collection::vec(proptest::sample::select(&LABELS[..]), 0..=max)
+        }
+
+        fn to_name(labels: &[&str]) -> NameBuf {
+            if labels.is_empty() { NameBuf::root() } else { name(&labels.join(".")) }
+        }
+
+        /// Whether `child` equals `parent` or lies below it, label by label.
+        fn is_under(child: &[&str], parent: &[&str]) -> bool {
+            child.len() >= parent.len() && child[child.len() - parent.len()..] == *parent
+        }
+
+        proptest! {
+            #[test]
+            fn a_suffix_rule_matches_exactly_its_domain_and_below(domain in labels(3), query in labels(5)) {
+                let mut builder = RuleSet::builder();
+                let matcher = Matcher::Suffix(to_name(&domain));
+                builder.default_group("miss").rule(RuleSpec::new(
+                    "r",
+                    matcher,
+                    Action::Forward { group: "hit".into(), forward_first: false },
+                ));
+                let rules = builder.build().expect("valid");
+                let decision = rules.decide_name(&to_name(&query), RecordType::A, Class::IN, &client());
+                let expected = if is_under(&query, &domain) { "hit" } else { "miss" };
+                let group = group_of(&decision);
+                prop_assert_eq!(group.as_deref(), Some(expected));
+            }
+
+            #[test]
+            fn decide_agrees_with_a_naive_reference(
+                rules in proptest::collection::vec((0u8..3, labels(3), 0u8..4), 0..12),
+                exceptions in proptest::collection::vec((0u8..3, labels(3)), 0..4),
+                zones in proptest::collection::vec(labels(2), 0..3),
+                regex_rules in proptest::collection::vec((0usize..PATTERNS.len(), any::<bool>()), 0..3),
+                regex_exceptions in proptest::collection::vec((0usize..PATTERNS.len(), any::<bool>()), 0..2),
+                queries in proptest::collection::vec(labels(4), 1..8),
+            ) {
+                let model = Model::new(rules, exceptions, zones, regex_rules, regex_exceptions);
+                let built = model.build();
+                for query in &queries {
+                    let decision = built.decide_name(&to_name(query), RecordType::A, Class::IN, &client());
+                    prop_assert_eq!(outcome(&decision), model.reference(query), "query {:?}", query);
+                }
+            }
+        }
+
+        /// Random rule sets, deduplicated so they build, and the reference decision.
+        struct Model {
+            /// (kind 0 exact / 1 suffix / 2 wildcard, labels, action 0-2 forward gN / 3 block)
+            rules: Vec<(u8, Vec<&'static str>, u8)>,
+            exceptions: Vec<(u8, Vec<&'static str>)>,
+            zones: Vec<Vec<&'static str>>,
+            regex_rules: Vec<(usize, bool)>,
+            regex_exceptions: Vec<(usize, bool)>,
+        }
+
+        impl Model {
+            fn new(
+                mut rules: Vec<(u8, Vec<&'static str>, u8)>,
+                mut exceptions: Vec<(u8, Vec<&'static str>)>,
+                mut zones: Vec<Vec<&'static str>>,
+                mut regex_rules: Vec<(usize, bool)>,
+                mut regex_exceptions: Vec<(usize, bool)>,
+            ) -> Self {
+                let mut seen = std::collections::HashSet::new();
+                rules.retain(|(kind, labels, _)| seen.insert((*kind, labels.clone())));
+                let mut seen = std::collections::HashSet::new();
+                exceptions.retain(|(kind, labels)| seen.insert((*kind, labels.clone())));
+                let mut seen = std::collections::HashSet::new();
+                zones.retain(|labels| seen.insert(labels.clone()));
+                let mut seen = std::collections::HashSet::new();
+                regex_rules.retain(|pattern| seen.insert(*pattern));
+                let mut seen = std::collections::HashSet::new();
+                regex_exceptions.retain(|pattern| seen.insert(*pattern));
+                Self { rules, exceptions, zones, regex_rules, regex_exceptions }
+            }
+
+            fn matcher(kind: u8, labels: &[&str]) -> Matcher {
+                match kind {
+                    0 => Matcher::Exact(to_name(labels)),
+                    1 => Matcher::Suffix(to_name(labels)),
+                    _ => Matcher::Wildcard(to_name(labels)),
+                }
+            }
+
+            fn regex((pattern, start): (usize, bool)) -> Matcher {
+                Matcher::Regex {
+                    pattern: PATTERNS[pattern].to_owned(),
+                    anchor: if start { Anchor::Start } else { Anchor::Full },
+                }
+            }
+
+            fn build(&self) -> RuleSet {
+                let mut builder = RuleSet::builder();
+                builder.default_group("default");
+                for (index, (kind, labels, action)) in self.rules.iter().enumerate() {
+                    let action = match action {
+                        3 => Action::Block(BlockAction::NxDomain),
+                        group => Action::Forward { group: format!("g{group}"), forward_first: false },
+                    };
+                    builder.rule(RuleSpec::new(format!("r{index}"), Self::matcher(*kind, labels), action));
+                }
+                for (index, (kind, labels)) in self.exceptions.iter().enumerate() {
+                    builder.exception(ExceptionSpec::new(format!("e{index}"), Self::matcher(*kind, labels)));
+                }
+                for labels in &self.zones {
+                    builder.zone(ZoneSpec::new(Zone::new(to_name(labels))));
+                }
+                for (index, pattern) in self.regex_rules.iter().enumerate() {
+                    let action = Action::Forward { group: format!("x{index}"), forward_first: false };
+                    builder.rule(RuleSpec::new(format!("x{index}"), Self::regex(*pattern), action));
+                }
+                for (index, pattern) in self.regex_exceptions.iter().enumerate() {
+                    builder.exception(ExceptionSpec::new(format!("y{index}"), Self::regex(*pattern)));
+                }
+                builder.build().expect("deduplicated rule sets build")
+            }
+
+            /// The precedence table of docs/rules.md, applied by brute force.
+            fn reference(&self, query: &[&str]) -> String {
+                let text = if query.is_empty() { ".".to_owned() } else { query.join(".") };
+                let regex_matches = |pattern: (usize, bool)| {
+                    let full = format!("^(?:{})$", PATTERNS[pattern.0]);
+                    let start = format!("^(?:{})", PATTERNS[pattern.0]);
+                    Regex::new(if pattern.1 { &start } else { &full }).expect("valid").is_match(&text)
+                };
+                if let Some(index) = self.regex_exceptions.iter().position(|p| regex_matches(*p)) {
+                    return format!("exception y{index}");
+                }
+                let matches = |kind: u8, labels: &[&str]| match kind {
+                    0 => query == labels,
+                    1 => is_under(query, labels),
+                    _ => query.len() > labels.len() && is_under(query, labels),
+                };
+                // (depth, tier): at one depth, exception > rule of the same kind > suffix exception > suffix rule > zone.
+                let tier = |kind: u8, exception: bool| match kind {
+                    1 => 2 + u8::from(exception),
+                    _ => 4 + u8::from(exception),
+                };
+                let mut best: Option<((usize, u8), String)> = None;
+                let mut consider = |key: (usize, u8), outcome: String| {
+                    if best.as_ref().is_none_or(|(best_key, _)| key > *best_key) {
+                        best = Some((key, outcome));
+                    }
+                };
+                for (index, (kind, labels, action)) in self.rules.iter().enumerate() {
+                    if matches(*kind, labels) {
+                        let outcome =
+                            if *action == 3 { format!("block r{index}") } else { format!("forward g{action}") };
+                        consider((labels.len(), tier(*kind, false)), outcome);
+                    }
+                }
+                for (index, (kind, labels)) in self.exceptions.iter().enumerate() {
+                    if matches(*kind, labels) {
+                        consider((labels.len(), tier(*kind, true)), format!("exception e{index}"));
+                    }
+                }
+                for labels in &self.zones {
+                    if is_under(query, labels) {
+                        let rcode = if query == labels.as_slice() { "NOERROR" } else { "NXDOMAIN" };
+                        consider((labels.len(), 1), format!("zone {} {rcode}", to_name(labels)));
+                    }
+                }
+                if let Some((_, outcome)) = best {
+                    return outcome;
+                }
+                if let Some(index) = self.regex_rules.iter().position(|p| regex_matches(*p)) {
+                    return format!("forward x{index}");
+                }
+                "forward default".to_owned()
+            }
+        }
+
+        fn outcome(decision: &Decision<'_>) -> String {
+            match decision {
+                Decision::Forward(forward) => match forward.reason.matched {
+                    Matched::Exception { id, .. } => format!("exception {id}"),
+                    _ => format!("forward {}", forward.group),
+                },
+                Decision::Block(block) => match block.reason.matched {
+                    Matched::Rule { id, .. } => format!("block {id}"),
+                    _ => "block ?".to_owned(),
+                },
+                Decision::Local(local) => match local.reason.matched {
+                    Matched::Zone { zone } => format!("zone {zone} {}", local.rcode),
+                    _ => "local ?".to_owned(),
+                },
+            }
+        }
     }
 }

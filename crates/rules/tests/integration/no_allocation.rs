@@ -1,0 +1,142 @@
+//! decide() must not allocate on the redirect and forwarding hot paths:
+//! exact, suffix and wildcard hits that answer AddressOfQuestion, NODATA,
+//! Forward or Block. A counting global allocator checks it.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use signpost_rules::config::RulesConfig;
+use signpost_rules::{Client, Decision, RuleSet, Transport};
+use signpost_wire::{Class, Message, MessageBuilder, NameBuf, RecordType};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; the
+// counter is a const-initialised thread local, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+        // SAFETY: forwarded as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as is.
+        unsafe { System.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+        // SAFETY: forwarded as is.
+        unsafe { System.realloc(pointer, layout, size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn allocations_during(work: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.with(Cell::get);
+    work();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+#[test]
+fn hot_paths_do_not_allocate() {
+    let config = RulesConfig::from_toml(
+        r#"
+        default_group = "up"
+        [[rules]]
+        suffix = "amazonaws.com"
+        action = "redirect"
+        [[rules]]
+        wildcard = "*.cloudfront.net"
+        action = "redirect"
+        ipv4 = "10.0.0.1"
+        ipv6 = "none"
+        [[rules]]
+        exact = "exact.example"
+        action = "forward"
+        group = "corp"
+        [[rules]]
+        suffix = "corp.example"
+        action = "forward"
+        group = "corp"
+        [[rules]]
+        suffix = "ads.example"
+        action = "block"
+        block = "nxdomain"
+        [[rules]]
+        suffix = "filtered.example"
+        action = "redirect"
+        only_names_matching = 'yes\.'
+        [[exceptions]]
+        regex = '.*\.s3\..*'
+        anchor = "start"
+        [[zones]]
+        name = "zone.example"
+        records = ["alias CNAME www", "www A 10.2.2.2"]
+        [[host_tables]]
+        name = "t"
+        hosts = [{ name = "one.host", addresses = ["10.1.1.1"] }]
+        "#,
+        "hot.toml",
+    )
+    .expect("valid");
+    let rules = RuleSet::from_config(&config, std::path::Path::new("."), &["up", "corp"]).expect("valid");
+    let client = Client {
+        source: IpAddr::from([127, 0, 0, 1]),
+        local: Some(IpAddr::from([127, 0, 0, 1])),
+        listener: Some(Arc::from("udp-1")),
+        transport: Transport::Udp,
+    };
+    let cases: Vec<(NameBuf, RecordType)> = [
+        ("sqs.us-east-1.amazonaws.com.", RecordType::A),
+        ("sqs.us-east-1.amazonaws.com.", RecordType::AAAA),
+        ("sqs.us-east-1.amazonaws.com.", RecordType::MX),
+        ("d1.cloudfront.net.", RecordType::AAAA),
+        ("exact.example.", RecordType::A),
+        ("git.corp.example.", RecordType::A),
+        ("x.ads.example.", RecordType::A),
+        ("yes.filtered.example.", RecordType::A),
+        ("no.filtered.example.", RecordType::A),
+        ("bucket.s3.amazonaws.com.", RecordType::A),
+        ("one.host.", RecordType::A),
+        ("www.example.org.", RecordType::A),
+    ]
+    .into_iter()
+    .map(|(text, qtype)| (text.parse().expect("name"), qtype))
+    .collect();
+    // Warm up: the regex engine fills its per-thread cache on first use.
+    for (name, qtype) in &cases {
+        let _ = rules.decide_name(name, *qtype, Class::IN, &client);
+    }
+    for (name, qtype) in &cases {
+        let count = allocations_during(|| {
+            let decision = rules.decide_name(name, *qtype, Class::IN, &client);
+            assert!(!matches!(&decision, Decision::Local(local) if local.reason.view.is_empty()));
+            drop(decision);
+        });
+        assert_eq!(count, 0, "{name} {qtype} allocated");
+    }
+
+    // The counter does count: a CNAME chase builds its answer.
+    let alias: NameBuf = "alias.zone.example.".parse().expect("name");
+    assert!(allocations_during(|| drop(rules.decide_name(&alias, RecordType::A, Class::IN, &client))) > 0);
+
+    // The same through a parsed question, as the server calls it.
+    let mut query = Vec::new();
+    let mut builder = MessageBuilder::new(&mut query).expect("builder");
+    builder.push_question(&cases[0].0, RecordType::A, Class::IN).expect("question");
+    builder.finish().expect("finish");
+    let message = Message::parse(&query).expect("parses");
+    let question = message.first_question().expect("valid").expect("one");
+    let _ = rules.decide(&question, &client);
+    assert_eq!(allocations_during(|| drop(rules.decide(&question, &client))), 0);
+}
