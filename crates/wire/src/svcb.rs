@@ -258,7 +258,19 @@ pub(crate) fn parse_params(tokens: &[Token<'_>], rtype: RecordType) -> Result<Ve
             (SvcParamKey::NO_DEFAULT_ALPN, Some(_)) => {
                 return Err(Error::InvalidValue { rtype, column, rule: "no-default-alpn takes no value" });
             }
-            (_, None) if key.mnemonic().is_some() => {
+            // A key without `=` has an empty value (RFC 9460 §2.1), which is how
+            // ohttp is always written (RFC 9540 §4) and how an empty value of an
+            // uninterpreted key is shown; keys whose value must hold something
+            // say so here.
+            (
+                SvcParamKey::MANDATORY
+                | SvcParamKey::ALPN
+                | SvcParamKey::PORT
+                | SvcParamKey::IPV4HINT
+                | SvcParamKey::ECH
+                | SvcParamKey::IPV6HINT,
+                None,
+            ) => {
                 return Err(Error::MissingField { column, field: "SvcParam value" });
             }
             (_, None) => Vec::new(),
@@ -425,6 +437,24 @@ mod tests {
         assert!(params_from("mandatory=port").is_err());
         assert!(params_from("key65535=x").is_err());
         assert!(params_from("key999=").is_ok());
+    }
+
+    #[test]
+    fn keys_with_a_mnemonic_and_an_empty_value_round_trip() {
+        // From fuzzing (presentation target): `key08=` (ohttp with an empty
+        // value) was shown as `ohttp`, which the parser refused because every
+        // key with a mnemonic needed `=value`. RFC 9460 §2.1 reads a bare key
+        // as an empty value, and RFC 9540 §4 writes ohttp only that way.
+        let input = b"! SVCB 1 s%cL83 key08= key35=\0\0 key30 key21=\0hl@1[0i1.0";
+        crate::fuzzing::presentation(input);
+        let wire = params_from("key08= key35= key30").expect("valid");
+        let shown: Vec<String> = SvcParams::new(&wire).map(|p| p.to_string()).collect();
+        assert_eq!(shown, ["ohttp", "key30", "key35"]);
+        assert_eq!(params_from(&shown.join(" ")), Ok(wire));
+        assert_eq!(params_from("ohttp dohpath"), Ok(b"\x00\x07\x00\x00\x00\x08\x00\x00".to_vec()));
+        for key in ["mandatory", "alpn", "port", "ipv4hint", "ech", "ipv6hint"] {
+            assert_eq!(params_from(key), Err(Error::MissingField { column: 0, field: "SvcParam value" }), "{key}");
+        }
     }
 
     #[test]
