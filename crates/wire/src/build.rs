@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 
 use crate::Error;
-use crate::edns::{EdnsHeader, EdnsOption};
+use crate::edns::{EdnsHeader, EdnsOption, OptionBytes};
 use crate::iana::{Class, Rcode, RecordType};
 use crate::message::{Flags, HEADER_LEN, Header, Message, Record, Section};
 use crate::name::{MAX_LABELS, MAX_NAME_LEN, Name, ToName};
@@ -34,6 +34,10 @@ pub trait Buffer {
     }
     /// Append bytes.
     fn put(&mut self, bytes: &[u8]) -> Result<(), Error>;
+    /// Append a fixed-size array (lets growable buffers copy without a `memcpy` call).
+    fn put_fixed<const N: usize>(&mut self, bytes: &[u8; N]) -> Result<(), Error> {
+        self.put(bytes)
+    }
     /// Drop everything after `len` bytes.
     fn truncate(&mut self, len: usize);
     /// The bytes written.
@@ -48,6 +52,11 @@ impl Buffer for BytesMut {
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn put_fixed<const N: usize>(&mut self, bytes: &[u8; N]) -> Result<(), Error> {
         self.extend_from_slice(bytes);
         Ok(())
     }
@@ -71,6 +80,11 @@ impl Buffer for Vec<u8> {
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn put_fixed<const N: usize>(&mut self, bytes: &[u8; N]) -> Result<(), Error> {
         self.extend_from_slice(bytes);
         Ok(())
     }
@@ -139,87 +153,240 @@ impl Buffer for SliceBuffer<'_> {
     }
 }
 
+/// An entry's parent when the rest of its name is the root.
+const ROOT_PARENT: u16 = u16::MAX;
+
+/// One label written in the message: the name at `offset` is this label
+/// followed by the name of entry `parent` (or the root).
 #[derive(Clone, Copy, Default)]
 struct Entry {
-    hash: u32,
     offset: u16,
+    parent: u16,
+    len: u8,
 }
 
-/// Suffixes of names already written, by hash, so later names can point at them.
+/// Names remembered with their compression entry, so a name written again
+/// (an RRset's owner, a CNAME target that owns the next record) skips the lookup.
+const RECENT_NAMES: usize = 2;
+
+/// Slots in the compression index (a power of two, four times the entries).
+const INDEX_SLOTS: usize = 256;
+
+/// Labels already written, linked to their parents, and indexed by (parent,
+/// label) so a lookup costs one hash probe per label of the new name.
 struct Compressor {
     entries: [Entry; COMPRESSION_ENTRIES],
     len: usize,
+    /// Entry index + 1 by hash; 0 is an empty slot.
+    index: [u8; INDEX_SLOTS],
+    recent: [Recent; RECENT_NAMES],
+    next_recent: usize,
+}
+
+/// A name written recently: its flat bytes and the entry of the whole name.
+#[derive(Clone, Copy)]
+struct Recent {
+    flat: [u8; MAX_NAME_LEN],
+    len: u8,
+    entry: u16,
+}
+
+/// What a lookup found: labels `0..unmatched` must be written; the rest is
+/// already in the message as entry `entry` (or `ROOT_PARENT` if nothing matched).
+#[derive(Clone, Copy)]
+struct Match {
+    unmatched: usize,
+    entry: u16,
+}
+
+/// A constant-time hash of (parent, label): length, first, middle and last
+/// byte. Collisions only cost a comparison.
+fn slot_of(parent: u16, label: &[u8]) -> usize {
+    let len = label.len();
+    let first = label.first().copied().unwrap_or_default();
+    let middle = label.get(len / 2).copied().unwrap_or_default();
+    let last = label.last().copied().unwrap_or_default();
+    let key = u64::from(parent)
+        | (len as u64) << 16
+        | u64::from(first) << 24
+        | u64::from(middle) << 32
+        | u64::from(last) << 40;
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize & (INDEX_SLOTS - 1)
 }
 
 impl Compressor {
     fn new() -> Self {
-        Self { entries: [Entry::default(); COMPRESSION_ENTRIES], len: 0 }
-    }
-
-    fn forget_from(&mut self, offset: usize) {
-        let mut kept = 0;
-        for index in 0..self.len {
-            if let Some(entry) = self.entries.get(index).copied()
-                && usize::from(entry.offset) < offset
-            {
-                if let Some(slot) = self.entries.get_mut(kept) {
-                    *slot = entry;
-                }
-                kept += 1;
-            }
+        Self {
+            entries: [Entry::default(); COMPRESSION_ENTRIES],
+            len: 0,
+            index: [0; INDEX_SLOTS],
+            recent: [Recent { flat: [0; MAX_NAME_LEN], len: 0, entry: ROOT_PARENT }; RECENT_NAMES],
+            next_recent: 0,
         }
-        self.len = kept;
     }
 
-    fn add(&mut self, hash: u32, offset: usize) {
-        if self.len >= COMPRESSION_ENTRIES || offset >= POINTER_RANGE {
+    /// The entry of a name written recently, if `flat` is one.
+    fn recent(&self, flat: &[u8]) -> Option<u16> {
+        self.recent
+            .iter()
+            .find(|recent| {
+                recent.entry != ROOT_PARENT
+                    && usize::from(recent.len) == flat.len()
+                    && recent.flat.get(..flat.len()) == Some(flat)
+            })
+            .map(|recent| recent.entry)
+    }
+
+    fn remember(&mut self, flat: &[u8], entry: u16) {
+        if entry == ROOT_PARENT {
             return;
         }
-        if let Some(slot) = self.entries.get_mut(self.len) {
-            *slot = Entry { hash, offset: offset as u16 };
+        let slot = self.next_recent % RECENT_NAMES;
+        if let Some(recent) = self.recent.get_mut(slot)
+            && let Some(dest) = recent.flat.get_mut(..flat.len())
+        {
+            dest.copy_from_slice(flat);
+            recent.len = flat.len() as u8;
+            recent.entry = entry;
+            self.next_recent = slot + 1;
+        }
+    }
+
+    fn forget_from(&mut self, offset: usize, message: &[u8]) {
+        // Entries are added in message order, a name at a time, so those at or
+        // after `offset` are a suffix of the table.
+        let keep = self
+            .entries
+            .get(..self.len)
+            .unwrap_or(&[])
+            .iter()
+            .position(|entry| usize::from(entry.offset) >= offset)
+            .unwrap_or(self.len);
+        if keep == self.len {
+            return;
+        }
+        self.len = keep;
+        for recent in &mut self.recent {
+            if usize::from(recent.entry) >= keep {
+                recent.entry = ROOT_PARENT;
+            }
+        }
+        self.index = [0; INDEX_SLOTS];
+        for position in 0..keep {
+            if let Some(entry) = self.entries.get(position).copied() {
+                let start = usize::from(entry.offset) + 1;
+                let label = message.get(start..start + usize::from(entry.len)).unwrap_or(&[]);
+                self.insert_index(entry.parent, label, position);
+            }
+        }
+    }
+
+    fn insert_index(&mut self, parent: u16, label: &[u8], position: usize) {
+        let mut slot = slot_of(parent, label);
+        for _ in 0..INDEX_SLOTS {
+            match self.index.get_mut(slot) {
+                Some(value @ 0) => {
+                    *value = position as u8 + 1;
+                    return;
+                }
+                Some(_) => slot = (slot + 1) & (INDEX_SLOTS - 1),
+                None => return,
+            }
+        }
+    }
+
+    fn find(&self, message: &[u8], parent: u16, label: &[u8]) -> Option<u16> {
+        let mut slot = slot_of(parent, label);
+        loop {
+            let value = *self.index.get(slot)?;
+            if value == 0 {
+                return None;
+            }
+            let position = usize::from(value - 1);
+            let entry = self.entries.get(position)?;
+            if entry.parent == parent && usize::from(entry.len) == label.len() {
+                let start = usize::from(entry.offset) + 1;
+                if message.get(start..start + label.len()) == Some(label) {
+                    return Some(position as u16);
+                }
+            }
+            slot = (slot + 1) & (INDEX_SLOTS - 1);
+        }
+    }
+
+    fn lookup(&self, message: &[u8], flat: &[u8], labels: &LabelStarts) -> Match {
+        let mut found = Match { unmatched: labels.count, entry: ROOT_PARENT };
+        if self.len == 0 {
+            return found;
+        }
+        for index in (0..labels.count).rev() {
+            let start = labels.start(index);
+            let len = usize::from(labels.len(index));
+            let label = flat.get(start + 1..start + 1 + len).unwrap_or(&[]);
+            match self.find(message, found.entry, label) {
+                Some(position) => found = Match { unmatched: index, entry: position },
+                None => break,
+            }
+        }
+        found
+    }
+
+    /// Record the labels `0..unmatched` just written at `name_start`; returns
+    /// the entry of the whole name, if it has one.
+    fn add(&mut self, name_start: usize, flat: &[u8], labels: &LabelStarts, found: Match) -> u16 {
+        let mut parent = found.entry;
+        for index in (0..found.unmatched).rev() {
+            let start = labels.start(index);
+            let offset = name_start + start;
+            if self.len >= COMPRESSION_ENTRIES || offset >= POINTER_RANGE {
+                return ROOT_PARENT;
+            }
+            let len = labels.len(index);
+            let position = self.len;
+            if let Some(slot) = self.entries.get_mut(position) {
+                *slot = Entry { offset: offset as u16, parent, len };
+            }
+            let label = flat.get(start + 1..start + 1 + usize::from(len)).unwrap_or(&[]);
+            self.insert_index(parent, label, position);
+            parent = position as u16;
             self.len += 1;
         }
+        parent
     }
 }
 
-/// Hash of a name suffix, built from the right so each suffix costs one label.
-fn extend_hash(hash: u32, label_with_len: &[u8]) -> u32 {
-    let mut hash = hash;
-    for &byte in label_with_len {
-        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
-    }
-    hash
+/// Where each label of a flat name starts.
+struct LabelStarts {
+    starts: [u8; MAX_LABELS],
+    lens: [u8; MAX_LABELS],
+    count: usize,
 }
 
-/// Whether the name at `offset` of `message` is exactly `suffix` (case-sensitive).
-fn suffix_matches(message: &[u8], offset: usize, suffix: &[u8]) -> bool {
-    let mut position = offset;
-    let mut index = 0;
-    let mut hops = 0;
-    loop {
-        let Some(&len) = message.get(position) else { return false };
-        if len & 0xc0 == 0xc0 {
-            let Some(&low) = message.get(position + 1) else { return false };
-            position = usize::from(u16::from_be_bytes([len & 0x3f, low]));
-            hops += 1;
-            if hops > MAX_LABELS {
-                return false;
+impl LabelStarts {
+    fn of(flat: &[u8]) -> Self {
+        let mut labels = Self { starts: [0; MAX_LABELS], lens: [0; MAX_LABELS], count: 0 };
+        let mut position = 0usize;
+        while let Some(&len) = flat.get(position) {
+            if len == 0 || labels.count >= MAX_LABELS {
+                break;
             }
-            continue;
+            if let (Some(start), Some(slot)) = (labels.starts.get_mut(labels.count), labels.lens.get_mut(labels.count))
+            {
+                *start = position as u8;
+                *slot = len;
+            }
+            labels.count += 1;
+            position += 1 + usize::from(len);
         }
-        let end = position + 1 + usize::from(len);
-        let (Some(here), Some(there)) = (message.get(position..end), suffix.get(index..index + 1 + usize::from(len)))
-        else {
-            return false;
-        };
-        if here != there {
-            return false;
-        }
-        if len == 0 {
-            return index + 1 == suffix.len();
-        }
-        index += 1 + usize::from(len);
-        position = end;
+        labels
+    }
+
+    fn start(&self, index: usize) -> usize {
+        usize::from(self.starts.get(index).copied().unwrap_or_default())
+    }
+
+    fn len(&self, index: usize) -> u8 {
+        self.lens.get(index).copied().unwrap_or_default()
     }
 }
 
@@ -232,6 +399,8 @@ struct RrsetMark {
     section: Section,
     rtype: RecordType,
     class: Class,
+    /// The compression entry of the owner name, or `ROOT_PARENT` if it has none.
+    owner_entry: u16,
     name_offset: usize,
 }
 
@@ -264,8 +433,10 @@ pub struct MessageBuilder<'b, T: Buffer + ?Sized> {
     compression: Compressor,
     rrset: Option<RrsetMark>,
     edns: Option<EdnsHeader>,
-    edns_options: Vec<u8>,
+    edns_options: OptionBytes,
     extended_rcode: u8,
+    scratch: [u8; MAX_NAME_LEN],
+    data_scratch: [u8; MAX_NAME_LEN],
 }
 
 impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
@@ -284,8 +455,10 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
             compression: Compressor::new(),
             rrset: None,
             edns: None,
-            edns_options: Vec::new(),
+            edns_options: OptionBytes::new(),
             extended_rcode: 0,
+            scratch: [0; MAX_NAME_LEN],
+            data_scratch: [0; MAX_NAME_LEN],
         })
     }
 
@@ -350,7 +523,7 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
     /// adding it if the message would no longer fit.
     pub fn push_edns_option(&mut self, option: &EdnsOption<'_>) -> Result<(), Error> {
         let before = self.edns_options.len();
-        option.write_to(&mut self.edns_options)?;
+        option.write_into(&mut self.edns_options)?;
         if self.edns_options.len() > usize::from(u16::MAX) || self.len() + self.reserved() > self.effective_limit() {
             self.edns_options.truncate(before);
             return Err(Error::Truncated { limit: self.limit });
@@ -413,16 +586,15 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
     pub fn push_question(&mut self, name: &impl ToName, qtype: RecordType, qclass: Class) -> Result<(), Error> {
         self.enter(Section::Question)?;
         let start = self.len();
-        let mut scratch = [0u8; MAX_NAME_LEN];
-        let flat = name.flat(&mut scratch);
-        let result = (|| {
-            write_name(self.buffer, self.base, &mut self.compression, flat, true)?;
-            self.buffer.put(&qtype.0.to_be_bytes())?;
-            self.buffer.put(&qclass.0.to_be_bytes())
-        })();
+        let flat = name.flat(&mut self.scratch);
+        let mut fixed = [0u8; 4];
+        fixed[..2].copy_from_slice(&qtype.0.to_be_bytes());
+        fixed[2..].copy_from_slice(&qclass.0.to_be_bytes());
+        let result = write_name(self.buffer, self.base, &mut self.compression, flat, true)
+            .and_then(|_| self.buffer.put_fixed(&fixed));
         if result.is_err() || self.len() + self.reserved() > self.effective_limit() {
             self.buffer.truncate(self.base + start);
-            self.compression.forget_from(start);
+            self.compression.forget_from(start, self.buffer.as_slice().get(self.base..).unwrap_or(&[]));
             return self.overflow(result.err(), true);
         }
         self.header.qdcount += 1;
@@ -493,53 +665,62 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
         }
         self.enter(section)?;
         let start = self.len();
-        let mut scratch = [0u8; MAX_NAME_LEN];
-        let flat = name.flat(&mut scratch);
+        let flat = name.flat(&mut self.scratch);
+        let message = self.buffer.as_slice().get(self.base..).unwrap_or(&[]);
+        let (labels, found) = match self.compression.recent(flat) {
+            Some(entry) => (None, Match { unmatched: 0, entry }),
+            None => {
+                let labels = LabelStarts::of(flat);
+                let found = self.compression.lookup(message, flat, &labels);
+                (Some(labels), found)
+            }
+        };
         let same_rrset = self.rrset.is_some_and(|mark| {
             mark.section == section
                 && mark.rtype == rtype
                 && mark.class == class
-                && Name::from_message(self.buffer.as_slice().get(self.base..).unwrap_or(&[]), mark.name_offset)
-                    .is_ok_and(|(existing, _)| existing == flat_name(flat))
+                && if mark.owner_entry == ROOT_PARENT {
+                    // The owner had no compression entry (a full table): compare bytes.
+                    Name::from_message(message, mark.name_offset).is_ok_and(|(existing, _)| existing == FlatName(flat))
+                } else {
+                    found.unmatched == 0 && found.entry == mark.owner_entry
+                }
         });
-        if !same_rrset {
-            self.rrset = Some(RrsetMark {
-                start,
-                count_before: self.header.count(section),
-                section,
-                rtype,
-                class,
-                name_offset: start,
-            });
-        }
-        let result = (|| {
-            write_name(self.buffer, self.base, &mut self.compression, flat, true)?;
-            self.buffer.put(&rtype.0.to_be_bytes())?;
-            self.buffer.put(&class.0.to_be_bytes())?;
-            self.buffer.put(&ttl.to_be_bytes())?;
-            self.buffer.put(&[0, 0])?;
-            let data_start = self.len();
-            let mut sink = RdataSink { buffer: &mut *self.buffer, base: self.base, compression: &mut self.compression };
-            write_data(&mut sink)?;
-            let data_len =
-                u16::try_from(self.len() - data_start).map_err(|_| Error::BufferFull { capacity: self.limit })?;
-            let slot = self
-                .buffer
-                .as_mut_slice()
-                .get_mut(self.base + data_start - 2..self.base + data_start)
-                .ok_or(Error::BufferFull { capacity: self.limit })?;
-            slot.copy_from_slice(&data_len.to_be_bytes());
-            Ok(())
-        })();
+        let mut fixed = [0u8; 10];
+        fixed[..2].copy_from_slice(&rtype.0.to_be_bytes());
+        fixed[2..4].copy_from_slice(&class.0.to_be_bytes());
+        fixed[4..8].copy_from_slice(&ttl.to_be_bytes());
+        let count_before = self.header.count(section);
+        let limit = self.limit;
+        let base = self.base;
+        let result = write_record(
+            &mut *self.buffer,
+            base,
+            &mut self.compression,
+            &mut self.data_scratch,
+            flat,
+            labels.as_ref(),
+            found,
+            &fixed,
+            write_data,
+        )
+        .map(|owner_entry| {
+            if !same_rrset {
+                self.rrset =
+                    Some(RrsetMark { start, count_before, section, rtype, class, owner_entry, name_offset: start });
+            }
+        })
+        .map_err(|error| {
+            if let Error::BufferFull { .. } = error { Error::BufferFull { capacity: limit } } else { error }
+        });
         if result.is_err() || self.len() + self.reserved() > self.effective_limit() {
             // Drop the whole RRset this record belongs to.
-            let mark = self.rrset.take();
-            let (rewind, count) = match mark {
-                Some(mark) => (mark.start, mark.count_before),
-                None => (start, self.header.count(section)),
+            let (rewind, count) = match self.rrset.take() {
+                Some(mark) if same_rrset || mark.start == start => (mark.start, mark.count_before),
+                _ => (start, self.header.count(section)),
             };
             self.buffer.truncate(self.base + rewind);
-            self.compression.forget_from(rewind);
+            self.compression.forget_from(rewind, self.buffer.as_slice().get(self.base..).unwrap_or(&[]));
             *self.count_mut(section) = count;
             return self.overflow(result.err(), section != Section::Additional);
         }
@@ -555,12 +736,13 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
                 | u32::from(edns.version) << 16
                 | if edns.dnssec_ok { 0x8000 } else { 0 };
             let len = u16::try_from(self.edns_options.len()).map_err(|_| Error::EdnsTooLong)?;
-            self.buffer.put(&[0])?;
-            self.buffer.put(&RecordType::OPT.0.to_be_bytes())?;
-            self.buffer.put(&edns.udp_payload_size.to_be_bytes())?;
-            self.buffer.put(&ttl.to_be_bytes())?;
-            self.buffer.put(&len.to_be_bytes())?;
-            self.buffer.put(&self.edns_options)?;
+            let mut fixed = [0u8; OPT_FIXED_LEN];
+            fixed[1..3].copy_from_slice(&RecordType::OPT.0.to_be_bytes());
+            fixed[3..5].copy_from_slice(&edns.udp_payload_size.to_be_bytes());
+            fixed[5..9].copy_from_slice(&ttl.to_be_bytes());
+            fixed[9..11].copy_from_slice(&len.to_be_bytes());
+            self.buffer.put_fixed(&fixed)?;
+            self.buffer.put(self.edns_options.as_slice())?;
             header.arcount =
                 header.arcount.checked_add(1).ok_or(Error::CountOverflow { section: Section::Additional })?;
         }
@@ -575,9 +757,13 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
     }
 }
 
-/// A view of a validated flat name, for comparisons.
-fn flat_name(flat: &[u8]) -> Name<'_> {
-    Name::from_wire(flat).unwrap_or(Name::ROOT)
+/// A flat wire name as a `ToName`, for comparisons.
+struct FlatName<'a>(&'a [u8]);
+
+impl ToName for FlatName<'_> {
+    fn flat<'s>(&'s self, _scratch: &'s mut [u8; MAX_NAME_LEN]) -> &'s [u8] {
+        self.0
+    }
 }
 
 /// Writes RDATA into the builder's buffer with access to its compression table.
@@ -585,6 +771,7 @@ pub(crate) struct RdataSink<'s, T: Buffer + ?Sized> {
     buffer: &'s mut T,
     base: usize,
     compression: &'s mut Compressor,
+    scratch: &'s mut [u8; MAX_NAME_LEN],
 }
 
 impl<T: Buffer + ?Sized> Sink for RdataSink<'_, T> {
@@ -592,13 +779,43 @@ impl<T: Buffer + ?Sized> Sink for RdataSink<'_, T> {
         self.buffer.put(bytes)
     }
 
-    fn put_name(&mut self, flat: &[u8], compress: bool) -> Result<(), Error> {
+    fn put_fixed<const N: usize>(&mut self, bytes: &[u8; N]) -> Result<(), Error> {
+        self.buffer.put_fixed(bytes)
+    }
+
+    fn put_name(&mut self, name: &impl ToName, compress: bool) -> Result<(), Error> {
+        let flat = name.flat(self.scratch);
         write_name(self.buffer, self.base, self.compression, flat, compress)
     }
 }
 
+/// Write one record after its owner's compression lookup: owner, fixed
+/// fields, RDATA and its length. Returns the owner's compression entry.
+#[allow(clippy::too_many_arguments)]
+fn write_record<T: Buffer + ?Sized>(
+    buffer: &mut T,
+    base: usize,
+    compression: &mut Compressor,
+    scratch: &mut [u8; MAX_NAME_LEN],
+    flat: &[u8],
+    labels: Option<&LabelStarts>,
+    found: Match,
+    fixed: &[u8; 10],
+    write_data: impl FnOnce(&mut RdataSink<'_, T>) -> Result<(), Error>,
+) -> Result<u16, Error> {
+    let owner_entry = write_found_name(buffer, base, compression, flat, labels, found)?;
+    buffer.put_fixed(fixed)?;
+    let data_start = buffer.len();
+    let mut sink = RdataSink { buffer: &mut *buffer, base, compression, scratch };
+    write_data(&mut sink)?;
+    let data_len = u16::try_from(buffer.len() - data_start).map_err(|_| Error::BufferFull { capacity: 0 })?;
+    let slot = buffer.as_mut_slice().get_mut(data_start - 2..data_start).ok_or(Error::BufferFull { capacity: 0 })?;
+    slot.copy_from_slice(&data_len.to_be_bytes());
+    Ok(owner_entry)
+}
+
 /// Write a flat name, pointing at the longest suffix already in the message
-/// when `compress` is set; every suffix written becomes a pointer target.
+/// when `compress` is set; every label written becomes a pointer target.
 fn write_name<T: Buffer + ?Sized>(
     buffer: &mut T,
     base: usize,
@@ -606,62 +823,44 @@ fn write_name<T: Buffer + ?Sized>(
     flat: &[u8],
     compress: bool,
 ) -> Result<(), Error> {
-    let mut starts = [0u8; MAX_LABELS + 1];
-    let mut count = 0usize;
-    let mut position = 0usize;
-    while let Some(&len) = flat.get(position) {
-        if len == 0 {
-            break;
-        }
-        if let Some(slot) = starts.get_mut(count) {
-            *slot = position as u8;
-        }
-        count += 1;
-        position += 1 + usize::from(len);
+    if compress && let Some(entry) = compression.recent(flat) {
+        return write_found_name(buffer, base, compression, flat, None, Match { unmatched: 0, entry }).map(|_| ());
     }
-    // hashes[i] is the hash of the suffix starting at label i.
-    let mut hashes = [0u32; MAX_LABELS + 1];
-    let mut hash = 0x811c_9dc5u32;
-    for index in (0..count).rev() {
-        let start = usize::from(starts.get(index).copied().unwrap_or_default());
-        let len = usize::from(flat.get(start).copied().unwrap_or_default());
-        hash = extend_hash(hash, flat.get(start..start + 1 + len).unwrap_or(&[]));
-        if let Some(slot) = hashes.get_mut(index) {
-            *slot = hash;
-        }
-    }
-    let mut pointer = None;
-    let mut written_labels = count;
-    if compress {
-        let message = buffer.as_slice().get(base..).unwrap_or(&[]);
-        'search: for index in 0..count {
-            let wanted = hashes.get(index).copied().unwrap_or_default();
-            let start = usize::from(starts.get(index).copied().unwrap_or_default());
-            let suffix = flat.get(start..).unwrap_or(&[]);
-            for entry in compression.entries.get(..compression.len).unwrap_or(&[]) {
-                if entry.hash == wanted && suffix_matches(message, usize::from(entry.offset), suffix) {
-                    pointer = Some(entry.offset);
-                    written_labels = index;
-                    break 'search;
-                }
-            }
-        }
-    }
-    let name_start = buffer.len() - base;
-    let prefix_end = if written_labels < count {
-        usize::from(starts.get(written_labels).copied().unwrap_or_default())
+    let labels = LabelStarts::of(flat);
+    let found = if compress {
+        compression.lookup(buffer.as_slice().get(base..).unwrap_or(&[]), flat, &labels)
     } else {
-        flat.len()
+        Match { unmatched: labels.count, entry: ROOT_PARENT }
     };
-    buffer.put(flat.get(..prefix_end).unwrap_or(&[]))?;
-    if let Some(target) = pointer {
-        buffer.put(&(0xc000 | target).to_be_bytes())?;
+    write_found_name(buffer, base, compression, flat, Some(&labels), found).map(|_| ())
+}
+
+/// Write the unmatched labels and a pointer to the matched suffix (or the
+/// root label); returns the compression entry of the whole name. `labels`
+/// may be `None` only when the whole name matched.
+fn write_found_name<T: Buffer + ?Sized>(
+    buffer: &mut T,
+    base: usize,
+    compression: &mut Compressor,
+    flat: &[u8],
+    labels: Option<&LabelStarts>,
+    found: Match,
+) -> Result<u16, Error> {
+    let name_start = buffer.len() - base;
+    if found.entry == ROOT_PARENT {
+        buffer.put(flat)?;
+    } else {
+        let prefix_end = labels.map_or(0, |labels| labels.start(found.unmatched));
+        let target = compression.entries.get(usize::from(found.entry)).map_or(0, |entry| entry.offset);
+        if prefix_end > 0 {
+            buffer.put(flat.get(..prefix_end).unwrap_or(&[]))?;
+        }
+        buffer.put_fixed(&(0xc000 | target).to_be_bytes())?;
     }
-    for index in 0..written_labels {
-        let start = usize::from(starts.get(index).copied().unwrap_or_default());
-        compression.add(hashes.get(index).copied().unwrap_or_default(), name_start + start);
-    }
-    Ok(())
+    let Some(labels) = labels else { return Ok(found.entry) };
+    let entry = compression.add(name_start, flat, labels, found);
+    compression.remember(flat, entry);
+    Ok(entry)
 }
 
 #[cfg(test)]

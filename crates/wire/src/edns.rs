@@ -241,32 +241,92 @@ impl<'a> EdnsOption<'a> {
 
     /// Append the option (code, length, data) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.write_into(out)
+    }
+
+    pub(crate) fn write_into(&self, out: &mut impl ByteSink) -> Result<(), Error> {
         let len = u16::try_from(self.data_len()).map_err(|_| Error::EdnsTooLong)?;
-        out.extend_from_slice(&self.code().0.to_be_bytes());
-        out.extend_from_slice(&len.to_be_bytes());
+        let code = self.code().0.to_be_bytes();
+        let len = len.to_be_bytes();
+        out.extend(&[code[0], code[1], len[0], len[1]]);
         match self {
             Self::ClientSubnet(subnet) => {
-                out.extend_from_slice(&subnet.family.to_be_bytes());
-                out.push(subnet.source_prefix);
-                out.push(subnet.scope_prefix);
-                out.extend_from_slice(subnet.address);
+                let family = subnet.family.to_be_bytes();
+                out.extend(&[family[0], family[1], subnet.source_prefix, subnet.scope_prefix]);
+                out.extend(subnet.address);
             }
             Self::Cookie(cookie) => {
-                out.extend_from_slice(&cookie.client);
-                out.extend_from_slice(cookie.server);
+                out.extend(&cookie.client);
+                out.extend(cookie.server);
             }
-            Self::Padding(data) | Self::Nsid(data) | Self::Unknown { data, .. } => out.extend_from_slice(data),
+            Self::Padding(data) | Self::Nsid(data) | Self::Unknown { data, .. } => out.extend(data),
             Self::ExtendedError(error) => {
-                out.extend_from_slice(&error.info_code.0.to_be_bytes());
-                out.extend_from_slice(error.extra_text);
+                out.extend(&error.info_code.0.to_be_bytes());
+                out.extend(error.extra_text);
             }
             Self::TcpKeepalive(timeout) => {
                 if let Some(timeout) = timeout {
-                    out.extend_from_slice(&timeout.to_be_bytes());
+                    out.extend(&timeout.to_be_bytes());
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Where option bytes are written.
+pub(crate) trait ByteSink {
+    fn extend(&mut self, bytes: &[u8]);
+}
+
+impl ByteSink for Vec<u8> {
+    fn extend(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Option bytes kept inline up to 64 bytes (a cookie, a short extended
+/// error, a client subnet), so a builder needs no allocation for them.
+#[derive(Clone, Debug)]
+pub(crate) struct OptionBytes {
+    inline: [u8; 64],
+    len: usize,
+    spill: Vec<u8>,
+}
+
+impl OptionBytes {
+    pub(crate) fn new() -> Self {
+        Self { inline: [0; 64], len: 0, spill: Vec::new() }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        if self.spill.is_empty() { self.inline.get(..self.len).unwrap_or(&[]) } else { &self.spill }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub(crate) fn truncate(&mut self, len: usize) {
+        if self.spill.is_empty() {
+            self.len = self.len.min(len);
+        } else {
+            self.spill.truncate(len);
+        }
+    }
+}
+
+impl ByteSink for OptionBytes {
+    fn extend(&mut self, bytes: &[u8]) {
+        if self.spill.is_empty() {
+            if let Some(slot) = self.inline.get_mut(self.len..self.len + bytes.len()) {
+                slot.copy_from_slice(bytes);
+                self.len += bytes.len();
+                return;
+            }
+            self.spill.extend_from_slice(self.inline.get(..self.len).unwrap_or(&[]));
+        }
+        self.spill.extend_from_slice(bytes);
     }
 }
 

@@ -524,20 +524,31 @@ fn read_record<'a>(reader: &mut Reader<'a>, section: Section) -> Result<Record<'
     let message = reader.message();
     let offset = reader.position();
     let (name, after) = Name::from_message(message, offset)?;
-    reader.seek(after);
-    let rtype = RecordType(reader.u16()?);
-    let class = Class(reader.u16()?);
-    let ttl = reader.u32()?;
-    let data_len = reader.u16()?;
-    let data_start = reader.position();
-    reader.bytes(usize::from(data_len)).map_err(|_| Error::UnexpectedEnd {
-        offset: data_start,
-        needed: data_start + usize::from(data_len) - message.len().min(data_start + usize::from(data_len)),
-    })?;
+    // The fixed fields are read in one bounds check: type, class, TTL, RDLENGTH.
+    let Some(&[t0, t1, c0, c1, l0, l1, l2, l3, d0, d1]) = message.get(after..after + 10) else {
+        return Err(Error::UnexpectedEnd { offset: after, needed: after + 10 - message.len().min(after + 10) });
+    };
+    let data_len = u16::from_be_bytes([d0, d1]);
+    let data_start = after + 10;
+    let data_end = data_start + usize::from(data_len);
+    if data_end > message.len() {
+        return Err(Error::UnexpectedEnd { offset: data_start, needed: data_end - message.len() });
+    }
     let (Ok(offset32), Ok(data_start32)) = (u32::try_from(offset), u32::try_from(data_start)) else {
         return Err(Error::UnexpectedEnd { offset, needed: 0 });
     };
-    Ok(Record { message, name, rtype, class, ttl, offset: offset32, data_start: data_start32, data_len, section })
+    reader.seek(data_end);
+    Ok(Record {
+        message,
+        name,
+        rtype: RecordType(u16::from_be_bytes([t0, t1])),
+        class: Class(u16::from_be_bytes([c0, c1])),
+        ttl: u32::from_be_bytes([l0, l1, l2, l3]),
+        offset: offset32,
+        data_start: data_start32,
+        data_len,
+        section,
+    })
 }
 
 /// Iterator over records of one or more consecutive sections.

@@ -268,6 +268,23 @@ impl<N, B> RecordData<N, B> {
 impl<'a> RData<'a> {
     /// Parse the RDATA of type `rtype` found at `message[offset..offset + len]`.
     pub fn parse(rtype: RecordType, message: &'a [u8], offset: usize, len: usize) -> Result<Self, Error> {
+        // The common types first, without a reader.
+        match rtype {
+            RecordType::A => return fixed_address(message, offset, len).map(|octets: [u8; 4]| Self::A(octets.into())),
+            RecordType::AAAA => {
+                return fixed_address(message, offset, len).map(|octets: [u8; 16]| Self::Aaaa(octets.into()));
+            }
+            RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::DNAME => {
+                let name = only_name(message, offset, len, rtype)?;
+                return Ok(match rtype {
+                    RecordType::NS => Self::Ns(name),
+                    RecordType::CNAME => Self::Cname(name),
+                    RecordType::PTR => Self::Ptr(name),
+                    _ => Self::Dname(name),
+                });
+            }
+            _ => {}
+        }
         let mut outer = Reader::at(message, offset);
         let mut reader = outer.sub(len)?;
         let end = offset + len;
@@ -364,6 +381,35 @@ impl<'a> RData<'a> {
     }
 }
 
+/// RDATA that is exactly an address of N octets.
+fn fixed_address<const N: usize>(message: &[u8], offset: usize, len: usize) -> Result<[u8; N], Error> {
+    let Some(data) = message.get(offset..offset + len) else {
+        return Err(Error::UnexpectedEnd { offset, needed: offset + len - message.len().min(offset + len) });
+    };
+    match <[u8; N]>::try_from(data) {
+        Ok(octets) => Ok(octets),
+        Err(_) if len < N => Err(Error::UnexpectedEnd { offset, needed: N - len }),
+        Err(_) => Err(Error::RdataLength {
+            rtype: if N == 4 { RecordType::A } else { RecordType::AAAA },
+            offset,
+            rdlength: len,
+            used: N,
+        }),
+    }
+}
+
+/// RDATA that is exactly one (possibly compressed) name.
+fn only_name(message: &[u8], offset: usize, len: usize, rtype: RecordType) -> Result<Name<'_>, Error> {
+    if message.len() < offset + len {
+        return Err(Error::UnexpectedEnd { offset, needed: offset + len - message.len() });
+    }
+    let (name, after) = Name::from_message(message, offset)?;
+    if after != offset + len {
+        return Err(Error::RdataLength { rtype, offset, rdlength: len, used: after - offset });
+    }
+    Ok(name)
+}
+
 fn read_name<'a>(reader: &mut Reader<'a>, end: usize, rtype: RecordType) -> Result<Name<'a>, Error> {
     let start = reader.position();
     let (name, after) = Name::from_message(reader.message(), start)?;
@@ -454,8 +500,11 @@ impl RDataBuf {
 /// Where record data is written: a builder (with compression) or a plain buffer.
 pub(crate) trait Sink {
     fn put(&mut self, bytes: &[u8]) -> Result<(), Error>;
-    /// Write a flat name, compressing it only if `compress` and the sink supports it.
-    fn put_name(&mut self, flat: &[u8], compress: bool) -> Result<(), Error>;
+    fn put_fixed<const N: usize>(&mut self, bytes: &[u8; N]) -> Result<(), Error> {
+        self.put(bytes)
+    }
+    /// Write a name, compressing it only if `compress` and the sink supports it.
+    fn put_name(&mut self, name: &impl ToName, compress: bool) -> Result<(), Error>;
 }
 
 impl Sink for Vec<u8> {
@@ -464,8 +513,9 @@ impl Sink for Vec<u8> {
         Ok(())
     }
 
-    fn put_name(&mut self, flat: &[u8], _compress: bool) -> Result<(), Error> {
-        self.extend_from_slice(flat);
+    fn put_name(&mut self, name: &impl ToName, _compress: bool) -> Result<(), Error> {
+        let mut scratch = [0u8; MAX_NAME_LEN];
+        self.extend_from_slice(name.flat(&mut scratch));
         Ok(())
     }
 }
@@ -474,20 +524,19 @@ impl<N: ToName, B: AsRef<[u8]>> RecordData<N, B> {
     /// Write the RDATA. Names are compressed only in the RFC 1035 types
     /// (NS, CNAME, PTR, MX, SOA), as RFC 3597 §4 requires.
     pub(crate) fn write_to(&self, sink: &mut impl Sink) -> Result<(), Error> {
-        let mut scratch = [0u8; MAX_NAME_LEN];
         match self {
-            Self::A(addr) => sink.put(&addr.octets()),
-            Self::Aaaa(addr) => sink.put(&addr.octets()),
-            Self::Ns(name) | Self::Cname(name) | Self::Ptr(name) => sink.put_name(name.flat(&mut scratch), true),
-            Self::Dname(name) => sink.put_name(name.flat(&mut scratch), false),
+            Self::A(addr) => sink.put_fixed(&addr.octets()),
+            Self::Aaaa(addr) => sink.put_fixed(&addr.octets()),
+            Self::Ns(name) | Self::Cname(name) | Self::Ptr(name) => sink.put_name(name, true),
+            Self::Dname(name) => sink.put_name(name, false),
             Self::Mx(mx) => {
-                sink.put(&mx.preference.to_be_bytes())?;
-                sink.put_name(mx.exchange.flat(&mut scratch), true)
+                sink.put_fixed(&mx.preference.to_be_bytes())?;
+                sink.put_name(&mx.exchange, true)
             }
             Self::Txt(txt) => sink.put(txt.0.as_ref()),
             Self::Soa(soa) => {
-                sink.put_name(soa.mname.flat(&mut scratch), true)?;
-                sink.put_name(soa.rname.flat(&mut scratch), true)?;
+                sink.put_name(&soa.mname, true)?;
+                sink.put_name(&soa.rname, true)?;
                 for value in [soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum] {
                     sink.put(&value.to_be_bytes())?;
                 }
@@ -497,7 +546,7 @@ impl<N: ToName, B: AsRef<[u8]>> RecordData<N, B> {
                 for value in [srv.priority, srv.weight, srv.port] {
                     sink.put(&value.to_be_bytes())?;
                 }
-                sink.put_name(srv.target.flat(&mut scratch), false)
+                sink.put_name(&srv.target, false)
             }
             Self::Caa(caa) => {
                 let tag = caa.tag.as_ref();
@@ -513,11 +562,11 @@ impl<N: ToName, B: AsRef<[u8]>> RecordData<N, B> {
                     sink.put(&[string.len() as u8])?;
                     sink.put(string)?;
                 }
-                sink.put_name(naptr.replacement.flat(&mut scratch), false)
+                sink.put_name(&naptr.replacement, false)
             }
             Self::Svcb(svcb) | Self::Https(svcb) => {
                 sink.put(&svcb.priority.to_be_bytes())?;
-                sink.put_name(svcb.target.flat(&mut scratch), false)?;
+                sink.put_name(&svcb.target, false)?;
                 sink.put(svcb.params.as_ref())
             }
             Self::Opt(opt) => sink.put(opt.0.as_ref()),
