@@ -1,0 +1,201 @@
+//! The admin HTTP listener: `/metrics` (Prometheus), `/explain`, `/reload`,
+//! `/health`, plus routes a binary adds through [`AdminExtension`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming as HttpBody;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use signpost_rules::Transport;
+use signpost_wire::{NameBuf, RecordType};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::server::ServerHandle;
+
+/// A JSON response from an admin route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: String,
+}
+
+impl AdminResponse {
+    /// 200 with a JSON body.
+    pub fn ok(body: impl Into<String>) -> Self {
+        Self { status: 200, body: body.into() }
+    }
+
+    /// An error status with a JSON `{"error": message}` body.
+    pub fn error(status: u16, message: &str) -> Self {
+        Self { status, body: serde_json::json!({ "error": message }).to_string() }
+    }
+}
+
+/// Extra admin routes a binary provides (e.g. the redirect proxy's host-record API).
+pub trait AdminExtension: Send + Sync {
+    /// Handle a request, or return `None` to let the built-in routes (and 404) answer.
+    fn handle(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        body: &[u8],
+        server: &ServerHandle,
+    ) -> Option<AdminResponse>;
+}
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    server: ServerHandle,
+    extension: Option<Arc<dyn AdminExtension>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => break,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let server = server.clone();
+        let extension = extension.clone();
+        tokio::spawn(async move {
+            let handler = service_fn(move |request| {
+                let server = server.clone();
+                let extension = extension.clone();
+                async move { Ok::<_, Infallible>(handle(request, server, extension).await) }
+            });
+            let _ = Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), handler).await;
+        });
+    }
+}
+
+async fn handle(
+    request: Request<HttpBody>,
+    server: ServerHandle,
+    extension: Option<Arc<dyn AdminExtension>>,
+) -> Response<Full<Bytes>> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().map(str::to_string);
+    let body = match Limited::new(request.into_body(), 1 << 20).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return json(AdminResponse::error(413, "request body over 1 MiB")),
+    };
+    if let Some(extension) = &extension
+        && let Some(response) = extension.handle(method.as_str(), &path, query.as_deref(), &body, &server)
+    {
+        return json(response);
+    }
+    match (method, path.as_str()) {
+        (Method::GET, "/metrics") => {
+            let mut response = Response::new(Full::new(Bytes::from(server.metrics_text())));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            response
+        }
+        (Method::GET, "/health") => json(AdminResponse::ok(r#"{"status":"ok"}"#)),
+        (Method::GET, "/explain") => json(explain(&server, query.as_deref()).await),
+        (Method::POST, "/reload") => json(match server.reload_from_source() {
+            Ok(()) => AdminResponse::ok(r#"{"reloaded":true}"#),
+            Err(error) => AdminResponse::error(400, &error),
+        }),
+        _ => json(AdminResponse::error(404, "no such route")),
+    }
+}
+
+fn parameter<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Decode `%XX` escapes and `+` in a query-string value.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        match byte {
+            b'%' => {
+                let hex = bytes.get(index + 1..index + 3).and_then(|h| std::str::from_utf8(h).ok());
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(decoded) => {
+                        out.push(decoded);
+                        index += 3;
+                        continue;
+                    }
+                    None => out.push(byte),
+                }
+            }
+            b'+' => out.push(b' '),
+            _ => out.push(byte),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn explain(server: &ServerHandle, query: Option<&str>) -> AdminResponse {
+    let Some(name) = parameter(query, "name").map(percent_decode) else {
+        return AdminResponse::error(400, "name is required: /explain?name=www.example.com&type=A&client=127.0.0.1");
+    };
+    let Ok(name) = name.parse::<NameBuf>() else { return AdminResponse::error(400, "name is not a valid domain name") };
+    let qtype = match parameter(query, "type").map(percent_decode) {
+        None => RecordType::A,
+        Some(text) => match text.parse::<RecordType>() {
+            Ok(qtype) => qtype,
+            Err(_) => return AdminResponse::error(400, "unknown record type"),
+        },
+    };
+    let client: SocketAddr = match parameter(query, "client").map(percent_decode) {
+        None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        Some(text) => match text.parse::<std::net::IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, 0),
+            Err(_) => match text.parse() {
+                Ok(address) => address,
+                Err(_) => return AdminResponse::error(400, "client must be an IP address"),
+            },
+        },
+    };
+    let transport = match parameter(query, "transport").unwrap_or("udp") {
+        "tcp" => Transport::Tcp,
+        "dot" => Transport::Dot,
+        "doh" => Transport::Doh,
+        _ => Transport::Udp,
+    };
+    let trace = server.explain(&name, qtype, client, transport).await;
+    match serde_json::to_string_pretty(&trace) {
+        Ok(body) => AdminResponse::ok(body),
+        Err(_) => AdminResponse::error(500, "trace could not be serialised"),
+    }
+}
+
+fn json(response: AdminResponse) -> Response<Full<Bytes>> {
+    let mut http = Response::new(Full::new(Bytes::from(response.body)));
+    *http.status_mut() = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    http.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    http
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        assert_eq!(
+            parameter(Some("name=a%2Eb.example&type=AAAA"), "name").map(percent_decode),
+            Some("a.b.example".into())
+        );
+        assert_eq!(parameter(Some("name=x&type=AAAA"), "type"), Some("AAAA"));
+        assert_eq!(parameter(Some("names=x"), "name"), None);
+    }
+}

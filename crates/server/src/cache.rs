@@ -1,0 +1,563 @@
+//! The answer cache: whole upstream responses, keyed by view, question and
+//! the DO/CD bits, served with TTLs counted down.
+//!
+//! An entry keeps the response bytes exactly as the upstream sent them plus
+//! the offsets of every TTL field, so serving is a copy and a few 4-byte
+//! writes: no parsing, no allocation. Negative answers (RFC 2308) are cached
+//! for the SOA's negative TTL. Shards keep lock hold times short; eviction is
+//! CLOCK (an approximation of least recently used).
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use signpost_wire::{Buffer, HEADER_LEN, Message, Rcode, RecordType, Section, relay};
+
+use crate::config::CacheConfig;
+
+const SHARDS: usize = 32;
+/// Longest cache key: view name, flags, type, class and a 255-octet name.
+pub(crate) const MAX_KEY: usize = 1 + 255 + 1 + 2 + 2 + 255;
+
+/// A cache key built on the stack.
+#[derive(Clone)]
+pub(crate) struct CacheKey {
+    bytes: [u8; MAX_KEY],
+    len: usize,
+}
+
+impl CacheKey {
+    /// Key for `name` (flat wire form, any case), type, class, view and the DO/CD bits.
+    pub(crate) fn new(
+        view: &str,
+        dnssec_ok: bool,
+        checking_disabled: bool,
+        qtype: u16,
+        qclass: u16,
+        name: &[u8],
+    ) -> Self {
+        let mut bytes = [0u8; MAX_KEY];
+        let view = view.as_bytes().get(..255).unwrap_or(view.as_bytes());
+        let mut len = 0;
+        for part in [&[view.len() as u8][..], view, &[u8::from(dnssec_ok) | u8::from(checking_disabled) << 1]] {
+            if let Some(slot) = bytes.get_mut(len..len + part.len()) {
+                slot.copy_from_slice(part);
+                len += part.len();
+            }
+        }
+        for part in [&qtype.to_be_bytes()[..], &qclass.to_be_bytes()[..], name] {
+            if let Some(slot) = bytes.get_mut(len..len + part.len()) {
+                slot.copy_from_slice(part);
+                len += part.len();
+            }
+        }
+        let name_start = len - name.len().min(len);
+        if let Some(name) = bytes.get_mut(name_start..len) {
+            name.make_ascii_lowercase();
+        }
+        Self { bytes, len }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+
+    fn shard(&self) -> usize {
+        // FNV-1a: cheap and good enough to spread keys over shards.
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        for &byte in self.as_bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash as usize) % SHARDS
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct TtlField {
+    offset: u16,
+    ttl: u32,
+}
+
+struct Entry {
+    key: Box<[u8]>,
+    response: Box<[u8]>,
+    /// Where a trailing OPT record starts, so clients without EDNS can be
+    /// served the prefix.
+    opt_start: Option<usize>,
+    ttl_fields: Box<[TtlField]>,
+    stored: Instant,
+    expires: Instant,
+    stale_until: Instant,
+    referenced: AtomicBool,
+}
+
+impl Entry {
+    fn size(&self) -> usize {
+        self.key.len() + self.response.len() + self.ttl_fields.len() * size_of::<TtlField>() + 96
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    index: HashMap<Box<[u8]>, usize>,
+    entries: Vec<Entry>,
+    hand: usize,
+    bytes: usize,
+}
+
+impl Shard {
+    fn remove_at(&mut self, position: usize) {
+        if position >= self.entries.len() {
+            return;
+        }
+        let removed = self.entries.swap_remove(position);
+        self.bytes = self.bytes.saturating_sub(removed.size());
+        self.index.remove(&removed.key);
+        if let Some(moved) = self.entries.get(position)
+            && let Some(slot) = self.index.get_mut(&moved.key)
+        {
+            *slot = position;
+        }
+    }
+
+    /// Evict one entry: an expired one if the hand finds it, else the first
+    /// not referenced since the hand last passed (CLOCK).
+    fn evict_one(&mut self, now: Instant) -> bool {
+        let len = self.entries.len();
+        if len == 0 {
+            return false;
+        }
+        for _ in 0..2 * len {
+            let position = self.hand % len;
+            self.hand = position + 1;
+            let Some(entry) = self.entries.get(position) else { continue };
+            if entry.stale_until <= now || !entry.referenced.swap(false, Ordering::Relaxed) {
+                self.remove_at(position);
+                return true;
+            }
+        }
+        self.remove_at(self.hand % len);
+        true
+    }
+}
+
+/// Counters the metrics endpoint reads.
+#[derive(Default, Debug)]
+pub struct CacheStats {
+    /// Answers served from the cache.
+    pub hits: AtomicU64,
+    /// Lookups that found nothing usable.
+    pub misses: AtomicU64,
+    /// Expired answers served because upstreams failed (RFC 8767).
+    pub stale_hits: AtomicU64,
+    /// Entries stored.
+    pub inserts: AtomicU64,
+    /// Entries evicted to stay within the limits.
+    pub evictions: AtomicU64,
+}
+
+/// What a lookup found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Lookup {
+    /// A fresh answer was written; its smallest remaining TTL.
+    Hit { len: usize, min_ttl: u32 },
+    /// Nothing fresh.
+    Miss,
+}
+
+/// The shared answer cache.
+pub struct Cache {
+    shards: Box<[RwLock<Shard>]>,
+    config: CacheConfig,
+    stats: CacheStats,
+}
+
+/// Details of how the served copy should look.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ServeAs<'a> {
+    pub(crate) id: u16,
+    /// The client's spelling of the question name (flat wire form).
+    pub(crate) question_name: &'a [u8],
+    /// Largest response the client takes (UDP payload size), or 65535.
+    pub(crate) limit: usize,
+    /// Whether the client sent EDNS (if not, the OPT record is removed).
+    pub(crate) client_edns: bool,
+}
+
+impl Cache {
+    /// An empty cache with these limits.
+    pub fn new(config: CacheConfig) -> Self {
+        let shards = (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect();
+        Self { shards, config, stats: CacheStats::default() }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// Whether caching is on.
+    pub fn is_enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.read().map_or(0, |shard| shard.entries.len())).sum()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drop everything (on reload, when views or rules change).
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            if let Ok(mut shard) = shard.write() {
+                *shard = Shard::default();
+            }
+        }
+    }
+
+    /// Serve a fresh entry for `key` into `out`.
+    pub(crate) fn lookup(&self, key: &CacheKey, now: Instant, serve: ServeAs<'_>, out: &mut impl Buffer) -> Lookup {
+        if !self.config.enabled {
+            return Lookup::Miss;
+        }
+        let Some(shard) = self.shards.get(key.shard()) else { return Lookup::Miss };
+        let Ok(shard) = shard.read() else { return Lookup::Miss };
+        let Some(entry) = shard.index.get(key.as_bytes()).and_then(|&position| shard.entries.get(position)) else {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Miss;
+        };
+        if entry.expires <= now {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Miss;
+        }
+        entry.referenced.store(true, Ordering::Relaxed);
+        let elapsed = now.saturating_duration_since(entry.stored).as_secs().min(u64::from(u32::MAX)) as u32;
+        match write_entry(entry, elapsed, None, serve, out) {
+            Some((len, min_ttl)) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Lookup::Hit { len, min_ttl }
+            }
+            None => Lookup::Miss,
+        }
+    }
+
+    /// Serve an expired entry still inside the serve-stale window, with the
+    /// configured stale TTL (RFC 8767). Returns the length written.
+    pub(crate) fn lookup_stale(
+        &self,
+        key: &CacheKey,
+        now: Instant,
+        serve: ServeAs<'_>,
+        out: &mut impl Buffer,
+    ) -> Option<usize> {
+        if !self.config.enabled || self.config.serve_stale_secs == 0 {
+            return None;
+        }
+        let shard = self.shards.get(key.shard())?.read().ok()?;
+        let entry = shard.index.get(key.as_bytes()).and_then(|&position| shard.entries.get(position))?;
+        if entry.stale_until <= now {
+            return None;
+        }
+        let (len, _) = write_entry(entry, 0, Some(self.config.stale_ttl_secs), serve, out)?;
+        self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
+        Some(len)
+    }
+
+    /// Store an upstream response if it is cacheable. Returns the TTL it was
+    /// stored for.
+    pub(crate) fn insert(&self, key: &CacheKey, response: &[u8], now: Instant) -> Option<u32> {
+        if !self.config.enabled {
+            return None;
+        }
+        let (ttl_fields, ttl, opt_start) = cacheable(response, &self.config)?;
+        if ttl == 0 {
+            return None;
+        }
+        let entry = Entry {
+            key: key.as_bytes().into(),
+            response: response.into(),
+            opt_start,
+            ttl_fields: ttl_fields.into(),
+            stored: now,
+            expires: now + Duration::from_secs(u64::from(ttl)),
+            stale_until: now + Duration::from_secs(u64::from(ttl) + self.config.serve_stale_secs),
+            referenced: AtomicBool::new(false),
+        };
+        let size = entry.size();
+        let shard_entries = (self.config.max_entries / SHARDS).max(1);
+        let shard_bytes = (self.config.max_bytes / SHARDS).max(size);
+        let mut shard = self.shards.get(key.shard())?.write().ok()?;
+        if let Some(&position) = shard.index.get(key.as_bytes()) {
+            shard.remove_at(position);
+        }
+        while shard.entries.len() >= shard_entries || shard.bytes + size > shard_bytes {
+            if !shard.evict_one(now) {
+                break;
+            }
+            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        let position = shard.entries.len();
+        shard.index.insert(entry.key.clone(), position);
+        shard.bytes += size;
+        shard.entries.push(entry);
+        self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+        Some(ttl)
+    }
+}
+
+/// Write `entry` with TTLs reduced by `elapsed` (or all set to `fixed_ttl`),
+/// the client's ID and question spelling, cut to the client's limit.
+fn write_entry(
+    entry: &Entry,
+    elapsed: u32,
+    fixed_ttl: Option<u32>,
+    serve: ServeAs<'_>,
+    out: &mut impl Buffer,
+) -> Option<(usize, u32)> {
+    let start = out.len();
+    let strip_opt = !serve.client_edns && entry.opt_start.is_some();
+    let body = match entry.opt_start {
+        Some(opt_start) if strip_opt => entry.response.get(..opt_start)?,
+        _ => &entry.response,
+    };
+    out.put(body).ok()?;
+    let mut min_ttl = u32::MAX;
+    {
+        let bytes = out.as_mut_slice().get_mut(start..)?;
+        if strip_opt && let Some(arcount) = bytes.get_mut(10..12) {
+            let count = u16::from_be_bytes([arcount[0], arcount[1]]).saturating_sub(1);
+            arcount.copy_from_slice(&count.to_be_bytes());
+        }
+        for field in entry.ttl_fields.iter() {
+            let ttl = fixed_ttl.unwrap_or_else(|| field.ttl.saturating_sub(elapsed));
+            min_ttl = min_ttl.min(ttl);
+            let offset = usize::from(field.offset);
+            if let Some(slot) = bytes.get_mut(offset..offset + 4) {
+                slot.copy_from_slice(&ttl.to_be_bytes());
+            }
+        }
+        relay::set_id(bytes, serve.id);
+        if let Some(slot) = bytes.get_mut(HEADER_LEN..HEADER_LEN + serve.question_name.len())
+            && slot.eq_ignore_ascii_case(serve.question_name)
+        {
+            slot.copy_from_slice(serve.question_name);
+        }
+    }
+    let len = out.len() - start;
+    if len > serve.limit {
+        let copy: Vec<u8> = out.as_slice().get(start..)?.to_vec();
+        out.truncate(start);
+        let written = relay::truncate_for_client(&copy, serve.limit, out).ok()?.len;
+        return Some((written, if min_ttl == u32::MAX { 0 } else { min_ttl }));
+    }
+    Some((len, if min_ttl == u32::MAX { 0 } else { min_ttl }))
+}
+
+/// Copy a relayed response for a client: drop the OPT record when the client
+/// sent no EDNS (RFC 6891 §7), and cut it to the client's size.
+pub(crate) fn adapt_for_client(
+    response: &[u8],
+    limit: usize,
+    client_edns: bool,
+    out: &mut impl Buffer,
+) -> Result<usize, signpost_wire::Error> {
+    if client_edns {
+        return relay::truncate_for_client(response, limit, out).map(|t| t.len);
+    }
+    let without_opt = strip_opt(response);
+    relay::truncate_for_client(without_opt.as_deref().unwrap_or(response), limit, out).map(|t| t.len)
+}
+
+/// The response without its OPT record, if it has one at the end of the
+/// additional section (where every sane server puts it).
+fn strip_opt(response: &[u8]) -> Option<Vec<u8>> {
+    let message = Message::parse(response).ok()?;
+    let mut last = None;
+    for record in message.additional().ok()? {
+        let record = record.ok()?;
+        last = Some((record.rtype(), record.offset(), record.end()));
+    }
+    let (rtype, start, end) = last?;
+    if rtype != RecordType::OPT || end != response.len() {
+        return None;
+    }
+    let mut copy = response.get(..start)?.to_vec();
+    let mut header = message.header();
+    header.arcount = header.arcount.saturating_sub(1);
+    copy.get_mut(..HEADER_LEN)?.copy_from_slice(&header.to_bytes());
+    Some(copy)
+}
+
+/// Whether a response may be cached, with its TTL field offsets and the TTL
+/// to keep it for (clamped by the configuration).
+fn cacheable(response: &[u8], config: &CacheConfig) -> Option<(Vec<TtlField>, u32, Option<usize>)> {
+    let message = Message::parse(response).ok()?;
+    if message.flags().tc() || message.header().qdcount != 1 || response.len() > usize::from(u16::MAX) {
+        return None;
+    }
+    let rcode = message.rcode().ok()?;
+    let mut fields = Vec::new();
+    let mut answer_ttl = u32::MAX;
+    let mut negative_ttl = None;
+    let mut answers = 0;
+    let mut opt_start = None;
+    for record in message.records().ok()? {
+        let record = record.ok()?;
+        if record.rtype() == RecordType::OPT {
+            if record.end() == response.len() {
+                opt_start = Some(record.offset());
+            }
+            continue;
+        }
+        let offset = u16::try_from(record.data_offset().checked_sub(6)?).ok()?;
+        // Served TTLs respect the clamps too, not only the time kept.
+        let clamped = record.ttl().clamp(config.min_ttl, config.max_ttl.max(config.min_ttl));
+        fields.push(TtlField { offset, ttl: clamped });
+        match record.section() {
+            Section::Answer => {
+                answers += 1;
+                answer_ttl = answer_ttl.min(record.ttl());
+            }
+            Section::Authority if record.rtype() == RecordType::SOA => {
+                // RFC 2308 §5: the negative TTL is the smaller of the SOA's TTL and its MINIMUM.
+                if let Ok(signpost_wire::RecordData::Soa(soa)) = record.data() {
+                    negative_ttl = Some(record.ttl().min(soa.minimum));
+                }
+            }
+            _ => {}
+        }
+    }
+    let ttl = match rcode {
+        Rcode::NOERROR if answers > 0 => answer_ttl,
+        Rcode::NOERROR | Rcode::NXDOMAIN => negative_ttl?.min(config.negative_max_ttl),
+        _ => return None,
+    };
+    Some((fields, ttl.clamp(config.min_ttl, config.max_ttl.max(config.min_ttl)), opt_start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signpost_wire::{Class, EdnsHeader, Flags, MessageBuilder, NameBuf, RecordBuf};
+
+    fn response(name: &str, rcode: Rcode, answers: &[&str], authority: &[&str]) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        let mut builder = MessageBuilder::new(&mut buffer).expect("header");
+        builder.set_flags(Flags::default().with_qr(true).with_rd(true).with_ra(true));
+        builder.set_rcode(rcode);
+        let owner: NameBuf = name.parse().expect("name");
+        builder.push_question(&owner, RecordType::A, Class::IN).expect("fits");
+        for record in answers {
+            builder.push_record_buf(Section::Answer, &record.parse::<RecordBuf>().expect("record")).expect("fits");
+        }
+        for record in authority {
+            builder.push_record_buf(Section::Authority, &record.parse::<RecordBuf>().expect("record")).expect("fits");
+        }
+        builder.set_edns(EdnsHeader::default());
+        builder.finish().expect("done");
+        buffer
+    }
+
+    fn config() -> CacheConfig {
+        CacheConfig { max_entries: 64, ..CacheConfig::default() }
+    }
+
+    fn serve(name: &[u8]) -> ServeAs<'_> {
+        ServeAs { id: 0x4242, question_name: name, limit: 65535, client_edns: true }
+    }
+
+    fn key(name: &str) -> CacheKey {
+        let name: NameBuf = name.parse().expect("name");
+        CacheKey::new("default", false, false, 1, 1, name.as_wire())
+    }
+
+    #[test]
+    fn hits_count_ttls_down_and_restore_id_and_case() {
+        let cache = Cache::new(config());
+        let now = Instant::now();
+        let bytes = response("www.example.com", Rcode::NOERROR, &["www.example.com. 300 IN A 192.0.2.1"], &[]);
+        assert_eq!(cache.insert(&key("WWW.example.com"), &bytes, now), Some(300));
+        let asked: NameBuf = "wWw.ExAmPle.com".parse().expect("name");
+        let mut out = Vec::new();
+        let later = now + Duration::from_secs(100);
+        let result = cache.lookup(&key("www.EXAMPLE.com"), later, serve(asked.as_wire()), &mut out);
+        assert_eq!(result, Lookup::Hit { len: bytes.len(), min_ttl: 200 });
+        let message = Message::parse(&out).expect("header");
+        assert_eq!(message.id(), 0x4242);
+        assert_eq!(message.first_question().expect("ok").expect("one").name().to_string(), "wWw.ExAmPle.com.");
+        let answer = message.answers().expect("ok").next().expect("one").expect("valid");
+        assert_eq!(answer.ttl(), 200);
+        // Expired: a miss, but still servable as stale within the window.
+        let expired = now + Duration::from_secs(301);
+        out.clear();
+        assert_eq!(cache.lookup(&key("www.example.com"), expired, serve(asked.as_wire()), &mut out), Lookup::Miss);
+        let stale_config = CacheConfig { serve_stale_secs: 3600, ..config() };
+        let stale_cache = Cache::new(stale_config);
+        stale_cache.insert(&key("www.example.com"), &bytes, now);
+        let len = stale_cache.lookup_stale(&key("www.example.com"), expired, serve(asked.as_wire()), &mut out);
+        assert!(len.is_some());
+        let stale = Message::parse(&out).expect("header");
+        assert_eq!(stale.answers().expect("ok").next().expect("one").expect("valid").ttl(), 30);
+    }
+
+    #[test]
+    fn negative_answers_use_the_soa_minimum() {
+        let cache = Cache::new(config());
+        let now = Instant::now();
+        let soa = "example.com. 3600 IN SOA ns.example.com. host.example.com. 1 2 3 4 60";
+        let nxdomain = response("nx.example.com", Rcode::NXDOMAIN, &[], &[soa]);
+        assert_eq!(cache.insert(&key("nx.example.com"), &nxdomain, now), Some(60));
+        let no_soa = response("nx2.example.com", Rcode::NXDOMAIN, &[], &[]);
+        assert_eq!(cache.insert(&key("nx2.example.com"), &no_soa, now), None);
+        let servfail = response("sf.example.com", Rcode::SERVFAIL, &[], &[]);
+        assert_eq!(cache.insert(&key("sf.example.com"), &servfail, now), None);
+    }
+
+    #[test]
+    fn ttls_are_clamped() {
+        let cache = Cache::new(CacheConfig { min_ttl: 60, max_ttl: 120, ..config() });
+        let now = Instant::now();
+        let short = response("a.example", Rcode::NOERROR, &["a.example. 5 IN A 192.0.2.1"], &[]);
+        assert_eq!(cache.insert(&key("a.example"), &short, now), Some(60));
+        let long = response("b.example", Rcode::NOERROR, &["b.example. 86400 IN A 192.0.2.1"], &[]);
+        assert_eq!(cache.insert(&key("b.example"), &long, now), Some(120));
+    }
+
+    #[test]
+    fn the_entry_limit_evicts() {
+        let cache = Cache::new(CacheConfig { max_entries: SHARDS * 2, ..config() });
+        let now = Instant::now();
+        for index in 0..500 {
+            let name = format!("host{index}.example");
+            let bytes = response(&name, Rcode::NOERROR, &[&format!("{name}. 300 IN A 192.0.2.1")], &[]);
+            cache.insert(&key(&name), &bytes, now);
+        }
+        assert!(cache.len() <= SHARDS * 2);
+        assert!(cache.stats().evictions.load(Ordering::Relaxed) >= 500 - (SHARDS * 2) as u64);
+    }
+
+    #[test]
+    fn clients_without_edns_get_no_opt_and_small_clients_get_tc() {
+        let cache = Cache::new(config());
+        let now = Instant::now();
+        let records: Vec<String> = (0..40).map(|i| format!("big.example. 300 IN A 192.0.2.{i}")).collect();
+        let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+        let bytes = response("big.example", Rcode::NOERROR, &refs, &[]);
+        cache.insert(&key("big.example"), &bytes, now);
+        let name: NameBuf = "big.example".parse().expect("name");
+        let mut out = Vec::new();
+        let serve_small = ServeAs { id: 1, question_name: name.as_wire(), limit: 512, client_edns: false };
+        let result = cache.lookup(&key("big.example"), now, serve_small, &mut out);
+        assert!(matches!(result, Lookup::Hit { len, .. } if len <= 512));
+        let message = Message::parse(&out).expect("header");
+        assert!(message.flags().tc());
+        assert!(message.edns().expect("ok").is_none());
+        message.check().expect("valid");
+    }
+}

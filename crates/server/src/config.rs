@@ -1,0 +1,295 @@
+//! Server configuration: listeners, cache, limits, logging, metrics.
+//!
+//! Every type deserializes from TOML with defaults for what is left out, so
+//! the binaries embed them in their own config files.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// How a listener talks to clients.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerTransport {
+    /// Do53 over UDP.
+    Udp,
+    /// Do53 over TCP (RFC 7766).
+    Tcp,
+    /// DNS over TLS (RFC 7858).
+    Dot,
+    /// DNS over HTTPS (RFC 8484); plain HTTP when no certificate is given
+    /// and `plain_http` is set (behind a TLS-terminating proxy).
+    Doh,
+}
+
+impl ListenerTransport {
+    /// The name used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Dot => "dot",
+            Self::Doh => "doh",
+        }
+    }
+}
+
+/// One listening socket.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Name in logs, metrics and query-log `srcids` (defaults to `transport@address:port`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Address to bind (IPv4 or IPv6; `0.0.0.0` / `::` for all).
+    pub address: IpAddr,
+    /// Port (0 picks a free one, for tests).
+    pub port: u16,
+    /// Transport.
+    pub transport: ListenerTransport,
+    /// PEM certificate chain (DoT, DoH).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (DoT, DoH).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Serve DoH over plain HTTP (behind a TLS-terminating proxy).
+    #[serde(default)]
+    pub plain_http: bool,
+    /// Restrict TLS to FIPS-approved suites and groups (emulated policy, not a validated module).
+    #[serde(default)]
+    pub tls_fips: bool,
+    /// DoH path.
+    #[serde(default = "default_doh_path")]
+    pub doh_path: String,
+    /// Client networks allowed; others get REFUSED. Default: loopback and private ranges.
+    #[serde(default)]
+    pub allow: Option<Vec<IpNet>>,
+    /// UDP worker threads (each with its own SO_REUSEPORT socket). Default: one per core.
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// Queries per second this listener accepts; over it queries are dropped or refused.
+    #[serde(default)]
+    pub max_qps: Option<u32>,
+}
+
+fn default_doh_path() -> String {
+    "/dns-query".to_string()
+}
+
+impl ListenerConfig {
+    /// A listener on `address` with defaults for everything else.
+    pub fn new(transport: ListenerTransport, address: SocketAddr) -> Self {
+        Self {
+            id: None,
+            address: address.ip(),
+            port: address.port(),
+            transport,
+            tls_cert: None,
+            tls_key: None,
+            plain_http: false,
+            tls_fips: false,
+            doh_path: default_doh_path(),
+            allow: None,
+            workers: None,
+            max_qps: None,
+        }
+    }
+
+    /// The socket address.
+    pub fn socket_address(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
+    }
+
+    /// The id, or a default built from transport and address.
+    pub fn id_or_default(&self) -> String {
+        self.id.clone().unwrap_or_else(|| format!("{}@{}", self.transport.as_str(), self.socket_address()))
+    }
+}
+
+/// The default client allow-list: loopback, RFC 1918, CGNAT, link-local and
+/// IPv6 unique-local, so a server bound to 0.0.0.0 is not an open resolver.
+pub fn default_allow_list() -> Vec<IpNet> {
+    [
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    ]
+    .iter()
+    .filter_map(|net| net.parse().ok())
+    .collect()
+}
+
+/// Answer cache.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Whether forwarded answers are cached.
+    pub enabled: bool,
+    /// Most entries.
+    pub max_entries: usize,
+    /// Most bytes (responses plus bookkeeping).
+    pub max_bytes: usize,
+    /// Smallest TTL an entry is kept for.
+    pub min_ttl: u32,
+    /// Largest TTL an entry is kept for.
+    pub max_ttl: u32,
+    /// Largest TTL for NXDOMAIN and NODATA answers.
+    pub negative_max_ttl: u32,
+    /// How long after expiry an answer may still be served when every
+    /// upstream fails (RFC 8767); 0 turns serve-stale off.
+    pub serve_stale_secs: u64,
+    /// TTL given to stale answers (RFC 8767 recommends 30).
+    pub stale_ttl_secs: u32,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_entries: 100_000,
+            max_bytes: 64 << 20,
+            min_ttl: 0,
+            max_ttl: 86_400,
+            negative_max_ttl: 3_600,
+            serve_stale_secs: 0,
+            stale_ttl_secs: 30,
+        }
+    }
+}
+
+/// Where query-log lines go.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogDestination {
+    /// Standard output.
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+/// Query log (JSON lines with Route 53 Resolver query-log fields).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryLogConfig {
+    /// Whether queries are logged at all.
+    pub enabled: bool,
+    /// Where lines go.
+    pub destination: LogDestination,
+    /// Whether forwarded (and cached) queries are logged, not only local answers.
+    pub forwarded: bool,
+    /// Lines queued for the writer before new ones are dropped (and counted).
+    pub queue: usize,
+}
+
+impl Default for QueryLogConfig {
+    fn default() -> Self {
+        Self { enabled: false, destination: LogDestination::Stdout, forwarded: true, queue: 10_000 }
+    }
+}
+
+/// What happens to a query over a rate limit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitAction {
+    /// Drop it silently (counted).
+    #[default]
+    Drop,
+    /// Answer REFUSED.
+    Refuse,
+}
+
+/// Rate limits and TCP resource caps.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Packets per second per client address (token bucket); none by default.
+    pub per_client_qps: Option<u32>,
+    /// Bucket size for `per_client_qps` (defaults to the rate).
+    pub per_client_burst: Option<u32>,
+    /// What to do over a limit.
+    pub action: LimitAction,
+    /// Most open TCP/DoT connections per listener.
+    pub tcp_max_connections: usize,
+    /// Most queries in flight on one TCP/DoT connection.
+    pub tcp_max_in_flight: usize,
+    /// Idle TCP/DoT connections are closed after this many seconds.
+    pub tcp_idle_timeout_secs: u64,
+    /// Longest time a query may take in all before SERVFAIL (beyond the upstream deadlines).
+    pub query_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            per_client_qps: None,
+            per_client_burst: None,
+            action: LimitAction::Drop,
+            tcp_max_connections: 1_024,
+            tcp_max_in_flight: 64,
+            tcp_idle_timeout_secs: 10,
+            query_timeout_ms: 4_500,
+        }
+    }
+}
+
+/// EDNS behaviour.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdnsConfig {
+    /// Our UDP payload size (DNS Flag Day 2020: 1232).
+    pub udp_payload_size: u16,
+    /// Forward the client's EDNS Client Subnet option upstream.
+    pub forward_client_subnet: bool,
+}
+
+impl Default for EdnsConfig {
+    fn default() -> Self {
+        Self { udp_payload_size: 1232, forward_client_subnet: false }
+    }
+}
+
+/// The admin/metrics HTTP listener.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where to listen (loopback by default).
+    #[serde(default = "default_admin_address")]
+    pub address: SocketAddr,
+}
+
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9153)
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { address: default_admin_address() }
+    }
+}
+
+/// Everything the server runtime takes besides rules and upstreams.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listening sockets.
+    pub listeners: Vec<ListenerConfig>,
+    /// Answer cache.
+    pub cache: CacheConfig,
+    /// Query log.
+    pub query_log: QueryLogConfig,
+    /// Limits.
+    pub limits: LimitsConfig,
+    /// EDNS.
+    pub edns: EdnsConfig,
+    /// Admin and metrics HTTP listener; off unless given.
+    pub admin: Option<AdminConfig>,
+}

@@ -1,0 +1,127 @@
+//! Token buckets for per-client and per-listener rate limits.
+//!
+//! Per-client buckets live in a fixed table indexed by a hash of the client
+//! address, updated with compare-and-swap, so the hot path takes no lock and
+//! memory does not grow with the number of clients. Two clients that hash
+//! to the same slot share a bucket, which can only make the limit stricter.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+const CLIENT_SLOTS: usize = 1 << 16;
+/// Tokens are kept in thousandths so slow rates refill smoothly.
+const SCALE: u64 = 1_000;
+
+/// One token bucket packed into a u64: milli-tokens (high 32 bits) and the
+/// millisecond of the last refill (low 32 bits).
+struct Bucket(AtomicU64);
+
+impl Bucket {
+    fn new() -> Self {
+        Self(AtomicU64::new(u64::MAX))
+    }
+
+    fn take(&self, now_ms: u32, rate: u32, burst: u32) -> bool {
+        let capacity = u64::from(burst) * SCALE;
+        let mut current = self.0.load(Ordering::Relaxed);
+        loop {
+            let (tokens, last) =
+                if current == u64::MAX { (capacity, now_ms) } else { ((current >> 32).min(capacity), current as u32) };
+            let elapsed = u64::from(now_ms.wrapping_sub(last));
+            let refilled = (tokens + elapsed * u64::from(rate)).min(capacity);
+            let (allowed, left) = if refilled >= SCALE { (true, refilled - SCALE) } else { (false, refilled) };
+            let next = (left << 32) | u64::from(now_ms);
+            match self.0.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return allowed,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+/// A rate limit shared by every worker.
+pub(crate) struct RateLimiter {
+    started: Instant,
+    rate: u32,
+    burst: u32,
+    buckets: Box<[Bucket]>,
+}
+
+impl RateLimiter {
+    /// `rate` packets per second per key, with bursts up to `burst`.
+    pub(crate) fn per_client(rate: u32, burst: u32) -> Self {
+        Self::with_slots(rate, burst, CLIENT_SLOTS)
+    }
+
+    /// A single bucket (a listener-wide cap).
+    pub(crate) fn single(rate: u32) -> Self {
+        Self::with_slots(rate, rate.max(1), 1)
+    }
+
+    fn with_slots(rate: u32, burst: u32, slots: usize) -> Self {
+        Self {
+            started: Instant::now(),
+            rate: rate.max(1),
+            burst: burst.max(1),
+            buckets: (0..slots).map(|_| Bucket::new()).collect(),
+        }
+    }
+
+    fn now_ms(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.started).as_millis() as u32
+    }
+
+    /// Whether a packet from `client` is within the limit.
+    pub(crate) fn allow(&self, client: IpAddr, now: Instant) -> bool {
+        let slot = slot_for(client, self.buckets.len());
+        self.buckets.get(slot).is_none_or(|bucket| bucket.take(self.now_ms(now), self.rate, self.burst))
+    }
+
+    /// Whether one more packet is within a single-bucket limit.
+    pub(crate) fn allow_one(&self, now: Instant) -> bool {
+        self.buckets.first().is_none_or(|bucket| bucket.take(self.now_ms(now), self.rate, self.burst))
+    }
+}
+
+fn slot_for(client: IpAddr, slots: usize) -> usize {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut feed = |bytes: &[u8]| {
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    match client {
+        IpAddr::V4(v4) => feed(&v4.octets()),
+        // Clients of one IPv6 /64 count as one, as they usually are one host or network.
+        IpAddr::V6(v6) => feed(v6.octets().get(..8).unwrap_or(&[])),
+    }
+    (hash as usize) % slots.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bursts_over_the_rate_are_cut_and_refill_over_time() {
+        let limiter = RateLimiter::per_client(1024, 1024);
+        let client: IpAddr = "192.0.2.1".parse().expect("addr");
+        let other: IpAddr = "192.0.2.2".parse().expect("addr");
+        let now = Instant::now();
+        let allowed = (0..2000).filter(|_| limiter.allow(client, now)).count();
+        assert_eq!(allowed, 1024);
+        assert!(limiter.allow(other, now), "another client has its own bucket");
+        let later = now + Duration::from_millis(500);
+        let refilled = (0..2000).filter(|_| limiter.allow(client, later)).count();
+        assert!((500..=530).contains(&refilled), "{refilled}");
+    }
+
+    #[test]
+    fn a_single_bucket_caps_a_listener() {
+        let limiter = RateLimiter::single(10);
+        let now = Instant::now();
+        assert_eq!((0..100).filter(|_| limiter.allow_one(now)).count(), 10);
+    }
+}

@@ -1,0 +1,474 @@
+//! Building, starting, reloading and stopping a server; the embedding API.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use signpost_rules::{RuleSet, Transport};
+use signpost_upstream::Upstreams;
+use signpost_wire::{NameBuf, RecordType};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin::{self, AdminExtension};
+use crate::cache::CacheStats;
+use crate::config::{AdminConfig, ListenerConfig, ListenerTransport, ServerConfig, default_allow_list};
+use crate::faults::{FaultAction, FaultTarget};
+use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
+use crate::pipeline::{ListenerContext, Pipeline, State};
+use crate::querylog::{QueryLog, Trace};
+use crate::record::RecordedQuery;
+use crate::tcp::StreamLimits;
+use crate::{Error, doh, tcp, tls, udp};
+
+/// Rebuilds rules and upstreams from their source (config files), for
+/// SIGHUP and the admin `/reload` route. An error keeps the old ones serving.
+pub type Reloader = Arc<dyn Fn() -> Result<State, String> + Send + Sync>;
+
+/// Entry point of the embedding API.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), signpost_server::Error> {
+/// use signpost_server::{ListenerConfig, ListenerTransport, Server};
+///
+/// let server = Server::builder()
+///     .listener(ListenerConfig::new(ListenerTransport::Udp, "127.0.0.1:0".parse().unwrap()))
+///     .start()
+///     .await?;
+/// let address = server.udp_addrs()[0];
+/// // ... point a client at `address` ...
+/// server.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Server;
+
+impl Server {
+    /// A builder with no listeners, no rules (everything forwarded to the
+    /// default group) and no upstreams (everything forwarded fails).
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+}
+
+/// Collects listeners, rules, upstreams and options.
+#[derive(Default)]
+pub struct ServerBuilder {
+    config: ServerConfig,
+    rules: Option<Arc<RuleSet>>,
+    upstreams: Option<Arc<Upstreams>>,
+    extension: Option<Arc<dyn AdminExtension>>,
+    reloader: Option<Reloader>,
+}
+
+impl ServerBuilder {
+    /// Replace the whole configuration (listeners, cache, limits, logs...).
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Add a listener.
+    pub fn listener(mut self, listener: ListenerConfig) -> Self {
+        self.config.listeners.push(listener);
+        self
+    }
+
+    /// Listen for UDP and TCP on `address` (with port 0, both get the same free port).
+    pub fn udp_and_tcp(self, address: SocketAddr) -> Self {
+        self.listener(ListenerConfig::new(ListenerTransport::Udp, address))
+            .listener(ListenerConfig::new(ListenerTransport::Tcp, address))
+    }
+
+    /// The rule set.
+    pub fn rules(mut self, rules: RuleSet) -> Self {
+        self.rules = Some(Arc::new(rules));
+        self
+    }
+
+    /// The upstream groups.
+    pub fn upstreams(mut self, upstreams: Upstreams) -> Self {
+        self.upstreams = Some(Arc::new(upstreams));
+        self
+    }
+
+    /// Serve the admin/metrics HTTP API.
+    pub fn admin(mut self, admin: AdminConfig) -> Self {
+        self.config.admin = Some(admin);
+        self
+    }
+
+    /// Extra admin routes.
+    pub fn admin_extension(mut self, extension: Arc<dyn AdminExtension>) -> Self {
+        self.extension = Some(extension);
+        self
+    }
+
+    /// How to rebuild rules and upstreams on reload.
+    pub fn reloader(mut self, reloader: Reloader) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// Bind every listener and start serving. Must run inside a tokio runtime.
+    pub async fn start(self) -> Result<ServerHandle, Error> {
+        let metrics = Arc::new(Metrics::default());
+        let log = if self.config.query_log.enabled {
+            Some(QueryLog::start(&self.config.query_log, metrics.clone()).map_err(Error::QueryLog)?)
+        } else {
+            None
+        };
+        let rules = match self.rules {
+            Some(rules) => rules,
+            None => Arc::new(RuleSet::default()),
+        };
+        let upstreams = match self.upstreams {
+            Some(upstreams) => upstreams,
+            None => Arc::new(Upstreams::default()),
+        };
+        let config = self.config.clone();
+        let pipeline = Arc::new(Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log));
+        let stop_flag = Arc::new(AtomicBool::new(false));
+        let (stop, stop_receiver) = watch::channel(false);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let runtime = tokio::runtime::Handle::current();
+        let limits = StreamLimits {
+            max_connections: config.limits.tcp_max_connections,
+            max_in_flight: config.limits.tcp_max_in_flight,
+            idle_timeout: Duration::from_secs(config.limits.tcp_idle_timeout_secs.max(1)),
+        };
+        let mut bound = Vec::new();
+        let mut threads = Vec::new();
+        let mut tasks = Vec::new();
+        // A port-0 UDP listener and a port-0 TCP-based listener on one address
+        // share the port picked first, so a test gets UDP and TCP on one port.
+        let mut picked_ports: Vec<(IpAddr, u16, bool, bool)> = Vec::new();
+        for listener in &config.listeners {
+            let id = listener.id_or_default();
+            let mut address = listener.socket_address();
+            let is_udp = listener.transport == ListenerTransport::Udp;
+            let mut shared = None;
+            if address.port() == 0
+                && let Some(entry) = picked_ports.iter_mut().find(|(ip, _, udp_used, tcp_used)| {
+                    *ip == address.ip() && if is_udp { !*udp_used } else { !*tcp_used }
+                })
+            {
+                address.set_port(entry.1);
+                if is_udp {
+                    entry.2 = true;
+                } else {
+                    entry.3 = true;
+                }
+                shared = Some(entry.1);
+            }
+            let context = Arc::new(ListenerContext {
+                id: Arc::from(id.as_str()),
+                transport: match listener.transport {
+                    ListenerTransport::Udp => Transport::Udp,
+                    ListenerTransport::Tcp => Transport::Tcp,
+                    ListenerTransport::Dot => Transport::Dot,
+                    ListenerTransport::Doh => Transport::Doh,
+                },
+                allow: listener.allow.clone().unwrap_or_else(default_allow_list),
+                max_qps: listener.max_qps.map(RateLimiter::single),
+                bound: (!address.ip().is_unspecified()).then_some(address.ip()),
+            });
+            let local = match listener.transport {
+                ListenerTransport::Udp => {
+                    let workers = listener
+                        .workers
+                        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                        .max(1);
+                    let sockets = udp::bind_sockets(address, workers)?;
+                    let local = sockets
+                        .first()
+                        .and_then(|socket| socket.local_addr().ok())
+                        .ok_or_else(|| Error::Listener { listener: id.clone(), reason: "no socket bound".into() })?;
+                    threads.extend(udp::spawn_workers(
+                        sockets,
+                        context,
+                        pipeline.clone(),
+                        runtime.clone(),
+                        stop_flag.clone(),
+                        in_flight.clone(),
+                    )?);
+                    local
+                }
+                ListenerTransport::Tcp | ListenerTransport::Dot => {
+                    let transport = if listener.transport == ListenerTransport::Tcp { "tcp" } else { "dot" };
+                    let tls = match listener.transport {
+                        ListenerTransport::Dot => Some(tls_acceptor(listener, &id, &[b"dot"])?.ok_or_else(|| {
+                            Error::Listener { listener: id.clone(), reason: "DoT needs tls_cert and tls_key".into() }
+                        })?),
+                        _ => None,
+                    };
+                    let socket = tcp::bind(address, transport)?;
+                    let local =
+                        socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })?;
+                    let socket = tcp::into_tokio(socket)?;
+                    tasks.push(tokio::spawn(tcp::serve(
+                        socket,
+                        tls,
+                        context,
+                        pipeline.clone(),
+                        limits,
+                        stop_receiver.clone(),
+                        in_flight.clone(),
+                    )));
+                    local
+                }
+                ListenerTransport::Doh => {
+                    let tls = tls_acceptor(listener, &id, &[b"h2", b"http/1.1"])?;
+                    if tls.is_none() && !listener.plain_http {
+                        return Err(Error::Listener {
+                            listener: id,
+                            reason:
+                                "DoH needs tls_cert and tls_key, or plain_http = true behind a TLS-terminating proxy"
+                                    .into(),
+                        });
+                    }
+                    let socket = tcp::bind(address, "doh")?;
+                    let local =
+                        socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })?;
+                    let socket = tcp::into_tokio(socket)?;
+                    tasks.push(tokio::spawn(doh::serve(
+                        socket,
+                        tls,
+                        context,
+                        pipeline.clone(),
+                        listener.doh_path.clone(),
+                        stop_receiver.clone(),
+                        in_flight.clone(),
+                        limits.idle_timeout,
+                    )));
+                    local
+                }
+            };
+            if listener.port == 0 && shared.is_none() {
+                picked_ports.push((local.ip(), local.port(), is_udp, !is_udp));
+            }
+            bound.push(BoundListener { id, transport: listener.transport, address: local });
+        }
+        let inner = Arc::new(Inner {
+            pipeline,
+            listeners: bound,
+            admin: Mutex::new(None),
+            stop_flag,
+            stop,
+            threads: Mutex::new(threads),
+            tasks: Mutex::new(tasks),
+            in_flight,
+            reloader: self.reloader,
+        });
+        let handle = ServerHandle { inner };
+        if let Some(admin) = &config.admin {
+            let socket = tcp::bind(admin.address, "admin")?;
+            let local = socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })?;
+            let socket = tcp::into_tokio(socket)?;
+            if let Ok(mut slot) = handle.inner.admin.lock() {
+                *slot = Some(local);
+            }
+            let task = tokio::spawn(admin::serve(socket, handle.clone(), self.extension, stop_receiver.clone()));
+            if let Ok(mut tasks) = handle.inner.tasks.lock() {
+                tasks.push(task);
+            }
+        }
+        Ok(handle)
+    }
+}
+
+fn tls_acceptor(listener: &ListenerConfig, id: &str, alpn: &[&[u8]]) -> Result<Option<TlsAcceptor>, Error> {
+    match (&listener.tls_cert, &listener.tls_key) {
+        (Some(cert), Some(key)) => {
+            Ok(Some(TlsAcceptor::from(tls::server_config(id, cert, key, alpn, listener.tls_fips)?)))
+        }
+        (None, None) => Ok(None),
+        _ => Err(Error::Listener { listener: id.to_string(), reason: "tls_cert and tls_key go together".into() }),
+    }
+}
+
+/// A listener as bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundListener {
+    /// Its id.
+    pub id: String,
+    /// Its transport.
+    pub transport: ListenerTransport,
+    /// The address actually bound (the real port when 0 was asked for).
+    pub address: SocketAddr,
+}
+
+struct Inner {
+    pipeline: Arc<Pipeline>,
+    listeners: Vec<BoundListener>,
+    admin: Mutex<Option<SocketAddr>>,
+    stop_flag: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    in_flight: Arc<AtomicUsize>,
+    reloader: Option<Reloader>,
+}
+
+/// A running server. Cheap to clone; `shutdown` stops it.
+#[derive(Clone)]
+pub struct ServerHandle {
+    inner: Arc<Inner>,
+}
+
+impl ServerHandle {
+    /// Every listener as bound.
+    pub fn listeners(&self) -> &[BoundListener] {
+        &self.inner.listeners
+    }
+
+    fn addresses(&self, transport: ListenerTransport) -> Vec<SocketAddr> {
+        self.inner.listeners.iter().filter(|l| l.transport == transport).map(|l| l.address).collect()
+    }
+
+    /// Bound UDP addresses.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.addresses(ListenerTransport::Udp)
+    }
+
+    /// Bound TCP addresses.
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.addresses(ListenerTransport::Tcp)
+    }
+
+    /// Bound DoT addresses.
+    pub fn dot_addrs(&self) -> Vec<SocketAddr> {
+        self.addresses(ListenerTransport::Dot)
+    }
+
+    /// Bound DoH addresses.
+    pub fn doh_addrs(&self) -> Vec<SocketAddr> {
+        self.addresses(ListenerTransport::Doh)
+    }
+
+    /// The admin/metrics address, if serving.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.inner.admin.lock().ok().and_then(|slot| *slot)
+    }
+
+    /// The rule set in force.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.inner.pipeline.state.load().rules.clone()
+    }
+
+    /// The upstreams in force.
+    pub fn upstreams(&self) -> Arc<Upstreams> {
+        self.inner.pipeline.state.load().upstreams.clone()
+    }
+
+    /// Swap in new rules and upstreams atomically; queries already running
+    /// finish with the old ones. The cache is emptied.
+    pub fn reload(&self, state: State) {
+        self.inner.pipeline.state.store(Arc::new(state));
+        self.inner.pipeline.cache.clear();
+    }
+
+    /// Swap in new rules, keeping the upstreams.
+    pub fn set_rules(&self, rules: RuleSet) {
+        let upstreams = self.upstreams();
+        self.reload(State { rules: Arc::new(rules), upstreams });
+    }
+
+    /// Rebuild from the configured source (the `Reloader`); on error the
+    /// old configuration keeps serving and the error is returned.
+    pub fn reload_from_source(&self) -> Result<(), String> {
+        let Some(reloader) = &self.inner.reloader else {
+            return Err("this server has no configuration source to reload from".into());
+        };
+        let state = reloader()?;
+        self.reload(state);
+        Ok(())
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.pipeline.metrics
+    }
+
+    /// Cache counters.
+    pub fn cache_stats(&self) -> &CacheStats {
+        self.inner.pipeline.cache.stats()
+    }
+
+    /// Metrics in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let pipeline = &self.inner.pipeline;
+        pipeline.metrics.render(pipeline.cache.stats(), pipeline.cache.len())
+    }
+
+    /// Make queries for `target` fail as `action` says (tests only).
+    pub fn inject_fault(&self, target: FaultTarget, action: FaultAction) {
+        self.inner.pipeline.faults.add(target, action);
+    }
+
+    /// Remove every injected fault.
+    pub fn clear_faults(&self) {
+        self.inner.pipeline.faults.clear();
+    }
+
+    /// Start or stop recording the queries received.
+    pub fn record_queries(&self, enabled: bool) {
+        self.inner.pipeline.recorder.set_enabled(enabled);
+    }
+
+    /// The queries recorded so far.
+    pub fn recorded_queries(&self) -> Vec<RecordedQuery> {
+        self.inner.pipeline.recorder.snapshot()
+    }
+
+    /// The queries recorded so far, clearing the record.
+    pub fn take_recorded_queries(&self) -> Vec<RecordedQuery> {
+        self.inner.pipeline.recorder.take()
+    }
+
+    /// Run a question through the pipeline as if `client` had asked over
+    /// `transport`, and return why the answer is what it is.
+    pub async fn explain(&self, name: &NameBuf, qtype: RecordType, client: SocketAddr, transport: Transport) -> Trace {
+        self.inner.pipeline.explain(name, qtype, client, transport).await
+    }
+
+    /// Stop accepting, let queries in flight finish (up to 5 s), and stop.
+    pub async fn shutdown(self) {
+        self.inner.stop_flag.store(true, Ordering::Relaxed);
+        let _ = self.inner.stop.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.inner.in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let threads = self.inner.threads.lock().map(|mut threads| std::mem::take(&mut *threads)).unwrap_or_default();
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+        let tasks = self.inner.tasks.lock().map(|mut tasks| std::mem::take(&mut *tasks)).unwrap_or_default();
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
+    }
+
+    /// For binaries: reload on SIGHUP, shut down gracefully on SIGTERM or
+    /// Ctrl-C. Reload failures are reported through `on_reload`.
+    pub async fn run_until_signalled(self, on_reload: impl Fn(Result<(), String>)) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => on_reload(self.reload_from_source()),
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+            }
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+}

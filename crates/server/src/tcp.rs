@@ -1,0 +1,227 @@
+//! TCP and DNS-over-TLS listeners (RFC 7766, RFC 7858).
+//!
+//! Each connection reads length-prefixed queries and answers them as they
+//! finish, out of order, with a cap on queries in flight per connection (so
+//! a slow client only slows itself) and on connections per listener. A
+//! connection idle past the timeout is closed.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::Error;
+use crate::metrics::DropIndex;
+use crate::pipeline::{Fast, Incoming, ListenerContext, Pipeline};
+use crate::sys;
+
+/// Limits for stream listeners.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamLimits {
+    pub(crate) max_connections: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) idle_timeout: Duration,
+}
+
+/// Bind a TCP listening socket (SO_REUSEADDR so restarts do not wait out TIME_WAIT).
+pub(crate) fn bind(address: SocketAddr, transport: &'static str) -> Result<std::net::TcpListener, Error> {
+    let make = || -> std::io::Result<std::net::TcpListener> {
+        let domain = if address.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if address.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_tcp_nodelay(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    };
+    make().map_err(|e| Error::bind(transport, address, e))
+}
+
+/// Accept connections until `stop` changes.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    context: Arc<ListenerContext>,
+    pipeline: Arc<Pipeline>,
+    limits: StreamLimits,
+    mut stop: watch::Receiver<bool>,
+    in_flight: Arc<AtomicUsize>,
+) {
+    let connections = Arc::new(AtomicUsize::new(0));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(listener = %context.id, %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if connections.load(Ordering::Relaxed) >= limits.max_connections {
+            pipeline.metrics.dropped(DropIndex::TcpLimit);
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        connections.fetch_add(1, Ordering::Relaxed);
+        let connection = Connection {
+            context: context.clone(),
+            pipeline: pipeline.clone(),
+            limits,
+            peer,
+            local: stream.local_addr().ok().map(|a| a.ip()),
+            fd: stream.as_raw_fd(),
+            in_flight: in_flight.clone(),
+            stop: stop.clone(),
+        };
+        let tls = tls.clone();
+        let connections = connections.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => connection.run(stream).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(limits.idle_timeout, acceptor.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(stream)) => connection.run(stream).await,
+                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+            connections.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+struct Connection {
+    context: Arc<ListenerContext>,
+    pipeline: Arc<Pipeline>,
+    limits: StreamLimits,
+    peer: SocketAddr,
+    local: Option<std::net::IpAddr>,
+    fd: std::os::fd::RawFd,
+    in_flight: Arc<AtomicUsize>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn run<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(mut self, stream: S) {
+        let (mut reader, writer) = tokio::io::split(stream);
+        let (sender, receiver) = mpsc::channel::<Vec<u8>>(self.limits.max_in_flight.max(1) * 2);
+        let writer_task = tokio::spawn(write_frames(writer, receiver));
+        let permits = Arc::new(Semaphore::new(self.limits.max_in_flight.max(1)));
+        let mut reset = false;
+        let mut buffer = vec![0u8; 512];
+        loop {
+            let length = tokio::select! {
+                read = tokio::time::timeout(self.limits.idle_timeout, reader.read_u16()) => match read {
+                    Ok(Ok(length)) => usize::from(length),
+                    // Closed, reset, or idle for too long.
+                    _ => break,
+                },
+                _ = self.stop.changed() => break,
+            };
+            if buffer.len() < length {
+                buffer.resize(length, 0);
+            }
+            let Some(query) = buffer.get_mut(..length) else { break };
+            match tokio::time::timeout(self.limits.idle_timeout, reader.read_exact(query)).await {
+                Ok(Ok(_)) => {}
+                _ => break,
+            }
+            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let mut out = Vec::with_capacity(512);
+            let incoming = Incoming {
+                bytes: buffer.get(..length).unwrap_or(&[]),
+                peer: self.peer,
+                local: self.local,
+                listener: &self.context,
+                max_response: Some(usize::from(u16::MAX)),
+                now: Instant::now(),
+            };
+            match self.pipeline.handle_fast(&incoming, &mut out) {
+                Fast::Answered { len } => {
+                    out.truncate(len);
+                    if sender.send(out).await.is_err() {
+                        break;
+                    }
+                    drop(permit);
+                }
+                Fast::Forward(job) => {
+                    let pipeline = self.pipeline.clone();
+                    let sender = sender.clone();
+                    let in_flight = self.in_flight.clone();
+                    in_flight.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        if let Some(response) = pipeline.forward(job).await {
+                            let _ = sender.send(response).await;
+                        }
+                        drop(permit);
+                        in_flight.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Fast::Delayed { len, delay } => {
+                    out.truncate(len);
+                    let sender = sender.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = sender.send(out).await;
+                        drop(permit);
+                    });
+                }
+                Fast::Drop => drop(permit),
+                Fast::Reset => {
+                    reset = true;
+                    break;
+                }
+            }
+        }
+        if reset {
+            sys::set_linger_zero(self.fd);
+            writer_task.abort();
+            return;
+        }
+        // Let answers still in flight go out before closing (RFC 7766 §6.2.3).
+        drop(sender);
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+    }
+}
+
+/// Write frames as they come; flush whenever no more are waiting, so
+/// pipelined answers share segments.
+async fn write_frames<W: AsyncWrite + Unpin>(writer: W, mut receiver: mpsc::Receiver<Vec<u8>>) {
+    let mut writer = BufWriter::with_capacity(16 * 1024, writer);
+    while let Some(frame) = receiver.recv().await {
+        let mut next = Some(frame);
+        while let Some(frame) = next {
+            let Ok(length) = u16::try_from(frame.len()) else { return };
+            if writer.write_all(&length.to_be_bytes()).await.is_err() || writer.write_all(&frame).await.is_err() {
+                return;
+            }
+            next = receiver.try_recv().ok();
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Convert a std listener to tokio (must run inside the runtime).
+pub(crate) fn into_tokio(listener: std::net::TcpListener) -> Result<TcpListener, Error> {
+    TcpListener::from_std(listener).map_err(|source| Error::Io { what: "registering a TCP listener", source })
+}

@@ -1,0 +1,97 @@
+//! DNS over HTTPS: hickory over TLS and HTTP/2, and status codes over plain HTTP.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use base64::Engine;
+use signpost_server::{ListenerConfig, ListenerTransport};
+use signpost_wire::RecordType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+const LOCAL: &str = r#"
+[[rules]]
+suffix = "doh.test"
+action = "redirect"
+ipv4 = "127.0.0.1"
+ipv6 = "none"
+ttl = 42
+"#;
+
+#[tokio::test]
+async fn hickory_resolves_over_doh_with_tls_and_http2() {
+    let certificate = certificate();
+    let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    listener.tls_cert = Some(certificate.cert.clone());
+    listener.tls_key = Some(certificate.key.clone());
+    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
+    server.record_queries(true);
+    let resolver = resolver("https", server.doh_addrs()[0], Some(client_tls(&certificate)));
+    let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
+    assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+    let seen = server.recorded_queries();
+    assert!(seen.iter().any(|q| q.transport == signpost_rules::Transport::Doh), "{seen:?}");
+    server.shutdown().await;
+}
+
+/// One HTTP/1.1 request over plain TCP; returns status line and the rest.
+async fn http(address: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let end = response.iter().position(|&b| b == b'\r').unwrap();
+    (String::from_utf8_lossy(&response[..end]).into_owned(), response)
+}
+
+#[tokio::test]
+async fn plain_http_doh_answers_get_and_post_and_rejects_bad_requests() {
+    let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    listener.plain_http = true;
+    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
+    let address = server.doh_addrs()[0];
+    let dns = query("www.doh.test", RecordType::A, None);
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dns);
+
+    let get = format!("GET /dns-query?dns={encoded} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let (status, response) = http(address, get.as_bytes()).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let text = String::from_utf8_lossy(&response).to_lowercase();
+    assert!(text.contains("content-type: application/dns-message"), "{text}");
+    assert!(text.contains("cache-control: max-age=42"), "{text}");
+
+    let mut post = format!(
+        "POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        dns.len()
+    )
+    .into_bytes();
+    post.extend_from_slice(&dns);
+    let (status, response) = http(address, &post).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let body = &response[response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    assert_eq!(answers(body), ["www.doh.test. 42 IN A 127.0.0.1"]);
+
+    let wrong_type = format!(
+        "POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        dns.len()
+    );
+    let mut wrong = wrong_type.into_bytes();
+    wrong.extend_from_slice(&dns);
+    assert_eq!(http(address, &wrong).await.0, "HTTP/1.1 415 Unsupported Media Type");
+    let put = b"PUT /dns-query HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    assert_eq!(http(address, put).await.0, "HTTP/1.1 405 Method Not Allowed");
+    let bad = b"GET /dns-query?dns=!!! HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(http(address, bad).await.0, "HTTP/1.1 400 Bad Request");
+    let missing = b"GET /dns-query HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(http(address, missing).await.0, "HTTP/1.1 400 Bad Request");
+    let elsewhere = b"GET /other HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(http(address, elsewhere).await.0, "HTTP/1.1 404 Not Found");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn doh_without_a_certificate_needs_plain_http_said_out_loud() {
+    let listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    let error = builder().listener(listener).start().await.err().expect("refused");
+    assert!(error.to_string().contains("plain_http"), "{error}");
+}

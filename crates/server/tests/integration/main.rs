@@ -1,0 +1,11 @@
+//! Integration tests for signpost-server: an embedded server on loopback,
+//! queried with hickory-resolver (an independent client) and raw packets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+
+mod support;
+
+mod doh;
+mod forwarding;
+mod local;
+mod operations;
+mod protocol;
