@@ -159,6 +159,129 @@ pub(crate) fn key_of(name: &NameBuf) -> Box<[u8]> {
     name.to_lowercase().as_wire().into()
 }
 
+/// Key bytes kept inside a table entry; longer keys live in the arena.
+const INLINE_KEY: usize = 31;
+
+/// A hash table from lowercased wire names to small values, laid out for
+/// lookups that touch as little memory as possible: a slot array of
+/// (tag, entry) pairs, so most misses stop at the slot, and entries that
+/// hold their key inline (names up to 31 octets), so a hit reads one slot
+/// and one entry. Built once, never changed.
+#[derive(Clone, Debug)]
+pub(crate) struct NameTable<V> {
+    slots: Box<[TableSlot]>,
+    mask: usize,
+    entries: Box<[TableEntry<V>]>,
+    arena: Box<[u8]>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct TableSlot {
+    tag: u32,
+    /// Index in `entries`, or `u32::MAX` for an empty slot.
+    entry: u32,
+}
+
+const EMPTY_SLOT: TableSlot = TableSlot { tag: 0, entry: u32::MAX };
+
+#[derive(Clone, Debug)]
+struct TableEntry<V> {
+    value: V,
+    len: u8,
+    /// The key itself, or for longer keys its offset in the arena (little-endian u32).
+    key: [u8; INLINE_KEY],
+}
+
+impl<V> Default for NameTable<V> {
+    fn default() -> Self {
+        Self { slots: Box::new([EMPTY_SLOT]), mask: 0, entries: Box::new([]), arena: Box::new([]) }
+    }
+}
+
+impl<V> NameTable<V> {
+    /// A table of these keys (each a lowercased wire name, at most 255 octets, no duplicates).
+    pub(crate) fn new(pairs: impl IntoIterator<Item = (Box<[u8]>, V)>) -> Self {
+        let mut entries = Vec::new();
+        let mut arena = Vec::new();
+        let mut hashes = Vec::new();
+        for (key, value) in pairs {
+            let mut inline = [0u8; INLINE_KEY];
+            if key.len() <= INLINE_KEY {
+                if let Some(head) = inline.get_mut(..key.len()) {
+                    head.copy_from_slice(&key);
+                }
+            } else {
+                let offset = (arena.len() as u32).to_le_bytes();
+                if let Some(head) = inline.get_mut(..4) {
+                    head.copy_from_slice(&offset);
+                }
+                arena.extend_from_slice(&key);
+            }
+            hashes.push(hash_key(&key));
+            entries.push(TableEntry { value, len: key.len().min(usize::from(u8::MAX)) as u8, key: inline });
+        }
+        let capacity = (entries.len() * 2).next_power_of_two().max(8);
+        let mask = capacity - 1;
+        let mut slots = vec![EMPTY_SLOT; capacity];
+        for (index, hash) in hashes.into_iter().enumerate() {
+            let mut position = hash as usize & mask;
+            while slots.get(position).is_some_and(|slot| slot.entry != u32::MAX) {
+                position = (position + 1) & mask;
+            }
+            if let Some(slot) = slots.get_mut(position) {
+                *slot = TableSlot { tag: (hash >> 32) as u32, entry: index as u32 };
+            }
+        }
+        Self { slots: slots.into(), mask, entries: entries.into(), arena: arena.into() }
+    }
+
+    fn key_of<'a>(&'a self, entry: &'a TableEntry<V>) -> &'a [u8] {
+        let len = usize::from(entry.len);
+        if len <= INLINE_KEY {
+            return entry.key.get(..len).unwrap_or(&[]);
+        }
+        let mut offset = [0u8; 4];
+        offset.copy_from_slice(entry.key.get(..4).unwrap_or(&[0; 4]));
+        let start = u32::from_le_bytes(offset) as usize;
+        self.arena.get(start..start + len).unwrap_or(&[])
+    }
+
+    /// The value of a key.
+    #[inline]
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&V> {
+        let hash = hash_key(key);
+        let tag = (hash >> 32) as u32;
+        let mut position = hash as usize & self.mask;
+        loop {
+            let slot = self.slots.get(position)?;
+            if slot.entry == u32::MAX {
+                return None;
+            }
+            if slot.tag == tag
+                && let Some(entry) = self.entries.get(slot.entry as usize)
+                && usize::from(entry.len) == key.len()
+                && self.key_of(entry) == key
+            {
+                return Some(&entry.value);
+            }
+            position = (position + 1) & self.mask;
+        }
+    }
+
+    /// Every key and value.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.entries.iter().map(|entry| (self.key_of(entry), &entry.value))
+    }
+}
+
+fn hash_key(key: &[u8]) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write(key);
+    // Spread the high bits, which the multiply mixes best, into the index bits.
+    let hash = hasher.finish();
+    hash ^ (hash >> 29)
+}
+
 /// A set of label counts (0 to 127), to skip probes that cannot hit.
 #[derive(Clone, Copy, Default, Debug)]
 pub(crate) struct DepthSet([u64; 2]);
@@ -219,6 +342,22 @@ mod tests {
         let mut hasher = FxHasher::default();
         b"".hash(&mut hasher);
         let _ = hasher.finish();
+    }
+
+    #[test]
+    fn name_tables_find_short_and_long_keys() {
+        let long = name(&format!("{}.example.", "x".repeat(60)));
+        let keys: Vec<NameBuf> = (0..100).map(|i| name(&format!("host{i}.example."))).chain([long.clone()]).collect();
+        let table = NameTable::new(keys.iter().enumerate().map(|(i, k)| (key_of(k), i)));
+        for (index, key) in keys.iter().enumerate() {
+            assert_eq!(table.get(&key_of(key)), Some(&index));
+        }
+        assert_eq!(table.get(&key_of(&long)), Some(&100));
+        assert_eq!(table.get(b"\x04none\x07example\x00"), None);
+        assert_eq!(table.get(b""), None);
+        assert_eq!(table.iter().count(), 101);
+        let empty: NameTable<u8> = NameTable::default();
+        assert_eq!(empty.get(b"\x00"), None);
     }
 
     #[test]

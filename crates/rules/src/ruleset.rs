@@ -15,7 +15,7 @@ use signpost_wire::{Class, MAX_NAME_LEN, NameBuf, Question, RDataBuf, Rcode, Rec
 use crate::decision::{Answer, Block, BlockAction, Client, Decision, Forward, LocalAnswer, Matched, Reason};
 use crate::error::{Error, Location};
 use crate::hosts::{AllocationRanges, Allocations, allocate};
-use crate::names::{DepthSet, FastMap, LowerName, key_of};
+use crate::names::{DepthSet, FastMap, LowerName, NameTable, key_of};
 use crate::spec::{
     Action, AddressSource, Anchor, DEFAULT_GROUP, DEFAULT_VIEW, ExceptionSpec, HostTableSpec, Matcher, Redirect,
     RuleSpec, ViewSpec, ZoneMode, ZoneSpec,
@@ -231,7 +231,9 @@ pub struct RuleSet {
 struct View {
     name: Box<str>,
     default_group: Option<Box<str>>,
-    names: FastMap<Box<[u8]>, NameNode>,
+    names: NameTable<PackedNode>,
+    /// Host entries of `names`, as (table, entry).
+    hosts: Vec<(u32, u32)>,
     depths: DepthSet,
     regex_rules: Option<RegexList>,
     regex_exceptions: Option<RegexList>,
@@ -249,6 +251,58 @@ struct NameNode {
     exception_wildcard: Option<u32>,
     exception_suffix: Option<u32>,
     zone: Option<u32>,
+}
+
+/// A [`NameNode`] in 28 bytes, as the view's table stores it.
+#[derive(Debug, Clone, Copy)]
+struct PackedNode([u32; 7]);
+
+const ABSENT: u32 = u32::MAX;
+const HOST_BIT: u32 = 1 << 31;
+
+impl PackedNode {
+    fn pack(node: &NameNode, hosts: &mut Vec<(u32, u32)>) -> Self {
+        let exact = match node.exact {
+            Some(Slot::Rule(rule)) => rule,
+            Some(Slot::Host { table, entry }) => {
+                hosts.push((table, entry));
+                HOST_BIT | (hosts.len() as u32 - 1)
+            }
+            None => ABSENT,
+        };
+        let field = |value: Option<u32>| value.unwrap_or(ABSENT);
+        Self([
+            exact,
+            field(node.wildcard),
+            field(node.suffix),
+            field(node.exception_exact),
+            field(node.exception_wildcard),
+            field(node.exception_suffix),
+            field(node.zone),
+        ])
+    }
+
+    #[inline]
+    fn unpack(self, hosts: &[(u32, u32)]) -> NameNode {
+        let [exact, wildcard, suffix, exception_exact, exception_wildcard, exception_suffix, zone] = self.0;
+        let field = |value: u32| (value != ABSENT).then_some(value);
+        let exact = match exact {
+            ABSENT => None,
+            host if host & HOST_BIT != 0 => {
+                hosts.get((host & !HOST_BIT) as usize).map(|&(table, entry)| Slot::Host { table, entry })
+            }
+            rule => Some(Slot::Rule(rule)),
+        };
+        NameNode {
+            exact,
+            wildcard: field(wildcard),
+            suffix: field(suffix),
+            exception_exact: field(exception_exact),
+            exception_wildcard: field(exception_wildcard),
+            exception_suffix: field(exception_suffix),
+            zone: field(zone),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -378,7 +432,8 @@ fn unreachable_empty() -> RuleSet {
         views: vec![View {
             name: DEFAULT_VIEW.into(),
             default_group: Some(DEFAULT_GROUP.into()),
-            names: FastMap::default(),
+            names: NameTable::default(),
+            hosts: Vec::new(),
             depths: DepthSet::default(),
             regex_rules: None,
             regex_exceptions: None,
@@ -463,7 +518,9 @@ impl RuleSet {
             let mut names: Vec<(NameBuf, NameNode)> = view
                 .names
                 .iter()
-                .filter_map(|(key, node)| Some((signpost_wire::Name::from_wire(key).ok()?.to_name_buf(), *node)))
+                .filter_map(|(key, node)| {
+                    Some((signpost_wire::Name::from_wire(key).ok()?.to_name_buf(), node.unpack(&view.hosts)))
+                })
                 .collect();
             names.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, node) in names {
@@ -566,7 +623,8 @@ impl RuleSet {
             if !view.depths.contains(depth) {
                 continue;
             }
-            let Some(node) = view.names.get(asked.lower.suffix(depth)) else { continue };
+            let Some(packed) = view.names.get(asked.lower.suffix(depth)) else { continue };
+            let node = packed.unpack(&view.hosts);
             let full = depth == labels;
             if system.is_none() {
                 let (exception, rule) = if full {
@@ -888,7 +946,8 @@ fn unreachable_view() -> &'static View {
     EMPTY.get_or_init(|| View {
         name: DEFAULT_VIEW.into(),
         default_group: None,
-        names: FastMap::default(),
+        names: NameTable::default(),
+        hosts: Vec::new(),
         depths: DepthSet::default(),
         regex_rules: None,
         regex_exceptions: None,
@@ -1471,11 +1530,15 @@ impl TableBuilder {
             .flatten()
             .any(|rule| rules.get(rule as usize).is_some_and(|rule| rule.filter.is_some()))
         });
+        let mut hosts = Vec::new();
+        let packed: Vec<(Box<[u8]>, PackedNode)> =
+            self.names.into_iter().map(|(key, node)| (key, PackedNode::pack(&node, &mut hosts))).collect();
         Ok(View {
             name: name.into(),
             default_group: self.default_group.map(Into::into),
             needs_text: has_filters || regex_rules.is_some() || regex_exceptions.is_some(),
-            names: self.names,
+            names: NameTable::new(packed),
+            hosts,
             depths,
             regex_rules,
             regex_exceptions,

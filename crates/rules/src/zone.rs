@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use signpost_wire::{Class, NameBuf, RDataBuf, RecordBuf, RecordType, Soa, flat_is_subdomain};
 
 use crate::error::{Error, Location};
-use crate::names::{FastMap, LowerName, key_of};
+use crate::names::{LowerName, NameTable, key_of};
 
 /// RRSIG and NSEC may sit beside a CNAME (RFC 4035 §2.5).
 const RRSIG: RecordType = RecordType(46);
@@ -25,7 +25,7 @@ pub struct Zone {
     /// Every name that exists, empty non-terminals included, in canonical order.
     nodes: Vec<Node>,
     /// Lowercased wire name to index in `nodes`.
-    index: FastMap<Box<[u8]>, u32>,
+    index: NameTable<u32>,
     /// The SOA with the negative-caching TTL, min(SOA TTL, SOA minimum) (RFC 2308 §5).
     negative: [RecordBuf; 1],
     apex_labels: usize,
@@ -175,10 +175,8 @@ impl Zone {
             let cut = name != apex && records.iter().any(|record| record.rtype() == RecordType::NS);
             nodes.push(Node { name, records, cut, glue: Vec::new() });
         }
-        let mut index = FastMap::default();
-        for (position, node) in nodes.iter().enumerate() {
-            index.insert(key_of(&node.name), position as u32);
-        }
+        let index =
+            NameTable::new(nodes.iter().enumerate().map(|(position, node)| (key_of(&node.name), position as u32)));
         let soa = nodes
             .iter()
             .find(|node| node.name == apex)
@@ -212,7 +210,7 @@ impl Zone {
             apex: apex.clone(),
             class: Class::IN,
             nodes: vec![Node { name: apex, records: vec![soa.clone()], cut: false, glue: Vec::new() }],
-            index: FastMap::default(),
+            index: NameTable::default(),
             negative: [soa],
             apex_labels: 0,
             has_cuts: false,
