@@ -435,13 +435,12 @@ pub struct MessageBuilder<'b, T: Buffer + ?Sized> {
     edns: Option<EdnsHeader>,
     edns_options: OptionBytes,
     extended_rcode: u8,
-    scratch: [u8; MAX_NAME_LEN],
-    data_scratch: [u8; MAX_NAME_LEN],
 }
 
 impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
     /// Start a message at the end of `buffer` (so a caller can put a TCP length
     /// prefix first). The header starts zeroed.
+    #[inline(always)]
     pub fn new(buffer: &'b mut T) -> Result<Self, Error> {
         let base = buffer.len();
         buffer.put(&[0; HEADER_LEN])?;
@@ -457,13 +456,12 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
             edns: None,
             edns_options: OptionBytes::new(),
             extended_rcode: 0,
-            scratch: [0; MAX_NAME_LEN],
-            data_scratch: [0; MAX_NAME_LEN],
         })
     }
 
     /// Start a response to `query`: same ID and opcode, RD and CD copied, QR
     /// set, and every question copied with its original case.
+    #[inline(always)]
     pub fn response_to(buffer: &'b mut T, query: &Message<'_>) -> Result<Self, Error> {
         let mut builder = Self::response_header_to(buffer, query.header())?;
         for question in query.questions() {
@@ -475,6 +473,7 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
 
     /// Start a response carrying only the query's ID, opcode, RD and CD (for
     /// answering a query whose question could not be read).
+    #[inline(always)]
     pub fn response_header_to(buffer: &'b mut T, query: Header) -> Result<Self, Error> {
         let mut builder = Self::new(buffer)?;
         let flags = Flags::default()
@@ -586,7 +585,8 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
     pub fn push_question(&mut self, name: &impl ToName, qtype: RecordType, qclass: Class) -> Result<(), Error> {
         self.enter(Section::Question)?;
         let start = self.len();
-        let flat = name.flat(&mut self.scratch);
+        let mut scratch = [0u8; MAX_NAME_LEN];
+        let flat = name.flat(&mut scratch);
         let mut fixed = [0u8; 4];
         fixed[..2].copy_from_slice(&qtype.0.to_be_bytes());
         fixed[2..].copy_from_slice(&qclass.0.to_be_bytes());
@@ -665,7 +665,8 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
         }
         self.enter(section)?;
         let start = self.len();
-        let flat = name.flat(&mut self.scratch);
+        let mut scratch = [0u8; MAX_NAME_LEN];
+        let flat = name.flat(&mut scratch);
         let message = self.buffer.as_slice().get(self.base..).unwrap_or(&[]);
         let (labels, found) = match self.compression.recent(flat) {
             Some(entry) => (None, Match { unmatched: 0, entry }),
@@ -697,7 +698,6 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
             &mut *self.buffer,
             base,
             &mut self.compression,
-            &mut self.data_scratch,
             flat,
             labels.as_ref(),
             found,
@@ -771,7 +771,6 @@ pub(crate) struct RdataSink<'s, T: Buffer + ?Sized> {
     buffer: &'s mut T,
     base: usize,
     compression: &'s mut Compressor,
-    scratch: &'s mut [u8; MAX_NAME_LEN],
 }
 
 impl<T: Buffer + ?Sized> Sink for RdataSink<'_, T> {
@@ -784,7 +783,8 @@ impl<T: Buffer + ?Sized> Sink for RdataSink<'_, T> {
     }
 
     fn put_name(&mut self, name: &impl ToName, compress: bool) -> Result<(), Error> {
-        let flat = name.flat(self.scratch);
+        let mut scratch = [0u8; MAX_NAME_LEN];
+        let flat = name.flat(&mut scratch);
         write_name(self.buffer, self.base, self.compression, flat, compress)
     }
 }
@@ -796,7 +796,6 @@ fn write_record<T: Buffer + ?Sized>(
     buffer: &mut T,
     base: usize,
     compression: &mut Compressor,
-    scratch: &mut [u8; MAX_NAME_LEN],
     flat: &[u8],
     labels: Option<&LabelStarts>,
     found: Match,
@@ -806,7 +805,7 @@ fn write_record<T: Buffer + ?Sized>(
     let owner_entry = write_found_name(buffer, base, compression, flat, labels, found)?;
     buffer.put_fixed(fixed)?;
     let data_start = buffer.len();
-    let mut sink = RdataSink { buffer: &mut *buffer, base, compression, scratch };
+    let mut sink = RdataSink { buffer: &mut *buffer, base, compression };
     write_data(&mut sink)?;
     let data_len = u16::try_from(buffer.len() - data_start).map_err(|_| Error::BufferFull { capacity: 0 })?;
     let slot = buffer.as_mut_slice().get_mut(data_start - 2..data_start).ok_or(Error::BufferFull { capacity: 0 })?;
