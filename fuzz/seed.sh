@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 vectors=../crates/wire/tests/vectors
 
-mkdir -p corpus/message corpus/name corpus/presentation corpus/build_then_parse
+mkdir -p corpus/message corpus/name corpus/presentation corpus/build_then_parse corpus/master_file
 
 # message: every golden packet, captured and hand-built.
 cp "$vectors"/*.bin corpus/message/
@@ -73,6 +73,15 @@ ns2.example.com. 302 IN A 198.51.100.153
 RECORDS
 # A tiny size limit (a first line of byte 20 gives 172 bytes) so truncation is reached.
 { printf '\024\n'; cat corpus/build_then_parse/sections; } > corpus/build_then_parse/truncated
+
+# master_file: the two test zones whole, a few small zones that reach the
+# directives, parentheses and relative names, and each zone cut in half.
+cp "$vectors"/example.zone "$vectors"/example.com.zone corpus/master_file/
+printf '$TTL 60\n@ SOA ns host 1 2 3 4 5\nwww A 192.0.2.1\n' > corpus/master_file/small
+printf '$ORIGIN sub.example.\n$TTL 1h\n@ IN SOA ns hostmaster ( 1 7200 900\n  1209600 300 ) ; comment\n  IN NS ns\nns 300 IN A 192.0.2.1\n* TXT "wild" "card"\n' > corpus/master_file/directives
+for zone in "$vectors"/example.zone "$vectors"/example.com.zone; do
+    head -n "$(($(wc -l < "$zone") / 2))" "$zone" > "corpus/master_file/half-$(basename "$zone")"
+done
 
 for dir in corpus/*/; do
     echo "$(basename "$dir"): $(find "$dir" -type f | wc -l) files"
