@@ -281,19 +281,13 @@ impl Pipeline {
         if message.opcode() != Opcode::QUERY {
             return self.error_response(&message, Rcode::NOTIMP, out);
         }
-        if message.header().qdcount != 1 || message.check().is_err() {
-            return self.error_response(&message, Rcode::FORMERR, out);
-        }
-        let Ok(client_edns) = message.edns() else {
+        let Some((question, client_edns)) = inspect(&message) else {
             return self.error_response(&message, Rcode::FORMERR, out);
         };
         let facts = QueryFacts { message, client_edns };
         if facts.client_edns.is_some_and(|edns| edns.version() > 0) {
             return self.respond_badvers(&facts, out);
         }
-        let Ok(Some(question)) = facts.message.first_question() else {
-            return self.error_response(&facts.message, Rcode::FORMERR, out);
-        };
         let peer_ip = incoming.peer.ip();
         if !listener.allow.iter().any(|net| net.contains(&peer_ip)) {
             self.counters().decision(DecisionIndex::Refused);
@@ -1028,6 +1022,31 @@ impl Pipeline {
             Fast::Drop | Fast::Reset => Trace { decision: "drop".into(), ..trace.unwrap_or_default() },
         }
     }
+}
+
+/// Check a query in one pass: exactly one question, every record valid, at
+/// most one OPT (in the additional section, root owner), nothing trailing.
+/// Returns the question and the client's EDNS data.
+fn inspect<'a>(message: &Message<'a>) -> Option<(signpost_wire::Question<'a>, Option<signpost_wire::Edns<'a>>)> {
+    if message.header().qdcount != 1 {
+        return None;
+    }
+    let mut questions = message.questions();
+    let question = questions.next()?.ok()?;
+    let mut records = questions.into_records().ok()?;
+    let mut edns = None;
+    for record in &mut records {
+        let record = record.ok()?;
+        if record.rtype() == RecordType::OPT {
+            if edns.is_some() || record.section() != Section::Additional {
+                return None;
+            }
+            edns = Some(signpost_wire::Edns::from_record(&record).ok()?);
+        } else {
+            record.data().ok()?;
+        }
+    }
+    (records.position() == message.as_bytes().len()).then_some((question, edns))
 }
 
 /// A flat wire name as a `ToName`.
