@@ -1713,6 +1713,34 @@ mod tests {
     }
 
     #[test]
+    fn rule_sets_can_be_shared_across_threads_and_default_forwards_everything() {
+        fn shared<T: Send + Sync + 'static>() {}
+        shared::<RuleSet>();
+        let rules = RuleSet::default();
+        assert_eq!(rules.default_group(), Some(DEFAULT_GROUP));
+        assert_eq!(group_of(&decide(&rules, "anything.example.", RecordType::A)).as_deref(), Some(DEFAULT_GROUP));
+    }
+
+    #[test]
+    fn redirect_zones_answer_every_name_with_the_apex_data() {
+        let zone = Zone::from_records(
+            name("blocked.example."),
+            ["blocked.example. 60 A 0.0.0.0".parse::<RecordBuf>().expect("record")],
+        )
+        .expect("zone");
+        let mut builder = RuleSet::builder();
+        builder.default_group("up").zone(ZoneSpec { mode: ZoneMode::Redirect, ..ZoneSpec::new(zone) });
+        let rules = builder.build().expect("valid");
+        let Decision::Local(local) = decide(&rules, "deep.sub.Blocked.example.", RecordType::A) else { panic!() };
+        let Answer::Records(records) = &local.answer else { panic!() };
+        assert_eq!(records[0].to_string(), "deep.sub.Blocked.example. 60 IN A 0.0.0.0");
+        let Decision::Local(local) = decide(&rules, "blocked.example.", RecordType::A) else { panic!() };
+        assert!(matches!(local.answer, Answer::Records(Cow::Borrowed(_))));
+        let Decision::Local(local) = decide(&rules, "x.blocked.example.", RecordType::MX) else { panic!() };
+        assert!(local.is_nodata());
+    }
+
+    #[test]
     fn regexes_match_in_declaration_order() {
         let mut builder = RuleSet::builder();
         let regex = |pattern: &str| Matcher::Regex { pattern: pattern.into(), anchor: Anchor::Full };
