@@ -28,6 +28,7 @@ pub mod config;
 mod doh;
 mod error;
 mod faults;
+pub mod forwarder;
 mod limits;
 pub mod metrics;
 mod pipeline;

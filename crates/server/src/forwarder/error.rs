@@ -1,0 +1,283 @@
+//! What can be wrong with a forwarder configuration, and where.
+
+use core::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use signpost_rules::Location;
+
+/// An error in a forwarder configuration (TOML or unbound.conf): each
+/// variant says what and where (file, line and field or keyword).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("{at}: cannot read {}: {source}", path.display())]
+    Read {
+        /// Where the file was named (an `include:` line), if anywhere.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// TOML that does not parse or does not fit the document's types.
+    #[error("{at}: {message}")]
+    Toml {
+        /// Where the TOML parser stopped.
+        at: Location,
+        /// The TOML parser's message.
+        message: String,
+    },
+    /// A value that does not parse.
+    #[error("{at}: invalid {what} {text:?}: expected {expected}")]
+    InvalidValue {
+        /// Where it is.
+        at: Location,
+        /// What kind of value it is (`IP address`, `port`, ...).
+        what: &'static str,
+        /// The text given.
+        text: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
+    /// A domain name that does not parse.
+    #[error("{at}: invalid domain name {text:?}: {source}")]
+    InvalidName {
+        /// Where it is.
+        at: Location,
+        /// The text given.
+        text: String,
+        /// Why.
+        #[source]
+        source: signpost_wire::Error,
+    },
+    /// A resource record (`local-data:`) that does not parse.
+    #[error("{at}: invalid record {text:?}: {source}")]
+    InvalidRecord {
+        /// Where it is.
+        at: Location,
+        /// The text given.
+        text: String,
+        /// Why.
+        #[source]
+        source: signpost_wire::Error,
+    },
+    /// A keyword given the wrong number of values, or a clause missing a required one.
+    #[error("{at}: {keyword} {problem}")]
+    Malformed {
+        /// Where it is.
+        at: Location,
+        /// The keyword or clause.
+        keyword: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// Quoted text that is not closed before the end of the file.
+    #[error("{at}: unterminated quoted string")]
+    UnterminatedQuote {
+        /// Where the quote opened.
+        at: Location,
+    },
+    /// `include:` nested deeper than the limit (which also stops include loops).
+    #[error("{at}: include nested more than {limit} deep")]
+    IncludeTooDeep {
+        /// The include that went too deep.
+        at: Location,
+        /// The limit.
+        limit: usize,
+    },
+    /// Options the forwarder does not implement; start-up fails unless they are ignored.
+    #[error("{}", UnsupportedList(.items))]
+    Unsupported {
+        /// Each one, with where it is.
+        items: Vec<Unsupported>,
+    },
+    /// A rule or zone names an upstream group that does not exist.
+    #[error("{at}: no upstream group named {group:?}")]
+    UnknownGroup {
+        /// Where the group is named.
+        at: Location,
+        /// The name.
+        group: String,
+    },
+    /// Two upstream groups or forward zones with one name.
+    #[error("{at}: {what} {name:?} is defined twice (first at {first})")]
+    Duplicate {
+        /// The second definition.
+        at: Location,
+        /// `upstream group` or `forward zone`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// The first definition.
+        first: Location,
+    },
+    /// Both `default_group` and a forward zone for `.` say where unmatched names go.
+    #[error("{at}: give default_group or a forward zone for \".\", not both")]
+    ConflictingDefault {
+        /// Where the second of them is.
+        at: Location,
+    },
+    /// A forward zone with no server.
+    #[error("{at}: forward zone {zone:?} has no servers")]
+    NoServers {
+        /// The zone's definition.
+        at: Location,
+        /// The zone.
+        zone: String,
+    },
+    /// A `forward-host:` name that could not be resolved.
+    #[error("{at}: cannot resolve forward-host {host:?}: {reason}")]
+    UnresolvedHost {
+        /// Where it is.
+        at: Location,
+        /// The host name.
+        host: String,
+        /// The resolver's error.
+        reason: Arc<std::io::Error>,
+    },
+    /// The rule engine rejected the rules, zones or host tables.
+    #[error(transparent)]
+    Rules(#[from] signpost_rules::Error),
+    /// The rule engine rejected something this configuration generated
+    /// (a forward zone's rule, a local zone read from unbound.conf): `at`
+    /// is where it was written.
+    #[error("{at}: {}", without_location(.source))]
+    Generated {
+        /// Where the configuration says it.
+        at: Location,
+        /// The rule engine's error.
+        #[source]
+        source: signpost_rules::Error,
+    },
+    /// The upstream crate rejected a group.
+    #[error("{at}: {source}")]
+    Upstream {
+        /// Where the group is defined.
+        at: Location,
+        /// Why.
+        #[source]
+        source: signpost_upstream::Error,
+    },
+}
+
+/// A rule engine error's message without its location prefix.
+fn without_location(error: &signpost_rules::Error) -> String {
+    let text = error.to_string();
+    let prefix = format!("{}: ", error.location());
+    text.strip_prefix(&prefix).map_or_else(|| text.clone(), str::to_owned)
+}
+
+impl ConfigError {
+    /// Where the error is, when one place is known.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Self::Read { at, .. }
+            | Self::Toml { at, .. }
+            | Self::InvalidValue { at, .. }
+            | Self::InvalidName { at, .. }
+            | Self::InvalidRecord { at, .. }
+            | Self::Malformed { at, .. }
+            | Self::UnterminatedQuote { at }
+            | Self::IncludeTooDeep { at, .. }
+            | Self::UnknownGroup { at, .. }
+            | Self::Duplicate { at, .. }
+            | Self::ConflictingDefault { at }
+            | Self::NoServers { at, .. }
+            | Self::UnresolvedHost { at, .. }
+            | Self::Generated { at, .. }
+            | Self::Upstream { at, .. } => Some(at),
+            Self::Rules(error) => Some(error.location()),
+            Self::Unsupported { items } => items.first().map(|item| &item.at),
+        }
+    }
+}
+
+/// One unbound.conf option or clause the forwarder does not implement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// Where it is.
+    pub at: Location,
+    /// The keyword or clause as written (`stub-zone:`, `local-zone: ... typetransparent`).
+    pub keyword: String,
+    /// What happens to it with `--ignore-unsupported`.
+    pub when_ignored: &'static str,
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} is not supported (with --ignore-unsupported: {})", self.at, self.keyword, self.when_ignored)
+    }
+}
+
+struct UnsupportedList<'a>(&'a [Unsupported]);
+
+impl fmt::Display for UnsupportedList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} unsupported option(s); start with --ignore-unsupported to run without them:", self.0.len())?;
+        for item in self.0 {
+            write!(f, "\n  {item}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Something start-up should mention but that does not stop it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Warning {
+    /// An unbound.conf option that has no effect here (daemon, logging and tuning knobs).
+    Ignored {
+        /// Where it is.
+        at: Location,
+        /// The keyword.
+        keyword: String,
+    },
+    /// An unbound.conf option that is honoured only approximately.
+    Approximated {
+        /// Where it is.
+        at: Location,
+        /// The keyword and value.
+        keyword: String,
+        /// What the forwarder does instead.
+        how: &'static str,
+    },
+    /// An unsupported option skipped because of `--ignore-unsupported`.
+    SkippedUnsupported(Unsupported),
+    /// A resolv.conf line that was ignored.
+    ResolvConf {
+        /// The file.
+        path: PathBuf,
+        /// What resolv.conf reading said.
+        message: String,
+    },
+    /// There is no default group: names no rule matches are REFUSED.
+    NoDefaultGroup {
+        /// Why.
+        reason: String,
+    },
+    /// Something defined twice where the first definition wins (as Unbound does).
+    DuplicateIgnored {
+        /// The second definition.
+        at: Location,
+        /// What it is.
+        what: String,
+    },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ignored { at, keyword } => write!(f, "{at}: {keyword} has no effect in signpost-forward"),
+            Self::Approximated { at, keyword, how } => write!(f, "{at}: {keyword}: {how}"),
+            Self::SkippedUnsupported(item) => write!(f, "{item}"),
+            Self::ResolvConf { path, message } => write!(f, "{}: {message}", path.display()),
+            Self::NoDefaultGroup { reason } => {
+                write!(f, "no default upstream group ({reason}); names no rule matches are REFUSED")
+            }
+            Self::DuplicateIgnored { at, what } => write!(f, "{at}: duplicate {what} ignored (the first one counts)"),
+        }
+    }
+}

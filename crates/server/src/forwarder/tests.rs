@@ -1,0 +1,165 @@
+use std::net::IpAddr;
+
+use signpost_rules::{Client, Decision};
+use signpost_wire::{Class, NameBuf, RecordType};
+
+use super::*;
+
+fn config(text: &str) -> ForwarderConfig {
+    ForwarderConfig::from_toml(text, "forward.toml").unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn build_error(text: &str) -> ConfigError {
+    config(text).build(&BuildOptions::default()).expect_err("invalid")
+}
+
+fn group_of(forwarder: &Forwarder, name: &str) -> String {
+    let client = Client::udp(IpAddr::from([127, 0, 0, 1]));
+    let name: NameBuf = name.parse().unwrap();
+    match forwarder.rules.decide_name(&name, RecordType::A, Class::IN, &client) {
+        Decision::Forward(forward) => forward.group.to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+const ZONES: &str = r#"
+[[upstreams]]
+name = "corp"
+retry_on = ["timeout", "unreachable", "servfail"]
+[[upstreams.servers]]
+address = "192.0.2.10:53"
+
+[[forward_zones]]
+name = "corp.example.com"
+group = "corp"
+forward_first = true
+
+[[forward_zones]]
+name = "example.com"
+servers = ["192.0.2.20", "tcp://192.0.2.21:5353"]
+policy = "round_robin"
+
+[[forward_zones]]
+name = "."
+servers = ["https://192.0.2.30/dns-query#dns.example"]
+"#;
+
+#[test]
+fn the_most_specific_forward_zone_wins() {
+    let forwarder = config(ZONES).build(&BuildOptions::default()).unwrap();
+    assert_eq!(group_of(&forwarder, "git.corp.example.com"), "corp");
+    assert_eq!(group_of(&forwarder, "corp.example.com"), "corp");
+    assert_eq!(group_of(&forwarder, "www.example.com"), "example.com");
+    assert_eq!(group_of(&forwarder, "www.example.org"), ".");
+    let routes: Vec<String> = forwarder.routes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        routes,
+        [
+            "corp.example.com -> corp [udp://192.0.2.10:53] (forward-first)",
+            "example.com -> example.com [udp://192.0.2.20:53, tcp://192.0.2.21:5353]",
+        ]
+    );
+    assert_eq!(
+        forwarder.default_route.as_ref().map(ToString::to_string).as_deref(),
+        Some(". -> . [https://192.0.2.30:443/dns-query#dns.example]")
+    );
+    let example = forwarder.upstreams.group("example.com").unwrap();
+    assert_eq!(example.name(), "example.com");
+    let description = forwarder.describe();
+    assert!(description.contains("corp.example.com -> forward corp (forward-first)"), "{description}");
+    // Default listeners: UDP and TCP on 127.0.0.1:53.
+    assert_eq!(forwarder.server.listeners.len(), 2);
+}
+
+#[test]
+fn validation_errors_name_line_and_field() {
+    let cases: [(&str, usize, &str); 8] = [
+        ("[[forward_zones]]\nname = \"a..b\"\nservers = [\"192.0.2.1\"]\n", 2, "invalid domain name"),
+        ("[[forward_zones]]\nname = \"a\"\ngroup = \"nope\"\n", 3, "no upstream group named \"nope\""),
+        ("[[forward_zones]]\nname = \"a\"\nservers = [\"192.0.2.1\", \"dns.example\"]\n", 3, "invalid server"),
+        ("[[forward_zones]]\nname = \"a\"\n", 2, "has no servers"),
+        (
+            "[[forward_zones]]\nname = \"a\"\nservers = [\"192.0.2.1\"]\n[[forward_zones]]\nname = \"A.\"\nservers = [\"192.0.2.2\"]\n",
+            5,
+            "defined twice",
+        ),
+        (
+            "default_group = \"x\"\n[[upstreams]]\nname = \"x\"\nservers = [{ address = \"192.0.2.1:53\" }]\n[[forward_zones]]\nname = \".\"\nservers = [\"192.0.2.1\"]\n",
+            6,
+            "not both",
+        ),
+        ("[[access_control]]\nnetwork = \"10.0.0.0/33\"\naction = \"allow\"\n", 2, "invalid network"),
+        (
+            "[[rules]]\nsuffix = \"a\"\naction = \"block\"\n\n[[forward_zones]]\nname = \"a\"\nservers = [\"192.0.2.1\"]\n",
+            6,
+            "duplicate",
+        ),
+    ];
+    for (text, line, needle) in cases {
+        let error = build_error(text);
+        let message = error.to_string();
+        assert!(message.to_lowercase().contains(needle), "{text}: {message}");
+        assert_eq!(error.location().and_then(|at| at.line), Some(line), "{text}: {message}");
+        assert!(message.starts_with("forward.toml:"), "{message}");
+    }
+}
+
+#[test]
+fn access_control_applies_to_listeners_without_their_own() {
+    let forwarder = config(
+        "[[listeners]]\naddress = \"127.0.0.1\"\nport = 0\ntransport = \"udp\"\n\n[[listeners]]\naddress = \"127.0.0.1\"\nport = 0\ntransport = \"tcp\"\nallow = [\"127.0.0.1/32\"]\n\n[[access_control]]\nnetwork = \"10.0.0.0/8\"\naction = \"allow\"\n[[access_control]]\nnetwork = \"10.9.0.0/16\"\naction = \"refuse\"\n\n[[forward_zones]]\nname = \".\"\nservers = [\"192.0.2.1\"]\n",
+    )
+    .build(&BuildOptions::default())
+    .unwrap();
+    let udp = forwarder.server.listeners[0].allow.clone().unwrap();
+    let allowed = |address: &str| udp.iter().any(|net| net.contains(&address.parse::<IpAddr>().unwrap()));
+    assert!(allowed("10.1.1.1") && !allowed("10.9.1.1") && !allowed("127.0.0.1"));
+    assert_eq!(forwarder.server.listeners[1].allow.as_ref().map(Vec::len), Some(1));
+}
+
+#[test]
+fn the_system_group_leaves_out_our_own_listeners() {
+    let dir = std::env::temp_dir().join(format!("signpost-forwarder-resolv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("resolv.conf"), "nameserver 127.0.0.1\nnameserver 127.0.0.9\nbogus line\n").unwrap();
+    let text = "resolv_conf = \"resolv.conf\"\n[[listeners]]\naddress = \"0.0.0.0\"\nport = 53\ntransport = \"udp\"\n";
+    let forwarder = config(text).build(&BuildOptions { base_dir: dir.clone(), ..BuildOptions::default() }).unwrap();
+    // 0.0.0.0:53 covers every loopback address: none is left, so there is no default.
+    assert!(forwarder.default_route.is_none());
+    assert!(forwarder.warnings.iter().any(|warning| matches!(warning, Warning::NoDefaultGroup { .. })));
+    assert!(forwarder.warnings.iter().any(|warning| matches!(warning, Warning::ResolvConf { .. })));
+
+    std::fs::write(dir.join("resolv.conf"), "nameserver 127.0.0.1\nnameserver 192.0.2.9\n").unwrap();
+    let forwarder = config(text).build(&BuildOptions { base_dir: dir.clone(), ..BuildOptions::default() }).unwrap();
+    assert_eq!(
+        forwarder.default_route.as_ref().map(|route| route.servers.clone()),
+        Some(vec!["udp://192.0.2.9:53".to_owned()])
+    );
+    assert_eq!(group_of(&forwarder, "www.example.net"), SYSTEM_GROUP);
+
+    let missing = config("resolv_conf = \"nope.conf\"\n")
+        .build(&BuildOptions { base_dir: dir.clone(), ..BuildOptions::default() });
+    assert!(matches!(missing, Err(ConfigError::Read { .. })));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn zones_and_host_tables_come_from_the_rules_engine() {
+    let forwarder = config(
+        "[[forward_zones]]\nname = \".\"\nservers = [\"192.0.2.1\"]\n\n[[zones]]\nname = \"lab.example\"\nrecords = [\"www A 10.0.0.1\"]\n\n[[host_tables]]\nname = \"mesh\"\nhosts = [{ name = \"reviews.mesh.local\" }, { name = \"ratings.mesh.local\", addresses = [\"10.7.0.2\"] }]\n",
+    )
+    .build(&BuildOptions::default())
+    .unwrap();
+    let client = Client::udp(IpAddr::from([127, 0, 0, 1]));
+    for name in ["www.lab.example", "reviews.mesh.local", "ratings.mesh.local"] {
+        let name: NameBuf = name.parse().unwrap();
+        assert!(matches!(forwarder.rules.decide_name(&name, RecordType::A, Class::IN, &client), Decision::Local(_)));
+    }
+    assert_eq!(forwarder.rules.allocations().len(), 1);
+}
+
+#[test]
+fn formats_follow_the_file_name() {
+    assert_eq!(ConfigFormat::of_path("a/forward.toml".as_ref()), ConfigFormat::Toml);
+    assert_eq!(ConfigFormat::of_path("/etc/unbound/unbound.conf".as_ref()), ConfigFormat::Unbound);
+}

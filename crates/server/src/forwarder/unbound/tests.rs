@@ -1,0 +1,359 @@
+use std::net::IpAddr;
+use std::path::Path;
+
+use signpost_rules::{Answer, BlockAction, Client, Decision, RuleSet};
+use signpost_wire::{Class, Rcode, RecordType};
+
+use super::*;
+use crate::forwarder::build::BuildOptions;
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(tag: &str) -> Scratch {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "signpost-unbound-{}-{tag}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    Scratch(dir)
+}
+
+fn write(dir: &Scratch, name: &str, text: &str) -> PathBuf {
+    let path = dir.0.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn read(text: &str) -> (ForwarderConfig, Vec<Warning>) {
+    let dir = scratch("read");
+    let path = write(&dir, "unbound.conf", text);
+    read_unbound_conf(&path, false).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn rules_of(text: &str) -> RuleSet {
+    let (config, _) = read(text);
+    config.build(&BuildOptions::default()).unwrap_or_else(|error| panic!("{error}")).rules
+}
+
+/// What the rule set does with a question, in a few words.
+fn outcome(rules: &RuleSet, name: &str, qtype: RecordType) -> String {
+    let client = Client::udp(IpAddr::from([127, 0, 0, 1]));
+    let name: NameBuf = name.parse().unwrap();
+    match rules.decide_name(&name, qtype, Class::IN, &client) {
+        Decision::Forward(forward) => format!("forward {}", forward.group),
+        Decision::Block(block) => match block.action {
+            BlockAction::Refused => "REFUSED".into(),
+            BlockAction::NxDomain => "NXDOMAIN".into(),
+            other => format!("{other:?}"),
+        },
+        Decision::Local(local) => {
+            let answer = match &local.answer {
+                Answer::Records(records) => records
+                    .iter()
+                    .map(|record| format!("{} {}", record.rtype(), record.data))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Answer::AddressOfQuestion { address, .. } => address.to_string(),
+            };
+            match (local.rcode, answer.is_empty()) {
+                (Rcode::NOERROR, true) => "NODATA".into(),
+                (Rcode::NOERROR, false) => answer,
+                (rcode, _) => rcode.to_string(),
+            }
+        }
+    }
+}
+
+/// The configuration of the comparison run against unbound 1.17.1 (each
+/// expectation below is what that unbound answered).
+const COMPARED: &str = r#"
+server:
+  interface: 127.0.0.1@25353
+  do-daemonize: no
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  local-zone: "stat.example." static
+  local-data: "a.b.stat.example. 300 IN A 192.0.2.1"
+  local-data: "stat.example. 300 IN TXT hi"
+  local-zone: "ref.example." refuse
+  local-data: "www.ref.example. 300 IN A 192.0.2.2"
+  local-zone: "tr.example." transparent
+  local-data: "a.b.tr.example. 300 IN A 192.0.2.3"
+  local-zone: "in.stat.example." transparent
+  local-data: "x.in.stat.example. A 192.0.2.4"
+  local-data: "loose.example. A 192.0.2.5"
+  local-zone: "rd.example." redirect
+  local-data: "rd.example. A 192.0.2.6"
+  local-zone: "nx.example." always_nxdomain
+  local-zone: "null.example." always_null
+  local-zone: "nod.example." always_nodata
+  local-data: "cn.stat.example. CNAME a.b.stat.example."
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@25399
+forward-zone:
+  name: "10.in-addr.arpa"
+  forward-addr: 127.0.0.1@25399
+forward-zone:
+  name: "fw.stat.example"
+  forward-addr: 127.0.0.1@25399
+forward-zone:
+  name: "corp.tr.example"
+  forward-addr: 127.0.0.1@25398
+  forward-first: yes
+remote-control:
+  control-enable: no
+"#;
+
+#[test]
+fn local_zone_types_answer_as_unbound_does() {
+    let rules = rules_of(COMPARED);
+    let cases = [
+        // static: data, NODATA for an empty non-terminal, else NXDOMAIN.
+        ("a.b.stat.example", RecordType::A, "A 192.0.2.1"),
+        ("b.stat.example", RecordType::A, "NODATA"),
+        ("a.b.stat.example", RecordType::AAAA, "NODATA"),
+        ("zz.stat.example", RecordType::A, "NXDOMAIN"),
+        // refuse: data answers, other names are refused.
+        ("www.ref.example", RecordType::A, "A 192.0.2.2"),
+        ("x.ref.example", RecordType::A, "REFUSED"),
+        ("ref.example", RecordType::A, "REFUSED"),
+        // transparent: data, NODATA for a name with data of other types, else resolved.
+        ("a.b.tr.example", RecordType::A, "A 192.0.2.3"),
+        ("a.b.tr.example", RecordType::AAAA, "NODATA"),
+        ("b.tr.example", RecordType::A, "forward ."),
+        ("tr.example", RecordType::A, "forward ."),
+        ("www.corp.tr.example", RecordType::A, "forward corp.tr.example"),
+        // transparent inside static: resolved, not answered by the static zone.
+        ("q.in.stat.example", RecordType::A, "forward ."),
+        ("in.stat.example", RecordType::A, "forward ."),
+        ("x.in.stat.example", RecordType::A, "A 192.0.2.4"),
+        // data outside every zone makes a transparent zone of its name.
+        ("loose.example", RecordType::A, "A 192.0.2.5"),
+        ("loose.example", RecordType::AAAA, "NODATA"),
+        ("sub.loose.example", RecordType::A, "forward ."),
+        // redirect: the apex's data for every name below.
+        ("foo.rd.example", RecordType::A, "A 192.0.2.6"),
+        ("foo.rd.example", RecordType::AAAA, "NODATA"),
+        // always_*.
+        ("a.nx.example", RecordType::A, "NXDOMAIN"),
+        ("a.null.example", RecordType::AAAA, "::"),
+        ("a.null.example", RecordType::A, "0.0.0.0"),
+        ("a.null.example", RecordType::MX, "NODATA"),
+        ("a.nod.example", RecordType::A, "NODATA"),
+        // default zones answer before forward zones; so does a static zone above one.
+        ("1.0.0.10.in-addr.arpa", RecordType::PTR, "NXDOMAIN"),
+        ("x.fw.stat.example", RecordType::A, "NXDOMAIN"),
+        ("localhost", RecordType::A, "A 127.0.0.1"),
+        ("www.localhost", RecordType::AAAA, "AAAA ::1"),
+        ("1.0.0.127.in-addr.arpa", RecordType::PTR, "PTR localhost."),
+        ("anything.test", RecordType::A, "NXDOMAIN"),
+        // the rest goes to the forward zone for ".".
+        ("www.example.org", RecordType::A, "forward ."),
+    ];
+    let mut wrong = Vec::new();
+    for (name, qtype, expected) in cases {
+        let got = outcome(&rules, name, qtype);
+        if got != expected {
+            wrong.push(format!("{name} {qtype}: expected {expected}, got {got}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}\n{}", wrong.join("\n"), rules.describe());
+}
+
+#[test]
+fn forward_zones_become_groups_like_unbounds_forwarders() {
+    let (config, _) = read(COMPARED);
+    let group = config.upstreams.iter().find(|group| group.name == "corp.tr.example").unwrap();
+    assert_eq!(group.servers[0].to_string(), "udp://127.0.0.1:25398");
+    assert_eq!(group.policy, Policy::Fastest);
+    assert!(group.retry_on.servfail && group.retry_on.refused && group.retry_on.timeout);
+    assert_eq!(config.default_group.as_deref(), Some("."));
+    let rule = config.rules.iter().find(|rule| rule.group.as_deref() == Some("corp.tr.example")).unwrap();
+    assert!(rule.forward_first);
+    // The forward zone under the static zone has no rule: the zone answers for it.
+    assert!(!config.rules.iter().any(|rule| rule.suffix.as_deref() == Some("fw.stat.example")));
+}
+
+#[test]
+fn listeners_acl_and_cache_come_from_the_server_clause() {
+    let (config, warnings) = read(
+        "server:\n  interface: 127.0.0.1\n  interface: ::1@5300\n  port: 5301\n  num-threads: 2\n  access-control: 10.0.0.0/8 allow\n  access-control: 10.1.0.0/16 refuse\n  cache-max-ttl: 600\n  cache-min-ttl: 5\n  verbosity: 2\n  module-config: \"iterator\"\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n",
+    );
+    let listeners: Vec<String> = config
+        .listeners
+        .iter()
+        .map(|listener| format!("{} {}", listener.transport.as_str(), listener.socket_address()))
+        .collect();
+    assert_eq!(listeners, ["udp 127.0.0.1:5301", "tcp 127.0.0.1:5301", "udp [::1]:5300", "tcp [::1]:5300"]);
+    assert_eq!(config.listeners[0].workers, Some(2));
+    assert_eq!((config.cache.max_ttl, config.cache.min_ttl), (600, 5));
+    let forwarder = config.build(&BuildOptions::default()).unwrap();
+    let allow = forwarder.server.listeners[0].allow.clone().unwrap();
+    let allowed = |address: &str| allow.iter().any(|net| net.contains(&address.parse::<IpAddr>().unwrap()));
+    assert!(allowed("127.0.0.1") && allowed("10.2.0.1") && allowed("::1"));
+    assert!(!allowed("10.1.0.1") && !allowed("192.0.2.1"));
+    assert!(
+        warnings.iter().any(|warning| matches!(warning, Warning::Ignored { keyword, .. } if keyword == "verbosity:"))
+    );
+}
+
+#[test]
+fn unsupported_options_are_named_with_their_line() {
+    let dir = scratch("unsupported");
+    let text = "server:\n  interface: 127.0.0.1\n  private-address: 10.0.0.0/8\n  local-zone: \"a.example\" typetransparent\n  auto-trust-anchor-file: \"/var/lib/unbound/root.key\"\nstub-zone:\n  name: \"corp\"\n  stub-addr: 10.0.0.1\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n  forward-no-cache: yes\n";
+    let path = write(&dir, "unbound.conf", text);
+    let error = read_unbound_conf(&path, false).unwrap_err();
+    let ConfigError::Unsupported { items } = &error else { panic!("{error}") };
+    let named: Vec<(String, usize)> =
+        items.iter().map(|item| (item.keyword.clone(), item.at.line.unwrap_or(0))).collect();
+    assert_eq!(
+        named,
+        [
+            ("private-address:".to_owned(), 3),
+            ("local-zone: a.example typetransparent".to_owned(), 4),
+            ("stub-zone:".to_owned(), 6),
+            ("forward-no-cache:".to_owned(), 12),
+            ("auto-trust-anchor-file:".to_owned(), 5),
+        ]
+    );
+    let message = error.to_string();
+    assert!(message.contains("unbound.conf:3:3: private-address: is not supported"), "{message}");
+    let (config, warnings) = read_unbound_conf(&path, true).unwrap();
+    assert_eq!(warnings.iter().filter(|warning| matches!(warning, Warning::SkippedUnsupported(_))).count(), 5);
+    config.build(&BuildOptions::default()).unwrap();
+}
+
+#[test]
+fn includes_are_relative_nested_and_bounded() {
+    let dir = scratch("include");
+    std::fs::create_dir_all(dir.0.join("conf.d")).unwrap();
+    write(&dir, "conf.d/a.conf", "  local-data: \"a.corp.example. A 10.0.0.1\"\n");
+    write(&dir, "conf.d/fwd-b.conf", "forward-zone:\n  name: \"corp.example\"\n  forward-addr: 10.0.0.53\n");
+    write(&dir, "conf.d/skip.txt", "garbage: here\n");
+    let path = write(
+        &dir,
+        "unbound.conf",
+        "server:\n  local-zone: \"corp.example\" transparent\n  include: \"conf.d/a.conf\"\ninclude-toplevel: \"conf.d/fwd-*.conf\"\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n",
+    );
+    let (config, _) = read_unbound_conf(&path, false).unwrap();
+    assert!(config.upstreams.iter().any(|group| group.name == "corp.example"));
+    let rules = config.build(&BuildOptions::default()).unwrap().rules;
+    assert_eq!(outcome(&rules, "a.corp.example", RecordType::A), "A 10.0.0.1");
+    assert_eq!(outcome(&rules, "b.corp.example", RecordType::A), "forward corp.example");
+
+    let looping = write(&dir, "loop.conf", "server:\n  include: \"loop.conf\"\n");
+    let error = read_unbound_conf(&looping, false).unwrap_err();
+    assert!(matches!(error, ConfigError::IncludeTooDeep { limit: MAX_INCLUDE_DEPTH, .. }), "{error}");
+    let missing = write(&dir, "missing.conf", "server:\n  include: \"nope.conf\"\n");
+    let error = read_unbound_conf(&missing, false).unwrap_err();
+    assert_eq!(error.location().and_then(|at| at.line), Some(2), "{error}");
+}
+
+#[test]
+fn forward_addresses_hosts_and_tls() {
+    let (config, _) = read(
+        "server:\n  tls-cert-bundle: \"/etc/ssl/private-ca.pem\"\n  local-data: \"resolver.corp. A 10.0.0.7\"\nforward-zone:\n  name: \"corp\"\n  forward-addr: 10.0.0.1@5353\n  forward-addr: 2001:db8::1\n  forward-host: resolver.corp\n  forward-host: localhost@5354\n  forward-tcp-upstream: yes\nforward-zone:\n  name: \"secure\"\n  forward-tls-upstream: yes\n  forward-addr: 10.0.0.2#dns.corp\n  forward-addr: 10.0.0.3@8853#dns.corp\n  forward-host: resolver.corp\n",
+    );
+    let servers = |name: &str| -> Vec<String> {
+        let group = config.upstreams.iter().find(|group| group.name == name).unwrap();
+        group.servers.iter().map(ToString::to_string).collect()
+    };
+    assert_eq!(
+        servers("corp"),
+        ["tcp://10.0.0.1:5353", "tcp://[2001:db8::1]:53", "tcp://10.0.0.7:53", "tcp://127.0.0.1:5354"]
+    );
+    assert_eq!(
+        servers("secure"),
+        ["tls://10.0.0.2:853#dns.corp", "tls://10.0.0.3:8853#dns.corp", "tls://10.0.0.7:853#resolver.corp"]
+    );
+    let secure = config.upstreams.iter().find(|group| group.name == "secure").unwrap();
+    assert_eq!(secure.tls.ca_file.as_deref(), Some(Path::new("/etc/ssl/private-ca.pem")));
+    assert!(secure.tls.ignore_system_roots);
+}
+
+#[test]
+fn errors_name_file_line_and_keyword() {
+    let dir = scratch("errors");
+    let cases = [
+        ("server:\n  local-data: \"www.example. A 300.1.1.1\"\n", 2, "invalid record"),
+        ("server:\n  local-zone: \"example.\" bogus\n", 2, "local-zone type"),
+        ("server:\n  access-control: 10.0.0.0/8 maybe\n", 2, "access-control action"),
+        ("server:\n  port: many\n", 2, "invalid port"),
+        ("verbosity: 1\n", 1, "outside any clause"),
+        ("server:\n  do-udp: perhaps\n", 2, "yes or no"),
+        ("forward-zone:\n  forward-addr: 10.0.0.1\n", 1, "has no name"),
+        ("forward-zone:\n  name: \"a\"\n  forward-addr: ten\n", 3, "forward-addr"),
+        (
+            "forward-zone:\n  name: \"a\"\n  forward-addr: 10.0.0.1\nforward-zone:\n  name: \"a.\"\n  forward-addr: 10.0.0.1\n",
+            5,
+            "defined twice",
+        ),
+        ("forward-zone:\n  name: \"a\"\n", 1, "has no servers"),
+        (
+            "server:\n  local-data: \"x.example. CNAME a.example.\"\n  local-data: \"x.example. A 10.0.0.1\"\n",
+            3,
+            "CNAME",
+        ),
+    ];
+    for (text, line, needle) in cases {
+        let path = write(&dir, "bad.conf", text);
+        let error = read_unbound_conf(&path, false)
+            .and_then(|(config, _)| config.build(&BuildOptions::default()).map(|_| ()))
+            .expect_err(text);
+        let message = error.to_string();
+        assert!(message.contains(needle), "{text}: {message}");
+        assert_eq!(error.location().and_then(|at| at.line), Some(line), "{text}: {message}");
+        assert!(message.contains("bad.conf"), "{message}");
+    }
+}
+
+#[test]
+fn local_data_ptr_and_default_zone_overrides() {
+    let rules = rules_of(
+        "server:\n  local-data-ptr: \"192.0.2.4 www.example.com\"\n  local-data-ptr: \"2001:db8::4 7200 v6.example.com\"\n  local-zone: \"10.in-addr.arpa.\" nodefault\n  local-zone: \"test.\" transparent\n  unblock-lan-zones: no\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n",
+    );
+    assert_eq!(outcome(&rules, "4.2.0.192.in-addr.arpa", RecordType::PTR), "PTR www.example.com.");
+    assert_eq!(
+        outcome(&rules, "4.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", RecordType::PTR),
+        "PTR v6.example.com."
+    );
+    // 2.0.192.in-addr.arpa is a default zone: other names in it are NXDOMAIN.
+    assert_eq!(outcome(&rules, "5.2.0.192.in-addr.arpa", RecordType::PTR), "NXDOMAIN");
+    assert_eq!(outcome(&rules, "1.0.0.10.in-addr.arpa", RecordType::PTR), "forward .");
+    assert_eq!(outcome(&rules, "x.test", RecordType::A), "forward .");
+    let unblocked =
+        rules_of("server:\n  unblock-lan-zones: yes\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n");
+    assert_eq!(outcome(&unblocked, "1.1.168.192.in-addr.arpa", RecordType::PTR), "forward .");
+    assert_eq!(outcome(&unblocked, "x.invalid", RecordType::A), "NXDOMAIN");
+}
+
+#[test]
+fn the_default_group_is_the_system_one_without_a_root_forward_zone() {
+    let dir = scratch("system");
+    let resolv = write(&dir, "resolv.conf", "nameserver 127.0.0.1\nnameserver 127.0.0.2\n");
+    let path = write(
+        &dir,
+        "unbound.conf",
+        "server:\n  interface: 127.0.0.1@53\n  local-zone: \"corp.\" static\n  local-zone: \"dev.corp.\" transparent\nforward-zone:\n  name: \"corp.example\"\n  forward-addr: 10.0.0.1\n",
+    );
+    let (config, _) = read_unbound_conf(&path, false).unwrap();
+    let options = BuildOptions { resolv_conf: Some(resolv), ..BuildOptions::default() };
+    let forwarder = config.build(&options).unwrap();
+    let default = forwarder.default_route.unwrap();
+    assert_eq!(default.group, SYSTEM_GROUP);
+    // 127.0.0.1:53 is this forwarder's own listener: left out, no loop.
+    assert_eq!(default.servers, ["udp://127.0.0.2:53"]);
+    assert_eq!(outcome(&forwarder.rules, "x.dev.corp", RecordType::A), "forward system");
+    assert_eq!(outcome(&forwarder.rules, "www.example.net", RecordType::A), "forward system");
+}
