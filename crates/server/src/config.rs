@@ -3,6 +3,7 @@
 //! Every type deserializes from TOML with defaults for what is left out, so
 //! the binaries embed them in their own config files.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -73,6 +74,18 @@ pub struct ListenerConfig {
     /// Queries per second this listener accepts; over it queries are dropped or refused.
     #[serde(default)]
     pub max_qps: Option<u32>,
+    /// Whether `limits.per_client_qps` applies to queries arriving here (default true).
+    #[serde(default = "default_true")]
+    pub client_rate_limit: bool,
+    /// The query log's `srcids` for queries arriving here; empty means
+    /// `{"listener": id}`. A value `"{srcaddr}"` is replaced by the client's
+    /// address (e.g. `{"instance": "{srcaddr}"}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub srcids: BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_doh_path() -> String {
@@ -95,6 +108,8 @@ impl ListenerConfig {
             allow: None,
             workers: None,
             max_qps: None,
+            client_rate_limit: true,
+            srcids: BTreeMap::new(),
         }
     }
 
@@ -188,11 +203,14 @@ pub struct QueryLogConfig {
     pub forwarded: bool,
     /// Lines queued for the writer before new ones are dropped (and counted).
     pub queue: usize,
+    /// Only queries of these views are logged here; empty means every view.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<String>,
 }
 
 impl Default for QueryLogConfig {
     fn default() -> Self {
-        Self { enabled: false, destination: LogDestination::Stdout, forwarded: true, queue: 10_000 }
+        Self { enabled: false, destination: LogDestination::Stdout, forwarded: true, queue: 10_000, views: Vec::new() }
     }
 }
 

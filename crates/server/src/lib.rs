@@ -26,6 +26,7 @@ mod admin;
 pub mod cache;
 pub mod config;
 mod doh;
+pub mod endpoint;
 mod error;
 mod faults;
 pub mod forwarder;

@@ -55,6 +55,10 @@ pub(crate) struct ListenerContext {
     pub(crate) max_qps: Option<RateLimiter>,
     /// The address the socket is bound to, when it is not a wildcard.
     pub(crate) bound: Option<IpAddr>,
+    /// Whether the server's per-client rate limit applies here.
+    pub(crate) client_rate_limit: bool,
+    /// The query log's `srcids` (empty: `{"listener": id}`).
+    pub(crate) srcids: Arc<[(String, String)]>,
 }
 
 impl ListenerContext {
@@ -144,6 +148,7 @@ struct LogContext {
     peer: SocketAddr,
     transport: &'static str,
     listener: Arc<str>,
+    srcids: Arc<[(String, String)]>,
     view: String,
 }
 
@@ -274,6 +279,7 @@ impl Pipeline {
             return self.over_limit(&message, DropIndex::ListenerLimit, out);
         }
         if let Some(limiter) = &self.per_client
+            && listener.client_rate_limit
             && !limiter.allow(incoming.peer.ip(), incoming.now)
         {
             return self.over_limit(&message, DropIndex::RateLimited, out);
@@ -417,6 +423,7 @@ impl Pipeline {
                     peer: incoming.peer,
                     transport: listener.transport_name(),
                     listener: listener.id.clone(),
+                    srcids: listener.srcids.clone(),
                     view: view.to_string(),
                 });
                 let job = ForwardJob {
@@ -955,10 +962,11 @@ impl Pipeline {
             peer: incoming.peer,
             transport: incoming.listener.transport_name(),
             listener: incoming.listener.id.clone(),
+            srcids: incoming.listener.srcids.clone(),
             view: trace.view.clone(),
         };
         if let Some(record) = log_record(bytes, &context, trace) {
-            log.log(record);
+            log.log_query(record, forwarded);
         }
     }
 
@@ -968,7 +976,7 @@ impl Pipeline {
             return;
         }
         if let Some(record) = log_record(response, context, trace.clone()) {
-            log.log(record);
+            log.log_query(record, true);
         }
     }
 
@@ -989,8 +997,15 @@ impl Pipeline {
             let _ = builder.finish();
         }
         let everyone: Vec<IpNet> = ["0.0.0.0/0", "::/0"].iter().filter_map(|net| net.parse().ok()).collect();
-        let listener =
-            ListenerContext { id: Arc::from("explain"), transport, allow: everyone, max_qps: None, bound: None };
+        let listener = ListenerContext {
+            id: Arc::from("explain"),
+            transport,
+            allow: everyone,
+            max_qps: None,
+            bound: None,
+            client_rate_limit: false,
+            srcids: Arc::from([]),
+        };
         let incoming = Incoming {
             bytes: &query,
             peer: client,
@@ -1175,7 +1190,13 @@ fn log_record(response: &[u8], context: &LogContext, trace: Trace) -> Option<Log
         }
     }
     let mut srcids = BTreeMap::new();
-    srcids.insert("listener".to_string(), context.listener.to_string());
+    if context.srcids.is_empty() {
+        srcids.insert("listener".to_string(), context.listener.to_string());
+    }
+    for (key, value) in context.srcids.iter() {
+        let value = if value == "{srcaddr}" { context.peer.ip().to_string() } else { value.clone() };
+        srcids.insert(key.clone(), value);
+    }
     let mut trace = trace;
     if trace.rcode.is_empty() {
         trace.rcode = rcode.to_string();

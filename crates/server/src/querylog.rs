@@ -102,34 +102,77 @@ pub struct LogRecord {
     pub signpost: Trace,
 }
 
-/// The sending side of the log; cheap to clone.
+/// The sending side of the log; cheap to clone. It feeds one writer per
+/// configured destination, each optionally limited to some views.
 #[derive(Clone)]
 pub struct QueryLog {
-    sender: SyncSender<LogRecord>,
+    sinks: Vec<Sink>,
     metrics: Arc<Metrics>,
+}
+
+#[derive(Clone)]
+struct Sink {
+    sender: SyncSender<LogRecord>,
     forwarded: bool,
+    views: Vec<String>,
+}
+
+impl Sink {
+    fn wants(&self, record: &LogRecord, forwarded: bool) -> bool {
+        (!forwarded || self.forwarded) && (self.views.is_empty() || self.views.contains(&record.signpost.view))
+    }
 }
 
 impl QueryLog {
     /// Start the writer thread for `config`.
     pub fn start(config: &QueryLogConfig, metrics: Arc<Metrics>) -> io::Result<Self> {
-        let writer: Box<dyn Write + Send> = match &config.destination {
-            LogDestination::Stdout => Box::new(io::stdout()),
-            LogDestination::File(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
-        };
-        let (sender, receiver) = sync_channel(config.queue.max(1));
-        std::thread::Builder::new().name("signpost-querylog".into()).spawn(move || write_lines(receiver, writer))?;
-        Ok(Self { sender, metrics, forwarded: config.forwarded })
+        Self::start_all(std::slice::from_ref(config), metrics)
     }
 
-    /// Whether forwarded queries are logged.
+    /// Start one writer thread per configuration.
+    pub fn start_all(configs: &[QueryLogConfig], metrics: Arc<Metrics>) -> io::Result<Self> {
+        let mut sinks = Vec::with_capacity(configs.len());
+        for config in configs {
+            let writer: Box<dyn Write + Send> = match &config.destination {
+                LogDestination::Stdout => Box::new(io::stdout()),
+                LogDestination::File(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
+            };
+            let (sender, receiver) = sync_channel(config.queue.max(1));
+            std::thread::Builder::new()
+                .name("signpost-querylog".into())
+                .spawn(move || write_lines(receiver, writer))?;
+            sinks.push(Sink { sender, forwarded: config.forwarded, views: config.views.clone() });
+        }
+        Ok(Self { sinks, metrics })
+    }
+
+    /// Whether forwarded queries are logged (by any destination).
     pub fn logs_forwarded(&self) -> bool {
-        self.forwarded
+        self.sinks.iter().any(|sink| sink.forwarded)
     }
 
-    /// Queue a record; drops it (counted) if the writer is behind.
+    /// Queue a record for every destination that takes its view; drops it
+    /// (counted) where the writer is behind.
     pub fn log(&self, record: LogRecord) {
-        match self.sender.try_send(record) {
+        self.log_query(record, false);
+    }
+
+    /// Like [`QueryLog::log`], for a forwarded (or cached) query: only
+    /// destinations that log forwarded queries take it.
+    pub fn log_query(&self, record: LogRecord, forwarded: bool) {
+        let mut previous: Option<&Sink> = None;
+        for sink in self.sinks.iter().filter(|sink| sink.wants(&record, forwarded)) {
+            if let Some(earlier) = previous.replace(sink) {
+                self.send(earlier, record.clone());
+            }
+        }
+        if let Some(last) = previous {
+            self.send(last, record);
+        }
+    }
+
+    fn send(&self, sink: &Sink, record: LogRecord) {
+        match sink.sender.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.metrics.log_dropped(),
         }
@@ -199,6 +242,7 @@ mod tests {
             destination: LogDestination::File(path.clone()),
             forwarded: true,
             queue: 16,
+            views: Vec::new(),
         };
         let log = QueryLog::start(&config, metrics.clone()).expect("start");
         let record = LogRecord {
@@ -234,6 +278,57 @@ mod tests {
         assert_eq!(first["transport"], "DoH");
         assert_eq!(first["answers"][0]["Rdata"], "192.0.2.1");
         assert_eq!(first["srcids"]["resolver_endpoint"], "rslvr-in-1");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn destinations_take_only_their_views() {
+        let dir = std::env::temp_dir().join(format!("signpost-querylog-views-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let config = |name: &str, views: &[&str], forwarded: bool| QueryLogConfig {
+            enabled: true,
+            destination: LogDestination::File(dir.join(name)),
+            forwarded,
+            queue: 16,
+            views: views.iter().map(|view| (*view).to_string()).collect(),
+        };
+        let configs = [config("a.log", &["vpc-a"], true), config("all.log", &[], false)];
+        let log = QueryLog::start_all(&configs, Arc::new(Metrics::default())).expect("start");
+        assert!(log.logs_forwarded());
+        let record = |view: &str| LogRecord {
+            version: "1.100000",
+            vpc_id: Some(view.into()),
+            query_timestamp: rfc3339(SystemTime::now()),
+            query_name: "example.com.".into(),
+            query_type: "A".into(),
+            query_class: "IN".into(),
+            rcode: "NOERROR".into(),
+            answers: Vec::new(),
+            srcaddr: "127.0.0.1".into(),
+            srcport: "5353".into(),
+            transport: "UDP",
+            srcids: BTreeMap::new(),
+            signpost: Trace { view: view.into(), ..Trace::default() },
+        };
+        log.log_query(record("vpc-a"), false);
+        log.log_query(record("vpc-b"), false);
+        log.log_query(record("vpc-a"), true);
+        drop(log);
+        let count = |name: &str| {
+            let mut lines = 0;
+            for _ in 0..100 {
+                lines = std::fs::read_to_string(dir.join(name)).unwrap_or_default().lines().count();
+                if lines > 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                    lines = std::fs::read_to_string(dir.join(name)).unwrap_or_default().lines().count();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            lines
+        };
+        assert_eq!(count("a.log"), 2, "vpc-a's two queries, forwarded included");
+        assert_eq!(count("all.log"), 2, "every view, but not forwarded queries");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminExtension};
 use crate::cache::CacheStats;
-use crate::config::{AdminConfig, ListenerConfig, ListenerTransport, ServerConfig, default_allow_list};
+use crate::config::{AdminConfig, ListenerConfig, ListenerTransport, QueryLogConfig, ServerConfig, default_allow_list};
 use crate::faults::{FaultAction, FaultTarget};
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
@@ -60,6 +60,7 @@ pub struct ServerBuilder {
     upstreams: Option<Arc<Upstreams>>,
     extension: Option<Arc<dyn AdminExtension>>,
     reloader: Option<Reloader>,
+    query_logs: Vec<QueryLogConfig>,
 }
 
 impl ServerBuilder {
@@ -93,6 +94,21 @@ impl ServerBuilder {
         self
     }
 
+    /// Rules and upstreams already shared (as a reload would swap them in).
+    pub fn state(mut self, state: State) -> Self {
+        self.rules = Some(state.rules);
+        self.upstreams = Some(state.upstreams);
+        self
+    }
+
+    /// More query logs besides `config.query_log`, each with its own
+    /// destination and possibly limited to some views (as Route 53 query
+    /// logging configurations are to VPCs).
+    pub fn query_logs(mut self, logs: Vec<QueryLogConfig>) -> Self {
+        self.query_logs = logs;
+        self
+    }
+
     /// Serve the admin/metrics HTTP API.
     pub fn admin(mut self, admin: AdminConfig) -> Self {
         self.config.admin = Some(admin);
@@ -114,10 +130,15 @@ impl ServerBuilder {
     /// Bind every listener and start serving. Must run inside a tokio runtime.
     pub async fn start(self) -> Result<ServerHandle, Error> {
         let metrics = Arc::new(Metrics::default());
-        let log = if self.config.query_log.enabled {
-            Some(QueryLog::start(&self.config.query_log, metrics.clone()).map_err(Error::QueryLog)?)
-        } else {
+        let logs: Vec<_> = std::iter::once(&self.config.query_log)
+            .chain(&self.query_logs)
+            .filter(|log| log.enabled)
+            .cloned()
+            .collect();
+        let log = if logs.is_empty() {
             None
+        } else {
+            Some(QueryLog::start_all(&logs, metrics.clone()).map_err(Error::QueryLog)?)
         };
         let rules = match self.rules {
             Some(rules) => rules,
@@ -173,6 +194,8 @@ impl ServerBuilder {
                 allow: listener.allow.clone().unwrap_or_else(default_allow_list),
                 max_qps: listener.max_qps.map(RateLimiter::single),
                 bound: (!address.ip().is_unspecified()).then_some(address.ip()),
+                client_rate_limit: listener.client_rate_limit,
+                srcids: listener.srcids.iter().map(|(key, value)| (key.clone(), value.clone())).collect(),
             });
             let local = match listener.transport {
                 ListenerTransport::Udp => {

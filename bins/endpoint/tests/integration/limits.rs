@@ -1,0 +1,114 @@
+//! aws_limits: 1024 packets per second per client address towards a VPC
+//! resolver, about 10,000 queries per second per inbound endpoint address;
+//! the excess is dropped and counted.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use signpost_server::ListenerTransport;
+use signpost_wire::RecordType;
+use tokio::net::UdpSocket;
+
+use crate::support::*;
+
+/// Send `count` queries from `source` to `server` as fast as the loop goes
+/// (in bursts of 50), while counting answers; returns (answered, seconds spent sending).
+async fn burst(server: SocketAddr, source: IpAddr, count: usize) -> (usize, f64) {
+    let socket = Arc::new(UdpSocket::bind(SocketAddr::new(source, 0)).await.unwrap());
+    let answered = Arc::new(AtomicUsize::new(0));
+    let receiver = {
+        let socket = socket.clone();
+        let answered = answered.clone();
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 1500];
+            while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(1500), socket.recv_from(&mut buffer)).await
+            {
+                answered.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let started = Instant::now();
+    for chunk in 0..count.div_ceil(50) {
+        for index in 0..50.min(count - chunk * 50) {
+            let id = (chunk * 50 + index) as u16;
+            socket.send_to(&query("www.corp.example", RecordType::A, id), server).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    receiver.await.unwrap();
+    (answered.load(Ordering::SeqCst), elapsed)
+}
+
+const ZONE: &str = r#"
+[[private_hosted_zones]]
+name = "corp.example"
+vpcs = ["vpc-a", "vpc-b"]
+records = ["www A 10.1.0.10"]
+"#;
+
+#[tokio::test]
+async fn a_burst_over_1024_packets_per_second_from_one_client_is_partly_dropped_and_counted() {
+    let dir = temp_dir("limits");
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let endpoint = start(&dir.0, &two_vpcs(recursive.address, ZONE)).await;
+    assert_eq!(endpoint.deployment().server.limits.per_client_qps, Some(1024), "aws_limits is on by default");
+    let server = vpc_resolver(&endpoint, "vpc-a");
+    let sent = 3000;
+    let (answered, seconds) = burst(server, VPC_A_CLIENT, sent).await;
+    let metrics = endpoint.server().metrics_text();
+    let dropped = metric(&metrics, "signpost_dropped_total{reason=\"rate_limited\"}") as usize;
+    // The bucket holds 1024 and refills at 1024 per second.
+    let allowed = 1024.0 + 1024.0 * seconds;
+    assert!(answered as f64 <= allowed + 20.0, "answered {answered} of {sent} in {seconds:.3}s");
+    assert!(answered >= 500, "answered {answered}");
+    assert!(dropped >= 1000, "dropped {dropped}, answered {answered}, in {seconds:.3}s");
+    assert!(answered + dropped <= sent, "answered {answered} + dropped {dropped}");
+    // The metric says how many: every query not answered was counted as dropped,
+    // bar what the kernel lost on the way.
+    assert!(answered + dropped >= sent * 9 / 10, "answered {answered} + dropped {dropped} of {sent}");
+
+    // Another client address has its own bucket.
+    let other = ask(vpc_resolver(&endpoint, "vpc-b"), VPC_B_CLIENT, "www.corp.example").await;
+    assert!(other.is_some());
+    endpoint.shutdown().await;
+}
+
+#[tokio::test]
+async fn inbound_endpoints_are_limited_per_address_not_per_client() {
+    let dir = temp_dir("inbound-limits");
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let extra = format!(
+        "{ZONE}\n[aws_limits]\ninbound_qps_per_address = 500\n\n[[inbound_endpoints]]\nid = \"rslvr-in-a\"\nvpc = \"vpc-a\"\naddresses = [\"127.0.1.10\", \"127.0.1.11\"]\nport = 0\n"
+    );
+    let endpoint = start(&dir.0, &two_vpcs(recursive.address, &extra)).await;
+    let addresses = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp);
+    // 1,500 queries from one on-premises resolver: far over 1024 per second,
+    // but the per-client limit is the VPC resolver's, not the endpoint's.
+    // The endpoint address takes 500 per second.
+    let (answered, seconds) = burst(addresses[0], ONPREM_CLIENT, 1500).await;
+    let metrics = endpoint.server().metrics_text();
+    assert_eq!(metric(&metrics, "signpost_dropped_total{reason=\"rate_limited\"}"), 0);
+    let dropped = metric(&metrics, "signpost_dropped_total{reason=\"listener_limit\"}") as usize;
+    assert!(dropped >= 500, "dropped {dropped}, answered {answered} in {seconds:.3}s");
+    assert!(answered as f64 <= 500.0 + 500.0 * seconds + 20.0, "answered {answered} in {seconds:.3}s");
+    // The other address has its own limit.
+    assert!(ask(addresses[1], ONPREM_CLIENT, "www.corp.example").await.is_some());
+    endpoint.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_aws_limits_off_nothing_is_dropped() {
+    let dir = temp_dir("no-limits");
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let extra = format!("{ZONE}\n[aws_limits]\nenabled = false\n");
+    let endpoint = start(&dir.0, &two_vpcs(recursive.address, &extra)).await;
+    assert_eq!(endpoint.deployment().server.limits.per_client_qps, None);
+    let (answered, _) = burst(vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT, 1500).await;
+    let metrics = endpoint.server().metrics_text();
+    assert_eq!(metric(&metrics, "signpost_dropped_total{reason=\"rate_limited\"}"), 0);
+    assert!(answered >= 1400, "answered {answered}");
+    endpoint.shutdown().await;
+}

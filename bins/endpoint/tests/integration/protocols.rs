@@ -1,0 +1,196 @@
+//! Endpoint protocol rules at load and on reload, and the other checks a
+//! configuration goes through.
+
+use std::net::Ipv4Addr;
+
+use signpost_server::ListenerTransport;
+use signpost_server::endpoint::{EndpointConfig, EndpointError, ProtocolProblem, Reloaded};
+
+use crate::support::*;
+
+fn inbound(protocols: &str, certificate: &TestCertificate) -> String {
+    format!(
+        r#"
+[[private_hosted_zones]]
+name = "corp.example"
+vpcs = ["vpc-a"]
+records = ["www A 10.1.0.10"]
+
+[[inbound_endpoints]]
+id = "rslvr-in-a"
+vpc = "vpc-a"
+addresses = ["127.0.1.10", "127.0.1.11"]
+protocols = {protocols}
+port = 0
+doh_port = 0
+tls_cert = "{}"
+tls_key = "{}"
+"#,
+        certificate.cert.display(),
+        certificate.key.display()
+    )
+}
+
+fn compile_error(text: &str) -> EndpointError {
+    let dir = temp_dir("invalid");
+    match config(&dir.0, text).compile() {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn doh_with_doh_fips_is_rejected_at_load_with_its_line() {
+    let dir = temp_dir("doh-fips-both");
+    let certificate = certificate(&dir.0);
+    let text = two_vpcs("127.0.0.1:1".parse().unwrap(), &inbound(r#"["DoH", "DoH-FIPS"]"#, &certificate));
+    let error = compile_error(&text);
+    assert!(matches!(error, EndpointError::Protocols { problem: ProtocolProblem::DohWithDohFips, .. }), "{error}");
+    let message = error.to_string();
+    let line = text.lines().position(|line| line.starts_with("protocols")).unwrap() + 1;
+    assert!(message.contains(&format!("endpoint.toml:{line}:")), "{message}");
+    assert!(message.contains("DoH and DoH-FIPS cannot be used together"), "{message}");
+}
+
+#[test]
+fn the_service_s_other_rules_are_enforced_at_load() {
+    let recursive = "127.0.0.1:1".parse().unwrap();
+    let outbound = |protocols: &str, rule: &str| {
+        two_vpcs(
+            recursive,
+            &format!(
+                "[[outbound_endpoints]]\nid = \"rslvr-out-a\"\nvpc = \"vpc-a\"\nprotocols = {protocols}\n\n[[resolver_rules]]\nid = \"r\"\ntype = \"FORWARD\"\ndomain = \"onprem.example\"\noutbound_endpoint = \"rslvr-out-a\"\nvpcs = [\"vpc-a\"]\n{rule}\n"
+            ),
+        )
+    };
+    let error = compile_error(&outbound(r#"["DoH-FIPS"]"#, "targets = [{ ip = \"127.0.0.1\" }]"));
+    assert!(matches!(error, EndpointError::Protocols { problem: ProtocolProblem::FipsOutbound, .. }), "{error}");
+
+    let error = compile_error(&outbound(r#"["Do53"]"#, "targets = [{ ip = \"127.0.0.1\" }, { ip = \"::1\" }]"));
+    assert!(matches!(error, EndpointError::MixedTargetFamilies { .. }), "{error}");
+
+    let error =
+        compile_error(&outbound(r#"["Do53"]"#, "targets = [{ ip = \"127.0.0.1\", port = 8443, protocol = \"DoH\" }]"));
+    assert!(error.to_string().contains("uses DoH, but outbound endpoint \"rslvr-out-a\" offers Do53"), "{error}");
+
+    let error = compile_error(&outbound(r#"["Do53"]"#, ""));
+    assert!(error.to_string().contains("a FORWARD rule needs targets"), "{error}");
+
+    let error = compile_error(&two_vpcs(
+        recursive,
+        "[[inbound_endpoints]]\nid = \"in\"\nvpc = \"vpc-a\"\naddresses = [\"127.0.1.10\"]\nport = 0\n",
+    ));
+    assert!(matches!(error, EndpointError::TooFewAddresses { count: 1, .. }), "{error}");
+
+    let error = compile_error(&two_vpcs(
+        recursive,
+        "[[inbound_endpoints]]\nid = \"in\"\nvpc = \"vpc-a\"\naddresses = [\"127.0.1.10\", \"127.0.1.11\"]\nprotocols = [\"DoH\"]\ndoh_port = 0\n",
+    ));
+    assert!(error.to_string().contains("needs a certificate"), "{error}");
+
+    let error = compile_error(&two_vpcs(recursive, "[[vpcs]]\nid = \"vpc-c\"\ncidrs = [\"127.0.1.128/25\"]\n"));
+    assert!(matches!(error, EndpointError::OverlappingCidrs { .. }), "{error}");
+
+    let error = compile_error(&two_vpcs(
+        recursive,
+        "[[private_hosted_zones]]\nname = \"corp.example\"\nvpcs = [\"vpc-z\"]\nrecords = []\n",
+    ));
+    assert!(matches!(error, EndpointError::UnknownReference { what: "VPC", .. }), "{error}");
+
+    let error = compile_error(&two_vpcs(
+        recursive,
+        "[[resolver_rules]]\nid = \"a\"\ntype = \"SYSTEM\"\ndomain = \"x.example\"\nvpcs = [\"vpc-a\"]\n[[resolver_rules]]\nid = \"b\"\ntype = \"SYSTEM\"\ndomain = \"X.example.\"\nvpcs = [\"vpc-b\", \"vpc-a\"]\n",
+    ));
+    assert!(matches!(error, EndpointError::Conflict { .. }), "{error}");
+
+    let error = compile_error(&two_vpcs(
+        recursive,
+        "[[resolver_rules]]\nid = \"a\"\ntype = \"RECURSIVE\"\ndomain = \".\"\nvpcs = [\"vpc-a\"]\n",
+    ));
+    assert!(error.to_string().contains("RECURSIVE rules are built in"), "{error}");
+
+    let dir = temp_dir("syntax");
+    let error = EndpointConfig::from_toml(
+        "[[vpcs]]\nid = \"vpc-a\"\ncidrs = [\"127.0.1.0/24\"]\ncolour = 1\n",
+        dir.0.join("e.toml"),
+    )
+    .err()
+    .unwrap();
+    assert!(error.to_string().contains("e.toml:4:1"), "{error}");
+}
+
+#[tokio::test]
+async fn do53_only_to_doh_only_on_reload_is_rejected_and_do53_keeps_serving() {
+    let dir = temp_dir("transition");
+    let certificate = certificate(&dir.0);
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let file = |protocols: &str| config(&dir.0, &two_vpcs(recursive.address, &inbound(protocols, &certificate)));
+    let mut endpoint = signpost_server::endpoint::Endpoint::start(file(r#"["Do53"]"#)).await.unwrap();
+    let do53 = inbound_addresses(&endpoint, ListenerTransport::Udp);
+    assert_eq!(do53.len(), 2);
+
+    let error = endpoint.reload(file(r#"["DoH"]"#)).await.unwrap_err();
+    assert!(matches!(error, EndpointError::Transition { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("cannot change from Do53 straight to DoH"), "{message}");
+    assert!(message.contains("must pass through Do53+DoH"), "{message}");
+    assert_eq!(inbound_addresses(&endpoint, ListenerTransport::Udp), do53, "still serving the old listeners");
+    let (_, answers) = ask(do53[0], ONPREM_CLIENT, "www.corp.example").await.unwrap();
+    assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.10"]);
+
+    // Through Do53+DoH it works, in two steps.
+    assert_eq!(endpoint.reload(file(r#"["Do53", "DoH"]"#)).await.unwrap(), Reloaded::Restarted);
+    let doh = inbound_addresses(&endpoint, ListenerTransport::Doh);
+    assert_eq!(doh.len(), 2);
+    let client = resolver("https", doh[0], None, Some(client_tls(&certificate)));
+    assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)]);
+    assert_eq!(endpoint.reload(file(r#"["DoH"]"#)).await.unwrap(), Reloaded::Restarted);
+    assert!(inbound_addresses(&endpoint, ListenerTransport::Udp).is_empty());
+
+    // And DoH alone straight back to Do53 alone is refused too.
+    let error = endpoint.reload(file(r#"["Do53"]"#)).await.unwrap_err();
+    assert!(error.to_string().contains("cannot change from DoH straight to Do53"), "{error}");
+    assert_eq!(inbound_addresses(&endpoint, ListenerTransport::Doh).len(), 2);
+
+    // An endpoint cannot move to another VPC.
+    let moved = file(r#"["DoH"]"#);
+    let mut moved_text = toml::to_string(&moved).unwrap();
+    moved_text = moved_text.replace("vpc = \"vpc-a\"", "vpc = \"vpc-b\"");
+    let error = endpoint.reload(config(&dir.0, &moved_text)).await.unwrap_err();
+    assert!(matches!(error, EndpointError::EndpointMoved { .. }), "{error}");
+    endpoint.shutdown().await;
+}
+
+#[tokio::test]
+async fn zone_and_rule_changes_reload_in_place() {
+    let dir = temp_dir("in-place");
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let zone = |address: &str| {
+        two_vpcs(
+            recursive.address,
+            &format!(
+                "[[private_hosted_zones]]\nname = \"corp.example\"\nvpcs = [\"vpc-a\"]\nrecords = [\"www A {address}\"]\n"
+            ),
+        )
+    };
+    let mut endpoint = start(&dir.0, &zone("10.1.0.10")).await;
+    let server = vpc_resolver(&endpoint, "vpc-a");
+    assert_eq!(
+        ask(server, VPC_A_CLIENT, "www.corp.example").await.unwrap().1,
+        ["www.corp.example. 300 IN A 10.1.0.10"]
+    );
+    assert_eq!(endpoint.reload(config(&dir.0, &zone("10.1.0.11"))).await.unwrap(), Reloaded::InPlace);
+    assert_eq!(vpc_resolver(&endpoint, "vpc-a"), server, "same listener");
+    assert_eq!(
+        ask(server, VPC_A_CLIENT, "www.corp.example").await.unwrap().1,
+        ["www.corp.example. 300 IN A 10.1.0.11"]
+    );
+    endpoint.shutdown().await;
+}
+
+fn inbound_addresses(
+    endpoint: &signpost_server::endpoint::Endpoint,
+    transport: ListenerTransport,
+) -> Vec<std::net::SocketAddr> {
+    crate::support::inbound(endpoint, "rslvr-in-a", "vpc-a", transport)
+}

@@ -1,0 +1,86 @@
+//! Query logging configurations: per-VPC destinations, Route 53 fields,
+//! `srcids` and the transport ("did this client use DoH?").
+
+use signpost_server::ListenerTransport;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn each_configuration_logs_its_vpcs_with_route53_fields() {
+    let dir = temp_dir("querylog");
+    let certificate = certificate(&dir.0);
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let (a_log, b_log) = (dir.0.join("a.log"), dir.0.join("b.log"));
+    let extra = format!(
+        r#"
+[[private_hosted_zones]]
+name = "corp.example"
+vpcs = ["vpc-a", "vpc-b"]
+records = ["www A 10.1.0.10"]
+
+[[inbound_endpoints]]
+id = "rslvr-in-a"
+vpc = "vpc-a"
+addresses = ["127.0.1.10", "127.0.1.11"]
+protocols = ["Do53", "DoH"]
+port = 0
+doh_port = 0
+tls_cert = "{cert}"
+tls_key = "{key}"
+
+[[query_logging]]
+id = "rqlc-a"
+destination = "a.log"
+vpcs = ["vpc-a"]
+
+[[query_logging]]
+id = "rqlc-b"
+destination = "b.log"
+vpcs = ["vpc-b"]
+
+[[query_logging]]
+id = "rqlc-none"
+destination = "none.log"
+"#,
+        cert = certificate.cert.display(),
+        key = certificate.key.display(),
+    );
+    let endpoint = start(&dir.0, &two_vpcs(recursive.address, &extra)).await;
+
+    ask(vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT, "www.corp.example").await.unwrap();
+    ask(vpc_resolver(&endpoint, "vpc-b"), VPC_B_CLIENT, "www.corp.example").await.unwrap();
+    let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp)[0];
+    ask(udp, ONPREM_CLIENT, "www.corp.example").await.unwrap();
+    let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Doh)[1];
+    let client = resolver("https", doh, None, Some(client_tls(&certificate)));
+    assert_eq!(lookup_v4(&client, "www.corp.example.").await.len(), 1);
+
+    let a = json_lines(&a_log, 3).await;
+    assert_eq!(a.len(), 3, "{a:?}");
+    let b = json_lines(&b_log, 1).await;
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert!(!dir.0.join("none.log").exists() || json_lines(&dir.0.join("none.log"), 0).await.is_empty());
+
+    // The VPC client: srcids.instance, UDP.
+    let vpc_client = &a[0];
+    assert_eq!(vpc_client["vpc_id"], "vpc-a");
+    assert_eq!(vpc_client["query_name"], "www.corp.example.");
+    assert_eq!(vpc_client["query_type"], "A");
+    assert_eq!(vpc_client["rcode"], "NOERROR");
+    assert_eq!(vpc_client["answers"][0]["Rdata"], "10.1.0.10");
+    assert_eq!(vpc_client["srcaddr"], "127.0.1.1");
+    assert_eq!(vpc_client["transport"], "UDP");
+    assert_eq!(vpc_client["srcids"], serde_json::json!({ "instance": "127.0.1.1" }));
+    assert_eq!(b[0]["vpc_id"], "vpc-b");
+    assert_eq!(b[0]["srcids"]["instance"], "127.0.2.1");
+
+    // On-premises clients through the inbound endpoint: srcids.resolver_endpoint,
+    // and the transport answers "did this client use DoH?".
+    let through_endpoint: Vec<_> =
+        a.iter().filter(|line| line["srcids"]["resolver_endpoint"] == "rslvr-in-a").collect();
+    assert_eq!(through_endpoint.len(), 2, "{a:?}");
+    let transports: Vec<&str> = through_endpoint.iter().map(|line| line["transport"].as_str().unwrap()).collect();
+    assert_eq!(transports, ["UDP", "DoH"]);
+    assert!(through_endpoint.iter().all(|line| line["vpc_id"] == "vpc-a" && line["srcaddr"] == "127.0.0.1"));
+    endpoint.shutdown().await;
+}

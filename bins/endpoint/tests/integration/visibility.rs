@@ -1,0 +1,157 @@
+//! Private hosted zones are visible only to their VPCs; inbound endpoints
+//! resolve with their VPC's view over Do53 and DoH; a DoH-only endpoint has
+//! no Do53 at all.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use signpost_server::ListenerTransport;
+use signpost_server::endpoint::EndpointProtocol;
+use signpost_wire::{Rcode, RecordType};
+
+use crate::support::*;
+
+const ZONES: &str = r#"
+[[private_hosted_zones]]
+name = "corp.example"
+vpcs = ["vpc-a"]
+records = ["www A 10.1.0.10"]
+
+[[private_hosted_zones]]
+name = "billing.internal"
+vpcs = ["vpc-b"]
+records = ["api A 10.2.0.10"]
+
+[[private_hosted_zones]]
+name = "shared.example"
+vpcs = ["vpc-a", "vpc-b"]
+records = ["db A 10.3.0.10"]
+"#;
+
+#[tokio::test]
+async fn a_vpc_sees_its_own_private_zones_and_not_another_vpcs() {
+    let dir = temp_dir("visibility");
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let endpoint = start(&dir.0, &two_vpcs(recursive.address, ZONES)).await;
+    let in_a = resolver("udp", vpc_resolver(&endpoint, "vpc-a"), Some(VPC_A_CLIENT), None);
+    let in_b = resolver("udp", vpc_resolver(&endpoint, "vpc-b"), Some(VPC_B_CLIENT), None);
+
+    assert_eq!(lookup_v4(&in_a, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)]);
+    assert_eq!(lookup_v4(&in_a, "db.shared.example.").await, [Ipv4Addr::new(10, 3, 0, 10)]);
+    // billing.internal is associated only with vpc-b: from vpc-a it is a
+    // public name, answered by the recursive default.
+    assert_eq!(lookup_v4(&in_a, "api.billing.internal.").await, [RECURSIVE_ANSWER]);
+
+    assert_eq!(lookup_v4(&in_b, "api.billing.internal.").await, [Ipv4Addr::new(10, 2, 0, 10)]);
+    assert_eq!(lookup_v4(&in_b, "db.shared.example.").await, [Ipv4Addr::new(10, 3, 0, 10)]);
+    assert_eq!(lookup_v4(&in_b, "www.corp.example.").await, [RECURSIVE_ANSWER]);
+    assert_eq!(recursive.names(), ["api.billing.internal.", "www.corp.example."]);
+
+    // A name the zone lacks is NXDOMAIN, never forwarded.
+    let (rcode, _) = ask(vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT, "nope.corp.example").await.unwrap();
+    assert_eq!(rcode, Rcode::NXDOMAIN);
+    assert_eq!(recursive.names().len(), 2);
+
+    // The VPC resolver answers its own VPC only.
+    let (rcode, _) = ask(vpc_resolver(&endpoint, "vpc-a"), VPC_B_CLIENT, "www.corp.example").await.unwrap();
+    assert_eq!(rcode, Rcode::REFUSED);
+    endpoint.shutdown().await;
+}
+
+fn inbound_config(protocols: &str, certificate: &TestCertificate) -> String {
+    format!(
+        r#"{ZONES}
+[[inbound_endpoints]]
+id = "rslvr-in-a"
+vpc = "vpc-a"
+addresses = ["127.0.1.10", "127.0.1.11"]
+protocols = {protocols}
+port = 0
+doh_port = 0
+tls_cert = "{}"
+tls_key = "{}"
+"#,
+        certificate.cert.display(),
+        certificate.key.display()
+    )
+}
+
+#[tokio::test]
+async fn on_premises_clients_resolve_a_private_zone_through_the_inbound_endpoint_over_do53_and_doh() {
+    let dir = temp_dir("inbound");
+    let certificate = certificate(&dir.0);
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let text = two_vpcs(recursive.address, &inbound_config(r#"["Do53", "DoH"]"#, &certificate));
+    let endpoint = start(&dir.0, &text).await;
+
+    let do53 = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp);
+    let tcp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Tcp);
+    let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Doh);
+    assert_eq!((do53.len(), tcp.len(), doh.len()), (2, 2, 2), "one listener per address and transport");
+    let addresses: Vec<String> = do53.iter().map(|a| a.ip().to_string()).collect();
+    assert_eq!(addresses, ["127.0.1.10", "127.0.1.11"]);
+
+    for address in do53 {
+        let client = resolver("udp", address, Some(ONPREM_CLIENT), None);
+        assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)], "{address}");
+        // The endpoint's VPC view: vpc-b's zone is not visible.
+        assert_eq!(lookup_v4(&client, "api.billing.internal.").await, [RECURSIVE_ANSWER]);
+    }
+    for address in tcp {
+        let client = resolver("tcp", address, Some(ONPREM_CLIENT), None);
+        assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)], "{address}");
+    }
+    for address in doh {
+        let client = resolver("https", address, None, Some(client_tls(&certificate)));
+        assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)], "{address}");
+    }
+    endpoint.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_with_only_doh_has_no_do53_listener_at_all() {
+    let dir = temp_dir("doh-only");
+    let certificate = certificate(&dir.0);
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let text = two_vpcs(recursive.address, &inbound_config(r#"["DoH"]"#, &certificate));
+    let endpoint = start(&dir.0, &text).await;
+    let listeners: Vec<_> = endpoint.listeners().into_iter().filter(|l| l.id.starts_with("rslvr-in-a/")).collect();
+    assert_eq!(listeners.len(), 2, "{listeners:?}");
+    assert!(listeners.iter().all(|l| l.transport == ListenerTransport::Doh && l.protocol == EndpointProtocol::DoH));
+    assert!(inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp).is_empty());
+    assert!(inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Tcp).is_empty());
+
+    let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Doh);
+    for address in &doh {
+        // Plain DNS over UDP to the endpoint's address gets nothing...
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(&query("www.corp.example", RecordType::A, 1), address).await.unwrap();
+        let mut buffer = [0u8; 512];
+        let reply = tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buffer)).await;
+        assert!(!matches!(reply, Ok(Ok(_))), "a UDP answer from a DoH-only endpoint");
+        // ...and Do53 over TCP is not DNS there (the port speaks TLS).
+        let client = resolver("tcp", *address, None, None);
+        assert!(lookup_v4(&client, "www.corp.example.").await.is_empty());
+        // DoH answers.
+        let client = resolver("https", *address, None, Some(client_tls(&certificate)));
+        assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)]);
+    }
+    endpoint.shutdown().await;
+}
+
+#[tokio::test]
+async fn doh_fips_endpoints_serve_doh_with_the_fips_policy() {
+    let dir = temp_dir("doh-fips");
+    let certificate = certificate(&dir.0);
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let text = two_vpcs(recursive.address, &inbound_config(r#"["Do53", "DoH-FIPS"]"#, &certificate));
+    let endpoint = start(&dir.0, &text).await;
+    let fips: Vec<_> = endpoint.listeners().into_iter().filter(|l| l.protocol == EndpointProtocol::DohFips).collect();
+    assert_eq!(fips.len(), 2);
+    let planned = endpoint.deployment().server.listeners.iter().filter(|l| l.tls_fips).count();
+    assert_eq!(planned, 2);
+    // rcgen's default key is ECDSA P-256: within the FIPS policy, so hickory connects.
+    let client = resolver("https", fips[0].address, None, Some(client_tls(&certificate)));
+    assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)]);
+    endpoint.shutdown().await;
+}

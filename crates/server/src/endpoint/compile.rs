@@ -1,0 +1,920 @@
+//! Validation of the model and its compilation into a rule set, upstream
+//! groups and a server configuration; the reload transition checks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use signpost_rules::{Action, Matcher, RuleSet, RuleSpec, ViewSpec, Zone, ZoneMode, ZoneSpec, parse_records};
+use signpost_upstream::{GroupConfig, Protocol, ResolvConf, ServerConfig as UpstreamServer, TlsOptions, Upstreams};
+use signpost_wire::{NameBuf, RecordBuf};
+
+use super::error::EndpointError;
+use super::model::{EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles};
+use super::protocols::{Direction, EndpointProtocol, Protocols};
+use crate::config::{
+    LimitsConfig, ListenerConfig, ListenerTransport, LogDestination, QueryLogConfig, ServerConfig, default_allow_list,
+};
+use crate::pipeline::State;
+
+/// The upstream group of the built-in recursive default (and of SYSTEM rules).
+pub const RECURSIVE_GROUP: &str = "recursive";
+
+/// The TTL of inline zone records that give none.
+const DEFAULT_RECORD_TTL: u32 = 300;
+
+/// What a listener stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenerRole {
+    /// The VPC resolver (the `.2` address) of a VPC.
+    VpcResolver {
+        /// The VPC.
+        vpc: String,
+    },
+    /// One address of an inbound endpoint.
+    InboundEndpoint {
+        /// The endpoint.
+        endpoint: String,
+        /// Its VPC.
+        vpc: String,
+    },
+}
+
+/// One listener a deployment asks the server for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedListener {
+    /// The listener id (also in query-log `srcids` and in the view's `listeners`).
+    pub id: String,
+    /// What it stands for.
+    pub role: ListenerRole,
+    /// The endpoint protocol it serves.
+    pub protocol: EndpointProtocol,
+    /// The server transport.
+    pub transport: ListenerTransport,
+}
+
+/// Where one domain goes for one VPC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// A private hosted zone answers.
+    Zone {
+        /// Its id.
+        id: String,
+        /// How many records it holds.
+        records: usize,
+    },
+    /// A FORWARD rule sends the names through an outbound endpoint.
+    Forward {
+        /// The rule.
+        rule: String,
+        /// The outbound endpoint.
+        endpoint: String,
+        /// The targets, as `address (protocol)`.
+        targets: Vec<String>,
+    },
+    /// A SYSTEM rule: the VPC resolver (zones, then the recursive default).
+    System {
+        /// The rule.
+        rule: String,
+    },
+    /// The built-in recursive default.
+    Recursive {
+        /// Its servers.
+        servers: Vec<String>,
+    },
+}
+
+/// The routing of one VPC, for `check-config`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VpcRoutes {
+    /// The VPC.
+    pub vpc: String,
+    /// Its CIDR blocks.
+    pub cidrs: Vec<IpNet>,
+    /// Its VPC resolver's address.
+    pub resolver: SocketAddr,
+    /// Domains in canonical order (parents before children), each with where it goes.
+    pub domains: Vec<(NameBuf, RouteTarget)>,
+    /// Its inbound endpoints: id, addresses, protocols.
+    pub inbound: Vec<(String, Vec<IpAddr>, Protocols)>,
+    /// Its outbound endpoints: id, protocols.
+    pub outbound: Vec<(String, Protocols)>,
+    /// Query logging configurations logging it: id, destination.
+    pub query_logs: Vec<(String, String)>,
+}
+
+/// A compiled configuration: what the server runs.
+pub struct Deployment {
+    /// The rule set: one view per VPC.
+    pub rules: Arc<RuleSet>,
+    /// The upstream groups: the recursive default and one per FORWARD rule.
+    pub upstreams: Arc<Upstreams>,
+    /// Listeners, limits, query logs, cache.
+    pub server: ServerConfig,
+    /// Every listener and what it stands for.
+    pub listeners: Vec<PlannedListener>,
+    /// One query log per destination, limited to the VPCs logged there.
+    pub query_logs: Vec<QueryLogConfig>,
+    /// Per VPC, where each domain goes.
+    pub routes: Vec<VpcRoutes>,
+    /// Resolver rules associated with no VPC (they have no effect).
+    pub unassociated_rules: Vec<String>,
+    /// The limits in force, when `aws_limits` is on: per-client packets per
+    /// second to VPC resolvers, queries per second per inbound address.
+    pub limits: Option<(u32, u32)>,
+}
+
+impl Deployment {
+    /// The rules and upstreams, for [`ServerHandle::reload`](crate::ServerHandle::reload).
+    pub fn state(&self) -> State {
+        State { rules: self.rules.clone(), upstreams: self.upstreams.clone() }
+    }
+
+    /// The role and protocol of the listener with this id.
+    pub fn listener(&self, id: &str) -> Option<&PlannedListener> {
+        self.listeners.iter().find(|listener| listener.id == id)
+    }
+}
+
+/// The group a FORWARD rule's queries go to.
+pub fn forward_group(rule: &str) -> String {
+    format!("forward:{rule}")
+}
+
+/// The listener id of a VPC resolver's transport.
+pub fn resolver_listener_id(vpc: &str, transport: ListenerTransport) -> String {
+    format!("{vpc}/resolver/{}", transport.as_str())
+}
+
+/// The listener id of one address and transport of an inbound endpoint.
+pub fn inbound_listener_id(endpoint: &str, address: IpAddr, transport: ListenerTransport) -> String {
+    format!("{endpoint}/{address}/{}", transport.as_str())
+}
+
+fn duplicate_check<'a>(
+    config: &EndpointConfig,
+    what: &'static str,
+    ids: impl Iterator<Item = (String, &'a str)>,
+) -> Result<(), EndpointError> {
+    let mut seen = BTreeSet::new();
+    for (field, id) in ids {
+        if id.is_empty() {
+            return Err(EndpointError::Invalid { at: config.locate(&field), problem: "an id cannot be empty" });
+        }
+        if !seen.insert(id) {
+            return Err(EndpointError::Duplicate { at: config.locate(&field), what, id: id.to_string() });
+        }
+    }
+    Ok(())
+}
+
+impl EndpointConfig {
+    /// The directory files named in the configuration are relative to.
+    pub fn base_dir(&self) -> PathBuf {
+        match self.file().and_then(Path::parent) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    fn vpc_known(&self, field: &str, vpc: &str) -> Result<(), EndpointError> {
+        if self.vpcs.iter().any(|known| known.id == vpc) {
+            Ok(())
+        } else {
+            Err(EndpointError::UnknownReference { at: self.locate(field), what: "VPC", id: vpc.to_string() })
+        }
+    }
+
+    /// The protocols of inbound endpoint `index`.
+    pub(crate) fn inbound_protocols(&self, index: usize) -> Result<Protocols, EndpointError> {
+        let endpoint = self.inbound_endpoints.get(index).map(|e| (e.id.as_str(), e.protocols.as_slice()));
+        self.protocols(Direction::Inbound, index, endpoint)
+    }
+
+    /// The protocols of outbound endpoint `index`.
+    pub(crate) fn outbound_protocols(&self, index: usize) -> Result<Protocols, EndpointError> {
+        let endpoint = self.outbound_endpoints.get(index).map(|e| (e.id.as_str(), e.protocols.as_slice()));
+        self.protocols(Direction::Outbound, index, endpoint)
+    }
+
+    fn protocols(
+        &self,
+        direction: Direction,
+        index: usize,
+        endpoint: Option<(&str, &[EndpointProtocol])>,
+    ) -> Result<Protocols, EndpointError> {
+        let (id, list) = endpoint.unwrap_or_default();
+        Protocols::from_list(list, direction).map_err(|problem| EndpointError::Protocols {
+            at: self.locate(&format!("{direction}_endpoints[{index}].protocols")),
+            direction,
+            endpoint: id.to_string(),
+            problem,
+        })
+    }
+
+    /// Check whether the running configuration `self` may become `next` on
+    /// reload: an endpoint in both keeps its VPC, and its protocols do not
+    /// jump between Do53 alone and DoH (or DoH-FIPS) alone.
+    pub fn check_transition(&self, next: &Self) -> Result<(), EndpointError> {
+        for (index, endpoint) in next.inbound_endpoints.iter().enumerate() {
+            let Some(old_index) = self.inbound_endpoints.iter().position(|old| old.id == endpoint.id) else {
+                continue;
+            };
+            let old = self.inbound_endpoints.get(old_index).map_or("", |old| old.vpc.as_str());
+            transition(
+                Direction::Inbound,
+                &endpoint.id,
+                (old, &endpoint.vpc),
+                self.inbound_protocols(old_index)?,
+                next.inbound_protocols(index)?,
+            )?;
+        }
+        for (index, endpoint) in next.outbound_endpoints.iter().enumerate() {
+            let Some(old_index) = self.outbound_endpoints.iter().position(|old| old.id == endpoint.id) else {
+                continue;
+            };
+            let old = self.outbound_endpoints.get(old_index).map_or("", |old| old.vpc.as_str());
+            transition(
+                Direction::Outbound,
+                &endpoint.id,
+                (old, &endpoint.vpc),
+                self.outbound_protocols(old_index)?,
+                next.outbound_protocols(index)?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Check everything and compile: zone files are read, TLS files and CA
+    /// files loaded, nothing bound and no query sent.
+    pub fn compile(&self) -> Result<Deployment, EndpointError> {
+        let base_dir = self.base_dir();
+        self.check_ids()?;
+        let resolvers = self.check_vpcs()?;
+        let zones = self.compile_zones(&base_dir)?;
+        let inbound: Vec<Protocols> =
+            (0..self.inbound_endpoints.len()).map(|index| self.inbound_protocols(index)).collect::<Result<_, _>>()?;
+        let outbound: Vec<Protocols> =
+            (0..self.outbound_endpoints.len()).map(|index| self.outbound_protocols(index)).collect::<Result<_, _>>()?;
+        let (rule_specs, mut groups, rule_routes) = self.compile_rules(&outbound, &base_dir)?;
+        let (listeners, planned) = self.compile_listeners(&resolvers, &inbound, &base_dir)?;
+
+        // The recursive default.
+        let own: Vec<SocketAddr> = listeners.iter().map(ListenerConfig::socket_address).collect();
+        let recursive = self.recursive_group(&base_dir, &own)?;
+        let recursive_servers: Vec<String> =
+            recursive.servers.iter().map(|server| server.address.to_string()).collect();
+        groups.push(recursive);
+        let upstreams = Upstreams::new(groups)
+            .map_err(|source| EndpointError::Upstream { context: "upstream groups".into(), source })?;
+
+        // The rule set: one view per VPC.
+        let mut builder = RuleSet::builder();
+        let mut known: Vec<String> = vec![RECURSIVE_GROUP.to_string()];
+        known.extend(self.resolver_rules.iter().map(|rule| forward_group(&rule.id)));
+        builder.known_groups(known);
+        for vpc in &self.vpcs {
+            let listeners = planned
+                .iter()
+                .filter(
+                    |listener| matches!(&listener.role, ListenerRole::InboundEndpoint { vpc: v, .. } if *v == vpc.id),
+                )
+                .map(|listener| listener.id.clone())
+                .collect();
+            builder.view(ViewSpec {
+                name: vpc.id.clone(),
+                cidrs: vpc.cidrs.clone(),
+                listeners,
+                default_group: Some(RECURSIVE_GROUP.to_string()),
+            });
+        }
+        for (config, (_, zone)) in self.private_hosted_zones.iter().zip(&zones) {
+            builder.zone(ZoneSpec {
+                id: zone_id(config),
+                zone: zone.clone(),
+                views: config.vpcs.clone(),
+                mode: ZoneMode::Authoritative,
+            });
+        }
+        for spec in rule_specs {
+            builder.rule(spec);
+        }
+        let rules = builder.build()?;
+
+        let server = ServerConfig {
+            listeners,
+            cache: self.cache.clone(),
+            limits: LimitsConfig {
+                per_client_qps: self.aws_limits.enabled.then_some(self.aws_limits.vpc_resolver_pps_per_client),
+                per_client_burst: self.aws_limits.enabled.then_some(self.aws_limits.vpc_resolver_pps_per_client),
+                ..LimitsConfig::default()
+            },
+            admin: self.admin.clone(),
+            ..ServerConfig::default()
+        };
+
+        let routes = self.routes(&resolvers, &zones, &inbound, &outbound, &rule_routes, &recursive_servers);
+        let unassociated_rules =
+            self.resolver_rules.iter().filter(|rule| rule.vpcs.is_empty()).map(|rule| rule.id.clone()).collect();
+        Ok(Deployment {
+            rules: Arc::new(rules),
+            upstreams: Arc::new(upstreams),
+            server,
+            listeners: planned,
+            query_logs: self.query_logs(&base_dir),
+            routes,
+            unassociated_rules,
+            limits: self
+                .aws_limits
+                .enabled
+                .then_some((self.aws_limits.vpc_resolver_pps_per_client, self.aws_limits.inbound_qps_per_address)),
+        })
+    }
+
+    fn check_ids(&self) -> Result<(), EndpointError> {
+        duplicate_check(
+            self,
+            "VPC",
+            self.vpcs.iter().enumerate().map(|(i, vpc)| (format!("vpcs[{i}].id"), vpc.id.as_str())),
+        )?;
+        duplicate_check(
+            self,
+            "private hosted zone id",
+            self.private_hosted_zones.iter().enumerate().map(|(i, zone)| {
+                let field = if zone.id.is_some() { "id" } else { "name" };
+                (format!("private_hosted_zones[{i}].{field}"), zone.id.as_deref().unwrap_or(&zone.name))
+            }),
+        )?;
+        duplicate_check(
+            self,
+            "resolver rule",
+            self.resolver_rules
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| (format!("resolver_rules[{i}].id"), rule.id.as_str())),
+        )?;
+        duplicate_check(
+            self,
+            "endpoint",
+            self.inbound_endpoints
+                .iter()
+                .enumerate()
+                .map(|(i, endpoint)| (format!("inbound_endpoints[{i}].id"), endpoint.id.as_str()))
+                .chain(
+                    self.outbound_endpoints
+                        .iter()
+                        .enumerate()
+                        .map(|(i, endpoint)| (format!("outbound_endpoints[{i}].id"), endpoint.id.as_str())),
+                ),
+        )?;
+        duplicate_check(
+            self,
+            "query logging configuration",
+            self.query_logging.iter().enumerate().map(|(i, log)| (format!("query_logging[{i}].id"), log.id.as_str())),
+        )
+    }
+
+    /// Check VPCs and give each its resolver address.
+    fn check_vpcs(&self) -> Result<Vec<SocketAddr>, EndpointError> {
+        let mut resolvers = Vec::with_capacity(self.vpcs.len());
+        for (index, vpc) in self.vpcs.iter().enumerate() {
+            if vpc.id == signpost_rules::DEFAULT_VIEW {
+                return Err(EndpointError::Invalid {
+                    at: self.locate(&format!("vpcs[{index}].id")),
+                    problem: "\"default\" is reserved (the view of clients in no VPC); choose another VPC id",
+                });
+            }
+            if vpc.cidrs.is_empty() {
+                return Err(EndpointError::Invalid {
+                    at: self.locate(&format!("vpcs[{index}].cidrs")),
+                    problem: "a VPC needs at least one CIDR block",
+                });
+            }
+            for other in self.vpcs.iter().take(index) {
+                for cidr in &vpc.cidrs {
+                    let overlap = |o: &&IpNet| o.contains(&cidr.network()) || cidr.contains(&o.network());
+                    if let Some(other_cidr) = other.cidrs.iter().find(overlap) {
+                        return Err(EndpointError::OverlappingCidrs {
+                            at: self.locate(&format!("vpcs[{index}].cidrs")),
+                            vpc: vpc.id.clone(),
+                            cidr: *cidr,
+                            other_vpc: other.id.clone(),
+                            other_cidr: *other_cidr,
+                        });
+                    }
+                }
+            }
+            let resolver = match vpc.resolver {
+                Some(given) => given.with_default_port(self.resolver_port),
+                None => {
+                    let dot_two = vpc.cidrs.iter().find_map(|cidr| match cidr {
+                        IpNet::V4(v4) => {
+                            let address = Ipv4Addr::from(u32::from(v4.network()).checked_add(2)?);
+                            v4.contains(&address).then_some(address)
+                        }
+                        IpNet::V6(_) => None,
+                    });
+                    let Some(address) = dot_two else {
+                        return Err(EndpointError::Invalid {
+                            at: self.locate(&format!("vpcs[{index}].cidrs")),
+                            problem: "no IPv4 CIDR with a .2 address to put the VPC resolver on; give resolver = \"ip:port\"",
+                        });
+                    };
+                    SocketAddr::new(IpAddr::V4(address), self.resolver_port)
+                }
+            };
+            resolvers.push(resolver);
+        }
+        Ok(resolvers)
+    }
+
+    fn compile_zones(&self, base_dir: &Path) -> Result<Vec<(NameBuf, Arc<Zone>)>, EndpointError> {
+        let mut zones: Vec<(NameBuf, Arc<Zone>)> = Vec::with_capacity(self.private_hosted_zones.len());
+        for (index, config) in self.private_hosted_zones.iter().enumerate() {
+            let field = format!("private_hosted_zones[{index}]");
+            let apex = config.name.parse::<NameBuf>().map_err(|source| EndpointError::InvalidName {
+                at: self.locate(&format!("{field}.name")),
+                text: config.name.clone(),
+                source,
+            })?;
+            if config.vpcs.is_empty() {
+                return Err(EndpointError::Invalid {
+                    at: self.locate(&format!("{field}.vpcs")),
+                    problem: "a private hosted zone must be associated with at least one VPC",
+                });
+            }
+            for (vpc_index, vpc) in config.vpcs.iter().enumerate() {
+                self.vpc_known(&format!("{field}.vpcs[{vpc_index}]"), vpc)?;
+                let clash = self
+                    .private_hosted_zones
+                    .iter()
+                    .take(index)
+                    .zip(&zones)
+                    .find(|(other, (other_apex, _))| *other_apex == apex && other.vpcs.iter().any(|v| v == vpc));
+                if let Some((other, _)) = clash {
+                    return Err(EndpointError::Conflict {
+                        at: self.locate(&format!("{field}.vpcs[{vpc_index}]")),
+                        what: "private hosted zone",
+                        id: zone_id(config),
+                        other: zone_id(other),
+                        domain: apex.to_string(),
+                        vpc: vpc.clone(),
+                    });
+                }
+            }
+            let mut records: Vec<RecordBuf> = Vec::new();
+            if let Some(file) = &config.file {
+                let path = base_dir.join(file);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| EndpointError::Read { path: path.clone(), source })?;
+                records.extend(
+                    parse_records(&text, &apex, signpost_rules::Source::file(&path))?.into_iter().map(|(r, _)| r),
+                );
+            }
+            for (record_index, text) in config.records.iter().enumerate() {
+                let record =
+                    RecordBuf::from_presentation(text, Some(&apex), Some(config.ttl.unwrap_or(DEFAULT_RECORD_TTL)))
+                        .map_err(|source| EndpointError::InvalidRecord {
+                            at: self.locate(&format!("{field}.records[{record_index}]")),
+                            text: text.clone(),
+                            source,
+                        })?;
+                records.push(record);
+            }
+            let zone = Zone::from_records(apex.clone(), records).map_err(|error| {
+                // Name the zone's entry when the zone's own check has no place to point at.
+                if error.location().file.is_none() && error.location().line.is_none() {
+                    EndpointError::InvalidZone { at: self.locate(&format!("{field}.name")), source: error }
+                } else {
+                    EndpointError::Rules(error)
+                }
+            })?;
+            zones.push((apex, Arc::new(zone)));
+        }
+        Ok(zones)
+    }
+
+    #[allow(clippy::type_complexity, reason = "one private step of compile")]
+    fn compile_rules(
+        &self,
+        outbound: &[Protocols],
+        base_dir: &Path,
+    ) -> Result<(Vec<RuleSpec>, Vec<GroupConfig>, Vec<(NameBuf, RouteTarget)>), EndpointError> {
+        let mut specs = Vec::new();
+        let mut groups = Vec::new();
+        let mut routes = Vec::new();
+        let mut domains: Vec<NameBuf> = Vec::new();
+        for (index, endpoint) in self.outbound_endpoints.iter().enumerate() {
+            self.vpc_known(&format!("outbound_endpoints[{index}].vpc"), &endpoint.vpc)?;
+        }
+        for (index, rule) in self.resolver_rules.iter().enumerate() {
+            let field = format!("resolver_rules[{index}]");
+            let domain = rule.domain.parse::<NameBuf>().map_err(|source| EndpointError::InvalidName {
+                at: self.locate(&format!("{field}.domain")),
+                text: rule.domain.clone(),
+                source,
+            })?;
+            for (vpc_index, vpc) in rule.vpcs.iter().enumerate() {
+                let vpc_field = format!("{field}.vpcs[{vpc_index}]");
+                self.vpc_known(&vpc_field, vpc)?;
+                let clash = self
+                    .resolver_rules
+                    .iter()
+                    .take(index)
+                    .zip(&domains)
+                    .find(|(other, other_domain)| **other_domain == domain && other.vpcs.iter().any(|v| v == vpc));
+                if let Some((other, _)) = clash {
+                    return Err(EndpointError::Conflict {
+                        at: self.locate(&vpc_field),
+                        what: "resolver rule",
+                        id: rule.id.clone(),
+                        other: other.id.clone(),
+                        domain: domain.to_string(),
+                        vpc: vpc.clone(),
+                    });
+                }
+            }
+            domains.push(domain.clone());
+            let invalid = |key: &str, problem: &'static str| EndpointError::Invalid {
+                at: self.locate(&format!("{field}.{key}")),
+                problem,
+            };
+            let (action, route) = match rule.rule_type {
+                RuleType::Recursive => {
+                    return Err(invalid(
+                        "type",
+                        "RECURSIVE rules are built in (the recursive default, [recursive]); create FORWARD or SYSTEM rules",
+                    ));
+                }
+                RuleType::System => {
+                    if rule.outbound_endpoint.is_some() {
+                        return Err(invalid("outbound_endpoint", "a SYSTEM rule takes no outbound endpoint"));
+                    }
+                    if !rule.targets.is_empty() {
+                        return Err(invalid("targets", "a SYSTEM rule takes no targets"));
+                    }
+                    (Action::System, RouteTarget::System { rule: rule.id.clone() })
+                }
+                RuleType::Forward => {
+                    let Some(endpoint_id) = &rule.outbound_endpoint else {
+                        return Err(invalid("type", "a FORWARD rule needs outbound_endpoint"));
+                    };
+                    let Some(endpoint_index) = self.outbound_endpoints.iter().position(|e| &e.id == endpoint_id) else {
+                        return Err(EndpointError::UnknownReference {
+                            at: self.locate(&format!("{field}.outbound_endpoint")),
+                            what: "outbound endpoint",
+                            id: endpoint_id.clone(),
+                        });
+                    };
+                    let offered = outbound.get(endpoint_index).copied().unwrap_or(Protocols::DO53);
+                    if rule.targets.is_empty() {
+                        return Err(invalid("type", "a FORWARD rule needs targets"));
+                    }
+                    let v4 = rule.targets.iter().filter(|target| target.ip.is_ipv4()).count();
+                    if v4 != 0 && v4 != rule.targets.len() {
+                        return Err(EndpointError::MixedTargetFamilies {
+                            at: self.locate(&format!("{field}.targets")),
+                            rule: rule.id.clone(),
+                        });
+                    }
+                    let mut servers = Vec::with_capacity(rule.targets.len());
+                    let mut shown = Vec::with_capacity(rule.targets.len());
+                    for (target_index, target) in rule.targets.iter().enumerate() {
+                        let target_field = format!("{field}.targets[{target_index}]");
+                        let protocol = target.protocol();
+                        if !offered.contains(protocol) || protocol == EndpointProtocol::DohFips {
+                            return Err(EndpointError::TargetProtocol {
+                                at: self.locate(&target_field),
+                                rule: rule.id.clone(),
+                                target: target.address().to_string(),
+                                protocol,
+                                endpoint: endpoint_id.clone(),
+                                offered,
+                            });
+                        }
+                        let address = target.address();
+                        let server = if protocol == EndpointProtocol::DoH {
+                            let mut server = UpstreamServer::new(address, Protocol::Https);
+                            server.tls_name = target.server_name.clone();
+                            if let Some(path) = &target.doh_path {
+                                server.doh_path = path.clone();
+                            }
+                            server
+                        } else {
+                            if target.server_name.is_some() || target.doh_path.is_some() {
+                                return Err(EndpointError::Invalid {
+                                    at: self.locate(&target_field),
+                                    problem: "server_name and doh_path are for DoH targets",
+                                });
+                            }
+                            UpstreamServer::udp(address)
+                        };
+                        shown.push(format!("{address} ({protocol})"));
+                        servers.push(server);
+                    }
+                    let mut group = GroupConfig::new(forward_group(&rule.id), servers);
+                    if let Some(endpoint) = self.outbound_endpoints.get(endpoint_index) {
+                        group.tls = TlsOptions {
+                            ca_file: endpoint.ca_file.as_ref().map(|file| base_dir.join(file)),
+                            ignore_system_roots: endpoint.ignore_system_roots,
+                            fips: false,
+                        };
+                    }
+                    groups.push(group);
+                    (
+                        Action::Forward { group: forward_group(&rule.id), forward_first: false },
+                        RouteTarget::Forward { rule: rule.id.clone(), endpoint: endpoint_id.clone(), targets: shown },
+                    )
+                }
+            };
+            routes.push((domain.clone(), route));
+            // A rule associated with no VPC exists but has no effect; with no
+            // views it would land in the default view, so it is left out.
+            if !rule.vpcs.is_empty() {
+                specs.push(RuleSpec::new(rule.id.clone(), Matcher::Suffix(domain), action).in_views(rule.vpcs.clone()));
+            }
+        }
+        Ok((specs, groups, routes))
+    }
+
+    fn compile_listeners(
+        &self,
+        resolvers: &[SocketAddr],
+        inbound: &[Protocols],
+        base_dir: &Path,
+    ) -> Result<(Vec<ListenerConfig>, Vec<PlannedListener>), EndpointError> {
+        let mut listeners = Vec::new();
+        let mut planned = Vec::new();
+        let mut taken: HashMap<(SocketAddr, bool), String> = HashMap::new();
+        let mut claim = |address: SocketAddr, udp: bool, field: String| -> Result<(), EndpointError> {
+            if address.port() == 0 {
+                return Ok(());
+            }
+            if taken.insert((address, udp), field.clone()).is_some() {
+                return Err(EndpointError::Duplicate {
+                    at: self.locate(&field),
+                    what: if udp { "UDP listening address" } else { "TCP listening address" },
+                    id: address.to_string(),
+                });
+            }
+            Ok(())
+        };
+        for (index, (vpc, resolver)) in self.vpcs.iter().zip(resolvers).enumerate() {
+            let field =
+                if vpc.resolver.is_some() { format!("vpcs[{index}].resolver") } else { format!("vpcs[{index}]") };
+            for transport in [ListenerTransport::Udp, ListenerTransport::Tcp] {
+                claim(*resolver, transport == ListenerTransport::Udp, field.clone())?;
+                let mut listener = ListenerConfig::new(transport, *resolver);
+                listener.id = Some(resolver_listener_id(&vpc.id, transport));
+                // The VPC resolver answers its own VPC only.
+                listener.allow = Some(vpc.cidrs.clone());
+                listener.workers = self.udp_workers;
+                listener.srcids = BTreeMap::from([("instance".to_string(), "{srcaddr}".to_string())]);
+                planned.push(PlannedListener {
+                    id: resolver_listener_id(&vpc.id, transport),
+                    role: ListenerRole::VpcResolver { vpc: vpc.id.clone() },
+                    protocol: EndpointProtocol::Do53,
+                    transport,
+                });
+                listeners.push(listener);
+            }
+        }
+        for (index, endpoint) in self.inbound_endpoints.iter().enumerate() {
+            let field = format!("inbound_endpoints[{index}]");
+            self.vpc_known(&format!("{field}.vpc"), &endpoint.vpc)?;
+            if endpoint.addresses.len() < 2 {
+                return Err(EndpointError::TooFewAddresses {
+                    at: self.locate(&format!("{field}.addresses")),
+                    endpoint: endpoint.id.clone(),
+                    count: endpoint.addresses.len(),
+                });
+            }
+            for (address_index, address) in endpoint.addresses.iter().enumerate() {
+                if endpoint.addresses.iter().take(address_index).any(|earlier| earlier == address) {
+                    return Err(EndpointError::Duplicate {
+                        at: self.locate(&format!("{field}.addresses[{address_index}]")),
+                        what: "endpoint address",
+                        id: address.to_string(),
+                    });
+                }
+            }
+            let protocols = inbound.get(index).copied().unwrap_or(Protocols::DO53);
+            let tls = if protocols.has_https() { Some(self.inbound_tls(index, endpoint, base_dir)?) } else { None };
+            for (address_index, address) in endpoint.addresses.iter().enumerate() {
+                let address_field = format!("{field}.addresses[{address_index}]");
+                let mut add = |transport: ListenerTransport, port: u16, protocol: EndpointProtocol| {
+                    let socket = SocketAddr::new(*address, port);
+                    claim(socket, transport == ListenerTransport::Udp, address_field.clone())?;
+                    let id = inbound_listener_id(&endpoint.id, *address, transport);
+                    let mut listener = ListenerConfig::new(transport, socket);
+                    listener.id = Some(id.clone());
+                    listener.allow = endpoint.allow.clone().or_else(|| Some(default_allow_list()));
+                    listener.workers = self.udp_workers;
+                    listener.client_rate_limit = false;
+                    listener.max_qps = self.aws_limits.enabled.then_some(self.aws_limits.inbound_qps_per_address);
+                    listener.srcids = BTreeMap::from([("resolver_endpoint".to_string(), endpoint.id.clone())]);
+                    if transport == ListenerTransport::Doh {
+                        listener.doh_path = endpoint.doh_path.clone();
+                        listener.tls_fips = protocol == EndpointProtocol::DohFips;
+                        if let Some(files) = &tls {
+                            listener.tls_cert = Some(files.cert.clone());
+                            listener.tls_key = Some(files.key.clone());
+                        }
+                    }
+                    planned.push(PlannedListener {
+                        id,
+                        role: ListenerRole::InboundEndpoint {
+                            endpoint: endpoint.id.clone(),
+                            vpc: endpoint.vpc.clone(),
+                        },
+                        protocol,
+                        transport,
+                    });
+                    listeners.push(listener);
+                    Ok::<(), EndpointError>(())
+                };
+                if protocols.do53 {
+                    add(ListenerTransport::Udp, endpoint.port, EndpointProtocol::Do53)?;
+                    add(ListenerTransport::Tcp, endpoint.port, EndpointProtocol::Do53)?;
+                }
+                if protocols.doh {
+                    add(ListenerTransport::Doh, endpoint.doh_port, EndpointProtocol::DoH)?;
+                }
+                if protocols.doh_fips {
+                    add(ListenerTransport::Doh, endpoint.doh_port, EndpointProtocol::DohFips)?;
+                }
+            }
+        }
+        Ok((listeners, planned))
+    }
+
+    /// The certificate and key of an inbound endpoint that serves DoH, checked by loading them.
+    fn inbound_tls(
+        &self,
+        index: usize,
+        endpoint: &InboundEndpointConfig,
+        base_dir: &Path,
+    ) -> Result<TlsFiles, EndpointError> {
+        let field = format!("inbound_endpoints[{index}]");
+        let files = match (&endpoint.tls_cert, &endpoint.tls_key, &self.tls) {
+            (Some(cert), Some(key), _) => TlsFiles { cert: cert.clone(), key: key.clone() },
+            (None, None, Some(files)) => files.clone(),
+            (Some(_), None, _) | (None, Some(_), _) => {
+                return Err(EndpointError::Invalid {
+                    at: self.locate(&format!("{field}.tls_cert")),
+                    problem: "tls_cert and tls_key go together",
+                });
+            }
+            (None, None, None) => {
+                return Err(EndpointError::Invalid {
+                    at: self.locate(&format!("{field}.protocols")),
+                    problem: "an endpoint serving DoH needs a certificate: give tls_cert and tls_key, or a [tls] section",
+                });
+            }
+        };
+        let files = TlsFiles { cert: base_dir.join(files.cert), key: base_dir.join(files.key) };
+        let fips = self.inbound_protocols(index)?.doh_fips;
+        crate::tls::server_config(&endpoint.id, &files.cert, &files.key, &[b"h2", b"http/1.1"], fips)?;
+        Ok(files)
+    }
+
+    fn recursive_group(&self, base_dir: &Path, own: &[SocketAddr]) -> Result<GroupConfig, EndpointError> {
+        let recursive = &self.recursive;
+        if !recursive.servers.is_empty() {
+            if recursive.resolv_conf.is_some() {
+                return Err(EndpointError::Invalid {
+                    at: self.locate("recursive.resolv_conf"),
+                    problem: "give servers or resolv_conf, not both",
+                });
+            }
+            let servers =
+                recursive.servers.iter().map(|server| UpstreamServer::udp(server.with_default_port(53))).collect();
+            return Ok(GroupConfig::new(RECURSIVE_GROUP, servers));
+        }
+        let path = match &recursive.resolv_conf {
+            Some(path) => base_dir.join(path),
+            None => PathBuf::from("/etc/resolv.conf"),
+        };
+        let conf = ResolvConf::load(&path).map_err(|source| EndpointError::Upstream {
+            context: format!("the recursive default ({})", path.display()),
+            source,
+        })?;
+        Ok(conf.to_group(RECURSIVE_GROUP, own))
+    }
+
+    fn query_logs(&self, base_dir: &Path) -> Vec<QueryLogConfig> {
+        let mut by_destination: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for log in &self.query_logging {
+            // A configuration associated with no VPC logs nothing.
+            if log.vpcs.is_empty() {
+                continue;
+            }
+            by_destination.entry(log.destination.clone()).or_default().extend(log.vpcs.iter().cloned());
+        }
+        by_destination
+            .into_iter()
+            .map(|(destination, vpcs)| QueryLogConfig {
+                enabled: true,
+                destination: if destination.eq_ignore_ascii_case("stdout") {
+                    LogDestination::Stdout
+                } else {
+                    LogDestination::File(base_dir.join(destination))
+                },
+                forwarded: true,
+                views: vpcs.into_iter().collect(),
+                ..QueryLogConfig::default()
+            })
+            .collect()
+    }
+
+    fn routes(
+        &self,
+        resolvers: &[SocketAddr],
+        zones: &[(NameBuf, Arc<Zone>)],
+        inbound: &[Protocols],
+        outbound: &[Protocols],
+        rule_routes: &[(NameBuf, RouteTarget)],
+        recursive: &[String],
+    ) -> Vec<VpcRoutes> {
+        self.vpcs
+            .iter()
+            .zip(resolvers)
+            .map(|(vpc, resolver)| {
+                let mut domains: Vec<(NameBuf, RouteTarget)> = Vec::new();
+                for (config, (apex, zone)) in self.private_hosted_zones.iter().zip(zones) {
+                    if config.vpcs.contains(&vpc.id) {
+                        domains.push((apex.clone(), RouteTarget::Zone { id: zone_id(config), records: zone.len() }));
+                    }
+                }
+                for (rule, route) in self.resolver_rules.iter().zip(rule_routes) {
+                    if rule.vpcs.contains(&vpc.id) {
+                        domains.push(route.clone());
+                    }
+                }
+                domains.push((NameBuf::root(), RouteTarget::Recursive { servers: recursive.to_vec() }));
+                // Parents first; at one name the rule (it wins) before the zone.
+                domains.sort_by(|a, b| {
+                    a.0.cmp(&b.0).then_with(|| {
+                        matches!(a.1, RouteTarget::Zone { .. }).cmp(&matches!(b.1, RouteTarget::Zone { .. }))
+                    })
+                });
+                VpcRoutes {
+                    vpc: vpc.id.clone(),
+                    cidrs: vpc.cidrs.clone(),
+                    resolver: *resolver,
+                    domains,
+                    inbound: self
+                        .inbound_endpoints
+                        .iter()
+                        .zip(inbound)
+                        .filter(|(endpoint, _)| endpoint.vpc == vpc.id)
+                        .map(|(endpoint, protocols)| (endpoint.id.clone(), endpoint.addresses.clone(), *protocols))
+                        .collect(),
+                    outbound: self
+                        .outbound_endpoints
+                        .iter()
+                        .zip(outbound)
+                        .filter(|(endpoint, _)| endpoint.vpc == vpc.id)
+                        .map(|(endpoint, protocols)| (endpoint.id.clone(), *protocols))
+                        .collect(),
+                    query_logs: self
+                        .query_logging
+                        .iter()
+                        .filter(|log| log.vpcs.contains(&vpc.id))
+                        .map(|log| (log.id.clone(), log.destination.clone()))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+fn zone_id(config: &HostedZoneConfig) -> String {
+    config.id.clone().unwrap_or_else(|| config.name.clone())
+}
+
+fn transition(
+    direction: Direction,
+    endpoint: &str,
+    (old_vpc, new_vpc): (&str, &str),
+    from: Protocols,
+    to: Protocols,
+) -> Result<(), EndpointError> {
+    if old_vpc != new_vpc {
+        return Err(EndpointError::EndpointMoved {
+            direction,
+            endpoint: endpoint.to_string(),
+            from: old_vpc.to_string(),
+            to: new_vpc.to_string(),
+        });
+    }
+    if from.can_change_to(to) {
+        return Ok(());
+    }
+    // The set to pass through: Do53 plus the encrypted side of whichever end lacks Do53.
+    let encrypted = if from.do53 { to } else { from };
+    let through = Protocols { do53: true, ..encrypted };
+    Err(EndpointError::Transition { direction, endpoint: endpoint.to_string(), from, to, through })
+}

@@ -1,0 +1,92 @@
+//! The `check-config` report: per VPC, which domains go where.
+
+use std::fmt::Write as _;
+
+use signpost_wire::NameBuf;
+
+use super::compile::{Deployment, RouteTarget, VpcRoutes};
+
+impl Deployment {
+    /// What the configuration does, VPC by VPC: the VPC resolver, its
+    /// endpoints and query logs, then every domain with where its names go
+    /// (a private hosted zone, a FORWARD rule through an outbound endpoint
+    /// to its targets, a SYSTEM rule, or the recursive default). The most
+    /// specific domain that covers a name decides.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for vpc in &self.routes {
+            describe_vpc(&mut out, vpc);
+            out.push('\n');
+        }
+        match self.limits {
+            Some((per_client, per_address)) => {
+                let _ = writeln!(
+                    out,
+                    "limits (aws_limits): {per_client} packets/s per client address to VPC resolvers; \
+                     {per_address} queries/s per inbound endpoint address and transport; excess is dropped"
+                );
+            }
+            None => out.push_str("limits: off (aws_limits.enabled = false)\n"),
+        }
+        if !self.unassociated_rules.is_empty() {
+            let _ = writeln!(out, "rules associated with no VPC (no effect): {}", self.unassociated_rules.join(", "));
+        }
+        out
+    }
+}
+
+fn describe_vpc(out: &mut String, vpc: &VpcRoutes) {
+    let cidrs: Vec<String> = vpc.cidrs.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "VPC {} ({})", vpc.vpc, cidrs.join(", "));
+    let _ = writeln!(out, "  VPC resolver        {} (Do53 over UDP and TCP)", vpc.resolver);
+    for (id, addresses, protocols) in &vpc.inbound {
+        let addresses: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "  inbound endpoint    {id} {protocols} on {}", addresses.join(", "));
+    }
+    for (id, protocols) in &vpc.outbound {
+        let _ = writeln!(out, "  outbound endpoint   {id} {protocols}");
+    }
+    for (id, destination) in &vpc.query_logs {
+        let _ = writeln!(out, "  query logging       {id} -> {destination}");
+    }
+    let _ = writeln!(out, "  domains (the most specific one covering a name decides):");
+    let width = vpc.domains.iter().map(|(name, _)| name.to_string().len()).max().unwrap_or(1).max(6);
+    for (index, (domain, target)) in vpc.domains.iter().enumerate() {
+        let text = match target {
+            RouteTarget::Zone { id, records } => {
+                let shadowed = vpc.domains.iter().take(index).any(|(other, other_target)| {
+                    other == domain && matches!(other_target, RouteTarget::Forward { .. })
+                });
+                if shadowed {
+                    format!(
+                        "private hosted zone {id} ({records} records), not used: the FORWARD rule for the same domain wins"
+                    )
+                } else {
+                    format!("private hosted zone {id} ({records} records)")
+                }
+            }
+            RouteTarget::Forward { rule, endpoint, targets } => {
+                format!("FORWARD rule {rule} -> outbound endpoint {endpoint} -> {}", targets.join(", "))
+            }
+            RouteTarget::System { rule } => match enclosing_zone(vpc, domain) {
+                Some(zone) => format!("SYSTEM rule {rule} -> VPC resolver -> private hosted zone {zone}"),
+                None => format!("SYSTEM rule {rule} -> VPC resolver -> recursive default"),
+            },
+            RouteTarget::Recursive { servers } => format!("recursive default -> {}", servers.join(", ")),
+        };
+        let _ = writeln!(out, "    {:<width$}  {text}", domain.to_string());
+    }
+}
+
+/// The deepest zone of the VPC at or above `domain`.
+fn enclosing_zone<'a>(vpc: &'a VpcRoutes, domain: &NameBuf) -> Option<&'a str> {
+    vpc.domains
+        .iter()
+        .filter(|(apex, _)| domain.is_subdomain_of(apex))
+        .filter_map(|(apex, target)| match target {
+            RouteTarget::Zone { id, .. } => Some((apex.label_count(), id.as_str())),
+            _ => None,
+        })
+        .max_by_key(|(depth, _)| *depth)
+        .map(|(_, id)| id)
+}

@@ -1,0 +1,159 @@
+//! A running emulator: start, list listeners, reload with the transition
+//! checks, stop.
+
+use std::net::SocketAddr;
+
+use super::compile::{Deployment, ListenerRole};
+use super::error::EndpointError;
+use super::model::EndpointConfig;
+use super::protocols::EndpointProtocol;
+use crate::config::ListenerTransport;
+use crate::server::{Server, ServerHandle};
+
+/// One bound listener and what it stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointListener {
+    /// The listener id.
+    pub id: String,
+    /// A VPC resolver or an inbound endpoint address.
+    pub role: ListenerRole,
+    /// The endpoint protocol served.
+    pub protocol: EndpointProtocol,
+    /// The transport.
+    pub transport: ListenerTransport,
+    /// The address bound (the real port when 0 was asked for).
+    pub address: SocketAddr,
+    /// For DoH, the URL clients use.
+    pub url: Option<String>,
+}
+
+/// What a reload did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    /// Rules and upstreams were swapped; listeners kept serving.
+    InPlace,
+    /// Listeners, limits or logs changed: the server was stopped and started
+    /// again with the new configuration.
+    Restarted,
+}
+
+/// A running Route 53 Resolver emulator.
+pub struct Endpoint {
+    config: EndpointConfig,
+    deployment: Deployment,
+    server: ServerHandle,
+}
+
+async fn start_server(deployment: &Deployment) -> Result<ServerHandle, EndpointError> {
+    let server = Server::builder()
+        .config(deployment.server.clone())
+        .state(deployment.state())
+        .query_logs(deployment.query_logs.clone())
+        .start()
+        .await?;
+    Ok(server)
+}
+
+impl Endpoint {
+    /// Compile `config` and start serving it.
+    pub async fn start(config: EndpointConfig) -> Result<Self, EndpointError> {
+        let deployment = config.compile()?;
+        let server = start_server(&deployment).await?;
+        Ok(Self { config, deployment, server })
+    }
+
+    /// The server (metrics, reload, shutdown...).
+    pub fn server(&self) -> &ServerHandle {
+        &self.server
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// The compiled configuration in force.
+    pub fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    /// Every listener as bound, VPC resolvers first.
+    pub fn listeners(&self) -> Vec<EndpointListener> {
+        self.server
+            .listeners()
+            .iter()
+            .filter_map(|bound| {
+                let planned = self.deployment.listener(&bound.id)?;
+                let url = (bound.transport == ListenerTransport::Doh).then(|| {
+                    let path = self.server_listener_path(&bound.id).unwrap_or_else(|| "/dns-query".to_string());
+                    format!("https://{}{path}", bound.address)
+                });
+                Some(EndpointListener {
+                    id: bound.id.clone(),
+                    role: planned.role.clone(),
+                    protocol: planned.protocol,
+                    transport: bound.transport,
+                    address: bound.address,
+                    url,
+                })
+            })
+            .collect()
+    }
+
+    fn server_listener_path(&self, id: &str) -> Option<String> {
+        self.deployment
+            .server
+            .listeners
+            .iter()
+            .find(|listener| listener.id.as_deref() == Some(id))
+            .map(|listener| listener.doh_path.clone())
+    }
+
+    /// The addresses of the listeners of `role` over `transport`.
+    pub fn addresses(&self, role: &ListenerRole, transport: ListenerTransport) -> Vec<SocketAddr> {
+        self.listeners()
+            .into_iter()
+            .filter(|listener| &listener.role == role && listener.transport == transport)
+            .map(|listener| listener.address)
+            .collect()
+    }
+
+    /// Move to `next`. The transition checks run first (an endpoint keeps
+    /// its VPC; Do53 alone and DoH alone are two steps apart); any error
+    /// leaves the running configuration untouched. When only zones, rules
+    /// and targets changed, they are swapped in place; when listeners,
+    /// limits or query logs changed, the server restarts on the new
+    /// configuration (if that fails, the old one is started again).
+    pub async fn reload(&mut self, next: EndpointConfig) -> Result<Reloaded, EndpointError> {
+        self.config.check_transition(&next)?;
+        let deployment = next.compile()?;
+        let server_side = |deployment: &Deployment| {
+            serde_json::to_string(&(&deployment.server, &deployment.query_logs)).unwrap_or_default()
+        };
+        let same_server = server_side(&deployment) == server_side(&self.deployment);
+        if same_server {
+            self.server.reload(deployment.state());
+            self.config = next;
+            self.deployment = deployment;
+            return Ok(Reloaded::InPlace);
+        }
+        self.server.clone().shutdown().await;
+        match start_server(&deployment).await {
+            Ok(server) => {
+                self.server = server;
+                self.config = next;
+                self.deployment = deployment;
+                Ok(Reloaded::Restarted)
+            }
+            Err(error) => {
+                self.server = start_server(&self.deployment).await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Stop serving (queries in flight finish first).
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+}
