@@ -113,12 +113,12 @@ async fn handle(
     }
 }
 
-fn parameter<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
+pub(crate) fn parameter<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
     query?.split('&').find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Decode `%XX` escapes and `+` in a query-string value.
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;

@@ -35,6 +35,7 @@ pub mod metrics;
 mod pipeline;
 pub mod querylog;
 mod record;
+pub mod redirect;
 mod server;
 mod sys;
 mod tcp;
