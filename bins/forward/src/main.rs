@@ -1,3 +1,120 @@
-//! signpost-forward (work in progress).
+//! signpost-forward: a conditional forwarder over `signpost_server`. Names
+//! under forward zones go to their upstream groups, local zones and host
+//! tables answer locally, the rest goes to the default group. Reads its own
+//! TOML (docs/configuration.md) or an existing unbound.conf.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "printing is this binary's job")]
 
-fn main() {}
+mod config;
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::Parser;
+use signpost_server::Server;
+use signpost_server::forwarder::{ConfigSource, Forwarder, Warning};
+
+use crate::config::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let source = cli.source();
+    match cli.command {
+        Some(Command::CheckConfig { print_toml, .. }) => check_config(&source, print_toml),
+        None => serve(&source),
+    }
+}
+
+/// Validate and print the effective rules.
+fn check_config(source: &ConfigSource, print_toml: bool) -> ExitCode {
+    let forwarder = match source.build(None, false) {
+        Ok(forwarder) => forwarder,
+        Err(error) => {
+            eprintln!("{}: invalid configuration\n{error}", source.path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}: OK ({:?})", source.path.display(), source.format);
+    for warning in &forwarder.warnings {
+        let kind = if matches!(warning, Warning::Ignored { .. }) { "note" } else { "warning" };
+        println!("{kind}: {warning}");
+    }
+    print!("{}", forwarder.describe());
+    if print_toml {
+        match source.load() {
+            Ok((config, _)) => print!("\n# equivalent TOML\n{}", config.to_toml()),
+            Err(error) => eprintln!("{error}"),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(source: &ConfigSource) -> ExitCode {
+    let forwarder = match source.build(None, true) {
+        Ok(forwarder) => forwarder,
+        Err(error) => {
+            eprintln!("error: {}: {error}", source.path.display());
+            return ExitCode::from(2);
+        }
+    };
+    for warning in &forwarder.warnings {
+        match warning {
+            Warning::Ignored { .. } => tracing::info!("{warning}"),
+            _ => tracing::warn!("{warning}"),
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(source, forwarder))
+}
+
+async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
+    let reloader = source.reloader(&forwarder);
+    let Forwarder { rules, upstreams, server: config, routes, default_route, .. } = forwarder;
+    let started = Server::builder().config(config).rules(rules).upstreams(upstreams).reloader(reloader).start().await;
+    let server = match started {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for listener in server.listeners() {
+        println!("listening on {} {}", listener.transport.as_str(), listener.address);
+    }
+    if let Some(admin) = server.admin_addr() {
+        println!("admin API on http://{admin}/ (metrics at /metrics)");
+    }
+    for route in &routes {
+        println!("forward zone {route}");
+    }
+    match &default_route {
+        Some(route) => println!("default {route}"),
+        None => println!("default: none (names no zone matches are REFUSED)"),
+    }
+    println!("ready");
+    let result = server
+        .run_until_signalled(|outcome| match outcome {
+            Ok(()) => tracing::info!("configuration reloaded from {}", source.path.display()),
+            Err(error) => tracing::error!("reload failed, the running configuration stays: {error}"),
+        })
+        .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: signal handling: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -258,6 +258,16 @@ pub enum Warning {
         /// Why.
         reason: String,
     },
+    /// A forward zone inside a local zone that answers its names itself (as
+    /// Unbound does: local zones come before forwarding).
+    Shadowed {
+        /// The forward zone's definition.
+        at: Location,
+        /// The forward zone.
+        zone: String,
+        /// The local zone that answers instead.
+        by: String,
+    },
     /// Something defined twice where the first definition wins (as Unbound does).
     DuplicateIgnored {
         /// The second definition.
@@ -277,6 +287,11 @@ impl fmt::Display for Warning {
             Self::NoDefaultGroup { reason } => {
                 write!(f, "no default upstream group ({reason}); names no rule matches are REFUSED")
             }
+            Self::Shadowed { at, zone, by } => write!(
+                f,
+                "{at}: forward-zone {zone} lies inside local-zone {by}, which answers its names (local zones come first, \
+                 as in Unbound)"
+            ),
             Self::DuplicateIgnored { at, what } => write!(f, "{at}: duplicate {what} ignored (the first one counts)"),
         }
     }

@@ -144,7 +144,7 @@ impl ConfigSource {
         Arc::new(move || {
             let previous = allocations.lock().map(|previous| previous.clone()).ok();
             let forwarder = source.build(previous, true).map_err(|error| error.to_string())?;
-            for warning in &forwarder.warnings {
+            for warning in forwarder.warnings.iter().filter(|warning| !matches!(warning, Warning::Ignored { .. })) {
                 tracing::warn!("{warning}");
             }
             let now: Vec<String> =

@@ -910,14 +910,24 @@ impl Parsed {
                 .is_none_or(|zone| zone.behaviour.resolves())
         };
         for (zone_name, group, first) in &forwards {
-            if zone_name.is_root() || !live(zone_name) {
-                continue;
-            }
             let at = self
                 .forward_zones
                 .iter()
                 .find(|zone| zone.name.as_ref().is_some_and(|(n, _)| n == zone_name))
                 .map_or_else(Location::default, |zone| zone.at.clone());
+            if !live(zone_name) {
+                if let Some(by) = closest(&zones, zone_name, true).and_then(|index| zones.get(index)) {
+                    warnings.push(Warning::Shadowed {
+                        at: at.clone(),
+                        zone: zone_name.to_string(),
+                        by: by.name.to_string(),
+                    });
+                }
+                continue;
+            }
+            if zone_name.is_root() {
+                continue;
+            }
             let mut rule = empty_rule(&format!("forward-zone {}", zone_name.to_relative_string()), ActionKind::Forward);
             suffix_or_wildcard(&mut rule, zone_name);
             rule.group = Some(group.clone());

@@ -1,0 +1,97 @@
+//! Failover between a zone's servers, SERVFAIL handling, and forward-first.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use signpost_wire::{Rcode, RecordType};
+
+use crate::support::*;
+
+/// A forward zone for corp.example over `servers`, with a short per-try timeout.
+fn zone(servers: &[&FakeUpstream], retry_on: &str) -> String {
+    let servers: Vec<String> = servers.iter().map(|server| format!("\"{}\"", server.address)).collect();
+    format!(
+        r#"
+        [[forward_zones]]
+        name = "corp.example"
+        servers = [{}]
+        per_try_timeout = "300ms"
+        total_timeout = "3s"
+        retry_on = [{retry_on}]
+        "#,
+        servers.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn a_silent_primary_fails_over_to_the_secondary_within_the_per_try_timeout() {
+    let primary = FakeUpstream::silent().await;
+    let secondary = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 2)).await;
+    let server = start(&zone(&[&primary, &secondary], r#""timeout", "unreachable""#)).await;
+    let started = Instant::now();
+    assert_eq!(addresses(udp(&server), "db.corp.example.").await, ["192.0.2.2"]);
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(280), "answered after {elapsed:?}: the primary was not waited for");
+    assert!(elapsed < Duration::from_millis(1_000), "answered after {elapsed:?}: more than one per-try timeout");
+    assert_eq!((primary.count(), secondary.count()), (1, 1));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_servfail_from_the_primary_is_returned_and_the_secondary_not_asked() {
+    let primary = FakeUpstream::servfail().await;
+    let secondary = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 3)).await;
+    let server = start(&zone(&[&primary, &secondary], r#""timeout", "unreachable""#)).await;
+    let (rcode, answers) = ask(udp(&server), "db.corp.example", RecordType::A, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(rcode, Rcode::SERVFAIL);
+    assert!(answers.is_empty());
+    assert_eq!((primary.count(), secondary.count()), (1, 0));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_retry_on_servfail_the_secondary_is_asked_as_unbound_does() {
+    let primary = FakeUpstream::servfail().await;
+    let secondary = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 4)).await;
+    let server = start(&zone(&[&primary, &secondary], r#""timeout", "unreachable", "servfail""#)).await;
+    assert_eq!(addresses(udp(&server), "db.corp.example.").await, ["192.0.2.4"]);
+    assert_eq!((primary.count(), secondary.count()), (1, 1));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn forward_first_falls_back_to_the_default_group_when_every_forwarder_is_down() {
+    let silent = FakeUpstream::silent().await;
+    let closed = closed_port();
+    let default = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 5)).await;
+    let config = |forward_first: bool| {
+        format!(
+            r#"
+            [[forward_zones]]
+            name = "corp.example"
+            servers = ["{silent}", "{closed}"]
+            per_try_timeout = "200ms"
+            total_timeout = "1s"
+            forward_first = {forward_first}
+
+            [[forward_zones]]
+            name = "."
+            servers = ["{default}"]
+            "#,
+            silent = silent.address,
+            default = default.address,
+        )
+    };
+    let server = start(&config(true)).await;
+    assert_eq!(addresses(udp(&server), "db.corp.example.").await, ["192.0.2.5"]);
+    assert_eq!(default.names(), ["db.corp.example."]);
+    assert_eq!(silent.count(), 1);
+    server.shutdown().await;
+
+    // Without forward-first the zone's failure is the answer.
+    let server = start(&config(false)).await;
+    let (rcode, _) = ask(udp(&server), "db2.corp.example", RecordType::A, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(rcode, Rcode::SERVFAIL);
+    assert_eq!(default.count(), 1, "the default group must not be asked");
+    server.shutdown().await;
+}

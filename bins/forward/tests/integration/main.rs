@@ -1,0 +1,10 @@
+//! signpost-forward end to end: in-process forwarders built from TOML and
+//! the binary as a child process, against fake upstreams on loopback that
+//! count packets, with hickory-resolver as the client.
+
+mod failover;
+mod local;
+mod process;
+mod routing;
+mod support;
+mod unbound;
