@@ -41,7 +41,7 @@ use signpost_upstream::{GroupConfig, Policy, ResolvConf, RetryOn, ServerConfig a
 use signpost_wire::NameBuf;
 
 use crate::admin::{self, AdminExtension, AdminResponse, percent_decode};
-use crate::config::{ListenerConfig, ListenerTransport, ServerConfig};
+use crate::config::{ListenerConfig, ListenerTransport, LogDestination, QueryLogConfig, ServerConfig};
 use crate::pipeline::State;
 use crate::server::{Server, ServerHandle};
 
@@ -1318,7 +1318,7 @@ impl RedirectServerBuilder {
         // Let the upstream group's own deadline speak first.
         let deadline = u64::try_from(self.settings.upstream_total_timeout.as_millis()).unwrap_or(u64::MAX);
         config.limits.query_timeout_ms = config.limits.query_timeout_ms.max(deadline.saturating_add(500));
-        let query_log = config.query_log.enabled;
+        let query_log = config.query_log.enabled.then(|| config.query_log.clone());
 
         let bound: Arc<OnceLock<Vec<SocketAddr>>> = Arc::new(OnceLock::new());
         let mut builder = Server::builder()
@@ -1353,7 +1353,7 @@ pub struct RedirectServer {
     redirector: Arc<Redirector>,
     upstream: UpstreamChoice,
     main_listeners: usize,
-    query_log: bool,
+    query_log: Option<QueryLogConfig>,
 }
 
 impl fmt::Debug for RedirectServer {
@@ -1411,7 +1411,8 @@ impl RedirectServer {
 
     /// What the binary prints on start: `Starting DNS servers (tcp/udp port
     /// 53 on 127.0.0.1)...` for each address (with the real port), other
-    /// listeners, the upstreams, the redirected domains.
+    /// listeners, the upstreams, the redirected domains; the last line is
+    /// always the query log's state.
     pub fn startup_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
         let main = self.handle.listeners().iter().take(self.main_listeners);
@@ -1430,9 +1431,16 @@ impl RedirectServer {
         if let Some(admin) = self.handle.admin_addr() {
             lines.push(format!("Admin API on http://{admin} (GET {ADMIN_PREFIX}, /metrics)"));
         }
-        if !self.query_log {
-            lines.push("Query log: off (forwarded queries are neither logged nor stored)".to_owned());
-        }
+        lines.push(match &self.query_log {
+            None => "Query log: off (forwarded queries are neither logged nor stored)".to_owned(),
+            Some(QueryLogConfig { destination, forwarded, .. }) => {
+                let what = if *forwarded { "every query" } else { "local answers" };
+                match destination {
+                    LogDestination::Stdout => format!("Query log: on ({what}, JSON lines on standard output)"),
+                    LogDestination::File(path) => format!("Query log: on ({what}, JSON lines in {})", path.display()),
+                }
+            }
+        });
         lines
     }
 

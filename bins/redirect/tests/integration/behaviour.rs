@@ -1,0 +1,251 @@
+//! The Behaviour and Configuration bullets of issue 6, over UDP and TCP,
+//! with the redirect proxy embedded in the test process.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::RecordType as T;
+use signpost_server::redirect::{RedirectServer, RedirectSettings};
+use signpost_wire::{EdnsHeader, Message, Rcode, RecordType};
+
+use crate::support::*;
+
+const FORWARDED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
+
+async fn with_upstream(change: impl FnOnce(&mut RedirectSettings)) -> (RedirectServer, FakeUpstream) {
+    let upstream = FakeUpstream::answering(FORWARDED).await;
+    let mut settings = settings(Some(&upstream));
+    change(&mut settings);
+    (start(settings).await, upstream)
+}
+
+#[tokio::test]
+async fn redirected_names_answer_with_the_arrival_address_and_the_rest_is_forwarded() {
+    let (server, upstream) = with_upstream(|_| {}).await;
+    for (protocol, address) in transports(&server) {
+        let resolver = resolver(protocol, address);
+        for name in [
+            "s3.amazonaws.com.",
+            "sqs.us-east-1.amazonaws.com.",
+            "aws.amazon.com.",
+            "console.aws.amazon.com.",
+            "d111111abcdef8.cloudfront.net.",
+            "localhost.localstack.cloud.",
+            "test.localhost.localstack.cloud.",
+            // A name that exists nowhere is still redirected: never NXDOMAIN.
+            "no-such-service.nowhere.amazonaws.com.",
+        ] {
+            assert_eq!(ask(&resolver, name, T::A).await, addresses(&["127.0.0.1"]), "{protocol} {name} A");
+            assert_eq!(ask(&resolver, name, T::AAAA).await, addresses(&["::1"]), "{protocol} {name} AAAA");
+        }
+        assert_eq!(ask(&resolver, "www.example.com.", T::A).await, addresses(&["192.0.2.77"]), "{protocol}");
+    }
+    assert!(upstream.asked("www.example.com."));
+    assert!(!upstream.asked("s3.amazonaws.com."), "redirected names never go upstream");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn other_types_of_redirected_names_are_nodata_with_an_soa() {
+    let (server, _upstream) = with_upstream(|_| {}).await;
+    for (protocol, address) in transports(&server) {
+        let resolver = resolver(protocol, address);
+        for qtype in [T::MX, T::TXT, T::CNAME, T::SRV] {
+            assert_eq!(ask(&resolver, "sqs.eu-west-1.amazonaws.com.", qtype).await, Got::NoData { soa: true });
+        }
+    }
+    // On the wire: NOERROR, AA, empty answer, the SOA in authority.
+    for transport in ["udp", "tcp"] {
+        let bytes = query("s3.amazonaws.com", RecordType::MX, Some(EdnsHeader::default()));
+        let response = if transport == "udp" {
+            udp_exchange(server.udp_addrs()[0], &bytes).await.unwrap()
+        } else {
+            tcp_exchange(server.tcp_addrs()[0], &bytes).await
+        };
+        let message = Message::parse(&response).unwrap();
+        assert_eq!(message.rcode(), Ok(Rcode::NOERROR), "{transport}");
+        assert!(message.flags().aa(), "{transport}");
+        assert!(answers(&response).is_empty(), "{transport}");
+        assert_eq!(authority_types(&response), [RecordType::SOA], "{transport}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_ttl_is_sixty_by_default_and_configurable() {
+    let (server, _upstream) = with_upstream(|_| {}).await;
+    let response = udp_exchange(server.udp_addrs()[0], &query("s3.amazonaws.com", RecordType::A, None)).await.unwrap();
+    assert_eq!(answers(&response), ["s3.amazonaws.com. 60 IN A 127.0.0.1"]);
+    server.shutdown().await;
+
+    let (server, _upstream) = with_upstream(|settings| settings.set("SIGNPOST_REDIRECT_TTL", "5").unwrap()).await;
+    let response = tcp_exchange(server.tcp_addrs()[0], &query("S3.AmazonAWS.com", RecordType::A, None)).await;
+    assert_eq!(answers(&response), ["S3.AmazonAWS.com. 5 IN A 127.0.0.1"], "owner spelt as asked");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn dns_resolve_ip_fixes_the_address_and_aaaa_becomes_nodata() {
+    let (server, _upstream) = with_upstream(|settings| settings.set("DNS_RESOLVE_IP", "172.17.0.2").unwrap()).await;
+    for (protocol, address) in transports(&server) {
+        let resolver = resolver(protocol, address);
+        assert_eq!(ask(&resolver, "lambda.us-east-1.amazonaws.com.", T::A).await, addresses(&["172.17.0.2"]));
+        // No IPv6 address to give: NODATA, never NXDOMAIN.
+        assert_eq!(ask(&resolver, "lambda.us-east-1.amazonaws.com.", T::AAAA).await, Got::NoData { soa: true });
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn dns_resolve_ipv6_sets_the_aaaa_answer() {
+    let (server, _upstream) = with_upstream(|settings| {
+        settings.set("DNS_RESOLVE_IP", "10.0.0.9").unwrap();
+        settings.set("DNS_RESOLVE_IPV6", "fd00::9").unwrap();
+    })
+    .await;
+    for (protocol, address) in transports(&server) {
+        let resolver = resolver(protocol, address);
+        assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::A).await, addresses(&["10.0.0.9"]));
+        assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::AAAA).await, addresses(&["fd00::9"]));
+    }
+    server.shutdown().await;
+    let (server, _upstream) = with_upstream(|settings| settings.set("DNS_RESOLVE_IPV6", "none").unwrap()).await;
+    let resolver = resolver("udp", server.udp_addrs()[0]);
+    assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::AAAA).await, Got::NoData { soa: true });
+    assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::A).await, addresses(&["127.0.0.1"]));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_resolve_address_is_the_one_each_client_reached_us_on() {
+    // Two "networks": 127.0.0.1 and 127.0.0.2, one listener each.
+    let upstream = FakeUpstream::answering(FORWARDED).await;
+    let mut settings = settings(Some(&upstream));
+    settings.set("DNS_ADDRESS", "127.0.0.1,127.0.0.2").unwrap();
+    let server = start(settings).await;
+    let udp = server.udp_addrs();
+    let tcp = server.tcp_addrs();
+    assert_eq!(udp.len(), 2);
+    for (index, expected) in ["127.0.0.1", "127.0.0.2"].into_iter().enumerate() {
+        assert_eq!(udp[index].ip().to_string(), expected);
+        for (protocol, address) in [("udp", udp[index]), ("tcp", tcp[index])] {
+            let resolver = resolver(protocol, address);
+            assert_eq!(ask(&resolver, "sns.us-east-1.amazonaws.com.", T::A).await, addresses(&[expected]));
+            assert_eq!(ask(&resolver, "test.localhost.localstack.cloud.", T::A).await, addresses(&[expected]));
+        }
+    }
+    let lines = server.startup_lines();
+    assert!(lines[0].starts_with("Starting DNS servers (tcp/udp port ") && lines[0].ends_with(" on 127.0.0.1)..."));
+    assert!(lines[1].ends_with(" on 127.0.0.2)..."), "{lines:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wildcard_listener_answers_with_the_destination_address_of_each_packet() {
+    let upstream = FakeUpstream::answering(FORWARDED).await;
+    let mut settings = settings(Some(&upstream));
+    settings.set("DNS_ADDRESS", "0.0.0.0").unwrap();
+    let server = start(settings).await;
+    let port = server.udp_addrs()[0].port();
+    assert_eq!(server.tcp_addrs()[0].port(), port, "UDP and TCP share the port");
+    for local in [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2)] {
+        let address = (IpAddr::V4(local), port).into();
+        for protocol in ["udp", "tcp"] {
+            let resolver = resolver(protocol, address);
+            assert_eq!(
+                ask(&resolver, "sts.amazonaws.com.", T::A).await,
+                addresses(&[&local.to_string()]),
+                "{protocol} to {local}"
+            );
+        }
+        // The client's own address does not matter, only where it sent the query.
+        let response = udp_exchange_from(
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
+            address,
+            &query("sts.amazonaws.com", RecordType::A, None),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answers(&response), [format!("sts.amazonaws.com. 60 IN A {local}")]);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn local_name_patterns_and_skip_patterns_work_together() {
+    let (server, upstream) = with_upstream(|settings| {
+        settings.set("DNS_LOCAL_NAME_PATTERNS", ".*(ecr|lambda).*.amazonaws.com").unwrap();
+        settings.set("DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM", r".*lambda\.eu-west-1\..*, checkip\..*").unwrap();
+    })
+    .await;
+    for (protocol, address) in transports(&server) {
+        let resolver = resolver(protocol, address);
+        let local = addresses(&["127.0.0.1"]);
+        let forwarded = addresses(&["192.0.2.77"]);
+        for (name, expected) in [
+            ("api.ecr.us-east-1.amazonaws.com.", &local),
+            ("lambda.us-east-1.amazonaws.com.", &local),
+            // The skip list beats DNS_LOCAL_NAME_PATTERNS.
+            ("lambda.eu-west-1.amazonaws.com.", &forwarded),
+            // Not matching DNS_LOCAL_NAME_PATTERNS: forwarded, although in a redirected domain.
+            ("sqs.us-east-1.amazonaws.com.", &forwarded),
+            ("d1.cloudfront.net.", &forwarded),
+            ("checkip.amazonaws.com.", &forwarded),
+            // The emulator's own name is redirected whatever the patterns say.
+            ("test.localhost.localstack.cloud.", &local),
+        ] {
+            assert_eq!(&ask(&resolver, name, T::A).await, expected, "{protocol} {name}");
+        }
+    }
+    assert!(upstream.asked("sqs.us-east-1.amazonaws.com."));
+    assert!(!upstream.asked("lambda.us-east-1.amazonaws.com."));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_skip_list_alone_sends_matching_names_upstream() {
+    let (server, upstream) = with_upstream(|settings| {
+        settings.set("DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM", r".*\.s3\..*\.amazonaws\.com").unwrap();
+    })
+    .await;
+    for (protocol, address) in transports(&server) {
+        let resolver = resolver(protocol, address);
+        assert_eq!(ask(&resolver, "bucket.s3.us-east-1.amazonaws.com.", T::A).await, addresses(&["192.0.2.77"]));
+        assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::A).await, addresses(&["127.0.0.1"]), "{protocol}");
+    }
+    assert!(upstream.asked("bucket.s3.us-east-1.amazonaws.com."));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_redirected_domains_are_configurable_and_the_emulator_name_stays() {
+    let (server, _upstream) =
+        with_upstream(|settings| settings.set("SIGNPOST_REDIRECT_DOMAINS", "emulator.test,storage.example").unwrap())
+            .await;
+    for (protocol, address) in transports(&server) {
+        let resolver = resolver(protocol, address);
+        assert_eq!(ask(&resolver, "api.emulator.test.", T::A).await, addresses(&["127.0.0.1"]), "{protocol}");
+        assert_eq!(ask(&resolver, "storage.example.", T::A).await, addresses(&["127.0.0.1"]), "{protocol}");
+        assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::A).await, addresses(&["192.0.2.77"]), "{protocol}");
+        assert_eq!(ask(&resolver, "x.localhost.localstack.cloud.", T::A).await, addresses(&["127.0.0.1"]));
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_an_upstream_redirected_names_answer_and_the_rest_is_servfail_with_an_extended_error() {
+    let server = start(settings(None)).await;
+    assert!(server.startup_lines().iter().any(|line| line.starts_with("Upstream DNS servers: none")));
+    for (protocol, address) in transports(&server) {
+        let resolver = resolver(protocol, address);
+        assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::A).await, addresses(&["127.0.0.1"]), "{protocol}");
+        assert_eq!(ask(&resolver, "www.example.com.", T::A).await, Got::Rcode(ResponseCode::ServFail));
+    }
+    let bytes = query("www.example.com", RecordType::A, Some(EdnsHeader::default()));
+    let response = udp_exchange(server.udp_addrs()[0], &bytes).await.unwrap();
+    let message = Message::parse(&response).unwrap();
+    assert_eq!(message.rcode(), Ok(Rcode::SERVFAIL));
+    let edns = message.edns().unwrap().unwrap();
+    assert!(edns.option(signpost_wire::OptionCode::EXTENDED_ERROR).is_some(), "an extended error says why");
+    server.shutdown().await;
+}
