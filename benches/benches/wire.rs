@@ -876,7 +876,13 @@ mod signpost {
             builder.push_question(&self.qname, RecordType::A, Class::IN)?;
             builder.push(WireSection::Answer, &self.qname, Class::IN, 300, &Data::Cname(&self.target))?;
             for last in 1..=3 {
-                builder.push(WireSection::Answer, &self.target, Class::IN, 60, &Data::A(Ipv4Addr::new(192, 0, 2, last)))?;
+                builder.push(
+                    WireSection::Answer,
+                    &self.target,
+                    Class::IN,
+                    60,
+                    &Data::A(Ipv4Addr::new(192, 0, 2, last)),
+                )?;
             }
             for ns in [&self.ns1, &self.ns2] {
                 builder.push(WireSection::Authority, &self.zone, Class::IN, 3600, &Data::Ns(ns))?;
