@@ -10,8 +10,9 @@ use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
-use signpost_server::Server;
 use signpost_server::forwarder::{ConfigSource, Forwarder, Warning};
+use signpost_server::{Server, ServerHandle};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{Cli, Command};
 
@@ -90,6 +91,14 @@ async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Signal handlers before "ready": a SIGHUP right after start-up must reload, not kill.
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("error: signal handling: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     for listener in server.listeners() {
         println!("listening on {} {}", listener.transport.as_str(), listener.address);
     }
@@ -104,17 +113,37 @@ async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
         None => println!("default: none (names no zone matches are REFUSED)"),
     }
     println!("ready");
-    let result = server
-        .run_until_signalled(|outcome| match outcome {
-            Ok(()) => tracing::info!("configuration reloaded from {}", source.path.display()),
-            Err(error) => tracing::error!("reload failed, the running configuration stays: {error}"),
+    signals.serve(&server, source).await;
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT stop.
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn install() -> io::Result<Self> {
+        Ok(Self {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
         })
-        .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: signal handling: {error}");
-            ExitCode::FAILURE
+    }
+
+    async fn serve(mut self, server: &ServerHandle, source: &ConfigSource) {
+        loop {
+            tokio::select! {
+                _ = self.hangup.recv() => match server.reload_from_source() {
+                    Ok(()) => tracing::info!("configuration reloaded from {}", source.path.display()),
+                    Err(error) => tracing::error!("reload failed, the running configuration stays: {error}"),
+                },
+                _ = self.terminate.recv() => return,
+                _ = self.interrupt.recv() => return,
+            }
         }
     }
 }

@@ -161,7 +161,15 @@ pub(crate) async fn start(toml: &str) -> ServerHandle {
 pub(crate) async fn start_in(toml: &str, base_dir: &Path) -> ServerHandle {
     let text = format!("{toml}\n{LISTENERS}");
     let config = ForwarderConfig::from_toml(&text, "test.toml").unwrap_or_else(|error| panic!("{error}"));
-    let options = BuildOptions { base_dir: base_dir.to_path_buf(), save_allocations: true, ..BuildOptions::default() };
+    // Never the system's resolv.conf: a configuration without a default gets one that leads nowhere.
+    let resolv = std::env::temp_dir().join(format!("signpost-forward-test-{}-resolv.conf", std::process::id()));
+    std::fs::write(&resolv, "nameserver 127.0.0.254\n").unwrap();
+    let options = BuildOptions {
+        base_dir: base_dir.to_path_buf(),
+        resolv_conf: Some(resolv),
+        save_allocations: true,
+        ..BuildOptions::default()
+    };
     let forwarder = config.build(&options).unwrap_or_else(|error| panic!("{error}"));
     Server::builder()
         .config(forwarder.server)
