@@ -76,3 +76,43 @@ async fn a_repeated_query_is_answered_from_the_cache_with_the_ttl_counted_down()
     assert_eq!(upstream.count(), 1, "the repeat must not reach the upstream");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_query_log_and_metrics_record_forwarded_and_local_answers() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 11)).await;
+    let dir = TempDir::new("querylog");
+    let log = dir.0.join("queries.jsonl");
+    let server = start(&format!(
+        r#"
+        [[forward_zones]]
+        name = "."
+        servers = ["{upstream}"]
+
+        [[zones]]
+        name = "lab.example"
+        records = ["www A 10.9.0.1"]
+
+        [query_log]
+        enabled = true
+        destination = {{ file = "{log}" }}
+        "#,
+        upstream = upstream.address,
+        log = log.display(),
+    ))
+    .await;
+    let address = udp(&server);
+    assert_eq!(addresses(address, "www.lab.example.").await, ["10.9.0.1"]);
+    assert_eq!(addresses(address, "www.example.net.").await, ["192.0.2.11"]);
+    let logged = eventually(Duration::from_secs(5), || {
+        let log = log.clone();
+        async move { std::fs::read_to_string(&log).is_ok_and(|text| text.lines().count() >= 2) }
+    })
+    .await;
+    assert!(logged, "query log: {:?}", std::fs::read_to_string(&log));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("www.lab.example") && text.contains("www.example.net"), "{text}");
+    let metrics = server.metrics_text();
+    assert!(metrics.contains("signpost_decisions_total{decision=\"local\"} 1"), "{metrics}");
+    assert!(metrics.contains("signpost_decisions_total{decision=\"forwarded\"} 1"), "{metrics}");
+    server.shutdown().await;
+}
