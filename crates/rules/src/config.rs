@@ -353,6 +353,12 @@ impl RulesConfig {
         Ok(groups)
     }
 
+    /// Where the binary should save [`RuleSet::allocations`] after a
+    /// (re)load, if a state file is configured.
+    pub fn allocation_state_file(&self, base_dir: &Path) -> Option<PathBuf> {
+        self.allocation.state_file.as_ref().map(|path| base_dir.join(path))
+    }
+
     /// The `system` group's servers: the `[system]` nameservers, or the
     /// first three of its resolv.conf (relative to `base_dir`).
     pub fn system_nameservers(&self, base_dir: &Path) -> Result<Vec<SocketAddr>, Error> {

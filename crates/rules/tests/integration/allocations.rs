@@ -78,7 +78,10 @@ fn automatic_addresses_are_deterministic_and_order_independent() {
 fn with_a_state_file_addresses_survive_restarts_as_names_are_added() {
     let dir = temp_dir("alloc-state");
     let before = load(&dir, &config_with(&["a.mesh", "b.mesh"], true));
-    before.allocations().save(&dir.join("state.txt")).expect("save");
+    let config = RulesConfig::from_toml(&config_with(&[], true), "rules.toml").expect("valid");
+    let state_file = config.allocation_state_file(&dir).expect("configured");
+    assert_eq!(state_file, dir.join("state.txt"));
+    before.allocations().save(&state_file).expect("save");
     let saved = Allocations::load(&dir.join("state.txt")).expect("load");
     assert_eq!(&saved, before.allocations());
 
