@@ -33,6 +33,28 @@ async fn every_query_has_a_fresh_random_id_and_source_port() {
 }
 
 #[tokio::test]
+async fn sockets_are_reused_a_bounded_number_of_times_with_random_ports() {
+    let server = fake::udp(Behaviour::Answer).await;
+    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(server.address)]));
+    let group = upstreams.group("test").unwrap();
+    for _ in 0..400 {
+        group.resolve(&query("example.com")).await.unwrap();
+    }
+    let sources = server.seen.sources.lock().unwrap().clone();
+    let ports: HashSet<u16> = sources.iter().map(|a| a.port()).collect();
+    // 16 sockets kept idle and picked at random, each retired after 64 queries:
+    // far fewer sockets than queries, but never one port for long.
+    assert!(ports.len() >= 16 && ports.len() < 100, "{} ports for 400 queries", ports.len());
+    for port in &ports {
+        let uses = sources.iter().filter(|a| a.port() == *port).count();
+        assert!(uses <= 64, "port {port} carried {uses} queries");
+    }
+    // Consecutive queries rarely share a port.
+    let repeats = sources.windows(2).filter(|pair| pair[0].port() == pair[1].port()).count();
+    assert!(repeats < 60, "{repeats} consecutive repeats");
+}
+
+#[tokio::test]
 async fn the_edns_payload_size_is_the_groups() {
     let server = fake::udp(Behaviour::Answer).await;
     let mut config = fake::group(vec![ServerConfig::udp(server.address)]);
