@@ -359,6 +359,9 @@ impl ForwarderConfig {
             listeners.push(ListenerConfig::new(ListenerTransport::Udp, address));
             listeners.push(ListenerConfig::new(ListenerTransport::Tcp, address));
         }
+        // `::` before `0.0.0.0`: binding the IPv4 wildcard first makes the
+        // server's free-port probe for `::` (a dual-stack bind) fail.
+        listeners.sort_by_key(|listener| !(listener.address.is_ipv6() && listener.address.is_unspecified()));
         if !self.access_control.is_empty() {
             let mut entries = Vec::with_capacity(self.access_control.len());
             for (index, entry) in self.access_control.iter().enumerate() {

@@ -163,3 +163,16 @@ fn formats_follow_the_file_name() {
     assert_eq!(ConfigFormat::of_path("a/forward.toml".as_ref()), ConfigFormat::Toml);
     assert_eq!(ConfigFormat::of_path("/etc/unbound/unbound.conf".as_ref()), ConfigFormat::Unbound);
 }
+
+#[test]
+fn the_ipv6_wildcard_is_bound_before_the_ipv4_one() {
+    // unbound.conf's usual `interface: 0.0.0.0` and `interface: ::0` on one port.
+    let forwarder = config(
+        "[[listeners]]\naddress = \"0.0.0.0\"\nport = 53\ntransport = \"udp\"\n[[listeners]]\naddress = \"::\"\nport = 53\ntransport = \"udp\"\n[[forward_zones]]\nname = \".\"\nservers = [\"192.0.2.1\"]\n",
+    )
+    .build(&BuildOptions::default())
+    .unwrap();
+    let order: Vec<String> =
+        forwarder.server.listeners.iter().map(|listener| listener.socket_address().to_string()).collect();
+    assert_eq!(order, ["[::]:53", "0.0.0.0:53"]);
+}
