@@ -611,10 +611,12 @@ run_dnsdist_doh() {
 # (cargo build --release); otherwise the row is marked skipped.
 # ---------------------------------------------------------------------------
 
-# signpost-redirect: configured by environment.
-# TODO(signpost-redirect): confirm the meaning of DNS_ADDRESS / DNS_PORT /
-# DNS_SERVER once the binary exists; assumed here: listen address, listen
-# port, upstream server for names that are not redirected.
+# signpost-redirect: configured by environment (bins/redirect/default.toml):
+# DNS_ADDRESS / DNS_PORT = where to listen, DNS_SERVER = upstream for names
+# that are not redirected (the backend). DNS_SERVER must be set: without it
+# the binary would take its upstreams from /etc/resolv.conf.
+# bucketN.s3.amazonaws.com is answered locally, hostN.fwd.signpost.test
+# is forwarded, so this run is a redirect/forward mix.
 hook_signpost_redirect() {
     local bin="$SIGNPOST_BIN_DIR/signpost-redirect" pid
     if [[ ! -x $bin ]]; then
@@ -627,26 +629,26 @@ hook_signpost_redirect() {
     pid=$STARTED_PID
     if wait_udp "$PORT_SIGNPOST_REDIRECT" 10; then
         measure_dnsperf "signpost-redirect" "redirect" udp "$PORT_SIGNPOST_REDIRECT" "$pid" "$BACKEND_PID"
-        # TODO(signpost-redirect): add a TCP run once it serves TCP.
+        measure_dnsperf "signpost-redirect" "redirect" tcp "$PORT_SIGNPOST_REDIRECT" "$pid" "$BACKEND_PID"
     else
         skip "signpost-redirect" "redirect" udp "did not answer (see $WORKDIR/signpost-redirect.log)"
     fi
     stop "$pid"
 }
 
-# signpost-forward --config FILE.
-# TODO(signpost-forward): add benches/load/signpost-forward.toml.in (same
-# placeholders as the unbound/dnsdist configs: @PORT@, @BACKEND_PORT@,
-# @WORKDIR@), forwarding everything to 127.0.0.1:@BACKEND_PORT@; one run
-# without cache and, if it has one, one with its cache.
+# signpost-forward --config FILE, rendered from signpost-forward.toml.in:
+# everything forwarded, uncached, to the backend (like the unbound and
+# dnsdist "forward, no cache" runs).
+# TODO(signpost-forward): a second run with its cache on, next to dnsdist's
+# packet-cache run.
 hook_signpost_forward() {
     local bin="$SIGNPOST_BIN_DIR/signpost-forward" template="signpost-forward.toml.in" pid
     if [[ ! -x $bin ]]; then
-        skip "signpost-forward" "forward" udp "binary absent ($bin)"
+        skip "signpost-forward" "forward, no cache" udp "binary absent ($bin)"
         return 0
     fi
     if [[ ! -f $LOAD_DIR/$template ]]; then
-        skip "signpost-forward" "forward" udp "TODO: no $template config template yet"
+        skip "signpost-forward" "forward, no cache" udp "no $template config template"
         return 0
     fi
     start_backend
@@ -654,17 +656,16 @@ hook_signpost_forward() {
     start signpost-forward "$SERVER_CPU" "$bin" --config "$WORKDIR/signpost-forward.toml"
     pid=$STARTED_PID
     if wait_udp "$PORT_SIGNPOST_FORWARD" 10; then
-        measure_dnsperf "signpost-forward" "forward" udp "$PORT_SIGNPOST_FORWARD" "$pid" "$BACKEND_PID"
+        measure_dnsperf "signpost-forward" "forward, no cache" udp "$PORT_SIGNPOST_FORWARD" "$pid" "$BACKEND_PID"
     else
-        skip "signpost-forward" "forward" udp "did not answer (see $WORKDIR/signpost-forward.log)"
+        skip "signpost-forward" "forward, no cache" udp "did not answer (see $WORKDIR/signpost-forward.log)"
     fi
     stop "$pid"
 }
 
-# signpost-endpoint --config FILE.
-# TODO(signpost-endpoint): add benches/load/signpost-endpoint.toml.in with a
-# UDP listener on @PORT@ and a DoH listener on @DOH_PORT@ using
-# @WORKDIR@/cert.pem and @WORKDIR@/key.pem, path /dns-query.
+# signpost-endpoint --config FILE, rendered from signpost-endpoint.toml.in:
+# a UDP listener on @PORT@ and a DoH listener on @DOH_PORT@ (path
+# /dns-query, @WORKDIR@/cert.pem and key.pem), the backend as upstream.
 hook_signpost_endpoint() {
     local bin="$SIGNPOST_BIN_DIR/signpost-endpoint" template="signpost-endpoint.toml.in" pid
     if [[ ! -x $bin ]]; then
@@ -672,7 +673,7 @@ hook_signpost_endpoint() {
         return 0
     fi
     if [[ ! -f $LOAD_DIR/$template ]]; then
-        skip "signpost-endpoint" "endpoint" "udp+doh" "TODO: no $template config template yet"
+        skip "signpost-endpoint" "endpoint" "udp+doh" "no $template config template"
         return 0
     fi
     start_backend
