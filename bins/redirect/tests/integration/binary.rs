@@ -33,7 +33,18 @@ struct Running {
 }
 
 impl Running {
+    /// Start the binary; with a free port (0) the UDP port's number may be
+    /// taken for TCP, so a bind failure is tried again.
     async fn start(env: &[(&str, &str)], args: &[&str]) -> Self {
+        for _ in 0..5 {
+            if let Some(running) = Self::try_start(env, args).await {
+                return running;
+            }
+        }
+        panic!("the binary could not bind a free port in 5 tries")
+    }
+
+    async fn try_start(env: &[(&str, &str)], args: &[&str]) -> Option<Self> {
         let mut child = command(env, args).spawn().unwrap();
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().unwrap();
@@ -53,8 +64,13 @@ impl Running {
             let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
                 .await
                 .expect("start-up output within 20 s")
-                .unwrap()
-                .unwrap_or_else(|| panic!("the binary exited; stderr: {}", stderr.lock().unwrap()));
+                .unwrap();
+            let Some(line) = line else {
+                let _ = child.wait().await;
+                let stderr = stderr.lock().unwrap().clone();
+                assert!(stderr.contains("cannot listen"), "the binary exited; stderr: {stderr}");
+                return None;
+            };
             stdout.push(line.clone());
             if let Some(address) = parse_startup(&line) {
                 break address;
@@ -63,7 +79,7 @@ impl Running {
         let mut running = Self { child, lines, stdout, stderr, address };
         // The start-up block ends with the query-log line.
         running.read_until(|line| line.starts_with("Query log")).await;
-        running
+        Some(running)
     }
 
     async fn read_until(&mut self, done: impl Fn(&str) -> bool) {

@@ -15,7 +15,7 @@ async fn admin_server(upstream: &FakeUpstream) -> RedirectServer {
         admin: Some(AdminConfig { address: "127.0.0.1:0".parse().unwrap() }),
         ..ServerConfig::default()
     };
-    RedirectServer::builder(settings(Some(upstream))).server_config(config).start().await.unwrap()
+    start_with(|| RedirectServer::builder(settings(Some(upstream))).server_config(config.clone())).await
 }
 
 #[tokio::test]

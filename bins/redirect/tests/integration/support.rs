@@ -13,7 +13,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData as HickoryRData, RecordType as HickoryType};
-use signpost_server::redirect::{RedirectServer, RedirectSettings};
+use signpost_server::redirect::{RedirectServer, RedirectServerBuilder, RedirectSettings};
 use signpost_wire::{
     Class, EdnsHeader, Flags, Message, MessageBuilder, NameBuf, RData, RecordBuf, RecordType, Section,
 };
@@ -183,8 +183,21 @@ pub(crate) fn settings(upstream: Option<&FakeUpstream>) -> RedirectSettings {
     settings
 }
 
+/// Start on free ports. With port 0, UDP picks the number and TCP takes the
+/// same one, which another TCP socket may hold: try again then.
 pub(crate) async fn start(settings: RedirectSettings) -> RedirectServer {
-    RedirectServer::builder(settings).start().await.unwrap()
+    start_with(|| RedirectServer::builder(settings.clone())).await
+}
+
+pub(crate) async fn start_with(builder: impl Fn() -> RedirectServerBuilder) -> RedirectServer {
+    for _ in 0..10 {
+        match builder().start().await {
+            Ok(server) => return server,
+            Err(error) if error.as_bind_error().is_some() => continue,
+            Err(error) => panic!("{error}"),
+        }
+    }
+    panic!("no free port pair after 10 tries")
 }
 
 /// A hickory resolver pointed only at `address` over `protocol`, from an
