@@ -31,7 +31,16 @@ pub(crate) fn bind_sockets(address: SocketAddr, count: usize) -> Result<Vec<UdpS
     // SO_REUSEPORT would let a second server of the same user share the port
     // silently; a plain bind first fails if anyone holds it.
     if address.port() != 0 {
-        drop(UdpSocket::bind(address).map_err(|e| Error::bind("udp", address, e))?);
+        let probe = || -> io::Result<()> {
+            let domain = if address.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+            let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+            // As the real sockets are: `::` must not claim 0.0.0.0's port too.
+            if address.is_ipv6() {
+                socket.set_only_v6(true)?;
+            }
+            socket.bind(&address.into())
+        };
+        probe().map_err(|e| Error::bind("udp", address, e))?;
     }
     let mut sockets = Vec::with_capacity(count);
     let mut address = address;
