@@ -9,26 +9,9 @@ use signpost_server::endpoint::{EndpointConfig, EndpointError, ProtocolProblem, 
 use crate::support::*;
 
 fn inbound(protocols: &str, certificate: &TestCertificate) -> String {
-    format!(
-        r#"
-[[private_hosted_zones]]
-name = "corp.example"
-vpcs = ["vpc-a"]
-records = ["www A 10.1.0.10"]
-
-[[inbound_endpoints]]
-id = "rslvr-in-a"
-vpc = "vpc-a"
-addresses = ["127.0.1.10", "127.0.1.11"]
-protocols = {protocols}
-port = 0
-doh_port = 0
-tls_cert = "{}"
-tls_key = "{}"
-"#,
-        certificate.cert.display(),
-        certificate.key.display()
-    )
+    let zone =
+        "[[private_hosted_zones]]\nname = \"corp.example\"\nvpcs = [\"vpc-a\"]\nrecords = [\"www A 10.1.0.10\"]\n";
+    format!("{zone}{}", inbound_endpoint(protocols, certificate))
 }
 
 fn compile_error(text: &str) -> EndpointError {

@@ -340,3 +340,23 @@ cidrs = ["127.0.2.0/24"]
 
 /// The answer the fake recursive default gives every A query.
 pub(crate) const RECURSIVE_ANSWER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
+
+/// Inbound endpoint `rslvr-in-a` of vpc-a on 127.0.1.10 and 127.0.1.11
+/// (free ports) with these protocols (a TOML list) and the test certificate.
+pub(crate) fn inbound_endpoint(protocols: &str, certificate: &TestCertificate) -> String {
+    format!(
+        r#"
+[[inbound_endpoints]]
+id = "rslvr-in-a"
+vpc = "vpc-a"
+addresses = ["127.0.1.10", "127.0.1.11"]
+protocols = {protocols}
+port = 0
+doh_port = 0
+tls_cert = "{}"
+tls_key = "{}"
+"#,
+        certificate.cert.display(),
+        certificate.key.display()
+    )
+}

@@ -59,21 +59,7 @@ async fn a_vpc_sees_its_own_private_zones_and_not_another_vpcs() {
 }
 
 fn inbound_config(protocols: &str, certificate: &TestCertificate) -> String {
-    format!(
-        r#"{ZONES}
-[[inbound_endpoints]]
-id = "rslvr-in-a"
-vpc = "vpc-a"
-addresses = ["127.0.1.10", "127.0.1.11"]
-protocols = {protocols}
-port = 0
-doh_port = 0
-tls_cert = "{}"
-tls_key = "{}"
-"#,
-        certificate.cert.display(),
-        certificate.key.display()
-    )
+    format!("{ZONES}{}", inbound_endpoint(protocols, certificate))
 }
 
 #[tokio::test]
