@@ -1,7 +1,7 @@
 //! Building, starting, reloading and stopping a server; the embedding API.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -150,17 +150,14 @@ impl ServerBuilder {
         };
         let config = self.config.clone();
         let pipeline = Arc::new(Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log));
-        let stop_flag = Arc::new(AtomicBool::new(false));
         let (stop, stop_receiver) = watch::channel(false);
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let runtime = tokio::runtime::Handle::current();
         let limits = StreamLimits {
             max_connections: config.limits.tcp_max_connections,
             max_in_flight: config.limits.tcp_max_in_flight,
             idle_timeout: Duration::from_secs(config.limits.tcp_idle_timeout_secs.max(1)),
         };
         let mut bound = Vec::new();
-        let mut threads = Vec::new();
         let mut tasks = Vec::new();
         // A port-0 UDP listener and a port-0 TCP-based listener on one address
         // share the port picked first, so a test gets UDP and TCP on one port.
@@ -208,12 +205,11 @@ impl ServerBuilder {
                         .first()
                         .and_then(|socket| socket.local_addr().ok())
                         .ok_or_else(|| Error::Listener { listener: id.clone(), reason: "no socket bound".into() })?;
-                    threads.extend(udp::spawn_workers(
+                    tasks.extend(udp::spawn_workers(
                         sockets,
                         context,
                         pipeline.clone(),
-                        runtime.clone(),
-                        stop_flag.clone(),
+                        stop_receiver.clone(),
                         in_flight.clone(),
                     )?);
                     local
@@ -277,9 +273,7 @@ impl ServerBuilder {
             pipeline,
             listeners: bound,
             admin: Mutex::new(None),
-            stop_flag,
             stop,
-            threads: Mutex::new(threads),
             tasks: Mutex::new(tasks),
             in_flight,
             reloader: self.reloader,
@@ -326,9 +320,7 @@ struct Inner {
     pipeline: Arc<Pipeline>,
     listeners: Vec<BoundListener>,
     admin: Mutex<Option<SocketAddr>>,
-    stop_flag: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     in_flight: Arc<AtomicUsize>,
     reloader: Option<Reloader>,
@@ -458,19 +450,11 @@ impl ServerHandle {
 
     /// Stop accepting, let queries in flight finish (up to 5 s), and stop.
     pub async fn shutdown(self) {
-        self.inner.stop_flag.store(true, Ordering::Relaxed);
         let _ = self.inner.stop.send(true);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while self.inner.in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let threads = self.inner.threads.lock().map(|mut threads| std::mem::take(&mut *threads)).unwrap_or_default();
-        let _ = tokio::task::spawn_blocking(move || {
-            for thread in threads {
-                let _ = thread.join();
-            }
-        })
-        .await;
         let tasks = self.inner.tasks.lock().map(|mut tasks| std::mem::take(&mut *tasks)).unwrap_or_default();
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(1), task).await;

@@ -68,8 +68,8 @@ impl RecvBatch {
         }
     }
 
-    /// Receive at least one datagram (blocking up to the socket's read
-    /// timeout) and as many more as are queued, up to `BATCH`.
+    /// Receive the datagrams queued on a non-blocking socket, up to `BATCH`;
+    /// `WouldBlock` when there are none.
     pub(crate) fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
         for index in 0..BATCH {
             let iovec = &mut self.iovecs[index];
@@ -322,6 +322,17 @@ unsafe fn write_pktinfo(header: &libc::msghdr, source: IpAddr) -> usize {
     }
 }
 
+/// Register a UDP socket with the tokio reactor for readability.
+pub(crate) fn register_readable(
+    socket: std::sync::Arc<std::net::UdpSocket>,
+) -> io::Result<tokio::io::unix::AsyncFd<std::sync::Arc<std::net::UdpSocket>>> {
+    // SAFETY: the `AsyncFd` owns an `Arc` of the socket, so the descriptor
+    // stays open and names the same socket for the `AsyncFd`'s whole life,
+    // and `as_raw_fd` of an `Arc<UdpSocket>` always returns that descriptor.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE) }
+        .map_err(io::Error::from)
+}
+
 /// Make closing this TCP socket send a reset instead of a FIN.
 pub(crate) fn set_linger_zero(fd: RawFd) {
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
@@ -413,7 +424,14 @@ mod tests {
         let mut total = 0;
         let mut send = SendBatch::new();
         while total < 5 {
-            let count = receive.receive(server.as_raw_fd()).expect("receive");
+            let count = match receive.receive(server.as_raw_fd()) {
+                Ok(count) => count,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Err(error) => panic!("receive: {error}"),
+            };
             for index in 0..count {
                 let (bytes, info) = receive.get(index).expect("slot");
                 assert_eq!(bytes.len(), 20);

@@ -1,29 +1,31 @@
-//! UDP listeners: one SO_REUSEPORT socket per worker thread, batched with
+//! UDP listeners: one SO_REUSEPORT socket per worker task, batched with
 //! recvmmsg/sendmmsg.
 //!
 //! Local answers and cache hits are written inline into the outgoing batch
-//! by the worker thread that read the query: no task, no channel, no
-//! allocation. Only queries that need an upstream are handed to the tokio
-//! runtime, whose task sends the answer back on the same socket.
+//! by the task that read the query: no other task, no channel, no
+//! allocation. Only queries that need an upstream become tasks of their own,
+//! spawned on the same runtime thread (so no other thread is woken), which
+//! send the answer back on the same socket.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use signpost_wire::SliceBuffer;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::runtime::Handle;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::Error;
 use crate::pipeline::{Fast, Incoming, ListenerContext, Pipeline};
 use crate::sys::{self, RecvBatch, SendBatch};
 
-/// How often a blocked worker wakes to check for shutdown.
-const WAKE_INTERVAL: Duration = Duration::from_millis(100);
+/// Batches a worker reads before it lets other tasks run.
+const BATCHES_PER_TURN: usize = 8;
 
 /// Bind `count` sockets sharing one address with SO_REUSEPORT. With port 0
 /// the first socket picks the port and the others join it.
@@ -69,35 +71,26 @@ fn bind_one(address: SocketAddr) -> io::Result<UdpSocket> {
     if address.ip().is_unspecified() {
         sys::enable_pktinfo(socket.as_raw_fd(), address.is_ipv6())?;
     }
-    socket.set_read_timeout(Some(WAKE_INTERVAL))?;
+    socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
 
-/// Start one worker thread per socket.
+/// Start one worker task per socket.
 pub(crate) fn spawn_workers(
     sockets: Vec<UdpSocket>,
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
-    runtime: Handle,
-    stop: Arc<AtomicBool>,
+    stop: watch::Receiver<bool>,
     in_flight: Arc<AtomicUsize>,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let mut handles = Vec::with_capacity(sockets.len());
-    for (index, socket) in sockets.into_iter().enumerate() {
+    for socket in sockets {
         let socket = Arc::new(socket);
-        let worker = Worker {
-            socket,
-            context: context.clone(),
-            pipeline: pipeline.clone(),
-            runtime: runtime.clone(),
-            stop: stop.clone(),
-            in_flight: in_flight.clone(),
-        };
-        let handle = std::thread::Builder::new()
-            .name(format!("signpost-udp-{index}"))
-            .spawn(move || worker.run())
-            .map_err(|source| Error::Io { what: "starting a UDP worker thread", source })?;
-        handles.push(handle);
+        let readiness = sys::register_readable(socket.clone())
+            .map_err(|source| Error::Io { what: "registering a UDP socket", source })?;
+        let worker =
+            Worker { socket, context: context.clone(), pipeline: pipeline.clone(), in_flight: in_flight.clone() };
+        handles.push(tokio::spawn(worker.run(readiness, stop.clone())));
     }
     Ok(handles)
 }
@@ -106,65 +99,83 @@ struct Worker {
     socket: Arc<UdpSocket>,
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
-    runtime: Handle,
-    stop: Arc<AtomicBool>,
     in_flight: Arc<AtomicUsize>,
 }
 
 impl Worker {
-    fn run(self) {
+    async fn run(self, readiness: AsyncFd<Arc<UdpSocket>>, mut stop: watch::Receiver<bool>) {
         let fd = self.socket.as_raw_fd();
         let mut receive = RecvBatch::new();
         let mut send = SendBatch::new();
+        loop {
+            let mut guard = tokio::select! {
+                ready = readiness.readable() => match ready {
+                    Ok(guard) => guard,
+                    Err(error) => {
+                        tracing::warn!(listener = %self.context.id, %error, "UDP socket failed");
+                        return;
+                    }
+                },
+                _ = stop.changed() => return,
+            };
+            // Drain what is queued, a bounded number of batches at a time so
+            // forwarded queries' tasks get to run between them.
+            for _ in 0..BATCHES_PER_TURN {
+                match receive.receive(fd) {
+                    Ok(count) => self.answer_batch(&receive, count, &mut send, fd),
+                    Err(error) => {
+                        match error.kind() {
+                            io::ErrorKind::WouldBlock => guard.clear_ready(),
+                            // ICMP errors from earlier sends surface here; they concern old packets.
+                            io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionRefused
+                            | io::ErrorKind::ConnectionReset => {}
+                            _ => tracing::warn!(listener = %self.context.id, %error, "UDP receive failed"),
+                        }
+                        break;
+                    }
+                }
+            }
+            drop(guard);
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Answer one received batch: local answers and cache hits go into the
+    /// outgoing batch, the rest become tasks.
+    fn answer_batch(&self, receive: &RecvBatch, count: usize, send: &mut SendBatch, fd: std::os::fd::RawFd) {
         // Replies leave from the address the query arrived on when the socket
         // is bound to a wildcard address.
         let wildcard = self.context.bound.is_none();
-        while !self.stop.load(Ordering::Relaxed) {
-            let count = match receive.receive(fd) {
-                Ok(count) => count,
-                Err(error) => {
-                    match error.kind() {
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {}
-                        // ICMP errors from earlier sends surface here; they concern old packets.
-                        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {}
-                        _ => {
-                            tracing::warn!(listener = %self.context.id, %error, "UDP receive failed");
-                            std::thread::sleep(Duration::from_millis(10));
-                        }
-                    }
-                    continue;
-                }
+        let now = Instant::now();
+        for index in 0..count {
+            let Some((bytes, info)) = receive.get(index) else { continue };
+            let source = if wildcard { info.local } else { None };
+            let Some(slot) = send.next_buffer() else { break };
+            let mut out = SliceBuffer::new(slot);
+            let incoming = Incoming {
+                bytes,
+                peer: info.peer,
+                local: info.local,
+                listener: &self.context,
+                max_response: None,
+                now,
             };
-            let now = Instant::now();
-            for index in 0..count {
-                let Some((bytes, info)) = receive.get(index) else { continue };
-                let source = if wildcard { info.local } else { None };
-                let Some(slot) = send.next_buffer() else { break };
-                let mut out = SliceBuffer::new(slot);
-                let incoming = Incoming {
-                    bytes,
-                    peer: info.peer,
-                    local: info.local,
-                    listener: &self.context,
-                    max_response: None,
-                    now,
-                };
-                match self.pipeline.handle_fast(&incoming, &mut out) {
-                    Fast::Answered { len } => send.push(len, info.peer, source),
-                    Fast::Forward(job) => self.forward(job, info.peer, source),
-                    Fast::Delayed { len, delay } => {
-                        let response = out.written().get(..len).unwrap_or(&[]).to_vec();
-                        self.send_later(response, delay, info.peer, source);
-                    }
-                    Fast::Drop | Fast::Reset => {}
+            match self.pipeline.handle_fast(&incoming, &mut out) {
+                Fast::Answered { len } => send.push(len, info.peer, source),
+                Fast::Forward(job) => self.forward(job, info.peer, source),
+                Fast::Delayed { len, delay } => {
+                    let response = out.written().get(..len).unwrap_or(&[]).to_vec();
+                    self.send_later(response, delay, info.peer, source);
                 }
-                if send.is_full() {
-                    send.flush(fd);
-                }
+                Fast::Drop | Fast::Reset => {}
             }
-            if !send.is_empty() {
+            if send.is_full() {
                 send.flush(fd);
             }
+        }
+        if !send.is_empty() {
+            send.flush(fd);
         }
     }
 
@@ -173,7 +184,9 @@ impl Worker {
         let socket = self.socket.clone();
         let in_flight = self.in_flight.clone();
         in_flight.fetch_add(1, Ordering::Relaxed);
-        self.runtime.spawn(async move {
+        // Spawned from a runtime worker: the task starts on this thread's
+        // queue, with no wake-up of another thread.
+        tokio::spawn(async move {
             if let Some(response) = pipeline.forward(job).await {
                 let _ = sys::send_one(socket.as_raw_fd(), &response, peer, source);
             }
@@ -183,7 +196,7 @@ impl Worker {
 
     fn send_later(&self, response: Vec<u8>, delay: Duration, peer: SocketAddr, source: Option<IpAddr>) {
         let socket = self.socket.clone();
-        self.runtime.spawn(async move {
+        tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = sys::send_one(socket.as_raw_fd(), &response, peer, source);
         });
