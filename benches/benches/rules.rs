@@ -139,7 +139,8 @@ fn redirect_rules(patterns: bool) -> RuleSet {
     builder.default_group("upstream");
     for domain in ["amazonaws.com", "aws.amazon.com", "cloudfront.net", "localhost.localstack.cloud"] {
         let redirect = Redirect { v4: AddressSource::ArrivalAddress, v6: AddressSource::None, ttl: 60 };
-        let mut rule = RuleSpec::new(domain, Matcher::Suffix(domain.parse().expect("name")), Action::Redirect(redirect));
+        let mut rule =
+            RuleSpec::new(domain, Matcher::Suffix(domain.parse().expect("name")), Action::Redirect(redirect));
         if patterns {
             rule.only_names_matching = Some(".*".to_owned());
         }
