@@ -67,11 +67,14 @@ impl Server {
 
     /// One exchange over `protocol` (the server's own, or TCP after a truncated UDP answer).
     async fn exchange(&self, protocol: Protocol, query: &Prepared) -> Result<Bytes, Failure> {
+        // The stream and HTTPS futures are large (TLS and HTTP/2 state);
+        // boxing them keeps every caller's future, and so every spawned
+        // query task, small, which matters most for the UDP path.
         match (&self.transport, protocol) {
             (Transport::Udp { udp, .. }, Protocol::Udp) => udp.exchange(query, &self.stats).await,
-            (Transport::Udp { tcp, .. }, _) => tcp.exchange(query, &self.stats).await,
-            (Transport::Stream(stream), _) => stream.exchange(query, &self.stats).await,
-            (Transport::Https(doh), _) => doh.exchange(query, &self.stats).await,
+            (Transport::Udp { tcp, .. }, _) => Box::pin(tcp.exchange(query, &self.stats)).await,
+            (Transport::Stream(stream), _) => Box::pin(stream.exchange(query, &self.stats)).await,
+            (Transport::Https(doh), _) => Box::pin(doh.exchange(query, &self.stats)).await,
         }
     }
 }
@@ -230,44 +233,69 @@ impl Group {
         let mut fallback: Option<Answer> = None;
         let far = start + config.total_timeout + Duration::from_secs(3600);
 
-        let end = loop {
-            if running.is_empty() {
-                let Some(&index) = order.get(next).filter(|_| !stop) else { break End::Exhausted };
+        // Without hedging, tries run one after another: no task set, no
+        // select, no extra timers (each try's timeout is cut to the deadline).
+        let end = if max_parallel == 1 {
+            let mut end = End::Exhausted;
+            for &index in &order {
                 if deadline <= Instant::now() {
-                    break End::Deadline;
+                    end = End::Deadline;
+                    break;
                 }
-                running.push(self.try_server(index, &prepared, deadline, &log));
-                next += 1;
-                hedge_at = self.hedge_delay(index).map(|delay| Instant::now() + delay);
-            }
-            let hedge_ready = hedge_at.is_some() && next < order.len() && running.len() < max_parallel && !stop;
-            tokio::select! {
-                Some(decision) = running.next() => match decision {
-                    Decision::Accept(answer) => break End::Answer(answer),
+                match self.try_server(index, &prepared, deadline, &log).await {
+                    Decision::Accept(answer) => {
+                        end = End::Answer(answer);
+                        break;
+                    }
                     Decision::MoveOn(answer) => {
                         if answer.is_some() {
                             fallback = answer;
                         }
-                        if running.len() < max_parallel && !stop
-                            && let Some(&index) = order.get(next)
-                            && deadline > Instant::now()
-                        {
+                    }
+                    Decision::Stop => break,
+                }
+            }
+            end
+        } else {
+            loop {
+                if running.is_empty() {
+                    let Some(&index) = order.get(next).filter(|_| !stop) else { break End::Exhausted };
+                    if deadline <= Instant::now() {
+                        break End::Deadline;
+                    }
+                    running.push(self.try_server(index, &prepared, deadline, &log));
+                    next += 1;
+                    hedge_at = self.hedge_delay(index).map(|delay| Instant::now() + delay);
+                }
+                let hedge_ready = hedge_at.is_some() && next < order.len() && running.len() < max_parallel && !stop;
+                tokio::select! {
+                    Some(decision) = running.next() => match decision {
+                        Decision::Accept(answer) => break End::Answer(answer),
+                        Decision::MoveOn(answer) => {
+                            if answer.is_some() {
+                                fallback = answer;
+                            }
+                            if running.len() < max_parallel && !stop
+                                && let Some(&index) = order.get(next)
+                                && deadline > Instant::now()
+                            {
+                                running.push(self.try_server(index, &prepared, deadline, &log));
+                                next += 1;
+                                hedge_at = self.hedge_delay(index).map(|delay| Instant::now() + delay);
+                            }
+                        }
+                        Decision::Stop => stop = true,
+                    },
+                    () = tokio::time::sleep_until(hedge_at.unwrap_or(far)), if hedge_ready => {
+                        if let Some(&index) = order.get(next) {
+                            tracing::debug!(group = %config.name, server = index, "hedging: asking the next server too");
                             running.push(self.try_server(index, &prepared, deadline, &log));
                             next += 1;
                             hedge_at = self.hedge_delay(index).map(|delay| Instant::now() + delay);
                         }
                     }
-                    Decision::Stop => stop = true,
-                },
-                () = tokio::time::sleep_until(hedge_at.unwrap_or(far)), if hedge_ready => {
-                    if let Some(&index) = order.get(next) {
-                        tracing::debug!(group = %config.name, server = index, "hedging: asking the next server too");
-                        running.push(self.try_server(index, &prepared, deadline, &log));
-                        next += 1;
-                        hedge_at = self.hedge_delay(index).map(|delay| Instant::now() + delay);
-                    }
+                    () = tokio::time::sleep_until(deadline) => break End::Deadline,
                 }
-                () = tokio::time::sleep_until(deadline) => break End::Deadline,
             }
         };
         // Tries still running are dropped here.

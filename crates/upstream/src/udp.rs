@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
@@ -79,15 +79,17 @@ impl UdpTransport {
         let id = rand::random::<u16>();
         let message = query.with_id(id, 0);
         socket.send(&message).await.map_err(|error| Failure::unreachable(&error))?;
-        let mut buffer = vec![0u8; self.receive_size];
+        // Received into spare capacity: nothing is zeroed, nothing copied after.
+        let mut buffer = BytesMut::with_capacity(self.receive_size);
         loop {
-            let len = socket.recv(&mut buffer).await.map_err(|error| Failure::unreachable(&error))?;
+            buffer.clear();
+            let len = socket.recv_buf(&mut buffer).await.map_err(|error| Failure::unreachable(&error))?;
             let received = buffer.get(..len).unwrap_or_default();
             match query.matches(received, id, false) {
                 Ok(()) => {
-                    let answer = Bytes::copy_from_slice(received);
+                    buffer.truncate(len);
                     self.release(socket, uses + 1);
-                    return Ok(answer);
+                    return Ok(buffer.freeze());
                 }
                 Err(mismatch) => {
                     stats.spoof_dropped();
