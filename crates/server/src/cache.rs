@@ -62,15 +62,15 @@ impl CacheKey {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or(&[])
     }
+}
 
-    fn shard(&self) -> usize {
-        // FNV-1a: cheap and good enough to spread keys over shards.
-        let mut hash = 0xcbf2_9ce4_8422_2325u64;
-        for &byte in self.as_bytes() {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        (hash as usize) % SHARDS
+/// The shard of a key: FNV-1a, cheap and good enough to spread keys.
+fn shard_of(key: &[u8]) -> usize {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for &byte in key {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
+    (hash as usize) % SHARDS
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -222,13 +222,13 @@ impl Cache {
     }
 
     /// Serve a fresh entry for `key` into `out`.
-    pub(crate) fn lookup(&self, key: &CacheKey, now: Instant, serve: ServeAs<'_>, out: &mut impl Buffer) -> Lookup {
+    pub(crate) fn lookup(&self, key: &[u8], now: Instant, serve: ServeAs<'_>, out: &mut impl Buffer) -> Lookup {
         if !self.config.enabled {
             return Lookup::Miss;
         }
-        let Some(shard) = self.shards.get(key.shard()) else { return Lookup::Miss };
+        let Some(shard) = self.shards.get(shard_of(key)) else { return Lookup::Miss };
         let Ok(shard) = shard.read() else { return Lookup::Miss };
-        let Some(entry) = shard.index.get(key.as_bytes()).and_then(|&position| shard.entries.get(position)) else {
+        let Some(entry) = shard.index.get(key).and_then(|&position| shard.entries.get(position)) else {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return Lookup::Miss;
         };
@@ -251,7 +251,7 @@ impl Cache {
     /// configured stale TTL (RFC 8767). Returns the length written.
     pub(crate) fn lookup_stale(
         &self,
-        key: &CacheKey,
+        key: &[u8],
         now: Instant,
         serve: ServeAs<'_>,
         out: &mut impl Buffer,
@@ -259,8 +259,8 @@ impl Cache {
         if !self.config.enabled || self.config.serve_stale_secs == 0 {
             return None;
         }
-        let shard = self.shards.get(key.shard())?.read().ok()?;
-        let entry = shard.index.get(key.as_bytes()).and_then(|&position| shard.entries.get(position))?;
+        let shard = self.shards.get(shard_of(key))?.read().ok()?;
+        let entry = shard.index.get(key).and_then(|&position| shard.entries.get(position))?;
         if entry.stale_until <= now {
             return None;
         }
@@ -271,7 +271,7 @@ impl Cache {
 
     /// Store an upstream response if it is cacheable. Returns the TTL it was
     /// stored for.
-    pub(crate) fn insert(&self, key: &CacheKey, response: &[u8], now: Instant) -> Option<u32> {
+    pub(crate) fn insert(&self, key: &[u8], response: &[u8], now: Instant) -> Option<u32> {
         if !self.config.enabled {
             return None;
         }
@@ -280,7 +280,7 @@ impl Cache {
             return None;
         }
         let entry = Entry {
-            key: key.as_bytes().into(),
+            key: key.into(),
             response: response.into(),
             opt_start,
             ttl_fields: ttl_fields.into(),
@@ -292,8 +292,8 @@ impl Cache {
         let size = entry.size();
         let shard_entries = (self.config.max_entries / SHARDS).max(1);
         let shard_bytes = (self.config.max_bytes / SHARDS).max(size);
-        let mut shard = self.shards.get(key.shard())?.write().ok()?;
-        if let Some(&position) = shard.index.get(key.as_bytes()) {
+        let mut shard = self.shards.get(shard_of(key))?.write().ok()?;
+        if let Some(&position) = shard.index.get(key) {
             shard.remove_at(position);
         }
         while shard.entries.len() >= shard_entries || shard.bytes + size > shard_bytes {
@@ -482,11 +482,11 @@ mod tests {
         let cache = Cache::new(config());
         let now = Instant::now();
         let bytes = response("www.example.com", Rcode::NOERROR, &["www.example.com. 300 IN A 192.0.2.1"], &[]);
-        assert_eq!(cache.insert(&key("WWW.example.com"), &bytes, now), Some(300));
+        assert_eq!(cache.insert(key("WWW.example.com").as_bytes(), &bytes, now), Some(300));
         let asked: NameBuf = "wWw.ExAmPle.com".parse().expect("name");
         let mut out = Vec::new();
         let later = now + Duration::from_secs(100);
-        let result = cache.lookup(&key("www.EXAMPLE.com"), later, serve(asked.as_wire()), &mut out);
+        let result = cache.lookup(key("www.EXAMPLE.com").as_bytes(), later, serve(asked.as_wire()), &mut out);
         assert_eq!(result, Lookup::Hit { len: bytes.len(), min_ttl: 200 });
         let message = Message::parse(&out).expect("header");
         assert_eq!(message.id(), 0x4242);
@@ -496,11 +496,15 @@ mod tests {
         // Expired: a miss, but still servable as stale within the window.
         let expired = now + Duration::from_secs(301);
         out.clear();
-        assert_eq!(cache.lookup(&key("www.example.com"), expired, serve(asked.as_wire()), &mut out), Lookup::Miss);
+        assert_eq!(
+            cache.lookup(key("www.example.com").as_bytes(), expired, serve(asked.as_wire()), &mut out),
+            Lookup::Miss
+        );
         let stale_config = CacheConfig { serve_stale_secs: 3600, ..config() };
         let stale_cache = Cache::new(stale_config);
-        stale_cache.insert(&key("www.example.com"), &bytes, now);
-        let len = stale_cache.lookup_stale(&key("www.example.com"), expired, serve(asked.as_wire()), &mut out);
+        stale_cache.insert(key("www.example.com").as_bytes(), &bytes, now);
+        let len =
+            stale_cache.lookup_stale(key("www.example.com").as_bytes(), expired, serve(asked.as_wire()), &mut out);
         assert!(len.is_some());
         let stale = Message::parse(&out).expect("header");
         assert_eq!(stale.answers().expect("ok").next().expect("one").expect("valid").ttl(), 30);
@@ -512,11 +516,11 @@ mod tests {
         let now = Instant::now();
         let soa = "example.com. 3600 IN SOA ns.example.com. host.example.com. 1 2 3 4 60";
         let nxdomain = response("nx.example.com", Rcode::NXDOMAIN, &[], &[soa]);
-        assert_eq!(cache.insert(&key("nx.example.com"), &nxdomain, now), Some(60));
+        assert_eq!(cache.insert(key("nx.example.com").as_bytes(), &nxdomain, now), Some(60));
         let no_soa = response("nx2.example.com", Rcode::NXDOMAIN, &[], &[]);
-        assert_eq!(cache.insert(&key("nx2.example.com"), &no_soa, now), None);
+        assert_eq!(cache.insert(key("nx2.example.com").as_bytes(), &no_soa, now), None);
         let servfail = response("sf.example.com", Rcode::SERVFAIL, &[], &[]);
-        assert_eq!(cache.insert(&key("sf.example.com"), &servfail, now), None);
+        assert_eq!(cache.insert(key("sf.example.com").as_bytes(), &servfail, now), None);
     }
 
     #[test]
@@ -524,9 +528,9 @@ mod tests {
         let cache = Cache::new(CacheConfig { min_ttl: 60, max_ttl: 120, ..config() });
         let now = Instant::now();
         let short = response("a.example", Rcode::NOERROR, &["a.example. 5 IN A 192.0.2.1"], &[]);
-        assert_eq!(cache.insert(&key("a.example"), &short, now), Some(60));
+        assert_eq!(cache.insert(key("a.example").as_bytes(), &short, now), Some(60));
         let long = response("b.example", Rcode::NOERROR, &["b.example. 86400 IN A 192.0.2.1"], &[]);
-        assert_eq!(cache.insert(&key("b.example"), &long, now), Some(120));
+        assert_eq!(cache.insert(key("b.example").as_bytes(), &long, now), Some(120));
     }
 
     #[test]
@@ -536,7 +540,7 @@ mod tests {
         for index in 0..500 {
             let name = format!("host{index}.example");
             let bytes = response(&name, Rcode::NOERROR, &[&format!("{name}. 300 IN A 192.0.2.1")], &[]);
-            cache.insert(&key(&name), &bytes, now);
+            cache.insert(key(&name).as_bytes(), &bytes, now);
         }
         assert!(cache.len() <= SHARDS * 2);
         assert!(cache.stats().evictions.load(Ordering::Relaxed) >= 500 - (SHARDS * 2) as u64);
@@ -549,11 +553,11 @@ mod tests {
         let records: Vec<String> = (0..40).map(|i| format!("big.example. 300 IN A 192.0.2.{i}")).collect();
         let refs: Vec<&str> = records.iter().map(String::as_str).collect();
         let bytes = response("big.example", Rcode::NOERROR, &refs, &[]);
-        cache.insert(&key("big.example"), &bytes, now);
+        cache.insert(key("big.example").as_bytes(), &bytes, now);
         let name: NameBuf = "big.example".parse().expect("name");
         let mut out = Vec::new();
         let serve_small = ServeAs { id: 1, question_name: name.as_wire(), limit: 512, client_edns: false };
-        let result = cache.lookup(&key("big.example"), now, serve_small, &mut out);
+        let result = cache.lookup(key("big.example").as_bytes(), now, serve_small, &mut out);
         assert!(matches!(result, Lookup::Hit { len, .. } if len <= 512));
         let message = Message::parse(&out).expect("header");
         assert!(message.flags().tc());

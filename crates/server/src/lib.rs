@@ -22,6 +22,9 @@
 //! without allocating; only queries that need an upstream go to the tokio
 //! runtime. See docs/architecture.md for the whole flow.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 mod admin;
 pub mod cache;
 pub mod config;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -58,7 +59,7 @@ struct UpstreamFigures {
     buckets: [u64; BUCKETS.len()],
     count: u64,
     sum_seconds: f64,
-    failures: BTreeMap<String, u64>,
+    failures: BTreeMap<&'static str, u64>,
 }
 
 /// The server's counters.
@@ -69,7 +70,7 @@ pub struct Metrics {
     decisions: [AtomicU64; 8],
     drops: [AtomicU64; 6],
     log_dropped: AtomicU64,
-    upstreams: Mutex<BTreeMap<String, UpstreamFigures>>,
+    upstreams: Mutex<BTreeMap<(&'static str, SocketAddr), UpstreamFigures>>,
 }
 
 impl Metrics {
@@ -102,9 +103,15 @@ impl Metrics {
         self.log_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn upstream_attempt(&self, server: &str, duration: Duration, failure: Option<&str>) {
+    pub(crate) fn upstream_attempt(
+        &self,
+        protocol: &'static str,
+        server: SocketAddr,
+        duration: Duration,
+        failure: Option<&'static str>,
+    ) {
         let Ok(mut upstreams) = self.upstreams.lock() else { return };
-        let figures = upstreams.entry(server.to_string()).or_default();
+        let figures = upstreams.entry((protocol, server)).or_default();
         let seconds = duration.as_secs_f64();
         figures.count += 1;
         figures.sum_seconds += seconds;
@@ -114,7 +121,7 @@ impl Metrics {
             }
         }
         if let Some(failure) = failure {
-            *figures.failures.entry(failure.to_string()).or_default() += 1;
+            *figures.failures.entry(failure).or_default() += 1;
         }
     }
 
@@ -210,7 +217,8 @@ impl Metrics {
         let upstreams = self.upstreams.lock().map(|u| u.clone()).unwrap_or_default();
         let _ = writeln!(out, "# HELP signpost_upstream_latency_seconds Time per upstream attempt.");
         let _ = writeln!(out, "# TYPE signpost_upstream_latency_seconds histogram");
-        for (server, figures) in &upstreams {
+        for ((protocol, address), figures) in &upstreams {
+            let server = format!("{protocol}://{address}");
             for (bucket, bound) in figures.buckets.iter().zip(BUCKETS) {
                 let _ = writeln!(
                     out,
@@ -229,7 +237,8 @@ impl Metrics {
         let _ =
             writeln!(out, "# HELP signpost_upstream_failures_total Failed upstream attempts, by server and outcome.");
         let _ = writeln!(out, "# TYPE signpost_upstream_failures_total counter");
-        for (server, figures) in &upstreams {
+        for ((protocol, address), figures) in &upstreams {
+            let server = format!("{protocol}://{address}");
             for (outcome, count) in &figures.failures {
                 let _ = writeln!(
                     out,
@@ -253,8 +262,9 @@ mod tests {
         metrics.rcode(3);
         metrics.decision(DecisionIndex::Cache);
         metrics.dropped(DropIndex::RateLimited);
-        metrics.upstream_attempt("udp://127.0.0.1:53", Duration::from_millis(3), None);
-        metrics.upstream_attempt("udp://127.0.0.1:53", Duration::from_secs(2), Some("timeout"));
+        let server: SocketAddr = "127.0.0.1:53".parse().expect("address");
+        metrics.upstream_attempt("udp", server, Duration::from_millis(3), None);
+        metrics.upstream_attempt("udp", server, Duration::from_secs(2), Some("timeout"));
         let text = metrics.render(&CacheStats::default(), 7);
         assert!(text.contains("signpost_queries_total{transport=\"udp\"} 1"));
         assert!(text.contains("signpost_responses_total{rcode=\"NXDOMAIN\"} 1"));

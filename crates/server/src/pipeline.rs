@@ -110,14 +110,13 @@ pub(crate) enum Fast {
 /// Everything the slow path needs, owned.
 pub(crate) struct ForwardJob {
     state: Arc<State>,
-    key: CacheKey,
+    key: Box<[u8]>,
     group: String,
     forward_first: bool,
     upstream_query: Vec<u8>,
     id: u16,
     flags: Flags,
-    question_name: [u8; MAX_NAME_LEN],
-    question_len: usize,
+    question_name: Box<[u8]>,
     qtype: RecordType,
     qclass: Class,
     client_edns: bool,
@@ -133,7 +132,7 @@ pub(crate) struct ForwardJob {
 
 impl ForwardJob {
     fn question_name(&self) -> &[u8] {
-        self.question_name.get(..self.question_len).unwrap_or(&[0])
+        &self.question_name
     }
 
     fn serve(&self) -> ServeAs<'_> {
@@ -393,7 +392,7 @@ impl Pipeline {
                     client_edns: facts.client_edns.is_some(),
                 };
                 let start = out.len();
-                match self.cache.lookup(&key, incoming.now, serve, out) {
+                match self.cache.lookup(key.as_bytes(), incoming.now, serve, out) {
                     Lookup::Hit { len, .. } => {
                         self.counters().decision(DecisionIndex::Cache);
                         if let Some(trace) = trace.as_mut() {
@@ -413,11 +412,7 @@ impl Pipeline {
                 else {
                     return self.error_response(&facts.message, Rcode::FORMERR, out);
                 };
-                let mut question_name = [0u8; MAX_NAME_LEN];
-                let question_len = flat.len();
-                if let Some(slot) = question_name.get_mut(..question_len) {
-                    slot.copy_from_slice(flat);
-                }
+                let question_name: Box<[u8]> = flat.into();
                 let log = self.log.as_ref().is_some_and(QueryLog::logs_forwarded).then(|| LogContext {
                     timestamp: SystemTime::now(),
                     peer: incoming.peer,
@@ -427,14 +422,13 @@ impl Pipeline {
                     view: view.to_string(),
                 });
                 let job = ForwardJob {
-                    key,
+                    key: key.as_bytes().into(),
                     group: forward.group.to_string(),
                     forward_first: forward.forward_first,
                     upstream_query,
                     id: facts.message.id(),
                     flags: facts.message.flags(),
                     question_name,
-                    question_len,
                     qtype: question.qtype(),
                     qclass: question.qclass(),
                     client_edns: facts.client_edns.is_some(),
@@ -789,7 +783,8 @@ impl Pipeline {
         for attempt in outcome_attempts(&outcome) {
             let failure = attempt.outcome.is_failure().then(|| attempt.outcome.as_str());
             self.counters_for(job.counted).upstream_attempt(
-                &format!("{}://{}", attempt.protocol, attempt.server),
+                attempt.protocol.as_str(),
+                attempt.server,
                 attempt.duration,
                 failure,
             );
@@ -803,7 +798,8 @@ impl Pipeline {
                 relay::set_id(&mut out, job.id);
                 relay::restore_question_case(&mut out, &FlatName(job.question_name()));
                 self.counters_for(job.counted).decision(DecisionIndex::Forwarded);
-                let rcode = Message::parse(&out).ok().and_then(|m| m.rcode().ok()).unwrap_or(Rcode::SERVFAIL);
+                // The header's four bits: enough for the metrics, and no walk to the OPT record.
+                let rcode = Message::parse(&out).map_or(Rcode::SERVFAIL, |m| m.flags().rcode());
                 self.counters_for(job.counted).rcode(rcode.0);
                 if let Some(trace) = job.trace.as_mut() {
                     trace.rcode = rcode.to_string();
@@ -902,52 +898,53 @@ impl Pipeline {
     /// questions in flight. The first caller's task does the work, so a
     /// cancelled client cannot strand the others.
     async fn resolve_coalesced(self: &Arc<Self>, job: &ForwardJob, group: String) -> Outcome {
-        let mut key = job.key.as_bytes().to_vec();
+        let mut key = job.key.to_vec();
         key.extend_from_slice(group.as_bytes());
         let key: Box<[u8]> = key.into();
-        let (sender, receiver) = oneshot::channel();
-        let first = {
+        // Join a resolution already under way, or lead one.
+        let waiting = {
             let Ok(mut in_flight) = self.in_flight.lock() else {
                 return Arc::new(Err(ForwardFailure::Internal("in-flight table poisoned")));
             };
             match in_flight.get_mut(&key) {
                 Some(waiters) => {
+                    let (sender, receiver) = oneshot::channel();
                     waiters.push(sender);
-                    false
+                    Some(receiver)
                 }
                 None => {
-                    in_flight.insert(key.clone(), vec![sender]);
-                    true
+                    in_flight.insert(key.clone(), Vec::new());
+                    None
                 }
             }
         };
-        if first {
-            let pipeline = self.clone();
-            let state = job.state.clone();
-            let query = job.upstream_query.clone();
-            let cache_key = job.key.clone();
-            let deadline = Duration::from_millis(self.config.limits.query_timeout_ms);
-            tokio::spawn(async move {
-                let result = match state.upstreams.group(&group) {
-                    None => Err(ForwardFailure::NoGroup(group.clone())),
-                    Some(upstream) => match tokio::time::timeout(deadline, upstream.resolve(&query)).await {
-                        Ok(result) => result.map_err(ForwardFailure::Upstream),
-                        Err(_) => Err(ForwardFailure::Deadline(deadline)),
-                    },
-                };
-                if let Ok(resolved) = &result {
-                    pipeline.cache.insert(&cache_key, &resolved.response, Instant::now());
-                }
-                let outcome: Outcome = Arc::new(result);
-                let waiters = pipeline.in_flight.lock().ok().and_then(|mut map| map.remove(&key)).unwrap_or_default();
-                for waiter in waiters {
-                    let _ = waiter.send(outcome.clone());
-                }
-            });
+        if let Some(receiver) = waiting {
+            return match receiver.await {
+                Ok(outcome) => outcome,
+                // The leader was cancelled (its client went away): resolve on our own.
+                Err(_) => Arc::new(self.resolve_once(job, &group).await),
+            };
         }
-        match receiver.await {
-            Ok(outcome) => outcome,
-            Err(_) => Arc::new(Err(ForwardFailure::Internal("resolution task ended without an answer"))),
+        // The leader resolves in its own task, with no hand-off; if it is
+        // cancelled, the guard lets the waiters know so they resolve themselves.
+        let guard = Leader { in_flight: &self.in_flight, key: Some(key) };
+        let result = self.resolve_once(job, &group).await;
+        if let Ok(resolved) = &result {
+            self.cache.insert(&job.key, &resolved.response, Instant::now());
+        }
+        let outcome: Outcome = Arc::new(result);
+        guard.finish(&outcome);
+        outcome
+    }
+
+    async fn resolve_once(&self, job: &ForwardJob, group: &str) -> Result<Resolved, ForwardFailure> {
+        let deadline = Duration::from_millis(self.config.limits.query_timeout_ms);
+        match job.state.upstreams.group(group) {
+            None => Err(ForwardFailure::NoGroup(group.to_string())),
+            Some(upstream) => match tokio::time::timeout(deadline, upstream.resolve(&job.upstream_query)).await {
+                Ok(result) => result.map_err(ForwardFailure::Upstream),
+                Err(_) => Err(ForwardFailure::Deadline(deadline)),
+            },
         }
     }
 
@@ -1064,6 +1061,34 @@ fn inspect<'a>(message: &Message<'a>) -> Option<(signpost_wire::Question<'a>, Op
     (records.position() == message.as_bytes().len()).then_some((question, edns))
 }
 
+/// The resolution a task leads for identical questions in flight. Dropped
+/// unfinished (the task was cancelled), it removes the entry, which tells
+/// the waiters to resolve on their own.
+struct Leader<'a> {
+    in_flight: &'a Mutex<InFlight>,
+    key: Option<Box<[u8]>>,
+}
+
+impl Leader<'_> {
+    fn finish(mut self, outcome: &Outcome) {
+        for waiter in self.take_waiters() {
+            let _ = waiter.send(outcome.clone());
+        }
+    }
+
+    fn take_waiters(&mut self) -> Vec<oneshot::Sender<Outcome>> {
+        let Some(key) = self.key.take() else { return Vec::new() };
+        self.in_flight.lock().ok().and_then(|mut map| map.remove(&key)).unwrap_or_default()
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        // Senders dropped unsent: each waiter sees the leader gone.
+        drop(self.take_waiters());
+    }
+}
+
 /// A flat wire name as a `ToName`.
 struct FlatName<'a>(&'a [u8]);
 
@@ -1082,8 +1107,7 @@ fn clone_for_error(job: &ForwardJob) -> ForwardJob {
         upstream_query: Vec::new(),
         id: job.id,
         flags: job.flags,
-        question_name: job.question_name,
-        question_len: job.question_len,
+        question_name: job.question_name.clone(),
         qtype: job.qtype,
         qclass: job.qclass,
         client_edns: job.client_edns,
