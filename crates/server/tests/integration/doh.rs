@@ -1,4 +1,5 @@
-//! DNS over HTTPS: hickory over TLS and HTTP/2, and status codes over plain HTTP.
+//! DNS over HTTPS and over TLS: hickory over TLS (HTTP/2 for DoH), and status
+//! codes over plain HTTP.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -31,6 +32,25 @@ async fn hickory_resolves_over_doh_with_tls_and_http2() {
     assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
     let seen = server.recorded_queries();
     assert!(seen.iter().any(|q| q.transport == signpost_rules::Transport::Doh), "{seen:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn hickory_resolves_over_dot() {
+    let certificate = certificate();
+    let mut listener = ListenerConfig::new(ListenerTransport::Dot, "127.0.0.1:0".parse().unwrap());
+    listener.tls_cert = Some(certificate.cert.clone());
+    listener.tls_key = Some(certificate.key.clone());
+    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
+    server.record_queries(true);
+    let mut tls = client_tls(&certificate);
+    tls.alpn_protocols = vec![b"dot".to_vec()];
+    let resolver = resolver("tls", server.dot_addrs()[0], Some(tls));
+    let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
+    assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+    let seen = server.recorded_queries();
+    assert!(seen.iter().all(|q| q.transport == signpost_rules::Transport::Dot), "{seen:?}");
+    assert!(!seen.is_empty());
     server.shutdown().await;
 }
 

@@ -246,3 +246,50 @@ async fn the_clients_spelling_goes_upstream_and_comes_back() {
     assert_eq!(*upstream.names.lock().unwrap(), ["MiXeD.ExAmPlE."]);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn client_subnet_goes_upstream_only_when_configured() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler: Handler = {
+        let seen = seen.clone();
+        Arc::new(move |query, _| {
+            let has_subnet = query.edns().unwrap().is_some_and(|edns| edns.option(OptionCode::CLIENT_SUBNET).is_some());
+            seen.lock().unwrap().push(has_subnet);
+            Some(answer_a(query, Ipv4Addr::new(192, 0, 2, 14), 0))
+        })
+    };
+    let upstream = FakeUpstream::start(handler).await;
+    let mut query_bytes = Vec::new();
+    {
+        let mut builder = MessageBuilder::new(&mut query_bytes).unwrap();
+        builder.set_id(7);
+        builder
+            .push_question(&"subnet.example".parse::<signpost_wire::NameBuf>().unwrap(), RecordType::A, Class::IN)
+            .unwrap();
+        builder.set_edns(EdnsHeader::default());
+        builder
+            .push_edns_option(&EdnsOption::ClientSubnet(signpost_wire::ClientSubnet {
+                family: 1,
+                source_prefix: 24,
+                scope_prefix: 0,
+                address: &[198, 51, 100],
+            }))
+            .unwrap();
+        builder.finish().unwrap();
+    }
+    for forward in [false, true] {
+        let mut config = config_with_default_listeners();
+        config.edns.forward_client_subnet = forward;
+        config.cache.enabled = false;
+        let server = signpost_server::Server::builder()
+            .config(config)
+            .rules(rules(FORWARD_ALL, &["upstream"]))
+            .upstreams(upstreams(vec![upstream.group("upstream")]))
+            .start()
+            .await
+            .unwrap();
+        udp_exchange(udp(&server), &query_bytes, Duration::from_secs(2)).await.expect("an answer");
+        server.shutdown().await;
+    }
+    assert_eq!(*seen.lock().unwrap(), [false, true]);
+}

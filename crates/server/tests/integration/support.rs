@@ -173,6 +173,7 @@ pub(crate) fn resolver(
         "udp" => ConnectionConfig::udp(),
         "tcp" => ConnectionConfig::tcp(),
         "https" => ConnectionConfig::https(Arc::from("localhost"), None),
+        "tls" => ConnectionConfig::tls(Arc::from("localhost")),
         other => panic!("no such protocol {other}"),
     };
     connection.port = address.port();
