@@ -324,6 +324,8 @@ p99_from_dnsperf() {
 # One throughput run (CPU measured) then one fixed-rate latency run.
 measure_dnsperf() {
     local server=$1 workload=$2 mode=$3 port=$4 pid=$5 backend=${6:-}
+    # QUERIES names another query file (default: the mixed one).
+    local queries=${QUERIES:-$WORKDIR/queries.txt}
     local out
     out="$WORKDIR/dnsperf-$(tag "$server-$workload-$mode")"
     local c0 c1 b0=0 b1=0 l0 l1 t0 t1 a0 a1 completed sent qps cpu notes="" p99 lost
@@ -334,7 +336,7 @@ measure_dnsperf() {
     l0=$(child_ticks)
     a0=$(busy_ticks)
     t0=$EPOCHREALTIME
-    run_load "$out.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$WORKDIR/queries.txt" \
+    run_load "$out.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$queries" \
         -l "$LOAD_SECONDS" -n "$LOAD_MAX_RUNS" -c "$LOAD_CLIENTS" -q "$LOAD_OUTSTANDING" -T 1 \
         -t 2 || warn "dnsperf exited non-zero (see $out.txt)"
     t1=$EPOCHREALTIME
@@ -374,7 +376,7 @@ measure_dnsperf() {
     local p0 p1
     wait_quiet
     p0=$(snapshot "$pid" "$backend")
-    run_load "$out-p99.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$WORKDIR/queries.txt" \
+    run_load "$out-p99.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$queries" \
         -l "$LOAD_SECONDS" -n "$LOAD_MAX_RUNS" -c "$LOAD_CLIENTS" -q "$LOAD_OUTSTANDING" -T 1 \
         -t 2 -Q "$LOAD_P99_QPS" -v || warn "dnsperf (p99) exited non-zero"
     p1=$(snapshot "$pid" "$backend")
@@ -471,6 +473,9 @@ make_queries() {
     awk -v n="$n" 'BEGIN { for (i = 0; i < n; i++)
         if (i % 2 == 0) printf "bucket%d.s3.amazonaws.com A\n", i / 2;
         else printf "host%d.fwd.signpost.test A\n", i / 2 }' >"$WORKDIR/queries.txt"
+    # The two halves on their own, for runs that measure one path.
+    grep 's3.amazonaws.com' "$WORKDIR/queries.txt" >"$WORKDIR/queries-redirect.txt"
+    grep 'fwd.signpost.test' "$WORKDIR/queries.txt" >"$WORKDIR/queries-forward.txt"
     echo "probe.s3.amazonaws.com A" >"$WORKDIR/probe.txt"
     # DoH GET URIs: base64url (unpadded) wire-format queries, ID 0, RD set.
     perl -MMIME::Base64 -ne '
@@ -615,8 +620,8 @@ run_dnsdist_doh() {
 # DNS_ADDRESS / DNS_PORT = where to listen, DNS_SERVER = upstream for names
 # that are not redirected (the backend). DNS_SERVER must be set: without it
 # the binary would take its upstreams from /etc/resolv.conf.
-# bucketN.s3.amazonaws.com is answered locally, hostN.fwd.signpost.test
-# is forwarded, so this run is a redirect/forward mix.
+# Runs: redirected names only (answered locally) over UDP and TCP, then
+# forwarded names only (5000 names: after the first pass, cache hits).
 hook_signpost_redirect() {
     local bin="$SIGNPOST_BIN_DIR/signpost-redirect" pid
     if [[ ! -x $bin ]]; then
@@ -628,8 +633,12 @@ hook_signpost_redirect() {
         DNS_SERVER="$ADDR:$PORT_BACKEND" "$bin"
     pid=$STARTED_PID
     if wait_udp "$PORT_SIGNPOST_REDIRECT" 10; then
-        measure_dnsperf "signpost-redirect" "redirect" udp "$PORT_SIGNPOST_REDIRECT" "$pid" "$BACKEND_PID"
-        measure_dnsperf "signpost-redirect" "redirect" tcp "$PORT_SIGNPOST_REDIRECT" "$pid" "$BACKEND_PID"
+        QUERIES="$WORKDIR/queries-redirect.txt" \
+            measure_dnsperf "signpost-redirect" "redirected names" udp "$PORT_SIGNPOST_REDIRECT" "$pid" "$BACKEND_PID"
+        QUERIES="$WORKDIR/queries-redirect.txt" \
+            measure_dnsperf "signpost-redirect" "redirected names" tcp "$PORT_SIGNPOST_REDIRECT" "$pid" "$BACKEND_PID"
+        QUERIES="$WORKDIR/queries-forward.txt" \
+            measure_dnsperf "signpost-redirect" "forwarded names, cache" udp "$PORT_SIGNPOST_REDIRECT" "$pid" "$BACKEND_PID"
     else
         skip "signpost-redirect" "redirect" udp "did not answer (see $WORKDIR/signpost-redirect.log)"
     fi
@@ -639,8 +648,8 @@ hook_signpost_redirect() {
 # signpost-forward --config FILE, rendered from signpost-forward.toml.in:
 # everything forwarded, uncached, to the backend (like the unbound and
 # dnsdist "forward, no cache" runs).
-# TODO(signpost-forward): a second run with its cache on, next to dnsdist's
-# packet-cache run.
+# A second run turns the cache on (next to dnsdist's packet-cache run): the
+# query file's names repeat, so after the first pass they are cache hits.
 hook_signpost_forward() {
     local bin="$SIGNPOST_BIN_DIR/signpost-forward" template="signpost-forward.toml.in" pid
     if [[ ! -x $bin ]]; then
@@ -652,15 +661,21 @@ hook_signpost_forward() {
         return 0
     fi
     start_backend
-    render "$template" "$WORKDIR/signpost-forward.toml" signpost-forward "$PORT_SIGNPOST_FORWARD"
-    start signpost-forward "$SERVER_CPU" "$bin" --config "$WORKDIR/signpost-forward.toml"
-    pid=$STARTED_PID
-    if wait_udp "$PORT_SIGNPOST_FORWARD" 10; then
-        measure_dnsperf "signpost-forward" "forward, no cache" udp "$PORT_SIGNPOST_FORWARD" "$pid" "$BACKEND_PID"
-    else
-        skip "signpost-forward" "forward, no cache" udp "did not answer (see $WORKDIR/signpost-forward.log)"
-    fi
-    stop "$pid"
+    local cache workload
+    for cache in false true; do
+        workload="forward, no cache"
+        [[ $cache == true ]] && workload="forward, cache"
+        render "$template" "$WORKDIR/signpost-forward.toml" signpost-forward "$PORT_SIGNPOST_FORWARD" \
+            -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $cache/"
+        start signpost-forward "$SERVER_CPU" "$bin" --config "$WORKDIR/signpost-forward.toml"
+        pid=$STARTED_PID
+        if wait_udp "$PORT_SIGNPOST_FORWARD" 10; then
+            measure_dnsperf "signpost-forward" "$workload" udp "$PORT_SIGNPOST_FORWARD" "$pid" "$BACKEND_PID"
+        else
+            skip "signpost-forward" "$workload" udp "did not answer (see $WORKDIR/signpost-forward.log)"
+        fi
+        stop "$pid"
+    done
 }
 
 # signpost-endpoint --config FILE, rendered from signpost-endpoint.toml.in:
