@@ -31,7 +31,7 @@
 #                   (default <repo>/target/release)
 #
 # Run names for LOAD_ONLY: floor-simple floor-batched unbound-local
-#   unbound-forward dnsdist-nocache dnsdist-cache unbound-tcp dnsdist-doh
+#   unbound-forward unbound-forward-cache dnsdist-nocache dnsdist-cache unbound-tcp dnsdist-doh
 #   unbound-doh signpost-redirect signpost-forward signpost-endpoint
 
 set -euo pipefail
@@ -567,16 +567,20 @@ stop_unbound_local() {
     UNBOUND_LOCAL_PID=""
 }
 
+# run_unbound_forward CACHE: CACHE is "no cache" (forward-no-cache: yes, every
+# query goes to the backend) or "cache" (unbound's message cache answers repeats).
 run_unbound_forward() {
-    local pid
+    local cache=$1 pid no_cache=yes
+    [[ $cache == cache ]] && no_cache=no
     start_backend
-    render unbound-forward.conf "$WORKDIR/unbound-forward.conf" forward "$PORT_UNBOUND_FORWARD"
+    render unbound-forward.conf "$WORKDIR/unbound-forward.conf" forward "$PORT_UNBOUND_FORWARD" \
+        -e "s|forward-no-cache: yes|forward-no-cache: $no_cache|"
     start unbound-forward "$SERVER_CPU" unbound -d -c "$WORKDIR/unbound-forward.conf"
     pid=$STARTED_PID
     if wait_udp "$PORT_UNBOUND_FORWARD"; then
-        measure_dnsperf "unbound" "forward, no cache" udp "$PORT_UNBOUND_FORWARD" "$pid" "$BACKEND_PID"
+        measure_dnsperf "unbound" "forward, $cache" udp "$PORT_UNBOUND_FORWARD" "$pid" "$BACKEND_PID"
     else
-        skip "unbound" "forward, no cache" udp "did not answer"
+        skip "unbound" "forward, $cache" udp "did not answer"
     fi
     stop "$pid"
 }
@@ -810,8 +814,9 @@ main() {
         measure_dnsperf "unbound" "local-data" udp "$PORT_UNBOUND_LOCAL" "$UNBOUND_LOCAL_PID"
     fi
 
-    # 3. unbound forwarding without cache to the backend.
-    wanted unbound-forward && run_unbound_forward
+    # 3. unbound forwarding to the backend, without then with its cache.
+    wanted unbound-forward && run_unbound_forward "no cache"
+    wanted unbound-forward-cache && run_unbound_forward cache
 
     # 4. dnsdist forwarding to the same backend, without then with packet cache.
     wanted dnsdist-nocache && run_dnsdist dnsdist-nocache.conf "forward, no cache" "$PORT_DNSDIST_NOCACHE"
