@@ -763,9 +763,47 @@ report() {
                 for (c = 1; c <= 9; c++) line = line " " row[r, c] " |";
                 print line > md }
         }' "$tsv"
+    ratios "$tsv" >>"$RESULTS.tmp"
     mkdir -p "$(dirname "$RESULTS")"
     mv "$RESULTS.tmp" "$RESULTS"
     log "results written to $RESULTS"
+}
+
+# The comparisons the issues set goals for: "signpost row / peer row" in
+# queries per busy server core (higher is better) and in p99 at the fixed
+# rate (lower is better). Each line: ours | peer | goal (q/core ratio).
+GOALS=(
+    "signpost-redirect|redirected names|udp;unbound|local-data|udp;1.2"
+    "signpost-redirect|redirected names|udp;floor batched|static A|udp;0.9"
+    "signpost-redirect|redirected names|tcp;unbound|local-data|tcp;1.5"
+    "signpost-redirect|forwarded names, cache|udp;dnsdist|packet cache|udp;1.0"
+    "signpost-forward|forward, no cache|udp;dnsdist|forward, no cache|udp;1.2"
+    "signpost-forward|forward, no cache|udp;unbound|forward, no cache|udp;2.0"
+    "signpost-forward|forward, cache|udp;unbound|forward, cache|udp;1.2"
+    "signpost-forward|forward, cache|udp;floor batched|static A|udp;0.9"
+    "signpost-endpoint|endpoint|udp;dnsdist|packet cache|udp;1.0"
+    "signpost-endpoint|endpoint|doh;dnsdist|packet cache|doh;1.2"
+)
+
+# ratios TSV: markdown table of the GOALS comparisons present in TSV (also on stderr).
+ratios() {
+    local tsv=$1 goal ours peer target
+    printf '\n## Ratios against the peers\n\n'
+    printf '| ours | peer | q/core ratio | goal | p99 ratio (lower is better) |\n| --- | --- | ---: | ---: | ---: |\n'
+    for goal in "${GOALS[@]}"; do
+        IFS=';' read -r ours peer target <<<"$goal"
+        awk -F'\t' -v ours="$ours" -v peer="$peer" -v target="$target" '
+            { key = $1 "|" $2 "|" $3 }
+            key == ours && $5 + 0 > 0 { oq = $6 / $5; op = $7 }
+            key == peer && $5 + 0 > 0 { pq = $6 / $5; pp = $7 }
+            END {
+                if (oq == 0 || pq == 0) exit;
+                p99 = (op + 0 > 0 && pp + 0 > 0) ? sprintf("%.2f", op / pp) : "-";
+                met = oq / pq >= target ? "met" : "missed";
+                gsub(/\|/, " / ", ours); gsub(/\|/, " / ", peer);
+                printf "| %s | %s | %.2f | %.1f (%s) | %s |\n", ours, peer, oq / pq, target, met, p99
+            }' "$tsv"
+    done | tee /dev/stderr
 }
 
 # ---------------------------------------------------------------------------
