@@ -5,8 +5,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 use signpost_wire::{
-    Caa, Class, Flags, Message, MessageBuilder, Mx, NameBuf, Naptr, RDataBuf, RecordBuf, RecordData, RecordType,
-    Section, Soa, Srv, Svcb, Txt, Unknown, fuzzing,
+    Caa, Class, ClientSubnet, Cookie, EdnsHeader, EdnsOption, ExtendedError, ExtendedErrorCode, Flags, Message,
+    MessageBuilder, Mx, NameBuf, Naptr, OptionCode, RDataBuf, RecordBuf, RecordData, RecordType, Section, Soa, Srv,
+    Svcb, Txt, Unknown, fuzzing,
 };
 
 fn label() -> impl Strategy<Value = Vec<u8>> {
@@ -106,6 +107,9 @@ fn rdata() -> impl Strategy<Value = RDataBuf> {
         (1..u16::MAX, name(), svcb_params()).prop_map(|(priority, target, params)| RDataBuf::Https(
             Svcb::new(priority, target, params).expect("valid")
         )),
+        // Plain SVCB: alias mode (priority 0, no parameters) or service mode.
+        prop_oneof![name().prop_map(|target| (0, target, Vec::new())), (1..=u16::MAX, name(), svcb_params()),]
+            .prop_map(|(priority, target, params)| RDataBuf::Svcb(Svcb::new(priority, target, params).expect("valid"))),
         (prop_oneof![Just(43u16), Just(46), Just(48), Just(52), Just(65280), Just(99)], bytes(40))
             .prop_map(|(rtype, data)| RDataBuf::Unknown(Unknown { rtype: RecordType(rtype), data })),
     ]
@@ -115,12 +119,93 @@ fn record() -> impl Strategy<Value = RecordBuf> {
     (name(), any::<u32>(), rdata()).prop_map(|(name, ttl, data)| RecordBuf::new(name, ttl, data))
 }
 
+/// An EDNS option as the test generates it: owned, so a `Sample` can hold
+/// it; [`OptionSample::as_option`] lends it to the builder and the comparison.
+#[derive(Debug, Clone)]
+enum OptionSample {
+    ClientSubnet { family: u16, source_prefix: u8, scope_prefix: u8, address: Vec<u8> },
+    Cookie { client: [u8; 8], server: Vec<u8> },
+    Padding(usize),
+    ExtendedError { info_code: u16, extra_text: Vec<u8> },
+    Unknown { code: u16, data: Vec<u8> },
+}
+
+impl OptionSample {
+    fn as_option(&self) -> EdnsOption<'_> {
+        match self {
+            Self::ClientSubnet { family, source_prefix, scope_prefix, address } => {
+                EdnsOption::ClientSubnet(ClientSubnet {
+                    family: *family,
+                    source_prefix: *source_prefix,
+                    scope_prefix: *scope_prefix,
+                    address,
+                })
+            }
+            Self::Cookie { client, server } => EdnsOption::Cookie(Cookie { client: *client, server }),
+            Self::Padding(len) => EdnsOption::padding(*len),
+            Self::ExtendedError { info_code, extra_text } => {
+                EdnsOption::ExtendedError(ExtendedError { info_code: ExtendedErrorCode(*info_code), extra_text })
+            }
+            Self::Unknown { code, data } => EdnsOption::Unknown { code: OptionCode(*code), data },
+        }
+    }
+}
+
+/// A client subnet option with a family, prefixes within the address
+/// length, only as many address octets as the source prefix needs, and the
+/// bits past the prefix cleared (RFC 7871 §6).
+fn client_subnet() -> impl Strategy<Value = OptionSample> {
+    prop_oneof![Just((1u16, 32u8)), Just((2, 128))]
+        .prop_flat_map(|(family, max_prefix)| (Just(family), 0..=max_prefix, 0..=max_prefix, any::<[u8; 16]>()))
+        .prop_map(|(family, source_prefix, scope_prefix, octets)| {
+            let len = usize::from(source_prefix).div_ceil(8);
+            let mut address = octets.get(..len).unwrap_or_default().to_vec();
+            let spare_bits = len * 8 - usize::from(source_prefix);
+            if let Some(last) = address.last_mut() {
+                *last &= 0xffu8 << spare_bits;
+            }
+            OptionSample::ClientSubnet { family, source_prefix, scope_prefix, address }
+        })
+}
+
+fn edns_option() -> impl Strategy<Value = OptionSample> {
+    prop_oneof![
+        client_subnet(),
+        // A client cookie alone, or with a server cookie of 8 to 32 octets (RFC 7873 §4).
+        (any::<[u8; 8]>(), prop_oneof![Just(Vec::new()), proptest::collection::vec(any::<u8>(), 8..=32)])
+            .prop_map(|(client, server)| OptionSample::Cookie { client, server }),
+        (0usize..=128).prop_map(OptionSample::Padding),
+        (any::<u16>(), proptest::collection::vec(prop_oneof![b' '..=b'~'], 0..40))
+            .prop_map(|(info_code, extra_text)| OptionSample::ExtendedError { info_code, extra_text }),
+        // Codes the crate has no type for: unassigned, and local/experimental use.
+        (prop_oneof![Just(20u16), Just(1000), 65001..=65534u16], bytes(30))
+            .prop_map(|(code, data)| OptionSample::Unknown { code, data }),
+    ]
+}
+
+/// The OPT record a sample asks for: header fields and options in order.
+#[derive(Debug, Clone)]
+struct EdnsSample {
+    header: EdnsHeader,
+    options: Vec<OptionSample>,
+}
+
+fn edns() -> impl Strategy<Value = EdnsSample> {
+    (any::<u16>(), any::<bool>(), proptest::collection::vec(edns_option(), 0..6)).prop_map(
+        |(udp_payload_size, dnssec_ok, options)| EdnsSample {
+            header: EdnsHeader { udp_payload_size, version: 0, dnssec_ok },
+            options,
+        },
+    )
+}
+
 #[derive(Debug, Clone)]
 struct Sample {
     id: u16,
     flags: u16,
     question: (NameBuf, u16),
     sections: Vec<(Section, RecordBuf)>,
+    edns: Option<EdnsSample>,
 }
 
 fn sample() -> impl Strategy<Value = Sample> {
@@ -131,15 +216,16 @@ fn sample() -> impl Strategy<Value = Sample> {
         proptest::collection::vec(record(), 0..5),
         proptest::collection::vec(record(), 0..3),
         proptest::collection::vec(record(), 0..3),
+        proptest::option::of(edns()),
     )
-        .prop_map(|(id, flags, question, answers, authority, additional)| {
+        .prop_map(|(id, flags, question, answers, authority, additional, edns)| {
             let sections = answers
                 .into_iter()
                 .map(|r| (Section::Answer, r))
                 .chain(authority.into_iter().map(|r| (Section::Authority, r)))
                 .chain(additional.into_iter().map(|r| (Section::Additional, r)))
                 .collect();
-            Sample { id, flags, question, sections }
+            Sample { id, flags, question, sections, edns }
         })
 }
 
@@ -148,6 +234,12 @@ fn build(sample: &Sample) -> Vec<u8> {
     let mut builder = MessageBuilder::new(&mut buffer).expect("header");
     builder.set_id(sample.id);
     builder.set_flags(Flags(sample.flags));
+    if let Some(edns) = &sample.edns {
+        builder.set_edns(edns.header);
+        for option in &edns.options {
+            builder.push_edns_option(&option.as_option()).expect("fits");
+        }
+    }
     builder.push_question(&sample.question.0, RecordType(sample.question.1), Class::IN).expect("fits");
     for (section, record) in &sample.sections {
         builder.push_record_buf(*section, record).expect("fits");
@@ -169,16 +261,40 @@ proptest! {
         let question = message.first_question().expect("valid").expect("one");
         let question_name = question.name().to_name_buf();
         prop_assert_eq!(question_name.as_wire(), sample.question.0.as_wire());
-        let parsed: Vec<(Section, RecordBuf)> = message
+        let mut parsed: Vec<(Section, RecordBuf)> = message
             .records()
             .expect("valid")
             .map(|r| r.expect("valid"))
             .map(|r| (r.section(), RecordBuf::from_record(&r).expect("valid")))
             .collect();
+        // The OPT record is written last, after every additional record.
+        let opt = parsed.pop_if(|(_, record)| record.rtype() == RecordType::OPT);
+        prop_assert_eq!(opt.is_some(), sample.edns.is_some());
+        if let Some((section, record)) = &opt {
+            prop_assert_eq!(*section, Section::Additional);
+            prop_assert!(record.name.is_root());
+        }
         prop_assert_eq!(&parsed, &sample.sections);
         // Names keep their case exactly, not just case-insensitively.
         for ((_, a), (_, b)) in parsed.iter().zip(&sample.sections) {
             prop_assert_eq!(a.name.as_wire(), b.name.as_wire());
+        }
+
+        let edns = message.edns().expect("valid");
+        prop_assert_eq!(edns.is_some(), sample.edns.is_some());
+        if let (Some(edns), Some(expected)) = (edns, &sample.edns) {
+            prop_assert_eq!(edns.raw_udp_payload_size(), expected.header.udp_payload_size);
+            prop_assert_eq!(edns.udp_payload_size(), expected.header.udp_payload_size.max(512));
+            prop_assert_eq!(edns.version(), expected.header.version);
+            prop_assert_eq!(edns.dnssec_ok(), expected.header.dnssec_ok);
+            prop_assert_eq!(edns.flags(), if expected.header.dnssec_ok { 0x8000 } else { 0 });
+            prop_assert_eq!(edns.extended_rcode_bits(), 0);
+            let options: Vec<EdnsOption<'_>> = edns.options().map(|o| o.expect("valid")).collect();
+            let written: Vec<EdnsOption<'_>> = expected.options.iter().map(OptionSample::as_option).collect();
+            prop_assert_eq!(&options, &written);
+            for option in &written {
+                prop_assert_eq!(edns.option(option.code()), options.iter().find(|o| o.code() == option.code()).copied());
+            }
         }
     }
 
@@ -247,6 +363,7 @@ fn records_of_unknown_type_keep_their_bytes() {
         flags: 0,
         question: ("example.".parse().expect("name"), 1),
         sections: vec![(Section::Answer, record)],
+        edns: None,
     };
     let bytes = build(&sample);
     // An unknown type's bytes look like a pointer but must not be touched.
