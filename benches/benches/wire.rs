@@ -1,6 +1,6 @@
 //! Codec benchmarks: the DNS wire codec workloads a proxy runs, measured for
-//! hickory-proto, NLnet Labs' `domain` and simple-dns on the same bytes, in
-//! the same criterion groups, so their ratios come from one run.
+//! signpost-wire, hickory-proto, NLnet Labs' `domain` and simple-dns on the
+//! same bytes, in the same criterion groups, so their ratios come from one run.
 //!
 //! Groups (one criterion group per workload, one entry per library):
 //!
@@ -19,9 +19,6 @@
 //! the per-library work is the same by construction; before timing, each
 //! entry's output is checked once (walk transcripts against [`QUERY_ROUTE`]
 //! and [`RESPONSE_WALK`], built bytes against the frozen packets).
-//!
-//! Each group leaves a marked spot where the `signpost` entry is added with
-//! one function once signpost-wire's API lands.
 
 use std::error::Error;
 use std::hint::black_box;
