@@ -760,21 +760,27 @@ impl Pipeline {
         {
             return Some(response);
         }
-        let outcome = self.resolve_coalesced(job, job.group.clone()).await;
-        let outcome = match (&*outcome, job.forward_first) {
-            (Err(_), true) => match job.state.rules.default_group() {
-                Some(default) if default != job.group => {
-                    if let Some(trace) = job.trace.as_mut() {
-                        trace
-                            .notes
-                            .push(format!("forward-first: every server of {} failed, trying {default}", job.group));
-                        add_attempts(trace, &outcome);
-                    }
-                    let default = default.to_string();
-                    self.resolve_coalesced(job, default).await
+        // forward-first with a default group to fall back on: an answer the
+        // zone's group rejected under `retry_on` (SERVFAIL, say) is a failure
+        // like no answer at all, as Unbound falls back on SERVFAIL.
+        let fallback = job
+            .forward_first
+            .then(|| job.state.rules.default_group())
+            .flatten()
+            .filter(|default| *default != job.group)
+            .map(str::to_string);
+        let outcome = self.resolve_coalesced(job, job.group.clone(), fallback.is_some()).await;
+        let outcome = match (&*outcome, fallback) {
+            (Err(_), Some(default)) => {
+                if let Some(trace) = job.trace.as_mut() {
+                    trace.notes.push(format!(
+                        "forward-first: every server of {} failed or gave an answer retry_on rejects, trying {default}",
+                        job.group
+                    ));
+                    add_attempts(trace, &outcome);
                 }
-                _ => outcome,
-            },
+                self.resolve_coalesced(job, default, false).await
+            }
             _ => outcome,
         };
         if let Some(trace) = job.trace.as_mut() {
@@ -896,9 +902,11 @@ impl Pipeline {
 
     /// Resolve through `group`, sharing one upstream query among identical
     /// questions in flight. The first caller's task does the work, so a
-    /// cancelled client cannot strand the others.
-    async fn resolve_coalesced(self: &Arc<Self>, job: &ForwardJob, group: String) -> Outcome {
+    /// cancelled client cannot strand the others. With `accepted_only`, an
+    /// answer every server was rejected for (`retry_on`) is a failure.
+    async fn resolve_coalesced(self: &Arc<Self>, job: &ForwardJob, group: String, accepted_only: bool) -> Outcome {
         let mut key = job.key.to_vec();
+        key.push(u8::from(accepted_only));
         key.extend_from_slice(group.as_bytes());
         let key: Box<[u8]> = key.into();
         // Join a resolution already under way, or lead one.
@@ -922,13 +930,13 @@ impl Pipeline {
             return match receiver.await {
                 Ok(outcome) => outcome,
                 // The leader was cancelled (its client went away): resolve on our own.
-                Err(_) => Arc::new(self.resolve_once(job, &group).await),
+                Err(_) => Arc::new(self.resolve_once(job, &group, accepted_only).await),
             };
         }
         // The leader resolves in its own task, with no hand-off; if it is
         // cancelled, the guard lets the waiters know so they resolve themselves.
         let guard = Leader { in_flight: &self.in_flight, key: Some(key) };
-        let result = self.resolve_once(job, &group).await;
+        let result = self.resolve_once(job, &group, accepted_only).await;
         if let Ok(resolved) = &result {
             self.cache.insert(&job.key, &resolved.response, Instant::now());
         }
@@ -937,14 +945,26 @@ impl Pipeline {
         outcome
     }
 
-    async fn resolve_once(&self, job: &ForwardJob, group: &str) -> Result<Resolved, ForwardFailure> {
+    async fn resolve_once(
+        &self,
+        job: &ForwardJob,
+        group: &str,
+        accepted_only: bool,
+    ) -> Result<Resolved, ForwardFailure> {
         let deadline = Duration::from_millis(self.config.limits.query_timeout_ms);
-        match job.state.upstreams.group(group) {
-            None => Err(ForwardFailure::NoGroup(group.to_string())),
-            Some(upstream) => match tokio::time::timeout(deadline, upstream.resolve(&job.upstream_query)).await {
-                Ok(result) => result.map_err(ForwardFailure::Upstream),
-                Err(_) => Err(ForwardFailure::Deadline(deadline)),
-            },
+        let Some(upstream) = job.state.upstreams.group(group) else {
+            return Err(ForwardFailure::NoGroup(group.to_string()));
+        };
+        let resolution = async {
+            if accepted_only {
+                upstream.resolve_accepted(&job.upstream_query).await
+            } else {
+                upstream.resolve(&job.upstream_query).await
+            }
+        };
+        match tokio::time::timeout(deadline, resolution).await {
+            Ok(result) => result.map_err(ForwardFailure::Upstream),
+            Err(_) => Err(ForwardFailure::Deadline(deadline)),
         }
     }
 

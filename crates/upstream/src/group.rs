@@ -215,9 +215,24 @@ impl Group {
     /// The group's policy picks the order of servers; `retry_on` says which
     /// outcomes move on to the next; hedging may run tries side by side. When
     /// every server tried gave an answer that `retry_on` rejects, the last
-    /// such answer is returned. Fails when no server gave an answer, or the
-    /// total deadline passed.
+    /// such answer is returned (see [`resolve_accepted`](Self::resolve_accepted)
+    /// to fail instead). Fails when no server gave an answer, or the total
+    /// deadline passed.
     pub async fn resolve(&self, query: &[u8]) -> Result<Resolved, UpstreamError> {
+        self.resolve_with(query, Rejected::Return).await
+    }
+
+    /// Like [`resolve`](Self::resolve), but an answer that `retry_on`
+    /// rejected is never the result: when every server tried gave such an
+    /// answer (a SERVFAIL with `retry_on` listing `servfail`, say), the
+    /// query fails as if none had answered, with every try in the error.
+    /// For callers with somewhere else to go, such as forward-first
+    /// falling back to another group.
+    pub async fn resolve_accepted(&self, query: &[u8]) -> Result<Resolved, UpstreamError> {
+        self.resolve_with(query, Rejected::Fail).await
+    }
+
+    async fn resolve_with(&self, query: &[u8], rejected: Rejected) -> Result<Resolved, UpstreamError> {
         let config = &self.inner.config;
         let prepared = Prepared::new(query, config.edns_payload)
             .map_err(|error| UpstreamError::invalid_query(&config.name, error))?;
@@ -309,7 +324,7 @@ impl Group {
                 for index in log.close_open(&AttemptOutcome::Timeout) {
                     self.record_failure(index, true);
                 }
-                if let Some(answer) = fallback {
+                if let Some(answer) = fallback.filter(|_| rejected == Rejected::Return) {
                     return Ok(self.resolved(answer, log));
                 }
                 let attempts = log.into_attempts();
@@ -518,6 +533,15 @@ impl Group {
     }
 }
 
+/// What to do with an answer `retry_on` rejected when no server did better.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rejected {
+    /// Return the last one.
+    Return,
+    /// Fail the query.
+    Fail,
+}
+
 /// How a query's loop ended.
 enum End {
     Answer(Answer),
@@ -660,6 +684,56 @@ mod tests {
             })
             .contains("DoH path")
         );
+    }
+
+    /// A server on loopback that answers every query with `rcode`.
+    async fn answering(rcode: Rcode) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut buffer = vec![0u8; 4096];
+            while let Ok((len, peer)) = socket.recv_from(&mut buffer).await {
+                let Ok(query) = signpost_wire::Message::parse(&buffer[..len]) else { continue };
+                let mut response = Vec::new();
+                let Ok(mut builder) = signpost_wire::MessageBuilder::response_to(&mut response, &query) else {
+                    continue;
+                };
+                builder.set_rcode(rcode);
+                if builder.finish().is_ok() {
+                    let _ = socket.send_to(&response, peer).await;
+                }
+            }
+        });
+        (address, task)
+    }
+
+    #[tokio::test]
+    async fn resolve_accepted_fails_when_every_answer_was_rejected() {
+        let (first, first_task) = answering(Rcode::SERVFAIL).await;
+        let (second, second_task) = answering(Rcode::SERVFAIL).await;
+        let query = crate::query::build_query(&"example.com".parse().unwrap(), RecordType::A, Some(1232));
+        let mut config = GroupConfig::new("test", vec![ServerConfig::udp(first), ServerConfig::udp(second)]);
+        config.retry_on.servfail = true;
+        let group = Group::new(config.clone()).unwrap();
+
+        // resolve: the last rejected answer stands in for none.
+        let resolved = group.resolve(&query).await.unwrap();
+        assert_eq!(signpost_wire::Message::parse(&resolved.response).unwrap().rcode().unwrap(), Rcode::SERVFAIL);
+        assert_eq!(resolved.server, second);
+        // resolve_accepted: no accepted answer is a failure, with every try in it.
+        let error = group.resolve_accepted(&query).await.unwrap_err();
+        let outcomes: Vec<_> = error.attempts().iter().map(|attempt| attempt.outcome.clone()).collect();
+        assert_eq!(outcomes, [AttemptOutcome::Rejected(Rcode::SERVFAIL), AttemptOutcome::Rejected(Rcode::SERVFAIL)]);
+        assert!(!error.is_timeout());
+
+        // A SERVFAIL retry_on does not list is an accepted answer for both.
+        config.retry_on.servfail = false;
+        let group = Group::new(config).unwrap();
+        let resolved = group.resolve_accepted(&query).await.unwrap();
+        assert_eq!(signpost_wire::Message::parse(&resolved.response).unwrap().rcode().unwrap(), Rcode::SERVFAIL);
+        assert_eq!(resolved.attempts.len(), 1);
+        first_task.abort();
+        second_task.abort();
     }
 
     #[test]

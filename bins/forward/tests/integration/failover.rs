@@ -95,3 +95,64 @@ async fn forward_first_falls_back_to_the_default_group_when_every_forwarder_is_d
     assert_eq!(default.count(), 1, "the default group must not be asked");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn forward_first_falls_back_when_every_forwarder_answers_servfail() {
+    let first = FakeUpstream::servfail().await;
+    let second = FakeUpstream::servfail().await;
+    let default = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 6)).await;
+    let config = |forward_first: bool, retry_on: &str| {
+        format!(
+            r#"
+            [[forward_zones]]
+            name = "corp.example"
+            servers = ["{first}", "{second}"]
+            per_try_timeout = "300ms"
+            total_timeout = "3s"
+            retry_on = [{retry_on}]
+            forward_first = {forward_first}
+
+            [[forward_zones]]
+            name = "."
+            servers = ["{default}"]
+            "#,
+            first = first.address,
+            second = second.address,
+            default = default.address,
+        )
+    };
+    let unbound_like = r#""timeout", "unreachable", "servfail", "refused""#;
+
+    // Both forwarders' SERVFAILs are rejected under retry_on: forward-first asks the default group.
+    let server = start(&config(true, unbound_like)).await;
+    assert_eq!(addresses(udp(&server), "db.corp.example.").await, ["192.0.2.6"]);
+    assert_eq!((first.count(), second.count()), (1, 1));
+    assert_eq!(default.names(), ["db.corp.example."]);
+    let trace = server
+        .explain(
+            &"db3.corp.example".parse().unwrap(),
+            RecordType::A,
+            "127.0.0.1:0".parse().unwrap(),
+            signpost_rules::Transport::Udp,
+        )
+        .await;
+    assert!(trace.notes.iter().any(|note| note.starts_with("forward-first:")), "{:?}", trace.notes);
+    assert_eq!(trace.attempts.len(), 3, "two rejected SERVFAILs and the default's answer: {:?}", trace.attempts);
+    assert_eq!(trace.rcode, "NOERROR");
+    server.shutdown().await;
+
+    // Without forward-first the SERVFAIL is passed through and the default group not asked.
+    let asked = default.count();
+    let server = start(&config(false, unbound_like)).await;
+    let (rcode, answers) = ask(udp(&server), "db2.corp.example", RecordType::A, Duration::from_secs(3)).await.unwrap();
+    assert_eq!((rcode, answers.len()), (Rcode::SERVFAIL, 0));
+    assert_eq!(default.count(), asked, "the default group must not be asked");
+    server.shutdown().await;
+
+    // A SERVFAIL retry_on does not reject is an answer, forward-first or not.
+    let server = start(&config(true, r#""timeout", "unreachable""#)).await;
+    let (rcode, _) = ask(udp(&server), "db4.corp.example", RecordType::A, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(rcode, Rcode::SERVFAIL);
+    assert_eq!(default.count(), asked, "the default group must not be asked");
+    server.shutdown().await;
+}
