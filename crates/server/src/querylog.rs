@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{LogDestination, QueryLogConfig};
 use crate::metrics::Metrics;
@@ -102,6 +102,27 @@ pub struct LogRecord {
     pub signpost: Trace,
 }
 
+/// The AWS account and region a query log's lines name: Route 53 Resolver
+/// writes `account_id` and `region` in every record. A server given one (the
+/// endpoint emulator always is) writes both into each line, before the
+/// [`LogRecord`]'s fields; without one, lines carry the record alone.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct LogAccount {
+    /// The account id (twelve digits in AWS).
+    pub account_id: String,
+    /// The region, e.g. `us-east-1`.
+    pub region: String,
+}
+
+/// One line as written: the account and region, then the record.
+#[derive(Serialize)]
+struct AccountLine<'a> {
+    account_id: &'a str,
+    region: &'a str,
+    #[serde(flatten)]
+    record: &'a LogRecord,
+}
+
 /// The sending side of the log; cheap to clone. It feeds one writer per
 /// configured destination, each optionally limited to some views.
 #[derive(Clone)]
@@ -131,6 +152,16 @@ impl QueryLog {
 
     /// Start one writer thread per configuration.
     pub fn start_all(configs: &[QueryLogConfig], metrics: Arc<Metrics>) -> io::Result<Self> {
+        Self::start_all_for(configs, None, metrics)
+    }
+
+    /// Start one writer thread per configuration; with `account`, every line
+    /// names its account and region.
+    pub fn start_all_for(
+        configs: &[QueryLogConfig],
+        account: Option<&LogAccount>,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Self> {
         let mut sinks = Vec::with_capacity(configs.len());
         for config in configs {
             let writer: Box<dyn Write + Send> = match &config.destination {
@@ -138,9 +169,10 @@ impl QueryLog {
                 LogDestination::File(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
             };
             let (sender, receiver) = sync_channel(config.queue.max(1));
+            let account = account.cloned();
             std::thread::Builder::new()
                 .name("signpost-querylog".into())
-                .spawn(move || write_lines(receiver, writer))?;
+                .spawn(move || write_lines(receiver, writer, account))?;
             sinks.push(Sink { sender, forwarded: config.forwarded, views: config.views.clone() });
         }
         Ok(Self { sinks, metrics })
@@ -179,12 +211,19 @@ impl QueryLog {
     }
 }
 
-fn write_lines(receiver: Receiver<LogRecord>, writer: Box<dyn Write + Send>) {
+fn write_lines(receiver: Receiver<LogRecord>, writer: Box<dyn Write + Send>, account: Option<LogAccount>) {
     let mut writer = BufWriter::new(writer);
     while let Ok(record) = receiver.recv() {
         let mut next = Some(record);
         while let Some(record) = next {
-            if serde_json::to_writer(&mut writer, &record).is_ok() {
+            let written = match &account {
+                Some(account) => serde_json::to_writer(
+                    &mut writer,
+                    &AccountLine { account_id: &account.account_id, region: &account.region, record: &record },
+                ),
+                None => serde_json::to_writer(&mut writer, &record),
+            };
+            if written.is_ok() {
                 let _ = writer.write_all(b"\n");
             }
             next = receiver.try_recv().ok();
@@ -278,6 +317,60 @@ mod tests {
         assert_eq!(first["transport"], "DoH");
         assert_eq!(first["answers"][0]["Rdata"], "192.0.2.1");
         assert_eq!(first["srcids"]["resolver_endpoint"], "rslvr-in-1");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn lines_name_the_account_and_region_when_given() {
+        let dir = std::env::temp_dir().join(format!("signpost-querylog-account-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let config = |name: &str| QueryLogConfig {
+            enabled: true,
+            destination: LogDestination::File(dir.join(name)),
+            forwarded: true,
+            queue: 16,
+            views: Vec::new(),
+        };
+        let account = LogAccount { account_id: "123456789012".into(), region: "eu-west-1".into() };
+        let with = QueryLog::start_all_for(&[config("with.log")], Some(&account), Arc::new(Metrics::default()))
+            .expect("start");
+        let without = QueryLog::start_all(&[config("without.log")], Arc::new(Metrics::default())).expect("start");
+        let record = LogRecord {
+            version: "1.100000",
+            vpc_id: Some("vpc-1".into()),
+            query_timestamp: rfc3339(SystemTime::now()),
+            query_name: "example.com.".into(),
+            query_type: "A".into(),
+            query_class: "IN".into(),
+            rcode: "NOERROR".into(),
+            answers: Vec::new(),
+            srcaddr: "127.0.0.1".into(),
+            srcport: "5353".into(),
+            transport: "UDP",
+            srcids: BTreeMap::new(),
+            signpost: Trace::default(),
+        };
+        with.log(record.clone());
+        without.log(record);
+        drop((with, without));
+        let line = |name: &str| {
+            for _ in 0..100 {
+                let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+                if let Some(line) = text.lines().next() {
+                    return serde_json::from_str::<serde_json::Value>(line).expect("json");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            panic!("no line in {name}");
+        };
+        let with = line("with.log");
+        assert_eq!(with["account_id"], "123456789012");
+        assert_eq!(with["region"], "eu-west-1");
+        assert_eq!(with["vpc_id"], "vpc-1", "the record's fields follow");
+        assert_eq!(with["transport"], "UDP");
+        let without = line("without.log");
+        assert!(without.get("account_id").is_none() && without.get("region").is_none(), "{without}");
+        assert_eq!(without["vpc_id"], "vpc-1");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -18,7 +18,7 @@ use crate::faults::{FaultAction, FaultTarget};
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::pipeline::{ListenerContext, Pipeline, State};
-use crate::querylog::{QueryLog, Trace};
+use crate::querylog::{LogAccount, QueryLog, Trace};
 use crate::record::RecordedQuery;
 use crate::tcp::StreamLimits;
 use crate::{Error, doh, tcp, tls, udp};
@@ -61,6 +61,7 @@ pub struct ServerBuilder {
     extension: Option<Arc<dyn AdminExtension>>,
     reloader: Option<Reloader>,
     query_logs: Vec<QueryLogConfig>,
+    log_account: Option<LogAccount>,
 }
 
 impl ServerBuilder {
@@ -109,6 +110,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Name this account and region in every query-log line (Route 53's
+    /// `account_id` and `region`); without it lines carry neither.
+    pub fn query_log_account(mut self, account: LogAccount) -> Self {
+        self.log_account = Some(account);
+        self
+    }
+
     /// Serve the admin/metrics HTTP API.
     pub fn admin(mut self, admin: AdminConfig) -> Self {
         self.config.admin = Some(admin);
@@ -138,7 +146,7 @@ impl ServerBuilder {
         let log = if logs.is_empty() {
             None
         } else {
-            Some(QueryLog::start_all(&logs, metrics.clone()).map_err(Error::QueryLog)?)
+            Some(QueryLog::start_all_for(&logs, self.log_account.as_ref(), metrics.clone()).map_err(Error::QueryLog)?)
         };
         let rules = match self.rules {
             Some(rules) => rules,

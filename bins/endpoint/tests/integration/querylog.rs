@@ -2,6 +2,8 @@
 //! `srcids` and the transport ("did this client use DoH?").
 
 use signpost_server::ListenerTransport;
+use signpost_server::endpoint::EndpointError;
+use signpost_server::querylog::LogAccount;
 
 use crate::support::*;
 
@@ -45,7 +47,10 @@ destination = "none.log"
         cert = certificate.cert.display(),
         key = certificate.key.display(),
     );
-    let endpoint = start(&dir.0, &two_vpcs(recursive.address, &extra)).await;
+    // Route 53's account_id and region, given at the top of the file.
+    let text =
+        format!("account_id = \"123456789012\"\nregion = \"eu-west-1\"\n{}", two_vpcs(recursive.address, &extra));
+    let endpoint = start(&dir.0, &text).await;
 
     ask(vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT, "www.corp.example").await.unwrap();
     ask(vpc_resolver(&endpoint, "vpc-b"), VPC_B_CLIENT, "www.corp.example").await.unwrap();
@@ -71,6 +76,7 @@ destination = "none.log"
     assert_eq!(vpc_client["srcaddr"], "127.0.1.1");
     assert_eq!(vpc_client["transport"], "UDP");
     assert_eq!(vpc_client["srcids"], serde_json::json!({ "instance": "127.0.1.1" }));
+    assert!(a.iter().chain(&b).all(|line| line["account_id"] == "123456789012" && line["region"] == "eu-west-1"));
     assert_eq!(b[0]["vpc_id"], "vpc-b");
     assert_eq!(b[0]["srcids"]["instance"], "127.0.2.1");
 
@@ -83,4 +89,17 @@ destination = "none.log"
     assert_eq!(transports, ["UDP", "DoH"]);
     assert!(through_endpoint.iter().all(|line| line["vpc_id"] == "vpc-a" && line["srcaddr"] == "127.0.0.1"));
     endpoint.shutdown().await;
+}
+
+#[test]
+fn account_and_region_have_placeholder_defaults_and_are_checked() {
+    let dir = temp_dir("querylog-account");
+    let recursive = "127.0.0.1:1".parse().unwrap();
+    let deployment = config(&dir.0, &two_vpcs(recursive, "")).compile().unwrap();
+    assert_eq!(deployment.log_account, LogAccount { account_id: "000000000000".into(), region: "us-east-1".into() });
+    for (text, field) in [("account_id = \"1234\"\n", "account_id"), ("region = \"\"\n", "region")] {
+        let error = config(&dir.0, &format!("{text}{}", two_vpcs(recursive, ""))).compile().err().unwrap();
+        assert!(matches!(error, EndpointError::Invalid { .. }), "{error}");
+        assert!(error.to_string().contains("endpoint.toml:1:"), "{field}: {error}");
+    }
 }

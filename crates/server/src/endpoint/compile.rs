@@ -18,6 +18,7 @@ use crate::config::{
     LimitsConfig, ListenerConfig, ListenerTransport, LogDestination, QueryLogConfig, ServerConfig, default_allow_list,
 };
 use crate::pipeline::State;
+use crate::querylog::LogAccount;
 
 /// The upstream group of the built-in recursive default (and of SYSTEM rules).
 pub const RECURSIVE_GROUP: &str = "recursive";
@@ -117,6 +118,8 @@ pub struct Deployment {
     pub listeners: Vec<PlannedListener>,
     /// One query log per destination, limited to the VPCs logged there.
     pub query_logs: Vec<QueryLogConfig>,
+    /// The account and region every query-log line names.
+    pub log_account: LogAccount,
     /// Per VPC, where each domain goes.
     pub routes: Vec<VpcRoutes>,
     /// Resolver rules associated with no VPC (they have no effect).
@@ -252,6 +255,7 @@ impl EndpointConfig {
     pub fn compile(&self) -> Result<Deployment, EndpointError> {
         let base_dir = self.base_dir();
         self.check_ids()?;
+        let log_account = self.log_account()?;
         let resolvers = self.check_vpcs()?;
         let zones = self.compile_zones(&base_dir)?;
         let inbound: Vec<Protocols> =
@@ -324,6 +328,7 @@ impl EndpointConfig {
             server,
             listeners: planned,
             query_logs: self.query_logs(&base_dir),
+            log_account,
             routes,
             unassociated_rules,
             limits: self
@@ -331,6 +336,23 @@ impl EndpointConfig {
                 .enabled
                 .then_some((self.aws_limits.vpc_resolver_pps_per_client, self.aws_limits.inbound_qps_per_address)),
         })
+    }
+
+    /// `account_id` (twelve digits, as AWS account ids are) and `region`.
+    fn log_account(&self) -> Result<LogAccount, EndpointError> {
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Err(EndpointError::Invalid {
+                at: self.locate("account_id"),
+                problem: "an AWS account id is twelve digits (default \"000000000000\")",
+            });
+        }
+        if self.region.is_empty() || !self.region.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-') {
+            return Err(EndpointError::Invalid {
+                at: self.locate("region"),
+                problem: "a region is letters, digits and dashes, such as \"us-east-1\"",
+            });
+        }
+        Ok(LogAccount { account_id: self.account_id.clone(), region: self.region.clone() })
     }
 
     fn check_ids(&self) -> Result<(), EndpointError> {

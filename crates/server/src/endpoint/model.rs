@@ -68,9 +68,15 @@ impl<'de> Deserialize<'de> for HostPort {
 }
 
 /// The whole configuration of signpost-endpoint.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
+    /// The AWS account id query-log lines name (`account_id`; default `000000000000`).
+    #[serde(default = "default_account_id")]
+    pub account_id: String,
+    /// The AWS region query-log lines name (`region`; default `us-east-1`).
+    #[serde(default = "default_region")]
+    pub region: String,
     /// The port VPC resolvers listen on unless a VPC's `resolver` gives one (default 53).
     #[serde(default = "default_do53_port")]
     pub resolver_port: u16,
@@ -114,12 +120,44 @@ pub struct EndpointConfig {
     pub(crate) source: Option<Arc<Source>>,
 }
 
+impl Default for EndpointConfig {
+    /// What an empty file reads as.
+    fn default() -> Self {
+        Self {
+            account_id: default_account_id(),
+            region: default_region(),
+            resolver_port: default_do53_port(),
+            udp_workers: None,
+            recursive: RecursiveConfig::default(),
+            tls: None,
+            aws_limits: AwsLimits::default(),
+            cache: CacheConfig::default(),
+            admin: None,
+            vpcs: Vec::new(),
+            private_hosted_zones: Vec::new(),
+            resolver_rules: Vec::new(),
+            inbound_endpoints: Vec::new(),
+            outbound_endpoints: Vec::new(),
+            query_logging: Vec::new(),
+            source: None,
+        }
+    }
+}
+
 /// The file a configuration was read from, and a locator of its fields
 /// (the rules crate's, which reads TOML paths such as `vpcs[1].cidrs`).
 #[derive(Debug)]
 pub(crate) struct Source {
     pub(crate) file: PathBuf,
     locator: RulesConfig,
+}
+
+pub(crate) fn default_account_id() -> String {
+    "000000000000".to_string()
+}
+
+pub(crate) fn default_region() -> String {
+    "us-east-1".to_string()
 }
 
 pub(crate) fn default_do53_port() -> u16 {

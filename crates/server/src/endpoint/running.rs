@@ -49,6 +49,7 @@ async fn start_server(deployment: &Deployment) -> Result<ServerHandle, EndpointE
         .config(deployment.server.clone())
         .state(deployment.state())
         .query_logs(deployment.query_logs.clone())
+        .query_log_account(deployment.log_account.clone())
         .start()
         .await?;
     Ok(server)
@@ -128,7 +129,8 @@ impl Endpoint {
         self.config.check_transition(&next)?;
         let deployment = next.compile()?;
         let server_side = |deployment: &Deployment| {
-            serde_json::to_string(&(&deployment.server, &deployment.query_logs)).unwrap_or_default()
+            serde_json::to_string(&(&deployment.server, &deployment.query_logs, &deployment.log_account))
+                .unwrap_or_default()
         };
         let same_server = server_side(&deployment) == server_side(&self.deployment);
         if same_server {
