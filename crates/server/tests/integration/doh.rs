@@ -1,5 +1,5 @@
-//! DNS over HTTPS and over TLS: hickory over TLS (HTTP/2 for DoH), and status
-//! codes over plain HTTP.
+//! DNS over HTTPS and over TLS: hickory over TLS (HTTP/2 for DoH), HTTP/1.1
+//! over TLS, and status codes over plain HTTP.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -114,4 +114,79 @@ async fn doh_without_a_certificate_needs_plain_http_said_out_loud() {
     let listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
     let error = builder().listener(listener).start().await.err().expect("refused");
     assert!(error.to_string().contains("plain_http"), "{error}");
+}
+
+/// One HTTP/1.1 request over TLS offering `alpn`; returns the protocol the
+/// server chose, the status line and the whole response.
+async fn https1(
+    address: std::net::SocketAddr,
+    certificate: &TestCertificate,
+    alpn: &[&[u8]],
+    request: &[u8],
+) -> (Option<Vec<u8>>, String, Vec<u8>) {
+    let mut tls = client_tls(certificate);
+    tls.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let server_name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = connector.connect(server_name, tcp).await.expect("TLS handshake");
+    let chosen = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    // The server may close without close_notify; what arrived is what counts.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    let end = response.iter().position(|&b| b == b'\r').expect("a status line");
+    (chosen, String::from_utf8_lossy(&response[..end]).into_owned(), response)
+}
+
+#[tokio::test]
+async fn doh_over_tls_answers_http1_get_and_post() {
+    let certificate = certificate();
+    let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    listener.tls_cert = Some(certificate.cert.clone());
+    listener.tls_key = Some(certificate.key.clone());
+    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
+    server.record_queries(true);
+    let address = server.doh_addrs()[0];
+    let dns = query("www.doh.test", RecordType::A, None);
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dns);
+    let get = format!("GET /dns-query?dns={encoded} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut post = format!(
+        "POST /dns-query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/dns-message\r\nContent-Length: \
+         {}\r\nConnection: close\r\n\r\n",
+        dns.len()
+    )
+    .into_bytes();
+    post.extend_from_slice(&dns);
+
+    // ALPN http/1.1, and a client offering no ALPN at all (HTTP/1.1 is then the default).
+    let offers: [&[&[u8]]; 2] = [&[b"http/1.1"], &[]];
+    for alpn in offers {
+        for request in [get.as_bytes(), &post] {
+            let (chosen, status, response) = https1(address, &certificate, alpn, request).await;
+            if alpn.is_empty() {
+                assert_eq!(chosen, None);
+            } else {
+                assert_eq!(chosen.as_deref(), Some(&b"http/1.1"[..]));
+            }
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            let text = String::from_utf8_lossy(&response).to_lowercase();
+            assert!(text.contains("content-type: application/dns-message"), "{text}");
+            assert!(text.contains("cache-control: max-age=42"), "{text}");
+            let body = &response[response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+            assert_eq!(answers(body), ["www.doh.test. 42 IN A 127.0.0.1"]);
+        }
+    }
+    let (_, status, _) = https1(
+        address,
+        &certificate,
+        &[b"http/1.1"],
+        b"PUT /dns-query HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+    let seen = server.recorded_queries();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert!(seen.iter().all(|q| q.transport == signpost_rules::Transport::Doh), "{seen:?}");
+    server.shutdown().await;
 }

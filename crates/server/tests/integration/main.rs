@@ -6,6 +6,10 @@ mod support;
 
 mod doh;
 mod forwarding;
+mod ipv6;
+mod limits;
 mod local;
 mod operations;
 mod protocol;
+mod tcp;
+mod truncation;

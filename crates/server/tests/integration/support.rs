@@ -39,7 +39,13 @@ impl Drop for FakeUpstream {
 
 impl FakeUpstream {
     pub(crate) async fn start(handler: Handler) -> Self {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        Self::start_delayed(handler, Duration::ZERO).await
+    }
+
+    /// Like [`FakeUpstream::start`], but each answer waits `delay` first
+    /// without holding up other queries (a slow server, not a blocked one).
+    pub(crate) async fn start_delayed(handler: Handler, delay: Duration) -> Self {
+        let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let address = udp.local_addr().unwrap();
         let tcp = TcpListener::bind(address).await.unwrap();
         let queries = Arc::new(AtomicUsize::new(0));
@@ -57,8 +63,15 @@ impl FakeUpstream {
                     if let Ok(Some(question)) = message.first_question() {
                         names.lock().unwrap().push(question.name().to_string());
                     }
-                    if let Some(response) = handler(&message, false) {
+                    let Some(response) = handler(&message, false) else { continue };
+                    if delay.is_zero() {
                         let _ = udp.send_to(&response, peer).await;
+                    } else {
+                        let udp = udp.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = udp.send_to(&response, peer).await;
+                        });
                     }
                 }
             })
@@ -80,6 +93,9 @@ impl FakeUpstream {
                             queries.fetch_add(1, Ordering::SeqCst);
                             let Ok(message) = Message::parse(&query) else { return };
                             let Some(response) = handler(&message, true) else { continue };
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
                             let _ = stream.write_u16(response.len() as u16).await;
                             let _ = stream.write_all(&response).await;
                         }
@@ -275,6 +291,21 @@ pub(crate) async fn tcp_exchange(server: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut response = vec![0u8; usize::from(len)];
     stream.read_exact(&mut response).await.unwrap();
     response
+}
+
+/// Read one framed message from a TCP stream; None when the stream ends or fails.
+pub(crate) async fn read_frame<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
+    let len = stream.read_u16().await.ok()?;
+    let mut response = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut response).await.ok()?;
+    Some(response)
+}
+
+/// Write one framed message to a TCP stream.
+pub(crate) async fn write_frame<S: tokio::io::AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    stream.write_all(&framed).await.unwrap();
 }
 
 pub(crate) fn answers(response: &[u8]) -> Vec<String> {
