@@ -77,6 +77,35 @@ async fn sighup_picks_up_a_changed_zone_and_a_broken_config_keeps_the_old_one() 
 }
 
 #[tokio::test]
+async fn sighup_moves_a_forward_zone_to_its_new_server() {
+    let old = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 10)).await;
+    let new = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 11)).await;
+    let root = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 12)).await;
+    let dir = TempDir::new("reload-forward");
+    let resolv = dir.write("resolv.conf", "nameserver 127.0.0.254\n");
+    let body = |server: SocketAddr| {
+        format!(
+            "[[forward_zones]]\nname = \"corp.example\"\nservers = [\"{server}\"]\n\n[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n",
+            root.address
+        )
+    };
+    let port = free_port();
+    let config = write_config(&dir, port, &body(old.address));
+    let child = Child::start(&["--config", &config, "--resolv-conf", &resolv.to_string_lossy()], &dir).unwrap();
+    assert_eq!(addresses(child.udp, "www.corp.example.").await, ["192.0.2.10"]);
+    assert_eq!((old.count(), new.count()), (1, 0));
+
+    write_config(&dir, port, &body(new.address));
+    child.hangup();
+    assert!(child.wait_for_log("configuration reloaded", Duration::from_secs(5)), "{}", child.log());
+    assert_eq!(addresses(child.udp, "db.corp.example.").await, ["192.0.2.11"]);
+    assert_eq!(new.names(), ["db.corp.example."]);
+    assert_eq!(old.names(), ["www.corp.example."], "the old server is asked nothing after the reload");
+    assert_eq!(root.count(), 0);
+    assert!(child.stop().success());
+}
+
+#[tokio::test]
 async fn automatic_addresses_survive_a_reload_and_a_restart() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 1)).await;
     let dir = TempDir::new("allocations");
