@@ -4,8 +4,12 @@
 //! address, updated with compare-and-swap, so the hot path takes no lock and
 //! memory does not grow with the number of clients. Two clients that hash
 //! to the same slot share a bucket, which can only make the limit stricter.
+//!
+//! A limiter is cheap to clone, and clones share their buckets: listeners
+//! given clones of one limiter are limited together.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -40,12 +44,13 @@ impl Bucket {
     }
 }
 
-/// A rate limit shared by every worker.
+/// A rate limit shared by every worker (and by every clone).
+#[derive(Clone)]
 pub(crate) struct RateLimiter {
     started: Instant,
     rate: u32,
     burst: u32,
-    buckets: Box<[Bucket]>,
+    buckets: Arc<[Bucket]>,
 }
 
 impl RateLimiter {
@@ -123,5 +128,15 @@ mod tests {
         let limiter = RateLimiter::single(10);
         let now = Instant::now();
         assert_eq!((0..100).filter(|_| limiter.allow_one(now)).count(), 10);
+    }
+
+    #[test]
+    fn clones_share_their_buckets() {
+        let limiter = RateLimiter::single(10);
+        let clone = limiter.clone();
+        let now = Instant::now();
+        assert_eq!((0..6).filter(|_| limiter.allow_one(now)).count(), 6);
+        assert_eq!((0..10).filter(|_| clone.allow_one(now)).count(), 4, "the clone takes what is left");
+        assert!(!limiter.allow_one(now));
     }
 }

@@ -1,5 +1,6 @@
 //! Building, starting, reloading and stopping a server; the embedding API.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,6 +63,7 @@ pub struct ServerBuilder {
     reloader: Option<Reloader>,
     query_logs: Vec<QueryLogConfig>,
     log_account: Option<LogAccount>,
+    shared_limits: Vec<(Vec<String>, u32)>,
 }
 
 impl ServerBuilder {
@@ -117,6 +119,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Let the listeners with these ids take `qps` queries per second
+    /// together: one token bucket for all of them, in place of each one's
+    /// own `max_qps` (an endpoint address's UDP, TCP and DoH listeners, say).
+    /// A listener may be in one shared limit only.
+    pub fn shared_listener_limit(mut self, listeners: Vec<String>, qps: u32) -> Self {
+        self.shared_limits.push((listeners, qps));
+        self
+    }
+
     /// Serve the admin/metrics HTTP API.
     pub fn admin(mut self, admin: AdminConfig) -> Self {
         self.config.admin = Some(admin);
@@ -165,6 +176,15 @@ impl ServerBuilder {
             max_in_flight: config.limits.tcp_max_in_flight,
             idle_timeout: Duration::from_secs(config.limits.tcp_idle_timeout_secs.max(1)),
         };
+        let mut shared_limits: HashMap<&str, RateLimiter> = HashMap::new();
+        for (ids, qps) in &self.shared_limits {
+            let limiter = RateLimiter::single(*qps);
+            for id in ids {
+                if shared_limits.insert(id, limiter.clone()).is_some() {
+                    return Err(Error::Listener { listener: id.clone(), reason: "in two shared limits".into() });
+                }
+            }
+        }
         let mut bound = Vec::new();
         let mut tasks = Vec::new();
         // A port-0 UDP listener and a port-0 TCP-based listener on one address
@@ -197,7 +217,10 @@ impl ServerBuilder {
                     ListenerTransport::Doh => Transport::Doh,
                 },
                 allow: listener.allow.clone().unwrap_or_else(default_allow_list),
-                max_qps: listener.max_qps.map(RateLimiter::single),
+                max_qps: match shared_limits.get(id.as_str()) {
+                    Some(limiter) => Some(limiter.clone()),
+                    None => listener.max_qps.map(RateLimiter::single),
+                },
                 bound: (!address.ip().is_unspecified()).then_some(address.ip()),
                 client_rate_limit: listener.client_rate_limit,
                 srcids: listener.srcids.iter().map(|(key, value)| (key.clone(), value.clone())).collect(),

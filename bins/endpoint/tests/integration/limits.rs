@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use signpost_server::ListenerTransport;
 use signpost_wire::RecordType;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 
 use crate::support::*;
 
@@ -40,6 +41,72 @@ async fn burst(server: SocketAddr, source: IpAddr, count: usize) -> (usize, f64)
     let elapsed = started.elapsed().as_secs_f64();
     receiver.await.unwrap();
     (answered.load(Ordering::SeqCst), elapsed)
+}
+
+/// Answers counted and when the last one came, in seconds after `started`.
+#[derive(Default)]
+struct Tally {
+    answered: usize,
+    last: f64,
+}
+
+/// Send `count` UDP queries from `source` (in bursts of 50) and count the
+/// answers until none comes for 1.5 s.
+async fn udp_burst_tally(server: SocketAddr, source: IpAddr, count: usize, started: Instant) -> Tally {
+    let socket = Arc::new(UdpSocket::bind(SocketAddr::new(source, 0)).await.unwrap());
+    let receiver = {
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut buffer = [0u8; 1500];
+            while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(1500), socket.recv_from(&mut buffer)).await
+            {
+                tally.answered += 1;
+                tally.last = started.elapsed().as_secs_f64();
+            }
+            tally
+        })
+    };
+    for chunk in 0..count.div_ceil(50) {
+        for index in 0..50.min(count - chunk * 50) {
+            let id = (chunk * 50 + index) as u16;
+            socket.send_to(&query("www.corp.example", RecordType::A, id), server).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    receiver.await.unwrap()
+}
+
+/// Send `count` queries down one TCP connection (in bursts of 50) and count
+/// the answers until none comes for 1.5 s.
+async fn tcp_burst_tally(server: SocketAddr, count: usize, started: Instant) -> Tally {
+    let (mut reader, mut writer) = TcpStream::connect(server).await.unwrap().into_split();
+    let receiver = tokio::spawn(async move {
+        let mut tally = Tally::default();
+        let mut buffer = vec![0u8; 65535];
+        while let Ok(Ok(len)) = tokio::time::timeout(Duration::from_millis(1500), reader.read_u16()).await {
+            let Some(message) = buffer.get_mut(..usize::from(len)) else { break };
+            if reader.read_exact(message).await.is_err() {
+                break;
+            }
+            tally.answered += 1;
+            tally.last = started.elapsed().as_secs_f64();
+        }
+        tally
+    });
+    for chunk in 0..count.div_ceil(50) {
+        let mut frames = Vec::new();
+        for index in 0..50.min(count - chunk * 50) {
+            let message = query("www.corp.example", RecordType::A, (chunk * 50 + index) as u16);
+            frames.extend_from_slice(&(message.len() as u16).to_be_bytes());
+            frames.extend_from_slice(&message);
+        }
+        writer.write_all(&frames).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let tally = receiver.await.unwrap();
+    drop(writer);
+    tally
 }
 
 const ZONE: &str = r#"
@@ -96,6 +163,48 @@ async fn inbound_endpoints_are_limited_per_address_not_per_client() {
     assert!(answered as f64 <= 500.0 + 500.0 * seconds + 20.0, "answered {answered} in {seconds:.3}s");
     // The other address has its own limit.
     assert!(ask(addresses[1], ONPREM_CLIENT, "www.corp.example").await.is_some());
+    endpoint.shutdown().await;
+}
+
+#[tokio::test]
+async fn udp_and_tcp_of_one_inbound_endpoint_address_share_its_limit() {
+    let dir = temp_dir("inbound-shared-limit");
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let rate = 200.0;
+    let extra = format!(
+        "{ZONE}\n[aws_limits]\ninbound_qps_per_address = {rate}\n\n[[inbound_endpoints]]\nid = \"rslvr-in-a\"\nvpc = \"vpc-a\"\naddresses = [\"127.0.1.10\", \"127.0.1.11\"]\nport = 0\n"
+    );
+    let endpoint = start(&dir.0, &two_vpcs(recursive.address, &extra)).await;
+    let limits = &endpoint.deployment().address_limits;
+    assert_eq!(limits.len(), 2, "one limit per address: {limits:?}");
+    assert!(limits.iter().all(|limit| limit.listeners.len() == 2 && limit.qps == 200), "{limits:?}");
+    let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp)[0];
+    let tcp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Tcp)[0];
+    assert_eq!(udp.ip(), tcp.ip());
+
+    // 600 queries over UDP and 600 over TCP at once, to one address. Each
+    // transport alone sends far more than the limit lets through, so with a
+    // bucket per transport about twice the limit would be answered; with one
+    // bucket for the address, at most its burst (one second's worth) plus
+    // what refills until the last answer.
+    let started = Instant::now();
+    let (over_udp, over_tcp) =
+        tokio::join!(udp_burst_tally(udp, ONPREM_CLIENT, 600, started), tcp_burst_tally(tcp, 600, started));
+    let answered = over_udp.answered + over_tcp.answered;
+    let seconds = over_udp.last.max(over_tcp.last);
+    let allowed = rate + rate * seconds + 20.0;
+    let metrics = endpoint.server().metrics_text();
+    let dropped = metric(&metrics, "signpost_dropped_total{reason=\"listener_limit\"}") as usize;
+    let shown = format!(
+        "answered {} over UDP and {} over TCP (last at {seconds:.3}s), dropped {dropped}",
+        over_udp.answered, over_tcp.answered
+    );
+    assert!(answered as f64 <= allowed, "{shown}: more than one bucket of {rate}/s allows ({allowed:.0})");
+    assert!(answered >= 100, "{shown}");
+    // TCP loses nothing on the way: every TCP query not answered was dropped
+    // by the limit (and counted).
+    assert!(dropped >= 600 - over_tcp.answered, "{shown}");
+    assert!(answered + dropped <= 1200, "{shown}");
     endpoint.shutdown().await;
 }
 

@@ -56,6 +56,18 @@ pub struct PlannedListener {
     pub transport: ListenerTransport,
 }
 
+/// Listeners limited together: those of one inbound endpoint address (Do53
+/// over UDP and TCP, DoH), which take `qps` queries per second between them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressLimit {
+    /// The address.
+    pub address: IpAddr,
+    /// Its listeners' ids.
+    pub listeners: Vec<String>,
+    /// Queries per second they take together.
+    pub qps: u32,
+}
+
 /// Where one domain goes for one VPC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteTarget {
@@ -120,6 +132,9 @@ pub struct Deployment {
     pub query_logs: Vec<QueryLogConfig>,
     /// The account and region every query-log line names.
     pub log_account: LogAccount,
+    /// With `aws_limits` on, one limit per inbound endpoint address, shared
+    /// by its listeners.
+    pub address_limits: Vec<AddressLimit>,
     /// Per VPC, where each domain goes.
     pub routes: Vec<VpcRoutes>,
     /// Resolver rules associated with no VPC (they have no effect).
@@ -319,6 +334,11 @@ impl EndpointConfig {
             ..ServerConfig::default()
         };
 
+        let address_limits = if self.aws_limits.enabled {
+            address_limits(&server.listeners, &planned, self.aws_limits.inbound_qps_per_address)
+        } else {
+            Vec::new()
+        };
         let routes = self.routes(&resolvers, &zones, &inbound, &outbound, &rule_routes, &recursive_servers);
         let unassociated_rules =
             self.resolver_rules.iter().filter(|rule| rule.vpcs.is_empty()).map(|rule| rule.id.clone()).collect();
@@ -329,6 +349,7 @@ impl EndpointConfig {
             listeners: planned,
             query_logs: self.query_logs(&base_dir),
             log_account,
+            address_limits,
             routes,
             unassociated_rules,
             limits: self
@@ -911,6 +932,22 @@ impl EndpointConfig {
             })
             .collect()
     }
+}
+
+/// Group the inbound endpoint listeners by address (`listeners` and
+/// `planned` are parallel), in the order the addresses first appear.
+fn address_limits(listeners: &[ListenerConfig], planned: &[PlannedListener], qps: u32) -> Vec<AddressLimit> {
+    let mut limits: Vec<AddressLimit> = Vec::new();
+    for (listener, plan) in listeners.iter().zip(planned) {
+        if !matches!(plan.role, ListenerRole::InboundEndpoint { .. }) {
+            continue;
+        }
+        match limits.iter_mut().find(|limit| limit.address == listener.address) {
+            Some(limit) => limit.listeners.push(plan.id.clone()),
+            None => limits.push(AddressLimit { address: listener.address, listeners: vec![plan.id.clone()], qps }),
+        }
+    }
+    limits
 }
 
 fn zone_id(config: &HostedZoneConfig) -> String {

@@ -23,7 +23,7 @@ impl Deployment {
                 let _ = writeln!(
                     out,
                     "limits (aws_limits): {per_client} packets/s per client address to VPC resolvers; \
-                     {per_address} queries/s per inbound endpoint address and transport; excess is dropped"
+                     {per_address} queries/s per inbound endpoint address (UDP, TCP and DoH together); excess is dropped"
                 );
             }
             None => out.push_str("limits: off (aws_limits.enabled = false)\n"),

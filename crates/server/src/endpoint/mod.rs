@@ -50,7 +50,7 @@ mod protocols;
 mod running;
 
 pub use compile::{
-    Deployment, ListenerRole, PlannedListener, RECURSIVE_GROUP, RouteTarget, VpcRoutes, forward_group,
+    AddressLimit, Deployment, ListenerRole, PlannedListener, RECURSIVE_GROUP, RouteTarget, VpcRoutes, forward_group,
     inbound_listener_id, resolver_listener_id,
 };
 pub use error::EndpointError;

@@ -204,8 +204,8 @@ pub struct AwsLimits {
     /// Packets per second each client address may send to VPC resolvers
     /// (Route 53: 1024 per network interface).
     pub vpc_resolver_pps_per_client: u32,
-    /// Queries per second each inbound endpoint address accepts, per
-    /// transport (Route 53: about 10,000 per IP address).
+    /// Queries per second each inbound endpoint address accepts, over UDP,
+    /// TCP and DoH together (Route 53: about 10,000 per IP address).
     pub inbound_qps_per_address: u32,
 }
 

@@ -45,14 +45,15 @@ pub struct Endpoint {
 }
 
 async fn start_server(deployment: &Deployment) -> Result<ServerHandle, EndpointError> {
-    let server = Server::builder()
+    let mut builder = Server::builder()
         .config(deployment.server.clone())
         .state(deployment.state())
         .query_logs(deployment.query_logs.clone())
-        .query_log_account(deployment.log_account.clone())
-        .start()
-        .await?;
-    Ok(server)
+        .query_log_account(deployment.log_account.clone());
+    for limit in &deployment.address_limits {
+        builder = builder.shared_listener_limit(limit.listeners.clone(), limit.qps);
+    }
+    Ok(builder.start().await?)
 }
 
 impl Endpoint {
