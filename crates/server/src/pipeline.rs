@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,7 +25,7 @@ use signpost_wire::{
 use tokio::sync::oneshot;
 
 use crate::cache::{Cache, CacheKey, Lookup, ServeAs, adapt_for_client};
-use crate::config::{LimitAction, ServerConfig};
+use crate::config::{LimitAction, ListenerTransport, ServerConfig};
 use crate::faults::{FaultAction, Faults};
 use crate::limits::RateLimiter;
 use crate::metrics::{DecisionIndex, DropIndex, Metrics, TransportIndex};
@@ -296,6 +297,10 @@ impl Pipeline {
         let peer_ip = incoming.peer.ip();
         if !listener.allow.iter().any(|net| net.contains(&peer_ip)) {
             self.counters().decision(DecisionIndex::Refused);
+            if let Some(trace) = trace.as_mut() {
+                trace.decision = "refused".into();
+                trace.notes.push(format!("refused by ACL: {peer_ip} is not allowed on listener {}", listener.id));
+            }
             return self.simple_response(
                 &facts,
                 Rcode::REFUSED,
@@ -392,7 +397,11 @@ impl Pipeline {
                     client_edns: facts.client_edns.is_some(),
                 };
                 let start = out.len();
-                match self.cache.lookup(key.as_bytes(), incoming.now, serve, out) {
+                let lookup = self.cache.lookup(key.as_bytes(), incoming.now, serve, out);
+                if SUPPRESS_METRICS.with(Cell::get) {
+                    self.uncount_lookup(lookup);
+                }
+                match lookup {
                     Lookup::Hit { len, .. } => {
                         self.counters().decision(DecisionIndex::Cache);
                         if let Some(trace) = trace.as_mut() {
@@ -448,6 +457,19 @@ impl Pipeline {
             Fast::Answered { len } => self.finish_fast(len, fault),
             other => other,
         }
+    }
+
+    /// Take back what a cache lookup added to the cache's counters: an
+    /// explain run reads the cache but must not show in its figures.
+    fn uncount_lookup(&self, lookup: Lookup) {
+        let stats = self.cache.stats();
+        let counter = match lookup {
+            Lookup::Hit { .. } => &stats.hits,
+            Lookup::Miss if self.cache.is_enabled() => &stats.misses,
+            // A disabled cache counts nothing.
+            Lookup::Miss => return,
+        };
+        uncount(counter);
     }
 
     fn finish_fast(&self, len: usize, fault: Option<FaultAction>) -> Fast {
@@ -817,6 +839,9 @@ impl Pipeline {
             Err(error) => {
                 let now = Instant::now();
                 if let Some(len) = self.cache.lookup_stale(&job.key, now, job.serve(), &mut out) {
+                    if !job.counted {
+                        uncount(&self.cache.stats().stale_hits);
+                    }
                     out.truncate(len);
                     append_extended_error(
                         &mut out,
@@ -935,13 +960,26 @@ impl Pipeline {
         }
         // The leader resolves in its own task, with no hand-off; if it is
         // cancelled, the guard lets the waiters know so they resolve themselves.
-        let guard = Leader { in_flight: &self.in_flight, key: Some(key) };
+        let mut guard = Leader { in_flight: &self.in_flight, key: Some(key) };
         let result = self.resolve_once(job, &group, accepted_only).await;
-        if let Ok(resolved) = &result {
-            self.cache.insert(&job.key, &resolved.response, Instant::now());
+        let insert = |result: &Result<Resolved, ForwardFailure>| {
+            if let Ok(resolved) = result {
+                self.cache.insert(&job.key, &resolved.response, Instant::now());
+            }
+        };
+        if job.counted {
+            insert(&result);
+        }
+        let waiters = guard.take_waiters();
+        // An explain run leaves the cache alone, unless clients joined it
+        // and are being answered from what it got.
+        if !job.counted && !waiters.is_empty() {
+            insert(&result);
         }
         let outcome: Outcome = Arc::new(result);
-        guard.finish(&outcome);
+        for waiter in waiters {
+            let _ = waiter.send(outcome.clone());
+        }
         outcome
     }
 
@@ -997,8 +1035,38 @@ impl Pipeline {
         }
     }
 
+    /// The listener an explain run stands in for: the first configured for
+    /// `transport`, else the first of all, with its id (views can select by
+    /// listener), bound address and allow-list; no rate limits. Without
+    /// listeners (sockets handed in), every client is allowed.
+    fn explain_listener(&self, transport: Transport) -> ListenerContext {
+        let listeners = &self.config.listeners;
+        let wanted = |listener: &&crate::config::ListenerConfig| {
+            matches!(
+                (listener.transport, transport),
+                (ListenerTransport::Udp, Transport::Udp)
+                    | (ListenerTransport::Tcp, Transport::Tcp)
+                    | (ListenerTransport::Dot, Transport::Dot)
+                    | (ListenerTransport::Doh, Transport::Doh)
+            )
+        };
+        let chosen = listeners.iter().find(wanted).or_else(|| listeners.first());
+        let (id, allow, bound) = match chosen {
+            Some(listener) => (
+                Arc::from(listener.id_or_default().as_str()),
+                listener.allow.clone().unwrap_or_else(crate::config::default_allow_list),
+                (!listener.address.is_unspecified()).then_some(listener.address),
+            ),
+            None => {
+                (Arc::from("explain"), ["0.0.0.0/0", "::/0"].iter().filter_map(|net| net.parse().ok()).collect(), None)
+            }
+        };
+        ListenerContext { id, transport, allow, max_qps: None, bound, client_rate_limit: false, srcids: Arc::from([]) }
+    }
+
     /// Run the pipeline for a question and return the decision trace; the
-    /// answer goes to no one.
+    /// answer goes to no one, the cache is read but neither filled nor
+    /// counted in, and no metric moves.
     pub(crate) async fn explain(
         self: &Arc<Self>,
         name: &signpost_wire::NameBuf,
@@ -1013,16 +1081,7 @@ impl Pipeline {
             builder.set_edns(EdnsHeader::default());
             let _ = builder.finish();
         }
-        let everyone: Vec<IpNet> = ["0.0.0.0/0", "::/0"].iter().filter_map(|net| net.parse().ok()).collect();
-        let listener = ListenerContext {
-            id: Arc::from("explain"),
-            transport,
-            allow: everyone,
-            max_qps: None,
-            bound: None,
-            client_rate_limit: false,
-            srcids: Arc::from([]),
-        };
+        let listener = self.explain_listener(transport);
         let incoming = Incoming {
             bytes: &query,
             peer: client,
@@ -1090,12 +1149,7 @@ struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    fn finish(mut self, outcome: &Outcome) {
-        for waiter in self.take_waiters() {
-            let _ = waiter.send(outcome.clone());
-        }
-    }
-
+    /// The waiters, and the entry removed: later questions start afresh.
     fn take_waiters(&mut self) -> Vec<oneshot::Sender<Outcome>> {
         let Some(key) = self.key.take() else { return Vec::new() };
         self.in_flight.lock().ok().and_then(|mut map| map.remove(&key)).unwrap_or_default()
@@ -1107,6 +1161,11 @@ impl Drop for Leader<'_> {
         // Senders dropped unsent: each waiter sees the leader gone.
         drop(self.take_waiters());
     }
+}
+
+/// Subtract one from a counter, never below zero.
+fn uncount(counter: &std::sync::atomic::AtomicU64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |value| value.checked_sub(1));
 }
 
 /// A flat wire name as a `ToName`.
