@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use signpost_rules::RuleSetBuilder;
 use signpost_rules::config::{RulesConfig, SYSTEM_GROUP};
-use signpost_server::redirect::{RedirectSettings, UPSTREAM_GROUP};
+use signpost_server::redirect::{RedirectSettings, UPSTREAM_GROUP, loop_free_nameservers};
 use signpost_server::{AdminConfig, LogDestination, ServerConfig};
 use signpost_upstream::{GroupConfig, ServerConfig as UpstreamServer};
 
@@ -33,7 +33,7 @@ pub(crate) struct Cli {
     /// UDP and TCP port [default: 53; 0 picks a free port].
     #[arg(long, global = true, env = "DNS_PORT", value_name = "PORT")]
     pub(crate) dns_port: Option<String>,
-    /// Upstream server(s), `host` or `host:port`, comma-separated, tried in order
+    /// Upstream server(s), `IP` or `IP:port` (no host names), comma-separated, tried in order
     /// [default: the nameservers of /etc/resolv.conf].
     #[arg(long, global = true, env = "DNS_SERVER", value_name = "SERVERS")]
     pub(crate) dns_server: Option<String>,
@@ -182,7 +182,22 @@ impl Cli {
                     let servers = implied.targets.iter().map(|target| UpstreamServer::udp(*target)).collect();
                     groups.push(GroupConfig::new(implied.name, servers));
                 }
-                let system = rules.system_nameservers(&base_dir).map_err(|error| error.to_string())?;
+                let mut system = rules.system_nameservers(&base_dir).map_err(|error| error.to_string())?;
+                if let Some(file) = rules.system_resolv_conf(&base_dir) {
+                    // When the system resolver points at us, resolv.conf names
+                    // us (or a loopback stub that forwards to us): leave those
+                    // out, as for the default upstreams, or queries would loop.
+                    let (kept, skipped) = loop_free_nameservers(&system, &file, &settings.own_addresses());
+                    for skip in skipped {
+                        tracing::info!(
+                            "rules.system: nameserver {} in {} left out: {}",
+                            skip.address,
+                            skip.file.display(),
+                            skip.reason
+                        );
+                    }
+                    system = kept;
+                }
                 if !system.is_empty() {
                     let servers = system.iter().map(|server| UpstreamServer::udp(*server)).collect();
                     groups.push(GroupConfig::new(SYSTEM_GROUP, servers));
@@ -229,6 +244,78 @@ mod tests {
         assert_eq!(loaded.settings.ttl, 5);
         assert_eq!(loaded.settings.resolve_ip, signpost_rules::AddressSource::Fixed([10, 1, 1, 1].into()));
         assert_eq!(loaded.rules.host_tables().count(), 1);
+    }
+
+    /// A directory of the test's own with `redirect.toml` (rules forwarding
+    /// corp.example to the `system` group) and `resolv.conf`.
+    struct SystemFiles(PathBuf);
+
+    impl SystemFiles {
+        fn new(tag: &str, system: &str, resolv_conf: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("signpost-redirect-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("dir");
+            std::fs::write(dir.join("resolv.conf"), resolv_conf).expect("write resolv.conf");
+            let config = format!(
+                "[rules]\n[rules.system]\n{system}\n\n[[rules.rules]]\nsuffix = \"corp.example\"\naction = \
+                 \"forward\"\ngroup = \"system\"\n"
+            );
+            std::fs::write(dir.join("redirect.toml"), config).expect("write redirect.toml");
+            Self(dir)
+        }
+
+        fn system_group(&self, address: &str, port: &str) -> Option<Vec<SocketAddr>> {
+            let config = self.0.join("redirect.toml");
+            let loaded =
+                cli(&["--config", config.to_str().expect("utf-8"), "--dns-address", address, "--dns-port", port])
+                    .load()
+                    .expect("loads");
+            let group = loaded.groups.iter().find(|group| group.name == SYSTEM_GROUP)?;
+            Some(group.servers.iter().map(|server| server.address).collect())
+        }
+    }
+
+    impl Drop for SystemFiles {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn addresses(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|text| text.parse().expect("address")).collect()
+    }
+
+    #[test]
+    fn the_system_group_from_resolv_conf_leaves_out_ourselves_and_loopback_stubs() {
+        let files = SystemFiles::new(
+            "system-loop",
+            "resolv_conf = \"resolv.conf\"",
+            "nameserver 198.51.100.53\nnameserver 127.0.0.53\nnameserver 198.51.100.1\n",
+        );
+        // Listening on 198.51.100.53:53, resolv.conf names us: left out, as is systemd's stub.
+        assert_eq!(files.system_group("198.51.100.53", "53"), Some(addresses(&["198.51.100.1:53"])));
+        // On another port 198.51.100.53:53 is some other server; the stub still loops.
+        assert_eq!(
+            files.system_group("198.51.100.53", "5353"),
+            Some(addresses(&["198.51.100.53:53", "198.51.100.1:53"]))
+        );
+        // A wildcard listener on port 53 is reached through loopback and this machine's own
+        // addresses, not through other machines'.
+        assert_eq!(files.system_group("0.0.0.0", "53"), Some(addresses(&["198.51.100.53:53", "198.51.100.1:53"])));
+
+        // Nothing but us and stubs: no system group at all (its rules get SERVFAIL), never a loop.
+        let only_us = SystemFiles::new(
+            "system-only-us",
+            "resolv_conf = \"resolv.conf\"",
+            "nameserver 127.0.0.1\nnameserver 127.0.0.53\nnameserver ::1\n",
+        );
+        assert_eq!(only_us.system_group("127.0.0.1", "53"), None);
+    }
+
+    #[test]
+    fn listed_system_nameservers_are_kept_as_given() {
+        // A local resolver on a loopback port is a deliberate choice, like DNS_SERVER.
+        let files = SystemFiles::new("system-listed", "nameservers = [\"127.0.0.1:5300\"]", "nameserver 127.0.0.1\n");
+        assert_eq!(files.system_group("127.0.0.1", "53"), Some(addresses(&["127.0.0.1:5300"])));
     }
 
     #[test]

@@ -360,7 +360,10 @@ impl RulesConfig {
     }
 
     /// The `system` group's servers: the `[system]` nameservers, or the
-    /// first three of its resolv.conf (relative to `base_dir`).
+    /// first three of its resolv.conf (relative to `base_dir`). Servers read
+    /// from a resolv.conf ([`RulesConfig::system_resolv_conf`]) may include
+    /// the server itself, when the system resolver points at it; the binary
+    /// knows its listening addresses and leaves those out.
     pub fn system_nameservers(&self, base_dir: &Path) -> Result<Vec<SocketAddr>, Error> {
         let Some(system) = &self.system else { return Ok(Vec::new()) };
         if !system.nameservers.is_empty() {
@@ -375,6 +378,17 @@ impl RulesConfig {
             error
         })?;
         Ok(conf.effective_nameservers().map(|address| SocketAddr::new(address, 53)).collect())
+    }
+
+    /// The resolv.conf the `system` group's servers come from (relative to
+    /// `base_dir`), or `None` when there is no `[system]` or it lists its
+    /// nameservers itself.
+    pub fn system_resolv_conf(&self, base_dir: &Path) -> Option<PathBuf> {
+        let system = self.system.as_ref()?;
+        if !system.nameservers.is_empty() {
+            return None;
+        }
+        system.resolv_conf.as_ref().map(|path| base_dir.join(path))
     }
 
     fn nameserver_list(&self, system: &SystemConfig) -> Result<Vec<SocketAddr>, Error> {
@@ -891,7 +905,11 @@ mod tests {
         assert_eq!(groups[0].name, "onprem");
         assert_eq!(groups[0].targets[1], "192.0.2.2:5300".parse().unwrap());
         assert_eq!(config.system_nameservers(Path::new(".")).expect("valid").len(), 2);
+        assert_eq!(config.system_resolv_conf(Path::new(".")), None, "listed, not read from resolv.conf");
         RuleSet::from_config(&config, Path::new("."), &[]).expect("groups are implied");
+        let from_file = self::config("[system]\nresolv_conf = \"resolv.conf\"\n");
+        assert_eq!(from_file.system_resolv_conf(Path::new("/srv")), Some(PathBuf::from("/srv/resolv.conf")));
+        assert_eq!(self::config("").system_resolv_conf(Path::new("/srv")), None);
     }
 
     #[test]

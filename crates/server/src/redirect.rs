@@ -366,6 +366,13 @@ impl RedirectSettings {
         }
     }
 
+    /// The DNS_ADDRESS/DNS_PORT addresses we listen on, as configured (none
+    /// when disabled): resolv.conf nameservers equal to one of them are
+    /// left out of upstream groups, so we never forward to ourselves.
+    pub fn own_addresses(&self) -> Vec<SocketAddr> {
+        self.bind_addresses().unwrap_or_default().iter().map(|address| SocketAddr::new(*address, self.port)).collect()
+    }
+
     /// UDP and TCP listeners on every listen address (none when disabled).
     pub fn listeners(&self) -> Vec<ListenerConfig> {
         let mut listeners = Vec::new();
@@ -519,8 +526,9 @@ fn deserialize_domains<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec
     })
 }
 
-/// `DNS_SERVER`: comma-separated `host` or `host:port` entries (IPv6 as
-/// `2001:db8::1` or `[2001:db8::1]:5353`), port 53 unless given.
+/// `DNS_SERVER`: comma-separated `IP` or `IP:port` entries (IPv6 as
+/// `2001:db8::1` or `[2001:db8::1]:5353`), port 53 unless given; host
+/// names are refused (looking them up would need DNS itself).
 pub fn parse_servers(text: &str) -> Result<Vec<SocketAddr>, RedirectError> {
     let mut servers = Vec::new();
     for part in split_list(text, &[',', ';']) {
@@ -732,10 +740,25 @@ fn is_systemd_stub(ip: IpAddr) -> bool {
 
 fn usable_nameservers(path: &Path, own: &[SocketAddr], skipped: &mut Vec<SkippedNameserver>) -> Vec<SocketAddr> {
     let Ok(conf) = ResolvConf::load(path) else { return Vec::new() };
+    let (servers, left_out) = loop_free_nameservers(&conf.nameservers, path, own);
+    skipped.extend(left_out);
+    servers
+}
+
+/// `nameservers`, read from the resolv.conf `file`, without our own
+/// listening addresses (`own`) and loopback stubs, as [`system_upstreams`]
+/// leaves them out; for other groups taken from a resolv.conf, such as the
+/// rules' `[system]` group. Returns the servers kept and those left out.
+pub fn loop_free_nameservers(
+    nameservers: &[SocketAddr],
+    file: &Path,
+    own: &[SocketAddr],
+) -> (Vec<SocketAddr>, Vec<SkippedNameserver>) {
     let mut servers = Vec::new();
-    for address in conf.nameservers {
+    let mut skipped = Vec::new();
+    for &address in nameservers {
         let ip = unmapped(address.ip());
-        let reason = if own.iter().any(|own| is_own_listener(address, *own)) {
+        let reason = if own.iter().any(|own| is_own_listener(address, *own) || is_wildcard_reaching(*own, address)) {
             Some("it is our own listening address")
         } else if ip.is_loopback() || ip.is_unspecified() {
             Some("a loopback stub would send queries back to the system resolver")
@@ -743,11 +766,11 @@ fn usable_nameservers(path: &Path, own: &[SocketAddr], skipped: &mut Vec<Skipped
             None
         };
         match reason {
-            Some(reason) => skipped.push(SkippedNameserver { address, file: path.to_path_buf(), reason }),
+            Some(reason) => skipped.push(SkippedNameserver { address, file: file.to_path_buf(), reason }),
             None => servers.push(address),
         }
     }
-    servers
+    (servers, skipped)
 }
 
 fn unmapped(ip: IpAddr) -> IpAddr {
@@ -766,6 +789,18 @@ fn is_own_listener(nameserver: SocketAddr, own: SocketAddr) -> bool {
         || (ours.is_unspecified()
             && ours.is_ipv4() == theirs.is_ipv4()
             && (theirs.is_loopback() || theirs.is_unspecified()))
+}
+
+/// Whether a listener on a wildcard address (`0.0.0.0:53`) receives what is
+/// sent to `nameserver`: same port and family, and an address of this
+/// machine (one a socket can be bound to), such as the host's own LAN
+/// address that a container's resolv.conf may name.
+fn is_wildcard_reaching(own: SocketAddr, nameserver: SocketAddr) -> bool {
+    let (ours, theirs) = (unmapped(own.ip()), unmapped(nameserver.ip()));
+    own.port() == nameserver.port()
+        && ours.is_unspecified()
+        && ours.is_ipv4() == theirs.is_ipv4()
+        && std::net::UdpSocket::bind(SocketAddr::new(theirs, 0)).is_ok()
 }
 
 /// A host record added at run time.
@@ -1299,9 +1334,10 @@ impl RedirectServerBuilder {
 
     /// Bind and serve. Must run inside a tokio runtime.
     pub async fn start(self) -> Result<RedirectServer, RedirectError> {
-        let Some(addresses) = self.settings.bind_addresses() else { return Err(RedirectError::Disabled) };
-        let own: Vec<SocketAddr> =
-            addresses.iter().map(|address| SocketAddr::new(*address, self.settings.port)).collect();
+        if self.settings.bind_addresses().is_none() {
+            return Err(RedirectError::Disabled);
+        }
+        let own = self.settings.own_addresses();
         let upstream = self.settings.upstreams(&own);
         let mut groups: Vec<GroupConfig> = self.settings.upstream_group(&upstream).into_iter().collect();
         groups.extend(self.groups);
@@ -1319,6 +1355,7 @@ impl RedirectServerBuilder {
         let deadline = u64::try_from(self.settings.upstream_total_timeout.as_millis()).unwrap_or(u64::MAX);
         config.limits.query_timeout_ms = config.limits.query_timeout_ms.max(deadline.saturating_add(500));
         let query_log = config.query_log.enabled.then(|| config.query_log.clone());
+        let cache = config.cache.enabled;
 
         let bound: Arc<OnceLock<Vec<SocketAddr>>> = Arc::new(OnceLock::new());
         let mut builder = Server::builder()
@@ -1343,7 +1380,7 @@ impl RedirectServerBuilder {
         let handle = builder.start().await?;
         let _ = bound.set(handle.listeners().iter().map(|listener| listener.address).collect());
         debug_assert_eq!(handle.listeners().len(), main + extra);
-        Ok(RedirectServer { handle, redirector, upstream, main_listeners: main, query_log })
+        Ok(RedirectServer { handle, redirector, upstream, main_listeners: main, query_log, cache })
     }
 }
 
@@ -1354,6 +1391,8 @@ pub struct RedirectServer {
     upstream: UpstreamChoice,
     main_listeners: usize,
     query_log: Option<QueryLogConfig>,
+    /// Whether forwarded answers are cached (in memory).
+    cache: bool,
 }
 
 impl fmt::Debug for RedirectServer {
@@ -1432,6 +1471,9 @@ impl RedirectServer {
             lines.push(format!("Admin API on http://{admin} (GET {ADMIN_PREFIX}, /metrics)"));
         }
         lines.push(match &self.query_log {
+            None if self.cache => {
+                "Query log: off (forwarded queries are not logged; their answers are cached in memory only)".to_owned()
+            }
             None => "Query log: off (forwarded queries are neither logged nor stored)".to_owned(),
             Some(QueryLogConfig { destination, forwarded, .. }) => {
                 let what = if *forwarded { "every query" } else { "local answers" };
@@ -1653,9 +1695,36 @@ mod tests {
         assert_eq!(choice.source, UpstreamSource::None);
 
         let wildcard: SocketAddr = "0.0.0.0:53".parse().expect("addr");
-        let lan = TempFile::new("nameserver 192.0.2.1\n");
+        let lan = TempFile::new("nameserver 198.51.100.1\n");
         assert!(is_own_listener("127.0.0.1:53".parse().expect("a"), wildcard));
         assert_eq!(system_upstreams(&lan.0, &missing, &[wildcard]).servers.len(), 1);
+    }
+
+    #[test]
+    fn a_wildcard_listener_skips_this_machines_own_addresses() {
+        // An address of this machine other than loopback: the one a UDP
+        // socket would send from towards a documentation address (connect
+        // sends nothing).
+        let probe = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        let local = probe.connect("192.0.2.1:53").and_then(|()| probe.local_addr()).map(|address| address.ip());
+        let Ok(local @ IpAddr::V4(_)) = local else { return };
+        if local.is_loopback() || local.is_unspecified() {
+            return;
+        }
+        let wildcard: SocketAddr = "0.0.0.0:53".parse().expect("addr");
+        let nameserver = SocketAddr::new(local, 53);
+        let lan = TempFile::new(&format!("nameserver {local}\nnameserver 198.51.100.1\n"));
+        let missing = PathBuf::from("/nonexistent/signpost/resolv.conf");
+        let choice = system_upstreams(&lan.0, &missing, &[wildcard]);
+        assert_eq!(choice.servers, ["198.51.100.1:53".parse::<SocketAddr>().expect("addr")]);
+        assert_eq!(choice.skipped.len(), 1);
+        assert_eq!(choice.skipped[0].address, nameserver);
+        assert_eq!(choice.skipped[0].reason, "it is our own listening address");
+        // Another port, or a specific listen address, is not reached that way.
+        let other_port: SocketAddr = "0.0.0.0:5353".parse().expect("addr");
+        assert_eq!(loop_free_nameservers(&[nameserver], &lan.0, &[other_port]).0, [nameserver]);
+        let loopback_only: SocketAddr = "127.0.0.1:53".parse().expect("addr");
+        assert_eq!(loop_free_nameservers(&[nameserver], &lan.0, &[loopback_only]).0, [nameserver]);
     }
 
     #[test]

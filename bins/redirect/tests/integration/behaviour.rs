@@ -235,7 +235,14 @@ async fn the_redirected_domains_are_configurable_and_the_emulator_name_stays() {
 #[tokio::test]
 async fn without_an_upstream_redirected_names_answer_and_the_rest_is_servfail_with_an_extended_error() {
     let server = start(settings(None)).await;
-    assert!(server.startup_lines().iter().any(|line| line.starts_with("Upstream DNS servers: none")));
+    let lines = server.startup_lines();
+    assert!(lines.iter().any(|line| line.starts_with("Upstream DNS servers: none")));
+    // The last line says truthfully what happens to forwarded queries: not
+    // logged, but their answers are cached in memory.
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("Query log: off (forwarded queries are not logged; their answers are cached in memory only)")
+    );
     for (protocol, address) in transports(&server) {
         let resolver = resolver(protocol, address);
         assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::A).await, addresses(&["127.0.0.1"]), "{protocol}");
