@@ -4,7 +4,9 @@
 use std::net::Ipv4Addr;
 
 use signpost_server::ListenerTransport;
-use signpost_server::endpoint::{EndpointConfig, EndpointError, ProtocolProblem, Reloaded};
+use signpost_server::endpoint::{
+    Direction, Endpoint, EndpointConfig, EndpointError, EndpointProtocol, ProtocolProblem, Reloaded,
+};
 
 use crate::support::*;
 
@@ -108,7 +110,7 @@ async fn do53_only_to_doh_only_on_reload_is_rejected_and_do53_keeps_serving() {
     let certificate = certificate(&dir.0);
     let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
     let file = |protocols: &str| config(&dir.0, &two_vpcs(recursive.address, &inbound(protocols, &certificate)));
-    let mut endpoint = signpost_server::endpoint::Endpoint::start(file(r#"["Do53"]"#)).await.unwrap();
+    let mut endpoint = Endpoint::start(file(r#"["Do53"]"#)).await.unwrap();
     let do53 = inbound_addresses(&endpoint, ListenerTransport::Udp);
     assert_eq!(do53.len(), 2);
 
@@ -145,6 +147,70 @@ async fn do53_only_to_doh_only_on_reload_is_rejected_and_do53_keeps_serving() {
 }
 
 #[tokio::test]
+async fn an_outbound_endpoint_cannot_jump_between_do53_only_and_doh_only_on_reload() {
+    let dir = temp_dir("outbound-transition");
+    let certificate = certificate(&dir.0);
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    // The FORWARD rule's targets use what the endpoint offers; they are
+    // never queried here (port 1 on loopback).
+    let file = |protocols: &str, target: &str| {
+        config(
+            &dir.0,
+            &two_vpcs(
+                recursive.address,
+                &format!(
+                    r#"
+[[outbound_endpoints]]
+id = "rslvr-out-a"
+vpc = "vpc-a"
+protocols = {protocols}
+ca_file = "{ca}"
+ignore_system_roots = true
+
+[[resolver_rules]]
+id = "rslvr-rr-onprem"
+type = "FORWARD"
+domain = "onprem.example"
+outbound_endpoint = "rslvr-out-a"
+vpcs = ["vpc-a"]
+targets = [{target}]
+"#,
+                    ca = certificate.cert.display(),
+                ),
+            ),
+        )
+    };
+    let do53_target = r#"{ ip = "127.0.0.1", port = 1 }"#;
+    let doh_target = r#"{ ip = "127.0.0.1", port = 1, protocol = "DoH", server_name = "localhost" }"#;
+    let outbound_protocols =
+        |endpoint: &Endpoint| endpoint.config().outbound_endpoints.first().map(|e| e.protocols.clone()).unwrap();
+    let mut endpoint = Endpoint::start(file(r#"["Do53"]"#, do53_target)).await.unwrap();
+
+    // Do53 alone straight to DoH alone: refused, naming the way through.
+    let error = endpoint.reload(file(r#"["DoH"]"#, doh_target)).await.unwrap_err();
+    assert!(matches!(error, EndpointError::Transition { direction: Direction::Outbound, .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("outbound endpoint \"rslvr-out-a\""), "{message}");
+    assert!(message.contains("cannot change from Do53 straight to DoH"), "{message}");
+    assert!(message.contains("must pass through Do53+DoH"), "{message}");
+    assert_eq!(outbound_protocols(&endpoint), [EndpointProtocol::Do53], "the running configuration stays");
+    assert!(ask(vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT, "www.example.org").await.is_some(), "still serving");
+
+    // Through Do53+DoH it goes, one reload at a time.
+    endpoint.reload(file(r#"["Do53", "DoH"]"#, doh_target)).await.unwrap();
+    endpoint.reload(file(r#"["DoH"]"#, doh_target)).await.unwrap();
+    assert_eq!(outbound_protocols(&endpoint), [EndpointProtocol::DoH]);
+
+    // And DoH alone straight back to Do53 alone is refused the same way.
+    let error = endpoint.reload(file(r#"["Do53"]"#, do53_target)).await.unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("cannot change from DoH straight to Do53"), "{message}");
+    assert!(message.contains("must pass through Do53+DoH"), "{message}");
+    assert_eq!(outbound_protocols(&endpoint), [EndpointProtocol::DoH]);
+    endpoint.shutdown().await;
+}
+
+#[tokio::test]
 async fn zone_and_rule_changes_reload_in_place() {
     let dir = temp_dir("in-place");
     let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
@@ -171,9 +237,6 @@ async fn zone_and_rule_changes_reload_in_place() {
     endpoint.shutdown().await;
 }
 
-fn inbound_addresses(
-    endpoint: &signpost_server::endpoint::Endpoint,
-    transport: ListenerTransport,
-) -> Vec<std::net::SocketAddr> {
+fn inbound_addresses(endpoint: &Endpoint, transport: ListenerTransport) -> Vec<std::net::SocketAddr> {
     crate::support::inbound(endpoint, "rslvr-in-a", "vpc-a", transport)
 }

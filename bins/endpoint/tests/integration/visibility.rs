@@ -141,3 +141,59 @@ async fn doh_fips_endpoints_serve_doh_with_the_fips_policy() {
     assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)]);
     endpoint.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_private_zone_from_a_master_file_answers_through_the_inbound_endpoint() {
+    let dir = temp_dir("zone-file");
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    // The file is named relative to the configuration file's directory.
+    std::fs::create_dir_all(dir.0.join("zones")).unwrap();
+    std::fs::write(
+        dir.0.join("zones/corp.example.zone"),
+        "$TTL 120\n\
+         @      IN SOA ns.corp.example. hostmaster.corp.example. 7 3600 600 86400 60\n\
+         www    IN A 10.1.0.20\n\
+         alias  IN CNAME www\n",
+    )
+    .unwrap();
+    let text = two_vpcs(
+        recursive.address,
+        r#"
+[[private_hosted_zones]]
+name = "corp.example"
+vpcs = ["vpc-a"]
+file = "zones/corp.example.zone"
+records = ["api A 10.1.0.22"]
+
+[[inbound_endpoints]]
+id = "rslvr-in-a"
+vpc = "vpc-a"
+addresses = ["127.0.1.10", "127.0.1.11"]
+port = 0
+"#,
+    );
+    let endpoint = start(&dir.0, &text).await;
+    assert!(endpoint.deployment().describe().contains("private hosted zone corp.example (4 records)"));
+    let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp);
+    for address in &udp {
+        let (rcode, answers) = ask(*address, ONPREM_CLIENT, "www.corp.example").await.unwrap();
+        assert_eq!((rcode, answers), (Rcode::NOERROR, vec!["www.corp.example. 120 IN A 10.1.0.20".to_string()]));
+        // The file's CNAME is followed inside the zone.
+        let (_, answers) = ask(*address, ONPREM_CLIENT, "alias.corp.example").await.unwrap();
+        assert_eq!(
+            answers,
+            ["alias.corp.example. 120 IN CNAME www.corp.example.", "www.corp.example. 120 IN A 10.1.0.20"]
+        );
+        // Inline records sit beside the file's.
+        let (_, answers) = ask(*address, ONPREM_CLIENT, "api.corp.example").await.unwrap();
+        assert_eq!(answers, ["api.corp.example. 300 IN A 10.1.0.22"]);
+        // A name the file lacks is NXDOMAIN from the zone, not forwarded.
+        let (rcode, _) = ask(*address, ONPREM_CLIENT, "nope.corp.example").await.unwrap();
+        assert_eq!(rcode, Rcode::NXDOMAIN);
+    }
+    let tcp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Tcp);
+    let client = resolver("tcp", tcp[0], Some(ONPREM_CLIENT), None);
+    assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 20)]);
+    assert!(recursive.names().is_empty(), "{:?}", recursive.names());
+    endpoint.shutdown().await;
+}
