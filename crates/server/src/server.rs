@@ -28,6 +28,30 @@ use crate::{Error, doh, tcp, tls, udp};
 /// SIGHUP and the admin `/reload` route. An error keeps the old ones serving.
 pub type Reloader = Arc<dyn Fn() -> Result<State, String> + Send + Sync>;
 
+/// Like [`Reloader`], and also returns the server settings the source now
+/// holds, so a reload can say which of them changed: those need a restart.
+pub(crate) type ConfigReloader = Arc<dyn Fn() -> Result<(State, ServerConfig), String> + Send + Sync>;
+
+/// The sections of a server configuration a reload cannot change in place.
+const RESTART_SECTIONS: [&str; 6] = ["listeners", "cache", "query_log", "limits", "edns", "admin"];
+
+fn section(config: &ServerConfig, name: &str) -> serde_json::Value {
+    let value = match name {
+        "listeners" => serde_json::to_value(&config.listeners),
+        "cache" => serde_json::to_value(&config.cache),
+        "query_log" => serde_json::to_value(&config.query_log),
+        "limits" => serde_json::to_value(&config.limits),
+        "edns" => serde_json::to_value(&config.edns),
+        _ => serde_json::to_value(&config.admin),
+    };
+    value.unwrap_or(serde_json::Value::Null)
+}
+
+/// The sections of `next` that differ from `running`.
+fn changed_sections(running: &ServerConfig, next: &ServerConfig) -> Vec<&'static str> {
+    RESTART_SECTIONS.into_iter().filter(|name| section(running, name) != section(next, name)).collect()
+}
+
 /// Entry point of the embedding API.
 ///
 /// ```no_run
@@ -61,6 +85,7 @@ pub struct ServerBuilder {
     upstreams: Option<Arc<Upstreams>>,
     extension: Option<Arc<dyn AdminExtension>>,
     reloader: Option<Reloader>,
+    config_reloader: Option<ConfigReloader>,
     query_logs: Vec<QueryLogConfig>,
     log_account: Option<LogAccount>,
     shared_limits: Vec<(Vec<String>, u32)>,
@@ -143,6 +168,16 @@ impl ServerBuilder {
     /// How to rebuild rules and upstreams on reload.
     pub fn reloader(mut self, reloader: Reloader) -> Self {
         self.reloader = Some(reloader);
+        self
+    }
+
+    /// How to rebuild rules and upstreams on reload, with the server settings
+    /// now in the source (`Arc<dyn Fn() -> Result<(State, ServerConfig),
+    /// String> + Send + Sync>`): settings that differ from the running ones are
+    /// reported (and logged as warnings) as needing a restart. Takes the
+    /// place of [`ServerBuilder::reloader`].
+    pub fn config_reloader(mut self, reloader: ConfigReloader) -> Self {
+        self.config_reloader = Some(reloader);
         self
     }
 
@@ -308,6 +343,8 @@ impl ServerBuilder {
             tasks: Mutex::new(tasks),
             in_flight,
             reloader: self.reloader,
+            config_reloader: self.config_reloader,
+            config: config.clone(),
         });
         let handle = ServerHandle { inner };
         if let Some(admin) = &config.admin {
@@ -355,6 +392,9 @@ struct Inner {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     in_flight: Arc<AtomicUsize>,
     reloader: Option<Reloader>,
+    config_reloader: Option<ConfigReloader>,
+    /// The settings the server started with; reloads leave them in force.
+    config: ServerConfig,
 }
 
 /// A running server. Cheap to clone; `shutdown` stops it.
@@ -421,15 +461,44 @@ impl ServerHandle {
         self.reload(State { rules: Arc::new(rules), upstreams });
     }
 
+    /// Swap in new rules and upstreams, as [`ServerHandle::reload`], and
+    /// compare `config` with the settings running: the sections that differ
+    /// (`listeners`, `cache`, `query_log`, `limits`, `edns`, `admin`) keep
+    /// their running values until a restart. They are returned and logged
+    /// as a warning; the reload itself goes ahead.
+    pub fn reload_with_config(&self, state: State, config: &ServerConfig) -> Vec<&'static str> {
+        self.reload(state);
+        let changed = changed_sections(&self.inner.config, config);
+        if !changed.is_empty() {
+            tracing::warn!(
+                sections = ?changed,
+                "rules and upstreams reloaded; changes to {} take effect on restart, not on reload",
+                changed.join(", ")
+            );
+        }
+        changed
+    }
+
     /// Rebuild from the configured source (the `Reloader`); on error the
     /// old configuration keeps serving and the error is returned.
     pub fn reload_from_source(&self) -> Result<(), String> {
+        self.reload_from_source_reporting().map(|_| ())
+    }
+
+    /// Like [`ServerHandle::reload_from_source`], returning the sections of
+    /// the server settings that changed and need a restart (always none
+    /// with a plain [`Reloader`], which gives no settings).
+    pub fn reload_from_source_reporting(&self) -> Result<Vec<&'static str>, String> {
+        if let Some(reloader) = &self.inner.config_reloader {
+            let (state, config) = reloader()?;
+            return Ok(self.reload_with_config(state, &config));
+        }
         let Some(reloader) = &self.inner.reloader else {
             return Err("this server has no configuration source to reload from".into());
         };
         let state = reloader()?;
         self.reload(state);
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// The counters.
@@ -508,5 +577,76 @@ impl ServerHandle {
         }
         self.shutdown().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp_listener() -> ListenerConfig {
+        let mut listener = ListenerConfig::new(ListenerTransport::Udp, SocketAddr::from(([127, 0, 0, 1], 0)));
+        listener.workers = Some(1);
+        listener
+    }
+
+    fn state() -> State {
+        State { rules: Arc::new(RuleSet::default()), upstreams: Arc::new(Upstreams::default()) }
+    }
+
+    #[test]
+    fn only_changed_sections_are_named() {
+        let running = ServerConfig { listeners: vec![udp_listener()], ..ServerConfig::default() };
+        assert!(changed_sections(&running, &running.clone()).is_empty());
+        let mut next = running.clone();
+        next.listeners.push(ListenerConfig::new(ListenerTransport::Tcp, SocketAddr::from(([127, 0, 0, 1], 0))));
+        next.cache.max_entries += 1;
+        next.limits.per_client_qps = Some(10);
+        next.admin = Some(AdminConfig { address: SocketAddr::from(([127, 0, 0, 1], 0)) });
+        assert_eq!(changed_sections(&running, &next), ["listeners", "cache", "limits", "admin"]);
+        let mut next = running.clone();
+        next.query_log.enabled = !next.query_log.enabled;
+        assert_eq!(changed_sections(&running, &next), ["query_log"]);
+    }
+
+    #[tokio::test]
+    async fn a_reload_reports_settings_that_need_a_restart_and_still_swaps_rules() {
+        let config = ServerConfig { listeners: vec![udp_listener()], ..ServerConfig::default() };
+        let next = Arc::new(Mutex::new(config.clone()));
+        let source = next.clone();
+        let server = Server::builder()
+            .config(config)
+            .config_reloader(Arc::new(move || {
+                let config = source.lock().map_err(|_| "poisoned".to_string())?.clone();
+                Ok((state(), config))
+            }))
+            .start()
+            .await
+            .unwrap();
+        assert_eq!(server.reload_from_source_reporting(), Ok(Vec::new()), "nothing changed");
+
+        let rules_before = server.rules();
+        if let Ok(mut config) = next.lock() {
+            config.cache.max_entries += 1;
+            config.limits.tcp_max_connections += 1;
+        }
+        assert_eq!(server.reload_from_source_reporting(), Ok(vec!["cache", "limits"]));
+        assert!(!Arc::ptr_eq(&rules_before, &server.rules()), "the rules were swapped all the same");
+        // The running settings stay: a second reload reports the same.
+        assert_eq!(server.reload_from_source_reporting(), Ok(vec!["cache", "limits"]));
+        assert_eq!(server.reload_from_source(), Ok(()));
+        assert_eq!(server.listeners().len(), 1, "listeners are not touched");
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn without_a_source_reload_fails_and_a_plain_reloader_reports_nothing() {
+        let server = Server::builder().listener(udp_listener()).start().await.unwrap();
+        assert!(server.reload_from_source_reporting().is_err());
+        server.shutdown().await;
+        let server =
+            Server::builder().listener(udp_listener()).reloader(Arc::new(|| Ok(state()))).start().await.unwrap();
+        assert_eq!(server.reload_from_source_reporting(), Ok(Vec::new()));
+        server.shutdown().await;
     }
 }
