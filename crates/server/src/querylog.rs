@@ -262,6 +262,25 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// A UDP query for `example.com. A` from 127.0.0.1 in `view`.
+    fn sample_record(view: &str) -> LogRecord {
+        LogRecord {
+            version: "1.100000",
+            vpc_id: Some(view.into()),
+            query_timestamp: rfc3339(SystemTime::now()),
+            query_name: "example.com.".into(),
+            query_type: "A".into(),
+            query_class: "IN".into(),
+            rcode: "NOERROR".into(),
+            answers: Vec::new(),
+            srcaddr: "127.0.0.1".into(),
+            srcport: "5353".into(),
+            transport: "UDP",
+            srcids: BTreeMap::new(),
+            signpost: Trace { view: view.into(), ..Trace::default() },
+        }
+    }
+
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
@@ -335,21 +354,7 @@ mod tests {
         let with = QueryLog::start_all_for(&[config("with.log")], Some(&account), Arc::new(Metrics::default()))
             .expect("start");
         let without = QueryLog::start_all(&[config("without.log")], Arc::new(Metrics::default())).expect("start");
-        let record = LogRecord {
-            version: "1.100000",
-            vpc_id: Some("vpc-1".into()),
-            query_timestamp: rfc3339(SystemTime::now()),
-            query_name: "example.com.".into(),
-            query_type: "A".into(),
-            query_class: "IN".into(),
-            rcode: "NOERROR".into(),
-            answers: Vec::new(),
-            srcaddr: "127.0.0.1".into(),
-            srcport: "5353".into(),
-            transport: "UDP",
-            srcids: BTreeMap::new(),
-            signpost: Trace::default(),
-        };
+        let record = sample_record("vpc-1");
         with.log(record.clone());
         without.log(record);
         drop((with, without));
@@ -388,21 +393,7 @@ mod tests {
         let configs = [config("a.log", &["vpc-a"], true), config("all.log", &[], false)];
         let log = QueryLog::start_all(&configs, Arc::new(Metrics::default())).expect("start");
         assert!(log.logs_forwarded());
-        let record = |view: &str| LogRecord {
-            version: "1.100000",
-            vpc_id: Some(view.into()),
-            query_timestamp: rfc3339(SystemTime::now()),
-            query_name: "example.com.".into(),
-            query_type: "A".into(),
-            query_class: "IN".into(),
-            rcode: "NOERROR".into(),
-            answers: Vec::new(),
-            srcaddr: "127.0.0.1".into(),
-            srcport: "5353".into(),
-            transport: "UDP",
-            srcids: BTreeMap::new(),
-            signpost: Trace { view: view.into(), ..Trace::default() },
-        };
+        let record = sample_record;
         log.log_query(record("vpc-a"), false);
         log.log_query(record("vpc-b"), false);
         log.log_query(record("vpc-a"), true);
