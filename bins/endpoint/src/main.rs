@@ -1,19 +1,19 @@
 //! signpost-endpoint: an emulator of Amazon Route 53 Resolver, a thin
-//! binary over `signpost_server::endpoint`.
+//! binary over `signpost_endpoint`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 #![allow(clippy::result_large_err, reason = "configuration errors carry file, line and field; a cold path")]
 
-mod config;
+mod cli;
 
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use signpost_server::endpoint::{Endpoint, EndpointConfig, ListenerRole, Reloaded};
+use signpost_endpoint::{Endpoint, EndpointConfig, ListenerRole, Reloaded};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{Cli, Command};
+use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,70 +1,312 @@
-//! The command line: which configuration to read and what to do with it.
+//! The forwarder's TOML document: the server's listeners, cache, query log,
+//! limits and admin API, upstream groups, forward zones, and the rule
+//! engine's zones, host tables, views, rules and exceptions.
 
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use signpost_server::forwarder::{ConfigFormat, ConfigSource};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use signpost_rules::Location;
+use signpost_rules::config::{
+    AllocationConfig, ExceptionConfig, HostTableConfig, RuleConfig, RulesConfig, ViewConfig, ZoneConfig,
+};
+use signpost_upstream::{GroupConfig, Policy, Protocol, RetryOn, ServerConfig as UpstreamServer, TlsOptions};
 
-/// The TOML configuration read when no file is named.
-pub(crate) const DEFAULT_CONFIG: &str = "/etc/signpost/forward.toml";
+use crate::acl::AccessControl;
+use crate::error::ConfigError;
+use signpost_server::{AdminConfig, CacheConfig, EdnsConfig, LimitsConfig, ListenerConfig, QueryLogConfig};
 
-/// A conditional forwarder: forward zones to upstream groups (Do53, DoT,
-/// DoH), local zones and host tables answered locally, everything else to
-/// the default group. Runs its own TOML configuration or an existing
-/// unbound.conf. SIGHUP reloads the configuration; SIGTERM stops.
-#[derive(Debug, Parser)]
-#[command(name = "signpost-forward", version)]
-pub(crate) struct Cli {
-    /// The TOML configuration (docs/configuration.md).
-    #[arg(long, short = 'c', env = "SIGNPOST_FORWARD_CONFIG", conflicts_with = "unbound_conf", global = true)]
-    pub(crate) config: Option<PathBuf>,
-    /// Read an unbound.conf instead (server:, forward-zone:, include:).
-    #[arg(long, value_name = "FILE", global = true)]
-    pub(crate) unbound_conf: Option<PathBuf>,
-    /// Run without the unbound.conf options signpost-forward does not implement (they are logged).
-    #[arg(long, global = true)]
-    pub(crate) ignore_unsupported: bool,
-    /// Read the default group from this resolv.conf instead of the configured one (/etc/resolv.conf).
-    #[arg(long, value_name = "FILE", global = true)]
-    pub(crate) resolv_conf: Option<PathBuf>,
-    #[command(subcommand)]
-    pub(crate) command: Option<Command>,
+/// The whole forwarder configuration (`forward.toml`; see docs/configuration.md).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwarderConfig {
+    /// Listening sockets; none means UDP and TCP on 127.0.0.1:53.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerConfig>,
+    /// Who may query, for listeners without their own `allow`: the most
+    /// specific network decides and clients no entry covers are refused.
+    /// Without entries: loopback and private networks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_control: Vec<AccessControl>,
+    /// Answer cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Query log.
+    #[serde(default)]
+    pub query_log: QueryLogConfig,
+    /// Rate limits and TCP caps.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// EDNS.
+    #[serde(default)]
+    pub edns: EdnsConfig,
+    /// The admin HTTP API: `/metrics` (Prometheus), `/health`, `/explain`, `/reload`. Off unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminConfig>,
+    /// Where names no forward zone or rule matches go (a group of `upstreams`).
+    /// Without it: the group of the forward zone for `.`, else the system's
+    /// resolv.conf (`resolv_conf`) as the group `system`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_group: Option<String>,
+    /// The resolv.conf the `system` group is read from (default /etc/resolv.conf).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<PathBuf>,
+    /// Upstream groups, named for forward zones, rules and `default_group`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<GroupConfig>,
+    /// Forward zones: names at and below each go to its group; the most specific zone wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forward_zones: Vec<ForwardZoneConfig>,
+    /// Automatic addresses for host entries without one, and their state file.
+    #[serde(default)]
+    pub allocation: AllocationConfig,
+    /// Views: clients by network or listener with their own rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<ViewConfig>,
+    /// Local zones: master files or inline records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<ZoneConfig>,
+    /// Host tables (Istio-style service names, automatic addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_tables: Vec<HostTableConfig>,
+    /// Rules of the rule engine (forward, redirect, block, system).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleConfig>,
+    /// Exceptions of the rule engine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<ExceptionConfig>,
+    #[serde(skip)]
+    pub(crate) origin: Origin,
 }
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum Command {
-    /// Validate a configuration and print the effective rules: listeners,
-    /// which zone goes where, local zones and host tables.
-    CheckConfig {
-        /// The file: `.toml` is read as TOML, anything else as unbound.conf
-        /// (default: --config / --unbound-conf, else /etc/signpost/forward.toml).
-        file: Option<PathBuf>,
-        /// Also print the configuration as the equivalent TOML (to convert an unbound.conf).
-        #[arg(long)]
-        print_toml: bool,
-    },
+/// Where a configuration came from, to put file, line and field into errors.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Origin {
+    /// The TOML text and its file, when read from TOML.
+    pub(crate) toml: Option<Arc<(PathBuf, String)>>,
+    /// The file, when converted from another format.
+    pub(crate) file: Option<PathBuf>,
+    /// For configurations converted from another format: the location of
+    /// each generated field (`zones[3]`, `rules[2]`), longest prefix first wins.
+    pub(crate) fields: Vec<(String, Location)>,
 }
 
-impl Cli {
-    /// The configuration to serve or check.
-    pub(crate) fn source(&self) -> ConfigSource {
-        let from_file = match &self.command {
-            Some(Command::CheckConfig { file: Some(file), .. }) => Some(file.clone()),
-            _ => None,
-        };
-        let mut source = match (from_file, &self.unbound_conf, &self.config) {
-            (Some(file), _, _) => {
-                let format =
-                    if self.unbound_conf.is_some() { ConfigFormat::Unbound } else { ConfigFormat::of_path(&file) };
-                ConfigSource { format, ..ConfigSource::toml(file) }
+/// `[[forward_zones]]`: a domain and the servers its names go to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardZoneConfig {
+    /// The domain (`corp.example.com`; `.` for everything else).
+    pub name: String,
+    /// A group of `upstreams`; or give `servers` to define the zone's own group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The zone's own servers: `10.0.0.2`, `10.0.0.2:5353`, `tcp://10.0.0.2`,
+    /// `tls://10.0.0.2:853#dns.corp.example`, `https://10.0.0.2/dns-query#dns.corp.example`,
+    /// or tables as in `[[upstreams.servers]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerSpec>,
+    /// If every server of the zone fails, resolve through the default group
+    /// instead of answering SERVFAIL (Unbound's `forward-first`).
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub forward_first: bool,
+    /// With `servers`: which server is asked first (default `sequential`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+    /// With `servers`: what makes the group ask the next server (default timeout, unreachable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<RetryOn>,
+    /// With `servers`: the longest wait for one server (default 2 s).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration")]
+    pub per_try_timeout: Option<Duration>,
+    /// With `servers`: the longest wait for the whole query (default 4 s).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration")]
+    pub total_timeout: Option<Duration>,
+    /// With `servers`: TLS settings for DoT and DoH servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOptions>,
+    /// Views the zone applies in (default: the default view; `"*"`: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<String>,
+}
+
+/// A server of a forward zone: short text or a full table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ServerSpec {
+    /// `[scheme://]address[:port|@port][/path][#tls-name]`.
+    Text(String),
+    /// As in `[[upstreams.servers]]`.
+    Table(UpstreamServer),
+}
+
+/// Read a server from text: an optional scheme (`udp`, `tcp`, `tls`/`dot`,
+/// `https`/`doh`; default `default_protocol`), an IP address (IPv6 in
+/// brackets when a port follows with `:`), an optional port (`:853` or
+/// Unbound's `@853`; default per protocol), for HTTPS an optional path, and
+/// an optional `#name` for the TLS certificate.
+pub fn parse_server(text: &str, default_protocol: Protocol) -> Option<UpstreamServer> {
+    let (protocol, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => (scheme.parse::<Protocol>().ok()?, rest),
+        None => (default_protocol, text),
+    };
+    let (rest, tls_name) = match rest.split_once('#') {
+        Some((rest, name)) if !name.is_empty() => (rest, Some(name.to_owned())),
+        Some(_) => return None,
+        None => (rest, None),
+    };
+    let (rest, path) = match (protocol, rest.find('/')) {
+        (Protocol::Https, Some(slash)) => (rest.get(..slash)?, Some(rest.get(slash..)?.to_owned())),
+        _ => (rest, None),
+    };
+    let address = parse_address(rest, protocol.default_port())?;
+    let mut server = UpstreamServer::new(address, protocol);
+    server.tls_name = tls_name;
+    if let Some(path) = path {
+        server.doh_path = path;
+    }
+    Some(server)
+}
+
+/// `address`, `address:port`, `[v6]:port` or `address@port`.
+pub(crate) fn parse_address(text: &str, default_port: u16) -> Option<SocketAddr> {
+    if let Some((address, port)) = text.split_once('@') {
+        let address = address.trim_start_matches('[').trim_end_matches(']');
+        return Some(SocketAddr::new(address.parse().ok()?, port.parse().ok()?));
+    }
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Some(address);
+    }
+    let address = text.trim_start_matches('[').trim_end_matches(']');
+    address.parse::<IpAddr>().ok().map(|address| SocketAddr::new(address, default_port))
+}
+
+impl ForwardZoneConfig {
+    /// The name of the group the zone's own `servers` make: the zone's name
+    /// without a trailing dot (`.` for the root).
+    pub fn inline_group_name(&self) -> String {
+        match self.name.trim_end_matches('.') {
+            "" => ".".to_owned(),
+            name => name.to_owned(),
+        }
+    }
+}
+
+impl ForwarderConfig {
+    /// Parse TOML text read from `file` (named in errors).
+    pub fn from_toml(text: &str, file: impl Into<PathBuf>) -> Result<Self, ConfigError> {
+        let file = file.into();
+        let mut config: Self = toml::from_str(text).map_err(|error| {
+            let at = match error.span() {
+                Some(span) => at_offset(&file, text, span.start),
+                None => Location { file: Some(file.clone()), ..Location::default() },
+            };
+            ConfigError::Toml { at, message: error.message().trim_end().to_owned() }
+        })?;
+        config.origin.toml = Some(Arc::new((file, text.to_owned())));
+        Ok(config)
+    }
+
+    /// Read a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            at: Location::default(),
+            path: path.to_path_buf(),
+            source: Arc::new(source),
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The configuration as TOML (what `check-config --print-toml` shows).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Where `field` (`forward_zones[2].name`) is, as well as known.
+    pub fn locate(&self, field: &str) -> Location {
+        if let Some(source) = &self.origin.toml {
+            let mut locator = RulesConfig::default();
+            locator.set_source(source.0.clone(), &source.1, "");
+            return locator.locate(field);
+        }
+        self.origin
+            .fields
+            .iter()
+            .filter(|(prefix, _)| field == prefix || field.starts_with(&format!("{prefix}.")))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map_or_else(|| Location::field(field), |(_, at)| at.clone())
+    }
+
+    /// The file the configuration was read from, when known.
+    pub fn file(&self) -> Option<&Path> {
+        match &self.origin.toml {
+            Some(source) => Some(&source.0),
+            None => self.origin.file.as_deref(),
+        }
+    }
+
+    /// Record where a generated field came from (for converted configurations).
+    pub(crate) fn record_origin(&mut self, field: String, at: Location) {
+        self.origin.fields.push((field, at));
+    }
+}
+
+/// A group made from a forward zone's own `servers` and settings.
+pub(crate) fn inline_group(zone: &ForwardZoneConfig, servers: Vec<UpstreamServer>) -> GroupConfig {
+    let mut group = GroupConfig::new(zone.inline_group_name(), servers);
+    if let Some(policy) = zone.policy {
+        group.policy = policy;
+    }
+    if let Some(retry_on) = zone.retry_on {
+        group.retry_on = retry_on;
+    }
+    if let Some(timeout) = zone.per_try_timeout {
+        group.per_try_timeout = timeout;
+    }
+    if let Some(timeout) = zone.total_timeout {
+        group.total_timeout = timeout;
+    }
+    if let Some(tls) = &zone.tls {
+        group.tls = tls.clone();
+    }
+    group
+}
+
+pub(crate) fn at_offset(file: &Path, text: &str, offset: usize) -> Location {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or_default();
+    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |index| index + 1);
+    let column = before.get(line_start..).map_or(0, |rest| rest.chars().count()) + 1;
+    Location::in_file(file, line, column)
+}
+
+/// `Option<Duration>` as `signpost_upstream::duration_text` writes durations.
+mod optional_duration {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Millis(u64),
+        String(String),
+    }
+
+    pub(super) fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => serializer.serialize_str(&signpost_upstream::duration_text::format(*duration)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+        match Text::deserialize(deserializer)? {
+            Text::Millis(millis) => Ok(Some(Duration::from_millis(millis))),
+            Text::String(text) => {
+                signpost_upstream::duration_text::parse(&text).map(Some).map_err(serde::de::Error::custom)
             }
-            (None, Some(file), _) => ConfigSource::unbound(file),
-            (None, None, Some(file)) => ConfigSource::toml(file),
-            (None, None, None) => ConfigSource::toml(DEFAULT_CONFIG),
-        };
-        source.ignore_unsupported = self.ignore_unsupported;
-        source.resolv_conf.clone_from(&self.resolv_conf);
-        source
+        }
     }
 }
 
@@ -72,19 +314,50 @@ impl Cli {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("signpost-forward").chain(args.iter().copied())).unwrap()
+    #[test]
+    fn servers_read_from_text() {
+        let server = parse_server("10.0.0.2", Protocol::Udp).unwrap();
+        assert_eq!(server.to_string(), "udp://10.0.0.2:53");
+        assert_eq!(parse_server("10.0.0.2@5353", Protocol::Udp).unwrap().to_string(), "udp://10.0.0.2:5353");
+        assert_eq!(parse_server("[2001:db8::1]:5353", Protocol::Udp).unwrap().to_string(), "udp://[2001:db8::1]:5353");
+        assert_eq!(parse_server("2001:db8::1", Protocol::Udp).unwrap().to_string(), "udp://[2001:db8::1]:53");
+        assert_eq!(parse_server("2001:db8::1@53", Protocol::Tcp).unwrap().to_string(), "tcp://[2001:db8::1]:53");
+        assert_eq!(
+            parse_server("tls://10.0.0.2#dns.example", Protocol::Udp).unwrap().to_string(),
+            "tls://10.0.0.2:853#dns.example"
+        );
+        assert_eq!(
+            parse_server("doh://10.0.0.2:8443/q#dns.example", Protocol::Udp).unwrap().to_string(),
+            "https://10.0.0.2:8443/q#dns.example"
+        );
+        assert_eq!(
+            parse_server("https://10.0.0.2", Protocol::Udp).unwrap().to_string(),
+            "https://10.0.0.2:443/dns-query"
+        );
+        assert!(parse_server("quic://10.0.0.2", Protocol::Udp).is_none());
+        assert!(parse_server("dns.example", Protocol::Udp).is_none());
+        assert!(parse_server("10.0.0.2#", Protocol::Tls).is_none());
     }
 
     #[test]
-    fn sources_follow_the_flags_and_file_names() {
-        let source = parse(&["--unbound-conf", "/etc/unbound/unbound.conf", "--ignore-unsupported"]).source();
-        assert_eq!((source.format, source.ignore_unsupported), (ConfigFormat::Unbound, true));
-        assert_eq!(parse(&["-c", "f.toml"]).source().format, ConfigFormat::Toml);
-        assert_eq!(parse(&["check-config", "u.conf"]).source().format, ConfigFormat::Unbound);
-        assert_eq!(parse(&["check-config", "f.toml"]).source().format, ConfigFormat::Toml);
-        assert_eq!(parse(&["--unbound-conf", "x", "check-config", "f.toml"]).source().format, ConfigFormat::Unbound);
-        assert_eq!(parse(&[]).source().path, PathBuf::from(DEFAULT_CONFIG));
-        assert!(Cli::try_parse_from(["signpost-forward", "-c", "a.toml", "--unbound-conf", "b.conf"]).is_err());
+    fn toml_errors_name_file_line_and_column() {
+        let error =
+            ForwarderConfig::from_toml("[[forward_zones]]\nname = \"a\"\nsevrers = []\n", "f.toml").unwrap_err();
+        let at = error.location().unwrap();
+        assert_eq!((at.file.as_deref(), at.line), (Some(Path::new("f.toml")), Some(3)));
+        assert!(error.to_string().contains("sevrers"), "{error}");
+    }
+
+    #[test]
+    fn fields_are_located_in_the_text() {
+        let config = ForwarderConfig::from_toml(
+            "[[forward_zones]]\nname = \"a\"\ngroup = \"x\"\n\n[[forward_zones]]\nname = \"b\"\nservers = [\"10.0.0.1\"]\nper_try_timeout = \"300ms\"\n",
+            "f.toml",
+        )
+        .unwrap();
+        assert_eq!(config.locate("forward_zones[1].servers[0]").line, Some(7));
+        assert_eq!(config.forward_zones[1].per_try_timeout, Some(Duration::from_millis(300)));
+        let again = ForwarderConfig::from_toml(&config.to_toml(), "again.toml").unwrap();
+        assert_eq!(again.forward_zones, config.forward_zones);
     }
 }

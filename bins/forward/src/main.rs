@@ -4,17 +4,17 @@
 //! TOML (docs/configuration.md) or an existing unbound.conf.
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "printing is this binary's job")]
 
-mod config;
+mod cli;
 
 use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
-use signpost_server::forwarder::{ConfigSource, Forwarder, Warning};
+use signpost_forward::{ConfigSource, Forwarder, Warning};
 use signpost_server::{Server, ServerHandle};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::config::{Cli, Command};
+use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use signpost_server::redirect::{LOCALSTACK_DOMAIN, RedirectSettings};
+use signpost_redirect::{LOCALSTACK_DOMAIN, RedirectSettings};
 use signpost_upstream::{GroupConfig, RetryOn, ServerConfig as UpstreamServer, Upstreams};
 use signpost_wire::{Class, EdnsHeader, Flags, Message, MessageBuilder, NameBuf, RData, Rcode, RecordType};
 

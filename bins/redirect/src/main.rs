@@ -1,11 +1,11 @@
 //! signpost-redirect: answer cloud API names (`*.amazonaws.com`, ...) with a
 //! local emulator's address and forward everything else, configured with
 //! LocalStack's DNS variables. A thin binary over
-//! `signpost_server::redirect`; see docs/redirect.md.
+//! `signpost_redirect`; see docs/redirect.md.
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "printing is this binary's job")]
 
 mod check;
-mod config;
+mod cli;
 mod systemd;
 
 use std::io;
@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use signpost_server::redirect::{RedirectError, RedirectServer};
+use signpost_redirect::{RedirectError, RedirectServer};
 
-use crate::config::{Cli, Command, DEFAULT_CONFIG, Loaded};
+use crate::cli::{Cli, Command, DEFAULT_CONFIG, Loaded};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Command, ExitCode};
 
-use signpost_server::redirect::RedirectSettings;
+use signpost_redirect::RedirectSettings;
 
 /// Where the kernel's IPv4 routing table is.
 const ROUTE_TABLE: &str = "/proc/net/route";

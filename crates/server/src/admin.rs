@@ -113,34 +113,21 @@ async fn handle(
     }
 }
 
-pub(crate) fn parameter<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
+/// The raw value of `key` in a query string (`a=1&b=2`), still encoded.
+pub fn parameter<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
     query?.split('&').find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// Decode `%XX` escapes and `+` in a query-string value.
-pub(crate) fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        match byte {
-            b'%' => {
-                let hex = bytes.get(index + 1..index + 3).and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(decoded) => {
-                        out.push(decoded);
-                        index += 3;
-                        continue;
-                    }
-                    None => out.push(byte),
-                }
-            }
-            b'+' => out.push(b' '),
-            _ => out.push(byte),
-        }
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Decode a query-string value: `+` is a space, `%XX` a byte (form
+/// encoding); invalid UTF-8 is replaced, never an error.
+pub fn percent_decode(text: &str) -> String {
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+}
+
+/// The decoded value of `key` in a query string.
+pub fn query_parameter(query: Option<&str>, key: &str) -> Option<String> {
+    parameter(query, key).map(percent_decode)
 }
 
 async fn explain(server: &ServerHandle, query: Option<&str>) -> AdminResponse {
@@ -197,5 +184,7 @@ mod tests {
         );
         assert_eq!(parameter(Some("name=x&type=AAAA"), "type"), Some("AAAA"));
         assert_eq!(parameter(Some("names=x"), "name"), None);
+        assert_eq!(percent_decode("a%2Eb+c%2B%zz"), "a.b c+%zz");
+        assert_eq!(query_parameter(Some("x=1&pattern=.%2A%5C.s3"), "pattern").as_deref(), Some(r".*\.s3"));
     }
 }

@@ -25,24 +25,21 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-mod admin;
+pub mod admin;
 pub mod cache;
 pub mod config;
 mod doh;
-pub mod endpoint;
 mod error;
 mod faults;
-pub mod forwarder;
 mod limits;
 pub mod metrics;
 mod pipeline;
 pub mod querylog;
 mod record;
-pub mod redirect;
 mod server;
 mod sys;
 mod tcp;
-mod tls;
+pub mod tls;
 mod udp;
 
 pub use admin::{AdminExtension, AdminResponse};

@@ -82,6 +82,7 @@ pub use error::{Attempt, AttemptOutcome, Error, UpstreamError};
 pub use group::Group;
 pub use resolv::{MAX_NAMESERVERS, ResolvConf, ResolvWarning, parse_resolv_conf};
 pub use stats::{LATENCY_BUCKETS, ServerStats};
+pub use tls::crypto_provider;
 
 /// An answer from upstream.
 #[derive(Clone, Debug)]

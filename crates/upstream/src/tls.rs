@@ -42,7 +42,7 @@ pub(crate) fn configs_for(group: &GroupConfig) -> Result<Option<TlsConfigs>, Err
         return Ok(None);
     }
     let roots = root_store(&group.name, &group.tls)?;
-    let provider = Arc::new(provider(group.tls.fips));
+    let provider = Arc::new(crypto_provider(group.tls.fips));
     let build = |alpn: &[&[u8]]| -> Result<Arc<ClientConfig>, Error> {
         let mut config = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -95,8 +95,11 @@ pub(crate) fn server_name(server: &ServerConfig) -> Option<ServerName<'static>> 
     }
 }
 
-/// ring's provider, restricted in FIPS mode.
-fn provider(fips: bool) -> CryptoProvider {
+/// ring's provider, restricted in FIPS mode to FIPS-approved algorithms:
+/// AES-GCM suites, P-256/P-384 key exchange, no EdDSA signatures. This
+/// emulates the policy; ring is not a FIPS-validated module. Listeners
+/// (signpost-server) and upstream clients use this one filter.
+pub fn crypto_provider(fips: bool) -> CryptoProvider {
     let mut provider = rustls::crypto::ring::default_provider();
     if fips {
         provider.cipher_suites.retain(|suite| {
@@ -143,7 +146,7 @@ mod tests {
 
     #[test]
     fn fips_mode_keeps_only_aes_gcm_and_nist_curves() {
-        let provider = provider(true);
+        let provider = crypto_provider(true);
         assert!(!provider.cipher_suites.is_empty());
         for suite in &provider.cipher_suites {
             assert!(format!("{:?}", suite.suite()).contains("GCM"), "{:?}", suite.suite());
@@ -151,7 +154,7 @@ mod tests {
         let groups: Vec<_> = provider.kx_groups.iter().map(|group| group.name()).collect();
         assert_eq!(groups, [NamedGroup::secp256r1, NamedGroup::secp384r1]);
         assert!(provider.signature_verification_algorithms.mapping.iter().all(|(s, _)| *s != SignatureScheme::ED25519));
-        let normal = super::provider(false);
+        let normal = crypto_provider(false);
         assert!(normal.cipher_suites.len() > provider.cipher_suites.len());
     }
 

@@ -56,7 +56,7 @@ struct Setup {
     onprem: OnPremises,
     recursive: FakeUpstream,
     log: std::path::PathBuf,
-    endpoint: signpost_server::endpoint::Endpoint,
+    endpoint: signpost_endpoint::Endpoint,
 }
 
 impl Setup {

@@ -3,10 +3,10 @@
 
 use std::net::Ipv4Addr;
 
-use signpost_server::ListenerTransport;
-use signpost_server::endpoint::{
+use signpost_endpoint::{
     Direction, Endpoint, EndpointConfig, EndpointError, EndpointProtocol, ProtocolProblem, Reloaded,
 };
+use signpost_server::ListenerTransport;
 
 use crate::support::*;
 

@@ -5,8 +5,8 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use signpost_endpoint::EndpointProtocol;
 use signpost_server::ListenerTransport;
-use signpost_server::endpoint::EndpointProtocol;
 use signpost_wire::{Rcode, RecordType};
 
 use crate::support::*;

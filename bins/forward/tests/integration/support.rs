@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hickory_resolver::Resolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use signpost_server::forwarder::{BuildOptions, ForwarderConfig};
+use signpost_forward::{BuildOptions, ForwarderConfig};
 use signpost_server::{Server, ServerHandle};
 use signpost_wire::{Class, EdnsHeader, Flags, Message, MessageBuilder, NameBuf, Rcode, RecordType, Section};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

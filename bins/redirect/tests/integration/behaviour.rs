@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RecordType as T;
-use signpost_server::redirect::{RedirectServer, RedirectSettings};
+use signpost_redirect::{RedirectServer, RedirectSettings};
 use signpost_wire::{EdnsHeader, Message, Rcode, RecordType};
 
 use crate::support::*;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RecordType as T;
-use signpost_server::redirect::UpstreamSource;
+use signpost_redirect::UpstreamSource;
 use signpost_wire::{
     Class, EdnsHeader, EdnsOption, ExtendedErrorCode, Message, MessageBuilder, OptionCode, RData, Rcode, RecordBuf,
     RecordType, Section,

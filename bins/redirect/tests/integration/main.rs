@@ -1,5 +1,5 @@
 //! Integration tests for signpost-redirect: the redirect proxy embedded in
-//! the test process (signpost_server::redirect) and the binary as a child
+//! the test process (signpost_redirect) and the binary as a child
 //! process, queried with hickory-resolver built from an explicit
 //! configuration and with raw packets. Loopback only: every upstream and
 //! "system resolver" here is a fake on 127.0.0.1.

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RecordType as T;
-use signpost_server::redirect::{RedirectError, RedirectServer};
+use signpost_redirect::{RedirectError, RedirectServer};
 use signpost_server::{AdminConfig, ServerConfig};
 
 use crate::support::*;

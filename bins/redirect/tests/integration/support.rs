@@ -13,7 +13,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData as HickoryRData, RecordType as HickoryType};
-use signpost_server::redirect::{RedirectServer, RedirectServerBuilder, RedirectSettings};
+use signpost_redirect::{RedirectServer, RedirectServerBuilder, RedirectSettings};
 use signpost_wire::{
     Class, EdnsHeader, Flags, Message, MessageBuilder, NameBuf, RData, RecordBuf, RecordType, Section,
 };

@@ -36,11 +36,11 @@ use signpost_wire::{NameBuf, RDataBuf, RecordBuf};
 pub use lexer::MAX_INCLUDE_DEPTH;
 use lexer::{Statement, Token, read_statements};
 
-use super::acl::{AccessControl, AclAction, parse_network};
-use super::build::{SYSTEM_GROUP, base_dir_of, empty_rule};
-use super::config::{ForwarderConfig, parse_server};
-use super::error::{ConfigError, Unsupported, Warning};
-use crate::config::{ListenerConfig, ListenerTransport};
+use crate::acl::{AccessControl, AclAction, parse_network};
+use crate::build::{SYSTEM_GROUP, base_dir_of, empty_rule};
+use crate::config::{ForwarderConfig, parse_server};
+use crate::error::{ConfigError, Unsupported, Warning};
+use signpost_server::{ListenerConfig, ListenerTransport};
 
 /// Read an unbound.conf (and its includes) into a forwarder configuration.
 ///

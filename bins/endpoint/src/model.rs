@@ -13,9 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use signpost_rules::Location;
 use signpost_rules::config::RulesConfig;
 
-use super::error::EndpointError;
-use super::protocols::EndpointProtocol;
-use crate::config::{AdminConfig, CacheConfig};
+use crate::error::EndpointError;
+use crate::protocols::EndpointProtocol;
+use signpost_server::{AdminConfig, CacheConfig};
 
 /// An address with an optional port: `127.0.1.2`, `127.0.1.2:5353`, `[::1]:53`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

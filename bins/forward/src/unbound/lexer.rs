@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use signpost_rules::Location;
 
-use crate::forwarder::error::ConfigError;
+use crate::error::ConfigError;
 
 /// How deep `include:` may nest (which also stops include loops).
 pub const MAX_INCLUDE_DEPTH: usize = 8;
@@ -166,7 +166,7 @@ fn read_into(
                 }
                 let base = match directory {
                     Some(directory) => directory.clone(),
-                    None => super::super::build::base_dir_of(path),
+                    None => crate::build::base_dir_of(path),
                 };
                 let pattern = base.join(&file.text);
                 if statement.keyword == "include-toplevel" {
@@ -183,8 +183,7 @@ fn read_into(
             "directory" => {
                 if let Some(value) = statement.values.first() {
                     let dir = PathBuf::from(&value.text);
-                    *directory =
-                        Some(if dir.is_absolute() { dir } else { super::super::build::base_dir_of(path).join(dir) });
+                    *directory = Some(if dir.is_absolute() { dir } else { crate::build::base_dir_of(path).join(dir) });
                 }
                 out.push(statement);
             }

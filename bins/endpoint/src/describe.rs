@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use signpost_wire::NameBuf;
 
-use super::compile::{Deployment, RouteTarget, VpcRoutes};
+use crate::compile::{Deployment, RouteTarget, VpcRoutes};
 
 impl Deployment {
     /// What the configuration does, VPC by VPC: the VPC resolver, its

@@ -12,7 +12,7 @@
 //! has the model, the file format and the precedence table.
 //!
 //! ```no_run
-//! use signpost_server::endpoint::{Endpoint, EndpointConfig};
+//! use signpost_endpoint::{Endpoint, EndpointConfig};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = EndpointConfig::from_toml(r#"
@@ -37,6 +37,9 @@
 //! endpoint.shutdown().await;
 //! # Ok(()) }
 //! ```
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![allow(
     clippy::result_large_err,
     reason = "errors carry file, line and field; they come from loading configuration, a cold path"

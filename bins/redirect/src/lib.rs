@@ -8,7 +8,7 @@
 //! query.
 //!
 //! ```no_run
-//! use signpost_server::redirect::{RedirectServer, RedirectSettings};
+//! use signpost_redirect::{RedirectServer, RedirectSettings};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut settings = RedirectSettings::default();
@@ -23,6 +23,9 @@
 //! server.shutdown().await;
 //! # Ok(()) }
 //! ```
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 use core::fmt;
 use core::str::FromStr;
@@ -40,10 +43,10 @@ use signpost_rules::{
 use signpost_upstream::{GroupConfig, Policy, ResolvConf, RetryOn, ServerConfig as UpstreamServer, Upstreams};
 use signpost_wire::NameBuf;
 
-use crate::admin::{self, AdminExtension, AdminResponse, percent_decode};
-use crate::config::{ListenerConfig, ListenerTransport, LogDestination, QueryLogConfig, ServerConfig};
-use crate::pipeline::State;
-use crate::server::{Server, ServerHandle};
+use signpost_server::State;
+use signpost_server::admin::{AdminExtension, AdminResponse, percent_decode, query_parameter};
+use signpost_server::{ListenerConfig, ListenerTransport, LogDestination, QueryLogConfig, ServerConfig};
+use signpost_server::{Server, ServerHandle};
 
 /// The domains redirected by default (LocalStack's transparent endpoint injection).
 pub const DEFAULT_DOMAINS: [&str; 4] = ["amazonaws.com", "aws.amazon.com", "cloudfront.net", LOCALSTACK_DOMAIN];
@@ -127,7 +130,7 @@ pub enum RedirectError {
     Upstream(Box<signpost_upstream::Error>),
     /// The server could not start.
     #[error(transparent)]
-    Server(Box<crate::Error>),
+    Server(Box<signpost_server::Error>),
 }
 
 impl From<signpost_rules::Error> for RedirectError {
@@ -142,17 +145,17 @@ impl From<signpost_upstream::Error> for RedirectError {
     }
 }
 
-impl From<crate::Error> for RedirectError {
-    fn from(error: crate::Error) -> Self {
+impl From<signpost_server::Error> for RedirectError {
+    fn from(error: signpost_server::Error) -> Self {
         Self::Server(Box::new(error))
     }
 }
 
 impl RedirectError {
     /// The server's bind error, if that is what this is.
-    pub fn as_bind_error(&self) -> Option<&crate::Error> {
+    pub fn as_bind_error(&self) -> Option<&signpost_server::Error> {
         match self {
-            Self::Server(error) if matches!(**error, crate::Error::Bind { .. }) => Some(error),
+            Self::Server(error) if matches!(**error, signpost_server::Error::Bind { .. }) => Some(error),
             _ => None,
         }
     }
@@ -1286,10 +1289,6 @@ fn json_response(value: &impl Serialize) -> AdminResponse {
         Ok(body) => AdminResponse::ok(body),
         Err(_) => AdminResponse::error(500, "could not serialise the answer"),
     }
-}
-
-fn query_parameter(query: Option<&str>, key: &str) -> Option<String> {
-    admin::parameter(query, key).map(percent_decode)
 }
 
 /// How to re-read the settings, base rules and extra upstream groups on

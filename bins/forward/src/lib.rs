@@ -8,7 +8,7 @@
 //! listening addresses). docs/configuration.md describes both formats.
 //!
 //! ```
-//! use signpost_server::forwarder::{BuildOptions, ForwarderConfig};
+//! use signpost_forward::{BuildOptions, ForwarderConfig};
 //!
 //! let config = ForwarderConfig::from_toml(r#"
 //!     [[listeners]]
@@ -35,6 +35,9 @@
 //! // Then: Server::builder().config(forwarder.server).rules(forwarder.rules).upstreams(forwarder.upstreams).start()
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![allow(
     clippy::result_large_err,
     reason = "errors carry file, line and field; they come from loading configuration, a cold path"
@@ -57,7 +60,7 @@ pub use config::{ForwardZoneConfig, ForwarderConfig, ServerSpec, parse_server};
 pub use error::{ConfigError, Unsupported, Warning};
 pub use unbound::{MAX_INCLUDE_DEPTH, read_unbound_conf};
 
-use crate::server::Reloader;
+use signpost_server::Reloader;
 
 /// Which language a configuration file is written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

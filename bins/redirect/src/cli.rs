@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
+use signpost_redirect::{RedirectSettings, UPSTREAM_GROUP, loop_free_nameservers};
 use signpost_rules::RuleSetBuilder;
 use signpost_rules::config::{RulesConfig, SYSTEM_GROUP};
-use signpost_server::redirect::{RedirectSettings, UPSTREAM_GROUP, loop_free_nameservers};
 use signpost_server::{AdminConfig, LogDestination, ServerConfig};
 use signpost_upstream::{GroupConfig, ServerConfig as UpstreamServer};
 

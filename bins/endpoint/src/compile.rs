@@ -11,14 +11,14 @@ use signpost_rules::{Action, Matcher, RuleSet, RuleSpec, ViewSpec, Zone, ZoneMod
 use signpost_upstream::{GroupConfig, Protocol, ResolvConf, ServerConfig as UpstreamServer, TlsOptions, Upstreams};
 use signpost_wire::{NameBuf, RecordBuf};
 
-use super::error::EndpointError;
-use super::model::{EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles};
-use super::protocols::{Direction, EndpointProtocol, Protocols};
-use crate::config::{
+use crate::error::EndpointError;
+use crate::model::{EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles};
+use crate::protocols::{Direction, EndpointProtocol, Protocols};
+use signpost_server::State;
+use signpost_server::querylog::LogAccount;
+use signpost_server::{
     LimitsConfig, ListenerConfig, ListenerTransport, LogDestination, QueryLogConfig, ServerConfig, default_allow_list,
 };
-use crate::pipeline::State;
-use crate::querylog::LogAccount;
 
 /// The upstream group of the built-in recursive default (and of SYSTEM rules).
 pub const RECURSIVE_GROUP: &str = "recursive";
@@ -819,7 +819,7 @@ impl EndpointConfig {
         };
         let files = TlsFiles { cert: base_dir.join(files.cert), key: base_dir.join(files.key) };
         let fips = self.inbound_protocols(index)?.doh_fips;
-        crate::tls::server_config(&endpoint.id, &files.cert, &files.key, &[b"h2", b"http/1.1"], fips)?;
+        signpost_server::tls::server_config(&endpoint.id, &files.cert, &files.key, &[b"h2", b"http/1.1"], fips)?;
         Ok(files)
     }
 

@@ -13,11 +13,11 @@ use signpost_rules::{Allocations, DEFAULT_VIEW, Location, RuleSet};
 use signpost_upstream::{GroupConfig, Protocol, ResolvConf, Upstreams};
 use signpost_wire::NameBuf;
 
-use super::acl::{allowed_networks, parse_network};
-use super::config::{ForwarderConfig, ServerSpec, inline_group, parse_server};
-use super::error::{ConfigError, Warning};
-use crate::config::{ListenerConfig, ListenerTransport, ServerConfig};
-use crate::pipeline::State;
+use crate::acl::{allowed_networks, parse_network};
+use crate::config::{ForwarderConfig, ServerSpec, inline_group, parse_server};
+use crate::error::{ConfigError, Warning};
+use signpost_server::State;
+use signpost_server::{ListenerConfig, ListenerTransport, ServerConfig};
 
 /// The group the system's resolv.conf makes when nothing else is the default.
 pub const SYSTEM_GROUP: &str = "system";
@@ -454,7 +454,7 @@ pub(crate) fn forward_rule(
     id: &str,
     suffix: &str,
     group: String,
-    zone: &super::config::ForwardZoneConfig,
+    zone: &crate::config::ForwardZoneConfig,
 ) -> RuleConfig {
     let mut rule = empty_rule(id, ActionKind::Forward);
     rule.suffix = Some(suffix.to_owned());

@@ -3,12 +3,12 @@
 
 use std::net::SocketAddr;
 
-use super::compile::{Deployment, ListenerRole};
-use super::error::EndpointError;
-use super::model::EndpointConfig;
-use super::protocols::EndpointProtocol;
-use crate::config::ListenerTransport;
-use crate::server::{Server, ServerHandle};
+use crate::compile::{Deployment, ListenerRole};
+use crate::error::EndpointError;
+use crate::model::EndpointConfig;
+use crate::protocols::EndpointProtocol;
+use signpost_server::ListenerTransport;
+use signpost_server::{Server, ServerHandle};
 
 /// One bound listener and what it stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]

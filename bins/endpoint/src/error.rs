@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use signpost_rules::Location;
 
-use super::protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols};
+use crate::protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols};
 
 /// A configuration that cannot be used, a reload that is not allowed, or a
 /// server that could not start.
@@ -208,7 +208,7 @@ pub enum EndpointError {
     },
     /// The server could not be built or started (TLS files, binding).
     #[error("{0}")]
-    Server(#[from] crate::Error),
+    Server(#[from] signpost_server::Error),
 }
 
 /// A rules error's message without its empty location prefix.

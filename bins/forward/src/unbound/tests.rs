@@ -5,7 +5,7 @@ use signpost_rules::{Answer, BlockAction, Client, Decision, RuleSet};
 use signpost_wire::{Class, Rcode, RecordType};
 
 use super::*;
-use crate::forwarder::build::BuildOptions;
+use crate::build::BuildOptions;
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
