@@ -40,7 +40,9 @@ use signpost_rules::{
     Action, AddressSource, Anchor, BlockAction, ExceptionSpec, HostEntry, HostTableSpec, Matcher, Redirect, RuleSet,
     RuleSetBuilder, RuleSpec,
 };
-use signpost_upstream::{GroupConfig, Policy, ResolvConf, RetryOn, ServerConfig as UpstreamServer, Upstreams};
+use signpost_upstream::{
+    GroupConfig, Policy, ResolvConf, RetryOn, ServerConfig as UpstreamServer, Upstreams, reaches_own_listener, unmapped,
+};
 use signpost_wire::NameBuf;
 
 use signpost_server::State;
@@ -761,7 +763,7 @@ pub fn loop_free_nameservers(
     let mut skipped = Vec::new();
     for &address in nameservers {
         let ip = unmapped(address.ip());
-        let reason = if own.iter().any(|own| is_own_listener(address, *own) || is_wildcard_reaching(*own, address)) {
+        let reason = if reaches_own_listener(address, own) {
             Some("it is our own listening address")
         } else if ip.is_loopback() || ip.is_unspecified() {
             Some("a loopback stub would send queries back to the system resolver")
@@ -774,36 +776,6 @@ pub fn loop_free_nameservers(
         }
     }
     (servers, skipped)
-}
-
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
-
-fn is_own_listener(nameserver: SocketAddr, own: SocketAddr) -> bool {
-    if nameserver.port() != own.port() {
-        return false;
-    }
-    let (ours, theirs) = (unmapped(own.ip()), unmapped(nameserver.ip()));
-    ours == theirs
-        || (ours.is_unspecified()
-            && ours.is_ipv4() == theirs.is_ipv4()
-            && (theirs.is_loopback() || theirs.is_unspecified()))
-}
-
-/// Whether a listener on a wildcard address (`0.0.0.0:53`) receives what is
-/// sent to `nameserver`: same port and family, and an address of this
-/// machine (one a socket can be bound to), such as the host's own LAN
-/// address that a container's resolv.conf may name.
-fn is_wildcard_reaching(own: SocketAddr, nameserver: SocketAddr) -> bool {
-    let (ours, theirs) = (unmapped(own.ip()), unmapped(nameserver.ip()));
-    own.port() == nameserver.port()
-        && ours.is_unspecified()
-        && ours.is_ipv4() == theirs.is_ipv4()
-        && std::net::UdpSocket::bind(SocketAddr::new(theirs, 0)).is_ok()
 }
 
 /// A host record added at run time.
@@ -1695,7 +1667,7 @@ mod tests {
 
         let wildcard: SocketAddr = "0.0.0.0:53".parse().expect("addr");
         let lan = TempFile::new("nameserver 198.51.100.1\n");
-        assert!(is_own_listener("127.0.0.1:53".parse().expect("a"), wildcard));
+        assert!(reaches_own_listener("127.0.0.1:53".parse().expect("a"), &[wildcard]));
         assert_eq!(system_upstreams(&lan.0, &missing, &[wildcard]).servers.len(), 1);
     }
 
@@ -1706,10 +1678,11 @@ mod tests {
         // sends nothing).
         let probe = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
         let local = probe.connect("192.0.2.1:53").and_then(|()| probe.local_addr()).map(|address| address.ip());
-        let Ok(local @ IpAddr::V4(_)) = local else { return };
-        if local.is_loopback() || local.is_unspecified() {
-            return;
-        }
+        // Without such an address the behaviour cannot be shown: fail, never pass silently.
+        let local = match local {
+            Ok(local @ IpAddr::V4(_)) if !local.is_loopback() && !local.is_unspecified() => local,
+            other => panic!("this test needs a non-loopback IPv4 address with a route (got {other:?})"),
+        };
         let wildcard: SocketAddr = "0.0.0.0:53".parse().expect("addr");
         let nameserver = SocketAddr::new(local, 53);
         let lan = TempFile::new(&format!("nameserver {local}\nnameserver 198.51.100.1\n"));

@@ -80,7 +80,7 @@ pub use config::{
 };
 pub use error::{Attempt, AttemptOutcome, Error, UpstreamError};
 pub use group::Group;
-pub use resolv::{MAX_NAMESERVERS, ResolvConf, ResolvWarning, parse_resolv_conf};
+pub use resolv::{MAX_NAMESERVERS, ResolvConf, ResolvWarning, parse_resolv_conf, reaches_own_listener, unmapped};
 pub use stats::{LATENCY_BUCKETS, ServerStats};
 pub use tls::crypto_provider;
 
