@@ -75,13 +75,13 @@ fn the_most_specific_forward_zone_wins() {
 fn validation_errors_name_line_and_field() {
     let cases: [(&str, usize, &str); 8] = [
         ("[[forward_zones]]\nname = \"a..b\"\nservers = [\"192.0.2.1\"]\n", 2, "invalid domain name"),
-        ("[[forward_zones]]\nname = \"a\"\ngroup = \"nope\"\n", 3, "no upstream group named \"nope\""),
+        ("[[forward_zones]]\nname = \"a\"\ngroup = \"nope\"\n", 3, "unknown upstream group \"nope\""),
         ("[[forward_zones]]\nname = \"a\"\nservers = [\"192.0.2.1\", \"dns.example\"]\n", 3, "invalid server"),
         ("[[forward_zones]]\nname = \"a\"\n", 2, "has no servers"),
         (
             "[[forward_zones]]\nname = \"a\"\nservers = [\"192.0.2.1\"]\n[[forward_zones]]\nname = \"A.\"\nservers = [\"192.0.2.2\"]\n",
             5,
-            "defined twice",
+            "duplicate forward zone",
         ),
         (
             "default_group = \"x\"\n[[upstreams]]\nname = \"x\"\nservers = [{ address = \"192.0.2.1:53\" }]\n[[forward_zones]]\nname = \".\"\nservers = [\"192.0.2.1\"]\n",
@@ -139,7 +139,7 @@ fn the_system_group_leaves_out_our_own_listeners() {
 
     let missing = config("resolv_conf = \"nope.conf\"\n")
         .build(&BuildOptions { base_dir: dir.clone(), ..BuildOptions::default() });
-    assert!(matches!(missing, Err(ConfigError::Read { .. })));
+    assert!(matches!(missing, Err(ConfigError::Config(signpost_rules::Error::Io { .. }))));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -5,7 +5,6 @@
 //! `?` wildcards in the file name).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use signpost_rules::Location;
 
@@ -129,11 +128,8 @@ fn read_into(
     directory: &mut Option<PathBuf>,
     out: &mut Vec<Statement>,
 ) -> Result<(), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        at: named_at.clone(),
-        path: path.to_path_buf(),
-        source: Arc::new(source),
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| signpost_rules::Error::io(named_at.clone(), path, source))?;
     let tokens = tokenize(&text, path)?;
     let mut index = 0;
     while let Some(token) = tokens.get(index) {
@@ -206,7 +202,7 @@ fn expand(pattern: &Path, at: &Location) -> Result<Vec<PathBuf>, ConfigError> {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
-            return Err(ConfigError::Read { at: at.clone(), path: directory.to_path_buf(), source: Arc::new(source) });
+            return Err(signpost_rules::Error::io(at.clone(), directory, source).into());
         }
     };
     let mut found: Vec<PathBuf> = entries

@@ -352,16 +352,19 @@ fn size(statement: &Statement) -> Result<usize, ConfigError> {
 }
 
 fn name(token: &Token) -> Result<NameBuf, ConfigError> {
-    token.text.parse::<NameBuf>().map(|name| name.to_lowercase()).map_err(|source| ConfigError::InvalidName {
-        at: token.at.clone(),
-        text: token.text.clone(),
-        source,
+    token.text.parse::<NameBuf>().map(|name| name.to_lowercase()).map_err(|source| {
+        ConfigError::from(signpost_rules::Error::InvalidName { at: token.at.clone(), text: token.text.clone(), source })
     })
 }
 
 fn record(token: &Token) -> Result<RecordBuf, ConfigError> {
-    RecordBuf::from_presentation(&token.text, Some(&NameBuf::root()), Some(3600))
-        .map_err(|source| ConfigError::InvalidRecord { at: token.at.clone(), text: token.text.clone(), source })
+    RecordBuf::from_presentation(&token.text, Some(&NameBuf::root()), Some(3600)).map_err(|source| {
+        ConfigError::from(signpost_rules::Error::InvalidRecord {
+            at: token.at.clone(),
+            text: token.text.clone(),
+            source,
+        })
+    })
 }
 
 /// `local-data-ptr: "192.0.2.1 [ttl] name"`: a PTR at the reversed address.
@@ -393,8 +396,13 @@ fn ptr_record(token: &Token) -> Result<RecordBuf, ConfigError> {
         }
     };
     let text = format!("{reverse} {ttl} IN PTR {target}");
-    RecordBuf::from_presentation(&text, Some(&NameBuf::root()), Some(3600))
-        .map_err(|source| ConfigError::InvalidRecord { at: token.at.clone(), text: token.text.clone(), source })
+    RecordBuf::from_presentation(&text, Some(&NameBuf::root()), Some(3600)).map_err(|source| {
+        ConfigError::from(signpost_rules::Error::InvalidRecord {
+            at: token.at.clone(),
+            text: token.text.clone(),
+            source,
+        })
+    })
 }
 
 impl Parsed {
@@ -773,12 +781,12 @@ impl Parsed {
             if let Some((_, first)) =
                 earlier.iter().filter_map(|other| other.name.as_ref()).find(|(other, _)| other == zone_name)
             {
-                return Err(ConfigError::Duplicate {
+                return Err(ConfigError::from(signpost_rules::Error::Duplicate {
                     at: name_at.clone(),
                     what: "forward zone",
                     name: zone_name.to_string(),
                     first: first.clone(),
-                });
+                }));
             }
             let servers = self.servers(zone)?;
             if servers.is_empty() {

@@ -297,7 +297,7 @@ fn errors_name_file_line_and_keyword() {
         (
             "forward-zone:\n  name: \"a\"\n  forward-addr: 10.0.0.1\nforward-zone:\n  name: \"a.\"\n  forward-addr: 10.0.0.1\n",
             5,
-            "defined twice",
+            "duplicate forward zone",
         ),
         ("forward-zone:\n  name: \"a\"\n", 1, "has no servers"),
         (
