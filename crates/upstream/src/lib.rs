@@ -68,6 +68,9 @@ mod stream;
 mod tls;
 mod udp;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
