@@ -9,8 +9,8 @@ use crate::fake::{self, Behaviour, GENUINE, first_address, query};
 
 #[tokio::test]
 async fn concurrent_queries_are_pipelined_on_one_connection() {
-    let server = fake::tcp(Behaviour::Delay(Duration::from_millis(50))).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address)])]).unwrap();
+    let server = fake::tcp([Behaviour::Delay(Duration::from_millis(50))]).await;
+    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address())])]).unwrap();
     let group = upstreams.group("test").unwrap();
     let names: Vec<String> = (0..50).map(|i| format!("host{i}.example")).collect();
     let results = futures_util::future::join_all(names.iter().map(|name| async move {
@@ -24,14 +24,14 @@ async fn concurrent_queries_are_pipelined_on_one_connection() {
         assert_eq!(asked, format!("{name}."));
         assert_eq!(protocol, Protocol::Tcp);
     }
-    assert_eq!(server.seen.connections(), 1);
-    assert_eq!(server.seen.queries(), 50);
+    assert_eq!(server.connection_count(), 1);
+    assert_eq!(server.query_count(), 50);
 }
 
 #[tokio::test]
 async fn the_in_flight_cap_spreads_queries_over_a_few_connections() {
-    let server = fake::tcp(Behaviour::Delay(Duration::from_millis(100))).await;
-    let mut config = ServerConfig::tcp(server.address);
+    let server = fake::tcp([Behaviour::Delay(Duration::from_millis(100))]).await;
+    let mut config = ServerConfig::tcp(server.address());
     config.max_in_flight = 2;
     config.max_connections = 3;
     let mut group = fake::group(vec![config]);
@@ -46,19 +46,21 @@ async fn the_in_flight_cap_spreads_queries_over_a_few_connections() {
     for result in &results {
         assert!(result.is_ok(), "{result:?}");
     }
-    let connections = server.seen.connections();
+    let connections = server.connection_count();
     assert!((2..=3).contains(&connections), "{connections} connections");
 }
 
 #[tokio::test]
 async fn a_reset_mid_stream_moves_on_to_the_next_server() {
-    let resetting = fake::tcp(Behaviour::ResetMidStream).await;
-    let good = fake::tcp(Behaviour::Answer).await;
-    let upstreams =
-        Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(resetting.address), ServerConfig::tcp(good.address)])])
-            .unwrap();
+    let resetting = fake::tcp([Behaviour::CloseMidAnswer]).await;
+    let good = fake::tcp([]).await;
+    let upstreams = Upstreams::new(vec![fake::group(vec![
+        ServerConfig::tcp(resetting.address()),
+        ServerConfig::tcp(good.address()),
+    ])])
+    .unwrap();
     let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
-    assert_eq!(resolved.server, good.address);
+    assert_eq!(resolved.server, good.address());
     match &resolved.attempts[0].outcome {
         AttemptOutcome::Unreachable(reason) => {
             assert!(reason.contains("closed") || reason.contains("reset"), "{reason}")
@@ -69,36 +71,36 @@ async fn a_reset_mid_stream_moves_on_to_the_next_server() {
 
 #[tokio::test]
 async fn a_server_closing_after_each_answer_is_reconnected_to() {
-    let server = fake::tcp(Behaviour::CloseAfterAnswer).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address)])]).unwrap();
+    let server = fake::tcp([Behaviour::CloseAfterAnswer]).await;
+    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address())])]).unwrap();
     let group = upstreams.group("test").unwrap();
     for _ in 0..3 {
         let resolved = group.resolve(&query("example.com")).await.unwrap();
         assert_eq!(first_address(&resolved.response), Some(GENUINE));
         assert_eq!(resolved.attempts.len(), 1);
     }
-    assert_eq!(server.seen.connections(), 3);
+    assert_eq!(server.connection_count(), 3);
 }
 
 #[tokio::test]
 async fn idle_connections_are_closed_and_opened_again_on_demand() {
-    let server = fake::tcp(Behaviour::Answer).await;
-    let mut config = ServerConfig::tcp(server.address);
+    let server = fake::tcp([]).await;
+    let mut config = ServerConfig::tcp(server.address());
     config.idle_timeout = Duration::from_millis(100);
     let upstreams = Upstreams::new(vec![fake::group(vec![config])]).unwrap();
     let group = upstreams.group("test").unwrap();
     group.resolve(&query("example.com")).await.unwrap();
     group.resolve(&query("example.com")).await.unwrap();
-    assert_eq!(server.seen.connections(), 1);
+    assert_eq!(server.connection_count(), 1);
     tokio::time::sleep(Duration::from_millis(400)).await;
     group.resolve(&query("example.com")).await.unwrap();
-    assert_eq!(server.seen.connections(), 2);
+    assert_eq!(server.connection_count(), 2);
 }
 
 #[tokio::test]
 async fn a_silent_tcp_server_times_out() {
-    let server = fake::tcp(Behaviour::Silent).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address)])]).unwrap();
+    let server = fake::tcp([Behaviour::Silence]).await;
+    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address())])]).unwrap();
     let error = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap_err();
     assert!(error.is_timeout(), "{error}");
 }
@@ -116,8 +118,8 @@ async fn a_refused_tcp_connection_is_unreachable() {
 
 #[tokio::test]
 async fn answers_to_another_question_over_tcp_are_failures() {
-    let server = fake::tcp(Behaviour::WrongQuestion).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address)])]).unwrap();
+    let server = fake::tcp([Behaviour::OtherQuestion { then_genuine: false }]).await;
+    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address())])]).unwrap();
     let error = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap_err();
     assert!(error.to_string().contains("another question"), "{error}");
     assert_eq!(upstreams.stats()[0].spoofs_dropped, 1);
@@ -125,8 +127,8 @@ async fn answers_to_another_question_over_tcp_are_failures() {
 
 #[tokio::test]
 async fn servfail_over_tcp_is_an_answer() {
-    let server = fake::tcp(Behaviour::Rcode(Rcode::SERVFAIL)).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address)])]).unwrap();
+    let server = fake::start(fake::failing(Rcode::SERVFAIL).tcp(), []).await;
+    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address())])]).unwrap();
     let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
     assert_eq!(resolved.attempts[0].outcome, AttemptOutcome::Answered(Rcode::SERVFAIL));
 }
