@@ -23,20 +23,20 @@ ipv6 = "none"
 #[tokio::test]
 async fn query_log_lines_carry_route53_fields_and_the_decision() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 20)).await;
-    let dir = temp_dir("querylog");
-    let path = dir.0.join("queries.jsonl");
+    let dir = TempDir::new();
+    let path = dir.join("queries.jsonl");
     let mut config = config_with_default_listeners();
     config.query_log.enabled = true;
     config.query_log.destination = LogDestination::File(path.clone());
     let server = signpost_server::Server::builder()
         .config(config)
         .rules(rules(RULES, &["upstream"]))
-        .upstreams(upstreams(vec![upstream.group("upstream")]))
+        .upstreams(upstreams(vec![group_of("upstream", &upstream)]))
         .start()
         .await
         .unwrap();
-    udp_exchange(udp(&server), &query("s3.amazonaws.com", RecordType::A, None), Duration::from_secs(2)).await.unwrap();
-    tcp_exchange(tcp(&server), &query("example.org", RecordType::A, None)).await;
+    udp_exchange(udp(&server), &query("s3.amazonaws.com", RecordType::A), Duration::from_secs(2)).await.unwrap();
+    tcp_answer(tcp(&server), &query("example.org", RecordType::A)).await;
     let mut lines = Vec::new();
     for _ in 0..50 {
         lines = std::fs::read_to_string(&path).unwrap_or_default().lines().map(str::to_string).collect();
@@ -72,7 +72,7 @@ async fn reload_swaps_rules_atomically_and_a_failed_reload_keeps_the_old_ones() 
         .start()
         .await
         .unwrap();
-    let bytes = query("sqs.amazonaws.com", RecordType::A, None);
+    let bytes = query("sqs.amazonaws.com", RecordType::A);
     assert_eq!(answers(&udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap()).len(), 1);
     let error = server.reload_from_source().unwrap_err();
     assert!(error.contains("rules.toml:3:1"), "{error}");
@@ -107,7 +107,7 @@ async fn injected_faults_and_recorded_queries() {
     );
     let exchange = |name: &'static str, wait| {
         let address = udp(&server);
-        async move { udp_exchange(address, &query(name, RecordType::A, None), wait).await }
+        async move { udp_exchange(address, &query(name, RecordType::A), wait).await }
     };
     let broken = exchange("x.broken.amazonaws.com", Duration::from_secs(2)).await.unwrap();
     assert_eq!(Message::parse(&broken).unwrap().rcode(), Ok(Rcode::SERVFAIL));
@@ -131,7 +131,7 @@ async fn tcp_reset_faults_close_the_connection() {
     let server = builder().rules(rules(RULES, &["upstream"])).start().await.unwrap();
     server.inject_fault(FaultTarget::Name("reset.amazonaws.com".parse().unwrap()), FaultAction::TcpReset);
     let mut stream = tokio::net::TcpStream::connect(tcp(&server)).await.unwrap();
-    let bytes = query("reset.amazonaws.com", RecordType::A, None);
+    let bytes = query("reset.amazonaws.com", RecordType::A);
     stream.write_u16(bytes.len() as u16).await.unwrap();
     stream.write_all(&bytes).await.unwrap();
     let mut buffer = [0u8; 16];
@@ -146,7 +146,7 @@ async fn explain_and_metrics_over_the_admin_listener() {
     let server = builder()
         .admin(AdminConfig { address: "127.0.0.1:0".parse().unwrap() })
         .rules(rules(RULES, &["upstream"]))
-        .upstreams(upstreams(vec![upstream.group("upstream")]))
+        .upstreams(upstreams(vec![group_of("upstream", &upstream)]))
         .start()
         .await
         .unwrap();
@@ -175,7 +175,7 @@ async fn explain_and_metrics_over_the_admin_listener() {
 
     udp_exchange(
         udp(&server),
-        &query("s3.amazonaws.com", RecordType::A, Some(EdnsHeader::default())),
+        &edns_query("s3.amazonaws.com", RecordType::A, EdnsHeader::default()),
         Duration::from_secs(2),
     )
     .await
@@ -207,8 +207,6 @@ async fn after_shutdown_nothing_answers() {
     let address = udp(&server);
     server.shutdown().await;
     assert!(
-        udp_exchange(address, &query("s3.amazonaws.com", RecordType::A, None), Duration::from_millis(300))
-            .await
-            .is_none()
+        udp_exchange(address, &query("s3.amazonaws.com", RecordType::A), Duration::from_millis(300)).await.is_none()
     );
 }

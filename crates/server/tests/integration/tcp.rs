@@ -2,7 +2,6 @@
 //! connections are closed, and connections past the cap are refused.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signpost_wire::RecordType;
@@ -26,7 +25,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A query for `name` whose ID ends in `tag`.
 fn tagged_query(name: &str, tag: u8) -> Vec<u8> {
-    let mut bytes = query(name, RecordType::A, None);
+    let mut bytes = query(name, RecordType::A);
     bytes[1] = tag;
     bytes
 }
@@ -39,18 +38,14 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
 
 /// One query and its answer on an open connection.
 async fn exchange_on(stream: &mut TcpStream, name: &str) -> Vec<u8> {
-    write_frame(stream, &query(name, RecordType::A, None)).await;
+    write_frame(stream, &query(name, RecordType::A)).await.unwrap();
     tokio::time::timeout(PATIENCE, read_frame(stream)).await.expect("an answer in time").expect("an answer")
 }
 
 #[tokio::test]
 async fn pipelined_answers_go_out_as_they_finish_not_in_order() {
-    let slow = FakeUpstream::start_delayed(
-        Arc::new(|query, _| Some(answer_a(query, Ipv4Addr::new(192, 0, 2, 30), 60))),
-        Duration::from_millis(300),
-    )
-    .await;
-    let mut group = slow.group("upstream");
+    let slow = slow_upstream(Ipv4Addr::new(192, 0, 2, 30), Duration::from_millis(300)).await;
+    let mut group = group_of("upstream", &slow);
     group.per_try_timeout = Duration::from_secs(3);
     group.total_timeout = Duration::from_secs(4);
     let server = builder().rules(rules(RULES, &["upstream"])).upstreams(upstreams(vec![group])).start().await.unwrap();
@@ -68,7 +63,7 @@ async fn pipelined_answers_go_out_as_they_finish_not_in_order() {
     let second = tokio::time::timeout(PATIENCE, read_frame(&mut stream)).await.expect("in time").expect("an answer");
     assert_eq!(second[1], 1);
     assert_eq!(answers(&second), ["slow.example. 60 IN A 192.0.2.30"]);
-    assert_eq!(slow.count(), 1);
+    assert_eq!(slow.query_count(), 1);
     server.shutdown().await;
 }
 
@@ -110,7 +105,7 @@ async fn connections_past_the_cap_are_closed_and_a_freed_slot_is_reused() {
 
     // The third is accepted by the kernel, then closed by the server unanswered.
     let mut third = TcpStream::connect(tcp(&server)).await.unwrap();
-    let bytes = query("three.local.test", RecordType::A, None);
+    let bytes = query("three.local.test", RecordType::A);
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&bytes);
     let _ = third.write_all(&framed).await; // may already fail: the server closed it

@@ -62,6 +62,8 @@ struct Built {
     records: Vec<(Section, Template)>,
     authoritative: bool,
     authentic_data: bool,
+    /// An OPT record to carry whatever the query had.
+    edns: Option<EdnsHeader>,
     edns_options: Vec<(OptionCode, Vec<u8>)>,
 }
 
@@ -91,6 +93,7 @@ impl Answer {
                 records,
                 authoritative: false,
                 authentic_data: false,
+                edns: None,
                 edns_options: Vec::new(),
             }),
         }
@@ -186,7 +189,16 @@ impl Answer {
         self
     }
 
-    /// Add an EDNS option (NSID, say) to answers of queries that had EDNS.
+    /// Carry an OPT record with these settings whether or not the query had
+    /// one (without this, answers carry OPT exactly when their query did).
+    pub fn edns(mut self, edns: EdnsHeader) -> Self {
+        if let Kind::Built(built) = &mut self.kind {
+            built.edns = Some(edns);
+        }
+        self
+    }
+
+    /// Add an EDNS option (NSID, say) to answers that carry an OPT record.
     pub fn edns_option(mut self, code: OptionCode, data: impl Into<Vec<u8>>) -> Self {
         if let Kind::Built(built) = &mut self.kind {
             built.edns_options.push((code, data.into()));
@@ -273,8 +285,12 @@ fn build(built: &Built, query: &Message<'_>) -> Result<Vec<u8>, signpost_wire::E
             Template::Record { record, owner_is_question: false } => builder.push_record_buf(*section, record)?,
         }
     }
-    if query.edns()?.is_some() {
-        builder.set_edns(EdnsHeader::default());
+    let edns = match built.edns {
+        Some(forced) => Some(forced),
+        None => query.edns()?.map(|_| EdnsHeader::default()),
+    };
+    if let Some(edns) = edns {
+        builder.set_edns(edns);
         for (code, data) in &built.edns_options {
             builder.push_edns_option(&EdnsOption::Unknown { code: *code, data })?;
         }
@@ -388,10 +404,13 @@ mod tests {
         );
         let edns = message.edns().unwrap().unwrap();
         assert_eq!(edns.option(OptionCode::NSID), Some(EdnsOption::Nsid(b"fake-1")));
-        // Without EDNS in the query there is no OPT in the answer.
+        // Without EDNS in the query there is no OPT in the answer, unless it is forced.
         let plain = query("t.example", RecordType::TXT, false);
         let response = answer.respond(&Message::parse(&plain).unwrap(), Transport::Udp).unwrap();
         assert!(Message::parse(&response).unwrap().edns().unwrap().is_none());
+        let forced = answer.edns(EdnsHeader { udp_payload_size: 1400, ..EdnsHeader::default() });
+        let response = forced.respond(&Message::parse(&plain).unwrap(), Transport::Udp).unwrap();
+        assert_eq!(Message::parse(&response).unwrap().edns().unwrap().unwrap().udp_payload_size(), 1400);
     }
 
     #[test]
