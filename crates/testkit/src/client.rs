@@ -10,6 +10,8 @@ use signpost_wire::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+use crate::Transport;
+
 /// How long [`ask`] and [`ask_from`] wait for an answer.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -149,6 +151,19 @@ pub async fn tcp_exchange(server: SocketAddr, bytes: &[u8], wait: Duration) -> O
     .ok()?
 }
 
+/// [`udp_exchange`] or [`tcp_exchange`], as `transport` says.
+///
+/// # Panics
+///
+/// For DoT and DoH, which want a TLS client: use a [`ResolverBuilder`](crate::ResolverBuilder).
+pub async fn exchange(transport: Transport, server: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    match transport {
+        Transport::Udp => udp_exchange(server, bytes, wait).await,
+        Transport::Tcp => tcp_exchange(server, bytes, wait).await,
+        Transport::Dot | Transport::Doh => panic!("exchange speaks Do53 only, not {transport:?}"),
+    }
+}
+
 /// A DNS message with its two-octet length in front, for TCP (RFC 1035 4.2.2).
 ///
 /// # Panics
@@ -237,9 +252,8 @@ mod tests {
     async fn udp_and_tcp_exchanges_reach_the_fake() {
         let fake = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 9)).await;
         let bytes = query("www.example", RecordType::A);
-        let over_udp = udp_exchange(fake.address(), &bytes, ASK_TIMEOUT).await.unwrap();
-        let over_tcp = tcp_exchange(fake.address(), &bytes, ASK_TIMEOUT).await.unwrap();
-        for response in [over_udp, over_tcp] {
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let response = exchange(transport, fake.address(), &bytes, ASK_TIMEOUT).await.unwrap();
             assert_eq!(answers(&response), ["www.example. 300 IN A 192.0.2.9"]);
             assert_eq!(Message::parse(&response).unwrap().id(), 0x04d2);
         }

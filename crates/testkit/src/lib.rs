@@ -49,7 +49,7 @@ mod wait;
 
 pub use certificates::{CertificateFiles, LOOPBACK_NAMES, TestCertificates};
 pub use client::{
-    ASK_TIMEOUT, Query, answers, ask, ask_from, authority_types, closed_udp_port, frame, query, read_frame,
+    ASK_TIMEOUT, Query, answers, ask, ask_from, authority_types, closed_udp_port, exchange, frame, query, read_frame,
     tcp_exchange, udp_exchange, udp_exchange_from, write_frame,
 };
 pub use error::Error;
@@ -58,7 +58,7 @@ pub use fake::{
     OTHER_QUESTION, SeenEdns, SeenQuery,
 };
 pub use hickory_resolver::TokioResolver;
-pub use process::{Binary, Finished, RunningBinary, Signal};
+pub use process::{Binary, Finished, HANDLER_WAIT, RunningBinary, Signal};
 pub use resolver::{ResolverAnswer, ResolverBuilder, lookup, lookup_with_ttls, resolver};
 pub use temp::TempDir;
 pub use wait::{POLL_INTERVAL, eventually, file_lines};
@@ -75,4 +75,16 @@ pub enum Transport {
     Dot,
     /// DNS over HTTPS (RFC 8484).
     Doh,
+}
+
+impl std::fmt::Display for Transport {
+    /// `udp`, `tcp`, `dot`, `doh`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Dot => "dot",
+            Self::Doh => "doh",
+        })
+    }
 }

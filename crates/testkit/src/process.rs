@@ -10,7 +10,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
@@ -20,6 +20,19 @@ use crate::fake::lock;
 /// How long [`RunningBinary::terminate`] waits for the output to end after
 /// the process is gone.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
+
+/// How long [`RunningBinary::signal`] waits for the child to catch a signal.
+pub const HANDLER_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether process `pid` has a handler for `signal`, from the `SigCgt`
+/// mask in `/proc/PID/status`; `None` where that cannot be read.
+fn catches(pid: u32, signal: libc::c_int) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = status.lines().find_map(|line| line.strip_prefix("SigCgt:"))?.trim();
+    let caught = u64::from_str_radix(mask, 16).ok()?;
+    let bit = u32::try_from(signal).ok()?.checked_sub(1)?;
+    Some(caught.checked_shr(bit)? & 1 == 1)
+}
 
 /// A workspace binary to run, found through the path Cargo gives integration
 /// tests (`env!("CARGO_BIN_EXE_signpost-forward")`) or any other path.
@@ -35,7 +48,7 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
 ///     .ready_when(|line| line == "ready");
 /// let running = forward.start().await?;
 /// let udp = running.addresses(|line| line.strip_prefix("listening on udp ")?.parse().ok());
-/// running.signal(Signal::Hangup)?;
+/// running.signal(Signal::Hangup).await?;
 /// running.wait_for_stderr("configuration reloaded", Duration::from_secs(5)).await?;
 /// let finished = running.terminate(Duration::from_secs(5)).await?;
 /// assert!(finished.status.success());
@@ -91,15 +104,19 @@ pub struct Finished {
     pub stderr: String,
 }
 
-/// What a running binary printed so far.
+/// What a running binary printed so far, byte for byte.
 #[derive(Default)]
 struct Captured {
-    stdout: Mutex<Vec<String>>,
-    stderr: Mutex<Vec<String>>,
+    stdout: Mutex<Vec<u8>>,
+    stderr: Mutex<Vec<u8>>,
 }
 
-/// Shared between the readers and the waiters: the text, and a counter that
-/// moves whenever a line arrives or a stream ends.
+fn text(bytes: &Mutex<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&lock(bytes)).into_owned()
+}
+
+/// Shared between the readers and the waiters: the output, and a counter
+/// that moves whenever some arrives or a stream ends.
 struct Output {
     captured: Captured,
     changes: watch::Sender<u64>,
@@ -109,23 +126,27 @@ struct Output {
 
 impl Output {
     fn stdout_text(&self) -> String {
-        lock(&self.captured.stdout).join("\n")
+        text(&self.captured.stdout)
     }
 
     fn stderr_text(&self) -> String {
-        lock(&self.captured.stderr).join("\n")
+        text(&self.captured.stderr)
+    }
+
+    fn stdout_lines(&self) -> Vec<String> {
+        self.stdout_text().lines().map(str::to_owned).collect()
     }
 }
 
-fn read_lines<R: AsyncRead + Unpin + Send + 'static>(
-    stream: R,
+fn capture<R: AsyncRead + Unpin + Send + 'static>(
+    mut stream: R,
     output: Arc<Output>,
-    lines: fn(&Captured) -> &Mutex<Vec<String>>,
+    bytes: fn(&Captured) -> &Mutex<Vec<u8>>,
 ) {
     tokio::spawn(async move {
-        let mut reader = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            lock(lines(&output.captured)).push(line);
+        let mut buffer = vec![0u8; 8192];
+        while let Ok(read @ 1..) = stream.read(&mut buffer).await {
+            lock(bytes(&output.captured)).extend_from_slice(buffer.get(..read).unwrap_or_default());
             output.changes.send_modify(|count| *count += 1);
         }
         output.ended.send_modify(|ended| *ended += 1);
@@ -203,10 +224,10 @@ impl Binary {
             ended: watch::Sender::new(0),
         });
         if let Some(stdout) = child.stdout.take() {
-            read_lines(stdout, output.clone(), |captured| &captured.stdout);
+            capture(stdout, output.clone(), |captured| &captured.stdout);
         }
         if let Some(stderr) = child.stderr.take() {
-            read_lines(stderr, output.clone(), |captured| &captured.stderr);
+            capture(stderr, output.clone(), |captured| &captured.stderr);
         }
         Ok((child, output))
     }
@@ -217,7 +238,7 @@ impl Binary {
     pub async fn start(&self) -> Result<RunningBinary, Error> {
         let (mut child, output) = self.spawn()?;
         let mut changes = output.changes.subscribe();
-        let ready = |output: &Output| lock(&output.captured.stdout).iter().any(|line| (self.ready)(line));
+        let ready = |output: &Output| output.stdout_lines().iter().any(|line| (self.ready)(line));
         let outcome = tokio::time::timeout(self.startup_timeout, async {
             loop {
                 if ready(&output) {
@@ -328,7 +349,7 @@ impl RunningBinary {
 
     /// The lines of standard output so far.
     pub fn stdout_lines(&self) -> Vec<String> {
-        lock(&self.output.captured.stdout).clone()
+        self.output.stdout_lines()
     }
 
     /// Standard error so far.
@@ -339,19 +360,19 @@ impl RunningBinary {
     /// The addresses `parse` finds in the lines of standard output so far,
     /// in order (a line gives at most one).
     pub fn addresses(&self, parse: impl Fn(&str) -> Option<SocketAddr>) -> Vec<SocketAddr> {
-        lock(&self.output.captured.stdout).iter().filter_map(|line| parse(line)).collect()
+        self.output.stdout_lines().iter().filter_map(|line| parse(line)).collect()
     }
 
     async fn wait_until<T>(
         &self,
         what: String,
         timeout: Duration,
-        found: impl Fn(&Captured) -> Option<T>,
+        found: impl Fn(&Output) -> Option<T>,
     ) -> Result<T, Error> {
         let mut changes = self.output.changes.subscribe();
         let waited = tokio::time::timeout(timeout, async {
             loop {
-                if let Some(value) = found(&self.output.captured) {
+                if let Some(value) = found(&self.output) {
                     return value;
                 }
                 // Fails only when every sender is gone, which `self` rules out.
@@ -369,8 +390,8 @@ impl RunningBinary {
     /// Wait until a line of standard output from line `from` on contains
     /// `text`; its index.
     pub async fn wait_for_stdout_after(&self, from: usize, text: &str, timeout: Duration) -> Result<usize, Error> {
-        self.wait_until(format!("{text:?} on stdout after line {from}"), timeout, |captured| {
-            lock(&captured.stdout).iter().skip(from).position(|line| line.contains(text)).map(|index| from + index)
+        self.wait_until(format!("{text:?} on stdout after line {from}"), timeout, |output| {
+            output.stdout_lines().iter().skip(from).position(|line| line.contains(text)).map(|index| from + index)
         })
         .await
     }
@@ -382,35 +403,46 @@ impl RunningBinary {
 
     /// Wait until standard error contains `text`; all of standard error.
     pub async fn wait_for_stderr(&self, text: &str, timeout: Duration) -> Result<String, Error> {
-        self.wait_until(format!("{text:?} on stderr"), timeout, |captured| {
-            let stderr = lock(&captured.stderr).join("\n");
+        self.wait_until(format!("{text:?} on stderr"), timeout, |output| {
+            let stderr = output.stderr_text();
             stderr.contains(text).then_some(stderr)
         })
         .await
     }
 
-    /// Send it a signal.
-    pub fn signal(&self, signal: Signal) -> Result<(), Error> {
+    /// Send it a signal, once it catches that signal.
+    ///
+    /// A binary may print its start-up lines a moment before it installs its
+    /// signal handlers; a signal in between would meet the default action
+    /// (death, for SIGHUP and SIGTERM). So on Linux this first waits, up to
+    /// [`HANDLER_WAIT`], until `/proc/PID/status` shows the signal caught;
+    /// elsewhere, or after that, the signal goes anyway.
+    pub async fn signal(&self, signal: Signal) -> Result<(), Error> {
+        let number = signal.number();
         let Some(pid) = self.child.id() else {
             return Err(Error::Signal {
-                signal: signal.number(),
+                signal: number,
                 pid: 0,
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         };
         let target = libc::pid_t::try_from(pid).map_err(|_| Error::Signal {
-            signal: signal.number(),
+            signal: number,
             pid,
             source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
         })?;
+        let deadline = tokio::time::Instant::now() + HANDLER_WAIT;
+        while catches(pid, number) == Some(false) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // SAFETY: kill(2) takes plain integers and touches no memory of ours;
         // the pid is our own child's, not yet reaped (tokio reaps it only
         // through `wait`, which needs `&mut self`).
-        let result = unsafe { libc::kill(target, signal.number()) };
+        let result = unsafe { libc::kill(target, number) };
         if result == 0 {
             Ok(())
         } else {
-            Err(Error::Signal { signal: signal.number(), pid, source: std::io::Error::last_os_error() })
+            Err(Error::Signal { signal: number, pid, source: std::io::Error::last_os_error() })
         }
     }
 
@@ -437,7 +469,7 @@ impl RunningBinary {
     /// SIGTERM, then wait for the exit (at most `timeout`, then it is
     /// killed and the error says so): the status and everything it printed.
     pub async fn terminate(self, timeout: Duration) -> Result<Finished, Error> {
-        self.signal(Signal::Terminate)?;
+        self.signal(Signal::Terminate).await?;
         self.wait(timeout).await
     }
 }
@@ -457,14 +489,15 @@ mod tests {
 
     #[tokio::test]
     async fn start_up_lines_give_the_addresses_and_output_is_captured() {
-        let script = "echo 'listening on udp 127.0.0.1:5301'; echo oops >&2; echo ready; exec sleep 30";
+        let script = "trap 'exit 0' TERM; echo 'listening on udp 127.0.0.1:5301'; echo oops >&2; echo ready; \
+                      while true; do sleep 0.05; done";
         let running = until_ready(script).start().await.unwrap();
         let addresses = running.addresses(|line| line.strip_prefix("listening on udp ")?.parse().ok());
         assert_eq!(addresses, ["127.0.0.1:5301".parse::<SocketAddr>().unwrap()]);
-        assert_eq!(running.wait_for_stderr("oops", Duration::from_secs(5)).await.unwrap(), "oops");
+        assert_eq!(running.wait_for_stderr("oops", Duration::from_secs(5)).await.unwrap(), "oops\n");
         let finished = running.terminate(Duration::from_secs(5)).await.unwrap();
-        assert!(!finished.status.success(), "sleep dies of SIGTERM");
-        assert_eq!(finished.stdout, "listening on udp 127.0.0.1:5301\nready");
+        assert!(finished.status.success(), "{finished:?}");
+        assert_eq!(finished.stdout, "listening on udp 127.0.0.1:5301\nready\n");
     }
 
     #[tokio::test]
@@ -483,7 +516,7 @@ mod tests {
             .await
             .err()
             .unwrap();
-        assert!(matches!(&error, Error::StartTimeout { stdout, .. } if stdout == "starting"), "{error}");
+        assert!(matches!(&error, Error::StartTimeout { stdout, .. } if stdout == "starting\n"), "{error}");
     }
 
     #[tokio::test]
@@ -496,10 +529,22 @@ mod tests {
     async fn signals_reach_the_child() {
         let script = "trap 'echo hangup; exit 0' HUP; echo ready; while true; do sleep 0.05; done";
         let running = until_ready(script).start().await.unwrap();
-        running.signal(Signal::Hangup).unwrap();
+        running.signal(Signal::Hangup).await.unwrap();
         let finished = running.wait(Duration::from_secs(5)).await.unwrap();
         assert!(finished.status.success());
-        assert!(finished.stdout.ends_with("hangup"), "{}", finished.stdout);
+        assert!(finished.stdout.ends_with("hangup\n"), "{}", finished.stdout);
+    }
+
+    #[tokio::test]
+    async fn a_signal_waits_until_the_child_catches_it() {
+        // The shell installs its handler a moment after saying it is ready.
+        let script = "echo ready; sleep 0.3; trap 'echo terminated; exit 0' TERM; while true; do sleep 0.05; done";
+        let running = until_ready(script).start().await.unwrap();
+        let pid = running.pid().unwrap();
+        assert_eq!(catches(pid, libc::SIGTERM), Some(false));
+        let finished = running.terminate(Duration::from_secs(5)).await.unwrap();
+        assert!(finished.status.success(), "{finished:?}");
+        assert!(finished.stdout.ends_with("terminated\n"), "{}", finished.stdout);
     }
 
     #[tokio::test]
@@ -511,7 +556,7 @@ mod tests {
             .await
             .unwrap();
         assert!(finished.status.success());
-        assert_eq!(finished.stdout, "[x][]");
+        assert_eq!(finished.stdout, "[x][]\n");
         let timeout = shell("exec sleep 30").output(Duration::from_millis(200)).await.err().unwrap();
         assert!(matches!(timeout, Error::Timeout { .. }), "{timeout}");
     }

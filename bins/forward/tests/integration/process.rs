@@ -54,7 +54,7 @@ async fn sighup_picks_up_a_changed_zone_and_a_broken_config_keeps_the_old_one() 
     assert_eq!(addresses(child_udp, "www.lab.example.").await, ["10.0.0.1"]);
 
     write_config(&dir, 0, &zone_body(upstream.address(), "10.0.0.2"));
-    child.signal(Signal::Hangup).unwrap();
+    child.signal(Signal::Hangup).await.unwrap();
     let address = child_udp;
     let changed = eventually(Duration::from_secs(5), || async move {
         ask(address, "www.lab.example", RecordType::A)
@@ -66,7 +66,7 @@ async fn sighup_picks_up_a_changed_zone_and_a_broken_config_keeps_the_old_one() 
     child.wait_for_stderr("configuration reloaded", PATIENCE).await.unwrap();
 
     dir.write("forward.toml", "[[forward_zones]]\nname = \"lab.example\"\nservers = [\"not an address\"]\n");
-    child.signal(Signal::Hangup).unwrap();
+    child.signal(Signal::Hangup).await.unwrap();
     child.wait_for_stderr("reload failed", PATIENCE).await.unwrap();
     assert!(child.stderr().contains("forward.toml:3"), "the error names the line: {}", child.stderr());
     assert_eq!(addresses(child_udp, "www.lab.example.").await, ["10.0.0.2"], "the old configuration serves");
@@ -93,7 +93,7 @@ async fn sighup_moves_a_forward_zone_to_its_new_server() {
     assert_eq!((old.query_count(), new.query_count()), (1, 0));
 
     write_config(&dir, 0, &body(new.address()));
-    child.signal(Signal::Hangup).unwrap();
+    child.signal(Signal::Hangup).await.unwrap();
     child.wait_for_stderr("configuration reloaded", PATIENCE).await.unwrap();
     assert_eq!(addresses(child_udp, "db.corp.example.").await, ["192.0.2.11"]);
     assert_eq!(new.names(), ["db.corp.example."]);
@@ -125,7 +125,7 @@ async fn automatic_addresses_survive_a_reload_and_a_restart() {
 
     // Reload with more names: the first two keep their addresses.
     write_config(&dir, 0, &hosts(&["details", "productpage", "reviews", "ratings"]));
-    child.signal(Signal::Hangup).unwrap();
+    child.signal(Signal::Hangup).await.unwrap();
     child.wait_for_stderr("configuration reloaded", PATIENCE).await.unwrap();
     assert_eq!(addresses(child_udp, "reviews.mesh.local.").await, reviews);
     assert_eq!(addresses(child_udp, "ratings.mesh.local.").await, ratings);
