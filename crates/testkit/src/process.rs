@@ -133,9 +133,15 @@ impl Output {
         text(&self.captured.stderr)
     }
 
+    /// The complete lines of standard output (a line still being written is left out).
     fn stdout_lines(&self) -> Vec<String> {
-        self.stdout_text().lines().map(str::to_owned).collect()
+        complete_lines(&self.stdout_text()).lines().map(str::to_owned).collect()
     }
+}
+
+/// `text` up to and including its last newline: what was written as whole lines.
+fn complete_lines(text: &str) -> &str {
+    text.rfind('\n').map_or("", |end| text.get(..=end).unwrap_or_default())
 }
 
 fn capture<R: AsyncRead + Unpin + Send + 'static>(
@@ -347,7 +353,7 @@ impl RunningBinary {
         self.child.id()
     }
 
-    /// The lines of standard output so far.
+    /// The complete lines of standard output so far.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.output.stdout_lines()
     }
@@ -401,11 +407,12 @@ impl RunningBinary {
         self.wait_for_stdout_after(0, text, timeout).await
     }
 
-    /// Wait until standard error contains `text`; all of standard error.
+    /// Wait until the complete lines of standard error contain `text`; those lines.
     pub async fn wait_for_stderr(&self, text: &str, timeout: Duration) -> Result<String, Error> {
         self.wait_until(format!("{text:?} on stderr"), timeout, |output| {
             let stderr = output.stderr_text();
-            stderr.contains(text).then_some(stderr)
+            let lines = complete_lines(&stderr);
+            lines.contains(text).then(|| lines.to_owned())
         })
         .await
     }
@@ -545,6 +552,13 @@ mod tests {
         let finished = running.terminate(Duration::from_secs(5)).await.unwrap();
         assert!(finished.status.success(), "{finished:?}");
         assert!(finished.stdout.ends_with("terminated\n"), "{}", finished.stdout);
+    }
+
+    #[test]
+    fn only_whole_lines_count() {
+        assert_eq!(complete_lines("one\ntwo\nthr"), "one\ntwo\n");
+        assert_eq!(complete_lines("partial"), "");
+        assert_eq!(complete_lines(""), "");
     }
 
     #[tokio::test]

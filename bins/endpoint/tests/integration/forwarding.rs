@@ -7,7 +7,7 @@ use signpost_wire::Rcode;
 
 use crate::support::*;
 
-fn forwarding_config(onprem: &OnPremises, certificate: &TestCertificate, log: &std::path::Path) -> String {
+fn forwarding_config(onprem: &OnPremises, certificate: &TestTls, log: &std::path::Path) -> String {
     format!(
         r#"
 [[outbound_endpoints]]
@@ -43,7 +43,7 @@ id = "rqlc-a"
 destination = "{log}"
 vpcs = ["vpc-a"]
 "#,
-        ca = certificate.cert.display(),
+        ca = certificate.ca.display(),
         do53 = onprem.udp().port(),
         doh = onprem.doh().port(),
         log = log.display(),
@@ -61,13 +61,13 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Self {
-        let dir = temp_dir("forwarding");
-        let certificate = certificate(&dir.0);
-        let onprem = OnPremises::start(&dir.0, &certificate).await;
+        let dir = TempDir::new();
+        let certificate = certificate(dir.path());
+        let onprem = OnPremises::start(dir.path(), &certificate).await;
         let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
-        let log = dir.0.join("vpc-a.log");
-        let text = two_vpcs(recursive.address, &forwarding_config(&onprem, &certificate, &log));
-        let endpoint = start(&dir.0, &text).await;
+        let log = dir.join("vpc-a.log");
+        let text = two_vpcs(recursive.address(), &forwarding_config(&onprem, &certificate, &log));
+        let endpoint = start(dir.path(), &text).await;
         Self { dir, onprem, recursive, log, endpoint }
     }
 }
@@ -75,7 +75,7 @@ impl Setup {
 #[tokio::test]
 async fn forward_rules_reach_on_premises_over_do53_and_doh_and_the_logs_show_the_transport() {
     let Setup { dir: _dir, onprem, recursive, log, endpoint } = Setup::start().await;
-    let in_a = resolver("udp", vpc_resolver(&endpoint, "vpc-a"), Some(VPC_A_CLIENT), None);
+    let in_a = resolver_from(Transport::Udp, vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT);
 
     // Do53 through the outbound endpoint.
     assert_eq!(lookup_v4(&in_a, "db.onprem.example.").await, [Ipv4Addr::new(10, 99, 0, 10)]);
@@ -115,7 +115,7 @@ async fn forward_rules_reach_on_premises_over_do53_and_doh_and_the_logs_show_the
 #[tokio::test]
 async fn a_system_rule_carves_a_subdomain_out_of_a_forward_rule() {
     let Setup { dir: _dir, onprem, recursive, log: _, endpoint } = Setup::start().await;
-    let in_a = resolver("udp", vpc_resolver(&endpoint, "vpc-a"), Some(VPC_A_CLIENT), None);
+    let in_a = resolver_from(Transport::Udp, vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT);
 
     // On-premises holds public.onprem.example (10.99.0.20), but the SYSTEM
     // rule sends it to the VPC resolver's own resolution: the recursive default.

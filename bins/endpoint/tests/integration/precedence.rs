@@ -48,9 +48,9 @@ const B: &str = r#"["vpc-b"]"#;
 
 /// Start everything with `parts`, ask each name from vpc-a, and say where each answer came from.
 async fn resolve(parts: &[String], names: &[&str]) -> Vec<Outcome> {
-    let dir = temp_dir("precedence");
-    let certificate = certificate(&dir.0);
-    let onprem = OnPremises::start(&dir.0, &certificate).await;
+    let dir = TempDir::new();
+    let certificate = certificate(dir.path());
+    let onprem = OnPremises::start(dir.path(), &certificate).await;
     let other = FakeUpstream::answering(OTHER_ANSWER).await;
     let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
     let mut extra = String::from("\n[[outbound_endpoints]]\nid = \"rslvr-out-a\"\nvpc = \"vpc-a\"\n");
@@ -58,10 +58,10 @@ async fn resolve(parts: &[String], names: &[&str]) -> Vec<Outcome> {
         extra.push_str(
             &part
                 .replace("@ONPREM@", &onprem.udp().port().to_string())
-                .replace("@OTHER@", &other.address.port().to_string()),
+                .replace("@OTHER@", &other.address().port().to_string()),
         );
     }
-    let endpoint = start(&dir.0, &two_vpcs(recursive.address, &extra)).await;
+    let endpoint = start(dir.path(), &two_vpcs(recursive.address(), &extra)).await;
     let server = vpc_resolver(&endpoint, "vpc-a");
     let mut outcomes = Vec::new();
     for name in names {

@@ -37,14 +37,7 @@ async fn query_log_lines_carry_route53_fields_and_the_decision() {
         .unwrap();
     udp_exchange(udp(&server), &query("s3.amazonaws.com", RecordType::A), Duration::from_secs(2)).await.unwrap();
     tcp_answer(tcp(&server), &query("example.org", RecordType::A)).await;
-    let mut lines = Vec::new();
-    for _ in 0..50 {
-        lines = std::fs::read_to_string(&path).unwrap_or_default().lines().map(str::to_string).collect();
-        if lines.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let lines = file_lines(&path, 2, Duration::from_secs(5)).await;
     assert_eq!(lines.len(), 2, "{lines:?}");
     let local: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(local["query_name"], "s3.amazonaws.com.");

@@ -9,8 +9,8 @@ use signpost_rules::config::RulesConfig;
 use signpost_server::{ListenerConfig, ListenerTransport, Server, ServerBuilder, ServerConfig, ServerHandle};
 use signpost_testkit::Behaviour;
 pub(crate) use signpost_testkit::{
-    ASK_TIMEOUT, Answer, FakeUpstream, Query, ResolverBuilder, TempDir, TestCertificates, Transport, answers, query,
-    read_frame, resolver, tcp_exchange, udp_exchange, write_frame,
+    ASK_TIMEOUT, Answer, FakeUpstream, Query, ResolverBuilder, TempDir, TestCertificates, Transport, answers,
+    file_lines, query, read_frame, resolver, tcp_exchange, udp_exchange, write_frame,
 };
 use signpost_upstream::{GroupConfig, ServerConfig as UpstreamServer, Upstreams};
 
