@@ -10,48 +10,35 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-const LOCAL: &str = r#"
-[[rules]]
-suffix = "doh.test"
-action = "redirect"
-ipv4 = "127.0.0.1"
-ipv6 = "none"
-ttl = 42
-"#;
+const LOCAL: &str =
+    r#"rules = [{ suffix = "doh.test", action = "redirect", ipv4 = "127.0.0.1", ipv6 = "none", ttl = 42 }]"#;
 
-#[tokio::test]
-async fn hickory_resolves_over_doh_with_tls_and_http2() {
+/// A server with a DoT or DoH listener presenting fresh test certificates, recording queries.
+async fn tls_server(transport: ListenerTransport) -> (signpost_server::ServerHandle, TestCertificates, TempDir) {
     let (certificates, dir) = (TestCertificates::new().unwrap(), TempDir::new());
-    let listener = tls_listener(ListenerTransport::Doh, &certificates, &dir);
+    let listener = tls_listener(transport, &certificates, &dir);
     let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
     server.record_queries(true);
-    let resolver = ResolverBuilder::new(Transport::Doh, server.doh_addrs()[0])
-        .tls(certificates.client_config(&[b"h2"]).unwrap())
-        .build()
-        .unwrap();
-    let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
-    assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let seen = server.recorded_queries();
-    assert!(seen.iter().any(|q| q.transport == signpost_rules::Transport::Doh), "{seen:?}");
-    server.shutdown().await;
+    (server, certificates, dir)
 }
 
 #[tokio::test]
-async fn hickory_resolves_over_dot() {
-    let (certificates, dir) = (TestCertificates::new().unwrap(), TempDir::new());
-    let listener = tls_listener(ListenerTransport::Dot, &certificates, &dir);
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
-    server.record_queries(true);
-    let resolver = ResolverBuilder::new(Transport::Dot, server.dot_addrs()[0])
-        .tls(certificates.client_config(&[b"dot"]).unwrap())
-        .build()
-        .unwrap();
-    let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
-    assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let seen = server.recorded_queries();
-    assert!(seen.iter().all(|q| q.transport == signpost_rules::Transport::Dot), "{seen:?}");
-    assert!(!seen.is_empty());
-    server.shutdown().await;
+async fn hickory_resolves_over_doh_with_tls_and_http2_and_over_dot() {
+    let cases = [
+        (ListenerTransport::Doh, Transport::Doh, &b"h2"[..], signpost_rules::Transport::Doh),
+        (ListenerTransport::Dot, Transport::Dot, &b"dot"[..], signpost_rules::Transport::Dot),
+    ];
+    for (listener, client, alpn, recorded) in cases {
+        let (server, certificates, _dir) = tls_server(listener).await;
+        let address = if client == Transport::Doh { server.doh_addrs()[0] } else { server.dot_addrs()[0] };
+        let resolver =
+            ResolverBuilder::new(client, address).tls(certificates.client_config(&[alpn]).unwrap()).build().unwrap();
+        let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
+        assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)], "{client}");
+        let seen = server.recorded_queries();
+        assert!(!seen.is_empty() && seen.iter().all(|q| q.transport == recorded), "{client}: {seen:?}");
+        server.shutdown().await;
+    }
 }
 
 /// One HTTP/1.1 request over plain TCP; returns status line and the rest.
@@ -140,10 +127,7 @@ async fn https1(
 
 #[tokio::test]
 async fn doh_over_tls_answers_http1_get_and_post() {
-    let (certificates, dir) = (TestCertificates::new().unwrap(), TempDir::new());
-    let listener = tls_listener(ListenerTransport::Doh, &certificates, &dir);
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
-    server.record_queries(true);
+    let (server, certificates, _dir) = tls_server(ListenerTransport::Doh).await;
     let address = server.doh_addrs()[0];
     let dns = query("www.doh.test", RecordType::A);
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dns);

@@ -7,15 +7,8 @@ use signpost_wire::{EdnsHeader, EdnsOption, ExtendedErrorCode, Message, OptionCo
 
 use crate::support::*;
 
-const FORWARD_ALL: &str = r#"default_group = "upstream""#;
-
 async fn forwarding_server(upstream: &FakeUpstream) -> signpost_server::ServerHandle {
-    builder()
-        .rules(rules(FORWARD_ALL, &["upstream"]))
-        .upstreams(upstreams(vec![group_of("upstream", upstream)]))
-        .start()
-        .await
-        .unwrap()
+    start(FORWARD_ALL, Some(upstream)).await
 }
 
 #[tokio::test]
@@ -95,7 +88,7 @@ async fn a_silent_upstream_gives_servfail_with_an_extended_error_before_the_clie
 
 #[tokio::test]
 async fn without_any_upstream_forwarded_names_get_servfail() {
-    let server = builder().rules(rules(FORWARD_ALL, &["upstream"])).start().await.unwrap();
+    let server = start(FORWARD_ALL, None).await;
     let bytes = edns_query("nowhere.example", RecordType::A, EdnsHeader::default());
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(3)).await.expect("an answer");
     let message = Message::parse(&response).unwrap();
@@ -183,13 +176,7 @@ async fn stale_answers_are_served_when_upstreams_fail() {
     let mut config = config_with_default_listeners();
     config.cache.max_ttl = 1;
     config.cache.serve_stale_secs = 3600;
-    let server = signpost_server::Server::builder()
-        .config(config)
-        .rules(rules(FORWARD_ALL, &["upstream"]))
-        .upstreams(upstreams(vec![group_of("upstream", &upstream)]))
-        .start()
-        .await
-        .unwrap();
+    let server = start_with(config, FORWARD_ALL, Some(&upstream)).await;
     let bytes = edns_query("stale.example", RecordType::A, EdnsHeader::default());
     udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
     drop(upstream);
@@ -233,13 +220,7 @@ async fn client_subnet_goes_upstream_only_when_configured() {
         let mut config = config_with_default_listeners();
         config.edns.forward_client_subnet = forward;
         config.cache.enabled = false;
-        let server = signpost_server::Server::builder()
-            .config(config)
-            .rules(rules(FORWARD_ALL, &["upstream"]))
-            .upstreams(upstreams(vec![group_of("upstream", &upstream)]))
-            .start()
-            .await
-            .unwrap();
+        let server = start_with(config, FORWARD_ALL, Some(&upstream)).await;
         udp_exchange(udp(&server), &query_bytes, Duration::from_secs(2)).await.expect("an answer");
         server.shutdown().await;
     }

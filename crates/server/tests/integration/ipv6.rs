@@ -10,14 +10,8 @@ use tokio::net::UdpSocket;
 
 use crate::support::*;
 
-const LOCAL: &str = r#"
-[[rules]]
-suffix = "six.test"
-action = "redirect"
-ipv4 = "127.0.0.1"
-ipv6 = "::1"
-ttl = 30
-"#;
+const LOCAL: &str =
+    r#"rules = [{ suffix = "six.test", action = "redirect", ipv4 = "127.0.0.1", ipv6 = "::1", ttl = 30 }]"#;
 
 /// Whether this machine can bind UDP and TCP on ::1.
 fn has_ipv6_loopback() -> bool {

@@ -9,26 +9,18 @@ use crate::support::*;
 
 const RULES: &str = r#"
 default_group = "upstream"
-
-[[rules]]
-suffix = "amazonaws.com"
-action = "redirect"
-ipv4 = "127.0.0.1"
-ipv6 = "none"
-
-[[zones]]
-name = "corp.example"
-records = [
+rules = [{ suffix = "amazonaws.com", action = "redirect", ipv4 = "127.0.0.1", ipv6 = "none" }]
+zones = [{ name = "corp.example", records = [
     "@ 3600 IN SOA ns.corp.example. hostmaster.corp.example. 1 7200 900 1209600 300",
     "@ 3600 IN NS ns.corp.example.",
     "ns 3600 IN A 10.0.0.53",
     "www 300 IN A 10.0.0.80",
     "alias 300 IN CNAME www",
-]
+] }]
 "#;
 
 async fn server() -> signpost_server::ServerHandle {
-    builder().rules(rules(RULES, &["upstream"])).start().await.unwrap()
+    start(RULES, None).await
 }
 
 #[tokio::test]

@@ -57,6 +57,32 @@ pub(crate) fn config_with_default_listeners() -> ServerConfig {
     config
 }
 
+/// Names under local.test answered with 127.0.0.1 (AAAA: NODATA); the rest go to group "upstream".
+pub(crate) const LOCAL_TEST: &str = r#"default_group = "upstream"
+rules = [{ suffix = "local.test", action = "redirect", ipv4 = "127.0.0.1", ipv6 = "none" }]"#;
+
+/// Names under amazonaws.com answered with 127.0.0.1 (AAAA: NODATA); the rest go to group "upstream".
+pub(crate) const AWS_REDIRECT: &str = r#"default_group = "upstream"
+rules = [{ suffix = "amazonaws.com", action = "redirect", ipv4 = "127.0.0.1", ipv6 = "none" }]"#;
+
+/// Everything goes to group "upstream".
+pub(crate) const FORWARD_ALL: &str = r#"default_group = "upstream""#;
+
+/// A server with `config` and the rules `toml`, whose group "upstream"
+/// asks `upstream` (or nobody).
+pub(crate) async fn start_with(config: ServerConfig, toml: &str, upstream: Option<&FakeUpstream>) -> ServerHandle {
+    let mut builder = Server::builder().config(config).rules(rules(toml, &["upstream"]));
+    if let Some(upstream) = upstream {
+        builder = builder.upstreams(upstreams(vec![group_of("upstream", upstream)]));
+    }
+    builder.start().await.unwrap()
+}
+
+/// [`start_with`] the default listeners.
+pub(crate) async fn start(toml: &str, upstream: Option<&FakeUpstream>) -> ServerHandle {
+    start_with(config_with_default_listeners(), toml, upstream).await
+}
+
 /// A builder with [`config_with_default_listeners`].
 pub(crate) fn builder() -> ServerBuilder {
     Server::builder().config(config_with_default_listeners())

@@ -77,13 +77,7 @@ async fn forwarded_answers_are_truncated_to_the_clients_edns_size() {
     let mut config = config_with_default_listeners();
     // Every question goes to the upstream: the relay path, not the cache's copy.
     config.cache.enabled = false;
-    let server = signpost_server::Server::builder()
-        .config(config)
-        .rules(rules(r#"default_group = "upstream""#, &["upstream"]))
-        .upstreams(upstreams(vec![group_of("upstream", &upstream)]))
-        .start()
-        .await
-        .unwrap();
+    let server = start_with(config, FORWARD_ALL, Some(&upstream)).await;
     check_sizes(&server, "big.example").await;
     assert!(upstream.query_count() >= 4);
     server.shutdown().await;
@@ -92,12 +86,7 @@ async fn forwarded_answers_are_truncated_to_the_clients_edns_size() {
 #[tokio::test]
 async fn cached_answers_are_truncated_to_the_clients_edns_size() {
     let upstream = many_records().await;
-    let server = builder()
-        .rules(rules(r#"default_group = "upstream""#, &["upstream"]))
-        .upstreams(upstreams(vec![group_of("upstream", &upstream)]))
-        .start()
-        .await
-        .unwrap();
+    let server = start(FORWARD_ALL, Some(&upstream)).await;
     check_sizes(&server, "cached.example").await;
     assert_eq!(upstream.query_count(), 1, "the later answers come from the cache");
     server.shutdown().await;
