@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use signpost_testkit::{Answer, CertificateFiles, FakeUpstreamBuilder, Query, TempDir, TestCertificates};
 pub(crate) use signpost_testkit::{Behaviour, FakeUpstream};
-use signpost_upstream::{GroupConfig, ServerConfig, TlsOptions};
+use signpost_upstream::{GroupConfig, Resolved, ServerConfig, TlsOptions, UpstreamError, Upstreams};
 use signpost_wire::{EdnsHeader, Message, RData, Rcode, RecordType};
 
 /// The address genuine answers carry.
@@ -59,6 +59,35 @@ pub(crate) async fn udp(behaviours: impl IntoIterator<Item = Behaviour>) -> Fake
 /// A genuine fake on TCP only.
 pub(crate) async fn tcp(behaviours: impl IntoIterator<Item = Behaviour>) -> FakeUpstream {
     start(genuine().tcp(), behaviours).await
+}
+
+/// Upstreams holding `group`.
+pub(crate) fn upstreams(group: GroupConfig) -> Upstreams {
+    Upstreams::new(vec![group]).unwrap()
+}
+
+/// Upstreams holding group "test" of `servers`, with short timeouts.
+pub(crate) fn upstreams_of(servers: Vec<ServerConfig>) -> Upstreams {
+    upstreams(group(servers))
+}
+
+/// Upstreams holding group "test" of `server` over UDP.
+pub(crate) fn over_udp(server: &FakeUpstream) -> Upstreams {
+    upstreams_of(vec![ServerConfig::udp(server.address())])
+}
+
+/// Ask example.com A through group "test".
+pub(crate) async fn resolve(upstreams: &Upstreams) -> Result<Resolved, UpstreamError> {
+    upstreams.group("test").unwrap().resolve(&query("example.com")).await
+}
+
+/// Ask through group "test" of `first` and then `second`, where the
+/// answer must come from `second`.
+pub(crate) async fn resolve_past(first: ServerConfig, second: ServerConfig) -> (Upstreams, Resolved) {
+    let upstreams = upstreams_of(vec![first, second.clone()]);
+    let resolved = resolve(&upstreams).await.unwrap();
+    assert_eq!(resolved.server, second.address, "{:?}", resolved.attempts);
+    (upstreams, resolved)
 }
 
 /// A group of `servers` with short timeouts for tests.
