@@ -22,65 +22,22 @@ async fn check_config(file: &Path) -> (bool, String, String) {
 }
 
 fn config_text(recursive: SocketAddr, inbound_protocols: &str, www: &str, certificate: &TestTls) -> String {
-    format!(
+    let extra = format!(
         r#"
-resolver_port = 0
-udp_workers = 1
-
-[recursive]
-servers = ["{recursive}"]
-
-[tls]
-cert = "{cert}"
-key = "{key}"
-
-[[vpcs]]
-id = "vpc-a"
-cidrs = ["127.0.1.0/24"]
-
-[[vpcs]]
-id = "vpc-b"
-cidrs = ["127.0.2.0/24"]
-
-[[private_hosted_zones]]
-name = "corp.example"
-vpcs = ["vpc-a"]
-records = ["www A {www}"]
-
-[[outbound_endpoints]]
-id = "rslvr-out-a"
-vpc = "vpc-a"
-
-[[resolver_rules]]
-id = "rslvr-rr-onprem"
-type = "FORWARD"
-domain = "onprem.example"
-outbound_endpoint = "rslvr-out-a"
-targets = [{{ ip = "127.0.0.1", port = 5301 }}]
-vpcs = ["vpc-a"]
-
-[[resolver_rules]]
-id = "rslvr-rr-public"
-type = "SYSTEM"
-domain = "www.onprem.example"
-vpcs = ["vpc-a"]
-
-[[resolver_rules]]
-id = "rslvr-rr-idle"
-type = "SYSTEM"
-domain = "idle.example"
-
-[[inbound_endpoints]]
-id = "rslvr-in-a"
-vpc = "vpc-a"
-addresses = ["127.0.1.10", "127.0.1.11"]
-protocols = {inbound_protocols}
-port = 0
-doh_port = 0
+tls = {{ cert = "{cert}", key = "{key}" }}
+private_hosted_zones = [{{ name = "corp.example", vpcs = ["vpc-a"], records = ["www A {www}"] }}]
+outbound_endpoints = [{{ id = "rslvr-out-a", vpc = "vpc-a" }}]
 "#,
         cert = certificate.cert.display(),
         key = certificate.key.display(),
-    )
+    );
+    let rules = [
+        forward_rule("rslvr-rr-onprem", "onprem.example", r#"[{ ip = "127.0.0.1", port = 5301 }]"#, r#"["vpc-a"]"#),
+        system_rule("rslvr-rr-public", "www.onprem.example", r#"["vpc-a"]"#),
+        system_rule("rslvr-rr-idle", "idle.example", "[]"),
+        inbound_endpoint(inbound_protocols, None),
+    ];
+    two_vpcs(recursive, &format!("{extra}{}", rules.concat()))
 }
 
 #[tokio::test]

@@ -8,46 +8,26 @@ use signpost_wire::Rcode;
 use crate::support::*;
 
 fn forwarding_config(onprem: &OnPremises, certificate: &TestTls, log: &std::path::Path) -> String {
-    format!(
+    let endpoints = format!(
         r#"
-[[outbound_endpoints]]
-id = "rslvr-out-a"
-vpc = "vpc-a"
-protocols = ["Do53", "DoH"]
-ca_file = "{ca}"
-
-[[resolver_rules]]
-id = "rslvr-rr-onprem"
-type = "FORWARD"
-domain = "onprem.example"
-outbound_endpoint = "rslvr-out-a"
-targets = [{{ ip = "127.0.0.1", port = {do53} }}]
-vpcs = ["vpc-a"]
-
-[[resolver_rules]]
-id = "rslvr-rr-sub-doh"
-type = "FORWARD"
-domain = "sub.onprem.example"
-outbound_endpoint = "rslvr-out-a"
-targets = [{{ ip = "127.0.0.1", port = {doh}, protocol = "DoH", server_name = "localhost" }}]
-vpcs = ["vpc-a"]
-
-[[resolver_rules]]
-id = "rslvr-rr-public"
-type = "SYSTEM"
-domain = "public.onprem.example"
-vpcs = ["vpc-a"]
-
-[[query_logging]]
-id = "rqlc-a"
-destination = "{log}"
-vpcs = ["vpc-a"]
+outbound_endpoints = [{{ id = "rslvr-out-a", vpc = "vpc-a", protocols = ["Do53", "DoH"], ca_file = "{ca}" }}]
+query_logging = [{{ id = "rqlc-a", destination = "{log}", vpcs = ["vpc-a"] }}]
 "#,
         ca = certificate.ca.display(),
-        do53 = onprem.udp().port(),
-        doh = onprem.doh().port(),
         log = log.display(),
-    )
+    );
+    let do53 = format!(r#"[{{ ip = "127.0.0.1", port = {} }}]"#, onprem.udp().port());
+    let doh = format!(
+        r#"[{{ ip = "127.0.0.1", port = {}, protocol = "DoH", server_name = "localhost" }}]"#,
+        onprem.doh().port()
+    );
+    let a = r#"["vpc-a"]"#;
+    let rules = [
+        forward_rule("rslvr-rr-onprem", "onprem.example", &do53, a),
+        forward_rule("rslvr-rr-sub-doh", "sub.onprem.example", &doh, a),
+        system_rule("rslvr-rr-public", "public.onprem.example", a),
+    ];
+    format!("{endpoints}{}", rules.concat())
 }
 
 /// An on-premises server, the recursive default and the emulator with the rules above.

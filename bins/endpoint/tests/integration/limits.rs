@@ -109,12 +109,8 @@ async fn tcp_burst_tally(server: SocketAddr, count: usize, started: Instant) -> 
     tally
 }
 
-const ZONE: &str = r#"
-[[private_hosted_zones]]
-name = "corp.example"
-vpcs = ["vpc-a", "vpc-b"]
-records = ["www A 10.1.0.10"]
-"#;
+const ZONE: &str =
+    r#"private_hosted_zones = [{ name = "corp.example", vpcs = ["vpc-a", "vpc-b"], records = ["www A 10.1.0.10"] }]"#;
 
 #[tokio::test]
 async fn a_burst_over_1024_packets_per_second_from_one_client_is_partly_dropped_and_counted() {

@@ -13,7 +13,7 @@ use crate::support::*;
 fn inbound(protocols: &str, certificate: &TestTls) -> String {
     let zone =
         "[[private_hosted_zones]]\nname = \"corp.example\"\nvpcs = [\"vpc-a\"]\nrecords = [\"www A 10.1.0.10\"]\n";
-    format!("{zone}{}", inbound_endpoint(protocols, certificate))
+    format!("{zone}{}", inbound_endpoint(protocols, Some(certificate)))
 }
 
 fn compile_error(text: &str) -> EndpointError {
@@ -73,7 +73,8 @@ fn the_service_s_other_rules_are_enforced_at_load() {
     ));
     assert!(error.to_string().contains("needs a certificate"), "{error}");
 
-    let error = compile_error(&two_vpcs(recursive, "[[vpcs]]\nid = \"vpc-c\"\ncidrs = [\"127.0.1.128/25\"]\n"));
+    let overlapping = format!("{VPCS}, {{ id = \"vpc-c\", cidrs = [\"127.0.1.128/25\"] }}");
+    let error = compile_error(&with_vpcs(recursive, &overlapping, ""));
     assert!(matches!(error, EndpointError::OverlappingCidrs { .. }), "{error}");
 
     let error = compile_error(&two_vpcs(

@@ -15,10 +15,12 @@ async fn each_configuration_logs_its_vpcs_with_route53_fields() {
     let (a_log, b_log) = (dir.join("a.log"), dir.join("b.log"));
     let extra = format!(
         r#"
-[[private_hosted_zones]]
-name = "corp.example"
-vpcs = ["vpc-a", "vpc-b"]
-records = ["www A 10.1.0.10"]
+private_hosted_zones = [{{ name = "corp.example", vpcs = ["vpc-a", "vpc-b"], records = ["www A 10.1.0.10"] }}]
+query_logging = [
+    {{ id = "rqlc-a", destination = "a.log", vpcs = ["vpc-a"] }},
+    {{ id = "rqlc-b", destination = "b.log", vpcs = ["vpc-b"] }},
+    {{ id = "rqlc-none", destination = "none.log" }},
+]
 
 [[inbound_endpoints]]
 id = "rslvr-in-a"
@@ -29,20 +31,6 @@ port = 0
 doh_port = 0
 tls_cert = "{cert}"
 tls_key = "{key}"
-
-[[query_logging]]
-id = "rqlc-a"
-destination = "a.log"
-vpcs = ["vpc-a"]
-
-[[query_logging]]
-id = "rqlc-b"
-destination = "b.log"
-vpcs = ["vpc-b"]
-
-[[query_logging]]
-id = "rqlc-none"
-destination = "none.log"
 "#,
         cert = certificate.cert.display(),
         key = certificate.key.display(),

@@ -143,48 +143,49 @@ pub(crate) const VPC_A_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1));
 pub(crate) const VPC_B_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 2, 1));
 pub(crate) const ONPREM_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// Two VPCs (127.0.1.0/24 and 127.0.2.0/24) with their resolvers on free
-/// ports, the recursive default at `recursive`, and `extra` TOML after.
+/// The two VPCs of the tests: vpc-a on 127.0.1.0/24 and vpc-b on 127.0.2.0/24.
+pub(crate) const VPCS: &str =
+    r#"{ id = "vpc-a", cidrs = ["127.0.1.0/24"] }, { id = "vpc-b", cidrs = ["127.0.2.0/24"] }"#;
+
+/// Two VPCs ([`VPCS`]) with their resolvers on free ports, the recursive
+/// default at `recursive`, and `extra` TOML after.
 pub(crate) fn two_vpcs(recursive: SocketAddr, extra: &str) -> String {
+    with_vpcs(recursive, VPCS, extra)
+}
+
+/// [`two_vpcs`] with other VPCs (TOML inline tables).
+pub(crate) fn with_vpcs(recursive: SocketAddr, vpcs: &str, extra: &str) -> String {
     format!(
-        r#"
-resolver_port = 0
-udp_workers = 1
-
-[recursive]
-servers = ["{recursive}"]
-
-[[vpcs]]
-id = "vpc-a"
-cidrs = ["127.0.1.0/24"]
-
-[[vpcs]]
-id = "vpc-b"
-cidrs = ["127.0.2.0/24"]
-{extra}
-"#
+        "resolver_port = 0\nudp_workers = 1\nrecursive = {{ servers = [\"{recursive}\"] }}\nvpcs = [{vpcs}]\n{extra}\n"
     )
 }
 
 /// The answer the fake recursive default gives every A query.
 pub(crate) const RECURSIVE_ANSWER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
 
-/// Inbound endpoint `rslvr-in-a` of vpc-a on 127.0.1.10 and 127.0.1.11
-/// (free ports) with these protocols (a TOML list) and the test certificate.
-pub(crate) fn inbound_endpoint(protocols: &str, certificate: &TestTls) -> String {
+/// A FORWARD resolver rule for `domain` through outbound endpoint
+/// rslvr-out-a to `targets` (a TOML list), associated with `vpcs` (a TOML list).
+pub(crate) fn forward_rule(id: &str, domain: &str, targets: &str, vpcs: &str) -> String {
     format!(
-        r#"
-[[inbound_endpoints]]
-id = "rslvr-in-a"
-vpc = "vpc-a"
-addresses = ["127.0.1.10", "127.0.1.11"]
-protocols = {protocols}
-port = 0
-doh_port = 0
-tls_cert = "{}"
-tls_key = "{}"
-"#,
-        certificate.cert.display(),
-        certificate.key.display()
+        "\n[[resolver_rules]]\nid = \"{id}\"\ntype = \"FORWARD\"\ndomain = \"{domain}\"\noutbound_endpoint = \"rslvr-out-a\"\n\
+         targets = {targets}\nvpcs = {vpcs}\n"
+    )
+}
+
+/// A SYSTEM resolver rule for `domain`, associated with `vpcs` (a TOML list).
+pub(crate) fn system_rule(id: &str, domain: &str, vpcs: &str) -> String {
+    format!("\n[[resolver_rules]]\nid = \"{id}\"\ntype = \"SYSTEM\"\ndomain = \"{domain}\"\nvpcs = {vpcs}\n")
+}
+
+/// Inbound endpoint `rslvr-in-a` of vpc-a on 127.0.1.10 and 127.0.1.11
+/// (free ports) with these protocols (a TOML list), presenting the test
+/// certificate when given (else the file's `[tls]` one).
+pub(crate) fn inbound_endpoint(protocols: &str, certificate: Option<&TestTls>) -> String {
+    let tls = certificate.map_or(String::new(), |certificate| {
+        format!("tls_cert = \"{}\"\ntls_key = \"{}\"\n", certificate.cert.display(), certificate.key.display())
+    });
+    format!(
+        "\n[[inbound_endpoints]]\nid = \"rslvr-in-a\"\nvpc = \"vpc-a\"\naddresses = [\"127.0.1.10\", \"127.0.1.11\"]\n\
+         protocols = {protocols}\nport = 0\ndoh_port = 0\n{tls}"
     )
 }

@@ -12,20 +12,11 @@ use signpost_wire::{Rcode, RecordType};
 use crate::support::*;
 
 const ZONES: &str = r#"
-[[private_hosted_zones]]
-name = "corp.example"
-vpcs = ["vpc-a"]
-records = ["www A 10.1.0.10"]
-
-[[private_hosted_zones]]
-name = "billing.internal"
-vpcs = ["vpc-b"]
-records = ["api A 10.2.0.10"]
-
-[[private_hosted_zones]]
-name = "shared.example"
-vpcs = ["vpc-a", "vpc-b"]
-records = ["db A 10.3.0.10"]
+private_hosted_zones = [
+    { name = "corp.example", vpcs = ["vpc-a"], records = ["www A 10.1.0.10"] },
+    { name = "billing.internal", vpcs = ["vpc-b"], records = ["api A 10.2.0.10"] },
+    { name = "shared.example", vpcs = ["vpc-a", "vpc-b"], records = ["db A 10.3.0.10"] },
+]
 "#;
 
 #[tokio::test]
@@ -59,7 +50,7 @@ async fn a_vpc_sees_its_own_private_zones_and_not_another_vpcs() {
 }
 
 fn inbound_config(protocols: &str, certificate: &TestTls) -> String {
-    format!("{ZONES}{}", inbound_endpoint(protocols, certificate))
+    format!("{ZONES}{}", inbound_endpoint(protocols, Some(certificate)))
 }
 
 #[tokio::test]
@@ -159,11 +150,9 @@ async fn a_private_zone_from_a_master_file_answers_through_the_inbound_endpoint(
     let text = two_vpcs(
         recursive.address(),
         r#"
-[[private_hosted_zones]]
-name = "corp.example"
-vpcs = ["vpc-a"]
-file = "zones/corp.example.zone"
-records = ["api A 10.1.0.22"]
+private_hosted_zones = [
+    { name = "corp.example", vpcs = ["vpc-a"], file = "zones/corp.example.zone", records = ["api A 10.1.0.22"] },
+]
 
 [[inbound_endpoints]]
 id = "rslvr-in-a"
