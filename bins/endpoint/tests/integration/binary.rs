@@ -134,9 +134,7 @@ fn address(running: &RunningBinary, id: &str) -> SocketAddr {
 
 #[tokio::test]
 async fn the_binary_prints_its_addresses_and_reloads_on_sighup_with_the_transition_checks() {
-    let dir = TempDir::new();
-    let certificate = certificate(dir.path());
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, certificate, recursive } = basics().await;
     let file = dir.join("endpoint.toml");
     std::fs::write(&file, config_text(recursive.address(), r#"["Do53"]"#, "10.1.0.10", &certificate)).unwrap();
     let running = endpoint()

@@ -114,8 +114,7 @@ const ZONE: &str =
 
 #[tokio::test]
 async fn a_burst_over_1024_packets_per_second_from_one_client_is_partly_dropped_and_counted() {
-    let dir = TempDir::new();
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     let endpoint = start(dir.path(), &two_vpcs(recursive.address(), ZONE)).await;
     assert_eq!(endpoint.deployment().server.limits.per_client_qps, Some(1024), "aws_limits is on by default");
     let server = vpc_resolver(&endpoint, "vpc-a");
@@ -141,8 +140,7 @@ async fn a_burst_over_1024_packets_per_second_from_one_client_is_partly_dropped_
 
 #[tokio::test]
 async fn inbound_endpoints_are_limited_per_address_not_per_client() {
-    let dir = TempDir::new();
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     let extra = format!(
         "{ZONE}\n[aws_limits]\ninbound_qps_per_address = 500\n\n[[inbound_endpoints]]\nid = \"rslvr-in-a\"\nvpc = \"vpc-a\"\naddresses = [\"127.0.1.10\", \"127.0.1.11\"]\nport = 0\n"
     );
@@ -164,8 +162,7 @@ async fn inbound_endpoints_are_limited_per_address_not_per_client() {
 
 #[tokio::test]
 async fn udp_and_tcp_of_one_inbound_endpoint_address_share_its_limit() {
-    let dir = TempDir::new();
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     let rate = 200.0;
     let extra = format!(
         "{ZONE}\n[aws_limits]\ninbound_qps_per_address = {rate}\n\n[[inbound_endpoints]]\nid = \"rslvr-in-a\"\nvpc = \"vpc-a\"\naddresses = [\"127.0.1.10\", \"127.0.1.11\"]\nport = 0\n"
@@ -206,8 +203,7 @@ async fn udp_and_tcp_of_one_inbound_endpoint_address_share_its_limit() {
 
 #[tokio::test]
 async fn with_aws_limits_off_nothing_is_dropped() {
-    let dir = TempDir::new();
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     let extra = format!("{ZONE}\n[aws_limits]\nenabled = false\n");
     let endpoint = start(dir.path(), &two_vpcs(recursive.address(), &extra)).await;
     assert_eq!(endpoint.deployment().server.limits.per_client_qps, None);

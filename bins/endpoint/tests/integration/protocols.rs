@@ -107,9 +107,7 @@ fn the_service_s_other_rules_are_enforced_at_load() {
 
 #[tokio::test]
 async fn do53_only_to_doh_only_on_reload_is_rejected_and_do53_keeps_serving() {
-    let dir = TempDir::new();
-    let certificate = certificate(dir.path());
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, certificate, recursive } = basics().await;
     let file = |protocols: &str| config(dir.path(), &two_vpcs(recursive.address(), &inbound(protocols, &certificate)));
     let mut endpoint = Endpoint::start(file(r#"["Do53"]"#)).await.unwrap();
     let do53 = inbound_addresses(&endpoint, ListenerTransport::Udp);
@@ -149,9 +147,7 @@ async fn do53_only_to_doh_only_on_reload_is_rejected_and_do53_keeps_serving() {
 
 #[tokio::test]
 async fn an_outbound_endpoint_cannot_jump_between_do53_only_and_doh_only_on_reload() {
-    let dir = TempDir::new();
-    let certificate = certificate(dir.path());
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, certificate, recursive } = basics().await;
     // The FORWARD rule's targets use what the endpoint offers; they are
     // never queried here (port 1 on loopback).
     let file = |protocols: &str, target: &str| {
@@ -213,8 +209,7 @@ targets = [{target}]
 
 #[tokio::test]
 async fn zone_and_rule_changes_reload_in_place() {
-    let dir = TempDir::new();
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     let zone = |address: &str| {
         two_vpcs(
             recursive.address(),

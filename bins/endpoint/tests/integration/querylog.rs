@@ -9,9 +9,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn each_configuration_logs_its_vpcs_with_route53_fields() {
-    let dir = TempDir::new();
-    let certificate = certificate(dir.path());
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, certificate, recursive } = basics().await;
     let (a_log, b_log) = (dir.join("a.log"), dir.join("b.log"));
     let extra = format!(
         r#"

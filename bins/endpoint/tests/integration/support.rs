@@ -39,6 +39,21 @@ impl TestTls {
     }
 }
 
+/// What most tests start from: a directory, the test certificates in it,
+/// and the recursive default (a fake answering every A question with
+/// [`RECURSIVE_ANSWER`]).
+pub(crate) struct Basics {
+    pub(crate) dir: TempDir,
+    pub(crate) certificate: TestTls,
+    pub(crate) recursive: FakeUpstream,
+}
+
+pub(crate) async fn basics() -> Basics {
+    let dir = TempDir::new();
+    let certificate = certificate(dir.path());
+    Basics { dir, certificate, recursive: FakeUpstream::answering(RECURSIVE_ANSWER).await }
+}
+
 /// A hickory client for `server` over `transport`, sending from `source`
 /// (a "VPC" address).
 pub(crate) fn resolver_from(transport: Transport, server: SocketAddr, source: IpAddr) -> TokioResolver {

@@ -21,8 +21,7 @@ private_hosted_zones = [
 
 #[tokio::test]
 async fn a_vpc_sees_its_own_private_zones_and_not_another_vpcs() {
-    let dir = TempDir::new();
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     let endpoint = start(dir.path(), &two_vpcs(recursive.address(), ZONES)).await;
     let in_a = resolver_from(Transport::Udp, vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT);
     let in_b = resolver_from(Transport::Udp, vpc_resolver(&endpoint, "vpc-b"), VPC_B_CLIENT);
@@ -55,9 +54,7 @@ fn inbound_config(protocols: &str, certificate: &TestTls) -> String {
 
 #[tokio::test]
 async fn on_premises_clients_resolve_a_private_zone_through_the_inbound_endpoint_over_do53_and_doh() {
-    let dir = TempDir::new();
-    let certificate = certificate(dir.path());
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, certificate, recursive } = basics().await;
     let text = two_vpcs(recursive.address(), &inbound_config(r#"["Do53", "DoH"]"#, &certificate));
     let endpoint = start(dir.path(), &text).await;
 
@@ -87,9 +84,7 @@ async fn on_premises_clients_resolve_a_private_zone_through_the_inbound_endpoint
 
 #[tokio::test]
 async fn an_endpoint_with_only_doh_has_no_do53_listener_at_all() {
-    let dir = TempDir::new();
-    let certificate = certificate(dir.path());
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, certificate, recursive } = basics().await;
     let text = two_vpcs(recursive.address(), &inbound_config(r#"["DoH"]"#, &certificate));
     let endpoint = start(dir.path(), &text).await;
     let listeners: Vec<_> = endpoint.listeners().into_iter().filter(|l| l.id.starts_with("rslvr-in-a/")).collect();
@@ -118,9 +113,7 @@ async fn an_endpoint_with_only_doh_has_no_do53_listener_at_all() {
 
 #[tokio::test]
 async fn doh_fips_endpoints_serve_doh_with_the_fips_policy() {
-    let dir = TempDir::new();
-    let certificate = certificate(dir.path());
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, certificate, recursive } = basics().await;
     let text = two_vpcs(recursive.address(), &inbound_config(r#"["Do53", "DoH-FIPS"]"#, &certificate));
     let endpoint = start(dir.path(), &text).await;
     let fips: Vec<_> = endpoint.listeners().into_iter().filter(|l| l.protocol == EndpointProtocol::DohFips).collect();
@@ -135,8 +128,7 @@ async fn doh_fips_endpoints_serve_doh_with_the_fips_policy() {
 
 #[tokio::test]
 async fn a_private_zone_from_a_master_file_answers_through_the_inbound_endpoint() {
-    let dir = TempDir::new();
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     // The file is named relative to the configuration file's directory.
     std::fs::create_dir_all(dir.join("zones")).unwrap();
     std::fs::write(
