@@ -24,7 +24,7 @@ fn figures(server: &ServerHandle) -> [u64; 4] {
 #[tokio::test]
 async fn explain_reads_the_cache_but_neither_fills_nor_counts_in_it() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 30)).await;
-    let server = start(&format!("[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n", upstream.address())).await;
+    let server = start(&default_zone(&upstream)).await;
 
     // A miss: forwarded, with nothing stored and nothing counted.
     let trace = explain(&server, "www.example.net", "127.0.0.1:0").await;
@@ -53,7 +53,7 @@ async fn explain_reads_the_cache_but_neither_fills_nor_counts_in_it() {
 #[tokio::test]
 async fn explain_applies_the_listeners_allow_list() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 31)).await;
-    let server = start(&format!("[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n", upstream.address())).await;
+    let server = start(&default_zone(&upstream)).await;
 
     // The listeners have the default allow-list (loopback and private ranges): a public client is refused.
     // (Only the trace pretends the query came from there; nothing is sent off loopback.)

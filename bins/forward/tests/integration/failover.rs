@@ -7,20 +7,17 @@ use signpost_wire::{Rcode, RecordType};
 
 use crate::support::*;
 
-/// A forward zone for corp.example over `servers`, with a short per-try timeout.
+/// The forward zone corp.example over `servers`, with `settings` (TOML
+/// lines) after them.
+fn corp(servers: &[std::net::SocketAddr], settings: &str) -> String {
+    let servers: Vec<String> = servers.iter().map(|server| format!("\"{server}\"")).collect();
+    format!("[[forward_zones]]\nname = \"corp.example\"\nservers = [{}]\n{settings}\n", servers.join(", "))
+}
+
+/// corp.example over `servers` with a 300 ms per-try timeout and `retry_on`.
 fn zone(servers: &[&FakeUpstream], retry_on: &str) -> String {
-    let servers: Vec<String> = servers.iter().map(|server| format!("\"{}\"", server.address())).collect();
-    format!(
-        r#"
-        [[forward_zones]]
-        name = "corp.example"
-        servers = [{}]
-        per_try_timeout = "300ms"
-        total_timeout = "3s"
-        retry_on = [{retry_on}]
-        "#,
-        servers.join(", ")
-    )
+    let addresses: Vec<_> = servers.iter().map(|server| server.address()).collect();
+    corp(&addresses, &format!("per_try_timeout = \"300ms\"\ntotal_timeout = \"3s\"\nretry_on = [{retry_on}]"))
 }
 
 #[tokio::test]
@@ -65,22 +62,8 @@ async fn forward_first_falls_back_to_the_default_group_when_every_forwarder_is_d
     let closed = closed_udp_port();
     let default = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 5)).await;
     let config = |forward_first: bool| {
-        format!(
-            r#"
-            [[forward_zones]]
-            name = "corp.example"
-            servers = ["{silent}", "{closed}"]
-            per_try_timeout = "200ms"
-            total_timeout = "1s"
-            forward_first = {forward_first}
-
-            [[forward_zones]]
-            name = "."
-            servers = ["{default}"]
-            "#,
-            silent = silent.address(),
-            default = default.address(),
-        )
+        let settings = format!("per_try_timeout = \"200ms\"\ntotal_timeout = \"1s\"\nforward_first = {forward_first}");
+        corp(&[silent.address(), closed], &settings) + &default_zone(&default)
     };
     let server = start(&config(true)).await;
     assert_eq!(addresses(udp(&server), "db.corp.example.").await, ["192.0.2.5"]);
@@ -102,24 +85,8 @@ async fn forward_first_falls_back_when_every_forwarder_answers_servfail() {
     let second = FakeUpstream::servfail().await;
     let default = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 6)).await;
     let config = |forward_first: bool, retry_on: &str| {
-        format!(
-            r#"
-            [[forward_zones]]
-            name = "corp.example"
-            servers = ["{first}", "{second}"]
-            per_try_timeout = "300ms"
-            total_timeout = "3s"
-            retry_on = [{retry_on}]
-            forward_first = {forward_first}
-
-            [[forward_zones]]
-            name = "."
-            servers = ["{default}"]
-            "#,
-            first = first.address(),
-            second = second.address(),
-            default = default.address(),
-        )
+        let settings = format!("forward_first = {forward_first}");
+        zone(&[&first, &second], retry_on) + &settings + "\n" + &default_zone(&default)
     };
     let unbound_like = r#""timeout", "unreachable", "servfail", "refused""#;
 

@@ -18,18 +18,8 @@ async fn local_zones_and_host_tables_answer_without_any_upstream() {
     let server = start_in(
         &format!(
             r#"
-            [[forward_zones]]
-            name = "."
-            servers = ["{upstream}"]
-
-            [[zones]]
-            name = "lab.example"
-            file = "lab.zone"
-
-            [[zones]]
-            name = "dev.example"
-            records = ["api 60 A 10.9.1.1"]
-
+            zones = [{{ name = "lab.example", file = "lab.zone" }}, {{ name = "dev.example", records = ["api 60 A 10.9.1.1"] }}]
+            {default}
             [[host_tables]]
             name = "mesh"
             ttl = 30
@@ -38,7 +28,7 @@ async fn local_zones_and_host_tables_answer_without_any_upstream() {
               {{ name = "ratings.mesh.local" }},
             ]
             "#,
-            upstream = upstream.address()
+            default = default_zone(&upstream)
         ),
         dir.path(),
     )
@@ -62,11 +52,7 @@ async fn local_zones_and_host_tables_answer_without_any_upstream() {
 #[tokio::test]
 async fn a_repeated_query_is_answered_from_the_cache_with_the_ttl_counted_down() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 10)).await;
-    let server = start(&format!(
-        "[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n[cache]\nmax_ttl = 3600\n",
-        upstream.address()
-    ))
-    .await;
+    let server = start(&format!("{}[cache]\nmax_ttl = 3600\n", default_zone(&upstream))).await;
     let address = udp(&server);
     assert_eq!(records(address, "cached.example.", RecordType::A).await, [(300, "192.0.2.10".to_owned())]);
     tokio::time::sleep(Duration::from_millis(2_100)).await;
@@ -84,10 +70,7 @@ async fn the_query_log_and_metrics_record_forwarded_and_local_answers() {
     let log = dir.join("queries.jsonl");
     let server = start(&format!(
         r#"
-        [[forward_zones]]
-        name = "."
-        servers = ["{upstream}"]
-
+        {default}
         [[zones]]
         name = "lab.example"
         records = ["www A 10.9.0.1"]
@@ -96,7 +79,7 @@ async fn the_query_log_and_metrics_record_forwarded_and_local_answers() {
         enabled = true
         destination = {{ file = "{log}" }}
         "#,
-        upstream = upstream.address(),
+        default = default_zone(&upstream),
         log = log.display(),
     ))
     .await;

@@ -11,17 +11,11 @@ async fn each_name_reaches_its_zones_servers_and_no_other() {
     let root = FakeUpstream::answering(Ipv4Addr::new(10, 0, 0, 3)).await;
     let server = start(&format!(
         r#"
-        [[forward_zones]]
-        name = "corp.example.com"
-        servers = ["{corp}"]
-
-        [[forward_zones]]
-        name = "example.com"
-        servers = ["tcp://{example}"]
-
-        [[forward_zones]]
-        name = "."
-        servers = ["{root}"]
+        forward_zones = [
+            {{ name = "corp.example.com", servers = ["{corp}"] }},
+            {{ name = "example.com", servers = ["tcp://{example}"] }},
+            {{ name = ".", servers = ["{root}"] }},
+        ]
         "#,
         corp = corp.address(),
         example = example.address(),
@@ -57,25 +51,12 @@ async fn named_groups_and_views_route_by_client_network() {
     let server = start(&format!(
         r#"
         default_group = "public"
-
-        [[upstreams]]
-        name = "onprem"
-        [[upstreams.servers]]
-        address = "{inside}"
-
-        [[upstreams]]
-        name = "public"
-        [[upstreams.servers]]
-        address = "{outside}"
-
-        [[views]]
-        name = "loopback"
-        cidrs = ["127.0.0.0/8"]
-
-        [[forward_zones]]
-        name = "corp.example"
-        group = "onprem"
-        views = ["loopback"]
+        upstreams = [
+            {{ name = "onprem", servers = [{{ address = "{inside}" }}] }},
+            {{ name = "public", servers = [{{ address = "{outside}" }}] }},
+        ]
+        views = [{{ name = "loopback", cidrs = ["127.0.0.0/8"] }}]
+        forward_zones = [{{ name = "corp.example", group = "onprem", views = ["loopback"] }}]
         "#,
         inside = inside.address(),
         outside = outside.address(),

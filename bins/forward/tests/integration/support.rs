@@ -58,6 +58,11 @@ port = 0
 transport = "tcp"
 "#;
 
+/// The forward zone `.` (the default), asking `upstream`.
+pub(crate) fn default_zone(upstream: &FakeUpstream) -> String {
+    format!("[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n", upstream.address())
+}
+
 pub(crate) fn udp(server: &ServerHandle) -> SocketAddr {
     server.udp_addrs()[0]
 }
