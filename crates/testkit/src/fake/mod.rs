@@ -601,6 +601,97 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn dropped_queries_are_counted_and_waited_for() {
+        let fake = FakeUpstream::builder()
+            .otherwise(Answer::address(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))))
+            .behaviour(Behaviour::DropEvery(std::num::NonZeroU64::new(2).unwrap()))
+            .start()
+            .await
+            .unwrap();
+        let wait = Duration::from_millis(300);
+        let first = crate::udp_exchange(fake.address(), &crate::query("a.example", RecordType::A), wait).await;
+        let second = crate::udp_exchange(fake.address(), &crate::query("b.example", RecordType::A), wait).await;
+        assert!(first.is_some() && second.is_none(), "the second query is dropped");
+        let seen = fake.wait_for_queries(2, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(seen.iter().map(|query| query.name.as_str()).collect::<Vec<_>>(), ["a.example.", "b.example."]);
+        assert_eq!(fake.counters(), Counters { queries: 2, connections: 0, answered: 1, unanswered: 1 });
+        assert!(fake.was_asked("B.Example"));
+        let error = fake.wait_for_queries(3, Duration::from_millis(50)).await.err().unwrap();
+        assert!(error.to_string().contains("a.example."), "the timeout says what came: {error}");
+        let found = fake.wait_for_query(Duration::from_secs(1), |query| query.name == "b.example.").await.unwrap();
+        assert_eq!(found.transport, Transport::Udp);
+        // Behaviours change on the running fake.
+        fake.set_behaviours([Behaviour::Silence]);
+        assert!(crate::udp_exchange(fake.address(), &crate::query("c.example", RecordType::A), wait).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn tcp_connections_are_closed_after_the_answer_when_asked() {
+        let fake = FakeUpstream::builder()
+            .tcp()
+            .otherwise(Answer::nxdomain())
+            .behaviour(Behaviour::CloseAfterAnswer)
+            .start()
+            .await
+            .unwrap();
+        assert!(fake.udp_addr().is_none());
+        let address = fake.tcp_addr().unwrap();
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        crate::write_frame(&mut stream, &crate::query("x.example", RecordType::A)).await.unwrap();
+        let answer = crate::read_frame(&mut stream).await.unwrap();
+        assert_eq!(Message::parse(&answer).unwrap().rcode(), Ok(Rcode::NXDOMAIN));
+        assert!(crate::read_frame(&mut stream).await.is_none(), "closed after the answer");
+        assert_eq!(fake.connection_count(), 1);
+    }
+
+    /// One HTTP/1.1 request over TLS to the fake's DoH listener: the status line and the body.
+    async fn https1(fake: &FakeUpstream, certificates: &crate::TestCertificates, request: &[u8]) -> (String, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tls = certificates.client_config(&[b"http/1.1"]).unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+        let tcp = tokio::net::TcpStream::connect(fake.doh_addr()).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut stream = connector.connect(name, tcp).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let head_end = response.windows(4).position(|window| window == b"\r\n\r\n").unwrap();
+        let status = String::from_utf8_lossy(&response[..response.iter().position(|&b| b == b'\r').unwrap()]);
+        (status.into_owned(), response[head_end + 4..].to_vec())
+    }
+
+    #[tokio::test]
+    async fn doh_over_http1_answers_posts_and_refuses_other_paths_and_statuses() {
+        let certificates = crate::TestCertificates::new().unwrap();
+        let fake = FakeUpstream::builder()
+            .doh(certificates.server_config(&[b"http/1.1"]).unwrap())
+            .answer("broken.example.", None, Answer::rcode(Rcode::SERVFAIL))
+            .otherwise(Answer::address(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 8))))
+            .start()
+            .await
+            .unwrap();
+        let query = crate::query("www.example", RecordType::A);
+        let mut post = format!(
+            "POST /dns-query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/dns-message\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            query.len()
+        )
+        .into_bytes();
+        post.extend_from_slice(&query);
+        let (status, body) = https1(&fake, &certificates, &post).await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(crate::answers(&body), ["www.example. 300 IN A 192.0.2.8"]);
+        let elsewhere = b"GET /other HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        assert_eq!(https1(&fake, &certificates, elsewhere).await.0, "HTTP/1.1 404 Not Found");
+        let requests = fake.http_requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!((requests[0].method.as_str(), requests[0].version.as_str()), ("POST", "HTTP/1.1"));
+        assert_eq!(fake.query_count(), 1, "the request to another path carried no query");
+        fake.set_behaviours([Behaviour::HttpStatus(503)]);
+        assert_eq!(https1(&fake, &certificates, &post).await.0, "HTTP/1.1 503 Service Unavailable");
+    }
+
     #[test]
     fn bad_names_are_refused_with_the_text() {
         let error = FakeUpstream::builder().try_answer("a..b", None, Answer::nxdomain()).err().unwrap();
