@@ -15,18 +15,6 @@ use crate::Transport;
 /// How long [`ask`] and [`ask_from`] wait for an answer.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// 127.0.0.1 and a UDP port nothing listens on (bound a moment ago and let
-/// go): queries to it meet "port unreachable".
-///
-/// # Panics
-///
-/// When no UDP socket can be bound on 127.0.0.1.
-pub fn closed_udp_port() -> SocketAddr {
-    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap_or_else(|error| panic!("cannot bind UDP on 127.0.0.1: {error}"));
-    socket.local_addr().unwrap_or_else(|error| panic!("no local address: {error}"))
-}
-
 /// A query to build: RD set and ID 0x04d2 unless changed, no EDNS unless given.
 ///
 /// ```

@@ -14,6 +14,8 @@
 //!   for tests that look at packets.
 //! - [`Binary`]: a workspace binary as a child process, with its start-up
 //!   lines, output and signals.
+//! - [`retry_addr_in_use`] and [`closed_udp_port`]: starting servers on port
+//!   0 without flaking, and a port where nothing answers.
 //!
 //! Network safety: everything listens on and talks to the addresses the
 //! test gives, 127.0.0.1 unless told otherwise; nothing reads the system's
@@ -42,6 +44,7 @@ mod certificates;
 mod client;
 mod error;
 mod fake;
+mod ports;
 mod process;
 mod resolver;
 mod temp;
@@ -49,8 +52,8 @@ mod wait;
 
 pub use certificates::{CertificateFiles, LOOPBACK_NAMES, TestCertificates};
 pub use client::{
-    ASK_TIMEOUT, Query, answers, ask, ask_from, authority_types, closed_udp_port, exchange, frame, query, read_frame,
-    tcp_exchange, udp_exchange, udp_exchange_from, write_frame,
+    ASK_TIMEOUT, Query, answers, ask, ask_from, authority_types, exchange, frame, query, read_frame, tcp_exchange,
+    udp_exchange, udp_exchange_from, write_frame,
 };
 pub use error::Error;
 pub use fake::{
@@ -58,6 +61,7 @@ pub use fake::{
     OTHER_QUESTION, SeenEdns, SeenQuery,
 };
 pub use hickory_resolver::TokioResolver;
+pub use ports::{START_TRIES, closed_udp_port, is_addr_in_use, port_taken, retry_addr_in_use};
 pub use process::{Binary, Finished, HANDLER_WAIT, RunningBinary, Signal};
 pub use resolver::{ResolverAnswer, ResolverBuilder, lookup, lookup_with_ttls, resolver};
 pub use temp::TempDir;

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use signpost_redirect::{RedirectServer, RedirectServerBuilder, RedirectSettings};
-use signpost_testkit::Error;
 pub(crate) use signpost_testkit::{
     ASK_TIMEOUT, Answer, Binary, FakeUpstream, Finished, Query, ResolverAnswer, RunningBinary, Signal, TempDir,
     Transport, answers, authority_types, eventually, exchange, lookup, query, resolver, udp_exchange_from,
 };
+use signpost_testkit::{START_TRIES, port_taken, retry_addr_in_use};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -53,14 +53,7 @@ pub(crate) async fn start(settings: RedirectSettings) -> RedirectServer {
 }
 
 pub(crate) async fn start_with(builder: impl Fn() -> RedirectServerBuilder) -> RedirectServer {
-    for _ in 0..10 {
-        match builder().start().await {
-            Ok(server) => return server,
-            Err(error) if error.as_bind_error().is_some() => continue,
-            Err(error) => panic!("{error}"),
-        }
-    }
-    panic!("no free port pair after 10 tries")
+    retry_addr_in_use(|| builder().start()).await.unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// Both transports of a server, for loops over UDP and TCP.
@@ -110,8 +103,8 @@ pub(crate) async fn run(env: &[(&str, &str)], args: &[&str]) -> Finished {
 /// a free port (0) the UDP port's number may be taken for TCP, so a bind
 /// failure is tried again.
 pub(crate) async fn start_binary(env: &[(&str, &str)], args: &[&str]) -> (RunningBinary, SocketAddr) {
-    let port_taken = |error: &Error| matches!(error, Error::Exited { stderr, .. } if stderr.contains("cannot listen"));
-    let running = redirect(env, args).start_retrying(5, port_taken).await.unwrap_or_else(|error| panic!("{error}"));
+    let running =
+        redirect(env, args).start_retrying(START_TRIES, port_taken).await.unwrap_or_else(|error| panic!("{error}"));
     let address = *running.addresses(parse_startup).first().expect("a start-up line with the address");
     (running, address)
 }

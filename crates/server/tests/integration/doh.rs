@@ -17,7 +17,7 @@ const LOCAL: &str =
 async fn tls_server(transport: ListenerTransport) -> (signpost_server::ServerHandle, TestCertificates, TempDir) {
     let (certificates, dir) = (TestCertificates::new().unwrap(), TempDir::new());
     let listener = tls_listener(transport, &certificates, &dir);
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
+    let server = start_server(|| builder().listener(listener.clone()).rules(rules(LOCAL, &[]))).await;
     server.record_queries(true);
     (server, certificates, dir)
 }
@@ -55,7 +55,7 @@ async fn http(address: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>
 async fn plain_http_doh_answers_get_and_post_and_rejects_bad_requests() {
     let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
     listener.plain_http = true;
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
+    let server = start_server(|| builder().listener(listener.clone()).rules(rules(LOCAL, &[]))).await;
     let address = server.doh_addrs()[0];
     let dns = query("www.doh.test", RecordType::A);
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dns);

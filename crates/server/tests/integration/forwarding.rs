@@ -146,23 +146,16 @@ async fn large_answers_are_truncated_for_small_udp_clients_and_complete_over_tcp
 async fn forward_first_falls_back_to_the_default_group() {
     let dead = FakeUpstream::silent().await;
     let fallback = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 11)).await;
-    let rules = rules(
-        r#"
+    let text = r#"
         default_group = "upstream"
-        [[rules]]
-        suffix = "corp.example"
-        action = "forward"
-        group = "corp"
-        forward_first = true
-        "#,
-        &["upstream", "corp"],
-    );
-    let server = builder()
-        .rules(rules)
-        .upstreams(upstreams(vec![group_of("corp", &dead), group_of("upstream", &fallback)]))
-        .start()
-        .await
-        .unwrap();
+        rules = [{ suffix = "corp.example", action = "forward", group = "corp", forward_first = true }]
+        "#;
+    let server = start_server(|| {
+        builder()
+            .rules(rules(text, &["upstream", "corp"]))
+            .upstreams(upstreams(vec![group_of("corp", &dead), group_of("upstream", &fallback)]))
+    })
+    .await;
     let bytes = query("git.corp.example", RecordType::A);
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(4)).await.expect("an answer");
     assert_eq!(answers(&response), ["git.corp.example. 300 IN A 192.0.2.11"]);

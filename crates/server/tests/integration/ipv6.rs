@@ -32,7 +32,8 @@ async fn udp_and_tcp_listeners_on_ipv6_loopback_answer() {
     udp.workers = Some(1);
     config.listeners.push(udp);
     config.listeners.push(ListenerConfig::new(ListenerTransport::Tcp, "[::1]:0".parse().unwrap()));
-    let server = signpost_server::Server::builder().config(config).rules(rules(LOCAL, &[])).start().await.unwrap();
+    let server =
+        start_server(|| signpost_server::Server::builder().config(config.clone()).rules(rules(LOCAL, &[]))).await;
     server.record_queries(true);
     let udp_address = server.udp_addrs()[0];
     let tcp_address = server.tcp_addrs()[0];

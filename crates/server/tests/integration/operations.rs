@@ -40,15 +40,11 @@ async fn query_log_lines_carry_route53_fields_and_the_decision() {
 async fn reload_swaps_rules_atomically_and_a_failed_reload_keeps_the_old_ones() {
     let reloads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = reloads.clone();
-    let server = builder()
-        .rules(rules(AWS_REDIRECT, &["upstream"]))
-        .reloader(Arc::new(move || {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Err("rules.toml:3:1, field rules[0].regex: invalid regular expression".into())
-        }))
-        .start()
-        .await
-        .unwrap();
+    let reloader: signpost_server::Reloader = Arc::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err("rules.toml:3:1, field rules[0].regex: invalid regular expression".into())
+    });
+    let server = start_server(|| builder().rules(rules(AWS_REDIRECT, &["upstream"])).reloader(reloader.clone())).await;
     let bytes = query("sqs.amazonaws.com", RecordType::A);
     assert_eq!(answers(&udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap()).len(), 1);
     let error = server.reload_from_source().unwrap_err();
@@ -120,13 +116,13 @@ async fn tcp_reset_faults_close_the_connection() {
 #[tokio::test]
 async fn explain_and_metrics_over_the_admin_listener() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 21)).await;
-    let server = builder()
-        .admin(AdminConfig { address: "127.0.0.1:0".parse().unwrap() })
-        .rules(rules(AWS_REDIRECT, &["upstream"]))
-        .upstreams(upstreams(vec![group_of("upstream", &upstream)]))
-        .start()
-        .await
-        .unwrap();
+    let server = start_server(|| {
+        builder()
+            .admin(AdminConfig { address: "127.0.0.1:0".parse().unwrap() })
+            .rules(rules(AWS_REDIRECT, &["upstream"]))
+            .upstreams(upstreams(vec![group_of("upstream", &upstream)]))
+    })
+    .await;
     let explain = |name: &str| {
         let name = name.parse().unwrap();
         let server = &server;

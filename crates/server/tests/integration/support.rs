@@ -7,11 +7,11 @@ use std::time::Duration;
 use signpost_rules::RuleSet;
 use signpost_rules::config::RulesConfig;
 use signpost_server::{ListenerConfig, ListenerTransport, Server, ServerBuilder, ServerConfig, ServerHandle};
-use signpost_testkit::Behaviour;
 pub(crate) use signpost_testkit::{
     ASK_TIMEOUT, Answer, FakeUpstream, Query, ResolverBuilder, TempDir, TestCertificates, Transport, answers,
     file_lines, query, read_frame, resolver, tcp_exchange, udp_exchange, write_frame,
 };
+use signpost_testkit::{Behaviour, retry_addr_in_use};
 use signpost_upstream::{GroupConfig, ServerConfig as UpstreamServer, Upstreams};
 
 /// A group `name` asking `servers` over UDP, with deadlines short enough for tests.
@@ -71,11 +71,20 @@ pub(crate) const FORWARD_ALL: &str = r#"default_group = "upstream""#;
 /// A server with `config` and the rules `toml`, whose group "upstream"
 /// asks `upstream` (or nobody).
 pub(crate) async fn start_with(config: ServerConfig, toml: &str, upstream: Option<&FakeUpstream>) -> ServerHandle {
-    let mut builder = Server::builder().config(config).rules(rules(toml, &["upstream"]));
-    if let Some(upstream) = upstream {
-        builder = builder.upstreams(upstreams(vec![group_of("upstream", upstream)]));
-    }
-    builder.start().await.unwrap()
+    start_server(|| {
+        let builder = Server::builder().config(config.clone()).rules(rules(toml, &["upstream"]));
+        match upstream {
+            Some(upstream) => builder.upstreams(upstreams(vec![group_of("upstream", upstream)])),
+            None => builder,
+        }
+    })
+    .await
+}
+
+/// Start the server `make` builds; when the port the kernel gave UDP is
+/// taken for TCP by another program, with a new builder on another port.
+pub(crate) async fn start_server(make: impl Fn() -> ServerBuilder) -> ServerHandle {
+    retry_addr_in_use(|| make().start()).await.unwrap()
 }
 
 /// [`start_with`] the default listeners.
