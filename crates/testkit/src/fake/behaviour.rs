@@ -88,13 +88,11 @@ pub(crate) struct Plan {
     pub(crate) stream_end: StreamEnd,
     /// DoH: respond with this status instead.
     pub(crate) http_status: Option<u16>,
-    /// DoH: keep the request open without answering.
-    pub(crate) hold: bool,
 }
 
 impl Plan {
     fn nothing() -> Self {
-        Self { packets: Vec::new(), stream_end: StreamEnd::KeepOpen, http_status: None, hold: true }
+        Self { packets: Vec::new(), stream_end: StreamEnd::KeepOpen, http_status: None }
     }
 
     /// Whether anything is sent.
@@ -125,7 +123,7 @@ pub(crate) fn plan(query: &[u8], transport: Transport, number: u64, answer: &Ans
         })
         .sum();
     if let Some(status) = http_status {
-        return Plan { packets: Vec::new(), stream_end: StreamEnd::KeepOpen, http_status: Some(status), hold: false };
+        return Plan { packets: Vec::new(), stream_end: StreamEnd::KeepOpen, http_status: Some(status) };
     }
     let Ok(message) = Message::parse(query) else { return Plan::nothing() };
     let Some(mut genuine) = answer.respond(&message, transport) else { return Plan::nothing() };
@@ -177,7 +175,7 @@ pub(crate) fn plan(query: &[u8], transport: Transport, number: u64, answer: &Ans
     } else {
         StreamEnd::KeepOpen
     };
-    Plan { packets, stream_end, http_status: None, hold: false }
+    Plan { packets, stream_end, http_status: None }
 }
 
 #[cfg(test)]

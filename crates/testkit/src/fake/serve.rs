@@ -240,11 +240,10 @@ pub(super) async fn https(listener: TcpListener, tls: Arc<rustls::ServerConfig>,
             let service = hyper::service::service_fn(move |request| -> BoxedResponse {
                 Box::pin(serve_request(request, peer, shared.clone()))
             });
-            let executor = OwnedExecutor::default();
-            let _ = hyper_util::server::conn::auto::Builder::new(executor.clone())
+            // The builder owns the executor: when this connection ends, so do its streams.
+            let _ = hyper_util::server::conn::auto::Builder::new(OwnedExecutor::default())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
-            drop(executor);
         }
     })
     .await;
