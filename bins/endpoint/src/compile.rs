@@ -11,8 +11,9 @@ use signpost_rules::{Action, Matcher, RuleSet, RuleSpec, ViewSpec, Zone, ZoneMod
 use signpost_upstream::{GroupConfig, Protocol, ResolvConf, ServerConfig as UpstreamServer, TlsOptions, Upstreams};
 use signpost_wire::{NameBuf, RecordBuf};
 
+use crate::destinations;
 use crate::error::EndpointError;
-use crate::model::{EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles};
+use crate::model::{EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles, VpcConfig};
 use crate::protocols::{Direction, EndpointProtocol, Protocols};
 use signpost_server::State;
 use signpost_server::querylog::LogAccount;
@@ -191,6 +192,9 @@ fn duplicate_check<'a>(
 impl EndpointConfig {
     /// The directory files named in the configuration are relative to.
     pub fn base_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.runtime.base_dir {
+            return dir.clone();
+        }
         match self.file().and_then(Path::parent) {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
@@ -294,12 +298,17 @@ impl EndpointConfig {
         let mut known: Vec<String> = vec![RECURSIVE_GROUP.to_string()];
         known.extend(self.resolver_rules.iter().map(|rule| forward_group(&rule.id)));
         builder.known_groups(known);
-        for vpc in &self.vpcs {
+        for (vpc, resolver) in self.vpcs.iter().zip(&resolvers) {
+            // A resolver outside the VPC's blocks (on loopback, for a VPC
+            // whose .2 is not an address of this host) stands for the VPC:
+            // queries to it use the VPC's view, as inbound endpoints' do.
+            let detached = !resolver_inside(vpc, resolver.ip());
             let listeners = planned
                 .iter()
-                .filter(
-                    |listener| matches!(&listener.role, ListenerRole::InboundEndpoint { vpc: v, .. } if *v == vpc.id),
-                )
+                .filter(|listener| match &listener.role {
+                    ListenerRole::InboundEndpoint { vpc: v, .. } => *v == vpc.id,
+                    ListenerRole::VpcResolver { vpc: v } => detached && *v == vpc.id,
+                })
                 .map(|listener| listener.id.clone())
                 .collect();
             builder.view(ViewSpec {
@@ -313,7 +322,7 @@ impl EndpointConfig {
             builder.zone(ZoneSpec {
                 id: zone_id(config),
                 zone: zone.clone(),
-                views: config.vpcs.clone(),
+                views: config.vpc_ids(),
                 mode: ZoneMode::Authoritative,
             });
         }
@@ -340,6 +349,7 @@ impl EndpointConfig {
             Vec::new()
         };
         let routes = self.routes(&resolvers, &zones, &inbound, &outbound, &rule_routes, &recursive_servers);
+        let query_logs = self.query_logs(&base_dir)?;
         let unassociated_rules =
             self.resolver_rules.iter().filter(|rule| rule.vpcs.is_empty()).map(|rule| rule.id.clone()).collect();
         Ok(Deployment {
@@ -347,7 +357,7 @@ impl EndpointConfig {
             upstreams: Arc::new(upstreams),
             server,
             listeners: planned,
-            query_logs: self.query_logs(&base_dir),
+            query_logs,
             log_account,
             address_limits,
             routes,
@@ -490,14 +500,14 @@ impl EndpointConfig {
                     problem: "a private hosted zone must be associated with at least one VPC",
                 });
             }
-            for (vpc_index, vpc) in config.vpcs.iter().enumerate() {
+            for (vpc_index, vpc) in config.vpcs.iter().map(|association| &association.vpc).enumerate() {
                 self.vpc_known(&format!("{field}.vpcs[{vpc_index}]"), vpc)?;
                 let clash = self
                     .private_hosted_zones
                     .iter()
                     .take(index)
                     .zip(&zones)
-                    .find(|(other, (other_apex, _))| *other_apex == apex && other.vpcs.iter().any(|v| v == vpc));
+                    .find(|(other, (other_apex, _))| *other_apex == apex && other.has_vpc(vpc));
                 if let Some((other, _)) = clash {
                     return Err(EndpointError::Conflict {
                         at: self.locate(&format!("{field}.vpcs[{vpc_index}]")),
@@ -566,7 +576,7 @@ impl EndpointConfig {
                     source,
                 })
             })?;
-            for (vpc_index, vpc) in rule.vpcs.iter().enumerate() {
+            for (vpc_index, vpc) in rule.vpcs.iter().map(|association| &association.vpc).enumerate() {
                 let vpc_field = format!("{field}.vpcs[{vpc_index}]");
                 self.vpc_known(&vpc_field, vpc)?;
                 let clash = self
@@ -574,7 +584,7 @@ impl EndpointConfig {
                     .iter()
                     .take(index)
                     .zip(&domains)
-                    .find(|(other, other_domain)| **other_domain == domain && other.vpcs.iter().any(|v| v == vpc));
+                    .find(|(other, other_domain)| **other_domain == domain && other.has_vpc(vpc));
                 if let Some((other, _)) = clash {
                     return Err(EndpointError::Conflict {
                         at: self.locate(&vpc_field),
@@ -683,7 +693,7 @@ impl EndpointConfig {
             // A rule associated with no VPC exists but has no effect; with no
             // views it would land in the default view, so it is left out.
             if !rule.vpcs.is_empty() {
-                specs.push(RuleSpec::new(rule.id.clone(), Matcher::Suffix(domain), action).in_views(rule.vpcs.clone()));
+                specs.push(RuleSpec::new(rule.id.clone(), Matcher::Suffix(domain), action).in_views(rule.vpc_ids()));
             }
         }
         Ok((specs, groups, routes))
@@ -718,8 +728,13 @@ impl EndpointConfig {
                 claim(*resolver, transport == ListenerTransport::Udp, field.clone())?;
                 let mut listener = ListenerConfig::new(transport, *resolver);
                 listener.id = Some(resolver_listener_id(&vpc.id, transport));
-                // The VPC resolver answers its own VPC only.
-                listener.allow = Some(vpc.cidrs.clone());
+                // The VPC resolver answers its own VPC only (and, when it
+                // sits outside the VPC's blocks, this host's loopback clients).
+                let mut allow = vpc.cidrs.clone();
+                if !resolver_inside(vpc, resolver.ip()) {
+                    allow.extend(loopback_networks());
+                }
+                listener.allow = Some(allow);
                 listener.workers = self.udp_workers;
                 listener.srcids = BTreeMap::from([("instance".to_string(), "{srcaddr}".to_string())]);
                 planned.push(PlannedListener {
@@ -742,17 +757,17 @@ impl EndpointConfig {
                 });
             }
             for (address_index, address) in endpoint.addresses.iter().enumerate() {
-                if endpoint.addresses.iter().take(address_index).any(|earlier| earlier == address) {
+                if endpoint.addresses.iter().take(address_index).any(|earlier| earlier.ip == address.ip) {
                     return Err(EndpointError::Duplicate {
                         at: self.locate(&format!("{field}.addresses[{address_index}]")),
                         what: "endpoint address",
-                        id: address.to_string(),
+                        id: address.ip.to_string(),
                     });
                 }
             }
             let protocols = inbound.get(index).copied().unwrap_or(Protocols::DO53);
             let tls = if protocols.has_https() { Some(self.inbound_tls(index, endpoint, base_dir)?) } else { None };
-            for (address_index, address) in endpoint.addresses.iter().enumerate() {
+            for (address_index, address) in endpoint.addresses.iter().map(|address| &address.ip).enumerate() {
                 let address_field = format!("{field}.addresses[{address_index}]");
                 let mut add = |transport: ListenerTransport, port: u16, protocol: EndpointProtocol| {
                     let socket = SocketAddr::new(*address, port);
@@ -786,14 +801,15 @@ impl EndpointConfig {
                     Ok::<(), EndpointError>(())
                 };
                 if protocols.do53 {
-                    add(ListenerTransport::Udp, endpoint.port, EndpointProtocol::Do53)?;
-                    add(ListenerTransport::Tcp, endpoint.port, EndpointProtocol::Do53)?;
+                    let port = endpoint.port.unwrap_or(self.resolver_port);
+                    add(ListenerTransport::Udp, port, EndpointProtocol::Do53)?;
+                    add(ListenerTransport::Tcp, port, EndpointProtocol::Do53)?;
                 }
                 if protocols.doh {
-                    add(ListenerTransport::Doh, endpoint.doh_port, EndpointProtocol::DoH)?;
+                    add(ListenerTransport::Doh, endpoint.doh_port.unwrap_or(self.doh_port), EndpointProtocol::DoH)?;
                 }
                 if protocols.doh_fips {
-                    add(ListenerTransport::Doh, endpoint.doh_port, EndpointProtocol::DohFips)?;
+                    add(ListenerTransport::Doh, endpoint.doh_port.unwrap_or(self.doh_port), EndpointProtocol::DohFips)?;
                 }
             }
         }
@@ -808,16 +824,17 @@ impl EndpointConfig {
         base_dir: &Path,
     ) -> Result<TlsFiles, EndpointError> {
         let field = format!("inbound_endpoints[{index}]");
-        let files = match (&endpoint.tls_cert, &endpoint.tls_key, &self.tls) {
-            (Some(cert), Some(key), _) => TlsFiles { cert: cert.clone(), key: key.clone() },
-            (None, None, Some(files)) => files.clone(),
-            (Some(_), None, _) | (None, Some(_), _) => {
+        let generated = self.runtime.generated_tls.get(&endpoint.id);
+        let files = match (&endpoint.tls_cert, &endpoint.tls_key, &self.tls, generated) {
+            (Some(cert), Some(key), _, _) => TlsFiles { cert: cert.clone(), key: key.clone() },
+            (None, None, Some(files), _) | (None, None, None, Some(files)) => files.clone(),
+            (Some(_), None, _, _) | (None, Some(_), _, _) => {
                 return Err(EndpointError::Invalid {
                     at: self.locate(&format!("{field}.tls_cert")),
                     problem: "tls_cert and tls_key go together",
                 });
             }
-            (None, None, None) => {
+            (None, None, None, None) => {
                 return Err(EndpointError::Invalid {
                     at: self.locate(&format!("{field}.protocols")),
                     problem: "an endpoint serving DoH needs a certificate: give tls_cert and tls_key, or a [tls] section",
@@ -854,29 +871,33 @@ impl EndpointConfig {
         Ok(conf.to_group(RECURSIVE_GROUP, own))
     }
 
-    fn query_logs(&self, base_dir: &Path) -> Vec<QueryLogConfig> {
-        let mut by_destination: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for log in &self.query_logging {
+    fn query_logs(&self, base_dir: &Path) -> Result<Vec<QueryLogConfig>, EndpointError> {
+        let files_dir = self.runtime.files_dir.clone().unwrap_or_else(|| base_dir.to_path_buf());
+        let mut by_destination: BTreeMap<String, (LogDestination, BTreeSet<String>)> = BTreeMap::new();
+        for (index, log) in self.query_logging.iter().enumerate() {
+            let destination = destinations::resolve(&log.destination, base_dir, &files_dir).map_err(|problem| {
+                EndpointError::Destination { at: self.locate(&format!("query_logging[{index}].destination")), problem }
+            })?;
             // A configuration associated with no VPC logs nothing.
             if log.vpcs.is_empty() {
                 continue;
             }
-            by_destination.entry(log.destination.clone()).or_default().extend(log.vpcs.iter().cloned());
+            let key = match &destination {
+                LogDestination::File(path) => path.display().to_string(),
+                _ => "stdout".to_string(),
+            };
+            by_destination.entry(key).or_insert_with(|| (destination, BTreeSet::new())).1.extend(log.vpc_ids());
         }
-        by_destination
-            .into_iter()
+        Ok(by_destination
+            .into_values()
             .map(|(destination, vpcs)| QueryLogConfig {
                 enabled: true,
-                destination: if destination.eq_ignore_ascii_case("stdout") {
-                    LogDestination::Stdout
-                } else {
-                    LogDestination::File(base_dir.join(destination))
-                },
+                destination,
                 forwarded: true,
                 views: vpcs.into_iter().collect(),
                 ..QueryLogConfig::default()
             })
-            .collect()
+            .collect())
     }
 
     fn routes(
@@ -894,12 +915,12 @@ impl EndpointConfig {
             .map(|(vpc, resolver)| {
                 let mut domains: Vec<(NameBuf, RouteTarget)> = Vec::new();
                 for (config, (apex, zone)) in self.private_hosted_zones.iter().zip(zones) {
-                    if config.vpcs.contains(&vpc.id) {
+                    if config.has_vpc(&vpc.id) {
                         domains.push((apex.clone(), RouteTarget::Zone { id: zone_id(config), records: zone.len() }));
                     }
                 }
                 for (rule, route) in self.resolver_rules.iter().zip(rule_routes) {
-                    if rule.vpcs.contains(&vpc.id) {
+                    if rule.has_vpc(&vpc.id) {
                         domains.push(route.clone());
                     }
                 }
@@ -920,7 +941,13 @@ impl EndpointConfig {
                         .iter()
                         .zip(inbound)
                         .filter(|(endpoint, _)| endpoint.vpc == vpc.id)
-                        .map(|(endpoint, protocols)| (endpoint.id.clone(), endpoint.addresses.clone(), *protocols))
+                        .map(|(endpoint, protocols)| {
+                            (
+                                endpoint.id.clone(),
+                                endpoint.addresses.iter().map(|address| address.ip).collect(),
+                                *protocols,
+                            )
+                        })
                         .collect(),
                     outbound: self
                         .outbound_endpoints
@@ -932,7 +959,7 @@ impl EndpointConfig {
                     query_logs: self
                         .query_logging
                         .iter()
-                        .filter(|log| log.vpcs.contains(&vpc.id))
+                        .filter(|log| log.vpcs.iter().any(|association| association.vpc == vpc.id))
                         .map(|log| (log.id.clone(), log.destination.clone()))
                         .collect(),
                 }
@@ -955,6 +982,18 @@ fn address_limits(listeners: &[ListenerConfig], planned: &[PlannedListener], qps
         }
     }
     limits
+}
+
+/// Whether `address` is in one of the VPC's blocks.
+pub(crate) fn resolver_inside(vpc: &VpcConfig, address: IpAddr) -> bool {
+    vpc.cidrs.iter().any(|cidr| cidr.contains(&address))
+}
+
+fn loopback_networks() -> [IpNet; 2] {
+    [
+        IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).unwrap_or_default()),
+        IpNet::V6(ipnet::Ipv6Net::new(std::net::Ipv6Addr::LOCALHOST, 128).unwrap_or_default()),
+    ]
 }
 
 fn zone_id(config: &HostedZoneConfig) -> String {

@@ -44,9 +44,27 @@ pub struct Endpoint {
     server: ServerHandle,
 }
 
-async fn start_server(deployment: &Deployment) -> Result<ServerHandle, EndpointError> {
+/// Start the server of `deployment`. Listeners asked on port 0 that were
+/// bound before (`previous`, same id and address) keep the port they had,
+/// so a restart does not move them.
+async fn start_server(
+    deployment: &Deployment,
+    previous: &[(String, SocketAddr)],
+) -> Result<ServerHandle, EndpointError> {
+    let mut config = deployment.server.clone();
+    for listener in &mut config.listeners {
+        if listener.port != 0 {
+            continue;
+        }
+        let id = listener.id_or_default();
+        if let Some((_, bound)) =
+            previous.iter().find(|(bound_id, bound)| *bound_id == id && bound.ip() == listener.address)
+        {
+            listener.port = bound.port();
+        }
+    }
     let mut builder = Server::builder()
-        .config(deployment.server.clone())
+        .config(config)
         .state(deployment.state())
         .query_logs(deployment.query_logs.clone())
         .query_log_account(deployment.log_account.clone());
@@ -60,7 +78,7 @@ impl Endpoint {
     /// Compile `config` and start serving it.
     pub async fn start(config: EndpointConfig) -> Result<Self, EndpointError> {
         let deployment = config.compile()?;
-        let server = start_server(&deployment).await?;
+        let server = start_server(&deployment, &[]).await?;
         Ok(Self { config, deployment, server })
     }
 
@@ -140,8 +158,10 @@ impl Endpoint {
             self.deployment = deployment;
             return Ok(Reloaded::InPlace);
         }
+        let previous: Vec<(String, SocketAddr)> =
+            self.server.listeners().iter().map(|bound| (bound.id.clone(), bound.address)).collect();
         self.server.clone().shutdown().await;
-        match start_server(&deployment).await {
+        match start_server(&deployment, &previous).await {
             Ok(server) => {
                 self.server = server;
                 self.config = next;
@@ -149,7 +169,7 @@ impl Endpoint {
                 Ok(Reloaded::Restarted)
             }
             Err(error) => {
-                self.server = start_server(&self.deployment).await?;
+                self.server = start_server(&self.deployment, &previous).await?;
                 Err(error)
             }
         }
