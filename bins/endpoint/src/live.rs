@@ -104,6 +104,19 @@ impl EndpointRuntime {
         Ok(())
     }
 
+    /// The directories ARN query-log destinations write into.
+    fn make_log_directories(&self, config: &EndpointConfig) -> Result<(), EndpointError> {
+        for log in config.query_logging.iter().filter(|log| log.destination.starts_with("arn:")) {
+            let Ok((_, relative)) = crate::destinations::arn_file(&log.destination) else { continue };
+            if let Some(parent) = self.files_dir.join(relative).parent() {
+                std::fs::create_dir_all(parent).map_err(|error| EndpointError::Store {
+                    message: format!("cannot create {}: {error}", parent.display()),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Put `next` in force. This is the one place listeners change: today
     /// through [`Endpoint::reload`], which restarts the server when the
     /// listeners differ (keeping the ports of port-0 listeners).
@@ -141,6 +154,7 @@ impl Runtime for EndpointRuntime {
     async fn apply(&mut self, config: &mut EndpointConfig) -> Result<(), EndpointError> {
         config.runtime.files_dir = Some(self.files_dir.clone());
         self.generate_certificates(config)?;
+        self.make_log_directories(config)?;
         self.switch(config.clone()).await?;
         self.report_listeners();
         Ok(())
