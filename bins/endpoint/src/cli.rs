@@ -41,6 +41,11 @@ pub(crate) struct Cli {
     /// Lift AWS's service quotas (VPCs, endpoints, rules, records...).
     #[arg(long)]
     pub(crate) no_quotas: bool,
+    /// CA certificates (PEM) that outbound endpoints trust for DoH targets,
+    /// besides the system's roots (AWS trusts public CAs only; a local test
+    /// CA needs this).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) outbound_ca: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
@@ -74,6 +79,7 @@ impl Cli {
             recursive: self.recursive.clone(),
             status_delay_ms: self.status_delay_ms,
             no_quotas: self.no_quotas,
+            outbound_ca: self.outbound_ca.clone(),
         }
     }
 }

@@ -677,7 +677,11 @@ impl EndpointConfig {
                     let mut group = GroupConfig::new(forward_group(&rule.id), servers);
                     if let Some(endpoint) = self.outbound_endpoints.get(endpoint_index) {
                         group.tls = TlsOptions {
-                            ca_file: endpoint.ca_file.as_ref().map(|file| base_dir.join(file)),
+                            ca_file: endpoint
+                                .ca_file
+                                .as_ref()
+                                .or(self.outbound_ca_file.as_ref())
+                                .map(|file| base_dir.join(file)),
                             ignore_system_roots: endpoint.ignore_system_roots,
                             fips: false,
                         };
@@ -766,7 +770,7 @@ impl EndpointConfig {
                 }
             }
             let protocols = inbound.get(index).copied().unwrap_or(Protocols::DO53);
-            let tls = if protocols.has_https() { Some(self.inbound_tls(index, endpoint, base_dir)?) } else { None };
+            let tls = if protocols.has_https() { self.inbound_tls(index, endpoint, base_dir)? } else { None };
             for (address_index, address) in endpoint.addresses.iter().map(|address| &address.ip).enumerate() {
                 let address_field = format!("{field}.addresses[{address_index}]");
                 let mut add = |transport: ListenerTransport, port: u16, protocol: EndpointProtocol| {
@@ -822,7 +826,7 @@ impl EndpointConfig {
         index: usize,
         endpoint: &InboundEndpointConfig,
         base_dir: &Path,
-    ) -> Result<TlsFiles, EndpointError> {
+    ) -> Result<Option<TlsFiles>, EndpointError> {
         let field = format!("inbound_endpoints[{index}]");
         let generated = self.runtime.generated_tls.get(&endpoint.id);
         let files = match (&endpoint.tls_cert, &endpoint.tls_key, &self.tls, generated) {
@@ -834,6 +838,8 @@ impl EndpointConfig {
                     problem: "tls_cert and tls_key go together",
                 });
             }
+            // Served with a state directory, its CA will sign one.
+            (None, None, None, None) if self.runtime.certificates_later => return Ok(None),
             (None, None, None, None) => {
                 return Err(EndpointError::Invalid {
                     at: self.locate(&format!("{field}.protocols")),
@@ -844,7 +850,7 @@ impl EndpointConfig {
         let files = TlsFiles { cert: base_dir.join(files.cert), key: base_dir.join(files.key) };
         let fips = self.inbound_protocols(index)?.doh_fips;
         signpost_server::tls::server_config(&endpoint.id, &files.cert, &files.key, &[b"h2", b"http/1.1"], fips)?;
-        Ok(files)
+        Ok(Some(files))
     }
 
     fn recursive_group(&self, base_dir: &Path, own: &[SocketAddr]) -> Result<GroupConfig, EndpointError> {

@@ -52,7 +52,9 @@ fn main() -> ExitCode {
 }
 
 fn check_config(file: &Path) -> Result<(), String> {
-    let deployment = EndpointConfig::load(file).and_then(|config| config.compile()).map_err(|e| e.to_string())?;
+    let deployment = EndpointConfig::load(file)
+        .and_then(|config| config.certificates_from_state_directory().compile())
+        .map_err(|e| e.to_string())?;
     print!("{}", deployment.describe());
     println!("{}: OK", file.display());
     Ok(())

@@ -94,6 +94,12 @@ pub struct EndpointConfig {
     /// Default certificate and key for DoH on inbound endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
+    /// CA certificates (PEM) outbound endpoints without their own `ca_file`
+    /// trust for DoH targets, besides the system's roots: the relaxation
+    /// that lets API-created endpoints reach a test CA's server (AWS
+    /// requires a publicly trusted certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_ca_file: Option<PathBuf>,
     /// Route 53's packet and query rate limits.
     #[serde(default)]
     pub aws_limits: AwsLimits,
@@ -156,6 +162,8 @@ pub(crate) struct RuntimeContext {
     pub(crate) files_dir: Option<PathBuf>,
     /// Certificate and key per inbound endpoint id, signed by the state directory's CA.
     pub(crate) generated_tls: BTreeMap<String, TlsFiles>,
+    /// Check only: DoH endpoints without a certificate will get one when served.
+    pub(crate) certificates_later: bool,
 }
 
 impl Default for EndpointConfig {
@@ -169,6 +177,7 @@ impl Default for EndpointConfig {
             udp_workers: None,
             recursive: RecursiveConfig::default(),
             tls: None,
+            outbound_ca_file: None,
             aws_limits: AwsLimits::default(),
             cache: CacheConfig::default(),
             admin: None,
@@ -859,6 +868,14 @@ impl EndpointConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|source| signpost_rules::Error::io(Location::default(), path, source))?;
         Self::from_toml(&text, path)
+    }
+
+    /// For `check-config`: DoH inbound endpoints given no certificate (an
+    /// exported model's, made through the API) pass, as the state
+    /// directory's CA signs one for them when they are served.
+    pub fn certificates_from_state_directory(mut self) -> Self {
+        self.runtime.certificates_later = true;
+        self
     }
 
     /// The file this configuration was read from, if any.

@@ -35,6 +35,8 @@ pub struct ServiceOptions {
     pub status_delay_ms: Option<u64>,
     /// Lift every AWS quota (`[quotas] enabled = false`).
     pub no_quotas: bool,
+    /// CA file outbound endpoints trust for DoH targets (`outbound_ca_file`).
+    pub outbound_ca: Option<PathBuf>,
 }
 
 /// Why the program could not start or reload.
@@ -117,6 +119,9 @@ fn apply_overrides(config: &mut EndpointConfig, options: &ServiceOptions) {
     }
     if options.no_quotas {
         config.quotas.enabled = false;
+    }
+    if let Some(file) = &options.outbound_ca {
+        config.outbound_ca_file = Some(file.clone());
     }
 }
 
@@ -225,11 +230,14 @@ pub fn export_state(state: &Path, options: &ServiceOptions) -> Result<String, Se
     let mut config = initial_config(options)?;
     let mut store = StateDir::open(state)?;
     let stored = store.load()?;
-    crate::control::resources::restore(&mut config, &stored).map_err(|bad| StateError::Document {
-        path: state.join(crate::state::DATABASE_FILE),
-        key: bad.key,
-        message: bad.message,
-    })?;
+    // An empty state starts from the file's resources; a stored one replaces them.
+    if !stored.is_empty() {
+        crate::control::resources::restore(&mut config, &stored).map_err(|bad| StateError::Document {
+            path: state.join(crate::state::DATABASE_FILE),
+            key: bad.key,
+            message: bad.message,
+        })?;
+    }
     Ok(export(&config))
 }
 
