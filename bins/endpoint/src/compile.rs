@@ -485,73 +485,107 @@ impl EndpointConfig {
 
     fn compile_zones(&self, base_dir: &Path) -> Result<Vec<(NameBuf, Arc<Zone>)>, EndpointError> {
         let mut zones: Vec<(NameBuf, Arc<Zone>)> = Vec::with_capacity(self.private_hosted_zones.len());
+        // Which zone holds each (apex, VPC) so far: two of one name cannot share a VPC.
+        let mut taken: HashMap<(NameBuf, &str), &HostedZoneConfig> = HashMap::new();
         for (index, config) in self.private_hosted_zones.iter().enumerate() {
             let field = format!("private_hosted_zones[{index}]");
-            let apex = config.name.parse::<NameBuf>().map_err(|source| {
-                EndpointError::from(signpost_rules::Error::InvalidName {
-                    at: self.locate(&format!("{field}.name")),
-                    text: config.name.clone(),
-                    source,
-                })
-            })?;
             if config.vpcs.is_empty() {
                 return Err(EndpointError::Invalid {
                     at: self.locate(&format!("{field}.vpcs")),
                     problem: "a private hosted zone must be associated with at least one VPC",
                 });
             }
-            for (vpc_index, vpc) in config.vpcs.iter().map(|association| &association.vpc).enumerate() {
+            let (apex, zone) = self.zone_at(&field, config, base_dir)?;
+            for (vpc_index, vpc) in config.vpcs.iter().map(|association| association.vpc.as_str()).enumerate() {
                 self.vpc_known(&format!("{field}.vpcs[{vpc_index}]"), vpc)?;
-                let clash = self
-                    .private_hosted_zones
-                    .iter()
-                    .take(index)
-                    .zip(&zones)
-                    .find(|(other, (other_apex, _))| *other_apex == apex && other.has_vpc(vpc));
-                if let Some((other, _)) = clash {
+                if let Some(other) = taken.insert((apex.clone(), vpc), config) {
                     return Err(EndpointError::Conflict {
                         at: self.locate(&format!("{field}.vpcs[{vpc_index}]")),
                         what: "private hosted zone",
                         id: zone_id(config),
                         other: zone_id(other),
                         domain: apex.to_string(),
-                        vpc: vpc.clone(),
+                        vpc: vpc.to_string(),
                     });
                 }
             }
-            let mut records: Vec<RecordBuf> = Vec::new();
-            if let Some(file) = &config.file {
-                let path = base_dir.join(file);
-                let text = std::fs::read_to_string(&path).map_err(|source| {
-                    signpost_rules::Error::io(self.locate(&format!("{field}.file")), &path, source)
-                })?;
-                records.extend(
-                    parse_records(&text, &apex, signpost_rules::Source::file(&path))?.into_iter().map(|(r, _)| r),
-                );
-            }
-            for (record_index, text) in config.records.iter().enumerate() {
-                let record =
-                    RecordBuf::from_presentation(text, Some(&apex), Some(config.ttl.unwrap_or(DEFAULT_RECORD_TTL)))
-                        .map_err(|source| {
-                            EndpointError::from(signpost_rules::Error::InvalidRecord {
-                                at: self.locate(&format!("{field}.records[{record_index}]")),
-                                text: text.clone(),
-                                source,
-                            })
-                        })?;
-                records.push(record);
-            }
-            let zone = Zone::from_records(apex.clone(), records).map_err(|error| {
-                // Name the zone's entry when the zone's own check has no place to point at.
-                if error.location().file.is_none() && error.location().line.is_none() {
-                    EndpointError::Config(error.relocated(self.locate(&format!("{field}.name"))))
-                } else {
-                    EndpointError::Config(error)
-                }
-            })?;
-            zones.push((apex, Arc::new(zone)));
+            zones.push((apex, zone));
         }
         Ok(zones)
+    }
+
+    /// A hosted zone (private or public) as the rule engine holds it: its
+    /// master file's and inline records, with an SOA. Built zones are kept
+    /// in the runtime's cache while their records stay the same, so a
+    /// change to one zone does not rebuild the others.
+    pub fn hosted_zone(&self, config: &HostedZoneConfig) -> Result<Arc<Zone>, EndpointError> {
+        self.zone_at(&format!("zone {}", config.zone_id()), config, &self.base_dir()).map(|(_, zone)| zone)
+    }
+
+    fn zone_at(
+        &self,
+        field: &str,
+        config: &HostedZoneConfig,
+        base_dir: &Path,
+    ) -> Result<(NameBuf, Arc<Zone>), EndpointError> {
+        let apex = config.name.parse::<NameBuf>().map_err(|source| {
+            EndpointError::from(signpost_rules::Error::InvalidName {
+                at: self.locate(&format!("{field}.name")),
+                text: config.name.clone(),
+                source,
+            })
+        })?;
+        // Zones read from a file are not cached: the file may change under us.
+        let fingerprint = config.file.is_none().then(|| {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (&config.name, &config.records, config.ttl).hash(&mut hasher);
+            hasher.finish()
+        });
+        let cache = self.runtime.zone_cache.as_ref();
+        if let (Some(fingerprint), Some(cache)) = (fingerprint, cache)
+            && let Some((known, zone)) =
+                cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(config.zone_id())
+            && *known == fingerprint
+        {
+            return Ok((apex, zone.clone()));
+        }
+        let mut records: Vec<RecordBuf> = Vec::new();
+        if let Some(file) = &config.file {
+            let path = base_dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| signpost_rules::Error::io(self.locate(&format!("{field}.file")), &path, source))?;
+            records
+                .extend(parse_records(&text, &apex, signpost_rules::Source::file(&path))?.into_iter().map(|(r, _)| r));
+        }
+        for (record_index, text) in config.records.iter().enumerate() {
+            let record =
+                RecordBuf::from_presentation(text, Some(&apex), Some(config.ttl.unwrap_or(DEFAULT_RECORD_TTL)))
+                    .map_err(|source| {
+                        EndpointError::from(signpost_rules::Error::InvalidRecord {
+                            at: self.locate(&format!("{field}.records[{record_index}]")),
+                            text: text.clone(),
+                            source,
+                        })
+                    })?;
+            records.push(record);
+        }
+        let zone = Zone::from_records(apex.clone(), records).map_err(|error| {
+            // Name the zone's entry when the zone's own check has no place to point at.
+            if error.location().file.is_none() && error.location().line.is_none() {
+                EndpointError::Config(error.relocated(self.locate(&format!("{field}.name"))))
+            } else {
+                EndpointError::Config(error)
+            }
+        })?;
+        let zone = Arc::new(zone);
+        if let (Some(fingerprint), Some(cache)) = (fingerprint, cache) {
+            cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(config.zone_id().to_string(), (fingerprint, zone.clone()));
+        }
+        Ok((apex, zone))
     }
 
     #[allow(clippy::type_complexity, reason = "one private step of compile")]
@@ -563,7 +597,8 @@ impl EndpointConfig {
         let mut specs = Vec::new();
         let mut groups = Vec::new();
         let mut routes = Vec::new();
-        let mut domains: Vec<NameBuf> = Vec::new();
+        // Which rule holds each (domain, VPC) so far: one rule per domain and VPC.
+        let mut taken: HashMap<(NameBuf, &str), &String> = HashMap::new();
         for (index, endpoint) in self.outbound_endpoints.iter().enumerate() {
             self.vpc_known(&format!("outbound_endpoints[{index}].vpc"), &endpoint.vpc)?;
         }
@@ -576,27 +611,20 @@ impl EndpointConfig {
                     source,
                 })
             })?;
-            for (vpc_index, vpc) in rule.vpcs.iter().map(|association| &association.vpc).enumerate() {
+            for (vpc_index, vpc) in rule.vpcs.iter().map(|association| association.vpc.as_str()).enumerate() {
                 let vpc_field = format!("{field}.vpcs[{vpc_index}]");
                 self.vpc_known(&vpc_field, vpc)?;
-                let clash = self
-                    .resolver_rules
-                    .iter()
-                    .take(index)
-                    .zip(&domains)
-                    .find(|(other, other_domain)| **other_domain == domain && other.has_vpc(vpc));
-                if let Some((other, _)) = clash {
+                if let Some(other) = taken.insert((domain.clone(), vpc), &rule.id) {
                     return Err(EndpointError::Conflict {
                         at: self.locate(&vpc_field),
                         what: "resolver rule",
                         id: rule.id.clone(),
-                        other: other.id.clone(),
+                        other: other.clone(),
                         domain: domain.to_string(),
-                        vpc: vpc.clone(),
+                        vpc: vpc.to_string(),
                     });
                 }
             }
-            domains.push(domain.clone());
             let invalid = |key: &str, problem: &'static str| EndpointError::Invalid {
                 at: self.locate(&format!("{field}.{key}")),
                 problem,

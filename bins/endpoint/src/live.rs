@@ -37,6 +37,7 @@ pub struct EndpointRuntime {
     running: BTreeSet<(String, SocketAddr)>,
     report: Box<dyn FnMut(Report) + Send>,
     last: Option<Reloaded>,
+    zones: crate::model::ZoneCache,
 }
 
 impl std::fmt::Debug for EndpointRuntime {
@@ -56,6 +57,7 @@ impl EndpointRuntime {
             running: BTreeSet::new(),
             report: Box::new(report),
             last: None,
+            zones: crate::model::ZoneCache::default(),
         }
     }
 
@@ -153,11 +155,27 @@ impl EndpointRuntime {
 impl Runtime for EndpointRuntime {
     async fn apply(&mut self, config: &mut EndpointConfig) -> Result<(), EndpointError> {
         config.runtime.files_dir = Some(self.files_dir.clone());
+        config.runtime.zone_cache = Some(self.zones.clone());
         self.generate_certificates(config)?;
         self.make_log_directories(config)?;
         self.switch(config.clone()).await?;
         self.report_listeners();
+        // Forget zones that are gone.
+        let live: std::collections::HashSet<&str> =
+            config.private_hosted_zones.iter().chain(&config.public_hosted_zones).map(|zone| zone.zone_id()).collect();
+        self.zones.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|id, _| live.contains(id.as_str()));
         Ok(())
+    }
+
+    fn affected_by(&self, kind: crate::control::Kind) -> bool {
+        // Subnets, security groups and public zones change nothing the endpoint serves.
+        !matches!(
+            kind,
+            crate::control::Kind::Subnet
+                | crate::control::Kind::SecurityGroup
+                | crate::control::Kind::PublicHostedZone
+                | crate::control::Kind::Change
+        )
     }
 
     fn resolver_address(&self, vpc: &str) -> Option<SocketAddr> {

@@ -164,7 +164,12 @@ pub(crate) struct RuntimeContext {
     pub(crate) generated_tls: BTreeMap<String, TlsFiles>,
     /// Check only: DoH endpoints without a certificate will get one when served.
     pub(crate) certificates_later: bool,
+    /// Built zones by id, with a fingerprint of their records.
+    pub(crate) zone_cache: Option<ZoneCache>,
 }
+
+/// Built zones by id, with a fingerprint of the records they were built from.
+pub(crate) type ZoneCache = Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<signpost_rules::Zone>)>>>;
 
 impl Default for EndpointConfig {
     /// What an empty file reads as.

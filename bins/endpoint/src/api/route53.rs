@@ -179,36 +179,13 @@ fn apex(zone: &HostedZoneConfig) -> Result<NameBuf, ApiError> {
     })
 }
 
-/// Every record of a zone: its master file's and its inline records.
+/// Every record of a zone (its master file's and its inline records, with
+/// an SOA), as the model builds it.
 fn zone_records(config: &EndpointConfig, zone: &HostedZoneConfig) -> Result<Vec<RecordBuf>, ApiError> {
-    let origin = apex(zone)?;
-    let mut records = Vec::new();
-    if let Some(file) = &zone.file {
-        let path = config.base_dir().join(file);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|error| ApiError::internal(format!("cannot read the zone file {}: {error}", path.display())))?;
-        let parsed = signpost_rules::parse_records(&text, &origin, signpost_rules::Source::file(&path))
-            .map_err(|error| ApiError::internal(format!("cannot read the zone file {}: {error}", path.display())))?;
-        records.extend(parsed.into_iter().map(|(record, _)| record));
-    }
-    for text in &zone.records {
-        let record = RecordBuf::from_presentation(text, Some(&origin), Some(zone.ttl.unwrap_or(300)))
-            .map_err(|error| ApiError::internal(format!("the zone's record {text:?} does not parse: {error}")))?;
-        records.push(record);
-    }
-    if !records.iter().any(|record| record.rtype() == RecordType::SOA) {
-        // What the zone answers with when it has none (the rules crate adds it).
-        if let Ok(soa) = RecordBuf::from_presentation(
-            &format!(
-                "{origin} 900 SOA ns-1536.awsdns-00.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400"
-            ),
-            None,
-            None,
-        ) {
-            records.insert(0, soa);
-        }
-    }
-    Ok(records)
+    let built = config
+        .hosted_zone(zone)
+        .map_err(|error| ApiError::internal(format!("the zone {} cannot be read: {error}", zone.zone_id())))?;
+    Ok(built.records().cloned().collect())
 }
 
 /// One resource record set: a name and type with its TTL and records.

@@ -32,6 +32,14 @@ pub trait Runtime: Send + 'static {
     /// in [`EndpointConfig`]'s runtime-only context (files, certificates).
     fn apply(&mut self, config: &mut EndpointConfig) -> impl Future<Output = Result<(), EndpointError>> + Send;
 
+    /// Whether a change to a resource of `kind` changes what the runtime
+    /// serves (when no touched kind does, the change is stored without
+    /// being applied).
+    fn affected_by(&self, kind: Kind) -> bool {
+        let _ = kind;
+        true
+    }
+
     /// Where the resolver of `vpc` listens, when the runtime has bound it.
     fn resolver_address(&self, vpc: &str) -> Option<SocketAddr> {
         let _ = vpc;
@@ -259,7 +267,7 @@ impl<R: Runtime> ControlPlane<R> {
         if touched.is_empty() && changes.is_empty() {
             return Ok(value);
         }
-        if !touched.is_empty() {
+        if touched.iter().any(|(kind, _)| inner.runtime.affected_by(*kind)) {
             inner.runtime.apply(&mut candidate).await.map_err(|error| ApiError::from_model(&error))?;
         }
         let Inner { store, runtime } = &mut *inner;
