@@ -220,6 +220,37 @@ impl<'c> From<&'c OutboundEndpointConfig> for EndpointView<'c> {
     }
 }
 
+/// The fields the API changes on an endpoint of either direction.
+struct EndpointFieldsMut<'c> {
+    kind: Kind,
+    name: &'c mut Option<String>,
+    protocols: &'c mut Vec<EndpointProtocol>,
+    endpoint_type: &'c mut Option<String>,
+    modified: &'c mut Option<String>,
+    addresses: &'c mut Vec<EndpointAddress>,
+}
+
+fn endpoint_mut<'c>(config: &'c mut EndpointConfig, id: &str) -> Option<EndpointFieldsMut<'c>> {
+    if let Some(e) = config.inbound_endpoints.iter_mut().find(|e| e.id == id) {
+        return Some(EndpointFieldsMut {
+            kind: Kind::InboundEndpoint,
+            name: &mut e.name,
+            protocols: &mut e.protocols,
+            endpoint_type: &mut e.endpoint_type,
+            modified: &mut e.modified,
+            addresses: &mut e.addresses,
+        });
+    }
+    config.outbound_endpoints.iter_mut().find(|e| e.id == id).map(|e| EndpointFieldsMut {
+        kind: Kind::OutboundEndpoint,
+        name: &mut e.name,
+        protocols: &mut e.protocols,
+        endpoint_type: &mut e.endpoint_type,
+        modified: &mut e.modified,
+        addresses: &mut e.addresses,
+    })
+}
+
 fn endpoints(config: &EndpointConfig) -> Vec<EndpointView<'_>> {
     config
         .inbound_endpoints
@@ -570,30 +601,19 @@ impl<R: Runtime> Call<'_, R> {
             .mutate(|m| {
                 find_endpoint(m.config, &id)?;
                 let now = m.now.clone();
-                if let Some(endpoint) = m.config.inbound_endpoints.iter_mut().find(|e| e.id == id) {
+                if let Some(endpoint) = endpoint_mut(m.config, &id) {
                     if let Some(name) = &request.name {
-                        endpoint.name = Some(name.clone());
+                        *endpoint.name = Some(name.clone());
                     }
                     if let Some(protocols) = &protocols {
-                        endpoint.protocols = protocols.clone();
+                        *endpoint.protocols = protocols.clone();
                     }
                     if let Some(kind) = &request.resolver_endpoint_type {
-                        endpoint.endpoint_type = Some(kind.clone());
+                        *endpoint.endpoint_type = Some(kind.clone());
                     }
-                    endpoint.modified = Some(now);
-                    m.touch(Kind::InboundEndpoint, &id);
-                } else if let Some(endpoint) = m.config.outbound_endpoints.iter_mut().find(|e| e.id == id) {
-                    if let Some(name) = &request.name {
-                        endpoint.name = Some(name.clone());
-                    }
-                    if let Some(protocols) = &protocols {
-                        endpoint.protocols = protocols.clone();
-                    }
-                    if let Some(kind) = &request.resolver_endpoint_type {
-                        endpoint.endpoint_type = Some(kind.clone());
-                    }
-                    endpoint.modified = Some(now);
-                    m.touch(Kind::OutboundEndpoint, &id);
+                    *endpoint.modified = Some(now);
+                    let kind = endpoint.kind;
+                    m.touch(kind, &id);
                 }
                 Ok(())
             })
@@ -656,7 +676,6 @@ impl<R: Runtime> Call<'_, R> {
         self.control
             .mutate(|m| {
                 let endpoint = find_endpoint(m.config, &id)?;
-                let direction = endpoint.direction;
                 let mut addresses = endpoint.addresses.to_vec();
                 let update = &request.ip_address;
                 if add {
@@ -693,21 +712,11 @@ impl<R: Runtime> Call<'_, R> {
                     addresses.remove(position);
                 }
                 let now = m.now.clone();
-                match direction {
-                    Direction::Inbound => {
-                        if let Some(endpoint) = m.config.inbound_endpoints.iter_mut().find(|e| e.id == id) {
-                            endpoint.addresses = addresses;
-                            endpoint.modified = Some(now);
-                        }
-                        m.touch(Kind::InboundEndpoint, &id);
-                    }
-                    Direction::Outbound => {
-                        if let Some(endpoint) = m.config.outbound_endpoints.iter_mut().find(|e| e.id == id) {
-                            endpoint.addresses = addresses;
-                            endpoint.modified = Some(now);
-                        }
-                        m.touch(Kind::OutboundEndpoint, &id);
-                    }
+                if let Some(endpoint) = endpoint_mut(m.config, &id) {
+                    *endpoint.addresses = addresses;
+                    *endpoint.modified = Some(now);
+                    let kind = endpoint.kind;
+                    m.touch(kind, &id);
                 }
                 Ok(())
             })

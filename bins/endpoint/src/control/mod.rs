@@ -267,9 +267,11 @@ impl<R: Runtime> ControlPlane<R> {
         if touched.is_empty() && changes.is_empty() {
             return Ok(value);
         }
+        let started = Instant::now();
         if touched.iter().any(|(kind, _)| inner.runtime.affected_by(*kind)) {
             inner.runtime.apply(&mut candidate).await.map_err(|error| ApiError::from_model(&error))?;
         }
+        let applied = started.elapsed();
         let Inner { store, runtime } = &mut *inner;
         if let Some(store) = store {
             let mut stored: Vec<StoreChange> =
@@ -286,6 +288,12 @@ impl<R: Runtime> ControlPlane<R> {
                 return Err(ApiError::internal(format!("the change could not be stored: {error}")));
             }
         }
+        tracing::debug!(
+            applied_us = applied.as_micros() as u64,
+            stored_us = (started.elapsed() - applied).as_micros() as u64,
+            resources = touched.len(),
+            "change made live and stored"
+        );
         {
             let now = Instant::now();
             let mut running = self.clocks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
