@@ -125,6 +125,8 @@ pub struct Deployment {
     pub rules: Arc<RuleSet>,
     /// The upstream groups: the recursive default and one per FORWARD rule.
     pub upstreams: Arc<Upstreams>,
+    /// The configurations they were built from.
+    pub groups: Arc<Vec<GroupConfig>>,
     /// Listeners, limits, query logs, cache.
     pub server: ServerConfig,
     /// Every listener and what it stands for.
@@ -202,7 +204,19 @@ impl EndpointConfig {
     }
 
     fn vpc_known(&self, field: &str, vpc: &str) -> Result<(), EndpointError> {
-        if self.vpcs.iter().any(|known| known.id == vpc) {
+        // Small models: a scan; large ones (the API's hundreds of VPCs): ids sorted once per compile.
+        let known = match self.runtime.vpc_ids.0.get().filter(|ids| ids.len() == self.vpcs.len()) {
+            Some(ids) => ids.binary_search_by(|id| id.as_str().cmp(vpc)).is_ok(),
+            None if self.vpcs.len() < 16 => self.vpcs.iter().any(|known| known.id == vpc),
+            None => {
+                let mut ids: Vec<String> = self.vpcs.iter().map(|known| known.id.clone()).collect();
+                ids.sort();
+                let found = ids.binary_search_by(|id| id.as_str().cmp(vpc)).is_ok();
+                let _ = self.runtime.vpc_ids.0.set(ids);
+                found
+            }
+        };
+        if known {
             Ok(())
         } else {
             Err(EndpointError::UnknownReference { at: self.locate(field), what: "VPC", id: vpc.to_string() })
@@ -290,8 +304,13 @@ impl EndpointConfig {
         let recursive_servers: Vec<String> =
             recursive.servers.iter().map(|server| server.address.to_string()).collect();
         groups.push(recursive);
-        let upstreams = Upstreams::new(groups)
-            .map_err(|source| EndpointError::Upstream { context: "upstream groups".into(), source })?;
+        let upstreams = match &self.runtime.upstreams_in_force {
+            Some((in_force, upstreams)) if **in_force == groups => upstreams.clone(),
+            _ => Arc::new(
+                Upstreams::new(groups.clone())
+                    .map_err(|source| EndpointError::Upstream { context: "upstream groups".into(), source })?,
+            ),
+        };
 
         // The rule set: one view per VPC.
         let mut builder = RuleSet::builder();
@@ -348,13 +367,18 @@ impl EndpointConfig {
         } else {
             Vec::new()
         };
-        let routes = self.routes(&resolvers, &zones, &inbound, &outbound, &rule_routes, &recursive_servers);
+        let routes = if self.runtime.skip_routes {
+            Vec::new()
+        } else {
+            self.routes(&resolvers, &zones, &inbound, &outbound, &rule_routes, &recursive_servers)
+        };
         let query_logs = self.query_logs(&base_dir)?;
         let unassociated_rules =
             self.resolver_rules.iter().filter(|rule| rule.vpcs.is_empty()).map(|rule| rule.id.clone()).collect();
         Ok(Deployment {
             rules: Arc::new(rules),
-            upstreams: Arc::new(upstreams),
+            upstreams,
+            groups: Arc::new(groups),
             server,
             listeners: planned,
             query_logs,
@@ -536,19 +560,14 @@ impl EndpointConfig {
             })
         })?;
         // Zones read from a file are not cached: the file may change under us.
-        let fingerprint = config.file.is_none().then(|| {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            (&config.name, &config.records, config.ttl).hash(&mut hasher);
-            hasher.finish()
-        });
-        let cache = self.runtime.zone_cache.as_ref();
-        if let (Some(fingerprint), Some(cache)) = (fingerprint, cache)
-            && let Some((known, zone)) =
-                cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(config.zone_id())
-            && *known == fingerprint
+        let cache = self.runtime.zone_cache.as_ref().filter(|_| config.file.is_none());
+        if let Some(cache) = cache
+            && let Some(cached) = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(config.zone_id())
+            && Arc::ptr_eq(&cached.records, &config.records)
+            && cached.name == config.name
+            && cached.ttl == config.ttl
         {
-            return Ok((apex, zone.clone()));
+            return Ok((apex, cached.zone.clone()));
         }
         let mut records: Vec<RecordBuf> = Vec::new();
         if let Some(file) = &config.file {
@@ -579,11 +598,16 @@ impl EndpointConfig {
             }
         })?;
         let zone = Arc::new(zone);
-        if let (Some(fingerprint), Some(cache)) = (fingerprint, cache) {
-            cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(config.zone_id().to_string(), (fingerprint, zone.clone()));
+        if let Some(cache) = cache {
+            cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(
+                config.zone_id().to_string(),
+                crate::model::CachedZone {
+                    records: config.records.clone(),
+                    name: config.name.clone(),
+                    ttl: config.ttl,
+                    zone: zone.clone(),
+                },
+            );
         }
         Ok((apex, zone))
     }

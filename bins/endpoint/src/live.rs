@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::certificates::LocalCa;
 use crate::control::Runtime;
@@ -122,14 +123,14 @@ impl EndpointRuntime {
     /// Put `next` in force. This is the one place listeners change: today
     /// through [`Endpoint::reload`], which restarts the server when the
     /// listeners differ (keeping the ports of port-0 listeners).
-    async fn switch(&mut self, next: EndpointConfig) -> Result<(), EndpointError> {
+    async fn switch(&mut self, next: Arc<EndpointConfig>) -> Result<(), EndpointError> {
         match &mut self.endpoint {
             Some(endpoint) => {
-                self.last = Some(endpoint.reload(next).await?);
+                self.last = Some(endpoint.reload_shared(next).await?);
                 Ok(())
             }
             None => {
-                self.endpoint = Some(Endpoint::start(next).await?);
+                self.endpoint = Some(Endpoint::start_shared(next).await?);
                 Ok(())
             }
         }
@@ -153,11 +154,19 @@ impl EndpointRuntime {
 }
 
 impl Runtime for EndpointRuntime {
-    async fn apply(&mut self, config: &mut EndpointConfig) -> Result<(), EndpointError> {
+    fn prepare(&mut self, config: &mut EndpointConfig) -> Result<(), EndpointError> {
         config.runtime.files_dir = Some(self.files_dir.clone());
         config.runtime.zone_cache = Some(self.zones.clone());
+        config.runtime.skip_routes = true;
+        config.runtime.upstreams_in_force = self.endpoint.as_ref().map(|endpoint| {
+            let deployment = endpoint.deployment();
+            (deployment.groups.clone(), deployment.upstreams.clone())
+        });
         self.generate_certificates(config)?;
-        self.make_log_directories(config)?;
+        self.make_log_directories(config)
+    }
+
+    async fn apply(&mut self, config: Arc<EndpointConfig>) -> Result<(), EndpointError> {
         self.switch(config.clone()).await?;
         self.report_listeners();
         // Forget zones that are gone.

@@ -164,12 +164,42 @@ pub(crate) struct RuntimeContext {
     pub(crate) generated_tls: BTreeMap<String, TlsFiles>,
     /// Check only: DoH endpoints without a certificate will get one when served.
     pub(crate) certificates_later: bool,
-    /// Built zones by id, with a fingerprint of their records.
+    /// Built zones by id, with the records they were built from.
     pub(crate) zone_cache: Option<ZoneCache>,
+    /// The upstream groups in force and their built upstreams: a change
+    /// that leaves the groups as they are keeps them (and their connections).
+    pub(crate) upstreams_in_force:
+        Option<(Arc<Vec<signpost_upstream::GroupConfig>>, Arc<signpost_upstream::Upstreams>)>,
+    /// Skip the per-VPC route listing (`check-config`'s), which a running
+    /// endpoint does not need.
+    pub(crate) skip_routes: bool,
+    /// The VPC ids, sorted, once a compile of a large model has needed them.
+    pub(crate) vpc_ids: VpcIds,
 }
 
-/// Built zones by id, with a fingerprint of the records they were built from.
-pub(crate) type ZoneCache = Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<signpost_rules::Zone>)>>>;
+/// A compile's sorted VPC ids. A copy of the model starts without them
+/// (the copy is about to be changed).
+#[derive(Debug, Default)]
+pub(crate) struct VpcIds(pub(crate) std::sync::OnceLock<Vec<String>>);
+
+impl Clone for VpcIds {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// A built zone and what it was built from (the same shared records, name
+/// and default TTL give the same zone).
+#[derive(Clone, Debug)]
+pub(crate) struct CachedZone {
+    pub(crate) records: Arc<Vec<String>>,
+    pub(crate) name: String,
+    pub(crate) ttl: Option<u32>,
+    pub(crate) zone: Arc<signpost_rules::Zone>,
+}
+
+/// Built zones by id.
+pub(crate) type ZoneCache = Arc<std::sync::Mutex<std::collections::HashMap<String, CachedZone>>>;
 
 impl Default for EndpointConfig {
     /// What an empty file reads as.
@@ -568,9 +598,10 @@ pub struct HostedZoneConfig {
     /// A master file (relative to the configuration file's directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
-    /// Records in presentation format, names relative to the zone.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub records: Vec<String>,
+    /// Records in presentation format, names relative to the zone (shared
+    /// between copies of the model, so copying it does not copy them).
+    #[serde(default, skip_serializing_if = "records_are_empty")]
+    pub records: Arc<Vec<String>>,
     /// TTL of inline records that give none (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u32>,
@@ -600,6 +631,10 @@ impl HostedZoneConfig {
     pub fn vpc_ids(&self) -> Vec<String> {
         self.vpcs.iter().map(|association| association.vpc.clone()).collect()
     }
+}
+
+fn records_are_empty(records: &Arc<Vec<String>>) -> bool {
+    records.is_empty()
 }
 
 /// The type of a resolver rule.

@@ -2,6 +2,7 @@
 //! checks, stop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::compile::{Deployment, ListenerRole};
 use crate::error::EndpointError;
@@ -39,7 +40,7 @@ pub enum Reloaded {
 
 /// A running Route 53 Resolver emulator.
 pub struct Endpoint {
-    config: EndpointConfig,
+    config: Arc<EndpointConfig>,
     deployment: Deployment,
     server: ServerHandle,
 }
@@ -77,6 +78,11 @@ async fn start_server(
 impl Endpoint {
     /// Compile `config` and start serving it.
     pub async fn start(config: EndpointConfig) -> Result<Self, EndpointError> {
+        Self::start_shared(Arc::new(config)).await
+    }
+
+    /// [`Endpoint::start`] with a configuration others hold too.
+    pub async fn start_shared(config: Arc<EndpointConfig>) -> Result<Self, EndpointError> {
         let deployment = config.compile()?;
         let server = start_server(&deployment, &[]).await?;
         Ok(Self { config, deployment, server })
@@ -145,6 +151,11 @@ impl Endpoint {
     /// limits or query logs changed, the server restarts on the new
     /// configuration (if that fails, the old one is started again).
     pub async fn reload(&mut self, next: EndpointConfig) -> Result<Reloaded, EndpointError> {
+        self.reload_shared(Arc::new(next)).await
+    }
+
+    /// [`Endpoint::reload`] with a configuration others hold too.
+    pub async fn reload_shared(&mut self, next: Arc<EndpointConfig>) -> Result<Reloaded, EndpointError> {
         self.config.check_transition(&next)?;
         let deployment = next.compile()?;
         let server_side = |deployment: &Deployment| {

@@ -448,7 +448,7 @@ async fn create_hosted_zone_inner<R: Runtime>(
                 id: Some(id.clone()),
                 vpcs: vpc.iter().map(|vpc| VpcAssociation::new(vpc.as_str())).collect(),
                 file: None,
-                records,
+                records: Arc::new(records),
                 ttl: None,
                 caller_reference: Some(request.caller_reference.clone()),
                 comment: comment.clone(),
@@ -1208,7 +1208,7 @@ async fn change_record_sets<R: Runtime>(State(control): Control<R>, Path(id): Pa
                 .flat_map(|set| set.records.iter().map(move |record| RecordBuf { ttl: set.ttl, ..record.clone() }.to_string()))
                 .collect();
             if let Some((zone, kind)) = zone_mut(m.config, &id) {
-                zone.records = records;
+                zone.records = Arc::new(records);
                 zone.file = None;
                 zone.ttl = None;
                 m.touch(kind, &id);

@@ -28,9 +28,15 @@ pub use resources::Kind;
 /// What makes a model live: the running endpoint, or (for tests and other
 /// front ends) anything that can take a configuration.
 pub trait Runtime: Send + 'static {
-    /// Make `config` live. On error nothing changed. The runtime may fill
-    /// in [`EndpointConfig`]'s runtime-only context (files, certificates).
-    fn apply(&mut self, config: &mut EndpointConfig) -> impl Future<Output = Result<(), EndpointError>> + Send;
+    /// Fill in the model's runtime-only context (files, certificates,
+    /// caches) before it is made live.
+    fn prepare(&mut self, config: &mut EndpointConfig) -> Result<(), EndpointError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Make `config` live. On error nothing changed.
+    fn apply(&mut self, config: Arc<EndpointConfig>) -> impl Future<Output = Result<(), EndpointError>> + Send;
 
     /// Whether a change to a resource of `kind` changes what the runtime
     /// serves (when no touched kind does, the change is stored without
@@ -173,7 +179,9 @@ impl<R: Runtime> ControlPlane<R> {
             fill_api_fields(&mut config, &timestamp(SystemTime::now()));
         }
         assign_loopback_resolvers(&mut config);
-        runtime.apply(&mut config).await?;
+        runtime.prepare(&mut config)?;
+        let config = Arc::new(config);
+        runtime.apply(config.clone()).await?;
         if let Some(state) = &mut store
             && !seed.is_empty()
         {
@@ -183,7 +191,7 @@ impl<R: Runtime> ControlPlane<R> {
         }
         Ok(Self {
             inner: tokio::sync::Mutex::new(Inner { store, runtime }),
-            snapshot: ArcSwap::from_pointee(config),
+            snapshot: ArcSwap::new(config),
             clocks: Mutex::new(HashMap::new()),
             changes: Mutex::new(changes),
         })
@@ -226,7 +234,9 @@ impl<R: Runtime> ControlPlane<R> {
         let mut inner = self.inner.lock().await;
         fill_api_fields(&mut next, &timestamp(SystemTime::now()));
         assign_loopback_resolvers(&mut next);
-        inner.runtime.apply(&mut next).await?;
+        inner.runtime.prepare(&mut next)?;
+        let next = Arc::new(next);
+        inner.runtime.apply(next.clone()).await?;
         if let Some(store) = &mut inner.store {
             let current = self.snapshot.load_full();
             let mut changes: Vec<StoreChange> = resources::all_resources(&current)
@@ -238,12 +248,11 @@ impl<R: Runtime> ControlPlane<R> {
                 .collect();
             changes.extend(resources::all_resources(&next));
             if let Err(error) = store.commit(&changes) {
-                let mut previous = (*current).clone();
-                let _ = inner.runtime.apply(&mut previous).await;
+                let _ = inner.runtime.apply(current).await;
                 return Err(EndpointError::Store { message: error.to_string() });
             }
         }
-        self.snapshot.store(Arc::new(next));
+        self.snapshot.store(next);
         Ok(())
     }
 
@@ -268,8 +277,13 @@ impl<R: Runtime> ControlPlane<R> {
             return Ok(value);
         }
         let started = Instant::now();
-        if touched.iter().any(|(kind, _)| inner.runtime.affected_by(*kind)) {
-            inner.runtime.apply(&mut candidate).await.map_err(|error| ApiError::from_model(&error))?;
+        let live = touched.iter().any(|(kind, _)| inner.runtime.affected_by(*kind));
+        if live {
+            inner.runtime.prepare(&mut candidate).map_err(|error| ApiError::from_model(&error))?;
+        }
+        let candidate = Arc::new(candidate);
+        if live {
+            inner.runtime.apply(candidate.clone()).await.map_err(|error| ApiError::from_model(&error))?;
         }
         let applied = started.elapsed();
         let Inner { store, runtime } = &mut *inner;
@@ -283,8 +297,7 @@ impl<R: Runtime> ControlPlane<R> {
             }
             if let Err(error) = store.commit(&stored) {
                 // Put the previous model back in force; the call fails.
-                let mut previous = (*current).clone();
-                let _ = runtime.apply(&mut previous).await;
+                let _ = runtime.apply(current).await;
                 return Err(ApiError::internal(format!("the change could not be stored: {error}")));
             }
         }
@@ -302,7 +315,7 @@ impl<R: Runtime> ControlPlane<R> {
             }
         }
         self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(changes);
-        self.snapshot.store(Arc::new(candidate));
+        self.snapshot.store(candidate);
         Ok(value)
     }
 }

@@ -456,3 +456,36 @@ async fn query_log_configs_with_an_arn_write_json_lines_under_the_state_director
     assert_eq!(code, "InvalidParameterException");
     harness.service.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_model_with_many_vpcs_keeps_finding_each_of_them() {
+    let harness = start(|options| options.no_quotas = true).await;
+    let aws = &harness.aws;
+    let mut vpcs = Vec::new();
+    for index in 0..18 {
+        vpcs.push(aws.ec2_field("CreateVpc", &[("CidrBlock", &format!("127.0.{}.0/24", 100 + index))], "vpcId").await);
+    }
+    let rule = aws
+        .resolver_ok(
+            "CreateResolverRule",
+            json!({ "CreatorRequestId": "many", "RuleType": "SYSTEM", "DomainName": "many.example" }),
+        )
+        .await;
+    // The newest VPC, then one more made after it: both are found.
+    aws.resolver_ok(
+        "AssociateResolverRule",
+        json!({ "ResolverRuleId": rule["ResolverRule"]["Id"], "VPCId": vpcs[17] }),
+    )
+    .await;
+    let newest = aws.ec2_field("CreateVpc", &[("CidrBlock", "127.0.130.0/24")], "vpcId").await;
+    aws.resolver_ok("AssociateResolverRule", json!({ "ResolverRuleId": rule["ResolverRule"]["Id"], "VPCId": newest }))
+        .await;
+    let (code, _) = aws
+        .resolver_error(
+            "AssociateResolverRule",
+            json!({ "ResolverRuleId": rule["ResolverRule"]["Id"], "VPCId": "vpc-nope" }),
+        )
+        .await;
+    assert_eq!(code, "InvalidParameterException");
+    harness.service.shutdown().await;
+}
