@@ -18,7 +18,8 @@ pub enum FaultAction {
     Delay(Duration),
     /// Answer SERVFAIL.
     ServFail,
-    /// Answer with TC set and no records (clients retry over TCP).
+    /// Answer UDP queries with TC set and no records; clients retry over
+    /// TCP, where the query is answered as usual.
     Truncate,
     /// Close a TCP/DoT connection abruptly (over UDP: drop).
     TcpReset,

@@ -126,6 +126,7 @@ pub(crate) struct ForwardJob {
     trace: Option<Trace>,
     log: Option<LogContext>,
     fault: Option<FaultAction>,
+    transport: Transport,
     received: Instant,
     /// Whether this query counts in the metrics (explain's do not).
     counted: bool,
@@ -345,8 +346,11 @@ impl Pipeline {
                     out,
                 );
             }
-            Some(FaultAction::Truncate) => return self.truncated_response(&facts, out),
-            Some(FaultAction::Delay(_)) | None => {}
+            // Only UDP answers are truncated: the client's retry over TCP is answered.
+            Some(FaultAction::Truncate) if listener.transport == Transport::Udp => {
+                return self.truncated_response(&facts, out);
+            }
+            Some(FaultAction::Truncate | FaultAction::Delay(_)) | None => {}
         }
         let limit = self.response_limit(incoming, &facts);
         let state = self.state.load_full();
@@ -446,6 +450,7 @@ impl Pipeline {
                     trace: trace.take(),
                     log,
                     fault,
+                    transport: listener.transport,
                     received: incoming.now,
                     counted: !SUPPRESS_METRICS.with(Cell::get),
                     state: state.clone(),
@@ -882,6 +887,8 @@ impl Pipeline {
                 let mut job = clone_for_error(job);
                 self.servfail(&mut job, ExtendedErrorCode::NETWORK_ERROR, "injected fault: upstream failed")
             }
+            // Over TCP the query goes upstream as usual.
+            FaultAction::Truncate if job.transport != Transport::Udp => None,
             FaultAction::Truncate => {
                 let mut out = Vec::new();
                 let header = Header { id: job.id, flags: job.flags, ..Header::default() };
@@ -1195,6 +1202,7 @@ fn clone_for_error(job: &ForwardJob) -> ForwardJob {
         trace: job.trace.clone(),
         log: job.log.clone(),
         fault: job.fault,
+        transport: job.transport,
         received: job.received,
         counted: job.counted,
     }

@@ -1,7 +1,7 @@
 //! Building, starting, reloading and stopping a server; the embedding API.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -222,27 +222,9 @@ impl ServerBuilder {
         }
         let mut bound = Vec::new();
         let mut tasks = Vec::new();
-        // A port-0 UDP listener and a port-0 TCP-based listener on one address
-        // share the port picked first, so a test gets UDP and TCP on one port.
-        let mut picked_ports: Vec<(IpAddr, u16, bool, bool)> = Vec::new();
-        for listener in &config.listeners {
+        let mut sockets = bind_all(&config.listeners)?;
+        for (listener, sockets) in config.listeners.iter().zip(sockets.drain(..)) {
             let id = listener.id_or_default();
-            let mut address = listener.socket_address();
-            let is_udp = listener.transport == ListenerTransport::Udp;
-            let mut shared = None;
-            if address.port() == 0
-                && let Some(entry) = picked_ports.iter_mut().find(|(ip, _, udp_used, tcp_used)| {
-                    *ip == address.ip() && if is_udp { !*udp_used } else { !*tcp_used }
-                })
-            {
-                address.set_port(entry.1);
-                if is_udp {
-                    entry.2 = true;
-                } else {
-                    entry.3 = true;
-                }
-                shared = Some(entry.1);
-            }
             let context = Arc::new(ListenerContext {
                 id: Arc::from(id.as_str()),
                 transport: match listener.transport {
@@ -256,21 +238,13 @@ impl ServerBuilder {
                     Some(limiter) => Some(limiter.clone()),
                     None => listener.max_qps.map(RateLimiter::single),
                 },
-                bound: (!address.ip().is_unspecified()).then_some(address.ip()),
+                bound: (!listener.address.is_unspecified()).then_some(listener.address),
                 client_rate_limit: listener.client_rate_limit,
                 srcids: listener.srcids.iter().map(|(key, value)| (key.clone(), value.clone())).collect(),
             });
-            let local = match listener.transport {
-                ListenerTransport::Udp => {
-                    let workers = listener
-                        .workers
-                        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                        .max(1);
-                    let sockets = udp::bind_sockets(address, workers)?;
-                    let local = sockets
-                        .first()
-                        .and_then(|socket| socket.local_addr().ok())
-                        .ok_or_else(|| Error::Listener { listener: id.clone(), reason: "no socket bound".into() })?;
+            let local = sockets.local_addr()?;
+            match (listener.transport, sockets) {
+                (ListenerTransport::Udp, Sockets::Udp(sockets)) => {
                     tasks.extend(udp::spawn_workers(
                         sockets,
                         context,
@@ -278,19 +252,14 @@ impl ServerBuilder {
                         stop_receiver.clone(),
                         in_flight.clone(),
                     )?);
-                    local
                 }
-                ListenerTransport::Tcp | ListenerTransport::Dot => {
-                    let transport = if listener.transport == ListenerTransport::Tcp { "tcp" } else { "dot" };
+                (ListenerTransport::Tcp | ListenerTransport::Dot, Sockets::Stream(socket)) => {
                     let tls = match listener.transport {
                         ListenerTransport::Dot => Some(tls_acceptor(listener, &id, &[b"dot"])?.ok_or_else(|| {
                             Error::Listener { listener: id.clone(), reason: "DoT needs tls_cert and tls_key".into() }
                         })?),
                         _ => None,
                     };
-                    let socket = tcp::bind(address, transport)?;
-                    let local =
-                        socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })?;
                     let socket = tcp::into_tokio(socket)?;
                     tasks.push(tokio::spawn(tcp::serve(
                         socket,
@@ -301,9 +270,8 @@ impl ServerBuilder {
                         stop_receiver.clone(),
                         in_flight.clone(),
                     )));
-                    local
                 }
-                ListenerTransport::Doh => {
+                (ListenerTransport::Doh, Sockets::Stream(socket)) => {
                     let tls = tls_acceptor(listener, &id, &[b"h2", b"http/1.1"])?;
                     if tls.is_none() && !listener.plain_http {
                         return Err(Error::Listener {
@@ -313,9 +281,6 @@ impl ServerBuilder {
                                     .into(),
                         });
                     }
-                    let socket = tcp::bind(address, "doh")?;
-                    let local =
-                        socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })?;
                     let socket = tcp::into_tokio(socket)?;
                     tasks.push(tokio::spawn(doh::serve(
                         socket,
@@ -327,11 +292,10 @@ impl ServerBuilder {
                         in_flight.clone(),
                         limits.idle_timeout,
                     )));
-                    local
                 }
-            };
-            if listener.port == 0 && shared.is_none() {
-                picked_ports.push((local.ip(), local.port(), is_udp, !is_udp));
+                _ => {
+                    return Err(Error::Listener { listener: id, reason: "bound with the wrong kind of socket".into() });
+                }
             }
             bound.push(BoundListener { id, transport: listener.transport, address: local });
         }
@@ -370,6 +334,120 @@ fn tls_acceptor(listener: &ListenerConfig, id: &str, alpn: &[&[u8]]) -> Result<O
         }
         (None, None) => Ok(None),
         _ => Err(Error::Listener { listener: id.to_string(), reason: "tls_cert and tls_key go together".into() }),
+    }
+}
+
+/// The sockets of one listener, bound but not yet served.
+enum Sockets {
+    /// A UDP listener's sockets, one per worker.
+    Udp(Vec<std::net::UdpSocket>),
+    /// A TCP, DoT or DoH listening socket.
+    Stream(std::net::TcpListener),
+}
+
+impl Sockets {
+    fn local_addr(&self) -> Result<SocketAddr, Error> {
+        match self {
+            Self::Udp(sockets) => udp::local_addr(sockets),
+            Self::Stream(socket) => {
+                socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })
+            }
+        }
+    }
+}
+
+/// How many ports a port-0 UDP and TCP pair tries before giving up.
+const PAIR_ATTEMPTS: usize = 64;
+
+fn is_udp(listener: &ListenerConfig) -> bool {
+    listener.transport == ListenerTransport::Udp
+}
+
+/// For each listener, the later port-0 listener of the other kind (UDP or
+/// stream) on the same address that it shares a port with: a test asking
+/// for UDP and TCP on port 0 gets both on one port.
+fn port_zero_pairs(listeners: &[ListenerConfig]) -> Vec<Option<usize>> {
+    let mut pairs = vec![None; listeners.len()];
+    let mut taken = vec![false; listeners.len()];
+    for (index, listener) in listeners.iter().enumerate() {
+        if listener.port != 0 || taken[index] {
+            continue;
+        }
+        let partner = listeners.iter().enumerate().skip(index + 1).find(|(other_index, other)| {
+            !taken[*other_index]
+                && other.port == 0
+                && other.address == listener.address
+                && is_udp(other) != is_udp(listener)
+        });
+        if let Some((other_index, _)) = partner {
+            taken[index] = true;
+            taken[other_index] = true;
+            pairs[index] = Some(other_index);
+        }
+    }
+    pairs
+}
+
+/// Bind every listener's sockets, in order.
+fn bind_all(listeners: &[ListenerConfig]) -> Result<Vec<Sockets>, Error> {
+    let pairs = port_zero_pairs(listeners);
+    let mut bound: Vec<Option<Sockets>> = listeners.iter().map(|_| None).collect();
+    for (index, listener) in listeners.iter().enumerate() {
+        if bound[index].is_some() {
+            continue;
+        }
+        match pairs[index].and_then(|partner| Some((partner, listeners.get(partner)?))) {
+            Some((partner, other)) => {
+                let (udp, stream) = if is_udp(listener) { (listener, other) } else { (other, listener) };
+                let (udp_sockets, stream_socket) =
+                    bind_pair(udp, |address| tcp::bind(address, stream.transport.as_str()))?;
+                let (mine, theirs) = if is_udp(listener) {
+                    (Sockets::Udp(udp_sockets), Sockets::Stream(stream_socket))
+                } else {
+                    (Sockets::Stream(stream_socket), Sockets::Udp(udp_sockets))
+                };
+                bound[index] = Some(mine);
+                bound[partner] = Some(theirs);
+            }
+            None => bound[index] = Some(bind_one(listener)?),
+        }
+    }
+    Ok(bound.into_iter().flatten().collect())
+}
+
+fn udp_workers(listener: &ListenerConfig) -> usize {
+    listener.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+}
+
+fn bind_one(listener: &ListenerConfig) -> Result<Sockets, Error> {
+    let address = listener.socket_address();
+    Ok(match listener.transport {
+        ListenerTransport::Udp => Sockets::Udp(udp::bind_sockets(address, udp_workers(listener))?),
+        transport => Sockets::Stream(tcp::bind(address, transport.as_str())?),
+    })
+}
+
+/// Bind a port-0 UDP listener, then a stream listener on the port the UDP
+/// one was given; when that port is taken for TCP, both start again on a
+/// new one (at most [`PAIR_ATTEMPTS`] times).
+fn bind_pair(
+    udp: &ListenerConfig,
+    mut bind_stream: impl FnMut(SocketAddr) -> Result<std::net::TcpListener, Error>,
+) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener), Error> {
+    // Ports found taken stay held until the end, so the kernel cannot
+    // offer one of them again.
+    let mut taken = Vec::new();
+    loop {
+        let sockets = udp::bind_sockets(udp.socket_address(), udp_workers(udp))?;
+        match bind_stream(udp::local_addr(&sockets)?) {
+            Ok(stream) => return Ok((sockets, stream)),
+            Err(Error::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse && taken.len() + 1 < PAIR_ATTEMPTS =>
+            {
+                taken.push(sockets);
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 
@@ -637,6 +715,53 @@ mod tests {
         assert_eq!(server.reload_from_source(), Ok(()));
         assert_eq!(server.listeners().len(), 1, "listeners are not touched");
         server.shutdown().await;
+    }
+
+    /// Thousands of servers in one process, each asking for UDP and TCP on
+    /// port 0: every one gets a port of its own, the same for both.
+    #[tokio::test]
+    async fn port_zero_servers_never_share_a_port() {
+        let mut servers = Vec::new();
+        let mut ports = std::collections::HashSet::new();
+        for start in 0..2_000 {
+            let mut udp = udp_listener();
+            udp.workers = Some(2);
+            let server = Server::builder()
+                .listener(udp)
+                .listener(ListenerConfig::new(ListenerTransport::Tcp, SocketAddr::from(([127, 0, 0, 1], 0))))
+                .start()
+                .await
+                .unwrap();
+            let port = server.udp_addrs()[0].port();
+            assert_eq!(server.tcp_addrs()[0].port(), port, "start {start}");
+            assert!(ports.insert(port), "start {start} was given port {port}, which an earlier server holds");
+            servers.push(server);
+        }
+        for server in servers {
+            server.shutdown().await;
+        }
+    }
+
+    #[test]
+    fn a_pair_whose_tcp_port_is_taken_moves_to_another_port() {
+        let udp = udp_listener();
+        let mut refused = Vec::new();
+        let (sockets, stream) = bind_pair(&udp, |address| {
+            if refused.len() < 3 {
+                refused.push(address);
+                return Err(Error::bind("tcp", address, std::io::ErrorKind::AddrInUse.into()));
+            }
+            tcp::bind(address, "tcp")
+        })
+        .unwrap();
+        let port = udp::local_addr(&sockets).unwrap().port();
+        assert_eq!(stream.local_addr().unwrap().port(), port);
+        assert_eq!(refused.len(), 3);
+        assert!(refused.iter().all(|address| address.port() != port), "{refused:?} then {port}");
+        // Other errors are not retried.
+        let error =
+            bind_pair(&udp, |address| Err(Error::bind("tcp", address, std::io::ErrorKind::PermissionDenied.into())));
+        assert!(matches!(error, Err(Error::Bind { .. })));
     }
 
     #[tokio::test]

@@ -4,6 +4,10 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_resolver::Resolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use signpost_rules::Transport;
 use signpost_server::{AdminConfig, FaultAction, FaultTarget, LogDestination, State};
 use signpost_wire::{EdnsHeader, Message, Rcode, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -126,6 +130,62 @@ async fn injected_faults_and_recorded_queries() {
     server.shutdown().await;
 }
 
+/// A Truncate fault truncates UDP answers only: a client's retry over TCP
+/// gets the answer (hickory would otherwise give up with `Truncated`).
+#[tokio::test]
+async fn truncate_faults_send_udp_clients_to_tcp_where_they_are_answered() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 22)).await;
+    let server = builder()
+        .rules(rules(RULES, &["upstream"]))
+        .upstreams(upstreams(vec![upstream.group("upstream")]))
+        .start()
+        .await
+        .unwrap();
+    server.record_queries(true);
+    server.inject_fault(FaultTarget::Name("big.amazonaws.com".parse().unwrap()), FaultAction::Truncate);
+    server.inject_fault(FaultTarget::UpstreamGroup("upstream".into()), FaultAction::Truncate);
+    assert_eq!(udp(&server).port(), tcp(&server).port());
+    // An explicit configuration: UDP first, then TCP, on the server's port.
+    let mut connections = vec![ConnectionConfig::udp(), ConnectionConfig::tcp()];
+    for connection in &mut connections {
+        connection.port = udp(&server).port();
+    }
+    let name_server = NameServerConfig::new(udp(&server).ip(), true, connections);
+    let mut builder = Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![name_server]),
+        TokioRuntimeProvider::default(),
+    );
+    builder.options_mut().cache_size = 0;
+    builder.options_mut().timeout = Duration::from_secs(3);
+    let resolver = builder.build().unwrap();
+
+    // A local answer and a forwarded one (the fault on the upstream group).
+    for (name, address) in
+        [("big.amazonaws.com.", Ipv4Addr::LOCALHOST), ("www.example.org.", Ipv4Addr::new(192, 0, 2, 22))]
+    {
+        let lookup = resolver.lookup_ip(name).await.unwrap_or_else(|error| panic!("{name}: {error}"));
+        assert_eq!(lookup.iter().collect::<Vec<_>>(), [std::net::IpAddr::V4(address)], "{name}");
+    }
+    // hickory asks for A and AAAA; each goes over UDP, then over TCP.
+    let transports: Vec<_> = server
+        .take_recorded_queries()
+        .iter()
+        .filter(|query| query.qtype == RecordType::A)
+        .map(|query| (query.name.to_string(), query.transport))
+        .collect();
+    assert_eq!(
+        transports,
+        [
+            ("big.amazonaws.com.".to_string(), Transport::Udp),
+            ("big.amazonaws.com.".to_string(), Transport::Tcp),
+            ("www.example.org.".to_string(), Transport::Udp),
+            ("www.example.org.".to_string(), Transport::Tcp),
+        ]
+    );
+    assert_eq!(upstream.count(), 2, "only the TCP retries (A and AAAA) went upstream");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn tcp_reset_faults_close_the_connection() {
     let server = builder().rules(rules(RULES, &["upstream"])).start().await.unwrap();
@@ -155,7 +215,7 @@ async fn explain_and_metrics_over_the_admin_listener() {
             &"www.example.org".parse().unwrap(),
             RecordType::A,
             "127.0.0.1:0".parse().unwrap(),
-            signpost_rules::Transport::Udp,
+            Transport::Udp,
         )
         .await;
     assert_eq!(trace.decision, "forward");
@@ -167,7 +227,7 @@ async fn explain_and_metrics_over_the_admin_listener() {
             &"s3.amazonaws.com".parse().unwrap(),
             RecordType::A,
             "127.0.0.1:0".parse().unwrap(),
-            signpost_rules::Transport::Udp,
+            Transport::Udp,
         )
         .await;
     assert_eq!(local.decision, "local");
