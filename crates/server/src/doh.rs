@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -30,7 +29,6 @@ struct Service {
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
     path: String,
-    in_flight: Arc<AtomicUsize>,
 }
 
 /// Accept connections until `stop` changes.
@@ -42,10 +40,9 @@ pub(crate) async fn serve(
     pipeline: Arc<Pipeline>,
     path: String,
     mut stop: watch::Receiver<bool>,
-    in_flight: Arc<AtomicUsize>,
     handshake_timeout: Duration,
 ) {
-    let service = Arc::new(Service { context, pipeline, path, in_flight });
+    let service = Arc::new(Service { context, pipeline, path });
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -163,9 +160,9 @@ impl Service {
                 out
             }
             Fast::Forward(job) => {
-                self.in_flight.fetch_add(1, Ordering::Relaxed);
+                // Dropped with this future when the client goes away.
+                let _in_flight = self.pipeline.in_flight.token();
                 let response = self.pipeline.forward(job).await;
-                self.in_flight.fetch_sub(1, Ordering::Relaxed);
                 match response {
                     Some(response) => response,
                     None => return status(StatusCode::BAD_GATEWAY, "no answer"),

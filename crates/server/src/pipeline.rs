@@ -23,6 +23,7 @@ use signpost_wire::{
     MessageBuilder, Name, Opcode, OptionCode, RData, Rcode, RecordType, Section, ToName, relay,
 };
 use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
 
 use crate::cache::{Cache, CacheKey, Lookup, ServeAs, adapt_for_client};
 use crate::config::{LimitAction, ListenerTransport, ServerConfig};
@@ -211,7 +212,12 @@ pub(crate) struct Pipeline {
     pub(crate) recorder: Recorder,
     pub(crate) config: ServerConfig,
     per_client: Option<RateLimiter>,
-    in_flight: Mutex<InFlight>,
+    /// Identical questions being resolved upstream.
+    coalescing: Mutex<InFlight>,
+    /// Queries being answered after the fast path (forwarded or delayed):
+    /// each holds a token until its answer is sent or it is dropped, and
+    /// shutdown waits for them.
+    pub(crate) in_flight: TaskTracker,
 }
 
 /// Bits of a parsed query the response builders need.
@@ -235,7 +241,8 @@ impl Pipeline {
             recorder: Recorder::default(),
             config,
             per_client,
-            in_flight: Mutex::new(HashMap::new()),
+            coalescing: Mutex::new(HashMap::new()),
+            in_flight: TaskTracker::new(),
         }
     }
 
@@ -943,7 +950,7 @@ impl Pipeline {
         let key: Box<[u8]> = key.into();
         // Join a resolution already under way, or lead one.
         let waiting = {
-            let Ok(mut in_flight) = self.in_flight.lock() else {
+            let Ok(mut in_flight) = self.coalescing.lock() else {
                 return Arc::new(Err(ForwardFailure::Internal("in-flight table poisoned")));
             };
             match in_flight.get_mut(&key) {
@@ -967,7 +974,7 @@ impl Pipeline {
         }
         // The leader resolves in its own task, with no hand-off; if it is
         // cancelled, the guard lets the waiters know so they resolve themselves.
-        let mut guard = Leader { in_flight: &self.in_flight, key: Some(key) };
+        let mut guard = Leader { in_flight: &self.coalescing, key: Some(key) };
         let result = self.resolve_once(job, &group, accepted_only).await;
         let insert = |result: &Result<Resolved, ForwardFailure>| {
             if let Ok(resolved) = result {

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -205,7 +204,6 @@ impl ServerBuilder {
         let config = self.config.clone();
         let pipeline = Arc::new(Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log));
         let (stop, stop_receiver) = watch::channel(false);
-        let in_flight = Arc::new(AtomicUsize::new(0));
         let limits = StreamLimits {
             max_connections: config.limits.tcp_max_connections,
             max_in_flight: config.limits.tcp_max_in_flight,
@@ -245,13 +243,7 @@ impl ServerBuilder {
             let local = sockets.local_addr()?;
             match (listener.transport, sockets) {
                 (ListenerTransport::Udp, Sockets::Udp(sockets)) => {
-                    tasks.extend(udp::spawn_workers(
-                        sockets,
-                        context,
-                        pipeline.clone(),
-                        stop_receiver.clone(),
-                        in_flight.clone(),
-                    )?);
+                    tasks.extend(udp::spawn_workers(sockets, context, pipeline.clone(), stop_receiver.clone())?);
                 }
                 (ListenerTransport::Tcp | ListenerTransport::Dot, Sockets::Stream(socket)) => {
                     let tls = match listener.transport {
@@ -268,7 +260,6 @@ impl ServerBuilder {
                         pipeline.clone(),
                         limits,
                         stop_receiver.clone(),
-                        in_flight.clone(),
                     )));
                 }
                 (ListenerTransport::Doh, Sockets::Stream(socket)) => {
@@ -289,7 +280,6 @@ impl ServerBuilder {
                         pipeline.clone(),
                         listener.doh_path.clone(),
                         stop_receiver.clone(),
-                        in_flight.clone(),
                         limits.idle_timeout,
                     )));
                 }
@@ -305,7 +295,6 @@ impl ServerBuilder {
             admin: Mutex::new(None),
             stop,
             tasks: Mutex::new(tasks),
-            in_flight,
             reloader: self.reloader,
             config_reloader: self.config_reloader,
             config: config.clone(),
@@ -468,7 +457,6 @@ struct Inner {
     admin: Mutex<Option<SocketAddr>>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    in_flight: Arc<AtomicUsize>,
     reloader: Option<Reloader>,
     config_reloader: Option<ConfigReloader>,
     /// The settings the server started with; reloads leave them in force.
@@ -629,10 +617,9 @@ impl ServerHandle {
     /// Stop accepting, let queries in flight finish (up to 5 s), and stop.
     pub async fn shutdown(self) {
         let _ = self.inner.stop.send(true);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.inner.in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let in_flight = &self.inner.pipeline.in_flight;
+        in_flight.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), in_flight.wait()).await;
         let tasks = self.inner.tasks.lock().map(|mut tasks| std::mem::take(&mut *tasks)).unwrap_or_default();
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(1), task).await;

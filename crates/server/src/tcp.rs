@@ -55,7 +55,6 @@ pub(crate) async fn serve(
     pipeline: Arc<Pipeline>,
     limits: StreamLimits,
     mut stop: watch::Receiver<bool>,
-    in_flight: Arc<AtomicUsize>,
 ) {
     let connections = Arc::new(AtomicUsize::new(0));
     loop {
@@ -85,7 +84,6 @@ pub(crate) async fn serve(
             peer,
             local: stream.local_addr().ok().map(|a| a.ip()),
             fd: stream.as_raw_fd(),
-            in_flight: in_flight.clone(),
             stop: stop.clone(),
         };
         let tls = tls.clone();
@@ -114,7 +112,6 @@ struct Connection {
     peer: SocketAddr,
     local: Option<std::net::IpAddr>,
     fd: std::os::fd::RawFd,
-    in_flight: Arc<AtomicUsize>,
     stop: watch::Receiver<bool>,
 }
 
@@ -164,14 +161,13 @@ impl Connection {
                 Fast::Forward(job) => {
                     let pipeline = self.pipeline.clone();
                     let sender = sender.clone();
-                    let in_flight = self.in_flight.clone();
-                    in_flight.fetch_add(1, Ordering::Relaxed);
+                    let in_flight = self.pipeline.in_flight.token();
                     tokio::spawn(async move {
                         if let Some(response) = pipeline.forward(job).await {
                             let _ = sender.send(response).await;
                         }
                         drop(permit);
-                        in_flight.fetch_sub(1, Ordering::Relaxed);
+                        drop(in_flight);
                     });
                 }
                 Fast::Delayed { len, delay } => {

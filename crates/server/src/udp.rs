@@ -11,7 +11,6 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use signpost_wire::SliceBuffer;
@@ -86,15 +85,13 @@ pub(crate) fn spawn_workers(
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
     stop: watch::Receiver<bool>,
-    in_flight: Arc<AtomicUsize>,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let mut handles = Vec::with_capacity(sockets.len());
     for socket in sockets {
         let socket = Arc::new(socket);
         let readiness = sys::register_readable(socket.clone())
             .map_err(|source| Error::Io { what: "registering a UDP socket", source })?;
-        let worker =
-            Worker { socket, context: context.clone(), pipeline: pipeline.clone(), in_flight: in_flight.clone() };
+        let worker = Worker { socket, context: context.clone(), pipeline: pipeline.clone() };
         handles.push(tokio::spawn(worker.run(readiness, stop.clone())));
     }
     Ok(handles)
@@ -104,7 +101,6 @@ struct Worker {
     socket: Arc<UdpSocket>,
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
-    in_flight: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -189,15 +185,14 @@ impl Worker {
     fn forward(&self, job: Box<crate::pipeline::ForwardJob>, peer: SocketAddr, source: Option<IpAddr>) {
         let pipeline = self.pipeline.clone();
         let socket = self.socket.clone();
-        let in_flight = self.in_flight.clone();
-        in_flight.fetch_add(1, Ordering::Relaxed);
+        let in_flight = self.pipeline.in_flight.token();
         // Spawned from a runtime worker: the task starts on this thread's
         // queue, with no wake-up of another thread.
         tokio::spawn(async move {
             if let Some(response) = pipeline.forward(job).await {
                 let _ = sys::send_one(socket.as_raw_fd(), &response, peer, source);
             }
-            in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(in_flight);
         });
     }
 

@@ -2,6 +2,7 @@
 //! over TLS, and status codes over plain HTTP.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use base64::Engine;
 use signpost_server::{ListenerConfig, ListenerTransport};
@@ -134,7 +135,7 @@ async fn https1(
     stream.write_all(request).await.unwrap();
     let mut response = Vec::new();
     // The server may close without close_notify; what arrived is what counts.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
     let end = response.iter().position(|&b| b == b'\r').expect("a status line");
     (chosen, String::from_utf8_lossy(&response[..end]).into_owned(), response)
 }
@@ -189,4 +190,55 @@ async fn doh_over_tls_answers_http1_get_and_post() {
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert!(seen.iter().all(|q| q.transport == signpost_rules::Transport::Doh), "{seen:?}");
     server.shutdown().await;
+}
+
+/// DoH clients that give up while their query is being forwarded must not
+/// hold up shutdown: the forward is cancelled with the request and no
+/// longer counts as in flight.
+#[tokio::test]
+async fn abandoned_doh_requests_do_not_hold_up_shutdown() {
+    let upstream = FakeUpstream::silent().await;
+    let mut group = upstream.group("upstream");
+    group.per_try_timeout = Duration::from_secs(30);
+    group.total_timeout = Duration::from_secs(30);
+    let mut config = config_with_default_listeners();
+    config.limits.query_timeout_ms = 30_000;
+    let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    listener.plain_http = true;
+    config.listeners.push(listener);
+    let server = signpost_server::Server::builder()
+        .config(config)
+        .rules(rules("default_group = \"upstream\"", &["upstream"]))
+        .upstreams(upstreams(vec![group]))
+        .start()
+        .await
+        .unwrap();
+    let address = server.doh_addrs()[0];
+    // Five different names, so that no two share one upstream query.
+    for index in 0..5 {
+        let dns = query(&format!("q{index}.silent.test"), RecordType::A, None);
+        let mut request = format!(
+            "POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\n\r\n",
+            dns.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&dns);
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(&request).await.unwrap();
+        // The client's timeout: no answer comes, so it hangs up.
+        let mut buffer = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buffer)).await;
+        assert!(read.is_err(), "the silent upstream cannot have answered: {read:?}");
+    }
+    for _ in 0..100 {
+        if upstream.count() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(upstream.count(), 5, "every query was being forwarded when its client left");
+    let started = std::time::Instant::now();
+    server.shutdown().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown waited {took:?} for queries nobody is waiting for");
 }

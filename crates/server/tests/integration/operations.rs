@@ -211,24 +211,14 @@ async fn explain_and_metrics_over_the_admin_listener() {
         .await
         .unwrap();
     let trace = server
-        .explain(
-            &"www.example.org".parse().unwrap(),
-            RecordType::A,
-            "127.0.0.1:0".parse().unwrap(),
-            Transport::Udp,
-        )
+        .explain(&"www.example.org".parse().unwrap(), RecordType::A, "127.0.0.1:0".parse().unwrap(), Transport::Udp)
         .await;
     assert_eq!(trace.decision, "forward");
     assert_eq!(trace.group.as_deref(), Some("upstream"));
     assert_eq!(trace.attempts.len(), 1);
     assert_eq!(trace.rcode, "NOERROR");
     let local = server
-        .explain(
-            &"s3.amazonaws.com".parse().unwrap(),
-            RecordType::A,
-            "127.0.0.1:0".parse().unwrap(),
-            Transport::Udp,
-        )
+        .explain(&"s3.amazonaws.com".parse().unwrap(), RecordType::A, "127.0.0.1:0".parse().unwrap(), Transport::Udp)
         .await;
     assert_eq!(local.decision, "local");
     assert!(local.matched.contains("amazonaws.com"), "{}", local.matched);
