@@ -14,8 +14,8 @@ use signpost_wire::{NameBuf, RecordBuf};
 use crate::error::EndpointError;
 use crate::model::{EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles};
 use crate::protocols::{Direction, EndpointProtocol, Protocols};
+use crate::querylog::LogAccount;
 use signpost_server::State;
-use signpost_server::querylog::LogAccount;
 use signpost_server::{
     LimitsConfig, ListenerConfig, ListenerTransport, LogDestination, QueryLogConfig, ServerConfig, default_allow_list,
 };
@@ -721,7 +721,6 @@ impl EndpointConfig {
                 // The VPC resolver answers its own VPC only.
                 listener.allow = Some(vpc.cidrs.clone());
                 listener.workers = self.udp_workers;
-                listener.srcids = BTreeMap::from([("instance".to_string(), "{srcaddr}".to_string())]);
                 planned.push(PlannedListener {
                     id: resolver_listener_id(&vpc.id, transport),
                     role: ListenerRole::VpcResolver { vpc: vpc.id.clone() },
@@ -764,7 +763,6 @@ impl EndpointConfig {
                     listener.workers = self.udp_workers;
                     listener.client_rate_limit = false;
                     listener.max_qps = self.aws_limits.enabled.then_some(self.aws_limits.inbound_qps_per_address);
-                    listener.srcids = BTreeMap::from([("resolver_endpoint".to_string(), endpoint.id.clone())]);
                     if transport == ListenerTransport::Doh {
                         listener.doh_path = endpoint.doh_path.clone();
                         listener.tls_fips = protocol == EndpointProtocol::DohFips;

@@ -2,11 +2,13 @@
 //! checks, stop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::compile::{Deployment, ListenerRole};
 use crate::error::EndpointError;
 use crate::model::EndpointConfig;
 use crate::protocols::EndpointProtocol;
+use crate::querylog::Route53Format;
 use signpost_server::ListenerTransport;
 use signpost_server::{Server, ServerHandle};
 
@@ -49,7 +51,7 @@ async fn start_server(deployment: &Deployment) -> Result<ServerHandle, EndpointE
         .config(deployment.server.clone())
         .state(deployment.state())
         .query_logs(deployment.query_logs.clone())
-        .query_log_account(deployment.log_account.clone());
+        .query_log_format(Arc::new(Route53Format::new(deployment.log_account.clone(), &deployment.listeners)));
     for limit in &deployment.address_limits {
         builder = builder.shared_listener_limit(limit.listeners.clone(), limit.qps);
     }

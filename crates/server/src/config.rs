@@ -3,7 +3,6 @@
 //! Every type deserializes from TOML with defaults for what is left out, so
 //! the binaries embed them in their own config files.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -41,7 +40,7 @@ impl ListenerTransport {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// Name in logs, metrics and query-log `srcids` (defaults to `transport@address:port`).
+    /// Name in logs, metrics and the query log (defaults to `transport@address:port`).
     #[serde(default)]
     pub id: Option<String>,
     /// Address to bind (IPv4 or IPv6; `0.0.0.0` / `::` for all).
@@ -77,11 +76,6 @@ pub struct ListenerConfig {
     /// Whether `limits.per_client_qps` applies to queries arriving here (default true).
     #[serde(default = "default_true")]
     pub client_rate_limit: bool,
-    /// The query log's `srcids` for queries arriving here; empty means
-    /// `{"listener": id}`. A value `"{srcaddr}"` is replaced by the client's
-    /// address (e.g. `{"instance": "{srcaddr}"}`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub srcids: BTreeMap<String, String>,
 }
 
 fn default_true() -> bool {
@@ -109,7 +103,6 @@ impl ListenerConfig {
             workers: None,
             max_qps: None,
             client_rate_limit: true,
-            srcids: BTreeMap::new(),
         }
     }
 
@@ -191,7 +184,8 @@ pub enum LogDestination {
     File(PathBuf),
 }
 
-/// Query log (JSON lines with Route 53 Resolver query-log fields).
+/// Query log: one line per query, in the neutral JSON format unless the
+/// application installs its own ([`crate::querylog`]).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueryLogConfig {

@@ -8,7 +8,7 @@
 //! questions in flight, caches, and relays the upstream's packet faithfully.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -30,7 +30,7 @@ use crate::config::{LimitAction, ListenerTransport, ServerConfig};
 use crate::faults::{FaultAction, Faults};
 use crate::limits::RateLimiter;
 use crate::metrics::{DecisionIndex, DropIndex, Metrics, TransportIndex};
-use crate::querylog::{LogAnswer, LogRecord, QueryLog, Trace, TraceAttempt, rfc3339};
+use crate::querylog::{Entry, QueryLog, Trace, TraceAttempt, rfc3339};
 use crate::record::{RecordedQuery, Recorder};
 
 thread_local! {
@@ -59,8 +59,6 @@ pub(crate) struct ListenerContext {
     pub(crate) bound: Option<IpAddr>,
     /// Whether the server's per-client rate limit applies here.
     pub(crate) client_rate_limit: bool,
-    /// The query log's `srcids` (empty: `{"listener": id}`).
-    pub(crate) srcids: Arc<[(String, String)]>,
 }
 
 impl ListenerContext {
@@ -70,15 +68,6 @@ impl ListenerContext {
             Transport::Tcp => TransportIndex::Tcp,
             Transport::Dot => TransportIndex::Dot,
             Transport::Doh => TransportIndex::Doh,
-        }
-    }
-
-    fn transport_name(&self) -> &'static str {
-        match self.transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Dot => "DoT",
-            Transport::Doh => "DoH",
         }
     }
 }
@@ -143,15 +132,13 @@ impl ForwardJob {
     }
 }
 
-/// What a query log line needs beyond the response.
+/// What a query log line needs beyond the response and the trace.
 #[derive(Clone)]
 struct LogContext {
     timestamp: SystemTime,
     peer: SocketAddr,
-    transport: &'static str,
+    transport: Transport,
     listener: Arc<str>,
-    srcids: Arc<[(String, String)]>,
-    view: String,
 }
 
 /// Why forwarding produced no answer.
@@ -436,10 +423,8 @@ impl Pipeline {
                 let log = self.log.as_ref().is_some_and(QueryLog::logs_forwarded).then(|| LogContext {
                     timestamp: SystemTime::now(),
                     peer: incoming.peer,
-                    transport: listener.transport_name(),
+                    transport: listener.transport,
                     listener: listener.id.clone(),
-                    srcids: listener.srcids.clone(),
-                    view: view.to_string(),
                 });
                 let job = ForwardJob {
                     key: key.as_bytes().into(),
@@ -796,7 +781,7 @@ impl Pipeline {
         }
         // forward-first with a default group to fall back on: an answer the
         // zone's group rejected under `retry_on` (SERVFAIL, say) is a failure
-        // like no answer at all, as Unbound falls back on SERVFAIL.
+        // like no answer at all.
         let fallback = job
             .forward_first
             .then(|| job.state.rules.default_group())
@@ -1025,18 +1010,16 @@ impl Pipeline {
         if forwarded && !log.logs_forwarded() {
             return;
         }
-        let bytes = out.as_slice().get(start..).unwrap_or(&[]);
-        let context = LogContext {
+        let response = out.as_slice().get(start..).unwrap_or(&[]);
+        let entry = Entry {
             timestamp: SystemTime::now(),
-            peer: incoming.peer,
-            transport: incoming.listener.transport_name(),
+            client: incoming.peer,
+            transport: incoming.listener.transport,
             listener: incoming.listener.id.clone(),
-            srcids: incoming.listener.srcids.clone(),
-            view: trace.view.clone(),
+            response: response.into(),
+            trace,
         };
-        if let Some(record) = log_record(bytes, &context, trace) {
-            log.log_query(record, forwarded);
-        }
+        log.log(entry, forwarded);
     }
 
     fn log_forwarded(&self, job: &ForwardJob, response: &[u8]) {
@@ -1044,9 +1027,15 @@ impl Pipeline {
         if !log.logs_forwarded() {
             return;
         }
-        if let Some(record) = log_record(response, context, trace.clone()) {
-            log.log_query(record, true);
-        }
+        let entry = Entry {
+            timestamp: context.timestamp,
+            client: context.peer,
+            transport: context.transport,
+            listener: context.listener.clone(),
+            response: response.into(),
+            trace: trace.clone(),
+        };
+        log.log(entry, true);
     }
 
     /// The listener an explain run stands in for: the first configured for
@@ -1075,7 +1064,7 @@ impl Pipeline {
                 (Arc::from("explain"), ["0.0.0.0/0", "::/0"].iter().filter_map(|net| net.parse().ok()).collect(), None)
             }
         };
-        ListenerContext { id, transport, allow, max_qps: None, bound, client_rate_limit: false, srcids: Arc::from([]) }
+        ListenerContext { id, transport, allow, max_qps: None, bound, client_rate_limit: false }
     }
 
     /// Run the pipeline for a question and return the decision trace; the
@@ -1291,50 +1280,4 @@ fn fill_answers(trace: &mut Trace, response: &[u8]) {
             }
         }
     }
-}
-
-fn log_record(response: &[u8], context: &LogContext, trace: Trace) -> Option<LogRecord> {
-    let message = Message::parse(response).ok()?;
-    let question = message.first_question().ok()??;
-    let rcode = message.rcode().unwrap_or(Rcode::SERVFAIL);
-    let mut answers = Vec::new();
-    for record in message.answers().ok()?.flatten() {
-        if let Ok(data) = record.data() {
-            answers.push(LogAnswer {
-                rdata: data.to_string(),
-                rtype: record.rtype().to_string(),
-                class: record.class().to_string(),
-            });
-        }
-    }
-    let mut srcids = BTreeMap::new();
-    if context.srcids.is_empty() {
-        srcids.insert("listener".to_string(), context.listener.to_string());
-    }
-    for (key, value) in context.srcids.iter() {
-        let value = if value == "{srcaddr}" { context.peer.ip().to_string() } else { value.clone() };
-        srcids.insert(key.clone(), value);
-    }
-    let mut trace = trace;
-    if trace.rcode.is_empty() {
-        trace.rcode = rcode.to_string();
-    }
-    if trace.decision.is_empty() {
-        trace.decision = trace.rcode.to_lowercase();
-    }
-    Some(LogRecord {
-        version: "1.100000",
-        vpc_id: (context.view != "default" && !context.view.is_empty()).then(|| context.view.clone()),
-        query_timestamp: rfc3339(context.timestamp),
-        query_name: question.name().to_string(),
-        query_type: question.qtype().to_string(),
-        query_class: question.qclass().to_string(),
-        rcode: rcode.to_string(),
-        answers,
-        srcaddr: context.peer.ip().to_string(),
-        srcport: context.peer.port().to_string(),
-        transport: context.transport,
-        srcids,
-        signpost: trace,
-    })
 }

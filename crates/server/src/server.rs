@@ -18,7 +18,7 @@ use crate::faults::{FaultAction, FaultTarget};
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::pipeline::{ListenerContext, Pipeline, State};
-use crate::querylog::{LogAccount, QueryLog, Trace};
+use crate::querylog::{JsonLines, QueryLog, QueryLogFormat, Trace};
 use crate::record::RecordedQuery;
 use crate::tcp::StreamLimits;
 use crate::{Error, doh, tcp, tls, udp};
@@ -86,7 +86,7 @@ pub struct ServerBuilder {
     reloader: Option<Reloader>,
     config_reloader: Option<ConfigReloader>,
     query_logs: Vec<QueryLogConfig>,
-    log_account: Option<LogAccount>,
+    log_format: Option<Arc<dyn QueryLogFormat>>,
     shared_limits: Vec<(Vec<String>, u32)>,
 }
 
@@ -129,17 +129,16 @@ impl ServerBuilder {
     }
 
     /// More query logs besides `config.query_log`, each with its own
-    /// destination and possibly limited to some views (as Route 53 query
-    /// logging configurations are to VPCs).
+    /// destination and possibly limited to some views.
     pub fn query_logs(mut self, logs: Vec<QueryLogConfig>) -> Self {
         self.query_logs = logs;
         self
     }
 
-    /// Name this account and region in every query-log line (Route 53's
-    /// `account_id` and `region`); without it lines carry neither.
-    pub fn query_log_account(mut self, account: LogAccount) -> Self {
-        self.log_account = Some(account);
+    /// How query-log lines are written: [`JsonLines`] (the neutral
+    /// format) unless an application gives its own, to add or rename fields.
+    pub fn query_log_format(mut self, format: Arc<dyn QueryLogFormat>) -> Self {
+        self.log_format = Some(format);
         self
     }
 
@@ -191,7 +190,10 @@ impl ServerBuilder {
         let log = if logs.is_empty() {
             None
         } else {
-            Some(QueryLog::start_all_for(&logs, self.log_account.as_ref(), metrics.clone()).map_err(Error::QueryLog)?)
+            {
+                let format = self.log_format.unwrap_or_else(|| Arc::new(JsonLines));
+                Some(QueryLog::start_all(&logs, format, metrics.clone()).map_err(Error::QueryLog)?)
+            }
         };
         let rules = match self.rules {
             Some(rules) => rules,
@@ -238,7 +240,6 @@ impl ServerBuilder {
                 },
                 bound: (!listener.address.is_unspecified()).then_some(listener.address),
                 client_rate_limit: listener.client_rate_limit,
-                srcids: listener.srcids.iter().map(|(key, value)| (key.clone(), value.clone())).collect(),
             });
             let local = sockets.local_addr()?;
             match (listener.transport, sockets) {

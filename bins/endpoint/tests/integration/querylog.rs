@@ -1,9 +1,8 @@
 //! Query logging configurations: per-VPC destinations, Route 53 fields,
 //! `srcids` and the transport ("did this client use DoH?").
 
-use signpost_endpoint::EndpointError;
+use signpost_endpoint::{EndpointError, LogAccount};
 use signpost_server::ListenerTransport;
-use signpost_server::querylog::LogAccount;
 
 use crate::support::*;
 

@@ -25,7 +25,7 @@ ipv6 = "none"
 "#;
 
 #[tokio::test]
-async fn query_log_lines_carry_route53_fields_and_the_decision() {
+async fn query_log_lines_carry_the_core_fields_and_the_decision() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 20)).await;
     let dir = temp_dir("querylog");
     let path = dir.0.join("queries.jsonl");
@@ -52,14 +52,22 @@ async fn query_log_lines_carry_route53_fields_and_the_decision() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     let local: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(local["query_name"], "s3.amazonaws.com.");
-    assert_eq!(local["transport"], "UDP");
-    assert_eq!(local["answers"][0]["Rdata"], "127.0.0.1");
-    assert_eq!(local["signpost"]["decision"], "local");
+    assert_eq!(local["query_type"], "A");
+    assert_eq!(local["rcode"], "NOERROR");
+    assert_eq!(local["transport"], "udp");
+    assert_eq!(local["client"], "127.0.0.1");
+    assert!(local["client_port"].as_u64().is_some_and(|port| port > 0), "{local}");
+    assert_eq!(local["listener"], server.listeners()[0].id.as_str());
+    assert_eq!(local["view"], "default");
+    assert_eq!(local["answers"][0]["rdata"], "127.0.0.1");
+    assert_eq!(local["answers"][0]["type"], "A");
+    assert_eq!(local["trace"]["decision"], "local");
+    assert!(local.get("version").is_none() && local.get("srcids").is_none(), "no Route 53 fields: {local}");
     let forwarded: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
-    assert_eq!(forwarded["transport"], "TCP");
-    assert_eq!(forwarded["signpost"]["decision"], "forward");
-    assert_eq!(forwarded["signpost"]["group"], "upstream");
-    assert_eq!(forwarded["signpost"]["attempts"][0]["outcome"], "answered NOERROR");
+    assert_eq!(forwarded["transport"], "tcp");
+    assert_eq!(forwarded["trace"]["decision"], "forward");
+    assert_eq!(forwarded["trace"]["group"], "upstream");
+    assert_eq!(forwarded["trace"]["attempts"][0]["outcome"], "answered NOERROR");
     server.shutdown().await;
 }
 
