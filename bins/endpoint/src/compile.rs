@@ -68,6 +68,13 @@ pub struct AddressLimit {
     pub qps: u32,
 }
 
+impl AddressLimit {
+    /// The name of the server's rate-limit group the listeners join.
+    pub fn group(&self) -> String {
+        format!("inbound {}", self.address)
+    }
+}
+
 /// Where one domain goes for one VPC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteTarget {
@@ -322,23 +329,34 @@ impl EndpointConfig {
         }
         let rules = builder.build()?;
 
+        let address_limits = if self.aws_limits.enabled {
+            address_limits(&listeners, &planned, self.aws_limits.inbound_qps_per_address)
+        } else {
+            Vec::new()
+        };
+        // Each inbound endpoint address's listeners join one rate-limit group.
+        let mut listeners = listeners;
+        for limit in &address_limits {
+            for listener in listeners
+                .iter_mut()
+                .filter(|listener| listener.id.as_ref().is_some_and(|id| limit.listeners.contains(id)))
+            {
+                listener.limit_group = Some(limit.group());
+            }
+        }
         let server = ServerConfig {
             listeners,
             cache: self.cache.clone(),
             limits: LimitsConfig {
                 per_client_qps: self.aws_limits.enabled.then_some(self.aws_limits.vpc_resolver_pps_per_client),
                 per_client_burst: self.aws_limits.enabled.then_some(self.aws_limits.vpc_resolver_pps_per_client),
+                groups: address_limits.iter().map(|limit| (limit.group(), limit.qps)).collect(),
                 ..LimitsConfig::default()
             },
             admin: self.admin.clone(),
             ..ServerConfig::default()
         };
 
-        let address_limits = if self.aws_limits.enabled {
-            address_limits(&server.listeners, &planned, self.aws_limits.inbound_qps_per_address)
-        } else {
-            Vec::new()
-        };
         let routes = self.routes(&resolvers, &zones, &inbound, &outbound, &rule_routes, &recursive_servers);
         let unassociated_rules =
             self.resolver_rules.iter().filter(|rule| rule.vpcs.is_empty()).map(|rule| rule.id.clone()).collect();
@@ -762,7 +780,6 @@ impl EndpointConfig {
                     listener.allow = endpoint.allow.clone().or_else(|| Some(default_allow_list()));
                     listener.workers = self.udp_workers;
                     listener.client_rate_limit = false;
-                    listener.max_qps = self.aws_limits.enabled.then_some(self.aws_limits.inbound_qps_per_address);
                     if transport == ListenerTransport::Doh {
                         listener.doh_path = endpoint.doh_path.clone();
                         listener.tls_fips = protocol == EndpointProtocol::DohFips;

@@ -47,14 +47,11 @@ pub struct Endpoint {
 }
 
 async fn start_server(deployment: &Deployment) -> Result<ServerHandle, EndpointError> {
-    let mut builder = Server::builder()
+    let builder = Server::builder()
         .config(deployment.server.clone())
         .state(deployment.state())
         .query_logs(deployment.query_logs.clone())
         .query_log_format(Arc::new(Route53Format::new(deployment.log_account.clone(), &deployment.listeners)));
-    for limit in &deployment.address_limits {
-        builder = builder.shared_listener_limit(limit.listeners.clone(), limit.qps);
-    }
     Ok(builder.start().await?)
 }
 

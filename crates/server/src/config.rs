@@ -3,6 +3,7 @@
 //! Every type deserializes from TOML with defaults for what is left out, so
 //! the binaries embed them in their own config files.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -73,6 +74,11 @@ pub struct ListenerConfig {
     /// Queries per second this listener accepts; over it queries are dropped or refused.
     #[serde(default)]
     pub max_qps: Option<u32>,
+    /// A rate-limit group of `limits.groups` this listener joins: its
+    /// queries count against the group's rate together with those of every
+    /// other listener in the group (and against `max_qps`, when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_group: Option<String>,
     /// Whether `limits.per_client_qps` applies to queries arriving here (default true).
     #[serde(default = "default_true")]
     pub client_rate_limit: bool,
@@ -102,6 +108,7 @@ impl ListenerConfig {
             allow: None,
             workers: None,
             max_qps: None,
+            limit_group: None,
             client_rate_limit: true,
         }
     }
@@ -237,6 +244,11 @@ pub struct LimitsConfig {
     pub tcp_idle_timeout_secs: u64,
     /// Longest time a query may take in all before SERVFAIL (beyond the upstream deadlines).
     pub query_timeout_ms: u64,
+    /// Named rate limits, in queries per second, shared by the listeners
+    /// that join them (`limit_group`): one token bucket per group, so that,
+    /// say, the UDP, TCP and DoH listeners of one address take one budget.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, u32>,
 }
 
 impl Default for LimitsConfig {
@@ -249,6 +261,7 @@ impl Default for LimitsConfig {
             tcp_max_in_flight: 64,
             tcp_idle_timeout_secs: 10,
             query_timeout_ms: 4_500,
+            groups: BTreeMap::new(),
         }
     }
 }

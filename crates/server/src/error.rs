@@ -38,6 +38,14 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A listener names a rate-limit group `limits.groups` does not define.
+    #[error("listener {listener}: no rate-limit group named {group:?} in limits.groups")]
+    UnknownLimitGroup {
+        /// The listener.
+        listener: String,
+        /// The group it names.
+        group: String,
+    },
     /// The query log could not be opened.
     #[error("query log: {0}")]
     QueryLog(io::Error),

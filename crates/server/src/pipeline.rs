@@ -55,6 +55,8 @@ pub(crate) struct ListenerContext {
     pub(crate) transport: Transport,
     pub(crate) allow: Vec<IpNet>,
     pub(crate) max_qps: Option<RateLimiter>,
+    /// The rate-limit group it joined, shared with the group's other listeners.
+    pub(crate) group_limit: Option<RateLimiter>,
     /// The address the socket is bound to, when it is not a wildcard.
     pub(crate) bound: Option<IpAddr>,
     /// Whether the server's per-client rate limit applies here.
@@ -269,6 +271,11 @@ impl Pipeline {
             return Fast::Drop;
         }
         if let Some(limiter) = &listener.max_qps
+            && !limiter.allow_one(incoming.now)
+        {
+            return self.over_limit(&message, DropIndex::ListenerLimit, out);
+        }
+        if let Some(limiter) = &listener.group_limit
             && !limiter.allow_one(incoming.now)
         {
             return self.over_limit(&message, DropIndex::ListenerLimit, out);
@@ -1064,7 +1071,7 @@ impl Pipeline {
                 (Arc::from("explain"), ["0.0.0.0/0", "::/0"].iter().filter_map(|net| net.parse().ok()).collect(), None)
             }
         };
-        ListenerContext { id, transport, allow, max_qps: None, bound, client_rate_limit: false }
+        ListenerContext { id, transport, allow, max_qps: None, group_limit: None, bound, client_rate_limit: false }
     }
 
     /// Run the pipeline for a question and return the decision trace; the

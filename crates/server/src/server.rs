@@ -87,7 +87,6 @@ pub struct ServerBuilder {
     config_reloader: Option<ConfigReloader>,
     query_logs: Vec<QueryLogConfig>,
     log_format: Option<Arc<dyn QueryLogFormat>>,
-    shared_limits: Vec<(Vec<String>, u32)>,
 }
 
 impl ServerBuilder {
@@ -139,15 +138,6 @@ impl ServerBuilder {
     /// format) unless an application gives its own, to add or rename fields.
     pub fn query_log_format(mut self, format: Arc<dyn QueryLogFormat>) -> Self {
         self.log_format = Some(format);
-        self
-    }
-
-    /// Let the listeners with these ids take `qps` queries per second
-    /// together: one token bucket for all of them, in place of each one's
-    /// own `max_qps` (an endpoint address's UDP, TCP and DoH listeners, say).
-    /// A listener may be in one shared limit only.
-    pub fn shared_listener_limit(mut self, listeners: Vec<String>, qps: u32) -> Self {
-        self.shared_limits.push((listeners, qps));
         self
     }
 
@@ -211,15 +201,16 @@ impl ServerBuilder {
             max_in_flight: config.limits.tcp_max_in_flight,
             idle_timeout: Duration::from_secs(config.limits.tcp_idle_timeout_secs.max(1)),
         };
-        let mut shared_limits: HashMap<&str, RateLimiter> = HashMap::new();
-        for (ids, qps) in &self.shared_limits {
-            let limiter = RateLimiter::single(*qps);
-            for id in ids {
-                if shared_limits.insert(id, limiter.clone()).is_some() {
-                    return Err(Error::Listener { listener: id.clone(), reason: "in two shared limits".into() });
-                }
+        // Every group a listener joins must exist before anything is bound.
+        for listener in &config.listeners {
+            if let Some(group) = &listener.limit_group
+                && !config.limits.groups.contains_key(group)
+            {
+                return Err(Error::UnknownLimitGroup { listener: listener.id_or_default(), group: group.clone() });
             }
         }
+        let groups: HashMap<&str, RateLimiter> =
+            config.limits.groups.iter().map(|(name, qps)| (name.as_str(), RateLimiter::single(*qps))).collect();
         let mut bound = Vec::new();
         let mut tasks = Vec::new();
         let mut sockets = bind_all(&config.listeners)?;
@@ -234,9 +225,15 @@ impl ServerBuilder {
                     ListenerTransport::Doh => Transport::Doh,
                 },
                 allow: listener.allow.clone().unwrap_or_else(default_allow_list),
-                max_qps: match shared_limits.get(id.as_str()) {
-                    Some(limiter) => Some(limiter.clone()),
-                    None => listener.max_qps.map(RateLimiter::single),
+                max_qps: listener.max_qps.map(RateLimiter::single),
+                group_limit: match &listener.limit_group {
+                    Some(group) => Some(
+                        groups
+                            .get(group.as_str())
+                            .cloned()
+                            .ok_or_else(|| Error::UnknownLimitGroup { listener: id.clone(), group: group.clone() })?,
+                    ),
+                    None => None,
                 },
                 bound: (!listener.address.is_unspecified()).then_some(listener.address),
                 client_rate_limit: listener.client_rate_limit,
