@@ -17,7 +17,7 @@ use crate::protocols::{Direction, EndpointProtocol, Protocols};
 use crate::querylog::LogAccount;
 use signpost_server::State;
 use signpost_server::{
-    LimitsConfig, ListenerConfig, ListenerTransport, LogDestination, QueryLogConfig, ServerConfig, default_allow_list,
+    LimitsConfig, ListenerConfig, LogDestination, QueryLogConfig, ServerConfig, Transport, default_allow_list,
 };
 
 /// The upstream group of the built-in recursive default (and of SYSTEM rules).
@@ -53,7 +53,7 @@ pub struct PlannedListener {
     /// The endpoint protocol it serves.
     pub protocol: EndpointProtocol,
     /// The server transport.
-    pub transport: ListenerTransport,
+    pub transport: Transport,
 }
 
 /// Listeners limited together: those of one inbound endpoint address (Do53
@@ -169,12 +169,12 @@ pub fn forward_group(rule: &str) -> String {
 }
 
 /// The listener id of a VPC resolver's transport.
-pub fn resolver_listener_id(vpc: &str, transport: ListenerTransport) -> String {
+pub fn resolver_listener_id(vpc: &str, transport: Transport) -> String {
     format!("{vpc}/resolver/{}", transport.as_str())
 }
 
 /// The listener id of one address and transport of an inbound endpoint.
-pub fn inbound_listener_id(endpoint: &str, address: IpAddr, transport: ListenerTransport) -> String {
+pub fn inbound_listener_id(endpoint: &str, address: IpAddr, transport: Transport) -> String {
     format!("{endpoint}/{address}/{}", transport.as_str())
 }
 
@@ -732,8 +732,8 @@ impl EndpointConfig {
         for (index, (vpc, resolver)) in self.vpcs.iter().zip(resolvers).enumerate() {
             let field =
                 if vpc.resolver.is_some() { format!("vpcs[{index}].resolver") } else { format!("vpcs[{index}]") };
-            for transport in [ListenerTransport::Udp, ListenerTransport::Tcp] {
-                claim(*resolver, transport == ListenerTransport::Udp, field.clone())?;
+            for transport in [Transport::Udp, Transport::Tcp] {
+                claim(*resolver, transport == Transport::Udp, field.clone())?;
                 let mut listener = ListenerConfig::new(transport, *resolver);
                 listener.id = Some(resolver_listener_id(&vpc.id, transport));
                 // The VPC resolver answers its own VPC only.
@@ -771,16 +771,16 @@ impl EndpointConfig {
             let tls = if protocols.has_https() { Some(self.inbound_tls(index, endpoint, base_dir)?) } else { None };
             for (address_index, address) in endpoint.addresses.iter().enumerate() {
                 let address_field = format!("{field}.addresses[{address_index}]");
-                let mut add = |transport: ListenerTransport, port: u16, protocol: EndpointProtocol| {
+                let mut add = |transport: Transport, port: u16, protocol: EndpointProtocol| {
                     let socket = SocketAddr::new(*address, port);
-                    claim(socket, transport == ListenerTransport::Udp, address_field.clone())?;
+                    claim(socket, transport == Transport::Udp, address_field.clone())?;
                     let id = inbound_listener_id(&endpoint.id, *address, transport);
                     let mut listener = ListenerConfig::new(transport, socket);
                     listener.id = Some(id.clone());
                     listener.allow = endpoint.allow.clone().or_else(|| Some(default_allow_list()));
                     listener.workers = self.udp_workers;
                     listener.client_rate_limit = false;
-                    if transport == ListenerTransport::Doh {
+                    if transport == Transport::Doh {
                         listener.doh_path = endpoint.doh_path.clone();
                         listener.tls_fips = protocol == EndpointProtocol::DohFips;
                         if let Some(files) = &tls {
@@ -801,14 +801,14 @@ impl EndpointConfig {
                     Ok::<(), EndpointError>(())
                 };
                 if protocols.do53 {
-                    add(ListenerTransport::Udp, endpoint.port, EndpointProtocol::Do53)?;
-                    add(ListenerTransport::Tcp, endpoint.port, EndpointProtocol::Do53)?;
+                    add(Transport::Udp, endpoint.port, EndpointProtocol::Do53)?;
+                    add(Transport::Tcp, endpoint.port, EndpointProtocol::Do53)?;
                 }
                 if protocols.doh {
-                    add(ListenerTransport::Doh, endpoint.doh_port, EndpointProtocol::DoH)?;
+                    add(Transport::Doh, endpoint.doh_port, EndpointProtocol::DoH)?;
                 }
                 if protocols.doh_fips {
-                    add(ListenerTransport::Doh, endpoint.doh_port, EndpointProtocol::DohFips)?;
+                    add(Transport::Doh, endpoint.doh_port, EndpointProtocol::DohFips)?;
                 }
             }
         }

@@ -7,9 +7,9 @@ use std::io;
 use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
-use signpost_rules::{DEFAULT_VIEW, Transport};
-use signpost_server::Trace;
+use signpost_rules::DEFAULT_VIEW;
 use signpost_server::querylog::{QueryLogFormat, QueryRecord, rfc3339};
+use signpost_server::{Trace, Transport};
 
 use crate::compile::{ListenerRole, PlannedListener};
 
@@ -135,7 +135,6 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 
-    use signpost_server::ListenerTransport;
     use signpost_server::querylog::LoggedAnswer;
     use signpost_wire::{Class, Rcode, RecordType};
 
@@ -143,7 +142,7 @@ mod tests {
     use crate::protocols::EndpointProtocol;
 
     fn planned(id: &str, role: ListenerRole) -> PlannedListener {
-        PlannedListener { id: id.into(), role, protocol: EndpointProtocol::Do53, transport: ListenerTransport::Udp }
+        PlannedListener { id: id.into(), role, protocol: EndpointProtocol::Do53, transport: Transport::Udp }
     }
 
     fn record(listener: &str, view: &str, transport: Transport) -> QueryRecord {

@@ -47,7 +47,7 @@ use signpost_wire::NameBuf;
 
 use signpost_server::State;
 use signpost_server::admin::{AdminExtension, AdminResponse, percent_decode, query_parameter};
-use signpost_server::{ListenerConfig, ListenerTransport, LogDestination, QueryLogConfig, ServerConfig};
+use signpost_server::{ListenerConfig, LogDestination, QueryLogConfig, ServerConfig, Transport};
 use signpost_server::{Server, ServerHandle};
 
 /// The domains redirected by default (LocalStack's transparent endpoint injection).
@@ -383,10 +383,10 @@ impl RedirectSettings {
         let mut listeners = Vec::new();
         for address in self.bind_addresses().unwrap_or_default() {
             let socket = SocketAddr::new(*address, self.port);
-            let mut udp = ListenerConfig::new(ListenerTransport::Udp, socket);
+            let mut udp = ListenerConfig::new(Transport::Udp, socket);
             udp.workers = self.workers;
             listeners.push(udp);
-            listeners.push(ListenerConfig::new(ListenerTransport::Tcp, socket));
+            listeners.push(ListenerConfig::new(Transport::Tcp, socket));
         }
         listeners
     }
@@ -1401,15 +1401,15 @@ impl RedirectServer {
 
     /// The bound DNS_ADDRESS/DNS_PORT UDP addresses.
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.main_addresses(ListenerTransport::Udp)
+        self.main_addresses(Transport::Udp)
     }
 
     /// The bound DNS_ADDRESS/DNS_PORT TCP addresses.
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        self.main_addresses(ListenerTransport::Tcp)
+        self.main_addresses(Transport::Tcp)
     }
 
-    fn main_addresses(&self, transport: ListenerTransport) -> Vec<SocketAddr> {
+    fn main_addresses(&self, transport: Transport) -> Vec<SocketAddr> {
         self.handle
             .listeners()
             .iter()
@@ -1426,7 +1426,7 @@ impl RedirectServer {
     pub fn startup_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
         let main = self.handle.listeners().iter().take(self.main_listeners);
-        for udp in main.filter(|listener| listener.transport == ListenerTransport::Udp) {
+        for udp in main.filter(|listener| listener.transport == Transport::Udp) {
             lines.push(format!(
                 "Starting DNS servers (tcp/udp port {} on {})...",
                 udp.address.port(),

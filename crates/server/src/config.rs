@@ -9,33 +9,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-
-/// How a listener talks to clients.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ListenerTransport {
-    /// Do53 over UDP.
-    Udp,
-    /// Do53 over TCP (RFC 7766).
-    Tcp,
-    /// DNS over TLS (RFC 7858).
-    Dot,
-    /// DNS over HTTPS (RFC 8484); plain HTTP when no certificate is given
-    /// and `plain_http` is set (behind a TLS-terminating proxy).
-    Doh,
-}
-
-impl ListenerTransport {
-    /// The name used in logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Udp => "udp",
-            Self::Tcp => "tcp",
-            Self::Dot => "dot",
-            Self::Doh => "doh",
-        }
-    }
-}
+use signpost_rules::Transport;
 
 /// One listening socket.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -48,8 +22,8 @@ pub struct ListenerConfig {
     pub address: IpAddr,
     /// Port (0 picks a free one, for tests).
     pub port: u16,
-    /// Transport.
-    pub transport: ListenerTransport,
+    /// Transport: `udp`, `tcp`, `dot` or `doh`.
+    pub transport: Transport,
     /// PEM certificate chain (DoT, DoH).
     #[serde(default)]
     pub tls_cert: Option<PathBuf>,
@@ -94,7 +68,7 @@ fn default_doh_path() -> String {
 
 impl ListenerConfig {
     /// A listener on `address` with defaults for everything else.
-    pub fn new(transport: ListenerTransport, address: SocketAddr) -> Self {
+    pub fn new(transport: Transport, address: SocketAddr) -> Self {
         Self {
             id: None,
             address: address.ip(),
@@ -317,4 +291,23 @@ pub struct ServerConfig {
     pub edns: EdnsConfig,
     /// Admin and metrics HTTP listener; off unless given.
     pub admin: Option<AdminConfig>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_transports_keep_their_config_spellings() {
+        for (text, transport) in
+            [("udp", Transport::Udp), ("tcp", Transport::Tcp), ("dot", Transport::Dot), ("doh", Transport::Doh)]
+        {
+            let listener: ListenerConfig =
+                toml::from_str(&format!("address = \"127.0.0.1\"\nport = 0\ntransport = \"{text}\"")).unwrap();
+            assert_eq!(listener.transport, transport);
+            assert_eq!(listener.id_or_default(), format!("{text}@127.0.0.1:0"));
+        }
+        let error = toml::from_str::<ListenerConfig>("address = \"127.0.0.1\"\nport = 0\ntransport = \"quic\"");
+        assert!(error.is_err());
+    }
 }

@@ -4,7 +4,7 @@
 //! atomic reload and an embedding API for tests.
 //!
 //! ```no_run
-//! use signpost_server::{ListenerConfig, ListenerTransport, Server};
+//! use signpost_server::{ListenerConfig, Server, Transport};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! // A server on free loopback ports, as a test harness would start it.
@@ -44,8 +44,8 @@ mod udp;
 
 pub use admin::{AdminExtension, AdminResponse};
 pub use config::{
-    AdminConfig, CacheConfig, EdnsConfig, LimitAction, LimitsConfig, ListenerConfig, ListenerTransport, LogDestination,
-    QueryLogConfig, ServerConfig, default_allow_list,
+    AdminConfig, CacheConfig, EdnsConfig, LimitAction, LimitsConfig, ListenerConfig, LogDestination, QueryLogConfig,
+    ServerConfig, default_allow_list,
 };
 pub use error::Error;
 pub use faults::{FaultAction, FaultTarget};
@@ -53,3 +53,6 @@ pub use pipeline::State;
 pub use querylog::{Trace, TraceAttempt};
 pub use record::RecordedQuery;
 pub use server::{BoundListener, Reloader, Server, ServerBuilder, ServerHandle};
+/// How a listener talks to clients and how a query arrived: one enum for
+/// the rule engine, the listeners and the logs.
+pub use signpost_rules::Transport;

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::{Cache, CacheKey, Lookup, ServeAs, adapt_for_client};
-use crate::config::{LimitAction, ListenerTransport, ServerConfig};
+use crate::config::{LimitAction, ServerConfig};
 use crate::faults::{FaultAction, Faults};
 use crate::limits::RateLimiter;
 use crate::metrics::{DecisionIndex, DropIndex, Metrics, TransportIndex};
@@ -1051,16 +1051,7 @@ impl Pipeline {
     /// listeners (sockets handed in), every client is allowed.
     fn explain_listener(&self, transport: Transport) -> ListenerContext {
         let listeners = &self.config.listeners;
-        let wanted = |listener: &&crate::config::ListenerConfig| {
-            matches!(
-                (listener.transport, transport),
-                (ListenerTransport::Udp, Transport::Udp)
-                    | (ListenerTransport::Tcp, Transport::Tcp)
-                    | (ListenerTransport::Dot, Transport::Dot)
-                    | (ListenerTransport::Doh, Transport::Doh)
-            )
-        };
-        let chosen = listeners.iter().find(wanted).or_else(|| listeners.first());
+        let chosen = listeners.iter().find(|listener| listener.transport == transport).or_else(|| listeners.first());
         let (id, allow, bound) = match chosen {
             Some(listener) => (
                 Arc::from(listener.id_or_default().as_str()),

@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminExtension};
 use crate::cache::CacheStats;
-use crate::config::{AdminConfig, ListenerConfig, ListenerTransport, QueryLogConfig, ServerConfig, default_allow_list};
+use crate::config::{AdminConfig, ListenerConfig, QueryLogConfig, ServerConfig, default_allow_list};
 use crate::faults::{FaultAction, FaultTarget};
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
@@ -55,10 +55,10 @@ fn changed_sections(running: &ServerConfig, next: &ServerConfig) -> Vec<&'static
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), signpost_server::Error> {
-/// use signpost_server::{ListenerConfig, ListenerTransport, Server};
+/// use signpost_server::{ListenerConfig, Transport, Server};
 ///
 /// let server = Server::builder()
-///     .listener(ListenerConfig::new(ListenerTransport::Udp, "127.0.0.1:0".parse().unwrap()))
+///     .listener(ListenerConfig::new(Transport::Udp, "127.0.0.1:0".parse().unwrap()))
 ///     .start()
 ///     .await?;
 /// let address = server.udp_addrs()[0];
@@ -104,8 +104,8 @@ impl ServerBuilder {
 
     /// Listen for UDP and TCP on `address` (with port 0, both get the same free port).
     pub fn udp_and_tcp(self, address: SocketAddr) -> Self {
-        self.listener(ListenerConfig::new(ListenerTransport::Udp, address))
-            .listener(ListenerConfig::new(ListenerTransport::Tcp, address))
+        self.listener(ListenerConfig::new(Transport::Udp, address))
+            .listener(ListenerConfig::new(Transport::Tcp, address))
     }
 
     /// The rule set.
@@ -218,12 +218,7 @@ impl ServerBuilder {
             let id = listener.id_or_default();
             let context = Arc::new(ListenerContext {
                 id: Arc::from(id.as_str()),
-                transport: match listener.transport {
-                    ListenerTransport::Udp => Transport::Udp,
-                    ListenerTransport::Tcp => Transport::Tcp,
-                    ListenerTransport::Dot => Transport::Dot,
-                    ListenerTransport::Doh => Transport::Doh,
-                },
+                transport: listener.transport,
                 allow: listener.allow.clone().unwrap_or_else(default_allow_list),
                 max_qps: listener.max_qps.map(RateLimiter::single),
                 group_limit: match &listener.limit_group {
@@ -240,12 +235,12 @@ impl ServerBuilder {
             });
             let local = sockets.local_addr()?;
             match (listener.transport, sockets) {
-                (ListenerTransport::Udp, Sockets::Udp(sockets)) => {
+                (Transport::Udp, Sockets::Udp(sockets)) => {
                     tasks.extend(udp::spawn_workers(sockets, context, pipeline.clone(), stop_receiver.clone())?);
                 }
-                (ListenerTransport::Tcp | ListenerTransport::Dot, Sockets::Stream(socket)) => {
+                (Transport::Tcp | Transport::Dot, Sockets::Stream(socket)) => {
                     let tls = match listener.transport {
-                        ListenerTransport::Dot => Some(tls_acceptor(listener, &id, &[b"dot"])?.ok_or_else(|| {
+                        Transport::Dot => Some(tls_acceptor(listener, &id, &[b"dot"])?.ok_or_else(|| {
                             Error::Listener { listener: id.clone(), reason: "DoT needs tls_cert and tls_key".into() }
                         })?),
                         _ => None,
@@ -260,7 +255,7 @@ impl ServerBuilder {
                         stop_receiver.clone(),
                     )));
                 }
-                (ListenerTransport::Doh, Sockets::Stream(socket)) => {
+                (Transport::Doh, Sockets::Stream(socket)) => {
                     let tls = tls_acceptor(listener, &id, &[b"h2", b"http/1.1"])?;
                     if tls.is_none() && !listener.plain_http {
                         return Err(Error::Listener {
@@ -347,7 +342,7 @@ impl Sockets {
 const PAIR_ATTEMPTS: usize = 64;
 
 fn is_udp(listener: &ListenerConfig) -> bool {
-    listener.transport == ListenerTransport::Udp
+    listener.transport == Transport::Udp
 }
 
 /// For each listener, the later port-0 listener of the other kind (UDP or
@@ -409,7 +404,7 @@ fn udp_workers(listener: &ListenerConfig) -> usize {
 fn bind_one(listener: &ListenerConfig) -> Result<Sockets, Error> {
     let address = listener.socket_address();
     Ok(match listener.transport {
-        ListenerTransport::Udp => Sockets::Udp(udp::bind_sockets(address, udp_workers(listener))?),
+        Transport::Udp => Sockets::Udp(udp::bind_sockets(address, udp_workers(listener))?),
         transport => Sockets::Stream(tcp::bind(address, transport.as_str())?),
     })
 }
@@ -444,7 +439,7 @@ pub struct BoundListener {
     /// Its id.
     pub id: String,
     /// Its transport.
-    pub transport: ListenerTransport,
+    pub transport: Transport,
     /// The address actually bound (the real port when 0 was asked for).
     pub address: SocketAddr,
 }
@@ -473,28 +468,28 @@ impl ServerHandle {
         &self.inner.listeners
     }
 
-    fn addresses(&self, transport: ListenerTransport) -> Vec<SocketAddr> {
+    fn addresses(&self, transport: Transport) -> Vec<SocketAddr> {
         self.inner.listeners.iter().filter(|l| l.transport == transport).map(|l| l.address).collect()
     }
 
     /// Bound UDP addresses.
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.addresses(ListenerTransport::Udp)
+        self.addresses(Transport::Udp)
     }
 
     /// Bound TCP addresses.
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        self.addresses(ListenerTransport::Tcp)
+        self.addresses(Transport::Tcp)
     }
 
     /// Bound DoT addresses.
     pub fn dot_addrs(&self) -> Vec<SocketAddr> {
-        self.addresses(ListenerTransport::Dot)
+        self.addresses(Transport::Dot)
     }
 
     /// Bound DoH addresses.
     pub fn doh_addrs(&self) -> Vec<SocketAddr> {
-        self.addresses(ListenerTransport::Doh)
+        self.addresses(Transport::Doh)
     }
 
     /// The admin/metrics address, if serving.
@@ -648,7 +643,7 @@ mod tests {
     use super::*;
 
     fn udp_listener() -> ListenerConfig {
-        let mut listener = ListenerConfig::new(ListenerTransport::Udp, SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut listener = ListenerConfig::new(Transport::Udp, SocketAddr::from(([127, 0, 0, 1], 0)));
         listener.workers = Some(1);
         listener
     }
@@ -662,7 +657,7 @@ mod tests {
         let running = ServerConfig { listeners: vec![udp_listener()], ..ServerConfig::default() };
         assert!(changed_sections(&running, &running.clone()).is_empty());
         let mut next = running.clone();
-        next.listeners.push(ListenerConfig::new(ListenerTransport::Tcp, SocketAddr::from(([127, 0, 0, 1], 0))));
+        next.listeners.push(ListenerConfig::new(Transport::Tcp, SocketAddr::from(([127, 0, 0, 1], 0))));
         next.cache.max_entries += 1;
         next.limits.per_client_qps = Some(10);
         next.admin = Some(AdminConfig { address: SocketAddr::from(([127, 0, 0, 1], 0)) });
@@ -713,7 +708,7 @@ mod tests {
             udp.workers = Some(2);
             let server = Server::builder()
                 .listener(udp)
-                .listener(ListenerConfig::new(ListenerTransport::Tcp, SocketAddr::from(([127, 0, 0, 1], 0))))
+                .listener(ListenerConfig::new(Transport::Tcp, SocketAddr::from(([127, 0, 0, 1], 0))))
                 .start()
                 .await
                 .unwrap();

@@ -2,7 +2,7 @@
 //! `srcids` and the transport ("did this client use DoH?").
 
 use signpost_endpoint::{EndpointError, LogAccount};
-use signpost_server::ListenerTransport;
+use signpost_server::Transport;
 
 use crate::support::*;
 
@@ -53,9 +53,9 @@ destination = "none.log"
 
     ask(vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT, "www.corp.example").await.unwrap();
     ask(vpc_resolver(&endpoint, "vpc-b"), VPC_B_CLIENT, "www.corp.example").await.unwrap();
-    let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp)[0];
+    let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp)[0];
     ask(udp, ONPREM_CLIENT, "www.corp.example").await.unwrap();
-    let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Doh)[1];
+    let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Doh)[1];
     let client = resolver("https", doh, None, Some(client_tls(&certificate)));
     assert_eq!(lookup_v4(&client, "www.corp.example.").await.len(), 1);
 

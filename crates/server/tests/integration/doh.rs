@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use base64::Engine;
-use signpost_server::{ListenerConfig, ListenerTransport};
+use signpost_server::{ListenerConfig, Transport};
 use signpost_wire::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -23,7 +23,7 @@ ttl = 42
 #[tokio::test]
 async fn hickory_resolves_over_doh_with_tls_and_http2() {
     let certificate = certificate();
-    let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
     listener.tls_cert = Some(certificate.cert.clone());
     listener.tls_key = Some(certificate.key.clone());
     let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
@@ -32,14 +32,14 @@ async fn hickory_resolves_over_doh_with_tls_and_http2() {
     let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
     assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
     let seen = server.recorded_queries();
-    assert!(seen.iter().any(|q| q.transport == signpost_rules::Transport::Doh), "{seen:?}");
+    assert!(seen.iter().any(|q| q.transport == Transport::Doh), "{seen:?}");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn hickory_resolves_over_dot() {
     let certificate = certificate();
-    let mut listener = ListenerConfig::new(ListenerTransport::Dot, "127.0.0.1:0".parse().unwrap());
+    let mut listener = ListenerConfig::new(Transport::Dot, "127.0.0.1:0".parse().unwrap());
     listener.tls_cert = Some(certificate.cert.clone());
     listener.tls_key = Some(certificate.key.clone());
     let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
@@ -50,7 +50,7 @@ async fn hickory_resolves_over_dot() {
     let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
     assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
     let seen = server.recorded_queries();
-    assert!(seen.iter().all(|q| q.transport == signpost_rules::Transport::Dot), "{seen:?}");
+    assert!(seen.iter().all(|q| q.transport == Transport::Dot), "{seen:?}");
     assert!(!seen.is_empty());
     server.shutdown().await;
 }
@@ -67,7 +67,7 @@ async fn http(address: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>
 
 #[tokio::test]
 async fn plain_http_doh_answers_get_and_post_and_rejects_bad_requests() {
-    let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
     listener.plain_http = true;
     let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
     let address = server.doh_addrs()[0];
@@ -112,7 +112,7 @@ async fn plain_http_doh_answers_get_and_post_and_rejects_bad_requests() {
 
 #[tokio::test]
 async fn doh_without_a_certificate_needs_plain_http_said_out_loud() {
-    let listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    let listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
     let error = builder().listener(listener).start().await.err().expect("refused");
     assert!(error.to_string().contains("plain_http"), "{error}");
 }
@@ -143,7 +143,7 @@ async fn https1(
 #[tokio::test]
 async fn doh_over_tls_answers_http1_get_and_post() {
     let certificate = certificate();
-    let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
     listener.tls_cert = Some(certificate.cert.clone());
     listener.tls_key = Some(certificate.key.clone());
     let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
@@ -188,7 +188,7 @@ async fn doh_over_tls_answers_http1_get_and_post() {
     assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
     let seen = server.recorded_queries();
     assert_eq!(seen.len(), 4, "{seen:?}");
-    assert!(seen.iter().all(|q| q.transport == signpost_rules::Transport::Doh), "{seen:?}");
+    assert!(seen.iter().all(|q| q.transport == Transport::Doh), "{seen:?}");
     server.shutdown().await;
 }
 
@@ -203,7 +203,7 @@ async fn abandoned_doh_requests_do_not_hold_up_shutdown() {
     group.total_timeout = Duration::from_secs(30);
     let mut config = config_with_default_listeners();
     config.limits.query_timeout_ms = 30_000;
-    let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
     listener.plain_http = true;
     config.listeners.push(listener);
     let server = signpost_server::Server::builder()

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use signpost_server::{ListenerConfig, ListenerTransport, ServerConfig};
+use signpost_server::{ListenerConfig, ServerConfig, Transport};
 use signpost_wire::{Message, RecordType};
 use tokio::net::UdpSocket;
 
@@ -33,10 +33,10 @@ async fn udp_and_tcp_listeners_on_ipv6_loopback_answer() {
         return;
     }
     let mut config = ServerConfig::default();
-    let mut udp = ListenerConfig::new(ListenerTransport::Udp, "[::1]:0".parse().unwrap());
+    let mut udp = ListenerConfig::new(Transport::Udp, "[::1]:0".parse().unwrap());
     udp.workers = Some(1);
     config.listeners.push(udp);
-    config.listeners.push(ListenerConfig::new(ListenerTransport::Tcp, "[::1]:0".parse().unwrap()));
+    config.listeners.push(ListenerConfig::new(Transport::Tcp, "[::1]:0".parse().unwrap()));
     let server = signpost_server::Server::builder().config(config).rules(rules(LOCAL, &[])).start().await.unwrap();
     server.record_queries(true);
     let udp_address = server.udp_addrs()[0];

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use signpost_server::{LimitAction, ListenerConfig, ListenerTransport as Transport};
+use signpost_server::{LimitAction, ListenerConfig, Transport};
 use signpost_wire::{Message, Rcode, RecordType};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hickory_resolver::Resolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use signpost_rules::Transport;
+use signpost_server::Transport;
 use signpost_server::{AdminConfig, FaultAction, FaultTarget, LogDestination, State};
 use signpost_wire::{EdnsHeader, Message, Rcode, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

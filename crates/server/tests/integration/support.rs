@@ -11,7 +11,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use signpost_rules::RuleSet;
 use signpost_rules::config::RulesConfig;
-use signpost_server::{ListenerConfig, ListenerTransport, Server, ServerBuilder, ServerConfig, ServerHandle};
+use signpost_server::{ListenerConfig, Server, ServerBuilder, ServerConfig, ServerHandle, Transport};
 use signpost_upstream::{GroupConfig, ServerConfig as UpstreamServer, Upstreams};
 use signpost_wire::{Class, EdnsHeader, Flags, Message, MessageBuilder, NameBuf, RecordBuf, RecordType, Section};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -162,19 +162,19 @@ pub(crate) fn upstreams(groups: Vec<GroupConfig>) -> Upstreams {
 /// A builder with UDP and TCP on 127.0.0.1:0 (same port) and one UDP worker.
 pub(crate) fn builder() -> ServerBuilder {
     let mut config = ServerConfig::default();
-    let mut udp = ListenerConfig::new(ListenerTransport::Udp, "127.0.0.1:0".parse().unwrap());
+    let mut udp = ListenerConfig::new(Transport::Udp, "127.0.0.1:0".parse().unwrap());
     udp.workers = Some(1);
     config.listeners.push(udp);
-    config.listeners.push(ListenerConfig::new(ListenerTransport::Tcp, "127.0.0.1:0".parse().unwrap()));
+    config.listeners.push(ListenerConfig::new(Transport::Tcp, "127.0.0.1:0".parse().unwrap()));
     Server::builder().config(config)
 }
 
 pub(crate) fn config_with_default_listeners() -> ServerConfig {
     let mut config = ServerConfig::default();
-    let mut udp = ListenerConfig::new(ListenerTransport::Udp, "127.0.0.1:0".parse().unwrap());
+    let mut udp = ListenerConfig::new(Transport::Udp, "127.0.0.1:0".parse().unwrap());
     udp.workers = Some(1);
     config.listeners.push(udp);
-    config.listeners.push(ListenerConfig::new(ListenerTransport::Tcp, "127.0.0.1:0".parse().unwrap()));
+    config.listeners.push(ListenerConfig::new(Transport::Tcp, "127.0.0.1:0".parse().unwrap()));
     config
 }
 
