@@ -221,26 +221,39 @@ impl Cache {
         }
     }
 
-    /// Serve a fresh entry for `key` into `out`.
-    pub(crate) fn lookup(&self, key: &[u8], now: Instant, serve: ServeAs<'_>, out: &mut impl Buffer) -> Lookup {
+    /// Serve a fresh entry for `key` into `out`; with `count`, the hit or
+    /// miss shows in the counters.
+    pub(crate) fn lookup(
+        &self,
+        key: &[u8],
+        now: Instant,
+        serve: ServeAs<'_>,
+        out: &mut impl Buffer,
+        count: bool,
+    ) -> Lookup {
+        let count = |counter: &AtomicU64| {
+            if count {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        };
         if !self.config.enabled {
             return Lookup::Miss;
         }
         let Some(shard) = self.shards.get(shard_of(key)) else { return Lookup::Miss };
         let Ok(shard) = shard.read() else { return Lookup::Miss };
         let Some(entry) = shard.index.get(key).and_then(|&position| shard.entries.get(position)) else {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            count(&self.stats.misses);
             return Lookup::Miss;
         };
         if entry.expires <= now {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            count(&self.stats.misses);
             return Lookup::Miss;
         }
         entry.referenced.store(true, Ordering::Relaxed);
         let elapsed = now.saturating_duration_since(entry.stored).as_secs().min(u64::from(u32::MAX)) as u32;
         match write_entry(entry, elapsed, None, serve, out) {
             Some((len, min_ttl)) => {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                count(&self.stats.hits);
                 Lookup::Hit { len, min_ttl }
             }
             None => Lookup::Miss,
@@ -248,13 +261,15 @@ impl Cache {
     }
 
     /// Serve an expired entry still inside the serve-stale window, with the
-    /// configured stale TTL (RFC 8767). Returns the length written.
+    /// configured stale TTL (RFC 8767). Returns the length written; with
+    /// `count`, the stale hit shows in the counters.
     pub(crate) fn lookup_stale(
         &self,
         key: &[u8],
         now: Instant,
         serve: ServeAs<'_>,
         out: &mut impl Buffer,
+        count: bool,
     ) -> Option<usize> {
         if !self.config.enabled || self.config.serve_stale_secs == 0 {
             return None;
@@ -265,7 +280,9 @@ impl Cache {
             return None;
         }
         let (len, _) = write_entry(entry, 0, Some(self.config.stale_ttl_secs), serve, out)?;
-        self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
+        if count {
+            self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
+        }
         Some(len)
     }
 
@@ -486,7 +503,7 @@ mod tests {
         let asked: NameBuf = "wWw.ExAmPle.com".parse().expect("name");
         let mut out = Vec::new();
         let later = now + Duration::from_secs(100);
-        let result = cache.lookup(key("www.EXAMPLE.com").as_bytes(), later, serve(asked.as_wire()), &mut out);
+        let result = cache.lookup(key("www.EXAMPLE.com").as_bytes(), later, serve(asked.as_wire()), &mut out, true);
         assert_eq!(result, Lookup::Hit { len: bytes.len(), min_ttl: 200 });
         let message = Message::parse(&out).expect("header");
         assert_eq!(message.id(), 0x4242);
@@ -497,14 +514,19 @@ mod tests {
         let expired = now + Duration::from_secs(301);
         out.clear();
         assert_eq!(
-            cache.lookup(key("www.example.com").as_bytes(), expired, serve(asked.as_wire()), &mut out),
+            cache.lookup(key("www.example.com").as_bytes(), expired, serve(asked.as_wire()), &mut out, true),
             Lookup::Miss
         );
         let stale_config = CacheConfig { serve_stale_secs: 3600, ..config() };
         let stale_cache = Cache::new(stale_config);
         stale_cache.insert(key("www.example.com").as_bytes(), &bytes, now);
-        let len =
-            stale_cache.lookup_stale(key("www.example.com").as_bytes(), expired, serve(asked.as_wire()), &mut out);
+        let len = stale_cache.lookup_stale(
+            key("www.example.com").as_bytes(),
+            expired,
+            serve(asked.as_wire()),
+            &mut out,
+            true,
+        );
         assert!(len.is_some());
         let stale = Message::parse(&out).expect("header");
         assert_eq!(stale.answers().expect("ok").next().expect("one").expect("valid").ttl(), 30);
@@ -557,7 +579,7 @@ mod tests {
         let name: NameBuf = "big.example".parse().expect("name");
         let mut out = Vec::new();
         let serve_small = ServeAs { id: 1, question_name: name.as_wire(), limit: 512, client_edns: false };
-        let result = cache.lookup(key("big.example").as_bytes(), now, serve_small, &mut out);
+        let result = cache.lookup(key("big.example").as_bytes(), now, serve_small, &mut out, true);
         assert!(matches!(result, Lookup::Hit { len, .. } if len <= 512));
         let message = Message::parse(&out).expect("header");
         assert!(message.flags().tc());

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::pipeline::{Fast, Incoming, ListenerContext, Pipeline};
+use crate::pipeline::{Incoming, ListenerContext, Pipeline, Reply};
 
 const CONTENT_TYPE: &str = "application/dns-message";
 
@@ -148,27 +148,17 @@ impl Service {
             max_response: Some(usize::from(u16::MAX)),
             now: Instant::now(),
         };
-        let fast = self.pipeline.handle_fast(&incoming, &mut out);
-        let response = match fast {
-            Fast::Answered { len } => {
+        let response = match self.pipeline.handle(&incoming, &mut out) {
+            Reply::Now { len } => {
                 out.truncate(len);
                 out
             }
-            Fast::Delayed { len, delay } => {
-                out.truncate(len);
-                tokio::time::sleep(delay).await;
-                out
-            }
-            Fast::Forward(job) => {
-                // Dropped with this future when the client goes away.
-                let _in_flight = self.pipeline.in_flight.token();
-                let response = self.pipeline.forward(job).await;
-                match response {
-                    Some(response) => response,
-                    None => return status(StatusCode::BAD_GATEWAY, "no answer"),
-                }
-            }
-            Fast::Drop | Fast::Reset => return status(StatusCode::SERVICE_UNAVAILABLE, "query dropped"),
+            // Dropped with this future when the client goes away.
+            Reply::Later(pending) => match pending.answer().await {
+                Some(response) => response,
+                None => return status(StatusCode::BAD_GATEWAY, "no answer"),
+            },
+            Reply::Silent | Reply::Close => return status(StatusCode::SERVICE_UNAVAILABLE, "query dropped"),
         };
         dns_response(response)
     }

@@ -30,15 +30,14 @@ pub mod cache;
 pub mod config;
 mod doh;
 mod error;
-mod faults;
 mod limits;
 pub mod metrics;
 mod pipeline;
 pub mod querylog;
-mod record;
 mod server;
 mod sys;
 mod tcp;
+mod test_layer;
 pub mod tls;
 mod udp;
 
@@ -48,11 +47,10 @@ pub use config::{
     ServerConfig, default_allow_list,
 };
 pub use error::Error;
-pub use faults::{FaultAction, FaultTarget};
 pub use pipeline::State;
 pub use querylog::{Trace, TraceAttempt};
-pub use record::RecordedQuery;
 pub use server::{BoundListener, Reloader, Server, ServerBuilder, ServerHandle};
 /// How a listener talks to clients and how a query arrived: one enum for
 /// the rule engine, the listeners and the logs.
 pub use signpost_rules::Transport;
+pub use test_layer::{FaultAction, FaultTarget, RecordedQuery, TestLayer};

@@ -14,13 +14,12 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin::{self, AdminExtension};
 use crate::cache::CacheStats;
 use crate::config::{AdminConfig, ListenerConfig, QueryLogConfig, ServerConfig, default_allow_list};
-use crate::faults::{FaultAction, FaultTarget};
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::pipeline::{ListenerContext, Pipeline, State};
 use crate::querylog::{JsonLines, QueryLog, QueryLogFormat, Trace};
-use crate::record::RecordedQuery;
 use crate::tcp::StreamLimits;
+use crate::test_layer::TestLayer;
 use crate::{Error, doh, tcp, tls, udp};
 
 /// Rebuilds rules and upstreams from their source (config files), for
@@ -87,6 +86,7 @@ pub struct ServerBuilder {
     config_reloader: Option<ConfigReloader>,
     query_logs: Vec<QueryLogConfig>,
     log_format: Option<Arc<dyn QueryLogFormat>>,
+    test_layer: Option<TestLayer>,
 }
 
 impl ServerBuilder {
@@ -138,6 +138,15 @@ impl ServerBuilder {
     /// format) unless an application gives its own, to add or rename fields.
     pub fn query_log_format(mut self, format: Arc<dyn QueryLogFormat>) -> Self {
         self.log_format = Some(format);
+        self
+    }
+
+    /// Add fault injection and query recording (for tests): the server
+    /// runs `layer` on every query, and the test keeps a clone to inject
+    /// faults and read what was recorded. Without it, neither costs more
+    /// than a branch.
+    pub fn test_layer(mut self, layer: TestLayer) -> Self {
+        self.test_layer = Some(layer);
         self
     }
 
@@ -194,7 +203,8 @@ impl ServerBuilder {
             None => Arc::new(Upstreams::default()),
         };
         let config = self.config.clone();
-        let pipeline = Arc::new(Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log));
+        let pipeline =
+            Arc::new(Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log, self.test_layer));
         let (stop, stop_receiver) = watch::channel(false);
         let limits = StreamLimits {
             max_connections: config.limits.tcp_max_connections,
@@ -576,29 +586,9 @@ impl ServerHandle {
         pipeline.metrics.render(pipeline.cache.stats(), pipeline.cache.len())
     }
 
-    /// Make queries for `target` fail as `action` says (tests only).
-    pub fn inject_fault(&self, target: FaultTarget, action: FaultAction) {
-        self.inner.pipeline.faults.add(target, action);
-    }
-
-    /// Remove every injected fault.
-    pub fn clear_faults(&self) {
-        self.inner.pipeline.faults.clear();
-    }
-
-    /// Start or stop recording the queries received.
-    pub fn record_queries(&self, enabled: bool) {
-        self.inner.pipeline.recorder.set_enabled(enabled);
-    }
-
-    /// The queries recorded so far.
-    pub fn recorded_queries(&self) -> Vec<RecordedQuery> {
-        self.inner.pipeline.recorder.snapshot()
-    }
-
-    /// The queries recorded so far, clearing the record.
-    pub fn take_recorded_queries(&self) -> Vec<RecordedQuery> {
-        self.inner.pipeline.recorder.take()
+    /// The test layer, when the server was built with one.
+    pub fn test_layer(&self) -> Option<&TestLayer> {
+        self.inner.pipeline.layer.as_ref()
     }
 
     /// Run a question through the pipeline as if `client` had asked over

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::Error;
 use crate::metrics::DropIndex;
-use crate::pipeline::{Fast, Incoming, ListenerContext, Pipeline};
+use crate::pipeline::{Incoming, ListenerContext, Pipeline, Reply};
 use crate::sys;
 
 /// Limits for stream listeners.
@@ -150,37 +150,25 @@ impl Connection {
                 max_response: Some(usize::from(u16::MAX)),
                 now: Instant::now(),
             };
-            match self.pipeline.handle_fast(&incoming, &mut out) {
-                Fast::Answered { len } => {
+            match self.pipeline.handle(&incoming, &mut out) {
+                Reply::Now { len } => {
                     out.truncate(len);
                     if sender.send(out).await.is_err() {
                         break;
                     }
                     drop(permit);
                 }
-                Fast::Forward(job) => {
-                    let pipeline = self.pipeline.clone();
+                Reply::Later(pending) => {
                     let sender = sender.clone();
-                    let in_flight = self.pipeline.in_flight.token();
                     tokio::spawn(async move {
-                        if let Some(response) = pipeline.forward(job).await {
+                        if let Some(response) = pending.answer().await {
                             let _ = sender.send(response).await;
                         }
                         drop(permit);
-                        drop(in_flight);
                     });
                 }
-                Fast::Delayed { len, delay } => {
-                    out.truncate(len);
-                    let sender = sender.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        let _ = sender.send(out).await;
-                        drop(permit);
-                    });
-                }
-                Fast::Drop => drop(permit),
-                Fast::Reset => {
+                Reply::Silent => drop(permit),
+                Reply::Close => {
                     reset = true;
                     break;
                 }

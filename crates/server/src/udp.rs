@@ -3,15 +3,16 @@
 //!
 //! Local answers and cache hits are written inline into the outgoing batch
 //! by the task that read the query: no other task, no channel, no
-//! allocation. Only queries that need an upstream become tasks of their own,
-//! spawned on the same runtime thread (so no other thread is woken), which
-//! send the answer back on the same socket.
+//! allocation. Only answers that come later (a query that needs an
+//! upstream) become tasks of their own, spawned on the same runtime thread
+//! (so no other thread is woken), which send the answer back on the same
+//! socket.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use signpost_wire::SliceBuffer;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -20,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Error;
-use crate::pipeline::{Fast, Incoming, ListenerContext, Pipeline};
+use crate::pipeline::{Incoming, ListenerContext, Pending, Pipeline, Reply};
 use crate::sys::{self, RecvBatch, SendBatch};
 
 /// Batches a worker reads before it lets other tasks run.
@@ -164,14 +165,10 @@ impl Worker {
                 max_response: None,
                 now,
             };
-            match self.pipeline.handle_fast(&incoming, &mut out) {
-                Fast::Answered { len } => send.push(len, info.peer, source),
-                Fast::Forward(job) => self.forward(job, info.peer, source),
-                Fast::Delayed { len, delay } => {
-                    let response = out.written().get(..len).unwrap_or(&[]).to_vec();
-                    self.send_later(response, delay, info.peer, source);
-                }
-                Fast::Drop | Fast::Reset => {}
+            match self.pipeline.handle(&incoming, &mut out) {
+                Reply::Now { len } => send.push(len, info.peer, source),
+                Reply::Later(pending) => self.answer_later(pending, info.peer, source),
+                Reply::Silent | Reply::Close => {}
             }
             if send.is_full() {
                 send.flush(fd);
@@ -182,25 +179,15 @@ impl Worker {
         }
     }
 
-    fn forward(&self, job: Box<crate::pipeline::ForwardJob>, peer: SocketAddr, source: Option<IpAddr>) {
-        let pipeline = self.pipeline.clone();
+    /// Send a pending answer when it comes, on this worker's socket.
+    fn answer_later(&self, pending: Pending, peer: SocketAddr, source: Option<IpAddr>) {
         let socket = self.socket.clone();
-        let in_flight = self.pipeline.in_flight.token();
         // Spawned from a runtime worker: the task starts on this thread's
         // queue, with no wake-up of another thread.
         tokio::spawn(async move {
-            if let Some(response) = pipeline.forward(job).await {
+            if let Some(response) = pending.answer().await {
                 let _ = sys::send_one(socket.as_raw_fd(), &response, peer, source);
             }
-            drop(in_flight);
-        });
-    }
-
-    fn send_later(&self, response: Vec<u8>, delay: Duration, peer: SocketAddr, source: Option<IpAddr>) {
-        let socket = self.socket.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = sys::send_one(socket.as_raw_fd(), &response, peer, source);
         });
     }
 }
@@ -240,7 +227,7 @@ mod tests {
             let client = UdpSocket::bind("127.0.0.1:0").expect("client");
             client.send_to(b"x", address).expect("send");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(100));
         let received: Vec<usize> = sockets
             .iter()
             .map(|socket| {

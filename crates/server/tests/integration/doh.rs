@@ -26,12 +26,12 @@ async fn hickory_resolves_over_doh_with_tls_and_http2() {
     let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
     listener.tls_cert = Some(certificate.cert.clone());
     listener.tls_key = Some(certificate.key.clone());
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
-    server.record_queries(true);
+    let layer = signpost_server::TestLayer::new().recording(true);
+    let server = builder().listener(listener).rules(rules(LOCAL, &[])).test_layer(layer.clone()).start().await.unwrap();
     let resolver = resolver("https", server.doh_addrs()[0], Some(client_tls(&certificate)));
     let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
     assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let seen = server.recorded_queries();
+    let seen = layer.recorded_queries();
     assert!(seen.iter().any(|q| q.transport == Transport::Doh), "{seen:?}");
     server.shutdown().await;
 }
@@ -42,14 +42,14 @@ async fn hickory_resolves_over_dot() {
     let mut listener = ListenerConfig::new(Transport::Dot, "127.0.0.1:0".parse().unwrap());
     listener.tls_cert = Some(certificate.cert.clone());
     listener.tls_key = Some(certificate.key.clone());
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
-    server.record_queries(true);
+    let layer = signpost_server::TestLayer::new().recording(true);
+    let server = builder().listener(listener).rules(rules(LOCAL, &[])).test_layer(layer.clone()).start().await.unwrap();
     let mut tls = client_tls(&certificate);
     tls.alpn_protocols = vec![b"dot".to_vec()];
     let resolver = resolver("tls", server.dot_addrs()[0], Some(tls));
     let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
     assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let seen = server.recorded_queries();
+    let seen = layer.recorded_queries();
     assert!(seen.iter().all(|q| q.transport == Transport::Dot), "{seen:?}");
     assert!(!seen.is_empty());
     server.shutdown().await;
@@ -146,8 +146,8 @@ async fn doh_over_tls_answers_http1_get_and_post() {
     let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
     listener.tls_cert = Some(certificate.cert.clone());
     listener.tls_key = Some(certificate.key.clone());
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
-    server.record_queries(true);
+    let layer = signpost_server::TestLayer::new().recording(true);
+    let server = builder().listener(listener).rules(rules(LOCAL, &[])).test_layer(layer.clone()).start().await.unwrap();
     let address = server.doh_addrs()[0];
     let dns = query("www.doh.test", RecordType::A, None);
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dns);
@@ -186,7 +186,7 @@ async fn doh_over_tls_answers_http1_get_and_post() {
     )
     .await;
     assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
-    let seen = server.recorded_queries();
+    let seen = layer.recorded_queries();
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert!(seen.iter().all(|q| q.transport == Transport::Doh), "{seen:?}");
     server.shutdown().await;

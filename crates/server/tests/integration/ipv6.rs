@@ -37,8 +37,14 @@ async fn udp_and_tcp_listeners_on_ipv6_loopback_answer() {
     udp.workers = Some(1);
     config.listeners.push(udp);
     config.listeners.push(ListenerConfig::new(Transport::Tcp, "[::1]:0".parse().unwrap()));
-    let server = signpost_server::Server::builder().config(config).rules(rules(LOCAL, &[])).start().await.unwrap();
-    server.record_queries(true);
+    let layer = signpost_server::TestLayer::new().recording(true);
+    let server = signpost_server::Server::builder()
+        .config(config)
+        .rules(rules(LOCAL, &[]))
+        .test_layer(layer.clone())
+        .start()
+        .await
+        .unwrap();
     let udp_address = server.udp_addrs()[0];
     let tcp_address = server.tcp_addrs()[0];
     assert!(udp_address.is_ipv6() && tcp_address.is_ipv6(), "{udp_address} {tcp_address}");
@@ -61,7 +67,7 @@ async fn udp_and_tcp_listeners_on_ipv6_loopback_answer() {
     let tcp_answer = tcp_exchange(tcp_address, &query("raw.six.test", RecordType::A, None)).await;
     assert_eq!(answers(&tcp_answer), ["raw.six.test. 30 IN A 127.0.0.1"]);
 
-    let seen = server.recorded_queries();
+    let seen = layer.recorded_queries();
     assert!(!seen.is_empty());
     assert!(seen.iter().all(|q| q.client.ip() == IpAddr::V6(Ipv6Addr::LOCALHOST)), "{seen:?}");
     server.shutdown().await;

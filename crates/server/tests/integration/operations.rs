@@ -8,7 +8,7 @@ use hickory_resolver::Resolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use signpost_server::Transport;
-use signpost_server::{AdminConfig, FaultAction, FaultTarget, LogDestination, State};
+use signpost_server::{AdminConfig, FaultAction, FaultTarget, LogDestination, State, TestLayer};
 use signpost_wire::{EdnsHeader, Message, Rcode, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -108,12 +108,12 @@ async fn reload_swaps_rules_atomically_and_a_failed_reload_keeps_the_old_ones() 
 
 #[tokio::test]
 async fn injected_faults_and_recorded_queries() {
-    let server = builder().rules(rules(RULES, &["upstream"])).start().await.unwrap();
-    server.record_queries(true);
-    server.inject_fault(FaultTarget::Name("broken.amazonaws.com".parse().unwrap()), FaultAction::ServFail);
-    server.inject_fault(FaultTarget::Name("gone.amazonaws.com".parse().unwrap()), FaultAction::Drop);
-    server.inject_fault(FaultTarget::Name("big.amazonaws.com".parse().unwrap()), FaultAction::Truncate);
-    server.inject_fault(
+    let layer = TestLayer::new().recording(true);
+    let server = builder().rules(rules(RULES, &["upstream"])).test_layer(layer.clone()).start().await.unwrap();
+    layer.inject_fault(FaultTarget::Name("broken.amazonaws.com".parse().unwrap()), FaultAction::ServFail);
+    layer.inject_fault(FaultTarget::Name("gone.amazonaws.com".parse().unwrap()), FaultAction::Drop);
+    layer.inject_fault(FaultTarget::Name("big.amazonaws.com".parse().unwrap()), FaultAction::Truncate);
+    layer.inject_fault(
         FaultTarget::Name("slow.amazonaws.com".parse().unwrap()),
         FaultAction::Delay(Duration::from_millis(300)),
     );
@@ -130,10 +130,10 @@ async fn injected_faults_and_recorded_queries() {
     let slow = exchange("slow.amazonaws.com", Duration::from_secs(2)).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(290));
     assert_eq!(answers(&slow).len(), 1);
-    let recorded = server.take_recorded_queries();
+    let recorded = layer.take_recorded_queries();
     let names: Vec<String> = recorded.iter().map(|q| q.name.to_string()).collect();
     assert_eq!(names, ["x.broken.amazonaws.com.", "gone.amazonaws.com.", "big.amazonaws.com.", "slow.amazonaws.com."]);
-    server.clear_faults();
+    layer.clear_faults();
     assert_eq!(answers(&exchange("x.broken.amazonaws.com", Duration::from_secs(2)).await.unwrap()).len(), 1);
     server.shutdown().await;
 }
@@ -143,15 +143,16 @@ async fn injected_faults_and_recorded_queries() {
 #[tokio::test]
 async fn truncate_faults_send_udp_clients_to_tcp_where_they_are_answered() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 22)).await;
+    let layer = TestLayer::new().recording(true);
     let server = builder()
         .rules(rules(RULES, &["upstream"]))
         .upstreams(upstreams(vec![upstream.group("upstream")]))
+        .test_layer(layer.clone())
         .start()
         .await
         .unwrap();
-    server.record_queries(true);
-    server.inject_fault(FaultTarget::Name("big.amazonaws.com".parse().unwrap()), FaultAction::Truncate);
-    server.inject_fault(FaultTarget::UpstreamGroup("upstream".into()), FaultAction::Truncate);
+    layer.inject_fault(FaultTarget::Name("big.amazonaws.com".parse().unwrap()), FaultAction::Truncate);
+    layer.inject_fault(FaultTarget::UpstreamGroup("upstream".into()), FaultAction::Truncate);
     assert_eq!(udp(&server).port(), tcp(&server).port());
     // An explicit configuration: UDP first, then TCP, on the server's port.
     let mut connections = vec![ConnectionConfig::udp(), ConnectionConfig::tcp()];
@@ -175,7 +176,7 @@ async fn truncate_faults_send_udp_clients_to_tcp_where_they_are_answered() {
         assert_eq!(lookup.iter().collect::<Vec<_>>(), [std::net::IpAddr::V4(address)], "{name}");
     }
     // hickory asks for A and AAAA; each goes over UDP, then over TCP.
-    let transports: Vec<_> = server
+    let transports: Vec<_> = layer
         .take_recorded_queries()
         .iter()
         .filter(|query| query.qtype == RecordType::A)
@@ -196,8 +197,9 @@ async fn truncate_faults_send_udp_clients_to_tcp_where_they_are_answered() {
 
 #[tokio::test]
 async fn tcp_reset_faults_close_the_connection() {
-    let server = builder().rules(rules(RULES, &["upstream"])).start().await.unwrap();
-    server.inject_fault(FaultTarget::Name("reset.amazonaws.com".parse().unwrap()), FaultAction::TcpReset);
+    let layer = TestLayer::new();
+    let server = builder().rules(rules(RULES, &["upstream"])).test_layer(layer.clone()).start().await.unwrap();
+    layer.inject_fault(FaultTarget::Name("reset.amazonaws.com".parse().unwrap()), FaultAction::TcpReset);
     let mut stream = tokio::net::TcpStream::connect(tcp(&server)).await.unwrap();
     let bytes = query("reset.amazonaws.com", RecordType::A, None);
     stream.write_u16(bytes.len() as u16).await.unwrap();
