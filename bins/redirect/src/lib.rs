@@ -1265,8 +1265,11 @@ fn json_response(value: &impl Serialize) -> AdminResponse {
 
 /// How to re-read the settings, base rules and extra upstream groups on
 /// reload (SIGHUP, `POST /reload`).
-pub type RedirectReloader =
-    Arc<dyn Fn() -> Result<(RedirectSettings, RuleSetBuilder, Vec<GroupConfig>), String> + Send + Sync>;
+/// It runs on a blocking thread; its error is the server's
+/// [`Error::Reload`](signpost_server::Error::Reload) source.
+pub type RedirectReloader = Arc<
+    dyn Fn() -> Result<(RedirectSettings, RuleSetBuilder, Vec<GroupConfig>), signpost_server::BoxError> + Send + Sync,
+>;
 
 /// Starts a [`RedirectServer`].
 pub struct RedirectServerBuilder {
@@ -1343,8 +1346,8 @@ impl RedirectServerBuilder {
                 let upstream = settings.upstreams(&own);
                 let mut groups: Vec<GroupConfig> = settings.upstream_group(&upstream).into_iter().collect();
                 groups.extend(extra_groups);
-                let upstreams = Upstreams::new(groups).map_err(|error| error.to_string())?;
-                let rules = redirector.reconfigure(settings, base).map_err(|error| error.to_string())?;
+                let upstreams = Upstreams::new(groups)?;
+                let rules = redirector.reconfigure(settings, base)?;
                 Ok(State { rules: Arc::new(rules), upstreams: Arc::new(upstreams) })
             }));
         }
@@ -1425,7 +1428,8 @@ impl RedirectServer {
     /// always the query log's state.
     pub fn startup_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        let main = self.handle.listeners().iter().take(self.main_listeners);
+        let listeners = self.handle.listeners();
+        let main = listeners.iter().take(self.main_listeners);
         for udp in main.filter(|listener| listener.transport == Transport::Udp) {
             lines.push(format!(
                 "Starting DNS servers (tcp/udp port {} on {})...",
@@ -1433,7 +1437,7 @@ impl RedirectServer {
                 udp.address.ip()
             ));
         }
-        for other in self.handle.listeners().iter().skip(self.main_listeners) {
+        for other in listeners.iter().skip(self.main_listeners) {
             lines.push(format!("Also listening: {} on {}", other.transport.as_str(), other.address));
         }
         lines.push(format!("Upstream DNS servers: {}", self.upstream));
@@ -1493,7 +1497,10 @@ impl RedirectServer {
     }
 
     /// For binaries: serve until SIGTERM or Ctrl-C, reloading on SIGHUP.
-    pub async fn run_until_signalled(self, on_reload: impl Fn(Result<(), String>)) -> std::io::Result<()> {
+    pub async fn run_until_signalled(
+        self,
+        on_reload: impl Fn(Result<(), signpost_server::Error>),
+    ) -> std::io::Result<()> {
         self.handle.run_until_signalled(on_reload).await
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use signpost_rules::Transport;
 
 /// One listening socket.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Name in logs, metrics and the query log (defaults to `transport@address:port`).

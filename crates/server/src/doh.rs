@@ -17,8 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use signpost_wire::{Message, RecordType};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::{Incoming, ListenerContext, Pipeline, Reply};
 
@@ -31,7 +31,7 @@ struct Service {
     path: String,
 }
 
-/// Accept connections until `stop` changes.
+/// Accept connections until `stop` is cancelled.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -39,14 +39,14 @@ pub(crate) async fn serve(
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
     path: String,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     handshake_timeout: Duration,
 ) {
     let service = Arc::new(Service { context, pipeline, path });
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -60,7 +60,7 @@ pub(crate) async fn serve(
         let local = stream.local_addr().ok();
         let service = service.clone();
         let tls = tls.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let handler = {
                 let service = service.clone();
@@ -75,7 +75,7 @@ pub(crate) async fn serve(
                     let connection = builder.serve_connection(TokioIo::new(stream), handler);
                     tokio::select! {
                         _ = connection => {}
-                        _ = stop.changed() => {}
+                        _ = stop.cancelled() => {}
                     }
                 }
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -83,7 +83,7 @@ pub(crate) async fn serve(
                         let connection = builder.serve_connection(TokioIo::new(stream), handler);
                         tokio::select! {
                             _ = connection => {}
-                            _ = stop.changed() => {}
+                            _ = stop.cancelled() => {}
                         }
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),

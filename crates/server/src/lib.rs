@@ -31,6 +31,7 @@ pub mod config;
 mod doh;
 mod error;
 mod limits;
+mod listener;
 pub mod metrics;
 mod pipeline;
 pub mod querylog;
@@ -46,10 +47,11 @@ pub use config::{
     AdminConfig, CacheConfig, EdnsConfig, LimitAction, LimitsConfig, ListenerConfig, LogDestination, QueryLogConfig,
     ServerConfig, default_allow_list,
 };
-pub use error::Error;
+pub use error::{BoxError, Error};
+pub use listener::BoundListener;
 pub use pipeline::State;
 pub use querylog::{Trace, TraceAttempt};
-pub use server::{BoundListener, Reloader, Server, ServerBuilder, ServerHandle};
+pub use server::{ConfigReloader, Reloader, Server, ServerBuilder, ServerHandle};
 /// How a listener talks to clients and how a query arrived: one enum for
 /// the rule engine, the listeners and the logs.
 pub use signpost_rules::Transport;

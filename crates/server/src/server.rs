@@ -1,34 +1,36 @@
 //! Building, starting, reloading and stopping a server; the embedding API.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use signpost_rules::{RuleSet, Transport};
 use signpost_upstream::Upstreams;
 use signpost_wire::{NameBuf, RecordType};
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminExtension};
 use crate::cache::CacheStats;
-use crate::config::{AdminConfig, ListenerConfig, QueryLogConfig, ServerConfig, default_allow_list};
+use crate::config::{AdminConfig, ListenerConfig, QueryLogConfig, ServerConfig};
+use crate::error::BoxError;
 use crate::limits::RateLimiter;
+use crate::listener::{self, BoundListener, Running, Runtime};
 use crate::metrics::Metrics;
-use crate::pipeline::{ListenerContext, Pipeline, State};
+use crate::pipeline::{Pipeline, State};
 use crate::querylog::{JsonLines, QueryLog, QueryLogFormat, Trace};
 use crate::tcp::StreamLimits;
 use crate::test_layer::TestLayer;
-use crate::{Error, doh, tcp, tls, udp};
+use crate::{Error, tcp};
 
 /// Rebuilds rules and upstreams from their source (config files), for
-/// SIGHUP and the admin `/reload` route. An error keeps the old ones serving.
-pub type Reloader = Arc<dyn Fn() -> Result<State, String> + Send + Sync>;
+/// SIGHUP and the admin `/reload` route. An error keeps the old ones
+/// serving. It runs on a blocking thread (`spawn_blocking`), so it may read
+/// files, load TLS roots and resolve names.
+pub type Reloader = Arc<dyn Fn() -> Result<State, BoxError> + Send + Sync>;
 
 /// Like [`Reloader`], and also returns the server settings the source now
 /// holds, so a reload can say which of them changed: those need a restart.
-pub(crate) type ConfigReloader = Arc<dyn Fn() -> Result<(State, ServerConfig), String> + Send + Sync>;
+pub type ConfigReloader = Arc<dyn Fn() -> Result<(State, ServerConfig), BoxError> + Send + Sync>;
 
 /// The sections of a server configuration a reload cannot change in place.
 const RESTART_SECTIONS: [&str; 6] = ["listeners", "cache", "query_log", "limits", "edns", "admin"];
@@ -169,8 +171,7 @@ impl ServerBuilder {
     }
 
     /// How to rebuild rules and upstreams on reload, with the server settings
-    /// now in the source (`Arc<dyn Fn() -> Result<(State, ServerConfig),
-    /// String> + Send + Sync>`): settings that differ from the running ones are
+    /// now in the source: settings that differ from the running ones are
     /// reported (and logged as warnings) as needing a restart. Takes the
     /// place of [`ServerBuilder::reloader`].
     pub fn config_reloader(mut self, reloader: ConfigReloader) -> Self {
@@ -189,118 +190,49 @@ impl ServerBuilder {
         let log = if logs.is_empty() {
             None
         } else {
-            {
-                let format = self.log_format.unwrap_or_else(|| Arc::new(JsonLines));
-                Some(QueryLog::start_all(&logs, format, metrics.clone()).map_err(Error::QueryLog)?)
-            }
+            let format = self.log_format.unwrap_or_else(|| Arc::new(JsonLines));
+            Some(QueryLog::start_all(&logs, format, metrics.clone()).map_err(Error::QueryLog)?)
         };
-        let rules = match self.rules {
-            Some(rules) => rules,
-            None => Arc::new(RuleSet::default()),
-        };
-        let upstreams = match self.upstreams {
-            Some(upstreams) => upstreams,
-            None => Arc::new(Upstreams::default()),
-        };
-        let config = self.config.clone();
+        let rules = self.rules.unwrap_or_default();
+        let upstreams = self.upstreams.unwrap_or_default();
+        let config = self.config;
         let pipeline =
             Arc::new(Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log, self.test_layer));
-        let (stop, stop_receiver) = watch::channel(false);
-        let limits = StreamLimits {
-            max_connections: config.limits.tcp_max_connections,
-            max_in_flight: config.limits.tcp_max_in_flight,
-            idle_timeout: Duration::from_secs(config.limits.tcp_idle_timeout_secs.max(1)),
-        };
-        // Every group a listener joins must exist before anything is bound.
-        for listener in &config.listeners {
-            if let Some(group) = &listener.limit_group
-                && !config.limits.groups.contains_key(group)
-            {
-                return Err(Error::UnknownLimitGroup { listener: listener.id_or_default(), group: group.clone() });
-            }
-        }
-        let groups: HashMap<&str, RateLimiter> =
-            config.limits.groups.iter().map(|(name, qps)| (name.as_str(), RateLimiter::single(*qps))).collect();
-        let mut bound = Vec::new();
-        let mut tasks = Vec::new();
-        let mut sockets = bind_all(&config.listeners)?;
-        for (listener, sockets) in config.listeners.iter().zip(sockets.drain(..)) {
-            let id = listener.id_or_default();
-            let context = Arc::new(ListenerContext {
-                id: Arc::from(id.as_str()),
-                transport: listener.transport,
-                allow: listener.allow.clone().unwrap_or_else(default_allow_list),
-                max_qps: listener.max_qps.map(RateLimiter::single),
-                group_limit: match &listener.limit_group {
-                    Some(group) => Some(
-                        groups
-                            .get(group.as_str())
-                            .cloned()
-                            .ok_or_else(|| Error::UnknownLimitGroup { listener: id.clone(), group: group.clone() })?,
-                    ),
-                    None => None,
-                },
-                bound: (!listener.address.is_unspecified()).then_some(listener.address),
-                client_rate_limit: listener.client_rate_limit,
-            });
-            let local = sockets.local_addr()?;
-            match (listener.transport, sockets) {
-                (Transport::Udp, Sockets::Udp(sockets)) => {
-                    tasks.extend(udp::spawn_workers(sockets, context, pipeline.clone(), stop_receiver.clone())?);
-                }
-                (Transport::Tcp | Transport::Dot, Sockets::Stream(socket)) => {
-                    let tls = match listener.transport {
-                        Transport::Dot => Some(tls_acceptor(listener, &id, &[b"dot"])?.ok_or_else(|| {
-                            Error::Listener { listener: id.clone(), reason: "DoT needs tls_cert and tls_key".into() }
-                        })?),
-                        _ => None,
-                    };
-                    let socket = tcp::into_tokio(socket)?;
-                    tasks.push(tokio::spawn(tcp::serve(
-                        socket,
-                        tls,
-                        context,
-                        pipeline.clone(),
-                        limits,
-                        stop_receiver.clone(),
-                    )));
-                }
-                (Transport::Doh, Sockets::Stream(socket)) => {
-                    let tls = tls_acceptor(listener, &id, &[b"h2", b"http/1.1"])?;
-                    if tls.is_none() && !listener.plain_http {
-                        return Err(Error::Listener {
-                            listener: id,
-                            reason:
-                                "DoH needs tls_cert and tls_key, or plain_http = true behind a TLS-terminating proxy"
-                                    .into(),
-                        });
-                    }
-                    let socket = tcp::into_tokio(socket)?;
-                    tasks.push(tokio::spawn(doh::serve(
-                        socket,
-                        tls,
-                        context,
-                        pipeline.clone(),
-                        listener.doh_path.clone(),
-                        stop_receiver.clone(),
-                        limits.idle_timeout,
-                    )));
-                }
-                _ => {
-                    return Err(Error::Listener { listener: id, reason: "bound with the wrong kind of socket".into() });
-                }
-            }
-            bound.push(BoundListener { id, transport: listener.transport, address: local });
-        }
-        let inner = Arc::new(Inner {
+        let runtime = Runtime {
             pipeline,
-            listeners: bound,
+            limits: StreamLimits {
+                max_connections: config.limits.tcp_max_connections,
+                max_in_flight: config.limits.tcp_max_in_flight,
+                idle_timeout: Duration::from_secs(config.limits.tcp_idle_timeout_secs.max(1)),
+            },
+            groups: config.limits.groups.iter().map(|(name, qps)| (name.clone(), RateLimiter::single(*qps))).collect(),
+            stop: CancellationToken::new(),
+        };
+        // Everything that can be checked is checked before anything is bound.
+        let mut tls = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            tls.push(listener::prepare(listener, &runtime.groups).await?);
+        }
+        let sockets = listener::bind_all(&config.listeners)?;
+        let mut running = Vec::with_capacity(sockets.len());
+        for ((listener, sockets), tls) in config.listeners.iter().zip(sockets).zip(tls) {
+            match listener::serve(&runtime, listener, sockets, tls) {
+                Ok(started) => running.push(started),
+                Err(error) => {
+                    runtime.stop.cancel();
+                    return Err(error);
+                }
+            }
+        }
+        let stop = runtime.stop.clone();
+        let inner = Arc::new(Inner {
+            runtime,
+            listeners: Mutex::new(running),
             admin: Mutex::new(None),
-            stop,
-            tasks: Mutex::new(tasks),
+            tasks: Mutex::new(Vec::new()),
             reloader: self.reloader,
             config_reloader: self.config_reloader,
-            config: config.clone(),
+            config: Mutex::new(config.clone()),
         });
         let handle = ServerHandle { inner };
         if let Some(admin) = &config.admin {
@@ -310,7 +242,9 @@ impl ServerBuilder {
             if let Ok(mut slot) = handle.inner.admin.lock() {
                 *slot = Some(local);
             }
-            let task = tokio::spawn(admin::serve(socket, handle.clone(), self.extension, stop_receiver.clone()));
+            // The admin task holds a weak handle: dropping the last handle
+            // still stops the server.
+            let task = tokio::spawn(admin::serve(socket, handle.downgrade(), self.extension, stop.child_token()));
             if let Ok(mut tasks) = handle.inner.tasks.lock() {
                 tasks.push(task);
             }
@@ -319,167 +253,73 @@ impl ServerBuilder {
     }
 }
 
-fn tls_acceptor(listener: &ListenerConfig, id: &str, alpn: &[&[u8]]) -> Result<Option<TlsAcceptor>, Error> {
-    match (&listener.tls_cert, &listener.tls_key) {
-        (Some(cert), Some(key)) => {
-            Ok(Some(TlsAcceptor::from(tls::server_config(id, cert, key, alpn, listener.tls_fips)?)))
-        }
-        (None, None) => Ok(None),
-        _ => Err(Error::Listener { listener: id.to_string(), reason: "tls_cert and tls_key go together".into() }),
+/// Run an application's reloader on a blocking thread: it reads files,
+/// loads TLS roots and resolves names.
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BoxError> + Send + 'static,
+) -> Result<T, Error> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(|source| Error::Reload { source }),
+        Err(failed) => Err(Error::Reload { source: Box::new(failed) }),
     }
-}
-
-/// The sockets of one listener, bound but not yet served.
-enum Sockets {
-    /// A UDP listener's sockets, one per worker.
-    Udp(Vec<std::net::UdpSocket>),
-    /// A TCP, DoT or DoH listening socket.
-    Stream(std::net::TcpListener),
-}
-
-impl Sockets {
-    fn local_addr(&self) -> Result<SocketAddr, Error> {
-        match self {
-            Self::Udp(sockets) => udp::local_addr(sockets),
-            Self::Stream(socket) => {
-                socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })
-            }
-        }
-    }
-}
-
-/// How many ports a port-0 UDP and TCP pair tries before giving up.
-const PAIR_ATTEMPTS: usize = 64;
-
-fn is_udp(listener: &ListenerConfig) -> bool {
-    listener.transport == Transport::Udp
-}
-
-/// For each listener, the later port-0 listener of the other kind (UDP or
-/// stream) on the same address that it shares a port with: a test asking
-/// for UDP and TCP on port 0 gets both on one port.
-fn port_zero_pairs(listeners: &[ListenerConfig]) -> Vec<Option<usize>> {
-    let mut pairs = vec![None; listeners.len()];
-    let mut taken = vec![false; listeners.len()];
-    for (index, listener) in listeners.iter().enumerate() {
-        if listener.port != 0 || taken[index] {
-            continue;
-        }
-        let partner = listeners.iter().enumerate().skip(index + 1).find(|(other_index, other)| {
-            !taken[*other_index]
-                && other.port == 0
-                && other.address == listener.address
-                && is_udp(other) != is_udp(listener)
-        });
-        if let Some((other_index, _)) = partner {
-            taken[index] = true;
-            taken[other_index] = true;
-            pairs[index] = Some(other_index);
-        }
-    }
-    pairs
-}
-
-/// Bind every listener's sockets, in order.
-fn bind_all(listeners: &[ListenerConfig]) -> Result<Vec<Sockets>, Error> {
-    let pairs = port_zero_pairs(listeners);
-    let mut bound: Vec<Option<Sockets>> = listeners.iter().map(|_| None).collect();
-    for (index, listener) in listeners.iter().enumerate() {
-        if bound[index].is_some() {
-            continue;
-        }
-        match pairs[index].and_then(|partner| Some((partner, listeners.get(partner)?))) {
-            Some((partner, other)) => {
-                let (udp, stream) = if is_udp(listener) { (listener, other) } else { (other, listener) };
-                let (udp_sockets, stream_socket) =
-                    bind_pair(udp, |address| tcp::bind(address, stream.transport.as_str()))?;
-                let (mine, theirs) = if is_udp(listener) {
-                    (Sockets::Udp(udp_sockets), Sockets::Stream(stream_socket))
-                } else {
-                    (Sockets::Stream(stream_socket), Sockets::Udp(udp_sockets))
-                };
-                bound[index] = Some(mine);
-                bound[partner] = Some(theirs);
-            }
-            None => bound[index] = Some(bind_one(listener)?),
-        }
-    }
-    Ok(bound.into_iter().flatten().collect())
-}
-
-fn udp_workers(listener: &ListenerConfig) -> usize {
-    listener.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
-}
-
-fn bind_one(listener: &ListenerConfig) -> Result<Sockets, Error> {
-    let address = listener.socket_address();
-    Ok(match listener.transport {
-        Transport::Udp => Sockets::Udp(udp::bind_sockets(address, udp_workers(listener))?),
-        transport => Sockets::Stream(tcp::bind(address, transport.as_str())?),
-    })
-}
-
-/// Bind a port-0 UDP listener, then a stream listener on the port the UDP
-/// one was given; when that port is taken for TCP, both start again on a
-/// new one (at most [`PAIR_ATTEMPTS`] times).
-fn bind_pair(
-    udp: &ListenerConfig,
-    mut bind_stream: impl FnMut(SocketAddr) -> Result<std::net::TcpListener, Error>,
-) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener), Error> {
-    // Ports found taken stay held until the end, so the kernel cannot
-    // offer one of them again.
-    let mut taken = Vec::new();
-    loop {
-        let sockets = udp::bind_sockets(udp.socket_address(), udp_workers(udp))?;
-        match bind_stream(udp::local_addr(&sockets)?) {
-            Ok(stream) => return Ok((sockets, stream)),
-            Err(Error::Bind { source, .. })
-                if source.kind() == std::io::ErrorKind::AddrInUse && taken.len() + 1 < PAIR_ATTEMPTS =>
-            {
-                taken.push(sockets);
-            }
-            Err(error) => return Err(error),
-        }
-    }
-}
-
-/// A listener as bound.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BoundListener {
-    /// Its id.
-    pub id: String,
-    /// Its transport.
-    pub transport: Transport,
-    /// The address actually bound (the real port when 0 was asked for).
-    pub address: SocketAddr,
 }
 
 struct Inner {
-    pipeline: Arc<Pipeline>,
-    listeners: Vec<BoundListener>,
+    runtime: Runtime,
+    /// The listeners being served, in the order they were configured or added.
+    listeners: Mutex<Vec<Running>>,
     admin: Mutex<Option<SocketAddr>>,
-    stop: watch::Sender<bool>,
+    /// Tasks besides the listeners' (the admin listener).
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     reloader: Option<Reloader>,
     config_reloader: Option<ConfigReloader>,
-    /// The settings the server started with; reloads leave them in force.
-    config: ServerConfig,
+    /// The settings running: those the server started with (reloads leave
+    /// them in force), with listeners added or removed since.
+    config: Mutex<ServerConfig>,
 }
 
-/// A running server. Cheap to clone; `shutdown` stops it.
+impl Drop for Inner {
+    /// The last handle gone: every listener stops (queries in flight are
+    /// not waited for; [`ServerHandle::shutdown`] waits).
+    fn drop(&mut self) {
+        self.runtime.stop.cancel();
+    }
+}
+
+/// A running server. Cheap to clone; `shutdown` stops it, and so does
+/// dropping the last clone (a test that panics does not leak its server).
 #[derive(Clone)]
 pub struct ServerHandle {
     inner: Arc<Inner>,
 }
 
+/// A handle that does not keep the server running (the admin listener's).
+#[derive(Clone)]
+pub(crate) struct WeakHandle(Weak<Inner>);
+
+impl WeakHandle {
+    pub(crate) fn upgrade(&self) -> Option<ServerHandle> {
+        self.0.upgrade().map(|inner| ServerHandle { inner })
+    }
+}
+
 impl ServerHandle {
-    /// Every listener as bound.
-    pub fn listeners(&self) -> &[BoundListener] {
-        &self.inner.listeners
+    fn downgrade(&self) -> WeakHandle {
+        WeakHandle(Arc::downgrade(&self.inner))
+    }
+
+    fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.inner.runtime.pipeline
+    }
+
+    /// Every listener as bound, in the order configured or added.
+    pub fn listeners(&self) -> Vec<BoundListener> {
+        let listeners = self.inner.listeners.lock();
+        listeners.map(|listeners| listeners.iter().map(|running| running.bound.clone()).collect()).unwrap_or_default()
     }
 
     fn addresses(&self, transport: Transport) -> Vec<SocketAddr> {
-        self.inner.listeners.iter().filter(|l| l.transport == transport).map(|l| l.address).collect()
+        self.listeners().into_iter().filter(|l| l.transport == transport).map(|l| l.address).collect()
     }
 
     /// Bound UDP addresses.
@@ -502,6 +342,60 @@ impl ServerHandle {
         self.addresses(Transport::Doh)
     }
 
+    /// Start serving one more listener while the others keep answering.
+    /// Its id (as configured, else `transport@address:port`) must not be
+    /// one a running listener has; its rate-limit group must exist. TLS
+    /// files are read on a blocking thread.
+    pub async fn add_listener(&self, listener: ListenerConfig) -> Result<BoundListener, Error> {
+        let tls = listener::prepare(&listener, &self.inner.runtime.groups).await?;
+        let sockets = listener::bind_one(&listener)?;
+        let started = listener::serve(&self.inner.runtime, &listener, sockets, tls)?;
+        let bound = started.bound.clone();
+        // The id is checked once bound, as a default id names the real port.
+        let refused = match self.inner.listeners.lock() {
+            Ok(mut listeners) if !listeners.iter().any(|running| running.bound.id == bound.id) => {
+                listeners.push(started);
+                None
+            }
+            Ok(_) => Some((started, Error::DuplicateListener { id: bound.id.clone() })),
+            Err(_) => Some((
+                started,
+                Error::Listener { listener: bound.id.clone(), reason: "the listener table is poisoned".into() },
+            )),
+        };
+        if let Some((started, error)) = refused {
+            started.stop().await;
+            return Err(error);
+        }
+        if let Ok(mut config) = self.inner.config.lock() {
+            config.listeners.push(listener);
+        }
+        Ok(bound)
+    }
+
+    /// Stop serving the listener with this id while the others keep
+    /// answering; its sockets are closed when its tasks end (at once for
+    /// new queries; answers in flight on it are dropped).
+    pub async fn remove_listener(&self, id: &str) -> Result<BoundListener, Error> {
+        let removed = {
+            let Ok(mut listeners) = self.inner.listeners.lock() else {
+                return Err(Error::UnknownListener { id: id.to_string() });
+            };
+            let Some(position) = listeners.iter().position(|running| running.bound.id == id) else {
+                return Err(Error::UnknownListener { id: id.to_string() });
+            };
+            listeners.remove(position)
+        };
+        if let Ok(mut config) = self.inner.config.lock()
+            && let Some(position) = config.listeners.iter().position(|listener| *listener == removed.config)
+        {
+            config.listeners.remove(position);
+        }
+        let bound = removed.bound.clone();
+        removed.stop().await;
+        Ok(bound)
+    }
+
     /// The admin/metrics address, if serving.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.inner.admin.lock().ok().and_then(|slot| *slot)
@@ -509,19 +403,19 @@ impl ServerHandle {
 
     /// The rule set in force.
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.inner.pipeline.state.load().rules.clone()
+        self.pipeline().state.load().rules.clone()
     }
 
     /// The upstreams in force.
     pub fn upstreams(&self) -> Arc<Upstreams> {
-        self.inner.pipeline.state.load().upstreams.clone()
+        self.pipeline().state.load().upstreams.clone()
     }
 
     /// Swap in new rules and upstreams atomically; queries already running
     /// finish with the old ones. The cache is emptied.
     pub fn reload(&self, state: State) {
-        self.inner.pipeline.state.store(Arc::new(state));
-        self.inner.pipeline.cache.clear();
+        self.pipeline().state.store(Arc::new(state));
+        self.pipeline().cache.clear();
     }
 
     /// Swap in new rules, keeping the upstreams.
@@ -537,7 +431,10 @@ impl ServerHandle {
     /// as a warning; the reload itself goes ahead.
     pub fn reload_with_config(&self, state: State, config: &ServerConfig) -> Vec<&'static str> {
         self.reload(state);
-        let changed = changed_sections(&self.inner.config, config);
+        let changed = match self.inner.config.lock() {
+            Ok(running) => changed_sections(&running, config),
+            Err(_) => Vec::new(),
+        };
         if !changed.is_empty() {
             tracing::warn!(
                 sections = ?changed,
@@ -548,61 +445,65 @@ impl ServerHandle {
         changed
     }
 
-    /// Rebuild from the configured source (the `Reloader`); on error the
-    /// old configuration keeps serving and the error is returned.
-    pub fn reload_from_source(&self) -> Result<(), String> {
-        self.reload_from_source_reporting().map(|_| ())
-    }
-
-    /// Like [`ServerHandle::reload_from_source`], returning the sections of
-    /// the server settings that changed and need a restart (always none
-    /// with a plain [`Reloader`], which gives no settings).
-    pub fn reload_from_source_reporting(&self) -> Result<Vec<&'static str>, String> {
-        if let Some(reloader) = &self.inner.config_reloader {
-            let (state, config) = reloader()?;
+    /// Rebuild from the configured source (the [`Reloader`] or
+    /// [`ConfigReloader`], run on a blocking thread) and swap it in. Returns
+    /// the sections of the server settings that changed and need a restart
+    /// (always none with a plain [`Reloader`], which gives no settings). On
+    /// error the running configuration stays and the error is returned.
+    pub async fn reload_from_source(&self) -> Result<Vec<&'static str>, Error> {
+        if let Some(reloader) = self.inner.config_reloader.clone() {
+            let (state, config) = run_blocking(move || reloader()).await?;
             return Ok(self.reload_with_config(state, &config));
         }
-        let Some(reloader) = &self.inner.reloader else {
-            return Err("this server has no configuration source to reload from".into());
-        };
-        let state = reloader()?;
+        let Some(reloader) = self.inner.reloader.clone() else { return Err(Error::NoReloadSource) };
+        let state = run_blocking(move || reloader()).await?;
         self.reload(state);
         Ok(Vec::new())
     }
 
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.pipeline.metrics
+        &self.pipeline().metrics
     }
 
     /// Cache counters.
     pub fn cache_stats(&self) -> &CacheStats {
-        self.inner.pipeline.cache.stats()
+        self.pipeline().cache.stats()
     }
 
     /// Metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
-        let pipeline = &self.inner.pipeline;
+        let pipeline = self.pipeline();
         pipeline.metrics.render(pipeline.cache.stats(), pipeline.cache.len())
     }
 
     /// The test layer, when the server was built with one.
     pub fn test_layer(&self) -> Option<&TestLayer> {
-        self.inner.pipeline.layer.as_ref()
+        self.pipeline().layer.as_ref()
     }
 
     /// Run a question through the pipeline as if `client` had asked over
-    /// `transport`, and return why the answer is what it is.
+    /// `transport` on the first listener of that transport (else the first
+    /// listener; every client is allowed when there is none), and return
+    /// why the answer is what it is.
     pub async fn explain(&self, name: &NameBuf, qtype: RecordType, client: SocketAddr, transport: Transport) -> Trace {
-        self.inner.pipeline.explain(name, qtype, client, transport).await
+        let listener = self.inner.listeners.lock().ok().and_then(|listeners| {
+            let chosen = listeners.iter().find(|running| running.bound.transport == transport).or(listeners.first());
+            chosen.map(|running| running.context.clone())
+        });
+        self.pipeline().explain(name, qtype, client, transport, listener.as_deref()).await
     }
 
     /// Stop accepting, let queries in flight finish (up to 5 s), and stop.
     pub async fn shutdown(self) {
-        let _ = self.inner.stop.send(true);
-        let in_flight = &self.inner.pipeline.in_flight;
+        self.inner.runtime.stop.cancel();
+        let in_flight = &self.pipeline().in_flight;
         in_flight.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), in_flight.wait()).await;
+        let listeners = self.inner.listeners.lock().map(|mut listeners| std::mem::take(&mut *listeners));
+        for listener in listeners.unwrap_or_default() {
+            listener.stop().await;
+        }
         let tasks = self.inner.tasks.lock().map(|mut tasks| std::mem::take(&mut *tasks)).unwrap_or_default();
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
@@ -610,15 +511,15 @@ impl ServerHandle {
     }
 
     /// For binaries: reload on SIGHUP, shut down gracefully on SIGTERM or
-    /// Ctrl-C. Reload failures are reported through `on_reload`.
-    pub async fn run_until_signalled(self, on_reload: impl Fn(Result<(), String>)) -> std::io::Result<()> {
+    /// Ctrl-C. Each reload's outcome is reported through `on_reload`.
+    pub async fn run_until_signalled(self, on_reload: impl Fn(Result<(), Error>)) -> std::io::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hangup = signal(SignalKind::hangup())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         loop {
             tokio::select! {
-                _ = hangup.recv() => on_reload(self.reload_from_source()),
+                _ = hangup.recv() => on_reload(self.reload_from_source().await.map(|_| ())),
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
             }
@@ -631,12 +532,7 @@ impl ServerHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn udp_listener() -> ListenerConfig {
-        let mut listener = ListenerConfig::new(Transport::Udp, SocketAddr::from(([127, 0, 0, 1], 0)));
-        listener.workers = Some(1);
-        listener
-    }
+    use crate::listener::tests::udp_listener;
 
     fn state() -> State {
         State { rules: Arc::new(RuleSet::default()), upstreams: Arc::new(Upstreams::default()) }
@@ -665,24 +561,23 @@ mod tests {
         let server = Server::builder()
             .config(config)
             .config_reloader(Arc::new(move || {
-                let config = source.lock().map_err(|_| "poisoned".to_string())?.clone();
+                let config = source.lock().map_err(|_| "poisoned")?.clone();
                 Ok((state(), config))
             }))
             .start()
             .await
             .unwrap();
-        assert_eq!(server.reload_from_source_reporting(), Ok(Vec::new()), "nothing changed");
+        assert_eq!(server.reload_from_source().await.unwrap(), Vec::<&str>::new(), "nothing changed");
 
         let rules_before = server.rules();
         if let Ok(mut config) = next.lock() {
             config.cache.max_entries += 1;
             config.limits.tcp_max_connections += 1;
         }
-        assert_eq!(server.reload_from_source_reporting(), Ok(vec!["cache", "limits"]));
+        assert_eq!(server.reload_from_source().await.unwrap(), ["cache", "limits"]);
         assert!(!Arc::ptr_eq(&rules_before, &server.rules()), "the rules were swapped all the same");
         // The running settings stay: a second reload reports the same.
-        assert_eq!(server.reload_from_source_reporting(), Ok(vec!["cache", "limits"]));
-        assert_eq!(server.reload_from_source(), Ok(()));
+        assert_eq!(server.reload_from_source().await.unwrap(), ["cache", "limits"]);
         assert_eq!(server.listeners().len(), 1, "listeners are not touched");
         server.shutdown().await;
     }
@@ -712,36 +607,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_pair_whose_tcp_port_is_taken_moves_to_another_port() {
-        let udp = udp_listener();
-        let mut refused = Vec::new();
-        let (sockets, stream) = bind_pair(&udp, |address| {
-            if refused.len() < 3 {
-                refused.push(address);
-                return Err(Error::bind("tcp", address, std::io::ErrorKind::AddrInUse.into()));
-            }
-            tcp::bind(address, "tcp")
-        })
-        .unwrap();
-        let port = udp::local_addr(&sockets).unwrap().port();
-        assert_eq!(stream.local_addr().unwrap().port(), port);
-        assert_eq!(refused.len(), 3);
-        assert!(refused.iter().all(|address| address.port() != port), "{refused:?} then {port}");
-        // Other errors are not retried.
-        let error =
-            bind_pair(&udp, |address| Err(Error::bind("tcp", address, std::io::ErrorKind::PermissionDenied.into())));
-        assert!(matches!(error, Err(Error::Bind { .. })));
-    }
-
     #[tokio::test]
     async fn without_a_source_reload_fails_and_a_plain_reloader_reports_nothing() {
         let server = Server::builder().listener(udp_listener()).start().await.unwrap();
-        assert!(server.reload_from_source_reporting().is_err());
+        assert!(matches!(server.reload_from_source().await, Err(Error::NoReloadSource)));
         server.shutdown().await;
         let server =
             Server::builder().listener(udp_listener()).reloader(Arc::new(|| Ok(state()))).start().await.unwrap();
-        assert_eq!(server.reload_from_source_reporting(), Ok(Vec::new()));
+        assert_eq!(server.reload_from_source().await.unwrap(), Vec::<&str>::new());
         server.shutdown().await;
     }
 }

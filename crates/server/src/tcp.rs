@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::metrics::DropIndex;
@@ -47,20 +48,20 @@ pub(crate) fn bind(address: SocketAddr, transport: &'static str) -> Result<std::
     make().map_err(|e| Error::bind(transport, address, e))
 }
 
-/// Accept connections until `stop` changes.
+/// Accept connections until `stop` is cancelled.
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
     limits: StreamLimits,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let connections = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -112,11 +113,11 @@ struct Connection {
     peer: SocketAddr,
     local: Option<std::net::IpAddr>,
     fd: std::os::fd::RawFd,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 }
 
 impl Connection {
-    async fn run<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(mut self, stream: S) {
+    async fn run<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(self, stream: S) {
         let (mut reader, writer) = tokio::io::split(stream);
         let (sender, receiver) = mpsc::channel::<Vec<u8>>(self.limits.max_in_flight.max(1) * 2);
         let writer_task = tokio::spawn(write_frames(writer, receiver));
@@ -130,7 +131,7 @@ impl Connection {
                     // Closed, reset, or idle for too long.
                     _ => break,
                 },
-                _ = self.stop.changed() => break,
+                _ = self.stop.cancelled() => break,
             };
             if buffer.len() < length {
                 buffer.resize(length, 0);

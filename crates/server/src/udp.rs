@@ -17,8 +17,8 @@ use std::time::Instant;
 use signpost_wire::SliceBuffer;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::pipeline::{Incoming, ListenerContext, Pending, Pipeline, Reply};
@@ -85,7 +85,7 @@ pub(crate) fn spawn_workers(
     sockets: Vec<UdpSocket>,
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let mut handles = Vec::with_capacity(sockets.len());
     for socket in sockets {
@@ -105,7 +105,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self, readiness: AsyncFd<Arc<UdpSocket>>, mut stop: watch::Receiver<bool>) {
+    async fn run(self, readiness: AsyncFd<Arc<UdpSocket>>, stop: CancellationToken) {
         let fd = self.socket.as_raw_fd();
         // The batches (256 KiB) are made when the first packet comes: an
         // idle listener costs a socket and a task, no more.
@@ -119,7 +119,7 @@ impl Worker {
                         return;
                     }
                 },
-                _ = stop.changed() => return,
+                _ = stop.cancelled() => return,
             };
             let (receive, send) = &mut **batches.get_or_insert_with(|| Box::new((RecvBatch::new(), SendBatch::new())));
             // Drain what is queued, a bounded number of batches at a time so

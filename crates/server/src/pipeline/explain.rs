@@ -9,23 +9,15 @@ use signpost_rules::Transport;
 use signpost_wire::{Class, EdnsHeader, Flags, Message, MessageBuilder, NameBuf, Rcode, RecordType};
 
 use super::{Incoming, ListenerContext, Pipeline, Purpose, Step};
-use crate::config::default_allow_list;
 use crate::querylog::Trace;
 
 impl Pipeline {
-    /// The listener an explain run stands in for: the first configured for
-    /// `transport`, else the first of all, with its id (views can select by
-    /// listener), bound address and allow-list; no rate limits. Without
-    /// listeners (sockets handed in), every client is allowed.
-    fn explain_listener(&self, transport: Transport) -> ListenerContext {
-        let listeners = &self.config.listeners;
-        let chosen = listeners.iter().find(|listener| listener.transport == transport).or_else(|| listeners.first());
-        let (id, allow, bound) = match chosen {
-            Some(listener) => (
-                Arc::from(listener.id_or_default().as_str()),
-                listener.allow.clone().unwrap_or_else(default_allow_list),
-                (!listener.address.is_unspecified()).then_some(listener.address),
-            ),
+    /// The listener an explain run stands in for: `listener`'s id (views
+    /// can select by listener), bound address and allow-list, without its
+    /// rate limits; without one, a listener that allows every client.
+    fn explain_listener(transport: Transport, listener: Option<&ListenerContext>) -> ListenerContext {
+        let (id, allow, bound) = match listener {
+            Some(listener) => (listener.id.clone(), listener.allow.clone(), listener.bound),
             None => {
                 (Arc::from("explain"), ["0.0.0.0/0", "::/0"].iter().filter_map(|net| net.parse().ok()).collect(), None)
             }
@@ -42,6 +34,7 @@ impl Pipeline {
         qtype: RecordType,
         client: SocketAddr,
         transport: Transport,
+        listener: Option<&ListenerContext>,
     ) -> Trace {
         let mut query = Vec::new();
         if let Ok(mut builder) = MessageBuilder::new(&mut query) {
@@ -50,7 +43,7 @@ impl Pipeline {
             builder.set_edns(EdnsHeader::default());
             let _ = builder.finish();
         }
-        let listener = self.explain_listener(transport);
+        let listener = Self::explain_listener(transport, listener);
         let incoming = Incoming {
             bytes: &query,
             peer: client,

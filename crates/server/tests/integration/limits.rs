@@ -10,14 +10,6 @@ use tokio::net::UdpSocket;
 
 use crate::support::*;
 
-const LOCAL: &str = r#"
-[[rules]]
-suffix = "local.test"
-action = "redirect"
-ipv4 = "127.0.0.1"
-ipv6 = "none"
-"#;
-
 const SENT: usize = 60;
 
 #[tokio::test]
@@ -25,7 +17,8 @@ async fn over_the_per_client_limit_clients_get_refused_instead_of_silence() {
     let mut config = config_with_default_listeners();
     config.limits.per_client_qps = Some(5);
     config.limits.action = LimitAction::Refuse;
-    let server = signpost_server::Server::builder().config(config).rules(rules(LOCAL, &[])).start().await.unwrap();
+    let server =
+        signpost_server::Server::builder().config(config).rules(rules(LOCAL_REDIRECT, &[])).start().await.unwrap();
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for index in 0..SENT {
         let mut bytes = query("www.local.test", RecordType::A, None);
@@ -101,8 +94,12 @@ async fn listeners_in_one_limit_group_share_its_rate() {
         listener.limit_group = group.map(str::to_string);
         config.listeners.push(listener);
     }
-    let server =
-        signpost_server::Server::builder().config(config.clone()).rules(rules(LOCAL, &[])).start().await.unwrap();
+    let server = signpost_server::Server::builder()
+        .config(config.clone())
+        .rules(rules(LOCAL_REDIRECT, &[]))
+        .start()
+        .await
+        .unwrap();
     let (grouped_udp, grouped_tcp, alone) = (server.udp_addrs()[0], server.tcp_addrs()[0], server.udp_addrs()[1]);
     let rcode = |response: Vec<u8>| Message::parse(&response).unwrap().rcode().unwrap();
     let bytes = query("www.local.test", RecordType::A, None);

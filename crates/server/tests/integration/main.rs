@@ -8,6 +8,7 @@ mod doh;
 mod forwarding;
 mod ipv6;
 mod limits;
+mod listeners;
 mod local;
 mod operations;
 mod protocol;

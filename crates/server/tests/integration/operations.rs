@@ -73,22 +73,30 @@ async fn query_log_lines_carry_the_core_fields_and_the_decision() {
 
 #[tokio::test]
 async fn reload_swaps_rules_atomically_and_a_failed_reload_keeps_the_old_ones() {
-    let reloads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = reloads.clone();
+    let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = threads.clone();
     let server = builder()
         .rules(rules(RULES, &["upstream"]))
         .reloader(Arc::new(move || {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Err("rules.toml:3:1, field rules[0].regex: invalid regular expression".into())
+            seen.lock().unwrap().push(std::thread::current().id());
+            // The application's own error, as reading a broken file gives it.
+            let broken = "[[rules]]\nsuffix = \n";
+            let error = signpost_rules::config::RulesConfig::from_toml(broken, "rules.toml").err().unwrap();
+            Err(Box::new(error))
         }))
         .start()
         .await
         .unwrap();
     let bytes = query("sqs.amazonaws.com", RecordType::A, None);
     assert_eq!(answers(&udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap()).len(), 1);
-    let error = server.reload_from_source().unwrap_err();
-    assert!(error.contains("rules.toml:3:1"), "{error}");
-    assert_eq!(reloads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let error = server.reload_from_source().await.unwrap_err();
+    assert!(error.to_string().contains("rules.toml:"), "{error}");
+    let signpost_server::Error::Reload { source } = &error else { panic!("{error:?}") };
+    assert!(source.downcast_ref::<signpost_rules::Error>().is_some(), "the application's error, typed: {source:?}");
+    // The reloader ran once, on a blocking thread, not on the runtime's.
+    let threads = threads.lock().unwrap().clone();
+    assert_eq!(threads.len(), 1);
+    assert_ne!(threads[0], std::thread::current().id());
     assert_eq!(answers(&udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap()).len(), 1);
 
     let replacement = rules(

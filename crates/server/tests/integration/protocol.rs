@@ -9,16 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-const LOCAL: &str = r#"
-[[rules]]
-suffix = "local.test"
-action = "redirect"
-ipv4 = "127.0.0.1"
-ipv6 = "none"
-"#;
-
 async fn server() -> signpost_server::ServerHandle {
-    builder().rules(rules(LOCAL, &[])).start().await.unwrap()
+    builder().rules(rules(LOCAL_REDIRECT, &[])).start().await.unwrap()
 }
 
 #[tokio::test]
@@ -82,7 +74,8 @@ async fn clients_outside_the_allow_list_are_refused() {
     listener.allow = Some(vec!["10.0.0.0/8".parse().unwrap()]);
     listener.workers = Some(1);
     config.listeners.push(listener);
-    let server = signpost_server::Server::builder().config(config).rules(rules(LOCAL, &[])).start().await.unwrap();
+    let server =
+        signpost_server::Server::builder().config(config).rules(rules(LOCAL_REDIRECT, &[])).start().await.unwrap();
     let bytes = query("www.local.test", RecordType::A, Some(EdnsHeader::default()));
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
     let message = Message::parse(&response).unwrap();
@@ -110,7 +103,8 @@ async fn the_default_allow_list_is_loopback_and_private_ranges() {
 async fn per_client_rate_limits_drop_the_excess_and_count_it() {
     let mut config = config_with_default_listeners();
     config.limits.per_client_qps = Some(20);
-    let server = signpost_server::Server::builder().config(config).rules(rules(LOCAL, &[])).start().await.unwrap();
+    let server =
+        signpost_server::Server::builder().config(config).rules(rules(LOCAL_REDIRECT, &[])).start().await.unwrap();
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let bytes = query("www.local.test", RecordType::A, None);
     for _ in 0..100 {

@@ -150,6 +150,15 @@ pub(crate) fn answer_a(query: &Message<'_>, address: Ipv4Addr, ttl: u32) -> Vec<
     buffer
 }
 
+/// Rules answering every name under `local.test` with 127.0.0.1 (TTL 60).
+pub(crate) const LOCAL_REDIRECT: &str = r#"
+[[rules]]
+suffix = "local.test"
+action = "redirect"
+ipv4 = "127.0.0.1"
+ipv6 = "none"
+"#;
+
 pub(crate) fn rules(toml: &str, groups: &[&str]) -> RuleSet {
     let config = RulesConfig::from_toml(toml, "test.toml").unwrap();
     RuleSet::from_config(&config, ".".as_ref(), groups).unwrap()

@@ -11,15 +11,10 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-const RULES: &str = r#"
-default_group = "upstream"
-
-[[rules]]
-suffix = "local.test"
-action = "redirect"
-ipv4 = "127.0.0.1"
-ipv6 = "none"
-"#;
+/// The local rules, with everything else forwarded to "upstream".
+fn rules_with_upstream() -> String {
+    format!("default_group = \"upstream\"\n{LOCAL_REDIRECT}")
+}
 
 /// Generous bound for anything that should happen "at once" on a busy machine.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -53,7 +48,12 @@ async fn pipelined_answers_go_out_as_they_finish_not_in_order() {
     let mut group = slow.group("upstream");
     group.per_try_timeout = Duration::from_secs(3);
     group.total_timeout = Duration::from_secs(4);
-    let server = builder().rules(rules(RULES, &["upstream"])).upstreams(upstreams(vec![group])).start().await.unwrap();
+    let server = builder()
+        .rules(rules(&rules_with_upstream(), &["upstream"]))
+        .upstreams(upstreams(vec![group]))
+        .start()
+        .await
+        .unwrap();
     let mut stream = TcpStream::connect(tcp(&server)).await.unwrap();
     // The forwarded query first, the local one right behind it in the same segment.
     let mut batch = Vec::new();
@@ -76,8 +76,12 @@ async fn pipelined_answers_go_out_as_they_finish_not_in_order() {
 async fn idle_connections_are_closed_and_busy_ones_kept() {
     let mut config = config_with_default_listeners();
     config.limits.tcp_idle_timeout_secs = 2;
-    let server =
-        signpost_server::Server::builder().config(config).rules(rules(RULES, &["upstream"])).start().await.unwrap();
+    let server = signpost_server::Server::builder()
+        .config(config)
+        .rules(rules(&rules_with_upstream(), &["upstream"]))
+        .start()
+        .await
+        .unwrap();
     let mut stream = TcpStream::connect(tcp(&server)).await.unwrap();
     // A query every half second for longer than the idle timeout: the
     // connection stays open, because it is never idle for 2 s.
@@ -101,8 +105,12 @@ async fn idle_connections_are_closed_and_busy_ones_kept() {
 async fn connections_past_the_cap_are_closed_and_a_freed_slot_is_reused() {
     let mut config = config_with_default_listeners();
     config.limits.tcp_max_connections = 2;
-    let server =
-        signpost_server::Server::builder().config(config).rules(rules(RULES, &["upstream"])).start().await.unwrap();
+    let server = signpost_server::Server::builder()
+        .config(config)
+        .rules(rules(&rules_with_upstream(), &["upstream"]))
+        .start()
+        .await
+        .unwrap();
     let mut first = TcpStream::connect(tcp(&server)).await.unwrap();
     let mut second = TcpStream::connect(tcp(&server)).await.unwrap();
     assert_eq!(answers(&exchange_on(&mut first, "one.local.test").await).len(), 1);
