@@ -103,9 +103,10 @@ async fn handle(
     match (method, path.as_str()) {
         (Method::GET, "/metrics") => {
             let mut response = Response::new(Full::new(Bytes::from(server.metrics_text())));
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
             response
         }
         (Method::GET, "/health") => json(AdminResponse::ok(r#"{"status":"ok"}"#)),

@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
 use std::time::{Duration, Instant};
 
 use signpost_wire::{Buffer, HEADER_LEN, Message, Rcode, RecordType, Section, relay};
@@ -142,19 +144,41 @@ impl Shard {
     }
 }
 
-/// Counters the metrics endpoint reads.
-#[derive(Default, Debug)]
+/// The cache's counters (in a server, those of its metrics registry).
+#[derive(Clone, Default, Debug)]
 pub struct CacheStats {
+    pub(crate) hits: Counter,
+    pub(crate) misses: Counter,
+    pub(crate) stale_hits: Counter,
+    pub(crate) inserts: Counter,
+    pub(crate) evictions: Counter,
+}
+
+impl CacheStats {
     /// Answers served from the cache.
-    pub hits: AtomicU64,
+    pub fn hits(&self) -> u64 {
+        self.hits.get()
+    }
+
     /// Lookups that found nothing usable.
-    pub misses: AtomicU64,
+    pub fn misses(&self) -> u64 {
+        self.misses.get()
+    }
+
     /// Expired answers served because upstreams failed (RFC 8767).
-    pub stale_hits: AtomicU64,
+    pub fn stale_hits(&self) -> u64 {
+        self.stale_hits.get()
+    }
+
     /// Entries stored.
-    pub inserts: AtomicU64,
+    pub fn inserts(&self) -> u64 {
+        self.inserts.get()
+    }
+
     /// Entries evicted to stay within the limits.
-    pub evictions: AtomicU64,
+    pub fn evictions(&self) -> u64 {
+        self.evictions.get()
+    }
 }
 
 /// What a lookup found.
@@ -188,8 +212,13 @@ pub(crate) struct ServeAs<'a> {
 impl Cache {
     /// An empty cache with these limits.
     pub fn new(config: CacheConfig) -> Self {
+        Self::with_stats(config, CacheStats::default())
+    }
+
+    /// An empty cache counting into `stats`.
+    pub(crate) fn with_stats(config: CacheConfig, stats: CacheStats) -> Self {
         let shards = (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect();
-        Self { shards, config, stats: CacheStats::default() }
+        Self { shards, config, stats }
     }
 
     /// Counters.
@@ -231,9 +260,9 @@ impl Cache {
         out: &mut impl Buffer,
         count: bool,
     ) -> Lookup {
-        let count = |counter: &AtomicU64| {
+        let count = |counter: &Counter| {
             if count {
-                counter.fetch_add(1, Ordering::Relaxed);
+                counter.inc();
             }
         };
         if !self.config.enabled {
@@ -281,7 +310,7 @@ impl Cache {
         }
         let (len, _) = write_entry(entry, 0, Some(self.config.stale_ttl_secs), serve, out)?;
         if count {
-            self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
+            self.stats.stale_hits.inc();
         }
         Some(len)
     }
@@ -317,13 +346,13 @@ impl Cache {
             if !shard.evict_one(now) {
                 break;
             }
-            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            self.stats.evictions.inc();
         }
         let position = shard.entries.len();
         shard.index.insert(entry.key.clone(), position);
         shard.bytes += size;
         shard.entries.push(entry);
-        self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+        self.stats.inserts.inc();
         Some(ttl)
     }
 }
@@ -565,7 +594,7 @@ mod tests {
             cache.insert(key(&name).as_bytes(), &bytes, now);
         }
         assert!(cache.len() <= SHARDS * 2);
-        assert!(cache.stats().evictions.load(Ordering::Relaxed) >= 500 - (SHARDS * 2) as u64);
+        assert!(cache.stats().evictions() >= 500 - (SHARDS * 2) as u64);
     }
 
     #[test]

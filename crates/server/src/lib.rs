@@ -30,6 +30,8 @@ pub mod cache;
 pub mod config;
 mod doh;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod listener;
 pub mod metrics;

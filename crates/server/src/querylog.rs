@@ -17,7 +17,7 @@ use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Serialize, Serializer};
 use signpost_rules::Transport;
@@ -368,33 +368,19 @@ fn write_lines(receiver: Receiver<Entry>, writer: Box<dyn Write + Send>, format:
     let _ = writer.flush();
 }
 
-/// Format a time as RFC 3339 in UTC with seconds precision.
+/// Format a time as RFC 3339 in UTC with seconds precision
+/// (`2021-02-04T17:51:55Z`).
 pub fn rfc3339(time: SystemTime) -> String {
-    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = (seconds / 86_400) as i64;
-    let of_day = seconds % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", of_day / 3_600, (of_day % 3_600) / 60, of_day % 60)
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let whole_seconds = jiff::Timestamp::try_from(time)
+        .and_then(|timestamp| jiff::Timestamp::from_second(timestamp.as_second()))
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    whole_seconds.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use signpost_wire::{MessageBuilder, NameBuf, RData, Section};
 
@@ -453,6 +439,7 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_612_461_115)), "2021-02-04T17:51:55Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_612_461_115_999)), "2021-02-04T17:51:55Z");
     }
 
     #[test]

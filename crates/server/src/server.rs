@@ -474,7 +474,7 @@ impl ServerHandle {
     /// Metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
         let pipeline = self.pipeline();
-        pipeline.metrics.render(pipeline.cache.stats(), pipeline.cache.len())
+        pipeline.metrics.render(pipeline.cache.len())
     }
 
     /// The test layer, when the server was built with one.

@@ -187,7 +187,7 @@ impl Pipeline {
             .map(|rate| RateLimiter::per_client(rate, config.limits.per_client_burst.unwrap_or(rate)));
         Self {
             state: ArcSwap::from_pointee(state),
-            cache: Cache::new(config.cache.clone()),
+            cache: Cache::with_stats(config.cache.clone(), metrics.cache_stats()),
             metrics,
             uncounted: Metrics::default(),
             log,
