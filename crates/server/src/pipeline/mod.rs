@@ -37,6 +37,8 @@ mod explain;
 mod forward;
 mod log;
 mod respond;
+#[cfg(test)]
+mod tests;
 
 use forward::{Coalescing, ForwardJob, LogContext};
 
