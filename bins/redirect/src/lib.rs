@@ -293,7 +293,7 @@ pub struct RedirectSettings {
     /// Longest time for a forwarded query, all upstream servers included.
     #[serde(with = "signpost_upstream::duration_text")]
     pub upstream_total_timeout: Duration,
-    /// UDP worker threads per listening address (default: one per core).
+    /// UDP worker tasks per listening address (default: one per core).
     pub workers: Option<usize>,
 }
 

@@ -39,10 +39,12 @@ pub struct ListenerConfig {
     /// DoH path.
     #[serde(default = "default_doh_path")]
     pub doh_path: String,
-    /// Client networks allowed; others get REFUSED. Default: loopback and private ranges.
+    /// Client networks allowed; others get REFUSED (before any other check).
+    /// Default: loopback and private ranges.
     #[serde(default)]
     pub allow: Option<Vec<IpNet>>,
-    /// UDP worker threads (each with its own SO_REUSEPORT socket). Default: one per core.
+    /// UDP worker tasks, each with its own SO_REUSEPORT socket. Default: one per core
+    /// (the runtime's worker threads run them).
     #[serde(default)]
     pub workers: Option<usize>,
     /// Queries per second this listener accepts; over it queries are dropped or refused.

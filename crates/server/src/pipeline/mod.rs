@@ -1,4 +1,4 @@
-//! The query pipeline: parse → limits → NOTIMP/FORMERR → BADVERS → ACL →
+//! The query pipeline: header → ACL → limits → NOTIMP/FORMERR → BADVERS →
 //! rules → local answer, cache or upstream → response.
 //!
 //! Every transport goes through one seam, [`Pipeline::handle`]: the query's
@@ -239,9 +239,9 @@ impl Pipeline {
         Pending { pipeline: self.clone(), work, _in_flight: self.in_flight.token() }
     }
 
-    /// The synchronous steps, in order: parse, limits, NOTIMP/FORMERR,
-    /// BADVERS, ACL, test layer, rules, then a local answer, a cache hit or
-    /// a forward job.
+    /// The synchronous steps, in order: parse the header (no answer to what
+    /// is not a query), ACL, rate limits, NOTIMP/FORMERR, BADVERS, test
+    /// layer, rules, then a local answer, a cache hit or a forward job.
     fn run(&self, incoming: &Incoming<'_>, out: &mut impl Buffer, trace: &mut Option<Trace>, purpose: Purpose) -> Step {
         let listener = incoming.listener;
         let counters = self.counters(purpose);
@@ -255,6 +255,19 @@ impl Pipeline {
             // A response sent to a server port is never answered (no reflection loops).
             counters.dropped(DropIndex::NotAQuery);
             return Step::Drop;
+        }
+        // A client the listener does not serve gets REFUSED and nothing
+        // else, whatever it sent (as Unbound's `refuse`): no NOTIMP, FORMERR
+        // or BADVERS telling it about the server, and no share of the rate
+        // limits that allowed clients live on.
+        let peer_ip = incoming.peer.ip();
+        if !listener.allow.iter().any(|net| net.contains(&peer_ip)) {
+            counters.decision(DecisionIndex::Refused);
+            if let Some(trace) = trace.as_mut() {
+                trace.decision = "refused".into();
+                trace.notes.push(format!("refused by ACL: {peer_ip} is not allowed on listener {}", listener.id));
+            }
+            return self.refuse(&message, out, purpose);
         }
         if let Some(limiter) = &listener.max_qps
             && !limiter.allow_one(incoming.now)
@@ -281,21 +294,6 @@ impl Pipeline {
         let facts = QueryFacts { message, client_edns };
         if facts.client_edns.is_some_and(|edns| edns.version() > 0) {
             return self.respond_badvers(&facts, out, purpose);
-        }
-        let peer_ip = incoming.peer.ip();
-        if !listener.allow.iter().any(|net| net.contains(&peer_ip)) {
-            counters.decision(DecisionIndex::Refused);
-            if let Some(trace) = trace.as_mut() {
-                trace.decision = "refused".into();
-                trace.notes.push(format!("refused by ACL: {peer_ip} is not allowed on listener {}", listener.id));
-            }
-            return self.simple_response(
-                &facts,
-                Rcode::REFUSED,
-                Some((ExtendedErrorCode::PROHIBITED, "client not allowed")),
-                out,
-                purpose,
-            );
         }
         let mut delay = None;
         if let Some(layer) = &self.layer {

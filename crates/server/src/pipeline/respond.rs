@@ -43,6 +43,24 @@ impl Pipeline {
         }
     }
 
+    /// REFUSED for a client the listener does not serve: the header and the
+    /// question (when they can be read), and, to a client that sent a valid
+    /// EDNS record, extended error 18 (Prohibited). It is never more than a
+    /// few dozen bytes larger than the query, so a spoofed query reflects
+    /// no amplification worth having.
+    pub(super) fn refuse(&self, message: &Message<'_>, out: &mut impl Buffer, purpose: Purpose) -> Step {
+        match super::inspect(message) {
+            Some((_, client_edns)) => self.simple_response(
+                &QueryFacts { message: *message, client_edns },
+                Rcode::REFUSED,
+                Some((ExtendedErrorCode::PROHIBITED, "client not allowed")),
+                out,
+                purpose,
+            ),
+            None => self.error_response(message, Rcode::REFUSED, out, purpose),
+        }
+    }
+
     /// FORMERR, NOTIMP and the like: echo what could be read of the query.
     pub(super) fn error_response(
         &self,

@@ -108,12 +108,16 @@ fn query(name: &str) -> Vec<u8> {
 
 /// Run `bytes` from `client` over `transport`; the reply and what was written.
 fn run(pipeline: &Arc<Pipeline>, bytes: &[u8], client: &str, transport: Transport) -> (Reply, Vec<u8>) {
-    let listener = listener(transport);
+    run_on(pipeline, bytes, client, &listener(transport))
+}
+
+/// Run `bytes` from `client` on `listener`.
+fn run_on(pipeline: &Arc<Pipeline>, bytes: &[u8], client: &str, listener: &ListenerContext) -> (Reply, Vec<u8>) {
     let incoming = Incoming {
         bytes,
         peer: client.parse::<SocketAddr>().unwrap(),
         local: None,
-        listener: &listener,
+        listener,
         max_response: None,
         now: Instant::now(),
     };
@@ -216,6 +220,38 @@ fn clients_outside_the_allow_list_are_refused() {
     assert_eq!(pipeline.metrics.decisions("local"), 0);
 }
 
+/// The ACL comes before every other answer: a client the listener does not
+/// serve learns nothing but REFUSED, and spends none of the rate limits.
+#[test]
+fn a_client_not_allowed_gets_refused_whatever_it_sends() {
+    let pipeline = pipeline();
+    let mut update = query("www.local.test");
+    update[2] |= Opcode::UPDATE.0 << 3;
+    let mut two_questions = query("www.local.test");
+    two_questions[5] = 2;
+    let version_one =
+        query_with("www.local.test", RecordType::A, Some(EdnsHeader { version: 1, ..EdnsHeader::default() }));
+    for bytes in [update, two_questions, version_one] {
+        let response = answered(&pipeline, &bytes, NOT_ALLOWED);
+        assert_eq!(rcode(&response), Rcode::REFUSED);
+        assert!(answers(&response).is_empty());
+        assert!(response.len() <= bytes.len() + 32, "{} bytes for {}", response.len(), bytes.len());
+    }
+    assert_eq!(pipeline.metrics.decisions("refused"), 3);
+    assert_eq!(pipeline.metrics.responses(Rcode::NOTIMP.0) + pipeline.metrics.responses(Rcode::FORMERR.0), 0);
+
+    let mut limited = listener(Transport::Udp);
+    limited.max_qps = Some(RateLimiter::single(1));
+    let bytes = query("www.local.test");
+    for _ in 0..5 {
+        let (reply, out) = run_on(&pipeline, &bytes, NOT_ALLOWED, &limited);
+        assert!(matches!(reply, Reply::Now { .. }) && rcode(&out) == Rcode::REFUSED);
+    }
+    let (reply, out) = run_on(&pipeline, &bytes, ALLOWED, &limited);
+    assert!(matches!(reply, Reply::Now { .. }));
+    assert_eq!(rcode(&out), Rcode::NOERROR, "the listener's one query a second is still there");
+}
+
 #[test]
 fn over_the_rate_limit_queries_are_refused_or_dropped() {
     let mut config = ServerConfig::default();
@@ -237,16 +273,8 @@ fn over_the_rate_limit_queries_are_refused_or_dropped() {
     let pipeline = pipeline();
     let mut limited = listener(Transport::Udp);
     limited.max_qps = Some(RateLimiter::single(1));
-    let incoming = |peer: &str| Incoming {
-        bytes: &bytes,
-        peer: peer.parse().unwrap(),
-        local: None,
-        listener: &limited,
-        max_response: None,
-        now: Instant::now(),
-    };
-    assert!(matches!(pipeline.handle(&incoming(ALLOWED), &mut Vec::new()), Reply::Now { .. }));
-    assert!(matches!(pipeline.handle(&incoming("127.0.0.2:53"), &mut Vec::new()), Reply::Silent));
+    assert!(matches!(run_on(&pipeline, &bytes, ALLOWED, &limited), (Reply::Now { .. }, _)));
+    assert!(matches!(run_on(&pipeline, &bytes, "127.0.0.2:53", &limited), (Reply::Silent, _)));
     assert_eq!(pipeline.metrics.drops("listener_limit"), 1);
 }
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod docs;
 mod doh;
 mod forwarding;
 mod ipv6;
