@@ -83,7 +83,8 @@ async fn rebind_protecting_resolver() -> FakeUpstream {
 
 #[tokio::test]
 async fn check_reports_a_system_resolver_that_bypasses_signpost_and_drops_rebinding_answers() {
-    let server = start(settings(None)).await;
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let server = start(settings(Some(&upstream))).await;
     let port = server.udp_addrs()[0].port().to_string();
     let router = rebind_protecting_resolver().await;
     let dir = TempDir::new();
@@ -91,16 +92,19 @@ async fn check_reports_a_system_resolver_that_bypasses_signpost_and_drops_rebind
     let output = run(&[("DNS_PORT", &port)], &["check", "--resolv-conf", resolv.to_str().unwrap()]).await;
     let stdout = &output.stdout;
     assert!(!output.status.success(), "{stdout}");
-    assert!(stdout.contains("ok    Signpost on 127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("ok    [signpost] Signpost on 127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("ok    [upstream] Signpost forwards localstack.cloud upstream"), "{stdout}");
     assert!(stdout.contains("s3.amazonaws.com A: 198.51.100.7"), "{stdout}");
-    assert!(stdout.contains("FAIL  Signpost is not the system resolver"), "{stdout}");
-    assert!(stdout.contains("FAIL  DNS-rebind protection"), "{stdout}");
+    assert!(stdout.contains("FAIL  [routing] Signpost is not the system resolver"), "{stdout}");
+    assert!(stdout.contains("FAIL  [rebind] DNS-rebind protection"), "{stdout}");
+    assert!(stdout.contains("Failing: [routing], [rebind]."), "{stdout}");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn check_passes_when_the_system_resolver_is_signpost() {
-    let server = start(settings(None)).await;
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let server = start(settings(Some(&upstream))).await;
     let address = server.udp_addrs()[0];
     let port = address.port().to_string();
     // The "system" resolv.conf names Signpost itself (with its test port).
@@ -124,5 +128,22 @@ async fn check_says_when_signpost_is_not_running() {
     let output = run(&[("DNS_PORT", &port)], &["check", "--resolv-conf", resolv.to_str().unwrap()]).await;
     let stdout = &output.stdout;
     assert!(!output.status.success());
-    assert!(stdout.contains(&format!("FAIL  Signpost is not running on 127.0.0.1:{port}")), "{stdout}");
+    assert!(stdout.contains(&format!("FAIL  [signpost] Signpost is not running on 127.0.0.1:{port}")), "{stdout}");
+}
+
+#[tokio::test]
+async fn check_names_the_upstream_when_signpost_cannot_forward() {
+    // Signpost without an upstream: redirected names answer, forwarded ones get SERVFAIL.
+    let server = start(settings(None)).await;
+    let address = server.udp_addrs()[0];
+    let port = address.port().to_string();
+    let dir = TempDir::new();
+    let resolv = dir.write("resolv.conf", format!("nameserver {address}\n"));
+    let output = run(&[("DNS_PORT", &port)], &["check", "--resolv-conf", resolv.to_str().unwrap()]).await;
+    let stdout = &output.stdout;
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("FAIL  [upstream] Signpost cannot forward: localstack.cloud gets no address (SERVFAIL)"));
+    assert!(stdout.contains("ok    [routing]"), "{stdout}");
+    assert!(stdout.contains("Failing: [upstream]."), "{stdout}");
+    server.shutdown().await;
 }
