@@ -47,7 +47,7 @@ pub use runtime::{
     AliasRecord, AliasSpec, HostRecord, HostedZoneSummary, RecordEntry, RecordFilter, RecordSpec, RedirectSnapshot,
     Redirector,
 };
-pub use server::{BindFallback, HostedZoneFeed, RedirectReloader, RedirectServer, RedirectServerBuilder};
+pub use server::{BindFallback, HostedZoneFeed, RedirectReloader, RedirectServer, RedirectServerBuilder, Signals};
 pub use settings::{
     BindAddresses, LocalstackHost, RedirectSettings, UnknownVariable, VARIABLES, dns_variables, parse_ipv4_source,
     parse_ipv6_source, parse_servers, split_patterns, unknown_dns_variables,

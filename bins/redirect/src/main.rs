@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use signpost_redirect::{RedirectError, RedirectServer, dns_variables, unknown_dns_variables};
+use signpost_redirect::{RedirectError, RedirectServer, Signals, dns_variables, unknown_dns_variables};
 
 use crate::cli::{Cli, Command, DEFAULT_CONFIG, Loaded};
 
@@ -91,6 +91,11 @@ fn serve(cli: Arc<Cli>, loaded: Loaded) -> ExitCode {
         Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
     };
     runtime.block_on(async move {
+        // Before the start-up lines: a SIGHUP sent as soon as they appear must reload.
+        let signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(error) => return fail(&format!("cannot catch signals: {error}")),
+        };
         let reload_cli = cli.clone();
         let started = RedirectServer::builder(settings)
             .server_config(server)
@@ -114,7 +119,7 @@ fn serve(cli: Arc<Cli>, loaded: Loaded) -> ExitCode {
             println!("{line}");
         }
         let outcome = server
-            .run_until_signalled(|result| match result {
+            .run_until(signals, |result| match result {
                 Ok(()) => tracing::info!("configuration reloaded"),
                 Err(error) => tracing::error!("reload failed, the old configuration keeps serving: {error}"),
             })

@@ -373,9 +373,42 @@ impl RedirectServer {
 
     /// For binaries: serve until SIGTERM or Ctrl-C, reloading on SIGHUP.
     pub async fn run_until_signalled(self, on_reload: impl Fn(Result<(), String>)) -> io::Result<()> {
-        let redirector = self.redirector.clone();
-        let outcome = self.handle.run_until_signalled(on_reload).await;
-        redirector.stop_health_checks();
-        outcome
+        let signals = Signals::install()?;
+        self.run_until(signals, on_reload).await
+    }
+
+    /// Serve until `signals` brings SIGTERM or Ctrl-C, reloading on SIGHUP.
+    pub async fn run_until(self, mut signals: Signals, on_reload: impl Fn(Result<(), String>)) -> io::Result<()> {
+        loop {
+            tokio::select! {
+                _ = signals.hangup.recv() => on_reload(self.handle.reload_from_source()),
+                _ = signals.terminate.recv() => break,
+                _ = signals.interrupt.recv() => break,
+            }
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+/// SIGHUP, SIGTERM and SIGINT, caught from the moment this is made: install
+/// it before telling anyone the server is up, so a SIGHUP sent right after
+/// the start-up lines reloads instead of ending the process (its default).
+#[derive(Debug)]
+pub struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Catch the three signals. Must run inside a tokio runtime.
+    pub fn install() -> io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
 }
