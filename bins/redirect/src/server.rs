@@ -350,6 +350,16 @@ impl RedirectServer {
         self.redirector.delete_alias(&self.handle, name)
     }
 
+    /// See [`Redirector::delete_alias_matching`].
+    pub fn delete_alias_matching(
+        &self,
+        name: &str,
+        rtype: Option<signpost_wire::RecordType>,
+        id: Option<&str>,
+    ) -> Result<usize, RedirectError> {
+        self.redirector.delete_alias_matching(&self.handle, name, rtype, id)
+    }
+
     /// See [`Redirector::add_skip_pattern`].
     pub fn add_skip_pattern(&self, pattern: &str) -> Result<(), RedirectError> {
         self.redirector.add_skip_pattern(&self.handle, pattern)

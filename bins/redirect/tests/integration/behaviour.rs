@@ -47,15 +47,13 @@ async fn redirected_names_answer_with_the_arrival_address_and_the_rest_is_forwar
 async fn upstream_with_other_types() -> FakeUpstream {
     let mut builder = FakeUpstream::builder();
     for domain in ["*.amazonaws.com.", "*.localstack.cloud."] {
-        builder = builder
-            .answer(domain, T::MX, Answer::records(["@ 120 IN MX 10 mail.example.test."]))
-            .answer(domain, T::TXT, Answer::records(["@ 120 IN TXT \"from upstream\""]));
+        builder = builder.answer(domain, T::MX, Answer::records(["@ 120 IN MX 10 mail.example.test."])).answer(
+            domain,
+            T::TXT,
+            Answer::records(["@ 120 IN TXT \"from upstream\""]),
+        );
     }
-    builder
-        .otherwise(Answer::address(FORWARDED.into()))
-        .start()
-        .await
-        .unwrap()
+    builder.otherwise(Answer::address(FORWARDED.into())).start().await.unwrap()
 }
 
 #[tokio::test]

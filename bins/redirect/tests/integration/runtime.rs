@@ -3,19 +3,10 @@
 
 use std::net::Ipv4Addr;
 
-use signpost_redirect::{RedirectError, RedirectServer};
-use signpost_server::{AdminConfig, ServerConfig};
+use signpost_redirect::RedirectError;
 use signpost_wire::{Rcode, RecordType as T};
 
 use crate::support::*;
-
-async fn admin_server(upstream: &FakeUpstream) -> RedirectServer {
-    let config = ServerConfig {
-        admin: Some(AdminConfig { address: "127.0.0.1:0".parse().unwrap() }),
-        ..ServerConfig::default()
-    };
-    start_with(|| RedirectServer::builder(settings(Some(upstream))).server_config(config.clone())).await
-}
 
 #[tokio::test]
 async fn host_records_aliases_and_skip_patterns_change_answers_from_rust() {

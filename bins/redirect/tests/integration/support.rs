@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use signpost_redirect::{RedirectServer, RedirectServerBuilder, RedirectSettings};
+use signpost_server::{AdminConfig, ServerConfig};
 pub(crate) use signpost_testkit::{
     ASK_TIMEOUT, Answer, Binary, FakeUpstream, Finished, Query, ResolverAnswer, RunningBinary, Signal, TempDir,
     Transport, answers, authority_types, eventually, exchange, lookup, query, resolver, udp_exchange_from,
@@ -134,4 +135,13 @@ pub(crate) fn parse_startup(line: &str) -> Option<SocketAddr> {
     let rest = line.strip_prefix("Starting DNS servers (tcp/udp port ")?.strip_suffix(")...")?;
     let (port, address) = rest.split_once(" on ")?;
     Some(SocketAddr::new(address.parse().ok()?, port.parse().ok()?))
+}
+
+/// A redirect proxy on a free port with the admin listener on another.
+pub(crate) async fn admin_server(upstream: &FakeUpstream) -> RedirectServer {
+    let config = ServerConfig {
+        admin: Some(AdminConfig { address: "127.0.0.1:0".parse().unwrap() }),
+        ..ServerConfig::default()
+    };
+    start_with(|| RedirectServer::builder(settings(Some(upstream))).server_config(config.clone())).await
 }
