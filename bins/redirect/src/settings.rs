@@ -540,8 +540,19 @@ impl RedirectSettings {
             Err(_) => self.domains.join(", "),
         };
         if self.disable_transparent_endpoint_injection {
+            let forwarded = match self.redirected_domains() {
+                Ok((_, emulator)) => self
+                    .domain_names()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|name| !emulator.iter().any(|own| name.is_subdomain_of(own)))
+                    .map(NameBuf::to_relative_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Err(_) => domains,
+            };
             lines.push(format!(
-                "Redirected domains: {LOCALSTACK_DOMAIN} (DISABLE_TRANSPARENT_ENDPOINT_INJECTION: {domains} are \
+                "Redirected domains: {LOCALSTACK_DOMAIN} (DISABLE_TRANSPARENT_ENDPOINT_INJECTION: {forwarded} are \
                  forwarded)"
             ));
         } else {
@@ -828,7 +839,11 @@ mod tests {
         let (aws, emulator) = settings.redirected_domains().expect("domains");
         assert!(aws.is_empty());
         assert_eq!(names(&emulator).last().map(String::as_str), Some("emulator.test"));
-        assert!(settings.describe()[0].contains("DISABLE_TRANSPARENT_ENDPOINT_INJECTION"));
+        assert_eq!(
+            settings.describe()[0],
+            "Redirected domains: localhost.localstack.cloud (DISABLE_TRANSPARENT_ENDPOINT_INJECTION: amazonaws.com, \
+             aws.amazon.com, cloudfront.net are forwarded)"
+        );
         for (text, value) in [("true", true), ("TRUE", true), ("0", false), ("false", false), ("", false)] {
             settings.set("DISABLE_TRANSPARENT_ENDPOINT_INJECTION", text).expect("flag");
             assert_eq!(settings.disable_transparent_endpoint_injection, value, "{text:?}");
