@@ -54,6 +54,18 @@ async fn systemd_resolved_runs_resolvectl_and_explains_failures() {
     let stderr = &output.stderr;
     assert!(stderr.contains("permission denied") && stderr.contains("sudo"), "{stderr}");
 
+    // A link that does not exist: resolvectl's words, and which names to use (a Docker bridge's).
+    let missing = TempDir::new();
+    missing.write_program(
+        "resolvectl",
+        "#!/bin/sh\necho 'Failed to resolve interface \"br-nope\": No such device' >&2\nexit 1\n",
+    );
+    let output = run(&[("PATH", path_of(&missing))], &["systemd-resolved", "--interface", "br-nope"]).await;
+    assert!(!output.status.success());
+    let stderr = &output.stderr;
+    assert!(stderr.contains("there is no link \"br-nope\""), "{stderr}");
+    assert!(stderr.contains("docker network inspect"), "{stderr}");
+
     // Working: the commands run in order with the right arguments.
     let working = TempDir::new();
     let log = working.join("calls.log");
