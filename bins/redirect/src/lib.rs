@@ -42,7 +42,7 @@ mod settings;
 mod upstreams;
 
 pub use health::{DEFAULT_INTERVAL as DEFAULT_HEALTH_CHECK_INTERVAL, HealthCheck, HealthCheckSpec};
-pub use route53::{AliasTarget, HostedZone, HostedZoneWarning, ResourceRecordSet, route53_name};
+pub use route53::{AliasTarget, HostedZone, HostedZoneWarning, ResourceRecordSet, route53_name, route53_spelling};
 pub use runtime::{
     AliasRecord, AliasSpec, HostRecord, HostedZoneSummary, RecordEntry, RecordFilter, RecordSpec, RedirectSnapshot,
     Redirector,

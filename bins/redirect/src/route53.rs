@@ -68,6 +68,66 @@ pub struct AliasTarget {
     pub evaluate_target_health: bool,
 }
 
+impl HostedZone {
+    /// A hosted zone from records, grouped into record sets by name and type
+    /// (each set takes the TTL of its first record).
+    pub fn from_records(id: impl Into<String>, name: &NameBuf, records: impl IntoIterator<Item = RecordBuf>) -> Self {
+        let mut sets: Vec<ResourceRecordSet> = Vec::new();
+        for record in records {
+            let owner = route53_spelling(&record.name);
+            let rtype = record.rtype().to_string();
+            let value = record.data.to_string();
+            match sets.iter_mut().find(|set| set.name == owner && set.rtype == rtype) {
+                Some(set) => set.resource_records.push(value),
+                None => sets.push(ResourceRecordSet {
+                    name: owner,
+                    rtype,
+                    ttl: Some(record.ttl),
+                    resource_records: vec![value],
+                    alias_target: None,
+                }),
+            }
+        }
+        Self { id: id.into(), name: route53_spelling(name), resource_record_sets: sets }
+    }
+
+    /// A hosted zone from records in presentation format, names relative to
+    /// the zone, `default_ttl` where a record gives none: the form
+    /// signpost-endpoint's model keeps a zone's records in.
+    pub fn from_presentation(
+        id: impl Into<String>,
+        name: &str,
+        records: &[String],
+        default_ttl: u32,
+    ) -> Result<Self, RedirectError> {
+        let apex = route53_name(name)?;
+        let text = format!("$TTL {default_ttl}\n{}\n", records.join("\n"));
+        let parsed = signpost_rules::parse_records(&text, &apex, signpost_rules::Source::memory())?;
+        Ok(Self::from_records(id, &apex, parsed.into_iter().map(|(record, _)| record)))
+    }
+}
+
+/// A name in Route 53's spelling: lowercase, every byte but letters,
+/// digits, `-`, `_` and a leading `*` as a three-digit octal escape, with
+/// the final dot (`\052.example.com.` is written `*.example.com.`, which
+/// Route 53 also accepts).
+pub fn route53_spelling(name: &NameBuf) -> String {
+    let mut text = String::new();
+    for label in name.labels() {
+        for &byte in label {
+            match byte.to_ascii_lowercase() {
+                lower @ (b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'*') => text.push(char::from(lower)),
+                other => text.push_str(&format!("\\{other:03o}")),
+            }
+        }
+        text.push('.');
+    }
+    if text.is_empty() {
+        text.push('.');
+    }
+    text
+}
+
 /// What the compiled zones could not use, without failing the change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostedZoneWarning {
@@ -306,6 +366,25 @@ mod tests {
         let dotted = route53_name("a\\056b.example.com").expect("name");
         assert_eq!(dotted.label_count(), 3);
         assert!(route53_name("a..b").is_err());
+    }
+
+    #[test]
+    fn zones_from_presentation_records_round_trip_through_route53_spelling() {
+        let records =
+            ["@ MX 10 mail", "www 60 A 192.0.2.1", "www 60 A 192.0.2.2", "* TXT \"any\"", "a\\.b A 192.0.2.3"]
+                .map(str::to_owned);
+        let zone = HostedZone::from_presentation("Z1", "Example.com", &records, 300).expect("zone");
+        assert_eq!(zone.name, "example.com.");
+        let names: Vec<&str> = zone.resource_record_sets.iter().map(|set| set.name.as_str()).collect();
+        assert_eq!(names, ["example.com.", "www.example.com.", "*.example.com.", "a\\056b.example.com."]);
+        assert_eq!(zone.resource_record_sets[1].resource_records.len(), 2);
+        assert_eq!(zone.resource_record_sets[0].ttl, Some(300));
+        let compiled = compile(&[zone], 300).expect("compiles");
+        assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
+        let (_, zone) = &compiled.zones[0];
+        let dotted = route53_name("a\\056b.example.com.").expect("name");
+        assert_eq!(zone.rrset(&dotted, RecordType::A).len(), 1, "the escaped dot survives");
+        assert!(HostedZone::from_presentation("Z2", "example.com", &["www A nope".to_owned()], 300).is_err());
     }
 
     #[test]
