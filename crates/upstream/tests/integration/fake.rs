@@ -36,6 +36,10 @@ pub(crate) enum Behaviour {
     Silent,
     /// Answer after a delay.
     Delay(Duration),
+    /// Answer at once, but drop every n-th query (the n-th, 2n-th, ... received).
+    DropEvery(usize),
+    /// Answer the first n queries at once, then never again.
+    SilentAfter(usize),
     /// Answer with this rcode and no records.
     Rcode(Rcode),
     /// Answer with TC set and no records.
@@ -46,6 +50,11 @@ pub(crate) enum Behaviour {
     WrongQuestion,
     /// Send a forged answer from another socket (another port), then the genuine one.
     FromOtherSocket,
+    /// Send a forged answer from another address (127.0.0.2), then the genuine one.
+    FromOtherAddress,
+    /// Send `n` forged answers to the same question with IDs near the
+    /// query's (never its own), then the genuine one.
+    ForgedFlood(u16),
     /// Answer with trailing garbage after the last record.
     Malformed,
     /// TCP: send part of the answer, then reset the connection.
@@ -116,6 +125,8 @@ pub(crate) fn first_address(response: &[u8]) -> Option<[u8; 4]> {
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
     pub(crate) queries: AtomicUsize,
+    /// Queries dropped on purpose (`DropEvery`, `SilentAfter`).
+    pub(crate) dropped: AtomicUsize,
     pub(crate) connections: AtomicUsize,
     /// Source addresses of UDP queries.
     pub(crate) sources: Mutex<Vec<SocketAddr>>,
@@ -144,6 +155,10 @@ impl Seen {
 
     pub(crate) fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
     }
 }
 
@@ -180,6 +195,7 @@ pub(crate) async fn udp_on(socket: UdpSocket, behaviour: Behaviour) -> Fake {
     let seen = Arc::new(Seen::default());
     let socket = Arc::new(socket);
     let other = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let other_address = Arc::new(UdpSocket::bind("127.0.0.2:0").await.unwrap());
     let task_seen = seen.clone();
     let task = tokio::spawn(async move {
         let mut buffer = vec![0; 65535];
@@ -188,8 +204,19 @@ pub(crate) async fn udp_on(socket: UdpSocket, behaviour: Behaviour) -> Fake {
             let query = buffer[..len].to_vec();
             task_seen.record(&query);
             task_seen.sources.lock().unwrap().push(peer);
+            let count = task_seen.queries();
+            let drop_it = match behaviour {
+                Behaviour::DropEvery(n) => count % n == 0,
+                Behaviour::SilentAfter(n) => count > n,
+                _ => false,
+            };
+            if drop_it {
+                task_seen.dropped.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
             let socket = socket.clone();
             let other = other.clone();
+            let other_address = other_address.clone();
             let behaviour = behaviour.clone();
             tokio::spawn(async move {
                 let genuine = respond(&query, Rcode::NOERROR, false, GENUINE);
@@ -201,7 +228,11 @@ pub(crate) async fn udp_on(socket: UdpSocket, behaviour: Behaviour) -> Fake {
                     }
                 };
                 match behaviour {
-                    Behaviour::Answer | Behaviour::CloseAfterAnswer | Behaviour::ResetMidStream => send(genuine).await,
+                    Behaviour::Answer
+                    | Behaviour::CloseAfterAnswer
+                    | Behaviour::ResetMidStream
+                    | Behaviour::DropEvery(_)
+                    | Behaviour::SilentAfter(_) => send(genuine).await,
                     Behaviour::Silent | Behaviour::HttpStatus(_) => {}
                     Behaviour::Delay(delay) => {
                         tokio::time::sleep(delay).await;
@@ -226,6 +257,19 @@ pub(crate) async fn udp_on(socket: UdpSocket, behaviour: Behaviour) -> Fake {
                     Behaviour::FromOtherSocket => {
                         let _ = other.send_to(&respond(&query, Rcode::NOERROR, false, FORGED), peer).await;
                         tokio::time::sleep(Duration::from_millis(20)).await;
+                        send(genuine).await;
+                    }
+                    Behaviour::FromOtherAddress => {
+                        let _ = other_address.send_to(&respond(&query, Rcode::NOERROR, false, FORGED), peer).await;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        send(genuine).await;
+                    }
+                    Behaviour::ForgedFlood(count) => {
+                        for offset in 1..=count {
+                            let mut forged = respond(&query, Rcode::NOERROR, false, FORGED);
+                            set_id(&mut forged, id.wrapping_add(offset));
+                            send(forged).await;
+                        }
                         send(genuine).await;
                     }
                     Behaviour::Malformed => {
@@ -481,6 +525,25 @@ async fn serve_doh(
         _ => respond(&query, Rcode::NOERROR, false, GENUINE),
     };
     Response::builder().header("content-type", "application/dns-message").body(Full::new(Bytes::from(answer))).unwrap()
+}
+
+/// Resolve `n0.example` .. `n{count-1}.example` all at once, each in a task
+/// of its own; every query must get an answer, which is returned in order.
+pub(crate) async fn resolve_at_once(
+    group: &signpost_upstream::Group,
+    count: usize,
+) -> Vec<signpost_upstream::Resolved> {
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let group = group.clone();
+            tokio::spawn(async move { group.resolve(&query(&format!("n{i}.example"))).await })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(count);
+    for task in tasks {
+        answers.push(task.await.unwrap().unwrap());
+    }
+    answers
 }
 
 /// A group of `servers` with short timeouts for tests.
