@@ -258,25 +258,25 @@ enum Reason {
 struct Flight {
     order: Vec<usize>,
     cursor: usize,
-    /// Messages sent to each server (by server index).
-    sends: Vec<u8>,
-    /// Servers this query asks no more (by server index).
-    finished: Vec<bool>,
-    /// The last wait used for each server, doubled for its next message.
-    waits: Vec<Duration>,
+    /// By server index.
+    servers: Vec<ServerFlight>,
     sent: Vec<Sent>,
+}
+
+/// What one query did with one server.
+#[derive(Clone, Copy, Default)]
+struct ServerFlight {
+    /// Messages sent to it.
+    sends: u8,
+    /// Asked no more: it failed for good or gave an answer `retry_on` rejects.
+    finished: bool,
+    /// The last message's wait, doubled for the next.
+    wait: Duration,
 }
 
 impl Flight {
     fn new(order: Vec<usize>, servers: usize) -> Self {
-        Self {
-            order,
-            cursor: 0,
-            sends: vec![0; servers],
-            finished: vec![false; servers],
-            waits: vec![Duration::ZERO; servers],
-            sent: Vec::with_capacity(2),
-        }
+        Self { order, cursor: 0, servers: vec![ServerFlight::default(); servers], sent: Vec::with_capacity(2) }
     }
 }
 
@@ -602,19 +602,16 @@ impl Group {
         let index = self.next_server(flight)?;
         let server = self.server(index)?;
         let config = &self.inner.config;
-        let count = flight.sends.get_mut(index)?;
-        *count = count.saturating_add(1);
-        let timeout = if server.is_udp() {
+        let state = flight.servers.get_mut(index)?;
+        state.sends = state.sends.saturating_add(1);
+        state.wait = if server.is_udp() {
             // Each message of a query to the same server waits twice as long
             // as the one before (RFC 6298 §5.5), whatever the estimate says.
-            let previous = flight.waits.get(index).copied().unwrap_or_default();
-            server.stats.retransmit_timeout().max(previous.saturating_mul(2)).min(config.per_try_timeout)
+            server.stats.retransmit_timeout().max(state.wait.saturating_mul(2)).min(config.per_try_timeout)
         } else {
             config.per_try_timeout
         };
-        if let Some(wait) = flight.waits.get_mut(index) {
-            *wait = timeout;
-        }
+        let timeout = state.wait;
         let slot = log.begin(index, server.config.address, server.config.protocol);
         let started = Instant::now();
         server.stats.sent();
@@ -637,8 +634,8 @@ impl Group {
             let Some(&index) = flight.order.get(position) else { continue };
             let Some(server) = self.server(index) else { continue };
             let limit = if server.is_udp() { MAX_SENDS_PER_SERVER } else { 1 };
-            let finished = flight.finished.get(index).copied().unwrap_or(true);
-            if finished || flight.sends.get(index).copied().unwrap_or(u8::MAX) >= limit {
+            let Some(state) = flight.servers.get(index) else { continue };
+            if state.finished || state.sends >= limit {
                 continue;
             }
             flight.cursor = position + 1;
@@ -664,8 +661,8 @@ impl Group {
                 if answer.is_some() {
                     *fallback = answer;
                 }
-                if let Some(finished) = flight.finished.get_mut(server) {
-                    *finished = true;
+                if let Some(state) = flight.servers.get_mut(server) {
+                    state.finished = true;
                 }
                 Settled::Continue
             }
