@@ -42,7 +42,8 @@ const DEFAULT_HEDGE_DELAY: Duration = Duration::from_millis(100);
 /// Shortest hedge delay, whatever the p95 says.
 const MIN_HEDGE_DELAY: Duration = Duration::from_millis(5);
 /// Most messages one query sends to one UDP server (Unbound's
-/// `outbound-msg-retry` default). TCP, TLS and HTTPS servers get one.
+/// `outbound-msg-retry` default). TCP, TLS and HTTPS servers, and servers
+/// marked down, get one.
 pub(crate) const MAX_SENDS_PER_SERVER: u8 = 5;
 
 /// One server of a group, with its transports and figures.
@@ -395,9 +396,9 @@ impl Group {
         let mut running: FuturesUnordered<Running<'_>> = FuturesUnordered::new();
 
         // The common case costs one timer: the first message, answered
-        // within its retransmission timeout.
-        let end = match self.send(&mut flight, Reason::Next, &prepared, deadline, &log) {
-            None => End::Exhausted,
+        // within its retransmission timeout. Otherwise the loop takes over.
+        let first = match self.send(&mut flight, Reason::Next, &prepared, deadline, &log) {
+            None => Err(End::Exhausted),
             Some(mut first) => {
                 let retransmit_at = self.retransmit_at(&flight, 0);
                 let hedge_at = self.hedge_delay_of(&flight, 0).map(|delay| start + delay);
@@ -406,58 +407,31 @@ impl Group {
                     Ok((number, decision)) => {
                         let expired = matches!(decision, Decision::Expired);
                         match self.settle(number, decision, &mut flight, &mut fallback, &log, deadline) {
-                            Settled::Answer(answer) => End::Answer(answer),
-                            Settled::Stop => End::Exhausted,
-                            Settled::Continue => {
-                                let next = if expired { Reason::Retransmit } else { Reason::Next };
-                                self.run(
-                                    &mut flight,
-                                    &mut running,
-                                    None,
-                                    Some(next),
-                                    &prepared,
-                                    deadline,
-                                    &log,
-                                    &mut fallback,
-                                )
-                                .await
-                            }
+                            Settled::Answer(answer) => Err(End::Answer(answer)),
+                            Settled::Stop => Err(End::Exhausted),
+                            Settled::Continue => Ok((None, if expired { Reason::Retransmit } else { Reason::Next })),
                         }
                     }
                     Err(_) => {
                         running.push(first);
                         let now = Instant::now();
                         if now >= deadline {
-                            End::Deadline
+                            Err(End::Deadline)
                         } else if retransmit_at.is_some_and(|at| at <= now) {
                             self.mark_lost(&flight, 0, &log);
-                            self.run(
-                                &mut flight,
-                                &mut running,
-                                Some(0),
-                                Some(Reason::Retransmit),
-                                &prepared,
-                                deadline,
-                                &log,
-                                &mut fallback,
-                            )
-                            .await
+                            Ok((Some(0), Reason::Retransmit))
                         } else {
-                            self.run(
-                                &mut flight,
-                                &mut running,
-                                Some(0),
-                                Some(Reason::Hedge),
-                                &prepared,
-                                deadline,
-                                &log,
-                                &mut fallback,
-                            )
-                            .await
+                            Ok((Some(0), Reason::Hedge))
                         }
                     }
                 }
             }
+        };
+        let end = match first {
+            Ok((latest, reason)) => {
+                self.run(&mut flight, &mut running, latest, reason, &prepared, deadline, &log, &mut fallback).await
+            }
+            Err(end) => end,
         };
         // Messages still in flight are dropped here (their IDs are given back).
         drop(running);
@@ -486,15 +460,15 @@ impl Group {
 
     /// The query loop after the first message: retransmissions, hedges and
     /// moving on, until an answer, the deadline, or nothing left to try.
-    /// `latest` is the message whose retransmission timeout runs; `send_now`
-    /// says to send another message at once, and why.
+    /// `latest` is the message whose retransmission timeout runs; the next
+    /// message is sent at once, for `reason`.
     #[allow(clippy::too_many_arguments)]
     async fn run<'a>(
         &'a self,
         flight: &mut Flight,
         running: &mut FuturesUnordered<Running<'a>>,
         mut latest: Option<usize>,
-        mut send_now: Option<Reason>,
+        reason: Reason,
         query: &'a Prepared,
         deadline: Instant,
         log: &'a AttemptLog,
@@ -504,7 +478,8 @@ impl Group {
         let max_parallel = config.hedge.map_or(1, |hedge| hedge.max_parallel.max(1));
         // Without `timeout` in retry_on, a lost message is not sent again:
         // the query waits for its answer until it expires.
-        let mut stop = send_now == Some(Reason::Retransmit) && !config.retry_on.timeout;
+        let mut stop = reason == Reason::Retransmit && !config.retry_on.timeout;
+        let mut send_now = Some(reason);
         let mut hedge_at: Option<Instant> = None;
         let far = deadline + Duration::from_secs(3600);
         loop {
@@ -633,7 +608,9 @@ impl Group {
             let position = (flight.cursor + step) % len;
             let Some(&index) = flight.order.get(position) else { continue };
             let Some(server) = self.server(index) else { continue };
-            let limit = if server.is_udp() { MAX_SENDS_PER_SERVER } else { 1 };
+            // A server marked down is only asked because every server is:
+            // once per query, as its probe finds out whether it is back.
+            let limit = if server.is_udp() && server.stats.is_up() { MAX_SENDS_PER_SERVER } else { 1 };
             let Some(state) = flight.servers.get(index) else { continue };
             if state.finished || state.sends >= limit {
                 continue;
@@ -1026,6 +1003,27 @@ mod tests {
         group.server(0).unwrap().stats.answered(Duration::from_millis(50), false);
         group.server(1).unwrap().stats.answered(Duration::from_millis(5), false);
         assert_eq!(group.order(Instant::now()), [2, 1, 0]);
+    }
+
+    #[test]
+    fn messages_cycle_through_the_order_skipping_finished_servers_up_to_the_cap() {
+        let group = group(3, Policy::Sequential);
+        let mut flight = Flight::new(vec![0, 1, 2], 3);
+        let mut next = || {
+            let index = group.next_server(&mut flight)?;
+            flight.servers[index].sends += 1;
+            Some(index)
+        };
+        assert_eq!([next(), next(), next(), next()], [Some(0), Some(1), Some(2), Some(0)]);
+        flight.servers[1].finished = true;
+        let mut rest = Vec::new();
+        while let Some(index) = group.next_server(&mut flight) {
+            flight.servers[index].sends += 1;
+            rest.push(index);
+        }
+        // Server 1 is done; 0 and 2 get up to five messages each.
+        assert_eq!(rest, [2, 0, 2, 0, 2, 0, 2]);
+        assert_eq!((flight.servers[0].sends, flight.servers[2].sends), (MAX_SENDS_PER_SERVER, MAX_SENDS_PER_SERVER));
     }
 
     #[test]
