@@ -396,7 +396,8 @@ pub struct GroupConfig {
     /// a slot, then fails as overloaded ([`UpstreamError::is_overloaded`](crate::UpstreamError::is_overloaded)).
     #[serde(default = "default_max_outstanding", alias = "max_udp_sockets")]
     pub max_outstanding: usize,
-    /// How long a query waits for a slot when `max_outstanding` are in flight.
+    /// How long a query waits for a slot when `max_outstanding` are in
+    /// flight (0: it fails at once).
     #[serde(default = "default_queue_timeout", with = "duration_text")]
     pub queue_timeout: Duration,
     /// TLS settings for DoT and DoH servers.

@@ -55,9 +55,12 @@ pub struct ServerStats {
     /// Tries that failed otherwise (unreachable, reset, TLS or HTTP errors, malformed answers).
     pub errors: u64,
     /// Messages dropped because their ID, source or question did not match a
-    /// query in flight: possible spoofs (and answers that came after their
-    /// query had given up).
+    /// query in flight: possible spoofs.
     pub spoofs_dropped: u64,
+    /// Answers dropped because their query had stopped waiting for them
+    /// (another message of it was answered, or it ended): the ID was one of
+    /// the last 256 given up on that socket.
+    pub stale_answers: u64,
     /// Sends refused because every message ID this server's UDP sockets
     /// may use was taken by a query in flight.
     pub overloaded: u64,
@@ -107,6 +110,7 @@ pub(crate) struct Stats {
     timeouts: AtomicU64,
     errors: AtomicU64,
     spoofs: AtomicU64,
+    stale: AtomicU64,
     overloaded: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_micros: AtomicU64,
@@ -186,6 +190,7 @@ impl Stats {
             timeouts: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             spoofs: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
             buckets: Default::default(),
             latency_sum_micros: AtomicU64::new(0),
@@ -203,6 +208,10 @@ impl Stats {
 
     pub(crate) fn spoof_dropped(&self) {
         self.spoofs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stale_answer(&self) {
+        self.stale.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn overloaded(&self) {
@@ -347,6 +356,7 @@ impl Stats {
             timeouts: self.timeouts.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             spoofs_dropped: self.spoofs.load(Ordering::Relaxed),
+            stale_answers: self.stale.load(Ordering::Relaxed),
             overloaded: self.overloaded.load(Ordering::Relaxed),
             in_flight,
             latency_buckets: self.buckets.iter().map(|counter| counter.load(Ordering::Relaxed)).collect(),

@@ -69,6 +69,10 @@ pub(crate) const MAX_IN_FLIGHT: usize = SOCKETS_PER_SERVER * IDS_PER_SOCKET;
 /// `net.core.rmem_max`): room for thousands of answers between two reads.
 const RECEIVE_BUFFER: usize = 4 << 20;
 
+/// IDs of queries given up on that a socket remembers, so that their late
+/// answers are told from forgeries.
+const REMEMBERED_IDS: usize = 256;
+
 /// Batches read per wake-up before other tasks get a turn.
 const BATCHES_PER_WAKE: usize = 8;
 
@@ -190,6 +194,8 @@ struct Table {
     waiting: HashMap<u16, Waiter, BuildHasherDefault<IdHasher>>,
     /// Tells a waiter's own entry from a later query that reuses its ID.
     next_token: u64,
+    /// IDs of the last queries given up on, newest last.
+    given_up: std::collections::VecDeque<u16>,
     retired: bool,
 }
 
@@ -299,6 +305,10 @@ impl Shared {
         if table.waiting.get(&id).is_some_and(|waiter| waiter.token == token) {
             table.waiting.remove(&id);
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if table.given_up.len() >= REMEMBERED_IDS {
+                table.given_up.pop_front();
+            }
+            table.given_up.push_back(id);
             if table.retired && table.waiting.is_empty() {
                 self.wake.notify_one();
             }
@@ -350,6 +360,15 @@ impl Shared {
                 if let Some(waiter) = waiter {
                     let _ = waiter.reply.send(Ok(Bytes::copy_from_slice(datagram)));
                 }
+            }
+            Err(crate::query::Mismatch::WrongId)
+                if let Some(position) = table.given_up.iter().position(|&id| id == header.id) =>
+            {
+                // The answer to a query that stopped waiting (its message was
+                // sent again and answered, or the query ended): not a forgery.
+                table.given_up.remove(position);
+                drop(table);
+                self.stats.stale_answer();
             }
             Err(mismatch) => {
                 drop(table);
@@ -682,6 +701,35 @@ mod tests {
                 .flatten()
                 .all(|shared| shared.queries.load(Ordering::Relaxed) <= QUERIES_PER_SOCKET)
         );
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn late_answers_to_given_up_queries_are_not_counted_as_spoofs() {
+        let (address, task) = reversing_server(1).await;
+        let stats = Arc::new(Stats::default());
+        let transport = UdpTransport::new(address, stats.clone());
+        let query = prepared("a.example");
+        let pending = transport.register(&query).unwrap();
+        let (shared, id) = (pending.shared.clone(), pending.id);
+        drop(pending);
+        let answer = |id: u16| {
+            let mut response = Vec::new();
+            let parsed = Message::parse(query.bytes()).unwrap();
+            let mut builder = MessageBuilder::response_to(&mut response, &parsed).unwrap();
+            builder.set_id(id);
+            builder.finish().unwrap();
+            response
+        };
+        let source = Some(address);
+        shared.dispatch(&answer(id), source);
+        // Remembered once: a second answer with that ID is suspect again.
+        shared.dispatch(&answer(id), source);
+        shared.dispatch(&answer(id.wrapping_add(1)), source);
+        // And anything from another address is, whatever it says.
+        shared.dispatch(&answer(id), Some(SocketAddr::from(([127, 0, 0, 2], address.port()))));
+        let snapshot = stats.snapshot("g", address, crate::Protocol::Udp, 0);
+        assert_eq!((snapshot.stale_answers, snapshot.spoofs_dropped), (1, 3));
         task.abort();
     }
 
