@@ -382,7 +382,14 @@ impl Shared {
     fn drain(&self) {
         for _ in 0..BATCHES_PER_WAKE {
             let received = self.socket.try_io(Interest::READABLE, || {
-                batch::receive(&self.socket, |datagram, source| self.dispatch(datagram, source))
+                let count = batch::receive(&self.socket, |datagram, source| self.dispatch(datagram, source))?;
+                if batch::drained(count) {
+                    // A short batch emptied the queue: tell tokio so (it
+                    // keeps readiness that a newer datagram set), saving
+                    // the call that would only return EAGAIN.
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(count)
             });
             match received {
                 Ok(_) => {}
@@ -515,6 +522,12 @@ mod batch {
         static BATCH_BUFFERS: RefCell<Option<Batch>> = const { RefCell::new(None) };
     }
 
+    /// Whether a batch of `count` datagrams emptied the socket's queue: the
+    /// call asks for [`BATCH`] without waiting, so fewer means none was left.
+    pub(super) fn drained(count: usize) -> bool {
+        count < BATCH
+    }
+
     /// Receive what is queued (at least one datagram, or `WouldBlock`) and
     /// call `each` with every datagram and its source. Returns how many.
     pub(super) fn receive(socket: &UdpSocket, mut each: impl FnMut(&[u8], Option<SocketAddr>)) -> io::Result<usize> {
@@ -563,6 +576,11 @@ mod batch {
     use std::net::SocketAddr;
 
     use tokio::net::UdpSocket;
+
+    /// One datagram says nothing about the rest of the queue.
+    pub(super) fn drained(_count: usize) -> bool {
+        false
+    }
 
     pub(super) fn receive(socket: &UdpSocket, mut each: impl FnMut(&[u8], Option<SocketAddr>)) -> io::Result<usize> {
         let mut buffer = vec![0; 65536];
