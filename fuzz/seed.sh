@@ -83,6 +83,16 @@ for zone in "$vectors"/example.zone "$vectors"/example.com.zone; do
     head -n "$(($(wc -l < "$zone") / 2))" "$zone" > "corpus/master_file/half-$(basename "$zone")"
 done
 
+# Configuration readers: the example configurations, the test suites' unbound.conf files, and small
+# resolv.conf variants.
+mkdir -p corpus/unbound_conf corpus/forwarder_toml corpus/endpoint_toml corpus/resolv_conf
+cp ../examples/forward.toml corpus/forwarder_toml/
+cp ../examples/endpoint.toml corpus/endpoint_toml/
+find ../bins/forward -name '*.conf' -exec cp {} corpus/unbound_conf/ \; 2>/dev/null || true
+printf 'server:\n  interface: 127.0.0.1@5353\n  access-control: 10.0.0.0/8 allow\n  local-zone: "test." static\n  local-data: "a.test. 60 IN A 10.0.0.1"\n  local-data-ptr: "10.0.0.1 a.test"\nforward-zone:\n  name: "corp."\n  forward-addr: 192.0.2.1@5300\n  forward-tls-upstream: yes\n' > corpus/unbound_conf/small
+printf 'nameserver 10.0.0.2\nnameserver fe80::1%%2\nsearch a.example b.example\noptions timeout:1 attempts:3 ndots:2 rotate\n' > corpus/resolv_conf/small
+printf 'nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n' > corpus/resolv_conf/systemd-stub
+
 for dir in corpus/*/; do
     echo "$(basename "$dir"): $(find "$dir" -type f | wc -l) files"
 done

@@ -477,10 +477,12 @@ impl EndpointConfig {
         let mut zones: Vec<(NameBuf, Arc<Zone>)> = Vec::with_capacity(self.private_hosted_zones.len());
         for (index, config) in self.private_hosted_zones.iter().enumerate() {
             let field = format!("private_hosted_zones[{index}]");
-            let apex = config.name.parse::<NameBuf>().map_err(|source| EndpointError::InvalidName {
-                at: self.locate(&format!("{field}.name")),
-                text: config.name.clone(),
-                source,
+            let apex = config.name.parse::<NameBuf>().map_err(|source| {
+                EndpointError::from(signpost_rules::Error::InvalidName {
+                    at: self.locate(&format!("{field}.name")),
+                    text: config.name.clone(),
+                    source,
+                })
             })?;
             if config.vpcs.is_empty() {
                 return Err(EndpointError::Invalid {
@@ -510,8 +512,9 @@ impl EndpointConfig {
             let mut records: Vec<RecordBuf> = Vec::new();
             if let Some(file) = &config.file {
                 let path = base_dir.join(file);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|source| EndpointError::Read { path: path.clone(), source })?;
+                let text = std::fs::read_to_string(&path).map_err(|source| {
+                    signpost_rules::Error::io(self.locate(&format!("{field}.file")), &path, source)
+                })?;
                 records.extend(
                     parse_records(&text, &apex, signpost_rules::Source::file(&path))?.into_iter().map(|(r, _)| r),
                 );
@@ -519,19 +522,21 @@ impl EndpointConfig {
             for (record_index, text) in config.records.iter().enumerate() {
                 let record =
                     RecordBuf::from_presentation(text, Some(&apex), Some(config.ttl.unwrap_or(DEFAULT_RECORD_TTL)))
-                        .map_err(|source| EndpointError::InvalidRecord {
-                            at: self.locate(&format!("{field}.records[{record_index}]")),
-                            text: text.clone(),
-                            source,
+                        .map_err(|source| {
+                            EndpointError::from(signpost_rules::Error::InvalidRecord {
+                                at: self.locate(&format!("{field}.records[{record_index}]")),
+                                text: text.clone(),
+                                source,
+                            })
                         })?;
                 records.push(record);
             }
             let zone = Zone::from_records(apex.clone(), records).map_err(|error| {
                 // Name the zone's entry when the zone's own check has no place to point at.
                 if error.location().file.is_none() && error.location().line.is_none() {
-                    EndpointError::InvalidZone { at: self.locate(&format!("{field}.name")), source: error }
+                    EndpointError::Config(error.relocated(self.locate(&format!("{field}.name"))))
                 } else {
-                    EndpointError::Rules(error)
+                    EndpointError::Config(error)
                 }
             })?;
             zones.push((apex, Arc::new(zone)));
@@ -554,10 +559,12 @@ impl EndpointConfig {
         }
         for (index, rule) in self.resolver_rules.iter().enumerate() {
             let field = format!("resolver_rules[{index}]");
-            let domain = rule.domain.parse::<NameBuf>().map_err(|source| EndpointError::InvalidName {
-                at: self.locate(&format!("{field}.domain")),
-                text: rule.domain.clone(),
-                source,
+            let domain = rule.domain.parse::<NameBuf>().map_err(|source| {
+                EndpointError::from(signpost_rules::Error::InvalidName {
+                    at: self.locate(&format!("{field}.domain")),
+                    text: rule.domain.clone(),
+                    source,
+                })
             })?;
             for (vpc_index, vpc) in rule.vpcs.iter().enumerate() {
                 let vpc_field = format!("{field}.vpcs[{vpc_index}]");

@@ -1,8 +1,5 @@
 //! What can be wrong with an endpoint configuration, and where.
 
-use std::io;
-use std::path::PathBuf;
-
 use signpost_rules::Location;
 
 use crate::protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols};
@@ -12,22 +9,6 @@ use crate::protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EndpointError {
-    /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The operating system's error.
-        source: io::Error,
-    },
-    /// TOML syntax, an unknown field or a value of the wrong type.
-    #[error("{at}: {message}")]
-    Syntax {
-        /// Where.
-        at: Location,
-        /// What the TOML reader said.
-        message: String,
-    },
     /// An entry is inconsistent in itself.
     #[error("{at}: {problem}")]
     Invalid {
@@ -35,35 +16,6 @@ pub enum EndpointError {
         at: Location,
         /// What is wrong.
         problem: &'static str,
-    },
-    /// A domain or zone name is not a valid DNS name.
-    #[error("{at}: invalid domain name {text:?}: {source}")]
-    InvalidName {
-        /// Where.
-        at: Location,
-        /// The text given.
-        text: String,
-        /// Why.
-        source: signpost_wire::Error,
-    },
-    /// An inline zone record does not parse.
-    #[error("{at}: invalid record {text:?}: {source}")]
-    InvalidRecord {
-        /// Where.
-        at: Location,
-        /// The text given.
-        text: String,
-        /// Why.
-        source: signpost_wire::Error,
-    },
-    /// A zone's records break a zone rule (a CNAME beside other data, a
-    /// record outside the zone, two SOAs...).
-    #[error("{at}: {}", without_location(.source))]
-    InvalidZone {
-        /// The zone's entry.
-        at: Location,
-        /// What is wrong.
-        source: signpost_rules::Error,
     },
     /// An id is used twice.
     #[error("{at}: duplicate {what} {id:?}")]
@@ -195,9 +147,11 @@ pub enum EndpointError {
         /// The VPC asked for.
         to: String,
     },
-    /// A zone file, a zone's records or the rule set are wrong.
-    #[error("{0}")]
-    Rules(#[from] signpost_rules::Error),
+    /// What the shared configuration error says, with its location: an
+    /// unreadable file, TOML syntax, a bad name or record, or a zone file,
+    /// a zone's records or the rule set the rule engine rejects.
+    #[error(transparent)]
+    Config(#[from] signpost_rules::Error),
     /// The upstream groups (targets, the recursive default, CA files) are wrong.
     #[error("{context}: {source}")]
     Upstream {
@@ -209,13 +163,4 @@ pub enum EndpointError {
     /// The server could not be built or started (TLS files, binding).
     #[error("{0}")]
     Server(#[from] signpost_server::Error),
-}
-
-/// A rules error's message without its empty location prefix.
-fn without_location(error: &signpost_rules::Error) -> String {
-    let text = error.to_string();
-    match text.strip_prefix(&format!("{}: ", error.location())) {
-        Some(rest) => rest.to_string(),
-        None => text,
-    }
 }

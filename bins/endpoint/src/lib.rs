@@ -52,6 +52,9 @@ mod model;
 mod protocols;
 mod running;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use compile::{
     AddressLimit, Deployment, ListenerRole, PlannedListener, RECURSIVE_GROUP, RouteTarget, VpcRoutes, forward_group,
     inbound_listener_id, resolver_listener_id,

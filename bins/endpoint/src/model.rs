@@ -404,10 +404,10 @@ impl EndpointConfig {
         let file = file.into();
         let mut config: Self = toml::from_str(text).map_err(|error| {
             let offset = error.span().map_or(0, |span| span.start);
-            EndpointError::Syntax {
+            EndpointError::from(signpost_rules::Error::Toml {
                 at: location_at(&file, text, offset),
                 message: error.message().trim_end().to_string(),
-            }
+            })
         })?;
         let mut locator = RulesConfig::default();
         locator.set_source(&file, text, "");
@@ -417,8 +417,8 @@ impl EndpointConfig {
 
     /// Read a TOML file.
     pub fn load(path: &Path) -> Result<Self, EndpointError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| EndpointError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| signpost_rules::Error::io(Location::default(), path, source))?;
         Self::from_toml(&text, path)
     }
 

@@ -143,12 +143,12 @@ impl ForwarderConfig {
         for (index, group) in self.upstreams.iter().enumerate() {
             let at = self.locate(&format!("upstreams[{index}].name"));
             if let Some((_, first)) = groups.iter().find(|(existing, _)| existing.name == group.name) {
-                return Err(ConfigError::Duplicate {
+                return Err(ConfigError::from(signpost_rules::Error::Duplicate {
                     at,
                     what: "upstream group",
                     name: group.name.clone(),
                     first: first.clone(),
-                });
+                }));
             }
             groups.push((group.clone(), at));
         }
@@ -159,15 +159,22 @@ impl ForwarderConfig {
         for (index, zone) in self.forward_zones.iter().enumerate() {
             let field = format!("forward_zones[{index}]");
             let at = self.locate(&format!("{field}.name"));
-            let name = zone.name.parse::<NameBuf>().map_err(|source| ConfigError::InvalidName {
-                at: at.clone(),
-                text: zone.name.clone(),
-                source,
+            let name = zone.name.parse::<NameBuf>().map_err(|source| {
+                ConfigError::from(signpost_rules::Error::InvalidName {
+                    at: at.clone(),
+                    text: zone.name.clone(),
+                    source,
+                })
             })?;
             let mut zone_views = zone.views.clone();
             zone_views.sort();
             if let Some(first) = zone_names.insert((name.to_lowercase(), zone_views), at.clone()) {
-                return Err(ConfigError::Duplicate { at, what: "forward zone", name: zone.name.clone(), first });
+                return Err(ConfigError::from(signpost_rules::Error::Duplicate {
+                    at,
+                    what: "forward zone",
+                    name: zone.name.clone(),
+                    first,
+                }));
             }
             for (view_index, view) in zone.views.iter().enumerate() {
                 if view != "*" && !views.contains(view) {
@@ -188,10 +195,10 @@ impl ForwarderConfig {
                 }
                 (Some(group), true) => {
                     if !groups.iter().any(|(existing, _)| existing.name == *group) {
-                        return Err(ConfigError::UnknownGroup {
+                        return Err(ConfigError::from(signpost_rules::Error::UnknownGroup {
                             at: self.locate(&format!("{field}.group")),
                             group: group.clone(),
-                        });
+                        }));
                     }
                     group.clone()
                 }
@@ -213,12 +220,12 @@ impl ForwarderConfig {
                     }
                     let group = inline_group(zone, servers);
                     if let Some((_, first)) = groups.iter().find(|(existing, _)| existing.name == group.name) {
-                        return Err(ConfigError::Duplicate {
+                        return Err(ConfigError::from(signpost_rules::Error::Duplicate {
                             at,
                             what: "upstream group",
                             name: group.name,
                             first: first.clone(),
-                        });
+                        }));
                     }
                     let name = group.name.clone();
                     groups.push((group, at.clone()));
@@ -240,7 +247,10 @@ impl ForwarderConfig {
         let default_group = match (&self.default_group, root_group) {
             (Some(group), _) => {
                 if !known.contains(group) {
-                    return Err(ConfigError::UnknownGroup { at: self.locate("default_group"), group: group.clone() });
+                    return Err(ConfigError::from(signpost_rules::Error::UnknownGroup {
+                        at: self.locate("default_group"),
+                        group: group.clone(),
+                    }));
                 }
                 Some(group.clone())
             }
@@ -408,7 +418,7 @@ impl ForwarderConfig {
             }
             Err(_) => {
                 let source = std::fs::read(&path).err().unwrap_or_else(|| std::io::Error::other("unreadable"));
-                return Err(ConfigError::Read { at: self.locate("resolv_conf"), path, source: Arc::new(source) });
+                return Err(signpost_rules::Error::io(self.locate("resolv_conf"), path, source).into());
             }
         };
         for warning in &conf.warnings {
@@ -432,7 +442,7 @@ impl ForwarderConfig {
         user_rules: usize,
         forward: &[(RuleConfig, usize)],
     ) -> ConfigError {
-        let Some(field) = error.location().field.clone() else { return ConfigError::Rules(error) };
+        let Some(field) = error.location().field.clone() else { return ConfigError::Config(error) };
         if let Some(rest) = field.strip_prefix("rules[")
             && let Some((number, tail)) = rest.split_once(']')
             && let Ok(index) = number.parse::<usize>()
@@ -440,12 +450,12 @@ impl ForwarderConfig {
             && let Some((_, zone)) = forward.get(index - user_rules)
         {
             let tail = if tail.starts_with(".suffix") { ".name" } else { "" };
-            return ConfigError::Generated { at: self.locate(&format!("forward_zones[{zone}]{tail}")), source: error };
+            return error.relocated(self.locate(&format!("forward_zones[{zone}]{tail}"))).into();
         }
         if self.origin.toml.is_none() && !self.origin.fields.is_empty() {
-            return ConfigError::Generated { at: self.locate(&field), source: error };
+            return error.relocated(self.locate(&field)).into();
         }
-        ConfigError::Rules(error)
+        ConfigError::Config(error)
     }
 }
 

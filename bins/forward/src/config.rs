@@ -202,7 +202,7 @@ impl ForwarderConfig {
                 Some(span) => at_offset(&file, text, span.start),
                 None => Location { file: Some(file.clone()), ..Location::default() },
             };
-            ConfigError::Toml { at, message: error.message().trim_end().to_owned() }
+            ConfigError::from(signpost_rules::Error::Toml { at, message: error.message().trim_end().to_owned() })
         })?;
         config.origin.toml = Some(Arc::new((file, text.to_owned())));
         Ok(config)
@@ -210,11 +210,8 @@ impl ForwarderConfig {
 
     /// Read a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            at: Location::default(),
-            path: path.to_path_buf(),
-            source: Arc::new(source),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| signpost_rules::Error::io(Location::default(), path, source))?;
         Self::from_toml(&text, path)
     }
 

@@ -11,25 +11,6 @@ use signpost_rules::Location;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A file could not be read.
-    #[error("{at}: cannot read {}: {source}", path.display())]
-    Read {
-        /// Where the file was named (an `include:` line), if anywhere.
-        at: Location,
-        /// The file.
-        path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: Arc<std::io::Error>,
-    },
-    /// TOML that does not parse or does not fit the document's types.
-    #[error("{at}: {message}")]
-    Toml {
-        /// Where the TOML parser stopped.
-        at: Location,
-        /// The TOML parser's message.
-        message: String,
-    },
     /// A value that does not parse.
     #[error("{at}: invalid {what} {text:?}: expected {expected}")]
     InvalidValue {
@@ -41,28 +22,6 @@ pub enum ConfigError {
         text: String,
         /// What would have been accepted.
         expected: &'static str,
-    },
-    /// A domain name that does not parse.
-    #[error("{at}: invalid domain name {text:?}: {source}")]
-    InvalidName {
-        /// Where it is.
-        at: Location,
-        /// The text given.
-        text: String,
-        /// Why.
-        #[source]
-        source: signpost_wire::Error,
-    },
-    /// A resource record (`local-data:`) that does not parse.
-    #[error("{at}: invalid record {text:?}: {source}")]
-    InvalidRecord {
-        /// Where it is.
-        at: Location,
-        /// The text given.
-        text: String,
-        /// Why.
-        #[source]
-        source: signpost_wire::Error,
     },
     /// A keyword given the wrong number of values, or a clause missing a required one.
     #[error("{at}: {keyword} {problem}")]
@@ -94,26 +53,6 @@ pub enum ConfigError {
         /// Each one, with where it is.
         items: Vec<Unsupported>,
     },
-    /// A rule or zone names an upstream group that does not exist.
-    #[error("{at}: no upstream group named {group:?}")]
-    UnknownGroup {
-        /// Where the group is named.
-        at: Location,
-        /// The name.
-        group: String,
-    },
-    /// Two upstream groups or forward zones with one name.
-    #[error("{at}: {what} {name:?} is defined twice (first at {first})")]
-    Duplicate {
-        /// The second definition.
-        at: Location,
-        /// `upstream group` or `forward zone`.
-        what: &'static str,
-        /// The name.
-        name: String,
-        /// The first definition.
-        first: Location,
-    },
     /// Both `default_group` and a forward zone for `.` say where unmatched names go.
     #[error("{at}: give default_group or a forward zone for \".\", not both")]
     ConflictingDefault {
@@ -138,20 +77,13 @@ pub enum ConfigError {
         /// The resolver's error.
         reason: Arc<std::io::Error>,
     },
-    /// The rule engine rejected the rules, zones or host tables.
+    /// What the shared configuration error says, with its location: an
+    /// unreadable file, TOML syntax, a bad name or record, something defined
+    /// twice, an unknown group, or rules, zones and host tables the rule
+    /// engine rejects (an error in something the configuration generated is
+    /// [relocated](signpost_rules::Error::relocated) to where it says it).
     #[error(transparent)]
-    Rules(#[from] signpost_rules::Error),
-    /// The rule engine rejected something this configuration generated
-    /// (a forward zone's rule, a local zone read from unbound.conf): `at`
-    /// is where it was written.
-    #[error("{at}: {}", without_location(.source))]
-    Generated {
-        /// Where the configuration says it.
-        at: Location,
-        /// The rule engine's error.
-        #[source]
-        source: signpost_rules::Error,
-    },
+    Config(#[from] signpost_rules::Error),
     /// The upstream crate rejected a group.
     #[error("{at}: {source}")]
     Upstream {
@@ -163,33 +95,19 @@ pub enum ConfigError {
     },
 }
 
-/// A rule engine error's message without its location prefix.
-fn without_location(error: &signpost_rules::Error) -> String {
-    let text = error.to_string();
-    let prefix = format!("{}: ", error.location());
-    text.strip_prefix(&prefix).map_or_else(|| text.clone(), str::to_owned)
-}
-
 impl ConfigError {
     /// Where the error is, when one place is known.
     pub fn location(&self) -> Option<&Location> {
         match self {
-            Self::Read { at, .. }
-            | Self::Toml { at, .. }
-            | Self::InvalidValue { at, .. }
-            | Self::InvalidName { at, .. }
-            | Self::InvalidRecord { at, .. }
+            Self::InvalidValue { at, .. }
             | Self::Malformed { at, .. }
             | Self::UnterminatedQuote { at }
             | Self::IncludeTooDeep { at, .. }
-            | Self::UnknownGroup { at, .. }
-            | Self::Duplicate { at, .. }
             | Self::ConflictingDefault { at }
             | Self::NoServers { at, .. }
             | Self::UnresolvedHost { at, .. }
-            | Self::Generated { at, .. }
             | Self::Upstream { at, .. } => Some(at),
-            Self::Rules(error) => Some(error.location()),
+            Self::Config(error) => Some(error.location()),
             Self::Unsupported { items } => items.first().map(|item| &item.at),
         }
     }

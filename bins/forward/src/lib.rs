@@ -49,6 +49,9 @@ mod config;
 mod error;
 mod unbound;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -58,7 +61,7 @@ pub use acl::{AccessControl, AclAction, allowed_networks};
 pub use build::{BuildOptions, Forwarder, Route, SYSTEM_GROUP, SYSTEM_RESOLV_CONF, base_dir_of};
 pub use config::{ForwardZoneConfig, ForwarderConfig, ServerSpec, parse_server};
 pub use error::{ConfigError, Unsupported, Warning};
-pub use unbound::{MAX_INCLUDE_DEPTH, read_unbound_conf};
+pub use unbound::{MAX_INCLUDE_DEPTH, SystemEnvironment, UnboundEnvironment, read_unbound_conf, read_unbound_conf_in};
 
 use signpost_server::Reloader;
 

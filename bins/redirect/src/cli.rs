@@ -12,7 +12,7 @@ use signpost_redirect::{RedirectSettings, UPSTREAM_GROUP, loop_free_nameservers}
 use signpost_rules::RuleSetBuilder;
 use signpost_rules::config::{RulesConfig, SYSTEM_GROUP};
 use signpost_server::{AdminConfig, LogDestination, ServerConfig};
-use signpost_upstream::{GroupConfig, ServerConfig as UpstreamServer};
+use signpost_upstream::{GroupConfig, ResolvConf, ServerConfig as UpstreamServer};
 
 /// The configuration used when `--config` is not given.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../default.toml");
@@ -182,8 +182,10 @@ impl Cli {
                     let servers = implied.targets.iter().map(|target| UpstreamServer::udp(*target)).collect();
                     groups.push(GroupConfig::new(implied.name, servers));
                 }
-                let mut system = rules.system_nameservers(&base_dir).map_err(|error| error.to_string())?;
+                let mut system = rules.system_nameservers().map_err(|error| error.to_string())?;
                 if let Some(file) = rules.system_resolv_conf(&base_dir) {
+                    let conf = ResolvConf::load(&file).map_err(|error| format!("rules.system.resolv_conf: {error}"))?;
+                    system = conf.nameservers;
                     // When the system resolver points at us, resolv.conf names
                     // us (or a loopback stub that forwards to us): leave those
                     // out, as for the default upstreams, or queries would loop.

@@ -40,7 +40,9 @@ use signpost_rules::{
     Action, AddressSource, Anchor, BlockAction, ExceptionSpec, HostEntry, HostTableSpec, Matcher, Redirect, RuleSet,
     RuleSetBuilder, RuleSpec,
 };
-use signpost_upstream::{GroupConfig, Policy, ResolvConf, RetryOn, ServerConfig as UpstreamServer, Upstreams};
+use signpost_upstream::{
+    GroupConfig, Policy, ResolvConf, RetryOn, ServerConfig as UpstreamServer, Upstreams, reaches_own_listener, unmapped,
+};
 use signpost_wire::NameBuf;
 
 use signpost_server::State;
@@ -761,7 +763,7 @@ pub fn loop_free_nameservers(
     let mut skipped = Vec::new();
     for &address in nameservers {
         let ip = unmapped(address.ip());
-        let reason = if own.iter().any(|own| is_own_listener(address, *own) || is_wildcard_reaching(*own, address)) {
+        let reason = if reaches_own_listener(address, own) {
             Some("it is our own listening address")
         } else if ip.is_loopback() || ip.is_unspecified() {
             Some("a loopback stub would send queries back to the system resolver")
@@ -774,36 +776,6 @@ pub fn loop_free_nameservers(
         }
     }
     (servers, skipped)
-}
-
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
-
-fn is_own_listener(nameserver: SocketAddr, own: SocketAddr) -> bool {
-    if nameserver.port() != own.port() {
-        return false;
-    }
-    let (ours, theirs) = (unmapped(own.ip()), unmapped(nameserver.ip()));
-    ours == theirs
-        || (ours.is_unspecified()
-            && ours.is_ipv4() == theirs.is_ipv4()
-            && (theirs.is_loopback() || theirs.is_unspecified()))
-}
-
-/// Whether a listener on a wildcard address (`0.0.0.0:53`) receives what is
-/// sent to `nameserver`: same port and family, and an address of this
-/// machine (one a socket can be bound to), such as the host's own LAN
-/// address that a container's resolv.conf may name.
-fn is_wildcard_reaching(own: SocketAddr, nameserver: SocketAddr) -> bool {
-    let (ours, theirs) = (unmapped(own.ip()), unmapped(nameserver.ip()));
-    own.port() == nameserver.port()
-        && ours.is_unspecified()
-        && ours.is_ipv4() == theirs.is_ipv4()
-        && std::net::UdpSocket::bind(SocketAddr::new(theirs, 0)).is_ok()
 }
 
 /// A host record added at run time.
@@ -1528,33 +1500,11 @@ impl RedirectServer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use signpost_rules::{Answer, Client, Decision};
+    use signpost_testkit::TempDir;
     use signpost_wire::{Class, RecordType};
 
     use super::*;
-
-    struct TempFile(PathBuf);
-
-    impl TempFile {
-        fn new(text: &str) -> Self {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "signpost-redirect-unit-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::SeqCst)
-            ));
-            std::fs::write(&path, text).expect("write");
-            Self(path)
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
 
     fn decide<'r>(rules: &'r RuleSet, name: &str, qtype: RecordType) -> Decision<'r> {
         let client = Client::udp(IpAddr::from([127, 0, 0, 1]));
@@ -1670,23 +1620,24 @@ mod tests {
     #[test]
     fn default_upstreams_skip_loops_and_follow_the_systemd_stub() {
         let own: SocketAddr = "127.0.0.1:53".parse().expect("addr");
-        let plain = TempFile::new("nameserver 127.0.0.1\nnameserver 192.0.2.1\nnameserver 127.0.0.9\n");
+        let dir = TempDir::new();
+        let plain = dir.write("plain", "nameserver 127.0.0.1\nnameserver 192.0.2.1\nnameserver 127.0.0.9\n");
         let missing = PathBuf::from("/nonexistent/signpost/resolv.conf");
-        let choice = system_upstreams(&plain.0, &missing, &[own]);
+        let choice = system_upstreams(&plain, &missing, &[own]);
         assert_eq!(choice.servers, ["192.0.2.1:53".parse::<SocketAddr>().expect("addr")]);
-        assert_eq!(choice.source, UpstreamSource::ResolvConf(plain.0.clone()));
+        assert_eq!(choice.source, UpstreamSource::ResolvConf(plain.clone()));
         assert_eq!(choice.skipped.len(), 2);
         assert_eq!(choice.skipped[0].reason, "it is our own listening address");
 
-        let stub = TempFile::new("nameserver 127.0.0.53\noptions edns0 trust-ad\n");
-        let real = TempFile::new("nameserver 192.0.2.7\nnameserver 127.0.0.1\n");
-        let choice = system_upstreams(&stub.0, &real.0, &[own]);
+        let stub = dir.write("stub", "nameserver 127.0.0.53\noptions edns0 trust-ad\n");
+        let real = dir.write("real", "nameserver 192.0.2.7\nnameserver 127.0.0.1\n");
+        let choice = system_upstreams(&stub, &real, &[own]);
         assert_eq!(choice.servers, ["192.0.2.7:53".parse::<SocketAddr>().expect("addr")]);
-        assert_eq!(choice.source, UpstreamSource::SystemdResolved(real.0.clone()));
+        assert_eq!(choice.source, UpstreamSource::SystemdResolved(real.clone()));
         assert!(choice.to_string().contains("systemd-resolved"), "{choice}");
 
-        let only_loopback = TempFile::new("nameserver 127.0.0.1\n");
-        let choice = system_upstreams(&only_loopback.0, &real.0, &[own]);
+        let only_loopback = dir.write("only_loopback", "nameserver 127.0.0.1\n");
+        let choice = system_upstreams(&only_loopback, &real, &[own]);
         assert_eq!(choice.source, UpstreamSource::None, "127.0.0.1 is not systemd's stub");
         assert!(choice.to_string().starts_with("none"), "{choice}");
 
@@ -1694,9 +1645,9 @@ mod tests {
         assert_eq!(choice.source, UpstreamSource::None);
 
         let wildcard: SocketAddr = "0.0.0.0:53".parse().expect("addr");
-        let lan = TempFile::new("nameserver 198.51.100.1\n");
-        assert!(is_own_listener("127.0.0.1:53".parse().expect("a"), wildcard));
-        assert_eq!(system_upstreams(&lan.0, &missing, &[wildcard]).servers.len(), 1);
+        let lan = dir.write("lan", "nameserver 198.51.100.1\n");
+        assert!(reaches_own_listener("127.0.0.1:53".parse().expect("a"), &[wildcard]));
+        assert_eq!(system_upstreams(&lan, &missing, &[wildcard]).servers.len(), 1);
     }
 
     #[test]
@@ -1706,24 +1657,26 @@ mod tests {
         // sends nothing).
         let probe = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
         let local = probe.connect("192.0.2.1:53").and_then(|()| probe.local_addr()).map(|address| address.ip());
-        let Ok(local @ IpAddr::V4(_)) = local else { return };
-        if local.is_loopback() || local.is_unspecified() {
-            return;
-        }
+        // Without such an address the behaviour cannot be shown: fail, never pass silently.
+        let local = match local {
+            Ok(local @ IpAddr::V4(_)) if !local.is_loopback() && !local.is_unspecified() => local,
+            other => panic!("this test needs a non-loopback IPv4 address with a route (got {other:?})"),
+        };
         let wildcard: SocketAddr = "0.0.0.0:53".parse().expect("addr");
         let nameserver = SocketAddr::new(local, 53);
-        let lan = TempFile::new(&format!("nameserver {local}\nnameserver 198.51.100.1\n"));
+        let dir = TempDir::new();
+        let lan = dir.write("lan", format!("nameserver {local}\nnameserver 198.51.100.1\n"));
         let missing = PathBuf::from("/nonexistent/signpost/resolv.conf");
-        let choice = system_upstreams(&lan.0, &missing, &[wildcard]);
+        let choice = system_upstreams(&lan, &missing, &[wildcard]);
         assert_eq!(choice.servers, ["198.51.100.1:53".parse::<SocketAddr>().expect("addr")]);
         assert_eq!(choice.skipped.len(), 1);
         assert_eq!(choice.skipped[0].address, nameserver);
         assert_eq!(choice.skipped[0].reason, "it is our own listening address");
         // Another port, or a specific listen address, is not reached that way.
         let other_port: SocketAddr = "0.0.0.0:5353".parse().expect("addr");
-        assert_eq!(loop_free_nameservers(&[nameserver], &lan.0, &[other_port]).0, [nameserver]);
+        assert_eq!(loop_free_nameservers(&[nameserver], &lan, &[other_port]).0, [nameserver]);
         let loopback_only: SocketAddr = "127.0.0.1:53".parse().expect("addr");
-        assert_eq!(loop_free_nameservers(&[nameserver], &lan.0, &[loopback_only]).0, [nameserver]);
+        assert_eq!(loop_free_nameservers(&[nameserver], &lan, &[loopback_only]).0, [nameserver]);
     }
 
     #[test]

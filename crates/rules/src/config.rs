@@ -18,13 +18,15 @@ use crate::decision::BlockAction;
 use crate::error::{Error, Location};
 use crate::hosts::{AllocationRanges, Allocations, DEFAULT_IPV4_RANGE, HostEntry, parse_hosts};
 use crate::master::{Source, parse_records};
-use crate::resolv::{MAX_NAMESERVERS, ResolvConf};
 use crate::ruleset::{RuleSet, RuleSetBuilder};
 use crate::spec::{
     Action, AddressSource, Anchor, ExceptionSpec, HostTableSpec, Matcher, Redirect, RuleSpec, ViewSpec, ZoneMode,
     ZoneSpec,
 };
 use crate::zone::Zone;
+
+/// Nameservers a resolv.conf consumer reads (glibc's MAXNS): `[system]` lists at most this many.
+const MAX_NAMESERVERS: usize = 3;
 
 /// The name of the group a `[system]` section defines.
 pub const SYSTEM_GROUP: &str = "system";
@@ -359,25 +361,17 @@ impl RulesConfig {
         self.allocation.state_file.as_ref().map(|path| base_dir.join(path))
     }
 
-    /// The `system` group's servers: the `[system]` nameservers, or the
-    /// first three of its resolv.conf (relative to `base_dir`). Servers read
-    /// from a resolv.conf ([`RulesConfig::system_resolv_conf`]) may include
-    /// the server itself, when the system resolver points at it; the binary
-    /// knows its listening addresses and leaves those out.
-    pub fn system_nameservers(&self, base_dir: &Path) -> Result<Vec<SocketAddr>, Error> {
-        let Some(system) = &self.system else { return Ok(Vec::new()) };
-        if !system.nameservers.is_empty() {
-            return self.nameserver_list(system);
+    /// The `system` group's servers when `[system]` lists them (at most
+    /// three, the resolv.conf limit). When it names a resolv.conf instead,
+    /// [`RulesConfig::system_resolv_conf`] gives the file: the binary reads
+    /// it with `signpost_upstream::ResolvConf` (the one resolv.conf parser)
+    /// and leaves out its own listening addresses, which the system resolver
+    /// may name when it points at the server.
+    pub fn system_nameservers(&self) -> Result<Vec<SocketAddr>, Error> {
+        match &self.system {
+            Some(system) if !system.nameservers.is_empty() => self.nameserver_list(system),
+            _ => Ok(Vec::new()),
         }
-        let Some(path) = &system.resolv_conf else { return Ok(Vec::new()) };
-        let path = base_dir.join(path);
-        let conf = ResolvConf::load(&path).map_err(|mut error| {
-            if error.location().file.is_none() {
-                *error.location_mut() = self.locate("system.resolv_conf");
-            }
-            error
-        })?;
-        Ok(conf.effective_nameservers().map(|address| SocketAddr::new(address, 53)).collect())
     }
 
     /// The resolv.conf the `system` group's servers come from (relative to
@@ -904,7 +898,7 @@ mod tests {
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].name, "onprem");
         assert_eq!(groups[0].targets[1], "192.0.2.2:5300".parse().unwrap());
-        assert_eq!(config.system_nameservers(Path::new(".")).expect("valid").len(), 2);
+        assert_eq!(config.system_nameservers().expect("valid").len(), 2);
         assert_eq!(config.system_resolv_conf(Path::new(".")), None, "listed, not read from resolv.conf");
         RuleSet::from_config(&config, Path::new("."), &[]).expect("groups are implied");
         let from_file = self::config("[system]\nresolv_conf = \"resolv.conf\"\n");

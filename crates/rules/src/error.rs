@@ -1,4 +1,10 @@
 //! The crate's one error type, and where an error was found.
+//!
+//! [`Error`] is also the configuration error the applications share: their
+//! own error enums (signpost-forward's `ConfigError`, signpost-endpoint's
+//! `EndpointError`) wrap it for everything it already says — an unreadable
+//! file, TOML syntax, a bad name or record, a duplicate, an unknown group —
+//! and add only what is theirs.
 
 use core::fmt;
 use std::path::PathBuf;
@@ -35,6 +41,12 @@ impl Location {
     pub(crate) fn at_offset(file: Option<PathBuf>, text: &str, offset: usize) -> Self {
         let (line, column) = line_and_column(text, offset);
         Self { file, line: Some(line), column: Some(column), field: None }
+    }
+
+    /// `"{self}: "`, or nothing when nothing is known (a file named on the
+    /// command line has no place of its own to point at).
+    pub fn prefix(&self) -> String {
+        if *self == Self::default() { String::new() } else { format!("{self}: ") }
     }
 
     /// This location with `field` set.
@@ -85,7 +97,7 @@ impl fmt::Display for Location {
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read.
-    #[error("{at}: cannot read {}: {source}", path.display())]
+    #[error("{}cannot read {}: {source}", at.prefix(), path.display())]
     Io {
         /// Where the file was named (the including file or config field), if anywhere.
         at: Location,
@@ -113,6 +125,18 @@ pub enum Error {
     #[error("{at}: invalid domain name {text:?}: {source}")]
     InvalidName {
         /// Where the name is.
+        at: Location,
+        /// The text given.
+        text: String,
+        /// Why it is invalid.
+        #[source]
+        source: signpost_wire::Error,
+    },
+    /// A resource record in presentation format that does not parse (an
+    /// inline zone record, an unbound.conf `local-data:`).
+    #[error("{at}: invalid record {text:?}: {source}")]
+    InvalidRecord {
+        /// Where the record is.
         at: Location,
         /// The text given.
         text: String,
@@ -303,6 +327,7 @@ macro_rules! location_of {
             | Error::NotUtf8 { at }
             | Error::Toml { at, .. }
             | Error::InvalidName { at, .. }
+            | Error::InvalidRecord { at, .. }
             | Error::InvalidRegex { at, .. }
             | Error::InvalidAddress { at, .. }
             | Error::InvalidEntry { at, .. }
@@ -336,7 +361,16 @@ impl Error {
         location_of!(self)
     }
 
-    pub(crate) fn io(at: Location, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// This error, found at `at` instead: for an error in something a
+    /// configuration generated (a rule built from a forward zone, a zone
+    /// from an API resource), `at` is where the configuration says it.
+    pub fn relocated(mut self, at: Location) -> Self {
+        *self.location_mut() = at;
+        self
+    }
+
+    /// A file named at `at` that could not be read.
+    pub fn io(at: Location, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io { at, path: path.into(), source: Arc::new(source) }
     }
 }
@@ -352,6 +386,8 @@ mod tests {
         let both = Location::in_file("rules.toml", 12, 1).with_field("views[0].cidrs[1]");
         assert_eq!(both.to_string(), "rules.toml:12:1, field views[0].cidrs[1]");
         assert_eq!(Location::default().to_string(), "<unknown location>");
+        assert_eq!(Location::default().prefix(), "");
+        assert_eq!(Location::field("a").prefix(), "field a: ");
     }
 
     #[test]

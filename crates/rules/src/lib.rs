@@ -53,7 +53,6 @@ mod error;
 mod hosts;
 mod master;
 mod names;
-pub mod resolv;
 mod ruleset;
 mod spec;
 mod zone;

@@ -69,6 +69,9 @@ mod stream;
 mod tls;
 mod udp;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,7 +84,7 @@ pub use config::{
 };
 pub use error::{Attempt, AttemptOutcome, Error, UpstreamError};
 pub use group::Group;
-pub use resolv::{MAX_NAMESERVERS, ResolvConf, ResolvWarning, parse_resolv_conf};
+pub use resolv::{MAX_NAMESERVERS, ResolvConf, ResolvWarning, parse_resolv_conf, reaches_own_listener, unmapped};
 pub use stats::{GroupStats, LATENCY_BUCKETS, ServerStats};
 pub use tls::crypto_provider;
 

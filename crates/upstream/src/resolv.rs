@@ -181,10 +181,10 @@ impl ResolvConf {
         Ok(parse_resolv_conf(&text))
     }
 
-    /// The nameservers as an upstream group, leaving out `exclude` (the
-    /// server's own listening addresses, so pointing the system at Signpost
-    /// cannot make a forwarding loop; an unspecified address such as
-    /// 0.0.0.0:53 excludes the loopback nameservers of its family).
+    /// The nameservers as an upstream group, leaving out those that reach
+    /// `exclude` (the server's own listening addresses, so pointing the
+    /// system at Signpost cannot make a forwarding loop; see
+    /// [`reaches_own_listener`]).
     ///
     /// Like glibc, the group moves on after a timeout, an unreachable server,
     /// SERVFAIL or REFUSED; `rotate` becomes round robin; `timeout:` can
@@ -195,7 +195,7 @@ impl ResolvConf {
         let servers = self
             .nameservers
             .iter()
-            .filter(|address| !exclude.iter().any(|own| is_same_listener(**address, *own)))
+            .filter(|address| !reaches_own_listener(**address, exclude))
             .map(|address| ServerConfig::udp(*address))
             .collect();
         let mut group = GroupConfig::new(name, servers);
@@ -206,19 +206,41 @@ impl ResolvConf {
     }
 }
 
-/// Whether a query to `nameserver` would reach our own listener `own`.
+/// Whether a query sent to `nameserver` would reach one of our own
+/// listeners `own`, so that forwarding to it would loop back to us: the same
+/// address and port (IPv4-mapped IPv6 counts as IPv4), or a listener on a
+/// wildcard address (`0.0.0.0:53`) and a `nameserver` of the same port and
+/// family that lands on it — a loopback or unspecified address, or any
+/// address of this machine (one a socket can be bound to), such as the
+/// host's LAN address that a container's resolv.conf may name.
+///
+/// This is the one "never forward to ourselves" check: resolv.conf groups
+/// ([`ResolvConf::to_group`]) and the applications' own upstream choices use it.
+pub fn reaches_own_listener(nameserver: SocketAddr, own: &[SocketAddr]) -> bool {
+    own.iter().any(|own| is_same_listener(nameserver, *own) || is_wildcard_reaching(*own, nameserver))
+}
+
 fn is_same_listener(nameserver: SocketAddr, own: SocketAddr) -> bool {
     if nameserver.port() != own.port() {
         return false;
     }
-    let (ours, theirs) = (canonical(own.ip()), canonical(nameserver.ip()));
-    if ours == theirs {
-        return true;
-    }
-    ours.is_unspecified() && ours.is_ipv4() == theirs.is_ipv4() && (theirs.is_loopback() || theirs.is_unspecified())
+    let (ours, theirs) = (unmapped(own.ip()), unmapped(nameserver.ip()));
+    ours == theirs
+        || (ours.is_unspecified()
+            && ours.is_ipv4() == theirs.is_ipv4()
+            && (theirs.is_loopback() || theirs.is_unspecified()))
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+fn is_wildcard_reaching(own: SocketAddr, nameserver: SocketAddr) -> bool {
+    let (ours, theirs) = (unmapped(own.ip()), unmapped(nameserver.ip()));
+    own.port() == nameserver.port()
+        && ours.is_unspecified()
+        && ours.is_ipv4() == theirs.is_ipv4()
+        && std::net::UdpSocket::bind(SocketAddr::new(theirs, 0)).is_ok()
+}
+
+/// `ip`, with an IPv4-mapped IPv6 address as the IPv4 address it stands for.
+pub fn unmapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
@@ -295,6 +317,9 @@ frobnicate yes
         assert_eq!(other_port.servers.len(), 3);
         let mapped = conf.to_group("system", &["[::ffff:192.0.2.1]:53".parse().unwrap()]);
         assert_eq!(mapped.servers.len(), 2);
+        assert!(!reaches_own_listener("192.0.2.1:53".parse().unwrap(), &[]));
+        assert!(reaches_own_listener("[::ffff:127.0.0.1]:53".parse().unwrap(), &["127.0.0.1:53".parse().unwrap()]));
+        assert_eq!(unmapped("::ffff:10.0.0.1".parse().unwrap()), IpAddr::from([10, 0, 0, 1]));
     }
 
     #[test]

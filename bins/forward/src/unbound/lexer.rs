@@ -5,10 +5,10 @@
 //! `?` wildcards in the file name).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use signpost_rules::Location;
 
+use super::UnboundEnvironment;
 use crate::error::ConfigError;
 
 /// How deep `include:` may nest (which also stops include loops).
@@ -115,25 +115,26 @@ fn is_keyword(token: &Token) -> bool {
 /// Read a file into statements, expanding `include:` and `include-toplevel:`.
 /// An `include-toplevel:` leaves a statement of that keyword (no values)
 /// before the included statements, so the caller can close the clause.
-pub(crate) fn read_statements(path: &Path) -> Result<Vec<Statement>, ConfigError> {
+pub(crate) fn read_statements(
+    environment: &dyn UnboundEnvironment,
+    path: &Path,
+) -> Result<Vec<Statement>, ConfigError> {
     let mut out = Vec::new();
     let mut directory = None;
-    read_into(path, &Location::default(), 0, &mut directory, &mut out)?;
+    read_into(environment, path, &Location::default(), 0, &mut directory, &mut out)?;
     Ok(out)
 }
 
 fn read_into(
+    environment: &dyn UnboundEnvironment,
     path: &Path,
     named_at: &Location,
     depth: usize,
     directory: &mut Option<PathBuf>,
     out: &mut Vec<Statement>,
 ) -> Result<(), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        at: named_at.clone(),
-        path: path.to_path_buf(),
-        source: Arc::new(source),
-    })?;
+    let text =
+        environment.read_to_string(path).map_err(|source| signpost_rules::Error::io(named_at.clone(), path, source))?;
     let tokens = tokenize(&text, path)?;
     let mut index = 0;
     while let Some(token) = tokens.get(index) {
@@ -177,7 +178,7 @@ fn read_into(
                     });
                 }
                 for included in expand(&pattern, &statement.at)? {
-                    read_into(&included, &statement.at, depth + 1, directory, out)?;
+                    read_into(environment, &included, &statement.at, depth + 1, directory, out)?;
                 }
             }
             "directory" => {
@@ -206,7 +207,7 @@ fn expand(pattern: &Path, at: &Location) -> Result<Vec<PathBuf>, ConfigError> {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
-            return Err(ConfigError::Read { at: at.clone(), path: directory.to_path_buf(), source: Arc::new(source) });
+            return Err(signpost_rules::Error::io(at.clone(), directory, source).into());
         }
     };
     let mut found: Vec<PathBuf> = entries

@@ -53,9 +53,43 @@ pub fn read_unbound_conf(
     path: &Path,
     ignore_unsupported: bool,
 ) -> Result<(ForwarderConfig, Vec<Warning>), ConfigError> {
-    let statements = read_statements(path)?;
+    read_unbound_conf_in(&SystemEnvironment, path, ignore_unsupported)
+}
+
+/// Where reading unbound.conf gets its files and the addresses of
+/// `forward-host:` names: the system ([`SystemEnvironment`]), or for tests
+/// and fuzzing, something that touches neither the disk nor the network.
+pub trait UnboundEnvironment {
+    /// The text of a file (unbound.conf and its includes).
+    fn read_to_string(&self, path: &Path) -> std::io::Result<String>;
+    /// The addresses of a host name, with `port`.
+    fn resolve_host(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>>;
+}
+
+/// Files from the file system, host names through the system resolver
+/// (getaddrinfo), as Unbound resolves `forward-host:` at start-up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemEnvironment;
+
+impl UnboundEnvironment for SystemEnvironment {
+    fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn resolve_host(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        Ok((host, port).to_socket_addrs()?.collect())
+    }
+}
+
+/// [`read_unbound_conf`] with files and host names from `environment`.
+pub fn read_unbound_conf_in(
+    environment: &dyn UnboundEnvironment,
+    path: &Path,
+    ignore_unsupported: bool,
+) -> Result<(ForwarderConfig, Vec<Warning>), ConfigError> {
+    let statements = read_statements(environment, path)?;
     let parsed = Parsed::from_statements(path, &statements)?;
-    parsed.convert(ignore_unsupported)
+    parsed.convert(environment, ignore_unsupported)
 }
 
 /// Options that change nothing a client sees from a forwarder.
@@ -352,16 +386,19 @@ fn size(statement: &Statement) -> Result<usize, ConfigError> {
 }
 
 fn name(token: &Token) -> Result<NameBuf, ConfigError> {
-    token.text.parse::<NameBuf>().map(|name| name.to_lowercase()).map_err(|source| ConfigError::InvalidName {
-        at: token.at.clone(),
-        text: token.text.clone(),
-        source,
+    token.text.parse::<NameBuf>().map(|name| name.to_lowercase()).map_err(|source| {
+        ConfigError::from(signpost_rules::Error::InvalidName { at: token.at.clone(), text: token.text.clone(), source })
     })
 }
 
 fn record(token: &Token) -> Result<RecordBuf, ConfigError> {
-    RecordBuf::from_presentation(&token.text, Some(&NameBuf::root()), Some(3600))
-        .map_err(|source| ConfigError::InvalidRecord { at: token.at.clone(), text: token.text.clone(), source })
+    RecordBuf::from_presentation(&token.text, Some(&NameBuf::root()), Some(3600)).map_err(|source| {
+        ConfigError::from(signpost_rules::Error::InvalidRecord {
+            at: token.at.clone(),
+            text: token.text.clone(),
+            source,
+        })
+    })
 }
 
 /// `local-data-ptr: "192.0.2.1 [ttl] name"`: a PTR at the reversed address.
@@ -393,8 +430,13 @@ fn ptr_record(token: &Token) -> Result<RecordBuf, ConfigError> {
         }
     };
     let text = format!("{reverse} {ttl} IN PTR {target}");
-    RecordBuf::from_presentation(&text, Some(&NameBuf::root()), Some(3600))
-        .map_err(|source| ConfigError::InvalidRecord { at: token.at.clone(), text: token.text.clone(), source })
+    RecordBuf::from_presentation(&text, Some(&NameBuf::root()), Some(3600)).map_err(|source| {
+        ConfigError::from(signpost_rules::Error::InvalidRecord {
+            at: token.at.clone(),
+            text: token.text.clone(),
+            source,
+        })
+    })
 }
 
 impl Parsed {
@@ -713,7 +755,11 @@ impl Parsed {
         Ok(())
     }
 
-    fn convert(mut self, ignore_unsupported: bool) -> Result<(ForwarderConfig, Vec<Warning>), ConfigError> {
+    fn convert(
+        mut self,
+        environment: &dyn UnboundEnvironment,
+        ignore_unsupported: bool,
+    ) -> Result<(ForwarderConfig, Vec<Warning>), ConfigError> {
         if self.validator {
             for statement in std::mem::take(&mut self.trust_anchors) {
                 self.unsupported(
@@ -773,14 +819,14 @@ impl Parsed {
             if let Some((_, first)) =
                 earlier.iter().filter_map(|other| other.name.as_ref()).find(|(other, _)| other == zone_name)
             {
-                return Err(ConfigError::Duplicate {
+                return Err(ConfigError::from(signpost_rules::Error::Duplicate {
                     at: name_at.clone(),
                     what: "forward zone",
                     name: zone_name.to_string(),
                     first: first.clone(),
-                });
+                }));
             }
-            let servers = self.servers(zone)?;
+            let servers = self.servers(environment, zone)?;
             if servers.is_empty() {
                 return Err(ConfigError::NoServers { at: zone.at.clone(), zone: zone_name.to_string() });
             }
@@ -1057,7 +1103,11 @@ impl Parsed {
     }
 
     /// A forward zone's servers: its addresses and its resolved hosts.
-    fn servers(&self, zone: &ForwardZone) -> Result<Vec<UpstreamServer>, ConfigError> {
+    fn servers(
+        &self,
+        environment: &dyn UnboundEnvironment,
+        zone: &ForwardZone,
+    ) -> Result<Vec<UpstreamServer>, ConfigError> {
         let protocol = if zone.tls || self.tls_upstream {
             Protocol::Tls
         } else if zone.tcp || self.tcp_upstream {
@@ -1101,7 +1151,7 @@ impl Parsed {
                     expected: "name[@port][#tls-name]",
                 });
             };
-            for address in self.resolve(host, port, &token.at)? {
+            for address in self.resolve(environment, host, port, &token.at)? {
                 let mut server = UpstreamServer::new(address, protocol);
                 if protocol == Protocol::Tls {
                     server.tls_name = Some(tls_name.clone().unwrap_or_else(|| host.trim_end_matches('.').to_owned()));
@@ -1113,7 +1163,13 @@ impl Parsed {
     }
 
     /// A forward-host's addresses: from this file's local-data, else the system resolver.
-    fn resolve(&self, host: &str, port: u16, at: &Location) -> Result<Vec<SocketAddr>, ConfigError> {
+    fn resolve(
+        &self,
+        environment: &dyn UnboundEnvironment,
+        host: &str,
+        port: u16,
+        at: &Location,
+    ) -> Result<Vec<SocketAddr>, ConfigError> {
         if let Ok(wanted) = host.parse::<NameBuf>() {
             let local: Vec<SocketAddr> = self
                 .data
@@ -1130,15 +1186,11 @@ impl Parsed {
             }
         }
         let host = host.trim_end_matches('.');
-        let addresses: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|error| ConfigError::UnresolvedHost {
-                at: at.clone(),
-                host: host.to_owned(),
-                reason: Arc::new(error),
-            })?
-            .collect();
-        Ok(addresses)
+        environment.resolve_host(host, port).map_err(|error| ConfigError::UnresolvedHost {
+            at: at.clone(),
+            host: host.to_owned(),
+            reason: Arc::new(error),
+        })
     }
 }
 

@@ -10,48 +10,35 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-const LOCAL: &str = r#"
-[[rules]]
-suffix = "doh.test"
-action = "redirect"
-ipv4 = "127.0.0.1"
-ipv6 = "none"
-ttl = 42
-"#;
+const LOCAL: &str =
+    r#"rules = [{ suffix = "doh.test", action = "redirect", ipv4 = "127.0.0.1", ipv6 = "none", ttl = 42 }]"#;
 
-#[tokio::test]
-async fn hickory_resolves_over_doh_with_tls_and_http2() {
-    let certificate = certificate();
-    let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
-    listener.tls_cert = Some(certificate.cert.clone());
-    listener.tls_key = Some(certificate.key.clone());
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
+/// A server with a DoT or DoH listener presenting fresh test certificates, recording queries.
+async fn tls_server(transport: ListenerTransport) -> (signpost_server::ServerHandle, TestCertificates, TempDir) {
+    let (certificates, dir) = (TestCertificates::new().unwrap(), TempDir::new());
+    let listener = tls_listener(transport, &certificates, &dir);
+    let server = start_server(|| builder().listener(listener.clone()).rules(rules(LOCAL, &[]))).await;
     server.record_queries(true);
-    let resolver = resolver("https", server.doh_addrs()[0], Some(client_tls(&certificate)));
-    let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
-    assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let seen = server.recorded_queries();
-    assert!(seen.iter().any(|q| q.transport == signpost_rules::Transport::Doh), "{seen:?}");
-    server.shutdown().await;
+    (server, certificates, dir)
 }
 
 #[tokio::test]
-async fn hickory_resolves_over_dot() {
-    let certificate = certificate();
-    let mut listener = ListenerConfig::new(ListenerTransport::Dot, "127.0.0.1:0".parse().unwrap());
-    listener.tls_cert = Some(certificate.cert.clone());
-    listener.tls_key = Some(certificate.key.clone());
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
-    server.record_queries(true);
-    let mut tls = client_tls(&certificate);
-    tls.alpn_protocols = vec![b"dot".to_vec()];
-    let resolver = resolver("tls", server.dot_addrs()[0], Some(tls));
-    let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
-    assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let seen = server.recorded_queries();
-    assert!(seen.iter().all(|q| q.transport == signpost_rules::Transport::Dot), "{seen:?}");
-    assert!(!seen.is_empty());
-    server.shutdown().await;
+async fn hickory_resolves_over_doh_with_tls_and_http2_and_over_dot() {
+    let cases = [
+        (ListenerTransport::Doh, Transport::Doh, &b"h2"[..], signpost_rules::Transport::Doh),
+        (ListenerTransport::Dot, Transport::Dot, &b"dot"[..], signpost_rules::Transport::Dot),
+    ];
+    for (listener, client, alpn, recorded) in cases {
+        let (server, certificates, _dir) = tls_server(listener).await;
+        let address = if client == Transport::Doh { server.doh_addrs()[0] } else { server.dot_addrs()[0] };
+        let resolver =
+            ResolverBuilder::new(client, address).tls(certificates.client_config(&[alpn]).unwrap()).build().unwrap();
+        let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
+        assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)], "{client}");
+        let seen = server.recorded_queries();
+        assert!(!seen.is_empty() && seen.iter().all(|q| q.transport == recorded), "{client}: {seen:?}");
+        server.shutdown().await;
+    }
 }
 
 /// One HTTP/1.1 request over plain TCP; returns status line and the rest.
@@ -68,9 +55,9 @@ async fn http(address: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>
 async fn plain_http_doh_answers_get_and_post_and_rejects_bad_requests() {
     let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
     listener.plain_http = true;
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
+    let server = start_server(|| builder().listener(listener.clone()).rules(rules(LOCAL, &[]))).await;
     let address = server.doh_addrs()[0];
-    let dns = query("www.doh.test", RecordType::A, None);
+    let dns = query("www.doh.test", RecordType::A);
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dns);
 
     let get = format!("GET /dns-query?dns={encoded} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -120,12 +107,11 @@ async fn doh_without_a_certificate_needs_plain_http_said_out_loud() {
 /// server chose, the status line and the whole response.
 async fn https1(
     address: std::net::SocketAddr,
-    certificate: &TestCertificate,
+    certificates: &TestCertificates,
     alpn: &[&[u8]],
     request: &[u8],
 ) -> (Option<Vec<u8>>, String, Vec<u8>) {
-    let mut tls = client_tls(certificate);
-    tls.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+    let tls = certificates.client_config(alpn).unwrap();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
     let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
     let server_name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
@@ -141,14 +127,9 @@ async fn https1(
 
 #[tokio::test]
 async fn doh_over_tls_answers_http1_get_and_post() {
-    let certificate = certificate();
-    let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
-    listener.tls_cert = Some(certificate.cert.clone());
-    listener.tls_key = Some(certificate.key.clone());
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
-    server.record_queries(true);
+    let (server, certificates, _dir) = tls_server(ListenerTransport::Doh).await;
     let address = server.doh_addrs()[0];
-    let dns = query("www.doh.test", RecordType::A, None);
+    let dns = query("www.doh.test", RecordType::A);
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dns);
     let get = format!("GET /dns-query?dns={encoded} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let mut post = format!(
@@ -163,7 +144,7 @@ async fn doh_over_tls_answers_http1_get_and_post() {
     let offers: [&[&[u8]]; 2] = [&[b"http/1.1"], &[]];
     for alpn in offers {
         for request in [get.as_bytes(), &post] {
-            let (chosen, status, response) = https1(address, &certificate, alpn, request).await;
+            let (chosen, status, response) = https1(address, &certificates, alpn, request).await;
             if alpn.is_empty() {
                 assert_eq!(chosen, None);
             } else {
@@ -179,7 +160,7 @@ async fn doh_over_tls_answers_http1_get_and_post() {
     }
     let (_, status, _) = https1(
         address,
-        &certificate,
+        &certificates,
         &[b"http/1.1"],
         b"PUT /dns-query HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     )

@@ -10,14 +10,6 @@ use tokio::net::UdpSocket;
 
 use crate::support::*;
 
-const LOCAL: &str = r#"
-[[rules]]
-suffix = "local.test"
-action = "redirect"
-ipv4 = "127.0.0.1"
-ipv6 = "none"
-"#;
-
 const SENT: usize = 60;
 
 #[tokio::test]
@@ -25,10 +17,10 @@ async fn over_the_per_client_limit_clients_get_refused_instead_of_silence() {
     let mut config = config_with_default_listeners();
     config.limits.per_client_qps = Some(5);
     config.limits.action = LimitAction::Refuse;
-    let server = signpost_server::Server::builder().config(config).rules(rules(LOCAL, &[])).start().await.unwrap();
+    let server = start_with(config, LOCAL_TEST, None).await;
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for index in 0..SENT {
-        let mut bytes = query("www.local.test", RecordType::A, None);
+        let mut bytes = query("www.local.test", RecordType::A);
         bytes[0] = index as u8;
         socket.send_to(&bytes, udp(&server)).await.unwrap();
     }
@@ -64,7 +56,7 @@ async fn over_the_per_client_limit_clients_get_refused_instead_of_silence() {
     let mut stream = tokio::net::TcpStream::connect(tcp(&server)).await.unwrap();
     let mut batch = Vec::new();
     for _ in 0..30 {
-        let bytes = query("tcp.local.test", RecordType::A, None);
+        let bytes = query("tcp.local.test", RecordType::A);
         batch.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
         batch.extend_from_slice(&bytes);
     }
