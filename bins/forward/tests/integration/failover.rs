@@ -68,7 +68,9 @@ async fn forward_first_falls_back_to_the_default_group_when_every_forwarder_is_d
     let server = start(&config(true)).await;
     assert_eq!(addresses(udp(&server), "db.corp.example.").await, ["192.0.2.5"]);
     assert_eq!(default.names(), ["db.corp.example."]);
-    assert_eq!(silent.query_count(), 1);
+    // Asked, and asked again after each retransmission timeout (a lost
+    // datagram, for all it knows) until the zone's total timeout.
+    assert!((1..=5).contains(&silent.query_count()), "{}", silent.query_count());
     server.shutdown().await;
 
     // Without forward-first the zone's failure is the answer.
