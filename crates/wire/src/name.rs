@@ -54,9 +54,20 @@ impl<'a> Name<'a> {
     /// Read the name starting at `offset` in `message`, following compression pointers.
     ///
     /// Returns the name and the offset just past it in the original stream.
+    #[inline]
     pub fn from_message(message: &'a [u8], offset: usize) -> Result<(Self, usize), Error> {
-        let parsed = parse(message, offset, true)?;
+        let parsed = parse_in_message(message, offset, None)?;
         Ok((parsed.name, parsed.end))
+    }
+
+    /// Where the name starts in its message (for a name read from one).
+    pub(crate) fn start(&self) -> usize {
+        self.start as usize
+    }
+
+    /// The bytes the name was read from.
+    pub(crate) fn message(&self) -> &'a [u8] {
+        self.message
     }
 
     /// Read an uncompressed name that fills `bytes` exactly.
@@ -146,6 +157,157 @@ impl<'a> Name<'a> {
         let mut b = [0u8; MAX_NAME_LEN];
         flat_is_subdomain(self.flat(&mut a), parent.flat(&mut b))
     }
+}
+
+/// Offsets a compression pointer can reach (14 bits).
+const POINTER_RANGE: usize = 0x4000;
+/// Slots in a [`NameMemo`] (a power of two).
+const MEMO_SLOTS: usize = 16;
+
+/// Offsets of one message known to start a valid name, with what validating
+/// that name found, so a pointer to one of them need not be followed again.
+///
+/// A message's names point into each other (every owner of an RRset to the
+/// same earlier name, glue owners to NS targets, which point to the zone
+/// name), so without a memo the same suffixes are validated many times. An
+/// entry is only ever made from a name that passed every check, from the
+/// same message bytes, and the suffix it describes was checked with its own
+/// run start as the pointer bound, so a name that reaches it through a
+/// backward pointer only has to add up the length and hop totals, which
+/// [`parse_in_message`] still checks. A memo belongs to one message: the
+/// record and question iterators own theirs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct NameMemo {
+    slots: [MemoSlot; MEMO_SLOTS],
+}
+
+/// One memo entry: the name at `key - 1` (0 is an empty slot).
+#[derive(Clone, Copy, Debug, Default)]
+struct MemoSlot {
+    key: u16,
+    wire_len: u8,
+    label_count: u8,
+    hops: u8,
+}
+
+impl NameMemo {
+    #[inline(always)]
+    fn slot(offset: usize) -> usize {
+        (offset ^ (offset >> 4)) & (MEMO_SLOTS - 1)
+    }
+
+    #[inline(always)]
+    fn get(&self, offset: usize) -> Option<MemoSlot> {
+        let slot = self.slots.get(Self::slot(offset))?;
+        (usize::from(slot.key) == offset + 1).then_some(*slot)
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, offset: usize, wire_len: usize, label_count: usize, hops: usize) {
+        // Only offsets a pointer can reach are worth remembering; the totals
+        // of a valid name always fit in a byte.
+        if offset >= POINTER_RANGE {
+            return;
+        }
+        if let Some(slot) = self.slots.get_mut(Self::slot(offset)) {
+            *slot = MemoSlot {
+                key: offset as u16 + 1,
+                wire_len: wire_len as u8,
+                label_count: label_count as u8,
+                hops: hops as u8,
+            };
+        }
+    }
+}
+
+/// Read the (possibly compressed) name at `offset`, with every check of
+/// [`parse`], consulting and filling `memo` if given.
+///
+/// This is the fast path: it walks valid names in one tight loop and hands
+/// anything unusual (the end of the data, a reserved label type, a forward
+/// pointer, a name too long, too many hops) to [`parse`], which finds the
+/// exact error, so errors are the same with or without the fast path.
+#[inline(always)]
+pub(crate) fn parse_in_message<'a>(
+    message: &'a [u8],
+    offset: usize,
+    memo: Option<&mut NameMemo>,
+) -> Result<ParsedName<'a>, Error> {
+    let mut position = offset;
+    let mut run_start = offset;
+    // Where the name ends in the stream; 0 until known (a name ends after at least one byte).
+    let mut end = 0usize;
+    let mut wire_len = 1usize;
+    let mut label_count = 0usize;
+    let mut hops = 0usize;
+    // The first pointer target and the totals before it, for the memo.
+    let mut first_target = None;
+    loop {
+        let Some(&first) = message.get(position) else { return parse_slow(message, offset) };
+        if first < 0x40 {
+            if first == 0 {
+                if end == 0 {
+                    end = position + 1;
+                }
+                break;
+            }
+            wire_len += 1 + usize::from(first);
+            if wire_len > MAX_NAME_LEN {
+                return parse_slow(message, offset);
+            }
+            label_count += 1;
+            position += 1 + usize::from(first);
+        } else if first >= 0xc0 {
+            let Some(&second) = message.get(position + 1) else { return parse_slow(message, offset) };
+            let target = usize::from(first & 0x3f) << 8 | usize::from(second);
+            if target >= run_start {
+                return parse_slow(message, offset);
+            }
+            if end == 0 {
+                end = position + 2;
+            }
+            hops += 1;
+            if hops > MAX_POINTER_HOPS {
+                return parse_slow(message, offset);
+            }
+            if let Some(known) = memo.as_deref().and_then(|memo| memo.get(target)) {
+                let total_len = wire_len - 1 + usize::from(known.wire_len);
+                let total_hops = hops + usize::from(known.hops);
+                if total_len <= MAX_NAME_LEN && total_hops <= MAX_POINTER_HOPS {
+                    wire_len = total_len;
+                    label_count += usize::from(known.label_count);
+                    hops = total_hops;
+                    break;
+                }
+                // Over a limit: walk on, so the checks below report it exactly.
+            }
+            if hops == 1 {
+                first_target = Some((target, wire_len, label_count));
+            }
+            run_start = target;
+            position = target;
+        } else {
+            return parse_slow(message, offset);
+        }
+    }
+    let Ok(start) = u32::try_from(offset) else { return parse_slow(message, offset) };
+    if let Some(memo) = memo {
+        memo.insert(offset, wire_len, label_count, hops);
+        if let Some((target, len_before, labels_before)) = first_target {
+            memo.insert(target, wire_len + 1 - len_before, label_count - labels_before, hops - 1);
+        }
+    }
+    Ok(ParsedName {
+        name: Name { message, start, wire_len: wire_len as u8, label_count: label_count as u8, compressed: hops > 0 },
+        end,
+    })
+}
+
+/// The careful walk, for names the fast path did not accept.
+#[cold]
+#[inline(never)]
+fn parse_slow(message: &[u8], offset: usize) -> Result<ParsedName<'_>, Error> {
+    parse(message, offset, true)
 }
 
 fn parse(message: &[u8], offset: usize, allow_pointers: bool) -> Result<ParsedName<'_>, Error> {
