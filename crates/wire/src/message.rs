@@ -7,7 +7,6 @@ use crate::edns::Edns;
 use crate::iana::{Class, Opcode, Rcode, RecordType};
 use crate::name::{Name, NameMemo, parse_in_message};
 use crate::rdata::RData;
-use crate::reader::Reader;
 
 /// Size of the fixed DNS header.
 pub const HEADER_LEN: usize = 12;
@@ -229,10 +228,9 @@ impl<'a> Message<'a> {
     /// The questions, in order.
     pub fn questions(&self) -> Questions<'a> {
         Questions {
-            reader: Reader::at(self.bytes, HEADER_LEN),
+            message: self.bytes,
+            position: HEADER_LEN,
             remaining: self.header.qdcount,
-            expected: self.header.qdcount,
-            failed: false,
             header: self.header,
             memo: NameMemo::default(),
         }
@@ -264,7 +262,7 @@ impl<'a> Message<'a> {
     pub fn section(&self, section: Section) -> Result<Records<'a>, Error> {
         let mut records = self.records()?;
         records.skip_to(section)?;
-        records.stop_after = section;
+        records.stop_after(section);
         Ok(records)
     }
 
@@ -377,23 +375,25 @@ impl<'a> Question<'a> {
 /// Iterator over the question section.
 #[derive(Clone, Debug)]
 pub struct Questions<'a> {
-    reader: Reader<'a>,
+    message: &'a [u8],
+    position: usize,
+    /// Questions still to read; 0 after an error too.
     remaining: u16,
-    expected: u16,
-    failed: bool,
     header: Header,
     memo: NameMemo,
 }
 
 impl<'a> Questions<'a> {
     /// Continue with the records after the questions, reading any questions not yet read.
+    #[inline]
     pub fn into_records(mut self) -> Result<Records<'a>, Error> {
         for question in self.by_ref() {
             question?;
         }
         let header = self.header;
         let mut records = Records {
-            reader: self.reader,
+            message: self.message,
+            position: self.position,
             section: Section::Answer,
             remaining: header.ancount,
             counts: [header.qdcount, header.ancount, header.nscount, header.arcount],
@@ -404,34 +404,41 @@ impl<'a> Questions<'a> {
         records.advance_empty_sections();
         Ok(records)
     }
+
+    /// The error for a question section that ends early; nothing more is read.
+    #[cold]
+    fn missing(&mut self) -> Error {
+        let expected = self.header.qdcount;
+        let error = Error::MissingRecords {
+            section: Section::Question,
+            expected,
+            found: expected - self.remaining,
+            offset: self.position,
+        };
+        self.remaining = 0;
+        error
+    }
 }
 
 impl<'a> Iterator for Questions<'a> {
     type Item = Result<Question<'a>, Error>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining == 0 || self.failed {
+        if self.remaining == 0 {
             return None;
         }
-        let offset = self.reader.position();
-        if self.reader.is_empty() {
-            self.failed = true;
-            return Some(Err(Error::MissingRecords {
-                section: Section::Question,
-                expected: self.expected,
-                found: self.expected - self.remaining,
-                offset,
-            }));
+        if self.position >= self.message.len() {
+            return Some(Err(self.missing()));
         }
-        let result = read_question(self.reader.message(), offset, Some(&mut self.memo));
-        match result {
+        match read_question(self.message, self.position, Some(&mut self.memo)) {
             Ok(question) => {
                 self.remaining -= 1;
-                self.reader.seek(question.end as usize);
+                self.position = question.end as usize;
                 Some(Ok(question))
             }
             Err(error) => {
-                self.failed = true;
+                self.remaining = 0;
                 Some(Err(error))
             }
         }
@@ -586,8 +593,11 @@ fn read_record<'a>(
 /// Iterator over records of one or more consecutive sections.
 #[derive(Clone, Debug)]
 pub struct Records<'a> {
-    reader: Reader<'a>,
+    message: &'a [u8],
+    position: usize,
     section: Section,
+    /// Records still to read in `section`; 0 once nothing more will be read
+    /// (all sections done, an error, or `section` is past `stop_after`).
     remaining: u16,
     counts: [u16; 4],
     stop_after: Section,
@@ -598,7 +608,7 @@ pub struct Records<'a> {
 impl<'a> Records<'a> {
     /// The offset just past the last record read.
     pub fn position(&self) -> usize {
-        self.reader.position()
+        self.position
     }
 
     /// The section of the next record.
@@ -610,6 +620,7 @@ impl<'a> Records<'a> {
         self.counts.get(section.index()).copied().unwrap_or_default()
     }
 
+    /// Move past finished and empty sections; stop at `stop_after`.
     fn advance_empty_sections(&mut self) {
         while self.remaining == 0 {
             match self.section.next() {
@@ -619,6 +630,17 @@ impl<'a> Records<'a> {
                 }
                 None => break,
             }
+        }
+        if self.section > self.stop_after {
+            self.remaining = 0;
+        }
+    }
+
+    /// Read nothing past `section`.
+    fn stop_after(&mut self, section: Section) {
+        self.stop_after = section;
+        if self.section > section {
+            self.remaining = 0;
         }
     }
 
@@ -631,40 +653,55 @@ impl<'a> Records<'a> {
                 None => break,
             }
         }
-        if self.section < section {
+        if self.section < section && !self.failed {
             self.section = section;
             self.remaining = self.section_count(section);
         }
         Ok(())
+    }
+
+    /// The error for a section that ends early; nothing more is read.
+    #[cold]
+    fn missing(&mut self) -> Error {
+        let expected = self.section_count(self.section);
+        let error = Error::MissingRecords {
+            section: self.section,
+            expected,
+            found: expected - self.remaining,
+            offset: self.position,
+        };
+        self.fail();
+        error
+    }
+
+    fn fail(&mut self) {
+        self.failed = true;
+        self.remaining = 0;
     }
 }
 
 impl<'a> Iterator for Records<'a> {
     type Item = Result<Record<'a>, Error>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.remaining == 0 || self.section > self.stop_after {
+        if self.remaining == 0 {
             return None;
         }
-        if self.reader.is_empty() {
-            self.failed = true;
-            let expected = self.section_count(self.section);
-            return Some(Err(Error::MissingRecords {
-                section: self.section,
-                expected,
-                found: expected - self.remaining,
-                offset: self.reader.position(),
-            }));
+        if self.position >= self.message.len() {
+            return Some(Err(self.missing()));
         }
-        match read_record(self.reader.message(), self.reader.position(), self.section, Some(&mut self.memo)) {
+        match read_record(self.message, self.position, self.section, Some(&mut self.memo)) {
             Ok(record) => {
-                self.reader.seek(record.end());
+                self.position = record.end();
                 self.remaining -= 1;
-                self.advance_empty_sections();
+                if self.remaining == 0 {
+                    self.advance_empty_sections();
+                }
                 Some(Ok(record))
             }
             Err(error) => {
-                self.failed = true;
+                self.fail();
                 Some(Err(error))
             }
         }

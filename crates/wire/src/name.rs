@@ -223,7 +223,7 @@ impl NameMemo {
 /// Read the (possibly compressed) name at `offset`, with every check of
 /// [`parse`], consulting and filling `memo` if given.
 ///
-/// This is the fast path: it walks valid names in one tight loop and hands
+/// This is the fast path: it walks valid names in tight loops and hands
 /// anything unusual (the end of the data, a reserved label type, a forward
 /// pointer, a name too long, too many hops) to [`parse`], which finds the
 /// exact error, so errors are the same with or without the fast path.
@@ -234,67 +234,74 @@ pub(crate) fn parse_in_message<'a>(
     memo: Option<&mut NameMemo>,
 ) -> Result<ParsedName<'a>, Error> {
     let mut position = offset;
+    // Pointers must point before the start of the run of labels being read.
     let mut run_start = offset;
-    // Where the name ends in the stream; 0 until known (a name ends after at least one byte).
-    let mut end = 0usize;
-    let mut wire_len = 1usize;
+    // Where the name ends in the stream, once its first pointer is seen.
+    let mut end = None;
+    // Octets of the labels read so far (the root's octet is added at the end).
+    let mut label_octets = 0usize;
     let mut label_count = 0usize;
     let mut hops = 0usize;
     // The first pointer target and the totals before it, for the memo.
     let mut first_target = None;
     loop {
-        let Some(&first) = message.get(position) else { return parse_slow(message, offset) };
-        if first < 0x40 {
-            if first == 0 {
-                if end == 0 {
-                    end = position + 1;
-                }
-                break;
-            }
-            wire_len += 1 + usize::from(first);
-            if wire_len > MAX_NAME_LEN {
-                return parse_slow(message, offset);
+        // A run of labels stored in place: one length octet of 1..=63 each.
+        let first = loop {
+            let Some(&first) = message.get(position) else { return Err(name_error(message, offset)) };
+            if first == 0 || first > 0x3f {
+                break first;
             }
             label_count += 1;
             position += 1 + usize::from(first);
-        } else if first >= 0xc0 {
-            let Some(&second) = message.get(position + 1) else { return parse_slow(message, offset) };
-            let target = usize::from(first & 0x3f) << 8 | usize::from(second);
-            if target >= run_start {
-                return parse_slow(message, offset);
-            }
-            if end == 0 {
-                end = position + 2;
-            }
-            hops += 1;
-            if hops > MAX_POINTER_HOPS {
-                return parse_slow(message, offset);
-            }
-            if let Some(known) = memo.as_deref().and_then(|memo| memo.get(target)) {
-                let total_len = wire_len - 1 + usize::from(known.wire_len);
-                let total_hops = hops + usize::from(known.hops);
-                if total_len <= MAX_NAME_LEN && total_hops <= MAX_POINTER_HOPS {
-                    wire_len = total_len;
-                    label_count += usize::from(known.label_count);
-                    hops = total_hops;
-                    break;
-                }
-                // Over a limit: walk on, so the checks below report it exactly.
-            }
-            if hops == 1 {
-                first_target = Some((target, wire_len, label_count));
-            }
-            run_start = target;
-            position = target;
-        } else {
-            return parse_slow(message, offset);
+        };
+        label_octets += position - run_start;
+        if label_octets >= MAX_NAME_LEN {
+            return Err(name_error(message, offset));
         }
+        if first == 0 {
+            if end.is_none() {
+                end = Some(position + 1);
+            }
+            break;
+        }
+        if first < 0xc0 {
+            return Err(name_error(message, offset));
+        }
+        let Some(&second) = message.get(position + 1) else { return Err(name_error(message, offset)) };
+        let target = usize::from(first & 0x3f) << 8 | usize::from(second);
+        if target >= run_start {
+            return Err(name_error(message, offset));
+        }
+        if end.is_none() {
+            end = Some(position + 2);
+        }
+        hops += 1;
+        if hops > MAX_POINTER_HOPS {
+            return Err(name_error(message, offset));
+        }
+        if let Some(known) = memo.as_deref().and_then(|memo| memo.get(target)) {
+            let total_octets = label_octets + usize::from(known.wire_len) - 1;
+            let total_hops = hops + usize::from(known.hops);
+            if total_octets < MAX_NAME_LEN && total_hops <= MAX_POINTER_HOPS {
+                label_octets = total_octets;
+                label_count += usize::from(known.label_count);
+                hops = total_hops;
+                break;
+            }
+            // Over a limit: walk on, so the checks above report it exactly.
+        }
+        if hops == 1 {
+            first_target = Some((target, label_octets, label_count));
+        }
+        run_start = target;
+        position = target;
     }
-    let Ok(start) = u32::try_from(offset) else { return parse_slow(message, offset) };
+    let wire_len = label_octets + 1;
+    let (Some(end), Ok(start)) = (end, u32::try_from(offset)) else { return Err(name_error(message, offset)) };
     if let Some(memo) = memo {
         memo.insert(offset, wire_len, label_count, hops);
-        if let Some((target, len_before, labels_before)) = first_target {
-            memo.insert(target, wire_len + 1 - len_before, label_count - labels_before, hops - 1);
+        if let Some((target, octets_before, labels_before)) = first_target {
+            memo.insert(target, wire_len - octets_before, label_count - labels_before, hops - 1);
         }
     }
     Ok(ParsedName {
@@ -303,11 +310,17 @@ pub(crate) fn parse_in_message<'a>(
     })
 }
 
-/// The careful walk, for names the fast path did not accept.
+/// The careful walk's error, for a name the fast path did not accept.
+///
+/// The fast path gives up only on names the careful walk rejects; should the
+/// two ever disagree, the name is refused rather than trusted.
 #[cold]
 #[inline(never)]
-fn parse_slow(message: &[u8], offset: usize) -> Result<ParsedName<'_>, Error> {
-    parse(message, offset, true)
+fn name_error(message: &[u8], offset: usize) -> Error {
+    match parse(message, offset, true) {
+        Err(error) => error,
+        Ok(_) => Error::NameTooLong { offset },
+    }
 }
 
 fn parse(message: &[u8], offset: usize, allow_pointers: bool) -> Result<ParsedName<'_>, Error> {
