@@ -267,7 +267,7 @@ impl<N, B> RecordData<N, B> {
 
 impl<'a> RData<'a> {
     /// Parse the RDATA of type `rtype` found at `message[offset..offset + len]`.
-    #[inline]
+    #[inline(always)]
     pub fn parse(rtype: RecordType, message: &'a [u8], offset: usize, len: usize) -> Result<Self, Error> {
         // The common types inline, without a reader.
         match rtype {
@@ -392,6 +392,7 @@ fn fixed_address<const N: usize>(message: &[u8], offset: usize, len: usize) -> R
 }
 
 /// RDATA that is exactly one (possibly compressed) name.
+#[inline(always)]
 fn only_name(message: &[u8], offset: usize, len: usize, rtype: RecordType) -> Result<Name<'_>, Error> {
     if message.len() < offset + len {
         return Err(Error::UnexpectedEnd { offset, needed: offset + len - message.len() });
