@@ -26,6 +26,12 @@ pub trait ToName {
     /// The uncompressed wire form, borrowed if it is already contiguous,
     /// otherwise copied into `scratch`.
     fn flat<'s>(&'s self, scratch: &'s mut [u8; MAX_NAME_LEN]) -> &'s [u8];
+
+    /// The uncompressed wire form if it is already stored contiguously, so a
+    /// caller can skip preparing a scratch buffer for [`ToName::flat`].
+    fn flat_in_place(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// A name inside a message, read in place.
@@ -399,11 +405,19 @@ impl ToName for Name<'_> {
             None => self.flatten_into(scratch),
         }
     }
+
+    fn flat_in_place(&self) -> Option<&[u8]> {
+        self.as_flat()
+    }
 }
 
 impl<T: ToName + ?Sized> ToName for &T {
     fn flat<'s>(&'s self, scratch: &'s mut [u8; MAX_NAME_LEN]) -> &'s [u8] {
         (**self).flat(scratch)
+    }
+
+    fn flat_in_place(&self) -> Option<&[u8]> {
+        (**self).flat_in_place()
     }
 }
 
@@ -659,6 +673,10 @@ impl NameBuf {
 impl ToName for NameBuf {
     fn flat<'s>(&'s self, _scratch: &'s mut [u8; MAX_NAME_LEN]) -> &'s [u8] {
         &self.wire
+    }
+
+    fn flat_in_place(&self) -> Option<&[u8]> {
+        Some(&self.wire)
     }
 }
 
