@@ -237,7 +237,7 @@ impl<'a> Message<'a> {
     }
 
     /// The first question, reading nothing past it: what a proxy routes on.
-    #[inline]
+    #[inline(always)]
     pub fn first_question(&self) -> Result<Option<Question<'a>>, Error> {
         if self.header.qdcount == 0 {
             return Ok(None);
@@ -385,7 +385,7 @@ pub struct Questions<'a> {
 
 impl<'a> Questions<'a> {
     /// Continue with the records after the questions, reading any questions not yet read.
-    #[inline]
+    #[inline(always)]
     pub fn into_records(mut self) -> Result<Records<'a>, Error> {
         for question in self.by_ref() {
             question?;
@@ -423,7 +423,7 @@ impl<'a> Questions<'a> {
 impl<'a> Iterator for Questions<'a> {
     type Item = Result<Question<'a>, Error>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
             return None;

@@ -305,7 +305,11 @@ pub(crate) fn parse_in_message<'a>(
     let wire_len = label_octets + 1;
     let (Some(end), Ok(start)) = (end, u32::try_from(offset)) else { return Err(name_error(message, offset)) };
     if let Some(memo) = memo {
-        memo.insert(offset, wire_len, label_count, hops);
+        // A name that starts with a pointer is not itself pointed to (a
+        // pointer would go to its target instead), nor is the root.
+        if message.get(offset).is_some_and(|&first| first != 0 && first < 0x40) {
+            memo.insert(offset, wire_len, label_count, hops);
+        }
         if let Some((target, octets_before, labels_before)) = first_target {
             memo.insert(target, wire_len - octets_before, label_count - labels_before, hops - 1);
         }
