@@ -1,6 +1,7 @@
 //! signpost-wire: `Message` is a view over the bytes; names are walked in
 //! place through compression pointers; RDATA is typed on demand; the builder
-//! writes into the caller's buffer with a fixed-size compression table.
+//! writes into the caller's buffer; its fixed-size compression table is made
+//! only when a name could share a suffix with one other than the first.
 
 use std::net::Ipv4Addr;
 
@@ -116,7 +117,7 @@ impl ResponseData {
     }
 
     /// Writes the response straight into the buffer; names are
-    /// compressed through the builder's fixed table.
+    /// compressed through the builder's table.
     pub fn build(&self, buf: &mut Vec<u8>) -> Outcome {
         type Data<'n> = RecordData<&'n NameBuf, &'n [u8]>;
         buf.clear();
