@@ -753,6 +753,32 @@ mod tests {
     }
 
     #[test]
+    fn one_section_reads_only_its_own_records() {
+        // RESPONSE's answer again as an additional record; the authority section is empty.
+        let mut bytes = RESPONSE.to_vec();
+        bytes[11] = 1; // arcount 1
+        let answer = RESPONSE.len() - 16;
+        bytes.extend_from_slice(&RESPONSE[answer..]);
+        let message = Message::parse(&bytes).expect("header");
+        message.check().expect("valid");
+        let offsets = |records: Records<'_>| -> Vec<(Section, usize)> {
+            records
+                .map(|record| record.map(|record| (record.section(), record.offset())))
+                .collect::<Result<_, _>>()
+                .expect("valid")
+        };
+        assert_eq!(offsets(message.answers().expect("ok")), [(Section::Answer, answer)]);
+        assert_eq!(offsets(message.authority().expect("ok")), []);
+        assert_eq!(offsets(message.additional().expect("ok")), [(Section::Additional, RESPONSE.len())]);
+        assert_eq!(offsets(message.records().expect("ok")).len(), 2);
+        let mut answers = message.answers().expect("ok");
+        assert!(answers.next().is_some_and(|record| record.is_ok()));
+        assert!(answers.next().is_none());
+        assert_eq!(answers.current_section(), Section::Additional);
+        assert_eq!(answers.position(), RESPONSE.len());
+    }
+
+    #[test]
     fn counts_beyond_the_end_are_reported() {
         let mut bytes = RESPONSE.to_vec();
         bytes[7] = 3; // ancount 3
