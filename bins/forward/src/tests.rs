@@ -1,6 +1,7 @@
 use std::net::IpAddr;
 
 use signpost_rules::{Client, Decision};
+use signpost_testkit::TempDir;
 use signpost_wire::{Class, NameBuf, RecordType};
 
 use super::*;
@@ -119,9 +120,9 @@ fn access_control_applies_to_listeners_without_their_own() {
 
 #[test]
 fn the_system_group_leaves_out_our_own_listeners() {
-    let dir = std::env::temp_dir().join(format!("signpost-forwarder-resolv-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("resolv.conf"), "nameserver 127.0.0.1\nnameserver 127.0.0.9\nbogus line\n").unwrap();
+    let temp = TempDir::new();
+    let dir = temp.path().to_path_buf();
+    temp.write("resolv.conf", "nameserver 127.0.0.1\nnameserver 127.0.0.9\nbogus line\n");
     let text = "resolv_conf = \"resolv.conf\"\n[[listeners]]\naddress = \"0.0.0.0\"\nport = 53\ntransport = \"udp\"\n";
     let forwarder = config(text).build(&BuildOptions { base_dir: dir.clone(), ..BuildOptions::default() }).unwrap();
     // 0.0.0.0:53 covers every loopback address: none is left, so there is no default.
@@ -129,7 +130,7 @@ fn the_system_group_leaves_out_our_own_listeners() {
     assert!(forwarder.warnings.iter().any(|warning| matches!(warning, Warning::NoDefaultGroup { .. })));
     assert!(forwarder.warnings.iter().any(|warning| matches!(warning, Warning::ResolvConf { .. })));
 
-    std::fs::write(dir.join("resolv.conf"), "nameserver 127.0.0.1\nnameserver 192.0.2.9\n").unwrap();
+    temp.write("resolv.conf", "nameserver 127.0.0.1\nnameserver 192.0.2.9\n");
     let forwarder = config(text).build(&BuildOptions { base_dir: dir.clone(), ..BuildOptions::default() }).unwrap();
     assert_eq!(
         forwarder.default_route.as_ref().map(|route| route.servers.clone()),
@@ -140,7 +141,6 @@ fn the_system_group_leaves_out_our_own_listeners() {
     let missing = config("resolv_conf = \"nope.conf\"\n")
         .build(&BuildOptions { base_dir: dir.clone(), ..BuildOptions::default() });
     assert!(matches!(missing, Err(ConfigError::Config(signpost_rules::Error::Io { .. }))));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -7,47 +7,27 @@ use signpost_wire::Rcode;
 
 use crate::support::*;
 
-fn forwarding_config(onprem: &OnPremises, certificate: &TestCertificate, log: &std::path::Path) -> String {
-    format!(
+fn forwarding_config(onprem: &OnPremises, certificate: &TestTls, log: &std::path::Path) -> String {
+    let endpoints = format!(
         r#"
-[[outbound_endpoints]]
-id = "rslvr-out-a"
-vpc = "vpc-a"
-protocols = ["Do53", "DoH"]
-ca_file = "{ca}"
-
-[[resolver_rules]]
-id = "rslvr-rr-onprem"
-type = "FORWARD"
-domain = "onprem.example"
-outbound_endpoint = "rslvr-out-a"
-targets = [{{ ip = "127.0.0.1", port = {do53} }}]
-vpcs = ["vpc-a"]
-
-[[resolver_rules]]
-id = "rslvr-rr-sub-doh"
-type = "FORWARD"
-domain = "sub.onprem.example"
-outbound_endpoint = "rslvr-out-a"
-targets = [{{ ip = "127.0.0.1", port = {doh}, protocol = "DoH", server_name = "localhost" }}]
-vpcs = ["vpc-a"]
-
-[[resolver_rules]]
-id = "rslvr-rr-public"
-type = "SYSTEM"
-domain = "public.onprem.example"
-vpcs = ["vpc-a"]
-
-[[query_logging]]
-id = "rqlc-a"
-destination = "{log}"
-vpcs = ["vpc-a"]
+outbound_endpoints = [{{ id = "rslvr-out-a", vpc = "vpc-a", protocols = ["Do53", "DoH"], ca_file = "{ca}" }}]
+query_logging = [{{ id = "rqlc-a", destination = "{log}", vpcs = ["vpc-a"] }}]
 "#,
-        ca = certificate.cert.display(),
-        do53 = onprem.udp().port(),
-        doh = onprem.doh().port(),
+        ca = certificate.ca.display(),
         log = log.display(),
-    )
+    );
+    let do53 = format!(r#"[{{ ip = "127.0.0.1", port = {} }}]"#, onprem.udp().port());
+    let doh = format!(
+        r#"[{{ ip = "127.0.0.1", port = {}, protocol = "DoH", server_name = "localhost" }}]"#,
+        onprem.doh().port()
+    );
+    let a = r#"["vpc-a"]"#;
+    let rules = [
+        forward_rule("rslvr-rr-onprem", "onprem.example", &do53, a),
+        forward_rule("rslvr-rr-sub-doh", "sub.onprem.example", &doh, a),
+        system_rule("rslvr-rr-public", "public.onprem.example", a),
+    ];
+    format!("{endpoints}{}", rules.concat())
 }
 
 /// An on-premises server, the recursive default and the emulator with the rules above.
@@ -61,13 +41,13 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Self {
-        let dir = temp_dir("forwarding");
-        let certificate = certificate(&dir.0);
-        let onprem = OnPremises::start(&dir.0, &certificate).await;
+        let dir = TempDir::new();
+        let certificate = certificate(dir.path());
+        let onprem = OnPremises::start(dir.path(), &certificate).await;
         let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
-        let log = dir.0.join("vpc-a.log");
-        let text = two_vpcs(recursive.address, &forwarding_config(&onprem, &certificate, &log));
-        let endpoint = start(&dir.0, &text).await;
+        let log = dir.join("vpc-a.log");
+        let text = two_vpcs(recursive.address(), &forwarding_config(&onprem, &certificate, &log));
+        let endpoint = start(dir.path(), &text).await;
         Self { dir, onprem, recursive, log, endpoint }
     }
 }
@@ -75,7 +55,7 @@ impl Setup {
 #[tokio::test]
 async fn forward_rules_reach_on_premises_over_do53_and_doh_and_the_logs_show_the_transport() {
     let Setup { dir: _dir, onprem, recursive, log, endpoint } = Setup::start().await;
-    let in_a = resolver("udp", vpc_resolver(&endpoint, "vpc-a"), Some(VPC_A_CLIENT), None);
+    let in_a = resolver_from(Transport::Udp, vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT);
 
     // Do53 through the outbound endpoint.
     assert_eq!(lookup_v4(&in_a, "db.onprem.example.").await, [Ipv4Addr::new(10, 99, 0, 10)]);
@@ -116,7 +96,7 @@ async fn forward_rules_reach_on_premises_over_do53_and_doh_and_the_logs_show_the
 #[tokio::test]
 async fn a_system_rule_carves_a_subdomain_out_of_a_forward_rule() {
     let Setup { dir: _dir, onprem, recursive, log: _, endpoint } = Setup::start().await;
-    let in_a = resolver("udp", vpc_resolver(&endpoint, "vpc-a"), Some(VPC_A_CLIENT), None);
+    let in_a = resolver_from(Transport::Udp, vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT);
 
     // On-premises holds public.onprem.example (10.99.0.20), but the SYSTEM
     // rule sends it to the VPC resolver's own resolution: the recursive default.

@@ -34,7 +34,7 @@ async fn burst(server: SocketAddr, source: IpAddr, count: usize) -> (usize, f64)
     for chunk in 0..count.div_ceil(50) {
         for index in 0..50.min(count - chunk * 50) {
             let id = (chunk * 50 + index) as u16;
-            socket.send_to(&query("www.corp.example", RecordType::A, id), server).await.unwrap();
+            socket.send_to(&Query::new("www.corp.example", RecordType::A).id(id).to_bytes(), server).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -70,7 +70,7 @@ async fn udp_burst_tally(server: SocketAddr, source: IpAddr, count: usize, start
     for chunk in 0..count.div_ceil(50) {
         for index in 0..50.min(count - chunk * 50) {
             let id = (chunk * 50 + index) as u16;
-            socket.send_to(&query("www.corp.example", RecordType::A, id), server).await.unwrap();
+            socket.send_to(&Query::new("www.corp.example", RecordType::A).id(id).to_bytes(), server).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -97,7 +97,7 @@ async fn tcp_burst_tally(server: SocketAddr, count: usize, started: Instant) -> 
     for chunk in 0..count.div_ceil(50) {
         let mut frames = Vec::new();
         for index in 0..50.min(count - chunk * 50) {
-            let message = query("www.corp.example", RecordType::A, (chunk * 50 + index) as u16);
+            let message = Query::new("www.corp.example", RecordType::A).id((chunk * 50 + index) as u16).to_bytes();
             frames.extend_from_slice(&(message.len() as u16).to_be_bytes());
             frames.extend_from_slice(&message);
         }
@@ -109,18 +109,13 @@ async fn tcp_burst_tally(server: SocketAddr, count: usize, started: Instant) -> 
     tally
 }
 
-const ZONE: &str = r#"
-[[private_hosted_zones]]
-name = "corp.example"
-vpcs = ["vpc-a", "vpc-b"]
-records = ["www A 10.1.0.10"]
-"#;
+const ZONE: &str =
+    r#"private_hosted_zones = [{ name = "corp.example", vpcs = ["vpc-a", "vpc-b"], records = ["www A 10.1.0.10"] }]"#;
 
 #[tokio::test]
 async fn a_burst_over_1024_packets_per_second_from_one_client_is_partly_dropped_and_counted() {
-    let dir = temp_dir("limits");
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
-    let endpoint = start(&dir.0, &two_vpcs(recursive.address, ZONE)).await;
+    let Basics { dir, recursive, .. } = basics().await;
+    let endpoint = start(dir.path(), &two_vpcs(recursive.address(), ZONE)).await;
     assert_eq!(endpoint.deployment().server.limits.per_client_qps, Some(1024), "aws_limits is on by default");
     let server = vpc_resolver(&endpoint, "vpc-a");
     let sent = 3000;
@@ -145,12 +140,11 @@ async fn a_burst_over_1024_packets_per_second_from_one_client_is_partly_dropped_
 
 #[tokio::test]
 async fn inbound_endpoints_are_limited_per_address_not_per_client() {
-    let dir = temp_dir("inbound-limits");
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     let extra = format!(
         "{ZONE}\n[aws_limits]\ninbound_qps_per_address = 500\n\n[[inbound_endpoints]]\nid = \"rslvr-in-a\"\nvpc = \"vpc-a\"\naddresses = [\"127.0.1.10\", \"127.0.1.11\"]\nport = 0\n"
     );
-    let endpoint = start(&dir.0, &two_vpcs(recursive.address, &extra)).await;
+    let endpoint = start(dir.path(), &two_vpcs(recursive.address(), &extra)).await;
     let addresses = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp);
     // 1,500 queries from one on-premises resolver: far over 1024 per second,
     // but the per-client limit is the VPC resolver's, not the endpoint's.
@@ -168,13 +162,12 @@ async fn inbound_endpoints_are_limited_per_address_not_per_client() {
 
 #[tokio::test]
 async fn udp_and_tcp_of_one_inbound_endpoint_address_share_its_limit() {
-    let dir = temp_dir("inbound-shared-limit");
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     let rate = 200.0;
     let extra = format!(
         "{ZONE}\n[aws_limits]\ninbound_qps_per_address = {rate}\n\n[[inbound_endpoints]]\nid = \"rslvr-in-a\"\nvpc = \"vpc-a\"\naddresses = [\"127.0.1.10\", \"127.0.1.11\"]\nport = 0\n"
     );
-    let endpoint = start(&dir.0, &two_vpcs(recursive.address, &extra)).await;
+    let endpoint = start(dir.path(), &two_vpcs(recursive.address(), &extra)).await;
     let limits = &endpoint.deployment().address_limits;
     assert_eq!(limits.len(), 2, "one limit per address: {limits:?}");
     assert!(limits.iter().all(|limit| limit.listeners.len() == 2 && limit.qps == 200), "{limits:?}");
@@ -210,10 +203,9 @@ async fn udp_and_tcp_of_one_inbound_endpoint_address_share_its_limit() {
 
 #[tokio::test]
 async fn with_aws_limits_off_nothing_is_dropped() {
-    let dir = temp_dir("no-limits");
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     let extra = format!("{ZONE}\n[aws_limits]\nenabled = false\n");
-    let endpoint = start(&dir.0, &two_vpcs(recursive.address, &extra)).await;
+    let endpoint = start(dir.path(), &two_vpcs(recursive.address(), &extra)).await;
     assert_eq!(endpoint.deployment().server.limits.per_client_qps, None);
     let (answered, _) = burst(vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT, 1500).await;
     let metrics = endpoint.server().metrics_text();

@@ -34,13 +34,7 @@ fn zone(name: &str, records: &[&str], vpcs: &str) -> String {
 
 /// A FORWARD rule to the on-premises server (`@ONPREM@`) or the other one (`@OTHER@`).
 fn forward(id: &str, domain: &str, target: &str, vpcs: &str) -> String {
-    format!(
-        "\n[[resolver_rules]]\nid = \"{id}\"\ntype = \"FORWARD\"\ndomain = \"{domain}\"\noutbound_endpoint = \"rslvr-out-a\"\ntargets = [{{ ip = \"127.0.0.1\", port = {target} }}]\nvpcs = {vpcs}\n"
-    )
-}
-
-fn system(id: &str, domain: &str, vpcs: &str) -> String {
-    format!("\n[[resolver_rules]]\nid = \"{id}\"\ntype = \"SYSTEM\"\ndomain = \"{domain}\"\nvpcs = {vpcs}\n")
+    forward_rule(id, domain, &format!("[{{ ip = \"127.0.0.1\", port = {target} }}]"), vpcs)
 }
 
 const A: &str = r#"["vpc-a"]"#;
@@ -48,9 +42,9 @@ const B: &str = r#"["vpc-b"]"#;
 
 /// Start everything with `parts`, ask each name from vpc-a, and say where each answer came from.
 async fn resolve(parts: &[String], names: &[&str]) -> Vec<Outcome> {
-    let dir = temp_dir("precedence");
-    let certificate = certificate(&dir.0);
-    let onprem = OnPremises::start(&dir.0, &certificate).await;
+    let dir = TempDir::new();
+    let certificate = certificate(dir.path());
+    let onprem = OnPremises::start(dir.path(), &certificate).await;
     let other = FakeUpstream::answering(OTHER_ANSWER).await;
     let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
     let mut extra = String::from("\n[[outbound_endpoints]]\nid = \"rslvr-out-a\"\nvpc = \"vpc-a\"\n");
@@ -58,10 +52,10 @@ async fn resolve(parts: &[String], names: &[&str]) -> Vec<Outcome> {
         extra.push_str(
             &part
                 .replace("@ONPREM@", &onprem.udp().port().to_string())
-                .replace("@OTHER@", &other.address.port().to_string()),
+                .replace("@OTHER@", &other.address().port().to_string()),
         );
     }
-    let endpoint = start(&dir.0, &two_vpcs(recursive.address, &extra)).await;
+    let endpoint = start(dir.path(), &two_vpcs(recursive.address(), &extra)).await;
     let server = vpc_resolver(&endpoint, "vpc-a");
     let mut outcomes = Vec::new();
     for name in names {
@@ -156,7 +150,7 @@ async fn row_8_a_forward_rule_below_a_zone_wins_for_its_names() {
 
 #[tokio::test]
 async fn row_9_a_system_rule_below_a_forward_rule_carves_its_names_out() {
-    let parts = [forward("fwd", "onprem.example", "@ONPREM@", A), system("sys", "public.onprem.example", A)];
+    let parts = [forward("fwd", "onprem.example", "@ONPREM@", A), system_rule("sys", "public.onprem.example", A)];
     let outcomes = resolve(&parts, &["public.onprem.example", "a.public.onprem.example", "db.onprem.example"]).await;
     assert_eq!(outcomes, [Outcome::Recursive, Outcome::Recursive, Outcome::OnPremises(Ipv4Addr::new(10, 99, 0, 10))]);
 }
@@ -166,7 +160,7 @@ async fn row_10_a_system_rule_under_a_zone_resolves_from_the_zone() {
     let parts = [
         zone("corp.example", &["www A 10.1.0.10", "svc.dev A 10.1.0.30"], A),
         forward("fwd", "dev.corp.example", "@ONPREM@", A),
-        system("sys", "svc.dev.corp.example", A),
+        system_rule("sys", "svc.dev.corp.example", A),
     ];
     let outcomes = resolve(&parts, &["svc.dev.corp.example", "other.svc.dev.corp.example", "x.dev.corp.example"]).await;
     assert_eq!(
@@ -181,14 +175,14 @@ async fn row_10_a_system_rule_under_a_zone_resolves_from_the_zone() {
 
 #[tokio::test]
 async fn row_11_a_system_rule_for_a_zone_s_domain_lets_the_zone_answer() {
-    let parts = [zone("corp.example", &["www A 10.1.0.10"], A), system("sys", "corp.example", A)];
+    let parts = [zone("corp.example", &["www A 10.1.0.10"], A), system_rule("sys", "corp.example", A)];
     let outcomes = resolve(&parts, &["www.corp.example", "nope.corp.example"]).await;
     assert_eq!(outcomes, [Outcome::Zone(Ipv4Addr::new(10, 1, 0, 10)), Outcome::NxDomain]);
 }
 
 #[tokio::test]
 async fn row_12_a_forward_rule_below_a_system_rule_wins_for_its_names() {
-    let parts = [system("sys", "onprem.example", A), forward("fwd", "sub.onprem.example", "@ONPREM@", A)];
+    let parts = [system_rule("sys", "onprem.example", A), forward("fwd", "sub.onprem.example", "@ONPREM@", A)];
     let outcomes = resolve(&parts, &["app.sub.onprem.example", "db.onprem.example"]).await;
     assert_eq!(outcomes, [Outcome::OnPremises(Ipv4Addr::new(10, 99, 0, 30)), Outcome::Recursive]);
 }

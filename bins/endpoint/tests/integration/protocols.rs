@@ -10,15 +10,15 @@ use signpost_server::Transport;
 
 use crate::support::*;
 
-fn inbound(protocols: &str, certificate: &TestCertificate) -> String {
+fn inbound(protocols: &str, certificate: &TestTls) -> String {
     let zone =
         "[[private_hosted_zones]]\nname = \"corp.example\"\nvpcs = [\"vpc-a\"]\nrecords = [\"www A 10.1.0.10\"]\n";
-    format!("{zone}{}", inbound_endpoint(protocols, certificate))
+    format!("{zone}{}", inbound_endpoint(protocols, Some(certificate)))
 }
 
 fn compile_error(text: &str) -> EndpointError {
-    let dir = temp_dir("invalid");
-    match config(&dir.0, text).compile() {
+    let dir = TempDir::new();
+    match config(dir.path(), text).compile() {
         Ok(_) => panic!("accepted:\n{text}"),
         Err(error) => error,
     }
@@ -26,8 +26,8 @@ fn compile_error(text: &str) -> EndpointError {
 
 #[test]
 fn doh_with_doh_fips_is_rejected_at_load_with_its_line() {
-    let dir = temp_dir("doh-fips-both");
-    let certificate = certificate(&dir.0);
+    let dir = TempDir::new();
+    let certificate = certificate(dir.path());
     let text = two_vpcs("127.0.0.1:1".parse().unwrap(), &inbound(r#"["DoH", "DoH-FIPS"]"#, &certificate));
     let error = compile_error(&text);
     assert!(matches!(error, EndpointError::Protocols { problem: ProtocolProblem::DohWithDohFips, .. }), "{error}");
@@ -73,7 +73,8 @@ fn the_service_s_other_rules_are_enforced_at_load() {
     ));
     assert!(error.to_string().contains("needs a certificate"), "{error}");
 
-    let error = compile_error(&two_vpcs(recursive, "[[vpcs]]\nid = \"vpc-c\"\ncidrs = [\"127.0.1.128/25\"]\n"));
+    let overlapping = format!("{VPCS}, {{ id = \"vpc-c\", cidrs = [\"127.0.1.128/25\"] }}");
+    let error = compile_error(&with_vpcs(recursive, &overlapping, ""));
     assert!(matches!(error, EndpointError::OverlappingCidrs { .. }), "{error}");
 
     let error = compile_error(&two_vpcs(
@@ -94,10 +95,10 @@ fn the_service_s_other_rules_are_enforced_at_load() {
     ));
     assert!(error.to_string().contains("RECURSIVE rules are built in"), "{error}");
 
-    let dir = temp_dir("syntax");
+    let dir = TempDir::new();
     let error = EndpointConfig::from_toml(
         "[[vpcs]]\nid = \"vpc-a\"\ncidrs = [\"127.0.1.0/24\"]\ncolour = 1\n",
-        dir.0.join("e.toml"),
+        dir.join("e.toml"),
     )
     .err()
     .unwrap();
@@ -106,10 +107,8 @@ fn the_service_s_other_rules_are_enforced_at_load() {
 
 #[tokio::test]
 async fn do53_only_to_doh_only_on_reload_is_rejected_and_do53_keeps_serving() {
-    let dir = temp_dir("transition");
-    let certificate = certificate(&dir.0);
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
-    let file = |protocols: &str| config(&dir.0, &two_vpcs(recursive.address, &inbound(protocols, &certificate)));
+    let Basics { dir, certificate, recursive } = basics().await;
+    let file = |protocols: &str| config(dir.path(), &two_vpcs(recursive.address(), &inbound(protocols, &certificate)));
     let mut endpoint = Endpoint::start(file(r#"["Do53"]"#)).await.unwrap();
     let do53 = inbound_addresses(&endpoint, Transport::Udp);
     assert_eq!(do53.len(), 2);
@@ -127,7 +126,7 @@ async fn do53_only_to_doh_only_on_reload_is_rejected_and_do53_keeps_serving() {
     assert_eq!(endpoint.reload(file(r#"["Do53", "DoH"]"#)).await.unwrap(), Reloaded::Restarted);
     let doh = inbound_addresses(&endpoint, Transport::Doh);
     assert_eq!(doh.len(), 2);
-    let client = resolver("https", doh[0], None, Some(client_tls(&certificate)));
+    let client = certificate.doh_client(doh[0]);
     assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)]);
     assert_eq!(endpoint.reload(file(r#"["DoH"]"#)).await.unwrap(), Reloaded::Restarted);
     assert!(inbound_addresses(&endpoint, Transport::Udp).is_empty());
@@ -141,23 +140,21 @@ async fn do53_only_to_doh_only_on_reload_is_rejected_and_do53_keeps_serving() {
     let moved = file(r#"["DoH"]"#);
     let mut moved_text = toml::to_string(&moved).unwrap();
     moved_text = moved_text.replace("vpc = \"vpc-a\"", "vpc = \"vpc-b\"");
-    let error = endpoint.reload(config(&dir.0, &moved_text)).await.unwrap_err();
+    let error = endpoint.reload(config(dir.path(), &moved_text)).await.unwrap_err();
     assert!(matches!(error, EndpointError::EndpointMoved { .. }), "{error}");
     endpoint.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_outbound_endpoint_cannot_jump_between_do53_only_and_doh_only_on_reload() {
-    let dir = temp_dir("outbound-transition");
-    let certificate = certificate(&dir.0);
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, certificate, recursive } = basics().await;
     // The FORWARD rule's targets use what the endpoint offers; they are
     // never queried here (port 1 on loopback).
     let file = |protocols: &str, target: &str| {
         config(
-            &dir.0,
+            dir.path(),
             &two_vpcs(
-                recursive.address,
+                recursive.address(),
                 &format!(
                     r#"
 [[outbound_endpoints]]
@@ -175,7 +172,7 @@ outbound_endpoint = "rslvr-out-a"
 vpcs = ["vpc-a"]
 targets = [{target}]
 "#,
-                    ca = certificate.cert.display(),
+                    ca = certificate.ca.display(),
                 ),
             ),
         )
@@ -212,23 +209,22 @@ targets = [{target}]
 
 #[tokio::test]
 async fn zone_and_rule_changes_reload_in_place() {
-    let dir = temp_dir("in-place");
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     let zone = |address: &str| {
         two_vpcs(
-            recursive.address,
+            recursive.address(),
             &format!(
                 "[[private_hosted_zones]]\nname = \"corp.example\"\nvpcs = [\"vpc-a\"]\nrecords = [\"www A {address}\"]\n"
             ),
         )
     };
-    let mut endpoint = start(&dir.0, &zone("10.1.0.10")).await;
+    let mut endpoint = start(dir.path(), &zone("10.1.0.10")).await;
     let server = vpc_resolver(&endpoint, "vpc-a");
     assert_eq!(
         ask(server, VPC_A_CLIENT, "www.corp.example").await.unwrap().1,
         ["www.corp.example. 300 IN A 10.1.0.10"]
     );
-    assert_eq!(endpoint.reload(config(&dir.0, &zone("10.1.0.11"))).await.unwrap(), Reloaded::InPlace);
+    assert_eq!(endpoint.reload(config(dir.path(), &zone("10.1.0.11"))).await.unwrap(), Reloaded::InPlace);
     assert_eq!(vpc_resolver(&endpoint, "vpc-a"), server, "same listener");
     assert_eq!(
         ask(server, VPC_A_CLIENT, "www.corp.example").await.unwrap().1,

@@ -8,16 +8,16 @@ use crate::support::*;
 
 #[tokio::test]
 async fn each_configuration_logs_its_vpcs_with_route53_fields() {
-    let dir = temp_dir("querylog");
-    let certificate = certificate(&dir.0);
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
-    let (a_log, b_log) = (dir.0.join("a.log"), dir.0.join("b.log"));
+    let Basics { dir, certificate, recursive } = basics().await;
+    let (a_log, b_log) = (dir.join("a.log"), dir.join("b.log"));
     let extra = format!(
         r#"
-[[private_hosted_zones]]
-name = "corp.example"
-vpcs = ["vpc-a", "vpc-b"]
-records = ["www A 10.1.0.10"]
+private_hosted_zones = [{{ name = "corp.example", vpcs = ["vpc-a", "vpc-b"], records = ["www A 10.1.0.10"] }}]
+query_logging = [
+    {{ id = "rqlc-a", destination = "a.log", vpcs = ["vpc-a"] }},
+    {{ id = "rqlc-b", destination = "b.log", vpcs = ["vpc-b"] }},
+    {{ id = "rqlc-none", destination = "none.log" }},
+]
 
 [[inbound_endpoints]]
 id = "rslvr-in-a"
@@ -28,42 +28,28 @@ port = 0
 doh_port = 0
 tls_cert = "{cert}"
 tls_key = "{key}"
-
-[[query_logging]]
-id = "rqlc-a"
-destination = "a.log"
-vpcs = ["vpc-a"]
-
-[[query_logging]]
-id = "rqlc-b"
-destination = "b.log"
-vpcs = ["vpc-b"]
-
-[[query_logging]]
-id = "rqlc-none"
-destination = "none.log"
 "#,
         cert = certificate.cert.display(),
         key = certificate.key.display(),
     );
     // Route 53's account_id and region, given at the top of the file.
     let text =
-        format!("account_id = \"123456789012\"\nregion = \"eu-west-1\"\n{}", two_vpcs(recursive.address, &extra));
-    let endpoint = start(&dir.0, &text).await;
+        format!("account_id = \"123456789012\"\nregion = \"eu-west-1\"\n{}", two_vpcs(recursive.address(), &extra));
+    let endpoint = start(dir.path(), &text).await;
 
     ask(vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT, "www.corp.example").await.unwrap();
     ask(vpc_resolver(&endpoint, "vpc-b"), VPC_B_CLIENT, "www.corp.example").await.unwrap();
     let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp)[0];
     ask(udp, ONPREM_CLIENT, "www.corp.example").await.unwrap();
     let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Doh)[1];
-    let client = resolver("https", doh, None, Some(client_tls(&certificate)));
+    let client = certificate.doh_client(doh);
     assert_eq!(lookup_v4(&client, "www.corp.example.").await.len(), 1);
 
     let a = json_lines(&a_log, 3).await;
     assert_eq!(a.len(), 3, "{a:?}");
     let b = json_lines(&b_log, 1).await;
     assert_eq!(b.len(), 1, "{b:?}");
-    assert!(!dir.0.join("none.log").exists() || json_lines(&dir.0.join("none.log"), 0).await.is_empty());
+    assert!(!dir.join("none.log").exists() || json_lines(&dir.join("none.log"), 0).await.is_empty());
 
     // The VPC client: srcids.instance, UDP.
     let vpc_client = &a[0];
@@ -92,12 +78,12 @@ destination = "none.log"
 
 #[test]
 fn account_and_region_have_placeholder_defaults_and_are_checked() {
-    let dir = temp_dir("querylog-account");
+    let dir = TempDir::new();
     let recursive = "127.0.0.1:1".parse().unwrap();
-    let deployment = config(&dir.0, &two_vpcs(recursive, "")).compile().unwrap();
+    let deployment = config(dir.path(), &two_vpcs(recursive, "")).compile().unwrap();
     assert_eq!(deployment.log_account, LogAccount { account_id: "000000000000".into(), region: "us-east-1".into() });
     for (text, field) in [("account_id = \"1234\"\n", "account_id"), ("region = \"\"\n", "region")] {
-        let error = config(&dir.0, &format!("{text}{}", two_vpcs(recursive, ""))).compile().err().unwrap();
+        let error = config(dir.path(), &format!("{text}{}", two_vpcs(recursive, ""))).compile().err().unwrap();
         assert!(matches!(error, EndpointError::Invalid { .. }), "{error}");
         assert!(error.to_string().contains("endpoint.toml:1:"), "{field}: {error}");
     }

@@ -12,29 +12,19 @@ use signpost_wire::{Rcode, RecordType};
 use crate::support::*;
 
 const ZONES: &str = r#"
-[[private_hosted_zones]]
-name = "corp.example"
-vpcs = ["vpc-a"]
-records = ["www A 10.1.0.10"]
-
-[[private_hosted_zones]]
-name = "billing.internal"
-vpcs = ["vpc-b"]
-records = ["api A 10.2.0.10"]
-
-[[private_hosted_zones]]
-name = "shared.example"
-vpcs = ["vpc-a", "vpc-b"]
-records = ["db A 10.3.0.10"]
+private_hosted_zones = [
+    { name = "corp.example", vpcs = ["vpc-a"], records = ["www A 10.1.0.10"] },
+    { name = "billing.internal", vpcs = ["vpc-b"], records = ["api A 10.2.0.10"] },
+    { name = "shared.example", vpcs = ["vpc-a", "vpc-b"], records = ["db A 10.3.0.10"] },
+]
 "#;
 
 #[tokio::test]
 async fn a_vpc_sees_its_own_private_zones_and_not_another_vpcs() {
-    let dir = temp_dir("visibility");
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
-    let endpoint = start(&dir.0, &two_vpcs(recursive.address, ZONES)).await;
-    let in_a = resolver("udp", vpc_resolver(&endpoint, "vpc-a"), Some(VPC_A_CLIENT), None);
-    let in_b = resolver("udp", vpc_resolver(&endpoint, "vpc-b"), Some(VPC_B_CLIENT), None);
+    let Basics { dir, recursive, .. } = basics().await;
+    let endpoint = start(dir.path(), &two_vpcs(recursive.address(), ZONES)).await;
+    let in_a = resolver_from(Transport::Udp, vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT);
+    let in_b = resolver_from(Transport::Udp, vpc_resolver(&endpoint, "vpc-b"), VPC_B_CLIENT);
 
     assert_eq!(lookup_v4(&in_a, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)]);
     assert_eq!(lookup_v4(&in_a, "db.shared.example.").await, [Ipv4Addr::new(10, 3, 0, 10)]);
@@ -58,17 +48,15 @@ async fn a_vpc_sees_its_own_private_zones_and_not_another_vpcs() {
     endpoint.shutdown().await;
 }
 
-fn inbound_config(protocols: &str, certificate: &TestCertificate) -> String {
-    format!("{ZONES}{}", inbound_endpoint(protocols, certificate))
+fn inbound_config(protocols: &str, certificate: &TestTls) -> String {
+    format!("{ZONES}{}", inbound_endpoint(protocols, Some(certificate)))
 }
 
 #[tokio::test]
 async fn on_premises_clients_resolve_a_private_zone_through_the_inbound_endpoint_over_do53_and_doh() {
-    let dir = temp_dir("inbound");
-    let certificate = certificate(&dir.0);
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
-    let text = two_vpcs(recursive.address, &inbound_config(r#"["Do53", "DoH"]"#, &certificate));
-    let endpoint = start(&dir.0, &text).await;
+    let Basics { dir, certificate, recursive } = basics().await;
+    let text = two_vpcs(recursive.address(), &inbound_config(r#"["Do53", "DoH"]"#, &certificate));
+    let endpoint = start(dir.path(), &text).await;
 
     let do53 = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp);
     let tcp = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Tcp);
@@ -78,17 +66,17 @@ async fn on_premises_clients_resolve_a_private_zone_through_the_inbound_endpoint
     assert_eq!(addresses, ["127.0.1.10", "127.0.1.11"]);
 
     for address in do53 {
-        let client = resolver("udp", address, Some(ONPREM_CLIENT), None);
+        let client = resolver_from(Transport::Udp, address, ONPREM_CLIENT);
         assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)], "{address}");
         // The endpoint's VPC view: vpc-b's zone is not visible.
         assert_eq!(lookup_v4(&client, "api.billing.internal.").await, [RECURSIVE_ANSWER]);
     }
     for address in tcp {
-        let client = resolver("tcp", address, Some(ONPREM_CLIENT), None);
+        let client = resolver_from(Transport::Tcp, address, ONPREM_CLIENT);
         assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)], "{address}");
     }
     for address in doh {
-        let client = resolver("https", address, None, Some(client_tls(&certificate)));
+        let client = certificate.doh_client(address);
         assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)], "{address}");
     }
     endpoint.shutdown().await;
@@ -96,11 +84,9 @@ async fn on_premises_clients_resolve_a_private_zone_through_the_inbound_endpoint
 
 #[tokio::test]
 async fn an_endpoint_with_only_doh_has_no_do53_listener_at_all() {
-    let dir = temp_dir("doh-only");
-    let certificate = certificate(&dir.0);
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
-    let text = two_vpcs(recursive.address, &inbound_config(r#"["DoH"]"#, &certificate));
-    let endpoint = start(&dir.0, &text).await;
+    let Basics { dir, certificate, recursive } = basics().await;
+    let text = two_vpcs(recursive.address(), &inbound_config(r#"["DoH"]"#, &certificate));
+    let endpoint = start(dir.path(), &text).await;
     let listeners: Vec<_> = endpoint.listeners().into_iter().filter(|l| l.id.starts_with("rslvr-in-a/")).collect();
     assert_eq!(listeners.len(), 2, "{listeners:?}");
     assert!(listeners.iter().all(|l| l.transport == Transport::Doh && l.protocol == EndpointProtocol::DoH));
@@ -111,15 +97,15 @@ async fn an_endpoint_with_only_doh_has_no_do53_listener_at_all() {
     for address in &doh {
         // Plain DNS over UDP to the endpoint's address gets nothing...
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        socket.send_to(&query("www.corp.example", RecordType::A, 1), address).await.unwrap();
+        socket.send_to(&Query::new("www.corp.example", RecordType::A).id(1).to_bytes(), address).await.unwrap();
         let mut buffer = [0u8; 512];
         let reply = tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buffer)).await;
         assert!(!matches!(reply, Ok(Ok(_))), "a UDP answer from a DoH-only endpoint");
         // ...and Do53 over TCP is not DNS there (the port speaks TLS).
-        let client = resolver("tcp", *address, None, None);
+        let client = resolver(Transport::Tcp, *address);
         assert!(lookup_v4(&client, "www.corp.example.").await.is_empty());
         // DoH answers.
-        let client = resolver("https", *address, None, Some(client_tls(&certificate)));
+        let client = certificate.doh_client(*address);
         assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)]);
     }
     endpoint.shutdown().await;
@@ -127,29 +113,26 @@ async fn an_endpoint_with_only_doh_has_no_do53_listener_at_all() {
 
 #[tokio::test]
 async fn doh_fips_endpoints_serve_doh_with_the_fips_policy() {
-    let dir = temp_dir("doh-fips");
-    let certificate = certificate(&dir.0);
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
-    let text = two_vpcs(recursive.address, &inbound_config(r#"["Do53", "DoH-FIPS"]"#, &certificate));
-    let endpoint = start(&dir.0, &text).await;
+    let Basics { dir, certificate, recursive } = basics().await;
+    let text = two_vpcs(recursive.address(), &inbound_config(r#"["Do53", "DoH-FIPS"]"#, &certificate));
+    let endpoint = start(dir.path(), &text).await;
     let fips: Vec<_> = endpoint.listeners().into_iter().filter(|l| l.protocol == EndpointProtocol::DohFips).collect();
     assert_eq!(fips.len(), 2);
     let planned = endpoint.deployment().server.listeners.iter().filter(|l| l.tls_fips).count();
     assert_eq!(planned, 2);
     // rcgen's default key is ECDSA P-256: within the FIPS policy, so hickory connects.
-    let client = resolver("https", fips[0].address, None, Some(client_tls(&certificate)));
+    let client = certificate.doh_client(fips[0].address);
     assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)]);
     endpoint.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_private_zone_from_a_master_file_answers_through_the_inbound_endpoint() {
-    let dir = temp_dir("zone-file");
-    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let Basics { dir, recursive, .. } = basics().await;
     // The file is named relative to the configuration file's directory.
-    std::fs::create_dir_all(dir.0.join("zones")).unwrap();
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
     std::fs::write(
-        dir.0.join("zones/corp.example.zone"),
+        dir.join("zones/corp.example.zone"),
         "$TTL 120\n\
          @      IN SOA ns.corp.example. hostmaster.corp.example. 7 3600 600 86400 60\n\
          www    IN A 10.1.0.20\n\
@@ -157,13 +140,11 @@ async fn a_private_zone_from_a_master_file_answers_through_the_inbound_endpoint(
     )
     .unwrap();
     let text = two_vpcs(
-        recursive.address,
+        recursive.address(),
         r#"
-[[private_hosted_zones]]
-name = "corp.example"
-vpcs = ["vpc-a"]
-file = "zones/corp.example.zone"
-records = ["api A 10.1.0.22"]
+private_hosted_zones = [
+    { name = "corp.example", vpcs = ["vpc-a"], file = "zones/corp.example.zone", records = ["api A 10.1.0.22"] },
+]
 
 [[inbound_endpoints]]
 id = "rslvr-in-a"
@@ -172,7 +153,7 @@ addresses = ["127.0.1.10", "127.0.1.11"]
 port = 0
 "#,
     );
-    let endpoint = start(&dir.0, &text).await;
+    let endpoint = start(dir.path(), &text).await;
     assert!(endpoint.deployment().describe().contains("private hosted zone corp.example (4 records)"));
     let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp);
     for address in &udp {
@@ -192,7 +173,7 @@ port = 0
         assert_eq!(rcode, Rcode::NXDOMAIN);
     }
     let tcp = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Tcp);
-    let client = resolver("tcp", tcp[0], Some(ONPREM_CLIENT), None);
+    let client = resolver_from(Transport::Tcp, tcp[0], ONPREM_CLIENT);
     assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 20)]);
     assert!(recursive.names().is_empty(), "{:?}", recursive.names());
     endpoint.shutdown().await;

@@ -5,38 +5,13 @@ use signpost_rules::{Answer, BlockAction, Client, Decision, RuleSet};
 use signpost_wire::{Class, Rcode, RecordType};
 
 use super::*;
+use signpost_testkit::TempDir;
+
 use crate::build::BuildOptions;
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn scratch(tag: &str) -> Scratch {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "signpost-unbound-{}-{tag}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    Scratch(dir)
-}
-
-fn write(dir: &Scratch, name: &str, text: &str) -> PathBuf {
-    let path = dir.0.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn read(text: &str) -> (ForwarderConfig, Vec<Warning>) {
-    let dir = scratch("read");
-    let path = write(&dir, "unbound.conf", text);
+    let dir = TempDir::new();
+    let path = dir.write("unbound.conf", text);
     read_unbound_conf(&path, false).unwrap_or_else(|error| panic!("{error}"))
 }
 
@@ -210,9 +185,9 @@ fn listeners_acl_and_cache_come_from_the_server_clause() {
 
 #[test]
 fn unsupported_options_are_named_with_their_line() {
-    let dir = scratch("unsupported");
+    let dir = TempDir::new();
     let text = "server:\n  interface: 127.0.0.1\n  private-address: 10.0.0.0/8\n  local-zone: \"a.example\" typetransparent\n  auto-trust-anchor-file: \"/var/lib/unbound/root.key\"\nstub-zone:\n  name: \"corp\"\n  stub-addr: 10.0.0.1\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n  forward-no-cache: yes\n";
-    let path = write(&dir, "unbound.conf", text);
+    let path = dir.write("unbound.conf", text);
     let error = read_unbound_conf(&path, false).unwrap_err();
     let ConfigError::Unsupported { items } = &error else { panic!("{error}") };
     let named: Vec<(String, usize)> =
@@ -236,14 +211,11 @@ fn unsupported_options_are_named_with_their_line() {
 
 #[test]
 fn includes_are_relative_nested_and_bounded() {
-    let dir = scratch("include");
-    std::fs::create_dir_all(dir.0.join("conf.d")).unwrap();
-    write(&dir, "conf.d/a.conf", "  local-data: \"a.corp.example. A 10.0.0.1\"\n");
-    write(&dir, "conf.d/fwd-b.conf", "forward-zone:\n  name: \"corp.example\"\n  forward-addr: 10.0.0.53\n");
-    write(&dir, "conf.d/skip.txt", "garbage: here\n");
-    let path = write(
-        &dir,
-        "unbound.conf",
+    let dir = TempDir::new();
+    dir.write("conf.d/a.conf", "  local-data: \"a.corp.example. A 10.0.0.1\"\n");
+    dir.write("conf.d/fwd-b.conf", "forward-zone:\n  name: \"corp.example\"\n  forward-addr: 10.0.0.53\n");
+    dir.write("conf.d/skip.txt", "garbage: here\n");
+    let path = dir.write("unbound.conf",
         "server:\n  local-zone: \"corp.example\" transparent\n  include: \"conf.d/a.conf\"\ninclude-toplevel: \"conf.d/fwd-*.conf\"\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n",
     );
     let (config, _) = read_unbound_conf(&path, false).unwrap();
@@ -252,10 +224,10 @@ fn includes_are_relative_nested_and_bounded() {
     assert_eq!(outcome(&rules, "a.corp.example", RecordType::A), "A 10.0.0.1");
     assert_eq!(outcome(&rules, "b.corp.example", RecordType::A), "forward corp.example");
 
-    let looping = write(&dir, "loop.conf", "server:\n  include: \"loop.conf\"\n");
+    let looping = dir.write("loop.conf", "server:\n  include: \"loop.conf\"\n");
     let error = read_unbound_conf(&looping, false).unwrap_err();
     assert!(matches!(error, ConfigError::IncludeTooDeep { limit: MAX_INCLUDE_DEPTH, .. }), "{error}");
-    let missing = write(&dir, "missing.conf", "server:\n  include: \"nope.conf\"\n");
+    let missing = dir.write("missing.conf", "server:\n  include: \"nope.conf\"\n");
     let error = read_unbound_conf(&missing, false).unwrap_err();
     assert_eq!(error.location().and_then(|at| at.line), Some(2), "{error}");
 }
@@ -284,7 +256,7 @@ fn forward_addresses_hosts_and_tls() {
 
 #[test]
 fn errors_name_file_line_and_keyword() {
-    let dir = scratch("errors");
+    let dir = TempDir::new();
     let cases = [
         ("server:\n  local-data: \"www.example. A 300.1.1.1\"\n", 2, "invalid record"),
         ("server:\n  local-zone: \"example.\" bogus\n", 2, "local-zone type"),
@@ -307,7 +279,7 @@ fn errors_name_file_line_and_keyword() {
         ),
     ];
     for (text, line, needle) in cases {
-        let path = write(&dir, "bad.conf", text);
+        let path = dir.write("bad.conf", text);
         let error = read_unbound_conf(&path, false)
             .and_then(|(config, _)| config.build(&BuildOptions::default()).map(|_| ()))
             .expect_err(text);
@@ -340,11 +312,9 @@ fn local_data_ptr_and_default_zone_overrides() {
 
 #[test]
 fn the_default_group_is_the_system_one_without_a_root_forward_zone() {
-    let dir = scratch("system");
-    let resolv = write(&dir, "resolv.conf", "nameserver 127.0.0.1\nnameserver 127.0.0.2\n");
-    let path = write(
-        &dir,
-        "unbound.conf",
+    let dir = TempDir::new();
+    let resolv = dir.write("resolv.conf", "nameserver 127.0.0.1\nnameserver 127.0.0.2\n");
+    let path = dir.write("unbound.conf",
         "server:\n  interface: 127.0.0.1@53\n  local-zone: \"corp.\" static\n  local-zone: \"dev.corp.\" transparent\nforward-zone:\n  name: \"corp.example\"\n  forward-addr: 10.0.0.1\n",
     );
     let (config, _) = read_unbound_conf(&path, false).unwrap();

@@ -3,10 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::RecordType as T;
 use signpost_redirect::{RedirectServer, RedirectSettings};
-use signpost_wire::{EdnsHeader, Message, Rcode, RecordType};
+use signpost_wire::{EdnsHeader, Message, Rcode, RecordType as T};
 
 use crate::support::*;
 
@@ -35,51 +33,82 @@ async fn redirected_names_answer_with_the_arrival_address_and_the_rest_is_forwar
             // A name that exists nowhere is still redirected: never NXDOMAIN.
             "no-such-service.nowhere.amazonaws.com.",
         ] {
-            assert_eq!(ask(&resolver, name, T::A).await, addresses(&["127.0.0.1"]), "{protocol} {name} A");
-            assert_eq!(ask(&resolver, name, T::AAAA).await, addresses(&["::1"]), "{protocol} {name} AAAA");
+            assert_eq!(lookup(&resolver, name, T::A).await, answered(&["127.0.0.1"]), "{protocol:?} {name} A");
+            assert_eq!(lookup(&resolver, name, T::AAAA).await, answered(&["::1"]), "{protocol:?} {name} AAAA");
         }
-        assert_eq!(ask(&resolver, "www.example.com.", T::A).await, addresses(&["192.0.2.77"]), "{protocol}");
+        assert_eq!(lookup(&resolver, "www.example.com.", T::A).await, answered(&["192.0.2.77"]), "{protocol:?}");
     }
-    assert!(upstream.asked("www.example.com."));
-    assert!(!upstream.asked("s3.amazonaws.com."), "redirected names never go upstream");
+    assert!(upstream.was_asked("www.example.com."));
+    assert!(!upstream.was_asked("s3.amazonaws.com."), "redirected names never go upstream");
     server.shutdown().await;
 }
 
+/// An upstream with MX and TXT records for every name (A as `answering`).
+async fn upstream_with_other_types() -> FakeUpstream {
+    let mut builder = FakeUpstream::builder();
+    for domain in ["*.amazonaws.com.", "*.localstack.cloud."] {
+        builder = builder.answer(domain, T::MX, Answer::records(["@ 120 IN MX 10 mail.example.test."])).answer(
+            domain,
+            T::TXT,
+            Answer::records(["@ 120 IN TXT \"from upstream\""]),
+        );
+    }
+    builder.otherwise(Answer::address(FORWARDED.into())).start().await.unwrap()
+}
+
 #[tokio::test]
-async fn other_types_of_redirected_names_are_nodata_with_an_soa() {
-    let (server, _upstream) = with_upstream(|_| {}).await;
+async fn other_types_of_redirected_names_are_forwarded_upstream_as_localstack_does() {
+    let upstream = upstream_with_other_types().await;
+    let server = start(settings(Some(&upstream))).await;
     for (protocol, address) in transports(&server) {
         let resolver = resolver(protocol, address);
-        for qtype in [T::MX, T::TXT, T::CNAME, T::SRV] {
-            assert_eq!(ask(&resolver, "sqs.eu-west-1.amazonaws.com.", qtype).await, Got::NoData { soa: true });
+        for name in ["sqs.eu-west-1.amazonaws.com.", "test.localhost.localstack.cloud."] {
+            assert_eq!(
+                lookup(&resolver, name, T::MX).await,
+                answered(&["10 mail.example.test."]),
+                "{protocol:?} {name} MX"
+            );
+            assert_eq!(lookup(&resolver, name, T::TXT).await, answered(&["from upstream"]), "{protocol:?} {name} TXT");
+            // A and AAAA are still the redirect's.
+            assert_eq!(lookup(&resolver, name, T::A).await, answered(&["127.0.0.1"]), "{protocol:?} {name} A");
         }
     }
-    // On the wire: NOERROR, AA, empty answer, the SOA in authority.
-    for transport in ["udp", "tcp"] {
-        let bytes = query("s3.amazonaws.com", RecordType::MX, Some(EdnsHeader::default()));
-        let response = if transport == "udp" {
-            udp_exchange(server.udp_addrs()[0], &bytes).await.unwrap()
-        } else {
-            tcp_exchange(server.tcp_addrs()[0], &bytes).await
-        };
-        let message = Message::parse(&response).unwrap();
-        assert_eq!(message.rcode(), Ok(Rcode::NOERROR), "{transport}");
-        assert!(message.flags().aa(), "{transport}");
-        assert!(answers(&response).is_empty(), "{transport}");
-        assert_eq!(authority_types(&response), [RecordType::SOA], "{transport}");
-    }
+    assert!(upstream.was_asked("sqs.eu-west-1.amazonaws.com."));
+    assert!(upstream.was_asked("test.localhost.localstack.cloud."));
+    // On the wire: the upstream's answer, relayed.
+    let bytes = Query::new("s3.amazonaws.com", T::MX).edns(EdnsHeader::default()).to_bytes();
+    let response = answer_over(Transport::Udp, server.udp_addrs()[0], &bytes).await;
+    assert_eq!(answers(&response), ["s3.amazonaws.com. 120 IN MX 10 mail.example.test."]);
     server.shutdown().await;
 }
 
 #[tokio::test]
-async fn the_ttl_is_sixty_by_default_and_configurable() {
+async fn a_family_without_an_address_stays_nodata() {
+    // DNS_RESOLVE_IPV6=none: the redirect holds AAAA, with nothing in it; never
+    // the real (public) AAAA, which would send IPv6 clients past the emulator.
+    let (server, upstream) = with_upstream(|settings| settings.set("DNS_RESOLVE_IPV6", "none").unwrap()).await;
+    for (transport, address) in transports(&server) {
+        let bytes = Query::new("s3.amazonaws.com", T::AAAA).edns(EdnsHeader::default()).to_bytes();
+        let response = answer_over(transport, address, &bytes).await;
+        let message = Message::parse(&response).unwrap();
+        assert_eq!(message.rcode(), Ok(Rcode::NOERROR), "{transport:?}");
+        assert!(message.flags().aa(), "{transport:?}");
+        assert!(answers(&response).is_empty(), "{transport:?}");
+        assert_eq!(authority_types(&response), [T::SOA], "{transport:?}");
+    }
+    assert_eq!(upstream.query_count(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_ttl_is_three_hundred_by_default_as_localstack_and_configurable() {
     let (server, _upstream) = with_upstream(|_| {}).await;
-    let response = udp_exchange(server.udp_addrs()[0], &query("s3.amazonaws.com", RecordType::A, None)).await.unwrap();
-    assert_eq!(answers(&response), ["s3.amazonaws.com. 60 IN A 127.0.0.1"]);
+    let response = answer_over(Transport::Udp, server.udp_addrs()[0], &query("s3.amazonaws.com", T::A)).await;
+    assert_eq!(answers(&response), ["s3.amazonaws.com. 300 IN A 127.0.0.1"]);
     server.shutdown().await;
 
     let (server, _upstream) = with_upstream(|settings| settings.set("SIGNPOST_REDIRECT_TTL", "5").unwrap()).await;
-    let response = tcp_exchange(server.tcp_addrs()[0], &query("S3.AmazonAWS.com", RecordType::A, None)).await;
+    let response = answer_over(Transport::Tcp, server.tcp_addrs()[0], &query("S3.AmazonAWS.com", T::A)).await;
     assert_eq!(answers(&response), ["S3.AmazonAWS.com. 5 IN A 127.0.0.1"], "owner spelt as asked");
     server.shutdown().await;
 }
@@ -89,9 +118,12 @@ async fn dns_resolve_ip_fixes_the_address_and_aaaa_becomes_nodata() {
     let (server, _upstream) = with_upstream(|settings| settings.set("DNS_RESOLVE_IP", "172.17.0.2").unwrap()).await;
     for (protocol, address) in transports(&server) {
         let resolver = resolver(protocol, address);
-        assert_eq!(ask(&resolver, "lambda.us-east-1.amazonaws.com.", T::A).await, addresses(&["172.17.0.2"]));
+        assert_eq!(lookup(&resolver, "lambda.us-east-1.amazonaws.com.", T::A).await, answered(&["172.17.0.2"]));
         // No IPv6 address to give: NODATA, never NXDOMAIN.
-        assert_eq!(ask(&resolver, "lambda.us-east-1.amazonaws.com.", T::AAAA).await, Got::NoData { soa: true });
+        assert_eq!(
+            lookup(&resolver, "lambda.us-east-1.amazonaws.com.", T::AAAA).await,
+            ResolverAnswer::NoData { soa: true }
+        );
     }
     server.shutdown().await;
 }
@@ -105,14 +137,14 @@ async fn dns_resolve_ipv6_sets_the_aaaa_answer() {
     .await;
     for (protocol, address) in transports(&server) {
         let resolver = resolver(protocol, address);
-        assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::A).await, addresses(&["10.0.0.9"]));
-        assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::AAAA).await, addresses(&["fd00::9"]));
+        assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["10.0.0.9"]));
+        assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::AAAA).await, answered(&["fd00::9"]));
     }
     server.shutdown().await;
     let (server, _upstream) = with_upstream(|settings| settings.set("DNS_RESOLVE_IPV6", "none").unwrap()).await;
-    let resolver = resolver("udp", server.udp_addrs()[0]);
-    assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::AAAA).await, Got::NoData { soa: true });
-    assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::A).await, addresses(&["127.0.0.1"]));
+    let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
+    assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::AAAA).await, ResolverAnswer::NoData { soa: true });
+    assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]));
     server.shutdown().await;
 }
 
@@ -128,10 +160,10 @@ async fn the_resolve_address_is_the_one_each_client_reached_us_on() {
     assert_eq!(udp.len(), 2);
     for (index, expected) in ["127.0.0.1", "127.0.0.2"].into_iter().enumerate() {
         assert_eq!(udp[index].ip().to_string(), expected);
-        for (protocol, address) in [("udp", udp[index]), ("tcp", tcp[index])] {
+        for (protocol, address) in [(Transport::Udp, udp[index]), (Transport::Tcp, tcp[index])] {
             let resolver = resolver(protocol, address);
-            assert_eq!(ask(&resolver, "sns.us-east-1.amazonaws.com.", T::A).await, addresses(&[expected]));
-            assert_eq!(ask(&resolver, "test.localhost.localstack.cloud.", T::A).await, addresses(&[expected]));
+            assert_eq!(lookup(&resolver, "sns.us-east-1.amazonaws.com.", T::A).await, answered(&[expected]));
+            assert_eq!(lookup(&resolver, "test.localhost.localstack.cloud.", T::A).await, answered(&[expected]));
         }
     }
     let lines = server.startup_lines();
@@ -150,23 +182,24 @@ async fn a_wildcard_listener_answers_with_the_destination_address_of_each_packet
     assert_eq!(server.tcp_addrs()[0].port(), port, "UDP and TCP share the port");
     for local in [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2)] {
         let address = (IpAddr::V4(local), port).into();
-        for protocol in ["udp", "tcp"] {
+        for protocol in [Transport::Udp, Transport::Tcp] {
             let resolver = resolver(protocol, address);
             assert_eq!(
-                ask(&resolver, "sts.amazonaws.com.", T::A).await,
-                addresses(&[&local.to_string()]),
-                "{protocol} to {local}"
+                lookup(&resolver, "sts.amazonaws.com.", T::A).await,
+                answered(&[local.to_string().as_str()]),
+                "{protocol:?} to {local}"
             );
         }
         // The client's own address does not matter, only where it sent the query.
         let response = udp_exchange_from(
             IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
             address,
-            &query("sts.amazonaws.com", RecordType::A, None),
+            &query("sts.amazonaws.com", T::A),
+            ASK_TIMEOUT,
         )
         .await
         .unwrap();
-        assert_eq!(answers(&response), [format!("sts.amazonaws.com. 60 IN A {local}")]);
+        assert_eq!(answers(&response), [format!("sts.amazonaws.com. 300 IN A {local}")]);
     }
     server.shutdown().await;
 }
@@ -180,8 +213,8 @@ async fn local_name_patterns_and_skip_patterns_work_together() {
     .await;
     for (protocol, address) in transports(&server) {
         let resolver = resolver(protocol, address);
-        let local = addresses(&["127.0.0.1"]);
-        let forwarded = addresses(&["192.0.2.77"]);
+        let local = answered(&["127.0.0.1"]);
+        let forwarded = answered(&["192.0.2.77"]);
         for (name, expected) in [
             ("api.ecr.us-east-1.amazonaws.com.", &local),
             ("lambda.us-east-1.amazonaws.com.", &local),
@@ -194,11 +227,11 @@ async fn local_name_patterns_and_skip_patterns_work_together() {
             // The emulator's own name is redirected whatever the patterns say.
             ("test.localhost.localstack.cloud.", &local),
         ] {
-            assert_eq!(&ask(&resolver, name, T::A).await, expected, "{protocol} {name}");
+            assert_eq!(&lookup(&resolver, name, T::A).await, expected, "{protocol:?} {name}");
         }
     }
-    assert!(upstream.asked("sqs.us-east-1.amazonaws.com."));
-    assert!(!upstream.asked("lambda.us-east-1.amazonaws.com."));
+    assert!(upstream.was_asked("sqs.us-east-1.amazonaws.com."));
+    assert!(!upstream.was_asked("lambda.us-east-1.amazonaws.com."));
     server.shutdown().await;
 }
 
@@ -210,10 +243,10 @@ async fn the_skip_list_alone_sends_matching_names_upstream() {
     .await;
     for (protocol, address) in transports(&server) {
         let resolver = resolver(protocol, address);
-        assert_eq!(ask(&resolver, "bucket.s3.us-east-1.amazonaws.com.", T::A).await, addresses(&["192.0.2.77"]));
-        assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::A).await, addresses(&["127.0.0.1"]), "{protocol}");
+        assert_eq!(lookup(&resolver, "bucket.s3.us-east-1.amazonaws.com.", T::A).await, answered(&["192.0.2.77"]));
+        assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]), "{protocol:?}");
     }
-    assert!(upstream.asked("bucket.s3.us-east-1.amazonaws.com."));
+    assert!(upstream.was_asked("bucket.s3.us-east-1.amazonaws.com."));
     server.shutdown().await;
 }
 
@@ -224,10 +257,10 @@ async fn the_redirected_domains_are_configurable_and_the_emulator_name_stays() {
             .await;
     for (protocol, address) in transports(&server) {
         let resolver = resolver(protocol, address);
-        assert_eq!(ask(&resolver, "api.emulator.test.", T::A).await, addresses(&["127.0.0.1"]), "{protocol}");
-        assert_eq!(ask(&resolver, "storage.example.", T::A).await, addresses(&["127.0.0.1"]), "{protocol}");
-        assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::A).await, addresses(&["192.0.2.77"]), "{protocol}");
-        assert_eq!(ask(&resolver, "x.localhost.localstack.cloud.", T::A).await, addresses(&["127.0.0.1"]));
+        assert_eq!(lookup(&resolver, "api.emulator.test.", T::A).await, answered(&["127.0.0.1"]), "{protocol:?}");
+        assert_eq!(lookup(&resolver, "storage.example.", T::A).await, answered(&["127.0.0.1"]), "{protocol:?}");
+        assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["192.0.2.77"]), "{protocol:?}");
+        assert_eq!(lookup(&resolver, "x.localhost.localstack.cloud.", T::A).await, answered(&["127.0.0.1"]));
     }
     server.shutdown().await;
 }
@@ -245,11 +278,11 @@ async fn without_an_upstream_redirected_names_answer_and_the_rest_is_servfail_wi
     );
     for (protocol, address) in transports(&server) {
         let resolver = resolver(protocol, address);
-        assert_eq!(ask(&resolver, "s3.amazonaws.com.", T::A).await, addresses(&["127.0.0.1"]), "{protocol}");
-        assert_eq!(ask(&resolver, "www.example.com.", T::A).await, Got::Rcode(ResponseCode::ServFail));
+        assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]), "{protocol:?}");
+        assert_eq!(lookup(&resolver, "www.example.com.", T::A).await, ResolverAnswer::Rcode(Rcode::SERVFAIL));
     }
-    let bytes = query("www.example.com", RecordType::A, Some(EdnsHeader::default()));
-    let response = udp_exchange(server.udp_addrs()[0], &bytes).await.unwrap();
+    let bytes = Query::new("www.example.com", T::A).edns(EdnsHeader::default()).to_bytes();
+    let response = answer_over(Transport::Udp, server.udp_addrs()[0], &bytes).await;
     let message = Message::parse(&response).unwrap();
     assert_eq!(message.rcode(), Ok(Rcode::SERVFAIL));
     let edns = message.edns().unwrap().unwrap();

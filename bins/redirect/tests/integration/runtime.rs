@@ -3,66 +3,59 @@
 
 use std::net::Ipv4Addr;
 
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::RecordType as T;
-use signpost_redirect::{RedirectError, RedirectServer};
-use signpost_server::{AdminConfig, ServerConfig};
+use signpost_redirect::RedirectError;
+use signpost_wire::{Rcode, RecordType as T};
 
 use crate::support::*;
-
-async fn admin_server(upstream: &FakeUpstream) -> RedirectServer {
-    let config = ServerConfig {
-        admin: Some(AdminConfig { address: "127.0.0.1:0".parse().unwrap() }),
-        ..ServerConfig::default()
-    };
-    start_with(|| RedirectServer::builder(settings(Some(upstream))).server_config(config.clone())).await
-}
 
 #[tokio::test]
 async fn host_records_aliases_and_skip_patterns_change_answers_from_rust() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
     let server = start(settings(Some(&upstream))).await;
-    let resolver = resolver("udp", server.udp_addrs()[0]);
-    let tcp = crate::support::resolver("tcp", server.tcp_addrs()[0]);
+    let tcp = resolver(Transport::Tcp, server.tcp_addrs()[0]);
+    let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
 
     server.add_host("db.internal.test", &["10.0.0.5".parse().unwrap(), "fd00::5".parse().unwrap()]).unwrap();
     server.add_host("queue.internal.test", &[]).unwrap();
     for resolver in [&resolver, &tcp] {
-        assert_eq!(ask(resolver, "db.internal.test.", T::A).await, addresses(&["10.0.0.5"]));
-        assert_eq!(ask(resolver, "db.internal.test.", T::AAAA).await, addresses(&["fd00::5"]));
-        assert_eq!(ask(resolver, "db.internal.test.", T::MX).await, Got::NoData { soa: true });
+        assert_eq!(lookup(resolver, "db.internal.test.", T::A).await, answered(&["10.0.0.5"]));
+        assert_eq!(lookup(resolver, "db.internal.test.", T::AAAA).await, answered(&["fd00::5"]));
+        // Types the name does not hold are passed on upstream, as LocalStack does.
+        assert_eq!(lookup(resolver, "db.internal.test.", T::MX).await, ResolverAnswer::NoData { soa: false });
         // A record without addresses points to the emulator (the redirect address).
-        assert_eq!(ask(resolver, "queue.internal.test.", T::A).await, addresses(&["127.0.0.1"]));
+        assert_eq!(lookup(resolver, "queue.internal.test.", T::A).await, answered(&["127.0.0.1"]));
     }
+    assert!(upstream.was_asked("db.internal.test."), "MX went upstream");
 
     server.add_alias("api.internal.test", "db.internal.test").unwrap();
     server.add_alias("bucket.internal.test", "s3.amazonaws.com").unwrap();
     server.add_alias("dangling.internal.test", "nowhere.test").unwrap();
-    assert_eq!(ask(&resolver, "api.internal.test.", T::A).await, addresses(&["10.0.0.5"]));
-    assert_eq!(ask(&resolver, "bucket.internal.test.", T::A).await, addresses(&["127.0.0.1"]));
-    assert_eq!(ask(&resolver, "dangling.internal.test.", T::A).await, Got::Rcode(ResponseCode::Refused));
+    assert_eq!(lookup(&resolver, "api.internal.test.", T::A).await, answered(&["10.0.0.5"]));
+    assert_eq!(lookup(&resolver, "bucket.internal.test.", T::A).await, answered(&["127.0.0.1"]));
+    assert_eq!(lookup(&resolver, "dangling.internal.test.", T::A).await, ResolverAnswer::Rcode(Rcode::REFUSED));
     let snapshot = server.redirector().snapshot();
     assert_eq!(snapshot.hosts.len(), 2);
     assert_eq!(snapshot.aliases.iter().filter(|alias| alias.resolved).count(), 2);
 
     server.add_skip_pattern(r"sqs\..*").unwrap();
-    assert_eq!(ask(&tcp, "sqs.us-east-1.amazonaws.com.", T::A).await, addresses(&["192.0.2.77"]));
-    assert!(upstream.asked("sqs.us-east-1.amazonaws.com."));
+    assert_eq!(lookup(&tcp, "sqs.us-east-1.amazonaws.com.", T::A).await, answered(&["192.0.2.77"]));
+    assert!(upstream.was_asked("sqs.us-east-1.amazonaws.com."));
 
     // Undo everything.
     server.delete_skip_pattern(r"sqs\..*").unwrap();
     server.delete_alias("api.internal.test").unwrap();
     server.delete_host("db.internal.test").unwrap();
-    assert_eq!(ask(&tcp, "sqs.us-east-2.amazonaws.com.", T::A).await, addresses(&["127.0.0.1"]));
-    assert_eq!(ask(&resolver, "api.internal.test.", T::A).await, addresses(&["192.0.2.77"]), "forwarded again");
-    assert_eq!(ask(&resolver, "db.internal.test.", T::A).await, addresses(&["192.0.2.77"]));
+    assert_eq!(lookup(&tcp, "sqs.us-east-2.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]));
+    assert_eq!(lookup(&resolver, "api.internal.test.", T::A).await, answered(&["192.0.2.77"]), "forwarded again");
+    assert_eq!(lookup(&resolver, "db.internal.test.", T::A).await, answered(&["192.0.2.77"]));
 
     // Mistakes are refused and change nothing.
     assert!(matches!(server.delete_host("db.internal.test"), Err(RedirectError::NotFound { .. })));
     assert!(matches!(server.add_skip_pattern("(unclosed"), Err(RedirectError::InvalidPattern { .. })));
-    assert!(matches!(server.add_alias("queue.internal.test", "x.test"), Err(RedirectError::Conflict { .. })));
+    assert!(matches!(server.add_alias("self.test", "Self.Test."), Err(RedirectError::Conflict { .. })));
+    assert!(server.add_alias("a.*.test", "x.test").is_err(), "a * only as the first label");
     assert!(server.add_host("bad..name", &[]).is_err());
-    assert_eq!(ask(&resolver, "queue.internal.test.", T::A).await, addresses(&["127.0.0.1"]));
+    assert_eq!(lookup(&resolver, "queue.internal.test.", T::A).await, answered(&["127.0.0.1"]));
     server.shutdown().await;
 }
 
@@ -72,19 +65,19 @@ async fn the_admin_json_api_changes_answers_and_serves_metrics() {
     let server = admin_server(&upstream).await;
     let admin = server.handle().admin_addr().unwrap();
     assert!(server.startup_lines().iter().any(|line| line.starts_with(&format!("Admin API on http://{admin}"))));
-    let resolver = resolver("udp", server.udp_addrs()[0]);
+    let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
 
     let (status, body) = http(admin, "POST", "/redirect/hosts", r#"{"name":"db.test","addresses":["10.0.0.5"]}"#).await;
     assert_eq!((status, body.as_str()), (200, r#"{"added":"db.test"}"#));
-    assert_eq!(ask(&resolver, "db.test.", T::A).await, addresses(&["10.0.0.5"]));
+    assert_eq!(lookup(&resolver, "db.test.", T::A).await, answered(&["10.0.0.5"]));
 
     let (status, _) = http(admin, "POST", "/redirect/aliases", r#"{"name":"web.test","target":"db.test"}"#).await;
     assert_eq!(status, 200);
-    assert_eq!(ask(&resolver, "web.test.", T::A).await, addresses(&["10.0.0.5"]));
+    assert_eq!(lookup(&resolver, "web.test.", T::A).await, answered(&["10.0.0.5"]));
 
     let (status, _) = http(admin, "POST", "/redirect/skip", r#"{"pattern":"kinesis\\..*"}"#).await;
     assert_eq!(status, 200);
-    assert_eq!(ask(&resolver, "kinesis.us-east-1.amazonaws.com.", T::A).await, addresses(&["192.0.2.77"]));
+    assert_eq!(lookup(&resolver, "kinesis.us-east-1.amazonaws.com.", T::A).await, answered(&["192.0.2.77"]));
 
     let (status, body) = http(admin, "GET", "/redirect", "").await;
     assert_eq!(status, 200);
@@ -98,12 +91,12 @@ async fn the_admin_json_api_changes_answers_and_serves_metrics() {
 
     let (status, _) = http(admin, "DELETE", "/redirect/skip?pattern=kinesis%5C..%2A", "").await;
     assert_eq!(status, 200);
-    assert_eq!(ask(&resolver, "kinesis.us-east-2.amazonaws.com.", T::A).await, addresses(&["127.0.0.1"]));
+    assert_eq!(lookup(&resolver, "kinesis.us-east-2.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]));
     let (status, _) = http(admin, "DELETE", "/redirect/aliases/web.test", "").await;
     assert_eq!(status, 200);
     let (status, _) = http(admin, "DELETE", "/redirect/hosts/db.test", "").await;
     assert_eq!(status, 200);
-    assert_eq!(ask(&resolver, "db.test.", T::A).await, addresses(&["192.0.2.77"]));
+    assert_eq!(lookup(&resolver, "db.test.", T::A).await, answered(&["192.0.2.77"]));
 
     // Errors come back as JSON with a status.
     let (status, body) = http(admin, "DELETE", "/redirect/hosts/db.test", "").await;

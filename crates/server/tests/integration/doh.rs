@@ -11,48 +11,35 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-const LOCAL: &str = r#"
-[[rules]]
-suffix = "doh.test"
-action = "redirect"
-ipv4 = "127.0.0.1"
-ipv6 = "none"
-ttl = 42
-"#;
+const LOCAL: &str =
+    r#"rules = [{ suffix = "doh.test", action = "redirect", ipv4 = "127.0.0.1", ipv6 = "none", ttl = 42 }]"#;
 
-#[tokio::test]
-async fn hickory_resolves_over_doh_with_tls_and_http2() {
-    let certificate = certificate();
-    let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
-    listener.tls_cert = Some(certificate.cert.clone());
-    listener.tls_key = Some(certificate.key.clone());
+/// A server with a DoT or DoH listener presenting fresh test certificates, recording queries.
+async fn tls_server(
+    transport: Transport,
+) -> (signpost_server::ServerHandle, signpost_server::TestLayer, TestCertificates, TempDir) {
+    let (certificates, dir) = (TestCertificates::new().unwrap(), TempDir::new());
+    let listener = tls_listener(transport, &certificates, &dir);
     let layer = signpost_server::TestLayer::new().recording(true);
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).test_layer(layer.clone()).start().await.unwrap();
-    let resolver = resolver("https", server.doh_addrs()[0], Some(client_tls(&certificate)));
-    let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
-    assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let seen = layer.recorded_queries();
-    assert!(seen.iter().any(|q| q.transport == Transport::Doh), "{seen:?}");
-    server.shutdown().await;
+    let server =
+        start_server(|| builder().listener(listener.clone()).rules(rules(LOCAL, &[])).test_layer(layer.clone())).await;
+    (server, layer, certificates, dir)
 }
 
 #[tokio::test]
-async fn hickory_resolves_over_dot() {
-    let certificate = certificate();
-    let mut listener = ListenerConfig::new(Transport::Dot, "127.0.0.1:0".parse().unwrap());
-    listener.tls_cert = Some(certificate.cert.clone());
-    listener.tls_key = Some(certificate.key.clone());
-    let layer = signpost_server::TestLayer::new().recording(true);
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).test_layer(layer.clone()).start().await.unwrap();
-    let mut tls = client_tls(&certificate);
-    tls.alpn_protocols = vec![b"dot".to_vec()];
-    let resolver = resolver("tls", server.dot_addrs()[0], Some(tls));
-    let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
-    assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    let seen = layer.recorded_queries();
-    assert!(seen.iter().all(|q| q.transport == Transport::Dot), "{seen:?}");
-    assert!(!seen.is_empty());
-    server.shutdown().await;
+async fn hickory_resolves_over_doh_with_tls_and_http2_and_over_dot() {
+    let cases = [(Transport::Doh, &b"h2"[..]), (Transport::Dot, &b"dot"[..])];
+    for (client, alpn) in cases {
+        let (server, layer, certificates, _dir) = tls_server(client).await;
+        let address = if client == Transport::Doh { server.doh_addrs()[0] } else { server.dot_addrs()[0] };
+        let resolver =
+            ResolverBuilder::new(client, address).tls(certificates.client_config(&[alpn]).unwrap()).build().unwrap();
+        let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
+        assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)], "{client}");
+        let seen = layer.recorded_queries();
+        assert!(!seen.is_empty() && seen.iter().all(|q| q.transport == client), "{client}: {seen:?}");
+        server.shutdown().await;
+    }
 }
 
 /// One HTTP/1.1 request over plain TCP; returns status line and the rest.
@@ -69,9 +56,9 @@ async fn http(address: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>
 async fn plain_http_doh_answers_get_and_post_and_rejects_bad_requests() {
     let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
     listener.plain_http = true;
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).start().await.unwrap();
+    let server = start_server(|| builder().listener(listener.clone()).rules(rules(LOCAL, &[]))).await;
     let address = server.doh_addrs()[0];
-    let dns = query("www.doh.test", RecordType::A, None);
+    let dns = query("www.doh.test", RecordType::A);
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dns);
 
     let get = format!("GET /dns-query?dns={encoded} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -121,12 +108,11 @@ async fn doh_without_a_certificate_needs_plain_http_said_out_loud() {
 /// server chose, the status line and the whole response.
 async fn https1(
     address: std::net::SocketAddr,
-    certificate: &TestCertificate,
+    certificates: &TestCertificates,
     alpn: &[&[u8]],
     request: &[u8],
 ) -> (Option<Vec<u8>>, String, Vec<u8>) {
-    let mut tls = client_tls(certificate);
-    tls.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+    let tls = certificates.client_config(alpn).unwrap();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
     let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
     let server_name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
@@ -142,14 +128,9 @@ async fn https1(
 
 #[tokio::test]
 async fn doh_over_tls_answers_http1_get_and_post() {
-    let certificate = certificate();
-    let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
-    listener.tls_cert = Some(certificate.cert.clone());
-    listener.tls_key = Some(certificate.key.clone());
-    let layer = signpost_server::TestLayer::new().recording(true);
-    let server = builder().listener(listener).rules(rules(LOCAL, &[])).test_layer(layer.clone()).start().await.unwrap();
+    let (server, layer, certificates, _dir) = tls_server(Transport::Doh).await;
     let address = server.doh_addrs()[0];
-    let dns = query("www.doh.test", RecordType::A, None);
+    let dns = query("www.doh.test", RecordType::A);
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dns);
     let get = format!("GET /dns-query?dns={encoded} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let mut post = format!(
@@ -164,7 +145,7 @@ async fn doh_over_tls_answers_http1_get_and_post() {
     let offers: [&[&[u8]]; 2] = [&[b"http/1.1"], &[]];
     for alpn in offers {
         for request in [get.as_bytes(), &post] {
-            let (chosen, status, response) = https1(address, &certificate, alpn, request).await;
+            let (chosen, status, response) = https1(address, &certificates, alpn, request).await;
             if alpn.is_empty() {
                 assert_eq!(chosen, None);
             } else {
@@ -180,7 +161,7 @@ async fn doh_over_tls_answers_http1_get_and_post() {
     }
     let (_, status, _) = https1(
         address,
-        &certificate,
+        &certificates,
         &[b"http/1.1"],
         b"PUT /dns-query HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     )
@@ -198,7 +179,7 @@ async fn doh_over_tls_answers_http1_get_and_post() {
 #[tokio::test]
 async fn abandoned_doh_requests_do_not_hold_up_shutdown() {
     let upstream = FakeUpstream::silent().await;
-    let mut group = upstream.group("upstream");
+    let mut group = group_of("upstream", &upstream);
     group.per_try_timeout = Duration::from_secs(30);
     group.total_timeout = Duration::from_secs(30);
     let mut config = config_with_default_listeners();
@@ -216,7 +197,7 @@ async fn abandoned_doh_requests_do_not_hold_up_shutdown() {
     let address = server.doh_addrs()[0];
     // Five different names, so that no two share one upstream query.
     for index in 0..5 {
-        let dns = query(&format!("q{index}.silent.test"), RecordType::A, None);
+        let dns = query(&format!("q{index}.silent.test"), RecordType::A);
         let mut request = format!(
             "POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\n\r\n",
             dns.len()
@@ -231,12 +212,12 @@ async fn abandoned_doh_requests_do_not_hold_up_shutdown() {
         assert!(read.is_err(), "the silent upstream cannot have answered: {read:?}");
     }
     for _ in 0..100 {
-        if upstream.count() >= 5 {
+        if upstream.query_count() >= 5 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(upstream.count(), 5, "every query was being forwarded when its client left");
+    assert_eq!(upstream.query_count(), 5, "every query was being forwarded when its client left");
     let started = std::time::Instant::now();
     server.shutdown().await;
     let took = started.elapsed();

@@ -1,37 +1,28 @@
 //! Forwarding: relay, cache, coalescing, failures, truncation.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use signpost_wire::{
-    Class, EdnsHeader, EdnsOption, ExtendedErrorCode, Message, MessageBuilder, OptionCode, Rcode, RecordType, Section,
-};
+use signpost_wire::{EdnsHeader, EdnsOption, ExtendedErrorCode, Message, OptionCode, Rcode, RecordType};
 
 use crate::support::*;
 
-const FORWARD_ALL: &str = r#"default_group = "upstream""#;
-
 async fn forwarding_server(upstream: &FakeUpstream) -> signpost_server::ServerHandle {
-    builder()
-        .rules(rules(FORWARD_ALL, &["upstream"]))
-        .upstreams(upstreams(vec![upstream.group("upstream")]))
-        .start()
-        .await
-        .unwrap()
+    start(FORWARD_ALL, Some(upstream)).await
 }
 
 #[tokio::test]
 async fn hickory_resolves_through_the_upstream_over_udp_and_tcp() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 7)).await;
     let server = forwarding_server(&upstream).await;
-    for (protocol, name) in [("udp", "one.example."), ("tcp", "two.example.")] {
-        let address = if protocol == "udp" { udp(&server) } else { tcp(&server) };
-        let lookup = resolver(protocol, address, None).lookup_ip(name).await.unwrap();
-        assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))], "{protocol}");
+    for (protocol, address, name) in
+        [(Transport::Udp, udp(&server), "one.example."), (Transport::Tcp, tcp(&server), "two.example.")]
+    {
+        let lookup = resolver(protocol, address).lookup_ip(name).await.unwrap();
+        assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))], "{protocol:?}");
     }
     // hickory asks for A and AAAA of each name.
-    assert_eq!(upstream.count(), 4);
+    assert_eq!(upstream.query_count(), 4);
     server.shutdown().await;
 }
 
@@ -39,45 +30,41 @@ async fn hickory_resolves_through_the_upstream_over_udp_and_tcp() {
 async fn repeated_questions_come_from_the_cache_with_ttls_counted_down() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 8)).await;
     let server = forwarding_server(&upstream).await;
-    let bytes = query("cached.example", RecordType::A, Some(EdnsHeader::default()));
+    let bytes = edns_query("cached.example", RecordType::A, EdnsHeader::default());
     let first = udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
     assert_eq!(answers(&first), ["cached.example. 300 IN A 192.0.2.8"]);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let second = udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
     let ttl = Message::parse(&second).unwrap().answers().unwrap().next().unwrap().unwrap().ttl();
     assert!((295..300).contains(&ttl), "TTL {ttl} was not counted down");
-    assert_eq!(upstream.count(), 1, "the second answer must come from the cache");
+    assert_eq!(upstream.query_count(), 1, "the second answer must come from the cache");
     // Over TCP too, and with a different spelling of the name.
-    let shouted = query("CACHED.example", RecordType::A, None);
-    let third = tcp_exchange(tcp(&server), &shouted).await;
+    let shouted = query("CACHED.example", RecordType::A);
+    let third = tcp_answer(tcp(&server), &shouted).await;
     assert_eq!(
         Message::parse(&third).unwrap().first_question().unwrap().unwrap().name().to_string(),
         "CACHED.example."
     );
-    assert_eq!(upstream.count(), 1);
+    assert_eq!(upstream.query_count(), 1);
     assert!(server.metrics_text().contains("signpost_cache_operations_total{op=\"hit\"} 2"));
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn identical_questions_in_flight_are_sent_upstream_once() {
-    let slow: Handler = Arc::new(|query, _| {
-        std::thread::sleep(Duration::from_millis(300));
-        Some(answer_a(query, Ipv4Addr::new(192, 0, 2, 9), 60))
-    });
-    let upstream = FakeUpstream::start(slow).await;
+    let upstream = slow_upstream(Ipv4Addr::new(192, 0, 2, 9), Duration::from_millis(300)).await;
     let server = forwarding_server(&upstream).await;
     let address = udp(&server);
     let mut clients = Vec::new();
     for _ in 0..20 {
-        let bytes = query("popular.example", RecordType::A, None);
+        let bytes = query("popular.example", RecordType::A);
         clients.push(tokio::spawn(async move { udp_exchange(address, &bytes, Duration::from_secs(3)).await }));
     }
     for client in clients {
         let response = client.await.unwrap().expect("every client gets an answer");
         assert_eq!(answers(&response), ["popular.example. 60 IN A 192.0.2.9"]);
     }
-    assert_eq!(upstream.count(), 1);
+    assert_eq!(upstream.query_count(), 1);
     server.shutdown().await;
 }
 
@@ -86,7 +73,7 @@ async fn a_silent_upstream_gives_servfail_with_an_extended_error_before_the_clie
     let upstream = FakeUpstream::silent().await;
     let server = forwarding_server(&upstream).await;
     let started = Instant::now();
-    let bytes = query("void.example", RecordType::A, Some(EdnsHeader::default()));
+    let bytes = edns_query("void.example", RecordType::A, EdnsHeader::default());
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(5)).await.expect("an answer, not silence");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     let message = Message::parse(&response).unwrap();
@@ -101,8 +88,8 @@ async fn a_silent_upstream_gives_servfail_with_an_extended_error_before_the_clie
 
 #[tokio::test]
 async fn without_any_upstream_forwarded_names_get_servfail() {
-    let server = builder().rules(rules(FORWARD_ALL, &["upstream"])).start().await.unwrap();
-    let bytes = query("nowhere.example", RecordType::A, Some(EdnsHeader::default()));
+    let server = start(FORWARD_ALL, None).await;
+    let bytes = edns_query("nowhere.example", RecordType::A, EdnsHeader::default());
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(3)).await.expect("an answer");
     let message = Message::parse(&response).unwrap();
     assert_eq!(message.rcode(), Ok(Rcode::SERVFAIL));
@@ -114,25 +101,14 @@ async fn without_any_upstream_forwarded_names_get_servfail() {
 #[tokio::test]
 async fn forwarded_answers_are_relayed_faithfully() {
     // The upstream sets AD, adds an authority record and an NSID option.
-    let handler: Handler = Arc::new(|query, _| {
-        let mut buffer = Vec::new();
-        let mut builder = MessageBuilder::response_to(&mut buffer, query).unwrap();
-        let flags = builder.header_mut().flags.with_ra(true).with_ad(true);
-        builder.set_flags(flags);
-        let name = query.first_question().unwrap().unwrap().name();
-        builder
-            .push(Section::Answer, &name, Class::IN, 120, &signpost_wire::RData::A(Ipv4Addr::new(192, 0, 2, 10)))
-            .unwrap();
-        let soa: signpost_wire::RecordBuf = "example. 60 IN SOA ns.example. host.example. 1 2 3 4 5".parse().unwrap();
-        builder.push_record_buf(Section::Authority, &soa).unwrap();
-        builder.set_edns(EdnsHeader { udp_payload_size: 1400, version: 0, dnssec_ok: false });
-        builder.push_edns_option(&EdnsOption::Nsid(b"upstream-1")).unwrap();
-        builder.finish().unwrap();
-        Some(buffer)
-    });
-    let upstream = FakeUpstream::start(handler).await;
+    let relayed = Answer::records(["@ 120 IN A 192.0.2.10"])
+        .authority(["example. 60 IN SOA ns.example. host.example. 1 2 3 4 5"])
+        .authentic_data()
+        .edns(EdnsHeader { udp_payload_size: 1400, version: 0, dnssec_ok: false })
+        .edns_option(OptionCode::NSID, *b"upstream-1");
+    let upstream = FakeUpstream::builder().otherwise(relayed).start().await.unwrap();
     let server = forwarding_server(&upstream).await;
-    let bytes = query("faithful.example", RecordType::A, Some(EdnsHeader::default()));
+    let bytes = edns_query("faithful.example", RecordType::A, EdnsHeader::default());
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
     let message = Message::parse(&response).unwrap();
     assert_eq!(message.id(), 0x4d2);
@@ -141,7 +117,7 @@ async fn forwarded_answers_are_relayed_faithfully() {
     let edns = message.edns().unwrap().unwrap();
     assert_eq!(edns.option(OptionCode::NSID), Some(EdnsOption::Nsid(b"upstream-1")));
     // A client without EDNS gets no OPT record back.
-    let plain = query("faithful.example", RecordType::A, None);
+    let plain = query("faithful.example", RecordType::A);
     let response = udp_exchange(udp(&server), &plain, Duration::from_secs(2)).await.unwrap();
     assert!(Message::parse(&response).unwrap().edns().unwrap().is_none());
     server.shutdown().await;
@@ -149,33 +125,19 @@ async fn forwarded_answers_are_relayed_faithfully() {
 
 #[tokio::test]
 async fn large_answers_are_truncated_for_small_udp_clients_and_complete_over_tcp() {
-    let handler: Handler = Arc::new(|query, _| {
-        let mut buffer = Vec::new();
-        let mut builder = MessageBuilder::response_to(&mut buffer, query).unwrap();
-        let name = query.first_question().unwrap().unwrap().name();
-        for last in 0..60u8 {
-            builder
-                .push(Section::Answer, &name, Class::IN, 60, &signpost_wire::RData::A(Ipv4Addr::new(192, 0, 2, last)))
-                .unwrap();
-        }
-        if query.edns().unwrap().is_some() {
-            builder.set_edns(EdnsHeader::default());
-        }
-        builder.finish().unwrap();
-        Some(buffer)
-    });
-    let upstream = FakeUpstream::start(handler).await;
+    let sixty = (0..60u8).map(|last| Ipv4Addr::new(192, 0, 2, last).into());
+    let upstream = FakeUpstream::builder().otherwise(Answer::addresses(sixty, 60)).start().await.unwrap();
     let server = forwarding_server(&upstream).await;
-    let bytes = query("big.example", RecordType::A, None);
+    let bytes = query("big.example", RecordType::A);
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
     assert!(response.len() <= 512, "{} bytes", response.len());
     let message = Message::parse(&response).unwrap();
     assert!(message.flags().tc());
     message.check().unwrap();
-    let full = tcp_exchange(tcp(&server), &bytes).await;
+    let full = tcp_answer(tcp(&server), &bytes).await;
     assert_eq!(answers(&full).len(), 60);
     // hickory retries over TCP by itself and sees every record.
-    let lookup = resolver("udp", udp(&server), None).lookup_ip("big.example.").await.unwrap();
+    let lookup = resolver(Transport::Udp, udp(&server)).lookup_ip("big.example.").await.unwrap();
     assert_eq!(lookup.iter().count(), 60);
     server.shutdown().await;
 }
@@ -184,27 +146,20 @@ async fn large_answers_are_truncated_for_small_udp_clients_and_complete_over_tcp
 async fn forward_first_falls_back_to_the_default_group() {
     let dead = FakeUpstream::silent().await;
     let fallback = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 11)).await;
-    let rules = rules(
-        r#"
+    let text = r#"
         default_group = "upstream"
-        [[rules]]
-        suffix = "corp.example"
-        action = "forward"
-        group = "corp"
-        forward_first = true
-        "#,
-        &["upstream", "corp"],
-    );
-    let server = builder()
-        .rules(rules)
-        .upstreams(upstreams(vec![dead.group("corp"), fallback.group("upstream")]))
-        .start()
-        .await
-        .unwrap();
-    let bytes = query("git.corp.example", RecordType::A, None);
+        rules = [{ suffix = "corp.example", action = "forward", group = "corp", forward_first = true }]
+        "#;
+    let server = start_server(|| {
+        builder()
+            .rules(rules(text, &["upstream", "corp"]))
+            .upstreams(upstreams(vec![group_of("corp", &dead), group_of("upstream", &fallback)]))
+    })
+    .await;
+    let bytes = query("git.corp.example", RecordType::A);
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(4)).await.expect("an answer");
     assert_eq!(answers(&response), ["git.corp.example. 300 IN A 192.0.2.11"]);
-    assert!(dead.count() >= 1);
+    assert!(dead.query_count() >= 1);
     server.shutdown().await;
 }
 
@@ -214,14 +169,8 @@ async fn stale_answers_are_served_when_upstreams_fail() {
     let mut config = config_with_default_listeners();
     config.cache.max_ttl = 1;
     config.cache.serve_stale_secs = 3600;
-    let server = signpost_server::Server::builder()
-        .config(config)
-        .rules(rules(FORWARD_ALL, &["upstream"]))
-        .upstreams(upstreams(vec![upstream.group("upstream")]))
-        .start()
-        .await
-        .unwrap();
-    let bytes = query("stale.example", RecordType::A, Some(EdnsHeader::default()));
+    let server = start_with(config, FORWARD_ALL, Some(&upstream)).await;
+    let bytes = edns_query("stale.example", RecordType::A, EdnsHeader::default());
     udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
     drop(upstream);
     tokio::time::sleep(Duration::from_millis(1_200)).await;
@@ -237,59 +186,38 @@ async fn stale_answers_are_served_when_upstreams_fail() {
 async fn the_clients_spelling_goes_upstream_and_comes_back() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 13)).await;
     let server = forwarding_server(&upstream).await;
-    let bytes = query("MiXeD.ExAmPlE", RecordType::A, None);
+    let bytes = query("MiXeD.ExAmPlE", RecordType::A);
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
     assert_eq!(
         Message::parse(&response).unwrap().first_question().unwrap().unwrap().name().to_string(),
         "MiXeD.ExAmPlE."
     );
-    assert_eq!(*upstream.names.lock().unwrap(), ["MiXeD.ExAmPlE."]);
+    assert_eq!(upstream.names(), ["MiXeD.ExAmPlE."]);
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn client_subnet_goes_upstream_only_when_configured() {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let handler: Handler = {
-        let seen = seen.clone();
-        Arc::new(move |query, _| {
-            let has_subnet = query.edns().unwrap().is_some_and(|edns| edns.option(OptionCode::CLIENT_SUBNET).is_some());
-            seen.lock().unwrap().push(has_subnet);
-            Some(answer_a(query, Ipv4Addr::new(192, 0, 2, 14), 0))
-        })
-    };
-    let upstream = FakeUpstream::start(handler).await;
-    let mut query_bytes = Vec::new();
-    {
-        let mut builder = MessageBuilder::new(&mut query_bytes).unwrap();
-        builder.set_id(7);
-        builder
-            .push_question(&"subnet.example".parse::<signpost_wire::NameBuf>().unwrap(), RecordType::A, Class::IN)
-            .unwrap();
-        builder.set_edns(EdnsHeader::default());
-        builder
-            .push_edns_option(&EdnsOption::ClientSubnet(signpost_wire::ClientSubnet {
-                family: 1,
-                source_prefix: 24,
-                scope_prefix: 0,
-                address: &[198, 51, 100],
-            }))
-            .unwrap();
-        builder.finish().unwrap();
-    }
+    let upstream = FakeUpstream::builder()
+        .otherwise(Answer::addresses([Ipv4Addr::new(192, 0, 2, 14).into()], 0))
+        .start()
+        .await
+        .unwrap();
+    // Without RD, as the query always was here.
+    let query_bytes = Query::new("subnet.example", RecordType::A)
+        .id(7)
+        .recursion_desired(false)
+        .edns_option(OptionCode::CLIENT_SUBNET, [0, 1, 24, 0, 198, 51, 100])
+        .to_bytes();
     for forward in [false, true] {
         let mut config = config_with_default_listeners();
         config.edns.forward_client_subnet = forward;
         config.cache.enabled = false;
-        let server = signpost_server::Server::builder()
-            .config(config)
-            .rules(rules(FORWARD_ALL, &["upstream"]))
-            .upstreams(upstreams(vec![upstream.group("upstream")]))
-            .start()
-            .await
-            .unwrap();
+        let server = start_with(config, FORWARD_ALL, Some(&upstream)).await;
         udp_exchange(udp(&server), &query_bytes, Duration::from_secs(2)).await.expect("an answer");
         server.shutdown().await;
     }
-    assert_eq!(*seen.lock().unwrap(), [false, true]);
+    let has_subnet: Vec<bool> =
+        upstream.queries().iter().map(|query| query.has_option(OptionCode::CLIENT_SUBNET)).collect();
+    assert_eq!(has_subnet, [false, true]);
 }

@@ -20,7 +20,7 @@ fn listener(transport: Transport, id: &str) -> ListenerConfig {
 
 /// Answered over UDP within a second.
 async fn answers_udp(address: SocketAddr) -> bool {
-    let bytes = query("www.local.test", RecordType::A, None);
+    let bytes = query("www.local.test", RecordType::A);
     udp_exchange(address, &bytes, Duration::from_secs(1)).await.is_some_and(|response| answers(&response).len() == 1)
 }
 
@@ -53,7 +53,7 @@ async fn listeners_come_and_go_while_the_others_keep_answering() {
     assert_eq!(added.id, "second");
     assert_eq!(added.transport, Transport::Tcp);
     assert_ne!(added.address.port(), 0);
-    let response = tcp_exchange(added.address, &query("www.local.test", RecordType::A, None)).await;
+    let response = tcp_answer(added.address, &query("www.local.test", RecordType::A)).await;
     assert_eq!(answers(&response), ["www.local.test. 60 IN A 127.0.0.1"]);
     let third = server.add_listener(listener(Transport::Udp, "third")).await.unwrap();
     assert!(answers_udp(third.address).await);
@@ -73,7 +73,7 @@ async fn listeners_come_and_go_while_the_others_keep_answering() {
     assert_eq!(removed, third);
     assert!(!answers_udp(third.address).await, "a removed listener answers no more");
     assert!(matches!(server.remove_listener("third").await, Err(Error::UnknownListener { .. })));
-    assert_eq!(answers(&tcp_exchange(added.address, &query("www.local.test", RecordType::A, None)).await).len(), 1);
+    assert_eq!(answers(&tcp_answer(added.address, &query("www.local.test", RecordType::A)).await).len(), 1);
 
     stop.store(true, Ordering::SeqCst);
     client.await.unwrap();

@@ -14,41 +14,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-const RULES: &str = r#"
-default_group = "upstream"
-
-[[rules]]
-suffix = "amazonaws.com"
-action = "redirect"
-ipv4 = "127.0.0.1"
-ipv6 = "none"
-"#;
-
 #[tokio::test]
 async fn query_log_lines_carry_the_core_fields_and_the_decision() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 20)).await;
-    let dir = temp_dir("querylog");
-    let path = dir.0.join("queries.jsonl");
+    let dir = TempDir::new();
+    let path = dir.join("queries.jsonl");
     let mut config = config_with_default_listeners();
     config.query_log.enabled = true;
     config.query_log.destination = LogDestination::File(path.clone());
-    let server = signpost_server::Server::builder()
-        .config(config)
-        .rules(rules(RULES, &["upstream"]))
-        .upstreams(upstreams(vec![upstream.group("upstream")]))
-        .start()
-        .await
-        .unwrap();
-    udp_exchange(udp(&server), &query("s3.amazonaws.com", RecordType::A, None), Duration::from_secs(2)).await.unwrap();
-    tcp_exchange(tcp(&server), &query("example.org", RecordType::A, None)).await;
-    let mut lines = Vec::new();
-    for _ in 0..50 {
-        lines = std::fs::read_to_string(&path).unwrap_or_default().lines().map(str::to_string).collect();
-        if lines.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let server = start_with(config, AWS_REDIRECT, Some(&upstream)).await;
+    udp_exchange(udp(&server), &query("s3.amazonaws.com", RecordType::A), Duration::from_secs(2)).await.unwrap();
+    tcp_answer(tcp(&server), &query("example.org", RecordType::A)).await;
+    let lines = file_lines(&path, 2, Duration::from_secs(5)).await;
     assert_eq!(lines.len(), 2, "{lines:?}");
     let local: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(local["query_name"], "s3.amazonaws.com.");
@@ -75,19 +52,15 @@ async fn query_log_lines_carry_the_core_fields_and_the_decision() {
 async fn reload_swaps_rules_atomically_and_a_failed_reload_keeps_the_old_ones() {
     let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = threads.clone();
-    let server = builder()
-        .rules(rules(RULES, &["upstream"]))
-        .reloader(Arc::new(move || {
-            seen.lock().unwrap().push(std::thread::current().id());
-            // The application's own error, as reading a broken file gives it.
-            let broken = "[[rules]]\nsuffix = \n";
-            let error = signpost_rules::config::RulesConfig::from_toml(broken, "rules.toml").err().unwrap();
-            Err(Box::new(error))
-        }))
-        .start()
-        .await
-        .unwrap();
-    let bytes = query("sqs.amazonaws.com", RecordType::A, None);
+    let reloader: signpost_server::Reloader = Arc::new(move || {
+        seen.lock().unwrap().push(std::thread::current().id());
+        // The application's own error, as reading a broken file gives it.
+        let broken = "[[rules]]\nsuffix = \n";
+        let error = signpost_rules::config::RulesConfig::from_toml(broken, "rules.toml").err().unwrap();
+        Err(Box::new(error))
+    });
+    let server = start_server(|| builder().rules(rules(AWS_REDIRECT, &["upstream"])).reloader(reloader.clone())).await;
+    let bytes = query("sqs.amazonaws.com", RecordType::A);
     assert_eq!(answers(&udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap()).len(), 1);
     let error = server.reload_from_source().await.unwrap_err();
     assert!(error.to_string().contains("rules.toml:"), "{error}");
@@ -117,7 +90,7 @@ async fn reload_swaps_rules_atomically_and_a_failed_reload_keeps_the_old_ones() 
 #[tokio::test]
 async fn injected_faults_and_recorded_queries() {
     let layer = TestLayer::new().recording(true);
-    let server = builder().rules(rules(RULES, &["upstream"])).test_layer(layer.clone()).start().await.unwrap();
+    let server = start_layered(AWS_REDIRECT, None, &layer).await;
     layer.inject_fault(FaultTarget::Name("broken.amazonaws.com".parse().unwrap()), FaultAction::ServFail);
     layer.inject_fault(FaultTarget::Name("gone.amazonaws.com".parse().unwrap()), FaultAction::Drop);
     layer.inject_fault(FaultTarget::Name("big.amazonaws.com".parse().unwrap()), FaultAction::Truncate);
@@ -127,7 +100,7 @@ async fn injected_faults_and_recorded_queries() {
     );
     let exchange = |name: &'static str, wait| {
         let address = udp(&server);
-        async move { udp_exchange(address, &query(name, RecordType::A, None), wait).await }
+        async move { udp_exchange(address, &query(name, RecordType::A), wait).await }
     };
     let broken = exchange("x.broken.amazonaws.com", Duration::from_secs(2)).await.unwrap();
     assert_eq!(Message::parse(&broken).unwrap().rcode(), Ok(Rcode::SERVFAIL));
@@ -152,13 +125,7 @@ async fn injected_faults_and_recorded_queries() {
 async fn truncate_faults_send_udp_clients_to_tcp_where_they_are_answered() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 22)).await;
     let layer = TestLayer::new().recording(true);
-    let server = builder()
-        .rules(rules(RULES, &["upstream"]))
-        .upstreams(upstreams(vec![upstream.group("upstream")]))
-        .test_layer(layer.clone())
-        .start()
-        .await
-        .unwrap();
+    let server = start_layered(AWS_REDIRECT, Some(&upstream), &layer).await;
     layer.inject_fault(FaultTarget::Name("big.amazonaws.com".parse().unwrap()), FaultAction::Truncate);
     layer.inject_fault(FaultTarget::UpstreamGroup("upstream".into()), FaultAction::Truncate);
     assert_eq!(udp(&server).port(), tcp(&server).port());
@@ -199,17 +166,17 @@ async fn truncate_faults_send_udp_clients_to_tcp_where_they_are_answered() {
             ("www.example.org.".to_string(), Transport::Tcp),
         ]
     );
-    assert_eq!(upstream.count(), 2, "only the TCP retries (A and AAAA) went upstream");
+    assert_eq!(upstream.query_count(), 2, "only the TCP retries (A and AAAA) went upstream");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn tcp_reset_faults_close_the_connection() {
     let layer = TestLayer::new();
-    let server = builder().rules(rules(RULES, &["upstream"])).test_layer(layer.clone()).start().await.unwrap();
+    let server = start_layered(AWS_REDIRECT, None, &layer).await;
     layer.inject_fault(FaultTarget::Name("reset.amazonaws.com".parse().unwrap()), FaultAction::TcpReset);
     let mut stream = tokio::net::TcpStream::connect(tcp(&server)).await.unwrap();
-    let bytes = query("reset.amazonaws.com", RecordType::A, None);
+    let bytes = query("reset.amazonaws.com", RecordType::A);
     stream.write_u16(bytes.len() as u16).await.unwrap();
     stream.write_all(&bytes).await.unwrap();
     let mut buffer = [0u8; 16];
@@ -221,29 +188,30 @@ async fn tcp_reset_faults_close_the_connection() {
 #[tokio::test]
 async fn explain_and_metrics_over_the_admin_listener() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 21)).await;
-    let server = builder()
-        .admin(AdminConfig { address: "127.0.0.1:0".parse().unwrap() })
-        .rules(rules(RULES, &["upstream"]))
-        .upstreams(upstreams(vec![upstream.group("upstream")]))
-        .start()
-        .await
-        .unwrap();
-    let trace = server
-        .explain(&"www.example.org".parse().unwrap(), RecordType::A, "127.0.0.1:0".parse().unwrap(), Transport::Udp)
-        .await;
+    let server = start_server(|| {
+        builder()
+            .admin(AdminConfig { address: "127.0.0.1:0".parse().unwrap() })
+            .rules(rules(AWS_REDIRECT, &["upstream"]))
+            .upstreams(upstreams(vec![group_of("upstream", &upstream)]))
+    })
+    .await;
+    let explain = |name: &str| {
+        let name = name.parse().unwrap();
+        let server = &server;
+        async move { server.explain(&name, RecordType::A, "127.0.0.1:0".parse().unwrap(), Transport::Udp).await }
+    };
+    let trace = explain("www.example.org").await;
     assert_eq!(trace.decision, "forward");
     assert_eq!(trace.group.as_deref(), Some("upstream"));
     assert_eq!(trace.attempts.len(), 1);
     assert_eq!(trace.rcode, "NOERROR");
-    let local = server
-        .explain(&"s3.amazonaws.com".parse().unwrap(), RecordType::A, "127.0.0.1:0".parse().unwrap(), Transport::Udp)
-        .await;
+    let local = explain("s3.amazonaws.com").await;
     assert_eq!(local.decision, "local");
     assert!(local.matched.contains("amazonaws.com"), "{}", local.matched);
 
     udp_exchange(
         udp(&server),
-        &query("s3.amazonaws.com", RecordType::A, Some(EdnsHeader::default())),
+        &edns_query("s3.amazonaws.com", RecordType::A, EdnsHeader::default()),
         Duration::from_secs(2),
     )
     .await
@@ -271,12 +239,10 @@ async fn explain_and_metrics_over_the_admin_listener() {
 
 #[tokio::test]
 async fn after_shutdown_nothing_answers() {
-    let server = builder().rules(rules(RULES, &["upstream"])).start().await.unwrap();
+    let server = start(AWS_REDIRECT, None).await;
     let address = udp(&server);
     server.shutdown().await;
     assert!(
-        udp_exchange(address, &query("s3.amazonaws.com", RecordType::A, None), Duration::from_millis(300))
-            .await
-            .is_none()
+        udp_exchange(address, &query("s3.amazonaws.com", RecordType::A), Duration::from_millis(300)).await.is_none()
     );
 }

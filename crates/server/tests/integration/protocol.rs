@@ -10,13 +10,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::*;
 
 async fn server() -> signpost_server::ServerHandle {
-    builder().rules(rules(LOCAL_REDIRECT, &[])).start().await.unwrap()
+    start(LOCAL_TEST, None).await
 }
 
 #[tokio::test]
 async fn malformed_queries_get_formerr_echoing_the_id() {
     let server = server().await;
-    let mut bytes = query("www.local.test", RecordType::A, None);
+    let mut bytes = query("www.local.test", RecordType::A);
     bytes.truncate(bytes.len() - 3); // cut inside the question
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.expect("FORMERR");
     let message = Message::parse(&response).unwrap();
@@ -24,7 +24,7 @@ async fn malformed_queries_get_formerr_echoing_the_id() {
     assert!(message.flags().qr());
     assert_eq!(message.rcode(), Ok(Rcode::FORMERR));
     // Two questions: FORMERR too.
-    let mut two = query("a.local.test", RecordType::A, None);
+    let mut two = query("a.local.test", RecordType::A);
     two[5] = 2;
     two.extend_from_slice(&two.clone()[12..]);
     let response = udp_exchange(udp(&server), &two, Duration::from_secs(2)).await.expect("FORMERR");
@@ -37,7 +37,7 @@ async fn packets_without_a_header_are_dropped_and_counted() {
     let server = server().await;
     assert!(udp_exchange(udp(&server), &[1, 2, 3, 4, 5], Duration::from_millis(300)).await.is_none());
     // A response sent to the server is not answered either (no reflection).
-    let mut response = query("www.local.test", RecordType::A, None);
+    let mut response = query("www.local.test", RecordType::A);
     response[2] |= 0x80;
     assert!(udp_exchange(udp(&server), &response, Duration::from_millis(300)).await.is_none());
     assert_eq!(server.metrics().drops("malformed"), 1);
@@ -48,17 +48,17 @@ async fn packets_without_a_header_are_dropped_and_counted() {
 #[tokio::test]
 async fn other_opcodes_get_notimp_and_new_edns_versions_badvers() {
     let server = server().await;
-    let mut notify = query("www.local.test", RecordType::SOA, None);
+    let mut notify = query("www.local.test", RecordType::SOA);
     notify[2] = (notify[2] & 0x87) | (Opcode::NOTIFY.0 << 3);
     let response = udp_exchange(udp(&server), &notify, Duration::from_secs(2)).await.unwrap();
     let message = Message::parse(&response).unwrap();
     assert_eq!(message.rcode(), Ok(Rcode::NOTIMP));
     assert_eq!(message.opcode(), Opcode::NOTIFY);
 
-    let versioned = query(
+    let versioned = edns_query(
         "www.local.test",
         RecordType::A,
-        Some(EdnsHeader { udp_payload_size: 1232, version: 1, dnssec_ok: false }),
+        EdnsHeader { udp_payload_size: 1232, version: 1, dnssec_ok: false },
     );
     let response = udp_exchange(udp(&server), &versioned, Duration::from_secs(2)).await.unwrap();
     let message = Message::parse(&response).unwrap();
@@ -74,9 +74,8 @@ async fn clients_outside_the_allow_list_are_refused() {
     listener.allow = Some(vec!["10.0.0.0/8".parse().unwrap()]);
     listener.workers = Some(1);
     config.listeners.push(listener);
-    let server =
-        signpost_server::Server::builder().config(config).rules(rules(LOCAL_REDIRECT, &[])).start().await.unwrap();
-    let bytes = query("www.local.test", RecordType::A, Some(EdnsHeader::default()));
+    let server = start_with(config, LOCAL_TEST, None).await;
+    let bytes = edns_query("www.local.test", RecordType::A, EdnsHeader::default());
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
     let message = Message::parse(&response).unwrap();
     assert_eq!(message.rcode(), Ok(Rcode::REFUSED));
@@ -103,10 +102,9 @@ async fn the_default_allow_list_is_loopback_and_private_ranges() {
 async fn per_client_rate_limits_drop_the_excess_and_count_it() {
     let mut config = config_with_default_listeners();
     config.limits.per_client_qps = Some(20);
-    let server =
-        signpost_server::Server::builder().config(config).rules(rules(LOCAL_REDIRECT, &[])).start().await.unwrap();
+    let server = start_with(config, LOCAL_TEST, None).await;
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let bytes = query("www.local.test", RecordType::A, None);
+    let bytes = query("www.local.test", RecordType::A);
     for _ in 0..100 {
         socket.send_to(&bytes, udp(&server)).await.unwrap();
     }
@@ -127,7 +125,7 @@ async fn pipelined_tcp_queries_are_all_answered_on_one_connection() {
     let mut stream = tokio::net::TcpStream::connect(tcp(&server)).await.unwrap();
     let mut batch = Vec::new();
     for (index, name) in ["a.local.test", "b.local.test", "c.local.test"].iter().enumerate() {
-        let mut bytes = query(name, RecordType::A, None);
+        let mut bytes = query(name, RecordType::A);
         bytes[1] = index as u8;
         batch.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
         batch.extend_from_slice(&bytes);

@@ -2,7 +2,6 @@
 //! connections are closed, and connections past the cap are refused.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signpost_wire::RecordType;
@@ -11,17 +10,12 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-/// The local rules, with everything else forwarded to "upstream".
-fn rules_with_upstream() -> String {
-    format!("default_group = \"upstream\"\n{LOCAL_REDIRECT}")
-}
-
 /// Generous bound for anything that should happen "at once" on a busy machine.
 const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A query for `name` whose ID ends in `tag`.
 fn tagged_query(name: &str, tag: u8) -> Vec<u8> {
-    let mut bytes = query(name, RecordType::A, None);
+    let mut bytes = query(name, RecordType::A);
     bytes[1] = tag;
     bytes
 }
@@ -34,26 +28,19 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
 
 /// One query and its answer on an open connection.
 async fn exchange_on(stream: &mut TcpStream, name: &str) -> Vec<u8> {
-    write_frame(stream, &query(name, RecordType::A, None)).await;
+    write_frame(stream, &query(name, RecordType::A)).await.unwrap();
     tokio::time::timeout(PATIENCE, read_frame(stream)).await.expect("an answer in time").expect("an answer")
 }
 
 #[tokio::test]
 async fn pipelined_answers_go_out_as_they_finish_not_in_order() {
-    let slow = FakeUpstream::start_delayed(
-        Arc::new(|query, _| Some(answer_a(query, Ipv4Addr::new(192, 0, 2, 30), 60))),
-        Duration::from_millis(300),
-    )
-    .await;
-    let mut group = slow.group("upstream");
+    let slow = slow_upstream(Ipv4Addr::new(192, 0, 2, 30), Duration::from_millis(300)).await;
+    let mut group = group_of("upstream", &slow);
     group.per_try_timeout = Duration::from_secs(3);
     group.total_timeout = Duration::from_secs(4);
-    let server = builder()
-        .rules(rules(&rules_with_upstream(), &["upstream"]))
-        .upstreams(upstreams(vec![group]))
-        .start()
-        .await
-        .unwrap();
+    let server =
+        start_server(|| builder().rules(rules(LOCAL_TEST, &["upstream"])).upstreams(upstreams(vec![group.clone()])))
+            .await;
     let mut stream = TcpStream::connect(tcp(&server)).await.unwrap();
     // The forwarded query first, the local one right behind it in the same segment.
     let mut batch = Vec::new();
@@ -68,7 +55,7 @@ async fn pipelined_answers_go_out_as_they_finish_not_in_order() {
     let second = tokio::time::timeout(PATIENCE, read_frame(&mut stream)).await.expect("in time").expect("an answer");
     assert_eq!(second[1], 1);
     assert_eq!(answers(&second), ["slow.example. 60 IN A 192.0.2.30"]);
-    assert_eq!(slow.count(), 1);
+    assert_eq!(slow.query_count(), 1);
     server.shutdown().await;
 }
 
@@ -76,12 +63,7 @@ async fn pipelined_answers_go_out_as_they_finish_not_in_order() {
 async fn idle_connections_are_closed_and_busy_ones_kept() {
     let mut config = config_with_default_listeners();
     config.limits.tcp_idle_timeout_secs = 2;
-    let server = signpost_server::Server::builder()
-        .config(config)
-        .rules(rules(&rules_with_upstream(), &["upstream"]))
-        .start()
-        .await
-        .unwrap();
+    let server = start_with(config, LOCAL_TEST, None).await;
     let mut stream = TcpStream::connect(tcp(&server)).await.unwrap();
     // A query every half second for longer than the idle timeout: the
     // connection stays open, because it is never idle for 2 s.
@@ -105,12 +87,7 @@ async fn idle_connections_are_closed_and_busy_ones_kept() {
 async fn connections_past_the_cap_are_closed_and_a_freed_slot_is_reused() {
     let mut config = config_with_default_listeners();
     config.limits.tcp_max_connections = 2;
-    let server = signpost_server::Server::builder()
-        .config(config)
-        .rules(rules(&rules_with_upstream(), &["upstream"]))
-        .start()
-        .await
-        .unwrap();
+    let server = start_with(config, LOCAL_TEST, None).await;
     let mut first = TcpStream::connect(tcp(&server)).await.unwrap();
     let mut second = TcpStream::connect(tcp(&server)).await.unwrap();
     assert_eq!(answers(&exchange_on(&mut first, "one.local.test").await).len(), 1);
@@ -118,7 +95,7 @@ async fn connections_past_the_cap_are_closed_and_a_freed_slot_is_reused() {
 
     // The third is accepted by the kernel, then closed by the server unanswered.
     let mut third = TcpStream::connect(tcp(&server)).await.unwrap();
-    let bytes = query("three.local.test", RecordType::A, None);
+    let bytes = query("three.local.test", RecordType::A);
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&bytes);
     let _ = third.write_all(&framed).await; // may already fail: the server closed it

@@ -2,10 +2,9 @@
 //! TC set when they do not, for local answers and forwarded ones alike.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use signpost_wire::{Class, EdnsHeader, Message, MessageBuilder, RecordType, Section};
+use signpost_wire::{EdnsHeader, Message, RecordType};
 
 use crate::support::*;
 
@@ -22,7 +21,10 @@ fn edns(size: u16) -> Option<EdnsHeader> {
 /// (TC, number of answers).
 async fn ask(server: &signpost_server::ServerHandle, name: &str, client_edns: Option<EdnsHeader>) -> (bool, usize) {
     let limit = client_edns.map_or(512, |edns| usize::from(edns.udp_payload_size));
-    let bytes = query(name, RecordType::A, client_edns);
+    let bytes = match client_edns {
+        Some(edns) => edns_query(name, RecordType::A, edns),
+        None => query(name, RecordType::A),
+    };
     let response = udp_exchange(udp(server), &bytes, Duration::from_secs(5)).await.expect("an answer");
     assert!(response.len() <= limit, "{name}: {} bytes for a client taking {limit}", response.len());
     let message = Message::parse(&response).unwrap();
@@ -32,23 +34,10 @@ async fn ask(server: &signpost_server::ServerHandle, name: &str, client_edns: Op
     (message.flags().tc(), answers(&response).len())
 }
 
-/// An upstream handler answering every question with `RECORDS` A records.
-fn many_records() -> Handler {
-    Arc::new(|query, _| {
-        let mut buffer = Vec::new();
-        let mut builder = MessageBuilder::response_to(&mut buffer, query).unwrap();
-        let name = query.first_question().unwrap().unwrap().name();
-        for last in 1..=RECORDS {
-            builder
-                .push(Section::Answer, &name, Class::IN, 60, &signpost_wire::RData::A(Ipv4Addr::new(192, 0, 2, last)))
-                .unwrap();
-        }
-        if query.edns().unwrap().is_some() {
-            builder.set_edns(EdnsHeader::default());
-        }
-        builder.finish().unwrap();
-        Some(buffer)
-    })
+/// An upstream answering every question with `RECORDS` A records.
+async fn many_records() -> FakeUpstream {
+    let addresses = (1..=RECORDS).map(|last| Ipv4Addr::new(192, 0, 2, last).into());
+    FakeUpstream::builder().otherwise(Answer::addresses(addresses, 60)).start().await.unwrap()
 }
 
 async fn check_sizes(server: &signpost_server::ServerHandle, name: &str) {
@@ -65,7 +54,7 @@ async fn check_sizes(server: &signpost_server::ServerHandle, name: &str) {
     assert!(tc, "{name}: TC must be set for a client without EDNS");
     assert!(count < usize::from(RECORDS), "{name}: {count} records in 512 bytes");
     // Over TCP nothing is cut.
-    let full = tcp_exchange(tcp(server), &query(name, RecordType::A, None)).await;
+    let full = tcp_answer(tcp(server), &query(name, RecordType::A)).await;
     assert!(!Message::parse(&full).unwrap().flags().tc());
     assert_eq!(answers(&full).len(), usize::from(RECORDS), "{name} over TCP");
 }
@@ -77,39 +66,28 @@ async fn local_answers_are_truncated_to_the_clients_edns_size() {
         "[[host_tables]]\nname = \"many\"\nhosts = [{{ name = \"many.local.test\", addresses = [{}] }}]\n",
         addresses.join(", ")
     );
-    let server = builder().rules(rules(&table, &[])).start().await.unwrap();
+    let server = start_server(|| builder().rules(rules(&table, &[]))).await;
     check_sizes(&server, "many.local.test").await;
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn forwarded_answers_are_truncated_to_the_clients_edns_size() {
-    let upstream = FakeUpstream::start(many_records()).await;
+    let upstream = many_records().await;
     let mut config = config_with_default_listeners();
     // Every question goes to the upstream: the relay path, not the cache's copy.
     config.cache.enabled = false;
-    let server = signpost_server::Server::builder()
-        .config(config)
-        .rules(rules(r#"default_group = "upstream""#, &["upstream"]))
-        .upstreams(upstreams(vec![upstream.group("upstream")]))
-        .start()
-        .await
-        .unwrap();
+    let server = start_with(config, FORWARD_ALL, Some(&upstream)).await;
     check_sizes(&server, "big.example").await;
-    assert!(upstream.count() >= 4);
+    assert!(upstream.query_count() >= 4);
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn cached_answers_are_truncated_to_the_clients_edns_size() {
-    let upstream = FakeUpstream::start(many_records()).await;
-    let server = builder()
-        .rules(rules(r#"default_group = "upstream""#, &["upstream"]))
-        .upstreams(upstreams(vec![upstream.group("upstream")]))
-        .start()
-        .await
-        .unwrap();
+    let upstream = many_records().await;
+    let server = start(FORWARD_ALL, Some(&upstream)).await;
     check_sizes(&server, "cached.example").await;
-    assert_eq!(upstream.count(), 1, "the later answers come from the cache");
+    assert_eq!(upstream.query_count(), 1, "the later answers come from the cache");
     server.shutdown().await;
 }

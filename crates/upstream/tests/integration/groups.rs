@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use signpost_upstream::{AttemptOutcome, Hedge, HedgeAfter, Policy, RetryOn, ServerConfig, Upstreams};
+use signpost_upstream::{AttemptOutcome, Hedge, HedgeAfter, Policy, RetryOn, ServerConfig};
 use signpost_wire::{Message, Rcode};
 
 use crate::fake::{self, Behaviour, GENUINE, first_address, query};
@@ -13,26 +13,24 @@ fn rcode(response: &[u8]) -> Rcode {
 
 #[tokio::test]
 async fn sequential_returns_servfail_as_it_is_by_default() {
-    let failing = fake::udp(Behaviour::Rcode(Rcode::SERVFAIL)).await;
-    let good = fake::udp(Behaviour::Answer).await;
-    let upstreams =
-        Upstreams::new(vec![fake::group(vec![ServerConfig::udp(failing.address), ServerConfig::udp(good.address)])])
-            .unwrap();
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
+    let failing = fake::start(fake::failing(Rcode::SERVFAIL).udp(), []).await;
+    let good = fake::udp([]).await;
+    let upstreams = fake::upstreams_of(vec![ServerConfig::udp(failing.address()), ServerConfig::udp(good.address())]);
+    let resolved = fake::resolve(&upstreams).await.unwrap();
     assert_eq!(rcode(&resolved.response), Rcode::SERVFAIL);
     assert_eq!(resolved.attempts.len(), 1);
-    assert_eq!(good.seen.queries(), 0);
+    assert_eq!(good.query_count(), 0);
 }
 
 #[tokio::test]
 async fn retry_on_moves_past_the_rcodes_it_lists() {
     for (answer, knob) in [(Rcode::SERVFAIL, "servfail"), (Rcode::REFUSED, "refused"), (Rcode::NXDOMAIN, "nxdomain")] {
-        let failing = fake::udp(Behaviour::Rcode(answer)).await;
-        let good = fake::udp(Behaviour::Answer).await;
-        let mut config = fake::group(vec![ServerConfig::udp(failing.address), ServerConfig::udp(good.address)]);
+        let failing = fake::start(fake::failing(answer).udp(), []).await;
+        let good = fake::udp([]).await;
+        let mut config = fake::group(vec![ServerConfig::udp(failing.address()), ServerConfig::udp(good.address())]);
         assert!(config.retry_on.set(knob));
-        let upstreams = Upstreams::new(vec![config]).unwrap();
-        let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
+        let upstreams = fake::upstreams(config);
+        let resolved = fake::resolve(&upstreams).await.unwrap();
         assert_eq!(first_address(&resolved.response), Some(GENUINE), "{knob}");
         let outcomes: Vec<_> = resolved.attempts.iter().map(|a| a.outcome.clone()).collect();
         assert_eq!(outcomes, [AttemptOutcome::Rejected(answer), AttemptOutcome::Answered(Rcode::NOERROR)], "{knob}");
@@ -41,149 +39,144 @@ async fn retry_on_moves_past_the_rcodes_it_lists() {
 
 #[tokio::test]
 async fn when_every_server_is_rejected_the_last_answer_is_returned() {
-    let first = fake::udp(Behaviour::Rcode(Rcode::SERVFAIL)).await;
-    let second = fake::udp(Behaviour::Rcode(Rcode::SERVFAIL)).await;
-    let mut config = fake::group(vec![ServerConfig::udp(first.address), ServerConfig::udp(second.address)]);
+    let first = fake::start(fake::failing(Rcode::SERVFAIL).udp(), []).await;
+    let second = fake::start(fake::failing(Rcode::SERVFAIL).udp(), []).await;
+    let mut config = fake::group(vec![ServerConfig::udp(first.address()), ServerConfig::udp(second.address())]);
     config.retry_on.servfail = true;
-    let upstreams = Upstreams::new(vec![config]).unwrap();
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
+    let upstreams = fake::upstreams(config);
+    let resolved = fake::resolve(&upstreams).await.unwrap();
     assert_eq!(rcode(&resolved.response), Rcode::SERVFAIL);
-    assert_eq!(resolved.server, second.address);
+    assert_eq!(resolved.server, second.address());
     assert_eq!(resolved.attempts.len(), 2);
 }
 
 #[tokio::test]
 async fn without_timeout_in_retry_on_a_timeout_is_final() {
-    let silent = fake::udp(Behaviour::Silent).await;
-    let good = fake::udp(Behaviour::Answer).await;
-    let mut config = fake::group(vec![ServerConfig::udp(silent.address), ServerConfig::udp(good.address)]);
+    let silent = fake::udp([Behaviour::Silence]).await;
+    let good = fake::udp([]).await;
+    let mut config = fake::group(vec![ServerConfig::udp(silent.address()), ServerConfig::udp(good.address())]);
     config.retry_on = RetryOn { timeout: false, ..RetryOn::NETWORK };
-    let upstreams = Upstreams::new(vec![config]).unwrap();
-    let error = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap_err();
+    let upstreams = fake::upstreams(config);
+    let error = fake::resolve(&upstreams).await.unwrap_err();
     assert!(error.is_timeout());
     assert_eq!(error.attempts().len(), 1);
-    assert_eq!(good.seen.queries(), 0);
+    assert_eq!(good.query_count(), 0);
 }
 
 #[tokio::test]
 async fn round_robin_spreads_queries_evenly() {
-    let servers =
-        [fake::udp(Behaviour::Answer).await, fake::udp(Behaviour::Answer).await, fake::udp(Behaviour::Answer).await];
-    let mut config = fake::group(servers.iter().map(|s| ServerConfig::udp(s.address)).collect());
+    let servers = [fake::udp([]).await, fake::udp([]).await, fake::udp([]).await];
+    let mut config = fake::group(servers.iter().map(|s| ServerConfig::udp(s.address())).collect());
     config.policy = Policy::RoundRobin;
-    let upstreams = Upstreams::new(vec![config]).unwrap();
+    let upstreams = fake::upstreams(config);
     for _ in 0..9 {
-        upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
+        fake::resolve(&upstreams).await.unwrap();
     }
-    let counts: Vec<usize> = servers.iter().map(|s| s.seen.queries()).collect();
+    let counts: Vec<usize> = servers.iter().map(|s| s.query_count()).collect();
     assert_eq!(counts, [3, 3, 3]);
 }
 
 #[tokio::test]
 async fn random_uses_every_server_sooner_or_later() {
-    let servers = [fake::udp(Behaviour::Answer).await, fake::udp(Behaviour::Answer).await];
-    let mut config = fake::group(servers.iter().map(|s| ServerConfig::udp(s.address)).collect());
+    let servers = [fake::udp([]).await, fake::udp([]).await];
+    let mut config = fake::group(servers.iter().map(|s| ServerConfig::udp(s.address())).collect());
     config.policy = Policy::Random;
-    let upstreams = Upstreams::new(vec![config]).unwrap();
+    let upstreams = fake::upstreams(config);
     for _ in 0..40 {
-        upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
+        fake::resolve(&upstreams).await.unwrap();
     }
-    assert!(servers.iter().all(|s| s.seen.queries() > 0));
-    assert_eq!(servers.iter().map(|s| s.seen.queries()).sum::<usize>(), 40);
+    assert!(servers.iter().all(|s| s.query_count() > 0));
+    assert_eq!(servers.iter().map(|s| s.query_count()).sum::<usize>(), 40);
 }
 
 #[tokio::test]
 async fn fastest_settles_on_the_quicker_server() {
-    let slow = fake::udp(Behaviour::Delay(Duration::from_millis(60))).await;
-    let quick = fake::udp(Behaviour::Answer).await;
-    let mut config = fake::group(vec![ServerConfig::udp(slow.address), ServerConfig::udp(quick.address)]);
+    let slow = fake::udp([Behaviour::Delay(Duration::from_millis(60))]).await;
+    let quick = fake::udp([]).await;
+    let mut config = fake::group(vec![ServerConfig::udp(slow.address()), ServerConfig::udp(quick.address())]);
     config.policy = Policy::Fastest;
-    let upstreams = Upstreams::new(vec![config]).unwrap();
-    let group = upstreams.group("test").unwrap();
+    let upstreams = fake::upstreams(config);
     for _ in 0..12 {
-        group.resolve(&query("example.com")).await.unwrap();
+        fake::resolve(&upstreams).await.unwrap();
     }
     // Each is tried while unmeasured; then the quick one wins every time.
-    assert_eq!(slow.seen.queries(), 1);
-    assert_eq!(quick.seen.queries(), 11);
+    assert_eq!(slow.query_count(), 1);
+    assert_eq!(quick.query_count(), 11);
     let stats = upstreams.stats();
     assert!(stats[0].smoothed_rtt.unwrap() > stats[1].smoothed_rtt.unwrap());
 }
 
-#[tokio::test]
-async fn hedging_asks_the_next_server_when_the_first_is_slow() {
-    let slow = fake::udp(Behaviour::Delay(Duration::from_millis(1500))).await;
-    let quick = fake::udp(Behaviour::Answer).await;
-    let mut config = fake::group(vec![ServerConfig::udp(slow.address), ServerConfig::udp(quick.address)]);
+/// A slow server (1.5 s) then a quick one, hedged `after`: the answer, how
+/// long it took, and the quick server's address.
+async fn hedged(after: HedgeAfter) -> (signpost_upstream::Resolved, Duration, std::net::SocketAddr) {
+    let slow = fake::udp([Behaviour::Delay(Duration::from_millis(1500))]).await;
+    let quick = fake::udp([]).await;
+    let mut config = fake::group(vec![ServerConfig::udp(slow.address()), ServerConfig::udp(quick.address())]);
     config.per_try_timeout = Duration::from_secs(2);
     config.total_timeout = Duration::from_secs(3);
-    config.hedge = Some(Hedge { after: HedgeAfter::Fixed(Duration::from_millis(50)), max_parallel: 2 });
-    let upstreams = Upstreams::new(vec![config]).unwrap();
+    config.hedge = Some(Hedge { after, max_parallel: 2 });
     let started = Instant::now();
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
-    assert!(started.elapsed() < Duration::from_millis(1200), "took {:?}", started.elapsed());
-    assert_eq!(resolved.server, quick.address);
+    let resolved = fake::resolve(&fake::upstreams(config)).await.unwrap();
+    (resolved, started.elapsed(), quick.address())
+}
+
+#[tokio::test]
+async fn hedging_asks_the_next_server_when_the_first_is_slow() {
+    let (resolved, took, quick) = hedged(HedgeAfter::Fixed(Duration::from_millis(50))).await;
+    assert!(took < Duration::from_millis(1200), "took {took:?}");
+    assert_eq!(resolved.server, quick);
     let outcomes: Vec<_> = resolved.attempts.iter().map(|a| a.outcome.clone()).collect();
     assert_eq!(outcomes, [AttemptOutcome::Cancelled, AttemptOutcome::Answered(Rcode::NOERROR)]);
 }
 
 #[tokio::test]
 async fn hedging_on_p95_waits_for_the_default_until_measured() {
-    let slow = fake::udp(Behaviour::Delay(Duration::from_millis(1500))).await;
-    let quick = fake::udp(Behaviour::Answer).await;
-    let mut config = fake::group(vec![ServerConfig::udp(slow.address), ServerConfig::udp(quick.address)]);
-    config.per_try_timeout = Duration::from_secs(2);
-    config.total_timeout = Duration::from_secs(3);
-    config.hedge = Some(Hedge { after: HedgeAfter::P95, max_parallel: 2 });
-    let upstreams = Upstreams::new(vec![config]).unwrap();
-    let started = Instant::now();
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
-    assert_eq!(resolved.server, quick.address);
+    let (resolved, took, quick) = hedged(HedgeAfter::P95).await;
+    assert_eq!(resolved.server, quick);
     // Hedged after the 100 ms default, long before the slow server's 1.5 s.
-    assert!(started.elapsed() < Duration::from_millis(1200), "took {:?}", started.elapsed());
+    assert!(took < Duration::from_millis(1200), "took {took:?}");
     assert!(resolved.attempts[0].duration >= Duration::from_millis(90), "{:?}", resolved.attempts);
 }
 
 #[tokio::test]
 async fn a_failing_server_is_marked_down_skipped_and_probed_back() {
-    let dead = fake::closed_udp_port().await;
-    let good = fake::udp(Behaviour::Answer).await;
-    let mut config = fake::group(vec![ServerConfig::udp(dead), ServerConfig::udp(good.address)]);
+    let dead = signpost_testkit::closed_udp_port();
+    let good = fake::udp([]).await;
+    let mut config = fake::group(vec![ServerConfig::udp(dead), ServerConfig::udp(good.address())]);
     config.max_fails = 1;
     config.probe_backoff = Duration::from_millis(100);
-    let upstreams = Upstreams::new(vec![config]).unwrap();
-    let group = upstreams.group("test").unwrap();
+    let upstreams = fake::upstreams(config);
 
-    let first = group.resolve(&query("example.com")).await.unwrap();
+    let first = fake::resolve(&upstreams).await.unwrap();
     assert_eq!(first.attempts.len(), 2);
     assert!(!upstreams.stats()[0].up, "marked down after max_fails");
-    let second = group.resolve(&query("example.com")).await.unwrap();
+    let second = fake::resolve(&upstreams).await.unwrap();
     assert_eq!(second.attempts.len(), 1, "down server skipped: {:?}", second.attempts);
-    assert_eq!(second.server, good.address);
+    assert_eq!(second.server, good.address());
 
     // The server comes back on the same port; a probe finds it.
-    let revived = fake::udp_on(tokio::net::UdpSocket::bind(dead).await.unwrap(), Behaviour::Answer).await;
+    let revived = fake::start(fake::genuine().udp().bind(dead), []).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while !upstreams.stats()[0].up {
         assert!(Instant::now() < deadline, "never probed back up: {:?}", upstreams.stats()[0]);
         // Queries are what start due probes.
-        group.resolve(&query("example.com")).await.unwrap();
+        fake::resolve(&upstreams).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let back = group.resolve(&query("example.com")).await.unwrap();
-    assert_eq!(back.server, revived.address);
+    let back = fake::resolve(&upstreams).await.unwrap();
+    assert_eq!(back.server, revived.address());
 }
 
 #[tokio::test]
 async fn the_total_deadline_cuts_the_last_try_short() {
-    let first = fake::udp(Behaviour::Silent).await;
-    let second = fake::udp(Behaviour::Silent).await;
-    let mut config = fake::group(vec![ServerConfig::udp(first.address), ServerConfig::udp(second.address)]);
+    let first = fake::udp([Behaviour::Silence]).await;
+    let second = fake::udp([Behaviour::Silence]).await;
+    let mut config = fake::group(vec![ServerConfig::udp(first.address()), ServerConfig::udp(second.address())]);
     config.per_try_timeout = Duration::from_millis(300);
     config.total_timeout = Duration::from_millis(450);
-    let upstreams = Upstreams::new(vec![config]).unwrap();
+    let upstreams = fake::upstreams(config);
     let started = Instant::now();
-    let error = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap_err();
+    let error = fake::resolve(&upstreams).await.unwrap_err();
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(400) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
     assert!(error.is_timeout());
@@ -195,51 +188,48 @@ async fn the_total_deadline_cuts_the_last_try_short() {
 
 #[tokio::test]
 async fn when_every_server_fails_the_error_lists_each_try() {
-    let silent = fake::udp(Behaviour::Silent).await;
-    let dead = fake::closed_udp_port().await;
-    let upstreams =
-        Upstreams::new(vec![fake::group(vec![ServerConfig::udp(silent.address), ServerConfig::udp(dead)])]).unwrap();
-    let error = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap_err();
-    assert!(!error.is_timeout() && !error.is_unreachable());
-    assert_eq!(error.attempts().len(), 2);
+    let silent = fake::udp([Behaviour::Silence]).await;
+    let dead = signpost_testkit::closed_udp_port();
+    let upstreams = fake::upstreams_of(vec![ServerConfig::udp(silent.address()), ServerConfig::udp(dead)]);
+    let error = fake::resolve(&upstreams).await.unwrap_err();
+    assert!(!error.is_unreachable() && !error.is_overloaded());
+    // The silent server is asked again after each timeout (a lost packet,
+    // for all the group knows); the closed port once.
+    let attempts = error.attempts();
+    let refused = attempts.iter().filter(|a| matches!(a.outcome, AttemptOutcome::Unreachable(_))).count();
+    let to_silent = attempts.iter().filter(|a| a.server == silent.address()).count();
+    assert_eq!(refused, 1, "{attempts:?}");
+    assert!(to_silent >= 2, "{attempts:?}");
     let text = error.to_string();
-    assert!(text.starts_with("upstream group \"test\" has no answer: 1) udp://127.0.0.1:"), "{text}");
+    assert!(text.starts_with("upstream group \"test\" "), "{text}");
+    assert!(text.contains("1) udp://127.0.0.1:") && text.contains("2) udp://127.0.0.1:"), "{text}");
     assert!(text.contains("timed out") && text.contains("unreachable"), "{text}");
 }
 
 #[tokio::test]
 async fn queries_run_side_by_side() {
-    let server = fake::udp(Behaviour::Delay(Duration::from_millis(200))).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::udp(server.address)])]).unwrap();
-    let group = upstreams.group("test").unwrap().clone();
+    let server = fake::udp([Behaviour::Delay(Duration::from_millis(200))]).await;
+    let upstreams = fake::over_udp(&server);
     let started = Instant::now();
-    let tasks: Vec<_> = (0..30)
-        .map(|i| {
-            let group = group.clone();
-            tokio::spawn(async move { group.resolve(&query(&format!("n{i}.example"))).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    fake::resolve_at_once(upstreams.group("test").unwrap(), 30).await;
     // Serialised, 30 queries would take 6 s.
     assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
 }
 
 #[tokio::test]
 async fn an_unreadable_query_is_refused_before_sending() {
-    let server = fake::udp(Behaviour::Answer).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::udp(server.address)])]).unwrap();
+    let server = fake::udp([]).await;
+    let upstreams = fake::over_udp(&server);
     let error = upstreams.group("test").unwrap().resolve(&[0; 5]).await.unwrap_err();
     assert!(error.is_invalid_query());
     assert!(error.attempts().is_empty());
-    assert_eq!(server.seen.queries(), 0);
+    assert_eq!(server.query_count(), 0);
 }
 
 #[test]
 fn resolving_is_send() {
     fn assert_send<T: Send>(_: T) {}
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::udp("127.0.0.1:9".parse().unwrap())])]).unwrap();
+    let upstreams = fake::upstreams_of(vec![ServerConfig::udp("127.0.0.1:9".parse().unwrap())]);
     let query = query("example.com");
     assert_send(upstreams.group("test").unwrap().resolve(&query));
 }

@@ -2,15 +2,15 @@
 
 use std::time::Duration;
 
-use signpost_upstream::{AttemptOutcome, Protocol, ServerConfig, Upstreams};
+use signpost_upstream::{AttemptOutcome, Protocol, ServerConfig};
 use signpost_wire::Rcode;
 
 use crate::fake::{self, Behaviour, GENUINE, first_address, query};
 
 #[tokio::test]
 async fn concurrent_queries_are_pipelined_on_one_connection() {
-    let server = fake::tcp(Behaviour::Delay(Duration::from_millis(50))).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address)])]).unwrap();
+    let server = fake::tcp([Behaviour::Delay(Duration::from_millis(50))]).await;
+    let upstreams = fake::upstreams_of(vec![ServerConfig::tcp(server.address())]);
     let group = upstreams.group("test").unwrap();
     let names: Vec<String> = (0..50).map(|i| format!("host{i}.example")).collect();
     let results = futures_util::future::join_all(names.iter().map(|name| async move {
@@ -24,20 +24,20 @@ async fn concurrent_queries_are_pipelined_on_one_connection() {
         assert_eq!(asked, format!("{name}."));
         assert_eq!(protocol, Protocol::Tcp);
     }
-    assert_eq!(server.seen.connections(), 1);
-    assert_eq!(server.seen.queries(), 50);
+    assert_eq!(server.connection_count(), 1);
+    assert_eq!(server.query_count(), 50);
 }
 
 #[tokio::test]
 async fn the_in_flight_cap_spreads_queries_over_a_few_connections() {
-    let server = fake::tcp(Behaviour::Delay(Duration::from_millis(100))).await;
-    let mut config = ServerConfig::tcp(server.address);
+    let server = fake::tcp([Behaviour::Delay(Duration::from_millis(100))]).await;
+    let mut config = ServerConfig::tcp(server.address());
     config.max_in_flight = 2;
     config.max_connections = 3;
     let mut group = fake::group(vec![config]);
     group.per_try_timeout = Duration::from_secs(2);
     group.total_timeout = Duration::from_secs(3);
-    let upstreams = Upstreams::new(vec![group]).unwrap();
+    let upstreams = fake::upstreams(group);
     let group = upstreams.group("test").unwrap();
     let results = futures_util::future::join_all(
         (0..12).map(|i| async move { group.resolve(&query(&format!("n{i}.example"))).await }),
@@ -46,60 +46,52 @@ async fn the_in_flight_cap_spreads_queries_over_a_few_connections() {
     for result in &results {
         assert!(result.is_ok(), "{result:?}");
     }
-    let connections = server.seen.connections();
+    let connections = server.connection_count();
     assert!((2..=3).contains(&connections), "{connections} connections");
 }
 
 #[tokio::test]
 async fn a_reset_mid_stream_moves_on_to_the_next_server() {
-    let resetting = fake::tcp(Behaviour::ResetMidStream).await;
-    let good = fake::tcp(Behaviour::Answer).await;
-    let upstreams =
-        Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(resetting.address), ServerConfig::tcp(good.address)])])
-            .unwrap();
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
-    assert_eq!(resolved.server, good.address);
-    match &resolved.attempts[0].outcome {
-        AttemptOutcome::Unreachable(reason) => {
-            assert!(reason.contains("closed") || reason.contains("reset"), "{reason}")
-        }
-        other => panic!("expected unreachable, got {other:?}"),
-    }
+    let resetting = fake::tcp([Behaviour::CloseMidAnswer]).await;
+    let good = fake::tcp([]).await;
+    let (_, resolved) =
+        fake::resolve_past(ServerConfig::tcp(resetting.address()), ServerConfig::tcp(good.address())).await;
+    let cut_off = matches!(&resolved.attempts[0].outcome,
+        AttemptOutcome::Unreachable(reason) if reason.contains("closed") || reason.contains("reset"));
+    assert!(cut_off, "{:?}", resolved.attempts);
 }
 
 #[tokio::test]
 async fn a_server_closing_after_each_answer_is_reconnected_to() {
-    let server = fake::tcp(Behaviour::CloseAfterAnswer).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address)])]).unwrap();
-    let group = upstreams.group("test").unwrap();
+    let server = fake::tcp([Behaviour::CloseAfterAnswer]).await;
+    let upstreams = fake::upstreams_of(vec![ServerConfig::tcp(server.address())]);
     for _ in 0..3 {
-        let resolved = group.resolve(&query("example.com")).await.unwrap();
+        let resolved = fake::resolve(&upstreams).await.unwrap();
         assert_eq!(first_address(&resolved.response), Some(GENUINE));
         assert_eq!(resolved.attempts.len(), 1);
     }
-    assert_eq!(server.seen.connections(), 3);
+    assert_eq!(server.connection_count(), 3);
 }
 
 #[tokio::test]
 async fn idle_connections_are_closed_and_opened_again_on_demand() {
-    let server = fake::tcp(Behaviour::Answer).await;
-    let mut config = ServerConfig::tcp(server.address);
+    let server = fake::tcp([]).await;
+    let mut config = ServerConfig::tcp(server.address());
     config.idle_timeout = Duration::from_millis(100);
-    let upstreams = Upstreams::new(vec![fake::group(vec![config])]).unwrap();
-    let group = upstreams.group("test").unwrap();
-    group.resolve(&query("example.com")).await.unwrap();
-    group.resolve(&query("example.com")).await.unwrap();
-    assert_eq!(server.seen.connections(), 1);
+    let upstreams = fake::upstreams_of(vec![config]);
+    fake::resolve(&upstreams).await.unwrap();
+    fake::resolve(&upstreams).await.unwrap();
+    assert_eq!(server.connection_count(), 1);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    group.resolve(&query("example.com")).await.unwrap();
-    assert_eq!(server.seen.connections(), 2);
+    fake::resolve(&upstreams).await.unwrap();
+    assert_eq!(server.connection_count(), 2);
 }
 
 #[tokio::test]
 async fn a_silent_tcp_server_times_out() {
-    let server = fake::tcp(Behaviour::Silent).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address)])]).unwrap();
-    let error = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap_err();
+    let server = fake::tcp([Behaviour::Silence]).await;
+    let upstreams = fake::upstreams_of(vec![ServerConfig::tcp(server.address())]);
+    let error = fake::resolve(&upstreams).await.unwrap_err();
     assert!(error.is_timeout(), "{error}");
 }
 
@@ -108,25 +100,25 @@ async fn a_refused_tcp_connection_is_unreachable() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     drop(listener);
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(address)])]).unwrap();
-    let error = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap_err();
+    let upstreams = fake::upstreams_of(vec![ServerConfig::tcp(address)]);
+    let error = fake::resolve(&upstreams).await.unwrap_err();
     assert!(error.is_unreachable(), "{error}");
     assert!(error.to_string().contains("refused"), "{error}");
 }
 
 #[tokio::test]
 async fn answers_to_another_question_over_tcp_are_failures() {
-    let server = fake::tcp(Behaviour::WrongQuestion).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address)])]).unwrap();
-    let error = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap_err();
+    let server = fake::tcp([Behaviour::OtherQuestion { then_genuine: false }]).await;
+    let upstreams = fake::upstreams_of(vec![ServerConfig::tcp(server.address())]);
+    let error = fake::resolve(&upstreams).await.unwrap_err();
     assert!(error.to_string().contains("another question"), "{error}");
     assert_eq!(upstreams.stats()[0].spoofs_dropped, 1);
 }
 
 #[tokio::test]
 async fn servfail_over_tcp_is_an_answer() {
-    let server = fake::tcp(Behaviour::Rcode(Rcode::SERVFAIL)).await;
-    let upstreams = Upstreams::new(vec![fake::group(vec![ServerConfig::tcp(server.address)])]).unwrap();
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
+    let server = fake::start(fake::failing(Rcode::SERVFAIL).tcp(), []).await;
+    let upstreams = fake::upstreams_of(vec![ServerConfig::tcp(server.address())]);
+    let resolved = fake::resolve(&upstreams).await.unwrap();
     assert_eq!(resolved.attempts[0].outcome, AttemptOutcome::Answered(Rcode::SERVFAIL));
 }

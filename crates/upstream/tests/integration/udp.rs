@@ -3,74 +3,67 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use signpost_upstream::{AttemptOutcome, Protocol, ServerConfig, Upstreams};
+use signpost_upstream::{AttemptOutcome, Protocol, ServerConfig};
 use signpost_wire::{Message, Rcode};
+
+use signpost_testkit::Transport;
 
 use crate::fake::{self, Behaviour, FORGED, GENUINE, first_address, query};
 
-fn upstreams(group: signpost_upstream::GroupConfig) -> Upstreams {
-    Upstreams::new(vec![group]).unwrap()
-}
-
 #[tokio::test]
-async fn every_query_has_a_fresh_random_id_and_source_port() {
-    let server = fake::udp(Behaviour::Answer).await;
-    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(server.address)]));
-    let group = upstreams.group("test").unwrap();
+async fn every_query_has_a_fresh_random_id() {
+    let server = fake::udp([]).await;
+    let upstreams = fake::over_udp(&server);
     for _ in 0..20 {
-        let resolved = group.resolve(&query("example.com")).await.unwrap();
+        let resolved = fake::resolve(&upstreams).await.unwrap();
         assert_eq!(first_address(&resolved.response), Some(GENUINE));
         assert_eq!(resolved.protocol, Protocol::Udp);
-        assert_eq!(resolved.server, server.address);
+        assert_eq!(resolved.server, server.address());
         // The response carries the ID the try used, which the server saw.
         let id = Message::parse(&resolved.response).unwrap().id();
-        assert_eq!(server.seen.ids.lock().unwrap().last(), Some(&id));
+        assert_eq!(server.queries().last().map(|query| query.id), Some(id));
     }
-    let ids: HashSet<u16> = server.seen.ids.lock().unwrap().iter().copied().collect();
-    let ports: HashSet<u16> = server.seen.sources.lock().unwrap().iter().map(|a| a.port()).collect();
+    let ids: HashSet<u16> = server.queries().iter().map(|query| query.id).collect();
     assert!(ids.len() >= 15, "IDs should be random: {ids:?}");
-    assert!(ports.len() >= 15, "source ports should vary: {ports:?}");
 }
 
 #[tokio::test]
-async fn sockets_are_reused_a_bounded_number_of_times_with_random_ports() {
-    let server = fake::udp(Behaviour::Answer).await;
-    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(server.address)]));
-    let group = upstreams.group("test").unwrap();
-    for _ in 0..400 {
-        group.resolve(&query("example.com")).await.unwrap();
+async fn queries_share_a_few_long_lived_sockets_with_distinct_ids_in_flight() {
+    let server = fake::udp([Behaviour::Delay(Duration::from_millis(50))]).await;
+    let upstreams = fake::over_udp(&server);
+    for resolved in fake::resolve_at_once(upstreams.group("test").unwrap(), 200).await {
+        assert_eq!(first_address(&resolved.response), Some(GENUINE));
     }
-    let sources = server.seen.sources.lock().unwrap().clone();
-    let ports: HashSet<u16> = sources.iter().map(|a| a.port()).collect();
-    // 16 sockets kept idle and picked at random, each retired after 64 queries:
-    // far fewer sockets than queries, but never one port for long.
-    assert!(ports.len() >= 16 && ports.len() < 100, "{} ports for 400 queries", ports.len());
-    for port in &ports {
-        let uses = sources.iter().filter(|a| a.port() == *port).count();
-        assert!(uses <= 64, "port {port} carried {uses} queries");
-    }
-    // Consecutive queries rarely share a port.
-    let repeats = sources.windows(2).filter(|pair| pair[0].port() == pair[1].port()).count();
-    assert!(repeats < 60, "{repeats} consecutive repeats");
+    let queries = server.queries();
+    let ports: HashSet<u16> = queries.iter().map(|query| query.source.port()).collect();
+    // 200 queries in flight at once over at most four sockets (no socket
+    // carries more than 2048 queries before it is replaced)...
+    assert!(ports.len() <= 4, "{} ports for 200 queries", ports.len());
+    // ...and no two of them with the same ID on the same socket.
+    let pairs: HashSet<(u16, u16)> = queries.iter().map(|query| (query.source.port(), query.id)).collect();
+    assert_eq!(pairs.len(), queries.len(), "an ID was reused on a socket while in flight");
+    let stats = &upstreams.stats()[0];
+    assert_eq!((stats.answers, stats.in_flight), (200, 0));
 }
 
 #[tokio::test]
 async fn the_edns_payload_size_is_the_groups() {
-    let server = fake::udp(Behaviour::Answer).await;
-    let mut config = fake::group(vec![ServerConfig::udp(server.address)]);
+    let server = fake::udp([]).await;
+    let mut config = fake::group(vec![ServerConfig::udp(server.address())]);
     config.edns_payload = 1400;
-    let upstreams = upstreams(config);
-    upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
-    assert_eq!(*server.seen.payloads.lock().unwrap(), [1400]);
+    let upstreams = fake::upstreams(config);
+    fake::resolve(&upstreams).await.unwrap();
+    let payloads: Vec<_> =
+        server.queries().iter().map(|query| query.edns.as_ref().map(|edns| edns.udp_payload_size)).collect();
+    assert_eq!(payloads, [Some(1400)]);
 }
 
 #[tokio::test]
 async fn silence_times_out_and_the_next_server_answers() {
-    let silent = fake::udp(Behaviour::Silent).await;
-    let good = fake::udp(Behaviour::Answer).await;
-    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(silent.address), ServerConfig::udp(good.address)]));
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
-    assert_eq!(resolved.server, good.address);
+    let silent = fake::udp([Behaviour::Silence]).await;
+    let good = fake::udp([]).await;
+    let (upstreams, resolved) =
+        fake::resolve_past(ServerConfig::udp(silent.address()), ServerConfig::udp(good.address())).await;
     let outcomes: Vec<_> = resolved.attempts.iter().map(|a| a.outcome.clone()).collect();
     assert_eq!(outcomes, [AttemptOutcome::Timeout, AttemptOutcome::Answered(Rcode::NOERROR)]);
     assert!(resolved.attempts[0].duration >= Duration::from_millis(350));
@@ -80,77 +73,104 @@ async fn silence_times_out_and_the_next_server_answers() {
 
 #[tokio::test]
 async fn slow_answers_past_the_per_try_timeout_count_as_timeouts() {
-    let slow = fake::udp(Behaviour::Delay(Duration::from_millis(900))).await;
-    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(slow.address)]));
-    let error = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap_err();
+    let slow = fake::udp([Behaviour::Delay(Duration::from_millis(900))]).await;
+    let upstreams = fake::over_udp(&slow);
+    let error = fake::resolve(&upstreams).await.unwrap_err();
     assert!(error.is_timeout(), "{error}");
-    assert_eq!(error.attempts().len(), 1);
+    // Sent again after each timeout (376 ms, then backed off to the 400 ms
+    // ceiling), but no message is listened to past the per-try timeout, so
+    // none of the 900 ms answers is taken.
+    let attempts = error.attempts();
+    assert!(attempts.len() >= 2 && attempts.len() <= 5, "{attempts:?}");
+    assert!(attempts.iter().all(|attempt| attempt.outcome == AttemptOutcome::Timeout), "{attempts:?}");
+    assert!(attempts.iter().all(|attempt| attempt.duration <= Duration::from_millis(450)), "{attempts:?}");
 }
 
 #[tokio::test]
 async fn icmp_port_unreachable_is_noticed_at_once() {
-    let dead = fake::closed_udp_port().await;
-    let good = fake::udp(Behaviour::Answer).await;
-    let mut config = fake::group(vec![ServerConfig::udp(dead), ServerConfig::udp(good.address)]);
+    let dead = signpost_testkit::closed_udp_port();
+    let good = fake::udp([]).await;
+    let mut config = fake::group(vec![ServerConfig::udp(dead), ServerConfig::udp(good.address())]);
     config.per_try_timeout = Duration::from_secs(2);
     config.total_timeout = Duration::from_secs(4);
-    let upstreams = upstreams(config);
+    let upstreams = fake::upstreams(config);
     let started = Instant::now();
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
+    let resolved = fake::resolve(&upstreams).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(1), "waited {:?} for a closed port", started.elapsed());
     assert!(matches!(resolved.attempts[0].outcome, AttemptOutcome::Unreachable(_)), "{:?}", resolved.attempts);
-    assert_eq!(resolved.server, good.address);
+    assert_eq!(resolved.server, good.address());
 }
 
 #[tokio::test]
-async fn answers_with_the_wrong_id_are_dropped_and_counted() {
-    let server = fake::udp(Behaviour::WrongId { only: false }).await;
-    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(server.address)]));
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
-    assert_eq!(first_address(&resolved.response), Some(GENUINE));
-    assert_eq!(upstreams.stats()[0].spoofs_dropped, 1);
-}
-
-#[tokio::test]
-async fn answers_to_another_question_are_dropped_and_counted() {
-    let server = fake::udp(Behaviour::WrongQuestion).await;
-    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(server.address)]));
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
-    assert_eq!(first_address(&resolved.response), Some(GENUINE));
-    assert_eq!(upstreams.stats()[0].spoofs_dropped, 1);
+async fn answers_with_the_wrong_id_or_to_another_question_are_dropped_and_counted() {
+    for spoof in [Behaviour::WrongId { then_genuine: true }, Behaviour::OtherQuestion { then_genuine: true }] {
+        let server = fake::udp([spoof.clone()]).await;
+        let upstreams = fake::over_udp(&server);
+        let resolved = fake::resolve(&upstreams).await.unwrap();
+        assert_eq!(first_address(&resolved.response), Some(GENUINE), "{spoof:?}");
+        assert_eq!(upstreams.stats()[0].spoofs_dropped, 1, "{spoof:?}");
+    }
 }
 
 #[tokio::test]
 async fn answers_from_another_address_never_reach_the_client() {
-    let server = fake::udp(Behaviour::FromOtherSocket).await;
-    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(server.address)]));
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
+    let server = fake::udp([Behaviour::FromOtherPort]).await;
+    let upstreams = fake::over_udp(&server);
+    let resolved = fake::resolve(&upstreams).await.unwrap();
+    // The forged answer came first, with the right ID and question, from
+    // another port; the real one, 20 ms later, is the one taken.
     assert_eq!(first_address(&resolved.response), Some(GENUINE));
     assert_ne!(first_address(&resolved.response), Some(FORGED));
+    assert_eq!(resolved.attempts.len(), 1);
 }
 
 #[tokio::test]
 async fn a_server_that_only_forges_times_out() {
-    let server = fake::udp(Behaviour::WrongId { only: true }).await;
-    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(server.address)]));
-    let error = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap_err();
+    let server = fake::udp([Behaviour::WrongId { then_genuine: false }]).await;
+    let upstreams = fake::over_udp(&server);
+    let error = fake::resolve(&upstreams).await.unwrap_err();
     assert!(error.is_timeout(), "{error}");
-    assert_eq!(upstreams.stats()[0].spoofs_dropped, 1);
+    // One forgery per message sent, each dropped and counted.
+    let stats = &upstreams.stats()[0];
+    assert_eq!(stats.spoofs_dropped, stats.queries);
+    assert_eq!(stats.queries as usize, error.attempts().len());
+}
+
+#[tokio::test]
+async fn forged_answers_racing_many_queries_are_all_dropped() {
+    // Each query is answered by a forgery with a nearby ID (which may be
+    // another query's in flight on the same socket), one to another
+    // question with its own ID, and one from another port, before the
+    // genuine answer.
+    let spoofs = [
+        Behaviour::WrongId { then_genuine: true },
+        Behaviour::OtherQuestion { then_genuine: true },
+        Behaviour::FromOtherPort,
+    ];
+    let server = fake::udp(spoofs).await;
+    let upstreams = fake::over_udp(&server);
+    for resolved in fake::resolve_at_once(upstreams.group("test").unwrap(), 50).await {
+        assert_eq!(first_address(&resolved.response), Some(GENUINE));
+    }
+    let stats = &upstreams.stats()[0];
+    // The other port's forgeries never reach the socket; the rest are counted.
+    assert_eq!(stats.spoofs_dropped, 2 * stats.queries, "{stats:?}");
 }
 
 #[tokio::test]
 async fn question_names_match_without_regard_to_case() {
-    let server = fake::udp(Behaviour::Answer).await;
-    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(server.address)]));
+    let server = fake::udp([]).await;
+    let upstreams = fake::over_udp(&server);
     let resolved = upstreams.group("test").unwrap().resolve(&query("ExAmPlE.CoM")).await.unwrap();
     assert_eq!(first_address(&resolved.response), Some(GENUINE));
 }
 
 #[tokio::test]
 async fn truncated_answers_are_asked_again_over_tcp() {
-    let (udp, tcp) = fake::udp_and_tcp(Behaviour::Truncate, Behaviour::Answer).await;
-    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(udp.address)]));
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
+    // One fake on UDP and TCP (one port): truncated over UDP, whole over TCP.
+    let server = fake::start(fake::genuine(), [Behaviour::Truncate]).await;
+    let upstreams = fake::over_udp(&server);
+    let resolved = fake::resolve(&upstreams).await.unwrap();
     assert_eq!(resolved.protocol, Protocol::Tcp);
     assert_eq!(first_address(&resolved.response), Some(GENUINE));
     let outcomes: Vec<_> = resolved.attempts.iter().map(|a| (a.protocol, a.outcome.clone())).collect();
@@ -158,41 +178,40 @@ async fn truncated_answers_are_asked_again_over_tcp() {
         outcomes,
         [(Protocol::Udp, AttemptOutcome::Truncated), (Protocol::Tcp, AttemptOutcome::Answered(Rcode::NOERROR))]
     );
-    assert_eq!((udp.seen.queries(), tcp.seen.queries()), (1, 1));
+    let transports: Vec<Transport> = server.queries().iter().map(|query| query.transport).collect();
+    assert_eq!(transports, [Transport::Udp, Transport::Tcp]);
 }
 
 #[tokio::test]
 async fn a_truncated_answer_stands_when_tcp_fails_unless_retry_on_truncated() {
     // No TCP listener on the UDP server's port: the TCP try is refused.
-    let truncating = fake::udp(Behaviour::Truncate).await;
-    let good = fake::udp(Behaviour::Answer).await;
-    let servers = vec![ServerConfig::udp(truncating.address), ServerConfig::udp(good.address)];
+    let truncating = fake::udp([Behaviour::Truncate]).await;
+    let good = fake::udp([]).await;
+    let servers = vec![ServerConfig::udp(truncating.address()), ServerConfig::udp(good.address())];
 
-    let upstreams = upstreams(fake::group(servers.clone()));
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
-    assert_eq!(resolved.server, truncating.address);
+    let upstreams = fake::upstreams(fake::group(servers.clone()));
+    let resolved = fake::resolve(&upstreams).await.unwrap();
+    assert_eq!(resolved.server, truncating.address());
     assert!(Message::parse(&resolved.response).unwrap().flags().tc());
     assert_eq!(resolved.protocol, Protocol::Udp);
-    assert_eq!(good.seen.queries(), 0);
+    assert_eq!(good.query_count(), 0);
 
     let mut config = fake::group(servers);
     config.retry_on.truncated = true;
-    let upstreams = self::upstreams(config);
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
-    assert_eq!(resolved.server, good.address);
+    let upstreams = fake::upstreams(config);
+    let resolved = fake::resolve(&upstreams).await.unwrap();
+    assert_eq!(resolved.server, good.address());
     assert_eq!(first_address(&resolved.response), Some(GENUINE));
 }
 
 #[tokio::test]
 async fn malformed_answers_are_failures() {
-    let bad = fake::udp(Behaviour::Malformed).await;
-    let good = fake::udp(Behaviour::Answer).await;
-    let upstreams = upstreams(fake::group(vec![ServerConfig::udp(bad.address), ServerConfig::udp(good.address)]));
-    let resolved = upstreams.group("test").unwrap().resolve(&query("example.com")).await.unwrap();
-    assert_eq!(resolved.server, good.address);
-    match &resolved.attempts[0].outcome {
-        AttemptOutcome::Failed(reason) => assert!(reason.contains("malformed"), "{reason}"),
-        other => panic!("expected a failure, got {other:?}"),
-    }
+    let bad = fake::udp([Behaviour::TrailingGarbage]).await;
+    let good = fake::udp([]).await;
+    let (upstreams, resolved) =
+        fake::resolve_past(ServerConfig::udp(bad.address()), ServerConfig::udp(good.address())).await;
+    let failed =
+        matches!(&resolved.attempts[0].outcome, AttemptOutcome::Failed(reason) if reason.contains("malformed"));
+    assert!(failed, "{:?}", resolved.attempts);
     assert_eq!(upstreams.stats()[0].errors, 1);
 }
