@@ -55,6 +55,7 @@ mod error;
 pub mod live;
 mod model;
 mod protocols;
+mod querylog;
 mod running;
 pub mod service;
 pub mod state;
@@ -73,4 +74,5 @@ pub use model::{
     SecurityGroupConfig, SubnetConfig, Tags, TargetConfig, TlsFiles, VpcAssociation, VpcConfig,
 };
 pub use protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols, UnknownEndpointProtocol};
+pub use querylog::{LogAccount, Route53Format};
 pub use running::{Endpoint, EndpointListener, Reloaded};
