@@ -46,6 +46,7 @@ mod limits;
 mod listener;
 pub mod metrics;
 mod pipeline;
+pub mod privileges;
 pub mod querylog;
 mod server;
 mod sys;
@@ -57,11 +58,12 @@ mod udp;
 pub use admin::{AdminExtension, AdminResponse};
 pub use config::{
     AdminConfig, CacheConfig, EdnsConfig, LimitAction, LimitsConfig, ListenerConfig, LogDestination, QueryLogConfig,
-    ServerConfig, default_allow_list,
+    ResponseRateLimitConfig, ServerConfig, default_allow_list,
 };
 pub use error::{BoxError, Error};
 pub use listener::BoundListener;
 pub use pipeline::State;
+pub use privileges::drop_privileges;
 pub use querylog::{Trace, TraceAttempt};
 pub use server::{ConfigReloader, Reloader, Server, ServerBuilder, ServerHandle};
 /// How a listener talks to clients and how a query arrived: one enum for

@@ -40,9 +40,27 @@ pub(crate) enum DecisionIndex {
     Failed = 5,
     Refused = 6,
     Error = 7,
+    /// SERVFAIL to a query that came back round a forwarding loop.
+    Loop = 8,
+    /// A truncated answer in place of one response rate limiting dropped.
+    Slipped = 9,
+    /// `ANY` answered with one HINFO record (RFC 8482).
+    MinimalAny = 10,
 }
 
-const DECISIONS: [&str; 8] = ["local", "cache", "forwarded", "blocked", "stale", "upstream_failed", "refused", "error"];
+const DECISIONS: [&str; 11] = [
+    "local",
+    "cache",
+    "forwarded",
+    "blocked",
+    "stale",
+    "upstream_failed",
+    "refused",
+    "error",
+    "loop",
+    "slipped",
+    "minimal_any",
+];
 
 /// Why a packet got no answer.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -53,9 +71,22 @@ pub(crate) enum DropIndex {
     NotAQuery = 3,
     Fault = 4,
     TcpLimit = 5,
+    /// Response rate limiting.
+    ResponseRateLimit = 6,
+    /// Too many queries waiting for an upstream.
+    InFlightLimit = 7,
 }
 
-const DROPS: [&str; 6] = ["malformed", "rate_limited", "listener_limit", "not_a_query", "fault", "tcp_limit"];
+const DROPS: [&str; 8] = [
+    "malformed",
+    "rate_limited",
+    "listener_limit",
+    "not_a_query",
+    "fault",
+    "tcp_limit",
+    "response_rate_limit",
+    "in_flight_limit",
+];
 
 /// Response codes counted through handles made up front (NOERROR to
 /// REFUSED); rarer ones are looked up by label when they happen.
@@ -73,8 +104,8 @@ pub struct Metrics {
     queries: [Counter; 4],
     responses: Family<Label<String>, Counter>,
     common_responses: [Counter; COMMON_RCODES as usize],
-    decisions: [Counter; 8],
-    drops: [Counter; 6],
+    decisions: [Counter; 11],
+    drops: [Counter; 8],
     log_dropped: Counter,
     cache: CacheStats,
     cache_entries: Gauge,
