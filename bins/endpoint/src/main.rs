@@ -83,6 +83,15 @@ fn run(cli: &Cli) -> Result<(), String> {
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async {
         let service = Service::start(cli.options(), report).await.map_err(|error| error.to_string())?;
+        if let Some(user) = &cli.user {
+            match signpost_server::drop_privileges(user) {
+                Ok(account) => say(&format!("running as {user} (uid {}, gid {})", account.uid, account.gid)),
+                Err(error) => {
+                    service.shutdown().await;
+                    return Err(error.to_string());
+                }
+            }
+        }
         if let Some(admin) = service.admin_address().await {
             say(&format!("admin http://{admin}/metrics"));
         }

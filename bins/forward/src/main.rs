@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     let source = cli.source();
     match cli.command {
         Some(Command::CheckConfig { print_toml, .. }) => check_config(&source, print_toml),
-        None => serve(&source),
+        None => serve(&source, cli.user.as_deref()),
     }
 }
 
@@ -56,7 +56,7 @@ fn check_config(source: &ConfigSource, print_toml: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(source: &ConfigSource) -> ExitCode {
+fn serve(source: &ConfigSource, user: Option<&str>) -> ExitCode {
     let forwarder = match source.build(None, true) {
         Ok(forwarder) => forwarder,
         Err(error) => {
@@ -77,10 +77,10 @@ fn serve(source: &ConfigSource) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(source, forwarder))
+    runtime.block_on(run(source, forwarder, user))
 }
 
-async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
+async fn run(source: &ConfigSource, forwarder: Forwarder, user: Option<&str>) -> ExitCode {
     let reloader = source.reloader(&forwarder);
     let Forwarder { rules, upstreams, server: config, routes, default_route, .. } = forwarder;
     let started = Server::builder().config(config).rules(rules).upstreams(upstreams).reloader(reloader).start().await;
@@ -91,6 +91,16 @@ async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(user) = user {
+        match signpost_server::drop_privileges(user) {
+            Ok(account) => println!("running as {user} (uid {}, gid {})", account.uid, account.gid),
+            Err(error) => {
+                eprintln!("error: {error}");
+                server.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     // Signal handlers before "ready": a SIGHUP right after start-up must reload, not kill.
     let signals = match Signals::install() {
         Ok(signals) => signals,

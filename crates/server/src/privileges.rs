@@ -6,6 +6,8 @@
 //! `setgid` and `setuid` to every thread of the process (POSIX semantics),
 //! so tokio's worker threads change with the main thread.
 //!
+//! Only CAP_NET_BIND_SERVICE is kept (see [`drop_privileges`]).
+//!
 //! With this module, sys.rs is the crate's other `unsafe` code: libc calls
 //! with buffers owned here and checked results.
 
@@ -43,10 +45,25 @@ pub fn lookup_user(user: &str) -> Result<Account, Error> {
     }
 }
 
+/// Linux's capability number for binding ports below 1024.
+const CAP_NET_BIND_SERVICE: u32 = 10;
+
 /// Become `user` for good: supplementary groups cleared, group and user
-/// set, and checked that root cannot be taken back.
+/// set, and checked that root cannot be taken back. Every capability goes
+/// but CAP_NET_BIND_SERVICE, which stays so that listeners added later (a
+/// reload, an API call) can still bind port 53; nothing else of root
+/// remains.
 pub fn drop_privileges(user: &str) -> Result<Account, Error> {
     let account = lookup_user(user)?;
+    // Keep the permitted capabilities across setuid, to keep the one we need.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(Error::DropPrivileges {
+            user: user.to_string(),
+            step: "prctl(PR_SET_KEEPCAPS)",
+            source: io::Error::last_os_error(),
+        });
+    }
     let failed =
         |step: &'static str| Error::DropPrivileges { user: user.to_string(), step, source: io::Error::last_os_error() };
     let groups = [account.gid as libc::gid_t];
@@ -62,6 +79,17 @@ pub fn drop_privileges(user: &str) -> Result<Account, Error> {
     if unsafe { libc::setuid(account.uid) } != 0 {
         return Err(failed("setuid"));
     }
+    // Permitted and effective: CAP_NET_BIND_SERVICE alone; inheritable: none.
+    let header = CapabilityHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let bind = 1u32 << CAP_NET_BIND_SERVICE;
+    let data = [
+        CapabilityData { effective: bind, permitted: bind, inheritable: 0 },
+        CapabilityData { effective: 0, permitted: 0, inheritable: 0 },
+    ];
+    // SAFETY: capset reads one header and two data structs, laid out as the kernel's (repr(C)).
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        return Err(failed("capset"));
+    }
     // SAFETY: as above; the effective ids must now be the user's, and root gone for good.
     let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
     // SAFETY: as above.
@@ -73,6 +101,23 @@ pub fn drop_privileges(user: &str) -> Result<Account, Error> {
         });
     }
     Ok(account)
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// The kernel's `__user_cap_header_struct`.
+#[repr(C)]
+struct CapabilityHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// The kernel's `__user_cap_data_struct` (two of them for version 3: capabilities 0-31 and 32-63).
+#[repr(C)]
+struct CapabilityData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub use fake::{
 };
 pub use hickory_resolver::TokioResolver;
 pub use ports::{START_TRIES, closed_udp_port, is_addr_in_use, port_taken, retry_addr_in_use};
-pub use process::{Binary, Finished, HANDLER_WAIT, RunningBinary, Signal};
+pub use process::{Binary, Credentials, Finished, HANDLER_WAIT, RunningBinary, Signal};
 pub use resolver::{ResolverAnswer, ResolverBuilder, lookup, lookup_with_ttls, resolver};
 pub use temp::TempDir;
 pub use wait::{POLL_INTERVAL, eventually, file_lines};
