@@ -239,3 +239,37 @@ async fn http2_rapid_reset_gets_the_connection_closed_and_others_are_served() {
     );
     server.shutdown().await;
 }
+
+/// Send raw HTTP/1.1 bytes to `server`; the status line of the reply, or
+/// "closed" when the server closed without one.
+async fn http1_status(server: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(server).await.unwrap();
+    let _ = stream.write_all(request).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response);
+    text.lines().next().filter(|line| !line.is_empty()).unwrap_or("closed").to_string()
+}
+
+#[tokio::test]
+async fn oversized_doh_headers_and_bodies_are_rejected_and_others_served() {
+    let server = doh_server(16, 10).await;
+    let address = server.doh_addrs()[0];
+    let padding = "x".repeat(20 * 1024);
+    let big_header = format!("GET /dns-query?dns=AAAA HTTP/1.1\r\nhost: x\r\nx-pad: {padding}\r\n\r\n");
+    let header_status = http1_status(address, big_header.as_bytes()).await;
+    assert!(header_status.contains(" 431") || header_status == "closed", "20 KiB of headers: {header_status}");
+    let mut big_body =
+        b"POST /dns-query HTTP/1.1\r\nhost: x\r\ncontent-type: application/dns-message\r\ncontent-length: 70000\r\nconnection: close\r\n\r\n"
+            .to_vec();
+    big_body.extend(std::iter::repeat_n(0u8, 70_000));
+    let body_status = http1_status(address, &big_body).await;
+    assert!(body_status.contains(" 413"), "a 70,000-byte body: {body_status}");
+    let encoded = "A".repeat(90_000);
+    let long_query = format!("GET /dns-query?dns={encoded} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let status = http1_status(address, long_query.as_bytes()).await;
+    assert!(status.contains(" 414") || status.contains(" 431") || status == "closed", "a 90 KB URI: {status}");
+    println!("oversized DoH requests: headers {header_status:?}, body {body_status:?}, URI {status:?}");
+    assert!(doh_served("127.0.0.2", address).await, "another client was not served");
+    server.shutdown().await;
+}
