@@ -2,6 +2,7 @@
 //! servers, one client's flood of TCP or DoH connections, a client that
 //! stalls mid-query, HTTP/2 rapid reset (CVE-2023-44487) — each while
 //! another client keeps being served.
+#![allow(clippy::print_stdout, reason = "the figures docs/reliability.md quotes, seen with --nocapture")]
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
