@@ -13,7 +13,7 @@ use clap::Parser;
 use signpost_endpoint::EndpointConfig;
 use signpost_endpoint::live::Report;
 use signpost_endpoint::service::{Service, export_state, fetch_export, listener_line};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
 
@@ -82,6 +82,9 @@ fn run(cli: &Cli) -> Result<(), String> {
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async {
+        // Before "ready": a SIGHUP sent as soon as it appears must reload, not
+        // end the process (the default action until a handler is installed).
+        let signals = Signals::install().map_err(|error| format!("cannot catch signals: {error}"))?;
         let service = Service::start(cli.options(), report).await.map_err(|error| error.to_string())?;
         if let Some(admin) = service.admin_address().await {
             say(&format!("admin http://{admin}/metrics"));
@@ -93,20 +96,34 @@ fn run(cli: &Cli) -> Result<(), String> {
             say(&format!("state {}", state.display()));
         }
         say("ready");
-        let outcome = serve(&service).await.map_err(|error| error.to_string());
+        let outcome = serve(&service, signals).await;
         service.shutdown().await;
         outcome
     })
 }
 
+/// SIGHUP, SIGTERM and SIGINT, caught from the moment this is made.
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Reload on SIGHUP until SIGTERM or SIGINT.
-async fn serve(service: &Service) -> std::io::Result<()> {
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
+async fn serve(service: &Service, mut signals: Signals) -> Result<(), String> {
     loop {
         tokio::select! {
-            _ = hangup.recv() => match service.reload_file().await {
+            _ = signals.hangup.recv() => match service.reload_file().await {
                 Ok((file, Some(signpost_endpoint::Reloaded::Restarted))) => {
                     say(&format!("reloaded {}: listeners changed, server restarted", file.display()));
                     say("ready");
@@ -114,8 +131,8 @@ async fn serve(service: &Service) -> std::io::Result<()> {
                 Ok((file, _)) => say(&format!("reloaded {}: zones, rules and targets swapped in place", file.display())),
                 Err(error) => eprintln!("signpost-endpoint: reload rejected, the previous configuration keeps serving: {error}"),
             },
-            _ = terminate.recv() => return Ok(()),
-            _ = interrupt.recv() => return Ok(()),
+            _ = signals.terminate.recv() => return Ok(()),
+            _ = signals.interrupt.recv() => return Ok(()),
         }
     }
 }
