@@ -140,6 +140,8 @@ pub enum BlockKind {
     Refused,
     /// NXDOMAIN.
     Nxdomain,
+    /// No answer: the query is dropped.
+    Drop,
     /// `sinkhole_ipv4` / `sinkhole_ipv6`.
     Sinkhole,
 }
@@ -181,10 +183,11 @@ pub struct RuleConfig {
     /// group is then named after the rule unless `group` is given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
-    /// redirect: `"arrival"` (default), `"none"` or an IPv4 address.
+    /// redirect: `"arrival"` (default), `"none"` (NODATA), `"decline"` (less
+    /// specific matches answer A questions) or an IPv4 address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4: Option<String>,
-    /// redirect: `"arrival"` (default), `"none"` or an IPv6 address.
+    /// redirect: `"arrival"` (default), `"none"` (NODATA), `"decline"` or an IPv6 address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<String>,
     /// redirect: TTL of the answers (default 60).
@@ -629,6 +632,7 @@ impl RulesConfig {
             ActionKind::Block => Action::Block(match rule.block.unwrap_or_default() {
                 BlockKind::Refused => BlockAction::Refused,
                 BlockKind::Nxdomain => BlockAction::NxDomain,
+                BlockKind::Drop => BlockAction::Drop,
                 BlockKind::Sinkhole => {
                     let v4 = self.address::<Ipv4Addr>(&field, "sinkhole_ipv4", rule.sinkhole_ipv4.as_deref())?;
                     let v6 = self.address::<Ipv6Addr>(&field, "sinkhole_ipv6", rule.sinkhole_ipv6.as_deref())?;
@@ -672,6 +676,7 @@ impl RulesConfig {
         match text {
             None | Some("arrival") => Ok(AddressSource::ArrivalAddress),
             Some("none") => Ok(AddressSource::None),
+            Some("decline") => Ok(AddressSource::Decline),
             Some(_) => Ok(self.address(field, key, text)?.map_or(AddressSource::None, AddressSource::Fixed)),
         }
     }

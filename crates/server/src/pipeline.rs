@@ -693,6 +693,7 @@ impl Pipeline {
         let (rcode, sink) = match action {
             BlockAction::Refused => (Rcode::REFUSED, None),
             BlockAction::NxDomain => (Rcode::NXDOMAIN, None),
+            BlockAction::Drop => return Fast::Drop,
             BlockAction::Sinkhole { v4, v6 } => {
                 let address = match qtype {
                     RecordType::A => v4.map(IpAddr::V4),
