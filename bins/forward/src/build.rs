@@ -491,6 +491,7 @@ pub(crate) fn empty_rule(id: &str, action: ActionKind) -> RuleConfig {
         ipv4: None,
         ipv6: None,
         ttl: None,
+        other_types: None,
         only_names_matching: None,
         block: None,
         sinkhole_ipv4: None,

@@ -193,6 +193,10 @@ pub struct RuleConfig {
     /// redirect: TTL of the answers (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u32>,
+    /// redirect: what other question types get: `nodata` (default) or
+    /// `decline` (less specific matches and the default group answer them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_types: Option<OtherTypes>,
     /// redirect: only names this regex matches at their start are redirected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only_names_matching: Option<String>,
@@ -627,7 +631,7 @@ impl RulesConfig {
                 v4: self.address_source(&field, "ipv4", rule.ipv4.as_deref())?,
                 v6: self.address_source(&field, "ipv6", rule.ipv6.as_deref())?,
                 ttl: rule.ttl.unwrap_or(60),
-                other_types: OtherTypes::NoData,
+                other_types: rule.other_types.unwrap_or_default(),
             }),
             ActionKind::Block => Action::Block(match rule.block.unwrap_or_default() {
                 BlockKind::Refused => BlockAction::Refused,

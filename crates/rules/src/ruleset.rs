@@ -718,9 +718,7 @@ impl RuleSet {
                 let declines = match asked.qtype {
                     RecordType::A => redirect.v4 == AddressSource::Decline,
                     RecordType::AAAA => redirect.v6 == AddressSource::Decline,
-                    RecordType::ANY => {
-                        redirect.v4 == AddressSource::Decline && redirect.v6 == AddressSource::Decline
-                    }
+                    RecordType::ANY => redirect.v4 == AddressSource::Decline && redirect.v6 == AddressSource::Decline,
                     _ => redirect.other_types == OtherTypes::Decline,
                 };
                 if declines {
