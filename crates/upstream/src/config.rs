@@ -408,6 +408,11 @@ pub struct GroupConfig {
     /// with RD clear, whatever the client asked.
     #[serde(default = "default_recursion_desired", skip_serializing_if = "is_true")]
     pub recursion_desired: bool,
+    /// Whether a server using this group may cache its answers (and answer
+    /// its names from the cache). `false` is Unbound's `forward-no-cache:
+    /// yes`: every question goes to the servers.
+    #[serde(default = "default_recursion_desired", skip_serializing_if = "is_true")]
+    pub cache: bool,
 }
 
 fn default_recursion_desired() -> bool {
@@ -471,6 +476,7 @@ impl GroupConfig {
             queue_timeout: default_queue_timeout(),
             tls: TlsOptions::default(),
             recursion_desired: true,
+            cache: true,
         }
     }
 }

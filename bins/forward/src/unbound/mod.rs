@@ -309,6 +309,8 @@ struct ForwardZone {
     tcp: bool,
     /// A `stub-zone:`: queries go without RD to authoritative servers.
     stub: bool,
+    /// `forward-no-cache` / `stub-no-cache`: answers are not cached.
+    no_cache: bool,
 }
 
 /// What the statements say, typed.
@@ -558,6 +560,7 @@ impl Parsed {
                             tls: false,
                             tcp: false,
                             stub: keyword == "stub-zone",
+                            no_cache: false,
                         });
                     }
                     if next == Clause::View {
@@ -830,8 +833,9 @@ impl Parsed {
                 }
             }
             "forward-no-cache" | "stub-no-cache" => {
-                if yes_no(statement)? {
-                    self.unsupported(statement, statement.written(), "answers are cached like all others");
+                let value = yes_no(statement)?;
+                if let Some(zone) = self.forward_zones.last_mut() {
+                    zone.no_cache = value;
                 }
             }
             _ => self.unsupported(statement, format!("forward-zone: {}", statement.written()), "skipped"),
@@ -920,6 +924,7 @@ impl Parsed {
             group.policy = Policy::Fastest;
             group.retry_on = RetryOn { servfail: true, refused: true, ..RetryOn::NETWORK };
             group.recursion_desired = !zone.stub;
+            group.cache = !zone.no_cache;
             if let Some(bundle) = &self.tls_cert_bundle {
                 group.tls.ca_file = Some(bundle.clone());
                 group.tls.ignore_system_roots = !self.tls_system_cert;

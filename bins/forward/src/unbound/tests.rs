@@ -198,18 +198,11 @@ fn unsupported_options_are_named_with_their_line() {
     let ConfigError::Unsupported { items } = &error else { panic!("{error}") };
     let named: Vec<(String, usize)> =
         items.iter().map(|item| (item.keyword.clone(), item.at.line.unwrap_or(0))).collect();
-    assert_eq!(
-        named,
-        [
-            ("private-address:".to_owned(), 3),
-            ("forward-no-cache:".to_owned(), 12),
-            ("auto-trust-anchor-file:".to_owned(), 5),
-        ]
-    );
+    assert_eq!(named, [("private-address:".to_owned(), 3), ("auto-trust-anchor-file:".to_owned(), 5),]);
     let message = error.to_string();
     assert!(message.contains("unbound.conf:3:3: private-address: is not supported"), "{message}");
     let (config, warnings) = read_unbound_conf(&path, true).unwrap();
-    assert_eq!(warnings.iter().filter(|warning| matches!(warning, Warning::SkippedUnsupported(_))).count(), 3);
+    assert_eq!(warnings.iter().filter(|warning| matches!(warning, Warning::SkippedUnsupported(_))).count(), 2);
     config.build(&BuildOptions::default()).unwrap();
 }
 
@@ -446,7 +439,7 @@ fn local_zone_types_views_and_access_control_answer_as_unbound_does() {
 #[test]
 fn stub_zones_ask_without_recursion_and_take_their_options() {
     let (config, warnings) = read(
-        "server:\n  interface: 127.0.0.1\nstub-zone:\n  name: corp.example\n  stub-addr: 192.0.2.1@5353\n  stub-first: yes\n  stub-prime: yes\nstub-zone:\n  name: tls.example\n  stub-tls-upstream: yes\n  stub-addr: 192.0.2.2#ns.tls.example\n",
+        "server:\n  interface: 127.0.0.1\nstub-zone:\n  name: corp.example\n  stub-addr: 192.0.2.1@5353\n  stub-first: yes\n  stub-prime: yes\nstub-zone:\n  name: tls.example\n  stub-tls-upstream: yes\n  stub-no-cache: yes\n  stub-addr: 192.0.2.2#ns.tls.example\n",
     );
     let corp = config.upstreams.iter().find(|group| group.name == "corp.example").unwrap();
     assert!(!corp.recursion_desired);
@@ -457,6 +450,7 @@ fn stub_zones_ask_without_recursion_and_take_their_options() {
     assert_eq!(tls.servers[0].protocol, signpost_upstream::Protocol::Tls);
     assert_eq!(tls.servers[0].tls_name.as_deref(), Some("ns.tls.example"));
     assert!(warnings.iter().any(|warning| warning.to_string().contains("stub-prime")), "{warnings:?}");
+    assert!(corp.cache && !tls.cache);
 }
 
 #[test]
