@@ -40,6 +40,7 @@ use lexer::{Statement, Token, read_statements};
 use crate::acl::{AccessControl, AclAction, parse_network};
 use crate::build::{SYSTEM_GROUP, base_dir_of};
 use crate::config::{ForwarderConfig, parse_server};
+use crate::control::RemoteControlConfig;
 use crate::error::{ConfigError, Unsupported, Warning};
 use local::{Access, Forwards, UnboundView};
 use signpost_server::{ListenerConfig, Transport};
@@ -319,6 +320,12 @@ struct Parsed {
     interfaces: Vec<Token>,
     port: u16,
     access: Vec<(IpNet, Access)>,
+    /// `remote-control:`: enabled, where.
+    control: Option<Location>,
+    control_interfaces: Vec<Token>,
+    control_port: u16,
+    /// `control-use-cert` (default yes: TLS) and where it was set.
+    control_use_cert: (bool, Option<Location>),
     /// `access-control-view:` entries.
     access_views: Vec<(IpNet, String, Location)>,
     views: Vec<UnboundView>,
@@ -490,6 +497,10 @@ impl Parsed {
             access: Vec::new(),
             access_views: Vec::new(),
             views: Vec::new(),
+            control: None,
+            control_interfaces: Vec::new(),
+            control_port: 8953,
+            control_use_cert: (true, None),
             zones: Vec::new(),
             nodefault: Vec::new(),
             data: Vec::new(),
@@ -588,15 +599,7 @@ impl Parsed {
                 Clause::Server => parsed.server_option(statement)?,
                 Clause::ForwardZone => parsed.forward_option(statement)?,
                 Clause::View => parsed.view_option(statement)?,
-                Clause::RemoteControl => {
-                    if keyword == "control-enable" && yes_no(statement)? {
-                        parsed.unsupported(
-                            statement,
-                            "remote-control: control-enable: yes".into(),
-                            "no unbound-control socket (signpost has the admin HTTP API instead)",
-                        );
-                    }
-                }
+                Clause::RemoteControl => parsed.control_option(statement)?,
                 Clause::Skipped => {}
             }
         }
@@ -758,6 +761,60 @@ impl Parsed {
         )))
     }
 
+    /// An option of the `remote-control:` clause.
+    fn control_option(&mut self, statement: &Statement) -> Result<(), ConfigError> {
+        match statement.keyword.as_str() {
+            "control-enable" => self.control = yes_no(statement)?.then(|| statement.at.clone()),
+            "control-interface" => self.control_interfaces.push(one(statement)?.clone()),
+            "control-port" => self.control_port = number(statement, "port")?,
+            "control-use-cert" => self.control_use_cert = (yes_no(statement)?, Some(statement.at.clone())),
+            // Certificates: only TLS control uses them (see remote_control()).
+            "server-key-file" | "server-cert-file" | "control-key-file" | "control-cert-file" => {}
+            _ => self.unsupported(statement, format!("remote-control: {}", statement.written()), "skipped"),
+        }
+        Ok(())
+    }
+
+    /// Where `unbound-control` connects: unix sockets, and TCP addresses
+    /// when `control-use-cert: no` (TLS control is not served).
+    fn remote_control(&mut self) -> Option<RemoteControlConfig> {
+        let enabled_at = self.control.clone()?;
+        let mut interfaces = self.control_interfaces.clone();
+        if interfaces.is_empty() {
+            for address in ["127.0.0.1", "::1"] {
+                interfaces.push(Token { text: address.into(), at: enabled_at.clone(), quoted: false });
+            }
+        }
+        let mut config = RemoteControlConfig::default();
+        for interface in interfaces {
+            if interface.text.starts_with('/') {
+                config.sockets.push(PathBuf::from(&interface.text));
+                continue;
+            }
+            let Ok(address) = interface.text.parse::<IpAddr>() else {
+                self.unsupported.push(Unsupported {
+                    at: interface.at.clone(),
+                    keyword: format!("control-interface: {}", interface.text),
+                    when_ignored: "skipped (give an IP address or a socket path)",
+                });
+                continue;
+            };
+            if (address.is_ipv4() && !self.do_ip4) || (address.is_ipv6() && !self.do_ip6) {
+                continue;
+            }
+            if self.control_use_cert.0 {
+                self.unsupported.push(Unsupported {
+                    at: self.control_use_cert.1.clone().unwrap_or_else(|| interface.at.clone()),
+                    keyword: format!("remote-control on {address} with control-use-cert: yes"),
+                    when_ignored: "not served (use a control-interface socket path, or control-use-cert: no)",
+                });
+                continue;
+            }
+            config.addresses.push(SocketAddr::new(address, self.control_port));
+        }
+        Some(config)
+    }
+
     /// An option of a `view:` clause.
     fn view_option(&mut self, statement: &Statement) -> Result<(), ConfigError> {
         let keyword = statement.keyword.as_str();
@@ -860,6 +917,7 @@ impl Parsed {
         let mut config = ForwarderConfig::default();
         config.origin.file = Some(self.file.clone());
         self.listeners(&mut config);
+        config.remote_control = self.remote_control();
         if !self.unsupported.is_empty() && !ignore_unsupported {
             return Err(ConfigError::Unsupported { items: self.unsupported });
         }
@@ -919,11 +977,7 @@ impl Parsed {
                 return Err(ConfigError::NoServers { at: zone.at.clone(), zone: zone_name.to_string() });
             }
             let group_name = zone_name.to_relative_string();
-            let mut group = GroupConfig::new(group_name.clone(), servers);
-            // Unbound picks among fast servers and moves on after SERVFAIL or REFUSED.
-            group.policy = Policy::Fastest;
-            group.retry_on = RetryOn { servfail: true, refused: true, ..RetryOn::NETWORK };
-            group.recursion_desired = !zone.stub;
+            let mut group = unbound_group(&group_name, servers, zone.stub);
             group.cache = !zone.no_cache;
             if let Some(bundle) = &self.tls_cert_bundle {
                 group.tls.ca_file = Some(bundle.clone());
@@ -1174,6 +1228,17 @@ impl Parsed {
             reason: Arc::new(error),
         })
     }
+}
+
+/// An upstream group as Unbound treats a forward zone's servers (a stub
+/// zone's are asked without RD).
+pub(crate) fn unbound_group(name: &str, servers: Vec<UpstreamServer>, stub: bool) -> GroupConfig {
+    let mut group = GroupConfig::new(name, servers);
+    // Unbound picks among fast servers and moves on after SERVFAIL or REFUSED.
+    group.policy = Policy::Fastest;
+    group.retry_on = RetryOn { servfail: true, refused: true, ..RetryOn::NETWORK };
+    group.recursion_desired = !stub;
+    group
 }
 
 /// Unbound's default access control: localhost allowed, everything else refused.

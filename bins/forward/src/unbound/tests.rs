@@ -447,7 +447,7 @@ fn stub_zones_ask_without_recursion_and_take_their_options() {
     let rule = config.rules.iter().find(|rule| rule.group.as_deref() == Some("corp.example")).unwrap();
     assert!(rule.forward_first);
     let tls = config.upstreams.iter().find(|group| group.name == "tls.example").unwrap();
-    assert_eq!(tls.servers[0].protocol, signpost_upstream::Protocol::Tls);
+    assert_eq!(tls.servers[0].protocol, Protocol::Tls);
     assert_eq!(tls.servers[0].tls_name.as_deref(), Some("ns.tls.example"));
     assert!(warnings.iter().any(|warning| warning.to_string().contains("stub-prime")), "{warnings:?}");
     assert!(corp.cache && !tls.cache);
