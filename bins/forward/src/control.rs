@@ -267,17 +267,28 @@ fn add_local_data(builder: &mut RuleSetBuilder, text: &str) -> Result<(), String
 }
 
 fn remove_local_data(builder: &mut RuleSetBuilder, name: &NameBuf) -> Result<(), String> {
-    let ids: Vec<String> = builder
-        .zones()
-        .filter(|spec| spec.views.is_empty() && name.is_subdomain_of(spec.zone.apex()))
-        .map(|spec| spec.id.clone())
-        .collect();
-    for id in ids {
-        builder.change_zone(&id, [ZoneChange::DeleteName(name.clone())]).map_err(|error| error.to_string())?;
-        // A zone made only for this name's data goes with it.
-        if id == format!("local-data {}", name.to_relative_string()) {
-            builder.remove_zone(&id);
+    let own_zone = format!("local-data {}", name.to_relative_string());
+    let mut changes: Vec<(String, Vec<ZoneChange>)> = Vec::new();
+    for spec in builder.zones().filter(|spec| spec.views.is_empty() && name.is_subdomain_of(spec.zone.apex())) {
+        if spec.id == own_zone {
+            continue;
         }
+        // The apex keeps its SOA (the zone's own or the synthesised one).
+        let soa = spec.zone.soa();
+        let deleted: Vec<ZoneChange> = spec
+            .zone
+            .records()
+            .filter(|record| record.name.to_lowercase() == *name && *record != soa)
+            .map(|record| ZoneChange::Delete(record.clone()))
+            .collect();
+        if !deleted.is_empty() {
+            changes.push((spec.id.clone(), deleted));
+        }
+    }
+    // A zone made only for this name's data goes with it.
+    builder.remove_zone(&own_zone);
+    for (id, deleted) in changes {
+        builder.change_zone(&id, deleted).map_err(|error| error.to_string())?;
     }
     Ok(())
 }
