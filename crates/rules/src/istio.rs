@@ -84,7 +84,7 @@ fn sequential(services: &[IstioService]) -> Vec<Option<IstioAddresses>> {
             continue;
         }
         x += 1;
-        if x % 255 == 0 {
+        if x.is_multiple_of(255) {
             x += 1;
         }
         if x >= SEQUENTIAL_LIMIT {
@@ -139,7 +139,7 @@ fn hashed(services: &[IstioService]) -> Vec<Option<IstioAddresses>> {
         x += 1;
         let Some(index) = index else { continue };
         let Some(service) = services.get(index) else { continue };
-        if x % 255 == 0 {
+        if x.is_multiple_of(255) {
             x += 1;
         }
         let key = format!("{}/{}", service.namespace, service.hostname);
