@@ -72,7 +72,7 @@ fn hashed_matches_an_independent_double_hashing_implementation() {
     for slot in 0..SLOTS {
         counter += 1;
         let Some(&index) = taken.get(&slot) else { continue };
-        if counter % 255 == 0 {
+        if counter.is_multiple_of(255) {
             counter += 1;
         }
         let key = format!("{}/{}", services[index].namespace, services[index].hostname);
