@@ -83,6 +83,8 @@ pub struct Forwarder {
     pub default_route: Option<Route>,
     /// What start-up should mention.
     pub warnings: Vec<Warning>,
+    /// Where `unbound-control` connects, if anywhere (read at start-up only).
+    pub remote_control: Option<crate::control::RemoteControlConfig>,
 }
 
 impl fmt::Debug for Forwarder {
@@ -352,7 +354,15 @@ impl ForwarderConfig {
             forward_first: false,
             views: Vec::new(),
         });
-        Ok(Forwarder { rules, upstreams, server, routes, default_route, warnings })
+        Ok(Forwarder {
+            rules,
+            upstreams,
+            server,
+            routes,
+            default_route,
+            warnings,
+            remote_control: self.remote_control.clone(),
+        })
     }
 
     fn view_names(&self) -> Vec<String> {
@@ -491,6 +501,7 @@ pub(crate) fn empty_rule(id: &str, action: ActionKind) -> RuleConfig {
         ipv4: None,
         ipv6: None,
         ttl: None,
+        other_types: None,
         only_names_matching: None,
         block: None,
         sinkhole_ipv4: None,

@@ -15,6 +15,7 @@ use signpost_rules::config::{
 use signpost_upstream::{GroupConfig, Policy, Protocol, RetryOn, ServerConfig as UpstreamServer, TlsOptions};
 
 use crate::acl::AccessControl;
+use crate::control::RemoteControlConfig;
 use crate::error::ConfigError;
 use signpost_server::{AdminConfig, CacheConfig, EdnsConfig, LimitsConfig, ListenerConfig, QueryLogConfig};
 
@@ -62,6 +63,9 @@ pub struct ForwarderConfig {
     /// Automatic addresses for host entries without one, and their state file.
     #[serde(default)]
     pub allocation: AllocationConfig,
+    /// Unbound's remote control (`unbound-control`): unix sockets and TCP addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_control: Option<RemoteControlConfig>,
     /// Views: clients by network or listener with their own rules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub views: Vec<ViewConfig>,

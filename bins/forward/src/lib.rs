@@ -46,6 +46,7 @@
 mod acl;
 mod build;
 mod config;
+pub mod control;
 mod error;
 mod unbound;
 

@@ -10,6 +10,7 @@ use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
+use signpost_forward::control::ControlContext;
 use signpost_forward::{ConfigSource, Forwarder, Warning};
 use signpost_server::{Server, ServerHandle};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -82,7 +83,7 @@ fn serve(source: &ConfigSource) -> ExitCode {
 
 async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
     let reloader = source.reloader(&forwarder);
-    let Forwarder { rules, upstreams, server: config, routes, default_route, .. } = forwarder;
+    let Forwarder { rules, upstreams, server: config, routes, default_route, remote_control, .. } = forwarder;
     let started = Server::builder().config(config).rules(rules).upstreams(upstreams).reloader(reloader).start().await;
     let server = match started {
         Ok(server) => server,
@@ -105,6 +106,28 @@ async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
     if let Some(admin) = server.admin_addr() {
         println!("admin API on http://{admin}/ (metrics at /metrics)");
     }
+    let mut control_task = None;
+    if let Some(control) = remote_control {
+        let context = ControlContext { server: server.clone(), started: std::time::Instant::now() };
+        for path in &control.sockets {
+            println!("remote control on {}", path.display());
+        }
+        for address in &control.addresses {
+            println!("remote control on {address}");
+        }
+        let task = tokio::spawn(async move { signpost_forward::control::serve(&control, context).await });
+        // A socket that cannot be bound fails start-up, as in Unbound.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if task.is_finished() {
+            match task.await {
+                Ok(Err(error)) => eprintln!("error: remote control: {error}"),
+                _ => eprintln!("error: remote control stopped"),
+            }
+            server.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+        control_task = Some(task);
+    }
     for route in &routes {
         println!("forward zone {route}");
     }
@@ -114,6 +137,9 @@ async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
     }
     println!("ready");
     signals.serve(&server, source).await;
+    if let Some(task) = control_task {
+        task.abort();
+    }
     server.shutdown().await;
     ExitCode::SUCCESS
 }

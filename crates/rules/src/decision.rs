@@ -171,6 +171,9 @@ pub enum BlockAction {
     Refused,
     /// NXDOMAIN.
     NxDomain,
+    /// No answer at all: the query is dropped (Unbound's `deny` local
+    /// zones and access-control), so the client times out.
+    Drop,
     /// NOERROR with these addresses for A and AAAA (NODATA for other types
     /// and for a family with no address).
     Sinkhole {

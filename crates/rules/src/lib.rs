@@ -51,6 +51,7 @@ pub mod config;
 mod decision;
 mod error;
 mod hosts;
+mod istio;
 mod master;
 mod names;
 mod ruleset;
@@ -63,6 +64,7 @@ pub mod fuzzing;
 pub use decision::{Answer, Block, BlockAction, Client, Decision, Forward, LocalAnswer, Matched, Reason, Transport};
 pub use error::{Error, Location};
 pub use hosts::{Allocated, AllocationRanges, Allocations, DEFAULT_IPV4_RANGE, HostEntry, load_hosts, parse_hosts};
+pub use istio::{IstioAddresses, IstioAllocator, IstioService};
 pub use master::{MAX_INCLUDE_DEPTH, Source, parse_records};
 pub use ruleset::{MAX_CHAIN, RuleSet, RuleSetBuilder};
 pub use spec::{

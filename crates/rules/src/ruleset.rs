@@ -715,13 +715,21 @@ impl RuleSet {
             CompiledAction::System => Step::System,
             CompiledAction::Redirect(_) if !asked.local_class() => Step::Skip,
             CompiledAction::Redirect(redirect) => {
+                let declines = match asked.qtype {
+                    RecordType::A => redirect.v4 == AddressSource::Decline,
+                    RecordType::AAAA => redirect.v6 == AddressSource::Decline,
+                    RecordType::ANY => redirect.v4 == AddressSource::Decline && redirect.v6 == AddressSource::Decline,
+                    _ => redirect.other_types == OtherTypes::Decline,
+                };
+                if declines {
+                    return Step::Skip;
+                }
                 let address = match asked.qtype {
                     RecordType::A => redirect_v4(redirect, asked.client).map(IpAddr::V4),
                     RecordType::AAAA => redirect_v6(redirect, asked.client).map(IpAddr::V6),
                     RecordType::ANY => redirect_v4(redirect, asked.client)
                         .map(IpAddr::V4)
                         .or_else(|| redirect_v6(redirect, asked.client).map(IpAddr::V6)),
-                    _ if redirect.other_types == OtherTypes::Decline => return Step::Skip,
                     _ => None,
                 };
                 let (answer, authority) = match (address, &rule.nodata) {
@@ -976,7 +984,7 @@ fn mask_v6(bits: u128, prefix: u8) -> u128 {
 fn redirect_v4(redirect: &Redirect, client: &Client) -> Option<Ipv4Addr> {
     match redirect.v4 {
         AddressSource::Fixed(address) => Some(address),
-        AddressSource::None => None,
+        AddressSource::None | AddressSource::Decline => None,
         AddressSource::ArrivalAddress => match client.local.map(unmapped).filter(|local| !local.is_unspecified()) {
             Some(IpAddr::V4(local)) => Some(local),
             Some(IpAddr::V6(local)) => local.is_loopback().then_some(Ipv4Addr::LOCALHOST),
@@ -988,7 +996,7 @@ fn redirect_v4(redirect: &Redirect, client: &Client) -> Option<Ipv4Addr> {
 fn redirect_v6(redirect: &Redirect, client: &Client) -> Option<Ipv6Addr> {
     match redirect.v6 {
         AddressSource::Fixed(address) => Some(address),
-        AddressSource::None => None,
+        AddressSource::None | AddressSource::Decline => None,
         AddressSource::ArrivalAddress => match client.local.map(unmapped).filter(|local| !local.is_unspecified()) {
             Some(IpAddr::V6(local)) => Some(local),
             Some(IpAddr::V4(local)) => local.is_loopback().then_some(Ipv6Addr::LOCALHOST),

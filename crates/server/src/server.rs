@@ -418,6 +418,11 @@ impl ServerHandle {
         self.pipeline().cache.clear();
     }
 
+    /// Empty the answer cache (Unbound's `flush`).
+    pub fn clear_cache(&self) {
+        self.pipeline().cache.clear();
+    }
+
     /// Swap in new rules, keeping the upstreams.
     pub fn set_rules(&self, rules: RuleSet) {
         let upstreams = self.upstreams();

@@ -403,6 +403,24 @@ pub struct GroupConfig {
     /// TLS settings for DoT and DoH servers.
     #[serde(default)]
     pub tls: TlsOptions,
+    /// Whether queries ask for recursion (the RD bit). `false` for
+    /// authoritative servers (Unbound's `stub-zone:`): each query is sent
+    /// with RD clear, whatever the client asked.
+    #[serde(default = "default_recursion_desired", skip_serializing_if = "is_true")]
+    pub recursion_desired: bool,
+    /// Whether a server using this group may cache its answers (and answer
+    /// its names from the cache). `false` is Unbound's `forward-no-cache:
+    /// yes`: every question goes to the servers.
+    #[serde(default = "default_recursion_desired", skip_serializing_if = "is_true")]
+    pub cache: bool,
+}
+
+fn default_recursion_desired() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 fn default_per_try_timeout() -> Duration {
@@ -457,6 +475,8 @@ impl GroupConfig {
             max_outstanding: default_max_outstanding(),
             queue_timeout: default_queue_timeout(),
             tls: TlsOptions::default(),
+            recursion_desired: true,
+            cache: true,
         }
     }
 }

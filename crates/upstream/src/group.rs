@@ -385,6 +385,17 @@ impl Group {
 
     async fn resolve_with(&self, query: &[u8], rejected: Rejected) -> Result<Resolved, UpstreamError> {
         let config = &self.inner.config;
+        let without_rd;
+        let query = if config.recursion_desired {
+            query
+        } else {
+            without_rd = {
+                let mut copy = query.to_vec();
+                signpost_wire::relay::set_rd(&mut copy, false);
+                copy
+            };
+            without_rd.as_slice()
+        };
         let prepared = Prepared::new(query, config.edns_payload)
             .map_err(|error| UpstreamError::invalid_query(&config.name, error))?;
         let start = Instant::now();

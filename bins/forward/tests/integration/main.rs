@@ -9,3 +9,4 @@ mod process;
 mod routing;
 mod support;
 mod unbound;
+mod unbound_compat;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use signpost_forward::{BuildOptions, ForwarderConfig};
 use signpost_server::{Server, ServerHandle};
 pub(crate) use signpost_testkit::{
-    Answer, Binary, FakeUpstream, Finished, RunningBinary, Signal, TempDir, Transport, ask, closed_udp_port, eventually,
+    Answer, Binary, FakeUpstream, Finished, RunningBinary, Signal, TempDir, Transport, ask, ask_from, closed_udp_port,
+    eventually,
 };
 use signpost_testkit::{START_TRIES, lookup_with_ttls, port_taken, resolver, retry_addr_in_use};
 use signpost_wire::RecordType;

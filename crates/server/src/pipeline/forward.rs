@@ -329,8 +329,9 @@ impl Pipeline {
         // cancelled, the guard lets the waiters know so they resolve themselves.
         let mut guard = Leader { coalescing: &self.coalescing, key: Some(key) };
         let result = self.resolve_once(job, &group, accepted_only).await;
+        let cacheable = job.state.upstreams.group(&group).is_none_or(|upstream| upstream.config().cache);
         let insert = |result: &Result<Resolved, ForwardFailure>| {
-            if let Ok(resolved) = result {
+            if cacheable && let Ok(resolved) = result {
                 self.cache.insert(&job.key, &resolved.response, Instant::now());
             }
         };

@@ -385,7 +385,14 @@ impl Pipeline {
                     client_edns: facts.client_edns.is_some(),
                 };
                 let start = out.len();
-                match self.cache.lookup(key.as_bytes(), incoming.now, serve, out, purpose == Purpose::Serve) {
+                // A group whose answers are not cached is not answered from the cache either.
+                let cacheable = state.upstreams.group(forward.group).is_none_or(|group| group.config().cache);
+                let lookup = if cacheable {
+                    self.cache.lookup(key.as_bytes(), incoming.now, serve, out, purpose == Purpose::Serve)
+                } else {
+                    Lookup::Miss
+                };
+                match lookup {
                     Lookup::Hit { len, .. } => {
                         counters.decision(DecisionIndex::Cache);
                         if let Some(trace) = trace.as_mut() {
@@ -396,7 +403,8 @@ impl Pipeline {
                     Lookup::Miss => {
                         out.truncate(start);
                         if let Some(trace) = trace.as_mut() {
-                            trace.cache = Some(if self.cache.is_enabled() { "miss" } else { "bypass" }.into());
+                            trace.cache =
+                                Some(if self.cache.is_enabled() && cacheable { "miss" } else { "bypass" }.into());
                         }
                         let Some(upstream_query) =
                             self.upstream_query(&facts, &question.name(), question.qtype(), question.qclass())

@@ -52,6 +52,30 @@ async fn repeated_questions_come_from_the_cache_with_ttls_counted_down() {
 }
 
 #[tokio::test]
+async fn a_group_that_is_not_cached_asks_its_servers_every_time() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 9)).await;
+    let cached = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 10)).await;
+    let toml = "default_group = \"upstream\"\n[[rules]]\nsuffix = \"cached.example\"\naction = \"forward\"\ngroup = \"cached\"\n";
+    let server = start_server(|| {
+        let mut uncached = group_of("upstream", &upstream);
+        uncached.cache = false;
+        builder()
+            .rules(rules(toml, &["upstream", "cached"]))
+            .upstreams(upstreams(vec![uncached, group_of("cached", &cached)]))
+    })
+    .await;
+    for name in ["live.example", "www.cached.example"] {
+        let bytes = edns_query(name, RecordType::A, EdnsHeader::default());
+        for _ in 0..3 {
+            udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
+        }
+    }
+    assert_eq!(upstream.query_count(), 3, "every question for the uncached group goes upstream");
+    assert_eq!(cached.query_count(), 1, "other groups are still cached");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn identical_questions_in_flight_are_sent_upstream_once() {
     let upstream = slow_upstream(Ipv4Addr::new(192, 0, 2, 9), Duration::from_millis(300)).await;
     let server = forwarding_server(&upstream).await;
