@@ -264,13 +264,7 @@ async fn one_slot_server(
     group.min_try_timeout = group.per_try_timeout;
     let mut config = config_with_default_listeners();
     config.limits.overload_action = action;
-    start_server(|| {
-        signpost_server::Server::builder()
-            .config(config.clone())
-            .rules(rules(FORWARD_ALL, &["upstream"]))
-            .upstreams(upstreams(vec![group.clone()]))
-    })
-    .await
+    start_forwarding(config, group).await
 }
 
 /// Ask `first.example` over UDP, which takes the group's only slot until
