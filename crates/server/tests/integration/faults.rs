@@ -93,9 +93,15 @@ async fn a_server_answering_after_300_ms_is_waited_for() {
         assert_eq!(answer.ipv4(), [Ipv4Addr::new(192, 0, 2, 41)], "slow{index}: {answer:?}");
         assert!(*took < Duration::from_millis(1_200), "slow{index} took {took:?}");
     }
-    // The first timeout (376 ms) is above 300 ms, and the estimate settles above it: nothing lost.
+    // The timeout starts at 376 ms and settles just above a steady 300 ms
+    // (SRTT + 4·RTTVAR, the deviation shrinking), so on a busy machine a
+    // message may be presumed lost and sent again; its own answer is still
+    // taken when it comes, late, so nothing is lost for real and no query
+    // waits for the retransmission.
     let labels = upstream_labels(&upstream);
-    assert_eq!(metric(&server, &format!("signpost_upstream_timeouts_total{labels}")), 0.0);
+    let timeouts = metric(&server, &format!("signpost_upstream_timeouts_total{labels}"));
+    let late = metric(&server, &format!("signpost_upstream_late_answers_total{labels}"));
+    assert_eq!(late, timeouts, "every message presumed lost was answered");
     assert!(metric(&server, &format!("signpost_upstream_smoothed_rtt_seconds{labels}")) >= 0.29);
     assert!(metric(&server, &format!("signpost_upstream_retransmit_timeout_seconds{labels}")) > 0.3);
     assert_eq!(server.metrics().responses(2), 0, "no SERVFAIL");
