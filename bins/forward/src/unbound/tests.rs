@@ -336,7 +336,7 @@ fn receive_buffers_and_the_rtt_floor_come_from_the_server_clause() {
     let buffers: Vec<(&str, Option<usize>)> =
         config.listeners.iter().map(|listener| (listener.transport.as_str(), listener.receive_buffer)).collect();
     assert_eq!(buffers, [("udp", Some(8 << 20)), ("tcp", None)]);
-    assert!(config.upstreams.iter().all(|group| group.min_try_timeout == std::time::Duration::from_millis(120)));
+    assert!(config.upstreams.iter().all(|group| group.min_try_timeout == Duration::from_millis(120)));
     // 0 is Unbound's "leave the system's default".
     let (config, _) = read(
         "server:\n  interface: 127.0.0.1\n  so-rcvbuf: 0\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n",

@@ -401,7 +401,7 @@ impl Pipeline {
             }
         }
         // The leader resolves in its own task, with no hand-off; if it is
-        // cancelled, the guard lets the waiters know so they resolve themselves.
+        // cancelled, the guard lets the waiters know so they start again.
         let mut guard = Leader { coalescing: &self.coalescing, key: Some(key) };
         let result = self.resolve_once(job, &group, accepted_only).await;
         let insert = |result: &Result<Resolved, ForwardFailure>| {
@@ -455,7 +455,7 @@ impl Pipeline {
 
 /// The resolution a task leads for identical questions in flight. Dropped
 /// unfinished (the task was cancelled), it removes the entry, which tells
-/// the waiters to resolve on their own.
+/// the waiters to start again (one of them leading).
 struct Leader<'a> {
     coalescing: &'a Coalescing,
     key: Option<Box<[u8]>>,
