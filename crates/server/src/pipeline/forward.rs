@@ -116,7 +116,9 @@ impl std::fmt::Display for ForwardFailure {
             Self::Upstream(error) => write!(f, "{error}"),
             Self::NoGroup(group) if group.is_empty() => f.write_str("no upstream is configured"),
             Self::NoGroup(group) => write!(f, "no upstream group named {group:?} is configured"),
-            Self::Deadline(deadline) => write!(f, "no answer within {} ms", deadline.as_millis()),
+            Self::Deadline(deadline) => {
+                write!(f, "no answer within {} ms of the query's arrival (query_timeout_ms)", deadline.as_millis())
+            }
             Self::Internal(what) => write!(f, "internal error: {what}"),
         }
     }
