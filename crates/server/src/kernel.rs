@@ -60,6 +60,33 @@ pub(crate) fn udp_drops() -> HashMap<u64, u64> {
     drops
 }
 
+/// The network namespace's `UdpRcvbufErrors` plus `Udp6RcvbufErrors`
+/// (what `nstat` shows): datagrams dropped for a full receive buffer on any
+/// socket of any process, the closed ones included. `None` when unreadable.
+pub(crate) fn system_receive_buffer_errors() -> Option<u64> {
+    let v4 = parse_snmp(&std::fs::read_to_string("/proc/net/snmp").ok()?)?;
+    let v6 = std::fs::read_to_string("/proc/net/snmp6").ok().and_then(|text| parse_snmp6(&text)).unwrap_or(0);
+    Some(v4 + v6)
+}
+
+/// `RcvbufErrors` of the `Udp:` lines of `/proc/net/snmp`: a line of names
+/// followed by a line of values.
+fn parse_snmp(text: &str) -> Option<u64> {
+    let mut lines = text.lines().filter(|line| line.starts_with("Udp: "));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let position = names.split_whitespace().position(|name| name == "RcvbufErrors")?;
+    values.split_whitespace().nth(position)?.parse().ok()
+}
+
+/// `Udp6RcvbufErrors` of `/proc/net/snmp6`: one `name value` per line.
+fn parse_snmp6(text: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        (fields.next()? == "Udp6RcvbufErrors").then(|| fields.next()?.parse().ok())?
+    })
+}
+
 /// `(inode, drops)` of each row of a `/proc/net/udp` table: after the
 /// header line, the tenth field is the inode and the thirteenth the drops.
 fn parse_udp_table(text: &str) -> impl Iterator<Item = (u64, u64)> + '_ {
@@ -85,6 +112,20 @@ mod tests {
         assert_eq!(parse_udp_table(table).collect::<Vec<_>>(), [(5349417, 0), (5349420, 165)]);
         assert_eq!(socket_inode("socket:[5349420]"), Some(5349420));
         assert_eq!(socket_inode("pipe:[12]"), None);
+    }
+
+    #[test]
+    fn the_namespaces_receive_buffer_errors_are_read_as_nstat_shows_them() {
+        // From a Linux 6.1 /proc/net/snmp and snmp6 (abridged).
+        let snmp = "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+Udp: 23682906 1541 759 23685413 165 0 0 0 0
+UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+UdpLite: 0 0 0 0 7 0 0 0 0
+";
+        assert_eq!(parse_snmp(snmp), Some(165));
+        let snmp6 = "Udp6InErrors                    \t3\nUdp6RcvbufErrors                \t2\nUdpLite6RcvbufErrors            \t9\n";
+        assert_eq!(parse_snmp6(snmp6), Some(2));
+        assert_eq!(parse_snmp("Ip: Forwarding\nIp: 1\n"), None);
     }
 
     #[cfg(target_os = "linux")]

@@ -287,6 +287,8 @@ struct SocketFigures {
     /// Datagrams dropped on the process's other open UDP sockets (the
     /// upstream pools'), when /proc could be read.
     others: Option<u64>,
+    /// The network namespace's UDP receive-buffer errors, as nstat shows them.
+    system: Option<u64>,
 }
 
 impl SocketFigures {
@@ -302,6 +304,7 @@ impl SocketFigures {
                 .map(|(id, sockets)| (id.clone(), sockets.receive_buffer, sum(&mut sockets.inodes.iter())))
                 .collect(),
             others,
+            system: kernel::system_receive_buffer_errors(),
         }
     }
 }
@@ -325,16 +328,28 @@ impl Collector for SocketFigures {
             "Queries the kernel dropped because the UDP listener's receive buffers were full",
             drops,
         )?;
-        let Some(others) = self.others else { return Ok(()) };
-        let others = ConstGauge::new(i64::try_from(others).unwrap_or(i64::MAX));
-        let metric = e.encode_descriptor(
-            "signpost_udp_other_receive_drops",
-            "Datagrams the kernel dropped for full receive buffers on the process's other open UDP sockets \
-             (the upstream pools'); retired sockets leave the sum",
-            None,
-            others.metric_type(),
-        )?;
-        others.encode(metric)
+        if let Some(others) = self.others {
+            let others = ConstGauge::new(i64::try_from(others).unwrap_or(i64::MAX));
+            let metric = e.encode_descriptor(
+                "signpost_udp_other_receive_drops",
+                "Datagrams the kernel dropped for full receive buffers on the process's other open UDP sockets \
+                 (the upstream pools'); retired sockets leave the sum",
+                None,
+                others.metric_type(),
+            )?;
+            others.encode(metric)?;
+        }
+        if let Some(system) = self.system {
+            let system = ConstCounter::new(system);
+            let metric = e.encode_descriptor(
+                "signpost_system_udp_receive_buffer_errors",
+                "UdpRcvbufErrors plus Udp6RcvbufErrors of the network namespace, every process's sockets (as nstat)",
+                None,
+                system.metric_type(),
+            )?;
+            system.encode(metric)?;
+        }
+        Ok(())
     }
 }
 

@@ -267,6 +267,7 @@ async fn metrics_show_the_upstreams_estimates_and_the_kernels_socket_figures() {
         format!("signpost_upstream_spoofs_dropped_total{labels} 0"),
         format!("signpost_upstream_in_flight{labels} 0"),
         "signpost_udp_receive_drops_total{listener=\"main-udp\"} 0".to_string(),
+        "# TYPE signpost_system_udp_receive_buffer_errors counter".to_string(),
     ] {
         assert!(text.lines().any(|written| written == line), "no {line:?} in\n{text}");
     }
