@@ -121,12 +121,24 @@ pub struct ForwardZoneConfig {
     /// With `servers`: what makes the group ask the next server (default timeout, unreachable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_on: Option<RetryOn>,
-    /// With `servers`: the longest wait for one server (default 2 s).
+    /// With `servers`: the longest wait for one server (default 2 s); over
+    /// UDP, the ceiling of the adaptive retransmission timeout.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration")]
     pub per_try_timeout: Option<Duration>,
+    /// With `servers`: the floor of the adaptive retransmission timeout
+    /// (default 50 ms; Unbound's `infra-cache-min-rtt`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration")]
+    pub min_try_timeout: Option<Duration>,
     /// With `servers`: the longest wait for the whole query (default 4 s).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration")]
     pub total_timeout: Option<Duration>,
+    /// With `servers`: most queries in flight through the zone's group (default 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_outstanding: Option<usize>,
+    /// With `servers`: how long a query waits for a slot past
+    /// `max_outstanding` before it is answered as overloaded (default 100 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration")]
+    pub queue_timeout: Option<Duration>,
     /// With `servers`: TLS settings for DoT and DoH servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
@@ -268,6 +280,15 @@ pub(crate) fn inline_group(zone: &ForwardZoneConfig, servers: Vec<UpstreamServer
     if let Some(timeout) = zone.total_timeout {
         group.total_timeout = timeout;
     }
+    if let Some(floor) = zone.min_try_timeout {
+        group.min_try_timeout = floor;
+    }
+    if let Some(limit) = zone.max_outstanding {
+        group.max_outstanding = limit;
+    }
+    if let Some(wait) = zone.queue_timeout {
+        group.queue_timeout = wait;
+    }
     if let Some(tls) = &zone.tls {
         group.tls = tls.clone();
     }
@@ -358,6 +379,21 @@ mod tests {
         .unwrap();
         assert_eq!(config.locate("forward_zones[1].servers[0]").line, Some(7));
         assert_eq!(config.forward_zones[1].per_try_timeout, Some(Duration::from_millis(300)));
+        let again = ForwarderConfig::from_toml(&config.to_toml(), "again.toml").unwrap();
+        assert_eq!(again.forward_zones, config.forward_zones);
+    }
+
+    #[test]
+    fn a_zones_own_group_takes_its_timeout_floor_and_overload_limits() {
+        let config = ForwarderConfig::from_toml(
+            "[[forward_zones]]\nname = \"b\"\nservers = [\"10.0.0.1\"]\nmin_try_timeout = \"20ms\"\nmax_outstanding = 64\nqueue_timeout = \"5ms\"\n",
+            "f.toml",
+        )
+        .unwrap();
+        let zone = &config.forward_zones[0];
+        let group = inline_group(zone, Vec::new());
+        assert_eq!(group.min_try_timeout, Duration::from_millis(20));
+        assert_eq!((group.max_outstanding, group.queue_timeout), (64, Duration::from_millis(5)));
         let again = ForwarderConfig::from_toml(&config.to_toml(), "again.toml").unwrap();
         assert_eq!(again.forward_zones, config.forward_zones);
     }

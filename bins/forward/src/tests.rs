@@ -176,3 +176,18 @@ fn the_ipv6_wildcard_is_bound_before_the_ipv4_one() {
         forwarder.server.listeners.iter().map(|listener| listener.socket_address().to_string()).collect();
     assert_eq!(order, ["[::]:53", "0.0.0.0:53"]);
 }
+
+/// The example in docs/configuration.md's "Upstream timeouts, overload and
+/// metrics" is a valid forward.toml and means what the text says.
+#[test]
+fn the_documented_timeout_and_overload_example_is_valid() {
+    let document = include_str!("../../../docs/configuration.md");
+    let section = document.split("### Upstream timeouts, overload and metrics").nth(1).expect("the section");
+    let example = section.split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a TOML block");
+    let config = config(example);
+    let group = &config.upstreams[0];
+    assert_eq!(group.min_try_timeout, std::time::Duration::from_millis(50));
+    assert_eq!((group.max_outstanding, group.queue_timeout), (4096, std::time::Duration::from_millis(100)));
+    assert_eq!(config.limits.overload_action, signpost_server::OverloadAction::ServFail);
+    assert_eq!(config.listeners[0].receive_buffer, Some(8 << 20));
+}

@@ -104,7 +104,8 @@ impl Service {
         if request.uri().path() != self.path {
             return status(StatusCode::NOT_FOUND, "not a DoH path");
         }
-        let query: Vec<u8> = match *request.method() {
+        // POST bodies are kept as they were read (no copy); GET's is decoded.
+        let query: Bytes = match *request.method() {
             Method::GET => {
                 let Some(encoded) =
                     request.uri().query().and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("dns=")))
@@ -113,7 +114,7 @@ impl Service {
                 };
                 let trimmed = encoded.trim_end_matches('=');
                 match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed) {
-                    Ok(bytes) => bytes,
+                    Ok(bytes) => Bytes::from(bytes),
                     Err(_) => return status(StatusCode::BAD_REQUEST, "dns parameter is not base64url"),
                 }
             }
@@ -125,7 +126,7 @@ impl Service {
                     return status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content type must be application/dns-message");
                 }
                 match Limited::new(request.into_body(), usize::from(u16::MAX)).collect().await {
-                    Ok(body) => body.to_bytes().to_vec(),
+                    Ok(body) => body.to_bytes(),
                     Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE, "a DNS message is at most 65535 bytes"),
                 }
             }
@@ -171,8 +172,14 @@ fn dns_response(message: Vec<u8>) -> Response<Full<Bytes>> {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    if let Ok(value) = HeaderValue::from_str(&format!("max-age={}", max_age.unwrap_or(0))) {
-        headers.insert(header::CACHE_CONTROL, value);
+    // "max-age=" and at most ten digits, written without an allocation.
+    let mut text = [0u8; 24];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    if std::io::Write::write_fmt(&mut cursor, format_args!("max-age={}", max_age.unwrap_or(0))).is_ok() {
+        let written = usize::try_from(cursor.position()).unwrap_or(0);
+        if let Some(Ok(value)) = text.get(..written).map(HeaderValue::from_bytes) {
+            headers.insert(header::CACHE_CONTROL, value);
+        }
     }
     response
 }

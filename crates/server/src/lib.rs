@@ -42,6 +42,7 @@ mod doh;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod kernel;
 mod limits;
 mod listener;
 pub mod metrics;
@@ -56,8 +57,8 @@ mod udp;
 
 pub use admin::{AdminExtension, AdminResponse};
 pub use config::{
-    AdminConfig, CacheConfig, EdnsConfig, LimitAction, LimitsConfig, ListenerConfig, LogDestination, QueryLogConfig,
-    ServerConfig, default_allow_list,
+    AdminConfig, CacheConfig, EdnsConfig, LimitAction, LimitsConfig, ListenerConfig, LogDestination, OverloadAction,
+    QueryLogConfig, ServerConfig, default_allow_list,
 };
 pub use error::{BoxError, Error};
 pub use listener::BoundListener;

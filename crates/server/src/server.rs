@@ -13,6 +13,7 @@ use crate::admin::{self, AdminExtension};
 use crate::cache::CacheStats;
 use crate::config::{AdminConfig, ListenerConfig, QueryLogConfig, ServerConfig};
 use crate::error::BoxError;
+use crate::kernel::UdpSockets;
 use crate::limits::RateLimiter;
 use crate::listener::{self, BoundListener, Running, Runtime};
 use crate::metrics::Metrics;
@@ -479,7 +480,18 @@ impl ServerHandle {
     /// Metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
         let pipeline = self.pipeline();
-        pipeline.metrics.render(pipeline.cache.len())
+        let listeners: Vec<(String, UdpSockets)> = self
+            .inner
+            .listeners
+            .lock()
+            .map(|listeners| {
+                listeners
+                    .iter()
+                    .filter_map(|running| Some((running.bound.id.clone(), running.udp_sockets.clone()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        pipeline.metrics.render(pipeline.cache.len(), &pipeline.state.load().upstreams, &listeners)
     }
 
     /// The test layer, when the server was built with one.

@@ -57,6 +57,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+mod buffer;
 mod config;
 mod doh;
 mod error;
@@ -78,6 +79,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use buffer::request_receive_buffer;
 pub use config::{
     DohMethod, GroupConfig, Hedge, HedgeAfter, Policy, Protocol, RetryOn, ServerConfig, TlsOptions, UnknownProtocol,
     duration_text,

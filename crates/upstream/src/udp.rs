@@ -236,7 +236,20 @@ impl Shared {
     fn open(server: SocketAddr, stats: Arc<Stats>, in_flight: Arc<AtomicUsize>) -> Result<Arc<Self>, Failure> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Failure::Unreachable("no tokio runtime to receive answers on".into()))?;
-        let socket = bind_connected(server).map_err(|error| Failure::unreachable(&error))?;
+        let (socket, granted) = bind_connected(server).map_err(|error| Failure::unreachable(&error))?;
+        if let Some(granted) = granted
+            && stats.socket_opened(granted)
+            && granted < RECEIVE_BUFFER
+        {
+            // Once per server: answers past the buffer are dropped and retransmitted.
+            tracing::warn!(
+                %server,
+                asked = RECEIVE_BUFFER,
+                granted,
+                "the kernel granted an upstream UDP socket a smaller receive buffer than asked; \
+                 raise net.core.rmem_max (or run with CAP_NET_ADMIN) for heavy forwarding"
+            );
+        }
         let socket = {
             let _entered = runtime.enter();
             UdpSocket::from_std(socket).map_err(|error| Failure::unreachable(&error))?
@@ -475,20 +488,21 @@ impl Drop for Pending {
     }
 }
 
-/// A non-blocking socket on a random port of the right family, connected to `server`.
-fn bind_connected(server: SocketAddr) -> io::Result<std::net::UdpSocket> {
+/// A non-blocking socket on a random port of the right family, connected
+/// to `server`, and the receive buffer the kernel granted it.
+fn bind_connected(server: SocketAddr) -> io::Result<(std::net::UdpSocket, Option<usize>)> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
     let (domain, local): (Domain, SocketAddr) = match server {
         SocketAddr::V4(_) => (Domain::IPV4, (Ipv4Addr::UNSPECIFIED, 0).into()),
         SocketAddr::V6(_) => (Domain::IPV6, (Ipv6Addr::UNSPECIFIED, 0).into()),
     };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    // Best effort: the kernel caps it at net.core.rmem_max.
-    let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+    // Best effort: without CAP_NET_ADMIN the kernel caps it at net.core.rmem_max.
+    let granted = crate::buffer::request_receive_buffer(&socket, RECEIVE_BUFFER);
     socket.set_nonblocking(true)?;
     socket.bind(&SockAddr::from(local))?;
     socket.connect(&SockAddr::from(server))?;
-    Ok(socket.into())
+    Ok((socket.into(), granted))
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]

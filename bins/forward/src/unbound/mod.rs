@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use signpost_rules::Location;
@@ -110,7 +111,6 @@ const NO_EFFECT: &[&str] = &[
     "outgoing-port-avoid",
     "outgoing-num-tcp",
     "incoming-num-tcp",
-    "so-rcvbuf",
     "so-sndbuf",
     "so-reuseport",
     "ip-transparent",
@@ -136,7 +136,6 @@ const NO_EFFECT: &[&str] = &[
     "infra-host-ttl",
     "infra-cache-slabs",
     "infra-cache-numhosts",
-    "infra-cache-min-rtt",
     "infra-keep-probing",
     "key-cache-size",
     "key-cache-slabs",
@@ -338,6 +337,10 @@ struct Parsed {
     cache_min_ttl: Option<u32>,
     cache_max_negative_ttl: Option<u32>,
     msg_cache_size: Option<usize>,
+    /// `so-rcvbuf`: the UDP listeners' receive buffer (0: ours, 4 MiB).
+    so_rcvbuf: Option<usize>,
+    /// `infra-cache-min-rtt`: the floor of the retransmission timeout.
+    infra_cache_min_rtt: Option<Duration>,
     do_ip4: bool,
     do_ip6: bool,
     do_udp: bool,
@@ -509,6 +512,8 @@ impl Parsed {
             cache_min_ttl: None,
             cache_max_negative_ttl: None,
             msg_cache_size: None,
+            so_rcvbuf: None,
+            infra_cache_min_rtt: None,
             do_ip4: true,
             do_ip6: true,
             do_udp: true,
@@ -663,6 +668,10 @@ impl Parsed {
             "cache-min-ttl" => self.cache_min_ttl = Some(number(statement, "TTL")?),
             "cache-max-negative-ttl" => self.cache_max_negative_ttl = Some(number(statement, "TTL")?),
             "msg-cache-size" => self.msg_cache_size = Some(size(statement)?),
+            "so-rcvbuf" => self.so_rcvbuf = Some(size(statement)?).filter(|bytes| *bytes > 0),
+            "infra-cache-min-rtt" => {
+                self.infra_cache_min_rtt = Some(Duration::from_millis(number(statement, "milliseconds")?));
+            }
             "do-ip4" => self.do_ip4 = yes_no(statement)?,
             "do-ip6" => self.do_ip6 = yes_no(statement)?,
             "do-udp" => self.do_udp = yes_no(statement)?,
@@ -979,6 +988,9 @@ impl Parsed {
             let group_name = zone_name.to_relative_string();
             let mut group = unbound_group(&group_name, servers, zone.stub);
             group.cache = !zone.no_cache;
+            if let Some(floor) = self.infra_cache_min_rtt {
+                group.min_try_timeout = floor;
+            }
             if let Some(bundle) = &self.tls_cert_bundle {
                 group.tls.ca_file = Some(bundle.clone());
                 group.tls.ignore_system_roots = !self.tls_system_cert;
@@ -1107,8 +1119,12 @@ impl Parsed {
                 continue;
             }
             let socket = SocketAddr::new(address, port);
+            let receive_buffer = self.so_rcvbuf;
             let mut add = |mut listener: ListenerConfig| {
                 listener.workers = self.num_threads;
+                if listener.transport == Transport::Udp {
+                    listener.receive_buffer = receive_buffer;
+                }
                 config.record_origin(format!("listeners[{}]", config.listeners.len()), interface.at.clone());
                 config.listeners.push(listener);
             };

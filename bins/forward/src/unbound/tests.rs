@@ -463,3 +463,19 @@ fn unknown_views_and_nameless_views_are_errors_with_their_line() {
     let error = read_unbound_conf(&path, false).unwrap_err().to_string();
     assert!(error.contains("unbound.conf:3") && error.contains("no name"), "{error}");
 }
+
+#[test]
+fn receive_buffers_and_the_rtt_floor_come_from_the_server_clause() {
+    let (config, _) = read(
+        "server:\n  interface: 127.0.0.1\n  so-rcvbuf: 8m\n  infra-cache-min-rtt: 120\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n",
+    );
+    let buffers: Vec<(&str, Option<usize>)> =
+        config.listeners.iter().map(|listener| (listener.transport.as_str(), listener.receive_buffer)).collect();
+    assert_eq!(buffers, [("udp", Some(8 << 20)), ("tcp", None)]);
+    assert!(config.upstreams.iter().all(|group| group.min_try_timeout == Duration::from_millis(120)));
+    // 0 is Unbound's "leave the system's default".
+    let (config, _) = read(
+        "server:\n  interface: 127.0.0.1\n  so-rcvbuf: 0\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n",
+    );
+    assert_eq!(config.listeners[0].receive_buffer, None);
+}

@@ -17,7 +17,8 @@ use tokio::sync::oneshot;
 
 use super::{Pipeline, Purpose, QueryFacts, State};
 use crate::cache::{ServeAs, adapt_for_client};
-use crate::metrics::DecisionIndex;
+use crate::config::OverloadAction;
+use crate::metrics::{DecisionIndex, DropIndex};
 use crate::querylog::{Trace, TraceAttempt, rfc3339};
 use crate::test_layer::FaultAction;
 
@@ -42,11 +43,21 @@ pub(crate) struct ForwardJob {
     pub(super) delay: Option<Duration>,
     pub(super) transport: Transport,
     pub(super) purpose: Purpose,
+    /// When the client stops being worth answering: its arrival plus the
+    /// server's `query_timeout_ms`. Every wait of this query ends by then,
+    /// its own upstream resolution or an identical one it joined.
+    pub(super) deadline: tokio::time::Instant,
 }
 
 impl ForwardJob {
     fn serve(&self) -> ServeAs<'_> {
-        ServeAs { id: self.id, question_name: &self.question_name, limit: self.limit, client_edns: self.client_edns }
+        ServeAs {
+            id: self.id,
+            question_name: &self.question_name,
+            limit: self.limit,
+            client_edns: self.client_edns,
+            recursion_desired: self.flags.rd(),
+        }
     }
 
     fn counted(&self) -> bool {
@@ -77,6 +88,12 @@ pub(crate) enum ForwardFailure {
 }
 
 impl ForwardFailure {
+    /// Whether the upstream group had no capacity for the query (nothing
+    /// was sent, or no server had a free message ID).
+    fn is_overloaded(&self) -> bool {
+        matches!(self, Self::Upstream(error) if error.is_overloaded())
+    }
+
     fn is_timeout(&self) -> bool {
         match self {
             Self::Upstream(error) => error.is_timeout(),
@@ -99,7 +116,9 @@ impl std::fmt::Display for ForwardFailure {
             Self::Upstream(error) => write!(f, "{error}"),
             Self::NoGroup(group) if group.is_empty() => f.write_str("no upstream is configured"),
             Self::NoGroup(group) => write!(f, "no upstream group named {group:?} is configured"),
-            Self::Deadline(deadline) => write!(f, "no answer within {} ms", deadline.as_millis()),
+            Self::Deadline(deadline) => {
+                write!(f, "no answer within {} ms of the query's arrival (query_timeout_ms)", deadline.as_millis())
+            }
             Self::Internal(what) => write!(f, "internal error: {what}"),
         }
     }
@@ -191,6 +210,8 @@ impl Pipeline {
                     return self.servfail(job, ExtendedErrorCode::INVALID_DATA, "upstream answer could not be relayed");
                 }
                 relay::set_id(&mut out, job.id);
+                // RD echoes the client's query, not the upstream's answer to ours.
+                relay::set_rd(&mut out, job.flags.rd());
                 relay::restore_question_case(&mut out, &FlatName(&job.question_name));
                 counters.decision(DecisionIndex::Forwarded);
                 // The header's four bits: enough for the metrics, and no walk to the OPT record.
@@ -219,6 +240,9 @@ impl Pipeline {
                     }
                     self.log_forwarded(job, &out);
                     return Some(out);
+                }
+                if error.is_overloaded() {
+                    return self.overloaded(job, error);
                 }
                 let code = if error.is_timeout() {
                     ExtendedErrorCode::NO_REACHABLE_AUTHORITY
@@ -260,7 +284,57 @@ impl Pipeline {
         }
     }
 
+    /// The group had no capacity: answer at once, on purpose and counted
+    /// apart from upstream failures — SERVFAIL with extended error 0
+    /// (Other; RFC 8914 has no code for overload) saying so, or, to a UDP
+    /// client with `overload_action = "drop"`, no answer at all.
+    fn overloaded(&self, job: &mut ForwardJob, error: &ForwardFailure) -> Option<Vec<u8>> {
+        let counters = self.counters(job.purpose);
+        counters.decision(DecisionIndex::Overloaded);
+        let text = short_error_text(&job.group, error);
+        match self.config.limits.overload_action {
+            // Over a stream a dropped answer only keeps the client waiting:
+            // only UDP clients, which retransmit, are dropped.
+            OverloadAction::Drop if job.transport == Transport::Udp => {
+                counters.dropped(DropIndex::UpstreamOverloaded);
+                if let Some(trace) = job.trace.as_mut() {
+                    trace.decision = "overloaded".into();
+                    trace.notes.push(format!("{text}; dropped (overload_action = \"drop\")"));
+                }
+                None
+            }
+            OverloadAction::Drop | OverloadAction::ServFail => {
+                let response = self.servfail_response(job, ExtendedErrorCode::OTHER, &text)?;
+                counters.rcode(Rcode::SERVFAIL.0);
+                if let Some(trace) = job.trace.as_mut() {
+                    trace.decision = "overloaded".into();
+                    trace.rcode = "SERVFAIL".into();
+                    trace.notes.push(text);
+                }
+                self.log_forwarded(job, &response);
+                Some(response)
+            }
+        }
+    }
+
+    /// SERVFAIL for an upstream failure, counted and logged.
     fn servfail(&self, job: &mut ForwardJob, code: ExtendedErrorCode, text: &str) -> Option<Vec<u8>> {
+        let out = self.servfail_response(job, code, text)?;
+        let counters = self.counters(job.purpose);
+        counters.decision(DecisionIndex::Failed);
+        counters.rcode(Rcode::SERVFAIL.0);
+        if let Some(trace) = job.trace.as_mut() {
+            trace.decision = "servfail".into();
+            trace.rcode = "SERVFAIL".into();
+            trace.notes.push(text.to_string());
+        }
+        self.log_forwarded(job, &out);
+        Some(out)
+    }
+
+    /// The bytes of a SERVFAIL to the job's client: its question, and to a
+    /// client that sent EDNS, our OPT with the extended error.
+    fn servfail_response(&self, job: &ForwardJob, code: ExtendedErrorCode, text: &str) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(128);
         let header = Header { id: job.id, flags: job.flags, ..Header::default() };
         let mut builder = MessageBuilder::response_header_to(&mut out, header).ok()?;
@@ -280,53 +354,56 @@ impl Pipeline {
             }));
         }
         builder.finish().ok()?;
-        let counters = self.counters(job.purpose);
-        counters.decision(DecisionIndex::Failed);
-        counters.rcode(Rcode::SERVFAIL.0);
-        if let Some(trace) = job.trace.as_mut() {
-            trace.decision = "servfail".into();
-            trace.rcode = "SERVFAIL".into();
-            trace.notes.push(text.to_string());
-        }
-        self.log_forwarded(job, &out);
         Some(out)
     }
 
     /// Resolve through `group`, sharing one upstream query among identical
-    /// questions in flight. The first caller's task does the work, so a
-    /// cancelled client cannot strand the others. With `accepted_only`, an
-    /// answer every server was rejected for (`retry_on`) is a failure.
+    /// questions in flight. The first caller's task does the work; the
+    /// others (followers) wait for its outcome, each until its own
+    /// deadline, never the leader's: a follower whose deadline passes first
+    /// gets its own SERVFAIL, and when the leader is cancelled (its client
+    /// went away) or ran out of its own time while a follower has time
+    /// left, the followers start again: one leads, the rest join it. With
+    /// `accepted_only`, an answer every server was rejected for
+    /// (`retry_on`) is a failure.
     async fn resolve_coalesced(self: &Arc<Self>, job: &ForwardJob, group: String, accepted_only: bool) -> Outcome {
         let mut key = job.key.to_vec();
         key.push(u8::from(accepted_only));
         key.extend_from_slice(group.as_bytes());
         let key: Box<[u8]> = key.into();
-        // Join a resolution already under way, or lead one.
-        let waiting = {
-            let Ok(mut in_flight) = self.coalescing.lock() else {
-                return Arc::new(Err(ForwardFailure::Internal("in-flight table poisoned")));
+        loop {
+            // Join a resolution already under way, or lead one.
+            let waiting = {
+                let Ok(mut in_flight) = self.coalescing.lock() else {
+                    return Arc::new(Err(ForwardFailure::Internal("in-flight table poisoned")));
+                };
+                match in_flight.get_mut(&key) {
+                    Some(waiters) => {
+                        let (sender, receiver) = oneshot::channel();
+                        waiters.push(sender);
+                        Some(receiver)
+                    }
+                    None => {
+                        in_flight.insert(key.clone(), Vec::new());
+                        None
+                    }
+                }
             };
-            match in_flight.get_mut(&key) {
-                Some(waiters) => {
-                    let (sender, receiver) = oneshot::channel();
-                    waiters.push(sender);
-                    Some(receiver)
-                }
-                None => {
-                    in_flight.insert(key.clone(), Vec::new());
-                    None
-                }
+            let Some(receiver) = waiting else { break };
+            match tokio::time::timeout_at(job.deadline, receiver).await {
+                // The leader ran out of its own time, which ended before ours: try again.
+                Ok(Ok(outcome))
+                    if matches!(*outcome, Err(ForwardFailure::Deadline(_)))
+                        && tokio::time::Instant::now() < job.deadline => {}
+                Ok(Ok(outcome)) => return outcome,
+                // The leader was cancelled: lead or join afresh.
+                Ok(Err(_)) => {}
+                // Our own deadline passed first; dropping the receiver leaves the leader be.
+                Err(_) => return Arc::new(Err(ForwardFailure::Deadline(self.query_timeout()))),
             }
-        };
-        if let Some(receiver) = waiting {
-            return match receiver.await {
-                Ok(outcome) => outcome,
-                // The leader was cancelled (its client went away): resolve on our own.
-                Err(_) => Arc::new(self.resolve_once(job, &group, accepted_only).await),
-            };
         }
         // The leader resolves in its own task, with no hand-off; if it is
-        // cancelled, the guard lets the waiters know so they resolve themselves.
+        // cancelled, the guard lets the waiters know so they start again.
         let mut guard = Leader { coalescing: &self.coalescing, key: Some(key) };
         let result = self.resolve_once(job, &group, accepted_only).await;
         let cacheable = job.state.upstreams.group(&group).is_none_or(|upstream| upstream.config().cache);
@@ -357,7 +434,6 @@ impl Pipeline {
         group: &str,
         accepted_only: bool,
     ) -> Result<Resolved, ForwardFailure> {
-        let deadline = Duration::from_millis(self.config.limits.query_timeout_ms);
         let Some(upstream) = job.state.upstreams.group(group) else {
             return Err(ForwardFailure::NoGroup(group.to_string()));
         };
@@ -368,16 +444,21 @@ impl Pipeline {
                 upstream.resolve(&job.upstream_query).await
             }
         };
-        match tokio::time::timeout(deadline, resolution).await {
+        match tokio::time::timeout_at(job.deadline, resolution).await {
             Ok(result) => result.map_err(ForwardFailure::Upstream),
-            Err(_) => Err(ForwardFailure::Deadline(deadline)),
+            Err(_) => Err(ForwardFailure::Deadline(self.query_timeout())),
         }
+    }
+
+    /// The server's `query_timeout_ms`: how long a query may take from its arrival.
+    pub(super) fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.limits.query_timeout_ms)
     }
 }
 
 /// The resolution a task leads for identical questions in flight. Dropped
 /// unfinished (the task was cancelled), it removes the entry, which tells
-/// the waiters to resolve on their own.
+/// the waiters to start again (one of them leading).
 struct Leader<'a> {
     coalescing: &'a Coalescing,
     key: Option<Box<[u8]>>,

@@ -383,6 +383,7 @@ impl Pipeline {
                     question_name: flat,
                     limit,
                     client_edns: facts.client_edns.is_some(),
+                    recursion_desired: facts.message.flags().rd(),
                 };
                 let start = out.len();
                 // A group whose answers are not cached is not answered from the cache either.
@@ -436,6 +437,7 @@ impl Pipeline {
                             transport: listener.transport,
                             purpose,
                             state: state.clone(),
+                            deadline: tokio::time::Instant::from_std(incoming.now + self.query_timeout()),
                         }));
                     }
                 }

@@ -6,6 +6,7 @@ mod support;
 
 mod docs;
 mod doh;
+mod faults;
 mod forwarding;
 mod ipv6;
 mod limits;

@@ -246,3 +246,46 @@ async fn after_shutdown_nothing_answers() {
         udp_exchange(address, &query("s3.amazonaws.com", RecordType::A), Duration::from_millis(300)).await.is_none()
     );
 }
+
+#[tokio::test]
+async fn metrics_show_the_upstreams_estimates_and_the_kernels_socket_figures() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 30)).await;
+    let mut config = config_with_default_listeners();
+    config.listeners[0].receive_buffer = Some(256 << 10);
+    config.listeners[0].id = Some("main-udp".into());
+    let server = start_with(config, FORWARD_ALL, Some(&upstream)).await;
+    for index in 0..5 {
+        let bytes = query(&format!("m{index}.example"), RecordType::A);
+        udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.expect("an answer");
+    }
+    let text = server.metrics_text();
+    let labels = format!("{{group=\"upstream\",server=\"udp://{}\"}}", upstream.address());
+    for line in [
+        format!("signpost_upstream_messages_total{labels} 5"),
+        format!("signpost_upstream_answers_total{labels} 5"),
+        format!("signpost_upstream_retransmits_total{labels} 0"),
+        format!("signpost_upstream_spoofs_dropped_total{labels} 0"),
+        format!("signpost_upstream_in_flight{labels} 0"),
+        "signpost_udp_receive_drops_total{listener=\"main-udp\"} 0".to_string(),
+        "# TYPE signpost_system_udp_receive_buffer_errors counter".to_string(),
+    ] {
+        assert!(text.lines().any(|written| written == line), "no {line:?} in\n{text}");
+    }
+    // Measured now: a loopback round trip is well under the 50 ms floor.
+    let sample = |name: &str| -> f64 {
+        let prefix = format!("{name}{labels} ");
+        let line = text.lines().find(|line| line.starts_with(&prefix)).unwrap_or_else(|| panic!("no {name}\n{text}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert!(sample("signpost_upstream_smoothed_rtt_seconds") < 0.05);
+    assert!((0.05..=0.5).contains(&sample("signpost_upstream_retransmit_timeout_seconds")));
+    assert!(sample("signpost_upstream_receive_buffer_bytes") > 0.0);
+    // 256 KiB asked; the kernel grants at most net.core.rmem_max without CAP_NET_ADMIN.
+    let granted = text
+        .lines()
+        .find_map(|line| line.strip_prefix("signpost_udp_receive_buffer_bytes{listener=\"main-udp\"} "))
+        .unwrap_or_else(|| panic!("no listener buffer in\n{text}"));
+    let granted: usize = granted.parse().unwrap();
+    assert!((4 << 10..=256 << 10).contains(&granted), "{granted}");
+    server.shutdown().await;
+}

@@ -96,6 +96,17 @@ pub(crate) async fn start_server(make: impl Fn() -> ServerBuilder) -> ServerHand
     retry_addr_in_use(|| make().start()).await.unwrap()
 }
 
+/// A server with `config` forwarding every name to `group` (named "upstream").
+pub(crate) async fn start_forwarding(config: ServerConfig, group: GroupConfig) -> ServerHandle {
+    start_server(|| {
+        Server::builder()
+            .config(config.clone())
+            .rules(rules(FORWARD_ALL, &["upstream"]))
+            .upstreams(upstreams(vec![group.clone()]))
+    })
+    .await
+}
+
 /// [`start`], with `layer` (faults, recording) between the listeners and the pipeline.
 pub(crate) async fn start_layered(toml: &str, upstream: Option<&FakeUpstream>, layer: &TestLayer) -> ServerHandle {
     start_server(|| {
