@@ -50,6 +50,7 @@ mod describe;
 mod error;
 mod model;
 mod protocols;
+mod querylog;
 mod running;
 
 #[doc(hidden)]
@@ -65,4 +66,5 @@ pub use model::{
     QueryLoggingConfig, RecursiveConfig, ResolverRuleConfig, RuleType, TargetConfig, TlsFiles, VpcConfig,
 };
 pub use protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols, UnknownEndpointProtocol};
+pub use querylog::{LogAccount, Route53Format};
 pub use running::{Endpoint, EndpointListener, Reloaded};

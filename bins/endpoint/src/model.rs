@@ -80,7 +80,7 @@ pub struct EndpointConfig {
     /// The port VPC resolvers listen on unless a VPC's `resolver` gives one (default 53).
     #[serde(default = "default_do53_port")]
     pub resolver_port: u16,
-    /// UDP worker threads per UDP listener (default: one per core).
+    /// UDP worker tasks per UDP listener (default: one per core).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_workers: Option<usize>,
     /// The built-in recursive default: where names no rule or zone takes go.
