@@ -42,6 +42,7 @@ mod doh;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hook;
 mod limits;
 mod listener;
 pub mod metrics;
@@ -52,6 +53,7 @@ mod sys;
 mod tcp;
 mod test_layer;
 pub mod tls;
+pub mod transfer;
 mod udp;
 
 pub use admin::{AdminExtension, AdminResponse};
@@ -60,6 +62,7 @@ pub use config::{
     ServerConfig, default_allow_list,
 };
 pub use error::{BoxError, Error};
+pub use hook::{Handled, HandlerQuery, QueryHandler};
 pub use listener::BoundListener;
 pub use pipeline::State;
 pub use querylog::{Trace, TraceAttempt};
