@@ -389,3 +389,219 @@ async fn notify_one(
     }
     None
 }
+
+/// A secondary zone: copied from its primaries by transfer, refreshed on
+/// the SOA's refresh and retry timers and on NOTIFY, and given up after
+/// the SOA's expire time without a successful check (RFC 1035 §4.3.5).
+#[derive(Clone, Debug)]
+pub struct SecondaryZone {
+    /// The zone's apex.
+    pub apex: NameBuf,
+    /// The primaries, asked in order until one answers.
+    pub primaries: Vec<signpost_upstream::TransferClient>,
+    /// Where the last good copy is kept (a master file), read at start-up.
+    pub copy: Option<std::path::PathBuf>,
+    /// Who may send NOTIFY for the zone (the primaries' addresses are added).
+    pub allow_notify: Vec<IpNet>,
+    /// Keys a NOTIFY may be signed with (empty: unsigned NOTIFY is accepted).
+    pub notify_keys: Vec<TsigKey>,
+    /// Give the zone out by transfer too, under this policy.
+    pub serve: Option<TransferPolicy>,
+}
+
+/// What a secondary's task reports each time its copy changes: the new
+/// copy, or `None` when it expired (a secondary then answers SERVFAIL).
+pub type Publish = Arc<dyn Fn(&NameBuf, Option<Arc<Zone>>) + Send + Sync>;
+
+/// A running secondary: stop it with [`SecondaryTask::stop`], or wake it
+/// (as a NOTIFY does) with [`SecondaryTask::check_now`].
+#[derive(Debug)]
+pub struct SecondaryTask {
+    wake: Arc<Notify>,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SecondaryTask {
+    /// Check the primary now.
+    pub fn check_now(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stop the task and wait for it.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// How long to wait before trying again when there is no SOA to take timers from.
+const RETRY_WITHOUT_COPY: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl SecondaryZone {
+    /// Start the refresh task on the current runtime: load the last good
+    /// copy, register for NOTIFY (and transfers out) with `transfers`, then
+    /// check the primaries at once and on every timer or NOTIFY. Each new
+    /// copy is saved, given to `transfers` and to `publish`.
+    pub fn spawn(self, transfers: Arc<ZoneTransfers>, publish: Publish) -> SecondaryTask {
+        let wake = Arc::new(Notify::new());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut allow = self.allow_notify.clone();
+        allow.extend(self.primaries.iter().map(|primary| IpNet::from(primary.server().ip())));
+        transfers.accept_notify(&self.apex, NotifyPolicy { allow, keys: self.notify_keys.clone(), wake: wake.clone() });
+        let task = tokio::spawn(self.run(transfers, publish, wake.clone(), stop.clone()));
+        SecondaryTask { wake, stop, task }
+    }
+
+    async fn run(
+        self,
+        transfers: Arc<ZoneTransfers>,
+        publish: Publish,
+        wake: Arc<Notify>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut zone = self.load_copy();
+        if let Some(policy) = &self.serve {
+            match &zone {
+                Some(zone) => transfers.serve(zone.clone(), policy.clone()),
+                None => transfers.serve(Arc::new(Zone::new(self.apex.clone())), policy.clone()),
+            }
+            if zone.is_none() {
+                transfers.update(&self.apex, None);
+            }
+        }
+        if let Some(zone) = &zone {
+            tracing::info!(zone = %self.apex, serial = %zone.serial(), "secondary: loaded the last good copy");
+            publish(&self.apex, Some(zone.clone()));
+        }
+        // A copy read from disk counts as checked now: it gets a full expire period.
+        let mut checked = std::time::Instant::now();
+        let mut expired = false;
+        loop {
+            let wait = match self.check(zone.as_deref()).await {
+                Ok(Some(newer)) => {
+                    tracing::info!(zone = %self.apex, serial = %newer.serial(), "secondary: new copy");
+                    self.save_copy(&newer);
+                    transfers.update(&self.apex, Some(newer.clone()));
+                    publish(&self.apex, Some(newer.clone()));
+                    zone = Some(newer);
+                    checked = std::time::Instant::now();
+                    expired = false;
+                    timer(zone.as_deref(), |soa| soa.refresh)
+                }
+                Ok(None) => {
+                    checked = std::time::Instant::now();
+                    if expired && let Some(zone) = &zone {
+                        transfers.update(&self.apex, Some(zone.clone()));
+                        publish(&self.apex, Some(zone.clone()));
+                        expired = false;
+                    }
+                    timer(zone.as_deref(), |soa| soa.refresh)
+                }
+                Err(error) => {
+                    tracing::warn!(zone = %self.apex, %error, "secondary: refresh failed");
+                    let expire = timer(zone.as_deref(), |soa| soa.expire);
+                    if !expired && zone.is_some() && checked.elapsed() >= expire {
+                        tracing::warn!(zone = %self.apex, "secondary: expired; answering SERVFAIL until a primary answers");
+                        transfers.update(&self.apex, None);
+                        publish(&self.apex, None);
+                        expired = true;
+                    }
+                    timer(zone.as_deref(), |soa| soa.retry)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = wake.notified() => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Ask each primary in turn; `Ok(None)` when the copy is current.
+    async fn check(&self, zone: Option<&Zone>) -> Result<Option<Arc<Zone>>, signpost_upstream::Error> {
+        let mut last_error = None;
+        for primary in &self.primaries {
+            match self.check_one(primary, zone).await {
+                Ok(result) => return Ok(result),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        match last_error {
+            Some(error) => Err(error),
+            None => Ok(None),
+        }
+    }
+
+    async fn check_one(
+        &self,
+        primary: &signpost_upstream::TransferClient,
+        zone: Option<&Zone>,
+    ) -> Result<Option<Arc<Zone>>, signpost_upstream::Error> {
+        let invalid = |error: signpost_rules::Error| {
+            tracing::warn!(zone = %self.apex, %error, "secondary: transferred data makes no valid zone");
+            signpost_upstream::Error::TransferProtocol {
+                server: primary.server(),
+                zone: self.apex.to_string(),
+                source: signpost_wire::Error::Transfer {
+                    message: 0,
+                    problem: signpost_wire::TransferProblem::Incomplete,
+                },
+            }
+        };
+        let Some(transfer) = primary.refresh(&self.apex, zone.map(Zone::soa)).await? else { return Ok(None) };
+        let applied = match zone {
+            Some(zone) => zone.apply_transfer(&transfer),
+            None => Zone::from_transfer(self.apex.clone(), &transfer),
+        };
+        match applied {
+            Ok(newer) => Ok(Some(Arc::new(newer))),
+            Err(error) if matches!(transfer, signpost_wire::Transfer::Incremental { .. }) => {
+                tracing::info!(zone = %self.apex, %error, "secondary: IXFR does not apply; falling back to AXFR");
+                let full = primary.transfer(&self.apex, &signpost_wire::TransferRequest::Axfr).await?;
+                Zone::from_transfer(self.apex.clone(), &full).map(|zone| Some(Arc::new(zone))).map_err(invalid)
+            }
+            Err(error) => Err(invalid(error)),
+        }
+    }
+
+    fn load_copy(&self) -> Option<Arc<Zone>> {
+        let path = self.copy.as_ref()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        let loaded = match signpost_rules::parse_records(&text, &self.apex, signpost_rules::Source::file(path)) {
+            Ok(records) => Zone::from_records(self.apex.clone(), records.into_iter().map(|(record, _)| record)),
+            Err(error) => Err(error),
+        };
+        match loaded {
+            Ok(zone) => Some(Arc::new(zone)),
+            Err(error) => {
+                tracing::warn!(zone = %self.apex, %error, "secondary: the saved copy cannot be read; transferring anew");
+                None
+            }
+        }
+    }
+
+    /// Write the copy next to its final name, then rename, so a crash never leaves half a file.
+    fn save_copy(&self, zone: &Zone) {
+        let Some(path) = &self.copy else { return };
+        let mut text =
+            format!("; secondary copy of {} at serial {}, written by signpost\n", zone.apex(), zone.serial());
+        for record in zone.records() {
+            text.push_str(&record.to_string());
+            text.push('\n');
+        }
+        let temporary = path.with_extension("signpost-tmp");
+        let written = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path));
+        if let Err(error) = written {
+            tracing::warn!(zone = %self.apex, path = %path.display(), %error, "secondary: cannot save the copy");
+        }
+    }
+}
+
+/// One of the SOA's timers (at least a second), or a fixed retry without a copy.
+fn timer(zone: Option<&Zone>, field: impl Fn(&signpost_wire::Soa<NameBuf>) -> u32) -> std::time::Duration {
+    match zone.map(|zone| &zone.soa().data) {
+        Some(signpost_wire::RDataBuf::Soa(soa)) => std::time::Duration::from_secs(u64::from(field(soa).max(1))),
+        _ => RETRY_WITHOUT_COPY,
+    }
+}

@@ -158,3 +158,75 @@ async fn notify_from_allowed_primaries_wakes_the_zone() {
     assert_eq!(Message::parse(&answer).unwrap().rcode().unwrap(), Rcode::NOERROR);
     server.shutdown().await;
 }
+
+/// A small zone with a long refresh (so only NOTIFY triggers a check), a
+/// one-second retry and a three-second expire.
+fn small_zone(serial: u32, address: &str) -> Zone {
+    let records: Vec<RecordBuf> = vec![
+        format!("example. 3600 IN SOA ns.example. host.example. {serial} 3600 1 3 60").parse().unwrap(),
+        format!("www.example. 60 IN A {address}").parse().unwrap(),
+    ];
+    Zone::from_records(name("example."), records).unwrap()
+}
+
+#[tokio::test]
+async fn secondary_follows_notify_keeps_its_copy_and_expires() {
+    use signpost_server::transfer::SecondaryZone;
+    use tokio::sync::mpsc;
+
+    // The primary: a Signpost server giving the zone out.
+    let primary_transfers = Arc::new(ZoneTransfers::new());
+    let first = Arc::new(small_zone(1, "192.0.2.1"));
+    primary_transfers.serve(first.clone(), TransferPolicy { allow: loopback(), ..TransferPolicy::default() });
+    let primary = start_server(|| builder().rules(rules_with(&first)).query_handler(primary_transfers.clone())).await;
+
+    // The secondary: its own server takes NOTIFY; its task reports each copy.
+    let dir = TempDir::new();
+    let copy = dir.path().join("example.zone");
+    let secondary_transfers = Arc::new(ZoneTransfers::new());
+    let secondary_server = serving(secondary_transfers.clone()).await;
+    let secondary = SecondaryZone {
+        apex: name("example."),
+        primaries: vec![TransferClient::new(tcp(&primary)).with_timeout(Duration::from_secs(1))],
+        copy: Some(copy.clone()),
+        allow_notify: vec![],
+        notify_keys: vec![],
+        serve: None,
+    };
+    let (sender, mut published) = mpsc::unbounded_channel();
+    let publish: signpost_server::transfer::Publish = Arc::new(move |_: &NameBuf, zone: Option<Arc<Zone>>| {
+        let _ = sender.send(zone.map(|zone| zone.serial()));
+    });
+    let task = secondary.clone().spawn(secondary_transfers.clone(), publish.clone());
+    assert_eq!(next(&mut published).await, Some(Serial(1)), "the initial transfer");
+    assert!(std::fs::read_to_string(&copy).unwrap().contains("192.0.2.1"), "the copy is saved");
+
+    // The primary changes and notifies: the secondary transfers at once (refresh is an hour).
+    let second = Arc::new(small_zone(2, "192.0.2.2"));
+    primary.set_rules(rules_with(&second));
+    primary_transfers.update(&name("example."), Some(second.clone()));
+    let outcomes = send_notify(&[udp(&secondary_server)], &name("example."), Some(second.soa()), None).await;
+    assert_eq!(outcomes[0].rcode, Some(Rcode::NOERROR));
+    assert_eq!(next(&mut published).await, Some(Serial(2)), "NOTIFY brought the change");
+    assert_eq!(secondary_transfers.zone(&name("example.")).map(|zone| zone.serial()), Some(Serial(2)));
+
+    // The primary goes away: after the expire time the copy is withdrawn.
+    primary.shutdown().await;
+    task.check_now();
+    assert_eq!(next(&mut published).await, None, "expired");
+    task.stop().await;
+
+    // A restart with no primary reachable serves the saved copy at once.
+    let task = secondary.spawn(secondary_transfers, publish);
+    assert_eq!(next(&mut published).await, Some(Serial(2)), "loaded from the saved copy");
+    task.stop().await;
+    secondary_server.shutdown().await;
+}
+
+/// The next copy a secondary's task reported (its serial, `None` for expired).
+async fn next(published: &mut tokio::sync::mpsc::UnboundedReceiver<Option<Serial>>) -> Option<Serial> {
+    tokio::time::timeout(Duration::from_secs(10), published.recv())
+        .await
+        .expect("a change in time")
+        .expect("the task runs")
+}
