@@ -209,7 +209,7 @@ const VALIDATION: &[&str] =
 
 /// Clauses other than server, forward-zone and remote-control.
 const OTHER_CLAUSES: &[&str] =
-    &["stub-zone", "auth-zone", "view", "python", "dynlib", "rpz", "cachedb", "dnstap", "dnscrypt", "ipset"];
+    &["stub-zone", "view", "python", "dynlib", "rpz", "cachedb", "dnstap", "dnscrypt", "ipset"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Clause {
@@ -217,6 +217,7 @@ enum Clause {
     Outside,
     Server,
     ForwardZone,
+    AuthZone,
     RemoteControl,
     /// A clause we do not read; its attributes are skipped (the clause itself is reported).
     Skipped,
@@ -285,6 +286,7 @@ struct Parsed {
     nodefault: Vec<NameBuf>,
     data: Vec<(RecordBuf, Location)>,
     forward_zones: Vec<ForwardZone>,
+    auth_zones: Vec<crate::config::AuthZoneConfig>,
     cache_max_ttl: Option<u32>,
     cache_min_ttl: Option<u32>,
     cache_max_negative_ttl: Option<u32>,
@@ -450,6 +452,7 @@ impl Parsed {
             nodefault: Vec::new(),
             data: Vec::new(),
             forward_zones: Vec::new(),
+            auth_zones: Vec::new(),
             cache_max_ttl: None,
             cache_min_ttl: None,
             cache_max_negative_ttl: None,
@@ -496,6 +499,7 @@ impl Parsed {
                 let next = match keyword {
                     "server" => Some(Clause::Server),
                     "forward-zone" => Some(Clause::ForwardZone),
+                    "auth-zone" => Some(Clause::AuthZone),
                     "remote-control" => Some(Clause::RemoteControl),
                     "include-toplevel" => Some(Clause::Outside),
                     _ if OTHER_CLAUSES.contains(&keyword) => {
@@ -505,6 +509,9 @@ impl Parsed {
                     _ => None,
                 };
                 if let Some(next) = next {
+                    if next == Clause::AuthZone {
+                        parsed.auth_zones.push(crate::config::AuthZoneConfig::new(""));
+                    }
                     if next == Clause::ForwardZone {
                         parsed.forward_zones.push(ForwardZone {
                             name: None,
@@ -530,6 +537,7 @@ impl Parsed {
                 }
                 Clause::Server => parsed.server_option(statement)?,
                 Clause::ForwardZone => parsed.forward_option(statement)?,
+                Clause::AuthZone => parsed.auth_option(statement)?,
                 Clause::RemoteControl => {
                     if keyword == "control-enable" && yes_no(statement)? {
                         parsed.unsupported(
@@ -755,6 +763,27 @@ impl Parsed {
         Ok(())
     }
 
+    /// One option of an `auth-zone:` clause.
+    fn auth_option(&mut self, statement: &Statement) -> Result<(), ConfigError> {
+        let keyword = statement.keyword.as_str();
+        let path = match keyword {
+            "zonefile" => self.path(statement)?,
+            _ => None,
+        };
+        let Some(zone) = self.auth_zones.last_mut() else { return Ok(()) };
+        match keyword {
+            "name" => zone.name = name(one(statement)?)?.to_string(),
+            "primary" | "master" => zone.primaries.push(one(statement)?.text.clone()),
+            "zonefile" => zone.zonefile = path,
+            "allow-notify" => zone.allow_notify.push(one(statement)?.text.clone()),
+            "for-downstream" => zone.for_downstream = yes_no(statement)?,
+            "for-upstream" => zone.for_upstream = yes_no(statement)?,
+            "fallback-enabled" => zone.fallback_enabled = yes_no(statement)?,
+            _ => self.unsupported(statement, format!("auth-zone: {}", statement.written()), "skipped"),
+        }
+        Ok(())
+    }
+
     fn convert(
         mut self,
         environment: &dyn UnboundEnvironment,
@@ -771,6 +800,7 @@ impl Parsed {
         }
         let mut config = ForwarderConfig::default();
         config.origin.file = Some(self.file.clone());
+        config.auth_zones = std::mem::take(&mut self.auth_zones);
         self.listeners(&mut config);
         if !self.unsupported.is_empty() && !ignore_unsupported {
             return Err(ConfigError::Unsupported { items: self.unsupported });
