@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 vectors=../crates/wire/tests/vectors
 
-mkdir -p corpus/message corpus/name corpus/presentation corpus/build_then_parse corpus/master_file
+mkdir -p corpus/message corpus/name corpus/presentation corpus/build_then_parse corpus/master_file corpus/transfer_stream
 
 # message: every golden packet, captured and hand-built.
 cp "$vectors"/*.bin corpus/message/
@@ -103,3 +103,7 @@ done
 for dir in corpus/*/; do
     echo "$(basename "$dir"): $(find "$dir" -type f | wc -l) files"
 done
+
+# transfer_stream: whole TCP answer streams (length-prefixed) captured from
+# Knot DNS, AXFR and IXFR (crates/wire/tests/vectors/README.md).
+cp "$vectors"/transfer/*.stream.bin corpus/transfer_stream/

@@ -85,6 +85,30 @@ pub struct Forwarder {
     pub warnings: Vec<Warning>,
     /// Where `unbound-control` connects, if anywhere (read at start-up only).
     pub remote_control: Option<crate::control::RemoteControlConfig>,
+    /// The `auth_zones`, for the transfer tasks start-up runs.
+    pub auth_zones: Vec<AuthZone>,
+}
+
+/// An `auth_zones` entry, checked: what the running forwarder needs to
+/// keep a secondary fresh or give a zone out by transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthZone {
+    /// The zone's id in the rule set (`auth-zone NAME`).
+    pub id: String,
+    /// The apex.
+    pub apex: NameBuf,
+    /// Primaries to transfer from; empty for a zone read from its file.
+    pub primaries: Vec<SocketAddr>,
+    /// The master file (absolute): read at start-up, written after each transfer.
+    pub zonefile: Option<PathBuf>,
+    /// Who may send NOTIFY besides the primaries.
+    pub allow_notify: Vec<IpNet>,
+    /// Who may transfer the zone from the forwarder.
+    pub allow_transfer: Vec<IpNet>,
+    /// Whether clients are answered from the zone.
+    pub answers: bool,
+    /// Whether names are forwarded while a secondary has no copy.
+    pub fallback_enabled: bool,
 }
 
 impl fmt::Debug for Forwarder {
@@ -275,6 +299,19 @@ impl ForwarderConfig {
         rules_config.allocation = self.allocation.clone();
         rules_config.views = self.views.clone();
         rules_config.zones = self.zones.clone();
+        let auth_zones = self.auth_zones(&options.base_dir)?;
+        for zone in &auth_zones {
+            // A zone from its file, or a secondary's last good copy: served from the start.
+            let readable = zone.zonefile.as_ref().is_some_and(|file| zone.primaries.is_empty() || file.exists());
+            if zone.answers && readable {
+                rules_config.zones.push(signpost_rules::config::ZoneConfig {
+                    name: zone.apex.to_string(),
+                    id: Some(zone.id.clone()),
+                    file: zone.zonefile.clone(),
+                    ..Default::default()
+                });
+            }
+        }
         rules_config.host_tables = self.host_tables.clone();
         rules_config.exceptions = self.exceptions.clone();
         rules_config.rules = self.rules.clone();
@@ -362,7 +399,56 @@ impl ForwarderConfig {
             default_route,
             warnings,
             remote_control: self.remote_control.clone(),
+            auth_zones,
         })
+    }
+
+    /// Check `auth_zones`: names, primaries, networks.
+    fn auth_zones(&self, base_dir: &Path) -> Result<Vec<AuthZone>, ConfigError> {
+        let mut out = Vec::with_capacity(self.auth_zones.len());
+        for (index, auth) in self.auth_zones.iter().enumerate() {
+            let at = |field: &str| self.locate(&format!("auth_zones[{index}].{field}"));
+            let invalid = |field: &str, what, text: &str, expected| ConfigError::InvalidValue {
+                at: at(field),
+                what,
+                text: text.to_owned(),
+                expected,
+            };
+            let apex: NameBuf =
+                auth.name.parse().map_err(|_| invalid("name", "zone name", &auth.name, "a domain name"))?;
+            let mut primaries = Vec::with_capacity(auth.primaries.len());
+            for text in &auth.primaries {
+                primaries.push(parse_primary(text).ok_or_else(|| {
+                    invalid("primaries", "primary", text, "an IP address, ADDRESS:PORT or ADDRESS@PORT")
+                })?);
+            }
+            let networks = |field: &str, texts: &[String]| -> Result<Vec<IpNet>, ConfigError> {
+                texts
+                    .iter()
+                    .map(|text| {
+                        parse_network(text).ok_or_else(|| invalid(field, "network", text, "an address or network"))
+                    })
+                    .collect()
+            };
+            if primaries.is_empty() && auth.zonefile.is_none() {
+                return Err(ConfigError::Malformed {
+                    at: at("name"),
+                    keyword: format!("auth zone {apex}"),
+                    problem: "needs primaries to transfer from or a zonefile to read",
+                });
+            }
+            out.push(AuthZone {
+                id: format!("auth-zone {apex}"),
+                zonefile: auth.zonefile.as_ref().map(|file| base_dir.join(file)),
+                primaries,
+                allow_notify: networks("allow_notify", &auth.allow_notify)?,
+                allow_transfer: networks("allow_transfer", &auth.allow_transfer)?,
+                answers: auth.for_downstream || auth.for_upstream,
+                fallback_enabled: auth.fallback_enabled,
+                apex,
+            });
+        }
+        Ok(out)
     }
 
     fn view_names(&self) -> Vec<String> {
@@ -525,4 +611,16 @@ fn specificity(pattern: &str) -> (usize, u8) {
 /// The directory relative paths in `file` start from.
 pub fn base_dir_of(file: &Path) -> PathBuf {
     file.parent().filter(|parent| !parent.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// A primary as `192.0.2.1`, `192.0.2.1:5300`, `[2001:db8::1]:5300` or Unbound's `192.0.2.1@5300` (port 53 by default).
+fn parse_primary(text: &str) -> Option<SocketAddr> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Some(address);
+    }
+    let (host, port) = match text.split_once('@') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (text, 53),
+    };
+    host.parse::<IpAddr>().ok().map(|address| SocketAddr::new(address, port))
 }

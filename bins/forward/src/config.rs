@@ -72,6 +72,10 @@ pub struct ForwarderConfig {
     /// Local zones: master files or inline records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<ZoneConfig>,
+    /// Authoritative zones as Unbound's `auth-zone:`: from a zone file, or
+    /// secondaries copied from primaries by zone transfer (docs/zone-transfers.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth_zones: Vec<AuthZoneConfig>,
     /// Host tables (Istio-style service names, automatic addresses).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_tables: Vec<HostTableConfig>,
@@ -95,6 +99,64 @@ pub(crate) struct Origin {
     /// For configurations converted from another format: the location of
     /// each generated field (`zones[3]`, `rules[2]`), longest prefix first wins.
     pub(crate) fields: Vec<(String, Location)>,
+}
+
+/// `[[auth_zones]]`: Unbound's `auth-zone:` clause.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthZoneConfig {
+    /// The zone's apex.
+    pub name: String,
+    /// Primaries to transfer the zone from (`192.0.2.1`, `192.0.2.1:5300`,
+    /// or Unbound's `192.0.2.1@5300`). Without any, the zone is read from `zonefile`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primaries: Vec<String>,
+    /// The zone's master file: read at start-up, and, for a secondary, where
+    /// each transferred copy is saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zonefile: Option<PathBuf>,
+    /// Networks or addresses allowed to send NOTIFY besides the primaries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_notify: Vec<String>,
+    /// Answer clients from the zone (default yes).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub for_downstream: bool,
+    /// Use the zone for names the forwarder resolves (default yes; a
+    /// forwarder answers from it like `for_downstream`).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub for_upstream: bool,
+    /// While a secondary has no usable copy, forward its names as if the zone were not there.
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub fallback_enabled: bool,
+    /// Signpost extension: networks allowed to transfer the zone from this
+    /// forwarder (AXFR/IXFR over TCP). Empty: no one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_transfer: Vec<String>,
+}
+
+impl AuthZoneConfig {
+    /// A zone called `name` with the defaults.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            primaries: Vec::new(),
+            zonefile: None,
+            allow_notify: Vec::new(),
+            for_downstream: true,
+            for_upstream: true,
+            fallback_enabled: false,
+            allow_transfer: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 /// `[[forward_zones]]`: a domain and the servers its names go to.

@@ -10,9 +10,16 @@ use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
+use std::path::Path;
+use std::sync::Arc;
+
 use signpost_forward::control::ControlContext;
-use signpost_forward::{ConfigSource, Forwarder, Warning};
+use signpost_forward::{AuthZone, ConfigSource, Forwarder, Warning};
+use signpost_rules::{Zone, ZoneSpec};
+use signpost_server::transfer::{Publish, SecondaryTask, SecondaryZone, TransferPolicy, ZoneTransfers};
 use signpost_server::{Server, ServerHandle};
+use signpost_upstream::TransferClient;
+use signpost_wire::NameBuf;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
@@ -83,8 +90,13 @@ fn serve(source: &ConfigSource) -> ExitCode {
 
 async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
     let reloader = source.reloader(&forwarder);
-    let Forwarder { rules, upstreams, server: config, routes, default_route, remote_control, .. } = forwarder;
-    let started = Server::builder().config(config).rules(rules).upstreams(upstreams).reloader(reloader).start().await;
+    let Forwarder { rules, upstreams, server: config, routes, default_route, remote_control, auth_zones, .. } = forwarder;
+    let transfers = Arc::new(ZoneTransfers::new());
+    let mut builder = Server::builder().config(config).rules(rules).upstreams(upstreams).reloader(reloader);
+    if !auth_zones.is_empty() {
+        builder = builder.query_handler(transfers.clone());
+    }
+    let started = builder.start().await;
     let server = match started {
         Ok(server) => server,
         Err(error) => {
@@ -135,13 +147,68 @@ async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
         Some(route) => println!("default {route}"),
         None => println!("default: none (names no zone matches are REFUSED)"),
     }
+    let secondaries = start_auth_zones(&server, &transfers, &auth_zones);
     println!("ready");
     signals.serve(&server, source).await;
     if let Some(task) = control_task {
         task.abort();
     }
+    for secondary in secondaries {
+        secondary.stop().await;
+    }
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Give zones out by transfer and start a refresh task for each secondary:
+/// each new copy replaces the zone in the running rule set (and is saved
+/// to its zonefile, which a reload reads).
+fn start_auth_zones(server: &ServerHandle, transfers: &Arc<ZoneTransfers>, zones: &[AuthZone]) -> Vec<SecondaryTask> {
+    let mut tasks = Vec::new();
+    for auth in zones {
+        let policy = (!auth.allow_transfer.is_empty())
+            .then(|| TransferPolicy { allow: auth.allow_transfer.clone(), ..TransferPolicy::default() });
+        if auth.primaries.is_empty() {
+            if let (Some(policy), Some(zone)) = (policy, server.rules().zone(&auth.id)) {
+                transfers.serve(Arc::new(zone.clone()), policy);
+            }
+            println!("auth zone {} from {}", auth.apex, auth.zonefile.as_deref().unwrap_or(Path::new("-")).display());
+            continue;
+        }
+        let primaries: Vec<String> = auth.primaries.iter().map(ToString::to_string).collect();
+        println!("auth zone {} secondary of {}", auth.apex, primaries.join(", "));
+        let secondary = SecondaryZone {
+            apex: auth.apex.clone(),
+            primaries: auth.primaries.iter().map(|primary| TransferClient::new(*primary)).collect(),
+            copy: auth.zonefile.clone(),
+            allow_notify: auth.allow_notify.clone(),
+            notify_keys: Vec::new(),
+            serve: policy,
+        };
+        let (handle, id, answers, fallback) = (server.clone(), auth.id.clone(), auth.answers, auth.fallback_enabled);
+        let publish: Publish = Arc::new(move |apex: &NameBuf, zone: Option<Arc<Zone>>| {
+            if !answers {
+                return;
+            }
+            let mut builder = handle.rules().to_builder();
+            builder.remove_zone(&id);
+            match zone {
+                Some(zone) => {
+                    builder.zone(ZoneSpec { id: id.clone(), ..ZoneSpec::new(Zone::clone(&zone)) });
+                }
+                None if !fallback => {
+                    tracing::warn!(zone = %apex, "expired without fallback-enabled: its names are forwarded anyway");
+                }
+                None => {}
+            }
+            match builder.build() {
+                Ok(rules) => handle.set_rules(rules),
+                Err(error) => tracing::error!(zone = %apex, %error, "cannot install the new copy"),
+            }
+        });
+        tasks.push(secondary.spawn(transfers.clone(), publish));
+    }
+    tasks
 }
 
 /// SIGHUP reloads; SIGTERM and SIGINT stop.

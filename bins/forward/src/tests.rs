@@ -191,3 +191,28 @@ fn the_documented_timeout_and_overload_example_is_valid() {
     assert_eq!(config.limits.overload_action, signpost_server::OverloadAction::ServFail);
     assert_eq!(config.listeners[0].receive_buffer, Some(8 << 20));
 }
+
+#[test]
+fn auth_zones_in_toml_are_checked() {
+    let forwarder = config(
+        r#"
+        forward_zones = [{ name = ".", servers = ["127.0.0.1:9"] }]
+        [[auth_zones]]
+        name = "corp.example"
+        primaries = ["192.0.2.53", "[2001:db8::53]:5300"]
+        allow_transfer = ["127.0.0.0/8"]
+        "#,
+    )
+    .build(&BuildOptions::default())
+    .unwrap();
+    let zone = &forwarder.auth_zones[0];
+    assert_eq!(zone.id, "auth-zone corp.example.");
+    assert_eq!(zone.primaries[1], "[2001:db8::53]:5300".parse().unwrap());
+    assert_eq!(zone.allow_transfer, ["127.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]);
+    assert!(zone.answers && !zone.fallback_enabled);
+
+    let error = build_error("[[auth_zones]]\nname = \"corp.example\"\nprimaries = [\"not an address\"]\n");
+    assert!(error.to_string().contains("auth_zones[0].primaries"), "{error}");
+    let error = build_error("[[auth_zones]]\nname = \"corp.example\"\n");
+    assert!(error.to_string().contains("needs primaries"), "{error}");
+}

@@ -150,7 +150,7 @@ impl Service {
             now: Instant::now(),
         };
         let response = match self.pipeline.handle(&incoming, &mut out) {
-            Reply::Now { len } => {
+            Reply::Now { len } | Reply::Stream { len, .. } => {
                 out.truncate(len);
                 out
             }

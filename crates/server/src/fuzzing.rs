@@ -126,7 +126,7 @@ impl Harness {
                 assert!(len <= 1232, "{len} bytes over UDP");
                 len
             }
-            Reply::Later(_) | Reply::Silent | Reply::Close => 0,
+            Reply::Later(_) | Reply::Silent | Reply::Close | Reply::Stream { .. } => 0,
         }
     }
 }

@@ -43,6 +43,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod kernel;
+mod hook;
 mod limits;
 mod listener;
 pub mod metrics;
@@ -53,6 +54,7 @@ mod sys;
 mod tcp;
 mod test_layer;
 pub mod tls;
+pub mod transfer;
 mod udp;
 
 pub use admin::{AdminExtension, AdminResponse};
@@ -61,6 +63,7 @@ pub use config::{
     QueryLogConfig, ServerConfig, default_allow_list,
 };
 pub use error::{BoxError, Error};
+pub use hook::{Handled, HandlerQuery, QueryHandler};
 pub use listener::BoundListener;
 pub use pipeline::State;
 pub use querylog::{Trace, TraceAttempt};

@@ -14,6 +14,7 @@ use crate::cache::CacheStats;
 use crate::config::{AdminConfig, ListenerConfig, QueryLogConfig, ServerConfig};
 use crate::error::BoxError;
 use crate::kernel::UdpSockets;
+use crate::hook::QueryHandler;
 use crate::limits::RateLimiter;
 use crate::listener::{self, BoundListener, Running, Runtime};
 use crate::metrics::Metrics;
@@ -90,6 +91,7 @@ pub struct ServerBuilder {
     query_logs: Vec<QueryLogConfig>,
     log_format: Option<Arc<dyn QueryLogFormat>>,
     test_layer: Option<TestLayer>,
+    handler: Option<Arc<dyn QueryHandler>>,
 }
 
 impl ServerBuilder {
@@ -141,6 +143,14 @@ impl ServerBuilder {
     /// format) unless an application gives its own, to add or rename fields.
     pub fn query_log_format(mut self, format: Arc<dyn QueryLogFormat>) -> Self {
         self.log_format = Some(format);
+        self
+    }
+
+    /// An application's handler, asked before the rules for every query that
+    /// passes the ACL and the rate limits (zone transfers, NOTIFY): see
+    /// [`QueryHandler`].
+    pub fn query_handler(mut self, handler: Arc<dyn QueryHandler>) -> Self {
+        self.handler = Some(handler);
         self
     }
 
@@ -197,8 +207,9 @@ impl ServerBuilder {
         let rules = self.rules.unwrap_or_default();
         let upstreams = self.upstreams.unwrap_or_default();
         let config = self.config;
-        let pipeline =
-            Arc::new(Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log, self.test_layer));
+        let mut pipeline = Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log, self.test_layer);
+        pipeline.handler = self.handler;
+        let pipeline = Arc::new(pipeline);
         let runtime = Runtime {
             pipeline,
             limits: StreamLimits {

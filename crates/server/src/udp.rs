@@ -168,7 +168,7 @@ impl Worker {
                 now,
             };
             match self.pipeline.handle(&incoming, &mut out) {
-                Reply::Now { len } => send.push(len, info.peer, source),
+                Reply::Now { len } | Reply::Stream { len, .. } => send.push(len, info.peer, source),
                 Reply::Later(pending) => self.answer_later(pending, info.peer, source),
                 Reply::Silent | Reply::Close => {}
             }

@@ -68,6 +68,7 @@ mod rtt;
 mod stats;
 mod stream;
 mod tls;
+mod transfer;
 mod udp;
 
 #[doc(hidden)]
@@ -89,6 +90,7 @@ pub use group::Group;
 pub use resolv::{MAX_NAMESERVERS, ResolvConf, ResolvWarning, parse_resolv_conf, reaches_own_listener, unmapped};
 pub use stats::{GroupStats, LATENCY_BUCKETS, ServerStats};
 pub use tls::crypto_provider;
+pub use transfer::{DEFAULT_TRANSFER_TIMEOUT, TransferClient};
 
 /// An answer from upstream.
 #[derive(Clone, Debug)]

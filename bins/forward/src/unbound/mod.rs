@@ -209,8 +209,8 @@ const NO_EFFECT: &[&str] = &[
 const VALIDATION: &[&str] =
     &["trust-anchor-file", "auto-trust-anchor-file", "trust-anchor", "trusted-keys-file", "root-key-sentinel"];
 
-/// Clauses other than server, forward-zone, stub-zone, view and remote-control.
-const OTHER_CLAUSES: &[&str] = &["auth-zone", "python", "dynlib", "rpz", "cachedb", "dnstap", "dnscrypt", "ipset"];
+/// Clauses other than server, forward-zone, stub-zone, view, auth-zone and remote-control.
+const OTHER_CLAUSES: &[&str] = &["python", "dynlib", "rpz", "cachedb", "dnstap", "dnscrypt", "ipset"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Clause {
@@ -220,6 +220,7 @@ enum Clause {
     /// `forward-zone:` and `stub-zone:` (the last of `forward_zones`).
     ForwardZone,
     View,
+    AuthZone,
     RemoteControl,
     /// A clause we do not read; its attributes are skipped (the clause itself is reported).
     Skipped,
@@ -333,6 +334,7 @@ struct Parsed {
     nodefault: Vec<NameBuf>,
     data: Vec<(RecordBuf, Location)>,
     forward_zones: Vec<ForwardZone>,
+    auth_zones: Vec<crate::config::AuthZoneConfig>,
     cache_max_ttl: Option<u32>,
     cache_min_ttl: Option<u32>,
     cache_max_negative_ttl: Option<u32>,
@@ -508,6 +510,7 @@ impl Parsed {
             nodefault: Vec::new(),
             data: Vec::new(),
             forward_zones: Vec::new(),
+            auth_zones: Vec::new(),
             cache_max_ttl: None,
             cache_min_ttl: None,
             cache_max_negative_ttl: None,
@@ -557,6 +560,7 @@ impl Parsed {
                     "server" => Some(Clause::Server),
                     "forward-zone" | "stub-zone" => Some(Clause::ForwardZone),
                     "view" => Some(Clause::View),
+                    "auth-zone" => Some(Clause::AuthZone),
                     "remote-control" => Some(Clause::RemoteControl),
                     "include-toplevel" => Some(Clause::Outside),
                     _ if OTHER_CLAUSES.contains(&keyword) => {
@@ -566,6 +570,9 @@ impl Parsed {
                     _ => None,
                 };
                 if let Some(next) = next {
+                    if next == Clause::AuthZone {
+                        parsed.auth_zones.push(crate::config::AuthZoneConfig::new(""));
+                    }
                     if next == Clause::ForwardZone {
                         parsed.forward_zones.push(ForwardZone {
                             name: None,
@@ -604,6 +611,7 @@ impl Parsed {
                 Clause::Server => parsed.server_option(statement)?,
                 Clause::ForwardZone => parsed.forward_option(statement)?,
                 Clause::View => parsed.view_option(statement)?,
+                Clause::AuthZone => parsed.auth_option(statement)?,
                 Clause::RemoteControl => parsed.control_option(statement)?,
                 Clause::Skipped => {}
             }
@@ -909,6 +917,27 @@ impl Parsed {
         Ok(())
     }
 
+    /// One option of an `auth-zone:` clause.
+    fn auth_option(&mut self, statement: &Statement) -> Result<(), ConfigError> {
+        let keyword = statement.keyword.as_str();
+        let path = match keyword {
+            "zonefile" => self.path(statement)?,
+            _ => None,
+        };
+        let Some(zone) = self.auth_zones.last_mut() else { return Ok(()) };
+        match keyword {
+            "name" => zone.name = name(one(statement)?)?.to_string(),
+            "primary" | "master" => zone.primaries.push(one(statement)?.text.clone()),
+            "zonefile" => zone.zonefile = path,
+            "allow-notify" => zone.allow_notify.push(one(statement)?.text.clone()),
+            "for-downstream" => zone.for_downstream = yes_no(statement)?,
+            "for-upstream" => zone.for_upstream = yes_no(statement)?,
+            "fallback-enabled" => zone.fallback_enabled = yes_no(statement)?,
+            _ => self.unsupported(statement, format!("auth-zone: {}", statement.written()), "skipped"),
+        }
+        Ok(())
+    }
+
     fn convert(
         mut self,
         environment: &dyn UnboundEnvironment,
@@ -925,6 +954,7 @@ impl Parsed {
         }
         let mut config = ForwarderConfig::default();
         config.origin.file = Some(self.file.clone());
+        config.auth_zones = std::mem::take(&mut self.auth_zones);
         self.listeners(&mut config);
         config.remote_control = self.remote_control();
         if !self.unsupported.is_empty() && !ignore_unsupported {

@@ -479,3 +479,54 @@ fn receive_buffers_and_the_rtt_floor_come_from_the_server_clause() {
     );
     assert_eq!(config.listeners[0].receive_buffer, None);
 }
+
+#[test]
+fn auth_zones_are_read_with_their_options() {
+    let dir = TempDir::new();
+    dir.write("example.zone", "$ORIGIN example.\n@ 60 IN SOA ns host 7 3600 600 86400 60\nwww 60 IN A 192.0.2.1\n");
+    let path = dir.write(
+        "unbound.conf",
+        r#"
+server:
+  interface: 127.0.0.1@25353
+auth-zone:
+  name: "example."
+  zonefile: "example.zone"
+auth-zone:
+  name: "corp.example.org."
+  primary: 192.0.2.53
+  master: 192.0.2.54@5300
+  zonefile: "corp.zone"
+  allow-notify: 192.0.2.0/24
+  for-downstream: no
+  fallback-enabled: yes
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@9
+"#,
+    );
+    let (config, warnings) = read_unbound_conf(&path, false).unwrap_or_else(|error| panic!("{error}"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.auth_zones.len(), 2);
+    let secondary = &config.auth_zones[1];
+    assert_eq!(secondary.primaries, ["192.0.2.53", "192.0.2.54@5300"]);
+    assert_eq!(secondary.allow_notify, ["192.0.2.0/24"]);
+    assert!(!secondary.for_downstream && secondary.for_upstream && secondary.fallback_enabled);
+
+    let options = BuildOptions { base_dir: dir.path().to_path_buf(), ..BuildOptions::default() };
+    let forwarder = config.build(&options).unwrap_or_else(|error| panic!("{error}"));
+    // The zone from its file answers at once; the secondary has no copy yet, so it is forwarded.
+    assert_eq!(outcome(&forwarder.rules, "www.example.", RecordType::A), "A 192.0.2.1");
+    assert_eq!(outcome(&forwarder.rules, "www.corp.example.org.", RecordType::A), "forward .");
+    let corp = &forwarder.auth_zones[1];
+    assert_eq!(corp.primaries, ["192.0.2.53:53".parse().unwrap(), "192.0.2.54:5300".parse().unwrap()]);
+    assert_eq!(corp.zonefile.as_deref(), Some(dir.path().join("corp.zone").as_path()));
+
+    // Options the forwarder does not implement are reported, not dropped in silence.
+    let error = read_unbound_conf(
+        &dir.write("bad.conf", "auth-zone:\n  name: \"x.\"\n  url: \"http://192.0.2.1/x.zone\"\n"),
+        false,
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("url"), "{error}");
+}

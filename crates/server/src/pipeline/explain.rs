@@ -64,7 +64,7 @@ impl Pipeline {
                 }
                 trace
             }
-            Step::Answered { .. } | Step::Delayed { .. } => {
+            Step::Answered { .. } | Step::Delayed { .. } | Step::Stream { .. } => {
                 let mut trace = trace.unwrap_or_default();
                 fill_answers(&mut trace, &out);
                 trace

@@ -28,6 +28,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::cache::{Cache, CacheKey, Lookup, ServeAs};
 use crate::config::ServerConfig;
+use crate::hook::{Handled, HandlerQuery, QueryHandler};
 use crate::limits::RateLimiter;
 use crate::metrics::{DecisionIndex, DropIndex, Metrics, TransportIndex};
 use crate::querylog::{QueryLog, Trace};
@@ -100,6 +101,10 @@ pub(crate) enum Reply {
     /// No answer, and the connection is to be closed (only for stream
     /// transports; the others are told [`Reply::Silent`]).
     Close,
+    /// The first message of a stream of answers is in the caller's buffer
+    /// (`len` bytes, as for [`Reply::Now`]); stream transports send `rest`
+    /// after it, the others only the first (a [`QueryHandler`]'s zone transfer).
+    Stream { len: usize, rest: Box<dyn Iterator<Item = Vec<u8>> + Send> },
 }
 
 /// An answer that takes time: a forward, or an answer held back by a test
@@ -150,6 +155,8 @@ enum Step {
     Drop,
     /// Close the connection.
     Close,
+    /// A handler's stream: the first message of this length was written.
+    Stream { len: usize, rest: Box<dyn Iterator<Item = Vec<u8>> + Send> },
 }
 
 /// The pipeline shared by every listener.
@@ -161,6 +168,8 @@ pub(crate) struct Pipeline {
     uncounted: Metrics,
     pub(crate) log: Option<QueryLog>,
     pub(crate) layer: Option<TestLayer>,
+    /// The application's handler, asked before the rules.
+    pub(crate) handler: Option<Arc<dyn QueryHandler>>,
     pub(crate) config: ServerConfig,
     per_client: Option<RateLimiter>,
     coalescing: Coalescing,
@@ -194,6 +203,7 @@ impl Pipeline {
             uncounted: Metrics::default(),
             log,
             layer,
+            handler: None,
             config,
             per_client,
             coalescing: Mutex::default(),
@@ -232,6 +242,7 @@ impl Pipeline {
             Step::Drop => Reply::Silent,
             Step::Close if matches!(incoming.listener.transport, Transport::Tcp | Transport::Dot) => Reply::Close,
             Step::Close => Reply::Silent,
+            Step::Stream { len, rest } => Reply::Stream { len, rest },
         }
     }
 
@@ -284,6 +295,24 @@ impl Pipeline {
             && !limiter.allow(incoming.peer.ip(), incoming.now)
         {
             return self.over_limit(&message, DropIndex::RateLimited, out, purpose);
+        }
+        if let Some(handler) = &self.handler
+            && purpose == Purpose::Serve
+        {
+            let query =
+                HandlerQuery { message, peer: incoming.peer, transport: listener.transport, listener: &listener.id };
+            match handler.handle(&query) {
+                None => {}
+                Some(Handled::Drop) => return Step::Drop,
+                Some(Handled::Message(response)) => return write_handled(&response, out),
+                Some(Handled::Stream(mut messages)) => {
+                    let Some(first) = messages.next() else { return Step::Drop };
+                    return match write_handled(&first, out) {
+                        Step::Answered { len } => Step::Stream { len, rest: messages },
+                        other => other,
+                    };
+                }
+            }
         }
         if message.opcode() != Opcode::QUERY {
             return self.error_response(&message, Rcode::NOTIMP, out, purpose);
@@ -477,4 +506,12 @@ fn inspect<'a>(message: &Message<'a>) -> Option<(Question<'a>, Option<Edns<'a>>)
 
 fn describe(reason: &signpost_rules::Reason<'_>) -> String {
     format!("{:?}", reason.matched)
+}
+
+/// Copy a handler's answer into the transport's buffer.
+fn write_handled(response: &[u8], out: &mut impl Buffer) -> Step {
+    match out.put(response) {
+        Ok(()) => Step::Answered { len: response.len() },
+        Err(_) => Step::Drop,
+    }
 }

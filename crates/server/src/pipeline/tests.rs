@@ -136,6 +136,7 @@ fn answered(pipeline: &Arc<Pipeline>, bytes: &[u8], client: &str) -> Vec<u8> {
         (Reply::Later(_), _) => panic!("a later answer"),
         (Reply::Silent, _) => panic!("no answer"),
         (Reply::Close, _) => panic!("closed"),
+        (Reply::Stream { .. }, _) => panic!("a stream"),
     }
 }
 

@@ -15,4 +15,5 @@ mod local;
 mod operations;
 mod protocol;
 mod tcp;
+mod transfer;
 mod truncation;
