@@ -50,6 +50,7 @@
 pub mod config;
 mod decision;
 mod error;
+mod firewall;
 mod hosts;
 mod master;
 mod names;
@@ -62,6 +63,7 @@ pub mod fuzzing;
 
 pub use decision::{Answer, Block, BlockAction, Client, Decision, Forward, LocalAnswer, Matched, Reason, Transport};
 pub use error::{Error, Location};
+pub use firewall::{DomainList, FirewallAction, FirewallBlock, FirewallMatch, FirewallRuleSpec};
 pub use hosts::{Allocated, AllocationRanges, Allocations, DEFAULT_IPV4_RANGE, HostEntry, load_hosts, parse_hosts};
 pub use master::{MAX_INCLUDE_DEPTH, Source, parse_records};
 pub use ruleset::{MAX_CHAIN, RuleSet, RuleSetBuilder};
