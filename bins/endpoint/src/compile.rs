@@ -348,6 +348,9 @@ impl EndpointConfig {
         for spec in rule_specs {
             builder.rule(spec);
         }
+        for (vpc, firewall) in self.compile_firewall(&base_dir)? {
+            builder.firewall(vpc, firewall);
+        }
         let rules = builder.build()?;
 
         let server = ServerConfig {

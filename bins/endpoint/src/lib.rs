@@ -52,6 +52,7 @@ pub mod control;
 mod describe;
 pub mod destinations;
 mod error;
+pub mod firewall;
 pub mod live;
 mod model;
 mod protocols;
@@ -68,9 +69,11 @@ pub use compile::{
 };
 pub use error::EndpointError;
 pub use model::{
-    ApiSettings, AwsLimits, EndpointAddress, EndpointConfig, HostPort, HostedZoneConfig, InboundEndpointConfig,
-    OutboundEndpointConfig, QueryLoggingConfig, Quotas, RecursiveConfig, ResolverRuleConfig, RuleType,
-    SecurityGroupConfig, SubnetConfig, Tags, TargetConfig, TlsFiles, VpcAssociation, VpcConfig,
+    ApiSettings, AwsLimits, BlockResponse, EndpointAddress, EndpointConfig, FirewallAssociationConfig,
+    FirewallDomainListConfig, FirewallRuleAction, FirewallRuleConfig, FirewallRuleGroupConfig, HostPort,
+    HostedZoneConfig, InboundEndpointConfig, OutboundEndpointConfig, QueryLoggingConfig, Quotas, RecursiveConfig,
+    ResolverRuleConfig, RuleType, SecurityGroupConfig, SubnetConfig, Tags, TargetConfig, TlsFiles, VpcAssociation,
+    VpcConfig,
 };
 pub use protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols, UnknownEndpointProtocol};
 pub use running::{Endpoint, EndpointListener, Reloaded};

@@ -11,6 +11,7 @@ mod api;
 mod aws;
 
 mod binary;
+mod firewall;
 mod forwarding;
 mod limits;
 mod precedence;
