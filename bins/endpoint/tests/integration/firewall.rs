@@ -133,3 +133,166 @@ fn firewall_mistakes_name_their_field() {
     );
     assert!(message.contains("needs a block_response"), "{message}");
 }
+
+/// The rcode and answers of `name` (of type `qtype`) asked from `client` of the VPC whose resolver is `resolver`.
+async fn asked(
+    resolver: std::net::SocketAddr,
+    client: std::net::IpAddr,
+    name: &str,
+    qtype: RecordType,
+) -> (Rcode, Vec<String>) {
+    ask_from(client, resolver, name, qtype).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_firewall_api_changes_what_a_vpc_resolves_at_once() {
+    use serde_json::json;
+
+    let harness = crate::api::start(|_| {}).await;
+    let aws = &harness.aws;
+    let a = crate::api::vpc(aws, "127.0.7.0/24").await;
+    let client: std::net::IpAddr = "127.0.7.1".parse().unwrap();
+    let list = aws
+        .resolver_ok("CreateFirewallDomainList", json!({ "CreatorRequestId": "l1", "Name": "bad" }))
+        .await["FirewallDomainList"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let update = |operation: &'static str, domains: serde_json::Value| json!({ "FirewallDomainListId": list, "Operation": operation, "Domains": domains });
+    let updated =
+        aws.resolver_ok("UpdateFirewallDomains", update("ADD", json!(["*.bad.example", "evil.example"]))).await;
+    assert_eq!(updated["Status"], "UPDATING");
+    let group = aws
+        .resolver_ok("CreateFirewallRuleGroup", json!({ "CreatorRequestId": "g1", "Name": "block-bad" }))
+        .await["FirewallRuleGroup"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rule = aws
+        .resolver_ok(
+            "CreateFirewallRule",
+            json!({ "CreatorRequestId": "r1", "FirewallRuleGroupId": group, "FirewallDomainListId": list, "Priority": 10, "Action": "BLOCK", "BlockResponse": "NXDOMAIN", "Name": "nx" }),
+        )
+        .await;
+    assert_eq!(rule["FirewallRule"]["FirewallDomainRedirectionAction"], "INSPECT_REDIRECTION_DOMAIN");
+    // Not associated yet: the names resolve.
+    assert_eq!(asked(a.resolver, client, "www.bad.example", RecordType::A).await.0, Rcode::NOERROR);
+    let association = aws
+        .resolver_ok(
+            "AssociateFirewallRuleGroup",
+            json!({ "CreatorRequestId": "a1", "FirewallRuleGroupId": group, "VpcId": a.id, "Priority": 101, "Name": "assoc", "MutationProtection": "ENABLED" }),
+        )
+        .await;
+    let association_id = association["FirewallRuleGroupAssociation"]["Id"].as_str().unwrap().to_string();
+    assert_eq!(asked(a.resolver, client, "www.bad.example", RecordType::A).await.0, Rcode::NXDOMAIN);
+    assert_eq!(asked(a.resolver, client, "evil.example", RecordType::A).await.0, Rcode::NXDOMAIN);
+    // A list change takes effect at once (the cache is not in the way).
+    aws.resolver_ok("UpdateFirewallDomains", update("REMOVE", json!(["evil.example."]))).await;
+    assert_eq!(asked(a.resolver, client, "evil.example", RecordType::A).await.0, Rcode::NOERROR);
+    let domains = aws.resolver_ok("ListFirewallDomains", json!({ "FirewallDomainListId": list })).await;
+    assert_eq!(domains["Domains"], json!(["*.bad.example"]));
+    // The rule becomes OVERRIDE.
+    aws.resolver_ok(
+        "UpdateFirewallRule",
+        json!({ "FirewallRuleGroupId": group, "FirewallDomainListId": list, "BlockResponse": "OVERRIDE", "BlockOverrideDomain": "walled.example.", "BlockOverrideDnsType": "CNAME", "BlockOverrideTtl": 42 }),
+    )
+    .await;
+    let (rcode, answers) = asked(a.resolver, client, "www.bad.example", RecordType::A).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answers[0], "www.bad.example. 42 IN CNAME walled.example.");
+    // An ALLOW group of a lower priority number wins.
+    let allow_list = aws
+        .resolver_ok("CreateFirewallDomainList", json!({ "CreatorRequestId": "l2", "Name": "ok" }))
+        .await["FirewallDomainList"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = harness.dir.join("ok.txt");
+    std::fs::write(&file, "ok.bad.example\n").unwrap();
+    aws.resolver_ok(
+        "ImportFirewallDomains",
+        json!({ "FirewallDomainListId": allow_list, "Operation": "REPLACE", "DomainFileUrl": format!("file://{}", file.display()) }),
+    )
+    .await;
+    let allow_group = aws
+        .resolver_ok("CreateFirewallRuleGroup", json!({ "CreatorRequestId": "g2", "Name": "allow-ok" }))
+        .await["FirewallRuleGroup"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    aws.resolver_ok(
+        "CreateFirewallRule",
+        json!({ "CreatorRequestId": "r2", "FirewallRuleGroupId": allow_group, "FirewallDomainListId": allow_list, "Priority": 1, "Action": "ALLOW", "Name": "ok" }),
+    )
+    .await;
+    aws.resolver_ok(
+        "AssociateFirewallRuleGroup",
+        json!({ "CreatorRequestId": "a2", "FirewallRuleGroupId": allow_group, "VpcId": a.id, "Priority": 100, "Name": "first" }),
+    )
+    .await;
+    assert_eq!(
+        asked(a.resolver, client, "ok.bad.example", RecordType::A).await.1,
+        [format!("ok.bad.example. 300 IN A {RECURSIVE_ANSWER}")]
+    );
+
+    // The service's errors.
+    let (code, message) = aws
+        .resolver_error(
+            "AssociateFirewallRuleGroup",
+            json!({ "CreatorRequestId": "a3", "FirewallRuleGroupId": allow_group, "VpcId": a.id, "Priority": 99, "Name": "low" }),
+        )
+        .await;
+    assert_eq!(code, "ValidationException", "{message}");
+    let (code, _) = aws
+        .resolver_error(
+            "AssociateFirewallRuleGroup",
+            json!({ "CreatorRequestId": "a4", "FirewallRuleGroupId": allow_group, "VpcId": a.id, "Priority": 101, "Name": "same" }),
+        )
+        .await;
+    assert_eq!(code, "ConflictException");
+    let (code, message) = aws
+        .resolver_error("DisassociateFirewallRuleGroup", json!({ "FirewallRuleGroupAssociationId": association_id }))
+        .await;
+    assert_eq!(code, "ValidationException");
+    assert!(message.contains("MutationProtection"), "{message}");
+    let (code, _) = aws.resolver_error("DeleteFirewallDomainList", json!({ "FirewallDomainListId": list })).await;
+    assert_eq!(code, "ConflictException");
+    let (code, _) = aws.resolver_error("DeleteFirewallRuleGroup", json!({ "FirewallRuleGroupId": group })).await;
+    assert_eq!(code, "ConflictException");
+    let (code, _) = aws
+        .resolver_error(
+            "CreateFirewallRule",
+            json!({ "CreatorRequestId": "r3", "FirewallRuleGroupId": group, "FirewallDomainListId": allow_list, "Priority": 20, "Action": "BLOCK", "Name": "noresponse" }),
+        )
+        .await;
+    assert_eq!(code, "ValidationException");
+    let (code, _) =
+        aws.resolver_error("GetFirewallRuleGroup", json!({ "FirewallRuleGroupId": "rslvr-frg-nope" })).await;
+    assert_eq!(code, "ResourceNotFoundException");
+
+    // Unprotect, disassociate: the block is gone.
+    aws.resolver_ok(
+        "UpdateFirewallRuleGroupAssociation",
+        json!({ "FirewallRuleGroupAssociationId": association_id, "MutationProtection": "DISABLED" }),
+    )
+    .await;
+    let gone = aws
+        .resolver_ok("DisassociateFirewallRuleGroup", json!({ "FirewallRuleGroupAssociationId": association_id }))
+        .await;
+    assert_eq!(gone["FirewallRuleGroupAssociation"]["Status"], "DELETING");
+    assert_eq!(asked(a.resolver, client, "www.bad.example", RecordType::A).await.0, Rcode::NOERROR);
+
+    // Firewall configs, lists and the model as TOML.
+    let config =
+        aws.resolver_ok("UpdateFirewallConfig", json!({ "ResourceId": a.id, "FirewallFailOpen": "ENABLED" })).await;
+    assert_eq!(config["FirewallConfig"]["FirewallFailOpen"], "ENABLED");
+    let configs = aws.resolver_ok("ListFirewallConfigs", json!({})).await;
+    assert_eq!(configs["FirewallConfigs"][0]["ResourceId"], a.id.as_str());
+    let rules = aws.resolver_ok("ListFirewallRules", json!({ "FirewallRuleGroupId": group })).await;
+    assert_eq!(rules["FirewallRules"][0]["BlockOverrideTtl"], 42);
+    let groups = aws.resolver_ok("ListFirewallRuleGroups", json!({})).await;
+    assert_eq!(groups["FirewallRuleGroups"].as_array().unwrap().len(), 2);
+    let exported = harness.service.control().snapshot();
+    assert_eq!(exported.firewall_domain_lists.len(), 2);
+    assert_eq!(exported.firewall_associations.len(), 1);
+}
