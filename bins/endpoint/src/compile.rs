@@ -345,6 +345,9 @@ impl EndpointConfig {
                 mode: ZoneMode::Authoritative,
             });
         }
+        for spec in self.autodefined_zones() {
+            builder.zone(spec);
+        }
         for spec in rule_specs {
             builder.rule(spec);
         }
@@ -781,6 +784,10 @@ impl EndpointConfig {
             Ok(())
         };
         for (index, (vpc, resolver)) in self.vpcs.iter().zip(resolvers).enumerate() {
+            // enableDnsSupport off: the VPC has no resolver (queries to it go unanswered, as in AWS).
+            if vpc.dns_support == Some(false) {
+                continue;
+            }
             let field =
                 if vpc.resolver.is_some() { format!("vpcs[{index}].resolver") } else { format!("vpcs[{index}]") };
             for transport in [ListenerTransport::Udp, ListenerTransport::Tcp] {

@@ -46,6 +46,7 @@
 )]
 
 pub mod api;
+pub mod autodefined;
 pub mod certificates;
 mod compile;
 pub mod control;

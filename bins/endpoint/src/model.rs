@@ -407,16 +407,22 @@ pub struct VpcConfig {
     /// `.2` address of the first IPv4 CIDR, port `resolver_port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolver: Option<HostPort>,
-    /// EC2's `enableDnsSupport` (default true). Kept and reported.
+    /// EC2's `enableDnsSupport` (default true); when false the VPC
+    /// resolver does not listen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_support: Option<bool>,
-    /// EC2's `enableDnsHostnames` (default false). Kept and reported.
+    /// EC2's `enableDnsHostnames` (default false); when true the VPC's
+    /// addresses have EC2 names (`ip-10-0-0-5.ec2.internal`) and PTR records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_hostnames: Option<bool>,
     /// DNS Firewall's `FirewallFailOpen` for the VPC (default false: fail
     /// closed). Kept and reported: the emulated firewall never fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall_fail_open: Option<bool>,
+    /// Route 53 Resolver's AutodefinedReverse (default true): the reverse
+    /// zones of private space and of the VPC's blocks are answered locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autodefined_reverse: Option<bool>,
     /// Its tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: Tags,
@@ -432,6 +438,7 @@ impl VpcConfig {
             dns_support: None,
             dns_hostnames: None,
             firewall_fail_open: None,
+            autodefined_reverse: None,
             tags: Tags::new(),
         }
     }

@@ -52,6 +52,7 @@ mod decision;
 mod error;
 mod firewall;
 mod hosts;
+pub mod locally_served;
 mod master;
 mod names;
 mod ruleset;

@@ -58,6 +58,7 @@ pub const OPERATIONS: &[&str] = &[
     "ListTagsForResource",
     "TagResource",
     "UntagResource",
+    "UpdateResolverConfig",
     "UpdateResolverEndpoint",
     "UpdateResolverRule",
 ];
@@ -96,6 +97,7 @@ pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body
         "ListTagsForResource" => call.list_tags(),
         "GetResolverConfig" => call.get_resolver_config(),
         "ListResolverConfigs" => call.list_resolver_configs(),
+        "UpdateResolverConfig" => call.update_resolver_config().await,
         "GetResolverDnssecConfig" => call.get_dnssec_config(),
         "ListResolverDnssecConfigs" => call.list_dnssec_configs(),
         other => super::firewall::handle(control, other, call.body).await,
@@ -1370,6 +1372,37 @@ impl<R: Runtime> Call<'_, R> {
         Ok(json!({ "ResolverConfig": resolver_config_json(&config, &vpc) }))
     }
 
+    async fn update_resolver_config(&self) -> Result<Value, ApiError> {
+        let vpc = string_field(&self.body, "ResourceId")?;
+        let flag = string_field(&self.body, "AutodefinedReverseFlag")?;
+        let enabled = match flag.as_str() {
+            "ENABLE" | "USE_LOCAL_RESOURCE_SETTING" => true,
+            "DISABLE" => false,
+            other => {
+                return Err(ApiError::bad_request(
+                    "ValidationException",
+                    format!(
+                        "1 validation error detected: Value '{other}' at 'autodefinedReverseFlag' failed to satisfy constraint: Member must satisfy enum value set: [ENABLE, DISABLE, USE_LOCAL_RESOURCE_SETTING]"
+                    ),
+                ));
+            }
+        };
+        self.control
+            .mutate(|m| {
+                vpc_exists(m.config, &vpc).map_err(|_| {
+                    ApiError::not_found(format!("[RSLVR-02025] Can't find the resource with ID \"{vpc}\"."))
+                })?;
+                if let Some(known) = m.config.vpcs.iter_mut().find(|known| known.id == vpc) {
+                    known.autodefined_reverse = Some(enabled);
+                }
+                m.touch(Kind::Vpc, &vpc);
+                Ok(())
+            })
+            .await?;
+        let config = self.config();
+        Ok(json!({ "ResolverConfig": resolver_config_json(&config, &vpc) }))
+    }
+
     fn list_resolver_configs(&self) -> Result<Value, ApiError> {
         let config = self.config();
         let items: Vec<Value> = config.vpcs.iter().map(|vpc| resolver_config_json(&config, &vpc.id)).collect();
@@ -1400,13 +1433,14 @@ impl<R: Runtime> Call<'_, R> {
     }
 }
 
-/// Autodefined reverse rules are always on here (issue: not emulated yet; reported as AWS's default).
+/// The VPC's AutodefinedReverse setting (crate::autodefined).
 fn resolver_config_json(config: &EndpointConfig, vpc: &str) -> Value {
+    let enabled = config.vpcs.iter().find(|known| known.id == vpc).is_none_or(crate::autodefined::autodefined_reverse);
     json!({
         "Id": crate::control::derived_id("rslvr-autodefined-rev-", &[vpc]),
         "ResourceId": vpc,
         "OwnerId": config.account_id,
-        "AutodefinedReverse": "ENABLED",
+        "AutodefinedReverse": if enabled { "ENABLED" } else { "DISABLED" },
     })
 }
 

@@ -18,7 +18,6 @@
 //!
 //! See docs/configuration.md for the supported keywords and every mapping.
 
-mod defaults;
 mod lexer;
 
 use std::collections::BTreeMap;
@@ -855,7 +854,7 @@ impl Parsed {
         // transparent zones for data outside every zone.
         let mut zones = std::mem::take(&mut self.zones);
         if !self.disable_default_zones {
-            for default in defaults::default_zones(self.unblock_lan_zones) {
+            for default in signpost_rules::locally_served::default_zones(self.unblock_lan_zones) {
                 let Ok(zone_name) = default.name.parse::<NameBuf>() else { continue };
                 if zones.iter().any(|zone| zone.name == zone_name) || self.nodefault.contains(&zone_name) {
                     continue;
