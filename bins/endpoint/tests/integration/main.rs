@@ -10,6 +10,7 @@ mod support;
 mod api;
 mod aws;
 
+mod autodefined;
 mod binary;
 mod firewall;
 mod forwarding;
