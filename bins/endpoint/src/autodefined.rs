@@ -114,7 +114,7 @@ impl EndpointConfig {
             let views: Vec<String> = self
                 .vpcs
                 .iter()
-                .filter(|vpc| !(shared.reverse && !autodefined_reverse(vpc)))
+                .filter(|vpc| !shared.reverse || autodefined_reverse(vpc))
                 .filter(|vpc| !replaced(&shared.apex, &vpc.id))
                 .map(|vpc| vpc.id.clone())
                 .collect();
