@@ -138,7 +138,7 @@ fn redirect_rules(patterns: bool) -> RuleSet {
     let mut builder = RuleSet::builder();
     builder.default_group("upstream");
     for domain in ["amazonaws.com", "aws.amazon.com", "cloudfront.net", "localhost.localstack.cloud"] {
-        let redirect = Redirect { v4: AddressSource::ArrivalAddress, v6: AddressSource::None, ttl: 60 };
+        let redirect = Redirect { v4: AddressSource::ArrivalAddress, v6: AddressSource::None, ..Redirect::default() };
         let mut rule =
             RuleSpec::new(domain, Matcher::Suffix(domain.parse().expect("name")), Action::Redirect(redirect));
         if patterns {

@@ -2,9 +2,10 @@
 //!
 //! One criterion group, `upstream_round_trip`: a query for `www.example.test A`
 //! sent with `Group::resolve` to a responder in the same process that answers
-//! with one A record, over UDP (a fresh socket and port per query), TCP (one
-//! pipelined connection), and DoH (HTTP/2 over TLS 1.3, POST). The `x64`
-//! entries run 64 queries at once and report throughput per query.
+//! with one A record, over UDP (four shared sockets per server, answers
+//! matched by ID in one receive loop), TCP (one pipelined connection), and
+//! DoH (HTTP/2 over TLS 1.3, POST). The `x64` entries run 64 queries at once
+//! and report throughput per query.
 //!
 //! Run with `cargo bench -p signpost-benches --bench upstream`.
 

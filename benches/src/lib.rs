@@ -12,10 +12,14 @@
 //!   ([`QUERY_ROUTE`], [`RESPONSE_WALK`] are the expected transcripts);
 //! * [`walk_floor`], a minimal hand-rolled walk of a message that skips names
 //!   and record headers with bounds checks but decodes no RDATA: the floor
-//!   under any real parser.
+//!   under any real parser;
+//! * [`codecs`], the workloads implemented once per library, shared by the
+//!   criterion bench and the `prof` binary (callgrind instruction counts).
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+
+pub mod codecs;
 
 // ---------------------------------------------------------------------------
 // Test packets

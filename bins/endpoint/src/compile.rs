@@ -15,10 +15,10 @@ use crate::destinations;
 use crate::error::EndpointError;
 use crate::model::{EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles, VpcConfig};
 use crate::protocols::{Direction, EndpointProtocol, Protocols};
+use crate::querylog::LogAccount;
 use signpost_server::State;
-use signpost_server::querylog::LogAccount;
 use signpost_server::{
-    LimitsConfig, ListenerConfig, ListenerTransport, LogDestination, QueryLogConfig, ServerConfig, default_allow_list,
+    LimitsConfig, ListenerConfig, LogDestination, QueryLogConfig, ServerConfig, Transport, default_allow_list,
 };
 
 /// The upstream group of the built-in recursive default (and of SYSTEM rules).
@@ -54,7 +54,7 @@ pub struct PlannedListener {
     /// The endpoint protocol it serves.
     pub protocol: EndpointProtocol,
     /// The server transport.
-    pub transport: ListenerTransport,
+    pub transport: Transport,
 }
 
 /// Listeners limited together: those of one inbound endpoint address (Do53
@@ -67,6 +67,13 @@ pub struct AddressLimit {
     pub listeners: Vec<String>,
     /// Queries per second they take together.
     pub qps: u32,
+}
+
+impl AddressLimit {
+    /// The name of the server's rate-limit group the listeners join.
+    pub fn group(&self) -> String {
+        format!("inbound {}", self.address)
+    }
 }
 
 /// Where one domain goes for one VPC.
@@ -165,12 +172,12 @@ pub fn forward_group(rule: &str) -> String {
 }
 
 /// The listener id of a VPC resolver's transport.
-pub fn resolver_listener_id(vpc: &str, transport: ListenerTransport) -> String {
+pub fn resolver_listener_id(vpc: &str, transport: Transport) -> String {
     format!("{vpc}/resolver/{}", transport.as_str())
 }
 
 /// The listener id of one address and transport of an inbound endpoint.
-pub fn inbound_listener_id(endpoint: &str, address: IpAddr, transport: ListenerTransport) -> String {
+pub fn inbound_listener_id(endpoint: &str, address: IpAddr, transport: Transport) -> String {
     format!("{endpoint}/{address}/{}", transport.as_str())
 }
 
@@ -356,23 +363,34 @@ impl EndpointConfig {
         }
         let rules = builder.build()?;
 
+        let address_limits = if self.aws_limits.enabled {
+            address_limits(&listeners, &planned, self.aws_limits.inbound_qps_per_address)
+        } else {
+            Vec::new()
+        };
+        // Each inbound endpoint address's listeners join one rate-limit group.
+        let mut listeners = listeners;
+        for limit in &address_limits {
+            for listener in listeners
+                .iter_mut()
+                .filter(|listener| listener.id.as_ref().is_some_and(|id| limit.listeners.contains(id)))
+            {
+                listener.limit_group = Some(limit.group());
+            }
+        }
         let server = ServerConfig {
             listeners,
             cache: self.cache.clone(),
             limits: LimitsConfig {
                 per_client_qps: self.aws_limits.enabled.then_some(self.aws_limits.vpc_resolver_pps_per_client),
                 per_client_burst: self.aws_limits.enabled.then_some(self.aws_limits.vpc_resolver_pps_per_client),
+                groups: address_limits.iter().map(|limit| (limit.group(), limit.qps)).collect(),
                 ..LimitsConfig::default()
             },
             admin: self.admin.clone(),
             ..ServerConfig::default()
         };
 
-        let address_limits = if self.aws_limits.enabled {
-            address_limits(&server.listeners, &planned, self.aws_limits.inbound_qps_per_address)
-        } else {
-            Vec::new()
-        };
         let routes = if self.runtime.skip_routes {
             Vec::new()
         } else {
@@ -790,8 +808,8 @@ impl EndpointConfig {
             }
             let field =
                 if vpc.resolver.is_some() { format!("vpcs[{index}].resolver") } else { format!("vpcs[{index}]") };
-            for transport in [ListenerTransport::Udp, ListenerTransport::Tcp] {
-                claim(*resolver, transport == ListenerTransport::Udp, field.clone())?;
+            for transport in [Transport::Udp, Transport::Tcp] {
+                claim(*resolver, transport == Transport::Udp, field.clone())?;
                 let mut listener = ListenerConfig::new(transport, *resolver);
                 listener.id = Some(resolver_listener_id(&vpc.id, transport));
                 // The VPC resolver answers its own VPC only (and, when it
@@ -802,7 +820,6 @@ impl EndpointConfig {
                 }
                 listener.allow = Some(allow);
                 listener.workers = self.udp_workers;
-                listener.srcids = BTreeMap::from([("instance".to_string(), "{srcaddr}".to_string())]);
                 planned.push(PlannedListener {
                     id: resolver_listener_id(&vpc.id, transport),
                     role: ListenerRole::VpcResolver { vpc: vpc.id.clone() },
@@ -835,18 +852,16 @@ impl EndpointConfig {
             let tls = if protocols.has_https() { self.inbound_tls(index, endpoint, base_dir)? } else { None };
             for (address_index, address) in endpoint.addresses.iter().map(|address| &address.ip).enumerate() {
                 let address_field = format!("{field}.addresses[{address_index}]");
-                let mut add = |transport: ListenerTransport, port: u16, protocol: EndpointProtocol| {
+                let mut add = |transport: Transport, port: u16, protocol: EndpointProtocol| {
                     let socket = SocketAddr::new(*address, port);
-                    claim(socket, transport == ListenerTransport::Udp, address_field.clone())?;
+                    claim(socket, transport == Transport::Udp, address_field.clone())?;
                     let id = inbound_listener_id(&endpoint.id, *address, transport);
                     let mut listener = ListenerConfig::new(transport, socket);
                     listener.id = Some(id.clone());
                     listener.allow = endpoint.allow.clone().or_else(|| Some(default_allow_list()));
                     listener.workers = self.udp_workers;
                     listener.client_rate_limit = false;
-                    listener.max_qps = self.aws_limits.enabled.then_some(self.aws_limits.inbound_qps_per_address);
-                    listener.srcids = BTreeMap::from([("resolver_endpoint".to_string(), endpoint.id.clone())]);
-                    if transport == ListenerTransport::Doh {
+                    if transport == Transport::Doh {
                         listener.doh_path = endpoint.doh_path.clone();
                         listener.tls_fips = protocol == EndpointProtocol::DohFips;
                         if let Some(files) = &tls {
@@ -868,14 +883,14 @@ impl EndpointConfig {
                 };
                 if protocols.do53 {
                     let port = endpoint.port.unwrap_or(self.resolver_port);
-                    add(ListenerTransport::Udp, port, EndpointProtocol::Do53)?;
-                    add(ListenerTransport::Tcp, port, EndpointProtocol::Do53)?;
+                    add(Transport::Udp, port, EndpointProtocol::Do53)?;
+                    add(Transport::Tcp, port, EndpointProtocol::Do53)?;
                 }
                 if protocols.doh {
-                    add(ListenerTransport::Doh, endpoint.doh_port.unwrap_or(self.doh_port), EndpointProtocol::DoH)?;
+                    add(Transport::Doh, endpoint.doh_port.unwrap_or(self.doh_port), EndpointProtocol::DoH)?;
                 }
                 if protocols.doh_fips {
-                    add(ListenerTransport::Doh, endpoint.doh_port.unwrap_or(self.doh_port), EndpointProtocol::DohFips)?;
+                    add(Transport::Doh, endpoint.doh_port.unwrap_or(self.doh_port), EndpointProtocol::DohFips)?;
                 }
             }
         }

@@ -57,6 +57,7 @@ pub mod firewall;
 pub mod live;
 mod model;
 mod protocols;
+mod querylog;
 mod running;
 pub mod service;
 pub mod state;
@@ -77,4 +78,5 @@ pub use model::{
     VpcConfig,
 };
 pub use protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols, UnknownEndpointProtocol};
+pub use querylog::{LogAccount, Route53Format};
 pub use running::{Endpoint, EndpointListener, Reloaded};

@@ -189,6 +189,6 @@ impl Runtime for EndpointRuntime {
 
     fn resolver_address(&self, vpc: &str) -> Option<SocketAddr> {
         let role = crate::compile::ListenerRole::VpcResolver { vpc: vpc.to_string() };
-        self.endpoint.as_ref()?.addresses(&role, signpost_server::ListenerTransport::Udp).first().copied()
+        self.endpoint.as_ref()?.addresses(&role, signpost_server::Transport::Udp).first().copied()
     }
 }

@@ -85,7 +85,7 @@ pub struct EndpointConfig {
     /// The DoH port of inbound endpoints that give none (default 443).
     #[serde(default = "default_doh_port")]
     pub doh_port: u16,
-    /// UDP worker threads per UDP listener (default: one per core).
+    /// UDP worker tasks per UDP listener (default: one per core).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_workers: Option<usize>,
     /// The built-in recursive default: where names no rule or zone takes go.

@@ -8,7 +8,8 @@ use crate::compile::{Deployment, ListenerRole};
 use crate::error::EndpointError;
 use crate::model::EndpointConfig;
 use crate::protocols::EndpointProtocol;
-use signpost_server::ListenerTransport;
+use crate::querylog::Route53Format;
+use signpost_server::Transport;
 use signpost_server::{Server, ServerHandle};
 
 /// One bound listener and what it stands for.
@@ -21,7 +22,7 @@ pub struct EndpointListener {
     /// The endpoint protocol served.
     pub protocol: EndpointProtocol,
     /// The transport.
-    pub transport: ListenerTransport,
+    pub transport: Transport,
     /// The address bound (the real port when 0 was asked for).
     pub address: SocketAddr,
     /// For DoH, the URL clients use.
@@ -64,14 +65,11 @@ async fn start_server(
             listener.port = bound.port();
         }
     }
-    let mut builder = Server::builder()
+    let builder = Server::builder()
         .config(config)
         .state(deployment.state())
         .query_logs(deployment.query_logs.clone())
-        .query_log_account(deployment.log_account.clone());
-    for limit in &deployment.address_limits {
-        builder = builder.shared_listener_limit(limit.listeners.clone(), limit.qps);
-    }
+        .query_log_format(Arc::new(Route53Format::new(deployment.log_account.clone(), &deployment.listeners)));
     Ok(builder.start().await?)
 }
 
@@ -110,7 +108,7 @@ impl Endpoint {
             .iter()
             .filter_map(|bound| {
                 let planned = self.deployment.listener(&bound.id)?;
-                let url = (bound.transport == ListenerTransport::Doh).then(|| {
+                let url = (bound.transport == Transport::Doh).then(|| {
                     let path = self.server_listener_path(&bound.id).unwrap_or_else(|| "/dns-query".to_string());
                     format!("https://{}{path}", bound.address)
                 });
@@ -136,7 +134,7 @@ impl Endpoint {
     }
 
     /// The addresses of the listeners of `role` over `transport`.
-    pub fn addresses(&self, role: &ListenerRole, transport: ListenerTransport) -> Vec<SocketAddr> {
+    pub fn addresses(&self, role: &ListenerRole, transport: Transport) -> Vec<SocketAddr> {
         self.listeners()
             .into_iter()
             .filter(|listener| &listener.role == role && listener.transport == transport)

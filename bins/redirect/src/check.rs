@@ -1,126 +1,36 @@
 //! `signpost-redirect check`: does the redirection work end to end? Ask
-//! Signpost directly, then the system resolver named in resolv.conf, and say
-//! which part fails.
+//! Signpost directly, then the system resolver named in resolv.conf, and
+//! name the part that fails: `[signpost]` (not running, or not redirecting),
+//! `[upstream]` (Signpost cannot forward), `[routing]` (the system resolver
+//! does not send the redirected domains to Signpost) or `[rebind]` (a
+//! router's DNS-rebind protection drops answers pointing to 127.0.0.1).
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use signpost_redirect::{LOCALSTACK_DOMAIN, RedirectSettings};
-use signpost_upstream::{GroupConfig, RetryOn, ServerConfig as UpstreamServer, Upstreams};
-use signpost_wire::{Class, EdnsHeader, Flags, Message, MessageBuilder, NameBuf, RData, Rcode, RecordType};
+use signpost_redirect::{LOCALSTACK_DOMAIN, ProbeOutcome, RedirectSettings, ask_address};
+use signpost_upstream::ResolvConf;
+use signpost_wire::{NameBuf, Rcode};
 
 /// The name whose public record is 127.0.0.1: routers with DNS-rebind
 /// protection drop exactly this kind of answer.
 const REBIND_PROBE: &str = "test.localhost.localstack.cloud";
 
-/// What one query gave.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Outcome {
-    /// NOERROR with these A records (anywhere in the answer, after CNAMEs).
-    Addresses(Vec<Ipv4Addr>),
-    /// An answer without an address: NODATA, NXDOMAIN, REFUSED, SERVFAIL...
-    NoAddress(Rcode),
-    /// No answer at all.
-    Silent(String),
-}
+/// How long to wait for each answer.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Addresses(addresses) => {
-                let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
-                f.write_str(&list.join(", "))
-            }
-            Self::NoAddress(Rcode::NOERROR) => f.write_str("no address (NOERROR, empty answer)"),
-            Self::NoAddress(rcode) => write!(f, "no address ({rcode})"),
-            Self::Silent(error) => write!(f, "no answer ({error})"),
-        }
-    }
-}
-
-impl Outcome {
-    fn addresses(&self) -> &[Ipv4Addr] {
-        match self {
-            Self::Addresses(addresses) => addresses,
-            _ => &[],
-        }
-    }
-}
-
-/// Ask `server` for the A records of `name`, once, within about 2 s.
-async fn ask(server: SocketAddr, name: &str) -> Outcome {
-    let Ok(name_buf) = name.parse::<NameBuf>() else { return Outcome::Silent(format!("{name} is not a name")) };
-    let mut query = Vec::new();
-    let built = (|| {
-        let mut builder = MessageBuilder::new(&mut query)?;
-        builder.set_flags(Flags::default().with_rd(true));
-        builder.push_question(&name_buf, RecordType::A, Class::IN)?;
-        builder.set_edns(EdnsHeader::default());
-        builder.finish()
-    })();
-    if built.is_err() {
-        return Outcome::Silent("the query could not be built".into());
-    }
-    let mut group = GroupConfig::new("check", vec![UpstreamServer::udp(server)]);
-    group.retry_on = RetryOn::NOTHING;
-    group.per_try_timeout = Duration::from_secs(2);
-    group.total_timeout = Duration::from_millis(2_500);
-    group.max_fails = 0;
-    let upstreams = match Upstreams::new(vec![group]) {
-        Ok(upstreams) => upstreams,
-        Err(error) => return Outcome::Silent(error.to_string()),
-    };
-    let Some(group) = upstreams.group("check") else { return Outcome::Silent("no group".into()) };
-    let resolved = match group.resolve(&query).await {
-        Ok(resolved) => resolved,
-        Err(error) if error.is_timeout() => return Outcome::Silent(format!("timed out asking {server}")),
-        Err(error) if error.is_unreachable() => return Outcome::Silent(format!("{server} is unreachable")),
-        Err(error) => return Outcome::Silent(error.to_string()),
-    };
-    let Ok(message) = Message::parse(&resolved.response) else { return Outcome::Silent("malformed answer".into()) };
-    let rcode = message.rcode().unwrap_or(Rcode::SERVFAIL);
-    let mut addresses = Vec::new();
-    if let Ok(answers) = message.answers() {
-        for record in answers.flatten() {
-            if let Ok(RData::A(address)) = record.data() {
-                addresses.push(address);
-            }
-        }
-    }
-    if rcode == Rcode::NOERROR && !addresses.is_empty() {
-        Outcome::Addresses(addresses)
-    } else {
-        Outcome::NoAddress(rcode)
-    }
-}
-
-/// The nameservers of a resolv.conf; besides glibc's `nameserver IP`, an
-/// `IP:PORT` (`[IPv6]:PORT`) form is read so tests can point at a resolver
-/// on a high port.
-fn nameservers(text: &str) -> Vec<SocketAddr> {
-    let mut servers = Vec::new();
-    for line in text.lines() {
-        let content = line.split(['#', ';']).next().unwrap_or("");
-        let mut words = content.split_whitespace();
-        if words.next() != Some("nameserver") {
-            continue;
-        }
-        let Some(word) = words.next() else { continue };
-        let server = match word.parse::<IpAddr>() {
-            Ok(ip) => Some(SocketAddr::new(ip, 53)),
-            Err(_) => word.parse::<SocketAddr>().ok(),
-        };
-        servers.extend(server);
-    }
-    servers
+async fn ask(server: SocketAddr, name: &str) -> ProbeOutcome {
+    ask_address(server, name, TIMEOUT).await
 }
 
 /// The AWS-side name to probe: `s3.amazonaws.com` when amazonaws.com is
 /// redirected, else the first other redirected domain.
 fn aws_probe(settings: &RedirectSettings) -> Option<String> {
+    if settings.disable_transparent_endpoint_injection {
+        return None;
+    }
     let domains = settings.domain_names().ok()?;
     let localstack: NameBuf = LOCALSTACK_DOMAIN.parse().ok()?;
     let others: Vec<String> =
@@ -131,24 +41,48 @@ fn aws_probe(settings: &RedirectSettings) -> Option<String> {
     others.into_iter().next()
 }
 
+/// The part of the set-up a finding is about.
+#[derive(Clone, Copy)]
+enum Part {
+    Signpost,
+    Upstream,
+    Routing,
+    Rebind,
+    System,
+}
+
+impl Part {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Signpost => "[signpost]",
+            Self::Upstream => "[upstream]",
+            Self::Routing => "[routing]",
+            Self::Rebind => "[rebind]",
+            Self::System => "[system resolver]",
+        }
+    }
+}
+
 struct Findings {
     lines: Vec<String>,
-    failed: bool,
+    failed: Vec<&'static str>,
 }
 
 impl Findings {
-    fn ok(&mut self, text: String) {
-        self.lines.push(format!("  ok    {text}"));
+    fn ok(&mut self, part: Part, text: String) {
+        self.lines.push(format!("  ok    {} {text}", part.label()));
     }
 
-    fn fail(&mut self, text: String) {
-        self.failed = true;
-        self.lines.push(format!("  FAIL  {text}"));
+    fn fail(&mut self, part: Part, text: String) {
+        if !self.failed.contains(&part.label()) {
+            self.failed.push(part.label());
+        }
+        self.lines.push(format!("  FAIL  {} {text}", part.label()));
     }
 }
 
 pub(crate) async fn run(settings: &RedirectSettings) -> ExitCode {
-    let mut findings = Findings { lines: Vec::new(), failed: false };
+    let mut findings = Findings { lines: Vec::new(), failed: Vec::new() };
     let aws = aws_probe(settings);
     let probes: Vec<&str> = [REBIND_PROBE].into_iter().chain(aws.as_deref()).collect();
 
@@ -165,7 +99,10 @@ pub(crate) async fn run(settings: &RedirectSettings) -> ExitCode {
     match signpost {
         None => {
             println!("Signpost: DNS is disabled (DNS_ADDRESS=0)");
-            findings.fail("Signpost is disabled (DNS_ADDRESS=0): nothing answers the redirected names".into());
+            findings.fail(
+                Part::Signpost,
+                "Signpost is disabled (DNS_ADDRESS=0): nothing answers the redirected names".into(),
+            );
         }
         Some(address) => {
             println!("Signpost at {address}:");
@@ -174,22 +111,32 @@ pub(crate) async fn run(settings: &RedirectSettings) -> ExitCode {
                 println!("  {probe} A: {outcome}");
                 direct.push(outcome);
             }
-            judge_signpost(&mut findings, address, &probes, &direct);
+            let running = judge_signpost(&mut findings, address, &probes, &direct);
+            if running {
+                // A forwarded name: Signpost answers it only through its upstream.
+                let forwarded = &settings.verification_domain;
+                let outcome = ask(address, forwarded).await;
+                println!("  {forwarded} A (forwarded): {outcome}");
+                judge_upstream(&mut findings, forwarded, &outcome);
+            }
         }
     }
     let signpost_aws = direct.get(1).cloned();
 
     // The system resolver.
     let file = &settings.resolv_conf;
-    let servers = match std::fs::read_to_string(file) {
-        Ok(text) => nameservers(&text),
+    let servers = match ResolvConf::load(file) {
+        Ok(conf) => conf.nameservers,
         Err(error) => {
-            findings.fail(format!("cannot read {}: {error}", file.display()));
+            findings.fail(Part::System, error.to_string());
             Vec::new()
         }
     };
     if servers.is_empty() {
-        findings.fail(format!("{} names no nameserver: there is no system resolver to check", file.display()));
+        findings.fail(
+            Part::System,
+            format!("{} names no nameserver: there is no system resolver to check", file.display()),
+        );
     }
     let mut system = None;
     for server in &servers {
@@ -197,7 +144,7 @@ pub(crate) async fn run(settings: &RedirectSettings) -> ExitCode {
         for probe in &probes {
             outcomes.push(ask(*server, probe).await);
         }
-        if outcomes.iter().all(|outcome| matches!(outcome, Outcome::Silent(_))) && Some(server) != servers.last() {
+        if outcomes.iter().all(|outcome| matches!(outcome, ProbeOutcome::Silent(_))) && Some(server) != servers.last() {
             println!("System resolver {server} (from {}) does not answer; trying the next", file.display());
             continue;
         }
@@ -216,31 +163,57 @@ pub(crate) async fn run(settings: &RedirectSettings) -> ExitCode {
     for line in &findings.lines {
         println!("{line}");
     }
-    if findings.failed {
-        println!("See docs/redirect.md for set-ups (systemd-resolved, resolv.conf, macOS, Docker).");
-        ExitCode::FAILURE
-    } else {
+    if findings.failed.is_empty() {
         println!("Redirection works end to end.");
         ExitCode::SUCCESS
+    } else {
+        println!(
+            "Failing: {}. See docs/redirect.md for set-ups (systemd-resolved, resolv.conf, macOS, Docker).",
+            findings.failed.join(", ")
+        );
+        ExitCode::FAILURE
     }
 }
 
-fn judge_signpost(findings: &mut Findings, address: SocketAddr, probes: &[&str], outcomes: &[Outcome]) {
-    if outcomes.iter().all(|outcome| matches!(outcome, Outcome::Silent(_))) {
-        findings.fail(format!(
-            "Signpost is not running on {address} (no answer). Start it with `signpost-redirect` (as a normal user \
-             with DNS_PORT=5353), or give the DNS_ADDRESS/DNS_PORT it runs with"
-        ));
-        return;
+/// Whether Signpost answered at all.
+fn judge_signpost(findings: &mut Findings, address: SocketAddr, probes: &[&str], outcomes: &[ProbeOutcome]) -> bool {
+    if outcomes.iter().all(|outcome| matches!(outcome, ProbeOutcome::Silent(_))) {
+        findings.fail(
+            Part::Signpost,
+            format!(
+                "Signpost is not running on {address} (no answer). Start it with `signpost-redirect` (as a normal \
+                 user with DNS_PORT=5353), or give the DNS_ADDRESS/DNS_PORT it runs with"
+            ),
+        );
+        return false;
     }
     for (probe, outcome) in probes.iter().zip(outcomes) {
         match outcome {
-            Outcome::Addresses(_) => findings.ok(format!("Signpost on {address} answers {probe} with {outcome}")),
-            other => findings.fail(format!(
-                "Signpost on {address} answers {probe} with {other}: it is not redirected (check \
-                 SIGNPOST_REDIRECT_DOMAINS, DNS_LOCAL_NAME_PATTERNS, DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM)"
-            )),
+            ProbeOutcome::Addresses(_) => {
+                findings.ok(Part::Signpost, format!("Signpost on {address} answers {probe} with {outcome}"));
+            }
+            other => findings.fail(
+                Part::Signpost,
+                format!(
+                    "Signpost on {address} answers {probe} with {other}: it is not redirected (check \
+                     SIGNPOST_REDIRECT_DOMAINS, DNS_LOCAL_NAME_PATTERNS, DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM)"
+                ),
+            ),
         }
+    }
+    true
+}
+
+fn judge_upstream(findings: &mut Findings, name: &str, outcome: &ProbeOutcome) {
+    match outcome {
+        ProbeOutcome::NoAddress(Rcode::SERVFAIL) | ProbeOutcome::Silent(_) => findings.fail(
+            Part::Upstream,
+            format!(
+                "Signpost cannot forward: {name} gets {outcome}. Its upstream does not answer; the start-up line \
+                 `Upstream DNS servers:` names it (set DNS_SERVER)"
+            ),
+        ),
+        _ => findings.ok(Part::Upstream, format!("Signpost forwards {name} upstream ({outcome})")),
     }
 }
 
@@ -252,16 +225,16 @@ fn judge_system(
     server: SocketAddr,
     file: &Path,
     probes: &[&str],
-    outcomes: &[Outcome],
-    signpost_aws: Option<&Outcome>,
+    outcomes: &[ProbeOutcome],
+    signpost_aws: Option<&ProbeOutcome>,
 ) {
-    if outcomes.iter().all(|outcome| matches!(outcome, Outcome::Silent(_))) {
-        findings.fail(format!("the system resolver {server} (from {}) does not answer", file.display()));
+    if outcomes.iter().all(|outcome| matches!(outcome, ProbeOutcome::Silent(_))) {
+        findings.fail(Part::System, format!("the system resolver {server} (from {}) does not answer", file.display()));
         return;
     }
     // Does the system resolver send the AWS name to Signpost?
     let via_signpost = match (outcomes.get(1), signpost_aws) {
-        (Some(system), Some(Outcome::Addresses(redirected))) => {
+        (Some(system), Some(ProbeOutcome::Addresses(redirected))) => {
             system.addresses().iter().any(|address| redirected.contains(address))
         }
         (Some(system), _) => !system.addresses().is_empty() && system.addresses().iter().all(|a| a.is_loopback()),
@@ -269,7 +242,7 @@ fn judge_system(
     };
     if let (Some(probe), Some(outcome)) = (probes.get(1), outcomes.get(1)) {
         if via_signpost {
-            findings.ok(format!("the system resolver {server} sends {probe} to Signpost ({outcome})"));
+            findings.ok(Part::Routing, format!("the system resolver {server} sends {probe} to Signpost ({outcome})"));
         } else {
             let target = signpost.map_or_else(|| "Signpost".to_owned(), |address| address.to_string());
             let mut text = format!(
@@ -282,41 +255,40 @@ fn judge_system(
             if settings.port != 53 {
                 text.push_str(" (resolv.conf cannot name a port: Signpost must listen on port 53 for that)");
             }
-            findings.fail(text);
+            findings.fail(Part::Routing, text);
         }
     }
     let Some(rebind) = outcomes.first() else { return };
     match rebind {
-        Outcome::Addresses(addresses) if addresses.iter().any(Ipv4Addr::is_loopback) => {
-            findings.ok(format!("{REBIND_PROBE} resolves to {rebind} through the system resolver"));
+        ProbeOutcome::Addresses(addresses) if addresses.iter().any(Ipv4Addr::is_loopback) => {
+            findings.ok(Part::Rebind, format!("{REBIND_PROBE} resolves to {rebind} through the system resolver"));
         }
-        Outcome::Addresses(_) => {
-            findings.ok(format!("{REBIND_PROBE} resolves to {rebind} through the system resolver (not loopback)"));
-        }
-        Outcome::NoAddress(_) if !via_signpost => findings.fail(format!(
-            "DNS-rebind protection: the system resolver {server} answered {REBIND_PROBE} with {rebind}, although its \
-             public record is 127.0.0.1. A router or resolver with DNS-rebind protection (pfSense, OPNsense, \
-             OpenWRT, FRITZ!Box, dnsmasq --stop-dns-rebind) drops answers that point to 127.0.0.1. Route \
-             {LOCALSTACK_DOMAIN} to Signpost (it answers it itself), or allow localstack.cloud in the router's \
-             rebind exceptions"
-        )),
-        Outcome::NoAddress(_) | Outcome::Silent(_) => findings.fail(format!(
-            "the system resolver {server} answers {REBIND_PROBE} with {rebind}; Signpost answers it with an address"
-        )),
+        ProbeOutcome::Addresses(_) => findings.ok(
+            Part::Rebind,
+            format!("{REBIND_PROBE} resolves to {rebind} through the system resolver (not loopback)"),
+        ),
+        ProbeOutcome::NoAddress(_) if !via_signpost => findings.fail(
+            Part::Rebind,
+            format!(
+                "DNS-rebind protection: the system resolver {server} answered {REBIND_PROBE} with {rebind}, although \
+                 its public record is 127.0.0.1. A router or resolver with DNS-rebind protection (pfSense, OPNsense, \
+                 OpenWRT, FRITZ!Box, dnsmasq --stop-dns-rebind) drops answers that point to 127.0.0.1. Route \
+                 {LOCALSTACK_DOMAIN} to Signpost (it answers it itself), or allow localstack.cloud in the router's \
+                 rebind exceptions"
+            ),
+        ),
+        ProbeOutcome::NoAddress(_) | ProbeOutcome::Silent(_) => findings.fail(
+            Part::Routing,
+            format!(
+                "the system resolver {server} answers {REBIND_PROBE} with {rebind}; Signpost answers it with an address"
+            ),
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nameservers_read_with_optional_ports() {
-        let text =
-            "# comment\nnameserver 127.0.0.53\nnameserver 127.0.0.1:5300 ; test\nnameserver [::1]:54\nsearch x\n";
-        let servers: Vec<String> = nameservers(text).iter().map(ToString::to_string).collect();
-        assert_eq!(servers, ["127.0.0.53:53", "127.0.0.1:5300", "[::1]:54"]);
-    }
 
     #[test]
     fn the_aws_probe_follows_the_domains() {
@@ -326,5 +298,18 @@ mod tests {
         assert_eq!(aws_probe(&settings).as_deref(), Some("example.test"));
         settings.set("SIGNPOST_REDIRECT_DOMAINS", LOCALSTACK_DOMAIN).expect("domains");
         assert_eq!(aws_probe(&settings), None);
+        settings.set("SIGNPOST_REDIRECT_DOMAINS", "amazonaws.com").expect("domains");
+        settings.set("DISABLE_TRANSPARENT_ENDPOINT_INJECTION", "1").expect("flag");
+        assert_eq!(aws_probe(&settings), None, "AWS names are not redirected then");
+    }
+
+    #[test]
+    fn findings_name_their_part() {
+        let mut findings = Findings { lines: Vec::new(), failed: Vec::new() };
+        judge_upstream(&mut findings, "localstack.cloud", &ProbeOutcome::NoAddress(Rcode::SERVFAIL));
+        judge_upstream(&mut findings, "localstack.cloud", &ProbeOutcome::NoAddress(Rcode::NXDOMAIN));
+        assert!(findings.lines[0].starts_with("  FAIL  [upstream] Signpost cannot forward"), "{:?}", findings.lines);
+        assert!(findings.lines[1].starts_with("  ok    [upstream]"), "{:?}", findings.lines);
+        assert_eq!(findings.failed, ["[upstream]"]);
     }
 }

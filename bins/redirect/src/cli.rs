@@ -27,7 +27,8 @@ pub(crate) struct Cli {
     /// TOML configuration ([redirect], [server], [rules]); environment and flags override it.
     #[arg(long, global = true, env = "SIGNPOST_REDIRECT_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Address(es) to listen on, comma-separated; 0 disables DNS [default: 127.0.0.1].
+    /// Address(es) to listen on, comma-separated; 0 disables DNS [default: 0.0.0.0, or 127.0.0.1
+    /// when 0.0.0.0 cannot be bound].
     #[arg(long, global = true, env = "DNS_ADDRESS", value_name = "ADDRESS")]
     pub(crate) dns_address: Option<String>,
     /// UDP and TCP port [default: 53; 0 picks a free port].
@@ -49,11 +50,29 @@ pub(crate) struct Cli {
     /// Comma-separated regexes of names that are never redirected.
     #[arg(long, global = true, env = "DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM", value_name = "REGEXES")]
     pub(crate) dns_name_patterns_to_resolve_upstream: Option<String>,
+    /// The name DNS_SERVER-less start-up asks each resolv.conf nameserver for; the first that answers
+    /// is used first [default: localstack.cloud].
+    #[arg(long, global = true, env = "DNS_VERIFICATION_DOMAIN", value_name = "NAME")]
+    pub(crate) dns_verification_domain: Option<String>,
+    /// host[:port] of the emulator: the host name and every name below it are redirected.
+    #[arg(long, global = true, env = "LOCALSTACK_HOST", value_name = "HOST[:PORT]")]
+    pub(crate) localstack_host: Option<String>,
+    /// 1: forward AWS names instead of redirecting them (localhost.localstack.cloud and
+    /// LOCALSTACK_HOST still are).
+    #[arg(
+        long,
+        global = true,
+        env = "DISABLE_TRANSPARENT_ENDPOINT_INJECTION",
+        value_name = "1|0",
+        num_args = 0..=1,
+        default_missing_value = "1"
+    )]
+    pub(crate) disable_transparent_endpoint_injection: Option<String>,
     /// Comma-separated redirected domains
     /// [default: amazonaws.com,aws.amazon.com,cloudfront.net,localhost.localstack.cloud].
     #[arg(long, global = true, env = "SIGNPOST_REDIRECT_DOMAINS", value_name = "DOMAINS")]
     pub(crate) redirect_domains: Option<String>,
-    /// TTL of redirected answers, seconds [default: 60].
+    /// TTL of redirected answers and run-time records, seconds [default: 300].
     #[arg(long, global = true, env = "SIGNPOST_REDIRECT_TTL", value_name = "SECONDS")]
     pub(crate) ttl: Option<String>,
     /// The system's resolv.conf: default upstreams, and the resolver `check` tests [default: /etc/resolv.conf].
@@ -62,6 +81,12 @@ pub(crate) struct Cli {
     /// Serve the admin API (JSON under /redirect, /metrics) on this address, e.g. 127.0.0.1:9153.
     #[arg(long, global = true, env = "SIGNPOST_ADMIN", value_name = "ADDRESS")]
     pub(crate) admin: Option<SocketAddr>,
+    /// Serve the Route 53 API on this address; its hosted zones are answered over DNS [default: off].
+    #[arg(long, global = true, env = "SIGNPOST_REDIRECT_API", value_name = "ADDRESS")]
+    pub(crate) api: Option<String>,
+    /// Keep the Route 53 API's state in this directory, so hosted zones survive a restart.
+    #[arg(long, global = true, env = "SIGNPOST_REDIRECT_STATE", value_name = "DIR")]
+    pub(crate) state: Option<PathBuf>,
     /// Log every query as a JSON line to `stdout` or a file [default: off].
     #[arg(long, global = true, env = "SIGNPOST_QUERY_LOG", value_name = "DESTINATION")]
     pub(crate) query_log: Option<String>,
@@ -127,10 +152,19 @@ impl Cli {
         add("DNS_RESOLVE_IPV6", &self.dns_resolve_ipv6);
         add("DNS_LOCAL_NAME_PATTERNS", &self.dns_local_name_patterns);
         add("DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM", &self.dns_name_patterns_to_resolve_upstream);
+        add("DNS_VERIFICATION_DOMAIN", &self.dns_verification_domain);
+        add("LOCALSTACK_HOST", &self.localstack_host);
+        add("DISABLE_TRANSPARENT_ENDPOINT_INJECTION", &self.disable_transparent_endpoint_injection);
         add("SIGNPOST_REDIRECT_DOMAINS", &self.redirect_domains);
         add("SIGNPOST_REDIRECT_TTL", &self.ttl);
         if let Some(path) = &self.resolv_conf {
             values.push(("SIGNPOST_RESOLV_CONF", path.display().to_string()));
+        }
+        if let Some(api) = &self.api {
+            values.push(("SIGNPOST_REDIRECT_API", api.clone()));
+        }
+        if let Some(path) = &self.state {
+            values.push(("SIGNPOST_REDIRECT_STATE", path.display().to_string()));
         }
         values
     }

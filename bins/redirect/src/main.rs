@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use signpost_redirect::{RedirectError, RedirectServer};
+use signpost_redirect::{RedirectError, RedirectServer, Signals, dns_variables, unknown_dns_variables};
 
 use crate::cli::{Cli, Command, DEFAULT_CONFIG, Loaded};
 
@@ -30,6 +30,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    warn_about_unknown_variables();
     let loaded = match cli.load() {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -46,6 +47,20 @@ fn main() -> ExitCode {
             Err(error) => fail(&format!("cannot start the async runtime: {error}")),
         },
         Some(Command::DefaultConfig) | None => serve(Arc::new(cli), loaded),
+    }
+}
+
+/// A `DNS_*` variable signpost-redirect does not read is most likely a typo: say so.
+fn warn_about_unknown_variables() {
+    let names: Vec<String> = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()).collect();
+    let unknown = unknown_dns_variables(names.iter().map(String::as_str));
+    if !unknown.is_empty() {
+        let list: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            "unknown DNS variables, ignored: {} (known: {})",
+            list.join(", "),
+            dns_variables().collect::<Vec<_>>().join(", ")
+        );
     }
 }
 
@@ -76,6 +91,11 @@ fn serve(cli: Arc<Cli>, loaded: Loaded) -> ExitCode {
         Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
     };
     runtime.block_on(async move {
+        // Before the start-up lines: a SIGHUP sent as soon as they appear must reload.
+        let signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(error) => return fail(&format!("cannot catch signals: {error}")),
+        };
         let reload_cli = cli.clone();
         let started = RedirectServer::builder(settings)
             .server_config(server)
@@ -89,13 +109,17 @@ fn serve(cli: Arc<Cli>, loaded: Loaded) -> ExitCode {
             .await;
         let server = match started {
             Ok(server) => server,
+            Err(error @ RedirectError::ApiUnavailable { .. }) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
             Err(error) => return fail(&explain(&error)),
         };
         for line in server.startup_lines() {
             println!("{line}");
         }
         let outcome = server
-            .run_until_signalled(|result| match result {
+            .run_until(signals, |result| match result {
                 Ok(()) => tracing::info!("configuration reloaded"),
                 Err(error) => tracing::error!("reload failed, the old configuration keeps serving: {error}"),
             })

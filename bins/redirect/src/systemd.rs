@@ -111,6 +111,15 @@ fn execute(command: &[String]) -> Result<(), String> {
             command.join(" ")
         ));
     }
+    if lower.contains("no such device") || lower.contains("failed to resolve interface") {
+        let link = command.get(2).map_or("", String::as_str);
+        return Err(format!(
+            "there is no link {link:?}: name one that exists (`ip link`, `resolvectl status`); a Docker network's \
+             bridge is docker0 or br- and the first 12 characters of the network id (`docker network inspect`)\n  \
+             {} said: {stderr}",
+            command.join(" ")
+        ));
+    }
     Err(format!("`{}` failed ({}): {stderr}", command.join(" "), output.status))
 }
 

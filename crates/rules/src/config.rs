@@ -20,8 +20,8 @@ use crate::hosts::{AllocationRanges, Allocations, DEFAULT_IPV4_RANGE, HostEntry,
 use crate::master::{Source, parse_records};
 use crate::ruleset::{RuleSet, RuleSetBuilder};
 use crate::spec::{
-    Action, AddressSource, Anchor, ExceptionSpec, HostTableSpec, Matcher, Redirect, RuleSpec, ViewSpec, ZoneMode,
-    ZoneSpec,
+    Action, AddressSource, Anchor, ExceptionSpec, HostTableSpec, Matcher, OtherTypes, Redirect, RuleSpec, ViewSpec,
+    ZoneMode, ZoneSpec,
 };
 use crate::zone::Zone;
 
@@ -624,6 +624,7 @@ impl RulesConfig {
                 v4: self.address_source(&field, "ipv4", rule.ipv4.as_deref())?,
                 v6: self.address_source(&field, "ipv6", rule.ipv6.as_deref())?,
                 ttl: rule.ttl.unwrap_or(60),
+                other_types: OtherTypes::NoData,
             }),
             ActionKind::Block => Action::Block(match rule.block.unwrap_or_default() {
                 BlockKind::Refused => BlockAction::Refused,

@@ -69,7 +69,7 @@ pub use hosts::{Allocated, AllocationRanges, Allocations, DEFAULT_IPV4_RANGE, Ho
 pub use master::{MAX_INCLUDE_DEPTH, Source, parse_records};
 pub use ruleset::{MAX_CHAIN, RuleSet, RuleSetBuilder};
 pub use spec::{
-    Action, AddressSource, Anchor, DEFAULT_GROUP, DEFAULT_VIEW, ExceptionSpec, HostTableSpec, Matcher, Redirect,
-    RuleSpec, ViewSpec, ZoneMode, ZoneSpec,
+    Action, AddressSource, Anchor, DEFAULT_GROUP, DEFAULT_VIEW, ExceptionSpec, HostTableSpec, Matcher, OtherTypes,
+    Redirect, RuleSpec, ViewSpec, ZoneMode, ZoneSpec,
 };
 pub use zone::{Zone, ZoneChange};

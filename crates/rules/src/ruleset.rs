@@ -18,8 +18,8 @@ use crate::firewall::{FirewallAction, FirewallBlock, FirewallMatch, FirewallRule
 use crate::hosts::{AllocationRanges, Allocations, allocate};
 use crate::names::{DepthSet, FastMap, LowerName, NameTable, key_of};
 use crate::spec::{
-    Action, AddressSource, Anchor, DEFAULT_GROUP, DEFAULT_VIEW, ExceptionSpec, HostTableSpec, Matcher, Redirect,
-    RuleSpec, ViewSpec, ZoneMode, ZoneSpec,
+    Action, AddressSource, Anchor, DEFAULT_GROUP, DEFAULT_VIEW, ExceptionSpec, HostTableSpec, Matcher, OtherTypes,
+    Redirect, RuleSpec, ViewSpec, ZoneMode, ZoneSpec,
 };
 use crate::zone::{Lookup, Zone, ZoneChange, synthetic_soa};
 
@@ -615,6 +615,7 @@ impl RuleSet {
                 ZoneMode::Authoritative => "authoritative",
                 ZoneMode::Transparent => "transparent",
                 ZoneMode::Redirect => "redirect",
+                ZoneMode::Overlay => "overlay",
             };
             out.push_str(&format!("  {} -> zone ({mode}, {} records)\n", zone.zone.apex(), zone.zone.len()));
         }
@@ -779,6 +780,7 @@ impl RuleSet {
                     RecordType::ANY => redirect_v4(redirect, asked.client)
                         .map(IpAddr::V4)
                         .or_else(|| redirect_v6(redirect, asked.client).map(IpAddr::V6)),
+                    _ if redirect.other_types == OtherTypes::Decline => return Step::Skip,
                     _ => None,
                 };
                 let (answer, authority) = match (address, &rule.nodata) {
@@ -898,8 +900,9 @@ impl RuleSet {
             Lookup::Wildcard(records) => {
                 local(Rcode::NOERROR, Answer::Records(Cow::Owned(synthesise(records))), Cow::Borrowed(&[]))
             }
+            Lookup::NoData if entry.mode == ZoneMode::Overlay => return None,
             Lookup::NoData => local(Rcode::NOERROR, empty_answer(), negative()),
-            Lookup::NxDomain if entry.mode == ZoneMode::Transparent => return None,
+            Lookup::NxDomain if matches!(entry.mode, ZoneMode::Transparent | ZoneMode::Overlay) => return None,
             Lookup::NxDomain => local(Rcode::NXDOMAIN, empty_answer(), negative()),
             Lookup::Referral { ns, glue } => Decision::Local(LocalAnswer {
                 rcode: Rcode::NOERROR,
@@ -1687,8 +1690,12 @@ mod tests {
     #[test]
     fn redirect_answers_addresses_and_nodata_never_nxdomain() {
         let mut builder = RuleSet::builder();
-        let redirect =
-            Redirect { v4: AddressSource::Fixed(Ipv4Addr::new(10, 1, 2, 3)), v6: AddressSource::None, ttl: 30 };
+        let redirect = Redirect {
+            v4: AddressSource::Fixed(Ipv4Addr::new(10, 1, 2, 3)),
+            v6: AddressSource::None,
+            ttl: 30,
+            ..Redirect::default()
+        };
         builder.default_group("up").rule(RuleSpec::new(
             "aws",
             Matcher::parse("amazonaws.com").expect("matcher"),
@@ -1711,6 +1718,95 @@ mod tests {
         // Other classes are not redirected.
         let chaos = rules.decide_name(&name("x.amazonaws.com."), RecordType::TXT, Class::CH, &client());
         assert_eq!(group_of(&chaos).as_deref(), Some("up"));
+    }
+
+    #[test]
+    fn a_redirect_that_declines_other_types_lets_less_specific_data_and_the_default_group_answer() {
+        let redirect = Redirect {
+            v4: AddressSource::Fixed(Ipv4Addr::new(10, 1, 2, 3)),
+            v6: AddressSource::None,
+            ttl: 300,
+            other_types: OtherTypes::Decline,
+        };
+        let zone = Zone::from_records(
+            name("example.org."),
+            ["api.example.org. 300 IN MX 10 mail.example.org.".parse::<RecordBuf>().expect("record")],
+        )
+        .expect("zone");
+        let mut builder = RuleSet::builder();
+        builder
+            .default_group("up")
+            .rule(RuleSpec::new("aws", Matcher::parse("amazonaws.com").expect("matcher"), Action::Redirect(redirect)))
+            .rule(RuleSpec::new(
+                "api",
+                Matcher::parse("=api.example.org").expect("matcher"),
+                Action::Redirect(redirect),
+            ))
+            .zone(ZoneSpec::new(zone));
+        let rules = builder.build().expect("valid");
+        let Decision::Local(answer) = decide(&rules, "sqs.amazonaws.com.", RecordType::A) else { panic!("local") };
+        assert_eq!(answer.answer, Answer::AddressOfQuestion { address: IpAddr::from([10, 1, 2, 3]), ttl: 300 });
+        // A family without an address is still NODATA: the redirect holds AAAA, with nothing in it.
+        let Decision::Local(answer) = decide(&rules, "sqs.amazonaws.com.", RecordType::AAAA) else { panic!("local") };
+        assert!(answer.is_nodata());
+        for qtype in [RecordType::MX, RecordType::TXT, RecordType::SRV, RecordType::CNAME] {
+            let decision = decide(&rules, "sqs.amazonaws.com.", qtype);
+            assert_eq!(group_of(&decision).as_deref(), Some("up"), "{qtype}");
+            assert!(matches!(decision.reason().matched, Matched::Default), "{qtype}");
+        }
+        // Declined at an exact rule, the zone above answers.
+        let Decision::Local(answer) = decide(&rules, "api.example.org.", RecordType::MX) else { panic!("zone") };
+        assert!(matches!(answer.reason.matched, Matched::Zone { .. }));
+        assert_eq!(answer.answer.len(), 1);
+        assert_eq!(decide(&rules, "api.example.org.", RecordType::A).answer_address(), Some([10, 1, 2, 3].into()));
+    }
+
+    impl Decision<'_> {
+        fn answer_address(&self) -> Option<IpAddr> {
+            match self {
+                Self::Local(LocalAnswer { answer: Answer::AddressOfQuestion { address, .. }, .. }) => Some(*address),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn an_overlay_zone_answers_only_what_it_holds() {
+        let records = ["db.test. 300 IN A 10.0.0.5", "db.test. 300 IN TXT \"hello\"", "*.db.test. 300 IN A 10.0.0.6"]
+            .map(|text| text.parse::<RecordBuf>().expect("record"));
+        let overlay = Zone::loose(name("db.test."), records).expect("zone");
+        assert!(overlay.rrset(&name("db.test."), RecordType::SOA).is_empty(), "no SOA is added");
+        let alias = Zone::loose(name("www.db.test."), ["www.db.test. 60 IN CNAME db.test.".parse().expect("record")])
+            .expect("a CNAME at the apex of a loose zone");
+        let mut builder = RuleSet::builder();
+        let spec = |zone: Zone| ZoneSpec { mode: ZoneMode::Overlay, ..ZoneSpec::new(zone) };
+        builder.default_group("up").zone(spec(overlay)).zone(spec(alias));
+        let rules = builder.build().expect("valid");
+        let records = |decision: Decision<'_>| match decision {
+            Decision::Local(LocalAnswer { answer: Answer::Records(records), .. }) => {
+                records.iter().map(ToString::to_string).collect::<Vec<_>>()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(records(decide(&rules, "db.test.", RecordType::A)), ["db.test. 300 IN A 10.0.0.5"]);
+        assert_eq!(records(decide(&rules, "a.b.db.test.", RecordType::A)), ["a.b.db.test. 300 IN A 10.0.0.6"]);
+        assert_eq!(
+            records(decide(&rules, "www.db.test.", RecordType::A)),
+            ["www.db.test. 60 IN CNAME db.test.", "db.test. 300 IN A 10.0.0.5"]
+        );
+        // What the overlay lacks is passed on: a type at a name it holds, an SOA, a name outside.
+        for (text, qtype) in [
+            ("db.test.", RecordType::MX),
+            ("db.test.", RecordType::SOA),
+            ("db.test.", RecordType::AAAA),
+            ("x.db.test.", RecordType::MX),
+            ("test.", RecordType::A),
+        ] {
+            assert_eq!(group_of(&decide(&rules, text, qtype)).as_deref(), Some("up"), "{text} {qtype}");
+        }
+        // Edits keep the zone loose.
+        let edited = rules.zone("db.test.").expect("zone").apply([ZoneChange::DeleteName(name("*.db.test."))]);
+        assert!(edited.expect("edited").rrset(&name("db.test."), RecordType::SOA).is_empty());
     }
 
     #[test]

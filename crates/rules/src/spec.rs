@@ -118,7 +118,8 @@ pub enum AddressSource<A> {
 }
 
 /// Answer A and AAAA for matching names with a local address (LocalStack's
-/// DNS redirection); other types get NODATA.
+/// DNS redirection); other types get NODATA, or are declined
+/// ([`OtherTypes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Redirect {
     /// The address for A.
@@ -127,13 +128,35 @@ pub struct Redirect {
     pub v6: AddressSource<Ipv6Addr>,
     /// The TTL of the answers (and of the SOA in NODATA answers).
     pub ttl: u32,
+    /// What question types other than A, AAAA and ANY get.
+    pub other_types: OtherTypes,
 }
 
 impl Default for Redirect {
-    /// The arrival address for both families, TTL 60.
+    /// The arrival address for both families, TTL 60, NODATA for other types.
     fn default() -> Self {
-        Self { v4: AddressSource::ArrivalAddress, v6: AddressSource::ArrivalAddress, ttl: 60 }
+        Self {
+            v4: AddressSource::ArrivalAddress,
+            v6: AddressSource::ArrivalAddress,
+            ttl: 60,
+            other_types: OtherTypes::NoData,
+        }
     }
+}
+
+/// What a redirect rule does with question types it holds no data for
+/// (MX, TXT, SRV, ...: everything but A, AAAA and ANY).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherTypes {
+    /// NOERROR with an empty answer and an SOA: the name exists, without
+    /// data of that type.
+    #[default]
+    NoData,
+    /// The rule declines: less specific matches, and then the view's
+    /// default group, answer instead (LocalStack's DNS server forwards such
+    /// questions upstream).
+    Decline,
 }
 
 /// What a rule does with the names it matches.
@@ -229,6 +252,11 @@ pub enum ZoneMode {
     Transparent,
     /// Every name in the zone gets the apex's data (Unbound's `redirect`).
     Redirect,
+    /// Only the records the zone holds answer: a name it lacks, or a type
+    /// it lacks at a name it holds, goes on to less specific matches and the
+    /// default group, as if the zone were not there (LocalStack's DNS
+    /// records, which forward everything they do not hold upstream).
+    Overlay,
 }
 
 /// A zone and where it is visible.

@@ -32,6 +32,9 @@ pub struct Zone {
     has_cuts: bool,
     has_dnames: bool,
     has_wildcards: bool,
+    /// Whether the SOA is one of the zone's records; a loose zone
+    /// ([`Zone::loose`]) has none and keeps a synthesised one for `negative`.
+    soa_held: bool,
     record_count: usize,
 }
 
@@ -120,6 +123,28 @@ impl Zone {
         Self::build(apex, class, records, &Location::default())
     }
 
+    /// A loose set of records under `apex`, for [`ZoneMode::Overlay`](crate::ZoneMode):
+    /// no SOA is added, so the apex may hold a CNAME like any other name and
+    /// an SOA question at the apex finds nothing (an overlay passes it on).
+    /// [`Zone::soa`] is then a synthesised one that is not among the records.
+    /// Fails as [`Zone::from_records`] does.
+    pub fn loose(apex: NameBuf, records: impl IntoIterator<Item = RecordBuf>) -> Result<Self, Error> {
+        let records: Vec<(RecordBuf, Option<Location>)> = records.into_iter().map(|r| (r, None)).collect();
+        let class = records.first().map_or(Class::IN, |(record, _)| record.class);
+        Self::build_loose(apex, class, records, &Location::default())
+    }
+
+    fn build_loose(
+        apex: NameBuf,
+        class: Class,
+        records: Vec<(RecordBuf, Option<Location>)>,
+        zone_at: &Location,
+    ) -> Result<Self, Error> {
+        let held = records.iter().any(|(record, _)| record.rtype() == RecordType::SOA);
+        let fallback = (!held).then(|| synthetic_soa(&apex, 3600, 60));
+        Self::build_with(apex, class, records, zone_at, fallback)
+    }
+
     /// Build from records that each may carry where they were read; the
     /// zone must have its SOA.
     pub(crate) fn build(
@@ -128,6 +153,19 @@ impl Zone {
         records: Vec<(RecordBuf, Option<Location>)>,
         zone_at: &Location,
     ) -> Result<Self, Error> {
+        Self::build_with(apex, class, records, zone_at, None)
+    }
+
+    /// Build; without an SOA among the records, `fallback` (if any) serves
+    /// for negative answers without being one of the zone's records.
+    fn build_with(
+        apex: NameBuf,
+        class: Class,
+        records: Vec<(RecordBuf, Option<Location>)>,
+        zone_at: &Location,
+        fallback: Option<RecordBuf>,
+    ) -> Result<Self, Error> {
+        let soa_held = fallback.is_none();
         let apex_key = key_of(&apex);
         let mut by_name: BTreeMap<NameBuf, Vec<(RecordBuf, Option<Location>)>> = BTreeMap::new();
         for (record, at) in records {
@@ -181,6 +219,7 @@ impl Zone {
             .iter()
             .find(|node| node.name == apex)
             .and_then(|node| node.rrset(RecordType::SOA).first().cloned())
+            .or(fallback)
             .ok_or_else(|| Error::InvalidZoneData {
                 at: zone_at.clone(),
                 name: apex.clone(),
@@ -197,6 +236,7 @@ impl Zone {
             nodes,
             index,
             negative: [negative],
+            soa_held,
             record_count,
         };
         zone.collect_glue();
@@ -212,6 +252,7 @@ impl Zone {
             nodes: vec![Node { name: apex, records: vec![soa.clone()], cut: false, glue: Vec::new() }],
             index: NameTable::default(),
             negative: [soa],
+            soa_held: true,
             apex_labels: 0,
             has_cuts: false,
             has_dnames: false,
@@ -303,7 +344,12 @@ impl Zone {
             apply_change(&mut records, change, &self.apex)?;
         }
         let at = Location::field(format!("zone {}", self.apex));
-        Self::build(self.apex.clone(), self.class, records.into_iter().map(|r| (r, None)).collect(), &at)
+        let records = records.into_iter().map(|r| (r, None)).collect();
+        if self.soa_held {
+            Self::build(self.apex.clone(), self.class, records, &at)
+        } else {
+            Self::build_loose(self.apex.clone(), self.class, records, &at)
+        }
     }
 
     fn node(&self, key: &[u8]) -> Option<&Node> {

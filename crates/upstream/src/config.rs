@@ -365,9 +365,15 @@ pub struct GroupConfig {
     /// What makes the group try the next server.
     #[serde(default)]
     pub retry_on: RetryOn,
-    /// Longest wait for one server.
+    /// Longest wait for an answer to one message: the ceiling of the
+    /// retransmission timeout, and the whole wait over TCP, TLS and HTTPS.
     #[serde(default = "default_per_try_timeout", with = "duration_text")]
     pub per_try_timeout: Duration,
+    /// Shortest wait before a UDP query is sent again: the floor of the
+    /// retransmission timeout (SRTT + 4·RTTVAR, measured per server). Set
+    /// it to `per_try_timeout` for fixed timeouts.
+    #[serde(default = "default_min_try_timeout", with = "duration_text")]
+    pub min_try_timeout: Duration,
     /// Longest time for the whole query, all servers included.
     #[serde(default = "default_total_timeout", with = "duration_text")]
     pub total_timeout: Duration,
@@ -385,10 +391,15 @@ pub struct GroupConfig {
     /// queries that have one (queries without EDNS are sent as they are).
     #[serde(default = "default_edns_payload")]
     pub edns_payload: u16,
-    /// Most UDP sockets open at once for this group (each query has its own,
-    /// with a fresh random source port).
-    #[serde(default = "default_max_udp_sockets")]
-    pub max_udp_sockets: usize,
+    /// Most queries in flight at once for this group, all servers and
+    /// transports together. A query past it waits up to `queue_timeout` for
+    /// a slot, then fails as overloaded ([`UpstreamError::is_overloaded`](crate::UpstreamError::is_overloaded)).
+    #[serde(default = "default_max_outstanding", alias = "max_udp_sockets")]
+    pub max_outstanding: usize,
+    /// How long a query waits for a slot when `max_outstanding` are in
+    /// flight (0: it fails at once).
+    #[serde(default = "default_queue_timeout", with = "duration_text")]
+    pub queue_timeout: Duration,
     /// TLS settings for DoT and DoH servers.
     #[serde(default)]
     pub tls: TlsOptions,
@@ -414,8 +425,18 @@ fn default_edns_payload() -> u16 {
     1232
 }
 
-fn default_max_udp_sockets() -> usize {
-    1024
+fn default_min_try_timeout() -> Duration {
+    // Unbound's RTT_MIN_TIMEOUT: below it, scheduling noise on a busy
+    // forwarder would be taken for loss.
+    Duration::from_millis(50)
+}
+
+fn default_max_outstanding() -> usize {
+    4096
+}
+
+fn default_queue_timeout() -> Duration {
+    Duration::from_millis(100)
 }
 
 impl GroupConfig {
@@ -427,12 +448,14 @@ impl GroupConfig {
             policy: Policy::default(),
             retry_on: RetryOn::default(),
             per_try_timeout: default_per_try_timeout(),
+            min_try_timeout: default_min_try_timeout(),
             total_timeout: default_total_timeout(),
             max_fails: default_max_fails(),
             probe_backoff: default_probe_backoff(),
             hedge: None,
             edns_payload: default_edns_payload(),
-            max_udp_sockets: default_max_udp_sockets(),
+            max_outstanding: default_max_outstanding(),
+            queue_timeout: default_queue_timeout(),
             tls: TlsOptions::default(),
         }
     }
@@ -530,6 +553,8 @@ mod tests {
         assert!(group.retry_on.servfail && group.retry_on.timeout && !group.retry_on.refused);
         assert_eq!(group.per_try_timeout, Duration::from_millis(500));
         assert_eq!(group.total_timeout, Duration::from_secs(4));
+        assert_eq!(group.min_try_timeout, Duration::from_millis(50));
+        assert_eq!((group.max_outstanding, group.queue_timeout), (4096, Duration::from_millis(100)));
         assert_eq!(group.edns_payload, 1232);
         assert_eq!(group.hedge, Some(Hedge { after: HedgeAfter::P95, max_parallel: 2 }));
         assert!(group.tls.fips);
@@ -552,6 +577,15 @@ mod tests {
         assert!(toml::from_str::<GroupConfig>("name = \"x\"\nservers = []\ncolour = 1\n").is_err());
         let fixed: Hedge = toml::from_str("after = 150").expect("millis");
         assert_eq!(fixed.after, HedgeAfter::Fixed(Duration::from_millis(150)));
+    }
+
+    #[test]
+    fn the_old_socket_limit_reads_as_the_outstanding_limit() {
+        let group: GroupConfig =
+            toml::from_str("name = \"x\"\nservers = []\nmax_udp_sockets = 64\nmin_try_timeout = \"20ms\"\n")
+                .expect("valid");
+        assert_eq!(group.max_outstanding, 64);
+        assert_eq!(group.min_try_timeout, Duration::from_millis(20));
     }
 
     #[test]

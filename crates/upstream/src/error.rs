@@ -127,18 +127,23 @@ pub enum AttemptOutcome {
     Unreachable(String),
     /// The server answered with something unusable: a malformed message, an HTTP error status.
     Failed(String),
-    /// Given up because another server answered first (hedging).
+    /// Given up because another send of the same query was answered first
+    /// (hedging, or a retransmission answered before this one).
     Cancelled,
+    /// Not sent: every message ID this server's UDP sockets may use was
+    /// taken by queries in flight.
+    Overloaded,
 }
 
 impl AttemptOutcome {
-    /// Whether the server failed (timed out, unreachable or unusable), as
-    /// counted towards marking it down.
+    /// Whether the try failed: timed out, unreachable, unusable, or not sent
+    /// for overload (only the first three count towards marking a server down).
     pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Timeout | Self::Unreachable(_) | Self::Failed(_))
+        matches!(self, Self::Timeout | Self::Unreachable(_) | Self::Failed(_) | Self::Overloaded)
     }
 
-    /// A short word for logs and metrics: answered, rejected, truncated, timeout, unreachable, failed, cancelled.
+    /// A short word for logs and metrics: answered, rejected, truncated,
+    /// timeout, unreachable, failed, cancelled, overloaded.
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Answered(_) => "answered",
@@ -148,6 +153,7 @@ impl AttemptOutcome {
             Self::Unreachable(_) => "unreachable",
             Self::Failed(_) => "failed",
             Self::Cancelled => "cancelled",
+            Self::Overloaded => "overloaded",
         }
     }
 }
@@ -161,7 +167,8 @@ impl fmt::Display for AttemptOutcome {
             Self::Timeout => f.write_str("timed out"),
             Self::Unreachable(reason) => write!(f, "unreachable: {reason}"),
             Self::Failed(reason) => write!(f, "failed: {reason}"),
-            Self::Cancelled => f.write_str("abandoned: another server answered first"),
+            Self::Cancelled => f.write_str("abandoned: another send was answered first"),
+            Self::Overloaded => f.write_str("not sent: every message ID in use"),
         }
     }
 }
@@ -173,6 +180,8 @@ pub(crate) enum Failure {
     Unreachable(String),
     /// The server answered with something unusable.
     Failed(String),
+    /// Nothing was sent: no free message ID on the server's sockets.
+    Overloaded,
 }
 
 impl Failure {
@@ -190,6 +199,7 @@ impl Failure {
         match self {
             Self::Unreachable(reason) => AttemptOutcome::Unreachable(reason),
             Self::Failed(reason) => AttemptOutcome::Failed(reason),
+            Self::Overloaded => AttemptOutcome::Overloaded,
         }
     }
 }
@@ -233,6 +243,7 @@ enum Kind {
     InvalidQuery(signpost_wire::Error),
     Exhausted,
     Deadline(Duration),
+    Overloaded { in_flight: usize, waited: Duration },
 }
 
 impl UpstreamError {
@@ -250,12 +261,36 @@ impl UpstreamError {
         Self { inner: Box::new(Inner { kind: Kind::Deadline(total), group: group.to_string(), attempts }) }
     }
 
+    pub(crate) fn overloaded(group: &str, in_flight: usize, waited: Duration) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind: Kind::Overloaded { in_flight, waited },
+                group: group.to_string(),
+                attempts: Vec::new(),
+            }),
+        }
+    }
+
     /// Whether the query ran out of time: the total deadline passed, or every try timed out.
     pub fn is_timeout(&self) -> bool {
         match self.inner.kind {
             Kind::Deadline(_) => true,
-            Kind::InvalidQuery(_) => false,
+            Kind::InvalidQuery(_) | Kind::Overloaded { .. } => false,
             Kind::Exhausted => self.every_failure(|outcome| *outcome == AttemptOutcome::Timeout),
+        }
+    }
+
+    /// Whether the query failed for lack of capacity rather than because
+    /// a server failed: the group already had `max_outstanding` queries in
+    /// flight and no slot freed within `queue_timeout` (nothing was sent),
+    /// or every server it tried had no free message ID. A server answers
+    /// these deliberately (SERVFAIL with an extended error, or a drop)
+    /// instead of letting them time out.
+    pub fn is_overloaded(&self) -> bool {
+        match self.inner.kind {
+            Kind::Overloaded { .. } => true,
+            Kind::Exhausted => self.every_failure(|outcome| *outcome == AttemptOutcome::Overloaded),
+            Kind::InvalidQuery(_) | Kind::Deadline(_) => false,
         }
     }
 
@@ -299,6 +334,13 @@ impl fmt::Display for UpstreamError {
         match &self.inner.kind {
             Kind::InvalidQuery(error) => return write!(f, "query for upstream group {group:?} is invalid: {error}"),
             Kind::Exhausted => write!(f, "upstream group {group:?} has no answer")?,
+            Kind::Overloaded { in_flight, waited } => {
+                return write!(
+                    f,
+                    "upstream group {group:?} is overloaded: {in_flight} queries in flight, no slot freed within {:.3}s",
+                    waited.as_secs_f64()
+                );
+            }
             Kind::Deadline(total) => {
                 write!(f, "upstream group {group:?} gave no answer within {:.3}s", total.as_secs_f64())?;
             }
@@ -331,7 +373,7 @@ impl std::error::Error for UpstreamError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.inner.kind {
             Kind::InvalidQuery(error) => Some(error),
-            Kind::Exhausted | Kind::Deadline(_) => None,
+            Kind::Exhausted | Kind::Deadline(_) | Kind::Overloaded { .. } => None,
         }
     }
 }
@@ -381,6 +423,24 @@ mod tests {
         let invalid = UpstreamError::invalid_query("g", signpost_wire::Error::ShortHeader { len: 3 });
         assert!(invalid.is_invalid_query() && !invalid.is_timeout() && !invalid.is_unreachable());
         let none = UpstreamError::exhausted("g", Vec::new());
-        assert!(!none.is_timeout() && !none.is_unreachable());
+        assert!(!none.is_timeout() && !none.is_unreachable() && !none.is_overloaded());
+    }
+
+    #[test]
+    fn overload_is_its_own_failure() {
+        let queued = UpstreamError::overloaded("g", 4096, Duration::from_millis(100));
+        assert!(queued.is_overloaded() && !queued.is_timeout() && !queued.is_unreachable());
+        assert_eq!(
+            queued.to_string(),
+            "upstream group \"g\" is overloaded: 4096 queries in flight, no slot freed within 0.100s"
+        );
+        let full = UpstreamError::exhausted("g", vec![attempt(1, AttemptOutcome::Overloaded)]);
+        assert!(full.is_overloaded() && !full.is_timeout());
+        assert!(full.to_string().contains("not sent: every message ID in use"), "{full}");
+        let mixed = UpstreamError::exhausted(
+            "g",
+            vec![attempt(1, AttemptOutcome::Overloaded), attempt(2, AttemptOutcome::Timeout)],
+        );
+        assert!(!mixed.is_overloaded());
     }
 }

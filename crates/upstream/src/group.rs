@@ -1,7 +1,21 @@
-//! Groups: which server to ask, when to move on, hedging, health and deadlines.
+//! Groups: which server to ask, when to ask again, when to move on,
+//! hedging, health, deadlines and overload.
+//!
+//! One query is a loop over the messages it sends. Each UDP message waits
+//! its server's retransmission timeout (SRTT + 4·RTTVAR from [`crate::rtt`],
+//! between `min_try_timeout` and `per_try_timeout`); when that passes
+//! without an answer the message is presumed lost, the server's timeout
+//! backs off, and the query is sent again: to the next server in the
+//! policy's order, or to the same one when it is the only one left. The
+//! lost message keeps listening until `per_try_timeout`, so a slow answer
+//! still counts if it comes first. TCP, TLS and HTTPS messages are not
+//! retransmitted (their transport does that); they wait `per_try_timeout`.
+//! Everything ends at `total_timeout`.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -10,14 +24,14 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rand::seq::SliceRandom;
 use signpost_wire::{NameBuf, Rcode, RecordType};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::{GroupConfig, HedgeAfter, Policy, Protocol, ServerConfig};
 use crate::doh::DohTransport;
 use crate::error::{Attempt, AttemptOutcome, Failure, UpstreamError};
 use crate::query::{Prepared, inspect};
-use crate::stats::{ServerStats, Stats};
+use crate::stats::{GroupStats, ServerStats, Stats};
 use crate::stream::StreamTransport;
 use crate::tls::{self, TlsConfigs};
 use crate::udp::UdpTransport;
@@ -27,12 +41,16 @@ use crate::{Error, Resolved};
 const DEFAULT_HEDGE_DELAY: Duration = Duration::from_millis(100);
 /// Shortest hedge delay, whatever the p95 says.
 const MIN_HEDGE_DELAY: Duration = Duration::from_millis(5);
+/// Most messages one query sends to one UDP server (Unbound's
+/// `outbound-msg-retry` default). TCP, TLS and HTTPS servers, and servers
+/// marked down, get one.
+pub(crate) const MAX_SENDS_PER_SERVER: u8 = 5;
 
 /// One server of a group, with its transports and figures.
 pub(crate) struct Server {
     pub(crate) config: ServerConfig,
     transport: Transport,
-    pub(crate) stats: Stats,
+    pub(crate) stats: Arc<Stats>,
 }
 
 enum Transport {
@@ -45,7 +63,8 @@ enum Transport {
 }
 
 impl Server {
-    fn new(config: &ServerConfig, group: &GroupConfig, sockets: &Arc<Semaphore>, tls: Option<&TlsConfigs>) -> Self {
+    fn new(config: &ServerConfig, group: &GroupConfig, tls: Option<&TlsConfigs>) -> Self {
+        let stats = Arc::new(Stats::new(group.min_try_timeout, group.per_try_timeout));
         let stream = |tls| {
             StreamTransport::new(config.address, tls, config.max_in_flight, config.max_connections, config.idle_timeout)
         };
@@ -57,25 +76,34 @@ impl Server {
             }
             (Protocol::Tcp, _, _) => Transport::Stream(stream(None)),
             // Validation guarantees TLS settings and a name for TLS servers; plain UDP otherwise.
-            _ => Transport::Udp {
-                udp: UdpTransport::new(config.address, sockets.clone(), group.edns_payload),
-                tcp: stream(None),
-            },
+            _ => Transport::Udp { udp: UdpTransport::new(config.address, stats.clone()), tcp: stream(None) },
         };
-        Self { config: config.clone(), transport, stats: Stats::default() }
+        Self { config: config.clone(), transport, stats }
     }
 
     /// One exchange over `protocol` (the server's own, or TCP after a truncated UDP answer).
     async fn exchange(&self, protocol: Protocol, query: &Prepared) -> Result<Bytes, Failure> {
         // The stream and HTTPS futures are large (TLS and HTTP/2 state);
-        // boxing them keeps every caller's future, and so every spawned
-        // query task, small, which matters most for the UDP path.
+        // boxing them keeps every caller's future small, which matters most
+        // for the UDP path.
         match (&self.transport, protocol) {
-            (Transport::Udp { udp, .. }, Protocol::Udp) => udp.exchange(query, &self.stats).await,
+            (Transport::Udp { udp, .. }, Protocol::Udp) => udp.exchange(query).await,
             (Transport::Udp { tcp, .. }, _) => Box::pin(tcp.exchange(query, &self.stats)).await,
             (Transport::Stream(stream), _) => Box::pin(stream.exchange(query, &self.stats)).await,
             (Transport::Https(doh), _) => Box::pin(doh.exchange(query, &self.stats)).await,
         }
+    }
+
+    /// UDP queries waiting for an answer from this server.
+    fn in_flight(&self) -> usize {
+        match &self.transport {
+            Transport::Udp { udp, .. } => udp.in_flight(),
+            _ => 0,
+        }
+    }
+
+    fn is_udp(&self) -> bool {
+        self.config.protocol == Protocol::Udp
     }
 }
 
@@ -89,6 +117,10 @@ struct GroupInner {
     config: GroupConfig,
     servers: Vec<Arc<Server>>,
     next: AtomicUsize,
+    /// One permit per query in flight (`max_outstanding`).
+    slots: Arc<Semaphore>,
+    queued: AtomicU64,
+    overloaded: AtomicU64,
 }
 
 impl std::fmt::Debug for Group {
@@ -107,17 +139,20 @@ struct Answer {
     protocol: Protocol,
 }
 
-/// What a try of one server means for the query.
+/// What one message sent for a query came to.
 enum Decision {
     /// Return this answer.
     Accept(Answer),
-    /// Try the next server; keep this rejected answer in case none does better.
+    /// This server is done for the query (a failure `retry_on` moves on
+    /// from, or a rejected answer, kept in case no server does better).
     MoveOn(Option<Answer>),
-    /// A failure `retry_on` does not move on from: ask no further servers.
+    /// A failure `retry_on` does not move on from: send nothing more.
     Stop,
+    /// No answer within `per_try_timeout`.
+    Expired,
 }
 
-/// The tries of one query, shared by the tries running at once.
+/// The tries of one query, shared by the messages in flight at once.
 #[derive(Default)]
 struct AttemptLog {
     entries: Mutex<Vec<LogEntry>>,
@@ -128,6 +163,8 @@ struct LogEntry {
     server: usize,
     opened: Instant,
     open: bool,
+    /// Its retransmission timeout passed without an answer.
+    lost: bool,
 }
 
 impl AttemptLog {
@@ -144,6 +181,7 @@ impl AttemptLog {
             server,
             opened: Instant::now(),
             open: true,
+            lost: false,
         });
         entries.len() - 1
     }
@@ -157,15 +195,37 @@ impl AttemptLog {
         }
     }
 
-    /// Close the tries still running with `outcome`; returns their servers.
-    fn close_open(&self, outcome: &AttemptOutcome) -> Vec<usize> {
+    /// The message in `slot` had no answer within `timeout`: it is recorded
+    /// as timed out after `timeout`, though a later answer may still replace that.
+    fn lose(&self, slot: usize, timeout: Duration) {
+        let Ok(mut entries) = self.entries.lock() else { return };
+        if let Some(entry) = entries.get_mut(slot)
+            && entry.open
+        {
+            entry.attempt.duration = timeout;
+            entry.attempt.outcome = AttemptOutcome::Timeout;
+            entry.open = false;
+            entry.lost = true;
+        }
+    }
+
+    fn is_open(&self, slot: usize) -> bool {
+        self.entries.lock().ok().and_then(|entries| entries.get(slot).map(|entry| entry.open)).unwrap_or(false)
+    }
+
+    fn is_lost(&self, slot: usize) -> bool {
+        self.entries.lock().ok().and_then(|entries| entries.get(slot).map(|entry| entry.lost)).unwrap_or(false)
+    }
+
+    /// Close the tries still running with `outcome`; returns their servers and start times.
+    fn close_open(&self, outcome: &AttemptOutcome) -> Vec<(usize, Instant)> {
         let Ok(mut entries) = self.entries.lock() else { return Vec::new() };
         let mut servers = Vec::new();
         for entry in entries.iter_mut().filter(|entry| entry.open) {
             entry.attempt.duration = entry.opened.elapsed();
             entry.attempt.outcome = outcome.clone();
             entry.open = false;
-            servers.push(entry.server);
+            servers.push((entry.server, entry.opened));
         }
         servers
     }
@@ -175,17 +235,72 @@ impl AttemptLog {
     }
 }
 
+/// One message the query loop sent.
+struct Sent {
+    server: usize,
+    slot: usize,
+    started: Instant,
+    /// How long it waits before the query is sent again.
+    timeout: Duration,
+}
+
+/// Why a message is sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// The first, or the next server after a definite failure.
+    Next,
+    /// The message before it was presumed lost.
+    Retransmit,
+    /// The server being asked is slow: ask another too.
+    Hedge,
+}
+
+/// Where one query stands: which servers are left and what was sent.
+struct Flight {
+    order: Vec<usize>,
+    cursor: usize,
+    /// By server index.
+    servers: Vec<ServerFlight>,
+    sent: Vec<Sent>,
+}
+
+/// What one query did with one server.
+#[derive(Clone, Copy, Default)]
+struct ServerFlight {
+    /// Messages sent to it.
+    sends: u8,
+    /// Asked no more: it failed for good or gave an answer `retry_on` rejects.
+    finished: bool,
+    /// The last message's wait, doubled for the next.
+    wait: Duration,
+}
+
+impl Flight {
+    fn new(order: Vec<usize>, servers: usize) -> Self {
+        Self { order, cursor: 0, servers: vec![ServerFlight::default(); servers], sent: Vec::with_capacity(2) }
+    }
+}
+
+/// A message in flight: its number in [`Flight::sent`] and what it came to.
+type Running<'a> = Pin<Box<dyn Future<Output = (usize, Decision)> + Send + 'a>>;
+
 impl Group {
     pub(crate) fn new(config: GroupConfig) -> Result<Self, Error> {
         validate(&config)?;
         let tls = tls::configs_for(&config)?;
-        let sockets = Arc::new(Semaphore::new(config.max_udp_sockets));
-        let servers = config
-            .servers
-            .iter()
-            .map(|server| Arc::new(Server::new(server, &config, &sockets, tls.as_ref())))
-            .collect();
-        Ok(Self { inner: Arc::new(GroupInner { config, servers, next: AtomicUsize::new(0) }) })
+        let servers =
+            config.servers.iter().map(|server| Arc::new(Server::new(server, &config, tls.as_ref()))).collect();
+        let slots = Arc::new(Semaphore::new(config.max_outstanding.min(Semaphore::MAX_PERMITS)));
+        Ok(Self {
+            inner: Arc::new(GroupInner {
+                config,
+                servers,
+                next: AtomicUsize::new(0),
+                slots,
+                queued: AtomicU64::new(0),
+                overloaded: AtomicU64::new(0),
+            }),
+        })
     }
 
     /// The group's name.
@@ -204,20 +319,38 @@ impl Group {
         self.inner
             .servers
             .iter()
-            .map(|server| server.stats.snapshot(name, server.config.address, server.config.protocol))
+            .map(|server| {
+                server.stats.snapshot(name, server.config.address, server.config.protocol, server.in_flight())
+            })
             .collect()
     }
 
-    /// Send a query message (any ID; each try sets a fresh random ID, or 0
-    /// over DoH) and return the validated response bytes as the upstream
-    /// sent them, with the ID of the try that got them.
+    /// Figures for the group as a whole: queries in flight and turned away.
+    pub fn group_stats(&self) -> GroupStats {
+        let inner = &self.inner;
+        let max_outstanding = inner.config.max_outstanding.min(Semaphore::MAX_PERMITS);
+        GroupStats {
+            group: inner.config.name.clone(),
+            in_flight: max_outstanding.saturating_sub(inner.slots.available_permits()),
+            max_outstanding,
+            queued: inner.queued.load(Ordering::Relaxed),
+            overloaded: inner.overloaded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Send a query message (any ID; each message sets a fresh random ID,
+    /// or 0 over DoH) and return the validated response bytes as the
+    /// upstream sent them, with the ID of the message that got them.
     ///
-    /// The group's policy picks the order of servers; `retry_on` says which
-    /// outcomes move on to the next; hedging may run tries side by side. When
+    /// The group's policy picks the order of servers; a UDP message with no
+    /// answer within its server's retransmission timeout is sent again (to
+    /// the next server, or the same); `retry_on` says which outcomes move
+    /// on to the next server; hedging may ask servers side by side. When
     /// every server tried gave an answer that `retry_on` rejects, the last
     /// such answer is returned (see [`resolve_accepted`](Self::resolve_accepted)
-    /// to fail instead). Fails when no server gave an answer, or the total
-    /// deadline passed.
+    /// to fail instead). Fails when no server gave an answer, the total
+    /// deadline passed, or the group is overloaded
+    /// ([`UpstreamError::is_overloaded`]).
     pub async fn resolve(&self, query: &[u8]) -> Result<Resolved, UpstreamError> {
         self.resolve_with(query, Rejected::Return).await
     }
@@ -232,88 +365,75 @@ impl Group {
         self.resolve_with(query, Rejected::Fail).await
     }
 
+    /// A slot for one more query in flight: at once, or within
+    /// `queue_timeout` (and the deadline), or an overload error.
+    async fn admit(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, UpstreamError> {
+        let inner = &self.inner;
+        if let Ok(permit) = inner.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        inner.queued.fetch_add(1, Ordering::Relaxed);
+        let wait = inner.config.queue_timeout.min(deadline.saturating_duration_since(Instant::now()));
+        if let Ok(Ok(permit)) = tokio::time::timeout(wait, inner.slots.clone().acquire_owned()).await {
+            return Ok(permit);
+        }
+        inner.overloaded.fetch_add(1, Ordering::Relaxed);
+        let in_flight = self.group_stats().in_flight;
+        tracing::debug!(group = %inner.config.name, in_flight, "upstream group overloaded; query refused");
+        Err(UpstreamError::overloaded(&inner.config.name, in_flight, wait))
+    }
+
     async fn resolve_with(&self, query: &[u8], rejected: Rejected) -> Result<Resolved, UpstreamError> {
         let config = &self.inner.config;
         let prepared = Prepared::new(query, config.edns_payload)
             .map_err(|error| UpstreamError::invalid_query(&config.name, error))?;
         let start = Instant::now();
         let deadline = start + config.total_timeout;
-        let order = self.order(start);
+        let _slot = self.admit(deadline).await?;
+        let mut flight = Flight::new(self.order(start), self.inner.servers.len());
         let log = AttemptLog::default();
-        let max_parallel = config.hedge.map_or(1, |hedge| hedge.max_parallel.max(1));
-        let mut running = FuturesUnordered::new();
-        let mut next = 0;
-        let mut stop = false;
-        let mut hedge_at: Option<Instant> = None;
         let mut fallback: Option<Answer> = None;
-        let far = start + config.total_timeout + Duration::from_secs(3600);
+        let mut running: FuturesUnordered<Running<'_>> = FuturesUnordered::new();
 
-        // Without hedging, tries run one after another: no task set, no
-        // select, no extra timers (each try's timeout is cut to the deadline).
-        let end = if max_parallel == 1 {
-            let mut end = End::Exhausted;
-            for &index in &order {
-                if deadline <= Instant::now() {
-                    end = End::Deadline;
-                    break;
-                }
-                match self.try_server(index, &prepared, deadline, &log).await {
-                    Decision::Accept(answer) => {
-                        end = End::Answer(answer);
-                        break;
-                    }
-                    Decision::MoveOn(answer) => {
-                        if answer.is_some() {
-                            fallback = answer;
+        // The common case costs one timer: the first message, answered
+        // within its retransmission timeout. Otherwise the loop takes over.
+        let first = match self.send(&mut flight, Reason::Next, &prepared, deadline, &log) {
+            None => Err(End::Exhausted),
+            Some(mut first) => {
+                let retransmit_at = self.retransmit_at(&flight, 0);
+                let hedge_at = self.hedge_delay_of(&flight, 0).map(|delay| start + delay);
+                let wake_at = [retransmit_at, hedge_at].into_iter().flatten().fold(deadline, Instant::min);
+                match tokio::time::timeout_at(wake_at, &mut first).await {
+                    Ok((number, decision)) => {
+                        let expired = matches!(decision, Decision::Expired);
+                        match self.settle(number, decision, &mut flight, &mut fallback, &log, deadline) {
+                            Settled::Answer(answer) => Err(End::Answer(answer)),
+                            Settled::Stop => Err(End::Exhausted),
+                            Settled::Continue => Ok((None, if expired { Reason::Retransmit } else { Reason::Next })),
                         }
                     }
-                    Decision::Stop => break,
-                }
-            }
-            end
-        } else {
-            loop {
-                if running.is_empty() {
-                    let Some(&index) = order.get(next).filter(|_| !stop) else { break End::Exhausted };
-                    if deadline <= Instant::now() {
-                        break End::Deadline;
-                    }
-                    running.push(self.try_server(index, &prepared, deadline, &log));
-                    next += 1;
-                    hedge_at = self.hedge_delay(index).map(|delay| Instant::now() + delay);
-                }
-                let hedge_ready = hedge_at.is_some() && next < order.len() && running.len() < max_parallel && !stop;
-                tokio::select! {
-                    Some(decision) = running.next() => match decision {
-                        Decision::Accept(answer) => break End::Answer(answer),
-                        Decision::MoveOn(answer) => {
-                            if answer.is_some() {
-                                fallback = answer;
-                            }
-                            if running.len() < max_parallel && !stop
-                                && let Some(&index) = order.get(next)
-                                && deadline > Instant::now()
-                            {
-                                running.push(self.try_server(index, &prepared, deadline, &log));
-                                next += 1;
-                                hedge_at = self.hedge_delay(index).map(|delay| Instant::now() + delay);
-                            }
-                        }
-                        Decision::Stop => stop = true,
-                    },
-                    () = tokio::time::sleep_until(hedge_at.unwrap_or(far)), if hedge_ready => {
-                        if let Some(&index) = order.get(next) {
-                            tracing::debug!(group = %config.name, server = index, "hedging: asking the next server too");
-                            running.push(self.try_server(index, &prepared, deadline, &log));
-                            next += 1;
-                            hedge_at = self.hedge_delay(index).map(|delay| Instant::now() + delay);
+                    Err(_) => {
+                        running.push(first);
+                        let now = Instant::now();
+                        if now >= deadline {
+                            Err(End::Deadline)
+                        } else if retransmit_at.is_some_and(|at| at <= now) {
+                            self.mark_lost(&flight, 0, &log);
+                            Ok((Some(0), Reason::Retransmit))
+                        } else {
+                            Ok((Some(0), Reason::Hedge))
                         }
                     }
-                    () = tokio::time::sleep_until(deadline) => break End::Deadline,
                 }
             }
         };
-        // Tries still running are dropped here.
+        let end = match first {
+            Ok((latest, reason)) => {
+                self.run(&mut flight, &mut running, latest, reason, &prepared, deadline, &log, &mut fallback).await
+            }
+            Err(end) => end,
+        };
+        // Messages still in flight are dropped here (their IDs are given back).
         drop(running);
         match end {
             End::Answer(answer) => {
@@ -321,19 +441,214 @@ impl Group {
                 Ok(self.resolved(answer, log))
             }
             End::Deadline | End::Exhausted => {
-                for index in log.close_open(&AttemptOutcome::Timeout) {
-                    self.record_failure(index, true);
+                for (index, sent_at) in log.close_open(&AttemptOutcome::Timeout) {
+                    self.record_timeout(index, None, sent_at);
                 }
                 if let Some(answer) = fallback.filter(|_| rejected == Rejected::Return) {
                     return Ok(self.resolved(answer, log));
                 }
                 let attempts = log.into_attempts();
-                // A last try whose timeout was cut to the deadline ends as Exhausted at the deadline.
+                // A last message whose wait was cut to the deadline ends as Exhausted at the deadline.
                 if matches!(end, End::Deadline) || Instant::now() >= deadline {
                     Err(UpstreamError::deadline(&config.name, config.total_timeout, attempts))
                 } else {
                     Err(UpstreamError::exhausted(&config.name, attempts))
                 }
+            }
+        }
+    }
+
+    /// The query loop after the first message: retransmissions, hedges and
+    /// moving on, until an answer, the deadline, or nothing left to try.
+    /// `latest` is the message whose retransmission timeout runs; the next
+    /// message is sent at once, for `reason`.
+    #[allow(clippy::too_many_arguments)]
+    async fn run<'a>(
+        &'a self,
+        flight: &mut Flight,
+        running: &mut FuturesUnordered<Running<'a>>,
+        mut latest: Option<usize>,
+        reason: Reason,
+        query: &'a Prepared,
+        deadline: Instant,
+        log: &'a AttemptLog,
+        fallback: &mut Option<Answer>,
+    ) -> End {
+        let config = &self.inner.config;
+        let max_parallel = config.hedge.map_or(1, |hedge| hedge.max_parallel.max(1));
+        // Without `timeout` in retry_on, a lost message is not sent again:
+        // the query waits for its answer until it expires.
+        let mut stop = reason == Reason::Retransmit && !config.retry_on.timeout;
+        let mut send_now = Some(reason);
+        let mut hedge_at: Option<Instant> = None;
+        let far = deadline + Duration::from_secs(3600);
+        loop {
+            if !stop && (send_now.is_some() || running.is_empty()) && self.active(flight, log) < max_parallel {
+                let reason = send_now.take().unwrap_or(Reason::Next);
+                if let Some(message) = self.send(flight, reason, query, deadline, log) {
+                    running.push(message);
+                    let number = flight.sent.len() - 1;
+                    latest = Some(number);
+                    hedge_at = self.hedge_delay_of(flight, number).map(|delay| Instant::now() + delay);
+                }
+            }
+            send_now = None;
+            if running.is_empty() {
+                return End::Exhausted;
+            }
+            let retransmit_at = latest
+                .filter(|&number| !stop && self.is_open(flight, number, log))
+                .and_then(|number| self.retransmit_at(flight, number));
+            let hedge_due = hedge_at.filter(|_| !stop && self.active(flight, log) < max_parallel);
+            let wake_at = [retransmit_at, hedge_due].into_iter().flatten().min();
+            tokio::select! {
+                // An answer first, then the deadline, then timers: when the
+                // task was not polled for a while and several are ready,
+                // a timer must not outlive the deadline.
+                biased;
+                Some((number, decision)) = running.next() => {
+                    let expired = matches!(decision, Decision::Expired);
+                    match self.settle(number, decision, flight, fallback, log, deadline) {
+                        Settled::Answer(answer) => return End::Answer(answer),
+                        Settled::Stop => stop = true,
+                        Settled::Continue if latest == Some(number) => {
+                            // The message being waited on is done: move on at once.
+                            latest = None;
+                            hedge_at = None;
+                            send_now = Some(if expired { Reason::Retransmit } else { Reason::Next });
+                        }
+                        Settled::Continue => {}
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return End::Deadline,
+                () = tokio::time::sleep_until(wake_at.unwrap_or(far)), if wake_at.is_some() => {
+                    if let Some(number) = latest
+                        && retransmit_at.is_some_and(|at| at <= Instant::now())
+                    {
+                        self.mark_lost(flight, number, log);
+                        send_now = Some(Reason::Retransmit);
+                    } else {
+                        tracing::debug!(group = %config.name, "hedging: asking another server too");
+                        send_now = Some(Reason::Hedge);
+                    }
+                    hedge_at = None;
+                }
+            }
+        }
+    }
+
+    /// Messages running that are not presumed lost.
+    fn active(&self, flight: &Flight, log: &AttemptLog) -> usize {
+        (0..flight.sent.len()).filter(|&number| self.is_open(flight, number, log)).count()
+    }
+
+    fn is_open(&self, flight: &Flight, number: usize, log: &AttemptLog) -> bool {
+        flight.sent.get(number).is_some_and(|sent| log.is_open(sent.slot))
+    }
+
+    /// When message `number` is presumed lost, if it is retransmitted at all.
+    fn retransmit_at(&self, flight: &Flight, number: usize) -> Option<Instant> {
+        let sent = flight.sent.get(number)?;
+        let server = self.server(sent.server)?;
+        (server.is_udp() && self.inner.config.retry_on.timeout).then(|| sent.started + sent.timeout)
+    }
+
+    /// Message `number` had no answer within its timeout: back its server off
+    /// and record the loss (a later answer still counts).
+    fn mark_lost(&self, flight: &Flight, number: usize, log: &AttemptLog) {
+        let Some(sent) = flight.sent.get(number) else { return };
+        if !log.is_open(sent.slot) {
+            return;
+        }
+        log.lose(sent.slot, sent.timeout);
+        self.record_timeout(sent.server, Some(sent.timeout), sent.started);
+    }
+
+    /// Pick the next server and send it the query: a message future, or
+    /// `None` when no server is left to ask.
+    fn send<'a>(
+        &'a self,
+        flight: &mut Flight,
+        reason: Reason,
+        query: &'a Prepared,
+        deadline: Instant,
+        log: &'a AttemptLog,
+    ) -> Option<Running<'a>> {
+        let index = self.next_server(flight)?;
+        let server = self.server(index)?;
+        let config = &self.inner.config;
+        let state = flight.servers.get_mut(index)?;
+        state.sends = state.sends.saturating_add(1);
+        state.wait = if server.is_udp() {
+            // Each message of a query to the same server waits twice as long
+            // as the one before (RFC 6298 §5.5), whatever the estimate says.
+            server.stats.retransmit_timeout().max(state.wait.saturating_mul(2)).min(config.per_try_timeout)
+        } else {
+            config.per_try_timeout
+        };
+        let timeout = state.wait;
+        let slot = log.begin(index, server.config.address, server.config.protocol);
+        let started = Instant::now();
+        server.stats.sent();
+        if reason == Reason::Retransmit {
+            server.stats.retransmitted();
+        }
+        flight.sent.push(Sent { server: index, slot, started, timeout });
+        let number = flight.sent.len() - 1;
+        let expires = (started + config.per_try_timeout).min(deadline);
+        Some(Box::pin(
+            async move { (number, self.try_server(index, query, slot, started, expires, deadline, log).await) },
+        ))
+    }
+
+    /// The next server in the policy's order that may be asked again.
+    fn next_server(&self, flight: &mut Flight) -> Option<usize> {
+        let len = flight.order.len();
+        for step in 0..len {
+            let position = (flight.cursor + step) % len;
+            let Some(&index) = flight.order.get(position) else { continue };
+            let Some(server) = self.server(index) else { continue };
+            // A server marked down is only asked because every server is:
+            // once per query, as its probe finds out whether it is back.
+            let limit = if server.is_udp() && server.stats.is_up() { MAX_SENDS_PER_SERVER } else { 1 };
+            let Some(state) = flight.servers.get(index) else { continue };
+            if state.finished || state.sends >= limit {
+                continue;
+            }
+            flight.cursor = position + 1;
+            return Some(index);
+        }
+        None
+    }
+
+    /// Apply what message `number` came to.
+    fn settle(
+        &self,
+        number: usize,
+        decision: Decision,
+        flight: &mut Flight,
+        fallback: &mut Option<Answer>,
+        log: &AttemptLog,
+        deadline: Instant,
+    ) -> Settled {
+        let Some(server) = flight.sent.get(number).map(|sent| sent.server) else { return Settled::Continue };
+        match decision {
+            Decision::Accept(answer) => Settled::Answer(answer),
+            Decision::MoveOn(answer) => {
+                if answer.is_some() {
+                    *fallback = answer;
+                }
+                if let Some(state) = flight.servers.get_mut(server) {
+                    state.finished = true;
+                }
+                Settled::Continue
+            }
+            Decision::Stop => Settled::Stop,
+            // Cut short by the deadline: recorded with the other open tries as the query ends.
+            Decision::Expired if Instant::now() >= deadline => Settled::Stop,
+            Decision::Expired => {
+                self.mark_lost(flight, number, log);
+                if self.inner.config.retry_on.timeout { Settled::Continue } else { Settled::Stop }
             }
         }
     }
@@ -349,6 +664,10 @@ impl Group {
 
     fn server(&self, index: usize) -> Option<&Arc<Server>> {
         self.inner.servers.get(index)
+    }
+
+    fn hedge_delay_of(&self, flight: &Flight, number: usize) -> Option<Duration> {
+        self.hedge_delay(flight.sent.get(number)?.server)
     }
 
     fn hedge_delay(&self, index: usize) -> Option<Duration> {
@@ -418,7 +737,7 @@ impl Group {
                         tokio::time::timeout(timeout, server.exchange(server.config.protocol, &prepared)).await;
                     match result {
                         Ok(Ok(response)) if inspect(&response).is_ok() => {
-                            server.stats.answered(started.elapsed());
+                            server.stats.answered(started.elapsed(), false);
                             true
                         }
                         _ => false,
@@ -430,40 +749,80 @@ impl Group {
         });
     }
 
-    fn record_failure(&self, index: usize, timeout: bool) {
+    /// A message to server `index` sent at `sent_at` had no answer: within
+    /// its retransmission timeout `used`, or (`None`) before the query ended.
+    fn record_timeout(&self, index: usize, used: Option<Duration>, sent_at: Instant) {
         let config = &self.inner.config;
         let Some(server) = self.server(index) else { return };
-        if server.stats.failed(timeout, config.max_fails, config.probe_backoff, Instant::now()) {
+        let now = Instant::now();
+        let marked_down = match used {
+            Some(used) => server.stats.timed_out(used, sent_at, config.max_fails, config.probe_backoff, now),
+            None => server.stats.cut_short(sent_at, config.max_fails, config.probe_backoff, now),
+        };
+        if marked_down {
             tracing::warn!(group = %config.name, server = %server.config, max_fails = config.max_fails, "upstream marked down");
         }
     }
 
-    /// Try one server: its own transport, then TCP if UDP came back truncated.
-    async fn try_server(&self, index: usize, query: &Prepared, deadline: Instant, log: &AttemptLog) -> Decision {
+    fn record_failure(&self, index: usize, sent_at: Instant) {
+        let config = &self.inner.config;
+        let Some(server) = self.server(index) else { return };
+        if server.stats.failed(sent_at, config.max_fails, config.probe_backoff, Instant::now()) {
+            tracing::warn!(group = %config.name, server = %server.config, max_fails = config.max_fails, "upstream marked down");
+        }
+    }
+
+    /// One message to server `index` (logged in `slot`): its own transport
+    /// until `expires`, then TCP if UDP came back truncated.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_server(
+        &self,
+        index: usize,
+        query: &Prepared,
+        slot: usize,
+        started: Instant,
+        expires: Instant,
+        deadline: Instant,
+        log: &AttemptLog,
+    ) -> Decision {
         let Some(server) = self.server(index) else { return Decision::MoveOn(None) };
         let retry_on = self.inner.config.retry_on;
         let protocol = server.config.protocol;
-        match self.exchange(index, protocol, query, deadline, log).await {
-            Exchange::Answer { response, truncated: true, slot, .. } if protocol == Protocol::Udp => {
+        let exchange = tokio::time::timeout_at(expires, self.exchange(index, protocol, query, slot, started, log));
+        let Ok(exchange) = exchange.await else { return Decision::Expired };
+        match exchange {
+            Exchange::Answer { response, truncated: true, .. } if protocol == Protocol::Udp => {
                 log.finish(slot, AttemptOutcome::Truncated);
                 let truncated_answer = Answer { response, server: server.config.address, protocol };
-                match self.exchange(index, Protocol::Tcp, query, deadline, log).await {
-                    Exchange::Answer { response, rcode, truncated, slot } => self.judge(
+                // Over TCP with a fresh per-try timeout, inside the deadline.
+                let slot = log.begin(index, server.config.address, Protocol::Tcp);
+                let started = Instant::now();
+                server.stats.sent();
+                let budget = self.inner.config.per_try_timeout.min(deadline.saturating_duration_since(started));
+                let tcp = tokio::time::timeout(budget, self.exchange(index, Protocol::Tcp, query, slot, started, log));
+                match tcp.await {
+                    Ok(Exchange::Answer { response, rcode, truncated }) => self.judge(
                         Answer { response, server: server.config.address, protocol: Protocol::Tcp },
                         rcode,
                         truncated,
                         slot,
                         log,
                     ),
-                    // TCP failed: the truncated answer stands, unless retry_on says truncated answers are failures.
-                    Exchange::Failed { .. } if retry_on.truncated => Decision::MoveOn(None),
-                    Exchange::Failed { .. } => Decision::Accept(truncated_answer),
+                    failed => {
+                        if failed.is_err() {
+                            log.finish(slot, AttemptOutcome::Timeout);
+                            self.record_timeout(index, None, started);
+                        }
+                        // The truncated answer stands, unless retry_on says truncated answers are failures.
+                        if retry_on.truncated { Decision::MoveOn(None) } else { Decision::Accept(truncated_answer) }
+                    }
                 }
             }
-            Exchange::Answer { response, rcode, truncated, slot } => {
+            Exchange::Answer { response, rcode, truncated } => {
                 let answer = Answer { response, server: server.config.address, protocol };
                 self.judge(answer, rcode, truncated, slot, log)
             }
+            Exchange::Failed { outcome: AttemptOutcome::Overloaded } => Decision::MoveOn(None),
             Exchange::Failed { outcome } => {
                 let moves_on = if outcome == AttemptOutcome::Timeout { retry_on.timeout } else { retry_on.unreachable };
                 if moves_on { Decision::MoveOn(None) } else { Decision::Stop }
@@ -493,39 +852,33 @@ impl Group {
         }
     }
 
-    /// One exchange with one server, timed, logged and counted.
+    /// One exchange with one server, counted: answers feed its round-trip
+    /// estimate, failures its health. Timeouts are the caller's.
     async fn exchange(
         &self,
         index: usize,
         protocol: Protocol,
         query: &Prepared,
-        deadline: Instant,
+        slot: usize,
+        started: Instant,
         log: &AttemptLog,
     ) -> Exchange {
         let Some(server) = self.server(index) else {
             return Exchange::Failed { outcome: AttemptOutcome::Failed("no such server".into()) };
         };
-        let slot = log.begin(index, server.config.address, protocol);
-        let started = Instant::now();
-        let budget = self.inner.config.per_try_timeout.min(deadline.saturating_duration_since(started));
-        server.stats.sent();
-        let result = tokio::time::timeout(budget, server.exchange(protocol, query)).await;
-        let failure = match result {
-            Ok(Ok(response)) => match inspect(&response) {
+        let failure = match server.exchange(protocol, query).await {
+            Ok(response) => match inspect(&response) {
                 Ok(verdict) => {
-                    server.stats.answered(started.elapsed());
-                    return Exchange::Answer { response, rcode: verdict.rcode, truncated: verdict.truncated, slot };
+                    server.stats.answered(started.elapsed(), log.is_lost(slot));
+                    return Exchange::Answer { response, rcode: verdict.rcode, truncated: verdict.truncated };
                 }
                 Err(reason) => Failure::Failed(reason),
             },
-            Ok(Err(failure)) => failure,
-            Err(_) => {
-                self.record_failure(index, true);
-                log.finish(slot, AttemptOutcome::Timeout);
-                return Exchange::Failed { outcome: AttemptOutcome::Timeout };
-            }
+            Err(failure) => failure,
         };
-        self.record_failure(index, false);
+        if failure != Failure::Overloaded {
+            self.record_failure(index, started);
+        }
         let outcome = failure.into_outcome();
         tracing::debug!(group = %self.inner.config.name, server = %server.config, %outcome, "upstream try failed");
         log.finish(slot, outcome.clone());
@@ -542,6 +895,13 @@ enum Rejected {
     Fail,
 }
 
+/// What a settled message means for the query loop.
+enum Settled {
+    Answer(Answer),
+    Continue,
+    Stop,
+}
+
 /// How a query's loop ended.
 enum End {
     Answer(Answer),
@@ -551,7 +911,7 @@ enum End {
 
 /// The result of one exchange.
 enum Exchange {
-    Answer { response: Bytes, rcode: Rcode, truncated: bool, slot: usize },
+    Answer { response: Bytes, rcode: Rcode, truncated: bool },
     Failed { outcome: AttemptOutcome },
 }
 
@@ -563,7 +923,8 @@ fn validate(config: &GroupConfig) -> Result<(), Error> {
     for (field, zero) in [
         ("per_try_timeout", config.per_try_timeout.is_zero()),
         ("total_timeout", config.total_timeout.is_zero()),
-        ("max_udp_sockets", config.max_udp_sockets == 0),
+        ("min_try_timeout", config.min_try_timeout.is_zero()),
+        ("max_outstanding", config.max_outstanding == 0),
     ] {
         if zero {
             return Err(Error::ZeroSetting { group: group(), field });
@@ -604,6 +965,7 @@ fn validate(config: &GroupConfig) -> Result<(), Error> {
 }
 
 #[cfg(test)]
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -638,9 +1000,30 @@ mod tests {
     #[test]
     fn fastest_puts_the_lowest_smoothed_rtt_first_and_unmeasured_before_all() {
         let group = group(3, Policy::Fastest);
-        group.server(0).unwrap().stats.answered(Duration::from_millis(50));
-        group.server(1).unwrap().stats.answered(Duration::from_millis(5));
+        group.server(0).unwrap().stats.answered(Duration::from_millis(50), false);
+        group.server(1).unwrap().stats.answered(Duration::from_millis(5), false);
         assert_eq!(group.order(Instant::now()), [2, 1, 0]);
+    }
+
+    #[test]
+    fn messages_cycle_through_the_order_skipping_finished_servers_up_to_the_cap() {
+        let group = group(3, Policy::Sequential);
+        let mut flight = Flight::new(vec![0, 1, 2], 3);
+        let mut next = || {
+            let index = group.next_server(&mut flight)?;
+            flight.servers[index].sends += 1;
+            Some(index)
+        };
+        assert_eq!([next(), next(), next(), next()], [Some(0), Some(1), Some(2), Some(0)]);
+        flight.servers[1].finished = true;
+        let mut rest = Vec::new();
+        while let Some(index) = group.next_server(&mut flight) {
+            flight.servers[index].sends += 1;
+            rest.push(index);
+        }
+        // Server 1 is done; 0 and 2 get up to five messages each.
+        assert_eq!(rest, [2, 0, 2, 0, 2, 0, 2]);
+        assert_eq!((flight.servers[0].sends, flight.servers[2].sends), (MAX_SENDS_PER_SERVER, MAX_SENDS_PER_SERVER));
     }
 
     #[test]
@@ -648,12 +1031,12 @@ mod tests {
         let group = group(3, Policy::Sequential);
         let now = Instant::now();
         for _ in 0..3 {
-            group.record_failure(1, true);
+            group.record_timeout(1, None, now);
         }
         assert_eq!(group.order(now), [0, 2]);
         for _ in 0..3 {
-            group.record_failure(0, false);
-            group.record_failure(2, true);
+            group.record_failure(0, now);
+            group.record_timeout(2, None, now);
         }
         assert_eq!(group.order(now).len(), 3, "all down: try them all");
     }
@@ -743,7 +1126,9 @@ mod tests {
         let first = log.begin(0, address, Protocol::Udp);
         log.begin(1, address, Protocol::Tcp);
         log.finish(first, AttemptOutcome::Answered(Rcode::NOERROR));
-        assert_eq!(log.close_open(&AttemptOutcome::Cancelled), [1]);
+        let closed: Vec<usize> =
+            log.close_open(&AttemptOutcome::Cancelled).into_iter().map(|(server, _)| server).collect();
+        assert_eq!(closed, [1]);
         let attempts = log.into_attempts();
         assert_eq!(attempts[0].outcome, AttemptOutcome::Answered(Rcode::NOERROR));
         assert_eq!(attempts[1].outcome, AttemptOutcome::Cancelled);

@@ -63,6 +63,7 @@ mod error;
 mod group;
 mod query;
 mod resolv;
+mod rtt;
 mod stats;
 mod stream;
 mod tls;
@@ -84,7 +85,7 @@ pub use config::{
 pub use error::{Attempt, AttemptOutcome, Error, UpstreamError};
 pub use group::Group;
 pub use resolv::{MAX_NAMESERVERS, ResolvConf, ResolvWarning, parse_resolv_conf, reaches_own_listener, unmapped};
-pub use stats::{LATENCY_BUCKETS, ServerStats};
+pub use stats::{GroupStats, LATENCY_BUCKETS, ServerStats};
 pub use tls::crypto_provider;
 
 /// An answer from upstream.
@@ -136,6 +137,11 @@ impl Upstreams {
     /// Figures for every server of every group.
     pub fn stats(&self) -> Vec<ServerStats> {
         self.inner.values().flat_map(Group::stats).collect()
+    }
+
+    /// Load figures of every group: queries in flight, queued, refused as overloaded.
+    pub fn group_stats(&self) -> Vec<GroupStats> {
+        self.inner.values().map(Group::group_stats).collect()
     }
 }
 

@@ -80,7 +80,6 @@ impl Prepared {
     }
 
     /// The query bytes (ID as given).
-    #[cfg(test)]
     pub(crate) fn bytes(&self) -> &Bytes {
         &self.bytes
     }
@@ -99,28 +98,45 @@ impl Prepared {
     /// regard to case, type, class). With `lenient`, used on connections that
     /// cannot be spoofed, an error answer without a question is accepted.
     pub(crate) fn matches(&self, response: &[u8], id: u16, lenient: bool) -> Result<(), Mismatch> {
-        let message = Message::parse(response).map_err(|_| Mismatch::NotResponse)?;
-        let header = message.header();
-        if !header.flags.qr() {
-            return Err(Mismatch::NotResponse);
-        }
-        if header.id != id {
-            return Err(Mismatch::WrongId);
-        }
-        if message.opcode() != self.opcode {
-            return Err(Mismatch::WrongQuestion);
-        }
-        match message.first_question() {
-            Ok(Some(question))
-                if question.qtype() == self.qtype
-                    && question.qclass() == self.qclass
-                    && question.name() == self.name =>
-            {
-                Ok(())
-            }
-            Ok(None) if lenient && header.flags.rcode() != Rcode::NOERROR => Ok(()),
-            _ => Err(Mismatch::WrongQuestion),
-        }
+        check_response(response, id, self.opcode, lenient, |question| {
+            question.qtype() == self.qtype && question.qclass() == self.qclass && question.name() == self.name
+        })
+    }
+}
+
+/// Check that `response` answers the query message `query` sent with `id`,
+/// as [`Prepared::matches`] does without leniency; for callers that keep
+/// only the query's bytes.
+pub(crate) fn answers(query: &[u8], response: &[u8], id: u16) -> Result<(), Mismatch> {
+    let message = Message::parse(query).map_err(|_| Mismatch::WrongQuestion)?;
+    let Ok(Some(asked)) = message.first_question() else { return Err(Mismatch::WrongQuestion) };
+    check_response(response, id, message.opcode(), false, |question| {
+        question.qtype() == asked.qtype() && question.qclass() == asked.qclass() && question.name() == asked.name()
+    })
+}
+
+fn check_response(
+    response: &[u8],
+    id: u16,
+    opcode: Opcode,
+    lenient: bool,
+    same_question: impl Fn(&signpost_wire::Question<'_>) -> bool,
+) -> Result<(), Mismatch> {
+    let message = Message::parse(response).map_err(|_| Mismatch::NotResponse)?;
+    let header = message.header();
+    if !header.flags.qr() {
+        return Err(Mismatch::NotResponse);
+    }
+    if header.id != id {
+        return Err(Mismatch::WrongId);
+    }
+    if message.opcode() != opcode {
+        return Err(Mismatch::WrongQuestion);
+    }
+    match message.first_question() {
+        Ok(Some(question)) if same_question(&question) => Ok(()),
+        Ok(None) if lenient && header.flags.rcode() != Rcode::NOERROR => Ok(()),
+        _ => Err(Mismatch::WrongQuestion),
     }
 }
 
@@ -216,6 +232,18 @@ mod tests {
         );
         assert_eq!(prepared.matches(&sent, 0x1234, false), Err(Mismatch::NotResponse));
         assert_eq!(prepared.matches(&[0x80; 5], 7, false), Err(Mismatch::NotResponse));
+        // The same checks from the query's bytes alone.
+        assert_eq!(answers(&sent, &answer(&sent, 7, "EXAMPLE.com", Rcode::NOERROR), 7), Ok(()));
+        assert_eq!(answers(&sent, &answer(&sent, 8, "example.com", Rcode::NOERROR), 7), Err(Mismatch::WrongId));
+        assert_eq!(answers(&sent, &answer(&sent, 7, "example.org", Rcode::NOERROR), 7), Err(Mismatch::WrongQuestion));
+        assert_eq!(answers(&sent, &sent, 0x1234), Err(Mismatch::NotResponse));
+        let mut other_type = query("Example.COM", false);
+        let qtype_low = other_type.len() - 3;
+        other_type[qtype_low] = 28; // QTYPE AAAA
+        assert_eq!(
+            answers(&other_type, &answer(&sent, 7, "example.com", Rcode::NOERROR), 7),
+            Err(Mismatch::WrongQuestion)
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@ pub const MAX_NAMESERVERS: usize = 3;
 /// What a resolv.conf says, as glibc reads it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ResolvConf {
-    /// The first three `nameserver` addresses, port 53.
+    /// The first three `nameserver` addresses, port 53 unless one is given
+    /// as `IP:PORT` (an extension glibc does not read).
     pub nameservers: Vec<SocketAddr>,
     /// The search list (`search`, or `domain` when it comes last).
     pub search: Vec<String>,
@@ -138,6 +139,13 @@ pub fn parse_resolv_conf(text: &str) -> ResolvConf {
 fn parse_nameserver(text: &str) -> Option<SocketAddr> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(SocketAddr::new(ip, 53));
+    }
+    // `IP:PORT` / `[IPv6]:PORT`: an extension glibc does not read, for a
+    // local resolver on another port (tests, dnsmasq on 5353).
+    if let Ok(address) = text.parse::<SocketAddr>()
+        && address.port() != 0
+    {
+        return Some(address);
     }
     // A link-local IPv6 address with a numeric zone: fe80::1%2.
     let (address, zone) = text.split_once('%')?;
@@ -296,6 +304,9 @@ frobnicate yes
         assert_eq!(conf.search, ["b.example"]);
         assert_eq!(conf.domain.as_deref(), Some("b.example"));
         assert_eq!((conf.timeout, conf.attempts, conf.ndots), (Duration::from_secs(30), 5, 15));
+        let ported = parse_resolv_conf("nameserver 127.0.0.1:5300\nnameserver [::1]:54\nnameserver 10.0.0.1:0\n");
+        assert_eq!(ported.nameservers, ["127.0.0.1:5300".parse().unwrap(), "[::1]:54".parse().unwrap()]);
+        assert_eq!(ported.warnings.len(), 1, "port 0 is no server");
         let empty = parse_resolv_conf("");
         assert_eq!(empty, ResolvConf::default());
     }

@@ -1,4 +1,4 @@
-//! Per-server counters, latency histogram and health.
+//! Per-server counters, latency histogram, round-trip estimate and health.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::Protocol;
+use crate::rtt::Rtt;
 
 /// Upper bounds of the latency histogram's buckets; a last bucket holds the rest.
 pub const LATENCY_BUCKETS: [Duration; 12] = [
@@ -38,16 +39,33 @@ pub struct ServerStats {
     pub server: SocketAddr,
     /// Its transport.
     pub protocol: Protocol,
-    /// Tries sent (a UDP query retried over TCP counts twice).
+    /// Messages sent (a UDP query retried over TCP counts twice, a retransmission once more).
     pub queries: u64,
+    /// Of `queries`, the retransmissions: sent because an earlier send of
+    /// the same query (to this server or another) had no answer within its
+    /// retransmission timeout.
+    pub retransmits: u64,
     /// Valid answers received.
     pub answers: u64,
-    /// Tries that timed out.
+    /// Of `answers`, those that came after their send's retransmission
+    /// timeout (a retransmission that was not needed; the answer still counted).
+    pub late_answers: u64,
+    /// Sends with no answer within their retransmission timeout (presumed lost).
     pub timeouts: u64,
     /// Tries that failed otherwise (unreachable, reset, TLS or HTTP errors, malformed answers).
     pub errors: u64,
-    /// Messages dropped because their ID or question did not match a query in flight: possible spoofs.
+    /// Messages dropped because their ID, source or question did not match a
+    /// query in flight: possible spoofs.
     pub spoofs_dropped: u64,
+    /// Answers dropped because their query had stopped waiting for them
+    /// (another message of it was answered, or it ended): the ID was one of
+    /// the last 256 given up on that socket.
+    pub stale_answers: u64,
+    /// Sends refused because every message ID this server's UDP sockets
+    /// may use was taken by a query in flight.
+    pub overloaded: u64,
+    /// UDP queries waiting for an answer from this server now.
+    pub in_flight: usize,
     /// Answer latencies: `latency_buckets[i]` counts answers within
     /// [`LATENCY_BUCKETS`]`[i]` (and above the bound before); the last entry counts the rest.
     pub latency_buckets: Vec<u64>,
@@ -55,27 +73,52 @@ pub struct ServerStats {
     pub latency_sum: Duration,
     /// Smoothed round-trip time, once measured.
     pub smoothed_rtt: Option<Duration>,
+    /// Mean deviation of the round-trip time (RTTVAR; zero until measured).
+    pub rtt_variance: Duration,
+    /// The current retransmission timeout: SRTT + 4·RTTVAR, backed off
+    /// after losses, within the group's `min_try_timeout` and `per_try_timeout`.
+    pub retransmit_timeout: Duration,
     /// Consecutive failures.
     pub consecutive_failures: u32,
     /// Whether the server is in use (false once marked down, until a probe succeeds).
     pub up: bool,
 }
 
+/// A snapshot of one group's load.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub struct GroupStats {
+    /// The group.
+    pub group: String,
+    /// Queries in flight now (each holds one of `max_outstanding` slots).
+    pub in_flight: usize,
+    /// The group's `max_outstanding`.
+    pub max_outstanding: usize,
+    /// Queries that found every slot taken and waited for one.
+    pub queued: u64,
+    /// Queries that found no slot within `queue_timeout` and failed as overloaded.
+    pub overloaded: u64,
+}
+
 /// Live figures of one server.
 #[derive(Debug)]
 pub(crate) struct Stats {
     queries: AtomicU64,
+    retransmits: AtomicU64,
     answers: AtomicU64,
+    late_answers: AtomicU64,
     timeouts: AtomicU64,
     errors: AtomicU64,
     spoofs: AtomicU64,
+    stale: AtomicU64,
+    overloaded: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_micros: AtomicU64,
     pub(crate) health: Mutex<Health>,
 }
 
-/// Health and smoothed latency of one server.
-#[derive(Clone, Debug, Default)]
+/// Health and round-trip estimate of one server.
+#[derive(Clone, Debug)]
 pub(crate) struct Health {
     pub(crate) consecutive_failures: u32,
     /// When down: when the next probe is due.
@@ -84,31 +127,51 @@ pub(crate) struct Health {
     pub(crate) backoff: Duration,
     /// Whether a probe is running.
     pub(crate) probing: bool,
-    srtt_micros: Option<u64>,
+    /// When the last valid answer arrived.
+    last_answer: Option<Instant>,
+    rtt: Rtt,
 }
 
 impl Health {
+    fn new(rtt: Rtt) -> Self {
+        Self {
+            consecutive_failures: 0,
+            down_until: None,
+            backoff: Duration::ZERO,
+            probing: false,
+            last_answer: None,
+            rtt,
+        }
+    }
+
     pub(crate) fn is_up(&self) -> bool {
         self.down_until.is_none()
     }
 
-    pub(crate) fn smoothed_rtt(&self) -> Option<Duration> {
-        self.srtt_micros.map(Duration::from_micros)
+    /// Count a failure of a message sent at `sent_at`. One sent before the
+    /// server's last answer does not count: the server was alive after it
+    /// was sent, so its loss says nothing about the server being down (at
+    /// high rates a few lost datagrams in a row are routine and would
+    /// otherwise mark a healthy server down). Returns true when this marks
+    /// the server down.
+    fn count_failure(&mut self, sent_at: Instant, max_fails: u32, backoff: Duration, now: Instant) -> bool {
+        if self.last_answer.is_some_and(|answered| answered >= sent_at) {
+            return false;
+        }
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        if max_fails == 0 || self.consecutive_failures < max_fails || self.down_until.is_some() {
+            return false;
+        }
+        self.backoff = backoff;
+        self.down_until = Some(now + backoff);
+        true
     }
 }
 
 impl Default for Stats {
+    /// Figures with the default timeout bounds (50 ms to 2 s).
     fn default() -> Self {
-        Self {
-            queries: AtomicU64::new(0),
-            answers: AtomicU64::new(0),
-            timeouts: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            spoofs: AtomicU64::new(0),
-            buckets: Default::default(),
-            latency_sum_micros: AtomicU64::new(0),
-            health: Mutex::new(Health::default()),
-        }
+        Self::new(Duration::from_millis(50), Duration::from_secs(2))
     }
 }
 
@@ -117,29 +180,60 @@ fn micros(duration: Duration) -> u64 {
 }
 
 impl Stats {
+    /// Figures for a server whose retransmission timeout stays within `floor..=ceiling`.
+    pub(crate) fn new(floor: Duration, ceiling: Duration) -> Self {
+        Self {
+            queries: AtomicU64::new(0),
+            retransmits: AtomicU64::new(0),
+            answers: AtomicU64::new(0),
+            late_answers: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            spoofs: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
+            buckets: Default::default(),
+            latency_sum_micros: AtomicU64::new(0),
+            health: Mutex::new(Health::new(Rtt::new(floor, ceiling))),
+        }
+    }
+
     pub(crate) fn sent(&self) {
         self.queries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn retransmitted(&self) {
+        self.retransmits.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn spoof_dropped(&self) {
         self.spoofs.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A valid answer arrived after `latency`: record it and clear failures.
-    pub(crate) fn answered(&self, latency: Duration) {
+    pub(crate) fn stale_answer(&self) {
+        self.stale.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn overloaded(&self) {
+        self.overloaded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A valid answer arrived `latency` after its message was sent (`late`
+    /// when after that send's retransmission timeout): record it, feed the
+    /// round-trip estimate and clear failures.
+    pub(crate) fn answered(&self, latency: Duration, late: bool) {
         self.answers.fetch_add(1, Ordering::Relaxed);
+        if late {
+            self.late_answers.fetch_add(1, Ordering::Relaxed);
+        }
         let bucket = LATENCY_BUCKETS.iter().position(|bound| latency <= *bound).unwrap_or(LATENCY_BUCKETS.len());
         if let Some(counter) = self.buckets.get(bucket) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         self.latency_sum_micros.fetch_add(micros(latency), Ordering::Relaxed);
         if let Ok(mut health) = self.health.lock() {
-            let sample = micros(latency);
-            health.srtt_micros = Some(match health.srtt_micros {
-                // RFC 6298 smoothing, alpha 1/8.
-                Some(srtt) => srtt - srtt / 8 + sample / 8,
-                None => sample,
-            });
+            health.rtt.answered(latency);
+            health.last_answer = Some(Instant::now());
             if health.down_until.is_some() {
                 tracing::info!("upstream is answering again; marked up");
             }
@@ -149,21 +243,43 @@ impl Stats {
         }
     }
 
-    /// A try failed. Returns true when this marked the server down.
-    pub(crate) fn failed(&self, timeout: bool, max_fails: u32, backoff: Duration, now: Instant) -> bool {
-        if timeout {
-            self.timeouts.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
+    /// How long to wait for an answer before retransmitting.
+    pub(crate) fn retransmit_timeout(&self) -> Duration {
+        self.health.lock().map(|health| health.rtt.timeout()).unwrap_or(crate::rtt::INITIAL_TIMEOUT)
+    }
+
+    /// A message sent at `sent_at` with retransmission timeout `used` got
+    /// no answer in time: back the timeout off and count a failure. Returns
+    /// true when this marked the server down.
+    pub(crate) fn timed_out(
+        &self,
+        used: Duration,
+        sent_at: Instant,
+        max_fails: u32,
+        backoff: Duration,
+        now: Instant,
+    ) -> bool {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
         let Ok(mut health) = self.health.lock() else { return false };
-        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-        if max_fails == 0 || health.consecutive_failures < max_fails || health.down_until.is_some() {
-            return false;
-        }
-        health.backoff = backoff;
-        health.down_until = Some(now + backoff);
-        true
+        health.rtt.lost(used);
+        health.count_failure(sent_at, max_fails, backoff, now)
+    }
+
+    /// A message sent at `sent_at` was still unanswered when its query
+    /// ended (the deadline cut it short): a timeout and a failure, without
+    /// backing the retransmission timeout off (it never ran out).
+    pub(crate) fn cut_short(&self, sent_at: Instant, max_fails: u32, backoff: Duration, now: Instant) -> bool {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut health) = self.health.lock() else { return false };
+        health.count_failure(sent_at, max_fails, backoff, now)
+    }
+
+    /// A try sent at `sent_at` failed (unreachable, reset, malformed
+    /// answer). Returns true when this marked the server down.
+    pub(crate) fn failed(&self, sent_at: Instant, max_fails: u32, backoff: Duration, now: Instant) -> bool {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut health) = self.health.lock() else { return false };
+        health.count_failure(sent_at, max_fails, backoff, now)
     }
 
     /// If the server is down and a probe is due, claim the probe (one at a time).
@@ -199,7 +315,7 @@ impl Stats {
     }
 
     pub(crate) fn smoothed_rtt(&self) -> Option<Duration> {
-        self.health.lock().ok().and_then(|health| health.smoothed_rtt())
+        self.health.lock().ok().and_then(|health| health.rtt.smoothed())
     }
 
     /// The 95th-percentile answer latency (the upper bound of its bucket), once there are enough answers.
@@ -220,22 +336,36 @@ impl Stats {
         None
     }
 
-    pub(crate) fn snapshot(&self, group: &str, server: SocketAddr, protocol: Protocol) -> ServerStats {
-        let health = self.health.lock().map(|health| health.clone()).unwrap_or_default();
+    pub(crate) fn snapshot(
+        &self,
+        group: &str,
+        server: SocketAddr,
+        protocol: Protocol,
+        in_flight: usize,
+    ) -> ServerStats {
+        let health = self.health.lock().map(|health| health.clone()).ok();
+        let rtt = health.as_ref().map(|health| health.rtt);
         ServerStats {
             group: group.to_string(),
             server,
             protocol,
             queries: self.queries.load(Ordering::Relaxed),
+            retransmits: self.retransmits.load(Ordering::Relaxed),
             answers: self.answers.load(Ordering::Relaxed),
+            late_answers: self.late_answers.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             spoofs_dropped: self.spoofs.load(Ordering::Relaxed),
+            stale_answers: self.stale.load(Ordering::Relaxed),
+            overloaded: self.overloaded.load(Ordering::Relaxed),
+            in_flight,
             latency_buckets: self.buckets.iter().map(|counter| counter.load(Ordering::Relaxed)).collect(),
             latency_sum: Duration::from_micros(self.latency_sum_micros.load(Ordering::Relaxed)),
-            smoothed_rtt: health.smoothed_rtt(),
-            consecutive_failures: health.consecutive_failures,
-            up: health.is_up(),
+            smoothed_rtt: rtt.and_then(|rtt| rtt.smoothed()),
+            rtt_variance: rtt.map(|rtt| rtt.variance()).unwrap_or_default(),
+            retransmit_timeout: rtt.map_or(crate::rtt::INITIAL_TIMEOUT, |rtt| rtt.timeout()),
+            consecutive_failures: health.as_ref().map_or(0, |health| health.consecutive_failures),
+            up: health.as_ref().is_none_or(Health::is_up),
         }
     }
 }
@@ -244,22 +374,26 @@ impl Stats {
 mod tests {
     use super::*;
 
+    fn address() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 53))
+    }
+
     #[test]
     fn latencies_land_in_buckets_and_give_a_p95() {
         let stats = Stats::default();
         for _ in 0..19 {
-            stats.answered(Duration::from_micros(800));
+            stats.answered(Duration::from_micros(800), false);
         }
         assert_eq!(stats.p95(), None, "too few samples");
-        stats.answered(Duration::from_millis(300));
-        let snapshot = stats.snapshot("g", SocketAddr::from(([127, 0, 0, 1], 53)), Protocol::Udp);
+        stats.answered(Duration::from_millis(300), true);
+        let snapshot = stats.snapshot("g", address(), Protocol::Udp, 0);
         assert_eq!(snapshot.latency_buckets[0], 19);
         assert_eq!(snapshot.latency_buckets[8], 1);
-        assert_eq!(snapshot.answers, 20);
+        assert_eq!((snapshot.answers, snapshot.late_answers), (20, 1));
         // 95% of 20 is 19: all within the first bucket.
         assert_eq!(stats.p95(), Some(Duration::from_millis(1)));
-        stats.answered(Duration::from_secs(30));
-        assert_eq!(stats.snapshot("g", snapshot.server, Protocol::Udp).latency_buckets[12], 1);
+        stats.answered(Duration::from_secs(30), false);
+        assert_eq!(stats.snapshot("g", snapshot.server, Protocol::Udp, 0).latency_buckets[12], 1);
     }
 
     #[test]
@@ -267,10 +401,11 @@ mod tests {
         let stats = Stats::default();
         let start = Instant::now();
         let backoff = Duration::from_secs(1);
-        assert!(!stats.failed(true, 3, backoff, start));
-        assert!(!stats.failed(false, 3, backoff, start));
+        let timeout = Duration::from_millis(376);
+        assert!(!stats.timed_out(timeout, start, 3, backoff, start));
+        assert!(!stats.failed(start, 3, backoff, start));
         assert!(stats.is_up());
-        assert!(stats.failed(true, 3, backoff, start));
+        assert!(stats.timed_out(timeout, start, 3, backoff, start));
         assert!(!stats.is_up());
         assert!(!stats.claim_probe(start), "not due yet");
         let due = start + backoff;
@@ -282,27 +417,65 @@ mod tests {
         assert!(stats.claim_probe(later));
         stats.probe_finished(false, backoff, later);
         assert_eq!(stats.down_until(), Some(later + Duration::from_secs(4)));
-        stats.answered(Duration::from_millis(3));
+        stats.answered(Duration::from_millis(3), false);
         assert!(stats.is_up());
-        let snapshot = stats.snapshot("g", SocketAddr::from(([127, 0, 0, 1], 53)), Protocol::Udp);
+        let snapshot = stats.snapshot("g", address(), Protocol::Udp, 0);
         assert_eq!((snapshot.timeouts, snapshot.errors, snapshot.consecutive_failures), (2, 1, 0));
         assert!(snapshot.up);
+    }
+
+    #[test]
+    fn losses_of_messages_sent_before_the_last_answer_do_not_count_towards_down() {
+        let stats = Stats::default();
+        let backoff = Duration::from_secs(1);
+        let timeout = Duration::from_millis(50);
+        let sent = Instant::now();
+        stats.answered(Duration::from_millis(1), false);
+        // Lost datagrams sent before that answer: the server was alive after them.
+        for _ in 0..10 {
+            assert!(!stats.timed_out(timeout, sent, 3, backoff, Instant::now()));
+        }
+        assert!(stats.is_up());
+        let snapshot = stats.snapshot("g", address(), Protocol::Udp, 0);
+        assert_eq!((snapshot.timeouts, snapshot.consecutive_failures), (10, 0));
+        // Sent after it, they count.
+        let after = Instant::now() + Duration::from_millis(1);
+        for _ in 0..2 {
+            assert!(!stats.timed_out(timeout, after, 3, backoff, after));
+        }
+        assert!(stats.timed_out(timeout, after, 3, backoff, after));
     }
 
     #[test]
     fn zero_max_fails_never_marks_down() {
         let stats = Stats::default();
         for _ in 0..100 {
-            assert!(!stats.failed(true, 0, Duration::from_secs(1), Instant::now()));
+            assert!(!stats.timed_out(
+                Duration::from_secs(1),
+                Instant::now(),
+                0,
+                Duration::from_secs(1),
+                Instant::now()
+            ));
         }
         assert!(stats.is_up());
     }
 
     #[test]
-    fn smoothed_rtt_moves_an_eighth_of_the_way() {
-        let stats = Stats::default();
-        stats.answered(Duration::from_millis(80));
-        stats.answered(Duration::from_millis(160));
+    fn the_round_trip_estimate_is_in_the_snapshot() {
+        let stats = Stats::new(Duration::from_millis(50), Duration::from_secs(2));
+        assert_eq!(stats.snapshot("g", address(), Protocol::Udp, 0).retransmit_timeout, crate::rtt::INITIAL_TIMEOUT);
+        stats.answered(Duration::from_millis(80), false);
+        stats.answered(Duration::from_millis(160), false);
         assert_eq!(stats.smoothed_rtt(), Some(Duration::from_millis(90)));
+        let snapshot = stats.snapshot("g", address(), Protocol::Udp, 3);
+        assert_eq!(snapshot.smoothed_rtt, Some(Duration::from_millis(90)));
+        // RTTVAR = 3/4·40 + 1/4·80 = 50; RTO = 90 + 4·50.
+        assert_eq!(snapshot.rtt_variance, Duration::from_millis(50));
+        assert_eq!(snapshot.retransmit_timeout, Duration::from_millis(290));
+        assert_eq!(snapshot.in_flight, 3);
+        assert_eq!(stats.retransmit_timeout(), Duration::from_millis(290));
+        stats.timed_out(Duration::from_millis(290), Instant::now(), 3, Duration::from_secs(1), Instant::now());
+        assert_eq!(stats.retransmit_timeout(), Duration::from_millis(580));
     }
 }

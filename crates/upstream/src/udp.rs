@@ -1,51 +1,88 @@
-//! Do53 over UDP: connected sockets with random ports, reused a bounded
-//! number of times, and a random ID per query.
+//! Do53 over UDP, the way dnsdist talks to its backends: a few long-lived
+//! sockets per server, each with a table of the message IDs in flight on it
+//! and one receive loop that reads answers in batches (`recvmmsg`) and hands
+//! each to the query whose ID and question it matches. No task and no
+//! socket per query.
+//!
+//! The defences a forwarder needs against forged answers stay:
+//!
+//! - every query gets a random message ID, never one in flight on its socket;
+//! - sockets are bound to port 0, so each has a random ephemeral port, and
+//!   a query leaves from a random one of [`SOCKETS_PER_SERVER`]; a socket is
+//!   retired after [`QUERIES_PER_SOCKET`] queries or [`SOCKET_LIFETIME`],
+//!   and a new one on a new random port takes its place (the old one keeps
+//!   listening until its queries are answered or given up);
+//! - sockets are connected to the server, so the kernel drops datagrams
+//!   from any other address or port before they reach us (and an ICMP port
+//!   unreachable comes back as an error instead of a silent wait); the
+//!   receive loop checks the source again;
+//! - an answer must carry QR, the ID, the opcode and the question (name
+//!   without regard to case, type, class) of a query in flight on that
+//!   socket; anything else is dropped and counted in `spoofs_dropped`, and
+//!   the query keeps waiting for the real answer.
+//!
+//! docs/upstream.md compares the entropy per query with Unbound's and dnsdist's.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 
 use crate::error::Failure;
-use crate::query::Prepared;
+use crate::query::{Prepared, answers};
 use crate::stats::Stats;
 
-/// How many queries one socket carries before it is closed and a new one
-/// (with a new random port) takes its place. Binding, connecting and closing
-/// a socket per query costs four system calls and two epoll updates; reusing
-/// it for a while keeps most of the port randomness (RFC 5452) for a small
-/// fraction of that cost.
-const QUERIES_PER_SOCKET: u32 = 64;
+/// Sockets kept open per server; each query leaves from a random one.
+pub(crate) const SOCKETS_PER_SERVER: usize = 4;
 
-/// Idle sockets kept per server. A query takes one of them at random, so
-/// consecutive queries leave from different random ports; while fewer are
-/// idle, a query opens a new socket instead.
-const IDLE_SOCKETS: usize = 16;
+/// Queries one socket carries before a new socket (on a new random port)
+/// replaces it.
+pub(crate) const QUERIES_PER_SOCKET: u32 = 2048;
 
-/// A socket not in use, with how many queries it has carried.
-struct Idle {
-    socket: UdpSocket,
-    uses: u32,
-}
+/// How long one socket is used before it is replaced, however few queries it carried.
+pub(crate) const SOCKET_LIFETIME: Duration = Duration::from_secs(30);
 
-/// Sends queries to one server over UDP.
-///
-/// Each socket is bound to port 0, so the kernel picks a random ephemeral
-/// port, and connected to the server: the kernel then drops datagrams from
-/// any other address, and an ICMP port unreachable comes back as an error on
-/// the next receive instead of a silent wait. A query has a socket to itself
-/// while it waits: a random one of `IDLE_SOCKETS` idle sockets, each kept
-/// until it has carried `QUERIES_PER_SOCKET` queries, or a new one while the
-/// idle set is not full. The number of sockets in use at
-/// once is bounded by the group's semaphore (the socket pool).
+/// Most queries in flight on one socket. A random free ID is then found
+/// at the first draw at least 15 times in 16, and a forged answer with a
+/// random ID matches some query in flight at most once in 16 tries (it
+/// must still carry that query's question).
+pub(crate) const IDS_PER_SOCKET: usize = 4096;
+
+/// Most queries in flight to one server, on its current sockets and on
+/// retired ones still waiting for answers. Past it a send fails as
+/// overloaded instead of piling up.
+pub(crate) const MAX_IN_FLIGHT: usize = SOCKETS_PER_SERVER * IDS_PER_SOCKET;
+
+/// Receive buffer asked of the kernel for each socket (it grants at most
+/// `net.core.rmem_max`): room for thousands of answers between two reads.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
+/// IDs of queries given up on that a socket remembers, so that their late
+/// answers are told from forgeries.
+const REMEMBERED_IDS: usize = 256;
+
+/// Batches read per wake-up before other tasks get a turn.
+const BATCHES_PER_WAKE: usize = 8;
+
+/// Sends queries to one server over a small pool of shared UDP sockets.
 pub(crate) struct UdpTransport {
     address: SocketAddr,
-    sockets: Arc<Semaphore>,
-    receive_size: usize,
-    idle: Mutex<VecDeque<Idle>>,
+    stats: Arc<Stats>,
+    pool: Mutex<Vec<Option<Arc<Shared>>>>,
+    /// Queries in flight on all of this server's sockets.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for UdpTransport {
@@ -54,71 +91,674 @@ impl std::fmt::Debug for UdpTransport {
     }
 }
 
+impl Drop for UdpTransport {
+    fn drop(&mut self) {
+        if let Ok(pool) = self.pool.get_mut() {
+            for shared in pool.iter().flatten() {
+                shared.retire();
+            }
+        }
+    }
+}
+
 impl UdpTransport {
-    pub(crate) fn new(address: SocketAddr, sockets: Arc<Semaphore>, edns_payload: u16) -> Self {
+    pub(crate) fn new(address: SocketAddr, stats: Arc<Stats>) -> Self {
         Self {
             address,
-            sockets,
-            receive_size: usize::from(edns_payload).clamp(4096, signpost_wire::MAX_MESSAGE_LEN),
-            idle: Mutex::new(VecDeque::new()),
+            stats,
+            pool: Mutex::new(vec![None; SOCKETS_PER_SERVER]),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// Send `query` and wait for the first datagram that answers it. Others
-    /// (wrong ID, wrong question, not a response) are dropped and counted.
-    pub(crate) async fn exchange(&self, query: &Prepared, stats: &Stats) -> Result<Bytes, Failure> {
-        let _permit = self.sockets.acquire().await.map_err(|_| Failure::Unreachable("socket pool closed".into()))?;
-        let taken = self.idle.lock().ok().and_then(|mut idle| {
-            let ready = idle.len();
-            (ready >= IDLE_SOCKETS).then(|| rand::random_range(0..ready)).and_then(|index| idle.swap_remove_back(index))
-        });
-        let (socket, uses) = match taken {
-            Some(idle) => (idle.socket, idle.uses),
-            None => (self.open().await?, 0),
-        };
-        let id = rand::random::<u16>();
-        let message = query.with_id(id, 0);
-        socket.send(&message).await.map_err(|error| Failure::unreachable(&error))?;
-        // Received into spare capacity: nothing is zeroed, nothing copied after.
-        let mut buffer = BytesMut::with_capacity(self.receive_size);
-        loop {
-            buffer.clear();
-            let len = socket.recv_buf(&mut buffer).await.map_err(|error| Failure::unreachable(&error))?;
-            let received = buffer.get(..len).unwrap_or_default();
-            match query.matches(received, id, false) {
-                Ok(()) => {
-                    buffer.truncate(len);
-                    self.release(socket, uses + 1);
-                    return Ok(buffer.freeze());
+    /// Send `query` and wait for the first datagram that answers it.
+    pub(crate) async fn exchange(&self, query: &Prepared) -> Result<Bytes, Failure> {
+        self.send(query).await?.await
+    }
+
+    /// Send `query` with a fresh ID on one of the server's sockets; the
+    /// returned future is its answer. Dropping it gives the ID back.
+    pub(crate) async fn send(&self, query: &Prepared) -> Result<Pending, Failure> {
+        let pending = self.register(query)?;
+        let message = query.with_id(pending.id, 0);
+        match pending.shared.socket.send(&message).await {
+            Ok(_) => Ok(pending),
+            Err(error) => {
+                if error.kind() == io::ErrorKind::ConnectionRefused {
+                    // An ICMP error for an earlier query on this socket,
+                    // reported on this send: the port is closed for them all.
+                    pending.shared.fail_all(&Failure::unreachable(&error));
                 }
-                Err(mismatch) => {
-                    stats.spoof_dropped();
-                    tracing::debug!(server = %self.address, reason = mismatch.as_str(), "dropped a UDP datagram");
-                }
+                Err(Failure::unreachable(&error))
             }
         }
     }
 
-    /// A new socket on a random port, connected to the server.
-    async fn open(&self) -> Result<UdpSocket, Failure> {
-        let local: SocketAddr = match self.address {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = UdpSocket::bind(local).await.map_err(|error| Failure::unreachable(&error))?;
-        socket.connect(self.address).await.map_err(|error| Failure::unreachable(&error))?;
-        Ok(socket)
+    /// Queries waiting for an answer now.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Keep a socket for another query, unless it has carried its share.
-    /// Sockets of queries that failed or timed out are simply dropped: a
-    /// late answer must not meet the next query.
-    fn release(&self, socket: UdpSocket, uses: u32) {
-        if uses >= QUERIES_PER_SOCKET {
+    /// Take an ID on a random socket (replacing it first if it is due),
+    /// or on any other with room.
+    fn register(&self, query: &Prepared) -> Result<Pending, Failure> {
+        if self.in_flight() >= MAX_IN_FLIGHT {
+            self.stats.overloaded();
+            return Err(Failure::Overloaded);
+        }
+        let mut pool = self.pool.lock().map_err(|_| Failure::Unreachable("socket pool poisoned".into()))?;
+        let first = rand::random_range(0..pool.len().max(1));
+        let now = Instant::now();
+        for offset in 0..pool.len() {
+            let index = (first + offset) % pool.len();
+            let Some(slot) = pool.get_mut(index) else { continue };
+            let shared = match slot.as_ref().filter(|shared| shared.is_usable(now)) {
+                Some(shared) => shared.clone(),
+                None => {
+                    if let Some(old) = slot.take() {
+                        old.retire();
+                    }
+                    let shared = Shared::open(self.address, self.stats.clone(), self.in_flight.clone())?;
+                    *slot = Some(shared.clone());
+                    shared
+                }
+            };
+            if let Some(pending) = shared.register(query) {
+                return Ok(pending);
+            }
+        }
+        self.stats.overloaded();
+        Err(Failure::Overloaded)
+    }
+}
+
+/// One socket, shared by the queries in flight on it and its receive loop.
+struct Shared {
+    socket: UdpSocket,
+    server: SocketAddr,
+    stats: Arc<Stats>,
+    /// The server's count of queries in flight, kept with this table.
+    in_flight: Arc<AtomicUsize>,
+    table: Mutex<Table>,
+    /// Wakes the receive loop when the socket is retired or its table empties.
+    wake: Notify,
+    opened: Instant,
+    queries: AtomicU32,
+    /// Set when the receive loop has ended (its runtime shut down, or the socket failed).
+    stopped: AtomicBool,
+}
+
+/// The queries in flight on one socket, by message ID.
+#[derive(Default)]
+struct Table {
+    waiting: HashMap<u16, Waiter, BuildHasherDefault<IdHasher>>,
+    /// Tells a waiter's own entry from a later query that reuses its ID.
+    next_token: u64,
+    /// IDs of the last queries given up on, newest last.
+    given_up: std::collections::VecDeque<u16>,
+    retired: bool,
+}
+
+struct Waiter {
+    token: u64,
+    /// The query as sent (any ID), for checking the answer's question.
+    query: Bytes,
+    reply: oneshot::Sender<Result<Bytes, Failure>>,
+}
+
+/// Message IDs are random already; spreading them over the hash's high bits
+/// (which hashbrown uses to filter) is all the hashing they need.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64((self.0 << 8) | u64::from(*byte));
+        }
+    }
+
+    fn write_u16(&mut self, id: u16) {
+        self.write_u64(u64::from(id));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl Shared {
+    /// A socket on a random port, connected to `server`, with its receive loop running.
+    fn open(server: SocketAddr, stats: Arc<Stats>, in_flight: Arc<AtomicUsize>) -> Result<Arc<Self>, Failure> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Failure::Unreachable("no tokio runtime to receive answers on".into()))?;
+        let socket = bind_connected(server).map_err(|error| Failure::unreachable(&error))?;
+        let socket = {
+            let _entered = runtime.enter();
+            UdpSocket::from_std(socket).map_err(|error| Failure::unreachable(&error))?
+        };
+        let shared = Arc::new(Self {
+            socket,
+            server,
+            stats,
+            in_flight,
+            table: Mutex::new(Table::default()),
+            wake: Notify::new(),
+            opened: Instant::now(),
+            queries: AtomicU32::new(0),
+            stopped: AtomicBool::new(false),
+        });
+        tracing::debug!(%server, local = ?shared.socket.local_addr().ok(), "opened an upstream UDP socket");
+        runtime.spawn(receive_loop(shared.clone()));
+        Ok(shared)
+    }
+
+    fn is_usable(&self, now: Instant) -> bool {
+        !self.stopped.load(Ordering::Relaxed)
+            && self.queries.load(Ordering::Relaxed) < QUERIES_PER_SOCKET
+            && now.saturating_duration_since(self.opened) < SOCKET_LIFETIME
+    }
+
+    /// Take a random ID no query in flight here has; `None` when the table is full.
+    fn register(self: &Arc<Self>, query: &Prepared) -> Option<Pending> {
+        let mut table = self.table.lock().ok()?;
+        if table.waiting.len() >= IDS_PER_SOCKET {
+            return None;
+        }
+        // At most one in 16 IDs is taken, so this ends at once; the bound
+        // only guards against a broken random source.
+        for _ in 0..64 {
+            let id = rand::random::<u16>();
+            if table.waiting.contains_key(&id) {
+                continue;
+            }
+            let token = table.next_token;
+            table.next_token += 1;
+            let (reply, answer) = oneshot::channel();
+            table.waiting.insert(id, Waiter { token, query: query.bytes().clone(), reply });
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.queries.fetch_add(1, Ordering::Relaxed);
+            return Some(Pending { shared: self.clone(), id, token, answer });
+        }
+        None
+    }
+
+    /// Stop giving this socket new queries; it closes once the ones in flight are done.
+    fn retire(&self) {
+        if let Ok(mut table) = self.table.lock() {
+            table.retired = true;
+        }
+        self.wake.notify_one();
+    }
+
+    fn is_finished(&self) -> bool {
+        self.table.lock().map_or(true, |table| table.retired && table.waiting.is_empty())
+    }
+
+    /// Remove the waiter `token` put under `id`, if it is still there.
+    fn forget(&self, id: u16, token: u64) {
+        let Ok(mut table) = self.table.lock() else { return };
+        if table.waiting.get(&id).is_some_and(|waiter| waiter.token == token) {
+            table.waiting.remove(&id);
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if table.given_up.len() >= REMEMBERED_IDS {
+                table.given_up.pop_front();
+            }
+            table.given_up.push_back(id);
+            if table.retired && table.waiting.is_empty() {
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// Fail every query in flight on this socket.
+    fn fail_all(&self, failure: &Failure) {
+        let waiters: Vec<Waiter> = match self.table.lock() {
+            Ok(mut table) => table.waiting.drain().map(|(_, waiter)| waiter).collect(),
+            Err(_) => return,
+        };
+        self.in_flight.fetch_sub(waiters.len(), Ordering::Relaxed);
+        if !waiters.is_empty() {
+            tracing::debug!(server = %self.server, queries = waiters.len(), ?failure, "failing the queries on a UDP socket");
+        }
+        for waiter in waiters {
+            let _ = waiter.reply.send(Err(failure.clone()));
+        }
+        self.wake.notify_one();
+    }
+
+    /// Hand a received datagram to the query it answers, or drop and count it.
+    fn dispatch(&self, datagram: &[u8], source: Option<SocketAddr>) {
+        if source.is_some_and(|source| source.ip() != self.server.ip() || source.port() != self.server.port()) {
+            self.stats.spoof_dropped();
+            tracing::debug!(server = %self.server, ?source, "dropped a UDP datagram from another address");
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push_back(Idle { socket, uses });
+        let Ok(header) = signpost_wire::Header::parse(datagram) else {
+            self.stats.spoof_dropped();
+            return;
+        };
+        let Ok(mut table) = self.table.lock() else { return };
+        let verdict = match table.waiting.get(&header.id) {
+            Some(waiter) => answers(&waiter.query, datagram, header.id),
+            None => Err(crate::query::Mismatch::WrongId),
+        };
+        match verdict {
+            Ok(()) => {
+                let waiter = table.waiting.remove(&header.id);
+                if waiter.is_some() {
+                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+                if table.retired && table.waiting.is_empty() {
+                    self.wake.notify_one();
+                }
+                drop(table);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.reply.send(Ok(Bytes::copy_from_slice(datagram)));
+                }
+            }
+            Err(crate::query::Mismatch::WrongId)
+                if let Some(position) = table.given_up.iter().position(|&id| id == header.id) =>
+            {
+                // The answer to a query that stopped waiting (its message was
+                // sent again and answered, or the query ended): not a forgery.
+                table.given_up.remove(position);
+                drop(table);
+                self.stats.stale_answer();
+            }
+            Err(mismatch) => {
+                drop(table);
+                self.stats.spoof_dropped();
+                tracing::debug!(server = %self.server, id = header.id, reason = mismatch.as_str(), "dropped a UDP datagram");
+            }
         }
+    }
+
+    /// Read what is queued on the socket, a batch at a time.
+    fn drain(&self) {
+        for _ in 0..BATCHES_PER_WAKE {
+            let received = self.socket.try_io(Interest::READABLE, || {
+                let count = batch::receive(&self.socket, |datagram, source| self.dispatch(datagram, source))?;
+                if batch::drained(count) {
+                    // A short batch emptied the queue: tell tokio so (it
+                    // keeps readiness that a newer datagram set), saving
+                    // the call that would only return EAGAIN.
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(count)
+            });
+            match received {
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                // An ICMP error (port unreachable, host unreachable) for a
+                // query sent on this socket: every query here went to the
+                // same server and port.
+                Err(error) => self.fail_all(&Failure::unreachable(&error)),
+            }
+        }
+    }
+
+    /// A socket error reported without a datagram (an ICMP error).
+    fn take_error(&self) {
+        if let Ok(Some(error)) = self.socket.take_error() {
+            self.fail_all(&Failure::unreachable(&error));
+        }
+        // Clear the error readiness so the loop sleeps again.
+        let _ = self.socket.try_io(Interest::ERROR, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+    }
+}
+
+/// Marks the socket stopped and fails its queries when the receive loop ends, however it ends.
+struct StopGuard<'a>(&'a Shared);
+
+impl Drop for StopGuard<'_> {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Relaxed);
+        self.0.fail_all(&Failure::Unreachable("the UDP receive loop stopped".into()));
+    }
+}
+
+/// Read answers until the socket is retired and nothing waits on it.
+async fn receive_loop(shared: Arc<Shared>) {
+    let _guard = StopGuard(&shared);
+    loop {
+        if shared.is_finished() {
+            return;
+        }
+        tokio::select! {
+            ready = shared.socket.ready(Interest::READABLE | Interest::ERROR) => match ready {
+                Ok(ready) => {
+                    if ready.is_error() {
+                        shared.take_error();
+                    }
+                    if ready.is_readable() {
+                        shared.drain();
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(server = %shared.server, %error, "upstream UDP socket failed");
+                    return;
+                }
+            },
+            () = shared.wake.notified() => {}
+        }
+    }
+}
+
+/// The answer to one query sent over UDP. Dropping it forgets the query:
+/// a later answer with its ID is dropped (and the ID may be given out again).
+pub(crate) struct Pending {
+    shared: Arc<Shared>,
+    id: u16,
+    token: u64,
+    answer: oneshot::Receiver<Result<Bytes, Failure>>,
+}
+
+impl Future for Pending {
+    type Output = Result<Bytes, Failure>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.answer)
+            .poll(cx)
+            .map(|result| result.unwrap_or_else(|_| Err(Failure::Unreachable("the UDP receive loop stopped".into()))))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.shared.forget(self.id, self.token);
+    }
+}
+
+/// A non-blocking socket on a random port of the right family, connected to `server`.
+fn bind_connected(server: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let (domain, local): (Domain, SocketAddr) = match server {
+        SocketAddr::V4(_) => (Domain::IPV4, (Ipv4Addr::UNSPECIFIED, 0).into()),
+        SocketAddr::V6(_) => (Domain::IPV6, (Ipv6Addr::UNSPECIFIED, 0).into()),
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&SockAddr::from(local))?;
+    socket.connect(&SockAddr::from(server))?;
+    Ok(socket.into())
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod batch {
+    //! `recvmmsg` through nix: up to [`BATCH`] datagrams per system call,
+    //! into buffers kept per thread (they are only used while a receive
+    //! loop is being polled, never across an await).
+
+    use std::cell::RefCell;
+    use std::io::{self, IoSliceMut};
+    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+    use tokio::net::UdpSocket;
+
+    /// Datagrams per system call.
+    const BATCH: usize = 32;
+    /// Room for the largest datagram, so nothing is ever cut short. Pages
+    /// of the buffer that no datagram reaches are never touched, so the
+    /// memory actually used is about one page per slot.
+    const SLOT: usize = 65536;
+
+    struct Batch {
+        buffer: Vec<u8>,
+        headers: MultiHeaders<SockaddrStorage>,
+        received: Vec<(usize, Option<SocketAddr>)>,
+    }
+
+    thread_local! {
+        static BATCH_BUFFERS: RefCell<Option<Batch>> = const { RefCell::new(None) };
+    }
+
+    /// Whether a batch of `count` datagrams emptied the socket's queue: the
+    /// call asks for [`BATCH`] without waiting, so fewer means none was left.
+    pub(super) fn drained(count: usize) -> bool {
+        count < BATCH
+    }
+
+    /// Receive what is queued (at least one datagram, or `WouldBlock`) and
+    /// call `each` with every datagram and its source. Returns how many.
+    pub(super) fn receive(socket: &UdpSocket, mut each: impl FnMut(&[u8], Option<SocketAddr>)) -> io::Result<usize> {
+        BATCH_BUFFERS.with(|cell| {
+            let mut cell = cell.try_borrow_mut().map_err(|_| io::Error::other("receive buffers in use"))?;
+            let batch = cell.get_or_insert_with(|| Batch {
+                buffer: vec![0; BATCH * SLOT],
+                headers: MultiHeaders::preallocate(BATCH, None),
+                received: Vec::with_capacity(BATCH),
+            });
+            batch.received.clear();
+            {
+                let mut chunks = batch.buffer.chunks_exact_mut(SLOT);
+                let mut slices: [[IoSliceMut<'_>; 1]; BATCH] =
+                    std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+                let results =
+                    recvmmsg(socket.as_raw_fd(), &mut batch.headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None)
+                        .map_err(io::Error::from)?;
+                for message in results {
+                    batch.received.push((message.bytes, message.address.as_ref().and_then(to_std)));
+                }
+            }
+            for (index, &(len, source)) in batch.received.iter().enumerate() {
+                let start = index * SLOT;
+                if let Some(datagram) = batch.buffer.get(start..start + len.min(SLOT)) {
+                    each(datagram, source);
+                }
+            }
+            Ok(batch.received.len())
+        })
+    }
+
+    fn to_std(address: &SockaddrStorage) -> Option<SocketAddr> {
+        if let Some(v4) = address.as_sockaddr_in() {
+            return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+        }
+        address.as_sockaddr_in6().map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod batch {
+    //! One datagram per system call where `recvmmsg` is not available.
+
+    use std::io;
+    use std::net::SocketAddr;
+
+    use tokio::net::UdpSocket;
+
+    /// One datagram says nothing about the rest of the queue.
+    pub(super) fn drained(_count: usize) -> bool {
+        false
+    }
+
+    pub(super) fn receive(socket: &UdpSocket, mut each: impl FnMut(&[u8], Option<SocketAddr>)) -> io::Result<usize> {
+        let mut buffer = vec![0; 65536];
+        let (len, source) = socket.try_recv_from(&mut buffer)?;
+        each(buffer.get(..len).unwrap_or_default(), Some(source));
+        Ok(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signpost_wire::{Message, MessageBuilder, NameBuf, RecordType};
+
+    fn prepared(name: &str) -> Prepared {
+        let name: NameBuf = name.parse().unwrap();
+        Prepared::new(&crate::query::build_query(&name, RecordType::A, None), 1232).unwrap()
+    }
+
+    /// A server that answers every query (in reverse order of a batch of `per_batch`).
+    async fn reversing_server(per_batch: usize) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut buffer = vec![0u8; 4096];
+            loop {
+                let mut batch = Vec::new();
+                for _ in 0..per_batch {
+                    let Ok((len, peer)) = socket.recv_from(&mut buffer).await else { return };
+                    batch.push((buffer[..len].to_vec(), peer));
+                }
+                for (query, peer) in batch.iter().rev() {
+                    let parsed = Message::parse(query).unwrap();
+                    let mut response = Vec::new();
+                    MessageBuilder::response_to(&mut response, &parsed).unwrap().finish().unwrap();
+                    socket.send_to(&response, peer).await.unwrap();
+                }
+            }
+        });
+        (address, task)
+    }
+
+    #[tokio::test]
+    async fn answers_out_of_order_reach_their_queries() {
+        let (address, task) = reversing_server(8).await;
+        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let queries: Vec<Prepared> = (0..8).map(|i| prepared(&format!("q{i}.example"))).collect();
+        let answers = futures_util::future::join_all(queries.iter().map(|query| transport.exchange(query))).await;
+        for (index, answer) in answers.into_iter().enumerate() {
+            let answer = answer.unwrap();
+            let name = Message::parse(&answer).unwrap().first_question().unwrap().unwrap().name().to_string();
+            assert_eq!(name, format!("q{index}.example."));
+        }
+        assert_eq!(transport.in_flight(), 0);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn ids_are_unique_per_socket_and_given_back() {
+        let (address, task) = reversing_server(1).await;
+        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let query = prepared("a.example");
+        let pending: Vec<Pending> = (0..500).map(|_| transport.register(&query).unwrap()).collect();
+        assert_eq!(transport.in_flight(), 500);
+        for shared in transport.pool.lock().unwrap().iter().flatten() {
+            let table = shared.table.lock().unwrap();
+            let ours = pending.iter().filter(|p| Arc::ptr_eq(&p.shared, shared)).count();
+            assert_eq!(table.waiting.len(), ours, "one entry per query, no ID twice");
+        }
+        let sockets = transport.pool.lock().unwrap().iter().flatten().count();
+        assert!(sockets <= SOCKETS_PER_SERVER);
+        drop(pending);
+        assert_eq!(transport.in_flight(), 0);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_pool_is_overloaded() {
+        let (address, task) = reversing_server(1).await;
+        let stats = Arc::new(Stats::default());
+        let transport = UdpTransport::new(address, stats.clone());
+        let query = prepared("a.example");
+        // Sockets are replaced as they carry their share; the ones replaced
+        // still hold their queries, which count against the server.
+        let pending: Vec<Pending> = (0..MAX_IN_FLIGHT).map(|_| transport.register(&query).unwrap()).collect();
+        assert!(matches!(transport.register(&query), Err(Failure::Overloaded)));
+        let snapshot = stats.snapshot("g", address, crate::Protocol::Udp, transport.in_flight());
+        assert_eq!((snapshot.overloaded, snapshot.in_flight), (1, MAX_IN_FLIGHT));
+        drop(pending);
+        assert!(transport.register(&query).is_ok());
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_id_reused_by_another_query_is_not_forgotten_twice() {
+        let (address, task) = reversing_server(1).await;
+        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let query = prepared("a.example");
+        let first = transport.register(&query).unwrap();
+        let shared = first.shared.clone();
+        let (id, token) = (first.id, first.token);
+        drop(first);
+        // Another query takes the same ID on the same socket.
+        let (reply, _answer) = oneshot::channel();
+        shared
+            .table
+            .lock()
+            .unwrap()
+            .waiting
+            .insert(id, Waiter { token: token + 100, query: query.bytes().clone(), reply });
+        shared.forget(id, token);
+        assert!(shared.table.lock().unwrap().waiting.contains_key(&id));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn sockets_are_replaced_after_their_share_of_queries() {
+        let (address, task) = reversing_server(1).await;
+        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let query = prepared("a.example");
+        let first: Vec<Arc<Shared>> = transport.pool.lock().unwrap().iter().flatten().cloned().collect();
+        assert!(first.is_empty(), "sockets open on first use");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..(SOCKETS_PER_SERVER as u32 * QUERIES_PER_SOCKET * 2) {
+            let pending = transport.register(&query).unwrap();
+            seen.insert(pending.shared.socket.local_addr().unwrap().port());
+        }
+        // Every socket was replaced at least once, on a new port.
+        assert!(seen.len() > SOCKETS_PER_SERVER, "{} ports", seen.len());
+        assert!(
+            transport
+                .pool
+                .lock()
+                .unwrap()
+                .iter()
+                .flatten()
+                .all(|shared| shared.queries.load(Ordering::Relaxed) <= QUERIES_PER_SOCKET)
+        );
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn late_answers_to_given_up_queries_are_not_counted_as_spoofs() {
+        let (address, task) = reversing_server(1).await;
+        let stats = Arc::new(Stats::default());
+        let transport = UdpTransport::new(address, stats.clone());
+        let query = prepared("a.example");
+        let pending = transport.register(&query).unwrap();
+        let (shared, id) = (pending.shared.clone(), pending.id);
+        drop(pending);
+        let answer = |id: u16| {
+            let mut response = Vec::new();
+            let parsed = Message::parse(query.bytes()).unwrap();
+            let mut builder = MessageBuilder::response_to(&mut response, &parsed).unwrap();
+            builder.set_id(id);
+            builder.finish().unwrap();
+            response
+        };
+        let source = Some(address);
+        shared.dispatch(&answer(id), source);
+        // Remembered once: a second answer with that ID is suspect again.
+        shared.dispatch(&answer(id), source);
+        shared.dispatch(&answer(id.wrapping_add(1)), source);
+        // And anything from another address is, whatever it says.
+        shared.dispatch(&answer(id), Some(SocketAddr::from(([127, 0, 0, 2], address.port()))));
+        let snapshot = stats.snapshot("g", address, crate::Protocol::Udp, 0);
+        assert_eq!((snapshot.stale_answers, snapshot.spoofs_dropped), (1, 3));
+        task.abort();
+    }
+
+    #[test]
+    fn the_id_hasher_spreads_ids_over_the_high_bits() {
+        let hash = |id: u16| {
+            let mut hasher = IdHasher::default();
+            hasher.write_u16(id);
+            hasher.finish()
+        };
+        let high: std::collections::HashSet<u64> = (0..256u16).map(|id| hash(id) >> 57).collect();
+        assert!(high.len() > 64, "{}", high.len());
     }
 }

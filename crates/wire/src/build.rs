@@ -4,10 +4,11 @@
 use bytes::BytesMut;
 
 use crate::Error;
+use crate::compress::{Compressor, FIRST_NAME, Plan, ROOT_PARENT};
 use crate::edns::{EdnsHeader, EdnsOption, OptionBytes};
 use crate::iana::{Class, Rcode, RecordType};
 use crate::message::{Flags, HEADER_LEN, Header, Message, Record, Section};
-use crate::name::{MAX_LABELS, MAX_NAME_LEN, Name, ToName};
+use crate::name::{MAX_NAME_LEN, Name, ToName};
 use crate::rdata::{RecordData, Sink};
 use crate::record::RecordBuf;
 
@@ -15,10 +16,21 @@ use crate::record::RecordBuf;
 pub const MAX_MESSAGE_LEN: usize = 65_535;
 /// Size of an OPT record without options.
 const OPT_FIXED_LEN: usize = 11;
-/// Compression pointers can reach only the first 16 KiB.
-const POINTER_RANGE: usize = 0x4000;
-/// Compression table size: bounds the work per name.
-const COMPRESSION_ENTRIES: usize = 64;
+
+/// The flat wire form of `$name`, copied into `$scratch` (declared, not
+/// initialised, by the caller) only if it is not stored contiguously, so the
+/// common case zeroes no scratch buffer.
+macro_rules! flat_name {
+    ($name:expr, $scratch:ident) => {
+        match $name.flat_in_place() {
+            Some(flat) => flat,
+            None => {
+                $scratch = [0u8; MAX_NAME_LEN];
+                $name.flat(&mut $scratch)
+            }
+        }
+    };
+}
 
 /// Where a builder writes.
 pub trait Buffer {
@@ -150,243 +162,6 @@ impl Buffer for SliceBuffer<'_> {
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
         self.bytes.get_mut(..self.len).unwrap_or(&mut [])
-    }
-}
-
-/// An entry's parent when the rest of its name is the root.
-const ROOT_PARENT: u16 = u16::MAX;
-
-/// One label written in the message: the name at `offset` is this label
-/// followed by the name of entry `parent` (or the root).
-#[derive(Clone, Copy, Default)]
-struct Entry {
-    offset: u16,
-    parent: u16,
-    len: u8,
-}
-
-/// Names remembered with their compression entry, so a name written again
-/// (an RRset's owner, a CNAME target that owns the next record) skips the lookup.
-const RECENT_NAMES: usize = 2;
-
-/// Slots in the compression index (a power of two, four times the entries).
-const INDEX_SLOTS: usize = 256;
-
-/// Labels already written, linked to their parents, and indexed by (parent,
-/// label) so a lookup costs one hash probe per label of the new name.
-struct Compressor {
-    entries: [Entry; COMPRESSION_ENTRIES],
-    len: usize,
-    /// Entry index + 1 by hash; 0 is an empty slot.
-    index: [u8; INDEX_SLOTS],
-    recent: [Recent; RECENT_NAMES],
-    next_recent: usize,
-}
-
-/// A name written recently: its flat bytes and the entry of the whole name.
-#[derive(Clone, Copy)]
-struct Recent {
-    flat: [u8; MAX_NAME_LEN],
-    len: u8,
-    entry: u16,
-}
-
-/// What a lookup found: labels `0..unmatched` must be written; the rest is
-/// already in the message as entry `entry` (or `ROOT_PARENT` if nothing matched).
-#[derive(Clone, Copy)]
-struct Match {
-    unmatched: usize,
-    entry: u16,
-}
-
-/// A constant-time hash of (parent, label): length, first, middle and last
-/// byte. Collisions only cost a comparison.
-fn slot_of(parent: u16, label: &[u8]) -> usize {
-    let len = label.len();
-    let first = label.first().copied().unwrap_or_default();
-    let middle = label.get(len / 2).copied().unwrap_or_default();
-    let last = label.last().copied().unwrap_or_default();
-    let key = u64::from(parent)
-        | (len as u64) << 16
-        | u64::from(first) << 24
-        | u64::from(middle) << 32
-        | u64::from(last) << 40;
-    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize & (INDEX_SLOTS - 1)
-}
-
-impl Compressor {
-    fn new() -> Self {
-        Self {
-            entries: [Entry::default(); COMPRESSION_ENTRIES],
-            len: 0,
-            index: [0; INDEX_SLOTS],
-            recent: [Recent { flat: [0; MAX_NAME_LEN], len: 0, entry: ROOT_PARENT }; RECENT_NAMES],
-            next_recent: 0,
-        }
-    }
-
-    /// The entry of a name written recently, if `flat` is one.
-    fn recent(&self, flat: &[u8]) -> Option<u16> {
-        self.recent
-            .iter()
-            .find(|recent| {
-                recent.entry != ROOT_PARENT
-                    && usize::from(recent.len) == flat.len()
-                    && recent.flat.get(..flat.len()) == Some(flat)
-            })
-            .map(|recent| recent.entry)
-    }
-
-    fn remember(&mut self, flat: &[u8], entry: u16) {
-        if entry == ROOT_PARENT {
-            return;
-        }
-        let slot = self.next_recent % RECENT_NAMES;
-        if let Some(recent) = self.recent.get_mut(slot)
-            && let Some(dest) = recent.flat.get_mut(..flat.len())
-        {
-            dest.copy_from_slice(flat);
-            recent.len = flat.len() as u8;
-            recent.entry = entry;
-            self.next_recent = slot + 1;
-        }
-    }
-
-    fn forget_from(&mut self, offset: usize, message: &[u8]) {
-        // Entries are added in message order, a name at a time, so those at or
-        // after `offset` are a suffix of the table.
-        let keep = self
-            .entries
-            .get(..self.len)
-            .unwrap_or(&[])
-            .iter()
-            .position(|entry| usize::from(entry.offset) >= offset)
-            .unwrap_or(self.len);
-        if keep == self.len {
-            return;
-        }
-        self.len = keep;
-        for recent in &mut self.recent {
-            if usize::from(recent.entry) >= keep {
-                recent.entry = ROOT_PARENT;
-            }
-        }
-        self.index = [0; INDEX_SLOTS];
-        for position in 0..keep {
-            if let Some(entry) = self.entries.get(position).copied() {
-                let start = usize::from(entry.offset) + 1;
-                let label = message.get(start..start + usize::from(entry.len)).unwrap_or(&[]);
-                self.insert_index(entry.parent, label, position);
-            }
-        }
-    }
-
-    fn insert_index(&mut self, parent: u16, label: &[u8], position: usize) {
-        let mut slot = slot_of(parent, label);
-        for _ in 0..INDEX_SLOTS {
-            match self.index.get_mut(slot) {
-                Some(value @ 0) => {
-                    *value = position as u8 + 1;
-                    return;
-                }
-                Some(_) => slot = (slot + 1) & (INDEX_SLOTS - 1),
-                None => return,
-            }
-        }
-    }
-
-    fn find(&self, message: &[u8], parent: u16, label: &[u8]) -> Option<u16> {
-        let mut slot = slot_of(parent, label);
-        loop {
-            let value = *self.index.get(slot)?;
-            if value == 0 {
-                return None;
-            }
-            let position = usize::from(value - 1);
-            let entry = self.entries.get(position)?;
-            if entry.parent == parent && usize::from(entry.len) == label.len() {
-                let start = usize::from(entry.offset) + 1;
-                if message.get(start..start + label.len()) == Some(label) {
-                    return Some(position as u16);
-                }
-            }
-            slot = (slot + 1) & (INDEX_SLOTS - 1);
-        }
-    }
-
-    fn lookup(&self, message: &[u8], flat: &[u8], labels: &LabelStarts) -> Match {
-        let mut found = Match { unmatched: labels.count, entry: ROOT_PARENT };
-        if self.len == 0 {
-            return found;
-        }
-        for index in (0..labels.count).rev() {
-            let start = labels.start(index);
-            let len = usize::from(labels.len(index));
-            let label = flat.get(start + 1..start + 1 + len).unwrap_or(&[]);
-            match self.find(message, found.entry, label) {
-                Some(position) => found = Match { unmatched: index, entry: position },
-                None => break,
-            }
-        }
-        found
-    }
-
-    /// Record the labels `0..unmatched` just written at `name_start`; returns
-    /// the entry of the whole name, if it has one.
-    fn add(&mut self, name_start: usize, flat: &[u8], labels: &LabelStarts, found: Match) -> u16 {
-        let mut parent = found.entry;
-        for index in (0..found.unmatched).rev() {
-            let start = labels.start(index);
-            let offset = name_start + start;
-            if self.len >= COMPRESSION_ENTRIES || offset >= POINTER_RANGE {
-                return ROOT_PARENT;
-            }
-            let len = labels.len(index);
-            let position = self.len;
-            if let Some(slot) = self.entries.get_mut(position) {
-                *slot = Entry { offset: offset as u16, parent, len };
-            }
-            let label = flat.get(start + 1..start + 1 + usize::from(len)).unwrap_or(&[]);
-            self.insert_index(parent, label, position);
-            parent = position as u16;
-            self.len += 1;
-        }
-        parent
-    }
-}
-
-/// Where each label of a flat name starts.
-struct LabelStarts {
-    starts: [u8; MAX_LABELS],
-    lens: [u8; MAX_LABELS],
-    count: usize,
-}
-
-impl LabelStarts {
-    fn of(flat: &[u8]) -> Self {
-        let mut labels = Self { starts: [0; MAX_LABELS], lens: [0; MAX_LABELS], count: 0 };
-        let mut position = 0usize;
-        while let Some(&len) = flat.get(position) {
-            if len == 0 || labels.count >= MAX_LABELS {
-                break;
-            }
-            if let (Some(start), Some(slot)) = (labels.starts.get_mut(labels.count), labels.lens.get_mut(labels.count))
-            {
-                *start = position as u8;
-                *slot = len;
-            }
-            labels.count += 1;
-            position += 1 + usize::from(len);
-        }
-        labels
-    }
-
-    fn start(&self, index: usize) -> usize {
-        usize::from(self.starts.get(index).copied().unwrap_or_default())
-    }
-
-    fn len(&self, index: usize) -> u8 {
-        self.lens.get(index).copied().unwrap_or_default()
     }
 }
 
@@ -585,8 +360,8 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
     pub fn push_question(&mut self, name: &impl ToName, qtype: RecordType, qclass: Class) -> Result<(), Error> {
         self.enter(Section::Question)?;
         let start = self.len();
-        let mut scratch = [0u8; MAX_NAME_LEN];
-        let flat = name.flat(&mut scratch);
+        let mut scratch;
+        let flat = flat_name!(name, scratch);
         let mut fixed = [0u8; 4];
         fixed[..2].copy_from_slice(&qtype.0.to_be_bytes());
         fixed[2..].copy_from_slice(&qclass.0.to_be_bytes());
@@ -665,17 +440,10 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
         }
         self.enter(section)?;
         let start = self.len();
-        let mut scratch = [0u8; MAX_NAME_LEN];
-        let flat = name.flat(&mut scratch);
+        let mut scratch;
+        let flat = flat_name!(name, scratch);
         let message = self.buffer.as_slice().get(self.base..).unwrap_or(&[]);
-        let (labels, found) = match self.compression.recent(flat) {
-            Some(entry) => (None, Match { unmatched: 0, entry }),
-            None => {
-                let labels = LabelStarts::of(flat);
-                let found = self.compression.lookup(message, flat, &labels);
-                (Some(labels), found)
-            }
-        };
+        let plan = self.compression.plan(message, start, flat, true);
         let same_rrset = self.rrset.is_some_and(|mark| {
             mark.section == section
                 && mark.rtype == rtype
@@ -684,7 +452,7 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
                     // The owner had no compression entry (a full table): compare bytes.
                     Name::from_message(message, mark.name_offset).is_ok_and(|(existing, _)| existing == FlatName(flat))
                 } else {
-                    found.unmatched == 0 && found.entry == mark.owner_entry
+                    plan.existing_entry().is_some_and(|entry| self.compression.same_entry(entry, mark.owner_entry))
                 }
         });
         let mut fixed = [0u8; 10];
@@ -694,25 +462,18 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
         let count_before = self.header.count(section);
         let limit = self.limit;
         let base = self.base;
-        let result = write_record(
-            &mut *self.buffer,
-            base,
-            &mut self.compression,
-            flat,
-            labels.as_ref(),
-            found,
-            &fixed,
-            write_data,
-        )
-        .map(|owner_entry| {
-            if !same_rrset {
-                self.rrset =
-                    Some(RrsetMark { start, count_before, section, rtype, class, owner_entry, name_offset: start });
-            }
-        })
-        .map_err(|error| {
-            if let Error::BufferFull { .. } = error { Error::BufferFull { capacity: limit } } else { error }
-        });
+        let result = write_record(&mut *self.buffer, base, &mut self.compression, flat, plan, &fixed, write_data)
+            .map(|owner_entry| {
+                if !same_rrset {
+                    self.rrset =
+                        Some(RrsetMark { start, count_before, section, rtype, class, owner_entry, name_offset: start });
+                }
+            })
+            .map_err(
+                |error| {
+                    if let Error::BufferFull { .. } = error { Error::BufferFull { capacity: limit } } else { error }
+                },
+            );
         if result.is_err() || self.len() + self.reserved() > self.effective_limit() {
             // Drop the whole RRset this record belongs to.
             let (rewind, count) = match self.rrset.take() {
@@ -729,7 +490,13 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
     }
 
     /// Write the OPT record and the header; returns the message length.
-    pub fn finish(self) -> Result<usize, Error> {
+    #[inline(always)]
+    pub fn finish(mut self) -> Result<usize, Error> {
+        // Inlined, so the builder is not moved just to be finished.
+        self.write_end()
+    }
+
+    fn write_end(&mut self) -> Result<usize, Error> {
         let mut header = self.header;
         if let Some(edns) = self.edns {
             let ttl = u32::from(self.extended_rcode) << 24
@@ -764,6 +531,10 @@ impl ToName for FlatName<'_> {
     fn flat<'s>(&'s self, _scratch: &'s mut [u8; MAX_NAME_LEN]) -> &'s [u8] {
         self.0
     }
+
+    fn flat_in_place(&self) -> Option<&[u8]> {
+        Some(self.0)
+    }
 }
 
 /// Writes RDATA into the builder's buffer with access to its compression table.
@@ -783,26 +554,24 @@ impl<T: Buffer + ?Sized> Sink for RdataSink<'_, T> {
     }
 
     fn put_name(&mut self, name: &impl ToName, compress: bool) -> Result<(), Error> {
-        let mut scratch = [0u8; MAX_NAME_LEN];
-        let flat = name.flat(&mut scratch);
+        let mut scratch;
+        let flat = flat_name!(name, scratch);
         write_name(self.buffer, self.base, self.compression, flat, compress)
     }
 }
 
-/// Write one record after its owner's compression lookup: owner, fixed
-/// fields, RDATA and its length. Returns the owner's compression entry.
-#[allow(clippy::too_many_arguments)]
+/// Write one record after planning its owner: owner, fixed fields, RDATA and
+/// its length. Returns the owner's compression entry.
 fn write_record<T: Buffer + ?Sized>(
     buffer: &mut T,
     base: usize,
     compression: &mut Compressor,
     flat: &[u8],
-    labels: Option<&LabelStarts>,
-    found: Match,
+    plan: Plan,
     fixed: &[u8; 10],
     write_data: impl FnOnce(&mut RdataSink<'_, T>) -> Result<(), Error>,
 ) -> Result<u16, Error> {
-    let owner_entry = write_found_name(buffer, base, compression, flat, labels, found)?;
+    let owner_entry = write_planned_name(buffer, base, compression, flat, plan)?;
     buffer.put_fixed(fixed)?;
     let data_start = buffer.len();
     let mut sink = RdataSink { buffer: &mut *buffer, base, compression };
@@ -822,44 +591,50 @@ fn write_name<T: Buffer + ?Sized>(
     flat: &[u8],
     compress: bool,
 ) -> Result<(), Error> {
-    if compress && let Some(entry) = compression.recent(flat) {
-        return write_found_name(buffer, base, compression, flat, None, Match { unmatched: 0, entry }).map(|_| ());
-    }
-    let labels = LabelStarts::of(flat);
-    let found = if compress {
-        compression.lookup(buffer.as_slice().get(base..).unwrap_or(&[]), flat, &labels)
-    } else {
-        Match { unmatched: labels.count, entry: ROOT_PARENT }
-    };
-    write_found_name(buffer, base, compression, flat, Some(&labels), found).map(|_| ())
+    let name_start = buffer.len() - base;
+    let plan = compression.plan(buffer.as_slice().get(base..).unwrap_or(&[]), name_start, flat, compress);
+    write_planned_name(buffer, base, compression, flat, plan).map(|_| ())
 }
 
-/// Write the unmatched labels and a pointer to the matched suffix (or the
-/// root label); returns the compression entry of the whole name. `labels`
-/// may be `None` only when the whole name matched.
-fn write_found_name<T: Buffer + ?Sized>(
+/// Write a name as planned: the labels not found whole, then a pointer to the
+/// rest (or the root label); returns the compression entry of the whole name.
+fn write_planned_name<T: Buffer + ?Sized>(
     buffer: &mut T,
     base: usize,
     compression: &mut Compressor,
     flat: &[u8],
-    labels: Option<&LabelStarts>,
-    found: Match,
+    plan: Plan,
 ) -> Result<u16, Error> {
     let name_start = buffer.len() - base;
-    if found.entry == ROOT_PARENT {
-        buffer.put(flat)?;
-    } else {
-        let prefix_end = labels.map_or(0, |labels| labels.start(found.unmatched));
-        let target = compression.entries.get(usize::from(found.entry)).map_or(0, |entry| entry.offset);
-        if prefix_end > 0 {
-            buffer.put(flat.get(..prefix_end).unwrap_or(&[]))?;
+    match plan {
+        Plan::Root => {
+            buffer.put(flat)?;
+            Ok(ROOT_PARENT)
         }
-        buffer.put_fixed(&(0xc000 | target).to_be_bytes())?;
+        Plan::First => {
+            buffer.put(flat)?;
+            Ok(FIRST_NAME)
+        }
+        Plan::PointToFirst => {
+            buffer.put_fixed(&(0xc000 | compression.target(FIRST_NAME)).to_be_bytes())?;
+            Ok(FIRST_NAME)
+        }
+        Plan::Table { labels, found } => {
+            if found.entry == ROOT_PARENT {
+                buffer.put(flat)?;
+            } else {
+                let prefix_end = labels.as_ref().map_or(0, |labels| labels.start(found.unmatched));
+                if prefix_end > 0 {
+                    buffer.put(flat.get(..prefix_end).unwrap_or(&[]))?;
+                }
+                buffer.put_fixed(&(0xc000 | compression.target(found.entry)).to_be_bytes())?;
+            }
+            match labels {
+                Some(labels) => Ok(compression.add(name_start, flat, &labels, found)),
+                None => Ok(found.entry),
+            }
+        }
     }
-    let Some(labels) = labels else { return Ok(found.entry) };
-    let entry = compression.add(name_start, flat, labels, found);
-    compression.remember(flat, entry);
-    Ok(entry)
 }
 
 #[cfg(test)]
@@ -1003,5 +778,82 @@ mod tests {
         assert_eq!(result, Err(Error::Truncated { limit: MAX_MESSAGE_LEN }));
         let len = builder.finish().expect("done");
         assert_eq!(len, 12 + 17);
+    }
+
+    #[test]
+    fn repeating_the_question_name_needs_no_table() {
+        let mut buffer = Vec::new();
+        let mut builder = MessageBuilder::new(&mut buffer).expect("header");
+        builder.push_question(&name("www.example.com"), RecordType::A, Class::IN).expect("fits");
+        for last in 1..=2 {
+            let data = RDataBuf::A([192, 0, 2, last].into());
+            builder.push(Section::Answer, &name("www.example.com"), Class::IN, 60, &data).expect("fits");
+        }
+        assert!(builder.compression.has_no_table());
+        builder.finish().expect("done");
+        // Both owners are pointers to the question name at 12.
+        assert_eq!(&buffer[33..35], [0xc0, 12]);
+        assert_eq!(&buffer[49..51], [0xc0, 12]);
+        Message::parse(&buffer).expect("header").check().expect("valid");
+    }
+
+    #[test]
+    fn the_table_made_later_knows_the_question_name() {
+        let mut buffer = Vec::new();
+        let mut builder = MessageBuilder::new(&mut buffer).expect("header");
+        builder.push_question(&name("www.example.com"), RecordType::MX, Class::IN).expect("fits");
+        let mx = RDataBuf::Mx(Mx { preference: 10, exchange: name("mail.example.com") });
+        builder.push(Section::Answer, &name("www.example.com"), Class::IN, 60, &mx).expect("fits");
+        assert!(!builder.compression.has_no_table());
+        builder
+            .push(Section::Answer, &name("example.com"), Class::IN, 60, &RDataBuf::Ns(name("ns.example.com")))
+            .expect("fits");
+        builder.finish().expect("done");
+        #[rustfmt::skip]
+        let expected: &[u8] = &[
+            3, b'w', b'w', b'w', 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0, // @12
+            0, 15, 0, 1,                                   // MX IN
+            0xc0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 9,      // @33: owner -> 12, MX IN 60, RDLENGTH 9
+            0, 10, 4, b'm', b'a', b'i', b'l', 0xc0, 16,    // @45: 10 mail -> 16 (example.com)
+            0xc0, 16, 0, 2, 0, 1, 0, 0, 0, 60, 0, 5,       // @54: owner -> 16, NS IN 60, RDLENGTH 5
+            2, b'n', b's', 0xc0, 16,                       // ns -> 16
+        ];
+        assert_eq!(&buffer[12..], expected);
+        Message::parse(&buffer).expect("header").check().expect("valid");
+    }
+
+    #[test]
+    fn an_rrset_begun_before_the_table_is_still_one_rrset_after() {
+        // Each MX exchange forces the table; the owners point at the question
+        // before and after it exists, and a cut must still take the whole RRset.
+        let mut buffer = Vec::new();
+        let mut builder = MessageBuilder::new(&mut buffer).expect("header");
+        builder.set_limit(110);
+        builder.push_question(&name("example.com"), RecordType::MX, Class::IN).expect("fits");
+        let mut results = Vec::new();
+        for index in 0..4u8 {
+            let exchange = name(&format!("mail{index}.example.net"));
+            let mx = RDataBuf::Mx(Mx { preference: u16::from(index), exchange });
+            results.push(builder.push(Section::Answer, &name("example.com"), Class::IN, 60, &mx));
+        }
+        assert!(results.first().is_some_and(Result::is_ok));
+        assert_eq!(results.last(), Some(&Err(Error::Truncated { limit: 110 })));
+        builder.finish().expect("done");
+        let message = Message::parse(&buffer).expect("header");
+        assert!(message.flags().tc());
+        assert_eq!(message.header().ancount, 0, "the whole MX RRset goes");
+        message.check().expect("valid");
+    }
+
+    #[test]
+    fn a_first_name_cut_off_is_forgotten() {
+        let mut buffer = Vec::new();
+        let mut builder = MessageBuilder::new(&mut buffer).expect("header");
+        builder.set_limit(40);
+        let data = RDataBuf::A([192, 0, 2, 1].into());
+        let result = builder.push(Section::Answer, &name("www.example.com"), Class::IN, 60, &data);
+        assert_eq!(result, Err(Error::Truncated { limit: 40 }));
+        assert_eq!(builder.compression.first_name(), None);
+        assert_eq!(builder.finish(), Ok(12));
     }
 }

@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/` (not a stable API).
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-use crate::{Message, MessageBuilder, NameBuf, RecordBuf, RecordData, Section, relay};
+use crate::{Message, MessageBuilder, NameBuf, Record, RecordBuf, RecordData, Section, relay};
 
 /// Parse a message and read every field of every record; if it is valid,
 /// rebuild it and check the copy parses to the same records.
@@ -14,14 +14,42 @@ pub fn message(data: &[u8]) {
             let _ = option.to_string();
         }
     }
+    // The iterators remember names they validated and `first_question`
+    // reads on its own; reading each entry alone, without a memo, must give
+    // the same name, end and error.
+    let summary =
+        |question: &crate::Question<'_>| (question.name().to_name_buf().as_wire().to_vec(), question.raw().len());
     let mut questions = message.questions();
+    let first = questions.clone().next().map(|question| question.map(|question| summary(&question))).transpose();
+    assert_eq!(message.first_question().map(|question| question.map(|question| summary(&question))), first);
     for question in &mut questions {
         let Ok(question) = question else { return };
+        let (alone, end) = crate::Name::from_message(data, question.offset()).expect("valid alone");
+        assert_eq!(
+            (alone.to_name_buf().as_wire(), end + 4),
+            (summary(&question).0.as_slice(), question.offset() + question.raw().len())
+        );
         let _ = question.name().to_string();
         let _ = question.name().labels_rev().count();
     }
-    let Ok(records) = questions.into_records() else { return };
-    for record in records {
+    let Ok(mut records) = questions.into_records() else { return };
+    loop {
+        let (offset, section) = (records.position(), records.current_section());
+        let Some(record) = records.next() else { break };
+        if offset < data.len() {
+            let facts = |record: Record<'_>| {
+                let name = record.name();
+                (
+                    name.to_name_buf().as_wire().to_vec(),
+                    name.wire_len(),
+                    name.label_count(),
+                    name.is_compressed(),
+                    record.end(),
+                )
+            };
+            let alone = Record::parse(data, offset, section).map(|(alone, _)| facts(alone));
+            assert_eq!(record.map(facts), alone, "record at {offset}");
+        }
         let Ok(record) = record else { return };
         let _ = record.name().to_name_buf();
         if let Ok(data) = record.data() {

@@ -44,6 +44,7 @@
 #![cfg_attr(test, allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod build;
+mod compress;
 mod edns;
 mod error;
 mod iana;

@@ -5,9 +5,8 @@ use core::fmt;
 use crate::Error;
 use crate::edns::Edns;
 use crate::iana::{Class, Opcode, Rcode, RecordType};
-use crate::name::Name;
+use crate::name::{Name, NameMemo, parse_in_message};
 use crate::rdata::RData;
-use crate::reader::Reader;
 
 /// Size of the fixed DNS header.
 pub const HEADER_LEN: usize = 12;
@@ -149,23 +148,18 @@ pub struct Header {
 
 impl Header {
     /// Read the header from the first 12 bytes.
+    #[inline]
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
-        let Some(header) = bytes.get(..HEADER_LEN) else {
+        let Some(&[i0, i1, f0, f1, q0, q1, a0, a1, n0, n1, r0, r1]) = bytes.first_chunk::<HEADER_LEN>() else {
             return Err(Error::ShortHeader { len: bytes.len() });
         };
-        let word = |index: usize| {
-            u16::from_be_bytes([
-                header.get(index).copied().unwrap_or_default(),
-                header.get(index + 1).copied().unwrap_or_default(),
-            ])
-        };
         Ok(Self {
-            id: word(0),
-            flags: Flags(word(2)),
-            qdcount: word(4),
-            ancount: word(6),
-            nscount: word(8),
-            arcount: word(10),
+            id: u16::from_be_bytes([i0, i1]),
+            flags: Flags(u16::from_be_bytes([f0, f1])),
+            qdcount: u16::from_be_bytes([q0, q1]),
+            ancount: u16::from_be_bytes([a0, a1]),
+            nscount: u16::from_be_bytes([n0, n1]),
+            arcount: u16::from_be_bytes([r0, r1]),
         })
     }
 
@@ -201,6 +195,7 @@ pub struct Message<'a> {
 
 impl<'a> Message<'a> {
     /// View `bytes` as a message. Fails only if there is no complete header.
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         Ok(Self { header: Header::parse(bytes)?, bytes })
     }
@@ -233,17 +228,29 @@ impl<'a> Message<'a> {
     /// The questions, in order.
     pub fn questions(&self) -> Questions<'a> {
         Questions {
-            reader: Reader::at(self.bytes, HEADER_LEN),
+            message: self.bytes,
+            position: HEADER_LEN,
             remaining: self.header.qdcount,
-            expected: self.header.qdcount,
-            failed: false,
             header: self.header,
+            memo: NameMemo::default(),
         }
     }
 
     /// The first question, reading nothing past it: what a proxy routes on.
+    #[inline(always)]
     pub fn first_question(&self) -> Result<Option<Question<'a>>, Error> {
-        self.questions().next().transpose()
+        if self.header.qdcount == 0 {
+            return Ok(None);
+        }
+        if self.bytes.len() <= HEADER_LEN {
+            return Err(Error::MissingRecords {
+                section: Section::Question,
+                expected: self.header.qdcount,
+                found: 0,
+                offset: HEADER_LEN,
+            });
+        }
+        read_question(self.bytes, HEADER_LEN, None).map(Some)
     }
 
     /// Records of the answer, authority and additional sections, in order.
@@ -255,7 +262,7 @@ impl<'a> Message<'a> {
     pub fn section(&self, section: Section) -> Result<Records<'a>, Error> {
         let mut records = self.records()?;
         records.skip_to(section)?;
-        records.stop_after = section;
+        records.stop_after(section);
         Ok(records)
     }
 
@@ -331,12 +338,11 @@ impl fmt::Debug for Message<'_> {
 /// One entry of the question section.
 #[derive(Clone, Copy, Debug)]
 pub struct Question<'a> {
+    /// Read from the message at the question's offset.
     name: Name<'a>,
     qtype: RecordType,
     qclass: Class,
-    offset: usize,
-    end: usize,
-    message: &'a [u8],
+    end: u32,
 }
 
 impl<'a> Question<'a> {
@@ -357,95 +363,125 @@ impl<'a> Question<'a> {
 
     /// Where the question starts in the message.
     pub fn offset(&self) -> usize {
-        self.offset
+        self.name.start()
     }
 
     /// The question's bytes as they appear in the message (may hold pointers).
     pub fn raw(&self) -> &'a [u8] {
-        self.message.get(self.offset..self.end).unwrap_or(&[])
+        self.name.message().get(self.offset()..self.end as usize).unwrap_or(&[])
     }
 }
 
 /// Iterator over the question section.
 #[derive(Clone, Debug)]
 pub struct Questions<'a> {
-    reader: Reader<'a>,
+    message: &'a [u8],
+    position: usize,
+    /// Questions still to read; 0 after an error too.
     remaining: u16,
-    expected: u16,
-    failed: bool,
     header: Header,
+    memo: NameMemo,
 }
 
 impl<'a> Questions<'a> {
     /// Continue with the records after the questions, reading any questions not yet read.
+    #[inline(always)]
     pub fn into_records(mut self) -> Result<Records<'a>, Error> {
         for question in self.by_ref() {
             question?;
         }
         let header = self.header;
         let mut records = Records {
-            reader: self.reader,
+            message: self.message,
+            position: self.position,
             section: Section::Answer,
             remaining: header.ancount,
             counts: [header.qdcount, header.ancount, header.nscount, header.arcount],
             stop_after: Section::Additional,
             failed: false,
+            memo: self.memo,
         };
         records.advance_empty_sections();
         Ok(records)
+    }
+
+    /// The error for a question section that ends early; nothing more is read.
+    #[cold]
+    fn missing(&mut self) -> Error {
+        let expected = self.header.qdcount;
+        let error = Error::MissingRecords {
+            section: Section::Question,
+            expected,
+            found: expected - self.remaining,
+            offset: self.position,
+        };
+        self.remaining = 0;
+        error
     }
 }
 
 impl<'a> Iterator for Questions<'a> {
     type Item = Result<Question<'a>, Error>;
 
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining == 0 || self.failed {
+        if self.remaining == 0 {
             return None;
         }
-        let offset = self.reader.position();
-        if self.reader.is_empty() {
-            self.failed = true;
-            return Some(Err(Error::MissingRecords {
-                section: Section::Question,
-                expected: self.expected,
-                found: self.expected - self.remaining,
-                offset,
-            }));
+        if self.position >= self.message.len() {
+            return Some(Err(self.missing()));
         }
-        let result = read_question(&mut self.reader);
-        match result {
+        match read_question(self.message, self.position, Some(&mut self.memo)) {
             Ok(question) => {
                 self.remaining -= 1;
+                self.position = question.end as usize;
                 Some(Ok(question))
             }
             Err(error) => {
-                self.failed = true;
+                self.remaining = 0;
                 Some(Err(error))
             }
         }
     }
 }
 
-fn read_question<'a>(reader: &mut Reader<'a>) -> Result<Question<'a>, Error> {
-    let message = reader.message();
-    let offset = reader.position();
-    let (name, after) = Name::from_message(message, offset)?;
-    reader.seek(after);
-    let qtype = RecordType(reader.u16()?);
-    let qclass = Class(reader.u16()?);
-    Ok(Question { name, qtype, qclass, offset, end: reader.position(), message })
+#[inline(always)]
+fn read_question<'a>(message: &'a [u8], offset: usize, memo: Option<&mut NameMemo>) -> Result<Question<'a>, Error> {
+    let parsed = parse_in_message(message, offset, memo)?;
+    let after = parsed.end;
+    let Some(&[t0, t1, c0, c1]) = message.get(after..).and_then(<[u8]>::first_chunk::<4>) else {
+        return Err(short_fixed_fields(message, after));
+    };
+    // Names start at a u32 offset, and the fixed fields were found in the message.
+    let end = u32::try_from(after + 4).map_err(|_| Error::UnexpectedEnd { offset: after, needed: 0 })?;
+    Ok(Question {
+        name: parsed.name,
+        qtype: RecordType(u16::from_be_bytes([t0, t1])),
+        qclass: Class(u16::from_be_bytes([c0, c1])),
+        end,
+    })
+}
+
+/// The error for a question's type and class cut short: the first of the two
+/// 16-bit fields that does not fit.
+#[cold]
+fn short_fixed_fields(message: &[u8], after: usize) -> Error {
+    let available = message.len().saturating_sub(after);
+    if available < 2 {
+        Error::UnexpectedEnd { offset: after, needed: 2 - available }
+    } else {
+        Error::UnexpectedEnd { offset: after + 2, needed: 4 - available }
+    }
 }
 
 /// A resource record read in place.
 #[derive(Clone, Copy, Debug)]
 pub struct Record<'a> {
-    message: &'a [u8],
+    /// The owner, read from the message at the record's offset.
     name: Name<'a>,
     rtype: RecordType,
     class: Class,
     ttl: u32,
-    offset: u32,
     data_start: u32,
     data_len: u16,
     section: Section,
@@ -454,9 +490,8 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// Read one record at `offset` of `message` (for callers that track offsets themselves).
     pub fn parse(message: &'a [u8], offset: usize, section: Section) -> Result<(Self, usize), Error> {
-        let mut reader = Reader::at(message, offset);
-        let record = read_record(&mut reader, section)?;
-        Ok((record, reader.position()))
+        let record = read_record(message, offset, section, None)?;
+        Ok((record, record.end()))
     }
 
     /// The owner name, in its original case.
@@ -486,7 +521,7 @@ impl<'a> Record<'a> {
 
     /// Where the record starts in the message.
     pub fn offset(&self) -> usize {
-        self.offset as usize
+        self.name.start()
     }
 
     /// Where the RDATA starts in the message.
@@ -501,31 +536,38 @@ impl<'a> Record<'a> {
 
     /// The record's bytes as they appear in the message (may hold pointers).
     pub fn raw(&self) -> &'a [u8] {
-        self.message.get(self.offset()..self.end()).unwrap_or(&[])
+        self.name.message().get(self.offset()..self.end()).unwrap_or(&[])
     }
 
     /// The RDATA bytes as they appear in the message (names may be compressed).
     pub fn raw_data(&self) -> &'a [u8] {
-        self.message.get(self.data_offset()..self.end()).unwrap_or(&[])
+        self.name.message().get(self.data_offset()..self.end()).unwrap_or(&[])
     }
 
     /// The typed RDATA, checked against its type's rules.
+    #[inline]
     pub fn data(&self) -> Result<RData<'a>, Error> {
-        RData::parse(self.rtype, self.message, self.data_offset(), usize::from(self.data_len))
+        RData::parse(self.rtype, self.name.message(), self.data_offset(), usize::from(self.data_len))
     }
 
     /// The message this record belongs to.
     pub fn message_bytes(&self) -> &'a [u8] {
-        self.message
+        self.name.message()
     }
 }
 
-fn read_record<'a>(reader: &mut Reader<'a>, section: Section) -> Result<Record<'a>, Error> {
-    let message = reader.message();
-    let offset = reader.position();
-    let (name, after) = Name::from_message(message, offset)?;
+#[inline(always)]
+fn read_record<'a>(
+    message: &'a [u8],
+    offset: usize,
+    section: Section,
+    memo: Option<&mut NameMemo>,
+) -> Result<Record<'a>, Error> {
+    let parsed = parse_in_message(message, offset, memo)?;
+    let after = parsed.end;
     // The fixed fields are read in one bounds check: type, class, TTL, RDLENGTH.
-    let Some(&[t0, t1, c0, c1, l0, l1, l2, l3, d0, d1]) = message.get(after..after + 10) else {
+    let Some(&[t0, t1, c0, c1, l0, l1, l2, l3, d0, d1]) = message.get(after..).and_then(<[u8]>::first_chunk::<10>)
+    else {
         return Err(Error::UnexpectedEnd { offset: after, needed: after + 10 - message.len().min(after + 10) });
     };
     let data_len = u16::from_be_bytes([d0, d1]);
@@ -534,17 +576,14 @@ fn read_record<'a>(reader: &mut Reader<'a>, section: Section) -> Result<Record<'
     if data_end > message.len() {
         return Err(Error::UnexpectedEnd { offset: data_start, needed: data_end - message.len() });
     }
-    let (Ok(offset32), Ok(data_start32)) = (u32::try_from(offset), u32::try_from(data_start)) else {
+    let Ok(data_start32) = u32::try_from(data_start) else {
         return Err(Error::UnexpectedEnd { offset, needed: 0 });
     };
-    reader.seek(data_end);
     Ok(Record {
-        message,
-        name,
+        name: parsed.name,
         rtype: RecordType(u16::from_be_bytes([t0, t1])),
         class: Class(u16::from_be_bytes([c0, c1])),
         ttl: u32::from_be_bytes([l0, l1, l2, l3]),
-        offset: offset32,
         data_start: data_start32,
         data_len,
         section,
@@ -554,18 +593,22 @@ fn read_record<'a>(reader: &mut Reader<'a>, section: Section) -> Result<Record<'
 /// Iterator over records of one or more consecutive sections.
 #[derive(Clone, Debug)]
 pub struct Records<'a> {
-    reader: Reader<'a>,
+    message: &'a [u8],
+    position: usize,
     section: Section,
+    /// Records still to read in `section`; 0 once nothing more will be read
+    /// (all sections done, an error, or `section` is past `stop_after`).
     remaining: u16,
     counts: [u16; 4],
     stop_after: Section,
     failed: bool,
+    memo: NameMemo,
 }
 
 impl<'a> Records<'a> {
     /// The offset just past the last record read.
     pub fn position(&self) -> usize {
-        self.reader.position()
+        self.position
     }
 
     /// The section of the next record.
@@ -577,6 +620,7 @@ impl<'a> Records<'a> {
         self.counts.get(section.index()).copied().unwrap_or_default()
     }
 
+    /// Move past finished and empty sections; stop at `stop_after`.
     fn advance_empty_sections(&mut self) {
         while self.remaining == 0 {
             match self.section.next() {
@@ -586,6 +630,17 @@ impl<'a> Records<'a> {
                 }
                 None => break,
             }
+        }
+        if self.section > self.stop_after {
+            self.remaining = 0;
+        }
+    }
+
+    /// Read nothing past `section`.
+    fn stop_after(&mut self, section: Section) {
+        self.stop_after = section;
+        if self.section > section {
+            self.remaining = 0;
         }
     }
 
@@ -598,39 +653,55 @@ impl<'a> Records<'a> {
                 None => break,
             }
         }
-        if self.section < section {
+        if self.section < section && !self.failed {
             self.section = section;
             self.remaining = self.section_count(section);
         }
         Ok(())
+    }
+
+    /// The error for a section that ends early; nothing more is read.
+    #[cold]
+    fn missing(&mut self) -> Error {
+        let expected = self.section_count(self.section);
+        let error = Error::MissingRecords {
+            section: self.section,
+            expected,
+            found: expected - self.remaining,
+            offset: self.position,
+        };
+        self.fail();
+        error
+    }
+
+    fn fail(&mut self) {
+        self.failed = true;
+        self.remaining = 0;
     }
 }
 
 impl<'a> Iterator for Records<'a> {
     type Item = Result<Record<'a>, Error>;
 
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.remaining == 0 || self.section > self.stop_after {
+        if self.remaining == 0 {
             return None;
         }
-        if self.reader.is_empty() {
-            self.failed = true;
-            let expected = self.section_count(self.section);
-            return Some(Err(Error::MissingRecords {
-                section: self.section,
-                expected,
-                found: expected - self.remaining,
-                offset: self.reader.position(),
-            }));
+        if self.position >= self.message.len() {
+            return Some(Err(self.missing()));
         }
-        match read_record(&mut self.reader, self.section) {
+        match read_record(self.message, self.position, self.section, Some(&mut self.memo)) {
             Ok(record) => {
+                self.position = record.end();
                 self.remaining -= 1;
-                self.advance_empty_sections();
+                if self.remaining == 0 {
+                    self.advance_empty_sections();
+                }
                 Some(Ok(record))
             }
             Err(error) => {
-                self.failed = true;
+                self.fail();
                 Some(Err(error))
             }
         }
@@ -682,6 +753,32 @@ mod tests {
     }
 
     #[test]
+    fn one_section_reads_only_its_own_records() {
+        // RESPONSE's answer again as an additional record; the authority section is empty.
+        let mut bytes = RESPONSE.to_vec();
+        bytes[11] = 1; // arcount 1
+        let answer = RESPONSE.len() - 16;
+        bytes.extend_from_slice(&RESPONSE[answer..]);
+        let message = Message::parse(&bytes).expect("header");
+        message.check().expect("valid");
+        let offsets = |records: Records<'_>| -> Vec<(Section, usize)> {
+            records
+                .map(|record| record.map(|record| (record.section(), record.offset())))
+                .collect::<Result<_, _>>()
+                .expect("valid")
+        };
+        assert_eq!(offsets(message.answers().expect("ok")), [(Section::Answer, answer)]);
+        assert_eq!(offsets(message.authority().expect("ok")), []);
+        assert_eq!(offsets(message.additional().expect("ok")), [(Section::Additional, RESPONSE.len())]);
+        assert_eq!(offsets(message.records().expect("ok")).len(), 2);
+        let mut answers = message.answers().expect("ok");
+        assert!(answers.next().is_some_and(|record| record.is_ok()));
+        assert!(answers.next().is_none());
+        assert_eq!(answers.current_section(), Section::Additional);
+        assert_eq!(answers.position(), RESPONSE.len());
+    }
+
+    #[test]
     fn counts_beyond_the_end_are_reported() {
         let mut bytes = RESPONSE.to_vec();
         bytes[7] = 3; // ancount 3
@@ -725,5 +822,109 @@ mod tests {
         assert!(!flags.with_qr(false).qr());
         let header = Header { id: 7, flags, qdcount: 1, ..Header::default() };
         assert_eq!(Header::parse(&header.to_bytes()), Ok(header));
+    }
+
+    /// A header announcing `ancount` answers and nothing else.
+    fn header_with_answers(ancount: u16) -> Vec<u8> {
+        Header { id: 1, ancount, ..Header::default() }.to_bytes().to_vec()
+    }
+
+    /// Type, class, TTL and RDLENGTH of a record of an unknown type (its
+    /// RDATA is opaque, so it can hold pointer targets).
+    fn fixed_fields(rdlength: usize) -> [u8; 10] {
+        let mut fixed = [0xff, 0x00, 0, 1, 0, 0, 0, 60, 0, 0];
+        fixed[8..].copy_from_slice(&(rdlength as u16).to_be_bytes());
+        fixed
+    }
+
+    /// Every answer read by the iterator (which remembers validated names)
+    /// against the same answer read alone, without a memo.
+    fn answers_with_and_without_memo(message: &[u8]) -> Vec<Result<(usize, usize), Error>> {
+        let mut records = Message::parse(message).expect("header").records().expect("no questions");
+        let mut results = Vec::new();
+        loop {
+            let offset = records.position();
+            let Some(record) = records.next() else { break };
+            let facts = |record: Record<'_>| (record.name().wire_len(), record.end());
+            let alone = Record::parse(message, offset, Section::Answer).map(|(record, _)| facts(record));
+            assert_eq!(record.map(facts), alone, "record at {offset}");
+            results.push(alone);
+        }
+        results
+    }
+
+    #[test]
+    fn a_remembered_suffix_still_counts_towards_the_length_limit() {
+        let mut message = header_with_answers(2);
+        // Answer 1 @12: an owner of three 63-octet labels (193 octets with the root).
+        for _ in 0..3 {
+            message.push(63);
+            message.extend_from_slice(&[b'a'; 63]);
+        }
+        message.push(0);
+        message.extend_from_slice(&fixed_fields(0));
+        // Answer 2: one more 63-octet label, then a pointer to answer 1's owner: 257 octets.
+        let second = message.len();
+        message.push(63);
+        message.extend_from_slice(&[b'b'; 63]);
+        message.extend_from_slice(&[0xc0, 12]);
+        message.extend_from_slice(&fixed_fields(0));
+        let results = answers_with_and_without_memo(&message);
+        assert_eq!(results, [Ok((193, second)), Err(Error::NameTooLong { offset: second })]);
+    }
+
+    #[test]
+    fn a_remembered_suffix_still_counts_towards_the_hop_limit() {
+        let mut message = header_with_answers(4);
+        // Answer 1 @12: root owner; its opaque RDATA holds a root label and a
+        // chain of 100 pointers, each to the one before.
+        message.push(0);
+        message.extend_from_slice(&fixed_fields(1 + 2 * 100));
+        let mut last = message.len();
+        message.push(0);
+        for _ in 0..100 {
+            let here = message.len();
+            message.extend_from_slice(&(0xc000 | last as u16).to_be_bytes());
+            last = here;
+        }
+        // Answer 2: owner is a pointer to the end of that chain, 101 hops (remembered).
+        let second = message.len();
+        message.extend_from_slice(&(0xc000 | last as u16).to_be_bytes());
+        message.extend_from_slice(&fixed_fields(0));
+        // Answer 3: root owner; RDATA is a chain of 30 pointers starting at answer 2's owner.
+        let third = message.len();
+        message.push(0);
+        message.extend_from_slice(&fixed_fields(2 * 30));
+        let mut last = second;
+        for _ in 0..30 {
+            let here = message.len();
+            message.extend_from_slice(&(0xc000 | last as u16).to_be_bytes());
+            last = here;
+        }
+        // Answer 4: a pointer to the end of the second chain: 31 + 101 hops, over the limit of 128.
+        let fourth = message.len();
+        message.extend_from_slice(&(0xc000 | last as u16).to_be_bytes());
+        message.extend_from_slice(&fixed_fields(0));
+        let results = answers_with_and_without_memo(&message);
+        assert_eq!(
+            results,
+            [Ok((1, second)), Ok((1, third)), Ok((1, fourth)), Err(Error::TooManyPointers { offset: fourth }),]
+        );
+    }
+
+    #[test]
+    fn first_question_reports_what_the_iterator_reports() {
+        let message = Message::parse(RESPONSE).expect("header");
+        let direct = message.first_question().expect("valid").expect("one");
+        let iterated = message.questions().next().expect("one").expect("valid");
+        assert_eq!((direct.offset(), direct.raw()), (iterated.offset(), iterated.raw()));
+        // Cut inside the question's type and class, and right after the header.
+        for len in [HEADER_LEN, HEADER_LEN + 13, HEADER_LEN + 14, HEADER_LEN + 15] {
+            let message = Message::parse(&RESPONSE[..len]).expect("header");
+            let direct = message.first_question().map(|q| q.map(|q| q.offset()));
+            let iterated = message.questions().next().transpose().map(|q| q.map(|q| q.offset()));
+            assert!(direct.is_err(), "cut at {len}");
+            assert_eq!(direct, iterated, "cut at {len}");
+        }
     }
 }

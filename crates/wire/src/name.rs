@@ -26,6 +26,12 @@ pub trait ToName {
     /// The uncompressed wire form, borrowed if it is already contiguous,
     /// otherwise copied into `scratch`.
     fn flat<'s>(&'s self, scratch: &'s mut [u8; MAX_NAME_LEN]) -> &'s [u8];
+
+    /// The uncompressed wire form if it is already stored contiguously, so a
+    /// caller can skip preparing a scratch buffer for [`ToName::flat`].
+    fn flat_in_place(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// A name inside a message, read in place.
@@ -54,9 +60,20 @@ impl<'a> Name<'a> {
     /// Read the name starting at `offset` in `message`, following compression pointers.
     ///
     /// Returns the name and the offset just past it in the original stream.
+    #[inline]
     pub fn from_message(message: &'a [u8], offset: usize) -> Result<(Self, usize), Error> {
-        let parsed = parse(message, offset, true)?;
+        let parsed = parse_in_message(message, offset, None)?;
         Ok((parsed.name, parsed.end))
+    }
+
+    /// Where the name starts in its message (for a name read from one).
+    pub(crate) fn start(&self) -> usize {
+        self.start as usize
+    }
+
+    /// The bytes the name was read from.
+    pub(crate) fn message(&self) -> &'a [u8] {
+        self.message
     }
 
     /// Read an uncompressed name that fills `bytes` exactly.
@@ -148,6 +165,174 @@ impl<'a> Name<'a> {
     }
 }
 
+/// Offsets a compression pointer can reach (14 bits).
+const POINTER_RANGE: usize = 0x4000;
+/// Slots in a [`NameMemo`] (a power of two).
+const MEMO_SLOTS: usize = 16;
+
+/// Offsets of one message known to start a valid name, with what validating
+/// that name found, so a pointer to one of them need not be followed again.
+///
+/// A message's names point into each other (every owner of an RRset to the
+/// same earlier name, glue owners to NS targets, which point to the zone
+/// name), so without a memo the same suffixes are validated many times. An
+/// entry is only ever made from a name that passed every check, from the
+/// same message bytes, and the suffix it describes was checked with its own
+/// run start as the pointer bound, so a name that reaches it through a
+/// backward pointer only has to add up the length and hop totals, which
+/// [`parse_in_message`] still checks. A memo belongs to one message: the
+/// record and question iterators own theirs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct NameMemo {
+    slots: [MemoSlot; MEMO_SLOTS],
+}
+
+/// One memo entry: the name at `key - 1` (0 is an empty slot).
+#[derive(Clone, Copy, Debug, Default)]
+struct MemoSlot {
+    key: u16,
+    wire_len: u8,
+    label_count: u8,
+    hops: u8,
+}
+
+impl NameMemo {
+    #[inline(always)]
+    fn slot(offset: usize) -> usize {
+        (offset ^ (offset >> 4)) & (MEMO_SLOTS - 1)
+    }
+
+    #[inline(always)]
+    fn get(&self, offset: usize) -> Option<MemoSlot> {
+        let slot = self.slots.get(Self::slot(offset))?;
+        (usize::from(slot.key) == offset + 1).then_some(*slot)
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, offset: usize, wire_len: usize, label_count: usize, hops: usize) {
+        // Only offsets a pointer can reach are worth remembering; the totals
+        // of a valid name always fit in a byte.
+        if offset >= POINTER_RANGE {
+            return;
+        }
+        if let Some(slot) = self.slots.get_mut(Self::slot(offset)) {
+            *slot = MemoSlot {
+                key: offset as u16 + 1,
+                wire_len: wire_len as u8,
+                label_count: label_count as u8,
+                hops: hops as u8,
+            };
+        }
+    }
+}
+
+/// Read the (possibly compressed) name at `offset`, with every check of
+/// [`parse`], consulting and filling `memo` if given.
+///
+/// This is the fast path: it walks valid names in tight loops and hands
+/// anything unusual (the end of the data, a reserved label type, a forward
+/// pointer, a name too long, too many hops) to [`parse`], which finds the
+/// exact error, so errors are the same with or without the fast path.
+#[inline(always)]
+pub(crate) fn parse_in_message<'a>(
+    message: &'a [u8],
+    offset: usize,
+    memo: Option<&mut NameMemo>,
+) -> Result<ParsedName<'a>, Error> {
+    let mut position = offset;
+    // Pointers must point before the start of the run of labels being read.
+    let mut run_start = offset;
+    // Where the name ends in the stream, once its first pointer is seen.
+    let mut end = None;
+    // Octets of the labels read so far (the root's octet is added at the end).
+    let mut label_octets = 0usize;
+    let mut label_count = 0usize;
+    let mut hops = 0usize;
+    // The first pointer target and the totals before it, for the memo.
+    let mut first_target = None;
+    loop {
+        // A run of labels stored in place: one length octet of 1..=63 each.
+        let first = loop {
+            let Some(&first) = message.get(position) else { return Err(name_error(message, offset)) };
+            if first == 0 || first > 0x3f {
+                break first;
+            }
+            label_count += 1;
+            position += 1 + usize::from(first);
+        };
+        label_octets += position - run_start;
+        if label_octets >= MAX_NAME_LEN {
+            return Err(name_error(message, offset));
+        }
+        if first == 0 {
+            if end.is_none() {
+                end = Some(position + 1);
+            }
+            break;
+        }
+        if first < 0xc0 {
+            return Err(name_error(message, offset));
+        }
+        let Some(&second) = message.get(position + 1) else { return Err(name_error(message, offset)) };
+        let target = usize::from(first & 0x3f) << 8 | usize::from(second);
+        if target >= run_start {
+            return Err(name_error(message, offset));
+        }
+        if end.is_none() {
+            end = Some(position + 2);
+        }
+        hops += 1;
+        if hops > MAX_POINTER_HOPS {
+            return Err(name_error(message, offset));
+        }
+        if let Some(known) = memo.as_deref().and_then(|memo| memo.get(target)) {
+            let total_octets = label_octets + usize::from(known.wire_len) - 1;
+            let total_hops = hops + usize::from(known.hops);
+            if total_octets < MAX_NAME_LEN && total_hops <= MAX_POINTER_HOPS {
+                label_octets = total_octets;
+                label_count += usize::from(known.label_count);
+                hops = total_hops;
+                break;
+            }
+            // Over a limit: walk on, so the checks above report it exactly.
+        }
+        if hops == 1 {
+            first_target = Some((target, label_octets, label_count));
+        }
+        run_start = target;
+        position = target;
+    }
+    let wire_len = label_octets + 1;
+    let (Some(end), Ok(start)) = (end, u32::try_from(offset)) else { return Err(name_error(message, offset)) };
+    if let Some(memo) = memo {
+        // A name that starts with a pointer is not itself pointed to (a
+        // pointer would go to its target instead), nor is the root.
+        if message.get(offset).is_some_and(|&first| first != 0 && first < 0x40) {
+            memo.insert(offset, wire_len, label_count, hops);
+        }
+        if let Some((target, octets_before, labels_before)) = first_target {
+            memo.insert(target, wire_len - octets_before, label_count - labels_before, hops - 1);
+        }
+    }
+    Ok(ParsedName {
+        name: Name { message, start, wire_len: wire_len as u8, label_count: label_count as u8, compressed: hops > 0 },
+        end,
+    })
+}
+
+/// The careful walk's error, for a name the fast path did not accept.
+///
+/// The fast path gives up only on names the careful walk rejects; should the
+/// two ever disagree, the name is refused rather than trusted.
+#[cold]
+#[inline(never)]
+fn name_error(message: &[u8], offset: usize) -> Error {
+    match parse(message, offset, true) {
+        Err(error) => error,
+        Ok(_) => Error::NameTooLong { offset },
+    }
+}
+
 fn parse(message: &[u8], offset: usize, allow_pointers: bool) -> Result<ParsedName<'_>, Error> {
     let mut position = offset;
     // Pointers must point before the start of the run of labels being read,
@@ -224,11 +409,19 @@ impl ToName for Name<'_> {
             None => self.flatten_into(scratch),
         }
     }
+
+    fn flat_in_place(&self) -> Option<&[u8]> {
+        self.as_flat()
+    }
 }
 
 impl<T: ToName + ?Sized> ToName for &T {
     fn flat<'s>(&'s self, scratch: &'s mut [u8; MAX_NAME_LEN]) -> &'s [u8] {
         (**self).flat(scratch)
+    }
+
+    fn flat_in_place(&self) -> Option<&[u8]> {
+        (**self).flat_in_place()
     }
 }
 
@@ -484,6 +677,10 @@ impl NameBuf {
 impl ToName for NameBuf {
     fn flat<'s>(&'s self, _scratch: &'s mut [u8; MAX_NAME_LEN]) -> &'s [u8] {
         &self.wire
+    }
+
+    fn flat_in_place(&self) -> Option<&[u8]> {
+        Some(&self.wire)
     }
 }
 

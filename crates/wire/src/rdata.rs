@@ -267,34 +267,26 @@ impl<N, B> RecordData<N, B> {
 
 impl<'a> RData<'a> {
     /// Parse the RDATA of type `rtype` found at `message[offset..offset + len]`.
+    #[inline(always)]
     pub fn parse(rtype: RecordType, message: &'a [u8], offset: usize, len: usize) -> Result<Self, Error> {
-        // The common types first, without a reader.
+        // The common types inline, without a reader.
         match rtype {
-            RecordType::A => return fixed_address(message, offset, len).map(|octets: [u8; 4]| Self::A(octets.into())),
-            RecordType::AAAA => {
-                return fixed_address(message, offset, len).map(|octets: [u8; 16]| Self::Aaaa(octets.into()));
-            }
-            RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::DNAME => {
-                let name = only_name(message, offset, len, rtype)?;
-                return Ok(match rtype {
-                    RecordType::NS => Self::Ns(name),
-                    RecordType::CNAME => Self::Cname(name),
-                    RecordType::PTR => Self::Ptr(name),
-                    _ => Self::Dname(name),
-                });
-            }
-            _ => {}
+            RecordType::A => fixed_address(message, offset, len).map(|octets: [u8; 4]| Self::A(octets.into())),
+            RecordType::AAAA => fixed_address(message, offset, len).map(|octets: [u8; 16]| Self::Aaaa(octets.into())),
+            RecordType::NS => only_name(message, offset, len, rtype).map(Self::Ns),
+            RecordType::CNAME => only_name(message, offset, len, rtype).map(Self::Cname),
+            RecordType::PTR => only_name(message, offset, len, rtype).map(Self::Ptr),
+            RecordType::DNAME => only_name(message, offset, len, rtype).map(Self::Dname),
+            _ => Self::parse_with_reader(rtype, message, offset, len),
         }
+    }
+
+    /// The other types, read with a bounded reader.
+    fn parse_with_reader(rtype: RecordType, message: &'a [u8], offset: usize, len: usize) -> Result<Self, Error> {
         let mut outer = Reader::at(message, offset);
         let mut reader = outer.sub(len)?;
         let end = offset + len;
         let data = match rtype {
-            RecordType::A => Self::A(Ipv4Addr::from(reader.array::<4>()?)),
-            RecordType::AAAA => Self::Aaaa(Ipv6Addr::from(reader.array::<16>()?)),
-            RecordType::NS => Self::Ns(read_name(&mut reader, end, rtype)?),
-            RecordType::CNAME => Self::Cname(read_name(&mut reader, end, rtype)?),
-            RecordType::DNAME => Self::Dname(read_name(&mut reader, end, rtype)?),
-            RecordType::PTR => Self::Ptr(read_name(&mut reader, end, rtype)?),
             RecordType::MX => {
                 let preference = reader.u16()?;
                 Self::Mx(Mx { preference, exchange: read_name(&mut reader, end, rtype)? })
@@ -382,6 +374,7 @@ impl<'a> RData<'a> {
 }
 
 /// RDATA that is exactly an address of N octets.
+#[inline(always)]
 fn fixed_address<const N: usize>(message: &[u8], offset: usize, len: usize) -> Result<[u8; N], Error> {
     let Some(data) = message.get(offset..offset + len) else {
         return Err(Error::UnexpectedEnd { offset, needed: offset + len - message.len().min(offset + len) });
@@ -399,6 +392,7 @@ fn fixed_address<const N: usize>(message: &[u8], offset: usize, len: usize) -> R
 }
 
 /// RDATA that is exactly one (possibly compressed) name.
+#[inline(always)]
 fn only_name(message: &[u8], offset: usize, len: usize, rtype: RecordType) -> Result<Name<'_>, Error> {
     if message.len() < offset + len {
         return Err(Error::UnexpectedEnd { offset, needed: offset + len - message.len() });

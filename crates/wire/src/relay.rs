@@ -30,6 +30,22 @@ pub fn set_id(message: &mut [u8], id: u16) {
     }
 }
 
+/// Set a relayed response's RD bit to the client's: RD is set in a query and
+/// copied into the response (RFC 1035 §4.1.1), so an upstream's answer to our
+/// own query must not pass its RD bit on to a client that asked otherwise
+/// (`dig +norecurse`). Every other bit is left as the upstream sent it. Does
+/// nothing to a message shorter than the flags word.
+pub fn set_rd(message: &mut [u8], rd: bool) {
+    if let Some(flags) = message.get_mut(2) {
+        // RD is the lowest bit of the header's third octet.
+        if rd {
+            *flags |= 0x01;
+        } else {
+            *flags &= !0x01;
+        }
+    }
+}
+
 /// Write the client's spelling of the question name over the response's
 /// first question, if they are the same name and the response's copy is
 /// stored uncompressed at the usual place. Returns whether it did.
@@ -229,6 +245,31 @@ mod tests {
         cut.check().expect("valid");
         assert_eq!(cut.header().ancount, 20);
         assert_eq!(cut.header().arcount, 1);
+    }
+
+    #[test]
+    fn rd_follows_the_client_and_nothing_else_changes() {
+        let response = big_response().to_vec();
+        let before = Message::parse(&response).expect("parses").flags();
+        assert!(before.rd());
+        let mut relayed = response.clone();
+        set_rd(&mut relayed, false);
+        let after = Message::parse(&relayed).expect("parses").flags();
+        assert!(!after.rd());
+        assert_eq!(after, before.with_rd(false));
+        assert_eq!(relayed[..2], response[..2]);
+        assert_eq!(relayed[3..], response[3..]);
+        set_rd(&mut relayed, true);
+        assert_eq!(relayed, response);
+        // An upstream that cleared RD for a client that set it.
+        let mut cleared = response.clone();
+        cleared[2] &= !0x01;
+        set_rd(&mut cleared, true);
+        assert_eq!(cleared, response);
+        // Too short to hold the flags: left alone.
+        let mut short = [0xbe, 0xef];
+        set_rd(&mut short, true);
+        assert_eq!(short, [0xbe, 0xef]);
     }
 
     #[test]

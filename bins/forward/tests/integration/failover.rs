@@ -68,7 +68,9 @@ async fn forward_first_falls_back_to_the_default_group_when_every_forwarder_is_d
     let server = start(&config(true)).await;
     assert_eq!(addresses(udp(&server), "db.corp.example.").await, ["192.0.2.5"]);
     assert_eq!(default.names(), ["db.corp.example."]);
-    assert_eq!(silent.query_count(), 1);
+    // Asked, and asked again after each retransmission timeout (a lost
+    // datagram, for all it knows) until the zone's total timeout.
+    assert!((1..=5).contains(&silent.query_count()), "{}", silent.query_count());
     server.shutdown().await;
 
     // Without forward-first the zone's failure is the answer.
@@ -96,12 +98,7 @@ async fn forward_first_falls_back_when_every_forwarder_answers_servfail() {
     assert_eq!((first.query_count(), second.query_count()), (1, 1));
     assert_eq!(default.names(), ["db.corp.example."]);
     let trace = server
-        .explain(
-            &"db3.corp.example".parse().unwrap(),
-            RecordType::A,
-            "127.0.0.1:0".parse().unwrap(),
-            signpost_rules::Transport::Udp,
-        )
+        .explain(&"db3.corp.example".parse().unwrap(), RecordType::A, "127.0.0.1:0".parse().unwrap(), Transport::Udp)
         .await;
     assert!(trace.notes.iter().any(|note| note.starts_with("forward-first:")), "{:?}", trace.notes);
     assert_eq!(trace.attempts.len(), 3, "two rejected SERVFAILs and the default's answer: {:?}", trace.attempts);

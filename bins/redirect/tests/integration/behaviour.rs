@@ -43,21 +43,52 @@ async fn redirected_names_answer_with_the_arrival_address_and_the_rest_is_forwar
     server.shutdown().await;
 }
 
+/// An upstream with MX and TXT records for every name (A as `answering`).
+async fn upstream_with_other_types() -> FakeUpstream {
+    let mut builder = FakeUpstream::builder();
+    for domain in ["*.amazonaws.com.", "*.localstack.cloud."] {
+        builder = builder.answer(domain, T::MX, Answer::records(["@ 120 IN MX 10 mail.example.test."])).answer(
+            domain,
+            T::TXT,
+            Answer::records(["@ 120 IN TXT \"from upstream\""]),
+        );
+    }
+    builder.otherwise(Answer::address(FORWARDED.into())).start().await.unwrap()
+}
+
 #[tokio::test]
-async fn other_types_of_redirected_names_are_nodata_with_an_soa() {
-    let (server, _upstream) = with_upstream(|_| {}).await;
+async fn other_types_of_redirected_names_are_forwarded_upstream_as_localstack_does() {
+    let upstream = upstream_with_other_types().await;
+    let server = start(settings(Some(&upstream))).await;
     for (protocol, address) in transports(&server) {
         let resolver = resolver(protocol, address);
-        for qtype in [T::MX, T::TXT, T::CNAME, T::SRV] {
+        for name in ["sqs.eu-west-1.amazonaws.com.", "test.localhost.localstack.cloud."] {
             assert_eq!(
-                lookup(&resolver, "sqs.eu-west-1.amazonaws.com.", qtype).await,
-                ResolverAnswer::NoData { soa: true }
+                lookup(&resolver, name, T::MX).await,
+                answered(&["10 mail.example.test."]),
+                "{protocol:?} {name} MX"
             );
+            assert_eq!(lookup(&resolver, name, T::TXT).await, answered(&["from upstream"]), "{protocol:?} {name} TXT");
+            // A and AAAA are still the redirect's.
+            assert_eq!(lookup(&resolver, name, T::A).await, answered(&["127.0.0.1"]), "{protocol:?} {name} A");
         }
     }
-    // On the wire: NOERROR, AA, empty answer, the SOA in authority.
+    assert!(upstream.was_asked("sqs.eu-west-1.amazonaws.com."));
+    assert!(upstream.was_asked("test.localhost.localstack.cloud."));
+    // On the wire: the upstream's answer, relayed.
+    let bytes = Query::new("s3.amazonaws.com", T::MX).edns(EdnsHeader::default()).to_bytes();
+    let response = answer_over(Transport::Udp, server.udp_addrs()[0], &bytes).await;
+    assert_eq!(answers(&response), ["s3.amazonaws.com. 120 IN MX 10 mail.example.test."]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_family_without_an_address_stays_nodata() {
+    // DNS_RESOLVE_IPV6=none: the redirect holds AAAA, with nothing in it; never
+    // the real (public) AAAA, which would send IPv6 clients past the emulator.
+    let (server, upstream) = with_upstream(|settings| settings.set("DNS_RESOLVE_IPV6", "none").unwrap()).await;
     for (transport, address) in transports(&server) {
-        let bytes = Query::new("s3.amazonaws.com", T::MX).edns(EdnsHeader::default()).to_bytes();
+        let bytes = Query::new("s3.amazonaws.com", T::AAAA).edns(EdnsHeader::default()).to_bytes();
         let response = answer_over(transport, address, &bytes).await;
         let message = Message::parse(&response).unwrap();
         assert_eq!(message.rcode(), Ok(Rcode::NOERROR), "{transport:?}");
@@ -65,14 +96,15 @@ async fn other_types_of_redirected_names_are_nodata_with_an_soa() {
         assert!(answers(&response).is_empty(), "{transport:?}");
         assert_eq!(authority_types(&response), [T::SOA], "{transport:?}");
     }
+    assert_eq!(upstream.query_count(), 0);
     server.shutdown().await;
 }
 
 #[tokio::test]
-async fn the_ttl_is_sixty_by_default_and_configurable() {
+async fn the_ttl_is_three_hundred_by_default_as_localstack_and_configurable() {
     let (server, _upstream) = with_upstream(|_| {}).await;
     let response = answer_over(Transport::Udp, server.udp_addrs()[0], &query("s3.amazonaws.com", T::A)).await;
-    assert_eq!(answers(&response), ["s3.amazonaws.com. 60 IN A 127.0.0.1"]);
+    assert_eq!(answers(&response), ["s3.amazonaws.com. 300 IN A 127.0.0.1"]);
     server.shutdown().await;
 
     let (server, _upstream) = with_upstream(|settings| settings.set("SIGNPOST_REDIRECT_TTL", "5").unwrap()).await;
@@ -167,7 +199,7 @@ async fn a_wildcard_listener_answers_with_the_destination_address_of_each_packet
         )
         .await
         .unwrap();
-        assert_eq!(answers(&response), [format!("sts.amazonaws.com. 60 IN A {local}")]);
+        assert_eq!(answers(&response), [format!("sts.amazonaws.com. 300 IN A {local}")]);
     }
     server.shutdown().await;
 }

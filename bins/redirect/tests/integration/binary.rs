@@ -13,7 +13,7 @@ async fn the_binary_starts_prints_the_real_port_redirects_and_forwards() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
     let server = upstream.address().to_string();
     let (running, address) = start_binary(&[("DNS_PORT", "0"), ("DNS_SERVER", &server)], &[]).await;
-    assert_eq!(address.ip().to_string(), "127.0.0.1", "DNS_ADDRESS defaults to 127.0.0.1");
+    assert_eq!(address.ip().to_string(), "127.0.0.1");
     assert_ne!(address.port(), 0);
     let stdout = running.stdout_lines();
     assert!(stdout.contains(&format!("Upstream DNS servers: {server} (DNS_SERVER)")), "{stdout:?}");
@@ -103,7 +103,7 @@ hosts = [{{ name = "db.internal.test", addresses = ["10.0.0.5"] }}]
     let resolver = resolver(Transport::Tcp, address);
     assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["10.1.1.1"]), "the variable wins");
     assert_eq!(lookup(&resolver, "db.internal.test.", T::A).await, answered(&["10.0.0.5"]), "extra local records");
-    assert!(running.stdout_lines().iter().any(|line| line.ends_with("TTL 30")), "{:?}", running.stdout_lines());
+    assert!(running.stdout_lines().iter().any(|line| line.contains("TTL 30;")), "{:?}", running.stdout_lines());
     let finished = terminate(running).await;
     assert!(finished.status.success(), "{finished:?}");
 }

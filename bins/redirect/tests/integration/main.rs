@@ -10,5 +10,8 @@ mod support;
 mod behaviour;
 mod binary;
 mod forwarding;
+mod localstack;
+mod records;
+mod route53;
 mod runtime;
 mod system;

@@ -3,19 +3,10 @@
 
 use std::net::Ipv4Addr;
 
-use signpost_redirect::{RedirectError, RedirectServer};
-use signpost_server::{AdminConfig, ServerConfig};
+use signpost_redirect::RedirectError;
 use signpost_wire::{Rcode, RecordType as T};
 
 use crate::support::*;
-
-async fn admin_server(upstream: &FakeUpstream) -> RedirectServer {
-    let config = ServerConfig {
-        admin: Some(AdminConfig { address: "127.0.0.1:0".parse().unwrap() }),
-        ..ServerConfig::default()
-    };
-    start_with(|| RedirectServer::builder(settings(Some(upstream))).server_config(config.clone())).await
-}
 
 #[tokio::test]
 async fn host_records_aliases_and_skip_patterns_change_answers_from_rust() {
@@ -29,10 +20,12 @@ async fn host_records_aliases_and_skip_patterns_change_answers_from_rust() {
     for resolver in [&resolver, &tcp] {
         assert_eq!(lookup(resolver, "db.internal.test.", T::A).await, answered(&["10.0.0.5"]));
         assert_eq!(lookup(resolver, "db.internal.test.", T::AAAA).await, answered(&["fd00::5"]));
-        assert_eq!(lookup(resolver, "db.internal.test.", T::MX).await, ResolverAnswer::NoData { soa: true });
+        // Types the name does not hold are passed on upstream, as LocalStack does.
+        assert_eq!(lookup(resolver, "db.internal.test.", T::MX).await, ResolverAnswer::NoData { soa: false });
         // A record without addresses points to the emulator (the redirect address).
         assert_eq!(lookup(resolver, "queue.internal.test.", T::A).await, answered(&["127.0.0.1"]));
     }
+    assert!(upstream.was_asked("db.internal.test."), "MX went upstream");
 
     server.add_alias("api.internal.test", "db.internal.test").unwrap();
     server.add_alias("bucket.internal.test", "s3.amazonaws.com").unwrap();
@@ -59,7 +52,8 @@ async fn host_records_aliases_and_skip_patterns_change_answers_from_rust() {
     // Mistakes are refused and change nothing.
     assert!(matches!(server.delete_host("db.internal.test"), Err(RedirectError::NotFound { .. })));
     assert!(matches!(server.add_skip_pattern("(unclosed"), Err(RedirectError::InvalidPattern { .. })));
-    assert!(matches!(server.add_alias("queue.internal.test", "x.test"), Err(RedirectError::Conflict { .. })));
+    assert!(matches!(server.add_alias("self.test", "Self.Test."), Err(RedirectError::Conflict { .. })));
+    assert!(server.add_alias("a.*.test", "x.test").is_err(), "a * only as the first label");
     assert!(server.add_host("bad..name", &[]).is_err());
     assert_eq!(lookup(&resolver, "queue.internal.test.", T::A).await, answered(&["127.0.0.1"]));
     server.shutdown().await;

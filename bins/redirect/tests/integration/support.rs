@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use signpost_redirect::{RedirectServer, RedirectServerBuilder, RedirectSettings};
+use signpost_server::{AdminConfig, ServerConfig};
 pub(crate) use signpost_testkit::{
     ASK_TIMEOUT, Answer, Binary, FakeUpstream, Finished, Query, ResolverAnswer, RunningBinary, Signal, TempDir,
     Transport, answers, authority_types, eventually, exchange, lookup, query, resolver, udp_exchange_from,
@@ -34,6 +35,8 @@ pub(crate) async fn big_upstream(count: usize) -> FakeUpstream {
 /// upstream deadlines, and no system resolv.conf (a path that does not exist).
 pub(crate) fn settings(upstream: Option<&FakeUpstream>) -> RedirectSettings {
     let mut settings = RedirectSettings::default();
+    // Loopback only (the default, 0.0.0.0, is LocalStack's).
+    settings.set("DNS_ADDRESS", "127.0.0.1").unwrap();
     settings.set("DNS_PORT", "0").unwrap();
     settings.workers = Some(1);
     settings.upstream_timeout = Duration::from_millis(500);
@@ -83,8 +86,21 @@ pub(crate) async fn http(address: SocketAddr, method: &str, path: &str, body: &s
     (status, body)
 }
 
-/// The binary with a clean environment: only what the test gives.
+/// What every test's binary gets unless the test says otherwise: loopback
+/// only (the default, 0.0.0.0, is LocalStack's), and a resolv.conf that does
+/// not exist, so nothing ever asks this machine's resolver.
+pub(crate) const SAFE_DEFAULTS: [(&str, &str); 2] =
+    [("DNS_ADDRESS", "127.0.0.1"), ("SIGNPOST_RESOLV_CONF", "/nonexistent/signpost-test/resolv.conf")];
+
+/// The binary with a clean environment: [`SAFE_DEFAULTS`], then what the test gives.
 pub(crate) fn redirect(env: &[(&str, &str)], args: &[&str]) -> Binary {
+    let mut all = SAFE_DEFAULTS.to_vec();
+    all.extend_from_slice(env);
+    redirect_with_exactly(&all, args)
+}
+
+/// The binary with only `env` (and RUST_LOG): for the defaults themselves.
+pub(crate) fn redirect_with_exactly(env: &[(&str, &str)], args: &[&str]) -> Binary {
     Binary::new(env!("CARGO_BIN_EXE_signpost-redirect"))
         .env_clear()
         .env("RUST_LOG", "info")
@@ -119,4 +135,13 @@ pub(crate) fn parse_startup(line: &str) -> Option<SocketAddr> {
     let rest = line.strip_prefix("Starting DNS servers (tcp/udp port ")?.strip_suffix(")...")?;
     let (port, address) = rest.split_once(" on ")?;
     Some(SocketAddr::new(address.parse().ok()?, port.parse().ok()?))
+}
+
+/// A redirect proxy on a free port with the admin listener on another.
+pub(crate) async fn admin_server(upstream: &FakeUpstream) -> RedirectServer {
+    let config = ServerConfig {
+        admin: Some(AdminConfig { address: "127.0.0.1:0".parse().unwrap() }),
+        ..ServerConfig::default()
+    };
+    start_with(|| RedirectServer::builder(settings(Some(upstream))).server_config(config.clone())).await
 }

@@ -54,6 +54,18 @@ async fn systemd_resolved_runs_resolvectl_and_explains_failures() {
     let stderr = &output.stderr;
     assert!(stderr.contains("permission denied") && stderr.contains("sudo"), "{stderr}");
 
+    // A link that does not exist: resolvectl's words, and which names to use (a Docker bridge's).
+    let missing = TempDir::new();
+    missing.write_program(
+        "resolvectl",
+        "#!/bin/sh\necho 'Failed to resolve interface \"br-nope\": No such device' >&2\nexit 1\n",
+    );
+    let output = run(&[("PATH", path_of(&missing))], &["systemd-resolved", "--interface", "br-nope"]).await;
+    assert!(!output.status.success());
+    let stderr = &output.stderr;
+    assert!(stderr.contains("there is no link \"br-nope\""), "{stderr}");
+    assert!(stderr.contains("docker network inspect"), "{stderr}");
+
     // Working: the commands run in order with the right arguments.
     let working = TempDir::new();
     let log = working.join("calls.log");
@@ -83,7 +95,8 @@ async fn rebind_protecting_resolver() -> FakeUpstream {
 
 #[tokio::test]
 async fn check_reports_a_system_resolver_that_bypasses_signpost_and_drops_rebinding_answers() {
-    let server = start(settings(None)).await;
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let server = start(settings(Some(&upstream))).await;
     let port = server.udp_addrs()[0].port().to_string();
     let router = rebind_protecting_resolver().await;
     let dir = TempDir::new();
@@ -91,16 +104,19 @@ async fn check_reports_a_system_resolver_that_bypasses_signpost_and_drops_rebind
     let output = run(&[("DNS_PORT", &port)], &["check", "--resolv-conf", resolv.to_str().unwrap()]).await;
     let stdout = &output.stdout;
     assert!(!output.status.success(), "{stdout}");
-    assert!(stdout.contains("ok    Signpost on 127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("ok    [signpost] Signpost on 127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("ok    [upstream] Signpost forwards localstack.cloud upstream"), "{stdout}");
     assert!(stdout.contains("s3.amazonaws.com A: 198.51.100.7"), "{stdout}");
-    assert!(stdout.contains("FAIL  Signpost is not the system resolver"), "{stdout}");
-    assert!(stdout.contains("FAIL  DNS-rebind protection"), "{stdout}");
+    assert!(stdout.contains("FAIL  [routing] Signpost is not the system resolver"), "{stdout}");
+    assert!(stdout.contains("FAIL  [rebind] DNS-rebind protection"), "{stdout}");
+    assert!(stdout.contains("Failing: [routing], [rebind]."), "{stdout}");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn check_passes_when_the_system_resolver_is_signpost() {
-    let server = start(settings(None)).await;
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let server = start(settings(Some(&upstream))).await;
     let address = server.udp_addrs()[0];
     let port = address.port().to_string();
     // The "system" resolv.conf names Signpost itself (with its test port).
@@ -124,5 +140,22 @@ async fn check_says_when_signpost_is_not_running() {
     let output = run(&[("DNS_PORT", &port)], &["check", "--resolv-conf", resolv.to_str().unwrap()]).await;
     let stdout = &output.stdout;
     assert!(!output.status.success());
-    assert!(stdout.contains(&format!("FAIL  Signpost is not running on 127.0.0.1:{port}")), "{stdout}");
+    assert!(stdout.contains(&format!("FAIL  [signpost] Signpost is not running on 127.0.0.1:{port}")), "{stdout}");
+}
+
+#[tokio::test]
+async fn check_names_the_upstream_when_signpost_cannot_forward() {
+    // Signpost without an upstream: redirected names answer, forwarded ones get SERVFAIL.
+    let server = start(settings(None)).await;
+    let address = server.udp_addrs()[0];
+    let port = address.port().to_string();
+    let dir = TempDir::new();
+    let resolv = dir.write("resolv.conf", format!("nameserver {address}\n"));
+    let output = run(&[("DNS_PORT", &port)], &["check", "--resolv-conf", resolv.to_str().unwrap()]).await;
+    let stdout = &output.stdout;
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("FAIL  [upstream] Signpost cannot forward: localstack.cloud gets no address (SERVFAIL)"));
+    assert!(stdout.contains("ok    [routing]"), "{stdout}");
+    assert!(stdout.contains("Failing: [upstream]."), "{stdout}");
+    server.shutdown().await;
 }

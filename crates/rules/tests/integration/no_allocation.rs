@@ -140,3 +140,32 @@ fn hot_paths_do_not_allocate() {
     let _ = rules.decide(&question, &client);
     assert_eq!(allocations_during(|| drop(rules.decide(&question, &client))), 0);
 }
+
+#[test]
+fn declined_types_and_overlay_zones_passing_on_do_not_allocate() {
+    use signpost_rules::{Action, AddressSource, Matcher, OtherTypes, Redirect, RuleSpec, Zone, ZoneMode, ZoneSpec};
+    let redirect = Redirect { other_types: OtherTypes::Decline, v6: AddressSource::None, ..Redirect::default() };
+    let overlay =
+        Zone::loose("db.test.".parse().expect("name"), ["db.test. 300 IN A 10.0.0.5".parse().expect("record")])
+            .expect("zone");
+    let mut builder = RuleSet::builder();
+    builder
+        .default_group("up")
+        .rule(RuleSpec::new("aws", Matcher::parse("amazonaws.com").expect("matcher"), Action::Redirect(redirect)))
+        .zone(ZoneSpec { mode: ZoneMode::Overlay, ..ZoneSpec::new(overlay) });
+    let rules = builder.build().expect("valid");
+    let client = Client::udp(IpAddr::from([127, 0, 0, 1]));
+    for (text, qtype) in [
+        ("sqs.amazonaws.com.", RecordType::MX),
+        ("sqs.amazonaws.com.", RecordType::TXT),
+        ("db.test.", RecordType::MX),
+        ("x.db.test.", RecordType::A),
+    ] {
+        let name: NameBuf = text.parse().expect("name");
+        let count = allocations_during(|| {
+            let decision = rules.decide_name(&name, qtype, Class::IN, &client);
+            assert!(matches!(decision, Decision::Forward(_)), "{text} {qtype}: {decision:?}");
+        });
+        assert_eq!(count, 0, "{text} {qtype} allocated");
+    }
+}

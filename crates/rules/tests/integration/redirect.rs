@@ -85,7 +85,12 @@ fn local_name_patterns_and_upstream_patterns_together() {
 #[test]
 fn fixed_addresses_and_the_nodata_soa_are_borrowed_from_the_rule_set() {
     let mut builder = RuleSet::builder();
-    let redirect = Redirect { v4: AddressSource::Fixed(Ipv4Addr::new(10, 0, 0, 1)), v6: AddressSource::None, ttl: 5 };
+    let redirect = Redirect {
+        v4: AddressSource::Fixed(Ipv4Addr::new(10, 0, 0, 1)),
+        v6: AddressSource::None,
+        ttl: 5,
+        ..Redirect::default()
+    };
     builder.default_group("up").rule(RuleSpec::new(
         "r",
         Matcher::parse("*.emulator.test").unwrap(),

@@ -90,6 +90,22 @@ pub(crate) async fn resolve_past(first: ServerConfig, second: ServerConfig) -> (
     (upstreams, resolved)
 }
 
+/// Resolve `n0.example` .. `n{count-1}.example` all at once, each in a task
+/// of its own; every query must get an answer, which is returned in order.
+pub(crate) async fn resolve_at_once(group: &signpost_upstream::Group, count: usize) -> Vec<Resolved> {
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let group = group.clone();
+            tokio::spawn(async move { group.resolve(&query(&format!("n{i}.example"))).await })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(count);
+    for task in tasks {
+        answers.push(task.await.unwrap().unwrap());
+    }
+    answers
+}
+
 /// A group of `servers` with short timeouts for tests.
 pub(crate) fn group(servers: Vec<ServerConfig>) -> GroupConfig {
     let mut group = GroupConfig::new("test", servers);

@@ -192,10 +192,17 @@ async fn when_every_server_fails_the_error_lists_each_try() {
     let dead = signpost_testkit::closed_udp_port();
     let upstreams = fake::upstreams_of(vec![ServerConfig::udp(silent.address()), ServerConfig::udp(dead)]);
     let error = fake::resolve(&upstreams).await.unwrap_err();
-    assert!(!error.is_timeout() && !error.is_unreachable());
-    assert_eq!(error.attempts().len(), 2);
+    assert!(!error.is_unreachable() && !error.is_overloaded());
+    // The silent server is asked again after each timeout (a lost packet,
+    // for all the group knows); the closed port once.
+    let attempts = error.attempts();
+    let refused = attempts.iter().filter(|a| matches!(a.outcome, AttemptOutcome::Unreachable(_))).count();
+    let to_silent = attempts.iter().filter(|a| a.server == silent.address()).count();
+    assert_eq!(refused, 1, "{attempts:?}");
+    assert!(to_silent >= 2, "{attempts:?}");
     let text = error.to_string();
-    assert!(text.starts_with("upstream group \"test\" has no answer: 1) udp://127.0.0.1:"), "{text}");
+    assert!(text.starts_with("upstream group \"test\" "), "{text}");
+    assert!(text.contains("1) udp://127.0.0.1:") && text.contains("2) udp://127.0.0.1:"), "{text}");
     assert!(text.contains("timed out") && text.contains("unreachable"), "{text}");
 }
 
@@ -203,17 +210,8 @@ async fn when_every_server_fails_the_error_lists_each_try() {
 async fn queries_run_side_by_side() {
     let server = fake::udp([Behaviour::Delay(Duration::from_millis(200))]).await;
     let upstreams = fake::over_udp(&server);
-    let group = upstreams.group("test").unwrap().clone();
     let started = Instant::now();
-    let tasks: Vec<_> = (0..30)
-        .map(|i| {
-            let group = group.clone();
-            tokio::spawn(async move { group.resolve(&query(&format!("n{i}.example"))).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    fake::resolve_at_once(upstreams.group("test").unwrap(), 30).await;
     // Serialised, 30 queries would take 6 s.
     assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
 }
