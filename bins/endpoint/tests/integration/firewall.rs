@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use signpost_server::ListenerTransport;
+use signpost_server::Transport;
 use signpost_wire::{Rcode, RecordType};
 
 use crate::support::*;
@@ -101,7 +101,7 @@ async fn a_vpcs_firewall_blocks_with_each_response_and_allow_wins_when_evaluated
     let (rcode, _) = ask_from(VPC_B_CLIENT, in_b, "secret.corp.example", RecordType::A).await.unwrap();
     assert_eq!(rcode, Rcode::NOERROR);
     // An inbound endpoint of vpc-a resolves as vpc-a: the firewall applies.
-    let inbound = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp)[0];
+    let inbound = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp)[0];
     assert_eq!(ask_from(ONPREM_CLIENT, inbound, "www.bad.example", RecordType::A).await.unwrap().0, Rcode::NXDOMAIN);
     endpoint.shutdown().await;
 }
@@ -295,4 +295,35 @@ async fn the_firewall_api_changes_what_a_vpc_resolves_at_once() {
     let exported = harness.service.control().snapshot();
     assert_eq!(exported.firewall_domain_lists.len(), 2);
     assert_eq!(exported.firewall_associations.len(), 1);
+}
+
+#[tokio::test]
+async fn alert_and_block_carry_route_53_s_firewall_fields_in_the_query_log() {
+    let Basics { dir, recursive, .. } = basics().await;
+    std::fs::write(dir.path().join("watched.txt"), "*.watched.example\n").unwrap();
+    let log = dir.join("queries.jsonl");
+    let extra = format!(
+        "{FIREWALL}\n[[query_logging]]\nid = \"rqlc-a\"\ndestination = \"{}\"\nvpcs = [\"vpc-a\"]\n",
+        log.display()
+    );
+    let endpoint = start(dir.path(), &two_vpcs(recursive.address(), &extra)).await;
+    let in_a = vpc_resolver(&endpoint, "vpc-a");
+    for name in ["a.watched.example", "www.bad.example", "ok.bad.example"] {
+        ask_from(VPC_A_CLIENT, in_a, name, RecordType::A).await.unwrap();
+    }
+    let lines = json_lines(&log, 3).await;
+    let line = |name: &str| lines.iter().find(|line| line["query_name"] == name).cloned().unwrap();
+    let alert = line("a.watched.example.");
+    assert_eq!(alert["firewall_rule_action"], "ALERT");
+    assert_eq!(alert["firewall_rule_group_id"], "rslvr-frg-early");
+    assert_eq!(alert["firewall_domain_list_id"], "rslvr-fdl-watched");
+    assert_eq!(alert["rcode"], "NOERROR");
+    let block = line("www.bad.example.");
+    assert_eq!(block["firewall_rule_action"], "BLOCK");
+    assert_eq!(block["firewall_rule_group_id"], "rslvr-frg-late");
+    assert_eq!(block["firewall_domain_list_id"], "rslvr-fdl-nx");
+    assert_eq!(block["rcode"], "NXDOMAIN");
+    // ALLOW is not written (Route 53 writes the fields for ALERT and BLOCK).
+    assert!(line("ok.bad.example.").get("firewall_rule_action").is_none());
+    endpoint.shutdown().await;
 }
