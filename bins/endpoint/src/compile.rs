@@ -715,6 +715,21 @@ impl EndpointConfig {
                             rule: rule.id.clone(),
                         });
                     }
+                    // Forwarded queries leave from the outbound endpoint's addresses ("the query
+                    // source IP address is replaced with the IP address of the endpoint"): target
+                    // N from address N modulo their number, when this host has that address.
+                    let sources: Vec<IpAddr> = self
+                        .outbound_endpoints
+                        .get(endpoint_index)
+                        .map(|endpoint| {
+                            endpoint
+                                .addresses
+                                .iter()
+                                .map(|address| address.ip)
+                                .filter(|ip| ip.is_ipv4() == (v4 != 0) && crate::control::is_local_address(*ip))
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     let mut servers = Vec::with_capacity(rule.targets.len());
                     let mut shown = Vec::with_capacity(rule.targets.len());
                     for (target_index, target) in rule.targets.iter().enumerate() {
@@ -747,6 +762,8 @@ impl EndpointConfig {
                             }
                             UpstreamServer::udp(address)
                         };
+                        let mut server = server;
+                        server.source = sources.get(target_index % sources.len().max(1)).copied();
                         shown.push(format!("{address} ({protocol})"));
                         servers.push(server);
                     }

@@ -79,6 +79,8 @@ const BATCHES_PER_WAKE: usize = 8;
 /// Sends queries to one server over a small pool of shared UDP sockets.
 pub(crate) struct UdpTransport {
     address: SocketAddr,
+    /// The local address its sockets are bound to, if one is given.
+    source: Option<std::net::IpAddr>,
     stats: Arc<Stats>,
     pool: Mutex<Vec<Option<Arc<Shared>>>>,
     /// Queries in flight on all of this server's sockets.
@@ -102,9 +104,10 @@ impl Drop for UdpTransport {
 }
 
 impl UdpTransport {
-    pub(crate) fn new(address: SocketAddr, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(address: SocketAddr, source: Option<std::net::IpAddr>, stats: Arc<Stats>) -> Self {
         Self {
             address,
+            source,
             stats,
             pool: Mutex::new(vec![None; SOCKETS_PER_SERVER]),
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -158,7 +161,7 @@ impl UdpTransport {
                     if let Some(old) = slot.take() {
                         old.retire();
                     }
-                    let shared = Shared::open(self.address, self.stats.clone(), self.in_flight.clone())?;
+                    let shared = Shared::open(self.address, self.source, self.stats.clone(), self.in_flight.clone())?;
                     *slot = Some(shared.clone());
                     shared
                 }
@@ -233,10 +236,15 @@ impl Hasher for IdHasher {
 
 impl Shared {
     /// A socket on a random port, connected to `server`, with its receive loop running.
-    fn open(server: SocketAddr, stats: Arc<Stats>, in_flight: Arc<AtomicUsize>) -> Result<Arc<Self>, Failure> {
+    fn open(
+        server: SocketAddr,
+        source: Option<std::net::IpAddr>,
+        stats: Arc<Stats>,
+        in_flight: Arc<AtomicUsize>,
+    ) -> Result<Arc<Self>, Failure> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Failure::Unreachable("no tokio runtime to receive answers on".into()))?;
-        let socket = bind_connected(server).map_err(|error| Failure::unreachable(&error))?;
+        let socket = bind_connected(server, source).map_err(|error| Failure::unreachable(&error))?;
         let socket = {
             let _entered = runtime.enter();
             UdpSocket::from_std(socket).map_err(|error| Failure::unreachable(&error))?
@@ -475,13 +483,17 @@ impl Drop for Pending {
     }
 }
 
-/// A non-blocking socket on a random port of the right family, connected to `server`.
-fn bind_connected(server: SocketAddr) -> io::Result<std::net::UdpSocket> {
+/// A non-blocking socket on a random port of the right family (of
+/// `source` when given), connected to `server`.
+fn bind_connected(server: SocketAddr, source: Option<std::net::IpAddr>) -> io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let (domain, local): (Domain, SocketAddr) = match server {
+    let (domain, mut local): (Domain, SocketAddr) = match server {
         SocketAddr::V4(_) => (Domain::IPV4, (Ipv4Addr::UNSPECIFIED, 0).into()),
         SocketAddr::V6(_) => (Domain::IPV6, (Ipv6Addr::UNSPECIFIED, 0).into()),
     };
+    if let Some(source) = source {
+        local.set_ip(source);
+    }
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
