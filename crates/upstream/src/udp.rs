@@ -638,7 +638,7 @@ mod tests {
     #[tokio::test]
     async fn answers_out_of_order_reach_their_queries() {
         let (address, task) = reversing_server(8).await;
-        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
         let queries: Vec<Prepared> = (0..8).map(|i| prepared(&format!("q{i}.example"))).collect();
         let answers = futures_util::future::join_all(queries.iter().map(|query| transport.exchange(query))).await;
         for (index, answer) in answers.into_iter().enumerate() {
@@ -651,9 +651,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn queries_leave_from_the_source_address_when_one_is_given() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = server.local_addr().unwrap();
+        let source: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+        let transport = UdpTransport::new(address, Some(source), Arc::new(Stats::default()));
+        let query = prepared("from.example");
+        let exchange = transport.exchange(&query);
+        let receive = async {
+            let mut buffer = [0u8; 512];
+            let (_, peer) = server.recv_from(&mut buffer).await.unwrap();
+            peer
+        };
+        let peer = tokio::select! {
+            peer = receive => peer,
+            _ = exchange => panic!("the exchange ended before the server saw the query"),
+        };
+        assert_eq!(peer.ip(), source);
+    }
+
+    #[tokio::test]
     async fn ids_are_unique_per_socket_and_given_back() {
         let (address, task) = reversing_server(1).await;
-        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
         let query = prepared("a.example");
         let pending: Vec<Pending> = (0..500).map(|_| transport.register(&query).unwrap()).collect();
         assert_eq!(transport.in_flight(), 500);
@@ -673,7 +693,7 @@ mod tests {
     async fn a_full_socket_pool_is_overloaded() {
         let (address, task) = reversing_server(1).await;
         let stats = Arc::new(Stats::default());
-        let transport = UdpTransport::new(address, stats.clone());
+        let transport = UdpTransport::new(address, None, stats.clone());
         let query = prepared("a.example");
         // Sockets are replaced as they carry their share; the ones replaced
         // still hold their queries, which count against the server.
@@ -689,7 +709,7 @@ mod tests {
     #[tokio::test]
     async fn a_forgotten_id_reused_by_another_query_is_not_forgotten_twice() {
         let (address, task) = reversing_server(1).await;
-        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
         let query = prepared("a.example");
         let first = transport.register(&query).unwrap();
         let shared = first.shared.clone();
@@ -711,7 +731,7 @@ mod tests {
     #[tokio::test]
     async fn sockets_are_replaced_after_their_share_of_queries() {
         let (address, task) = reversing_server(1).await;
-        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
         let query = prepared("a.example");
         let first: Vec<Arc<Shared>> = transport.pool.lock().unwrap().iter().flatten().cloned().collect();
         assert!(first.is_empty(), "sockets open on first use");
@@ -738,7 +758,7 @@ mod tests {
     async fn late_answers_to_given_up_queries_are_not_counted_as_spoofs() {
         let (address, task) = reversing_server(1).await;
         let stats = Arc::new(Stats::default());
-        let transport = UdpTransport::new(address, stats.clone());
+        let transport = UdpTransport::new(address, None, stats.clone());
         let query = prepared("a.example");
         let pending = transport.register(&query).unwrap();
         let (shared, id) = (pending.shared.clone(), pending.id);

@@ -126,7 +126,7 @@ async fn forwarded_queries_leave_from_the_outbound_endpoint_s_addresses() {
     );
     let endpoint = start(dir.path(), &text).await;
     let client = resolver_from(Transport::Udp, vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT);
-    assert_eq!(lookup_v4(&client, "db.onprem.example.").await, [std::net::Ipv4Addr::new(10, 99, 0, 10)]);
+    assert_eq!(lookup_v4(&client, "db.onprem.example.").await, [Ipv4Addr::new(10, 99, 0, 10)]);
     // The on-premises server saw the endpoint's address, not the client's or 127.0.0.1.
     let lines = json_lines(&onprem.log, 1).await;
     let source = lines[0]["client"].as_str().unwrap().to_string();
