@@ -14,6 +14,7 @@ use signpost_wire::{Class, MAX_NAME_LEN, NameBuf, Question, RDataBuf, Rcode, Rec
 
 use crate::decision::{Answer, Block, BlockAction, Client, Decision, Forward, LocalAnswer, Matched, Reason};
 use crate::error::{Error, Location};
+use crate::firewall::{FirewallAction, FirewallBlock, FirewallMatch, FirewallRuleSpec, ViewFirewall};
 use crate::hosts::{AllocationRanges, Allocations, allocate};
 use crate::names::{DepthSet, FastMap, LowerName, NameTable, key_of};
 use crate::spec::{
@@ -39,6 +40,7 @@ pub struct RuleSetBuilder {
     exceptions: Vec<(ExceptionSpec, Location)>,
     zones: Vec<(ZoneSpec, Location)>,
     host_tables: Vec<(HostTableSpec, Location)>,
+    firewalls: Vec<(String, Vec<FirewallRuleSpec>)>,
 }
 
 impl RuleSetBuilder {
@@ -123,6 +125,13 @@ impl RuleSetBuilder {
 
     pub(crate) fn host_table_at(&mut self, table: HostTableSpec, at: Location) -> &mut Self {
         self.host_tables.push((table, at));
+        self
+    }
+
+    /// The DNS Firewall of `view`: its rules in evaluation order (the first
+    /// match decides). Evaluated before everything else in the view.
+    pub fn firewall(&mut self, view: impl Into<String>, rules: Vec<FirewallRuleSpec>) -> &mut Self {
+        self.firewalls.push((view.into(), rules));
         self
     }
 
@@ -239,6 +248,8 @@ struct View {
     regex_exceptions: Option<RegexList>,
     /// Whether any regex or filter needs the presentation form.
     needs_text: bool,
+    /// Its DNS Firewall rules, evaluated first.
+    firewall: ViewFirewall,
 }
 
 /// Everything that matches at one name of a view.
@@ -438,6 +449,7 @@ fn unreachable_empty() -> RuleSet {
             regex_rules: None,
             regex_exceptions: None,
             needs_text: false,
+            firewall: ViewFirewall::default(),
         }],
         by_listener: FastMap::default(),
         v4_prefixes: Vec::new(),
@@ -469,7 +481,54 @@ impl RuleSet {
         let mut scratch = [0u8; MAX_NAME_LEN];
         let flat = name.flat(&mut scratch);
         let asked = Asked { flat, lower: LowerName::from_flat(flat), qtype, qclass, client, hops: 0, previous: None };
-        self.decide_in(self.view_for(client), &asked)
+        let view = self.view_for(client);
+        if !view.firewall.is_empty()
+            && let Some(hit) = view.firewall.evaluate(&asked.lower, qtype)
+            && let FirewallAction::Block(block) = hit.action
+        {
+            return self.firewall_block(view, block, hit, &asked);
+        }
+        self.decide_in(view, &asked)
+    }
+
+    /// The DNS Firewall rule of `view` that matches a name and type, if
+    /// any (ALLOW and ALERT rules included): for query logs, which name
+    /// the rule a query met.
+    pub fn firewall_match(&self, view: &str, name: &impl ToName, qtype: RecordType) -> Option<FirewallMatch<'_>> {
+        let view = self.views.iter().find(|candidate| &*candidate.name == view)?;
+        if view.firewall.is_empty() {
+            return None;
+        }
+        view.firewall.evaluate(&LowerName::new(name), qtype)
+    }
+
+    fn firewall_block<'r>(
+        &'r self,
+        view: &'r View,
+        block: &'r FirewallBlock,
+        hit: FirewallMatch<'r>,
+        asked: &Asked<'_>,
+    ) -> Decision<'r> {
+        let reason = Reason {
+            view: &view.name,
+            matched: Matched::Firewall { group: hit.group, rule: hit.rule, list: hit.list },
+        };
+        match block {
+            FirewallBlock::NxDomain => Decision::Block(Block { action: BlockAction::NxDomain, reason }),
+            FirewallBlock::NoData => {
+                Decision::Block(Block { action: BlockAction::Sinkhole { v4: None, v6: None }, reason })
+            }
+            FirewallBlock::Override { domain, ttl } => {
+                // The one path of decide() that allocates: the CNAME's owner is the name asked.
+                let cname = RecordBuf {
+                    name: asked.owner(),
+                    class: Class::IN,
+                    ttl: *ttl,
+                    data: RDataBuf::Cname(domain.clone()),
+                };
+                self.chase(view, vec![cname.clone()], &cname, asked, reason)
+            }
+        }
     }
 
     /// The group for names nothing matches, if any (views may have their own).
@@ -963,6 +1022,7 @@ fn unreachable_view() -> &'static View {
         regex_rules: None,
         regex_exceptions: None,
         needs_text: false,
+        firewall: ViewFirewall::default(),
     })
 }
 
@@ -1264,6 +1324,22 @@ impl<'b> Compiler<'b> {
             let name = view_names.get(index).cloned().unwrap_or_default();
             views.push(table.finish(name, builder, &rules)?);
         }
+        for (name, firewall) in &builder.firewalls {
+            let Some((index, _)) = self.view_index.get(name) else {
+                return Err(Error::UnknownView { at: Location::field("firewall"), view: name.clone() });
+            };
+            if let Some(view) = views.get_mut(*index as usize) {
+                if !view.firewall.is_empty() {
+                    return Err(Error::Duplicate {
+                        at: Location::field("firewall"),
+                        first: Location::field("firewall"),
+                        what: "firewall of view",
+                        name: name.clone(),
+                    });
+                }
+                view.firewall = ViewFirewall::new(firewall.clone());
+            }
+        }
         let (by_listener, v4_prefixes, v6_prefixes) = self.client_selection()?;
         Ok(RuleSet {
             views,
@@ -1553,6 +1629,7 @@ impl TableBuilder {
             depths,
             regex_rules,
             regex_exceptions,
+            firewall: ViewFirewall::default(),
         })
     }
 }
@@ -1823,6 +1900,72 @@ mod tests {
         let rules = RuleSet::default();
         assert_eq!(rules.default_group(), Some(DEFAULT_GROUP));
         assert_eq!(group_of(&decide(&rules, "anything.example.", RecordType::A)).as_deref(), Some(DEFAULT_GROUP));
+    }
+
+    #[test]
+    fn the_firewall_comes_before_zones_and_rules_in_its_view_only() {
+        let zone = Zone::from_records(
+            name("corp.example."),
+            [
+                "corp.example. 60 A 10.0.0.1".parse::<RecordBuf>().expect("record"),
+                "walled.corp.example. 60 A 10.0.0.9".parse::<RecordBuf>().expect("record"),
+            ],
+        )
+        .expect("zone");
+        let list = |entries: &[&str]| Arc::new(crate::DomainList::from_entries(entries).expect("list"));
+        let rule = |id: &str, domains, action| FirewallRuleSpec {
+            group: "rslvr-frg-1".into(),
+            rule: id.into(),
+            list: format!("rslvr-fdl-{id}"),
+            domains,
+            qtype: None,
+            action,
+        };
+        let mut builder = RuleSet::builder();
+        builder
+            .default_group("up")
+            .view(ViewSpec::new("vpc", ["192.0.2.0/24".parse().expect("cidr")]))
+            .zone(ZoneSpec::new(zone).in_views(["vpc", DEFAULT_VIEW]))
+            .firewall(
+                "vpc",
+                vec![
+                    rule("allow", list(&["ok.corp.example"]), FirewallAction::Allow),
+                    rule("alert", list(&["*.watched.example"]), FirewallAction::Alert),
+                    rule("nx", list(&["*.corp.example"]), FirewallAction::Block(FirewallBlock::NxDomain)),
+                    rule("nodata", list(&["corp.example"]), FirewallAction::Block(FirewallBlock::NoData)),
+                    rule(
+                        "override",
+                        list(&["*.bad.example"]),
+                        FirewallAction::Block(FirewallBlock::Override { domain: name("walled.corp.example."), ttl: 5 }),
+                    ),
+                ],
+            );
+        let rules = builder.build().expect("valid");
+        let Decision::Block(block) = decide(&rules, "www.corp.example.", RecordType::A) else { panic!() };
+        assert_eq!(block.action, BlockAction::NxDomain);
+        assert_eq!(block.reason.matched, Matched::Firewall { group: "rslvr-frg-1", rule: "nx", list: "rslvr-fdl-nx" });
+        let Decision::Block(block) = decide(&rules, "corp.example.", RecordType::A) else { panic!() };
+        assert_eq!(block.action, BlockAction::Sinkhole { v4: None, v6: None });
+        // ALLOW stops the firewall: the zone answers (NXDOMAIN, as it lacks the name).
+        let Decision::Local(local) = decide(&rules, "ok.corp.example.", RecordType::A) else { panic!() };
+        assert!(matches!(local.reason.matched, Matched::Zone { .. }));
+        // OVERRIDE: a CNAME, followed through the view's zone.
+        let Decision::Local(local) = decide(&rules, "x.Bad.example.", RecordType::A) else { panic!() };
+        let Answer::Records(records) = &local.answer else { panic!() };
+        assert_eq!(records[0].to_string(), "x.Bad.example. 5 IN CNAME walled.corp.example.");
+        assert_eq!(records[1].to_string(), "walled.corp.example. 60 IN A 10.0.0.9");
+        // ALERT lets the query through; the match is there for the log.
+        assert_eq!(group_of(&decide(&rules, "a.watched.example.", RecordType::A)).as_deref(), Some("up"));
+        let hit = rules.firewall_match("vpc", &name("a.watched.example."), RecordType::A).expect("a match");
+        assert_eq!((hit.rule, hit.action), ("alert", &FirewallAction::Alert));
+        // Another view has no firewall.
+        let outside = Client::udp(IpAddr::from([198, 51, 100, 1]));
+        let decision = rules.decide_name(&name("www.corp.example."), RecordType::A, Class::IN, &outside);
+        assert!(matches!(decision, Decision::Local(_)));
+        assert!(rules.firewall_match(DEFAULT_VIEW, &name("www.corp.example."), RecordType::A).is_none());
+        let mut builder = RuleSet::builder();
+        builder.firewall("nope", Vec::new());
+        assert!(matches!(builder.build(), Err(Error::UnknownView { .. })));
     }
 
     #[test]

@@ -118,6 +118,9 @@ pub struct ServerConfig {
     /// A TCP, TLS or HTTPS connection with nothing in flight is closed after this long.
     #[serde(default = "default_idle_timeout", with = "duration_text")]
     pub idle_timeout: Duration,
+    /// The local address queries leave from (any of the host's when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<std::net::IpAddr>,
 }
 
 fn default_doh_path() -> String {
@@ -148,6 +151,7 @@ impl ServerConfig {
             max_in_flight: default_max_in_flight(),
             max_connections: default_max_connections(),
             idle_timeout: default_idle_timeout(),
+            source: None,
         }
     }
 

@@ -18,7 +18,7 @@ use signpost_rules::config::{ActionKind, BlockKind, RuleConfig, ViewConfig, Zone
 use signpost_rules::{DEFAULT_VIEW, Location, OtherTypes, ZoneMode};
 use signpost_wire::{NameBuf, RecordBuf};
 
-use super::defaults;
+use signpost_rules::locally_served as defaults;
 use super::{Behaviour, LocalZone, closest, zone_config};
 use crate::build::empty_rule;
 use crate::error::Warning;

@@ -18,7 +18,6 @@
 //!
 //! See docs/configuration.md for the supported keywords and every mapping.
 
-mod defaults;
 mod lexer;
 mod local;
 
