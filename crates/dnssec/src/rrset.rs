@@ -1,0 +1,325 @@
+//! RRsets in canonical form (RFC 4034 §6) and their signatures.
+
+use signpost_wire::{Class, Message, NameBuf, Record, RecordData, RecordType, Section, ToName};
+
+use crate::Error;
+use crate::crypto;
+use crate::records::{Dnskey, Rrsig};
+
+/// One RRset read from a message: owner, type, class, the smallest TTL,
+/// each RDATA in canonical form (sorted, duplicates removed), and the RRSIGs
+/// that cover it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rrset {
+    /// The owner as received.
+    pub owner: NameBuf,
+    /// The type.
+    pub rtype: RecordType,
+    /// The class.
+    pub class: Class,
+    /// The smallest TTL of the records.
+    pub ttl: u32,
+    /// Canonical RDATA, sorted, without duplicates.
+    pub rdata: Vec<Vec<u8>>,
+    /// RRSIGs over this RRset (record TTL, data).
+    pub signatures: Vec<(u32, Rrsig)>,
+}
+
+/// Types whose RDATA names are lowercased in canonical form (RFC 4034 §6.2
+/// item 3 as RFC 6840 §5.1 corrects it: not NSEC), among those the codec reads.
+fn lowercases_names(rtype: RecordType) -> bool {
+    matches!(
+        rtype,
+        RecordType::NS
+            | RecordType::CNAME
+            | RecordType::SOA
+            | RecordType::PTR
+            | RecordType::MX
+            | RecordType::SRV
+            | RecordType::NAPTR
+            | RecordType::DNAME
+    )
+}
+
+/// The canonical RDATA of a record: names decompressed, and lowercased for
+/// the types that call for it. Types the codec does not know are taken byte
+/// for byte (their names are never compressed, RFC 3597 §4).
+pub fn canonical_rdata(record: &Record<'_>) -> Result<Vec<u8>, Error> {
+    let data = record.data()?;
+    Ok(match data {
+        RecordData::Unknown(_) => record.raw_data().to_vec(),
+        _ => {
+            let lower = lowercases_names(record.rtype());
+            data.map(
+                |name| if lower { name.to_name_buf().to_lowercase() } else { name.to_name_buf() },
+                |bytes| bytes.to_vec(),
+            )
+            .to_wire()
+        }
+    })
+}
+
+/// Group the records of `section` into RRsets with their RRSIGs attached.
+/// RRSIGs whose covered RRset is absent are kept as RRsets of their own type
+/// so a caller can see them.
+pub fn rrsets(message: &Message<'_>, section: Section) -> Result<Vec<Rrset>, Error> {
+    let mut sets: Vec<Rrset> = Vec::new();
+    let mut signatures: Vec<(NameBuf, u32, Rrsig)> = Vec::new();
+    for record in message.section(section)? {
+        let record = record?;
+        if record.rtype() == RecordType::OPT {
+            continue;
+        }
+        let owner = record.name().to_name_buf();
+        if record.rtype() == RecordType::RRSIG {
+            signatures.push((owner, record.ttl(), Rrsig::parse(record.raw_data())?));
+            continue;
+        }
+        let rdata = canonical_rdata(&record)?;
+        match sets
+            .iter_mut()
+            .find(|set| set.rtype == record.rtype() && set.class == record.class() && set.owner == owner)
+        {
+            Some(set) => {
+                set.ttl = set.ttl.min(record.ttl());
+                set.rdata.push(rdata);
+            }
+            None => sets.push(Rrset {
+                owner,
+                rtype: record.rtype(),
+                class: record.class(),
+                ttl: record.ttl(),
+                rdata: vec![rdata],
+                signatures: Vec::new(),
+            }),
+        }
+    }
+    for set in &mut sets {
+        set.rdata.sort();
+        set.rdata.dedup();
+    }
+    for (owner, ttl, rrsig) in signatures {
+        match sets.iter_mut().find(|set| set.rtype == rrsig.type_covered && set.owner == owner) {
+            Some(set) => set.signatures.push((ttl, rrsig)),
+            None => {
+                // A signature without its RRset: kept so callers can report it.
+                let rdata = Vec::new();
+                sets.push(Rrset {
+                    owner,
+                    rtype: RecordType::RRSIG,
+                    class: Class::IN,
+                    ttl,
+                    rdata: vec![rdata],
+                    signatures: vec![(ttl, rrsig)],
+                });
+            }
+        }
+    }
+    Ok(sets)
+}
+
+/// The data an RRSIG signs over an RRset (RFC 4034 §3.1.8.1, RFC 4035
+/// §5.3.2): the RRSIG fields, then each record in canonical form and order
+/// with the original TTL, the owner replaced by the wildcard when the RRSIG's
+/// label count is smaller. `None` when the label count exceeds the owner's.
+pub fn signed_data(rrset: &Rrset, rrsig: &Rrsig) -> Option<Vec<u8>> {
+    let mut owner = rrset.owner.to_lowercase();
+    let labels = usize::from(rrsig.labels);
+    let count = owner.label_count();
+    if labels > count {
+        return None;
+    }
+    if labels < count {
+        while owner.label_count() > labels {
+            owner = owner.parent()?;
+        }
+        owner = owner.prepend(b"*").ok()?;
+    }
+    let mut data = rrsig.signed_prefix();
+    for rdata in &rrset.rdata {
+        data.extend_from_slice(owner.as_wire());
+        data.extend_from_slice(&rrset.rtype.0.to_be_bytes());
+        data.extend_from_slice(&rrset.class.0.to_be_bytes());
+        data.extend_from_slice(&rrsig.original_ttl.to_be_bytes());
+        data.extend_from_slice(&u16::try_from(rdata.len()).ok()?.to_be_bytes());
+        data.extend_from_slice(rdata);
+    }
+    Some(data)
+}
+
+/// Labels of a name for RRSIG purposes: a leading `*` does not count (RFC 4034 §3.1.3).
+pub fn rrsig_labels(name: &NameBuf) -> usize {
+    let count = name.label_count();
+    if name.labels().next() == Some(b"*".as_slice()) { count - 1 } else { count }
+}
+
+/// How much a signature's validity window may be off: a tenth of the window,
+/// within `[min, max]` seconds (unbound's `val-sig-skew-min` and `-max`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skew {
+    /// The least allowance, in seconds.
+    pub min: u32,
+    /// The greatest allowance, in seconds.
+    pub max: u32,
+}
+
+impl Default for Skew {
+    fn default() -> Self {
+        Self { min: 3600, max: 86400 }
+    }
+}
+
+/// Whether serial number `a` comes at or before `b` (RFC 1982, 32 bits).
+fn serial_at_or_before(a: u32, b: u32) -> bool {
+    (b.wrapping_sub(a) as i32) >= 0
+}
+
+/// Where `now` lies against a signature's validity window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// Inside; the seconds left before expiration.
+    Valid(u32),
+    /// Before the inception.
+    NotYetValid,
+    /// After the expiration.
+    Expired,
+}
+
+/// Check a signature's window at `now` (seconds since the epoch).
+pub fn window(rrsig: &Rrsig, now: u64, skew: Skew) -> Window {
+    let now = now as u32; // RRSIG times are modulo 2^32 (RFC 4034 §3.1.5).
+    let span = rrsig.expiration.wrapping_sub(rrsig.inception) / 10;
+    let allowance = span.clamp(skew.min, skew.max.max(skew.min));
+    if !serial_at_or_before(rrsig.inception.wrapping_sub(allowance), now) {
+        return Window::NotYetValid;
+    }
+    if !serial_at_or_before(now, rrsig.expiration.wrapping_add(allowance)) {
+        return Window::Expired;
+    }
+    let left = rrsig.expiration.wrapping_sub(now) as i32;
+    Window::Valid(left.max(0) as u32)
+}
+
+/// Why no signature over an RRset verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureFailure {
+    /// No RRSIG covers the RRset.
+    Missing,
+    /// RRSIGs exist but none was made by a key of the zone's DNSKEY set.
+    NoMatchingKey,
+    /// The matching keys do not have the zone bit, or are revoked.
+    NoZoneKey,
+    /// Only signatures of algorithms this validator does not support.
+    UnsupportedAlgorithm,
+    /// The best signature has expired.
+    Expired,
+    /// The best signature is not valid yet.
+    NotYetValid,
+    /// A signature did not verify.
+    Invalid,
+    /// The RRSIG's label count is larger than the owner's.
+    BadLabels,
+}
+
+/// A verified RRset: how long it may be kept and, when it was synthesised
+/// from a wildcard, the RRSIG's label count (RFC 4035 §5.3.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The TTL the validated data may be kept for: the smallest of the
+    /// records' TTL, the original TTL and the time to the signature's expiration.
+    pub ttl: u32,
+    /// `Some(labels)` when the owner was expanded from a wildcard.
+    pub wildcard_labels: Option<u8>,
+}
+
+/// Verify `rrset` against the DNSKEYs of `zone`: some RRSIG by `zone`, inside
+/// its window, made with a usable zone key of matching tag and algorithm.
+pub fn verify_rrset(
+    rrset: &Rrset,
+    zone: &NameBuf,
+    keys: &[Dnskey],
+    now: u64,
+    skew: Skew,
+) -> Result<Verified, SignatureFailure> {
+    let mut failure = SignatureFailure::Missing;
+    // Later failures only replace earlier ones when they say more.
+    let mut note = |new: SignatureFailure| {
+        let rank = |f: SignatureFailure| match f {
+            SignatureFailure::Missing => 0,
+            SignatureFailure::UnsupportedAlgorithm => 1,
+            SignatureFailure::NoMatchingKey => 2,
+            SignatureFailure::NoZoneKey => 3,
+            SignatureFailure::BadLabels => 4,
+            SignatureFailure::NotYetValid => 5,
+            SignatureFailure::Expired => 6,
+            SignatureFailure::Invalid => 7,
+        };
+        if rank(new) > rank(failure) {
+            failure = new;
+        }
+    };
+    if !rrset.owner.is_subdomain_of(zone) {
+        return Err(SignatureFailure::NoMatchingKey);
+    }
+    for (rrsig_ttl, rrsig) in &rrset.signatures {
+        if rrsig.type_covered != rrset.rtype || rrsig.signer != *zone {
+            note(SignatureFailure::NoMatchingKey);
+            continue;
+        }
+        if !crypto::algorithm_supported(rrsig.algorithm) {
+            note(SignatureFailure::UnsupportedAlgorithm);
+            continue;
+        }
+        if usize::from(rrsig.labels) > rrsig_labels(&rrset.owner) {
+            note(SignatureFailure::BadLabels);
+            continue;
+        }
+        let left = match window(rrsig, now, skew) {
+            Window::Valid(left) => left,
+            Window::Expired => {
+                note(SignatureFailure::Expired);
+                continue;
+            }
+            Window::NotYetValid => {
+                note(SignatureFailure::NotYetValid);
+                continue;
+            }
+        };
+        let mut candidates =
+            keys.iter().filter(|key| key.algorithm == rrsig.algorithm && key.key_tag() == rrsig.key_tag).peekable();
+        if candidates.peek().is_none() {
+            note(SignatureFailure::NoMatchingKey);
+            continue;
+        }
+        let Some(data) = signed_data(rrset, rrsig) else {
+            note(SignatureFailure::BadLabels);
+            continue;
+        };
+        for key in candidates {
+            if !key.is_usable_zone_key() {
+                note(SignatureFailure::NoZoneKey);
+                continue;
+            }
+            if crypto::verify(key.algorithm, &key.public_key, &data, &rrsig.signature) {
+                let ttl = rrset.ttl.min(rrsig.original_ttl).min(*rrsig_ttl).min(left);
+                let wildcard_labels = (usize::from(rrsig.labels) < rrsig_labels(&rrset.owner)).then_some(rrsig.labels);
+                return Ok(Verified { ttl, wildcard_labels });
+            }
+            note(SignatureFailure::Invalid);
+        }
+    }
+    Err(failure)
+}
+
+/// Read each RRset of a section that has records of `rtype`.
+pub fn of_type(sets: &[Rrset], rtype: RecordType) -> impl Iterator<Item = &Rrset> {
+    sets.iter().filter(move |set| set.rtype == rtype)
+}
+
+/// The owner name of a set, lowercased, for comparisons.
+pub fn same_name(a: &impl ToName, b: &impl ToName) -> bool {
+    let mut left = [0u8; signpost_wire::MAX_NAME_LEN];
+    let mut right = [0u8; signpost_wire::MAX_NAME_LEN];
+    a.flat(&mut left).eq_ignore_ascii_case(b.flat(&mut right))
+}
