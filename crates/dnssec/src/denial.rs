@@ -63,7 +63,7 @@ fn wildcard_of(name: &NameBuf) -> Option<NameBuf> {
 }
 
 /// The ancestor of `name` with `labels` labels.
-fn ancestor_with(name: &NameBuf, labels: usize) -> Option<NameBuf> {
+pub(crate) fn ancestor_with(name: &NameBuf, labels: usize) -> Option<NameBuf> {
     let mut current = name.clone();
     while current.label_count() > labels {
         current = current.parent()?;

@@ -1,6 +1,6 @@
 //! RRsets in canonical form (RFC 4034 §6) and their signatures.
 
-use signpost_wire::{Class, Message, NameBuf, Record, RecordData, RecordType, Section, ToName};
+use signpost_wire::{Class, Message, NameBuf, Record, RecordData, RecordType, Section};
 
 use crate::Error;
 use crate::crypto;
@@ -310,16 +310,4 @@ pub fn verify_rrset(
         }
     }
     Err(failure)
-}
-
-/// Read each RRset of a section that has records of `rtype`.
-pub fn of_type(sets: &[Rrset], rtype: RecordType) -> impl Iterator<Item = &Rrset> {
-    sets.iter().filter(move |set| set.rtype == rtype)
-}
-
-/// The owner name of a set, lowercased, for comparisons.
-pub fn same_name(a: &impl ToName, b: &impl ToName) -> bool {
-    let mut left = [0u8; signpost_wire::MAX_NAME_LEN];
-    let mut right = [0u8; signpost_wire::MAX_NAME_LEN];
-    a.flat(&mut left).eq_ignore_ascii_case(b.flat(&mut right))
 }

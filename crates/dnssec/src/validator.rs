@@ -694,7 +694,7 @@ impl Validation<'_> {
         };
         let target_labels = target.label_count();
         for depth in apex.label_count() + 1..=target_labels {
-            let Some(name) = ancestor(target, depth) else { break };
+            let Some(name) = denial::ancestor_with(target, depth) else { break };
             let cut = match self.cut(&name) {
                 Some(cut) => cut,
                 None => {
@@ -876,15 +876,6 @@ fn ds_matches(dses: &[&Ds], owner: &NameBuf, key: &Dnskey) -> bool {
             && ds.algorithm == key.algorithm
             && crypto::ds_digest(ds.digest_type, owner.as_wire(), &rdata).is_some_and(|digest| digest == ds.digest)
     })
-}
-
-/// The ancestor of `name` with `labels` labels.
-fn ancestor(name: &NameBuf, labels: usize) -> Option<NameBuf> {
-    let mut current = name.clone();
-    while current.label_count() > labels {
-        current = current.parent()?;
-    }
-    Some(current)
 }
 
 /// Whether an unsigned CNAME is what a validated DNAME synthesises.
