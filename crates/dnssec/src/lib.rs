@@ -29,6 +29,7 @@ pub mod crypto;
 pub mod denial;
 mod error;
 pub mod records;
+pub mod response;
 pub mod rrset;
 mod validator;
 

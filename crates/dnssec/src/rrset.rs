@@ -311,3 +311,129 @@ pub fn verify_rrset(
     }
     Err(failure)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    const NOW: u64 = 1_780_272_000;
+
+    fn key_pair(seed: u8) -> (Ed25519KeyPair, Dnskey) {
+        let pair = Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).expect("seed");
+        let key = Dnskey { flags: 257, protocol: 3, algorithm: 15, public_key: pair.public_key().as_ref().to_vec() };
+        (pair, key)
+    }
+
+    fn signed(owner: &str, rdata: Vec<Vec<u8>>, labels: Option<u8>, seed: u8) -> (Rrset, Dnskey) {
+        let (pair, key) = key_pair(seed);
+        let owner = NameBuf::from_presentation(owner).expect("name");
+        let mut set = Rrset {
+            owner: owner.clone(),
+            rtype: RecordType::TXT,
+            class: Class::IN,
+            ttl: 300,
+            rdata,
+            signatures: Vec::new(),
+        };
+        set.rdata.sort();
+        set.rdata.dedup();
+        let mut rrsig = Rrsig {
+            type_covered: RecordType::TXT,
+            algorithm: 15,
+            labels: labels.unwrap_or(rrsig_labels(&owner) as u8),
+            original_ttl: 300,
+            expiration: (NOW + 86_400 * 30) as u32,
+            inception: (NOW - 86_400 * 30) as u32,
+            key_tag: key.key_tag(),
+            signer: NameBuf::from_presentation("example.").expect("name"),
+            signature: Vec::new(),
+        };
+        let data = signed_data(&set, &rrsig).expect("labels fit");
+        rrsig.signature = pair.sign(&data).as_ref().to_vec();
+        set.signatures.push((300, rrsig));
+        (set, key)
+    }
+
+    fn zone() -> NameBuf {
+        NameBuf::from_presentation("example.").expect("name")
+    }
+
+    #[test]
+    fn wildcard_signatures_use_the_source_name() {
+        let (set, key) = signed("a.b.example.", vec![b"\x01x".to_vec()], Some(1), 1);
+        let verified = verify_rrset(&set, &zone(), &[key], NOW, Skew::default()).expect("verifies");
+        assert_eq!(verified.wildcard_labels, Some(1));
+    }
+
+    #[test]
+    fn windows_allow_skew_and_no_more() {
+        let (set, key) = signed("www.example.", vec![b"\x01x".to_vec()], None, 2);
+        let keys = [key];
+        let expiration = NOW + 86_400 * 30;
+        // A tenth of the 60-day window is more than the day max: one day of skew.
+        assert!(verify_rrset(&set, &zone(), &keys, expiration + 86_000, Skew::default()).is_ok());
+        assert_eq!(
+            verify_rrset(&set, &zone(), &keys, expiration + 86_401, Skew::default()),
+            Err(SignatureFailure::Expired)
+        );
+        assert_eq!(
+            verify_rrset(&set, &zone(), &keys, NOW - 86_400 * 32, Skew::default()),
+            Err(SignatureFailure::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn keys_must_match_and_be_zone_keys() {
+        let (set, key) = signed("www.example.", vec![b"\x01x".to_vec()], None, 3);
+        let (_, other) = key_pair(4);
+        assert_eq!(verify_rrset(&set, &zone(), &[other], NOW, Skew::default()), Err(SignatureFailure::NoMatchingKey));
+        assert_eq!(verify_rrset(&set, &zone(), &[], NOW, Skew::default()), Err(SignatureFailure::NoMatchingKey));
+        let mut unsigned = set.clone();
+        unsigned.signatures.clear();
+        assert_eq!(
+            verify_rrset(&unsigned, &zone(), std::slice::from_ref(&key), NOW, Skew::default()),
+            Err(SignatureFailure::Missing)
+        );
+        // Outside the signer's zone.
+        let elsewhere = NameBuf::from_presentation("other.").expect("name");
+        assert!(verify_rrset(&set, &elsewhere, &[key], NOW, Skew::default()).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_change_to_a_signed_rrset_breaks_it(
+            rdata in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..20), 1..5),
+            which in any::<prop::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let (set, key) = signed("www.example.", rdata, None, 5);
+            let keys = [key];
+            prop_assert!(verify_rrset(&set, &zone(), &keys, NOW, Skew::default()).is_ok());
+
+            // Tamper with one byte of one record.
+            let mut tampered = set.clone();
+            let record = which.index(tampered.rdata.len());
+            let byte = which.index(tampered.rdata[record].len());
+            tampered.rdata[record][byte] ^= flip;
+            tampered.rdata.sort();
+            tampered.rdata.dedup();
+            prop_assert_eq!(verify_rrset(&tampered, &zone(), &keys, NOW, Skew::default()), Err(SignatureFailure::Invalid));
+
+            // Or with the signature.
+            let mut forged = set.clone();
+            let signature = &mut forged.signatures[0].1.signature;
+            let at = which.index(signature.len());
+            signature[at] ^= flip;
+            prop_assert_eq!(verify_rrset(&forged, &zone(), &keys, NOW, Skew::default()), Err(SignatureFailure::Invalid));
+
+            // Or with the owner's case, which canonical form ignores.
+            let mut shouted = set.clone();
+            shouted.owner = NameBuf::from_presentation("WWW.Example.").expect("name");
+            prop_assert!(verify_rrset(&shouted, &zone(), &keys, NOW, Skew::default()).is_ok());
+        }
+    }
+}
