@@ -93,6 +93,13 @@ printf 'server:\n  interface: 127.0.0.1@5353\n  access-control: 10.0.0.0/8 allow
 printf 'nameserver 10.0.0.2\nnameserver fe80::1%%2\nsearch a.example b.example\noptions timeout:1 attempts:3 ndots:2 rotate\n' > corpus/resolv_conf/small
 printf 'nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n' > corpus/resolv_conf/systemd-stub
 
+# pipeline: every captured and hand-built query, as the server would receive it.
+mkdir -p corpus/pipeline
+cp "$vectors"/*.query.bin corpus/pipeline/
+for response in "$vectors"/*.response.bin; do
+    cp "$response" "corpus/pipeline/as-query-$(basename "$response")"
+done
+
 for dir in corpus/*/; do
     echo "$(basename "$dir"): $(find "$dir" -type f | wc -l) files"
 done

@@ -17,7 +17,7 @@ use crate::acl::{allowed_networks, parse_network};
 use crate::config::{ForwarderConfig, ServerSpec, inline_group, parse_server};
 use crate::error::{ConfigError, Warning};
 use signpost_server::State;
-use signpost_server::{ListenerConfig, ListenerTransport, ServerConfig};
+use signpost_server::{ListenerConfig, ServerConfig, Transport};
 
 /// The group the system's resolv.conf makes when nothing else is the default.
 pub const SYSTEM_GROUP: &str = "system";
@@ -366,8 +366,8 @@ impl ForwarderConfig {
         let mut listeners = self.listeners.clone();
         if listeners.is_empty() {
             let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53);
-            listeners.push(ListenerConfig::new(ListenerTransport::Udp, address));
-            listeners.push(ListenerConfig::new(ListenerTransport::Tcp, address));
+            listeners.push(ListenerConfig::new(Transport::Udp, address));
+            listeners.push(ListenerConfig::new(Transport::Tcp, address));
         }
         // `::` before `0.0.0.0`: binding the IPv4 wildcard first makes the
         // server's free-port probe for `::` (a dual-stack bind) fail.

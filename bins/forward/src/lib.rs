@@ -149,7 +149,7 @@ impl ConfigSource {
             initial.server.listeners.iter().map(|listener| format!("{:?}", listener.socket_address())).collect();
         Arc::new(move || {
             let previous = allocations.lock().map(|previous| previous.clone()).ok();
-            let forwarder = source.build(previous, true).map_err(|error| error.to_string())?;
+            let forwarder = source.build(previous, true)?;
             for warning in forwarder.warnings.iter().filter(|warning| !matches!(warning, Warning::Ignored { .. })) {
                 tracing::warn!("{warning}");
             }

@@ -137,8 +137,8 @@ impl Signals {
     async fn serve(mut self, server: &ServerHandle, source: &ConfigSource) {
         loop {
             tokio::select! {
-                _ = self.hangup.recv() => match server.reload_from_source() {
-                    Ok(()) => tracing::info!("configuration reloaded from {}", source.path.display()),
+                _ = self.hangup.recv() => match server.reload_from_source().await {
+                    Ok(_) => tracing::info!("configuration reloaded from {}", source.path.display()),
                     Err(error) => tracing::error!("reload failed, the running configuration stays: {error}"),
                 },
                 _ = self.terminate.recv() => return,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use signpost_rules::RuleSetBuilder;
 use signpost_server::config::default_allow_list;
-use signpost_server::{AdminExtension, ListenerTransport, LogDestination, QueryLogConfig, ServerConfig};
+use signpost_server::{AdminExtension, LogDestination, QueryLogConfig, ServerConfig, Transport};
 use signpost_server::{Server, ServerHandle, State};
 use signpost_upstream::{GroupConfig, Upstreams};
 
@@ -21,8 +21,11 @@ use crate::{ADMIN_PREFIX, RedirectError, RedirectSettings};
 
 /// How to re-read the settings, base rules and extra upstream groups on
 /// reload (SIGHUP, `POST /reload`).
-pub type RedirectReloader =
-    Arc<dyn Fn() -> Result<(RedirectSettings, RuleSetBuilder, Vec<GroupConfig>), String> + Send + Sync>;
+/// It runs on a blocking thread; its error is the server's
+/// [`Error::Reload`](signpost_server::Error::Reload) source.
+pub type RedirectReloader = Arc<
+    dyn Fn() -> Result<(RedirectSettings, RuleSetBuilder, Vec<GroupConfig>), signpost_server::BoxError> + Send + Sync,
+>;
 
 /// Starts a [`RedirectServer`].
 pub struct RedirectServerBuilder {
@@ -145,8 +148,8 @@ impl RedirectServerBuilder {
                 let upstream = keep_verified_first(settings.upstreams(&own), &current);
                 let mut groups: Vec<GroupConfig> = settings.upstream_group(&upstream).into_iter().collect();
                 groups.extend(extra_groups);
-                let upstreams = Upstreams::new(groups).map_err(|error| error.to_string())?;
-                let rules = redirector.reconfigure(settings, base).map_err(|error| error.to_string())?;
+                let upstreams = Upstreams::new(groups)?;
+                let rules = redirector.reconfigure(settings, base)?;
                 *current = upstream;
                 Ok(State { rules: Arc::new(rules), upstreams: Arc::new(upstreams) })
             }));
@@ -243,15 +246,15 @@ impl RedirectServer {
 
     /// The bound DNS_ADDRESS/DNS_PORT UDP addresses.
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.main_addresses(ListenerTransport::Udp)
+        self.main_addresses(Transport::Udp)
     }
 
     /// The bound DNS_ADDRESS/DNS_PORT TCP addresses.
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        self.main_addresses(ListenerTransport::Tcp)
+        self.main_addresses(Transport::Tcp)
     }
 
-    fn main_addresses(&self, transport: ListenerTransport) -> Vec<SocketAddr> {
+    fn main_addresses(&self, transport: Transport) -> Vec<SocketAddr> {
         self.handle
             .listeners()
             .iter()
@@ -268,8 +271,9 @@ impl RedirectServer {
     /// always the query log's state.
     pub fn startup_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        let main: Vec<_> = self.handle.listeners().iter().take(self.main_listeners).collect();
-        for udp in main.iter().filter(|listener| listener.transport == ListenerTransport::Udp) {
+        let listeners = self.handle.listeners();
+        let main: Vec<_> = listeners.iter().take(self.main_listeners).collect();
+        for udp in main.iter().filter(|listener| listener.transport == Transport::Udp) {
             lines.push(format!(
                 "Starting DNS servers (tcp/udp port {} on {})...",
                 udp.address.port(),
@@ -382,16 +386,20 @@ impl RedirectServer {
     }
 
     /// For binaries: serve until SIGTERM or Ctrl-C, reloading on SIGHUP.
-    pub async fn run_until_signalled(self, on_reload: impl Fn(Result<(), String>)) -> io::Result<()> {
+    pub async fn run_until_signalled(self, on_reload: impl Fn(Result<(), signpost_server::Error>)) -> io::Result<()> {
         let signals = Signals::install()?;
         self.run_until(signals, on_reload).await
     }
 
     /// Serve until `signals` brings SIGTERM or Ctrl-C, reloading on SIGHUP.
-    pub async fn run_until(self, mut signals: Signals, on_reload: impl Fn(Result<(), String>)) -> io::Result<()> {
+    pub async fn run_until(
+        self,
+        mut signals: Signals,
+        on_reload: impl Fn(Result<(), signpost_server::Error>),
+    ) -> io::Result<()> {
         loop {
             tokio::select! {
-                _ = signals.hangup.recv() => on_reload(self.handle.reload_from_source()),
+                _ = signals.hangup.recv() => on_reload(self.handle.reload_from_source().await.map(|_| ())),
                 _ = signals.terminate.recv() => break,
                 _ = signals.interrupt.recv() => break,
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 use signpost_rules::{AddressSource, Anchor, ExceptionSpec, Matcher, OtherTypes, Redirect, RuleSetBuilder};
-use signpost_server::{ListenerConfig, ListenerTransport};
+use signpost_server::{ListenerConfig, Transport};
 use signpost_wire::NameBuf;
 
 use crate::{
@@ -439,10 +439,10 @@ impl RedirectSettings {
         let mut listeners = Vec::new();
         for address in self.bind_addresses().unwrap_or_default() {
             let socket = SocketAddr::new(*address, self.port);
-            let mut udp = ListenerConfig::new(ListenerTransport::Udp, socket);
+            let mut udp = ListenerConfig::new(Transport::Udp, socket);
             udp.workers = self.workers;
             listeners.push(udp);
-            listeners.push(ListenerConfig::new(ListenerTransport::Tcp, socket));
+            listeners.push(ListenerConfig::new(Transport::Tcp, socket));
         }
         listeners
     }

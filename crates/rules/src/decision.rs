@@ -8,7 +8,9 @@ use std::sync::Arc;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use signpost_wire::{NameBuf, Rcode, RecordBuf};
 
-/// How a query reached the server.
+/// How a query reached the server (and how a listener talks to clients):
+/// written `udp`, `tcp`, `dot` and `doh` in configuration, logs and
+/// metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
@@ -20,6 +22,24 @@ pub enum Transport {
     Dot,
     /// DNS over HTTPS (RFC 8484).
     Doh,
+}
+
+impl Transport {
+    /// The name used in configuration, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Dot => "dot",
+            Self::Doh => "doh",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Who asked, and how: the context `RuleSet::decide` chooses a view with.
@@ -292,6 +312,11 @@ mod tests {
 
     #[test]
     fn transport_names_are_lowercase_in_serde() {
+        for transport in [Transport::Udp, Transport::Tcp, Transport::Dot, Transport::Doh] {
+            let json = serde_json::to_string(&transport).expect("json");
+            assert_eq!(json, format!("\"{}\"", transport.as_str()));
+            assert_eq!(serde_json::from_str::<Transport>(&json).expect("back"), transport);
+        }
         assert_eq!(serde_json::to_string(&Transport::Doh).expect("json"), r#""doh""#);
     }
 }

@@ -15,9 +15,9 @@ use hyper_util::server::conn::auto::Builder;
 use signpost_rules::Transport;
 use signpost_wire::{NameBuf, RecordType};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use crate::server::ServerHandle;
+use crate::server::{ServerHandle, WeakHandle};
 
 /// A JSON response from an admin route.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,23 +55,28 @@ pub trait AdminExtension: Send + Sync {
 
 pub(crate) async fn serve(
     listener: TcpListener,
-    server: ServerHandle,
+    server: WeakHandle,
     extension: Option<Arc<dyn AdminExtension>>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         };
         let Ok((stream, _)) = accepted else { continue };
         let server = server.clone();
         let extension = extension.clone();
         tokio::spawn(async move {
             let handler = service_fn(move |request| {
-                let server = server.clone();
+                let server = server.upgrade();
                 let extension = extension.clone();
-                async move { Ok::<_, Infallible>(handle(request, server, extension).await) }
+                async move {
+                    Ok::<_, Infallible>(match server {
+                        Some(server) => handle(request, server, extension).await,
+                        None => json(AdminResponse::error(503, "the server is stopping")),
+                    })
+                }
             });
             let _ = Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), handler).await;
         });
@@ -98,16 +103,17 @@ async fn handle(
     match (method, path.as_str()) {
         (Method::GET, "/metrics") => {
             let mut response = Response::new(Full::new(Bytes::from(server.metrics_text())));
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
             response
         }
         (Method::GET, "/health") => json(AdminResponse::ok(r#"{"status":"ok"}"#)),
         (Method::GET, "/explain") => json(explain(&server, query.as_deref()).await),
-        (Method::POST, "/reload") => json(match server.reload_from_source() {
-            Ok(()) => AdminResponse::ok(r#"{"reloaded":true}"#),
-            Err(error) => AdminResponse::error(400, &error),
+        (Method::POST, "/reload") => json(match server.reload_from_source().await {
+            Ok(_) => AdminResponse::ok(r#"{"reloaded":true}"#),
+            Err(error) => AdminResponse::error(400, &error.to_string()),
         }),
         _ => json(AdminResponse::error(404, "no such route")),
     }

@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
 use std::time::{Duration, Instant};
 
 use signpost_wire::{Buffer, HEADER_LEN, Message, Rcode, RecordType, Section, relay};
@@ -142,19 +144,41 @@ impl Shard {
     }
 }
 
-/// Counters the metrics endpoint reads.
-#[derive(Default, Debug)]
+/// The cache's counters (in a server, those of its metrics registry).
+#[derive(Clone, Default, Debug)]
 pub struct CacheStats {
+    pub(crate) hits: Counter,
+    pub(crate) misses: Counter,
+    pub(crate) stale_hits: Counter,
+    pub(crate) inserts: Counter,
+    pub(crate) evictions: Counter,
+}
+
+impl CacheStats {
     /// Answers served from the cache.
-    pub hits: AtomicU64,
+    pub fn hits(&self) -> u64 {
+        self.hits.get()
+    }
+
     /// Lookups that found nothing usable.
-    pub misses: AtomicU64,
+    pub fn misses(&self) -> u64 {
+        self.misses.get()
+    }
+
     /// Expired answers served because upstreams failed (RFC 8767).
-    pub stale_hits: AtomicU64,
+    pub fn stale_hits(&self) -> u64 {
+        self.stale_hits.get()
+    }
+
     /// Entries stored.
-    pub inserts: AtomicU64,
+    pub fn inserts(&self) -> u64 {
+        self.inserts.get()
+    }
+
     /// Entries evicted to stay within the limits.
-    pub evictions: AtomicU64,
+    pub fn evictions(&self) -> u64 {
+        self.evictions.get()
+    }
 }
 
 /// What a lookup found.
@@ -188,8 +212,13 @@ pub(crate) struct ServeAs<'a> {
 impl Cache {
     /// An empty cache with these limits.
     pub fn new(config: CacheConfig) -> Self {
+        Self::with_stats(config, CacheStats::default())
+    }
+
+    /// An empty cache counting into `stats`.
+    pub(crate) fn with_stats(config: CacheConfig, stats: CacheStats) -> Self {
         let shards = (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect();
-        Self { shards, config, stats: CacheStats::default() }
+        Self { shards, config, stats }
     }
 
     /// Counters.
@@ -221,26 +250,39 @@ impl Cache {
         }
     }
 
-    /// Serve a fresh entry for `key` into `out`.
-    pub(crate) fn lookup(&self, key: &[u8], now: Instant, serve: ServeAs<'_>, out: &mut impl Buffer) -> Lookup {
+    /// Serve a fresh entry for `key` into `out`; with `count`, the hit or
+    /// miss shows in the counters.
+    pub(crate) fn lookup(
+        &self,
+        key: &[u8],
+        now: Instant,
+        serve: ServeAs<'_>,
+        out: &mut impl Buffer,
+        count: bool,
+    ) -> Lookup {
+        let count = |counter: &Counter| {
+            if count {
+                counter.inc();
+            }
+        };
         if !self.config.enabled {
             return Lookup::Miss;
         }
         let Some(shard) = self.shards.get(shard_of(key)) else { return Lookup::Miss };
         let Ok(shard) = shard.read() else { return Lookup::Miss };
         let Some(entry) = shard.index.get(key).and_then(|&position| shard.entries.get(position)) else {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            count(&self.stats.misses);
             return Lookup::Miss;
         };
         if entry.expires <= now {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            count(&self.stats.misses);
             return Lookup::Miss;
         }
         entry.referenced.store(true, Ordering::Relaxed);
         let elapsed = now.saturating_duration_since(entry.stored).as_secs().min(u64::from(u32::MAX)) as u32;
         match write_entry(entry, elapsed, None, serve, out) {
             Some((len, min_ttl)) => {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                count(&self.stats.hits);
                 Lookup::Hit { len, min_ttl }
             }
             None => Lookup::Miss,
@@ -248,13 +290,15 @@ impl Cache {
     }
 
     /// Serve an expired entry still inside the serve-stale window, with the
-    /// configured stale TTL (RFC 8767). Returns the length written.
+    /// configured stale TTL (RFC 8767). Returns the length written; with
+    /// `count`, the stale hit shows in the counters.
     pub(crate) fn lookup_stale(
         &self,
         key: &[u8],
         now: Instant,
         serve: ServeAs<'_>,
         out: &mut impl Buffer,
+        count: bool,
     ) -> Option<usize> {
         if !self.config.enabled || self.config.serve_stale_secs == 0 {
             return None;
@@ -265,7 +309,9 @@ impl Cache {
             return None;
         }
         let (len, _) = write_entry(entry, 0, Some(self.config.stale_ttl_secs), serve, out)?;
-        self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
+        if count {
+            self.stats.stale_hits.inc();
+        }
         Some(len)
     }
 
@@ -300,13 +346,13 @@ impl Cache {
             if !shard.evict_one(now) {
                 break;
             }
-            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            self.stats.evictions.inc();
         }
         let position = shard.entries.len();
         shard.index.insert(entry.key.clone(), position);
         shard.bytes += size;
         shard.entries.push(entry);
-        self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+        self.stats.inserts.inc();
         Some(ttl)
     }
 }
@@ -486,7 +532,7 @@ mod tests {
         let asked: NameBuf = "wWw.ExAmPle.com".parse().expect("name");
         let mut out = Vec::new();
         let later = now + Duration::from_secs(100);
-        let result = cache.lookup(key("www.EXAMPLE.com").as_bytes(), later, serve(asked.as_wire()), &mut out);
+        let result = cache.lookup(key("www.EXAMPLE.com").as_bytes(), later, serve(asked.as_wire()), &mut out, true);
         assert_eq!(result, Lookup::Hit { len: bytes.len(), min_ttl: 200 });
         let message = Message::parse(&out).expect("header");
         assert_eq!(message.id(), 0x4242);
@@ -497,14 +543,19 @@ mod tests {
         let expired = now + Duration::from_secs(301);
         out.clear();
         assert_eq!(
-            cache.lookup(key("www.example.com").as_bytes(), expired, serve(asked.as_wire()), &mut out),
+            cache.lookup(key("www.example.com").as_bytes(), expired, serve(asked.as_wire()), &mut out, true),
             Lookup::Miss
         );
         let stale_config = CacheConfig { serve_stale_secs: 3600, ..config() };
         let stale_cache = Cache::new(stale_config);
         stale_cache.insert(key("www.example.com").as_bytes(), &bytes, now);
-        let len =
-            stale_cache.lookup_stale(key("www.example.com").as_bytes(), expired, serve(asked.as_wire()), &mut out);
+        let len = stale_cache.lookup_stale(
+            key("www.example.com").as_bytes(),
+            expired,
+            serve(asked.as_wire()),
+            &mut out,
+            true,
+        );
         assert!(len.is_some());
         let stale = Message::parse(&out).expect("header");
         assert_eq!(stale.answers().expect("ok").next().expect("one").expect("valid").ttl(), 30);
@@ -543,7 +594,7 @@ mod tests {
             cache.insert(key(&name).as_bytes(), &bytes, now);
         }
         assert!(cache.len() <= SHARDS * 2);
-        assert!(cache.stats().evictions.load(Ordering::Relaxed) >= 500 - (SHARDS * 2) as u64);
+        assert!(cache.stats().evictions() >= 500 - (SHARDS * 2) as u64);
     }
 
     #[test]
@@ -557,7 +608,7 @@ mod tests {
         let name: NameBuf = "big.example".parse().expect("name");
         let mut out = Vec::new();
         let serve_small = ServeAs { id: 1, question_name: name.as_wire(), limit: 512, client_edns: false };
-        let result = cache.lookup(key("big.example").as_bytes(), now, serve_small, &mut out);
+        let result = cache.lookup(key("big.example").as_bytes(), now, serve_small, &mut out, true);
         assert!(matches!(result, Lookup::Hit { len, .. } if len <= 512));
         let message = Message::parse(&out).expect("header");
         assert!(message.flags().tc());

@@ -9,47 +9,21 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-
-/// How a listener talks to clients.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ListenerTransport {
-    /// Do53 over UDP.
-    Udp,
-    /// Do53 over TCP (RFC 7766).
-    Tcp,
-    /// DNS over TLS (RFC 7858).
-    Dot,
-    /// DNS over HTTPS (RFC 8484); plain HTTP when no certificate is given
-    /// and `plain_http` is set (behind a TLS-terminating proxy).
-    Doh,
-}
-
-impl ListenerTransport {
-    /// The name used in logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Udp => "udp",
-            Self::Tcp => "tcp",
-            Self::Dot => "dot",
-            Self::Doh => "doh",
-        }
-    }
-}
+use signpost_rules::Transport;
 
 /// One listening socket.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// Name in logs, metrics and query-log `srcids` (defaults to `transport@address:port`).
+    /// Name in logs, metrics and the query log (defaults to `transport@address:port`).
     #[serde(default)]
     pub id: Option<String>,
     /// Address to bind (IPv4 or IPv6; `0.0.0.0` / `::` for all).
     pub address: IpAddr,
     /// Port (0 picks a free one, for tests).
     pub port: u16,
-    /// Transport.
-    pub transport: ListenerTransport,
+    /// Transport: `udp`, `tcp`, `dot` or `doh`.
+    pub transport: Transport,
     /// PEM certificate chain (DoT, DoH).
     #[serde(default)]
     pub tls_cert: Option<PathBuf>,
@@ -65,23 +39,25 @@ pub struct ListenerConfig {
     /// DoH path.
     #[serde(default = "default_doh_path")]
     pub doh_path: String,
-    /// Client networks allowed; others get REFUSED. Default: loopback and private ranges.
+    /// Client networks allowed; others get REFUSED (before any other check).
+    /// Default: loopback and private ranges.
     #[serde(default)]
     pub allow: Option<Vec<IpNet>>,
-    /// UDP worker threads (each with its own SO_REUSEPORT socket). Default: one per core.
+    /// UDP worker tasks, each with its own SO_REUSEPORT socket. Default: one per core
+    /// (the runtime's worker threads run them).
     #[serde(default)]
     pub workers: Option<usize>,
     /// Queries per second this listener accepts; over it queries are dropped or refused.
     #[serde(default)]
     pub max_qps: Option<u32>,
+    /// A rate-limit group of `limits.groups` this listener joins: its
+    /// queries count against the group's rate together with those of every
+    /// other listener in the group (and against `max_qps`, when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_group: Option<String>,
     /// Whether `limits.per_client_qps` applies to queries arriving here (default true).
     #[serde(default = "default_true")]
     pub client_rate_limit: bool,
-    /// The query log's `srcids` for queries arriving here; empty means
-    /// `{"listener": id}`. A value `"{srcaddr}"` is replaced by the client's
-    /// address (e.g. `{"instance": "{srcaddr}"}`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub srcids: BTreeMap<String, String>,
 }
 
 fn default_true() -> bool {
@@ -94,7 +70,7 @@ fn default_doh_path() -> String {
 
 impl ListenerConfig {
     /// A listener on `address` with defaults for everything else.
-    pub fn new(transport: ListenerTransport, address: SocketAddr) -> Self {
+    pub fn new(transport: Transport, address: SocketAddr) -> Self {
         Self {
             id: None,
             address: address.ip(),
@@ -108,8 +84,8 @@ impl ListenerConfig {
             allow: None,
             workers: None,
             max_qps: None,
+            limit_group: None,
             client_rate_limit: true,
-            srcids: BTreeMap::new(),
         }
     }
 
@@ -191,7 +167,8 @@ pub enum LogDestination {
     File(PathBuf),
 }
 
-/// Query log (JSON lines with Route 53 Resolver query-log fields).
+/// Query log: one line per query, in the neutral JSON format unless the
+/// application installs its own ([`crate::querylog`]).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueryLogConfig {
@@ -243,6 +220,11 @@ pub struct LimitsConfig {
     pub tcp_idle_timeout_secs: u64,
     /// Longest time a query may take in all before SERVFAIL (beyond the upstream deadlines).
     pub query_timeout_ms: u64,
+    /// Named rate limits, in queries per second, shared by the listeners
+    /// that join them (`limit_group`): one token bucket per group, so that,
+    /// say, the UDP, TCP and DoH listeners of one address take one budget.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, u32>,
 }
 
 impl Default for LimitsConfig {
@@ -255,6 +237,7 @@ impl Default for LimitsConfig {
             tcp_max_in_flight: 64,
             tcp_idle_timeout_secs: 10,
             query_timeout_ms: 4_500,
+            groups: BTreeMap::new(),
         }
     }
 }
@@ -310,4 +293,23 @@ pub struct ServerConfig {
     pub edns: EdnsConfig,
     /// Admin and metrics HTTP listener; off unless given.
     pub admin: Option<AdminConfig>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_transports_keep_their_config_spellings() {
+        for (text, transport) in
+            [("udp", Transport::Udp), ("tcp", Transport::Tcp), ("dot", Transport::Dot), ("doh", Transport::Doh)]
+        {
+            let listener: ListenerConfig =
+                toml::from_str(&format!("address = \"127.0.0.1\"\nport = 0\ntransport = \"{text}\"")).unwrap();
+            assert_eq!(listener.transport, transport);
+            assert_eq!(listener.id_or_default(), format!("{text}@127.0.0.1:0"));
+        }
+        let error = toml::from_str::<ListenerConfig>("address = \"127.0.0.1\"\nport = 0\ntransport = \"quic\"");
+        assert!(error.is_err());
+    }
 }

@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -18,10 +17,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use signpost_wire::{Message, RecordType};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::{Fast, Incoming, ListenerContext, Pipeline};
+use crate::pipeline::{Incoming, ListenerContext, Pipeline, Reply};
 
 const CONTENT_TYPE: &str = "application/dns-message";
 
@@ -30,10 +29,9 @@ struct Service {
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
     path: String,
-    in_flight: Arc<AtomicUsize>,
 }
 
-/// Accept connections until `stop` changes.
+/// Accept connections until `stop` is cancelled.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -41,15 +39,14 @@ pub(crate) async fn serve(
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
     path: String,
-    mut stop: watch::Receiver<bool>,
-    in_flight: Arc<AtomicUsize>,
+    stop: CancellationToken,
     handshake_timeout: Duration,
 ) {
-    let service = Arc::new(Service { context, pipeline, path, in_flight });
+    let service = Arc::new(Service { context, pipeline, path });
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -63,7 +60,7 @@ pub(crate) async fn serve(
         let local = stream.local_addr().ok();
         let service = service.clone();
         let tls = tls.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let handler = {
                 let service = service.clone();
@@ -78,7 +75,7 @@ pub(crate) async fn serve(
                     let connection = builder.serve_connection(TokioIo::new(stream), handler);
                     tokio::select! {
                         _ = connection => {}
-                        _ = stop.changed() => {}
+                        _ = stop.cancelled() => {}
                     }
                 }
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -86,7 +83,7 @@ pub(crate) async fn serve(
                         let connection = builder.serve_connection(TokioIo::new(stream), handler);
                         tokio::select! {
                             _ = connection => {}
-                            _ = stop.changed() => {}
+                            _ = stop.cancelled() => {}
                         }
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
@@ -151,27 +148,17 @@ impl Service {
             max_response: Some(usize::from(u16::MAX)),
             now: Instant::now(),
         };
-        let fast = self.pipeline.handle_fast(&incoming, &mut out);
-        let response = match fast {
-            Fast::Answered { len } => {
+        let response = match self.pipeline.handle(&incoming, &mut out) {
+            Reply::Now { len } => {
                 out.truncate(len);
                 out
             }
-            Fast::Delayed { len, delay } => {
-                out.truncate(len);
-                tokio::time::sleep(delay).await;
-                out
-            }
-            Fast::Forward(job) => {
-                self.in_flight.fetch_add(1, Ordering::Relaxed);
-                let response = self.pipeline.forward(job).await;
-                self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                match response {
-                    Some(response) => response,
-                    None => return status(StatusCode::BAD_GATEWAY, "no answer"),
-                }
-            }
-            Fast::Drop | Fast::Reset => return status(StatusCode::SERVICE_UNAVAILABLE, "query dropped"),
+            // Dropped with this future when the client goes away.
+            Reply::Later(pending) => match pending.answer().await {
+                Some(response) => response,
+                None => return status(StatusCode::BAD_GATEWAY, "no answer"),
+            },
+            Reply::Silent | Reply::Close => return status(StatusCode::SERVICE_UNAVAILABLE, "query dropped"),
         };
         dns_response(response)
     }

@@ -4,6 +4,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// An application's own error, carried by [`Error::Reload`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// What went wrong starting or running a server.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -38,9 +41,41 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A listener's id is already a running listener's.
+    #[error("a listener with id {id:?} is already running")]
+    DuplicateListener {
+        /// The id.
+        id: String,
+    },
+    /// No running listener has this id.
+    #[error("no listener with id {id:?} is running")]
+    UnknownListener {
+        /// The id asked for.
+        id: String,
+    },
+    /// A listener names a rate-limit group `limits.groups` does not define.
+    #[error("listener {listener}: no rate-limit group named {group:?} in limits.groups")]
+    UnknownLimitGroup {
+        /// The listener.
+        listener: String,
+        /// The group it names.
+        group: String,
+    },
     /// The query log could not be opened.
     #[error("query log: {0}")]
     QueryLog(io::Error),
+    /// Rebuilding rules and upstreams from the configuration source failed
+    /// (the application's error is the source, and the message); the
+    /// running configuration stays.
+    #[error("{source}")]
+    Reload {
+        /// The application's error: downcast it to the application's type.
+        #[source]
+        source: BoxError,
+    },
+    /// A reload was asked of a server given no configuration source.
+    #[error("this server has no configuration source to reload from")]
+    NoReloadSource,
     /// Any other I/O failure.
     #[error("{what}: {source}")]
     Io {

@@ -1,14 +1,20 @@
-//! Counters and their Prometheus text rendering.
+//! Counters, and their exposition through `prometheus-client`.
 //!
-//! Hot-path counters are relaxed atomics; per-upstream figures sit behind a
-//! mutex that only the forwarding (slow) path touches.
+//! Each server has a registry of its own, so several servers in one
+//! process (a test suite) never mix their figures. The counters the query
+//! path moves are created up front and kept as handles: counting is one
+//! relaxed atomic add, with no label lookup. Per-upstream figures (the slow
+//! path) are looked up by label.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::cache::CacheStats;
 
@@ -51,56 +57,137 @@ pub(crate) enum DropIndex {
 
 const DROPS: [&str; 6] = ["malformed", "rate_limited", "listener_limit", "not_a_query", "fault", "tcp_limit"];
 
+/// Response codes counted through handles made up front (NOERROR to
+/// REFUSED); rarer ones are looked up by label when they happen.
+const COMMON_RCODES: u16 = 6;
+
 /// Latency buckets in seconds.
 const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
-#[derive(Default, Clone)]
-struct UpstreamFigures {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum_seconds: f64,
-    failures: BTreeMap<&'static str, u64>,
-}
+/// One label, `name="value"`.
+type Label<V> = [(&'static str, V); 1];
 
 /// The server's counters.
-#[derive(Default)]
 pub struct Metrics {
-    queries: [AtomicU64; 4],
-    rcodes: [AtomicU64; 24],
-    decisions: [AtomicU64; 8],
-    drops: [AtomicU64; 6],
-    log_dropped: AtomicU64,
-    upstreams: Mutex<BTreeMap<(&'static str, SocketAddr), UpstreamFigures>>,
+    registry: Registry,
+    queries: [Counter; 4],
+    responses: Family<Label<String>, Counter>,
+    common_responses: [Counter; COMMON_RCODES as usize],
+    decisions: [Counter; 8],
+    drops: [Counter; 6],
+    log_dropped: Counter,
+    cache: CacheStats,
+    cache_entries: Gauge,
+    upstream_latency: Family<Label<String>, Histogram>,
+    upstream_failures: Family<[(&'static str, String); 2], Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let queries: Family<Label<&'static str>, Counter> = Family::default();
+        registry.register("signpost_queries", "Queries received, by transport", queries.clone());
+        let responses: Family<Label<String>, Counter> = Family::default();
+        registry.register("signpost_responses", "Responses sent, by rcode", responses.clone());
+        let decisions: Family<Label<&'static str>, Counter> = Family::default();
+        registry.register("signpost_decisions", "Queries by what answered them", decisions.clone());
+        let drops: Family<Label<&'static str>, Counter> = Family::default();
+        registry.register("signpost_dropped", "Packets that got no answer, by reason", drops.clone());
+        let log_dropped = Counter::default();
+        registry.register(
+            "signpost_query_log_dropped",
+            "Query-log lines dropped because the writer fell behind",
+            log_dropped.clone(),
+        );
+        let cache_operations: Family<Label<&'static str>, Counter> = Family::default();
+        registry.register(
+            "signpost_cache_operations",
+            "Cache hits, misses, stale hits, inserts and evictions",
+            cache_operations.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register("signpost_cache_entries", "Entries in the answer cache", cache_entries.clone());
+        let upstream_latency: Family<Label<String>, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(BUCKETS));
+        registry.register("signpost_upstream_latency_seconds", "Time per upstream attempt", upstream_latency.clone());
+        let upstream_failures: Family<[(&'static str, String); 2], Counter> = Family::default();
+        registry.register(
+            "signpost_upstream_failures",
+            "Failed upstream attempts, by server and outcome",
+            upstream_failures.clone(),
+        );
+        let handle = |family: &Family<Label<&'static str>, Counter>, name: &'static str, value: &'static str| {
+            family.get_or_create(&[(name, value)]).clone()
+        };
+        let cache = CacheStats {
+            hits: handle(&cache_operations, "op", "hit"),
+            misses: handle(&cache_operations, "op", "miss"),
+            stale_hits: handle(&cache_operations, "op", "stale_hit"),
+            inserts: handle(&cache_operations, "op", "insert"),
+            evictions: handle(&cache_operations, "op", "eviction"),
+        };
+        Self {
+            queries: TRANSPORTS.map(|name| handle(&queries, "transport", name)),
+            common_responses: std::array::from_fn(|rcode| {
+                let name = signpost_wire::Rcode(rcode as u16).to_string();
+                responses.get_or_create(&[("rcode", name)]).clone()
+            }),
+            responses,
+            decisions: DECISIONS.map(|name| handle(&decisions, "decision", name)),
+            drops: DROPS.map(|name| handle(&drops, "reason", name)),
+            log_dropped,
+            cache,
+            cache_entries,
+            upstream_latency,
+            upstream_failures,
+            registry,
+        }
+    }
 }
 
 impl Metrics {
     pub(crate) fn query(&self, transport: TransportIndex) {
         if let Some(counter) = self.queries.get(transport as usize) {
-            counter.fetch_add(1, Ordering::Relaxed);
+            counter.inc();
         }
     }
 
     pub(crate) fn rcode(&self, rcode: u16) {
-        let index = usize::from(rcode).min(self.rcodes.len() - 1);
-        if let Some(counter) = self.rcodes.get(index) {
-            counter.fetch_add(1, Ordering::Relaxed);
+        match self.common_responses.get(usize::from(rcode)) {
+            Some(counter) => {
+                counter.inc();
+            }
+            None => {
+                self.responses.get_or_create(&[("rcode", signpost_wire::Rcode(rcode).to_string())]).inc();
+            }
         }
     }
 
     pub(crate) fn decision(&self, decision: DecisionIndex) {
         if let Some(counter) = self.decisions.get(decision as usize) {
-            counter.fetch_add(1, Ordering::Relaxed);
+            counter.inc();
         }
     }
 
     pub(crate) fn dropped(&self, reason: DropIndex) {
         if let Some(counter) = self.drops.get(reason as usize) {
-            counter.fetch_add(1, Ordering::Relaxed);
+            counter.inc();
         }
     }
 
     pub(crate) fn log_dropped(&self) {
-        self.log_dropped.fetch_add(1, Ordering::Relaxed);
+        self.log_dropped.inc();
+    }
+
+    /// The cache's counters, registered here.
+    pub(crate) fn cache_stats(&self) -> CacheStats {
+        self.cache.clone()
     }
 
     pub(crate) fn upstream_attempt(
@@ -110,18 +197,10 @@ impl Metrics {
         duration: Duration,
         failure: Option<&'static str>,
     ) {
-        let Ok(mut upstreams) = self.upstreams.lock() else { return };
-        let figures = upstreams.entry((protocol, server)).or_default();
-        let seconds = duration.as_secs_f64();
-        figures.count += 1;
-        figures.sum_seconds += seconds;
-        for (bucket, bound) in figures.buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
+        let server = format!("{protocol}://{server}");
+        self.upstream_latency.get_or_create(&[("server", server.clone())]).observe(duration.as_secs_f64());
         if let Some(failure) = failure {
-            *figures.failures.entry(failure).or_default() += 1;
+            self.upstream_failures.get_or_create(&[("server", server), ("outcome", failure.to_string())]).inc();
         }
     }
 
@@ -131,16 +210,12 @@ impl Metrics {
             .iter()
             .position(|name| *name == transport)
             .and_then(|index| self.queries.get(index))
-            .map_or(0, |counter| counter.load(Ordering::Relaxed))
+            .map_or(0, Counter::get)
     }
 
     /// Packets dropped for `reason` ("malformed", "rate_limited", "listener_limit", "not_a_query", "fault", "tcp_limit").
     pub fn drops(&self, reason: &str) -> u64 {
-        DROPS
-            .iter()
-            .position(|name| *name == reason)
-            .and_then(|index| self.drops.get(index))
-            .map_or(0, |counter| counter.load(Ordering::Relaxed))
+        DROPS.iter().position(|name| *name == reason).and_then(|index| self.drops.get(index)).map_or(0, Counter::get)
     }
 
     /// Queries by what was done with them ("local", "cache", "forwarded", ...).
@@ -149,103 +224,29 @@ impl Metrics {
             .iter()
             .position(|name| *name == decision)
             .and_then(|index| self.decisions.get(index))
-            .map_or(0, |counter| counter.load(Ordering::Relaxed))
+            .map_or(0, Counter::get)
     }
 
-    /// Responses sent with `rcode` (values 23 and up share the last counter).
+    /// Responses sent with `rcode`.
     pub fn responses(&self, rcode: u16) -> u64 {
-        self.rcodes.get(usize::from(rcode).min(23)).map_or(0, |counter| counter.load(Ordering::Relaxed))
+        match self.common_responses.get(usize::from(rcode)) {
+            Some(counter) => counter.get(),
+            None => self.responses.get_or_create(&[("rcode", signpost_wire::Rcode(rcode).to_string())]).get(),
+        }
     }
 
     /// Query-log lines dropped because the writer fell behind.
     pub fn log_lines_dropped(&self) -> u64 {
-        self.log_dropped.load(Ordering::Relaxed)
+        self.log_dropped.get()
     }
 
-    /// Prometheus text exposition format.
-    pub fn render(&self, cache: &CacheStats, cache_entries: usize) -> String {
+    /// The OpenMetrics text exposition (which Prometheus reads), with the
+    /// cache holding `cache_entries` entries.
+    pub fn render(&self, cache_entries: usize) -> String {
+        self.cache_entries.set(i64::try_from(cache_entries).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(4096);
-        let _ = writeln!(out, "# HELP signpost_queries_total Queries received, by transport.");
-        let _ = writeln!(out, "# TYPE signpost_queries_total counter");
-        for (name, counter) in TRANSPORTS.iter().zip(&self.queries) {
-            let _ = writeln!(out, "signpost_queries_total{{transport=\"{name}\"}} {}", counter.load(Ordering::Relaxed));
-        }
-        let _ = writeln!(out, "# HELP signpost_responses_total Responses sent, by rcode.");
-        let _ = writeln!(out, "# TYPE signpost_responses_total counter");
-        for (rcode, counter) in self.rcodes.iter().enumerate() {
-            let value = counter.load(Ordering::Relaxed);
-            if value > 0 {
-                let name = signpost_wire::Rcode(rcode as u16);
-                let _ = writeln!(out, "signpost_responses_total{{rcode=\"{name}\"}} {value}");
-            }
-        }
-        let _ = writeln!(out, "# HELP signpost_decisions_total Queries by what answered them.");
-        let _ = writeln!(out, "# TYPE signpost_decisions_total counter");
-        for (name, counter) in DECISIONS.iter().zip(&self.decisions) {
-            let _ =
-                writeln!(out, "signpost_decisions_total{{decision=\"{name}\"}} {}", counter.load(Ordering::Relaxed));
-        }
-        let _ = writeln!(out, "# HELP signpost_dropped_total Packets that got no answer, by reason.");
-        let _ = writeln!(out, "# TYPE signpost_dropped_total counter");
-        for (name, counter) in DROPS.iter().zip(&self.drops) {
-            let _ = writeln!(out, "signpost_dropped_total{{reason=\"{name}\"}} {}", counter.load(Ordering::Relaxed));
-        }
-        let _ = writeln!(
-            out,
-            "# HELP signpost_query_log_dropped_total Query-log lines dropped because the writer fell behind."
-        );
-        let _ = writeln!(out, "# TYPE signpost_query_log_dropped_total counter");
-        let _ = writeln!(out, "signpost_query_log_dropped_total {}", self.log_dropped.load(Ordering::Relaxed));
-        let _ = writeln!(
-            out,
-            "# HELP signpost_cache_operations_total Cache hits, misses, stale hits, inserts and evictions."
-        );
-        let _ = writeln!(out, "# TYPE signpost_cache_operations_total counter");
-        for (name, counter) in [
-            ("hit", &cache.hits),
-            ("miss", &cache.misses),
-            ("stale_hit", &cache.stale_hits),
-            ("insert", &cache.inserts),
-            ("eviction", &cache.evictions),
-        ] {
-            let _ =
-                writeln!(out, "signpost_cache_operations_total{{op=\"{name}\"}} {}", counter.load(Ordering::Relaxed));
-        }
-        let _ = writeln!(out, "# HELP signpost_cache_entries Entries in the answer cache.");
-        let _ = writeln!(out, "# TYPE signpost_cache_entries gauge");
-        let _ = writeln!(out, "signpost_cache_entries {cache_entries}");
-        let upstreams = self.upstreams.lock().map(|u| u.clone()).unwrap_or_default();
-        let _ = writeln!(out, "# HELP signpost_upstream_latency_seconds Time per upstream attempt.");
-        let _ = writeln!(out, "# TYPE signpost_upstream_latency_seconds histogram");
-        for ((protocol, address), figures) in &upstreams {
-            let server = format!("{protocol}://{address}");
-            for (bucket, bound) in figures.buckets.iter().zip(BUCKETS) {
-                let _ = writeln!(
-                    out,
-                    "signpost_upstream_latency_seconds_bucket{{server=\"{server}\",le=\"{bound}\"}} {bucket}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "signpost_upstream_latency_seconds_bucket{{server=\"{server}\",le=\"+Inf\"}} {}",
-                figures.count
-            );
-            let _ =
-                writeln!(out, "signpost_upstream_latency_seconds_sum{{server=\"{server}\"}} {}", figures.sum_seconds);
-            let _ = writeln!(out, "signpost_upstream_latency_seconds_count{{server=\"{server}\"}} {}", figures.count);
-        }
-        let _ =
-            writeln!(out, "# HELP signpost_upstream_failures_total Failed upstream attempts, by server and outcome.");
-        let _ = writeln!(out, "# TYPE signpost_upstream_failures_total counter");
-        for ((protocol, address), figures) in &upstreams {
-            let server = format!("{protocol}://{address}");
-            for (outcome, count) in &figures.failures {
-                let _ = writeln!(
-                    out,
-                    "signpost_upstream_failures_total{{server=\"{server}\",outcome=\"{outcome}\"}} {count}"
-                );
-            }
-        }
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
         out
     }
 }
@@ -255,26 +256,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_prometheus_text() {
+    fn renders_the_exposition_format() {
         let metrics = Metrics::default();
         metrics.query(TransportIndex::Udp);
         metrics.query(TransportIndex::Doh);
         metrics.rcode(3);
+        metrics.rcode(16);
         metrics.decision(DecisionIndex::Cache);
         metrics.dropped(DropIndex::RateLimited);
         let server: SocketAddr = "127.0.0.1:53".parse().expect("address");
         metrics.upstream_attempt("udp", server, Duration::from_millis(3), None);
         metrics.upstream_attempt("udp", server, Duration::from_secs(2), Some("timeout"));
-        let text = metrics.render(&CacheStats::default(), 7);
-        assert!(text.contains("signpost_queries_total{transport=\"udp\"} 1"));
-        assert!(text.contains("signpost_responses_total{rcode=\"NXDOMAIN\"} 1"));
-        assert!(text.contains("signpost_dropped_total{reason=\"rate_limited\"} 1"));
-        assert!(
-            text.contains("signpost_upstream_latency_seconds_bucket{server=\"udp://127.0.0.1:53\",le=\"0.005\"} 1")
-        );
-        assert!(text.contains("signpost_upstream_failures_total{server=\"udp://127.0.0.1:53\",outcome=\"timeout\"} 1"));
-        assert!(text.contains("signpost_cache_entries 7"));
+        metrics.cache_stats().hits.inc();
+        let text = metrics.render(7);
+        for line in [
+            "# TYPE signpost_queries counter",
+            "signpost_queries_total{transport=\"udp\"} 1",
+            "signpost_queries_total{transport=\"tcp\"} 0",
+            "signpost_responses_total{rcode=\"NXDOMAIN\"} 1",
+            "signpost_responses_total{rcode=\"BADVERS\"} 1",
+            "signpost_decisions_total{decision=\"cache\"} 1",
+            "signpost_dropped_total{reason=\"rate_limited\"} 1",
+            "signpost_query_log_dropped_total 0",
+            "signpost_cache_operations_total{op=\"hit\"} 1",
+            "signpost_upstream_latency_seconds_bucket{le=\"0.005\",server=\"udp://127.0.0.1:53\"} 1",
+            "signpost_upstream_latency_seconds_bucket{le=\"+Inf\",server=\"udp://127.0.0.1:53\"} 2",
+            "signpost_upstream_latency_seconds_count{server=\"udp://127.0.0.1:53\"} 2",
+            "signpost_upstream_failures_total{server=\"udp://127.0.0.1:53\",outcome=\"timeout\"} 1",
+            "signpost_cache_entries 7",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|written| written == line), "no {line:?} in\n{text}");
+        }
         assert_eq!(metrics.queries("doh"), 1);
         assert_eq!(metrics.drops("rate_limited"), 1);
+        assert_eq!(metrics.responses(3), 1);
+        assert_eq!(metrics.responses(16), 1);
+        assert_eq!(metrics.decisions("cache"), 1);
+    }
+
+    #[test]
+    fn each_server_counts_on_its_own() {
+        let (one, two) = (Metrics::default(), Metrics::default());
+        one.query(TransportIndex::Tcp);
+        assert_eq!(one.queries("tcp"), 1);
+        assert_eq!(two.queries("tcp"), 0);
+        assert!(two.render(0).contains("signpost_queries_total{transport=\"tcp\"} 0"));
     }
 }

@@ -1,17 +1,27 @@
-//! The query log: JSON lines with the fields of Route 53 Resolver query logs,
-//! plus Signpost's decision trace, written by a thread of its own.
+//! The query log: one line per answered query, written by a thread of its
+//! own.
 //!
-//! Answering never waits for the log: records go through a bounded queue and
-//! are dropped (and counted) when the writer falls behind.
+//! Every line starts from a neutral [`QueryRecord`] — the fields every
+//! resolver logs (time, client, transport, listener, view, question, rcode,
+//! answers) plus Signpost's decision [`Trace`]. How a record becomes a line
+//! is a [`QueryLogFormat`]: [`JsonLines`] unless an application installs its
+//! own with [`ServerBuilder::query_log_format`](crate::ServerBuilder::query_log_format)
+//! to add or rename fields.
+//!
+//! Answering never waits for the log: the response bytes go through a
+//! bounded queue, and are dropped (and counted) when the writer falls
+//! behind. Records are parsed out of them and formatted on the writer thread.
 
-use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::{Serialize, Serializer};
+use signpost_rules::Transport;
+use signpost_wire::{Class, Message, Rcode, RecordType};
 
 use crate::config::{LogDestination, QueryLogConfig};
 use crate::metrics::Metrics;
@@ -56,110 +66,241 @@ pub struct Trace {
     pub notes: Vec<String>,
 }
 
-/// One answer record in Route 53's query-log shape.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct LogAnswer {
-    /// RDATA in presentation format.
-    #[serde(rename = "Rdata")]
-    pub rdata: String,
-    /// Record type.
-    #[serde(rename = "Type")]
-    pub rtype: String,
-    /// Class.
-    #[serde(rename = "Class")]
-    pub class: String,
+/// Write a value by its `Display` form.
+fn as_text<T: std::fmt::Display, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
-/// One query-log line.
-#[derive(Clone, Debug, Serialize)]
-pub struct LogRecord {
-    /// Format version, as Route 53 writes it.
-    pub version: &'static str,
-    /// The view, named as a VPC id when views stand for VPCs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vpc_id: Option<String>,
-    /// When the query arrived (RFC 3339, UTC).
-    pub query_timestamp: String,
+fn timestamp_text<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&rfc3339(*time))
+}
+
+fn client_address<S: Serializer>(client: &SocketAddr, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&client.ip())
+}
+
+fn client_port<S: Serializer>(client: &SocketAddr, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u16(client.port())
+}
+
+/// One answer record sent, in presentation form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoggedAnswer {
+    /// The owner name.
+    pub name: String,
+    /// The TTL sent.
+    pub ttl: u32,
+    /// The record type.
+    #[serde(rename = "type", serialize_with = "as_text")]
+    pub rtype: RecordType,
+    /// The class.
+    #[serde(serialize_with = "as_text")]
+    pub class: Class,
+    /// RDATA in presentation format.
+    pub rdata: String,
+}
+
+/// One answered query: the neutral core of a query-log line.
+///
+/// Serialized, it is the [`JsonLines`] format (the client's port as
+/// `client_port`):
+///
+/// ```json
+/// {"timestamp":"2025-01-01T12:00:00Z","client":"127.0.0.1","client_port":41871,
+///  "transport":"udp","listener":"udp@127.0.0.1:53","view":"default",
+///  "query_name":"www.example.com.","query_type":"A","query_class":"IN","rcode":"NOERROR",
+///  "answers":[{"name":"www.example.com.","ttl":60,"type":"A","class":"IN","rdata":"192.0.2.1"}],
+///  "trace":{"view":"default","matched":"...","decision":"local","rcode":"NOERROR"}}
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryRecord {
+    /// When the query arrived (written as RFC 3339, UTC, whole seconds).
+    pub timestamp: SystemTime,
+    /// The client's address and port.
+    pub client: SocketAddr,
+    /// How the query arrived.
+    pub transport: Transport,
+    /// The id of the listener it arrived on.
+    pub listener: Arc<str>,
+    /// The view the client was placed in (empty when the query was turned
+    /// away before one was chosen).
+    pub view: String,
     /// The question name as asked.
     pub query_name: String,
     /// The question type.
-    pub query_type: String,
+    pub query_type: RecordType,
     /// The question class.
-    pub query_class: String,
+    pub query_class: Class,
     /// The response code sent.
-    pub rcode: String,
-    /// Answer records sent.
-    pub answers: Vec<LogAnswer>,
-    /// Client address.
-    pub srcaddr: String,
-    /// Client port.
-    pub srcport: String,
-    /// UDP, TCP, DoT or DoH.
-    pub transport: &'static str,
-    /// Where the query came in: the listener or endpoint id.
-    pub srcids: BTreeMap<String, String>,
+    pub rcode: Rcode,
+    /// The answer records sent.
+    pub answers: Vec<LoggedAnswer>,
     /// Signpost's decision trace.
-    pub signpost: Trace,
+    pub trace: Trace,
 }
 
-/// The AWS account and region a query log's lines name: Route 53 Resolver
-/// writes `account_id` and `region` in every record. A server given one (the
-/// endpoint emulator always is) writes both into each line, before the
-/// [`LogRecord`]'s fields; without one, lines carry the record alone.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-pub struct LogAccount {
-    /// The account id (twelve digits in AWS).
-    pub account_id: String,
-    /// The region, e.g. `us-east-1`.
-    pub region: String,
+impl Serialize for QueryRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        NeutralLine {
+            timestamp: &self.timestamp,
+            client: &self.client,
+            client_port: &self.client,
+            transport: self.transport,
+            listener: &self.listener,
+            view: &self.view,
+            query_name: &self.query_name,
+            query_type: self.query_type,
+            query_class: self.query_class,
+            rcode: self.rcode,
+            answers: &self.answers,
+            trace: &self.trace,
+        }
+        .serialize(serializer)
+    }
 }
 
-/// One line as written: the account and region, then the record.
+/// The neutral line's fields, in order.
 #[derive(Serialize)]
-struct AccountLine<'a> {
-    account_id: &'a str,
-    region: &'a str,
-    #[serde(flatten)]
-    record: &'a LogRecord,
+struct NeutralLine<'a> {
+    #[serde(serialize_with = "timestamp_text")]
+    timestamp: &'a SystemTime,
+    #[serde(serialize_with = "client_address")]
+    client: &'a SocketAddr,
+    #[serde(serialize_with = "client_port")]
+    client_port: &'a SocketAddr,
+    transport: Transport,
+    listener: &'a str,
+    view: &'a str,
+    query_name: &'a str,
+    #[serde(serialize_with = "as_text")]
+    query_type: RecordType,
+    #[serde(serialize_with = "as_text")]
+    query_class: Class,
+    #[serde(serialize_with = "as_text")]
+    rcode: Rcode,
+    answers: &'a [LoggedAnswer],
+    trace: &'a Trace,
+}
+
+impl QueryRecord {
+    /// The record of `response`, sent to `client` for a query received at
+    /// `timestamp`; `None` when the response has no question to log.
+    fn from_response(entry: Entry) -> Option<Self> {
+        let message = Message::parse(&entry.response).ok()?;
+        let question = message.first_question().ok()??;
+        let rcode = message.rcode().unwrap_or(Rcode::SERVFAIL);
+        let mut answers = Vec::new();
+        for record in message.answers().ok()?.flatten() {
+            if let Ok(data) = record.data() {
+                answers.push(LoggedAnswer {
+                    name: record.name().to_string(),
+                    ttl: record.ttl(),
+                    rtype: record.rtype(),
+                    class: record.class(),
+                    rdata: data.to_string(),
+                });
+            }
+        }
+        let mut trace = entry.trace;
+        if trace.rcode.is_empty() {
+            trace.rcode = rcode.to_string();
+        }
+        if trace.decision.is_empty() {
+            trace.decision = trace.rcode.to_lowercase();
+        }
+        Some(Self {
+            timestamp: entry.timestamp,
+            client: entry.client,
+            transport: entry.transport,
+            listener: entry.listener,
+            view: trace.view.clone(),
+            query_name: question.name().to_string(),
+            query_type: question.qtype(),
+            query_class: question.qclass(),
+            rcode,
+            answers,
+            trace,
+        })
+    }
+}
+
+/// How a [`QueryRecord`] becomes a line. An application adds fields to
+/// the neutral ones by flattening the record into its own line, or renames
+/// them by writing the line it wants from the record's fields:
+///
+/// ```
+/// use std::io;
+/// use signpost_server::querylog::{QueryLogFormat, QueryRecord};
+///
+/// /// The neutral line with the tenant in front.
+/// struct WithTenant(String);
+///
+/// impl QueryLogFormat for WithTenant {
+///     fn write_line(&self, record: &QueryRecord, out: &mut dyn io::Write) -> io::Result<()> {
+///         #[derive(serde::Serialize)]
+///         struct Line<'a> {
+///             tenant: &'a str,
+///             #[serde(flatten)]
+///             record: &'a QueryRecord,
+///         }
+///         serde_json::to_writer(out, &Line { tenant: &self.0, record }).map_err(io::Error::from)
+///     }
+/// }
+/// ```
+pub trait QueryLogFormat: Send + Sync {
+    /// Write `record` as one line, without the line break.
+    fn write_line(&self, record: &QueryRecord, out: &mut dyn Write) -> io::Result<()>;
+}
+
+/// The neutral format: one JSON object per line, the [`QueryRecord`] as
+/// it serializes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonLines;
+
+impl QueryLogFormat for JsonLines {
+    fn write_line(&self, record: &QueryRecord, out: &mut dyn Write) -> io::Result<()> {
+        serde_json::to_writer(out, record).map_err(io::Error::from)
+    }
+}
+
+/// A query to log, as the pipeline hands it over: the response bytes, not
+/// yet parsed.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) timestamp: SystemTime,
+    pub(crate) client: SocketAddr,
+    pub(crate) transport: Transport,
+    pub(crate) listener: Arc<str>,
+    pub(crate) response: Box<[u8]>,
+    pub(crate) trace: Trace,
 }
 
 /// The sending side of the log; cheap to clone. It feeds one writer per
 /// configured destination, each optionally limited to some views.
 #[derive(Clone)]
-pub struct QueryLog {
+pub(crate) struct QueryLog {
     sinks: Vec<Sink>,
     metrics: Arc<Metrics>,
 }
 
 #[derive(Clone)]
 struct Sink {
-    sender: SyncSender<LogRecord>,
+    sender: SyncSender<Entry>,
     forwarded: bool,
     views: Vec<String>,
 }
 
 impl Sink {
-    fn wants(&self, record: &LogRecord, forwarded: bool) -> bool {
-        (!forwarded || self.forwarded) && (self.views.is_empty() || self.views.contains(&record.signpost.view))
+    fn wants(&self, entry: &Entry, forwarded: bool) -> bool {
+        (!forwarded || self.forwarded) && (self.views.is_empty() || self.views.contains(&entry.trace.view))
     }
 }
 
 impl QueryLog {
-    /// Start the writer thread for `config`.
-    pub fn start(config: &QueryLogConfig, metrics: Arc<Metrics>) -> io::Result<Self> {
-        Self::start_all(std::slice::from_ref(config), metrics)
-    }
-
-    /// Start one writer thread per configuration.
-    pub fn start_all(configs: &[QueryLogConfig], metrics: Arc<Metrics>) -> io::Result<Self> {
-        Self::start_all_for(configs, None, metrics)
-    }
-
-    /// Start one writer thread per configuration; with `account`, every line
-    /// names its account and region.
-    pub fn start_all_for(
+    /// Start one writer thread per configuration, each writing lines in `format`.
+    pub(crate) fn start_all(
         configs: &[QueryLogConfig],
-        account: Option<&LogAccount>,
+        format: Arc<dyn QueryLogFormat>,
         metrics: Arc<Metrics>,
     ) -> io::Result<Self> {
         let mut sinks = Vec::with_capacity(configs.len());
@@ -169,62 +310,55 @@ impl QueryLog {
                 LogDestination::File(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
             };
             let (sender, receiver) = sync_channel(config.queue.max(1));
-            let account = account.cloned();
+            let format = format.clone();
             std::thread::Builder::new()
                 .name("signpost-querylog".into())
-                .spawn(move || write_lines(receiver, writer, account))?;
+                .spawn(move || write_lines(receiver, writer, &*format))?;
             sinks.push(Sink { sender, forwarded: config.forwarded, views: config.views.clone() });
         }
         Ok(Self { sinks, metrics })
     }
 
     /// Whether forwarded queries are logged (by any destination).
-    pub fn logs_forwarded(&self) -> bool {
+    pub(crate) fn logs_forwarded(&self) -> bool {
         self.sinks.iter().any(|sink| sink.forwarded)
     }
 
-    /// Queue a record for every destination that takes its view; drops it
-    /// (counted) where the writer is behind.
-    pub fn log(&self, record: LogRecord) {
-        self.log_query(record, false);
-    }
-
-    /// Like [`QueryLog::log`], for a forwarded (or cached) query: only
-    /// destinations that log forwarded queries take it.
-    pub fn log_query(&self, record: LogRecord, forwarded: bool) {
+    /// Queue an entry for every destination that takes its view (and, for
+    /// a forwarded or cached query, logs those); drops it (counted) where
+    /// the writer is behind.
+    pub(crate) fn log(&self, entry: Entry, forwarded: bool) {
         let mut previous: Option<&Sink> = None;
-        for sink in self.sinks.iter().filter(|sink| sink.wants(&record, forwarded)) {
+        for sink in self.sinks.iter().filter(|sink| sink.wants(&entry, forwarded)) {
             if let Some(earlier) = previous.replace(sink) {
-                self.send(earlier, record.clone());
+                self.send(earlier, entry.clone());
             }
         }
         if let Some(last) = previous {
-            self.send(last, record);
+            self.send(last, entry);
         }
     }
 
-    fn send(&self, sink: &Sink, record: LogRecord) {
-        match sink.sender.try_send(record) {
+    fn send(&self, sink: &Sink, entry: Entry) {
+        match sink.sender.try_send(entry) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.metrics.log_dropped(),
         }
     }
 }
 
-fn write_lines(receiver: Receiver<LogRecord>, writer: Box<dyn Write + Send>, account: Option<LogAccount>) {
+fn write_lines(receiver: Receiver<Entry>, writer: Box<dyn Write + Send>, format: &dyn QueryLogFormat) {
     let mut writer = BufWriter::new(writer);
-    while let Ok(record) = receiver.recv() {
-        let mut next = Some(record);
-        while let Some(record) = next {
-            let written = match &account {
-                Some(account) => serde_json::to_writer(
-                    &mut writer,
-                    &AccountLine { account_id: &account.account_id, region: &account.region, record: &record },
-                ),
-                None => serde_json::to_writer(&mut writer, &record),
-            };
-            if written.is_ok() {
-                let _ = writer.write_all(b"\n");
+    let mut line = Vec::with_capacity(1024);
+    while let Ok(entry) = receiver.recv() {
+        let mut next = Some(entry);
+        while let Some(entry) = next {
+            if let Some(record) = QueryRecord::from_response(entry) {
+                line.clear();
+                if format.write_line(&record, &mut line).is_ok() {
+                    line.push(b'\n');
+                    let _ = writer.write_all(&line);
+                }
             }
             next = receiver.try_recv().ok();
         }
@@ -234,51 +368,70 @@ fn write_lines(receiver: Receiver<LogRecord>, writer: Box<dyn Write + Send>, acc
     let _ = writer.flush();
 }
 
-/// Format a time as RFC 3339 in UTC with seconds precision, as Route 53 does.
+/// Format a time as RFC 3339 in UTC with seconds precision
+/// (`2021-02-04T17:51:55Z`).
 pub fn rfc3339(time: SystemTime) -> String {
-    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = (seconds / 86_400) as i64;
-    let of_day = seconds % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", of_day / 3_600, (of_day % 3_600) / 60, of_day % 60)
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let whole_seconds = jiff::Timestamp::try_from(time)
+        .and_then(|timestamp| jiff::Timestamp::from_second(timestamp.as_second()))
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    whole_seconds.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
-    /// A UDP query for `example.com. A` from 127.0.0.1 in `view`.
-    fn sample_record(view: &str) -> LogRecord {
-        LogRecord {
-            version: "1.100000",
-            vpc_id: Some(view.into()),
-            query_timestamp: rfc3339(SystemTime::now()),
-            query_name: "example.com.".into(),
-            query_type: "A".into(),
-            query_class: "IN".into(),
-            rcode: "NOERROR".into(),
-            answers: Vec::new(),
-            srcaddr: "127.0.0.1".into(),
-            srcport: "5353".into(),
-            transport: "UDP",
-            srcids: BTreeMap::new(),
-            signpost: Trace { view: view.into(), ..Trace::default() },
+    use signpost_wire::{MessageBuilder, NameBuf, RData, Section};
+
+    /// The response to `example.com. A` with one A record.
+    fn response() -> Box<[u8]> {
+        let mut query = Vec::new();
+        let mut builder = MessageBuilder::new(&mut query).expect("builder");
+        let name: NameBuf = "example.com".parse().expect("name");
+        builder.push_question(&name, RecordType::A, Class::IN).expect("question");
+        builder.finish().expect("query");
+        let query = Message::parse(&query).expect("parse");
+        let mut response = Vec::new();
+        let mut builder = MessageBuilder::response_to(&mut response, &query).expect("builder");
+        builder.push(Section::Answer, &name, Class::IN, 60, &RData::A("192.0.2.1".parse().expect("a"))).expect("a");
+        builder.finish().expect("response");
+        response.into()
+    }
+
+    /// A UDP query for `example.com. A` from 127.0.0.1:5353 in `view`.
+    fn entry(view: &str) -> Entry {
+        Entry {
+            timestamp: UNIX_EPOCH + Duration::from_secs(1_612_461_115),
+            client: "127.0.0.1:5353".parse().expect("address"),
+            transport: Transport::Udp,
+            listener: Arc::from("udp@127.0.0.1:53"),
+            response: response(),
+            trace: Trace { view: view.into(), decision: "local".into(), ..Trace::default() },
         }
+    }
+
+    fn config(path: std::path::PathBuf, views: &[&str], forwarded: bool) -> QueryLogConfig {
+        QueryLogConfig {
+            enabled: true,
+            destination: LogDestination::File(path),
+            forwarded,
+            queue: 16,
+            views: views.iter().map(|view| (*view).to_string()).collect(),
+        }
+    }
+
+    /// The lines in `path`, once `count` are there (or after two seconds).
+    fn lines(path: &std::path::Path, count: usize) -> Vec<String> {
+        let mut lines = Vec::new();
+        for _ in 0..100 {
+            lines = std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect();
+            if lines.len() >= count {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lines
     }
 
     #[test]
@@ -286,6 +439,28 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_612_461_115)), "2021-02-04T17:51:55Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_612_461_115_999)), "2021-02-04T17:51:55Z");
+    }
+
+    #[test]
+    fn the_neutral_format_writes_the_core_fields() {
+        let record = QueryRecord::from_response(entry("default")).expect("record");
+        let mut line = Vec::new();
+        JsonLines.write_line(&record, &mut line).expect("write");
+        assert_eq!(
+            String::from_utf8(line).expect("utf-8"),
+            r#"{"timestamp":"2021-02-04T17:51:55Z","client":"127.0.0.1","client_port":5353,"transport":"udp","listener":"udp@127.0.0.1:53","view":"default","query_name":"example.com.","query_type":"A","query_class":"IN","rcode":"NOERROR","answers":[{"name":"example.com.","ttl":60,"type":"A","class":"IN","rdata":"192.0.2.1"}],"trace":{"view":"default","matched":"","decision":"local","rcode":"NOERROR"}}"#
+        );
+    }
+
+    #[test]
+    fn a_response_without_a_question_is_not_logged() {
+        let mut bare = entry("default");
+        bare.response = Box::new([0u8; 12]);
+        assert_eq!(QueryRecord::from_response(bare), None);
+        let mut garbage = entry("default");
+        garbage.response = Box::new([1, 2, 3]);
+        assert_eq!(QueryRecord::from_response(garbage), None);
     }
 
     #[test]
@@ -295,31 +470,12 @@ mod tests {
         let path = dir.join("queries.log");
         let _ = std::fs::remove_file(&path);
         let metrics = Arc::new(Metrics::default());
-        let config = QueryLogConfig {
-            enabled: true,
-            destination: LogDestination::File(path.clone()),
-            forwarded: true,
-            queue: 16,
-            views: Vec::new(),
-        };
-        let log = QueryLog::start(&config, metrics.clone()).expect("start");
-        let record = LogRecord {
-            version: "1.100000",
-            vpc_id: Some("vpc-1".into()),
-            query_timestamp: rfc3339(SystemTime::now()),
-            query_name: "example.com.".into(),
-            query_type: "A".into(),
-            query_class: "IN".into(),
-            rcode: "NOERROR".into(),
-            answers: vec![LogAnswer { rdata: "192.0.2.1".into(), rtype: "A".into(), class: "IN".into() }],
-            srcaddr: "127.0.0.1".into(),
-            srcport: "5353".into(),
-            transport: "DoH",
-            srcids: BTreeMap::from([("resolver_endpoint".to_string(), "rslvr-in-1".to_string())]),
-            signpost: Trace { decision: "local".into(), rcode: "NOERROR".into(), ..Trace::default() },
-        };
+        let log = QueryLog::start_all(&[config(path.clone(), &[], true)], Arc::new(JsonLines), metrics.clone())
+            .expect("start");
+        let mut doh = entry("default");
+        doh.transport = Transport::Doh;
         for _ in 0..1_000 {
-            log.log(record.clone());
+            log.log(doh.clone(), false);
         }
         drop(log);
         let mut text = String::new();
@@ -333,49 +489,41 @@ mod tests {
         let lines = text.lines().count() as u64;
         assert_eq!(lines + metrics.log_lines_dropped(), 1_000);
         let first: serde_json::Value = serde_json::from_str(text.lines().next().expect("a line")).expect("json");
-        assert_eq!(first["transport"], "DoH");
-        assert_eq!(first["answers"][0]["Rdata"], "192.0.2.1");
-        assert_eq!(first["srcids"]["resolver_endpoint"], "rslvr-in-1");
+        assert_eq!(first["transport"], "doh");
+        assert_eq!(first["answers"][0]["rdata"], "192.0.2.1");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn lines_name_the_account_and_region_when_given() {
-        let dir = std::env::temp_dir().join(format!("signpost-querylog-account-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let config = |name: &str| QueryLogConfig {
-            enabled: true,
-            destination: LogDestination::File(dir.join(name)),
-            forwarded: true,
-            queue: 16,
-            views: Vec::new(),
-        };
-        let account = LogAccount { account_id: "123456789012".into(), region: "eu-west-1".into() };
-        let with = QueryLog::start_all_for(&[config("with.log")], Some(&account), Arc::new(Metrics::default()))
-            .expect("start");
-        let without = QueryLog::start_all(&[config("without.log")], Arc::new(Metrics::default())).expect("start");
-        let record = sample_record("vpc-1");
-        with.log(record.clone());
-        without.log(record);
-        drop((with, without));
-        let line = |name: &str| {
-            for _ in 0..100 {
-                let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-                if let Some(line) = text.lines().next() {
-                    return serde_json::from_str::<serde_json::Value>(line).expect("json");
-                }
-                std::thread::sleep(Duration::from_millis(20));
+    /// An application's own format: fields added in front of the neutral ones.
+    struct Tenant;
+
+    impl QueryLogFormat for Tenant {
+        fn write_line(&self, record: &QueryRecord, out: &mut dyn Write) -> io::Result<()> {
+            #[derive(Serialize)]
+            struct Line<'a> {
+                tenant: &'a str,
+                #[serde(flatten)]
+                record: &'a QueryRecord,
             }
-            panic!("no line in {name}");
-        };
-        let with = line("with.log");
-        assert_eq!(with["account_id"], "123456789012");
-        assert_eq!(with["region"], "eu-west-1");
-        assert_eq!(with["vpc_id"], "vpc-1", "the record's fields follow");
-        assert_eq!(with["transport"], "UDP");
-        let without = line("without.log");
-        assert!(without.get("account_id").is_none() && without.get("region").is_none(), "{without}");
-        assert_eq!(without["vpc_id"], "vpc-1");
+            serde_json::to_writer(out, &Line { tenant: "t-1", record }).map_err(io::Error::from)
+        }
+    }
+
+    #[test]
+    fn an_application_format_writes_the_lines() {
+        let dir = std::env::temp_dir().join(format!("signpost-querylog-format-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("tenant.log");
+        let _ = std::fs::remove_file(&path);
+        let log =
+            QueryLog::start_all(&[config(path.clone(), &[], true)], Arc::new(Tenant), Arc::default()).expect("start");
+        log.log(entry("view-1"), false);
+        drop(log);
+        let lines = lines(&path, 1);
+        let line: serde_json::Value = serde_json::from_str(lines.first().expect("a line")).expect("json");
+        assert_eq!(line["tenant"], "t-1");
+        assert_eq!(line["view"], "view-1");
+        assert_eq!(line["query_name"], "example.com.");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -383,36 +531,15 @@ mod tests {
     fn destinations_take_only_their_views() {
         let dir = std::env::temp_dir().join(format!("signpost-querylog-views-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        let config = |name: &str, views: &[&str], forwarded: bool| QueryLogConfig {
-            enabled: true,
-            destination: LogDestination::File(dir.join(name)),
-            forwarded,
-            queue: 16,
-            views: views.iter().map(|view| (*view).to_string()).collect(),
-        };
-        let configs = [config("a.log", &["vpc-a"], true), config("all.log", &[], false)];
-        let log = QueryLog::start_all(&configs, Arc::new(Metrics::default())).expect("start");
+        let configs = [config(dir.join("a.log"), &["view-a"], true), config(dir.join("all.log"), &[], false)];
+        let log = QueryLog::start_all(&configs, Arc::new(JsonLines), Arc::default()).expect("start");
         assert!(log.logs_forwarded());
-        let record = sample_record;
-        log.log_query(record("vpc-a"), false);
-        log.log_query(record("vpc-b"), false);
-        log.log_query(record("vpc-a"), true);
+        log.log(entry("view-a"), false);
+        log.log(entry("view-b"), false);
+        log.log(entry("view-a"), true);
         drop(log);
-        let count = |name: &str| {
-            let mut lines = 0;
-            for _ in 0..100 {
-                lines = std::fs::read_to_string(dir.join(name)).unwrap_or_default().lines().count();
-                if lines > 0 {
-                    std::thread::sleep(Duration::from_millis(20));
-                    lines = std::fs::read_to_string(dir.join(name)).unwrap_or_default().lines().count();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            lines
-        };
-        assert_eq!(count("a.log"), 2, "vpc-a's two queries, forwarded included");
-        assert_eq!(count("all.log"), 2, "every view, but not forwarded queries");
+        assert_eq!(lines(&dir.join("a.log"), 2).len(), 2, "view-a's two queries, forwarded included");
+        assert_eq!(lines(&dir.join("all.log"), 2).len(), 2, "every view, but not forwarded queries");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

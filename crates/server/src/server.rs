@@ -1,36 +1,36 @@
 //! Building, starting, reloading and stopping a server; the embedding API.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use signpost_rules::{RuleSet, Transport};
 use signpost_upstream::Upstreams;
 use signpost_wire::{NameBuf, RecordType};
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminExtension};
 use crate::cache::CacheStats;
-use crate::config::{AdminConfig, ListenerConfig, ListenerTransport, QueryLogConfig, ServerConfig, default_allow_list};
-use crate::faults::{FaultAction, FaultTarget};
+use crate::config::{AdminConfig, ListenerConfig, QueryLogConfig, ServerConfig};
+use crate::error::BoxError;
 use crate::limits::RateLimiter;
+use crate::listener::{self, BoundListener, Running, Runtime};
 use crate::metrics::Metrics;
-use crate::pipeline::{ListenerContext, Pipeline, State};
-use crate::querylog::{LogAccount, QueryLog, Trace};
-use crate::record::RecordedQuery;
+use crate::pipeline::{Pipeline, State};
+use crate::querylog::{JsonLines, QueryLog, QueryLogFormat, Trace};
 use crate::tcp::StreamLimits;
-use crate::{Error, doh, tcp, tls, udp};
+use crate::test_layer::TestLayer;
+use crate::{Error, tcp};
 
 /// Rebuilds rules and upstreams from their source (config files), for
-/// SIGHUP and the admin `/reload` route. An error keeps the old ones serving.
-pub type Reloader = Arc<dyn Fn() -> Result<State, String> + Send + Sync>;
+/// SIGHUP and the admin `/reload` route. An error keeps the old ones
+/// serving. It runs on a blocking thread (`spawn_blocking`), so it may read
+/// files, load TLS roots and resolve names.
+pub type Reloader = Arc<dyn Fn() -> Result<State, BoxError> + Send + Sync>;
 
 /// Like [`Reloader`], and also returns the server settings the source now
 /// holds, so a reload can say which of them changed: those need a restart.
-pub(crate) type ConfigReloader = Arc<dyn Fn() -> Result<(State, ServerConfig), String> + Send + Sync>;
+pub type ConfigReloader = Arc<dyn Fn() -> Result<(State, ServerConfig), BoxError> + Send + Sync>;
 
 /// The sections of a server configuration a reload cannot change in place.
 const RESTART_SECTIONS: [&str; 6] = ["listeners", "cache", "query_log", "limits", "edns", "admin"];
@@ -56,10 +56,10 @@ fn changed_sections(running: &ServerConfig, next: &ServerConfig) -> Vec<&'static
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), signpost_server::Error> {
-/// use signpost_server::{ListenerConfig, ListenerTransport, Server};
+/// use signpost_server::{ListenerConfig, Transport, Server};
 ///
 /// let server = Server::builder()
-///     .listener(ListenerConfig::new(ListenerTransport::Udp, "127.0.0.1:0".parse().unwrap()))
+///     .listener(ListenerConfig::new(Transport::Udp, "127.0.0.1:0".parse().unwrap()))
 ///     .start()
 ///     .await?;
 /// let address = server.udp_addrs()[0];
@@ -87,8 +87,8 @@ pub struct ServerBuilder {
     reloader: Option<Reloader>,
     config_reloader: Option<ConfigReloader>,
     query_logs: Vec<QueryLogConfig>,
-    log_account: Option<LogAccount>,
-    shared_limits: Vec<(Vec<String>, u32)>,
+    log_format: Option<Arc<dyn QueryLogFormat>>,
+    test_layer: Option<TestLayer>,
 }
 
 impl ServerBuilder {
@@ -106,8 +106,8 @@ impl ServerBuilder {
 
     /// Listen for UDP and TCP on `address` (with port 0, both get the same free port).
     pub fn udp_and_tcp(self, address: SocketAddr) -> Self {
-        self.listener(ListenerConfig::new(ListenerTransport::Udp, address))
-            .listener(ListenerConfig::new(ListenerTransport::Tcp, address))
+        self.listener(ListenerConfig::new(Transport::Udp, address))
+            .listener(ListenerConfig::new(Transport::Tcp, address))
     }
 
     /// The rule set.
@@ -130,26 +130,25 @@ impl ServerBuilder {
     }
 
     /// More query logs besides `config.query_log`, each with its own
-    /// destination and possibly limited to some views (as Route 53 query
-    /// logging configurations are to VPCs).
+    /// destination and possibly limited to some views.
     pub fn query_logs(mut self, logs: Vec<QueryLogConfig>) -> Self {
         self.query_logs = logs;
         self
     }
 
-    /// Name this account and region in every query-log line (Route 53's
-    /// `account_id` and `region`); without it lines carry neither.
-    pub fn query_log_account(mut self, account: LogAccount) -> Self {
-        self.log_account = Some(account);
+    /// How query-log lines are written: [`JsonLines`] (the neutral
+    /// format) unless an application gives its own, to add or rename fields.
+    pub fn query_log_format(mut self, format: Arc<dyn QueryLogFormat>) -> Self {
+        self.log_format = Some(format);
         self
     }
 
-    /// Let the listeners with these ids take `qps` queries per second
-    /// together: one token bucket for all of them, in place of each one's
-    /// own `max_qps` (an endpoint address's UDP, TCP and DoH listeners, say).
-    /// A listener may be in one shared limit only.
-    pub fn shared_listener_limit(mut self, listeners: Vec<String>, qps: u32) -> Self {
-        self.shared_limits.push((listeners, qps));
+    /// Add fault injection and query recording (for tests): the server
+    /// runs `layer` on every query, and the test keeps a clone to inject
+    /// faults and read what was recorded. Without it, neither costs more
+    /// than a branch.
+    pub fn test_layer(mut self, layer: TestLayer) -> Self {
+        self.test_layer = Some(layer);
         self
     }
 
@@ -172,8 +171,7 @@ impl ServerBuilder {
     }
 
     /// How to rebuild rules and upstreams on reload, with the server settings
-    /// now in the source (`Arc<dyn Fn() -> Result<(State, ServerConfig),
-    /// String> + Send + Sync>`): settings that differ from the running ones are
+    /// now in the source: settings that differ from the running ones are
     /// reported (and logged as warnings) as needing a restart. Takes the
     /// place of [`ServerBuilder::reloader`].
     pub fn config_reloader(mut self, reloader: ConfigReloader) -> Self {
@@ -192,159 +190,49 @@ impl ServerBuilder {
         let log = if logs.is_empty() {
             None
         } else {
-            Some(QueryLog::start_all_for(&logs, self.log_account.as_ref(), metrics.clone()).map_err(Error::QueryLog)?)
+            let format = self.log_format.unwrap_or_else(|| Arc::new(JsonLines));
+            Some(QueryLog::start_all(&logs, format, metrics.clone()).map_err(Error::QueryLog)?)
         };
-        let rules = match self.rules {
-            Some(rules) => rules,
-            None => Arc::new(RuleSet::default()),
-        };
-        let upstreams = match self.upstreams {
-            Some(upstreams) => upstreams,
-            None => Arc::new(Upstreams::default()),
-        };
-        let config = self.config.clone();
-        let pipeline = Arc::new(Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log));
-        let (stop, stop_receiver) = watch::channel(false);
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let limits = StreamLimits {
-            max_connections: config.limits.tcp_max_connections,
-            max_in_flight: config.limits.tcp_max_in_flight,
-            idle_timeout: Duration::from_secs(config.limits.tcp_idle_timeout_secs.max(1)),
-        };
-        let mut shared_limits: HashMap<&str, RateLimiter> = HashMap::new();
-        for (ids, qps) in &self.shared_limits {
-            let limiter = RateLimiter::single(*qps);
-            for id in ids {
-                if shared_limits.insert(id, limiter.clone()).is_some() {
-                    return Err(Error::Listener { listener: id.clone(), reason: "in two shared limits".into() });
-                }
-            }
-        }
-        let mut bound = Vec::new();
-        let mut tasks = Vec::new();
-        // A port-0 UDP listener and a port-0 TCP-based listener on one address
-        // share the port picked first, so a test gets UDP and TCP on one port.
-        let mut picked_ports: Vec<(IpAddr, u16, bool, bool)> = Vec::new();
-        for listener in &config.listeners {
-            let id = listener.id_or_default();
-            let mut address = listener.socket_address();
-            let is_udp = listener.transport == ListenerTransport::Udp;
-            let mut shared = None;
-            if address.port() == 0
-                && let Some(entry) = picked_ports.iter_mut().find(|(ip, _, udp_used, tcp_used)| {
-                    *ip == address.ip() && if is_udp { !*udp_used } else { !*tcp_used }
-                })
-            {
-                address.set_port(entry.1);
-                if is_udp {
-                    entry.2 = true;
-                } else {
-                    entry.3 = true;
-                }
-                shared = Some(entry.1);
-            }
-            let context = Arc::new(ListenerContext {
-                id: Arc::from(id.as_str()),
-                transport: match listener.transport {
-                    ListenerTransport::Udp => Transport::Udp,
-                    ListenerTransport::Tcp => Transport::Tcp,
-                    ListenerTransport::Dot => Transport::Dot,
-                    ListenerTransport::Doh => Transport::Doh,
-                },
-                allow: listener.allow.clone().unwrap_or_else(default_allow_list),
-                max_qps: match shared_limits.get(id.as_str()) {
-                    Some(limiter) => Some(limiter.clone()),
-                    None => listener.max_qps.map(RateLimiter::single),
-                },
-                bound: (!address.ip().is_unspecified()).then_some(address.ip()),
-                client_rate_limit: listener.client_rate_limit,
-                srcids: listener.srcids.iter().map(|(key, value)| (key.clone(), value.clone())).collect(),
-            });
-            let local = match listener.transport {
-                ListenerTransport::Udp => {
-                    let workers = listener
-                        .workers
-                        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                        .max(1);
-                    let sockets = udp::bind_sockets(address, workers)?;
-                    let local = sockets
-                        .first()
-                        .and_then(|socket| socket.local_addr().ok())
-                        .ok_or_else(|| Error::Listener { listener: id.clone(), reason: "no socket bound".into() })?;
-                    tasks.extend(udp::spawn_workers(
-                        sockets,
-                        context,
-                        pipeline.clone(),
-                        stop_receiver.clone(),
-                        in_flight.clone(),
-                    )?);
-                    local
-                }
-                ListenerTransport::Tcp | ListenerTransport::Dot => {
-                    let transport = if listener.transport == ListenerTransport::Tcp { "tcp" } else { "dot" };
-                    let tls = match listener.transport {
-                        ListenerTransport::Dot => Some(tls_acceptor(listener, &id, &[b"dot"])?.ok_or_else(|| {
-                            Error::Listener { listener: id.clone(), reason: "DoT needs tls_cert and tls_key".into() }
-                        })?),
-                        _ => None,
-                    };
-                    let socket = tcp::bind(address, transport)?;
-                    let local =
-                        socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })?;
-                    let socket = tcp::into_tokio(socket)?;
-                    tasks.push(tokio::spawn(tcp::serve(
-                        socket,
-                        tls,
-                        context,
-                        pipeline.clone(),
-                        limits,
-                        stop_receiver.clone(),
-                        in_flight.clone(),
-                    )));
-                    local
-                }
-                ListenerTransport::Doh => {
-                    let tls = tls_acceptor(listener, &id, &[b"h2", b"http/1.1"])?;
-                    if tls.is_none() && !listener.plain_http {
-                        return Err(Error::Listener {
-                            listener: id,
-                            reason:
-                                "DoH needs tls_cert and tls_key, or plain_http = true behind a TLS-terminating proxy"
-                                    .into(),
-                        });
-                    }
-                    let socket = tcp::bind(address, "doh")?;
-                    let local =
-                        socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })?;
-                    let socket = tcp::into_tokio(socket)?;
-                    tasks.push(tokio::spawn(doh::serve(
-                        socket,
-                        tls,
-                        context,
-                        pipeline.clone(),
-                        listener.doh_path.clone(),
-                        stop_receiver.clone(),
-                        in_flight.clone(),
-                        limits.idle_timeout,
-                    )));
-                    local
-                }
-            };
-            if listener.port == 0 && shared.is_none() {
-                picked_ports.push((local.ip(), local.port(), is_udp, !is_udp));
-            }
-            bound.push(BoundListener { id, transport: listener.transport, address: local });
-        }
-        let inner = Arc::new(Inner {
+        let rules = self.rules.unwrap_or_default();
+        let upstreams = self.upstreams.unwrap_or_default();
+        let config = self.config;
+        let pipeline =
+            Arc::new(Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log, self.test_layer));
+        let runtime = Runtime {
             pipeline,
-            listeners: bound,
+            limits: StreamLimits {
+                max_connections: config.limits.tcp_max_connections,
+                max_in_flight: config.limits.tcp_max_in_flight,
+                idle_timeout: Duration::from_secs(config.limits.tcp_idle_timeout_secs.max(1)),
+            },
+            groups: config.limits.groups.iter().map(|(name, qps)| (name.clone(), RateLimiter::single(*qps))).collect(),
+            stop: CancellationToken::new(),
+        };
+        // Everything that can be checked is checked before anything is bound.
+        let mut tls = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            tls.push(listener::prepare(listener, &runtime.groups).await?);
+        }
+        let sockets = listener::bind_all(&config.listeners)?;
+        let mut running = Vec::with_capacity(sockets.len());
+        for ((listener, sockets), tls) in config.listeners.iter().zip(sockets).zip(tls) {
+            match listener::serve(&runtime, listener, sockets, tls) {
+                Ok(started) => running.push(started),
+                Err(error) => {
+                    runtime.stop.cancel();
+                    return Err(error);
+                }
+            }
+        }
+        let stop = runtime.stop.clone();
+        let inner = Arc::new(Inner {
+            runtime,
+            listeners: Mutex::new(running),
             admin: Mutex::new(None),
-            stop,
-            tasks: Mutex::new(tasks),
-            in_flight,
+            tasks: Mutex::new(Vec::new()),
             reloader: self.reloader,
             config_reloader: self.config_reloader,
-            config: config.clone(),
+            config: Mutex::new(config.clone()),
         });
         let handle = ServerHandle { inner };
         if let Some(admin) = &config.admin {
@@ -354,7 +242,9 @@ impl ServerBuilder {
             if let Ok(mut slot) = handle.inner.admin.lock() {
                 *slot = Some(local);
             }
-            let task = tokio::spawn(admin::serve(socket, handle.clone(), self.extension, stop_receiver.clone()));
+            // The admin task holds a weak handle: dropping the last handle
+            // still stops the server.
+            let task = tokio::spawn(admin::serve(socket, handle.downgrade(), self.extension, stop.child_token()));
             if let Ok(mut tasks) = handle.inner.tasks.lock() {
                 tasks.push(task);
             }
@@ -363,74 +253,147 @@ impl ServerBuilder {
     }
 }
 
-fn tls_acceptor(listener: &ListenerConfig, id: &str, alpn: &[&[u8]]) -> Result<Option<TlsAcceptor>, Error> {
-    match (&listener.tls_cert, &listener.tls_key) {
-        (Some(cert), Some(key)) => {
-            Ok(Some(TlsAcceptor::from(tls::server_config(id, cert, key, alpn, listener.tls_fips)?)))
-        }
-        (None, None) => Ok(None),
-        _ => Err(Error::Listener { listener: id.to_string(), reason: "tls_cert and tls_key go together".into() }),
+/// Run an application's reloader on a blocking thread: it reads files,
+/// loads TLS roots and resolves names.
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BoxError> + Send + 'static,
+) -> Result<T, Error> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(|source| Error::Reload { source }),
+        Err(failed) => Err(Error::Reload { source: Box::new(failed) }),
     }
 }
 
-/// A listener as bound.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BoundListener {
-    /// Its id.
-    pub id: String,
-    /// Its transport.
-    pub transport: ListenerTransport,
-    /// The address actually bound (the real port when 0 was asked for).
-    pub address: SocketAddr,
-}
-
 struct Inner {
-    pipeline: Arc<Pipeline>,
-    listeners: Vec<BoundListener>,
+    runtime: Runtime,
+    /// The listeners being served, in the order they were configured or added.
+    listeners: Mutex<Vec<Running>>,
     admin: Mutex<Option<SocketAddr>>,
-    stop: watch::Sender<bool>,
+    /// Tasks besides the listeners' (the admin listener).
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    in_flight: Arc<AtomicUsize>,
     reloader: Option<Reloader>,
     config_reloader: Option<ConfigReloader>,
-    /// The settings the server started with; reloads leave them in force.
-    config: ServerConfig,
+    /// The settings running: those the server started with (reloads leave
+    /// them in force), with listeners added or removed since.
+    config: Mutex<ServerConfig>,
 }
 
-/// A running server. Cheap to clone; `shutdown` stops it.
+impl Drop for Inner {
+    /// The last handle gone: every listener stops (queries in flight are
+    /// not waited for; [`ServerHandle::shutdown`] waits).
+    fn drop(&mut self) {
+        self.runtime.stop.cancel();
+    }
+}
+
+/// A running server. Cheap to clone; `shutdown` stops it, and so does
+/// dropping the last clone (a test that panics does not leak its server).
 #[derive(Clone)]
 pub struct ServerHandle {
     inner: Arc<Inner>,
 }
 
+/// A handle that does not keep the server running (the admin listener's).
+#[derive(Clone)]
+pub(crate) struct WeakHandle(Weak<Inner>);
+
+impl WeakHandle {
+    pub(crate) fn upgrade(&self) -> Option<ServerHandle> {
+        self.0.upgrade().map(|inner| ServerHandle { inner })
+    }
+}
+
 impl ServerHandle {
-    /// Every listener as bound.
-    pub fn listeners(&self) -> &[BoundListener] {
-        &self.inner.listeners
+    fn downgrade(&self) -> WeakHandle {
+        WeakHandle(Arc::downgrade(&self.inner))
     }
 
-    fn addresses(&self, transport: ListenerTransport) -> Vec<SocketAddr> {
-        self.inner.listeners.iter().filter(|l| l.transport == transport).map(|l| l.address).collect()
+    fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.inner.runtime.pipeline
+    }
+
+    /// Every listener as bound, in the order configured or added.
+    pub fn listeners(&self) -> Vec<BoundListener> {
+        let listeners = self.inner.listeners.lock();
+        listeners.map(|listeners| listeners.iter().map(|running| running.bound.clone()).collect()).unwrap_or_default()
+    }
+
+    fn addresses(&self, transport: Transport) -> Vec<SocketAddr> {
+        self.listeners().into_iter().filter(|l| l.transport == transport).map(|l| l.address).collect()
     }
 
     /// Bound UDP addresses.
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.addresses(ListenerTransport::Udp)
+        self.addresses(Transport::Udp)
     }
 
     /// Bound TCP addresses.
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        self.addresses(ListenerTransport::Tcp)
+        self.addresses(Transport::Tcp)
     }
 
     /// Bound DoT addresses.
     pub fn dot_addrs(&self) -> Vec<SocketAddr> {
-        self.addresses(ListenerTransport::Dot)
+        self.addresses(Transport::Dot)
     }
 
     /// Bound DoH addresses.
     pub fn doh_addrs(&self) -> Vec<SocketAddr> {
-        self.addresses(ListenerTransport::Doh)
+        self.addresses(Transport::Doh)
+    }
+
+    /// Start serving one more listener while the others keep answering.
+    /// Its id (as configured, else `transport@address:port`) must not be
+    /// one a running listener has; its rate-limit group must exist. TLS
+    /// files are read on a blocking thread.
+    pub async fn add_listener(&self, listener: ListenerConfig) -> Result<BoundListener, Error> {
+        let tls = listener::prepare(&listener, &self.inner.runtime.groups).await?;
+        let sockets = listener::bind_one(&listener)?;
+        let started = listener::serve(&self.inner.runtime, &listener, sockets, tls)?;
+        let bound = started.bound.clone();
+        // The id is checked once bound, as a default id names the real port.
+        let refused = match self.inner.listeners.lock() {
+            Ok(mut listeners) if !listeners.iter().any(|running| running.bound.id == bound.id) => {
+                listeners.push(started);
+                None
+            }
+            Ok(_) => Some((started, Error::DuplicateListener { id: bound.id.clone() })),
+            Err(_) => Some((
+                started,
+                Error::Listener { listener: bound.id.clone(), reason: "the listener table is poisoned".into() },
+            )),
+        };
+        if let Some((started, error)) = refused {
+            started.stop().await;
+            return Err(error);
+        }
+        if let Ok(mut config) = self.inner.config.lock() {
+            config.listeners.push(listener);
+        }
+        Ok(bound)
+    }
+
+    /// Stop serving the listener with this id while the others keep
+    /// answering; its sockets are closed when its tasks end (at once for
+    /// new queries; answers in flight on it are dropped).
+    pub async fn remove_listener(&self, id: &str) -> Result<BoundListener, Error> {
+        let removed = {
+            let Ok(mut listeners) = self.inner.listeners.lock() else {
+                return Err(Error::UnknownListener { id: id.to_string() });
+            };
+            let Some(position) = listeners.iter().position(|running| running.bound.id == id) else {
+                return Err(Error::UnknownListener { id: id.to_string() });
+            };
+            listeners.remove(position)
+        };
+        if let Ok(mut config) = self.inner.config.lock()
+            && let Some(position) = config.listeners.iter().position(|listener| *listener == removed.config)
+        {
+            config.listeners.remove(position);
+        }
+        let bound = removed.bound.clone();
+        removed.stop().await;
+        Ok(bound)
     }
 
     /// The admin/metrics address, if serving.
@@ -440,19 +403,19 @@ impl ServerHandle {
 
     /// The rule set in force.
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.inner.pipeline.state.load().rules.clone()
+        self.pipeline().state.load().rules.clone()
     }
 
     /// The upstreams in force.
     pub fn upstreams(&self) -> Arc<Upstreams> {
-        self.inner.pipeline.state.load().upstreams.clone()
+        self.pipeline().state.load().upstreams.clone()
     }
 
     /// Swap in new rules and upstreams atomically; queries already running
     /// finish with the old ones. The cache is emptied.
     pub fn reload(&self, state: State) {
-        self.inner.pipeline.state.store(Arc::new(state));
-        self.inner.pipeline.cache.clear();
+        self.pipeline().state.store(Arc::new(state));
+        self.pipeline().cache.clear();
     }
 
     /// Swap in new rules, keeping the upstreams.
@@ -468,7 +431,10 @@ impl ServerHandle {
     /// as a warning; the reload itself goes ahead.
     pub fn reload_with_config(&self, state: State, config: &ServerConfig) -> Vec<&'static str> {
         self.reload(state);
-        let changed = changed_sections(&self.inner.config, config);
+        let changed = match self.inner.config.lock() {
+            Ok(running) => changed_sections(&running, config),
+            Err(_) => Vec::new(),
+        };
         if !changed.is_empty() {
             tracing::warn!(
                 sections = ?changed,
@@ -479,81 +445,64 @@ impl ServerHandle {
         changed
     }
 
-    /// Rebuild from the configured source (the `Reloader`); on error the
-    /// old configuration keeps serving and the error is returned.
-    pub fn reload_from_source(&self) -> Result<(), String> {
-        self.reload_from_source_reporting().map(|_| ())
-    }
-
-    /// Like [`ServerHandle::reload_from_source`], returning the sections of
-    /// the server settings that changed and need a restart (always none
-    /// with a plain [`Reloader`], which gives no settings).
-    pub fn reload_from_source_reporting(&self) -> Result<Vec<&'static str>, String> {
-        if let Some(reloader) = &self.inner.config_reloader {
-            let (state, config) = reloader()?;
+    /// Rebuild from the configured source (the [`Reloader`] or
+    /// [`ConfigReloader`], run on a blocking thread) and swap it in. Returns
+    /// the sections of the server settings that changed and need a restart
+    /// (always none with a plain [`Reloader`], which gives no settings). On
+    /// error the running configuration stays and the error is returned.
+    pub async fn reload_from_source(&self) -> Result<Vec<&'static str>, Error> {
+        if let Some(reloader) = self.inner.config_reloader.clone() {
+            let (state, config) = run_blocking(move || reloader()).await?;
             return Ok(self.reload_with_config(state, &config));
         }
-        let Some(reloader) = &self.inner.reloader else {
-            return Err("this server has no configuration source to reload from".into());
-        };
-        let state = reloader()?;
+        let Some(reloader) = self.inner.reloader.clone() else { return Err(Error::NoReloadSource) };
+        let state = run_blocking(move || reloader()).await?;
         self.reload(state);
         Ok(Vec::new())
     }
 
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.pipeline.metrics
+        &self.pipeline().metrics
     }
 
     /// Cache counters.
     pub fn cache_stats(&self) -> &CacheStats {
-        self.inner.pipeline.cache.stats()
+        self.pipeline().cache.stats()
     }
 
     /// Metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
-        let pipeline = &self.inner.pipeline;
-        pipeline.metrics.render(pipeline.cache.stats(), pipeline.cache.len())
+        let pipeline = self.pipeline();
+        pipeline.metrics.render(pipeline.cache.len())
     }
 
-    /// Make queries for `target` fail as `action` says (tests only).
-    pub fn inject_fault(&self, target: FaultTarget, action: FaultAction) {
-        self.inner.pipeline.faults.add(target, action);
-    }
-
-    /// Remove every injected fault.
-    pub fn clear_faults(&self) {
-        self.inner.pipeline.faults.clear();
-    }
-
-    /// Start or stop recording the queries received.
-    pub fn record_queries(&self, enabled: bool) {
-        self.inner.pipeline.recorder.set_enabled(enabled);
-    }
-
-    /// The queries recorded so far.
-    pub fn recorded_queries(&self) -> Vec<RecordedQuery> {
-        self.inner.pipeline.recorder.snapshot()
-    }
-
-    /// The queries recorded so far, clearing the record.
-    pub fn take_recorded_queries(&self) -> Vec<RecordedQuery> {
-        self.inner.pipeline.recorder.take()
+    /// The test layer, when the server was built with one.
+    pub fn test_layer(&self) -> Option<&TestLayer> {
+        self.pipeline().layer.as_ref()
     }
 
     /// Run a question through the pipeline as if `client` had asked over
-    /// `transport`, and return why the answer is what it is.
+    /// `transport` on the first listener of that transport (else the first
+    /// listener; every client is allowed when there is none), and return
+    /// why the answer is what it is.
     pub async fn explain(&self, name: &NameBuf, qtype: RecordType, client: SocketAddr, transport: Transport) -> Trace {
-        self.inner.pipeline.explain(name, qtype, client, transport).await
+        let listener = self.inner.listeners.lock().ok().and_then(|listeners| {
+            let chosen = listeners.iter().find(|running| running.bound.transport == transport).or(listeners.first());
+            chosen.map(|running| running.context.clone())
+        });
+        self.pipeline().explain(name, qtype, client, transport, listener.as_deref()).await
     }
 
     /// Stop accepting, let queries in flight finish (up to 5 s), and stop.
     pub async fn shutdown(self) {
-        let _ = self.inner.stop.send(true);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.inner.in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        self.inner.runtime.stop.cancel();
+        let in_flight = &self.pipeline().in_flight;
+        in_flight.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), in_flight.wait()).await;
+        let listeners = self.inner.listeners.lock().map(|mut listeners| std::mem::take(&mut *listeners));
+        for listener in listeners.unwrap_or_default() {
+            listener.stop().await;
         }
         let tasks = self.inner.tasks.lock().map(|mut tasks| std::mem::take(&mut *tasks)).unwrap_or_default();
         for task in tasks {
@@ -562,15 +511,15 @@ impl ServerHandle {
     }
 
     /// For binaries: reload on SIGHUP, shut down gracefully on SIGTERM or
-    /// Ctrl-C. Reload failures are reported through `on_reload`.
-    pub async fn run_until_signalled(self, on_reload: impl Fn(Result<(), String>)) -> std::io::Result<()> {
+    /// Ctrl-C. Each reload's outcome is reported through `on_reload`.
+    pub async fn run_until_signalled(self, on_reload: impl Fn(Result<(), Error>)) -> std::io::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hangup = signal(SignalKind::hangup())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         loop {
             tokio::select! {
-                _ = hangup.recv() => on_reload(self.reload_from_source()),
+                _ = hangup.recv() => on_reload(self.reload_from_source().await.map(|_| ())),
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
             }
@@ -583,12 +532,7 @@ impl ServerHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn udp_listener() -> ListenerConfig {
-        let mut listener = ListenerConfig::new(ListenerTransport::Udp, SocketAddr::from(([127, 0, 0, 1], 0)));
-        listener.workers = Some(1);
-        listener
-    }
+    use crate::listener::tests::udp_listener;
 
     fn state() -> State {
         State { rules: Arc::new(RuleSet::default()), upstreams: Arc::new(Upstreams::default()) }
@@ -599,7 +543,7 @@ mod tests {
         let running = ServerConfig { listeners: vec![udp_listener()], ..ServerConfig::default() };
         assert!(changed_sections(&running, &running.clone()).is_empty());
         let mut next = running.clone();
-        next.listeners.push(ListenerConfig::new(ListenerTransport::Tcp, SocketAddr::from(([127, 0, 0, 1], 0))));
+        next.listeners.push(ListenerConfig::new(Transport::Tcp, SocketAddr::from(([127, 0, 0, 1], 0))));
         next.cache.max_entries += 1;
         next.limits.per_client_qps = Some(10);
         next.admin = Some(AdminConfig { address: SocketAddr::from(([127, 0, 0, 1], 0)) });
@@ -617,36 +561,60 @@ mod tests {
         let server = Server::builder()
             .config(config)
             .config_reloader(Arc::new(move || {
-                let config = source.lock().map_err(|_| "poisoned".to_string())?.clone();
+                let config = source.lock().map_err(|_| "poisoned")?.clone();
                 Ok((state(), config))
             }))
             .start()
             .await
             .unwrap();
-        assert_eq!(server.reload_from_source_reporting(), Ok(Vec::new()), "nothing changed");
+        assert_eq!(server.reload_from_source().await.unwrap(), Vec::<&str>::new(), "nothing changed");
 
         let rules_before = server.rules();
         if let Ok(mut config) = next.lock() {
             config.cache.max_entries += 1;
             config.limits.tcp_max_connections += 1;
         }
-        assert_eq!(server.reload_from_source_reporting(), Ok(vec!["cache", "limits"]));
+        assert_eq!(server.reload_from_source().await.unwrap(), ["cache", "limits"]);
         assert!(!Arc::ptr_eq(&rules_before, &server.rules()), "the rules were swapped all the same");
         // The running settings stay: a second reload reports the same.
-        assert_eq!(server.reload_from_source_reporting(), Ok(vec!["cache", "limits"]));
-        assert_eq!(server.reload_from_source(), Ok(()));
+        assert_eq!(server.reload_from_source().await.unwrap(), ["cache", "limits"]);
         assert_eq!(server.listeners().len(), 1, "listeners are not touched");
         server.shutdown().await;
+    }
+
+    /// Thousands of servers in one process, each asking for UDP and TCP on
+    /// port 0: every one gets a port of its own, the same for both.
+    #[tokio::test]
+    async fn port_zero_servers_never_share_a_port() {
+        let mut servers = Vec::new();
+        let mut ports = std::collections::HashSet::new();
+        for start in 0..2_000 {
+            let mut udp = udp_listener();
+            udp.workers = Some(2);
+            let server = Server::builder()
+                .listener(udp)
+                .listener(ListenerConfig::new(Transport::Tcp, SocketAddr::from(([127, 0, 0, 1], 0))))
+                .start()
+                .await
+                .unwrap();
+            let port = server.udp_addrs()[0].port();
+            assert_eq!(server.tcp_addrs()[0].port(), port, "start {start}");
+            assert!(ports.insert(port), "start {start} was given port {port}, which an earlier server holds");
+            servers.push(server);
+        }
+        for server in servers {
+            server.shutdown().await;
+        }
     }
 
     #[tokio::test]
     async fn without_a_source_reload_fails_and_a_plain_reloader_reports_nothing() {
         let server = Server::builder().listener(udp_listener()).start().await.unwrap();
-        assert!(server.reload_from_source_reporting().is_err());
+        assert!(matches!(server.reload_from_source().await, Err(Error::NoReloadSource)));
         server.shutdown().await;
         let server =
             Server::builder().listener(udp_listener()).reloader(Arc::new(|| Ok(state()))).start().await.unwrap();
-        assert_eq!(server.reload_from_source_reporting(), Ok(Vec::new()));
+        assert_eq!(server.reload_from_source().await.unwrap(), Vec::<&str>::new());
         server.shutdown().await;
     }
 }

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::metrics::DropIndex;
-use crate::pipeline::{Fast, Incoming, ListenerContext, Pipeline};
+use crate::pipeline::{Incoming, ListenerContext, Pipeline, Reply};
 use crate::sys;
 
 /// Limits for stream listeners.
@@ -47,21 +48,20 @@ pub(crate) fn bind(address: SocketAddr, transport: &'static str) -> Result<std::
     make().map_err(|e| Error::bind(transport, address, e))
 }
 
-/// Accept connections until `stop` changes.
+/// Accept connections until `stop` is cancelled.
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
     limits: StreamLimits,
-    mut stop: watch::Receiver<bool>,
-    in_flight: Arc<AtomicUsize>,
+    stop: CancellationToken,
 ) {
     let connections = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -85,7 +85,6 @@ pub(crate) async fn serve(
             peer,
             local: stream.local_addr().ok().map(|a| a.ip()),
             fd: stream.as_raw_fd(),
-            in_flight: in_flight.clone(),
             stop: stop.clone(),
         };
         let tls = tls.clone();
@@ -114,12 +113,11 @@ struct Connection {
     peer: SocketAddr,
     local: Option<std::net::IpAddr>,
     fd: std::os::fd::RawFd,
-    in_flight: Arc<AtomicUsize>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 }
 
 impl Connection {
-    async fn run<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(mut self, stream: S) {
+    async fn run<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(self, stream: S) {
         let (mut reader, writer) = tokio::io::split(stream);
         let (sender, receiver) = mpsc::channel::<Vec<u8>>(self.limits.max_in_flight.max(1) * 2);
         let writer_task = tokio::spawn(write_frames(writer, receiver));
@@ -133,7 +131,7 @@ impl Connection {
                     // Closed, reset, or idle for too long.
                     _ => break,
                 },
-                _ = self.stop.changed() => break,
+                _ = self.stop.cancelled() => break,
             };
             if buffer.len() < length {
                 buffer.resize(length, 0);
@@ -153,38 +151,25 @@ impl Connection {
                 max_response: Some(usize::from(u16::MAX)),
                 now: Instant::now(),
             };
-            match self.pipeline.handle_fast(&incoming, &mut out) {
-                Fast::Answered { len } => {
+            match self.pipeline.handle(&incoming, &mut out) {
+                Reply::Now { len } => {
                     out.truncate(len);
                     if sender.send(out).await.is_err() {
                         break;
                     }
                     drop(permit);
                 }
-                Fast::Forward(job) => {
-                    let pipeline = self.pipeline.clone();
+                Reply::Later(pending) => {
                     let sender = sender.clone();
-                    let in_flight = self.in_flight.clone();
-                    in_flight.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
-                        if let Some(response) = pipeline.forward(job).await {
+                        if let Some(response) = pending.answer().await {
                             let _ = sender.send(response).await;
                         }
                         drop(permit);
-                        in_flight.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
-                Fast::Delayed { len, delay } => {
-                    out.truncate(len);
-                    let sender = sender.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        let _ = sender.send(out).await;
-                        drop(permit);
-                    });
-                }
-                Fast::Drop => drop(permit),
-                Fast::Reset => {
+                Reply::Silent => drop(permit),
+                Reply::Close => {
                     reset = true;
                     break;
                 }

@@ -3,65 +3,70 @@
 //!
 //! Local answers and cache hits are written inline into the outgoing batch
 //! by the task that read the query: no other task, no channel, no
-//! allocation. Only queries that need an upstream become tasks of their own,
-//! spawned on the same runtime thread (so no other thread is woken), which
-//! send the answer back on the same socket.
+//! allocation. Only answers that come later (a query that needs an
+//! upstream) become tasks of their own, spawned on the same runtime thread
+//! (so no other thread is woken), which send the answer back on the same
+//! socket.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use signpost_wire::SliceBuffer;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::pipeline::{Fast, Incoming, ListenerContext, Pipeline};
+use crate::pipeline::{Incoming, ListenerContext, Pending, Pipeline, Reply};
 use crate::sys::{self, RecvBatch, SendBatch};
 
 /// Batches a worker reads before it lets other tasks run.
 const BATCHES_PER_TURN: usize = 8;
 
 /// Bind `count` sockets sharing one address with SO_REUSEPORT. With port 0
-/// the first socket picks the port and the others join it.
+/// the kernel picks a port no other socket holds.
+///
+/// Linux lets sockets share a port only if every one of them set
+/// SO_REUSEPORT before binding (and belongs to the same user), and a port-0
+/// bind *with* SO_REUSEPORT may be handed a port another such socket
+/// already holds: two servers of one process would then share it silently.
+/// So the first socket binds without SO_REUSEPORT — it gets a port nobody
+/// holds (or, with a fixed port, fails if anybody does) and nobody can join
+/// it — and only then turns SO_REUSEPORT on so that its siblings can join;
+/// Linux forms the group when the second socket binds.
 pub(crate) fn bind_sockets(address: SocketAddr, count: usize) -> Result<Vec<UdpSocket>, Error> {
-    // SO_REUSEPORT would let a second server of the same user share the port
-    // silently; a plain bind first fails if anyone holds it.
-    if address.port() != 0 {
-        let probe = || -> io::Result<()> {
-            let domain = if address.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-            let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-            // As the real sockets are: `::` must not claim 0.0.0.0's port too.
-            if address.is_ipv6() {
-                socket.set_only_v6(true)?;
-            }
-            socket.bind(&address.into())
-        };
-        probe().map_err(|e| Error::bind("udp", address, e))?;
+    let first = bind_one(address, false).map_err(|e| Error::bind("udp", address, e))?;
+    let address = first.local_addr().map_err(|source| Error::Io { what: "reading the bound UDP address", source })?;
+    let mut sockets = Vec::with_capacity(count.max(1));
+    if count > 1 {
+        socket2::SockRef::from(&first).set_reuse_port(true).map_err(|e| Error::bind("udp", address, e))?;
     }
-    let mut sockets = Vec::with_capacity(count);
-    let mut address = address;
-    for _ in 0..count.max(1) {
-        let socket = bind_one(address).map_err(|e| Error::bind("udp", address, e))?;
-        if address.port() == 0 {
-            address =
-                socket.local_addr().map_err(|source| Error::Io { what: "reading the bound UDP address", source })?;
-        }
-        sockets.push(socket);
+    sockets.push(first);
+    for _ in 1..count {
+        sockets.push(bind_one(address, true).map_err(|e| Error::bind("udp", address, e))?);
     }
     Ok(sockets)
 }
 
-fn bind_one(address: SocketAddr) -> io::Result<UdpSocket> {
+/// The address a listener's sockets are bound to.
+pub(crate) fn local_addr(sockets: &[UdpSocket]) -> Result<SocketAddr, Error> {
+    let first = sockets.first().ok_or(Error::Io {
+        what: "reading the bound UDP address",
+        source: io::Error::new(io::ErrorKind::NotFound, "no socket bound"),
+    })?;
+    first.local_addr().map_err(|source| Error::Io { what: "reading the bound UDP address", source })
+}
+
+fn bind_one(address: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let domain = if address.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(reuse_port)?;
     if address.is_ipv6() {
+        // `::` must not claim 0.0.0.0's port too.
         socket.set_only_v6(true)?;
     }
     // Room for bursts while a worker is busy; the kernel caps it at rmem_max.
@@ -80,16 +85,14 @@ pub(crate) fn spawn_workers(
     sockets: Vec<UdpSocket>,
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
-    stop: watch::Receiver<bool>,
-    in_flight: Arc<AtomicUsize>,
+    stop: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let mut handles = Vec::with_capacity(sockets.len());
     for socket in sockets {
         let socket = Arc::new(socket);
         let readiness = sys::register_readable(socket.clone())
             .map_err(|source| Error::Io { what: "registering a UDP socket", source })?;
-        let worker =
-            Worker { socket, context: context.clone(), pipeline: pipeline.clone(), in_flight: in_flight.clone() };
+        let worker = Worker { socket, context: context.clone(), pipeline: pipeline.clone() };
         handles.push(tokio::spawn(worker.run(readiness, stop.clone())));
     }
     Ok(handles)
@@ -99,14 +102,14 @@ struct Worker {
     socket: Arc<UdpSocket>,
     context: Arc<ListenerContext>,
     pipeline: Arc<Pipeline>,
-    in_flight: Arc<AtomicUsize>,
 }
 
 impl Worker {
-    async fn run(self, readiness: AsyncFd<Arc<UdpSocket>>, mut stop: watch::Receiver<bool>) {
+    async fn run(self, readiness: AsyncFd<Arc<UdpSocket>>, stop: CancellationToken) {
         let fd = self.socket.as_raw_fd();
-        let mut receive = RecvBatch::new();
-        let mut send = SendBatch::new();
+        // The batches (256 KiB) are made when the first packet comes: an
+        // idle listener costs a socket and a task, no more.
+        let mut batches: Option<Box<(RecvBatch, SendBatch)>> = None;
         loop {
             let mut guard = tokio::select! {
                 ready = readiness.readable() => match ready {
@@ -116,13 +119,14 @@ impl Worker {
                         return;
                     }
                 },
-                _ = stop.changed() => return,
+                _ = stop.cancelled() => return,
             };
+            let (receive, send) = &mut **batches.get_or_insert_with(|| Box::new((RecvBatch::new(), SendBatch::new())));
             // Drain what is queued, a bounded number of batches at a time so
             // forwarded queries' tasks get to run between them.
             for _ in 0..BATCHES_PER_TURN {
                 match receive.receive(fd) {
-                    Ok(count) => self.answer_batch(&receive, count, &mut send, fd),
+                    Ok(count) => self.answer_batch(receive, count, send, fd),
                     Err(error) => {
                         match error.kind() {
                             io::ErrorKind::WouldBlock => guard.clear_ready(),
@@ -161,14 +165,10 @@ impl Worker {
                 max_response: None,
                 now,
             };
-            match self.pipeline.handle_fast(&incoming, &mut out) {
-                Fast::Answered { len } => send.push(len, info.peer, source),
-                Fast::Forward(job) => self.forward(job, info.peer, source),
-                Fast::Delayed { len, delay } => {
-                    let response = out.written().get(..len).unwrap_or(&[]).to_vec();
-                    self.send_later(response, delay, info.peer, source);
-                }
-                Fast::Drop | Fast::Reset => {}
+            match self.pipeline.handle(&incoming, &mut out) {
+                Reply::Now { len } => send.push(len, info.peer, source),
+                Reply::Later(pending) => self.answer_later(pending, info.peer, source),
+                Reply::Silent | Reply::Close => {}
             }
             if send.is_full() {
                 send.flush(fd);
@@ -179,26 +179,63 @@ impl Worker {
         }
     }
 
-    fn forward(&self, job: Box<crate::pipeline::ForwardJob>, peer: SocketAddr, source: Option<IpAddr>) {
-        let pipeline = self.pipeline.clone();
+    /// Send a pending answer when it comes, on this worker's socket.
+    fn answer_later(&self, pending: Pending, peer: SocketAddr, source: Option<IpAddr>) {
         let socket = self.socket.clone();
-        let in_flight = self.in_flight.clone();
-        in_flight.fetch_add(1, Ordering::Relaxed);
         // Spawned from a runtime worker: the task starts on this thread's
         // queue, with no wake-up of another thread.
         tokio::spawn(async move {
-            if let Some(response) = pipeline.forward(job).await {
+            if let Some(response) = pending.answer().await {
                 let _ = sys::send_one(socket.as_raw_fd(), &response, peer, source);
             }
-            in_flight.fetch_sub(1, Ordering::Relaxed);
         });
     }
+}
 
-    fn send_later(&self, response: Vec<u8>, delay: Duration, peer: SocketAddr, source: Option<IpAddr>) {
-        let socket = self.socket.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = sys::send_one(socket.as_raw_fd(), &response, peer, source);
-        });
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Linux may hand a port-0 SO_REUSEPORT bind a port that another
+    /// SO_REUSEPORT socket of the same user holds; every listener here must
+    /// get a port of its own all the same.
+    #[test]
+    fn port_zero_listeners_never_share_a_port() {
+        let mut held = Vec::new();
+        let mut ports = HashSet::new();
+        for start in 0..2_000 {
+            let sockets = bind_sockets(SocketAddr::from(([127, 0, 0, 1], 0)), 2).expect("bind");
+            let port = sockets[0].local_addr().expect("address").port();
+            assert!(ports.insert(port), "start {start} was given port {port}, which an earlier listener holds");
+            held.push(sockets);
+        }
+    }
+
+    #[test]
+    fn siblings_share_the_port_and_nobody_else_joins() {
+        let sockets = bind_sockets(SocketAddr::from(([127, 0, 0, 1], 0)), 2).expect("bind");
+        let address = sockets[0].local_addr().expect("address");
+        assert_eq!(sockets[1].local_addr().expect("address"), address);
+        // A second listener asking for the same fixed port is turned away.
+        assert!(bind_sockets(address, 2).is_err());
+        assert!(bind_sockets(address, 1).is_err());
+        // Both sockets are in one reuse-port group: the kernel spreads
+        // datagrams from many source ports over them.
+        for _ in 0..200 {
+            let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+            client.send_to(b"x", address).expect("send");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let received: Vec<usize> = sockets
+            .iter()
+            .map(|socket| {
+                let mut buffer = [0u8; 8];
+                std::iter::from_fn(|| socket.recv(&mut buffer).ok()).count()
+            })
+            .collect();
+        assert_eq!(received.iter().sum::<usize>(), 200, "{received:?}");
+        assert!(received.iter().all(|count| *count > 0), "{received:?}");
     }
 }

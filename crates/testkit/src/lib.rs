@@ -72,27 +72,6 @@ pub use temp::TempDir;
 pub use wait::{POLL_INTERVAL, eventually, file_lines};
 
 /// How a query travels: the fake upstream's listeners and the resolver's
-/// connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// Do53 over UDP.
-    Udp,
-    /// Do53 over TCP.
-    Tcp,
-    /// DNS over TLS (RFC 7858).
-    Dot,
-    /// DNS over HTTPS (RFC 8484).
-    Doh,
-}
-
-impl std::fmt::Display for Transport {
-    /// `udp`, `tcp`, `dot`, `doh`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Udp => "udp",
-            Self::Tcp => "tcp",
-            Self::Dot => "dot",
-            Self::Doh => "doh",
-        })
-    }
-}
+/// connection. The same enum the rules and the server use, so a test names
+/// one transport for the listener it starts and the client it asks with.
+pub use signpost_rules::Transport;

@@ -62,13 +62,14 @@ async fn forward_rules_reach_on_premises_over_do53_and_doh_and_the_logs_show_the
     // DoH through the outbound endpoint (the more specific rule).
     assert_eq!(lookup_v4(&in_a, "app.sub.onprem.example.").await, [Ipv4Addr::new(10, 99, 0, 30)]);
 
-    // On-premises saw one query over UDP and one over DoH.
+    // On-premises (a plain server, logging in the neutral format) saw one
+    // query over UDP and one over DoH.
     let lines = json_lines(&onprem.log, 2).await;
     let transport_of = |name: &str| {
         lines.iter().find(|line| line["query_name"] == name).map(|line| line["transport"].clone()).unwrap()
     };
-    assert_eq!(transport_of("db.onprem.example."), "UDP");
-    assert_eq!(transport_of("app.sub.onprem.example."), "DoH");
+    assert_eq!(transport_of("db.onprem.example."), "udp");
+    assert_eq!(transport_of("app.sub.onprem.example."), "doh");
 
     // The VPC's own query log names the rule and the protocol that left the outbound endpoint.
     let lines = json_lines(&log, 2).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use signpost_server::ListenerTransport;
+use signpost_server::Transport;
 use signpost_wire::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -145,7 +145,7 @@ async fn inbound_endpoints_are_limited_per_address_not_per_client() {
         "{ZONE}\n[aws_limits]\ninbound_qps_per_address = 500\n\n[[inbound_endpoints]]\nid = \"rslvr-in-a\"\nvpc = \"vpc-a\"\naddresses = [\"127.0.1.10\", \"127.0.1.11\"]\nport = 0\n"
     );
     let endpoint = start(dir.path(), &two_vpcs(recursive.address(), &extra)).await;
-    let addresses = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp);
+    let addresses = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp);
     // 1,500 queries from one on-premises resolver: far over 1024 per second,
     // but the per-client limit is the VPC resolver's, not the endpoint's.
     // The endpoint address takes 500 per second.
@@ -171,8 +171,8 @@ async fn udp_and_tcp_of_one_inbound_endpoint_address_share_its_limit() {
     let limits = &endpoint.deployment().address_limits;
     assert_eq!(limits.len(), 2, "one limit per address: {limits:?}");
     assert!(limits.iter().all(|limit| limit.listeners.len() == 2 && limit.qps == 200), "{limits:?}");
-    let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp)[0];
-    let tcp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Tcp)[0];
+    let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp)[0];
+    let tcp = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Tcp)[0];
     assert_eq!(udp.ip(), tcp.ip());
 
     // 600 queries over UDP and 600 over TCP at once, to one address. Each

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use signpost_endpoint::{
     Direction, Endpoint, EndpointConfig, EndpointError, EndpointProtocol, ProtocolProblem, Reloaded,
 };
-use signpost_server::ListenerTransport;
+use signpost_server::Transport;
 
 use crate::support::*;
 
@@ -110,7 +110,7 @@ async fn do53_only_to_doh_only_on_reload_is_rejected_and_do53_keeps_serving() {
     let Basics { dir, certificate, recursive } = basics().await;
     let file = |protocols: &str| config(dir.path(), &two_vpcs(recursive.address(), &inbound(protocols, &certificate)));
     let mut endpoint = Endpoint::start(file(r#"["Do53"]"#)).await.unwrap();
-    let do53 = inbound_addresses(&endpoint, ListenerTransport::Udp);
+    let do53 = inbound_addresses(&endpoint, Transport::Udp);
     assert_eq!(do53.len(), 2);
 
     let error = endpoint.reload(file(r#"["DoH"]"#)).await.unwrap_err();
@@ -118,23 +118,23 @@ async fn do53_only_to_doh_only_on_reload_is_rejected_and_do53_keeps_serving() {
     let message = error.to_string();
     assert!(message.contains("cannot change from Do53 straight to DoH"), "{message}");
     assert!(message.contains("must pass through Do53+DoH"), "{message}");
-    assert_eq!(inbound_addresses(&endpoint, ListenerTransport::Udp), do53, "still serving the old listeners");
+    assert_eq!(inbound_addresses(&endpoint, Transport::Udp), do53, "still serving the old listeners");
     let (_, answers) = ask(do53[0], ONPREM_CLIENT, "www.corp.example").await.unwrap();
     assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.10"]);
 
     // Through Do53+DoH it works, in two steps.
     assert_eq!(endpoint.reload(file(r#"["Do53", "DoH"]"#)).await.unwrap(), Reloaded::Restarted);
-    let doh = inbound_addresses(&endpoint, ListenerTransport::Doh);
+    let doh = inbound_addresses(&endpoint, Transport::Doh);
     assert_eq!(doh.len(), 2);
     let client = certificate.doh_client(doh[0]);
     assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)]);
     assert_eq!(endpoint.reload(file(r#"["DoH"]"#)).await.unwrap(), Reloaded::Restarted);
-    assert!(inbound_addresses(&endpoint, ListenerTransport::Udp).is_empty());
+    assert!(inbound_addresses(&endpoint, Transport::Udp).is_empty());
 
     // And DoH alone straight back to Do53 alone is refused too.
     let error = endpoint.reload(file(r#"["Do53"]"#)).await.unwrap_err();
     assert!(error.to_string().contains("cannot change from DoH straight to Do53"), "{error}");
-    assert_eq!(inbound_addresses(&endpoint, ListenerTransport::Doh).len(), 2);
+    assert_eq!(inbound_addresses(&endpoint, Transport::Doh).len(), 2);
 
     // An endpoint cannot move to another VPC.
     let moved = file(r#"["DoH"]"#);
@@ -233,6 +233,6 @@ async fn zone_and_rule_changes_reload_in_place() {
     endpoint.shutdown().await;
 }
 
-fn inbound_addresses(endpoint: &Endpoint, transport: ListenerTransport) -> Vec<std::net::SocketAddr> {
+fn inbound_addresses(endpoint: &Endpoint, transport: Transport) -> Vec<std::net::SocketAddr> {
     crate::support::inbound(endpoint, "rslvr-in-a", "vpc-a", transport)
 }

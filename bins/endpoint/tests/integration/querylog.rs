@@ -1,9 +1,8 @@
 //! Query logging configurations: per-VPC destinations, Route 53 fields,
 //! `srcids` and the transport ("did this client use DoH?").
 
-use signpost_endpoint::EndpointError;
-use signpost_server::ListenerTransport;
-use signpost_server::querylog::LogAccount;
+use signpost_endpoint::{EndpointError, LogAccount};
+use signpost_server::Transport;
 
 use crate::support::*;
 
@@ -40,9 +39,9 @@ tls_key = "{key}"
 
     ask(vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT, "www.corp.example").await.unwrap();
     ask(vpc_resolver(&endpoint, "vpc-b"), VPC_B_CLIENT, "www.corp.example").await.unwrap();
-    let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp)[0];
+    let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp)[0];
     ask(udp, ONPREM_CLIENT, "www.corp.example").await.unwrap();
-    let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Doh)[1];
+    let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Doh)[1];
     let client = certificate.doh_client(doh);
     assert_eq!(lookup_v4(&client, "www.corp.example.").await.len(), 1);
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use signpost_endpoint::{Endpoint, EndpointConfig, ListenerRole};
 use signpost_rules::RuleSet;
 use signpost_rules::config::RulesConfig;
-use signpost_server::{ListenerConfig, ListenerTransport, LogDestination, Server, ServerConfig, ServerHandle};
+use signpost_server::{ListenerConfig, LogDestination, Server, ServerConfig, ServerHandle};
 pub(crate) use signpost_testkit::{
     Binary, FakeUpstream, Query, ResolverBuilder, RunningBinary, Signal, TempDir, TokioResolver, Transport, ask_from,
 };
@@ -97,11 +97,11 @@ impl OnPremises {
     pub(crate) async fn start(dir: &Path, certificate: &TestTls) -> Self {
         let log = dir.join("onprem-queries.log");
         let mut config = ServerConfig::default();
-        let mut udp = ListenerConfig::new(ListenerTransport::Udp, "127.0.0.1:0".parse().unwrap());
+        let mut udp = ListenerConfig::new(Transport::Udp, "127.0.0.1:0".parse().unwrap());
         udp.workers = Some(1);
         config.listeners.push(udp);
-        config.listeners.push(ListenerConfig::new(ListenerTransport::Tcp, "127.0.0.1:0".parse().unwrap()));
-        let mut doh = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+        config.listeners.push(ListenerConfig::new(Transport::Tcp, "127.0.0.1:0".parse().unwrap()));
+        let mut doh = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
         doh.tls_cert = Some(certificate.cert.clone());
         doh.tls_key = Some(certificate.key.clone());
         config.listeners.push(doh);
@@ -140,11 +140,11 @@ pub(crate) async fn start(dir: &Path, text: &str) -> Endpoint {
 
 /// The UDP address of a VPC's resolver.
 pub(crate) fn vpc_resolver(endpoint: &Endpoint, vpc: &str) -> SocketAddr {
-    endpoint.addresses(&ListenerRole::VpcResolver { vpc: vpc.into() }, ListenerTransport::Udp)[0]
+    endpoint.addresses(&ListenerRole::VpcResolver { vpc: vpc.into() }, Transport::Udp)[0]
 }
 
 /// The addresses of an inbound endpoint over `transport`.
-pub(crate) fn inbound(endpoint: &Endpoint, id: &str, vpc: &str, transport: ListenerTransport) -> Vec<SocketAddr> {
+pub(crate) fn inbound(endpoint: &Endpoint, id: &str, vpc: &str, transport: Transport) -> Vec<SocketAddr> {
     endpoint.addresses(&ListenerRole::InboundEndpoint { endpoint: id.into(), vpc: vpc.into() }, transport)
 }
 

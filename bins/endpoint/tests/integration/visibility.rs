@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use signpost_endpoint::EndpointProtocol;
-use signpost_server::ListenerTransport;
+use signpost_server::Transport;
 use signpost_wire::{Rcode, RecordType};
 
 use crate::support::*;
@@ -58,9 +58,9 @@ async fn on_premises_clients_resolve_a_private_zone_through_the_inbound_endpoint
     let text = two_vpcs(recursive.address(), &inbound_config(r#"["Do53", "DoH"]"#, &certificate));
     let endpoint = start(dir.path(), &text).await;
 
-    let do53 = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp);
-    let tcp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Tcp);
-    let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Doh);
+    let do53 = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp);
+    let tcp = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Tcp);
+    let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Doh);
     assert_eq!((do53.len(), tcp.len(), doh.len()), (2, 2, 2), "one listener per address and transport");
     let addresses: Vec<String> = do53.iter().map(|a| a.ip().to_string()).collect();
     assert_eq!(addresses, ["127.0.1.10", "127.0.1.11"]);
@@ -89,11 +89,11 @@ async fn an_endpoint_with_only_doh_has_no_do53_listener_at_all() {
     let endpoint = start(dir.path(), &text).await;
     let listeners: Vec<_> = endpoint.listeners().into_iter().filter(|l| l.id.starts_with("rslvr-in-a/")).collect();
     assert_eq!(listeners.len(), 2, "{listeners:?}");
-    assert!(listeners.iter().all(|l| l.transport == ListenerTransport::Doh && l.protocol == EndpointProtocol::DoH));
-    assert!(inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp).is_empty());
-    assert!(inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Tcp).is_empty());
+    assert!(listeners.iter().all(|l| l.transport == Transport::Doh && l.protocol == EndpointProtocol::DoH));
+    assert!(inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp).is_empty());
+    assert!(inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Tcp).is_empty());
 
-    let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Doh);
+    let doh = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Doh);
     for address in &doh {
         // Plain DNS over UDP to the endpoint's address gets nothing...
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -155,7 +155,7 @@ port = 0
     );
     let endpoint = start(dir.path(), &text).await;
     assert!(endpoint.deployment().describe().contains("private hosted zone corp.example (4 records)"));
-    let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Udp);
+    let udp = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp);
     for address in &udp {
         let (rcode, answers) = ask(*address, ONPREM_CLIENT, "www.corp.example").await.unwrap();
         assert_eq!((rcode, answers), (Rcode::NOERROR, vec!["www.corp.example. 120 IN A 10.1.0.20".to_string()]));
@@ -172,7 +172,7 @@ port = 0
         let (rcode, _) = ask(*address, ONPREM_CLIENT, "nope.corp.example").await.unwrap();
         assert_eq!(rcode, Rcode::NXDOMAIN);
     }
-    let tcp = inbound(&endpoint, "rslvr-in-a", "vpc-a", ListenerTransport::Tcp);
+    let tcp = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Tcp);
     let client = resolver_from(Transport::Tcp, tcp[0], ONPREM_CLIENT);
     assert_eq!(lookup_v4(&client, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 20)]);
     assert!(recursive.names().is_empty(), "{:?}", recursive.names());

@@ -40,7 +40,7 @@ use crate::acl::{AccessControl, AclAction, parse_network};
 use crate::build::{SYSTEM_GROUP, base_dir_of, empty_rule};
 use crate::config::{ForwarderConfig, parse_server};
 use crate::error::{ConfigError, Unsupported, Warning};
-use signpost_server::{ListenerConfig, ListenerTransport};
+use signpost_server::{ListenerConfig, Transport};
 
 /// Read an unbound.conf (and its includes) into a forwarder configuration.
 ///
@@ -1078,13 +1078,13 @@ impl Parsed {
             };
             match &tls {
                 Some((key, pem)) if port == self.tls_port => {
-                    let mut listener = ListenerConfig::new(ListenerTransport::Dot, socket);
+                    let mut listener = ListenerConfig::new(Transport::Dot, socket);
                     listener.tls_cert = Some(pem.clone());
                     listener.tls_key = Some(key.clone());
                     add(listener);
                 }
                 Some((key, pem)) if port == self.https_port => {
-                    let mut listener = ListenerConfig::new(ListenerTransport::Doh, socket);
+                    let mut listener = ListenerConfig::new(Transport::Doh, socket);
                     listener.tls_cert = Some(pem.clone());
                     listener.tls_key = Some(key.clone());
                     listener.doh_path = self.http_endpoint.clone();
@@ -1092,10 +1092,10 @@ impl Parsed {
                 }
                 _ => {
                     if self.do_udp {
-                        add(ListenerConfig::new(ListenerTransport::Udp, socket));
+                        add(ListenerConfig::new(Transport::Udp, socket));
                     }
                     if self.do_tcp {
-                        add(ListenerConfig::new(ListenerTransport::Tcp, socket));
+                        add(ListenerConfig::new(Transport::Tcp, socket));
                     }
                 }
             }

@@ -2,7 +2,6 @@
 //! listener would, reading the cache without filling it or counting in it.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::Ordering;
 
 use signpost_rules::Transport;
 use signpost_server::{ServerHandle, Trace};
@@ -18,7 +17,7 @@ async fn explain(server: &ServerHandle, name: &str, client: &str) -> Trace {
 /// The cache's hits, misses, stale hits and inserts.
 fn figures(server: &ServerHandle) -> [u64; 4] {
     let stats = server.cache_stats();
-    [&stats.hits, &stats.misses, &stats.stale_hits, &stats.inserts].map(|counter| counter.load(Ordering::Relaxed))
+    [stats.hits(), stats.misses(), stats.stale_hits(), stats.inserts()]
 }
 
 #[tokio::test]

@@ -98,12 +98,7 @@ async fn forward_first_falls_back_when_every_forwarder_answers_servfail() {
     assert_eq!((first.query_count(), second.query_count()), (1, 1));
     assert_eq!(default.names(), ["db.corp.example."]);
     let trace = server
-        .explain(
-            &"db3.corp.example".parse().unwrap(),
-            RecordType::A,
-            "127.0.0.1:0".parse().unwrap(),
-            signpost_rules::Transport::Udp,
-        )
+        .explain(&"db3.corp.example".parse().unwrap(), RecordType::A, "127.0.0.1:0".parse().unwrap(), Transport::Udp)
         .await;
     assert!(trace.notes.iter().any(|note| note.starts_with("forward-first:")), "{:?}", trace.notes);
     assert_eq!(trace.attempts.len(), 3, "two rejected SERVFAILs and the default's answer: {:?}", trace.attempts);

@@ -2,9 +2,10 @@
 //! over TLS, and status codes over plain HTTP.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use base64::Engine;
-use signpost_server::{ListenerConfig, ListenerTransport};
+use signpost_server::{ListenerConfig, Transport};
 use signpost_wire::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -14,29 +15,29 @@ const LOCAL: &str =
     r#"rules = [{ suffix = "doh.test", action = "redirect", ipv4 = "127.0.0.1", ipv6 = "none", ttl = 42 }]"#;
 
 /// A server with a DoT or DoH listener presenting fresh test certificates, recording queries.
-async fn tls_server(transport: ListenerTransport) -> (signpost_server::ServerHandle, TestCertificates, TempDir) {
+async fn tls_server(
+    transport: Transport,
+) -> (signpost_server::ServerHandle, signpost_server::TestLayer, TestCertificates, TempDir) {
     let (certificates, dir) = (TestCertificates::new().unwrap(), TempDir::new());
     let listener = tls_listener(transport, &certificates, &dir);
-    let server = start_server(|| builder().listener(listener.clone()).rules(rules(LOCAL, &[]))).await;
-    server.record_queries(true);
-    (server, certificates, dir)
+    let layer = signpost_server::TestLayer::new().recording(true);
+    let server =
+        start_server(|| builder().listener(listener.clone()).rules(rules(LOCAL, &[])).test_layer(layer.clone())).await;
+    (server, layer, certificates, dir)
 }
 
 #[tokio::test]
 async fn hickory_resolves_over_doh_with_tls_and_http2_and_over_dot() {
-    let cases = [
-        (ListenerTransport::Doh, Transport::Doh, &b"h2"[..], signpost_rules::Transport::Doh),
-        (ListenerTransport::Dot, Transport::Dot, &b"dot"[..], signpost_rules::Transport::Dot),
-    ];
-    for (listener, client, alpn, recorded) in cases {
-        let (server, certificates, _dir) = tls_server(listener).await;
+    let cases = [(Transport::Doh, &b"h2"[..]), (Transport::Dot, &b"dot"[..])];
+    for (client, alpn) in cases {
+        let (server, layer, certificates, _dir) = tls_server(client).await;
         let address = if client == Transport::Doh { server.doh_addrs()[0] } else { server.dot_addrs()[0] };
         let resolver =
             ResolverBuilder::new(client, address).tls(certificates.client_config(&[alpn]).unwrap()).build().unwrap();
         let lookup = resolver.lookup_ip("api.doh.test.").await.unwrap();
         assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::LOCALHOST)], "{client}");
-        let seen = server.recorded_queries();
-        assert!(!seen.is_empty() && seen.iter().all(|q| q.transport == recorded), "{client}: {seen:?}");
+        let seen = layer.recorded_queries();
+        assert!(!seen.is_empty() && seen.iter().all(|q| q.transport == client), "{client}: {seen:?}");
         server.shutdown().await;
     }
 }
@@ -53,7 +54,7 @@ async fn http(address: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>
 
 #[tokio::test]
 async fn plain_http_doh_answers_get_and_post_and_rejects_bad_requests() {
-    let mut listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
     listener.plain_http = true;
     let server = start_server(|| builder().listener(listener.clone()).rules(rules(LOCAL, &[]))).await;
     let address = server.doh_addrs()[0];
@@ -98,7 +99,7 @@ async fn plain_http_doh_answers_get_and_post_and_rejects_bad_requests() {
 
 #[tokio::test]
 async fn doh_without_a_certificate_needs_plain_http_said_out_loud() {
-    let listener = ListenerConfig::new(ListenerTransport::Doh, "127.0.0.1:0".parse().unwrap());
+    let listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
     let error = builder().listener(listener).start().await.err().expect("refused");
     assert!(error.to_string().contains("plain_http"), "{error}");
 }
@@ -120,14 +121,14 @@ async fn https1(
     stream.write_all(request).await.unwrap();
     let mut response = Vec::new();
     // The server may close without close_notify; what arrived is what counts.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
     let end = response.iter().position(|&b| b == b'\r').expect("a status line");
     (chosen, String::from_utf8_lossy(&response[..end]).into_owned(), response)
 }
 
 #[tokio::test]
 async fn doh_over_tls_answers_http1_get_and_post() {
-    let (server, certificates, _dir) = tls_server(ListenerTransport::Doh).await;
+    let (server, layer, certificates, _dir) = tls_server(Transport::Doh).await;
     let address = server.doh_addrs()[0];
     let dns = query("www.doh.test", RecordType::A);
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dns);
@@ -166,8 +167,59 @@ async fn doh_over_tls_answers_http1_get_and_post() {
     )
     .await;
     assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
-    let seen = server.recorded_queries();
+    let seen = layer.recorded_queries();
     assert_eq!(seen.len(), 4, "{seen:?}");
-    assert!(seen.iter().all(|q| q.transport == signpost_rules::Transport::Doh), "{seen:?}");
+    assert!(seen.iter().all(|q| q.transport == Transport::Doh), "{seen:?}");
     server.shutdown().await;
+}
+
+/// DoH clients that give up while their query is being forwarded must not
+/// hold up shutdown: the forward is cancelled with the request and no
+/// longer counts as in flight.
+#[tokio::test]
+async fn abandoned_doh_requests_do_not_hold_up_shutdown() {
+    let upstream = FakeUpstream::silent().await;
+    let mut group = group_of("upstream", &upstream);
+    group.per_try_timeout = Duration::from_secs(30);
+    group.total_timeout = Duration::from_secs(30);
+    let mut config = config_with_default_listeners();
+    config.limits.query_timeout_ms = 30_000;
+    let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
+    listener.plain_http = true;
+    config.listeners.push(listener);
+    let server = signpost_server::Server::builder()
+        .config(config)
+        .rules(rules("default_group = \"upstream\"", &["upstream"]))
+        .upstreams(upstreams(vec![group]))
+        .start()
+        .await
+        .unwrap();
+    let address = server.doh_addrs()[0];
+    // Five different names, so that no two share one upstream query.
+    for index in 0..5 {
+        let dns = query(&format!("q{index}.silent.test"), RecordType::A);
+        let mut request = format!(
+            "POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\n\r\n",
+            dns.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&dns);
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(&request).await.unwrap();
+        // The client's timeout: no answer comes, so it hangs up.
+        let mut buffer = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buffer)).await;
+        assert!(read.is_err(), "the silent upstream cannot have answered: {read:?}");
+    }
+    for _ in 0..100 {
+        if upstream.query_count() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(upstream.query_count(), 5, "every query was being forwarded when its client left");
+    let started = std::time::Instant::now();
+    server.shutdown().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown waited {took:?} for queries nobody is waiting for");
 }

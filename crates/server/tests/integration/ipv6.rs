@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use signpost_server::{ListenerConfig, ListenerTransport, ServerConfig};
+use signpost_server::{ListenerConfig, ServerConfig, Transport};
 use signpost_wire::{Message, RecordType};
 use tokio::net::UdpSocket;
 
@@ -28,13 +28,15 @@ async fn udp_and_tcp_listeners_on_ipv6_loopback_answer() {
          (enable it with sysctl net.ipv6.conf.lo.disable_ipv6=0)"
     );
     let mut config = ServerConfig::default();
-    let mut udp = ListenerConfig::new(ListenerTransport::Udp, "[::1]:0".parse().unwrap());
+    let mut udp = ListenerConfig::new(Transport::Udp, "[::1]:0".parse().unwrap());
     udp.workers = Some(1);
     config.listeners.push(udp);
-    config.listeners.push(ListenerConfig::new(ListenerTransport::Tcp, "[::1]:0".parse().unwrap()));
-    let server =
-        start_server(|| signpost_server::Server::builder().config(config.clone()).rules(rules(LOCAL, &[]))).await;
-    server.record_queries(true);
+    config.listeners.push(ListenerConfig::new(Transport::Tcp, "[::1]:0".parse().unwrap()));
+    let layer = signpost_server::TestLayer::new().recording(true);
+    let server = start_server(|| {
+        signpost_server::Server::builder().config(config.clone()).rules(rules(LOCAL, &[])).test_layer(layer.clone())
+    })
+    .await;
     let udp_address = server.udp_addrs()[0];
     let tcp_address = server.tcp_addrs()[0];
     assert!(udp_address.is_ipv6() && tcp_address.is_ipv6(), "{udp_address} {tcp_address}");
@@ -57,7 +59,7 @@ async fn udp_and_tcp_listeners_on_ipv6_loopback_answer() {
     let tcp_answer = tcp_answer(tcp_address, &query("raw.six.test", RecordType::A)).await;
     assert_eq!(answers(&tcp_answer), ["raw.six.test. 30 IN A 127.0.0.1"]);
 
-    let seen = server.recorded_queries();
+    let seen = layer.recorded_queries();
     assert!(!seen.is_empty());
     assert!(seen.iter().all(|q| q.client.ip() == IpAddr::V6(Ipv6Addr::LOCALHOST)), "{seen:?}");
     server.shutdown().await;

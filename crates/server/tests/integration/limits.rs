@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use signpost_server::LimitAction;
+use signpost_server::{LimitAction, ListenerConfig, Transport};
 use signpost_wire::{Message, Rcode, RecordType};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
@@ -75,4 +75,48 @@ async fn over_the_per_client_limit_clients_get_refused_instead_of_silence() {
     }
     assert!(tcp_refused >= 10, "{tcp_refused} of 30 refused over TCP");
     server.shutdown().await;
+}
+
+/// Listeners that join one rate-limit group take its rate together; a
+/// listener outside the group keeps its own budget; a group nobody defined
+/// is an error at start.
+#[tokio::test]
+async fn listeners_in_one_limit_group_share_its_rate() {
+    let mut config = signpost_server::ServerConfig::default();
+    config.limits.action = LimitAction::Refuse;
+    config.limits.groups.insert("shared".into(), 2);
+    for (transport, group) in
+        [(Transport::Udp, Some("shared")), (Transport::Tcp, Some("shared")), (Transport::Udp, None)]
+    {
+        let mut listener = ListenerConfig::new(transport, "127.0.0.1:0".parse().unwrap());
+        listener.workers = Some(1);
+        listener.limit_group = group.map(str::to_string);
+        config.listeners.push(listener);
+    }
+    let server = signpost_server::Server::builder()
+        .config(config.clone())
+        .rules(rules(LOCAL_REDIRECT, &[]))
+        .start()
+        .await
+        .unwrap();
+    let (grouped_udp, grouped_tcp, alone) = (server.udp_addrs()[0], server.tcp_addrs()[0], server.udp_addrs()[1]);
+    let rcode = |response: Vec<u8>| Message::parse(&response).unwrap().rcode().unwrap();
+    let bytes = query("www.local.test", RecordType::A);
+    // The bucket holds two (and refills one every 500 ms): one query over
+    // UDP and one over TCP use it up, so the next over either is refused...
+    assert_eq!(rcode(udp_exchange(grouped_udp, &bytes, Duration::from_secs(2)).await.unwrap()), Rcode::NOERROR);
+    assert_eq!(rcode(tcp_answer(grouped_tcp, &bytes).await), Rcode::NOERROR);
+    assert_eq!(rcode(tcp_answer(grouped_tcp, &bytes).await), Rcode::REFUSED);
+    assert_eq!(rcode(udp_exchange(grouped_udp, &bytes, Duration::from_secs(2)).await.unwrap()), Rcode::REFUSED);
+    // ...while the listener outside the group answers.
+    assert_eq!(rcode(udp_exchange(alone, &bytes, Duration::from_secs(2)).await.unwrap()), Rcode::NOERROR);
+    assert_eq!(server.metrics().drops("listener_limit"), 2);
+    server.shutdown().await;
+
+    config.listeners[2].limit_group = Some("nobody".into());
+    let error = signpost_server::Server::builder().config(config).start().await.err().unwrap();
+    assert!(
+        matches!(error, signpost_server::Error::UnknownLimitGroup { ref group, .. } if group == "nobody"),
+        "{error}"
+    );
 }

@@ -4,10 +4,12 @@
 
 mod support;
 
+mod docs;
 mod doh;
 mod forwarding;
 mod ipv6;
 mod limits;
+mod listeners;
 mod local;
 mod operations;
 mod protocol;

@@ -4,14 +4,18 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use signpost_server::{AdminConfig, FaultAction, FaultTarget, LogDestination, State};
+use hickory_resolver::Resolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use signpost_server::Transport;
+use signpost_server::{AdminConfig, FaultAction, FaultTarget, LogDestination, State, TestLayer};
 use signpost_wire::{EdnsHeader, Message, Rcode, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
 #[tokio::test]
-async fn query_log_lines_carry_route53_fields_and_the_decision() {
+async fn query_log_lines_carry_the_core_fields_and_the_decision() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 20)).await;
     let dir = TempDir::new();
     let path = dir.join("queries.jsonl");
@@ -25,31 +29,47 @@ async fn query_log_lines_carry_route53_fields_and_the_decision() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     let local: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(local["query_name"], "s3.amazonaws.com.");
-    assert_eq!(local["transport"], "UDP");
-    assert_eq!(local["answers"][0]["Rdata"], "127.0.0.1");
-    assert_eq!(local["signpost"]["decision"], "local");
+    assert_eq!(local["query_type"], "A");
+    assert_eq!(local["rcode"], "NOERROR");
+    assert_eq!(local["transport"], "udp");
+    assert_eq!(local["client"], "127.0.0.1");
+    assert!(local["client_port"].as_u64().is_some_and(|port| port > 0), "{local}");
+    assert_eq!(local["listener"], server.listeners()[0].id.as_str());
+    assert_eq!(local["view"], "default");
+    assert_eq!(local["answers"][0]["rdata"], "127.0.0.1");
+    assert_eq!(local["answers"][0]["type"], "A");
+    assert_eq!(local["trace"]["decision"], "local");
+    assert!(local.get("version").is_none() && local.get("srcids").is_none(), "no Route 53 fields: {local}");
     let forwarded: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
-    assert_eq!(forwarded["transport"], "TCP");
-    assert_eq!(forwarded["signpost"]["decision"], "forward");
-    assert_eq!(forwarded["signpost"]["group"], "upstream");
-    assert_eq!(forwarded["signpost"]["attempts"][0]["outcome"], "answered NOERROR");
+    assert_eq!(forwarded["transport"], "tcp");
+    assert_eq!(forwarded["trace"]["decision"], "forward");
+    assert_eq!(forwarded["trace"]["group"], "upstream");
+    assert_eq!(forwarded["trace"]["attempts"][0]["outcome"], "answered NOERROR");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn reload_swaps_rules_atomically_and_a_failed_reload_keeps_the_old_ones() {
-    let reloads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = reloads.clone();
+    let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = threads.clone();
     let reloader: signpost_server::Reloader = Arc::new(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Err("rules.toml:3:1, field rules[0].regex: invalid regular expression".into())
+        seen.lock().unwrap().push(std::thread::current().id());
+        // The application's own error, as reading a broken file gives it.
+        let broken = "[[rules]]\nsuffix = \n";
+        let error = signpost_rules::config::RulesConfig::from_toml(broken, "rules.toml").err().unwrap();
+        Err(Box::new(error))
     });
     let server = start_server(|| builder().rules(rules(AWS_REDIRECT, &["upstream"])).reloader(reloader.clone())).await;
     let bytes = query("sqs.amazonaws.com", RecordType::A);
     assert_eq!(answers(&udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap()).len(), 1);
-    let error = server.reload_from_source().unwrap_err();
-    assert!(error.contains("rules.toml:3:1"), "{error}");
-    assert_eq!(reloads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let error = server.reload_from_source().await.unwrap_err();
+    assert!(error.to_string().contains("rules.toml:"), "{error}");
+    let signpost_server::Error::Reload { source } = &error else { panic!("{error:?}") };
+    assert!(source.downcast_ref::<signpost_rules::Error>().is_some(), "the application's error, typed: {source:?}");
+    // The reloader ran once, on a blocking thread, not on the runtime's.
+    let threads = threads.lock().unwrap().clone();
+    assert_eq!(threads.len(), 1);
+    assert_ne!(threads[0], std::thread::current().id());
     assert_eq!(answers(&udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap()).len(), 1);
 
     let replacement = rules(
@@ -69,12 +89,12 @@ async fn reload_swaps_rules_atomically_and_a_failed_reload_keeps_the_old_ones() 
 
 #[tokio::test]
 async fn injected_faults_and_recorded_queries() {
-    let server = start(AWS_REDIRECT, None).await;
-    server.record_queries(true);
-    server.inject_fault(FaultTarget::Name("broken.amazonaws.com".parse().unwrap()), FaultAction::ServFail);
-    server.inject_fault(FaultTarget::Name("gone.amazonaws.com".parse().unwrap()), FaultAction::Drop);
-    server.inject_fault(FaultTarget::Name("big.amazonaws.com".parse().unwrap()), FaultAction::Truncate);
-    server.inject_fault(
+    let layer = TestLayer::new().recording(true);
+    let server = start_layered(AWS_REDIRECT, None, &layer).await;
+    layer.inject_fault(FaultTarget::Name("broken.amazonaws.com".parse().unwrap()), FaultAction::ServFail);
+    layer.inject_fault(FaultTarget::Name("gone.amazonaws.com".parse().unwrap()), FaultAction::Drop);
+    layer.inject_fault(FaultTarget::Name("big.amazonaws.com".parse().unwrap()), FaultAction::Truncate);
+    layer.inject_fault(
         FaultTarget::Name("slow.amazonaws.com".parse().unwrap()),
         FaultAction::Delay(Duration::from_millis(300)),
     );
@@ -91,18 +111,70 @@ async fn injected_faults_and_recorded_queries() {
     let slow = exchange("slow.amazonaws.com", Duration::from_secs(2)).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(290));
     assert_eq!(answers(&slow).len(), 1);
-    let recorded = server.take_recorded_queries();
+    let recorded = layer.take_recorded_queries();
     let names: Vec<String> = recorded.iter().map(|q| q.name.to_string()).collect();
     assert_eq!(names, ["x.broken.amazonaws.com.", "gone.amazonaws.com.", "big.amazonaws.com.", "slow.amazonaws.com."]);
-    server.clear_faults();
+    layer.clear_faults();
     assert_eq!(answers(&exchange("x.broken.amazonaws.com", Duration::from_secs(2)).await.unwrap()).len(), 1);
+    server.shutdown().await;
+}
+
+/// A Truncate fault truncates UDP answers only: a client's retry over TCP
+/// gets the answer (hickory would otherwise give up with `Truncated`).
+#[tokio::test]
+async fn truncate_faults_send_udp_clients_to_tcp_where_they_are_answered() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 22)).await;
+    let layer = TestLayer::new().recording(true);
+    let server = start_layered(AWS_REDIRECT, Some(&upstream), &layer).await;
+    layer.inject_fault(FaultTarget::Name("big.amazonaws.com".parse().unwrap()), FaultAction::Truncate);
+    layer.inject_fault(FaultTarget::UpstreamGroup("upstream".into()), FaultAction::Truncate);
+    assert_eq!(udp(&server).port(), tcp(&server).port());
+    // An explicit configuration: UDP first, then TCP, on the server's port.
+    let mut connections = vec![ConnectionConfig::udp(), ConnectionConfig::tcp()];
+    for connection in &mut connections {
+        connection.port = udp(&server).port();
+    }
+    let name_server = NameServerConfig::new(udp(&server).ip(), true, connections);
+    let mut builder = Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![name_server]),
+        TokioRuntimeProvider::default(),
+    );
+    builder.options_mut().cache_size = 0;
+    builder.options_mut().timeout = Duration::from_secs(3);
+    let resolver = builder.build().unwrap();
+
+    // A local answer and a forwarded one (the fault on the upstream group).
+    for (name, address) in
+        [("big.amazonaws.com.", Ipv4Addr::LOCALHOST), ("www.example.org.", Ipv4Addr::new(192, 0, 2, 22))]
+    {
+        let lookup = resolver.lookup_ip(name).await.unwrap_or_else(|error| panic!("{name}: {error}"));
+        assert_eq!(lookup.iter().collect::<Vec<_>>(), [std::net::IpAddr::V4(address)], "{name}");
+    }
+    // hickory asks for A and AAAA; each goes over UDP, then over TCP.
+    let transports: Vec<_> = layer
+        .take_recorded_queries()
+        .iter()
+        .filter(|query| query.qtype == RecordType::A)
+        .map(|query| (query.name.to_string(), query.transport))
+        .collect();
+    assert_eq!(
+        transports,
+        [
+            ("big.amazonaws.com.".to_string(), Transport::Udp),
+            ("big.amazonaws.com.".to_string(), Transport::Tcp),
+            ("www.example.org.".to_string(), Transport::Udp),
+            ("www.example.org.".to_string(), Transport::Tcp),
+        ]
+    );
+    assert_eq!(upstream.query_count(), 2, "only the TCP retries (A and AAAA) went upstream");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn tcp_reset_faults_close_the_connection() {
-    let server = start(AWS_REDIRECT, None).await;
-    server.inject_fault(FaultTarget::Name("reset.amazonaws.com".parse().unwrap()), FaultAction::TcpReset);
+    let layer = TestLayer::new();
+    let server = start_layered(AWS_REDIRECT, None, &layer).await;
+    layer.inject_fault(FaultTarget::Name("reset.amazonaws.com".parse().unwrap()), FaultAction::TcpReset);
     let mut stream = tokio::net::TcpStream::connect(tcp(&server)).await.unwrap();
     let bytes = query("reset.amazonaws.com", RecordType::A);
     stream.write_u16(bytes.len() as u16).await.unwrap();
@@ -126,9 +198,7 @@ async fn explain_and_metrics_over_the_admin_listener() {
     let explain = |name: &str| {
         let name = name.parse().unwrap();
         let server = &server;
-        async move {
-            server.explain(&name, RecordType::A, "127.0.0.1:0".parse().unwrap(), signpost_rules::Transport::Udp).await
-        }
+        async move { server.explain(&name, RecordType::A, "127.0.0.1:0".parse().unwrap(), Transport::Udp).await }
     };
     let trace = explain("www.example.org").await;
     assert_eq!(trace.decision, "forward");

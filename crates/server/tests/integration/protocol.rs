@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use signpost_server::{ListenerConfig, ListenerTransport, ServerConfig};
+use signpost_server::{ListenerConfig, ServerConfig, Transport};
 use signpost_wire::{EdnsHeader, EdnsOption, ExtendedErrorCode, Message, Opcode, OptionCode, Rcode, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -70,7 +70,7 @@ async fn other_opcodes_get_notimp_and_new_edns_versions_badvers() {
 #[tokio::test]
 async fn clients_outside_the_allow_list_are_refused() {
     let mut config = ServerConfig::default();
-    let mut listener = ListenerConfig::new(ListenerTransport::Udp, "127.0.0.1:0".parse().unwrap());
+    let mut listener = ListenerConfig::new(Transport::Udp, "127.0.0.1:0".parse().unwrap());
     listener.allow = Some(vec!["10.0.0.0/8".parse().unwrap()]);
     listener.workers = Some(1);
     config.listeners.push(listener);
@@ -148,7 +148,7 @@ async fn pipelined_tcp_queries_are_all_answered_on_one_connection() {
 async fn binding_a_port_in_use_names_the_problem() {
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut config = ServerConfig::default();
-    config.listeners.push(ListenerConfig::new(ListenerTransport::Udp, taken.local_addr().unwrap()));
+    config.listeners.push(ListenerConfig::new(Transport::Udp, taken.local_addr().unwrap()));
     let error = signpost_server::Server::builder().config(config).start().await.err().expect("bind fails");
     let text = error.to_string();
     assert!(text.contains("already in use"), "{text}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use signpost_rules::RuleSet;
 use signpost_rules::config::RulesConfig;
-use signpost_server::{ListenerConfig, ListenerTransport, Server, ServerBuilder, ServerConfig, ServerHandle};
+use signpost_server::{ListenerConfig, Server, ServerBuilder, ServerConfig, ServerHandle, TestLayer};
 pub(crate) use signpost_testkit::{
     ASK_TIMEOUT, Answer, FakeUpstream, Query, ResolverBuilder, TempDir, TestCertificates, Transport, answers,
     file_lines, query, read_frame, resolver, tcp_exchange, udp_exchange, write_frame,
@@ -38,6 +38,15 @@ pub(crate) async fn slow_upstream(address: std::net::Ipv4Addr, delay: Duration) 
         .unwrap()
 }
 
+/// Rules answering every name under `local.test` with 127.0.0.1 (TTL 60).
+pub(crate) const LOCAL_REDIRECT: &str = r#"
+[[rules]]
+suffix = "local.test"
+action = "redirect"
+ipv4 = "127.0.0.1"
+ipv6 = "none"
+"#;
+
 pub(crate) fn rules(toml: &str, groups: &[&str]) -> RuleSet {
     let config = RulesConfig::from_toml(toml, "test.toml").unwrap();
     RuleSet::from_config(&config, ".".as_ref(), groups).unwrap()
@@ -50,10 +59,10 @@ pub(crate) fn upstreams(groups: Vec<GroupConfig>) -> Upstreams {
 /// UDP and TCP listeners on 127.0.0.1:0 (same port) and one UDP worker.
 pub(crate) fn config_with_default_listeners() -> ServerConfig {
     let mut config = ServerConfig::default();
-    let mut udp = ListenerConfig::new(ListenerTransport::Udp, "127.0.0.1:0".parse().unwrap());
+    let mut udp = ListenerConfig::new(Transport::Udp, "127.0.0.1:0".parse().unwrap());
     udp.workers = Some(1);
     config.listeners.push(udp);
-    config.listeners.push(ListenerConfig::new(ListenerTransport::Tcp, "127.0.0.1:0".parse().unwrap()));
+    config.listeners.push(ListenerConfig::new(Transport::Tcp, "127.0.0.1:0".parse().unwrap()));
     config
 }
 
@@ -87,6 +96,18 @@ pub(crate) async fn start_server(make: impl Fn() -> ServerBuilder) -> ServerHand
     retry_addr_in_use(|| make().start()).await.unwrap()
 }
 
+/// [`start`], with `layer` (faults, recording) between the listeners and the pipeline.
+pub(crate) async fn start_layered(toml: &str, upstream: Option<&FakeUpstream>, layer: &TestLayer) -> ServerHandle {
+    start_server(|| {
+        let builder = builder().rules(rules(toml, &["upstream"])).test_layer(layer.clone());
+        match upstream {
+            Some(upstream) => builder.upstreams(upstreams(vec![group_of("upstream", upstream)])),
+            None => builder,
+        }
+    })
+    .await
+}
+
 /// [`start_with`] the default listeners.
 pub(crate) async fn start(toml: &str, upstream: Option<&FakeUpstream>) -> ServerHandle {
     start_with(config_with_default_listeners(), toml, upstream).await
@@ -98,11 +119,7 @@ pub(crate) fn builder() -> ServerBuilder {
 }
 
 /// A DoT or DoH listener on 127.0.0.1:0 presenting the test certificates.
-pub(crate) fn tls_listener(
-    transport: ListenerTransport,
-    certificates: &TestCertificates,
-    dir: &TempDir,
-) -> ListenerConfig {
+pub(crate) fn tls_listener(transport: Transport, certificates: &TestCertificates, dir: &TempDir) -> ListenerConfig {
     let files = certificates.write_to(dir.path()).unwrap();
     let mut listener = ListenerConfig::new(transport, "127.0.0.1:0".parse().unwrap());
     listener.tls_cert = Some(files.cert);

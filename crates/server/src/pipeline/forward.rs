@@ -1,0 +1,465 @@
+//! Asking upstream: the forward job a cache miss becomes, coalescing of
+//! identical questions in flight, forward-first fallback, serve-stale,
+//! SERVFAIL with extended errors, and the relay of the upstream's packet.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use signpost_rules::Transport;
+use signpost_upstream::{Attempt, Resolved, UpstreamError};
+use signpost_wire::{
+    Class, EdnsHeader, EdnsOption, ExtendedError, ExtendedErrorCode, Flags, Header, MAX_NAME_LEN, Message,
+    MessageBuilder, Name, OptionCode, Rcode, RecordType, ToName, relay,
+};
+use tokio::sync::oneshot;
+
+use super::{Pipeline, Purpose, QueryFacts, State};
+use crate::cache::{ServeAs, adapt_for_client};
+use crate::metrics::DecisionIndex;
+use crate::querylog::{Trace, TraceAttempt, rfc3339};
+use crate::test_layer::FaultAction;
+
+/// Everything a forward needs, owned: it outlives the query's bytes.
+pub(crate) struct ForwardJob {
+    pub(super) state: Arc<State>,
+    pub(super) key: Box<[u8]>,
+    pub(super) group: String,
+    pub(super) forward_first: bool,
+    pub(super) upstream_query: Vec<u8>,
+    pub(super) id: u16,
+    pub(super) flags: Flags,
+    pub(super) question_name: Box<[u8]>,
+    pub(super) qtype: RecordType,
+    pub(super) qclass: Class,
+    pub(super) client_edns: bool,
+    pub(super) dnssec_ok: bool,
+    pub(super) limit: usize,
+    pub(super) trace: Option<Trace>,
+    pub(super) log: Option<LogContext>,
+    /// A test layer's delay on the question's name.
+    pub(super) delay: Option<Duration>,
+    pub(super) transport: Transport,
+    pub(super) purpose: Purpose,
+}
+
+impl ForwardJob {
+    fn serve(&self) -> ServeAs<'_> {
+        ServeAs { id: self.id, question_name: &self.question_name, limit: self.limit, client_edns: self.client_edns }
+    }
+
+    fn counted(&self) -> bool {
+        self.purpose == Purpose::Serve
+    }
+}
+
+/// What a query log line needs beyond the response and the trace.
+#[derive(Clone)]
+pub(crate) struct LogContext {
+    pub(super) timestamp: SystemTime,
+    pub(super) peer: SocketAddr,
+    pub(super) transport: Transport,
+    pub(super) listener: Arc<str>,
+}
+
+/// Why forwarding produced no answer.
+#[derive(Debug)]
+pub(crate) enum ForwardFailure {
+    /// Every server of the group failed.
+    Upstream(UpstreamError),
+    /// The rules named a group that does not exist (or none is configured).
+    NoGroup(String),
+    /// The server's own deadline passed first.
+    Deadline(Duration),
+    /// Something inside the server went wrong.
+    Internal(&'static str),
+}
+
+impl ForwardFailure {
+    fn is_timeout(&self) -> bool {
+        match self {
+            Self::Upstream(error) => error.is_timeout(),
+            Self::Deadline(_) => true,
+            Self::NoGroup(_) | Self::Internal(_) => false,
+        }
+    }
+
+    fn attempts(&self) -> &[Attempt] {
+        match self {
+            Self::Upstream(error) => error.attempts(),
+            _ => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for ForwardFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Upstream(error) => write!(f, "{error}"),
+            Self::NoGroup(group) if group.is_empty() => f.write_str("no upstream is configured"),
+            Self::NoGroup(group) => write!(f, "no upstream group named {group:?} is configured"),
+            Self::Deadline(deadline) => write!(f, "no answer within {} ms", deadline.as_millis()),
+            Self::Internal(what) => write!(f, "internal error: {what}"),
+        }
+    }
+}
+
+/// The upstream outcome shared by coalesced waiters.
+type Outcome = Arc<Result<Resolved, ForwardFailure>>;
+
+/// Questions being resolved, by cache key and group, with everyone waiting for each.
+pub(super) type Coalescing = Mutex<HashMap<Box<[u8]>, Vec<oneshot::Sender<Outcome>>>>;
+
+impl Pipeline {
+    /// The query we send upstream: the client's question in its own case,
+    /// RD set, CD copied, our EDNS with the client's DO bit, and the client's
+    /// subnet option only when configured.
+    pub(super) fn upstream_query(
+        &self,
+        facts: &QueryFacts<'_>,
+        name: &Name<'_>,
+        qtype: RecordType,
+        qclass: Class,
+    ) -> Option<Vec<u8>> {
+        let mut buffer = Vec::with_capacity(64 + name.wire_len());
+        let mut builder = MessageBuilder::new(&mut buffer).ok()?;
+        builder.set_flags(Flags::default().with_rd(true).with_cd(facts.message.flags().cd()));
+        builder.push_question(name, qtype, qclass).ok()?;
+        builder.set_edns(EdnsHeader {
+            udp_payload_size: self.config.edns.udp_payload_size,
+            version: 0,
+            dnssec_ok: facts.client_edns.is_some_and(|edns| edns.dnssec_ok()),
+        });
+        if self.config.edns.forward_client_subnet
+            && let Some(edns) = facts.client_edns
+            && let Some(subnet) = edns.option(OptionCode::CLIENT_SUBNET)
+        {
+            builder.push_edns_option(&subnet).ok()?;
+        }
+        builder.finish().ok()?;
+        Some(buffer)
+    }
+
+    /// Resolve upstream (coalescing identical questions), cache, and make
+    /// the client's response.
+    pub(super) async fn forward(self: &Arc<Self>, job: &mut ForwardJob) -> Option<Vec<u8>> {
+        if let Some(delay) = job.delay {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(layer) = &self.layer
+            && let Some(fault) = layer.fault_for_group(&job.group)
+            && let Some(response) = self.upstream_fault(job, fault).await
+        {
+            return Some(response);
+        }
+        // forward-first with a default group to fall back on: an answer the
+        // zone's group rejected under `retry_on` (SERVFAIL, say) is a failure
+        // like no answer at all.
+        let fallback = job
+            .forward_first
+            .then(|| job.state.rules.default_group())
+            .flatten()
+            .filter(|default| *default != job.group)
+            .map(str::to_string);
+        let outcome = self.resolve_coalesced(job, job.group.clone(), fallback.is_some()).await;
+        let outcome = match (&*outcome, fallback) {
+            (Err(_), Some(default)) => {
+                if let Some(trace) = job.trace.as_mut() {
+                    trace.notes.push(format!(
+                        "forward-first: every server of {} failed or gave an answer retry_on rejects, trying {default}",
+                        job.group
+                    ));
+                    add_attempts(trace, &outcome);
+                }
+                self.resolve_coalesced(job, default, false).await
+            }
+            _ => outcome,
+        };
+        if let Some(trace) = job.trace.as_mut() {
+            add_attempts(trace, &outcome);
+        }
+        let counters = self.counters(job.purpose);
+        for attempt in outcome_attempts(&outcome) {
+            let failure = attempt.outcome.is_failure().then(|| attempt.outcome.as_str());
+            counters.upstream_attempt(attempt.protocol.as_str(), attempt.server, attempt.duration, failure);
+        }
+        let mut out = Vec::with_capacity(512);
+        match &*outcome {
+            Ok(resolved) => {
+                if adapt_for_client(&resolved.response, job.limit, job.client_edns, &mut out).is_err() {
+                    return self.servfail(job, ExtendedErrorCode::INVALID_DATA, "upstream answer could not be relayed");
+                }
+                relay::set_id(&mut out, job.id);
+                relay::restore_question_case(&mut out, &FlatName(&job.question_name));
+                counters.decision(DecisionIndex::Forwarded);
+                // The header's four bits: enough for the metrics, and no walk to the OPT record.
+                let rcode = Message::parse(&out).map_or(Rcode::SERVFAIL, |m| m.flags().rcode());
+                counters.rcode(rcode.0);
+                if let Some(trace) = job.trace.as_mut() {
+                    trace.rcode = rcode.to_string();
+                    trace.notes.push(format!("answered by {}://{}", resolved.protocol, resolved.server));
+                }
+                self.log_forwarded(job, &out);
+                Some(out)
+            }
+            Err(error) => {
+                let now = Instant::now();
+                if let Some(len) = self.cache.lookup_stale(&job.key, now, job.serve(), &mut out, job.counted()) {
+                    out.truncate(len);
+                    append_extended_error(
+                        &mut out,
+                        ExtendedErrorCode::STALE_ANSWER,
+                        "every upstream failed; serving stale data",
+                    );
+                    counters.decision(DecisionIndex::Stale);
+                    if let Some(trace) = job.trace.as_mut() {
+                        trace.cache = Some("stale".into());
+                        trace.decision = "stale".into();
+                    }
+                    self.log_forwarded(job, &out);
+                    return Some(out);
+                }
+                let code = if error.is_timeout() {
+                    ExtendedErrorCode::NO_REACHABLE_AUTHORITY
+                } else {
+                    ExtendedErrorCode::NETWORK_ERROR
+                };
+                let text = short_error_text(&job.group, error);
+                self.servfail(job, code, &text)
+            }
+        }
+    }
+
+    /// A test layer's fault on the upstream group: the answer it makes, or
+    /// `None` to go upstream after all (after a delay, say).
+    async fn upstream_fault(&self, job: &mut ForwardJob, fault: FaultAction) -> Option<Vec<u8>> {
+        match fault {
+            FaultAction::Delay(delay) => {
+                tokio::time::sleep(delay).await;
+                None
+            }
+            FaultAction::Drop => {
+                tokio::time::sleep(Duration::from_millis(self.config.limits.query_timeout_ms.min(4_000))).await;
+                self.servfail(job, ExtendedErrorCode::NO_REACHABLE_AUTHORITY, "injected fault: upstream silent")
+            }
+            FaultAction::ServFail | FaultAction::TcpReset => {
+                self.servfail(job, ExtendedErrorCode::NETWORK_ERROR, "injected fault: upstream failed")
+            }
+            // Over TCP the query goes upstream as usual.
+            FaultAction::Truncate if job.transport != Transport::Udp => None,
+            FaultAction::Truncate => {
+                let mut out = Vec::new();
+                let header = Header { id: job.id, flags: job.flags, ..Header::default() };
+                let mut builder = MessageBuilder::response_header_to(&mut out, header).ok()?;
+                builder.push_question(&FlatName(&job.question_name), job.qtype, job.qclass).ok()?;
+                builder.header_mut().flags = builder.header_mut().flags.with_tc(true).with_ra(true);
+                builder.finish().ok()?;
+                Some(out)
+            }
+        }
+    }
+
+    fn servfail(&self, job: &mut ForwardJob, code: ExtendedErrorCode, text: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(128);
+        let header = Header { id: job.id, flags: job.flags, ..Header::default() };
+        let mut builder = MessageBuilder::response_header_to(&mut out, header).ok()?;
+        builder.push_question(&FlatName(&job.question_name), job.qtype, job.qclass).ok()?;
+        builder.set_rcode(Rcode::SERVFAIL);
+        builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
+        if job.client_edns {
+            builder.set_edns(EdnsHeader {
+                udp_payload_size: self.config.edns.udp_payload_size,
+                version: 0,
+                dnssec_ok: job.dnssec_ok,
+            });
+            let text = text.get(..text.len().min(400)).unwrap_or(text);
+            let _ = builder.push_edns_option(&EdnsOption::ExtendedError(ExtendedError {
+                info_code: code,
+                extra_text: text.as_bytes(),
+            }));
+        }
+        builder.finish().ok()?;
+        let counters = self.counters(job.purpose);
+        counters.decision(DecisionIndex::Failed);
+        counters.rcode(Rcode::SERVFAIL.0);
+        if let Some(trace) = job.trace.as_mut() {
+            trace.decision = "servfail".into();
+            trace.rcode = "SERVFAIL".into();
+            trace.notes.push(text.to_string());
+        }
+        self.log_forwarded(job, &out);
+        Some(out)
+    }
+
+    /// Resolve through `group`, sharing one upstream query among identical
+    /// questions in flight. The first caller's task does the work, so a
+    /// cancelled client cannot strand the others. With `accepted_only`, an
+    /// answer every server was rejected for (`retry_on`) is a failure.
+    async fn resolve_coalesced(self: &Arc<Self>, job: &ForwardJob, group: String, accepted_only: bool) -> Outcome {
+        let mut key = job.key.to_vec();
+        key.push(u8::from(accepted_only));
+        key.extend_from_slice(group.as_bytes());
+        let key: Box<[u8]> = key.into();
+        // Join a resolution already under way, or lead one.
+        let waiting = {
+            let Ok(mut in_flight) = self.coalescing.lock() else {
+                return Arc::new(Err(ForwardFailure::Internal("in-flight table poisoned")));
+            };
+            match in_flight.get_mut(&key) {
+                Some(waiters) => {
+                    let (sender, receiver) = oneshot::channel();
+                    waiters.push(sender);
+                    Some(receiver)
+                }
+                None => {
+                    in_flight.insert(key.clone(), Vec::new());
+                    None
+                }
+            }
+        };
+        if let Some(receiver) = waiting {
+            return match receiver.await {
+                Ok(outcome) => outcome,
+                // The leader was cancelled (its client went away): resolve on our own.
+                Err(_) => Arc::new(self.resolve_once(job, &group, accepted_only).await),
+            };
+        }
+        // The leader resolves in its own task, with no hand-off; if it is
+        // cancelled, the guard lets the waiters know so they resolve themselves.
+        let mut guard = Leader { coalescing: &self.coalescing, key: Some(key) };
+        let result = self.resolve_once(job, &group, accepted_only).await;
+        let insert = |result: &Result<Resolved, ForwardFailure>| {
+            if let Ok(resolved) = result {
+                self.cache.insert(&job.key, &resolved.response, Instant::now());
+            }
+        };
+        if job.counted() {
+            insert(&result);
+        }
+        let waiters = guard.take_waiters();
+        // An explain run leaves the cache alone, unless clients joined it
+        // and are being answered from what it got.
+        if !job.counted() && !waiters.is_empty() {
+            insert(&result);
+        }
+        let outcome: Outcome = Arc::new(result);
+        for waiter in waiters {
+            let _ = waiter.send(outcome.clone());
+        }
+        outcome
+    }
+
+    async fn resolve_once(
+        &self,
+        job: &ForwardJob,
+        group: &str,
+        accepted_only: bool,
+    ) -> Result<Resolved, ForwardFailure> {
+        let deadline = Duration::from_millis(self.config.limits.query_timeout_ms);
+        let Some(upstream) = job.state.upstreams.group(group) else {
+            return Err(ForwardFailure::NoGroup(group.to_string()));
+        };
+        let resolution = async {
+            if accepted_only {
+                upstream.resolve_accepted(&job.upstream_query).await
+            } else {
+                upstream.resolve(&job.upstream_query).await
+            }
+        };
+        match tokio::time::timeout(deadline, resolution).await {
+            Ok(result) => result.map_err(ForwardFailure::Upstream),
+            Err(_) => Err(ForwardFailure::Deadline(deadline)),
+        }
+    }
+}
+
+/// The resolution a task leads for identical questions in flight. Dropped
+/// unfinished (the task was cancelled), it removes the entry, which tells
+/// the waiters to resolve on their own.
+struct Leader<'a> {
+    coalescing: &'a Coalescing,
+    key: Option<Box<[u8]>>,
+}
+
+impl Leader<'_> {
+    /// The waiters, and the entry removed: later questions start afresh.
+    fn take_waiters(&mut self) -> Vec<oneshot::Sender<Outcome>> {
+        let Some(key) = self.key.take() else { return Vec::new() };
+        self.coalescing.lock().ok().and_then(|mut map| map.remove(&key)).unwrap_or_default()
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        // Senders dropped unsent: each waiter sees the leader gone.
+        drop(self.take_waiters());
+    }
+}
+
+/// A flat wire name as a `ToName`.
+struct FlatName<'a>(&'a [u8]);
+
+impl ToName for FlatName<'_> {
+    fn flat<'s>(&'s self, _scratch: &'s mut [u8; MAX_NAME_LEN]) -> &'s [u8] {
+        self.0
+    }
+}
+
+fn outcome_attempts(outcome: &Outcome) -> &[Attempt] {
+    match &**outcome {
+        Ok(resolved) => &resolved.attempts,
+        Err(error) => error.attempts(),
+    }
+}
+
+fn add_attempts(trace: &mut Trace, outcome: &Outcome) {
+    for attempt in outcome_attempts(outcome) {
+        trace.attempts.push(TraceAttempt {
+            server: attempt.server.to_string(),
+            protocol: attempt.protocol.to_string(),
+            started: rfc3339(attempt.started),
+            duration_us: attempt.duration.as_micros() as u64,
+            outcome: attempt.outcome.to_string(),
+        });
+    }
+}
+
+fn short_error_text(group: &str, error: &ForwardFailure) -> String {
+    let mut text = format!("upstream group {group}: {error}");
+    if text.len() > 400 {
+        let mut cut = 400;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+/// Add an extended error option to a response's trailing OPT record.
+fn append_extended_error(response: &mut Vec<u8>, code: ExtendedErrorCode, text: &str) {
+    let Ok(message) = Message::parse(response) else { return };
+    let Ok(additional) = message.additional() else { return };
+    let mut opt = None;
+    for record in additional.flatten() {
+        if record.rtype() == RecordType::OPT && record.end() == response.len() {
+            opt = Some(record.data_offset());
+        }
+    }
+    let Some(data_offset) = opt else { return };
+    let mut option = Vec::new();
+    if EdnsOption::ExtendedError(ExtendedError { info_code: code, extra_text: text.as_bytes() })
+        .write_to(&mut option)
+        .is_err()
+    {
+        return;
+    }
+    let Some(length_field) = data_offset.checked_sub(2) else { return };
+    let Some(old) = response.get(length_field..data_offset).map(|b| u16::from_be_bytes([b[0], b[1]])) else { return };
+    let Ok(new) = u16::try_from(usize::from(old) + option.len()) else { return };
+    if let Some(slot) = response.get_mut(length_field..data_offset) {
+        slot.copy_from_slice(&new.to_be_bytes());
+        response.extend_from_slice(&option);
+    }
+}

@@ -1,0 +1,470 @@
+//! The query pipeline: header → ACL → limits → NOTIMP/FORMERR → BADVERS →
+//! rules → local answer, cache or upstream → response.
+//!
+//! Every transport goes through one seam, [`Pipeline::handle`]: the query's
+//! bytes and where they came from in; out comes a [`Reply`] — an answer
+//! written into the caller's buffer now, a [`Pending`] answer to await, no
+//! answer, or "close the connection". The synchronous part is allocation
+//! free for local answers and cache hits, so the UDP workers run it inline
+//! on their batches. A query that needs an upstream becomes a
+//! [`Pending`] holding a forward job ([`forward`]), which coalesces identical
+//! questions in flight, caches, and relays the upstream's packet faithfully.
+//!
+//! The modules follow the jobs: [`respond`] writes the answers the pipeline
+//! makes itself, [`forward`] asks upstream, [`explain`] runs a question
+//! without answering anyone, [`log`] hands answers to the query log.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use signpost_rules::{Client, Decision, RuleSet, Transport};
+use signpost_upstream::Upstreams;
+use signpost_wire::{Buffer, Edns, ExtendedErrorCode, MAX_NAME_LEN, Message, Opcode, Question, Rcode, Section, ToName};
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use crate::cache::{Cache, CacheKey, Lookup, ServeAs};
+use crate::config::ServerConfig;
+use crate::limits::RateLimiter;
+use crate::metrics::{DecisionIndex, DropIndex, Metrics, TransportIndex};
+use crate::querylog::{QueryLog, Trace};
+use crate::test_layer::{Intercept, RecordedQuery, TestLayer};
+
+mod explain;
+mod forward;
+mod log;
+mod respond;
+#[cfg(test)]
+mod tests;
+
+use forward::{Coalescing, ForwardJob, LogContext};
+
+/// The rules and upstreams in force; replaced as a whole on reload.
+pub struct State {
+    /// The rule set.
+    pub rules: Arc<RuleSet>,
+    /// The upstream groups.
+    pub upstreams: Arc<Upstreams>,
+}
+
+/// Per-listener facts the pipeline needs.
+pub(crate) struct ListenerContext {
+    pub(crate) id: Arc<str>,
+    pub(crate) transport: Transport,
+    pub(crate) allow: Vec<IpNet>,
+    pub(crate) max_qps: Option<RateLimiter>,
+    /// The rate-limit group it joined, shared with the group's other listeners.
+    pub(crate) group_limit: Option<RateLimiter>,
+    /// The address the socket is bound to, when it is not a wildcard.
+    pub(crate) bound: Option<IpAddr>,
+    /// Whether the server's per-client rate limit applies here.
+    pub(crate) client_rate_limit: bool,
+}
+
+impl ListenerContext {
+    fn transport_index(&self) -> TransportIndex {
+        match self.transport {
+            Transport::Udp => TransportIndex::Udp,
+            Transport::Tcp => TransportIndex::Tcp,
+            Transport::Dot => TransportIndex::Dot,
+            Transport::Doh => TransportIndex::Doh,
+        }
+    }
+}
+
+/// One query as it arrived.
+pub(crate) struct Incoming<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) peer: SocketAddr,
+    /// The address the query arrived on, when known.
+    pub(crate) local: Option<IpAddr>,
+    pub(crate) listener: &'a ListenerContext,
+    /// Largest response the transport can carry (UDP: the client's EDNS size).
+    pub(crate) max_response: Option<usize>,
+    pub(crate) now: Instant,
+}
+
+/// What the pipeline does with one query: the seam between every
+/// transport and the pipeline.
+pub(crate) enum Reply {
+    /// The answer is in the caller's buffer: `len` bytes from where the
+    /// buffer ended when [`Pipeline::handle`] was called.
+    Now { len: usize },
+    /// The answer comes later: await [`Pending::answer`].
+    Later(Pending),
+    /// No answer.
+    Silent,
+    /// No answer, and the connection is to be closed (only for stream
+    /// transports; the others are told [`Reply::Silent`]).
+    Close,
+}
+
+/// An answer that takes time: a forward, or an answer held back by a test
+/// layer's delay. Until it is answered or dropped (its client gone, say)
+/// it counts among the queries in flight that shutdown waits for.
+pub(crate) struct Pending {
+    pipeline: Arc<Pipeline>,
+    work: Work,
+    _in_flight: TaskTrackerToken,
+}
+
+enum Work {
+    Forward(Box<ForwardJob>),
+    Delayed { response: Vec<u8>, delay: Duration },
+}
+
+impl Pending {
+    /// The answer, or `None` when there is none to send.
+    pub(crate) async fn answer(self) -> Option<Vec<u8>> {
+        match self.work {
+            Work::Forward(mut job) => self.pipeline.forward(&mut job).await,
+            Work::Delayed { response, delay } => {
+                tokio::time::sleep(delay).await;
+                Some(response)
+            }
+        }
+    }
+}
+
+/// Whether a run of the pipeline serves a client, or explains: an explain
+/// run answers no one, moves no metric, fills no cache and is not recorded.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Purpose {
+    Serve,
+    Explain,
+}
+
+/// What the synchronous steps came to; [`Pipeline::handle`] turns it into a
+/// [`Reply`], [`Pipeline::explain`] into a trace.
+enum Step {
+    /// An answer of this length was written.
+    Answered { len: usize },
+    /// An answer was written, to be sent this much later (a test layer's delay).
+    Delayed { len: usize, delay: Duration },
+    /// The query needs an upstream.
+    Forward(Box<ForwardJob>),
+    /// No answer.
+    Drop,
+    /// Close the connection.
+    Close,
+}
+
+/// The pipeline shared by every listener.
+pub(crate) struct Pipeline {
+    pub(crate) state: ArcSwap<State>,
+    pub(crate) cache: Cache,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Where explain runs count: nowhere anyone reads.
+    uncounted: Metrics,
+    pub(crate) log: Option<QueryLog>,
+    pub(crate) layer: Option<TestLayer>,
+    pub(crate) config: ServerConfig,
+    per_client: Option<RateLimiter>,
+    coalescing: Coalescing,
+    /// Queries answered after the synchronous steps: each [`Pending`] holds
+    /// a token until it is answered or dropped, and shutdown waits for them.
+    pub(crate) in_flight: TaskTracker,
+}
+
+/// Bits of a parsed query the response builders need.
+struct QueryFacts<'a> {
+    message: Message<'a>,
+    client_edns: Option<Edns<'a>>,
+}
+
+impl Pipeline {
+    pub(crate) fn new(
+        config: ServerConfig,
+        state: State,
+        metrics: Arc<Metrics>,
+        log: Option<QueryLog>,
+        layer: Option<TestLayer>,
+    ) -> Self {
+        let per_client = config
+            .limits
+            .per_client_qps
+            .map(|rate| RateLimiter::per_client(rate, config.limits.per_client_burst.unwrap_or(rate)));
+        Self {
+            state: ArcSwap::from_pointee(state),
+            cache: Cache::with_stats(config.cache.clone(), metrics.cache_stats()),
+            metrics,
+            uncounted: Metrics::default(),
+            log,
+            layer,
+            config,
+            per_client,
+            coalescing: Mutex::default(),
+            in_flight: TaskTracker::new(),
+        }
+    }
+
+    /// The counters a run of `purpose` moves.
+    fn counters(&self, purpose: Purpose) -> &Metrics {
+        match purpose {
+            Purpose::Serve => &self.metrics,
+            Purpose::Explain => &self.uncounted,
+        }
+    }
+
+    /// The seam: answer one query. An answer made now is written into `out`
+    /// (for UDP, straight into the outgoing batch); anything slower comes
+    /// back as a [`Pending`] that the transport awaits or spawns.
+    pub(crate) fn handle(self: &Arc<Self>, incoming: &Incoming<'_>, out: &mut impl Buffer) -> Reply {
+        let mut trace = self.log.is_some().then(Trace::default);
+        let start = out.len();
+        let step = self.run(incoming, out, &mut trace, Purpose::Serve);
+        // A trace still here was not handed to a forward job: log it now.
+        if let (Some(trace), Step::Answered { .. } | Step::Delayed { .. }) = (trace, &step) {
+            let forwarded = trace.cache.is_some();
+            self.log_written(out, start, trace, incoming, forwarded);
+        }
+        match step {
+            Step::Answered { len } => Reply::Now { len },
+            Step::Delayed { len, delay } => {
+                let response = out.as_slice().get(start..start + len).unwrap_or_default().to_vec();
+                out.truncate(start);
+                Reply::Later(self.pending(Work::Delayed { response, delay }))
+            }
+            Step::Forward(job) => Reply::Later(self.pending(Work::Forward(job))),
+            Step::Drop => Reply::Silent,
+            Step::Close if matches!(incoming.listener.transport, Transport::Tcp | Transport::Dot) => Reply::Close,
+            Step::Close => Reply::Silent,
+        }
+    }
+
+    fn pending(self: &Arc<Self>, work: Work) -> Pending {
+        Pending { pipeline: self.clone(), work, _in_flight: self.in_flight.token() }
+    }
+
+    /// The synchronous steps, in order: parse the header (no answer to what
+    /// is not a query), ACL, rate limits, NOTIMP/FORMERR, BADVERS, test
+    /// layer, rules, then a local answer, a cache hit or a forward job.
+    fn run(&self, incoming: &Incoming<'_>, out: &mut impl Buffer, trace: &mut Option<Trace>, purpose: Purpose) -> Step {
+        let listener = incoming.listener;
+        let counters = self.counters(purpose);
+        counters.query(listener.transport_index());
+        let Ok(message) = Message::parse(incoming.bytes) else {
+            // Not even a header: nothing to answer to.
+            counters.dropped(DropIndex::Malformed);
+            return Step::Drop;
+        };
+        if message.flags().qr() {
+            // A response sent to a server port is never answered (no reflection loops).
+            counters.dropped(DropIndex::NotAQuery);
+            return Step::Drop;
+        }
+        // A client the listener does not serve gets REFUSED and nothing
+        // else, whatever it sent (as Unbound's `refuse`): no NOTIMP, FORMERR
+        // or BADVERS telling it about the server, and no share of the rate
+        // limits that allowed clients live on.
+        let peer_ip = incoming.peer.ip();
+        if !listener.allow.iter().any(|net| net.contains(&peer_ip)) {
+            counters.decision(DecisionIndex::Refused);
+            if let Some(trace) = trace.as_mut() {
+                trace.decision = "refused".into();
+                trace.notes.push(format!("refused by ACL: {peer_ip} is not allowed on listener {}", listener.id));
+            }
+            return self.refuse(&message, out, purpose);
+        }
+        if let Some(limiter) = &listener.max_qps
+            && !limiter.allow_one(incoming.now)
+        {
+            return self.over_limit(&message, DropIndex::ListenerLimit, out, purpose);
+        }
+        if let Some(limiter) = &listener.group_limit
+            && !limiter.allow_one(incoming.now)
+        {
+            return self.over_limit(&message, DropIndex::ListenerLimit, out, purpose);
+        }
+        if let Some(limiter) = &self.per_client
+            && listener.client_rate_limit
+            && !limiter.allow(incoming.peer.ip(), incoming.now)
+        {
+            return self.over_limit(&message, DropIndex::RateLimited, out, purpose);
+        }
+        if message.opcode() != Opcode::QUERY {
+            return self.error_response(&message, Rcode::NOTIMP, out, purpose);
+        }
+        let Some((question, client_edns)) = inspect(&message) else {
+            return self.error_response(&message, Rcode::FORMERR, out, purpose);
+        };
+        let facts = QueryFacts { message, client_edns };
+        if facts.client_edns.is_some_and(|edns| edns.version() > 0) {
+            return self.respond_badvers(&facts, out, purpose);
+        }
+        let mut delay = None;
+        if let Some(layer) = &self.layer {
+            let record = || RecordedQuery {
+                name: question.name().to_name_buf(),
+                qtype: question.qtype(),
+                transport: listener.transport,
+                client: incoming.peer,
+                listener: listener.id.to_string(),
+            };
+            let intercept = match purpose {
+                Purpose::Serve => layer.intercept(record, &question.name(), listener.transport),
+                // An explain run is not recorded; the faults still apply.
+                Purpose::Explain => layer.fault(&question.name(), listener.transport),
+            };
+            match intercept {
+                None => {}
+                Some(Intercept::Drop) => {
+                    counters.dropped(DropIndex::Fault);
+                    return Step::Drop;
+                }
+                Some(Intercept::Close) => {
+                    counters.dropped(DropIndex::Fault);
+                    return Step::Close;
+                }
+                Some(Intercept::ServFail) => {
+                    return self.simple_response(
+                        &facts,
+                        Rcode::SERVFAIL,
+                        Some((ExtendedErrorCode::OTHER, "injected fault")),
+                        out,
+                        purpose,
+                    );
+                }
+                Some(Intercept::Truncate) => return self.truncated_response(&facts, out, purpose),
+                Some(Intercept::Delay(wait)) => delay = Some(wait),
+            }
+        }
+        let client = Client {
+            source: peer_ip,
+            local: incoming.local.or(listener.bound),
+            listener: Some(listener.id.clone()),
+            transport: listener.transport,
+        };
+        let limit = self.response_limit(incoming, &facts);
+        let state = self.state.load_full();
+        let step = match state.rules.decide(&question, &client) {
+            Decision::Local(answer) => {
+                if let Some(trace) = trace.as_mut() {
+                    trace.view = answer.reason.view.to_string();
+                    trace.matched = describe(&answer.reason);
+                    trace.decision = "local".into();
+                }
+                counters.decision(DecisionIndex::Local);
+                self.local_response(&facts, &question.name(), &answer, limit, out, purpose)
+            }
+            Decision::Block(block) => {
+                if let Some(trace) = trace.as_mut() {
+                    trace.view = block.reason.view.to_string();
+                    trace.matched = describe(&block.reason);
+                    trace.decision = "block".into();
+                }
+                counters.decision(DecisionIndex::Blocked);
+                self.block_response(&facts, &question.name(), question.qtype(), &block.action, limit, out, purpose)
+            }
+            Decision::Forward(forward) => {
+                if let Some(trace) = trace.as_mut() {
+                    trace.view = forward.reason.view.to_string();
+                    trace.matched = describe(&forward.reason);
+                    trace.decision = "forward".into();
+                    trace.group = Some(forward.group.to_string());
+                }
+                let dnssec_ok = facts.client_edns.is_some_and(|edns| edns.dnssec_ok());
+                let mut scratch = [0u8; MAX_NAME_LEN];
+                let name = question.name();
+                let flat = name.flat(&mut scratch);
+                let key = CacheKey::new(
+                    forward.reason.view,
+                    dnssec_ok,
+                    facts.message.flags().cd(),
+                    question.qtype().0,
+                    question.qclass().0,
+                    flat,
+                );
+                let serve = ServeAs {
+                    id: facts.message.id(),
+                    question_name: flat,
+                    limit,
+                    client_edns: facts.client_edns.is_some(),
+                };
+                let start = out.len();
+                match self.cache.lookup(key.as_bytes(), incoming.now, serve, out, purpose == Purpose::Serve) {
+                    Lookup::Hit { len, .. } => {
+                        counters.decision(DecisionIndex::Cache);
+                        if let Some(trace) = trace.as_mut() {
+                            trace.cache = Some("hit".into());
+                        }
+                        Step::Answered { len }
+                    }
+                    Lookup::Miss => {
+                        out.truncate(start);
+                        if let Some(trace) = trace.as_mut() {
+                            trace.cache = Some(if self.cache.is_enabled() { "miss" } else { "bypass" }.into());
+                        }
+                        let Some(upstream_query) =
+                            self.upstream_query(&facts, &question.name(), question.qtype(), question.qclass())
+                        else {
+                            return self.error_response(&facts.message, Rcode::FORMERR, out, purpose);
+                        };
+                        let log = self.log.as_ref().is_some_and(QueryLog::logs_forwarded).then(|| LogContext {
+                            timestamp: std::time::SystemTime::now(),
+                            peer: incoming.peer,
+                            transport: listener.transport,
+                            listener: listener.id.clone(),
+                        });
+                        return Step::Forward(Box::new(ForwardJob {
+                            key: key.as_bytes().into(),
+                            group: forward.group.to_string(),
+                            forward_first: forward.forward_first,
+                            upstream_query,
+                            id: facts.message.id(),
+                            flags: facts.message.flags(),
+                            question_name: flat.into(),
+                            qtype: question.qtype(),
+                            qclass: question.qclass(),
+                            client_edns: facts.client_edns.is_some(),
+                            dnssec_ok,
+                            limit,
+                            trace: trace.take(),
+                            log,
+                            delay,
+                            transport: listener.transport,
+                            purpose,
+                            state: state.clone(),
+                        }));
+                    }
+                }
+            }
+        };
+        match (step, delay) {
+            (Step::Answered { len }, Some(delay)) => Step::Delayed { len, delay },
+            (step, _) => step,
+        }
+    }
+}
+
+/// Check a query in one pass: exactly one question, every record valid, at
+/// most one OPT (in the additional section, root owner), nothing trailing.
+/// Returns the question and the client's EDNS data.
+fn inspect<'a>(message: &Message<'a>) -> Option<(Question<'a>, Option<Edns<'a>>)> {
+    if message.header().qdcount != 1 {
+        return None;
+    }
+    let mut questions = message.questions();
+    let question = questions.next()?.ok()?;
+    let mut records = questions.into_records().ok()?;
+    let mut edns = None;
+    for record in &mut records {
+        let record = record.ok()?;
+        if record.rtype() == signpost_wire::RecordType::OPT {
+            if edns.is_some() || record.section() != Section::Additional {
+                return None;
+            }
+            edns = Some(Edns::from_record(&record).ok()?);
+        } else {
+            record.data().ok()?;
+        }
+    }
+    (records.position() == message.as_bytes().len()).then_some((question, edns))
+}
+
+fn describe(reason: &signpost_rules::Reason<'_>) -> String {
+    format!("{:?}", reason.matched)
+}

@@ -1,0 +1,293 @@
+//! The answers the pipeline writes itself, straight into the caller's
+//! buffer: error responses (FORMERR, NOTIMP, REFUSED, BADVERS), local
+//! answers, blocks and truncated answers.
+
+use std::net::IpAddr;
+
+use signpost_rules::{Answer, BlockAction, LocalAnswer, Transport};
+use signpost_wire::{
+    Buffer, Class, EdnsHeader, EdnsOption, ExtendedError, ExtendedErrorCode, Message, MessageBuilder, Name, RData,
+    Rcode, RecordType, Section,
+};
+
+use super::{Incoming, Pipeline, Purpose, QueryFacts, Step};
+use crate::config::LimitAction;
+use crate::metrics::{DecisionIndex, DropIndex};
+
+impl Pipeline {
+    /// The largest response this client takes: its EDNS payload size (at
+    /// least 512, at most ours) over UDP, 512 without EDNS, 65535 otherwise.
+    pub(super) fn response_limit(&self, incoming: &Incoming<'_>, facts: &QueryFacts<'_>) -> usize {
+        match incoming.max_response {
+            Some(limit) => limit,
+            None => match incoming.listener.transport {
+                Transport::Udp => facts.client_edns.map_or(512, |edns| {
+                    usize::from(edns.udp_payload_size().min(self.config.edns.udp_payload_size.max(512)))
+                }),
+                _ => usize::from(u16::MAX),
+            },
+        }
+    }
+
+    pub(super) fn over_limit(
+        &self,
+        message: &Message<'_>,
+        reason: DropIndex,
+        out: &mut impl Buffer,
+        purpose: Purpose,
+    ) -> Step {
+        self.counters(purpose).dropped(reason);
+        match self.config.limits.action {
+            LimitAction::Drop => Step::Drop,
+            LimitAction::Refuse => self.error_response(message, Rcode::REFUSED, out, purpose),
+        }
+    }
+
+    /// REFUSED for a client the listener does not serve: the header and the
+    /// question (when they can be read), and, to a client that sent a valid
+    /// EDNS record, extended error 18 (Prohibited). It is never more than a
+    /// few dozen bytes larger than the query, so a spoofed query reflects
+    /// no amplification worth having.
+    pub(super) fn refuse(&self, message: &Message<'_>, out: &mut impl Buffer, purpose: Purpose) -> Step {
+        match super::inspect(message) {
+            Some((_, client_edns)) => self.simple_response(
+                &QueryFacts { message: *message, client_edns },
+                Rcode::REFUSED,
+                Some((ExtendedErrorCode::PROHIBITED, "client not allowed")),
+                out,
+                purpose,
+            ),
+            None => self.error_response(message, Rcode::REFUSED, out, purpose),
+        }
+    }
+
+    /// FORMERR, NOTIMP and the like: echo what could be read of the query.
+    pub(super) fn error_response(
+        &self,
+        message: &Message<'_>,
+        rcode: Rcode,
+        out: &mut impl Buffer,
+        purpose: Purpose,
+    ) -> Step {
+        let start = out.len();
+        let result = (|| {
+            let mut builder = match MessageBuilder::response_to(out, message) {
+                Ok(builder) => builder,
+                Err(_) => {
+                    out.truncate(start);
+                    MessageBuilder::response_header_to(out, message.header())?
+                }
+            };
+            builder.set_rcode(rcode);
+            builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
+            builder.finish()
+        })();
+        if result.is_ok() && rcode == Rcode::FORMERR {
+            self.counters(purpose).decision(DecisionIndex::Error);
+        }
+        self.written(result, start, out, Some(rcode), purpose)
+    }
+
+    pub(super) fn respond_badvers(&self, facts: &QueryFacts<'_>, out: &mut impl Buffer, purpose: Purpose) -> Step {
+        let start = out.len();
+        let result = (|| {
+            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
+            builder.set_rcode(Rcode::BADVERS);
+            builder.set_edns(EdnsHeader {
+                udp_payload_size: self.config.edns.udp_payload_size,
+                version: 0,
+                dnssec_ok: false,
+            });
+            builder.finish()
+        })();
+        self.written(result, start, out, Some(Rcode::BADVERS), purpose)
+    }
+
+    /// What a response written from `start` comes to: answered (and counted
+    /// under `rcode`), or, when it could not be written, no answer and the
+    /// partial bytes taken back.
+    fn written(
+        &self,
+        result: Result<usize, signpost_wire::Error>,
+        start: usize,
+        out: &mut impl Buffer,
+        rcode: Option<Rcode>,
+        purpose: Purpose,
+    ) -> Step {
+        match result {
+            Ok(len) => {
+                if let Some(rcode) = rcode {
+                    self.counters(purpose).rcode(rcode.0);
+                }
+                Step::Answered { len }
+            }
+            Err(_) => {
+                out.truncate(start);
+                Step::Drop
+            }
+        }
+    }
+
+    fn our_edns(&self, facts: &QueryFacts<'_>) -> Option<EdnsHeader> {
+        facts.client_edns.map(|edns| EdnsHeader {
+            udp_payload_size: self.config.edns.udp_payload_size,
+            version: 0,
+            dnssec_ok: edns.dnssec_ok(),
+        })
+    }
+
+    /// A response with no records and an optional extended error.
+    pub(super) fn simple_response(
+        &self,
+        facts: &QueryFacts<'_>,
+        rcode: Rcode,
+        extended: Option<(ExtendedErrorCode, &str)>,
+        out: &mut impl Buffer,
+        purpose: Purpose,
+    ) -> Step {
+        let start = out.len();
+        let result = (|| {
+            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
+            builder.set_rcode(rcode);
+            builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
+            if let Some(edns) = self.our_edns(facts) {
+                builder.set_edns(edns);
+                if let Some((code, text)) = extended {
+                    let _ = builder.push_edns_option(&EdnsOption::ExtendedError(ExtendedError {
+                        info_code: code,
+                        extra_text: text.as_bytes(),
+                    }));
+                }
+            }
+            builder.finish()
+        })();
+        self.written(result, start, out, Some(rcode), purpose)
+    }
+
+    /// TC set and no records: the client asks again over TCP.
+    pub(super) fn truncated_response(&self, facts: &QueryFacts<'_>, out: &mut impl Buffer, purpose: Purpose) -> Step {
+        let start = out.len();
+        let result = (|| {
+            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
+            builder.header_mut().flags = builder.header_mut().flags.with_tc(true).with_ra(true);
+            if let Some(edns) = self.our_edns(facts) {
+                builder.set_edns(edns);
+            }
+            builder.finish()
+        })();
+        self.written(result, start, out, None, purpose)
+    }
+
+    pub(super) fn local_response(
+        &self,
+        facts: &QueryFacts<'_>,
+        name: &Name<'_>,
+        answer: &LocalAnswer<'_>,
+        limit: usize,
+        out: &mut impl Buffer,
+        purpose: Purpose,
+    ) -> Step {
+        let start = out.len();
+        let result = (|| {
+            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
+            builder.set_limit(limit);
+            builder.set_rcode(answer.rcode);
+            builder.header_mut().flags = builder.header_mut().flags.with_aa(answer.authoritative).with_ra(true);
+            if let Some(edns) = self.our_edns(facts) {
+                builder.set_edns(edns);
+            }
+            // Records that do not fit are dropped whole and TC is set by the builder.
+            match &answer.answer {
+                Answer::Records(records) => {
+                    for record in records.iter() {
+                        if builder.push_record_buf(Section::Answer, record).is_err() {
+                            break;
+                        }
+                    }
+                }
+                Answer::AddressOfQuestion { address, ttl } => {
+                    let data = match address {
+                        IpAddr::V4(v4) => RData::A(*v4),
+                        IpAddr::V6(v6) => RData::Aaaa(*v6),
+                    };
+                    let _ = builder.push(Section::Answer, name, Class::IN, *ttl, &data);
+                }
+            }
+            for record in answer.authority.iter() {
+                if builder.push_record_buf(Section::Authority, record).is_err() {
+                    break;
+                }
+            }
+            for record in answer.additional.iter() {
+                if builder.push_record_buf(Section::Additional, record).is_err() {
+                    break;
+                }
+            }
+            builder.finish()
+        })();
+        match result {
+            Ok(len) => {
+                self.counters(purpose).rcode(answer.rcode.0);
+                Step::Answered { len }
+            }
+            Err(_) => {
+                out.truncate(start);
+                self.simple_response(
+                    facts,
+                    Rcode::SERVFAIL,
+                    Some((ExtendedErrorCode::OTHER, "local answer could not be written")),
+                    out,
+                    purpose,
+                )
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn block_response(
+        &self,
+        facts: &QueryFacts<'_>,
+        name: &Name<'_>,
+        qtype: RecordType,
+        action: &BlockAction,
+        limit: usize,
+        out: &mut impl Buffer,
+        purpose: Purpose,
+    ) -> Step {
+        let (rcode, sink) = match action {
+            BlockAction::Refused => (Rcode::REFUSED, None),
+            BlockAction::NxDomain => (Rcode::NXDOMAIN, None),
+            BlockAction::Sinkhole { v4, v6 } => {
+                let address = match qtype {
+                    RecordType::A => v4.map(IpAddr::V4),
+                    RecordType::AAAA => v6.map(IpAddr::V6),
+                    _ => None,
+                };
+                (Rcode::NOERROR, address)
+            }
+        };
+        let start = out.len();
+        let result = (|| {
+            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
+            builder.set_limit(limit);
+            builder.set_rcode(rcode);
+            builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
+            if let Some(edns) = self.our_edns(facts) {
+                builder.set_edns(edns);
+                let _ = builder.push_edns_option(&EdnsOption::ExtendedError(ExtendedError {
+                    info_code: ExtendedErrorCode::BLOCKED,
+                    extra_text: b"blocked by policy",
+                }));
+            }
+            if let Some(address) = sink {
+                let data = match address {
+                    IpAddr::V4(v4) => RData::A(v4),
+                    IpAddr::V6(v6) => RData::Aaaa(v6),
+                };
+                let _ = builder.push(Section::Answer, name, Class::IN, 60, &data);
+            }
+            builder.finish()
+        })();
+        self.written(result, start, out, Some(rcode), purpose)
+    }
+}

@@ -1,0 +1,384 @@
+//! The pipeline run synchronously, without sockets: each check a query
+//! meets, and what it comes to at the seam.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use signpost_rules::config::RulesConfig;
+use signpost_rules::{RuleSet, Transport};
+use signpost_upstream::Upstreams;
+use signpost_wire::{
+    Class, EdnsHeader, ExtendedErrorCode, Flags, Message, MessageBuilder, NameBuf, Opcode, OptionCode, Rcode,
+    RecordBuf, RecordType, SliceBuffer,
+};
+
+use super::{Incoming, ListenerContext, Pipeline, Reply, State};
+use crate::cache::CacheKey;
+use crate::config::{LimitAction, ServerConfig, default_allow_list};
+use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
+use crate::test_layer::{FaultAction, FaultTarget, TestLayer};
+
+/// Counts allocations made by the current thread, so tests running in
+/// parallel do not disturb each other.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only adds a thread-local counter.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+const RULES: &str = r#"
+default_group = "upstream"
+
+[[rules]]
+suffix = "local.test"
+action = "redirect"
+ipv4 = "192.0.2.1"
+ipv6 = "none"
+"#;
+
+const ALLOWED: &str = "127.0.0.1:5353";
+const NOT_ALLOWED: &str = "192.0.2.99:5353";
+
+fn pipeline_with(config: ServerConfig, layer: Option<TestLayer>) -> Arc<Pipeline> {
+    let rules = RulesConfig::from_toml(RULES, "test.toml").unwrap();
+    let rules = RuleSet::from_config(&rules, ".".as_ref(), &["upstream"]).unwrap();
+    let state = State { rules: Arc::new(rules), upstreams: Arc::new(Upstreams::default()) };
+    Arc::new(Pipeline::new(config, state, Arc::new(Metrics::default()), None, layer))
+}
+
+fn pipeline() -> Arc<Pipeline> {
+    pipeline_with(ServerConfig::default(), None)
+}
+
+fn listener(transport: Transport) -> ListenerContext {
+    ListenerContext {
+        id: Arc::from("test"),
+        transport,
+        allow: default_allow_list(),
+        max_qps: None,
+        group_limit: None,
+        bound: None,
+        client_rate_limit: true,
+    }
+}
+
+fn query_with(name: &str, qtype: RecordType, edns: Option<EdnsHeader>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut builder = MessageBuilder::new(&mut bytes).unwrap();
+    builder.set_id(0x1234);
+    builder.set_flags(Flags::default().with_rd(true));
+    builder.push_question(&name.parse::<NameBuf>().unwrap(), qtype, Class::IN).unwrap();
+    if let Some(edns) = edns {
+        builder.set_edns(edns);
+    }
+    builder.finish().unwrap();
+    bytes
+}
+
+fn query(name: &str) -> Vec<u8> {
+    query_with(name, RecordType::A, None)
+}
+
+/// Run `bytes` from `client` over `transport`; the reply and what was written.
+fn run(pipeline: &Arc<Pipeline>, bytes: &[u8], client: &str, transport: Transport) -> (Reply, Vec<u8>) {
+    run_on(pipeline, bytes, client, &listener(transport))
+}
+
+/// Run `bytes` from `client` on `listener`.
+fn run_on(pipeline: &Arc<Pipeline>, bytes: &[u8], client: &str, listener: &ListenerContext) -> (Reply, Vec<u8>) {
+    let incoming = Incoming {
+        bytes,
+        peer: client.parse::<SocketAddr>().unwrap(),
+        local: None,
+        listener,
+        max_response: None,
+        now: Instant::now(),
+    };
+    let mut out = Vec::new();
+    let reply = pipeline.handle(&incoming, &mut out);
+    (reply, out)
+}
+
+/// The answer written now, parsed; panics on any other reply.
+fn answered(pipeline: &Arc<Pipeline>, bytes: &[u8], client: &str) -> Vec<u8> {
+    match run(pipeline, bytes, client, Transport::Udp) {
+        (Reply::Now { len }, out) => {
+            assert_eq!(len, out.len());
+            out
+        }
+        (Reply::Later(_), _) => panic!("a later answer"),
+        (Reply::Silent, _) => panic!("no answer"),
+        (Reply::Close, _) => panic!("closed"),
+    }
+}
+
+fn rcode(response: &[u8]) -> Rcode {
+    Message::parse(response).unwrap().rcode().unwrap()
+}
+
+fn answers(response: &[u8]) -> Vec<String> {
+    let message = Message::parse(response).unwrap();
+    message.answers().unwrap().map(|record| RecordBuf::from_record(&record.unwrap()).unwrap().to_string()).collect()
+}
+
+fn extended_error(response: &[u8]) -> Option<u16> {
+    let message = Message::parse(response).unwrap();
+    let edns = message.edns().unwrap()?;
+    let option = edns.option(OptionCode::EXTENDED_ERROR)?;
+    match option {
+        signpost_wire::EdnsOption::ExtendedError(error) => Some(error.info_code.0),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_local_answer_is_written_now() {
+    let pipeline = pipeline();
+    let response = answered(&pipeline, &query("www.local.test"), ALLOWED);
+    let message = Message::parse(&response).unwrap();
+    assert_eq!(message.id(), 0x1234);
+    assert!(message.flags().qr() && message.flags().ra());
+    assert_eq!(rcode(&response), Rcode::NOERROR);
+    assert_eq!(answers(&response), ["www.local.test. 60 IN A 192.0.2.1"]);
+    assert_eq!(pipeline.metrics.decisions("local"), 1);
+    assert_eq!(pipeline.metrics.queries("udp"), 1);
+}
+
+#[test]
+fn a_query_that_breaks_the_rules_of_the_format_gets_formerr() {
+    let pipeline = pipeline();
+    // Two questions.
+    let mut two = query("www.local.test");
+    two[5] = 2;
+    let response = answered(&pipeline, &two, ALLOWED);
+    assert_eq!(rcode(&response), Rcode::FORMERR);
+    assert_eq!(Message::parse(&response).unwrap().id(), 0x1234);
+    // Bytes after the message.
+    let mut trailing = query("www.local.test");
+    trailing.push(0);
+    assert_eq!(rcode(&answered(&pipeline, &trailing, ALLOWED)), Rcode::FORMERR);
+    assert_eq!(pipeline.metrics.decisions("error"), 2);
+}
+
+#[test]
+fn other_opcodes_get_notimp() {
+    let pipeline = pipeline();
+    let mut update = query("www.local.test");
+    update[2] |= Opcode::UPDATE.0 << 3;
+    let response = answered(&pipeline, &update, ALLOWED);
+    assert_eq!(rcode(&response), Rcode::NOTIMP);
+    assert_eq!(Message::parse(&response).unwrap().opcode(), Opcode::UPDATE);
+}
+
+#[test]
+fn edns_versions_above_zero_get_badvers() {
+    let pipeline = pipeline();
+    let version_one = EdnsHeader { version: 1, ..EdnsHeader::default() };
+    let response = answered(&pipeline, &query_with("www.local.test", RecordType::A, Some(version_one)), ALLOWED);
+    assert_eq!(rcode(&response), Rcode::BADVERS);
+    let edns = Message::parse(&response).unwrap().edns().unwrap().unwrap();
+    assert_eq!(edns.version(), 0);
+    assert!(answers(&response).is_empty());
+}
+
+#[test]
+fn clients_outside_the_allow_list_are_refused() {
+    let pipeline = pipeline();
+    let bytes = query_with("www.local.test", RecordType::A, Some(EdnsHeader::default()));
+    let response = answered(&pipeline, &bytes, NOT_ALLOWED);
+    assert_eq!(rcode(&response), Rcode::REFUSED);
+    assert!(answers(&response).is_empty());
+    assert_eq!(extended_error(&response), Some(ExtendedErrorCode::PROHIBITED.0));
+    assert_eq!(pipeline.metrics.decisions("refused"), 1);
+    assert_eq!(pipeline.metrics.decisions("local"), 0);
+}
+
+/// The ACL comes before every other answer: a client the listener does not
+/// serve learns nothing but REFUSED, and spends none of the rate limits.
+#[test]
+fn a_client_not_allowed_gets_refused_whatever_it_sends() {
+    let pipeline = pipeline();
+    let mut update = query("www.local.test");
+    update[2] |= Opcode::UPDATE.0 << 3;
+    let mut two_questions = query("www.local.test");
+    two_questions[5] = 2;
+    let version_one =
+        query_with("www.local.test", RecordType::A, Some(EdnsHeader { version: 1, ..EdnsHeader::default() }));
+    for bytes in [update, two_questions, version_one] {
+        let response = answered(&pipeline, &bytes, NOT_ALLOWED);
+        assert_eq!(rcode(&response), Rcode::REFUSED);
+        assert!(answers(&response).is_empty());
+        assert!(response.len() <= bytes.len() + 32, "{} bytes for {}", response.len(), bytes.len());
+    }
+    assert_eq!(pipeline.metrics.decisions("refused"), 3);
+    assert_eq!(pipeline.metrics.responses(Rcode::NOTIMP.0) + pipeline.metrics.responses(Rcode::FORMERR.0), 0);
+
+    let mut limited = listener(Transport::Udp);
+    limited.max_qps = Some(RateLimiter::single(1));
+    let bytes = query("www.local.test");
+    for _ in 0..5 {
+        let (reply, out) = run_on(&pipeline, &bytes, NOT_ALLOWED, &limited);
+        assert!(matches!(reply, Reply::Now { .. }) && rcode(&out) == Rcode::REFUSED);
+    }
+    let (reply, out) = run_on(&pipeline, &bytes, ALLOWED, &limited);
+    assert!(matches!(reply, Reply::Now { .. }));
+    assert_eq!(rcode(&out), Rcode::NOERROR, "the listener's one query a second is still there");
+}
+
+#[test]
+fn over_the_rate_limit_queries_are_refused_or_dropped() {
+    let mut config = ServerConfig::default();
+    config.limits.per_client_qps = Some(1);
+    config.limits.action = LimitAction::Refuse;
+    let refusing = pipeline_with(config.clone(), None);
+    let bytes = query("www.local.test");
+    assert_eq!(rcode(&answered(&refusing, &bytes, ALLOWED)), Rcode::NOERROR);
+    assert_eq!(rcode(&answered(&refusing, &bytes, ALLOWED)), Rcode::REFUSED);
+    assert_eq!(refusing.metrics.drops("rate_limited"), 1);
+
+    config.limits.action = LimitAction::Drop;
+    let dropping = pipeline_with(config, None);
+    assert_eq!(rcode(&answered(&dropping, &bytes, ALLOWED)), Rcode::NOERROR);
+    assert!(matches!(run(&dropping, &bytes, ALLOWED, Transport::Udp), (Reply::Silent, out) if out.is_empty()));
+    assert_eq!(dropping.metrics.drops("rate_limited"), 1);
+
+    // A listener's own limit, which every client shares.
+    let pipeline = pipeline();
+    let mut limited = listener(Transport::Udp);
+    limited.max_qps = Some(RateLimiter::single(1));
+    assert!(matches!(run_on(&pipeline, &bytes, ALLOWED, &limited), (Reply::Now { .. }, _)));
+    assert!(matches!(run_on(&pipeline, &bytes, "127.0.0.2:53", &limited), (Reply::Silent, _)));
+    assert_eq!(pipeline.metrics.drops("listener_limit"), 1);
+}
+
+#[test]
+fn what_is_not_a_query_gets_no_answer() {
+    let pipeline = pipeline();
+    assert!(matches!(run(&pipeline, &[0u8; 11], ALLOWED, Transport::Udp), (Reply::Silent, out) if out.is_empty()));
+    let mut response = query("www.local.test");
+    response[2] |= 0x80;
+    assert!(matches!(run(&pipeline, &response, ALLOWED, Transport::Udp), (Reply::Silent, _)));
+    assert_eq!(pipeline.metrics.drops("malformed"), 1);
+    assert_eq!(pipeline.metrics.drops("not_a_query"), 1);
+}
+
+/// An upstream's answer to `name` A, as the cache stores it.
+fn upstream_answer(name: &str) -> Vec<u8> {
+    let question = query(name);
+    let question = Message::parse(&question).unwrap();
+    let mut response = Vec::new();
+    let mut builder = MessageBuilder::response_to(&mut response, &question).unwrap();
+    let owner: NameBuf = name.parse().unwrap();
+    builder
+        .push(signpost_wire::Section::Answer, &owner, Class::IN, 300, &signpost_wire::RData::A([192, 0, 2, 7].into()))
+        .unwrap();
+    builder.finish().unwrap();
+    response
+}
+
+fn cache_forwarded(pipeline: &Pipeline, name: &str) {
+    let owner: NameBuf = name.parse().unwrap();
+    let key = CacheKey::new("default", false, false, RecordType::A.0, Class::IN.0, owner.as_wire());
+    pipeline.cache.insert(key.as_bytes(), &upstream_answer(name), Instant::now()).unwrap();
+}
+
+#[test]
+fn a_cache_hit_is_written_now() {
+    let pipeline = pipeline();
+    cache_forwarded(&pipeline, "www.example.org");
+    let response = answered(&pipeline, &query("WWW.example.org"), ALLOWED);
+    let message = Message::parse(&response).unwrap();
+    assert_eq!(message.id(), 0x1234);
+    assert_eq!(message.first_question().unwrap().unwrap().name().to_string(), "WWW.example.org.", "the client's case");
+    assert_eq!(answers(&response).len(), 1);
+    assert_eq!(pipeline.metrics.decisions("cache"), 1);
+    assert_eq!(pipeline.cache.stats().hits(), 1);
+}
+
+#[test]
+fn a_forwarded_name_becomes_a_pending_answer_that_counts_as_in_flight() {
+    let pipeline = pipeline();
+    let (reply, out) = run(&pipeline, &query("www.example.org"), ALLOWED, Transport::Udp);
+    assert!(out.is_empty(), "nothing written now");
+    let Reply::Later(pending) = reply else { panic!("not a forward") };
+    assert_eq!(pipeline.in_flight.len(), 1);
+    assert_eq!(pipeline.cache.stats().misses(), 1);
+    // Dropped (its client gone), it is no longer in flight.
+    drop(pending);
+    assert_eq!(pipeline.in_flight.len(), 0);
+    assert_eq!(pipeline.metrics.decisions("forwarded"), 0, "counted when answered, not when made");
+}
+
+#[test]
+fn a_test_layer_turns_faults_into_replies() {
+    let layer = TestLayer::new().recording(true);
+    let pipeline = pipeline_with(ServerConfig::default(), Some(layer.clone()));
+    let name = |text: &str| FaultTarget::Name(text.parse().unwrap());
+    layer.inject_fault(name("truncated.local.test"), FaultAction::Truncate);
+    layer.inject_fault(name("reset.local.test"), FaultAction::TcpReset);
+    layer.inject_fault(name("slow.local.test"), FaultAction::Delay(std::time::Duration::from_millis(1)));
+    let truncated = answered(&pipeline, &query("truncated.local.test"), ALLOWED);
+    assert!(Message::parse(&truncated).unwrap().flags().tc());
+    assert!(answers(&truncated).is_empty());
+    let over_tcp = run(&pipeline, &query("truncated.local.test"), ALLOWED, Transport::Tcp);
+    assert!(matches!(over_tcp, (Reply::Now { .. }, out) if answers(&out).len() == 1), "TCP is answered");
+    assert!(matches!(run(&pipeline, &query("reset.local.test"), ALLOWED, Transport::Tcp), (Reply::Close, _)));
+    assert!(matches!(run(&pipeline, &query("reset.local.test"), ALLOWED, Transport::Udp), (Reply::Silent, _)));
+    let (delayed, out) = run(&pipeline, &query("slow.local.test"), ALLOWED, Transport::Udp);
+    assert!(matches!(delayed, Reply::Later(_)) && out.is_empty(), "the answer waits, nothing is written now");
+    assert_eq!(layer.recorded_queries().len(), 5);
+}
+
+/// The UDP workers' inline path: a local answer and a cache hit written into
+/// the batch slot allocate nothing.
+#[test]
+fn local_answers_and_cache_hits_allocate_nothing() {
+    let pipeline = pipeline();
+    cache_forwarded(&pipeline, "www.example.org");
+    let listener = listener(Transport::Udp);
+    let peer: SocketAddr = ALLOWED.parse().unwrap();
+    let queries = [query("www.local.test"), query_with("www.example.org", RecordType::A, Some(EdnsHeader::default()))];
+    let mut slot = [0u8; 4096];
+    let mut answer = |bytes: &[u8]| {
+        let incoming =
+            Incoming { bytes, peer, local: None, listener: &listener, max_response: None, now: Instant::now() };
+        let mut out = SliceBuffer::new(&mut slot);
+        matches!(pipeline.handle(&incoming, &mut out), Reply::Now { .. })
+    };
+    // The first run may set up lazily initialised state.
+    for bytes in &queries {
+        assert!(answer(bytes));
+    }
+    for bytes in &queries {
+        let before = ALLOCATIONS.with(Cell::get);
+        assert!(answer(bytes));
+        assert_eq!(ALLOCATIONS.with(Cell::get) - before, 0, "{:?}", Message::parse(bytes).unwrap().first_question());
+    }
+}
