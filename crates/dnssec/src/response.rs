@@ -59,6 +59,24 @@ pub fn for_client(response: &[u8], secure: bool, client_dnssec_ok: bool) -> Resu
     Ok(out)
 }
 
+/// Lower every TTL in `response` (OPT aside) to at most `limit`: validated
+/// data may not outlive its signatures (RFC 4035 §5.3.3).
+pub fn cap_ttls(response: &mut [u8], limit: u32) -> Result<(), Error> {
+    let mut fields = Vec::new();
+    for record in Message::parse(response)?.records()? {
+        let record = record?;
+        if record.rtype() != RecordType::OPT && record.ttl() > limit {
+            fields.push(record.data_offset().saturating_sub(6));
+        }
+    }
+    for offset in fields {
+        if let Some(field) = response.get_mut(offset..offset + 4) {
+            field.copy_from_slice(&limit.to_be_bytes());
+        }
+    }
+    Ok(())
+}
+
 /// A query the validator sends upstream for the chain of trust: RD, CD and
 /// DO set, so a validating upstream passes on what it would call bogus.
 pub fn chain_query(id: u16, name: &NameBuf, rtype: RecordType, udp_payload_size: u16) -> Result<Vec<u8>, Error> {
@@ -117,6 +135,19 @@ mod tests {
         assert_eq!(types_in(&stripped, Section::Answer), vec![RecordType::A]);
         assert!(types_in(&stripped, Section::Authority).is_empty());
         assert!(message.edns().expect("edns").is_some());
+    }
+
+    #[test]
+    fn ttls_are_capped() {
+        let mut response = signed_answer(false);
+        cap_ttls(&mut response, 30).expect("capped");
+        let message = Message::parse(&response).expect("parses");
+        for record in message.records().expect("records") {
+            let record = record.expect("record");
+            if record.rtype() != RecordType::OPT {
+                assert_eq!(record.ttl(), 30);
+            }
+        }
     }
 
     #[test]

@@ -197,7 +197,7 @@ impl ServerBuilder {
         let upstreams = self.upstreams.unwrap_or_default();
         let config = self.config;
         let pipeline =
-            Arc::new(Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log, self.test_layer));
+            Arc::new(Pipeline::new(config.clone(), State::new(rules, upstreams), metrics, log, self.test_layer));
         let runtime = Runtime {
             pipeline,
             limits: StreamLimits {
@@ -421,7 +421,7 @@ impl ServerHandle {
     /// Swap in new rules, keeping the upstreams.
     pub fn set_rules(&self, rules: RuleSet) {
         let upstreams = self.upstreams();
-        self.reload(State { rules: Arc::new(rules), upstreams });
+        self.reload(State::new(Arc::new(rules), upstreams));
     }
 
     /// Swap in new rules and upstreams, as [`ServerHandle::reload`], and
@@ -535,7 +535,7 @@ mod tests {
     use crate::listener::tests::udp_listener;
 
     fn state() -> State {
-        State { rules: Arc::new(RuleSet::default()), upstreams: Arc::new(Upstreams::default()) }
+        State::new(Arc::new(RuleSet::default()), Arc::new(Upstreams::default()))
     }
 
     #[test]
