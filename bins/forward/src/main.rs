@@ -82,8 +82,12 @@ fn serve(source: &ConfigSource) -> ExitCode {
 
 async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
     let reloader = source.reloader(&forwarder);
-    let Forwarder { rules, upstreams, server: config, routes, default_route, .. } = forwarder;
-    let started = Server::builder().config(config).rules(rules).upstreams(upstreams).reloader(reloader).start().await;
+    let Forwarder { rules, upstreams, server: config, routes, default_route, validator, .. } = forwarder;
+    let mut builder = Server::builder().config(config).rules(rules).upstreams(upstreams).reloader(reloader);
+    if let Some(validator) = validator {
+        builder = builder.validator(validator);
+    }
+    let started = builder.start().await;
     let server = match started {
         Ok(server) => server,
         Err(error) => {

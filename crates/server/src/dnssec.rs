@@ -20,6 +20,7 @@ pub(crate) async fn validate(
     group: &Group,
     mut resolved: Resolved,
     client_dnssec_ok: bool,
+    client_understands_ad: bool,
 ) -> Result<Resolved, ForwardFailure> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
     let mut validation = validator.start(&resolved.response, now);
@@ -42,7 +43,9 @@ pub(crate) async fn validate(
         Security::Insecure(_) => false,
         Security::Bogus(bogus) => return Err(ForwardFailure::Bogus(bogus)),
     };
-    let Ok(mut shaped) = response::for_client(&resolved.response, secure, client_dnssec_ok) else {
+    // RFC 6840 §5.8: AD only for clients that show they understand it, with DO or AD.
+    let Ok(mut shaped) = response::for_client(&resolved.response, secure && client_understands_ad, client_dnssec_ok)
+    else {
         return Err(ForwardFailure::Internal("validated answer could not be rebuilt"));
     };
     if let Some(limit) = verdict.ttl_limit

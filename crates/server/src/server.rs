@@ -83,6 +83,7 @@ pub struct ServerBuilder {
     config: ServerConfig,
     rules: Option<Arc<RuleSet>>,
     upstreams: Option<Arc<Upstreams>>,
+    validator: Option<Arc<signpost_dnssec::Validator>>,
     extension: Option<Arc<dyn AdminExtension>>,
     reloader: Option<Reloader>,
     config_reloader: Option<ConfigReloader>,
@@ -122,10 +123,17 @@ impl ServerBuilder {
         self
     }
 
-    /// Rules and upstreams already shared (as a reload would swap them in).
+    /// Rules, upstreams and validator already shared (as a reload would swap them in).
     pub fn state(mut self, state: State) -> Self {
         self.rules = Some(state.rules);
         self.upstreams = Some(state.upstreams);
+        self.validator = state.validator;
+        self
+    }
+
+    /// Validate forwarded answers with DNSSEC (off unless given).
+    pub fn validator(mut self, validator: Arc<signpost_dnssec::Validator>) -> Self {
+        self.validator = Some(validator);
         self
     }
 
@@ -196,8 +204,9 @@ impl ServerBuilder {
         let rules = self.rules.unwrap_or_default();
         let upstreams = self.upstreams.unwrap_or_default();
         let config = self.config;
-        let pipeline =
-            Arc::new(Pipeline::new(config.clone(), State::new(rules, upstreams), metrics, log, self.test_layer));
+        let mut state = State::new(rules, upstreams);
+        state.validator = self.validator;
+        let pipeline = Arc::new(Pipeline::new(config.clone(), state, metrics, log, self.test_layer));
         let runtime = Runtime {
             pipeline,
             limits: StreamLimits {

@@ -381,7 +381,8 @@ impl Pipeline {
             match &job.state.validator {
                 // CD from the client: it validates itself, and gets what upstream sent.
                 Some(validator) if !job.flags.cd() => {
-                    crate::dnssec::validate(validator, upstream, resolved, job.dnssec_ok).await
+                    let understands_ad = job.dnssec_ok || job.flags.ad();
+                    crate::dnssec::validate(validator, upstream, resolved, job.dnssec_ok, understands_ad).await
                 }
                 _ => Ok(resolved),
             }
