@@ -30,3 +30,27 @@ pub fn validate(data: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            super::records(&bytes);
+            super::trust_anchors(&bytes);
+            super::validate(&bytes);
+        }
+
+        #[test]
+        fn responses_with_random_records_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
+            // A header with one question and one answer, then anything.
+            let mut message = vec![0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 3, b'w', b'w', b'w', 0, 0, 1, 0, 1];
+            message.extend_from_slice(&tail);
+            super::validate(&message);
+        }
+    }
+}
