@@ -39,6 +39,26 @@ impl Knot {
         Err(last.unwrap_or(Error::Timeout { what: "knotd".to_owned(), waited: STARTUP, seen: String::new() }))
     }
 
+    /// Start `knotd` serving every `NAME.zone.signed` file in `zone_dir` as
+    /// zone `NAME.` (`root.zone.signed` as the root), as
+    /// crates/dnssec/tests/zones/make.sh writes them.
+    pub fn serve_signed_zones(zone_dir: &Path) -> Result<Self, Error> {
+        let entries =
+            std::fs::read_dir(zone_dir).map_err(|source| Error::File { path: zone_dir.to_path_buf(), source })?;
+        let mut zones: Vec<(String, String)> = entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter_map(|file| {
+                let zone = file.strip_suffix(".zone.signed")?;
+                let zone = if zone == "root" { ".".to_owned() } else { format!("{zone}.") };
+                Some((zone, file))
+            })
+            .collect();
+        // The root first: readiness is checked on the first zone.
+        zones.sort_by_key(|(zone, _)| zone.len());
+        let zones: Vec<(&str, &str)> = zones.iter().map(|(zone, file)| (zone.as_str(), file.as_str())).collect();
+        Self::start(zone_dir, &zones)
+    }
+
     fn try_start(zone_dir: &Path, zones: &[(&str, &str)]) -> Result<Self, Error> {
         let dir = TempDir::try_new()?;
         let port = free_port()?;

@@ -10,19 +10,6 @@ use signpost_wire::{EdnsHeader, EdnsOption, ExtendedErrorCode, Message, OptionCo
 
 use crate::support::{start_in, udp};
 
-const ZONES: &[(&str, &str)] = &[
-    (".", "root.zone.signed"),
-    ("test.", "test.zone.signed"),
-    ("nsec.test.", "nsec.test.zone.signed"),
-    ("nsec3.test.", "nsec3.test.zone.signed"),
-    ("rsa.test.", "rsa.test.zone.signed"),
-    ("iter.test.", "iter.test.zone.signed"),
-    ("expired.test.", "expired.test.zone.signed"),
-    ("tampered.test.", "tampered.test.zone.signed"),
-    ("nokey.test.", "nokey.test.zone.signed"),
-    ("insecure.test.", "insecure.test.zone.signed"),
-];
-
 fn zone_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/dnssec/tests/zones")
 }
@@ -57,7 +44,7 @@ async fn query(server: std::net::SocketAddr, name: &str, qtype: RecordType, dnss
 #[tokio::test]
 async fn answers_get_ad_only_when_proven_and_bogus_ones_say_why() {
     let dir = zone_dir();
-    let knot = tokio::task::spawn_blocking(move || Knot::start(&dir, ZONES))
+    let knot = tokio::task::spawn_blocking(move || Knot::serve_signed_zones(&dir))
         .await
         .expect("joined")
         .unwrap_or_else(|error| panic!("knotd (Debian package knot) must run: {error}"));

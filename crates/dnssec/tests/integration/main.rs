@@ -15,25 +15,12 @@ use signpost_wire::{EdnsHeader, ExtendedErrorCode, Message, NameBuf, Rcode, Reco
 /// 2026-06-01T00:00:00Z: inside the fixtures' signature windows (2025 to 2045).
 const NOW: u64 = 1_780_272_000;
 
-const ZONES: &[(&str, &str)] = &[
-    (".", "root.zone.signed"),
-    ("test.", "test.zone.signed"),
-    ("nsec.test.", "nsec.test.zone.signed"),
-    ("nsec3.test.", "nsec3.test.zone.signed"),
-    ("rsa.test.", "rsa.test.zone.signed"),
-    ("iter.test.", "iter.test.zone.signed"),
-    ("expired.test.", "expired.test.zone.signed"),
-    ("tampered.test.", "tampered.test.zone.signed"),
-    ("nokey.test.", "nokey.test.zone.signed"),
-    ("insecure.test.", "insecure.test.zone.signed"),
-];
-
 fn zone_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/zones"))
 }
 
 fn knot() -> Knot {
-    Knot::start(zone_dir(), ZONES).unwrap_or_else(|error| panic!("knotd (Debian package knot) must run: {error}"))
+    Knot::serve_signed_zones(zone_dir()).unwrap_or_else(|error| panic!("knotd (Debian package knot) must run: {error}"))
 }
 
 fn anchors() -> TrustAnchors {
