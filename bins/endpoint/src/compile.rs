@@ -157,7 +157,7 @@ pub struct Deployment {
 impl Deployment {
     /// The rules and upstreams, for [`ServerHandle::reload`](crate::ServerHandle::reload).
     pub fn state(&self) -> State {
-        State { rules: self.rules.clone(), upstreams: self.upstreams.clone() }
+        State::new(self.rules.clone(), self.upstreams.clone())
     }
 
     /// The role and protocol of the listener with this id.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use signpost_dnssec::{TrustAnchors, Validator, ValidatorConfig};
 use signpost_rules::config::{ActionKind, RuleConfig, RulesConfig};
 use signpost_rules::{Allocations, DEFAULT_VIEW, Location, RuleSet};
 use signpost_upstream::{GroupConfig, Protocol, ResolvConf, Upstreams};
@@ -87,6 +88,8 @@ pub struct Forwarder {
     pub remote_control: Option<crate::control::RemoteControlConfig>,
     /// The `auth_zones`, for the transfer tasks start-up runs.
     pub auth_zones: Vec<AuthZone>,
+    /// DNSSEC validation, when on.
+    pub validator: Option<Arc<Validator>>,
 }
 
 /// An `auth_zones` entry, checked: what the running forwarder needs to
@@ -124,7 +127,9 @@ impl fmt::Debug for Forwarder {
 impl Forwarder {
     /// Rules and upstreams as the server swaps them in.
     pub fn into_state(self) -> State {
-        State { rules: Arc::new(self.rules), upstreams: Arc::new(self.upstreams) }
+        let mut state = State::new(Arc::new(self.rules), Arc::new(self.upstreams));
+        state.validator = self.validator;
+        state
     }
 
     /// What `check-config` prints: listeners, forward zones, then every
@@ -391,6 +396,7 @@ impl ForwarderConfig {
             forward_first: false,
             views: Vec::new(),
         });
+        let validator = self.validator(&options.base_dir)?.map(Arc::new);
         Ok(Forwarder {
             rules,
             upstreams,
@@ -400,6 +406,7 @@ impl ForwarderConfig {
             warnings,
             remote_control: self.remote_control.clone(),
             auth_zones,
+            validator,
         })
     }
 
@@ -623,4 +630,74 @@ fn parse_primary(text: &str) -> Option<SocketAddr> {
         None => (text, 53),
     };
     host.parse::<IpAddr>().ok().map(|address| SocketAddr::new(address, port))
+}
+
+impl ForwarderConfig {
+    /// The validator `[dnssec]` describes, or `None` when validation is off.
+    /// Anchor files are relative to `base_dir`.
+    pub fn validator(&self, base_dir: &Path) -> Result<Option<Validator>, ConfigError> {
+        let dnssec = &self.dnssec;
+        if !dnssec.validate {
+            return Ok(None);
+        }
+        let mut anchors = TrustAnchors::empty();
+        let files = dnssec
+            .trust_anchor_files
+            .iter()
+            .enumerate()
+            .map(|(index, file)| (format!("dnssec.trust_anchor_files[{index}]"), file))
+            .chain(
+                dnssec
+                    .auto_trust_anchor_files
+                    .iter()
+                    .enumerate()
+                    .map(|(index, file)| (format!("dnssec.auto_trust_anchor_files[{index}]"), file)),
+            );
+        for (field, file) in files {
+            let path = base_dir.join(file);
+            let at = self.locate(&field);
+            let text = std::fs::read_to_string(&path).map_err(|source| {
+                ConfigError::from(signpost_rules::Error::Io {
+                    at: at.clone(),
+                    path: path.clone(),
+                    source: Arc::new(source),
+                })
+            })?;
+            anchors
+                .add_text(&text, &path.display().to_string())
+                .map_err(|source| ConfigError::TrustAnchor { at, source })?;
+        }
+        for (index, record) in dnssec.trust_anchors.iter().enumerate() {
+            let at = self.locate(&format!("dnssec.trust_anchors[{index}]"));
+            anchors.add_record(record, "trust-anchor", 1).map_err(|source| ConfigError::TrustAnchor { at, source })?;
+        }
+        if anchors.is_empty() {
+            anchors = TrustAnchors::root();
+        }
+        let mut insecure = Vec::with_capacity(dnssec.domain_insecure.len());
+        for (index, text) in dnssec.domain_insecure.iter().enumerate() {
+            let name = text.parse::<NameBuf>().map_err(|source| {
+                ConfigError::from(signpost_rules::Error::InvalidName {
+                    at: self.locate(&format!("dnssec.domain_insecure[{index}]")),
+                    text: text.clone(),
+                    source,
+                })
+            })?;
+            insecure.push(name.to_lowercase());
+        }
+        let mut config = ValidatorConfig::default();
+        if let Some(ttl) = dnssec.bogus_ttl {
+            config.bogus_ttl = ttl;
+        }
+        if let Some(skew) = dnssec.sig_skew_min {
+            config.skew.min = skew;
+        }
+        if let Some(skew) = dnssec.sig_skew_max {
+            config.skew.max = skew;
+        }
+        if let Some(iterations) = dnssec.nsec3_max_iterations {
+            config.nsec3_max_iterations = iterations;
+        }
+        Ok(Some(Validator::new(anchors, insecure, config)))
+    }
 }

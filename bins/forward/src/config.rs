@@ -85,8 +85,56 @@ pub struct ForwarderConfig {
     /// Exceptions of the rule engine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exceptions: Vec<ExceptionConfig>,
+    /// DNSSEC validation of forwarded answers (see docs/dnssec.md).
+    #[serde(default, skip_serializing_if = "DnssecConfig::is_default")]
+    pub dnssec: DnssecConfig,
     #[serde(skip)]
     pub(crate) origin: Origin,
+}
+
+/// `[dnssec]`: validation of forwarded answers, with unbound's settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecConfig {
+    /// Validate: AD on proven answers, SERVFAIL with an extended error on
+    /// bogus ones. Off unless given (unbound.conf turns it on with the
+    /// validator module and a trust anchor).
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub validate: bool,
+    /// Files of DS or DNSKEY records in zone-file form (unbound's `trust-anchor-file`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_anchor_files: Vec<PathBuf>,
+    /// RFC 5011 state files as unbound keeps them (`auto-trust-anchor-file`):
+    /// keys in state VALID or MISSING are trusted. Read, never rewritten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_trust_anchor_files: Vec<PathBuf>,
+    /// DS or DNSKEY records (unbound's `trust-anchor`), e.g.
+    /// `". IN DS 20326 8 2 E06D44B8..."`. With no anchor at all the built-in
+    /// root anchors (KSK-2017, KSK-2024) are used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_anchors: Vec<String>,
+    /// Names answered without validation, with everything below them
+    /// (unbound's `domain-insecure`; negative trust anchors, RFC 7646).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_insecure: Vec<String>,
+    /// Seconds a bogus chain result is kept (`val-bogus-ttl`, default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bogus_ttl: Option<u32>,
+    /// Least clock skew allowed around signature windows (`val-sig-skew-min`, default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig_skew_min: Option<u32>,
+    /// Most clock skew allowed (`val-sig-skew-max`, default 86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig_skew_max: Option<u32>,
+    /// NSEC3 iterations above this make a denial insecure (RFC 9276; default 150).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nsec3_max_iterations: Option<u16>,
+}
+
+impl DnssecConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Where a configuration came from, to put file, line and field into errors.

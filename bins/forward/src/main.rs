@@ -90,11 +90,14 @@ fn serve(source: &ConfigSource) -> ExitCode {
 
 async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
     let reloader = source.reloader(&forwarder);
-    let Forwarder { rules, upstreams, server: config, routes, default_route, remote_control, auth_zones, .. } = forwarder;
+    let Forwarder { rules, upstreams, server: config, routes, default_route, remote_control, auth_zones, validator, .. } = forwarder;
     let transfers = Arc::new(ZoneTransfers::new());
     let mut builder = Server::builder().config(config).rules(rules).upstreams(upstreams).reloader(reloader);
     if !auth_zones.is_empty() {
         builder = builder.query_handler(transfers.clone());
+    }
+    if let Some(validator) = validator {
+        builder = builder.validator(validator);
     }
     let started = builder.start().await;
     let server = match started {

@@ -163,7 +163,7 @@ impl RedirectServerBuilder {
                 let upstreams = Upstreams::new(groups)?;
                 let rules = redirector.reconfigure(settings, base)?;
                 *current = upstream;
-                Ok(State { rules: Arc::new(rules), upstreams: Arc::new(upstreams) })
+                Ok(State::new(Arc::new(rules), Arc::new(upstreams)))
             }));
         }
         let handle = builder.start().await?;

@@ -38,6 +38,7 @@
 pub mod admin;
 pub mod cache;
 pub mod config;
+mod dnssec;
 mod doh;
 mod error;
 #[doc(hidden)]

@@ -85,6 +85,7 @@ pub struct ServerBuilder {
     config: ServerConfig,
     rules: Option<Arc<RuleSet>>,
     upstreams: Option<Arc<Upstreams>>,
+    validator: Option<Arc<signpost_dnssec::Validator>>,
     extension: Option<Arc<dyn AdminExtension>>,
     reloader: Option<Reloader>,
     config_reloader: Option<ConfigReloader>,
@@ -125,10 +126,17 @@ impl ServerBuilder {
         self
     }
 
-    /// Rules and upstreams already shared (as a reload would swap them in).
+    /// Rules, upstreams and validator already shared (as a reload would swap them in).
     pub fn state(mut self, state: State) -> Self {
         self.rules = Some(state.rules);
         self.upstreams = Some(state.upstreams);
+        self.validator = state.validator;
+        self
+    }
+
+    /// Validate forwarded answers with DNSSEC (off unless given).
+    pub fn validator(mut self, validator: Arc<signpost_dnssec::Validator>) -> Self {
+        self.validator = Some(validator);
         self
     }
 
@@ -207,7 +215,9 @@ impl ServerBuilder {
         let rules = self.rules.unwrap_or_default();
         let upstreams = self.upstreams.unwrap_or_default();
         let config = self.config;
-        let mut pipeline = Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log, self.test_layer);
+        let mut state = State::new(rules, upstreams);
+        state.validator = self.validator;
+        let mut pipeline = Pipeline::new(config.clone(), state, metrics, log, self.test_layer);
         pipeline.handler = self.handler;
         let pipeline = Arc::new(pipeline);
         let runtime = Runtime {
@@ -438,7 +448,7 @@ impl ServerHandle {
     /// Swap in new rules, keeping the upstreams.
     pub fn set_rules(&self, rules: RuleSet) {
         let upstreams = self.upstreams();
-        self.reload(State { rules: Arc::new(rules), upstreams });
+        self.reload(State::new(Arc::new(rules), upstreams));
     }
 
     /// Swap in new rules and upstreams, as [`ServerHandle::reload`], and
@@ -563,7 +573,7 @@ mod tests {
     use crate::listener::tests::udp_listener;
 
     fn state() -> State {
-        State { rules: Arc::new(RuleSet::default()), upstreams: Arc::new(Upstreams::default()) }
+        State::new(Arc::new(RuleSet::default()), Arc::new(Upstreams::default()))
     }
 
     #[test]

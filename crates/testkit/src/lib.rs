@@ -14,6 +14,8 @@
 //!   for tests that look at packets.
 //! - [`Binary`]: a workspace binary as a child process, with its start-up
 //!   lines, output and signals.
+//! - [`Knot`]: Knot DNS as an authoritative peer on loopback serving a
+//!   test's zone files (pre-signed zones for DNSSEC tests).
 //! - [`retry_addr_in_use`] and [`closed_udp_port`]: starting servers on port
 //!   0 without flaking, and a port where nothing answers.
 //!
@@ -44,6 +46,7 @@ mod certificates;
 mod client;
 mod error;
 mod fake;
+mod knot;
 mod ports;
 mod process;
 mod resolver;
@@ -61,6 +64,7 @@ pub use fake::{
     OTHER_QUESTION, SeenEdns, SeenQuery,
 };
 pub use hickory_resolver::TokioResolver;
+pub use knot::Knot;
 pub use ports::{START_TRIES, closed_udp_port, is_addr_in_use, port_taken, retry_addr_in_use};
 pub use process::{Binary, Finished, HANDLER_WAIT, RunningBinary, Signal};
 pub use resolver::{ResolverAnswer, ResolverBuilder, lookup, lookup_with_ttls, resolver};

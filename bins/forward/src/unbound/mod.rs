@@ -181,10 +181,6 @@ const NO_EFFECT: &[&str] = &[
     "val-log-level",
     "val-clean-additional",
     "val-permissive-mode",
-    "val-bogus-ttl",
-    "val-sig-skew-min",
-    "val-sig-skew-max",
-    "domain-insecure",
     "serve-expired-client-timeout",
     "tls-ciphers",
     "tls-ciphersuites",
@@ -204,9 +200,19 @@ const NO_EFFECT: &[&str] = &[
     "http-notls-downstream",
 ];
 
-/// DNSSEC validation options: unsupported while the validator module is on.
-const VALIDATION: &[&str] =
-    &["trust-anchor-file", "auto-trust-anchor-file", "trust-anchor", "trusted-keys-file", "root-key-sentinel"];
+/// DNSSEC validation options: read when the validator module is on (the default).
+const VALIDATION: &[&str] = &[
+    "trust-anchor-file",
+    "auto-trust-anchor-file",
+    "trust-anchor",
+    "trusted-keys-file",
+    "root-key-sentinel",
+    "domain-insecure",
+    "val-bogus-ttl",
+    "val-sig-skew-min",
+    "val-sig-skew-max",
+    "val-nsec3-keysize-iterations",
+];
 
 /// Clauses other than server, forward-zone, stub-zone, view, auth-zone and remote-control.
 const OTHER_CLAUSES: &[&str] = &["python", "dynlib", "rpz", "cachedb", "dnstap", "dnscrypt", "ipset"];
@@ -857,6 +863,95 @@ impl Parsed {
         Ok(())
     }
 
+    /// The validator's settings: with the validator module (the default),
+    /// any trust anchor turns validation on, as it does in Unbound.
+    fn dnssec(&mut self, config: &mut ForwarderConfig) -> Result<(), ConfigError> {
+        for statement in std::mem::take(&mut self.trust_anchors) {
+            let keyword = statement.keyword.as_str();
+            if !self.validator {
+                self.warnings.push(Warning::Ignored { at: statement.at.clone(), keyword: statement.written() });
+                continue;
+            }
+            let dnssec = &mut config.dnssec;
+            let (field, index) = match keyword {
+                "trust-anchor-file" | "auto-trust-anchor-file" => {
+                    let Some(path) = self.path(&statement)? else { continue };
+                    let files = if keyword == "trust-anchor-file" {
+                        &mut dnssec.trust_anchor_files
+                    } else {
+                        &mut dnssec.auto_trust_anchor_files
+                    };
+                    files.push(path);
+                    let field =
+                        if keyword == "trust-anchor-file" { "trust_anchor_files" } else { "auto_trust_anchor_files" };
+                    dnssec.validate = true;
+                    (field, files.len() - 1)
+                }
+                "trust-anchor" => {
+                    dnssec.trust_anchors.push(one(&statement)?.text.clone());
+                    dnssec.validate = true;
+                    ("trust_anchors", dnssec.trust_anchors.len() - 1)
+                }
+                "domain-insecure" => {
+                    dnssec.domain_insecure.push(name(one(&statement)?)?.to_string());
+                    ("domain_insecure", dnssec.domain_insecure.len() - 1)
+                }
+                "val-bogus-ttl" => {
+                    dnssec.bogus_ttl = Some(number(&statement, "TTL")?);
+                    continue;
+                }
+                "val-sig-skew-min" => {
+                    dnssec.sig_skew_min = Some(number(&statement, "seconds")?);
+                    continue;
+                }
+                "val-sig-skew-max" => {
+                    dnssec.sig_skew_max = Some(number(&statement, "seconds")?);
+                    continue;
+                }
+                "val-nsec3-keysize-iterations" => {
+                    // "keysize iterations ..." pairs (or one number): the largest iteration count applies.
+                    let value = one(&statement)?;
+                    let words: Vec<&str> = value.text.split_whitespace().collect();
+                    let counts: Vec<&str> =
+                        if words.len() == 1 { words } else { words.iter().skip(1).step_by(2).copied().collect() };
+                    let max = counts
+                        .iter()
+                        .map(|count| count.parse::<u16>())
+                        .try_fold(0u16, |max, count| count.map(|count| max.max(count)));
+                    let Ok(max) = max else {
+                        return Err(ConfigError::InvalidValue {
+                            at: value.at.clone(),
+                            what: "val-nsec3-keysize-iterations",
+                            text: value.text.clone(),
+                            expected: "\"keysize iterations ...\" pairs of numbers",
+                        });
+                    };
+                    self.warnings.push(Warning::Approximated {
+                        at: statement.at.clone(),
+                        keyword: statement.written(),
+                        how: "the largest iteration count applies to every key size",
+                    });
+                    dnssec.nsec3_max_iterations = Some(max);
+                    continue;
+                }
+                "root-key-sentinel" => {
+                    self.warnings.push(Warning::Ignored { at: statement.at.clone(), keyword: statement.written() });
+                    continue;
+                }
+                _ => {
+                    self.unsupported(
+                        &statement,
+                        statement.written(),
+                        "skipped (give the keys as trust-anchor-file in zone-file form)",
+                    );
+                    continue;
+                }
+            };
+            config.record_origin(format!("dnssec.{field}[{index}]"), statement.at.clone());
+        }
+        Ok(())
+    }
+
     fn forward_option(&mut self, statement: &Statement) -> Result<(), ConfigError> {
         let keyword = statement.keyword.as_str();
         match keyword {
@@ -942,16 +1037,8 @@ impl Parsed {
         environment: &dyn UnboundEnvironment,
         ignore_unsupported: bool,
     ) -> Result<(ForwarderConfig, Vec<Warning>), ConfigError> {
-        if self.validator {
-            for statement in std::mem::take(&mut self.trust_anchors) {
-                self.unsupported(
-                    &statement,
-                    statement.written(),
-                    "answers are relayed without DNSSEC validation (signpost does not validate)",
-                );
-            }
-        }
         let mut config = ForwarderConfig::default();
+        self.dnssec(&mut config)?;
         config.origin.file = Some(self.file.clone());
         config.auth_zones = std::mem::take(&mut self.auth_zones);
         self.listeners(&mut config);

@@ -192,13 +192,13 @@ fn listeners_acl_and_cache_come_from_the_server_clause() {
 #[test]
 fn unsupported_options_are_named_with_their_line() {
     let dir = TempDir::new();
-    let text = "server:\n  interface: 127.0.0.1\n  private-address: 10.0.0.0/8\n  local-zone: \"a.example\" typetransparent\n  auto-trust-anchor-file: \"/var/lib/unbound/root.key\"\nstub-zone:\n  name: \"corp\"\n  stub-addr: 10.0.0.1\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n  forward-no-cache: yes\n";
+    let text = "server:\n  interface: 127.0.0.1\n  private-address: 10.0.0.0/8\n  local-zone: \"a.example\" typetransparent\n  trusted-keys-file: \"/etc/bind/keys\"\nstub-zone:\n  name: \"corp\"\n  stub-addr: 10.0.0.1\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n  forward-no-cache: yes\n";
     let path = dir.write("unbound.conf", text);
     let error = read_unbound_conf(&path, false).unwrap_err();
     let ConfigError::Unsupported { items } = &error else { panic!("{error}") };
     let named: Vec<(String, usize)> =
         items.iter().map(|item| (item.keyword.clone(), item.at.line.unwrap_or(0))).collect();
-    assert_eq!(named, [("private-address:".to_owned(), 3), ("auto-trust-anchor-file:".to_owned(), 5),]);
+    assert_eq!(named, [("private-address:".to_owned(), 3), ("trusted-keys-file:".to_owned(), 5)]);
     let message = error.to_string();
     assert!(message.contains("unbound.conf:3:3: private-address: is not supported"), "{message}");
     let (config, warnings) = read_unbound_conf(&path, true).unwrap();
@@ -529,4 +529,38 @@ forward-zone:
     )
     .unwrap_err();
     assert!(error.to_string().contains("url"), "{error}");
+}
+
+#[test]
+fn trust_anchors_turn_validation_on() {
+    let dir = TempDir::new();
+    dir.write("keys/root.key", ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n");
+    let text = "server:\n  interface: 127.0.0.1\n  auto-trust-anchor-file: \"keys/root.key\"\n  domain-insecure: \"corp.example\"\n  val-bogus-ttl: 30\n  val-nsec3-keysize-iterations: \"1024 150 2048 100\"\nforward-zone:\n  name: \".\"\n  forward-addr: 127.0.0.1@5300\n";
+    let path = dir.write("unbound.conf", text);
+    let (config, _) = read_unbound_conf(&path, false).unwrap();
+    assert!(config.dnssec.validate);
+    assert_eq!(config.dnssec.auto_trust_anchor_files, [dir.join("keys/root.key")]);
+    assert_eq!(config.dnssec.domain_insecure, ["corp.example."]);
+    assert_eq!(config.dnssec.bogus_ttl, Some(30));
+    assert_eq!(config.dnssec.nsec3_max_iterations, Some(150));
+    let forwarder = config.build(&BuildOptions::default()).unwrap();
+    let validator = forwarder.validator.as_ref().expect("validating");
+    assert_eq!(validator.anchors().iter().count(), 1);
+    assert_eq!(validator.config().bogus_ttl, 30);
+
+    // Without the validator module the anchors do nothing.
+    let off = text.replace("server:\n", "server:\n  module-config: \"iterator\"\n");
+    let path = dir.write("off.conf", off);
+    let (config, warnings) = read_unbound_conf(&path, false).unwrap();
+    assert!(!config.dnssec.validate);
+    assert!(
+        warnings.iter().any(|w| matches!(w, Warning::Ignored { keyword, .. } if keyword == "auto-trust-anchor-file:"))
+    );
+
+    // A missing anchor file is named with the line that gives it.
+    let missing = text.replace("keys/root.key", "keys/absent.key");
+    let path = dir.write("missing.conf", missing);
+    let (config, _) = read_unbound_conf(&path, false).unwrap();
+    let error = config.build(&BuildOptions::default()).unwrap_err().to_string();
+    assert!(error.contains("missing.conf:3") && error.contains("absent.key"), "{error}");
 }

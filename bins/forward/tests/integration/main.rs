@@ -2,6 +2,7 @@
 //! the binary as a child process, against fake upstreams on loopback that
 //! count packets, with hickory-resolver as the client.
 
+mod dnssec;
 mod explain;
 mod failover;
 mod local;

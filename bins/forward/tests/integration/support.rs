@@ -37,7 +37,8 @@ pub(crate) async fn start_in(toml: &str, base_dir: &Path) -> ServerHandle {
     };
     retry_addr_in_use(|| {
         let forwarder = config.build(&options).unwrap_or_else(|error| panic!("{error}"));
-        Server::builder().config(forwarder.server).rules(forwarder.rules).upstreams(forwarder.upstreams).start()
+        let server_config = forwarder.server.clone();
+        Server::builder().config(server_config).state(forwarder.into_state()).start()
     })
     .await
     .unwrap()

@@ -85,6 +85,8 @@ pub(crate) enum ForwardFailure {
     Deadline(Duration),
     /// Something inside the server went wrong.
     Internal(&'static str),
+    /// DNSSEC validation found the answer bogus.
+    Bogus(signpost_dnssec::Bogus),
 }
 
 impl ForwardFailure {
@@ -98,7 +100,7 @@ impl ForwardFailure {
         match self {
             Self::Upstream(error) => error.is_timeout(),
             Self::Deadline(_) => true,
-            Self::NoGroup(_) | Self::Internal(_) => false,
+            Self::NoGroup(_) | Self::Internal(_) | Self::Bogus(_) => false,
         }
     }
 
@@ -120,6 +122,7 @@ impl std::fmt::Display for ForwardFailure {
                 write!(f, "no answer within {} ms of the query's arrival (query_timeout_ms)", deadline.as_millis())
             }
             Self::Internal(what) => write!(f, "internal error: {what}"),
+            Self::Bogus(bogus) => write!(f, "DNSSEC validation failed: {bogus}"),
         }
     }
 }
@@ -133,22 +136,26 @@ pub(super) type Coalescing = Mutex<HashMap<Box<[u8]>, Vec<oneshot::Sender<Outcom
 impl Pipeline {
     /// The query we send upstream: the client's question in its own case,
     /// RD set, CD copied, our EDNS with the client's DO bit, and the client's
-    /// subnet option only when configured.
+    /// subnet option only when configured. When `validating`, DO and CD are
+    /// set whatever the client sent: the validator needs the signatures, and
+    /// judges bogus data itself (with the reason) rather than trusting a
+    /// validating upstream's SERVFAIL.
     pub(super) fn upstream_query(
         &self,
         facts: &QueryFacts<'_>,
         name: &Name<'_>,
         qtype: RecordType,
         qclass: Class,
+        validating: bool,
     ) -> Option<Vec<u8>> {
         let mut buffer = Vec::with_capacity(64 + name.wire_len());
         let mut builder = MessageBuilder::new(&mut buffer).ok()?;
-        builder.set_flags(Flags::default().with_rd(true).with_cd(facts.message.flags().cd()));
+        builder.set_flags(Flags::default().with_rd(true).with_cd(validating || facts.message.flags().cd()));
         builder.push_question(name, qtype, qclass).ok()?;
         builder.set_edns(EdnsHeader {
             udp_payload_size: self.config.edns.udp_payload_size,
             version: 0,
-            dnssec_ok: facts.client_edns.is_some_and(|edns| edns.dnssec_ok()),
+            dnssec_ok: validating || facts.client_edns.is_some_and(|edns| edns.dnssec_ok()),
         });
         if self.config.edns.forward_client_subnet
             && let Some(edns) = facts.client_edns
@@ -223,6 +230,10 @@ impl Pipeline {
                 }
                 self.log_forwarded(job, &out);
                 Some(out)
+            }
+            Err(ForwardFailure::Bogus(bogus)) => {
+                let text = format!("DNSSEC validation failed: {bogus}");
+                self.servfail(job, bogus.reason.extended_error(), &text)
             }
             Err(error) => {
                 let now = Instant::now();
@@ -438,14 +449,23 @@ impl Pipeline {
             return Err(ForwardFailure::NoGroup(group.to_string()));
         };
         let resolution = async {
-            if accepted_only {
+            let resolved = if accepted_only {
                 upstream.resolve_accepted(&job.upstream_query).await
             } else {
                 upstream.resolve(&job.upstream_query).await
             }
+            .map_err(ForwardFailure::Upstream)?;
+            match &job.state.validator {
+                // CD from the client: it validates itself, and gets what upstream sent.
+                Some(validator) if !job.flags.cd() => {
+                    let understands_ad = job.dnssec_ok || job.flags.ad();
+                    crate::dnssec::validate(validator, upstream, resolved, job.dnssec_ok, understands_ad).await
+                }
+                _ => Ok(resolved),
+            }
         };
         match tokio::time::timeout_at(job.deadline, resolution).await {
-            Ok(result) => result.map_err(ForwardFailure::Upstream),
+            Ok(result) => result,
             Err(_) => Err(ForwardFailure::Deadline(self.query_timeout())),
         }
     }

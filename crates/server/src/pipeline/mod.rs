@@ -41,6 +41,7 @@ mod respond;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use forward::ForwardFailure;
 use forward::{Coalescing, ForwardJob, LogContext};
 
 /// The rules and upstreams in force; replaced as a whole on reload.
@@ -49,6 +50,16 @@ pub struct State {
     pub rules: Arc<RuleSet>,
     /// The upstream groups.
     pub upstreams: Arc<Upstreams>,
+    /// DNSSEC validation of forwarded answers, when on: answers get AD only
+    /// when proven, bogus ones SERVFAIL with an extended error.
+    pub validator: Option<Arc<signpost_dnssec::Validator>>,
+}
+
+impl State {
+    /// Rules and upstreams without DNSSEC validation.
+    pub fn new(rules: Arc<RuleSet>, upstreams: Arc<Upstreams>) -> Self {
+        Self { rules, upstreams, validator: None }
+    }
 }
 
 /// Per-listener facts the pipeline needs.
@@ -436,9 +447,14 @@ impl Pipeline {
                             trace.cache =
                                 Some(if self.cache.is_enabled() && cacheable { "miss" } else { "bypass" }.into());
                         }
-                        let Some(upstream_query) =
-                            self.upstream_query(&facts, &question.name(), question.qtype(), question.qclass())
-                        else {
+                        let validating = state.validator.is_some() && !facts.message.flags().cd();
+                        let Some(upstream_query) = self.upstream_query(
+                            &facts,
+                            &question.name(),
+                            question.qtype(),
+                            question.qclass(),
+                            validating,
+                        ) else {
                             return self.error_response(&facts.message, Rcode::FORMERR, out, purpose);
                         };
                         let log = self.log.as_ref().is_some_and(QueryLog::logs_forwarded).then(|| LogContext {

@@ -69,7 +69,7 @@ const NOT_ALLOWED: &str = "192.0.2.99:5353";
 fn pipeline_with(config: ServerConfig, layer: Option<TestLayer>) -> Arc<Pipeline> {
     let rules = RulesConfig::from_toml(RULES, "test.toml").unwrap();
     let rules = RuleSet::from_config(&rules, ".".as_ref(), &["upstream"]).unwrap();
-    let state = State { rules: Arc::new(rules), upstreams: Arc::new(Upstreams::default()) };
+    let state = State::new(Arc::new(rules), Arc::new(Upstreams::default()));
     Arc::new(Pipeline::new(config, state, Arc::new(Metrics::default()), None, layer))
 }
 

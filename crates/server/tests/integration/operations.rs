@@ -81,7 +81,7 @@ async fn reload_swaps_rules_atomically_and_a_failed_reload_keeps_the_old_ones() 
         "#,
         &[],
     );
-    server.reload(State { rules: Arc::new(replacement), upstreams: server.upstreams() });
+    server.reload(State::new(Arc::new(replacement), server.upstreams()));
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
     assert_eq!(answers(&response), ["sqs.amazonaws.com. 60 IN A 127.0.0.9"]);
     server.shutdown().await;
