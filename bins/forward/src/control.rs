@@ -368,7 +368,9 @@ fn forward_add(server: &ServerHandle, name: &NameBuf, servers: &[String], stub: 
         Action::Forward { group: group_name, forward_first: false },
     ));
     let rules = builder.build().map_err(|error| error.to_string())?;
-    server.reload(State { rules: Arc::new(rules), upstreams: Arc::new(upstreams) });
+    let mut state = State::new(Arc::new(rules), Arc::new(upstreams));
+    state.validator = server.validator();
+    server.reload(state);
     Ok("ok\n".into())
 }
 

@@ -90,7 +90,17 @@ fn serve(source: &ConfigSource) -> ExitCode {
 
 async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
     let reloader = source.reloader(&forwarder);
-    let Forwarder { rules, upstreams, server: config, routes, default_route, remote_control, auth_zones, validator, .. } = forwarder;
+    let Forwarder {
+        rules,
+        upstreams,
+        server: config,
+        routes,
+        default_route,
+        remote_control,
+        auth_zones,
+        validator,
+        ..
+    } = forwarder;
     let transfers = Arc::new(ZoneTransfers::new());
     let mut builder = Server::builder().config(config).rules(rules).upstreams(upstreams).reloader(reloader);
     if !auth_zones.is_empty() {

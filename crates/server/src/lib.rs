@@ -43,8 +43,8 @@ mod doh;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
-mod kernel;
 mod hook;
+mod kernel;
 mod limits;
 mod listener;
 pub mod metrics;

@@ -13,8 +13,8 @@ use crate::admin::{self, AdminExtension};
 use crate::cache::CacheStats;
 use crate::config::{AdminConfig, ListenerConfig, QueryLogConfig, ServerConfig};
 use crate::error::BoxError;
-use crate::kernel::UdpSockets;
 use crate::hook::QueryHandler;
+use crate::kernel::UdpSockets;
 use crate::limits::RateLimiter;
 use crate::listener::{self, BoundListener, Running, Runtime};
 use crate::metrics::Metrics;
@@ -431,6 +431,12 @@ impl ServerHandle {
     /// The upstreams in force.
     pub fn upstreams(&self) -> Arc<Upstreams> {
         self.pipeline().state.load().upstreams.clone()
+    }
+
+    /// The DNSSEC validator in force, if answers are validated (a
+    /// [`reload`](Self::reload) that changes only rules or upstreams keeps it).
+    pub fn validator(&self) -> Option<Arc<signpost_dnssec::Validator>> {
+        self.pipeline().state.load().validator.clone()
     }
 
     /// Swap in new rules and upstreams atomically; queries already running

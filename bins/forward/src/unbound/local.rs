@@ -18,10 +18,10 @@ use signpost_rules::config::{ActionKind, BlockKind, RuleConfig, ViewConfig, Zone
 use signpost_rules::{DEFAULT_VIEW, Location, OtherTypes, ZoneMode};
 use signpost_wire::{NameBuf, RecordBuf};
 
-use signpost_rules::locally_served as defaults;
 use super::{Behaviour, LocalZone, closest, zone_config};
 use crate::build::empty_rule;
 use crate::error::Warning;
+use signpost_rules::locally_served as defaults;
 
 /// What an access-control entry does, with all of Unbound's actions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -395,7 +395,7 @@ fn forwarding_to(upstream: &signpost_testkit::FakeUpstream, config: ServerConfig
     group.min_try_timeout = group.per_try_timeout;
     group.total_timeout = Duration::from_secs(4);
     let upstreams = Upstreams::new(vec![group]).unwrap();
-    let state = State { rules: Arc::new(rules), upstreams: Arc::new(upstreams) };
+    let state = State::new(Arc::new(rules), Arc::new(upstreams));
     Arc::new(Pipeline::new(config, state, Arc::new(Metrics::default()), None, None))
 }
 
