@@ -26,8 +26,7 @@
 //!
 //! Every transport goes through one seam, `Pipeline::handle`: bytes in, an
 //! answer now, a pending answer, or none out. UDP is served by worker tasks
-//! (one per runtime worker thread by default, each with its own
-//! `SO_REUSEPORT` socket) that read and write batches of packets with
+//! (one per CPU core by default, each with its own `SO_REUSEPORT` socket) that read and write batches of packets with
 //! `recvmmsg`/`sendmmsg` and answer local names and cache hits inline,
 //! without allocating; only queries that need an upstream become tasks of
 //! their own. See docs/architecture.md for the whole flow.

@@ -72,6 +72,15 @@ pub struct Server;
 impl Server {
     /// A builder with no listeners, no rules (everything forwarded to the
     /// default group) and no upstreams (everything forwarded fails).
+    ///
+    /// Defaults a test author should know: the answer cache is **on**
+    /// (`ServerConfig::cache.enabled`), so a test asserting that an
+    /// upstream saw every query turns it off; each UDP listener runs one
+    /// worker per CPU core; the allow-list admits loopback and private
+    /// networks; nothing is recorded without a [`TestLayer`]. Dropping the
+    /// last [`ServerHandle`] stops the server, so a test that panics does
+    /// not leak one. For tests, `signpost-testkit`'s `FakeDns` starts one
+    /// with the test defaults in a few lines (docs/testing.md).
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
@@ -230,8 +239,7 @@ impl ServerBuilder {
             listeners: Mutex::new(running),
             admin: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
-            reloader: self.reloader,
-            config_reloader: self.config_reloader,
+            sources: Mutex::new(ReloadSources { reloader: self.reloader, config_reloader: self.config_reloader }),
             config: Mutex::new(config.clone()),
         });
         let handle = ServerHandle { inner };
@@ -264,6 +272,14 @@ async fn run_blocking<T: Send + 'static>(
     }
 }
 
+/// A server's reload source: at most one of the two is used, the
+/// [`ConfigReloader`] first.
+#[derive(Clone, Default)]
+struct ReloadSources {
+    reloader: Option<Reloader>,
+    config_reloader: Option<ConfigReloader>,
+}
+
 struct Inner {
     runtime: Runtime,
     /// The listeners being served, in the order they were configured or added.
@@ -271,8 +287,8 @@ struct Inner {
     admin: Mutex<Option<SocketAddr>>,
     /// Tasks besides the listeners' (the admin listener).
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    reloader: Option<Reloader>,
-    config_reloader: Option<ConfigReloader>,
+    /// Where reloads come from; settable on a running server.
+    sources: Mutex<ReloadSources>,
     /// The settings running: those the server started with (reloads leave
     /// them in force), with listeners added or removed since.
     config: Mutex<ServerConfig>,
@@ -320,6 +336,18 @@ impl ServerHandle {
 
     fn addresses(&self, transport: Transport) -> Vec<SocketAddr> {
         self.listeners().into_iter().filter(|l| l.transport == transport).map(|l| l.address).collect()
+    }
+
+    /// The first UDP listener's address: the one to ask in the common
+    /// case of a server with one UDP listener.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addrs().first().copied()
+    }
+
+    /// The first TCP listener's address (with `udp_and_tcp` on port 0,
+    /// the same port as [`ServerHandle::udp_addr`]).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addrs().first().copied()
     }
 
     /// Bound UDP addresses.
@@ -451,14 +479,33 @@ impl ServerHandle {
     /// (always none with a plain [`Reloader`], which gives no settings). On
     /// error the running configuration stays and the error is returned.
     pub async fn reload_from_source(&self) -> Result<Vec<&'static str>, Error> {
-        if let Some(reloader) = self.inner.config_reloader.clone() {
+        let sources = self.inner.sources.lock().map(|sources| sources.clone()).unwrap_or_default();
+        if let Some(reloader) = sources.config_reloader {
             let (state, config) = run_blocking(move || reloader()).await?;
             return Ok(self.reload_with_config(state, &config));
         }
-        let Some(reloader) = self.inner.reloader.clone() else { return Err(Error::NoReloadSource) };
+        let Some(reloader) = sources.reloader else { return Err(Error::NoReloadSource) };
         let state = run_blocking(move || reloader()).await?;
         self.reload(state);
         Ok(Vec::new())
+    }
+
+    /// Set (or replace) the reload source of a running server, as
+    /// [`ServerBuilder::reloader`] does before it starts: the next
+    /// [`ServerHandle::reload_from_source`], SIGHUP or admin `/reload` uses
+    /// it. It takes the place of any [`ConfigReloader`].
+    pub fn set_reloader(&self, reloader: Reloader) {
+        if let Ok(mut sources) = self.inner.sources.lock() {
+            *sources = ReloadSources { reloader: Some(reloader), config_reloader: None };
+        }
+    }
+
+    /// Set (or replace) the reload source of a running server with one that
+    /// also gives server settings, as [`ServerBuilder::config_reloader`].
+    pub fn set_config_reloader(&self, reloader: ConfigReloader) {
+        if let Ok(mut sources) = self.inner.sources.lock() {
+            *sources = ReloadSources { reloader: None, config_reloader: Some(reloader) };
+        }
     }
 
     /// The counters.
