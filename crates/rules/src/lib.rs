@@ -63,7 +63,7 @@ pub mod fuzzing;
 pub use decision::{Answer, Block, BlockAction, Client, Decision, Forward, LocalAnswer, Matched, Reason, Transport};
 pub use error::{Error, Location};
 pub use hosts::{Allocated, AllocationRanges, Allocations, DEFAULT_IPV4_RANGE, HostEntry, load_hosts, parse_hosts};
-pub use master::{MAX_INCLUDE_DEPTH, Source, parse_records};
+pub use master::{MAX_INCLUDE_DEPTH, Source, parse_records, parse_records_with_ttl};
 pub use ruleset::{MAX_CHAIN, RuleSet, RuleSetBuilder, zone_id_matches};
 pub use spec::{
     Action, AddressSource, Anchor, DEFAULT_GROUP, DEFAULT_VIEW, ExceptionSpec, HostTableSpec, Matcher, OtherTypes,

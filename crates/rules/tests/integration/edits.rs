@@ -53,7 +53,7 @@ fn records_and_zones_change_in_new_rule_sets() {
     );
     assert!(matches!(bad, Err(Error::OutOfZone { .. })));
     assert_eq!(next.build().expect("valid").zone("Z1").expect("zone").len(), third.zone("Z1").expect("zone").len());
-    let unknown = next.change_zone("nope", []).err().expect("no such zone");
+    let unknown = next.change_zone("nope", []).expect_err("no such zone");
     assert!(matches!(&unknown, Error::NoSuchZone { known, .. } if known == &["Z1"]), "{unknown}");
     assert!(unknown.to_string().contains("\"Z1\""), "the error lists the ids there are: {unknown}");
 
