@@ -294,7 +294,9 @@ impl FakeDns {
     /// all or nothing. An unknown id's error lists the ids there are.
     pub fn change_zone(&self, id: &str, changes: impl IntoIterator<Item = ZoneChange>) -> Result<(), Error> {
         let mut builder = self.server.rules().to_builder();
-        builder.change_zone(id, changes).map_err(|source| Error::Rules { what: format!("zone {id}"), source: Box::new(source) })?;
+        builder
+            .change_zone(id, changes)
+            .map_err(|source| Error::Rules { what: format!("zone {id}"), source: Box::new(source) })?;
         self.swap_rules(&builder, "the zones")
     }
 
@@ -338,7 +340,8 @@ impl FakeDns {
     }
 
     fn swap_rules(&self, builder: &RuleSetBuilder, what: &str) -> Result<(), Error> {
-        let rules = builder.build().map_err(|source| Error::Rules { what: what.to_owned(), source: Box::new(source) })?;
+        let rules =
+            builder.build().map_err(|source| Error::Rules { what: what.to_owned(), source: Box::new(source) })?;
         self.server.set_rules(rules);
         Ok(())
     }
@@ -528,7 +531,9 @@ impl FakeDnsBuilder {
         for edit in std::mem::take(&mut self.rule_edits) {
             edit(&mut builder);
         }
-        let rules = builder.build().map_err(|source| Error::Rules { what: "the rules".to_owned(), source: Box::new(source) })?;
+        let rules = builder
+            .build()
+            .map_err(|source| Error::Rules { what: "the rules".to_owned(), source: Box::new(source) })?;
         Ok((rules, Upstreams::new(groups).map_err(|source| Error::Upstreams { source: Box::new(source) })?))
     }
 }

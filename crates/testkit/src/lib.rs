@@ -90,6 +90,11 @@ pub use ports::{START_TRIES, is_addr_in_use, port_taken, retry_addr_in_use};
 pub use process::{Binary, Finished, HANDLER_WAIT, RunningBinary, Signal};
 #[cfg(feature = "hickory")]
 pub use resolver::{ResolverAnswer, ResolverBuilder, lookup, lookup_with_ttls, resolver, resolver_config};
+/// docs/testing.md, whose examples run as doc tests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/testing.md")]
+pub struct TestingGuide;
+
 /// What the test layer records and the faults it injects, from the server
 /// crate: the types [`FakeDns`] hands out.
 pub use signpost_server::{FaultAction, FaultTarget, RecordedQuery, TestLayer, Trace};
