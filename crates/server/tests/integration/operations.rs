@@ -4,9 +4,6 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::Resolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use signpost_server::Transport;
 use signpost_server::{AdminConfig, FaultAction, FaultTarget, LogDestination, State, TestLayer};
 use signpost_wire::{EdnsHeader, Message, Rcode, RecordType};
@@ -158,18 +155,7 @@ async fn truncate_faults_send_udp_clients_to_tcp_where_they_are_answered() {
     layer.inject_fault(FaultTarget::UpstreamGroup("upstream".into()), FaultAction::Truncate);
     assert_eq!(udp(&server).port(), tcp(&server).port());
     // An explicit configuration: UDP first, then TCP, on the server's port.
-    let mut connections = vec![ConnectionConfig::udp(), ConnectionConfig::tcp()];
-    for connection in &mut connections {
-        connection.port = udp(&server).port();
-    }
-    let name_server = NameServerConfig::new(udp(&server).ip(), true, connections);
-    let mut builder = Resolver::builder_with_config(
-        ResolverConfig::from_name_servers(vec![name_server]),
-        TokioRuntimeProvider::default(),
-    );
-    builder.options_mut().cache_size = 0;
-    builder.options_mut().timeout = Duration::from_secs(3);
-    let resolver = builder.build().unwrap();
+    let resolver = ResolverBuilder::udp_and_tcp(udp(&server)).build().unwrap();
 
     // A local answer and a forwarded one (the fault on the upstream group).
     for (name, address) in
