@@ -655,6 +655,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_running_server_takes_a_reload_source_and_a_new_one_replaces_it() {
+        let server = Server::builder().listener(udp_listener()).start().await.unwrap();
+        assert!(matches!(server.reload_from_source().await, Err(Error::NoReloadSource)));
+        let mut changed = ServerConfig { listeners: vec![udp_listener()], ..ServerConfig::default() };
+        changed.cache.max_entries += 1;
+        server.set_config_reloader(Arc::new(move || Ok((state(), changed.clone()))));
+        assert_eq!(server.reload_from_source().await.unwrap(), ["cache"]);
+        server.set_reloader(Arc::new(|| Err("the source is broken".into())));
+        let rules = server.rules();
+        assert!(matches!(server.reload_from_source().await, Err(Error::Reload { .. })));
+        assert!(Arc::ptr_eq(&rules, &server.rules()), "a failed reload keeps the rules");
+        server.set_reloader(Arc::new(|| Ok(state())));
+        assert_eq!(server.reload_from_source().await.unwrap(), Vec::<&str>::new(), "the plain reloader replaced both");
+        assert_eq!(server.udp_addr(), server.udp_addrs().first().copied());
+        assert_eq!(server.tcp_addr(), None);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn without_a_source_reload_fails_and_a_plain_reloader_reports_nothing() {
         let server = Server::builder().listener(udp_listener()).start().await.unwrap();
         assert!(matches!(server.reload_from_source().await, Err(Error::NoReloadSource)));

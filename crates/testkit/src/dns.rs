@@ -841,6 +841,38 @@ mod tests {
         dns.shutdown().await;
     }
 
+    /// A parallel suite starts many fakes at once in one process: each gets
+    /// a port of its own, the same for UDP and TCP, and answers from its
+    /// own data only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fakes_started_at_once_never_share_a_port() {
+        let mut starts = tokio::task::JoinSet::new();
+        for index in 0..300u16 {
+            starts.spawn(async move {
+                let [high, low] = index.to_be_bytes();
+                let record = format!("fake.test. IN A 10.0.{high}.{low}");
+                (
+                    FakeDns::builder().record(&record).start().await.unwrap(),
+                    format!("fake.test. 60 IN A 10.0.{high}.{low}"),
+                )
+            });
+        }
+        let mut ports = std::collections::HashSet::new();
+        let mut fakes = Vec::new();
+        while let Some(started) = starts.join_next().await {
+            let (fake, expected) = started.unwrap();
+            assert_eq!(fake.udp_addr().port(), fake.tcp_addr().port());
+            assert!(ports.insert(fake.udp_addr().port()), "port {} given twice", fake.udp_addr().port());
+            fakes.push((fake, expected));
+        }
+        for (fake, expected) in &fakes {
+            for _ in 0..3 {
+                let (_, lines) = ask(fake.udp_addr(), "fake.test", RecordType::A).await.unwrap();
+                assert_eq!(lines, [expected.as_str()], "answered by another fake");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn dropping_it_stops_the_server() {
         let dns = FakeDns::builder().record("api.svc.test. IN A 10.0.0.1").start().await.unwrap();

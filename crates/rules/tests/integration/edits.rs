@@ -69,6 +69,8 @@ fn records_and_zones_change_in_new_rule_sets() {
     }
     next.change_zone("lab.example", [ZoneChange::Add(record("b.lab.example. 5 A 10.1.0.2"))]).expect("found");
     assert!(zone_id_matches("lab.example.", "LAB.example") && !zone_id_matches("lab.example.", "example"));
+    assert!(next.remove_zone("LAB.example"), "found as written");
+    assert!(!next.remove_zone("lab.example."), "and gone");
     assert!(next.remove_zone("Z1"));
     let fifth = next.build().expect("valid");
     assert_eq!(summary(&decide(&fifth, "db.corp.example.", RecordType::A)), "forward up (default)");
