@@ -11,8 +11,9 @@ use signpost_rules::{Action, Matcher, RuleSet, RuleSpec, ViewSpec, Zone, ZoneMod
 use signpost_upstream::{GroupConfig, Protocol, ResolvConf, ServerConfig as UpstreamServer, TlsOptions, Upstreams};
 use signpost_wire::{NameBuf, RecordBuf};
 
+use crate::destinations;
 use crate::error::EndpointError;
-use crate::model::{EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles};
+use crate::model::{EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles, VpcConfig};
 use crate::protocols::{Direction, EndpointProtocol, Protocols};
 use crate::querylog::LogAccount;
 use signpost_server::State;
@@ -131,6 +132,8 @@ pub struct Deployment {
     pub rules: Arc<RuleSet>,
     /// The upstream groups: the recursive default and one per FORWARD rule.
     pub upstreams: Arc<Upstreams>,
+    /// The configurations they were built from.
+    pub groups: Arc<Vec<GroupConfig>>,
     /// Listeners, limits, query logs, cache.
     pub server: ServerConfig,
     /// Every listener and what it stands for.
@@ -198,6 +201,9 @@ fn duplicate_check<'a>(
 impl EndpointConfig {
     /// The directory files named in the configuration are relative to.
     pub fn base_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.runtime.base_dir {
+            return dir.clone();
+        }
         match self.file().and_then(Path::parent) {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
@@ -205,7 +211,19 @@ impl EndpointConfig {
     }
 
     fn vpc_known(&self, field: &str, vpc: &str) -> Result<(), EndpointError> {
-        if self.vpcs.iter().any(|known| known.id == vpc) {
+        // Small models: a scan; large ones (the API's hundreds of VPCs): ids sorted once per compile.
+        let known = match self.runtime.vpc_ids.0.get().filter(|ids| ids.len() == self.vpcs.len()) {
+            Some(ids) => ids.binary_search_by(|id| id.as_str().cmp(vpc)).is_ok(),
+            None if self.vpcs.len() < 16 => self.vpcs.iter().any(|known| known.id == vpc),
+            None => {
+                let mut ids: Vec<String> = self.vpcs.iter().map(|known| known.id.clone()).collect();
+                ids.sort();
+                let found = ids.binary_search_by(|id| id.as_str().cmp(vpc)).is_ok();
+                let _ = self.runtime.vpc_ids.0.set(ids);
+                found
+            }
+        };
+        if known {
             Ok(())
         } else {
             Err(EndpointError::UnknownReference { at: self.locate(field), what: "VPC", id: vpc.to_string() })
@@ -293,20 +311,30 @@ impl EndpointConfig {
         let recursive_servers: Vec<String> =
             recursive.servers.iter().map(|server| server.address.to_string()).collect();
         groups.push(recursive);
-        let upstreams = Upstreams::new(groups)
-            .map_err(|source| EndpointError::Upstream { context: "upstream groups".into(), source })?;
+        let upstreams = match &self.runtime.upstreams_in_force {
+            Some((in_force, upstreams)) if **in_force == groups => upstreams.clone(),
+            _ => Arc::new(
+                Upstreams::new(groups.clone())
+                    .map_err(|source| EndpointError::Upstream { context: "upstream groups".into(), source })?,
+            ),
+        };
 
         // The rule set: one view per VPC.
         let mut builder = RuleSet::builder();
         let mut known: Vec<String> = vec![RECURSIVE_GROUP.to_string()];
         known.extend(self.resolver_rules.iter().map(|rule| forward_group(&rule.id)));
         builder.known_groups(known);
-        for vpc in &self.vpcs {
+        for (vpc, resolver) in self.vpcs.iter().zip(&resolvers) {
+            // A resolver outside the VPC's blocks (on loopback, for a VPC
+            // whose .2 is not an address of this host) stands for the VPC:
+            // queries to it use the VPC's view, as inbound endpoints' do.
+            let detached = !resolver_inside(vpc, resolver.ip());
             let listeners = planned
                 .iter()
-                .filter(
-                    |listener| matches!(&listener.role, ListenerRole::InboundEndpoint { vpc: v, .. } if *v == vpc.id),
-                )
+                .filter(|listener| match &listener.role {
+                    ListenerRole::InboundEndpoint { vpc: v, .. } => *v == vpc.id,
+                    ListenerRole::VpcResolver { vpc: v } => detached && *v == vpc.id,
+                })
                 .map(|listener| listener.id.clone())
                 .collect();
             builder.view(ViewSpec {
@@ -320,7 +348,7 @@ impl EndpointConfig {
             builder.zone(ZoneSpec {
                 id: zone_id(config),
                 zone: zone.clone(),
-                views: config.vpcs.clone(),
+                views: config.vpc_ids(),
                 mode: ZoneMode::Authoritative,
             });
         }
@@ -357,15 +385,21 @@ impl EndpointConfig {
             ..ServerConfig::default()
         };
 
-        let routes = self.routes(&resolvers, &zones, &inbound, &outbound, &rule_routes, &recursive_servers);
+        let routes = if self.runtime.skip_routes {
+            Vec::new()
+        } else {
+            self.routes(&resolvers, &zones, &inbound, &outbound, &rule_routes, &recursive_servers)
+        };
+        let query_logs = self.query_logs(&base_dir)?;
         let unassociated_rules =
             self.resolver_rules.iter().filter(|rule| rule.vpcs.is_empty()).map(|rule| rule.id.clone()).collect();
         Ok(Deployment {
             rules: Arc::new(rules),
-            upstreams: Arc::new(upstreams),
+            upstreams,
+            groups: Arc::new(groups),
             server,
             listeners: planned,
-            query_logs: self.query_logs(&base_dir),
+            query_logs,
             log_account,
             address_limits,
             routes,
@@ -493,73 +527,107 @@ impl EndpointConfig {
 
     fn compile_zones(&self, base_dir: &Path) -> Result<Vec<(NameBuf, Arc<Zone>)>, EndpointError> {
         let mut zones: Vec<(NameBuf, Arc<Zone>)> = Vec::with_capacity(self.private_hosted_zones.len());
+        // Which zone holds each (apex, VPC) so far: two of one name cannot share a VPC.
+        let mut taken: HashMap<(NameBuf, &str), &HostedZoneConfig> = HashMap::new();
         for (index, config) in self.private_hosted_zones.iter().enumerate() {
             let field = format!("private_hosted_zones[{index}]");
-            let apex = config.name.parse::<NameBuf>().map_err(|source| {
-                EndpointError::from(signpost_rules::Error::InvalidName {
-                    at: self.locate(&format!("{field}.name")),
-                    text: config.name.clone(),
-                    source,
-                })
-            })?;
             if config.vpcs.is_empty() {
                 return Err(EndpointError::Invalid {
                     at: self.locate(&format!("{field}.vpcs")),
                     problem: "a private hosted zone must be associated with at least one VPC",
                 });
             }
-            for (vpc_index, vpc) in config.vpcs.iter().enumerate() {
+            let (apex, zone) = self.zone_at(&field, config, base_dir)?;
+            for (vpc_index, vpc) in config.vpcs.iter().map(|association| association.vpc.as_str()).enumerate() {
                 self.vpc_known(&format!("{field}.vpcs[{vpc_index}]"), vpc)?;
-                let clash = self
-                    .private_hosted_zones
-                    .iter()
-                    .take(index)
-                    .zip(&zones)
-                    .find(|(other, (other_apex, _))| *other_apex == apex && other.vpcs.iter().any(|v| v == vpc));
-                if let Some((other, _)) = clash {
+                if let Some(other) = taken.insert((apex.clone(), vpc), config) {
                     return Err(EndpointError::Conflict {
                         at: self.locate(&format!("{field}.vpcs[{vpc_index}]")),
                         what: "private hosted zone",
                         id: zone_id(config),
                         other: zone_id(other),
                         domain: apex.to_string(),
-                        vpc: vpc.clone(),
+                        vpc: vpc.to_string(),
                     });
                 }
             }
-            let mut records: Vec<RecordBuf> = Vec::new();
-            if let Some(file) = &config.file {
-                let path = base_dir.join(file);
-                let text = std::fs::read_to_string(&path).map_err(|source| {
-                    signpost_rules::Error::io(self.locate(&format!("{field}.file")), &path, source)
-                })?;
-                records.extend(
-                    parse_records(&text, &apex, signpost_rules::Source::file(&path))?.into_iter().map(|(r, _)| r),
-                );
-            }
-            for (record_index, text) in config.records.iter().enumerate() {
-                let record =
-                    RecordBuf::from_presentation(text, Some(&apex), Some(config.ttl.unwrap_or(DEFAULT_RECORD_TTL)))
-                        .map_err(|source| {
-                            EndpointError::from(signpost_rules::Error::InvalidRecord {
-                                at: self.locate(&format!("{field}.records[{record_index}]")),
-                                text: text.clone(),
-                                source,
-                            })
-                        })?;
-                records.push(record);
-            }
-            let zone = Zone::from_records(apex.clone(), records).map_err(|error| {
-                // Name the zone's entry when the zone's own check has no place to point at.
-                if error.location().file.is_none() && error.location().line.is_none() {
-                    EndpointError::Config(error.relocated(self.locate(&format!("{field}.name"))))
-                } else {
-                    EndpointError::Config(error)
-                }
-            })?;
-            zones.push((apex, Arc::new(zone)));
+            zones.push((apex, zone));
         }
         Ok(zones)
+    }
+
+    /// A hosted zone (private or public) as the rule engine holds it: its
+    /// master file's and inline records, with an SOA. Built zones are kept
+    /// in the runtime's cache while their records stay the same, so a
+    /// change to one zone does not rebuild the others.
+    pub fn hosted_zone(&self, config: &HostedZoneConfig) -> Result<Arc<Zone>, EndpointError> {
+        self.zone_at(&format!("zone {}", config.zone_id()), config, &self.base_dir()).map(|(_, zone)| zone)
+    }
+
+    fn zone_at(
+        &self,
+        field: &str,
+        config: &HostedZoneConfig,
+        base_dir: &Path,
+    ) -> Result<(NameBuf, Arc<Zone>), EndpointError> {
+        let apex = config.name.parse::<NameBuf>().map_err(|source| {
+            EndpointError::from(signpost_rules::Error::InvalidName {
+                at: self.locate(&format!("{field}.name")),
+                text: config.name.clone(),
+                source,
+            })
+        })?;
+        // Zones read from a file are not cached: the file may change under us.
+        let cache = self.runtime.zone_cache.as_ref().filter(|_| config.file.is_none());
+        if let Some(cache) = cache
+            && let Some(cached) = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(config.zone_id())
+            && Arc::ptr_eq(&cached.records, &config.records)
+            && cached.name == config.name
+            && cached.ttl == config.ttl
+        {
+            return Ok((apex, cached.zone.clone()));
+        }
+        let mut records: Vec<RecordBuf> = Vec::new();
+        if let Some(file) = &config.file {
+            let path = base_dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| signpost_rules::Error::io(self.locate(&format!("{field}.file")), &path, source))?;
+            records
+                .extend(parse_records(&text, &apex, signpost_rules::Source::file(&path))?.into_iter().map(|(r, _)| r));
+        }
+        for (record_index, text) in config.records.iter().enumerate() {
+            let record =
+                RecordBuf::from_presentation(text, Some(&apex), Some(config.ttl.unwrap_or(DEFAULT_RECORD_TTL)))
+                    .map_err(|source| {
+                        EndpointError::from(signpost_rules::Error::InvalidRecord {
+                            at: self.locate(&format!("{field}.records[{record_index}]")),
+                            text: text.clone(),
+                            source,
+                        })
+                    })?;
+            records.push(record);
+        }
+        let zone = Zone::from_records(apex.clone(), records).map_err(|error| {
+            // Name the zone's entry when the zone's own check has no place to point at.
+            if error.location().file.is_none() && error.location().line.is_none() {
+                EndpointError::Config(error.relocated(self.locate(&format!("{field}.name"))))
+            } else {
+                EndpointError::Config(error)
+            }
+        })?;
+        let zone = Arc::new(zone);
+        if let Some(cache) = cache {
+            cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(
+                config.zone_id().to_string(),
+                crate::model::CachedZone {
+                    records: config.records.clone(),
+                    name: config.name.clone(),
+                    ttl: config.ttl,
+                    zone: zone.clone(),
+                },
+            );
+        }
+        Ok((apex, zone))
     }
 
     #[allow(clippy::type_complexity, reason = "one private step of compile")]
@@ -571,7 +639,8 @@ impl EndpointConfig {
         let mut specs = Vec::new();
         let mut groups = Vec::new();
         let mut routes = Vec::new();
-        let mut domains: Vec<NameBuf> = Vec::new();
+        // Which rule holds each (domain, VPC) so far: one rule per domain and VPC.
+        let mut taken: HashMap<(NameBuf, &str), &String> = HashMap::new();
         for (index, endpoint) in self.outbound_endpoints.iter().enumerate() {
             self.vpc_known(&format!("outbound_endpoints[{index}].vpc"), &endpoint.vpc)?;
         }
@@ -584,27 +653,20 @@ impl EndpointConfig {
                     source,
                 })
             })?;
-            for (vpc_index, vpc) in rule.vpcs.iter().enumerate() {
+            for (vpc_index, vpc) in rule.vpcs.iter().map(|association| association.vpc.as_str()).enumerate() {
                 let vpc_field = format!("{field}.vpcs[{vpc_index}]");
                 self.vpc_known(&vpc_field, vpc)?;
-                let clash = self
-                    .resolver_rules
-                    .iter()
-                    .take(index)
-                    .zip(&domains)
-                    .find(|(other, other_domain)| **other_domain == domain && other.vpcs.iter().any(|v| v == vpc));
-                if let Some((other, _)) = clash {
+                if let Some(other) = taken.insert((domain.clone(), vpc), &rule.id) {
                     return Err(EndpointError::Conflict {
                         at: self.locate(&vpc_field),
                         what: "resolver rule",
                         id: rule.id.clone(),
-                        other: other.id.clone(),
+                        other: other.clone(),
                         domain: domain.to_string(),
-                        vpc: vpc.clone(),
+                        vpc: vpc.to_string(),
                     });
                 }
             }
-            domains.push(domain.clone());
             let invalid = |key: &str, problem: &'static str| EndpointError::Invalid {
                 at: self.locate(&format!("{field}.{key}")),
                 problem,
@@ -685,7 +747,11 @@ impl EndpointConfig {
                     let mut group = GroupConfig::new(forward_group(&rule.id), servers);
                     if let Some(endpoint) = self.outbound_endpoints.get(endpoint_index) {
                         group.tls = TlsOptions {
-                            ca_file: endpoint.ca_file.as_ref().map(|file| base_dir.join(file)),
+                            ca_file: endpoint
+                                .ca_file
+                                .as_ref()
+                                .or(self.outbound_ca_file.as_ref())
+                                .map(|file| base_dir.join(file)),
                             ignore_system_roots: endpoint.ignore_system_roots,
                             fips: false,
                         };
@@ -701,7 +767,7 @@ impl EndpointConfig {
             // A rule associated with no VPC exists but has no effect; with no
             // views it would land in the default view, so it is left out.
             if !rule.vpcs.is_empty() {
-                specs.push(RuleSpec::new(rule.id.clone(), Matcher::Suffix(domain), action).in_views(rule.vpcs.clone()));
+                specs.push(RuleSpec::new(rule.id.clone(), Matcher::Suffix(domain), action).in_views(rule.vpc_ids()));
             }
         }
         Ok((specs, groups, routes))
@@ -736,8 +802,13 @@ impl EndpointConfig {
                 claim(*resolver, transport == Transport::Udp, field.clone())?;
                 let mut listener = ListenerConfig::new(transport, *resolver);
                 listener.id = Some(resolver_listener_id(&vpc.id, transport));
-                // The VPC resolver answers its own VPC only.
-                listener.allow = Some(vpc.cidrs.clone());
+                // The VPC resolver answers its own VPC only (and, when it
+                // sits outside the VPC's blocks, this host's loopback clients).
+                let mut allow = vpc.cidrs.clone();
+                if !resolver_inside(vpc, resolver.ip()) {
+                    allow.extend(loopback_networks());
+                }
+                listener.allow = Some(allow);
                 listener.workers = self.udp_workers;
                 planned.push(PlannedListener {
                     id: resolver_listener_id(&vpc.id, transport),
@@ -759,17 +830,17 @@ impl EndpointConfig {
                 });
             }
             for (address_index, address) in endpoint.addresses.iter().enumerate() {
-                if endpoint.addresses.iter().take(address_index).any(|earlier| earlier == address) {
+                if endpoint.addresses.iter().take(address_index).any(|earlier| earlier.ip == address.ip) {
                     return Err(EndpointError::Duplicate {
                         at: self.locate(&format!("{field}.addresses[{address_index}]")),
                         what: "endpoint address",
-                        id: address.to_string(),
+                        id: address.ip.to_string(),
                     });
                 }
             }
             let protocols = inbound.get(index).copied().unwrap_or(Protocols::DO53);
-            let tls = if protocols.has_https() { Some(self.inbound_tls(index, endpoint, base_dir)?) } else { None };
-            for (address_index, address) in endpoint.addresses.iter().enumerate() {
+            let tls = if protocols.has_https() { self.inbound_tls(index, endpoint, base_dir)? } else { None };
+            for (address_index, address) in endpoint.addresses.iter().map(|address| &address.ip).enumerate() {
                 let address_field = format!("{field}.addresses[{address_index}]");
                 let mut add = |transport: Transport, port: u16, protocol: EndpointProtocol| {
                     let socket = SocketAddr::new(*address, port);
@@ -801,14 +872,15 @@ impl EndpointConfig {
                     Ok::<(), EndpointError>(())
                 };
                 if protocols.do53 {
-                    add(Transport::Udp, endpoint.port, EndpointProtocol::Do53)?;
-                    add(Transport::Tcp, endpoint.port, EndpointProtocol::Do53)?;
+                    let port = endpoint.port.unwrap_or(self.resolver_port);
+                    add(Transport::Udp, port, EndpointProtocol::Do53)?;
+                    add(Transport::Tcp, port, EndpointProtocol::Do53)?;
                 }
                 if protocols.doh {
-                    add(Transport::Doh, endpoint.doh_port, EndpointProtocol::DoH)?;
+                    add(Transport::Doh, endpoint.doh_port.unwrap_or(self.doh_port), EndpointProtocol::DoH)?;
                 }
                 if protocols.doh_fips {
-                    add(Transport::Doh, endpoint.doh_port, EndpointProtocol::DohFips)?;
+                    add(Transport::Doh, endpoint.doh_port.unwrap_or(self.doh_port), EndpointProtocol::DohFips)?;
                 }
             }
         }
@@ -821,18 +893,21 @@ impl EndpointConfig {
         index: usize,
         endpoint: &InboundEndpointConfig,
         base_dir: &Path,
-    ) -> Result<TlsFiles, EndpointError> {
+    ) -> Result<Option<TlsFiles>, EndpointError> {
         let field = format!("inbound_endpoints[{index}]");
-        let files = match (&endpoint.tls_cert, &endpoint.tls_key, &self.tls) {
-            (Some(cert), Some(key), _) => TlsFiles { cert: cert.clone(), key: key.clone() },
-            (None, None, Some(files)) => files.clone(),
-            (Some(_), None, _) | (None, Some(_), _) => {
+        let generated = self.runtime.generated_tls.get(&endpoint.id);
+        let files = match (&endpoint.tls_cert, &endpoint.tls_key, &self.tls, generated) {
+            (Some(cert), Some(key), _, _) => TlsFiles { cert: cert.clone(), key: key.clone() },
+            (None, None, Some(files), _) | (None, None, None, Some(files)) => files.clone(),
+            (Some(_), None, _, _) | (None, Some(_), _, _) => {
                 return Err(EndpointError::Invalid {
                     at: self.locate(&format!("{field}.tls_cert")),
                     problem: "tls_cert and tls_key go together",
                 });
             }
-            (None, None, None) => {
+            // Served with a state directory, its CA will sign one.
+            (None, None, None, None) if self.runtime.certificates_later => return Ok(None),
+            (None, None, None, None) => {
                 return Err(EndpointError::Invalid {
                     at: self.locate(&format!("{field}.protocols")),
                     problem: "an endpoint serving DoH needs a certificate: give tls_cert and tls_key, or a [tls] section",
@@ -842,7 +917,7 @@ impl EndpointConfig {
         let files = TlsFiles { cert: base_dir.join(files.cert), key: base_dir.join(files.key) };
         let fips = self.inbound_protocols(index)?.doh_fips;
         signpost_server::tls::server_config(&endpoint.id, &files.cert, &files.key, &[b"h2", b"http/1.1"], fips)?;
-        Ok(files)
+        Ok(Some(files))
     }
 
     fn recursive_group(&self, base_dir: &Path, own: &[SocketAddr]) -> Result<GroupConfig, EndpointError> {
@@ -869,29 +944,33 @@ impl EndpointConfig {
         Ok(conf.to_group(RECURSIVE_GROUP, own))
     }
 
-    fn query_logs(&self, base_dir: &Path) -> Vec<QueryLogConfig> {
-        let mut by_destination: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for log in &self.query_logging {
+    fn query_logs(&self, base_dir: &Path) -> Result<Vec<QueryLogConfig>, EndpointError> {
+        let files_dir = self.runtime.files_dir.clone().unwrap_or_else(|| base_dir.to_path_buf());
+        let mut by_destination: BTreeMap<String, (LogDestination, BTreeSet<String>)> = BTreeMap::new();
+        for (index, log) in self.query_logging.iter().enumerate() {
+            let destination = destinations::resolve(&log.destination, base_dir, &files_dir).map_err(|problem| {
+                EndpointError::Destination { at: self.locate(&format!("query_logging[{index}].destination")), problem }
+            })?;
             // A configuration associated with no VPC logs nothing.
             if log.vpcs.is_empty() {
                 continue;
             }
-            by_destination.entry(log.destination.clone()).or_default().extend(log.vpcs.iter().cloned());
+            let key = match &destination {
+                LogDestination::File(path) => path.display().to_string(),
+                _ => "stdout".to_string(),
+            };
+            by_destination.entry(key).or_insert_with(|| (destination, BTreeSet::new())).1.extend(log.vpc_ids());
         }
-        by_destination
-            .into_iter()
+        Ok(by_destination
+            .into_values()
             .map(|(destination, vpcs)| QueryLogConfig {
                 enabled: true,
-                destination: if destination.eq_ignore_ascii_case("stdout") {
-                    LogDestination::Stdout
-                } else {
-                    LogDestination::File(base_dir.join(destination))
-                },
+                destination,
                 forwarded: true,
                 views: vpcs.into_iter().collect(),
                 ..QueryLogConfig::default()
             })
-            .collect()
+            .collect())
     }
 
     fn routes(
@@ -909,12 +988,12 @@ impl EndpointConfig {
             .map(|(vpc, resolver)| {
                 let mut domains: Vec<(NameBuf, RouteTarget)> = Vec::new();
                 for (config, (apex, zone)) in self.private_hosted_zones.iter().zip(zones) {
-                    if config.vpcs.contains(&vpc.id) {
+                    if config.has_vpc(&vpc.id) {
                         domains.push((apex.clone(), RouteTarget::Zone { id: zone_id(config), records: zone.len() }));
                     }
                 }
                 for (rule, route) in self.resolver_rules.iter().zip(rule_routes) {
-                    if rule.vpcs.contains(&vpc.id) {
+                    if rule.has_vpc(&vpc.id) {
                         domains.push(route.clone());
                     }
                 }
@@ -935,7 +1014,13 @@ impl EndpointConfig {
                         .iter()
                         .zip(inbound)
                         .filter(|(endpoint, _)| endpoint.vpc == vpc.id)
-                        .map(|(endpoint, protocols)| (endpoint.id.clone(), endpoint.addresses.clone(), *protocols))
+                        .map(|(endpoint, protocols)| {
+                            (
+                                endpoint.id.clone(),
+                                endpoint.addresses.iter().map(|address| address.ip).collect(),
+                                *protocols,
+                            )
+                        })
                         .collect(),
                     outbound: self
                         .outbound_endpoints
@@ -947,7 +1032,7 @@ impl EndpointConfig {
                     query_logs: self
                         .query_logging
                         .iter()
-                        .filter(|log| log.vpcs.contains(&vpc.id))
+                        .filter(|log| log.vpcs.iter().any(|association| association.vpc == vpc.id))
                         .map(|log| (log.id.clone(), log.destination.clone()))
                         .collect(),
                 }
@@ -970,6 +1055,18 @@ fn address_limits(listeners: &[ListenerConfig], planned: &[PlannedListener], qps
         }
     }
     limits
+}
+
+/// Whether `address` is in one of the VPC's blocks.
+pub(crate) fn resolver_inside(vpc: &VpcConfig, address: IpAddr) -> bool {
+    vpc.cidrs.iter().any(|cidr| cidr.contains(&address))
+}
+
+fn loopback_networks() -> [IpNet; 2] {
+    [
+        IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).unwrap_or_default()),
+        IpNet::V6(ipnet::Ipv6Net::new(std::net::Ipv6Addr::LOCALHOST, 128).unwrap_or_default()),
+    ]
 }
 
 fn zone_id(config: &HostedZoneConfig) -> String {

@@ -147,6 +147,28 @@ pub enum EndpointError {
         /// The VPC asked for.
         to: String,
     },
+    /// A query-log destination that cannot be written.
+    #[error("{at}: {problem}")]
+    Destination {
+        /// Where.
+        at: Location,
+        /// What is wrong.
+        problem: crate::destinations::DestinationProblem,
+    },
+    /// A certificate for an endpoint could not be made or stored.
+    #[error("{}: {message}", path.display())]
+    Certificate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The state directory could not store a change.
+    #[error("the state directory could not store the change: {message}")]
+    Store {
+        /// What went wrong.
+        message: String,
+    },
     /// What the shared configuration error says, with its location: an
     /// unreadable file, TOML syntax, a bad name or record, or a zone file,
     /// a zone's records or the rule set the rule engine rejects.
@@ -163,4 +185,13 @@ pub enum EndpointError {
     /// The server could not be built or started (TLS files, binding).
     #[error("{0}")]
     Server(#[from] signpost_server::Error),
+    /// Another application that the control plane drives (signpost-redirect
+    /// serving the Route 53 API's hosted zones) could not put the model in force.
+    #[error("{application}: {source}")]
+    Application {
+        /// Which application.
+        application: &'static str,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }

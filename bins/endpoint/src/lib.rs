@@ -45,13 +45,20 @@
     reason = "errors carry file, line and field; they come from loading configuration, a cold path"
 )]
 
+pub mod api;
+pub mod certificates;
 mod compile;
+pub mod control;
 mod describe;
+pub mod destinations;
 mod error;
+pub mod live;
 mod model;
 mod protocols;
 mod querylog;
 mod running;
+pub mod service;
+pub mod state;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -62,8 +69,9 @@ pub use compile::{
 };
 pub use error::EndpointError;
 pub use model::{
-    AwsLimits, EndpointConfig, HostPort, HostedZoneConfig, InboundEndpointConfig, OutboundEndpointConfig,
-    QueryLoggingConfig, RecursiveConfig, ResolverRuleConfig, RuleType, TargetConfig, TlsFiles, VpcConfig,
+    ApiSettings, AwsLimits, EndpointAddress, EndpointConfig, HostPort, HostedZoneConfig, InboundEndpointConfig,
+    OutboundEndpointConfig, QueryLoggingConfig, Quotas, RecursiveConfig, ResolverRuleConfig, RuleType,
+    SecurityGroupConfig, SubnetConfig, Tags, TargetConfig, TlsFiles, VpcAssociation, VpcConfig,
 };
 pub use protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols, UnknownEndpointProtocol};
 pub use querylog::{LogAccount, Route53Format};

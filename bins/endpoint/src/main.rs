@@ -1,5 +1,5 @@
 //! signpost-endpoint: an emulator of Amazon Route 53 Resolver, a thin
-//! binary over `signpost_endpoint`.
+//! binary over `signpost_endpoint` (the program is `service::Service`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 #![allow(clippy::result_large_err, reason = "configuration errors carry file, line and field; a cold path")]
 
@@ -10,8 +10,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use signpost_endpoint::{Endpoint, EndpointConfig, ListenerRole, Reloaded};
-use tokio::signal::unix::{SignalKind, signal};
+use signpost_endpoint::EndpointConfig;
+use signpost_endpoint::live::Report;
+use signpost_endpoint::service::{Service, export_state, fetch_export, listener_line};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
 
@@ -21,23 +23,27 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    match (cli.command, cli.config) {
-        (Some(Command::CheckConfig { file }), _) => check_config(&file),
-        (None, Some(file)) => run(&file),
-        (None, None) => {
-            eprintln!("signpost-endpoint: give --config FILE to serve, or `check-config FILE` (see --help)");
-            ExitCode::from(2)
+    let result = match &cli.command {
+        Some(Command::CheckConfig { file }) => check_config(file),
+        Some(Command::Export { from: Some(url) }) => {
+            fetch_export(url).map(|text| print!("{text}")).map_err(|e| e.to_string())
         }
-    }
-}
-
-fn check_config(file: &Path) -> ExitCode {
-    match EndpointConfig::load(file).and_then(|config| config.compile()) {
-        Ok(deployment) => {
-            print!("{}", deployment.describe());
-            println!("{}: OK", file.display());
-            ExitCode::SUCCESS
+        Some(Command::Export { from: None }) => match &cli.state {
+            Some(state) => export_state(state, &cli.options()).map(|text| print!("{text}")).map_err(|e| e.to_string()),
+            None => {
+                Err("export needs --state DIR (a stopped endpoint's) or --from http://ADDR (a running one's)".into())
+            }
+        },
+        None if cli.config.is_none() && cli.api.is_none() && cli.state.is_none() => {
+            eprintln!(
+                "signpost-endpoint: give --config FILE, or --api ADDR [--state DIR], or `check-config FILE` (see --help)"
+            );
+            return ExitCode::from(2);
         }
+        None => run(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("signpost-endpoint: {error}");
             ExitCode::FAILURE
@@ -45,88 +51,88 @@ fn check_config(file: &Path) -> ExitCode {
     }
 }
 
-fn run(file: &Path) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("signpost-endpoint: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
+fn check_config(file: &Path) -> Result<(), String> {
+    let deployment = EndpointConfig::load(file)
+        .and_then(|config| config.certificates_from_state_directory().compile())
+        .map_err(|e| e.to_string())?;
+    print!("{}", deployment.describe());
+    println!("{}: OK", file.display());
+    Ok(())
+}
+
+fn say(line: &str) {
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+fn report(report: Report) {
+    match report {
+        Report::Listening(listener) => say(&listener_line(&listener)),
+        Report::Stopped { id, address } => say(&format!("stopped {id} {address}")),
+        Report::CertificateAuthority(file) => {
+            say(&format!("tls ca {} (DoH certificates of endpoints given none)", file.display()))
         }
-    };
+        _ => {}
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async {
-        let started = match EndpointConfig::load(file) {
-            Ok(config) => Endpoint::start(config).await,
-            Err(error) => Err(error),
-        };
-        let mut endpoint = match started {
-            Ok(endpoint) => endpoint,
-            Err(error) => {
-                eprintln!("signpost-endpoint: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
-        print_listeners(&endpoint);
-        match serve(&mut endpoint, file).await {
-            Ok(()) => {
-                endpoint.shutdown().await;
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("signpost-endpoint: {error}");
-                endpoint.shutdown().await;
-                ExitCode::FAILURE
-            }
+        // Before "ready": a SIGHUP sent as soon as it appears must reload, not
+        // end the process (the default action until a handler is installed).
+        let signals = Signals::install().map_err(|error| format!("cannot catch signals: {error}"))?;
+        let service = Service::start(cli.options(), report).await.map_err(|error| error.to_string())?;
+        if let Some(admin) = service.admin_address().await {
+            say(&format!("admin http://{admin}/metrics"));
         }
+        if let Some(api) = service.api_address() {
+            say(&format!("api http://{api}"));
+        }
+        if let Some(state) = &cli.state {
+            say(&format!("state {}", state.display()));
+        }
+        say("ready");
+        let outcome = serve(&service, signals).await;
+        service.shutdown().await;
+        outcome
     })
 }
 
-/// Reload on SIGHUP until SIGTERM or SIGINT.
-async fn serve(endpoint: &mut Endpoint, file: &Path) -> std::io::Result<()> {
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => {
-                let outcome = match EndpointConfig::load(file) {
-                    Ok(next) => endpoint.reload(next).await,
-                    Err(error) => Err(error),
-                };
-                match outcome {
-                    Ok(Reloaded::InPlace) => println!("reloaded {}: zones, rules and targets swapped in place", file.display()),
-                    Ok(Reloaded::Restarted) => {
-                        println!("reloaded {}: listeners changed, server restarted", file.display());
-                        print_listeners(endpoint);
-                    }
-                    Err(error) => eprintln!("signpost-endpoint: reload rejected, the previous configuration keeps serving: {error}"),
-                }
-                let _ = std::io::stdout().flush();
-            }
-            _ = terminate.recv() => return Ok(()),
-            _ = interrupt.recv() => return Ok(()),
-        }
+/// SIGHUP, SIGTERM and SIGINT, caught from the moment this is made.
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
 }
 
-/// One line per listener: `listening ID TRANSPORT ADDRESS PROTOCOL what`.
-fn print_listeners(endpoint: &Endpoint) {
-    for listener in endpoint.listeners() {
-        let role = match &listener.role {
-            ListenerRole::VpcResolver { vpc } => format!("VPC resolver of {vpc}"),
-            ListenerRole::InboundEndpoint { endpoint, vpc } => format!("inbound endpoint {endpoint} of {vpc}"),
-        };
-        let url = listener.url.map(|url| format!(" {url}")).unwrap_or_default();
-        println!(
-            "listening {} {} {} {} {role}{url}",
-            listener.id,
-            listener.transport.as_str(),
-            listener.address,
-            listener.protocol
-        );
+/// Reload on SIGHUP until SIGTERM or SIGINT.
+async fn serve(service: &Service, mut signals: Signals) -> Result<(), String> {
+    loop {
+        tokio::select! {
+            _ = signals.hangup.recv() => match service.reload_file().await {
+                Ok((file, Some(signpost_endpoint::Reloaded::Restarted))) => {
+                    say(&format!("reloaded {}: listeners changed, server restarted", file.display()));
+                    say("ready");
+                }
+                Ok((file, _)) => say(&format!("reloaded {}: zones, rules and targets swapped in place", file.display())),
+                Err(error) => eprintln!("signpost-endpoint: reload rejected, the previous configuration keeps serving: {error}"),
+            },
+            _ = signals.terminate.recv() => return Ok(()),
+            _ = signals.interrupt.recv() => return Ok(()),
+        }
     }
-    if let Some(admin) = endpoint.server().admin_addr() {
-        println!("admin http://{admin}/metrics");
-    }
-    println!("ready");
-    let _ = std::io::stdout().flush();
 }

@@ -4,6 +4,7 @@
 
 use core::fmt;
 use core::str::FromStr;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,9 +78,13 @@ pub struct EndpointConfig {
     /// The AWS region query-log lines name (`region`; default `us-east-1`).
     #[serde(default = "default_region")]
     pub region: String,
-    /// The port VPC resolvers listen on unless a VPC's `resolver` gives one (default 53).
+    /// The port VPC resolvers listen on unless a VPC's `resolver` gives one,
+    /// and the Do53 port of inbound endpoints that give none (default 53).
     #[serde(default = "default_do53_port")]
     pub resolver_port: u16,
+    /// The DoH port of inbound endpoints that give none (default 443).
+    #[serde(default = "default_doh_port")]
+    pub doh_port: u16,
     /// UDP worker tasks per UDP listener (default: one per core).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_workers: Option<usize>,
@@ -89,6 +94,12 @@ pub struct EndpointConfig {
     /// Default certificate and key for DoH on inbound endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
+    /// CA certificates (PEM) outbound endpoints without their own `ca_file`
+    /// trust for DoH targets, besides the system's roots: the relaxation
+    /// that lets API-created endpoints reach a test CA's server (AWS
+    /// requires a publicly trusted certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_ca_file: Option<PathBuf>,
     /// Route 53's packet and query rate limits.
     #[serde(default)]
     pub aws_limits: AwsLimits,
@@ -98,12 +109,28 @@ pub struct EndpointConfig {
     /// Admin and metrics HTTP listener (off unless given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminConfig>,
+    /// The AWS API's service quotas (on by default, with AWS's values).
+    #[serde(default)]
+    pub quotas: Quotas,
+    /// How the AWS API reports changes in progress.
+    #[serde(default)]
+    pub api: ApiSettings,
     /// VPCs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vpcs: Vec<VpcConfig>,
+    /// Subnets of the VPCs (where endpoint addresses are taken from).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subnets: Vec<SubnetConfig>,
+    /// Security groups of the VPCs (endpoints name them; not enforced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<SecurityGroupConfig>,
     /// Private hosted zones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub private_hosted_zones: Vec<HostedZoneConfig>,
+    /// Public hosted zones: kept and listed, never served to VPCs (the
+    /// recursive default stands for the internet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_hosted_zones: Vec<HostedZoneConfig>,
     /// Resolver rules (FORWARD and SYSTEM).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolver_rules: Vec<ResolverRuleConfig>,
@@ -118,7 +145,61 @@ pub struct EndpointConfig {
     pub query_logging: Vec<QueryLoggingConfig>,
     #[serde(skip)]
     pub(crate) source: Option<Arc<Source>>,
+    /// Where the running process keeps files (not part of the model).
+    #[serde(skip)]
+    pub(crate) runtime: RuntimeContext,
 }
+
+/// What compiling needs from the running process rather than the model:
+/// where ARN query-log destinations write, and certificates generated for
+/// DoH endpoints that were given none.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RuntimeContext {
+    /// The directory relative paths are relative to, kept when the model
+    /// is changed through the API (which drops the file's locator).
+    pub(crate) base_dir: Option<PathBuf>,
+    /// The state directory (or a temporary one): ARN destinations write under it.
+    pub(crate) files_dir: Option<PathBuf>,
+    /// Certificate and key per inbound endpoint id, signed by the state directory's CA.
+    pub(crate) generated_tls: BTreeMap<String, TlsFiles>,
+    /// Check only: DoH endpoints without a certificate will get one when served.
+    pub(crate) certificates_later: bool,
+    /// Built zones by id, with the records they were built from.
+    pub(crate) zone_cache: Option<ZoneCache>,
+    /// The upstream groups in force and their built upstreams: a change
+    /// that leaves the groups as they are keeps them (and their connections).
+    pub(crate) upstreams_in_force:
+        Option<(Arc<Vec<signpost_upstream::GroupConfig>>, Arc<signpost_upstream::Upstreams>)>,
+    /// Skip the per-VPC route listing (`check-config`'s), which a running
+    /// endpoint does not need.
+    pub(crate) skip_routes: bool,
+    /// The VPC ids, sorted, once a compile of a large model has needed them.
+    pub(crate) vpc_ids: VpcIds,
+}
+
+/// A compile's sorted VPC ids. A copy of the model starts without them
+/// (the copy is about to be changed).
+#[derive(Debug, Default)]
+pub(crate) struct VpcIds(pub(crate) std::sync::OnceLock<Vec<String>>);
+
+impl Clone for VpcIds {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// A built zone and what it was built from (the same shared records, name
+/// and default TTL give the same zone).
+#[derive(Clone, Debug)]
+pub(crate) struct CachedZone {
+    pub(crate) records: Arc<Vec<String>>,
+    pub(crate) name: String,
+    pub(crate) ttl: Option<u32>,
+    pub(crate) zone: Arc<signpost_rules::Zone>,
+}
+
+/// Built zones by id.
+pub(crate) type ZoneCache = Arc<std::sync::Mutex<std::collections::HashMap<String, CachedZone>>>;
 
 impl Default for EndpointConfig {
     /// What an empty file reads as.
@@ -127,19 +208,27 @@ impl Default for EndpointConfig {
             account_id: default_account_id(),
             region: default_region(),
             resolver_port: default_do53_port(),
+            doh_port: default_doh_port(),
             udp_workers: None,
             recursive: RecursiveConfig::default(),
             tls: None,
+            outbound_ca_file: None,
             aws_limits: AwsLimits::default(),
             cache: CacheConfig::default(),
             admin: None,
+            quotas: Quotas::default(),
+            api: ApiSettings::default(),
             vpcs: Vec::new(),
+            subnets: Vec::new(),
+            security_groups: Vec::new(),
             private_hosted_zones: Vec::new(),
+            public_hosted_zones: Vec::new(),
             resolver_rules: Vec::new(),
             inbound_endpoints: Vec::new(),
             outbound_endpoints: Vec::new(),
             query_logging: Vec::new(),
             source: None,
+            runtime: RuntimeContext::default(),
         }
     }
 }
@@ -164,7 +253,7 @@ pub(crate) fn default_do53_port() -> u16 {
     53
 }
 
-fn default_doh_port() -> u16 {
+pub(crate) fn default_doh_port() -> u16 {
     443
 }
 
@@ -215,6 +304,85 @@ impl Default for AwsLimits {
     }
 }
 
+/// `[api]`: how the AWS API reports changes in progress.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// How long a new endpoint stays `CREATING` (then `OPERATIONAL`), an
+    /// association `CREATING` (then `COMPLETE` or `ACTIVE`) and a Route 53
+    /// change `PENDING` (then `INSYNC`), in milliseconds. The DNS change
+    /// itself is live when the call returns.
+    pub status_delay_ms: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self { status_delay_ms: 200 }
+    }
+}
+
+/// `[quotas]`: the service quotas the AWS API enforces, with AWS's default
+/// values; `enabled = false` lifts them all.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quotas {
+    /// Whether the quotas apply.
+    pub enabled: bool,
+    /// EC2: VPCs per Region (5).
+    pub vpcs_per_region: u32,
+    /// EC2: subnets per VPC (200).
+    pub subnets_per_vpc: u32,
+    /// EC2: IPv4 CIDR blocks per VPC (5).
+    pub cidr_blocks_per_vpc: u32,
+    /// EC2: security groups per Region (2,500).
+    pub security_groups_per_region: u32,
+    /// Route 53 Resolver: endpoints per Region (4).
+    pub resolver_endpoints_per_region: u32,
+    /// Route 53 Resolver: IP addresses per endpoint (6).
+    pub ip_addresses_per_endpoint: u32,
+    /// Route 53 Resolver: rules per Region (1,000).
+    pub resolver_rules_per_region: u32,
+    /// Route 53 Resolver: associations between rules and VPCs per Region (2,000).
+    pub rule_associations_per_region: u32,
+    /// Route 53 Resolver: target IP addresses per rule (6).
+    pub target_ips_per_rule: u32,
+    /// Route 53 Resolver: query logging configurations per Region (20).
+    pub query_log_configs_per_region: u32,
+    /// Route 53 Resolver: VPCs associated with one query logging configuration (100).
+    pub vpcs_per_query_log_config: u32,
+    /// Route 53: hosted zones (500).
+    pub hosted_zones: u32,
+    /// Route 53: records per hosted zone (10,000).
+    pub records_per_hosted_zone: u32,
+    /// Route 53: VPCs associated with one private hosted zone (300).
+    pub vpcs_per_hosted_zone: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            vpcs_per_region: 5,
+            subnets_per_vpc: 200,
+            cidr_blocks_per_vpc: 5,
+            security_groups_per_region: 2500,
+            resolver_endpoints_per_region: 4,
+            ip_addresses_per_endpoint: 6,
+            resolver_rules_per_region: 1000,
+            rule_associations_per_region: 2000,
+            target_ips_per_rule: 6,
+            query_log_configs_per_region: 20,
+            vpcs_per_query_log_config: 100,
+            hosted_zones: 500,
+            records_per_hosted_zone: 10_000,
+            vpcs_per_hosted_zone: 300,
+        }
+    }
+}
+
+/// Tags: key to value.
+pub type Tags = BTreeMap<String, String>;
+
 /// `[[vpcs]]`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -227,9 +395,195 @@ pub struct VpcConfig {
     /// `.2` address of the first IPv4 CIDR, port `resolver_port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolver: Option<HostPort>,
+    /// EC2's `enableDnsSupport` (default true). Kept and reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_support: Option<bool>,
+    /// EC2's `enableDnsHostnames` (default false). Kept and reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_hostnames: Option<bool>,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: Tags,
 }
 
-/// `[[private_hosted_zones]]`.
+impl VpcConfig {
+    /// A VPC with these blocks and nothing else set.
+    pub fn new(id: impl Into<String>, cidrs: Vec<IpNet>) -> Self {
+        Self { id: id.into(), cidrs, resolver: None, dns_support: None, dns_hostnames: None, tags: Tags::new() }
+    }
+}
+
+/// `[[subnets]]`: a subnet of a VPC.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetConfig {
+    /// Its id (`subnet-...`).
+    pub id: String,
+    /// Its VPC.
+    pub vpc: String,
+    /// Its block, inside one of the VPC's.
+    pub cidr: IpNet,
+    /// Its availability zone (default the region's `a` zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: Tags,
+}
+
+/// `[[security_groups]]`: a security group of a VPC. Endpoints name them;
+/// the address allow-list (`allow`) is what filters clients.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroupConfig {
+    /// Its id (`sg-...`).
+    pub id: String,
+    /// Its VPC.
+    pub vpc: String,
+    /// Its name, unique in the VPC.
+    pub name: String,
+    /// Its description.
+    #[serde(default)]
+    pub description: String,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: Tags,
+}
+
+/// An association of a resource with a VPC: in TOML a VPC id
+/// (`"vpc-a"`), or a table that also keeps the AWS API's association id,
+/// name and creation time (`{ vpc = "vpc-a", id = "rslvr-rrassoc-...", name = "..." }`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VpcAssociation {
+    /// The VPC.
+    pub vpc: String,
+    /// The association's id (the API's `rslvr-rrassoc-...`, `rslvr-qlcassoc-...`).
+    pub id: Option<String>,
+    /// The association's name.
+    pub name: Option<String>,
+    /// When it was made (RFC 3339).
+    pub created: Option<String>,
+}
+
+impl VpcAssociation {
+    /// An association with `vpc` and nothing else recorded.
+    pub fn new(vpc: impl Into<String>) -> Self {
+        Self { vpc: vpc.into(), id: None, name: None, created: None }
+    }
+}
+
+impl From<&str> for VpcAssociation {
+    fn from(vpc: &str) -> Self {
+        Self::new(vpc)
+    }
+}
+
+impl PartialEq<str> for VpcAssociation {
+    fn eq(&self, vpc: &str) -> bool {
+        self.vpc == vpc
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct VpcAssociationTable {
+    vpc: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum VpcAssociationForm {
+    Id(String),
+    Table(VpcAssociationTable),
+}
+
+impl Serialize for VpcAssociation {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.id.is_none() && self.name.is_none() && self.created.is_none() {
+            return serializer.serialize_str(&self.vpc);
+        }
+        VpcAssociationTable {
+            vpc: self.vpc.clone(),
+            id: self.id.clone(),
+            name: self.name.clone(),
+            created: self.created.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for VpcAssociation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match VpcAssociationForm::deserialize(deserializer)? {
+            VpcAssociationForm::Id(vpc) => Self::new(vpc),
+            VpcAssociationForm::Table(table) => {
+                Self { vpc: table.vpc, id: table.id, name: table.name, created: table.created }
+            }
+        })
+    }
+}
+
+/// One address of an endpoint: in TOML an IP (`"127.0.1.10"`), or a table
+/// that also names its subnet and the API's address id
+/// (`{ ip = "127.0.1.10", subnet = "subnet-...", id = "rni-..." }`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointAddress {
+    /// The address.
+    pub ip: IpAddr,
+    /// The subnet it is taken from (the API requires one).
+    pub subnet: Option<String>,
+    /// The API's id of the address (`rni-...`).
+    pub id: Option<String>,
+}
+
+impl From<IpAddr> for EndpointAddress {
+    fn from(ip: IpAddr) -> Self {
+        Self { ip, subnet: None, id: None }
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointAddressTable {
+    ip: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subnet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EndpointAddressForm {
+    Ip(IpAddr),
+    Table(EndpointAddressTable),
+}
+
+impl Serialize for EndpointAddress {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.subnet.is_none() && self.id.is_none() {
+            return serializer.collect_str(&self.ip);
+        }
+        EndpointAddressTable { ip: self.ip, subnet: self.subnet.clone(), id: self.id.clone() }.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for EndpointAddress {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match EndpointAddressForm::deserialize(deserializer)? {
+            EndpointAddressForm::Ip(ip) => Self::from(ip),
+            EndpointAddressForm::Table(table) => Self { ip: table.ip, subnet: table.subnet, id: table.id },
+        })
+    }
+}
+
+/// `[[private_hosted_zones]]` and `[[public_hosted_zones]]`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostedZoneConfig {
@@ -238,17 +592,49 @@ pub struct HostedZoneConfig {
     /// Its id (default: the name); needed when two zones share a name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// The VPCs it is associated with (at least one).
-    pub vpcs: Vec<String>,
+    /// The VPCs it is associated with (private zones: at least one; public zones: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vpcs: Vec<VpcAssociation>,
     /// A master file (relative to the configuration file's directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
-    /// Records in presentation format, names relative to the zone.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub records: Vec<String>,
+    /// Records in presentation format, names relative to the zone (shared
+    /// between copies of the model, so copying it does not copy them).
+    #[serde(default, skip_serializing_if = "records_are_empty")]
+    pub records: Arc<Vec<String>>,
     /// TTL of inline records that give none (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u32>,
+    /// Route 53's `CallerReference` (unique per zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_reference: Option<String>,
+    /// Route 53's `Comment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: Tags,
+}
+
+impl HostedZoneConfig {
+    /// Its id: `id`, or the name when none is given.
+    pub fn zone_id(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Whether it is associated with `vpc`.
+    pub fn has_vpc(&self, vpc: &str) -> bool {
+        self.vpcs.iter().any(|association| association.vpc == vpc)
+    }
+
+    /// The ids of its VPCs.
+    pub fn vpc_ids(&self) -> Vec<String> {
+        self.vpcs.iter().map(|association| association.vpc.clone()).collect()
+    }
+}
+
+fn records_are_empty(records: &Arc<Vec<String>>) -> bool {
+    records.is_empty()
 }
 
 /// The type of a resolver rule.
@@ -296,7 +682,34 @@ pub struct ResolverRuleConfig {
     pub targets: Vec<TargetConfig>,
     /// The VPCs it is associated with; a rule associated with none has no effect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub vpcs: Vec<String>,
+    pub vpcs: Vec<VpcAssociation>,
+    /// Its `Name` in the AWS API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The `CreatorRequestId` it was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_request_id: Option<String>,
+    /// When it was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// When it was last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: Tags,
+}
+
+impl ResolverRuleConfig {
+    /// Whether it is associated with `vpc`.
+    pub fn has_vpc(&self, vpc: &str) -> bool {
+        self.vpcs.iter().any(|association| association.vpc == vpc)
+    }
+
+    /// The ids of its VPCs.
+    pub fn vpc_ids(&self) -> Vec<String> {
+        self.vpcs.iter().map(|association| association.vpc.clone()).collect()
+    }
 }
 
 /// One target of a FORWARD rule.
@@ -342,20 +755,20 @@ pub struct InboundEndpointConfig {
     /// The VPC whose view its queries use.
     pub vpc: String,
     /// Its addresses, two or more ("one per availability zone").
-    pub addresses: Vec<IpAddr>,
+    pub addresses: Vec<EndpointAddress>,
     /// Do53, DoH, DoH-FIPS, Do53+DoH or Do53+DoH-FIPS (default Do53).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protocols: Vec<EndpointProtocol>,
-    /// Do53 port (default 53).
-    #[serde(default = "default_do53_port")]
-    pub port: u16,
-    /// DoH port (default 443).
-    #[serde(default = "default_doh_port")]
-    pub doh_port: u16,
+    /// Do53 port (default `resolver_port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// DoH port (default `doh_port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doh_port: Option<u16>,
     /// DoH path (default /dns-query).
     #[serde(default = "default_doh_path")]
     pub doh_path: String,
-    /// DoH certificate chain (default: `[tls]`).
+    /// DoH certificate chain (default: `[tls]`, else one the state directory's CA signs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
     /// DoH private key (default: `[tls]`).
@@ -364,6 +777,27 @@ pub struct InboundEndpointConfig {
     /// Client networks allowed (its security group); default loopback and private ranges.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow: Option<Vec<IpNet>>,
+    /// The security groups the API was given (kept, not enforced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    /// `IPV4`, `IPV6` or `DUALSTACK` (default IPV4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_type: Option<String>,
+    /// Its `Name` in the AWS API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The `CreatorRequestId` it was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_request_id: Option<String>,
+    /// When it was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// When it was last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: Tags,
 }
 
 /// `[[outbound_endpoints]]`.
@@ -374,6 +808,10 @@ pub struct OutboundEndpointConfig {
     pub id: String,
     /// The VPC it sits in.
     pub vpc: String,
+    /// Its addresses (the API requires two or more; forwarded queries
+    /// still leave from the host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<EndpointAddress>,
     /// Do53, DoH or Do53+DoH (default Do53).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protocols: Vec<EndpointProtocol>,
@@ -383,6 +821,27 @@ pub struct OutboundEndpointConfig {
     /// DoH: trust only `ca_file`.
     #[serde(default)]
     pub ignore_system_roots: bool,
+    /// The security groups the API was given (kept, not enforced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    /// `IPV4`, `IPV6` or `DUALSTACK` (default IPV4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_type: Option<String>,
+    /// Its `Name` in the AWS API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The `CreatorRequestId` it was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_request_id: Option<String>,
+    /// When it was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// When it was last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: Tags,
 }
 
 /// `[[query_logging]]`.
@@ -391,11 +850,36 @@ pub struct OutboundEndpointConfig {
 pub struct QueryLoggingConfig {
     /// Its id (`rqlc-...`).
     pub id: String,
-    /// `stdout` or a file path (relative to the configuration file's directory).
+    /// `stdout`, a file path (relative to the configuration file's
+    /// directory), or an ARN (`arn:aws:logs:...`, `arn:aws:s3:::...`,
+    /// `arn:aws:firehose:...`), written as JSON lines under the state
+    /// directory (docs/endpoint-api.md has the mapping).
     pub destination: String,
     /// The VPCs whose queries it logs (inbound endpoint queries count for the endpoint's VPC).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub vpcs: Vec<String>,
+    pub vpcs: Vec<VpcAssociation>,
+    /// Its `Name` in the AWS API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The `CreatorRequestId` it was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_request_id: Option<String>,
+    /// When it was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// When it was last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: Tags,
+}
+
+impl QueryLoggingConfig {
+    /// The ids of its VPCs.
+    pub fn vpc_ids(&self) -> Vec<String> {
+        self.vpcs.iter().map(|association| association.vpc.clone()).collect()
+    }
 }
 
 impl EndpointConfig {
@@ -411,6 +895,10 @@ impl EndpointConfig {
         })?;
         let mut locator = RulesConfig::default();
         locator.set_source(&file, text, "");
+        config.runtime.base_dir = Some(match file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        });
         config.source = Some(Arc::new(Source { file, locator }));
         Ok(config)
     }
@@ -420,6 +908,14 @@ impl EndpointConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|source| signpost_rules::Error::io(Location::default(), path, source))?;
         Self::from_toml(&text, path)
+    }
+
+    /// For `check-config`: DoH inbound endpoints given no certificate (an
+    /// exported model's, made through the API) pass, as the state
+    /// directory's CA signs one for them when they are served.
+    pub fn certificates_from_state_directory(mut self) -> Self {
+        self.runtime.certificates_later = true;
+        self
     }
 
     /// The file this configuration was read from, if any.

@@ -41,14 +41,32 @@ pub enum Reloaded {
 
 /// A running Route 53 Resolver emulator.
 pub struct Endpoint {
-    config: EndpointConfig,
+    config: Arc<EndpointConfig>,
     deployment: Deployment,
     server: ServerHandle,
 }
 
-async fn start_server(deployment: &Deployment) -> Result<ServerHandle, EndpointError> {
+/// Start the server of `deployment`. Listeners asked on port 0 that were
+/// bound before (`previous`, same id and address) keep the port they had,
+/// so a restart does not move them.
+async fn start_server(
+    deployment: &Deployment,
+    previous: &[(String, SocketAddr)],
+) -> Result<ServerHandle, EndpointError> {
+    let mut config = deployment.server.clone();
+    for listener in &mut config.listeners {
+        if listener.port != 0 {
+            continue;
+        }
+        let id = listener.id_or_default();
+        if let Some((_, bound)) =
+            previous.iter().find(|(bound_id, bound)| *bound_id == id && bound.ip() == listener.address)
+        {
+            listener.port = bound.port();
+        }
+    }
     let builder = Server::builder()
-        .config(deployment.server.clone())
+        .config(config)
         .state(deployment.state())
         .query_logs(deployment.query_logs.clone())
         .query_log_format(Arc::new(Route53Format::new(deployment.log_account.clone(), &deployment.listeners)));
@@ -58,8 +76,13 @@ async fn start_server(deployment: &Deployment) -> Result<ServerHandle, EndpointE
 impl Endpoint {
     /// Compile `config` and start serving it.
     pub async fn start(config: EndpointConfig) -> Result<Self, EndpointError> {
+        Self::start_shared(Arc::new(config)).await
+    }
+
+    /// [`Endpoint::start`] with a configuration others hold too.
+    pub async fn start_shared(config: Arc<EndpointConfig>) -> Result<Self, EndpointError> {
         let deployment = config.compile()?;
-        let server = start_server(&deployment).await?;
+        let server = start_server(&deployment, &[]).await?;
         Ok(Self { config, deployment, server })
     }
 
@@ -126,6 +149,11 @@ impl Endpoint {
     /// limits or query logs changed, the server restarts on the new
     /// configuration (if that fails, the old one is started again).
     pub async fn reload(&mut self, next: EndpointConfig) -> Result<Reloaded, EndpointError> {
+        self.reload_shared(Arc::new(next)).await
+    }
+
+    /// [`Endpoint::reload`] with a configuration others hold too.
+    pub async fn reload_shared(&mut self, next: Arc<EndpointConfig>) -> Result<Reloaded, EndpointError> {
         self.config.check_transition(&next)?;
         let deployment = next.compile()?;
         let server_side = |deployment: &Deployment| {
@@ -139,8 +167,10 @@ impl Endpoint {
             self.deployment = deployment;
             return Ok(Reloaded::InPlace);
         }
+        let previous: Vec<(String, SocketAddr)> =
+            self.server.listeners().iter().map(|bound| (bound.id.clone(), bound.address)).collect();
         self.server.clone().shutdown().await;
-        match start_server(&deployment).await {
+        match start_server(&deployment, &previous).await {
             Ok(server) => {
                 self.server = server;
                 self.config = next;
@@ -148,7 +178,7 @@ impl Endpoint {
                 Ok(Reloaded::Restarted)
             }
             Err(error) => {
-                self.server = start_server(&self.deployment).await?;
+                self.server = start_server(&self.deployment, &previous).await?;
                 Err(error)
             }
         }

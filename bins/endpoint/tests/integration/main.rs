@@ -7,10 +7,14 @@
 
 mod support;
 
+mod api;
+mod aws;
+
 mod binary;
 mod forwarding;
 mod limits;
 mod precedence;
 mod protocols;
 mod querylog;
+mod state;
 mod visibility;

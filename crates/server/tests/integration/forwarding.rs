@@ -21,8 +21,9 @@ async fn hickory_resolves_through_the_upstream_over_udp_and_tcp() {
         let lookup = resolver(protocol, address).lookup_ip(name).await.unwrap();
         assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))], "{protocol:?}");
     }
-    // hickory asks for A and AAAA of each name.
-    assert_eq!(upstream.query_count(), 4);
+    // hickory asks for A and AAAA of each name (each maybe more than once:
+    // a loaded machine can outlast the adaptive retransmission timeout).
+    assert_eq!(upstream.question_count(), 4);
     server.shutdown().await;
 }
 

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Hybrid DNS set up with boto3 against signpost-endpoint's AWS APIs.
+
+Run by .ci/interop (interop_endpoint_api) with the endpoint's --api URL. It
+creates two VPCs on loopback CIDRs, a private zone associated with one then
+both, an UPSERTed record, an outbound endpoint with a FORWARD rule to the
+"on-premises" unbound and a SYSTEM rule, an inbound endpoint over Do53 and
+DoH, and a query logging configuration; then prints shell assignments of the
+ids it made, for the script's dig checks. Every step that the service
+answers with a status is also checked here (boto3 raises on any error).
+
+Usage: aws_scenario.py ENDPOINT_URL ONPREM_IP ONPREM_PORT STEP
+STEP: setup (everything up to the zone in VPC A), associate-b, upsert,
+forwarding, inbound, querylog.
+"""
+
+import sys
+
+import boto3
+from botocore.config import Config
+
+
+def clients(url):
+    session = boto3.session.Session(
+        aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
+    config = Config(retries={"max_attempts": 1})
+    return (
+        session.client("ec2", endpoint_url=url, config=config),
+        session.client("route53", endpoint_url=url, config=config),
+        session.client("route53resolver", endpoint_url=url, config=config),
+    )
+
+
+def vpc(ec2, cidr, name):
+    vpc_id = ec2.create_vpc(
+        CidrBlock=cidr,
+        TagSpecifications=[{"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": name}]}],
+    )["Vpc"]["VpcId"]
+    base = cidr.rsplit(".", 1)[0]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"{base}.0/26", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"],
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"{base}.64/26", AvailabilityZone="us-east-1b")["Subnet"]["SubnetId"],
+    ]
+    group = ec2.create_security_group(GroupName="dns", Description="DNS to endpoints", VpcId=vpc_id)["GroupId"]
+    assert ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsSupport")["EnableDnsSupport"]["Value"]
+    return vpc_id, subnets, group
+
+
+def state(ec2):
+    """The ids made so far, found by their Name tags."""
+    found = {}
+    for item in ec2.describe_vpcs(Filters=[{"Name": "tag-key", "Values": ["Name"]}])["Vpcs"]:
+        name = {tag["Key"]: tag["Value"] for tag in item.get("Tags", [])}.get("Name")
+        found[name] = item["VpcId"]
+    return found
+
+
+def emit(**values):
+    for key, value in values.items():
+        print(f"{key}={value}")
+
+
+def main():
+    url, onprem_ip, onprem_port, step = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    ec2, route53, resolver = clients(url)
+    if step == "setup":
+        vpc_a, subnets_a, group_a = vpc(ec2, "127.0.31.0/24", "vpc-a")
+        vpc_b, _, _ = vpc(ec2, "127.0.32.0/24", "vpc-b")
+        zone = route53.create_hosted_zone(
+            Name="corp.example",
+            CallerReference="interop-corp",
+            VPC={"VPCRegion": "us-east-1", "VPCId": vpc_a},
+            HostedZoneConfig={"Comment": "interop", "PrivateZone": True},
+        )["HostedZone"]["Id"].split("/")[-1]
+        change = route53.change_resource_record_sets(
+            HostedZoneId=zone,
+            ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+                "Name": "www.corp.example", "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "10.31.0.10"}]}}]},
+        )["ChangeInfo"]["Id"]
+        route53.get_waiter("resource_record_sets_changed").wait(Id=change, WaiterConfig={"Delay": 1, "MaxAttempts": 10})
+        emit(VPC_A=vpc_a, VPC_B=vpc_b, ZONE=zone, SUBNET_A1=subnets_a[0], SUBNET_A2=subnets_a[1], SG_A=group_a)
+    elif step == "associate-b":
+        vpcs = state(ec2)
+        zone = route53.list_hosted_zones_by_name(DNSName="corp.example")["HostedZones"][0]["Id"].split("/")[-1]
+        route53.associate_vpc_with_hosted_zone(HostedZoneId=zone, VPC={"VPCRegion": "us-east-1", "VPCId": vpcs["vpc-b"]})
+        listed = route53.list_hosted_zones_by_vpc(VPCId=vpcs["vpc-b"], VPCRegion="us-east-1")["HostedZoneSummaries"]
+        assert [summary["Name"] for summary in listed] == ["corp.example."], listed
+    elif step == "upsert":
+        zone = route53.list_hosted_zones_by_name(DNSName="corp.example")["HostedZones"][0]["Id"].split("/")[-1]
+        route53.change_resource_record_sets(
+            HostedZoneId=zone,
+            ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+                "Name": "www.corp.example", "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "10.31.0.11"}]}}]},
+        )
+        sets = route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+        assert {(s["Name"], s["Type"]) for s in sets} == {
+            ("corp.example.", "SOA"), ("corp.example.", "NS"), ("www.corp.example.", "A")}, sets
+    elif step == "forwarding":
+        vpcs = state(ec2)
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpcs["vpc-a"]]}])["Subnets"]]
+        group = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpcs["vpc-a"]]}, {"Name": "group-name", "Values": ["dns"]}])["SecurityGroups"][0]["GroupId"]
+        outbound = resolver.create_resolver_endpoint(
+            CreatorRequestId="interop-out", Name="outbound", SecurityGroupIds=[group], Direction="OUTBOUND",
+            IpAddresses=[{"SubnetId": subnets[0]}, {"SubnetId": subnets[1]}],
+        )["ResolverEndpoint"]["Id"]
+        forward = resolver.create_resolver_rule(
+            CreatorRequestId="interop-forward", Name="onprem", RuleType="FORWARD", DomainName="example.test",
+            ResolverEndpointId=outbound, TargetIps=[{"Ip": onprem_ip, "Port": onprem_port}],
+        )["ResolverRule"]["Id"]
+        system = resolver.create_resolver_rule(
+            CreatorRequestId="interop-system", Name="big", RuleType="SYSTEM", DomainName="big.example.test",
+        )["ResolverRule"]["Id"]
+        for vpc_id in (vpcs["vpc-a"], vpcs["vpc-b"]):
+            resolver.associate_resolver_rule(ResolverRuleId=forward, VPCId=vpc_id, Name="onprem")
+        resolver.associate_resolver_rule(ResolverRuleId=system, VPCId=vpcs["vpc-a"])
+        paginator = resolver.get_paginator("list_resolver_rule_associations")
+        associations = [a for page in paginator.paginate(PaginationConfig={"PageSize": 1}) for a in page["ResolverRuleAssociations"]]
+        assert len(associations) == 3, associations
+        try:
+            resolver.delete_resolver_rule(ResolverRuleId=forward)
+            raise AssertionError("deleting an associated rule succeeded")
+        except resolver.exceptions.ResourceInUseException:
+            pass
+        emit(OUTBOUND=outbound, FORWARD_RULE=forward, SYSTEM_RULE=system)
+    elif step == "inbound":
+        vpcs = state(ec2)
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpcs["vpc-a"]]}])["Subnets"]]
+        group = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["dns"]}, {"Name": "vpc-id", "Values": [vpcs["vpc-a"]]}])["SecurityGroups"][0]["GroupId"]
+        inbound = resolver.create_resolver_endpoint(
+            CreatorRequestId="interop-in", Name="inbound", SecurityGroupIds=[group], Direction="INBOUND",
+            IpAddresses=[{"SubnetId": subnets[0], "Ip": "127.0.31.10"}, {"SubnetId": subnets[1], "Ip": "127.0.31.70"}],
+            Protocols=["Do53", "DoH"],
+        )["ResolverEndpoint"]["Id"]
+        addresses = resolver.list_resolver_endpoint_ip_addresses(ResolverEndpointId=inbound)["IpAddresses"]
+        assert sorted(a["Ip"] for a in addresses) == ["127.0.31.10", "127.0.31.70"], addresses
+        emit(INBOUND=inbound)
+    elif step == "querylog":
+        vpcs = state(ec2)
+        config = resolver.create_resolver_query_log_config(
+            Name="interop", CreatorRequestId="interop-qlc", DestinationArn="arn:aws:s3:::interop-bucket/dns",
+        )["ResolverQueryLogConfig"]["Id"]
+        resolver.associate_resolver_query_log_config(ResolverQueryLogConfigId=config, ResourceId=vpcs["vpc-a"])
+        emit(QUERY_LOG_CONFIG=config)
+    else:
+        raise SystemExit(f"unknown step {step}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1044 @@
+//! The EC2 calls Route 53 and Route 53 Resolver need (query protocol:
+//! `Action=...&Version=2016-11-15` form bodies, XML answers): VPCs and
+//! their DNS attributes, subnets and security groups.
+//!
+//! VPC blocks in 127.0.0.0/8 are accepted (AWS refuses them) so that
+//! everything runs on loopback; blocks of different VPCs may not overlap,
+//! because Signpost places a client in a VPC by its source address. A VPC
+//! whose `.2` address is not an address of this host gets its resolver on
+//! a loopback stand-in, reported in the `signpost:resolver` tag.
+
+use http::StatusCode;
+use ipnet::IpNet;
+use serde::Serialize;
+
+use super::error::ApiError;
+use crate::control::{ControlPlane, Kind, Runtime, dot_two, free_loopback, is_local_address, new_id};
+use crate::model::{EndpointConfig, HostPort, SecurityGroupConfig, SubnetConfig, Tags, VpcConfig};
+
+/// The XML namespace of EC2 answers.
+pub const NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
+
+/// The actions this module answers.
+pub const OPERATIONS: &[&str] = &[
+    "CreateSecurityGroup",
+    "CreateSubnet",
+    "CreateTags",
+    "CreateVpc",
+    "DeleteSecurityGroup",
+    "DeleteSubnet",
+    "DeleteTags",
+    "DeleteVpc",
+    "DescribeSecurityGroups",
+    "DescribeSubnets",
+    "DescribeVpcAttribute",
+    "DescribeVpcs",
+    "ModifyVpcAttribute",
+];
+
+/// The tag DescribeVpcs adds to every VPC: where its resolver listens.
+pub const RESOLVER_TAG: &str = "signpost:resolver";
+
+/// The form fields of a query-protocol request.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// From decoded form pairs.
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, key: &str) -> Result<&str, ApiError> {
+        self.get(key).ok_or_else(|| {
+            ApiError::bad_request("MissingParameter", format!("The request must contain the parameter {key}"))
+        })
+    }
+
+    /// `Prefix.1`, `Prefix.2`, ... in order.
+    fn list(&self, prefix: &str) -> Vec<String> {
+        (1..).map_while(|index| self.get(&format!("{prefix}.{index}")).map(str::to_string)).collect()
+    }
+
+    /// `Filter.N.Name` with its `Filter.N.Value.M`.
+    fn filters(&self) -> Vec<(String, Vec<String>)> {
+        (1..)
+            .map_while(|index| {
+                let name = self.get(&format!("Filter.{index}.Name"))?;
+                Some((name.to_string(), self.list(&format!("Filter.{index}.Value"))))
+            })
+            .collect()
+    }
+
+    /// Tags of `TagSpecification.N` for `resource_type`, and of `Tag.N` (CreateTags).
+    fn tags(&self, resource_type: &str) -> Tags {
+        let mut tags = Tags::new();
+        for spec in 1.. {
+            let Some(kind) = self.get(&format!("TagSpecification.{spec}.ResourceType")) else { break };
+            if kind != resource_type {
+                continue;
+            }
+            for index in 1.. {
+                let Some(key) = self.get(&format!("TagSpecification.{spec}.Tag.{index}.Key")) else { break };
+                let value = self.get(&format!("TagSpecification.{spec}.Tag.{index}.Value")).unwrap_or_default();
+                tags.insert(key.to_string(), value.to_string());
+            }
+        }
+        for index in 1.. {
+            let Some(key) = self.get(&format!("Tag.{index}.Key")) else { break };
+            tags.insert(key.to_string(), self.get(&format!("Tag.{index}.Value")).unwrap_or_default().to_string());
+        }
+        tags
+    }
+}
+
+#[derive(Serialize)]
+struct Items<T> {
+    item: Vec<T>,
+}
+
+impl<T> Items<T> {
+    fn of(item: Vec<T>) -> Self {
+        Self { item }
+    }
+}
+
+#[derive(Serialize)]
+struct TagXml {
+    key: String,
+    value: String,
+}
+
+fn tag_set(tags: &Tags) -> Items<TagXml> {
+    Items::of(tags.iter().map(|(key, value)| TagXml { key: key.clone(), value: value.clone() }).collect())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CidrAssociationXml {
+    cidr_block: String,
+    association_id: String,
+    cidr_block_state: StateXml,
+}
+
+#[derive(Serialize)]
+struct StateXml {
+    state: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VpcXml {
+    vpc_id: String,
+    owner_id: String,
+    state: &'static str,
+    cidr_block: String,
+    cidr_block_association_set: Items<CidrAssociationXml>,
+    dhcp_options_id: String,
+    instance_tenancy: &'static str,
+    is_default: bool,
+    tag_set: Items<TagXml>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SubnetXml {
+    subnet_id: String,
+    subnet_arn: String,
+    state: &'static str,
+    vpc_id: String,
+    owner_id: String,
+    cidr_block: String,
+    available_ip_address_count: u64,
+    availability_zone: String,
+    availability_zone_id: String,
+    default_for_az: bool,
+    map_public_ip_on_launch: bool,
+    assign_ipv6_address_on_creation: bool,
+    tag_set: Items<TagXml>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SecurityGroupXml {
+    owner_id: String,
+    group_id: String,
+    group_name: String,
+    group_description: String,
+    vpc_id: String,
+    security_group_arn: String,
+    ip_permissions: Items<()>,
+    ip_permissions_egress: Items<()>,
+    tag_set: Items<TagXml>,
+}
+
+#[derive(Serialize)]
+struct BooleanValue {
+    value: bool,
+}
+
+/// An answer: `<{Action}Response xmlns=...><requestId>..</requestId>{body}</...>`.
+fn answer(action: &str, request_id: &str, body: impl Serialize) -> Result<String, ApiError> {
+    #[derive(Serialize)]
+    struct Envelope<'a, B> {
+        #[serde(rename = "@xmlns")]
+        xmlns: &'static str,
+        #[serde(rename = "requestId")]
+        request_id: &'a str,
+        #[serde(flatten)]
+        body: B,
+    }
+    let root = format!("{action}Response");
+    let text = quick_xml::se::to_string_with_root(&root, &Envelope { xmlns: NAMESPACE, request_id, body })
+        .map_err(|error| ApiError::internal(format!("cannot write the answer: {error}")))?;
+    Ok(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{text}"))
+}
+
+/// An EC2 error body.
+pub fn error_body(error: &ApiError, request_id: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>",
+        super::error::xml_escape(&error.code),
+        super::error::xml_escape(&error.message)
+    )
+}
+
+fn vpc_not_found(id: &str) -> ApiError {
+    ApiError::bad_request("InvalidVpcID.NotFound", format!("The vpc ID '{id}' does not exist"))
+}
+
+/// Answer one EC2 action.
+pub async fn handle<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let action = params.required("Action")?;
+    match action {
+        "CreateVpc" => create_vpc(control, params, request_id).await,
+        "DescribeVpcs" => describe_vpcs(control, params, request_id).await,
+        "DeleteVpc" => delete_vpc(control, params, request_id).await,
+        "ModifyVpcAttribute" => modify_vpc_attribute(control, params, request_id).await,
+        "DescribeVpcAttribute" => describe_vpc_attribute(control, params, request_id),
+        "CreateSubnet" => create_subnet(control, params, request_id).await,
+        "DescribeSubnets" => describe_subnets(control, params, request_id),
+        "DeleteSubnet" => delete_subnet(control, params, request_id).await,
+        "CreateSecurityGroup" => create_security_group(control, params, request_id).await,
+        "DescribeSecurityGroups" => describe_security_groups(control, params, request_id),
+        "DeleteSecurityGroup" => delete_security_group(control, params, request_id).await,
+        "CreateTags" | "DeleteTags" => change_tags(control, params, request_id, action == "CreateTags").await,
+        other => Err(ApiError::new(
+            "InvalidAction",
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The action {other} is not valid for this web service (signpost-endpoint answers: {}).",
+                OPERATIONS.join(", ")
+            ),
+        )),
+    }
+}
+
+fn vpc_xml(config: &EndpointConfig, vpc: &VpcConfig, resolver: Option<String>) -> VpcXml {
+    let mut tags = vpc.tags.clone();
+    if let Some(resolver) = resolver {
+        tags.insert(RESOLVER_TAG.to_string(), resolver);
+    }
+    let first = vpc.cidrs.iter().find(|cidr| matches!(cidr, IpNet::V4(_))).or(vpc.cidrs.first());
+    VpcXml {
+        vpc_id: vpc.id.clone(),
+        owner_id: config.account_id.clone(),
+        state: "available",
+        cidr_block: first.map(ToString::to_string).unwrap_or_default(),
+        cidr_block_association_set: Items::of(
+            vpc.cidrs
+                .iter()
+                .filter(|cidr| matches!(cidr, IpNet::V4(_)))
+                .map(|cidr| CidrAssociationXml {
+                    cidr_block: cidr.to_string(),
+                    association_id: crate::control::derived_id("vpc-cidr-assoc-", &[&vpc.id, &cidr.to_string()]),
+                    cidr_block_state: StateXml { state: "associated" },
+                })
+                .collect(),
+        ),
+        dhcp_options_id: "default".to_string(),
+        instance_tenancy: "default",
+        is_default: false,
+        tag_set: tag_set(&tags),
+    }
+}
+
+/// Where `vpc`'s resolver listens, as the runtime bound it (or as configured).
+async fn resolver_of<R: Runtime>(
+    control: &ControlPlane<R>,
+    config: &EndpointConfig,
+    vpc: &VpcConfig,
+) -> Option<String> {
+    if let Some(bound) = control.with_runtime(|runtime| runtime.resolver_address(&vpc.id)).await {
+        return Some(bound.to_string());
+    }
+    let ip = vpc.resolver.map(|resolver| resolver.ip).or_else(|| dot_two(vpc))?;
+    let port = vpc.resolver.and_then(|resolver| resolver.port).unwrap_or(config.resolver_port);
+    Some(std::net::SocketAddr::new(ip, port).to_string())
+}
+
+async fn create_vpc<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let text = params.required("CidrBlock")?;
+    let cidr: IpNet = text.parse().map_err(|_| {
+        ApiError::bad_request(
+            "InvalidParameterValue",
+            format!("Value ({text}) for parameter cidrBlock is invalid. This is not a valid CIDR block."),
+        )
+    })?;
+    let IpNet::V4(v4) = cidr else {
+        return Err(ApiError::bad_request(
+            "InvalidParameterValue",
+            "CidrBlock is an IPv4 block; IPv6 blocks are not supported by signpost-endpoint yet.",
+        ));
+    };
+    if !(16..=28).contains(&v4.prefix_len()) {
+        return Err(ApiError::bad_request("InvalidVpc.Range", format!("The CIDR '{cidr}' is invalid.")));
+    }
+    let cidr = IpNet::V4(v4.trunc());
+    let tags = params.tags("vpc");
+    let id = control
+        .mutate(|m| {
+            let config = &*m.config;
+            if config.quotas.enabled && config.vpcs.len() >= config.quotas.vpcs_per_region as usize {
+                return Err(ApiError::bad_request("VpcLimitExceeded", "The maximum number of VPCs has been reached."));
+            }
+            let id = new_id("vpc-");
+            let mut vpc = VpcConfig::new(&id, vec![cidr]);
+            vpc.dns_support = Some(true);
+            vpc.dns_hostnames = Some(false);
+            vpc.tags = tags.clone();
+            if let Some(address) = dot_two(&vpc)
+                && !is_local_address(address)
+            {
+                vpc.resolver = free_loopback(config).map(|ip| HostPort { ip, port: None });
+            }
+            m.config.vpcs.push(vpc);
+            // Every VPC comes with its default security group.
+            let group = new_id("sg-");
+            m.config.security_groups.push(SecurityGroupConfig {
+                id: group.clone(),
+                vpc: id.clone(),
+                name: "default".to_string(),
+                description: "default VPC security group".to_string(),
+                tags: Tags::new(),
+            });
+            m.touch(Kind::Vpc, &id);
+            m.touch(Kind::SecurityGroup, &group);
+            Ok(id)
+        })
+        .await?;
+    let config = control.snapshot();
+    let vpc = config.vpcs.iter().find(|vpc| vpc.id == id).ok_or_else(|| vpc_not_found(&id))?;
+    #[derive(Serialize)]
+    struct Body {
+        vpc: VpcXml,
+    }
+    let resolver = resolver_of(control, &config, vpc).await;
+    answer("CreateVpc", request_id, Body { vpc: vpc_xml(&config, vpc, resolver) })
+}
+
+fn tag_filter(tags: &Tags, name: &str, values: &[String]) -> Option<bool> {
+    if let Some(key) = name.strip_prefix("tag:") {
+        return Some(tags.get(key).is_some_and(|value| values.contains(value)));
+    }
+    if name == "tag-key" {
+        return Some(tags.keys().any(|key| values.contains(key)));
+    }
+    if name == "tag-value" {
+        return Some(tags.values().any(|value| values.contains(value)));
+    }
+    None
+}
+
+fn unknown_filter(name: &str) -> ApiError {
+    ApiError::bad_request("InvalidParameterValue", format!("The filter '{name}' is invalid"))
+}
+
+fn page<T>(items: Vec<T>, params: &Params) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let max = match params.get("MaxResults") {
+        Some(text) => text.parse::<usize>().ok().filter(|max| (5..=1000).contains(max)).ok_or_else(|| {
+            ApiError::bad_request(
+                "InvalidParameterValue",
+                format!("Value ( {text} ) for parameter maxResults is invalid. Expecting a value between 5 and 1000."),
+            )
+        })?,
+        None => usize::MAX,
+    };
+    let start = match params.get("NextToken") {
+        Some(token) => token
+            .strip_prefix("signpost-")
+            .and_then(|offset| offset.parse::<usize>().ok())
+            .filter(|offset| *offset <= items.len())
+            .ok_or_else(|| {
+                ApiError::bad_request("InvalidPaginationToken", format!("Invalid pagination token: {token}"))
+            })?,
+        None => 0,
+    };
+    let end = start.saturating_add(max).min(items.len());
+    let next = (end < items.len()).then(|| format!("signpost-{end}"));
+    Ok((items.into_iter().skip(start).take(end - start).collect(), next))
+}
+
+async fn describe_vpcs<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let config = control.snapshot();
+    let ids = params.list("VpcId");
+    for id in &ids {
+        if !config.vpcs.iter().any(|vpc| vpc.id == *id) {
+            return Err(vpc_not_found(id));
+        }
+    }
+    let filters = params.filters();
+    let mut selected = Vec::new();
+    for vpc in &config.vpcs {
+        if !ids.is_empty() && !ids.contains(&vpc.id) {
+            continue;
+        }
+        let mut keep = true;
+        for (name, values) in &filters {
+            let matches = match name.as_str() {
+                "vpc-id" => values.contains(&vpc.id),
+                "cidr" | "cidr-block" | "cidrBlock" | "cidr-block-association.cidr-block" => {
+                    vpc.cidrs.iter().any(|cidr| values.contains(&cidr.to_string()))
+                }
+                "state" => values.iter().any(|value| value == "available"),
+                "is-default" => values.iter().any(|value| value == "false"),
+                "owner-id" => values.contains(&config.account_id),
+                "dhcp-options-id" => values.iter().any(|value| value == "default"),
+                other => tag_filter(&vpc.tags, other, values).ok_or_else(|| unknown_filter(other))?,
+            };
+            keep &= matches;
+        }
+        if keep {
+            selected.push(vpc);
+        }
+    }
+    let (selected, next) = page(selected, params)?;
+    let mut vpcs = Vec::with_capacity(selected.len());
+    for vpc in selected {
+        let resolver = resolver_of(control, &config, vpc).await;
+        vpcs.push(vpc_xml(&config, vpc, resolver));
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body {
+        vpc_set: Items<VpcXml>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_token: Option<String>,
+    }
+    answer("DescribeVpcs", request_id, Body { vpc_set: Items::of(vpcs), next_token: next })
+}
+
+#[derive(Serialize)]
+struct ReturnTrue {
+    #[serde(rename = "return")]
+    value: bool,
+}
+
+async fn delete_vpc<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let id = params.required("VpcId")?.to_string();
+    control
+        .mutate(|m| {
+            let config = &*m.config;
+            if !config.vpcs.iter().any(|vpc| vpc.id == id) {
+                return Err(vpc_not_found(&id));
+            }
+            let mut dependents: Vec<String> = Vec::new();
+            dependents.extend(config.subnets.iter().filter(|s| s.vpc == id).map(|s| s.id.clone()));
+            dependents.extend(
+                config.security_groups.iter().filter(|g| g.vpc == id && g.name != "default").map(|g| g.id.clone()),
+            );
+            dependents.extend(config.inbound_endpoints.iter().filter(|e| e.vpc == id).map(|e| e.id.clone()));
+            dependents.extend(config.outbound_endpoints.iter().filter(|e| e.vpc == id).map(|e| e.id.clone()));
+            dependents
+                .extend(config.private_hosted_zones.iter().filter(|z| z.has_vpc(&id)).map(|z| z.zone_id().to_string()));
+            dependents.extend(config.resolver_rules.iter().filter(|r| r.has_vpc(&id)).map(|r| r.id.clone()));
+            dependents.extend(
+                config.query_logging.iter().filter(|l| l.vpcs.iter().any(|a| a.vpc == id)).map(|l| l.id.clone()),
+            );
+            if !dependents.is_empty() {
+                return Err(ApiError::bad_request(
+                    "DependencyViolation",
+                    format!("The vpc '{id}' has dependencies and cannot be deleted ({}).", dependents.join(", ")),
+                ));
+            }
+            let groups: Vec<String> =
+                m.config.security_groups.iter().filter(|g| g.vpc == id).map(|g| g.id.clone()).collect();
+            m.config.security_groups.retain(|g| g.vpc != id);
+            m.config.vpcs.retain(|vpc| vpc.id != id);
+            for group in groups {
+                m.touch(Kind::SecurityGroup, group);
+            }
+            m.touch(Kind::Vpc, &id);
+            Ok(())
+        })
+        .await?;
+    answer("DeleteVpc", request_id, ReturnTrue { value: true })
+}
+
+fn attribute_value(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
+    match params.get(&format!("{name}.Value")) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(ApiError::bad_request(
+            "InvalidParameterValue",
+            format!("Value ({other}) for parameter {name} is invalid. Expected true or false."),
+        )),
+    }
+}
+
+async fn modify_vpc_attribute<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let id = params.required("VpcId")?.to_string();
+    let support = attribute_value(params, "EnableDnsSupport")?;
+    let hostnames = attribute_value(params, "EnableDnsHostnames")?;
+    if support.is_some() == hostnames.is_some() {
+        return Err(ApiError::bad_request(
+            "InvalidParameterCombination",
+            "Exactly one attribute can be modified at a time: EnableDnsSupport or EnableDnsHostnames.",
+        ));
+    }
+    control
+        .mutate(|m| {
+            let vpc = m.config.vpcs.iter_mut().find(|vpc| vpc.id == id).ok_or_else(|| vpc_not_found(&id))?;
+            if let Some(support) = support {
+                vpc.dns_support = Some(support);
+            }
+            if let Some(hostnames) = hostnames {
+                if hostnames && vpc.dns_support == Some(false) {
+                    return Err(ApiError::bad_request(
+                        "InvalidParameterValue",
+                        "enableDnsHostnames cannot be true while enableDnsSupport is false.",
+                    ));
+                }
+                vpc.dns_hostnames = Some(hostnames);
+            }
+            m.touch(Kind::Vpc, &id);
+            Ok(())
+        })
+        .await?;
+    answer("ModifyVpcAttribute", request_id, ReturnTrue { value: true })
+}
+
+fn describe_vpc_attribute<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let id = params.required("VpcId")?;
+    let attribute = params.required("Attribute")?;
+    let config = control.snapshot();
+    let vpc = config.vpcs.iter().find(|vpc| vpc.id == id).ok_or_else(|| vpc_not_found(id))?;
+    let value = match attribute {
+        "enableDnsSupport" => vpc.dns_support.unwrap_or(true),
+        "enableDnsHostnames" => vpc.dns_hostnames.unwrap_or(false),
+        "enableNetworkAddressUsageMetrics" => false,
+        other => {
+            return Err(ApiError::bad_request(
+                "InvalidParameterValue",
+                format!("Value ({other}) for parameter attribute is invalid. Unknown attribute."),
+            ));
+        }
+    };
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body<'a> {
+        vpc_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        enable_dns_support: Option<BooleanValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        enable_dns_hostnames: Option<BooleanValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        enable_network_address_usage_metrics: Option<BooleanValue>,
+    }
+    answer(
+        "DescribeVpcAttribute",
+        request_id,
+        Body {
+            vpc_id: id,
+            enable_dns_support: (attribute == "enableDnsSupport").then_some(BooleanValue { value }),
+            enable_dns_hostnames: (attribute == "enableDnsHostnames").then_some(BooleanValue { value }),
+            enable_network_address_usage_metrics: (attribute == "enableNetworkAddressUsageMetrics")
+                .then_some(BooleanValue { value }),
+        },
+    )
+}
+
+fn subnet_xml(config: &EndpointConfig, subnet: &SubnetConfig) -> SubnetXml {
+    let size = match subnet.cidr {
+        IpNet::V4(v4) => 1u64 << (32 - u32::from(v4.prefix_len())),
+        IpNet::V6(_) => u64::MAX,
+    };
+    let used = config
+        .inbound_endpoints
+        .iter()
+        .flat_map(|e| &e.addresses)
+        .chain(config.outbound_endpoints.iter().flat_map(|e| &e.addresses))
+        .filter(|address| address.subnet.as_deref() == Some(subnet.id.as_str()))
+        .count() as u64;
+    let zone = availability_zone(config, subnet);
+    SubnetXml {
+        subnet_id: subnet.id.clone(),
+        subnet_arn: format!("arn:aws:ec2:{}:{}:subnet/{}", config.region, config.account_id, subnet.id),
+        state: "available",
+        vpc_id: subnet.vpc.clone(),
+        owner_id: config.account_id.clone(),
+        cidr_block: subnet.cidr.to_string(),
+        available_ip_address_count: size.saturating_sub(5).saturating_sub(used),
+        availability_zone_id: format!("use1-az{}", zone.bytes().last().map_or(1, |b| b.saturating_sub(b'a') + 1)),
+        availability_zone: zone,
+        default_for_az: false,
+        map_public_ip_on_launch: false,
+        assign_ipv6_address_on_creation: false,
+        tag_set: tag_set(&subnet.tags),
+    }
+}
+
+fn availability_zone(config: &EndpointConfig, subnet: &SubnetConfig) -> String {
+    subnet.availability_zone.clone().unwrap_or_else(|| format!("{}a", config.region))
+}
+
+fn subnet_not_found(id: &str) -> ApiError {
+    ApiError::bad_request("InvalidSubnetID.NotFound", format!("The subnet ID '{id}' does not exist"))
+}
+
+async fn create_subnet<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let vpc_id = params.required("VpcId")?.to_string();
+    let text = params.required("CidrBlock")?;
+    let cidr: IpNet = text.parse().map_err(|_| {
+        ApiError::bad_request(
+            "InvalidParameterValue",
+            format!("Value ({text}) for parameter cidrBlock is invalid. This is not a valid CIDR block."),
+        )
+    })?;
+    let cidr = cidr.trunc();
+    let zone = params.get("AvailabilityZone").map(str::to_string);
+    let tags = params.tags("subnet");
+    let id = control
+        .mutate(|m| {
+            let config = &*m.config;
+            let vpc = config.vpcs.iter().find(|vpc| vpc.id == vpc_id).ok_or_else(|| vpc_not_found(&vpc_id))?;
+            let inside = vpc.cidrs.iter().any(|block| block.contains(&cidr));
+            let size_ok = matches!(cidr, IpNet::V4(v4) if (16..=28).contains(&v4.prefix_len()));
+            if !inside || !size_ok {
+                return Err(ApiError::bad_request("InvalidSubnet.Range", format!("The CIDR '{cidr}' is invalid.")));
+            }
+            if config
+                .subnets
+                .iter()
+                .any(|other| other.vpc == vpc_id && (other.cidr.contains(&cidr) || cidr.contains(&other.cidr)))
+            {
+                return Err(ApiError::bad_request(
+                    "InvalidSubnet.Conflict",
+                    format!("The CIDR '{cidr}' conflicts with another subnet"),
+                ));
+            }
+            let count = config.subnets.iter().filter(|subnet| subnet.vpc == vpc_id).count();
+            if config.quotas.enabled && count >= config.quotas.subnets_per_vpc as usize {
+                return Err(ApiError::bad_request(
+                    "SubnetLimitExceeded",
+                    "The maximum number of subnets has been reached.",
+                ));
+            }
+            let id = new_id("subnet-");
+            m.config.subnets.push(SubnetConfig {
+                id: id.clone(),
+                vpc: vpc_id.clone(),
+                cidr,
+                availability_zone: zone.clone(),
+                tags: tags.clone(),
+            });
+            m.touch(Kind::Subnet, &id);
+            Ok(id)
+        })
+        .await?;
+    let config = control.snapshot();
+    let subnet = config.subnets.iter().find(|subnet| subnet.id == id).ok_or_else(|| subnet_not_found(&id))?;
+    #[derive(Serialize)]
+    struct Body {
+        subnet: SubnetXml,
+    }
+    answer("CreateSubnet", request_id, Body { subnet: subnet_xml(&config, subnet) })
+}
+
+fn describe_subnets<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let config = control.snapshot();
+    let ids = params.list("SubnetId");
+    for id in &ids {
+        if !config.subnets.iter().any(|subnet| subnet.id == *id) {
+            return Err(subnet_not_found(id));
+        }
+    }
+    let filters = params.filters();
+    let mut selected = Vec::new();
+    for subnet in &config.subnets {
+        if !ids.is_empty() && !ids.contains(&subnet.id) {
+            continue;
+        }
+        let mut keep = true;
+        for (name, values) in &filters {
+            let matches = match name.as_str() {
+                "vpc-id" => values.contains(&subnet.vpc),
+                "subnet-id" => values.contains(&subnet.id),
+                "cidr" | "cidr-block" | "cidrBlock" => values.contains(&subnet.cidr.to_string()),
+                "availability-zone" | "availabilityZone" => values.contains(&availability_zone(&config, subnet)),
+                "state" => values.iter().any(|value| value == "available"),
+                "owner-id" => values.contains(&config.account_id),
+                "default-for-az" | "defaultForAz" => values.iter().any(|value| value == "false"),
+                other => tag_filter(&subnet.tags, other, values).ok_or_else(|| unknown_filter(other))?,
+            };
+            keep &= matches;
+        }
+        if keep {
+            selected.push(subnet_xml(&config, subnet));
+        }
+    }
+    let (selected, next) = page(selected, params)?;
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body {
+        subnet_set: Items<SubnetXml>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_token: Option<String>,
+    }
+    answer("DescribeSubnets", request_id, Body { subnet_set: Items::of(selected), next_token: next })
+}
+
+async fn delete_subnet<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let id = params.required("SubnetId")?.to_string();
+    control
+        .mutate(|m| {
+            let config = &*m.config;
+            if !config.subnets.iter().any(|subnet| subnet.id == id) {
+                return Err(subnet_not_found(&id));
+            }
+            let in_use = config
+                .inbound_endpoints
+                .iter()
+                .filter(|e| e.addresses.iter().any(|a| a.subnet.as_deref() == Some(id.as_str())))
+                .map(|e| e.id.clone())
+                .chain(
+                    config
+                        .outbound_endpoints
+                        .iter()
+                        .filter(|e| e.addresses.iter().any(|a| a.subnet.as_deref() == Some(id.as_str())))
+                        .map(|e| e.id.clone()),
+                )
+                .collect::<Vec<_>>();
+            if !in_use.is_empty() {
+                return Err(ApiError::bad_request(
+                    "DependencyViolation",
+                    format!("The subnet '{id}' has dependencies and cannot be deleted ({}).", in_use.join(", ")),
+                ));
+            }
+            m.config.subnets.retain(|subnet| subnet.id != id);
+            m.touch(Kind::Subnet, &id);
+            Ok(())
+        })
+        .await?;
+    answer("DeleteSubnet", request_id, ReturnTrue { value: true })
+}
+
+fn group_not_found(id: &str) -> ApiError {
+    ApiError::bad_request("InvalidGroup.NotFound", format!("The security group '{id}' does not exist"))
+}
+
+fn security_group_xml(config: &EndpointConfig, group: &SecurityGroupConfig) -> SecurityGroupXml {
+    SecurityGroupXml {
+        owner_id: config.account_id.clone(),
+        group_id: group.id.clone(),
+        group_name: group.name.clone(),
+        group_description: group.description.clone(),
+        vpc_id: group.vpc.clone(),
+        security_group_arn: format!("arn:aws:ec2:{}:{}:security-group/{}", config.region, config.account_id, group.id),
+        ip_permissions: Items::of(Vec::new()),
+        ip_permissions_egress: Items::of(Vec::new()),
+        tag_set: tag_set(&group.tags),
+    }
+}
+
+async fn create_security_group<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let name = params.required("GroupName")?.to_string();
+    let description = params.required("GroupDescription")?.to_string();
+    let Some(vpc_id) = params.get("VpcId").map(str::to_string) else {
+        return Err(ApiError::bad_request("VPCIdNotSpecified", "No default VPC for this user"));
+    };
+    if name.starts_with("sg-") {
+        return Err(ApiError::bad_request("InvalidParameterValue", "Group names may not be in the format sg-*"));
+    }
+    let tags = params.tags("security-group");
+    let id = control
+        .mutate(|m| {
+            let config = &*m.config;
+            if !config.vpcs.iter().any(|vpc| vpc.id == vpc_id) {
+                return Err(vpc_not_found(&vpc_id));
+            }
+            if config.security_groups.iter().any(|group| group.vpc == vpc_id && group.name == name) {
+                return Err(ApiError::bad_request(
+                    "InvalidGroup.Duplicate",
+                    format!("The security group '{name}' already exists for VPC '{vpc_id}'"),
+                ));
+            }
+            if config.quotas.enabled
+                && config.security_groups.len() >= config.quotas.security_groups_per_region as usize
+            {
+                return Err(ApiError::bad_request(
+                    "SecurityGroupLimitExceeded",
+                    "The maximum number of security groups has been reached.",
+                ));
+            }
+            let id = new_id("sg-");
+            m.config.security_groups.push(SecurityGroupConfig {
+                id: id.clone(),
+                vpc: vpc_id.clone(),
+                name: name.clone(),
+                description: description.clone(),
+                tags: tags.clone(),
+            });
+            m.touch(Kind::SecurityGroup, &id);
+            Ok(id)
+        })
+        .await?;
+    let config = control.snapshot();
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body {
+        #[serde(rename = "return")]
+        value: bool,
+        group_id: String,
+        security_group_arn: String,
+        tag_set: Items<TagXml>,
+    }
+    answer(
+        "CreateSecurityGroup",
+        request_id,
+        Body {
+            value: true,
+            security_group_arn: format!("arn:aws:ec2:{}:{}:security-group/{id}", config.region, config.account_id),
+            group_id: id,
+            tag_set: tag_set(&tags),
+        },
+    )
+}
+
+fn describe_security_groups<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let config = control.snapshot();
+    let ids = params.list("GroupId");
+    let names = params.list("GroupName");
+    for id in &ids {
+        if !config.security_groups.iter().any(|group| group.id == *id) {
+            return Err(group_not_found(id));
+        }
+    }
+    let filters = params.filters();
+    let mut selected = Vec::new();
+    for group in &config.security_groups {
+        if (!ids.is_empty() && !ids.contains(&group.id)) || (!names.is_empty() && !names.contains(&group.name)) {
+            continue;
+        }
+        let mut keep = true;
+        for (name, values) in &filters {
+            let matches = match name.as_str() {
+                "group-id" => values.contains(&group.id),
+                "group-name" => values.contains(&group.name),
+                "vpc-id" => values.contains(&group.vpc),
+                "description" => values.contains(&group.description),
+                "owner-id" => values.contains(&config.account_id),
+                other => tag_filter(&group.tags, other, values).ok_or_else(|| unknown_filter(other))?,
+            };
+            keep &= matches;
+        }
+        if keep {
+            selected.push(security_group_xml(&config, group));
+        }
+    }
+    let (selected, next) = page(selected, params)?;
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body {
+        security_group_info: Items<SecurityGroupXml>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_token: Option<String>,
+    }
+    answer("DescribeSecurityGroups", request_id, Body { security_group_info: Items::of(selected), next_token: next })
+}
+
+async fn delete_security_group<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let by_id = params.get("GroupId").map(str::to_string);
+    let by_name = params.get("GroupName").map(str::to_string);
+    control
+        .mutate(|m| {
+            let config = &*m.config;
+            let group = match (&by_id, &by_name) {
+                (Some(id), _) => {
+                    config.security_groups.iter().find(|group| group.id == *id).ok_or_else(|| group_not_found(id))?
+                }
+                (None, Some(name)) => config
+                    .security_groups
+                    .iter()
+                    .find(|group| group.name == *name)
+                    .ok_or_else(|| group_not_found(name))?,
+                (None, None) => {
+                    return Err(ApiError::bad_request(
+                        "MissingParameter",
+                        "The request must contain the parameter GroupId",
+                    ));
+                }
+            };
+            let id = group.id.clone();
+            if group.name == "default" {
+                return Err(ApiError::bad_request(
+                    "CannotDelete",
+                    format!("the specified group: \"{id}\" name: \"default\" cannot be deleted by a user"),
+                ));
+            }
+            let used_by: Vec<String> = config
+                .inbound_endpoints
+                .iter()
+                .filter(|e| e.security_groups.contains(&id))
+                .map(|e| e.id.clone())
+                .chain(
+                    config.outbound_endpoints.iter().filter(|e| e.security_groups.contains(&id)).map(|e| e.id.clone()),
+                )
+                .collect();
+            if !used_by.is_empty() {
+                return Err(ApiError::bad_request(
+                    "DependencyViolation",
+                    format!("resource {id} has a dependent object ({})", used_by.join(", ")),
+                ));
+            }
+            m.config.security_groups.retain(|group| group.id != id);
+            m.touch(Kind::SecurityGroup, &id);
+            Ok(())
+        })
+        .await?;
+    answer("DeleteSecurityGroup", request_id, ReturnTrue { value: true })
+}
+
+/// CreateTags / DeleteTags on VPCs, subnets and security groups.
+async fn change_tags<R: Runtime>(
+    control: &ControlPlane<R>,
+    params: &Params,
+    request_id: &str,
+    create: bool,
+) -> Result<String, ApiError> {
+    let resources = params.list("ResourceId");
+    let tags = params.tags("");
+    let keys: Vec<String> =
+        (1..).map_while(|index| params.get(&format!("Tag.{index}.Key")).map(str::to_string)).collect();
+    control
+        .mutate(|m| {
+            for resource in &resources {
+                let (kind, target) = if let Some(vpc) = m.config.vpcs.iter_mut().find(|vpc| vpc.id == *resource) {
+                    (Kind::Vpc, &mut vpc.tags)
+                } else if let Some(subnet) = m.config.subnets.iter_mut().find(|subnet| subnet.id == *resource) {
+                    (Kind::Subnet, &mut subnet.tags)
+                } else if let Some(group) = m.config.security_groups.iter_mut().find(|group| group.id == *resource) {
+                    (Kind::SecurityGroup, &mut group.tags)
+                } else {
+                    return Err(ApiError::bad_request(
+                        "InvalidID",
+                        format!("The ID '{resource}' is not valid (signpost-endpoint tags VPCs, subnets and security groups)"),
+                    ));
+                };
+                if create {
+                    target.extend(tags.clone());
+                } else {
+                    for key in &keys {
+                        target.remove(key);
+                    }
+                }
+                m.touch(kind, resource.clone());
+            }
+            Ok(())
+        })
+        .await?;
+    answer(if create { "CreateTags" } else { "DeleteTags" }, request_id, ReturnTrue { value: true })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn query_lists_filters_and_tags_are_read_as_botocore_writes_them() {
+        let p = params(&[
+            ("VpcId.1", "vpc-1"),
+            ("VpcId.2", "vpc-2"),
+            ("Filter.1.Name", "tag:Name"),
+            ("Filter.1.Value.1", "a"),
+            ("Filter.1.Value.2", "b"),
+            ("TagSpecification.1.ResourceType", "vpc"),
+            ("TagSpecification.1.Tag.1.Key", "Name"),
+            ("TagSpecification.1.Tag.1.Value", "main"),
+        ]);
+        assert_eq!(p.list("VpcId"), vec!["vpc-1", "vpc-2"]);
+        assert_eq!(p.filters(), vec![("tag:Name".to_string(), vec!["a".to_string(), "b".to_string()])]);
+        assert_eq!(p.tags("vpc").get("Name").map(String::as_str), Some("main"));
+        assert!(p.tags("subnet").is_empty());
+    }
+
+    #[test]
+    fn answers_are_wrapped_with_the_namespace_and_request_id() {
+        let text = answer("DeleteVpc", "req-1", ReturnTrue { value: true }).unwrap();
+        assert!(text.contains("<DeleteVpcResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">"), "{text}");
+        assert!(text.contains("<requestId>req-1</requestId><return>true</return>"), "{text}");
+        let error = error_body(&vpc_not_found("vpc-<x>"), "req-2");
+        assert!(
+            error.contains(
+                "<Code>InvalidVpcID.NotFound</Code><Message>The vpc ID 'vpc-&lt;x&gt;' does not exist</Message>"
+            ),
+            "{error}"
+        );
+    }
+}

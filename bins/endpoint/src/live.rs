@@ -1,0 +1,194 @@
+//! The endpoint as a [`Runtime`] of the control plane: every change of the
+//! model is compiled and swapped into the running server.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::certificates::LocalCa;
+use crate::control::Runtime;
+use crate::error::EndpointError;
+use crate::model::EndpointConfig;
+use crate::protocols::{Direction, Protocols};
+use crate::running::{Endpoint, EndpointListener, Reloaded};
+
+/// Something worth telling the operator, as it happens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Report {
+    /// A listener started (at start-up, or later when the API created it).
+    Listening(EndpointListener),
+    /// A listener stopped (its VPC or endpoint was deleted).
+    Stopped {
+        /// Its id.
+        id: String,
+        /// The address it had.
+        address: SocketAddr,
+    },
+    /// The CA that signs generated DoH certificates, for clients to trust.
+    CertificateAuthority(PathBuf),
+}
+
+/// The running endpoint, fed by the control plane.
+pub struct EndpointRuntime {
+    endpoint: Option<Endpoint>,
+    files_dir: PathBuf,
+    ca: Option<LocalCa>,
+    running: BTreeSet<(String, SocketAddr)>,
+    report: Box<dyn FnMut(Report) + Send>,
+    last: Option<Reloaded>,
+    zones: crate::model::ZoneCache,
+}
+
+impl std::fmt::Debug for EndpointRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointRuntime").field("files_dir", &self.files_dir).finish_non_exhaustive()
+    }
+}
+
+impl EndpointRuntime {
+    /// A runtime keeping its files (ARN query logs, generated certificates)
+    /// in `files_dir`, telling `report` what starts and stops.
+    pub fn new(files_dir: impl Into<PathBuf>, report: impl FnMut(Report) + Send + 'static) -> Self {
+        Self {
+            endpoint: None,
+            files_dir: files_dir.into(),
+            ca: None,
+            running: BTreeSet::new(),
+            report: Box::new(report),
+            last: None,
+            zones: crate::model::ZoneCache::default(),
+        }
+    }
+
+    /// What the last change did to the server: swapped in place, or
+    /// restarted because listeners, limits or query logs changed.
+    pub fn last_change(&self) -> Option<Reloaded> {
+        self.last
+    }
+
+    /// The running endpoint (none before the first change is applied).
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        self.endpoint.as_ref()
+    }
+
+    /// Take the running endpoint out (to shut it down); later changes start a new one.
+    pub fn take_endpoint(&mut self) -> Option<Endpoint> {
+        self.running.clear();
+        self.endpoint.take()
+    }
+
+    /// Certificates for inbound endpoints that serve DoH and were given no
+    /// certificate (and there is no `[tls]`): signed by the local CA.
+    fn generate_certificates(&mut self, config: &mut EndpointConfig) -> Result<(), EndpointError> {
+        config.runtime.generated_tls.clear();
+        if config.tls.is_some() {
+            return Ok(());
+        }
+        for endpoint in &config.inbound_endpoints {
+            let needs_doh = Protocols::from_list(&endpoint.protocols, Direction::Inbound)
+                .is_ok_and(|protocols| protocols.has_https());
+            if !needs_doh || endpoint.tls_cert.is_some() || endpoint.tls_key.is_some() {
+                continue;
+            }
+            let ca = match &mut self.ca {
+                Some(ca) => ca,
+                None => {
+                    let ca = LocalCa::open_or_create(&self.files_dir.join("tls"))?;
+                    (self.report)(Report::CertificateAuthority(ca.ca_file()));
+                    self.ca.insert(ca)
+                }
+            };
+            let addresses: Vec<_> = endpoint.addresses.iter().map(|address| address.ip).collect();
+            let files = ca.endpoint_certificate(&endpoint.id, &addresses, &config.region)?;
+            config.runtime.generated_tls.insert(endpoint.id.clone(), files);
+        }
+        Ok(())
+    }
+
+    /// The directories ARN query-log destinations write into.
+    fn make_log_directories(&self, config: &EndpointConfig) -> Result<(), EndpointError> {
+        for log in config.query_logging.iter().filter(|log| log.destination.starts_with("arn:")) {
+            let Ok((_, relative)) = crate::destinations::arn_file(&log.destination) else { continue };
+            if let Some(parent) = self.files_dir.join(relative).parent() {
+                std::fs::create_dir_all(parent).map_err(|error| EndpointError::Store {
+                    message: format!("cannot create {}: {error}", parent.display()),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Put `next` in force. This is the one place listeners change: today
+    /// through [`Endpoint::reload`], which restarts the server when the
+    /// listeners differ (keeping the ports of port-0 listeners).
+    async fn switch(&mut self, next: Arc<EndpointConfig>) -> Result<(), EndpointError> {
+        match &mut self.endpoint {
+            Some(endpoint) => {
+                self.last = Some(endpoint.reload_shared(next).await?);
+                Ok(())
+            }
+            None => {
+                self.endpoint = Some(Endpoint::start_shared(next).await?);
+                Ok(())
+            }
+        }
+    }
+
+    fn report_listeners(&mut self) {
+        let Some(endpoint) = &self.endpoint else { return };
+        let listeners = endpoint.listeners();
+        let now: BTreeSet<(String, SocketAddr)> =
+            listeners.iter().map(|listener| (listener.id.clone(), listener.address)).collect();
+        for listener in &listeners {
+            if !self.running.contains(&(listener.id.clone(), listener.address)) {
+                (self.report)(Report::Listening(listener.clone()));
+            }
+        }
+        for (id, address) in self.running.difference(&now) {
+            (self.report)(Report::Stopped { id: id.clone(), address: *address });
+        }
+        self.running = now;
+    }
+}
+
+impl Runtime for EndpointRuntime {
+    fn prepare(&mut self, config: &mut EndpointConfig) -> Result<(), EndpointError> {
+        config.runtime.files_dir = Some(self.files_dir.clone());
+        config.runtime.zone_cache = Some(self.zones.clone());
+        config.runtime.skip_routes = true;
+        config.runtime.upstreams_in_force = self.endpoint.as_ref().map(|endpoint| {
+            let deployment = endpoint.deployment();
+            (deployment.groups.clone(), deployment.upstreams.clone())
+        });
+        self.generate_certificates(config)?;
+        self.make_log_directories(config)
+    }
+
+    async fn apply(&mut self, config: Arc<EndpointConfig>) -> Result<(), EndpointError> {
+        self.switch(config.clone()).await?;
+        self.report_listeners();
+        // Forget zones that are gone.
+        let live: std::collections::HashSet<&str> =
+            config.private_hosted_zones.iter().chain(&config.public_hosted_zones).map(|zone| zone.zone_id()).collect();
+        self.zones.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|id, _| live.contains(id.as_str()));
+        Ok(())
+    }
+
+    fn affected_by(&self, kind: crate::control::Kind) -> bool {
+        // Subnets, security groups and public zones change nothing the endpoint serves.
+        !matches!(
+            kind,
+            crate::control::Kind::Subnet
+                | crate::control::Kind::SecurityGroup
+                | crate::control::Kind::PublicHostedZone
+                | crate::control::Kind::Change
+        )
+    }
+
+    fn resolver_address(&self, vpc: &str) -> Option<SocketAddr> {
+        let role = crate::compile::ListenerRole::VpcResolver { vpc: vpc.to_string() };
+        self.endpoint.as_ref()?.addresses(&role, signpost_server::Transport::Udp).first().copied()
+    }
+}
