@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use signpost_redirect::{RedirectError, RedirectServer, UpstreamSource, Verification};
+use signpost_redirect::{RedirectServer, UpstreamSource, Verification};
 use signpost_wire::RecordType as T;
 
 use crate::support::*;
