@@ -68,8 +68,8 @@ pub use error::{Error, Location};
 pub use firewall::{DomainList, FirewallAction, FirewallBlock, FirewallMatch, FirewallRuleSpec};
 pub use hosts::{Allocated, AllocationRanges, Allocations, DEFAULT_IPV4_RANGE, HostEntry, load_hosts, parse_hosts};
 pub use istio::{IstioAddresses, IstioAllocator, IstioService};
-pub use master::{MAX_INCLUDE_DEPTH, Source, parse_records};
-pub use ruleset::{MAX_CHAIN, RuleSet, RuleSetBuilder};
+pub use master::{MAX_INCLUDE_DEPTH, Source, parse_records, parse_records_with_ttl};
+pub use ruleset::{MAX_CHAIN, RuleSet, RuleSetBuilder, zone_id_matches};
 pub use spec::{
     Action, AddressSource, Anchor, DEFAULT_GROUP, DEFAULT_VIEW, ExceptionSpec, HostTableSpec, Matcher, OtherTypes,
     Redirect, RuleSpec, ViewSpec, ZoneMode, ZoneSpec,

@@ -149,11 +149,12 @@ impl RuleSetBuilder {
         self.exceptions.len() != before
     }
 
-    /// Remove the zone with this id; whether there was one.
+    /// Remove the zone with this id (see [`zone_id_matches`]); whether
+    /// there was one.
     pub fn remove_zone(&mut self, id: &str) -> bool {
-        let before = self.zones.len();
-        self.zones.retain(|(zone, _)| zone.id != id);
-        self.zones.len() != before
+        let Some(position) = zone_position(|| self.zones.iter().map(|(zone, _)| zone), id) else { return false };
+        self.zones.remove(position);
+        true
     }
 
     /// Remove the host table with this name; whether there was one.
@@ -163,10 +164,19 @@ impl RuleSetBuilder {
         self.host_tables.len() != before
     }
 
-    /// Add, change or delete records of the zone with this id, all or nothing.
+    /// Add, change or delete records of the zone with this id (see
+    /// [`zone_id_matches`]), all or nothing. An unknown id's error lists
+    /// the ids there are.
     pub fn change_zone(&mut self, id: &str, changes: impl IntoIterator<Item = ZoneChange>) -> Result<(), Error> {
-        let Some((spec, _)) = self.zones.iter_mut().find(|(zone, _)| zone.id == id) else {
-            return Err(Error::NoSuchZone { at: Location::default(), id: id.to_owned() });
+        let Some(position) = zone_position(|| self.zones.iter().map(|(zone, _)| zone), id) else {
+            return Err(Error::NoSuchZone {
+                at: Location::default(),
+                id: id.to_owned(),
+                known: self.zones.iter().map(|(zone, _)| zone.id.clone()).collect(),
+            });
+        };
+        let Some((spec, _)) = self.zones.get_mut(position) else {
+            return Err(Error::NoSuchZone { at: Location::default(), id: id.to_owned(), known: Vec::new() });
         };
         spec.zone = Arc::new(spec.zone.apply(changes)?);
         Ok(())
@@ -546,9 +556,10 @@ impl RuleSet {
         self.views.iter().map(|view| &*view.name)
     }
 
-    /// The zone with this id.
+    /// The zone with this id (see [`zone_id_matches`]).
     pub fn zone(&self, id: &str) -> Option<&Zone> {
-        self.source.zones().find(|spec| spec.id == id).map(|spec| &*spec.zone)
+        let position = zone_position(|| self.source.zones(), id)?;
+        self.source.zones().nth(position).map(|spec| &*spec.zone)
     }
 
     /// The automatic host addresses in use (save them to keep them across restarts).
@@ -1392,6 +1403,20 @@ impl<'b> Compiler<'b> {
         // Longest prefix first.
         Ok((by_listener, v4.into_iter().rev().collect(), v6.into_iter().rev().collect()))
     }
+}
+
+/// Whether the zone id `id` is the one asked for as `wanted`: the same
+/// text, or the same name written with or without the final dot and in
+/// any case (`"svc.test"` finds the zone [`ZoneSpec::new`] gave the id
+/// `"svc.test."`).
+pub fn zone_id_matches(id: &str, wanted: &str) -> bool {
+    id == wanted || id.strip_suffix('.').unwrap_or(id).eq_ignore_ascii_case(wanted.strip_suffix('.').unwrap_or(wanted))
+}
+
+/// The position of the zone `wanted` names: an exact id first, else one
+/// [`zone_id_matches`].
+fn zone_position<'z, I: Iterator<Item = &'z ZoneSpec>>(zones: impl Fn() -> I, wanted: &str) -> Option<usize> {
+    zones().position(|zone| zone.id == wanted).or_else(|| zones().position(|zone| zone_id_matches(&zone.id, wanted)))
 }
 
 fn duplicate(at: &Location, first: &Location, what: &'static str, name: &str) -> Error {

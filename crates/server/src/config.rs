@@ -43,8 +43,9 @@ pub struct ListenerConfig {
     /// Default: loopback and private ranges.
     #[serde(default)]
     pub allow: Option<Vec<IpNet>>,
-    /// UDP worker tasks, each with its own SO_REUSEPORT socket. Default: one per core
-    /// (the runtime's worker threads run them).
+    /// UDP worker tasks, each with its own `SO_REUSEPORT` socket. Default:
+    /// one per CPU core (`std::thread::available_parallelism`); tokio's
+    /// worker threads run them.
     #[serde(default)]
     pub workers: Option<usize>,
     /// Queries per second this listener accepts; over it queries are dropped or refused.
@@ -133,7 +134,8 @@ pub fn default_allow_list() -> Vec<IpNet> {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
-    /// Whether forwarded answers are cached.
+    /// Whether forwarded answers are cached. On by default: a test that
+    /// asserts an upstream saw every query turns it off.
     pub enabled: bool,
     /// Most entries.
     pub max_entries: usize,

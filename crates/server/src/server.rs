@@ -74,6 +74,15 @@ pub struct Server;
 impl Server {
     /// A builder with no listeners, no rules (everything forwarded to the
     /// default group) and no upstreams (everything forwarded fails).
+    ///
+    /// Defaults a test author should know: the answer cache is **on**
+    /// (`ServerConfig::cache.enabled`), so a test asserting that an
+    /// upstream saw every query turns it off; each UDP listener runs one
+    /// worker per CPU core; the allow-list admits loopback and private
+    /// networks; nothing is recorded without a [`TestLayer`]. Dropping the
+    /// last [`ServerHandle`] stops the server, so a test that panics does
+    /// not leak one. For tests, `signpost-testkit`'s `FakeDns` starts one
+    /// with the test defaults in a few lines (docs/testing.md).
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
@@ -252,8 +261,7 @@ impl ServerBuilder {
             listeners: Mutex::new(running),
             admin: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
-            reloader: self.reloader,
-            config_reloader: self.config_reloader,
+            sources: Mutex::new(ReloadSources { reloader: self.reloader, config_reloader: self.config_reloader }),
             config: Mutex::new(config.clone()),
         });
         let handle = ServerHandle { inner };
@@ -286,6 +294,14 @@ async fn run_blocking<T: Send + 'static>(
     }
 }
 
+/// A server's reload source: at most one of the two is used, the
+/// [`ConfigReloader`] first.
+#[derive(Clone, Default)]
+struct ReloadSources {
+    reloader: Option<Reloader>,
+    config_reloader: Option<ConfigReloader>,
+}
+
 struct Inner {
     runtime: Runtime,
     /// The listeners being served, in the order they were configured or added.
@@ -293,8 +309,8 @@ struct Inner {
     admin: Mutex<Option<SocketAddr>>,
     /// Tasks besides the listeners' (the admin listener).
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    reloader: Option<Reloader>,
-    config_reloader: Option<ConfigReloader>,
+    /// Where reloads come from; settable on a running server.
+    sources: Mutex<ReloadSources>,
     /// The settings running: those the server started with (reloads leave
     /// them in force), with listeners added or removed since.
     config: Mutex<ServerConfig>,
@@ -342,6 +358,18 @@ impl ServerHandle {
 
     fn addresses(&self, transport: Transport) -> Vec<SocketAddr> {
         self.listeners().into_iter().filter(|l| l.transport == transport).map(|l| l.address).collect()
+    }
+
+    /// The first UDP listener's address: the one to ask in the common
+    /// case of a server with one UDP listener.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addrs().first().copied()
+    }
+
+    /// The first TCP listener's address (with `udp_and_tcp` on port 0,
+    /// the same port as [`ServerHandle::udp_addr`]).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addrs().first().copied()
     }
 
     /// Bound UDP addresses.
@@ -484,14 +512,33 @@ impl ServerHandle {
     /// (always none with a plain [`Reloader`], which gives no settings). On
     /// error the running configuration stays and the error is returned.
     pub async fn reload_from_source(&self) -> Result<Vec<&'static str>, Error> {
-        if let Some(reloader) = self.inner.config_reloader.clone() {
+        let sources = self.inner.sources.lock().map(|sources| sources.clone()).unwrap_or_default();
+        if let Some(reloader) = sources.config_reloader {
             let (state, config) = run_blocking(move || reloader()).await?;
             return Ok(self.reload_with_config(state, &config));
         }
-        let Some(reloader) = self.inner.reloader.clone() else { return Err(Error::NoReloadSource) };
+        let Some(reloader) = sources.reloader else { return Err(Error::NoReloadSource) };
         let state = run_blocking(move || reloader()).await?;
         self.reload(state);
         Ok(Vec::new())
+    }
+
+    /// Set (or replace) the reload source of a running server, as
+    /// [`ServerBuilder::reloader`] does before it starts: the next
+    /// [`ServerHandle::reload_from_source`], SIGHUP or admin `/reload` uses
+    /// it. It takes the place of any [`ConfigReloader`].
+    pub fn set_reloader(&self, reloader: Reloader) {
+        if let Ok(mut sources) = self.inner.sources.lock() {
+            *sources = ReloadSources { reloader: Some(reloader), config_reloader: None };
+        }
+    }
+
+    /// Set (or replace) the reload source of a running server with one that
+    /// also gives server settings, as [`ServerBuilder::config_reloader`].
+    pub fn set_config_reloader(&self, reloader: ConfigReloader) {
+        if let Ok(mut sources) = self.inner.sources.lock() {
+            *sources = ReloadSources { reloader: None, config_reloader: Some(reloader) };
+        }
     }
 
     /// The counters.
@@ -649,6 +696,25 @@ mod tests {
         for server in servers {
             server.shutdown().await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_running_server_takes_a_reload_source_and_a_new_one_replaces_it() {
+        let server = Server::builder().listener(udp_listener()).start().await.unwrap();
+        assert!(matches!(server.reload_from_source().await, Err(Error::NoReloadSource)));
+        let mut changed = ServerConfig { listeners: vec![udp_listener()], ..ServerConfig::default() };
+        changed.cache.max_entries += 1;
+        server.set_config_reloader(Arc::new(move || Ok((state(), changed.clone()))));
+        assert_eq!(server.reload_from_source().await.unwrap(), ["cache"]);
+        server.set_reloader(Arc::new(|| Err("the source is broken".into())));
+        let rules = server.rules();
+        assert!(matches!(server.reload_from_source().await, Err(Error::Reload { .. })));
+        assert!(Arc::ptr_eq(&rules, &server.rules()), "a failed reload keeps the rules");
+        server.set_reloader(Arc::new(|| Ok(state())));
+        assert_eq!(server.reload_from_source().await.unwrap(), Vec::<&str>::new(), "the plain reloader replaced both");
+        assert_eq!(server.udp_addr(), server.udp_addrs().first().copied());
+        assert_eq!(server.tcp_addr(), None);
+        server.shutdown().await;
     }
 
     #[tokio::test]

@@ -142,7 +142,7 @@ async fn the_binary_prints_its_addresses_and_reloads_on_sighup_with_the_transiti
         .arg(&file)
         .env("RUST_LOG", "warn")
         .ready_when(|line| line == "ready")
-        .start_retrying(signpost_testkit::START_TRIES, signpost_testkit::port_taken)
+        .start()
         .await
         .unwrap();
     {

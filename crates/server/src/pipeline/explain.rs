@@ -54,7 +54,7 @@ impl Pipeline {
         };
         let mut out = Vec::new();
         let mut trace = Some(Trace::default());
-        match self.run(&incoming, &mut out, &mut trace, Purpose::Explain) {
+        match self.run(&incoming, &mut out, &mut trace, &mut None, Purpose::Explain) {
             Step::Forward(mut job) => {
                 job.log = None;
                 let response = self.forward(&mut job).await;

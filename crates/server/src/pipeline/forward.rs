@@ -47,6 +47,8 @@ pub(crate) struct ForwardJob {
     /// server's `query_timeout_ms`. Every wait of this query ends by then,
     /// its own upstream resolution or an identical one it joined.
     pub(super) deadline: tokio::time::Instant,
+    /// The test layer's record of this query, finished when answered.
+    pub(super) record: Option<u64>,
 }
 
 impl ForwardJob {
@@ -127,6 +129,27 @@ impl std::fmt::Display for ForwardFailure {
     }
 }
 
+/// What a test layer's fault on an upstream group comes to.
+enum FaultOutcome {
+    /// Ask the group as usual (after a delay, say).
+    Ask,
+    /// Answer the client with this, without asking.
+    Answer(Option<Vec<u8>>),
+    /// Answer nothing.
+    Silent,
+}
+
+/// An empty answer with TC set, for a Truncate fault on an upstream group.
+fn truncated(job: &ForwardJob) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let header = Header { id: job.id, flags: job.flags, ..Header::default() };
+    let mut builder = MessageBuilder::response_header_to(&mut out, header).ok()?;
+    builder.push_question(&FlatName(&job.question_name), job.qtype, job.qclass).ok()?;
+    builder.header_mut().flags = builder.header_mut().flags.with_tc(true).with_ra(true);
+    builder.finish().ok()?;
+    Some(out)
+}
+
 /// The upstream outcome shared by coalesced waiters.
 type Outcome = Arc<Result<Resolved, ForwardFailure>>;
 
@@ -175,9 +198,18 @@ impl Pipeline {
         }
         if let Some(layer) = &self.layer
             && let Some(fault) = layer.fault_for_group(&job.group)
-            && let Some(response) = self.upstream_fault(job, fault).await
         {
-            return Some(response);
+            match self.upstream_fault(job, fault).await {
+                FaultOutcome::Ask => {}
+                FaultOutcome::Answer(response) => return response,
+                FaultOutcome::Silent => {
+                    if let Some(trace) = job.trace.as_mut() {
+                        trace.decision = "drop".into();
+                        trace.notes.push("injected fault: upstream group dropped".into());
+                    }
+                    return None;
+                }
+            }
         }
         // forward-first with a default group to fall back on: an answer the
         // zone's group rejected under `retry_on` (SERVFAIL, say) is a failure
@@ -266,32 +298,23 @@ impl Pipeline {
         }
     }
 
-    /// A test layer's fault on the upstream group: the answer it makes, or
-    /// `None` to go upstream after all (after a delay, say).
-    async fn upstream_fault(&self, job: &mut ForwardJob, fault: FaultAction) -> Option<Vec<u8>> {
+    /// What a test layer's fault on the upstream group does to a forward.
+    async fn upstream_fault(&self, job: &mut ForwardJob, fault: FaultAction) -> FaultOutcome {
         match fault {
             FaultAction::Delay(delay) => {
                 tokio::time::sleep(delay).await;
-                None
+                FaultOutcome::Ask
             }
-            FaultAction::Drop => {
-                tokio::time::sleep(Duration::from_millis(self.config.limits.query_timeout_ms.min(4_000))).await;
-                self.servfail(job, ExtendedErrorCode::NO_REACHABLE_AUTHORITY, "injected fault: upstream silent")
-            }
-            FaultAction::ServFail | FaultAction::TcpReset => {
-                self.servfail(job, ExtendedErrorCode::NETWORK_ERROR, "injected fault: upstream failed")
-            }
+            // As a silent upstream would, from the client's side: no answer.
+            FaultAction::Drop => FaultOutcome::Silent,
+            FaultAction::ServFail | FaultAction::TcpReset => FaultOutcome::Answer(self.servfail(
+                job,
+                ExtendedErrorCode::NETWORK_ERROR,
+                "injected fault: upstream failed",
+            )),
             // Over TCP the query goes upstream as usual.
-            FaultAction::Truncate if job.transport != Transport::Udp => None,
-            FaultAction::Truncate => {
-                let mut out = Vec::new();
-                let header = Header { id: job.id, flags: job.flags, ..Header::default() };
-                let mut builder = MessageBuilder::response_header_to(&mut out, header).ok()?;
-                builder.push_question(&FlatName(&job.question_name), job.qtype, job.qclass).ok()?;
-                builder.header_mut().flags = builder.header_mut().flags.with_tc(true).with_ra(true);
-                builder.finish().ok()?;
-                Some(out)
-            }
+            FaultAction::Truncate if job.transport != Transport::Udp => FaultOutcome::Ask,
+            FaultAction::Truncate => FaultOutcome::Answer(truncated(job)),
         }
     }
 

@@ -136,7 +136,13 @@ impl Pending {
     /// The answer, or `None` when there is none to send.
     pub(crate) async fn answer(self) -> Option<Vec<u8>> {
         match self.work {
-            Work::Forward(mut job) => self.pipeline.forward(&mut job).await,
+            Work::Forward(mut job) => {
+                let response = self.pipeline.forward(&mut job).await;
+                if let (Some(layer), Some(sequence)) = (&self.pipeline.layer, job.record) {
+                    layer.record_finish(sequence, response.as_deref(), job.trace.as_ref(), "drop");
+                }
+                response
+            }
             Work::Delayed { response, delay } => {
                 tokio::time::sleep(delay).await;
                 Some(response)
@@ -234,9 +240,24 @@ impl Pipeline {
     /// (for UDP, straight into the outgoing batch); anything slower comes
     /// back as a [`Pending`] that the transport awaits or spawns.
     pub(crate) fn handle(self: &Arc<Self>, incoming: &Incoming<'_>, out: &mut impl Buffer) -> Reply {
-        let mut trace = self.log.is_some().then(Trace::default);
+        let recording = self.layer.as_ref().is_some_and(TestLayer::is_recording);
+        let mut trace = (self.log.is_some() || recording).then(Trace::default);
         let start = out.len();
-        let step = self.run(incoming, out, &mut trace, Purpose::Serve);
+        let mut record = None;
+        let step = self.run(incoming, out, &mut trace, &mut record, Purpose::Serve);
+        // A recorded query answered now, or never, is finished now; a
+        // forward job finishes its own when answered.
+        if let (Some(layer), Some(sequence)) = (&self.layer, record) {
+            match &step {
+                Step::Answered { .. } | Step::Delayed { .. } => {
+                    let response = out.as_slice().get(start..).unwrap_or_default();
+                    layer.record_finish(sequence, Some(response), trace.as_ref(), "drop");
+                }
+                Step::Drop => layer.record_finish(sequence, None, trace.as_ref(), "drop"),
+                Step::Close => layer.record_finish(sequence, None, trace.as_ref(), "close"),
+                Step::Forward(_) => {}
+            }
+        }
         // A trace still here was not handed to a forward job: log it now.
         if let (Some(trace), Step::Answered { .. } | Step::Delayed { .. }) = (trace, &step) {
             let forwarded = trace.cache.is_some();
@@ -264,7 +285,14 @@ impl Pipeline {
     /// The synchronous steps, in order: parse the header (no answer to what
     /// is not a query), ACL, rate limits, NOTIMP/FORMERR, BADVERS, test
     /// layer, rules, then a local answer, a cache hit or a forward job.
-    fn run(&self, incoming: &Incoming<'_>, out: &mut impl Buffer, trace: &mut Option<Trace>, purpose: Purpose) -> Step {
+    fn run(
+        &self,
+        incoming: &Incoming<'_>,
+        out: &mut impl Buffer,
+        trace: &mut Option<Trace>,
+        record: &mut Option<u64>,
+        purpose: Purpose,
+    ) -> Step {
         let listener = incoming.listener;
         let counters = self.counters(purpose);
         counters.query(listener.transport_index());
@@ -337,18 +365,25 @@ impl Pipeline {
         }
         let mut delay = None;
         if let Some(layer) = &self.layer {
-            let record = || RecordedQuery {
-                name: question.name().to_name_buf(),
-                qtype: question.qtype(),
-                transport: listener.transport,
-                client: incoming.peer,
-                listener: listener.id.to_string(),
-            };
-            let intercept = match purpose {
-                Purpose::Serve => layer.intercept(record, &question.name(), listener.transport),
-                // An explain run is not recorded; the faults still apply.
-                Purpose::Explain => layer.fault(&question.name(), listener.transport),
-            };
+            // An explain run is not recorded; the faults still apply.
+            if purpose == Purpose::Serve {
+                *record = layer.record_arrival(|| {
+                    RecordedQuery::arrived(
+                        question.name().to_name_buf(),
+                        question.qtype(),
+                        listener.transport,
+                        incoming.peer,
+                        listener.id.to_string(),
+                    )
+                });
+            }
+            let intercept = layer.fault(&question.name(), listener.transport);
+            if let (Some(trace), Some(intercept)) = (trace.as_mut(), intercept)
+                && !matches!(intercept, Intercept::Delay(_))
+            {
+                trace.decision = "fault".into();
+                trace.notes.push(format!("injected fault: {intercept:?}"));
+            }
             match intercept {
                 None => {}
                 Some(Intercept::Drop) => {
@@ -483,6 +518,7 @@ impl Pipeline {
                             purpose,
                             state: state.clone(),
                             deadline: tokio::time::Instant::from_std(incoming.now + self.query_timeout()),
+                            record: *record,
                         }));
                     }
                 }
@@ -520,8 +556,10 @@ fn inspect<'a>(message: &Message<'a>) -> Option<(Question<'a>, Option<Edns<'a>>)
     (records.position() == message.as_bytes().len()).then_some((question, edns))
 }
 
+/// What matched, in the readable form docs/rules.md gives (`zone
+/// svc.test.`, `rule aws (amazonaws.com)`, `default`).
 fn describe(reason: &signpost_rules::Reason<'_>) -> String {
-    format!("{:?}", reason.matched)
+    reason.matched.to_string()
 }
 
 /// Copy a handler's answer into the transport's buffer.

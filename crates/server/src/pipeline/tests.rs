@@ -354,7 +354,21 @@ fn a_test_layer_turns_faults_into_replies() {
     assert!(matches!(run(&pipeline, &query("reset.local.test"), ALLOWED, Transport::Udp), (Reply::Silent, _)));
     let (delayed, out) = run(&pipeline, &query("slow.local.test"), ALLOWED, Transport::Udp);
     assert!(matches!(delayed, Reply::Later(_)) && out.is_empty(), "the answer waits, nothing is written now");
-    assert_eq!(layer.recorded_queries().len(), 5);
+    let recorded = layer.recorded_queries();
+    let outcomes: Vec<_> =
+        recorded.iter().map(|query| (query.decision.as_str(), query.rcode, query.finished)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("fault", Some(Rcode::NOERROR), true),
+            ("local", Some(Rcode::NOERROR), true),
+            ("close", None, true),
+            ("drop", None, true),
+            ("local", Some(Rcode::NOERROR), true),
+        ]
+    );
+    assert_eq!(recorded[1].answers, ["truncated.local.test. 60 IN A 192.0.2.1"]);
+    assert!(recorded[1].matched.starts_with("rule "), "readable, not Debug: {}", recorded[1].matched);
 }
 
 /// The UDP workers' inline path: a local answer and a cache hit written into

@@ -175,7 +175,7 @@ async fn forward_first_falls_back_to_the_default_group() {
         default_group = "upstream"
         rules = [{ suffix = "corp.example", action = "forward", group = "corp", forward_first = true }]
         "#;
-    let server = start_server(|| {
+    let server = start_server({
         builder()
             .rules(rules(text, &["upstream", "corp"]))
             .upstreams(upstreams(vec![group_of("corp", &dead), group_of("upstream", &fallback)]))
