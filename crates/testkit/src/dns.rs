@@ -473,7 +473,7 @@ impl FakeDnsBuilder {
         }
         let server = Server::builder()
             .config(config)
-            .state(State { rules: Arc::new(rules), upstreams: Arc::new(upstreams) })
+            .state(State::new(Arc::new(rules), Arc::new(upstreams)))
             .test_layer(layer.clone())
             .start()
             .await
@@ -766,7 +766,7 @@ mod tests {
         let rules = Arc::new(std::sync::Mutex::new(Some(rules)));
         let reloader: Reloader = Arc::new(move || {
             let rules = rules.lock().map_err(|_| "poisoned")?.take().ok_or("only one reload is ready")?;
-            Ok(State { rules: Arc::new(rules), upstreams: Arc::new(Upstreams::default()) })
+            Ok(State::new(Arc::new(rules), Arc::new(Upstreams::default())))
         });
         dns.reload_with(reloader).await.unwrap();
         assert_eq!(

@@ -249,7 +249,7 @@ impl Pipeline {
         // forward job finishes its own when answered.
         if let (Some(layer), Some(sequence)) = (&self.layer, record) {
             match &step {
-                Step::Answered { .. } | Step::Delayed { .. } => {
+                Step::Answered { .. } | Step::Delayed { .. } | Step::Stream { .. } => {
                     let response = out.as_slice().get(start..).unwrap_or_default();
                     layer.record_finish(sequence, Some(response), trace.as_ref(), "drop");
                 }

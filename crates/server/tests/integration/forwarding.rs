@@ -56,7 +56,7 @@ async fn a_group_that_is_not_cached_asks_its_servers_every_time() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 9)).await;
     let cached = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 10)).await;
     let toml = "default_group = \"upstream\"\n[[rules]]\nsuffix = \"cached.example\"\naction = \"forward\"\ngroup = \"cached\"\n";
-    let server = start_server(|| {
+    let server = start_server({
         let mut uncached = group_of("upstream", &upstream);
         uncached.cache = false;
         builder()

@@ -98,7 +98,7 @@ pub(crate) async fn start_server(builder: ServerBuilder) -> ServerHandle {
 
 /// A server with `config` forwarding every name to `group` (named "upstream").
 pub(crate) async fn start_forwarding(config: ServerConfig, group: GroupConfig) -> ServerHandle {
-    start_server(|| {
+    start_server({
         Server::builder()
             .config(config.clone())
             .rules(rules(FORWARD_ALL, &["upstream"]))

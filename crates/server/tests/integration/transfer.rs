@@ -42,7 +42,7 @@ fn loopback() -> Vec<ipnet::IpNet> {
 }
 
 async fn serving(transfers: Arc<ZoneTransfers>) -> signpost_server::ServerHandle {
-    start_server(|| builder().query_handler(transfers.clone())).await
+    start_server(builder().query_handler(transfers.clone())).await
 }
 
 /// The rules answering from `zone`, as an application keeps them beside the transfers.
@@ -64,7 +64,7 @@ async fn axfr_and_ixfr_over_tcp_with_and_without_tsig() {
     let transfers = Arc::new(ZoneTransfers::new());
     let zone = Arc::new(big_zone(7));
     transfers.serve(zone.clone(), TransferPolicy { allow: loopback(), keys: vec![key(b"right")], require_key: false });
-    let server = start_server(|| builder().rules(rules_with(&zone)).query_handler(transfers.clone())).await;
+    let server = start_server(builder().rules(rules_with(&zone)).query_handler(transfers.clone())).await;
     let client = TransferClient::new(tcp(&server)).with_timeout(Duration::from_secs(5));
 
     let Transfer::Full { records, soa: got } =
@@ -178,7 +178,7 @@ async fn secondary_follows_notify_keeps_its_copy_and_expires() {
     let primary_transfers = Arc::new(ZoneTransfers::new());
     let first = Arc::new(small_zone(1, "192.0.2.1"));
     primary_transfers.serve(first.clone(), TransferPolicy { allow: loopback(), ..TransferPolicy::default() });
-    let primary = start_server(|| builder().rules(rules_with(&first)).query_handler(primary_transfers.clone())).await;
+    let primary = start_server(builder().rules(rules_with(&first)).query_handler(primary_transfers.clone())).await;
 
     // The secondary: its own server takes NOTIFY; its task reports each copy.
     let dir = TempDir::new();
