@@ -46,6 +46,7 @@ mod limits;
 mod listener;
 pub mod metrics;
 mod pipeline;
+pub mod probes;
 pub mod querylog;
 mod server;
 mod sys;
@@ -53,6 +54,7 @@ mod tcp;
 mod test_layer;
 pub mod tls;
 mod udp;
+pub mod watch;
 
 pub use admin::{AdminExtension, AdminResponse};
 pub use config::{
@@ -62,9 +64,11 @@ pub use config::{
 pub use error::{BoxError, Error};
 pub use listener::BoundListener;
 pub use pipeline::State;
+pub use probes::{HealthConfig, Probes, Readiness, ReadyConfig};
 pub use querylog::{Trace, TraceAttempt};
 pub use server::{ConfigReloader, Reloader, Server, ServerBuilder, ServerHandle};
 /// How a listener talks to clients and how a query arrived: one enum for
 /// the rule engine, the listeners and the logs.
 pub use signpost_rules::Transport;
 pub use test_layer::{FaultAction, FaultTarget, RecordedQuery, TestLayer};
+pub use watch::{FileWatcher, content_version};

@@ -451,6 +451,12 @@ impl ServerHandle {
     /// (always none with a plain [`Reloader`], which gives no settings). On
     /// error the running configuration stays and the error is returned.
     pub async fn reload_from_source(&self) -> Result<Vec<&'static str>, Error> {
+        let outcome = self.reload_from_source_uncounted().await;
+        self.metrics().config_reload(outcome.is_ok());
+        outcome
+    }
+
+    async fn reload_from_source_uncounted(&self) -> Result<Vec<&'static str>, Error> {
         if let Some(reloader) = self.inner.config_reloader.clone() {
             let (state, config) = run_blocking(move || reloader()).await?;
             return Ok(self.reload_with_config(state, &config));

@@ -12,6 +12,7 @@
 //!   client, built from an explicit configuration.
 //! - [`Query`], [`udp_exchange`], [`tcp_exchange`], [`ask`]: a raw client
 //!   for tests that look at packets.
+//! - [`http_get`]: a plain HTTP GET for the admin API and the probes.
 //! - [`Binary`]: a workspace binary as a child process, with its start-up
 //!   lines, output and signals.
 //! - [`retry_addr_in_use`] and [`closed_udp_port`]: starting servers on port
@@ -44,6 +45,7 @@ mod certificates;
 mod client;
 mod error;
 mod fake;
+mod http;
 mod ports;
 mod process;
 mod resolver;
@@ -61,6 +63,7 @@ pub use fake::{
     OTHER_QUESTION, SeenEdns, SeenQuery,
 };
 pub use hickory_resolver::TokioResolver;
+pub use http::http_get;
 pub use ports::{START_TRIES, closed_udp_port, is_addr_in_use, port_taken, retry_addr_in_use};
 pub use process::{Binary, Finished, HANDLER_WAIT, RunningBinary, Signal};
 pub use resolver::{ResolverAnswer, ResolverBuilder, lookup, lookup_with_ttls, resolver};

@@ -12,6 +12,7 @@ mod limits;
 mod listeners;
 mod local;
 mod operations;
+mod probes;
 mod protocol;
 mod tcp;
 mod truncation;
