@@ -17,7 +17,7 @@ use crate::acl::{allowed_networks, parse_network};
 use crate::config::{ForwarderConfig, ServerSpec, inline_group, parse_server};
 use crate::error::{ConfigError, Warning};
 use signpost_server::State;
-use signpost_server::{ListenerConfig, ServerConfig, Transport};
+use signpost_server::{HealthConfig, ListenerConfig, ReadyConfig, ServerConfig, Transport};
 
 /// The group the system's resolv.conf makes when nothing else is the default.
 pub const SYSTEM_GROUP: &str = "system";
@@ -83,6 +83,10 @@ pub struct Forwarder {
     pub default_route: Option<Route>,
     /// What start-up should mention.
     pub warnings: Vec<Warning>,
+    /// `/health` and the lame-duck period, when configured.
+    pub health: Option<HealthConfig>,
+    /// `/ready`, when configured.
+    pub ready: Option<ReadyConfig>,
 }
 
 impl fmt::Debug for Forwarder {
@@ -352,7 +356,8 @@ impl ForwarderConfig {
             forward_first: false,
             views: Vec::new(),
         });
-        Ok(Forwarder { rules, upstreams, server, routes, default_route, warnings })
+        let (health, ready) = (self.health.clone(), self.ready.clone());
+        Ok(Forwarder { rules, upstreams, server, routes, default_route, warnings, health, ready })
     }
 
     fn view_names(&self) -> Vec<String> {

@@ -114,7 +114,7 @@ impl FileWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use signpost_testkit::ConfigMapVolume;
 
     #[test]
     fn versions_are_the_start_of_sha256() {
@@ -123,45 +123,27 @@ mod tests {
         assert_eq!(content_version(b"abc"), "ba7816bf8f01cfea");
     }
 
-    /// Write `content` as Kubernetes's atomic writer does: a new
-    /// timestamped directory, `..data_tmp` pointing at it renamed over
-    /// `..data`, then the old directory removed.
-    fn configmap_update(mount: &Path, generation: u32, content: &str) {
-        let data = format!("..2026_12_04_16_00_{generation:02}.{generation}");
-        std::fs::create_dir(mount.join(&data)).unwrap();
-        std::fs::write(mount.join(&data).join("forward.toml"), content).unwrap();
-        let old = std::fs::read_link(mount.join("..data")).ok();
-        symlink(&data, mount.join("..data_tmp")).unwrap();
-        std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
-        if let Some(old) = old {
-            std::fs::remove_dir_all(mount.join(old)).unwrap();
-        }
-        if std::fs::symlink_metadata(mount.join("forward.toml")).is_err() {
-            symlink("..data/forward.toml", mount.join("forward.toml")).unwrap();
-        }
-    }
-
     async fn next_change(watcher: &mut FileWatcher) -> Option<String> {
         tokio::time::timeout(Duration::from_secs(5), watcher.changed()).await.ok().flatten()
     }
 
     #[tokio::test]
     async fn a_configmap_swap_is_reported_once_per_new_content() {
-        let mount = tempfile::tempdir().unwrap();
-        configmap_update(mount.path(), 1, "one");
-        let mut watcher = FileWatcher::new(mount.path().join("forward.toml")).unwrap();
+        let volume = ConfigMapVolume::new(&[("forward.toml", "one")]).unwrap();
+        let update = |content: &str| volume.update(&[("forward.toml", content)]).unwrap();
+        let mut watcher = FileWatcher::new(volume.path("forward.toml")).unwrap();
         assert_eq!(watcher.version(), Some(content_version(b"one").as_str()));
 
-        configmap_update(mount.path(), 2, "two");
+        update("two");
         assert_eq!(next_change(&mut watcher).await, Some(content_version(b"two")));
-        configmap_update(mount.path(), 3, "three");
+        update("three");
         assert_eq!(next_change(&mut watcher).await, Some(content_version(b"three")));
 
         // A swap to the same content (a ConfigMap's other key changed) is no change.
-        configmap_update(mount.path(), 4, "three");
+        update("three");
         let quiet = tokio::time::timeout(Duration::from_millis(600), watcher.changed()).await;
         assert!(quiet.is_err(), "the same content was reported as a change: {quiet:?}");
-        configmap_update(mount.path(), 5, "five");
+        update("five");
         assert_eq!(next_change(&mut watcher).await, Some(content_version(b"five")));
     }
 

@@ -7,7 +7,8 @@
 //!   ([`SeenQuery`]) with a way to wait for them.
 //! - [`TestCertificates`]: a private CA and a leaf for the loopback names, as
 //!   PEM files and rustls configurations.
-//! - [`TempDir`]: a directory that removes itself.
+//! - [`TempDir`]: a directory that removes itself; [`ConfigMapVolume`]: one
+//!   laid out and updated as Kubernetes mounts a ConfigMap.
 //! - [`ResolverBuilder`] and [`lookup`]: hickory-resolver as an independent
 //!   client, built from an explicit configuration.
 //! - [`Query`], [`udp_exchange`], [`tcp_exchange`], [`ask`]: a raw client
@@ -43,6 +44,7 @@
 
 mod certificates;
 mod client;
+mod configmap;
 mod error;
 mod fake;
 mod http;
@@ -57,6 +59,7 @@ pub use client::{
     ASK_TIMEOUT, Query, answers, ask, ask_from, authority_types, exchange, frame, query, read_frame, tcp_exchange,
     udp_exchange, udp_exchange_from, write_frame,
 };
+pub use configmap::ConfigMapVolume;
 pub use error::Error;
 pub use fake::{
     Answer, Behaviour, Counters, FORGED_ADDRESS, FakeUpstream, FakeUpstreamBuilder, Handler, HttpRequest,

@@ -4,6 +4,7 @@
 
 mod explain;
 mod failover;
+mod kubernetes;
 mod local;
 mod process;
 mod routing;
