@@ -46,6 +46,11 @@ pub(crate) struct Cli {
     /// CA needs this).
     #[arg(long, value_name = "FILE")]
     pub(crate) outbound_ca: Option<PathBuf>,
+    /// Reload when the configuration file changes (a Kubernetes ConfigMap's
+    /// `..data` swap included), as SIGHUP does; only where the file is the
+    /// whole model (no --api, no --state).
+    #[arg(long, env = "SIGNPOST_WATCH_CONFIG")]
+    pub(crate) watch_config: bool,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }

@@ -16,7 +16,7 @@ use signpost_rules::config::RulesConfig;
 
 use crate::error::EndpointError;
 use crate::protocols::EndpointProtocol;
-use signpost_server::{AdminConfig, CacheConfig};
+use signpost_server::{AdminConfig, CacheConfig, HealthConfig, ReadyConfig};
 
 /// An address with an optional port: `127.0.1.2`, `127.0.1.2:5353`, `[::1]:53`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -109,6 +109,13 @@ pub struct EndpointConfig {
     /// Admin and metrics HTTP listener (off unless given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminConfig>,
+    /// `/health` (liveness) and the lame-duck period after SIGTERM, as
+    /// CoreDNS's `health` plugin (off unless given; read at start-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthConfig>,
+    /// `/ready` (readiness), as CoreDNS's `ready` plugin (off unless given; read at start-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<ReadyConfig>,
     /// The AWS API's service quotas (on by default, with AWS's values).
     #[serde(default)]
     pub quotas: Quotas,
@@ -225,6 +232,8 @@ impl Default for EndpointConfig {
             aws_limits: AwsLimits::default(),
             cache: CacheConfig::default(),
             admin: None,
+            health: None,
+            ready: None,
             quotas: Quotas::default(),
             api: ApiSettings::default(),
             vpcs: Vec::new(),

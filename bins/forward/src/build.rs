@@ -18,7 +18,7 @@ use crate::acl::{allowed_networks, parse_network};
 use crate::config::{ForwarderConfig, ServerSpec, inline_group, parse_server};
 use crate::error::{ConfigError, Warning};
 use signpost_server::State;
-use signpost_server::{ListenerConfig, ServerConfig, Transport};
+use signpost_server::{HealthConfig, ListenerConfig, ReadyConfig, ServerConfig, Transport};
 
 /// The group the system's resolv.conf makes when nothing else is the default.
 pub const SYSTEM_GROUP: &str = "system";
@@ -90,6 +90,10 @@ pub struct Forwarder {
     pub auth_zones: Vec<AuthZone>,
     /// DNSSEC validation, when on.
     pub validator: Option<Arc<Validator>>,
+    /// `/health` and the lame-duck period, when configured.
+    pub health: Option<HealthConfig>,
+    /// `/ready`, when configured.
+    pub ready: Option<ReadyConfig>,
 }
 
 /// An `auth_zones` entry, checked: what the running forwarder needs to
@@ -407,6 +411,8 @@ impl ForwarderConfig {
             remote_control: self.remote_control.clone(),
             auth_zones,
             validator,
+            health: self.health.clone(),
+            ready: self.ready.clone(),
         })
     }
 

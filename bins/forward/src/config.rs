@@ -17,7 +17,9 @@ use signpost_upstream::{GroupConfig, Policy, Protocol, RetryOn, ServerConfig as 
 use crate::acl::AccessControl;
 use crate::control::RemoteControlConfig;
 use crate::error::ConfigError;
-use signpost_server::{AdminConfig, CacheConfig, EdnsConfig, LimitsConfig, ListenerConfig, QueryLogConfig};
+use signpost_server::{
+    AdminConfig, CacheConfig, EdnsConfig, HealthConfig, LimitsConfig, ListenerConfig, QueryLogConfig, ReadyConfig,
+};
 
 /// The whole forwarder configuration (`forward.toml`; see docs/configuration.md).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -46,6 +48,13 @@ pub struct ForwarderConfig {
     /// The admin HTTP API: `/metrics` (Prometheus), `/health`, `/explain`, `/reload`. Off unless given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminConfig>,
+    /// `/health` (liveness) and the lame-duck period after SIGTERM, as
+    /// CoreDNS's `health` plugin; off unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthConfig>,
+    /// `/ready` (readiness), as CoreDNS's `ready` plugin; off unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<ReadyConfig>,
     /// Where names no forward zone or rule matches go (a group of `upstreams`).
     /// Without it: the group of the forward zone for `.`, else the system's
     /// resolv.conf (`resolv_conf`) as the group `system`.

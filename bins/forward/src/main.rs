@@ -17,7 +17,8 @@ use signpost_forward::control::ControlContext;
 use signpost_forward::{AuthZone, ConfigSource, Forwarder, Warning};
 use signpost_rules::{Zone, ZoneSpec};
 use signpost_server::transfer::{Publish, SecondaryTask, SecondaryZone, TransferPolicy, ZoneTransfers};
-use signpost_server::{Server, ServerHandle};
+use signpost_server::watch::{self, FileWatcher};
+use signpost_server::{Probes, Readiness, Server, ServerHandle};
 use signpost_upstream::TransferClient;
 use signpost_wire::NameBuf;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
     let source = cli.source();
     match cli.command {
         Some(Command::CheckConfig { print_toml, .. }) => check_config(&source, print_toml),
-        None => serve(&source),
+        None => serve(&source, cli.watch_config),
     }
 }
 
@@ -64,7 +65,7 @@ fn check_config(source: &ConfigSource, print_toml: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(source: &ConfigSource) -> ExitCode {
+fn serve(source: &ConfigSource, watch_config: bool) -> ExitCode {
     let forwarder = match source.build(None, true) {
         Ok(forwarder) => forwarder,
         Err(error) => {
@@ -85,10 +86,13 @@ fn serve(source: &ConfigSource) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(source, forwarder))
+    runtime.block_on(run(source, forwarder, watch_config))
 }
 
-async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
+/// The readiness check passed once the DNS listeners are bound.
+const LISTENERS_CHECK: &str = "listeners";
+
+async fn run(source: &ConfigSource, forwarder: Forwarder, watch_config: bool) -> ExitCode {
     let reloader = source.reloader(&forwarder);
     let Forwarder {
         rules,
@@ -99,8 +103,20 @@ async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
         remote_control,
         auth_zones,
         validator,
+        health,
+        ready,
         ..
     } = forwarder;
+    // The probes answer from the start: /ready says what is still missing.
+    let readiness = Readiness::new();
+    readiness.require(LISTENERS_CHECK);
+    let probes = match Probes::start(health.as_ref(), ready.as_ref(), readiness.clone()).await {
+        Ok(probes) => probes,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let transfers = Arc::new(ZoneTransfers::new());
     let mut builder = Server::builder().config(config).rules(rules).upstreams(upstreams).reloader(reloader);
     if !auth_zones.is_empty() {
@@ -117,13 +133,25 @@ async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    readiness.mark_ready(LISTENERS_CHECK);
     // Signal handlers before "ready": a SIGHUP right after start-up must reload, not kill.
-    let signals = match Signals::install() {
+    let mut signals = match Signals::install() {
         Ok(signals) => signals,
         Err(error) => {
             eprintln!("error: signal handling: {error}");
             return ExitCode::FAILURE;
         }
+    };
+    let watcher = if watch_config {
+        match FileWatcher::new(&source.path) {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
     };
     for listener in server.listeners() {
         println!("listening on {} {}", listener.transport.as_str(), listener.address);
@@ -153,6 +181,12 @@ async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
         }
         control_task = Some(task);
     }
+    if let Some(address) = probes.health_addr() {
+        println!("health on http://{address}/health");
+    }
+    if let Some(address) = probes.ready_addr() {
+        println!("ready on http://{address}/ready");
+    }
     for route in &routes {
         println!("forward zone {route}");
     }
@@ -161,8 +195,18 @@ async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
         None => println!("default: none (names no zone matches are REFUSED)"),
     }
     let secondaries = start_auth_zones(&server, &transfers, &auth_zones);
+    loaded(&server, source, watch::file_version(&source.path).ok());
     println!("ready");
-    signals.serve(&server, source).await;
+    let _ = io::Write::flush(&mut io::stdout());
+    let stop = signals.serve(&server, source, watcher).await;
+    if stop == Stop::Terminate && !probes.lame_duck_period().is_zero() {
+        probes.readiness().enter_lame_duck();
+        tracing::info!(
+            "lame duck for {:?}: answering DNS and /health, /ready fails; a second signal stops at once",
+            probes.lame_duck_period()
+        );
+        signals.lame_duck(&probes).await;
+    }
     if let Some(task) = control_task {
         task.abort();
     }
@@ -170,6 +214,7 @@ async fn run(source: &ConfigSource, forwarder: Forwarder) -> ExitCode {
         secondary.stop().await;
     }
     server.shutdown().await;
+    probes.stop().await;
     ExitCode::SUCCESS
 }
 
@@ -224,6 +269,22 @@ fn start_auth_zones(server: &ServerHandle, transfers: &Arc<ZoneTransfers>, zones
     tasks
 }
 
+/// Report the configuration version in force, in the metric and the log.
+fn loaded(server: &ServerHandle, source: &ConfigSource, version: Option<String>) {
+    let Some(version) = version else { return };
+    server.metrics().set_config_version(&version);
+    tracing::info!(%version, file = %source.path.display(), "configuration version {version} in force");
+}
+
+/// Why serving ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM: the lame-duck period, then a graceful stop.
+    Terminate,
+    /// SIGINT: a graceful stop at once.
+    Interrupt,
+}
+
 /// SIGHUP reloads; SIGTERM and SIGINT stop.
 struct Signals {
     hangup: Signal,
@@ -240,16 +301,42 @@ impl Signals {
         })
     }
 
-    async fn serve(mut self, server: &ServerHandle, source: &ConfigSource) {
+    async fn serve(&mut self, server: &ServerHandle, source: &ConfigSource, mut watcher: Option<FileWatcher>) -> Stop {
         loop {
+            let changed = async {
+                match watcher.as_mut() {
+                    Some(watcher) => watcher.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = self.hangup.recv() => match server.reload_from_source().await {
-                    Ok(_) => tracing::info!("configuration reloaded from {}", source.path.display()),
-                    Err(error) => tracing::error!("reload failed, the running configuration stays: {error}"),
-                },
-                _ = self.terminate.recv() => return,
-                _ = self.interrupt.recv() => return,
+                _ = self.hangup.recv() => reload(server, source, "SIGHUP").await,
+                Some(_) = changed => reload(server, source, "file change").await,
+                _ = self.terminate.recv() => return Stop::Terminate,
+                _ = self.interrupt.recv() => return Stop::Interrupt,
             }
         }
+    }
+
+    /// Wait out the lame-duck period, or until another SIGTERM or SIGINT.
+    async fn lame_duck(&mut self, probes: &Probes) {
+        tokio::select! {
+            _ = probes.lame_duck() => {}
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
+}
+
+async fn reload(server: &ServerHandle, source: &ConfigSource, cause: &str) {
+    // The version is read before the reload reads the file, so a change
+    // landing in between is seen (and reloaded) again.
+    let version = watch::file_version(&source.path).ok();
+    match server.reload_from_source().await {
+        Ok(_) => {
+            tracing::info!("configuration reloaded from {} ({cause})", source.path.display());
+            loaded(server, source, version);
+        }
+        Err(error) => tracing::error!("reload failed ({cause}), the running configuration stays: {error}"),
     }
 }

@@ -76,6 +76,14 @@ pub enum Error {
     /// A reload was asked of a server given no configuration source.
     #[error("this server has no configuration source to reload from")]
     NoReloadSource,
+    /// A configuration file's directory cannot be watched.
+    #[error("cannot watch {} for configuration changes: {source}", path.display())]
+    Watch {
+        /// The directory.
+        path: PathBuf,
+        /// The watcher's error.
+        source: notify::Error,
+    },
     /// Any other I/O failure.
     #[error("{what}: {source}")]
     Io {

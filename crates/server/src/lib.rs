@@ -55,6 +55,7 @@ mod limits;
 mod listener;
 pub mod metrics;
 mod pipeline;
+pub mod probes;
 pub mod querylog;
 mod server;
 mod sys;
@@ -63,6 +64,7 @@ mod test_layer;
 pub mod tls;
 pub mod transfer;
 mod udp;
+pub mod watch;
 
 pub use admin::{AdminExtension, AdminResponse};
 pub use config::{
@@ -73,9 +75,11 @@ pub use error::{BoxError, Error};
 pub use hook::{Handled, HandlerQuery, QueryHandler};
 pub use listener::BoundListener;
 pub use pipeline::State;
+pub use probes::{HealthConfig, Probes, Readiness, ReadyConfig};
 pub use querylog::{Trace, TraceAttempt};
 pub use server::{ConfigReloader, Reloader, Server, ServerBuilder, ServerHandle};
 /// How a listener talks to clients and how a query arrived: one enum for
 /// the rule engine, the listeners and the logs.
 pub use signpost_rules::Transport;
 pub use test_layer::{FaultAction, FaultTarget, RecordedQuery, TestLayer};
+pub use watch::{FileWatcher, content_version};

@@ -94,6 +94,8 @@ pub struct Metrics {
     cache_entries: Gauge,
     upstream_latency: Family<Label<String>, Histogram>,
     upstream_failures: Family<[(&'static str, String); 2], Counter>,
+    config_version: Family<Label<String>, Gauge>,
+    config_reloads: [Counter; 2],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -136,6 +138,18 @@ impl Default for Metrics {
             "Failed upstream attempts, by server and outcome",
             upstream_failures.clone(),
         );
+        let config_version: Family<Label<String>, Gauge> = Family::default();
+        registry.register(
+            "signpost_config_version",
+            "The configuration in force: 1 for its version (the start of the SHA-256 of its file)",
+            config_version.clone(),
+        );
+        let config_reloads: Family<Label<&'static str>, Counter> = Family::default();
+        registry.register(
+            "signpost_config_reloads",
+            "Reloads of the configuration, by outcome (a failed one keeps the old configuration)",
+            config_reloads.clone(),
+        );
         let handle = |family: &Family<Label<&'static str>, Counter>, name: &'static str, value: &'static str| {
             family.get_or_create(&[(name, value)]).clone()
         };
@@ -160,6 +174,8 @@ impl Default for Metrics {
             cache_entries,
             upstream_latency,
             upstream_failures,
+            config_version,
+            config_reloads: ["success", "failure"].map(|name| handle(&config_reloads, "outcome", name)),
             registry,
         }
     }
@@ -216,6 +232,25 @@ impl Metrics {
         if let Some(failure) = failure {
             self.upstream_failures.get_or_create(&[("server", server), ("outcome", failure.to_string())]).inc();
         }
+    }
+
+    /// The configuration version in force becomes `version` (the gauge of
+    /// the previous one is removed).
+    pub fn set_config_version(&self, version: &str) {
+        self.config_version.clear();
+        self.config_version.get_or_create(&[("version", version.to_string())]).set(1);
+    }
+
+    /// Count a reload, successful or not.
+    pub fn config_reload(&self, success: bool) {
+        if let Some(counter) = self.config_reloads.get(usize::from(!success)) {
+            counter.inc();
+        }
+    }
+
+    /// Reloads so far that succeeded (`true`) or failed (`false`).
+    pub fn config_reloads(&self, success: bool) -> u64 {
+        self.config_reloads.get(usize::from(!success)).map_or(0, Counter::get)
     }
 
     /// Queries received over `transport` ("udp", "tcp", "dot", "doh").
@@ -556,6 +591,9 @@ mod tests {
         metrics.upstream_attempt("udp", server, Duration::from_millis(3), None);
         metrics.upstream_attempt("udp", server, Duration::from_secs(2), Some("timeout"));
         metrics.cache_stats().hits.inc();
+        metrics.set_config_version("0123456789abcdef");
+        metrics.set_config_version("e3b0c44298fc1c14");
+        metrics.config_reload(false);
         let text = metrics.render(7, &Upstreams::default(), &[]);
         for line in [
             "# TYPE signpost_queries counter",
@@ -572,6 +610,9 @@ mod tests {
             "signpost_upstream_latency_seconds_count{server=\"udp://127.0.0.1:53\"} 2",
             "signpost_upstream_failures_total{server=\"udp://127.0.0.1:53\",outcome=\"timeout\"} 1",
             "signpost_cache_entries 7",
+            "signpost_config_version{version=\"e3b0c44298fc1c14\"} 1",
+            "signpost_config_reloads_total{outcome=\"success\"} 0",
+            "signpost_config_reloads_total{outcome=\"failure\"} 1",
             "# EOF",
         ] {
             assert!(text.lines().any(|written| written == line), "no {line:?} in\n{text}");
@@ -581,6 +622,7 @@ mod tests {
         assert_eq!(metrics.responses(3), 1);
         assert_eq!(metrics.responses(16), 1);
         assert_eq!(metrics.decisions("cache"), 1);
+        assert!(!text.contains("0123456789abcdef"), "the old version is gone:\n{text}");
     }
 
     #[test]

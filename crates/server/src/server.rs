@@ -512,6 +512,12 @@ impl ServerHandle {
     /// (always none with a plain [`Reloader`], which gives no settings). On
     /// error the running configuration stays and the error is returned.
     pub async fn reload_from_source(&self) -> Result<Vec<&'static str>, Error> {
+        let outcome = self.reload_from_source_uncounted().await;
+        self.metrics().config_reload(outcome.is_ok());
+        outcome
+    }
+
+    async fn reload_from_source_uncounted(&self) -> Result<Vec<&'static str>, Error> {
         let sources = self.inner.sources.lock().map(|sources| sources.clone()).unwrap_or_default();
         if let Some(reloader) = sources.config_reloader {
             let (state, config) = run_blocking(move || reloader()).await?;

@@ -21,7 +21,9 @@
 //!   client, built from an explicit configuration.
 //! - [`Query`], [`udp_exchange`], [`tcp_exchange`], [`ask`]: a raw client
 //!   for tests that look at packets.
-//! - [`TestCertificates`] (a private CA and a loopback leaf), [`TempDir`],
+//! - [`TestCertificates`] (a private CA and a loopback leaf), [`TempDir`]
+//!   ([`ConfigMapVolume`]: one laid out and updated as Kubernetes mounts a
+//!   ConfigMap), [`http_get`] (the admin API and the probes),
 //!   [`eventually`] and [`file_lines`] (bounded waits), [`Binary`] (a
 //!   workspace binary as a child process), [`Knot`] (Knot DNS as an
 //!   authoritative peer serving a test's zone files), [`closed_udp_port`].
@@ -61,10 +63,12 @@
 mod certificates;
 mod client;
 mod dns;
+mod configmap;
 mod error;
 mod expect;
 mod fake;
 mod knot;
+mod http;
 mod ports;
 mod process;
 #[cfg(feature = "hickory")]
@@ -78,6 +82,7 @@ pub use client::{
     udp_exchange, udp_exchange_from, write_frame,
 };
 pub use dns::{DEFAULT_TTL, FakeDns, FakeDnsBuilder, UPSTREAM_GROUP};
+pub use configmap::ConfigMapVolume;
 pub use error::Error;
 pub use expect::{QueryExpectation, describe_query};
 pub use fake::{
@@ -90,6 +95,7 @@ pub use knot::Knot;
 pub use ports::closed_udp_port;
 #[doc(hidden)]
 pub use ports::{START_TRIES, is_addr_in_use, port_taken, retry_addr_in_use};
+pub use http::http_get;
 pub use process::{Binary, Finished, HANDLER_WAIT, RunningBinary, Signal};
 #[cfg(feature = "hickory")]
 pub use resolver::{ResolverAnswer, ResolverBuilder, lookup, lookup_with_ttls, resolver, resolver_config};

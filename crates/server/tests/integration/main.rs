@@ -13,6 +13,7 @@ mod limits;
 mod listeners;
 mod local;
 mod operations;
+mod probes;
 mod protocol;
 mod tcp;
 mod transfer;
