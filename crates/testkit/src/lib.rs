@@ -62,13 +62,13 @@
 
 mod certificates;
 mod client;
-mod dns;
 mod configmap;
+mod dns;
 mod error;
 mod expect;
 mod fake;
-mod knot;
 mod http;
+mod knot;
 mod ports;
 mod process;
 #[cfg(feature = "hickory")]
@@ -81,8 +81,8 @@ pub use client::{
     ASK_TIMEOUT, Query, answers, ask, ask_from, authority_types, exchange, frame, query, read_frame, tcp_exchange,
     udp_exchange, udp_exchange_from, write_frame,
 };
-pub use dns::{DEFAULT_TTL, FakeDns, FakeDnsBuilder, UPSTREAM_GROUP};
 pub use configmap::ConfigMapVolume;
+pub use dns::{DEFAULT_TTL, FakeDns, FakeDnsBuilder, UPSTREAM_GROUP};
 pub use error::Error;
 pub use expect::{QueryExpectation, describe_query};
 pub use fake::{
@@ -91,11 +91,11 @@ pub use fake::{
 };
 #[cfg(feature = "hickory")]
 pub use hickory_resolver::TokioResolver;
+pub use http::http_get;
 pub use knot::Knot;
 pub use ports::closed_udp_port;
 #[doc(hidden)]
 pub use ports::{START_TRIES, is_addr_in_use, port_taken, retry_addr_in_use};
-pub use http::http_get;
 pub use process::{Binary, Finished, HANDLER_WAIT, RunningBinary, Signal};
 #[cfg(feature = "hickory")]
 pub use resolver::{ResolverAnswer, ResolverBuilder, lookup, lookup_with_ttls, resolver, resolver_config};
