@@ -100,9 +100,6 @@ for response in "$vectors"/*.response.bin; do
     cp "$response" "corpus/pipeline/as-query-$(basename "$response")"
 done
 
-for dir in corpus/*/; do
-    echo "$(basename "$dir"): $(find "$dir" -type f | wc -l) files"
-done
 
 # transfer_stream: whole TCP answer streams (length-prefixed) captured from
 # Knot DNS, AXFR and IXFR (crates/wire/tests/vectors/README.md).
@@ -112,3 +109,7 @@ mkdir -p corpus/dnssec_validate corpus/dnssec_records corpus/trust_anchors
 cp "$vectors"/*.bin corpus/dnssec_validate/
 cp ../crates/dnssec/tests/zones/anchor.key corpus/trust_anchors/test-anchor
 printf '. IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n' > corpus/trust_anchors/root-ds
+
+for dir in corpus/*/; do
+    echo "$(basename "$dir"): $(find "$dir" -type f | wc -l) files"
+done
