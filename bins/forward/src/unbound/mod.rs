@@ -461,6 +461,14 @@ fn record(token: &Token) -> Result<RecordBuf, ConfigError> {
 }
 
 /// `local-data-ptr: "192.0.2.1 [ttl] name"`: a PTR at the reversed address.
+/// A `local-data:` or `local-data-ptr:` record and where it was given (the
+/// server clause and `view:` clauses read them alike).
+fn local_record(statement: &Statement) -> Result<(RecordBuf, Location), ConfigError> {
+    let token = one(statement)?;
+    let record = if statement.keyword == "local-data-ptr" { ptr_record(token)? } else { record(token)? };
+    Ok((record, statement.at.clone()))
+}
+
 fn ptr_record(token: &Token) -> Result<RecordBuf, ConfigError> {
     let invalid = || ConfigError::InvalidValue {
         at: token.at.clone(),
@@ -669,14 +677,7 @@ impl Parsed {
                     add_zone(&mut self.zones, &mut self.nodefault, &mut self.warnings, zone);
                 }
             }
-            "local-data" => {
-                let token = one(statement)?;
-                self.data.push((record(token)?, statement.at.clone()));
-            }
-            "local-data-ptr" => {
-                let token = one(statement)?;
-                self.data.push((ptr_record(token)?, statement.at.clone()));
-            }
+            "local-data" | "local-data-ptr" => self.data.push(local_record(statement)?),
             "cache-max-ttl" => self.cache_max_ttl = Some(number(statement, "TTL")?),
             "cache-min-ttl" => self.cache_min_ttl = Some(number(statement, "TTL")?),
             "cache-max-negative-ttl" => self.cache_max_negative_ttl = Some(number(statement, "TTL")?),
@@ -850,14 +851,7 @@ impl Parsed {
                     add_zone(&mut view.zones, &mut view.nodefault, &mut self.warnings, zone);
                 }
             }
-            "local-data" => {
-                let token = one(statement)?;
-                view.data.push((record(token)?, statement.at.clone()));
-            }
-            "local-data-ptr" => {
-                let token = one(statement)?;
-                view.data.push((ptr_record(token)?, statement.at.clone()));
-            }
+            "local-data" | "local-data-ptr" => view.data.push(local_record(statement)?),
             _ => self.unsupported(statement, format!("view: {}", statement.written()), "skipped"),
         }
         Ok(())
