@@ -11,7 +11,9 @@ answers with a status is also checked here (boto3 raises on any error).
 
 Usage: aws_scenario.py ENDPOINT_URL ONPREM_IP ONPREM_PORT STEP
 STEP: setup (everything up to the zone in VPC A), associate-b, upsert,
-forwarding, inbound, querylog.
+forwarding, inbound, querylog, firewall (DNS Firewall for VPC A: a domain
+list with a wildcard blocked with each response, a list imported from a
+file (ONPREM_IP is then the file's path), an ALLOW group first, an ALERT rule).
 """
 
 import sys
@@ -142,6 +144,59 @@ def main():
         )["ResolverQueryLogConfig"]["Id"]
         resolver.associate_resolver_query_log_config(ResolverQueryLogConfigId=config, ResourceId=vpcs["vpc-a"])
         emit(QUERY_LOG_CONFIG=config)
+    elif step == "firewall":
+        vpcs = state(ec2)
+        domain_file = sys.argv[2]
+
+        def domain_list(name, domains):
+            list_id = resolver.create_firewall_domain_list(CreatorRequestId=f"interop-{name}", Name=name)[
+                "FirewallDomainList"]["Id"]
+            resolver.update_firewall_domains(FirewallDomainListId=list_id, Operation="ADD", Domains=domains)
+            return list_id
+
+        blocked = domain_list("blocked", ["*.blocked.test", "gone.test"])
+        nodata = domain_list("nodata", ["*.corp.example"])
+        redirected = domain_list("redirected", ["*.redirected.test"])
+        allowed = resolver.create_firewall_domain_list(CreatorRequestId="interop-allowed", Name="allowed")[
+            "FirewallDomainList"]["Id"]
+        # ImportFirewallDomains: a local path where AWS takes an S3 URL.
+        resolver.import_firewall_domains(FirewallDomainListId=allowed, Operation="REPLACE", DomainFileUrl=domain_file)
+        watched = domain_list("watched", ["*.watched.test"])
+        block = resolver.create_firewall_rule_group(CreatorRequestId="interop-frg-block", Name="block")[
+            "FirewallRuleGroup"]["Id"]
+        for priority, (name, list_id, response) in enumerate(
+                [("nx", blocked, "NXDOMAIN"), ("nodata", nodata, "NODATA"), ("override", redirected, "OVERRIDE")]):
+            extra = {"BlockOverrideDomain": "www.corp.example.", "BlockOverrideDnsType": "CNAME",
+                     "BlockOverrideTtl": 30} if response == "OVERRIDE" else {}
+            resolver.create_firewall_rule(
+                CreatorRequestId=f"interop-rule-{name}", FirewallRuleGroupId=block, FirewallDomainListId=list_id,
+                Priority=10 + priority, Action="BLOCK", BlockResponse=response, Name=name, **extra)
+        resolver.create_firewall_rule(
+            CreatorRequestId="interop-rule-alert", FirewallRuleGroupId=block, FirewallDomainListId=watched,
+            Priority=20, Action="ALERT", Name="watch")
+        allow = resolver.create_firewall_rule_group(CreatorRequestId="interop-frg-allow", Name="allow")[
+            "FirewallRuleGroup"]["Id"]
+        resolver.create_firewall_rule(
+            CreatorRequestId="interop-rule-allow", FirewallRuleGroupId=allow, FirewallDomainListId=allowed,
+            Priority=1, Action="ALLOW", Name="allow")
+        resolver.associate_firewall_rule_group(
+            CreatorRequestId="interop-assoc-block", FirewallRuleGroupId=block, VpcId=vpcs["vpc-a"], Priority=200,
+            Name="block", MutationProtection="ENABLED")
+        resolver.associate_firewall_rule_group(
+            CreatorRequestId="interop-assoc-allow", FirewallRuleGroupId=allow, VpcId=vpcs["vpc-a"], Priority=100,
+            Name="allow")
+        associations = resolver.list_firewall_rule_group_associations(VpcId=vpcs["vpc-a"])[
+            "FirewallRuleGroupAssociations"]
+        assert sorted(a["Priority"] for a in associations) == [100, 200], associations
+        domains = resolver.list_firewall_domains(FirewallDomainListId=allowed)["Domains"]
+        assert domains == ["www.corp.example"], domains
+        protected = [a["Id"] for a in associations if a["MutationProtection"] == "ENABLED"][0]
+        try:
+            resolver.disassociate_firewall_rule_group(FirewallRuleGroupAssociationId=protected)
+            raise AssertionError("disassociating a protected association succeeded")
+        except resolver.exceptions.ValidationException:
+            pass
+        emit(FIREWALL_BLOCK_GROUP=block, FIREWALL_ALLOW_GROUP=allow)
     else:
         raise SystemExit(f"unknown step {step}")
 

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 vectors=../crates/wire/tests/vectors
 
-mkdir -p corpus/message corpus/name corpus/presentation corpus/build_then_parse corpus/master_file
+mkdir -p corpus/message corpus/name corpus/presentation corpus/build_then_parse corpus/master_file corpus/transfer_stream
 
 # message: every golden packet, captured and hand-built.
 cp "$vectors"/*.bin corpus/message/
@@ -120,6 +120,15 @@ printf 'POST /\ncontent-type: application/x-www-form-urlencoded\n\nAction=Create
 printf 'POST /\ncontent-type: application/x-www-form-urlencoded\n\nAction=DescribeVpcs&Filter.1.Name=cidr&Filter.1.Value.1=10.9.0.0%%2F16' > corpus/aws_api/ec2-describe-vpcs
 printf 'POST /2013-04-01/hostedzone\n\n<CreateHostedZoneRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Name>z.example</Name><CallerReference>r1</CallerReference><HostedZoneConfig><PrivateZone>true</PrivateZone></HostedZoneConfig><VPC><VPCRegion>us-east-1</VPCRegion><VPCId>vpc-1</VPCId></VPC></CreateHostedZoneRequest>' > corpus/aws_api/route53-create-zone
 printf 'GET /2013-04-01/hostedzone?maxitems=2\n' > corpus/aws_api/route53-list-zones
+
+# transfer_stream: whole TCP answer streams (length-prefixed) captured from
+# Knot DNS, AXFR and IXFR (crates/wire/tests/vectors/README.md).
+cp "$vectors"/transfer/*.stream.bin corpus/transfer_stream/
+# dnssec_validate: every golden packet; trust_anchors: the test hierarchy's anchor and the root's.
+mkdir -p corpus/dnssec_validate corpus/dnssec_records corpus/trust_anchors
+cp "$vectors"/*.bin corpus/dnssec_validate/
+cp ../crates/dnssec/tests/zones/anchor.key corpus/trust_anchors/test-anchor
+printf '. IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n' > corpus/trust_anchors/root-ds
 
 for dir in corpus/*/; do
     echo "$(basename "$dir"): $(find "$dir" -type f | wc -l) files"

@@ -320,6 +320,18 @@ p99_from_dnsperf() {
               printf "%.3f", v[i] * 1000 }'
 }
 
+# udp_receive_drops: datagrams the kernel has dropped for a full receive
+# buffer in this network namespace (UdpRcvbufErrors + Udp6RcvbufErrors, as
+# nstat shows them); a lost query or answer costs a retransmission.
+udp_receive_drops() {
+    local v4 v6
+    v4=$(awk '$1 == "Udp:" { if (!seen) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") column = i; seen = 1 }
+                             else value = $column }
+              END { print value + 0 }' /proc/net/snmp 2>/dev/null)
+    v6=$(awk '$1 == "Udp6RcvbufErrors" { print $2 }' /proc/net/snmp6 2>/dev/null)
+    echo $((${v4:-0} + ${v6:-0}))
+}
+
 # measure_dnsperf SERVER WORKLOAD MODE PORT SERVER_PID [BACKEND_PID]
 # One throughput run (CPU measured) then one fixed-rate latency run.
 measure_dnsperf() {
@@ -328,9 +340,10 @@ measure_dnsperf() {
     local queries=${QUERIES:-$WORKDIR/queries.txt}
     local out
     out="$WORKDIR/dnsperf-$(tag "$server-$workload-$mode")"
-    local c0 c1 b0=0 b1=0 l0 l1 t0 t1 a0 a1 completed sent qps cpu notes="" p99 lost
+    local c0 c1 b0=0 b1=0 l0 l1 t0 t1 a0 a1 d0 d1 completed sent qps cpu notes="" p99 lost
     log "$server / $workload / $mode: ${LOAD_SECONDS}s throughput run"
     wait_quiet
+    d0=$(udp_receive_drops)
     c0=$(cpu_ticks "$pid")
     [[ -n $backend ]] && b0=$(cpu_ticks "$backend")
     l0=$(child_ticks)
@@ -344,6 +357,7 @@ measure_dnsperf() {
     l1=$(child_ticks)
     c1=$(cpu_ticks "$pid")
     [[ -n $backend ]] && b1=$(cpu_ticks "$backend")
+    d1=$(udp_receive_drops)
     sent=$(awk '/Queries sent:/ { print $3 }' "$out.txt")
     completed=$(awk '/Queries completed:/ { print $3 }' "$out.txt")
     qps=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$out.txt")
@@ -359,6 +373,9 @@ measure_dnsperf() {
     fi
     if ! grep -q 'NOERROR [0-9]* (100.00%)' "$out.txt"; then
         notes+="rcodes: $(awk -F': *' '/Response codes:/ { print $2 }' "$out.txt"); "
+    fi
+    if ((d1 > d0)); then
+        notes+="UDP receive-buffer drops $((d1 - d0)); "
     fi
     cpu=$(ticks_to_seconds $((c1 - c0)))
     if [[ -n $backend ]]; then

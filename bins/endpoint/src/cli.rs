@@ -51,6 +51,11 @@ pub(crate) struct Cli {
     /// added later can still bind port 53 (docs/reliability.md).
     #[arg(long, value_name = "USER")]
     pub(crate) user: Option<String>,
+    /// Reload when the configuration file changes (a Kubernetes ConfigMap's
+    /// `..data` swap included), as SIGHUP does; only where the file is the
+    /// whole model (no --api, no --state).
+    #[arg(long, env = "SIGNPOST_WATCH_CONFIG")]
+    pub(crate) watch_config: bool,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }

@@ -157,7 +157,7 @@ pub struct Deployment {
 impl Deployment {
     /// The rules and upstreams, for [`ServerHandle::reload`](crate::ServerHandle::reload).
     pub fn state(&self) -> State {
-        State { rules: self.rules.clone(), upstreams: self.upstreams.clone() }
+        State::new(self.rules.clone(), self.upstreams.clone())
     }
 
     /// The role and protocol of the listener with this id.
@@ -352,8 +352,14 @@ impl EndpointConfig {
                 mode: ZoneMode::Authoritative,
             });
         }
+        for spec in self.autodefined_zones() {
+            builder.zone(spec);
+        }
         for spec in rule_specs {
             builder.rule(spec);
+        }
+        for (vpc, firewall) in self.compile_firewall(&base_dir)? {
+            builder.firewall(vpc, firewall);
         }
         let rules = builder.build()?;
 
@@ -709,6 +715,21 @@ impl EndpointConfig {
                             rule: rule.id.clone(),
                         });
                     }
+                    // Forwarded queries leave from the outbound endpoint's addresses ("the query
+                    // source IP address is replaced with the IP address of the endpoint"): target
+                    // N from address N modulo their number, when this host has that address.
+                    let sources: Vec<IpAddr> = self
+                        .outbound_endpoints
+                        .get(endpoint_index)
+                        .map(|endpoint| {
+                            endpoint
+                                .addresses
+                                .iter()
+                                .map(|address| address.ip)
+                                .filter(|ip| ip.is_ipv4() == (v4 != 0) && crate::control::is_local_address(*ip))
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     let mut servers = Vec::with_capacity(rule.targets.len());
                     let mut shown = Vec::with_capacity(rule.targets.len());
                     for (target_index, target) in rule.targets.iter().enumerate() {
@@ -741,6 +762,8 @@ impl EndpointConfig {
                             }
                             UpstreamServer::udp(address)
                         };
+                        let mut server = server;
+                        server.source = sources.get(target_index % sources.len().max(1)).copied();
                         shown.push(format!("{address} ({protocol})"));
                         servers.push(server);
                     }
@@ -796,6 +819,10 @@ impl EndpointConfig {
             Ok(())
         };
         for (index, (vpc, resolver)) in self.vpcs.iter().zip(resolvers).enumerate() {
+            // enableDnsSupport off: the VPC has no resolver (queries to it go unanswered, as in AWS).
+            if vpc.dns_support == Some(false) {
+                continue;
+            }
             let field =
                 if vpc.resolver.is_some() { format!("vpcs[{index}].resolver") } else { format!("vpcs[{index}]") };
             for transport in [Transport::Udp, Transport::Tcp] {

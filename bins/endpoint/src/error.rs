@@ -185,4 +185,13 @@ pub enum EndpointError {
     /// The server could not be built or started (TLS files, binding).
     #[error("{0}")]
     Server(#[from] signpost_server::Error),
+    /// Another application that the control plane drives (signpost-redirect
+    /// serving the Route 53 API's hosted zones) could not put the model in force.
+    #[error("{application}: {source}")]
+    Application {
+        /// Which application.
+        application: &'static str,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }

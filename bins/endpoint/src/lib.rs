@@ -46,12 +46,14 @@
 )]
 
 pub mod api;
+pub mod autodefined;
 pub mod certificates;
 mod compile;
 pub mod control;
 mod describe;
 pub mod destinations;
 mod error;
+pub mod firewall;
 pub mod live;
 mod model;
 mod protocols;
@@ -69,9 +71,11 @@ pub use compile::{
 };
 pub use error::EndpointError;
 pub use model::{
-    ApiSettings, AwsLimits, EndpointAddress, EndpointConfig, HostPort, HostedZoneConfig, InboundEndpointConfig,
-    OutboundEndpointConfig, QueryLoggingConfig, Quotas, RecursiveConfig, ResolverRuleConfig, RuleType,
-    SecurityGroupConfig, SubnetConfig, Tags, TargetConfig, TlsFiles, VpcAssociation, VpcConfig,
+    ApiSettings, AwsLimits, BlockResponse, EndpointAddress, EndpointConfig, FirewallAssociationConfig,
+    FirewallDomainListConfig, FirewallRuleAction, FirewallRuleConfig, FirewallRuleGroupConfig, HostPort,
+    HostedZoneConfig, InboundEndpointConfig, OutboundEndpointConfig, QueryLoggingConfig, Quotas, RecursiveConfig,
+    ResolverRuleConfig, RuleType, SecurityGroupConfig, SubnetConfig, Tags, TargetConfig, TlsFiles, VpcAssociation,
+    VpcConfig,
 };
 pub use protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols, UnknownEndpointProtocol};
 pub use querylog::{LogAccount, Route53Format};

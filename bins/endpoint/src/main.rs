@@ -13,7 +13,8 @@ use clap::Parser;
 use signpost_endpoint::EndpointConfig;
 use signpost_endpoint::live::Report;
 use signpost_endpoint::service::{Service, export_state, fetch_export, listener_line};
-use tokio::signal::unix::{SignalKind, signal};
+use signpost_server::watch::{self, FileWatcher};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
 
@@ -82,6 +83,9 @@ fn run(cli: &Cli) -> Result<(), String> {
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async {
+        // Before "ready": a SIGHUP sent as soon as it appears must reload, not
+        // end the process (the default action until a handler is installed).
+        let signals = Signals::install().map_err(|error| format!("cannot catch signals: {error}"))?;
         let service = Service::start(cli.options(), report).await.map_err(|error| error.to_string())?;
         if let Some(user) = &cli.user {
             match signpost_server::drop_privileges(user) {
@@ -92,39 +96,111 @@ fn run(cli: &Cli) -> Result<(), String> {
                 }
             }
         }
+        let mut watcher = match (&cli.config, cli.watch_config) {
+            (Some(file), true) if cli.api.is_none() && cli.state.is_none() => {
+                Some(FileWatcher::new(file).map_err(|error| error.to_string())?)
+            }
+            (_, true) => return Err("--watch-config needs --config FILE without --api and --state".into()),
+            _ => None,
+        };
         if let Some(admin) = service.admin_address().await {
             say(&format!("admin http://{admin}/metrics"));
         }
         if let Some(api) = service.api_address() {
             say(&format!("api http://{api}"));
         }
+        if let Some(address) = service.probes().health_addr() {
+            say(&format!("health http://{address}/health"));
+        }
+        if let Some(address) = service.probes().ready_addr() {
+            say(&format!("ready http://{address}/ready"));
+        }
         if let Some(state) = &cli.state {
             say(&format!("state {}", state.display()));
         }
+        if let Some(file) = &cli.config {
+            loaded(&service, file, watch::file_version(file).ok()).await;
+        }
         say("ready");
-        let outcome = serve(&service).await.map_err(|error| error.to_string());
+        let outcome = serve(&service, signals, watcher.as_mut()).await.map_err(|error| error.to_string());
         service.shutdown().await;
         outcome
     })
 }
 
-/// Reload on SIGHUP until SIGTERM or SIGINT.
-async fn serve(service: &Service) -> std::io::Result<()> {
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
+/// Report the configuration version in force, in the metric and the log.
+async fn loaded(service: &Service, file: &Path, version: Option<String>) {
+    let Some(version) = version else { return };
+    service.set_config_version(&version).await;
+    tracing::info!(%version, file = %file.display(), "configuration version {version} in force");
+}
+
+/// SIGHUP, SIGTERM and SIGINT, caught from the moment this is made.
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+/// Reload on SIGHUP (and, when watching, on a change of the file) until
+/// SIGTERM, which starts the lame-duck period, or SIGINT.
+async fn serve(service: &Service, signals: Signals, mut watcher: Option<&mut FileWatcher>) -> std::io::Result<()> {
+    let Signals { mut hangup, mut terminate, mut interrupt } = signals;
     loop {
+        let changed = async {
+            match watcher.as_deref_mut() {
+                Some(watcher) => watcher.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = hangup.recv() => match service.reload_file().await {
-                Ok((file, Some(signpost_endpoint::Reloaded::Restarted))) => {
+            _ = hangup.recv() => reload(service, "SIGHUP").await,
+            Some(_) = changed => reload(service, "file change").await,
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => return Ok(()),
+        }
+    }
+    let probes = service.probes();
+    if !probes.lame_duck_period().is_zero() {
+        probes.readiness().enter_lame_duck();
+        tracing::info!(
+            "lame duck for {:?}: answering DNS and /health, /ready fails; a second signal stops at once",
+            probes.lame_duck_period()
+        );
+        tokio::select! {
+            _ = probes.lame_duck() => {}
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    }
+    Ok(())
+}
+
+async fn reload(service: &Service, cause: &str) {
+    match service.reload_file().await {
+        Ok((file, outcome)) => {
+            match outcome {
+                Some(signpost_endpoint::Reloaded::Restarted) => {
                     say(&format!("reloaded {}: listeners changed, server restarted", file.display()));
                     say("ready");
                 }
-                Ok((file, _)) => say(&format!("reloaded {}: zones, rules and targets swapped in place", file.display())),
-                Err(error) => eprintln!("signpost-endpoint: reload rejected, the previous configuration keeps serving: {error}"),
-            },
-            _ = terminate.recv() => return Ok(()),
-            _ = interrupt.recv() => return Ok(()),
+                _ => say(&format!("reloaded {}: zones, rules and targets swapped in place", file.display())),
+            }
+            tracing::info!("configuration reloaded from {} ({cause})", file.display());
+            loaded(service, &file, watch::file_version(&file).ok()).await;
+        }
+        Err(error) => {
+            eprintln!("signpost-endpoint: reload rejected ({cause}), the previous configuration keeps serving: {error}")
         }
     }
 }

@@ -16,7 +16,7 @@ use signpost_rules::config::RulesConfig;
 
 use crate::error::EndpointError;
 use crate::protocols::EndpointProtocol;
-use signpost_server::{AdminConfig, CacheConfig};
+use signpost_server::{AdminConfig, CacheConfig, HealthConfig, ReadyConfig};
 
 /// An address with an optional port: `127.0.1.2`, `127.0.1.2:5353`, `[::1]:53`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -109,6 +109,13 @@ pub struct EndpointConfig {
     /// Admin and metrics HTTP listener (off unless given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminConfig>,
+    /// `/health` (liveness) and the lame-duck period after SIGTERM, as
+    /// CoreDNS's `health` plugin (off unless given; read at start-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthConfig>,
+    /// `/ready` (readiness), as CoreDNS's `ready` plugin (off unless given; read at start-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<ReadyConfig>,
     /// The AWS API's service quotas (on by default, with AWS's values).
     #[serde(default)]
     pub quotas: Quotas,
@@ -143,6 +150,15 @@ pub struct EndpointConfig {
     /// Query logging configurations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub query_logging: Vec<QueryLoggingConfig>,
+    /// DNS Firewall domain lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewall_domain_lists: Vec<FirewallDomainListConfig>,
+    /// DNS Firewall rule groups and their rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewall_rule_groups: Vec<FirewallRuleGroupConfig>,
+    /// Associations of DNS Firewall rule groups with VPCs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewall_associations: Vec<FirewallAssociationConfig>,
     #[serde(skip)]
     pub(crate) source: Option<Arc<Source>>,
     /// Where the running process keeps files (not part of the model).
@@ -216,6 +232,8 @@ impl Default for EndpointConfig {
             aws_limits: AwsLimits::default(),
             cache: CacheConfig::default(),
             admin: None,
+            health: None,
+            ready: None,
             quotas: Quotas::default(),
             api: ApiSettings::default(),
             vpcs: Vec::new(),
@@ -227,6 +245,9 @@ impl Default for EndpointConfig {
             inbound_endpoints: Vec::new(),
             outbound_endpoints: Vec::new(),
             query_logging: Vec::new(),
+            firewall_domain_lists: Vec::new(),
+            firewall_rule_groups: Vec::new(),
+            firewall_associations: Vec::new(),
             source: None,
             runtime: RuntimeContext::default(),
         }
@@ -395,12 +416,22 @@ pub struct VpcConfig {
     /// `.2` address of the first IPv4 CIDR, port `resolver_port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolver: Option<HostPort>,
-    /// EC2's `enableDnsSupport` (default true). Kept and reported.
+    /// EC2's `enableDnsSupport` (default true); when false the VPC
+    /// resolver does not listen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_support: Option<bool>,
-    /// EC2's `enableDnsHostnames` (default false). Kept and reported.
+    /// EC2's `enableDnsHostnames` (default false); when true the VPC's
+    /// addresses have EC2 names (`ip-10-0-0-5.ec2.internal`) and PTR records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_hostnames: Option<bool>,
+    /// DNS Firewall's `FirewallFailOpen` for the VPC (default false: fail
+    /// closed). Kept and reported: the emulated firewall never fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall_fail_open: Option<bool>,
+    /// Route 53 Resolver's AutodefinedReverse (default true): the reverse
+    /// zones of private space and of the VPC's blocks are answered locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autodefined_reverse: Option<bool>,
     /// Its tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: Tags,
@@ -409,7 +440,16 @@ pub struct VpcConfig {
 impl VpcConfig {
     /// A VPC with these blocks and nothing else set.
     pub fn new(id: impl Into<String>, cidrs: Vec<IpNet>) -> Self {
-        Self { id: id.into(), cidrs, resolver: None, dns_support: None, dns_hostnames: None, tags: Tags::new() }
+        Self {
+            id: id.into(),
+            cidrs,
+            resolver: None,
+            dns_support: None,
+            dns_hostnames: None,
+            firewall_fail_open: None,
+            autodefined_reverse: None,
+            tags: Tags::new(),
+        }
     }
 }
 
@@ -873,6 +913,171 @@ pub struct QueryLoggingConfig {
     /// Its tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: Tags,
+}
+
+/// `[[firewall_domain_lists]]`: a DNS Firewall domain list.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallDomainListConfig {
+    /// Its id (`rslvr-fdl-...`).
+    pub id: String,
+    /// Its `Name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its entries: `example.com` (that name), `*.example.com` (every name
+    /// below it) or `*` (every name). Shared between copies of the model.
+    #[serde(default, skip_serializing_if = "records_are_empty")]
+    pub domains: Arc<Vec<String>>,
+    /// A file of more entries, one a line (`#` starts a comment): the
+    /// local stand-in for ImportFirewallDomains' S3 object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The `CreatorRequestId` it was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_request_id: Option<String>,
+    /// When it was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// When it was last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: Tags,
+}
+
+/// A DNS Firewall rule's action.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FirewallRuleAction {
+    /// Let the query through; later rules are not evaluated.
+    Allow,
+    /// Let the query through and log the match.
+    Alert,
+    /// Answer with the rule's `block_response`.
+    Block,
+}
+
+/// How a BLOCK rule answers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum BlockResponse {
+    /// NOERROR, no answer.
+    Nodata,
+    /// NXDOMAIN.
+    Nxdomain,
+    /// A CNAME to `block_override_domain`.
+    Override,
+}
+
+/// One rule of a `[[firewall_rule_groups]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallRuleConfig {
+    /// Its name (unique in the group).
+    pub name: String,
+    /// Its priority: lower values are evaluated first; unique in the group.
+    pub priority: u32,
+    /// The id of its domain list.
+    pub domain_list: String,
+    /// `ALLOW`, `ALERT` or `BLOCK`.
+    pub action: FirewallRuleAction,
+    /// BLOCK: `NODATA`, `NXDOMAIN` or `OVERRIDE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_response: Option<BlockResponse>,
+    /// OVERRIDE: the name the CNAME points at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_override_domain: Option<String>,
+    /// OVERRIDE: the record type (`CNAME`, the only one AWS offers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_override_dns_type: Option<String>,
+    /// OVERRIDE: the CNAME's TTL (0 to 604800).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_override_ttl: Option<u32>,
+    /// Only queries of this type match (`A`, `MX`, `TYPE65`...); every type when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qtype: Option<String>,
+    /// `INSPECT_REDIRECTION_DOMAIN` (AWS's default) or `TRUST_REDIRECTION_DOMAIN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirection_action: Option<String>,
+    /// The `CreatorRequestId` it was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_request_id: Option<String>,
+    /// When it was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// When it was last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+}
+
+/// `[[firewall_rule_groups]]`: a DNS Firewall rule group.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallRuleGroupConfig {
+    /// Its id (`rslvr-frg-...`).
+    pub id: String,
+    /// Its `Name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<FirewallRuleConfig>,
+    /// The AWS RAM policy PutFirewallRuleGroupPolicy stored (kept, not enforced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The `CreatorRequestId` it was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_request_id: Option<String>,
+    /// When it was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// When it was last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: Tags,
+}
+
+/// `[[firewall_associations]]`: a rule group associated with a VPC.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallAssociationConfig {
+    /// Its id (`rslvr-frgassoc-...`; derived from group and VPC when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The rule group.
+    pub rule_group: String,
+    /// The VPC.
+    pub vpc: String,
+    /// Its priority in the VPC (100 to 9900, unique per VPC): lower first.
+    pub priority: u32,
+    /// Its `Name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// MutationProtection: when on, the association cannot be removed.
+    #[serde(default)]
+    pub mutation_protection: bool,
+    /// The `CreatorRequestId` it was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_request_id: Option<String>,
+    /// When it was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// When it was last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: Tags,
+}
+
+impl FirewallAssociationConfig {
+    /// Its id: given, or derived from the group and the VPC.
+    pub fn association_id(&self) -> String {
+        self.id.clone().unwrap_or_else(|| crate::control::derived_id("rslvr-frgassoc-", &[&self.rule_group, &self.vpc]))
+    }
 }
 
 impl QueryLoggingConfig {

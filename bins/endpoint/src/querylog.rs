@@ -4,10 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
-use signpost_rules::DEFAULT_VIEW;
+use signpost_rules::{DEFAULT_VIEW, FirewallAction, RuleSet};
 use signpost_server::querylog::{QueryLogFormat, QueryRecord, rfc3339};
 use signpost_server::{Trace, Transport};
 
@@ -31,12 +31,14 @@ pub struct Route53Format {
     account: LogAccount,
     /// What each listener stands for, by id: its `srcids`.
     roles: RwLock<HashMap<String, ListenerRole>>,
+    /// The rules in force: which DNS Firewall rule a logged query met.
+    rules: RwLock<Option<Arc<RuleSet>>>,
 }
 
 impl Route53Format {
     /// Lines naming `account`, for a server running `listeners`.
     pub fn new(account: LogAccount, listeners: &[PlannedListener]) -> Self {
-        let format = Self { account, roles: RwLock::new(HashMap::new()) };
+        let format = Self { account, roles: RwLock::new(HashMap::new()), rules: RwLock::new(None) };
         format.set_listeners(listeners);
         format
     }
@@ -47,6 +49,26 @@ impl Route53Format {
         if let Ok(mut roles) = self.roles.write() {
             *roles = listeners.iter().map(|listener| (listener.id.clone(), listener.role.clone())).collect();
         }
+    }
+
+    /// The rules in force, whose DNS Firewall the `firewall_*` fields
+    /// name. A query logged just after a change is matched against the new
+    /// rules: the log is written after the answer.
+    pub fn set_rules(&self, rules: Arc<RuleSet>) {
+        if let Ok(mut slot) = self.rules.write() {
+            *slot = Some(rules);
+        }
+    }
+
+    /// The DNS Firewall rule an ALERT or BLOCK matched: group, action, list.
+    fn firewall(&self, record: &QueryRecord) -> Option<(String, &'static str, String)> {
+        let rules = self.rules.read().ok()?.clone()?;
+        let name: signpost_wire::NameBuf = record.query_name.parse().ok()?;
+        let hit = rules.firewall_match(&record.view, &name, record.query_type)?;
+        if *hit.action == FirewallAction::Allow {
+            return None;
+        }
+        Some((hit.group.to_string(), hit.action.as_str(), hit.list.to_string()))
     }
 
     /// `srcids`: the VPC client's own address for a VPC resolver, the
@@ -91,11 +113,23 @@ struct Line<'a> {
     srcport: String,
     transport: &'static str,
     srcids: BTreeMap<&'static str, String>,
+    /// DNS Firewall: the rule group, action and domain list of the ALERT
+    /// or BLOCK rule the query met.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    firewall_rule_group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    firewall_rule_action: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    firewall_domain_list_id: Option<String>,
     signpost: &'a Trace,
 }
 
 impl QueryLogFormat for Route53Format {
     fn write_line(&self, record: &QueryRecord, out: &mut dyn io::Write) -> io::Result<()> {
+        let (group, action, list) = match self.firewall(record) {
+            Some((group, action, list)) => (Some(group), Some(action), Some(list)),
+            None => (None, None, None),
+        };
         let line = Line {
             account_id: &self.account.account_id,
             region: &self.account.region,
@@ -124,6 +158,9 @@ impl QueryLogFormat for Route53Format {
                 Transport::Doh => "DoH",
             },
             srcids: self.srcids(record),
+            firewall_rule_group_id: group,
+            firewall_rule_action: action,
+            firewall_domain_list_id: list,
             signpost: &record.trace,
         };
         serde_json::to_writer(out, &line).map_err(io::Error::from)

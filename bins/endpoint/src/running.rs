@@ -44,6 +44,8 @@ pub struct Endpoint {
     config: Arc<EndpointConfig>,
     deployment: Deployment,
     server: ServerHandle,
+    /// The query-log format in force, told of rule changes made in place.
+    log_format: Arc<Route53Format>,
 }
 
 /// Start the server of `deployment`. Listeners asked on port 0 that were
@@ -52,7 +54,7 @@ pub struct Endpoint {
 async fn start_server(
     deployment: &Deployment,
     previous: &[(String, SocketAddr)],
-) -> Result<ServerHandle, EndpointError> {
+) -> Result<(ServerHandle, Arc<Route53Format>), EndpointError> {
     let mut config = deployment.server.clone();
     for listener in &mut config.listeners {
         if listener.port != 0 {
@@ -65,12 +67,14 @@ async fn start_server(
             listener.port = bound.port();
         }
     }
+    let log_format = Arc::new(Route53Format::new(deployment.log_account.clone(), &deployment.listeners));
+    log_format.set_rules(deployment.rules.clone());
     let builder = Server::builder()
         .config(config)
         .state(deployment.state())
         .query_logs(deployment.query_logs.clone())
-        .query_log_format(Arc::new(Route53Format::new(deployment.log_account.clone(), &deployment.listeners)));
-    Ok(builder.start().await?)
+        .query_log_format(log_format.clone());
+    Ok((builder.start().await?, log_format))
 }
 
 impl Endpoint {
@@ -82,8 +86,8 @@ impl Endpoint {
     /// [`Endpoint::start`] with a configuration others hold too.
     pub async fn start_shared(config: Arc<EndpointConfig>) -> Result<Self, EndpointError> {
         let deployment = config.compile()?;
-        let server = start_server(&deployment, &[]).await?;
-        Ok(Self { config, deployment, server })
+        let (server, log_format) = start_server(&deployment, &[]).await?;
+        Ok(Self { config, deployment, server, log_format })
     }
 
     /// The server (metrics, reload, shutdown...).
@@ -163,6 +167,7 @@ impl Endpoint {
         let same_server = server_side(&deployment) == server_side(&self.deployment);
         if same_server {
             self.server.reload(deployment.state());
+            self.log_format.set_rules(deployment.rules.clone());
             self.config = next;
             self.deployment = deployment;
             return Ok(Reloaded::InPlace);
@@ -171,14 +176,15 @@ impl Endpoint {
             self.server.listeners().iter().map(|bound| (bound.id.clone(), bound.address)).collect();
         self.server.clone().shutdown().await;
         match start_server(&deployment, &previous).await {
-            Ok(server) => {
+            Ok((server, log_format)) => {
                 self.server = server;
+                self.log_format = log_format;
                 self.config = next;
                 self.deployment = deployment;
                 Ok(Reloaded::Restarted)
             }
             Err(error) => {
-                self.server = start_server(&self.deployment, &previous).await?;
+                (self.server, self.log_format) = start_server(&self.deployment, &previous).await?;
                 Err(error)
             }
         }

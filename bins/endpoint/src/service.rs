@@ -15,6 +15,7 @@ use crate::live::{EndpointRuntime, Report};
 use crate::model::{EndpointConfig, HostPort};
 use crate::running::{EndpointListener, Reloaded};
 use crate::state::{StateDir, StateError};
+use signpost_server::{Probes, Readiness};
 
 /// How the program was asked to run.
 #[derive(Clone, Debug, Default)]
@@ -52,6 +53,9 @@ pub enum ServiceError {
     /// The state directory.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The `/health` or `/ready` listener cannot be bound.
+    #[error(transparent)]
+    Probes(#[from] signpost_server::Error),
     /// The API address cannot be bound.
     #[error("cannot listen on {address} for the AWS API: {source}")]
     Bind {
@@ -90,7 +94,11 @@ pub struct Service {
     api_stop: Option<tokio::sync::oneshot::Sender<()>>,
     api_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     temporary_files: Option<PathBuf>,
+    probes: Probes,
 }
+
+/// The readiness check passed once the model is live (its listeners bound).
+pub const LISTENERS_CHECK: &str = "listeners";
 
 /// The settings and resources to start from: the file's, or the defaults,
 /// with the command line's overrides.
@@ -134,6 +142,10 @@ impl Service {
         report: impl FnMut(Report) + Send + 'static,
     ) -> Result<Self, ServiceError> {
         let config = initial_config(&options)?;
+        // The probes answer from the start: /ready says what is still missing.
+        let readiness = Readiness::new();
+        readiness.require(LISTENERS_CHECK);
+        let probes = Probes::start(config.health.as_ref(), config.ready.as_ref(), readiness.clone()).await?;
         let store = options.state.as_ref().map(StateDir::open).transpose()?;
         let (files_dir, temporary_files) = match &options.state {
             Some(dir) => (dir.clone(), None),
@@ -153,7 +165,9 @@ impl Service {
             api_stop: None,
             api_task: None,
             temporary_files,
+            probes,
         };
+        readiness.mark_ready(LISTENERS_CHECK);
         if let Some(address) = options.api {
             let listener = api::bind(address).await.map_err(|source| ServiceError::Bind { address, source })?;
             service.api_address = listener.local_addr().ok();
@@ -170,6 +184,35 @@ impl Service {
     /// Where the AWS API listens (the real port when 0 was asked for).
     pub fn api_address(&self) -> Option<SocketAddr> {
         self.api_address
+    }
+
+    /// `/health` and `/ready`, when configured.
+    pub fn probes(&self) -> &Probes {
+        &self.probes
+    }
+
+    /// Report `version` (of the configuration file) as the one in force:
+    /// in the server's `signpost_config_version` metric.
+    pub async fn set_config_version(&self, version: &str) {
+        let version = version.to_string();
+        self.control
+            .with_runtime(move |runtime| {
+                if let Some(endpoint) = runtime.endpoint() {
+                    endpoint.server().metrics().set_config_version(&version);
+                }
+            })
+            .await;
+    }
+
+    /// Count a reload of the file, successful or not, in the server's metrics.
+    async fn count_reload(&self, success: bool) {
+        self.control
+            .with_runtime(move |runtime| {
+                if let Some(endpoint) = runtime.endpoint() {
+                    endpoint.server().metrics().config_reload(success);
+                }
+            })
+            .await;
     }
 
     /// The control plane (the model, for tests and embedding).
@@ -200,9 +243,15 @@ impl Service {
         else {
             return Err(ServiceError::NothingToReload);
         };
-        let mut next = EndpointConfig::load(&file)?;
-        apply_overrides(&mut next, &self.options);
-        self.control.replace(next).await?;
+        let replaced = async {
+            let mut next = EndpointConfig::load(&file)?;
+            apply_overrides(&mut next, &self.options);
+            self.control.replace(next).await?;
+            Ok::<_, ServiceError>(())
+        };
+        let outcome = replaced.await;
+        self.count_reload(outcome.is_ok()).await;
+        outcome?;
         let outcome = self.control.with_runtime(EndpointRuntime::last_change).await;
         Ok((file, outcome))
     }
@@ -221,6 +270,7 @@ impl Service {
         if let Some(dir) = self.temporary_files.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
+        self.probes.stop().await;
     }
 }
 

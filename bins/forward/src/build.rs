@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use signpost_dnssec::{TrustAnchors, Validator, ValidatorConfig};
 use signpost_rules::config::{ActionKind, RuleConfig, RulesConfig};
 use signpost_rules::{Allocations, DEFAULT_VIEW, Location, RuleSet};
 use signpost_upstream::{GroupConfig, Protocol, ResolvConf, Upstreams};
@@ -17,7 +18,7 @@ use crate::acl::{allowed_networks, parse_network};
 use crate::config::{ForwarderConfig, ServerSpec, inline_group, parse_server};
 use crate::error::{ConfigError, Warning};
 use signpost_server::State;
-use signpost_server::{ListenerConfig, ServerConfig, Transport};
+use signpost_server::{HealthConfig, ListenerConfig, ReadyConfig, ServerConfig, Transport};
 
 /// The group the system's resolv.conf makes when nothing else is the default.
 pub const SYSTEM_GROUP: &str = "system";
@@ -83,6 +84,38 @@ pub struct Forwarder {
     pub default_route: Option<Route>,
     /// What start-up should mention.
     pub warnings: Vec<Warning>,
+    /// Where `unbound-control` connects, if anywhere (read at start-up only).
+    pub remote_control: Option<crate::control::RemoteControlConfig>,
+    /// The `auth_zones`, for the transfer tasks start-up runs.
+    pub auth_zones: Vec<AuthZone>,
+    /// DNSSEC validation, when on.
+    pub validator: Option<Arc<Validator>>,
+    /// `/health` and the lame-duck period, when configured.
+    pub health: Option<HealthConfig>,
+    /// `/ready`, when configured.
+    pub ready: Option<ReadyConfig>,
+}
+
+/// An `auth_zones` entry, checked: what the running forwarder needs to
+/// keep a secondary fresh or give a zone out by transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthZone {
+    /// The zone's id in the rule set (`auth-zone NAME`).
+    pub id: String,
+    /// The apex.
+    pub apex: NameBuf,
+    /// Primaries to transfer from; empty for a zone read from its file.
+    pub primaries: Vec<SocketAddr>,
+    /// The master file (absolute): read at start-up, written after each transfer.
+    pub zonefile: Option<PathBuf>,
+    /// Who may send NOTIFY besides the primaries.
+    pub allow_notify: Vec<IpNet>,
+    /// Who may transfer the zone from the forwarder.
+    pub allow_transfer: Vec<IpNet>,
+    /// Whether clients are answered from the zone.
+    pub answers: bool,
+    /// Whether names are forwarded while a secondary has no copy.
+    pub fallback_enabled: bool,
 }
 
 impl fmt::Debug for Forwarder {
@@ -98,7 +131,9 @@ impl fmt::Debug for Forwarder {
 impl Forwarder {
     /// Rules and upstreams as the server swaps them in.
     pub fn into_state(self) -> State {
-        State { rules: Arc::new(self.rules), upstreams: Arc::new(self.upstreams) }
+        let mut state = State::new(Arc::new(self.rules), Arc::new(self.upstreams));
+        state.validator = self.validator;
+        state
     }
 
     /// What `check-config` prints: listeners, forward zones, then every
@@ -273,6 +308,19 @@ impl ForwarderConfig {
         rules_config.allocation = self.allocation.clone();
         rules_config.views = self.views.clone();
         rules_config.zones = self.zones.clone();
+        let auth_zones = self.auth_zones(&options.base_dir)?;
+        for zone in &auth_zones {
+            // A zone from its file, or a secondary's last good copy: served from the start.
+            let readable = zone.zonefile.as_ref().is_some_and(|file| zone.primaries.is_empty() || file.exists());
+            if zone.answers && readable {
+                rules_config.zones.push(signpost_rules::config::ZoneConfig {
+                    name: zone.apex.to_string(),
+                    id: Some(zone.id.clone()),
+                    file: zone.zonefile.clone(),
+                    ..Default::default()
+                });
+            }
+        }
         rules_config.host_tables = self.host_tables.clone();
         rules_config.exceptions = self.exceptions.clone();
         rules_config.rules = self.rules.clone();
@@ -352,7 +400,68 @@ impl ForwarderConfig {
             forward_first: false,
             views: Vec::new(),
         });
-        Ok(Forwarder { rules, upstreams, server, routes, default_route, warnings })
+        let validator = self.validator(&options.base_dir)?.map(Arc::new);
+        Ok(Forwarder {
+            rules,
+            upstreams,
+            server,
+            routes,
+            default_route,
+            warnings,
+            remote_control: self.remote_control.clone(),
+            auth_zones,
+            validator,
+            health: self.health.clone(),
+            ready: self.ready.clone(),
+        })
+    }
+
+    /// Check `auth_zones`: names, primaries, networks.
+    fn auth_zones(&self, base_dir: &Path) -> Result<Vec<AuthZone>, ConfigError> {
+        let mut out = Vec::with_capacity(self.auth_zones.len());
+        for (index, auth) in self.auth_zones.iter().enumerate() {
+            let at = |field: &str| self.locate(&format!("auth_zones[{index}].{field}"));
+            let invalid = |field: &str, what, text: &str, expected| ConfigError::InvalidValue {
+                at: at(field),
+                what,
+                text: text.to_owned(),
+                expected,
+            };
+            let apex: NameBuf =
+                auth.name.parse().map_err(|_| invalid("name", "zone name", &auth.name, "a domain name"))?;
+            let mut primaries = Vec::with_capacity(auth.primaries.len());
+            for text in &auth.primaries {
+                primaries.push(parse_primary(text).ok_or_else(|| {
+                    invalid("primaries", "primary", text, "an IP address, ADDRESS:PORT or ADDRESS@PORT")
+                })?);
+            }
+            let networks = |field: &str, texts: &[String]| -> Result<Vec<IpNet>, ConfigError> {
+                texts
+                    .iter()
+                    .map(|text| {
+                        parse_network(text).ok_or_else(|| invalid(field, "network", text, "an address or network"))
+                    })
+                    .collect()
+            };
+            if primaries.is_empty() && auth.zonefile.is_none() {
+                return Err(ConfigError::Malformed {
+                    at: at("name"),
+                    keyword: format!("auth zone {apex}"),
+                    problem: "needs primaries to transfer from or a zonefile to read",
+                });
+            }
+            out.push(AuthZone {
+                id: format!("auth-zone {apex}"),
+                zonefile: auth.zonefile.as_ref().map(|file| base_dir.join(file)),
+                primaries,
+                allow_notify: networks("allow_notify", &auth.allow_notify)?,
+                allow_transfer: networks("allow_transfer", &auth.allow_transfer)?,
+                answers: auth.for_downstream || auth.for_upstream,
+                fallback_enabled: auth.fallback_enabled,
+                apex,
+            });
+        }
+        Ok(out)
     }
 
     fn view_names(&self) -> Vec<String> {
@@ -491,6 +600,7 @@ pub(crate) fn empty_rule(id: &str, action: ActionKind) -> RuleConfig {
         ipv4: None,
         ipv6: None,
         ttl: None,
+        other_types: None,
         only_names_matching: None,
         block: None,
         sinkhole_ipv4: None,
@@ -514,4 +624,86 @@ fn specificity(pattern: &str) -> (usize, u8) {
 /// The directory relative paths in `file` start from.
 pub fn base_dir_of(file: &Path) -> PathBuf {
     file.parent().filter(|parent| !parent.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// A primary as `192.0.2.1`, `192.0.2.1:5300`, `[2001:db8::1]:5300` or Unbound's `192.0.2.1@5300` (port 53 by default).
+fn parse_primary(text: &str) -> Option<SocketAddr> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Some(address);
+    }
+    let (host, port) = match text.split_once('@') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (text, 53),
+    };
+    host.parse::<IpAddr>().ok().map(|address| SocketAddr::new(address, port))
+}
+
+impl ForwarderConfig {
+    /// The validator `[dnssec]` describes, or `None` when validation is off.
+    /// Anchor files are relative to `base_dir`.
+    pub fn validator(&self, base_dir: &Path) -> Result<Option<Validator>, ConfigError> {
+        let dnssec = &self.dnssec;
+        if !dnssec.validate {
+            return Ok(None);
+        }
+        let mut anchors = TrustAnchors::empty();
+        let files = dnssec
+            .trust_anchor_files
+            .iter()
+            .enumerate()
+            .map(|(index, file)| (format!("dnssec.trust_anchor_files[{index}]"), file))
+            .chain(
+                dnssec
+                    .auto_trust_anchor_files
+                    .iter()
+                    .enumerate()
+                    .map(|(index, file)| (format!("dnssec.auto_trust_anchor_files[{index}]"), file)),
+            );
+        for (field, file) in files {
+            let path = base_dir.join(file);
+            let at = self.locate(&field);
+            let text = std::fs::read_to_string(&path).map_err(|source| {
+                ConfigError::from(signpost_rules::Error::Io {
+                    at: at.clone(),
+                    path: path.clone(),
+                    source: Arc::new(source),
+                })
+            })?;
+            anchors
+                .add_text(&text, &path.display().to_string())
+                .map_err(|source| ConfigError::TrustAnchor { at, source })?;
+        }
+        for (index, record) in dnssec.trust_anchors.iter().enumerate() {
+            let at = self.locate(&format!("dnssec.trust_anchors[{index}]"));
+            anchors.add_record(record, "trust-anchor", 1).map_err(|source| ConfigError::TrustAnchor { at, source })?;
+        }
+        if anchors.is_empty() {
+            anchors = TrustAnchors::root();
+        }
+        let mut insecure = Vec::with_capacity(dnssec.domain_insecure.len());
+        for (index, text) in dnssec.domain_insecure.iter().enumerate() {
+            let name = text.parse::<NameBuf>().map_err(|source| {
+                ConfigError::from(signpost_rules::Error::InvalidName {
+                    at: self.locate(&format!("dnssec.domain_insecure[{index}]")),
+                    text: text.clone(),
+                    source,
+                })
+            })?;
+            insecure.push(name.to_lowercase());
+        }
+        let mut config = ValidatorConfig::default();
+        if let Some(ttl) = dnssec.bogus_ttl {
+            config.bogus_ttl = ttl;
+        }
+        if let Some(skew) = dnssec.sig_skew_min {
+            config.skew.min = skew;
+        }
+        if let Some(skew) = dnssec.sig_skew_max {
+            config.skew.max = skew;
+        }
+        if let Some(iterations) = dnssec.nsec3_max_iterations {
+            config.nsec3_max_iterations = iterations;
+        }
+        Ok(Some(Validator::new(anchors, insecure, config)))
+    }
 }

@@ -11,7 +11,8 @@ pub(crate) const DEFAULT_CONFIG: &str = "/etc/signpost/forward.toml";
 /// A conditional forwarder: forward zones to upstream groups (Do53, DoT,
 /// DoH), local zones and host tables answered locally, everything else to
 /// the default group. Runs its own TOML configuration or an existing
-/// unbound.conf. SIGHUP reloads the configuration; SIGTERM stops.
+/// unbound.conf. SIGHUP (or, with --watch-config, a change of the file)
+/// reloads the configuration; SIGTERM stops after the lame-duck period.
 #[derive(Debug, Parser)]
 #[command(name = "signpost-forward", version)]
 pub(crate) struct Cli {
@@ -32,6 +33,11 @@ pub(crate) struct Cli {
     /// added later can still bind port 53 (docs/reliability.md).
     #[arg(long, value_name = "USER")]
     pub(crate) user: Option<String>,
+    /// Reload when the configuration file changes (a Kubernetes ConfigMap's
+    /// `..data` swap included), as SIGHUP does: a failed reload keeps the
+    /// running configuration.
+    #[arg(long, env = "SIGNPOST_WATCH_CONFIG")]
+    pub(crate) watch_config: bool,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }

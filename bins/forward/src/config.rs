@@ -15,8 +15,11 @@ use signpost_rules::config::{
 use signpost_upstream::{GroupConfig, Policy, Protocol, RetryOn, ServerConfig as UpstreamServer, TlsOptions};
 
 use crate::acl::AccessControl;
+use crate::control::RemoteControlConfig;
 use crate::error::ConfigError;
-use signpost_server::{AdminConfig, CacheConfig, EdnsConfig, LimitsConfig, ListenerConfig, QueryLogConfig};
+use signpost_server::{
+    AdminConfig, CacheConfig, EdnsConfig, HealthConfig, LimitsConfig, ListenerConfig, QueryLogConfig, ReadyConfig,
+};
 
 /// The whole forwarder configuration (`forward.toml`; see docs/configuration.md).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -45,6 +48,13 @@ pub struct ForwarderConfig {
     /// The admin HTTP API: `/metrics` (Prometheus), `/health`, `/explain`, `/reload`. Off unless given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminConfig>,
+    /// `/health` (liveness) and the lame-duck period after SIGTERM, as
+    /// CoreDNS's `health` plugin; off unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthConfig>,
+    /// `/ready` (readiness), as CoreDNS's `ready` plugin; off unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<ReadyConfig>,
     /// Where names no forward zone or rule matches go (a group of `upstreams`).
     /// Without it: the group of the forward zone for `.`, else the system's
     /// resolv.conf (`resolv_conf`) as the group `system`.
@@ -62,12 +72,19 @@ pub struct ForwarderConfig {
     /// Automatic addresses for host entries without one, and their state file.
     #[serde(default)]
     pub allocation: AllocationConfig,
+    /// Unbound's remote control (`unbound-control`): unix sockets and TCP addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_control: Option<RemoteControlConfig>,
     /// Views: clients by network or listener with their own rules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub views: Vec<ViewConfig>,
     /// Local zones: master files or inline records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<ZoneConfig>,
+    /// Authoritative zones as Unbound's `auth-zone:`: from a zone file, or
+    /// secondaries copied from primaries by zone transfer (docs/zone-transfers.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth_zones: Vec<AuthZoneConfig>,
     /// Host tables (Istio-style service names, automatic addresses).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_tables: Vec<HostTableConfig>,
@@ -77,8 +94,56 @@ pub struct ForwarderConfig {
     /// Exceptions of the rule engine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exceptions: Vec<ExceptionConfig>,
+    /// DNSSEC validation of forwarded answers (see docs/dnssec.md).
+    #[serde(default, skip_serializing_if = "DnssecConfig::is_default")]
+    pub dnssec: DnssecConfig,
     #[serde(skip)]
     pub(crate) origin: Origin,
+}
+
+/// `[dnssec]`: validation of forwarded answers, with unbound's settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecConfig {
+    /// Validate: AD on proven answers, SERVFAIL with an extended error on
+    /// bogus ones. Off unless given (unbound.conf turns it on with the
+    /// validator module and a trust anchor).
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub validate: bool,
+    /// Files of DS or DNSKEY records in zone-file form (unbound's `trust-anchor-file`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_anchor_files: Vec<PathBuf>,
+    /// RFC 5011 state files as unbound keeps them (`auto-trust-anchor-file`):
+    /// keys in state VALID or MISSING are trusted. Read, never rewritten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_trust_anchor_files: Vec<PathBuf>,
+    /// DS or DNSKEY records (unbound's `trust-anchor`), e.g.
+    /// `". IN DS 20326 8 2 E06D44B8..."`. With no anchor at all the built-in
+    /// root anchors (KSK-2017, KSK-2024) are used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_anchors: Vec<String>,
+    /// Names answered without validation, with everything below them
+    /// (unbound's `domain-insecure`; negative trust anchors, RFC 7646).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_insecure: Vec<String>,
+    /// Seconds a bogus chain result is kept (`val-bogus-ttl`, default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bogus_ttl: Option<u32>,
+    /// Least clock skew allowed around signature windows (`val-sig-skew-min`, default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig_skew_min: Option<u32>,
+    /// Most clock skew allowed (`val-sig-skew-max`, default 86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig_skew_max: Option<u32>,
+    /// NSEC3 iterations above this make a denial insecure (RFC 9276; default 150).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nsec3_max_iterations: Option<u16>,
+}
+
+impl DnssecConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Where a configuration came from, to put file, line and field into errors.
@@ -91,6 +156,64 @@ pub(crate) struct Origin {
     /// For configurations converted from another format: the location of
     /// each generated field (`zones[3]`, `rules[2]`), longest prefix first wins.
     pub(crate) fields: Vec<(String, Location)>,
+}
+
+/// `[[auth_zones]]`: Unbound's `auth-zone:` clause.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthZoneConfig {
+    /// The zone's apex.
+    pub name: String,
+    /// Primaries to transfer the zone from (`192.0.2.1`, `192.0.2.1:5300`,
+    /// or Unbound's `192.0.2.1@5300`). Without any, the zone is read from `zonefile`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primaries: Vec<String>,
+    /// The zone's master file: read at start-up, and, for a secondary, where
+    /// each transferred copy is saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zonefile: Option<PathBuf>,
+    /// Networks or addresses allowed to send NOTIFY besides the primaries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_notify: Vec<String>,
+    /// Answer clients from the zone (default yes).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub for_downstream: bool,
+    /// Use the zone for names the forwarder resolves (default yes; a
+    /// forwarder answers from it like `for_downstream`).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub for_upstream: bool,
+    /// While a secondary has no usable copy, forward its names as if the zone were not there.
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub fallback_enabled: bool,
+    /// Signpost extension: networks allowed to transfer the zone from this
+    /// forwarder (AXFR/IXFR over TCP). Empty: no one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_transfer: Vec<String>,
+}
+
+impl AuthZoneConfig {
+    /// A zone called `name` with the defaults.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            primaries: Vec::new(),
+            zonefile: None,
+            allow_notify: Vec::new(),
+            for_downstream: true,
+            for_upstream: true,
+            fallback_enabled: false,
+            allow_transfer: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 /// `[[forward_zones]]`: a domain and the servers its names go to.
@@ -117,12 +240,24 @@ pub struct ForwardZoneConfig {
     /// With `servers`: what makes the group ask the next server (default timeout, unreachable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_on: Option<RetryOn>,
-    /// With `servers`: the longest wait for one server (default 2 s).
+    /// With `servers`: the longest wait for one server (default 2 s); over
+    /// UDP, the ceiling of the adaptive retransmission timeout.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration")]
     pub per_try_timeout: Option<Duration>,
+    /// With `servers`: the floor of the adaptive retransmission timeout
+    /// (default 50 ms; Unbound's `infra-cache-min-rtt`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration")]
+    pub min_try_timeout: Option<Duration>,
     /// With `servers`: the longest wait for the whole query (default 4 s).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration")]
     pub total_timeout: Option<Duration>,
+    /// With `servers`: most queries in flight through the zone's group (default 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_outstanding: Option<usize>,
+    /// With `servers`: how long a query waits for a slot past
+    /// `max_outstanding` before it is answered as overloaded (default 100 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration")]
+    pub queue_timeout: Option<Duration>,
     /// With `servers`: TLS settings for DoT and DoH servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
@@ -264,6 +399,15 @@ pub(crate) fn inline_group(zone: &ForwardZoneConfig, servers: Vec<UpstreamServer
     if let Some(timeout) = zone.total_timeout {
         group.total_timeout = timeout;
     }
+    if let Some(floor) = zone.min_try_timeout {
+        group.min_try_timeout = floor;
+    }
+    if let Some(limit) = zone.max_outstanding {
+        group.max_outstanding = limit;
+    }
+    if let Some(wait) = zone.queue_timeout {
+        group.queue_timeout = wait;
+    }
     if let Some(tls) = &zone.tls {
         group.tls = tls.clone();
     }
@@ -354,6 +498,21 @@ mod tests {
         .unwrap();
         assert_eq!(config.locate("forward_zones[1].servers[0]").line, Some(7));
         assert_eq!(config.forward_zones[1].per_try_timeout, Some(Duration::from_millis(300)));
+        let again = ForwarderConfig::from_toml(&config.to_toml(), "again.toml").unwrap();
+        assert_eq!(again.forward_zones, config.forward_zones);
+    }
+
+    #[test]
+    fn a_zones_own_group_takes_its_timeout_floor_and_overload_limits() {
+        let config = ForwarderConfig::from_toml(
+            "[[forward_zones]]\nname = \"b\"\nservers = [\"10.0.0.1\"]\nmin_try_timeout = \"20ms\"\nmax_outstanding = 64\nqueue_timeout = \"5ms\"\n",
+            "f.toml",
+        )
+        .unwrap();
+        let zone = &config.forward_zones[0];
+        let group = inline_group(zone, Vec::new());
+        assert_eq!(group.min_try_timeout, Duration::from_millis(20));
+        assert_eq!((group.max_outstanding, group.queue_timeout), (64, Duration::from_millis(5)));
         let again = ForwarderConfig::from_toml(&config.to_toml(), "again.toml").unwrap();
         assert_eq!(again.forward_zones, config.forward_zones);
     }

@@ -84,6 +84,15 @@ pub enum ConfigError {
     /// [relocated](signpost_rules::Error::relocated) to where it says it).
     #[error(transparent)]
     Config(#[from] signpost_rules::Error),
+    /// A trust anchor (file or record) could not be read.
+    #[error("{at}: {source}")]
+    TrustAnchor {
+        /// The setting that names it.
+        at: Location,
+        /// What is wrong, with the anchor file's own line.
+        #[source]
+        source: signpost_dnssec::Error,
+    },
     /// The upstream crate rejected a group.
     #[error("{at}: {source}")]
     Upstream {
@@ -106,6 +115,7 @@ impl ConfigError {
             | Self::ConflictingDefault { at }
             | Self::NoServers { at, .. }
             | Self::UnresolvedHost { at, .. }
+            | Self::TrustAnchor { at, .. }
             | Self::Upstream { at, .. } => Some(at),
             Self::Config(error) => Some(error.location()),
             Self::Unsupported { items } => items.first().map(|item| &item.at),

@@ -46,6 +46,7 @@
 mod acl;
 mod build;
 mod config;
+pub mod control;
 mod error;
 mod unbound;
 
@@ -58,8 +59,8 @@ use std::sync::{Arc, Mutex};
 use signpost_rules::Allocations;
 
 pub use acl::{AccessControl, AclAction, allowed_networks};
-pub use build::{BuildOptions, Forwarder, Route, SYSTEM_GROUP, SYSTEM_RESOLV_CONF, base_dir_of};
-pub use config::{ForwardZoneConfig, ForwarderConfig, ServerSpec, parse_server};
+pub use build::{AuthZone, BuildOptions, Forwarder, Route, SYSTEM_GROUP, SYSTEM_RESOLV_CONF, base_dir_of};
+pub use config::{AuthZoneConfig, ForwardZoneConfig, ForwarderConfig, ServerSpec, parse_server};
 pub use error::{ConfigError, Unsupported, Warning};
 pub use unbound::{MAX_INCLUDE_DEPTH, SystemEnvironment, UnboundEnvironment, read_unbound_conf, read_unbound_conf_in};
 

@@ -176,3 +176,43 @@ fn the_ipv6_wildcard_is_bound_before_the_ipv4_one() {
         forwarder.server.listeners.iter().map(|listener| listener.socket_address().to_string()).collect();
     assert_eq!(order, ["[::]:53", "0.0.0.0:53"]);
 }
+
+/// The example in docs/configuration.md's "Upstream timeouts, overload and
+/// metrics" is a valid forward.toml and means what the text says.
+#[test]
+fn the_documented_timeout_and_overload_example_is_valid() {
+    let document = include_str!("../../../docs/configuration.md");
+    let section = document.split("### Upstream timeouts, overload and metrics").nth(1).expect("the section");
+    let example = section.split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a TOML block");
+    let config = config(example);
+    let group = &config.upstreams[0];
+    assert_eq!(group.min_try_timeout, std::time::Duration::from_millis(50));
+    assert_eq!((group.max_outstanding, group.queue_timeout), (4096, std::time::Duration::from_millis(100)));
+    assert_eq!(config.limits.overload_action, signpost_server::OverloadAction::ServFail);
+    assert_eq!(config.listeners[0].receive_buffer, Some(8 << 20));
+}
+
+#[test]
+fn auth_zones_in_toml_are_checked() {
+    let forwarder = config(
+        r#"
+        forward_zones = [{ name = ".", servers = ["127.0.0.1:9"] }]
+        [[auth_zones]]
+        name = "corp.example"
+        primaries = ["192.0.2.53", "[2001:db8::53]:5300"]
+        allow_transfer = ["127.0.0.0/8"]
+        "#,
+    )
+    .build(&BuildOptions::default())
+    .unwrap();
+    let zone = &forwarder.auth_zones[0];
+    assert_eq!(zone.id, "auth-zone corp.example.");
+    assert_eq!(zone.primaries[1], "[2001:db8::53]:5300".parse().unwrap());
+    assert_eq!(zone.allow_transfer, ["127.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]);
+    assert!(zone.answers && !zone.fallback_enabled);
+
+    let error = build_error("[[auth_zones]]\nname = \"corp.example\"\nprimaries = [\"not an address\"]\n");
+    assert!(error.to_string().contains("auth_zones[0].primaries"), "{error}");
+    let error = build_error("[[auth_zones]]\nname = \"corp.example\"\n");
+    assert!(error.to_string().contains("needs primaries"), "{error}");
+}

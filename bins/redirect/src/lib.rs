@@ -36,6 +36,7 @@
 mod admin;
 mod health;
 mod route53;
+mod route53_api;
 mod runtime;
 mod server;
 mod settings;
@@ -43,6 +44,7 @@ mod upstreams;
 
 pub use health::{DEFAULT_INTERVAL as DEFAULT_HEALTH_CHECK_INTERVAL, HealthCheck, HealthCheckSpec};
 pub use route53::{AliasTarget, HostedZone, HostedZoneWarning, ResourceRecordSet, route53_name, route53_spelling};
+pub use route53_api::{HostedZonesRuntime, Route53Api, hosted_zones};
 pub use runtime::{
     AliasRecord, AliasSpec, HostRecord, HostedZoneSummary, RecordEntry, RecordFilter, RecordSpec, RedirectSnapshot,
     Redirector,
@@ -162,14 +164,21 @@ pub enum RedirectError {
     /// `DNS_ADDRESS=0`: there is nothing to start.
     #[error("DNS is disabled (DNS_ADDRESS=0)")]
     Disabled,
-    /// `SIGNPOST_REDIRECT_API` was given, but this build has no Route 53 API to serve there.
-    #[error(
-        "SIGNPOST_REDIRECT_API={address}: the Route 53 API is not built into this signpost-redirect yet (it comes \
-         with signpost-endpoint's control plane); hosted zones can be given from Rust with HostedZoneFeed"
-    )]
-    ApiUnavailable {
+    /// The Route 53 API (`SIGNPOST_REDIRECT_API`) could not start.
+    #[error("SIGNPOST_REDIRECT_API: cannot {what}: {source}")]
+    Route53Api {
+        /// What could not be done.
+        what: &'static str,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The Route 53 API's address cannot be bound.
+    #[error("SIGNPOST_REDIRECT_API={address}: cannot listen there: {source}")]
+    ApiBind {
         /// The address asked for.
         address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
     },
     /// The rule set could not be built.
     #[error(transparent)]

@@ -109,10 +109,6 @@ fn serve(cli: Arc<Cli>, loaded: Loaded) -> ExitCode {
             .await;
         let server = match started {
             Ok(server) => server,
-            Err(error @ RedirectError::ApiUnavailable { .. }) => {
-                eprintln!("error: {error}");
-                return ExitCode::from(2);
-            }
             Err(error) => return fail(&explain(&error)),
         };
         if let Some(user) = &cli.user {

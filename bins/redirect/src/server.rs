@@ -14,6 +14,7 @@ use signpost_server::{Server, ServerHandle, State};
 use signpost_upstream::{GroupConfig, Upstreams};
 
 use crate::route53::{HostedZone, HostedZoneWarning};
+use crate::route53_api::Route53Api;
 use crate::runtime::{AliasSpec, RecordFilter, RecordSpec, Redirector};
 use crate::settings::BindAddresses;
 use crate::upstreams::{UpstreamChoice, keep_verified_first, verify_upstreams};
@@ -75,11 +76,22 @@ impl RedirectServerBuilder {
     /// tokio runtime. When DNS_ADDRESS is 0.0.0.0 and its port is taken on
     /// some address, 127.0.0.1 is bound instead ([`RedirectServer::fallback`] says why).
     pub async fn start(self) -> Result<RedirectServer, RedirectError> {
+        let mut server = self.start_dns().await?;
+        if let Some(address) = self.settings.api {
+            match Route53Api::start(server.hosted_zone_feed(), address, self.settings.state.clone()).await {
+                Ok(api) => server.route53_api = Some(api),
+                Err(error) => {
+                    server.shutdown().await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    async fn start_dns(&self) -> Result<RedirectServer, RedirectError> {
         if self.settings.bind_addresses().is_none() {
             return Err(RedirectError::Disabled);
-        }
-        if let Some(address) = self.settings.api {
-            return Err(RedirectError::ApiUnavailable { address });
         }
         let choice = self.settings.upstreams(&self.settings.own_addresses());
         let verified =
@@ -151,7 +163,7 @@ impl RedirectServerBuilder {
                 let upstreams = Upstreams::new(groups)?;
                 let rules = redirector.reconfigure(settings, base)?;
                 *current = upstream;
-                Ok(State { rules: Arc::new(rules), upstreams: Arc::new(upstreams) })
+                Ok(State::new(Arc::new(rules), Arc::new(upstreams)))
             }));
         }
         let handle = builder.start().await?;
@@ -164,6 +176,7 @@ impl RedirectServerBuilder {
             query_log,
             cache,
             fallback: None,
+            route53_api: None,
         })
     }
 }
@@ -178,6 +191,7 @@ pub struct RedirectServer {
     /// Whether forwarded answers are cached (in memory).
     cache: bool,
     fallback: Option<BindFallback>,
+    route53_api: Option<Route53Api>,
 }
 
 impl fmt::Debug for RedirectServer {
@@ -239,7 +253,13 @@ impl RedirectServer {
         self.fallback.as_ref()
     }
 
-    /// Where the Route 53 API hands over its hosted zones.
+    /// The Route 53 API, when `SIGNPOST_REDIRECT_API` asked for it.
+    pub fn route53_api(&self) -> Option<&Route53Api> {
+        self.route53_api.as_ref()
+    }
+
+    /// Where hosted zones are published to be answered over DNS (the
+    /// Route 53 API uses it; embedders may too, when no API runs).
     pub fn hosted_zone_feed(&self) -> HostedZoneFeed {
         HostedZoneFeed { redirector: self.redirector.clone(), server: self.handle.clone() }
     }
@@ -302,6 +322,17 @@ impl RedirectServer {
         lines.extend(self.redirector.settings().describe());
         if let Some(admin) = self.handle.admin_addr() {
             lines.push(format!("Admin API on http://{admin} (GET {ADMIN_PREFIX}, /metrics)"));
+        }
+        if let Some(api) = &self.route53_api {
+            let state = match api.state() {
+                Some(dir) => format!("state in {}", dir.display()),
+                None => "state in memory: set SIGNPOST_REDIRECT_STATE to keep it".to_string(),
+            };
+            lines.push(format!(
+                "Route 53 API on http://{} (aws --endpoint-url http://{}; hosted zones answered over DNS; {state})",
+                api.address(),
+                api.address()
+            ));
         }
         lines.push(match &self.query_log {
             None if self.cache => {
@@ -381,6 +412,9 @@ impl RedirectServer {
 
     /// Stop serving (and checking the health of alias targets).
     pub async fn shutdown(self) {
+        if let Some(api) = self.route53_api {
+            api.shutdown().await;
+        }
         self.redirector.stop_health_checks();
         self.handle.shutdown().await;
     }

@@ -573,11 +573,13 @@ impl RedirectSettings {
             AddressSource::Fixed(address) => address.to_string(),
             AddressSource::ArrivalAddress => "the address the query arrived on (127.0.0.1 for loopback)".to_owned(),
             AddressSource::None => "none (NODATA)".to_owned(),
+            AddressSource::Decline => "none (forwarded upstream)".to_owned(),
         };
         let v6 = match self.effective_resolve_ipv6() {
             AddressSource::Fixed(address) => address.to_string(),
             AddressSource::ArrivalAddress => "the address the query arrived on (::1 for loopback)".to_owned(),
             AddressSource::None => "none (NODATA)".to_owned(),
+            AddressSource::Decline => "none (forwarded upstream)".to_owned(),
         };
         lines.push(format!(
             "Redirected names answer A with {v4}, AAAA with {v6}, TTL {}; other types are forwarded upstream",

@@ -140,6 +140,8 @@ pub enum BlockKind {
     Refused,
     /// NXDOMAIN.
     Nxdomain,
+    /// No answer: the query is dropped.
+    Drop,
     /// `sinkhole_ipv4` / `sinkhole_ipv6`.
     Sinkhole,
 }
@@ -181,15 +183,20 @@ pub struct RuleConfig {
     /// group is then named after the rule unless `group` is given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
-    /// redirect: `"arrival"` (default), `"none"` or an IPv4 address.
+    /// redirect: `"arrival"` (default), `"none"` (NODATA), `"decline"` (less
+    /// specific matches answer A questions) or an IPv4 address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4: Option<String>,
-    /// redirect: `"arrival"` (default), `"none"` or an IPv6 address.
+    /// redirect: `"arrival"` (default), `"none"` (NODATA), `"decline"` or an IPv6 address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<String>,
     /// redirect: TTL of the answers (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u32>,
+    /// redirect: what other question types get: `nodata` (default) or
+    /// `decline` (less specific matches and the default group answer them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_types: Option<OtherTypes>,
     /// redirect: only names this regex matches at their start are redirected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only_names_matching: Option<String>,
@@ -624,11 +631,12 @@ impl RulesConfig {
                 v4: self.address_source(&field, "ipv4", rule.ipv4.as_deref())?,
                 v6: self.address_source(&field, "ipv6", rule.ipv6.as_deref())?,
                 ttl: rule.ttl.unwrap_or(60),
-                other_types: OtherTypes::NoData,
+                other_types: rule.other_types.unwrap_or_default(),
             }),
             ActionKind::Block => Action::Block(match rule.block.unwrap_or_default() {
                 BlockKind::Refused => BlockAction::Refused,
                 BlockKind::Nxdomain => BlockAction::NxDomain,
+                BlockKind::Drop => BlockAction::Drop,
                 BlockKind::Sinkhole => {
                     let v4 = self.address::<Ipv4Addr>(&field, "sinkhole_ipv4", rule.sinkhole_ipv4.as_deref())?;
                     let v6 = self.address::<Ipv6Addr>(&field, "sinkhole_ipv6", rule.sinkhole_ipv6.as_deref())?;
@@ -672,6 +680,7 @@ impl RulesConfig {
         match text {
             None | Some("arrival") => Ok(AddressSource::ArrivalAddress),
             Some("none") => Ok(AddressSource::None),
+            Some("decline") => Ok(AddressSource::Decline),
             Some(_) => Ok(self.address(field, key, text)?.map_or(AddressSource::None, AddressSource::Fixed)),
         }
     }

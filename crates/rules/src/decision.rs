@@ -171,6 +171,9 @@ pub enum BlockAction {
     Refused,
     /// NXDOMAIN.
     NxDomain,
+    /// No answer at all: the query is dropped (Unbound's `deny` local
+    /// zones and access-control), so the client times out.
+    Drop,
     /// NOERROR with these addresses for A and AAAA (NODATA for other types
     /// and for a family with no address).
     Sinkhole {
@@ -221,6 +224,15 @@ pub enum Matched<'r> {
         /// Its pattern, written as for rules.
         pattern: &'r str,
     },
+    /// A DNS Firewall rule that blocked the name.
+    Firewall {
+        /// The rule group's id.
+        group: &'r str,
+        /// The rule's name.
+        rule: &'r str,
+        /// The domain list's id.
+        list: &'r str,
+    },
     /// Nothing matched: the view's default.
     Default,
 }
@@ -232,6 +244,7 @@ impl fmt::Display for Matched<'_> {
             Self::HostTable { table, name } => write!(f, "host table {table} entry {name}"),
             Self::Rule { id, pattern } => write!(f, "rule {id} ({pattern})"),
             Self::Exception { id, pattern } => write!(f, "exception {id} ({pattern})"),
+            Self::Firewall { group, rule, list } => write!(f, "firewall rule {rule} of group {group} (list {list})"),
             Self::Default => f.write_str("default"),
         }
     }
@@ -265,6 +278,14 @@ impl Serialize for Matched<'_> {
                 state.serialize_field("kind", kind)?;
                 state.serialize_field("id", id)?;
                 state.serialize_field("pattern", pattern)?;
+                state.end()
+            }
+            Self::Firewall { group, rule, list } => {
+                let mut state = serializer.serialize_struct("Matched", 4)?;
+                state.serialize_field("kind", "firewall")?;
+                state.serialize_field("group", group)?;
+                state.serialize_field("rule", rule)?;
+                state.serialize_field("list", list)?;
                 state.end()
             }
             Self::Default => {

@@ -296,12 +296,14 @@ pub enum Error {
         rtype: RecordType,
     },
     /// No zone with this id.
-    #[error("{at}: no zone with id {id:?}")]
+    #[error("{at}: no zone with id {id:?}; the zones are {known:?}")]
     NoSuchZone {
         /// Where the id was given.
         at: Location,
         /// The id.
         id: String,
+        /// The ids that do exist, in order.
+        known: Vec<String>,
     },
     /// An address range has no room for one more automatic address.
     #[error("{at}: the automatic address range {range} is full")]

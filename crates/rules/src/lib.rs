@@ -50,7 +50,10 @@
 pub mod config;
 mod decision;
 mod error;
+mod firewall;
 mod hosts;
+mod istio;
+pub mod locally_served;
 mod master;
 mod names;
 mod ruleset;
@@ -62,9 +65,11 @@ pub mod fuzzing;
 
 pub use decision::{Answer, Block, BlockAction, Client, Decision, Forward, LocalAnswer, Matched, Reason, Transport};
 pub use error::{Error, Location};
+pub use firewall::{DomainList, FirewallAction, FirewallBlock, FirewallMatch, FirewallRuleSpec};
 pub use hosts::{Allocated, AllocationRanges, Allocations, DEFAULT_IPV4_RANGE, HostEntry, load_hosts, parse_hosts};
-pub use master::{MAX_INCLUDE_DEPTH, Source, parse_records};
-pub use ruleset::{MAX_CHAIN, RuleSet, RuleSetBuilder};
+pub use istio::{IstioAddresses, IstioAllocator, IstioService};
+pub use master::{MAX_INCLUDE_DEPTH, Source, parse_records, parse_records_with_ttl};
+pub use ruleset::{MAX_CHAIN, RuleSet, RuleSetBuilder, zone_id_matches};
 pub use spec::{
     Action, AddressSource, Anchor, DEFAULT_GROUP, DEFAULT_VIEW, ExceptionSpec, HostTableSpec, Matcher, OtherTypes,
     Redirect, RuleSpec, ViewSpec, ZoneMode, ZoneSpec,

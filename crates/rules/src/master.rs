@@ -70,10 +70,21 @@ impl Zone {
 /// Read the records of master-file text, each with where it was found.
 /// Relative names are completed with `origin` (until `$ORIGIN` changes it).
 pub fn parse_records(text: &str, origin: &NameBuf, source: Source<'_>) -> Result<Vec<(RecordBuf, Location)>, Error> {
+    parse_records_with_ttl(text, origin, source, None)
+}
+
+/// [`parse_records`], with `default_ttl` for records without a TTL until a
+/// `$TTL` line sets another (the test kit's zones given as text).
+pub fn parse_records_with_ttl(
+    text: &str,
+    origin: &NameBuf,
+    source: Source<'_>,
+    default_ttl: Option<u32>,
+) -> Result<Vec<(RecordBuf, Location)>, Error> {
     let mut parser = Parser { records: Vec::new() };
     let state = State {
         origin: origin.clone(),
-        default_ttl: None,
+        default_ttl,
         last_ttl: None,
         last_owner: None,
         last_class: None,
@@ -352,6 +363,14 @@ priv    TYPE65280 \\# 3 abcdef
         assert_eq!(zone.rrset(&name("a.example."), RecordType::A)[0].ttl, 77);
         assert_eq!(zone.rrset(&name("c.example."), RecordType::A)[0].ttl, 5);
         let error = parse("a A 192.0.2.1\n").expect_err("no TTL");
+        let with_default = parse_records_with_ttl(
+            "a A 192.0.2.1\n$TTL 5\nb A 192.0.2.2\n",
+            &name("example."),
+            Source::memory(),
+            Some(60),
+        )
+        .expect("a default TTL");
+        assert_eq!(with_default.iter().map(|(record, _)| record.ttl).collect::<Vec<_>>(), [60, 5]);
         assert_eq!(error.location(), &Location::in_file_less(1, 1));
     }
 

@@ -14,6 +14,7 @@ use signpost_wire::{Class, MAX_NAME_LEN, NameBuf, Question, RDataBuf, Rcode, Rec
 
 use crate::decision::{Answer, Block, BlockAction, Client, Decision, Forward, LocalAnswer, Matched, Reason};
 use crate::error::{Error, Location};
+use crate::firewall::{FirewallAction, FirewallBlock, FirewallMatch, FirewallRuleSpec, ViewFirewall};
 use crate::hosts::{AllocationRanges, Allocations, allocate};
 use crate::names::{DepthSet, FastMap, LowerName, NameTable, key_of};
 use crate::spec::{
@@ -39,6 +40,7 @@ pub struct RuleSetBuilder {
     exceptions: Vec<(ExceptionSpec, Location)>,
     zones: Vec<(ZoneSpec, Location)>,
     host_tables: Vec<(HostTableSpec, Location)>,
+    firewalls: Vec<(String, Vec<FirewallRuleSpec>)>,
 }
 
 impl RuleSetBuilder {
@@ -126,6 +128,13 @@ impl RuleSetBuilder {
         self
     }
 
+    /// The DNS Firewall of `view`: its rules in evaluation order (the first
+    /// match decides). Evaluated before everything else in the view.
+    pub fn firewall(&mut self, view: impl Into<String>, rules: Vec<FirewallRuleSpec>) -> &mut Self {
+        self.firewalls.push((view.into(), rules));
+        self
+    }
+
     /// Remove the rule with this id; whether there was one.
     pub fn remove_rule(&mut self, id: &str) -> bool {
         let before = self.rules.len();
@@ -140,11 +149,12 @@ impl RuleSetBuilder {
         self.exceptions.len() != before
     }
 
-    /// Remove the zone with this id; whether there was one.
+    /// Remove the zone with this id (see [`zone_id_matches`]); whether
+    /// there was one.
     pub fn remove_zone(&mut self, id: &str) -> bool {
-        let before = self.zones.len();
-        self.zones.retain(|(zone, _)| zone.id != id);
-        self.zones.len() != before
+        let Some(position) = zone_position(|| self.zones.iter().map(|(zone, _)| zone), id) else { return false };
+        self.zones.remove(position);
+        true
     }
 
     /// Remove the host table with this name; whether there was one.
@@ -154,10 +164,19 @@ impl RuleSetBuilder {
         self.host_tables.len() != before
     }
 
-    /// Add, change or delete records of the zone with this id, all or nothing.
+    /// Add, change or delete records of the zone with this id (see
+    /// [`zone_id_matches`]), all or nothing. An unknown id's error lists
+    /// the ids there are.
     pub fn change_zone(&mut self, id: &str, changes: impl IntoIterator<Item = ZoneChange>) -> Result<(), Error> {
-        let Some((spec, _)) = self.zones.iter_mut().find(|(zone, _)| zone.id == id) else {
-            return Err(Error::NoSuchZone { at: Location::default(), id: id.to_owned() });
+        let Some(position) = zone_position(|| self.zones.iter().map(|(zone, _)| zone), id) else {
+            return Err(Error::NoSuchZone {
+                at: Location::default(),
+                id: id.to_owned(),
+                known: self.zones.iter().map(|(zone, _)| zone.id.clone()).collect(),
+            });
+        };
+        let Some((spec, _)) = self.zones.get_mut(position) else {
+            return Err(Error::NoSuchZone { at: Location::default(), id: id.to_owned(), known: Vec::new() });
         };
         spec.zone = Arc::new(spec.zone.apply(changes)?);
         Ok(())
@@ -239,6 +258,8 @@ struct View {
     regex_exceptions: Option<RegexList>,
     /// Whether any regex or filter needs the presentation form.
     needs_text: bool,
+    /// Its DNS Firewall rules, evaluated first.
+    firewall: ViewFirewall,
 }
 
 /// Everything that matches at one name of a view.
@@ -438,6 +459,7 @@ fn unreachable_empty() -> RuleSet {
             regex_rules: None,
             regex_exceptions: None,
             needs_text: false,
+            firewall: ViewFirewall::default(),
         }],
         by_listener: FastMap::default(),
         v4_prefixes: Vec::new(),
@@ -469,7 +491,54 @@ impl RuleSet {
         let mut scratch = [0u8; MAX_NAME_LEN];
         let flat = name.flat(&mut scratch);
         let asked = Asked { flat, lower: LowerName::from_flat(flat), qtype, qclass, client, hops: 0, previous: None };
-        self.decide_in(self.view_for(client), &asked)
+        let view = self.view_for(client);
+        if !view.firewall.is_empty()
+            && let Some(hit) = view.firewall.evaluate(&asked.lower, qtype)
+            && let FirewallAction::Block(block) = hit.action
+        {
+            return self.firewall_block(view, block, hit, &asked);
+        }
+        self.decide_in(view, &asked)
+    }
+
+    /// The DNS Firewall rule of `view` that matches a name and type, if
+    /// any (ALLOW and ALERT rules included): for query logs, which name
+    /// the rule a query met.
+    pub fn firewall_match(&self, view: &str, name: &impl ToName, qtype: RecordType) -> Option<FirewallMatch<'_>> {
+        let view = self.views.iter().find(|candidate| &*candidate.name == view)?;
+        if view.firewall.is_empty() {
+            return None;
+        }
+        view.firewall.evaluate(&LowerName::new(name), qtype)
+    }
+
+    fn firewall_block<'r>(
+        &'r self,
+        view: &'r View,
+        block: &'r FirewallBlock,
+        hit: FirewallMatch<'r>,
+        asked: &Asked<'_>,
+    ) -> Decision<'r> {
+        let reason = Reason {
+            view: &view.name,
+            matched: Matched::Firewall { group: hit.group, rule: hit.rule, list: hit.list },
+        };
+        match block {
+            FirewallBlock::NxDomain => Decision::Block(Block { action: BlockAction::NxDomain, reason }),
+            FirewallBlock::NoData => {
+                Decision::Block(Block { action: BlockAction::Sinkhole { v4: None, v6: None }, reason })
+            }
+            FirewallBlock::Override { domain, ttl } => {
+                // The one path of decide() that allocates: the CNAME's owner is the name asked.
+                let cname = RecordBuf {
+                    name: asked.owner(),
+                    class: Class::IN,
+                    ttl: *ttl,
+                    data: RDataBuf::Cname(domain.clone()),
+                };
+                self.chase(view, vec![cname.clone()], &cname, asked, reason)
+            }
+        }
     }
 
     /// The group for names nothing matches, if any (views may have their own).
@@ -487,9 +556,10 @@ impl RuleSet {
         self.views.iter().map(|view| &*view.name)
     }
 
-    /// The zone with this id.
+    /// The zone with this id (see [`zone_id_matches`]).
     pub fn zone(&self, id: &str) -> Option<&Zone> {
-        self.source.zones().find(|spec| spec.id == id).map(|spec| &*spec.zone)
+        let position = zone_position(|| self.source.zones(), id)?;
+        self.source.zones().nth(position).map(|spec| &*spec.zone)
     }
 
     /// The automatic host addresses in use (save them to keep them across restarts).
@@ -715,13 +785,21 @@ impl RuleSet {
             CompiledAction::System => Step::System,
             CompiledAction::Redirect(_) if !asked.local_class() => Step::Skip,
             CompiledAction::Redirect(redirect) => {
+                let declines = match asked.qtype {
+                    RecordType::A => redirect.v4 == AddressSource::Decline,
+                    RecordType::AAAA => redirect.v6 == AddressSource::Decline,
+                    RecordType::ANY => redirect.v4 == AddressSource::Decline && redirect.v6 == AddressSource::Decline,
+                    _ => redirect.other_types == OtherTypes::Decline,
+                };
+                if declines {
+                    return Step::Skip;
+                }
                 let address = match asked.qtype {
                     RecordType::A => redirect_v4(redirect, asked.client).map(IpAddr::V4),
                     RecordType::AAAA => redirect_v6(redirect, asked.client).map(IpAddr::V6),
                     RecordType::ANY => redirect_v4(redirect, asked.client)
                         .map(IpAddr::V4)
                         .or_else(|| redirect_v6(redirect, asked.client).map(IpAddr::V6)),
-                    _ if redirect.other_types == OtherTypes::Decline => return Step::Skip,
                     _ => None,
                 };
                 let (answer, authority) = match (address, &rule.nodata) {
@@ -955,6 +1033,7 @@ fn unreachable_view() -> &'static View {
         regex_rules: None,
         regex_exceptions: None,
         needs_text: false,
+        firewall: ViewFirewall::default(),
     })
 }
 
@@ -976,7 +1055,7 @@ fn mask_v6(bits: u128, prefix: u8) -> u128 {
 fn redirect_v4(redirect: &Redirect, client: &Client) -> Option<Ipv4Addr> {
     match redirect.v4 {
         AddressSource::Fixed(address) => Some(address),
-        AddressSource::None => None,
+        AddressSource::None | AddressSource::Decline => None,
         AddressSource::ArrivalAddress => match client.local.map(unmapped).filter(|local| !local.is_unspecified()) {
             Some(IpAddr::V4(local)) => Some(local),
             Some(IpAddr::V6(local)) => local.is_loopback().then_some(Ipv4Addr::LOCALHOST),
@@ -988,7 +1067,7 @@ fn redirect_v4(redirect: &Redirect, client: &Client) -> Option<Ipv4Addr> {
 fn redirect_v6(redirect: &Redirect, client: &Client) -> Option<Ipv6Addr> {
     match redirect.v6 {
         AddressSource::Fixed(address) => Some(address),
-        AddressSource::None => None,
+        AddressSource::None | AddressSource::Decline => None,
         AddressSource::ArrivalAddress => match client.local.map(unmapped).filter(|local| !local.is_unspecified()) {
             Some(IpAddr::V6(local)) => Some(local),
             Some(IpAddr::V4(local)) => local.is_loopback().then_some(Ipv6Addr::LOCALHOST),
@@ -1256,6 +1335,22 @@ impl<'b> Compiler<'b> {
             let name = view_names.get(index).cloned().unwrap_or_default();
             views.push(table.finish(name, builder, &rules)?);
         }
+        for (name, firewall) in &builder.firewalls {
+            let Some((index, _)) = self.view_index.get(name) else {
+                return Err(Error::UnknownView { at: Location::field("firewall"), view: name.clone() });
+            };
+            if let Some(view) = views.get_mut(*index as usize) {
+                if !view.firewall.is_empty() {
+                    return Err(Error::Duplicate {
+                        at: Location::field("firewall"),
+                        first: Location::field("firewall"),
+                        what: "firewall of view",
+                        name: name.clone(),
+                    });
+                }
+                view.firewall = ViewFirewall::new(firewall.clone());
+            }
+        }
         let (by_listener, v4_prefixes, v6_prefixes) = self.client_selection()?;
         Ok(RuleSet {
             views,
@@ -1308,6 +1403,20 @@ impl<'b> Compiler<'b> {
         // Longest prefix first.
         Ok((by_listener, v4.into_iter().rev().collect(), v6.into_iter().rev().collect()))
     }
+}
+
+/// Whether the zone id `id` is the one asked for as `wanted`: the same
+/// text, or the same name written with or without the final dot and in
+/// any case (`"svc.test"` finds the zone [`ZoneSpec::new`] gave the id
+/// `"svc.test."`).
+pub fn zone_id_matches(id: &str, wanted: &str) -> bool {
+    id == wanted || id.strip_suffix('.').unwrap_or(id).eq_ignore_ascii_case(wanted.strip_suffix('.').unwrap_or(wanted))
+}
+
+/// The position of the zone `wanted` names: an exact id first, else one
+/// [`zone_id_matches`].
+fn zone_position<'z, I: Iterator<Item = &'z ZoneSpec>>(zones: impl Fn() -> I, wanted: &str) -> Option<usize> {
+    zones().position(|zone| zone.id == wanted).or_else(|| zones().position(|zone| zone_id_matches(&zone.id, wanted)))
 }
 
 fn duplicate(at: &Location, first: &Location, what: &'static str, name: &str) -> Error {
@@ -1545,6 +1654,7 @@ impl TableBuilder {
             depths,
             regex_rules,
             regex_exceptions,
+            firewall: ViewFirewall::default(),
         })
     }
 }
@@ -1815,6 +1925,72 @@ mod tests {
         let rules = RuleSet::default();
         assert_eq!(rules.default_group(), Some(DEFAULT_GROUP));
         assert_eq!(group_of(&decide(&rules, "anything.example.", RecordType::A)).as_deref(), Some(DEFAULT_GROUP));
+    }
+
+    #[test]
+    fn the_firewall_comes_before_zones_and_rules_in_its_view_only() {
+        let zone = Zone::from_records(
+            name("corp.example."),
+            [
+                "corp.example. 60 A 10.0.0.1".parse::<RecordBuf>().expect("record"),
+                "walled.corp.example. 60 A 10.0.0.9".parse::<RecordBuf>().expect("record"),
+            ],
+        )
+        .expect("zone");
+        let list = |entries: &[&str]| Arc::new(crate::DomainList::from_entries(entries).expect("list"));
+        let rule = |id: &str, domains, action| FirewallRuleSpec {
+            group: "rslvr-frg-1".into(),
+            rule: id.into(),
+            list: format!("rslvr-fdl-{id}"),
+            domains,
+            qtype: None,
+            action,
+        };
+        let mut builder = RuleSet::builder();
+        builder
+            .default_group("up")
+            .view(ViewSpec::new("vpc", ["192.0.2.0/24".parse().expect("cidr")]))
+            .zone(ZoneSpec::new(zone).in_views(["vpc", DEFAULT_VIEW]))
+            .firewall(
+                "vpc",
+                vec![
+                    rule("allow", list(&["ok.corp.example"]), FirewallAction::Allow),
+                    rule("alert", list(&["*.watched.example"]), FirewallAction::Alert),
+                    rule("nx", list(&["*.corp.example"]), FirewallAction::Block(FirewallBlock::NxDomain)),
+                    rule("nodata", list(&["corp.example"]), FirewallAction::Block(FirewallBlock::NoData)),
+                    rule(
+                        "override",
+                        list(&["*.bad.example"]),
+                        FirewallAction::Block(FirewallBlock::Override { domain: name("walled.corp.example."), ttl: 5 }),
+                    ),
+                ],
+            );
+        let rules = builder.build().expect("valid");
+        let Decision::Block(block) = decide(&rules, "www.corp.example.", RecordType::A) else { panic!() };
+        assert_eq!(block.action, BlockAction::NxDomain);
+        assert_eq!(block.reason.matched, Matched::Firewall { group: "rslvr-frg-1", rule: "nx", list: "rslvr-fdl-nx" });
+        let Decision::Block(block) = decide(&rules, "corp.example.", RecordType::A) else { panic!() };
+        assert_eq!(block.action, BlockAction::Sinkhole { v4: None, v6: None });
+        // ALLOW stops the firewall: the zone answers (NXDOMAIN, as it lacks the name).
+        let Decision::Local(local) = decide(&rules, "ok.corp.example.", RecordType::A) else { panic!() };
+        assert!(matches!(local.reason.matched, Matched::Zone { .. }));
+        // OVERRIDE: a CNAME, followed through the view's zone.
+        let Decision::Local(local) = decide(&rules, "x.Bad.example.", RecordType::A) else { panic!() };
+        let Answer::Records(records) = &local.answer else { panic!() };
+        assert_eq!(records[0].to_string(), "x.Bad.example. 5 IN CNAME walled.corp.example.");
+        assert_eq!(records[1].to_string(), "walled.corp.example. 60 IN A 10.0.0.9");
+        // ALERT lets the query through; the match is there for the log.
+        assert_eq!(group_of(&decide(&rules, "a.watched.example.", RecordType::A)).as_deref(), Some("up"));
+        let hit = rules.firewall_match("vpc", &name("a.watched.example."), RecordType::A).expect("a match");
+        assert_eq!((hit.rule, hit.action), ("alert", &FirewallAction::Alert));
+        // Another view has no firewall.
+        let outside = Client::udp(IpAddr::from([198, 51, 100, 1]));
+        let decision = rules.decide_name(&name("www.corp.example."), RecordType::A, Class::IN, &outside);
+        assert!(matches!(decision, Decision::Local(_)));
+        assert!(rules.firewall_match(DEFAULT_VIEW, &name("www.corp.example."), RecordType::A).is_none());
+        let mut builder = RuleSet::builder();
+        builder.firewall("nope", Vec::new());
+        assert!(matches!(builder.build(), Err(Error::UnknownView { .. })));
     }
 
     #[test]

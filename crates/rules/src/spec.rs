@@ -115,6 +115,11 @@ pub enum AddressSource<A> {
     ArrivalAddress,
     /// No address of this family: NODATA.
     None,
+    /// The rule declines questions for this family: less specific matches,
+    /// and then the view's default group, answer instead (with
+    /// [`AddressSource::None`] for the other family this is Unbound's
+    /// `block_a` / `block_aaaa`).
+    Decline,
 }
 
 /// Answer A and AAAA for matching names with a local address (LocalStack's

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use signpost_wire::{Class, NameBuf, RDataBuf, RecordBuf, RecordType, Soa, flat_is_subdomain};
+use signpost_wire::{
+    Class, NameBuf, RDataBuf, RecordBuf, RecordType, Serial, Soa, Transfer, flat_is_subdomain, soa_serial,
+};
 
 use crate::error::{Error, Location};
 use crate::names::{LowerName, NameTable, key_of};
@@ -352,6 +354,61 @@ impl Zone {
         }
     }
 
+    /// The zone a transfer brings (RFC 5936, RFC 1995): a full transfer
+    /// replaces the records, an incremental one is applied to this copy,
+    /// version by version, and must start from this copy's serial; every
+    /// deleted record must exist. On an error the caller keeps this copy and
+    /// asks for a full transfer (AXFR) instead.
+    pub fn apply_transfer(&self, transfer: &Transfer) -> Result<Self, Error> {
+        let at = || Location::field(format!("zone {}", self.apex));
+        match transfer {
+            Transfer::UpToDate { .. } => Ok(self.clone()),
+            Transfer::Full { .. } => Self::from_transfer(self.apex.clone(), transfer),
+            Transfer::Incremental { diffs, .. } => {
+                let mut records: Vec<RecordBuf> = self.records().cloned().collect();
+                let mut serial = soa_serial(self.soa());
+                for diff in diffs {
+                    if soa_serial(&diff.from) != serial {
+                        return Err(Error::InvalidZoneData {
+                            at: at(),
+                            name: self.apex.clone(),
+                            problem: "the incremental transfer starts from another serial than this copy's",
+                        });
+                    }
+                    records.retain(|record| record.rtype() != RecordType::SOA);
+                    for deleted in &diff.deleted {
+                        apply_change(&mut records, ZoneChange::Delete(deleted.clone()), &self.apex)?;
+                    }
+                    records.extend(diff.added.iter().cloned());
+                    records.push(diff.to.clone());
+                    serial = soa_serial(&diff.to);
+                }
+                let records = records.into_iter().map(|record| (record, None)).collect();
+                Self::build(self.apex.clone(), self.class, records, &at())
+            }
+        }
+    }
+
+    /// A zone from a full transfer (the SOA first, as [`Transfer::Full`] holds it).
+    /// Fails for other kinds of transfer, and as [`Zone::from_records`] does.
+    pub fn from_transfer(apex: NameBuf, transfer: &Transfer) -> Result<Self, Error> {
+        let Transfer::Full { records, .. } = transfer else {
+            return Err(Error::InvalidZoneData {
+                at: Location::field(format!("zone {apex}")),
+                name: apex,
+                problem: "only a full transfer (AXFR) makes a zone without a previous copy",
+            });
+        };
+        let records = records.iter().cloned().map(|record| (record, None)).collect();
+        let at = Location::field(format!("zone {apex}"));
+        Self::build(apex, Class::IN, records, &at)
+    }
+
+    /// The serial of the zone's SOA.
+    pub fn serial(&self) -> Serial {
+        soa_serial(self.soa()).unwrap_or_default()
+    }
+
     fn node(&self, key: &[u8]) -> Option<&Node> {
         self.index.get(key).and_then(|&position| self.nodes.get(position as usize))
     }
@@ -663,6 +720,54 @@ mod tests {
         assert_eq!(axfr.first(), axfr.last());
         assert_eq!(axfr[1], "www.corp. 60 IN A 10.0.0.1");
         assert_eq!(Zone::new(name("corp.")).len(), 1);
+    }
+
+    #[test]
+    fn transfers_replace_or_patch_the_zone() {
+        use signpost_wire::IxfrDiff;
+        let soa = |serial: u32| {
+            record(&format!("example. 3600 IN SOA ns.example. host.example. {serial} 7200 900 1209600 300"))
+        };
+        let base = zone(&["www.example. 300 A 192.0.2.1", "old.example. 300 A 192.0.2.9"]);
+        assert_eq!(base.serial(), Serial(1));
+        let step = |from: u32, to: u32, deleted: &[&str], added: &[&str]| IxfrDiff {
+            from: soa(from),
+            deleted: deleted.iter().map(|line| record(line)).collect(),
+            to: soa(to),
+            added: added.iter().map(|line| record(line)).collect(),
+        };
+        let incremental = Transfer::Incremental {
+            soa: soa(3),
+            diffs: vec![
+                step(1, 2, &["old.example. 300 A 192.0.2.9"], &["new.example. 300 A 192.0.2.10"]),
+                step(2, 3, &["www.example. 300 A 192.0.2.1"], &["www.example. 300 A 192.0.2.2"]),
+            ],
+        };
+        let patched = base.apply_transfer(&incremental).expect("applies");
+        assert_eq!(patched.serial(), Serial(3));
+        let expected = Zone::from_records(
+            name("example."),
+            [soa(3), record("new.example. 300 A 192.0.2.10"), record("www.example. 300 A 192.0.2.2")],
+        )
+        .expect("zone");
+        assert_eq!(patched, expected);
+
+        // From another serial, or deleting what is not there: refused, so the caller falls back to AXFR.
+        assert!(patched.apply_transfer(&incremental).is_err());
+        let missing =
+            Transfer::Incremental { soa: soa(2), diffs: vec![step(1, 2, &["nope.example. 300 A 192.0.2.1"], &[])] };
+        assert!(base.apply_transfer(&missing).is_err());
+
+        let full = Transfer::Full { soa: soa(9), records: vec![soa(9), record("a.example. 60 A 192.0.2.7")] };
+        let replaced = base.apply_transfer(&full).expect("full");
+        assert_eq!(replaced.serial(), Serial(9));
+        assert_eq!(replaced.len(), 2);
+        assert_eq!(Zone::from_transfer(name("example."), &full).expect("zone"), replaced);
+        assert!(Zone::from_transfer(name("example."), &incremental).is_err());
+        assert_eq!(base.apply_transfer(&Transfer::UpToDate { soa: soa(1) }).expect("same"), base);
+        // Records outside the zone make no zone.
+        let outside = Transfer::Full { soa: soa(9), records: vec![soa(9), record("a.example.org. 60 A 192.0.2.7")] };
+        assert!(base.apply_transfer(&outside).is_err());
     }
 
     #[test]

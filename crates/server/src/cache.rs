@@ -207,6 +207,9 @@ pub(crate) struct ServeAs<'a> {
     pub(crate) limit: usize,
     /// Whether the client sent EDNS (if not, the OPT record is removed).
     pub(crate) client_edns: bool,
+    /// The client's RD bit, echoed in the answer (RFC 1035 §4.1.1) whatever
+    /// the upstream's answer to our own query carried.
+    pub(crate) recursion_desired: bool,
 }
 
 impl Cache {
@@ -389,6 +392,7 @@ fn write_entry(
             }
         }
         relay::set_id(bytes, serve.id);
+        relay::set_rd(bytes, serve.recursion_desired);
         if let Some(slot) = bytes.get_mut(HEADER_LEN..HEADER_LEN + serve.question_name.len())
             && slot.eq_ignore_ascii_case(serve.question_name)
         {
@@ -515,7 +519,7 @@ mod tests {
     }
 
     fn serve(name: &[u8]) -> ServeAs<'_> {
-        ServeAs { id: 0x4242, question_name: name, limit: 65535, client_edns: true }
+        ServeAs { id: 0x4242, question_name: name, limit: 65535, client_edns: true, recursion_desired: true }
     }
 
     fn key(name: &str) -> CacheKey {
@@ -559,6 +563,25 @@ mod tests {
         assert!(len.is_some());
         let stale = Message::parse(&out).expect("header");
         assert_eq!(stale.answers().expect("ok").next().expect("one").expect("valid").ttl(), 30);
+    }
+
+    #[test]
+    fn hits_echo_the_clients_rd_bit() {
+        let cache = Cache::new(config());
+        let now = Instant::now();
+        // Stored as the upstream answered our query: RD set.
+        let bytes = response("rd.example", Rcode::NOERROR, &["rd.example. 300 IN A 192.0.2.1"], &[]);
+        cache.insert(key("rd.example").as_bytes(), &bytes, now);
+        let name: NameBuf = "rd.example".parse().expect("name");
+        for recursion_desired in [false, true] {
+            let mut out = Vec::new();
+            let serve = ServeAs { recursion_desired, ..serve(name.as_wire()) };
+            let result = cache.lookup(key("rd.example").as_bytes(), now, serve, &mut out, true);
+            assert!(matches!(result, Lookup::Hit { .. }));
+            let flags = Message::parse(&out).expect("header").flags();
+            assert_eq!(flags.rd(), recursion_desired);
+            assert!(flags.qr() && flags.ra(), "the other bits stay as stored");
+        }
     }
 
     #[test]
@@ -607,7 +630,8 @@ mod tests {
         cache.insert(key("big.example").as_bytes(), &bytes, now);
         let name: NameBuf = "big.example".parse().expect("name");
         let mut out = Vec::new();
-        let serve_small = ServeAs { id: 1, question_name: name.as_wire(), limit: 512, client_edns: false };
+        let serve_small =
+            ServeAs { id: 1, question_name: name.as_wire(), limit: 512, client_edns: false, recursion_desired: true };
         let result = cache.lookup(key("big.example").as_bytes(), now, serve_small, &mut out, true);
         assert!(matches!(result, Lookup::Hit { len, .. } if len <= 512));
         let message = Message::parse(&out).expect("header");

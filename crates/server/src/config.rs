@@ -43,8 +43,9 @@ pub struct ListenerConfig {
     /// Default: loopback and private ranges.
     #[serde(default)]
     pub allow: Option<Vec<IpNet>>,
-    /// UDP worker tasks, each with its own SO_REUSEPORT socket. Default: one per core
-    /// (the runtime's worker threads run them).
+    /// UDP worker tasks, each with its own `SO_REUSEPORT` socket. Default:
+    /// one per CPU core (`std::thread::available_parallelism`); tokio's
+    /// worker threads run them.
     #[serde(default)]
     pub workers: Option<usize>,
     /// Queries per second this listener accepts; over it queries are dropped or refused.
@@ -58,7 +59,16 @@ pub struct ListenerConfig {
     /// Whether `limits.per_client_qps` applies to queries arriving here (default true).
     #[serde(default = "default_true")]
     pub client_rate_limit: bool,
+    /// UDP: kernel receive buffer asked for each socket, in bytes (default
+    /// 4 MiB). Without `CAP_NET_ADMIN` Linux grants at most
+    /// `net.core.rmem_max`; the size granted is in the metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_buffer: Option<usize>,
 }
+
+/// The receive buffer a UDP listener's sockets ask for unless configured:
+/// room for bursts while a worker is busy.
+pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 
 fn default_true() -> bool {
     true
@@ -86,6 +96,7 @@ impl ListenerConfig {
             max_qps: None,
             limit_group: None,
             client_rate_limit: true,
+            receive_buffer: None,
         }
     }
 
@@ -123,7 +134,8 @@ pub fn default_allow_list() -> Vec<IpNet> {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
-    /// Whether forwarded answers are cached.
+    /// Whether forwarded answers are cached. On by default: a test that
+    /// asserts an upstream saw every query turns it off.
     pub enabled: bool,
     /// Most entries.
     pub max_entries: usize,
@@ -202,6 +214,18 @@ pub enum LimitAction {
     Refuse,
 }
 
+/// What to do with a query the upstream group has no capacity for (its
+/// `max_outstanding` queries in flight, none finished within `queue_timeout`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverloadAction {
+    /// SERVFAIL with extended error 0 (Other) saying the group is overloaded.
+    #[default]
+    ServFail,
+    /// No answer (counted): the client retries, as it would after a loss.
+    Drop,
+}
+
 /// Rate limits and TCP resource caps.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -244,8 +268,13 @@ pub struct LimitsConfig {
     /// and answer SERVFAIL to a query that comes back with it: forwarding
     /// loops end at once instead of storming.
     pub loop_detection: bool,
-    /// Longest time a query may take in all before SERVFAIL (beyond the upstream deadlines).
+    /// Longest time a query may take in all, from its arrival, before
+    /// SERVFAIL (beyond the upstream deadlines). A query waiting for an
+    /// identical one in flight (coalesced) keeps its own deadline.
     pub query_timeout_ms: u64,
+    /// What a query gets when its upstream group is overloaded: `servfail`
+    /// (default) or `drop`.
+    pub overload_action: OverloadAction,
     /// Named rate limits, in queries per second, shared by the listeners
     /// that join them (`limit_group`): one token bucket per group, so that,
     /// say, the UDP, TCP and DoH listeners of one address take one budget.
@@ -270,6 +299,7 @@ impl Default for LimitsConfig {
             minimal_any: true,
             loop_detection: true,
             query_timeout_ms: 4_500,
+            overload_action: OverloadAction::ServFail,
             groups: BTreeMap::new(),
         }
     }

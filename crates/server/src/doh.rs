@@ -236,10 +236,11 @@ impl Service {
         local: Option<SocketAddr>,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
-        let query: Vec<u8> = match check_request(&self.path, &parts) {
-            Ok(Shape::Get(query)) => query,
+        // POST bodies are kept as they were read (no copy); GET's is decoded.
+        let query: Bytes = match check_request(&self.path, &parts) {
+            Ok(Shape::Get(query)) => Bytes::from(query),
             Ok(Shape::Post) => match Limited::new(body, usize::from(u16::MAX)).collect().await {
-                Ok(body) => body.to_bytes().to_vec(),
+                Ok(body) => body.to_bytes(),
                 Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE, "a DNS message is at most 65535 bytes"),
             },
             Err((code, text)) => {
@@ -264,7 +265,7 @@ impl Service {
             now: Instant::now(),
         };
         let response = match self.pipeline.handle(&incoming, &mut out) {
-            Reply::Now { len } => {
+            Reply::Now { len } | Reply::Stream { len, .. } => {
                 out.truncate(len);
                 out
             }
@@ -286,8 +287,14 @@ fn dns_response(message: Vec<u8>) -> Response<Full<Bytes>> {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    if let Ok(value) = HeaderValue::from_str(&format!("max-age={}", max_age.unwrap_or(0))) {
-        headers.insert(header::CACHE_CONTROL, value);
+    // "max-age=" and at most ten digits, written without an allocation.
+    let mut text = [0u8; 24];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    if std::io::Write::write_fmt(&mut cursor, format_args!("max-age={}", max_age.unwrap_or(0))).is_ok() {
+        let written = usize::try_from(cursor.position()).unwrap_or(0);
+        if let Some(Ok(value)) = text.get(..written).map(HeaderValue::from_bytes) {
+            headers.insert(header::CACHE_CONTROL, value);
+        }
     }
     response
 }

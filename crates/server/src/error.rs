@@ -92,6 +92,14 @@ pub enum Error {
         /// The operating system's error.
         source: io::Error,
     },
+    /// A configuration file's directory cannot be watched.
+    #[error("cannot watch {} for configuration changes: {source}", path.display())]
+    Watch {
+        /// The directory.
+        path: PathBuf,
+        /// The watcher's error.
+        source: notify::Error,
+    },
     /// Any other I/O failure.
     #[error("{what}: {source}")]
     Io {

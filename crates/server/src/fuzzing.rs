@@ -73,7 +73,7 @@ impl Harness {
         let mut config = ServerConfig::default();
         config.limits.per_client_qps = Some(1_000_000);
         config.limits.action = LimitAction::Refuse;
-        let state = State { rules: Arc::new(rules), upstreams: Arc::new(Upstreams::default()) };
+        let state = State::new(Arc::new(rules), Arc::new(Upstreams::default()));
         let pipeline = Pipeline::new(config, state, Arc::new(Metrics::default()), None, None);
         // One cached answer, so that a query for it is served from the cache.
         let key = CacheKey::new("default", false, false, 1, 1, b"\x06cached\x07example\x00");
@@ -141,7 +141,7 @@ impl Harness {
                 assert!(!udp || len <= 1232, "{len} bytes over UDP");
                 len
             }
-            Reply::Later(_) | Reply::Silent | Reply::Close => 0,
+            Reply::Later(_) | Reply::Silent | Reply::Close | Reply::Stream { .. } => 0,
         }
     }
 }

@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ListenerConfig, default_allow_list};
+use crate::config::{DEFAULT_RECEIVE_BUFFER, ListenerConfig, default_allow_list};
+use crate::kernel::UdpSockets;
 use crate::limits::RateLimiter;
 use crate::pipeline::{ListenerContext, Pipeline};
 use crate::tcp::StreamLimits;
@@ -67,6 +68,8 @@ pub(crate) struct Running {
     pub(crate) bound: BoundListener,
     pub(crate) config: ListenerConfig,
     pub(crate) context: Arc<ListenerContext>,
+    /// A UDP listener's sockets as the kernel knows them (for the metrics).
+    pub(crate) udp_sockets: Option<UdpSockets>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -141,11 +144,15 @@ fn udp_workers(listener: &ListenerConfig) -> usize {
     listener.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
 }
 
+fn receive_buffer(listener: &ListenerConfig) -> usize {
+    listener.receive_buffer.unwrap_or(DEFAULT_RECEIVE_BUFFER)
+}
+
 /// Bind one listener's sockets.
 pub(crate) fn bind_one(listener: &ListenerConfig) -> Result<Sockets, Error> {
     let address = listener.socket_address();
     Ok(match listener.transport {
-        Transport::Udp => Sockets::Udp(udp::bind_sockets(address, udp_workers(listener))?),
+        Transport::Udp => Sockets::Udp(udp::bind_sockets(address, udp_workers(listener), receive_buffer(listener))?),
         transport => Sockets::Stream(tcp::bind(address, transport.as_str())?),
     })
 }
@@ -161,7 +168,7 @@ pub(crate) fn bind_pair(
     // offer one of them again.
     let mut taken = Vec::new();
     loop {
-        let sockets = udp::bind_sockets(udp.socket_address(), udp_workers(udp))?;
+        let sockets = udp::bind_sockets(udp.socket_address(), udp_workers(udp), receive_buffer(udp))?;
         match bind_stream(udp::local_addr(&sockets)?) {
             Ok(stream) => return Ok((sockets, stream)),
             Err(Error::Bind { source, .. })
@@ -245,8 +252,24 @@ pub(crate) fn serve(
     });
     let stop = runtime.stop.child_token();
     let pipeline = &runtime.pipeline;
+    let mut udp_sockets = None;
     let tasks = match sockets {
-        Sockets::Udp(sockets) => udp::spawn_workers(sockets, context.clone(), pipeline.clone(), stop.clone())?,
+        Sockets::Udp(sockets) => {
+            let known = UdpSockets::of(&sockets);
+            let asked = receive_buffer(listener);
+            if let Some(granted) = known.receive_buffer.filter(|granted| *granted < asked) {
+                tracing::warn!(
+                    listener = %id,
+                    asked,
+                    granted,
+                    "the kernel granted a smaller UDP receive buffer than asked; queries arriving in bursts \
+                     may be dropped (signpost_udp_receive_drops_total): raise net.core.rmem_max or run with \
+                     CAP_NET_ADMIN"
+                );
+            }
+            udp_sockets = Some(known);
+            udp::spawn_workers(sockets, context.clone(), pipeline.clone(), stop.clone())?
+        }
         Sockets::Stream(socket) => {
             let socket = tcp::into_tokio(socket)?;
             let context = context.clone();
@@ -269,6 +292,7 @@ pub(crate) fn serve(
         bound: BoundListener { id, transport: listener.transport, address: local },
         config: listener.clone(),
         context,
+        udp_sockets,
         stop,
         tasks,
     })

@@ -4,19 +4,27 @@
 //! process (a test suite) never mix their figures. The counters the query
 //! path moves are created up front and kept as handles: counting is one
 //! relaxed atomic add, with no label lookup. Per-upstream figures (the slow
-//! path) are looked up by label.
+//! path) are looked up by label. The upstream groups keep their own
+//! figures (`signpost_upstream::ServerStats`, `GroupStats`); a scrape reads
+//! a snapshot of them and encodes it next to the registry's
+//! ([`UpstreamFigures`]), so the query path pays nothing for them.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use signpost_upstream::{GroupStats, ServerStats, Upstreams};
 
 use crate::cache::CacheStats;
+use crate::kernel::{self, UdpSockets};
 
 /// Which transport a query came over.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,15 +48,17 @@ pub(crate) enum DecisionIndex {
     Failed = 5,
     Refused = 6,
     Error = 7,
+    /// The upstream group had no capacity left: SERVFAIL or a drop, on purpose.
+    Overloaded = 8,
     /// SERVFAIL to a query that came back round a forwarding loop.
-    Loop = 8,
+    Loop = 9,
     /// A truncated answer in place of one response rate limiting dropped.
-    Slipped = 9,
+    Slipped = 10,
     /// `ANY` answered with one HINFO record (RFC 8482).
-    MinimalAny = 10,
+    MinimalAny = 11,
 }
 
-const DECISIONS: [&str; 11] = [
+const DECISIONS: [&str; 12] = [
     "local",
     "cache",
     "forwarded",
@@ -57,6 +67,7 @@ const DECISIONS: [&str; 11] = [
     "upstream_failed",
     "refused",
     "error",
+    "upstream_overloaded",
     "loop",
     "slipped",
     "minimal_any",
@@ -71,19 +82,22 @@ pub(crate) enum DropIndex {
     NotAQuery = 3,
     Fault = 4,
     TcpLimit = 5,
+    /// The upstream group had no capacity left and `overload_action` is `drop`.
+    UpstreamOverloaded = 6,
     /// Response rate limiting.
-    ResponseRateLimit = 6,
+    ResponseRateLimit = 7,
     /// Too many queries waiting for an upstream.
-    InFlightLimit = 7,
+    InFlightLimit = 8,
 }
 
-const DROPS: [&str; 8] = [
+const DROPS: [&str; 9] = [
     "malformed",
     "rate_limited",
     "listener_limit",
     "not_a_query",
     "fault",
     "tcp_limit",
+    "upstream_overloaded",
     "response_rate_limit",
     "in_flight_limit",
 ];
@@ -104,13 +118,15 @@ pub struct Metrics {
     queries: [Counter; 4],
     responses: Family<Label<String>, Counter>,
     common_responses: [Counter; COMMON_RCODES as usize],
-    decisions: [Counter; 11],
-    drops: [Counter; 8],
+    decisions: [Counter; DECISIONS.len()],
+    drops: [Counter; DROPS.len()],
     log_dropped: Counter,
     cache: CacheStats,
     cache_entries: Gauge,
     upstream_latency: Family<Label<String>, Histogram>,
     upstream_failures: Family<[(&'static str, String); 2], Counter>,
+    config_version: Family<Label<String>, Gauge>,
+    config_reloads: [Counter; 2],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -153,6 +169,18 @@ impl Default for Metrics {
             "Failed upstream attempts, by server and outcome",
             upstream_failures.clone(),
         );
+        let config_version: Family<Label<String>, Gauge> = Family::default();
+        registry.register(
+            "signpost_config_version",
+            "The configuration in force: 1 for its version (the start of the SHA-256 of its file)",
+            config_version.clone(),
+        );
+        let config_reloads: Family<Label<&'static str>, Counter> = Family::default();
+        registry.register(
+            "signpost_config_reloads",
+            "Reloads of the configuration, by outcome (a failed one keeps the old configuration)",
+            config_reloads.clone(),
+        );
         let handle = |family: &Family<Label<&'static str>, Counter>, name: &'static str, value: &'static str| {
             family.get_or_create(&[(name, value)]).clone()
         };
@@ -177,6 +205,8 @@ impl Default for Metrics {
             cache_entries,
             upstream_latency,
             upstream_failures,
+            config_version,
+            config_reloads: ["success", "failure"].map(|name| handle(&config_reloads, "outcome", name)),
             registry,
         }
     }
@@ -235,6 +265,25 @@ impl Metrics {
         }
     }
 
+    /// The configuration version in force becomes `version` (the gauge of
+    /// the previous one is removed).
+    pub fn set_config_version(&self, version: &str) {
+        self.config_version.clear();
+        self.config_version.get_or_create(&[("version", version.to_string())]).set(1);
+    }
+
+    /// Count a reload, successful or not.
+    pub fn config_reload(&self, success: bool) {
+        if let Some(counter) = self.config_reloads.get(usize::from(!success)) {
+            counter.inc();
+        }
+    }
+
+    /// Reloads so far that succeeded (`true`) or failed (`false`).
+    pub fn config_reloads(&self, success: bool) -> u64 {
+        self.config_reloads.get(usize::from(!success)).map_or(0, Counter::get)
+    }
+
     /// Queries received over `transport` ("udp", "tcp", "dot", "doh").
     pub fn queries(&self, transport: &str) -> u64 {
         TRANSPORTS
@@ -244,12 +293,14 @@ impl Metrics {
             .map_or(0, Counter::get)
     }
 
-    /// Packets dropped for `reason` ("malformed", "rate_limited", "listener_limit", "not_a_query", "fault", "tcp_limit").
+    /// Packets dropped for `reason` ("malformed", "rate_limited",
+    /// "listener_limit", "not_a_query", "fault", "tcp_limit", "upstream_overloaded").
     pub fn drops(&self, reason: &str) -> u64 {
         DROPS.iter().position(|name| *name == reason).and_then(|index| self.drops.get(index)).map_or(0, Counter::get)
     }
 
-    /// Queries by what was done with them ("local", "cache", "forwarded", ...).
+    /// Queries by what was done with them ("local", "cache", "forwarded",
+    /// "blocked", "stale", "upstream_failed", "refused", "error", "upstream_overloaded").
     pub fn decisions(&self, decision: &str) -> u64 {
         DECISIONS
             .iter()
@@ -272,13 +323,285 @@ impl Metrics {
     }
 
     /// The OpenMetrics text exposition (which Prometheus reads), with the
-    /// cache holding `cache_entries` entries.
-    pub fn render(&self, cache_entries: usize) -> String {
+    /// cache holding `cache_entries` entries, the figures `upstreams` keep
+    /// of their servers and groups, and what the kernel knows of the UDP
+    /// listeners' sockets (by listener id).
+    pub(crate) fn render(
+        &self,
+        cache_entries: usize,
+        upstreams: &Upstreams,
+        listeners: &[(String, UdpSockets)],
+    ) -> String {
         self.cache_entries.set(i64::try_from(cache_entries).unwrap_or(i64::MAX));
-        let mut out = String::with_capacity(4096);
+        let mut snapshot = Registry::default();
+        snapshot.register_collector(Box::new(UpstreamFigures::of(upstreams)));
+        snapshot.register_collector(Box::new(SocketFigures::of(listeners)));
+        let mut out = String::with_capacity(8192);
         // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &snapshot);
+        let _ = encode_eof(&mut out);
         out
+    }
+}
+
+/// What the kernel says of the process's UDP sockets, read at a scrape.
+#[derive(Debug)]
+struct SocketFigures {
+    /// Each UDP listener: its id, the receive buffer granted, datagrams dropped.
+    listeners: Vec<(String, Option<usize>, u64)>,
+    /// Datagrams dropped on the process's other open UDP sockets (the
+    /// upstream pools'), when /proc could be read.
+    others: Option<u64>,
+    /// The network namespace's UDP receive-buffer errors, as nstat shows them.
+    system: Option<u64>,
+}
+
+impl SocketFigures {
+    fn of(listeners: &[(String, UdpSockets)]) -> Self {
+        let drops = kernel::udp_drops();
+        let sum = |inodes: &mut dyn Iterator<Item = &u64>| inodes.filter_map(|inode| drops.get(inode)).sum::<u64>();
+        let mine: HashSet<u64> = listeners.iter().flat_map(|(_, sockets)| sockets.inodes.iter().copied()).collect();
+        let others = (!drops.is_empty())
+            .then(|| sum(&mut kernel::own_socket_inodes().iter().filter(|inode| !mine.contains(inode))));
+        Self {
+            listeners: listeners
+                .iter()
+                .map(|(id, sockets)| (id.clone(), sockets.receive_buffer, sum(&mut sockets.inodes.iter())))
+                .collect(),
+            others,
+            system: kernel::system_receive_buffer_errors(),
+        }
+    }
+}
+
+impl Collector for SocketFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let e = &mut encoder;
+        let buffers = self.listeners.iter().filter_map(|(id, granted, _)| {
+            Some(([("listener", id.clone())], ConstGauge::new(i64::try_from((*granted)?).unwrap_or(i64::MAX))))
+        });
+        family(
+            e,
+            "signpost_udp_receive_buffer_bytes",
+            "Kernel receive buffer granted to each of the UDP listener's sockets",
+            buffers,
+        )?;
+        let drops = self.listeners.iter().map(|(id, _, drops)| ([("listener", id.clone())], ConstCounter::new(*drops)));
+        family(
+            e,
+            "signpost_udp_receive_drops",
+            "Queries the kernel dropped because the UDP listener's receive buffers were full",
+            drops,
+        )?;
+        if let Some(others) = self.others {
+            let others = ConstGauge::new(i64::try_from(others).unwrap_or(i64::MAX));
+            let metric = e.encode_descriptor(
+                "signpost_udp_other_receive_drops",
+                "Datagrams the kernel dropped for full receive buffers on the process's other open UDP sockets \
+                 (the upstream pools'); retired sockets leave the sum",
+                None,
+                others.metric_type(),
+            )?;
+            others.encode(metric)?;
+        }
+        if let Some(system) = self.system {
+            let system = ConstCounter::new(system);
+            let metric = e.encode_descriptor(
+                "signpost_system_udp_receive_buffer_errors",
+                "UdpRcvbufErrors plus Udp6RcvbufErrors of the network namespace, every process's sockets (as nstat)",
+                None,
+                system.metric_type(),
+            )?;
+            system.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of the upstreams' own figures, taken at a scrape.
+#[derive(Debug)]
+struct UpstreamFigures {
+    servers: Vec<ServerStats>,
+    groups: Vec<GroupStats>,
+}
+
+/// The labels of a server's figures: its group and `protocol://address`,
+/// the spelling of `signpost_upstream_latency_seconds`'s `server` label.
+type ServerLabels = [(&'static str, String); 2];
+
+impl UpstreamFigures {
+    fn of(upstreams: &Upstreams) -> Self {
+        Self { servers: upstreams.stats(), groups: upstreams.group_stats() }
+    }
+
+    fn server_labels(server: &ServerStats) -> ServerLabels {
+        [("group", server.group.clone()), ("server", format!("{}://{}", server.protocol.as_str(), server.server))]
+    }
+
+    /// One counter family, a sample per server.
+    fn server_counter(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        value: impl Fn(&ServerStats) -> u64,
+    ) -> std::fmt::Result {
+        let rows = self.servers.iter().map(|server| (Self::server_labels(server), ConstCounter::new(value(server))));
+        family(encoder, name, help, rows)
+    }
+
+    /// One gauge family, a sample per server that has a value.
+    fn server_gauge<V: EncodeGaugeValue>(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        value: impl Fn(&ServerStats) -> Option<V>,
+    ) -> std::fmt::Result {
+        let rows = self
+            .servers
+            .iter()
+            .filter_map(|server| Some((Self::server_labels(server), ConstGauge::new(value(server)?))));
+        family(encoder, name, help, rows)
+    }
+
+    fn group_metric<M: EncodeMetric>(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        value: impl Fn(&GroupStats) -> M,
+    ) -> std::fmt::Result {
+        let rows = self.groups.iter().map(|group| ([("group", group.group.clone())], value(group)));
+        family(encoder, name, help, rows)
+    }
+}
+
+/// Encode one family from its samples; a family with none is left out.
+fn family<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    rows: impl Iterator<Item = (L, M)>,
+) -> std::fmt::Result {
+    let mut rows = rows.peekable();
+    let Some((_, first)) = rows.peek() else { return Ok(()) };
+    let mut metric = encoder.encode_descriptor(name, help, None, first.metric_type())?;
+    for (labels, value) in rows {
+        value.encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn seconds(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+impl Collector for UpstreamFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let e = &mut encoder;
+        self.server_counter(
+            e,
+            "signpost_upstream_messages",
+            "Messages sent to the server, retransmissions included",
+            |s| s.queries,
+        )?;
+        self.server_counter(
+            e,
+            "signpost_upstream_retransmits",
+            "Messages sent again because an earlier one had no answer within its retransmission timeout",
+            |s| s.retransmits,
+        )?;
+        self.server_counter(e, "signpost_upstream_answers", "Valid answers received", |s| s.answers)?;
+        self.server_counter(
+            e,
+            "signpost_upstream_late_answers",
+            "Answers that came after their message's retransmission timeout",
+            |s| s.late_answers,
+        )?;
+        self.server_counter(
+            e,
+            "signpost_upstream_timeouts",
+            "Messages with no answer within their retransmission timeout (presumed lost)",
+            |s| s.timeouts,
+        )?;
+        self.server_counter(e, "signpost_upstream_errors", "Tries that failed otherwise than by timing out", |s| {
+            s.errors
+        })?;
+        self.server_counter(
+            e,
+            "signpost_upstream_spoofs_dropped",
+            "Datagrams dropped because their ID or question matched no query in flight",
+            |s| s.spoofs_dropped,
+        )?;
+        self.server_counter(
+            e,
+            "signpost_upstream_stale_answers",
+            "Answers dropped because their query had stopped waiting for them",
+            |s| s.stale_answers,
+        )?;
+        self.server_counter(
+            e,
+            "signpost_upstream_overloaded",
+            "Sends refused because every message ID of the server's sockets was in use",
+            |s| s.overloaded,
+        )?;
+        self.server_gauge(
+            e,
+            "signpost_upstream_in_flight",
+            "UDP queries waiting for an answer from the server",
+            |s| Some(i64::try_from(s.in_flight).unwrap_or(i64::MAX)),
+        )?;
+        self.server_gauge(
+            e,
+            "signpost_upstream_smoothed_rtt_seconds",
+            "Smoothed round-trip time (RFC 6298 SRTT), once measured",
+            |s| s.smoothed_rtt.map(seconds),
+        )?;
+        self.server_gauge(e, "signpost_upstream_rtt_variance_seconds", "Round-trip time deviation (RTTVAR)", |s| {
+            Some(seconds(s.rtt_variance))
+        })?;
+        self.server_gauge(
+            e,
+            "signpost_upstream_retransmit_timeout_seconds",
+            "The wait the next UDP message to the server gets before it is sent again",
+            |s| Some(seconds(s.retransmit_timeout)),
+        )?;
+        self.server_gauge(
+            e,
+            "signpost_upstream_receive_buffer_bytes",
+            "Kernel receive buffer granted to the server's newest UDP socket",
+            |s| s.receive_buffer.map(|granted| i64::try_from(granted).unwrap_or(i64::MAX)),
+        )?;
+        self.server_gauge(e, "signpost_upstream_up", "1 while the server is in use, 0 once marked down", |s| {
+            Some(i64::from(s.up))
+        })?;
+        self.server_gauge(e, "signpost_upstream_consecutive_failures", "Failures since the last answer", |s| {
+            Some(i64::from(s.consecutive_failures))
+        })?;
+        self.group_metric(e, "signpost_upstream_group_in_flight", "Queries in flight through the group", |g| {
+            ConstGauge::new(i64::try_from(g.in_flight).unwrap_or(i64::MAX))
+        })?;
+        self.group_metric(
+            e,
+            "signpost_upstream_group_max_outstanding",
+            "The group's max_outstanding: queries it may have in flight at once",
+            |g| ConstGauge::new(i64::try_from(g.max_outstanding).unwrap_or(i64::MAX)),
+        )?;
+        self.group_metric(
+            e,
+            "signpost_upstream_group_queued",
+            "Queries that found max_outstanding in flight and waited for a slot",
+            |g| ConstCounter::new(g.queued),
+        )?;
+        self.group_metric(
+            e,
+            "signpost_upstream_group_overloaded",
+            "Queries refused because no slot freed within queue_timeout",
+            |g| ConstCounter::new(g.overloaded),
+        )?;
+        Ok(())
     }
 }
 
@@ -299,7 +622,10 @@ mod tests {
         metrics.upstream_attempt("udp", server, Duration::from_millis(3), None);
         metrics.upstream_attempt("udp", server, Duration::from_secs(2), Some("timeout"));
         metrics.cache_stats().hits.inc();
-        let text = metrics.render(7);
+        metrics.set_config_version("0123456789abcdef");
+        metrics.set_config_version("e3b0c44298fc1c14");
+        metrics.config_reload(false);
+        let text = metrics.render(7, &Upstreams::default(), &[]);
         for line in [
             "# TYPE signpost_queries counter",
             "signpost_queries_total{transport=\"udp\"} 1",
@@ -315,6 +641,9 @@ mod tests {
             "signpost_upstream_latency_seconds_count{server=\"udp://127.0.0.1:53\"} 2",
             "signpost_upstream_failures_total{server=\"udp://127.0.0.1:53\",outcome=\"timeout\"} 1",
             "signpost_cache_entries 7",
+            "signpost_config_version{version=\"e3b0c44298fc1c14\"} 1",
+            "signpost_config_reloads_total{outcome=\"success\"} 0",
+            "signpost_config_reloads_total{outcome=\"failure\"} 1",
             "# EOF",
         ] {
             assert!(text.lines().any(|written| written == line), "no {line:?} in\n{text}");
@@ -324,6 +653,39 @@ mod tests {
         assert_eq!(metrics.responses(3), 1);
         assert_eq!(metrics.responses(16), 1);
         assert_eq!(metrics.decisions("cache"), 1);
+        assert!(!text.contains("0123456789abcdef"), "the old version is gone:\n{text}");
+    }
+
+    #[test]
+    fn renders_the_upstreams_figures() {
+        let server: SocketAddr = "127.0.0.1:5300".parse().expect("address");
+        let mut group = signpost_upstream::GroupConfig::new("corp", vec![signpost_upstream::ServerConfig::udp(server)]);
+        group.max_outstanding = 64;
+        let upstreams = Upstreams::new(vec![group]).expect("a valid group");
+        let text = Metrics::default().render(0, &upstreams, &[]);
+        let labels = "{group=\"corp\",server=\"udp://127.0.0.1:5300\"}";
+        for line in [
+            "# TYPE signpost_upstream_retransmits counter".to_string(),
+            format!("signpost_upstream_messages_total{labels} 0"),
+            format!("signpost_upstream_retransmits_total{labels} 0"),
+            format!("signpost_upstream_timeouts_total{labels} 0"),
+            format!("signpost_upstream_spoofs_dropped_total{labels} 0"),
+            format!("signpost_upstream_overloaded_total{labels} 0"),
+            format!("signpost_upstream_in_flight{labels} 0"),
+            format!("signpost_upstream_up{labels} 1"),
+            // Unmeasured: Unbound's 376 ms for an unknown server.
+            format!("signpost_upstream_retransmit_timeout_seconds{labels} 0.376"),
+            "signpost_upstream_group_max_outstanding{group=\"corp\"} 64".to_string(),
+            "signpost_upstream_group_overloaded_total{group=\"corp\"} 0".to_string(),
+            "signpost_upstream_group_queued_total{group=\"corp\"} 0".to_string(),
+        ] {
+            assert!(text.lines().any(|written| written == line), "no {line:?} in\n{text}");
+        }
+        // No estimate yet: no sample, and the family is left out.
+        assert!(!text.contains("signpost_upstream_smoothed_rtt_seconds"), "{text}");
+        // One end, after both parts.
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]
@@ -332,6 +694,6 @@ mod tests {
         one.query(TransportIndex::Tcp);
         assert_eq!(one.queries("tcp"), 1);
         assert_eq!(two.queries("tcp"), 0);
-        assert!(two.render(0).contains("signpost_queries_total{transport=\"tcp\"} 0"));
+        assert!(two.render(0, &Upstreams::default(), &[]).contains("signpost_queries_total{transport=\"tcp\"} 0"));
     }
 }

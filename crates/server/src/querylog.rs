@@ -48,7 +48,8 @@ pub struct Trace {
     pub view: String,
     /// The rule, zone or host table that matched (or "default").
     pub matched: String,
-    /// What the pipeline did: local, block, cache, forward, stale, servfail, refused, formerr, notimp, badvers, drop.
+    /// What the pipeline did: local, block, cache, forward, stale, servfail,
+    /// overloaded (the upstream group had no capacity), refused, formerr, notimp, badvers, drop.
     pub decision: String,
     /// The upstream group, for forwarded queries.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -13,6 +13,8 @@ use crate::admin::{self, AdminExtension};
 use crate::cache::CacheStats;
 use crate::config::{AdminConfig, ListenerConfig, QueryLogConfig, ServerConfig};
 use crate::error::BoxError;
+use crate::hook::QueryHandler;
+use crate::kernel::UdpSockets;
 use crate::limits::RateLimiter;
 use crate::listener::{self, BoundListener, Running, Runtime};
 use crate::metrics::Metrics;
@@ -72,6 +74,15 @@ pub struct Server;
 impl Server {
     /// A builder with no listeners, no rules (everything forwarded to the
     /// default group) and no upstreams (everything forwarded fails).
+    ///
+    /// Defaults a test author should know: the answer cache is **on**
+    /// (`ServerConfig::cache.enabled`), so a test asserting that an
+    /// upstream saw every query turns it off; each UDP listener runs one
+    /// worker per CPU core; the allow-list admits loopback and private
+    /// networks; nothing is recorded without a [`TestLayer`]. Dropping the
+    /// last [`ServerHandle`] stops the server, so a test that panics does
+    /// not leak one. For tests, `signpost-testkit`'s `FakeDns` starts one
+    /// with the test defaults in a few lines (docs/testing.md).
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
@@ -83,12 +94,14 @@ pub struct ServerBuilder {
     config: ServerConfig,
     rules: Option<Arc<RuleSet>>,
     upstreams: Option<Arc<Upstreams>>,
+    validator: Option<Arc<signpost_dnssec::Validator>>,
     extension: Option<Arc<dyn AdminExtension>>,
     reloader: Option<Reloader>,
     config_reloader: Option<ConfigReloader>,
     query_logs: Vec<QueryLogConfig>,
     log_format: Option<Arc<dyn QueryLogFormat>>,
     test_layer: Option<TestLayer>,
+    handler: Option<Arc<dyn QueryHandler>>,
 }
 
 impl ServerBuilder {
@@ -122,10 +135,17 @@ impl ServerBuilder {
         self
     }
 
-    /// Rules and upstreams already shared (as a reload would swap them in).
+    /// Rules, upstreams and validator already shared (as a reload would swap them in).
     pub fn state(mut self, state: State) -> Self {
         self.rules = Some(state.rules);
         self.upstreams = Some(state.upstreams);
+        self.validator = state.validator;
+        self
+    }
+
+    /// Validate forwarded answers with DNSSEC (off unless given).
+    pub fn validator(mut self, validator: Arc<signpost_dnssec::Validator>) -> Self {
+        self.validator = Some(validator);
         self
     }
 
@@ -140,6 +160,14 @@ impl ServerBuilder {
     /// format) unless an application gives its own, to add or rename fields.
     pub fn query_log_format(mut self, format: Arc<dyn QueryLogFormat>) -> Self {
         self.log_format = Some(format);
+        self
+    }
+
+    /// An application's handler, asked before the rules for every query that
+    /// passes the ACL and the rate limits (zone transfers, NOTIFY): see
+    /// [`QueryHandler`].
+    pub fn query_handler(mut self, handler: Arc<dyn QueryHandler>) -> Self {
+        self.handler = Some(handler);
         self
     }
 
@@ -196,8 +224,11 @@ impl ServerBuilder {
         let rules = self.rules.unwrap_or_default();
         let upstreams = self.upstreams.unwrap_or_default();
         let config = self.config;
-        let pipeline =
-            Arc::new(Pipeline::new(config.clone(), State { rules, upstreams }, metrics, log, self.test_layer));
+        let mut state = State::new(rules, upstreams);
+        state.validator = self.validator;
+        let mut pipeline = Pipeline::new(config.clone(), state, metrics, log, self.test_layer);
+        pipeline.handler = self.handler;
+        let pipeline = Arc::new(pipeline);
         let runtime = Runtime {
             pipeline,
             limits: StreamLimits {
@@ -233,8 +264,7 @@ impl ServerBuilder {
             listeners: Mutex::new(running),
             admin: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
-            reloader: self.reloader,
-            config_reloader: self.config_reloader,
+            sources: Mutex::new(ReloadSources { reloader: self.reloader, config_reloader: self.config_reloader }),
             config: Mutex::new(config.clone()),
         });
         let handle = ServerHandle { inner };
@@ -267,6 +297,14 @@ async fn run_blocking<T: Send + 'static>(
     }
 }
 
+/// A server's reload source: at most one of the two is used, the
+/// [`ConfigReloader`] first.
+#[derive(Clone, Default)]
+struct ReloadSources {
+    reloader: Option<Reloader>,
+    config_reloader: Option<ConfigReloader>,
+}
+
 struct Inner {
     runtime: Runtime,
     /// The listeners being served, in the order they were configured or added.
@@ -274,8 +312,8 @@ struct Inner {
     admin: Mutex<Option<SocketAddr>>,
     /// Tasks besides the listeners' (the admin listener).
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    reloader: Option<Reloader>,
-    config_reloader: Option<ConfigReloader>,
+    /// Where reloads come from; settable on a running server.
+    sources: Mutex<ReloadSources>,
     /// The settings running: those the server started with (reloads leave
     /// them in force), with listeners added or removed since.
     config: Mutex<ServerConfig>,
@@ -323,6 +361,18 @@ impl ServerHandle {
 
     fn addresses(&self, transport: Transport) -> Vec<SocketAddr> {
         self.listeners().into_iter().filter(|l| l.transport == transport).map(|l| l.address).collect()
+    }
+
+    /// The first UDP listener's address: the one to ask in the common
+    /// case of a server with one UDP listener.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addrs().first().copied()
+    }
+
+    /// The first TCP listener's address (with `udp_and_tcp` on port 0,
+    /// the same port as [`ServerHandle::udp_addr`]).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addrs().first().copied()
     }
 
     /// Bound UDP addresses.
@@ -414,6 +464,12 @@ impl ServerHandle {
         self.pipeline().state.load().upstreams.clone()
     }
 
+    /// The DNSSEC validator in force, if answers are validated (a
+    /// [`reload`](Self::reload) that changes only rules or upstreams keeps it).
+    pub fn validator(&self) -> Option<Arc<signpost_dnssec::Validator>> {
+        self.pipeline().state.load().validator.clone()
+    }
+
     /// Swap in new rules and upstreams atomically; queries already running
     /// finish with the old ones. The cache is emptied.
     pub fn reload(&self, state: State) {
@@ -421,10 +477,15 @@ impl ServerHandle {
         self.pipeline().cache.clear();
     }
 
+    /// Empty the answer cache (Unbound's `flush`).
+    pub fn clear_cache(&self) {
+        self.pipeline().cache.clear();
+    }
+
     /// Swap in new rules, keeping the upstreams.
     pub fn set_rules(&self, rules: RuleSet) {
         let upstreams = self.upstreams();
-        self.reload(State { rules: Arc::new(rules), upstreams });
+        self.reload(State::new(Arc::new(rules), upstreams));
     }
 
     /// Swap in new rules and upstreams, as [`ServerHandle::reload`], and
@@ -454,14 +515,39 @@ impl ServerHandle {
     /// (always none with a plain [`Reloader`], which gives no settings). On
     /// error the running configuration stays and the error is returned.
     pub async fn reload_from_source(&self) -> Result<Vec<&'static str>, Error> {
-        if let Some(reloader) = self.inner.config_reloader.clone() {
+        let outcome = self.reload_from_source_uncounted().await;
+        self.metrics().config_reload(outcome.is_ok());
+        outcome
+    }
+
+    async fn reload_from_source_uncounted(&self) -> Result<Vec<&'static str>, Error> {
+        let sources = self.inner.sources.lock().map(|sources| sources.clone()).unwrap_or_default();
+        if let Some(reloader) = sources.config_reloader {
             let (state, config) = run_blocking(move || reloader()).await?;
             return Ok(self.reload_with_config(state, &config));
         }
-        let Some(reloader) = self.inner.reloader.clone() else { return Err(Error::NoReloadSource) };
+        let Some(reloader) = sources.reloader else { return Err(Error::NoReloadSource) };
         let state = run_blocking(move || reloader()).await?;
         self.reload(state);
         Ok(Vec::new())
+    }
+
+    /// Set (or replace) the reload source of a running server, as
+    /// [`ServerBuilder::reloader`] does before it starts: the next
+    /// [`ServerHandle::reload_from_source`], SIGHUP or admin `/reload` uses
+    /// it. It takes the place of any [`ConfigReloader`].
+    pub fn set_reloader(&self, reloader: Reloader) {
+        if let Ok(mut sources) = self.inner.sources.lock() {
+            *sources = ReloadSources { reloader: Some(reloader), config_reloader: None };
+        }
+    }
+
+    /// Set (or replace) the reload source of a running server with one that
+    /// also gives server settings, as [`ServerBuilder::config_reloader`].
+    pub fn set_config_reloader(&self, reloader: ConfigReloader) {
+        if let Ok(mut sources) = self.inner.sources.lock() {
+            *sources = ReloadSources { reloader: None, config_reloader: Some(reloader) };
+        }
     }
 
     /// The counters.
@@ -477,7 +563,18 @@ impl ServerHandle {
     /// Metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
         let pipeline = self.pipeline();
-        pipeline.metrics.render(pipeline.cache.len())
+        let listeners: Vec<(String, UdpSockets)> = self
+            .inner
+            .listeners
+            .lock()
+            .map(|listeners| {
+                listeners
+                    .iter()
+                    .filter_map(|running| Some((running.bound.id.clone(), running.udp_sockets.clone()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        pipeline.metrics.render(pipeline.cache.len(), &pipeline.state.load().upstreams, &listeners)
     }
 
     /// The test layer, when the server was built with one.
@@ -538,7 +635,7 @@ mod tests {
     use crate::listener::tests::udp_listener;
 
     fn state() -> State {
-        State { rules: Arc::new(RuleSet::default()), upstreams: Arc::new(Upstreams::default()) }
+        State::new(Arc::new(RuleSet::default()), Arc::new(Upstreams::default()))
     }
 
     #[test]
@@ -608,6 +705,25 @@ mod tests {
         for server in servers {
             server.shutdown().await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_running_server_takes_a_reload_source_and_a_new_one_replaces_it() {
+        let server = Server::builder().listener(udp_listener()).start().await.unwrap();
+        assert!(matches!(server.reload_from_source().await, Err(Error::NoReloadSource)));
+        let mut changed = ServerConfig { listeners: vec![udp_listener()], ..ServerConfig::default() };
+        changed.cache.max_entries += 1;
+        server.set_config_reloader(Arc::new(move || Ok((state(), changed.clone()))));
+        assert_eq!(server.reload_from_source().await.unwrap(), ["cache"]);
+        server.set_reloader(Arc::new(|| Err("the source is broken".into())));
+        let rules = server.rules();
+        assert!(matches!(server.reload_from_source().await, Err(Error::Reload { .. })));
+        assert!(Arc::ptr_eq(&rules, &server.rules()), "a failed reload keeps the rules");
+        server.set_reloader(Arc::new(|| Ok(state())));
+        assert_eq!(server.reload_from_source().await.unwrap(), Vec::<&str>::new(), "the plain reloader replaced both");
+        assert_eq!(server.udp_addr(), server.udp_addrs().first().copied());
+        assert_eq!(server.tcp_addr(), None);
+        server.shutdown().await;
     }
 
     #[tokio::test]

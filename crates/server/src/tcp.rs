@@ -238,6 +238,25 @@ impl Connection {
                         drop(permit);
                     });
                 }
+                Reply::Stream { len, rest } => {
+                    out.truncate(len);
+                    // A transfer holds the connection's writer until it is done:
+                    // its messages must not interleave with other answers' frames.
+                    if sender.send(out).await.is_err() {
+                        break;
+                    }
+                    let mut closed = false;
+                    for message in rest {
+                        if sender.send(message).await.is_err() {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    drop(permit);
+                    if closed {
+                        break;
+                    }
+                }
                 Reply::Silent => drop(permit),
                 Reply::Close => {
                     reset = true;

@@ -38,8 +38,9 @@ const BATCHES_PER_TURN: usize = 8;
 /// holds (or, with a fixed port, fails if anybody does) and nobody can join
 /// it — and only then turns SO_REUSEPORT on so that its siblings can join;
 /// Linux forms the group when the second socket binds.
-pub(crate) fn bind_sockets(address: SocketAddr, count: usize) -> Result<Vec<UdpSocket>, Error> {
-    let first = bind_one(address, false).map_err(|e| Error::bind("udp", address, e))?;
+/// Each socket asks the kernel for `receive_buffer` bytes of receive buffer.
+pub(crate) fn bind_sockets(address: SocketAddr, count: usize, receive_buffer: usize) -> Result<Vec<UdpSocket>, Error> {
+    let first = bind_one(address, false, receive_buffer).map_err(|e| Error::bind("udp", address, e))?;
     let address = first.local_addr().map_err(|source| Error::Io { what: "reading the bound UDP address", source })?;
     let mut sockets = Vec::with_capacity(count.max(1));
     if count > 1 {
@@ -47,7 +48,7 @@ pub(crate) fn bind_sockets(address: SocketAddr, count: usize) -> Result<Vec<UdpS
     }
     sockets.push(first);
     for _ in 1..count {
-        sockets.push(bind_one(address, true).map_err(|e| Error::bind("udp", address, e))?);
+        sockets.push(bind_one(address, true, receive_buffer).map_err(|e| Error::bind("udp", address, e))?);
     }
     Ok(sockets)
 }
@@ -61,7 +62,7 @@ pub(crate) fn local_addr(sockets: &[UdpSocket]) -> Result<SocketAddr, Error> {
     first.local_addr().map_err(|source| Error::Io { what: "reading the bound UDP address", source })
 }
 
-fn bind_one(address: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+fn bind_one(address: SocketAddr, reuse_port: bool, receive_buffer: usize) -> io::Result<UdpSocket> {
     let domain = if address.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_port(reuse_port)?;
@@ -69,8 +70,9 @@ fn bind_one(address: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
         // `::` must not claim 0.0.0.0's port too.
         socket.set_only_v6(true)?;
     }
-    // Room for bursts while a worker is busy; the kernel caps it at rmem_max.
-    let _ = socket.set_recv_buffer_size(4 << 20);
+    // Room for bursts while a worker is busy; without CAP_NET_ADMIN the
+    // kernel caps it at rmem_max (what it granted shows in the metrics).
+    let _ = signpost_upstream::request_receive_buffer(&socket, receive_buffer);
     let _ = socket.set_send_buffer_size(4 << 20);
     socket.bind(&address.into())?;
     if address.ip().is_unspecified() {
@@ -166,7 +168,7 @@ impl Worker {
                 now,
             };
             match self.pipeline.handle(&incoming, &mut out) {
-                Reply::Now { len } => send.push(len, info.peer, source),
+                Reply::Now { len } | Reply::Stream { len, .. } => send.push(len, info.peer, source),
                 Reply::Later(pending) => self.answer_later(pending, info.peer, source),
                 Reply::Silent | Reply::Close => {}
             }
@@ -197,6 +199,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+    use crate::config::DEFAULT_RECEIVE_BUFFER;
 
     /// Linux may hand a port-0 SO_REUSEPORT bind a port that another
     /// SO_REUSEPORT socket of the same user holds; every listener here must
@@ -206,7 +209,7 @@ mod tests {
         let mut held = Vec::new();
         let mut ports = HashSet::new();
         for start in 0..2_000 {
-            let sockets = bind_sockets(SocketAddr::from(([127, 0, 0, 1], 0)), 2).expect("bind");
+            let sockets = bind_sockets(SocketAddr::from(([127, 0, 0, 1], 0)), 2, DEFAULT_RECEIVE_BUFFER).expect("bind");
             let port = sockets[0].local_addr().expect("address").port();
             assert!(ports.insert(port), "start {start} was given port {port}, which an earlier listener holds");
             held.push(sockets);
@@ -215,12 +218,12 @@ mod tests {
 
     #[test]
     fn siblings_share_the_port_and_nobody_else_joins() {
-        let sockets = bind_sockets(SocketAddr::from(([127, 0, 0, 1], 0)), 2).expect("bind");
+        let sockets = bind_sockets(SocketAddr::from(([127, 0, 0, 1], 0)), 2, DEFAULT_RECEIVE_BUFFER).expect("bind");
         let address = sockets[0].local_addr().expect("address");
         assert_eq!(sockets[1].local_addr().expect("address"), address);
         // A second listener asking for the same fixed port is turned away.
-        assert!(bind_sockets(address, 2).is_err());
-        assert!(bind_sockets(address, 1).is_err());
+        assert!(bind_sockets(address, 2, DEFAULT_RECEIVE_BUFFER).is_err());
+        assert!(bind_sockets(address, 1, DEFAULT_RECEIVE_BUFFER).is_err());
         // Both sockets are in one reuse-port group: the kernel spreads
         // datagrams from many source ports over them.
         for _ in 0..200 {

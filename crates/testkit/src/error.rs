@@ -107,6 +107,26 @@ pub enum Error {
         /// What it printed on standard error.
         stderr: String,
     },
+    /// A Signpost server (a [`crate::FakeDns`]) could not start or reload.
+    #[error("the fake DNS server: {source}")]
+    Server {
+        /// The server's error.
+        source: Box<signpost_server::Error>,
+    },
+    /// Zone data, a record or rules given to a [`crate::FakeDns`] are not valid.
+    #[error("{what}: {source}")]
+    Rules {
+        /// What was given (`zone svc.test`, `record "..."`, `the rules`).
+        what: String,
+        /// Why the rule engine refused it.
+        source: Box<signpost_rules::Error>,
+    },
+    /// The upstream groups of a [`crate::FakeDns`] are not valid.
+    #[error("the fake DNS server's upstreams: {source}")]
+    Upstreams {
+        /// The upstream crate's error.
+        source: Box<signpost_upstream::Error>,
+    },
     /// A signal could not be sent to a child process.
     #[error("cannot send signal {signal} to process {pid}: {source}")]
     Signal {

@@ -1,5 +1,8 @@
-//! Ports: one nothing listens on, and starting a server on port 0 when the
-//! port the kernel picked for UDP is taken for TCP.
+//! Ports: one nothing listens on; and the retry helpers that starting a
+//! Signpost server on port 0 no longer needs (the server binds a UDP and
+//! TCP pair on a port free for both, and never shares a port-0 UDP port:
+//! `port_zero_servers_never_share_a_port` starts 2000 servers). They stay,
+//! hidden, for code written against them; new code calls `start()` once.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -42,6 +42,8 @@ pub struct ResolverBuilder {
     server_name: String,
     timeout: Duration,
     cache_size: u64,
+    /// UDP first, TCP after a truncated answer (both to `server`).
+    udp_then_tcp: bool,
 }
 
 impl ResolverBuilder {
@@ -55,7 +57,15 @@ impl ResolverBuilder {
             server_name: "localhost".to_owned(),
             timeout: Duration::from_secs(3),
             cache_size: 0,
+            udp_then_tcp: false,
         }
+    }
+
+    /// A resolver for `server` over UDP that asks again over TCP, on the
+    /// same address, when an answer comes back truncated: how a stub
+    /// resolver talks to a server listening on both (a [`crate::FakeDns`]).
+    pub fn udp_and_tcp(server: SocketAddr) -> Self {
+        Self { udp_then_tcp: true, ..Self::new(Transport::Udp, server) }
     }
 
     /// Send from this address (a loopback "client network").
@@ -92,15 +102,21 @@ impl ResolverBuilder {
     /// The resolver.
     pub fn build(self) -> Result<TokioResolver, Error> {
         let server_name: Arc<str> = Arc::from(self.server_name.as_str());
-        let mut connection = match self.transport {
+        let connection = match self.transport {
             Transport::Udp => ConnectionConfig::udp(),
             Transport::Tcp => ConnectionConfig::tcp(),
             Transport::Dot => ConnectionConfig::tls(server_name),
             Transport::Doh => ConnectionConfig::https(server_name, None),
         };
-        connection.port = self.server.port();
-        connection.bind_addr = self.source.map(|ip| SocketAddr::new(ip, 0));
-        let name_server = NameServerConfig::new(self.server.ip(), true, vec![connection]);
+        let mut connections = vec![connection];
+        if self.udp_then_tcp {
+            connections.push(ConnectionConfig::tcp());
+        }
+        for connection in &mut connections {
+            connection.port = self.server.port();
+            connection.bind_addr = self.source.map(|ip| SocketAddr::new(ip, 0));
+        }
+        let name_server = NameServerConfig::new(self.server.ip(), true, connections);
         let config = ResolverConfig::from_name_servers(vec![name_server]);
         let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
         let options = builder.options_mut();
@@ -114,6 +130,26 @@ impl ResolverBuilder {
         }
         builder.build().map_err(|error| Error::Resolver { server: self.server, reason: error.to_string() })
     }
+}
+
+pub(crate) fn udp_and_tcp_resolver(server: SocketAddr) -> TokioResolver {
+    match ResolverBuilder::udp_and_tcp(server).build() {
+        Ok(resolver) => resolver,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// A hickory configuration naming only `server`, asked over UDP and then
+/// over TCP on the same port after a truncated answer: what to give
+/// `Resolver::builder_with_config` to point code under test at a
+/// [`crate::FakeDns`] (set `options_mut().use_hosts_file` to `Never` too,
+/// so the system's hosts file does not answer first).
+pub fn resolver_config(server: SocketAddr) -> ResolverConfig {
+    let mut connections = vec![ConnectionConfig::udp(), ConnectionConfig::tcp()];
+    for connection in &mut connections {
+        connection.port = server.port();
+    }
+    ResolverConfig::from_name_servers(vec![NameServerConfig::new(server.ip(), true, connections)])
 }
 
 /// A resolver for `server` over `transport` with [`ResolverBuilder`]'s defaults.

@@ -118,6 +118,9 @@ pub struct ServerConfig {
     /// A TCP, TLS or HTTPS connection with nothing in flight is closed after this long.
     #[serde(default = "default_idle_timeout", with = "duration_text")]
     pub idle_timeout: Duration,
+    /// The local address queries leave from (any of the host's when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<std::net::IpAddr>,
 }
 
 fn default_doh_path() -> String {
@@ -148,6 +151,7 @@ impl ServerConfig {
             max_in_flight: default_max_in_flight(),
             max_connections: default_max_connections(),
             idle_timeout: default_idle_timeout(),
+            source: None,
         }
     }
 
@@ -403,6 +407,24 @@ pub struct GroupConfig {
     /// TLS settings for DoT and DoH servers.
     #[serde(default)]
     pub tls: TlsOptions,
+    /// Whether queries ask for recursion (the RD bit). `false` for
+    /// authoritative servers (Unbound's `stub-zone:`): each query is sent
+    /// with RD clear, whatever the client asked.
+    #[serde(default = "default_recursion_desired", skip_serializing_if = "is_true")]
+    pub recursion_desired: bool,
+    /// Whether a server using this group may cache its answers (and answer
+    /// its names from the cache). `false` is Unbound's `forward-no-cache:
+    /// yes`: every question goes to the servers.
+    #[serde(default = "default_recursion_desired", skip_serializing_if = "is_true")]
+    pub cache: bool,
+}
+
+fn default_recursion_desired() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 fn default_per_try_timeout() -> Duration {
@@ -457,6 +479,8 @@ impl GroupConfig {
             max_outstanding: default_max_outstanding(),
             queue_timeout: default_queue_timeout(),
             tls: TlsOptions::default(),
+            recursion_desired: true,
+            cache: true,
         }
     }
 }

@@ -16,7 +16,6 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
@@ -36,6 +35,8 @@ type Body = Full<Bytes>;
 /// Sends queries to one DoH server.
 pub(crate) struct DohTransport {
     address: SocketAddr,
+    /// The local address connections are made from, if one is given.
+    source: Option<std::net::IpAddr>,
     connector: TlsConnector,
     name: ServerName<'static>,
     authority: String,
@@ -132,6 +133,7 @@ impl DohTransport {
         let authority = if server.address.port() == 443 { host } else { format!("{host}:{}", server.address.port()) };
         Self {
             address: server.address,
+            source: server.source,
             connector: TlsConnector::from(config),
             name,
             authority,
@@ -248,7 +250,9 @@ impl DohTransport {
     }
 
     async fn connect_sender(&self) -> Result<(Sender, bool), Failure> {
-        let tcp = TcpStream::connect(self.address).await.map_err(|error| Failure::unreachable(&error))?;
+        let tcp = crate::stream::connect_from(self.address, self.source)
+            .await
+            .map_err(|error| Failure::unreachable(&error))?;
         let _ = tcp.set_nodelay(true);
         let tls = self
             .connector

@@ -108,6 +108,36 @@ pub enum Error {
         /// Why.
         source: io::Error,
     },
+    /// A zone transfer or its SOA query failed on the network.
+    #[error("zone transfer of {zone} from {server}: {source}")]
+    TransferIo {
+        /// The primary.
+        server: SocketAddr,
+        /// The zone.
+        zone: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The primary did not connect or send the next message in time.
+    #[error("zone transfer of {zone} from {server}: nothing within {timeout:?}")]
+    TransferTimeout {
+        /// The primary.
+        server: SocketAddr,
+        /// The zone.
+        zone: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The primary's answer broke the protocol, was refused, or failed TSIG.
+    #[error("zone transfer of {zone} from {server}: {source}")]
+    TransferProtocol {
+        /// The primary.
+        server: SocketAddr,
+        /// The zone.
+        zone: String,
+        /// What was wrong.
+        source: signpost_wire::Error,
+    },
 }
 
 /// What became of one try of one server.

@@ -66,7 +66,13 @@ impl Server {
     fn new(config: &ServerConfig, group: &GroupConfig, tls: Option<&TlsConfigs>) -> Self {
         let stats = Arc::new(Stats::new(group.min_try_timeout, group.per_try_timeout));
         let stream = |tls| {
-            StreamTransport::new(config.address, tls, config.max_in_flight, config.max_connections, config.idle_timeout)
+            StreamTransport::new(
+                (config.address, config.source),
+                tls,
+                config.max_in_flight,
+                config.max_connections,
+                config.idle_timeout,
+            )
         };
         let name = tls::server_name(config);
         let transport = match (config.protocol, tls, name) {
@@ -76,7 +82,10 @@ impl Server {
             }
             (Protocol::Tcp, _, _) => Transport::Stream(stream(None)),
             // Validation guarantees TLS settings and a name for TLS servers; plain UDP otherwise.
-            _ => Transport::Udp { udp: UdpTransport::new(config.address, stats.clone()), tcp: stream(None) },
+            _ => Transport::Udp {
+                udp: UdpTransport::new(config.address, config.source, stats.clone()),
+                tcp: stream(None),
+            },
         };
         Self { config: config.clone(), transport, stats }
     }
@@ -385,6 +394,17 @@ impl Group {
 
     async fn resolve_with(&self, query: &[u8], rejected: Rejected) -> Result<Resolved, UpstreamError> {
         let config = &self.inner.config;
+        let without_rd;
+        let query = if config.recursion_desired {
+            query
+        } else {
+            without_rd = {
+                let mut copy = query.to_vec();
+                signpost_wire::relay::set_rd(&mut copy, false);
+                copy
+            };
+            without_rd.as_slice()
+        };
         let prepared = Prepared::new(query, config.edns_payload)
             .map_err(|error| UpstreamError::invalid_query(&config.name, error))?;
         let start = Instant::now();

@@ -57,6 +57,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+mod buffer;
 mod config;
 mod doh;
 mod error;
@@ -67,6 +68,7 @@ mod rtt;
 mod stats;
 mod stream;
 mod tls;
+mod transfer;
 mod udp;
 
 #[doc(hidden)]
@@ -78,6 +80,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use buffer::request_receive_buffer;
 pub use config::{
     DohMethod, GroupConfig, Hedge, HedgeAfter, Policy, Protocol, RetryOn, ServerConfig, TlsOptions, UnknownProtocol,
     duration_text,
@@ -87,6 +90,7 @@ pub use group::Group;
 pub use resolv::{MAX_NAMESERVERS, ResolvConf, ResolvWarning, parse_resolv_conf, reaches_own_listener, unmapped};
 pub use stats::{GroupStats, LATENCY_BUCKETS, ServerStats};
 pub use tls::crypto_provider;
+pub use transfer::{DEFAULT_TRANSFER_TIMEOUT, TransferClient};
 
 /// An answer from upstream.
 #[derive(Clone, Debug)]

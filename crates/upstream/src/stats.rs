@@ -66,6 +66,10 @@ pub struct ServerStats {
     pub overloaded: u64,
     /// UDP queries waiting for an answer from this server now.
     pub in_flight: usize,
+    /// The receive buffer the kernel granted this server's newest UDP
+    /// socket (4 MiB is asked; without `CAP_NET_ADMIN` Linux grants at most
+    /// `net.core.rmem_max`); `None` before the first UDP socket.
+    pub receive_buffer: Option<usize>,
     /// Answer latencies: `latency_buckets[i]` counts answers within
     /// [`LATENCY_BUCKETS`]`[i]` (and above the bound before); the last entry counts the rest.
     pub latency_buckets: Vec<u64>,
@@ -112,6 +116,8 @@ pub(crate) struct Stats {
     spoofs: AtomicU64,
     stale: AtomicU64,
     overloaded: AtomicU64,
+    /// Receive buffer granted to the newest UDP socket; 0 before the first.
+    receive_buffer: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_micros: AtomicU64,
     pub(crate) health: Mutex<Health>,
@@ -192,6 +198,7 @@ impl Stats {
             spoofs: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
+            receive_buffer: AtomicU64::new(0),
             buckets: Default::default(),
             latency_sum_micros: AtomicU64::new(0),
             health: Mutex::new(Health::new(Rtt::new(floor, ceiling))),
@@ -216,6 +223,12 @@ impl Stats {
 
     pub(crate) fn overloaded(&self) {
         self.overloaded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new UDP socket was granted `granted` bytes of receive buffer.
+    /// Returns whether it is the server's first.
+    pub(crate) fn socket_opened(&self, granted: usize) -> bool {
+        self.receive_buffer.swap(u64::try_from(granted).unwrap_or(u64::MAX).max(1), Ordering::Relaxed) == 0
     }
 
     /// A valid answer arrived `latency` after its message was sent (`late`
@@ -359,6 +372,10 @@ impl Stats {
             stale_answers: self.stale.load(Ordering::Relaxed),
             overloaded: self.overloaded.load(Ordering::Relaxed),
             in_flight,
+            receive_buffer: match self.receive_buffer.load(Ordering::Relaxed) {
+                0 => None,
+                granted => Some(usize::try_from(granted).unwrap_or(usize::MAX)),
+            },
             latency_buckets: self.buckets.iter().map(|counter| counter.load(Ordering::Relaxed)).collect(),
             latency_sum: Duration::from_micros(self.latency_sum_micros.load(Ordering::Relaxed)),
             smoothed_rtt: rtt.and_then(|rtt| rtt.smoothed()),

@@ -33,6 +33,8 @@ struct Request {
 /// Sends queries to one server over TCP or TLS, reusing connections.
 pub(crate) struct StreamTransport {
     address: SocketAddr,
+    /// The local address connections are made from, if one is given.
+    source: Option<std::net::IpAddr>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     max_in_flight: usize,
     max_connections: usize,
@@ -53,9 +55,17 @@ struct Connection {
     answers: Arc<AtomicU64>,
 }
 
+/// A TCP connection to `address`, from `source` when given.
+pub(crate) async fn connect_from(address: SocketAddr, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else { return TcpStream::connect(address).await };
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(address).await
+}
+
 impl StreamTransport {
     pub(crate) fn new(
-        address: SocketAddr,
+        (address, source): (SocketAddr, Option<std::net::IpAddr>),
         tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
         max_in_flight: usize,
         max_connections: usize,
@@ -63,6 +73,7 @@ impl StreamTransport {
     ) -> Self {
         Self {
             address,
+            source,
             tls: tls.map(|(config, name)| (TlsConnector::from(config), name)),
             max_in_flight: max_in_flight.max(1),
             max_connections: max_connections.max(1),
@@ -150,7 +161,7 @@ impl StreamTransport {
     }
 
     async fn connect(&self) -> Result<Connection, Failure> {
-        let tcp = TcpStream::connect(self.address).await.map_err(|error| Failure::unreachable(&error))?;
+        let tcp = connect_from(self.address, self.source).await.map_err(|error| Failure::unreachable(&error))?;
         // Queries are small and latency matters more than packet count.
         let _ = tcp.set_nodelay(true);
         let (requests, receiver) = mpsc::unbounded_channel();
@@ -337,7 +348,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let server = tokio::spawn(reversing_server(listener, 3));
-        let transport = StreamTransport::new(address, None, 8, 1, Duration::from_secs(5));
+        let transport = StreamTransport::new((address, None), None, 8, 1, Duration::from_secs(5));
         let stats = Stats::default();
         let (a, b, c) = (query("a.example"), query("b.example"), query("c.example"));
         let (ra, rb, rc) = tokio::join!(

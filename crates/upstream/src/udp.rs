@@ -79,6 +79,8 @@ const BATCHES_PER_WAKE: usize = 8;
 /// Sends queries to one server over a small pool of shared UDP sockets.
 pub(crate) struct UdpTransport {
     address: SocketAddr,
+    /// The local address its sockets are bound to, if one is given.
+    source: Option<std::net::IpAddr>,
     stats: Arc<Stats>,
     pool: Mutex<Vec<Option<Arc<Shared>>>>,
     /// Queries in flight on all of this server's sockets.
@@ -102,9 +104,10 @@ impl Drop for UdpTransport {
 }
 
 impl UdpTransport {
-    pub(crate) fn new(address: SocketAddr, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(address: SocketAddr, source: Option<std::net::IpAddr>, stats: Arc<Stats>) -> Self {
         Self {
             address,
+            source,
             stats,
             pool: Mutex::new(vec![None; SOCKETS_PER_SERVER]),
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -158,7 +161,7 @@ impl UdpTransport {
                     if let Some(old) = slot.take() {
                         old.retire();
                     }
-                    let shared = Shared::open(self.address, self.stats.clone(), self.in_flight.clone())?;
+                    let shared = Shared::open(self.address, self.source, self.stats.clone(), self.in_flight.clone())?;
                     *slot = Some(shared.clone());
                     shared
                 }
@@ -233,10 +236,28 @@ impl Hasher for IdHasher {
 
 impl Shared {
     /// A socket on a random port, connected to `server`, with its receive loop running.
-    fn open(server: SocketAddr, stats: Arc<Stats>, in_flight: Arc<AtomicUsize>) -> Result<Arc<Self>, Failure> {
+    fn open(
+        server: SocketAddr,
+        source: Option<std::net::IpAddr>,
+        stats: Arc<Stats>,
+        in_flight: Arc<AtomicUsize>,
+    ) -> Result<Arc<Self>, Failure> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Failure::Unreachable("no tokio runtime to receive answers on".into()))?;
-        let socket = bind_connected(server).map_err(|error| Failure::unreachable(&error))?;
+        let (socket, granted) = bind_connected(server, source).map_err(|error| Failure::unreachable(&error))?;
+        if let Some(granted) = granted
+            && stats.socket_opened(granted)
+            && granted < RECEIVE_BUFFER
+        {
+            // Once per server: answers past the buffer are dropped and retransmitted.
+            tracing::warn!(
+                %server,
+                asked = RECEIVE_BUFFER,
+                granted,
+                "the kernel granted an upstream UDP socket a smaller receive buffer than asked; \
+                 raise net.core.rmem_max (or run with CAP_NET_ADMIN) for heavy forwarding"
+            );
+        }
         let socket = {
             let _entered = runtime.enter();
             UdpSocket::from_std(socket).map_err(|error| Failure::unreachable(&error))?
@@ -475,20 +496,28 @@ impl Drop for Pending {
     }
 }
 
-/// A non-blocking socket on a random port of the right family, connected to `server`.
-fn bind_connected(server: SocketAddr) -> io::Result<std::net::UdpSocket> {
+/// A non-blocking socket on a random port of the right family (of
+/// `source` when given), connected to `server`, and the receive buffer the
+/// kernel granted it.
+fn bind_connected(
+    server: SocketAddr,
+    source: Option<std::net::IpAddr>,
+) -> io::Result<(std::net::UdpSocket, Option<usize>)> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let (domain, local): (Domain, SocketAddr) = match server {
+    let (domain, mut local): (Domain, SocketAddr) = match server {
         SocketAddr::V4(_) => (Domain::IPV4, (Ipv4Addr::UNSPECIFIED, 0).into()),
         SocketAddr::V6(_) => (Domain::IPV6, (Ipv6Addr::UNSPECIFIED, 0).into()),
     };
+    if let Some(source) = source {
+        local.set_ip(source);
+    }
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    // Best effort: the kernel caps it at net.core.rmem_max.
-    let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+    // Best effort: without CAP_NET_ADMIN the kernel caps it at net.core.rmem_max.
+    let granted = crate::buffer::request_receive_buffer(&socket, RECEIVE_BUFFER);
     socket.set_nonblocking(true)?;
     socket.bind(&SockAddr::from(local))?;
     socket.connect(&SockAddr::from(server))?;
-    Ok(socket.into())
+    Ok((socket.into(), granted))
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -626,7 +655,7 @@ mod tests {
     #[tokio::test]
     async fn answers_out_of_order_reach_their_queries() {
         let (address, task) = reversing_server(8).await;
-        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
         let queries: Vec<Prepared> = (0..8).map(|i| prepared(&format!("q{i}.example"))).collect();
         let answers = futures_util::future::join_all(queries.iter().map(|query| transport.exchange(query))).await;
         for (index, answer) in answers.into_iter().enumerate() {
@@ -639,9 +668,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn queries_leave_from_the_source_address_when_one_is_given() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = server.local_addr().unwrap();
+        let source: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+        let transport = UdpTransport::new(address, Some(source), Arc::new(Stats::default()));
+        let query = prepared("from.example");
+        let exchange = transport.exchange(&query);
+        let receive = async {
+            let mut buffer = [0u8; 512];
+            let (_, peer) = server.recv_from(&mut buffer).await.unwrap();
+            peer
+        };
+        let peer = tokio::select! {
+            peer = receive => peer,
+            _ = exchange => panic!("the exchange ended before the server saw the query"),
+        };
+        assert_eq!(peer.ip(), source);
+    }
+
+    #[tokio::test]
     async fn ids_are_unique_per_socket_and_given_back() {
         let (address, task) = reversing_server(1).await;
-        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
         let query = prepared("a.example");
         let pending: Vec<Pending> = (0..500).map(|_| transport.register(&query).unwrap()).collect();
         assert_eq!(transport.in_flight(), 500);
@@ -661,7 +710,7 @@ mod tests {
     async fn a_full_socket_pool_is_overloaded() {
         let (address, task) = reversing_server(1).await;
         let stats = Arc::new(Stats::default());
-        let transport = UdpTransport::new(address, stats.clone());
+        let transport = UdpTransport::new(address, None, stats.clone());
         let query = prepared("a.example");
         // Sockets are replaced as they carry their share; the ones replaced
         // still hold their queries, which count against the server.
@@ -677,7 +726,7 @@ mod tests {
     #[tokio::test]
     async fn a_forgotten_id_reused_by_another_query_is_not_forgotten_twice() {
         let (address, task) = reversing_server(1).await;
-        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
         let query = prepared("a.example");
         let first = transport.register(&query).unwrap();
         let shared = first.shared.clone();
@@ -699,7 +748,7 @@ mod tests {
     #[tokio::test]
     async fn sockets_are_replaced_after_their_share_of_queries() {
         let (address, task) = reversing_server(1).await;
-        let transport = UdpTransport::new(address, Arc::new(Stats::default()));
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
         let query = prepared("a.example");
         let first: Vec<Arc<Shared>> = transport.pool.lock().unwrap().iter().flatten().cloned().collect();
         assert!(first.is_empty(), "sockets open on first use");
@@ -726,7 +775,7 @@ mod tests {
     async fn late_answers_to_given_up_queries_are_not_counted_as_spoofs() {
         let (address, task) = reversing_server(1).await;
         let stats = Arc::new(Stats::default());
-        let transport = UdpTransport::new(address, stats.clone());
+        let transport = UdpTransport::new(address, None, stats.clone());
         let query = prepared("a.example");
         let pending = transport.register(&query).unwrap();
         let (shared, id) = (pending.shared.clone(), pending.id);

@@ -2,6 +2,8 @@
 
 use crate::iana::RecordType;
 use crate::message::Section;
+use crate::transfer::TransferProblem;
+use crate::tsig::TsigProblem;
 
 /// What went wrong while reading, writing or presenting DNS data, and where.
 ///
@@ -232,6 +234,20 @@ pub enum Error {
         /// The rule that was broken.
         rule: &'static str,
     },
+    /// A TSIG record is missing, malformed or does not verify (RFC 8945).
+    #[error("TSIG: {problem}")]
+    Tsig {
+        /// What is wrong.
+        problem: TsigProblem,
+    },
+    /// A zone transfer stream breaks RFC 5936 or RFC 1995.
+    #[error("zone transfer message {message}: {problem}")]
+    Transfer {
+        /// Which message of the stream (from 0).
+        message: usize,
+        /// What is wrong.
+        problem: TransferProblem,
+    },
 }
 
 impl Error {
@@ -243,7 +259,9 @@ impl Error {
             | Self::CountOverflow { .. }
             | Self::Truncated { .. }
             | Self::BufferFull { .. }
-            | Self::EdnsTooLong => None,
+            | Self::EdnsTooLong
+            | Self::Tsig { .. }
+            | Self::Transfer { .. } => None,
             Self::UnexpectedEnd { offset, .. }
             | Self::MissingRecords { offset, .. }
             | Self::TrailingData { offset, .. }

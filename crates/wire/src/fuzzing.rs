@@ -177,3 +177,51 @@ pub fn build(data: &[u8]) {
         assert_eq!(parsed, written);
     }
 }
+
+/// Read `data` as a transfer stream: a TCP byte stream of length-prefixed
+/// messages, fed to an AXFR reader, an IXFR reader and a TSIG verifier. A
+/// complete transfer must hold exactly the records the stream's answers
+/// carried, with the closing SOA equal to the opening one.
+pub fn transfer_stream(data: &[u8]) {
+    use crate::{Serial, Transfer, TransferReader, TransferRequest, TsigAlgorithm, TsigKey, TsigSession};
+    let zone: NameBuf = "example.".parse().unwrap();
+    let soa: RecordBuf = "example. 0 IN SOA . . 5 1 1 1 1".parse().unwrap();
+    let key = TsigKey::new("key.".parse().unwrap(), TsigAlgorithm::HmacSha256, b"fuzz");
+    let mut readers = [
+        TransferReader::new(0, &zone, &TransferRequest::Axfr).with_max_records(2000),
+        TransferReader::new(0, &zone, &TransferRequest::Ixfr { soa }).with_max_records(2000),
+    ];
+    let mut request = vec![0u8; 12];
+    let mut verifier = TsigSession::sign_request(&key, &mut request, 0).unwrap();
+    let mut rest = data;
+    while let [high, low, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*high, *low]));
+        let (message, after) = tail.split_at(len.min(tail.len()));
+        rest = after;
+        let _ = verifier.verify_response(message, 0);
+        for reader in &mut readers {
+            let _ = reader.handle_message(message);
+        }
+    }
+    for reader in readers {
+        let complete = reader.is_complete();
+        match reader.finish() {
+            Ok(Transfer::Full { soa, records }) => {
+                assert!(complete);
+                assert_eq!(records.first(), Some(&soa));
+                assert!(records.iter().skip(1).all(|record| record.rtype() != crate::RecordType::SOA));
+            }
+            Ok(Transfer::Incremental { soa, diffs }) => {
+                assert!(!diffs.is_empty());
+                assert_eq!(diffs.last().map(|diff| &diff.to), Some(&soa));
+                for pair in diffs.windows(2) {
+                    assert_eq!(crate::soa_serial(&pair[0].to), crate::soa_serial(&pair[1].from));
+                }
+            }
+            Ok(Transfer::UpToDate { soa }) => {
+                assert!(crate::soa_serial(&soa).is_some_and(|serial| !serial.is_newer_than(Serial(5))));
+            }
+            Err(_) => assert!(!complete),
+        }
+    }
+}

@@ -322,12 +322,28 @@ impl ExtendedErrorCode {
     pub const OTHER: Self = Self(0);
     /// Unsupported DNSKEY algorithm.
     pub const UNSUPPORTED_DNSKEY_ALGORITHM: Self = Self(1);
+    /// Unsupported DS digest type.
+    pub const UNSUPPORTED_DS_DIGEST_TYPE: Self = Self(2);
     /// Stale answer.
     pub const STALE_ANSWER: Self = Self(3);
     /// Forged answer (used for policy-rewritten answers).
     pub const FORGED_ANSWER: Self = Self(4);
+    /// DNSSEC indeterminate.
+    pub const DNSSEC_INDETERMINATE: Self = Self(5);
     /// DNSSEC bogus.
     pub const DNSSEC_BOGUS: Self = Self(6);
+    /// Signature expired.
+    pub const SIGNATURE_EXPIRED: Self = Self(7);
+    /// Signature not yet valid.
+    pub const SIGNATURE_NOT_YET_VALID: Self = Self(8);
+    /// DNSKEY missing.
+    pub const DNSKEY_MISSING: Self = Self(9);
+    /// RRSIGs missing.
+    pub const RRSIGS_MISSING: Self = Self(10);
+    /// No zone key bit set.
+    pub const NO_ZONE_KEY_BIT_SET: Self = Self(11);
+    /// NSEC missing.
+    pub const NSEC_MISSING: Self = Self(12);
     /// Cached error.
     pub const CACHED_ERROR: Self = Self(13);
     /// Not ready.
@@ -352,6 +368,8 @@ impl ExtendedErrorCode {
     pub const NETWORK_ERROR: Self = Self(23);
     /// Invalid data.
     pub const INVALID_DATA: Self = Self(24);
+    /// Unsupported NSEC3 iterations value (RFC 9276).
+    pub const UNSUPPORTED_NSEC3_ITERATIONS: Self = Self(27);
 }
 
 impl fmt::Display for ExtendedErrorCode {
@@ -382,6 +400,7 @@ impl fmt::Display for ExtendedErrorCode {
             22 => "No Reachable Authority",
             23 => "Network Error",
             24 => "Invalid Data",
+            27 => "Unsupported NSEC3 Iterations Value",
             _ => return write!(f, "EDE{}", self.0),
         };
         f.write_str(text)

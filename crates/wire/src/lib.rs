@@ -55,7 +55,10 @@ mod rdata;
 mod reader;
 mod record;
 pub mod relay;
+mod serial;
 mod svcb;
+mod transfer;
+mod tsig;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -75,4 +78,13 @@ pub use present::{
 };
 pub use rdata::{Caa, CharacterStrings, Mx, Naptr, Opt, RData, RDataBuf, RecordData, Soa, Srv, Svcb, Txt, Unknown};
 pub use record::{DEFAULT_TTL, RecordBuf, TtlClassType, parse_ttl_class_type};
+pub use serial::{MAX_SERIAL_INCREMENT, Serial};
 pub use svcb::{SvcParam, SvcParams};
+pub use transfer::{
+    DEFAULT_MAX_RECORDS, IxfrDiff, Transfer, TransferProblem, TransferReader, TransferRequest, TransferWriter,
+    soa_serial, write_soa_query,
+};
+pub use tsig::{
+    DEFAULT_FUDGE, TSIG_FAILURE_RCODE, TsigAlgorithm, TsigKey, TsigProblem, TsigRecord, TsigSession, strip_tsig_len,
+    tsig_error,
+};

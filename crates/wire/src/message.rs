@@ -637,7 +637,7 @@ impl<'a> Records<'a> {
     }
 
     /// Read nothing past `section`.
-    fn stop_after(&mut self, section: Section) {
+    pub(crate) fn stop_after(&mut self, section: Section) {
         self.stop_after = section;
         if self.section > section {
             self.remaining = 0;

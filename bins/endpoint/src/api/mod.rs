@@ -11,6 +11,7 @@
 
 pub mod ec2;
 pub mod error;
+pub mod firewall;
 mod paging;
 pub mod resolver;
 pub mod route53;

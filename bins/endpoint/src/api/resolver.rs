@@ -58,6 +58,7 @@ pub const OPERATIONS: &[&str] = &[
     "ListTagsForResource",
     "TagResource",
     "UntagResource",
+    "UpdateResolverConfig",
     "UpdateResolverEndpoint",
     "UpdateResolverRule",
 ];
@@ -96,9 +97,10 @@ pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body
         "ListTagsForResource" => call.list_tags(),
         "GetResolverConfig" => call.get_resolver_config(),
         "ListResolverConfigs" => call.list_resolver_configs(),
+        "UpdateResolverConfig" => call.update_resolver_config().await,
         "GetResolverDnssecConfig" => call.get_dnssec_config(),
         "ListResolverDnssecConfigs" => call.list_dnssec_configs(),
-        other => Err(ApiError::unsupported(other)),
+        other => super::firewall::handle(control, other, call.body).await,
     }
 }
 
@@ -107,19 +109,19 @@ struct Call<'a, R: Runtime> {
     body: Value,
 }
 
-fn request<T: for<'de> Deserialize<'de>>(body: &Value) -> Result<T, ApiError> {
+pub(super) fn request<T: for<'de> Deserialize<'de>>(body: &Value) -> Result<T, ApiError> {
     T::deserialize(body)
         .map_err(|error| ApiError::bad_request("ValidationException", format!("1 validation error detected: {error}")))
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct TagRequest {
+pub(super) struct TagRequest {
     key: String,
     value: String,
 }
 
-fn tags_from(list: Option<Vec<TagRequest>>) -> Result<Tags, ApiError> {
+pub(super) fn tags_from(list: Option<Vec<TagRequest>>) -> Result<Tags, ApiError> {
     let mut tags = Tags::new();
     for tag in list.unwrap_or_default() {
         if tag.key.is_empty() || tag.key.len() > 128 || tag.value.len() > 256 {
@@ -136,7 +138,7 @@ fn tags_from(list: Option<Vec<TagRequest>>) -> Result<Tags, ApiError> {
     Ok(tags)
 }
 
-fn check_name(name: Option<&str>) -> Result<(), ApiError> {
+pub(super) fn check_name(name: Option<&str>) -> Result<(), ApiError> {
     let Some(name) = name else { return Ok(()) };
     let valid = name.len() <= 64
         && !name.is_empty()
@@ -154,7 +156,7 @@ fn check_name(name: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-fn arn(config: &EndpointConfig, resource: &str, id: &str) -> String {
+pub(super) fn arn(config: &EndpointConfig, resource: &str, id: &str) -> String {
     format!("arn:aws:route53resolver:{}:{}:{resource}/{id}", config.region, config.account_id)
 }
 
@@ -1370,6 +1372,37 @@ impl<R: Runtime> Call<'_, R> {
         Ok(json!({ "ResolverConfig": resolver_config_json(&config, &vpc) }))
     }
 
+    async fn update_resolver_config(&self) -> Result<Value, ApiError> {
+        let vpc = string_field(&self.body, "ResourceId")?;
+        let flag = string_field(&self.body, "AutodefinedReverseFlag")?;
+        let enabled = match flag.as_str() {
+            "ENABLE" | "USE_LOCAL_RESOURCE_SETTING" => true,
+            "DISABLE" => false,
+            other => {
+                return Err(ApiError::bad_request(
+                    "ValidationException",
+                    format!(
+                        "1 validation error detected: Value '{other}' at 'autodefinedReverseFlag' failed to satisfy constraint: Member must satisfy enum value set: [ENABLE, DISABLE, USE_LOCAL_RESOURCE_SETTING]"
+                    ),
+                ));
+            }
+        };
+        self.control
+            .mutate(|m| {
+                vpc_exists(m.config, &vpc).map_err(|_| {
+                    ApiError::not_found(format!("[RSLVR-02025] Can't find the resource with ID \"{vpc}\"."))
+                })?;
+                if let Some(known) = m.config.vpcs.iter_mut().find(|known| known.id == vpc) {
+                    known.autodefined_reverse = Some(enabled);
+                }
+                m.touch(Kind::Vpc, &vpc);
+                Ok(())
+            })
+            .await?;
+        let config = self.config();
+        Ok(json!({ "ResolverConfig": resolver_config_json(&config, &vpc) }))
+    }
+
     fn list_resolver_configs(&self) -> Result<Value, ApiError> {
         let config = self.config();
         let items: Vec<Value> = config.vpcs.iter().map(|vpc| resolver_config_json(&config, &vpc.id)).collect();
@@ -1400,13 +1433,14 @@ impl<R: Runtime> Call<'_, R> {
     }
 }
 
-/// Autodefined reverse rules are always on here (issue: not emulated yet; reported as AWS's default).
+/// The VPC's AutodefinedReverse setting (crate::autodefined).
 fn resolver_config_json(config: &EndpointConfig, vpc: &str) -> Value {
+    let enabled = config.vpcs.iter().find(|known| known.id == vpc).is_none_or(crate::autodefined::autodefined_reverse);
     json!({
         "Id": crate::control::derived_id("rslvr-autodefined-rev-", &[vpc]),
         "ResourceId": vpc,
         "OwnerId": config.account_id,
-        "AutodefinedReverse": "ENABLED",
+        "AutodefinedReverse": if enabled { "ENABLED" } else { "DISABLED" },
     })
 }
 
@@ -1680,6 +1714,17 @@ fn resource_by_arn(config: &EndpointConfig, resource_arn: &str) -> Result<(Kind,
         "resolver-endpoint" if config.outbound_endpoints.iter().any(|e| e.id == id) => Kind::OutboundEndpoint,
         "resolver-rule" if config.resolver_rules.iter().any(|rule| rule.id == id) => Kind::ResolverRule,
         "resolver-query-log-config" if config.query_logging.iter().any(|log| log.id == id) => Kind::QueryLogging,
+        "firewall-domain-list" if config.firewall_domain_lists.iter().any(|list| list.id == id) => {
+            Kind::FirewallDomainList
+        }
+        "firewall-rule-group" if config.firewall_rule_groups.iter().any(|group| group.id == id) => {
+            Kind::FirewallRuleGroup
+        }
+        "firewall-rule-group-association"
+            if config.firewall_associations.iter().any(|association| association.association_id() == id) =>
+        {
+            Kind::FirewallAssociation
+        }
         _ => return Err(arn_not_found(resource_arn)),
     };
     Ok((kind, id.to_string()))
@@ -1691,6 +1736,11 @@ fn tags_of<'c>(config: &'c EndpointConfig, kind: Kind, id: &str) -> Option<&'c T
         Kind::OutboundEndpoint => config.outbound_endpoints.iter().find(|e| e.id == id).map(|e| &e.tags),
         Kind::ResolverRule => config.resolver_rules.iter().find(|rule| rule.id == id).map(|rule| &rule.tags),
         Kind::QueryLogging => config.query_logging.iter().find(|log| log.id == id).map(|log| &log.tags),
+        Kind::FirewallDomainList => config.firewall_domain_lists.iter().find(|l| l.id == id).map(|l| &l.tags),
+        Kind::FirewallRuleGroup => config.firewall_rule_groups.iter().find(|g| g.id == id).map(|g| &g.tags),
+        Kind::FirewallAssociation => {
+            config.firewall_associations.iter().find(|a| a.association_id() == id).map(|a| &a.tags)
+        }
         _ => None,
     }
 }
@@ -1701,6 +1751,11 @@ fn tags_mut<'c>(config: &'c mut EndpointConfig, kind: Kind, id: &str) -> Option<
         Kind::OutboundEndpoint => config.outbound_endpoints.iter_mut().find(|e| e.id == id).map(|e| &mut e.tags),
         Kind::ResolverRule => config.resolver_rules.iter_mut().find(|rule| rule.id == id).map(|rule| &mut rule.tags),
         Kind::QueryLogging => config.query_logging.iter_mut().find(|log| log.id == id).map(|log| &mut log.tags),
+        Kind::FirewallDomainList => config.firewall_domain_lists.iter_mut().find(|l| l.id == id).map(|l| &mut l.tags),
+        Kind::FirewallRuleGroup => config.firewall_rule_groups.iter_mut().find(|g| g.id == id).map(|g| &mut g.tags),
+        Kind::FirewallAssociation => {
+            config.firewall_associations.iter_mut().find(|a| a.association_id() == id).map(|a| &mut a.tags)
+        }
         _ => None,
     }
 }
@@ -1717,7 +1772,7 @@ fn fqdn(domain: &str) -> String {
     if domain.ends_with('.') { domain.to_ascii_lowercase() } else { format!("{}.", domain.to_ascii_lowercase()) }
 }
 
-fn string_field(body: &Value, field: &str) -> Result<String, ApiError> {
+pub(super) fn string_field(body: &Value, field: &str) -> Result<String, ApiError> {
     body.get(field).and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
         ApiError::bad_request(
             "ValidationException",
@@ -1726,13 +1781,13 @@ fn string_field(body: &Value, field: &str) -> Result<String, ApiError> {
     })
 }
 
-fn insert_optional(value: &mut Value, key: &str, field: Option<&str>) {
+pub(super) fn insert_optional(value: &mut Value, key: &str, field: Option<&str>) {
     if let (Some(object), Some(field)) = (value.as_object_mut(), field) {
         object.insert(key.to_string(), json!(field));
     }
 }
 
-fn with_token(mut value: Value, next: Option<String>) -> Value {
+pub(super) fn with_token(mut value: Value, next: Option<String>) -> Value {
     if let (Some(object), Some(next)) = (value.as_object_mut(), next) {
         object.insert("NextToken".into(), json!(next));
     }

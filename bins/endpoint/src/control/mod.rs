@@ -366,6 +366,25 @@ pub(crate) fn fill_api_fields(config: &mut EndpointConfig, now: &str) {
             }
         }
     }
+    for list in &mut config.firewall_domain_lists {
+        fill_time(&mut list.created);
+        fill_time(&mut list.modified);
+    }
+    for group in &mut config.firewall_rule_groups {
+        fill_time(&mut group.created);
+        fill_time(&mut group.modified);
+        for rule in &mut group.rules {
+            fill_time(&mut rule.created);
+            fill_time(&mut rule.modified);
+        }
+    }
+    for association in &mut config.firewall_associations {
+        if association.id.is_none() {
+            association.id = Some(association.association_id());
+        }
+        fill_time(&mut association.created);
+        fill_time(&mut association.modified);
+    }
     for zone in config.private_hosted_zones.iter_mut().chain(config.public_hosted_zones.iter_mut()) {
         if zone.caller_reference.is_none() {
             zone.caller_reference = Some(derived_id("signpost-", &[zone.zone_id()]));

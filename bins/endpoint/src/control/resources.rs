@@ -28,6 +28,12 @@ pub enum Kind {
     OutboundEndpoint,
     /// `[[query_logging]]`.
     QueryLogging,
+    /// `[[firewall_domain_lists]]`.
+    FirewallDomainList,
+    /// `[[firewall_rule_groups]]` (with their rules).
+    FirewallRuleGroup,
+    /// `[[firewall_associations]]`.
+    FirewallAssociation,
     /// A Route 53 change (`GetChange`), kept outside the TOML model.
     Change,
 }
@@ -45,6 +51,9 @@ impl Kind {
             Self::InboundEndpoint => "inbound_endpoint",
             Self::OutboundEndpoint => "outbound_endpoint",
             Self::QueryLogging => "query_logging",
+            Self::FirewallDomainList => "firewall_domain_list",
+            Self::FirewallRuleGroup => "firewall_rule_group",
+            Self::FirewallAssociation => "firewall_association",
             Self::Change => "route53_change",
         }
     }
@@ -60,6 +69,9 @@ impl Kind {
             Self::InboundEndpoint,
             Self::OutboundEndpoint,
             Self::QueryLogging,
+            Self::FirewallDomainList,
+            Self::FirewallRuleGroup,
+            Self::FirewallAssociation,
             Self::Change,
         ]
         .into_iter()
@@ -83,6 +95,11 @@ pub(crate) fn store_change(config: &EndpointConfig, kind: Kind, id: &str) -> Opt
         Kind::InboundEndpoint => document(config.inbound_endpoints.iter().find(|item| item.id == id)),
         Kind::OutboundEndpoint => document(config.outbound_endpoints.iter().find(|item| item.id == id)),
         Kind::QueryLogging => document(config.query_logging.iter().find(|item| item.id == id)),
+        Kind::FirewallDomainList => document(config.firewall_domain_lists.iter().find(|item| item.id == id)),
+        Kind::FirewallRuleGroup => document(config.firewall_rule_groups.iter().find(|item| item.id == id)),
+        Kind::FirewallAssociation => {
+            document(config.firewall_associations.iter().find(|item| item.association_id() == id))
+        }
         Kind::Change => return None,
     };
     Some(match value {
@@ -103,6 +120,9 @@ pub(crate) fn all_resources(config: &EndpointConfig) -> Vec<StoreChange> {
     keys.extend(config.resolver_rules.iter().map(|item| (Kind::ResolverRule, item.id.clone())));
     keys.extend(config.inbound_endpoints.iter().map(|item| (Kind::InboundEndpoint, item.id.clone())));
     keys.extend(config.query_logging.iter().map(|item| (Kind::QueryLogging, item.id.clone())));
+    keys.extend(config.firewall_domain_lists.iter().map(|item| (Kind::FirewallDomainList, item.id.clone())));
+    keys.extend(config.firewall_rule_groups.iter().map(|item| (Kind::FirewallRuleGroup, item.id.clone())));
+    keys.extend(config.firewall_associations.iter().map(|item| (Kind::FirewallAssociation, item.association_id())));
     keys.into_iter().filter_map(|(kind, id)| store_change(config, kind, &id)).collect()
 }
 
@@ -135,6 +155,9 @@ pub fn restore(
     config.inbound_endpoints.clear();
     config.outbound_endpoints.clear();
     config.query_logging.clear();
+    config.firewall_domain_lists.clear();
+    config.firewall_rule_groups.clear();
+    config.firewall_associations.clear();
     let mut changes = Vec::new();
     for resource in resources {
         let Some(kind) = Kind::parse(&resource.kind) else {
@@ -153,6 +176,9 @@ pub fn restore(
             Kind::InboundEndpoint => config.inbound_endpoints.push(parse(resource)?),
             Kind::OutboundEndpoint => config.outbound_endpoints.push(parse(resource)?),
             Kind::QueryLogging => config.query_logging.push(parse(resource)?),
+            Kind::FirewallDomainList => config.firewall_domain_lists.push(parse(resource)?),
+            Kind::FirewallRuleGroup => config.firewall_rule_groups.push(parse(resource)?),
+            Kind::FirewallAssociation => config.firewall_associations.push(parse(resource)?),
             Kind::Change => changes.push((resource.id.clone(), resource.value.clone())),
         }
     }

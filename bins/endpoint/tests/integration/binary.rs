@@ -142,7 +142,7 @@ async fn the_binary_prints_its_addresses_and_reloads_on_sighup_with_the_transiti
         .arg(&file)
         .env("RUST_LOG", "warn")
         .ready_when(|line| line == "ready")
-        .start_retrying(signpost_testkit::START_TRIES, signpost_testkit::port_taken)
+        .start()
         .await
         .unwrap();
     {
@@ -223,4 +223,59 @@ async fn user_gives_up_root_after_binding() {
     let (_, answers) = ask(address(&running, "vpc-a/resolver/udp"), VPC_A_CLIENT, "www.corp.example").await.unwrap();
     assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.10"]);
     assert!(running.terminate(PATIENCE).await.unwrap().status.success());
+}
+
+/// `PREFIX http://ADDRESS/...` lines: the address.
+fn probe_address(running: &RunningBinary, prefix: &str) -> SocketAddr {
+    let found = running.addresses(|line| line.strip_prefix(prefix)?.split('/').next()?.parse().ok());
+    *found.first().unwrap_or_else(|| panic!("no {prefix:?} line in {:?}", running.stdout_lines()))
+}
+
+#[tokio::test]
+async fn from_a_configmap_with_probes_a_swap_reloads_and_sigterm_is_a_lame_duck() {
+    use signpost_testkit::{ConfigMapVolume, http_get};
+    let Basics { recursive, .. } = basics().await;
+    let text = |www: &str| {
+        let extra = format!(
+            "health = {{ address = \"127.0.0.1:0\", lame_duck_ms = 3000 }}\nready = {{ address = \"127.0.0.1:0\" }}\n\
+             private_hosted_zones = [{{ name = \"corp.example\", vpcs = [\"vpc-a\"], records = [\"www A {www}\"] }}]\n"
+        );
+        two_vpcs(recursive.address(), &extra)
+    };
+    let volume = ConfigMapVolume::new(&[("endpoint.toml", &text("10.1.0.10"))]).unwrap();
+    let running = endpoint()
+        .arg("--config")
+        .arg(volume.path("endpoint.toml"))
+        .arg("--watch-config")
+        .env("RUST_LOG", "info")
+        .ready_when(|line| line == "ready")
+        .start_retrying(signpost_testkit::START_TRIES, signpost_testkit::port_taken)
+        .await
+        .unwrap();
+    let (health, ready) = (probe_address(&running, "health http://"), probe_address(&running, "ready http://"));
+    assert_eq!(http_get(health, "/health").await, Some((200, "OK".into())));
+    assert_eq!(http_get(ready, "/ready").await, Some((200, "OK".into())));
+    let resolver_address = address(&running, "vpc-a/resolver/udp");
+    let (_, answers) = ask(resolver_address, VPC_A_CLIENT, "www.corp.example").await.unwrap();
+    assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.10"]);
+
+    let seen = running.stdout_lines().len();
+    let changed = text("10.1.0.99");
+    volume.update(&[("endpoint.toml", &changed)]).unwrap();
+    running.wait_for_stdout_after(seen, "swapped in place", PATIENCE).await.unwrap();
+    let version = signpost_server::content_version(changed.as_bytes());
+    running.wait_for_stderr(&format!("configuration version {version} in force"), PATIENCE).await.unwrap();
+    let (_, answers) = ask(resolver_address, VPC_A_CLIENT, "www.corp.example").await.unwrap();
+    assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.99"]);
+
+    running.signal(Signal::Terminate).await.unwrap();
+    let asked = std::time::Instant::now();
+    running.wait_for_stderr("lame duck", PATIENCE).await.unwrap();
+    assert_eq!(http_get(ready, "/ready").await, Some((503, "lame-duck".into())));
+    assert_eq!(http_get(health, "/health").await, Some((200, "OK".into())));
+    let (_, answers) = ask(resolver_address, VPC_A_CLIENT, "www.corp.example").await.unwrap();
+    assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.99"], "DNS answers in the lame duck");
+    let finished = running.wait(PATIENCE).await.unwrap();
+    assert!(finished.status.success(), "{finished:?}");
+    assert!(asked.elapsed() >= Duration::from_millis(3000), "stopped after {:?}", asked.elapsed());
 }

@@ -108,3 +108,28 @@ async fn a_system_rule_carves_a_subdomain_out_of_a_forward_rule() {
     endpoint.shutdown().await;
     onprem.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn forwarded_queries_leave_from_the_outbound_endpoint_s_addresses() {
+    let Basics { dir, certificate, recursive } = basics().await;
+    let onprem = OnPremises::start(dir.path(), &certificate).await;
+    let targets = format!(
+        "[{{ ip = \"127.0.0.1\", port = {port} }}, {{ ip = \"127.0.0.1\", port = {port} }}]",
+        port = onprem.udp().port()
+    );
+    let text = two_vpcs(
+        recursive.address(),
+        &format!(
+            "outbound_endpoints = [{{ id = \"rslvr-out-a\", vpc = \"vpc-a\", addresses = [\"127.0.1.20\", \"127.0.1.21\"] }}]\n{}",
+            forward_rule("rslvr-rr-onprem", "onprem.example", &targets, "[\"vpc-a\"]")
+        ),
+    );
+    let endpoint = start(dir.path(), &text).await;
+    let client = resolver_from(Transport::Udp, vpc_resolver(&endpoint, "vpc-a"), VPC_A_CLIENT);
+    assert_eq!(lookup_v4(&client, "db.onprem.example.").await, [Ipv4Addr::new(10, 99, 0, 10)]);
+    // The on-premises server saw the endpoint's address, not the client's or 127.0.0.1.
+    let lines = json_lines(&onprem.log, 1).await;
+    let source = lines[0]["client"].as_str().unwrap().to_string();
+    assert!(["127.0.1.20", "127.0.1.21"].contains(&source.as_str()), "{source}");
+    endpoint.shutdown().await;
+}

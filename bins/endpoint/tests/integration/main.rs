@@ -10,7 +10,9 @@ mod support;
 mod api;
 mod aws;
 
+mod autodefined;
 mod binary;
+mod firewall;
 mod forwarding;
 mod limits;
 mod precedence;

@@ -13,7 +13,7 @@ use signpost_server::{ListenerConfig, LogDestination, Server, ServerConfig, Serv
 pub(crate) use signpost_testkit::{
     Binary, FakeUpstream, Query, ResolverBuilder, RunningBinary, Signal, TempDir, TokioResolver, Transport, ask_from,
 };
-use signpost_testkit::{TestCertificates, file_lines, lookup, retry_addr_in_use};
+use signpost_testkit::{TestCertificates, file_lines, lookup};
 use signpost_wire::RecordType;
 
 /// The test certificates in a test's directory: the leaf (`cert`, `key`)
@@ -109,8 +109,7 @@ impl OnPremises {
         config.query_log.destination = LogDestination::File(log.clone());
         let rules = RulesConfig::from_toml(ONPREM_ZONES, "onprem.toml").unwrap();
         let make_rules = || RuleSet::from_config(&rules, ".".as_ref(), &[]).unwrap();
-        let start = || Server::builder().config(config.clone()).rules(make_rules()).start();
-        let server = retry_addr_in_use(start).await.unwrap();
+        let server = Server::builder().config(config).rules(make_rules()).start().await.unwrap();
         Self { server, log }
     }
 
@@ -135,7 +134,7 @@ pub(crate) fn config(dir: &Path, text: &str) -> EndpointConfig {
 }
 
 pub(crate) async fn start(dir: &Path, text: &str) -> Endpoint {
-    retry_addr_in_use(|| Endpoint::start(config(dir, text))).await.unwrap_or_else(|error| panic!("{error}"))
+    Endpoint::start(config(dir, text)).await.unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// The UDP address of a VPC's resolver.

@@ -18,18 +18,19 @@
 //!
 //! See docs/configuration.md for the supported keywords and every mapping.
 
-mod defaults;
 mod lexer;
+mod local;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use signpost_rules::Location;
 use signpost_rules::ZoneMode;
-use signpost_rules::config::{ActionKind, BlockKind, RuleConfig, ZoneConfig};
+use signpost_rules::config::ZoneConfig;
 use signpost_upstream::{GroupConfig, Policy, Protocol, RetryOn, ServerConfig as UpstreamServer};
 use signpost_wire::{NameBuf, RDataBuf, RecordBuf};
 
@@ -37,9 +38,11 @@ pub use lexer::MAX_INCLUDE_DEPTH;
 use lexer::{Statement, Token, read_statements};
 
 use crate::acl::{AccessControl, AclAction, parse_network};
-use crate::build::{SYSTEM_GROUP, base_dir_of, empty_rule};
+use crate::build::{SYSTEM_GROUP, base_dir_of};
 use crate::config::{ForwarderConfig, parse_server};
+use crate::control::RemoteControlConfig;
 use crate::error::{ConfigError, Unsupported, Warning};
+use local::{Access, Forwards, UnboundView};
 use signpost_server::{ListenerConfig, Transport};
 
 /// Read an unbound.conf (and its includes) into a forwarder configuration.
@@ -107,7 +110,6 @@ const NO_EFFECT: &[&str] = &[
     "outgoing-port-avoid",
     "outgoing-num-tcp",
     "incoming-num-tcp",
-    "so-rcvbuf",
     "so-sndbuf",
     "so-reuseport",
     "ip-transparent",
@@ -133,7 +135,6 @@ const NO_EFFECT: &[&str] = &[
     "infra-host-ttl",
     "infra-cache-slabs",
     "infra-cache-numhosts",
-    "infra-cache-min-rtt",
     "infra-keep-probing",
     "key-cache-size",
     "key-cache-slabs",
@@ -180,10 +181,6 @@ const NO_EFFECT: &[&str] = &[
     "val-log-level",
     "val-clean-additional",
     "val-permissive-mode",
-    "val-bogus-ttl",
-    "val-sig-skew-min",
-    "val-sig-skew-max",
-    "domain-insecure",
     "serve-expired-client-timeout",
     "tls-ciphers",
     "tls-ciphersuites",
@@ -203,20 +200,32 @@ const NO_EFFECT: &[&str] = &[
     "http-notls-downstream",
 ];
 
-/// DNSSEC validation options: unsupported while the validator module is on.
-const VALIDATION: &[&str] =
-    &["trust-anchor-file", "auto-trust-anchor-file", "trust-anchor", "trusted-keys-file", "root-key-sentinel"];
+/// DNSSEC validation options: read when the validator module is on (the default).
+const VALIDATION: &[&str] = &[
+    "trust-anchor-file",
+    "auto-trust-anchor-file",
+    "trust-anchor",
+    "trusted-keys-file",
+    "root-key-sentinel",
+    "domain-insecure",
+    "val-bogus-ttl",
+    "val-sig-skew-min",
+    "val-sig-skew-max",
+    "val-nsec3-keysize-iterations",
+];
 
-/// Clauses other than server, forward-zone and remote-control.
-const OTHER_CLAUSES: &[&str] =
-    &["stub-zone", "auth-zone", "view", "python", "dynlib", "rpz", "cachedb", "dnstap", "dnscrypt", "ipset"];
+/// Clauses other than server, forward-zone, stub-zone, view, auth-zone and remote-control.
+const OTHER_CLAUSES: &[&str] = &["python", "dynlib", "rpz", "cachedb", "dnstap", "dnscrypt", "ipset"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Clause {
     /// Before the first clause, or after `include-toplevel:`.
     Outside,
     Server,
+    /// `forward-zone:` and `stub-zone:` (the last of `forward_zones`).
     ForwardZone,
+    View,
+    AuthZone,
     RemoteControl,
     /// A clause we do not read; its attributes are skipped (the clause itself is reported).
     Skipped,
@@ -227,36 +236,68 @@ enum Clause {
 enum Behaviour {
     /// `static`: local data, else NXDOMAIN/NODATA.
     Static,
-    /// `transparent` (and `inform`, `typetransparent`): local data, else resolve.
+    /// `transparent` (and `inform`): local data, else resolve; a name with
+    /// data but not of the type asked gets NODATA.
     Transparent,
+    /// `typetransparent`: local data, else resolve, also for a name with
+    /// data of other types.
+    TypeTransparent,
     /// `always_transparent`: resolve, ignoring local data.
     AlwaysTransparent,
     /// `redirect` (and `inform_redirect`): the apex's data for every name.
     Redirect,
-    /// `refuse` (and `deny`, `inform_deny`): local data, else REFUSED.
+    /// `refuse`: local data, else REFUSED.
     Refuse,
-    /// `always_refuse`, `always_deny`: REFUSED.
+    /// `deny` (and `inform_deny`): local data, else no answer.
+    Deny,
+    /// `always_refuse`: REFUSED.
     AlwaysRefuse,
+    /// `always_deny`: no answer.
+    AlwaysDeny,
     /// `always_nxdomain`.
     AlwaysNxdomain,
     /// `always_nodata`.
     AlwaysNodata,
     /// `always_null`: 0.0.0.0 and ::, NODATA for other types.
     AlwaysNull,
+    /// `block_a`: NODATA for A, everything else resolved.
+    BlockA,
+    /// `block_aaaa`: NODATA for AAAA, everything else resolved.
+    BlockAaaa,
+    /// `noview` (in a view): the global zones answer instead.
+    NoView,
 }
 
 impl Behaviour {
     /// Whether names the zone covers are resolved (forwarded) rather than answered.
     fn resolves(self) -> bool {
-        matches!(self, Self::Transparent | Self::AlwaysTransparent)
+        matches!(
+            self,
+            Self::Transparent
+                | Self::TypeTransparent
+                | Self::AlwaysTransparent
+                | Self::BlockA
+                | Self::BlockAaaa
+                | Self::NoView
+        )
     }
 
     /// Whether local data is used.
     fn uses_data(self) -> bool {
-        matches!(self, Self::Static | Self::Transparent | Self::Redirect | Self::Refuse)
+        matches!(
+            self,
+            Self::Static | Self::Transparent | Self::TypeTransparent | Self::Redirect | Self::Refuse | Self::Deny
+        )
+    }
+
+    /// Whether the zone's data becomes one zone per owner name (so names
+    /// without data fall through to the zone's rule or to forwarding).
+    fn owner_zones(self) -> bool {
+        matches!(self, Self::Transparent | Self::TypeTransparent | Self::Refuse | Self::Deny)
     }
 }
 
+#[derive(Clone)]
 struct LocalZone {
     name: NameBuf,
     behaviour: Behaviour,
@@ -272,6 +313,10 @@ struct ForwardZone {
     first: bool,
     tls: bool,
     tcp: bool,
+    /// A `stub-zone:`: queries go without RD to authoritative servers.
+    stub: bool,
+    /// `forward-no-cache` / `stub-no-cache`: answers are not cached.
+    no_cache: bool,
 }
 
 /// What the statements say, typed.
@@ -279,16 +324,30 @@ struct Parsed {
     file: PathBuf,
     interfaces: Vec<Token>,
     port: u16,
-    access: Vec<(IpNet, AclAction)>,
+    access: Vec<(IpNet, Access)>,
+    /// `remote-control:`: enabled, where.
+    control: Option<Location>,
+    control_interfaces: Vec<Token>,
+    control_port: u16,
+    /// `control-use-cert` (default yes: TLS) and where it was set.
+    control_use_cert: (bool, Option<Location>),
+    /// `access-control-view:` entries.
+    access_views: Vec<(IpNet, String, Location)>,
+    views: Vec<UnboundView>,
     zones: Vec<LocalZone>,
     /// Names of `nodefault` zones (they only turn off a default zone).
     nodefault: Vec<NameBuf>,
     data: Vec<(RecordBuf, Location)>,
     forward_zones: Vec<ForwardZone>,
+    auth_zones: Vec<crate::config::AuthZoneConfig>,
     cache_max_ttl: Option<u32>,
     cache_min_ttl: Option<u32>,
     cache_max_negative_ttl: Option<u32>,
     msg_cache_size: Option<usize>,
+    /// `so-rcvbuf`: the UDP listeners' receive buffer (0: ours, 4 MiB).
+    so_rcvbuf: Option<usize>,
+    /// `infra-cache-min-rtt`: the floor of the retransmission timeout.
+    infra_cache_min_rtt: Option<Duration>,
     do_ip4: bool,
     do_ip6: bool,
     do_udp: bool,
@@ -402,6 +461,14 @@ fn record(token: &Token) -> Result<RecordBuf, ConfigError> {
 }
 
 /// `local-data-ptr: "192.0.2.1 [ttl] name"`: a PTR at the reversed address.
+/// A `local-data:` or `local-data-ptr:` record and where it was given (the
+/// server clause and `view:` clauses read them alike).
+fn local_record(statement: &Statement) -> Result<(RecordBuf, Location), ConfigError> {
+    let token = one(statement)?;
+    let record = if statement.keyword == "local-data-ptr" { ptr_record(token)? } else { record(token)? };
+    Ok((record, statement.at.clone()))
+}
+
 fn ptr_record(token: &Token) -> Result<RecordBuf, ConfigError> {
     let invalid = || ConfigError::InvalidValue {
         at: token.at.clone(),
@@ -446,14 +513,23 @@ impl Parsed {
             interfaces: Vec::new(),
             port: 53,
             access: Vec::new(),
+            access_views: Vec::new(),
+            views: Vec::new(),
+            control: None,
+            control_interfaces: Vec::new(),
+            control_port: 8953,
+            control_use_cert: (true, None),
             zones: Vec::new(),
             nodefault: Vec::new(),
             data: Vec::new(),
             forward_zones: Vec::new(),
+            auth_zones: Vec::new(),
             cache_max_ttl: None,
             cache_min_ttl: None,
             cache_max_negative_ttl: None,
             msg_cache_size: None,
+            so_rcvbuf: None,
+            infra_cache_min_rtt: None,
             do_ip4: true,
             do_ip6: true,
             do_udp: true,
@@ -495,7 +571,9 @@ impl Parsed {
             if statement.values.is_empty() {
                 let next = match keyword {
                     "server" => Some(Clause::Server),
-                    "forward-zone" => Some(Clause::ForwardZone),
+                    "forward-zone" | "stub-zone" => Some(Clause::ForwardZone),
+                    "view" => Some(Clause::View),
+                    "auth-zone" => Some(Clause::AuthZone),
                     "remote-control" => Some(Clause::RemoteControl),
                     "include-toplevel" => Some(Clause::Outside),
                     _ if OTHER_CLAUSES.contains(&keyword) => {
@@ -505,6 +583,9 @@ impl Parsed {
                     _ => None,
                 };
                 if let Some(next) = next {
+                    if next == Clause::AuthZone {
+                        parsed.auth_zones.push(crate::config::AuthZoneConfig::new(""));
+                    }
                     if next == Clause::ForwardZone {
                         parsed.forward_zones.push(ForwardZone {
                             name: None,
@@ -514,6 +595,18 @@ impl Parsed {
                             first: false,
                             tls: false,
                             tcp: false,
+                            stub: keyword == "stub-zone",
+                            no_cache: false,
+                        });
+                    }
+                    if next == Clause::View {
+                        parsed.views.push(UnboundView {
+                            name: String::new(),
+                            at: statement.at.clone(),
+                            first: false,
+                            zones: Vec::new(),
+                            nodefault: Vec::new(),
+                            data: Vec::new(),
                         });
                     }
                     clause = next;
@@ -530,15 +623,9 @@ impl Parsed {
                 }
                 Clause::Server => parsed.server_option(statement)?,
                 Clause::ForwardZone => parsed.forward_option(statement)?,
-                Clause::RemoteControl => {
-                    if keyword == "control-enable" && yes_no(statement)? {
-                        parsed.unsupported(
-                            statement,
-                            "remote-control: control-enable: yes".into(),
-                            "no unbound-control socket (signpost has the admin HTTP API instead)",
-                        );
-                    }
-                }
+                Clause::View => parsed.view_option(statement)?,
+                Clause::AuthZone => parsed.auth_option(statement)?,
+                Clause::RemoteControl => parsed.control_option(statement)?,
                 Clause::Skipped => {}
             }
         }
@@ -559,24 +646,11 @@ impl Parsed {
                     expected: "an IP network such as 10.0.0.0/8 or an address",
                 })?;
                 let action = match action.text.as_str() {
-                    "allow" | "allow_setrd" | "allow_snoop" => AclAction::Allow,
-                    "refuse" => AclAction::Refuse,
-                    "deny" => {
-                        self.warnings.push(Warning::Approximated {
-                            at: statement.at.clone(),
-                            keyword: format!("access-control: {} deny", network.text),
-                            how: "queries are answered REFUSED instead of dropped",
-                        });
-                        AclAction::Refuse
-                    }
-                    "deny_non_local" | "refuse_non_local" => {
-                        self.unsupported(
-                            statement,
-                            format!("access-control: ... {}", action.text),
-                            "the network is refused everything",
-                        );
-                        AclAction::Refuse
-                    }
+                    "allow" | "allow_setrd" | "allow_snoop" => Access::Allow,
+                    "refuse" => Access::Refuse,
+                    "deny" => Access::Deny,
+                    "refuse_non_local" => Access::RefuseNonLocal,
+                    "deny_non_local" => Access::DenyNonLocal,
                     _ => {
                         return Err(ConfigError::InvalidValue {
                             at: action.at.clone(),
@@ -588,19 +662,30 @@ impl Parsed {
                 };
                 self.access.push((parsed, action));
             }
-            "local-zone" => self.local_zone(statement)?,
-            "local-data" => {
-                let token = one(statement)?;
-                self.data.push((record(token)?, statement.at.clone()));
+            "access-control-view" => {
+                let (network, view) = two(statement)?;
+                let parsed = parse_network(&network.text).ok_or_else(|| ConfigError::InvalidValue {
+                    at: network.at.clone(),
+                    what: "network",
+                    text: network.text.clone(),
+                    expected: "an IP network such as 10.0.0.0/8 or an address",
+                })?;
+                self.access_views.push((parsed, view.text.clone(), statement.at.clone()));
             }
-            "local-data-ptr" => {
-                let token = one(statement)?;
-                self.data.push((ptr_record(token)?, statement.at.clone()));
+            "local-zone" => {
+                if let Some(zone) = self.local_zone(statement)? {
+                    add_zone(&mut self.zones, &mut self.nodefault, &mut self.warnings, zone);
+                }
             }
+            "local-data" | "local-data-ptr" => self.data.push(local_record(statement)?),
             "cache-max-ttl" => self.cache_max_ttl = Some(number(statement, "TTL")?),
             "cache-min-ttl" => self.cache_min_ttl = Some(number(statement, "TTL")?),
             "cache-max-negative-ttl" => self.cache_max_negative_ttl = Some(number(statement, "TTL")?),
             "msg-cache-size" => self.msg_cache_size = Some(size(statement)?),
+            "so-rcvbuf" => self.so_rcvbuf = Some(size(statement)?).filter(|bytes| *bytes > 0),
+            "infra-cache-min-rtt" => {
+                self.infra_cache_min_rtt = Some(Duration::from_millis(number(statement, "milliseconds")?));
+            }
             "do-ip4" => self.do_ip4 = yes_no(statement)?,
             "do-ip6" => self.do_ip6 = yes_no(statement)?,
             "do-udp" => self.do_udp = yes_no(statement)?,
@@ -650,66 +735,214 @@ impl Parsed {
         Ok(Some(base.join(path)))
     }
 
-    fn local_zone(&mut self, statement: &Statement) -> Result<(), ConfigError> {
+    /// A `local-zone:` line: a zone, or `None` when it only makes a note.
+    fn local_zone(&mut self, statement: &Statement) -> Result<Option<ParsedZone>, ConfigError> {
         let (zone, kind) = two(statement)?;
         let zone_name = name(zone)?;
         let written = || format!("local-zone: {} {}", zone.text, kind.text);
         let behaviour = match kind.text.as_str() {
             "static" => Behaviour::Static,
             "transparent" => Behaviour::Transparent,
+            "typetransparent" => Behaviour::TypeTransparent,
             "redirect" => Behaviour::Redirect,
             "refuse" => Behaviour::Refuse,
+            "deny" => Behaviour::Deny,
             "always_transparent" => Behaviour::AlwaysTransparent,
             "always_refuse" => Behaviour::AlwaysRefuse,
+            "always_deny" => Behaviour::AlwaysDeny,
             "always_nxdomain" => Behaviour::AlwaysNxdomain,
             "always_nodata" => Behaviour::AlwaysNodata,
             "always_null" => Behaviour::AlwaysNull,
-            "inform" | "inform_redirect" => {
+            "block_a" => Behaviour::BlockA,
+            "block_aaaa" => Behaviour::BlockAaaa,
+            "noview" => Behaviour::NoView,
+            "inform" | "inform_redirect" | "inform_deny" => {
                 self.warnings.push(Warning::Approximated {
                     at: statement.at.clone(),
                     keyword: written(),
-                    how: "answered as without inform_; turn on the query log to see who asks",
+                    how: "answered as without inform_ (the client is not logged); turn on the query log to see who asks",
                 });
-                if kind.text == "inform" { Behaviour::Transparent } else { Behaviour::Redirect }
+                match kind.text.as_str() {
+                    "inform" => Behaviour::Transparent,
+                    "inform_redirect" => Behaviour::Redirect,
+                    _ => Behaviour::Deny,
+                }
             }
-            "deny" | "inform_deny" => {
-                self.unsupported(statement, written(), "answers REFUSED instead of dropping (as refuse)");
-                Behaviour::Refuse
-            }
-            "always_deny" => {
-                self.unsupported(statement, written(), "answers REFUSED instead of dropping (as always_refuse)");
-                Behaviour::AlwaysRefuse
-            }
-            "typetransparent" => {
-                self.unsupported(
-                    statement,
-                    written(),
-                    "a name with data but not of the type asked gets NODATA (as transparent)",
-                );
-                Behaviour::Transparent
-            }
-            "nodefault" => {
-                self.nodefault.push(zone_name);
-                return Ok(());
-            }
-            "noview" => {
-                self.unsupported(statement, written(), "skipped (views are not read)");
-                return Ok(());
-            }
+            "nodefault" => return Ok(Some(ParsedZone::NoDefault(zone_name))),
             _ => {
                 return Err(ConfigError::InvalidValue {
                     at: kind.at.clone(),
                     what: "local-zone type",
                     text: kind.text.clone(),
-                    expected: "static, transparent, redirect, refuse, always_transparent, always_refuse, always_nxdomain, always_nodata, always_null, inform, inform_redirect, nodefault, ...",
+                    expected: "static, transparent, typetransparent, redirect, refuse, deny, always_transparent, always_refuse, always_deny, always_nxdomain, always_nodata, always_null, block_a, block_aaaa, inform, inform_deny, inform_redirect, noview or nodefault",
                 });
             }
         };
-        if self.zones.iter().any(|existing| existing.name == zone_name) {
-            self.warnings.push(Warning::DuplicateIgnored { at: statement.at.clone(), what: written() });
-            return Ok(());
+        Ok(Some(ParsedZone::Zone(
+            LocalZone { name: zone_name, behaviour, at: statement.at.clone(), data: Vec::new() },
+            written(),
+        )))
+    }
+
+    /// An option of the `remote-control:` clause.
+    fn control_option(&mut self, statement: &Statement) -> Result<(), ConfigError> {
+        match statement.keyword.as_str() {
+            "control-enable" => self.control = yes_no(statement)?.then(|| statement.at.clone()),
+            "control-interface" => self.control_interfaces.push(one(statement)?.clone()),
+            "control-port" => self.control_port = number(statement, "port")?,
+            "control-use-cert" => self.control_use_cert = (yes_no(statement)?, Some(statement.at.clone())),
+            // Certificates: only TLS control uses them (see remote_control()).
+            "server-key-file" | "server-cert-file" | "control-key-file" | "control-cert-file" => {}
+            _ => self.unsupported(statement, format!("remote-control: {}", statement.written()), "skipped"),
         }
-        self.zones.push(LocalZone { name: zone_name, behaviour, at: statement.at.clone(), data: Vec::new() });
+        Ok(())
+    }
+
+    /// Where `unbound-control` connects: unix sockets, and TCP addresses
+    /// when `control-use-cert: no` (TLS control is not served).
+    fn remote_control(&mut self) -> Option<RemoteControlConfig> {
+        let enabled_at = self.control.clone()?;
+        let mut interfaces = self.control_interfaces.clone();
+        if interfaces.is_empty() {
+            for address in ["127.0.0.1", "::1"] {
+                interfaces.push(Token { text: address.into(), at: enabled_at.clone(), quoted: false });
+            }
+        }
+        let mut config = RemoteControlConfig::default();
+        for interface in interfaces {
+            if interface.text.starts_with('/') {
+                config.sockets.push(PathBuf::from(&interface.text));
+                continue;
+            }
+            let Ok(address) = interface.text.parse::<IpAddr>() else {
+                self.unsupported.push(Unsupported {
+                    at: interface.at.clone(),
+                    keyword: format!("control-interface: {}", interface.text),
+                    when_ignored: "skipped (give an IP address or a socket path)",
+                });
+                continue;
+            };
+            if (address.is_ipv4() && !self.do_ip4) || (address.is_ipv6() && !self.do_ip6) {
+                continue;
+            }
+            if self.control_use_cert.0 {
+                self.unsupported.push(Unsupported {
+                    at: self.control_use_cert.1.clone().unwrap_or_else(|| interface.at.clone()),
+                    keyword: format!("remote-control on {address} with control-use-cert: yes"),
+                    when_ignored: "not served (use a control-interface socket path, or control-use-cert: no)",
+                });
+                continue;
+            }
+            config.addresses.push(SocketAddr::new(address, self.control_port));
+        }
+        Some(config)
+    }
+
+    /// An option of a `view:` clause.
+    fn view_option(&mut self, statement: &Statement) -> Result<(), ConfigError> {
+        let keyword = statement.keyword.as_str();
+        let parsed_zone = if keyword == "local-zone" { self.local_zone(statement)? } else { None };
+        let Some(view) = self.views.last_mut() else { return Ok(()) };
+        match keyword {
+            "name" => view.name = one(statement)?.text.clone(),
+            "view-first" => view.first = yes_no(statement)?,
+            "local-zone" => {
+                if let Some(zone) = parsed_zone {
+                    add_zone(&mut view.zones, &mut view.nodefault, &mut self.warnings, zone);
+                }
+            }
+            "local-data" | "local-data-ptr" => view.data.push(local_record(statement)?),
+            _ => self.unsupported(statement, format!("view: {}", statement.written()), "skipped"),
+        }
+        Ok(())
+    }
+
+    /// The validator's settings: with the validator module (the default),
+    /// any trust anchor turns validation on, as it does in Unbound.
+    fn dnssec(&mut self, config: &mut ForwarderConfig) -> Result<(), ConfigError> {
+        for statement in std::mem::take(&mut self.trust_anchors) {
+            let keyword = statement.keyword.as_str();
+            if !self.validator {
+                self.warnings.push(Warning::Ignored { at: statement.at.clone(), keyword: statement.written() });
+                continue;
+            }
+            let dnssec = &mut config.dnssec;
+            let (field, index) = match keyword {
+                "trust-anchor-file" | "auto-trust-anchor-file" => {
+                    let Some(path) = self.path(&statement)? else { continue };
+                    let files = if keyword == "trust-anchor-file" {
+                        &mut dnssec.trust_anchor_files
+                    } else {
+                        &mut dnssec.auto_trust_anchor_files
+                    };
+                    files.push(path);
+                    let field =
+                        if keyword == "trust-anchor-file" { "trust_anchor_files" } else { "auto_trust_anchor_files" };
+                    dnssec.validate = true;
+                    (field, files.len() - 1)
+                }
+                "trust-anchor" => {
+                    dnssec.trust_anchors.push(one(&statement)?.text.clone());
+                    dnssec.validate = true;
+                    ("trust_anchors", dnssec.trust_anchors.len() - 1)
+                }
+                "domain-insecure" => {
+                    dnssec.domain_insecure.push(name(one(&statement)?)?.to_string());
+                    ("domain_insecure", dnssec.domain_insecure.len() - 1)
+                }
+                "val-bogus-ttl" => {
+                    dnssec.bogus_ttl = Some(number(&statement, "TTL")?);
+                    continue;
+                }
+                "val-sig-skew-min" => {
+                    dnssec.sig_skew_min = Some(number(&statement, "seconds")?);
+                    continue;
+                }
+                "val-sig-skew-max" => {
+                    dnssec.sig_skew_max = Some(number(&statement, "seconds")?);
+                    continue;
+                }
+                "val-nsec3-keysize-iterations" => {
+                    // "keysize iterations ..." pairs (or one number): the largest iteration count applies.
+                    let value = one(&statement)?;
+                    let words: Vec<&str> = value.text.split_whitespace().collect();
+                    let counts: Vec<&str> =
+                        if words.len() == 1 { words } else { words.iter().skip(1).step_by(2).copied().collect() };
+                    let max = counts
+                        .iter()
+                        .map(|count| count.parse::<u16>())
+                        .try_fold(0u16, |max, count| count.map(|count| max.max(count)));
+                    let Ok(max) = max else {
+                        return Err(ConfigError::InvalidValue {
+                            at: value.at.clone(),
+                            what: "val-nsec3-keysize-iterations",
+                            text: value.text.clone(),
+                            expected: "\"keysize iterations ...\" pairs of numbers",
+                        });
+                    };
+                    self.warnings.push(Warning::Approximated {
+                        at: statement.at.clone(),
+                        keyword: statement.written(),
+                        how: "the largest iteration count applies to every key size",
+                    });
+                    dnssec.nsec3_max_iterations = Some(max);
+                    continue;
+                }
+                "root-key-sentinel" => {
+                    self.warnings.push(Warning::Ignored { at: statement.at.clone(), keyword: statement.written() });
+                    continue;
+                }
+                _ => {
+                    self.unsupported(
+                        &statement,
+                        statement.written(),
+                        "skipped (give the keys as trust-anchor-file in zone-file form)",
+                    );
+                    continue;
+                }
+            };
+            config.record_origin(format!("dnssec.{field}[{index}]"), statement.at.clone());
+        }
         Ok(())
     }
 
@@ -723,34 +956,72 @@ impl Parsed {
                     zone.name = Some((zone_name, statement.at.clone()));
                 }
             }
-            "forward-addr" => {
+            "forward-addr" | "stub-addr" => {
                 let token = one(statement)?.clone();
                 if let Some(zone) = self.forward_zones.last_mut() {
                     zone.addresses.push(token);
                 }
             }
-            "forward-host" => {
+            "forward-host" | "stub-host" => {
                 let token = one(statement)?.clone();
                 if let Some(zone) = self.forward_zones.last_mut() {
                     zone.hosts.push(token);
                 }
             }
-            "forward-first" | "forward-tls-upstream" | "forward-ssl-upstream" | "forward-tcp-upstream" => {
+            "forward-first"
+            | "forward-tls-upstream"
+            | "forward-ssl-upstream"
+            | "forward-tcp-upstream"
+            | "stub-first"
+            | "stub-tls-upstream"
+            | "stub-ssl-upstream"
+            | "stub-tcp-upstream" => {
                 let value = yes_no(statement)?;
                 if let Some(zone) = self.forward_zones.last_mut() {
-                    match keyword {
-                        "forward-first" => zone.first = value,
-                        "forward-tcp-upstream" => zone.tcp = value,
+                    match keyword.split_once('-').map_or(keyword, |(_, option)| option) {
+                        "first" => zone.first = value,
+                        "tcp-upstream" => zone.tcp = value,
                         _ => zone.tls = value,
                     }
                 }
             }
-            "forward-no-cache" => {
+            "stub-prime" => {
                 if yes_no(statement)? {
-                    self.unsupported(statement, statement.written(), "answers are cached like all others");
+                    self.warnings.push(Warning::Approximated {
+                        at: statement.at.clone(),
+                        keyword: statement.written(),
+                        how: "the NS set is not primed: the listed stub-addr and stub-host servers are asked directly",
+                    });
+                }
+            }
+            "forward-no-cache" | "stub-no-cache" => {
+                let value = yes_no(statement)?;
+                if let Some(zone) = self.forward_zones.last_mut() {
+                    zone.no_cache = value;
                 }
             }
             _ => self.unsupported(statement, format!("forward-zone: {}", statement.written()), "skipped"),
+        }
+        Ok(())
+    }
+
+    /// One option of an `auth-zone:` clause.
+    fn auth_option(&mut self, statement: &Statement) -> Result<(), ConfigError> {
+        let keyword = statement.keyword.as_str();
+        let path = match keyword {
+            "zonefile" => self.path(statement)?,
+            _ => None,
+        };
+        let Some(zone) = self.auth_zones.last_mut() else { return Ok(()) };
+        match keyword {
+            "name" => zone.name = name(one(statement)?)?.to_string(),
+            "primary" | "master" => zone.primaries.push(one(statement)?.text.clone()),
+            "zonefile" => zone.zonefile = path,
+            "allow-notify" => zone.allow_notify.push(one(statement)?.text.clone()),
+            "for-downstream" => zone.for_downstream = yes_no(statement)?,
+            "for-upstream" => zone.for_upstream = yes_no(statement)?,
+            "fallback-enabled" => zone.fallback_enabled = yes_no(statement)?,
+            _ => self.unsupported(statement, format!("auth-zone: {}", statement.written()), "skipped"),
         }
         Ok(())
     }
@@ -760,18 +1031,12 @@ impl Parsed {
         environment: &dyn UnboundEnvironment,
         ignore_unsupported: bool,
     ) -> Result<(ForwarderConfig, Vec<Warning>), ConfigError> {
-        if self.validator {
-            for statement in std::mem::take(&mut self.trust_anchors) {
-                self.unsupported(
-                    &statement,
-                    statement.written(),
-                    "answers are relayed without DNSSEC validation (signpost does not validate)",
-                );
-            }
-        }
         let mut config = ForwarderConfig::default();
+        self.dnssec(&mut config)?;
         config.origin.file = Some(self.file.clone());
+        config.auth_zones = std::mem::take(&mut self.auth_zones);
         self.listeners(&mut config);
+        config.remote_control = self.remote_control();
         if !self.unsupported.is_empty() && !ignore_unsupported {
             return Err(ConfigError::Unsupported { items: self.unsupported });
         }
@@ -831,10 +1096,11 @@ impl Parsed {
                 return Err(ConfigError::NoServers { at: zone.at.clone(), zone: zone_name.to_string() });
             }
             let group_name = zone_name.to_relative_string();
-            let mut group = GroupConfig::new(group_name.clone(), servers);
-            // Unbound picks among fast servers and moves on after SERVFAIL or REFUSED.
-            group.policy = Policy::Fastest;
-            group.retry_on = RetryOn { servfail: true, refused: true, ..RetryOn::NETWORK };
+            let mut group = unbound_group(&group_name, servers, zone.stub);
+            group.cache = !zone.no_cache;
+            if let Some(floor) = self.infra_cache_min_rtt {
+                group.min_try_timeout = floor;
+            }
             if let Some(bundle) = &self.tls_cert_bundle {
                 group.tls.ca_file = Some(bundle.clone());
                 group.tls.ignore_system_roots = !self.tls_system_cert;
@@ -852,160 +1118,57 @@ impl Parsed {
         }
 
         // Local zones: the user's, the defaults they do not replace, and
-        // transparent zones for data outside every zone.
-        let mut zones = std::mem::take(&mut self.zones);
-        if !self.disable_default_zones {
-            for default in defaults::default_zones(self.unblock_lan_zones) {
-                let Ok(zone_name) = default.name.parse::<NameBuf>() else { continue };
-                if zones.iter().any(|zone| zone.name == zone_name) || self.nodefault.contains(&zone_name) {
-                    continue;
-                }
-                let at = Location {
-                    file: Some(self.file.clone()),
-                    ..Location::field(format!("default local-zone {}", default.name))
-                };
-                let data = default
-                    .records
-                    .iter()
-                    .filter_map(|text| text.parse::<RecordBuf>().ok())
-                    .map(|record| (record, at.clone()))
-                    .collect();
-                let behaviour = if default.redirect { Behaviour::Redirect } else { Behaviour::Static };
-                zones.push(LocalZone { name: zone_name, behaviour, at, data });
+        // transparent zones for data outside every zone; then views.
+        let defaults = (!self.disable_default_zones).then_some(self.unblock_lan_zones);
+        let global = local::global_zones(
+            std::mem::take(&mut self.zones),
+            std::mem::take(&mut self.data),
+            defaults,
+            &self.nodefault,
+            &self.file,
+        );
+        let forward_locations: BTreeMap<NameBuf, Location> = self
+            .forward_zones
+            .iter()
+            .filter_map(|zone| zone.name.as_ref().map(|(name, _)| (name.clone(), zone.at.clone())))
+            .rev()
+            .collect();
+        let forwards = Forwards { zones: &forwards, default_group: &default_group };
+        let mut generated =
+            local::rules_for(&global, &forwards, &forward_locations, &local::Scope { view: None, non_local: None });
+        for view in &self.views {
+            if view.name.is_empty() {
+                return Err(ConfigError::Malformed {
+                    at: view.at.clone(),
+                    keyword: "view:".into(),
+                    problem: "has no name:",
+                });
             }
         }
-        for (record, at) in std::mem::take(&mut self.data) {
-            let owner = record.name.to_lowercase();
-            match closest(&zones, &owner, true) {
-                Some(index) => {
-                    if let Some(zone) = zones.get_mut(index) {
-                        zone.data.push((record, at));
-                    }
-                }
-                None => zones.push(LocalZone {
-                    name: owner,
-                    behaviour: Behaviour::Transparent,
+        let mut view_entries = Vec::new();
+        for (network, view, at) in &self.access_views {
+            if !self.views.iter().any(|known| known.name == *view) {
+                return Err(ConfigError::InvalidValue {
                     at: at.clone(),
-                    data: vec![(record, at)],
-                }),
+                    what: "access-control-view",
+                    text: view.clone(),
+                    expected: "the name of a view: clause",
+                });
             }
+            view_entries.push((*network, view.clone()));
         }
-
-        // Owner names that get a transparent zone of their own.
-        let mut owner_zones: BTreeMap<NameBuf, Vec<(RecordBuf, Location)>> = BTreeMap::new();
-        for zone in zones.iter().filter(|zone| matches!(zone.behaviour, Behaviour::Transparent | Behaviour::Refuse)) {
-            for (record, at) in &zone.data {
-                owner_zones.entry(record.name.to_lowercase()).or_default().push((record.clone(), at.clone()));
-            }
+        let mut access = default_access();
+        access.extend(self.access.iter().copied());
+        let classes = local::client_classes(&access, &view_entries);
+        let (views, by_class) =
+            local::classes_config(&classes, &self.views, &global, &forwards, &forward_locations, &self.file);
+        generated.append(by_class);
+        for (index, (view, at)) in views.into_iter().enumerate() {
+            config.record_origin(format!("views[{index}]"), at);
+            config.views.push(view);
         }
-        let suffix_or_wildcard = |rule: &mut RuleConfig, name: &NameBuf| {
-            if owner_zones.contains_key(name) {
-                rule.wildcard = Some(format!("*.{}", name.to_relative_string()));
-            } else {
-                rule.suffix = Some(name.to_relative_string());
-            }
-        };
-
-        let mut rules: Vec<(RuleConfig, Location)> = Vec::new();
-        let mut zone_configs: Vec<(ZoneConfig, Location, Vec<Location>)> = Vec::new();
-        for zone in &zones {
-            let apex = zone.name.to_relative_string();
-            let data = if zone.behaviour.uses_data() { zone.data.as_slice() } else { &[] };
-            match zone.behaviour {
-                Behaviour::Static | Behaviour::Redirect => {
-                    let mode =
-                        if zone.behaviour == Behaviour::Static { ZoneMode::Authoritative } else { ZoneMode::Redirect };
-                    zone_configs.push(zone_config(&format!("local-zone {apex}"), &zone.name, data, mode, &zone.at));
-                }
-                Behaviour::Transparent | Behaviour::AlwaysTransparent => {}
-                Behaviour::Refuse | Behaviour::AlwaysRefuse | Behaviour::AlwaysNxdomain => {
-                    let mut rule = empty_rule(&format!("local-zone {apex}"), ActionKind::Block);
-                    rule.block = Some(if zone.behaviour == Behaviour::AlwaysNxdomain {
-                        BlockKind::Nxdomain
-                    } else {
-                        BlockKind::Refused
-                    });
-                    if zone.behaviour == Behaviour::Refuse {
-                        suffix_or_wildcard(&mut rule, &zone.name);
-                    } else {
-                        rule.suffix = Some(apex.clone());
-                    }
-                    rules.push((rule, zone.at.clone()));
-                }
-                Behaviour::AlwaysNodata | Behaviour::AlwaysNull => {
-                    let mut rule = empty_rule(&format!("local-zone {apex}"), ActionKind::Redirect);
-                    rule.suffix = Some(apex.clone());
-                    let null = zone.behaviour == Behaviour::AlwaysNull;
-                    rule.ipv4 = Some(if null { "0.0.0.0" } else { "none" }.into());
-                    rule.ipv6 = Some(if null { "::" } else { "none" }.into());
-                    rule.ttl = Some(3600);
-                    rules.push((rule, zone.at.clone()));
-                }
-            }
-        }
-        for (owner, data) in &owner_zones {
-            let at = data.first().map_or_else(Location::default, |(_, at)| at.clone());
-            let id = format!("local-data {}", owner.to_relative_string());
-            zone_configs.push(zone_config(&id, owner, data, ZoneMode::Transparent, &at));
-        }
-
-        // Forward zones whose names a local zone does not answer.
-        let live = |zone_name: &NameBuf| {
-            closest(&zones, zone_name, true)
-                .and_then(|index| zones.get(index))
-                .is_none_or(|zone| zone.behaviour.resolves())
-        };
-        for (zone_name, group, first) in &forwards {
-            let at = self
-                .forward_zones
-                .iter()
-                .find(|zone| zone.name.as_ref().is_some_and(|(n, _)| n == zone_name))
-                .map_or_else(Location::default, |zone| zone.at.clone());
-            if !live(zone_name) {
-                if let Some(by) = closest(&zones, zone_name, true).and_then(|index| zones.get(index)) {
-                    warnings.push(Warning::Shadowed {
-                        at: at.clone(),
-                        zone: zone_name.to_string(),
-                        by: by.name.to_string(),
-                    });
-                }
-                continue;
-            }
-            if zone_name.is_root() {
-                continue;
-            }
-            let mut rule = empty_rule(&format!("forward-zone {}", zone_name.to_relative_string()), ActionKind::Forward);
-            suffix_or_wildcard(&mut rule, zone_name);
-            rule.group = Some(group.clone());
-            rule.forward_first = *first;
-            rules.push((rule, at));
-        }
-        // Transparent zones inside zones that answer: their names are resolved.
-        for zone in zones.iter().filter(|zone| zone.behaviour.resolves()) {
-            let Some(parent) = zone.name.parent() else { continue };
-            let Some(enclosing) = closest(&zones, &parent, true).and_then(|index| zones.get(index)) else { continue };
-            if enclosing.behaviour.resolves() || forwards.iter().any(|(name, _, _)| *name == zone.name && live(name)) {
-                continue;
-            }
-            let (group, first) = forwards
-                .iter()
-                .filter(|(name, _, _)| zone.name.is_subdomain_of(name))
-                .max_by_key(|(name, _, _)| name.label_count())
-                .map_or((default_group.clone(), false), |(_, group, first)| (group.clone(), *first));
-            let apex = zone.name.to_relative_string();
-            let mut rule = empty_rule(&format!("local-zone {apex} (below)"), ActionKind::Forward);
-            rule.wildcard = Some(format!("*.{apex}"));
-            rule.group = Some(group.clone());
-            rule.forward_first = first;
-            rules.push((rule, zone.at.clone()));
-            if !owner_zones.contains_key(&zone.name) {
-                let mut rule = empty_rule(&format!("local-zone {apex}"), ActionKind::Forward);
-                rule.exact = Some(apex.clone());
-                rule.group = Some(group);
-                rule.forward_first = first;
-                rules.push((rule, zone.at.clone()));
-            }
-        }
+        warnings.append(&mut generated.warnings);
+        let local::Generated { rules, zones: zone_configs, .. } = generated;
 
         for (index, (rule, at)) in rules.into_iter().enumerate() {
             config.record_origin(format!("rules[{index}]"), at);
@@ -1033,19 +1196,14 @@ impl Parsed {
                 interfaces.push(Token { text: "::1".into(), at, quoted: false });
             }
         }
-        // Unbound's defaults: localhost allowed, everything else refused.
-        let mut access: Vec<(IpNet, AclAction)> = ["0.0.0.0/0", "::/0"]
+        // deny and the non_local actions are answered (or dropped) by the rules.
+        let access: Vec<(IpNet, AclAction)> = default_access()
             .iter()
-            .filter_map(|net| net.parse().ok())
-            .map(|net| (net, AclAction::Refuse))
-            .chain(
-                ["127.0.0.0/8", "::1/128", "::ffff:127.0.0.1/128"]
-                    .iter()
-                    .filter_map(|net| net.parse().ok())
-                    .map(|net| (net, AclAction::Allow)),
-            )
+            .chain(&self.access)
+            .map(|(network, action)| {
+                (*network, if *action == Access::Refuse { AclAction::Refuse } else { AclAction::Allow })
+            })
             .collect();
-        access.extend(self.access.iter().copied());
         config.access_control = access
             .iter()
             .map(|(network, action)| AccessControl { network: network.to_string(), action: *action })
@@ -1071,8 +1229,12 @@ impl Parsed {
                 continue;
             }
             let socket = SocketAddr::new(address, port);
+            let receive_buffer = self.so_rcvbuf;
             let mut add = |mut listener: ListenerConfig| {
                 listener.workers = self.num_threads;
+                if listener.transport == Transport::Udp {
+                    listener.receive_buffer = receive_buffer;
+                }
                 config.record_origin(format!("listeners[{}]", config.listeners.len()), interface.at.clone());
                 config.listeners.push(listener);
             };
@@ -1191,6 +1353,54 @@ impl Parsed {
             host: host.to_owned(),
             reason: Arc::new(error),
         })
+    }
+}
+
+/// An upstream group as Unbound treats a forward zone's servers (a stub
+/// zone's are asked without RD).
+pub(crate) fn unbound_group(name: &str, servers: Vec<UpstreamServer>, stub: bool) -> GroupConfig {
+    let mut group = GroupConfig::new(name, servers);
+    // Unbound picks among fast servers and moves on after SERVFAIL or REFUSED.
+    group.policy = Policy::Fastest;
+    group.retry_on = RetryOn { servfail: true, refused: true, ..RetryOn::NETWORK };
+    group.recursion_desired = !stub;
+    group
+}
+
+/// Unbound's default access control: localhost allowed, everything else refused.
+fn default_access() -> Vec<(IpNet, Access)> {
+    ["0.0.0.0/0", "::/0"]
+        .iter()
+        .filter_map(|net| net.parse().ok())
+        .map(|net| (net, Access::Refuse))
+        .chain(
+            ["127.0.0.0/8", "::1/128", "::ffff:127.0.0.1/128"]
+                .iter()
+                .filter_map(|net| net.parse().ok())
+                .map(|net| (net, Access::Allow)),
+        )
+        .collect()
+}
+
+/// What a `local-zone:` line declares.
+enum ParsedZone {
+    /// A zone, and the line as written (for warnings).
+    Zone(LocalZone, String),
+    /// `nodefault`: only turns off a default zone.
+    NoDefault(NameBuf),
+}
+
+/// Add a zone to a list (the first definition of a name counts, as in Unbound).
+fn add_zone(zones: &mut Vec<LocalZone>, nodefault: &mut Vec<NameBuf>, warnings: &mut Vec<Warning>, zone: ParsedZone) {
+    match zone {
+        ParsedZone::NoDefault(name) => nodefault.push(name),
+        ParsedZone::Zone(zone, written) => {
+            if zones.iter().any(|existing| existing.name == zone.name) {
+                warnings.push(Warning::DuplicateIgnored { at: zone.at, what: written });
+            } else {
+                zones.push(zone);
+            }
+        }
     }
 }
 

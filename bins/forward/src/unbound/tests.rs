@@ -22,13 +22,19 @@ fn rules_of(text: &str) -> RuleSet {
 
 /// What the rule set does with a question, in a few words.
 fn outcome(rules: &RuleSet, name: &str, qtype: RecordType) -> String {
-    let client = Client::udp(IpAddr::from([127, 0, 0, 1]));
+    outcome_for(rules, [127, 0, 0, 1], name, qtype)
+}
+
+/// [`outcome`] for a client at `source`.
+fn outcome_for(rules: &RuleSet, source: [u8; 4], name: &str, qtype: RecordType) -> String {
+    let client = Client::udp(IpAddr::from(source));
     let name: NameBuf = name.parse().unwrap();
     match rules.decide_name(&name, qtype, Class::IN, &client) {
         Decision::Forward(forward) => format!("forward {}", forward.group),
         Decision::Block(block) => match block.action {
             BlockAction::Refused => "REFUSED".into(),
             BlockAction::NxDomain => "NXDOMAIN".into(),
+            BlockAction::Drop => "drop".into(),
             other => format!("{other:?}"),
         },
         Decision::Local(local) => {
@@ -186,26 +192,17 @@ fn listeners_acl_and_cache_come_from_the_server_clause() {
 #[test]
 fn unsupported_options_are_named_with_their_line() {
     let dir = TempDir::new();
-    let text = "server:\n  interface: 127.0.0.1\n  private-address: 10.0.0.0/8\n  local-zone: \"a.example\" typetransparent\n  auto-trust-anchor-file: \"/var/lib/unbound/root.key\"\nstub-zone:\n  name: \"corp\"\n  stub-addr: 10.0.0.1\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n  forward-no-cache: yes\n";
+    let text = "server:\n  interface: 127.0.0.1\n  private-address: 10.0.0.0/8\n  local-zone: \"a.example\" typetransparent\n  trusted-keys-file: \"/etc/bind/keys\"\nstub-zone:\n  name: \"corp\"\n  stub-addr: 10.0.0.1\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n  forward-no-cache: yes\n";
     let path = dir.write("unbound.conf", text);
     let error = read_unbound_conf(&path, false).unwrap_err();
     let ConfigError::Unsupported { items } = &error else { panic!("{error}") };
     let named: Vec<(String, usize)> =
         items.iter().map(|item| (item.keyword.clone(), item.at.line.unwrap_or(0))).collect();
-    assert_eq!(
-        named,
-        [
-            ("private-address:".to_owned(), 3),
-            ("local-zone: a.example typetransparent".to_owned(), 4),
-            ("stub-zone:".to_owned(), 6),
-            ("forward-no-cache:".to_owned(), 12),
-            ("auto-trust-anchor-file:".to_owned(), 5),
-        ]
-    );
+    assert_eq!(named, [("private-address:".to_owned(), 3), ("trusted-keys-file:".to_owned(), 5)]);
     let message = error.to_string();
     assert!(message.contains("unbound.conf:3:3: private-address: is not supported"), "{message}");
     let (config, warnings) = read_unbound_conf(&path, true).unwrap();
-    assert_eq!(warnings.iter().filter(|warning| matches!(warning, Warning::SkippedUnsupported(_))).count(), 5);
+    assert_eq!(warnings.iter().filter(|warning| matches!(warning, Warning::SkippedUnsupported(_))).count(), 2);
     config.build(&BuildOptions::default()).unwrap();
 }
 
@@ -326,4 +323,244 @@ fn the_default_group_is_the_system_one_without_a_root_forward_zone() {
     assert_eq!(default.servers, ["udp://127.0.0.2:53"]);
     assert_eq!(outcome(&forwarder.rules, "x.dev.corp", RecordType::A), "forward system");
     assert_eq!(outcome(&forwarder.rules, "www.example.net", RecordType::A), "forward system");
+}
+
+/// Each expectation is what unbound 1.17.1 answered for the same
+/// configuration (block_a and block_aaaa, newer than 1.17, follow Unbound's
+/// documentation), with the `.` forward zone answering from its own data.
+const TYPES_VIEWS_AND_ACCESS: &str = r#"
+server:
+  interface: 127.0.0.1@25355
+  access-control: 127.0.0.0/8 allow
+  access-control: 127.0.0.5/32 deny
+  access-control: 127.0.0.6/32 refuse_non_local
+  access-control: 127.0.0.7/32 deny_non_local
+  access-control-view: 127.0.0.2/32 first
+  access-control-view: 127.0.0.3/32 only
+  access-control-view: 127.0.0.4/32 empty
+  local-zone: "test." nodefault
+  local-zone: "g.test." static
+  local-data: "www.g.test. 300 IN A 10.1.0.1"
+  local-zone: "sub.v.test." static
+  local-data: "www.sub.v.test. 300 IN A 10.1.0.9"
+  local-zone: "d.test." deny
+  local-data: "www.d.test. 300 IN A 10.1.0.2"
+  local-zone: "ad.test." always_deny
+  local-zone: "tt.test." typetransparent
+  local-data: "www.tt.test. 300 IN A 10.0.0.1"
+  local-zone: "ba.test." block_a
+  local-zone: "baaaa.test." block_aaaa
+remote-control:
+  control-enable: no
+view:
+  name: "first"
+  view-first: yes
+  local-zone: "v.test." static
+  local-data: "www.v.test. 300 IN A 10.2.0.1"
+  local-zone: "nv.test." noview
+view:
+  name: "only"
+  local-zone: "v.test." static
+  local-data: "www.v.test. 300 IN A 10.3.0.1"
+view:
+  name: "empty"
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@25353
+stub-zone:
+  name: "stub.test"
+  stub-addr: 127.0.0.1@25356
+"#;
+
+#[test]
+fn local_zone_types_views_and_access_control_answer_as_unbound_does() {
+    let rules = rules_of(TYPES_VIEWS_AND_ACCESS);
+    let cases: &[([u8; 4], &str, RecordType, &str)] = &[
+        // typetransparent: data answers; other types and other names are resolved.
+        ([127, 0, 0, 1], "www.tt.test", RecordType::A, "A 10.0.0.1"),
+        ([127, 0, 0, 1], "www.tt.test", RecordType::MX, "forward ."),
+        ([127, 0, 0, 1], "other.tt.test", RecordType::A, "forward ."),
+        // deny: data answers, other names are dropped; always_deny drops all.
+        ([127, 0, 0, 1], "www.d.test", RecordType::A, "A 10.1.0.2"),
+        ([127, 0, 0, 1], "x.d.test", RecordType::A, "drop"),
+        ([127, 0, 0, 1], "x.ad.test", RecordType::A, "drop"),
+        // block_a / block_aaaa: NODATA for that family, the rest resolved.
+        ([127, 0, 0, 1], "www.ba.test", RecordType::A, "NODATA"),
+        ([127, 0, 0, 1], "www.ba.test", RecordType::AAAA, "forward ."),
+        ([127, 0, 0, 1], "www.ba.test", RecordType::TXT, "forward ."),
+        ([127, 0, 0, 1], "www.baaaa.test", RecordType::AAAA, "NODATA"),
+        ([127, 0, 0, 1], "www.baaaa.test", RecordType::A, "forward ."),
+        // stub zones are groups of their own.
+        ([127, 0, 0, 1], "www.stub.test", RecordType::A, "forward stub.test"),
+        // No view: the global zones.
+        ([127, 0, 0, 1], "www.g.test", RecordType::A, "A 10.1.0.1"),
+        ([127, 0, 0, 1], "www.v.test", RecordType::A, "forward ."),
+        ([127, 0, 0, 1], "www.sub.v.test", RecordType::A, "A 10.1.0.9"),
+        ([127, 0, 0, 1], "localhost", RecordType::A, "A 127.0.0.1"),
+        // view-first: the view's zones, then the global ones it does not cover.
+        ([127, 0, 0, 2], "www.g.test", RecordType::A, "A 10.1.0.1"),
+        ([127, 0, 0, 2], "www.v.test", RecordType::A, "A 10.2.0.1"),
+        ([127, 0, 0, 2], "x.v.test", RecordType::A, "NXDOMAIN"),
+        ([127, 0, 0, 2], "www.sub.v.test", RecordType::A, "NXDOMAIN"),
+        ([127, 0, 0, 2], "www.nv.test", RecordType::A, "forward ."),
+        ([127, 0, 0, 2], "x.d.test", RecordType::A, "drop"),
+        ([127, 0, 0, 2], "localhost", RecordType::A, "A 127.0.0.1"),
+        // Without view-first: the view's zones and Unbound's defaults (test. is one).
+        ([127, 0, 0, 3], "www.g.test", RecordType::A, "NXDOMAIN"),
+        ([127, 0, 0, 3], "www.v.test", RecordType::A, "A 10.3.0.1"),
+        ([127, 0, 0, 3], "x.d.test", RecordType::A, "NXDOMAIN"),
+        ([127, 0, 0, 3], "localhost", RecordType::A, "A 127.0.0.1"),
+        // A view without local zones: the global ones.
+        ([127, 0, 0, 4], "www.g.test", RecordType::A, "A 10.1.0.1"),
+        ([127, 0, 0, 4], "www.sub.v.test", RecordType::A, "A 10.1.0.9"),
+        // access-control deny: everything dropped.
+        ([127, 0, 0, 5], "www.g.test", RecordType::A, "drop"),
+        ([127, 0, 0, 5], "localhost", RecordType::A, "drop"),
+        // refuse_non_local / deny_non_local: local data only.
+        ([127, 0, 0, 6], "www.g.test", RecordType::A, "A 10.1.0.1"),
+        ([127, 0, 0, 6], "www.v.test", RecordType::A, "REFUSED"),
+        ([127, 0, 0, 6], "www.tt.test", RecordType::A, "A 10.0.0.1"),
+        ([127, 0, 0, 6], "other.tt.test", RecordType::A, "REFUSED"),
+        ([127, 0, 0, 6], "x.d.test", RecordType::A, "drop"),
+        ([127, 0, 0, 6], "localhost", RecordType::A, "A 127.0.0.1"),
+        ([127, 0, 0, 7], "www.g.test", RecordType::A, "A 10.1.0.1"),
+        ([127, 0, 0, 7], "www.v.test", RecordType::A, "drop"),
+    ];
+    let mut wrong = Vec::new();
+    for (source, name, qtype, expected) in cases {
+        let got = outcome_for(&rules, *source, name, *qtype);
+        if got != *expected {
+            wrong.push(format!("{source:?} {name} {qtype}: expected {expected}, got {got}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn stub_zones_ask_without_recursion_and_take_their_options() {
+    let (config, warnings) = read(
+        "server:\n  interface: 127.0.0.1\nstub-zone:\n  name: corp.example\n  stub-addr: 192.0.2.1@5353\n  stub-first: yes\n  stub-prime: yes\nstub-zone:\n  name: tls.example\n  stub-tls-upstream: yes\n  stub-no-cache: yes\n  stub-addr: 192.0.2.2#ns.tls.example\n",
+    );
+    let corp = config.upstreams.iter().find(|group| group.name == "corp.example").unwrap();
+    assert!(!corp.recursion_desired);
+    assert_eq!(corp.servers[0].address.to_string(), "192.0.2.1:5353");
+    let rule = config.rules.iter().find(|rule| rule.group.as_deref() == Some("corp.example")).unwrap();
+    assert!(rule.forward_first);
+    let tls = config.upstreams.iter().find(|group| group.name == "tls.example").unwrap();
+    assert_eq!(tls.servers[0].protocol, Protocol::Tls);
+    assert_eq!(tls.servers[0].tls_name.as_deref(), Some("ns.tls.example"));
+    assert!(warnings.iter().any(|warning| warning.to_string().contains("stub-prime")), "{warnings:?}");
+    assert!(corp.cache && !tls.cache);
+}
+
+#[test]
+fn unknown_views_and_nameless_views_are_errors_with_their_line() {
+    let dir = TempDir::new();
+    let path = dir.write("unbound.conf", "server:\n  access-control-view: 10.0.0.0/8 nosuch\nview:\n  name: real\n");
+    let error = read_unbound_conf(&path, false).unwrap_err().to_string();
+    assert!(error.contains("unbound.conf:2") && error.contains("nosuch"), "{error}");
+    let path = dir.write("unbound.conf", "server:\n  interface: 127.0.0.1\nview:\n  view-first: yes\n");
+    let error = read_unbound_conf(&path, false).unwrap_err().to_string();
+    assert!(error.contains("unbound.conf:3") && error.contains("no name"), "{error}");
+}
+
+#[test]
+fn receive_buffers_and_the_rtt_floor_come_from_the_server_clause() {
+    let (config, _) = read(
+        "server:\n  interface: 127.0.0.1\n  so-rcvbuf: 8m\n  infra-cache-min-rtt: 120\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n",
+    );
+    let buffers: Vec<(&str, Option<usize>)> =
+        config.listeners.iter().map(|listener| (listener.transport.as_str(), listener.receive_buffer)).collect();
+    assert_eq!(buffers, [("udp", Some(8 << 20)), ("tcp", None)]);
+    assert!(config.upstreams.iter().all(|group| group.min_try_timeout == Duration::from_millis(120)));
+    // 0 is Unbound's "leave the system's default".
+    let (config, _) = read(
+        "server:\n  interface: 127.0.0.1\n  so-rcvbuf: 0\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.1\n",
+    );
+    assert_eq!(config.listeners[0].receive_buffer, None);
+}
+
+#[test]
+fn auth_zones_are_read_with_their_options() {
+    let dir = TempDir::new();
+    dir.write("example.zone", "$ORIGIN example.\n@ 60 IN SOA ns host 7 3600 600 86400 60\nwww 60 IN A 192.0.2.1\n");
+    let path = dir.write(
+        "unbound.conf",
+        r#"
+server:
+  interface: 127.0.0.1@25353
+auth-zone:
+  name: "example."
+  zonefile: "example.zone"
+auth-zone:
+  name: "corp.example.org."
+  primary: 192.0.2.53
+  master: 192.0.2.54@5300
+  zonefile: "corp.zone"
+  allow-notify: 192.0.2.0/24
+  for-downstream: no
+  fallback-enabled: yes
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@9
+"#,
+    );
+    let (config, warnings) = read_unbound_conf(&path, false).unwrap_or_else(|error| panic!("{error}"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.auth_zones.len(), 2);
+    let secondary = &config.auth_zones[1];
+    assert_eq!(secondary.primaries, ["192.0.2.53", "192.0.2.54@5300"]);
+    assert_eq!(secondary.allow_notify, ["192.0.2.0/24"]);
+    assert!(!secondary.for_downstream && secondary.for_upstream && secondary.fallback_enabled);
+
+    let options = BuildOptions { base_dir: dir.path().to_path_buf(), ..BuildOptions::default() };
+    let forwarder = config.build(&options).unwrap_or_else(|error| panic!("{error}"));
+    // The zone from its file answers at once; the secondary has no copy yet, so it is forwarded.
+    assert_eq!(outcome(&forwarder.rules, "www.example.", RecordType::A), "A 192.0.2.1");
+    assert_eq!(outcome(&forwarder.rules, "www.corp.example.org.", RecordType::A), "forward .");
+    let corp = &forwarder.auth_zones[1];
+    assert_eq!(corp.primaries, ["192.0.2.53:53".parse().unwrap(), "192.0.2.54:5300".parse().unwrap()]);
+    assert_eq!(corp.zonefile.as_deref(), Some(dir.path().join("corp.zone").as_path()));
+
+    // Options the forwarder does not implement are reported, not dropped in silence.
+    let error = read_unbound_conf(
+        &dir.write("bad.conf", "auth-zone:\n  name: \"x.\"\n  url: \"http://192.0.2.1/x.zone\"\n"),
+        false,
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("url"), "{error}");
+}
+
+#[test]
+fn trust_anchors_turn_validation_on() {
+    let dir = TempDir::new();
+    dir.write("keys/root.key", ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n");
+    let text = "server:\n  interface: 127.0.0.1\n  auto-trust-anchor-file: \"keys/root.key\"\n  domain-insecure: \"corp.example\"\n  val-bogus-ttl: 30\n  val-nsec3-keysize-iterations: \"1024 150 2048 100\"\nforward-zone:\n  name: \".\"\n  forward-addr: 127.0.0.1@5300\n";
+    let path = dir.write("unbound.conf", text);
+    let (config, _) = read_unbound_conf(&path, false).unwrap();
+    assert!(config.dnssec.validate);
+    assert_eq!(config.dnssec.auto_trust_anchor_files, [dir.join("keys/root.key")]);
+    assert_eq!(config.dnssec.domain_insecure, ["corp.example."]);
+    assert_eq!(config.dnssec.bogus_ttl, Some(30));
+    assert_eq!(config.dnssec.nsec3_max_iterations, Some(150));
+    let forwarder = config.build(&BuildOptions::default()).unwrap();
+    let validator = forwarder.validator.as_ref().expect("validating");
+    assert_eq!(validator.anchors().iter().count(), 1);
+    assert_eq!(validator.config().bogus_ttl, 30);
+
+    // Without the validator module the anchors do nothing.
+    let off = text.replace("server:\n", "server:\n  module-config: \"iterator\"\n");
+    let path = dir.write("off.conf", off);
+    let (config, warnings) = read_unbound_conf(&path, false).unwrap();
+    assert!(!config.dnssec.validate);
+    assert!(
+        warnings.iter().any(|w| matches!(w, Warning::Ignored { keyword, .. } if keyword == "auto-trust-anchor-file:"))
+    );
+
+    // A missing anchor file is named with the line that gives it.
+    let missing = text.replace("keys/root.key", "keys/absent.key");
+    let path = dir.write("missing.conf", missing);
+    let (config, _) = read_unbound_conf(&path, false).unwrap();
+    let error = config.build(&BuildOptions::default()).unwrap_err().to_string();
+    assert!(error.contains("missing.conf:3") && error.contains("absent.key"), "{error}");
 }

@@ -2,10 +2,13 @@
 //! the binary as a child process, against fake upstreams on loopback that
 //! count packets, with hickory-resolver as the client.
 
+mod dnssec;
 mod explain;
 mod failover;
+mod kubernetes;
 mod local;
 mod process;
 mod routing;
 mod support;
 mod unbound;
+mod unbound_compat;

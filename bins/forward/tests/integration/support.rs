@@ -9,9 +9,10 @@ use std::time::Duration;
 use signpost_forward::{BuildOptions, ForwarderConfig};
 use signpost_server::{Server, ServerHandle};
 pub(crate) use signpost_testkit::{
-    Answer, Binary, FakeUpstream, Finished, RunningBinary, Signal, TempDir, Transport, ask, closed_udp_port, eventually,
+    Answer, Binary, FakeUpstream, Finished, RunningBinary, Signal, TempDir, Transport, ask, ask_from, closed_udp_port,
+    eventually,
 };
-use signpost_testkit::{START_TRIES, lookup_with_ttls, port_taken, resolver, retry_addr_in_use};
+use signpost_testkit::{lookup_with_ttls, resolver};
 use signpost_wire::RecordType;
 
 /// How long the binary gets for a clean exit, and a reload for its log line.
@@ -34,12 +35,14 @@ pub(crate) async fn start_in(toml: &str, base_dir: &Path) -> ServerHandle {
         save_allocations: true,
         ..BuildOptions::default()
     };
-    retry_addr_in_use(|| {
-        let forwarder = config.build(&options).unwrap_or_else(|error| panic!("{error}"));
-        Server::builder().config(forwarder.server).rules(forwarder.rules).upstreams(forwarder.upstreams).start()
-    })
-    .await
-    .unwrap()
+    let forwarder = config.build(&options).unwrap_or_else(|error| panic!("{error}"));
+    let server_config = forwarder.server.clone();
+    Server::builder()
+        .config(server_config)
+        .state(forwarder.into_state())
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// UDP and TCP listeners on one free loopback port, one UDP worker.
@@ -83,10 +86,9 @@ pub(crate) fn forward(args: &[&str]) -> Binary {
         .ready_when(|line| line == "ready")
 }
 
-/// Start the binary with `args`; when a listener on port 0 loses its port
-/// between the UDP and the TCP bind, try again.
+/// Start the binary with `args` and read its first UDP address.
 pub(crate) async fn start_binary(args: &[&str]) -> (RunningBinary, SocketAddr) {
-    let running = forward(args).start_retrying(START_TRIES, port_taken).await.unwrap_or_else(|error| panic!("{error}"));
+    let running = forward(args).start().await.unwrap_or_else(|error| panic!("{error}"));
     let udp = running.addresses(|line| line.strip_prefix("listening on udp ")?.parse().ok());
     let first = *udp.first().unwrap_or_else(|| panic!("no UDP listener printed: {:?}", running.stdout_lines()));
     (running, first)

@@ -118,7 +118,7 @@ async fn unsupported_clauses_are_named_and_stop_start_up_unless_ignored() {
     let config = dir.write(
         "unbound.conf",
         format!(
-            "server:\n  interface: 127.0.0.1@0\n  private-address: 10.0.0.0/8\n  local-zone: \"home.lan.\" static\n\nstub-zone:\n  name: \"corp.example\"\n  stub-addr: 10.0.0.1\n\nforward-zone:\n  name: \".\"\n  forward-addr: 127.0.0.1@{}\n",
+            "server:\n  interface: 127.0.0.1@0\n  private-address: 10.0.0.0/8\n  local-zone: \"home.lan.\" static\n\nrpz:\n  name: \"rpz.example\"\n  zonefile: \"rpz.zone\"\n\nforward-zone:\n  name: \".\"\n  forward-addr: 127.0.0.1@{}\n",
             closed_udp_port().port()
         ),
     );
@@ -126,13 +126,13 @@ async fn unsupported_clauses_are_named_and_stop_start_up_unless_ignored() {
     let Finished { status, stderr, .. } = run_to_end(&["--unbound-conf", &config]).await;
     assert!(!status.success());
     assert!(stderr.contains("unbound.conf:3:3: private-address: is not supported"), "{stderr}");
-    assert!(stderr.contains("unbound.conf:6:1: stub-zone: is not supported"), "{stderr}");
+    assert!(stderr.contains("unbound.conf:6:1: rpz: is not supported"), "{stderr}");
     assert!(stderr.contains("--ignore-unsupported"), "{stderr}");
 
     let Finished { status, stdout, .. } = run_to_end(&["check-config", &config, "--ignore-unsupported"]).await;
     assert!(status.success(), "{stdout}");
     let (child, address) = start_binary(&["--unbound-conf", &config, "--ignore-unsupported"]).await;
-    child.wait_for_stderr("stub-zone: is not supported", PATIENCE).await.unwrap();
+    child.wait_for_stderr("rpz: is not supported", PATIENCE).await.unwrap();
     let answer = ask(address, "x.home.lan", RecordType::A).await;
     assert_eq!(answer.map(|(rcode, _)| rcode), Some(Rcode::NXDOMAIN));
     assert!(stop(child).await);

@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use signpost_redirect::{RedirectError, RedirectServer, UpstreamSource, Verification};
+use signpost_redirect::{RedirectServer, UpstreamSource, Verification};
 use signpost_wire::RecordType as T;
 
 use crate::support::*;
@@ -271,18 +271,6 @@ async fn unknown_dns_variables_get_a_warning_naming_them() {
         ),
         "{stderr}"
     );
-}
-
-#[tokio::test]
-async fn the_route53_api_flag_is_refused_until_the_control_plane_is_built_in() {
-    let output = run(&[("DNS_PORT", "0"), ("SIGNPOST_REDIRECT_API", "127.0.0.1:4566")], &[]).await;
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = &output.stderr;
-    assert!(stderr.contains("SIGNPOST_REDIRECT_API=127.0.0.1:4566: the Route 53 API is not built into"), "{stderr}");
-    let mut settings = settings(None);
-    settings.set("SIGNPOST_REDIRECT_API", "127.0.0.1:4566").unwrap();
-    let error = RedirectServer::builder(settings).start().await.expect_err("not built in");
-    assert!(matches!(error, RedirectError::ApiUnavailable { .. }), "{error}");
 }
 
 #[tokio::test]

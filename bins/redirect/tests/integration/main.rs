@@ -13,5 +13,6 @@ mod forwarding;
 mod localstack;
 mod records;
 mod route53;
+mod route53_api;
 mod runtime;
 mod system;

@@ -13,7 +13,6 @@ pub(crate) use signpost_testkit::{
     ASK_TIMEOUT, Answer, Binary, FakeUpstream, Finished, Query, ResolverAnswer, RunningBinary, Signal, TempDir,
     Transport, answers, authority_types, eventually, exchange, lookup, query, resolver, udp_exchange_from,
 };
-use signpost_testkit::{START_TRIES, port_taken, retry_addr_in_use};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -49,14 +48,13 @@ pub(crate) fn settings(upstream: Option<&FakeUpstream>) -> RedirectSettings {
     settings
 }
 
-/// Start on free ports. With port 0, UDP picks the number and TCP takes the
-/// same one, which another TCP socket may hold: try again then.
+/// Start on free ports (port 0: the server finds one free for UDP and TCP).
 pub(crate) async fn start(settings: RedirectSettings) -> RedirectServer {
-    start_with(|| RedirectServer::builder(settings.clone())).await
+    start_with(RedirectServer::builder(settings)).await
 }
 
-pub(crate) async fn start_with(builder: impl Fn() -> RedirectServerBuilder) -> RedirectServer {
-    retry_addr_in_use(|| builder().start()).await.unwrap_or_else(|error| panic!("{error}"))
+pub(crate) async fn start_with(builder: RedirectServerBuilder) -> RedirectServer {
+    builder.start().await.unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// Both transports of a server, for loops over UDP and TCP.
@@ -115,12 +113,9 @@ pub(crate) async fn run(env: &[(&str, &str)], args: &[&str]) -> Finished {
     redirect(env, args).output(Duration::from_secs(30)).await.unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// Start the binary and read its DNS address from the start-up lines; with
-/// a free port (0) the UDP port's number may be taken for TCP, so a bind
-/// failure is tried again.
+/// Start the binary and read its DNS address from the start-up lines.
 pub(crate) async fn start_binary(env: &[(&str, &str)], args: &[&str]) -> (RunningBinary, SocketAddr) {
-    let running =
-        redirect(env, args).start_retrying(START_TRIES, port_taken).await.unwrap_or_else(|error| panic!("{error}"));
+    let running = redirect(env, args).start().await.unwrap_or_else(|error| panic!("{error}"));
     let address = *running.addresses(parse_startup).first().expect("a start-up line with the address");
     (running, address)
 }
@@ -143,5 +138,5 @@ pub(crate) async fn admin_server(upstream: &FakeUpstream) -> RedirectServer {
         admin: Some(AdminConfig { address: "127.0.0.1:0".parse().unwrap() }),
         ..ServerConfig::default()
     };
-    start_with(|| RedirectServer::builder(settings(Some(upstream))).server_config(config.clone())).await
+    start_with(RedirectServer::builder(settings(Some(upstream))).server_config(config)).await
 }

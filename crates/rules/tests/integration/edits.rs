@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use signpost_rules::{
     Action, BlockAction, Error, ExceptionSpec, HostEntry, HostTableSpec, Matcher, RuleSet, RuleSpec, Zone, ZoneChange,
-    ZoneSpec,
+    ZoneSpec, zone_id_matches,
 };
 use signpost_wire::{RecordBuf, RecordType};
 
@@ -53,7 +53,9 @@ fn records_and_zones_change_in_new_rule_sets() {
     );
     assert!(matches!(bad, Err(Error::OutOfZone { .. })));
     assert_eq!(next.build().expect("valid").zone("Z1").expect("zone").len(), third.zone("Z1").expect("zone").len());
-    assert!(matches!(next.change_zone("nope", []), Err(Error::NoSuchZone { .. })));
+    let unknown = next.change_zone("nope", []).expect_err("no such zone");
+    assert!(matches!(&unknown, Error::NoSuchZone { known, .. } if known == &["Z1"]), "{unknown}");
+    assert!(unknown.to_string().contains("\"Z1\""), "the error lists the ids there are: {unknown}");
 
     // Whole zones come and go.
     next.zone(ZoneSpec::new(
@@ -61,6 +63,14 @@ fn records_and_zones_change_in_new_rule_sets() {
     ));
     let fourth = next.build().expect("valid");
     assert_eq!(answer_lines(&decide(&fourth, "a.lab.example.", RecordType::A)), ["a.lab.example. 5 IN A 10.1.0.1"]);
+    // A zone's id is its apex with the final dot; it is found as written either way.
+    for id in ["lab.example", "lab.example.", "Lab.Example"] {
+        assert!(fourth.zone(id).is_some(), "{id}");
+    }
+    next.change_zone("lab.example", [ZoneChange::Add(record("b.lab.example. 5 A 10.1.0.2"))]).expect("found");
+    assert!(zone_id_matches("lab.example.", "LAB.example") && !zone_id_matches("lab.example.", "example"));
+    assert!(next.remove_zone("LAB.example"), "found as written");
+    assert!(!next.remove_zone("lab.example."), "and gone");
     assert!(next.remove_zone("Z1"));
     let fifth = next.build().expect("valid");
     assert_eq!(summary(&decide(&fifth, "db.corp.example.", RecordType::A)), "forward up (default)");

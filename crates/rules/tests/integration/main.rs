@@ -4,6 +4,7 @@
 mod allocations;
 mod config_files;
 mod edits;
+mod istio;
 mod no_allocation;
 mod precedence;
 mod redirect;

@@ -34,6 +34,7 @@ pub fn summary(decision: &Decision<'_>) -> String {
         Matched::HostTable { table, .. } => format!("hosts {table}"),
         Matched::Rule { id, .. } => format!("rule {id}"),
         Matched::Exception { id, .. } => format!("exception {id}"),
+        Matched::Firewall { rule, .. } => format!("firewall {rule}"),
         Matched::Default => "default".to_owned(),
     };
     match decision {

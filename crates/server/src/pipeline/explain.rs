@@ -54,7 +54,7 @@ impl Pipeline {
         };
         let mut out = Vec::new();
         let mut trace = Some(Trace::default());
-        match self.run(&incoming, &mut out, &mut trace, Purpose::Explain) {
+        match self.run(&incoming, &mut out, &mut trace, &mut None, Purpose::Explain) {
             Step::Forward(mut job) => {
                 job.log = None;
                 let response = self.forward(&mut job).await;
@@ -64,7 +64,7 @@ impl Pipeline {
                 }
                 trace
             }
-            Step::Answered { .. } | Step::Delayed { .. } => {
+            Step::Answered { .. } | Step::Delayed { .. } | Step::Stream { .. } => {
                 let mut trace = trace.unwrap_or_default();
                 fill_answers(&mut trace, &out);
                 trace

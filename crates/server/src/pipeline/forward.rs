@@ -17,7 +17,8 @@ use tokio::sync::oneshot;
 
 use super::{LOOP_MARKER, MAX_HOPS, Pipeline, Purpose, QueryFacts, State};
 use crate::cache::{ServeAs, adapt_for_client};
-use crate::metrics::DecisionIndex;
+use crate::config::OverloadAction;
+use crate::metrics::{DecisionIndex, DropIndex};
 use crate::querylog::{Trace, TraceAttempt, rfc3339};
 use crate::test_layer::FaultAction;
 
@@ -42,11 +43,23 @@ pub(crate) struct ForwardJob {
     pub(super) delay: Option<Duration>,
     pub(super) transport: Transport,
     pub(super) purpose: Purpose,
+    /// When the client stops being worth answering: its arrival plus the
+    /// server's `query_timeout_ms`. Every wait of this query ends by then,
+    /// its own upstream resolution or an identical one it joined.
+    pub(super) deadline: tokio::time::Instant,
+    /// The test layer's record of this query, finished when answered.
+    pub(super) record: Option<u64>,
 }
 
 impl ForwardJob {
     fn serve(&self) -> ServeAs<'_> {
-        ServeAs { id: self.id, question_name: &self.question_name, limit: self.limit, client_edns: self.client_edns }
+        ServeAs {
+            id: self.id,
+            question_name: &self.question_name,
+            limit: self.limit,
+            client_edns: self.client_edns,
+            recursion_desired: self.flags.rd(),
+        }
     }
 
     fn counted(&self) -> bool {
@@ -74,14 +87,22 @@ pub(crate) enum ForwardFailure {
     Deadline(Duration),
     /// Something inside the server went wrong.
     Internal(&'static str),
+    /// DNSSEC validation found the answer bogus.
+    Bogus(signpost_dnssec::Bogus),
 }
 
 impl ForwardFailure {
+    /// Whether the upstream group had no capacity for the query (nothing
+    /// was sent, or no server had a free message ID).
+    fn is_overloaded(&self) -> bool {
+        matches!(self, Self::Upstream(error) if error.is_overloaded())
+    }
+
     fn is_timeout(&self) -> bool {
         match self {
             Self::Upstream(error) => error.is_timeout(),
             Self::Deadline(_) => true,
-            Self::NoGroup(_) | Self::Internal(_) => false,
+            Self::NoGroup(_) | Self::Internal(_) | Self::Bogus(_) => false,
         }
     }
 
@@ -99,10 +120,34 @@ impl std::fmt::Display for ForwardFailure {
             Self::Upstream(error) => write!(f, "{error}"),
             Self::NoGroup(group) if group.is_empty() => f.write_str("no upstream is configured"),
             Self::NoGroup(group) => write!(f, "no upstream group named {group:?} is configured"),
-            Self::Deadline(deadline) => write!(f, "no answer within {} ms", deadline.as_millis()),
+            Self::Deadline(deadline) => {
+                write!(f, "no answer within {} ms of the query's arrival (query_timeout_ms)", deadline.as_millis())
+            }
             Self::Internal(what) => write!(f, "internal error: {what}"),
+            Self::Bogus(bogus) => write!(f, "DNSSEC validation failed: {bogus}"),
         }
     }
+}
+
+/// What a test layer's fault on an upstream group comes to.
+enum FaultOutcome {
+    /// Ask the group as usual (after a delay, say).
+    Ask,
+    /// Answer the client with this, without asking.
+    Answer(Option<Vec<u8>>),
+    /// Answer nothing.
+    Silent,
+}
+
+/// An empty answer with TC set, for a Truncate fault on an upstream group.
+fn truncated(job: &ForwardJob) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let header = Header { id: job.id, flags: job.flags, ..Header::default() };
+    let mut builder = MessageBuilder::response_header_to(&mut out, header).ok()?;
+    builder.push_question(&FlatName(&job.question_name), job.qtype, job.qclass).ok()?;
+    builder.header_mut().flags = builder.header_mut().flags.with_tc(true).with_ra(true);
+    builder.finish().ok()?;
+    Some(out)
 }
 
 /// The upstream outcome shared by coalesced waiters.
@@ -114,22 +159,26 @@ pub(super) type Coalescing = Mutex<HashMap<Box<[u8]>, Vec<oneshot::Sender<Outcom
 impl Pipeline {
     /// The query we send upstream: the client's question in its own case,
     /// RD set, CD copied, our EDNS with the client's DO bit, and the client's
-    /// subnet option only when configured.
+    /// subnet option only when configured. When `validating`, DO and CD are
+    /// set whatever the client sent: the validator needs the signatures, and
+    /// judges bogus data itself (with the reason) rather than trusting a
+    /// validating upstream's SERVFAIL.
     pub(super) fn upstream_query(
         &self,
         facts: &QueryFacts<'_>,
         name: &Name<'_>,
         qtype: RecordType,
         qclass: Class,
+        validating: bool,
     ) -> Option<Vec<u8>> {
         let mut buffer = Vec::with_capacity(64 + name.wire_len());
         let mut builder = MessageBuilder::new(&mut buffer).ok()?;
-        builder.set_flags(Flags::default().with_rd(true).with_cd(facts.message.flags().cd()));
+        builder.set_flags(Flags::default().with_rd(true).with_cd(validating || facts.message.flags().cd()));
         builder.push_question(name, qtype, qclass).ok()?;
         builder.set_edns(EdnsHeader {
             udp_payload_size: self.config.edns.udp_payload_size,
             version: 0,
-            dnssec_ok: facts.client_edns.is_some_and(|edns| edns.dnssec_ok()),
+            dnssec_ok: validating || facts.client_edns.is_some_and(|edns| edns.dnssec_ok()),
         });
         if self.config.edns.forward_client_subnet
             && let Some(edns) = facts.client_edns
@@ -160,9 +209,18 @@ impl Pipeline {
         }
         if let Some(layer) = &self.layer
             && let Some(fault) = layer.fault_for_group(&job.group)
-            && let Some(response) = self.upstream_fault(job, fault).await
         {
-            return Some(response);
+            match self.upstream_fault(job, fault).await {
+                FaultOutcome::Ask => {}
+                FaultOutcome::Answer(response) => return response,
+                FaultOutcome::Silent => {
+                    if let Some(trace) = job.trace.as_mut() {
+                        trace.decision = "drop".into();
+                        trace.notes.push("injected fault: upstream group dropped".into());
+                    }
+                    return None;
+                }
+            }
         }
         // forward-first with a default group to fall back on: an answer the
         // zone's group rejected under `retry_on` (SERVFAIL, say) is a failure
@@ -202,6 +260,8 @@ impl Pipeline {
                     return self.servfail(job, ExtendedErrorCode::INVALID_DATA, "upstream answer could not be relayed");
                 }
                 relay::set_id(&mut out, job.id);
+                // RD echoes the client's query, not the upstream's answer to ours.
+                relay::set_rd(&mut out, job.flags.rd());
                 relay::restore_question_case(&mut out, &FlatName(&job.question_name));
                 counters.decision(DecisionIndex::Forwarded);
                 // The header's four bits: enough for the metrics, and no walk to the OPT record.
@@ -213,6 +273,10 @@ impl Pipeline {
                 }
                 self.log_forwarded(job, &out);
                 Some(out)
+            }
+            Err(ForwardFailure::Bogus(bogus)) => {
+                let text = format!("DNSSEC validation failed: {bogus}");
+                self.servfail(job, bogus.reason.extended_error(), &text)
             }
             Err(error) => {
                 let now = Instant::now();
@@ -231,6 +295,9 @@ impl Pipeline {
                     self.log_forwarded(job, &out);
                     return Some(out);
                 }
+                if error.is_overloaded() {
+                    return self.overloaded(job, error);
+                }
                 let code = if error.is_timeout() {
                     ExtendedErrorCode::NO_REACHABLE_AUTHORITY
                 } else {
@@ -242,36 +309,77 @@ impl Pipeline {
         }
     }
 
-    /// A test layer's fault on the upstream group: the answer it makes, or
-    /// `None` to go upstream after all (after a delay, say).
-    async fn upstream_fault(&self, job: &mut ForwardJob, fault: FaultAction) -> Option<Vec<u8>> {
+    /// What a test layer's fault on the upstream group does to a forward.
+    async fn upstream_fault(&self, job: &mut ForwardJob, fault: FaultAction) -> FaultOutcome {
         match fault {
             FaultAction::Delay(delay) => {
                 tokio::time::sleep(delay).await;
+                FaultOutcome::Ask
+            }
+            // As a silent upstream would, from the client's side: no answer.
+            FaultAction::Drop => FaultOutcome::Silent,
+            FaultAction::ServFail | FaultAction::TcpReset => FaultOutcome::Answer(self.servfail(
+                job,
+                ExtendedErrorCode::NETWORK_ERROR,
+                "injected fault: upstream failed",
+            )),
+            // Over TCP the query goes upstream as usual.
+            FaultAction::Truncate if job.transport != Transport::Udp => FaultOutcome::Ask,
+            FaultAction::Truncate => FaultOutcome::Answer(truncated(job)),
+        }
+    }
+
+    /// The group had no capacity: answer at once, on purpose and counted
+    /// apart from upstream failures — SERVFAIL with extended error 0
+    /// (Other; RFC 8914 has no code for overload) saying so, or, to a UDP
+    /// client with `overload_action = "drop"`, no answer at all.
+    fn overloaded(&self, job: &mut ForwardJob, error: &ForwardFailure) -> Option<Vec<u8>> {
+        let counters = self.counters(job.purpose);
+        counters.decision(DecisionIndex::Overloaded);
+        let text = short_error_text(&job.group, error);
+        match self.config.limits.overload_action {
+            // Over a stream a dropped answer only keeps the client waiting:
+            // only UDP clients, which retransmit, are dropped.
+            OverloadAction::Drop if job.transport == Transport::Udp => {
+                counters.dropped(DropIndex::UpstreamOverloaded);
+                if let Some(trace) = job.trace.as_mut() {
+                    trace.decision = "overloaded".into();
+                    trace.notes.push(format!("{text}; dropped (overload_action = \"drop\")"));
+                }
                 None
             }
-            FaultAction::Drop => {
-                tokio::time::sleep(Duration::from_millis(self.config.limits.query_timeout_ms.min(4_000))).await;
-                self.servfail(job, ExtendedErrorCode::NO_REACHABLE_AUTHORITY, "injected fault: upstream silent")
-            }
-            FaultAction::ServFail | FaultAction::TcpReset => {
-                self.servfail(job, ExtendedErrorCode::NETWORK_ERROR, "injected fault: upstream failed")
-            }
-            // Over TCP the query goes upstream as usual.
-            FaultAction::Truncate if job.transport != Transport::Udp => None,
-            FaultAction::Truncate => {
-                let mut out = Vec::new();
-                let header = Header { id: job.id, flags: job.flags, ..Header::default() };
-                let mut builder = MessageBuilder::response_header_to(&mut out, header).ok()?;
-                builder.push_question(&FlatName(&job.question_name), job.qtype, job.qclass).ok()?;
-                builder.header_mut().flags = builder.header_mut().flags.with_tc(true).with_ra(true);
-                builder.finish().ok()?;
-                Some(out)
+            OverloadAction::Drop | OverloadAction::ServFail => {
+                let response = self.servfail_response(job, ExtendedErrorCode::OTHER, &text)?;
+                counters.rcode(Rcode::SERVFAIL.0);
+                if let Some(trace) = job.trace.as_mut() {
+                    trace.decision = "overloaded".into();
+                    trace.rcode = "SERVFAIL".into();
+                    trace.notes.push(text);
+                }
+                self.log_forwarded(job, &response);
+                Some(response)
             }
         }
     }
 
+    /// SERVFAIL for an upstream failure, counted and logged.
     fn servfail(&self, job: &mut ForwardJob, code: ExtendedErrorCode, text: &str) -> Option<Vec<u8>> {
+        let out = self.servfail_response(job, code, text)?;
+        let counters = self.counters(job.purpose);
+        counters.decision(DecisionIndex::Failed);
+        counters.rcode(Rcode::SERVFAIL.0);
+        if let Some(trace) = job.trace.as_mut() {
+            trace.decision = "servfail".into();
+            trace.rcode = "SERVFAIL".into();
+            trace.notes.push(text.to_string());
+        }
+        self.log_forwarded(job, &out);
+        Some(out)
+    }
+
+    /// The bytes of a SERVFAIL to the job's client: its question, and to a
+    /// client that sent EDNS, our OPT with the extended error.
+    fn servfail_response(&self, job: &ForwardJob, code: ExtendedErrorCode, text: &str) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(128);
         let header = Header { id: job.id, flags: job.flags, ..Header::default() };
         let mut builder = MessageBuilder::response_header_to(&mut out, header).ok()?;
@@ -291,57 +399,61 @@ impl Pipeline {
             }));
         }
         builder.finish().ok()?;
-        let counters = self.counters(job.purpose);
-        counters.decision(DecisionIndex::Failed);
-        counters.rcode(Rcode::SERVFAIL.0);
-        if let Some(trace) = job.trace.as_mut() {
-            trace.decision = "servfail".into();
-            trace.rcode = "SERVFAIL".into();
-            trace.notes.push(text.to_string());
-        }
-        self.log_forwarded(job, &out);
         Some(out)
     }
 
     /// Resolve through `group`, sharing one upstream query among identical
-    /// questions in flight. The first caller's task does the work, so a
-    /// cancelled client cannot strand the others. With `accepted_only`, an
-    /// answer every server was rejected for (`retry_on`) is a failure.
+    /// questions in flight. The first caller's task does the work; the
+    /// others (followers) wait for its outcome, each until its own
+    /// deadline, never the leader's: a follower whose deadline passes first
+    /// gets its own SERVFAIL, and when the leader is cancelled (its client
+    /// went away) or ran out of its own time while a follower has time
+    /// left, the followers start again: one leads, the rest join it. With
+    /// `accepted_only`, an answer every server was rejected for
+    /// (`retry_on`) is a failure.
     async fn resolve_coalesced(self: &Arc<Self>, job: &ForwardJob, group: String, accepted_only: bool) -> Outcome {
         let mut key = job.key.to_vec();
         key.push(u8::from(accepted_only));
         key.extend_from_slice(group.as_bytes());
         let key: Box<[u8]> = key.into();
-        // Join a resolution already under way, or lead one.
-        let waiting = {
-            let Ok(mut in_flight) = self.coalescing.lock() else {
-                return Arc::new(Err(ForwardFailure::Internal("in-flight table poisoned")));
+        loop {
+            // Join a resolution already under way, or lead one.
+            let waiting = {
+                let Ok(mut in_flight) = self.coalescing.lock() else {
+                    return Arc::new(Err(ForwardFailure::Internal("in-flight table poisoned")));
+                };
+                match in_flight.get_mut(&key) {
+                    Some(waiters) => {
+                        let (sender, receiver) = oneshot::channel();
+                        waiters.push(sender);
+                        Some(receiver)
+                    }
+                    None => {
+                        in_flight.insert(key.clone(), Vec::new());
+                        None
+                    }
+                }
             };
-            match in_flight.get_mut(&key) {
-                Some(waiters) => {
-                    let (sender, receiver) = oneshot::channel();
-                    waiters.push(sender);
-                    Some(receiver)
-                }
-                None => {
-                    in_flight.insert(key.clone(), Vec::new());
-                    None
-                }
+            let Some(receiver) = waiting else { break };
+            match tokio::time::timeout_at(job.deadline, receiver).await {
+                // The leader ran out of its own time, which ended before ours: try again.
+                Ok(Ok(outcome))
+                    if matches!(*outcome, Err(ForwardFailure::Deadline(_)))
+                        && tokio::time::Instant::now() < job.deadline => {}
+                Ok(Ok(outcome)) => return outcome,
+                // The leader was cancelled: lead or join afresh.
+                Ok(Err(_)) => {}
+                // Our own deadline passed first; dropping the receiver leaves the leader be.
+                Err(_) => return Arc::new(Err(ForwardFailure::Deadline(self.query_timeout()))),
             }
-        };
-        if let Some(receiver) = waiting {
-            return match receiver.await {
-                Ok(outcome) => outcome,
-                // The leader was cancelled (its client went away): resolve on our own.
-                Err(_) => Arc::new(self.resolve_once(job, &group, accepted_only).await),
-            };
         }
         // The leader resolves in its own task, with no hand-off; if it is
-        // cancelled, the guard lets the waiters know so they resolve themselves.
+        // cancelled, the guard lets the waiters know so they start again.
         let mut guard = Leader { coalescing: &self.coalescing, key: Some(key) };
         let result = self.resolve_once(job, &group, accepted_only).await;
+        let cacheable = job.state.upstreams.group(&group).is_none_or(|upstream| upstream.config().cache);
         let insert = |result: &Result<Resolved, ForwardFailure>| {
-            if let Ok(resolved) = result {
+            if cacheable && let Ok(resolved) = result {
                 self.cache.insert(&job.key, &resolved.response, Instant::now());
             }
         };
@@ -367,27 +479,40 @@ impl Pipeline {
         group: &str,
         accepted_only: bool,
     ) -> Result<Resolved, ForwardFailure> {
-        let deadline = Duration::from_millis(self.config.limits.query_timeout_ms);
         let Some(upstream) = job.state.upstreams.group(group) else {
             return Err(ForwardFailure::NoGroup(group.to_string()));
         };
         let resolution = async {
-            if accepted_only {
+            let resolved = if accepted_only {
                 upstream.resolve_accepted(&job.upstream_query).await
             } else {
                 upstream.resolve(&job.upstream_query).await
             }
+            .map_err(ForwardFailure::Upstream)?;
+            match &job.state.validator {
+                // CD from the client: it validates itself, and gets what upstream sent.
+                Some(validator) if !job.flags.cd() => {
+                    let understands_ad = job.dnssec_ok || job.flags.ad();
+                    crate::dnssec::validate(validator, upstream, resolved, job.dnssec_ok, understands_ad).await
+                }
+                _ => Ok(resolved),
+            }
         };
-        match tokio::time::timeout(deadline, resolution).await {
-            Ok(result) => result.map_err(ForwardFailure::Upstream),
-            Err(_) => Err(ForwardFailure::Deadline(deadline)),
+        match tokio::time::timeout_at(job.deadline, resolution).await {
+            Ok(result) => result,
+            Err(_) => Err(ForwardFailure::Deadline(self.query_timeout())),
         }
+    }
+
+    /// The server's `query_timeout_ms`: how long a query may take from its arrival.
+    pub(super) fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.limits.query_timeout_ms)
     }
 }
 
 /// The resolution a task leads for identical questions in flight. Dropped
 /// unfinished (the task was cancelled), it removes the entry, which tells
-/// the waiters to resolve on their own.
+/// the waiters to start again (one of them leading).
 struct Leader<'a> {
     coalescing: &'a Coalescing,
     key: Option<Box<[u8]>>,

@@ -32,6 +32,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::cache::{Cache, CacheKey, Lookup, ServeAs};
 use crate::config::ServerConfig;
+use crate::hook::{Handled, HandlerQuery, QueryHandler};
 use crate::limits::RateLimiter;
 use crate::metrics::{DecisionIndex, DropIndex, Metrics, TransportIndex};
 use crate::querylog::{QueryLog, Trace};
@@ -44,6 +45,7 @@ mod respond;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use forward::ForwardFailure;
 use forward::{Coalescing, ForwardJob, LogContext};
 
 /// The rules and upstreams in force; replaced as a whole on reload.
@@ -52,6 +54,16 @@ pub struct State {
     pub rules: Arc<RuleSet>,
     /// The upstream groups.
     pub upstreams: Arc<Upstreams>,
+    /// DNSSEC validation of forwarded answers, when on: answers get AD only
+    /// when proven, bogus ones SERVFAIL with an extended error.
+    pub validator: Option<Arc<signpost_dnssec::Validator>>,
+}
+
+impl State {
+    /// Rules and upstreams without DNSSEC validation.
+    pub fn new(rules: Arc<RuleSet>, upstreams: Arc<Upstreams>) -> Self {
+        Self { rules, upstreams, validator: None }
+    }
 }
 
 /// Per-listener facts the pipeline needs.
@@ -104,6 +116,10 @@ pub(crate) enum Reply {
     /// No answer, and the connection is to be closed (only for stream
     /// transports; the others are told [`Reply::Silent`]).
     Close,
+    /// The first message of a stream of answers is in the caller's buffer
+    /// (`len` bytes, as for [`Reply::Now`]); stream transports send `rest`
+    /// after it, the others only the first (a [`QueryHandler`]'s zone transfer).
+    Stream { len: usize, rest: Box<dyn Iterator<Item = Vec<u8>> + Send> },
 }
 
 /// An answer that takes time: a forward, or an answer held back by a test
@@ -124,7 +140,13 @@ impl Pending {
     /// The answer, or `None` when there is none to send.
     pub(crate) async fn answer(self) -> Option<Vec<u8>> {
         match self.work {
-            Work::Forward(mut job) => self.pipeline.forward(&mut job).await,
+            Work::Forward(mut job) => {
+                let response = self.pipeline.forward(&mut job).await;
+                if let (Some(layer), Some(sequence)) = (&self.pipeline.layer, job.record) {
+                    layer.record_finish(sequence, response.as_deref(), job.trace.as_ref(), "drop");
+                }
+                response
+            }
             Work::Delayed { response, delay } => {
                 tokio::time::sleep(delay).await;
                 Some(response)
@@ -154,6 +176,8 @@ enum Step {
     Drop,
     /// Close the connection.
     Close,
+    /// A handler's stream: the first message of this length was written.
+    Stream { len: usize, rest: Box<dyn Iterator<Item = Vec<u8>> + Send> },
 }
 
 /// The pipeline shared by every listener.
@@ -165,6 +189,8 @@ pub(crate) struct Pipeline {
     uncounted: Metrics,
     pub(crate) log: Option<QueryLog>,
     pub(crate) layer: Option<TestLayer>,
+    /// The application's handler, asked before the rules.
+    pub(crate) handler: Option<Arc<dyn QueryHandler>>,
     pub(crate) config: ServerConfig,
     per_client: Option<RateLimiter>,
     /// Response rate limiting on UDP, when configured.
@@ -240,6 +266,7 @@ impl Pipeline {
             uncounted: Metrics::default(),
             log,
             layer,
+            handler: None,
             config,
             per_client,
             response_rate,
@@ -261,9 +288,24 @@ impl Pipeline {
     /// (for UDP, straight into the outgoing batch); anything slower comes
     /// back as a [`Pending`] that the transport awaits or spawns.
     pub(crate) fn handle(self: &Arc<Self>, incoming: &Incoming<'_>, out: &mut impl Buffer) -> Reply {
-        let mut trace = self.log.is_some().then(Trace::default);
+        let recording = self.layer.as_ref().is_some_and(TestLayer::is_recording);
+        let mut trace = (self.log.is_some() || recording).then(Trace::default);
         let start = out.len();
-        let step = self.run(incoming, out, &mut trace, Purpose::Serve);
+        let mut record = None;
+        let step = self.run(incoming, out, &mut trace, &mut record, Purpose::Serve);
+        // A recorded query answered now, or never, is finished now; a
+        // forward job finishes its own when answered.
+        if let (Some(layer), Some(sequence)) = (&self.layer, record) {
+            match &step {
+                Step::Answered { .. } | Step::Delayed { .. } | Step::Stream { .. } => {
+                    let response = out.as_slice().get(start..).unwrap_or_default();
+                    layer.record_finish(sequence, Some(response), trace.as_ref(), "drop");
+                }
+                Step::Drop => layer.record_finish(sequence, None, trace.as_ref(), "drop"),
+                Step::Close => layer.record_finish(sequence, None, trace.as_ref(), "close"),
+                Step::Forward(_) => {}
+            }
+        }
         // A trace still here was not handed to a forward job: log it now.
         if let (Some(trace), Step::Answered { .. } | Step::Delayed { .. }) = (trace, &step) {
             let forwarded = trace.cache.is_some();
@@ -280,6 +322,7 @@ impl Pipeline {
             Step::Drop => Reply::Silent,
             Step::Close if matches!(incoming.listener.transport, Transport::Tcp | Transport::Dot) => Reply::Close,
             Step::Close => Reply::Silent,
+            Step::Stream { len, rest } => Reply::Stream { len, rest },
         }
     }
 
@@ -290,7 +333,14 @@ impl Pipeline {
     /// The synchronous steps, in order: parse the header (no answer to what
     /// is not a query), ACL, rate limits, NOTIMP/FORMERR, BADVERS, test
     /// layer, rules, then a local answer, a cache hit or a forward job.
-    fn run(&self, incoming: &Incoming<'_>, out: &mut impl Buffer, trace: &mut Option<Trace>, purpose: Purpose) -> Step {
+    fn run(
+        &self,
+        incoming: &Incoming<'_>,
+        out: &mut impl Buffer,
+        trace: &mut Option<Trace>,
+        record: &mut Option<u64>,
+        purpose: Purpose,
+    ) -> Step {
         let listener = incoming.listener;
         let counters = self.counters(purpose);
         counters.query(listener.transport_index());
@@ -346,6 +396,24 @@ impl Pipeline {
                 Step::Drop
             };
         }
+        if let Some(handler) = &self.handler
+            && purpose == Purpose::Serve
+        {
+            let query =
+                HandlerQuery { message, peer: incoming.peer, transport: listener.transport, listener: &listener.id };
+            match handler.handle(&query) {
+                None => {}
+                Some(Handled::Drop) => return Step::Drop,
+                Some(Handled::Message(response)) => return write_handled(&response, out),
+                Some(Handled::Stream(mut messages)) => {
+                    let Some(first) = messages.next() else { return Step::Drop };
+                    return match write_handled(&first, out) {
+                        Step::Answered { len } => Step::Stream { len, rest: messages },
+                        other => other,
+                    };
+                }
+            }
+        }
         if message.opcode() != Opcode::QUERY {
             return self.error_response(&message, Rcode::NOTIMP, out, purpose);
         }
@@ -376,18 +444,25 @@ impl Pipeline {
         }
         let mut delay = None;
         if let Some(layer) = &self.layer {
-            let record = || RecordedQuery {
-                name: question.name().to_name_buf(),
-                qtype: question.qtype(),
-                transport: listener.transport,
-                client: incoming.peer,
-                listener: listener.id.to_string(),
-            };
-            let intercept = match purpose {
-                Purpose::Serve => layer.intercept(record, &question.name(), listener.transport),
-                // An explain run is not recorded; the faults still apply.
-                Purpose::Explain => layer.fault(&question.name(), listener.transport),
-            };
+            // An explain run is not recorded; the faults still apply.
+            if purpose == Purpose::Serve {
+                *record = layer.record_arrival(|| {
+                    RecordedQuery::arrived(
+                        question.name().to_name_buf(),
+                        question.qtype(),
+                        listener.transport,
+                        incoming.peer,
+                        listener.id.to_string(),
+                    )
+                });
+            }
+            let intercept = layer.fault(&question.name(), listener.transport);
+            if let (Some(trace), Some(intercept)) = (trace.as_mut(), intercept)
+                && !matches!(intercept, Intercept::Delay(_))
+            {
+                trace.decision = "fault".into();
+                trace.notes.push(format!("injected fault: {intercept:?}"));
+            }
             match intercept {
                 None => {}
                 Some(Intercept::Drop) => {
@@ -478,9 +553,17 @@ impl Pipeline {
                     question_name: flat,
                     limit,
                     client_edns: facts.client_edns.is_some(),
+                    recursion_desired: facts.message.flags().rd(),
                 };
                 let start = out.len();
-                match self.cache.lookup(key.as_bytes(), incoming.now, serve, out, purpose == Purpose::Serve) {
+                // A group whose answers are not cached is not answered from the cache either.
+                let cacheable = state.upstreams.group(forward.group).is_none_or(|group| group.config().cache);
+                let lookup = if cacheable {
+                    self.cache.lookup(key.as_bytes(), incoming.now, serve, out, purpose == Purpose::Serve)
+                } else {
+                    Lookup::Miss
+                };
+                match lookup {
                     Lookup::Hit { len, .. } => {
                         counters.decision(DecisionIndex::Cache);
                         if let Some(trace) = trace.as_mut() {
@@ -491,15 +574,21 @@ impl Pipeline {
                     Lookup::Miss => {
                         out.truncate(start);
                         if let Some(trace) = trace.as_mut() {
-                            trace.cache = Some(if self.cache.is_enabled() { "miss" } else { "bypass" }.into());
+                            trace.cache =
+                                Some(if self.cache.is_enabled() && cacheable { "miss" } else { "bypass" }.into());
                         }
                         if purpose == Purpose::Serve && self.in_flight.len() >= self.config.limits.max_in_flight {
                             counters.dropped(DropIndex::InFlightLimit);
                             return Step::Drop;
                         }
-                        let Some(upstream_query) =
-                            self.upstream_query(&facts, &question.name(), question.qtype(), question.qclass())
-                        else {
+                        let validating = state.validator.is_some() && !facts.message.flags().cd();
+                        let Some(upstream_query) = self.upstream_query(
+                            &facts,
+                            &question.name(),
+                            question.qtype(),
+                            question.qclass(),
+                            validating,
+                        ) else {
                             return self.error_response(&facts.message, Rcode::FORMERR, out, purpose);
                         };
                         let log = self.log.as_ref().is_some_and(QueryLog::logs_forwarded).then(|| LogContext {
@@ -527,6 +616,8 @@ impl Pipeline {
                             transport: listener.transport,
                             purpose,
                             state: state.clone(),
+                            deadline: tokio::time::Instant::from_std(incoming.now + self.query_timeout()),
+                            record: *record,
                         }));
                     }
                 }
@@ -572,6 +663,16 @@ fn inspect<'a>(message: &Message<'a>) -> Option<(Question<'a>, Option<Edns<'a>>)
     (records.position() == message.as_bytes().len()).then_some((question, edns))
 }
 
+/// What matched, in the readable form docs/rules.md gives (`zone
+/// svc.test.`, `rule aws (amazonaws.com)`, `default`).
 fn describe(reason: &signpost_rules::Reason<'_>) -> String {
-    format!("{:?}", reason.matched)
+    reason.matched.to_string()
+}
+
+/// Copy a handler's answer into the transport's buffer.
+fn write_handled(response: &[u8], out: &mut impl Buffer) -> Step {
+    match out.put(response) {
+        Ok(()) => Step::Answered { len: response.len() },
+        Err(_) => Step::Drop,
+    }
 }

@@ -300,6 +300,8 @@ impl Pipeline {
         let (rcode, sink) = match action {
             BlockAction::Refused => (Rcode::REFUSED, None),
             BlockAction::NxDomain => (Rcode::NXDOMAIN, None),
+            // Unbound's deny: the client gets nothing and times out.
+            BlockAction::Drop => return Step::Drop,
             BlockAction::Sinkhole { v4, v6 } => {
                 let address = match qtype {
                     RecordType::A => v4.map(IpAddr::V4),

@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use signpost_rules::config::RulesConfig;
 use signpost_rules::{RuleSet, Transport};
@@ -69,7 +69,7 @@ const NOT_ALLOWED: &str = "192.0.2.99:5353";
 fn pipeline_with(config: ServerConfig, layer: Option<TestLayer>) -> Arc<Pipeline> {
     let rules = RulesConfig::from_toml(RULES, "test.toml").unwrap();
     let rules = RuleSet::from_config(&rules, ".".as_ref(), &["upstream"]).unwrap();
-    let state = State { rules: Arc::new(rules), upstreams: Arc::new(Upstreams::default()) };
+    let state = State::new(Arc::new(rules), Arc::new(Upstreams::default()));
     Arc::new(Pipeline::new(config, state, Arc::new(Metrics::default()), None, layer))
 }
 
@@ -136,6 +136,7 @@ fn answered(pipeline: &Arc<Pipeline>, bytes: &[u8], client: &str) -> Vec<u8> {
         (Reply::Later(_), _) => panic!("a later answer"),
         (Reply::Silent, _) => panic!("no answer"),
         (Reply::Close, _) => panic!("closed"),
+        (Reply::Stream { .. }, _) => panic!("a stream"),
     }
 }
 
@@ -343,7 +344,7 @@ fn a_test_layer_turns_faults_into_replies() {
     let name = |text: &str| FaultTarget::Name(text.parse().unwrap());
     layer.inject_fault(name("truncated.local.test"), FaultAction::Truncate);
     layer.inject_fault(name("reset.local.test"), FaultAction::TcpReset);
-    layer.inject_fault(name("slow.local.test"), FaultAction::Delay(std::time::Duration::from_millis(1)));
+    layer.inject_fault(name("slow.local.test"), FaultAction::Delay(Duration::from_millis(1)));
     let truncated = answered(&pipeline, &query("truncated.local.test"), ALLOWED);
     assert!(Message::parse(&truncated).unwrap().flags().tc());
     assert!(answers(&truncated).is_empty());
@@ -353,7 +354,21 @@ fn a_test_layer_turns_faults_into_replies() {
     assert!(matches!(run(&pipeline, &query("reset.local.test"), ALLOWED, Transport::Udp), (Reply::Silent, _)));
     let (delayed, out) = run(&pipeline, &query("slow.local.test"), ALLOWED, Transport::Udp);
     assert!(matches!(delayed, Reply::Later(_)) && out.is_empty(), "the answer waits, nothing is written now");
-    assert_eq!(layer.recorded_queries().len(), 5);
+    let recorded = layer.recorded_queries();
+    let outcomes: Vec<_> =
+        recorded.iter().map(|query| (query.decision.as_str(), query.rcode, query.finished)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("fault", Some(Rcode::NOERROR), true),
+            ("local", Some(Rcode::NOERROR), true),
+            ("close", None, true),
+            ("drop", None, true),
+            ("local", Some(Rcode::NOERROR), true),
+        ]
+    );
+    assert_eq!(recorded[1].answers, ["truncated.local.test. 60 IN A 192.0.2.1"]);
+    assert!(recorded[1].matched.starts_with("rule "), "readable, not Debug: {}", recorded[1].matched);
 }
 
 /// The UDP workers' inline path: a local answer and a cache hit written into
@@ -578,4 +593,96 @@ fn a_wildcard_listener_with_default_settings_is_not_an_open_resolver() {
         let (reply, _) = run_on(&pipeline, &bytes, private, &listener);
         assert!(matches!(reply, Reply::Later(_)), "{private} is served");
     }
+}
+
+/// A pipeline forwarding everything to `upstream` over UDP, with fixed
+/// per-try timeouts (no retransmission muddles the upstream's count).
+fn forwarding_to(upstream: &signpost_testkit::FakeUpstream, config: ServerConfig) -> Arc<Pipeline> {
+    let rules = RulesConfig::from_toml(RULES, "test.toml").unwrap();
+    let rules = RuleSet::from_config(&rules, ".".as_ref(), &["upstream"]).unwrap();
+    let mut group =
+        signpost_upstream::GroupConfig::new("upstream", vec![signpost_upstream::ServerConfig::udp(upstream.address())]);
+    group.per_try_timeout = Duration::from_secs(3);
+    group.min_try_timeout = group.per_try_timeout;
+    group.total_timeout = Duration::from_secs(4);
+    let upstreams = Upstreams::new(vec![group]).unwrap();
+    let state = State::new(Arc::new(rules), Arc::new(upstreams));
+    Arc::new(Pipeline::new(config, state, Arc::new(Metrics::default()), None, None))
+}
+
+/// An upstream answering every A question with 192.0.2.7 after `delay`.
+async fn slow_upstream(delay: Duration) -> signpost_testkit::FakeUpstream {
+    signpost_testkit::FakeUpstream::builder()
+        .otherwise(signpost_testkit::Answer::address([192, 0, 2, 7].into()))
+        .behaviour(signpost_testkit::Behaviour::Delay(delay))
+        .start()
+        .await
+        .unwrap()
+}
+
+/// The forward `bytes` become, as if they had arrived at `arrived`, answered in a task of its own.
+fn forward_from(
+    pipeline: &Arc<Pipeline>,
+    bytes: &[u8],
+    arrived: Instant,
+) -> tokio::task::JoinHandle<(Option<Vec<u8>>, Duration)> {
+    let listener = listener(Transport::Udp);
+    let incoming = Incoming {
+        bytes,
+        peer: ALLOWED.parse().unwrap(),
+        local: None,
+        listener: &listener,
+        max_response: None,
+        now: arrived,
+    };
+    let Reply::Later(pending) = pipeline.handle(&incoming, &mut Vec::new()) else { panic!("not a forward") };
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let answer = pending.answer().await;
+        (answer, started.elapsed())
+    })
+}
+
+#[tokio::test]
+async fn a_slow_leader_does_not_hold_a_follower_past_its_own_deadline() {
+    let upstream = slow_upstream(Duration::from_millis(900)).await;
+    let pipeline = forwarding_to(&upstream, ServerConfig::default());
+    let bytes = query_with("popular.example", RecordType::A, Some(EdnsHeader::default()));
+    let leader = forward_from(&pipeline, &bytes, Instant::now());
+    upstream.wait_for_queries(1, Duration::from_secs(2)).await.unwrap();
+    // The follower came in long ago (it sat in a queue, say): 300 ms of its 4.5 s are left.
+    let timeout = pipeline.query_timeout();
+    let follower = forward_from(&pipeline, &bytes, Instant::now() - timeout + Duration::from_millis(300));
+    let (answer, waited) = follower.await.unwrap();
+    let answer = answer.expect("a SERVFAIL, not silence");
+    assert_eq!(rcode(&answer), Rcode::SERVFAIL);
+    assert_eq!(extended_error(&answer), Some(ExtendedErrorCode::NO_REACHABLE_AUTHORITY.0));
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_millis(700), "waited {waited:?}");
+    // The leader carries on to the upstream's answer.
+    let (answer, waited) = leader.await.unwrap();
+    let answer = answer.expect("the upstream's answer");
+    assert_eq!(answers(&answer), ["popular.example. 300 IN A 192.0.2.7"]);
+    assert!(waited >= Duration::from_millis(850), "waited {waited:?}");
+    assert_eq!(upstream.query_count(), 1, "the follower sent nothing of its own");
+    assert_eq!(pipeline.metrics.decisions("upstream_failed"), 1);
+    assert_eq!(pipeline.metrics.decisions("forwarded"), 1);
+}
+
+#[tokio::test]
+async fn followers_of_a_cancelled_leader_share_one_new_resolution() {
+    let upstream = slow_upstream(Duration::from_millis(300)).await;
+    let pipeline = forwarding_to(&upstream, ServerConfig::default());
+    let bytes = query("cancelled.example");
+    let leader = forward_from(&pipeline, &bytes, Instant::now());
+    upstream.wait_for_queries(1, Duration::from_secs(2)).await.unwrap();
+    let followers: Vec<_> = (0..3).map(|_| forward_from(&pipeline, &bytes, Instant::now())).collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The leader's client goes away.
+    leader.abort();
+    for follower in followers {
+        let (answer, waited) = follower.await.unwrap();
+        assert_eq!(answers(&answer.expect("an answer")), ["cancelled.example. 300 IN A 192.0.2.7"]);
+        assert!(waited < Duration::from_secs(1), "waited {waited:?}");
+    }
+    assert_eq!(upstream.query_count(), 2, "the leader's query and one shared by the three followers");
 }

@@ -19,10 +19,10 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Point `server`'s group "upstream" at `target` (a reload, as SIGHUP does).
 fn forward_to(server: &ServerHandle, target: SocketAddr) {
-    server.reload(State {
-        rules: std::sync::Arc::new(rules(FORWARD_ALL, &["upstream"])),
-        upstreams: std::sync::Arc::new(upstreams(vec![group("upstream", &[target])])),
-    });
+    server.reload(State::new(
+        std::sync::Arc::new(rules(FORWARD_ALL, &["upstream"])),
+        std::sync::Arc::new(upstreams(vec![group("upstream", &[target])])),
+    ));
 }
 
 async fn ask(server: &ServerHandle, name: &str) -> (Vec<u8>, Duration) {

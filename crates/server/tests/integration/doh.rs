@@ -22,7 +22,7 @@ async fn tls_server(
     let listener = tls_listener(transport, &certificates, &dir);
     let layer = signpost_server::TestLayer::new().recording(true);
     let server =
-        start_server(|| builder().listener(listener.clone()).rules(rules(LOCAL, &[])).test_layer(layer.clone())).await;
+        start_server(builder().listener(listener.clone()).rules(rules(LOCAL, &[])).test_layer(layer.clone())).await;
     (server, layer, certificates, dir)
 }
 
@@ -56,7 +56,7 @@ async fn http(address: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>
 async fn plain_http_doh_answers_get_and_post_and_rejects_bad_requests() {
     let mut listener = ListenerConfig::new(Transport::Doh, "127.0.0.1:0".parse().unwrap());
     listener.plain_http = true;
-    let server = start_server(|| builder().listener(listener.clone()).rules(rules(LOCAL, &[]))).await;
+    let server = start_server(builder().listener(listener.clone()).rules(rules(LOCAL, &[]))).await;
     let address = server.doh_addrs()[0];
     let dns = query("www.doh.test", RecordType::A);
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dns);

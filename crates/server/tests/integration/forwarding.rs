@@ -21,8 +21,9 @@ async fn hickory_resolves_through_the_upstream_over_udp_and_tcp() {
         let lookup = resolver(protocol, address).lookup_ip(name).await.unwrap();
         assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))], "{protocol:?}");
     }
-    // hickory asks for A and AAAA of each name.
-    assert_eq!(upstream.query_count(), 4);
+    // hickory asks for A and AAAA of each name (each maybe more than once:
+    // a loaded machine can outlast the adaptive retransmission timeout).
+    assert_eq!(upstream.question_count(), 4);
     server.shutdown().await;
 }
 
@@ -47,6 +48,30 @@ async fn repeated_questions_come_from_the_cache_with_ttls_counted_down() {
     );
     assert_eq!(upstream.query_count(), 1);
     assert!(server.metrics_text().contains("signpost_cache_operations_total{op=\"hit\"} 2"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_group_that_is_not_cached_asks_its_servers_every_time() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 9)).await;
+    let cached = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 10)).await;
+    let toml = "default_group = \"upstream\"\n[[rules]]\nsuffix = \"cached.example\"\naction = \"forward\"\ngroup = \"cached\"\n";
+    let server = start_server({
+        let mut uncached = group_of("upstream", &upstream);
+        uncached.cache = false;
+        builder()
+            .rules(rules(toml, &["upstream", "cached"]))
+            .upstreams(upstreams(vec![uncached, group_of("cached", &cached)]))
+    })
+    .await;
+    for name in ["live.example", "www.cached.example"] {
+        let bytes = edns_query(name, RecordType::A, EdnsHeader::default());
+        for _ in 0..3 {
+            udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
+        }
+    }
+    assert_eq!(upstream.query_count(), 3, "every question for the uncached group goes upstream");
+    assert_eq!(cached.query_count(), 1, "other groups are still cached");
     server.shutdown().await;
 }
 
@@ -150,7 +175,7 @@ async fn forward_first_falls_back_to_the_default_group() {
         default_group = "upstream"
         rules = [{ suffix = "corp.example", action = "forward", group = "corp", forward_first = true }]
         "#;
-    let server = start_server(|| {
+    let server = start_server({
         builder()
             .rules(rules(text, &["upstream", "corp"]))
             .upstreams(upstreams(vec![group_of("corp", &dead), group_of("upstream", &fallback)]))
@@ -220,4 +245,119 @@ async fn client_subnet_goes_upstream_only_when_configured() {
     let has_subnet: Vec<bool> =
         upstream.queries().iter().map(|query| query.has_option(OptionCode::CLIENT_SUBNET)).collect();
     assert_eq!(has_subnet, [false, true]);
+}
+
+#[tokio::test]
+async fn answers_echo_the_clients_rd_bit_forwarded_cached_and_failed() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 15)).await;
+    let server = forwarding_server(&upstream).await;
+    let rd = |response: &[u8]| Message::parse(response).unwrap().flags().rd();
+    // `dig +norecurse`: RD clear. Asked upstream with RD set all the same,
+    // and the upstream's RD=1 does not come back.
+    let norecurse = Query::new("rd.example", RecordType::A).recursion_desired(false).to_bytes();
+    let forwarded = udp_exchange(udp(&server), &norecurse, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(answers(&forwarded), ["rd.example. 300 IN A 192.0.2.15"]);
+    assert!(!rd(&forwarded), "forwarded answer: RD copied from the upstream's packet");
+    assert!(upstream.queries().iter().all(|query| query.flags.rd()), "upstream queries ask for recursion");
+    // From the cache, both ways.
+    let cached = udp_exchange(udp(&server), &norecurse, Duration::from_secs(2)).await.unwrap();
+    assert!(!rd(&cached), "cached answer: RD copied from the stored packet");
+    let recurse = Query::new("rd.example", RecordType::A).to_bytes();
+    let cached = udp_exchange(udp(&server), &recurse, Duration::from_secs(2)).await.unwrap();
+    assert!(rd(&cached));
+    assert_eq!(upstream.query_count(), 1, "the last two came from the cache");
+    server.shutdown().await;
+    // A SERVFAIL made here echoes it too.
+    let silent = FakeUpstream::silent().await;
+    let server = forwarding_server(&silent).await;
+    let failed = udp_exchange(udp(&server), &norecurse, Duration::from_secs(4)).await.expect("SERVFAIL");
+    assert_eq!(Message::parse(&failed).unwrap().rcode(), Ok(Rcode::SERVFAIL));
+    assert!(!rd(&failed));
+    server.shutdown().await;
+}
+
+/// A server whose group "upstream" asks `upstream` with room for one query
+/// in flight and 20 ms of queueing, and no retransmission within the 500 ms
+/// per-try timeout (so the upstream's count is the queries sent).
+async fn one_slot_server(
+    upstream: &FakeUpstream,
+    action: signpost_server::OverloadAction,
+) -> signpost_server::ServerHandle {
+    let mut group = group_of("upstream", upstream);
+    group.max_outstanding = 1;
+    group.queue_timeout = Duration::from_millis(20);
+    group.min_try_timeout = group.per_try_timeout;
+    let mut config = config_with_default_listeners();
+    config.limits.overload_action = action;
+    start_forwarding(config, group).await
+}
+
+/// Ask `first.example` over UDP, which takes the group's only slot until
+/// the upstream answers; returns once the upstream has it.
+async fn take_the_only_slot(
+    server: &signpost_server::ServerHandle,
+    upstream: &FakeUpstream,
+) -> tokio::task::JoinHandle<Option<Vec<u8>>> {
+    let (address, first) = (udp(server), query("first.example", RecordType::A));
+    let holder = tokio::spawn(async move { udp_exchange(address, &first, Duration::from_secs(3)).await });
+    upstream.wait_for_queries(1, Duration::from_secs(2)).await.unwrap();
+    holder
+}
+
+#[tokio::test]
+async fn an_overloaded_group_answers_servfail_at_once_counted_apart_from_failures() {
+    let upstream = slow_upstream(Ipv4Addr::new(192, 0, 2, 16), Duration::from_millis(400)).await;
+    let server = one_slot_server(&upstream, signpost_server::OverloadAction::ServFail).await;
+    let address = udp(&server);
+    // The first question takes the group's only slot for 400 ms.
+    let holder = take_the_only_slot(&server, &upstream).await;
+    let started = Instant::now();
+    let bytes = edns_query("second.example", RecordType::A, EdnsHeader::default());
+    let response = udp_exchange(address, &bytes, Duration::from_secs(3)).await.expect("SERVFAIL, not silence");
+    assert!(started.elapsed() < Duration::from_millis(400), "took {:?}: queue_timeout is 20 ms", started.elapsed());
+    let message = Message::parse(&response).unwrap();
+    assert_eq!(message.rcode(), Ok(Rcode::SERVFAIL));
+    let edns = message.edns().unwrap().expect("OPT");
+    let Some(EdnsOption::ExtendedError(error)) = edns.option(OptionCode::EXTENDED_ERROR) else { panic!("no EDE") };
+    assert_eq!(error.info_code, ExtendedErrorCode::OTHER);
+    let text = String::from_utf8_lossy(error.extra_text);
+    assert!(text.contains("overloaded"), "{text}");
+    // The explain trace says so too, while the slot is still held.
+    let trace = server
+        .explain(&"third.example".parse().unwrap(), RecordType::A, "127.0.0.1:0".parse().unwrap(), Transport::Udp)
+        .await;
+    assert_eq!((trace.decision.as_str(), trace.rcode.as_str()), ("overloaded", "SERVFAIL"), "{trace:?}");
+    let answer = holder.await.unwrap().expect("the first question's answer");
+    assert_eq!(answers(&answer), ["first.example. 60 IN A 192.0.2.16"]);
+    assert_eq!(upstream.query_count(), 1, "nothing was sent for the refused question");
+    let metrics = server.metrics();
+    assert_eq!(metrics.decisions("upstream_overloaded"), 1);
+    assert_eq!(metrics.decisions("upstream_failed"), 0, "overload is not an upstream failure");
+    let text = server.metrics_text();
+    for line in [
+        "signpost_decisions_total{decision=\"upstream_overloaded\"} 1",
+        // The explain run counts in the group's own figures.
+        "signpost_upstream_group_overloaded_total{group=\"upstream\"} 2",
+        "signpost_upstream_group_max_outstanding{group=\"upstream\"} 1",
+    ] {
+        assert!(text.lines().any(|written| written == line), "no {line:?} in\n{text}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_overload_action_drop_udp_clients_get_nothing_and_tcp_clients_servfail() {
+    let upstream = slow_upstream(Ipv4Addr::new(192, 0, 2, 17), Duration::from_millis(450)).await;
+    let server = one_slot_server(&upstream, signpost_server::OverloadAction::Drop).await;
+    let address = udp(&server);
+    let holder = take_the_only_slot(&server, &upstream).await;
+    let dropped = udp_exchange(address, &query("second.example", RecordType::A), Duration::from_millis(200)).await;
+    assert!(dropped.is_none(), "an overloaded UDP query is dropped");
+    let over_tcp = tcp_answer(tcp(&server), &query("third.example", RecordType::A)).await;
+    assert_eq!(Message::parse(&over_tcp).unwrap().rcode(), Ok(Rcode::SERVFAIL), "a stream client is not left waiting");
+    assert!(holder.await.unwrap().is_some());
+    let metrics = server.metrics();
+    assert_eq!(metrics.drops("upstream_overloaded"), 1);
+    assert_eq!(metrics.decisions("upstream_overloaded"), 2);
+    server.shutdown().await;
 }

@@ -33,7 +33,7 @@ async fn udp_and_tcp_listeners_on_ipv6_loopback_answer() {
     config.listeners.push(udp);
     config.listeners.push(ListenerConfig::new(Transport::Tcp, "[::1]:0".parse().unwrap()));
     let layer = signpost_server::TestLayer::new().recording(true);
-    let server = start_server(|| {
+    let server = start_server({
         signpost_server::Server::builder().config(config.clone()).rules(rules(LOCAL, &[])).test_layer(layer.clone())
     })
     .await;

@@ -4,9 +4,6 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::Resolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use signpost_server::Transport;
 use signpost_server::{AdminConfig, FaultAction, FaultTarget, LogDestination, State, TestLayer};
 use signpost_wire::{EdnsHeader, Message, Rcode, RecordType};
@@ -59,7 +56,7 @@ async fn reload_swaps_rules_atomically_and_a_failed_reload_keeps_the_old_ones() 
         let error = signpost_rules::config::RulesConfig::from_toml(broken, "rules.toml").err().unwrap();
         Err(Box::new(error))
     });
-    let server = start_server(|| builder().rules(rules(AWS_REDIRECT, &["upstream"])).reloader(reloader.clone())).await;
+    let server = start_server(builder().rules(rules(AWS_REDIRECT, &["upstream"])).reloader(reloader.clone())).await;
     let bytes = query("sqs.amazonaws.com", RecordType::A);
     assert_eq!(answers(&udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap()).len(), 1);
     let error = server.reload_from_source().await.unwrap_err();
@@ -81,7 +78,7 @@ async fn reload_swaps_rules_atomically_and_a_failed_reload_keeps_the_old_ones() 
         "#,
         &[],
     );
-    server.reload(State { rules: Arc::new(replacement), upstreams: server.upstreams() });
+    server.reload(State::new(Arc::new(replacement), server.upstreams()));
     let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.unwrap();
     assert_eq!(answers(&response), ["sqs.amazonaws.com. 60 IN A 127.0.0.9"]);
     server.shutdown().await;
@@ -119,6 +116,34 @@ async fn injected_faults_and_recorded_queries() {
     server.shutdown().await;
 }
 
+/// Drop aimed at an upstream group: the client gets no answer at all, over
+/// UDP and TCP, and the group is not asked; ServFail on it answers SERVFAIL.
+#[tokio::test]
+async fn faults_on_an_upstream_group_are_what_the_client_gets() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 23)).await;
+    let layer = TestLayer::new().recording(true).with_fault(FaultTarget::upstream_group("upstream"), FaultAction::Drop);
+    let server = start_layered(FORWARD_ALL, Some(&upstream), &layer).await;
+    let example = query("example.org", RecordType::A);
+    assert!(udp_exchange(udp(&server), &example, Duration::from_millis(500)).await.is_none());
+    assert!(tcp_exchange(tcp(&server), &example, Duration::from_millis(500)).await.is_none());
+    let dropped = layer.wait_for_queries(2, Duration::from_secs(5)).await.expect("both finished");
+    assert!(dropped.iter().all(|query| query.rcode.is_none() && query.decision == "drop"), "{dropped:?}");
+    assert_eq!(upstream.query_count(), 0, "the group was not asked");
+
+    layer.inject_fault(FaultTarget::upstream_group("upstream"), FaultAction::ServFail);
+    let response = udp_exchange(udp(&server), &example, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(Message::parse(&response).unwrap().rcode(), Ok(Rcode::SERVFAIL));
+    let failed = layer.wait_for(Duration::from_secs(5), |query| query.sequence == 2 && query.finished).await.unwrap();
+    assert_eq!(
+        (failed.rcode, failed.decision.as_str(), failed.group.as_deref()),
+        (Some(Rcode::SERVFAIL), "servfail", Some("upstream"))
+    );
+    assert!(layer.remove_fault(&FaultTarget::upstream_group("upstream")));
+    let response = udp_exchange(udp(&server), &example, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(answers(&response), ["example.org. 300 IN A 192.0.2.23"]);
+    server.shutdown().await;
+}
+
 /// A Truncate fault truncates UDP answers only: a client's retry over TCP
 /// gets the answer (hickory would otherwise give up with `Truncated`).
 #[tokio::test]
@@ -130,18 +155,7 @@ async fn truncate_faults_send_udp_clients_to_tcp_where_they_are_answered() {
     layer.inject_fault(FaultTarget::UpstreamGroup("upstream".into()), FaultAction::Truncate);
     assert_eq!(udp(&server).port(), tcp(&server).port());
     // An explicit configuration: UDP first, then TCP, on the server's port.
-    let mut connections = vec![ConnectionConfig::udp(), ConnectionConfig::tcp()];
-    for connection in &mut connections {
-        connection.port = udp(&server).port();
-    }
-    let name_server = NameServerConfig::new(udp(&server).ip(), true, connections);
-    let mut builder = Resolver::builder_with_config(
-        ResolverConfig::from_name_servers(vec![name_server]),
-        TokioRuntimeProvider::default(),
-    );
-    builder.options_mut().cache_size = 0;
-    builder.options_mut().timeout = Duration::from_secs(3);
-    let resolver = builder.build().unwrap();
+    let resolver = ResolverBuilder::udp_and_tcp(udp(&server)).build().unwrap();
 
     // A local answer and a forwarded one (the fault on the upstream group).
     for (name, address) in
@@ -188,7 +202,7 @@ async fn tcp_reset_faults_close_the_connection() {
 #[tokio::test]
 async fn explain_and_metrics_over_the_admin_listener() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 21)).await;
-    let server = start_server(|| {
+    let server = start_server({
         builder()
             .admin(AdminConfig { address: "127.0.0.1:0".parse().unwrap() })
             .rules(rules(AWS_REDIRECT, &["upstream"]))
@@ -245,4 +259,47 @@ async fn after_shutdown_nothing_answers() {
     assert!(
         udp_exchange(address, &query("s3.amazonaws.com", RecordType::A), Duration::from_millis(300)).await.is_none()
     );
+}
+
+#[tokio::test]
+async fn metrics_show_the_upstreams_estimates_and_the_kernels_socket_figures() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 30)).await;
+    let mut config = config_with_default_listeners();
+    config.listeners[0].receive_buffer = Some(256 << 10);
+    config.listeners[0].id = Some("main-udp".into());
+    let server = start_with(config, FORWARD_ALL, Some(&upstream)).await;
+    for index in 0..5 {
+        let bytes = query(&format!("m{index}.example"), RecordType::A);
+        udp_exchange(udp(&server), &bytes, Duration::from_secs(2)).await.expect("an answer");
+    }
+    let text = server.metrics_text();
+    let labels = format!("{{group=\"upstream\",server=\"udp://{}\"}}", upstream.address());
+    for line in [
+        format!("signpost_upstream_messages_total{labels} 5"),
+        format!("signpost_upstream_answers_total{labels} 5"),
+        format!("signpost_upstream_retransmits_total{labels} 0"),
+        format!("signpost_upstream_spoofs_dropped_total{labels} 0"),
+        format!("signpost_upstream_in_flight{labels} 0"),
+        "signpost_udp_receive_drops_total{listener=\"main-udp\"} 0".to_string(),
+        "# TYPE signpost_system_udp_receive_buffer_errors counter".to_string(),
+    ] {
+        assert!(text.lines().any(|written| written == line), "no {line:?} in\n{text}");
+    }
+    // Measured now: a loopback round trip is well under the 50 ms floor.
+    let sample = |name: &str| -> f64 {
+        let prefix = format!("{name}{labels} ");
+        let line = text.lines().find(|line| line.starts_with(&prefix)).unwrap_or_else(|| panic!("no {name}\n{text}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert!(sample("signpost_upstream_smoothed_rtt_seconds") < 0.05);
+    assert!((0.05..=0.5).contains(&sample("signpost_upstream_retransmit_timeout_seconds")));
+    assert!(sample("signpost_upstream_receive_buffer_bytes") > 0.0);
+    // 256 KiB asked; the kernel grants at most net.core.rmem_max without CAP_NET_ADMIN.
+    let granted = text
+        .lines()
+        .find_map(|line| line.strip_prefix("signpost_udp_receive_buffer_bytes{listener=\"main-udp\"} "))
+        .unwrap_or_else(|| panic!("no listener buffer in\n{text}"));
+    let granted: usize = granted.parse().unwrap();
+    assert!((4 << 10..=256 << 10).contains(&granted), "{granted}");
+    server.shutdown().await;
 }

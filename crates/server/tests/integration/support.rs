@@ -7,11 +7,11 @@ use std::time::Duration;
 use signpost_rules::RuleSet;
 use signpost_rules::config::RulesConfig;
 use signpost_server::{ListenerConfig, Server, ServerBuilder, ServerConfig, ServerHandle, TestLayer};
+use signpost_testkit::Behaviour;
 pub(crate) use signpost_testkit::{
     ASK_TIMEOUT, Answer, FakeUpstream, Query, ResolverBuilder, TempDir, TestCertificates, Transport, answers,
     file_lines, query, read_frame, resolver, tcp_exchange, udp_exchange, write_frame,
 };
-use signpost_testkit::{Behaviour, retry_addr_in_use};
 use signpost_upstream::{GroupConfig, ServerConfig as UpstreamServer, Upstreams};
 
 /// A group `name` asking `servers` over UDP, with deadlines short enough for tests.
@@ -80,7 +80,7 @@ pub(crate) const FORWARD_ALL: &str = r#"default_group = "upstream""#;
 /// A server with `config` and the rules `toml`, whose group "upstream"
 /// asks `upstream` (or nobody).
 pub(crate) async fn start_with(config: ServerConfig, toml: &str, upstream: Option<&FakeUpstream>) -> ServerHandle {
-    start_server(|| {
+    start_server({
         let builder = Server::builder().config(config.clone()).rules(rules(toml, &["upstream"]));
         match upstream {
             Some(upstream) => builder.upstreams(upstreams(vec![group_of("upstream", upstream)])),
@@ -90,15 +90,26 @@ pub(crate) async fn start_with(config: ServerConfig, toml: &str, upstream: Optio
     .await
 }
 
-/// Start the server `make` builds; when the port the kernel gave UDP is
-/// taken for TCP by another program, with a new builder on another port.
-pub(crate) async fn start_server(make: impl Fn() -> ServerBuilder) -> ServerHandle {
-    retry_addr_in_use(|| make().start()).await.unwrap()
+/// Start `builder`'s server. Port-0 listeners need no retry here: the
+/// server binds a UDP and TCP pair on a port free for both.
+pub(crate) async fn start_server(builder: ServerBuilder) -> ServerHandle {
+    builder.start().await.unwrap()
+}
+
+/// A server with `config` forwarding every name to `group` (named "upstream").
+pub(crate) async fn start_forwarding(config: ServerConfig, group: GroupConfig) -> ServerHandle {
+    start_server({
+        Server::builder()
+            .config(config.clone())
+            .rules(rules(FORWARD_ALL, &["upstream"]))
+            .upstreams(upstreams(vec![group.clone()]))
+    })
+    .await
 }
 
 /// [`start`], with `layer` (faults, recording) between the listeners and the pipeline.
 pub(crate) async fn start_layered(toml: &str, upstream: Option<&FakeUpstream>, layer: &TestLayer) -> ServerHandle {
-    start_server(|| {
+    start_server({
         let builder = builder().rules(rules(toml, &["upstream"])).test_layer(layer.clone());
         match upstream {
             Some(upstream) => builder.upstreams(upstreams(vec![group_of("upstream", upstream)])),

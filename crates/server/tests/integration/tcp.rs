@@ -39,8 +39,7 @@ async fn pipelined_answers_go_out_as_they_finish_not_in_order() {
     group.per_try_timeout = Duration::from_secs(3);
     group.total_timeout = Duration::from_secs(4);
     let server =
-        start_server(|| builder().rules(rules(LOCAL_TEST, &["upstream"])).upstreams(upstreams(vec![group.clone()])))
-            .await;
+        start_server(builder().rules(rules(LOCAL_TEST, &["upstream"])).upstreams(upstreams(vec![group.clone()]))).await;
     let mut stream = TcpStream::connect(tcp(&server)).await.unwrap();
     // The forwarded query first, the local one right behind it in the same segment.
     let mut batch = Vec::new();

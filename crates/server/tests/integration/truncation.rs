@@ -66,7 +66,7 @@ async fn local_answers_are_truncated_to_the_clients_edns_size() {
         "[[host_tables]]\nname = \"many\"\nhosts = [{{ name = \"many.local.test\", addresses = [{}] }}]\n",
         addresses.join(", ")
     );
-    let server = start_server(|| builder().rules(rules(&table, &[]))).await;
+    let server = start_server(builder().rules(rules(&table, &[]))).await;
     check_sizes(&server, "many.local.test").await;
     server.shutdown().await;
 }

@@ -349,6 +349,16 @@ impl FakeUpstream {
         lock(&self.shared.seen).len()
     }
 
+    /// How many different questions (name, case aside, and type) were
+    /// received: a client that retransmits a question after its adaptive
+    /// timeout (as signpost-upstream does on a slow machine) asks it once.
+    pub fn question_count(&self) -> usize {
+        let seen = lock(&self.shared.seen);
+        let questions: std::collections::HashSet<(String, RecordType)> =
+            seen.iter().map(|query| (query.name.to_ascii_lowercase(), query.qtype)).collect();
+        questions.len()
+    }
+
     /// The question names received so far, in order (as sent, with the final dot).
     pub fn names(&self) -> Vec<String> {
         lock(&self.shared.seen).iter().map(|query| query.name.clone()).collect()

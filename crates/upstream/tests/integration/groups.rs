@@ -233,3 +233,20 @@ fn resolving_is_send() {
     let query = query("example.com");
     assert_send(upstreams.group("test").unwrap().resolve(&query));
 }
+
+#[tokio::test]
+async fn a_group_without_recursion_desired_clears_rd_in_what_it_sends() {
+    let server = fake::udp([]).await;
+    let mut config = fake::group(vec![ServerConfig::udp(server.address())]);
+    config.recursion_desired = false;
+    let upstreams = fake::upstreams(config);
+    let resolved = fake::resolve(&upstreams).await.unwrap();
+    assert_eq!(first_address(&resolved.response), Some(GENUINE));
+    let seen = server.queries();
+    assert_eq!(seen.len(), 1);
+    assert!(!seen[0].flags.rd(), "the query reached the server with RD set");
+
+    let recursive = fake::udp([]).await;
+    fake::resolve(&fake::over_udp(&recursive)).await.unwrap();
+    assert!(recursive.queries()[0].flags.rd(), "the default keeps the client's RD");
+}

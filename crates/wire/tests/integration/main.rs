@@ -4,4 +4,5 @@
 mod allocation;
 mod partial;
 mod properties;
+mod transfer;
 mod vectors;

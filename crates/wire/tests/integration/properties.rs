@@ -369,3 +369,78 @@ fn records_of_unknown_type_keep_their_bytes() {
     // An unknown type's bytes look like a pointer but must not be touched.
     assert!(bytes.ends_with(&[0xc0, 0x0c, 0x00]));
 }
+
+/// Records under `example.` of class IN, without SOAs: what a zone holds.
+fn zone_records() -> impl Strategy<Value = Vec<RecordBuf>> {
+    proptest::collection::vec(record(), 0..40).prop_map(|records| {
+        let zone: NameBuf = "example.".parse().expect("name");
+        records
+            .into_iter()
+            .filter(|record| record.rtype() != RecordType::SOA)
+            .filter_map(|mut record| {
+                record.name = record.name.concat(&zone).ok()?;
+                Some(record)
+            })
+            .collect()
+    })
+}
+
+fn transfer_soa(serial: u32) -> RecordBuf {
+    format!("example. 3600 IN SOA ns.example. host.example. {serial} 3600 600 86400 60").parse().expect("SOA")
+}
+
+proptest! {
+    #[test]
+    fn transfers_written_then_read_give_back_the_records(
+        records in zone_records(),
+        serial in any::<u32>(),
+        limit in 512usize..4096,
+        signed in any::<bool>(),
+    ) {
+        use signpost_wire::{Transfer, TransferReader, TransferRequest, TransferWriter, TsigAlgorithm, TsigKey, TsigSession};
+        let zone: NameBuf = "example.".parse().expect("name");
+        let soa = transfer_soa(serial);
+        let mut stream = vec![soa.clone()];
+        stream.extend(records.iter().cloned());
+        stream.push(soa.clone());
+
+        let key = TsigKey::new("key.".parse().expect("name"), TsigAlgorithm::HmacSha256, b"secret");
+        let mut query = Vec::new();
+        TransferRequest::Axfr.write_query(&mut query, 77, &zone).expect("query");
+        let mut client = signed.then(|| TsigSession::sign_request(&key, &mut query, 1000).expect("sign"));
+        let mut server = TsigSession::verify_request(std::slice::from_ref(&key), &query, 1000).expect("verifies");
+        prop_assert_eq!(server.is_some(), signed);
+
+        let mut writer = TransferWriter::new(&Message::parse(&query).expect("query"), stream.len())
+            .expect("writer")
+            .with_limit(limit);
+        let mut reader = TransferReader::new(77, &zone, &TransferRequest::Axfr);
+        let mut message = Vec::new();
+        loop {
+            match writer.write_next(&mut message, &stream) {
+                Ok(true) => {}
+                Ok(false) => break,
+                // A single record larger than the limit: nothing to compare.
+                Err(_) => return Ok(()),
+            }
+            if let Some(server) = server.as_mut() {
+                server.sign_response(&mut message, 1001).expect("sign response");
+            }
+            if let Some(client) = client.as_mut() {
+                prop_assert!(client.verify_response(&message, 1002).expect("verifies"));
+            }
+            reader.handle_message(&message).expect("valid stream");
+            message.clear();
+        }
+        let Transfer::Full { soa: got_soa, records: got } = reader.finish().expect("complete") else {
+            return Err(TestCaseError::fail("not a full transfer"));
+        };
+        prop_assert_eq!(got_soa, soa);
+        prop_assert_eq!(&got[1..], &stream[1..stream.len() - 1]);
+    }
+
+    #[test]
+    fn transfer_streams_of_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..800)) {
+        fuzzing::transfer_stream(&bytes);
+    }
+}

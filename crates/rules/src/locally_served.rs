@@ -1,4 +1,7 @@
-//! Unbound's default local zones (unbound.conf(5), "The default zones"):
+//! Locally served zones (RFC 6303, RFC 6761, RFC 6598's AS112 space), as
+//! Unbound's default local zones have them (unbound.conf(5), "The default
+//! zones"), shared by signpost-forward (Unbound's defaults) and
+//! signpost-endpoint (Route 53 Resolver's autodefined rules):
 //! localhost, the loopback reverse zones, onion, test, invalid, and unless
 //! `unblock-lan-zones: yes` the AS112 reverse zones of private and reserved
 //! address space and home.arpa. A local-zone of the same name, of any type
@@ -11,10 +14,14 @@ const IP6_LOOPBACK: &str = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.
 const IP6_UNSPECIFIED: &str = "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.";
 
 /// A default zone: its name, whether it is `redirect` (else `static`), and its records.
-pub(crate) struct DefaultZone {
-    pub(crate) name: String,
-    pub(crate) redirect: bool,
-    pub(crate) records: Vec<String>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefaultZone {
+    /// Its apex, with the final dot.
+    pub name: String,
+    /// Whether every name below the apex gets the apex's data (`localhost`).
+    pub redirect: bool,
+    /// Its records in presentation format (NS, SOA and any data).
+    pub records: Vec<String>,
 }
 
 fn empty(name: &str) -> DefaultZone {
@@ -25,8 +32,14 @@ fn empty(name: &str) -> DefaultZone {
     }
 }
 
-/// The default zones, in Unbound's order.
-pub(crate) fn default_zones(unblock_lan_zones: bool) -> Vec<DefaultZone> {
+/// Whether a default zone is reverse space (`in-addr.arpa` or `ip6.arpa`).
+pub fn is_reverse(zone: &DefaultZone) -> bool {
+    zone.name.ends_with(".in-addr.arpa.") || zone.name.ends_with(".ip6.arpa.")
+}
+
+/// The default zones, in Unbound's order: without `unblock_lan_zones`
+/// also the AS112 reverse zones of private and reserved space.
+pub fn default_zones(unblock_lan_zones: bool) -> Vec<DefaultZone> {
     let mut zones = vec![
         DefaultZone {
             name: "localhost.".into(),

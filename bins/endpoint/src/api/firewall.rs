@@ -1,0 +1,1065 @@
+//! Route 53 Resolver DNS Firewall (`Route53Resolver.*Firewall*`): domain
+//! lists and their domains, rule groups and their rules, associations of
+//! rule groups with VPCs, firewall configs and rule group policies.
+//!
+//! As in [`super::resolver`], every change goes through
+//! [`ControlPlane::mutate`]; the model's checks (the ones a TOML file goes
+//! through: priorities, references, block responses) run when the change is
+//! made live. ImportFirewallDomains reads a local file where AWS reads S3.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::paging::page;
+use super::resolver::{TagRequest, arn, check_name, insert_optional, request, string_field, tags_from, with_token};
+use crate::control::{ControlPlane, Kind, Runtime, new_id};
+use crate::firewall::{ASSOCIATION_PRIORITIES, domain_file_entries, rule_action, rule_qtype};
+use crate::model::{
+    BlockResponse, EndpointConfig, FirewallAssociationConfig, FirewallDomainListConfig, FirewallRuleAction,
+    FirewallRuleConfig, FirewallRuleGroupConfig,
+};
+
+/// The operations this module answers.
+pub const OPERATIONS: &[&str] = &[
+    "AssociateFirewallRuleGroup",
+    "CreateFirewallDomainList",
+    "CreateFirewallRule",
+    "CreateFirewallRuleGroup",
+    "DeleteFirewallDomainList",
+    "DeleteFirewallRule",
+    "DeleteFirewallRuleGroup",
+    "DisassociateFirewallRuleGroup",
+    "GetFirewallConfig",
+    "GetFirewallDomainList",
+    "GetFirewallRuleGroup",
+    "GetFirewallRuleGroupAssociation",
+    "GetFirewallRuleGroupPolicy",
+    "ImportFirewallDomains",
+    "ListFirewallConfigs",
+    "ListFirewallDomainLists",
+    "ListFirewallDomains",
+    "ListFirewallRuleGroupAssociations",
+    "ListFirewallRuleGroups",
+    "ListFirewallRules",
+    "PutFirewallRuleGroupPolicy",
+    "UpdateFirewallConfig",
+    "UpdateFirewallDomains",
+    "UpdateFirewallRule",
+    "UpdateFirewallRuleGroupAssociation",
+];
+
+/// Answer one DNS Firewall call.
+pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body: Value) -> Result<Value, ApiError> {
+    let call = Call { control, body };
+    match operation {
+        "CreateFirewallDomainList" => call.create_domain_list().await,
+        "GetFirewallDomainList" => call.get_domain_list(),
+        "ListFirewallDomainLists" => call.list_domain_lists(),
+        "DeleteFirewallDomainList" => call.delete_domain_list().await,
+        "UpdateFirewallDomains" => call.update_domains(false).await,
+        "ImportFirewallDomains" => call.update_domains(true).await,
+        "ListFirewallDomains" => call.list_domains(),
+        "CreateFirewallRuleGroup" => call.create_rule_group().await,
+        "GetFirewallRuleGroup" => call.get_rule_group(),
+        "ListFirewallRuleGroups" => call.list_rule_groups(),
+        "DeleteFirewallRuleGroup" => call.delete_rule_group().await,
+        "GetFirewallRuleGroupPolicy" => call.get_policy(),
+        "PutFirewallRuleGroupPolicy" => call.put_policy().await,
+        "CreateFirewallRule" => call.create_rule().await,
+        "UpdateFirewallRule" => call.update_rule().await,
+        "DeleteFirewallRule" => call.delete_rule().await,
+        "ListFirewallRules" => call.list_rules(),
+        "AssociateFirewallRuleGroup" => call.associate().await,
+        "DisassociateFirewallRuleGroup" => call.disassociate().await,
+        "GetFirewallRuleGroupAssociation" => call.get_association(),
+        "ListFirewallRuleGroupAssociations" => call.list_associations(),
+        "UpdateFirewallRuleGroupAssociation" => call.update_association().await,
+        "GetFirewallConfig" => call.get_config(),
+        "ListFirewallConfigs" => call.list_configs(),
+        "UpdateFirewallConfig" => call.update_config().await,
+        other => Err(ApiError::unsupported(other)),
+    }
+}
+
+struct Call<'a, R: Runtime> {
+    control: &'a ControlPlane<R>,
+    body: Value,
+}
+
+fn conflict(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("ConflictException", message)
+}
+
+fn validation(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("ValidationException", message)
+}
+
+fn find_list<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c FirewallDomainListConfig, ApiError> {
+    config.firewall_domain_lists.iter().find(|list| list.id == id).ok_or_else(|| {
+        ApiError::not_found(format!("[RSLVR-02101] The firewall domain list with ID \"{id}\" does not exist."))
+    })
+}
+
+fn find_group<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c FirewallRuleGroupConfig, ApiError> {
+    config.firewall_rule_groups.iter().find(|group| group.id == id).ok_or_else(|| {
+        ApiError::not_found(format!("[RSLVR-02201] The firewall rule group with ID \"{id}\" does not exist."))
+    })
+}
+
+fn find_association<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c FirewallAssociationConfig, ApiError> {
+    config.firewall_associations.iter().find(|association| association.association_id() == id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "[RSLVR-02301] The firewall rule group association with ID \"{id}\" does not exist."
+        ))
+    })
+}
+
+fn vpc_known(config: &EndpointConfig, vpc: &str) -> Result<(), ApiError> {
+    if config.vpcs.iter().any(|known| known.id == vpc) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("[RSLVR-02025] Can't find the resource with ID \"{vpc}\".")))
+    }
+}
+
+/// The domain list's entries as the API reports them (lowercase; final dots as given).
+fn domains_of(config: &EndpointConfig, list: &FirewallDomainListConfig) -> Result<Vec<String>, ApiError> {
+    crate::firewall::domain_entries(list, &config.base_dir())
+        .map_err(|error| ApiError::internal(format!("the domain list's file cannot be read: {error}")))
+}
+
+/// Check entries before they are stored, as the service does (the model checks them again).
+fn check_domains(domains: &[String]) -> Result<(), ApiError> {
+    let mut probe = signpost_rules::DomainList::new();
+    for domain in domains {
+        if domain.len() > 255 {
+            return Err(validation(format!("The domain {domain:?} is longer than 255 characters.")));
+        }
+        probe.insert(domain).map_err(|error| validation(format!("The domain {domain:?} is not valid: {error}")))?;
+    }
+    Ok(())
+}
+
+fn on_off(value: bool) -> &'static str {
+    if value { "ENABLED" } else { "DISABLED" }
+}
+
+fn parse_on_off(field: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "ENABLED" => Ok(true),
+        "DISABLED" => Ok(false),
+        other => Err(validation(format!(
+            "1 validation error detected: Value '{other}' at '{field}' failed to satisfy constraint: Member must satisfy enum value set: [ENABLED, DISABLED]"
+        ))),
+    }
+}
+
+fn rule_json(group: &FirewallRuleGroupConfig, rule: &FirewallRuleConfig) -> Value {
+    let mut value = json!({
+        "FirewallRuleGroupId": group.id,
+        "FirewallDomainListId": rule.domain_list,
+        "Name": rule.name,
+        "Priority": rule.priority,
+        "Action": match rule.action {
+            FirewallRuleAction::Allow => "ALLOW",
+            FirewallRuleAction::Alert => "ALERT",
+            FirewallRuleAction::Block => "BLOCK",
+        },
+        "FirewallDomainRedirectionAction": rule.redirection_action.as_deref().unwrap_or("INSPECT_REDIRECTION_DOMAIN"),
+    });
+    if let Some(response) = rule.block_response {
+        insert_optional(
+            &mut value,
+            "BlockResponse",
+            Some(match response {
+                BlockResponse::Nodata => "NODATA",
+                BlockResponse::Nxdomain => "NXDOMAIN",
+                BlockResponse::Override => "OVERRIDE",
+            }),
+        );
+    }
+    insert_optional(&mut value, "BlockOverrideDomain", rule.block_override_domain.as_deref());
+    insert_optional(&mut value, "BlockOverrideDnsType", rule.block_override_dns_type.as_deref());
+    if let (Some(ttl), Some(object)) = (rule.block_override_ttl, value.as_object_mut()) {
+        object.insert("BlockOverrideTtl".into(), json!(ttl));
+    }
+    insert_optional(&mut value, "Qtype", rule.qtype.as_deref());
+    insert_optional(&mut value, "CreatorRequestId", rule.creator_request_id.as_deref());
+    insert_optional(&mut value, "CreationTime", rule.created.as_deref());
+    insert_optional(&mut value, "ModificationTime", rule.modified.as_deref().or(rule.created.as_deref()));
+    value
+}
+
+/// The fields of a rule a create or update call may give.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct RuleFields {
+    name: Option<String>,
+    priority: Option<u32>,
+    action: Option<FirewallRuleAction>,
+    block_response: Option<BlockResponse>,
+    block_override_domain: Option<String>,
+    block_override_dns_type: Option<String>,
+    block_override_ttl: Option<u32>,
+    firewall_domain_redirection_action: Option<String>,
+    qtype: Option<String>,
+}
+
+impl RuleFields {
+    fn apply(&self, rule: &mut FirewallRuleConfig) {
+        if let Some(name) = &self.name {
+            rule.name = name.clone();
+        }
+        if let Some(priority) = self.priority {
+            rule.priority = priority;
+        }
+        if let Some(action) = self.action {
+            rule.action = action;
+            if action != FirewallRuleAction::Block {
+                rule.block_response = None;
+                rule.block_override_domain = None;
+                rule.block_override_dns_type = None;
+                rule.block_override_ttl = None;
+            }
+        }
+        if self.block_response.is_some() {
+            rule.block_response = self.block_response;
+        }
+        if self.block_override_domain.is_some() {
+            rule.block_override_domain = self.block_override_domain.clone();
+        }
+        if self.block_override_dns_type.is_some() {
+            rule.block_override_dns_type = self.block_override_dns_type.clone();
+        }
+        if self.block_override_ttl.is_some() {
+            rule.block_override_ttl = self.block_override_ttl;
+        }
+        if self.firewall_domain_redirection_action.is_some() {
+            rule.redirection_action = self.firewall_domain_redirection_action.clone();
+        }
+        if self.qtype.is_some() {
+            rule.qtype = self.qtype.clone();
+        }
+    }
+}
+
+/// A rule's checks as the service makes them, with its error codes.
+fn check_rule(rule: &FirewallRuleConfig) -> Result<(), ApiError> {
+    check_name(Some(&rule.name))?;
+    rule_action(rule).map_err(validation)?;
+    rule_qtype(rule).map_err(validation)?;
+    Ok(())
+}
+
+impl<R: Runtime> Call<'_, R> {
+    fn config(&self) -> std::sync::Arc<EndpointConfig> {
+        self.control.snapshot()
+    }
+
+    fn list_json(&self, config: &EndpointConfig, list: &FirewallDomainListConfig) -> Result<Value, ApiError> {
+        let settled = self.control.settled(&list.id);
+        let mut value = json!({
+            "Id": list.id,
+            "Arn": arn(config, "firewall-domain-list", &list.id),
+            "Name": list.name.clone().unwrap_or_default(),
+            "DomainCount": domains_of(config, list)?.len(),
+            "Status": if settled { "COMPLETE" } else { "UPDATING" },
+            "StatusMessage": if settled { "Created Firewall Domain List" } else { "Updating the Firewall Domain List" },
+        });
+        insert_optional(&mut value, "CreatorRequestId", list.creator_request_id.as_deref());
+        insert_optional(&mut value, "CreationTime", list.created.as_deref());
+        insert_optional(&mut value, "ModificationTime", list.modified.as_deref().or(list.created.as_deref()));
+        Ok(value)
+    }
+
+    fn group_json(&self, config: &EndpointConfig, group: &FirewallRuleGroupConfig) -> Value {
+        let mut value = json!({
+            "Id": group.id,
+            "Arn": arn(config, "firewall-rule-group", &group.id),
+            "Name": group.name.clone().unwrap_or_default(),
+            "RuleCount": group.rules.len(),
+            "Status": "COMPLETE",
+            "StatusMessage": "Created Firewall Rule Group",
+            "OwnerId": config.account_id,
+            "ShareStatus": "NOT_SHARED",
+        });
+        insert_optional(&mut value, "CreatorRequestId", group.creator_request_id.as_deref());
+        insert_optional(&mut value, "CreationTime", group.created.as_deref());
+        insert_optional(&mut value, "ModificationTime", group.modified.as_deref().or(group.created.as_deref()));
+        value
+    }
+
+    fn association_json(
+        &self,
+        config: &EndpointConfig,
+        association: &FirewallAssociationConfig,
+        status: Option<&str>,
+    ) -> Value {
+        let id = association.association_id();
+        let settled = self.control.settled(&id);
+        let mut value = json!({
+            "Id": id,
+            "Arn": arn(config, "firewall-rule-group-association", &id),
+            "FirewallRuleGroupId": association.rule_group,
+            "VpcId": association.vpc,
+            "Name": association.name.clone().unwrap_or_default(),
+            "Priority": association.priority,
+            "MutationProtection": on_off(association.mutation_protection),
+            "Status": status.unwrap_or(if settled { "COMPLETE" } else { "UPDATING" }),
+            "StatusMessage": if settled { "Finished rule group association update" } else { "Creating Firewall Rule Group Association" },
+        });
+        insert_optional(&mut value, "CreatorRequestId", association.creator_request_id.as_deref());
+        insert_optional(&mut value, "CreationTime", association.created.as_deref());
+        insert_optional(
+            &mut value,
+            "ModificationTime",
+            association.modified.as_deref().or(association.created.as_deref()),
+        );
+        value
+    }
+
+    fn firewall_config_json(&self, config: &EndpointConfig, vpc: &str) -> Value {
+        let fail_open = config.vpcs.iter().find(|known| known.id == vpc).and_then(|known| known.firewall_fail_open);
+        json!({
+            "Id": crate::control::derived_id("rslvr-fc-", &[vpc]),
+            "ResourceId": vpc,
+            "OwnerId": config.account_id,
+            "FirewallFailOpen": on_off(fail_open.unwrap_or(false)),
+        })
+    }
+
+    // --- domain lists -------------------------------------------------------
+
+    async fn create_domain_list(&self) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Request {
+            creator_request_id: String,
+            name: String,
+            tags: Option<Vec<TagRequest>>,
+        }
+        let request: Request = request(&self.body)?;
+        check_name(Some(&request.name))?;
+        let tags = tags_from(request.tags)?;
+        let id =
+            self.control
+                .mutate(|m| {
+                    if let Some(existing) =
+                        m.config.firewall_domain_lists.iter().find(|list| {
+                            list.creator_request_id.as_deref() == Some(request.creator_request_id.as_str())
+                        })
+                    {
+                        // A retried request: the service answers with what the first one made.
+                        return Ok(existing.id.clone());
+                    }
+                    let id = new_id("rslvr-fdl-");
+                    m.config.firewall_domain_lists.push(FirewallDomainListConfig {
+                        id: id.clone(),
+                        name: Some(request.name.clone()),
+                        domains: Default::default(),
+                        file: None,
+                        creator_request_id: Some(request.creator_request_id.clone()),
+                        created: Some(m.now.clone()),
+                        modified: Some(m.now.clone()),
+                        tags: tags.clone(),
+                    });
+                    m.touch(Kind::FirewallDomainList, &id);
+                    Ok(id)
+                })
+                .await?;
+        let config = self.config();
+        Ok(json!({ "FirewallDomainList": self.list_json(&config, find_list(&config, &id)?)? }))
+    }
+
+    fn get_domain_list(&self) -> Result<Value, ApiError> {
+        let id = string_field(&self.body, "FirewallDomainListId")?;
+        let config = self.config();
+        Ok(json!({ "FirewallDomainList": self.list_json(&config, find_list(&config, &id)?)? }))
+    }
+
+    fn list_domain_lists(&self) -> Result<Value, ApiError> {
+        let config = self.config();
+        let items: Vec<Value> = config
+            .firewall_domain_lists
+            .iter()
+            .map(|list| {
+                let mut value = json!({
+                    "Id": list.id,
+                    "Arn": arn(&config, "firewall-domain-list", &list.id),
+                    "Name": list.name.clone().unwrap_or_default(),
+                });
+                insert_optional(&mut value, "CreatorRequestId", list.creator_request_id.as_deref());
+                value
+            })
+            .collect();
+        let (items, next, _) = page(items, &self.body, 100)?;
+        Ok(with_token(json!({ "FirewallDomainLists": items }), next))
+    }
+
+    async fn delete_domain_list(&self) -> Result<Value, ApiError> {
+        let id = string_field(&self.body, "FirewallDomainListId")?;
+        let config = self.config();
+        let mut before = self.list_json(&config, find_list(&config, &id)?)?;
+        if let Some(object) = before.as_object_mut() {
+            object.insert("Status".into(), json!("DELETING"));
+            object.insert("StatusMessage".into(), json!("Deleting the Firewall Domain List"));
+        }
+        self.control
+            .mutate(|m| {
+                find_list(m.config, &id)?;
+                if let Some(group) = m
+                    .config
+                    .firewall_rule_groups
+                    .iter()
+                    .find(|group| group.rules.iter().any(|rule| rule.domain_list == id))
+                {
+                    return Err(conflict(format!(
+                        "The domain list {id} is used by a rule of rule group {}; delete the rule first.",
+                        group.id
+                    )));
+                }
+                m.config.firewall_domain_lists.retain(|list| list.id != id);
+                m.touch(Kind::FirewallDomainList, &id);
+                Ok(())
+            })
+            .await?;
+        Ok(json!({ "FirewallDomainList": before }))
+    }
+
+    async fn update_domains(&self, import: bool) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Request {
+            firewall_domain_list_id: String,
+            operation: String,
+            domains: Option<Vec<String>>,
+            domain_file_url: Option<String>,
+        }
+        let request: Request = request(&self.body)?;
+        let incoming: Vec<String> = if import {
+            if request.operation != "REPLACE" {
+                return Err(validation("ImportFirewallDomains supports the REPLACE operation only."));
+            }
+            let url = request.domain_file_url.clone().unwrap_or_default();
+            if url.starts_with("s3://") || url.starts_with("https://") {
+                return Err(validation(format!(
+                    "signpost-endpoint reads the domain file from a local path (or file:// URL) in place of S3; {url:?} is not one."
+                )));
+            }
+            let path = url.strip_prefix("file://").unwrap_or(&url);
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| validation(format!("The domain file {path:?} cannot be read: {error}")))?;
+            domain_file_entries(&text)
+        } else {
+            request.domains.clone().unwrap_or_default()
+        };
+        check_domains(&incoming)?;
+        let id = request.firewall_domain_list_id.clone();
+        self.control
+            .mutate(|m| {
+                let current = domains_of(m.config, find_list(m.config, &id)?)?;
+                let normal = |domain: &str| domain.trim_end_matches('.').to_ascii_lowercase();
+                let next: Vec<String> = match request.operation.as_str() {
+                    "ADD" => {
+                        let mut next = current.clone();
+                        for domain in &incoming {
+                            if !next.iter().any(|known| normal(known) == normal(domain)) {
+                                next.push(domain.clone());
+                            }
+                        }
+                        next
+                    }
+                    "REMOVE" => current
+                        .iter()
+                        .filter(|known| !incoming.iter().any(|domain| normal(domain) == normal(known)))
+                        .cloned()
+                        .collect(),
+                    "REPLACE" => incoming.clone(),
+                    other => {
+                        return Err(validation(format!(
+                            "1 validation error detected: Value '{other}' at 'operation' failed to satisfy constraint: Member must satisfy enum value set: [ADD, REMOVE, REPLACE]"
+                        )));
+                    }
+                };
+                let now = m.now.clone();
+                if let Some(list) = m.config.firewall_domain_lists.iter_mut().find(|list| list.id == id) {
+                    // The file's entries are folded in: the list is now what the API says it is.
+                    list.file = None;
+                    list.domains = std::sync::Arc::new(next);
+                    list.modified = Some(now);
+                }
+                m.touch(Kind::FirewallDomainList, &id);
+                m.start_clock(&id);
+                Ok(())
+            })
+            .await?;
+        let config = self.config();
+        let list = find_list(&config, &id)?;
+        Ok(json!({
+            "Id": list.id,
+            "Name": list.name.clone().unwrap_or_default(),
+            "Status": "UPDATING",
+            "StatusMessage": "Updating the Firewall Domain List",
+        }))
+    }
+
+    fn list_domains(&self) -> Result<Value, ApiError> {
+        let id = string_field(&self.body, "FirewallDomainListId")?;
+        let config = self.config();
+        let items: Vec<Value> = domains_of(&config, find_list(&config, &id)?)?.into_iter().map(Value::String).collect();
+        let (items, next, _) = page(items, &self.body, 1000)?;
+        Ok(with_token(json!({ "Domains": items }), next))
+    }
+
+    // --- rule groups --------------------------------------------------------
+
+    async fn create_rule_group(&self) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Request {
+            creator_request_id: String,
+            name: String,
+            tags: Option<Vec<TagRequest>>,
+        }
+        let request: Request = request(&self.body)?;
+        check_name(Some(&request.name))?;
+        let tags = tags_from(request.tags)?;
+        let id =
+            self.control
+                .mutate(|m| {
+                    if let Some(existing) =
+                        m.config.firewall_rule_groups.iter().find(|group| {
+                            group.creator_request_id.as_deref() == Some(request.creator_request_id.as_str())
+                        })
+                    {
+                        return Ok(existing.id.clone());
+                    }
+                    let id = new_id("rslvr-frg-");
+                    m.config.firewall_rule_groups.push(FirewallRuleGroupConfig {
+                        id: id.clone(),
+                        name: Some(request.name.clone()),
+                        rules: Vec::new(),
+                        policy: None,
+                        creator_request_id: Some(request.creator_request_id.clone()),
+                        created: Some(m.now.clone()),
+                        modified: Some(m.now.clone()),
+                        tags: tags.clone(),
+                    });
+                    m.touch(Kind::FirewallRuleGroup, &id);
+                    Ok(id)
+                })
+                .await?;
+        let config = self.config();
+        Ok(json!({ "FirewallRuleGroup": self.group_json(&config, find_group(&config, &id)?) }))
+    }
+
+    fn get_rule_group(&self) -> Result<Value, ApiError> {
+        let id = string_field(&self.body, "FirewallRuleGroupId")?;
+        let config = self.config();
+        Ok(json!({ "FirewallRuleGroup": self.group_json(&config, find_group(&config, &id)?) }))
+    }
+
+    fn list_rule_groups(&self) -> Result<Value, ApiError> {
+        let config = self.config();
+        let items: Vec<Value> = config
+            .firewall_rule_groups
+            .iter()
+            .map(|group| {
+                let mut value = json!({
+                    "Id": group.id,
+                    "Arn": arn(&config, "firewall-rule-group", &group.id),
+                    "Name": group.name.clone().unwrap_or_default(),
+                    "OwnerId": config.account_id,
+                    "ShareStatus": "NOT_SHARED",
+                });
+                insert_optional(&mut value, "CreatorRequestId", group.creator_request_id.as_deref());
+                value
+            })
+            .collect();
+        let (items, next, _) = page(items, &self.body, 100)?;
+        Ok(with_token(json!({ "FirewallRuleGroups": items }), next))
+    }
+
+    async fn delete_rule_group(&self) -> Result<Value, ApiError> {
+        let id = string_field(&self.body, "FirewallRuleGroupId")?;
+        let config = self.config();
+        let mut before = self.group_json(&config, find_group(&config, &id)?);
+        if let Some(object) = before.as_object_mut() {
+            object.insert("Status".into(), json!("DELETING"));
+            object.insert("StatusMessage".into(), json!("Deleting the Firewall Rule Group"));
+        }
+        self.control
+            .mutate(|m| {
+                find_group(m.config, &id)?;
+                if let Some(association) = m.config.firewall_associations.iter().find(|a| a.rule_group == id) {
+                    return Err(conflict(format!(
+                        "The rule group {id} is associated with VPC {}; disassociate it first.",
+                        association.vpc
+                    )));
+                }
+                m.config.firewall_rule_groups.retain(|group| group.id != id);
+                m.touch(Kind::FirewallRuleGroup, &id);
+                Ok(())
+            })
+            .await?;
+        Ok(json!({ "FirewallRuleGroup": before }))
+    }
+
+    fn get_policy(&self) -> Result<Value, ApiError> {
+        let resource = string_field(&self.body, "Arn")?;
+        let config = self.config();
+        let group = self.group_by_arn(&config, &resource)?;
+        Ok(json!({ "FirewallRuleGroupPolicy": group.policy.clone().unwrap_or_default() }))
+    }
+
+    async fn put_policy(&self) -> Result<Value, ApiError> {
+        let resource = string_field(&self.body, "Arn")?;
+        let policy = string_field(&self.body, "FirewallRuleGroupPolicy")?;
+        if serde_json::from_str::<Value>(&policy).is_err() {
+            return Err(validation("The policy is not a JSON document."));
+        }
+        self.control
+            .mutate(|m| {
+                let id = self.group_by_arn(m.config, &resource)?.id.clone();
+                if let Some(group) = m.config.firewall_rule_groups.iter_mut().find(|group| group.id == id) {
+                    group.policy = Some(policy.clone());
+                }
+                m.touch(Kind::FirewallRuleGroup, &id);
+                Ok(())
+            })
+            .await?;
+        Ok(json!({ "ReturnValue": true }))
+    }
+
+    fn group_by_arn<'c>(
+        &self,
+        config: &'c EndpointConfig,
+        resource: &str,
+    ) -> Result<&'c FirewallRuleGroupConfig, ApiError> {
+        config
+            .firewall_rule_groups
+            .iter()
+            .find(|group| arn(config, "firewall-rule-group", &group.id) == resource)
+            .ok_or_else(|| {
+                ApiError::not_found(format!("[RSLVR-02025] Can't find the resource with ID \"{resource}\"."))
+            })
+    }
+
+    // --- rules --------------------------------------------------------------
+
+    async fn create_rule(&self) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Request {
+            creator_request_id: String,
+            firewall_rule_group_id: String,
+            firewall_domain_list_id: Option<String>,
+            firewall_threat_protection_id: Option<String>,
+            dns_threat_protection: Option<String>,
+            #[serde(flatten)]
+            fields: RuleFields,
+        }
+        let request: Request = request(&self.body)?;
+        if request.dns_threat_protection.is_some() || request.firewall_threat_protection_id.is_some() {
+            return Err(validation(
+                "DNS Firewall Advanced (DnsThreatProtection) is not emulated by signpost-endpoint; give a FirewallDomainListId.",
+            ));
+        }
+        let Some(list) = request.firewall_domain_list_id.clone() else {
+            return Err(validation("A FirewallDomainListId is required."));
+        };
+        let (Some(name), Some(priority), Some(action)) =
+            (request.fields.name.clone(), request.fields.priority, request.fields.action)
+        else {
+            return Err(validation("Name, Priority and Action are required."));
+        };
+        let mut rule = FirewallRuleConfig {
+            name,
+            priority,
+            domain_list: list.clone(),
+            action,
+            block_response: None,
+            block_override_domain: None,
+            block_override_dns_type: None,
+            block_override_ttl: None,
+            qtype: None,
+            redirection_action: None,
+            creator_request_id: Some(request.creator_request_id.clone()),
+            created: None,
+            modified: None,
+        };
+        request.fields.apply(&mut rule);
+        check_rule(&rule)?;
+        let group_id = request.firewall_rule_group_id.clone();
+        let created = self
+            .control
+            .mutate(|m| {
+                find_list(m.config, &list)?;
+                let group = find_group(m.config, &group_id)?;
+                if let Some(existing) =
+                    group.rules.iter().find(|existing| existing.creator_request_id == rule.creator_request_id)
+                {
+                    return Ok(existing.clone());
+                }
+                if group.rules.iter().any(|existing| existing.domain_list == list && existing.qtype == rule.qtype) {
+                    return Err(ApiError::exists(format!(
+                        "The rule group {group_id} already has a rule for domain list {list}."
+                    )));
+                }
+                if group.rules.iter().any(|existing| existing.priority == rule.priority) {
+                    return Err(conflict(format!(
+                        "The rule group {group_id} already has a rule with priority {}.",
+                        rule.priority
+                    )));
+                }
+                let mut rule = rule.clone();
+                rule.created = Some(m.now.clone());
+                rule.modified = Some(m.now.clone());
+                let now = m.now.clone();
+                if let Some(group) = m.config.firewall_rule_groups.iter_mut().find(|group| group.id == group_id) {
+                    group.rules.push(rule.clone());
+                    group.modified = Some(now);
+                }
+                m.touch(Kind::FirewallRuleGroup, &group_id);
+                Ok(rule)
+            })
+            .await?;
+        let config = self.config();
+        Ok(json!({ "FirewallRule": rule_json(find_group(&config, &group_id)?, &created) }))
+    }
+
+    /// The rule a call names: its group, its domain list and (when the group
+    /// has several rules for the list) its query type.
+    fn rule_index(config: &EndpointConfig, group: &str, list: &str, qtype: Option<&str>) -> Result<usize, ApiError> {
+        let group = find_group(config, group)?;
+        group
+            .rules
+            .iter()
+            .position(|rule| rule.domain_list == list && (qtype.is_none() || rule.qtype.as_deref() == qtype))
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "[RSLVR-02401] The rule group {} has no rule for domain list {list}.",
+                    group.id
+                ))
+            })
+    }
+
+    async fn update_rule(&self) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Request {
+            firewall_rule_group_id: String,
+            firewall_domain_list_id: Option<String>,
+            #[serde(flatten)]
+            fields: RuleFields,
+        }
+        let request: Request = request(&self.body)?;
+        let Some(list) = request.firewall_domain_list_id.clone() else {
+            return Err(validation("A FirewallDomainListId is required."));
+        };
+        let group_id = request.firewall_rule_group_id.clone();
+        let updated = self
+            .control
+            .mutate(|m| {
+                let index = Self::rule_index(m.config, &group_id, &list, None)?;
+                let now = m.now.clone();
+                let group = m
+                    .config
+                    .firewall_rule_groups
+                    .iter_mut()
+                    .find(|group| group.id == group_id)
+                    .ok_or_else(|| ApiError::internal("the rule group vanished"))?;
+                let mut rule =
+                    group.rules.get(index).cloned().ok_or_else(|| ApiError::internal("the rule vanished"))?;
+                request.fields.apply(&mut rule);
+                check_rule(&rule)?;
+                if group
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .any(|(other, existing)| other != index && existing.priority == rule.priority)
+                {
+                    return Err(conflict(format!(
+                        "The rule group {group_id} already has a rule with priority {}.",
+                        rule.priority
+                    )));
+                }
+                rule.modified = Some(now.clone());
+                if let Some(slot) = group.rules.get_mut(index) {
+                    *slot = rule.clone();
+                }
+                group.modified = Some(now);
+                m.touch(Kind::FirewallRuleGroup, &group_id);
+                Ok(rule)
+            })
+            .await?;
+        let config = self.config();
+        Ok(json!({ "FirewallRule": rule_json(find_group(&config, &group_id)?, &updated) }))
+    }
+
+    async fn delete_rule(&self) -> Result<Value, ApiError> {
+        let group_id = string_field(&self.body, "FirewallRuleGroupId")?;
+        let list = string_field(&self.body, "FirewallDomainListId")?;
+        let qtype = self.body.get("Qtype").and_then(Value::as_str).map(str::to_string);
+        let removed = self
+            .control
+            .mutate(|m| {
+                let index = Self::rule_index(m.config, &group_id, &list, qtype.as_deref())?;
+                let now = m.now.clone();
+                let group = m
+                    .config
+                    .firewall_rule_groups
+                    .iter_mut()
+                    .find(|group| group.id == group_id)
+                    .ok_or_else(|| ApiError::internal("the rule group vanished"))?;
+                let rule = group.rules.remove(index);
+                group.modified = Some(now);
+                let json = rule_json(group, &rule);
+                m.touch(Kind::FirewallRuleGroup, &group_id);
+                Ok(json)
+            })
+            .await?;
+        Ok(json!({ "FirewallRule": removed }))
+    }
+
+    fn list_rules(&self) -> Result<Value, ApiError> {
+        let group_id = string_field(&self.body, "FirewallRuleGroupId")?;
+        let config = self.config();
+        let group = find_group(&config, &group_id)?;
+        let priority = self.body.get("Priority").and_then(Value::as_u64);
+        let action = self.body.get("Action").and_then(Value::as_str);
+        let mut rules: Vec<&FirewallRuleConfig> = group.rules.iter().collect();
+        rules.sort_by_key(|rule| rule.priority);
+        let items: Vec<Value> = rules
+            .into_iter()
+            .map(|rule| rule_json(group, rule))
+            .filter(|item| priority.is_none_or(|wanted| item.get("Priority").and_then(Value::as_u64) == Some(wanted)))
+            .filter(|item| action.is_none_or(|wanted| item.get("Action").and_then(Value::as_str) == Some(wanted)))
+            .collect();
+        let (items, next, _) = page(items, &self.body, 100)?;
+        Ok(with_token(json!({ "FirewallRules": items }), next))
+    }
+
+    // --- associations -------------------------------------------------------
+
+    async fn associate(&self) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Request {
+            creator_request_id: String,
+            firewall_rule_group_id: String,
+            vpc_id: String,
+            priority: u32,
+            name: String,
+            mutation_protection: Option<String>,
+            tags: Option<Vec<TagRequest>>,
+        }
+        let request: Request = request(&self.body)?;
+        check_name(Some(&request.name))?;
+        let tags = tags_from(request.tags)?;
+        let protection = request
+            .mutation_protection
+            .as_deref()
+            .map(|value| parse_on_off("mutationProtection", value))
+            .transpose()?;
+        if !ASSOCIATION_PRIORITIES.contains(&request.priority) {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{}' at 'priority' failed to satisfy constraint: Member must be between 100 and 9900",
+                request.priority
+            )));
+        }
+        let id = self
+            .control
+            .mutate(|m| {
+                if let Some(existing) = m
+                    .config
+                    .firewall_associations
+                    .iter()
+                    .find(|a| a.creator_request_id.as_deref() == Some(request.creator_request_id.as_str()))
+                {
+                    return Ok(existing.association_id());
+                }
+                find_group(m.config, &request.firewall_rule_group_id)?;
+                vpc_known(m.config, &request.vpc_id)?;
+                let in_vpc = || m.config.firewall_associations.iter().filter(|a| a.vpc == request.vpc_id);
+                if in_vpc().any(|a| a.rule_group == request.firewall_rule_group_id) {
+                    return Err(conflict(format!(
+                        "The rule group {} is already associated with VPC {}.",
+                        request.firewall_rule_group_id, request.vpc_id
+                    )));
+                }
+                if in_vpc().any(|a| a.priority == request.priority) {
+                    return Err(conflict(format!(
+                        "VPC {} already has a rule group association with priority {}.",
+                        request.vpc_id, request.priority
+                    )));
+                }
+                let id = new_id("rslvr-frgassoc-");
+                m.config.firewall_associations.push(FirewallAssociationConfig {
+                    id: Some(id.clone()),
+                    rule_group: request.firewall_rule_group_id.clone(),
+                    vpc: request.vpc_id.clone(),
+                    priority: request.priority,
+                    name: Some(request.name.clone()),
+                    mutation_protection: protection.unwrap_or(false),
+                    creator_request_id: Some(request.creator_request_id.clone()),
+                    created: Some(m.now.clone()),
+                    modified: Some(m.now.clone()),
+                    tags: tags.clone(),
+                });
+                m.touch(Kind::FirewallAssociation, &id);
+                m.start_clock(&id);
+                Ok(id)
+            })
+            .await?;
+        let config = self.config();
+        Ok(
+            json!({ "FirewallRuleGroupAssociation": self.association_json(&config, find_association(&config, &id)?, None) }),
+        )
+    }
+
+    async fn disassociate(&self) -> Result<Value, ApiError> {
+        let id = string_field(&self.body, "FirewallRuleGroupAssociationId")?;
+        let config = self.config();
+        let before = self.association_json(&config, find_association(&config, &id)?, Some("DELETING"));
+        self.control
+            .mutate(|m| {
+                if find_association(m.config, &id)?.mutation_protection {
+                    return Err(validation(format!(
+                        "The association {id} has MutationProtection ENABLED; disable it with UpdateFirewallRuleGroupAssociation first."
+                    )));
+                }
+                m.config.firewall_associations.retain(|association| association.association_id() != id);
+                m.touch(Kind::FirewallAssociation, &id);
+                Ok(())
+            })
+            .await?;
+        Ok(json!({ "FirewallRuleGroupAssociation": before }))
+    }
+
+    fn get_association(&self) -> Result<Value, ApiError> {
+        let id = string_field(&self.body, "FirewallRuleGroupAssociationId")?;
+        let config = self.config();
+        Ok(
+            json!({ "FirewallRuleGroupAssociation": self.association_json(&config, find_association(&config, &id)?, None) }),
+        )
+    }
+
+    fn list_associations(&self) -> Result<Value, ApiError> {
+        let config = self.config();
+        let wanted = |field: &str| self.body.get(field).and_then(Value::as_str);
+        let priority = self.body.get("Priority").and_then(Value::as_u64);
+        let items: Vec<Value> = config
+            .firewall_associations
+            .iter()
+            .map(|association| self.association_json(&config, association, None))
+            .filter(|item| {
+                ["FirewallRuleGroupId", "VpcId", "Status"].iter().all(|field| {
+                    wanted(field).is_none_or(|value| item.get(*field).and_then(Value::as_str) == Some(value))
+                }) && priority.is_none_or(|value| item.get("Priority").and_then(Value::as_u64) == Some(value))
+            })
+            .collect();
+        let (items, next, _) = page(items, &self.body, 100)?;
+        Ok(with_token(json!({ "FirewallRuleGroupAssociations": items }), next))
+    }
+
+    async fn update_association(&self) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Request {
+            firewall_rule_group_association_id: String,
+            priority: Option<u32>,
+            mutation_protection: Option<String>,
+            name: Option<String>,
+        }
+        let request: Request = request(&self.body)?;
+        check_name(request.name.as_deref())?;
+        let protection = request
+            .mutation_protection
+            .as_deref()
+            .map(|value| parse_on_off("mutationProtection", value))
+            .transpose()?;
+        if let Some(priority) = request.priority
+            && !ASSOCIATION_PRIORITIES.contains(&priority)
+        {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{priority}' at 'priority' failed to satisfy constraint: Member must be between 100 and 9900"
+            )));
+        }
+        let id = request.firewall_rule_group_association_id.clone();
+        self.control
+            .mutate(|m| {
+                let current = find_association(m.config, &id)?.clone();
+                if let Some(priority) = request.priority
+                    && m.config.firewall_associations.iter().any(|other| {
+                        other.vpc == current.vpc && other.priority == priority && other.association_id() != id
+                    })
+                {
+                    return Err(conflict(format!(
+                        "VPC {} already has a rule group association with priority {priority}.",
+                        current.vpc
+                    )));
+                }
+                let now = m.now.clone();
+                if let Some(association) =
+                    m.config.firewall_associations.iter_mut().find(|association| association.association_id() == id)
+                {
+                    if let Some(priority) = request.priority {
+                        association.priority = priority;
+                    }
+                    if let Some(protection) = protection {
+                        association.mutation_protection = protection;
+                    }
+                    if let Some(name) = &request.name {
+                        association.name = Some(name.clone());
+                    }
+                    association.modified = Some(now);
+                }
+                m.touch(Kind::FirewallAssociation, &id);
+                Ok(())
+            })
+            .await?;
+        let config = self.config();
+        Ok(
+            json!({ "FirewallRuleGroupAssociation": self.association_json(&config, find_association(&config, &id)?, None) }),
+        )
+    }
+
+    // --- firewall configs ---------------------------------------------------
+
+    fn get_config(&self) -> Result<Value, ApiError> {
+        let vpc = string_field(&self.body, "ResourceId")?;
+        let config = self.config();
+        vpc_known(&config, &vpc)?;
+        Ok(json!({ "FirewallConfig": self.firewall_config_json(&config, &vpc) }))
+    }
+
+    fn list_configs(&self) -> Result<Value, ApiError> {
+        let config = self.config();
+        let items: Vec<Value> = config.vpcs.iter().map(|vpc| self.firewall_config_json(&config, &vpc.id)).collect();
+        let (items, next, _) = page(items, &self.body, 10)?;
+        Ok(with_token(json!({ "FirewallConfigs": items }), next))
+    }
+
+    async fn update_config(&self) -> Result<Value, ApiError> {
+        let vpc = string_field(&self.body, "ResourceId")?;
+        let value = string_field(&self.body, "FirewallFailOpen")?;
+        let fail_open = match value.as_str() {
+            "USE_LOCAL_RESOURCE_SETTING" => false,
+            other => parse_on_off("firewallFailOpen", other)?,
+        };
+        self.control
+            .mutate(|m| {
+                vpc_known(m.config, &vpc)?;
+                if let Some(known) = m.config.vpcs.iter_mut().find(|known| known.id == vpc) {
+                    known.firewall_fail_open = Some(fail_open);
+                }
+                m.touch(Kind::Vpc, &vpc);
+                Ok(())
+            })
+            .await?;
+        let config = self.config();
+        Ok(json!({ "FirewallConfig": self.firewall_config_json(&config, &vpc) }))
+    }
+}

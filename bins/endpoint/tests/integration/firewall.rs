@@ -1,0 +1,329 @@
+//! DNS Firewall from the TOML model: domain lists with AWS's wildcards,
+//! each block response, ALLOW beating a later BLOCK, association order,
+//! qtype filters, VPCs without the group untouched, and the firewall in
+//! front of private zones and inbound endpoints.
+
+use std::net::Ipv4Addr;
+
+use signpost_server::Transport;
+use signpost_wire::{Rcode, RecordType};
+
+use crate::support::*;
+
+/// Two rule groups for vpc-a: `rslvr-frg-early` (priority 100) allows
+/// `ok.bad.example`, `rslvr-frg-late` (priority 200) blocks the rest of
+/// the lists with each response; vpc-b has no firewall.
+pub(crate) const FIREWALL: &str = r#"
+private_hosted_zones = [
+    { name = "corp.example", vpcs = ["vpc-a", "vpc-b"], records = ["www A 10.1.0.10", "secret A 10.1.0.66", "walled A 10.1.0.99"] },
+]
+firewall_domain_lists = [
+    { id = "rslvr-fdl-allowed", domains = ["ok.bad.example"] },
+    { id = "rslvr-fdl-nx", domains = ["*.bad.example", "secret.corp.example"] },
+    { id = "rslvr-fdl-nodata", domains = ["nodata.example", "*.nodata.example"] },
+    { id = "rslvr-fdl-override", domains = ["*.redirected.example"] },
+    { id = "rslvr-fdl-mx", domains = ["*"] },
+    { id = "rslvr-fdl-watched", file = "watched.txt" },
+]
+
+[[firewall_rule_groups]]
+id = "rslvr-frg-late"
+rules = [
+    { name = "nx", priority = 10, domain_list = "rslvr-fdl-nx", action = "BLOCK", block_response = "NXDOMAIN" },
+    { name = "nodata", priority = 20, domain_list = "rslvr-fdl-nodata", action = "BLOCK", block_response = "NODATA" },
+    { name = "override", priority = 30, domain_list = "rslvr-fdl-override", action = "BLOCK", block_response = "OVERRIDE", block_override_domain = "walled.corp.example.", block_override_dns_type = "CNAME", block_override_ttl = 30 },
+    { name = "no-mx", priority = 40, domain_list = "rslvr-fdl-mx", action = "BLOCK", block_response = "NXDOMAIN", qtype = "MX" },
+]
+
+[[firewall_rule_groups]]
+id = "rslvr-frg-early"
+rules = [
+    { name = "allow", priority = 5, domain_list = "rslvr-fdl-allowed", action = "ALLOW" },
+    { name = "watch", priority = 6, domain_list = "rslvr-fdl-watched", action = "ALERT" },
+]
+
+[[firewall_associations]]
+rule_group = "rslvr-frg-late"
+vpc = "vpc-a"
+priority = 200
+
+[[firewall_associations]]
+rule_group = "rslvr-frg-early"
+vpc = "vpc-a"
+priority = 100
+"#;
+
+#[tokio::test]
+async fn a_vpcs_firewall_blocks_with_each_response_and_allow_wins_when_evaluated_first() {
+    let Basics { dir, certificate, recursive } = basics().await;
+    std::fs::write(dir.path().join("watched.txt"), "# imported list\n*.watched.example\n").unwrap();
+    let text =
+        two_vpcs(recursive.address(), &format!("{FIREWALL}{}", inbound_endpoint(r#"["Do53"]"#, Some(&certificate))));
+    let endpoint = start(dir.path(), &text).await;
+    let in_a = vpc_resolver(&endpoint, "vpc-a");
+    let in_b = vpc_resolver(&endpoint, "vpc-b");
+    let ask_a = |name: &'static str, qtype| ask_from(VPC_A_CLIENT, in_a, name, qtype);
+
+    // NXDOMAIN for a wildcard entry, and for a name of a private zone.
+    let (rcode, answers) = ask_a("www.bad.example", RecordType::A).await.unwrap();
+    assert_eq!((rcode, answers.len()), (Rcode::NXDOMAIN, 0));
+    assert_eq!(ask_a("secret.corp.example", RecordType::A).await.unwrap().0, Rcode::NXDOMAIN);
+    // `*.bad.example` does not cover bad.example itself.
+    assert_eq!(
+        ask_a("bad.example", RecordType::A).await.unwrap().1,
+        [format!("bad.example. 300 IN A {RECURSIVE_ANSWER}")]
+    );
+    // NODATA.
+    let (rcode, answers) = ask_a("a.nodata.example", RecordType::A).await.unwrap();
+    assert_eq!((rcode, answers.len()), (Rcode::NOERROR, 0));
+    // OVERRIDE: a CNAME to the override domain, followed through the VPC's zone.
+    let (rcode, answers) = ask_a("x.redirected.example", RecordType::A).await.unwrap();
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(
+        answers,
+        [
+            "x.redirected.example. 30 IN CNAME walled.corp.example.".to_string(),
+            "walled.corp.example. 300 IN A 10.1.0.99".to_string(),
+        ]
+    );
+    // ALLOW in the group of priority 100 beats the BLOCK of the group of priority 200.
+    let allowed = resolver_from(Transport::Udp, in_a, VPC_A_CLIENT);
+    assert_eq!(lookup_v4(&allowed, "ok.bad.example.").await, [RECURSIVE_ANSWER]);
+    // ALERT (from the imported file) lets the query through.
+    assert_eq!(lookup_v4(&allowed, "a.watched.example.").await, [RECURSIVE_ANSWER]);
+    // The qtype filter: MX is blocked everywhere, A is not.
+    assert_eq!(ask_a("www.corp.example", RecordType::MX).await.unwrap().0, Rcode::NXDOMAIN);
+    assert_eq!(lookup_v4(&allowed, "www.corp.example.").await, [Ipv4Addr::new(10, 1, 0, 10)]);
+    // Blocked names never reached the recursive default.
+    assert_eq!(recursive.names(), ["bad.example.", "ok.bad.example.", "a.watched.example."]);
+
+    // vpc-b has no rule group: the same names resolve.
+    let (rcode, _) = ask_from(VPC_B_CLIENT, in_b, "secret.corp.example", RecordType::A).await.unwrap();
+    assert_eq!(rcode, Rcode::NOERROR);
+    // An inbound endpoint of vpc-a resolves as vpc-a: the firewall applies.
+    let inbound = inbound(&endpoint, "rslvr-in-a", "vpc-a", Transport::Udp)[0];
+    assert_eq!(ask_from(ONPREM_CLIENT, inbound, "www.bad.example", RecordType::A).await.unwrap().0, Rcode::NXDOMAIN);
+    endpoint.shutdown().await;
+}
+
+#[test]
+fn firewall_mistakes_name_their_field() {
+    let dir = TempDir::new();
+    let bad = |extra: &str| {
+        let text = two_vpcs(
+            "127.0.0.1:53".parse().unwrap(),
+            &format!("{}{extra}", FIREWALL.replace("file = \"watched.txt\"", "domains = [\"w.example\"]")),
+        );
+        config(dir.path(), &text).compile().err().map(|error| error.to_string()).unwrap_or_default()
+    };
+    let message = bad("[[firewall_associations]]\nrule_group = \"rslvr-frg-late\"\nvpc = \"vpc-b\"\npriority = 99\n");
+    assert!(message.contains("between 100 and 9900"), "{message}");
+    assert!(message.contains("firewall_associations[2].priority"), "{message}");
+    let message = bad("[[firewall_associations]]\nrule_group = \"rslvr-frg-late\"\nvpc = \"vpc-a\"\npriority = 300\n");
+    assert!(message.contains("rule group associated with the VPC"), "{message}");
+    let message = bad(
+        "[[firewall_rule_groups]]\nid = \"g\"\nrules = [{ name = \"r\", priority = 1, domain_list = \"nope\", action = \"ALLOW\" }]\n",
+    );
+    assert!(message.contains("no firewall domain list with id \"nope\""), "{message}");
+    let text = two_vpcs("127.0.0.1:53".parse().unwrap(), &FIREWALL.replace("*.nodata.example", "a.*.example"));
+    let message = config(dir.path(), &text).compile().err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(message.contains("firewall_domain_lists[2].domains[1]") && message.contains("asterisk"), "{message}");
+    let message = bad(
+        "[[firewall_rule_groups]]\nid = \"g\"\nrules = [{ name = \"r\", priority = 1, domain_list = \"rslvr-fdl-nx\", action = \"BLOCK\" }]\n",
+    );
+    assert!(message.contains("needs a block_response"), "{message}");
+}
+
+/// The rcode and answers of `name` (of type `qtype`) asked from `client` of the VPC whose resolver is `resolver`.
+async fn asked(
+    resolver: std::net::SocketAddr,
+    client: std::net::IpAddr,
+    name: &str,
+    qtype: RecordType,
+) -> (Rcode, Vec<String>) {
+    ask_from(client, resolver, name, qtype).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_firewall_api_changes_what_a_vpc_resolves_at_once() {
+    use serde_json::json;
+
+    let harness = crate::api::start(|_| {}).await;
+    let aws = &harness.aws;
+    let a = crate::api::vpc(aws, "127.0.7.0/24").await;
+    let client: std::net::IpAddr = "127.0.7.1".parse().unwrap();
+    let list = aws
+        .resolver_ok("CreateFirewallDomainList", json!({ "CreatorRequestId": "l1", "Name": "bad" }))
+        .await["FirewallDomainList"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let update = |operation: &'static str, domains: serde_json::Value| json!({ "FirewallDomainListId": list, "Operation": operation, "Domains": domains });
+    let updated =
+        aws.resolver_ok("UpdateFirewallDomains", update("ADD", json!(["*.bad.example", "evil.example"]))).await;
+    assert_eq!(updated["Status"], "UPDATING");
+    let group = aws
+        .resolver_ok("CreateFirewallRuleGroup", json!({ "CreatorRequestId": "g1", "Name": "block-bad" }))
+        .await["FirewallRuleGroup"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rule = aws
+        .resolver_ok(
+            "CreateFirewallRule",
+            json!({ "CreatorRequestId": "r1", "FirewallRuleGroupId": group, "FirewallDomainListId": list, "Priority": 10, "Action": "BLOCK", "BlockResponse": "NXDOMAIN", "Name": "nx" }),
+        )
+        .await;
+    assert_eq!(rule["FirewallRule"]["FirewallDomainRedirectionAction"], "INSPECT_REDIRECTION_DOMAIN");
+    // Not associated yet: the names resolve.
+    assert_eq!(asked(a.resolver, client, "www.bad.example", RecordType::A).await.0, Rcode::NOERROR);
+    let association = aws
+        .resolver_ok(
+            "AssociateFirewallRuleGroup",
+            json!({ "CreatorRequestId": "a1", "FirewallRuleGroupId": group, "VpcId": a.id, "Priority": 101, "Name": "assoc", "MutationProtection": "ENABLED" }),
+        )
+        .await;
+    let association_id = association["FirewallRuleGroupAssociation"]["Id"].as_str().unwrap().to_string();
+    assert_eq!(asked(a.resolver, client, "www.bad.example", RecordType::A).await.0, Rcode::NXDOMAIN);
+    assert_eq!(asked(a.resolver, client, "evil.example", RecordType::A).await.0, Rcode::NXDOMAIN);
+    // A list change takes effect at once (the cache is not in the way).
+    aws.resolver_ok("UpdateFirewallDomains", update("REMOVE", json!(["evil.example."]))).await;
+    assert_eq!(asked(a.resolver, client, "evil.example", RecordType::A).await.0, Rcode::NOERROR);
+    let domains = aws.resolver_ok("ListFirewallDomains", json!({ "FirewallDomainListId": list })).await;
+    assert_eq!(domains["Domains"], json!(["*.bad.example"]));
+    // The rule becomes OVERRIDE.
+    aws.resolver_ok(
+        "UpdateFirewallRule",
+        json!({ "FirewallRuleGroupId": group, "FirewallDomainListId": list, "BlockResponse": "OVERRIDE", "BlockOverrideDomain": "walled.example.", "BlockOverrideDnsType": "CNAME", "BlockOverrideTtl": 42 }),
+    )
+    .await;
+    let (rcode, answers) = asked(a.resolver, client, "www.bad.example", RecordType::A).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answers[0], "www.bad.example. 42 IN CNAME walled.example.");
+    // An ALLOW group of a lower priority number wins.
+    let allow_list = aws
+        .resolver_ok("CreateFirewallDomainList", json!({ "CreatorRequestId": "l2", "Name": "ok" }))
+        .await["FirewallDomainList"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = harness.dir.join("ok.txt");
+    std::fs::write(&file, "ok.bad.example\n").unwrap();
+    aws.resolver_ok(
+        "ImportFirewallDomains",
+        json!({ "FirewallDomainListId": allow_list, "Operation": "REPLACE", "DomainFileUrl": format!("file://{}", file.display()) }),
+    )
+    .await;
+    let allow_group = aws
+        .resolver_ok("CreateFirewallRuleGroup", json!({ "CreatorRequestId": "g2", "Name": "allow-ok" }))
+        .await["FirewallRuleGroup"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    aws.resolver_ok(
+        "CreateFirewallRule",
+        json!({ "CreatorRequestId": "r2", "FirewallRuleGroupId": allow_group, "FirewallDomainListId": allow_list, "Priority": 1, "Action": "ALLOW", "Name": "ok" }),
+    )
+    .await;
+    aws.resolver_ok(
+        "AssociateFirewallRuleGroup",
+        json!({ "CreatorRequestId": "a2", "FirewallRuleGroupId": allow_group, "VpcId": a.id, "Priority": 100, "Name": "first" }),
+    )
+    .await;
+    assert_eq!(
+        asked(a.resolver, client, "ok.bad.example", RecordType::A).await.1,
+        [format!("ok.bad.example. 300 IN A {RECURSIVE_ANSWER}")]
+    );
+
+    // The service's errors.
+    let (code, message) = aws
+        .resolver_error(
+            "AssociateFirewallRuleGroup",
+            json!({ "CreatorRequestId": "a3", "FirewallRuleGroupId": allow_group, "VpcId": a.id, "Priority": 99, "Name": "low" }),
+        )
+        .await;
+    assert_eq!(code, "ValidationException", "{message}");
+    let (code, _) = aws
+        .resolver_error(
+            "AssociateFirewallRuleGroup",
+            json!({ "CreatorRequestId": "a4", "FirewallRuleGroupId": allow_group, "VpcId": a.id, "Priority": 101, "Name": "same" }),
+        )
+        .await;
+    assert_eq!(code, "ConflictException");
+    let (code, message) = aws
+        .resolver_error("DisassociateFirewallRuleGroup", json!({ "FirewallRuleGroupAssociationId": association_id }))
+        .await;
+    assert_eq!(code, "ValidationException");
+    assert!(message.contains("MutationProtection"), "{message}");
+    let (code, _) = aws.resolver_error("DeleteFirewallDomainList", json!({ "FirewallDomainListId": list })).await;
+    assert_eq!(code, "ConflictException");
+    let (code, _) = aws.resolver_error("DeleteFirewallRuleGroup", json!({ "FirewallRuleGroupId": group })).await;
+    assert_eq!(code, "ConflictException");
+    let (code, _) = aws
+        .resolver_error(
+            "CreateFirewallRule",
+            json!({ "CreatorRequestId": "r3", "FirewallRuleGroupId": group, "FirewallDomainListId": allow_list, "Priority": 20, "Action": "BLOCK", "Name": "noresponse" }),
+        )
+        .await;
+    assert_eq!(code, "ValidationException");
+    let (code, _) =
+        aws.resolver_error("GetFirewallRuleGroup", json!({ "FirewallRuleGroupId": "rslvr-frg-nope" })).await;
+    assert_eq!(code, "ResourceNotFoundException");
+
+    // Unprotect, disassociate: the block is gone.
+    aws.resolver_ok(
+        "UpdateFirewallRuleGroupAssociation",
+        json!({ "FirewallRuleGroupAssociationId": association_id, "MutationProtection": "DISABLED" }),
+    )
+    .await;
+    let gone = aws
+        .resolver_ok("DisassociateFirewallRuleGroup", json!({ "FirewallRuleGroupAssociationId": association_id }))
+        .await;
+    assert_eq!(gone["FirewallRuleGroupAssociation"]["Status"], "DELETING");
+    assert_eq!(asked(a.resolver, client, "www.bad.example", RecordType::A).await.0, Rcode::NOERROR);
+
+    // Firewall configs, lists and the model as TOML.
+    let config =
+        aws.resolver_ok("UpdateFirewallConfig", json!({ "ResourceId": a.id, "FirewallFailOpen": "ENABLED" })).await;
+    assert_eq!(config["FirewallConfig"]["FirewallFailOpen"], "ENABLED");
+    let configs = aws.resolver_ok("ListFirewallConfigs", json!({})).await;
+    assert_eq!(configs["FirewallConfigs"][0]["ResourceId"], a.id.as_str());
+    let rules = aws.resolver_ok("ListFirewallRules", json!({ "FirewallRuleGroupId": group })).await;
+    assert_eq!(rules["FirewallRules"][0]["BlockOverrideTtl"], 42);
+    let groups = aws.resolver_ok("ListFirewallRuleGroups", json!({})).await;
+    assert_eq!(groups["FirewallRuleGroups"].as_array().unwrap().len(), 2);
+    let exported = harness.service.control().snapshot();
+    assert_eq!(exported.firewall_domain_lists.len(), 2);
+    assert_eq!(exported.firewall_associations.len(), 1);
+}
+
+#[tokio::test]
+async fn alert_and_block_carry_route_53_s_firewall_fields_in_the_query_log() {
+    let Basics { dir, recursive, .. } = basics().await;
+    std::fs::write(dir.path().join("watched.txt"), "*.watched.example\n").unwrap();
+    let log = dir.join("queries.jsonl");
+    let extra = format!(
+        "{FIREWALL}\n[[query_logging]]\nid = \"rqlc-a\"\ndestination = \"{}\"\nvpcs = [\"vpc-a\"]\n",
+        log.display()
+    );
+    let endpoint = start(dir.path(), &two_vpcs(recursive.address(), &extra)).await;
+    let in_a = vpc_resolver(&endpoint, "vpc-a");
+    for name in ["a.watched.example", "www.bad.example", "ok.bad.example"] {
+        ask_from(VPC_A_CLIENT, in_a, name, RecordType::A).await.unwrap();
+    }
+    let lines = json_lines(&log, 3).await;
+    let line = |name: &str| lines.iter().find(|line| line["query_name"] == name).cloned().unwrap();
+    let alert = line("a.watched.example.");
+    assert_eq!(alert["firewall_rule_action"], "ALERT");
+    assert_eq!(alert["firewall_rule_group_id"], "rslvr-frg-early");
+    assert_eq!(alert["firewall_domain_list_id"], "rslvr-fdl-watched");
+    assert_eq!(alert["rcode"], "NOERROR");
+    let block = line("www.bad.example.");
+    assert_eq!(block["firewall_rule_action"], "BLOCK");
+    assert_eq!(block["firewall_rule_group_id"], "rslvr-frg-late");
+    assert_eq!(block["firewall_domain_list_id"], "rslvr-fdl-nx");
+    assert_eq!(block["rcode"], "NXDOMAIN");
+    // ALLOW is not written (Route 53 writes the fields for ALERT and BLOCK).
+    assert!(line("ok.bad.example.").get("firewall_rule_action").is_none());
+    endpoint.shutdown().await;
+}

@@ -1,0 +1,352 @@
+//! Liveness and readiness probes as CoreDNS serves them, for Kubernetes.
+//!
+//! `/health` (CoreDNS's `health` plugin, :8080 there) answers `200 OK`
+//! while the process runs, including during the lame-duck period that
+//! follows SIGTERM. `/ready` (CoreDNS's `ready` plugin, :8181 there)
+//! answers `200 OK` once every readiness check has passed, and `503` with
+//! the names of the checks still failing, one per line, otherwise; from the
+//! start of the lame-duck period on it fails with `lame-duck`, so
+//! Kubernetes takes the pod out of its Service while it still answers DNS.
+//!
+//! The probes run on listeners of their own, apart from the DNS server and
+//! the admin API: they outlive a server an application restarts (the Route
+//! 53 emulator does, when its listeners change), and they answer before the
+//! DNS listeners are bound.
+//!
+//! ```no_run
+//! use signpost_server::probes::{HealthConfig, Probes, Readiness, ReadyConfig};
+//!
+//! # async fn run() -> Result<(), signpost_server::Error> {
+//! let readiness = Readiness::new();
+//! readiness.require("listeners");
+//! let health = HealthConfig { address: "127.0.0.1:8080".parse().unwrap(), lame_duck_ms: 5_000 };
+//! let ready = ReadyConfig { address: "127.0.0.1:8181".parse().unwrap() };
+//! let probes = Probes::start(Some(&health), Some(&ready), readiness.clone()).await?;
+//! // ... bind and start the DNS server, then:
+//! readiness.mark_ready("listeners");
+//! // On SIGTERM: /ready fails, /health and DNS go on for the lame-duck period.
+//! probes.lame_duck().await;
+//! // ... shut the DNS server down, then:
+//! probes.stop().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, tcp};
+
+/// The name `/ready` reports while the process is in its lame-duck period.
+pub const LAME_DUCK: &str = "lame-duck";
+
+/// `[health]`: where `/health` is served, and how long the lame-duck
+/// period after SIGTERM lasts.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Where to listen (CoreDNS uses `:8080`; give `0.0.0.0:8080` in a pod).
+    pub address: SocketAddr,
+    /// How long, after SIGTERM, DNS and `/health` go on answering while
+    /// `/ready` fails, before the server stops (CoreDNS's `lameduck`;
+    /// default 5000 ms, long enough for Kubernetes to drop the pod from
+    /// its Service endpoints).
+    #[serde(default = "default_lame_duck_ms")]
+    pub lame_duck_ms: u64,
+}
+
+fn default_lame_duck_ms() -> u64 {
+    5_000
+}
+
+/// `[ready]`: where `/ready` is served.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyConfig {
+    /// Where to listen (CoreDNS uses `:8181`).
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Default)]
+struct ReadinessState {
+    /// Each check by name, and whether it passes.
+    checks: Mutex<BTreeMap<String, bool>>,
+    lame_duck: AtomicBool,
+}
+
+/// Named readiness checks (`listeners`, `config`, ...) an application
+/// registers and passes; `/ready` succeeds when all of them pass and the
+/// process is not in its lame-duck period. Cheap to clone; clones share.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<ReadinessState>);
+
+impl Readiness {
+    /// No checks: ready until the lame-duck period starts.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a check that has not passed yet (it keeps its state if it exists).
+    pub fn require(&self, check: &str) {
+        if let Ok(mut checks) = self.0.checks.lock() {
+            checks.entry(check.to_string()).or_insert(false);
+        }
+    }
+
+    /// The check passes (it is added if it was not required before).
+    pub fn mark_ready(&self, check: &str) {
+        self.set(check, true);
+    }
+
+    /// The check fails again.
+    pub fn mark_not_ready(&self, check: &str) {
+        self.set(check, false);
+    }
+
+    fn set(&self, check: &str, passes: bool) {
+        if let Ok(mut checks) = self.0.checks.lock() {
+            checks.insert(check.to_string(), passes);
+        }
+    }
+
+    /// Start the lame-duck period: readiness fails from now on.
+    pub fn enter_lame_duck(&self) {
+        self.0.lame_duck.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the lame-duck period has started.
+    pub fn is_lame_duck(&self) -> bool {
+        self.0.lame_duck.load(Ordering::Relaxed)
+    }
+
+    /// The checks failing, in name order, then `lame-duck` if it applies.
+    pub fn failing(&self) -> Vec<String> {
+        let mut failing: Vec<String> = match self.0.checks.lock() {
+            Ok(checks) => checks.iter().filter(|(_, passes)| !**passes).map(|(name, _)| name.clone()).collect(),
+            Err(_) => vec!["checks".to_string()],
+        };
+        if self.is_lame_duck() {
+            failing.push(LAME_DUCK.to_string());
+        }
+        failing
+    }
+
+    /// Whether `/ready` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.failing().is_empty()
+    }
+}
+
+/// Which routes a probe listener serves.
+#[derive(Clone, Copy, Debug, Default)]
+struct Routes {
+    health: bool,
+    ready: bool,
+}
+
+/// The `/health` and `/ready` listeners (one, when both share an address).
+#[derive(Debug)]
+pub struct Probes {
+    health: Option<SocketAddr>,
+    ready: Option<SocketAddr>,
+    readiness: Readiness,
+    lame_duck: Duration,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Probes {
+    /// Bind and serve the probes that are configured (none is fine: then
+    /// [`Probes::lame_duck`] returns at once). Must run inside a tokio runtime.
+    pub async fn start(
+        health: Option<&HealthConfig>,
+        ready: Option<&ReadyConfig>,
+        readiness: Readiness,
+    ) -> Result<Self, Error> {
+        let mut wanted: Vec<(SocketAddr, Routes)> = Vec::new();
+        // One listener for both when they name one address (port 0 means
+        // a free port each).
+        let mut add = |address: SocketAddr, health: bool| match wanted
+            .iter_mut()
+            .find(|(at, _)| *at == address && address.port() != 0)
+        {
+            Some((_, routes)) => {
+                routes.health |= health;
+                routes.ready |= !health;
+            }
+            None => wanted.push((address, Routes { health, ready: !health })),
+        };
+        if let Some(config) = health {
+            add(config.address, true);
+        }
+        if let Some(config) = ready {
+            add(config.address, false);
+        }
+        let stop = CancellationToken::new();
+        let mut probes = Self {
+            health: None,
+            ready: None,
+            readiness,
+            lame_duck: Duration::from_millis(health.map_or(0, |config| config.lame_duck_ms)),
+            stop: stop.clone(),
+            tasks: Vec::new(),
+        };
+        for (address, routes) in wanted {
+            let kind = if routes.health { "health" } else { "ready" };
+            let socket = tcp::bind(address, kind)?;
+            let local = socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })?;
+            let socket = tcp::into_tokio(socket)?;
+            if routes.health {
+                probes.health = Some(local);
+            }
+            if routes.ready {
+                probes.ready = Some(local);
+            }
+            probes.tasks.push(tokio::spawn(serve(socket, routes, probes.readiness.clone(), stop.child_token())));
+        }
+        Ok(probes)
+    }
+
+    /// Where `/health` is served (the real port when 0 was asked for).
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health
+    }
+
+    /// Where `/ready` is served.
+    pub fn ready_addr(&self) -> Option<SocketAddr> {
+        self.ready
+    }
+
+    /// The checks `/ready` reports on.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// The configured lame-duck period (zero without `[health]`).
+    pub fn lame_duck_period(&self) -> Duration {
+        self.lame_duck
+    }
+
+    /// Enter the lame-duck period and wait it out: `/ready` fails at once,
+    /// `/health` (and whatever else the application serves) goes on.
+    pub async fn lame_duck(&self) {
+        self.readiness.enter_lame_duck();
+        tokio::time::sleep(self.lame_duck).await;
+    }
+
+    /// Stop serving the probes.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn serve(listener: TcpListener, routes: Routes, readiness: Readiness, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.cancelled() => break,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let readiness = readiness.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let handler = service_fn(move |request| {
+                let response = answer(&request, routes, &readiness);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), handler);
+            tokio::select! {
+                _ = connection => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// The answer to one probe request.
+fn answer(request: &Request<Incoming>, routes: Routes, readiness: &Readiness) -> Response<Full<Bytes>> {
+    let served = match request.uri().path() {
+        "/health" => routes.health,
+        "/ready" => routes.ready,
+        _ => false,
+    };
+    if !served {
+        return text(StatusCode::NOT_FOUND, "404 page not found".to_string());
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD".to_string());
+    }
+    if request.uri().path() == "/health" {
+        return text(StatusCode::OK, "OK".to_string());
+    }
+    let failing = readiness.failing();
+    if failing.is_empty() {
+        text(StatusCode::OK, "OK".to_string())
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, failing.join("\n"))
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_failing_checks_then_the_lame_duck() {
+        let readiness = Readiness::new();
+        assert!(readiness.is_ready(), "no checks: ready");
+        readiness.require("listeners");
+        readiness.require("config");
+        assert_eq!(readiness.failing(), ["config", "listeners"]);
+        readiness.mark_ready("config");
+        readiness.require("config");
+        assert_eq!(readiness.failing(), ["listeners"], "requiring again keeps a passed check");
+        readiness.mark_ready("listeners");
+        assert!(readiness.is_ready());
+        readiness.clone().enter_lame_duck();
+        assert_eq!(readiness.failing(), [LAME_DUCK], "clones share");
+        readiness.mark_not_ready("config");
+        assert_eq!(readiness.failing(), ["config", LAME_DUCK]);
+    }
+
+    #[test]
+    fn configs_read_from_toml_with_the_lame_duck_default() {
+        let health: HealthConfig = toml::from_str("address = \"0.0.0.0:8080\"").unwrap();
+        assert_eq!(health.lame_duck_ms, 5_000);
+        let health: HealthConfig = toml::from_str("address = \"[::]:8080\"\nlame_duck_ms = 0").unwrap();
+        assert_eq!(health.lame_duck_ms, 0);
+        assert!(toml::from_str::<ReadyConfig>("address = \"0.0.0.0:8181\"\nlame_duck_ms = 1").is_err());
+    }
+}
