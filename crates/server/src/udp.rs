@@ -3,20 +3,17 @@
 //!
 //! Local answers and cache hits are written inline into the outgoing batch
 //! by the task that read the query: no other task, no channel, no
-//! allocation. Answers that come later (a query that needs an upstream)
-//! are driven by the same task, as a set of futures it polls between
-//! batches (dnsdist's model: one loop per socket, no task per query); the
-//! answers ready at one wake-up leave together in one `sendmmsg`.
+//! allocation. Only answers that come later (a query that needs an
+//! upstream) become tasks of their own, spawned on the same runtime thread
+//! (so no other thread is woken), which send the answer back on the same
+//! socket.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Instant;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use signpost_wire::SliceBuffer;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -109,71 +106,29 @@ struct Worker {
     pipeline: Arc<Pipeline>,
 }
 
-/// A forwarded query's answer, once it comes, and where it goes.
-struct Delivery {
-    response: Vec<u8>,
-    peer: SocketAddr,
-    source: Option<IpAddr>,
-}
-
-/// Await a pending answer (inside the worker's own task, not a task of its own).
-async fn deliver(pending: Pending, peer: SocketAddr, source: Option<IpAddr>) -> Option<Delivery> {
-    let response = pending.answer().await?;
-    Some(Delivery { response, peer, source })
-}
-
 impl Worker {
     async fn run(self, readiness: AsyncFd<Arc<UdpSocket>>, stop: CancellationToken) {
         let fd = self.socket.as_raw_fd();
         // The batches (256 KiB) are made when the first packet comes: an
         // idle listener costs a socket and a task, no more.
         let mut batches: Option<Box<(RecvBatch, SendBatch)>> = None;
-        // Queries waiting for an upstream, all driven by this task: no task
-        // per query, and their answers leave in batches like local ones.
-        let mut later = FuturesUnordered::new();
-        let mut deferred = Vec::new();
         loop {
-            let event = tokio::select! {
-                // Answers first: a steady stream of queries must not hold
-                // back the forwards already under way.
-                biased;
-                _ = stop.cancelled() => break,
-                Some(delivery) = later.next(), if !later.is_empty() => Event::Answered(delivery),
-                ready = readiness.readable() => Event::Readable(ready),
+            let mut guard = tokio::select! {
+                ready = readiness.readable() => match ready {
+                    Ok(guard) => guard,
+                    Err(error) => {
+                        tracing::warn!(listener = %self.context.id, %error, "UDP socket failed");
+                        return;
+                    }
+                },
+                _ = stop.cancelled() => return,
             };
             let (receive, send) = &mut **batches.get_or_insert_with(|| Box::new((RecvBatch::new(), SendBatch::new())));
-            let mut guard = match event {
-                Event::Answered(first) => {
-                    queue_delivery(send, first, fd);
-                    // Every other answer ready now goes in the same batch.
-                    std::future::poll_fn(|cx| {
-                        while let Poll::Ready(Some(delivery)) = later.poll_next_unpin(cx) {
-                            queue_delivery(send, delivery, fd);
-                        }
-                        Poll::Ready(())
-                    })
-                    .await;
-                    if !send.is_empty() {
-                        send.flush(fd);
-                    }
-                    continue;
-                }
-                Event::Readable(Ok(guard)) => guard,
-                Event::Readable(Err(error)) => {
-                    tracing::warn!(listener = %self.context.id, %error, "UDP socket failed");
-                    break;
-                }
-            };
             // Drain what is queued, a bounded number of batches at a time so
-            // the forwards under way get their turn between them.
+            // forwarded queries' tasks get to run between them.
             for _ in 0..BATCHES_PER_TURN {
                 match receive.receive(fd) {
-                    Ok(count) => {
-                        self.answer_batch(receive, count, send, fd, &mut deferred);
-                        for (pending, peer, source) in deferred.drain(..) {
-                            later.push(deliver(pending, peer, source));
-                        }
-                    }
+                    Ok(count) => self.answer_batch(receive, count, send, fd),
                     Err(error) => {
                         match error.kind() {
                             io::ErrorKind::WouldBlock => guard.clear_ready(),
@@ -190,25 +145,11 @@ impl Worker {
             drop(guard);
             tokio::task::yield_now().await;
         }
-        // Stopped (or the socket failed): the forwards under way still get
-        // their answers, which shutdown waits for.
-        while let Some(delivery) = later.next().await {
-            if let Some(Delivery { response, peer, source }) = delivery {
-                let _ = sys::send_one(fd, &response, peer, source);
-            }
-        }
     }
 
     /// Answer one received batch: local answers and cache hits go into the
-    /// outgoing batch, the rest into `deferred` with where their answers go.
-    fn answer_batch(
-        &self,
-        receive: &RecvBatch,
-        count: usize,
-        send: &mut SendBatch,
-        fd: RawFd,
-        deferred: &mut Vec<(Pending, SocketAddr, Option<IpAddr>)>,
-    ) {
+    /// outgoing batch, the rest become tasks.
+    fn answer_batch(&self, receive: &RecvBatch, count: usize, send: &mut SendBatch, fd: std::os::fd::RawFd) {
         // Replies leave from the address the query arrived on when the socket
         // is bound to a wildcard address.
         let wildcard = self.context.bound.is_none();
@@ -228,7 +169,7 @@ impl Worker {
             };
             match self.pipeline.handle(&incoming, &mut out) {
                 Reply::Now { len } | Reply::Stream { len, .. } => send.push(len, info.peer, source),
-                Reply::Later(pending) => deferred.push((pending, info.peer, source)),
+                Reply::Later(pending) => self.answer_later(pending, info.peer, source),
                 Reply::Silent | Reply::Close => {}
             }
             if send.is_full() {
@@ -239,31 +180,17 @@ impl Worker {
             send.flush(fd);
         }
     }
-}
 
-/// What woke a worker.
-enum Event<'a> {
-    /// A forwarded query's answer came (or it came to nothing).
-    Answered(Option<Delivery>),
-    /// The socket has datagrams (or failed).
-    Readable(io::Result<tokio::io::unix::AsyncFdReadyGuard<'a, Arc<UdpSocket>>>),
-}
-
-/// Put an answer into the outgoing batch (sending the batch when full), or
-/// send it alone when it does not fit a slot.
-fn queue_delivery(send: &mut SendBatch, delivery: Option<Delivery>, fd: RawFd) {
-    let Some(Delivery { response, peer, source }) = delivery else { return };
-    match send.next_buffer().and_then(|slot| slot.get_mut(..response.len())) {
-        Some(slot) => {
-            slot.copy_from_slice(&response);
-            send.push(response.len(), peer, source);
-            if send.is_full() {
-                send.flush(fd);
+    /// Send a pending answer when it comes, on this worker's socket.
+    fn answer_later(&self, pending: Pending, peer: SocketAddr, source: Option<IpAddr>) {
+        let socket = self.socket.clone();
+        // Spawned from a runtime worker: the task starts on this thread's
+        // queue, with no wake-up of another thread.
+        tokio::spawn(async move {
+            if let Some(response) = pending.answer().await {
+                let _ = sys::send_one(socket.as_raw_fd(), &response, peer, source);
             }
-        }
-        None => {
-            let _ = sys::send_one(fd, &response, peer, source);
-        }
+        });
     }
 }
 
