@@ -428,6 +428,9 @@ pub(crate) fn adapt_for_client(
 /// additional section (where every sane server puts it).
 fn strip_opt(response: &[u8]) -> Option<Vec<u8>> {
     let message = Message::parse(response).ok()?;
+    if message.header().arcount == 0 {
+        return None;
+    }
     let mut last = None;
     for record in message.additional().ok()? {
         let record = record.ok()?;

@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -109,6 +110,9 @@ const COMMON_RCODES: u16 = 6;
 /// Latency buckets in seconds.
 const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
+/// Servers whose latency histogram handle is kept (the rest are looked up each time).
+const MAX_LATENCY_HANDLES: usize = 256;
+
 /// One label, `name="value"`.
 type Label<V> = [(&'static str, V); 1];
 
@@ -124,6 +128,9 @@ pub struct Metrics {
     cache: CacheStats,
     cache_entries: Gauge,
     upstream_latency: Family<Label<String>, Histogram>,
+    /// Handles into `upstream_latency` by server, so that an attempt costs
+    /// no label formatting and no family lookup once its server was seen.
+    latency_handles: RwLock<Vec<(&'static str, SocketAddr, Histogram)>>,
     upstream_failures: Family<[(&'static str, String); 2], Counter>,
     config_version: Family<Label<String>, Gauge>,
     config_reloads: [Counter; 2],
@@ -204,6 +211,7 @@ impl Default for Metrics {
             cache,
             cache_entries,
             upstream_latency,
+            latency_handles: RwLock::default(),
             upstream_failures,
             config_version,
             config_reloads: ["success", "failure"].map(|name| handle(&config_reloads, "outcome", name)),
@@ -258,11 +266,31 @@ impl Metrics {
         duration: Duration,
         failure: Option<&'static str>,
     ) {
-        let server = format!("{protocol}://{server}");
-        self.upstream_latency.get_or_create(&[("server", server.clone())]).observe(duration.as_secs_f64());
+        self.latency_handle(protocol, server).observe(duration.as_secs_f64());
         if let Some(failure) = failure {
+            let server = format!("{protocol}://{server}");
             self.upstream_failures.get_or_create(&[("server", server), ("outcome", failure.to_string())]).inc();
         }
+    }
+
+    /// The latency histogram of one server (a handle sharing the family's).
+    fn latency_handle(&self, protocol: &'static str, server: SocketAddr) -> Histogram {
+        let known = |handles: &[(&'static str, SocketAddr, Histogram)]| {
+            handles.iter().find(|(p, s, _)| *p == protocol && *s == server).map(|(_, _, h)| h.clone())
+        };
+        if let Some(handle) = self.latency_handles.read().ok().and_then(|handles| known(&handles)) {
+            return handle;
+        }
+        let label = format!("{protocol}://{server}");
+        let handle = self.upstream_latency.get_or_create(&[("server", label)]).clone();
+        // Bounded: a reload that changes servers adds a few, never one per query.
+        if let Ok(mut handles) = self.latency_handles.write()
+            && handles.len() < MAX_LATENCY_HANDLES
+            && known(&handles).is_none()
+        {
+            handles.push((protocol, server, handle.clone()));
+        }
+        handle
     }
 
     /// The configuration version in force becomes `version` (the gauge of

@@ -725,13 +725,10 @@ impl Group {
                 self.spawn_probe(server.clone());
             }
         }
-        let up: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&index| self.server(index).is_some_and(|server| server.stats.is_up()))
-            .collect();
-        if !up.is_empty() {
-            return up;
+        let up = |index: &usize| self.server(*index).is_some_and(|server| server.stats.is_up());
+        if order.iter().any(up) {
+            order.retain(up);
+            return order;
         }
         // Everything is down: better to try than to fail outright; soonest due first.
         order.sort_by_key(|&index| self.server(index).and_then(|server| server.stats.down_until()));

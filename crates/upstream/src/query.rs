@@ -143,8 +143,8 @@ fn check_response(
 /// Check a matched answer from end to end and read its rcode and TC bit.
 pub(crate) fn inspect(response: &[u8]) -> Result<Verdict, String> {
     let message = Message::parse(response).map_err(|error| format!("malformed answer: {error}"))?;
-    message.check().map_err(|error| format!("malformed answer: {error}"))?;
-    let rcode = message.rcode().unwrap_or_else(|_| message.flags().rcode());
+    // One walk checks every field and reads the extended rcode bits.
+    let rcode = message.checked_rcode().map_err(|error| format!("malformed answer: {error}"))?;
     Ok(Verdict { rcode, truncated: message.flags().tc() })
 }
 

@@ -73,6 +73,9 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 /// answers are told from forgeries.
 const REMEMBERED_IDS: usize = 256;
 
+/// Queries up to this long are copied (with their new ID) on the stack to be sent.
+const SMALL_QUERY: usize = 512;
+
 /// Batches read per wake-up before other tasks get a turn.
 const BATCHES_PER_WAKE: usize = 8;
 
@@ -123,8 +126,29 @@ impl UdpTransport {
     /// returned future is its answer. Dropping it gives the ID back.
     pub(crate) async fn send(&self, query: &Prepared) -> Result<Pending, Failure> {
         let pending = self.register(query)?;
-        let message = query.with_id(pending.id, 0);
-        match pending.shared.socket.send(&message).await {
+        // Usually the socket has room: the message is written on the stack
+        // and sent at once, without a copy on the heap.
+        let sent = {
+            // In a block of its own, so that the array is not kept in the future.
+            let bytes = query.bytes();
+            let mut small = [0u8; SMALL_QUERY];
+            match small.get_mut(..bytes.len()) {
+                Some(message) => {
+                    message.copy_from_slice(bytes);
+                    signpost_wire::relay::set_id(message, pending.id);
+                    pending.shared.socket.try_send(message)
+                }
+                None => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        };
+        let sent = match sent {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                let message = query.with_id(pending.id, 0);
+                pending.shared.socket.send(&message).await
+            }
+            other => other,
+        };
+        match sent {
             Ok(_) => Ok(pending),
             Err(error) => {
                 if error.kind() == io::ErrorKind::ConnectionRefused {

@@ -302,6 +302,13 @@ impl<'a> Message<'a> {
     /// typed RDATA, EDNS rules (one OPT, in the additional section, root
     /// owner) and that nothing trails the last record.
     pub fn check(&self) -> Result<(), Error> {
+        self.checked_rcode().map(|_| ())
+    }
+
+    /// [`check`](Self::check) and [`rcode`](Self::rcode) in one walk: the
+    /// full rcode of a message whose every field was checked.
+    pub fn checked_rcode(&self) -> Result<Rcode, Error> {
+        let mut extended = 0;
         let mut questions = self.questions();
         for question in &mut questions {
             question?;
@@ -319,13 +326,14 @@ impl<'a> Message<'a> {
                     return Err(Error::DuplicateOpt { offset: record.offset() });
                 }
                 seen_opt = true;
+                extended = Edns::from_record(&record).map_or(0, |edns| edns.extended_rcode_bits());
             }
         }
         let end = records.position();
         if end < self.bytes.len() {
             return Err(Error::TrailingData { offset: end, len: self.bytes.len() - end });
         }
-        Ok(())
+        Ok(Rcode::from_parts(self.header.flags.rcode().header_bits(), extended))
     }
 }
 

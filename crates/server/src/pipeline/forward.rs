@@ -3,6 +3,7 @@
 //! SERVFAIL with extended errors, and the relay of the upstream's packet.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -149,6 +150,9 @@ fn truncated(job: &ForwardJob) -> Option<Vec<u8>> {
     builder.finish().ok()?;
     Some(out)
 }
+
+/// The timer wheel's resolution: deadlines closer than this are one.
+const TIMER_TICK: Duration = Duration::from_millis(2);
 
 /// The upstream outcome shared by coalesced waiters.
 type Outcome = Arc<Result<Resolved, ForwardFailure>>;
@@ -412,7 +416,8 @@ impl Pipeline {
     /// `accepted_only`, an answer every server was rejected for
     /// (`retry_on`) is a failure.
     async fn resolve_coalesced(self: &Arc<Self>, job: &ForwardJob, group: String, accepted_only: bool) -> Outcome {
-        let mut key = job.key.to_vec();
+        let mut key = Vec::with_capacity(job.key.len() + 1 + group.len());
+        key.extend_from_slice(&job.key);
         key.push(u8::from(accepted_only));
         key.extend_from_slice(group.as_bytes());
         let key: Box<[u8]> = key.into();
@@ -422,14 +427,15 @@ impl Pipeline {
                 let Ok(mut in_flight) = self.coalescing.lock() else {
                     return Arc::new(Err(ForwardFailure::Internal("in-flight table poisoned")));
                 };
-                match in_flight.get_mut(&key) {
-                    Some(waiters) => {
+                // One lookup (one hash of the key) either way.
+                match in_flight.entry(key.clone()) {
+                    Entry::Occupied(mut waiters) => {
                         let (sender, receiver) = oneshot::channel();
-                        waiters.push(sender);
+                        waiters.get_mut().push(sender);
                         Some(receiver)
                     }
-                    None => {
-                        in_flight.insert(key.clone(), Vec::new());
+                    Entry::Vacant(slot) => {
+                        slot.insert(Vec::new());
                         None
                     }
                 }
@@ -493,11 +499,23 @@ impl Pipeline {
                 // CD from the client: it validates itself, and gets what upstream sent.
                 Some(validator) if !job.flags.cd() => {
                     let understands_ad = job.dnssec_ok || job.flags.ad();
-                    crate::dnssec::validate(validator, upstream, resolved, job.dnssec_ok, understands_ad).await
+                    // Boxed: validation's future is large, and every forward's
+                    // future would carry its size otherwise.
+                    Box::pin(crate::dnssec::validate(validator, upstream, resolved, job.dnssec_ok, understands_ad))
+                        .await
                 }
                 _ => Ok(resolved),
             }
         };
+        // Without validation the group's own total timeout bounds the
+        // resolution; when that ends before the query's deadline (with a
+        // timer tick to spare), a timer for the deadline could never fire,
+        // and is not set.
+        if job.state.validator.is_none()
+            && tokio::time::Instant::now() + upstream.config().total_timeout + TIMER_TICK <= job.deadline
+        {
+            return resolution.await;
+        }
         match tokio::time::timeout_at(job.deadline, resolution).await {
             Ok(result) => result,
             Err(_) => Err(ForwardFailure::Deadline(self.query_timeout())),

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Instructions per answered query of an uncached forwarder, from callgrind:
+# the server runs under valgrind (pinned to one CPU, like the load script's
+# runs), forwarding to a floor_responder backend on loopback; after a
+# warm-up its counters are zeroed, dnsperf sends QUERIES distinct names at
+# a bounded rate, the counters are dumped, and the script prints
+# Ir / answered queries. Instruction counts do not depend on other load on
+# the machine, unlike the load script's CPU seconds.
+#
+# Usage: benches/load/prof-forward.sh signpost|dnsdist [QUERIES]
+# Environment:
+#   SIGNPOST_BIN     signpost-forward binary (default target/release/signpost-forward)
+#   FLOOR_BIN        floor_responder binary (default target/release/floor_responder)
+#   PROF_PORT_BASE   first of the two loopback ports used (default 26710)
+#   PROF_OUTSTANDING dnsperf -q (default 32)
+#   PROF_KEEP        1 = keep the temp dir (callgrind output, logs)
+# Needs valgrind, dnsperf (and dnsdist for the dnsdist run). Loopback only;
+# every process started here is stopped on exit.
+set -euo pipefail
+LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$LOAD_DIR/../.." && pwd)
+server=${1:?usage: prof-forward.sh signpost|dnsdist [QUERIES]}
+queries=${2:-20000}
+SIGNPOST_BIN=${SIGNPOST_BIN:-$REPO/target/release/signpost-forward}
+FLOOR_BIN=${FLOOR_BIN:-$REPO/target/release/floor_responder}
+base=${PROF_PORT_BASE:-26710}
+outstanding=${PROF_OUTSTANDING:-32}
+backend_port=$base
+port=$((base + 1))
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]+"${pids[@]}"}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ ${PROF_KEEP:-0} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+for i in $(seq 1 "$queries"); do echo "n$i.prof.test A"; done >"$work/names"
+for i in $(seq 1 500); do echo "w$i.prof.test A"; done >"$work/warm"
+
+taskset -c 0 "$FLOOR_BIN" "127.0.0.1:$backend_port" batched >"$work/floor.log" 2>&1 &
+pids+=($!)
+
+case $server in
+signpost)
+    sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
+        "$LOAD_DIR/signpost-forward.toml.in" >"$work/server.toml"
+    command=("$SIGNPOST_BIN" --config "$work/server.toml")
+    ;;
+dnsdist)
+    sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
+        "$LOAD_DIR/dnsdist-nocache.conf" >"$work/server.conf"
+    command=(dnsdist --supervised --disable-syslog -C "$work/server.conf")
+    ;;
+*) echo "unknown server $server" >&2; exit 2 ;;
+esac
+
+taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.%p" \
+    "${command[@]}" </dev/null >"$work/server.log" 2>&1 &
+server_pid=$!
+pids+=("$server_pid")
+
+# Up (valgrind starts slowly) and answering through the backend.
+for _ in $(seq 1 120); do
+    if dig +tries=1 +time=2 -p "$port" @127.0.0.1 up.prof.test A 2>/dev/null | grep -q 'status: NOERROR'; then
+        break
+    fi
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+    sleep 1
+done
+
+load() {
+    timeout 600 taskset -c 0 dnsperf -s 127.0.0.1 -p "$port" -d "$1" -n 1 -c 1 -q "$outstanding" -t 10 \
+        >"$2" 2>&1
+}
+load "$work/warm" "$work/warm.out"
+callgrind_control --zero "$server_pid" >/dev/null
+load "$work/names" "$work/load.out"
+callgrind_control --dump "$server_pid" >/dev/null
+sleep 1
+answered=$(sed -n 's/^ *Queries completed: *\([0-9]*\).*/\1/p' "$work/load.out")
+instructions=$(cat "$work"/callgrind.*.* 2>/dev/null | sed -n 's/^summary: //p' | awk '{s += $1} END {print s}')
+lost=$(sed -n 's/^ *Queries lost: *\([0-9]*\).*/\1/p' "$work/load.out")
+echo "$server: $instructions instructions, $answered answered, $lost lost: $((instructions / answered)) instructions per answered query"
+if [[ ${PROF_KEEP:-0} == 1 ]]; then
+    callgrind_annotate "$(ls "$work"/callgrind.*.* | head -1)" 2>/dev/null | head -60 >"$work/annotate.txt" || true
+fi
