@@ -84,6 +84,7 @@ impl Harness {
             max_qps: Some(RateLimiter::single(1_000_000)),
             group_limit: None,
             bound: None,
+            port: 0,
             client_rate_limit: true,
         };
         Self { pipeline: Arc::new(pipeline), listener }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod dnstap;
 mod docs;
 mod doh;
 mod faults;
