@@ -4,6 +4,7 @@
 
 mod support;
 
+mod defences;
 mod dnstap;
 mod docs;
 mod doh;
