@@ -388,6 +388,7 @@ impl EndpointConfig {
                 ..LimitsConfig::default()
             },
             admin: self.admin.clone(),
+            dnstap: self.dnstap.clone(),
             ..ServerConfig::default()
         };
 

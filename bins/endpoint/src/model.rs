@@ -16,7 +16,7 @@ use signpost_rules::config::RulesConfig;
 
 use crate::error::EndpointError;
 use crate::protocols::EndpointProtocol;
-use signpost_server::{AdminConfig, CacheConfig, HealthConfig, ReadyConfig};
+use signpost_server::{AdminConfig, CacheConfig, DnstapConfig, HealthConfig, ReadyConfig};
 
 /// An address with an optional port: `127.0.1.2`, `127.0.1.2:5353`, `[::1]:53`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -116,6 +116,10 @@ pub struct EndpointConfig {
     /// `/ready` (readiness), as CoreDNS's `ready` plugin (off unless given; read at start-up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<ReadyConfig>,
+    /// dnstap output of every endpoint's queries and answers to a collector
+    /// (off unless given; read at start-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnstap: Option<DnstapConfig>,
     /// The AWS API's service quotas (on by default, with AWS's values).
     #[serde(default)]
     pub quotas: Quotas,
@@ -234,6 +238,7 @@ impl Default for EndpointConfig {
             admin: None,
             health: None,
             ready: None,
+            dnstap: None,
             quotas: Quotas::default(),
             api: ApiSettings::default(),
             vpcs: Vec::new(),

@@ -497,6 +497,18 @@ impl ForwarderConfig {
                 listener.allow = Some(allowed.clone());
             }
         }
+        if let Some(dnstap) = self.dnstap.as_ref().filter(|dnstap| dnstap.enable) {
+            let problem = if dnstap.tls {
+                Some(("dnstap.tls", "TLS to the dnstap collector is not supported: send to a unix socket or over TCP"))
+            } else if dnstap.socket_path.is_none() && dnstap.address.is_none() {
+                Some(("dnstap", "needs socket_path (a unix socket) or address (TCP) of the collector"))
+            } else {
+                None
+            };
+            if let Some((field, problem)) = problem {
+                return Err(ConfigError::Malformed { at: self.locate(field), keyword: field.into(), problem });
+            }
+        }
         Ok(ServerConfig {
             listeners,
             cache: self.cache.clone(),
@@ -504,6 +516,7 @@ impl ForwarderConfig {
             limits: self.limits.clone(),
             edns: self.edns.clone(),
             admin: self.admin.clone(),
+            dnstap: self.dnstap.clone(),
         })
     }
 

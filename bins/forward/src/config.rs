@@ -18,7 +18,8 @@ use crate::acl::AccessControl;
 use crate::control::RemoteControlConfig;
 use crate::error::ConfigError;
 use signpost_server::{
-    AdminConfig, CacheConfig, EdnsConfig, HealthConfig, LimitsConfig, ListenerConfig, QueryLogConfig, ReadyConfig,
+    AdminConfig, CacheConfig, DnstapConfig, EdnsConfig, HealthConfig, LimitsConfig, ListenerConfig, QueryLogConfig,
+    ReadyConfig,
 };
 
 /// The whole forwarder configuration (`forward.toml`; see docs/configuration.md).
@@ -55,6 +56,9 @@ pub struct ForwarderConfig {
     /// `/ready` (readiness), as CoreDNS's `ready` plugin; off unless given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<ReadyConfig>,
+    /// dnstap output to a collector (unbound's `dnstap:` clause); off unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnstap: Option<DnstapConfig>,
     /// Where names no forward zone or rule matches go (a group of `upstreams`).
     /// Without it: the group of the forward zone for `.`, else the system's
     /// resolv.conf (`resolv_conf`) as the group `system`.

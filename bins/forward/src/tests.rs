@@ -216,3 +216,20 @@ fn auth_zones_in_toml_are_checked() {
     let error = build_error("[[auth_zones]]\nname = \"corp.example\"\n");
     assert!(error.to_string().contains("needs primaries"), "{error}");
 }
+
+#[test]
+fn the_dnstap_table_turns_every_message_type_on_and_refuses_tls() {
+    let forwarder = config("[dnstap]\nsocket_path = \"/run/dnstap.sock\"\nidentity = \"node-1\"\n")
+        .build(&BuildOptions::default())
+        .unwrap();
+    let dnstap = forwarder.server.dnstap.expect("dnstap on");
+    assert!(dnstap.enable && dnstap.send_identity && dnstap.send_version);
+    assert!(dnstap.log_client_query_messages && dnstap.log_client_response_messages);
+    assert!(dnstap.log_forwarder_query_messages && dnstap.log_forwarder_response_messages);
+    assert_eq!(dnstap.identity.as_deref(), Some("node-1"));
+    let message = build_error("[dnstap]\naddress = \"127.0.0.1:6000\"\ntls = true\n").to_string();
+    assert!(message.contains("forward.toml:3") && message.contains("TLS"), "{message}");
+    let message = build_error("[dnstap]\nidentity = \"x\"\n").to_string();
+    assert!(message.contains("socket_path"), "{message}");
+    assert!(ForwarderConfig::from_toml("[dnstap]\nsocket = \"/x\"\n", "forward.toml").is_err());
+}

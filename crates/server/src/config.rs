@@ -366,6 +366,69 @@ impl Default for AdminConfig {
     }
 }
 
+/// dnstap output: the server's queries and answers as `dnstap.proto`
+/// messages over Frame Streams to a collector (`fstrm_capture`, dnstap
+/// readers, a fleet's log pipeline), as Unbound's `dnstap:` clause.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnstapConfig {
+    /// Whether frames are sent at all (default true: the table turns it on).
+    pub enable: bool,
+    /// The collector's unix socket (Unbound's `dnstap-socket-path`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_path: Option<PathBuf>,
+    /// The collector's TCP address, used instead of `socket_path` when
+    /// given (Unbound's `dnstap-ip`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<SocketAddr>,
+    /// TLS to the collector (Unbound's `dnstap-tls`): not implemented, so
+    /// `true` is refused at start-up rather than sent in the clear.
+    pub tls: bool,
+    /// Put `identity` in every message.
+    pub send_identity: bool,
+    /// Put `version` in every message.
+    pub send_version: bool,
+    /// The identity sent (default: the host name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// The version sent (default: `signpost <version>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// CLIENT_QUERY: each query as a client sent it.
+    pub log_client_query_messages: bool,
+    /// CLIENT_RESPONSE: each answer as the client got it.
+    pub log_client_response_messages: bool,
+    /// FORWARDER_QUERY: each query sent upstream, one per try.
+    pub log_forwarder_query_messages: bool,
+    /// FORWARDER_RESPONSE: each upstream answer.
+    pub log_forwarder_response_messages: bool,
+    /// Messages queued for the writer before new ones are dropped (and
+    /// counted in `signpost_dnstap_frames_total{outcome="dropped"}`).
+    pub queue: usize,
+}
+
+impl Default for DnstapConfig {
+    /// On, every message type, identity and version sent; the
+    /// destination still to be given.
+    fn default() -> Self {
+        Self {
+            enable: true,
+            socket_path: None,
+            address: None,
+            tls: false,
+            send_identity: true,
+            send_version: true,
+            identity: None,
+            version: None,
+            log_client_query_messages: true,
+            log_client_response_messages: true,
+            log_forwarder_query_messages: true,
+            log_forwarder_response_messages: true,
+            queue: 10_000,
+        }
+    }
+}
+
 /// Everything the server runtime takes besides rules and upstreams.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -382,6 +445,9 @@ pub struct ServerConfig {
     pub edns: EdnsConfig,
     /// Admin and metrics HTTP listener; off unless given.
     pub admin: Option<AdminConfig>,
+    /// dnstap output; off unless given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dnstap: Option<DnstapConfig>,
 }
 
 #[cfg(test)]

@@ -100,6 +100,18 @@ pub enum Error {
         /// The watcher's error.
         source: notify::Error,
     },
+    /// The `dnstap` settings cannot be served.
+    #[error("dnstap: {problem}")]
+    DnstapConfig {
+        /// What is wrong with them.
+        problem: &'static str,
+    },
+    /// A Frame Streams peer (a dnstap collector) broke the protocol.
+    #[error("dnstap frame stream: {problem}")]
+    Frame {
+        /// What it sent that it should not have.
+        problem: &'static str,
+    },
     /// Any other I/O failure.
     #[error("{what}: {source}")]
     Io {

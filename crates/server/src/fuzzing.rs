@@ -85,6 +85,7 @@ impl Harness {
             max_qps: Some(RateLimiter::single(1_000_000)),
             group_limit: None,
             bound: None,
+            port: 0,
             client_rate_limit: true,
         };
         let doh_listener = ListenerContext {
@@ -94,6 +95,7 @@ impl Harness {
             max_qps: None,
             group_limit: None,
             bound: None,
+            port: 0,
             client_rate_limit: true,
         };
         Self { pipeline: Arc::new(pipeline), listener, doh_listener }

@@ -45,6 +45,7 @@ pub mod admin;
 pub mod cache;
 pub mod config;
 mod dnssec;
+pub mod dnstap;
 mod doh;
 mod error;
 #[doc(hidden)]
@@ -69,8 +70,8 @@ pub mod watch;
 
 pub use admin::{AdminExtension, AdminResponse};
 pub use config::{
-    AdminConfig, CacheConfig, EdnsConfig, LimitAction, LimitsConfig, ListenerConfig, LogDestination, OverloadAction,
-    QueryLogConfig, ResponseRateLimitConfig, ServerConfig, default_allow_list,
+    AdminConfig, CacheConfig, DnstapConfig, EdnsConfig, LimitAction, LimitsConfig, ListenerConfig, LogDestination,
+    OverloadAction, QueryLogConfig, ResponseRateLimitConfig, ServerConfig, default_allow_list,
 };
 pub use error::{BoxError, Error};
 pub use hook::{Handled, HandlerQuery, QueryHandler};

@@ -248,6 +248,7 @@ pub(crate) fn serve(
         max_qps: listener.max_qps.map(RateLimiter::single),
         group_limit,
         bound: (!listener.address.is_unspecified()).then_some(listener.address),
+        port: local.port(),
         client_rate_limit: listener.client_rate_limit,
     });
     let stop = runtime.stop.child_token();

@@ -134,6 +134,7 @@ pub struct Metrics {
     upstream_failures: Family<[(&'static str, String); 2], Counter>,
     config_version: Family<Label<String>, Gauge>,
     config_reloads: [Counter; 2],
+    dnstap_frames: [Counter; 2],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -188,6 +189,12 @@ impl Default for Metrics {
             "Reloads of the configuration, by outcome (a failed one keeps the old configuration)",
             config_reloads.clone(),
         );
+        let dnstap_frames: Family<Label<&'static str>, Counter> = Family::default();
+        registry.register(
+            "signpost_dnstap_frames",
+            "dnstap frames sent to the collector, or dropped (queue full, collector away)",
+            dnstap_frames.clone(),
+        );
         let handle = |family: &Family<Label<&'static str>, Counter>, name: &'static str, value: &'static str| {
             family.get_or_create(&[(name, value)]).clone()
         };
@@ -215,6 +222,7 @@ impl Default for Metrics {
             upstream_failures,
             config_version,
             config_reloads: ["success", "failure"].map(|name| handle(&config_reloads, "outcome", name)),
+            dnstap_frames: ["sent", "dropped"].map(|name| handle(&dnstap_frames, "outcome", name)),
             registry,
         }
     }
@@ -348,6 +356,19 @@ impl Metrics {
     /// Query-log lines dropped because the writer fell behind.
     pub fn log_lines_dropped(&self) -> u64 {
         self.log_dropped.get()
+    }
+
+    /// Count dnstap frames: written to the collector (`sent`) or not.
+    pub(crate) fn dnstap_frames_add(&self, sent: bool, count: u64) {
+        if let Some(counter) = self.dnstap_frames.get(usize::from(!sent)) {
+            counter.inc_by(count);
+        }
+    }
+
+    /// dnstap frames written to the collector (`sent`), or dropped: the
+    /// queue was full or the collector was away.
+    pub fn dnstap_frames(&self, sent: bool) -> u64 {
+        self.dnstap_frames.get(usize::from(!sent)).map_or(0, Counter::get)
     }
 
     /// The OpenMetrics text exposition (which Prometheus reads), with the

@@ -35,7 +35,7 @@ pub type Reloader = Arc<dyn Fn() -> Result<State, BoxError> + Send + Sync>;
 pub type ConfigReloader = Arc<dyn Fn() -> Result<(State, ServerConfig), BoxError> + Send + Sync>;
 
 /// The sections of a server configuration a reload cannot change in place.
-const RESTART_SECTIONS: [&str; 6] = ["listeners", "cache", "query_log", "limits", "edns", "admin"];
+const RESTART_SECTIONS: [&str; 7] = ["listeners", "cache", "query_log", "limits", "edns", "admin", "dnstap"];
 
 fn section(config: &ServerConfig, name: &str) -> serde_json::Value {
     let value = match name {
@@ -44,6 +44,7 @@ fn section(config: &ServerConfig, name: &str) -> serde_json::Value {
         "query_log" => serde_json::to_value(&config.query_log),
         "limits" => serde_json::to_value(&config.limits),
         "edns" => serde_json::to_value(&config.edns),
+        "dnstap" => serde_json::to_value(&config.dnstap),
         _ => serde_json::to_value(&config.admin),
     };
     value.unwrap_or(serde_json::Value::Null)
@@ -226,8 +227,20 @@ impl ServerBuilder {
         let config = self.config;
         let mut state = State::new(rules, upstreams);
         state.validator = self.validator;
+        // The dnstap writer stops after the listeners and the queries in
+        // flight, so their last answers are still sent.
+        let dnstap_stop = CancellationToken::new();
+        let dnstap = match &config.dnstap {
+            Some(dnstap) => crate::dnstap::Tap::start(dnstap, metrics.clone(), dnstap_stop.clone())?,
+            None => None,
+        };
         let mut pipeline = Pipeline::new(config.clone(), state, metrics, log, self.test_layer);
         pipeline.handler = self.handler;
+        let mut dnstap_writer = None;
+        if let Some((tap, writer)) = dnstap {
+            pipeline.dnstap = Some(tap);
+            dnstap_writer = Some(writer);
+        }
         let pipeline = Arc::new(pipeline);
         let runtime = Runtime {
             pipeline,
@@ -254,6 +267,7 @@ impl ServerBuilder {
                 Ok(started) => running.push(started),
                 Err(error) => {
                     runtime.stop.cancel();
+                    dnstap_stop.cancel();
                     return Err(error);
                 }
             }
@@ -264,6 +278,8 @@ impl ServerBuilder {
             listeners: Mutex::new(running),
             admin: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            dnstap_writer: Mutex::new(dnstap_writer),
+            dnstap_stop,
             sources: Mutex::new(ReloadSources { reloader: self.reloader, config_reloader: self.config_reloader }),
             config: Mutex::new(config.clone()),
         });
@@ -312,6 +328,9 @@ struct Inner {
     admin: Mutex<Option<SocketAddr>>,
     /// Tasks besides the listeners' (the admin listener).
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The dnstap writer, when configured, and what stops it.
+    dnstap_writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    dnstap_stop: CancellationToken,
     /// Where reloads come from; settable on a running server.
     sources: Mutex<ReloadSources>,
     /// The settings running: those the server started with (reloads leave
@@ -324,6 +343,7 @@ impl Drop for Inner {
     /// not waited for; [`ServerHandle::shutdown`] waits).
     fn drop(&mut self) {
         self.runtime.stop.cancel();
+        self.dnstap_stop.cancel();
     }
 }
 
@@ -607,6 +627,12 @@ impl ServerHandle {
         let tasks = self.inner.tasks.lock().map(|mut tasks| std::mem::take(&mut *tasks)).unwrap_or_default();
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
+        // Last: the answers above are queued; the writer sends them, STOP, and waits for FINISH.
+        self.inner.dnstap_stop.cancel();
+        let writer = self.inner.dnstap_writer.lock().ok().and_then(|mut writer| writer.take());
+        if let Some(writer) = writer {
+            let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
         }
     }
 

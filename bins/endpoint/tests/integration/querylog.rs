@@ -88,3 +88,24 @@ fn account_and_region_have_placeholder_defaults_and_are_checked() {
         assert!(error.to_string().contains("endpoint.toml:1:"), "{field}: {error}");
     }
 }
+
+#[tokio::test]
+async fn the_dnstap_table_makes_the_endpoint_stream_to_the_collector() {
+    use signpost_server::dnstap::frame::{self, ControlType, Frame};
+    use std::time::Duration;
+
+    let Basics { dir, recursive, .. } = basics().await;
+    let socket = dir.join("dnstap.sock");
+    let collector = tokio::net::UnixListener::bind(&socket).unwrap();
+    let text = two_vpcs(recursive.address(), &format!("[dnstap]\nsocket_path = \"{}\"\n", socket.display()));
+    let deployment = config(dir.path(), &text).compile().unwrap();
+    let dnstap = deployment.server.dnstap.expect("the [dnstap] table reaches the server");
+    assert_eq!(dnstap.socket_path.as_deref(), Some(socket.as_path()));
+    let endpoint = start(dir.path(), &text).await;
+    // The server's writer connects and opens the Frame Streams handshake.
+    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(5), collector.accept()).await.unwrap().unwrap();
+    let ready = tokio::time::timeout(Duration::from_secs(5), frame::read_frame(&mut stream)).await.unwrap().unwrap();
+    let Some(Frame::Control { kind: ControlType::READY, content_types }) = ready else { panic!("{ready:?}") };
+    assert_eq!(content_types, [frame::CONTENT_TYPE.to_vec()]);
+    endpoint.shutdown().await;
+}

@@ -215,7 +215,11 @@ const VALIDATION: &[&str] = &[
 ];
 
 /// Clauses other than server, forward-zone, stub-zone, view, auth-zone and remote-control.
-const OTHER_CLAUSES: &[&str] = &["python", "dynlib", "rpz", "cachedb", "dnstap", "dnscrypt", "ipset"];
+const OTHER_CLAUSES: &[&str] = &["python", "dynlib", "rpz", "cachedb", "dnscrypt", "ipset"];
+
+/// Where unbound sends dnstap when `dnstap-socket-path` is not given
+/// (Debian's build: `--with-dnstap-socket-path=/run/dnstap.sock`).
+const DEFAULT_DNSTAP_SOCKET: &str = "/run/dnstap.sock";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Clause {
@@ -227,6 +231,7 @@ enum Clause {
     View,
     AuthZone,
     RemoteControl,
+    Dnstap,
     /// A clause we do not read; its attributes are skipped (the clause itself is reported).
     Skipped,
 }
@@ -331,6 +336,14 @@ struct Parsed {
     control_port: u16,
     /// `control-use-cert` (default yes: TLS) and where it was set.
     control_use_cert: (bool, Option<Location>),
+    /// `dnstap:` as read, with unbound's defaults (everything off).
+    dnstap: signpost_server::DnstapConfig,
+    /// Where `dnstap-enable: yes` was set.
+    dnstap_enabled: Option<Location>,
+    /// `dnstap-ip`, when set and not empty.
+    dnstap_ip: Option<Token>,
+    /// `dnstap-tls` (unbound's default: yes) and where it was set.
+    dnstap_tls: (bool, Option<Location>),
     /// `access-control-view:` entries.
     access_views: Vec<(IpNet, String, Location)>,
     views: Vec<UnboundView>,
@@ -519,6 +532,19 @@ impl Parsed {
             control_interfaces: Vec::new(),
             control_port: 8953,
             control_use_cert: (true, None),
+            dnstap: signpost_server::DnstapConfig {
+                enable: false,
+                send_identity: false,
+                send_version: false,
+                log_client_query_messages: false,
+                log_client_response_messages: false,
+                log_forwarder_query_messages: false,
+                log_forwarder_response_messages: false,
+                ..signpost_server::DnstapConfig::default()
+            },
+            dnstap_enabled: None,
+            dnstap_ip: None,
+            dnstap_tls: (true, None),
             zones: Vec::new(),
             nodefault: Vec::new(),
             data: Vec::new(),
@@ -575,6 +601,7 @@ impl Parsed {
                     "view" => Some(Clause::View),
                     "auth-zone" => Some(Clause::AuthZone),
                     "remote-control" => Some(Clause::RemoteControl),
+                    "dnstap" => Some(Clause::Dnstap),
                     "include-toplevel" => Some(Clause::Outside),
                     _ if OTHER_CLAUSES.contains(&keyword) => {
                         parsed.unsupported(statement, statement.written(), "skipped with everything in it");
@@ -626,6 +653,7 @@ impl Parsed {
                 Clause::View => parsed.view_option(statement)?,
                 Clause::AuthZone => parsed.auth_option(statement)?,
                 Clause::RemoteControl => parsed.control_option(statement)?,
+                Clause::Dnstap => parsed.dnstap_option(statement)?,
                 Clause::Skipped => {}
             }
         }
@@ -796,6 +824,85 @@ impl Parsed {
             _ => self.unsupported(statement, format!("remote-control: {}", statement.written()), "skipped"),
         }
         Ok(())
+    }
+
+    /// An option of the `dnstap:` clause.
+    fn dnstap_option(&mut self, statement: &Statement) -> Result<(), ConfigError> {
+        let text =
+            |statement: &Statement| one(statement).map(|value| Some(value.text.clone()).filter(|t| !t.is_empty()));
+        match statement.keyword.as_str() {
+            "dnstap-enable" => self.dnstap_enabled = yes_no(statement)?.then(|| statement.at.clone()),
+            "dnstap-bidirectional" => {
+                if !yes_no(statement)? {
+                    self.unsupported(
+                        statement,
+                        format!("dnstap: {}", statement.written()),
+                        "ignored: frames go bidirectionally (READY/ACCEPT) anyway",
+                    );
+                }
+            }
+            "dnstap-socket-path" => self.dnstap.socket_path = self.path(statement)?,
+            "dnstap-ip" => self.dnstap_ip = Some(one(statement)?.clone()).filter(|value| !value.text.is_empty()),
+            "dnstap-tls" => self.dnstap_tls = (yes_no(statement)?, Some(statement.at.clone())),
+            // Only used with TLS, which is refused when it applies (see dnstap()).
+            "dnstap-tls-server-name"
+            | "dnstap-tls-cert-bundle"
+            | "dnstap-tls-client-key-file"
+            | "dnstap-tls-client-cert-file" => {}
+            "dnstap-send-identity" => self.dnstap.send_identity = yes_no(statement)?,
+            "dnstap-send-version" => self.dnstap.send_version = yes_no(statement)?,
+            "dnstap-identity" => self.dnstap.identity = text(statement)?,
+            "dnstap-version" => self.dnstap.version = text(statement)?,
+            "dnstap-log-client-query-messages" => self.dnstap.log_client_query_messages = yes_no(statement)?,
+            "dnstap-log-client-response-messages" => self.dnstap.log_client_response_messages = yes_no(statement)?,
+            "dnstap-log-forwarder-query-messages" => self.dnstap.log_forwarder_query_messages = yes_no(statement)?,
+            "dnstap-log-forwarder-response-messages" => {
+                self.dnstap.log_forwarder_response_messages = yes_no(statement)?
+            }
+            "dnstap-log-resolver-query-messages" | "dnstap-log-resolver-response-messages" => {
+                if yes_no(statement)? {
+                    self.warnings.push(Warning::Approximated {
+                        at: statement.at.clone(),
+                        keyword: statement.written(),
+                        how: "nothing to log: Signpost forwards and never resolves iteratively; its upstream \
+                              messages are FORWARDER_QUERY/RESPONSE (dnstap-log-forwarder-*-messages)",
+                    });
+                }
+            }
+            _ => self.unsupported(statement, format!("dnstap: {}", statement.written()), "skipped"),
+        }
+        Ok(())
+    }
+
+    /// The dnstap settings, when `dnstap-enable: yes`: over TCP to
+    /// `dnstap-ip` (port 53 unless given, as unbound) when set, else to
+    /// the unix socket. TLS, unbound's default with `dnstap-ip`, is refused.
+    fn dnstap(&self) -> Result<Option<signpost_server::DnstapConfig>, ConfigError> {
+        if self.dnstap_enabled.is_none() {
+            return Ok(None);
+        }
+        let mut dnstap = self.dnstap.clone();
+        dnstap.enable = true;
+        if let Some(ip) = &self.dnstap_ip {
+            let address = crate::config::parse_address(&ip.text, 53).ok_or_else(|| ConfigError::InvalidValue {
+                at: ip.at.clone(),
+                what: "dnstap-ip",
+                text: ip.text.clone(),
+                expected: "an IP address, optionally with @port",
+            })?;
+            if self.dnstap_tls.0 {
+                return Err(ConfigError::Malformed {
+                    at: self.dnstap_tls.1.clone().unwrap_or_else(|| ip.at.clone()),
+                    keyword: "dnstap-tls: yes".into(),
+                    problem: "TLS to the dnstap collector is not supported (yes is unbound's default with dnstap-ip): \
+                              add dnstap-tls: no to send over TCP, or use dnstap-socket-path",
+                });
+            }
+            dnstap.address = Some(address);
+        } else if dnstap.socket_path.is_none() {
+            dnstap.socket_path = Some(PathBuf::from(DEFAULT_DNSTAP_SOCKET));
+        }
+        Ok(Some(dnstap))
     }
 
     /// Where `unbound-control` connects: unix sockets, and TCP addresses
@@ -1037,6 +1144,7 @@ impl Parsed {
         config.auth_zones = std::mem::take(&mut self.auth_zones);
         self.listeners(&mut config);
         config.remote_control = self.remote_control();
+        config.dnstap = self.dnstap()?;
         if !self.unsupported.is_empty() && !ignore_unsupported {
             return Err(ConfigError::Unsupported { items: self.unsupported });
         }

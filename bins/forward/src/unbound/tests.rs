@@ -564,3 +564,50 @@ fn trust_anchors_turn_validation_on() {
     let error = config.build(&BuildOptions::default()).unwrap_err().to_string();
     assert!(error.contains("missing.conf:3") && error.contains("absent.key"), "{error}");
 }
+
+#[test]
+fn the_dnstap_clause_becomes_the_dnstap_settings_with_unbounds_defaults() {
+    let (config, _) = read(
+        "server:\n  interface: 127.0.0.1\ndnstap:\n  dnstap-enable: yes\n  dnstap-socket-path: \"/run/collector.sock\"\n  \
+         dnstap-send-identity: yes\n  dnstap-identity: \"node-1\"\n  dnstap-log-client-query-messages: yes\n  \
+         dnstap-log-forwarder-response-messages: yes\n",
+    );
+    let dnstap = config.dnstap.clone().expect("dnstap on");
+    assert!(dnstap.enable);
+    assert_eq!(dnstap.socket_path.as_deref(), Some(Path::new("/run/collector.sock")));
+    assert_eq!(dnstap.address, None);
+    assert!(dnstap.send_identity && !dnstap.send_version);
+    assert_eq!(dnstap.identity.as_deref(), Some("node-1"));
+    assert!(dnstap.log_client_query_messages && dnstap.log_forwarder_response_messages);
+    assert!(!dnstap.log_client_response_messages && !dnstap.log_forwarder_query_messages);
+    let server = config.build(&BuildOptions::default()).unwrap().server;
+    assert_eq!(server.dnstap, Some(dnstap));
+
+    // Off unless enabled; unbound's default socket when none is named;
+    // TCP with dnstap-tls: no, port 53 unless given.
+    let (config, _) = read("dnstap:\n  dnstap-socket-path: \"/run/x.sock\"\n");
+    assert_eq!(config.dnstap, None);
+    let (config, _) = read("dnstap:\n  dnstap-enable: yes\n");
+    assert_eq!(config.dnstap.unwrap().socket_path.as_deref(), Some(Path::new("/run/dnstap.sock")));
+    let (config, _) = read("dnstap:\n  dnstap-enable: yes\n  dnstap-ip: 127.0.0.1@6000\n  dnstap-tls: no\n");
+    assert_eq!(config.dnstap.unwrap().address, Some("127.0.0.1:6000".parse().unwrap()));
+    let (config, _) = read("dnstap:\n  dnstap-enable: yes\n  dnstap-ip: ::1\n  dnstap-tls: no\n");
+    assert_eq!(config.dnstap.unwrap().address, Some("[::1]:53".parse().unwrap()));
+}
+
+#[test]
+fn dnstap_over_tls_and_unknown_dnstap_options_are_refused_with_their_line() {
+    let dir = TempDir::new();
+    // dnstap-tls defaults to yes in unbound: dnstap-ip alone asks for TLS.
+    let path = dir.write("tls.conf", "dnstap:\n  dnstap-enable: yes\n  dnstap-ip: 127.0.0.1@6000\n");
+    let message = read_unbound_conf(&path, false).unwrap_err().to_string();
+    assert!(message.contains("tls.conf:3") && message.contains("dnstap-tls: no"), "{message}");
+    let path = dir.write("tls.conf", "dnstap:\n  dnstap-enable: yes\n  dnstap-ip: 127.0.0.1\n  dnstap-tls: yes\n");
+    let message = read_unbound_conf(&path, false).unwrap_err().to_string();
+    assert!(message.contains("tls.conf:4"), "{message}");
+    let path = dir.write("odd.conf", "dnstap:\n  dnstap-enable: yes\n  dnstap-sample-rate: 10\n");
+    let error = read_unbound_conf(&path, false).unwrap_err();
+    let ConfigError::Unsupported { items } = &error else { panic!("{error}") };
+    assert_eq!(items[0].keyword, "dnstap: dnstap-sample-rate:");
+    assert_eq!(items[0].at.line, Some(3));
+}

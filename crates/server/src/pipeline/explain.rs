@@ -22,7 +22,16 @@ impl Pipeline {
                 (Arc::from("explain"), ["0.0.0.0/0", "::/0"].iter().filter_map(|net| net.parse().ok()).collect(), None)
             }
         };
-        ListenerContext { id, transport, allow, max_qps: None, group_limit: None, bound, client_rate_limit: false }
+        ListenerContext {
+            id,
+            transport,
+            allow,
+            max_qps: None,
+            group_limit: None,
+            bound,
+            port: 0,
+            client_rate_limit: false,
+        }
     }
 
     /// Run the pipeline for a question and return the decision trace; the

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use super::{LOOP_MARKER, MAX_HOPS, Pipeline, Purpose, QueryFacts, State};
 use crate::cache::{ServeAs, adapt_for_client};
 use crate::config::OverloadAction;
+use crate::dnstap::ClientSide;
 use crate::metrics::{DecisionIndex, DropIndex};
 use crate::querylog::{Trace, TraceAttempt, rfc3339};
 use crate::test_layer::FaultAction;
@@ -50,6 +51,8 @@ pub(crate) struct ForwardJob {
     pub(super) deadline: tokio::time::Instant,
     /// The test layer's record of this query, finished when answered.
     pub(super) record: Option<u64>,
+    /// The client's side, when dnstap sends client responses.
+    pub(super) client: Option<ClientSide>,
 }
 
 impl ForwardJob {
@@ -493,8 +496,13 @@ impl Pipeline {
                 upstream.resolve_accepted(&job.upstream_query).await
             } else {
                 upstream.resolve(&job.upstream_query).await
+            };
+            if let Some(tap) = &self.dnstap
+                && job.counted()
+            {
+                tap.forwarded(&job.upstream_query, &resolved);
             }
-            .map_err(ForwardFailure::Upstream)?;
+            let resolved = resolved.map_err(ForwardFailure::Upstream)?;
             match &job.state.validator {
                 // CD from the client: it validates itself, and gets what upstream sent.
                 Some(validator) if !job.flags.cd() => {

@@ -32,6 +32,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::cache::{Cache, CacheKey, Lookup, ServeAs};
 use crate::config::ServerConfig;
+use crate::dnstap::{ClientSide, Tap};
 use crate::hook::{Handled, HandlerQuery, QueryHandler};
 use crate::limits::RateLimiter;
 use crate::metrics::{DecisionIndex, DropIndex, Metrics, TransportIndex};
@@ -76,6 +77,8 @@ pub(crate) struct ListenerContext {
     pub(crate) group_limit: Option<RateLimiter>,
     /// The address the socket is bound to, when it is not a wildcard.
     pub(crate) bound: Option<IpAddr>,
+    /// The port the socket is bound to (for dnstap).
+    pub(crate) port: u16,
     /// Whether the server's per-client rate limit applies here.
     pub(crate) client_rate_limit: bool,
 }
@@ -142,6 +145,9 @@ impl Pending {
         match self.work {
             Work::Forward(mut job) => {
                 let response = self.pipeline.forward(&mut job).await;
+                if let (Some(tap), Some(client), Some(response)) = (&self.pipeline.dnstap, &job.client, &response) {
+                    tap.client_response(client, response);
+                }
                 if let (Some(layer), Some(sequence)) = (&self.pipeline.layer, job.record) {
                     layer.record_finish(sequence, response.as_deref(), job.trace.as_ref(), "drop");
                 }
@@ -189,6 +195,8 @@ pub(crate) struct Pipeline {
     uncounted: Metrics,
     pub(crate) log: Option<QueryLog>,
     pub(crate) layer: Option<TestLayer>,
+    /// dnstap output, when configured: messages queued for its writer.
+    pub(crate) dnstap: Option<Tap>,
     /// The application's handler, asked before the rules.
     pub(crate) handler: Option<Arc<dyn QueryHandler>>,
     pub(crate) config: ServerConfig,
@@ -266,6 +274,7 @@ impl Pipeline {
             uncounted: Metrics::default(),
             log,
             layer,
+            dnstap: None,
             handler: None,
             config,
             per_client,
@@ -292,7 +301,27 @@ impl Pipeline {
         let mut trace = (self.log.is_some() || recording).then(Trace::default);
         let start = out.len();
         let mut record = None;
-        let step = self.run(incoming, out, &mut trace, &mut record, Purpose::Serve);
+        // dnstap off: this branch is all it costs.
+        let tapped = self.dnstap.as_ref().map(|tap| {
+            let client = ClientSide {
+                peer: incoming.peer,
+                local: incoming.local.or(incoming.listener.bound).map(|ip| SocketAddr::new(ip, incoming.listener.port)),
+                transport: incoming.listener.transport,
+                arrived: std::time::SystemTime::now(),
+            };
+            tap.client_query(&client, incoming.bytes);
+            (tap, client)
+        });
+        let mut step = self.run(incoming, out, &mut trace, &mut record, Purpose::Serve);
+        if let Some((tap, client)) = tapped {
+            match &mut step {
+                Step::Answered { .. } | Step::Delayed { .. } | Step::Stream { .. } => {
+                    tap.client_response(&client, out.as_slice().get(start..).unwrap_or_default());
+                }
+                Step::Forward(job) if tap.logs_client_responses() => job.client = Some(client),
+                Step::Forward(_) | Step::Drop | Step::Close => {}
+            }
+        }
         // A recorded query answered now, or never, is finished now; a
         // forward job finishes its own when answered.
         if let (Some(layer), Some(sequence)) = (&self.layer, record) {
@@ -618,6 +647,7 @@ impl Pipeline {
                             state: state.clone(),
                             deadline: tokio::time::Instant::from_std(incoming.now + self.query_timeout()),
                             record: *record,
+                            client: None,
                         }));
                     }
                 }

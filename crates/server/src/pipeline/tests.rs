@@ -85,6 +85,7 @@ fn listener(transport: Transport) -> ListenerContext {
         max_qps: None,
         group_limit: None,
         bound: None,
+        port: 0,
         client_rate_limit: true,
     }
 }

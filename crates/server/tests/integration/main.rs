@@ -5,6 +5,7 @@
 mod support;
 
 mod defences;
+mod dnstap;
 mod docs;
 mod doh;
 mod faults;

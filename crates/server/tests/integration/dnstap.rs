@@ -1,0 +1,298 @@
+//! dnstap: a fake collector on a unix socket speaks bidirectional Frame
+//! Streams with the server; what hickory-resolver's queries produce is
+//! decoded with prost and checked; the collector goes away and comes back;
+//! a full queue drops and counts.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use signpost_server::DnstapConfig;
+use signpost_server::dnstap::frame::{self, ControlType, Frame};
+use signpost_server::dnstap::{Dnstap, Message, MessageType, SocketFamily, SocketProtocol};
+use signpost_wire::RecordType;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+
+use crate::support::*;
+
+/// What a collector received.
+#[derive(Default)]
+struct Received {
+    messages: Vec<Dnstap>,
+    /// Connections that ended with STOP (answered with FINISH).
+    stopped: usize,
+}
+
+/// A Frame Streams reader on a unix socket, as `fstrm_capture` is: it
+/// ACCEPTs the dnstap content type, decodes every data frame with prost
+/// and answers STOP with FINISH.
+struct Collector {
+    received: Arc<Mutex<Received>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    /// Listen on `path` (removing what a killed collector left there).
+    fn start(path: &Path, received: Arc<Mutex<Received>>) -> Self {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).unwrap();
+        let shared = received.clone();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                connections.spawn(serve(stream, shared.clone()));
+            }
+        });
+        Self { received, task }
+    }
+
+    /// As if the collector process died: the listener and every
+    /// connection close (aborting the accept task drops its JoinSet,
+    /// which aborts the connections).
+    async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    fn messages(&self) -> Vec<Message> {
+        self.received.lock().unwrap().messages.iter().filter_map(|frame| frame.message.clone()).collect()
+    }
+
+    /// Wait (bounded) until `done` holds of the messages received.
+    async fn wait_for(&self, what: &str, done: impl Fn(&[Message]) -> bool) -> Vec<Message> {
+        for _ in 0..100 {
+            let messages = self.messages();
+            if done(&messages) {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the collector never received {what}; it has {:?}", summary(&self.messages()));
+    }
+}
+
+async fn serve(stream: tokio::net::UnixStream, received: Arc<Mutex<Received>>) {
+    let (mut reader, mut writer) = stream.into_split();
+    let Ok(Some(Frame::Control { kind: ControlType::READY, content_types })) = frame::read_frame(&mut reader).await
+    else {
+        return;
+    };
+    assert!(content_types.iter().any(|content_type| content_type == frame::CONTENT_TYPE), "{content_types:?}");
+    let mut accept = Vec::new();
+    frame::write_control(&mut accept, ControlType::ACCEPT, &[frame::CONTENT_TYPE]);
+    writer.write_all(&accept).await.unwrap();
+    let Ok(Some(Frame::Control { kind: ControlType::START, .. })) = frame::read_frame(&mut reader).await else {
+        return;
+    };
+    loop {
+        match frame::read_frame(&mut reader).await {
+            Ok(Some(Frame::Data(payload))) => {
+                let decoded = Dnstap::decode(payload.as_slice()).expect("a dnstap protobuf");
+                received.lock().unwrap().messages.push(decoded);
+            }
+            Ok(Some(Frame::Control { kind: ControlType::STOP, .. })) => {
+                let mut finish = Vec::new();
+                frame::write_control(&mut finish, ControlType::FINISH, &[]);
+                let _ = writer.write_all(&finish).await;
+                received.lock().unwrap().stopped += 1;
+                return;
+            }
+            other => panic!("unexpected in a dnstap stream: {other:?}"),
+        }
+    }
+}
+
+/// Type and question of each message, for failure messages.
+fn summary(messages: &[Message]) -> Vec<(MessageType, String)> {
+    messages.iter().map(|message| (message.r#type(), question_of(message).unwrap_or_default())).collect()
+}
+
+/// The question of the message's wire bytes (query, else response), as `name type`.
+fn question_of(message: &Message) -> Option<String> {
+    let bytes = message.query_message.as_ref().or(message.response_message.as_ref())?;
+    let parsed = signpost_wire::Message::parse(bytes).ok()?;
+    let question = parsed.first_question().ok()??;
+    Some(format!("{} {}", question.name(), question.qtype()))
+}
+
+fn of_type(messages: &[Message], kind: MessageType, question: &str) -> Option<Message> {
+    messages
+        .iter()
+        .find(|message| message.r#type() == kind && question_of(message).as_deref() == Some(question))
+        .cloned()
+}
+
+fn dnstap_config(path: &Path) -> DnstapConfig {
+    DnstapConfig {
+        socket_path: Some(path.to_path_buf()),
+        identity: Some("test-node".into()),
+        version: Some("test-version".into()),
+        ..DnstapConfig::default()
+    }
+}
+
+fn socket_in(dir: &TempDir) -> PathBuf {
+    dir.path().join("dnstap.sock")
+}
+
+#[tokio::test]
+async fn client_and_forwarder_messages_reach_the_collector_with_addresses_and_wire_bytes() {
+    let dir = TempDir::new();
+    let path = socket_in(&dir);
+    let collector = Collector::start(&path, Arc::default());
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 7)).await;
+    let mut config = config_with_default_listeners();
+    config.dnstap = Some(dnstap_config(&path));
+    let server = start_with(config, FORWARD_ALL, Some(&upstream)).await;
+    let server_address = udp(&server);
+    // The writer connects in the background: wait for it before asking.
+    wait_until_connected(&server, &collector).await;
+
+    let lookup = resolver(Transport::Udp, server_address).lookup_ip("tapped.example.").await.unwrap();
+    assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))]);
+    let question = "tapped.example. A";
+    let messages = collector
+        .wait_for("the four messages of one forwarded query", |messages| {
+            [
+                MessageType::ClientQuery,
+                MessageType::ForwarderQuery,
+                MessageType::ForwarderResponse,
+                MessageType::ClientResponse,
+            ]
+            .iter()
+            .all(|kind| of_type(messages, *kind, question).is_some())
+        })
+        .await;
+
+    let client_query = of_type(&messages, MessageType::ClientQuery, question).unwrap();
+    assert_eq!(client_query.socket_family(), SocketFamily::Inet);
+    assert_eq!(client_query.socket_protocol(), SocketProtocol::Udp);
+    assert_eq!(client_query.query_address(), [127, 0, 0, 1]);
+    assert_ne!(client_query.query_port(), 0);
+    assert_eq!(client_query.response_address(), [127, 0, 0, 1]);
+    assert_eq!(client_query.response_port(), u32::from(server_address.port()));
+    assert!(client_query.query_time_sec() > 1_600_000_000);
+    assert!(client_query.response_message.is_none());
+
+    let client_response = of_type(&messages, MessageType::ClientResponse, question).unwrap();
+    assert_eq!(client_response.query_port(), client_query.query_port());
+    let response = client_response.response_message.as_deref().unwrap();
+    assert_eq!(answers(response), ["tapped.example. 300 IN A 192.0.2.7"]);
+    // The answer's ID is the client's query's.
+    assert_eq!(response[..2], client_query.query_message.as_deref().unwrap()[..2]);
+    assert!(client_response.response_time_sec() >= client_query.query_time_sec());
+
+    let upstream_address = upstream.address();
+    for kind in [MessageType::ForwarderQuery, MessageType::ForwarderResponse] {
+        let message = of_type(&messages, kind, question).unwrap();
+        assert_eq!(message.socket_protocol(), SocketProtocol::Udp, "{kind:?}");
+        assert_eq!(message.response_address(), [127, 0, 0, 1], "{kind:?}");
+        assert_eq!(message.response_port(), u32::from(upstream_address.port()), "{kind:?}");
+    }
+    let forwarder_response = of_type(&messages, MessageType::ForwarderResponse, question).unwrap();
+    assert_eq!(
+        answers(forwarder_response.response_message.as_deref().unwrap()),
+        ["tapped.example. 300 IN A 192.0.2.7"]
+    );
+
+    let frames = collector.received.lock().unwrap().messages.clone();
+    assert!(frames.iter().all(|frame| frame.identity.as_deref() == Some(&b"test-node"[..])));
+    assert!(frames.iter().all(|frame| frame.version.as_deref() == Some(&b"test-version"[..])));
+
+    // Shutdown ends the stream properly: STOP, answered with FINISH.
+    let metrics = server.clone();
+    server.shutdown().await;
+    assert_eq!(collector.received.lock().unwrap().stopped, 1);
+    let sent = metrics.metrics().dnstap_frames(true);
+    assert_eq!(sent as usize, collector.received.lock().unwrap().messages.len());
+    assert!(metrics.metrics_text().contains(&format!("signpost_dnstap_frames_total{{outcome=\"sent\"}} {sent}")));
+}
+
+/// Ask a local name until its CLIENT_QUERY arrives: the writer is connected.
+async fn wait_until_connected(server: &signpost_server::ServerHandle, collector: &Collector) {
+    for attempt in 0..100 {
+        let name = format!("probe{attempt}.local.test");
+        let _ = udp_exchange(udp(server), &query(&name, RecordType::A), Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let wanted = format!("{name}. A");
+        if collector.messages().iter().any(|message| question_of(message).as_deref() == Some(wanted.as_str())) {
+            return;
+        }
+    }
+    panic!("the dnstap writer never connected");
+}
+
+#[tokio::test]
+async fn frames_resume_when_the_collector_comes_back() {
+    let dir = TempDir::new();
+    let path = socket_in(&dir);
+    let received = Arc::new(Mutex::new(Received::default()));
+    let collector = Collector::start(&path, received.clone());
+    let mut config = config_with_default_listeners();
+    config.dnstap = Some(dnstap_config(&path));
+    let server = start_with(config, LOCAL_TEST, None).await;
+    wait_until_connected(&server, &collector).await;
+
+    collector.kill().await;
+    // Answers go on while the collector is away; their messages are dropped.
+    for index in 0..5 {
+        let name = format!("away{index}.local.test");
+        let answer = udp_exchange(udp(&server), &query(&name, RecordType::A), ASK_TIMEOUT).await;
+        assert!(answer.is_some(), "no answer while the collector was away");
+    }
+
+    let collector = Collector::start(&path, Arc::new(Mutex::new(Received::default())));
+    // The writer reconnects within its backoff (at most 5 s).
+    wait_until_connected(&server, &collector).await;
+    let answer = udp_exchange(udp(&server), &query("back.local.test", RecordType::A), ASK_TIMEOUT).await;
+    assert!(answer.is_some());
+    collector
+        .wait_for("the CLIENT_RESPONSE after reconnecting", |messages| {
+            of_type(messages, MessageType::ClientResponse, "back.local.test. A").is_some()
+        })
+        .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_and_counts_without_delaying_answers() {
+    let dir = TempDir::new();
+    let path = socket_in(&dir);
+    // A "collector" that accepts the connection and never answers READY:
+    // the writer waits in the handshake while the queue fills.
+    let _ = std::fs::remove_file(&path);
+    let silent = UnixListener::bind(&path).unwrap();
+    let held = tokio::spawn(async move {
+        let mut streams = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            streams.push(stream);
+        }
+    });
+    let mut config = config_with_default_listeners();
+    config.dnstap = Some(DnstapConfig { queue: 1, ..dnstap_config(&path) });
+    let server = start_with(config, LOCAL_TEST, None).await;
+    for index in 0..20 {
+        let name = format!("full{index}.local.test");
+        let answer = udp_exchange(udp(&server), &query(&name, RecordType::A), ASK_TIMEOUT).await;
+        assert!(answer.is_some(), "query {index} got no answer");
+    }
+    // 20 queries make 40 messages; the queue holds one.
+    let dropped = server.metrics().dnstap_frames(false);
+    assert!(dropped >= 38, "only {dropped} dropped");
+    assert!(server.metrics_text().contains(&format!("signpost_dnstap_frames_total{{outcome=\"dropped\"}} {dropped}")));
+    assert_eq!(server.metrics().dnstap_frames(true), 0);
+    held.abort();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_to_the_collector_is_refused_at_start() {
+    let mut config = config_with_default_listeners();
+    config.dnstap = Some(DnstapConfig { tls: true, ..dnstap_config(Path::new("/nonexistent/dnstap.sock")) });
+    let error = signpost_server::Server::builder().config(config).start().await.err().expect("refused");
+    assert!(error.to_string().contains("TLS"), "{error}");
+}
