@@ -359,6 +359,9 @@ impl EndpointConfig {
             builder.rule(spec);
         }
         for (vpc, firewall) in self.compile_firewall(&base_dir)? {
+            if self.vpcs.iter().any(|known| known.id == vpc && known.firewall_fail_open == Some(true)) {
+                builder.firewall_fails_open(vpc.clone());
+            }
             builder.firewall(vpc, firewall);
         }
         let rules = builder.build()?;

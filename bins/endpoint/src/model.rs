@@ -180,6 +180,9 @@ pub(crate) struct RuntimeContext {
     pub(crate) generated_tls: BTreeMap<String, TlsFiles>,
     /// Check only: DoH endpoints without a certificate will get one when served.
     pub(crate) certificates_later: bool,
+    /// A running endpoint's model: a domain list whose file cannot be read
+    /// is unavailable to the firewall instead of an error.
+    pub(crate) lists_may_be_unavailable: bool,
     /// Built zones by id, with the records they were built from.
     pub(crate) zone_cache: Option<ZoneCache>,
     /// The upstream groups in force and their built upstreams: a change
@@ -425,7 +428,8 @@ pub struct VpcConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_hostnames: Option<bool>,
     /// DNS Firewall's `FirewallFailOpen` for the VPC (default false: fail
-    /// closed). Kept and reported: the emulated firewall never fails.
+    /// closed): whether a rule that cannot be evaluated (its domain list's
+    /// file is gone) is skipped, or answers the queries that reach it SERVFAIL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall_fail_open: Option<bool>,
     /// Route 53 Resolver's AutodefinedReverse (default true): the reverse

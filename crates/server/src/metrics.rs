@@ -96,6 +96,7 @@ pub struct Metrics {
     upstream_failures: Family<[(&'static str, String); 2], Counter>,
     config_version: Family<Label<String>, Gauge>,
     config_reloads: [Counter; 2],
+    firewall: Family<[(&'static str, String); 3], Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -150,6 +151,12 @@ impl Default for Metrics {
             "Reloads of the configuration, by outcome (a failed one keeps the old configuration)",
             config_reloads.clone(),
         );
+        let firewall: Family<[(&'static str, String); 3], Counter> = Family::default();
+        registry.register(
+            "signpost_firewall_matches",
+            "Queries a DNS Firewall rule matched, by rule group, rule and action (FAIL_CLOSED: the rule could not be evaluated)",
+            firewall.clone(),
+        );
         let handle = |family: &Family<Label<&'static str>, Counter>, name: &'static str, value: &'static str| {
             family.get_or_create(&[(name, value)]).clone()
         };
@@ -176,6 +183,7 @@ impl Default for Metrics {
             upstream_failures,
             config_version,
             config_reloads: ["success", "failure"].map(|name| handle(&config_reloads, "outcome", name)),
+            firewall,
             registry,
         }
     }
@@ -209,6 +217,20 @@ impl Metrics {
         if let Some(counter) = self.drops.get(reason as usize) {
             counter.inc();
         }
+    }
+
+    pub(crate) fn firewall_match(&self, group: &str, rule: &str, action: &'static str) {
+        self.firewall
+            .get_or_create(&[("group", group.to_string()), ("rule", rule.to_string()), ("action", action.to_string())])
+            .inc();
+    }
+
+    /// Queries the DNS Firewall rule `rule` of `group` matched with `action`
+    /// (`ALLOW`, `ALERT`, `BLOCK` or `FAIL_CLOSED`).
+    pub fn firewall_matches(&self, group: &str, rule: &str, action: &str) -> u64 {
+        self.firewall
+            .get(&[("group", group.to_string()), ("rule", rule.to_string()), ("action", action.to_string())])
+            .map_or(0, |counter| counter.get())
     }
 
     pub(crate) fn log_dropped(&self) {
