@@ -295,6 +295,7 @@ impl EndpointConfig {
     pub fn compile(&self) -> Result<Deployment, EndpointError> {
         let base_dir = self.base_dir();
         self.check_ids()?;
+        self.check_quotas()?;
         let log_account = self.log_account()?;
         let resolvers = self.check_vpcs()?;
         let zones = self.compile_zones(&base_dir)?;

@@ -380,6 +380,16 @@ pub struct Quotas {
     pub records_per_hosted_zone: u32,
     /// Route 53: VPCs associated with one private hosted zone (300).
     pub vpcs_per_hosted_zone: u32,
+    /// DNS Firewall: domain lists per Region (1,000).
+    pub firewall_domain_lists_per_region: u32,
+    /// DNS Firewall: domains in one domain list (100,000).
+    pub domains_per_firewall_domain_list: u32,
+    /// DNS Firewall: rule groups per Region (1,000).
+    pub firewall_rule_groups_per_region: u32,
+    /// DNS Firewall: rules in one rule group (100).
+    pub rules_per_firewall_rule_group: u32,
+    /// DNS Firewall: rule groups associated with one VPC (5).
+    pub firewall_rule_group_associations_per_vpc: u32,
 }
 
 impl Default for Quotas {
@@ -400,6 +410,11 @@ impl Default for Quotas {
             hosted_zones: 500,
             records_per_hosted_zone: 10_000,
             vpcs_per_hosted_zone: 300,
+            firewall_domain_lists_per_region: 1000,
+            domains_per_firewall_domain_list: 100_000,
+            firewall_rule_groups_per_region: 1000,
+            rules_per_firewall_rule_group: 100,
+            firewall_rule_group_associations_per_vpc: 5,
         }
     }
 }

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::paging::page;
-use super::resolver::{TagRequest, arn, check_name, insert_optional, request, string_field, tags_from, with_token};
+use super::resolver::{
+    TagRequest, arn, check_name, insert_optional, quota, request, string_field, tags_from, with_token,
+};
 use crate::control::{ControlPlane, Kind, Runtime, new_id};
 use crate::firewall::{ASSOCIATION_PRIORITIES, domain_file_entries, rule_action, rule_qtype};
 use crate::model::{
@@ -342,32 +344,36 @@ impl<R: Runtime> Call<'_, R> {
         let request: Request = request(&self.body)?;
         check_name(Some(&request.name))?;
         let tags = tags_from(request.tags)?;
-        let id =
-            self.control
-                .mutate(|m| {
-                    if let Some(existing) =
-                        m.config.firewall_domain_lists.iter().find(|list| {
-                            list.creator_request_id.as_deref() == Some(request.creator_request_id.as_str())
-                        })
-                    {
-                        // A retried request: the service answers with what the first one made.
-                        return Ok(existing.id.clone());
-                    }
-                    let id = new_id("rslvr-fdl-");
-                    m.config.firewall_domain_lists.push(FirewallDomainListConfig {
-                        id: id.clone(),
-                        name: Some(request.name.clone()),
-                        domains: Default::default(),
-                        file: None,
-                        creator_request_id: Some(request.creator_request_id.clone()),
-                        created: Some(m.now.clone()),
-                        modified: Some(m.now.clone()),
-                        tags: tags.clone(),
-                    });
-                    m.touch(Kind::FirewallDomainList, &id);
-                    Ok(id)
-                })
-                .await?;
+        let id = self
+            .control
+            .mutate(|m| {
+                if let Some(existing) = m
+                    .config
+                    .firewall_domain_lists
+                    .iter()
+                    .find(|list| list.creator_request_id.as_deref() == Some(request.creator_request_id.as_str()))
+                {
+                    // A retried request: the service answers with what the first one made.
+                    return Ok(existing.id.clone());
+                }
+                let quotas = &m.config.quotas;
+                let lists = m.config.firewall_domain_lists.len();
+                quota(m.config, lists, quotas.firewall_domain_lists_per_region, "firewall domain lists per region")?;
+                let id = new_id("rslvr-fdl-");
+                m.config.firewall_domain_lists.push(FirewallDomainListConfig {
+                    id: id.clone(),
+                    name: Some(request.name.clone()),
+                    domains: Default::default(),
+                    file: None,
+                    creator_request_id: Some(request.creator_request_id.clone()),
+                    created: Some(m.now.clone()),
+                    modified: Some(m.now.clone()),
+                    tags: tags.clone(),
+                });
+                m.touch(Kind::FirewallDomainList, &id);
+                Ok(id)
+            })
+            .await?;
         let config = self.config();
         Ok(json!({ "FirewallDomainList": self.list_json(&config, find_list(&config, &id)?)? }))
     }
@@ -482,6 +488,8 @@ impl<R: Runtime> Call<'_, R> {
                         )));
                     }
                 };
+                let limit = m.config.quotas.domains_per_firewall_domain_list;
+                quota(m.config, next.len().saturating_sub(1), limit, "domains per firewall domain list")?;
                 let now = m.now.clone();
                 if let Some(list) = m.config.firewall_domain_lists.iter_mut().find(|list| list.id == id) {
                     // The file's entries are folded in: the list is now what the API says it is.
@@ -535,6 +543,9 @@ impl<R: Runtime> Call<'_, R> {
                     {
                         return Ok(existing.id.clone());
                     }
+                    let quotas = &m.config.quotas;
+                    let groups = m.config.firewall_rule_groups.len();
+                    quota(m.config, groups, quotas.firewall_rule_groups_per_region, "firewall rule groups per region")?;
                     let id = new_id("rslvr-frg-");
                     m.config.firewall_rule_groups.push(FirewallRuleGroupConfig {
                         id: id.clone(),
@@ -697,6 +708,8 @@ impl<R: Runtime> Call<'_, R> {
             .mutate(|m| {
                 find_list(m.config, &list)?;
                 let group = find_group(m.config, &group_id)?;
+                let limit = m.config.quotas.rules_per_firewall_rule_group;
+                quota(m.config, group.rules.len(), limit, "rules per firewall rule group")?;
                 if let Some(existing) =
                     group.rules.iter().find(|existing| existing.creator_request_id == rule.creator_request_id)
                 {
@@ -895,6 +908,8 @@ impl<R: Runtime> Call<'_, R> {
                         request.vpc_id, request.priority
                     )));
                 }
+                let limit = m.config.quotas.firewall_rule_group_associations_per_vpc;
+                quota(m.config, in_vpc().count(), limit, "firewall rule group associations per vpc")?;
                 let id = new_id("rslvr-frgassoc-");
                 m.config.firewall_associations.push(FirewallAssociationConfig {
                     id: Some(id.clone()),

@@ -453,3 +453,33 @@ priority = 100
     aws.resolver_ok("UpdateFirewallConfig", json!({ "ResourceId": "vpc-fw", "FirewallFailOpen": "DISABLED" })).await;
     assert_eq!(asked(resolver, client, "www.bad.example", RecordType::A).await.0, Rcode::NXDOMAIN);
 }
+
+#[tokio::test]
+async fn firewall_quotas_answer_limit_exceeded_through_the_api_and_name_the_field_in_toml() {
+    use serde_json::json;
+
+    let files = TempDir::new();
+    let config = files.path().join("endpoint.toml");
+    let quotas = "[quotas]\nfirewall_rule_groups_per_region = 1\nrules_per_firewall_rule_group = 1\n";
+    std::fs::write(&config, quotas).unwrap();
+    let harness = crate::api::start(|options| options.config = Some(config.clone())).await;
+    let aws = &harness.aws;
+    let group = aws.resolver_ok("CreateFirewallRuleGroup", json!({ "CreatorRequestId": "g1", "Name": "one" })).await;
+    let group = group["FirewallRuleGroup"]["Id"].as_str().unwrap().to_string();
+    let (code, message) =
+        aws.resolver_error("CreateFirewallRuleGroup", json!({ "CreatorRequestId": "g2", "Name": "two" })).await;
+    assert_eq!(code, "LimitExceededException");
+    assert!(message.contains("quotas.firewall_rule_groups_per_region"), "{message}");
+    let list = aws.resolver_ok("CreateFirewallDomainList", json!({ "CreatorRequestId": "l1", "Name": "l" })).await;
+    let list = list["FirewallDomainList"]["Id"].as_str().unwrap().to_string();
+    let rule = |name: &str, priority: u32| json!({ "CreatorRequestId": name, "FirewallRuleGroupId": group, "FirewallDomainListId": list, "Priority": priority, "Action": "ALERT", "Name": name, "Qtype": if priority == 1 { "A" } else { "MX" } });
+    aws.resolver_ok("CreateFirewallRule", rule("first", 1)).await;
+    let (code, _) = aws.resolver_error("CreateFirewallRule", rule("second", 2)).await;
+    assert_eq!(code, "LimitExceededException");
+
+    // The TOML model is held to the same quotas.
+    let text = format!("firewall_rule_groups = [{{ id = \"rslvr-frg-a\" }}, {{ id = \"rslvr-frg-b\" }}]\n{quotas}");
+    let message =
+        signpost_endpoint::EndpointConfig::from_toml(&text, "quota.toml").unwrap().compile().err().unwrap().to_string();
+    assert!(message.contains("quota.toml") && message.contains("quotas.firewall_rule_groups_per_region"), "{message}");
+}
