@@ -483,3 +483,51 @@ async fn firewall_quotas_answer_limit_exceeded_through_the_api_and_name_the_fiel
         signpost_endpoint::EndpointConfig::from_toml(&text, "quota.toml").unwrap().compile().err().unwrap().to_string();
     assert!(message.contains("quota.toml") && message.contains("quotas.firewall_rule_groups_per_region"), "{message}");
 }
+
+#[tokio::test]
+async fn batch_firewall_rule_calls_apply_each_entry_and_report_the_failures() {
+    use serde_json::json;
+
+    let harness = crate::api::start(|_| {}).await;
+    let aws = &harness.aws;
+    let a = crate::api::vpc(aws, "127.0.9.0/24").await;
+    let client: std::net::IpAddr = "127.0.9.1".parse().unwrap();
+    let id = |value: serde_json::Value, kind: &str| value[kind]["Id"].as_str().unwrap().to_string();
+    let list = aws.resolver_ok("CreateFirewallDomainList", json!({ "CreatorRequestId": "l", "Name": "l" })).await;
+    let list = id(list, "FirewallDomainList");
+    let domains = json!({ "FirewallDomainListId": list, "Operation": "ADD", "Domains": ["*.batch.example"] });
+    aws.resolver_ok("UpdateFirewallDomains", domains).await;
+    let group = aws.resolver_ok("CreateFirewallRuleGroup", json!({ "CreatorRequestId": "g", "Name": "g" })).await;
+    let group = id(group, "FirewallRuleGroup");
+    let entry = |name: &str, priority: u32, qtype: &str| json!({ "CreatorRequestId": name, "FirewallRuleGroupId": group, "FirewallDomainListId": list, "Priority": priority, "Action": "BLOCK", "BlockResponse": "NXDOMAIN", "Name": name, "Qtype": qtype });
+    // The second entry reuses the first one's priority: it fails, the third is made.
+    let entries =
+        json!({ "CreateFirewallRuleEntries": [entry("a", 10, "A"), entry("b", 10, "MX"), entry("c", 20, "TXT")] });
+    let created = aws.resolver_ok("BatchCreateFirewallRule", entries).await;
+    let names: Vec<&str> =
+        created["CreatedFirewallRules"].as_array().unwrap().iter().map(|rule| rule["Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "c"]);
+    assert_eq!(created["CreateErrors"].as_array().unwrap().len(), 1);
+    assert_eq!(created["CreateErrors"][0]["FirewallRule"]["Name"], "b");
+    assert_eq!(created["CreateErrors"][0]["Code"], "ConflictException");
+    aws.resolver_ok(
+        "AssociateFirewallRuleGroup",
+        json!({ "CreatorRequestId": "as", "FirewallRuleGroupId": group, "VpcId": a.id, "Priority": 100, "Name": "as" }),
+    )
+    .await;
+    assert_eq!(asked(a.resolver, client, "x.batch.example", RecordType::A).await.0, Rcode::NXDOMAIN);
+    // Update the A rule to NODATA; delete the TXT rule and one that does not exist.
+    let update = json!({ "UpdateFirewallRuleEntries": [{ "FirewallRuleGroupId": group, "FirewallDomainListId": list, "Qtype": "A", "BlockResponse": "NODATA" }] });
+    let updated = aws.resolver_ok("BatchUpdateFirewallRule", update).await;
+    assert_eq!(updated["UpdatedFirewallRules"][0]["BlockResponse"], "NODATA");
+    assert_eq!(asked(a.resolver, client, "x.batch.example", RecordType::A).await, (Rcode::NOERROR, Vec::new()));
+    let delete = json!({ "DeleteFirewallRuleEntries": [
+        { "FirewallRuleGroupId": group, "FirewallDomainListId": list, "Qtype": "TXT" },
+        { "FirewallRuleGroupId": "rslvr-frg-nope", "FirewallDomainListId": list },
+    ] });
+    let deleted = aws.resolver_ok("BatchDeleteFirewallRule", delete).await;
+    assert_eq!(deleted["DeletedFirewallRules"].as_array().unwrap().len(), 1);
+    assert_eq!(deleted["DeleteErrors"][0]["Code"], "ResourceNotFoundException");
+    let rules = aws.resolver_ok("ListFirewallRules", json!({ "FirewallRuleGroupId": group })).await;
+    assert_eq!(rules["FirewallRules"].as_array().unwrap().len(), 1);
+}
