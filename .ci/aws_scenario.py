@@ -205,7 +205,8 @@ def main():
         vpcs = state(ec2)
         tracker = resolver.create_firewall_domain_list(CreatorRequestId="interop-tracker", Name="tracker")[
             "FirewallDomainList"]["Id"]
-        resolver.update_firewall_domains(FirewallDomainListId=tracker, Operation="ADD", Domains=["*.tracker.test"])
+        resolver.update_firewall_domains(
+            FirewallDomainListId=tracker, Operation="ADD", Domains=["*.tracker.interop-cdn.net"])
         group = resolver.create_firewall_rule_group(CreatorRequestId="interop-frg-chain", Name="chain")[
             "FirewallRuleGroup"]["Id"]
         entry = {"FirewallRuleGroupId": group, "FirewallDomainListId": tracker, "Priority": 1, "Action": "BLOCK",
