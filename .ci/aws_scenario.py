@@ -11,7 +11,8 @@ answers with a status is also checked here (boto3 raises on any error).
 
 Usage: aws_scenario.py ENDPOINT_URL ONPREM_IP ONPREM_PORT STEP
 STEP: setup (everything up to the zone in VPC A), associate-b, upsert,
-forwarding, inbound, querylog, firewall (DNS Firewall for VPC A: a domain
+forwarding, inbound, querylog, firewall-chain (a BLOCK rule on a CNAME target, made with
+BatchCreateFirewallRule), firewall (DNS Firewall for VPC A: a domain
 list with a wildcard blocked with each response, a list imported from a
 file (ONPREM_IP is then the file's path), an ALLOW group first, an ALERT rule).
 """
@@ -197,6 +198,30 @@ def main():
         except resolver.exceptions.ValidationException:
             pass
         emit(FIREWALL_BLOCK_GROUP=block, FIREWALL_ALLOW_GROUP=allow)
+    elif step == "firewall-chain":
+        # A rule on a CNAME target (FirewallDomainRedirectionAction INSPECT,
+        # AWS's default), made with BatchCreateFirewallRule: the batch's
+        # second entry repeats the first one's priority and is reported.
+        vpcs = state(ec2)
+        tracker = resolver.create_firewall_domain_list(CreatorRequestId="interop-tracker", Name="tracker")[
+            "FirewallDomainList"]["Id"]
+        resolver.update_firewall_domains(
+            FirewallDomainListId=tracker, Operation="ADD", Domains=["*.tracker.interop-cdn.net"])
+        group = resolver.create_firewall_rule_group(CreatorRequestId="interop-frg-chain", Name="chain")[
+            "FirewallRuleGroup"]["Id"]
+        entry = {"FirewallRuleGroupId": group, "FirewallDomainListId": tracker, "Priority": 1, "Action": "BLOCK",
+                 "BlockResponse": "NXDOMAIN"}
+        batch = resolver.batch_create_firewall_rule(CreateFirewallRuleEntries=[
+            dict(entry, CreatorRequestId="interop-chain-1", Name="tracker"),
+            dict(entry, CreatorRequestId="interop-chain-2", Name="again", Qtype="TXT"),
+        ])
+        assert [rule["Name"] for rule in batch["CreatedFirewallRules"]] == ["tracker"], batch
+        assert batch["CreatedFirewallRules"][0]["FirewallDomainRedirectionAction"] == "INSPECT_REDIRECTION_DOMAIN"
+        assert [error["Code"] for error in batch["CreateErrors"]] == ["ConflictException"], batch
+        resolver.associate_firewall_rule_group(
+            CreatorRequestId="interop-assoc-chain", FirewallRuleGroupId=group, VpcId=vpcs["vpc-a"], Priority=300,
+            Name="chain")
+        emit(FIREWALL_CHAIN_GROUP=group)
     else:
         raise SystemExit(f"unknown step {step}")
 

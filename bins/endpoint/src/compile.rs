@@ -295,6 +295,7 @@ impl EndpointConfig {
     pub fn compile(&self) -> Result<Deployment, EndpointError> {
         let base_dir = self.base_dir();
         self.check_ids()?;
+        self.check_quotas()?;
         let log_account = self.log_account()?;
         let resolvers = self.check_vpcs()?;
         let zones = self.compile_zones(&base_dir)?;
@@ -359,6 +360,9 @@ impl EndpointConfig {
             builder.rule(spec);
         }
         for (vpc, firewall) in self.compile_firewall(&base_dir)? {
+            if self.vpcs.iter().any(|known| known.id == vpc && known.firewall_fail_open == Some(true)) {
+                builder.firewall_fails_open(vpc.clone());
+            }
             builder.firewall(vpc, firewall);
         }
         let rules = builder.build()?;

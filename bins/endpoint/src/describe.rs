@@ -1,10 +1,11 @@
-//! The `check-config` report: per VPC, which domains go where.
+//! The `check-config` report: per VPC, which domains go where; and its warnings.
 
 use std::fmt::Write as _;
 
 use signpost_wire::NameBuf;
 
 use crate::compile::{Deployment, RouteTarget, VpcRoutes};
+use crate::model::{EndpointConfig, RuleType};
 
 impl Deployment {
     /// What the configuration does, VPC by VPC: the VPC resolver, its
@@ -32,6 +33,42 @@ impl Deployment {
             let _ = writeln!(out, "rules associated with no VPC (no effect): {}", self.unassociated_rules.join(", "));
         }
         out
+    }
+}
+
+impl EndpointConfig {
+    /// What `check-config` warns about, each naming the file, line and
+    /// rule: a FORWARD rule for `.` or `com` in a VPC without a SYSTEM rule
+    /// for `amazonaws.com`, which sends the VPC's queries for AWS service
+    /// endpoints to the rule's targets (AWS's advice is to add that SYSTEM
+    /// rule beside such a FORWARD rule).
+    pub fn warnings(&self) -> Vec<String> {
+        let domain = |text: &str| text.trim_end_matches('.').to_ascii_lowercase();
+        let mut warnings = Vec::new();
+        for (index, rule) in self.resolver_rules.iter().enumerate() {
+            let forwarded = domain(&rule.domain);
+            if rule.rule_type != RuleType::Forward || !(forwarded.is_empty() || forwarded == "com") {
+                continue;
+            }
+            for association in &rule.vpcs {
+                let shielded = self.resolver_rules.iter().any(|system| {
+                    system.rule_type == RuleType::System
+                        && domain(&system.domain) == "amazonaws.com"
+                        && system.has_vpc(&association.vpc)
+                });
+                if !shielded {
+                    let shown = if forwarded.is_empty() { "." } else { "com" };
+                    warnings.push(format!(
+                        "{}: FORWARD rule {} for {shown:?} sends VPC {}'s amazonaws.com queries (AWS service endpoints) \
+                         to its targets; AWS advises a SYSTEM rule for amazonaws.com associated with the VPC",
+                        self.locate(&format!("resolver_rules[{index}].domain")),
+                        rule.id,
+                        association.vpc
+                    ));
+                }
+            }
+        }
+        warnings
     }
 }
 

@@ -17,6 +17,18 @@ pub enum EndpointError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// The model is over one of AWS's service quotas.
+    #[error("{at}: {count} is over AWS's quota of {limit} (quotas.{quota}; [quotas] enabled = false lifts the quotas)")]
+    QuotaExceeded {
+        /// Where.
+        at: Location,
+        /// The quota's field in `[quotas]`.
+        quota: &'static str,
+        /// Its value.
+        limit: u32,
+        /// How many the model has.
+        count: usize,
+    },
     /// An id is used twice.
     #[error("{at}: duplicate {what} {id:?}")]
     Duplicate {

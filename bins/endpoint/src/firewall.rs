@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use signpost_rules::{DomainList, FirewallAction, FirewallBlock, FirewallRuleSpec};
+use signpost_rules::{DomainList, FirewallAction, FirewallBlock, FirewallRuleSpec, Redirection};
 use signpost_wire::{NameBuf, RecordType};
 
 use crate::error::EndpointError;
@@ -92,6 +92,19 @@ pub fn rule_qtype(rule: &FirewallRuleConfig) -> Result<Option<RecordType>, &'sta
         .transpose()
 }
 
+/// Add a compiled list under its id; a second list with the id is an error.
+fn insert_list<'c>(
+    lists: &mut HashMap<&'c str, Arc<DomainList>>,
+    list: &'c FirewallDomainListConfig,
+    compiled: Arc<DomainList>,
+    at: impl FnOnce() -> signpost_rules::Location,
+) -> Result<(), EndpointError> {
+    if lists.insert(&list.id, compiled).is_some() {
+        return Err(EndpointError::Duplicate { at: at(), what: "firewall domain list", id: list.id.clone() });
+    }
+    Ok(())
+}
+
 impl EndpointConfig {
     /// Check the firewall resources and compile, per VPC, its rules in
     /// evaluation order: associations by priority, then each group's
@@ -106,10 +119,21 @@ impl EndpointConfig {
             if list.id.is_empty() {
                 return Err(EndpointError::Invalid { at: self.locate(&field), problem: "an id cannot be empty" });
             }
-            let entries = domain_entries(list, base_dir).map_err(|source| {
-                let path = base_dir.join(list.file.as_deref().unwrap_or(Path::new("")));
-                signpost_rules::Error::io(self.locate(&format!("{field}.file")), path, source)
-            })?;
+            let entries = match domain_entries(list, base_dir) {
+                Ok(entries) => entries,
+                // A running endpoint keeps its firewall when a list's file
+                // goes away: the list cannot be evaluated, and each VPC's
+                // FirewallFailOpen decides what the queries that reach a
+                // rule on it get (docs/endpoint.md).
+                Err(_) if self.runtime.lists_may_be_unavailable => {
+                    insert_list(&mut lists, list, Arc::new(DomainList::unavailable()), || self.locate(&field))?;
+                    continue;
+                }
+                Err(source) => {
+                    let path = base_dir.join(list.file.as_deref().unwrap_or(Path::new("")));
+                    return Err(signpost_rules::Error::io(self.locate(&format!("{field}.file")), path, source).into());
+                }
+            };
             let mut compiled = DomainList::new();
             for (entry_index, entry) in entries.iter().enumerate() {
                 compiled.insert(entry).map_err(|error| {
@@ -121,13 +145,7 @@ impl EndpointConfig {
                     error.relocated(at)
                 })?;
             }
-            if lists.insert(&list.id, Arc::new(compiled)).is_some() {
-                return Err(EndpointError::Duplicate {
-                    at: self.locate(&format!("{field}.id")),
-                    what: "firewall domain list",
-                    id: list.id.clone(),
-                });
-            }
+            insert_list(&mut lists, list, Arc::new(compiled), || self.locate(&format!("{field}.id")))?;
         }
         let mut groups: HashMap<&str, Vec<(u32, FirewallRuleSpec)>> = HashMap::new();
         for (index, group) in self.firewall_rule_groups.iter().enumerate() {
@@ -164,6 +182,10 @@ impl EndpointConfig {
                 };
                 let action = rule_action(rule).map_err(invalid)?;
                 let qtype = rule_qtype(rule).map_err(invalid)?;
+                let redirection = match rule.redirection_action.as_deref() {
+                    Some("TRUST_REDIRECTION_DOMAIN") => Redirection::Trust,
+                    _ => Redirection::Inspect,
+                };
                 rules.push((
                     rule.priority,
                     FirewallRuleSpec {
@@ -173,6 +195,7 @@ impl EndpointConfig {
                         domains: domains.clone(),
                         qtype,
                         action,
+                        redirection,
                     },
                 ));
             }

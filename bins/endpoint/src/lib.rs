@@ -58,6 +58,7 @@ pub mod live;
 mod model;
 mod protocols;
 mod querylog;
+mod quotas;
 mod running;
 pub mod service;
 pub mod state;

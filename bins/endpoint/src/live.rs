@@ -158,6 +158,7 @@ impl Runtime for EndpointRuntime {
         config.runtime.files_dir = Some(self.files_dir.clone());
         config.runtime.zone_cache = Some(self.zones.clone());
         config.runtime.skip_routes = true;
+        config.runtime.lists_may_be_unavailable = self.endpoint.is_some();
         config.runtime.upstreams_in_force = self.endpoint.as_ref().map(|endpoint| {
             let deployment = endpoint.deployment();
             (deployment.groups.clone(), deployment.upstreams.clone())

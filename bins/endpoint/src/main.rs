@@ -53,10 +53,13 @@ fn main() -> ExitCode {
 }
 
 fn check_config(file: &Path) -> Result<(), String> {
-    let deployment = EndpointConfig::load(file)
-        .and_then(|config| config.certificates_from_state_directory().compile())
-        .map_err(|e| e.to_string())?;
+    let config = EndpointConfig::load(file).map_err(|e| e.to_string())?;
+    let warnings = config.warnings();
+    let deployment = config.certificates_from_state_directory().compile().map_err(|e| e.to_string())?;
     print!("{}", deployment.describe());
+    for warning in warnings {
+        println!("warning: {warning}");
+    }
     println!("{}: OK", file.display());
     Ok(())
 }

@@ -184,6 +184,9 @@ pub(crate) struct RuntimeContext {
     pub(crate) generated_tls: BTreeMap<String, TlsFiles>,
     /// Check only: DoH endpoints without a certificate will get one when served.
     pub(crate) certificates_later: bool,
+    /// A running endpoint's model: a domain list whose file cannot be read
+    /// is unavailable to the firewall instead of an error.
+    pub(crate) lists_may_be_unavailable: bool,
     /// Built zones by id, with the records they were built from.
     pub(crate) zone_cache: Option<ZoneCache>,
     /// The upstream groups in force and their built upstreams: a change
@@ -382,6 +385,16 @@ pub struct Quotas {
     pub records_per_hosted_zone: u32,
     /// Route 53: VPCs associated with one private hosted zone (300).
     pub vpcs_per_hosted_zone: u32,
+    /// DNS Firewall: domain lists per Region (1,000).
+    pub firewall_domain_lists_per_region: u32,
+    /// DNS Firewall: domains in one domain list (100,000).
+    pub domains_per_firewall_domain_list: u32,
+    /// DNS Firewall: rule groups per Region (1,000).
+    pub firewall_rule_groups_per_region: u32,
+    /// DNS Firewall: rules in one rule group (100).
+    pub rules_per_firewall_rule_group: u32,
+    /// DNS Firewall: rule groups associated with one VPC (5).
+    pub firewall_rule_group_associations_per_vpc: u32,
 }
 
 impl Default for Quotas {
@@ -402,6 +415,11 @@ impl Default for Quotas {
             hosted_zones: 500,
             records_per_hosted_zone: 10_000,
             vpcs_per_hosted_zone: 300,
+            firewall_domain_lists_per_region: 1000,
+            domains_per_firewall_domain_list: 100_000,
+            firewall_rule_groups_per_region: 1000,
+            rules_per_firewall_rule_group: 100,
+            firewall_rule_group_associations_per_vpc: 5,
         }
     }
 }
@@ -430,7 +448,8 @@ pub struct VpcConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_hostnames: Option<bool>,
     /// DNS Firewall's `FirewallFailOpen` for the VPC (default false: fail
-    /// closed). Kept and reported: the emulated firewall never fails.
+    /// closed): whether a rule that cannot be evaluated (its domain list's
+    /// file is gone) is skipped, or answers the queries that reach it SERVFAIL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall_fail_open: Option<bool>,
     /// Route 53 Resolver's AutodefinedReverse (default true): the reverse

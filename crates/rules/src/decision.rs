@@ -169,6 +169,9 @@ pub struct Block<'r> {
 pub enum BlockAction {
     /// REFUSED.
     Refused,
+    /// SERVFAIL: the policy could not be evaluated (a DNS Firewall that
+    /// fails closed).
+    ServFail,
     /// NXDOMAIN.
     NxDomain,
     /// No answer at all: the query is dropped (Unbound's `deny` local

@@ -29,12 +29,26 @@ pub struct DomainList {
     below: FastSet<Box<[u8]>>,
     everything: bool,
     len: usize,
+    /// Its entries could not be read: rules on it cannot be evaluated.
+    unavailable: bool,
 }
 
 impl DomainList {
     /// An empty list.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A list whose entries could not be read (its file is missing, say):
+    /// a rule on it cannot be evaluated, and the view's fail-open setting
+    /// decides what the queries that reach the rule get.
+    pub fn unavailable() -> Self {
+        Self { unavailable: true, ..Self::default() }
+    }
+
+    /// Whether its entries were read ([`DomainList::unavailable`] is not).
+    pub fn is_available(&self) -> bool {
+        !self.unavailable
     }
 
     /// A list of these entries.
@@ -146,6 +160,29 @@ impl FirewallAction {
     }
 }
 
+/// Which names of an answer's redirection chain (CNAME and DNAME) a rule
+/// inspects: Route 53's FirewallDomainRedirectionAction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Redirection {
+    /// INSPECT_REDIRECTION_DOMAIN (AWS's default): every name of the chain
+    /// is checked against the rule, as if it had been asked.
+    #[default]
+    Inspect,
+    /// TRUST_REDIRECTION_DOMAIN: only the name asked is checked; when the
+    /// rule ALLOWs it, the rest of the chain is trusted.
+    Trust,
+}
+
+impl Redirection {
+    /// `INSPECT_REDIRECTION_DOMAIN` or `TRUST_REDIRECTION_DOMAIN`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inspect => "INSPECT_REDIRECTION_DOMAIN",
+            Self::Trust => "TRUST_REDIRECTION_DOMAIN",
+        }
+    }
+}
+
 /// One firewall rule as the builder takes it.
 #[derive(Clone, Debug)]
 pub struct FirewallRuleSpec {
@@ -161,6 +198,8 @@ pub struct FirewallRuleSpec {
     pub qtype: Option<RecordType>,
     /// What happens to queries that match.
     pub action: FirewallAction,
+    /// Which names of an answer's CNAME/DNAME chain it inspects.
+    pub redirection: Redirection,
 }
 
 /// The firewall rule that matched a query.
@@ -174,30 +213,65 @@ pub struct FirewallMatch<'r> {
     pub list: &'r str,
     /// Its action.
     pub action: &'r FirewallAction,
+    /// The rule's domain list could not be read and the view fails
+    /// closed: the query is answered SERVFAIL, whatever `action` says.
+    pub failed: bool,
 }
 
 /// The rules of one view, in evaluation order.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ViewFirewall {
     rules: Vec<FirewallRuleSpec>,
+    /// Route 53's FirewallFailOpen: a rule that cannot be evaluated is
+    /// skipped (true) or fails the query (false, AWS's default).
+    fail_open: bool,
+    /// Whether any rule inspects redirection chains.
+    inspects_chains: bool,
 }
 
 impl ViewFirewall {
-    pub(crate) fn new(rules: Vec<FirewallRuleSpec>) -> Self {
-        Self { rules }
+    pub(crate) fn new(rules: Vec<FirewallRuleSpec>, fail_open: bool) -> Self {
+        let inspects_chains = rules.iter().any(|rule| rule.redirection == Redirection::Inspect);
+        Self { rules, fail_open, inspects_chains }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
-    /// The first rule matching `name` and `qtype`.
-    pub(crate) fn evaluate(&self, name: &LowerName, qtype: RecordType) -> Option<FirewallMatch<'_>> {
+    pub(crate) fn inspects_chains(&self) -> bool {
+        self.inspects_chains
+    }
+
+    /// Whether the rule that made `hit` trusts redirection chains.
+    pub(crate) fn trusts(&self, hit: FirewallMatch<'_>) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| rule.group == hit.group && rule.rule == hit.rule && rule.redirection == Redirection::Trust)
+    }
+
+    /// The first rule matching `name` and `qtype`. `asked` is false for
+    /// the later names of a redirection chain, which TRUST rules do not
+    /// inspect. A rule whose list is unavailable is skipped when the view
+    /// fails open and matches (as `failed`) when it fails closed.
+    pub(crate) fn evaluate(&self, name: &LowerName, qtype: RecordType, asked: bool) -> Option<FirewallMatch<'_>> {
         self.rules
             .iter()
             .filter(|rule| rule.qtype.is_none_or(|wanted| wanted == qtype))
-            .find(|rule| rule.domains.matches_lower(name))
-            .map(|rule| FirewallMatch { group: &rule.group, rule: &rule.rule, list: &rule.list, action: &rule.action })
+            .filter(|rule| asked || rule.redirection == Redirection::Inspect)
+            .find_map(|rule| {
+                let failed = !rule.domains.is_available();
+                if failed && self.fail_open {
+                    return None;
+                }
+                (failed || rule.domains.matches_lower(name)).then_some(FirewallMatch {
+                    group: &rule.group,
+                    rule: &rule.rule,
+                    list: &rule.list,
+                    action: &rule.action,
+                    failed,
+                })
+            })
     }
 }
 
@@ -244,16 +318,50 @@ mod tests {
             domains,
             qtype,
             action,
+            redirection: Redirection::Inspect,
         };
-        let firewall = ViewFirewall::new(vec![
-            rule("aaaa-only", list(&["*.example"]), Some(RecordType::AAAA), FirewallAction::Alert),
-            rule("allow", list(&["ok.example"]), None, FirewallAction::Allow),
-            rule("block", list(&["*.example", "ok.example"]), None, FirewallAction::Block(FirewallBlock::NxDomain)),
-        ]);
-        let decide = |text: &str, qtype| firewall.evaluate(&LowerName::new(&name(text)), qtype).map(|hit| hit.rule);
+        let firewall = ViewFirewall::new(
+            vec![
+                rule("aaaa-only", list(&["*.example"]), Some(RecordType::AAAA), FirewallAction::Alert),
+                rule("allow", list(&["ok.example"]), None, FirewallAction::Allow),
+                rule("block", list(&["*.example", "ok.example"]), None, FirewallAction::Block(FirewallBlock::NxDomain)),
+            ],
+            false,
+        );
+        let decide =
+            |text: &str, qtype| firewall.evaluate(&LowerName::new(&name(text)), qtype, true).map(|hit| hit.rule);
         assert_eq!(decide("www.example", RecordType::AAAA), Some("aaaa-only"));
         assert_eq!(decide("www.example", RecordType::A), Some("block"));
         assert_eq!(decide("ok.example", RecordType::A), Some("allow"), "ALLOW before a later BLOCK wins");
         assert_eq!(decide("other.test", RecordType::A), None);
+    }
+
+    #[test]
+    fn trust_rules_skip_chain_names_and_unavailable_lists_follow_fail_open() {
+        let rule = |id: &str, domains: DomainList, redirection| FirewallRuleSpec {
+            group: "g".into(),
+            rule: id.into(),
+            list: format!("list-{id}"),
+            domains: Arc::new(domains),
+            qtype: None,
+            action: FirewallAction::Block(FirewallBlock::NxDomain),
+            redirection,
+        };
+        let entries = |entries: &[&str]| DomainList::from_entries(entries).expect("list");
+        let rules = vec![
+            rule("trusting", entries(&["*.cdn.example"]), Redirection::Trust),
+            rule("gone", DomainList::unavailable(), Redirection::Inspect),
+        ];
+        let closed = ViewFirewall::new(rules.clone(), false);
+        let lower = |text: &str| LowerName::new(&name(text));
+        let hit = closed.evaluate(&lower("a.cdn.example"), RecordType::A, true).expect("asked name");
+        assert_eq!((hit.rule, hit.failed), ("trusting", false));
+        // A chain name is not inspected by the TRUST rule: the unavailable list fails it.
+        let hit = closed.evaluate(&lower("a.cdn.example"), RecordType::A, false).expect("fails closed");
+        assert_eq!((hit.rule, hit.failed), ("gone", true));
+        let open = ViewFirewall::new(rules, true);
+        assert!(open.evaluate(&lower("a.cdn.example"), RecordType::A, false).is_none());
+        assert!(open.inspects_chains());
+        assert!(!DomainList::unavailable().is_available());
     }
 }

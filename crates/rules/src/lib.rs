@@ -65,7 +65,7 @@ pub mod fuzzing;
 
 pub use decision::{Answer, Block, BlockAction, Client, Decision, Forward, LocalAnswer, Matched, Reason, Transport};
 pub use error::{Error, Location};
-pub use firewall::{DomainList, FirewallAction, FirewallBlock, FirewallMatch, FirewallRuleSpec};
+pub use firewall::{DomainList, FirewallAction, FirewallBlock, FirewallMatch, FirewallRuleSpec, Redirection};
 pub use hosts::{Allocated, AllocationRanges, Allocations, DEFAULT_IPV4_RANGE, HostEntry, load_hosts, parse_hosts};
 pub use istio::{IstioAddresses, IstioAllocator, IstioService};
 pub use master::{MAX_INCLUDE_DEPTH, Source, parse_records, parse_records_with_ttl};

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind};
-use signpost_wire::{Class, MAX_NAME_LEN, NameBuf, Question, RDataBuf, Rcode, RecordBuf, RecordType, ToName};
+use signpost_wire::{
+    Class, MAX_NAME_LEN, Message, NameBuf, Question, RData, RDataBuf, Rcode, RecordBuf, RecordType, ToName,
+};
 
 use crate::decision::{Answer, Block, BlockAction, Client, Decision, Forward, LocalAnswer, Matched, Reason};
 use crate::error::{Error, Location};
@@ -41,6 +43,8 @@ pub struct RuleSetBuilder {
     zones: Vec<(ZoneSpec, Location)>,
     host_tables: Vec<(HostTableSpec, Location)>,
     firewalls: Vec<(String, Vec<FirewallRuleSpec>)>,
+    /// Views whose firewall fails open.
+    firewalls_fail_open: Vec<String>,
 }
 
 impl RuleSetBuilder {
@@ -132,6 +136,14 @@ impl RuleSetBuilder {
     /// match decides). Evaluated before everything else in the view.
     pub fn firewall(&mut self, view: impl Into<String>, rules: Vec<FirewallRuleSpec>) -> &mut Self {
         self.firewalls.push((view.into(), rules));
+        self
+    }
+
+    /// The firewall of `view` fails open (Route 53's FirewallFailOpen): a
+    /// rule whose domain list is unavailable is skipped. Without this it
+    /// fails closed: a query that reaches such a rule gets SERVFAIL.
+    pub fn firewall_fails_open(&mut self, view: impl Into<String>) -> &mut Self {
+        self.firewalls_fail_open.push(view.into());
         self
     }
 
@@ -493,12 +505,96 @@ impl RuleSet {
         let asked = Asked { flat, lower: LowerName::from_flat(flat), qtype, qclass, client, hops: 0, previous: None };
         let view = self.view_for(client);
         if !view.firewall.is_empty()
-            && let Some(hit) = view.firewall.evaluate(&asked.lower, qtype)
-            && let FirewallAction::Block(block) = hit.action
+            && let Some(hit) = view.firewall.evaluate(&asked.lower, qtype, true)
+            && let Some(decision) = self.firewall_decision(view, hit, &asked)
         {
-            return self.firewall_block(view, block, hit, &asked);
+            return decision;
         }
         self.decide_in(view, &asked)
+    }
+
+    /// What a firewall match comes to: a block (SERVFAIL when the rule
+    /// could not be evaluated), or `None` to let the query through.
+    fn firewall_decision<'r>(
+        &'r self,
+        view: &'r View,
+        hit: FirewallMatch<'r>,
+        asked: &Asked<'_>,
+    ) -> Option<Decision<'r>> {
+        if hit.failed {
+            let reason = Reason {
+                view: &view.name,
+                matched: Matched::Firewall { group: hit.group, rule: hit.rule, list: hit.list },
+            };
+            return Some(Decision::Block(Block { action: BlockAction::ServFail, reason }));
+        }
+        match hit.action {
+            FirewallAction::Block(block) => Some(self.firewall_block(view, block, hit, asked)),
+            FirewallAction::Allow | FirewallAction::Alert => None,
+        }
+    }
+
+    /// The DNS Firewall rule a client's question meets in its view, if any
+    /// (ALLOW and ALERT rules included): for per-rule counters.
+    pub fn firewall_hit(&self, client: &Client, name: &impl ToName, qtype: RecordType) -> Option<FirewallMatch<'_>> {
+        let view = self.view_for(client);
+        if view.firewall.is_empty() {
+            return None;
+        }
+        view.firewall.evaluate(&LowerName::new(name), qtype, true)
+    }
+
+    /// Whether the firewall of the view named `view` inspects the names of
+    /// answers' redirection chains (any rule with INSPECT_REDIRECTION_DOMAIN).
+    pub fn firewall_inspects_chains(&self, view: &str) -> bool {
+        self.views.iter().any(|candidate| &*candidate.name == view && candidate.firewall.inspects_chains())
+    }
+
+    /// DNS Firewall on an answer's redirection chain, as Route 53 applies
+    /// FirewallDomainRedirectionAction: every CNAME and DNAME target in
+    /// `response`'s answer section is checked as if it had been asked (by
+    /// the rules that inspect redirection), unless the name asked met an
+    /// ALLOW rule that trusts redirection. The first target a BLOCK rule
+    /// matches blocks the whole answer, with that rule's response to the
+    /// name asked; `None` lets the answer through. `client` is who asked
+    /// (an OVERRIDE is followed through its view's data).
+    pub fn firewall_redirection(
+        &self,
+        client: &Client,
+        response: &Message<'_>,
+    ) -> Option<(Decision<'_>, FirewallMatch<'_>)> {
+        let view = self.view_for(client);
+        if !view.firewall.inspects_chains() {
+            return None;
+        }
+        let question = response.questions().next()?.ok()?;
+        let mut scratch = [0u8; MAX_NAME_LEN];
+        let name = question.name();
+        let flat = name.flat(&mut scratch);
+        let qtype = question.qtype();
+        let asked = Asked {
+            flat,
+            lower: LowerName::from_flat(flat),
+            qtype,
+            qclass: question.qclass(),
+            client,
+            hops: 0,
+            previous: None,
+        };
+        if let Some(hit) = view.firewall.evaluate(&asked.lower, qtype, true)
+            && *hit.action == FirewallAction::Allow
+            && view.firewall.trusts(hit)
+        {
+            return None;
+        }
+        for record in response.answers().ok()?.flatten() {
+            let Ok(RData::Cname(target) | RData::Dname(target)) = record.data() else { continue };
+            let Some(hit) = view.firewall.evaluate(&LowerName::new(&target), qtype, false) else { continue };
+            if let Some(decision) = self.firewall_decision(view, hit, &asked) {
+                return Some((decision, hit));
+            }
+        }
+        None
     }
 
     /// The DNS Firewall rule of `view` that matches a name and type, if
@@ -509,7 +605,7 @@ impl RuleSet {
         if view.firewall.is_empty() {
             return None;
         }
-        view.firewall.evaluate(&LowerName::new(name), qtype)
+        view.firewall.evaluate(&LowerName::new(name), qtype, true)
     }
 
     fn firewall_block<'r>(
@@ -1348,7 +1444,8 @@ impl<'b> Compiler<'b> {
                         name: name.clone(),
                     });
                 }
-                view.firewall = ViewFirewall::new(firewall.clone());
+                let fail_open = builder.firewalls_fail_open.iter().any(|open| open == name);
+                view.firewall = ViewFirewall::new(firewall.clone(), fail_open);
             }
         }
         let (by_listener, v4_prefixes, v6_prefixes) = self.client_selection()?;
@@ -1945,6 +2042,7 @@ mod tests {
             domains,
             qtype: None,
             action,
+            redirection: crate::Redirection::Inspect,
         };
         let mut builder = RuleSet::builder();
         builder

@@ -135,6 +135,7 @@ pub struct Metrics {
     config_version: Family<Label<String>, Gauge>,
     config_reloads: [Counter; 2],
     dnstap_frames: [Counter; 2],
+    firewall: Family<[(&'static str, String); 3], Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -195,6 +196,12 @@ impl Default for Metrics {
             "dnstap frames sent to the collector, or dropped (queue full, collector away)",
             dnstap_frames.clone(),
         );
+        let firewall: Family<[(&'static str, String); 3], Counter> = Family::default();
+        registry.register(
+            "signpost_firewall_matches",
+            "Queries a DNS Firewall rule matched, by rule group, rule and action (FAIL_CLOSED: the rule could not be evaluated)",
+            firewall.clone(),
+        );
         let handle = |family: &Family<Label<&'static str>, Counter>, name: &'static str, value: &'static str| {
             family.get_or_create(&[(name, value)]).clone()
         };
@@ -223,6 +230,7 @@ impl Default for Metrics {
             config_version,
             config_reloads: ["success", "failure"].map(|name| handle(&config_reloads, "outcome", name)),
             dnstap_frames: ["sent", "dropped"].map(|name| handle(&dnstap_frames, "outcome", name)),
+            firewall,
             registry,
         }
     }
@@ -256,6 +264,20 @@ impl Metrics {
         if let Some(counter) = self.drops.get(reason as usize) {
             counter.inc();
         }
+    }
+
+    pub(crate) fn firewall_match(&self, group: &str, rule: &str, action: &'static str) {
+        self.firewall
+            .get_or_create(&[("group", group.to_string()), ("rule", rule.to_string()), ("action", action.to_string())])
+            .inc();
+    }
+
+    /// Queries the DNS Firewall rule `rule` of `group` matched with `action`
+    /// (`ALLOW`, `ALERT`, `BLOCK` or `FAIL_CLOSED`).
+    pub fn firewall_matches(&self, group: &str, rule: &str, action: &str) -> u64 {
+        self.firewall
+            .get(&[("group", group.to_string()), ("rule", rule.to_string()), ("action", action.to_string())])
+            .map_or(0, |counter| counter.get())
     }
 
     pub(crate) fn log_dropped(&self) {

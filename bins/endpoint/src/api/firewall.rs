@@ -12,17 +12,22 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::paging::page;
-use super::resolver::{TagRequest, arn, check_name, insert_optional, request, string_field, tags_from, with_token};
+use super::resolver::{
+    TagRequest, arn, check_name, insert_optional, quota, request, string_field, tags_from, with_token,
+};
 use crate::control::{ControlPlane, Kind, Runtime, new_id};
 use crate::firewall::{ASSOCIATION_PRIORITIES, domain_file_entries, rule_action, rule_qtype};
 use crate::model::{
     BlockResponse, EndpointConfig, FirewallAssociationConfig, FirewallDomainListConfig, FirewallRuleAction,
-    FirewallRuleConfig, FirewallRuleGroupConfig,
+    FirewallRuleConfig, FirewallRuleGroupConfig, Quotas,
 };
 
 /// The operations this module answers.
 pub const OPERATIONS: &[&str] = &[
     "AssociateFirewallRuleGroup",
+    "BatchCreateFirewallRule",
+    "BatchDeleteFirewallRule",
+    "BatchUpdateFirewallRule",
     "CreateFirewallDomainList",
     "CreateFirewallRule",
     "CreateFirewallRuleGroup",
@@ -70,6 +75,9 @@ pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body
         "UpdateFirewallRule" => call.update_rule().await,
         "DeleteFirewallRule" => call.delete_rule().await,
         "ListFirewallRules" => call.list_rules(),
+        "BatchCreateFirewallRule" | "BatchUpdateFirewallRule" | "BatchDeleteFirewallRule" => {
+            call.batch_rules(operation).await
+        }
         "AssociateFirewallRuleGroup" => call.associate().await,
         "DisassociateFirewallRuleGroup" => call.disassociate().await,
         "GetFirewallRuleGroupAssociation" => call.get_association(),
@@ -80,6 +88,27 @@ pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body
         "UpdateFirewallConfig" => call.update_config().await,
         other => Err(ApiError::unsupported(other)),
     }
+}
+
+/// What [`Call::create_named`] makes: the resource's kind, id prefix and
+/// quota, and where the model keeps it.
+struct Created<T> {
+    kind: Kind,
+    prefix: &'static str,
+    quota: &'static str,
+    limit: fn(&Quotas) -> u32,
+    items: fn(&mut EndpointConfig) -> &mut Vec<T>,
+    /// Its CreatorRequestId and id.
+    ids: fn(&T) -> (Option<&str>, &str),
+}
+
+/// The fields of a new resource [`Call::create_named`] gives its maker.
+struct Made {
+    id: String,
+    name: String,
+    creator_request_id: String,
+    now: String,
+    tags: crate::model::Tags,
 }
 
 struct Call<'a, R: Runtime> {
@@ -332,6 +361,35 @@ impl<R: Runtime> Call<'_, R> {
     // --- domain lists -------------------------------------------------------
 
     async fn create_domain_list(&self) -> Result<Value, ApiError> {
+        let created = Created {
+            kind: Kind::FirewallDomainList,
+            prefix: "rslvr-fdl-",
+            quota: "firewall domain lists per region",
+            limit: |quotas| quotas.firewall_domain_lists_per_region,
+            items: |config| &mut config.firewall_domain_lists,
+            ids: |list| (list.creator_request_id.as_deref(), &list.id),
+        };
+        let id = self
+            .create_named(created, |made| FirewallDomainListConfig {
+                id: made.id,
+                name: Some(made.name),
+                domains: Default::default(),
+                file: None,
+                creator_request_id: Some(made.creator_request_id),
+                created: Some(made.now.clone()),
+                modified: Some(made.now),
+                tags: made.tags,
+            })
+            .await?;
+        let config = self.config();
+        Ok(json!({ "FirewallDomainList": self.list_json(&config, find_list(&config, &id)?)? }))
+    }
+
+    /// CreateFirewallDomainList and CreateFirewallRuleGroup: a repeated
+    /// CreatorRequestId answers with what the first call made (a retried
+    /// request); otherwise, within the quota, `make` adds the resource
+    /// under a new id. Its id.
+    async fn create_named<T>(&self, created: Created<T>, make: impl Fn(Made) -> T) -> Result<String, ApiError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "PascalCase")]
         struct Request {
@@ -342,34 +400,29 @@ impl<R: Runtime> Call<'_, R> {
         let request: Request = request(&self.body)?;
         check_name(Some(&request.name))?;
         let tags = tags_from(request.tags)?;
-        let id =
-            self.control
-                .mutate(|m| {
-                    if let Some(existing) =
-                        m.config.firewall_domain_lists.iter().find(|list| {
-                            list.creator_request_id.as_deref() == Some(request.creator_request_id.as_str())
-                        })
-                    {
-                        // A retried request: the service answers with what the first one made.
-                        return Ok(existing.id.clone());
-                    }
-                    let id = new_id("rslvr-fdl-");
-                    m.config.firewall_domain_lists.push(FirewallDomainListConfig {
-                        id: id.clone(),
-                        name: Some(request.name.clone()),
-                        domains: Default::default(),
-                        file: None,
-                        creator_request_id: Some(request.creator_request_id.clone()),
-                        created: Some(m.now.clone()),
-                        modified: Some(m.now.clone()),
-                        tags: tags.clone(),
-                    });
-                    m.touch(Kind::FirewallDomainList, &id);
-                    Ok(id)
-                })
-                .await?;
-        let config = self.config();
-        Ok(json!({ "FirewallDomainList": self.list_json(&config, find_list(&config, &id)?)? }))
+        self.control
+            .mutate(|m| {
+                let items = (created.items)(m.config);
+                if let Some(existing) =
+                    items.iter().find(|item| (created.ids)(item).0 == Some(&request.creator_request_id))
+                {
+                    return Ok((created.ids)(existing).1.to_string());
+                }
+                let count = items.len();
+                quota(m.config, count, (created.limit)(&m.config.quotas), created.quota)?;
+                let id = new_id(created.prefix);
+                let item = make(Made {
+                    id: id.clone(),
+                    name: request.name.clone(),
+                    creator_request_id: request.creator_request_id.clone(),
+                    now: m.now.clone(),
+                    tags: tags.clone(),
+                });
+                (created.items)(m.config).push(item);
+                m.touch(created.kind, &id);
+                Ok(id)
+            })
+            .await
     }
 
     fn get_domain_list(&self) -> Result<Value, ApiError> {
@@ -482,6 +535,8 @@ impl<R: Runtime> Call<'_, R> {
                         )));
                     }
                 };
+                let limit = m.config.quotas.domains_per_firewall_domain_list;
+                quota(m.config, next.len().saturating_sub(1), limit, "domains per firewall domain list")?;
                 let now = m.now.clone();
                 if let Some(list) = m.config.firewall_domain_lists.iter_mut().find(|list| list.id == id) {
                     // The file's entries are folded in: the list is now what the API says it is.
@@ -515,41 +570,26 @@ impl<R: Runtime> Call<'_, R> {
     // --- rule groups --------------------------------------------------------
 
     async fn create_rule_group(&self) -> Result<Value, ApiError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Request {
-            creator_request_id: String,
-            name: String,
-            tags: Option<Vec<TagRequest>>,
-        }
-        let request: Request = request(&self.body)?;
-        check_name(Some(&request.name))?;
-        let tags = tags_from(request.tags)?;
-        let id =
-            self.control
-                .mutate(|m| {
-                    if let Some(existing) =
-                        m.config.firewall_rule_groups.iter().find(|group| {
-                            group.creator_request_id.as_deref() == Some(request.creator_request_id.as_str())
-                        })
-                    {
-                        return Ok(existing.id.clone());
-                    }
-                    let id = new_id("rslvr-frg-");
-                    m.config.firewall_rule_groups.push(FirewallRuleGroupConfig {
-                        id: id.clone(),
-                        name: Some(request.name.clone()),
-                        rules: Vec::new(),
-                        policy: None,
-                        creator_request_id: Some(request.creator_request_id.clone()),
-                        created: Some(m.now.clone()),
-                        modified: Some(m.now.clone()),
-                        tags: tags.clone(),
-                    });
-                    m.touch(Kind::FirewallRuleGroup, &id);
-                    Ok(id)
-                })
-                .await?;
+        let created = Created {
+            kind: Kind::FirewallRuleGroup,
+            prefix: "rslvr-frg-",
+            quota: "firewall rule groups per region",
+            limit: |quotas| quotas.firewall_rule_groups_per_region,
+            items: |config| &mut config.firewall_rule_groups,
+            ids: |group| (group.creator_request_id.as_deref(), &group.id),
+        };
+        let id = self
+            .create_named(created, |made| FirewallRuleGroupConfig {
+                id: made.id,
+                name: Some(made.name),
+                rules: Vec::new(),
+                policy: None,
+                creator_request_id: Some(made.creator_request_id),
+                created: Some(made.now.clone()),
+                modified: Some(made.now),
+                tags: made.tags,
+            })
+            .await?;
         let config = self.config();
         Ok(json!({ "FirewallRuleGroup": self.group_json(&config, find_group(&config, &id)?) }))
     }
@@ -697,6 +737,8 @@ impl<R: Runtime> Call<'_, R> {
             .mutate(|m| {
                 find_list(m.config, &list)?;
                 let group = find_group(m.config, &group_id)?;
+                let limit = m.config.quotas.rules_per_firewall_rule_group;
+                quota(m.config, group.rules.len(), limit, "rules per firewall rule group")?;
                 if let Some(existing) =
                     group.rules.iter().find(|existing| existing.creator_request_id == rule.creator_request_id)
                 {
@@ -823,6 +865,37 @@ impl<R: Runtime> Call<'_, R> {
         Ok(json!({ "FirewallRule": removed }))
     }
 
+    /// BatchCreateFirewallRule, BatchUpdateFirewallRule, BatchDeleteFirewallRule:
+    /// each entry is the single call's request, made in order; the ones
+    /// that fail are reported with their entry, code and message, and do
+    /// not stop the others.
+    async fn batch_rules(&self, operation: &str) -> Result<Value, ApiError> {
+        let (entries, done, failed) = match operation {
+            "BatchCreateFirewallRule" => ("CreateFirewallRuleEntries", "CreatedFirewallRules", "CreateErrors"),
+            "BatchUpdateFirewallRule" => ("UpdateFirewallRuleEntries", "UpdatedFirewallRules", "UpdateErrors"),
+            _ => ("DeleteFirewallRuleEntries", "DeletedFirewallRules", "DeleteErrors"),
+        };
+        let Some(entries) = self.body.get(entries).and_then(Value::as_array) else {
+            return Err(validation(format!("1 validation error detected: {entries} is required.")));
+        };
+        let (mut rules, mut errors) = (Vec::new(), Vec::new());
+        for entry in entries {
+            let one = Call { control: self.control, body: entry.clone() };
+            let result = match operation {
+                "BatchCreateFirewallRule" => one.create_rule().await,
+                "BatchUpdateFirewallRule" => one.update_rule().await,
+                _ => one.delete_rule().await,
+            };
+            match result {
+                Ok(answer) => rules.push(answer["FirewallRule"].clone()),
+                Err(error) => {
+                    errors.push(json!({ "FirewallRule": entry, "Code": error.code, "Message": error.message }))
+                }
+            }
+        }
+        Ok(json!({ done: rules, failed: errors }))
+    }
+
     fn list_rules(&self) -> Result<Value, ApiError> {
         let group_id = string_field(&self.body, "FirewallRuleGroupId")?;
         let config = self.config();
@@ -895,6 +968,8 @@ impl<R: Runtime> Call<'_, R> {
                         request.vpc_id, request.priority
                     )));
                 }
+                let limit = m.config.quotas.firewall_rule_group_associations_per_vpc;
+                quota(m.config, in_vpc().count(), limit, "firewall rule group associations per vpc")?;
                 let id = new_id("rslvr-frgassoc-");
                 m.config.firewall_associations.push(FirewallAssociationConfig {
                     id: Some(id.clone()),

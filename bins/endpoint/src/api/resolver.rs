@@ -160,7 +160,7 @@ pub(super) fn arn(config: &EndpointConfig, resource: &str, id: &str) -> String {
     format!("arn:aws:route53resolver:{}:{}:{resource}/{id}", config.region, config.account_id)
 }
 
-fn quota(config: &EndpointConfig, used: usize, limit: u32, what: &str) -> Result<(), ApiError> {
+pub(super) fn quota(config: &EndpointConfig, used: usize, limit: u32, what: &str) -> Result<(), ApiError> {
     if config.quotas.enabled && used >= limit as usize {
         return Err(ApiError::limit_exceeded(format!(
             "Account '{}' has reached the quota of {limit} {what} (quotas.{}).",

@@ -73,6 +73,36 @@ async fn check_config_prints_where_each_vpc_s_domains_go() {
 }
 
 #[tokio::test]
+async fn check_config_warns_of_forwarding_dot_or_com_without_a_system_rule_for_amazonaws_com() {
+    let dir = TempDir::new();
+    let certificate = certificate(dir.path());
+    let file = dir.join("endpoint.toml");
+    let base = config_text("127.0.0.1:5300".parse().unwrap(), r#"["Do53"]"#, "10.1.0.10", &certificate);
+    let target = r#"[{ ip = "127.0.0.1", port = 5301 }]"#;
+    let everything = forward_rule("rslvr-rr-all", ".", target, r#"["vpc-a", "vpc-b"]"#);
+    let shield = system_rule("rslvr-rr-aws", "amazonaws.com", r#"["vpc-b"]"#);
+    let text = format!("{base}{everything}{shield}");
+    std::fs::write(&file, &text).unwrap();
+    let (success, stdout, stderr) = check_config(&file).await;
+    assert!(success, "{stdout}{stderr}");
+    let line = text.lines().position(|line| line == "domain = \".\"").unwrap() + 1;
+    // (stdout is squeezed to one line.) vpc-a has no SYSTEM rule for amazonaws.com; vpc-b has.
+    assert_eq!(stdout.matches("warning: ").count(), 1, "{stdout}");
+    let warning = stdout.split("warning: ").nth(1).unwrap();
+    let at = format!("endpoint.toml:{line}:");
+    for expected in [at.as_str(), "FORWARD rule rslvr-rr-all for \".\"", "VPC vpc-a's amazonaws.com"] {
+        assert!(warning.contains(expected), "missing {expected:?} in {stdout}");
+    }
+    // `com` warns as `.` does; a narrower domain does not.
+    let com = forward_rule("rslvr-rr-com", "com.", target, r#"["vpc-b"]"#);
+    std::fs::write(&file, format!("{base}{com}")).unwrap();
+    let (_, stdout, _) = check_config(&file).await;
+    assert!(stdout.contains("FORWARD rule rslvr-rr-com for \"com\" sends VPC vpc-b's"), "{stdout}");
+    std::fs::write(&file, &base).unwrap();
+    assert!(!check_config(&file).await.1.contains("warning:"));
+}
+
+#[tokio::test]
 async fn check_config_rejects_doh_with_doh_fips_naming_the_line() {
     let dir = TempDir::new();
     let certificate = certificate(dir.path());

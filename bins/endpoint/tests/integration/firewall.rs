@@ -327,3 +327,207 @@ async fn alert_and_block_carry_route_53_s_firewall_fields_in_the_query_log() {
     assert!(line("ok.bad.example.").get("firewall_rule_action").is_none());
     endpoint.shutdown().await;
 }
+
+/// The recursive default's data for the redirection tests: CNAME chains
+/// `start → middle → end` and `trusted → middle → end`.
+const CHAIN_ZONE: &str = "start 60 CNAME middle\nmiddle 60 CNAME end\nend 60 A 10.9.9.9\ntrusted 60 CNAME middle\n";
+
+/// vpc-a's firewall for the redirection tests: `end` blocked for every
+/// name of a chain (INSPECT), `middle` blocked for the name asked only
+/// (TRUST), `trusted` allowed with its chain trusted; a private zone whose
+/// alias points into the chain.
+const CHAIN_FIREWALL: &str = r#"
+private_hosted_zones = [
+    { name = "corp.example", vpcs = ["vpc-a"], records = ["alias CNAME end.chain.example."] },
+]
+firewall_domain_lists = [
+    { id = "rslvr-fdl-trusted", domains = ["trusted.chain.example"] },
+    { id = "rslvr-fdl-middle", domains = ["middle.chain.example"] },
+    { id = "rslvr-fdl-end", domains = ["end.chain.example"] },
+]
+
+[[firewall_rule_groups]]
+id = "rslvr-frg-chain"
+rules = [
+    { name = "trust", priority = 1, domain_list = "rslvr-fdl-trusted", action = "ALLOW", redirection_action = "TRUST_REDIRECTION_DOMAIN" },
+    { name = "middle", priority = 2, domain_list = "rslvr-fdl-middle", action = "BLOCK", block_response = "NODATA", redirection_action = "TRUST_REDIRECTION_DOMAIN" },
+    { name = "end", priority = 3, domain_list = "rslvr-fdl-end", action = "BLOCK", block_response = "NXDOMAIN" },
+]
+
+[[firewall_associations]]
+rule_group = "rslvr-frg-chain"
+vpc = "vpc-a"
+priority = 100
+"#;
+
+#[tokio::test]
+async fn every_name_of_a_redirection_chain_is_inspected_unless_the_rule_trusts_it() {
+    let recursive = signpost_testkit::FakeDns::builder().zone("chain.example", CHAIN_ZONE).start().await.unwrap();
+    let dir = TempDir::new();
+    let text = two_vpcs(recursive.udp_addr(), CHAIN_FIREWALL);
+    let endpoint = start(dir.path(), &text).await;
+    let in_a = vpc_resolver(&endpoint, "vpc-a");
+    let in_b = vpc_resolver(&endpoint, "vpc-b");
+
+    // start → middle → end: `end` is in an INSPECT rule's list, so the
+    // whole answer is blocked; the TRUST rule on `middle` does not look
+    // past the name asked. Twice: the second answer comes from the cache.
+    for _ in 0..2 {
+        let (rcode, answers) = asked(in_a, VPC_A_CLIENT, "start.chain.example", RecordType::A).await;
+        assert_eq!((rcode, answers.len()), (Rcode::NXDOMAIN, 0), "{answers:?}");
+    }
+    // A hickory client sees the same.
+    let hickory = resolver_from(Transport::Udp, in_a, VPC_A_CLIENT);
+    assert!(hickory.lookup_ip("start.chain.example.").await.is_err());
+    // The TRUST rule blocks the name asked.
+    let (rcode, answers) = asked(in_a, VPC_A_CLIENT, "middle.chain.example", RecordType::A).await;
+    assert_eq!((rcode, answers.len()), (Rcode::NOERROR, 0));
+    // An ALLOW rule that trusts redirection lets the whole chain through.
+    let (rcode, answers) = asked(in_a, VPC_A_CLIENT, "trusted.chain.example", RecordType::A).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answers.last().map(String::as_str), Some("end.chain.example. 60 IN A 10.9.9.9"), "{answers:?}");
+    // A private zone's CNAME into the chain is inspected too.
+    assert_eq!(asked(in_a, VPC_A_CLIENT, "alias.corp.example", RecordType::A).await.0, Rcode::NXDOMAIN);
+    // vpc-b has no firewall: the chain resolves.
+    let (rcode, answers) = asked(in_b, VPC_B_CLIENT, "start.chain.example", RecordType::A).await;
+    assert_eq!((rcode, answers.len()), (Rcode::NOERROR, 3), "{answers:?}");
+
+    // Per-rule counters: the chain blocks (start twice, the hickory
+    // lookups, the alias), the TRUST rule's block and its ALLOW.
+    let metrics = endpoint.server().metrics();
+    assert!(metrics.firewall_matches("rslvr-frg-chain", "end", "BLOCK") >= 4);
+    assert_eq!(metrics.firewall_matches("rslvr-frg-chain", "middle", "BLOCK"), 1);
+    assert_eq!(metrics.firewall_matches("rslvr-frg-chain", "trust", "ALLOW"), 1);
+    assert_eq!(metrics.firewall_matches("rslvr-frg-chain", "end", "ALERT"), 0);
+}
+
+#[tokio::test]
+async fn a_rule_whose_list_cannot_be_read_fails_closed_unless_the_vpc_fails_open() {
+    use serde_json::json;
+
+    let files = TempDir::new();
+    let list = files.path().join("blocked.txt");
+    std::fs::write(&list, "*.bad.example\n").unwrap();
+    let config = files.path().join("endpoint.toml");
+    std::fs::write(
+        &config,
+        r#"
+vpcs = [{ id = "vpc-fw", cidrs = ["127.0.8.0/24"] }]
+firewall_domain_lists = [{ id = "rslvr-fdl-file", file = "blocked.txt" }]
+
+[[firewall_rule_groups]]
+id = "rslvr-frg-file"
+rules = [{ name = "nx", priority = 1, domain_list = "rslvr-fdl-file", action = "BLOCK", block_response = "NXDOMAIN" }]
+
+[[firewall_associations]]
+rule_group = "rslvr-frg-file"
+vpc = "vpc-fw"
+priority = 100
+"#,
+    )
+    .unwrap();
+    let harness = crate::api::start(|options| options.config = Some(config.clone())).await;
+    let aws = &harness.aws;
+    let (_, described) = aws.ec2("DescribeVpcs", &[("VpcId.1", "vpc-fw")]).await;
+    let tag = described.split("<key>signpost:resolver</key><value>").nth(1).unwrap();
+    let resolver: std::net::SocketAddr = tag[..tag.find('<').unwrap()].parse().unwrap();
+    let client: std::net::IpAddr = "127.0.8.1".parse().unwrap();
+    assert_eq!(asked(resolver, client, "www.bad.example", RecordType::A).await.0, Rcode::NXDOMAIN);
+    assert_eq!(asked(resolver, client, "fine.example", RecordType::A).await.0, Rcode::NOERROR);
+
+    // The list's file goes away; the next change rebuilds the model and
+    // the rule cannot be evaluated. Fail closed (the default): SERVFAIL.
+    std::fs::remove_file(&list).unwrap();
+    let closed = json!({ "ResourceId": "vpc-fw", "FirewallFailOpen": "DISABLED" });
+    let answer = aws.resolver_ok("UpdateFirewallConfig", closed).await;
+    assert_eq!(answer["FirewallConfig"]["FirewallFailOpen"], "DISABLED");
+    assert_eq!(asked(resolver, client, "fine.example", RecordType::A).await.0, Rcode::SERVFAIL);
+    assert_eq!(asked(resolver, client, "www.bad.example", RecordType::A).await.0, Rcode::SERVFAIL);
+    // Fail open: the rule is skipped, every name resolves.
+    let open = json!({ "ResourceId": "vpc-fw", "FirewallFailOpen": "ENABLED" });
+    aws.resolver_ok("UpdateFirewallConfig", open).await;
+    assert_eq!(asked(resolver, client, "fine.example", RecordType::A).await.0, Rcode::NOERROR);
+    assert_eq!(asked(resolver, client, "www.bad.example", RecordType::A).await.0, Rcode::NOERROR);
+    // The file is back: the rule blocks again after the next change.
+    std::fs::write(&list, "*.bad.example\n").unwrap();
+    aws.resolver_ok("UpdateFirewallConfig", json!({ "ResourceId": "vpc-fw", "FirewallFailOpen": "DISABLED" })).await;
+    assert_eq!(asked(resolver, client, "www.bad.example", RecordType::A).await.0, Rcode::NXDOMAIN);
+}
+
+#[tokio::test]
+async fn firewall_quotas_answer_limit_exceeded_through_the_api_and_name_the_field_in_toml() {
+    use serde_json::json;
+
+    let files = TempDir::new();
+    let config = files.path().join("endpoint.toml");
+    let quotas = "[quotas]\nfirewall_rule_groups_per_region = 1\nrules_per_firewall_rule_group = 1\n";
+    std::fs::write(&config, quotas).unwrap();
+    let harness = crate::api::start(|options| options.config = Some(config.clone())).await;
+    let aws = &harness.aws;
+    let group = aws.resolver_ok("CreateFirewallRuleGroup", json!({ "CreatorRequestId": "g1", "Name": "one" })).await;
+    let group = group["FirewallRuleGroup"]["Id"].as_str().unwrap().to_string();
+    let (code, message) =
+        aws.resolver_error("CreateFirewallRuleGroup", json!({ "CreatorRequestId": "g2", "Name": "two" })).await;
+    assert_eq!(code, "LimitExceededException");
+    assert!(message.contains("quotas.firewall_rule_groups_per_region"), "{message}");
+    let list = aws.resolver_ok("CreateFirewallDomainList", json!({ "CreatorRequestId": "l1", "Name": "l" })).await;
+    let list = list["FirewallDomainList"]["Id"].as_str().unwrap().to_string();
+    let rule = |name: &str, priority: u32| json!({ "CreatorRequestId": name, "FirewallRuleGroupId": group, "FirewallDomainListId": list, "Priority": priority, "Action": "ALERT", "Name": name, "Qtype": if priority == 1 { "A" } else { "MX" } });
+    aws.resolver_ok("CreateFirewallRule", rule("first", 1)).await;
+    let (code, _) = aws.resolver_error("CreateFirewallRule", rule("second", 2)).await;
+    assert_eq!(code, "LimitExceededException");
+
+    // The TOML model is held to the same quotas.
+    let text = format!("firewall_rule_groups = [{{ id = \"rslvr-frg-a\" }}, {{ id = \"rslvr-frg-b\" }}]\n{quotas}");
+    let message =
+        signpost_endpoint::EndpointConfig::from_toml(&text, "quota.toml").unwrap().compile().err().unwrap().to_string();
+    assert!(message.contains("quota.toml") && message.contains("quotas.firewall_rule_groups_per_region"), "{message}");
+}
+
+#[tokio::test]
+async fn batch_firewall_rule_calls_apply_each_entry_and_report_the_failures() {
+    use serde_json::json;
+
+    let harness = crate::api::start(|_| {}).await;
+    let aws = &harness.aws;
+    let a = crate::api::vpc(aws, "127.0.9.0/24").await;
+    let client: std::net::IpAddr = "127.0.9.1".parse().unwrap();
+    let id = |value: serde_json::Value, kind: &str| value[kind]["Id"].as_str().unwrap().to_string();
+    let list = aws.resolver_ok("CreateFirewallDomainList", json!({ "CreatorRequestId": "l", "Name": "l" })).await;
+    let list = id(list, "FirewallDomainList");
+    let domains = json!({ "FirewallDomainListId": list, "Operation": "ADD", "Domains": ["*.batch.example"] });
+    aws.resolver_ok("UpdateFirewallDomains", domains).await;
+    let group = aws.resolver_ok("CreateFirewallRuleGroup", json!({ "CreatorRequestId": "g", "Name": "g" })).await;
+    let group = id(group, "FirewallRuleGroup");
+    let entry = |name: &str, priority: u32, qtype: &str| json!({ "CreatorRequestId": name, "FirewallRuleGroupId": group, "FirewallDomainListId": list, "Priority": priority, "Action": "BLOCK", "BlockResponse": "NXDOMAIN", "Name": name, "Qtype": qtype });
+    // The second entry reuses the first one's priority: it fails, the third is made.
+    let entries =
+        json!({ "CreateFirewallRuleEntries": [entry("a", 10, "A"), entry("b", 10, "MX"), entry("c", 20, "TXT")] });
+    let created = aws.resolver_ok("BatchCreateFirewallRule", entries).await;
+    let names: Vec<&str> =
+        created["CreatedFirewallRules"].as_array().unwrap().iter().map(|rule| rule["Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "c"]);
+    assert_eq!(created["CreateErrors"].as_array().unwrap().len(), 1);
+    assert_eq!(created["CreateErrors"][0]["FirewallRule"]["Name"], "b");
+    assert_eq!(created["CreateErrors"][0]["Code"], "ConflictException");
+    aws.resolver_ok(
+        "AssociateFirewallRuleGroup",
+        json!({ "CreatorRequestId": "as", "FirewallRuleGroupId": group, "VpcId": a.id, "Priority": 100, "Name": "as" }),
+    )
+    .await;
+    assert_eq!(asked(a.resolver, client, "x.batch.example", RecordType::A).await.0, Rcode::NXDOMAIN);
+    // Update the A rule to NODATA; delete the TXT rule and one that does not exist.
+    let update = json!({ "UpdateFirewallRuleEntries": [{ "FirewallRuleGroupId": group, "FirewallDomainListId": list, "Qtype": "A", "BlockResponse": "NODATA" }] });
+    let updated = aws.resolver_ok("BatchUpdateFirewallRule", update).await;
+    assert_eq!(updated["UpdatedFirewallRules"][0]["BlockResponse"], "NODATA");
+    assert_eq!(asked(a.resolver, client, "x.batch.example", RecordType::A).await, (Rcode::NOERROR, Vec::new()));
+    let delete = json!({ "DeleteFirewallRuleEntries": [
+        { "FirewallRuleGroupId": group, "FirewallDomainListId": list, "Qtype": "TXT" },
+        { "FirewallRuleGroupId": "rslvr-frg-nope", "FirewallDomainListId": list },
+    ] });
+    let deleted = aws.resolver_ok("BatchDeleteFirewallRule", delete).await;
+    assert_eq!(deleted["DeletedFirewallRules"].as_array().unwrap().len(), 1);
+    assert_eq!(deleted["DeleteErrors"][0]["Code"], "ResourceNotFoundException");
+    let rules = aws.resolver_ok("ListFirewallRules", json!({ "FirewallRuleGroupId": group })).await;
+    assert_eq!(rules["FirewallRules"].as_array().unwrap().len(), 1);
+}

@@ -16,7 +16,7 @@ use signpost_wire::{
 };
 use tokio::sync::oneshot;
 
-use super::{LOOP_MARKER, MAX_HOPS, Pipeline, Purpose, QueryFacts, State};
+use super::{LOOP_MARKER, MAX_HOPS, Pipeline, Purpose, QueryFacts, State, Step};
 use crate::cache::{ServeAs, adapt_for_client};
 use crate::config::OverloadAction;
 use crate::dnstap::ClientSide;
@@ -53,6 +53,9 @@ pub(crate) struct ForwardJob {
     pub(super) record: Option<u64>,
     /// The client's side, when dnstap sends client responses.
     pub(super) client: Option<ClientSide>,
+    /// The view's DNS Firewall inspects redirection chains: the answer is
+    /// checked when it arrives.
+    pub(super) chain_check: Option<Box<super::ChainCheck>>,
 }
 
 impl ForwardJob {
@@ -270,6 +273,16 @@ impl Pipeline {
                 // RD echoes the client's query, not the upstream's answer to ours.
                 relay::set_rd(&mut out, job.flags.rd());
                 relay::restore_question_case(&mut out, &FlatName(&job.question_name));
+                if let Some(step) = self.check_chain(job, &mut out) {
+                    let Step::Answered { len } = step else { return None };
+                    out.truncate(len);
+                    if let Some(trace) = job.trace.as_mut() {
+                        trace.decision = "block".into();
+                        trace.notes.push("DNS Firewall blocked a name of the answer's redirection chain".into());
+                    }
+                    self.log_forwarded(job, &out);
+                    return Some(out);
+                }
                 counters.decision(DecisionIndex::Forwarded);
                 // The header's four bits: enough for the metrics, and no walk to the OPT record.
                 let rcode = Message::parse(&out).map_or(Rcode::SERVFAIL, |m| m.flags().rcode());
@@ -314,6 +327,16 @@ impl Pipeline {
                 self.servfail(job, code, &text)
             }
         }
+    }
+
+    /// The DNS Firewall's check of a fresh answer's redirection chain: the
+    /// block that replaced it in `out`, if any.
+    fn check_chain(&self, job: &ForwardJob, out: &mut Vec<u8>) -> Option<Step> {
+        let check = job.chain_check.as_deref()?;
+        let message = Message::parse(&check.query).ok()?;
+        let (_, client_edns) = super::inspect(&message)?;
+        let facts = QueryFacts { message, client_edns };
+        self.firewall_chain(&job.state.rules, &check.client, &facts, 0, job.limit, out, job.purpose)
     }
 
     /// What a test layer's fault on the upstream group does to a forward.

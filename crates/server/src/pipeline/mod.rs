@@ -40,12 +40,14 @@ use crate::querylog::{QueryLog, Trace};
 use crate::test_layer::{Intercept, RecordedQuery, TestLayer};
 
 mod explain;
+mod firewall;
 mod forward;
 mod log;
 mod respond;
 #[cfg(test)]
 mod tests;
 
+use firewall::ChainCheck;
 pub(crate) use forward::ForwardFailure;
 use forward::{Coalescing, ForwardJob, LogContext};
 
@@ -523,6 +525,7 @@ impl Pipeline {
         };
         let limit = self.response_limit(incoming, &facts);
         let state = self.state.load_full();
+        self.count_firewall(&state.rules, &client, &question.name(), question.qtype(), purpose);
         let decision = state.rules.decide(&question, &client);
         if question.qtype() == RecordType::ANY
             && listener.transport == Transport::Udp
@@ -547,7 +550,9 @@ impl Pipeline {
                     trace.decision = "local".into();
                 }
                 counters.decision(DecisionIndex::Local);
-                self.local_response(&facts, &question.name(), &answer, limit, out, purpose)
+                let start = out.len();
+                let step = self.local_response(&facts, &question.name(), &answer, limit, out, purpose);
+                self.firewall_chain(&state.rules, &client, &facts, start, limit, out, purpose).unwrap_or(step)
             }
             Decision::Block(block) => {
                 if let Some(trace) = trace.as_mut() {
@@ -598,7 +603,8 @@ impl Pipeline {
                         if let Some(trace) = trace.as_mut() {
                             trace.cache = Some("hit".into());
                         }
-                        Step::Answered { len }
+                        self.firewall_chain(&state.rules, &client, &facts, start, limit, out, purpose)
+                            .unwrap_or(Step::Answered { len })
                     }
                     Lookup::Miss => {
                         out.truncate(start);
@@ -626,7 +632,11 @@ impl Pipeline {
                             transport: listener.transport,
                             listener: listener.id.clone(),
                         });
+                        let chain_check = state.rules.firewall_inspects_chains(forward.reason.view).then(|| {
+                            Box::new(ChainCheck { client: client.clone(), query: facts.message.as_bytes().into() })
+                        });
                         return Step::Forward(Box::new(ForwardJob {
+                            chain_check,
                             key: key.as_bytes().into(),
                             group: forward.group.to_string(),
                             forward_first: forward.forward_first,

@@ -308,6 +308,7 @@ impl Pipeline {
     ) -> Step {
         let (rcode, sink) = match action {
             BlockAction::Refused => (Rcode::REFUSED, None),
+            BlockAction::ServFail => (Rcode::SERVFAIL, None),
             BlockAction::NxDomain => (Rcode::NXDOMAIN, None),
             // Unbound's deny: the client gets nothing and times out.
             BlockAction::Drop => return Step::Drop,
@@ -328,9 +329,14 @@ impl Pipeline {
             builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
             if let Some(edns) = self.our_edns(facts) {
                 builder.set_edns(edns);
+                let extra_text: &[u8] = if *action == BlockAction::ServFail {
+                    b"the policy cannot be evaluated (fail closed)"
+                } else {
+                    b"blocked by policy"
+                };
                 let _ = builder.push_edns_option(&EdnsOption::ExtendedError(ExtendedError {
                     info_code: ExtendedErrorCode::BLOCKED,
-                    extra_text: b"blocked by policy",
+                    extra_text,
                 }));
             }
             if let Some(address) = sink {
