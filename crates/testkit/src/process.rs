@@ -81,6 +81,8 @@ pub enum Signal {
     Terminate,
     /// SIGINT.
     Interrupt,
+    /// SIGUSR2: hand the listening sockets over to a new process.
+    User2,
 }
 
 impl Signal {
@@ -89,6 +91,7 @@ impl Signal {
             Self::Hangup => libc::SIGHUP,
             Self::Terminate => libc::SIGTERM,
             Self::Interrupt => libc::SIGINT,
+            Self::User2 => libc::SIGUSR2,
         }
     }
 }
@@ -425,32 +428,16 @@ impl RunningBinary {
     /// [`HANDLER_WAIT`], until `/proc/PID/status` shows the signal caught;
     /// elsewhere, or after that, the signal goes anyway.
     pub async fn signal(&self, signal: Signal) -> Result<(), Error> {
-        let number = signal.number();
         let Some(pid) = self.child.id() else {
             return Err(Error::Signal {
-                signal: number,
+                signal: signal.number(),
                 pid: 0,
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         };
-        let target = libc::pid_t::try_from(pid).map_err(|_| Error::Signal {
-            signal: number,
-            pid,
-            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
-        })?;
-        let deadline = tokio::time::Instant::now() + HANDLER_WAIT;
-        while catches(pid, number) == Some(false) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours;
-        // the pid is our own child's, not yet reaped (tokio reaps it only
+        // The pid is our own child's, not yet reaped (tokio reaps it only
         // through `wait`, which needs `&mut self`).
-        let result = unsafe { libc::kill(target, number) };
-        if result == 0 {
-            Ok(())
-        } else {
-            Err(Error::Signal { signal: number, pid, source: std::io::Error::last_os_error() })
-        }
+        send_signal(pid, signal).await
     }
 
     /// Wait for it to exit by itself (at most `timeout`, then it is killed
@@ -478,6 +465,94 @@ impl RunningBinary {
     pub async fn terminate(self, timeout: Duration) -> Result<Finished, Error> {
         self.signal(Signal::Terminate).await?;
         self.wait(timeout).await
+    }
+}
+
+/// Send `signal` to process `pid` once it catches that signal (see
+/// [`RunningBinary::signal`]).
+async fn send_signal(pid: u32, signal: Signal) -> Result<(), Error> {
+    let number = signal.number();
+    let target = libc::pid_t::try_from(pid).map_err(|_| Error::Signal {
+        signal: number,
+        pid,
+        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    })?;
+    let deadline = tokio::time::Instant::now() + HANDLER_WAIT;
+    while catches(pid, number) == Some(false) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let result = unsafe { libc::kill(target, number) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(Error::Signal { signal: number, pid, source: std::io::Error::last_os_error() })
+    }
+}
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+fn has_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// A process the binary under test started and left running, not a child
+/// of the test (a hand-over successor, found by the pid it prints): signal
+/// it, wait for it to end; killed when dropped.
+#[derive(Debug)]
+pub struct DetachedProcess {
+    pid: u32,
+    done: bool,
+}
+
+impl DetachedProcess {
+    /// The process with this pid.
+    pub fn new(pid: u32) -> Self {
+        Self { pid, done: false }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Send it a signal, once it catches that signal.
+    pub async fn signal(&self, signal: Signal) -> Result<(), Error> {
+        send_signal(self.pid, signal).await
+    }
+
+    /// SIGTERM, then wait (at most `timeout`) until it has ended; the
+    /// error says when it did not (it is then killed).
+    pub async fn terminate(mut self, timeout: Duration) -> Result<(), Error> {
+        self.signal(Signal::Terminate).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !has_ended(self.pid) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("process {} to exit", self.pid),
+                    waited: timeout,
+                    seen: String::new(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for DetachedProcess {
+    fn drop(&mut self) {
+        if self.done || has_ended(self.pid) {
+            return;
+        }
+        if let Ok(target) = libc::pid_t::try_from(self.pid) {
+            // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+            unsafe { libc::kill(target, libc::SIGKILL) };
+        }
     }
 }
 
