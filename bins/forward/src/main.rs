@@ -82,7 +82,8 @@ fn serve(source: &ConfigSource, watch_config: bool) -> ExitCode {
     // Before any thread starts and anything binds: sockets from systemd or
     // from a predecessor handing over (SIGUSR2).
     match handover::inherit_from_environment() {
-        Ok(inherited) => report_inheritance(inherited),
+        Ok(inherited) if inherited.sockets > 0 => println!("{inherited}"),
+        Ok(_) => {}
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(2);
@@ -338,7 +339,9 @@ impl Signals {
                 Some(_) = changed => reload(server, source, "file change").await,
                 _ = self.terminate.recv() => return Stop::Terminate,
                 _ = self.interrupt.recv() => return Stop::Interrupt,
-                _ = self.upgrade.recv() => if hand_over().await {
+                _ = self.upgrade.recv() => if let Some(successor) = handover::try_hand_over().await {
+                    println!("{successor}");
+                    let _ = io::Write::flush(&mut io::stdout());
                     return Stop::HandedOver;
                 },
             }
@@ -352,35 +355,6 @@ impl Signals {
             _ = self.terminate.recv() => {}
             _ = self.interrupt.recv() => {}
         }
-    }
-}
-
-/// How long a successor gets to start serving before the hand-over is
-/// given up (it is killed, and this process goes on).
-const SUCCESSOR_READY: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Start a successor with this process's sockets; whether it took over.
-async fn hand_over() -> bool {
-    tracing::info!("SIGUSR2: starting a successor with the listening sockets");
-    match handover::hand_over(SUCCESSOR_READY).await {
-        Ok(successor) => {
-            println!("handed over {} sockets to pid {}", successor.sockets, successor.pid);
-            let _ = io::Write::flush(&mut io::stdout());
-            true
-        }
-        Err(error) => {
-            tracing::error!("{error}; still serving");
-            false
-        }
-    }
-}
-
-/// Say where the listening sockets came from, when they were inherited.
-fn report_inheritance(inherited: handover::Inheritance) {
-    match inherited.from {
-        _ if inherited.sockets == 0 => {}
-        Some(from) => println!("took over {} sockets from pid {from} (pid {})", inherited.sockets, std::process::id()),
-        None => println!("inherited {} sockets from systemd (LISTEN_FDS)", inherited.sockets),
     }
 }
 

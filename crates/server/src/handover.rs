@@ -96,6 +96,22 @@ pub struct Inheritance {
     pub from: Option<u32>,
 }
 
+impl std::fmt::Display for Inheritance {
+    /// The start-up line: `took over 5 sockets from pid 1200 (pid 1342)`,
+    /// `inherited 2 sockets from systemd (LISTEN_FDS)`, or nothing.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.from {
+            _ if self.sockets == 0 => Ok(()),
+            Some(from) => write!(f, "took over {} sockets from pid {from} (pid {})", self.sockets, std::process::id()),
+            None => write!(f, "inherited {} sockets from systemd (LISTEN_FDS)", self.sockets),
+        }
+    }
+}
+
+/// How long a successor gets to announce that it serves before a
+/// hand-over is given up.
+pub const READY_WITHIN: Duration = Duration::from_secs(30);
+
 /// A successor that took over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Successor {
@@ -323,6 +339,27 @@ pub async fn hand_over(ready_within: Duration) -> Result<Successor, Error> {
     let _ = child.kill();
     let _ = child.wait();
     Err(Error::HandOver { step: "waiting for the successor", source: failure })
+}
+
+impl std::fmt::Display for Successor {
+    /// The old process's line: `handed over 5 sockets to pid 1342`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "handed over {} sockets to pid {}", self.sockets, self.pid)
+    }
+}
+
+/// [`hand_over`] with [`READY_WITHIN`], as a binary does on SIGUSR2, with
+/// the outcome logged: the successor, or `None` (and the error logged)
+/// when this process should go on serving.
+pub async fn try_hand_over() -> Option<Successor> {
+    tracing::info!("SIGUSR2: starting a successor with the listening sockets");
+    match hand_over(READY_WITHIN).await {
+        Ok(successor) => Some(successor),
+        Err(error) => {
+            tracing::error!("{error}; still serving");
+            None
+        }
+    }
 }
 
 /// How many sockets are offered to a successor now.
