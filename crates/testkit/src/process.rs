@@ -490,6 +490,47 @@ async fn send_signal(pid: u32, signal: Signal) -> Result<(), Error> {
     }
 }
 
+/// A port free for UDP and TCP on 127.0.0.1 a moment ago, for a binary that
+/// must listen on a fixed port (a socket hand-over passes sockets by
+/// address, and port 0 always means a new socket).
+pub fn free_port() -> u16 {
+    loop {
+        let Ok(udp) = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)) else { continue };
+        let Ok(address) = udp.local_addr() else { continue };
+        if std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, address.port())).is_ok() {
+            return address.port();
+        }
+    }
+}
+
+/// Start `binary(port)` on a [`free_port`], again on another port (five
+/// tries) when that one was taken in between ([`port_taken`](crate::port_taken)).
+pub async fn start_on_free_port(binary: impl Fn(u16) -> Binary) -> Result<(RunningBinary, u16), Error> {
+    let mut last = None;
+    for _ in 0..5 {
+        let port = free_port();
+        match binary(port).start().await {
+            Ok(running) => return Ok((running, port)),
+            Err(error) if crate::port_taken(&error) => last = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Timeout {
+        what: "a free port".to_owned(),
+        waited: Duration::ZERO,
+        seen: String::new(),
+    }))
+}
+
+/// The hand-over successor a binary's output names: the first line
+/// `took over N sockets from pid P (pid S)` gives S.
+pub fn successor_in(lines: &[String]) -> Option<DetachedProcess> {
+    lines.iter().find_map(|line| {
+        let pid = line.strip_prefix("took over ")?.rsplit_once("(pid ")?.1.strip_suffix(')')?.parse().ok()?;
+        Some(DetachedProcess::new(pid))
+    })
+}
+
 /// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
 fn has_ended(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

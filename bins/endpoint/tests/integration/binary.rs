@@ -256,28 +256,20 @@ async fn from_a_configmap_with_probes_a_swap_reloads_and_sigterm_is_a_lame_duck(
 
 #[tokio::test]
 async fn sigusr2_hands_the_vpc_resolvers_over_to_a_new_process() {
-    use signpost_testkit::DetachedProcess;
     let Basics { recursive, .. } = basics().await;
     let dir = TempDir::new();
     let file = dir.join("endpoint.toml");
+    let zones =
+        "private_hosted_zones = [{ name = \"corp.example\", vpcs = [\"vpc-a\"], records = [\"www A 10.1.0.10\"] }]\n";
     // Port 0 always means a new socket: a hand-over needs fixed ports.
-    let mut started = None;
-    for _ in 0..5 {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let extra = "private_hosted_zones = [{ name = \"corp.example\", vpcs = [\"vpc-a\"], records = [\"www A 10.1.0.10\"] }]\n";
+    let (old, _) = signpost_testkit::start_on_free_port(|port| {
         let text =
-            two_vpcs(recursive.address(), extra).replace("resolver_port = 0", &format!("resolver_port = {port}"));
+            two_vpcs(recursive.address(), zones).replace("resolver_port = 0", &format!("resolver_port = {port}"));
         std::fs::write(&file, text).unwrap();
-        match endpoint().arg("--config").arg(&file).ready_when(|line| line == "ready").start().await {
-            Ok(running) => {
-                started = Some(running);
-                break;
-            }
-            Err(error) if signpost_testkit::port_taken(&error) => {}
-            Err(error) => panic!("{error}"),
-        }
-    }
-    let old = started.expect("no free port in 5 tries");
+        endpoint().arg("--config").arg(&file).ready_when(|line| line == "ready")
+    })
+    .await
+    .unwrap();
     let resolver_address = address(&old, "vpc-a/resolver/udp");
     let (_, answers) = ask(resolver_address, VPC_A_CLIENT, "www.corp.example").await.unwrap();
     assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.10"]);
@@ -285,10 +277,7 @@ async fn sigusr2_hands_the_vpc_resolvers_over_to_a_new_process() {
     old.signal(Signal::User2).await.unwrap();
     old.wait_for_stdout("handed over 4 sockets to pid", Duration::from_secs(30)).await.unwrap();
     let lines = old.stdout_lines();
-    let pid = lines.iter().find_map(|line| {
-        line.strip_prefix("took over 4 sockets from pid ")?.rsplit_once("(pid ")?.1.strip_suffix(')')?.parse().ok()
-    });
-    let successor = DetachedProcess::new(pid.unwrap_or_else(|| panic!("the successor printed no pid: {lines:?}")));
+    let successor = signpost_testkit::successor_in(&lines).unwrap_or_else(|| panic!("no successor pid in {lines:?}"));
     let finished = old.wait(PATIENCE).await.unwrap();
     assert!(finished.status.success(), "{finished:?}");
     let (_, answers) = ask(resolver_address, VPC_A_CLIENT, "www.corp.example").await.unwrap();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::Duration;
 
-use signpost_testkit::{Behaviour, DetachedProcess, Query, port_taken, udp_exchange};
+use signpost_testkit::{Behaviour, Query, free_port, start_on_free_port, successor_in, udp_exchange};
 use signpost_wire::RecordType;
 use tokio::net::UdpSocket;
 
@@ -22,19 +22,6 @@ const AFTER_EXIT: u16 = 200;
 /// How long the last answers may take to come.
 const STRAGGLERS: Duration = Duration::from_secs(5);
 
-/// A port free for UDP and TCP on 127.0.0.1 a moment ago. A hand-over
-/// passes sockets by address, and port 0 always means a new socket, so
-/// these tests need a fixed port.
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// UDP (two workers, so two sockets with a queue each) and TCP on `port`,
 /// the default zone to `upstream`, and a local name.
 fn config(port: u16, upstream: &FakeUpstream) -> String {
@@ -46,27 +33,16 @@ fn config(port: u16, upstream: &FakeUpstream) -> String {
     )
 }
 
-/// The binary on a fixed free port (another try on another port if that
-/// one is taken in between).
-async fn start_on_free_port(dir: &TempDir, upstream: &FakeUpstream) -> (RunningBinary, SocketAddr) {
-    for _ in 0..5 {
-        let port = free_port();
+/// The binary on a fixed free port (a hand-over passes sockets by
+/// address; port 0 always means a new socket).
+async fn start_on_a_free_port(dir: &TempDir, upstream: &FakeUpstream) -> (RunningBinary, SocketAddr) {
+    let (running, port) = start_on_free_port(|port| {
         let path = dir.write("forward.toml", config(port, upstream));
-        match forward(&["--config", &path.to_string_lossy()]).start().await {
-            Ok(running) => return (running, SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
-            Err(error) if port_taken(&error) => {}
-            Err(error) => panic!("{error}"),
-        }
-    }
-    panic!("no free port in 5 tries");
-}
-
-/// The pid the successor prints: "took over N sockets from pid P (pid S)".
-fn successor_pid(lines: &[String]) -> Option<u32> {
-    lines.iter().find_map(|line| {
-        let rest = line.strip_prefix("took over ")?;
-        rest.rsplit_once("(pid ")?.1.strip_suffix(')')?.parse().ok()
+        forward(&["--config", &path.to_string_lossy()])
     })
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    (running, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
 }
 
 /// Send [`QUERIES`] distinct names (so none is a cache hit: each goes to
@@ -121,7 +97,7 @@ async fn sigusr2_hands_the_sockets_over_under_load_and_no_query_is_lost() {
         .await
         .unwrap();
     let dir = TempDir::new();
-    let (old, server) = start_on_free_port(&dir, &upstream).await;
+    let (old, server) = start_on_a_free_port(&dir, &upstream).await;
     let (sent, exited) = (Arc::new(AtomicU16::new(0)), Arc::new(AtomicBool::new(false)));
     let load = tokio::spawn(load(server, sent.clone(), exited.clone()));
 
@@ -130,9 +106,8 @@ async fn sigusr2_hands_the_sockets_over_under_load_and_no_query_is_lost() {
     }
     old.signal(Signal::User2).await.unwrap();
     old.wait_for_stdout("handed over 3 sockets to pid", Duration::from_secs(30)).await.unwrap();
-    let successor = DetachedProcess::new(successor_pid(&old.stdout_lines()).unwrap_or_else(|| {
-        panic!("the successor printed no pid: {:?}", old.stdout_lines());
-    }));
+    let successor =
+        successor_in(&old.stdout_lines()).unwrap_or_else(|| panic!("no successor pid in {:?}", old.stdout_lines()));
     let sent_at_hand_over = sent.load(Ordering::Relaxed);
     let finished = old.wait(Duration::from_secs(15)).await.unwrap();
     exited.store(true, Ordering::Relaxed);
@@ -155,7 +130,7 @@ async fn sigusr2_hands_the_sockets_over_under_load_and_no_query_is_lost() {
 async fn a_failed_successor_leaves_the_old_process_serving() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 1)).await;
     let dir = TempDir::new();
-    let (old, server) = start_on_free_port(&dir, &upstream).await;
+    let (old, server) = start_on_a_free_port(&dir, &upstream).await;
     // The successor reads the same file: broken now, it exits at start-up.
     std::fs::write(dir.path().join("forward.toml"), "[[listeners]]\nport = \"not a port\"\n").unwrap();
     old.signal(Signal::User2).await.unwrap();

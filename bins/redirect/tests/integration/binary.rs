@@ -160,19 +160,11 @@ async fn sigusr2_hands_the_sockets_over_to_a_new_process() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
     let server = upstream.address().to_string();
     // Port 0 always means a new socket: a hand-over needs a fixed port.
-    let mut started = None;
-    for _ in 0..5 {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-        match redirect(&[("DNS_PORT", &port), ("DNS_SERVER", &server)], &[]).start().await {
-            Ok(running) => {
-                started = Some(running);
-                break;
-            }
-            Err(error) if signpost_testkit::port_taken(&error) => {}
-            Err(error) => panic!("{error}"),
-        }
-    }
-    let old = started.expect("no free port in 5 tries");
+    let (old, _) = signpost_testkit::start_on_free_port(|port| {
+        redirect(&[("DNS_PORT", &port.to_string()), ("DNS_SERVER", &server)], &[])
+    })
+    .await
+    .unwrap();
     let address = *old.addresses(parse_startup).first().expect("a start-up line with the address");
     let resolver = resolver(Transport::Udp, address);
     assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]));
@@ -181,12 +173,7 @@ async fn sigusr2_hands_the_sockets_over_to_a_new_process() {
     // Every UDP worker's socket (one per core) and the TCP one.
     old.wait_for_stderr("handed over ", Duration::from_secs(30)).await.unwrap();
     let lines = old.stdout_lines();
-    let pid = lines
-        .iter()
-        .find_map(|line| line.strip_prefix("took over ")?.rsplit_once("(pid ")?.1.strip_suffix(')')?.parse().ok());
-    let successor = signpost_testkit::DetachedProcess::new(
-        pid.unwrap_or_else(|| panic!("the successor printed no pid: {lines:?}")),
-    );
+    let successor = signpost_testkit::successor_in(&lines).unwrap_or_else(|| panic!("no successor pid in {lines:?}"));
     let finished = old.wait(Duration::from_secs(10)).await.unwrap();
     assert!(finished.status.success(), "{}", finished.stderr);
     let resolver = crate::support::resolver(Transport::Tcp, address);
