@@ -5,7 +5,7 @@
 //! It also adopts and places the descriptors of a socket hand-over
 //! (`handover`).
 //!
-//! This is the crate's only `unsafe` code. The buffers handed to the kernel
+//! This and privileges.rs are the crate's only `unsafe` code. The buffers handed to the kernel
 //! are owned by the batch structs below; the `mmsghdr` pointers into them are
 //! rebuilt right before every call, so moving a batch between calls is safe.
 

@@ -97,7 +97,8 @@ pub use ports::closed_udp_port;
 #[doc(hidden)]
 pub use ports::{START_TRIES, is_addr_in_use, port_taken, retry_addr_in_use};
 pub use process::{
-    Binary, DetachedProcess, Finished, HANDLER_WAIT, RunningBinary, Signal, free_port, start_on_free_port, successor_in,
+    Binary, Credentials, DetachedProcess, Finished, HANDLER_WAIT, RunningBinary, Signal, free_port, start_on_free_port,
+    successor_in,
 };
 #[cfg(feature = "hickory")]
 pub use resolver::{ResolverAnswer, ResolverBuilder, lookup, lookup_with_ttls, resolver, resolver_config};
