@@ -13,6 +13,7 @@ use clap::Parser;
 use signpost_endpoint::EndpointConfig;
 use signpost_endpoint::live::Report;
 use signpost_endpoint::service::{Service, export_state, fetch_export, listener_line};
+use signpost_server::handover;
 use signpost_server::watch::{self, FileWatcher};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -81,6 +82,12 @@ fn report(report: Report) {
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
+    // Before anything binds: sockets from systemd or from a predecessor
+    // handing over (SIGUSR2).
+    let inherited = handover::inherit_from_environment().map_err(|error| error.to_string())?;
+    if inherited.sockets > 0 {
+        say(&inherited.to_string());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,7 +131,12 @@ fn run(cli: &Cli) -> Result<(), String> {
         if let Some(file) = &cli.config {
             loaded(&service, file, watch::file_version(file).ok()).await;
         }
+        handover::close_unclaimed();
         say("ready");
+        if let Err(error) = handover::announce_ready() {
+            // The predecessor times out and goes on serving; so does this one.
+            tracing::error!("{error}");
+        }
         let outcome = serve(&service, signals, watcher.as_mut()).await.map_err(|error| error.to_string());
         service.shutdown().await;
         outcome
@@ -138,11 +150,12 @@ async fn loaded(service: &Service, file: &Path, version: Option<String>) {
     tracing::info!(%version, file = %file.display(), "configuration version {version} in force");
 }
 
-/// SIGHUP, SIGTERM and SIGINT, caught from the moment this is made.
+/// SIGHUP, SIGTERM, SIGINT and SIGUSR2, caught from the moment this is made.
 struct Signals {
     hangup: Signal,
     terminate: Signal,
     interrupt: Signal,
+    upgrade: Signal,
 }
 
 impl Signals {
@@ -151,14 +164,16 @@ impl Signals {
             hangup: signal(SignalKind::hangup())?,
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
+            upgrade: signal(SignalKind::user_defined2())?,
         })
     }
 }
 
 /// Reload on SIGHUP (and, when watching, on a change of the file) until
-/// SIGTERM, which starts the lame-duck period, or SIGINT.
+/// SIGTERM, which starts the lame-duck period, SIGINT, or SIGUSR2 once a
+/// successor has taken the sockets over.
 async fn serve(service: &Service, signals: Signals, mut watcher: Option<&mut FileWatcher>) -> std::io::Result<()> {
-    let Signals { mut hangup, mut terminate, mut interrupt } = signals;
+    let Signals { mut hangup, mut terminate, mut interrupt, mut upgrade } = signals;
     loop {
         let changed = async {
             match watcher.as_deref_mut() {
@@ -171,6 +186,12 @@ async fn serve(service: &Service, signals: Signals, mut watcher: Option<&mut Fil
             Some(_) = changed => reload(service, "file change").await,
             _ = terminate.recv() => break,
             _ = interrupt.recv() => return Ok(()),
+            _ = upgrade.recv() => if let Some(successor) = handover::try_hand_over().await {
+                say(&successor.to_string());
+                // The successor reads the sockets now: answer what was read and stop.
+                service.probes().readiness().enter_lame_duck();
+                return Ok(());
+            },
         }
     }
     let probes = service.probes();

@@ -12,7 +12,10 @@ pub(crate) const DEFAULT_CONFIG: &str = "/etc/signpost/forward.toml";
 /// DoH), local zones and host tables answered locally, everything else to
 /// the default group. Runs its own TOML configuration or an existing
 /// unbound.conf. SIGHUP (or, with --watch-config, a change of the file)
-/// reloads the configuration; SIGTERM stops after the lame-duck period.
+/// reloads the configuration; SIGTERM stops after the lame-duck period;
+/// SIGUSR2 starts the executable again with the listening sockets, and
+/// stops once it serves (zero-loss upgrade). Sockets passed by systemd
+/// socket activation (LISTEN_FDS) are served instead of bound.
 #[derive(Debug, Parser)]
 #[command(name = "signpost-forward", version)]
 pub(crate) struct Cli {

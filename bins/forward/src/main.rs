@@ -18,7 +18,7 @@ use signpost_forward::{AuthZone, ConfigSource, Forwarder, Warning};
 use signpost_rules::{Zone, ZoneSpec};
 use signpost_server::transfer::{Publish, SecondaryTask, SecondaryZone, TransferPolicy, ZoneTransfers};
 use signpost_server::watch::{self, FileWatcher};
-use signpost_server::{Probes, Readiness, Server, ServerHandle};
+use signpost_server::{Probes, Readiness, Server, ServerHandle, handover};
 use signpost_upstream::TransferClient;
 use signpost_wire::NameBuf;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -77,6 +77,16 @@ fn serve(source: &ConfigSource, watch_config: bool, user: Option<&str>) -> ExitC
         match warning {
             Warning::Ignored { .. } => tracing::info!("{warning}"),
             _ => tracing::warn!("{warning}"),
+        }
+    }
+    // Before any thread starts and anything binds: sockets from systemd or
+    // from a predecessor handing over (SIGUSR2).
+    match handover::inherit_from_environment() {
+        Ok(inherited) if inherited.sockets > 0 => println!("{inherited}"),
+        Ok(_) => {}
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
         }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -206,9 +216,19 @@ async fn run(source: &ConfigSource, forwarder: Forwarder, watch_config: bool, us
     }
     let secondaries = start_auth_zones(&server, &transfers, &auth_zones);
     loaded(&server, source, watch::file_version(&source.path).ok());
+    handover::close_unclaimed();
     println!("ready");
     let _ = io::Write::flush(&mut io::stdout());
+    if let Err(error) = handover::announce_ready() {
+        // The predecessor times out and goes on serving; so does this one.
+        tracing::error!("{error}");
+    }
     let stop = signals.serve(&server, source, watcher).await;
+    if stop == Stop::HandedOver {
+        // The successor reads the sockets now; this one answers what it
+        // has read and stops.
+        probes.readiness().enter_lame_duck();
+    }
     if stop == Stop::Terminate && !probes.lame_duck_period().is_zero() {
         probes.readiness().enter_lame_duck();
         tracing::info!(
@@ -293,13 +313,17 @@ enum Stop {
     Terminate,
     /// SIGINT: a graceful stop at once.
     Interrupt,
+    /// SIGUSR2: a successor took the sockets over; drain and stop.
+    HandedOver,
 }
 
-/// SIGHUP reloads; SIGTERM and SIGINT stop.
+/// SIGHUP reloads; SIGTERM and SIGINT stop; SIGUSR2 hands the sockets
+/// over to a new process.
 struct Signals {
     hangup: Signal,
     terminate: Signal,
     interrupt: Signal,
+    upgrade: Signal,
 }
 
 impl Signals {
@@ -308,6 +332,7 @@ impl Signals {
             hangup: signal(SignalKind::hangup())?,
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
+            upgrade: signal(SignalKind::user_defined2())?,
         })
     }
 
@@ -324,6 +349,11 @@ impl Signals {
                 Some(_) = changed => reload(server, source, "file change").await,
                 _ = self.terminate.recv() => return Stop::Terminate,
                 _ = self.interrupt.recv() => return Stop::Interrupt,
+                _ = self.upgrade.recv() => if let Some(successor) = handover::try_hand_over().await {
+                    println!("{successor}");
+                    let _ = io::Write::flush(&mut io::stdout());
+                    return Stop::HandedOver;
+                },
             }
         }
     }

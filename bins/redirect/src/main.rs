@@ -86,6 +86,13 @@ fn serve(cli: Arc<Cli>, loaded: Loaded) -> ExitCode {
              DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM; see docs/redirect.md)"
         );
     }
+    // Before anything binds: sockets from systemd or from a predecessor
+    // handing over (SIGUSR2).
+    match signpost_server::handover::inherit_from_environment() {
+        Ok(inherited) if inherited.sockets > 0 => println!("{inherited}"),
+        Ok(_) => {}
+        Err(error) => return fail(&error.to_string()),
+    }
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
@@ -117,8 +124,14 @@ fn serve(cli: Arc<Cli>, loaded: Loaded) -> ExitCode {
                 Err(error) => return fail(&error.to_string()),
             }
         }
+        signpost_server::handover::close_unclaimed();
         for line in server.startup_lines() {
             println!("{line}");
+        }
+        let _ = io::Write::flush(&mut io::stdout());
+        if let Err(error) = signpost_server::handover::announce_ready() {
+            // The predecessor times out and goes on serving; so does this one.
+            tracing::error!("{error}");
         }
         let outcome = server
             .run_until(signals, |result| match result {

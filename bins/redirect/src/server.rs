@@ -425,7 +425,8 @@ impl RedirectServer {
         self.run_until(signals, on_reload).await
     }
 
-    /// Serve until `signals` brings SIGTERM or Ctrl-C, reloading on SIGHUP.
+    /// Serve until `signals` brings SIGTERM or Ctrl-C, or SIGUSR2 and a
+    /// successor takes the sockets over; reload on SIGHUP.
     pub async fn run_until(
         self,
         mut signals: Signals,
@@ -436,6 +437,11 @@ impl RedirectServer {
                 _ = signals.hangup.recv() => on_reload(self.handle.reload_from_source().await.map(|_| ())),
                 _ = signals.terminate.recv() => break,
                 _ = signals.interrupt.recv() => break,
+                // A successor serves the sockets now: answer what was read and stop.
+                _ = signals.upgrade.recv() => if let Some(successor) = signpost_server::handover::try_hand_over().await {
+                    tracing::info!("{successor}");
+                    break;
+                },
             }
         }
         self.shutdown().await;
@@ -443,7 +449,8 @@ impl RedirectServer {
     }
 }
 
-/// SIGHUP, SIGTERM and SIGINT, caught from the moment this is made: install
+/// SIGHUP, SIGTERM, SIGINT and SIGUSR2 (hand the sockets over to a new
+/// process: `signpost_server::handover`), caught from the moment this is made: install
 /// it before telling anyone the server is up, so a SIGHUP sent right after
 /// the start-up lines reloads instead of ending the process (its default).
 #[derive(Debug)]
@@ -451,16 +458,18 @@ pub struct Signals {
     hangup: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
+    upgrade: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    /// Catch the three signals. Must run inside a tokio runtime.
+    /// Catch the four signals. Must run inside a tokio runtime.
     pub fn install() -> io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Self {
             hangup: signal(SignalKind::hangup())?,
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
+            upgrade: signal(SignalKind::user_defined2())?,
         })
     }
 }

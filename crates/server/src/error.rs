@@ -112,6 +112,24 @@ pub enum Error {
         /// What it sent that it should not have.
         problem: &'static str,
     },
+    /// A socket passed at start-up (systemd's `LISTEN_FDS` or a
+    /// predecessor's hand-over) cannot be used.
+    #[error("inherited descriptor {descriptor}: {reason}")]
+    Inherit {
+        /// The descriptor (3 is the first).
+        descriptor: i32,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Handing the listening sockets over to a successor failed; this
+    /// process goes on serving them.
+    #[error("hand-over to a successor: {step} failed: {source}")]
+    HandOver {
+        /// The step that failed.
+        step: &'static str,
+        /// The operating system's error.
+        source: io::Error,
+    },
     /// Any other I/O failure.
     #[error("{what}: {source}")]
     Io {

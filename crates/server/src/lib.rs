@@ -50,6 +50,7 @@ mod doh;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod handover;
 mod hook;
 mod kernel;
 mod limits;

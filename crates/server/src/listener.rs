@@ -17,7 +17,7 @@ use crate::kernel::UdpSockets;
 use crate::limits::RateLimiter;
 use crate::pipeline::{ListenerContext, Pipeline};
 use crate::tcp::StreamLimits;
-use crate::{Error, doh, tcp, tls, udp};
+use crate::{Error, doh, handover, tcp, tls, udp};
 
 /// How many ports a port-0 UDP and TCP pair tries before giving up.
 const PAIR_ATTEMPTS: usize = 64;
@@ -72,6 +72,8 @@ pub(crate) struct Running {
     pub(crate) udp_sockets: Option<UdpSockets>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// Its sockets, offered to a successor while it is served.
+    _offers: Vec<handover::Offer>,
 }
 
 impl Running {
@@ -254,6 +256,10 @@ pub(crate) fn serve(
     let stop = runtime.stop.child_token();
     let pipeline = &runtime.pipeline;
     let mut udp_sockets = None;
+    let offers = match &sockets {
+        Sockets::Udp(sockets) => handover::offer_all(sockets),
+        Sockets::Stream(socket) => handover::offer_all(std::slice::from_ref(socket)),
+    };
     let tasks = match sockets {
         Sockets::Udp(sockets) => {
             let known = UdpSockets::of(&sockets);
@@ -296,6 +302,7 @@ pub(crate) fn serve(
         udp_sockets,
         stop,
         tasks,
+        _offers: offers,
     })
 }
 

@@ -53,8 +53,19 @@ const CAP_NET_BIND_SERVICE: u32 = 10;
 /// but CAP_NET_BIND_SERVICE, which stays so that listeners added later (a
 /// reload, an API call) can still bind port 53; nothing else of root
 /// remains.
+///
+/// A process already running as `user` (not root) has nothing to give up:
+/// that is a success. This is how a hand-over successor (`handover`) of a
+/// process that dropped its privileges starts: it inherits the user, and
+/// the listening sockets, but not the capability (execve clears it), so
+/// listeners it has to bind anew cannot be below port 1024.
 pub fn drop_privileges(user: &str) -> Result<Account, Error> {
     let account = lookup_user(user)?;
+    // SAFETY: plain system calls without arguments.
+    let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
+    if account.uid != 0 && uid == account.uid && euid == account.uid {
+        return Ok(account);
+    }
     // Keep the permitted capabilities across setuid, to keep the one we need.
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {

@@ -49,7 +49,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, tcp};
+use crate::{Error, handover, tcp};
 
 /// The name `/ready` reports while the process is in its lame-duck period.
 pub const LAME_DUCK: &str = "lame-duck";
@@ -209,6 +209,7 @@ impl Probes {
             let kind = if routes.health { "health" } else { "ready" };
             let socket = tcp::bind(address, kind)?;
             let local = socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })?;
+            let offer = handover::offer(std::os::fd::AsFd::as_fd(&socket));
             let socket = tcp::into_tokio(socket)?;
             if routes.health {
                 probes.health = Some(local);
@@ -216,7 +217,12 @@ impl Probes {
             if routes.ready {
                 probes.ready = Some(local);
             }
-            probes.tasks.push(tokio::spawn(serve(socket, routes, probes.readiness.clone(), stop.child_token())));
+            let serving = serve(socket, routes, probes.readiness.clone(), stop.child_token());
+            // Offered to a successor as long as it is served.
+            probes.tasks.push(tokio::spawn(async move {
+                let _offer = offer;
+                serving.await;
+            }));
         }
         Ok(probes)
     }

@@ -22,7 +22,7 @@ use crate::pipeline::{Pipeline, State};
 use crate::querylog::{JsonLines, QueryLog, QueryLogFormat, Trace};
 use crate::tcp::StreamLimits;
 use crate::test_layer::TestLayer;
-use crate::{Error, tcp};
+use crate::{Error, handover, tcp};
 
 /// Rebuilds rules and upstreams from their source (config files), for
 /// SIGHUP and the admin `/reload` route. An error keeps the old ones
@@ -287,13 +287,19 @@ impl ServerBuilder {
         if let Some(admin) = &config.admin {
             let socket = tcp::bind(admin.address, "admin")?;
             let local = socket.local_addr().map_err(|source| Error::Io { what: "reading a bound address", source })?;
+            let offer = handover::offer(std::os::fd::AsFd::as_fd(&socket));
             let socket = tcp::into_tokio(socket)?;
             if let Ok(mut slot) = handle.inner.admin.lock() {
                 *slot = Some(local);
             }
             // The admin task holds a weak handle: dropping the last handle
             // still stops the server.
-            let task = tokio::spawn(admin::serve(socket, handle.downgrade(), self.extension, stop.child_token()));
+            let serving = admin::serve(socket, handle.downgrade(), self.extension, stop.child_token());
+            // Offered to a successor as long as it is served.
+            let task = tokio::spawn(async move {
+                let _offer = offer;
+                serving.await;
+            });
             if let Ok(mut tasks) = handle.inner.tasks.lock() {
                 tasks.push(task);
             }

@@ -2,6 +2,9 @@
 //! address (IP_PKTINFO / IPV6_PKTINFO) so a server bound to a wildcard
 //! address answers from the address the query arrived on.
 //!
+//! It also adopts and places the descriptors of a socket hand-over
+//! (`handover`).
+//!
 //! This and privileges.rs are the crate's only `unsafe` code. The buffers handed to the kernel
 //! are owned by the batch structs below; the `mmsghdr` pointers into them are
 //! rebuilt right before every call, so moving a batch between calls is safe.
@@ -399,6 +402,65 @@ fn std_to_sockaddr(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> li
             unsafe { std::ptr::write_unaligned((storage as *mut libc::sockaddr_storage).cast(), out) };
             size_of::<libc::sockaddr_in6>() as libc::socklen_t
         }
+    }
+}
+
+/// Take ownership of a descriptor this process was given at start-up
+/// (systemd's `LISTEN_FDS`, or a predecessor's hand-over), and mark it
+/// close-on-exec so no other program this process starts inherits it.
+pub(crate) fn adopt_descriptor(descriptor: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl on a plain integer touches no memory; F_GETFD fails
+    // with EBADF when nothing is open there.
+    let flags = unsafe { libc::fcntl(descriptor, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(descriptor, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open (checked above) and was passed to this
+    // process for it to own: nothing in the process opened it, and
+    // `handover::inherit_from_environment` adopts each one once, under a
+    // lock, the first time it runs.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(descriptor) })
+}
+
+/// Arrange for `descriptors` to be open in the child at `first`,
+/// `first + 1`, ... (not close-on-exec there), as systemd passes sockets.
+pub(crate) fn place_descriptors(
+    command: &mut std::process::Command,
+    descriptors: &[std::os::fd::OwnedFd],
+    first: RawFd,
+) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let sources: Vec<RawFd> = descriptors.iter().map(AsRawFd::as_raw_fd).collect();
+    // Filled between fork and exec, where nothing may allocate.
+    let mut copies: Vec<RawFd> = vec![-1; sources.len()];
+    let above = first + sources.len() as RawFd;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls fcntl and dup2, which are async-signal-safe, on descriptors the
+    // parent keeps open until spawn returns; it writes only into `copies`,
+    // allocated before the fork. Copying every source above the target
+    // range first means no dup2 overwrites a source still to be placed.
+    unsafe {
+        command.pre_exec(move || {
+            for (copy, source) in copies.iter_mut().zip(&sources) {
+                *copy = libc::fcntl(*source, libc::F_DUPFD_CLOEXEC, above);
+                if *copy < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for (offset, copy) in copies.iter().enumerate() {
+                // dup2 leaves the new descriptor without close-on-exec.
+                if libc::dup2(*copy, first + offset as RawFd) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
 }
 

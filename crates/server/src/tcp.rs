@@ -102,8 +102,14 @@ fn client_key(peer: IpAddr) -> IpAddr {
     }
 }
 
-/// Bind a TCP listening socket (SO_REUSEADDR so restarts do not wait out TIME_WAIT).
+/// Bind a TCP listening socket (SO_REUSEADDR so restarts do not wait out
+/// TIME_WAIT), or take the one a predecessor or systemd passed for this
+/// address (see `handover`).
 pub(crate) fn bind(address: SocketAddr, transport: &'static str) -> Result<std::net::TcpListener, Error> {
+    if let Some(inherited) = crate::handover::take_tcp(address) {
+        inherited.set_nonblocking(true).map_err(|e| Error::bind(transport, address, e))?;
+        return Ok(inherited);
+    }
     let make = || -> std::io::Result<std::net::TcpListener> {
         let domain = if address.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
         let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;

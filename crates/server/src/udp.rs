@@ -39,7 +39,14 @@ const BATCHES_PER_TURN: usize = 8;
 /// it — and only then turns SO_REUSEPORT on so that its siblings can join;
 /// Linux forms the group when the second socket binds.
 /// Each socket asks the kernel for `receive_buffer` bytes of receive buffer.
+///
+/// Sockets a predecessor or systemd passed for this address are taken
+/// instead (see `handover`): every one of them, since each holds a queue.
 pub(crate) fn bind_sockets(address: SocketAddr, count: usize, receive_buffer: usize) -> Result<Vec<UdpSocket>, Error> {
+    let inherited = crate::handover::take_udp(address);
+    if !inherited.is_empty() {
+        return adopt_inherited(address, inherited, count);
+    }
     let first = bind_one(address, false, receive_buffer).map_err(|e| Error::bind("udp", address, e))?;
     let address = first.local_addr().map_err(|source| Error::Io { what: "reading the bound UDP address", source })?;
     let mut sockets = Vec::with_capacity(count.max(1));
@@ -49,6 +56,25 @@ pub(crate) fn bind_sockets(address: SocketAddr, count: usize, receive_buffer: us
     sockets.push(first);
     for _ in 1..count {
         sockets.push(bind_one(address, true, receive_buffer).map_err(|e| Error::bind("udp", address, e))?);
+    }
+    Ok(sockets)
+}
+
+/// Serve inherited sockets with at least `count` workers: a single socket
+/// from systemd is shared by several workers (copies of one descriptor).
+fn adopt_inherited(address: SocketAddr, mut sockets: Vec<UdpSocket>, count: usize) -> Result<Vec<UdpSocket>, Error> {
+    for socket in &sockets {
+        socket.set_nonblocking(true).map_err(|e| Error::bind("udp", address, e))?;
+        if address.ip().is_unspecified() {
+            sys::enable_pktinfo(socket.as_raw_fd(), address.is_ipv6()).map_err(|e| Error::bind("udp", address, e))?;
+        }
+    }
+    let inherited = sockets.len();
+    for index in inherited..count {
+        let copy = sockets.get(index % inherited).map(UdpSocket::try_clone);
+        if let Some(copy) = copy {
+            sockets.push(copy.map_err(|e| Error::bind("udp", address, e))?);
+        }
     }
     Ok(sockets)
 }

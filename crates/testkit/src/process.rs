@@ -81,6 +81,8 @@ pub enum Signal {
     Terminate,
     /// SIGINT.
     Interrupt,
+    /// SIGUSR2: hand the listening sockets over to a new process.
+    User2,
 }
 
 impl Signal {
@@ -89,6 +91,7 @@ impl Signal {
             Self::Hangup => libc::SIGHUP,
             Self::Terminate => libc::SIGTERM,
             Self::Interrupt => libc::SIGINT,
+            Self::User2 => libc::SIGUSR2,
         }
     }
 }
@@ -425,32 +428,16 @@ impl RunningBinary {
     /// [`HANDLER_WAIT`], until `/proc/PID/status` shows the signal caught;
     /// elsewhere, or after that, the signal goes anyway.
     pub async fn signal(&self, signal: Signal) -> Result<(), Error> {
-        let number = signal.number();
         let Some(pid) = self.child.id() else {
             return Err(Error::Signal {
-                signal: number,
+                signal: signal.number(),
                 pid: 0,
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         };
-        let target = libc::pid_t::try_from(pid).map_err(|_| Error::Signal {
-            signal: number,
-            pid,
-            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
-        })?;
-        let deadline = tokio::time::Instant::now() + HANDLER_WAIT;
-        while catches(pid, number) == Some(false) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours;
-        // the pid is our own child's, not yet reaped (tokio reaps it only
+        // The pid is our own child's, not yet reaped (tokio reaps it only
         // through `wait`, which needs `&mut self`).
-        let result = unsafe { libc::kill(target, number) };
-        if result == 0 {
-            Ok(())
-        } else {
-            Err(Error::Signal { signal: number, pid, source: std::io::Error::last_os_error() })
-        }
+        send_signal(pid, signal).await
     }
 
     /// Wait for it to exit by itself (at most `timeout`, then it is killed
@@ -478,6 +465,135 @@ impl RunningBinary {
     pub async fn terminate(self, timeout: Duration) -> Result<Finished, Error> {
         self.signal(Signal::Terminate).await?;
         self.wait(timeout).await
+    }
+}
+
+/// Send `signal` to process `pid` once it catches that signal (see
+/// [`RunningBinary::signal`]).
+async fn send_signal(pid: u32, signal: Signal) -> Result<(), Error> {
+    let number = signal.number();
+    let target = libc::pid_t::try_from(pid).map_err(|_| Error::Signal {
+        signal: number,
+        pid,
+        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    })?;
+    let deadline = tokio::time::Instant::now() + HANDLER_WAIT;
+    while catches(pid, number) == Some(false) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let result = unsafe { libc::kill(target, number) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(Error::Signal { signal: number, pid, source: std::io::Error::last_os_error() })
+    }
+}
+
+/// A port free for UDP and TCP on 127.0.0.1 a moment ago, for a binary that
+/// must listen on a fixed port (a socket hand-over passes sockets by
+/// address, and port 0 always means a new socket).
+pub fn free_port() -> u16 {
+    loop {
+        let Ok(udp) = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)) else { continue };
+        let Ok(address) = udp.local_addr() else { continue };
+        if std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, address.port())).is_ok() {
+            return address.port();
+        }
+    }
+}
+
+/// Start `binary(port)` on a [`free_port`], again on another port (five
+/// tries) when that one was taken in between ([`port_taken`](crate::port_taken)).
+pub async fn start_on_free_port(binary: impl Fn(u16) -> Binary) -> Result<(RunningBinary, u16), Error> {
+    let mut last = None;
+    for _ in 0..5 {
+        let port = free_port();
+        match binary(port).start().await {
+            Ok(running) => return Ok((running, port)),
+            Err(error) if crate::port_taken(&error) => last = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Timeout {
+        what: "a free port".to_owned(),
+        waited: Duration::ZERO,
+        seen: String::new(),
+    }))
+}
+
+/// The hand-over successor a binary's output names: the first line
+/// `took over N sockets from pid P (pid S)` gives S.
+pub fn successor_in(lines: &[String]) -> Option<DetachedProcess> {
+    lines.iter().find_map(|line| {
+        let pid = line.strip_prefix("took over ")?.rsplit_once("(pid ")?.1.strip_suffix(')')?.parse().ok()?;
+        Some(DetachedProcess::new(pid))
+    })
+}
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+fn has_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// A process the binary under test started and left running, not a child
+/// of the test (a hand-over successor, found by the pid it prints): signal
+/// it, wait for it to end; killed when dropped.
+#[derive(Debug)]
+pub struct DetachedProcess {
+    pid: u32,
+    done: bool,
+}
+
+impl DetachedProcess {
+    /// The process with this pid.
+    pub fn new(pid: u32) -> Self {
+        Self { pid, done: false }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Send it a signal, once it catches that signal.
+    pub async fn signal(&self, signal: Signal) -> Result<(), Error> {
+        send_signal(self.pid, signal).await
+    }
+
+    /// SIGTERM, then wait (at most `timeout`) until it has ended; the
+    /// error says when it did not (it is then killed).
+    pub async fn terminate(mut self, timeout: Duration) -> Result<(), Error> {
+        self.signal(Signal::Terminate).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !has_ended(self.pid) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("process {} to exit", self.pid),
+                    waited: timeout,
+                    seen: String::new(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for DetachedProcess {
+    fn drop(&mut self) {
+        if self.done || has_ended(self.pid) {
+            return;
+        }
+        if let Ok(target) = libc::pid_t::try_from(self.pid) {
+            // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+            unsafe { libc::kill(target, libc::SIGKILL) };
+        }
     }
 }
 

@@ -309,3 +309,34 @@ async fn from_a_configmap_with_probes_a_swap_reloads_and_sigterm_is_a_lame_duck(
     assert!(finished.status.success(), "{finished:?}");
     assert!(asked.elapsed() >= Duration::from_millis(3000), "stopped after {:?}", asked.elapsed());
 }
+
+#[tokio::test]
+async fn sigusr2_hands_the_vpc_resolvers_over_to_a_new_process() {
+    let Basics { recursive, .. } = basics().await;
+    let dir = TempDir::new();
+    let file = dir.join("endpoint.toml");
+    let zones =
+        "private_hosted_zones = [{ name = \"corp.example\", vpcs = [\"vpc-a\"], records = [\"www A 10.1.0.10\"] }]\n";
+    // Port 0 always means a new socket: a hand-over needs fixed ports.
+    let (old, _) = signpost_testkit::start_on_free_port(|port| {
+        let text =
+            two_vpcs(recursive.address(), zones).replace("resolver_port = 0", &format!("resolver_port = {port}"));
+        std::fs::write(&file, text).unwrap();
+        endpoint().arg("--config").arg(&file).ready_when(|line| line == "ready")
+    })
+    .await
+    .unwrap();
+    let resolver_address = address(&old, "vpc-a/resolver/udp");
+    let (_, answers) = ask(resolver_address, VPC_A_CLIENT, "www.corp.example").await.unwrap();
+    assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.10"]);
+
+    old.signal(Signal::User2).await.unwrap();
+    old.wait_for_stdout("handed over 4 sockets to pid", Duration::from_secs(30)).await.unwrap();
+    let lines = old.stdout_lines();
+    let successor = signpost_testkit::successor_in(&lines).unwrap_or_else(|| panic!("no successor pid in {lines:?}"));
+    let finished = old.wait(PATIENCE).await.unwrap();
+    assert!(finished.status.success(), "{finished:?}");
+    let (_, answers) = ask(resolver_address, VPC_A_CLIENT, "www.corp.example").await.unwrap();
+    assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.10"], "the successor answers on the same socket");
+    successor.terminate(PATIENCE).await.unwrap();
+}

@@ -8,6 +8,7 @@ mod failover;
 mod kubernetes;
 mod local;
 mod process;
+mod restarts;
 mod routing;
 mod support;
 mod unbound;

@@ -172,3 +172,29 @@ async fn user_gives_up_root_after_binding() {
     assert_eq!(lookup(&resolver, "www.example.", T::A).await, answered(&["192.0.2.77"]));
     assert!(terminate(running).await.status.success());
 }
+
+#[tokio::test]
+async fn sigusr2_hands_the_sockets_over_to_a_new_process() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let server = upstream.address().to_string();
+    // Port 0 always means a new socket: a hand-over needs a fixed port.
+    let (old, _) = signpost_testkit::start_on_free_port(|port| {
+        redirect(&[("DNS_PORT", &port.to_string()), ("DNS_SERVER", &server)], &[])
+    })
+    .await
+    .unwrap();
+    let address = *old.addresses(parse_startup).first().expect("a start-up line with the address");
+    let resolver = resolver(Transport::Udp, address);
+    assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]));
+
+    old.signal(Signal::User2).await.unwrap();
+    // Every UDP worker's socket (one per core) and the TCP one.
+    old.wait_for_stderr("handed over ", Duration::from_secs(30)).await.unwrap();
+    let lines = old.stdout_lines();
+    let successor = signpost_testkit::successor_in(&lines).unwrap_or_else(|| panic!("no successor pid in {lines:?}"));
+    let finished = old.wait(Duration::from_secs(10)).await.unwrap();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let resolver = crate::support::resolver(Transport::Tcp, address);
+    assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]), "the successor answers");
+    successor.terminate(Duration::from_secs(10)).await.unwrap();
+}
