@@ -174,6 +174,8 @@ pub enum BlockAction {
     /// No answer at all: the query is dropped (Unbound's `deny` local
     /// zones and access-control), so the client times out.
     Drop,
+    /// SERVFAIL.
+    ServFail,
     /// NOERROR with these addresses for A and AAAA (NODATA for other types
     /// and for a family with no address).
     Sinkhole {

@@ -158,7 +158,6 @@ const NO_EFFECT: &[&str] = &[
     "qname-minimisation",
     "qname-minimisation-strict",
     "aggressive-nsec",
-    "do-not-query-localhost",
     "hide-identity",
     "hide-version",
     "hide-trustanchor",
@@ -361,6 +360,9 @@ struct Parsed {
     tls_system_cert: bool,
     tls_upstream: bool,
     tcp_upstream: bool,
+    /// Unbound's `do-not-query-localhost` (default yes): forward and stub
+    /// targets on loopback are not asked.
+    do_not_query_localhost: bool,
     edns_buffer_size: Option<u16>,
     unblock_lan_zones: bool,
     disable_default_zones: bool,
@@ -543,6 +545,7 @@ impl Parsed {
             tls_system_cert: false,
             tls_upstream: false,
             tcp_upstream: false,
+            do_not_query_localhost: true,
             edns_buffer_size: None,
             unblock_lan_zones: false,
             disable_default_zones: false,
@@ -699,6 +702,7 @@ impl Parsed {
             "tls-system-cert" | "tls-win-cert" => self.tls_system_cert = yes_no(statement)?,
             "tls-upstream" | "ssl-upstream" => self.tls_upstream = yes_no(statement)?,
             "tcp-upstream" => self.tcp_upstream = yes_no(statement)?,
+            "do-not-query-localhost" => self.do_not_query_localhost = yes_no(statement)?,
             "edns-buffer-size" => self.edns_buffer_size = Some(number(statement, "size")?),
             "unblock-lan-zones" => self.unblock_lan_zones = yes_no(statement)?,
             "insecure-lan-zones" => {}
@@ -1091,10 +1095,26 @@ impl Parsed {
                     first: first.clone(),
                 }));
             }
-            let servers = self.servers(environment, zone)?;
+            let mut servers = self.servers(environment, zone)?;
+            if self.do_not_query_localhost {
+                let before = servers.len();
+                servers.retain(|(server, at)| {
+                    let loopback = server.address.ip().is_loopback();
+                    if loopback {
+                        warnings.push(Warning::LoopbackSkipped { at: at.clone(), server: server.address });
+                    }
+                    !loopback
+                });
+                if servers.is_empty() && before > 0 {
+                    // Unbound starts and answers SERVFAIL for the zone's names.
+                    forwards.push((zone_name.clone(), local::NO_USABLE_SERVER.to_owned(), false));
+                    continue;
+                }
+            }
             if servers.is_empty() {
                 return Err(ConfigError::NoServers { at: zone.at.clone(), zone: zone_name.to_string() });
             }
+            let servers = servers.into_iter().map(|(server, _)| server).collect();
             let group_name = zone_name.to_relative_string();
             let mut group = unbound_group(&group_name, servers, zone.stub);
             group.cache = !zone.no_cache;
@@ -1111,9 +1131,9 @@ impl Parsed {
         }
         let default_group = forwards
             .iter()
-            .find(|(zone, _, _)| zone.is_root())
+            .find(|(zone, group, _)| zone.is_root() && group != local::NO_USABLE_SERVER)
             .map_or_else(|| SYSTEM_GROUP.to_owned(), |(_, group, _)| group.clone());
-        if forwards.iter().any(|(zone, _, _)| zone.is_root()) {
+        if forwards.iter().any(|(zone, group, _)| zone.is_root() && group != local::NO_USABLE_SERVER) {
             config.default_group = Some(default_group.clone());
         }
 
@@ -1264,12 +1284,13 @@ impl Parsed {
         }
     }
 
-    /// A forward zone's servers: its addresses and its resolved hosts.
+    /// A forward zone's servers, each with the line that named it: its
+    /// addresses and its resolved hosts.
     fn servers(
         &self,
         environment: &dyn UnboundEnvironment,
         zone: &ForwardZone,
-    ) -> Result<Vec<UpstreamServer>, ConfigError> {
+    ) -> Result<Vec<(UpstreamServer, Location)>, ConfigError> {
         let protocol = if zone.tls || self.tls_upstream {
             Protocol::Tls
         } else if zone.tcp || self.tcp_upstream {
@@ -1294,7 +1315,7 @@ impl Parsed {
             if protocol != Protocol::Tls {
                 server.tls_name = None;
             }
-            servers.push(server);
+            servers.push((server, token.at.clone()));
         }
         for token in &zone.hosts {
             let (rest, tls_name) = match token.text.split_once('#') {
@@ -1318,7 +1339,7 @@ impl Parsed {
                 if protocol == Protocol::Tls {
                     server.tls_name = Some(tls_name.clone().unwrap_or_else(|| host.trim_end_matches('.').to_owned()));
                 }
-                servers.push(server);
+                servers.push((server, token.at.clone()));
             }
         }
         Ok(servers)

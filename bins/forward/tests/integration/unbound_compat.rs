@@ -58,8 +58,10 @@ async fn forward_first_in_the_whitepapers_setup_falls_back_when_on_premises_is_d
     let amazon = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 2)).await;
     let dir = TempDir::new();
     dir.write("whitepaper.conf", whitepaper([&amazon, &amazon], [closed_udp_port(), closed_udp_port()]));
-    let config =
-        dir.write("unbound.conf", "server:\n  interface: 127.0.0.1@0\n  do-ip6: no\ninclude: whitepaper.conf\n");
+    let config = dir.write(
+        "unbound.conf",
+        "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\ninclude: whitepaper.conf\n",
+    );
     let (child, address) = start_binary(&["--unbound-conf", &config.to_string_lossy()]).await;
     assert_eq!(addresses(address, "db.example.corp.").await, ["192.0.2.2"]);
     assert!(stop(child).await);
@@ -77,7 +79,7 @@ async fn a_stub_zone_asks_its_server_without_recursion_desired() {
     let config = dir.write(
         "unbound.conf",
         format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-ip6: no\nstub-zone:\n  name: \"corp.example\"\n  stub-addr: {}\n  stub-no-cache: yes\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
+            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\nstub-zone:\n  name: \"corp.example\"\n  stub-addr: {}\n  stub-no-cache: yes\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
             at(&authoritative),
             at(&root)
         ),
@@ -101,7 +103,7 @@ async fn views_and_access_control_actions_follow_the_client_address() {
     let config = dir.write(
         "unbound.conf",
         format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n  access-control: 127.0.0.5 deny\n  access-control: 127.0.0.6 refuse_non_local\n  access-control-view: 127.0.0.2 lab\n  local-zone: \"test.\" nodefault\n  local-zone: \"g.test.\" static\n  local-data: \"www.g.test. A 10.1.0.1\"\n  local-zone: \"d.test.\" always_deny\nview:\n  name: lab\n  view-first: yes\n  local-zone: \"v.test.\" static\n  local-data: \"www.v.test. A 10.2.0.1\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
+            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n  access-control: 127.0.0.5 deny\n  access-control: 127.0.0.6 refuse_non_local\n  access-control-view: 127.0.0.2 lab\n  local-zone: \"test.\" nodefault\n  local-zone: \"g.test.\" static\n  local-data: \"www.g.test. A 10.1.0.1\"\n  local-zone: \"d.test.\" always_deny\nview:\n  name: lab\n  view-first: yes\n  local-zone: \"v.test.\" static\n  local-data: \"www.v.test. A 10.2.0.1\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
             at(&root)
         ),
     );
@@ -149,7 +151,7 @@ async fn the_remote_control_socket_changes_local_data_and_forward_zones() {
     let config = dir.write(
         "unbound.conf",
         format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-ip6: no\nremote-control:\n  control-enable: yes\n  control-interface: \"{}\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
+            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\nremote-control:\n  control-enable: yes\n  control-interface: \"{}\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
             socket.display(),
             at(&root)
         ),

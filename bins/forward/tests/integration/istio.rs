@@ -1,0 +1,193 @@
+//! `signpost-forward istio`: the binary as Istio's DNS proxy, with the
+//! ServiceEntries of Istio's "DNS Proxying" document and a Kubernetes
+//! Service, asked by hickory-resolver configured as a pod's stub resolver
+//! (search list, ndots 5) and by raw queries.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::Name;
+use signpost_testkit::{ResolverAnswer, lookup, query, udp_exchange};
+use signpost_wire::{Message, Rcode, RecordType};
+
+use crate::support::*;
+
+/// The two ServiceEntries of Istio's DNS Proxying document, as printed there.
+const DOCUMENT_ENTRIES: &str = "apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata:
+  name: external-address
+spec:
+  addresses:
+  - 198.51.100.0
+  hosts:
+  - address.internal
+  ports:
+  - name: http
+    number: 80
+    protocol: HTTP
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata:
+  name: external-auto
+spec:
+  hosts:
+  - auto.internal
+  ports:
+  - name: http
+    number: 80
+    protocol: HTTP
+  resolution: STATIC
+  endpoints:
+  - address: 198.51.100.2
+";
+
+/// A Kubernetes Service as `kubectl get svc -o json` prints it (trimmed).
+const REVIEWS_SERVICE: &str = r#"{"apiVersion": "v1", "kind": "Service",
+  "metadata": {"name": "reviews", "namespace": "bookinfo"},
+  "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"], "ports": [{"port": 9080}], "type": "ClusterIP"}}"#;
+
+const SEARCH: [&str; 3] = ["bookinfo.svc.cluster.local", "svc.cluster.local", "cluster.local"];
+
+/// A pod's stub resolver: the proxy as its nameserver, the search list and ndots 5 of a pod's resolv.conf.
+fn pod_resolver(proxy: SocketAddr) -> TokioResolver {
+    let mut connection = ConnectionConfig::udp();
+    connection.port = proxy.port();
+    let server = NameServerConfig::new(proxy.ip(), true, vec![connection]);
+    let search = SEARCH.iter().map(|domain| Name::from_ascii(domain).unwrap()).collect();
+    let config = ResolverConfig::from_parts(None, search, vec![server]);
+    let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+    let options = builder.options_mut();
+    options.ndots = 5;
+    options.attempts = 1;
+    options.timeout = Duration::from_secs(3);
+    options.cache_size = 0;
+    options.use_hosts_file = ResolveHosts::Never;
+    builder.build().unwrap()
+}
+
+/// Start `signpost-forward istio` on 127.0.0.1:0 with `upstream` as the
+/// resolv.conf nameserver and the manifests in `dir/mesh`.
+async fn start_istio(dir: &TempDir, upstream: &FakeUpstream, extra: &[&str]) -> (RunningBinary, SocketAddr) {
+    let resolv = dir.write(
+        "resolv.conf",
+        format!("nameserver {}\nsearch {}\noptions ndots:5\n", upstream.address(), SEARCH.join(" ")),
+    );
+    let mesh = dir.path().join("mesh");
+    let resolv = resolv.to_string_lossy().into_owned();
+    let mesh = mesh.to_string_lossy().into_owned();
+    let mut args = vec!["--resolv-conf", &resolv, "--watch-config", "istio", "--service-entries", &mesh];
+    args.extend(["--proxy-address", "127.0.0.1:0", "--namespace", "bookinfo"]);
+    args.extend(extra);
+    start_binary(&args).await
+}
+
+#[tokio::test]
+async fn the_documents_service_entries_answer_and_everything_else_is_forwarded() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 53)).await;
+    let dir = TempDir::new();
+    dir.write("mesh/document.yaml", DOCUMENT_ENTRIES);
+    dir.write("mesh/reviews.json", REVIEWS_SERVICE);
+    let (child, proxy) = start_istio(&dir, &upstream, &[]).await;
+    let printed = child.stdout_lines();
+    assert!(printed.iter().any(|line| line == "istio host auto.internal 240.240.0.1"), "{printed:?}");
+
+    // The document's answers, with istio-agent's TTL.
+    assert_eq!(records(proxy, "address.internal.", RecordType::A).await, [(30, "198.51.100.0".to_owned())]);
+    assert_eq!(records(proxy, "auto.internal.", RecordType::A).await, [(30, "240.240.0.1".to_owned())]);
+    // AA on local answers; a known host without IPv6 is NOERROR and empty, not forwarded.
+    let response = udp_exchange(proxy, &query("auto.internal.", RecordType::A), Duration::from_secs(3)).await.unwrap();
+    assert!(Message::parse(&response).unwrap().header().flags.aa());
+    let resolver = signpost_testkit::resolver(Transport::Udp, proxy);
+    assert_eq!(lookup(&resolver, "auto.internal.", RecordType::AAAA).await, ResolverAnswer::NoData { soa: false });
+    // Other types of a known host and unknown names go upstream.
+    assert_eq!(ask(proxy, "auto.internal.", RecordType::TXT).await.map(|(rcode, _)| rcode), Some(Rcode::NOERROR));
+    assert!(upstream.was_asked("auto.internal."), "TXT is forwarded: {:?}", upstream.names());
+    assert_eq!(addresses(proxy, "www.example.org.").await, ["192.0.2.53"]);
+    let asked_before = upstream.names().len();
+
+    // A pod resolving short names: the search-domain shortcut answers the
+    // first expansion with a CNAME, so nothing more is asked upstream.
+    let pod = pod_resolver(proxy);
+    // hickory asks auto.internal.bookinfo.svc.cluster.local first and gets the CNAME with the address.
+    assert_eq!(
+        lookup(&pod, "auto.internal", RecordType::A).await,
+        ResolverAnswer::data(["auto.internal.", "240.240.0.1"])
+    );
+    assert_eq!(lookup(&pod, "reviews", RecordType::A).await, ResolverAnswer::data(["10.96.0.10"]));
+    for short in ["reviews.bookinfo.", "reviews.bookinfo.svc.", "reviews.bookinfo.svc.cluster.local."] {
+        assert_eq!(addresses(proxy, short).await, ["10.96.0.10"], "{short}");
+    }
+    assert_eq!(upstream.names().len(), asked_before, "asked upstream: {:?}", upstream.names());
+    let response =
+        udp_exchange(proxy, &query("auto.internal.bookinfo.svc.cluster.local.", RecordType::A), Duration::from_secs(3))
+            .await
+            .unwrap();
+    assert_eq!(
+        signpost_testkit::answers(&response),
+        ["auto.internal.bookinfo.svc.cluster.local. 30 IN CNAME auto.internal.", "auto.internal. 30 IN A 240.240.0.1"]
+    );
+    assert!(stop(child).await);
+}
+
+#[tokio::test]
+async fn a_changed_directory_is_read_again_and_a_broken_one_keeps_the_table() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 53)).await;
+    let dir = TempDir::new();
+    dir.write("mesh/document.yaml", DOCUMENT_ENTRIES);
+    let (child, proxy) = start_istio(&dir, &upstream, &["--allocator", "hashed"]).await;
+    let hashed = signpost_rules::IstioAllocator::Hashed.allocate(&[signpost_rules::IstioService {
+        namespace: "bookinfo".into(),
+        hostname: "auto.internal".into(),
+        allocatable: true,
+    }]);
+    let expected = hashed[0].unwrap().v4.to_string();
+    assert_eq!(addresses(proxy, "auto.internal.").await, std::slice::from_ref(&expected));
+
+    dir.write(
+        "mesh/db.yaml",
+        "kind: ServiceEntry\nmetadata: {name: db, namespace: data}\nspec:\n  hosts: [db.corp.example]\n  addresses: [10.20.0.5]\n  resolution: STATIC\n",
+    );
+    let answered = eventually(Duration::from_secs(10), || async {
+        ask(proxy, "db.corp.example.", RecordType::A)
+            .await
+            .is_some_and(|(_, answers)| answers == ["db.corp.example. 30 IN A 10.20.0.5"])
+    })
+    .await;
+    assert!(answered, "the new ServiceEntry was not picked up");
+
+    dir.write("mesh/broken.yaml", "kind: ServiceEntry\nspec:\n  hosts: 7\n");
+    child.wait_for_stderr("reload failed", PATIENCE * 2).await.unwrap();
+    assert_eq!(ask(proxy, "db.corp.example.", RecordType::A).await.unwrap().1, ["db.corp.example. 30 IN A 10.20.0.5"]);
+    assert_eq!(addresses(proxy, "auto.internal.").await, [expected]);
+    assert!(stop(child).await);
+}
+
+#[tokio::test]
+async fn a_bad_manifest_stops_start_up_with_its_file() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 53)).await;
+    let dir = TempDir::new();
+    dir.write("mesh/bad.yaml", "kind: ServiceEntry\nspec:\n  hosts: [a.example]\n  addresses: {not: a list}\n");
+    let resolv = dir.write("resolv.conf", format!("nameserver {}\n", upstream.address()));
+    let mesh = dir.path().join("mesh");
+    let finished = run_to_end(&[
+        "--resolv-conf",
+        &resolv.to_string_lossy(),
+        "istio",
+        "--service-entries",
+        &mesh.to_string_lossy(),
+        "--proxy-address",
+        "127.0.0.1:0",
+    ])
+    .await;
+    assert!(!finished.status.success());
+    assert!(
+        finished.stderr.contains("bad.yaml") && finished.stderr.contains("documents[0].spec"),
+        "{}",
+        finished.stderr
+    );
+}
