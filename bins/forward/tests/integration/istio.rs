@@ -191,3 +191,78 @@ async fn a_bad_manifest_stops_start_up_with_its_file() {
         finished.stderr
     );
 }
+
+/// The capture script (deploy/istio/dns-capture.sh) in a network namespace
+/// this test creates: a "pod" whose resolv.conf names kube-dns at
+/// 10.96.0.10 (an unbound on that address inside the namespace), the proxy
+/// running as Istio's uid 1337 on 127.0.0.1:15053, and dig asking kube-dns
+/// directly, as a client with an unchanged resolv.conf does. Mesh names are
+/// answered by the proxy; other names reach unbound through the proxy, whose
+/// own queries the rules leave alone; after `remove` dig reaches unbound directly.
+#[test]
+fn dns_capture_in_a_network_namespace_sends_port_53_to_the_proxy() {
+    let missing: Vec<&str> =
+        ["unshare", "iptables", "ip", "setpriv", "dig", "unbound"].into_iter().filter(|tool| !on_path(tool)).collect();
+    assert!(missing.is_empty(), "the capture test needs {missing:?} (installed by .ci/run's peers)");
+    // SAFETY of the network: everything below runs in a fresh network namespace with only loopback.
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the capture test needs root: network namespaces and iptables"
+    );
+    let dir = TempDir::new();
+    dir.write("mesh/document.yaml", DOCUMENT_ENTRIES);
+    dir.write("pod-resolv.conf", "nameserver 10.96.0.10\nsearch bookinfo.svc.cluster.local svc.cluster.local\n");
+    dir.write(
+        "kube-dns.conf",
+        "server:\n  interface: 10.96.0.10\n  port: 53\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  pidfile: \"\"\n  use-syslog: no\n  access-control: 0.0.0.0/0 allow\n  local-zone: \"example.org.\" static\n  local-data: \"www.example.org. 60 IN A 192.0.2.99\"\nremote-control:\n  control-enable: no\n",
+    );
+    let script = format!(
+        r#"set -u
+dir={dir}
+chmod -R a+rX "$dir"
+ip link set lo up
+ip addr add 10.96.0.10/32 dev lo
+unbound -c "$dir/kube-dns.conf" >"$dir/unbound.log" 2>&1 &
+kube_dns=$!
+{capture} install --resolv-conf "$dir/pod-resolv.conf"
+setpriv --reuid 1337 --regid 1337 --clear-groups {forward} --resolv-conf "$dir/pod-resolv.conf" istio \
+  --service-entries "$dir/mesh" --proxy-address 127.0.0.1:15053 >"$dir/proxy.log" 2>&1 &
+proxy=$!
+for _ in $(seq 1 50); do
+  grep -q '^ready$' "$dir/proxy.log" && dig +short +time=1 +tries=1 @10.96.0.10 -p 53 www.example.org A >/dev/null 2>&1 && break
+  sleep 0.2
+done
+echo "udp $(dig +short +time=2 +tries=1 @10.96.0.10 auto.internal A)"
+echo "tcp $(dig +tcp +short +time=2 +tries=1 @10.96.0.10 auto.internal A)"
+echo "forwarded $(dig +short +time=2 +tries=1 @10.96.0.10 www.example.org A)"
+echo "aa $(dig +time=2 +tries=1 @10.96.0.10 address.internal A | grep -c 'flags: qr aa')"
+{capture} remove
+echo "removed $(dig +short +time=2 +tries=1 @10.96.0.10 auto.internal A | head -n 1)"
+echo "rules $(iptables-save | grep -c SIGNPOST)"
+kill $proxy $kube_dns
+wait
+"#,
+        dir = dir.path().display(),
+        capture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/istio/dns-capture.sh"),
+        forward = env!("CARGO_BIN_EXE_signpost-forward"),
+    );
+    let output =
+        std::process::Command::new("timeout").args(["60", "unshare", "--net", "sh", "-c", &script]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let logs = std::fs::read_to_string(dir.path().join("proxy.log")).unwrap_or_default();
+    let context = format!("{stdout}\nstderr: {}\nproxy: {logs}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().map(str::trim_end).collect();
+    assert!(lines.contains(&"udp 240.240.0.1"), "{context}");
+    assert!(lines.contains(&"tcp 240.240.0.1"), "{context}");
+    assert!(lines.contains(&"forwarded 192.0.2.99"), "{context}");
+    assert!(lines.contains(&"aa 1"), "{context}");
+    // Without capture kube-dns itself answers: auto.internal is no name of its.
+    assert!(lines.contains(&"removed"), "{context}");
+    assert!(lines.contains(&"rules 0"), "{context}");
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
