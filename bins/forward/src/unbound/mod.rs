@@ -40,7 +40,12 @@ use lexer::{Statement, Token, read_statements};
 use crate::acl::{AccessControl, AclAction, parse_network};
 use crate::build::{SYSTEM_GROUP, base_dir_of};
 use crate::config::{ForwarderConfig, parse_server};
-use crate::control::RemoteControlConfig;
+use crate::control::{ControlTls, RemoteControlConfig};
+
+/// Unbound's default `server-key-file` and `server-cert-file` (where
+/// Debian's `unbound-control-setup` writes them).
+const DEFAULT_SERVER_KEY: &str = "/etc/unbound/unbound_server.key";
+const DEFAULT_SERVER_CERT: &str = "/etc/unbound/unbound_server.pem";
 use crate::error::{ConfigError, Unsupported, Warning};
 use local::{Access, Forwards, UnboundView};
 use signpost_server::{ListenerConfig, Transport};
@@ -330,6 +335,9 @@ struct Parsed {
     control_port: u16,
     /// `control-use-cert` (default yes: TLS) and where it was set.
     control_use_cert: (bool, Option<Location>),
+    /// `server-key-file` and `server-cert-file`, when given.
+    server_key_file: Option<PathBuf>,
+    server_cert_file: Option<PathBuf>,
     /// `access-control-view:` entries.
     access_views: Vec<(IpNet, String, Location)>,
     views: Vec<UnboundView>,
@@ -521,6 +529,8 @@ impl Parsed {
             control_interfaces: Vec::new(),
             control_port: 8953,
             control_use_cert: (true, None),
+            server_key_file: None,
+            server_cert_file: None,
             zones: Vec::new(),
             nodefault: Vec::new(),
             data: Vec::new(),
@@ -795,15 +805,17 @@ impl Parsed {
             "control-interface" => self.control_interfaces.push(one(statement)?.clone()),
             "control-port" => self.control_port = number(statement, "port")?,
             "control-use-cert" => self.control_use_cert = (yes_no(statement)?, Some(statement.at.clone())),
-            // Certificates: only TLS control uses them (see remote_control()).
-            "server-key-file" | "server-cert-file" | "control-key-file" | "control-cert-file" => {}
+            "server-key-file" => self.server_key_file = self.path(statement)?,
+            "server-cert-file" => self.server_cert_file = self.path(statement)?,
+            // The client's own certificate: unbound-control reads it, not the server.
+            "control-key-file" | "control-cert-file" => {}
             _ => self.unsupported(statement, format!("remote-control: {}", statement.written()), "skipped"),
         }
         Ok(())
     }
 
     /// Where `unbound-control` connects: unix sockets, and TCP addresses
-    /// when `control-use-cert: no` (TLS control is not served).
+    /// (with TLS unless `control-use-cert: no`).
     fn remote_control(&mut self) -> Option<RemoteControlConfig> {
         let enabled_at = self.control.clone()?;
         let mut interfaces = self.control_interfaces.clone();
@@ -829,15 +841,14 @@ impl Parsed {
             if (address.is_ipv4() && !self.do_ip4) || (address.is_ipv6() && !self.do_ip6) {
                 continue;
             }
-            if self.control_use_cert.0 {
-                self.unsupported.push(Unsupported {
-                    at: self.control_use_cert.1.clone().unwrap_or_else(|| interface.at.clone()),
-                    keyword: format!("remote-control on {address} with control-use-cert: yes"),
-                    when_ignored: "not served (use a control-interface socket path, or control-use-cert: no)",
-                });
-                continue;
-            }
             config.addresses.push(SocketAddr::new(address, self.control_port));
+        }
+        if self.control_use_cert.0 && !config.addresses.is_empty() {
+            let file = |path: &Option<PathBuf>, default: &str| path.clone().unwrap_or_else(|| PathBuf::from(default));
+            config.tls = Some(ControlTls {
+                server_key_file: file(&self.server_key_file, DEFAULT_SERVER_KEY),
+                server_cert_file: file(&self.server_cert_file, DEFAULT_SERVER_CERT),
+            });
         }
         Some(config)
     }

@@ -177,3 +177,57 @@ async fn the_remote_control_socket_changes_local_data_and_forward_zones() {
     assert_eq!(ask(address, "x.blocked.example", RecordType::A).await.map(|(rcode, _)| rcode), Some(Rcode::NOERROR));
     assert!(stop(child).await);
 }
+
+/// Run Debian's `unbound-control` with `config`: its exit status and stdout.
+async fn unbound_control(config: &Path, args: &[&str]) -> (bool, String) {
+    let output = tokio::process::Command::new("unbound-control")
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|error| panic!("unbound-control (Debian's unbound package) cannot run: {error}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn tls_remote_control_serves_unbound_control_with_unbound_control_setups_certificates() {
+    let root = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 80)).await;
+    let dir = TempDir::new();
+    // Debian's own tool makes the certificates, as on an installed system.
+    for keys in ["keys", "strangers"] {
+        std::fs::create_dir_all(dir.join(keys)).unwrap();
+        let made = std::process::Command::new("unbound-control-setup")
+            .arg("-d")
+            .arg(dir.join(keys))
+            .output()
+            .unwrap_or_else(|error| panic!("unbound-control-setup (Debian's unbound package) cannot run: {error}"));
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = |client_keys: &str| {
+        format!(
+            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\nremote-control:\n  control-enable: yes\n  control-interface: 127.0.0.1\n  control-port: {port}\n  control-use-cert: yes\n  server-key-file: \"{keys}/unbound_server.key\"\n  server-cert-file: \"{keys}/unbound_server.pem\"\n  control-key-file: \"{client}/unbound_control.key\"\n  control-cert-file: \"{client}/unbound_control.pem\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
+            at(&root),
+            keys = dir.join("keys").display(),
+            client = dir.join(client_keys).display(),
+        )
+    };
+    let config = dir.write("unbound.conf", conf("keys"));
+    let (child, address) = start_binary(&["--unbound-conf", &config.to_string_lossy()]).await;
+    let (ok, status) = unbound_control(&config, &["status"]).await;
+    assert!(ok && status.contains("is running"), "{status}");
+    let (ok, added) = unbound_control(&config, &["local_data", "tls.example. 60 IN A 10.7.0.9"]).await;
+    assert!(ok && added.trim() == "ok", "{added}");
+    assert_eq!(addresses(address, "tls.example.").await, ["10.7.0.9"]);
+    // A client certificate the server did not sign is turned away.
+    let stranger = dir.write("stranger.conf", conf("strangers"));
+    let (ok, refused) = unbound_control(&stranger, &["status"]).await;
+    assert!(!ok, "a stranger's certificate was accepted: {refused}");
+    // A client without TLS gets no answer (the handshake fails and the connection closes).
+    let plain = dir.write("plain.conf", conf("keys").replace("control-use-cert: yes", "control-use-cert: no"));
+    let (_, refused) = unbound_control(&plain, &["status"]).await;
+    assert!(!refused.contains("is running"), "a plain-text client was served: {refused}");
+    assert!(stop(child).await);
+}
