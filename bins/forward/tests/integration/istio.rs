@@ -266,3 +266,37 @@ wait
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
+
+#[tokio::test]
+async fn dns_forward_parallel_asks_every_nameserver_at_once() {
+    for parallel in [false, true] {
+        let first = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 1)).await;
+        let second = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 2)).await;
+        let dir = TempDir::new();
+        dir.write("mesh/document.yaml", DOCUMENT_ENTRIES);
+        let resolv =
+            dir.write("resolv.conf", format!("nameserver {}\nnameserver {}\n", first.address(), second.address()));
+        let (child, proxy) = start_binary(&[
+            "--resolv-conf",
+            &resolv.to_string_lossy(),
+            "istio",
+            "--service-entries",
+            &dir.path().join("mesh").to_string_lossy(),
+            "--proxy-address",
+            "127.0.0.1:0",
+            "--forward-parallel",
+            &parallel.to_string(),
+        ])
+        .await;
+        let answer = addresses(proxy, "www.example.org.").await;
+        assert!(answer == ["192.0.2.1"] || (parallel && answer == ["192.0.2.2"]), "{answer:?}");
+        assert!(first.was_asked("www.example.org."));
+        if parallel {
+            let both = eventually(Duration::from_secs(5), || async { second.was_asked("www.example.org.") }).await;
+            assert!(both, "DNS_FORWARD_PARALLEL: the second nameserver was not asked");
+        } else {
+            assert!(!second.was_asked("www.example.org."), "one after the other: the second is asked only on failure");
+        }
+        assert!(stop(child).await);
+    }
+}
