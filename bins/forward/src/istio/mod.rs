@@ -17,7 +17,9 @@ use std::time::Duration;
 use signpost_rules::{IstioAllocator, Transport};
 use signpost_server::{Handled, HandlerQuery, ListenerConfig, QueryHandler};
 use signpost_upstream::{Hedge, HedgeAfter, ResolvConf};
-use signpost_wire::{Flags, MAX_MESSAGE_LEN, MessageBuilder, NameBuf, RDataBuf, RecordBuf, RecordType, Section};
+use signpost_wire::{
+    Flags, MAX_MESSAGE_LEN, MessageBuilder, NameBuf, Opcode, RDataBuf, RecordBuf, RecordType, Section,
+};
 
 pub use manifests::{Defaults, MeshService, Registry, Resolution, parse_manifests, read_manifests};
 pub use table::{Answer, NameTable, TTL, TableOptions};
@@ -221,7 +223,8 @@ impl IstioHandler {
 impl QueryHandler for IstioHandler {
     fn handle(&self, query: &HandlerQuery<'_>) -> Option<Handled> {
         let message = query.message;
-        if message.header().flags.qr() {
+        let flags = message.header().flags;
+        if flags.qr() || flags.opcode() != Opcode::QUERY {
             return None;
         }
         let question = message.first_question().ok().flatten()?;
@@ -315,6 +318,53 @@ mod tests {
             seen.insert(format!("{:?}", answers[1]));
         }
         assert_eq!(seen.len(), 3, "every address comes first at some point");
+    }
+
+    fn handled(handler: &IstioHandler, bytes: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let message = signpost_wire::Message::parse(bytes).unwrap();
+        let query = HandlerQuery { message, peer: "127.0.0.1:5000".parse().unwrap(), transport, listener: "test" };
+        match handler.handle(&query)? {
+            Handled::Message(bytes) => Some(bytes),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_handler_answers_queries_only_and_truncates_for_udp() {
+        let addresses: Vec<IpAddr> = (1..=60).map(|last| IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))).collect();
+        let services = [MeshService {
+            hostname: "many.internal".into(),
+            namespace: "default".into(),
+            registry: Registry::ServiceEntry,
+            addresses,
+            has_addresses: true,
+            resolution: Resolution::Static,
+            file: PathBuf::from("se.yaml"),
+        }];
+        let options = TableOptions {
+            namespace: "default".into(),
+            cluster_domain: "cluster.local".into(),
+            search: Vec::new(),
+            auto_allocate: true,
+            allocator: IstioAllocator::Sequential,
+            dual_stack: false,
+        };
+        let handler = IstioHandler::new(NameTable::build(&services, &options));
+        let query = signpost_testkit::query("many.internal.", RecordType::A);
+        // 60 A records do not fit 512 bytes: TC, for the client to retry over TCP.
+        let udp = handled(&handler, &query, Transport::Udp).unwrap();
+        let udp = signpost_wire::Message::parse(&udp).unwrap();
+        assert!(udp.header().flags.tc() && udp.header().flags.aa());
+        let tcp = handled(&handler, &query, Transport::Tcp).unwrap();
+        assert_eq!(signpost_testkit::answers(&tcp).len(), 60);
+        // Not a query (NOTIFY), or not the table's: the pipeline decides.
+        let mut notify = query.clone();
+        notify[2] = (notify[2] & 0x87) | (4 << 3);
+        assert!(handled(&handler, &notify, Transport::Udp).is_none());
+        let other = signpost_testkit::query("www.example.org.", RecordType::A);
+        assert!(handled(&handler, &other, Transport::Udp).is_none());
+        let txt = signpost_testkit::query("many.internal.", RecordType::TXT);
+        assert!(handled(&handler, &txt, Transport::Udp).is_none());
     }
 
     #[test]
