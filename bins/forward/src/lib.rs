@@ -150,6 +150,7 @@ impl ConfigSource {
             source: self.path.clone(),
             watch: watch.then(|| self.path.clone()),
             query_handler: None,
+            user: None,
         }
     }
 

@@ -50,6 +50,7 @@ fn main() -> ExitCode {
             Err(error) => return failed(&source.path.display().to_string(), &error),
         },
     };
+    let service = Service { user: cli.user.clone(), ..service };
     for warning in &warnings {
         match warning {
             Warning::Ignored { .. } => tracing::info!("{warning}"),

@@ -38,6 +38,8 @@ pub struct Service {
     /// Answers queries before the rules (the Istio mode's name table); the
     /// auth zones' transfer handler otherwise.
     pub query_handler: Option<Arc<dyn QueryHandler>>,
+    /// After binding every listener, become this user (`--user`; docs/reliability.md).
+    pub user: Option<String>,
 }
 
 fn runtime_error(what: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> ConfigError {
@@ -47,7 +49,7 @@ fn runtime_error(what: &'static str, source: impl std::error::Error + Send + Syn
 /// Serve until SIGTERM or SIGINT. Start-up lines (`listening on ...`,
 /// `ready`) are written to `out`; errors before `ready` are returned.
 pub async fn run(service: Service, out: &mut (dyn Write + Send)) -> Result<(), ConfigError> {
-    let Service { forwarder, reloader, source, watch, query_handler } = service;
+    let Service { forwarder, reloader, source, watch, query_handler, user } = service;
     let Forwarder {
         rules,
         upstreams,
@@ -78,6 +80,16 @@ pub async fn run(service: Service, out: &mut (dyn Write + Send)) -> Result<(), C
         builder = builder.validator(validator);
     }
     let server = builder.start().await.map_err(|error| runtime_error("server", error))?;
+    let mut lines = Vec::new();
+    if let Some(user) = &user {
+        match signpost_server::drop_privileges(user) {
+            Ok(account) => lines.push(format!("running as {user} (uid {}, gid {})", account.uid, account.gid)),
+            Err(error) => {
+                server.shutdown().await;
+                return Err(runtime_error("dropping privileges", error));
+            }
+        }
+    }
     readiness.mark_ready(LISTENERS_CHECK);
     // Signal handlers before "ready": a SIGHUP right after start-up must reload, not kill.
     let mut signals = Signals::install().map_err(|error| runtime_error("signal handling", error))?;
@@ -85,7 +97,6 @@ pub async fn run(service: Service, out: &mut (dyn Write + Send)) -> Result<(), C
         Some(path) => Some(FileWatcher::new(path).map_err(|error| runtime_error("watching", error))?),
         None => None,
     };
-    let mut lines = Vec::new();
     for listener in server.listeners() {
         lines.push(format!("listening on {} {}", listener.transport.as_str(), listener.address));
     }

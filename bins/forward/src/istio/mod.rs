@@ -188,7 +188,7 @@ impl IstioProxy {
             reload_handler.replace(proxy.table);
             Ok(proxy.forwarder.into_state())
         });
-        Service { forwarder: self.forwarder, reloader, source, watch, query_handler: Some(handler) }
+        Service { forwarder: self.forwarder, reloader, source, watch, query_handler: Some(handler), user: None }
     }
 }
 
