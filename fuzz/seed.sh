@@ -93,6 +93,10 @@ printf 'server:\n  interface: 127.0.0.1@5353\n  access-control: 10.0.0.0/8 allow
 printf 'nameserver 10.0.0.2\nnameserver fe80::1%%2\nsearch a.example b.example\noptions timeout:1 attempts:3 ndots:2 rotate\n' > corpus/resolv_conf/small
 printf 'nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n' > corpus/resolv_conf/systemd-stub
 
+# istio_manifests: the Istio document's ServiceEntries and a Service list.
+mkdir -p corpus/istio_manifests
+printf 'apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata:\n  name: external-auto\nspec:\n  hosts:\n  - auto.internal\n  - "*.wild.example"\n  addresses: [198.51.100.0, 10.0.0.0/24]\n  resolution: STATIC\n---\nkind: List\nitems:\n- kind: Service\n  metadata: {name: reviews, namespace: bookinfo}\n  spec: {clusterIPs: [10.96.0.10, "fd00::10"]}\n' > corpus/istio_manifests/document
+
 # pipeline: every captured and hand-built query, as the server would receive it.
 mkdir -p corpus/pipeline
 cp "$vectors"/*.query.bin corpus/pipeline/

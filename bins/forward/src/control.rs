@@ -9,7 +9,10 @@
 //! `unbound-control` exit 1.
 //!
 //! Served on a unix socket (`control-interface: /run/unbound.ctl`, as
-//! Debian configures it) or on TCP without TLS (`control-use-cert: no`).
+//! Debian configures it), on TCP without TLS (`control-use-cert: no`), or on
+//! TCP with TLS as Unbound serves it by default (`control-use-cert: yes`):
+//! the server presents `server-cert-file` and accepts only clients whose
+//! certificate it signed, which is what `unbound-control-setup` makes.
 //! [`Command::parse`] and [`execute`] hold the logic; [`serve`] the I/O.
 
 use std::fmt::Write as _;
@@ -35,11 +38,60 @@ pub struct RemoteControlConfig {
     /// Unix socket paths (`/run/unbound.ctl`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sockets: Vec<PathBuf>,
-    /// TCP addresses (without TLS: `control-use-cert: no`).
+    /// TCP addresses: with TLS when `tls` is given (`control-use-cert: yes`), else plain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<SocketAddr>,
+    /// TLS on the TCP addresses (`control-use-cert: yes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ControlTls>,
 }
 
+/// The certificates of TLS remote control, as `unbound-control-setup` makes
+/// them: a self-signed server certificate that also signs the client's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlTls {
+    /// `server-key-file` (default `/etc/unbound/unbound_server.key`).
+    pub server_key_file: PathBuf,
+    /// `server-cert-file` (default `/etc/unbound/unbound_server.pem`): presented
+    /// to clients, and the authority their certificates must chain to.
+    pub server_cert_file: PathBuf,
+}
+
+impl ControlTls {
+    /// The acceptor: the server's certificate, clients verified against it.
+    /// Errors name the file.
+    pub fn acceptor(&self) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let failed = |path: &std::path::Path, error: &dyn std::fmt::Display| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {error}", path.display()))
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.server_cert_file)
+            .and_then(Iterator::collect)
+            .map_err(|error| failed(&self.server_cert_file, &error))?;
+        let key = PrivateKeyDer::from_pem_file(&self.server_key_file)
+            .map_err(|error| failed(&self.server_key_file, &error))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in &certs {
+            roots.add(cert.clone()).map_err(|error| failed(&self.server_cert_file, &error))?;
+        }
+        let provider = Arc::new(signpost_upstream::crypto_provider(false));
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|error| failed(&self.server_cert_file, &error))?;
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| failed(&self.server_cert_file, &error))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .map_err(|error| failed(&self.server_key_file, &error))?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// How long a TLS client gets for its handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The longest command line read (Unbound's buffer is 1024 bytes).
 const MAX_LINE: usize = 1024;
 /// The most data lines a `local_datas`-style command may send.
@@ -464,16 +516,30 @@ pub async fn serve(config: &RemoteControlConfig, context: ControlContext) -> std
             }
         });
     }
+    let acceptor = config.tls.as_ref().map(ControlTls::acceptor).transpose()?;
     for address in &config.addresses {
         let listener = tokio::net::TcpListener::bind(address).await?;
         let context = context.clone();
+        let acceptor = acceptor.clone();
         tasks.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, peer)) = listener.accept().await else { continue };
                 let context = context.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = handle(&context, stream).await {
-                        tracing::debug!("remote control connection: {error}");
+                    let result = match acceptor {
+                        None => handle(&context, stream).await,
+                        // A client that does not finish the handshake in time is dropped.
+                        Some(acceptor) => {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => handle(&context, stream).await,
+                                Ok(Err(error)) => Err(error),
+                                Err(elapsed) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, elapsed)),
+                            }
+                        }
+                    };
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, "remote control connection: {error}");
                     }
                 });
             }

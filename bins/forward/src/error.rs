@@ -93,6 +93,24 @@ pub enum ConfigError {
         #[source]
         source: signpost_dnssec::Error,
     },
+    /// A Kubernetes manifest (Istio mode) that does not read.
+    #[error("{at}: {source}")]
+    Manifest {
+        /// The file, and the line or the document and field.
+        at: Location,
+        /// What the YAML or JSON reader said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Starting or running the server failed.
+    #[error("{what}: {source}")]
+    Runtime {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The upstream crate rejected a group.
     #[error("{at}: {source}")]
     Upstream {
@@ -116,7 +134,9 @@ impl ConfigError {
             | Self::NoServers { at, .. }
             | Self::UnresolvedHost { at, .. }
             | Self::TrustAnchor { at, .. }
+            | Self::Manifest { at, .. }
             | Self::Upstream { at, .. } => Some(at),
+            Self::Runtime { .. } => None,
             Self::Config(error) => Some(error.location()),
             Self::Unsupported { items } => items.first().map(|item| &item.at),
         }
@@ -196,6 +216,14 @@ pub enum Warning {
         /// The local zone that answers instead.
         by: String,
     },
+    /// A forward or stub target on loopback left out because of
+    /// `do-not-query-localhost: yes`, Unbound's default.
+    LoopbackSkipped {
+        /// The line naming it.
+        at: Location,
+        /// The server.
+        server: std::net::SocketAddr,
+    },
     /// Something defined twice where the first definition wins (as Unbound does).
     DuplicateIgnored {
         /// The second definition.
@@ -221,6 +249,11 @@ impl fmt::Display for Warning {
                  as in Unbound)"
             ),
             Self::DuplicateIgnored { at, what } => write!(f, "{at}: duplicate {what} ignored (the first one counts)"),
+            Self::LoopbackSkipped { at, server } => write!(
+                f,
+                "{at}: {server} is on loopback and do-not-query-localhost is yes (Unbound's default), so it is not \
+                 asked; add `do-not-query-localhost: no` to the server: clause to use it"
+            ),
         }
     }
 }

@@ -61,6 +61,33 @@ pub fn forwarder_toml(data: &[u8]) {
     }
 }
 
+/// Read fuzz bytes as Kubernetes manifests for the Istio mode and build the
+/// name table from what reads; every name of it must look up without panicking.
+pub fn istio_manifests(data: &[u8]) {
+    use crate::istio::{Defaults, NameTable, TableOptions, parse_manifests};
+    let Ok(text) = core::str::from_utf8(data) else { return };
+    let mut services = Vec::new();
+    let defaults = Defaults { namespace: "default", cluster_domain: "cluster.local" };
+    if parse_manifests(text, Path::new("fuzz.yaml"), defaults, &mut services).is_err() {
+        return;
+    }
+    for allocator in [signpost_rules::IstioAllocator::Sequential, signpost_rules::IstioAllocator::Hashed] {
+        let options = TableOptions {
+            namespace: "default".into(),
+            cluster_domain: "cluster.local".into(),
+            search: vec!["default.svc.cluster.local".into()],
+            auto_allocate: true,
+            allocator,
+            dual_stack: true,
+        };
+        let table = NameTable::build(&services, &options);
+        for (host, _) in table.entries() {
+            let _ = table.lookup(&format!("{host}."), false);
+            let _ = table.lookup(&format!("x.{host}.default.svc.cluster.local."), true);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +100,8 @@ mod tests {
         unbound_conf(&[0xff, 0xfe]);
         forwarder_toml(b"[[forward_zones]]\nname = \".\"\nservers = [\"192.0.2.1\"]\n");
         forwarder_toml(b"[[[");
+        istio_manifests(b"kind: ServiceEntry\nspec:\n  hosts: [a.example, '*.w.example', '']\n---\nkind: List\nitems: [{kind: Service, metadata: {name: s}, spec: {clusterIP: 10.0.0.1}}]\n");
+        istio_manifests(b"kind: [\n");
+        istio_manifests(b"&a [*a, *a]");
     }
 }

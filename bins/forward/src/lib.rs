@@ -48,6 +48,8 @@ mod build;
 mod config;
 pub mod control;
 mod error;
+pub mod istio;
+pub mod runtime;
 mod unbound;
 
 #[doc(hidden)]
@@ -137,6 +139,19 @@ impl ConfigSource {
         warnings.append(&mut forwarder.warnings);
         forwarder.warnings = warnings;
         Ok(forwarder)
+    }
+
+    /// What [`runtime::run`] serves for this file: its reloader, and the
+    /// file itself watched when `watch` is set.
+    pub fn service(&self, forwarder: Forwarder, watch: bool) -> runtime::Service {
+        runtime::Service {
+            reloader: self.reloader(&forwarder),
+            forwarder,
+            source: self.path.clone(),
+            watch: watch.then(|| self.path.clone()),
+            query_handler: None,
+            user: None,
+        }
     }
 
     /// A [`Reloader`] for [`ServerBuilder::reloader`](crate::ServerBuilder::reloader):

@@ -142,6 +142,8 @@ pub enum BlockKind {
     Nxdomain,
     /// No answer: the query is dropped.
     Drop,
+    /// SERVFAIL (Unbound's answer for a forward zone without a usable server).
+    Servfail,
     /// `sinkhole_ipv4` / `sinkhole_ipv6`.
     Sinkhole,
 }
@@ -637,6 +639,7 @@ impl RulesConfig {
                 BlockKind::Refused => BlockAction::Refused,
                 BlockKind::Nxdomain => BlockAction::NxDomain,
                 BlockKind::Drop => BlockAction::Drop,
+                BlockKind::Servfail => BlockAction::ServFail,
                 BlockKind::Sinkhole => {
                     let v4 = self.address::<Ipv4Addr>(&field, "sinkhole_ipv4", rule.sinkhole_ipv4.as_deref())?;
                     let v6 = self.address::<Ipv6Addr>(&field, "sinkhole_ipv6", rule.sinkhole_ipv6.as_deref())?;

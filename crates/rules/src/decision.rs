@@ -170,7 +170,8 @@ pub enum BlockAction {
     /// REFUSED.
     Refused,
     /// SERVFAIL: the policy could not be evaluated (a DNS Firewall that
-    /// fails closed).
+    /// fails closed), or there is no server to ask (every forward target
+    /// left out by `do-not-query-localhost`).
     ServFail,
     /// NXDOMAIN.
     NxDomain,

@@ -42,9 +42,29 @@ pub fn content_version(content: &[u8]) -> String {
     hex
 }
 
-/// The version of the file at `path`, read through symlinks.
+/// The version of the file at `path`, read through symlinks; for a
+/// directory, of the names and contents of its files (hidden ones, such as
+/// a ConfigMap's `..data`, left out), so any change to one of them is seen.
 pub fn file_version(path: &Path) -> std::io::Result<String> {
-    std::fs::read(path).map(|content| content_version(&content))
+    if !path.is_dir() {
+        return std::fs::read(path).map(|content| content_version(&content));
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(Result::ok)
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .map(|entry| entry.path())
+        .filter(|file| file.is_file())
+        .collect();
+    files.sort();
+    let mut all = Vec::new();
+    for file in files {
+        all.extend_from_slice(file.file_name().map(|name| name.as_encoded_bytes()).unwrap_or_default());
+        all.push(0);
+        let content = std::fs::read(&file)?;
+        all.extend_from_slice(&(content.len() as u64).to_be_bytes());
+        all.extend_from_slice(&content);
+    }
+    Ok(content_version(&all))
 }
 
 /// Reports each change of a file's content; see the module documentation.
@@ -57,12 +77,13 @@ pub struct FileWatcher {
 }
 
 impl FileWatcher {
-    /// Watch `path` (the directory it is in must exist). Changes are
-    /// reported against the content it has now. Must run inside a tokio
-    /// runtime.
+    /// Watch `path`, a file (the directory it is in must exist) or a
+    /// directory (its files). Changes are reported against the content it
+    /// has now. Must run inside a tokio runtime.
     pub fn new(path: impl Into<PathBuf>) -> Result<Self, Error> {
         let path = path.into();
         let directory = match path.parent() {
+            _ if path.is_dir() => path.clone(),
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
@@ -145,6 +166,25 @@ mod tests {
         assert!(quiet.is_err(), "the same content was reported as a change: {quiet:?}");
         update("five");
         assert_eq!(next_change(&mut watcher).await, Some(content_version(b"five")));
+    }
+
+    #[tokio::test]
+    async fn a_directory_reports_files_added_changed_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "a").unwrap();
+        let mut watcher = FileWatcher::new(dir.path()).unwrap();
+        let first = watcher.version().map(str::to_owned);
+        std::fs::write(dir.path().join("b.yaml"), "b").unwrap();
+        let added = next_change(&mut watcher).await;
+        assert!(added.is_some() && added != first, "{added:?}");
+        std::fs::write(dir.path().join("a.yaml"), "changed").unwrap();
+        assert!(next_change(&mut watcher).await.is_some());
+        std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        assert!(next_change(&mut watcher).await.is_some());
+        // A hidden file (an editor's swap file, a ConfigMap's ..data link) is no change.
+        std::fs::write(dir.path().join(".a.yaml.swp"), "x").unwrap();
+        let quiet = tokio::time::timeout(Duration::from_millis(600), watcher.changed()).await;
+        assert!(quiet.is_err(), "a hidden file was reported: {quiet:?}");
     }
 
     #[tokio::test]

@@ -96,6 +96,10 @@ impl Generated {
 }
 
 /// Forward zones: (zone, group, forward-first), and the default group.
+/// The group name of a forward zone whose every server was skipped
+/// (`do-not-query-localhost`): its names are answered SERVFAIL, as Unbound does.
+pub(super) const NO_USABLE_SERVER: &str = "";
+
 pub(super) struct Forwards<'a> {
     pub(super) zones: &'a [(NameBuf, String, bool)],
     pub(super) default_group: &'a str,
@@ -231,6 +235,11 @@ pub(super) fn rules_for(
             let mut blocked = rule(id, ActionKind::Block);
             blocked.block = Some(kind);
             blocked
+        }
+        None if group == NO_USABLE_SERVER => {
+            let mut failed = rule(id, ActionKind::Block);
+            failed.block = Some(BlockKind::Servfail);
+            failed
         }
         None => {
             let mut forwarded = rule(id, ActionKind::Forward);

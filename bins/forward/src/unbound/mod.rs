@@ -40,7 +40,12 @@ use lexer::{Statement, Token, read_statements};
 use crate::acl::{AccessControl, AclAction, parse_network};
 use crate::build::{SYSTEM_GROUP, base_dir_of};
 use crate::config::{ForwarderConfig, parse_server};
-use crate::control::RemoteControlConfig;
+use crate::control::{ControlTls, RemoteControlConfig};
+
+/// Unbound's default `server-key-file` and `server-cert-file` (where
+/// Debian's `unbound-control-setup` writes them).
+const DEFAULT_SERVER_KEY: &str = "/etc/unbound/unbound_server.key";
+const DEFAULT_SERVER_CERT: &str = "/etc/unbound/unbound_server.pem";
 use crate::error::{ConfigError, Unsupported, Warning};
 use local::{Access, Forwards, UnboundView};
 use signpost_server::{ListenerConfig, Transport};
@@ -158,7 +163,6 @@ const NO_EFFECT: &[&str] = &[
     "qname-minimisation",
     "qname-minimisation-strict",
     "aggressive-nsec",
-    "do-not-query-localhost",
     "hide-identity",
     "hide-version",
     "hide-trustanchor",
@@ -344,6 +348,9 @@ struct Parsed {
     dnstap_ip: Option<Token>,
     /// `dnstap-tls` (unbound's default: yes) and where it was set.
     dnstap_tls: (bool, Option<Location>),
+    /// `server-key-file` and `server-cert-file`, when given.
+    server_key_file: Option<PathBuf>,
+    server_cert_file: Option<PathBuf>,
     /// `access-control-view:` entries.
     access_views: Vec<(IpNet, String, Location)>,
     views: Vec<UnboundView>,
@@ -374,6 +381,9 @@ struct Parsed {
     tls_system_cert: bool,
     tls_upstream: bool,
     tcp_upstream: bool,
+    /// Unbound's `do-not-query-localhost` (default yes): forward and stub
+    /// targets on loopback are not asked.
+    do_not_query_localhost: bool,
     edns_buffer_size: Option<u16>,
     unblock_lan_zones: bool,
     disable_default_zones: bool,
@@ -545,6 +555,8 @@ impl Parsed {
             dnstap_enabled: None,
             dnstap_ip: None,
             dnstap_tls: (true, None),
+            server_key_file: None,
+            server_cert_file: None,
             zones: Vec::new(),
             nodefault: Vec::new(),
             data: Vec::new(),
@@ -569,6 +581,7 @@ impl Parsed {
             tls_system_cert: false,
             tls_upstream: false,
             tcp_upstream: false,
+            do_not_query_localhost: true,
             edns_buffer_size: None,
             unblock_lan_zones: false,
             disable_default_zones: false,
@@ -727,6 +740,7 @@ impl Parsed {
             "tls-system-cert" | "tls-win-cert" => self.tls_system_cert = yes_no(statement)?,
             "tls-upstream" | "ssl-upstream" => self.tls_upstream = yes_no(statement)?,
             "tcp-upstream" => self.tcp_upstream = yes_no(statement)?,
+            "do-not-query-localhost" => self.do_not_query_localhost = yes_no(statement)?,
             "edns-buffer-size" => self.edns_buffer_size = Some(number(statement, "size")?),
             "unblock-lan-zones" => self.unblock_lan_zones = yes_no(statement)?,
             "insecure-lan-zones" => {}
@@ -819,8 +833,10 @@ impl Parsed {
             "control-interface" => self.control_interfaces.push(one(statement)?.clone()),
             "control-port" => self.control_port = number(statement, "port")?,
             "control-use-cert" => self.control_use_cert = (yes_no(statement)?, Some(statement.at.clone())),
-            // Certificates: only TLS control uses them (see remote_control()).
-            "server-key-file" | "server-cert-file" | "control-key-file" | "control-cert-file" => {}
+            "server-key-file" => self.server_key_file = self.path(statement)?,
+            "server-cert-file" => self.server_cert_file = self.path(statement)?,
+            // The client's own certificate: unbound-control reads it, not the server.
+            "control-key-file" | "control-cert-file" => {}
             _ => self.unsupported(statement, format!("remote-control: {}", statement.written()), "skipped"),
         }
         Ok(())
@@ -906,7 +922,7 @@ impl Parsed {
     }
 
     /// Where `unbound-control` connects: unix sockets, and TCP addresses
-    /// when `control-use-cert: no` (TLS control is not served).
+    /// (with TLS unless `control-use-cert: no`).
     fn remote_control(&mut self) -> Option<RemoteControlConfig> {
         let enabled_at = self.control.clone()?;
         let mut interfaces = self.control_interfaces.clone();
@@ -932,15 +948,14 @@ impl Parsed {
             if (address.is_ipv4() && !self.do_ip4) || (address.is_ipv6() && !self.do_ip6) {
                 continue;
             }
-            if self.control_use_cert.0 {
-                self.unsupported.push(Unsupported {
-                    at: self.control_use_cert.1.clone().unwrap_or_else(|| interface.at.clone()),
-                    keyword: format!("remote-control on {address} with control-use-cert: yes"),
-                    when_ignored: "not served (use a control-interface socket path, or control-use-cert: no)",
-                });
-                continue;
-            }
             config.addresses.push(SocketAddr::new(address, self.control_port));
+        }
+        if self.control_use_cert.0 && !config.addresses.is_empty() {
+            let file = |path: &Option<PathBuf>, default: &str| path.clone().unwrap_or_else(|| PathBuf::from(default));
+            config.tls = Some(ControlTls {
+                server_key_file: file(&self.server_key_file, DEFAULT_SERVER_KEY),
+                server_cert_file: file(&self.server_cert_file, DEFAULT_SERVER_CERT),
+            });
         }
         Some(config)
     }
@@ -1199,10 +1214,26 @@ impl Parsed {
                     first: first.clone(),
                 }));
             }
-            let servers = self.servers(environment, zone)?;
+            let mut servers = self.servers(environment, zone)?;
+            if self.do_not_query_localhost {
+                let before = servers.len();
+                servers.retain(|(server, at)| {
+                    let loopback = server.address.ip().is_loopback();
+                    if loopback {
+                        warnings.push(Warning::LoopbackSkipped { at: at.clone(), server: server.address });
+                    }
+                    !loopback
+                });
+                if servers.is_empty() && before > 0 {
+                    // Unbound starts and answers SERVFAIL for the zone's names.
+                    forwards.push((zone_name.clone(), local::NO_USABLE_SERVER.to_owned(), false));
+                    continue;
+                }
+            }
             if servers.is_empty() {
                 return Err(ConfigError::NoServers { at: zone.at.clone(), zone: zone_name.to_string() });
             }
+            let servers = servers.into_iter().map(|(server, _)| server).collect();
             let group_name = zone_name.to_relative_string();
             let mut group = unbound_group(&group_name, servers, zone.stub);
             group.cache = !zone.no_cache;
@@ -1219,9 +1250,9 @@ impl Parsed {
         }
         let default_group = forwards
             .iter()
-            .find(|(zone, _, _)| zone.is_root())
+            .find(|(zone, group, _)| zone.is_root() && group != local::NO_USABLE_SERVER)
             .map_or_else(|| SYSTEM_GROUP.to_owned(), |(_, group, _)| group.clone());
-        if forwards.iter().any(|(zone, _, _)| zone.is_root()) {
+        if forwards.iter().any(|(zone, group, _)| zone.is_root() && group != local::NO_USABLE_SERVER) {
             config.default_group = Some(default_group.clone());
         }
 
@@ -1372,12 +1403,13 @@ impl Parsed {
         }
     }
 
-    /// A forward zone's servers: its addresses and its resolved hosts.
+    /// A forward zone's servers, each with the line that named it: its
+    /// addresses and its resolved hosts.
     fn servers(
         &self,
         environment: &dyn UnboundEnvironment,
         zone: &ForwardZone,
-    ) -> Result<Vec<UpstreamServer>, ConfigError> {
+    ) -> Result<Vec<(UpstreamServer, Location)>, ConfigError> {
         let protocol = if zone.tls || self.tls_upstream {
             Protocol::Tls
         } else if zone.tcp || self.tcp_upstream {
@@ -1402,7 +1434,7 @@ impl Parsed {
             if protocol != Protocol::Tls {
                 server.tls_name = None;
             }
-            servers.push(server);
+            servers.push((server, token.at.clone()));
         }
         for token in &zone.hosts {
             let (rest, tls_name) = match token.text.split_once('#') {
@@ -1426,7 +1458,7 @@ impl Parsed {
                 if protocol == Protocol::Tls {
                     server.tls_name = Some(tls_name.clone().unwrap_or_else(|| host.trim_end_matches('.').to_owned()));
                 }
-                servers.push(server);
+                servers.push((server, token.at.clone()));
             }
         }
         Ok(servers)

@@ -59,6 +59,7 @@ fn outcome_for(rules: &RuleSet, source: [u8; 4], name: &str, qtype: RecordType) 
 /// expectation below is what that unbound answered).
 const COMPARED: &str = r#"
 server:
+  do-not-query-localhost: no
   interface: 127.0.0.1@25353
   do-daemonize: no
   access-control: 127.0.0.0/8 allow
@@ -232,7 +233,7 @@ fn includes_are_relative_nested_and_bounded() {
 #[test]
 fn forward_addresses_hosts_and_tls() {
     let (config, _) = read(
-        "server:\n  tls-cert-bundle: \"/etc/ssl/private-ca.pem\"\n  local-data: \"resolver.corp. A 10.0.0.7\"\nforward-zone:\n  name: \"corp\"\n  forward-addr: 10.0.0.1@5353\n  forward-addr: 2001:db8::1\n  forward-host: resolver.corp\n  forward-host: localhost@5354\n  forward-tcp-upstream: yes\nforward-zone:\n  name: \"secure\"\n  forward-tls-upstream: yes\n  forward-addr: 10.0.0.2#dns.corp\n  forward-addr: 10.0.0.3@8853#dns.corp\n  forward-host: resolver.corp\n",
+        "server:\n  do-not-query-localhost: no\n  tls-cert-bundle: \"/etc/ssl/private-ca.pem\"\n  local-data: \"resolver.corp. A 10.0.0.7\"\nforward-zone:\n  name: \"corp\"\n  forward-addr: 10.0.0.1@5353\n  forward-addr: 2001:db8::1\n  forward-host: resolver.corp\n  forward-host: localhost@5354\n  forward-tcp-upstream: yes\nforward-zone:\n  name: \"secure\"\n  forward-tls-upstream: yes\n  forward-addr: 10.0.0.2#dns.corp\n  forward-addr: 10.0.0.3@8853#dns.corp\n  forward-host: resolver.corp\n",
     );
     let servers = |name: &str| -> Vec<String> {
         let group = config.upstreams.iter().find(|group| group.name == name).unwrap();
@@ -330,6 +331,7 @@ fn the_default_group_is_the_system_one_without_a_root_forward_zone() {
 /// documentation), with the `.` forward zone answering from its own data.
 const TYPES_VIEWS_AND_ACCESS: &str = r#"
 server:
+  do-not-query-localhost: no
   interface: 127.0.0.1@25355
   access-control: 127.0.0.0/8 allow
   access-control: 127.0.0.5/32 deny
@@ -488,6 +490,7 @@ fn auth_zones_are_read_with_their_options() {
         "unbound.conf",
         r#"
 server:
+  do-not-query-localhost: no
   interface: 127.0.0.1@25353
 auth-zone:
   name: "example."
@@ -535,7 +538,7 @@ forward-zone:
 fn trust_anchors_turn_validation_on() {
     let dir = TempDir::new();
     dir.write("keys/root.key", ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n");
-    let text = "server:\n  interface: 127.0.0.1\n  auto-trust-anchor-file: \"keys/root.key\"\n  domain-insecure: \"corp.example\"\n  val-bogus-ttl: 30\n  val-nsec3-keysize-iterations: \"1024 150 2048 100\"\nforward-zone:\n  name: \".\"\n  forward-addr: 127.0.0.1@5300\n";
+    let text = "server:\n  interface: 127.0.0.1\n  auto-trust-anchor-file: \"keys/root.key\"\n  domain-insecure: \"corp.example\"\n  val-bogus-ttl: 30\n  val-nsec3-keysize-iterations: \"1024 150 2048 100\"\n  do-not-query-localhost: no\nforward-zone:\n  name: \".\"\n  forward-addr: 127.0.0.1@5300\n";
     let path = dir.write("unbound.conf", text);
     let (config, _) = read_unbound_conf(&path, false).unwrap();
     assert!(config.dnssec.validate);
@@ -610,4 +613,36 @@ fn dnstap_over_tls_and_unknown_dnstap_options_are_refused_with_their_line() {
     let ConfigError::Unsupported { items } = &error else { panic!("{error}") };
     assert_eq!(items[0].keyword, "dnstap: dnstap-sample-rate:");
     assert_eq!(items[0].at.line, Some(3));
+}
+
+/// What unbound 1.17.1 does with `do-not-query-localhost` (checked with the
+/// real binary: a forward zone naming a loopback server and 192.0.2.1 asks
+/// only 192.0.2.1; one naming only loopback servers answers SERVFAIL at once;
+/// with `do-not-query-localhost: no` the loopback server answers).
+#[test]
+fn loopback_targets_are_skipped_unless_do_not_query_localhost_is_no() {
+    let text = "server:\n  interface: 127.0.0.1\nforward-zone:\n  name: \"corp\"\n  forward-addr: 127.0.0.1@5353\n  forward-addr: 192.0.2.1\nstub-zone:\n  name: \"lab\"\n  stub-addr: ::1@5300\nforward-zone:\n  name: \".\"\n  forward-addr: 192.0.2.53\n";
+    let (config, warnings) = read(text);
+    let corp = config.upstreams.iter().find(|group| group.name == "corp").unwrap();
+    assert_eq!(corp.servers.iter().map(ToString::to_string).collect::<Vec<_>>(), ["udp://192.0.2.1:53"]);
+    let skipped: Vec<String> = warnings
+        .iter()
+        .filter(|warning| matches!(warning, Warning::LoopbackSkipped { .. }))
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(skipped.len(), 2, "{warnings:?}");
+    assert!(skipped[0].contains("unbound.conf:5") && skipped[0].contains("127.0.0.1:5353"), "{}", skipped[0]);
+    assert!(skipped[0].contains("do-not-query-localhost: no"), "{}", skipped[0]);
+    assert!(skipped[1].contains("unbound.conf:9") && skipped[1].contains("[::1]:5300"), "{}", skipped[1]);
+    let rules = config.build(&BuildOptions::default()).unwrap().rules;
+    assert_eq!(outcome(&rules, "www.corp.", RecordType::A), "forward corp");
+    assert_eq!(outcome(&rules, "www.lab.", RecordType::A), "ServFail");
+    assert_eq!(outcome(&rules, "www.example.", RecordType::A), "forward .");
+
+    let (config, warnings) = read(&text.replace("server:\n", "server:\n  do-not-query-localhost: no\n"));
+    assert!(!warnings.iter().any(|warning| matches!(warning, Warning::LoopbackSkipped { .. })), "{warnings:?}");
+    let rules = config.build(&BuildOptions::default()).unwrap().rules;
+    assert_eq!(outcome(&rules, "www.lab.", RecordType::A), "forward lab");
+    let corp = config.upstreams.iter().find(|group| group.name == "corp").unwrap();
+    assert_eq!(corp.servers.len(), 2);
 }

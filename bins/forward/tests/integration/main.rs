@@ -5,6 +5,7 @@
 mod dnssec;
 mod explain;
 mod failover;
+mod istio;
 mod kubernetes;
 mod local;
 mod process;

@@ -118,7 +118,7 @@ async fn unsupported_clauses_are_named_and_stop_start_up_unless_ignored() {
     let config = dir.write(
         "unbound.conf",
         format!(
-            "server:\n  interface: 127.0.0.1@0\n  private-address: 10.0.0.0/8\n  local-zone: \"home.lan.\" static\n\nrpz:\n  name: \"rpz.example\"\n  zonefile: \"rpz.zone\"\n\nforward-zone:\n  name: \".\"\n  forward-addr: 127.0.0.1@{}\n",
+            "server:\n  interface: 127.0.0.1@0\n  private-address: 10.0.0.0/8\n  local-zone: \"home.lan.\" static\n\nrpz:\n  name: \"rpz.example\"\n  zonefile: \"rpz.zone\"\n\nforward-zone:\n  name: \".\"\n  forward-addr: 127.0.0.1@{}\nserver:\n  do-not-query-localhost: no\n",
             closed_udp_port().port()
         ),
     );

@@ -58,8 +58,10 @@ async fn forward_first_in_the_whitepapers_setup_falls_back_when_on_premises_is_d
     let amazon = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 2)).await;
     let dir = TempDir::new();
     dir.write("whitepaper.conf", whitepaper([&amazon, &amazon], [closed_udp_port(), closed_udp_port()]));
-    let config =
-        dir.write("unbound.conf", "server:\n  interface: 127.0.0.1@0\n  do-ip6: no\ninclude: whitepaper.conf\n");
+    let config = dir.write(
+        "unbound.conf",
+        "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\ninclude: whitepaper.conf\n",
+    );
     let (child, address) = start_binary(&["--unbound-conf", &config.to_string_lossy()]).await;
     assert_eq!(addresses(address, "db.example.corp.").await, ["192.0.2.2"]);
     assert!(stop(child).await);
@@ -77,7 +79,7 @@ async fn a_stub_zone_asks_its_server_without_recursion_desired() {
     let config = dir.write(
         "unbound.conf",
         format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-ip6: no\nstub-zone:\n  name: \"corp.example\"\n  stub-addr: {}\n  stub-no-cache: yes\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
+            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\nstub-zone:\n  name: \"corp.example\"\n  stub-addr: {}\n  stub-no-cache: yes\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
             at(&authoritative),
             at(&root)
         ),
@@ -101,7 +103,7 @@ async fn views_and_access_control_actions_follow_the_client_address() {
     let config = dir.write(
         "unbound.conf",
         format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n  access-control: 127.0.0.5 deny\n  access-control: 127.0.0.6 refuse_non_local\n  access-control-view: 127.0.0.2 lab\n  local-zone: \"test.\" nodefault\n  local-zone: \"g.test.\" static\n  local-data: \"www.g.test. A 10.1.0.1\"\n  local-zone: \"d.test.\" always_deny\nview:\n  name: lab\n  view-first: yes\n  local-zone: \"v.test.\" static\n  local-data: \"www.v.test. A 10.2.0.1\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
+            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n  access-control: 127.0.0.5 deny\n  access-control: 127.0.0.6 refuse_non_local\n  access-control-view: 127.0.0.2 lab\n  local-zone: \"test.\" nodefault\n  local-zone: \"g.test.\" static\n  local-data: \"www.g.test. A 10.1.0.1\"\n  local-zone: \"d.test.\" always_deny\nview:\n  name: lab\n  view-first: yes\n  local-zone: \"v.test.\" static\n  local-data: \"www.v.test. A 10.2.0.1\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
             at(&root)
         ),
     );
@@ -149,7 +151,7 @@ async fn the_remote_control_socket_changes_local_data_and_forward_zones() {
     let config = dir.write(
         "unbound.conf",
         format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-ip6: no\nremote-control:\n  control-enable: yes\n  control-interface: \"{}\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
+            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\nremote-control:\n  control-enable: yes\n  control-interface: \"{}\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
             socket.display(),
             at(&root)
         ),
@@ -173,5 +175,59 @@ async fn the_remote_control_socket_changes_local_data_and_forward_zones() {
     assert!(control(&socket, "frobnicate", &[]).await.starts_with("error unknown command"));
     assert_eq!(control(&socket, "reload", &[]).await, "ok\n");
     assert_eq!(ask(address, "x.blocked.example", RecordType::A).await.map(|(rcode, _)| rcode), Some(Rcode::NOERROR));
+    assert!(stop(child).await);
+}
+
+/// Run Debian's `unbound-control` with `config`: its exit status and stdout.
+async fn unbound_control(config: &Path, args: &[&str]) -> (bool, String) {
+    let output = tokio::process::Command::new("unbound-control")
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|error| panic!("unbound-control (Debian's unbound package) cannot run: {error}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn tls_remote_control_serves_unbound_control_with_unbound_control_setups_certificates() {
+    let root = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 80)).await;
+    let dir = TempDir::new();
+    // Debian's own tool makes the certificates, as on an installed system.
+    for keys in ["keys", "strangers"] {
+        std::fs::create_dir_all(dir.join(keys)).unwrap();
+        let made = std::process::Command::new("unbound-control-setup")
+            .arg("-d")
+            .arg(dir.join(keys))
+            .output()
+            .unwrap_or_else(|error| panic!("unbound-control-setup (Debian's unbound package) cannot run: {error}"));
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = |client_keys: &str| {
+        format!(
+            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\nremote-control:\n  control-enable: yes\n  control-interface: 127.0.0.1\n  control-port: {port}\n  control-use-cert: yes\n  server-key-file: \"{keys}/unbound_server.key\"\n  server-cert-file: \"{keys}/unbound_server.pem\"\n  control-key-file: \"{client}/unbound_control.key\"\n  control-cert-file: \"{client}/unbound_control.pem\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
+            at(&root),
+            keys = dir.join("keys").display(),
+            client = dir.join(client_keys).display(),
+        )
+    };
+    let config = dir.write("unbound.conf", conf("keys"));
+    let (child, address) = start_binary(&["--unbound-conf", &config.to_string_lossy()]).await;
+    let (ok, status) = unbound_control(&config, &["status"]).await;
+    assert!(ok && status.contains("is running"), "{status}");
+    let (ok, added) = unbound_control(&config, &["local_data", "tls.example. 60 IN A 10.7.0.9"]).await;
+    assert!(ok && added.trim() == "ok", "{added}");
+    assert_eq!(addresses(address, "tls.example.").await, ["10.7.0.9"]);
+    // A client certificate the server did not sign is turned away.
+    let stranger = dir.write("stranger.conf", conf("strangers"));
+    let (ok, refused) = unbound_control(&stranger, &["status"]).await;
+    assert!(!ok, "a stranger's certificate was accepted: {refused}");
+    // A client without TLS gets no answer (the handshake fails and the connection closes).
+    let plain = dir.write("plain.conf", conf("keys").replace("control-use-cert: yes", "control-use-cert: no"));
+    let (_, refused) = unbound_control(&plain, &["status"]).await;
+    assert!(!refused.contains("is running"), "a plain-text client was served: {refused}");
     assert!(stop(child).await);
 }

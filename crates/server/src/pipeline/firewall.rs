@@ -70,7 +70,7 @@ impl Pipeline {
         Some(match decision {
             Decision::Block(block) => {
                 counters.decision(DecisionIndex::Blocked);
-                self.block_response(facts, &question.name(), question.qtype(), &block.action, limit, out, purpose)
+                self.block_response(facts, &question.name(), question.qtype(), &block, limit, out, purpose)
             }
             Decision::Local(answer) => {
                 counters.decision(DecisionIndex::Local);

@@ -561,7 +561,7 @@ impl Pipeline {
                     trace.decision = "block".into();
                 }
                 counters.decision(DecisionIndex::Blocked);
-                self.block_response(&facts, &question.name(), question.qtype(), &block.action, limit, out, purpose)
+                self.block_response(&facts, &question.name(), question.qtype(), &block, limit, out, purpose)
             }
             Decision::Forward(forward) => {
                 if let Some(trace) = trace.as_mut() {

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use signpost_rules::{Answer, BlockAction, LocalAnswer, Transport};
+use signpost_rules::{Answer, Block, BlockAction, LocalAnswer, Matched, Transport};
 use signpost_wire::{
     Buffer, Class, EdnsHeader, EdnsOption, ExtendedError, ExtendedErrorCode, Message, MessageBuilder, Name, RData,
     Rcode, RecordType, Section, Unknown,
@@ -301,15 +301,16 @@ impl Pipeline {
         facts: &QueryFacts<'_>,
         name: &Name<'_>,
         qtype: RecordType,
-        action: &BlockAction,
+        block: &Block<'_>,
         limit: usize,
         out: &mut impl Buffer,
         purpose: Purpose,
     ) -> Step {
+        let action = &block.action;
         let (rcode, sink) = match action {
             BlockAction::Refused => (Rcode::REFUSED, None),
-            BlockAction::ServFail => (Rcode::SERVFAIL, None),
             BlockAction::NxDomain => (Rcode::NXDOMAIN, None),
+            BlockAction::ServFail => (Rcode::SERVFAIL, None),
             // Unbound's deny: the client gets nothing and times out.
             BlockAction::Drop => return Step::Drop,
             BlockAction::Sinkhole { v4, v6 } => {
@@ -329,15 +330,19 @@ impl Pipeline {
             builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
             if let Some(edns) = self.our_edns(facts) {
                 builder.set_edns(edns);
-                let extra_text: &[u8] = if *action == BlockAction::ServFail {
-                    b"the policy cannot be evaluated (fail closed)"
-                } else {
-                    b"blocked by policy"
+                // A SERVFAIL "block" is either a DNS Firewall that fails
+                // closed or a zone with no server to ask (every target left
+                // out, a secondary past its expiry).
+                let (info_code, extra_text): (_, &[u8]) = match (action, &block.reason.matched) {
+                    (BlockAction::ServFail, Matched::Firewall { .. }) => {
+                        (ExtendedErrorCode::BLOCKED, b"the policy cannot be evaluated (fail closed)")
+                    }
+                    (BlockAction::ServFail, _) => {
+                        (ExtendedErrorCode::NO_REACHABLE_AUTHORITY, b"no usable server for this zone")
+                    }
+                    _ => (ExtendedErrorCode::BLOCKED, b"blocked by policy"),
                 };
-                let _ = builder.push_edns_option(&EdnsOption::ExtendedError(ExtendedError {
-                    info_code: ExtendedErrorCode::BLOCKED,
-                    extra_text,
-                }));
+                let _ = builder.push_edns_option(&EdnsOption::ExtendedError(ExtendedError { info_code, extra_text }));
             }
             if let Some(address) = sink {
                 let data = match address {
