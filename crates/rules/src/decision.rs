@@ -171,6 +171,9 @@ pub enum BlockAction {
     Refused,
     /// NXDOMAIN.
     NxDomain,
+    /// SERVFAIL: the server is responsible for the name but has no usable
+    /// data (a secondary zone past its expire time, RFC 1034 §4.3.5).
+    ServFail,
     /// No answer at all: the query is dropped (Unbound's `deny` local
     /// zones and access-control), so the client times out.
     Drop,

@@ -257,6 +257,7 @@ impl Pipeline {
         let (rcode, sink) = match action {
             BlockAction::Refused => (Rcode::REFUSED, None),
             BlockAction::NxDomain => (Rcode::NXDOMAIN, None),
+            BlockAction::ServFail => (Rcode::SERVFAIL, None),
             // Unbound's deny: the client gets nothing and times out.
             BlockAction::Drop => return Step::Drop,
             BlockAction::Sinkhole { v4, v6 } => {
