@@ -313,6 +313,24 @@ impl ZoneTransfers {
         Handled::Stream(Box::new(TransferMessages { writer: writer.with_limit(limit), records, session, done: false }))
     }
 
+    /// A signed SOA query for a zone given out here: the SOA, signed
+    /// (a secondary's refresh check, RFC 8945 §5.3). Unsigned ones go to
+    /// the rules like any question.
+    fn answer_signed_soa(&self, query: &HandlerQuery<'_>, apex: &NameBuf) -> Option<Handled> {
+        let zones = self.zones.load();
+        let served = zones.get(&apex.to_lowercase())?;
+        let (zone, policy) = (served.zone.as_ref()?, served.transfer.as_ref()?);
+        if policy.keys.is_empty() || !policy.allows(query.peer.ip()) {
+            return None;
+        }
+        match TsigSession::verify_request(&policy.keys, query.message.as_bytes(), unix_now()) {
+            Ok(Some(mut session)) => Some(soa_only(&query.message, zone.soa(), Some(&mut session))),
+            Ok(None) => None,
+            Err(signpost_wire::Error::Tsig { problem }) => Some(tsig_failure(&query.message, problem)),
+            Err(_) => Some(respond(&query.message, Rcode::FORMERR, None)),
+        }
+    }
+
     fn answer_notify(&self, query: &HandlerQuery<'_>, apex: NameBuf) -> Handled {
         let zones = self.zones.load();
         let Some(policy) = zones.get(&apex.to_lowercase()).and_then(|served| served.notify.as_ref()) else {
@@ -348,6 +366,7 @@ impl QueryHandler for ZoneTransfers {
         }
         match question.qtype() {
             qtype @ (RecordType::AXFR | RecordType::IXFR) => Some(self.answer_transfer(query, apex, qtype)),
+            RecordType::SOA => self.answer_signed_soa(query, &apex),
             _ => None,
         }
     }

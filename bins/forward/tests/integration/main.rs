@@ -10,5 +10,6 @@ mod local;
 mod process;
 mod routing;
 mod support;
+mod transfer;
 mod unbound;
 mod unbound_compat;
