@@ -306,6 +306,10 @@ impl ZoneTransfers {
             }
             None => zone.axfr().cloned().collect(),
         };
+        tracing::info!(
+            zone = %apex, peer = %query.peer, %qtype, serial = %zone.serial(), records = records.len(),
+            incremental = incremental.is_some(), signed = session.is_some(), "zone transfer out"
+        );
         let Ok(writer) = TransferWriter::new(&query.message, records.len()) else {
             return respond(&query.message, Rcode::FORMERR, None);
         };
