@@ -13,7 +13,9 @@ use signpost_wire::{NameBuf, RecordBuf};
 
 use crate::destinations;
 use crate::error::EndpointError;
-use crate::model::{EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles, VpcConfig};
+use crate::model::{
+    EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles, TsigKeyConfig, VpcConfig,
+};
 use crate::protocols::{Direction, EndpointProtocol, Protocols};
 use crate::querylog::LogAccount;
 use signpost_server::State;
@@ -152,6 +154,31 @@ pub struct Deployment {
     /// The limits in force, when `aws_limits` is on: per-client packets per
     /// second to VPC resolvers, queries per second per inbound address.
     pub limits: Option<(u32, u32)>,
+    /// Private hosted zones that follow an on-premises primary.
+    pub secondaries: Vec<PlannedSecondary>,
+}
+
+/// A private hosted zone that copies its records from primaries by zone
+/// transfer, as compiled: addresses resolved, key found and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedSecondary {
+    /// The zone's id.
+    pub zone_id: String,
+    /// Its apex.
+    pub apex: NameBuf,
+    /// The primaries, asked in order.
+    pub primaries: Vec<SocketAddr>,
+    /// The key transfers and NOTIFY are signed with.
+    pub key: Option<TsigKeyConfig>,
+    /// Who besides the primaries may send NOTIFY.
+    pub allow_notify: Vec<IpNet>,
+}
+
+impl PlannedSecondary {
+    /// The TSIG key (checked when compiled, so `None` only when none is named).
+    pub fn tsig_key(&self) -> Option<signpost_wire::TsigKey> {
+        self.key.as_ref().and_then(|key| key.key().ok())
+    }
 }
 
 impl Deployment {
@@ -345,7 +372,21 @@ impl EndpointConfig {
                 default_group: Some(RECURSIVE_GROUP.to_string()),
             });
         }
-        for (config, (_, zone)) in self.private_hosted_zones.iter().zip(&zones) {
+        let secondaries = self.secondaries()?;
+        for (config, (apex, zone)) in self.private_hosted_zones.iter().zip(&zones) {
+            if self.runtime.expired_zones.contains(config.zone_id()) {
+                // A secondary past its expire time has no data it may
+                // answer from: SERVFAIL, as RFC 1034 §4.3.5 asks.
+                builder.rule(
+                    RuleSpec::new(
+                        format!("expired:{}", zone_id(config)),
+                        Matcher::Suffix(apex.clone()),
+                        Action::Block(signpost_rules::BlockAction::ServFail),
+                    )
+                    .in_views(config.vpc_ids()),
+                );
+                continue;
+            }
             builder.zone(ZoneSpec {
                 id: zone_id(config),
                 zone: zone.clone(),
@@ -419,7 +460,53 @@ impl EndpointConfig {
                 .aws_limits
                 .enabled
                 .then_some((self.aws_limits.vpc_resolver_pps_per_client, self.aws_limits.inbound_qps_per_address)),
+            secondaries,
         })
+    }
+
+    /// The private hosted zones that follow a primary, checked: primaries
+    /// given, the key known and usable.
+    pub fn secondaries(&self) -> Result<Vec<PlannedSecondary>, EndpointError> {
+        for (index, key) in self.tsig_keys.iter().enumerate() {
+            key.key().map_err(|problem| EndpointError::Invalid {
+                at: self.locate(&format!("tsig_keys[{index}]")),
+                problem,
+            })?;
+        }
+        let mut planned = Vec::new();
+        for (index, config) in self.private_hosted_zones.iter().enumerate() {
+            let field = format!("private_hosted_zones[{index}].secondary");
+            let Ok(apex) = config.name.parse::<NameBuf>() else { continue };
+            let secondary = config.secondary_of().map_err(|_| EndpointError::Invalid {
+                at: self.locate(&field),
+                problem: "a primary is not an address (IP, or IP:port)",
+            })?;
+            let Some(secondary) = secondary else { continue };
+            if secondary.primaries.is_empty() {
+                return Err(EndpointError::Invalid {
+                    at: self.locate(&format!("{field}.primaries")),
+                    problem: "a secondary zone needs at least one primary",
+                });
+            }
+            let key = match &secondary.tsig_key {
+                Some(name) => Some(self.tsig_keys.iter().find(|key| key.is_named(name)).cloned().ok_or_else(|| {
+                    EndpointError::UnknownReference {
+                        at: self.locate(&format!("{field}.tsig_key")),
+                        what: "TSIG key",
+                        id: name.clone(),
+                    }
+                })?),
+                None => None,
+            };
+            planned.push(PlannedSecondary {
+                zone_id: zone_id(config),
+                apex,
+                primaries: secondary.primaries.iter().map(|primary| primary.with_default_port(53)).collect(),
+                key,
+                allow_notify: secondary.allow_notify.clone(),
+            });
+        }
+        Ok(planned)
     }
 
     /// `account_id` (twelve digits, as AWS account ids are) and `region`.

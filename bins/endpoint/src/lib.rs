@@ -60,6 +60,7 @@ mod protocols;
 mod querylog;
 mod quotas;
 mod running;
+pub mod secondary;
 pub mod service;
 pub mod state;
 
@@ -67,16 +68,16 @@ pub mod state;
 pub mod fuzzing;
 
 pub use compile::{
-    AddressLimit, Deployment, ListenerRole, PlannedListener, RECURSIVE_GROUP, RouteTarget, VpcRoutes, forward_group,
-    inbound_listener_id, resolver_listener_id,
+    AddressLimit, Deployment, ListenerRole, PlannedListener, PlannedSecondary, RECURSIVE_GROUP, RouteTarget, VpcRoutes,
+    forward_group, inbound_listener_id, resolver_listener_id,
 };
 pub use error::EndpointError;
 pub use model::{
     ApiSettings, AwsLimits, BlockResponse, EndpointAddress, EndpointConfig, FirewallAssociationConfig,
     FirewallDomainListConfig, FirewallRuleAction, FirewallRuleConfig, FirewallRuleGroupConfig, HostPort,
     HostedZoneConfig, InboundEndpointConfig, OutboundEndpointConfig, QueryLoggingConfig, Quotas, RecursiveConfig,
-    ResolverRuleConfig, RuleType, SecurityGroupConfig, SubnetConfig, Tags, TargetConfig, TlsFiles, VpcAssociation,
-    VpcConfig,
+    ResolverRuleConfig, RuleType, SECONDARY_PRIMARIES_TAG, SECONDARY_TSIG_KEY_TAG, SecondaryConfig,
+    SecurityGroupConfig, SubnetConfig, Tags, TargetConfig, TlsFiles, TsigKeyConfig, VpcAssociation, VpcConfig,
 };
 pub use protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols, UnknownEndpointProtocol};
 pub use querylog::{LogAccount, Route53Format};

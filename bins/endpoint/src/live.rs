@@ -39,6 +39,8 @@ pub struct EndpointRuntime {
     report: Box<dyn FnMut(Report) + Send>,
     last: Option<Reloaded>,
     zones: crate::model::ZoneCache,
+    transfers: Arc<signpost_server::transfer::ZoneTransfers>,
+    expired: crate::secondary::ExpiredZones,
 }
 
 impl std::fmt::Debug for EndpointRuntime {
@@ -59,7 +61,24 @@ impl EndpointRuntime {
             report: Box::new(report),
             last: None,
             zones: crate::model::ZoneCache::default(),
+            transfers: Arc::default(),
+            expired: crate::secondary::ExpiredZones::default(),
         }
+    }
+
+    /// The zone transfers and NOTIFY the servers answer (secondary zones register here).
+    pub fn transfers(&self) -> Arc<signpost_server::transfer::ZoneTransfers> {
+        self.transfers.clone()
+    }
+
+    /// The secondary zones past their expire time, which the next change answers SERVFAIL for.
+    pub fn expired_zones(&self) -> crate::secondary::ExpiredZones {
+        self.expired.clone()
+    }
+
+    /// Where runtime files (query logs, certificates, secondary copies) go.
+    pub fn files_dir(&self) -> &std::path::Path {
+        &self.files_dir
     }
 
     /// What the last change did to the server: swapped in place, or
@@ -157,6 +176,8 @@ impl Runtime for EndpointRuntime {
     fn prepare(&mut self, config: &mut EndpointConfig) -> Result<(), EndpointError> {
         config.runtime.files_dir = Some(self.files_dir.clone());
         config.runtime.zone_cache = Some(self.zones.clone());
+        config.runtime.transfers = Some(self.transfers.clone());
+        config.runtime.expired_zones = self.expired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         config.runtime.skip_routes = true;
         config.runtime.lists_may_be_unavailable = self.endpoint.is_some();
         config.runtime.upstreams_in_force = self.endpoint.as_ref().map(|endpoint| {

@@ -4,7 +4,7 @@
 
 use core::fmt;
 use core::str::FromStr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -135,6 +135,10 @@ pub struct EndpointConfig {
     /// Security groups of the VPCs (endpoints name them; not enforced).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_groups: Vec<SecurityGroupConfig>,
+    /// TSIG keys (RFC 8945) that secondary private hosted zones name (a
+    /// Signpost extension; settings, never stored in the state directory).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tsig_keys: Vec<TsigKeyConfig>,
     /// Private hosted zones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub private_hosted_zones: Vec<HostedZoneConfig>,
@@ -198,6 +202,10 @@ pub(crate) struct RuntimeContext {
     pub(crate) skip_routes: bool,
     /// The VPC ids, sorted, once a compile of a large model has needed them.
     pub(crate) vpc_ids: VpcIds,
+    /// Secondary zones past their expire time: answered SERVFAIL.
+    pub(crate) expired_zones: BTreeSet<String>,
+    /// Zone transfers and NOTIFY, asked before the rules (secondary zones take NOTIFY here).
+    pub(crate) transfers: Option<Arc<signpost_server::transfer::ZoneTransfers>>,
 }
 
 /// A compile's sorted VPC ids. A copy of the model starts without them
@@ -247,6 +255,7 @@ impl Default for EndpointConfig {
             vpcs: Vec::new(),
             subnets: Vec::new(),
             security_groups: Vec::new(),
+            tsig_keys: Vec::new(),
             private_hosted_zones: Vec::new(),
             public_hosted_zones: Vec::new(),
             resolver_rules: Vec::new(),
@@ -678,9 +687,56 @@ pub struct HostedZoneConfig {
     /// Its tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: Tags,
+    /// Follow an on-premises primary by zone transfer (a Signpost
+    /// extension: the whitepaper's "Secondary DNS in an Amazon VPC").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<SecondaryConfig>,
 }
 
+/// The tag that makes a hosted zone created through the API a secondary:
+/// its primaries, separated by spaces or commas (`192.0.2.53 192.0.2.54:5300`).
+pub const SECONDARY_PRIMARIES_TAG: &str = "signpost:secondary-primaries";
+/// The tag naming the `[[tsig_keys]]` entry a secondary signs its transfers with.
+pub const SECONDARY_TSIG_KEY_TAG: &str = "signpost:secondary-tsig-key";
+
+/// `[private_hosted_zones.secondary]`: where a private hosted zone copies
+/// its records from.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryConfig {
+    /// The primaries (port 53 unless given), asked in order.
+    pub primaries: Vec<HostPort>,
+    /// The name of a `[[tsig_keys]]` entry: transfers and NOTIFY are signed with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsig_key: Option<String>,
+    /// Who else may send NOTIFY for the zone (the primaries always may).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_notify: Vec<IpNet>,
+}
+
+pub use signpost_server::transfer::TsigKeyConfig;
+
 impl HostedZoneConfig {
+    /// Where the zone copies its records from: its `secondary` table, or
+    /// else the [`SECONDARY_PRIMARIES_TAG`] and [`SECONDARY_TSIG_KEY_TAG`]
+    /// tags (the API's way to say it). `Err` names a primary that does not parse.
+    pub fn secondary_of(&self) -> Result<Option<SecondaryConfig>, String> {
+        if let Some(secondary) = &self.secondary {
+            return Ok(Some(secondary.clone()));
+        }
+        let Some(list) = self.tags.get(SECONDARY_PRIMARIES_TAG) else { return Ok(None) };
+        let primaries = list
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|part| !part.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<HostPort>, String>>()?;
+        Ok(Some(SecondaryConfig {
+            primaries,
+            tsig_key: self.tags.get(SECONDARY_TSIG_KEY_TAG).cloned(),
+            allow_notify: Vec::new(),
+        }))
+    }
+
     /// Its id: `id`, or the name when none is given.
     pub fn zone_id(&self) -> &str {
         self.id.as_deref().unwrap_or(&self.name)

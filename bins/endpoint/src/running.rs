@@ -53,6 +53,7 @@ pub struct Endpoint {
 /// so a restart does not move them.
 async fn start_server(
     deployment: &Deployment,
+    transfers: Option<&Arc<signpost_server::transfer::ZoneTransfers>>,
     previous: &[(String, SocketAddr)],
 ) -> Result<(ServerHandle, Arc<Route53Format>), EndpointError> {
     let mut config = deployment.server.clone();
@@ -69,11 +70,14 @@ async fn start_server(
     }
     let log_format = Arc::new(Route53Format::new(deployment.log_account.clone(), &deployment.listeners));
     log_format.set_rules(deployment.rules.clone());
-    let builder = Server::builder()
+    let mut builder = Server::builder()
         .config(config)
         .state(deployment.state())
         .query_logs(deployment.query_logs.clone())
         .query_log_format(log_format.clone());
+    if let Some(transfers) = transfers {
+        builder = builder.query_handler(transfers.clone());
+    }
     Ok((builder.start().await?, log_format))
 }
 
@@ -86,7 +90,7 @@ impl Endpoint {
     /// [`Endpoint::start`] with a configuration others hold too.
     pub async fn start_shared(config: Arc<EndpointConfig>) -> Result<Self, EndpointError> {
         let deployment = config.compile()?;
-        let (server, log_format) = start_server(&deployment, &[]).await?;
+        let (server, log_format) = start_server(&deployment, config.runtime.transfers.as_ref(), &[]).await?;
         Ok(Self { config, deployment, server, log_format })
     }
 
@@ -175,7 +179,7 @@ impl Endpoint {
         let previous: Vec<(String, SocketAddr)> =
             self.server.listeners().iter().map(|bound| (bound.id.clone(), bound.address)).collect();
         self.server.clone().shutdown().await;
-        match start_server(&deployment, &previous).await {
+        match start_server(&deployment, next.runtime.transfers.as_ref(), &previous).await {
             Ok((server, log_format)) => {
                 self.server = server;
                 self.log_format = log_format;
@@ -184,7 +188,8 @@ impl Endpoint {
                 Ok(Reloaded::Restarted)
             }
             Err(error) => {
-                (self.server, self.log_format) = start_server(&self.deployment, &previous).await?;
+                (self.server, self.log_format) =
+                    start_server(&self.deployment, self.config.runtime.transfers.as_ref(), &previous).await?;
                 Err(error)
             }
         }

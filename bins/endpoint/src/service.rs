@@ -95,6 +95,7 @@ pub struct Service {
     api_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     temporary_files: Option<PathBuf>,
     probes: Probes,
+    secondaries: Option<crate::secondary::Secondaries>,
 }
 
 /// The readiness check passed once the model is live (its listeners bound).
@@ -166,7 +167,9 @@ impl Service {
             api_task: None,
             temporary_files,
             probes,
+            secondaries: None,
         };
+        service.secondaries = Some(crate::secondary::Secondaries::start(service.control.clone()).await);
         readiness.mark_ready(LISTENERS_CHECK);
         if let Some(address) = options.api {
             let listener = api::bind(address).await.map_err(|source| ServiceError::Bind { address, source })?;
@@ -263,6 +266,9 @@ impl Service {
         }
         if let Some(task) = self.api_task.take() {
             let _ = task.await;
+        }
+        if let Some(secondaries) = self.secondaries.take() {
+            secondaries.stop().await;
         }
         if let Some(endpoint) = self.control.with_runtime_mut(EndpointRuntime::take_endpoint).await {
             endpoint.shutdown().await;

@@ -116,6 +116,15 @@ pub struct AuthZone {
     pub answers: bool,
     /// Whether names are forwarded while a secondary has no copy.
     pub fallback_enabled: bool,
+    /// The TSIG key of transfers and NOTIFY (checked: [`TsigKeyConfig::key`] succeeds).
+    pub tsig_key: Option<signpost_server::transfer::TsigKeyConfig>,
+}
+
+impl AuthZone {
+    /// The TSIG key, ready to sign and verify.
+    pub fn key(&self) -> Option<signpost_wire::TsigKey> {
+        self.tsig_key.as_ref().and_then(|key| key.key().ok())
+    }
 }
 
 impl fmt::Debug for Forwarder {
@@ -443,6 +452,21 @@ impl ForwarderConfig {
                     })
                     .collect()
             };
+            let tsig_key = match &auth.tsig_key {
+                Some(name) => {
+                    let (index, key) =
+                        self.tsig_keys.iter().enumerate().find(|(_, key)| key.is_named(name)).ok_or_else(|| {
+                            invalid("tsig_key", "TSIG key", name, "the name of a [[tsig_keys]] entry")
+                        })?;
+                    key.key().map_err(|problem| ConfigError::Malformed {
+                        at: self.locate(&format!("tsig_keys[{index}]")),
+                        keyword: format!("TSIG key {name}"),
+                        problem,
+                    })?;
+                    Some(key.clone())
+                }
+                None => None,
+            };
             if primaries.is_empty() && auth.zonefile.is_none() {
                 return Err(ConfigError::Malformed {
                     at: at("name"),
@@ -458,6 +482,7 @@ impl ForwarderConfig {
                 allow_transfer: networks("allow_transfer", &auth.allow_transfer)?,
                 answers: auth.for_downstream || auth.for_upstream,
                 fallback_enabled: auth.fallback_enabled,
+                tsig_key,
                 apex,
             });
         }

@@ -89,6 +89,10 @@ pub struct ForwarderConfig {
     /// secondaries copied from primaries by zone transfer (docs/zone-transfers.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub auth_zones: Vec<AuthZoneConfig>,
+    /// TSIG keys (RFC 8945) that `auth_zones` name (a Signpost extension:
+    /// unbound.conf has no TSIG for `auth-zone:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tsig_keys: Vec<signpost_server::transfer::TsigKeyConfig>,
     /// Host tables (Istio-style service names, automatic addresses).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_tables: Vec<HostTableConfig>,
@@ -193,6 +197,11 @@ pub struct AuthZoneConfig {
     /// forwarder (AXFR/IXFR over TCP). Empty: no one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_transfer: Vec<String>,
+    /// Signpost extension: the `tsig_keys` entry that signs transfers from
+    /// the primaries, that NOTIFY must be signed with, and that transfers
+    /// out (to `allow_transfer`) must be signed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsig_key: Option<String>,
 }
 
 impl AuthZoneConfig {
@@ -207,6 +216,7 @@ impl AuthZoneConfig {
             for_upstream: true,
             fallback_enabled: false,
             allow_transfer: Vec::new(),
+            tsig_key: None,
         }
     }
 }

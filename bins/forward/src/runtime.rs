@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use signpost_rules::{Zone, ZoneSpec};
+use signpost_rules::{Action, BlockAction, Matcher, RuleSpec, Zone, ZoneSpec};
 use signpost_server::transfer::{Publish, SecondaryTask, SecondaryZone, TransferPolicy, ZoneTransfers};
 use signpost_server::watch::{self, FileWatcher};
 use signpost_server::{Probes, QueryHandler, Readiness, Reloader, Server, ServerHandle, handover};
@@ -184,8 +184,12 @@ fn start_auth_zones(
     let mut tasks = Vec::new();
     let mut lines = Vec::new();
     for auth in zones {
-        let policy = (!auth.allow_transfer.is_empty())
-            .then(|| TransferPolicy { allow: auth.allow_transfer.clone(), ..TransferPolicy::default() });
+        let key = auth.key();
+        let policy = (!auth.allow_transfer.is_empty()).then(|| TransferPolicy {
+            allow: auth.allow_transfer.clone(),
+            keys: key.clone().into_iter().collect(),
+            require_key: key.is_some(),
+        });
         if auth.primaries.is_empty() {
             if let (Some(policy), Some(zone)) = (policy, server.rules().zone(&auth.id)) {
                 transfers.serve(Arc::new(zone.clone()), policy);
@@ -201,36 +205,65 @@ fn start_auth_zones(
         lines.push(format!("auth zone {} secondary of {}", auth.apex, primaries.join(", ")));
         let secondary = SecondaryZone {
             apex: auth.apex.clone(),
-            primaries: auth.primaries.iter().map(|primary| TransferClient::new(*primary)).collect(),
+            primaries: auth
+                .primaries
+                .iter()
+                .map(|primary| TransferClient::new(*primary).with_key(key.clone()))
+                .collect(),
             copy: auth.zonefile.clone(),
             allow_notify: auth.allow_notify.clone(),
-            notify_keys: Vec::new(),
+            notify_keys: key.into_iter().collect(),
             serve: policy,
         };
         let (handle, id, answers, fallback) = (server.clone(), auth.id.clone(), auth.answers, auth.fallback_enabled);
+        if answers && !fallback && server.rules().zone(&id).is_none() {
+            // No copy yet: without fallback-enabled the zone's names fail
+            // rather than go to the internet (unbound.conf(5), auth-zone).
+            install_copy(&handle, &id, &auth.apex, None, fallback);
+        }
         let publish: Publish = Arc::new(move |apex: &NameBuf, zone: Option<Arc<Zone>>| {
-            if !answers {
-                return;
-            }
-            let mut builder = handle.rules().to_builder();
-            builder.remove_zone(&id);
-            match zone {
-                Some(zone) => {
-                    builder.zone(ZoneSpec { id: id.clone(), ..ZoneSpec::new(Zone::clone(&zone)) });
-                }
-                None if !fallback => {
-                    tracing::warn!(zone = %apex, "expired without fallback-enabled: its names are forwarded anyway");
-                }
-                None => {}
-            }
-            match builder.build() {
-                Ok(rules) => handle.set_rules(rules),
-                Err(error) => tracing::error!(zone = %apex, %error, "cannot install the new copy"),
+            if answers {
+                install_copy(&handle, &id, apex, zone, fallback);
             }
         });
         tasks.push(secondary.spawn(transfers.clone(), publish));
     }
     (tasks, lines)
+}
+
+/// The rule id that makes an auth zone without data answer SERVFAIL.
+fn servfail_rule_id(zone_id: &str) -> String {
+    format!("{zone_id}:no-data")
+}
+
+/// Put a secondary's new copy in the running rule set, or, with `None`
+/// (no copy, or past its expire time), answer its names SERVFAIL as a
+/// secondary must (RFC 1034 §4.3.5) — unless `fallback-enabled`, which
+/// forwards them as if the zone were not there.
+fn install_copy(handle: &ServerHandle, id: &str, apex: &NameBuf, zone: Option<Arc<Zone>>, fallback: bool) {
+    let mut builder = handle.rules().to_builder();
+    builder.remove_zone(id);
+    builder.remove_rule(&servfail_rule_id(id));
+    match zone {
+        Some(zone) => {
+            builder.zone(ZoneSpec { id: id.to_string(), ..ZoneSpec::new(Zone::clone(&zone)) });
+        }
+        None if fallback => {
+            tracing::warn!(zone = %apex, "auth zone has no data: fallback-enabled, forwarding its names")
+        }
+        None => {
+            tracing::warn!(zone = %apex, "auth zone has no data: answering SERVFAIL (fallback-enabled: no)");
+            builder.rule(RuleSpec::new(
+                servfail_rule_id(id),
+                Matcher::Suffix(apex.clone()),
+                Action::Block(BlockAction::ServFail),
+            ));
+        }
+    }
+    match builder.build() {
+        Ok(rules) => handle.set_rules(rules),
+        Err(error) => tracing::error!(zone = %apex, %error, "cannot install the auth zone's data"),
+    }
 }
 
 /// The content version of a configuration file or directory.

@@ -170,8 +170,10 @@ pub enum BlockAction {
     /// REFUSED.
     Refused,
     /// SERVFAIL: the policy could not be evaluated (a DNS Firewall that
-    /// fails closed), or there is no server to ask (every forward target
-    /// left out by `do-not-query-localhost`).
+    /// fails closed), there is no server to ask (every forward target left
+    /// out by `do-not-query-localhost`), or the server is responsible for
+    /// the name but has no usable data (a secondary zone past its expire
+    /// time, RFC 1034 §4.3.5).
     ServFail,
     /// NXDOMAIN.
     NxDomain,

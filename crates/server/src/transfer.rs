@@ -25,12 +25,55 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use signpost_rules::{Transport, Zone};
 use signpost_wire::{
-    Class, Flags, MAX_MESSAGE_LEN, Message, MessageBuilder, NameBuf, Opcode, Rcode, RecordBuf, RecordType, Section,
-    TSIG_FAILURE_RCODE, TransferWriter, TsigKey, TsigSession, soa_serial,
+    Class, Flags, IxfrDiff, MAX_MESSAGE_LEN, Message, MessageBuilder, NameBuf, Opcode, Rcode, RecordBuf, RecordType,
+    Section, TSIG_FAILURE_RCODE, TransferWriter, TsigKey, TsigSession, soa_serial,
 };
 use tokio::sync::Notify;
 
 use crate::hook::{Handled, HandlerQuery, QueryHandler};
+
+/// A TSIG key as configuration files give it (`[[tsig_keys]]` in the
+/// binaries' TOML, BIND's and Knot's `key` clauses): a name, an algorithm
+/// and a base64 secret. The secret never appears in `Debug` output.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsigKeyConfig {
+    /// The key's name (`transfer.`), which both peers must spell the same.
+    pub name: String,
+    /// `hmac-sha256` (default), `hmac-sha384` or `hmac-sha512`.
+    #[serde(default = "default_tsig_algorithm")]
+    pub algorithm: String,
+    /// The secret, in base64.
+    pub secret: String,
+}
+
+fn default_tsig_algorithm() -> String {
+    "hmac-sha256".into()
+}
+
+impl std::fmt::Debug for TsigKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TsigKeyConfig")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TsigKeyConfig {
+    /// The key, or what is wrong with the entry.
+    pub fn key(&self) -> Result<TsigKey, &'static str> {
+        let name: NameBuf = self.name.parse().map_err(|_| "the key name is not a domain name")?;
+        let algorithm = signpost_wire::TsigAlgorithm::from_name(&self.algorithm)
+            .ok_or("unknown algorithm (hmac-sha256, hmac-sha384 or hmac-sha512)")?;
+        TsigKey::from_base64(name, algorithm, &self.secret).map_err(|_| "the secret is not base64")
+    }
+
+    /// Whether this entry is the key called `name` (case and final dot aside).
+    pub fn is_named(&self, name: &str) -> bool {
+        self.name.trim_end_matches('.').eq_ignore_ascii_case(name.trim_end_matches('.'))
+    }
+}
 
 /// Room left in each transfer message for the TSIG record.
 const TSIG_ROOM: usize = 512;
@@ -69,20 +112,96 @@ struct ServedZone {
     zone: Option<Arc<Zone>>,
     transfer: Option<TransferPolicy>,
     notify: Option<NotifyPolicy>,
+    /// The differences between the last versions, oldest first, each
+    /// starting where the one before ended (RFC 1995 §4's history).
+    history: Arc<Vec<IxfrDiff>>,
 }
+
+impl ServedZone {
+    /// Take `next` as the zone's data, remembering how it differs from the
+    /// version before when it is newer (at most `limit` differences).
+    fn replace(&mut self, next: Option<Arc<Zone>>, limit: usize) {
+        if let (Some(previous), Some(next)) = (&self.zone, &next) {
+            let (old, new) = (previous.serial(), next.serial());
+            if new.is_newer_than(old) && limit > 0 {
+                let mut history = Vec::clone(&self.history);
+                history.push(difference(previous, next));
+                let excess = history.len().saturating_sub(limit);
+                history.drain(..excess);
+                self.history = Arc::new(history);
+            } else if new != old {
+                // An older or unrelated version: the differences no longer chain.
+                self.history = Arc::default();
+            }
+        }
+        if next.is_none() {
+            // Withdrawn (a secondary with no usable copy): nothing to chain from.
+            self.history = Arc::default();
+        }
+        self.zone = next;
+    }
+
+    /// The differences from `client` to the current version, when the history reaches back that far.
+    fn changes_since(&self, client: signpost_wire::Serial) -> Option<&[IxfrDiff]> {
+        let current = self.zone.as_ref()?.serial();
+        let start = self.history.iter().position(|diff| soa_serial(&diff.from) == Some(client))?;
+        let since = self.history.get(start..)?;
+        let chained = since.windows(2).all(|pair| match pair {
+            [earlier, later] => soa_serial(&earlier.to) == soa_serial(&later.from),
+            _ => true,
+        });
+        let ends_current = since.last().is_some_and(|last| soa_serial(&last.to) == Some(current));
+        (chained && ends_current).then_some(since)
+    }
+}
+
+/// What changed between two versions of a zone, as one IXFR difference sequence.
+fn difference(old: &Zone, new: &Zone) -> IxfrDiff {
+    let without_soa = |zone: &Zone| -> std::collections::HashSet<RecordBuf> {
+        zone.records().filter(|record| record.rtype() != RecordType::SOA).cloned().collect()
+    };
+    let (before, after) = (without_soa(old), without_soa(new));
+    let in_order = |zone: &Zone, other: &std::collections::HashSet<RecordBuf>| -> Vec<RecordBuf> {
+        zone.records().filter(|record| record.rtype() != RecordType::SOA && !other.contains(*record)).cloned().collect()
+    };
+    IxfrDiff {
+        from: old.soa().clone(),
+        deleted: in_order(old, &after),
+        to: new.soa().clone(),
+        added: in_order(new, &before),
+    }
+}
+
+/// How many differences each zone keeps for IXFR unless told otherwise.
+pub const DEFAULT_IXFR_HISTORY: usize = 16;
 
 /// The zones this server gives out by transfer and takes NOTIFY for.
 /// Changed at run time with [`ZoneTransfers::serve`], [`ZoneTransfers::update`]
 /// and [`ZoneTransfers::remove`]; readers never wait.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ZoneTransfers {
     zones: ArcSwap<BTreeMap<NameBuf, ServedZone>>,
+    history_limit: usize,
+}
+
+impl Default for ZoneTransfers {
+    fn default() -> Self {
+        Self { zones: ArcSwap::default(), history_limit: DEFAULT_IXFR_HISTORY }
+    }
 }
 
 impl ZoneTransfers {
     /// No zones.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keep the last `limit` differences of each zone for IXFR (default
+    /// [`DEFAULT_IXFR_HISTORY`]; 0 answers every IXFR from an older serial
+    /// with the whole zone).
+    pub fn with_history(mut self, limit: usize) -> Self {
+        self.history_limit = limit;
+        self
     }
 
     fn change(&self, apex: &NameBuf, edit: impl Fn(&mut ServedZone)) {
@@ -97,8 +216,9 @@ impl ZoneTransfers {
     /// Give out `zone` by transfer under `policy` (replacing what was served for its apex).
     pub fn serve(&self, zone: Arc<Zone>, policy: TransferPolicy) {
         let apex = zone.apex().clone();
+        let limit = self.history_limit;
         self.change(&apex, |served| {
-            served.zone = Some(zone.clone());
+            served.replace(Some(zone.clone()), limit);
             served.transfer = Some(policy.clone());
         });
     }
@@ -106,7 +226,8 @@ impl ZoneTransfers {
     /// Replace the data of a zone (a new version from reload, the API or a
     /// transfer); `None` while a secondary has no usable copy.
     pub fn update(&self, apex: &NameBuf, zone: Option<Arc<Zone>>) {
-        self.change(apex, |served| served.zone = zone.clone());
+        let limit = self.history_limit;
+        self.change(apex, |served| served.replace(zone.clone(), limit));
     }
 
     /// Take NOTIFY for `apex` from the peers and keys of `policy`.
@@ -165,13 +286,53 @@ impl ZoneTransfers {
                 return soa_only(&query.message, &soa, session.as_mut());
             }
         }
-        // No history is kept, so IXFR is answered with the whole zone in AXFR form (RFC 1995 §4).
-        let records: Vec<RecordBuf> = zone.axfr().cloned().collect();
+        // IXFR: the differences since the client's serial when the history
+        // reaches back that far; otherwise the whole zone in AXFR form (RFC 1995 §4).
+        let incremental = (qtype == RecordType::IXFR)
+            .then(|| client_serial(&query.message))
+            .flatten()
+            .and_then(|client| served.and_then(|served| served.changes_since(client)));
+        let records: Vec<RecordBuf> = match incremental {
+            Some(diffs) => {
+                let mut records = vec![soa.clone()];
+                for diff in diffs {
+                    records.push(diff.from.clone());
+                    records.extend(diff.deleted.iter().cloned());
+                    records.push(diff.to.clone());
+                    records.extend(diff.added.iter().cloned());
+                }
+                records.push(soa.clone());
+                records
+            }
+            None => zone.axfr().cloned().collect(),
+        };
+        tracing::info!(
+            zone = %apex, peer = %query.peer, %qtype, serial = %zone.serial(), records = records.len(),
+            incremental = incremental.is_some(), signed = session.is_some(), "zone transfer out"
+        );
         let Ok(writer) = TransferWriter::new(&query.message, records.len()) else {
             return respond(&query.message, Rcode::FORMERR, None);
         };
         let limit = if session.is_some() { MAX_MESSAGE_LEN - TSIG_ROOM } else { MAX_MESSAGE_LEN };
         Handled::Stream(Box::new(TransferMessages { writer: writer.with_limit(limit), records, session, done: false }))
+    }
+
+    /// A signed SOA query for a zone given out here: the SOA, signed
+    /// (a secondary's refresh check, RFC 8945 §5.3). Unsigned ones go to
+    /// the rules like any question.
+    fn answer_signed_soa(&self, query: &HandlerQuery<'_>, apex: &NameBuf) -> Option<Handled> {
+        let zones = self.zones.load();
+        let served = zones.get(&apex.to_lowercase())?;
+        let (zone, policy) = (served.zone.as_ref()?, served.transfer.as_ref()?);
+        if policy.keys.is_empty() || !policy.allows(query.peer.ip()) {
+            return None;
+        }
+        match TsigSession::verify_request(&policy.keys, query.message.as_bytes(), unix_now()) {
+            Ok(Some(mut session)) => Some(soa_only(&query.message, zone.soa(), Some(&mut session))),
+            Ok(None) => None,
+            Err(signpost_wire::Error::Tsig { problem }) => Some(tsig_failure(&query.message, problem)),
+            Err(_) => Some(respond(&query.message, Rcode::FORMERR, None)),
+        }
     }
 
     fn answer_notify(&self, query: &HandlerQuery<'_>, apex: NameBuf) -> Handled {
@@ -209,6 +370,7 @@ impl QueryHandler for ZoneTransfers {
         }
         match question.qtype() {
             qtype @ (RecordType::AXFR | RecordType::IXFR) => Some(self.answer_transfer(query, apex, qtype)),
+            RecordType::SOA => self.answer_signed_soa(query, &apex),
             _ => None,
         }
     }

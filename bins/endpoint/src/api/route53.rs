@@ -190,16 +190,16 @@ fn zone_records(config: &EndpointConfig, zone: &HostedZoneConfig) -> Result<Vec<
 
 /// One resource record set: a name and type with its TTL and records.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct RecordSet {
+pub(crate) struct RecordSet {
     name: NameBuf,
     rtype: RecordType,
     ttl: u32,
     records: Vec<RecordBuf>,
 }
 
-type RecordSets = BTreeMap<(NameBuf, String), RecordSet>;
+pub(crate) type RecordSets = BTreeMap<(NameBuf, String), RecordSet>;
 
-fn record_sets(records: Vec<RecordBuf>) -> RecordSets {
+pub(crate) fn record_sets(records: Vec<RecordBuf>) -> RecordSets {
     let mut sets = RecordSets::new();
     for record in records {
         let key = (record.name.to_lowercase(), record.rtype().to_string());
@@ -346,7 +346,7 @@ impl<R: Runtime> ControlPlane<R> {
 }
 
 /// A new change id, shaped like Route 53's (`C` and 20 characters).
-fn change_id() -> String {
+pub(crate) fn change_id() -> String {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut id = String::from("C");
     for _ in 0..20 {
@@ -453,6 +453,7 @@ async fn create_hosted_zone_inner<R: Runtime>(
                 caller_reference: Some(request.caller_reference.clone()),
                 comment: comment.clone(),
                 tags: Tags::new(),
+                secondary: None,
             };
             let kind = if private {
                 m.config.private_hosted_zones.push(zone);
@@ -1087,7 +1088,7 @@ fn requested_set(request: &ResourceRecordSetRequest, origin: &NameBuf, action: &
     Ok(RecordSet { name, rtype, ttl, records })
 }
 
-fn same_records(a: &RecordSet, b: &RecordSet) -> bool {
+pub(crate) fn same_records(a: &RecordSet, b: &RecordSet) -> bool {
     a.ttl == b.ttl
         && a.records.len() == b.records.len()
         && a.records.iter().all(|record| b.records.iter().any(|other| other.data == record.data))

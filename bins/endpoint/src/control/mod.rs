@@ -116,6 +116,8 @@ struct Inner<R> {
 pub struct ControlPlane<R: Runtime> {
     inner: tokio::sync::Mutex<Inner<R>>,
     snapshot: ArcSwap<EndpointConfig>,
+    /// Tells watchers (the secondary zones' supervisor) of each new model.
+    published: tokio::sync::watch::Sender<Arc<EndpointConfig>>,
     clocks: Mutex<HashMap<String, Instant>>,
     changes: Mutex<BTreeMap<String, ChangeRecord>>,
 }
@@ -191,7 +193,8 @@ impl<R: Runtime> ControlPlane<R> {
         }
         Ok(Self {
             inner: tokio::sync::Mutex::new(Inner { store, runtime }),
-            snapshot: ArcSwap::new(config),
+            snapshot: ArcSwap::new(config.clone()),
+            published: tokio::sync::watch::Sender::new(config),
             clocks: Mutex::new(HashMap::new()),
             changes: Mutex::new(changes),
         })
@@ -200,6 +203,16 @@ impl<R: Runtime> ControlPlane<R> {
     /// The model as the last successful change left it.
     pub fn snapshot(&self) -> Arc<EndpointConfig> {
         self.snapshot.load_full()
+    }
+
+    /// Each model as it is put in force, starting with the current one.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<EndpointConfig>> {
+        self.published.subscribe()
+    }
+
+    fn publish(&self, config: Arc<EndpointConfig>) {
+        self.snapshot.store(config.clone());
+        self.published.send_replace(config);
     }
 
     /// Run `f` on the runtime (to read its listeners, say) without changing anything.
@@ -252,7 +265,7 @@ impl<R: Runtime> ControlPlane<R> {
                 return Err(EndpointError::Store { message: error.to_string() });
             }
         }
-        self.snapshot.store(next);
+        self.publish(next);
         Ok(())
     }
 
@@ -315,7 +328,7 @@ impl<R: Runtime> ControlPlane<R> {
             }
         }
         self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(changes);
-        self.snapshot.store(candidate);
+        self.publish(candidate);
         Ok(value)
     }
 }

@@ -18,5 +18,6 @@ mod limits;
 mod precedence;
 mod protocols;
 mod querylog;
+mod secondary;
 mod state;
 mod visibility;

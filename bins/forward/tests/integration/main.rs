@@ -12,5 +12,6 @@ mod process;
 mod restarts;
 mod routing;
 mod support;
+mod transfer;
 mod unbound;
 mod unbound_compat;

@@ -102,6 +102,43 @@ async fn axfr_and_ixfr_over_tcp_with_and_without_tsig() {
 }
 
 #[tokio::test]
+async fn ixfr_from_an_older_serial_gets_the_differences_kept_in_history() {
+    let transfers = Arc::new(ZoneTransfers::new().with_history(2));
+    let policy = TransferPolicy { allow: loopback(), ..TransferPolicy::default() };
+    transfers.serve(Arc::new(small_zone(1, "192.0.2.1")), policy.clone());
+    transfers.update(&name("example."), Some(Arc::new(small_zone(2, "192.0.2.2"))));
+    transfers.update(&name("example."), Some(Arc::new(small_zone(3, "192.0.2.3"))));
+    let server = serving(transfers.clone()).await;
+    let client = TransferClient::new(tcp(&server)).with_timeout(Duration::from_secs(5));
+    let ixfr = |serial: u32| TransferRequest::Ixfr { soa: small_zone(serial, "192.0.2.1").soa().clone() };
+
+    // From 1: two difference sequences, each replacing www's address (RFC 1995 §4).
+    let Transfer::Incremental { diffs, .. } = client.transfer(&name("example."), &ixfr(1)).await.unwrap() else {
+        panic!("an incremental transfer")
+    };
+    assert_eq!(diffs.len(), 2);
+    let address = |records: &[RecordBuf]| records.iter().map(ToString::to_string).collect::<Vec<_>>();
+    assert_eq!(address(&diffs[0].deleted), ["www.example. 60 IN A 192.0.2.1"]);
+    assert_eq!(address(&diffs[0].added), ["www.example. 60 IN A 192.0.2.2"]);
+    assert_eq!(address(&diffs[1].added), ["www.example. 60 IN A 192.0.2.3"]);
+    let applied =
+        small_zone(1, "192.0.2.1").apply_transfer(&client.transfer(&name("example."), &ixfr(1)).await.unwrap());
+    assert_eq!(applied.unwrap(), small_zone(3, "192.0.2.3"));
+
+    // A fourth version pushes the oldest difference out: from 1, the whole zone; from 2, one difference.
+    transfers.update(&name("example."), Some(Arc::new(small_zone(4, "192.0.2.4"))));
+    assert!(matches!(client.transfer(&name("example."), &ixfr(1)).await.unwrap(), Transfer::Full { .. }));
+    let Transfer::Incremental { diffs, .. } = client.transfer(&name("example."), &ixfr(2)).await.unwrap() else {
+        panic!("an incremental transfer")
+    };
+    assert_eq!(diffs.len(), 2);
+    // An older version served again breaks the chain: whole zones from then on.
+    transfers.update(&name("example."), Some(Arc::new(small_zone(2, "192.0.2.9"))));
+    assert!(matches!(client.transfer(&name("example."), &ixfr(1)).await.unwrap(), Transfer::Full { .. }));
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn transfers_are_refused_where_they_must_be() {
     let transfers = Arc::new(ZoneTransfers::new());
     transfers.serve(Arc::new(big_zone(1)), TransferPolicy { allow: loopback(), ..TransferPolicy::default() });
