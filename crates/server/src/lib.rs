@@ -74,7 +74,7 @@ pub use config::{
 pub use error::{BoxError, Error};
 pub use hook::{Handled, HandlerQuery, QueryHandler};
 pub use listener::BoundListener;
-pub use pipeline::State;
+pub use pipeline::{State, ValidationScope};
 pub use probes::{HealthConfig, Probes, Readiness, ReadyConfig};
 pub use querylog::{Trace, TraceAttempt};
 pub use server::{ConfigReloader, Reloader, Server, ServerBuilder, ServerHandle};

@@ -95,6 +95,7 @@ pub struct ServerBuilder {
     rules: Option<Arc<RuleSet>>,
     upstreams: Option<Arc<Upstreams>>,
     validator: Option<Arc<signpost_dnssec::Validator>>,
+    validation_scope: crate::ValidationScope,
     extension: Option<Arc<dyn AdminExtension>>,
     reloader: Option<Reloader>,
     config_reloader: Option<ConfigReloader>,
@@ -140,6 +141,7 @@ impl ServerBuilder {
         self.rules = Some(state.rules);
         self.upstreams = Some(state.upstreams);
         self.validator = state.validator;
+        self.validation_scope = state.validation_scope;
         self
     }
 
@@ -226,6 +228,7 @@ impl ServerBuilder {
         let config = self.config;
         let mut state = State::new(rules, upstreams);
         state.validator = self.validator;
+        state.validation_scope = self.validation_scope;
         let mut pipeline = Pipeline::new(config.clone(), state, metrics, log, self.test_layer);
         pipeline.handler = self.handler;
         let pipeline = Arc::new(pipeline);
@@ -479,10 +482,13 @@ impl ServerHandle {
         self.pipeline().cache.clear();
     }
 
-    /// Swap in new rules, keeping the upstreams.
+    /// Swap in new rules, keeping the upstreams and the validator.
     pub fn set_rules(&self, rules: RuleSet) {
-        let upstreams = self.upstreams();
-        self.reload(State::new(Arc::new(rules), upstreams));
+        let running = self.pipeline().state.load();
+        let mut state = State::new(Arc::new(rules), running.upstreams.clone());
+        state.validator = running.validator.clone();
+        state.validation_scope = running.validation_scope.clone();
+        self.reload(state);
     }
 
     /// Swap in new rules and upstreams, as [`ServerHandle::reload`], and
