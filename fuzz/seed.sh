@@ -100,6 +100,26 @@ for response in "$vectors"/*.response.bin; do
     cp "$response" "corpus/pipeline/as-query-$(basename "$response")"
 done
 
+# doh_request: requests as `METHOD TARGET`, header lines, a blank line, a body.
+mkdir -p corpus/doh_request
+for query in "$vectors"/*.query.bin; do
+    name=$(basename "$query" .query.bin)
+    encoded=$(basenc --base64url -w0 < "$query" | tr -d '=')
+    printf 'GET /dns-query?dns=%s\naccept: application/dns-message\n' "$encoded" > "corpus/doh_request/get-$name"
+    { printf 'POST /dns-query\ncontent-type: application/dns-message\n\n'; cat "$query"; } > "corpus/doh_request/post-$name"
+done
+printf 'GET /dns-query?ct&dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB==\n' > corpus/doh_request/padded
+printf 'POST /dns-query\ncontent-type: text/plain\n\nhello' > corpus/doh_request/wrong-type
+printf 'PUT /dns-query\n' > corpus/doh_request/method
+
+# aws_api: one call of each protocol (route53resolver JSON 1.1, route53 REST-XML, ec2 query).
+mkdir -p corpus/aws_api
+printf 'POST /\nx-amz-target: Route53Resolver.CreateResolverRule\ncontent-type: application/x-amz-json-1.1\n\n{"CreatorRequestId":"a","RuleType":"FORWARD","DomainName":"x.example","TargetIps":[{"Ip":"10.0.0.1","Port":53}]}' > corpus/aws_api/resolver-create-rule
+printf 'POST /\nx-amz-target: Route53Resolver.ListResolverEndpoints\ncontent-type: application/x-amz-json-1.1\n\n{"MaxResults":5,"Filters":[{"Name":"Direction","Values":["INBOUND"]}]}' > corpus/aws_api/resolver-list-endpoints
+printf 'POST /\ncontent-type: application/x-www-form-urlencoded\n\nAction=CreateVpc&CidrBlock=10.9.0.0%%2F16&Version=2016-11-15' > corpus/aws_api/ec2-create-vpc
+printf 'POST /\ncontent-type: application/x-www-form-urlencoded\n\nAction=DescribeVpcs&Filter.1.Name=cidr&Filter.1.Value.1=10.9.0.0%%2F16' > corpus/aws_api/ec2-describe-vpcs
+printf 'POST /2013-04-01/hostedzone\n\n<CreateHostedZoneRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Name>z.example</Name><CallerReference>r1</CallerReference><HostedZoneConfig><PrivateZone>true</PrivateZone></HostedZoneConfig><VPC><VPCRegion>us-east-1</VPCRegion><VPCId>vpc-1</VPCId></VPC></CreateHostedZoneRequest>' > corpus/aws_api/route53-create-zone
+printf 'GET /2013-04-01/hostedzone?maxitems=2\n' > corpus/aws_api/route53-list-zones
 
 # transfer_stream: whole TCP answer streams (length-prefixed) captured from
 # Knot DNS, AXFR and IXFR (crates/wire/tests/vectors/README.md).

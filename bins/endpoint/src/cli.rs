@@ -46,6 +46,11 @@ pub(crate) struct Cli {
     /// CA needs this).
     #[arg(long, value_name = "FILE")]
     pub(crate) outbound_ca: Option<PathBuf>,
+    /// After binding every listener, become this user (name or uid): root is
+    /// given up for good, keeping only CAP_NET_BIND_SERVICE so listeners
+    /// added later can still bind port 53 (docs/reliability.md).
+    #[arg(long, value_name = "USER")]
+    pub(crate) user: Option<String>,
     /// Reload when the configuration file changes (a Kubernetes ConfigMap's
     /// `..data` swap included), as SIGHUP does; only where the file is the
     /// whole model (no --api, no --state).

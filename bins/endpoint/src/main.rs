@@ -87,6 +87,15 @@ fn run(cli: &Cli) -> Result<(), String> {
         // end the process (the default action until a handler is installed).
         let signals = Signals::install().map_err(|error| format!("cannot catch signals: {error}"))?;
         let service = Service::start(cli.options(), report).await.map_err(|error| error.to_string())?;
+        if let Some(user) = &cli.user {
+            match signpost_server::drop_privileges(user) {
+                Ok(account) => say(&format!("running as {user} (uid {}, gid {})", account.uid, account.gid)),
+                Err(error) => {
+                    service.shutdown().await;
+                    return Err(error.to_string());
+                }
+            }
+        }
         let mut watcher = match (&cli.config, cli.watch_config) {
             (Some(file), true) if cli.api.is_none() && cli.state.is_none() => {
                 Some(FileWatcher::new(file).map_err(|error| error.to_string())?)

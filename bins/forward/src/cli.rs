@@ -28,6 +28,11 @@ pub(crate) struct Cli {
     /// Read the default group from this resolv.conf instead of the configured one (/etc/resolv.conf).
     #[arg(long, value_name = "FILE", global = true)]
     pub(crate) resolv_conf: Option<PathBuf>,
+    /// After binding every listener, become this user (name or uid): root is
+    /// given up for good, keeping only CAP_NET_BIND_SERVICE so listeners
+    /// added later can still bind port 53 (docs/reliability.md).
+    #[arg(long, value_name = "USER")]
+    pub(crate) user: Option<String>,
     /// Reload when the configuration file changes (a Kubernetes ConfigMap's
     /// `..data` swap included), as SIGHUP does: a failed reload keeps the
     /// running configuration.

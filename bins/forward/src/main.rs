@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let source = cli.source();
     match cli.command {
         Some(Command::CheckConfig { print_toml, .. }) => check_config(&source, print_toml),
-        None => serve(&source, cli.watch_config),
+        None => serve(&source, cli.watch_config, cli.user.as_deref()),
     }
 }
 
@@ -65,7 +65,7 @@ fn check_config(source: &ConfigSource, print_toml: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(source: &ConfigSource, watch_config: bool) -> ExitCode {
+fn serve(source: &ConfigSource, watch_config: bool, user: Option<&str>) -> ExitCode {
     let forwarder = match source.build(None, true) {
         Ok(forwarder) => forwarder,
         Err(error) => {
@@ -86,13 +86,13 @@ fn serve(source: &ConfigSource, watch_config: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(source, forwarder, watch_config))
+    runtime.block_on(run(source, forwarder, watch_config, user))
 }
 
 /// The readiness check passed once the DNS listeners are bound.
 const LISTENERS_CHECK: &str = "listeners";
 
-async fn run(source: &ConfigSource, forwarder: Forwarder, watch_config: bool) -> ExitCode {
+async fn run(source: &ConfigSource, forwarder: Forwarder, watch_config: bool, user: Option<&str>) -> ExitCode {
     let reloader = source.reloader(&forwarder);
     let Forwarder {
         rules,
@@ -133,6 +133,16 @@ async fn run(source: &ConfigSource, forwarder: Forwarder, watch_config: bool) ->
             return ExitCode::FAILURE;
         }
     };
+    if let Some(user) = user {
+        match signpost_server::drop_privileges(user) {
+            Ok(account) => println!("running as {user} (uid {}, gid {})", account.uid, account.gid),
+            Err(error) => {
+                eprintln!("error: {error}");
+                server.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     readiness.mark_ready(LISTENERS_CHECK);
     // Signal handlers before "ready": a SIGHUP right after start-up must reload, not kill.
     let mut signals = match Signals::install() {

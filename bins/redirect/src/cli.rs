@@ -24,6 +24,11 @@ pub(crate) const DEFAULT_CONFIG: &str = include_str!("../default.toml");
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
+    /// After binding every listener, become this user (name or uid): root is
+    /// given up for good, keeping only CAP_NET_BIND_SERVICE so listeners
+    /// added later can still bind port 53 (docs/reliability.md).
+    #[arg(long, global = true, env = "SIGNPOST_USER", value_name = "USER")]
+    pub(crate) user: Option<String>,
     /// TOML configuration ([redirect], [server], [rules]); environment and flags override it.
     #[arg(long, global = true, env = "SIGNPOST_REDIRECT_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,

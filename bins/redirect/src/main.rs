@@ -111,6 +111,12 @@ fn serve(cli: Arc<Cli>, loaded: Loaded) -> ExitCode {
             Ok(server) => server,
             Err(error) => return fail(&explain(&error)),
         };
+        if let Some(user) = &cli.user {
+            match signpost_server::drop_privileges(user) {
+                Ok(account) => println!("running as {user} (uid {}, gid {})", account.uid, account.gid),
+                Err(error) => return fail(&error.to_string()),
+            }
+        }
         for line in server.startup_lines() {
             println!("{line}");
         }

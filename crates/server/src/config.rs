@@ -236,12 +236,38 @@ pub struct LimitsConfig {
     pub per_client_burst: Option<u32>,
     /// What to do over a limit.
     pub action: LimitAction,
-    /// Most open TCP/DoT connections per listener.
+    /// Most open TCP, DoT and DoH connections per listener.
     pub tcp_max_connections: usize,
+    /// Most open TCP, DoT and DoH connections per client address on one
+    /// listener (IPv6 clients counted per /64), so one client cannot take
+    /// the listener's whole share.
+    pub tcp_max_connections_per_client: usize,
     /// Most queries in flight on one TCP/DoT connection.
     pub tcp_max_in_flight: usize,
-    /// Idle TCP/DoT connections are closed after this many seconds.
+    /// Idle TCP, DoT and DoH connections are closed after this many
+    /// seconds; so is a connection that sends part of a query (a length
+    /// prefix, say, or half a TLS handshake) and then stalls.
     pub tcp_idle_timeout_secs: u64,
+    /// Most concurrent HTTP/2 streams on one DoH connection.
+    pub doh_max_streams: u32,
+    /// Largest HTTP header block a DoH client may send, in bytes.
+    pub doh_max_header_bytes: u32,
+    /// Most queries waiting for an upstream at once, server-wide; over it
+    /// new cache misses are dropped (counted as `in_flight_limit`). This
+    /// also bounds the table of identical questions being coalesced.
+    pub max_in_flight: usize,
+    /// Response rate limiting on UDP (as BIND, Knot and Unbound do it):
+    /// off unless given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_rate_limit: Option<ResponseRateLimitConfig>,
+    /// Answer `ANY` over UDP with one synthesized HINFO record (RFC 8482
+    /// §4.2) instead of everything there is: no amplification through
+    /// `ANY`. Over TCP `ANY` is answered as before.
+    pub minimal_any: bool,
+    /// Mark forwarded queries with this server's identity (an EDNS option)
+    /// and answer SERVFAIL to a query that comes back with it: forwarding
+    /// loops end at once instead of storming.
+    pub loop_detection: bool,
     /// Longest time a query may take in all, from its arrival, before
     /// SERVFAIL (beyond the upstream deadlines). A query waiting for an
     /// identical one in flight (coalesced) keeps its own deadline.
@@ -263,12 +289,45 @@ impl Default for LimitsConfig {
             per_client_burst: None,
             action: LimitAction::Drop,
             tcp_max_connections: 1_024,
+            tcp_max_connections_per_client: 128,
             tcp_max_in_flight: 64,
             tcp_idle_timeout_secs: 10,
+            doh_max_streams: 100,
+            doh_max_header_bytes: 16 * 1024,
+            max_in_flight: 10_000,
+            response_rate_limit: None,
+            minimal_any: true,
+            loop_detection: true,
             query_timeout_ms: 4_500,
             overload_action: OverloadAction::ServFail,
             groups: BTreeMap::new(),
         }
+    }
+}
+
+/// Response rate limiting (RRL) on UDP: answers to one client network
+/// above a rate are dropped, except every `slip`-th, which goes out
+/// truncated (TC set, no records) so a real client behind a spoofed
+/// flood can still get its answer over TCP.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseRateLimitConfig {
+    /// Responses per second to one client network.
+    pub responses_per_second: u32,
+    /// Bucket size (defaults to the rate).
+    pub burst: Option<u32>,
+    /// Every this many limited responses, one goes out truncated; 0 never
+    /// (drop them all), 1 always. BIND's default is 2.
+    pub slip: u32,
+    /// IPv4 clients are counted per network of this length (BIND and Knot: 24).
+    pub ipv4_prefix: u8,
+    /// IPv6 clients are counted per network of this length (BIND and Knot: 56).
+    pub ipv6_prefix: u8,
+}
+
+impl Default for ResponseRateLimitConfig {
+    fn default() -> Self {
+        Self { responses_per_second: 20, burst: None, slip: 2, ipv4_prefix: 24, ipv6_prefix: 56 }
     }
 }
 

@@ -76,6 +76,22 @@ pub enum Error {
     /// A reload was asked of a server given no configuration source.
     #[error("this server has no configuration source to reload from")]
     NoReloadSource,
+    /// `--user` names no user of this machine.
+    #[error("no user named {user:?} (not in the password database, and not a number)")]
+    UnknownUser {
+        /// The name given.
+        user: String,
+    },
+    /// Becoming an unprivileged user failed (not running as root, say).
+    #[error("cannot drop privileges to {user:?}: {step} failed: {source}")]
+    DropPrivileges {
+        /// The user asked for.
+        user: String,
+        /// The call that failed (`setgroups`, `setgid`, `setuid`, `verify`).
+        step: &'static str,
+        /// The operating system's error.
+        source: io::Error,
+    },
     /// A configuration file's directory cannot be watched.
     #[error("cannot watch {} for configuration changes: {source}", path.display())]
     Watch {

@@ -55,6 +55,7 @@ mod limits;
 mod listener;
 pub mod metrics;
 mod pipeline;
+pub mod privileges;
 pub mod probes;
 pub mod querylog;
 mod server;
@@ -69,12 +70,13 @@ pub mod watch;
 pub use admin::{AdminExtension, AdminResponse};
 pub use config::{
     AdminConfig, CacheConfig, EdnsConfig, LimitAction, LimitsConfig, ListenerConfig, LogDestination, OverloadAction,
-    QueryLogConfig, ServerConfig, default_allow_list,
+    QueryLogConfig, ResponseRateLimitConfig, ServerConfig, default_allow_list,
 };
 pub use error::{BoxError, Error};
 pub use hook::{Handled, HandlerQuery, QueryHandler};
 pub use listener::BoundListener;
 pub use pipeline::{State, ValidationScope};
+pub use privileges::drop_privileges;
 pub use probes::{HealthConfig, Probes, Readiness, ReadyConfig};
 pub use querylog::{Trace, TraceAttempt};
 pub use server::{ConfigReloader, Reloader, Server, ServerBuilder, ServerHandle};

@@ -50,13 +50,28 @@ pub(crate) struct RateLimiter {
     started: Instant,
     rate: u32,
     burst: u32,
+    /// Clients are keyed by their network of these lengths (IPv4, IPv6).
+    prefixes: (u8, u8),
     buckets: Arc<[Bucket]>,
 }
 
 impl RateLimiter {
     /// `rate` packets per second per key, with bursts up to `burst`.
     pub(crate) fn per_client(rate: u32, burst: u32) -> Self {
-        Self::with_slots(rate, burst, CLIENT_SLOTS)
+        // Clients of one IPv6 /64 count as one, as they usually are one host or network.
+        Self::with_slots(rate, burst, CLIENT_SLOTS).prefixes(32, 64)
+    }
+
+    /// `rate` packets per second per client network (an IPv4 /`v4` or
+    /// IPv6 /`v6`), with bursts up to `burst`: response rate limiting
+    /// counts a network, since spoofed floods vary the low bits.
+    pub(crate) fn per_network(rate: u32, burst: u32, v4: u8, v6: u8) -> Self {
+        Self::with_slots(rate, burst, CLIENT_SLOTS).prefixes(v4.min(32), v6.min(128))
+    }
+
+    fn prefixes(mut self, v4: u8, v6: u8) -> Self {
+        self.prefixes = (v4, v6);
+        self
     }
 
     /// A single bucket (a listener-wide cap).
@@ -69,6 +84,7 @@ impl RateLimiter {
             started: Instant::now(),
             rate: rate.max(1),
             burst: burst.max(1),
+            prefixes: (32, 128),
             buckets: (0..slots).map(|_| Bucket::new()).collect(),
         }
     }
@@ -79,7 +95,7 @@ impl RateLimiter {
 
     /// Whether a packet from `client` is within the limit.
     pub(crate) fn allow(&self, client: IpAddr, now: Instant) -> bool {
-        let slot = slot_for(client, self.buckets.len());
+        let slot = slot_for(client, self.prefixes, self.buckets.len());
         self.buckets.get(slot).is_none_or(|bucket| bucket.take(self.now_ms(now), self.rate, self.burst))
     }
 
@@ -89,7 +105,7 @@ impl RateLimiter {
     }
 }
 
-fn slot_for(client: IpAddr, slots: usize) -> usize {
+fn slot_for(client: IpAddr, (v4, v6): (u8, u8), slots: usize) -> usize {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     let mut feed = |bytes: &[u8]| {
         for &byte in bytes {
@@ -97,9 +113,14 @@ fn slot_for(client: IpAddr, slots: usize) -> usize {
         }
     };
     match client {
-        IpAddr::V4(v4) => feed(&v4.octets()),
-        // Clients of one IPv6 /64 count as one, as they usually are one host or network.
-        IpAddr::V6(v6) => feed(v6.octets().get(..8).unwrap_or(&[])),
+        IpAddr::V4(address) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(v4)).unwrap_or(0);
+            feed(&(u32::from(address) & mask).to_be_bytes());
+        }
+        IpAddr::V6(address) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(v6)).unwrap_or(0);
+            feed(&(u128::from(address) & mask).to_be_bytes());
+        }
     }
     (hash as usize) % slots.max(1)
 }
@@ -121,6 +142,19 @@ mod tests {
         let later = now + Duration::from_millis(500);
         let refilled = (0..2000).filter(|_| limiter.allow(client, later)).count();
         assert!((500..=530).contains(&refilled), "{refilled}");
+    }
+
+    #[test]
+    fn a_network_limit_counts_every_address_of_the_network_together() {
+        let limiter = RateLimiter::per_network(10, 10, 24, 56);
+        let now = Instant::now();
+        let allowed = (0..=255u8).filter(|host| limiter.allow(IpAddr::from([198, 51, 100, *host]), now)).count();
+        assert_eq!(allowed, 10, "one bucket for 198.51.100.0/24");
+        assert!(limiter.allow("198.51.101.1".parse().expect("addr"), now), "the next /24 has its own");
+        let v6 = |text: &str| text.parse::<IpAddr>().expect("addr");
+        let allowed = (0..50).filter(|i| limiter.allow(v6(&format!("2001:db8:0:{i:x}::1")), now)).count();
+        assert_eq!(allowed, 10, "2001:db8:0:0::/56 holds the first 256 /64s");
+        assert!(limiter.allow(v6("2001:db8:0:100::1"), now), "the next /56 has its own");
     }
 
     #[test]

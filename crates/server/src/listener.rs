@@ -281,7 +281,7 @@ pub(crate) fn serve(
                     pipeline.clone(),
                     listener.doh_path.clone(),
                     stop.clone(),
-                    runtime.limits.idle_timeout,
+                    runtime.limits,
                 )),
                 _ => tokio::spawn(tcp::serve(socket, tls, context, pipeline.clone(), runtime.limits, stop.clone())),
             };

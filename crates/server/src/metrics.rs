@@ -50,10 +50,28 @@ pub(crate) enum DecisionIndex {
     Error = 7,
     /// The upstream group had no capacity left: SERVFAIL or a drop, on purpose.
     Overloaded = 8,
+    /// SERVFAIL to a query that came back round a forwarding loop.
+    Loop = 9,
+    /// A truncated answer in place of one response rate limiting dropped.
+    Slipped = 10,
+    /// `ANY` answered with one HINFO record (RFC 8482).
+    MinimalAny = 11,
 }
 
-const DECISIONS: [&str; 9] =
-    ["local", "cache", "forwarded", "blocked", "stale", "upstream_failed", "refused", "error", "upstream_overloaded"];
+const DECISIONS: [&str; 12] = [
+    "local",
+    "cache",
+    "forwarded",
+    "blocked",
+    "stale",
+    "upstream_failed",
+    "refused",
+    "error",
+    "upstream_overloaded",
+    "loop",
+    "slipped",
+    "minimal_any",
+];
 
 /// Why a packet got no answer.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -66,10 +84,23 @@ pub(crate) enum DropIndex {
     TcpLimit = 5,
     /// The upstream group had no capacity left and `overload_action` is `drop`.
     UpstreamOverloaded = 6,
+    /// Response rate limiting.
+    ResponseRateLimit = 7,
+    /// Too many queries waiting for an upstream.
+    InFlightLimit = 8,
 }
 
-const DROPS: [&str; 7] =
-    ["malformed", "rate_limited", "listener_limit", "not_a_query", "fault", "tcp_limit", "upstream_overloaded"];
+const DROPS: [&str; 9] = [
+    "malformed",
+    "rate_limited",
+    "listener_limit",
+    "not_a_query",
+    "fault",
+    "tcp_limit",
+    "upstream_overloaded",
+    "response_rate_limit",
+    "in_flight_limit",
+];
 
 /// Response codes counted through handles made up front (NOERROR to
 /// REFUSED); rarer ones are looked up by label when they happen.

@@ -236,8 +236,11 @@ impl ServerBuilder {
             pipeline,
             limits: StreamLimits {
                 max_connections: config.limits.tcp_max_connections,
+                max_connections_per_client: config.limits.tcp_max_connections_per_client,
                 max_in_flight: config.limits.tcp_max_in_flight,
                 idle_timeout: Duration::from_secs(config.limits.tcp_idle_timeout_secs.max(1)),
+                doh_max_streams: config.limits.doh_max_streams,
+                doh_max_header_bytes: config.limits.doh_max_header_bytes,
             },
             groups: config.limits.groups.iter().map(|(name, qps)| (name.clone(), RateLimiter::single(*qps))).collect(),
             stop: CancellationToken::new(),

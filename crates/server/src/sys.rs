@@ -2,7 +2,7 @@
 //! address (IP_PKTINFO / IPV6_PKTINFO) so a server bound to a wildcard
 //! address answers from the address the query arrived on.
 //!
-//! This is the crate's only `unsafe` code. The buffers handed to the kernel
+//! This and privileges.rs are the crate's only `unsafe` code. The buffers handed to the kernel
 //! are owned by the batch structs below; the `mmsghdr` pointers into them are
 //! rebuilt right before every call, so moving a batch between calls is safe.
 

@@ -5,10 +5,11 @@
 //! a slow client only slows itself) and on connections per listener. A
 //! connection idle past the timeout is closed.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -26,8 +27,79 @@ use crate::sys;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct StreamLimits {
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_client: usize,
     pub(crate) max_in_flight: usize,
     pub(crate) idle_timeout: Duration,
+    /// Most concurrent HTTP/2 streams per DoH connection.
+    pub(crate) doh_max_streams: u32,
+    /// Largest HTTP header block a DoH client may send.
+    pub(crate) doh_max_header_bytes: u32,
+}
+
+/// The open connections of one stream listener, in all and per client
+/// (IPv6 clients per /64). The per-client table has an entry only for a
+/// client with a connection open, so it is no larger than the total cap.
+pub(crate) struct ConnectionCounts {
+    total: AtomicUsize,
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+    max_total: usize,
+    max_per_client: usize,
+}
+
+/// One admitted connection; dropping it gives the place back.
+pub(crate) struct ConnectionSlot {
+    counts: Arc<ConnectionCounts>,
+    client: IpAddr,
+}
+
+impl ConnectionCounts {
+    pub(crate) fn new(limits: &StreamLimits) -> Arc<Self> {
+        Arc::new(Self {
+            total: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
+            max_total: limits.max_connections,
+            max_per_client: limits.max_connections_per_client.max(1),
+        })
+    }
+
+    /// A place for a connection from `peer`, or `None` when the listener
+    /// or the client is at its cap.
+    pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<ConnectionSlot> {
+        let client = client_key(peer);
+        let mut per_client = self.per_client.lock().ok()?;
+        if self.total.load(Ordering::Relaxed) >= self.max_total {
+            return None;
+        }
+        let open = per_client.entry(client).or_insert(0);
+        if *open >= self.max_per_client {
+            return None;
+        }
+        *open += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Some(ConnectionSlot { counts: self.clone(), client })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.counts.total.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut per_client) = self.counts.per_client.lock()
+            && let Some(open) = per_client.get_mut(&self.client)
+        {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The address a client is counted under: IPv4 as is, IPv6 by its /64.
+fn client_key(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => peer,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+    }
 }
 
 /// Bind a TCP listening socket (SO_REUSEADDR so restarts do not wait out TIME_WAIT).
@@ -57,7 +129,7 @@ pub(crate) async fn serve(
     limits: StreamLimits,
     stop: CancellationToken,
 ) {
-    let connections = Arc::new(AtomicUsize::new(0));
+    let connections = ConnectionCounts::new(&limits);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -71,13 +143,12 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        if connections.load(Ordering::Relaxed) >= limits.max_connections {
+        let Some(slot) = connections.admit(peer.ip()) else {
             pipeline.metrics.dropped(DropIndex::TcpLimit);
             drop(stream);
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
-        connections.fetch_add(1, Ordering::Relaxed);
         let connection = Connection {
             context: context.clone(),
             pipeline: pipeline.clone(),
@@ -88,7 +159,6 @@ pub(crate) async fn serve(
             stop: stop.clone(),
         };
         let tls = tls.clone();
-        let connections = connections.clone();
         tokio::spawn(async move {
             match tls {
                 None => connection.run(stream).await,
@@ -101,7 +171,7 @@ pub(crate) async fn serve(
                     }
                 }
             }
-            connections.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
         });
     }
 }
@@ -111,7 +181,7 @@ struct Connection {
     pipeline: Arc<Pipeline>,
     limits: StreamLimits,
     peer: SocketAddr,
-    local: Option<std::net::IpAddr>,
+    local: Option<IpAddr>,
     fd: std::os::fd::RawFd,
     stop: CancellationToken,
 }
@@ -228,4 +298,38 @@ async fn write_frames<W: AsyncWrite + Unpin>(writer: W, mut receiver: mpsc::Rece
 /// Convert a std listener to tokio (must run inside the runtime).
 pub(crate) fn into_tokio(listener: std::net::TcpListener) -> Result<TcpListener, Error> {
     TcpListener::from_std(listener).map_err(|source| Error::Io { what: "registering a TCP listener", source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_connections: usize, max_connections_per_client: usize) -> StreamLimits {
+        StreamLimits {
+            max_connections,
+            max_connections_per_client,
+            max_in_flight: 1,
+            idle_timeout: Duration::from_secs(1),
+            doh_max_streams: 1,
+            doh_max_header_bytes: 1,
+        }
+    }
+
+    #[test]
+    fn connections_are_capped_per_client_and_in_all_and_given_back() {
+        let counts = ConnectionCounts::new(&limits(5, 2));
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = counts.admit(client).unwrap();
+        let _second = counts.admit(client).unwrap();
+        assert!(counts.admit(client).is_none(), "a third from one client");
+        // One IPv6 /64 counts as one client.
+        let _v6 = counts.admit("2001:db8::1".parse().unwrap()).unwrap();
+        let _v6_other = counts.admit("2001:db8::2".parse().unwrap()).unwrap();
+        assert!(counts.admit("2001:db8::3".parse().unwrap()).is_none());
+        let _fifth = counts.admit("192.0.2.2".parse().unwrap()).unwrap();
+        assert!(counts.admit("192.0.2.3".parse().unwrap()).is_none(), "the listener is full");
+        drop(first);
+        assert!(counts.admit(client).is_some(), "a closed connection gives its place back");
+        assert!(counts.per_client.lock().unwrap().len() <= 5);
+    }
 }

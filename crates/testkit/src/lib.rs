@@ -96,7 +96,7 @@ pub use knot::Knot;
 pub use ports::closed_udp_port;
 #[doc(hidden)]
 pub use ports::{START_TRIES, is_addr_in_use, port_taken, retry_addr_in_use};
-pub use process::{Binary, Finished, HANDLER_WAIT, RunningBinary, Signal};
+pub use process::{Binary, Credentials, Finished, HANDLER_WAIT, RunningBinary, Signal};
 #[cfg(feature = "hickory")]
 pub use resolver::{ResolverAnswer, ResolverBuilder, lookup, lookup_with_ttls, resolver, resolver_config};
 /// docs/testing.md, whose examples run as doc tests of this crate.

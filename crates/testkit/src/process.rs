@@ -575,3 +575,37 @@ mod tests {
         assert!(matches!(timeout, Error::Timeout { .. }), "{timeout}");
     }
 }
+
+/// A process's user ids (real, effective, saved, filesystem) and effective
+/// capabilities, from `/proc/PID/status`: what a privilege drop left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// Real, effective, saved and filesystem user ids.
+    pub uids: [u32; 4],
+    /// Real, effective, saved and filesystem group ids.
+    pub gids: [u32; 4],
+    /// The effective capability set (bit n: capability n).
+    pub effective_capabilities: u64,
+}
+
+impl Credentials {
+    /// Read them for process `pid`; `None` when it is gone or /proc says otherwise.
+    pub fn of(pid: u32) -> Option<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| status.lines().find_map(|line| line.strip_prefix(name)).map(str::trim);
+        let ids = |name: &str| -> Option<[u32; 4]> {
+            let values: Vec<u32> = field(name)?.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+            values.try_into().ok()
+        };
+        Some(Self {
+            uids: ids("Uid:")?,
+            gids: ids("Gid:")?,
+            effective_capabilities: u64::from_str_radix(field("CapEff:")?, 16).ok()?,
+        })
+    }
+
+    /// Whether this test process runs as root (privilege tests need it).
+    pub fn running_as_root() -> bool {
+        Self::of(std::process::id()).is_some_and(|own| own.uids[1] == 0)
+    }
+}

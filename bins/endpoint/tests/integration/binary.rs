@@ -199,6 +199,32 @@ async fn the_binary_prints_its_addresses_and_reloads_on_sighup_with_the_transiti
     assert!(finished.status.success(), "{finished:?}");
 }
 
+/// `--user nobody`: after binding, the endpoint runs as nobody with
+/// CAP_NET_BIND_SERVICE alone, and its VPC resolver still answers. Needs root.
+#[tokio::test]
+async fn user_gives_up_root_after_binding() {
+    assert!(signpost_testkit::Credentials::running_as_root(), "this test needs root: it setuid()s");
+    let Basics { dir, certificate, recursive } = basics().await;
+    let file = dir.join("endpoint.toml");
+    std::fs::write(&file, config_text(recursive.address(), r#"["Do53"]"#, "10.1.0.10", &certificate)).unwrap();
+    let running = endpoint()
+        .arg("--config")
+        .arg(&file)
+        .args(["--user", "nobody"])
+        .env("RUST_LOG", "warn")
+        .ready_when(|line| line == "ready")
+        .start_retrying(signpost_testkit::START_TRIES, signpost_testkit::port_taken)
+        .await
+        .unwrap();
+    let credentials = signpost_testkit::Credentials::of(running.pid().unwrap()).unwrap();
+    assert_eq!(credentials.uids, [65_534; 4], "{credentials:?}");
+    assert_eq!(credentials.effective_capabilities, 1 << 10, "CAP_NET_BIND_SERVICE alone");
+    assert!(running.stdout_lines().iter().any(|line| line.starts_with("running as nobody")));
+    let (_, answers) = ask(address(&running, "vpc-a/resolver/udp"), VPC_A_CLIENT, "www.corp.example").await.unwrap();
+    assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.10"]);
+    assert!(running.terminate(PATIENCE).await.unwrap().status.success());
+}
+
 /// `PREFIX http://ADDRESS/...` lines: the address.
 fn probe_address(running: &RunningBinary, prefix: &str) -> SocketAddr {
     let found = running.addresses(|line| line.strip_prefix(prefix)?.split('/').next()?.parse().ok());

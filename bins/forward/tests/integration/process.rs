@@ -199,3 +199,32 @@ async fn the_default_group_is_resolv_conf_without_our_own_address() {
     assert_eq!(system.query_count(), 1);
     assert!(stop(child).await);
 }
+
+/// `--user nobody`: the binary binds port 53, then runs as nobody with
+/// CAP_NET_BIND_SERVICE alone (read from /proc in the child), and answers.
+/// Needs root, as binding port 53 and changing user do.
+#[tokio::test]
+async fn user_gives_up_root_after_binding_port_53() {
+    assert!(signpost_testkit::Credentials::running_as_root(), "this test needs root: it binds port 53 and setuid()s");
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 1)).await;
+    let dir = TempDir::new();
+    // A loopback address of its own, so port 53 is free whatever else runs.
+    let address = format!("127.53.{}.{}", std::process::id() % 250 + 1, std::process::id() / 250 % 250 + 1);
+    let text = format!(
+        "[[listeners]]\naddress = \"{address}\"\nport = 53\ntransport = \"udp\"\nworkers = 1\n\n{}",
+        zone_body(upstream.address(), "10.0.0.9")
+    );
+    let config = dir.write("forward.toml", &text).to_string_lossy().into_owned();
+    let (child, child_udp) = start_binary(&["--config", &config, "--user", "nobody"]).await;
+    assert_eq!(child_udp.port(), 53);
+    let credentials = signpost_testkit::Credentials::of(child.pid().unwrap()).unwrap();
+    assert_eq!(credentials.uids, [65_534; 4], "{credentials:?}");
+    assert_eq!(credentials.gids, [65_534; 4], "{credentials:?}");
+    assert_eq!(credentials.effective_capabilities, 1 << 10, "CAP_NET_BIND_SERVICE alone");
+    assert!(child.stdout_lines().iter().any(|line| line.starts_with("running as nobody (uid 65534")));
+    assert_eq!(addresses(child_udp, "www.lab.example.").await, ["10.0.0.9"]);
+    assert!(stop(child).await);
+    let failed = run_to_end(&["--config", &config, "--user", "no-such-user-signpost"]).await;
+    assert!(!failed.status.success());
+    assert!(failed.stderr.contains("no user named \"no-such-user-signpost\""), "{}", failed.stderr);
+}

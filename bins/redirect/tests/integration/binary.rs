@@ -154,3 +154,21 @@ async fn sighup_reloads_the_config_file_and_keeps_serving() {
     assert!(status.success());
     assert!(stderr.contains("configuration reloaded"), "{stderr}");
 }
+
+/// `--user nobody` (or SIGNPOST_USER): after binding, the process runs as
+/// nobody with CAP_NET_BIND_SERVICE alone, and still answers. Needs root.
+#[tokio::test]
+async fn user_gives_up_root_after_binding() {
+    assert!(signpost_testkit::Credentials::running_as_root(), "this test needs root: it setuid()s");
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let server = upstream.address().to_string();
+    let (running, address) =
+        start_binary(&[("DNS_PORT", "0"), ("DNS_SERVER", &server), ("SIGNPOST_USER", "nobody")], &[]).await;
+    let credentials = signpost_testkit::Credentials::of(running.pid().unwrap()).unwrap();
+    assert_eq!(credentials.uids, [65_534; 4], "{credentials:?}");
+    assert_eq!(credentials.effective_capabilities, 1 << 10, "CAP_NET_BIND_SERVICE alone");
+    let resolver = resolver(Transport::Udp, address);
+    assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]));
+    assert_eq!(lookup(&resolver, "www.example.", T::A).await, answered(&["192.0.2.77"]));
+    assert!(terminate(running).await.status.success());
+}

@@ -15,7 +15,7 @@ use signpost_wire::{
 };
 use tokio::sync::oneshot;
 
-use super::{ClientBits, Pipeline, Purpose, QueryFacts, State};
+use super::{ClientBits, LOOP_MARKER, MAX_HOPS, Pipeline, Purpose, QueryFacts, State};
 use crate::cache::{ServeAs, adapt_for_client};
 use crate::config::OverloadAction;
 use crate::metrics::{DecisionIndex, DropIndex};
@@ -206,6 +206,17 @@ impl Pipeline {
             && let Some(subnet) = edns.option(OptionCode::CLIENT_SUBNET)
         {
             builder.push_edns_option(&subnet).ok()?;
+        }
+        if self.config.limits.loop_detection {
+            // The servers the query has passed through, and this one.
+            let mut hops = Vec::with_capacity(8 * MAX_HOPS);
+            if let Some(edns) = facts.client_edns
+                && let Some(EdnsOption::Unknown { data, .. }) = edns.option(LOOP_MARKER)
+            {
+                hops.extend(data.chunks_exact(8).take(MAX_HOPS - 1).flatten());
+            }
+            hops.extend_from_slice(&self.instance);
+            builder.push_edns_option(&EdnsOption::Unknown { code: LOOP_MARKER, data: &hops }).ok()?;
         }
         builder.finish().ok()?;
         Some(buffer)

@@ -15,6 +15,7 @@
 //! without answering anyone, [`log`] hands answers to the query log.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,10 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use signpost_rules::{Client, Decision, RuleSet, Transport};
 use signpost_upstream::Upstreams;
-use signpost_wire::{Buffer, Edns, ExtendedErrorCode, MAX_NAME_LEN, Message, Opcode, Question, Rcode, Section, ToName};
+use signpost_wire::{
+    Buffer, Edns, EdnsOption, ExtendedErrorCode, MAX_NAME_LEN, Message, Opcode, OptionCode, Question, Rcode,
+    RecordType, Section, ToName,
+};
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
@@ -262,10 +266,42 @@ pub(crate) struct Pipeline {
     pub(crate) handler: Option<Arc<dyn QueryHandler>>,
     pub(crate) config: ServerConfig,
     per_client: Option<RateLimiter>,
+    /// Response rate limiting on UDP, when configured.
+    response_rate: Option<ResponseRateLimit>,
+    /// This server's mark on the queries it forwards ([`LOOP_MARKER`]).
+    instance: [u8; 8],
     coalescing: Coalescing,
     /// Queries answered after the synchronous steps: each [`Pending`] holds
     /// a token until it is answered or dropped, and shutdown waits for them.
     pub(crate) in_flight: TaskTracker,
+}
+
+/// The EDNS option (from the range for local use, RFC 6891 §9) in which
+/// forwarded queries carry the 8-byte identities of the Signpost servers
+/// they have passed through. A query that arrives carrying our own has gone
+/// round a forwarding loop.
+pub(crate) const LOOP_MARKER: OptionCode = OptionCode(65_333);
+
+/// Most servers a query may pass through before it is taken for a loop
+/// (one made of servers that each see it only once, say, after a restart).
+pub(crate) const MAX_HOPS: usize = 16;
+
+/// Response rate limiting: the per-network buckets and the slip count.
+struct ResponseRateLimit {
+    limiter: RateLimiter,
+    slip: u32,
+    limited: AtomicU32,
+}
+
+/// A fresh random identity for a pipeline: std's hasher keys are random
+/// per process and differ between calls within it.
+fn instance_identity() -> [u8; 8] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.finish().to_be_bytes()
 }
 
 /// Bits of a parsed query the response builders need.
@@ -286,6 +322,16 @@ impl Pipeline {
             .limits
             .per_client_qps
             .map(|rate| RateLimiter::per_client(rate, config.limits.per_client_burst.unwrap_or(rate)));
+        let response_rate = config.limits.response_rate_limit.as_ref().map(|rrl| ResponseRateLimit {
+            limiter: RateLimiter::per_network(
+                rrl.responses_per_second,
+                rrl.burst.unwrap_or(rrl.responses_per_second),
+                rrl.ipv4_prefix,
+                rrl.ipv6_prefix,
+            ),
+            slip: rrl.slip,
+            limited: AtomicU32::new(0),
+        });
         Self {
             state: ArcSwap::from_pointee(state),
             cache: Cache::with_stats(config.cache.clone(), metrics.cache_stats()),
@@ -296,6 +342,8 @@ impl Pipeline {
             handler: None,
             config,
             per_client,
+            response_rate,
+            instance: instance_identity(),
             coalescing: Mutex::default(),
             in_flight: TaskTracker::new(),
         }
@@ -408,6 +456,19 @@ impl Pipeline {
         {
             return self.over_limit(&message, DropIndex::RateLimited, out, purpose);
         }
+        // Response rate limiting: UDP only, where sources can be spoofed.
+        if let Some(rrl) = &self.response_rate
+            && listener.transport == Transport::Udp
+            && !rrl.limiter.allow(peer_ip, incoming.now)
+        {
+            let slipped = rrl.slip > 0 && rrl.limited.fetch_add(1, Ordering::Relaxed).wrapping_add(1) % rrl.slip == 0;
+            return if slipped {
+                self.slip_response(&message, out, purpose)
+            } else {
+                counters.dropped(DropIndex::ResponseRateLimit);
+                Step::Drop
+            };
+        }
         if let Some(handler) = &self.handler
             && purpose == Purpose::Serve
         {
@@ -435,6 +496,24 @@ impl Pipeline {
         let facts = QueryFacts { message, client_edns };
         if facts.client_edns.is_some_and(|edns| edns.version() > 0) {
             return self.respond_badvers(&facts, out, purpose);
+        }
+        if self.config.limits.loop_detection
+            && let Some(edns) = facts.client_edns
+            && let Some(EdnsOption::Unknown { data: hops, .. }) = edns.option(LOOP_MARKER)
+            && self.is_loop(hops)
+        {
+            counters.decision(DecisionIndex::Loop);
+            if let Some(trace) = trace.as_mut() {
+                trace.decision = "loop".into();
+                trace.notes.push("forwarding loop: the query has already passed through this server".into());
+            }
+            return self.simple_response(
+                &facts,
+                Rcode::SERVFAIL,
+                Some((ExtendedErrorCode::OTHER, "forwarding loop detected")),
+                out,
+                purpose,
+            );
         }
         let mut delay = None;
         if let Some(layer) = &self.layer {
@@ -488,7 +567,23 @@ impl Pipeline {
         };
         let limit = self.response_limit(incoming, &facts);
         let state = self.state.load_full();
-        let step = match state.rules.decide(&question, &client) {
+        let decision = state.rules.decide(&question, &client);
+        if question.qtype() == RecordType::ANY
+            && listener.transport == Transport::Udp
+            && self.config.limits.minimal_any
+            && match &decision {
+                Decision::Local(answer) => answer.rcode == Rcode::NOERROR,
+                Decision::Forward(_) => true,
+                Decision::Block(_) => false,
+            }
+        {
+            counters.decision(DecisionIndex::MinimalAny);
+            if let Some(trace) = trace.as_mut() {
+                trace.decision = "minimal_any".into();
+            }
+            return self.minimal_any_response(&facts, &question.name(), limit, out, purpose);
+        }
+        let step = match decision {
             Decision::Local(answer) => {
                 if let Some(trace) = trace.as_mut() {
                     trace.view = answer.reason.view.to_string();
@@ -564,6 +659,10 @@ impl Pipeline {
                             trace.cache =
                                 Some(if self.cache.is_enabled() && cacheable { "miss" } else { "bypass" }.into());
                         }
+                        if purpose == Purpose::Serve && self.in_flight.len() >= self.config.limits.max_in_flight {
+                            counters.dropped(DropIndex::InFlightLimit);
+                            return Step::Drop;
+                        }
                         let Some(upstream_query) = self.upstream_query(
                             &facts,
                             &question.name(),
@@ -614,6 +713,14 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Whether a query carrying the loop marker `hops` has been here
+    /// before, or through more servers than any sane chain has.
+    fn is_loop(&self, hops: &[u8]) -> bool {
+        hops.len() / 8 >= MAX_HOPS || hops.chunks_exact(8).any(|hop| hop == self.instance)
+    }
+}
+
 /// Check a query in one pass: exactly one question, every record valid, at
 /// most one OPT (in the additional section, root owner), nothing trailing.
 /// Returns the question and the client's EDNS data.
@@ -627,7 +734,7 @@ fn inspect<'a>(message: &Message<'a>) -> Option<(Question<'a>, Option<Edns<'a>>)
     let mut edns = None;
     for record in &mut records {
         let record = record.ok()?;
-        if record.rtype() == signpost_wire::RecordType::OPT {
+        if record.rtype() == RecordType::OPT {
             if edns.is_some() || record.section() != Section::Additional {
                 return None;
             }

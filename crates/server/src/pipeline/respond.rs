@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use signpost_rules::{Answer, BlockAction, LocalAnswer, Transport};
 use signpost_wire::{
     Buffer, Class, EdnsHeader, EdnsOption, ExtendedError, ExtendedErrorCode, Message, MessageBuilder, Name, RData,
-    Rcode, RecordType, Section,
+    Rcode, RecordType, Section, Unknown,
 };
 
 use super::{Incoming, Pipeline, Purpose, QueryFacts, Step};
@@ -162,6 +162,49 @@ impl Pipeline {
             builder.finish()
         })();
         self.written(result, start, out, Some(rcode), purpose)
+    }
+
+    /// What response rate limiting lets out in place of a dropped answer:
+    /// the header and question with TC set, no EDNS, nothing else — no
+    /// larger than the query, and a real client asks again over TCP.
+    pub(super) fn slip_response(&self, message: &Message<'_>, out: &mut impl Buffer, purpose: Purpose) -> Step {
+        let start = out.len();
+        let result = (|| {
+            let mut builder = MessageBuilder::response_to(out, message)?;
+            builder.header_mut().flags = builder.header_mut().flags.with_tc(true).with_ra(true);
+            builder.finish()
+        })();
+        let step = self.written(result, start, out, None, purpose);
+        match step {
+            Step::Answered { .. } => self.counters(purpose).decision(DecisionIndex::Slipped),
+            _ => self.counters(purpose).dropped(DropIndex::ResponseRateLimit),
+        }
+        step
+    }
+
+    /// `ANY` over UDP (RFC 8482 §4.2): one HINFO record, CPU "RFC8482" and
+    /// OS empty, with the TTL the RFC suggests; no amplification.
+    pub(super) fn minimal_any_response(
+        &self,
+        facts: &QueryFacts<'_>,
+        name: &Name<'_>,
+        limit: usize,
+        out: &mut impl Buffer,
+        purpose: Purpose,
+    ) -> Step {
+        let start = out.len();
+        let result = (|| {
+            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
+            builder.set_limit(limit);
+            builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
+            if let Some(edns) = self.our_edns(facts) {
+                builder.set_edns(edns);
+            }
+            let hinfo: RData<'_> = RData::Unknown(Unknown { rtype: RecordType::HINFO, data: b"\x07RFC8482\x00" });
+            builder.push(Section::Answer, name, Class::IN, 3_600, &hinfo)?;
+            builder.finish()
+        })();
+        self.written(result, start, out, Some(Rcode::NOERROR), purpose)
     }
 
     /// TC set and no records: the client asks again over TCP.

@@ -398,6 +398,203 @@ fn local_answers_and_cache_hits_allocate_nothing() {
     }
 }
 
+/// The loop marker of a query: the identities it has passed through.
+fn loop_marker(bytes: &[u8]) -> Option<Vec<u8>> {
+    let message = Message::parse(bytes).unwrap();
+    match message.edns().unwrap()?.option(super::LOOP_MARKER)? {
+        signpost_wire::EdnsOption::Unknown { data, .. } => Some(data.to_vec()),
+        _ => None,
+    }
+}
+
+/// A query for `name` carrying the loop marker `hops`.
+fn marked_query(name: &str, hops: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut builder = MessageBuilder::new(&mut bytes).unwrap();
+    builder.set_id(0x1234);
+    builder.set_flags(Flags::default().with_rd(true));
+    builder.push_question(&name.parse::<NameBuf>().unwrap(), RecordType::A, Class::IN).unwrap();
+    builder.set_edns(EdnsHeader::default());
+    builder.push_edns_option(&signpost_wire::EdnsOption::Unknown { code: super::LOOP_MARKER, data: hops }).unwrap();
+    builder.finish().unwrap();
+    bytes
+}
+
+/// The query a forwarded question is sent upstream as.
+fn upstream_query_of(reply: Reply) -> Vec<u8> {
+    let Reply::Later(pending) = reply else { panic!("not a forward") };
+    match pending.work {
+        super::Work::Forward(job) => job.upstream_query.clone(),
+        super::Work::Delayed { .. } => panic!("not a forward"),
+    }
+}
+
+#[test]
+fn forwarded_queries_carry_the_servers_they_passed_and_a_query_back_here_is_a_loop() {
+    let pipeline = pipeline();
+    // A client's query goes upstream marked with this server alone.
+    let (reply, _) = run(&pipeline, &query("www.example.org"), ALLOWED, Transport::Udp);
+    let sent = upstream_query_of(reply);
+    assert_eq!(loop_marker(&sent).unwrap(), pipeline.instance);
+    // One that passed another server keeps that server's mark and adds ours.
+    let other = [7u8; 8];
+    let (reply, _) = run(&pipeline, &marked_query("www.example.org", &other), ALLOWED, Transport::Udp);
+    let sent = upstream_query_of(reply);
+    assert_eq!(loop_marker(&sent).unwrap(), [other, pipeline.instance].concat());
+    // Our own mark coming back: SERVFAIL with an extended error, at once, whatever the name.
+    for name in ["www.example.org", "www.local.test"] {
+        let looped = marked_query(name, &[other, pipeline.instance].concat());
+        let response = answered(&pipeline, &looped, ALLOWED);
+        assert_eq!(rcode(&response), Rcode::SERVFAIL);
+        assert_eq!(extended_error(&response), Some(ExtendedErrorCode::OTHER.0));
+    }
+    // So is a chain longer than any real one.
+    let long = marked_query("www.example.org", &[3u8; 8 * super::MAX_HOPS]);
+    assert_eq!(rcode(&answered(&pipeline, &long, ALLOWED)), Rcode::SERVFAIL);
+    assert_eq!(pipeline.metrics.decisions("loop"), 3);
+    // Turned off, nothing is marked and nothing is taken for a loop.
+    let mut config = ServerConfig::default();
+    config.limits.loop_detection = false;
+    let unmarked = pipeline_with(config, None);
+    let (reply, _) = run(&unmarked, &query("www.example.org"), ALLOWED, Transport::Udp);
+    assert_eq!(loop_marker(&upstream_query_of(reply)), None);
+    // Two pipelines (two servers) have different identities.
+    assert_ne!(pipeline.instance, unmarked.instance);
+}
+
+#[test]
+fn any_over_udp_gets_one_hinfo_record_and_over_tcp_the_usual_answer() {
+    let pipeline = pipeline();
+    for name in ["www.local.test", "www.example.org"] {
+        let bytes = query_with(name, RecordType::ANY, Some(EdnsHeader::default()));
+        let response = answered(&pipeline, &bytes, ALLOWED);
+        assert_eq!(rcode(&response), Rcode::NOERROR);
+        let message = Message::parse(&response).unwrap();
+        let records: Vec<_> = message.answers().unwrap().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 1);
+        assert_eq!((records[0].rtype(), records[0].ttl()), (RecordType::HINFO, 3_600));
+        assert_eq!(records[0].name().to_string(), format!("{name}."));
+        assert_eq!(records[0].raw_data(), b"\x07RFC8482\x00", "CPU \"RFC8482\", OS empty");
+        assert!(response.len() <= bytes.len() + 40, "{} bytes for a {}-byte query", response.len(), bytes.len());
+    }
+    assert_eq!(pipeline.metrics.decisions("minimal_any"), 2);
+    assert!(matches!(
+        run(&pipeline, &query_with("www.example.org", RecordType::ANY, None), ALLOWED, Transport::Tcp),
+        (Reply::Later(_), _)
+    ));
+    let mut config = ServerConfig::default();
+    config.limits.minimal_any = false;
+    let full = pipeline_with(config, None);
+    let (reply, _) = run(&full, &query_with("www.example.org", RecordType::ANY, None), ALLOWED, Transport::Udp);
+    assert!(matches!(reply, Reply::Later(_)), "forwarded as asked");
+}
+
+#[test]
+fn response_rate_limiting_drops_a_networks_excess_and_slips_every_second_one_truncated() {
+    let mut config = ServerConfig::default();
+    config.limits.response_rate_limit =
+        Some(crate::config::ResponseRateLimitConfig { responses_per_second: 5, slip: 2, ..Default::default() });
+    let pipeline = pipeline_with(config, None);
+    let bytes = query_with("www.local.test", RecordType::A, Some(EdnsHeader::default()));
+    let (mut full, mut slipped, mut dropped) = (0, 0, 0);
+    // A spoofed flood "from" every address of 10.1.2.0/24.
+    for host in 0..40 {
+        match run(&pipeline, &bytes, &format!("10.1.2.{host}:5353"), Transport::Udp) {
+            (Reply::Now { .. }, out) => {
+                let message = Message::parse(&out).unwrap();
+                if message.flags().tc() {
+                    assert!(answers(&out).is_empty() && message.edns().unwrap().is_none());
+                    assert!(out.len() <= bytes.len(), "a slip is no larger than the query");
+                    slipped += 1;
+                } else {
+                    full += 1;
+                }
+            }
+            (Reply::Silent, _) => dropped += 1,
+            (_, _) => panic!("unexpected reply"),
+        }
+    }
+    assert_eq!((full, slipped, dropped), (5, 17, 18));
+    assert_eq!(pipeline.metrics.decisions("slipped"), 17);
+    assert_eq!(pipeline.metrics.drops("response_rate_limit"), 18);
+    // Another network is answered; so is the limited one over TCP.
+    assert!(
+        matches!(run(&pipeline, &bytes, "10.1.3.1:5353", Transport::Udp), (Reply::Now { .. }, out) if answers(&out).len() == 1)
+    );
+    assert!(
+        matches!(run(&pipeline, &bytes, "10.1.2.1:5353", Transport::Tcp), (Reply::Now { .. }, out) if answers(&out).len() == 1)
+    );
+}
+
+/// A million distinct names from one client: the queries waiting for an
+/// upstream stop at the cap and the cache at its size, whatever comes.
+#[test]
+fn a_million_distinct_names_leave_memory_bounded() {
+    let mut config = ServerConfig::default();
+    config.limits.max_in_flight = 1_000;
+    config.cache.max_entries = 5_000;
+    let pipeline = pipeline_with(config, None);
+    let listener = listener(Transport::Udp);
+    let mut waiting = Vec::new();
+    let mut bytes = query("n0000000.example.org");
+    let now = Instant::now();
+    for index in 0..1_000_000u32 {
+        // Overwrite the first label in place: a new name each time, no allocation per query.
+        let label = format!("n{index:07}");
+        bytes[13..21].copy_from_slice(label.as_bytes());
+        let incoming = Incoming {
+            bytes: &bytes,
+            peer: ALLOWED.parse().unwrap(),
+            local: None,
+            listener: &listener,
+            max_response: None,
+            now,
+        };
+        let mut out = Vec::new();
+        match pipeline.handle(&incoming, &mut out) {
+            Reply::Later(pending) => waiting.push(pending),
+            Reply::Silent => {}
+            _ => panic!("a forwarded name is waited for or dropped"),
+        }
+        // What the upstream answers goes into the cache.
+        if index % 10 == 0 {
+            let owner: NameBuf = format!("{label}.example.org").parse().unwrap();
+            let key = CacheKey::new("default", false, false, RecordType::A.0, Class::IN.0, owner.as_wire());
+            pipeline.cache.insert(key.as_bytes(), &upstream_answer(&format!("{label}.example.org")), now);
+        }
+    }
+    assert_eq!(waiting.len(), 1_000);
+    assert_eq!(pipeline.in_flight.len(), 1_000);
+    assert_eq!(pipeline.metrics.drops("in_flight_limit"), 999_000);
+    assert!(pipeline.cache.len() <= 5_000, "{} cache entries", pipeline.cache.len());
+    assert!(pipeline.coalescing.lock().unwrap().len() <= 1_000);
+    drop(waiting);
+    assert_eq!(pipeline.in_flight.len(), 0);
+    let (reply, _) = run(&pipeline, &query("again.example.org"), ALLOWED, Transport::Udp);
+    assert!(matches!(reply, Reply::Later(_)), "room again once answered");
+}
+
+/// A listener bound to a wildcard address with the default configuration
+/// serves loopback and private networks and refuses everyone else: not an
+/// open resolver.
+#[test]
+fn a_wildcard_listener_with_default_settings_is_not_an_open_resolver() {
+    let pipeline = pipeline();
+    let config = crate::config::ListenerConfig::new(Transport::Udp, "0.0.0.0:53".parse().unwrap());
+    assert_eq!(config.allow, None, "no allow-list given");
+    let listener =
+        ListenerContext { allow: config.allow.clone().unwrap_or_else(default_allow_list), ..listener(Transport::Udp) };
+    let bytes = query("www.example.org");
+    for public in ["192.0.2.1:5353", "198.51.100.7:5353", "203.0.113.9:5353", "8.8.8.8:53", "[2001:db8::1]:5353"] {
+        let (reply, out) = run_on(&pipeline, &bytes, public, &listener);
+        assert!(matches!(reply, Reply::Now { .. }) && rcode(&out) == Rcode::REFUSED, "{public} is refused");
+    }
+    for private in ["127.0.0.1:5353", "10.0.0.1:5353", "192.168.1.1:5353", "[::1]:5353", "[fd00::1]:5353"] {
+        let (reply, _) = run_on(&pipeline, &bytes, private, &listener);
+        assert!(matches!(reply, Reply::Later(_)), "{private} is served");
+    }
+}
+
 /// A pipeline forwarding everything to `upstream` over UDP, with fixed
 /// per-try timeouts (no retransmission muddles the upstream's count).
 fn forwarding_to(upstream: &signpost_testkit::FakeUpstream, config: ServerConfig) -> Arc<Pipeline> {

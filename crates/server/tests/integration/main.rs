@@ -4,6 +4,7 @@
 
 mod support;
 
+mod defences;
 mod docs;
 mod doh;
 mod faults;

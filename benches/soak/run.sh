@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Soak test: signpost-forward under steady dnsperf load for a long time,
+# with a configuration reload every minute. Mixes local answers, cached
+# and freshly forwarded names and NXDOMAIN. Reports answers lost, the
+# error rate, resident memory after warm-up against the end (drift), and
+# open file descriptors.
+#
+# Loopback only: the upstream is an unbound on 127.0.0.1 answering from
+# local data (nothing is ever sent elsewhere; signpost-forward's "." zone
+# names it, so resolv.conf is never read). Bounded in time (SOAK_SECONDS,
+# plus a hard `timeout`) and in count (dnsperf -n). Every process started
+# here is stopped on exit.
+#
+# Environment:
+#   SOAK_SECONDS     length of the load (default 1800; CI's short run: 120)
+#   SOAK_QPS         dnsperf's rate (default 5000: about half of what
+#                    signpost-forward answers on one busy core forwarding,
+#                    benches/load/results.md; set it from your own figure)
+#   SOAK_RELOAD      seconds between SIGHUP reloads (default 60)
+#   SOAK_SAMPLE      seconds between RSS/fd samples (default 5)
+#   SOAK_PORT        first of three ports used (default 26300)
+#   SOAK_MAX_DRIFT   allowed RSS growth after warm-up, percent (default 10)
+#   SIGNPOST_BIN     the binary (default <repo>/target/release/signpost-forward,
+#                    built when missing)
+#   SOAK_KEEP        1 = keep the work directory
+# Output: a summary on stdout (also in $WORK/summary.txt) and a CSV of
+# samples (seconds, rss_kb, fds). Exit status 1 when answers were lost, the
+# drift is over SOAK_MAX_DRIFT or descriptors grew.
+
+set -euo pipefail
+SOAK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SOAK_DIR/../.." && pwd)
+SOAK_SECONDS=${SOAK_SECONDS:-1800}
+SOAK_QPS=${SOAK_QPS:-5000}
+SOAK_RELOAD=${SOAK_RELOAD:-60}
+SOAK_SAMPLE=${SOAK_SAMPLE:-5}
+SOAK_PORT=${SOAK_PORT:-26300}
+SOAK_MAX_DRIFT=${SOAK_MAX_DRIFT:-10}
+SOAK_KEEP=${SOAK_KEEP:-0}
+SIGNPOST_BIN=${SIGNPOST_BIN:-$REPO/target/release/signpost-forward}
+PORT=$SOAK_PORT
+UPSTREAM_PORT=$((SOAK_PORT + 1))
+
+for tool in dnsperf unbound; do
+    command -v "$tool" >/dev/null || { echo "soak: $tool is not installed (apt-get install dnsperf unbound)" >&2; exit 2; }
+done
+if [ ! -x "$SIGNPOST_BIN" ]; then
+    (cd "$REPO" && cargo build --release -p signpost-forward)
+fi
+
+WORK=$(mktemp -d /tmp/signpost-soak.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ "$SOAK_KEEP" = 1 ]; then echo "soak: work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+# The upstream: names under up.test answer A (TTL 5 s, so cached answers
+# expire and are forwarded again during the run); nx-* names are NXDOMAIN.
+cat > "$WORK/unbound.conf" <<CONF
+server:
+    interface: 127.0.0.1@$UPSTREAM_PORT
+    do-daemonize: no
+    use-syslog: no
+    logfile: ""
+    username: ""
+    chroot: ""
+    directory: "$WORK"
+    pidfile: ""
+    access-control: 127.0.0.0/8 allow
+    num-threads: 1
+    local-zone: "." refuse
+    local-zone: "up.test." redirect
+    local-data: "up.test. 5 IN A 192.0.2.10"
+    local-zone: "nx.up.test." always_nxdomain
+CONF
+# Careful: with a redirect zone every name under up.test answers; nx.up.test is carved out.
+
+write_config() { # write_config ADDRESS
+    cat > "$WORK/forward.toml" <<CONF
+[[listeners]]
+address = "127.0.0.1"
+port = $PORT
+transport = "udp"
+
+[[listeners]]
+address = "127.0.0.1"
+port = $PORT
+transport = "tcp"
+
+[[forward_zones]]
+name = "."
+servers = ["127.0.0.1:$UPSTREAM_PORT"]
+
+[[zones]]
+name = "lab.test"
+records = ["www 60 A $1", "mail 60 A 10.0.0.2", "* 60 TXT \"soak\""]
+
+[cache]
+max_entries = 20000
+CONF
+}
+write_config 10.0.0.1
+
+# Queries: 25 % local, 25 % a small set that stays cached, 40 % many
+# distinct forwarded names (cached 5 s, then forwarded again), 10 % NXDOMAIN.
+python3 - "$WORK/queries.txt" <<'PY'
+import random, sys
+random.seed(17)
+lines = []
+for i in range(100_000):
+    r = random.random()
+    if r < 0.25:
+        lines.append(random.choice(["www.lab.test A", "mail.lab.test A", f"t{i % 500}.lab.test TXT"]))
+    elif r < 0.50:
+        lines.append(f"hot{i % 50}.up.test A")
+    elif r < 0.90:
+        lines.append(f"n{i % 40000}.up.test A")
+    else:
+        lines.append(f"q{i % 5000}.nx.up.test A")
+open(sys.argv[1], "w").write("\n".join(lines) + "\n")
+PY
+
+unbound -d -c "$WORK/unbound.conf" >"$WORK/unbound.log" 2>&1 &
+PIDS+=($!)
+"$SIGNPOST_BIN" --config "$WORK/forward.toml" >"$WORK/signpost.log" 2>&1 &
+SIGNPOST_PID=$!
+PIDS+=("$SIGNPOST_PID")
+for _ in $(seq 100); do
+    grep -q '^ready' "$WORK/signpost.log" 2>/dev/null && break
+    sleep 0.1
+done
+grep -q '^ready' "$WORK/signpost.log" || { echo "soak: signpost-forward did not start"; cat "$WORK/signpost.log"; exit 1; }
+dig +short +time=1 +tries=3 -p "$PORT" @127.0.0.1 probe.up.test A | grep -q 192.0.2.10 \
+    || { echo "soak: the upstream does not answer through signpost"; exit 1; }
+
+sample() { # seconds since start, RSS in kB, open descriptors
+    local rss fds
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$SIGNPOST_PID/status")
+    fds=$(find "/proc/$SIGNPOST_PID/fd" -mindepth 1 -maxdepth 1 | wc -l)
+    echo "$1,$rss,$fds"
+}
+echo "seconds,rss_kb,fds" > "$WORK/samples.csv"
+
+# dnsperf: rate-limited, bounded in time and in passes over the file.
+timeout $((SOAK_SECONDS + 60)) dnsperf -s 127.0.0.1 -p "$PORT" -d "$WORK/queries.txt" \
+    -l "$SOAK_SECONDS" -Q "$SOAK_QPS" -n 1000 -c 4 -q 500 -t 5 >"$WORK/dnsperf.txt" 2>&1 &
+DNSPERF_PID=$!
+PIDS+=("$DNSPERF_PID")
+started=$(date +%s)
+next_reload=$SOAK_RELOAD
+reloads=0
+while kill -0 "$DNSPERF_PID" 2>/dev/null; do
+    sleep "$SOAK_SAMPLE"
+    now=$(($(date +%s) - started))
+    sample "$now" >> "$WORK/samples.csv"
+    if [ "$now" -ge "$next_reload" ]; then
+        write_config "10.0.0.$((reloads % 200 + 3))"
+        kill -HUP "$SIGNPOST_PID"
+        reloads=$((reloads + 1))
+        next_reload=$((next_reload + SOAK_RELOAD))
+    fi
+done
+wait "$DNSPERF_PID" || true
+final_address="10.0.0.$(((reloads - 1) % 200 + 3))"
+[ "$reloads" -eq 0 ] && final_address=10.0.0.1
+reloaded_ok=$(dig +short +time=1 +tries=3 -p "$PORT" @127.0.0.1 www.lab.test A)
+
+python3 - "$WORK" "$SOAK_MAX_DRIFT" "$reloads" "$final_address" "$reloaded_ok" "$SOAK_SECONDS" "$SOAK_QPS" <<'PY' | tee "$WORK/summary.txt"
+import csv, re, sys
+work, max_drift, reloads, expected, seen, seconds, qps = sys.argv[1:8]
+text = open(f"{work}/dnsperf.txt").read()
+def grab(pattern, default="0"):
+    m = re.search(pattern, text)
+    return m.group(1) if m else default
+sent, completed, lost = int(grab(r"Queries sent:\s+(\d+)")), int(grab(r"Queries completed:\s+(\d+)")), int(grab(r"Queries lost:\s+(\d+)"))
+codes = dict((c, int(n)) for c, n in re.findall(r"([A-Z]+) (\d+) \(", grab(r"Response codes:\s+(.*)", "")))
+rows = [(int(s), int(r), int(f)) for s, r, f in list(csv.reader(open(f"{work}/samples.csv")))[1:]]
+warm = [r for r in rows if r[0] >= max(int(seconds) // 5, 10)] or rows
+rss_warm, rss_end = warm[0][1], rows[-1][1]
+drift = 100.0 * (rss_end - rss_warm) / rss_warm if rss_warm else 0.0
+fds = [r[2] for r in warm]
+errors = sum(n for c, n in codes.items() if c not in ("NOERROR", "NXDOMAIN"))
+print(f"soak: {seconds} s at {qps} qps, {reloads} reloads (last one served: {seen or 'nothing'}, expected {expected})")
+print(f"queries: {sent} sent, {completed} answered, {lost} lost; response codes {codes}; errors {errors}")
+print(f"RSS: {rss_warm} kB after warm-up, {rss_end} kB at the end, drift {drift:+.1f} % (max {max(r[1] for r in rows)} kB)")
+print(f"descriptors: {min(fds)}..{max(fds)} after warm-up, {rows[-1][2]} at the end")
+ok = lost == 0 and errors == 0 and drift <= float(max_drift) and max(fds) - min(fds) <= 2 and seen == expected
+print("soak: PASS" if ok else "soak: FAIL")
+sys.exit(0 if ok else 1)
+PY
