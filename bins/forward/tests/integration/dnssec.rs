@@ -117,6 +117,15 @@ async fn answers_get_ad_only_when_proven_and_bogus_ones_say_why() {
     assert_eq!(seen.rcode, Rcode::SERVFAIL, "{seen:?}");
     assert_eq!(seen.extended.map(|(code, _)| code), Some(ExtendedErrorCode::DNSSEC_BOGUS));
     assert_eq!(server.cache_stats().hits(), hits + 1, "the bogus answer came from the cache");
+    // The decision trace (and so the JSON query log) says what validation decided.
+    let client: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    for (name, verdict) in
+        [("www.nsec.test.", "secure"), ("www.insecure.test.", "insecure"), ("www.tampered.test.", "bogus")]
+    {
+        let trace =
+            server.explain(&name.parse().expect("name"), RecordType::A, client, signpost_rules::Transport::Udp).await;
+        assert_eq!(trace.dnssec.as_deref(), Some(verdict), "{name}: {trace:?}");
+    }
 
     // CD: the client validates itself and gets the data as served.
     let seen = query(address, "www.tampered.test.", RecordType::A, true, true).await;
