@@ -222,6 +222,28 @@ def main():
             CreatorRequestId="interop-assoc-chain", FirewallRuleGroupId=group, VpcId=vpcs["vpc-a"], Priority=300,
             Name="chain")
         emit(FIREWALL_CHAIN_GROUP=group)
+    elif step in ("dnssec-enable", "dnssec-disable"):
+        # Route 53 Resolver's per-VPC DNSSEC validation, for VPC B: the update
+        # answers with the transition (ENABLING/DISABLING), Get and List with
+        # where it settled; the change is live when the call returns.
+        vpcs = state(ec2)
+        enable = step == "dnssec-enable"
+        updated = resolver.update_resolver_dnssec_config(
+            ResourceId=vpcs["vpc-b"], Validation="ENABLE" if enable else "DISABLE")["ResolverDNSSECConfig"]
+        assert updated["ValidationStatus"] == ("ENABLING" if enable else "DISABLING"), updated
+        assert updated["Id"].startswith("rdsc-") and updated["ResourceId"] == vpcs["vpc-b"], updated
+        settled = "ENABLED" if enable else "DISABLED"
+        got = resolver.get_resolver_dnssec_config(ResourceId=vpcs["vpc-b"])["ResolverDNSSECConfig"]
+        assert got["ValidationStatus"] == settled and got["Id"] == updated["Id"], got
+        listed = resolver.list_resolver_dnssec_configs(
+            Filters=[{"Name": "ValidationStatus", "Values": ["ENABLED"]}])["ResolverDnssecConfigs"]
+        assert [c["ResourceId"] for c in listed] == ([vpcs["vpc-b"]] if enable else []), listed
+        try:
+            resolver.update_resolver_dnssec_config(ResourceId="vpc-00000000", Validation="ENABLE")
+            raise AssertionError("updating an unknown VPC succeeded")
+        except resolver.exceptions.ResourceNotFoundException:
+            pass
+        emit(DNSSEC_VPC_B=got["ValidationStatus"])
     else:
         raise SystemExit(f"unknown step {step}")
 

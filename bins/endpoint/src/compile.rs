@@ -14,14 +14,16 @@ use signpost_wire::{NameBuf, RecordBuf};
 use crate::destinations;
 use crate::error::EndpointError;
 use crate::model::{
-    EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles, TsigKeyConfig, VpcConfig,
+    DnssecValidation, EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles, TsigKeyConfig,
+    VpcConfig,
 };
 use crate::protocols::{Direction, EndpointProtocol, Protocols};
 use crate::querylog::LogAccount;
-use signpost_server::State;
+use signpost_dnssec::{TrustAnchors, Validator, ValidatorConfig};
 use signpost_server::{
     LimitsConfig, ListenerConfig, LogDestination, QueryLogConfig, ServerConfig, Transport, default_allow_list,
 };
+use signpost_server::{State, ValidationScope};
 
 /// The upstream group of the built-in recursive default (and of SYSTEM rules).
 pub const RECURSIVE_GROUP: &str = "recursive";
@@ -154,6 +156,11 @@ pub struct Deployment {
     /// The limits in force, when `aws_limits` is on: per-client packets per
     /// second to VPC resolvers, queries per second per inbound address.
     pub limits: Option<(u32, u32)>,
+    /// The DNSSEC validator, when a VPC validates.
+    pub validator: Option<Arc<Validator>>,
+    /// What it validates: the recursive default's answers to the queries of
+    /// the VPCs that enabled validation, as Route 53 Resolver does.
+    pub validation_scope: ValidationScope,
     /// Private hosted zones that follow an on-premises primary.
     pub secondaries: Vec<PlannedSecondary>,
 }
@@ -184,7 +191,10 @@ impl PlannedSecondary {
 impl Deployment {
     /// The rules and upstreams, for [`ServerHandle::reload`](crate::ServerHandle::reload).
     pub fn state(&self) -> State {
-        State::new(self.rules.clone(), self.upstreams.clone())
+        let mut state = State::new(self.rules.clone(), self.upstreams.clone());
+        state.validator = self.validator.clone();
+        state.validation_scope = self.validation_scope.clone();
+        state
     }
 
     /// The role and protocol of the listener with this id.
@@ -443,6 +453,15 @@ impl EndpointConfig {
             self.routes(&resolvers, &zones, &inbound, &outbound, &rule_routes, &recursive_servers)
         };
         let query_logs = self.query_logs(&base_dir)?;
+        let validating: BTreeSet<String> = self
+            .vpcs
+            .iter()
+            .filter(|vpc| vpc.dnssec_validation.is_some_and(DnssecValidation::validates))
+            .map(|vpc| vpc.id.clone())
+            .collect();
+        let validator = if validating.is_empty() { None } else { Some(Arc::new(self.validator(&base_dir)?)) };
+        let validation_scope =
+            ValidationScope::new(Some(validating), Some(BTreeSet::from([RECURSIVE_GROUP.to_string()])), true);
         let unassociated_rules =
             self.resolver_rules.iter().filter(|rule| rule.vpcs.is_empty()).map(|rule| rule.id.clone()).collect();
         Ok(Deployment {
@@ -461,7 +480,34 @@ impl EndpointConfig {
                 .enabled
                 .then_some((self.aws_limits.vpc_resolver_pps_per_client, self.aws_limits.inbound_qps_per_address)),
             secondaries,
+            validator,
+            validation_scope,
         })
+    }
+
+    /// The validator `[dnssec]` describes (the built-in root anchors when it
+    /// names none). Anchor files are relative to `base_dir`.
+    fn validator(&self, base_dir: &Path) -> Result<Validator, EndpointError> {
+        let dnssec = &self.dnssec;
+        let mut anchors = TrustAnchors::empty();
+        for (index, file) in dnssec.trust_anchor_files.iter().enumerate() {
+            let at = self.locate(&format!("dnssec.trust_anchor_files[{index}]"));
+            anchors.add_file(&base_dir.join(file)).map_err(|source| EndpointError::TrustAnchor { at, source })?;
+        }
+        for (index, record) in dnssec.trust_anchors.iter().enumerate() {
+            let at = self.locate(&format!("dnssec.trust_anchors[{index}]"));
+            anchors
+                .add_record(record, "trust-anchor", 1)
+                .map_err(|source| EndpointError::TrustAnchor { at, source })?;
+        }
+        if anchors.is_empty() {
+            anchors = TrustAnchors::root();
+        }
+        let mut config = ValidatorConfig::default();
+        if let Some(ttl) = dnssec.bogus_ttl {
+            config.bogus_ttl = ttl;
+        }
+        Ok(Validator::new(anchors, Vec::new(), config))
     }
 
     /// The private hosted zones that follow a primary, checked: primaries

@@ -91,6 +91,9 @@ pub struct EndpointConfig {
     /// The built-in recursive default: where names no rule or zone takes go.
     #[serde(default)]
     pub recursive: RecursiveConfig,
+    /// `[dnssec]`: trust anchors for VPCs that validate.
+    #[serde(default, skip_serializing_if = "DnssecSettings::is_default")]
+    pub dnssec: DnssecSettings,
     /// Default certificate and key for DoH on inbound endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
@@ -242,6 +245,7 @@ impl Default for EndpointConfig {
             doh_port: default_doh_port(),
             udp_workers: None,
             recursive: RecursiveConfig::default(),
+            dnssec: DnssecSettings::default(),
             tls: None,
             outbound_ca_file: None,
             aws_limits: AwsLimits::default(),
@@ -433,6 +437,55 @@ impl Default for Quotas {
     }
 }
 
+/// A VPC's DNSSEC validation setting, as `UpdateResolverDnssecConfig` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnssecValidation {
+    /// Validate.
+    Enable,
+    /// Do not validate (the service's default).
+    Disable,
+    /// Take the setting of the resource that configures the VPC (a Route 53
+    /// Profile); Signpost has no profiles, so the VPC does not validate.
+    UseLocalResourceSetting,
+}
+
+impl DnssecValidation {
+    /// Whether answers are validated.
+    pub fn validates(self) -> bool {
+        self == Self::Enable
+    }
+}
+
+/// `[dnssec]`: how VPCs with DNSSEC validation enabled validate.
+///
+/// Route 53 Resolver validates what it resolves recursively for public
+/// names; answers of FORWARD rules come from resolvers that "must apply
+/// DNSSEC validation" themselves, so they are not validated. The resolver
+/// ignores the client's DO and CD bits: a bogus answer is SERVFAIL, a
+/// secure one goes out without AD and without DNSSEC records.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecSettings {
+    /// DS or DNSKEY records the chain starts from, e.g.
+    /// `". IN DS 20326 8 2 E06D44B8..."` (default: the root's KSK-2017 and KSK-2024).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_anchors: Vec<String>,
+    /// Files of DS or DNSKEY records in zone-file form, or unbound's
+    /// `auto-trust-anchor-file` state files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_anchor_files: Vec<PathBuf>,
+    /// Seconds a bogus answer is kept as SERVFAIL (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bogus_ttl: Option<u32>,
+}
+
+impl DnssecSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// Tags: key to value.
 pub type Tags = BTreeMap<String, String>;
 
@@ -465,6 +518,12 @@ pub struct VpcConfig {
     /// zones of private space and of the VPC's blocks are answered locally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autodefined_reverse: Option<bool>,
+    /// Route 53 Resolver's DNSSEC validation setting (`UpdateResolverDnssecConfig`;
+    /// default disabled): `"enable"`, `"disable"` or
+    /// `"use_local_resource_setting"`. When enabled, answers of the
+    /// recursive default to the VPC's queries are validated (see [`DnssecSettings`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnssec_validation: Option<DnssecValidation>,
     /// Its tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: Tags,
@@ -481,6 +540,7 @@ impl VpcConfig {
             dns_hostnames: None,
             firewall_fail_open: None,
             autodefined_reverse: None,
+            dnssec_validation: None,
             tags: Tags::new(),
         }
     }

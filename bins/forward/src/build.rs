@@ -698,18 +698,9 @@ impl ForwarderConfig {
                     .map(|(index, file)| (format!("dnssec.auto_trust_anchor_files[{index}]"), file)),
             );
         for (field, file) in files {
-            let path = base_dir.join(file);
-            let at = self.locate(&field);
-            let text = std::fs::read_to_string(&path).map_err(|source| {
-                ConfigError::from(signpost_rules::Error::Io {
-                    at: at.clone(),
-                    path: path.clone(),
-                    source: Arc::new(source),
-                })
-            })?;
             anchors
-                .add_text(&text, &path.display().to_string())
-                .map_err(|source| ConfigError::TrustAnchor { at, source })?;
+                .add_file(&base_dir.join(file))
+                .map_err(|source| ConfigError::TrustAnchor { at: self.locate(&field), source })?;
         }
         for (index, record) in dnssec.trust_anchors.iter().enumerate() {
             let at = self.locate(&format!("dnssec.trust_anchors[{index}]"));

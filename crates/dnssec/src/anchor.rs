@@ -54,6 +54,14 @@ impl TrustAnchors {
         self.anchors.iter()
     }
 
+    /// Read `path` and add its anchors as [`TrustAnchors::add_text`] does
+    /// (configuration time: the validator itself does no I/O).
+    pub fn add_file(&mut self, path: &std::path::Path) -> Result<usize, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Read { path: path.to_path_buf(), source: std::sync::Arc::new(source) })?;
+        self.add_text(&text, &path.display().to_string())
+    }
+
     /// Add the DS and DNSKEY records of zone-file text, as a
     /// `trust-anchor-file` or `auto-trust-anchor-file` holds them. Records in
     /// an RFC 5011 state other than VALID or MISSING (unbound writes

@@ -27,6 +27,14 @@ pub enum Error {
         /// What was wrong.
         rule: &'static str,
     },
+    /// A trust anchor file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::sync::Arc<std::io::Error>,
+    },
     /// A trust anchor line's record could not be parsed.
     #[error("{file}:{line}: {source}")]
     TrustAnchorRecord {

@@ -6,6 +6,11 @@
 //! writes: no parsing, no allocation. Negative answers (RFC 2308) are cached
 //! for the SOA's negative TTL. Shards keep lock hold times short; eviction is
 //! CLOCK (an approximation of least recently used).
+//!
+//! With DNSSEC validation an entry keeps its verdict too: a secure answer is
+//! stored without AD and each client served it is shown AD if it understands
+//! it (RFC 6840 §5.8), and a bogus one is kept as its SERVFAIL for
+//! `val-bogus-ttl`, so the same bad data is not fetched and judged again.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -81,9 +86,33 @@ struct TtlField {
     ttl: u32,
 }
 
+/// What validation made of a cached answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CachedVerdict {
+    /// Proven: AD for clients that understand it.
+    Secure,
+    /// Validated, but nothing to prove (an unsigned zone): no AD.
+    Insecure,
+    /// Bogus: the entry is the SERVFAIL the client got.
+    Bogus,
+}
+
+impl CachedVerdict {
+    /// The word the query log uses.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Secure => "secure",
+            Self::Insecure => "insecure",
+            Self::Bogus => "bogus",
+        }
+    }
+}
+
 struct Entry {
     key: Box<[u8]>,
     response: Box<[u8]>,
+    /// `None` when the answer was not validated: its AD bit is served as the upstream sent it.
+    verdict: Option<CachedVerdict>,
     /// Where a trailing OPT record starts, so clients without EDNS can be
     /// served the prefix.
     opt_start: Option<usize>,
@@ -184,8 +213,9 @@ impl CacheStats {
 /// What a lookup found.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Lookup {
-    /// A fresh answer was written; its smallest remaining TTL.
-    Hit { len: usize, min_ttl: u32 },
+    /// A fresh answer was written; its smallest remaining TTL, and what
+    /// validation made of it when it was stored.
+    Hit { len: usize, min_ttl: u32, verdict: Option<CachedVerdict> },
     /// Nothing fresh.
     Miss,
 }
@@ -210,6 +240,8 @@ pub(crate) struct ServeAs<'a> {
     /// The client's RD bit, echoed in the answer (RFC 1035 §4.1.1) whatever
     /// the upstream's answer to our own query carried.
     pub(crate) recursion_desired: bool,
+    /// Whether the client is shown AD on an answer validated secure.
+    pub(crate) authentic_data: bool,
 }
 
 impl Cache {
@@ -286,7 +318,7 @@ impl Cache {
         match write_entry(entry, elapsed, None, serve, out) {
             Some((len, min_ttl)) => {
                 count(&self.stats.hits);
-                Lookup::Hit { len, min_ttl }
+                Lookup::Hit { len, min_ttl, verdict: entry.verdict }
             }
             None => Lookup::Miss,
         }
@@ -308,7 +340,8 @@ impl Cache {
         }
         let shard = self.shards.get(shard_of(key))?.read().ok()?;
         let entry = shard.index.get(key).and_then(|&position| shard.entries.get(position))?;
-        if entry.stale_until <= now {
+        // A bogus verdict is no answer to fall back on.
+        if entry.stale_until <= now || entry.verdict == Some(CachedVerdict::Bogus) {
             return None;
         }
         let (len, _) = write_entry(entry, 0, Some(self.config.stale_ttl_secs), serve, out)?;
@@ -321,16 +354,52 @@ impl Cache {
     /// Store an upstream response if it is cacheable. Returns the TTL it was
     /// stored for.
     pub(crate) fn insert(&self, key: &[u8], response: &[u8], now: Instant) -> Option<u32> {
+        self.insert_judged(key, response, now, None)
+    }
+
+    /// Store a validated response (shaped for the client, AD cleared) with
+    /// its verdict, `secure` or not.
+    pub(crate) fn insert_validated(&self, key: &[u8], response: &[u8], now: Instant, secure: bool) -> Option<u32> {
+        let verdict = if secure { CachedVerdict::Secure } else { CachedVerdict::Insecure };
+        self.insert_judged(key, response, now, Some(verdict))
+    }
+
+    /// Store the SERVFAIL a bogus answer became, for `ttl` seconds
+    /// (`val-bogus-ttl`): it is not cacheable as an answer is, having no
+    /// records to take a TTL from.
+    pub(crate) fn insert_bogus(&self, key: &[u8], servfail: &[u8], ttl: u32, now: Instant) -> Option<u32> {
+        if !self.config.enabled || ttl == 0 {
+            return None;
+        }
+        let message = Message::parse(servfail).ok()?;
+        let opt_start = message.additional().ok()?.flatten().find(|record| record.rtype() == RecordType::OPT);
+        let opt_start = opt_start.filter(|record| record.end() == servfail.len()).map(|record| record.offset());
+        self.store(key, servfail, now, (Vec::new(), ttl, opt_start), Some(CachedVerdict::Bogus))
+    }
+
+    fn insert_judged(&self, key: &[u8], response: &[u8], now: Instant, verdict: Option<CachedVerdict>) -> Option<u32> {
         if !self.config.enabled {
             return None;
         }
-        let (ttl_fields, ttl, opt_start) = cacheable(response, &self.config)?;
+        let cacheable = cacheable(response, &self.config)?;
+        self.store(key, response, now, cacheable, verdict)
+    }
+
+    fn store(
+        &self,
+        key: &[u8],
+        response: &[u8],
+        now: Instant,
+        (ttl_fields, ttl, opt_start): (Vec<TtlField>, u32, Option<usize>),
+        verdict: Option<CachedVerdict>,
+    ) -> Option<u32> {
         if ttl == 0 {
             return None;
         }
         let entry = Entry {
             key: key.into(),
             response: response.into(),
+            verdict,
             opt_start,
             ttl_fields: ttl_fields.into(),
             stored: now,
@@ -393,6 +462,9 @@ fn write_entry(
         }
         relay::set_id(bytes, serve.id);
         relay::set_rd(bytes, serve.recursion_desired);
+        if entry.verdict == Some(CachedVerdict::Secure) {
+            relay::set_ad(bytes, serve.authentic_data);
+        }
         if let Some(slot) = bytes.get_mut(HEADER_LEN..HEADER_LEN + serve.question_name.len())
             && slot.eq_ignore_ascii_case(serve.question_name)
         {
@@ -522,7 +594,14 @@ mod tests {
     }
 
     fn serve(name: &[u8]) -> ServeAs<'_> {
-        ServeAs { id: 0x4242, question_name: name, limit: 65535, client_edns: true, recursion_desired: true }
+        ServeAs {
+            id: 0x4242,
+            question_name: name,
+            limit: 65535,
+            client_edns: true,
+            recursion_desired: true,
+            authentic_data: false,
+        }
     }
 
     fn key(name: &str) -> CacheKey {
@@ -540,7 +619,7 @@ mod tests {
         let mut out = Vec::new();
         let later = now + Duration::from_secs(100);
         let result = cache.lookup(key("www.EXAMPLE.com").as_bytes(), later, serve(asked.as_wire()), &mut out, true);
-        assert_eq!(result, Lookup::Hit { len: bytes.len(), min_ttl: 200 });
+        assert_eq!(result, Lookup::Hit { len: bytes.len(), min_ttl: 200, verdict: None });
         let message = Message::parse(&out).expect("header");
         assert_eq!(message.id(), 0x4242);
         assert_eq!(message.first_question().expect("ok").expect("one").name().to_string(), "wWw.ExAmPle.com.");
@@ -585,6 +664,52 @@ mod tests {
             assert_eq!(flags.rd(), recursion_desired);
             assert!(flags.qr() && flags.ra(), "the other bits stay as stored");
         }
+    }
+
+    #[test]
+    fn secure_entries_show_ad_to_clients_that_understand_it() {
+        let cache = Cache::new(config());
+        let now = Instant::now();
+        let bytes = response("ad.example", Rcode::NOERROR, &["ad.example. 300 IN A 192.0.2.1"], &[]);
+        assert_eq!(cache.insert_validated(key("ad.example").as_bytes(), &bytes, now, true), Some(300));
+        let insecure = response("plain.example", Rcode::NOERROR, &["plain.example. 300 IN A 192.0.2.1"], &[]);
+        cache.insert_validated(key("plain.example").as_bytes(), &insecure, now, false);
+        for (name, verdict) in [("ad.example", CachedVerdict::Secure), ("plain.example", CachedVerdict::Insecure)] {
+            let owner: NameBuf = name.parse().expect("name");
+            for authentic_data in [false, true] {
+                let mut out = Vec::new();
+                let serve = ServeAs { authentic_data, ..serve(owner.as_wire()) };
+                let result = cache.lookup(key(name).as_bytes(), now, serve, &mut out, true);
+                assert!(matches!(result, Lookup::Hit { verdict: Some(found), .. } if found == verdict));
+                let shown = Message::parse(&out).expect("header").flags().ad();
+                assert_eq!(shown, authentic_data && verdict == CachedVerdict::Secure, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn bogus_verdicts_are_kept_for_their_ttl_and_never_served_stale() {
+        let cache = Cache::new(CacheConfig { serve_stale_secs: 3600, ..config() });
+        let now = Instant::now();
+        let servfail = response("bogus.example", Rcode::SERVFAIL, &[], &[]);
+        assert_eq!(cache.insert_bogus(key("bogus.example").as_bytes(), &servfail, 30, now), Some(30));
+        let owner: NameBuf = "bogus.example".parse().expect("name");
+        let mut out = Vec::new();
+        let hit = cache.lookup(key("bogus.example").as_bytes(), now, serve(owner.as_wire()), &mut out, true);
+        assert!(matches!(hit, Lookup::Hit { verdict: Some(CachedVerdict::Bogus), .. }));
+        assert_eq!(Message::parse(&out).expect("header").flags().rcode(), Rcode::SERVFAIL);
+        let later = now + Duration::from_secs(31);
+        out.clear();
+        assert_eq!(
+            cache.lookup(key("bogus.example").as_bytes(), later, serve(owner.as_wire()), &mut out, true),
+            Lookup::Miss
+        );
+        assert!(
+            cache
+                .lookup_stale(key("bogus.example").as_bytes(), later, serve(owner.as_wire()), &mut out, true)
+                .is_none()
+        );
+        assert_eq!(cache.insert_bogus(key("zero.example").as_bytes(), &servfail, 0, now), None);
     }
 
     #[test]
@@ -633,8 +758,14 @@ mod tests {
         cache.insert(key("big.example").as_bytes(), &bytes, now);
         let name: NameBuf = "big.example".parse().expect("name");
         let mut out = Vec::new();
-        let serve_small =
-            ServeAs { id: 1, question_name: name.as_wire(), limit: 512, client_edns: false, recursion_desired: true };
+        let serve_small = ServeAs {
+            id: 1,
+            question_name: name.as_wire(),
+            limit: 512,
+            client_edns: false,
+            recursion_desired: true,
+            authentic_data: false,
+        };
         let result = cache.lookup(key("big.example").as_bytes(), now, serve_small, &mut out, true);
         assert!(matches!(result, Lookup::Hit { len, .. } if len <= 512));
         let message = Message::parse(&out).expect("header");

@@ -7,21 +7,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use signpost_dnssec::{Security, Step, Validator, response};
 use signpost_upstream::{Group, Resolved};
 
-use crate::pipeline::ForwardFailure;
+use crate::pipeline::{ForwardFailure, Validating};
 
 /// The UDP payload size the chain queries advertise.
 const CHAIN_PAYLOAD: u16 = 1232;
 
-/// Validate `resolved` and shape it for the client: AD when secure, DNSSEC
-/// records dropped unless the client set DO, TTLs capped by the signatures;
-/// bogus answers become [`ForwardFailure::Bogus`].
+/// Validate `resolved` and shape it for the client: DNSSEC records dropped
+/// unless the client set DO, TTLs capped by the signatures, AD cleared (the
+/// caller sets it for clients that understand it: the shaped answer is
+/// cached for all). Returns it with whether it is secure; bogus answers
+/// become [`ForwardFailure::Bogus`].
 pub(crate) async fn validate(
-    validator: &Validator,
+    validating: &Validating<'_>,
     group: &Group,
     mut resolved: Resolved,
-    client_dnssec_ok: bool,
-    client_understands_ad: bool,
-) -> Result<Resolved, ForwardFailure> {
+) -> Result<(Resolved, bool), ForwardFailure> {
+    let validator: &Validator = validating.validator;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
     let mut validation = validator.start(&resolved.response, now);
     let mut id: u16 = 0x5ec0;
@@ -43,9 +44,7 @@ pub(crate) async fn validate(
         Security::Insecure(_) => false,
         Security::Bogus(bogus) => return Err(ForwardFailure::Bogus(bogus)),
     };
-    // RFC 6840 §5.8: AD only for clients that show they understand it, with DO or AD.
-    let Ok(mut shaped) = response::for_client(&resolved.response, secure && client_understands_ad, client_dnssec_ok)
-    else {
+    let Ok(mut shaped) = response::for_client(&resolved.response, false, validating.dnssec_ok) else {
         return Err(ForwardFailure::Internal("validated answer could not be rebuilt"));
     };
     if let Some(limit) = verdict.ttl_limit
@@ -54,5 +53,5 @@ pub(crate) async fn validate(
         return Err(ForwardFailure::Internal("validated answer could not be rebuilt"));
     }
     resolved.response = shaped.into();
-    Ok(resolved)
+    Ok((resolved, secure))
 }

@@ -77,7 +77,7 @@ pub use config::{
 pub use error::{BoxError, Error};
 pub use hook::{Handled, HandlerQuery, QueryHandler};
 pub use listener::BoundListener;
-pub use pipeline::State;
+pub use pipeline::{State, ValidationScope};
 pub use privileges::drop_privileges;
 pub use probes::{HealthConfig, Probes, Readiness, ReadyConfig};
 pub use querylog::{Trace, TraceAttempt};

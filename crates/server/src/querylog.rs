@@ -57,6 +57,10 @@ pub struct Trace {
     /// Cache state: hit, miss, stale, bypass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
+    /// What DNSSEC validation decided for a forwarded answer: secure,
+    /// insecure or bogus (absent when the answer was not validated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dnssec: Option<String>,
     /// Upstream attempts in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<TraceAttempt>,

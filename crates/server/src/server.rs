@@ -96,6 +96,7 @@ pub struct ServerBuilder {
     rules: Option<Arc<RuleSet>>,
     upstreams: Option<Arc<Upstreams>>,
     validator: Option<Arc<signpost_dnssec::Validator>>,
+    validation_scope: crate::ValidationScope,
     extension: Option<Arc<dyn AdminExtension>>,
     reloader: Option<Reloader>,
     config_reloader: Option<ConfigReloader>,
@@ -141,6 +142,7 @@ impl ServerBuilder {
         self.rules = Some(state.rules);
         self.upstreams = Some(state.upstreams);
         self.validator = state.validator;
+        self.validation_scope = state.validation_scope;
         self
     }
 
@@ -234,6 +236,7 @@ impl ServerBuilder {
             Some(dnstap) => crate::dnstap::Tap::start(dnstap, metrics.clone(), dnstap_stop.clone())?,
             None => None,
         };
+        state.validation_scope = self.validation_scope;
         let mut pipeline = Pipeline::new(config.clone(), state, metrics, log, self.test_layer);
         pipeline.handler = self.handler;
         let mut dnstap_writer = None;
@@ -508,10 +511,13 @@ impl ServerHandle {
         self.pipeline().cache.clear();
     }
 
-    /// Swap in new rules, keeping the upstreams.
+    /// Swap in new rules, keeping the upstreams and the validator.
     pub fn set_rules(&self, rules: RuleSet) {
-        let upstreams = self.upstreams();
-        self.reload(State::new(Arc::new(rules), upstreams));
+        let running = self.pipeline().state.load();
+        let mut state = State::new(Arc::new(rules), running.upstreams.clone());
+        state.validator = running.validator.clone();
+        state.validation_scope = running.validation_scope.clone();
+        self.reload(state);
     }
 
     /// Swap in new rules and upstreams, as [`ServerHandle::reload`], and

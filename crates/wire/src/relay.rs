@@ -46,6 +46,20 @@ pub fn set_rd(message: &mut [u8], rd: bool) {
     }
 }
 
+/// Set a relayed response's AD bit: a validator keeps one copy of a secure
+/// answer and shows AD only to the clients that understand it (RFC 6840
+/// §5.8). Does nothing to a message shorter than the flags word.
+pub fn set_ad(message: &mut [u8], ad: bool) {
+    if let Some(flags) = message.get_mut(3) {
+        // AD is bit 5 of the header's fourth octet (RFC 4035 §3.2.3).
+        if ad {
+            *flags |= 0x20;
+        } else {
+            *flags &= !0x20;
+        }
+    }
+}
+
 /// Write the client's spelling of the question name over the response's
 /// first question, if they are the same name and the response's copy is
 /// stored uncompressed at the usual place. Returns whether it did.
@@ -270,6 +284,24 @@ mod tests {
         let mut short = [0xbe, 0xef];
         set_rd(&mut short, true);
         assert_eq!(short, [0xbe, 0xef]);
+    }
+
+    #[test]
+    fn ad_is_set_and_cleared_alone() {
+        let response = big_response().to_vec();
+        let before = Message::parse(&response).expect("parses").flags();
+        let mut relayed = response.clone();
+        set_ad(&mut relayed, true);
+        let after = Message::parse(&relayed).expect("parses").flags();
+        assert!(after.ad());
+        assert_eq!(after, before.with_ad(true));
+        assert_eq!(relayed[..3], response[..3]);
+        assert_eq!(relayed[4..], response[4..]);
+        set_ad(&mut relayed, false);
+        assert_eq!(Message::parse(&relayed).expect("parses").flags(), before.with_ad(false));
+        let mut short = [0xbe, 0xef, 0x01];
+        set_ad(&mut short, true);
+        assert_eq!(short, [0xbe, 0xef, 0x01]);
     }
 
     #[test]

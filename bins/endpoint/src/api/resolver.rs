@@ -1,7 +1,7 @@
 //! Route 53 Resolver (`route53resolver`, JSON 1.1, `X-Amz-Target:
 //! Route53Resolver.<Operation>`): endpoints and their addresses, rules and
 //! their VPC associations, query logging configurations and their
-//! associations, tags, and the read-only Resolver and DNSSEC configs.
+//! associations, tags, and the per-VPC Resolver and DNSSEC configs.
 //!
 //! Every change goes through [`ControlPlane::mutate`]: the checks here are
 //! the API's own (ids, creator request ids, subnets, quotas); the model's
@@ -20,8 +20,8 @@ use super::paging::{Filter, page};
 use crate::control::{ControlPlane, Kind, Runtime, new_id};
 use crate::destinations::{DestinationKind, arn_file};
 use crate::model::{
-    EndpointAddress, EndpointConfig, InboundEndpointConfig, OutboundEndpointConfig, QueryLoggingConfig,
-    ResolverRuleConfig, RuleType, Tags, TargetConfig, VpcAssociation,
+    DnssecValidation, EndpointAddress, EndpointConfig, InboundEndpointConfig, OutboundEndpointConfig,
+    QueryLoggingConfig, ResolverRuleConfig, RuleType, Tags, TargetConfig, VpcAssociation,
 };
 use crate::protocols::{Direction, EndpointProtocol, Protocols};
 
@@ -59,6 +59,7 @@ pub const OPERATIONS: &[&str] = &[
     "TagResource",
     "UntagResource",
     "UpdateResolverConfig",
+    "UpdateResolverDnssecConfig",
     "UpdateResolverEndpoint",
     "UpdateResolverRule",
 ];
@@ -100,6 +101,7 @@ pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body
         "UpdateResolverConfig" => call.update_resolver_config().await,
         "GetResolverDnssecConfig" => call.get_dnssec_config(),
         "ListResolverDnssecConfigs" => call.list_dnssec_configs(),
+        "UpdateResolverDnssecConfig" => call.update_dnssec_config().await,
         other => super::firewall::handle(control, other, call.body).await,
     }
 }
@@ -1362,7 +1364,7 @@ impl<R: Runtime> Call<'_, R> {
         Ok(with_token(json!({ "Tags": items }), next))
     }
 
-    // --- Resolver and DNSSEC configs (read-only) ----------------------------
+    // --- Resolver and DNSSEC configs ------------------------------------------
 
     fn get_resolver_config(&self) -> Result<Value, ApiError> {
         let vpc = string_field(&self.body, "ResourceId")?;
@@ -1374,33 +1376,45 @@ impl<R: Runtime> Call<'_, R> {
 
     async fn update_resolver_config(&self) -> Result<Value, ApiError> {
         let vpc = string_field(&self.body, "ResourceId")?;
-        let flag = string_field(&self.body, "AutodefinedReverseFlag")?;
-        let enabled = match flag.as_str() {
-            "ENABLE" | "USE_LOCAL_RESOURCE_SETTING" => true,
-            "DISABLE" => false,
-            other => {
-                return Err(ApiError::bad_request(
-                    "ValidationException",
-                    format!(
-                        "1 validation error detected: Value '{other}' at 'autodefinedReverseFlag' failed to satisfy constraint: Member must satisfy enum value set: [ENABLE, DISABLE, USE_LOCAL_RESOURCE_SETTING]"
-                    ),
-                ));
-            }
+        let enabled = match self.vpc_flag("AutodefinedReverseFlag", "autodefinedReverseFlag")? {
+            DnssecValidation::Enable | DnssecValidation::UseLocalResourceSetting => true,
+            DnssecValidation::Disable => false,
         };
+        self.change_vpc(&vpc, |known| known.autodefined_reverse = Some(enabled)).await?;
+        let config = self.config();
+        Ok(json!({ "ResolverConfig": resolver_config_json(&config, &vpc) }))
+    }
+
+    /// The ENABLE, DISABLE or USE_LOCAL_RESOURCE_SETTING of `field`
+    /// (`member` as the service's validation error spells it).
+    fn vpc_flag(&self, field: &str, member: &str) -> Result<DnssecValidation, ApiError> {
+        match string_field(&self.body, field)?.as_str() {
+            "ENABLE" => Ok(DnssecValidation::Enable),
+            "DISABLE" => Ok(DnssecValidation::Disable),
+            "USE_LOCAL_RESOURCE_SETTING" => Ok(DnssecValidation::UseLocalResourceSetting),
+            other => Err(ApiError::bad_request(
+                "ValidationException",
+                format!(
+                    "1 validation error detected: Value '{other}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [ENABLE, DISABLE, USE_LOCAL_RESOURCE_SETTING]"
+                ),
+            )),
+        }
+    }
+
+    /// Change one of the VPC's settings.
+    async fn change_vpc(&self, vpc: &str, change: impl FnOnce(&mut crate::model::VpcConfig)) -> Result<(), ApiError> {
         self.control
             .mutate(|m| {
-                vpc_exists(m.config, &vpc).map_err(|_| {
+                vpc_exists(m.config, vpc).map_err(|_| {
                     ApiError::not_found(format!("[RSLVR-02025] Can't find the resource with ID \"{vpc}\"."))
                 })?;
                 if let Some(known) = m.config.vpcs.iter_mut().find(|known| known.id == vpc) {
-                    known.autodefined_reverse = Some(enabled);
+                    change(known);
                 }
-                m.touch(Kind::Vpc, &vpc);
+                m.touch(Kind::Vpc, vpc);
                 Ok(())
             })
-            .await?;
-        let config = self.config();
-        Ok(json!({ "ResolverConfig": resolver_config_json(&config, &vpc) }))
+            .await
     }
 
     fn list_resolver_configs(&self) -> Result<Value, ApiError> {
@@ -1415,7 +1429,23 @@ impl<R: Runtime> Call<'_, R> {
         let config = self.config();
         vpc_exists(&config, &vpc)
             .map_err(|_| ApiError::not_found(format!("[RSLVR-02025] Can't find the resource with ID \"{vpc}\".")))?;
-        Ok(json!({ "ResolverDNSSECConfig": dnssec_config_json(&config, &vpc) }))
+        Ok(json!({ "ResolverDNSSECConfig": dnssec_config_json(&config, &vpc, false) }))
+    }
+
+    /// The change is in force when the call returns (the server's state is
+    /// swapped and its cache emptied); the response still says ENABLING,
+    /// DISABLING or UPDATING_TO_USE_LOCAL_RESOURCE_SETTING as the service's
+    /// does, and Get and List say where it settled.
+    /// The change is in force when the call returns (the server's state is
+    /// swapped and its cache emptied); the response still says ENABLING,
+    /// DISABLING or UPDATING_TO_USE_LOCAL_RESOURCE_SETTING as the service's
+    /// does, and Get and List say where it settled.
+    async fn update_dnssec_config(&self) -> Result<Value, ApiError> {
+        let vpc = string_field(&self.body, "ResourceId")?;
+        let validation = self.vpc_flag("Validation", "validation")?;
+        self.change_vpc(&vpc, |known| known.dnssec_validation = Some(validation)).await?;
+        let config = self.config();
+        Ok(json!({ "ResolverDNSSECConfig": dnssec_config_json(&config, &vpc, true) }))
     }
 
     fn list_dnssec_configs(&self) -> Result<Value, ApiError> {
@@ -1425,7 +1455,7 @@ impl<R: Runtime> Call<'_, R> {
         let items: Vec<Value> = config
             .vpcs
             .iter()
-            .map(|vpc| dnssec_config_json(&config, &vpc.id))
+            .map(|vpc| dnssec_config_json(&config, &vpc.id, false))
             .filter(|item| filter.matches(item))
             .collect();
         let (items, next, _) = page(items, &self.body, 10)?;
@@ -1444,13 +1474,23 @@ fn resolver_config_json(config: &EndpointConfig, vpc: &str) -> Value {
     })
 }
 
-/// DNSSEC validation is not emulated: reported as AWS's default, DISABLED.
-fn dnssec_config_json(config: &EndpointConfig, vpc: &str) -> Value {
+/// The VPC's DNSSEC validation setting (default DISABLED); `changing` for
+/// the answer to an update, which names the transition as the service does.
+fn dnssec_config_json(config: &EndpointConfig, vpc: &str, changing: bool) -> Value {
+    let setting = config.vpcs.iter().find(|known| known.id == vpc).and_then(|known| known.dnssec_validation);
+    let status = match (setting, changing) {
+        (Some(DnssecValidation::Enable), false) => "ENABLED",
+        (Some(DnssecValidation::Enable), true) => "ENABLING",
+        (Some(DnssecValidation::Disable) | None, false) => "DISABLED",
+        (Some(DnssecValidation::Disable) | None, true) => "DISABLING",
+        (Some(DnssecValidation::UseLocalResourceSetting), false) => "USE_LOCAL_RESOURCE_SETTING",
+        (Some(DnssecValidation::UseLocalResourceSetting), true) => "UPDATING_TO_USE_LOCAL_RESOURCE_SETTING",
+    };
     json!({
         "Id": crate::control::derived_id("rdsc-", &[vpc]),
         "OwnerId": config.account_id,
         "ResourceId": vpc,
-        "ValidationStatus": "DISABLED",
+        "ValidationStatus": status,
     })
 }
 

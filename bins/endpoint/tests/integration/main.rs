@@ -12,6 +12,7 @@ mod aws;
 
 mod autodefined;
 mod binary;
+mod dnssec;
 mod firewall;
 mod forwarding;
 mod limits;

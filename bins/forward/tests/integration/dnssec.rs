@@ -24,11 +24,14 @@ struct Seen {
 }
 
 async fn query(server: std::net::SocketAddr, name: &str, qtype: RecordType, dnssec_ok: bool, cd: bool) -> Seen {
+    query_flags(server, name, qtype, dnssec_ok, if cd { 0x10 } else { 0 }).await
+}
+
+/// [`query`] with these bits of the header's fourth octet set (0x10 CD, 0x20 AD).
+async fn query_flags(server: std::net::SocketAddr, name: &str, qtype: RecordType, dnssec_ok: bool, bits: u8) -> Seen {
     let mut bytes =
         Query::new(name, qtype).edns(EdnsHeader { udp_payload_size: 1232, version: 0, dnssec_ok }).to_bytes();
-    if cd {
-        bytes[3] |= 0x10;
-    }
+    bytes[3] |= bits;
     let response = udp_exchange(server, &bytes, Duration::from_secs(5)).await.expect("an answer");
     let message = Message::parse(&response).expect("parses");
     let types = message.answers().expect("answers").map(|record| record.expect("record").rtype()).collect();
@@ -100,6 +103,28 @@ async fn answers_get_ad_only_when_proven_and_bogus_ones_say_why() {
         let (got, text) = seen.extended.expect("an extended error");
         assert_eq!(got, code, "{name}: {text}");
         assert!(text.contains(words), "{name}: {text}");
+    }
+
+    // The cache keeps the verdict: a client that sets AD (no DO) is shown AD
+    // from the cached copy, one that sets neither is not, from the same entry.
+    for (bits, ad) in [(0x20, true), (0x20, true), (0, false), (0x20, true)] {
+        let seen = query_flags(address, "www.nsec.test.", RecordType::AAAA, false, bits).await;
+        assert_eq!((seen.rcode, seen.ad), (Rcode::NOERROR, ad), "bits {bits:#x}: {seen:?}");
+    }
+    // A bogus verdict is cached too (val-bogus-ttl): asked again, answered without asking.
+    let hits = server.cache_stats().hits();
+    let seen = query(address, "www.tampered.test.", RecordType::A, true, false).await;
+    assert_eq!(seen.rcode, Rcode::SERVFAIL, "{seen:?}");
+    assert_eq!(seen.extended.map(|(code, _)| code), Some(ExtendedErrorCode::DNSSEC_BOGUS));
+    assert_eq!(server.cache_stats().hits(), hits + 1, "the bogus answer came from the cache");
+    // The decision trace (and so the JSON query log) says what validation decided.
+    let client: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    for (name, verdict) in
+        [("www.nsec.test.", "secure"), ("www.insecure.test.", "insecure"), ("www.tampered.test.", "bogus")]
+    {
+        let trace =
+            server.explain(&name.parse().expect("name"), RecordType::A, client, signpost_rules::Transport::Udp).await;
+        assert_eq!(trace.dnssec.as_deref(), Some(verdict), "{name}: {trace:?}");
     }
 
     // CD: the client validates itself and gets the data as served.

@@ -16,7 +16,7 @@ use signpost_wire::{
 };
 use tokio::sync::oneshot;
 
-use super::{LOOP_MARKER, MAX_HOPS, Pipeline, Purpose, QueryFacts, State, Step};
+use super::{ClientBits, LOOP_MARKER, MAX_HOPS, Pipeline, Purpose, QueryFacts, State, Step};
 use crate::cache::{ServeAs, adapt_for_client};
 use crate::config::OverloadAction;
 use crate::dnstap::ClientSide;
@@ -29,6 +29,9 @@ pub(crate) struct ForwardJob {
     pub(super) state: Arc<State>,
     pub(super) key: Box<[u8]>,
     pub(super) group: String,
+    /// The view the client was placed in (validation may be on for some views only).
+    pub(super) view: Box<str>,
+    pub(super) client_bits: ClientBits,
     pub(super) forward_first: bool,
     pub(super) upstream_query: Vec<u8>,
     pub(super) id: u16,
@@ -66,7 +69,15 @@ impl ForwardJob {
             limit: self.limit,
             client_edns: self.client_edns,
             recursion_desired: self.flags.rd(),
+            authentic_data: self.shows_ad(&self.group),
         }
+    }
+
+    /// Whether this client is shown AD on a secure answer from `group`.
+    fn shows_ad(&self, group: &str) -> bool {
+        self.state
+            .validation_for(&self.view, group, self.client_bits)
+            .is_some_and(|validation| validation.understands_ad)
     }
 
     fn counted(&self) -> bool {
@@ -160,8 +171,18 @@ fn truncated(job: &ForwardJob) -> Option<Vec<u8>> {
 /// The timer wheel's resolution: deadlines closer than this are one.
 const TIMER_TICK: Duration = Duration::from_millis(2);
 
+/// An upstream answer, and what validation made of it.
+pub(crate) struct Answered {
+    pub(crate) resolved: Resolved,
+    /// `Some(secure)` when validated; the response then carries no AD
+    /// (each client is shown AD if it understands it).
+    pub(crate) secure: Option<bool>,
+    /// The group that answered (forward-first may have fallen back).
+    pub(crate) group: String,
+}
+
 /// The upstream outcome shared by coalesced waiters.
-type Outcome = Arc<Result<Resolved, ForwardFailure>>;
+type Outcome = Arc<Result<Answered, ForwardFailure>>;
 
 /// Questions being resolved, by cache key and group, with everyone waiting for each.
 pub(super) type Coalescing = Mutex<HashMap<Box<[u8]>, Vec<oneshot::Sender<Outcome>>>>;
@@ -265,9 +286,12 @@ impl Pipeline {
         }
         let mut out = Vec::with_capacity(512);
         match &*outcome {
-            Ok(resolved) => {
+            Ok(Answered { resolved, secure, group }) => {
                 if adapt_for_client(&resolved.response, job.limit, job.client_edns, &mut out).is_err() {
                     return self.servfail(job, ExtendedErrorCode::INVALID_DATA, "upstream answer could not be relayed");
+                }
+                if *secure == Some(true) {
+                    relay::set_ad(&mut out, job.shows_ad(group));
                 }
                 relay::set_id(&mut out, job.id);
                 // RD echoes the client's query, not the upstream's answer to ours.
@@ -290,13 +314,16 @@ impl Pipeline {
                 if let Some(trace) = job.trace.as_mut() {
                     trace.rcode = rcode.to_string();
                     trace.notes.push(format!("answered by {}://{}", resolved.protocol, resolved.server));
+                    trace.dnssec = secure.map(|secure| if secure { "secure" } else { "insecure" }.into());
                 }
                 self.log_forwarded(job, &out);
                 Some(out)
             }
             Err(ForwardFailure::Bogus(bogus)) => {
-                let text = format!("DNSSEC validation failed: {bogus}");
-                self.servfail(job, bogus.reason.extended_error(), &text)
+                if let Some(trace) = job.trace.as_mut() {
+                    trace.dnssec = Some("bogus".into());
+                }
+                self.servfail(job, bogus.reason.extended_error(), &bogus_text(bogus))
             }
             Err(error) => {
                 let now = Instant::now();
@@ -410,13 +437,18 @@ impl Pipeline {
     /// The bytes of a SERVFAIL to the job's client: its question, and to a
     /// client that sent EDNS, our OPT with the extended error.
     fn servfail_response(&self, job: &ForwardJob, code: ExtendedErrorCode, text: &str) -> Option<Vec<u8>> {
+        self.servfail_bytes(job, code, text, job.client_edns)
+    }
+
+    /// [`Self::servfail_response`], with our OPT and the extended error when `edns`.
+    fn servfail_bytes(&self, job: &ForwardJob, code: ExtendedErrorCode, text: &str, edns: bool) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(128);
         let header = Header { id: job.id, flags: job.flags, ..Header::default() };
         let mut builder = MessageBuilder::response_header_to(&mut out, header).ok()?;
         builder.push_question(&FlatName(&job.question_name), job.qtype, job.qclass).ok()?;
         builder.set_rcode(Rcode::SERVFAIL);
         builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
-        if job.client_edns {
+        if edns {
             builder.set_edns(EdnsHeader {
                 udp_payload_size: self.config.edns.udp_payload_size,
                 version: 0,
@@ -484,9 +516,27 @@ impl Pipeline {
         let mut guard = Leader { coalescing: &self.coalescing, key: Some(key) };
         let result = self.resolve_once(job, &group, accepted_only).await;
         let cacheable = job.state.upstreams.group(&group).is_none_or(|upstream| upstream.config().cache);
-        let insert = |result: &Result<Resolved, ForwardFailure>| {
-            if cacheable && let Ok(resolved) = result {
-                self.cache.insert(&job.key, &resolved.response, Instant::now());
+        let insert = |result: &Result<Answered, ForwardFailure>| {
+            if !cacheable {
+                return;
+            }
+            match result {
+                Ok(Answered { resolved, secure: None, .. }) => {
+                    self.cache.insert(&job.key, &resolved.response, Instant::now());
+                }
+                Ok(Answered { resolved, secure: Some(secure), .. }) => {
+                    self.cache.insert_validated(&job.key, &resolved.response, Instant::now(), *secure);
+                }
+                // Kept with its reason, with EDNS (stripped for clients that sent none).
+                Err(ForwardFailure::Bogus(bogus)) => {
+                    let ttl = job.state.validator.as_ref().map_or(0, |validator| validator.config().bogus_ttl);
+                    if let Some(servfail) =
+                        self.servfail_bytes(job, bogus.reason.extended_error(), &bogus_text(bogus), true)
+                    {
+                        self.cache.insert_bogus(&job.key, &servfail, ttl, Instant::now());
+                    }
+                }
+                Err(_) => {}
             }
         };
         if job.counted() {
@@ -510,7 +560,7 @@ impl Pipeline {
         job: &ForwardJob,
         group: &str,
         accepted_only: bool,
-    ) -> Result<Resolved, ForwardFailure> {
+    ) -> Result<Answered, ForwardFailure> {
         let Some(upstream) = job.state.upstreams.group(group) else {
             return Err(ForwardFailure::NoGroup(group.to_string()));
         };
@@ -526,16 +576,15 @@ impl Pipeline {
                 tap.forwarded(&job.upstream_query, &resolved);
             }
             let resolved = resolved.map_err(ForwardFailure::Upstream)?;
-            match &job.state.validator {
-                // CD from the client: it validates itself, and gets what upstream sent.
-                Some(validator) if !job.flags.cd() => {
-                    let understands_ad = job.dnssec_ok || job.flags.ad();
+            let group = group.to_string();
+            match job.state.validation_for(&job.view, &group, job.client_bits) {
+                Some(validation) => {
                     // Boxed: validation's future is large, and every forward's
                     // future would carry its size otherwise.
-                    Box::pin(crate::dnssec::validate(validator, upstream, resolved, job.dnssec_ok, understands_ad))
-                        .await
+                    let (resolved, secure) = Box::pin(crate::dnssec::validate(&validation, upstream, resolved)).await?;
+                    Ok(Answered { resolved, secure: Some(secure), group })
                 }
-                _ => Ok(resolved),
+                None => Ok(Answered { resolved, secure: None, group }),
             }
         };
         // Without validation the group's own total timeout bounds the
@@ -593,7 +642,7 @@ impl ToName for FlatName<'_> {
 
 fn outcome_attempts(outcome: &Outcome) -> &[Attempt] {
     match &**outcome {
-        Ok(resolved) => &resolved.attempts,
+        Ok(answered) => &answered.resolved.attempts,
         Err(error) => error.attempts(),
     }
 }
@@ -608,6 +657,11 @@ fn add_attempts(trace: &mut Trace, outcome: &Outcome) {
             outcome: attempt.outcome.to_string(),
         });
     }
+}
+
+/// The extended error text of a bogus answer.
+fn bogus_text(bogus: &signpost_dnssec::Bogus) -> String {
+    format!("DNSSEC validation failed: {bogus}")
 }
 
 fn short_error_text(group: &str, error: &ForwardFailure) -> String {

@@ -60,13 +60,86 @@ pub struct State {
     /// DNSSEC validation of forwarded answers, when on: answers get AD only
     /// when proven, bogus ones SERVFAIL with an extended error.
     pub validator: Option<Arc<signpost_dnssec::Validator>>,
+    /// Which forwarded answers the validator judges (all of them unless narrowed).
+    pub validation_scope: ValidationScope,
 }
 
 impl State {
     /// Rules and upstreams without DNSSEC validation.
     pub fn new(rules: Arc<RuleSet>, upstreams: Arc<Upstreams>) -> Self {
-        Self { rules, upstreams, validator: None }
+        Self { rules, upstreams, validator: None, validation_scope: ValidationScope::default() }
     }
+
+    /// How an answer from `group` to a query in `view` is validated, if at
+    /// all: the validator and what the client is shown.
+    pub(crate) fn validation_for(&self, view: &str, group: &str, client: ClientBits) -> Option<Validating<'_>> {
+        let validator = self.validator.as_ref()?;
+        let scope = &self.validation_scope;
+        if scope.views.as_ref().is_some_and(|views| !views.contains(view))
+            || scope.groups.as_ref().is_some_and(|groups| !groups.contains(group))
+        {
+            return None;
+        }
+        if scope.ignore_client_bits {
+            return Some(Validating { validator, dnssec_ok: false, understands_ad: false });
+        }
+        // CD from the client: it validates itself, and gets what upstream sent.
+        if client.checking_disabled {
+            return None;
+        }
+        // RFC 6840 §5.8: AD only for clients that show they understand it, with DO or AD.
+        Some(Validating {
+            validator,
+            dnssec_ok: client.dnssec_ok,
+            understands_ad: client.dnssec_ok || client.authentic_data,
+        })
+    }
+}
+
+/// Which forwarded answers are validated, when a validator is set. The
+/// default is every answer, with the client's DO, CD and AD bits honoured
+/// as Unbound honours them.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ValidationScope {
+    /// Only queries in these views (every view when `None`).
+    pub views: Option<Arc<std::collections::BTreeSet<String>>>,
+    /// Only answers from these upstream groups (every group when `None`).
+    pub groups: Option<Arc<std::collections::BTreeSet<String>>>,
+    /// Validate whatever the client's CD bit says, never set AD and never
+    /// return DNSSEC records, as Route 53 Resolver does ("ignores the DO
+    /// and CD bits": a bogus answer is SERVFAIL, a secure one looks like
+    /// any other).
+    pub ignore_client_bits: bool,
+}
+
+impl ValidationScope {
+    /// Validate only queries in `views`, only answers from `groups`; with
+    /// `ignore_client_bits`, as Route 53 Resolver does.
+    pub fn new(
+        views: Option<std::collections::BTreeSet<String>>,
+        groups: Option<std::collections::BTreeSet<String>>,
+        ignore_client_bits: bool,
+    ) -> Self {
+        Self { views: views.map(Arc::new), groups: groups.map(Arc::new), ignore_client_bits }
+    }
+}
+
+/// The client's DNSSEC-related bits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientBits {
+    pub(crate) dnssec_ok: bool,
+    pub(crate) checking_disabled: bool,
+    pub(crate) authentic_data: bool,
+}
+
+/// A forwarded answer to validate, and how to show the result.
+pub(crate) struct Validating<'s> {
+    pub(crate) validator: &'s Arc<signpost_dnssec::Validator>,
+    /// Keep RRSIG, NSEC and NSEC3 records in the answer.
+    pub(crate) dnssec_ok: bool,
+    /// Set AD on secure answers.
+    pub(crate) understands_ad: bool,
 }
 
 /// Per-listener facts the pipeline needs.
@@ -582,13 +655,21 @@ impl Pipeline {
                     question.qclass().0,
                     flat,
                 );
+                let client_bits = ClientBits {
+                    dnssec_ok,
+                    checking_disabled: facts.message.flags().cd(),
+                    authentic_data: facts.message.flags().ad(),
+                };
+                let validation = state.validation_for(forward.reason.view, forward.group, client_bits);
                 let serve = ServeAs {
                     id: facts.message.id(),
                     question_name: flat,
                     limit,
                     client_edns: facts.client_edns.is_some(),
                     recursion_desired: facts.message.flags().rd(),
+                    authentic_data: validation.as_ref().is_some_and(|validation| validation.understands_ad),
                 };
+                let validating = validation.is_some();
                 let start = out.len();
                 // A group whose answers are not cached is not answered from the cache either.
                 let cacheable = state.upstreams.group(forward.group).is_none_or(|group| group.config().cache);
@@ -598,10 +679,11 @@ impl Pipeline {
                     Lookup::Miss
                 };
                 match lookup {
-                    Lookup::Hit { len, .. } => {
+                    Lookup::Hit { len, verdict, .. } => {
                         counters.decision(DecisionIndex::Cache);
                         if let Some(trace) = trace.as_mut() {
                             trace.cache = Some("hit".into());
+                            trace.dnssec = verdict.map(|verdict| verdict.as_str().into());
                         }
                         self.firewall_chain(&state.rules, &client, &facts, start, limit, out, purpose)
                             .unwrap_or(Step::Answered { len })
@@ -616,7 +698,6 @@ impl Pipeline {
                             counters.dropped(DropIndex::InFlightLimit);
                             return Step::Drop;
                         }
-                        let validating = state.validator.is_some() && !facts.message.flags().cd();
                         let Some(upstream_query) = self.upstream_query(
                             &facts,
                             &question.name(),
@@ -639,6 +720,8 @@ impl Pipeline {
                             chain_check,
                             key: key.as_bytes().into(),
                             group: forward.group.to_string(),
+                            view: forward.reason.view.into(),
+                            client_bits,
                             forward_first: forward.forward_first,
                             upstream_query,
                             id: facts.message.id(),
