@@ -92,7 +92,8 @@ struct ServiceEntrySpec {
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ServiceSpec {
-    #[serde(default)]
+    /// Kubernetes spells it `clusterIP`, which camelCase would not give.
+    #[serde(default, rename = "clusterIP")]
     cluster_ip: Option<String>,
     #[serde(default, rename = "clusterIPs")]
     cluster_ips: Vec<String>,
@@ -260,6 +261,18 @@ mod tests {
         assert_eq!(out[2].registry, Registry::Kubernetes { name: "reviews".into() });
         assert_eq!(out[2].hostname, "reviews.bookinfo.svc.cluster.local");
         assert_eq!(out[2].addresses.len(), 2);
+    }
+
+    /// A Service as `kubectl get -o yaml` writes it, with `clusterIP` alone
+    /// (older clusters have no `clusterIPs`).
+    #[test]
+    fn a_service_with_cluster_ip_alone_is_read() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n  namespace: bookinfo\nspec:\n  clusterIP: 10.96.0.10\n  ports:\n  - port: 9080\n";
+        let mut out = Vec::new();
+        parse_manifests(text, Path::new("reviews.yaml"), DEFAULTS, &mut out).unwrap();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].hostname, "reviews.bookinfo.svc.cluster.local");
+        assert_eq!(out[0].addresses, ["10.96.0.10".parse::<IpAddr>().unwrap()]);
     }
 
     #[test]
