@@ -14,8 +14,12 @@ STEP: setup (everything up to the zone in VPC A), associate-b, upsert,
 forwarding, inbound, querylog, firewall-chain (a BLOCK rule on a CNAME target, made with
 BatchCreateFirewallRule), firewall (DNS Firewall for VPC A: a domain
 list with a wildcard blocked with each response, a list imported from a
-file (ONPREM_IP is then the file's path), an ALLOW group first, an ALERT rule).
+file (ONPREM_IP is then the file's path), an ALLOW group first, an ALERT rule),
+dualstack (the inbound endpoint made DUALSTACK with ::1 by UpdateResolverEndpoint;
+resource policies on the FORWARD rule and the query logging configuration).
 """
+
+import json
 
 import sys
 
@@ -35,15 +39,22 @@ def clients(url):
     )
 
 
-def vpc(ec2, cidr, name):
+def vpc(ec2, cidr, name, ipv6=None):
+    """A VPC with two subnets; with `ipv6` (a /56), IPv6 blocks too: the
+    subnets get its first two /64s (the first holds ::1 when it is ::/56)."""
+    extra = {"Ipv6CidrBlock": ipv6} if ipv6 else {}
     vpc_id = ec2.create_vpc(
         CidrBlock=cidr,
         TagSpecifications=[{"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": name}]}],
+        **extra,
     )["Vpc"]["VpcId"]
     base = cidr.rsplit(".", 1)[0]
+    ipv6_subnets = [{"Ipv6CidrBlock": "::/64"}, {"Ipv6CidrBlock": "0:0:0:1::/64"}] if ipv6 else [{}, {}]
     subnets = [
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"{base}.0/26", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"],
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"{base}.64/26", AvailabilityZone="us-east-1b")["Subnet"]["SubnetId"],
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"{base}.0/26", AvailabilityZone="us-east-1a", **ipv6_subnets[0])[
+            "Subnet"]["SubnetId"],
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"{base}.64/26", AvailabilityZone="us-east-1b", **ipv6_subnets[1])[
+            "Subnet"]["SubnetId"],
     ]
     group = ec2.create_security_group(GroupName="dns", Description="DNS to endpoints", VpcId=vpc_id)["GroupId"]
     assert ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsSupport")["EnableDnsSupport"]["Value"]
@@ -68,7 +79,7 @@ def main():
     url, onprem_ip, onprem_port, step = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     ec2, route53, resolver = clients(url)
     if step == "setup":
-        vpc_a, subnets_a, group_a = vpc(ec2, "127.0.31.0/24", "vpc-a")
+        vpc_a, subnets_a, group_a = vpc(ec2, "127.0.31.0/24", "vpc-a", ipv6="::/56")
         vpc_b, _, _ = vpc(ec2, "127.0.32.0/24", "vpc-b")
         zone = route53.create_hosted_zone(
             Name="corp.example",
@@ -222,6 +233,48 @@ def main():
             CreatorRequestId="interop-assoc-chain", FirewallRuleGroupId=group, VpcId=vpcs["vpc-a"], Priority=300,
             Name="chain")
         emit(FIREWALL_CHAIN_GROUP=group)
+    elif step == "dualstack":
+        # The inbound endpoint (IPV4) becomes DUALSTACK: its first address
+        # takes ::1 (UpdateIpAddresses), the second the first free address of
+        # its subnet's IPv6 block. IPV6 is never the destination of an update.
+        inbound = resolver.list_resolver_endpoints(
+            Filters=[{"Name": "Name", "Values": ["inbound"]}])["ResolverEndpoints"][0]["Id"]
+        addresses = resolver.list_resolver_endpoint_ip_addresses(ResolverEndpointId=inbound)["IpAddresses"]
+        first = [a["IpId"] for a in addresses if a["Ip"] == "127.0.31.10"][0]
+        updated = resolver.update_resolver_endpoint(
+            ResolverEndpointId=inbound, ResolverEndpointType="DUALSTACK",
+            # botocore wants 7 characters at least: ::1 written out.
+            UpdateIpAddresses=[{"IpId": first, "Ipv6": "0:0:0:0:0:0:0:1"}])["ResolverEndpoint"]
+        assert updated["ResolverEndpointType"] == "DUALSTACK", updated
+        addresses = resolver.list_resolver_endpoint_ip_addresses(ResolverEndpointId=inbound)["IpAddresses"]
+        assert sorted((a["Ip"], a["Ipv6"]) for a in addresses) == [
+            ("127.0.31.10", "::1"), ("127.0.31.70", "::1:0:0:0:4")], addresses
+        try:
+            resolver.update_resolver_endpoint(ResolverEndpointId=inbound, ResolverEndpointType="IPV6")
+            raise AssertionError("an update to IPV6 succeeded")
+        except resolver.exceptions.InvalidRequestException:
+            pass
+        # Resource policies are kept and given back (not enforced).
+        rule = resolver.list_resolver_rules(Filters=[{"Name": "Name", "Values": ["onprem"]}])["ResolverRules"][0]
+        log = resolver.list_resolver_query_log_configs(
+            Filters=[{"Name": "Name", "Values": ["interop"]}])["ResolverQueryLogConfigs"][0]
+        for put, get, field, arn in (
+                (resolver.put_resolver_rule_policy, resolver.get_resolver_rule_policy, "ResolverRulePolicy",
+                 rule["Arn"]),
+                (resolver.put_resolver_query_log_config_policy, resolver.get_resolver_query_log_config_policy,
+                 "ResolverQueryLogConfigPolicy", log["Arn"])):
+            policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"AWS": "111122223333"},
+                "Action": ["route53resolver:GetResolverRule"], "Resource": [arn]}]})
+            assert put(Arn=arn, **{field: policy})["ReturnValue"], field
+            assert get(Arn=arn)[field] == policy, field
+        try:
+            resolver.put_resolver_rule_policy(Arn=rule["Arn"], ResolverRulePolicy="{not json")
+            raise AssertionError("a policy that is not JSON was stored")
+        except resolver.exceptions.InvalidPolicyDocument:
+            pass
+        assert resolver.list_firewall_rule_types()["FirewallRuleTypes"] == []
+        emit(DUALSTACK_INBOUND=inbound, RULE_ARN=rule["Arn"])
     elif step in ("dnssec-enable", "dnssec-disable"):
         # Route 53 Resolver's per-VPC DNSSEC validation, for VPC B: the update
         # answers with the transition (ENABLING/DISABLING), Get and List with

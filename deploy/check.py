@@ -47,6 +47,31 @@ MODES = {
     "forward-daemonset": {"mode": "daemonset", "serviceMonitor": {"enabled": True}},
     "forward-daemonset-existing-address": {"mode": "daemonset", "daemonset": {"createInterface": False}},
     "endpoint-deployment": {"program": "endpoint", "config": ENDPOINT_CONFIG},
+    "forward-deployment-dnstap-sidecar": {
+        "dnstap": {"enabled": True, "sidecar": {
+            "name": "collector", "image": "debian:12-slim",
+            "command": ["fstrm_capture", "-t", "protobuf:dnstap.Dnstap", "-u", "/run/dnstap/dnstap.sock",
+                        "-w", "/run/dnstap/capture.fstrm"]}},
+        "readyRequiresUpstream": False,
+    },
+    "forward-daemonset-dnstap-tls": {
+        "mode": "daemonset",
+        "dnstap": {"enabled": True, "address": "10.96.0.50:6000", "identity": "node-a",
+                   "tls": {"enabled": True, "serverName": "collector.example", "secretName": "dnstap-client",
+                           "clientCertificate": True}},
+    },
+}
+
+# What each mode's written configuration must say (after the chart's own lines).
+CONFIG_LINES = {
+    "forward-deployment": ["require_upstream = true"],
+    "forward-deployment-dnstap-sidecar": ["require_upstream = false", "[dnstap]",
+                                          'socket_path = "/run/dnstap/dnstap.sock"'],
+    "forward-daemonset-dnstap-tls": ["[dnstap]", 'address = "10.96.0.50:6000"', "tls = true",
+                                     'tls_server_name = "collector.example"',
+                                     'tls_cert_bundle = "/etc/signpost-dnstap/ca.crt"',
+                                     'tls_client_cert_file = "/etc/signpost-dnstap/tls.crt"',
+                                     'tls_client_key_file = "/etc/signpost-dnstap/tls.key"', 'identity = "node-a"'],
 }
 
 results = []
@@ -117,6 +142,23 @@ def check_chart(forward_binary):
             protocols = sorted(p["protocol"] for p in services[0]["spec"]["ports"] if p["port"] == 53) if services else []
             check(f"{mode}: Service on 53/UDP and 53/TCP", protocols == ["TCP", "UDP"], str(protocols))
         configmap = by_kind(documents, "ConfigMap")[0]
+        written = configmap["data"].get("forward.toml", "")
+        for line in CONFIG_LINES.get(mode, []):
+            check(f"{mode}: the configuration says {line}", line in written.splitlines(), written)
+        dnstap = values.get("dnstap", {})
+        volumes = {volume["name"] for volume in pod["volumes"]}
+        mounts = {mount["name"] for mount in container["volumeMounts"]}
+        check(f"{mode}: the dnstap volume only with dnstap",
+              ("dnstap" in volumes and "dnstap" in mounts) == bool(dnstap.get("enabled")), str(volumes))
+        if dnstap.get("sidecar"):
+            sidecars = [c for c in pod["containers"] if c["name"] == dnstap["sidecar"]["name"]]
+            check(f"{mode}: the collector sidecar shares /run/dnstap",
+                  len(sidecars) == 1 and {"name": "dnstap", "mountPath": "/run/dnstap"} in sidecars[0]["volumeMounts"],
+                  str(pod["containers"]))
+        if dnstap.get("tls", {}).get("secretName"):
+            secrets = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == dnstap["tls"]["secretName"]]
+            check(f"{mode}: the dnstap TLS Secret is mounted",
+                  len(secrets) == 1 and "dnstap-tls" in mounts, str(pod["volumes"]))
         if values.get("program", "forward") == "forward" and forward_binary:
             with tempfile.TemporaryDirectory() as directory:
                 path = os.path.join(directory, "forward.toml")

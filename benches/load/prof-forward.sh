@@ -27,14 +27,8 @@ base=${PROF_PORT_BASE:-26710}
 outstanding=${PROF_OUTSTANDING:-32}
 backend_port=$base
 port=$((base + 1))
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]+"${pids[@]}"}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ ${PROF_KEEP:-0} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+# shellcheck source=benches/load/prof-common.sh
+source "$LOAD_DIR/prof-common.sh"
 
 for i in $(seq 1 "$queries"); do echo "n$i.prof.test A"; done >"$work/names"
 for i in $(seq 1 500); do echo "w$i.prof.test A"; done >"$work/warm"
@@ -80,7 +74,7 @@ load "$work/names" "$work/load.out"
 callgrind_control --dump "$server_pid" >/dev/null
 sleep 1
 answered=$(sed -n 's/^ *Queries completed: *\([0-9]*\).*/\1/p' "$work/load.out")
-instructions=$(cat "$work"/callgrind.*.* 2>/dev/null | sed -n 's/^summary: //p' | awk '{s += $1} END {print s}')
+instructions=$(callgrind_total "$work"/callgrind.*.*)
 lost=$(sed -n 's/^ *Queries lost: *\([0-9]*\).*/\1/p' "$work/load.out")
 echo "$server: $instructions instructions, $answered answered, $lost lost: $((instructions / answered)) instructions per answered query"
 if [[ ${PROF_KEEP:-0} == 1 ]]; then

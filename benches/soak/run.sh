@@ -222,7 +222,14 @@ final_address="10.0.0.$(((reloads - 1) % 200 + 3))"
 [ "$reloads" -eq 0 ] && final_address=10.0.0.1
 local_www=www.lab.test
 [ "$SOAK_BINARY" = redirect ] && local_www=www.localhost.localstack.cloud
-reloaded_ok=$(dig +short +time=1 +tries=3 -b "$CLIENT" -p "$PORT" @"$SERVER" "$local_www" A)
+# The last SIGHUP may have gone out just before dnsperf ended: give that
+# reload up to five seconds to take effect before judging it.
+reloaded_ok=
+for _ in $(seq 10); do
+    reloaded_ok=$(dig +short +time=1 +tries=3 -b "$CLIENT" -p "$PORT" @"$SERVER" "$local_www" A)
+    [ "$reloaded_ok" = "$final_address" ] && break
+    sleep 0.5
+done
 
 python3 - "$WORK" "$SOAK_MAX_DRIFT" "$reloads" "$final_address" "$reloaded_ok" "$SOAK_SECONDS" "$SOAK_QPS" "$SOAK_BINARY" <<'PY' | tee "$WORK/summary.txt"
 import csv, re, sys

@@ -14,8 +14,8 @@ use signpost_wire::{NameBuf, RecordBuf};
 use crate::destinations;
 use crate::error::EndpointError;
 use crate::model::{
-    DnssecValidation, EndpointConfig, HostedZoneConfig, InboundEndpointConfig, RuleType, TlsFiles, TsigKeyConfig,
-    VpcConfig,
+    DnssecValidation, EndpointAddress, EndpointConfig, EndpointType, HostedZoneConfig, InboundEndpointConfig, RuleType,
+    TlsFiles, TsigKeyConfig, VpcConfig,
 };
 use crate::protocols::{Direction, EndpointProtocol, Protocols};
 use crate::querylog::LogAccount;
@@ -340,6 +340,7 @@ impl EndpointConfig {
             (0..self.inbound_endpoints.len()).map(|index| self.inbound_protocols(index)).collect::<Result<_, _>>()?;
         let outbound: Vec<Protocols> =
             (0..self.outbound_endpoints.len()).map(|index| self.outbound_protocols(index)).collect::<Result<_, _>>()?;
+        self.check_endpoint_addresses()?;
         let (rule_specs, mut groups, rule_routes) = self.compile_rules(&outbound, &base_dir)?;
         let (listeners, planned) = self.compile_listeners(&resolvers, &inbound, &base_dir)?;
 
@@ -507,6 +508,8 @@ impl EndpointConfig {
         if let Some(ttl) = dnssec.bogus_ttl {
             config.bogus_ttl = ttl;
         }
+        // Route 53 Resolver documents no RFC 8198 answers from its cache: every name is asked.
+        config.aggressive_nsec = false;
         Ok(Validator::new(anchors, Vec::new(), config))
     }
 
@@ -853,18 +856,32 @@ impl EndpointConfig {
                             rule: rule.id.clone(),
                         });
                     }
+                    let ipv6_targets = v4 == 0;
+                    let endpoint = self.outbound_endpoints.get(endpoint_index);
+                    if let Some(endpoint) = endpoint {
+                        let endpoint_type = EndpointType::of(endpoint.endpoint_type, &endpoint.addresses);
+                        if !endpoint_type.carries(ipv6_targets) {
+                            return Err(EndpointError::TargetFamily {
+                                at: self.locate(&format!("{field}.targets")),
+                                rule: rule.id.clone(),
+                                family: if ipv6_targets { 6 } else { 4 },
+                                endpoint: endpoint_id.clone(),
+                                endpoint_type: endpoint_type.as_str(),
+                                needed: if ipv6_targets { "IPV6" } else { "IPV4" },
+                            });
+                        }
+                    }
                     // Forwarded queries leave from the outbound endpoint's addresses ("the query
                     // source IP address is replaced with the IP address of the endpoint"): target
-                    // N from address N modulo their number, when this host has that address.
-                    let sources: Vec<IpAddr> = self
-                        .outbound_endpoints
-                        .get(endpoint_index)
+                    // N from address N modulo their number, of the targets' family (a DUALSTACK
+                    // address's IPv6 one for IPv6 targets), when this host has that address.
+                    let sources: Vec<IpAddr> = endpoint
                         .map(|endpoint| {
                             endpoint
                                 .addresses
                                 .iter()
-                                .map(|address| address.ip)
-                                .filter(|ip| ip.is_ipv4() == (v4 != 0) && crate::control::is_local_address(*ip))
+                                .flat_map(EndpointAddress::ips)
+                                .filter(|ip| ip.is_ipv6() == ipv6_targets && crate::control::is_local_address(*ip))
                                 .collect()
                         })
                         .unwrap_or_default();
@@ -934,6 +951,40 @@ impl EndpointConfig {
         Ok((specs, groups, routes))
     }
 
+    /// Every endpoint's addresses fit its `endpoint_type`, and an inbound
+    /// endpoint has no address twice.
+    fn check_endpoint_addresses(&self) -> Result<(), EndpointError> {
+        let inbound =
+            self.inbound_endpoints.iter().map(|e| ("inbound_endpoints", &e.id, e.endpoint_type, &e.addresses));
+        let outbound =
+            self.outbound_endpoints.iter().map(|e| ("outbound_endpoints", &e.id, e.endpoint_type, &e.addresses));
+        let mut index_of = HashMap::new();
+        for (list, id, given, addresses) in inbound.chain(outbound) {
+            let index = index_of.entry(list).or_insert(0usize);
+            let field = format!("{list}[{index}]");
+            *index += 1;
+            let endpoint_type = EndpointType::of(given, addresses);
+            for (address_index, address) in addresses.iter().enumerate() {
+                let at = || self.locate(&format!("{field}.addresses[{address_index}]"));
+                if let Some(problem) = endpoint_type.address_problem(address) {
+                    return Err(EndpointError::AddressFamily {
+                        at: at(),
+                        endpoint: id.clone(),
+                        endpoint_type: endpoint_type.as_str(),
+                        problem,
+                    });
+                }
+                let mut earlier = addresses.iter().take(address_index).flat_map(EndpointAddress::ips);
+                if list == "inbound_endpoints"
+                    && let Some(twice) = earlier.find(|ip| address.ips().any(|own| own == *ip))
+                {
+                    return Err(EndpointError::Duplicate { at: at(), what: "endpoint address", id: twice.to_string() });
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn compile_listeners(
         &self,
         resolvers: &[SocketAddr],
@@ -994,18 +1045,21 @@ impl EndpointConfig {
                     count: endpoint.addresses.len(),
                 });
             }
-            for (address_index, address) in endpoint.addresses.iter().enumerate() {
-                if endpoint.addresses.iter().take(address_index).any(|earlier| earlier.ip == address.ip) {
-                    return Err(EndpointError::Duplicate {
-                        at: self.locate(&format!("{field}.addresses[{address_index}]")),
-                        what: "endpoint address",
-                        id: address.ip.to_string(),
-                    });
-                }
-            }
             let protocols = inbound.get(index).copied().unwrap_or(Protocols::DO53);
             let tls = if protocols.has_https() { self.inbound_tls(index, endpoint, base_dir)? } else { None };
-            for (address_index, address) in endpoint.addresses.iter().map(|address| &address.ip).enumerate() {
+            // A DUALSTACK address listens on both of its addresses. IPv6
+            // addresses this host does not have (anything but ::1 on a test
+            // machine) are kept for the API but not listened on: the
+            // endpoint answers on the others.
+            let listening: Vec<(usize, IpAddr)> = endpoint
+                .addresses
+                .iter()
+                .enumerate()
+                .flat_map(|(address_index, address)| address.ips().map(move |ip| (address_index, ip)))
+                .filter(|(_, ip)| ip.is_ipv4() || crate::control::is_local_address(*ip))
+                .collect();
+            for (address_index, ip) in listening {
+                let address = &ip;
                 let address_field = format!("{field}.addresses[{address_index}]");
                 let mut add = |transport: Transport, port: u16, protocol: EndpointProtocol| {
                     let socket = SocketAddr::new(*address, port);
@@ -1260,4 +1314,80 @@ fn transition(
     let encrypted = if from.do53 { to } else { from };
     let through = Protocols { do53: true, ..encrypted };
     Err(EndpointError::Transition { direction, endpoint: endpoint.to_string(), from, to, through })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(endpoints: &str) -> Result<Deployment, EndpointError> {
+        let text = format!(
+            "resolver_port = 0\nrecursive = {{ servers = [\"127.0.0.1:5300\"] }}\nvpcs = [{{ id = \"vpc-a\", cidrs = [\"127.0.1.0/24\"] }}]\n{endpoints}\n\
+             [[resolver_rules]]\nid = \"v6\"\ntype = \"FORWARD\"\ndomain = \"six.example\"\noutbound_endpoint = \"out\"\ntargets = [{{ ip = \"::1\", port = 5301 }}]\nvpcs = [\"vpc-a\"]\n\n\
+             [[resolver_rules]]\nid = \"v4\"\ntype = \"FORWARD\"\ndomain = \"four.example\"\noutbound_endpoint = \"out\"\ntargets = [{{ ip = \"127.0.0.1\", port = 5301 }}]\nvpcs = [\"vpc-a\"]\n"
+        );
+        EndpointConfig::from_toml(&text, "endpoint.toml")?.compile()
+    }
+
+    fn source_of(deployment: &Deployment, rule: &str) -> Option<IpAddr> {
+        let group = deployment.groups.iter().find(|group| group.name == forward_group(rule))?;
+        group.servers.first()?.source
+    }
+
+    #[tokio::test]
+    async fn a_dualstack_outbound_endpoint_sends_from_the_address_of_the_target_s_family() {
+        let deployment = compiled(
+            "[[outbound_endpoints]]\nid = \"out\"\nvpc = \"vpc-a\"\nendpoint_type = \"DUALSTACK\"\n\
+             addresses = [{ ip = \"127.0.1.20\", ipv6 = \"::1\" }, { ip = \"127.0.1.21\", ipv6 = \"fd00:ec2::21\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(source_of(&deployment, "v6"), Some("::1".parse().unwrap()));
+        assert_eq!(source_of(&deployment, "v4"), Some("127.0.1.20".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_single_family_endpoint_refuses_targets_of_the_other() {
+        let error = compiled(
+            "[[outbound_endpoints]]\nid = \"out\"\nvpc = \"vpc-a\"\naddresses = [\"127.0.1.20\", \"127.0.1.21\"]\n",
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(error, EndpointError::TargetFamily { family: 6, endpoint_type: "IPV4", .. }), "{error}");
+        let error =
+            compiled("[[outbound_endpoints]]\nid = \"out\"\nvpc = \"vpc-a\"\naddresses = [\"::1\", \"fd00:ec2::2\"]\n")
+                .err()
+                .unwrap();
+        assert!(matches!(error, EndpointError::TargetFamily { family: 4, endpoint_type: "IPV6", .. }), "{error}");
+    }
+
+    #[test]
+    fn addresses_are_held_to_the_endpoint_type() {
+        let inbound = |endpoint_type: &str, addresses: &str| {
+            let text = format!(
+                "resolver_port = 0\nrecursive = {{ servers = [\"127.0.0.1:5300\"] }}\nvpcs = [{{ id = \"vpc-a\", cidrs = [\"127.0.1.0/24\"] }}]\n\
+                 [[inbound_endpoints]]\nid = \"in\"\nvpc = \"vpc-a\"\nendpoint_type = \"{endpoint_type}\"\naddresses = {addresses}\n"
+            );
+            EndpointConfig::from_toml(&text, "endpoint.toml").unwrap().check_endpoint_addresses()
+        };
+        assert!(
+            inbound("DUALSTACK", r#"[{ ip = "127.0.1.10", ipv6 = "::1" }, { ip = "127.0.1.11", ipv6 = "fd00::11" }]"#)
+                .is_ok()
+        );
+        assert!(inbound("IPV6", r#"["::1", "fd00::11"]"#).is_ok());
+        for (endpoint_type, addresses) in [
+            ("DUALSTACK", r#"["127.0.1.10", "127.0.1.11"]"#),
+            ("IPV4", r#"["127.0.1.10", "::1"]"#),
+            ("IPV6", r#"[{ ip = "::1", ipv6 = "fd00::1" }, "fd00::11"]"#),
+            ("DUALSTACK", r#"[{ ip = "::1", ipv6 = "fd00::1" }, { ip = "127.0.1.11", ipv6 = "fd00::11" }]"#),
+        ] {
+            let error = inbound(endpoint_type, addresses).err().unwrap();
+            assert!(matches!(error, EndpointError::AddressFamily { .. }), "{endpoint_type} {addresses}: {error}");
+        }
+        // One address twice, across the two families of a DUALSTACK endpoint too.
+        let error =
+            inbound("DUALSTACK", r#"[{ ip = "127.0.1.10", ipv6 = "::1" }, { ip = "127.0.1.11", ipv6 = "::1" }]"#)
+                .err()
+                .unwrap();
+        assert!(matches!(error, EndpointError::Duplicate { .. }), "{error}");
+    }
 }

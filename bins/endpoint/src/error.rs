@@ -117,6 +117,37 @@ pub enum EndpointError {
         /// The rule.
         rule: String,
     },
+    /// An endpoint's address does not fit its `endpoint_type`.
+    #[error("{at}: endpoint {endpoint:?} is {endpoint_type}: {problem}")]
+    AddressFamily {
+        /// Where (the address).
+        at: Location,
+        /// The endpoint.
+        endpoint: String,
+        /// Its type (`IPV4`, `IPV6`, `DUALSTACK`).
+        endpoint_type: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// A FORWARD rule's targets are of a family its outbound endpoint has
+    /// no addresses in.
+    #[error(
+        "{at}: resolver rule {rule:?} has IPv{family} targets, but its outbound endpoint {endpoint:?} is {endpoint_type}; IPv{family} targets need an endpoint of type {needed} or DUALSTACK"
+    )]
+    TargetFamily {
+        /// Where (the targets).
+        at: Location,
+        /// The rule.
+        rule: String,
+        /// The targets' family (4 or 6).
+        family: u8,
+        /// The outbound endpoint.
+        endpoint: String,
+        /// Its type.
+        endpoint_type: &'static str,
+        /// The type that has addresses of the targets' family.
+        needed: &'static str,
+    },
     /// An inbound endpoint with fewer than two addresses.
     #[error(
         "{at}: inbound endpoint {endpoint:?} has {count} address(es); give two or more (one per availability zone)"

@@ -42,21 +42,7 @@ static API: LazyLock<Api> = LazyLock::new(|| {
 /// Requests that change the model change it for the next input too, so
 /// sequences of calls are explored.
 pub fn aws_api(data: &[u8]) {
-    let split = data.windows(2).position(|pair| pair == b"\n\n");
-    let (head, body) = match split {
-        Some(at) => (data.get(..at).unwrap_or_default(), data.get(at + 2..).unwrap_or_default()),
-        None => (data, &[][..]),
-    };
-    let head = String::from_utf8_lossy(head);
-    let mut lines = head.lines();
-    let Some(request_line) = lines.next() else { return };
-    let (method, target) = request_line.split_once(' ').unwrap_or((request_line, "/"));
-    let mut builder = http::Request::builder().method(method).uri(target);
-    for line in lines {
-        if let Some((name, value)) = line.split_once(':') {
-            builder = builder.header(name.trim(), value.trim());
-        }
-    }
+    let Some((builder, body)) = signpost_server::fuzzing::http_request(data) else { return };
     // What the HTTP layer would have rejected before the router saw it.
     let Ok(request) = builder.body(Body::from(body.to_vec())) else { return };
     let api = &*API;

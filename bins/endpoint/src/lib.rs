@@ -60,9 +60,11 @@ mod protocols;
 mod querylog;
 mod quotas;
 mod running;
+pub mod runtime;
 pub mod secondary;
 pub mod service;
 pub mod state;
+pub mod transfer_out;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -73,11 +75,12 @@ pub use compile::{
 };
 pub use error::EndpointError;
 pub use model::{
-    ApiSettings, AwsLimits, BlockResponse, EndpointAddress, EndpointConfig, FirewallAssociationConfig,
+    ApiSettings, AwsLimits, BlockResponse, EndpointAddress, EndpointConfig, EndpointType, FirewallAssociationConfig,
     FirewallDomainListConfig, FirewallRuleAction, FirewallRuleConfig, FirewallRuleGroupConfig, HostPort,
     HostedZoneConfig, InboundEndpointConfig, OutboundEndpointConfig, QueryLoggingConfig, Quotas, RecursiveConfig,
     ResolverRuleConfig, RuleType, SECONDARY_PRIMARIES_TAG, SECONDARY_TSIG_KEY_TAG, SecondaryConfig,
-    SecurityGroupConfig, SubnetConfig, Tags, TargetConfig, TlsFiles, TsigKeyConfig, VpcAssociation, VpcConfig,
+    SecurityGroupConfig, SubnetConfig, TRANSFER_ALLOW_TAG, TRANSFER_NOTIFY_TAG, TRANSFER_TSIG_KEY_TAG, Tags,
+    TargetConfig, TlsFiles, TransferOutConfig, TsigKeyConfig, VpcAssociation, VpcConfig,
 };
 pub use protocols::{Direction, EndpointProtocol, ProtocolProblem, Protocols, UnknownEndpointProtocol};
 pub use querylog::{LogAccount, Route53Format};

@@ -41,6 +41,7 @@ pub struct EndpointRuntime {
     zones: crate::model::ZoneCache,
     transfers: Arc<signpost_server::transfer::ZoneTransfers>,
     expired: crate::secondary::ExpiredZones,
+    given_out: crate::transfer_out::GivenOut,
 }
 
 impl std::fmt::Debug for EndpointRuntime {
@@ -63,6 +64,7 @@ impl EndpointRuntime {
             zones: crate::model::ZoneCache::default(),
             transfers: Arc::default(),
             expired: crate::secondary::ExpiredZones::default(),
+            given_out: crate::transfer_out::GivenOut::default(),
         }
     }
 
@@ -119,7 +121,7 @@ impl EndpointRuntime {
                     self.ca.insert(ca)
                 }
             };
-            let addresses: Vec<_> = endpoint.addresses.iter().map(|address| address.ip).collect();
+            let addresses: Vec<_> = endpoint.addresses.iter().flat_map(crate::model::EndpointAddress::ips).collect();
             let files = ca.endpoint_certificate(&endpoint.id, &addresses, &config.region)?;
             config.runtime.generated_tls.insert(endpoint.id.clone(), files);
         }
@@ -184,6 +186,10 @@ impl Runtime for EndpointRuntime {
             let deployment = endpoint.deployment();
             (deployment.groups.clone(), deployment.upstreams.clone())
         });
+        if let Some(endpoint) = &self.endpoint {
+            crate::transfer_out::bump_serials(endpoint.config(), config);
+        }
+        config.transfers_out()?;
         self.generate_certificates(config)?;
         self.make_log_directories(config)
     }
@@ -191,6 +197,7 @@ impl Runtime for EndpointRuntime {
     async fn apply(&mut self, config: Arc<EndpointConfig>) -> Result<(), EndpointError> {
         self.switch(config.clone()).await?;
         self.report_listeners();
+        self.given_out.sync(&config, &self.transfers, &config.runtime.expired_zones);
         // Forget zones that are gone.
         let live: std::collections::HashSet<&str> =
             config.private_hosted_zones.iter().chain(&config.public_hosted_zones).map(|zone| zone.zone_id()).collect();

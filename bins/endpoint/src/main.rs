@@ -8,16 +8,22 @@ mod cli;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use signpost_endpoint::EndpointConfig;
-use signpost_endpoint::live::Report;
-use signpost_endpoint::service::{Service, export_state, fetch_export, listener_line};
+use signpost_endpoint::runtime::{self, RunOptions};
+use signpost_endpoint::service::{export_state, fetch_export};
 use signpost_server::handover;
-use signpost_server::watch::{self, FileWatcher};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Cli, Command};
+
+/// mimalloc instead of glibc's malloc: a forwarder keeps hundreds of queries
+/// in flight, each with a few small allocations, and glibc's per-thread
+/// cache (7 chunks per size) overflows into its slow path; see
+/// docs/performance.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -70,17 +76,6 @@ fn say(line: &str) {
     let _ = std::io::stdout().flush();
 }
 
-fn report(report: Report) {
-    match report {
-        Report::Listening(listener) => say(&listener_line(&listener)),
-        Report::Stopped { id, address } => say(&format!("stopped {id} {address}")),
-        Report::CertificateAuthority(file) => {
-            say(&format!("tls ca {} (DoH certificates of endpoints given none)", file.display()))
-        }
-        _ => {}
-    }
-}
-
 fn run(cli: &Cli) -> Result<(), String> {
     // Before anything binds: sockets from systemd or from a predecessor
     // handing over (SIGUSR2).
@@ -92,139 +87,6 @@ fn run(cli: &Cli) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
-    runtime.block_on(async {
-        // Before "ready": a SIGHUP sent as soon as it appears must reload, not
-        // end the process (the default action until a handler is installed).
-        let signals = Signals::install().map_err(|error| format!("cannot catch signals: {error}"))?;
-        let service = Service::start(cli.options(), report).await.map_err(|error| error.to_string())?;
-        if let Some(user) = &cli.user {
-            match signpost_server::drop_privileges(user) {
-                Ok(account) => say(&format!("running as {user} (uid {}, gid {})", account.uid, account.gid)),
-                Err(error) => {
-                    service.shutdown().await;
-                    return Err(error.to_string());
-                }
-            }
-        }
-        let mut watcher = match (&cli.config, cli.watch_config) {
-            (Some(file), true) if cli.api.is_none() && cli.state.is_none() => {
-                Some(FileWatcher::new(file).map_err(|error| error.to_string())?)
-            }
-            (_, true) => return Err("--watch-config needs --config FILE without --api and --state".into()),
-            _ => None,
-        };
-        if let Some(admin) = service.admin_address().await {
-            say(&format!("admin http://{admin}/metrics"));
-        }
-        if let Some(api) = service.api_address() {
-            say(&format!("api http://{api}"));
-        }
-        if let Some(address) = service.probes().health_addr() {
-            say(&format!("health http://{address}/health"));
-        }
-        if let Some(address) = service.probes().ready_addr() {
-            say(&format!("ready http://{address}/ready"));
-        }
-        if let Some(state) = &cli.state {
-            say(&format!("state {}", state.display()));
-        }
-        if let Some(file) = &cli.config {
-            loaded(&service, file, watch::file_version(file).ok()).await;
-        }
-        handover::close_unclaimed();
-        say("ready");
-        if let Err(error) = handover::announce_ready() {
-            // The predecessor times out and goes on serving; so does this one.
-            tracing::error!("{error}");
-        }
-        let outcome = serve(&service, signals, watcher.as_mut()).await.map_err(|error| error.to_string());
-        service.shutdown().await;
-        outcome
-    })
-}
-
-/// Report the configuration version in force, in the metric and the log.
-async fn loaded(service: &Service, file: &Path, version: Option<String>) {
-    let Some(version) = version else { return };
-    service.set_config_version(&version).await;
-    tracing::info!(%version, file = %file.display(), "configuration version {version} in force");
-}
-
-/// SIGHUP, SIGTERM, SIGINT and SIGUSR2, caught from the moment this is made.
-struct Signals {
-    hangup: Signal,
-    terminate: Signal,
-    interrupt: Signal,
-    upgrade: Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Self> {
-        Ok(Self {
-            hangup: signal(SignalKind::hangup())?,
-            terminate: signal(SignalKind::terminate())?,
-            interrupt: signal(SignalKind::interrupt())?,
-            upgrade: signal(SignalKind::user_defined2())?,
-        })
-    }
-}
-
-/// Reload on SIGHUP (and, when watching, on a change of the file) until
-/// SIGTERM, which starts the lame-duck period, SIGINT, or SIGUSR2 once a
-/// successor has taken the sockets over.
-async fn serve(service: &Service, signals: Signals, mut watcher: Option<&mut FileWatcher>) -> std::io::Result<()> {
-    let Signals { mut hangup, mut terminate, mut interrupt, mut upgrade } = signals;
-    loop {
-        let changed = async {
-            match watcher.as_deref_mut() {
-                Some(watcher) => watcher.changed().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = hangup.recv() => reload(service, "SIGHUP").await,
-            Some(_) = changed => reload(service, "file change").await,
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => return Ok(()),
-            _ = upgrade.recv() => if let Some(successor) = handover::try_hand_over().await {
-                say(&successor.to_string());
-                // The successor reads the sockets now: answer what was read and stop.
-                service.probes().readiness().enter_lame_duck();
-                return Ok(());
-            },
-        }
-    }
-    let probes = service.probes();
-    if !probes.lame_duck_period().is_zero() {
-        probes.readiness().enter_lame_duck();
-        tracing::info!(
-            "lame duck for {:?}: answering DNS and /health, /ready fails; a second signal stops at once",
-            probes.lame_duck_period()
-        );
-        tokio::select! {
-            _ = probes.lame_duck() => {}
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-    }
-    Ok(())
-}
-
-async fn reload(service: &Service, cause: &str) {
-    match service.reload_file().await {
-        Ok((file, outcome)) => {
-            match outcome {
-                Some(signpost_endpoint::Reloaded::Restarted) => {
-                    say(&format!("reloaded {}: listeners changed, server restarted", file.display()));
-                    say("ready");
-                }
-                _ => say(&format!("reloaded {}: zones, rules and targets swapped in place", file.display())),
-            }
-            tracing::info!("configuration reloaded from {} ({cause})", file.display());
-            loaded(service, &file, watch::file_version(&file).ok()).await;
-        }
-        Err(error) => {
-            eprintln!("signpost-endpoint: reload rejected ({cause}), the previous configuration keeps serving: {error}")
-        }
-    }
+    let options = RunOptions { service: cli.options(), user: cli.user.clone(), watch_config: cli.watch_config };
+    runtime.block_on(runtime::run(options, Arc::new(say))).map_err(|error| error.to_string())
 }

@@ -5,7 +5,7 @@
 use core::fmt;
 use core::str::FromStr;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -556,6 +556,10 @@ pub struct SubnetConfig {
     pub vpc: String,
     /// Its block, inside one of the VPC's.
     pub cidr: IpNet,
+    /// Its IPv6 block beside `cidr` (EC2's `Ipv6CidrBlock`), inside one of
+    /// the VPC's: where IPV6 and DUALSTACK endpoints take IPv6 addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_cidr: Option<IpNet>,
     /// Its availability zone (default the region's `a` zone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
@@ -662,22 +666,37 @@ impl<'de> Deserialize<'de> for VpcAssociation {
     }
 }
 
-/// One address of an endpoint: in TOML an IP (`"127.0.1.10"`), or a table
-/// that also names its subnet and the API's address id
-/// (`{ ip = "127.0.1.10", subnet = "subnet-...", id = "rni-..." }`).
+/// One address of an endpoint (one network interface): in TOML an IP
+/// (`"127.0.1.10"`), or a table that also names its IPv6 address (a
+/// DUALSTACK endpoint's), its subnet and the API's address id
+/// (`{ ip = "127.0.1.10", ipv6 = "::1", subnet = "subnet-...", id = "rni-..." }`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointAddress {
-    /// The address.
+    /// The address: IPv4 for IPV4 and DUALSTACK endpoints, IPv6 for IPV6 ones.
     pub ip: IpAddr,
+    /// A DUALSTACK endpoint's IPv6 address beside `ip`.
+    pub ipv6: Option<Ipv6Addr>,
     /// The subnet it is taken from (the API requires one).
     pub subnet: Option<String>,
     /// The API's id of the address (`rni-...`).
     pub id: Option<String>,
 }
 
+impl EndpointAddress {
+    /// Its addresses: `ip`, then `ipv6` when it has one.
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        std::iter::once(self.ip).chain(self.ipv6.map(IpAddr::V6))
+    }
+
+    /// Its address of the family of `target` (IPv6 or not), if it has one.
+    pub fn ip_towards(&self, target: IpAddr) -> Option<IpAddr> {
+        self.ips().find(|ip| ip.is_ipv6() == target.is_ipv6())
+    }
+}
+
 impl From<IpAddr> for EndpointAddress {
     fn from(ip: IpAddr) -> Self {
-        Self { ip, subnet: None, id: None }
+        Self { ip, ipv6: None, subnet: None, id: None }
     }
 }
 
@@ -685,6 +704,8 @@ impl From<IpAddr> for EndpointAddress {
 #[serde(deny_unknown_fields)]
 struct EndpointAddressTable {
     ip: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ipv6: Option<Ipv6Addr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subnet: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -700,10 +721,11 @@ enum EndpointAddressForm {
 
 impl Serialize for EndpointAddress {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.subnet.is_none() && self.id.is_none() {
+        if self.ipv6.is_none() && self.subnet.is_none() && self.id.is_none() {
             return serializer.collect_str(&self.ip);
         }
-        EndpointAddressTable { ip: self.ip, subnet: self.subnet.clone(), id: self.id.clone() }.serialize(serializer)
+        EndpointAddressTable { ip: self.ip, ipv6: self.ipv6, subnet: self.subnet.clone(), id: self.id.clone() }
+            .serialize(serializer)
     }
 }
 
@@ -711,8 +733,83 @@ impl<'de> Deserialize<'de> for EndpointAddress {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(match EndpointAddressForm::deserialize(deserializer)? {
             EndpointAddressForm::Ip(ip) => Self::from(ip),
-            EndpointAddressForm::Table(table) => Self { ip: table.ip, subnet: table.subnet, id: table.id },
+            EndpointAddressForm::Table(table) => {
+                Self { ip: table.ip, ipv6: table.ipv6, subnet: table.subnet, id: table.id }
+            }
         })
+    }
+}
+
+/// Route 53 Resolver's `ResolverEndpointType`: the address families an
+/// endpoint's network interfaces have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum EndpointType {
+    /// IPv4 addresses only (AWS's default).
+    #[serde(rename = "IPV4")]
+    Ipv4,
+    /// IPv6 addresses only.
+    #[serde(rename = "IPV6")]
+    Ipv6,
+    /// An IPv4 and an IPv6 address on each interface.
+    #[serde(rename = "DUALSTACK")]
+    Dualstack,
+}
+
+impl EndpointType {
+    /// `IPV4`, `IPV6` or `DUALSTACK`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ipv4 => "IPV4",
+            Self::Ipv6 => "IPV6",
+            Self::Dualstack => "DUALSTACK",
+        }
+    }
+
+    /// The type an endpoint has: `given`, or else what its first address
+    /// says (an IPv6 `ip`: IPV6; an `ipv6` beside it: DUALSTACK; IPV4 otherwise).
+    pub fn of(given: Option<Self>, addresses: &[EndpointAddress]) -> Self {
+        given.unwrap_or_else(|| match addresses.first() {
+            Some(address) if address.ip.is_ipv6() => Self::Ipv6,
+            Some(address) if address.ipv6.is_some() => Self::Dualstack,
+            _ => Self::Ipv4,
+        })
+    }
+
+    /// Whether an endpoint of this type sends to (or is reached over) IPv6
+    /// when `ipv6`, IPv4 otherwise.
+    pub fn carries(self, ipv6: bool) -> bool {
+        match self {
+            Self::Ipv4 => !ipv6,
+            Self::Ipv6 => ipv6,
+            Self::Dualstack => true,
+        }
+    }
+
+    /// What is wrong with `address` on an endpoint of this type, if anything.
+    pub fn address_problem(self, address: &EndpointAddress) -> Option<&'static str> {
+        match (self, address.ip, address.ipv6) {
+            (Self::Ipv4, IpAddr::V4(_), None) | (Self::Ipv6, IpAddr::V6(_), None) => None,
+            (Self::Dualstack, IpAddr::V4(_), Some(_)) => None,
+            (Self::Ipv4, _, _) => Some("an IPV4 endpoint's addresses are IPv4 addresses, without ipv6"),
+            (Self::Ipv6, _, _) => Some("an IPV6 endpoint's addresses are IPv6 addresses (in ip), without ipv6"),
+            (Self::Dualstack, IpAddr::V6(_), _) => {
+                Some("a DUALSTACK endpoint's address has its IPv4 address in ip and its IPv6 address in ipv6")
+            }
+            (Self::Dualstack, _, None) => Some("a DUALSTACK endpoint's addresses each need an ipv6 address"),
+        }
+    }
+}
+
+impl FromStr for EndpointType {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "IPV4" => Ok(Self::Ipv4),
+            "IPV6" => Ok(Self::Ipv6),
+            "DUALSTACK" => Ok(Self::Dualstack),
+            other => Err(format!("{other} is not a ResolverEndpointType (IPV4, IPV6 or DUALSTACK)")),
+        }
     }
 }
 
@@ -751,6 +848,10 @@ pub struct HostedZoneConfig {
     /// extension: the whitepaper's "Secondary DNS in an Amazon VPC").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary: Option<SecondaryConfig>,
+    /// Give the zone out by AXFR/IXFR to on-premises secondaries and tell
+    /// them of each change by NOTIFY (a Signpost extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferOutConfig>,
 }
 
 /// The tag that makes a hosted zone created through the API a secondary:
@@ -776,6 +877,45 @@ pub struct SecondaryConfig {
 
 pub use signpost_server::transfer::TsigKeyConfig;
 
+/// The tag that gives a hosted zone created through the API out by
+/// transfer: the networks or addresses allowed, separated by spaces or
+/// commas (`10.0.0.0/8 192.0.2.53`).
+pub const TRANSFER_ALLOW_TAG: &str = "signpost:transfer-allow";
+/// The tag naming the `[[tsig_keys]]` entry transfers out must be signed with (NOTIFY is signed with it too).
+pub const TRANSFER_TSIG_KEY_TAG: &str = "signpost:transfer-tsig-key";
+/// The tag listing the secondaries told by NOTIFY of each change (`192.0.2.53 192.0.2.54:5300`).
+pub const TRANSFER_NOTIFY_TAG: &str = "signpost:transfer-notify";
+
+/// `[private_hosted_zones.transfer]`: who may copy a private hosted zone
+/// by zone transfer, and who is told when it changes.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferOutConfig {
+    /// Networks or addresses that may transfer the zone (over TCP, through
+    /// any of the endpoint's listeners). Empty: no one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<IpNet>,
+    /// The name of a `[[tsig_keys]]` entry: transfers must be signed with
+    /// it, and NOTIFY is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsig_key: Option<String>,
+    /// Secondaries told by NOTIFY (RFC 1996) when the zone changes (port 53 unless given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<HostPort>,
+}
+
+/// Networks in a tag: addresses or networks separated by spaces or commas.
+fn networks_in(list: &str) -> Result<Vec<IpNet>, String> {
+    list.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<IpNet>()
+                .or_else(|_| part.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{part} is not an address or network"))
+        })
+        .collect()
+}
+
 impl HostedZoneConfig {
     /// Where the zone copies its records from: its `secondary` table, or
     /// else the [`SECONDARY_PRIMARIES_TAG`] and [`SECONDARY_TSIG_KEY_TAG`]
@@ -794,6 +934,30 @@ impl HostedZoneConfig {
             primaries,
             tsig_key: self.tags.get(SECONDARY_TSIG_KEY_TAG).cloned(),
             allow_notify: Vec::new(),
+        }))
+    }
+
+    /// Who may transfer the zone and who is told of changes: its
+    /// `transfer` table, or else the [`TRANSFER_ALLOW_TAG`],
+    /// [`TRANSFER_TSIG_KEY_TAG`] and [`TRANSFER_NOTIFY_TAG`] tags (the
+    /// API's way to say it). `Err` says which value does not parse.
+    pub fn transfer_of(&self) -> Result<Option<TransferOutConfig>, String> {
+        if let Some(transfer) = &self.transfer {
+            return Ok(Some(transfer.clone()));
+        }
+        let Some(allow) = self.tags.get(TRANSFER_ALLOW_TAG) else { return Ok(None) };
+        let notify = match self.tags.get(TRANSFER_NOTIFY_TAG) {
+            Some(list) => list
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|part| !part.is_empty())
+                .map(str::parse)
+                .collect::<Result<Vec<HostPort>, String>>()?,
+            None => Vec::new(),
+        };
+        Ok(Some(TransferOutConfig {
+            allow: networks_in(allow)?,
+            tsig_key: self.tags.get(TRANSFER_TSIG_KEY_TAG).cloned(),
+            notify,
         }))
     }
 
@@ -875,6 +1039,10 @@ pub struct ResolverRuleConfig {
     /// When it was last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<String>,
+    /// The resource policy PutResolverRulePolicy stored (kept, not enforced:
+    /// one process is one account, nothing is shared through AWS RAM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// Its tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: Tags,
@@ -960,9 +1128,10 @@ pub struct InboundEndpointConfig {
     /// The security groups the API was given (kept, not enforced).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_groups: Vec<String>,
-    /// `IPV4`, `IPV6` or `DUALSTACK` (default IPV4).
+    /// `IPV4`, `IPV6` or `DUALSTACK` (default: what the first address
+    /// says, [`EndpointType::of`]); every address must fit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint_type: Option<String>,
+    pub endpoint_type: Option<EndpointType>,
     /// Its `Name` in the AWS API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -1004,9 +1173,10 @@ pub struct OutboundEndpointConfig {
     /// The security groups the API was given (kept, not enforced).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_groups: Vec<String>,
-    /// `IPV4`, `IPV6` or `DUALSTACK` (default IPV4).
+    /// `IPV4`, `IPV6` or `DUALSTACK` (default: what the first address
+    /// says, [`EndpointType::of`]); every address must fit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint_type: Option<String>,
+    pub endpoint_type: Option<EndpointType>,
     /// Its `Name` in the AWS API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -1050,6 +1220,10 @@ pub struct QueryLoggingConfig {
     /// When it was last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<String>,
+    /// The resource policy PutResolverQueryLogConfigPolicy stored (kept,
+    /// not enforced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// Its tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: Tags,

@@ -61,7 +61,12 @@ impl Route53Format {
     }
 
     /// The DNS Firewall rule an ALERT or BLOCK matched: group, action, list.
+    /// A block found on the answer's CNAME chain (INSPECT_REDIRECTION_DOMAIN)
+    /// is named as a rule the name asked matched.
     fn firewall(&self, record: &QueryRecord) -> Option<(String, &'static str, String)> {
+        if let Some(chain) = &record.trace.firewall_chain {
+            return Some((chain.group.clone(), "BLOCK", chain.list.clone()));
+        }
         let rules = self.rules.read().ok()?.clone()?;
         let name: signpost_wire::NameBuf = record.query_name.parse().ok()?;
         let hit = rules.firewall_match(&record.view, &name, record.query_type)?;
@@ -242,5 +247,27 @@ mod tests {
         let other = line(&format, &record("extra", DEFAULT_VIEW, Transport::Tcp));
         assert!(!other.contains("vpc_id"), "{other}");
         assert!(other.contains(r#""transport":"TCP","srcids":{"listener":"extra"}"#), "{other}");
+    }
+
+    #[test]
+    fn a_block_on_the_cname_chain_names_its_rule_as_a_direct_match_does() {
+        let account = LogAccount { account_id: "123456789012".into(), region: "eu-west-1".into() };
+        let format = Route53Format::new(account, &[]);
+        let mut blocked = record("vpc-a/resolver/udp", "vpc-a", Transport::Udp);
+        blocked.rcode = Rcode::NXDOMAIN;
+        blocked.answers.clear();
+        blocked.trace.firewall_chain = Some(signpost_server::TraceFirewall {
+            group: "rslvr-frg-1".into(),
+            rule: "block-chain".into(),
+            list: "rslvr-fdl-1".into(),
+            action: "BLOCK".into(),
+        });
+        let text = line(&format, &blocked);
+        assert!(
+            text.contains(
+                r#""firewall_rule_group_id":"rslvr-frg-1","firewall_rule_action":"BLOCK","firewall_domain_list_id":"rslvr-fdl-1""#
+            ),
+            "{text}"
+        );
     }
 }

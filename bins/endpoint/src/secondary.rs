@@ -233,7 +233,8 @@ impl Supervisor {
         for id in gone {
             if let Some(running) = self.running.remove(&id) {
                 tracing::info!(zone = %running.planned.apex, id, "secondary: stopped");
-                self.transfers.remove(&running.planned.apex);
+                // Given out by transfer too, it stays so: only NOTIFY stops.
+                self.transfers.refuse_notify(&running.planned.apex);
                 self.latest.remove(&id);
                 self.expired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
                 tokio::spawn(running.task.stop());

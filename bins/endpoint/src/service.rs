@@ -1,7 +1,7 @@
 //! The whole program behind the binary: a model from a TOML file and/or a
 //! state directory, the control plane over it, the running endpoint, and
-//! the AWS API listener. `main.rs` parses the command line, prints what
-//! [`Report`]s and [`listener_line`] give it, and handles signals.
+//! the AWS API listener. [`runtime::run`](crate::runtime::run) runs it
+//! until a signal stops it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -83,6 +83,12 @@ pub enum ServiceError {
     /// SIGHUP in API mode: the model changes through the API.
     #[error("there is no configuration file to reload (the model changes through the AWS API)")]
     NothingToReload,
+    /// The signal handlers cannot be installed.
+    #[error("cannot catch signals: {0}")]
+    Signals(#[source] std::io::Error),
+    /// `--watch-config` where the file is not the whole model.
+    #[error("--watch-config needs --config FILE without --api and --state")]
+    WatchWithoutFile,
 }
 
 /// The running program.

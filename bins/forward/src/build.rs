@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use signpost_dnssec::{TrustAnchors, Validator, ValidatorConfig};
+use signpost_dnssec::{TrustAnchors, TrustPoint, Validator, ValidatorConfig};
 use signpost_rules::config::{ActionKind, RuleConfig, RulesConfig};
 use signpost_rules::{Allocations, DEFAULT_VIEW, Location, RuleSet};
 use signpost_upstream::{GroupConfig, Protocol, ResolvConf, Upstreams};
@@ -118,6 +118,8 @@ pub struct AuthZone {
     pub fallback_enabled: bool,
     /// The TSIG key of transfers and NOTIFY (checked: [`TsigKeyConfig::key`] succeeds).
     pub tsig_key: Option<signpost_server::transfer::TsigKeyConfig>,
+    /// Secondaries to send NOTIFY to when the zone changes.
+    pub notify: Vec<SocketAddr>,
 }
 
 impl AuthZone {
@@ -467,6 +469,19 @@ impl ForwarderConfig {
                 }
                 None => None,
             };
+            let mut notify = Vec::with_capacity(auth.notify.len());
+            for text in &auth.notify {
+                notify.push(parse_primary(text).ok_or_else(|| {
+                    invalid("notify", "secondary", text, "an IP address, ADDRESS:PORT or ADDRESS@PORT")
+                })?);
+            }
+            if !notify.is_empty() && auth.allow_transfer.is_empty() {
+                return Err(ConfigError::Malformed {
+                    at: at("notify"),
+                    keyword: format!("auth zone {apex}"),
+                    problem: "NOTIFY tells secondaries to transfer the zone: allow_transfer must let them",
+                });
+            }
             if primaries.is_empty() && auth.zonefile.is_none() {
                 return Err(ConfigError::Malformed {
                     at: at("name"),
@@ -483,6 +498,7 @@ impl ForwarderConfig {
                 answers: auth.for_downstream || auth.for_upstream,
                 fallback_enabled: auth.fallback_enabled,
                 tsig_key,
+                notify,
                 apex,
             });
         }
@@ -523,8 +539,11 @@ impl ForwarderConfig {
             }
         }
         if let Some(dnstap) = self.dnstap.as_ref().filter(|dnstap| dnstap.enable) {
-            let problem = if dnstap.tls {
-                Some(("dnstap.tls", "TLS to the dnstap collector is not supported: send to a unix socket or over TCP"))
+            // The TLS files are read when the server starts (the error names the file).
+            let problem = if dnstap.tls && dnstap.address.is_none() {
+                Some(("dnstap.tls", "TLS goes to the collector's TCP address: give address, not only socket_path"))
+            } else if dnstap.tls_client_cert_file.is_some() != dnstap.tls_client_key_file.is_some() {
+                Some(("dnstap.tls_client_cert_file", "tls_client_cert_file and tls_client_key_file go together"))
             } else if dnstap.socket_path.is_none() && dnstap.address.is_none() {
                 Some(("dnstap", "needs socket_path (a unix socket) or address (TCP) of the collector"))
             } else {
@@ -685,28 +704,30 @@ impl ForwarderConfig {
             return Ok(None);
         }
         let mut anchors = TrustAnchors::empty();
-        let files = dnssec
-            .trust_anchor_files
-            .iter()
-            .enumerate()
-            .map(|(index, file)| (format!("dnssec.trust_anchor_files[{index}]"), file))
-            .chain(
-                dnssec
-                    .auto_trust_anchor_files
-                    .iter()
-                    .enumerate()
-                    .map(|(index, file)| (format!("dnssec.auto_trust_anchor_files[{index}]"), file)),
-            );
-        for (field, file) in files {
-            anchors
-                .add_file(&base_dir.join(file))
-                .map_err(|source| ConfigError::TrustAnchor { at: self.locate(&field), source })?;
+        for (index, file) in dnssec.trust_anchor_files.iter().enumerate() {
+            anchors.add_file(&base_dir.join(file)).map_err(|source| ConfigError::TrustAnchor {
+                at: self.locate(&format!("dnssec.trust_anchor_files[{index}]")),
+                source,
+            })?;
         }
         for (index, record) in dnssec.trust_anchors.iter().enumerate() {
             let at = self.locate(&format!("dnssec.trust_anchors[{index}]"));
             anchors.add_record(record, "trust-anchor", 1).map_err(|source| ConfigError::TrustAnchor { at, source })?;
         }
-        if anchors.is_empty() {
+        // RFC 5011 state files: read now, tracked (and written back) by the validator.
+        let mut tracked = Vec::with_capacity(dnssec.auto_trust_anchor_files.len());
+        for (index, file) in dnssec.auto_trust_anchor_files.iter().enumerate() {
+            let path = base_dir.join(file);
+            let at = || self.locate(&format!("dnssec.auto_trust_anchor_files[{index}]"));
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::TrustAnchor {
+                at: at(),
+                source: signpost_dnssec::Error::Read { path: path.clone(), source: Arc::new(source) },
+            })?;
+            let point = TrustPoint::parse(&text, &path.display().to_string())
+                .map_err(|source| ConfigError::TrustAnchor { at: at(), source })?;
+            tracked.push((point, path));
+        }
+        if anchors.is_empty() && tracked.is_empty() {
             anchors = TrustAnchors::root();
         }
         let mut insecure = Vec::with_capacity(dnssec.domain_insecure.len());
@@ -733,6 +754,20 @@ impl ForwarderConfig {
         if let Some(iterations) = dnssec.nsec3_max_iterations {
             config.nsec3_max_iterations = iterations;
         }
-        Ok(Some(Validator::new(anchors, insecure, config)))
+        if let Some(seconds) = dnssec.add_holddown {
+            config.hold_down.add = seconds;
+        }
+        if let Some(seconds) = dnssec.del_holddown {
+            config.hold_down.remove = seconds;
+        }
+        if let Some(seconds) = dnssec.keep_missing {
+            config.hold_down.keep_missing = seconds;
+        }
+        config.aggressive_nsec = dnssec.aggressive_nsec.unwrap_or(true);
+        let validator = Validator::new(anchors, insecure, config);
+        for (point, path) in tracked {
+            validator.track(point, path);
+        }
+        Ok(Some(validator))
     }
 }

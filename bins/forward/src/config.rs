@@ -122,7 +122,8 @@ pub struct DnssecConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trust_anchor_files: Vec<PathBuf>,
     /// RFC 5011 state files as unbound keeps them (`auto-trust-anchor-file`):
-    /// keys in state VALID or MISSING are trusted. Read, never rewritten.
+    /// keys in state VALID or MISSING are trusted; key rollovers are tracked
+    /// and the file is rewritten in unbound's format.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub auto_trust_anchor_files: Vec<PathBuf>,
     /// DS or DNSKEY records (unbound's `trust-anchor`), e.g.
@@ -146,6 +147,19 @@ pub struct DnssecConfig {
     /// NSEC3 iterations above this make a denial insecure (RFC 9276; default 150).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nsec3_max_iterations: Option<u16>,
+    /// RFC 5011: seconds a new key waits before it is trusted (`add-holddown`, default 30 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_holddown: Option<u64>,
+    /// RFC 5011: seconds a revoked key is kept in the state file (`del-holddown`, default 30 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub del_holddown: Option<u64>,
+    /// RFC 5011: seconds a missing key is kept while another is valid, 0 for ever (`keep-missing`, default 366 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_missing: Option<u64>,
+    /// RFC 8198: answer NXDOMAIN and NODATA from validated NSEC records in
+    /// the cache without asking upstream (`aggressive-nsec`, default on as in unbound ≥ 1.15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggressive_nsec: Option<bool>,
 }
 
 impl DnssecConfig {
@@ -202,6 +216,12 @@ pub struct AuthZoneConfig {
     /// out (to `allow_transfer`) must be signed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsig_key: Option<String>,
+    /// Signpost extension: secondaries told by NOTIFY (RFC 1996) when the
+    /// zone changes — a reload that reads a new serial, a secondary's new
+    /// copy — and at start-up (`192.0.2.1`, `192.0.2.1:5300`, `192.0.2.1@5300`).
+    /// Signed with `tsig_key`. Needs `allow_transfer` (they must be able to transfer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
 }
 
 impl AuthZoneConfig {
@@ -217,6 +237,7 @@ impl AuthZoneConfig {
             fallback_enabled: false,
             allow_transfer: Vec::new(),
             tsig_key: None,
+            notify: Vec::new(),
         }
     }
 }

@@ -50,6 +50,7 @@ pub mod control;
 mod error;
 pub mod istio;
 pub mod runtime;
+mod transfer_out;
 mod unbound;
 
 #[doc(hidden)]

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signpost_rules::{Action, BlockAction, Matcher, RuleSpec, Zone, ZoneSpec};
-use signpost_server::transfer::{Publish, SecondaryTask, SecondaryZone, TransferPolicy, ZoneTransfers};
+use signpost_server::signals::{ReloadCause, Signals, Stop};
+use signpost_server::transfer::{Notifier, Publish, SecondaryTask, SecondaryZone, TransferPolicy, ZoneTransfers};
 use signpost_server::watch::{self, FileWatcher};
 use signpost_server::{Probes, QueryHandler, Readiness, Reloader, Server, ServerHandle, handover};
 use signpost_upstream::TransferClient;
 use signpost_wire::NameBuf;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::control::ControlContext;
 use crate::error::ConfigError;
@@ -66,7 +66,7 @@ pub async fn run(service: Service, out: &mut (dyn Write + Send)) -> Result<(), C
     // The probes answer from the start: /ready says what is still missing.
     let readiness = Readiness::new();
     readiness.require(LISTENERS_CHECK);
-    let probes = Probes::start(health.as_ref(), ready.as_ref(), readiness.clone())
+    let mut probes = Probes::start(health.as_ref(), ready.as_ref(), readiness.clone())
         .await
         .map_err(|error| runtime_error("probes", error))?;
     let transfers = Arc::new(ZoneTransfers::new());
@@ -90,10 +90,14 @@ pub async fn run(service: Service, out: &mut (dyn Write + Send)) -> Result<(), C
             }
         }
     }
+    // With [ready] require_upstream (the default), /ready also waits for
+    // an answering server in every group, and fails while none answers.
+    let running = server.clone();
+    probes.check_upstreams(move || running.upstreams());
     readiness.mark_ready(LISTENERS_CHECK);
     // Signal handlers before "ready": a SIGHUP right after start-up must reload, not kill.
     let mut signals = Signals::install().map_err(|error| runtime_error("signal handling", error))?;
-    let watcher = match &watch {
+    let mut watcher = match &watch {
         Some(path) => Some(FileWatcher::new(path).map_err(|error| runtime_error("watching", error))?),
         None => None,
     };
@@ -132,7 +136,8 @@ pub async fn run(service: Service, out: &mut (dyn Write + Send)) -> Result<(), C
         Some(route) => format!("default {route}"),
         None => "default: none (names no zone matches are REFUSED)".into(),
     });
-    let (secondaries, auth_lines) = start_auth_zones(&server, &transfers, &auth_zones);
+    let given_out = crate::transfer_out::GivenOut::new(&auth_zones, transfers.clone());
+    let (secondaries, auth_lines) = start_auth_zones(&server, &transfers, &auth_zones, &given_out.notifier());
     lines.extend(auth_lines);
     loaded(&server, &source, version_of(&source));
     handover::close_unclaimed();
@@ -146,22 +151,14 @@ pub async fn run(service: Service, out: &mut (dyn Write + Send)) -> Result<(), C
         // The predecessor times out and goes on serving; so does this one.
         tracing::error!("{error}");
     }
-    let stop = signals.serve(&server, &source, watcher).await;
+    let stop = signals.serve(watcher.as_mut(), |cause| reload(&server, &source, cause, &given_out)).await;
     if let Stop::HandedOver(successor) = &stop {
         // The successor reads the sockets now; this one answers what it
         // has read and stops.
         let _ = writeln!(out, "{successor}");
         let _ = out.flush();
-        probes.readiness().enter_lame_duck();
     }
-    if stop == Stop::Terminate && !probes.lame_duck_period().is_zero() {
-        probes.readiness().enter_lame_duck();
-        tracing::info!(
-            "lame duck for {:?}: answering DNS and /health, /ready fails; a second signal stops at once",
-            probes.lame_duck_period()
-        );
-        signals.lame_duck(&probes).await;
-    }
+    signals.drain(stop, &probes).await;
     if let Some(task) = control_task {
         task.abort();
     }
@@ -173,13 +170,15 @@ pub async fn run(service: Service, out: &mut (dyn Write + Send)) -> Result<(), C
     Ok(())
 }
 
-/// Give zones out by transfer and start a refresh task for each secondary:
-/// each new copy replaces the zone in the running rule set (and is saved
-/// to its zonefile, which a reload reads). Returns the tasks and what to report.
+/// Give zones out by transfer (telling their secondaries by NOTIFY) and
+/// start a refresh task for each secondary: each new copy replaces the zone
+/// in the running rule set (and is saved to its zonefile, which a reload
+/// reads). Returns the tasks and what to report.
 fn start_auth_zones(
     server: &ServerHandle,
     transfers: &Arc<ZoneTransfers>,
     zones: &[AuthZone],
+    notifier: &Arc<Notifier>,
 ) -> (Vec<SecondaryTask>, Vec<String>) {
     let mut tasks = Vec::new();
     let mut lines = Vec::new();
@@ -193,6 +192,7 @@ fn start_auth_zones(
         if auth.primaries.is_empty() {
             if let (Some(policy), Some(zone)) = (policy, server.rules().zone(&auth.id)) {
                 transfers.serve(Arc::new(zone.clone()), policy);
+                crate::transfer_out::notify(notifier, auth, zone);
             }
             lines.push(format!(
                 "auth zone {} from {}",
@@ -221,7 +221,13 @@ fn start_auth_zones(
             // rather than go to the internet (unbound.conf(5), auth-zone).
             install_copy(&handle, &id, &auth.apex, None, fallback);
         }
+        let (notifier, given_out) = (notifier.clone(), auth.clone());
         let publish: Publish = Arc::new(move |apex: &NameBuf, zone: Option<Arc<Zone>>| {
+            if let Some(zone) = &zone
+                && !given_out.allow_transfer.is_empty()
+            {
+                crate::transfer_out::notify(&notifier, &given_out, zone);
+            }
             if answers {
                 install_copy(&handle, &id, apex, zone, fallback);
             }
@@ -278,67 +284,7 @@ fn loaded(server: &ServerHandle, source: &Path, version: Option<String>) {
     tracing::info!(%version, file = %source.display(), "configuration version {version} in force");
 }
 
-/// Why serving ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Stop {
-    /// SIGTERM: the lame-duck period, then a graceful stop.
-    Terminate,
-    /// SIGINT: a graceful stop at once.
-    Interrupt,
-    /// SIGUSR2: a successor took the sockets over (what it said); drain and stop.
-    HandedOver(String),
-}
-
-/// SIGHUP reloads; SIGTERM and SIGINT stop; SIGUSR2 hands the sockets
-/// over to a new process.
-struct Signals {
-    hangup: Signal,
-    terminate: Signal,
-    interrupt: Signal,
-    upgrade: Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Self> {
-        Ok(Self {
-            hangup: signal(SignalKind::hangup())?,
-            terminate: signal(SignalKind::terminate())?,
-            interrupt: signal(SignalKind::interrupt())?,
-            upgrade: signal(SignalKind::user_defined2())?,
-        })
-    }
-
-    async fn serve(&mut self, server: &ServerHandle, source: &Path, mut watcher: Option<FileWatcher>) -> Stop {
-        loop {
-            let changed = async {
-                match watcher.as_mut() {
-                    Some(watcher) => watcher.changed().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = self.hangup.recv() => reload(server, source, "SIGHUP").await,
-                Some(_) = changed => reload(server, source, "file change").await,
-                _ = self.terminate.recv() => return Stop::Terminate,
-                _ = self.interrupt.recv() => return Stop::Interrupt,
-                _ = self.upgrade.recv() => if let Some(successor) = handover::try_hand_over().await {
-                    return Stop::HandedOver(successor.to_string());
-                },
-            }
-        }
-    }
-
-    /// Wait out the lame-duck period, or until another SIGTERM or SIGINT.
-    async fn lame_duck(&mut self, probes: &Probes) {
-        tokio::select! {
-            _ = probes.lame_duck() => {}
-            _ = self.terminate.recv() => {}
-            _ = self.interrupt.recv() => {}
-        }
-    }
-}
-
-async fn reload(server: &ServerHandle, source: &Path, cause: &str) {
+async fn reload(server: &ServerHandle, source: &Path, cause: ReloadCause, given_out: &crate::transfer_out::GivenOut) {
     // The version is read before the reload reads the file, so a change
     // landing in between is seen (and reloaded) again.
     let version = version_of(source);
@@ -346,6 +292,7 @@ async fn reload(server: &ServerHandle, source: &Path, cause: &str) {
         Ok(_) => {
             tracing::info!("configuration reloaded from {} ({cause})", source.display());
             loaded(server, source, version);
+            given_out.reloaded(server);
         }
         Err(error) => tracing::error!("reload failed ({cause}), the running configuration stays: {error}"),
     }

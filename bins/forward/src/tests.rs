@@ -201,11 +201,13 @@ fn auth_zones_in_toml_are_checked() {
         name = "corp.example"
         primaries = ["192.0.2.53", "[2001:db8::53]:5300"]
         allow_transfer = ["127.0.0.0/8"]
+        notify = ["192.0.2.54", "192.0.2.55@5300"]
         "#,
     )
     .build(&BuildOptions::default())
     .unwrap();
     let zone = &forwarder.auth_zones[0];
+    assert_eq!(zone.notify, ["192.0.2.54:53".parse().unwrap(), "192.0.2.55:5300".parse().unwrap()]);
     assert_eq!(zone.id, "auth-zone corp.example.");
     assert_eq!(zone.primaries[1], "[2001:db8::53]:5300".parse().unwrap());
     assert_eq!(zone.allow_transfer, ["127.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]);
@@ -215,10 +217,13 @@ fn auth_zones_in_toml_are_checked() {
     assert!(error.to_string().contains("auth_zones[0].primaries"), "{error}");
     let error = build_error("[[auth_zones]]\nname = \"corp.example\"\n");
     assert!(error.to_string().contains("needs primaries"), "{error}");
+    let error = build_error("[[auth_zones]]\nname = \"corp.example\"\nzonefile = \"z\"\nnotify = [\"192.0.2.54\"]\n");
+    let message = error.to_string();
+    assert!(message.contains("auth_zones[0].notify") && message.contains("allow_transfer"), "{message}");
 }
 
 #[test]
-fn the_dnstap_table_turns_every_message_type_on_and_refuses_tls() {
+fn the_dnstap_table_turns_every_message_type_on_and_takes_tls_to_a_tcp_collector() {
     let forwarder = config("[dnstap]\nsocket_path = \"/run/dnstap.sock\"\nidentity = \"node-1\"\n")
         .build(&BuildOptions::default())
         .unwrap();
@@ -227,8 +232,20 @@ fn the_dnstap_table_turns_every_message_type_on_and_refuses_tls() {
     assert!(dnstap.log_client_query_messages && dnstap.log_client_response_messages);
     assert!(dnstap.log_forwarder_query_messages && dnstap.log_forwarder_response_messages);
     assert_eq!(dnstap.identity.as_deref(), Some("node-1"));
-    let message = build_error("[dnstap]\naddress = \"127.0.0.1:6000\"\ntls = true\n").to_string();
-    assert!(message.contains("forward.toml:3") && message.contains("TLS"), "{message}");
+    let forwarder = config(
+        "[dnstap]\naddress = \"127.0.0.1:6000\"\ntls = true\ntls_server_name = \"collector.example\"\n\
+         tls_cert_bundle = \"/etc/ca.pem\"\n",
+    )
+    .build(&BuildOptions::default())
+    .unwrap();
+    let dnstap = forwarder.server.dnstap.expect("dnstap on");
+    assert!(dnstap.tls);
+    assert_eq!(dnstap.tls_server_name.as_deref(), Some("collector.example"));
+    let message = build_error("[dnstap]\nsocket_path = \"/run/x.sock\"\ntls = true\n").to_string();
+    assert!(message.contains("forward.toml:3") && message.contains("TCP address"), "{message}");
+    let message = build_error("[dnstap]\naddress = \"127.0.0.1:6000\"\ntls = true\ntls_client_key_file = \"k.pem\"\n")
+        .to_string();
+    assert!(message.contains("go together"), "{message}");
     let message = build_error("[dnstap]\nidentity = \"x\"\n").to_string();
     assert!(message.contains("socket_path"), "{message}");
     assert!(ForwarderConfig::from_toml("[dnstap]\nsocket = \"/x\"\n", "forward.toml").is_err());

@@ -49,11 +49,13 @@ pub use runtime::{
     AliasRecord, AliasSpec, HostRecord, HostedZoneSummary, RecordEntry, RecordFilter, RecordSpec, RedirectSnapshot,
     Redirector,
 };
-pub use server::{BindFallback, HostedZoneFeed, RedirectReloader, RedirectServer, RedirectServerBuilder, Signals};
+pub use server::{BindFallback, HostedZoneFeed, RedirectReloader, RedirectServer, RedirectServerBuilder};
 pub use settings::{
     BindAddresses, LocalstackHost, RedirectSettings, UnknownVariable, VARIABLES, dns_variables, parse_ipv4_source,
     parse_ipv6_source, parse_servers, split_patterns, unknown_dns_variables,
 };
+/// The signals [`RedirectServer::run_until`] answers (one implementation for every binary).
+pub use signpost_server::signals::Signals;
 pub use upstreams::{
     ProbeOutcome, SkippedNameserver, UpstreamChoice, UpstreamSource, Verification, ask_address, keep_verified_first,
     loop_free_nameservers, system_upstreams, verify_upstreams,
@@ -180,6 +182,9 @@ pub enum RedirectError {
         /// Why.
         source: std::io::Error,
     },
+    /// The signal handlers cannot be installed.
+    #[error("cannot catch signals: {0}")]
+    Signals(#[source] std::io::Error),
     /// The rule set could not be built.
     #[error(transparent)]
     Rules(Box<signpost_rules::Error>),

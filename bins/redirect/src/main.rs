@@ -13,9 +13,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use signpost_redirect::{RedirectError, RedirectServer, Signals, dns_variables, unknown_dns_variables};
+use signpost_redirect::{RedirectError, RedirectServer, dns_variables, unknown_dns_variables};
 
 use crate::cli::{Cli, Command, DEFAULT_CONFIG, Loaded};
+
+/// mimalloc instead of glibc's malloc: a forwarder keeps hundreds of queries
+/// in flight, each with a few small allocations, and glibc's per-thread
+/// cache (7 chunks per size) overflows into its slow path; see
+/// docs/performance.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -79,13 +86,6 @@ fn serve(cli: Arc<Cli>, loaded: Loaded) -> ExitCode {
         println!("DNS is disabled (DNS_ADDRESS=0): not starting the DNS server.");
         return ExitCode::SUCCESS;
     }
-    if !settings.local_name_patterns.is_empty() {
-        tracing::info!(
-            "DNS_LOCAL_NAME_PATTERNS is set: only names matching it are redirected, as LocalStack's documentation \
-             describes (LocalStack's current code treats it as a deprecated alias of \
-             DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM; see docs/redirect.md)"
-        );
-    }
     // Before anything binds: sockets from systemd or from a predecessor
     // handing over (SIGUSR2).
     match signpost_server::handover::inherit_from_environment() {
@@ -97,53 +97,18 @@ fn serve(cli: Arc<Cli>, loaded: Loaded) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
     };
-    runtime.block_on(async move {
-        // Before the start-up lines: a SIGHUP sent as soon as they appear must reload.
-        let signals = match Signals::install() {
-            Ok(signals) => signals,
-            Err(error) => return fail(&format!("cannot catch signals: {error}")),
-        };
-        let reload_cli = cli.clone();
-        let started = RedirectServer::builder(settings)
-            .server_config(server)
-            .rules(rules)
-            .upstream_groups(groups)
-            .reloader(Arc::new(move || {
+    let reload_cli = cli.clone();
+    let builder =
+        RedirectServer::builder(settings).server_config(server).rules(rules).upstream_groups(groups).reloader(
+            Arc::new(move || {
                 let loaded = reload_cli.load()?;
                 Ok((loaded.settings, loaded.rules, loaded.groups))
-            }))
-            .start()
-            .await;
-        let server = match started {
-            Ok(server) => server,
-            Err(error) => return fail(&explain(&error)),
-        };
-        if let Some(user) = &cli.user {
-            match signpost_server::drop_privileges(user) {
-                Ok(account) => println!("running as {user} (uid {}, gid {})", account.uid, account.gid),
-                Err(error) => return fail(&error.to_string()),
-            }
-        }
-        signpost_server::handover::close_unclaimed();
-        for line in server.startup_lines() {
-            println!("{line}");
-        }
-        let _ = io::Write::flush(&mut io::stdout());
-        if let Err(error) = signpost_server::handover::announce_ready() {
-            // The predecessor times out and goes on serving; so does this one.
-            tracing::error!("{error}");
-        }
-        let outcome = server
-            .run_until(signals, |result| match result {
-                Ok(()) => tracing::info!("configuration reloaded"),
-                Err(error) => tracing::error!("reload failed, the old configuration keeps serving: {error}"),
-            })
-            .await;
-        match outcome {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => fail(&format!("cannot wait for signals: {error}")),
-        }
-    })
+            }),
+        );
+    match runtime.block_on(builder.run(cli.user.as_deref(), &mut io::stdout())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&explain(&error)),
+    }
 }
 
 /// The error, with what to do about a port that cannot be bound.

@@ -261,6 +261,19 @@ struct RuntimeState {
     skips: Vec<String>,
 }
 
+impl RuntimeState {
+    /// Remove the A and AAAA records of `name` and its pointer to the
+    /// emulator; how many of them there were.
+    fn remove_host(&mut self, name: &NameBuf) -> usize {
+        let before = self.records.len() + self.emulator_hosts.len();
+        self.records.retain(|stored| {
+            !(stored.record.name == *name && matches!(stored.record.rtype(), RecordType::A | RecordType::AAAA))
+        });
+        self.emulator_hosts.retain(|host| host != name);
+        before - self.records.len() - self.emulator_hosts.len()
+    }
+}
+
 /// A rule set and what the hosted zones could not use.
 struct Built {
     rules: RuleSet,
@@ -287,6 +300,22 @@ fn name_matcher(name: &NameBuf) -> Matcher {
 }
 
 /// A name given at run time: lowercased, absolute, checked; a leading `*.` is a wildcard.
+/// Remove the `items` `selected` picks: how many, or `NotFound` (a `kind`
+/// named `name`) when none was.
+fn remove_matching<T>(
+    items: &mut Vec<T>,
+    kind: &'static str,
+    name: &NameBuf,
+    mut selected: impl FnMut(&T) -> bool,
+) -> Result<usize, RedirectError> {
+    let before = items.len();
+    items.retain(|item| !selected(item));
+    match before - items.len() {
+        0 => Err(RedirectError::NotFound { kind, name: name.to_relative_string() }),
+        deleted => Ok(deleted),
+    }
+}
+
 fn runtime_name(what: &'static str, text: &str) -> Result<NameBuf, RedirectError> {
     let name = text.trim().parse::<NameBuf>().map_err(|source| RedirectError::InvalidName {
         what,
@@ -782,10 +811,7 @@ impl Redirector {
         let name = runtime_name("host record", name)?;
         let ttl = lock(&self.state).settings.ttl;
         self.change(server, |state| {
-            state.records.retain(|stored| {
-                !(stored.record.name == name && matches!(stored.record.rtype(), RecordType::A | RecordType::AAAA))
-            });
-            state.emulator_hosts.retain(|host| *host != name);
+            state.remove_host(&name);
             if addresses.is_empty() {
                 state.emulator_hosts.push(name.clone());
             }
@@ -810,16 +836,9 @@ impl Redirector {
     /// Remove the A and AAAA records of `name` and its pointer to the emulator.
     pub fn delete_host(&self, server: &ServerHandle, name: &str) -> Result<(), RedirectError> {
         let name = runtime_name("host record", name)?;
-        self.change(server, |state| {
-            let before = state.records.len() + state.emulator_hosts.len();
-            state.records.retain(|stored| {
-                !(stored.record.name == name && matches!(stored.record.rtype(), RecordType::A | RecordType::AAAA))
-            });
-            state.emulator_hosts.retain(|host| *host != name);
-            if state.records.len() + state.emulator_hosts.len() == before {
-                return Err(RedirectError::NotFound { kind: "host record", name: name.to_relative_string() });
-            }
-            Ok(())
+        self.change(server, |state| match state.remove_host(&name) {
+            0 => Err(RedirectError::NotFound { kind: "host record", name: name.to_relative_string() }),
+            _ => Ok(()),
         })
         .map(|_| ())
     }
@@ -868,20 +887,13 @@ impl Redirector {
             _ => None,
         };
         self.change(server, |state| {
-            let before = state.records.len();
-            state.records.retain(|stored| {
+            remove_matching(&mut state.records, "record", &name, |stored| {
                 let record = &stored.record;
-                let selected = record.name == name
+                record.name == name
                     && filter.rtype.is_none_or(|rtype| record.rtype() == rtype)
                     && value.as_ref().is_none_or(|data| record.data == *data)
-                    && filter.id.as_ref().is_none_or(|id| stored.id.as_ref() == Some(id));
-                !selected
-            });
-            let deleted = before - state.records.len();
-            if deleted == 0 {
-                return Err(RedirectError::NotFound { kind: "record", name: name.to_relative_string() });
-            }
-            Ok(deleted)
+                    && filter.id.as_ref().is_none_or(|id| stored.id.as_ref() == Some(id))
+            })
         })
         .map(|(deleted, _)| deleted)
     }
@@ -950,18 +962,11 @@ impl Redirector {
     ) -> Result<usize, RedirectError> {
         let name = runtime_name("alias", name)?;
         self.change(server, |state| {
-            let before = state.aliases.len();
-            state.aliases.retain(|alias| {
-                let selected = alias.name == name
+            remove_matching(&mut state.aliases, "alias", &name, |alias| {
+                alias.name == name
                     && rtype.is_none_or(|rtype| alias.types.contains(&rtype))
-                    && id.is_none_or(|id| alias.id.as_deref() == Some(id));
-                !selected
-            });
-            let deleted = before - state.aliases.len();
-            if deleted == 0 {
-                return Err(RedirectError::NotFound { kind: "alias", name: name.to_relative_string() });
-            }
-            Ok(deleted)
+                    && id.is_none_or(|id| alias.id.as_deref() == Some(id))
+            })
         })
         .map(|(deleted, _)| deleted)
     }

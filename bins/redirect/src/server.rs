@@ -3,12 +3,14 @@
 //! the start-up lines, and the handles to change it while it runs.
 
 use core::fmt;
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use signpost_rules::RuleSetBuilder;
 use signpost_server::config::default_allow_list;
+use signpost_server::handover;
+use signpost_server::signals::{Signals, Stop};
 use signpost_server::{AdminExtension, LogDestination, QueryLogConfig, ServerConfig, Transport};
 use signpost_server::{Server, ServerHandle, State};
 use signpost_upstream::{GroupConfig, Upstreams};
@@ -87,6 +89,49 @@ impl RedirectServerBuilder {
             }
         }
         Ok(server)
+    }
+
+    /// For binaries: start, become `user` if given, write the start-up
+    /// lines to `out`, tell a predecessor handing over (SIGUSR2) that this
+    /// process serves, then serve until SIGTERM or SIGINT, reloading on
+    /// SIGHUP ([`RedirectServer::run_until`]).
+    pub async fn run(self, user: Option<&str>, out: &mut (dyn Write + Send)) -> Result<(), RedirectError> {
+        if !self.settings.local_name_patterns.is_empty() {
+            tracing::info!(
+                "DNS_LOCAL_NAME_PATTERNS is set: only names matching it are redirected, as LocalStack's \
+                 documentation describes (LocalStack's current code treats it as a deprecated alias of \
+                 DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM; see docs/redirect.md)"
+            );
+        }
+        // Before the start-up lines: a SIGHUP sent as soon as they appear must reload.
+        let signals = Signals::install().map_err(RedirectError::Signals)?;
+        let server = self.start().await?;
+        let mut lines = Vec::new();
+        if let Some(user) = user {
+            match signpost_server::drop_privileges(user) {
+                Ok(account) => lines.push(format!("running as {user} (uid {}, gid {})", account.uid, account.gid)),
+                Err(error) => {
+                    server.shutdown().await;
+                    return Err(error.into());
+                }
+            }
+        }
+        handover::close_unclaimed();
+        lines.extend(server.startup_lines());
+        for line in lines {
+            // The caller's stdout going away is no reason to stop serving.
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+        if let Err(error) = handover::announce_ready() {
+            // The predecessor times out and goes on serving; so does this one.
+            tracing::error!("{error}");
+        }
+        let reloaded = |result: Result<(), signpost_server::Error>| match result {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(error) => tracing::error!("reload failed, the old configuration keeps serving: {error}"),
+        };
+        server.run_until(signals, reloaded).await.map_err(RedirectError::Signals)
     }
 
     async fn start_dns(&self) -> Result<RedirectServer, RedirectError> {
@@ -432,44 +477,14 @@ impl RedirectServer {
         mut signals: Signals,
         on_reload: impl Fn(Result<(), signpost_server::Error>),
     ) -> io::Result<()> {
-        loop {
-            tokio::select! {
-                _ = signals.hangup.recv() => on_reload(self.handle.reload_from_source().await.map(|_| ())),
-                _ = signals.terminate.recv() => break,
-                _ = signals.interrupt.recv() => break,
-                // A successor serves the sockets now: answer what was read and stop.
-                _ = signals.upgrade.recv() => if let Some(successor) = signpost_server::handover::try_hand_over().await {
-                    tracing::info!("{successor}");
-                    break;
-                },
-            }
+        let (handle, on_reload) = (&self.handle, &on_reload);
+        let stop =
+            signals.serve(None, |_| async move { on_reload(handle.reload_from_source().await.map(|_| ())) }).await;
+        if let Stop::HandedOver(successor) = stop {
+            // A successor serves the sockets now: answer what was read and stop.
+            tracing::info!("{successor}");
         }
         self.shutdown().await;
         Ok(())
-    }
-}
-
-/// SIGHUP, SIGTERM, SIGINT and SIGUSR2 (hand the sockets over to a new
-/// process: `signpost_server::handover`), caught from the moment this is made: install
-/// it before telling anyone the server is up, so a SIGHUP sent right after
-/// the start-up lines reloads instead of ending the process (its default).
-#[derive(Debug)]
-pub struct Signals {
-    hangup: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-    interrupt: tokio::signal::unix::Signal,
-    upgrade: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    /// Catch the four signals. Must run inside a tokio runtime.
-    pub fn install() -> io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            hangup: signal(SignalKind::hangup())?,
-            terminate: signal(SignalKind::terminate())?,
-            interrupt: signal(SignalKind::interrupt())?,
-            upgrade: signal(SignalKind::user_defined2())?,
-        })
     }
 }

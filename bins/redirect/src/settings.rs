@@ -665,26 +665,26 @@ pub fn parse_servers(text: &str) -> Result<Vec<SocketAddr>, RedirectError> {
 /// `DNS_RESOLVE_IP`: an IPv4 address, `arrival` (or empty) for the address
 /// each query arrived on, or `none` for NODATA.
 pub fn parse_ipv4_source(text: &str) -> Result<AddressSource<Ipv4Addr>, RedirectError> {
-    match text.trim() {
-        "" | "arrival" => Ok(AddressSource::ArrivalAddress),
-        "none" => Ok(AddressSource::None),
-        other => other.parse().map(AddressSource::Fixed).map_err(|_| RedirectError::InvalidSetting {
-            setting: "DNS_RESOLVE_IP",
-            value: text.to_owned(),
-            problem: "not an IPv4 address, \"arrival\" or \"none\"",
-        }),
-    }
+    parse_address_source(text, "DNS_RESOLVE_IP", "not an IPv4 address, \"arrival\" or \"none\"")
 }
 
 /// `DNS_RESOLVE_IPV6`: an IPv6 address, `arrival` (or empty), or `none`.
 pub fn parse_ipv6_source(text: &str) -> Result<AddressSource<Ipv6Addr>, RedirectError> {
+    parse_address_source(text, "DNS_RESOLVE_IPV6", "not an IPv6 address, \"arrival\" or \"none\"")
+}
+
+fn parse_address_source<A: FromStr>(
+    text: &str,
+    setting: &'static str,
+    problem: &'static str,
+) -> Result<AddressSource<A>, RedirectError> {
     match text.trim() {
         "" | "arrival" => Ok(AddressSource::ArrivalAddress),
         "none" => Ok(AddressSource::None),
         other => other.parse().map(AddressSource::Fixed).map_err(|_| RedirectError::InvalidSetting {
-            setting: "DNS_RESOLVE_IPV6",
+            setting,
             value: text.to_owned(),
-            problem: "not an IPv6 address, \"arrival\" or \"none\"",
+            problem,
         }),
     }
 }

@@ -278,28 +278,16 @@ pub async fn ask_address(server: SocketAddr, name: &str, timeout: Duration) -> P
 /// With nothing left there are none.
 pub fn system_upstreams(resolv_conf: &Path, systemd_resolv_conf: &Path, own: &[SocketAddr]) -> UpstreamChoice {
     let mut skipped = Vec::new();
-    let servers = usable_nameservers(resolv_conf, own, &mut skipped);
-    if !servers.is_empty() {
-        return UpstreamChoice {
-            servers,
-            source: UpstreamSource::ResolvConf(resolv_conf.to_path_buf()),
-            skipped,
-            verification: None,
-        };
+    let mut servers = usable_nameservers(resolv_conf, own, &mut skipped);
+    let mut source = UpstreamSource::ResolvConf(resolv_conf.to_path_buf());
+    if servers.is_empty() && skipped.iter().any(|skip| is_systemd_stub(skip.address.ip())) {
+        servers = usable_nameservers(systemd_resolv_conf, own, &mut skipped);
+        source = UpstreamSource::SystemdResolved(systemd_resolv_conf.to_path_buf());
     }
-    let stub_only = skipped.iter().any(|skip| is_systemd_stub(skip.address.ip()));
-    if stub_only {
-        let servers = usable_nameservers(systemd_resolv_conf, own, &mut skipped);
-        if !servers.is_empty() {
-            return UpstreamChoice {
-                servers,
-                source: UpstreamSource::SystemdResolved(systemd_resolv_conf.to_path_buf()),
-                skipped,
-                verification: None,
-            };
-        }
+    if servers.is_empty() {
+        source = UpstreamSource::None;
     }
-    UpstreamChoice { servers: Vec::new(), source: UpstreamSource::None, skipped, verification: None }
+    UpstreamChoice { servers, source, skipped, verification: None }
 }
 
 fn is_systemd_stub(ip: IpAddr) -> bool {

@@ -106,12 +106,35 @@ containers:
     volumeMounts:
       - {name: config, mountPath: /etc/signpost, readOnly: true}
       - {name: tmp, mountPath: /tmp}
+      {{- if .Values.dnstap.enabled }}
+      - {name: dnstap, mountPath: /run/dnstap}
+      {{- if .Values.dnstap.tls.secretName }}
+      - {name: dnstap-tls, mountPath: /etc/signpost-dnstap, readOnly: true}
+      {{- end }}
+      {{- end }}
+  {{- if and .Values.dnstap.enabled .Values.dnstap.sidecar }}
+  - {{- toYaml (omit .Values.dnstap.sidecar "volumeMounts") | nindent 4 }}
+    volumeMounts:
+      - {name: dnstap, mountPath: /run/dnstap}
+      {{- with .Values.dnstap.sidecar.volumeMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+  {{- end }}
 volumes:
   - name: config
     configMap:
       name: {{ include "signpost.fullname" . }}
   - name: tmp
     emptyDir: {}
+  {{- if .Values.dnstap.enabled }}
+  - name: dnstap
+    emptyDir: {}
+  {{- with .Values.dnstap.tls.secretName }}
+  - name: dnstap-tls
+    secret:
+      secretName: {{ . }}
+  {{- end }}
+  {{- end }}
 {{- with .Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}

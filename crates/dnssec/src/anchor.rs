@@ -68,43 +68,13 @@ impl TrustAnchors {
     /// `;;state=N` after each key) are not trusted. `file` names the source in errors.
     pub fn add_text(&mut self, text: &str, file: &str) -> Result<usize, Error> {
         let mut added = 0;
-        let mut entry = String::new();
-        let mut entry_line = 0;
-        let mut depth = 0i32;
-        let mut state_ok = true;
-        for (index, line) in text.lines().enumerate() {
-            let (code, comment) = line.split_once(';').unwrap_or((line, ""));
-            if let Some(state) = comment.split(";;").find_map(|part| part.trim().strip_prefix("state=")) {
-                let number = state.split_whitespace().next().unwrap_or("");
-                // unbound's autotrust states: 2 VALID and 3 MISSING are anchors.
-                state_ok &= matches!(number, "2" | "3");
-            }
-            if entry.is_empty() {
-                entry_line = index + 1;
-                if code.trim_start().starts_with('$') {
-                    return Err(Error::TrustAnchor {
-                        file: file.to_owned(),
-                        line: index + 1,
-                        rule: "directives such as $ORIGIN are not supported in trust anchor files",
-                    });
-                }
-            }
-            depth += code.matches('(').count() as i32 - code.matches(')').count() as i32;
-            entry.push_str(code);
-            entry.push(' ');
-            if depth > 0 {
-                continue;
-            }
-            if !entry.trim().is_empty() && state_ok {
-                self.add_entry(&entry, file, entry_line)?;
+        for entry in file_entries(text, file)? {
+            // unbound's autotrust states: 2 VALID and 3 MISSING are anchors; no state is VALID.
+            let trusted = entry.number_after("state=").is_none_or(|state| matches!(state, 2 | 3));
+            if trusted {
+                self.add_entry(&entry.code, file, entry.line)?;
                 added += 1;
             }
-            entry.clear();
-            depth = 0;
-            state_ok = true;
-        }
-        if depth > 0 {
-            return Err(Error::TrustAnchor { file: file.to_owned(), line: entry_line, rule: "unclosed parenthesis" });
         }
         Ok(added)
     }
@@ -115,46 +85,25 @@ impl TrustAnchors {
     }
 
     fn add_entry(&mut self, text: &str, file: &str, line: usize) -> Result<(), Error> {
-        let record_error = |source| Error::TrustAnchorRecord { file: file.to_owned(), line, source };
-        let anchor_error = |rule| Error::TrustAnchor { file: file.to_owned(), line, rule };
-        let tokens = tokenize(text).map_err(record_error)?;
-        let Some((owner, rest)) = tokens.split_first() else {
-            return Err(anchor_error("empty trust anchor"));
-        };
-        let name = NameBuf::from_presentation(owner.text).map_err(record_error)?.to_lowercase();
-        let fields = parse_ttl_class_type(rest, text.len()).map_err(record_error)?;
-        let words: Vec<&str> = fields.rdata.iter().map(|token| token.text).collect();
-        match fields.rtype {
-            RecordType::DS => {
-                let [tag, algorithm, digest_type, digest @ ..] = words.as_slice() else {
-                    return Err(anchor_error("DS needs key tag, algorithm, digest type and digest"));
-                };
-                let ds = Ds {
-                    key_tag: tag.parse().map_err(|_| anchor_error("DS key tag is not a number"))?,
-                    algorithm: algorithm.parse().map_err(|_| anchor_error("DS algorithm is not a number"))?,
-                    digest_type: digest_type.parse().map_err(|_| anchor_error("DS digest type is not a number"))?,
-                    digest: hex_decode(&digest.concat()).ok_or_else(|| anchor_error("DS digest is not hex"))?,
-                };
-                self.entry(name).ds.push(ds);
-            }
-            RecordType::DNSKEY => {
-                let [flags, protocol, algorithm, key @ ..] = words.as_slice() else {
-                    return Err(anchor_error("DNSKEY needs flags, protocol, algorithm and key"));
-                };
-                let key = Dnskey {
-                    flags: flags.parse().map_err(|_| anchor_error("DNSKEY flags are not a number"))?,
-                    protocol: protocol.parse().map_err(|_| anchor_error("DNSKEY protocol is not a number"))?,
-                    algorithm: algorithm.parse().map_err(|_| anchor_error("DNSKEY algorithm is not a number"))?,
-                    public_key: base64_decode(&key.concat(), 0).map_err(record_error)?,
-                };
-                if key.public_key.is_empty() {
-                    return Err(anchor_error("DNSKEY has no key"));
-                }
-                self.entry(name).keys.push(key);
-            }
-            _ => return Err(anchor_error("a trust anchor is a DS or DNSKEY record")),
-        }
+        let (name, _, record) = parse_anchor_record(text, file, line)?;
+        self.add_anchor_record(name, record);
         Ok(())
+    }
+
+    fn add_anchor_record(&mut self, name: NameBuf, record: AnchorRecord) {
+        match record {
+            AnchorRecord::Ds(ds) => self.entry(name).ds.push(ds),
+            AnchorRecord::Dnskey(key) => self.entry(name).keys.push(key),
+        }
+    }
+
+    /// Put `anchor` in place of the zone's anchor (RFC 5011 tracking changed
+    /// it), or remove the zone's anchor when `anchor` has neither DS nor keys.
+    pub fn replace(&mut self, zone: &NameBuf, anchor: Option<Anchor>) {
+        self.anchors.retain(|existing| existing.name != *zone);
+        if let Some(anchor) = anchor.filter(|anchor| !anchor.ds.is_empty() || !anchor.keys.is_empty()) {
+            self.anchors.push(anchor);
+        }
     }
 
     fn entry(&mut self, name: NameBuf) -> &mut Anchor {
@@ -184,6 +133,115 @@ pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
     }
     let digit = |byte: u8| (byte as char).to_digit(16);
     text.as_bytes().chunks(2).map(|pair| Some((digit(*pair.first()?)? * 16 + digit(*pair.get(1)?)?) as u8)).collect()
+}
+
+/// A DS or DNSKEY record of a trust anchor file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AnchorRecord {
+    Ds(Ds),
+    Dnskey(Dnskey),
+}
+
+/// One record of an anchor file: where it starts, its text without
+/// comments (parentheses joined), and its comments (unbound's `;;state=2`).
+pub(crate) struct FileEntry {
+    pub(crate) line: usize,
+    pub(crate) code: String,
+    pub(crate) comments: String,
+}
+
+impl FileEntry {
+    /// The number after `key` in the comments (`state=` in `;;state=2 [ VALID ]`).
+    pub(crate) fn number_after(&self, key: &str) -> Option<u64> {
+        let (_, rest) = self.comments.split_once(key)?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    }
+}
+
+/// The records of zone-file text with their comments: lines that are only
+/// comments are left out, `$` directives refused.
+pub(crate) fn file_entries(text: &str, file: &str) -> Result<Vec<FileEntry>, Error> {
+    let mut entries = Vec::new();
+    let mut entry = FileEntry { line: 0, code: String::new(), comments: String::new() };
+    let mut depth = 0i32;
+    for (index, line) in text.lines().enumerate() {
+        let (code, comment) = line.split_once(';').unwrap_or((line, ""));
+        if depth == 0 {
+            entry.line = index + 1;
+            if code.trim_start().starts_with('$') {
+                return Err(Error::TrustAnchor {
+                    file: file.to_owned(),
+                    line: index + 1,
+                    rule: "directives such as $ORIGIN are not supported in trust anchor files",
+                });
+            }
+        }
+        depth += code.matches('(').count() as i32 - code.matches(')').count() as i32;
+        entry.code.push_str(code);
+        entry.code.push(' ');
+        entry.comments.push_str(comment);
+        entry.comments.push(' ');
+        if depth > 0 {
+            continue;
+        }
+        let done = std::mem::replace(&mut entry, FileEntry { line: 0, code: String::new(), comments: String::new() });
+        if !done.code.trim().is_empty() {
+            entries.push(done);
+        }
+        depth = 0;
+    }
+    if depth > 0 {
+        return Err(Error::TrustAnchor { file: file.to_owned(), line: entry.line, rule: "unclosed parenthesis" });
+    }
+    Ok(entries)
+}
+
+/// Read one DS or DNSKEY record in presentation form: owner (lowercased), TTL if given, record.
+pub(crate) fn parse_anchor_record(
+    text: &str,
+    file: &str,
+    line: usize,
+) -> Result<(NameBuf, Option<u32>, AnchorRecord), Error> {
+    let record_error = |source| Error::TrustAnchorRecord { file: file.to_owned(), line, source };
+    let anchor_error = |rule| Error::TrustAnchor { file: file.to_owned(), line, rule };
+    let tokens = tokenize(text).map_err(record_error)?;
+    let Some((owner, rest)) = tokens.split_first() else {
+        return Err(anchor_error("empty trust anchor"));
+    };
+    let name = NameBuf::from_presentation(owner.text).map_err(record_error)?.to_lowercase();
+    let fields = parse_ttl_class_type(rest, text.len()).map_err(record_error)?;
+    let words: Vec<&str> = fields.rdata.iter().map(|token| token.text).collect();
+    let record = match fields.rtype {
+        RecordType::DS => {
+            let [tag, algorithm, digest_type, digest @ ..] = words.as_slice() else {
+                return Err(anchor_error("DS needs key tag, algorithm, digest type and digest"));
+            };
+            AnchorRecord::Ds(Ds {
+                key_tag: tag.parse().map_err(|_| anchor_error("DS key tag is not a number"))?,
+                algorithm: algorithm.parse().map_err(|_| anchor_error("DS algorithm is not a number"))?,
+                digest_type: digest_type.parse().map_err(|_| anchor_error("DS digest type is not a number"))?,
+                digest: hex_decode(&digest.concat()).ok_or_else(|| anchor_error("DS digest is not hex"))?,
+            })
+        }
+        RecordType::DNSKEY => {
+            let [flags, protocol, algorithm, key @ ..] = words.as_slice() else {
+                return Err(anchor_error("DNSKEY needs flags, protocol, algorithm and key"));
+            };
+            let key = Dnskey {
+                flags: flags.parse().map_err(|_| anchor_error("DNSKEY flags are not a number"))?,
+                protocol: protocol.parse().map_err(|_| anchor_error("DNSKEY protocol is not a number"))?,
+                algorithm: algorithm.parse().map_err(|_| anchor_error("DNSKEY algorithm is not a number"))?,
+                public_key: base64_decode(&key.concat(), 0).map_err(record_error)?,
+            };
+            if key.public_key.is_empty() {
+                return Err(anchor_error("DNSKEY has no key"));
+            }
+            AnchorRecord::Dnskey(key)
+        }
+        _ => return Err(anchor_error("a trust anchor is a DS or DNSKEY record")),
+    };
+    Ok((name, fields.ttl, record))
 }
 
 /// The root KSK-2017 (key tag 20326), for tests.

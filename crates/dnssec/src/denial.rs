@@ -102,6 +102,41 @@ fn blocks_descendants(owner: &NameBuf, types: &crate::records::TypeBitmap, name:
         && ((types.contains(RecordType::NS) && !types.contains(RecordType::SOA)) || types.contains(RecordType::DNAME))
 }
 
+/// The closest encloser of `qname` an NSEC covering it shows: the longer
+/// of its common ancestors with the owner and the next name.
+fn closest_encloser(qname: &NameBuf, covering: &OwnedNsec) -> NameBuf {
+    let by_owner = common_ancestor(qname, &covering.owner);
+    let by_next = common_ancestor(qname, &covering.nsec.next);
+    if by_owner.label_count() >= by_next.label_count() { by_owner } else { by_next }
+}
+
+/// Which of `records` (indexes) a proof about `qname` rests on: the NSEC
+/// at it, or the one covering it and the one at or covering the wildcard of
+/// its closest encloser. What they prove is [`prove_nsec`]'s to say.
+pub(crate) fn nsec_proof_records(records: &[OwnedNsec], qname: &NameBuf) -> Vec<usize> {
+    if let Some(index) = records.iter().position(|record| record.owner == *qname) {
+        return vec![index];
+    }
+    let Some(index) = records.iter().position(|record| nsec_covers(&record.owner, &record.nsec.next, qname)) else {
+        return Vec::new();
+    };
+    let mut used = vec![index];
+    let Some(covering) = records.get(index) else { return used };
+    if covering.nsec.next.is_subdomain_of(qname) {
+        // An empty non-terminal: the covering NSEC is the whole proof.
+        return used;
+    }
+    let Some(wildcard) = wildcard_of(&closest_encloser(qname, covering)) else { return used };
+    let at_wildcard = records.iter().position(|record| record.owner == wildcard);
+    let covers_wildcard = || records.iter().position(|record| nsec_covers(&record.owner, &record.nsec.next, &wildcard));
+    if let Some(other) = at_wildcard.or_else(covers_wildcard)
+        && other != index
+    {
+        used.push(other);
+    }
+    used
+}
+
 /// Prove with NSEC records that `qname`/`qtype` does not exist.
 pub fn prove_nsec(records: &[OwnedNsec], qname: &NameBuf, qtype: RecordType) -> Result<Denial, DenialFailure> {
     if let Some(found) = records.iter().find(|record| record.owner == *qname) {
@@ -130,12 +165,7 @@ pub fn prove_nsec(records: &[OwnedNsec], qname: &NameBuf, qtype: RecordType) -> 
     if covering.nsec.next != *qname && covering.nsec.next.is_subdomain_of(qname) {
         return Ok(Denial::NoData { delegation: false });
     }
-    let encloser = {
-        let by_owner = common_ancestor(qname, &covering.owner);
-        let by_next = common_ancestor(qname, &covering.nsec.next);
-        if by_owner.label_count() >= by_next.label_count() { by_owner } else { by_next }
-    };
-    let wildcard = wildcard_of(&encloser).ok_or(DenialFailure::Missing)?;
+    let wildcard = wildcard_of(&closest_encloser(qname, covering)).ok_or(DenialFailure::Missing)?;
     if let Some(at_wildcard) = records.iter().find(|record| record.owner == wildcard) {
         // The wildcard exists: only a NODATA from it is possible.
         let types = &at_wildcard.nsec.types;

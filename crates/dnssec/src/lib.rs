@@ -24,7 +24,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod aggressive;
 pub mod anchor;
+pub mod autotrust;
 pub mod crypto;
 pub mod denial;
 mod error;
@@ -37,7 +39,9 @@ mod validator;
 pub mod fuzzing;
 
 pub use anchor::{Anchor, TrustAnchors};
+pub use autotrust::{HoldDown, KeyEvent, KeyState, Probe, TrustPoint};
 pub use error::Error;
 pub use validator::{
-    Bogus, BogusReason, InsecureReason, Query, Security, Step, Validation, Validator, ValidatorConfig, Verdict,
+    Bogus, BogusReason, InsecureReason, Query, Security, Step, TrustPointUpdate, Validation, Validator,
+    ValidatorConfig, Verdict,
 };

@@ -267,6 +267,11 @@ impl TypeBitmap {
         false
     }
 
+    /// The bitmap in wire form.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Build a bitmap from types (for tests and fixtures).
     pub fn from_types(types: &[RecordType]) -> Self {
         let mut sorted: Vec<u16> = types.iter().map(|t| t.0).collect();

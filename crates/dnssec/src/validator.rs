@@ -15,11 +15,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use signpost_wire::{ExtendedErrorCode, Message, NameBuf, Rcode, RecordType, Section};
 
+use crate::aggressive::NsecCache;
 use crate::anchor::{Anchor, TrustAnchors};
+use crate::autotrust::{HoldDown, KeyEvent, TrustPoint};
 use crate::crypto;
 use crate::denial::{self, Denial, DenialFailure, OwnedNsec, OwnedNsec3};
 use crate::records::{Dnskey, Ds, Nsec, Nsec3};
@@ -40,11 +44,23 @@ pub struct ValidatorConfig {
     pub max_queries: usize,
     /// Most seconds a cached chain result is kept (`val-max-ttl`-like cap; unbound's `key-cache` TTL cap is a day).
     pub max_cache_ttl: u32,
+    /// RFC 5011 hold-downs of tracked trust anchors (`add-holddown`, `del-holddown`, `keep-missing`).
+    pub hold_down: HoldDown,
+    /// RFC 8198: keep validated NSEC records and answer from them (`aggressive-nsec`, on by default).
+    pub aggressive_nsec: bool,
 }
 
 impl Default for ValidatorConfig {
     fn default() -> Self {
-        Self { skew: Skew::default(), bogus_ttl: 60, nsec3_max_iterations: 150, max_queries: 48, max_cache_ttl: 86_400 }
+        Self {
+            skew: Skew::default(),
+            bogus_ttl: 60,
+            nsec3_max_iterations: 150,
+            max_queries: 48,
+            max_cache_ttl: 86_400,
+            hold_down: HoldDown::default(),
+            aggressive_nsec: true,
+        }
     }
 }
 
@@ -233,10 +249,40 @@ struct Cached {
 /// Trust anchors, insecure names, settings and the shared chain cache.
 #[derive(Debug)]
 pub struct Validator {
-    anchors: TrustAnchors,
+    /// Changed only by RFC 5011 tracking.
+    anchors: RwLock<Arc<TrustAnchors>>,
     insecure: Vec<NameBuf>,
     config: ValidatorConfig,
     cache: Mutex<HashMap<NameBuf, Cached>>,
+    tracked: Mutex<Vec<Tracked>>,
+    /// Some tracked trust point has news for [`Validator::take_trust_point_updates`].
+    tracking_news: AtomicBool,
+    /// Validated NSEC records for RFC 8198.
+    nsecs: Mutex<NsecCache>,
+}
+
+/// An RFC 5011 trust point and where its state is kept.
+#[derive(Debug)]
+struct Tracked {
+    point: TrustPoint,
+    file: PathBuf,
+    write: bool,
+    events: Vec<KeyEvent>,
+}
+
+/// A tracked trust point's news: its state file to write, and what changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustPointUpdate {
+    /// The zone.
+    pub zone: NameBuf,
+    /// The file the point was read from (as given to [`Validator::track`]).
+    pub file: PathBuf,
+    /// The file's new text, in unbound's format; `None` when only events are new.
+    pub text: Option<String>,
+    /// Keys that changed state since the last update.
+    pub events: Vec<KeyEvent>,
+    /// The zone has no trusted key left (every one revoked).
+    pub revoked: bool,
 }
 
 /// Largest number of names the chain cache keeps before it is cleared.
@@ -247,7 +293,85 @@ impl Validator {
     /// `domain-insecure`, negative trust anchors) and everything below them
     /// are not validated.
     pub fn new(anchors: TrustAnchors, insecure: Vec<NameBuf>, config: ValidatorConfig) -> Self {
-        Self { anchors, insecure, config, cache: Mutex::new(HashMap::new()) }
+        Self {
+            anchors: RwLock::new(Arc::new(anchors)),
+            insecure,
+            config,
+            cache: Mutex::new(HashMap::new()),
+            tracked: Mutex::new(Vec::new()),
+            tracking_news: AtomicBool::new(false),
+            nsecs: Mutex::new(NsecCache::default()),
+        }
+    }
+
+    /// Track `point` (read from `file`) by RFC 5011: its anchor replaces any
+    /// other for the zone, and each DNSKEY set the validator fetches for the
+    /// zone moves its keys along; [`Validator::take_trust_point_updates`]
+    /// hands out the file's new text.
+    pub fn track(&self, point: TrustPoint, file: PathBuf) {
+        self.set_anchor(&point.zone, point.anchor());
+        if let Ok(mut tracked) = self.tracked.lock() {
+            tracked.retain(|entry| entry.point.zone != point.zone);
+            tracked.push(Tracked { point, file, write: false, events: Vec::new() });
+        }
+    }
+
+    /// The tracked trust points' news since the last call: state files to
+    /// write back, keys that changed state. Cheap when there is none.
+    pub fn take_trust_point_updates(&self) -> Vec<TrustPointUpdate> {
+        if !self.tracking_news.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        let Ok(mut tracked) = self.tracked.lock() else { return Vec::new() };
+        tracked
+            .iter_mut()
+            .filter(|entry| entry.write || !entry.events.is_empty())
+            .map(|entry| TrustPointUpdate {
+                zone: entry.point.zone.clone(),
+                file: entry.file.clone(),
+                text: std::mem::take(&mut entry.write).then(|| entry.point.to_text()),
+                events: std::mem::take(&mut entry.events),
+                revoked: entry.point.revoked,
+            })
+            .collect()
+    }
+
+    /// The tracked trust points, as they stand.
+    pub fn trust_points(&self) -> Vec<TrustPoint> {
+        self.tracked.lock().map(|tracked| tracked.iter().map(|entry| entry.point.clone()).collect()).unwrap_or_default()
+    }
+
+    fn set_anchor(&self, zone: &NameBuf, anchor: Option<Anchor>) {
+        if let Ok(mut anchors) = self.anchors.write() {
+            let mut changed = TrustAnchors::clone(&anchors);
+            changed.replace(zone, anchor);
+            *anchors = Arc::new(changed);
+        }
+        // Keys learned under the old anchor may no longer be trusted.
+        self.clear_cache();
+    }
+
+    /// Whether `zone` is an RFC 5011 trust point.
+    fn is_tracked(&self, zone: &NameBuf) -> bool {
+        self.tracked.lock().is_ok_and(|tracked| tracked.iter().any(|entry| entry.point.zone == *zone))
+    }
+
+    /// A DNSKEY set fetched for a tracked zone: run RFC 5011's events.
+    fn observe_dnskeys(&self, set: &Rrset, now: u64) {
+        let changed = {
+            let Ok(mut tracked) = self.tracked.lock() else { return };
+            let Some(entry) = tracked.iter_mut().find(|entry| entry.point.zone == set.owner) else { return };
+            let probe = entry.point.handle_dnskeys(set, now, self.config.hold_down, self.config.skew);
+            entry.write |= probe.write;
+            entry.events.extend(probe.events);
+            if probe.write || !entry.events.is_empty() {
+                self.tracking_news.store(true, Ordering::Release);
+            }
+            probe.anchor_changed.then(|| entry.point.anchor())
+        };
+        if let Some(anchor) = changed {
+            self.set_anchor(&set.owner, anchor);
+        }
     }
 
     /// The settings.
@@ -255,9 +379,9 @@ impl Validator {
         &self.config
     }
 
-    /// The trust anchors.
-    pub fn anchors(&self) -> &TrustAnchors {
-        &self.anchors
+    /// The trust anchors as they stand (RFC 5011 tracking may change them).
+    pub fn anchors(&self) -> Arc<TrustAnchors> {
+        self.anchors.read().map(|anchors| Arc::clone(&anchors)).unwrap_or_default()
     }
 
     /// Start validating `response` (a full DNS message from upstream, asked
@@ -273,10 +397,49 @@ impl Validator {
         }
     }
 
-    /// Drop every cached chain result (after a reload of the anchors).
+    /// Drop every cached chain result and kept NSEC record (after a change of the anchors).
     pub fn clear_cache(&self) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.clear();
+        }
+        if let Ok(mut nsecs) = self.nsecs.lock() {
+            nsecs.clear();
+        }
+    }
+
+    /// RFC 8198: the answer to `query` (a client's question) that validated
+    /// NSEC records kept from earlier negative answers prove — NXDOMAIN or
+    /// NODATA, with the SOA, the NSEC records and their RRSIGs, shaped as an
+    /// upstream's answer to a DO query; secure without asking upstream.
+    /// `None` when `aggressive_nsec` is off or nothing kept proves it.
+    pub fn synthesize_negative(&self, query: &[u8], now: u64) -> Option<Vec<u8>> {
+        if !self.config.aggressive_nsec {
+            return None;
+        }
+        let synthesized = self.nsecs.lock().ok()?.synthesize(query, now)?;
+        let qname = Message::parse(&synthesized.response).ok()?.first_question().ok()??.name().to_name_buf();
+        if self.is_declared_insecure(&qname) {
+            return None;
+        }
+        Some(synthesized.response)
+    }
+
+    fn keep_nsecs(&self, zone: &NameBuf, authority: &[Rrset], now: u64) {
+        if !self.config.aggressive_nsec {
+            return;
+        }
+        let cap = self.config.max_cache_ttl;
+        let soa = authority
+            .iter()
+            .find(|set| set.rtype == RecordType::SOA && set.owner == *zone)
+            .map(|set| (set, kept_ttl(set, now).min(cap)));
+        let nsecs: Vec<(&Rrset, u32)> = authority
+            .iter()
+            .filter(|set| set.rtype == RecordType::NSEC && set.owner.is_subdomain_of(zone))
+            .map(|set| (set, kept_ttl(set, now).min(cap)))
+            .collect();
+        if let Ok(mut cache) = self.nsecs.lock() {
+            cache.insert(zone, soa, &nsecs, now);
         }
     }
 
@@ -642,6 +805,13 @@ impl Validation<'_> {
         } else {
             Err(DenialFailure::Missing)
         };
+        let secure = matches!(
+            (&proof, nxdomain),
+            (Ok(Denial::NxDomain), true) | (Ok(Denial::NoData { delegation: false }), false)
+        );
+        if secure && !nsecs.is_empty() {
+            self.validator.keep_nsecs(&zone, authority, self.now);
+        }
         Ok(match proof {
             Ok(Denial::NxDomain) if nxdomain => Ok(ttl),
             Ok(Denial::NoData { delegation: false }) if !nxdomain => Ok(ttl),
@@ -672,7 +842,8 @@ impl Validation<'_> {
         if self.validator.is_declared_insecure(target) {
             return Ok(ZoneState::Insecure(InsecureReason::DomainInsecure));
         }
-        let Some(anchor) = self.validator.anchors.closest(target) else {
+        let anchors = self.validator.anchors();
+        let Some(anchor) = anchors.closest(target) else {
             return Ok(ZoneState::Insecure(InsecureReason::NoTrustAnchor));
         };
         let anchor = anchor.clone();
@@ -719,6 +890,26 @@ impl Validation<'_> {
 
     /// The keys of an anchored zone: its DNSKEY set, self-signed by a key the anchor names.
     fn anchor_keys(&mut self, anchor: &Anchor) -> Result<(Cut, u32), Pending> {
+        if self.validator.is_tracked(&anchor.name) {
+            // RFC 5011: every DNSKEY set of a tracked zone is a probe, which may change the anchor.
+            if let Ok(bytes) = self.fetch(&anchor.name, RecordType::DNSKEY)?
+                && let Ok(message) = Message::parse(bytes)
+                && let Ok(answers) = rrset::rrsets(&message, Section::Answer)
+                && let Some(set) =
+                    answers.iter().find(|set| set.rtype == RecordType::DNSKEY && set.owner == anchor.name)
+            {
+                self.validator.observe_dnskeys(set, self.now);
+            }
+            let anchors = self.validator.anchors();
+            let Some(current) = anchors.iter().find(|current| current.name == anchor.name) else {
+                return Ok((Cut::Insecure(InsecureReason::NoTrustAnchor), self.validator.config.bogus_ttl));
+            };
+            return self.anchor_keys_with(&current.clone());
+        }
+        self.anchor_keys_with(anchor)
+    }
+
+    fn anchor_keys_with(&mut self, anchor: &Anchor) -> Result<(Cut, u32), Pending> {
         let usable: Vec<&Ds> = usable_ds(&anchor.ds);
         if usable.is_empty() && anchor.keys.iter().all(|key| !crypto::algorithm_supported(key.algorithm)) {
             return Ok((Cut::Insecure(InsecureReason::UnsupportedAlgorithm), self.validator.config.max_cache_ttl));
@@ -867,7 +1058,7 @@ fn usable_ds(dses: &[Ds]) -> Vec<&Ds> {
 }
 
 /// Whether some DS matches `key` at `owner`.
-fn ds_matches(dses: &[&Ds], owner: &NameBuf, key: &Dnskey) -> bool {
+pub(crate) fn ds_matches(dses: &[&Ds], owner: &NameBuf, key: &Dnskey) -> bool {
     let rdata = key.to_wire();
     let tag = key.key_tag();
     let owner = owner.to_lowercase();
@@ -875,6 +1066,15 @@ fn ds_matches(dses: &[&Ds], owner: &NameBuf, key: &Dnskey) -> bool {
         ds.key_tag == tag
             && ds.algorithm == key.algorithm
             && crypto::ds_digest(ds.digest_type, owner.as_wire(), &rdata).is_some_and(|digest| digest == ds.digest)
+    })
+}
+
+/// How long a verified RRset may be kept: its TTL, its signatures' original
+/// TTL and the time to their expiry, whichever ends first.
+fn kept_ttl(set: &Rrset, now: u64) -> u32 {
+    set.signatures.iter().fold(set.ttl, |ttl, (rrsig_ttl, rrsig)| {
+        let left = u64::from(rrsig.expiration).saturating_sub(now);
+        ttl.min(*rrsig_ttl).min(rrsig.original_ttl).min(u32::try_from(left).unwrap_or(u32::MAX))
     })
 }
 

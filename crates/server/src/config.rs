@@ -381,9 +381,24 @@ pub struct DnstapConfig {
     /// given (Unbound's `dnstap-ip`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<SocketAddr>,
-    /// TLS to the collector (Unbound's `dnstap-tls`): not implemented, so
-    /// `true` is refused at start-up rather than sent in the clear.
+    /// TLS to the collector at `address` (Unbound's `dnstap-tls`); the
+    /// certificate is checked against `tls_server_name`, or the address.
     pub tls: bool,
+    /// The name the collector's certificate must carry (Unbound's
+    /// `dnstap-tls-server-name`); default: the collector's IP address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// A PEM file of the CA certificates that may sign the collector's
+    /// certificate (Unbound's `dnstap-tls-cert-bundle`); default: the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_bundle: Option<PathBuf>,
+    /// The certificate chain to present to the collector, PEM (Unbound's
+    /// `dnstap-tls-client-cert-file`); with `tls_client_key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// Its private key, PEM (Unbound's `dnstap-tls-client-key-file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_key_file: Option<PathBuf>,
     /// Put `identity` in every message.
     pub send_identity: bool,
     /// Put `version` in every message.
@@ -416,6 +431,10 @@ impl Default for DnstapConfig {
             socket_path: None,
             address: None,
             tls: false,
+            tls_server_name: None,
+            tls_cert_bundle: None,
+            tls_client_cert_file: None,
+            tls_client_key_file: None,
             send_identity: true,
             send_version: true,
             identity: None,

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prost::Message as _;
+use rustls_pki_types::ServerName;
 use signpost_rules::Transport;
 use signpost_upstream::{Protocol, Resolved, UpstreamError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -343,6 +344,12 @@ pub(crate) struct Tap {
 enum Destination {
     Unix(PathBuf),
     Tcp(SocketAddr),
+    /// TCP with TLS: the certificate must be valid for `name`.
+    Tls {
+        address: SocketAddr,
+        name: ServerName<'static>,
+        config: Arc<rustls::ClientConfig>,
+    },
 }
 
 impl std::fmt::Display for Destination {
@@ -350,6 +357,7 @@ impl std::fmt::Display for Destination {
         match self {
             Self::Unix(path) => write!(f, "unix:{}", path.display()),
             Self::Tcp(address) => write!(f, "tcp:{address}"),
+            Self::Tls { address, .. } => write!(f, "tls:{address}"),
         }
     }
 }
@@ -381,12 +389,17 @@ impl Tap {
         if !config.enable {
             return Ok(None);
         }
-        if config.tls {
-            return Err(Error::DnstapConfig {
-                problem: "TLS to the collector (dnstap-tls / tls = true) is not supported; use a unix socket or a TCP address on a trusted network",
-            });
-        }
         let destination = match (&config.address, &config.socket_path) {
+            (Some(address), _) if config.tls => Destination::Tls {
+                address: *address,
+                name: tls_server_name(config, *address)?,
+                config: tls_client_config(config)?,
+            },
+            (None, _) if config.tls => {
+                return Err(Error::DnstapConfig {
+                    problem: "tls needs the collector's TCP address (address / dnstap-ip), not a unix socket",
+                });
+            }
             (Some(address), _) => Destination::Tcp(*address),
             (None, Some(path)) => Destination::Unix(path.clone()),
             (None, None) => {
@@ -451,10 +464,11 @@ impl Tap {
     }
 
     /// An upstream resolution ended: a FORWARDER_QUERY per try (each when
-    /// it started) and a FORWARDER_RESPONSE for the answer. They are sent
-    /// when the resolution ends; the times say when each happened. The
-    /// query's bytes are ours before the upstream client gave it its
-    /// random ID (0 here).
+    /// it started, to its server, with the message ID it went out with) and
+    /// a FORWARDER_RESPONSE for the answer, as Unbound logs a forward
+    /// zone's queries. They are sent when the resolution ends; the times
+    /// say when each happened. A try whose ID is unknown (a TCP or TLS try
+    /// that got no answer) shows ID 0.
     pub(crate) fn forwarded(&self, query: &[u8], outcome: &Result<Resolved, UpstreamError>) {
         if !self.kinds.forwarder_query && !self.kinds.forwarder_response {
             return;
@@ -467,7 +481,7 @@ impl Tap {
             for attempt in attempts {
                 let mut message = forwarder_message(MessageType::ForwarderQuery, attempt.server, attempt.protocol);
                 (message.query_time_sec, message.query_time_nsec) = split_time(attempt.started);
-                message.query_message = Some(query.to_vec());
+                message.query_message = Some(with_id(query, attempt.id));
                 self.push(message);
             }
         }
@@ -475,15 +489,31 @@ impl Tap {
             && let Ok(resolved) = outcome
         {
             let mut message = forwarder_message(MessageType::ForwarderResponse, resolved.server, resolved.protocol);
-            if let Some(attempt) = attempts.iter().rev().find(|attempt| attempt.server == resolved.server) {
+            // The try that was answered: its server, protocol and the answer's ID.
+            let answer_id = signpost_wire::Header::parse(&resolved.response).map(|header| header.id).ok();
+            let answered = attempts.iter().rev().find(|attempt| {
+                attempt.server == resolved.server
+                    && attempt.protocol == resolved.protocol
+                    && (attempt.id.is_none() || attempt.id == answer_id)
+            });
+            if let Some(attempt) = answered {
                 (message.query_time_sec, message.query_time_nsec) = split_time(attempt.started);
             }
             (message.response_time_sec, message.response_time_nsec) = split_time(SystemTime::now());
-            message.query_message = Some(query.to_vec());
+            message.query_message = Some(with_id(query, answer_id));
             message.response_message = Some(resolved.response.to_vec());
             self.push(message);
         }
     }
+}
+
+/// The query's bytes with message ID `id` (as they are when it is unknown).
+fn with_id(query: &[u8], id: Option<u16>) -> Vec<u8> {
+    let mut bytes = query.to_vec();
+    if let Some(id) = id {
+        signpost_wire::relay::set_id(&mut bytes, id);
+    }
+    bytes
 }
 
 /// A client message's sockets and query time.
@@ -719,7 +749,73 @@ async fn connect(destination: &Destination) -> Result<(Reader, Sink), Error> {
             let (reader, sink) = stream.into_split();
             (Box::new(reader), Box::new(sink))
         }
+        Destination::Tls { address, name, config } => {
+            let stream = tokio::net::TcpStream::connect(address).await.map_err(io)?;
+            let _ = stream.set_nodelay(true);
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name.clone(), stream)
+                .await
+                .map_err(|source| Error::Io { what: "TLS handshake with the dnstap collector", source })?;
+            let (reader, sink) = tokio::io::split(stream);
+            (Box::new(reader), Box::new(sink))
+        }
     })
+}
+
+/// The name the collector's certificate is checked against: the configured
+/// one, or its IP address.
+fn tls_server_name(config: &DnstapConfig, address: SocketAddr) -> Result<ServerName<'static>, Error> {
+    match &config.tls_server_name {
+        Some(name) => ServerName::try_from(name.clone()).map_err(|_| Error::DnstapConfig {
+            problem: "tls_server_name (dnstap-tls-server-name) is not a DNS name or IP address",
+        }),
+        None => Ok(ServerName::IpAddress(address.ip().into())),
+    }
+}
+
+/// TLS settings for the collector: its CAs (the bundle, or the system's
+/// roots) and, when given, our client certificate.
+fn tls_client_config(config: &DnstapConfig) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let file_error = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |reason: String| Error::DnstapTls { path, reason }
+    };
+    if config.tls_client_cert_file.is_some() != config.tls_client_key_file.is_some() {
+        return Err(Error::DnstapConfig {
+            problem: "tls_client_cert_file and tls_client_key_file (dnstap-tls-client-cert-file, -key-file) go together",
+        });
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &config.tls_cert_bundle {
+        Some(path) => {
+            for certificate in crate::tls::read_certificates(path).map_err(file_error(path))? {
+                roots.add(certificate).map_err(|error| file_error(path)(format!("certificate rejected: {error}")))?;
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(signpost_upstream::system_roots().iter().cloned());
+        }
+    }
+    if roots.is_empty() {
+        return Err(Error::DnstapConfig {
+            problem: "no CA to check the collector's certificate with: the system has no roots; give tls_cert_bundle (dnstap-tls-cert-bundle)",
+        });
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(signpost_upstream::crypto_provider(false)))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| Error::DnstapTls { path: PathBuf::new(), reason: error.to_string() })?
+        .with_root_certificates(roots);
+    let client = match (&config.tls_client_cert_file, &config.tls_client_key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = crate::tls::read_certificates(cert).map_err(file_error(cert))?;
+            let private_key = crate::tls::read_private_key(key).map_err(file_error(key))?;
+            builder
+                .with_client_auth_cert(chain, private_key)
+                .map_err(|error| file_error(cert)(format!("certificate and key do not work together: {error}")))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(client))
 }
 
 /// READY → ACCEPT (with our content type) → START.
@@ -842,13 +938,29 @@ mod tests {
     }
 
     #[test]
-    fn tls_and_a_missing_collector_are_refused() {
+    fn tls_without_an_address_and_a_missing_collector_are_refused() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = runtime.enter();
         let metrics = Arc::new(Metrics::default());
         let config = DnstapConfig { tls: true, socket_path: Some("/tmp/x".into()), ..DnstapConfig::default() };
         let error = Tap::start(&config, metrics.clone(), CancellationToken::new()).err().unwrap();
-        assert!(error.to_string().contains("TLS"), "{error}");
+        assert!(error.to_string().contains("TCP address"), "{error}");
+        let half = DnstapConfig {
+            tls: true,
+            address: Some("127.0.0.1:6000".parse().unwrap()),
+            tls_client_cert_file: Some("/nonexistent/cert.pem".into()),
+            ..DnstapConfig::default()
+        };
+        let error = Tap::start(&half, metrics.clone(), CancellationToken::new()).err().unwrap();
+        assert!(error.to_string().contains("go together"), "{error}");
+        let missing = DnstapConfig {
+            tls: true,
+            address: Some("127.0.0.1:6000".parse().unwrap()),
+            tls_cert_bundle: Some("/nonexistent/ca.pem".into()),
+            ..DnstapConfig::default()
+        };
+        let error = Tap::start(&missing, metrics.clone(), CancellationToken::new()).err().unwrap();
+        assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
         let error = Tap::start(&DnstapConfig::default(), metrics.clone(), CancellationToken::new()).err().unwrap();
         assert!(error.to_string().contains("socket_path"), "{error}");
         let off = DnstapConfig { enable: false, ..DnstapConfig::default() };

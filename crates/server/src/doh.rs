@@ -47,25 +47,9 @@ pub(crate) async fn serve(
 ) {
     let service = Arc::new(Service { context, pipeline, path });
     let connections = ConnectionCounts::new(&limits);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.cancelled() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(listener = %service.context.id, %error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Some(slot) = connections.admit(peer.ip()) else {
-            service.pipeline.metrics.dropped(DropIndex::TcpLimit);
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer, slot)) =
+        connections.accept(&listener, &stop, &service.context, &service.pipeline.metrics).await
+    {
         let local = stream.local_addr().ok();
         let service = service.clone();
         let tls = tls.clone();

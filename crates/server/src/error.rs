@@ -106,6 +106,14 @@ pub enum Error {
         /// What is wrong with them.
         problem: &'static str,
     },
+    /// A file for TLS to the dnstap collector could not be used.
+    #[error("TLS to the dnstap collector: {reason} ({path})")]
+    DnstapTls {
+        /// The file involved.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
     /// A Frame Streams peer (a dnstap collector) broke the protocol.
     #[error("dnstap frame stream: {problem}")]
     Frame {

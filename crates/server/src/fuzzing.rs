@@ -154,6 +154,29 @@ impl Default for Harness {
     }
 }
 
+/// Read fuzz bytes as an HTTP request — a request line (`METHOD TARGET`),
+/// header lines (`name: value`), a blank line, a body — for the targets of
+/// HTTP handlers (here and in the applications): the request so far and
+/// the body, or `None` without a request line.
+pub fn http_request(data: &[u8]) -> Option<(http::request::Builder, &[u8])> {
+    let split = data.windows(2).position(|pair| pair == b"\n\n");
+    let (head, body) = match split {
+        Some(at) => (data.get(..at).unwrap_or_default(), data.get(at + 2..).unwrap_or_default()),
+        None => (data, &[][..]),
+    };
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.lines();
+    let request_line = lines.next()?;
+    let (method, target) = request_line.split_once(' ').unwrap_or((request_line, "/"));
+    let mut builder = http::Request::builder().method(method).uri(target);
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            builder = builder.header(name.trim(), value.trim());
+        }
+    }
+    Some((builder, body))
+}
+
 /// Feed arbitrary bytes to the DoH request handling: a request line
 /// (`METHOD TARGET`), header lines (`name: value`), a blank line and a
 /// body, checked as the DoH listener checks them (path, method, `?dns=`
@@ -162,21 +185,7 @@ impl Default for Harness {
 /// client's fault (a 4xx status).
 pub fn doh_request(data: &[u8]) {
     static HARNESS: LazyLock<Harness> = LazyLock::new(Harness::new);
-    let split = data.windows(2).position(|pair| pair == b"\n\n");
-    let (head, body) = match split {
-        Some(at) => (data.get(..at).unwrap_or_default(), data.get(at + 2..).unwrap_or_default()),
-        None => (data, &[][..]),
-    };
-    let head = String::from_utf8_lossy(head);
-    let mut lines = head.lines();
-    let Some(request_line) = lines.next() else { return };
-    let (method, target) = request_line.split_once(' ').unwrap_or((request_line, "/"));
-    let mut builder = http::Request::builder().method(method).uri(target);
-    for line in lines {
-        if let Some((name, value)) = line.split_once(':') {
-            builder = builder.header(name.trim(), value.trim());
-        }
-    }
+    let Some((builder, body)) = http_request(data) else { return };
     // What the HTTP layer would have rejected before the handler saw it.
     let Ok(request) = builder.body(()) else { return };
     let (parts, ()) = request.into_parts();
@@ -236,6 +245,20 @@ pub fn query(name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuzz_bytes_read_as_an_http_request() {
+        let (builder, body) = http_request(b"POST /x?y\ncontent-type: a/b\nbad line\n\nbody\n\nmore").unwrap();
+        let request = builder.body(()).unwrap();
+        assert_eq!((request.method().as_str(), request.uri().to_string().as_str()), ("POST", "/x?y"));
+        assert_eq!(request.headers().len(), 1);
+        assert_eq!(request.headers()["content-type"], "a/b");
+        assert_eq!(body, b"body\n\nmore");
+        let (builder, body) = http_request(b"GET").unwrap();
+        assert_eq!(builder.body(()).unwrap().uri(), "/");
+        assert!(body.is_empty());
+        assert!(http_request(b"").is_none());
+    }
 
     #[test]
     fn doh_seeds_do_not_panic() {

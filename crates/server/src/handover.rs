@@ -244,11 +244,48 @@ pub fn close_unclaimed() -> usize {
 
 /// Tell the predecessor that handed its sockets over that this process
 /// serves them now, so it may stop reading. Returns whether there was one.
+///
+/// Under systemd (`NOTIFY_SOCKET` set) the service manager hears it first:
+/// `MAINPID=` names this process, so the predecessor's exit does not look
+/// like the service's (the unit needs `NotifyAccess=all`, as
+/// deploy/systemd/signpost-forward.service has).
 pub fn announce_ready() -> Result<bool, Error> {
     let Some(ready) = state().ready.take() else { return Ok(false) };
+    if let Some(socket) = std::env::var_os(NOTIFY_SOCKET_VARIABLE) {
+        // The predecessor would then stop anyway: systemd, not told,
+        // keeps watching it, so a failure here is logged, not fatal.
+        if let Err(error) = notify_main_pid(&socket, std::process::id()) {
+            tracing::error!(socket = ?socket, "cannot tell systemd the main process changed: {error}");
+        }
+    }
     let mut pipe = std::fs::File::from(ready);
     pipe.write_all(b"R").map_err(|source| Error::HandOver { step: "announcing readiness", source })?;
     Ok(true)
+}
+
+/// Where systemd listens for `sd_notify(3)` messages.
+pub const NOTIFY_SOCKET_VARIABLE: &str = "NOTIFY_SOCKET";
+
+/// Tell the service manager listening at `socket` (a path, or an abstract
+/// name written with a leading `@`, as in `NOTIFY_SOCKET`) that `pid` is
+/// the service's main process now and that it is ready (`sd_notify(3)`).
+pub fn notify_main_pid(socket: &std::ffi::OsStr, pid: u32) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddress, UnixDatagram};
+    let message = format!("MAINPID={pid}\nREADY=1\n");
+    let sender = UnixDatagram::unbound()?;
+    let sent = match socket.as_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            sender.send_to_addr(message.as_bytes(), &UnixAddress::from_abstract_name(name)?)?
+        }
+        None => sender.send_to(message.as_bytes(), socket)?,
+    };
+    if sent == message.len() {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::WriteZero, format!("sent {sent} of {} bytes", message.len())))
+    }
 }
 
 /// A listening socket offered to a successor while this lives.
@@ -411,6 +448,32 @@ mod tests {
         assert_eq!(taken[0].local_addr().unwrap(), udp_address);
         assert!(take_udp(udp_address).is_empty(), "taken once");
         assert_eq!(take_tcp(tcp_address).map(|listener| listener.local_addr().unwrap()), Some(tcp_address));
+    }
+
+    #[test]
+    fn systemd_hears_the_new_main_pid_at_a_path_and_at_an_abstract_name() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("notify");
+        let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        notify_main_pid(path.as_os_str(), 4242).unwrap();
+        let mut buffer = [0u8; 64];
+        let length = listener.recv(&mut buffer).unwrap();
+        assert_eq!(&buffer[..length], b"MAINPID=4242\nREADY=1\n");
+
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("signpost-notify-test-{}", std::process::id());
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let listener = std::os::unix::net::UnixDatagram::bind_addr(&address).unwrap();
+        notify_main_pid(std::ffi::OsStr::new(&format!("@{name}")), std::process::id()).unwrap();
+        let length = listener.recv(&mut buffer).unwrap();
+        assert_eq!(&buffer[..length], format!("MAINPID={}\nREADY=1\n", std::process::id()).as_bytes());
+    }
+
+    #[test]
+    fn nobody_listening_is_an_error() {
+        let directory = tempfile::tempdir().unwrap();
+        let missing = directory.path().join("absent");
+        assert!(notify_main_pid(missing.as_os_str(), 1).is_err());
     }
 
     #[test]

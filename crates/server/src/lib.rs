@@ -61,6 +61,7 @@ pub mod privileges;
 pub mod probes;
 pub mod querylog;
 mod server;
+pub mod signals;
 mod sys;
 mod tcp;
 mod test_layer;
@@ -80,7 +81,7 @@ pub use listener::BoundListener;
 pub use pipeline::{State, ValidationScope};
 pub use privileges::drop_privileges;
 pub use probes::{HealthConfig, Probes, Readiness, ReadyConfig};
-pub use querylog::{Trace, TraceAttempt};
+pub use querylog::{Trace, TraceAttempt, TraceFirewall};
 pub use server::{ConfigReloader, Reloader, Server, ServerBuilder, ServerHandle};
 /// How a listener talks to clients and how a query arrived: one enum for
 /// the rule engine, the listeners and the logs.

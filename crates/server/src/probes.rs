@@ -20,7 +20,7 @@
 //! let readiness = Readiness::new();
 //! readiness.require("listeners");
 //! let health = HealthConfig { address: "127.0.0.1:8080".parse().unwrap(), lame_duck_ms: 5_000 };
-//! let ready = ReadyConfig { address: "127.0.0.1:8181".parse().unwrap() };
+//! let ready = ReadyConfig::new("127.0.0.1:8181".parse().unwrap());
 //! let probes = Probes::start(Some(&health), Some(&ready), readiness.clone()).await?;
 //! // ... bind and start the DNS server, then:
 //! readiness.mark_ready("listeners");
@@ -31,7 +31,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +45,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
+use signpost_upstream::{Group, Upstreams};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -73,12 +74,39 @@ fn default_lame_duck_ms() -> u64 {
     5_000
 }
 
-/// `[ready]`: where `/ready` is served.
+/// The check `/ready` names until the first round of upstream health
+/// checks is over; then each group has its own (`upstreams:NAME`).
+pub const UPSTREAMS: &str = "upstreams";
+
+/// `[ready]`: where `/ready` is served, and whether it waits for upstreams.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadyConfig {
     /// Where to listen (CoreDNS uses `:8181`).
     pub address: SocketAddr,
+    /// Ready only while at least one server of every upstream group answers
+    /// a health check (`. NS`), as CoreDNS's `ready` plugin waits for each
+    /// plugin; default true. Groups without servers are not checked.
+    #[serde(default = "default_require_upstream")]
+    pub require_upstream: bool,
+    /// How often every upstream server is checked, in milliseconds (default 2000).
+    #[serde(default = "default_upstream_interval_ms")]
+    pub upstream_interval_ms: u64,
+}
+
+impl ReadyConfig {
+    /// `/ready` on `address`, waiting for upstreams (the defaults).
+    pub fn new(address: SocketAddr) -> Self {
+        Self { address, require_upstream: true, upstream_interval_ms: default_upstream_interval_ms() }
+    }
+}
+
+fn default_require_upstream() -> bool {
+    true
+}
+
+fn default_upstream_interval_ms() -> u64 {
+    2_000
 }
 
 #[derive(Debug, Default)]
@@ -117,10 +145,22 @@ impl Readiness {
         self.set(check, false);
     }
 
+    /// The check no longer applies (passed or not).
+    pub fn forget(&self, check: &str) {
+        if let Ok(mut checks) = self.0.checks.lock() {
+            checks.remove(check);
+        }
+    }
+
     fn set(&self, check: &str, passes: bool) {
         if let Ok(mut checks) = self.0.checks.lock() {
             checks.insert(check.to_string(), passes);
         }
+    }
+
+    /// Whether `check` passes; `None` when it is not required.
+    pub fn passes(&self, check: &str) -> Option<bool> {
+        self.0.checks.lock().ok().and_then(|checks| checks.get(check).copied())
     }
 
     /// Start the lame-duck period: readiness fails from now on.
@@ -165,6 +205,8 @@ pub struct Probes {
     ready: Option<SocketAddr>,
     readiness: Readiness,
     lame_duck: Duration,
+    /// How often upstreams are checked, when `/ready` waits for them.
+    upstream_interval: Option<Duration>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -202,6 +244,9 @@ impl Probes {
             ready: None,
             readiness,
             lame_duck: Duration::from_millis(health.map_or(0, |config| config.lame_duck_ms)),
+            upstream_interval: ready
+                .filter(|config| config.require_upstream)
+                .map(|config| Duration::from_millis(config.upstream_interval_ms.max(100))),
             stop: stop.clone(),
             tasks: Vec::new(),
         };
@@ -247,6 +292,39 @@ impl Probes {
         self.lame_duck
     }
 
+    /// When `[ready]` requires upstreams, make `/ready` wait for them: a
+    /// task checks every server of every group of `upstreams()` (called
+    /// each round, so reloaded groups are seen) at the configured interval,
+    /// and a group with no server answering fails as `upstreams:NAME`.
+    /// Until the first round is over `/ready` fails with `upstreams`.
+    /// Without `[ready]`, or with `require_upstream = false`, nothing happens.
+    pub fn check_upstreams(&mut self, upstreams: impl Fn() -> Arc<Upstreams> + Send + 'static) {
+        let Some(interval) = self.upstream_interval else { return };
+        self.readiness.require(UPSTREAMS);
+        let readiness = self.readiness.clone();
+        let stop = self.stop.child_token();
+        self.tasks.push(tokio::spawn(async move {
+            let mut checks: BTreeSet<String> = BTreeSet::new();
+            loop {
+                let in_force = upstreams();
+                let round = check_round(&in_force, &readiness);
+                let current = tokio::select! {
+                    current = round => current,
+                    () = stop.cancelled() => return,
+                };
+                for gone in checks.difference(&current) {
+                    readiness.forget(gone);
+                }
+                checks = current;
+                readiness.forget(UPSTREAMS);
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }));
+    }
+
     /// Enter the lame-duck period and wait it out: `/ready` fails at once,
     /// `/health` (and whatever else the application serves) goes on.
     pub async fn lame_duck(&self) {
@@ -267,6 +345,40 @@ impl Drop for Probes {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// Check every group once; set each group's readiness and return the
+/// names of the checks set.
+async fn check_round(upstreams: &Upstreams, readiness: &Readiness) -> BTreeSet<String> {
+    let groups: Vec<&Group> = upstreams.groups().collect();
+    let results = futures_util::future::join_all(groups.iter().map(|group| group.check_servers())).await;
+    let mut checks = BTreeSet::new();
+    for (group, servers) in groups.iter().zip(results) {
+        if servers.is_empty() {
+            continue;
+        }
+        let check = format!("{UPSTREAMS}:{}", group.name());
+        let answering = servers.iter().any(|(_, answered)| *answered);
+        let was = readiness.passes(&check);
+        if answering {
+            if was == Some(false) {
+                tracing::info!(group = group.name(), "an upstream of the group answers again: ready");
+            }
+            readiness.mark_ready(&check);
+        } else {
+            if was != Some(false) {
+                let servers: Vec<String> = servers.iter().map(|(server, _)| server.to_string()).collect();
+                tracing::warn!(
+                    group = group.name(),
+                    servers = servers.join(", "),
+                    "no upstream of the group answers its health check: /ready fails"
+                );
+            }
+            readiness.mark_not_ready(&check);
+        }
+        checks.insert(check);
+    }
+    checks
 }
 
 async fn serve(listener: TcpListener, routes: Routes, readiness: Readiness, stop: CancellationToken) {
@@ -354,5 +466,10 @@ mod tests {
         let health: HealthConfig = toml::from_str("address = \"[::]:8080\"\nlame_duck_ms = 0").unwrap();
         assert_eq!(health.lame_duck_ms, 0);
         assert!(toml::from_str::<ReadyConfig>("address = \"0.0.0.0:8181\"\nlame_duck_ms = 1").is_err());
+        let ready: ReadyConfig = toml::from_str("address = \"0.0.0.0:8181\"").unwrap();
+        assert_eq!(ready, ReadyConfig::new("0.0.0.0:8181".parse().unwrap()));
+        assert!(ready.require_upstream);
+        let ready: ReadyConfig = toml::from_str("address = \"0.0.0.0:8181\"\nrequire_upstream = false").unwrap();
+        assert!(!ready.require_upstream);
     }
 }

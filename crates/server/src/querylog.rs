@@ -41,6 +41,21 @@ pub struct TraceAttempt {
     pub outcome: String,
 }
 
+/// The DNS Firewall rule that blocked a name of the answer's CNAME or
+/// DNAME chain (the name asked itself met none): a query log can name it
+/// as it names a rule the question matched.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TraceFirewall {
+    /// The rule group's id.
+    pub group: String,
+    /// The rule's name.
+    pub rule: String,
+    /// The domain list's id.
+    pub list: String,
+    /// Its action (`BLOCK`).
+    pub action: String,
+}
+
 /// Why an answer is what it is: the "why this answer?" trace.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Trace {
@@ -49,7 +64,8 @@ pub struct Trace {
     /// The rule, zone or host table that matched (or "default").
     pub matched: String,
     /// What the pipeline did: local, block, cache, forward, stale, servfail,
-    /// overloaded (the upstream group had no capacity), refused, formerr, notimp, badvers, drop.
+    /// overloaded (the upstream group had no capacity), refused, formerr, notimp, badvers, drop,
+    /// handler (answered by the application's query handler: a zone transfer, a NOTIFY).
     pub decision: String,
     /// The upstream group, for forwarded queries.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,6 +85,9 @@ pub struct Trace {
     /// Extra notes (e.g. why a query was refused or failed).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The DNS Firewall rule that blocked a name of the answer's redirection chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firewall_chain: Option<TraceFirewall>,
 }
 
 /// Write a value by its `Display` form.
@@ -194,8 +213,11 @@ impl QueryRecord {
         let message = Message::parse(&entry.response).ok()?;
         let question = message.first_question().ok()??;
         let rcode = message.rcode().unwrap_or(Rcode::SERVFAIL);
+        // A zone transfer is logged by its first message: the opening SOA
+        // says which version went out; the rest of the zone stays out of the log.
+        let transfer = matches!(question.qtype(), RecordType::AXFR | RecordType::IXFR);
         let mut answers = Vec::new();
-        for record in message.answers().ok()?.flatten() {
+        for record in message.answers().ok()?.flatten().take(if transfer { 1 } else { usize::MAX }) {
             if let Ok(data) = record.data() {
                 answers.push(LoggedAnswer {
                     name: record.name().to_string(),
@@ -470,10 +492,9 @@ mod tests {
 
     #[test]
     fn lines_reach_the_file_and_overflow_is_counted() {
-        let dir = std::env::temp_dir().join(format!("signpost-querylog-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let temporary = tempfile::tempdir().expect("dir");
+        let dir = temporary.path();
         let path = dir.join("queries.log");
-        let _ = std::fs::remove_file(&path);
         let metrics = Arc::new(Metrics::default());
         let log = QueryLog::start_all(&[config(path.clone(), &[], true)], Arc::new(JsonLines), metrics.clone())
             .expect("start");
@@ -496,7 +517,6 @@ mod tests {
         let first: serde_json::Value = serde_json::from_str(text.lines().next().expect("a line")).expect("json");
         assert_eq!(first["transport"], "doh");
         assert_eq!(first["answers"][0]["rdata"], "192.0.2.1");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// An application's own format: fields added in front of the neutral ones.
@@ -516,10 +536,9 @@ mod tests {
 
     #[test]
     fn an_application_format_writes_the_lines() {
-        let dir = std::env::temp_dir().join(format!("signpost-querylog-format-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let temporary = tempfile::tempdir().expect("dir");
+        let dir = temporary.path();
         let path = dir.join("tenant.log");
-        let _ = std::fs::remove_file(&path);
         let log =
             QueryLog::start_all(&[config(path.clone(), &[], true)], Arc::new(Tenant), Arc::default()).expect("start");
         log.log(entry("view-1"), false);
@@ -529,13 +548,12 @@ mod tests {
         assert_eq!(line["tenant"], "t-1");
         assert_eq!(line["view"], "view-1");
         assert_eq!(line["query_name"], "example.com.");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn destinations_take_only_their_views() {
-        let dir = std::env::temp_dir().join(format!("signpost-querylog-views-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let temporary = tempfile::tempdir().expect("dir");
+        let dir = temporary.path();
         let configs = [config(dir.join("a.log"), &["view-a"], true), config(dir.join("all.log"), &[], false)];
         let log = QueryLog::start_all(&configs, Arc::new(JsonLines), Arc::default()).expect("start");
         assert!(log.logs_forwarded());
@@ -545,6 +563,5 @@ mod tests {
         drop(log);
         assert_eq!(lines(&dir.join("a.log"), 2).len(), 2, "view-a's two queries, forwarded included");
         assert_eq!(lines(&dir.join("all.log"), 2).len(), 2, "every view, but not forwarded queries");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -649,18 +649,16 @@ impl ServerHandle {
     }
 
     /// For binaries: reload on SIGHUP, shut down gracefully on SIGTERM or
-    /// Ctrl-C. Each reload's outcome is reported through `on_reload`.
+    /// Ctrl-C, hand the sockets over to a new process on SIGUSR2
+    /// ([`signals`](crate::signals)). Each reload's outcome is reported
+    /// through `on_reload`.
     pub async fn run_until_signalled(self, on_reload: impl Fn(Result<(), Error>)) -> std::io::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangup = signal(SignalKind::hangup())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        loop {
-            tokio::select! {
-                _ = hangup.recv() => on_reload(self.reload_from_source().await.map(|_| ())),
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
-            }
+        let mut signals = crate::signals::Signals::install()?;
+        let (server, on_reload) = (&self, &on_reload);
+        let stop =
+            signals.serve(None, |_| async move { on_reload(server.reload_from_source().await.map(|_| ())) }).await;
+        if let crate::signals::Stop::HandedOver(successor) = stop {
+            tracing::info!("{successor}");
         }
         self.shutdown().await;
         Ok(())

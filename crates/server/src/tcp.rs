@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::metrics::DropIndex;
+use crate::metrics::{DropIndex, Metrics};
 use crate::pipeline::{Incoming, ListenerContext, Pipeline, Reply};
 use crate::sys;
 
@@ -77,6 +77,39 @@ impl ConnectionCounts {
         *open += 1;
         self.total.fetch_add(1, Ordering::Relaxed);
         Some(ConnectionSlot { counts: self.clone(), client })
+    }
+
+    /// The next connection `listener` admits (`TCP_NODELAY` set), with its
+    /// place, or `None` once `stop` is cancelled. A failed accept (out of
+    /// descriptors) is logged and retried after a pause; a connection over
+    /// a cap is closed at once and counted as dropped.
+    pub(crate) async fn accept(
+        self: &Arc<Self>,
+        listener: &TcpListener,
+        stop: &CancellationToken,
+        context: &ListenerContext,
+        metrics: &Metrics,
+    ) -> Option<(TcpStream, SocketAddr, ConnectionSlot)> {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.cancelled() => return None,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(listener = %context.id, %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let Some(slot) = self.admit(peer.ip()) else {
+                metrics.dropped(DropIndex::TcpLimit);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            return Some((stream, peer, slot));
+        }
     }
 }
 
@@ -136,25 +169,7 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) {
     let connections = ConnectionCounts::new(&limits);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.cancelled() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(listener = %context.id, %error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Some(slot) = connections.admit(peer.ip()) else {
-            pipeline.metrics.dropped(DropIndex::TcpLimit);
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer, slot)) = connections.accept(&listener, &stop, &context, &pipeline.metrics).await {
         let connection = Connection {
             context: context.clone(),
             pipeline: pipeline.clone(),

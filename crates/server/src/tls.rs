@@ -9,6 +9,24 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::Error;
 
+/// The certificates of a PEM file (a chain, or CA certificates to trust);
+/// at least one. The error says what is wrong with the file.
+pub(crate) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read certificates: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad certificate PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate found".into());
+    }
+    Ok(certs)
+}
+
+/// The private key of a PEM file.
+pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("cannot read private key: {e}"))
+}
+
 /// A rustls server config from PEM files, with the given ALPN protocols;
 /// `fips` restricts it as [`signpost_upstream::crypto_provider`] says.
 /// Errors name the listener and the file.
@@ -21,15 +39,8 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, Error> {
     let tls_error =
         |path: &Path, reason: String| Error::Tls { listener: listener.to_string(), path: path.to_path_buf(), reason };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| tls_error(cert, format!("cannot read certificates: {e}")))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls_error(cert, format!("bad certificate PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(tls_error(cert, "no certificate found".into()));
-    }
-    let private_key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error(key, format!("cannot read private key: {e}")))?;
+    let certs = read_certificates(cert).map_err(|reason| tls_error(cert, reason))?;
+    let private_key = read_private_key(key).map_err(|reason| tls_error(key, reason))?;
     let builder = ServerConfig::builder_with_provider(Arc::new(signpost_upstream::crypto_provider(fips)));
     let builder = if fips {
         builder.with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

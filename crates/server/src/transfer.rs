@@ -129,8 +129,9 @@ impl ServedZone {
                 let excess = history.len().saturating_sub(limit);
                 history.drain(..excess);
                 self.history = Arc::new(history);
-            } else if new != old {
-                // An older or unrelated version: the differences no longer chain.
+            } else if new != old || previous != next {
+                // An older or unrelated version, or other data under the
+                // same serial: the differences no longer chain.
                 self.history = Arc::default();
             }
         }
@@ -235,6 +236,40 @@ impl ZoneTransfers {
         self.change(apex, |served| served.notify = Some(policy.clone()));
     }
 
+    /// Stop giving `apex` out by transfer (NOTIFY for it is still taken if it was).
+    pub fn withdraw(&self, apex: &NameBuf) {
+        self.change(apex, |served| {
+            served.transfer = None;
+            if served.notify.is_none() {
+                served.zone = None;
+                served.history = Arc::default();
+            }
+        });
+        self.forget_if_idle(apex);
+    }
+
+    /// Stop taking NOTIFY for `apex` (it is still given out if it was).
+    pub fn refuse_notify(&self, apex: &NameBuf) {
+        self.change(apex, |served| served.notify = None);
+        self.forget_if_idle(apex);
+    }
+
+    /// Whether `apex` is given out by transfer.
+    pub fn serves(&self, apex: &NameBuf) -> bool {
+        self.zones.load().get(&apex.to_lowercase()).is_some_and(|served| served.transfer.is_some())
+    }
+
+    fn forget_if_idle(&self, apex: &NameBuf) {
+        let key = apex.to_lowercase();
+        self.zones.rcu(|zones| {
+            let mut zones = BTreeMap::clone(zones);
+            if zones.get(&key).is_some_and(|served| served.transfer.is_none() && served.notify.is_none()) {
+                zones.remove(&key);
+            }
+            zones
+        });
+    }
+
     /// Stop serving and taking NOTIFY for `apex`.
     pub fn remove(&self, apex: &NameBuf) {
         let key = apex.to_lowercase();
@@ -265,7 +300,7 @@ impl ZoneTransfers {
         let bytes = query.message.as_bytes();
         let mut session = match TsigSession::verify_request(&policy.keys, bytes, unix_now()) {
             Ok(session) => session,
-            Err(signpost_wire::Error::Tsig { problem }) => return tsig_failure(&query.message, problem),
+            Err(signpost_wire::Error::Tsig { problem }) => return tsig_failure(&query.message, &policy.keys, problem),
             Err(_) => return respond(&query.message, Rcode::FORMERR, None),
         };
         if policy.require_key && session.is_none() {
@@ -330,7 +365,7 @@ impl ZoneTransfers {
         match TsigSession::verify_request(&policy.keys, query.message.as_bytes(), unix_now()) {
             Ok(Some(mut session)) => Some(soa_only(&query.message, zone.soa(), Some(&mut session))),
             Ok(None) => None,
-            Err(signpost_wire::Error::Tsig { problem }) => Some(tsig_failure(&query.message, problem)),
+            Err(signpost_wire::Error::Tsig { problem }) => Some(tsig_failure(&query.message, &policy.keys, problem)),
             Err(_) => Some(respond(&query.message, Rcode::FORMERR, None)),
         }
     }
@@ -345,7 +380,7 @@ impl ZoneTransfers {
         }
         let mut session = match TsigSession::verify_request(&policy.keys, query.message.as_bytes(), unix_now()) {
             Ok(session) => session,
-            Err(signpost_wire::Error::Tsig { problem }) => return tsig_failure(&query.message, problem),
+            Err(signpost_wire::Error::Tsig { problem }) => return tsig_failure(&query.message, &policy.keys, problem),
             Err(_) => return respond(&query.message, Rcode::FORMERR, None),
         };
         if !policy.keys.is_empty() && session.is_none() {
@@ -455,11 +490,12 @@ fn soa_only(query: &Message<'_>, soa: &RecordBuf, session: Option<&mut TsigSessi
     Handled::Message(out)
 }
 
-/// NOTAUTH with an unsigned TSIG record naming the error (RFC 8945 §5.2).
-fn tsig_failure(query: &Message<'_>, problem: signpost_wire::TsigProblem) -> Handled {
+/// NOTAUTH with a TSIG record naming the error (RFC 8945 §5.2): unsigned
+/// for BADKEY and BADSIG, signed with the request's key (one of `keys`) for BADTIME.
+fn tsig_failure(query: &Message<'_>, keys: &[TsigKey], problem: signpost_wire::TsigProblem) -> Handled {
     tracing::info!(%problem, "TSIG verification failed");
     let Handled::Message(mut out) = respond(query, TSIG_FAILURE_RCODE, None) else { return Handled::Drop };
-    match TsigSession::error_response(query.as_bytes(), problem, &mut out, unix_now()) {
+    match TsigSession::error_response(keys, query.as_bytes(), problem, &mut out, unix_now()) {
         Ok(()) => Handled::Message(out),
         Err(_) => Handled::Message(out),
     }
@@ -495,24 +531,63 @@ pub struct NotifyOutcome {
     pub rcode: Option<Rcode>,
 }
 
+/// How NOTIFY is sent again while a secondary does not answer. RFC 1996
+/// §3.6 leaves the interval and the number of retransmissions to the
+/// operator, suggests at most 5 retransmissions over UDP and allows
+/// exponential backoff; the default does that: 5 retransmissions, waiting
+/// 2, 4, 8, 16, 32 and then 60 seconds for an answer (about two minutes in
+/// all, then the secondary's own refresh timer takes over).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotifySchedule {
+    /// Sends after the first.
+    pub retransmissions: u32,
+    /// How long to wait for an answer to the first send; doubled after each.
+    pub first_wait: std::time::Duration,
+    /// The longest wait.
+    pub longest_wait: std::time::Duration,
+}
+
+impl Default for NotifySchedule {
+    fn default() -> Self {
+        Self {
+            retransmissions: 5,
+            first_wait: std::time::Duration::from_secs(2),
+            longest_wait: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+impl NotifySchedule {
+    /// How long to wait after each send, in order.
+    fn waits(self) -> impl Iterator<Item = std::time::Duration> {
+        let mut wait = self.first_wait;
+        (0..=self.retransmissions).map(move |_| {
+            let this = wait.min(self.longest_wait);
+            wait = wait.saturating_mul(2);
+            this
+        })
+    }
+}
+
 /// Tell each secondary in `targets` that `apex` changed (RFC 1996): one
-/// NOTIFY over UDP each, signed with `key` if given, sent up to three times
-/// two seconds apart until answered. Returns what each answered.
+/// NOTIFY over UDP each, all at once, signed with `key` if given, sent
+/// again on `schedule` until answered. Returns what each answered.
 pub async fn send_notify(
     targets: &[SocketAddr],
     apex: &NameBuf,
     soa: Option<&RecordBuf>,
     key: Option<&TsigKey>,
+    schedule: NotifySchedule,
 ) -> Vec<NotifyOutcome> {
-    let mut outcomes = Vec::with_capacity(targets.len());
-    for &server in targets {
-        let rcode = notify_one(server, apex, soa, key).await;
-        if rcode.is_none() {
-            tracing::warn!(zone = %apex, %server, "NOTIFY not answered");
+    let sends = targets.iter().map(|&server| async move {
+        let rcode = notify_one(server, apex, soa, key, schedule).await;
+        match rcode {
+            Some(rcode) => tracing::info!(zone = %apex, %server, %rcode, "NOTIFY answered"),
+            None => tracing::warn!(zone = %apex, %server, "NOTIFY not answered"),
         }
-        outcomes.push(NotifyOutcome { server, rcode });
-    }
-    outcomes
+        NotifyOutcome { server, rcode }
+    });
+    futures_util::future::join_all(sends).await
 }
 
 async fn notify_one(
@@ -520,6 +595,7 @@ async fn notify_one(
     apex: &NameBuf,
     soa: Option<&RecordBuf>,
     key: Option<&TsigKey>,
+    schedule: NotifySchedule,
 ) -> Option<Rcode> {
     let bind: SocketAddr =
         if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
@@ -532,9 +608,9 @@ async fn notify_one(
         None => None,
     };
     let mut buffer = vec![0u8; 4096];
-    for _ in 0..3 {
+    for wait in schedule.waits() {
         socket.send(&message).await.ok()?;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Ok(len)) = tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await {
             let answer = buffer.get(..len)?;
             let Ok(parsed) = Message::parse(answer) else { continue };
@@ -542,14 +618,58 @@ async fn notify_one(
                 continue;
             }
             if let Some(session) = session.as_mut()
-                && session.verify_response(answer, unix_now()).is_err()
+                && let Err(error) = session.verify_response(answer, unix_now())
             {
+                tracing::info!(zone = %apex, %server, %error, "NOTIFY answer ignored: its TSIG does not verify");
                 continue;
             }
             return parsed.rcode().ok();
         }
     }
     None
+}
+
+/// Sends NOTIFY for the zones an application gives out, one task per
+/// zone: a newer version of a zone replaces a NOTIFY still being retried
+/// for the one before (the secondaries need hear only of the latest).
+/// Dropping the notifier stops what is still being sent.
+#[derive(Debug, Default)]
+pub struct Notifier {
+    schedule: NotifySchedule,
+    pending: std::sync::Mutex<BTreeMap<NameBuf, tokio::task::JoinHandle<Vec<NotifyOutcome>>>>,
+}
+
+impl Notifier {
+    /// A notifier retrying on `schedule`.
+    pub fn new(schedule: NotifySchedule) -> Self {
+        Self { schedule, pending: std::sync::Mutex::default() }
+    }
+
+    /// Tell `targets` that `apex` is now at `soa` (signed with `key`), on
+    /// the current tokio runtime; what each answers goes to the log.
+    pub fn notify(&self, apex: &NameBuf, soa: RecordBuf, targets: Vec<SocketAddr>, key: Option<TsigKey>) {
+        if targets.is_empty() {
+            return;
+        }
+        let schedule = self.schedule;
+        tracing::info!(zone = %apex, serial = %soa_serial(&soa).unwrap_or_default(), secondaries = targets.len(), "sending NOTIFY");
+        let name = apex.clone();
+        let task = tokio::spawn(async move { send_notify(&targets, &name, Some(&soa), key.as_ref(), schedule).await });
+        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.retain(|_, task| !task.is_finished());
+        if let Some(older) = pending.insert(apex.to_lowercase(), task) {
+            older.abort();
+        }
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        let pending = self.pending.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for task in pending.values() {
+            task.abort();
+        }
+    }
 }
 
 /// A secondary zone: copied from its primaries by transfer, refreshed on

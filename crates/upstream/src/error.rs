@@ -243,6 +243,9 @@ pub struct Attempt {
     pub protocol: Protocol,
     /// When the try started.
     pub started: SystemTime,
+    /// The message ID the try was sent with, when known: always over UDP,
+    /// over TCP and TLS once answered, 0 over HTTPS (RFC 8484 §4.1).
+    pub id: Option<u16>,
     /// How long it took.
     pub duration: Duration,
     /// What became of it.
@@ -417,6 +420,7 @@ mod tests {
             server: SocketAddr::from(([127, 0, 0, 1], port)),
             protocol: Protocol::Udp,
             started: SystemTime::UNIX_EPOCH,
+            id: None,
             duration: Duration::from_millis(1500),
             outcome,
         }

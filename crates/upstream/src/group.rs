@@ -15,8 +15,9 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -92,14 +93,50 @@ impl Server {
 
     /// One exchange over `protocol` (the server's own, or TCP after a truncated UDP answer).
     async fn exchange(&self, protocol: Protocol, query: &Prepared) -> Result<Bytes, Failure> {
+        self.exchange_logged(protocol, query, None).await
+    }
+
+    /// [`Server::exchange`], noting in the log's slot the ID a UDP message
+    /// went out with as soon as it is sent (so a try that times out has it
+    /// too: dnstap's FORWARDER_QUERY shows it).
+    async fn exchange_logged(
+        &self,
+        protocol: Protocol,
+        query: &Prepared,
+        log: Option<(&AttemptLog, usize)>,
+    ) -> Result<Bytes, Failure> {
         // The stream and HTTPS futures are large (TLS and HTTP/2 state);
         // boxing them keeps every caller's future small, which matters most
         // for the UDP path.
         match (&self.transport, protocol) {
-            (Transport::Udp { udp, .. }, Protocol::Udp) => udp.exchange(query).await,
+            (Transport::Udp { udp, .. }, Protocol::Udp) => match log {
+                Some((log, slot)) => {
+                    let pending = udp.send(query).await?;
+                    log.set_id(slot, pending.id());
+                    pending.await
+                }
+                None => udp.exchange(query).await,
+            },
             (Transport::Udp { tcp, .. }, _) => Box::pin(tcp.exchange(query, &self.stats)).await,
             (Transport::Stream(stream), _) => Box::pin(stream.exchange(query, &self.stats)).await,
             (Transport::Https(doh), _) => Box::pin(doh.exchange(query, &self.stats)).await,
+        }
+    }
+
+    /// Ask for `. NS` over the server's own transport within `timeout`;
+    /// whether a valid answer came (it feeds the server's figures and marks
+    /// it up).
+    async fn probe(&self, timeout: Duration) -> bool {
+        let query = crate::query::build_query(&NameBuf::root(), RecordType::NS, None);
+        let Ok(prepared) = Prepared::new(&query, 1232) else { return false };
+        let started = Instant::now();
+        self.stats.sent();
+        match tokio::time::timeout(timeout, self.exchange(self.config.protocol, &prepared)).await {
+            Ok(Ok(response)) if inspect(&response).is_ok() => {
+                self.stats.answered(started.elapsed(), false);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -165,6 +202,10 @@ enum Decision {
 #[derive(Default)]
 struct AttemptLog {
     entries: Mutex<Vec<LogEntry>>,
+    /// Set when the query loop takes over from the first message's wait;
+    /// from then on every message keeps its own expiry timer (see
+    /// [`until_expiry`]).
+    looping: AtomicBool,
 }
 
 struct LogEntry {
@@ -177,22 +218,32 @@ struct LogEntry {
 }
 
 impl AttemptLog {
-    fn begin(&self, server: usize, address: SocketAddr, protocol: Protocol) -> usize {
+    /// A try sent at `opened` (the caller's clock reading, not another).
+    fn begin(&self, server: usize, address: SocketAddr, protocol: Protocol, opened: Instant) -> usize {
         let Ok(mut entries) = self.entries.lock() else { return usize::MAX };
         entries.push(LogEntry {
             attempt: Attempt {
                 server: address,
                 protocol,
                 started: SystemTime::now(),
+                id: None,
                 duration: Duration::ZERO,
                 outcome: AttemptOutcome::Timeout,
             },
             server,
-            opened: Instant::now(),
+            opened,
             open: true,
             lost: false,
         });
         entries.len() - 1
+    }
+
+    /// The message in `slot` went out with ID `id`.
+    fn set_id(&self, slot: usize, id: u16) {
+        let Ok(mut entries) = self.entries.lock() else { return };
+        if let Some(entry) = entries.get_mut(slot) {
+            entry.attempt.id = Some(id);
+        }
     }
 
     fn finish(&self, slot: usize, outcome: AttemptOutcome) {
@@ -334,6 +385,19 @@ impl Group {
             .collect()
     }
 
+    /// Ask every server of the group for `. NS` once, all at the same time,
+    /// each within the group's `per_try_timeout`: a health check (`/ready`
+    /// runs one per group at intervals). An answer marks a server that was
+    /// down up again, as the background probe's does; no answer changes
+    /// nothing, so health checks alone never take a server out of use.
+    /// Returns each server and whether it answered, in configuration order.
+    pub async fn check_servers(&self) -> Vec<(SocketAddr, bool)> {
+        let timeout = self.inner.config.per_try_timeout;
+        let checks =
+            self.inner.servers.iter().map(|server| async move { (server.config.address, server.probe(timeout).await) });
+        futures_util::future::join_all(checks).await
+    }
+
     /// Figures for the group as a whole: queries in flight and turned away.
     pub fn group_stats(&self) -> GroupStats {
         let inner = &self.inner;
@@ -413,7 +477,9 @@ impl Group {
         let mut flight = Flight::new(self.order(start), self.inner.servers.len());
         let log = AttemptLog::default();
         let mut fallback: Option<Answer> = None;
-        let mut running: FuturesUnordered<Running<'_>> = FuturesUnordered::new();
+        // Made only when the loop takes over: a `FuturesUnordered` is two
+        // allocations, and the common case never needs one.
+        let mut running: Option<FuturesUnordered<Running<'_>>> = None;
 
         // The common case costs one timer: the first message, answered
         // within its retransmission timeout. Otherwise the loop takes over.
@@ -433,7 +499,7 @@ impl Group {
                         }
                     }
                     Err(_) => {
-                        running.push(first);
+                        running.get_or_insert_with(FuturesUnordered::new).push(first);
                         let now = Instant::now();
                         if now >= deadline {
                             Err(End::Deadline)
@@ -449,7 +515,8 @@ impl Group {
         };
         let end = match first {
             Ok((latest, reason)) => {
-                self.run(&mut flight, &mut running, latest, reason, &prepared, deadline, &log, &mut fallback).await
+                let running = running.get_or_insert_with(FuturesUnordered::new);
+                self.run(&mut flight, running, latest, reason, &prepared, deadline, &log, &mut fallback).await
             }
             Err(end) => end,
         };
@@ -495,6 +562,8 @@ impl Group {
         fallback: &mut Option<Answer>,
     ) -> End {
         let config = &self.inner.config;
+        // Messages in `running` (the first one too) now keep their own expiry.
+        log.looping.store(true, Ordering::Relaxed);
         let max_parallel = config.hedge.map_or(1, |hedge| hedge.max_parallel.max(1));
         // Without `timeout` in retry_on, a lost message is not sent again:
         // the query waits for its answer until it expires.
@@ -607,8 +676,8 @@ impl Group {
             config.per_try_timeout
         };
         let timeout = state.wait;
-        let slot = log.begin(index, server.config.address, server.config.protocol);
         let started = Instant::now();
+        let slot = log.begin(index, server.config.address, server.config.protocol, started);
         server.stats.sent();
         if reason == Reason::Retransmit {
             server.stats.retransmitted();
@@ -745,23 +814,7 @@ impl Group {
         };
         tracing::debug!(server = %server.config, "probing a server marked down");
         runtime.spawn(async move {
-            let query = crate::query::build_query(&NameBuf::root(), RecordType::NS, None);
-            let answered = match Prepared::new(&query, 1232) {
-                Ok(prepared) => {
-                    let started = Instant::now();
-                    server.stats.sent();
-                    let result =
-                        tokio::time::timeout(timeout, server.exchange(server.config.protocol, &prepared)).await;
-                    match result {
-                        Ok(Ok(response)) if inspect(&response).is_ok() => {
-                            server.stats.answered(started.elapsed(), false);
-                            true
-                        }
-                        _ => false,
-                    }
-                }
-                Err(_) => false,
-            };
+            let answered = server.probe(timeout).await;
             server.stats.probe_finished(answered, backoff, Instant::now());
         });
     }
@@ -805,15 +858,18 @@ impl Group {
         let Some(server) = self.server(index) else { return Decision::MoveOn(None) };
         let retry_on = self.inner.config.retry_on;
         let protocol = server.config.protocol;
-        let exchange = tokio::time::timeout_at(expires, self.exchange(index, protocol, query, slot, started, log));
-        let Ok(exchange) = exchange.await else { return Decision::Expired };
+        // A retransmitted server's first message is bounded by the query's
+        // retransmission timer until the loop takes over.
+        let lazy = server.is_udp() && retry_on.timeout;
+        let exchange = self.exchange(index, protocol, query, slot, started, log);
+        let Some(exchange) = until_expiry(exchange, expires, lazy, log).await else { return Decision::Expired };
         match exchange {
             Exchange::Answer { response, truncated: true, .. } if protocol == Protocol::Udp => {
                 log.finish(slot, AttemptOutcome::Truncated);
                 let truncated_answer = Answer { response, server: server.config.address, protocol };
                 // Over TCP with a fresh per-try timeout, inside the deadline.
-                let slot = log.begin(index, server.config.address, Protocol::Tcp);
                 let started = Instant::now();
+                let slot = log.begin(index, server.config.address, Protocol::Tcp, started);
                 server.stats.sent();
                 let budget = self.inner.config.per_try_timeout.min(deadline.saturating_duration_since(started));
                 let tcp = tokio::time::timeout(budget, self.exchange(index, Protocol::Tcp, query, slot, started, log));
@@ -883,9 +939,14 @@ impl Group {
         let Some(server) = self.server(index) else {
             return Exchange::Failed { outcome: AttemptOutcome::Failed("no such server".into()) };
         };
-        let failure = match server.exchange(protocol, query).await {
+        let failure = match server.exchange_logged(protocol, query, Some((log, slot))).await {
             Ok(response) => match inspect(&response) {
                 Ok(verdict) => {
+                    if protocol != Protocol::Udp
+                        && let Ok(header) = signpost_wire::Header::parse(&response)
+                    {
+                        log.set_id(slot, header.id);
+                    }
                     server.stats.answered(started.elapsed(), log.is_lost(slot));
                     return Exchange::Answer { response, rcode: verdict.rcode, truncated: verdict.truncated };
                 }
@@ -901,6 +962,33 @@ impl Group {
         log.finish(slot, outcome.clone());
         Exchange::Failed { outcome }
     }
+}
+
+/// `exchange`, or `None` when `expires` passes first. With `lazy`, the
+/// expiry timer is set only once the query loop runs (`log.looping`):
+/// before that the query waits on its first message alone, under its
+/// retransmission timer, which ends no later than `expires` (the
+/// retransmission timeout is capped at `per_try_timeout`). A query answered
+/// within its retransmission timeout, the common case, so costs one timer
+/// instead of two. The loop polls the message again when it takes it over
+/// (`FuturesUnordered` polls what is pushed), which sets the timer for the
+/// same instant it always had.
+async fn until_expiry<F: Future>(exchange: F, expires: Instant, lazy: bool, log: &AttemptLog) -> Option<F::Output> {
+    let mut exchange = std::pin::pin!(exchange);
+    let mut expiry = std::pin::pin!(None::<tokio::time::Sleep>);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if expiry.is_none() && (!lazy || log.looping.load(Ordering::Relaxed)) {
+            expiry.set(Some(tokio::time::sleep_until(expires)));
+        }
+        match expiry.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// What to do with an answer `retry_on` rejected when no server did better.
@@ -1140,8 +1228,8 @@ mod tests {
     fn the_log_closes_running_tries() {
         let log = AttemptLog::default();
         let address = SocketAddr::from(([127, 0, 0, 1], 53));
-        let first = log.begin(0, address, Protocol::Udp);
-        log.begin(1, address, Protocol::Tcp);
+        let first = log.begin(0, address, Protocol::Udp, Instant::now());
+        log.begin(1, address, Protocol::Tcp, Instant::now());
         log.finish(first, AttemptOutcome::Answered(Rcode::NOERROR));
         let closed: Vec<usize> =
             log.close_open(&AttemptOutcome::Cancelled).into_iter().map(|(server, _)| server).collect();

@@ -89,7 +89,7 @@ pub use error::{Attempt, AttemptOutcome, Error, UpstreamError};
 pub use group::Group;
 pub use resolv::{MAX_NAMESERVERS, ResolvConf, ResolvWarning, parse_resolv_conf, reaches_own_listener, unmapped};
 pub use stats::{GroupStats, LATENCY_BUCKETS, ServerStats};
-pub use tls::crypto_provider;
+pub use tls::{crypto_provider, system_roots};
 pub use transfer::{DEFAULT_TRANSFER_TIMEOUT, TransferClient};
 
 /// An answer from upstream.

@@ -1,16 +1,17 @@
 //! A query ready to send, and the checks an answer must pass to be taken as its answer.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use signpost_wire::{Class, Message, NameBuf, Opcode, Rcode, RecordType};
 
-/// A query as the caller gave it, with its question read out for matching answers.
+/// A query as the caller gave it, checked to carry a question. The bytes
+/// are shared with every socket table the query waits in (a reference
+/// count, not a copy), and answers are matched against the question in
+/// them: one allocation per query.
 #[derive(Clone, Debug)]
 pub(crate) struct Prepared {
-    bytes: Bytes,
-    name: NameBuf,
-    qtype: RecordType,
-    qclass: Class,
-    opcode: Opcode,
+    bytes: Arc<[u8]>,
 }
 
 /// Why a received message is not the answer to a query.
@@ -49,7 +50,8 @@ impl Prepared {
             return Err(signpost_wire::Error::Truncated { limit: signpost_wire::MAX_MESSAGE_LEN });
         }
         let message = Message::parse(query)?;
-        let question = message.first_question()?.ok_or(signpost_wire::Error::MissingRecords {
+        // A query without a question has nothing to match answers against.
+        message.first_question()?.ok_or(signpost_wire::Error::MissingRecords {
             section: signpost_wire::Section::Question,
             expected: 1,
             found: 0,
@@ -66,21 +68,15 @@ impl Prepared {
                 }
             }
         }
-        let mut bytes = BytesMut::from(query);
-        if let Some(slot) = payload_at.and_then(|at| bytes.get_mut(at..at + 2)) {
+        let mut bytes = Arc::<[u8]>::from(query);
+        if let Some(slot) = payload_at.and_then(|at| Arc::get_mut(&mut bytes)?.get_mut(at..at + 2)) {
             slot.copy_from_slice(&edns_payload.to_be_bytes());
         }
-        Ok(Self {
-            bytes: bytes.freeze(),
-            name: question.name().to_name_buf(),
-            qtype: question.qtype(),
-            qclass: question.qclass(),
-            opcode: message.opcode(),
-        })
+        Ok(Self { bytes })
     }
 
     /// The query bytes (ID as given).
-    pub(crate) fn bytes(&self) -> &Bytes {
+    pub(crate) fn bytes(&self) -> &Arc<[u8]> {
         &self.bytes
     }
 
@@ -98,9 +94,7 @@ impl Prepared {
     /// regard to case, type, class). With `lenient`, used on connections that
     /// cannot be spoofed, an error answer without a question is accepted.
     pub(crate) fn matches(&self, response: &[u8], id: u16, lenient: bool) -> Result<(), Mismatch> {
-        check_response(response, id, self.opcode, lenient, |question| {
-            question.qtype() == self.qtype && question.qclass() == self.qclass && question.name() == self.name
-        })
+        check_answer(&self.bytes, response, id, lenient)
     }
 }
 
@@ -108,9 +102,13 @@ impl Prepared {
 /// as [`Prepared::matches`] does without leniency; for callers that keep
 /// only the query's bytes.
 pub(crate) fn answers(query: &[u8], response: &[u8], id: u16) -> Result<(), Mismatch> {
+    check_answer(query, response, id, false)
+}
+
+fn check_answer(query: &[u8], response: &[u8], id: u16, lenient: bool) -> Result<(), Mismatch> {
     let message = Message::parse(query).map_err(|_| Mismatch::WrongQuestion)?;
     let Ok(Some(asked)) = message.first_question() else { return Err(Mismatch::WrongQuestion) };
-    check_response(response, id, message.opcode(), false, |question| {
+    check_response(response, id, message.opcode(), lenient, |question| {
         question.qtype() == asked.qtype() && question.qclass() == asked.qclass() && question.name() == asked.name()
     })
 }

@@ -25,7 +25,9 @@ pub(crate) struct TlsConfigs {
 }
 
 /// The system's trust anchors, read once per process.
-fn system_roots() -> &'static [CertificateDer<'static>] {
+/// The system's trusted root certificates (read once; unreadable ones are
+/// left out with a warning).
+pub fn system_roots() -> &'static [CertificateDer<'static>] {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let result = rustls_native_certs::load_native_certs();

@@ -229,7 +229,7 @@ struct Table {
 struct Waiter {
     token: u64,
     /// The query as sent (any ID), for checking the answer's question.
-    query: Bytes,
+    query: Arc<[u8]>,
     reply: oneshot::Sender<Result<Bytes, Failure>>,
 }
 
@@ -502,6 +502,13 @@ pub(crate) struct Pending {
     id: u16,
     token: u64,
     answer: oneshot::Receiver<Result<Bytes, Failure>>,
+}
+
+impl Pending {
+    /// The message ID the query was sent with.
+    pub(crate) fn id(&self) -> u16 {
+        self.id
+    }
 }
 
 impl Future for Pending {

@@ -93,10 +93,16 @@ pub enum TsigProblem {
         /// The allowed skew.
         fudge: u16,
     },
-    /// The peer answered with a TSIG error (BADSIG, BADKEY, BADTIME, ...).
+    /// The peer answered with a TSIG error (BADSIG, BADKEY, an unsigned BADTIME, ...).
     PeerError {
         /// The TSIG error code.
         code: u16,
+    },
+    /// The peer answered BADTIME, signed with the key (RFC 8945 §5.2.3):
+    /// our clock and the peer's differ by more than the fudge.
+    PeerBadTime {
+        /// The peer's clock when it answered (seconds since the Unix epoch), from Other Data.
+        server_time: u64,
     },
     /// More than 99 unsigned messages in a row, or a stream that ended on an unsigned one.
     UnsignedMessages,
@@ -118,6 +124,9 @@ impl fmt::Display for TsigProblem {
                 write!(f, "signed at {signed}, now {now}: outside the {fudge}-second fudge (BADTIME)")
             }
             Self::PeerError { code } => write!(f, "peer reported TSIG error {code}"),
+            Self::PeerBadTime { server_time } => {
+                write!(f, "peer reported BADTIME, signed: its clock reads {server_time}")
+            }
             Self::UnsignedMessages => f.write_str("too many unsigned messages, or an unsigned last message"),
             Self::MessageFull => f.write_str("no room for the TSIG record"),
         }
@@ -383,7 +392,7 @@ impl TsigSession {
             return Ok(false);
         };
         if record.error != 0 {
-            return Err(Error::Tsig { problem: TsigProblem::PeerError { code: record.error } });
+            return Err(Error::Tsig { problem: self.peer_error(message, &record)? });
         }
         check_key(&self.key, &record)?;
         let mut context = hmac::Context::with_key(&self.key.key);
@@ -402,6 +411,27 @@ impl TsigSession {
         self.unsigned_count = 0;
         self.responded = true;
         Ok(true)
+    }
+
+    /// What a response carrying a TSIG error says. Only a BADTIME answer
+    /// is signed (RFC 8945 §5.2.3); its MAC is checked like a first
+    /// response's, with the error and the server's time among the
+    /// variables, and its time is not (it is the request's own).
+    fn peer_error(&self, message: &[u8], record: &TsigRecord<'_>) -> Result<TsigProblem, Error> {
+        if record.error != tsig_error::BADTIME || record.mac.is_empty() || self.responded {
+            return Ok(TsigProblem::PeerError { code: record.error });
+        }
+        check_key(&self.key, record)?;
+        let mut context = hmac::Context::with_key(&self.key.key);
+        update_prior_mac(&mut context, &self.previous_mac)?;
+        update_stripped(&mut context, message, record)?;
+        update_variables(&mut context, &self.key, record.time_signed, record.fudge, record.error, record.other);
+        check_mac(&self.key, context, record.mac)?;
+        let server_time = match *record.other {
+            [t0, t1, t2, t3, t4, t5] => u64::from_be_bytes([0, 0, t0, t1, t2, t3, t4, t5]),
+            _ => return Ok(TsigProblem::PeerError { code: record.error }),
+        };
+        Ok(TsigProblem::PeerBadTime { server_time })
     }
 
     /// Check that the response stream ended on a signed message.
@@ -468,10 +498,16 @@ impl TsigSession {
         Ok(())
     }
 
-    /// Append an unsigned TSIG record carrying `problem`'s error code to a
-    /// NOTAUTH answer (RFC 8945 §5.2: BADKEY and BADSIG answers carry no MAC).
+    /// Append a TSIG record carrying `problem`'s error code to a NOTAUTH
+    /// answer (RFC 8945 §5.2). BADKEY and BADSIG answers carry no MAC (the
+    /// request could not be verified). A BADTIME answer is signed with the
+    /// request's key, which is among `keys` since its MAC verified: the MAC
+    /// covers the request's MAC, the answer and the error; Time Signed is
+    /// the request's and Other Data the server's clock (RFC 8945 §5.2.3),
+    /// so the client can see by how much the clocks differ.
     /// `request` is the request that failed, for its key and algorithm names.
     pub fn error_response(
+        keys: &[TsigKey],
         request: &[u8],
         problem: TsigProblem,
         message: &mut impl Buffer,
@@ -486,8 +522,20 @@ impl TsigSession {
         let mut algorithm_scratch = [0u8; crate::MAX_NAME_LEN];
         let key_name = record.key_name.flat(&mut key_scratch);
         let algorithm = record.algorithm.flat(&mut algorithm_scratch);
-        let other = now.to_be_bytes();
-        let other: &[u8] = if code == tsig_error::BADTIME { other.get(2..).unwrap_or(&[]) } else { &[] };
+        let server_time = now.to_be_bytes();
+        let server_time = server_time.get(2..).unwrap_or(&[]);
+        if code == tsig_error::BADTIME
+            && let Some(key) = keys.iter().find(|key| key.name.as_wire().eq_ignore_ascii_case(key_name))
+            && check_key(key, &record).is_ok()
+        {
+            let mut context = hmac::Context::with_key(&key.key);
+            update_prior_mac(&mut context, record.mac)?;
+            context.update(message.as_slice());
+            update_variables(&mut context, key, record.time_signed, record.fudge, code, server_time);
+            let mac = context.sign();
+            return append_tsig(message, key, record.time_signed, record.fudge, mac.as_ref(), code, server_time);
+        }
+        let other: &[u8] = if code == tsig_error::BADTIME { server_time } else { &[] };
         append_record(message, key_name, algorithm, now, record.fudge, &[], record.original_id, code, other)
     }
 }
@@ -736,11 +784,59 @@ mod tests {
             Err(Error::Tsig { problem: TsigProblem::Missing })
         ));
         let mut refusal = response(3, &[]);
-        TsigSession::error_response(&request, TsigProblem::BadSignature, &mut refusal, 1000).unwrap();
+        TsigSession::error_response(&[], &request, TsigProblem::BadSignature, &mut refusal, 1000).unwrap();
         assert!(matches!(
             client.verify_response(&refusal, 1000),
             Err(Error::Tsig { problem: TsigProblem::PeerError { code: tsig_error::BADSIG } })
         ));
+    }
+
+    #[test]
+    fn badtime_answers_are_signed_with_the_servers_clock_and_verify() {
+        let key = key();
+        let mut request = query(5);
+        let mut client = TsigSession::sign_request(&key, &mut request, 1000).unwrap();
+        // The server's clock is an hour ahead: the MAC is good, the time is not.
+        let problem = match TsigSession::verify_request(std::slice::from_ref(&key), &request, 4600) {
+            Err(Error::Tsig { problem }) => problem,
+            other => panic!("expected BADTIME, got {other:?}"),
+        };
+        assert_eq!(problem.error_code(), Some(tsig_error::BADTIME));
+        let mut answer = response(5, &[]);
+        TsigSession::error_response(std::slice::from_ref(&key), &request, problem, &mut answer, 4600).unwrap();
+        let parsed = Message::parse(&answer).unwrap();
+        let record = TsigRecord::find(&parsed).unwrap().unwrap();
+        // RFC 8945 §5.2.3: the request's time, the server's clock in Other Data, a full MAC.
+        assert_eq!((record.time_signed, record.error), (1000, tsig_error::BADTIME));
+        assert_eq!(record.other, &4600u64.to_be_bytes()[2..]);
+        assert_eq!(record.mac.len(), 32);
+        assert_eq!(
+            client.clone().verify_response(&answer, 1001).unwrap_err(),
+            Error::Tsig { problem: TsigProblem::PeerBadTime { server_time: 4600 } }
+        );
+        // A changed server time (or anything else the MAC covers) does not verify.
+        let mut forged = answer.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(
+            client.clone().verify_response(&forged, 1001).unwrap_err(),
+            Error::Tsig { problem: TsigProblem::BadSignature }
+        );
+        // Signed with another secret under the same name: not the client's key.
+        let impostor = TsigKey::new(key.name().clone(), TsigAlgorithm::HmacSha256, b"not the secret");
+        let mut other = response(5, &[]);
+        TsigSession::error_response(&[impostor], &request, problem, &mut other, 4600).unwrap();
+        assert_eq!(
+            client.clone().verify_response(&other, 1001).unwrap_err(),
+            Error::Tsig { problem: TsigProblem::BadSignature }
+        );
+        // Without the key the answer goes unsigned, and says only the code.
+        let mut unsigned = response(5, &[]);
+        TsigSession::error_response(&[], &request, problem, &mut unsigned, 4600).unwrap();
+        assert_eq!(
+            client.verify_response(&unsigned, 1001).unwrap_err(),
+            Error::Tsig { problem: TsigProblem::PeerError { code: tsig_error::BADTIME } }
+        );
     }
 
     #[test]

@@ -131,12 +131,53 @@ struct StateXml {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
+struct Ipv6AssociationXml {
+    ipv6_cidr_block: String,
+    association_id: String,
+    ipv6_cidr_block_state: StateXml,
+}
+
+/// The `ipv6CidrBlockAssociationSet` of a VPC's or subnet's IPv6 blocks.
+fn ipv6_associations<'a>(owner: &str, blocks: impl Iterator<Item = &'a IpNet>) -> Items<Ipv6AssociationXml> {
+    Items::of(
+        blocks
+            .filter(|cidr| matches!(cidr, IpNet::V6(_)))
+            .map(|cidr| Ipv6AssociationXml {
+                ipv6_cidr_block: cidr.to_string(),
+                association_id: crate::control::derived_id(
+                    if owner.starts_with("subnet-") { "subnet-cidr-assoc-" } else { "vpc-cidr-assoc-" },
+                    &[owner, &cidr.to_string()],
+                ),
+                ipv6_cidr_block_state: StateXml { state: "associated" },
+            })
+            .collect(),
+    )
+}
+
+/// An `Ipv6CidrBlock` parameter: an IPv6 block of /44 to /64 (AWS's
+/// sizes; Signpost also accepts `::/64`, which holds the loopback ::1).
+fn ipv6_block(params: &Params) -> Result<Option<IpNet>, ApiError> {
+    let Some(text) = params.get("Ipv6CidrBlock") else { return Ok(None) };
+    match text.parse::<IpNet>() {
+        Ok(IpNet::V6(v6)) if (44..=64).contains(&v6.prefix_len()) => Ok(Some(IpNet::V6(v6.trunc()))),
+        _ => Err(ApiError::bad_request(
+            "InvalidParameterValue",
+            format!(
+                "Value ({text}) for parameter ipv6CidrBlock is invalid. This is not a valid IPv6 CIDR block of /44 to /64."
+            ),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct VpcXml {
     vpc_id: String,
     owner_id: String,
     state: &'static str,
     cidr_block: String,
     cidr_block_association_set: Items<CidrAssociationXml>,
+    ipv6_cidr_block_association_set: Items<Ipv6AssociationXml>,
     dhcp_options_id: String,
     instance_tenancy: &'static str,
     is_default: bool,
@@ -158,6 +199,7 @@ struct SubnetXml {
     default_for_az: bool,
     map_public_ip_on_launch: bool,
     assign_ipv6_address_on_creation: bool,
+    ipv6_cidr_block_association_set: Items<Ipv6AssociationXml>,
     tag_set: Items<TagXml>,
 }
 
@@ -263,6 +305,7 @@ fn vpc_xml(config: &EndpointConfig, vpc: &VpcConfig, resolver: Option<String>) -
                 })
                 .collect(),
         ),
+        ipv6_cidr_block_association_set: ipv6_associations(&vpc.id, vpc.cidrs.iter()),
         dhcp_options_id: "default".to_string(),
         instance_tenancy: "default",
         is_default: false,
@@ -306,6 +349,8 @@ async fn create_vpc<R: Runtime>(
         return Err(ApiError::bad_request("InvalidVpc.Range", format!("The CIDR '{cidr}' is invalid.")));
     }
     let cidr = IpNet::V4(v4.trunc());
+    let ipv6 = ipv6_block(params)?;
+    let amazon_ipv6 = params.get("AmazonProvidedIpv6CidrBlock") == Some("true");
     let tags = params.tags("vpc");
     let id = control
         .mutate(|m| {
@@ -314,7 +359,29 @@ async fn create_vpc<R: Runtime>(
                 return Err(ApiError::bad_request("VpcLimitExceeded", "The maximum number of VPCs has been reached."));
             }
             let id = new_id("vpc-");
-            let mut vpc = VpcConfig::new(&id, vec![cidr]);
+            let mut blocks = vec![cidr];
+            // An Amazon-provided block: a /56 of fd00:ec2::/32 (unique local
+            // space) no other VPC holds, where AWS would give a public one.
+            let provided = if amazon_ipv6 {
+                (0..=u16::MAX)
+                    .filter_map(|n| {
+                        ipnet::Ipv6Net::new(std::net::Ipv6Addr::new(0xfd00, 0xec2, n, 0, 0, 0, 0, 0), 56).ok()
+                    })
+                    .map(IpNet::V6)
+                    .find(|block| !overlaps_any(config, block))
+            } else {
+                None
+            };
+            for block in ipv6.into_iter().chain(provided) {
+                if overlaps_any(config, &block) {
+                    return Err(ApiError::bad_request(
+                        "InvalidVpc.Range",
+                        format!("The CIDR '{block}' overlaps the block of another VPC."),
+                    ));
+                }
+                blocks.push(block);
+            }
+            let mut vpc = VpcConfig::new(&id, blocks);
             vpc.dns_support = Some(true);
             vpc.dns_hostnames = Some(false);
             vpc.tags = tags.clone();
@@ -348,6 +415,16 @@ async fn create_vpc<R: Runtime>(
     answer("CreateVpc", request_id, Body { vpc: vpc_xml(&config, vpc, resolver) })
 }
 
+/// Whether `block` overlaps a block of any VPC (clients are placed in
+/// VPCs by source address).
+fn overlaps_any(config: &EndpointConfig, block: &IpNet) -> bool {
+    config
+        .vpcs
+        .iter()
+        .flat_map(|vpc| &vpc.cidrs)
+        .any(|other| other.contains(&block.network()) || block.contains(&other.network()))
+}
+
 fn tag_filter(tags: &Tags, name: &str, values: &[String]) -> Option<bool> {
     if let Some(key) = name.strip_prefix("tag:") {
         return Some(tags.get(key).is_some_and(|value| values.contains(value)));
@@ -359,6 +436,34 @@ fn tag_filter(tags: &Tags, name: &str, values: &[String]) -> Option<bool> {
         return Some(tags.values().any(|value| values.contains(value)));
     }
     None
+}
+
+/// What a Describe call answers: the items `wanted` keeps (the ids asked
+/// for) that pass every `Filter.N`, one page of them. `matches` answers a
+/// filter by its name, `None` for a name it does not know, which is then
+/// a tag filter (`tag:KEY`, `tag-key`, `tag-value`) on `tags_of` or an error.
+fn select<'c, T>(
+    items: &'c [T],
+    params: &Params,
+    wanted: impl Fn(&T) -> bool,
+    tags_of: impl Fn(&T) -> &Tags,
+    matches: impl Fn(&T, &str, &[String]) -> Option<bool>,
+) -> Result<(Vec<&'c T>, Option<String>), ApiError> {
+    let filters = params.filters();
+    let mut selected = Vec::new();
+    for item in items.iter().filter(|item| wanted(item)) {
+        let mut keep = true;
+        for (name, values) in &filters {
+            keep &= match matches(item, name, values) {
+                Some(matched) => matched,
+                None => tag_filter(tags_of(item), name, values).ok_or_else(|| unknown_filter(name))?,
+            };
+        }
+        if keep {
+            selected.push(item);
+        }
+    }
+    page(selected, params)
 }
 
 fn unknown_filter(name: &str) -> ApiError {
@@ -402,32 +507,28 @@ async fn describe_vpcs<R: Runtime>(
             return Err(vpc_not_found(id));
         }
     }
-    let filters = params.filters();
-    let mut selected = Vec::new();
-    for vpc in &config.vpcs {
-        if !ids.is_empty() && !ids.contains(&vpc.id) {
-            continue;
-        }
-        let mut keep = true;
-        for (name, values) in &filters {
-            let matches = match name.as_str() {
+    let (selected, next) = select(
+        &config.vpcs,
+        params,
+        |vpc| ids.is_empty() || ids.contains(&vpc.id),
+        |vpc| &vpc.tags,
+        |vpc, name, values| {
+            Some(match name {
                 "vpc-id" => values.contains(&vpc.id),
                 "cidr" | "cidr-block" | "cidrBlock" | "cidr-block-association.cidr-block" => {
                     vpc.cidrs.iter().any(|cidr| values.contains(&cidr.to_string()))
+                }
+                "ipv6-cidr-block-association.ipv6-cidr-block" => {
+                    vpc.cidrs.iter().any(|cidr| cidr.addr().is_ipv6() && values.contains(&cidr.to_string()))
                 }
                 "state" => values.iter().any(|value| value == "available"),
                 "is-default" => values.iter().any(|value| value == "false"),
                 "owner-id" => values.contains(&config.account_id),
                 "dhcp-options-id" => values.iter().any(|value| value == "default"),
-                other => tag_filter(&vpc.tags, other, values).ok_or_else(|| unknown_filter(other))?,
-            };
-            keep &= matches;
-        }
-        if keep {
-            selected.push(vpc);
-        }
-    }
-    let (selected, next) = page(selected, params)?;
+                _ => return None,
+            })
+        },
+    )?;
     let mut vpcs = Vec::with_capacity(selected.len());
     for vpc in selected {
         let resolver = resolver_of(control, &config, vpc).await;
@@ -612,6 +713,7 @@ fn subnet_xml(config: &EndpointConfig, subnet: &SubnetConfig) -> SubnetXml {
         default_for_az: false,
         map_public_ip_on_launch: false,
         assign_ipv6_address_on_creation: false,
+        ipv6_cidr_block_association_set: ipv6_associations(&subnet.id, subnet.ipv6_cidr.iter()),
         tag_set: tag_set(&subnet.tags),
     }
 }
@@ -638,6 +740,7 @@ async fn create_subnet<R: Runtime>(
         )
     })?;
     let cidr = cidr.trunc();
+    let ipv6 = ipv6_block(params)?;
     let zone = params.get("AvailabilityZone").map(str::to_string);
     let tags = params.tags("subnet");
     let id = control
@@ -659,6 +762,22 @@ async fn create_subnet<R: Runtime>(
                     format!("The CIDR '{cidr}' conflicts with another subnet"),
                 ));
             }
+            if let Some(block) = ipv6 {
+                if !vpc.cidrs.iter().any(|own| own.contains(&block)) {
+                    return Err(ApiError::bad_request(
+                        "InvalidSubnet.Range",
+                        format!("The IPv6 CIDR '{block}' is not within the IPv6 blocks of {vpc_id}."),
+                    ));
+                }
+                let mut taken =
+                    config.subnets.iter().filter(|other| other.vpc == vpc_id).filter_map(|other| other.ipv6_cidr);
+                if let Some(other) = taken.find(|other| other.contains(&block) || block.contains(other)) {
+                    return Err(ApiError::bad_request(
+                        "InvalidSubnet.Conflict",
+                        format!("The IPv6 CIDR '{block}' conflicts with another subnet's ({other})"),
+                    ));
+                }
+            }
             let count = config.subnets.iter().filter(|subnet| subnet.vpc == vpc_id).count();
             if config.quotas.enabled && count >= config.quotas.subnets_per_vpc as usize {
                 return Err(ApiError::bad_request(
@@ -671,6 +790,7 @@ async fn create_subnet<R: Runtime>(
                 id: id.clone(),
                 vpc: vpc_id.clone(),
                 cidr,
+                ipv6_cidr: ipv6,
                 availability_zone: zone.clone(),
                 tags: tags.clone(),
             });
@@ -699,31 +819,28 @@ fn describe_subnets<R: Runtime>(
             return Err(subnet_not_found(id));
         }
     }
-    let filters = params.filters();
-    let mut selected = Vec::new();
-    for subnet in &config.subnets {
-        if !ids.is_empty() && !ids.contains(&subnet.id) {
-            continue;
-        }
-        let mut keep = true;
-        for (name, values) in &filters {
-            let matches = match name.as_str() {
+    let (selected, next) = select(
+        &config.subnets,
+        params,
+        |subnet| ids.is_empty() || ids.contains(&subnet.id),
+        |subnet| &subnet.tags,
+        |subnet, name, values| {
+            Some(match name {
                 "vpc-id" => values.contains(&subnet.vpc),
                 "subnet-id" => values.contains(&subnet.id),
                 "cidr" | "cidr-block" | "cidrBlock" => values.contains(&subnet.cidr.to_string()),
+                "ipv6-cidr-block-association.ipv6-cidr-block" => {
+                    subnet.ipv6_cidr.is_some_and(|cidr| values.contains(&cidr.to_string()))
+                }
                 "availability-zone" | "availabilityZone" => values.contains(&availability_zone(&config, subnet)),
                 "state" => values.iter().any(|value| value == "available"),
                 "owner-id" => values.contains(&config.account_id),
                 "default-for-az" | "defaultForAz" => values.iter().any(|value| value == "false"),
-                other => tag_filter(&subnet.tags, other, values).ok_or_else(|| unknown_filter(other))?,
-            };
-            keep &= matches;
-        }
-        if keep {
-            selected.push(subnet_xml(&config, subnet));
-        }
-    }
-    let (selected, next) = page(selected, params)?;
+                _ => return None,
+            })
+        },
+    )?;
+    let selected: Vec<SubnetXml> = selected.into_iter().map(|subnet| subnet_xml(&config, subnet)).collect();
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Body {
@@ -872,29 +989,24 @@ fn describe_security_groups<R: Runtime>(
             return Err(group_not_found(id));
         }
     }
-    let filters = params.filters();
-    let mut selected = Vec::new();
-    for group in &config.security_groups {
-        if (!ids.is_empty() && !ids.contains(&group.id)) || (!names.is_empty() && !names.contains(&group.name)) {
-            continue;
-        }
-        let mut keep = true;
-        for (name, values) in &filters {
-            let matches = match name.as_str() {
+    let (selected, next) = select(
+        &config.security_groups,
+        params,
+        |group| (ids.is_empty() || ids.contains(&group.id)) && (names.is_empty() || names.contains(&group.name)),
+        |group| &group.tags,
+        |group, name, values| {
+            Some(match name {
                 "group-id" => values.contains(&group.id),
                 "group-name" => values.contains(&group.name),
                 "vpc-id" => values.contains(&group.vpc),
                 "description" => values.contains(&group.description),
                 "owner-id" => values.contains(&config.account_id),
-                other => tag_filter(&group.tags, other, values).ok_or_else(|| unknown_filter(other))?,
-            };
-            keep &= matches;
-        }
-        if keep {
-            selected.push(security_group_xml(&config, group));
-        }
-    }
-    let (selected, next) = page(selected, params)?;
+                _ => return None,
+            })
+        },
+    )?;
+    let selected: Vec<SecurityGroupXml> =
+        selected.into_iter().map(|group| security_group_xml(&config, group)).collect();
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Body {

@@ -46,6 +46,7 @@ pub const OPERATIONS: &[&str] = &[
     "ListFirewallDomains",
     "ListFirewallRuleGroupAssociations",
     "ListFirewallRuleGroups",
+    "ListFirewallRuleTypes",
     "ListFirewallRules",
     "PutFirewallRuleGroupPolicy",
     "UpdateFirewallConfig",
@@ -69,12 +70,16 @@ pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body
         "GetFirewallRuleGroup" => call.get_rule_group(),
         "ListFirewallRuleGroups" => call.list_rule_groups(),
         "DeleteFirewallRuleGroup" => call.delete_rule_group().await,
-        "GetFirewallRuleGroupPolicy" => call.get_policy(),
-        "PutFirewallRuleGroupPolicy" => call.put_policy().await,
         "CreateFirewallRule" => call.create_rule().await,
         "UpdateFirewallRule" => call.update_rule().await,
         "DeleteFirewallRule" => call.delete_rule().await,
         "ListFirewallRules" => call.list_rules(),
+        // The rule types of DNS Firewall Advanced and partner feeds, which
+        // are not emulated: none is available, so the list is empty.
+        "ListFirewallRuleTypes" => {
+            let (items, next, _) = page(Vec::new(), &call.body, 100)?;
+            Ok(with_token(json!({ "FirewallRuleTypes": items }), next))
+        }
         "BatchCreateFirewallRule" | "BatchUpdateFirewallRule" | "BatchDeleteFirewallRule" => {
             call.batch_rules(operation).await
         }
@@ -644,46 +649,6 @@ impl<R: Runtime> Call<'_, R> {
             })
             .await?;
         Ok(json!({ "FirewallRuleGroup": before }))
-    }
-
-    fn get_policy(&self) -> Result<Value, ApiError> {
-        let resource = string_field(&self.body, "Arn")?;
-        let config = self.config();
-        let group = self.group_by_arn(&config, &resource)?;
-        Ok(json!({ "FirewallRuleGroupPolicy": group.policy.clone().unwrap_or_default() }))
-    }
-
-    async fn put_policy(&self) -> Result<Value, ApiError> {
-        let resource = string_field(&self.body, "Arn")?;
-        let policy = string_field(&self.body, "FirewallRuleGroupPolicy")?;
-        if serde_json::from_str::<Value>(&policy).is_err() {
-            return Err(validation("The policy is not a JSON document."));
-        }
-        self.control
-            .mutate(|m| {
-                let id = self.group_by_arn(m.config, &resource)?.id.clone();
-                if let Some(group) = m.config.firewall_rule_groups.iter_mut().find(|group| group.id == id) {
-                    group.policy = Some(policy.clone());
-                }
-                m.touch(Kind::FirewallRuleGroup, &id);
-                Ok(())
-            })
-            .await?;
-        Ok(json!({ "ReturnValue": true }))
-    }
-
-    fn group_by_arn<'c>(
-        &self,
-        config: &'c EndpointConfig,
-        resource: &str,
-    ) -> Result<&'c FirewallRuleGroupConfig, ApiError> {
-        config
-            .firewall_rule_groups
-            .iter()
-            .find(|group| arn(config, "firewall-rule-group", &group.id) == resource)
-            .ok_or_else(|| {
-                ApiError::not_found(format!("[RSLVR-02025] Can't find the resource with ID \"{resource}\"."))
-            })
     }
 
     // --- rules --------------------------------------------------------------

@@ -8,7 +8,7 @@
 //! checks (the ones a TOML file goes through) run when the change is made
 //! live, and their errors come back as the service's.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -20,7 +20,7 @@ use super::paging::{Filter, page};
 use crate::control::{ControlPlane, Kind, Runtime, new_id};
 use crate::destinations::{DestinationKind, arn_file};
 use crate::model::{
-    DnssecValidation, EndpointAddress, EndpointConfig, InboundEndpointConfig, OutboundEndpointConfig,
+    DnssecValidation, EndpointAddress, EndpointConfig, EndpointType, InboundEndpointConfig, OutboundEndpointConfig,
     QueryLoggingConfig, ResolverRuleConfig, RuleType, Tags, TargetConfig, VpcAssociation,
 };
 use crate::protocols::{Direction, EndpointProtocol, Protocols};
@@ -45,8 +45,10 @@ pub const OPERATIONS: &[&str] = &[
     "GetResolverEndpoint",
     "GetResolverQueryLogConfig",
     "GetResolverQueryLogConfigAssociation",
+    "GetResolverQueryLogConfigPolicy",
     "GetResolverRule",
     "GetResolverRuleAssociation",
+    "GetResolverRulePolicy",
     "ListResolverConfigs",
     "ListResolverDnssecConfigs",
     "ListResolverEndpointIpAddresses",
@@ -56,6 +58,8 @@ pub const OPERATIONS: &[&str] = &[
     "ListResolverRuleAssociations",
     "ListResolverRules",
     "ListTagsForResource",
+    "PutResolverQueryLogConfigPolicy",
+    "PutResolverRulePolicy",
     "TagResource",
     "UntagResource",
     "UpdateResolverConfig",
@@ -102,6 +106,12 @@ pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body
         "GetResolverDnssecConfig" => call.get_dnssec_config(),
         "ListResolverDnssecConfigs" => call.list_dnssec_configs(),
         "UpdateResolverDnssecConfig" => call.update_dnssec_config().await,
+        "GetResolverRulePolicy" => call.get_policy(&RULE_POLICY),
+        "PutResolverRulePolicy" => call.put_policy(&RULE_POLICY).await,
+        "GetResolverQueryLogConfigPolicy" => call.get_policy(&QUERY_LOG_POLICY),
+        "PutResolverQueryLogConfigPolicy" => call.put_policy(&QUERY_LOG_POLICY).await,
+        "GetFirewallRuleGroupPolicy" => call.get_policy(&FIREWALL_RULE_GROUP_POLICY),
+        "PutFirewallRuleGroupPolicy" => call.put_policy(&FIREWALL_RULE_GROUP_POLICY).await,
         other => super::firewall::handle(control, other, call.body).await,
     }
 }
@@ -181,7 +191,7 @@ struct EndpointView<'c> {
     addresses: &'c [EndpointAddress],
     protocols: &'c [EndpointProtocol],
     security_groups: &'c [String],
-    endpoint_type: Option<&'c str>,
+    endpoint_type: EndpointType,
     name: Option<&'c str>,
     creator_request_id: Option<&'c str>,
     created: Option<&'c str>,
@@ -197,7 +207,7 @@ impl<'c> From<&'c InboundEndpointConfig> for EndpointView<'c> {
             addresses: &e.addresses,
             protocols: &e.protocols,
             security_groups: &e.security_groups,
-            endpoint_type: e.endpoint_type.as_deref(),
+            endpoint_type: EndpointType::of(e.endpoint_type, &e.addresses),
             name: e.name.as_deref(),
             creator_request_id: e.creator_request_id.as_deref(),
             created: e.created.as_deref(),
@@ -215,7 +225,7 @@ impl<'c> From<&'c OutboundEndpointConfig> for EndpointView<'c> {
             addresses: &e.addresses,
             protocols: &e.protocols,
             security_groups: &e.security_groups,
-            endpoint_type: e.endpoint_type.as_deref(),
+            endpoint_type: EndpointType::of(e.endpoint_type, &e.addresses),
             name: e.name.as_deref(),
             creator_request_id: e.creator_request_id.as_deref(),
             created: e.created.as_deref(),
@@ -229,7 +239,7 @@ struct EndpointFieldsMut<'c> {
     kind: Kind,
     name: &'c mut Option<String>,
     protocols: &'c mut Vec<EndpointProtocol>,
-    endpoint_type: &'c mut Option<String>,
+    endpoint_type: &'c mut Option<EndpointType>,
     modified: &'c mut Option<String>,
     addresses: &'c mut Vec<EndpointAddress>,
 }
@@ -301,7 +311,7 @@ impl<R: Runtime> Call<'_, R> {
             "HostVPCId": endpoint.vpc,
             "Status": status,
             "StatusMessage": message,
-            "ResolverEndpointType": endpoint.endpoint_type.unwrap_or("IPV4"),
+            "ResolverEndpointType": endpoint.endpoint_type.as_str(),
             "Protocols": protocols_text(endpoint.protocols),
         });
         insert_optional(&mut value, "Name", endpoint.name);
@@ -435,12 +445,7 @@ impl<R: Runtime> Call<'_, R> {
         if request.outpost_arn.is_some() {
             return Err(ApiError::invalid_parameter("Outposts are not emulated by signpost-endpoint."));
         }
-        let endpoint_type = request.resolver_endpoint_type.unwrap_or_else(|| "IPV4".to_string());
-        if endpoint_type == "DUALSTACK" {
-            return Err(ApiError::invalid_parameter(
-                "ResolverEndpointType DUALSTACK is not supported by signpost-endpoint yet (IPV4 or IPV6).",
-            ));
-        }
+        let endpoint_type = endpoint_type(request.resolver_endpoint_type.as_deref())?.unwrap_or(EndpointType::Ipv4);
         let protocols = parse_protocols(request.protocols.as_deref())?;
         let value = self
             .control
@@ -474,13 +479,10 @@ impl<R: Runtime> Call<'_, R> {
                 let mut addresses: Vec<EndpointAddress> = Vec::new();
                 let mut vpc: Option<String> = None;
                 for address in &request.ip_addresses {
-                    let wanted = if endpoint_type == "IPV6" { address.ipv6 } else { address.ip };
-                    let chosen = take_address(config, &address.subnet_id, wanted, &addresses, &mut vpc)?;
-                    addresses.push(EndpointAddress {
-                        ip: chosen,
-                        subnet: Some(address.subnet_id.clone()),
-                        id: Some(new_id("rni-")),
-                    });
+                    let wanted = Wanted { ip: address.ip, ipv6: address.ipv6 };
+                    let chosen =
+                        endpoint_address(config, endpoint_type, &address.subnet_id, wanted, &addresses, &mut vpc)?;
+                    addresses.push(chosen);
                 }
                 let vpc = vpc.unwrap_or_default();
                 if let Some(group) = request
@@ -506,7 +508,7 @@ impl<R: Runtime> Call<'_, R> {
                         tls_key: None,
                         allow: None,
                         security_groups: request.security_group_ids.clone(),
-                        endpoint_type: Some(endpoint_type.clone()),
+                        endpoint_type: Some(endpoint_type),
                         name: request.name.clone(),
                         creator_request_id: Some(request.creator_request_id.clone()),
                         created: Some(now.clone()),
@@ -521,7 +523,7 @@ impl<R: Runtime> Call<'_, R> {
                         ca_file: None,
                         ignore_system_roots: false,
                         security_groups: request.security_group_ids.clone(),
-                        endpoint_type: Some(endpoint_type.clone()),
+                        endpoint_type: Some(endpoint_type),
                         name: request.name.clone(),
                         creator_request_id: Some(request.creator_request_id.clone()),
                         created: Some(now.clone()),
@@ -582,28 +584,22 @@ impl<R: Runtime> Call<'_, R> {
             name: Option<String>,
             resolver_endpoint_type: Option<String>,
             protocols: Option<Vec<String>>,
-            update_ip_addresses: Option<Vec<Value>>,
+            update_ip_addresses: Option<Vec<IpUpdate>>,
         }
         let request: Request = request(&self.body)?;
         check_name(request.name.as_deref())?;
-        if request.update_ip_addresses.is_some_and(|list| !list.is_empty()) {
-            return Err(ApiError::invalid_parameter(
-                "UpdateIpAddresses (IPv6 addresses for DUALSTACK) is not supported by signpost-endpoint yet.",
-            ));
-        }
-        if let Some(kind) = &request.resolver_endpoint_type
-            && kind != "IPV4"
-            && kind != "IPV6"
-        {
-            return Err(ApiError::invalid_parameter(format!(
-                "ResolverEndpointType {kind} is not supported by signpost-endpoint yet."
-            )));
-        }
+        let wanted_type = endpoint_type(request.resolver_endpoint_type.as_deref())?;
+        let updates = request.update_ip_addresses.unwrap_or_default();
         let protocols = request.protocols.as_deref().map(|list| parse_protocols(Some(list))).transpose()?;
         let id = request.resolver_endpoint_id.clone();
         self.control
             .mutate(|m| {
-                find_endpoint(m.config, &id)?;
+                let endpoint = find_endpoint(m.config, &id)?;
+                let addresses = match wanted_type {
+                    Some(wanted) => retyped_addresses(m.config, &endpoint, wanted, &updates)?,
+                    None if updates.is_empty() => endpoint.addresses.to_vec(),
+                    None => retyped_addresses(m.config, &endpoint, endpoint.endpoint_type, &updates)?,
+                };
                 let now = m.now.clone();
                 if let Some(endpoint) = endpoint_mut(m.config, &id) {
                     if let Some(name) = &request.name {
@@ -612,9 +608,10 @@ impl<R: Runtime> Call<'_, R> {
                     if let Some(protocols) = &protocols {
                         *endpoint.protocols = protocols.clone();
                     }
-                    if let Some(kind) = &request.resolver_endpoint_type {
-                        *endpoint.endpoint_type = Some(kind.clone());
+                    if let Some(wanted) = wanted_type {
+                        *endpoint.endpoint_type = Some(wanted);
                     }
+                    *endpoint.addresses = addresses;
                     *endpoint.modified = Some(now);
                     let kind = endpoint.kind;
                     m.touch(kind, &id);
@@ -688,17 +685,18 @@ impl<R: Runtime> Call<'_, R> {
                         return Err(ApiError::invalid_request("[RSLVR-00503] A SubnetId is needed to add an IP address."));
                     };
                     let mut vpc = Some(endpoint.vpc.to_string());
-                    let chosen = take_address(m.config, subnet, update.ip.or(update.ipv6), &addresses, &mut vpc)?;
+                    let wanted = Wanted { ip: update.ip, ipv6: update.ipv6 };
+                    let chosen = endpoint_address(m.config, endpoint.endpoint_type, subnet, wanted, &addresses, &mut vpc)?;
                     if vpc.as_deref() != Some(endpoint.vpc) {
                         return Err(ApiError::invalid_request(format!(
                             "The subnet {subnet} is not in the VPC of resolver endpoint {id}."
                         )));
                     }
-                    addresses.push(EndpointAddress { ip: chosen, subnet: Some(subnet.clone()), id: Some(new_id("rni-")) });
+                    addresses.push(chosen);
                 } else {
                     let position = addresses.iter().position(|address| {
                         update.ip_id.as_ref().is_some_and(|ip_id| address.id.as_ref() == Some(ip_id))
-                            || update.ip.or(update.ipv6).is_some_and(|ip| address.ip == ip)
+                            || update.ip.into_iter().chain(update.ipv6).any(|ip| address.ips().any(|own| own == ip))
                     });
                     let Some(position) = position else {
                         if update.ip_id.is_none() && update.ip.is_none() && update.ipv6.is_none() {
@@ -748,7 +746,9 @@ impl<R: Runtime> Call<'_, R> {
                     if let Some(subnet) = &address.subnet {
                         object.insert("SubnetId".into(), json!(subnet));
                     }
-                    object.insert(if address.ip.is_ipv4() { "Ip".into() } else { "Ipv6".into() }, json!(address.ip.to_string()));
+                    for ip in address.ips() {
+                        object.insert(if ip.is_ipv4() { "Ip".into() } else { "Ipv6".into() }, json!(ip.to_string()));
+                    }
                 }
                 insert_optional(&mut value, "CreationTime", endpoint.created);
                 insert_optional(&mut value, "ModificationTime", endpoint.modified.or(endpoint.created));
@@ -838,6 +838,7 @@ impl<R: Runtime> Call<'_, R> {
                     created: Some(now.clone()),
                     modified: Some(now),
                     tags: tags.clone(),
+                    policy: None,
                 });
                 m.touch(Kind::ResolverRule, &id);
                 Ok(id)
@@ -980,7 +981,7 @@ impl<R: Runtime> Call<'_, R> {
                 // A rule forwarding to an inbound endpoint of the same VPC would loop.
                 let loops = rule.targets.iter().any(|target| {
                     config.inbound_endpoints.iter().any(|endpoint| {
-                        endpoint.vpc == request.vpc_id && endpoint.addresses.iter().any(|address| address.ip == target.ip)
+                        endpoint.vpc == request.vpc_id && endpoint.addresses.iter().any(|address| address.ips().any(|ip| ip == target.ip))
                     })
                 });
                 if loops {
@@ -1028,16 +1029,7 @@ impl<R: Runtime> Call<'_, R> {
             )));
         };
         let before = self.rule_association_json(rule, association, Some("DELETING"));
-        self.control
-            .mutate(|m| {
-                find_rule(m.config, &rule_id)?;
-                if let Some(rule) = m.config.resolver_rules.iter_mut().find(|rule| rule.id == rule_id) {
-                    rule.vpcs.retain(|association| association.vpc != request.vpc_id);
-                }
-                m.touch(Kind::ResolverRule, &rule_id);
-                Ok(())
-            })
-            .await?;
+        self.disassociate_vpc(Kind::ResolverRule, &rule_id, &request.vpc_id).await?;
         Ok(json!({ "ResolverRuleAssociation": before }))
     }
 
@@ -1111,6 +1103,7 @@ impl<R: Runtime> Call<'_, R> {
                     created: Some(now.clone()),
                     modified: Some(now),
                     tags: tags.clone(),
+                    policy: None,
                 });
                 m.touch(Kind::QueryLogging, &id);
                 m.start_clock(&id);
@@ -1257,16 +1250,7 @@ impl<R: Runtime> Call<'_, R> {
             )));
         };
         let before = self.query_log_association_json(log, association, Some("DELETING"));
-        self.control
-            .mutate(|m| {
-                find_query_log(m.config, &log_id)?;
-                if let Some(log) = m.config.query_logging.iter_mut().find(|log| log.id == log_id) {
-                    log.vpcs.retain(|association| association.vpc != request.resource_id);
-                }
-                m.touch(Kind::QueryLogging, &log_id);
-                Ok(())
-            })
-            .await?;
+        self.disassociate_vpc(Kind::QueryLogging, &log_id, &request.resource_id).await?;
         Ok(json!({ "ResolverQueryLogConfigAssociation": before }))
     }
 
@@ -1304,6 +1288,30 @@ impl<R: Runtime> Call<'_, R> {
             json!({ "ResolverQueryLogConfigAssociations": items, "TotalCount": total, "TotalFilteredCount": filtered }),
             next,
         ))
+    }
+
+    /// Remove `vpc` from the VPCs of the rule or query logging
+    /// configuration `id` (`kind`).
+    async fn disassociate_vpc(&self, kind: Kind, id: &str, vpc: &str) -> Result<(), ApiError> {
+        self.control
+            .mutate(|m| {
+                let associations = match kind {
+                    Kind::ResolverRule => {
+                        find_rule(m.config, id)?;
+                        m.config.resolver_rules.iter_mut().find(|rule| rule.id == id).map(|rule| &mut rule.vpcs)
+                    }
+                    _ => {
+                        find_query_log(m.config, id)?;
+                        m.config.query_logging.iter_mut().find(|log| log.id == id).map(|log| &mut log.vpcs)
+                    }
+                };
+                if let Some(associations) = associations {
+                    associations.retain(|association| association.vpc != vpc);
+                }
+                m.touch(kind, id);
+                Ok(())
+            })
+            .await
     }
 
     // --- tags ---------------------------------------------------------------
@@ -1362,6 +1370,44 @@ impl<R: Runtime> Call<'_, R> {
         let items: Vec<Value> = tags.iter().map(|(key, value)| json!({ "Key": key, "Value": value })).collect();
         let (items, next, _) = page(items, &self.body, 100)?;
         Ok(with_token(json!({ "Tags": items }), next))
+    }
+
+    // --- resource policies ---------------------------------------------------
+
+    fn get_policy(&self, kind: &PolicyKind) -> Result<Value, ApiError> {
+        let resource = string_field(&self.body, "Arn")?;
+        let config = self.config();
+        let id = kind.resource(&config, &resource)?;
+        let policy = policy_of(&config, kind.kind, &id).cloned().unwrap_or_default();
+        Ok(json!({ kind.field: policy }))
+    }
+
+    async fn put_policy(&self, kind: &PolicyKind) -> Result<Value, ApiError> {
+        let resource = string_field(&self.body, "Arn")?;
+        let policy = string_field(&self.body, kind.field)?;
+        if policy.len() > 30_000 {
+            return Err(ApiError::bad_request(
+                "ValidationException",
+                format!(
+                    "1 validation error detected: Value at '{}' failed to satisfy constraint: Member must have length less than or equal to 30000",
+                    lower_first(kind.field)
+                ),
+            ));
+        }
+        if let Err(error) = serde_json::from_str::<serde_json::Map<String, Value>>(&policy) {
+            return Err(ApiError::bad_request(kind.invalid, format!("The policy is not a JSON object: {error}")));
+        }
+        self.control
+            .mutate(|m| {
+                let id = kind.resource(m.config, &resource)?;
+                if let Some(slot) = policy_mut(m.config, kind.kind, &id) {
+                    *slot = Some(policy.clone());
+                }
+                m.touch(kind.kind, &id);
+                Ok(())
+            })
+            .await?;
+        Ok(json!({ "ReturnValue": true }))
     }
 
     // --- Resolver and DNSSEC configs ------------------------------------------
@@ -1625,6 +1671,9 @@ fn reserved(subnet: &IpNet, address: IpAddr) -> bool {
             let offset = u32::from(ip).wrapping_sub(u32::from(net.network()));
             offset < 4 || ip == net.broadcast()
         }
+        // ::1, the only IPv6 loopback address, is allowed in a subnet
+        // (`::/64`) so that IPv6 endpoints can run on loopback.
+        (IpNet::V6(_), IpAddr::V6(ip)) if ip == Ipv6Addr::LOCALHOST => false,
         (IpNet::V6(net), IpAddr::V6(ip)) => {
             let offset = u128::from(ip).wrapping_sub(u128::from(net.network()));
             offset < 4 || ip == net.broadcast()
@@ -1634,16 +1683,169 @@ fn reserved(subnet: &IpNet, address: IpAddr) -> bool {
 }
 
 fn address_in_use(config: &EndpointConfig, address: IpAddr) -> bool {
-    endpoints(config).iter().any(|endpoint| endpoint.addresses.iter().any(|taken| taken.ip == address))
+    endpoints(config)
+        .iter()
+        .any(|endpoint| endpoint.addresses.iter().flat_map(EndpointAddress::ips).any(|taken| taken == address))
 }
 
-/// The address an endpoint takes in `subnet`: `wanted` when given and
-/// free, or the first free one. Sets `vpc` to the subnet's VPC and checks
-/// that every subnet of the endpoint is in the same one.
+/// The `ResolverEndpointType` of a request, if it gives one.
+fn endpoint_type(text: Option<&str>) -> Result<Option<EndpointType>, ApiError> {
+    text.map(|text| {
+        text.parse::<EndpointType>().map_err(|_| {
+            ApiError::bad_request(
+                "ValidationException",
+                format!(
+                    "1 validation error detected: Value '{text}' at 'resolverEndpointType' failed to satisfy constraint: Member must satisfy enum value set: [IPV6, IPV4, DUALSTACK]"
+                ),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// The `Ip` and `Ipv6` a request gives for one address.
+#[derive(Clone, Copy)]
+struct Wanted {
+    ip: Option<IpAddr>,
+    ipv6: Option<IpAddr>,
+}
+
+/// The address an endpoint of `endpoint_type` takes in `subnet_id`: an
+/// IPv4 address (IPV4 and DUALSTACK) from the subnet's block and an IPv6
+/// address (IPV6 and DUALSTACK) from its IPv6 block, each the one asked
+/// for or the first free one.
+fn endpoint_address(
+    config: &EndpointConfig,
+    endpoint_type: EndpointType,
+    subnet_id: &str,
+    wanted: Wanted,
+    taken: &[EndpointAddress],
+    vpc: &mut Option<String>,
+) -> Result<EndpointAddress, ApiError> {
+    if wanted.ip.is_some_and(|ip| ip.is_ipv6()) || wanted.ipv6.is_some_and(|ip| ip.is_ipv4()) {
+        return Err(ApiError::invalid_parameter("Ip is an IPv4 address and Ipv6 an IPv6 address."));
+    }
+    if !endpoint_type.carries(false) && wanted.ip.is_some() {
+        return Err(ApiError::invalid_request(format!(
+            "An {} resolver endpoint takes no IPv4 address (Ip); give Ipv6 or nothing.",
+            endpoint_type.as_str()
+        )));
+    }
+    if !endpoint_type.carries(true) && wanted.ipv6.is_some() {
+        return Err(ApiError::invalid_request(
+            "An IPV4 resolver endpoint takes no IPv6 address (Ipv6); create it as DUALSTACK or IPV6.",
+        ));
+    }
+    let v4 = endpoint_type
+        .carries(false)
+        .then(|| take_address(config, subnet_id, wanted.ip, false, taken, vpc))
+        .transpose()?;
+    let v6 = endpoint_type
+        .carries(true)
+        .then(|| take_address(config, subnet_id, wanted.ipv6, true, taken, vpc))
+        .transpose()?;
+    let (ip, ipv6) = match (v4, v6) {
+        (Some(ip), Some(IpAddr::V6(v6))) => (ip, Some(v6)),
+        (Some(ip), _) | (None, Some(ip)) => (ip, None),
+        (None, None) => return Err(ApiError::internal("an endpoint type without an address family")),
+    };
+    Ok(EndpointAddress { ip, ipv6, subnet: Some(subnet_id.to_string()), id: Some(new_id("rni-")) })
+}
+
+/// One entry of UpdateResolverEndpoint's `UpdateIpAddresses`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct IpUpdate {
+    ip_id: String,
+    ipv6: IpAddr,
+}
+
+/// An endpoint's addresses once it becomes `wanted` (UpdateResolverEndpoint):
+/// IPV4 to DUALSTACK gives each address an IPv6 one — from `updates` (by
+/// IpId) or the first free one of its subnet's IPv6 block — and DUALSTACK
+/// to IPV4 drops them. An IPV6 endpoint stays IPV6, and no endpoint
+/// becomes IPV6, as AWS documents ("You can only update between IPV4 and
+/// DUALSTACK, IPV6 endpoint type can't be updated to other type").
+fn retyped_addresses(
+    config: &EndpointConfig,
+    endpoint: &EndpointView<'_>,
+    wanted: EndpointType,
+    updates: &[IpUpdate],
+) -> Result<Vec<EndpointAddress>, ApiError> {
+    let current = endpoint.endpoint_type;
+    if current == EndpointType::Ipv6 && wanted != EndpointType::Ipv6 {
+        return Err(ApiError::invalid_request(format!(
+            "Resolver endpoint {} is IPV6; an IPV6 endpoint's type cannot be changed.",
+            endpoint.id
+        )));
+    }
+    if wanted == EndpointType::Ipv6 && current != EndpointType::Ipv6 {
+        return Err(ApiError::invalid_request(
+            "Updating a resolver endpoint to IPV6 is not supported; IPV4 and DUALSTACK change into each other.",
+        ));
+    }
+    if !updates.is_empty() && wanted != EndpointType::Dualstack {
+        return Err(ApiError::invalid_request(
+            "UpdateIpAddresses gives the IPv6 addresses of an endpoint that is or becomes DUALSTACK.",
+        ));
+    }
+    for update in updates {
+        if update.ipv6.is_ipv4() {
+            return Err(ApiError::invalid_parameter(format!("{} is not an IPv6 address.", update.ipv6)));
+        }
+        if !endpoint.addresses.iter().any(|address| address.id.as_deref() == Some(update.ip_id.as_str())) {
+            return Err(ApiError::not_found(format!(
+                "The IP address {} is not an address of resolver endpoint {}.",
+                update.ip_id, endpoint.id
+            )));
+        }
+    }
+    let mut addresses = endpoint.addresses.to_vec();
+    if wanted == EndpointType::Ipv4 {
+        for address in &mut addresses {
+            address.ipv6 = None;
+        }
+        return Ok(addresses);
+    }
+    if wanted != EndpointType::Dualstack {
+        return Ok(addresses);
+    }
+    // Addresses taken so far, so that two interfaces in one subnet get two addresses.
+    let mut taken = addresses.clone();
+    for address in &mut addresses {
+        let update = updates.iter().find(|update| address.id.as_deref() == Some(update.ip_id.as_str()));
+        let wanted = update.map(|update| update.ipv6);
+        let unchanged = match wanted {
+            Some(ip) => address.ipv6.map(IpAddr::V6) == Some(ip),
+            None => address.ipv6.is_some(),
+        };
+        if unchanged {
+            continue;
+        }
+        let Some(subnet) = address.subnet.clone() else {
+            return Err(ApiError::invalid_request(format!(
+                "The address {} of resolver endpoint {} names no subnet to take an IPv6 address from.",
+                address.ip, endpoint.id
+            )));
+        };
+        let mut vpc = Some(endpoint.vpc.to_string());
+        if let IpAddr::V6(chosen) = take_address(config, &subnet, wanted, true, &taken, &mut vpc)? {
+            address.ipv6 = Some(chosen);
+            taken.push(EndpointAddress::from(IpAddr::V6(chosen)));
+        }
+    }
+    Ok(addresses)
+}
+
+/// The address an endpoint takes in `subnet` from its block of the family
+/// `ipv6` says: `wanted` when given and free, or the first free one. Sets
+/// `vpc` to the subnet's VPC and checks that every subnet of the endpoint
+/// is in the same one.
 fn take_address(
     config: &EndpointConfig,
     subnet_id: &str,
     wanted: Option<IpAddr>,
+    ipv6: bool,
     taken: &[EndpointAddress],
     vpc: &mut Option<String>,
 ) -> Result<IpAddr, ApiError> {
@@ -1659,10 +1861,23 @@ fn take_address(
         }
         _ => *vpc = Some(subnet.vpc.clone()),
     }
-    let busy = |address: IpAddr| address_in_use(config, address) || taken.iter().any(|other| other.ip == address);
+    let block = if ipv6 {
+        subnet.ipv6_cidr.or(Some(subnet.cidr).filter(|cidr| matches!(cidr, IpNet::V6(_))))
+    } else {
+        Some(subnet.cidr).filter(|cidr| matches!(cidr, IpNet::V4(_)))
+    };
+    let Some(block) = block else {
+        return Err(ApiError::invalid_request(format!(
+            "The subnet {subnet_id} has no IPv{} CIDR block for the endpoint's addresses.",
+            if ipv6 { 6 } else { 4 }
+        )));
+    };
+    let busy = |address: IpAddr| {
+        address_in_use(config, address) || taken.iter().flat_map(EndpointAddress::ips).any(|other| other == address)
+    };
     match wanted {
         Some(address) => {
-            if !subnet.cidr.contains(&address) || reserved(&subnet.cidr, address) {
+            if !block.contains(&address) || reserved(&block, address) {
                 return Err(ApiError::invalid_request(format!(
                     "IP address '{address}' is either not in subnet '{subnet_id}' CIDR range or is reserved"
                 )));
@@ -1674,12 +1889,11 @@ fn take_address(
             }
             Ok(address)
         }
-        None => subnet
-            .cidr
-            .hosts()
-            .take(65_536)
-            .find(|address| !reserved(&subnet.cidr, *address) && !busy(*address))
-            .ok_or_else(|| ApiError::invalid_request(format!("The subnet {subnet_id} has no free IP address left."))),
+        None => {
+            block.hosts().take(65_536).find(|address| !reserved(&block, *address) && !busy(*address)).ok_or_else(|| {
+                ApiError::invalid_request(format!("The subnet {subnet_id} has no free IP address left."))
+            })
+        }
     }
 }
 
@@ -1798,6 +2012,78 @@ fn tags_mut<'c>(config: &'c mut EndpointConfig, kind: Kind, id: &str) -> Option<
         }
         _ => None,
     }
+}
+
+/// A resource that keeps the policy Put*Policy gives it (AWS RAM sharing:
+/// stored and returned, not enforced, since one process is one account).
+struct PolicyKind {
+    /// The model's kind of resource.
+    kind: Kind,
+    /// The field of the request and of Get*Policy's answer.
+    field: &'static str,
+    /// The code of a policy that is not a JSON document.
+    invalid: &'static str,
+    /// The code of an ARN that names no such resource.
+    unknown: &'static str,
+}
+
+const RULE_POLICY: PolicyKind = PolicyKind {
+    kind: Kind::ResolverRule,
+    field: "ResolverRulePolicy",
+    invalid: "InvalidPolicyDocument",
+    unknown: "UnknownResourceException",
+};
+
+const QUERY_LOG_POLICY: PolicyKind = PolicyKind {
+    kind: Kind::QueryLogging,
+    field: "ResolverQueryLogConfigPolicy",
+    invalid: "InvalidPolicyDocument",
+    unknown: "UnknownResourceException",
+};
+
+const FIREWALL_RULE_GROUP_POLICY: PolicyKind = PolicyKind {
+    kind: Kind::FirewallRuleGroup,
+    field: "FirewallRuleGroupPolicy",
+    invalid: "ValidationException",
+    unknown: "ResourceNotFoundException",
+};
+
+impl PolicyKind {
+    /// The id of the resource of this kind `resource_arn` names.
+    fn resource(&self, config: &EndpointConfig, resource_arn: &str) -> Result<String, ApiError> {
+        match resource_by_arn(config, resource_arn) {
+            Ok((kind, id)) if kind == self.kind => Ok(id),
+            _ => Err(ApiError::bad_request(
+                self.unknown,
+                format!("[RSLVR-02025] Can't find the resource with ID \"{resource_arn}\"."),
+            )),
+        }
+    }
+}
+
+fn policy_of<'c>(config: &'c EndpointConfig, kind: Kind, id: &str) -> Option<&'c String> {
+    match kind {
+        Kind::ResolverRule => config.resolver_rules.iter().find(|rule| rule.id == id)?.policy.as_ref(),
+        Kind::QueryLogging => config.query_logging.iter().find(|log| log.id == id)?.policy.as_ref(),
+        Kind::FirewallRuleGroup => config.firewall_rule_groups.iter().find(|g| g.id == id)?.policy.as_ref(),
+        _ => None,
+    }
+}
+
+fn policy_mut<'c>(config: &'c mut EndpointConfig, kind: Kind, id: &str) -> Option<&'c mut Option<String>> {
+    match kind {
+        Kind::ResolverRule => config.resolver_rules.iter_mut().find(|rule| rule.id == id).map(|rule| &mut rule.policy),
+        Kind::QueryLogging => config.query_logging.iter_mut().find(|log| log.id == id).map(|log| &mut log.policy),
+        Kind::FirewallRuleGroup => config.firewall_rule_groups.iter_mut().find(|g| g.id == id).map(|g| &mut g.policy),
+        _ => None,
+    }
+}
+
+/// `resolverRulePolicy` from `ResolverRulePolicy`: a member as the
+/// service's validation errors spell it.
+fn lower_first(field: &str) -> String {
+    let mut chars = field.chars();
+    chars.next().map(|first| first.to_ascii_lowercase().to_string() + chars.as_str()).unwrap_or_default()
 }
 
 /// A domain as Route 53 Resolver reports it: lowercase, with the final dot.

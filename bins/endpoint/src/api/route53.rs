@@ -454,6 +454,7 @@ async fn create_hosted_zone_inner<R: Runtime>(
                 comment: comment.clone(),
                 tags: Tags::new(),
                 secondary: None,
+                transfer: None,
             };
             let kind = if private {
                 m.config.private_hosted_zones.push(zone);

@@ -489,3 +489,74 @@ async fn a_model_with_many_vpcs_keeps_finding_each_of_them() {
     assert_eq!(code, "InvalidParameterException");
     harness.service.shutdown().await;
 }
+
+#[tokio::test]
+async fn resource_policies_are_kept_checked_and_survive_a_restart() {
+    let harness = start(|_| {}).await;
+    let aws = &harness.aws;
+    let vpc = vpc(aws, "127.0.3.0/24").await;
+    let out = endpoint(aws, &vpc, "OUTBOUND", ["127.0.3.20", "127.0.3.70"], &["Do53"], "out").await;
+    let rule = aws
+        .resolver_ok(
+            "CreateResolverRule",
+            json!({ "CreatorRequestId": "r", "RuleType": "FORWARD", "DomainName": "onprem.example",
+                    "ResolverEndpointId": out, "TargetIps": [{ "Ip": "127.0.0.1", "Port": 5301 }] }),
+        )
+        .await;
+    let rule_arn = rule["ResolverRule"]["Arn"].as_str().unwrap().to_string();
+    let log = aws
+        .resolver_ok(
+            "CreateResolverQueryLogConfig",
+            json!({ "Name": "q", "CreatorRequestId": "q", "DestinationArn": "arn:aws:s3:::bucket" }),
+        )
+        .await;
+    let log_arn = log["ResolverQueryLogConfig"]["Arn"].as_str().unwrap().to_string();
+    let group = aws.resolver_ok("CreateFirewallRuleGroup", json!({ "CreatorRequestId": "g", "Name": "g" })).await;
+    let group_arn = group["FirewallRuleGroup"]["Arn"].as_str().unwrap().to_string();
+    let policy = |resource: &str| {
+        json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow",
+                "Principal": { "AWS": "111122223333" }, "Action": ["route53resolver:GetResolverRule"],
+                "Resource": [resource] }] })
+        .to_string()
+    };
+    let kinds = [
+        ("ResolverRulePolicy", "PutResolverRulePolicy", "GetResolverRulePolicy", &rule_arn),
+        (
+            "ResolverQueryLogConfigPolicy",
+            "PutResolverQueryLogConfigPolicy",
+            "GetResolverQueryLogConfigPolicy",
+            &log_arn,
+        ),
+        ("FirewallRuleGroupPolicy", "PutFirewallRuleGroupPolicy", "GetFirewallRuleGroupPolicy", &group_arn),
+    ];
+    for (field, put, get, arn) in kinds {
+        // Nothing stored yet: an empty policy.
+        assert_eq!(aws.resolver_ok(get, json!({ "Arn": arn })).await[field], "");
+        let answer = aws.resolver_ok(put, json!({ "Arn": arn, field: policy(arn) })).await;
+        assert_eq!(answer["ReturnValue"], true);
+        assert_eq!(aws.resolver_ok(get, json!({ "Arn": arn })).await[field], policy(arn));
+        // Not JSON; an ARN of another kind of resource.
+        let (status, error) = aws.resolver(put, json!({ "Arn": arn, field: "{not json" })).await;
+        assert_eq!(status, 400, "{error}");
+        let expected = if field == "FirewallRuleGroupPolicy" { "ValidationException" } else { "InvalidPolicyDocument" };
+        assert_eq!(error["__type"], expected, "{error}");
+        let other = if *arn == rule_arn { &log_arn } else { &rule_arn };
+        let (status, error) = aws.resolver(get, json!({ "Arn": other })).await;
+        let expected =
+            if field == "FirewallRuleGroupPolicy" { "ResourceNotFoundException" } else { "UnknownResourceException" };
+        assert_eq!((status, error["__type"].as_str()), (400, Some(expected)), "{error}");
+    }
+    // DNS Firewall Advanced's rule types are not emulated: none is listed.
+    assert_eq!(aws.resolver_ok("ListFirewallRuleTypes", json!({})).await, json!({ "FirewallRuleTypes": [] }));
+
+    // The policies are in the state directory: a new process on it has them.
+    let state = harness.dir.join("state");
+    let Harness { service, _recursive, dir, .. } = harness;
+    service.shutdown().await;
+    let again = start(|options| options.state = Some(state)).await;
+    for (field, _, get, arn) in kinds {
+        assert_eq!(again.aws.resolver_ok(get, json!({ "Arn": arn })).await[field], policy(arn), "{get}");
+    }
+    again.service.shutdown().await;
+    drop((dir, _recursive));
+}

@@ -364,7 +364,12 @@ priority = 100
 async fn every_name_of_a_redirection_chain_is_inspected_unless_the_rule_trusts_it() {
     let recursive = signpost_testkit::FakeDns::builder().zone("chain.example", CHAIN_ZONE).start().await.unwrap();
     let dir = TempDir::new();
-    let text = two_vpcs(recursive.udp_addr(), CHAIN_FIREWALL);
+    let log = dir.join("queries.jsonl");
+    let logging = format!(
+        "{CHAIN_FIREWALL}\n[[query_logging]]\nid = \"rqlc-a\"\ndestination = \"{}\"\nvpcs = [\"vpc-a\"]\n",
+        log.display()
+    );
+    let text = two_vpcs(recursive.udp_addr(), &logging);
     let endpoint = start(dir.path(), &text).await;
     let in_a = vpc_resolver(&endpoint, "vpc-a");
     let in_b = vpc_resolver(&endpoint, "vpc-b");
@@ -399,6 +404,24 @@ async fn every_name_of_a_redirection_chain_is_inspected_unless_the_rule_trusts_i
     assert_eq!(metrics.firewall_matches("rslvr-frg-chain", "middle", "BLOCK"), 1);
     assert_eq!(metrics.firewall_matches("rslvr-frg-chain", "trust", "ALLOW"), 1);
     assert_eq!(metrics.firewall_matches("rslvr-frg-chain", "end", "ALERT"), 0);
+
+    // Query-log lines of chain blocks — fresh, from the cache and from a
+    // private zone — name the rule as a direct match does.
+    let lines = json_lines(&log, 6).await;
+    let chain_blocks: Vec<_> = lines
+        .iter()
+        .filter(|line| {
+            line["query_type"] == "A"
+                && (line["query_name"] == "start.chain.example." || line["query_name"] == "alias.corp.example.")
+        })
+        .collect();
+    assert!(chain_blocks.len() >= 3, "{lines:?}");
+    for line in chain_blocks {
+        assert_eq!(line["firewall_rule_action"], "BLOCK", "{line}");
+        assert_eq!(line["firewall_rule_group_id"], "rslvr-frg-chain", "{line}");
+        assert_eq!(line["firewall_domain_list_id"], "rslvr-fdl-end", "{line}");
+        assert_eq!(line["rcode"], "NXDOMAIN", "{line}");
+    }
 }
 
 #[tokio::test]

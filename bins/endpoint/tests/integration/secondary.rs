@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use signpost_rules::Zone;
-use signpost_server::transfer::{TransferPolicy, ZoneTransfers, send_notify};
+use signpost_server::transfer::{NotifySchedule, TransferPolicy, ZoneTransfers, send_notify};
 use signpost_server::{Server, ServerHandle, Transport as ServerTransport};
 use signpost_wire::{NameBuf, Rcode, RecordBuf};
 
@@ -164,7 +164,8 @@ async fn a_private_hosted_zone_follows_its_primary_by_transfer_and_notify() {
     // A change on the primary arrives with NOTIFY (the refresh timer is an hour).
     serve(&transfers, &primary_server, zone(2, 1, "10.31.0.2"));
     let inbound = SocketAddr::new("127.0.31.10".parse().unwrap(), inbound_port);
-    let outcomes = send_notify(&[inbound], &"sec.example.".parse().unwrap(), None, None).await;
+    let outcomes =
+        send_notify(&[inbound], &"sec.example.".parse().unwrap(), None, None, NotifySchedule::default()).await;
     assert_eq!(outcomes[0].rcode, Some(Rcode::NOERROR), "{outcomes:?}");
     eventually(&running, resolver, client, a("10.31.0.2")).await;
     let (_, listed) = aws.route53("GET", "hostedzone/sec.example/rrset", "").await;

@@ -162,7 +162,6 @@ const NO_EFFECT: &[&str] = &[
     "use-caps-for-id",
     "qname-minimisation",
     "qname-minimisation-strict",
-    "aggressive-nsec",
     "hide-identity",
     "hide-version",
     "hide-trustanchor",
@@ -216,6 +215,10 @@ const VALIDATION: &[&str] = &[
     "val-sig-skew-min",
     "val-sig-skew-max",
     "val-nsec3-keysize-iterations",
+    "add-holddown",
+    "del-holddown",
+    "keep-missing",
+    "aggressive-nsec",
 ];
 
 /// Clauses other than server, forward-zone, stub-zone, view, auth-zone and remote-control.
@@ -860,11 +863,11 @@ impl Parsed {
             "dnstap-socket-path" => self.dnstap.socket_path = self.path(statement)?,
             "dnstap-ip" => self.dnstap_ip = Some(one(statement)?.clone()).filter(|value| !value.text.is_empty()),
             "dnstap-tls" => self.dnstap_tls = (yes_no(statement)?, Some(statement.at.clone())),
-            // Only used with TLS, which is refused when it applies (see dnstap()).
-            "dnstap-tls-server-name"
-            | "dnstap-tls-cert-bundle"
-            | "dnstap-tls-client-key-file"
-            | "dnstap-tls-client-cert-file" => {}
+            // Used with dnstap-ip and dnstap-tls: yes; "" means unset, as in unbound.
+            "dnstap-tls-server-name" => self.dnstap.tls_server_name = text(statement)?,
+            "dnstap-tls-cert-bundle" => self.dnstap.tls_cert_bundle = self.path(statement)?,
+            "dnstap-tls-client-key-file" => self.dnstap.tls_client_key_file = self.path(statement)?,
+            "dnstap-tls-client-cert-file" => self.dnstap.tls_client_cert_file = self.path(statement)?,
             "dnstap-send-identity" => self.dnstap.send_identity = yes_no(statement)?,
             "dnstap-send-version" => self.dnstap.send_version = yes_no(statement)?,
             "dnstap-identity" => self.dnstap.identity = text(statement)?,
@@ -892,7 +895,8 @@ impl Parsed {
 
     /// The dnstap settings, when `dnstap-enable: yes`: over TCP to
     /// `dnstap-ip` (port 53 unless given, as unbound) when set, else to
-    /// the unix socket. TLS, unbound's default with `dnstap-ip`, is refused.
+    /// the unix socket. With `dnstap-ip`, TLS unless `dnstap-tls: no`
+    /// (unbound's default is yes).
     fn dnstap(&self) -> Result<Option<signpost_server::DnstapConfig>, ConfigError> {
         if self.dnstap_enabled.is_none() {
             return Ok(None);
@@ -906,15 +910,8 @@ impl Parsed {
                 text: ip.text.clone(),
                 expected: "an IP address, optionally with @port",
             })?;
-            if self.dnstap_tls.0 {
-                return Err(ConfigError::Malformed {
-                    at: self.dnstap_tls.1.clone().unwrap_or_else(|| ip.at.clone()),
-                    keyword: "dnstap-tls: yes".into(),
-                    problem: "TLS to the dnstap collector is not supported (yes is unbound's default with dnstap-ip): \
-                              add dnstap-tls: no to send over TCP, or use dnstap-socket-path",
-                });
-            }
             dnstap.address = Some(address);
+            dnstap.tls = self.dnstap_tls.0;
         } else if dnstap.socket_path.is_none() {
             dnstap.socket_path = Some(PathBuf::from(DEFAULT_DNSTAP_SOCKET));
         }
@@ -1048,6 +1045,22 @@ impl Parsed {
                         how: "the largest iteration count applies to every key size",
                     });
                     dnssec.nsec3_max_iterations = Some(max);
+                    continue;
+                }
+                "add-holddown" => {
+                    dnssec.add_holddown = Some(number(&statement, "seconds")?);
+                    continue;
+                }
+                "del-holddown" => {
+                    dnssec.del_holddown = Some(number(&statement, "seconds")?);
+                    continue;
+                }
+                "keep-missing" => {
+                    dnssec.keep_missing = Some(number(&statement, "seconds")?);
+                    continue;
+                }
+                "aggressive-nsec" => {
+                    dnssec.aggressive_nsec = Some(yes_no(&statement)?);
                     continue;
                 }
                 "root-key-sentinel" => {

@@ -599,15 +599,35 @@ fn the_dnstap_clause_becomes_the_dnstap_settings_with_unbounds_defaults() {
 }
 
 #[test]
-fn dnstap_over_tls_and_unknown_dnstap_options_are_refused_with_their_line() {
-    let dir = TempDir::new();
+fn dnstap_over_tls_is_unbounds_default_with_dnstap_ip_and_takes_its_files() {
     // dnstap-tls defaults to yes in unbound: dnstap-ip alone asks for TLS.
-    let path = dir.write("tls.conf", "dnstap:\n  dnstap-enable: yes\n  dnstap-ip: 127.0.0.1@6000\n");
-    let message = read_unbound_conf(&path, false).unwrap_err().to_string();
-    assert!(message.contains("tls.conf:3") && message.contains("dnstap-tls: no"), "{message}");
-    let path = dir.write("tls.conf", "dnstap:\n  dnstap-enable: yes\n  dnstap-ip: 127.0.0.1\n  dnstap-tls: yes\n");
-    let message = read_unbound_conf(&path, false).unwrap_err().to_string();
-    assert!(message.contains("tls.conf:4"), "{message}");
+    let (config, _) = read("dnstap:\n  dnstap-enable: yes\n  dnstap-ip: 127.0.0.1@6000\n");
+    let dnstap = config.dnstap.unwrap();
+    assert!(dnstap.tls);
+    assert_eq!(dnstap.address, Some("127.0.0.1:6000".parse().unwrap()));
+    assert_eq!((dnstap.tls_server_name, dnstap.tls_cert_bundle), (None, None));
+    let (config, _) = read(
+        "server:\n  directory: \"/etc/unbound\"\ndnstap:\n  dnstap-enable: yes\n  dnstap-ip: 192.0.2.50@6000\n  \
+         dnstap-tls: yes\n  dnstap-tls-server-name: \"collector.example\"\n  dnstap-tls-cert-bundle: \"ca.pem\"\n  \
+         dnstap-tls-client-cert-file: \"/etc/unbound/client.pem\"\n  dnstap-tls-client-key-file: \"client.key\"\n",
+    );
+    let dnstap = config.dnstap.unwrap();
+    assert!(dnstap.tls);
+    assert_eq!(dnstap.tls_server_name.as_deref(), Some("collector.example"));
+    assert_eq!(dnstap.tls_cert_bundle.as_deref(), Some(Path::new("/etc/unbound/ca.pem")));
+    assert_eq!(dnstap.tls_client_cert_file.as_deref(), Some(Path::new("/etc/unbound/client.pem")));
+    assert_eq!(dnstap.tls_client_key_file.as_deref(), Some(Path::new("/etc/unbound/client.key")));
+    // Empty values are unset, as in unbound.
+    let (config, _) = read("dnstap:\n  dnstap-enable: yes\n  dnstap-ip: 127.0.0.1\n  dnstap-tls-server-name: \"\"\n");
+    assert_eq!(config.dnstap.unwrap().tls_server_name, None);
+    // TLS applies to dnstap-ip only: a unix socket stays a unix socket.
+    let (config, _) = read("dnstap:\n  dnstap-enable: yes\n  dnstap-tls: yes\n");
+    assert!(!config.dnstap.unwrap().tls);
+}
+
+#[test]
+fn unknown_dnstap_options_are_refused_with_their_line() {
+    let dir = TempDir::new();
     let path = dir.write("odd.conf", "dnstap:\n  dnstap-enable: yes\n  dnstap-sample-rate: 10\n");
     let error = read_unbound_conf(&path, false).unwrap_err();
     let ConfigError::Unsupported { items } = &error else { panic!("{error}") };

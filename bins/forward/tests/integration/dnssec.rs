@@ -5,13 +5,22 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use signpost_testkit::{Knot, Query, udp_exchange};
+use signpost_testkit::{Answer, FakeUpstream, Knot, Query, TempDir, udp_exchange};
 use signpost_wire::{EdnsHeader, EdnsOption, ExtendedErrorCode, Message, OptionCode, Rcode, RecordType};
 
 use crate::support::{start_in, udp};
 
 fn zone_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/dnssec/tests/zones")
+}
+
+/// Knot serving the signed test hierarchy on loopback.
+async fn knot() -> Knot {
+    let dir = zone_dir();
+    tokio::task::spawn_blocking(move || Knot::serve_signed_zones(&dir))
+        .await
+        .expect("joined")
+        .unwrap_or_else(|error| panic!("knotd (Debian package knot) must run: {error}"))
 }
 
 /// What a client sees: RCODE, AD, the answer's types and the extended error.
@@ -46,11 +55,7 @@ async fn query_flags(server: std::net::SocketAddr, name: &str, qtype: RecordType
 
 #[tokio::test]
 async fn answers_get_ad_only_when_proven_and_bogus_ones_say_why() {
-    let dir = zone_dir();
-    let knot = tokio::task::spawn_blocking(move || Knot::serve_signed_zones(&dir))
-        .await
-        .expect("joined")
-        .unwrap_or_else(|error| panic!("knotd (Debian package knot) must run: {error}"));
+    let knot = knot().await;
     let anchor = zone_dir().join("anchor.key");
     let toml = format!(
         "[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n\n[dnssec]\nvalidate = true\ntrust_anchor_files = [{:?}]\n",
@@ -131,5 +136,133 @@ async fn answers_get_ad_only_when_proven_and_bogus_ones_say_why() {
     let seen = query(address, "www.tampered.test.", RecordType::A, true, true).await;
     assert_eq!((seen.rcode, seen.ad), (Rcode::NOERROR, false), "{seen:?}");
     assert_eq!(seen.types, [RecordType::A, RecordType::RRSIG]);
+    server.shutdown().await;
+}
+
+/// What a DO client sees of a negative answer: RCODE, AD and the authority section's types.
+async fn negative(
+    server: std::net::SocketAddr,
+    name: &str,
+    qtype: RecordType,
+    dnssec_ok: bool,
+) -> (Rcode, bool, Vec<RecordType>) {
+    let bytes = Query::new(name, qtype).edns(EdnsHeader { udp_payload_size: 1232, version: 0, dnssec_ok }).to_bytes();
+    let response = udp_exchange(server, &bytes, Duration::from_secs(5)).await.expect("an answer");
+    let message = Message::parse(&response).expect("parses");
+    let authority = message.authority().expect("authority").map(|record| record.expect("record").rtype()).collect();
+    (message.rcode().expect("rcode"), message.flags().ad(), authority)
+}
+
+/// A relay in front of Knot that counts every query the forwarder sends upstream.
+async fn counting_relay(knot: std::net::SocketAddr) -> FakeUpstream {
+    FakeUpstream::builder()
+        .otherwise(Answer::with(move |message, _| {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+            socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            socket.send_to(message.as_bytes(), knot).ok()?;
+            let mut buffer = vec![0; 65_535];
+            let (len, _) = socket.recv_from(&mut buffer).ok()?;
+            buffer.truncate(len);
+            Some(buffer)
+        }))
+        .udp()
+        .start()
+        .await
+        .expect("the relay starts on loopback")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validated_nsec_records_answer_names_they_cover_without_asking_upstream() {
+    let knot = knot().await;
+    let relay = counting_relay(knot.address()).await;
+    let anchor = zone_dir().join("anchor.key");
+    let toml = format!(
+        "[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n\n[dnssec]\nvalidate = true\ntrust_anchor_files = [{:?}]\n",
+        relay.address(),
+        anchor.display().to_string(),
+    );
+    let server = start_in(&toml, Path::new(".")).await;
+    let address = udp(&server);
+
+    // b.nsec.test. does not exist: NSEC alias -> host.ent covers it, NSEC nsec.test. -> alias the wildcard.
+    let (rcode, ad, authority) = negative(address, "b.nsec.test.", RecordType::A, true).await;
+    assert_eq!((rcode, ad), (Rcode::NXDOMAIN, true), "{authority:?}");
+    let asked = relay.query_count();
+    assert!(asked > 1, "the first answer and its chain came from upstream ({asked} queries)");
+
+    // c.nsec.test. lies under the same NSEC records: NXDOMAIN, proven, nobody asked.
+    let (rcode, ad, authority) = negative(address, "c.nsec.test.", RecordType::A, true).await;
+    assert_eq!((rcode, ad), (Rcode::NXDOMAIN, true), "{authority:?}");
+    assert!(authority.contains(&RecordType::SOA) && authority.contains(&RecordType::NSEC), "{authority:?}");
+    assert!(authority.contains(&RecordType::RRSIG), "{authority:?}");
+    assert_eq!(relay.query_count(), asked, "synthesised from the cache, not asked upstream");
+    // Without DO: the same NXDOMAIN, without the DNSSEC records or AD.
+    let (rcode, ad, authority) = negative(address, "d.nsec.test.", RecordType::A, false).await;
+    assert_eq!((rcode, ad, authority.as_slice()), (Rcode::NXDOMAIN, false, [RecordType::SOA].as_slice()));
+    assert_eq!(relay.query_count(), asked);
+
+    // NODATA: the NSEC at www.nsec.test. (A AAAA) denies TXT, then MX without asking.
+    let (rcode, ad, _) = negative(address, "www.nsec.test.", RecordType::TXT, true).await;
+    assert_eq!((rcode, ad), (Rcode::NOERROR, true));
+    let asked = relay.query_count();
+    let (rcode, ad, authority) = negative(address, "www.nsec.test.", RecordType::MX, true).await;
+    assert_eq!((rcode, ad), (Rcode::NOERROR, true), "{authority:?}");
+    assert_eq!(relay.query_count(), asked, "NODATA synthesised from the cache");
+    // A type the NSEC lists is asked for, of course.
+    let seen = query(address, "www.nsec.test.", RecordType::AAAA, true, false).await;
+    assert_eq!((seen.rcode, seen.ad), (Rcode::NOERROR, true), "{seen:?}");
+    assert_eq!(relay.query_count(), asked + 1);
+    // The trace says where the answer came from.
+    let client: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let trace = server
+        .explain(&"e.nsec.test.".parse().expect("name"), RecordType::A, client, signpost_rules::Transport::Udp)
+        .await;
+    assert!(trace.notes.iter().any(|note| note.contains("RFC 8198")), "{trace:?}");
+    server.shutdown().await;
+
+    // aggressive_nsec = false (unbound's aggressive-nsec: no): every name is asked.
+    let server = start_in(&format!("{toml}aggressive_nsec = false\n"), Path::new(".")).await;
+    let address = udp(&server);
+    negative(address, "b.nsec.test.", RecordType::A, true).await;
+    let asked = relay.query_count();
+    let (rcode, ad, _) = negative(address, "c.nsec.test.", RecordType::A, true).await;
+    assert_eq!((rcode, ad), (Rcode::NXDOMAIN, true));
+    assert_eq!(relay.query_count(), asked + 1, "asked upstream");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn auto_trust_anchor_files_are_tracked_and_written_back_in_unbounds_format() {
+    let knot = knot().await;
+    // As unbound-anchor first writes it: the root's DS, no state.
+    let temp = TempDir::new();
+    let ds = std::fs::read_to_string(zone_dir().join("anchor.key")).expect("anchor.key");
+    let root_key = temp.write("root.key", &ds);
+    let toml = format!(
+        "[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n\n[dnssec]\nvalidate = true\nauto_trust_anchor_files = [{:?}]\n",
+        knot.address(),
+        root_key.display().to_string(),
+    );
+    let server = start_in(&toml, Path::new(".")).await;
+    let seen = query(udp(&server), "www.nsec.test.", RecordType::A, true, false).await;
+    assert_eq!((seen.rcode, seen.ad), (Rcode::NOERROR, true), "{seen:?}");
+    server.shutdown().await;
+
+    // The DS became the key it names, VALID, in unbound's format.
+    let text = std::fs::read_to_string(&root_key).expect("root.key");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"; autotrust trust anchor file"), "{text}");
+    assert!(lines.contains(&";;id: . 1"), "{text}");
+    let keys: Vec<&&str> = lines.iter().filter(|line| line.contains("\tDNSKEY\t")).collect();
+    assert_eq!(keys.len(), 1, "{text}");
+    assert!(keys[0].contains(";{id = 36589 (ksk)") && keys[0].contains(";;state=2 [  VALID  ]"), "{text}");
+    assert!(!text.contains(" DS "), "{text}");
+    let leftovers: Vec<_> = std::fs::read_dir(temp.path()).expect("list").collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+
+    // Read back at the next start, it still validates.
+    let server = start_in(&toml, Path::new(".")).await;
+    let seen = query(udp(&server), "www.nsec.test.", RecordType::A, true, false).await;
+    assert_eq!((seen.rcode, seen.ad), (Rcode::NOERROR, true), "{seen:?}");
     server.shutdown().await;
 }

@@ -36,7 +36,12 @@ async fn sigterm_fails_readiness_for_the_lame_duck_while_health_and_dns_answer()
     let health = printed_address(&child, "health on ");
     let ready = printed_address(&child, "ready on ");
     assert_eq!(http_get(health, "/health").await, Some((200, "OK".into())));
-    assert_eq!(http_get(ready, "/ready").await, Some((200, "OK".into())), "listeners are bound");
+    // Listeners bound, and the upstream answered its health check (at once, on loopback).
+    assert!(
+        eventually(PATIENCE, || async { http_get(ready, "/ready").await == Some((200, "OK".into())) }).await,
+        "{:?}",
+        http_get(ready, "/ready").await
+    );
 
     child.signal(Signal::Terminate).await.unwrap();
     let asked = Instant::now();
@@ -103,4 +108,68 @@ async fn a_configmap_update_is_reloaded_and_a_broken_one_keeps_the_old() {
     assert!(metrics.contains("signpost_config_reloads_total{outcome=\"failure\"} 1"), "{metrics}");
     assert_eq!(upstream.query_count(), 0);
     assert!(stop(child).await);
+}
+
+#[tokio::test]
+async fn ready_waits_for_the_upstream_and_fails_while_it_is_down() {
+    let upstream_address = closed_udp_port();
+    let dir = TempDir::new();
+    let text = format!(
+        "{LISTENERS}\n[[forward_zones]]\nname = \".\"\nservers = [\"{upstream_address}\"]\n\n\
+         [ready]\naddress = \"127.0.0.1:0\"\nupstream_interval_ms = 200\n"
+    );
+    let path = dir.write("forward.toml", text);
+    let (child, _) = start_binary(&["--config", &path.to_string_lossy()]).await;
+    let ready = printed_address(&child, "ready on ");
+    let failing_upstreams = || async {
+        http_get(ready, "/ready").await.is_some_and(|(status, body)| status == 503 && body.starts_with("upstreams:"))
+    };
+    assert!(
+        eventually(PATIENCE, failing_upstreams).await,
+        "no upstream answers yet: {:?}",
+        http_get(ready, "/ready").await
+    );
+
+    let start_upstream = || async {
+        FakeUpstream::builder()
+            .otherwise(Answer::address(Ipv4Addr::new(192, 0, 2, 1).into()))
+            .udp()
+            .bind(upstream_address)
+            .start()
+            .await
+            .unwrap()
+    };
+    let upstream = start_upstream().await;
+    assert!(
+        eventually(PATIENCE, || async { http_get(ready, "/ready").await == Some((200, "OK".into())) }).await,
+        "the upstream answers: {:?}",
+        http_get(ready, "/ready").await
+    );
+    drop(upstream);
+    assert!(
+        eventually(PATIENCE, failing_upstreams).await,
+        "the upstream stopped: {:?}",
+        http_get(ready, "/ready").await
+    );
+    let _upstream = start_upstream().await;
+    assert!(
+        eventually(PATIENCE, || async { http_get(ready, "/ready").await == Some((200, "OK".into())) }).await,
+        "back: {:?}",
+        http_get(ready, "/ready").await
+    );
+    assert!(child.stderr().contains("no upstream of the group answers"), "{}", child.stderr());
+}
+
+#[tokio::test]
+async fn ready_can_leave_upstreams_out() {
+    let dir = TempDir::new();
+    let text = format!(
+        "{LISTENERS}\n[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n\n\
+         [ready]\naddress = \"127.0.0.1:0\"\nrequire_upstream = false\n",
+        closed_udp_port()
+    );
+    let path = dir.write("forward.toml", text);
+    let (child, _) = start_binary(&["--config", &path.to_string_lossy()]).await;
+    let ready = printed_address(&child, "ready on ");
+    assert_eq!(http_get(ready, "/ready").await, Some((200, "OK".into())));
 }

@@ -142,6 +142,36 @@ async fn a_failed_successor_leaves_the_old_process_serving() {
     assert!(stop(old).await);
 }
 
+#[tokio::test]
+async fn under_systemd_the_successor_names_itself_the_main_process_before_the_old_one_stops() {
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 1)).await;
+    let dir = TempDir::new();
+    // systemd's notification socket, as `NotifyAccess=all` opens it.
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let port = free_port();
+    let path = dir.write("forward.toml", config(port, &upstream));
+    let old = forward(&["--config", &path.to_string_lossy()])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    old.signal(Signal::User2).await.unwrap();
+    let mut buffer = [0u8; 256];
+    let length = notify.recv(&mut buffer).expect("the successor notifies systemd");
+    let message = String::from_utf8_lossy(&buffer[..length]).into_owned();
+    old.wait_for_stdout("handed over 3 sockets to pid", Duration::from_secs(30)).await.unwrap();
+    let successor =
+        successor_in(&old.stdout_lines()).unwrap_or_else(|| panic!("no successor in {:?}", old.stdout_lines()));
+    assert_eq!(message, format!("MAINPID={}\nREADY=1\n", successor.pid()));
+    let finished = old.wait(Duration::from_secs(15)).await.unwrap();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    assert_eq!(addresses(server, "www.lab.example.").await, ["10.0.0.1"], "the successor serves");
+    successor.terminate(PATIENCE).await.unwrap();
+}
+
 /// systemd's own launcher, as a `.socket` unit would start the service.
 const SOCKET_ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
 

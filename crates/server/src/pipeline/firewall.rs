@@ -9,6 +9,7 @@ use signpost_wire::{Buffer, Message, Name, RecordType};
 
 use super::{Pipeline, Purpose, QueryFacts, Step};
 use crate::metrics::DecisionIndex;
+use crate::querylog::{Trace, TraceFirewall};
 
 /// A forwarded query whose answer the firewall checks when it arrives:
 /// who asked and the query itself (the answer is rewritten as a block).
@@ -39,7 +40,8 @@ impl Pipeline {
 
     /// Check the redirection chain of the response written at
     /// `out[start..]`; when a rule blocks a name of it, replace the
-    /// response with the block and return its step.
+    /// response with the block and return its step and the rule (for
+    /// [`chain_blocked`]).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn firewall_chain(
         &self,
@@ -50,8 +52,8 @@ impl Pipeline {
         limit: usize,
         out: &mut impl Buffer,
         purpose: Purpose,
-    ) -> Option<Step> {
-        let decision = {
+    ) -> Option<(Step, TraceFirewall)> {
+        let (decision, rule) = {
             let response = Message::parse(out.as_slice().get(start..)?).ok()?;
             if response.header().ancount == 0 {
                 return None;
@@ -62,12 +64,18 @@ impl Pipeline {
                 return None;
             }
             self.counters(purpose).firewall_match(hit.group, hit.rule, action_label(&hit));
-            decision
+            let rule = TraceFirewall {
+                group: hit.group.to_string(),
+                rule: hit.rule.to_string(),
+                list: hit.list.to_string(),
+                action: hit.action.as_str().to_string(),
+            };
+            (decision, rule)
         };
         out.truncate(start);
         let question = facts.message.questions().next()?.ok()?;
         let counters = self.counters(purpose);
-        Some(match decision {
+        let step = match decision {
             Decision::Block(block) => {
                 counters.decision(DecisionIndex::Blocked);
                 self.block_response(facts, &question.name(), question.qtype(), &block, limit, out, purpose)
@@ -78,6 +86,16 @@ impl Pipeline {
             }
             // A firewall decision is a block or a local answer (OVERRIDE).
             Decision::Forward(_) => return None,
-        })
+        };
+        Some((step, rule))
+    }
+}
+
+/// Mark `trace` with a block found on the answer's redirection chain.
+pub(super) fn chain_blocked(trace: Option<&mut Trace>, rule: TraceFirewall) {
+    if let Some(trace) = trace {
+        trace.decision = "block".into();
+        trace.notes.push("DNS Firewall blocked a name of the answer's redirection chain".into());
+        trace.firewall_chain = Some(rule);
     }
 }

@@ -177,8 +177,8 @@ pub(crate) struct Answered {
     /// `Some(secure)` when validated; the response then carries no AD
     /// (each client is shown AD if it understands it).
     pub(crate) secure: Option<bool>,
-    /// The group that answered (forward-first may have fallen back).
-    pub(crate) group: String,
+    /// Made from validated NSEC records without asking upstream (RFC 8198).
+    pub(crate) synthesized: bool,
 }
 
 /// The upstream outcome shared by coalesced waiters.
@@ -218,15 +218,22 @@ impl Pipeline {
             builder.push_edns_option(&subnet).ok()?;
         }
         if self.config.limits.loop_detection {
-            // The servers the query has passed through, and this one.
-            let mut hops = Vec::with_capacity(8 * MAX_HOPS);
-            if let Some(edns) = facts.client_edns
-                && let Some(EdnsOption::Unknown { data, .. }) = edns.option(LOOP_MARKER)
-            {
-                hops.extend(data.chunks_exact(8).take(MAX_HOPS - 1).flatten());
+            // The servers the query has passed through, and this one; on
+            // the stack (a vector here was an allocation per forward).
+            let mut hops = [0u8; 8 * MAX_HOPS];
+            let mut len = 0;
+            let earlier: &[u8] = match facts.client_edns.and_then(|edns| edns.option(LOOP_MARKER)) {
+                Some(EdnsOption::Unknown { data, .. }) => data,
+                _ => &[],
+            };
+            for hop in earlier.chunks_exact(8).take(MAX_HOPS - 1).chain([&self.instance[..]]) {
+                if let Some(slot) = hops.get_mut(len..len + hop.len()) {
+                    slot.copy_from_slice(hop);
+                    len += hop.len();
+                }
             }
-            hops.extend_from_slice(&self.instance);
-            builder.push_edns_option(&EdnsOption::Unknown { code: LOOP_MARKER, data: &hops }).ok()?;
+            let hops = hops.get(..len).unwrap_or_default();
+            builder.push_edns_option(&EdnsOption::Unknown { code: LOOP_MARKER, data: hops }).ok()?;
         }
         builder.finish().ok()?;
         Some(buffer)
@@ -262,7 +269,9 @@ impl Pipeline {
             .flatten()
             .filter(|default| *default != job.group)
             .map(str::to_string);
-        let outcome = self.resolve_coalesced(job, job.group.clone(), fallback.is_some()).await;
+        let outcome = self.resolve_coalesced(job, &job.group, fallback.is_some()).await;
+        // The group that answered, when forward-first fell back from the job's own.
+        let mut fell_back_to = None;
         let outcome = match (&*outcome, fallback) {
             (Err(_), Some(default)) => {
                 if let Some(trace) = job.trace.as_mut() {
@@ -272,7 +281,9 @@ impl Pipeline {
                     ));
                     add_attempts(trace, &outcome);
                 }
-                self.resolve_coalesced(job, default, false).await
+                let outcome = self.resolve_coalesced(job, &default, false).await;
+                fell_back_to = Some(default);
+                outcome
             }
             _ => outcome,
         };
@@ -286,24 +297,21 @@ impl Pipeline {
         }
         let mut out = Vec::with_capacity(512);
         match &*outcome {
-            Ok(Answered { resolved, secure, group }) => {
+            Ok(Answered { resolved, secure, synthesized }) => {
                 if adapt_for_client(&resolved.response, job.limit, job.client_edns, &mut out).is_err() {
                     return self.servfail(job, ExtendedErrorCode::INVALID_DATA, "upstream answer could not be relayed");
                 }
                 if *secure == Some(true) {
-                    relay::set_ad(&mut out, job.shows_ad(group));
+                    relay::set_ad(&mut out, job.shows_ad(fell_back_to.as_deref().unwrap_or(&job.group)));
                 }
                 relay::set_id(&mut out, job.id);
                 // RD echoes the client's query, not the upstream's answer to ours.
                 relay::set_rd(&mut out, job.flags.rd());
                 relay::restore_question_case(&mut out, &FlatName(&job.question_name));
-                if let Some(step) = self.check_chain(job, &mut out) {
+                if let Some((step, rule)) = self.check_chain(job, &mut out) {
                     let Step::Answered { len } = step else { return None };
                     out.truncate(len);
-                    if let Some(trace) = job.trace.as_mut() {
-                        trace.decision = "block".into();
-                        trace.notes.push("DNS Firewall blocked a name of the answer's redirection chain".into());
-                    }
+                    super::firewall::chain_blocked(job.trace.as_mut(), rule);
                     self.log_forwarded(job, &out);
                     return Some(out);
                 }
@@ -313,7 +321,11 @@ impl Pipeline {
                 counters.rcode(rcode.0);
                 if let Some(trace) = job.trace.as_mut() {
                     trace.rcode = rcode.to_string();
-                    trace.notes.push(format!("answered by {}://{}", resolved.protocol, resolved.server));
+                    if *synthesized {
+                        trace.notes.push("answered from validated NSEC records in the cache (RFC 8198)".into());
+                    } else {
+                        trace.notes.push(format!("answered by {}://{}", resolved.protocol, resolved.server));
+                    }
                     trace.dnssec = secure.map(|secure| if secure { "secure" } else { "insecure" }.into());
                 }
                 self.log_forwarded(job, &out);
@@ -358,7 +370,7 @@ impl Pipeline {
 
     /// The DNS Firewall's check of a fresh answer's redirection chain: the
     /// block that replaced it in `out`, if any.
-    fn check_chain(&self, job: &ForwardJob, out: &mut Vec<u8>) -> Option<Step> {
+    fn check_chain(&self, job: &ForwardJob, out: &mut Vec<u8>) -> Option<(Step, crate::querylog::TraceFirewall)> {
         let check = job.chain_check.as_deref()?;
         let message = Message::parse(&check.query).ok()?;
         let (_, client_edns) = super::inspect(&message)?;
@@ -473,7 +485,7 @@ impl Pipeline {
     /// left, the followers start again: one leads, the rest join it. With
     /// `accepted_only`, an answer every server was rejected for
     /// (`retry_on`) is a failure.
-    async fn resolve_coalesced(self: &Arc<Self>, job: &ForwardJob, group: String, accepted_only: bool) -> Outcome {
+    async fn resolve_coalesced(self: &Arc<Self>, job: &ForwardJob, group: &str, accepted_only: bool) -> Outcome {
         let mut key = Vec::with_capacity(job.key.len() + 1 + group.len());
         key.extend_from_slice(&job.key);
         key.push(u8::from(accepted_only));
@@ -514,8 +526,8 @@ impl Pipeline {
         // The leader resolves in its own task, with no hand-off; if it is
         // cancelled, the guard lets the waiters know so they start again.
         let mut guard = Leader { coalescing: &self.coalescing, key: Some(key) };
-        let result = self.resolve_once(job, &group, accepted_only).await;
-        let cacheable = job.state.upstreams.group(&group).is_none_or(|upstream| upstream.config().cache);
+        let result = self.resolve_once(job, group, accepted_only).await;
+        let cacheable = job.state.upstreams.group(group).is_none_or(|upstream| upstream.config().cache);
         let insert = |result: &Result<Answered, ForwardFailure>| {
             if !cacheable {
                 return;
@@ -564,6 +576,12 @@ impl Pipeline {
         let Some(upstream) = job.state.upstreams.group(group) else {
             return Err(ForwardFailure::NoGroup(group.to_string()));
         };
+        // RFC 8198: a name or type validated NSEC records already deny needs no upstream.
+        if let Some(validation) = job.state.validation_for(&job.view, group, job.client_bits)
+            && let Some(resolved) = crate::dnssec::synthesize(&validation, &job.upstream_query)
+        {
+            return Ok(Answered { resolved, secure: Some(true), synthesized: true });
+        }
         let resolution = async {
             let resolved = if accepted_only {
                 upstream.resolve_accepted(&job.upstream_query).await
@@ -576,15 +594,14 @@ impl Pipeline {
                 tap.forwarded(&job.upstream_query, &resolved);
             }
             let resolved = resolved.map_err(ForwardFailure::Upstream)?;
-            let group = group.to_string();
-            match job.state.validation_for(&job.view, &group, job.client_bits) {
+            match job.state.validation_for(&job.view, group, job.client_bits) {
                 Some(validation) => {
                     // Boxed: validation's future is large, and every forward's
                     // future would carry its size otherwise.
                     let (resolved, secure) = Box::pin(crate::dnssec::validate(&validation, upstream, resolved)).await?;
-                    Ok(Answered { resolved, secure: Some(secure), group })
+                    Ok(Answered { resolved, secure: Some(secure), synthesized: false })
                 }
-                None => Ok(Answered { resolved, secure: None, group }),
+                None => Ok(Answered { resolved, secure: None, synthesized: false }),
             }
         };
         // Without validation the group's own total timeout bounds the

@@ -219,7 +219,11 @@ impl Pending {
     pub(crate) async fn answer(self) -> Option<Vec<u8>> {
         match self.work {
             Work::Forward(mut job) => {
-                let response = self.pipeline.forward(&mut job).await;
+                // Boxed: a forward's future is large (the upstream group's
+                // query loop and its timers), and a transport that spawns
+                // this future (UDP) has it copied whole several times on
+                // its way into the task's cell, and again as the task ends.
+                let response = Box::pin(self.pipeline.forward(&mut job)).await;
                 if let (Some(tap), Some(client), Some(response)) = (&self.pipeline.dnstap, &job.client, &response) {
                     tap.client_response(client, response);
                 }
@@ -411,7 +415,8 @@ impl Pipeline {
             }
         }
         // A trace still here was not handed to a forward job: log it now.
-        if let (Some(trace), Step::Answered { .. } | Step::Delayed { .. }) = (trace, &step) {
+        // A stream (a zone transfer out) is logged once, by its first message.
+        if let (Some(trace), Step::Answered { .. } | Step::Delayed { .. } | Step::Stream { .. }) = (trace, &step) {
             let forwarded = trace.cache.is_some();
             self.log_written(out, start, trace, incoming, forwarded);
         }
@@ -505,7 +510,12 @@ impl Pipeline {
         {
             let query =
                 HandlerQuery { message, peer: incoming.peer, transport: listener.transport, listener: &listener.id };
-            match handler.handle(&query) {
+            let handled = handler.handle(&query);
+            if let (Some(trace), Some(_)) = (trace.as_mut(), &handled) {
+                // Answered by the application's handler (a transfer, a NOTIFY), not the rules.
+                trace.decision = "handler".into();
+            }
+            match handled {
                 None => {}
                 Some(Handled::Drop) => return Step::Drop,
                 Some(Handled::Message(response)) => return write_handled(&response, out),
@@ -617,30 +627,25 @@ impl Pipeline {
         }
         let step = match decision {
             Decision::Local(answer) => {
-                if let Some(trace) = trace.as_mut() {
-                    trace.view = answer.reason.view.to_string();
-                    trace.matched = describe(&answer.reason);
-                    trace.decision = "local".into();
-                }
+                traced(trace, &answer.reason, "local");
                 counters.decision(DecisionIndex::Local);
                 let start = out.len();
                 let step = self.local_response(&facts, &question.name(), &answer, limit, out, purpose);
-                self.firewall_chain(&state.rules, &client, &facts, start, limit, out, purpose).unwrap_or(step)
+                match self.firewall_chain(&state.rules, &client, &facts, start, limit, out, purpose) {
+                    Some((blocked, rule)) => {
+                        firewall::chain_blocked(trace.as_mut(), rule);
+                        blocked
+                    }
+                    None => step,
+                }
             }
             Decision::Block(block) => {
-                if let Some(trace) = trace.as_mut() {
-                    trace.view = block.reason.view.to_string();
-                    trace.matched = describe(&block.reason);
-                    trace.decision = "block".into();
-                }
+                traced(trace, &block.reason, "block");
                 counters.decision(DecisionIndex::Blocked);
                 self.block_response(&facts, &question.name(), question.qtype(), &block, limit, out, purpose)
             }
             Decision::Forward(forward) => {
-                if let Some(trace) = trace.as_mut() {
-                    trace.view = forward.reason.view.to_string();
-                    trace.matched = describe(&forward.reason);
-                    trace.decision = "forward".into();
+                if let Some(trace) = traced(trace, &forward.reason, "forward") {
                     trace.group = Some(forward.group.to_string());
                 }
                 let dnssec_ok = facts.client_edns.is_some_and(|edns| edns.dnssec_ok());
@@ -685,8 +690,13 @@ impl Pipeline {
                             trace.cache = Some("hit".into());
                             trace.dnssec = verdict.map(|verdict| verdict.as_str().into());
                         }
-                        self.firewall_chain(&state.rules, &client, &facts, start, limit, out, purpose)
-                            .unwrap_or(Step::Answered { len })
+                        match self.firewall_chain(&state.rules, &client, &facts, start, limit, out, purpose) {
+                            Some((blocked, rule)) => {
+                                firewall::chain_blocked(trace.as_mut(), rule);
+                                blocked
+                            }
+                            None => Step::Answered { len },
+                        }
                     }
                     Lookup::Miss => {
                         out.truncate(start);
@@ -788,8 +798,18 @@ fn inspect<'a>(message: &Message<'a>) -> Option<(Question<'a>, Option<Edns<'a>>)
 
 /// What matched, in the readable form docs/rules.md gives (`zone
 /// svc.test.`, `rule aws (amazonaws.com)`, `default`).
-fn describe(reason: &signpost_rules::Reason<'_>) -> String {
-    reason.matched.to_string()
+/// Note in the trace, when there is one, the view, what matched and what
+/// the rules decided; the trace, for more.
+fn traced<'t>(
+    trace: &'t mut Option<Trace>,
+    reason: &signpost_rules::Reason<'_>,
+    decision: &str,
+) -> Option<&'t mut Trace> {
+    let trace = trace.as_mut()?;
+    trace.view = reason.view.to_string();
+    trace.matched = reason.matched.to_string();
+    trace.decision = decision.into();
+    Some(trace)
 }
 
 /// Copy a handler's answer into the transport's buffer.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use signpost_rules::{Answer, Block, BlockAction, LocalAnswer, Matched, Transport};
 use signpost_wire::{
     Buffer, Class, EdnsHeader, EdnsOption, ExtendedError, ExtendedErrorCode, Message, MessageBuilder, Name, RData,
-    Rcode, RecordType, Section, Unknown,
+    Rcode, RecordBuf, RecordType, Section, Unknown,
 };
 
 use super::{Incoming, Pipeline, Purpose, QueryFacts, Step};
@@ -145,6 +145,30 @@ impl Pipeline {
         })
     }
 
+    /// The steps every response to a readable query shares: the question
+    /// echoed, `rcode`, RA set, at most `limit` bytes, and our EDNS record
+    /// to a client that sent one; `fill` adds the rest.
+    fn response<B: Buffer>(
+        &self,
+        facts: &QueryFacts<'_>,
+        rcode: Rcode,
+        limit: Option<usize>,
+        out: &mut B,
+        fill: impl FnOnce(&mut MessageBuilder<'_, B>) -> Result<(), signpost_wire::Error>,
+    ) -> Result<usize, signpost_wire::Error> {
+        let mut builder = MessageBuilder::response_to(out, &facts.message)?;
+        if let Some(limit) = limit {
+            builder.set_limit(limit);
+        }
+        builder.set_rcode(rcode);
+        builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
+        if let Some(edns) = self.our_edns(facts) {
+            builder.set_edns(edns);
+        }
+        fill(&mut builder)?;
+        builder.finish()
+    }
+
     /// A response with no records and an optional extended error.
     pub(super) fn simple_response(
         &self,
@@ -155,21 +179,13 @@ impl Pipeline {
         purpose: Purpose,
     ) -> Step {
         let start = out.len();
-        let result = (|| {
-            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
-            builder.set_rcode(rcode);
-            builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
-            if let Some(edns) = self.our_edns(facts) {
-                builder.set_edns(edns);
-                if let Some((code, text)) = extended {
-                    let _ = builder.push_edns_option(&EdnsOption::ExtendedError(ExtendedError {
-                        info_code: code,
-                        extra_text: text.as_bytes(),
-                    }));
-                }
+        let result = self.response(facts, rcode, None, out, |builder| {
+            if let Some((info_code, text)) = extended.filter(|_| facts.client_edns.is_some()) {
+                let extended = ExtendedError { info_code, extra_text: text.as_bytes() };
+                let _ = builder.push_edns_option(&EdnsOption::ExtendedError(extended));
             }
-            builder.finish()
-        })();
+            Ok(())
+        });
         self.written(result, start, out, Some(rcode), purpose)
     }
 
@@ -202,31 +218,20 @@ impl Pipeline {
         purpose: Purpose,
     ) -> Step {
         let start = out.len();
-        let result = (|| {
-            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
-            builder.set_limit(limit);
-            builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
-            if let Some(edns) = self.our_edns(facts) {
-                builder.set_edns(edns);
-            }
+        let result = self.response(facts, Rcode::NOERROR, Some(limit), out, |builder| {
             let hinfo: RData<'_> = RData::Unknown(Unknown { rtype: RecordType::HINFO, data: b"\x07RFC8482\x00" });
-            builder.push(Section::Answer, name, Class::IN, 3_600, &hinfo)?;
-            builder.finish()
-        })();
+            builder.push(Section::Answer, name, Class::IN, 3_600, &hinfo)
+        });
         self.written(result, start, out, Some(Rcode::NOERROR), purpose)
     }
 
     /// TC set and no records: the client asks again over TCP.
     pub(super) fn truncated_response(&self, facts: &QueryFacts<'_>, out: &mut impl Buffer, purpose: Purpose) -> Step {
         let start = out.len();
-        let result = (|| {
-            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
-            builder.header_mut().flags = builder.header_mut().flags.with_tc(true).with_ra(true);
-            if let Some(edns) = self.our_edns(facts) {
-                builder.set_edns(edns);
-            }
-            builder.finish()
-        })();
+        let result = self.response(facts, Rcode::NOERROR, None, out, |builder| {
+            builder.header_mut().flags = builder.header_mut().flags.with_tc(true);
+            Ok(())
+        });
         self.written(result, start, out, None, purpose)
     }
 
@@ -240,43 +245,30 @@ impl Pipeline {
         purpose: Purpose,
     ) -> Step {
         let start = out.len();
-        let result = (|| {
-            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
-            builder.set_limit(limit);
-            builder.set_rcode(answer.rcode);
-            builder.header_mut().flags = builder.header_mut().flags.with_aa(answer.authoritative).with_ra(true);
-            if let Some(edns) = self.our_edns(facts) {
-                builder.set_edns(edns);
-            }
+        let result = self.response(facts, answer.rcode, Some(limit), out, |builder| {
+            builder.header_mut().flags = builder.header_mut().flags.with_aa(answer.authoritative);
             // Records that do not fit are dropped whole and TC is set by the builder.
-            match &answer.answer {
-                Answer::Records(records) => {
-                    for record in records.iter() {
-                        if builder.push_record_buf(Section::Answer, record).is_err() {
-                            break;
-                        }
+            let answers: &[RecordBuf] = match &answer.answer {
+                Answer::Records(records) => records,
+                Answer::AddressOfQuestion { address, ttl } => {
+                    let _ = builder.push(Section::Answer, name, Class::IN, *ttl, &address_data(*address));
+                    &[]
+                }
+            };
+            let sections = [
+                (Section::Answer, answers),
+                (Section::Authority, &*answer.authority),
+                (Section::Additional, &*answer.additional),
+            ];
+            for (section, records) in sections {
+                for record in records.iter() {
+                    if builder.push_record_buf(section, record).is_err() {
+                        break;
                     }
                 }
-                Answer::AddressOfQuestion { address, ttl } => {
-                    let data = match address {
-                        IpAddr::V4(v4) => RData::A(*v4),
-                        IpAddr::V6(v6) => RData::Aaaa(*v6),
-                    };
-                    let _ = builder.push(Section::Answer, name, Class::IN, *ttl, &data);
-                }
             }
-            for record in answer.authority.iter() {
-                if builder.push_record_buf(Section::Authority, record).is_err() {
-                    break;
-                }
-            }
-            for record in answer.additional.iter() {
-                if builder.push_record_buf(Section::Additional, record).is_err() {
-                    break;
-                }
-            }
-            builder.finish()
-        })();
+            Ok(())
+        });
         match result {
             Ok(len) => {
                 self.counters(purpose).rcode(answer.rcode.0);
@@ -323,13 +315,8 @@ impl Pipeline {
             }
         };
         let start = out.len();
-        let result = (|| {
-            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
-            builder.set_limit(limit);
-            builder.set_rcode(rcode);
-            builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
-            if let Some(edns) = self.our_edns(facts) {
-                builder.set_edns(edns);
+        let result = self.response(facts, rcode, Some(limit), out, |builder| {
+            if facts.client_edns.is_some() {
                 // A SERVFAIL "block" is either a DNS Firewall that fails
                 // closed or a zone with no server to ask (every target left
                 // out, a secondary past its expiry).
@@ -345,14 +332,18 @@ impl Pipeline {
                 let _ = builder.push_edns_option(&EdnsOption::ExtendedError(ExtendedError { info_code, extra_text }));
             }
             if let Some(address) = sink {
-                let data = match address {
-                    IpAddr::V4(v4) => RData::A(v4),
-                    IpAddr::V6(v6) => RData::Aaaa(v6),
-                };
-                let _ = builder.push(Section::Answer, name, Class::IN, 60, &data);
+                let _ = builder.push(Section::Answer, name, Class::IN, 60, &address_data(address));
             }
-            builder.finish()
-        })();
+            Ok(())
+        });
         self.written(result, start, out, Some(rcode), purpose)
+    }
+}
+
+/// An address as the RDATA of an A or AAAA record.
+fn address_data(address: IpAddr) -> RData<'static> {
+    match address {
+        IpAddr::V4(v4) => RData::A(v4),
+        IpAddr::V6(v6) => RData::Aaaa(v6),
     }
 }

@@ -3,12 +3,14 @@
 //! decoded with prost and checked; the collector goes away and comes back;
 //! a full queue drops and counts.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message as _;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use signpost_server::DnstapConfig;
 use signpost_server::dnstap::frame::{self, ControlType, Frame};
 use signpost_server::dnstap::{Dnstap, Message, MessageType, SocketFamily, SocketProtocol};
@@ -17,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 
 use crate::support::*;
+use signpost_testkit::CertificateFiles;
 
 /// What a collector received.
 #[derive(Default)]
@@ -50,6 +53,29 @@ impl Collector {
         Self { received, task }
     }
 
+    /// A collector on TLS over TCP at 127.0.0.1 with `tls` (which may
+    /// require a client certificate). Returns it and its address.
+    async fn start_tls(tls: Arc<rustls::ServerConfig>, received: Arc<Mutex<Received>>) -> (Self, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let shared = received.clone();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (acceptor, shared) = (acceptor.clone(), shared.clone());
+                connections.spawn(async move {
+                    // A client without an acceptable certificate fails here.
+                    let Ok(stream) = acceptor.accept(stream).await else { return };
+                    let (reader, writer) = tokio::io::split(stream);
+                    serve_halves(reader, writer, shared).await;
+                });
+            }
+        });
+        (Self { received, task }, address)
+    }
+
     /// As if the collector process died: the listener and every
     /// connection close (aborting the accept task drops its JoinSet,
     /// which aborts the connections).
@@ -76,7 +102,16 @@ impl Collector {
 }
 
 async fn serve(stream: tokio::net::UnixStream, received: Arc<Mutex<Received>>) {
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    serve_halves(reader, writer, received).await;
+}
+
+/// The collector's side of one Frame Streams connection.
+async fn serve_halves(
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+    mut writer: impl tokio::io::AsyncWrite + Unpin,
+    received: Arc<Mutex<Received>>,
+) {
     let Ok(Some(Frame::Control { kind: ControlType::READY, content_types })) = frame::read_frame(&mut reader).await
     else {
         return;
@@ -193,7 +228,14 @@ async fn client_and_forwarder_messages_reach_the_collector_with_addresses_and_wi
         assert_eq!(message.response_address(), [127, 0, 0, 1], "{kind:?}");
         assert_eq!(message.response_port(), u32::from(upstream_address.port()), "{kind:?}");
     }
+    // The forwarder messages carry the ID the upstream saw, not 0.
+    let seen = upstream.queries().into_iter().find(|seen| seen.name.eq_ignore_ascii_case("tapped.example.")).unwrap();
+    let message_id = |bytes: Option<&[u8]>| u16::from_be_bytes(bytes.unwrap()[..2].try_into().unwrap());
+    let forwarder_query = of_type(&messages, MessageType::ForwarderQuery, question).unwrap();
+    assert_eq!(message_id(forwarder_query.query_message.as_deref()), seen.id);
     let forwarder_response = of_type(&messages, MessageType::ForwarderResponse, question).unwrap();
+    assert_eq!(message_id(forwarder_response.query_message.as_deref()), seen.id);
+    assert_eq!(message_id(forwarder_response.response_message.as_deref()), seen.id);
     assert_eq!(
         answers(forwarder_response.response_message.as_deref().unwrap()),
         ["tapped.example. 300 IN A 192.0.2.7"]
@@ -290,9 +332,120 @@ async fn a_full_queue_drops_and_counts_without_delaying_answers() {
 }
 
 #[tokio::test]
-async fn tls_to_the_collector_is_refused_at_start() {
+async fn tls_needs_a_tcp_collector_and_readable_files() {
     let mut config = config_with_default_listeners();
     config.dnstap = Some(DnstapConfig { tls: true, ..dnstap_config(Path::new("/nonexistent/dnstap.sock")) });
     let error = signpost_server::Server::builder().config(config).start().await.err().expect("refused");
-    assert!(error.to_string().contains("TLS"), "{error}");
+    assert!(error.to_string().contains("TCP address"), "{error}");
+    let mut config = config_with_default_listeners();
+    config.dnstap = Some(DnstapConfig {
+        tls: true,
+        address: Some("127.0.0.1:6000".parse().unwrap()),
+        tls_cert_bundle: Some("/nonexistent/ca.pem".into()),
+        ..DnstapConfig::default()
+    });
+    let error = signpost_server::Server::builder().config(config).start().await.err().expect("refused");
+    assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+}
+
+/// A server whose dnstap goes over TLS to `collector`, trusting the test CA in `files`.
+async fn start_tapped_over_tls(
+    collector: SocketAddr,
+    files: &CertificateFiles,
+    client_auth: bool,
+) -> signpost_server::ServerHandle {
+    let mut config = config_with_default_listeners();
+    config.dnstap = Some(DnstapConfig {
+        address: Some(collector),
+        tls: true,
+        tls_server_name: Some("localhost".into()),
+        tls_cert_bundle: Some(files.ca.clone()),
+        tls_client_cert_file: client_auth.then(|| files.cert.clone()),
+        tls_client_key_file: client_auth.then(|| files.key.clone()),
+        identity: Some("tls-node".into()),
+        ..DnstapConfig::default()
+    });
+    start_with(config, LOCAL_TEST, None).await
+}
+
+/// A collector's TLS settings that want a client certificate signed by the test CA.
+fn requiring_client_certificates(
+    certificates: &TestCertificates,
+    files: &CertificateFiles,
+) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificates.ca_der().clone()).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
+    let chain = vec![CertificateDer::from_pem_file(&files.cert).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    Arc::new(tls)
+}
+
+#[tokio::test]
+async fn frames_go_over_tls_with_the_servers_name_checked_and_a_client_certificate() {
+    let certificates = TestCertificates::new().unwrap();
+    let dir = TempDir::new();
+    let files = certificates.write_to(dir.path()).unwrap();
+    let tls = requiring_client_certificates(&certificates, &files);
+    let (collector, address) = Collector::start_tls(tls.clone(), Arc::default()).await;
+
+    let server = start_tapped_over_tls(address, &files, true).await;
+    wait_until_connected(&server, &collector).await;
+    let answer = udp_exchange(udp(&server), &query("secure.local.test", RecordType::A), ASK_TIMEOUT).await;
+    assert!(answer.is_some());
+    collector
+        .wait_for("the CLIENT_RESPONSE over TLS", |messages| {
+            of_type(messages, MessageType::ClientResponse, "secure.local.test. A").is_some()
+        })
+        .await;
+    let frames = collector.received.lock().unwrap().messages.clone();
+    assert!(frames.iter().all(|frame| frame.identity.as_deref() == Some(&b"tls-node"[..])));
+    server.shutdown().await;
+    assert_eq!(collector.received.lock().unwrap().stopped, 1, "STOP and FINISH over TLS");
+
+    // Without the client certificate the collector turns the writer away:
+    // nothing arrives, and answers go on.
+    let (collector, address) = Collector::start_tls(tls, Arc::default()).await;
+    let server = start_tapped_over_tls(address, &files, false).await;
+    for index in 0..5 {
+        let name = format!("refused{index}.local.test");
+        assert!(udp_exchange(udp(&server), &query(&name, RecordType::A), ASK_TIMEOUT).await.is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(collector.messages().is_empty(), "{:?}", summary(&collector.messages()));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_collector_certificate_for_another_name_is_refused() {
+    // The collector's certificate is for the loopback names; the writer expects another.
+    let certificates = TestCertificates::new().unwrap();
+    let dir = TempDir::new();
+    let files = certificates.write_to(dir.path()).unwrap();
+    let (collector, address) = Collector::start_tls(certificates.server_config(&[]).unwrap(), Arc::default()).await;
+    let mut config = config_with_default_listeners();
+    config.dnstap = Some(DnstapConfig {
+        address: Some(address),
+        tls: true,
+        tls_server_name: Some("collector.example".into()),
+        tls_cert_bundle: Some(files.ca.clone()),
+        ..DnstapConfig::default()
+    });
+    let server = start_with(config, LOCAL_TEST, None).await;
+    for index in 0..5 {
+        let name = format!("wrongname{index}.local.test");
+        assert!(udp_exchange(udp(&server), &query(&name, RecordType::A), ASK_TIMEOUT).await.is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(collector.messages().is_empty(), "{:?}", summary(&collector.messages()));
+    assert!(server.metrics().dnstap_frames(false) >= 10, "dropped and counted");
+    server.shutdown().await;
 }

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use signpost_server::probes::LAME_DUCK;
 use signpost_server::{HealthConfig, Probes, Readiness, ReadyConfig};
-use signpost_testkit::http_get;
+use std::sync::Arc;
+
+use signpost_testkit::{FakeUpstream, closed_udp_port, eventually, http_get};
+use signpost_upstream::{GroupConfig, ServerConfig, Upstreams};
 
 fn loopback() -> std::net::SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -16,7 +19,7 @@ async fn ready_waits_for_every_check_and_fails_in_the_lame_duck_while_health_ans
     readiness.require("listeners");
     readiness.require("config");
     let health = HealthConfig { address: loopback(), lame_duck_ms: 600 };
-    let ready = ReadyConfig { address: loopback() };
+    let ready = ReadyConfig::new(loopback());
     let probes = Probes::start(Some(&health), Some(&ready), readiness.clone()).await.unwrap();
     let (health, ready) = (probes.health_addr().unwrap(), probes.ready_addr().unwrap());
     assert_ne!(health, ready, "two addresses, two listeners");
@@ -52,7 +55,7 @@ async fn health_and_ready_may_share_one_address() {
     let address = socket.local_addr().unwrap();
     drop(socket);
     let health = HealthConfig { address, lame_duck_ms: 0 };
-    let ready = ReadyConfig { address };
+    let ready = ReadyConfig::new(address);
     let probes = Probes::start(Some(&health), Some(&ready), Readiness::new()).await.unwrap();
     assert_eq!(probes.health_addr(), Some(address));
     assert_eq!(probes.ready_addr(), Some(address));
@@ -73,5 +76,92 @@ async fn without_probes_nothing_is_bound_and_the_lame_duck_is_immediate() {
     assert_eq!(probes.lame_duck_period(), Duration::ZERO);
     probes.lame_duck().await;
     assert!(probes.readiness().is_lame_duck());
+    probes.stop().await;
+}
+
+/// `/ready`'s answer at `address`.
+async fn ready_answer(address: std::net::SocketAddr) -> Option<(u16, String)> {
+    http_get(address, "/ready").await
+}
+
+/// A fake upstream answering on UDP at `address`.
+async fn fake_at(address: std::net::SocketAddr) -> FakeUpstream {
+    FakeUpstream::builder().udp().bind(address).start().await.unwrap()
+}
+
+#[tokio::test]
+async fn ready_waits_for_an_answering_upstream_in_every_group_and_fails_when_all_are_down() {
+    // Group "first" answers from the start; "second"'s only server is stopped.
+    let first = FakeUpstream::builder().udp().start().await.unwrap();
+    let second_address = closed_udp_port();
+    let group = |name: &str, server| {
+        let mut group = GroupConfig::new(name, vec![ServerConfig::udp(server)]);
+        group.per_try_timeout = Duration::from_millis(300);
+        group
+    };
+    let upstreams =
+        Arc::new(Upstreams::new(vec![group("first", first.address()), group("second", second_address)]).unwrap());
+    let ready = ReadyConfig { upstream_interval_ms: 100, ..ReadyConfig::new(loopback()) };
+    let mut probes = Probes::start(None, Some(&ready), Readiness::new()).await.unwrap();
+    let address = probes.ready_addr().unwrap();
+    let shared = upstreams.clone();
+    probes.check_upstreams(move || shared.clone());
+    let answer = ready_answer(address).await.unwrap();
+    assert!(
+        answer == (503, "upstreams".into()) || answer == (503, "upstreams:second".into()),
+        "before the first round, then the group without an answer: {answer:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            ready_answer(address).await == Some((503, "upstreams:second".into()))
+        })
+        .await,
+        "the silent group named: {:?}",
+        ready_answer(address).await
+    );
+    assert!(first.was_asked("."), "health checks ask for . NS: {:?}", first.names());
+
+    // The second group's server starts: ready.
+    let second = fake_at(second_address).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async { ready_answer(address).await == Some((200, "OK".into())) }).await,
+        "{:?}",
+        ready_answer(address).await
+    );
+
+    // Every upstream stops: not ready again, each group named.
+    let first_address = first.address();
+    drop(first);
+    drop(second);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            ready_answer(address).await == Some((503, "upstreams:first\nupstreams:second".into()))
+        })
+        .await,
+        "{:?}",
+        ready_answer(address).await
+    );
+    // One comes back: its group passes, the other still fails.
+    let _first = fake_at(first_address).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            ready_answer(address).await == Some((503, "upstreams:second".into()))
+        })
+        .await,
+        "{:?}",
+        ready_answer(address).await
+    );
+    probes.stop().await;
+}
+
+#[tokio::test]
+async fn ready_ignores_upstreams_when_told_to() {
+    let upstreams =
+        Arc::new(Upstreams::new(vec![GroupConfig::new("silent", vec![ServerConfig::udp(closed_udp_port())])]).unwrap());
+    let ready = ReadyConfig { require_upstream: false, ..ReadyConfig::new(loopback()) };
+    let mut probes = Probes::start(None, Some(&ready), Readiness::new()).await.unwrap();
+    probes.check_upstreams(move || upstreams.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ready_answer(probes.ready_addr().unwrap()).await, Some((200, "OK".into())));
     probes.stop().await;
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use signpost_rules::Zone;
-use signpost_server::transfer::{NotifyPolicy, TransferPolicy, ZoneTransfers, notify_message, send_notify};
+use signpost_server::transfer::{
+    NotifyPolicy, NotifySchedule, TransferPolicy, ZoneTransfers, notify_message, send_notify,
+};
 use signpost_upstream::{Error as UpstreamError, TransferClient};
 use signpost_wire::{
     Message, NameBuf, Rcode, RecordBuf, RecordType, Serial, Transfer, TransferProblem, TransferRequest, TsigAlgorithm,
@@ -182,13 +184,14 @@ async fn notify_from_allowed_primaries_wakes_the_zone() {
     );
     let server = serving(transfers).await;
     let woken = wake.notified();
-    let outcomes = send_notify(&[udp(&server)], &name("example."), Some(&soa(3)), None).await;
+    let outcomes =
+        send_notify(&[udp(&server)], &name("example."), Some(&soa(3)), None, NotifySchedule::default()).await;
     assert_eq!(outcomes[0].rcode, Some(Rcode::NOERROR));
     tokio::time::timeout(Duration::from_secs(1), woken).await.expect("the zone was woken");
 
-    let outcomes = send_notify(&[udp(&server)], &name("strict."), None, None).await;
+    let outcomes = send_notify(&[udp(&server)], &name("strict."), None, None, NotifySchedule::default()).await;
     assert_eq!(outcomes[0].rcode, Some(Rcode::REFUSED));
-    let outcomes = send_notify(&[udp(&server)], &name("unknown."), None, None).await;
+    let outcomes = send_notify(&[udp(&server)], &name("unknown."), None, None, NotifySchedule::default()).await;
     assert_eq!(outcomes[0].rcode, Some(Rcode::NOTAUTH));
     // Over TCP too.
     let answer = tcp_answer(tcp(&server), &notify_message(9, &name("example."), None).unwrap()).await;
@@ -242,7 +245,9 @@ async fn secondary_follows_notify_keeps_its_copy_and_expires() {
     let second = Arc::new(small_zone(2, "192.0.2.2"));
     primary.set_rules(rules_with(&second));
     primary_transfers.update(&name("example."), Some(second.clone()));
-    let outcomes = send_notify(&[udp(&secondary_server)], &name("example."), Some(second.soa()), None).await;
+    let outcomes =
+        send_notify(&[udp(&secondary_server)], &name("example."), Some(second.soa()), None, NotifySchedule::default())
+            .await;
     assert_eq!(outcomes[0].rcode, Some(Rcode::NOERROR));
     assert_eq!(next(&mut published).await, Some(Serial(2)), "NOTIFY brought the change");
     assert_eq!(secondary_transfers.zone(&name("example.")).map(|zone| zone.serial()), Some(Serial(2)));
@@ -266,4 +271,109 @@ async fn next(published: &mut tokio::sync::mpsc::UnboundedReceiver<Option<Serial
         .await
         .expect("a change in time")
         .expect("the task runs")
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test]
+async fn a_request_signed_an_hour_ago_gets_a_signed_badtime_with_the_servers_clock() {
+    let transfers = Arc::new(ZoneTransfers::new());
+    transfers.serve(
+        Arc::new(small_zone(1, "192.0.2.1")),
+        TransferPolicy { allow: loopback(), keys: vec![key(b"right")], require_key: true },
+    );
+    let server = serving(transfers).await;
+    let mut request = query("example.", RecordType::AXFR);
+    let signed_at = unix_now() - 3600;
+    let mut session = signpost_wire::TsigSession::sign_request(&key(b"right"), &mut request, signed_at).unwrap();
+    let answer = tcp_answer(tcp(&server), &request).await;
+    assert_eq!(Message::parse(&answer).unwrap().rcode().unwrap(), Rcode::NOTAUTH);
+    // The answer's MAC verifies with the key: the server's clock in it can be trusted.
+    let problem = match session.verify_response(&answer, signed_at) {
+        Err(signpost_wire::Error::Tsig { problem }) => problem,
+        other => panic!("expected a TSIG error, got {other:?}"),
+    };
+    let TsigProblem::PeerBadTime { server_time } = problem else { panic!("expected a signed BADTIME, got {problem}") };
+    assert!(server_time.abs_diff(unix_now()) < 60, "the server's clock, not ours: {server_time}");
+    server.shutdown().await;
+}
+
+/// A secondary that drops the first `ignore` NOTIFY messages and answers
+/// the rest NOERROR; returns its address and a count of what arrived.
+async fn slow_secondary(ignore: usize) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 4096];
+        while let Ok((len, peer)) = socket.recv_from(&mut buffer).await {
+            if seen.fetch_add(1, Ordering::SeqCst) < ignore {
+                continue;
+            }
+            let mut answer = buffer[..len].to_vec();
+            answer[2] |= 0x80; // QR, opcode NOTIFY kept
+            answer[3] &= 0xf0; // NOERROR
+            let _ = socket.send_to(&answer, peer).await;
+        }
+    });
+    (address, count)
+}
+
+#[tokio::test]
+async fn notify_is_sent_again_until_answered_and_gives_up_after_the_schedule() {
+    use std::sync::atomic::Ordering;
+    let schedule = NotifySchedule {
+        retransmissions: 3,
+        first_wait: Duration::from_millis(100),
+        longest_wait: Duration::from_millis(200),
+    };
+    let (patient, patient_count) = slow_secondary(2).await;
+    let (silent, silent_count) = slow_secondary(usize::MAX).await;
+    let started = std::time::Instant::now();
+    let outcomes = send_notify(&[patient, silent], &name("example."), Some(&soa(4)), None, schedule).await;
+    // The third send is answered; the silent one gets 1 + 3 and is given up
+    // after 100 + 200 + 200 + 200 ms (both at once, not one after the other).
+    assert_eq!(outcomes[0].rcode, Some(Rcode::NOERROR));
+    assert_eq!(patient_count.load(Ordering::SeqCst), 3);
+    assert_eq!(outcomes[1].rcode, None);
+    assert_eq!(silent_count.load(Ordering::SeqCst), 4);
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_transfer_out_is_a_query_log_line() {
+    let dir = TempDir::new();
+    let path = dir.join("queries.jsonl");
+    let mut config = config_with_default_listeners();
+    config.query_log.enabled = true;
+    config.query_log.destination = signpost_server::LogDestination::File(path.clone());
+    let transfers = Arc::new(ZoneTransfers::new());
+    let zone = Arc::new(big_zone(9));
+    transfers.serve(zone.clone(), TransferPolicy { allow: loopback(), ..TransferPolicy::default() });
+    let server = start_server(
+        signpost_server::Server::builder().config(config).rules(rules_with(&zone)).query_handler(transfers),
+    )
+    .await;
+    let client = TransferClient::new(tcp(&server)).with_timeout(Duration::from_secs(5));
+    client.transfer(&name("example."), &TransferRequest::Axfr).await.unwrap();
+    client.transfer(&name("elsewhere."), &TransferRequest::Axfr).await.unwrap_err();
+    let lines = file_lines(&path, 2, Duration::from_secs(5)).await;
+    let lines: Vec<serde_json::Value> = lines.iter().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["query_name"], "example.");
+    assert_eq!(lines[0]["query_type"], "AXFR");
+    assert_eq!(lines[0]["rcode"], "NOERROR");
+    assert_eq!(lines[0]["transport"], "tcp");
+    assert_eq!(lines[0]["client"], "127.0.0.1");
+    assert_eq!(lines[0]["trace"]["decision"], "handler");
+    // The opening SOA only, not the 4001 records of the zone.
+    assert_eq!(lines[0]["answers"].as_array().unwrap().len(), 1, "{}", lines[0]);
+    assert_eq!(lines[0]["answers"][0]["type"], "SOA");
+    assert_eq!(lines[1]["query_name"], "elsewhere.");
+    assert_eq!(lines[1]["rcode"], "REFUSED");
+    server.shutdown().await;
 }

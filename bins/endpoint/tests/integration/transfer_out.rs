@@ -1,0 +1,185 @@
+//! Private hosted zones given out by zone transfer (the other direction of
+//! secondary.rs): AXFR and IXFR through an inbound endpoint, signed with a
+//! `[[tsig_keys]]` key, NOTIFY to the secondaries at start-up and after
+//! each `ChangeResourceRecordSets` (the serial raised, which Route 53 does
+//! not do), and the `signpost:transfer-*` tags through the API. Knot DNS as
+//! the secondary is in .ci/interop (transfer).
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use signpost_rules::Zone;
+use signpost_upstream::{Error as UpstreamError, TransferClient};
+use signpost_wire::{
+    Message, NameBuf, Opcode, Rcode, RecordBuf, RecordType, Transfer, TransferProblem, TransferRequest, TsigAlgorithm,
+    TsigKey, soa_serial,
+};
+
+use crate::aws::{Aws, fields};
+use crate::support::*;
+
+const SECRET: &str = "c2lnbnBvc3QtdGVzdC1zZWNyZXQtMzItYnl0ZXMhIQ==";
+
+fn key() -> TsigKey {
+    TsigKey::from_base64("xfr.".parse().unwrap(), TsigAlgorithm::HmacSha256, SECRET).unwrap()
+}
+
+/// A secondary that answers every NOTIFY and reports the zone and serial it names.
+async fn notified_secondary() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<(String, u32)>) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    let (sender, notified) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 4096];
+        while let Ok((len, peer)) = socket.recv_from(&mut buffer).await {
+            let message = Message::parse(&buffer[..len]).unwrap();
+            assert_eq!(message.opcode(), Opcode::NOTIFY);
+            let zone = message.first_question().unwrap().unwrap().name().to_string();
+            let soa = message.answers().unwrap().flatten().find(|record| record.rtype() == RecordType::SOA);
+            let serial = soa.and_then(|soa| soa_serial(&RecordBuf::from_record(&soa).unwrap()));
+            let _ = sender.send((zone, serial.map_or(0, |serial| serial.0)));
+            let mut answer = buffer[..len].to_vec();
+            answer[2] |= 0x80;
+            let _ = socket.send_to(&answer, peer).await;
+        }
+    });
+    (address, notified)
+}
+
+async fn next_notify(
+    notified: &mut tokio::sync::mpsc::UnboundedReceiver<(String, u32)>,
+    running: &RunningBinary,
+) -> (String, u32) {
+    match tokio::time::timeout(Duration::from_secs(10), notified.recv()).await {
+        Ok(Some(seen)) => seen,
+        _ => panic!("no NOTIFY; log:\n{}", running.stderr()),
+    }
+}
+
+#[tokio::test]
+async fn private_zones_are_given_out_by_transfer_and_notify_their_secondaries_of_api_changes() {
+    let dir = TempDir::new();
+    let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
+    let (secondary, mut notified) = notified_secondary().await;
+    let free_port = || std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, inbound_port) = (free_port(), free_port());
+    let config = dir.write(
+        "endpoint.toml",
+        format!(
+            r#"
+            [[vpcs]]
+            id = "vpc-out"
+            cidrs = ["127.0.33.0/24"]
+
+            # The on-premises secondaries transfer through the inbound endpoint.
+            [[inbound_endpoints]]
+            id = "rslvr-in-out"
+            vpc = "vpc-out"
+            addresses = ["127.0.33.10", "127.0.33.11"]
+            protocols = ["Do53"]
+            port = {inbound_port}
+
+            [[tsig_keys]]
+            name = "xfr."
+            secret = "{SECRET}"
+
+            [[private_hosted_zones]]
+            name = "out.example"
+            vpcs = ["vpc-out"]
+            records = ["@ 900 IN SOA ns-1536.awsdns-00.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400",
+                       "@ 172800 IN NS ns-1536.awsdns-00.co.uk.",
+                       "www 60 A 10.33.0.1"]
+            [private_hosted_zones.transfer]
+            allow = ["127.0.0.0/8"]
+            tsig_key = "xfr."
+            notify = ["{secondary}"]
+
+            [[private_hosted_zones]]
+            name = "tagged.example"
+            vpcs = ["vpc-out"]
+            records = ["www 60 A 10.33.1.1"]
+            "#
+        )
+        .as_bytes(),
+    );
+    let args: Vec<OsString> = vec![
+        "--config".into(),
+        config.into_os_string(),
+        "--api".into(),
+        "127.0.0.1:0".into(),
+        "--dns-port".into(),
+        port.to_string().into(),
+        "--doh-port".into(),
+        "0".into(),
+        "--recursive".into(),
+        recursive.address().to_string().into(),
+    ];
+    let running = Binary::new(env!("CARGO_BIN_EXE_signpost-endpoint"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .ready_when(|line| line == "ready")
+        .startup_timeout(Duration::from_secs(10))
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let api = running
+        .stdout_lines()
+        .iter()
+        .find_map(|line| line.strip_prefix("api http://").and_then(|address| address.parse().ok()))
+        .unwrap();
+    let aws = Aws::new(api);
+    let inbound = SocketAddr::new("127.0.33.10".parse().unwrap(), inbound_port);
+    let apex: NameBuf = "out.example.".parse().unwrap();
+
+    // Told at start-up; a signed AXFR through the inbound endpoint gives the zone.
+    assert_eq!(next_notify(&mut notified, &running).await, ("out.example.".to_string(), 1));
+    let client = TransferClient::new(inbound).with_key(Some(key())).with_timeout(Duration::from_secs(5));
+    let first = client.transfer(&apex, &TransferRequest::Axfr).await.unwrap();
+    let first = Zone::from_transfer(apex.clone(), &first).unwrap();
+    assert_eq!(first.serial().0, 1);
+    assert!(first.records().any(|record| record.to_string() == "www.out.example. 60 IN A 10.33.0.1"));
+    // Unsigned: refused (the zone names a key).
+    let unsigned = TransferClient::new(inbound).with_timeout(Duration::from_secs(5));
+    let UpstreamError::TransferProtocol { source, .. } =
+        unsigned.transfer(&apex, &TransferRequest::Axfr).await.unwrap_err()
+    else {
+        panic!("a protocol error")
+    };
+    assert_eq!(
+        source,
+        signpost_wire::Error::Transfer { message: 0, problem: TransferProblem::Rcode { rcode: Rcode::REFUSED } }
+    );
+
+    // A change through the API raises the serial (Route 53 would not) and tells the secondary.
+    let (status, body) = aws.change_record("out.example", "CREATE", "new.out.example", "A", 60, &["10.33.0.2"]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(next_notify(&mut notified, &running).await, ("out.example.".to_string(), 2));
+    let (_, listed) = aws.route53("GET", "hostedzone/out.example/rrset", "").await;
+    assert!(
+        fields(&listed, "Value").iter().any(|value| value.contains("awsdns-hostmaster.amazon.com. 2 7200")),
+        "{listed}"
+    );
+    // IXFR from serial 1: the one difference.
+    let Transfer::Incremental { diffs, .. } =
+        client.transfer(&apex, &TransferRequest::Ixfr { soa: first.soa().clone() }).await.unwrap()
+    else {
+        panic!("an incremental transfer")
+    };
+    assert_eq!(diffs.len(), 1);
+    let added: Vec<String> = diffs[0].added.iter().map(ToString::to_string).collect();
+    assert_eq!(added, ["new.out.example. 60 IN A 10.33.0.2"]);
+    assert!(diffs[0].deleted.is_empty());
+
+    // The tags give the second zone out, without a key.
+    let tagged: NameBuf = "tagged.example.".parse().unwrap();
+    let refused = unsigned.transfer(&tagged, &TransferRequest::Axfr).await.unwrap_err();
+    assert!(matches!(refused, UpstreamError::TransferProtocol { .. }), "{refused}");
+    let body = r#"<ChangeTagsForResourceRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><AddTags><Tag><Key>signpost:transfer-allow</Key><Value>127.0.0.1</Value></Tag></AddTags></ChangeTagsForResourceRequest>"#;
+    let (status, answer) = aws.route53("POST", "tags/hostedzone/tagged.example", body).await;
+    assert_eq!(status, 200, "{answer}");
+    let transfer = unsigned.transfer(&tagged, &TransferRequest::Axfr).await.unwrap();
+    let copy = Zone::from_transfer(tagged, &transfer).unwrap();
+    assert!(copy.records().any(|record| record.to_string() == "www.tagged.example. 60 IN A 10.33.1.1"));
+    drop(running);
+}
