@@ -545,13 +545,13 @@ start_backend() {
     wait_udp "$PORT_BACKEND" || die "backend unbound did not answer (see $WORKDIR/unbound-backend.log)"
 }
 
-# measure_udp_once_up SERVER WORKLOAD PORT WAIT WHY_NOT PID...: dnsperf over
-# UDP (measure_dnsperf, PIDs' CPU time) once PORT answers within WAIT seconds
+# measure_udp_once_up SERVER WORKLOAD PORT SECONDS WHY_NOT PID...: dnsperf over
+# UDP (measure_dnsperf, PIDs' CPU time) once PORT answers within SECONDS
 # (empty: wait_udp's default); otherwise a skipped row saying WHY_NOT.
 measure_udp_once_up() {
-    local server=$1 workload=$2 port=$3 wait=$4 why_not=$5
+    local server=$1 workload=$2 port=$3 seconds=$4 why_not=$5
     shift 5
-    if wait_udp "$port" ${wait:+"$wait"}; then
+    if wait_udp "$port" ${seconds:+"$seconds"}; then
         measure_dnsperf "$server" "$workload" udp "$port" "$@"
     else
         skip "$server" "$workload" udp "$why_not"
