@@ -1,5 +1,10 @@
-# Sourced by the prof-*.sh scripts: their temp dir ($work), the processes
-# they start ($pids, each stopped on exit) and the sum of callgrind dumps.
+# Sourced by the prof-*.sh scripts (after setting LOAD_DIR): the repository,
+# the defaults of SIGNPOST_BIN and PROF_OUTSTANDING, their temp dir ($work), the processes
+# they start ($pids, each stopped on exit), the server under callgrind and
+# the wait for its first answer, and the sum of callgrind dumps.
+REPO=$(cd "$LOAD_DIR/../.." && pwd)
+SIGNPOST_BIN=${SIGNPOST_BIN:-$REPO/target/release/signpost-forward}
+outstanding=${PROF_OUTSTANDING:-32}
 work=$(mktemp -d)
 pids=()
 prof_cleanup() {
@@ -13,4 +18,27 @@ trap prof_cleanup EXIT
 # an integer (mawk's print would give 2.44e+09 past 2^31).
 callgrind_total() {
     cat "$@" 2>/dev/null | sed -n 's/^summary: //p' | awk '{s += $1} END {printf "%.0f\n", s}'
+}
+
+# start_under_callgrind COMMAND...: the server under test, under callgrind on
+# CPU 1 (its log in $work/server.log); sets $server_pid.
+start_under_callgrind() {
+    taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.%p" \
+        "$@" </dev/null >"$work/server.log" 2>&1 &
+    server_pid=$!
+    pids+=("$server_pid")
+}
+
+# wait_answering DIG_ARGUMENT...: until `dig @127.0.0.1 -p $port` with these
+# arguments gets NOERROR (valgrind starts slowly), 120 tries a second apart;
+# exits with the server's log if the server died, returns 1 if it never answered.
+wait_answering() {
+    for _ in $(seq 1 120); do
+        if dig +tries=1 -p "$port" @127.0.0.1 "$@" 2>/dev/null | grep -q 'status: NOERROR'; then
+            return 0
+        fi
+        kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+        sleep 1
+    done
+    return 1
 }

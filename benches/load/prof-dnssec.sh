@@ -30,17 +30,14 @@
 # Loopback only; every process started here is stopped on exit.
 set -euo pipefail
 LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$LOAD_DIR/../.." && pwd)
+# shellcheck source=benches/load/prof-common.sh
+source "$LOAD_DIR/prof-common.sh"
 ZONES=$REPO/crates/dnssec/tests/zones
 server=${1:?usage: prof-dnssec.sh signpost|unbound [QUERIES]}
 queries=${2:-2000}
-SIGNPOST_BIN=${SIGNPOST_BIN:-$REPO/target/release/signpost-forward}
 base=${PROF_PORT_BASE:-26720}
-outstanding=${PROF_OUTSTANDING:-32}
 knot_port=$base
 port=$((base + 1))
-# shellcheck source=benches/load/prof-common.sh
-source "$LOAD_DIR/prof-common.sh"
 
 for i in $(seq 1 "$queries"); do echo "x$i.wild.nsec.test TXT"; done >"$work/names"
 for i in $(seq 1 500); do echo "w$i.wild.nsec.test TXT"; done >"$work/warmup"
@@ -104,22 +101,10 @@ unbound)
 *) echo "unknown server $server" >&2; exit 2 ;;
 esac
 
-taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.%p" \
-    "${command[@]}" </dev/null >"$work/server.log" 2>&1 &
-server_pid=$!
-pids+=("$server_pid")
-
-# Up (valgrind starts slowly) and validating.
-up=0
-for _ in $(seq 1 120); do
-    if dig +dnssec +tries=1 +time=5 -p "$port" @127.0.0.1 www.nsec.test A 2>/dev/null | grep -q 'status: NOERROR'; then
-        up=1
-        break
-    fi
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-    sleep 1
-done
-[[ $up == 1 ]] || { echo "$server did not answer www.nsec.test" >&2; cat "$work/server.log" >&2; exit 1; }
+start_under_callgrind "${command[@]}"
+# Up and validating.
+wait_answering +dnssec +time=5 www.nsec.test A ||
+    { echo "$server did not answer www.nsec.test" >&2; cat "$work/server.log" >&2; exit 1; }
 
 load() {
     timeout 900 taskset -c 0 dnsperf -D -s 127.0.0.1 -p "$port" -d "$1" -n 1 -c 1 -q "$outstanding" -t 10 \

@@ -18,17 +18,14 @@
 # every process started here is stopped on exit.
 set -euo pipefail
 LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$LOAD_DIR/../.." && pwd)
-server=${1:?usage: prof-forward.sh signpost|dnsdist [QUERIES]}
-queries=${2:-20000}
-SIGNPOST_BIN=${SIGNPOST_BIN:-$REPO/target/release/signpost-forward}
-FLOOR_BIN=${FLOOR_BIN:-$REPO/target/release/floor_responder}
-base=${PROF_PORT_BASE:-26710}
-outstanding=${PROF_OUTSTANDING:-32}
-backend_port=$base
-port=$((base + 1))
 # shellcheck source=benches/load/prof-common.sh
 source "$LOAD_DIR/prof-common.sh"
+server=${1:?usage: prof-forward.sh signpost|dnsdist [QUERIES]}
+queries=${2:-20000}
+FLOOR_BIN=${FLOOR_BIN:-$REPO/target/release/floor_responder}
+base=${PROF_PORT_BASE:-26710}
+backend_port=$base
+port=$((base + 1))
 
 for i in $(seq 1 "$queries"); do echo "n$i.prof.test A"; done >"$work/names"
 for i in $(seq 1 500); do echo "w$i.prof.test A"; done >"$work/warm"
@@ -50,19 +47,9 @@ dnsdist)
 *) echo "unknown server $server" >&2; exit 2 ;;
 esac
 
-taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.%p" \
-    "${command[@]}" </dev/null >"$work/server.log" 2>&1 &
-server_pid=$!
-pids+=("$server_pid")
-
-# Up (valgrind starts slowly) and answering through the backend.
-for _ in $(seq 1 120); do
-    if dig +tries=1 +time=2 -p "$port" @127.0.0.1 up.prof.test A 2>/dev/null | grep -q 'status: NOERROR'; then
-        break
-    fi
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-    sleep 1
-done
+start_under_callgrind "${command[@]}"
+# Up and answering through the backend.
+wait_answering +time=2 up.prof.test A || true
 
 load() {
     timeout 600 taskset -c 0 dnsperf -s 127.0.0.1 -p "$port" -d "$1" -n 1 -c 1 -q "$outstanding" -t 10 \

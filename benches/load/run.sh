@@ -545,6 +545,19 @@ start_backend() {
     wait_udp "$PORT_BACKEND" || die "backend unbound did not answer (see $WORKDIR/unbound-backend.log)"
 }
 
+# measure_udp_once_up SERVER WORKLOAD PORT SECONDS WHY_NOT PID...: dnsperf over
+# UDP (measure_dnsperf, PIDs' CPU time) once PORT answers within SECONDS
+# (empty: wait_udp's default); otherwise a skipped row saying WHY_NOT.
+measure_udp_once_up() {
+    local server=$1 workload=$2 port=$3 seconds=$4 why_not=$5
+    shift 5
+    if wait_udp "$port" ${seconds:+"$seconds"}; then
+        measure_dnsperf "$server" "$workload" udp "$port" "$@"
+    else
+        skip "$server" "$workload" udp "$why_not"
+    fi
+}
+
 run_floor() {
     local mode=$1 port=$2 pid
     if [[ -z $FLOOR_BIN || ! -x $FLOOR_BIN ]]; then
@@ -553,11 +566,7 @@ run_floor() {
     fi
     start "floor-$mode" "$SERVER_CPU" "$FLOOR_BIN" "$ADDR:$port" "$mode"
     pid=$STARTED_PID
-    if wait_udp "$port"; then
-        measure_dnsperf "floor $mode" "static A" udp "$port" "$pid"
-    else
-        skip "floor $mode" "static A" udp "did not answer"
-    fi
+    measure_udp_once_up "floor $mode" "static A" "$port" "" "did not answer" "$pid"
     stop "$pid"
 }
 
@@ -594,11 +603,7 @@ run_unbound_forward() {
         -e "s|forward-no-cache: yes|forward-no-cache: $no_cache|"
     start unbound-forward "$SERVER_CPU" unbound -d -c "$WORKDIR/unbound-forward.conf"
     pid=$STARTED_PID
-    if wait_udp "$PORT_UNBOUND_FORWARD"; then
-        measure_dnsperf "unbound" "forward, $cache" udp "$PORT_UNBOUND_FORWARD" "$pid" "$BACKEND_PID"
-    else
-        skip "unbound" "forward, $cache" udp "did not answer"
-    fi
+    measure_udp_once_up "unbound" "forward, $cache" "$PORT_UNBOUND_FORWARD" "" "did not answer" "$pid" "$BACKEND_PID"
     stop "$pid"
 }
 
@@ -609,11 +614,8 @@ run_dnsdist() {
     render "$conf" "$WORKDIR/$conf" "${conf%.conf}" "$port"
     start "${conf%.conf}" "$SERVER_CPU" dnsdist --supervised --disable-syslog -C "$WORKDIR/$conf"
     pid=$STARTED_PID
-    if wait_udp "$port"; then
-        measure_dnsperf "dnsdist" "$workload" udp "$port" "$pid" "$BACKEND_PID"
-    else
-        skip "dnsdist" "$workload" udp "did not answer (see $WORKDIR/${conf%.conf}.log)"
-    fi
+    measure_udp_once_up "dnsdist" "$workload" "$port" "" "did not answer (see $WORKDIR/${conf%.conf}.log)" \
+        "$pid" "$BACKEND_PID"
     stop "$pid"
 }
 
@@ -690,11 +692,8 @@ hook_signpost_forward() {
             -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $cache/"
         start signpost-forward "$SERVER_CPU" "$bin" --config "$WORKDIR/signpost-forward.toml"
         pid=$STARTED_PID
-        if wait_udp "$PORT_SIGNPOST_FORWARD" 10; then
-            measure_dnsperf "signpost-forward" "$workload" udp "$PORT_SIGNPOST_FORWARD" "$pid" "$BACKEND_PID"
-        else
-            skip "signpost-forward" "$workload" udp "did not answer (see $WORKDIR/signpost-forward.log)"
-        fi
+        measure_udp_once_up "signpost-forward" "$workload" "$PORT_SIGNPOST_FORWARD" 10 \
+            "did not answer (see $WORKDIR/signpost-forward.log)" "$pid" "$BACKEND_PID"
         stop "$pid"
     done
 }
@@ -717,11 +716,8 @@ hook_signpost_endpoint() {
         -e "s|@DOH_PORT@|$PORT_SIGNPOST_ENDPOINT_DOH|g"
     start signpost-endpoint "$SERVER_CPU" "$bin" --config "$WORKDIR/signpost-endpoint.toml"
     pid=$STARTED_PID
-    if wait_udp "$PORT_SIGNPOST_ENDPOINT" 10; then
-        measure_dnsperf "signpost-endpoint" "endpoint" udp "$PORT_SIGNPOST_ENDPOINT" "$pid" "$BACKEND_PID"
-    else
-        skip "signpost-endpoint" "endpoint" udp "did not answer (see $WORKDIR/signpost-endpoint.log)"
-    fi
+    measure_udp_once_up "signpost-endpoint" "endpoint" "$PORT_SIGNPOST_ENDPOINT" 10 \
+        "did not answer (see $WORKDIR/signpost-endpoint.log)" "$pid" "$BACKEND_PID"
     if wait_tcp "$PORT_SIGNPOST_ENDPOINT_DOH" 5; then
         measure_h2load "signpost-endpoint" "endpoint" "$PORT_SIGNPOST_ENDPOINT_DOH" "$pid" "$BACKEND_PID"
     else

@@ -97,35 +97,9 @@ pub fn walk<S: Sink>(msg: &[u8], sink: &mut S) -> Outcome {
 
 type Names = Name<Vec<u8>>;
 
-/// The response's names, parsed once (a server holds them already).
-pub struct ResponseData {
-    qname: Names,
-    target: Names,
-    zone: Names,
-    ns1: Names,
-    ns2: Names,
-}
-
-impl Default for ResponseData {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+super::response_data!(Names, |name| Names::vec_from_str(&format!("{name}.")).expect("valid name"));
 
 impl ResponseData {
-    /// Parses the response's names.
-    #[must_use]
-    pub fn new() -> Self {
-        let parse = |name: &str| Names::vec_from_str(name).expect("valid name");
-        Self {
-            qname: parse("www.example.com."),
-            target: parse("www.example.com.cdn.example.net."),
-            zone: parse("cdn.example.net."),
-            ns1: parse("ns1.cdn.example.net."),
-            ns2: parse("ns2.cdn.example.net."),
-        }
-    }
-
     /// Pushes records (names by reference) through `MessageBuilder`
     /// into `buf`, wrapped in a `StaticCompressor`.
     pub fn build(&self, buf: &mut Vec<u8>) -> Outcome {
@@ -136,18 +110,18 @@ impl ResponseData {
         header.set_rd(true);
         header.set_ra(true);
         let mut question = builder.question();
-        question.push((&self.qname, Rtype::A))?;
+        question.push((&self.names.qname, Rtype::A))?;
         let mut answer = question.answer();
-        answer.push((&self.qname, 300, Cname::new(&self.target)))?;
+        answer.push((&self.names.qname, 300, Cname::new(&self.names.target)))?;
         for last in 1..=3 {
-            answer.push((&self.target, 60, A::from_octets(192, 0, 2, last)))?;
+            answer.push((&self.names.target, 60, A::from_octets(192, 0, 2, last)))?;
         }
         let mut authority = answer.authority();
-        for ns in [&self.ns1, &self.ns2] {
-            authority.push((&self.zone, 3600, Ns::new(ns)))?;
+        for ns in [&self.names.ns1, &self.names.ns2] {
+            authority.push((&self.names.zone, 3600, Ns::new(ns)))?;
         }
         let mut additional = authority.additional();
-        for (ns, last) in [(&self.ns1, 53), (&self.ns2, 54)] {
+        for (ns, last) in [(&self.names.ns1, 53), (&self.names.ns2, 54)] {
             additional.push((ns, 3600, A::from_octets(198, 51, 100, last)))?;
         }
         additional.opt(|opt| {

@@ -91,50 +91,28 @@ pub fn walk<S: Sink>(msg: &[u8], sink: &mut S) -> Outcome {
     Ok(())
 }
 
-/// The response's names, parsed once (a server holds them already).
-pub struct ResponseData {
-    qname: Name,
-    target: Name,
-    zone: Name,
-    ns1: Name,
-    ns2: Name,
-}
-
-impl Default for ResponseData {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+super::response_data!(Name, |name| Name::from_ascii(format!("{name}.")).expect("valid name"));
 
 impl ResponseData {
-    /// Parses the response's names.
-    #[must_use]
-    pub fn new() -> Self {
-        let parse = |name: &str| Name::from_ascii(name).expect("valid name");
-        Self {
-            qname: parse("www.example.com."),
-            target: parse("www.example.com.cdn.example.net."),
-            zone: parse("cdn.example.net."),
-            ns1: parse("ns1.cdn.example.net."),
-            ns2: parse("ns2.cdn.example.net."),
-        }
-    }
-
     /// Builds a `Message` (records own their names, so names are cloned)
     /// and encodes it with compression into `buf`.
     pub fn build(&self, buf: &mut Vec<u8>) -> Outcome {
         let mut message = Message::response(0xbeef, OpCode::Query);
         message.metadata.recursion_desired = true;
         message.metadata.recursion_available = true;
-        message.add_query(Query::query(self.qname.clone(), RecordType::A));
-        message.add_answer(Record::from_rdata(self.qname.clone(), 300, RData::CNAME(CNAME(self.target.clone()))));
+        message.add_query(Query::query(self.names.qname.clone(), RecordType::A));
+        message.add_answer(Record::from_rdata(
+            self.names.qname.clone(),
+            300,
+            RData::CNAME(CNAME(self.names.target.clone())),
+        ));
         for last in 1..=3 {
-            message.add_answer(Record::from_rdata(self.target.clone(), 60, RData::A(A::new(192, 0, 2, last))));
+            message.add_answer(Record::from_rdata(self.names.target.clone(), 60, RData::A(A::new(192, 0, 2, last))));
         }
-        for ns in [&self.ns1, &self.ns2] {
-            message.add_authority(Record::from_rdata(self.zone.clone(), 3600, RData::NS(NS(ns.clone()))));
+        for ns in [&self.names.ns1, &self.names.ns2] {
+            message.add_authority(Record::from_rdata(self.names.zone.clone(), 3600, RData::NS(NS(ns.clone()))));
         }
-        for (ns, last) in [(&self.ns1, 53), (&self.ns2, 54)] {
+        for (ns, last) in [(&self.names.ns1, 53), (&self.names.ns2, 54)] {
             message.add_additional(Record::from_rdata(ns.clone(), 3600, RData::A(A::new(198, 51, 100, last))));
         }
         let mut edns = Edns::new();

@@ -87,35 +87,9 @@ pub fn walk<S: Sink>(msg: &[u8], sink: &mut S) -> Outcome {
     Ok(())
 }
 
-/// The response's names, parsed once (a server holds them already).
-pub struct ResponseData {
-    qname: NameBuf,
-    target: NameBuf,
-    zone: NameBuf,
-    ns1: NameBuf,
-    ns2: NameBuf,
-}
-
-impl Default for ResponseData {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+super::response_data!(NameBuf, |name| name.parse::<NameBuf>().expect("valid name"));
 
 impl ResponseData {
-    /// Parses the response's names.
-    #[must_use]
-    pub fn new() -> Self {
-        let parse = |text: &str| text.parse::<NameBuf>().expect("valid name");
-        Self {
-            qname: parse("www.example.com"),
-            target: parse("www.example.com.cdn.example.net"),
-            zone: parse("cdn.example.net"),
-            ns1: parse("ns1.cdn.example.net"),
-            ns2: parse("ns2.cdn.example.net"),
-        }
-    }
-
     /// Writes the response straight into the buffer; names are
     /// compressed through the builder's table.
     pub fn build(&self, buf: &mut Vec<u8>) -> Outcome {
@@ -124,15 +98,21 @@ impl ResponseData {
         let mut builder = MessageBuilder::new(buf)?;
         builder.set_id(0xbeef);
         builder.set_flags(Flags::default().with_qr(true).with_rd(true).with_ra(true));
-        builder.push_question(&self.qname, RecordType::A, Class::IN)?;
-        builder.push(WireSection::Answer, &self.qname, Class::IN, 300, &Data::Cname(&self.target))?;
+        builder.push_question(&self.names.qname, RecordType::A, Class::IN)?;
+        builder.push(WireSection::Answer, &self.names.qname, Class::IN, 300, &Data::Cname(&self.names.target))?;
         for last in 1..=3 {
-            builder.push(WireSection::Answer, &self.target, Class::IN, 60, &Data::A(Ipv4Addr::new(192, 0, 2, last)))?;
+            builder.push(
+                WireSection::Answer,
+                &self.names.target,
+                Class::IN,
+                60,
+                &Data::A(Ipv4Addr::new(192, 0, 2, last)),
+            )?;
         }
-        for ns in [&self.ns1, &self.ns2] {
-            builder.push(WireSection::Authority, &self.zone, Class::IN, 3600, &Data::Ns(ns))?;
+        for ns in [&self.names.ns1, &self.names.ns2] {
+            builder.push(WireSection::Authority, &self.names.zone, Class::IN, 3600, &Data::Ns(ns))?;
         }
-        for (ns, last) in [(&self.ns1, 53), (&self.ns2, 54)] {
+        for (ns, last) in [(&self.names.ns1, 53), (&self.names.ns2, 54)] {
             let address = Ipv4Addr::new(198, 51, 100, last);
             builder.push(WireSection::Additional, ns, Class::IN, 3600, &Data::A(address))?;
         }

@@ -86,66 +86,38 @@ pub fn walk<S: Sink>(msg: &[u8], sink: &mut S) -> Outcome {
     Ok(())
 }
 
-/// The response's names, parsed once (a server holds them already).
-pub struct ResponseData {
-    qname: Name<'static>,
-    target: Name<'static>,
-    zone: Name<'static>,
-    ns1: Name<'static>,
-    ns2: Name<'static>,
-    cookie: Vec<u8>,
-}
-
-impl Default for ResponseData {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+super::response_data!(Name<'static>, |name| Name::new(name).expect("valid name"), cookie: Vec<u8> = [CLIENT_COOKIE.as_slice(), &SERVER_COOKIE].concat());
 
 impl ResponseData {
-    /// Parses the response's names.
-    #[must_use]
-    pub fn new() -> Self {
-        let parse = |name: &'static str| Name::new(name).expect("valid name");
-        Self {
-            qname: parse("www.example.com"),
-            target: parse("www.example.com.cdn.example.net"),
-            zone: parse("cdn.example.net"),
-            ns1: parse("ns1.cdn.example.net"),
-            ns2: parse("ns2.cdn.example.net"),
-            cookie: [CLIENT_COOKIE.as_slice(), &SERVER_COOKIE].concat(),
-        }
-    }
-
     /// Builds a `Packet` (records own their `Name`s, so names are
     /// cloned; labels stay borrowed) and writes it with compression.
     pub fn build(&self, buf: &mut Vec<u8>) -> Outcome {
         let mut packet = Packet::new_reply(0xbeef);
         packet.set_flags(PacketFlag::RECURSION_DESIRED | PacketFlag::RECURSION_AVAILABLE);
-        packet.questions.push(Question::new(self.qname.clone(), TYPE::A.into(), CLASS::IN.into(), false));
+        packet.questions.push(Question::new(self.names.qname.clone(), TYPE::A.into(), CLASS::IN.into(), false));
         packet.answers.push(ResourceRecord::new(
-            self.qname.clone(),
+            self.names.qname.clone(),
             CLASS::IN,
             300,
-            RData::CNAME(CNAME(self.target.clone())),
+            RData::CNAME(CNAME(self.names.target.clone())),
         ));
         for last in 1..=3 {
             packet.answers.push(ResourceRecord::new(
-                self.target.clone(),
+                self.names.target.clone(),
                 CLASS::IN,
                 60,
                 RData::A(A { address: Ipv4Addr::new(192, 0, 2, last).to_bits() }),
             ));
         }
-        for ns in [&self.ns1, &self.ns2] {
+        for ns in [&self.names.ns1, &self.names.ns2] {
             packet.name_servers.push(ResourceRecord::new(
-                self.zone.clone(),
+                self.names.zone.clone(),
                 CLASS::IN,
                 3600,
                 RData::NS(NS(ns.clone())),
             ));
         }
-        for (ns, last) in [(&self.ns1, 53), (&self.ns2, 54)] {
+        for (ns, last) in [(&self.names.ns1, 53), (&self.names.ns2, 54)] {
             packet.additional_records.push(ResourceRecord::new(
                 ns.clone(),
                 CLASS::IN,

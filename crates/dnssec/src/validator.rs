@@ -563,6 +563,15 @@ impl Validation<'_> {
         }
     }
 
+    /// [`Self::fetch`] for a zone cut: the answer's bytes, or the bogus cut
+    /// (for `bogus_ttl`) that a failed chain query makes.
+    fn fetch_for_cut(&self, name: &NameBuf, rtype: RecordType) -> Result<Result<Vec<u8>, (Cut, u32)>, Pending> {
+        Ok(self
+            .fetch(name, rtype)?
+            .map(<[u8]>::to_vec)
+            .map_err(|failure| (Cut::Bogus(failure), self.validator.config.bogus_ttl)))
+    }
+
     /// Validate the response, or say which query is missing.
     fn run(&mut self) -> Result<Verdict, Pending> {
         let response = std::mem::take(&mut self.response);
@@ -931,24 +940,20 @@ impl Validation<'_> {
         zone: &NameBuf,
         trusted: &dyn Fn(&Dnskey, &NameBuf) -> bool,
     ) -> Result<(Cut, u32), Pending> {
-        let bogus_ttl = self.validator.config.bogus_ttl;
-        let bytes = match self.fetch(zone, RecordType::DNSKEY)? {
-            Ok(bytes) => bytes.to_vec(),
-            Err(failure) => return Ok((Cut::Bogus(failure), bogus_ttl)),
+        let bytes = match self.fetch_for_cut(zone, RecordType::DNSKEY)? {
+            Ok(bytes) => bytes,
+            Err(failed) => return Ok(failed),
         };
+        let bogus_ttl = self.validator.config.bogus_ttl;
         let broken = |reason| Ok((Cut::Bogus(bogus(reason, zone, RecordType::DNSKEY)), bogus_ttl));
         let Ok(message) = Message::parse(&bytes) else { return broken(BogusReason::Malformed) };
         let Ok(answers) = rrset::rrsets(&message, Section::Answer) else { return broken(BogusReason::Malformed) };
         let Some(set) = answers.iter().find(|set| set.rtype == RecordType::DNSKEY && set.owner == *zone) else {
             return broken(BogusReason::DnskeyMissing);
         };
-        let mut keys = Vec::new();
-        for data in &set.rdata {
-            match Dnskey::parse(data) {
-                Ok(key) => keys.push(key),
-                Err(_) => return broken(BogusReason::Malformed),
-            }
-        }
+        let Ok(keys) = set.rdata.iter().map(|data| Dnskey::parse(data)).collect::<Result<Vec<_>, _>>() else {
+            return broken(BogusReason::Malformed);
+        };
         let entry: Vec<Dnskey> = keys.iter().filter(|key| trusted(key, zone)).cloned().collect();
         if entry.is_empty() {
             return broken(BogusReason::DnskeyMissing);
@@ -968,9 +973,9 @@ impl Validation<'_> {
     /// Ask for the DS of `name` below zone `apex` and say what `name` is.
     fn classify_cut(&mut self, name: &NameBuf, apex: &NameBuf, keys: &Arc<Vec<Dnskey>>) -> Result<(Cut, u32), Pending> {
         let bogus_ttl = self.validator.config.bogus_ttl;
-        let bytes = match self.fetch(name, RecordType::DS)? {
-            Ok(bytes) => bytes.to_vec(),
-            Err(failure) => return Ok((Cut::Bogus(failure), bogus_ttl)),
+        let bytes = match self.fetch_for_cut(name, RecordType::DS)? {
+            Ok(bytes) => bytes,
+            Err(failed) => return Ok(failed),
         };
         let broken = |reason| Ok((Cut::Bogus(bogus(reason, name, RecordType::DS)), bogus_ttl));
         let Ok(message) = Message::parse(&bytes) else { return broken(BogusReason::Malformed) };
@@ -991,13 +996,9 @@ impl Validation<'_> {
                 }
                 Err(failure) => return broken(signature_reason(failure)),
             };
-            let mut dses = Vec::new();
-            for data in &set.rdata {
-                match Ds::parse(data) {
-                    Ok(ds) => dses.push(ds),
-                    Err(_) => return broken(BogusReason::Malformed),
-                }
-            }
+            let Ok(dses) = set.rdata.iter().map(|data| Ds::parse(data)).collect::<Result<Vec<_>, _>>() else {
+                return broken(BogusReason::Malformed);
+            };
             let usable = usable_ds(&dses);
             if usable.is_empty() {
                 return Ok((Cut::Insecure(InsecureReason::UnsupportedAlgorithm), verified.ttl));

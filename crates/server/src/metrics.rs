@@ -27,81 +27,81 @@ use signpost_upstream::{GroupStats, ServerStats, Upstreams};
 use crate::cache::CacheStats;
 use crate::kernel::{self, UdpSockets};
 
-/// Which transport a query came over.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum TransportIndex {
-    Udp = 0,
-    Tcp = 1,
-    Dot = 2,
-    Doh = 3,
+/// An index enum and the label of each variant, side by side: counters
+/// are kept in an array in this order, indexed by `variant as usize`.
+macro_rules! labelled_index {
+    (
+        $(#[$meta:meta])* $name:ident, $labels:ident;
+        $( $(#[$variant_meta:meta])* $variant:ident = $label:literal, )*
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+        pub(crate) enum $name {
+            $( $(#[$variant_meta])* $variant, )*
+        }
+
+        const $labels: [&str; [$($label),*].len()] = [$($label),*];
+    };
 }
 
-const TRANSPORTS: [&str; 4] = ["udp", "tcp", "dot", "doh"];
+labelled_index! {
+    /// Which transport a query came over.
+    TransportIndex, TRANSPORTS;
+    Udp = "udp",
+    Tcp = "tcp",
+    Dot = "dot",
+    Doh = "doh",
+}
 
-/// What the pipeline did with a query.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum DecisionIndex {
-    Local = 0,
-    Cache = 1,
-    Forwarded = 2,
-    Blocked = 3,
-    Stale = 4,
-    Failed = 5,
-    Refused = 6,
-    Error = 7,
+labelled_index! {
+    /// What the pipeline did with a query.
+    DecisionIndex, DECISIONS;
+    Local = "local",
+    Cache = "cache",
+    Forwarded = "forwarded",
+    Blocked = "blocked",
+    Stale = "stale",
+    Failed = "upstream_failed",
+    Refused = "refused",
+    Error = "error",
     /// The upstream group had no capacity left: SERVFAIL or a drop, on purpose.
-    Overloaded = 8,
+    Overloaded = "upstream_overloaded",
     /// SERVFAIL to a query that came back round a forwarding loop.
-    Loop = 9,
+    Loop = "loop",
     /// A truncated answer in place of one response rate limiting dropped.
-    Slipped = 10,
+    Slipped = "slipped",
     /// `ANY` answered with one HINFO record (RFC 8482).
-    MinimalAny = 11,
+    MinimalAny = "minimal_any",
 }
 
-const DECISIONS: [&str; 12] = [
-    "local",
-    "cache",
-    "forwarded",
-    "blocked",
-    "stale",
-    "upstream_failed",
-    "refused",
-    "error",
-    "upstream_overloaded",
-    "loop",
-    "slipped",
-    "minimal_any",
-];
-
-/// Why a packet got no answer.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum DropIndex {
-    Malformed = 0,
-    RateLimited = 1,
-    ListenerLimit = 2,
-    NotAQuery = 3,
-    Fault = 4,
-    TcpLimit = 5,
+labelled_index! {
+    /// Why a packet got no answer.
+    DropIndex, DROPS;
+    Malformed = "malformed",
+    RateLimited = "rate_limited",
+    ListenerLimit = "listener_limit",
+    NotAQuery = "not_a_query",
+    Fault = "fault",
+    TcpLimit = "tcp_limit",
     /// The upstream group had no capacity left and `overload_action` is `drop`.
-    UpstreamOverloaded = 6,
+    UpstreamOverloaded = "upstream_overloaded",
     /// Response rate limiting.
-    ResponseRateLimit = 7,
+    ResponseRateLimit = "response_rate_limit",
     /// Too many queries waiting for an upstream.
-    InFlightLimit = 8,
+    InFlightLimit = "in_flight_limit",
 }
 
-const DROPS: [&str; 9] = [
-    "malformed",
-    "rate_limited",
-    "listener_limit",
-    "not_a_query",
-    "fault",
-    "tcp_limit",
-    "upstream_overloaded",
-    "response_rate_limit",
-    "in_flight_limit",
-];
+/// One more on the handle at `index` (a `labelled_index!` variant).
+fn increment(counters: &[Counter], index: usize) {
+    if let Some(counter) = counters.get(index) {
+        counter.inc();
+    }
+}
+
+/// The count of the handle whose label is `label`, 0 for an unknown label.
+fn count_labelled(labels: &[&str], counters: &[Counter], label: &str) -> u64 {
+    labels.iter().position(|name| *name == label).and_then(|index| counters.get(index)).map_or(0, Counter::get)
+}
 
 /// Response codes counted through handles made up front (NOERROR to
 /// REFUSED); rarer ones are looked up by label when they happen.
@@ -238,9 +238,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub(crate) fn query(&self, transport: TransportIndex) {
-        if let Some(counter) = self.queries.get(transport as usize) {
-            counter.inc();
-        }
+        increment(&self.queries, transport as usize);
     }
 
     pub(crate) fn rcode(&self, rcode: u16) {
@@ -255,15 +253,11 @@ impl Metrics {
     }
 
     pub(crate) fn decision(&self, decision: DecisionIndex) {
-        if let Some(counter) = self.decisions.get(decision as usize) {
-            counter.inc();
-        }
+        increment(&self.decisions, decision as usize);
     }
 
     pub(crate) fn dropped(&self, reason: DropIndex) {
-        if let Some(counter) = self.drops.get(reason as usize) {
-            counter.inc();
-        }
+        increment(&self.drops, reason as usize);
     }
 
     pub(crate) fn firewall_match(&self, group: &str, rule: &str, action: &'static str) {
@@ -332,9 +326,7 @@ impl Metrics {
 
     /// Count a reload, successful or not.
     pub fn config_reload(&self, success: bool) {
-        if let Some(counter) = self.config_reloads.get(usize::from(!success)) {
-            counter.inc();
-        }
+        increment(&self.config_reloads, usize::from(!success));
     }
 
     /// Reloads so far that succeeded (`true`) or failed (`false`).
@@ -344,27 +336,19 @@ impl Metrics {
 
     /// Queries received over `transport` ("udp", "tcp", "dot", "doh").
     pub fn queries(&self, transport: &str) -> u64 {
-        TRANSPORTS
-            .iter()
-            .position(|name| *name == transport)
-            .and_then(|index| self.queries.get(index))
-            .map_or(0, Counter::get)
+        count_labelled(&TRANSPORTS, &self.queries, transport)
     }
 
     /// Packets dropped for `reason` ("malformed", "rate_limited",
     /// "listener_limit", "not_a_query", "fault", "tcp_limit", "upstream_overloaded").
     pub fn drops(&self, reason: &str) -> u64 {
-        DROPS.iter().position(|name| *name == reason).and_then(|index| self.drops.get(index)).map_or(0, Counter::get)
+        count_labelled(&DROPS, &self.drops, reason)
     }
 
     /// Queries by what was done with them ("local", "cache", "forwarded",
     /// "blocked", "stale", "upstream_failed", "refused", "error", "upstream_overloaded").
     pub fn decisions(&self, decision: &str) -> u64 {
-        DECISIONS
-            .iter()
-            .position(|name| *name == decision)
-            .and_then(|index| self.decisions.get(index))
-            .map_or(0, Counter::get)
+        count_labelled(&DECISIONS, &self.decisions, decision)
     }
 
     /// Responses sent with `rcode`.

@@ -58,61 +58,41 @@ pub trait Buffer {
     fn as_mut_slice(&mut self) -> &mut [u8];
 }
 
-impl Buffer for BytesMut {
-    fn len(&self) -> usize {
-        Self::len(self)
-    }
+/// The two growable buffers share one implementation: both append with
+/// `extend_from_slice` and never run out of room.
+macro_rules! growable_buffer {
+    ($($buffer:ty),*) => {$(
+        impl Buffer for $buffer {
+            fn len(&self) -> usize {
+                Self::len(self)
+            }
 
-    fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.extend_from_slice(bytes);
-        Ok(())
-    }
+            fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
+                self.extend_from_slice(bytes);
+                Ok(())
+            }
 
-    fn put_fixed<const N: usize>(&mut self, bytes: &[u8; N]) -> Result<(), Error> {
-        self.extend_from_slice(bytes);
-        Ok(())
-    }
+            fn put_fixed<const N: usize>(&mut self, bytes: &[u8; N]) -> Result<(), Error> {
+                self.extend_from_slice(bytes);
+                Ok(())
+            }
 
-    fn truncate(&mut self, len: usize) {
-        Self::truncate(self, len);
-    }
+            fn truncate(&mut self, len: usize) {
+                Self::truncate(self, len);
+            }
 
-    fn as_slice(&self) -> &[u8] {
-        self
-    }
+            fn as_slice(&self) -> &[u8] {
+                self
+            }
 
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        self
-    }
+            fn as_mut_slice(&mut self) -> &mut [u8] {
+                self
+            }
+        }
+    )*};
 }
 
-impl Buffer for Vec<u8> {
-    fn len(&self) -> usize {
-        Self::len(self)
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn put_fixed<const N: usize>(&mut self, bytes: &[u8; N]) -> Result<(), Error> {
-        self.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn truncate(&mut self, len: usize) {
-        Self::truncate(self, len);
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        self
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        self
-    }
-}
+growable_buffer!(BytesMut, Vec<u8>);
 
 /// A caller's fixed buffer (for example a stack array or a slot in a batch of
 /// `sendmmsg` buffers).

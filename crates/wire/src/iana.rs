@@ -313,98 +313,83 @@ code_type! {
     OHTTP = 8, "ohttp";
 }
 
+/// Declares `ExtendedErrorCode`'s constants and its `Display` from one
+/// table: constant, value, and the RFC 8914 §5.2 text.
+macro_rules! extended_error_codes {
+    ($( $(#[$meta:meta])* $konst:ident = $value:literal, $text:literal; )*) => {
+        impl ExtendedErrorCode {
+            $( $(#[$meta])* pub const $konst: Self = Self($value); )*
+        }
+
+        impl fmt::Display for ExtendedErrorCode {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let text = match self.0 {
+                    $( $value => $text, )*
+                    _ => return write!(f, "EDE{}", self.0),
+                };
+                f.write_str(text)
+            }
+        }
+    };
+}
+
 /// Extended DNS error info codes (RFC 8914 §4).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct ExtendedErrorCode(pub u16);
 
-impl ExtendedErrorCode {
+extended_error_codes! {
     /// Other error.
-    pub const OTHER: Self = Self(0);
+    OTHER = 0, "Other Error";
     /// Unsupported DNSKEY algorithm.
-    pub const UNSUPPORTED_DNSKEY_ALGORITHM: Self = Self(1);
+    UNSUPPORTED_DNSKEY_ALGORITHM = 1, "Unsupported DNSKEY Algorithm";
     /// Unsupported DS digest type.
-    pub const UNSUPPORTED_DS_DIGEST_TYPE: Self = Self(2);
+    UNSUPPORTED_DS_DIGEST_TYPE = 2, "Unsupported DS Digest Type";
     /// Stale answer.
-    pub const STALE_ANSWER: Self = Self(3);
+    STALE_ANSWER = 3, "Stale Answer";
     /// Forged answer (used for policy-rewritten answers).
-    pub const FORGED_ANSWER: Self = Self(4);
+    FORGED_ANSWER = 4, "Forged Answer";
     /// DNSSEC indeterminate.
-    pub const DNSSEC_INDETERMINATE: Self = Self(5);
+    DNSSEC_INDETERMINATE = 5, "DNSSEC Indeterminate";
     /// DNSSEC bogus.
-    pub const DNSSEC_BOGUS: Self = Self(6);
+    DNSSEC_BOGUS = 6, "DNSSEC Bogus";
     /// Signature expired.
-    pub const SIGNATURE_EXPIRED: Self = Self(7);
+    SIGNATURE_EXPIRED = 7, "Signature Expired";
     /// Signature not yet valid.
-    pub const SIGNATURE_NOT_YET_VALID: Self = Self(8);
+    SIGNATURE_NOT_YET_VALID = 8, "Signature Not Yet Valid";
     /// DNSKEY missing.
-    pub const DNSKEY_MISSING: Self = Self(9);
+    DNSKEY_MISSING = 9, "DNSKEY Missing";
     /// RRSIGs missing.
-    pub const RRSIGS_MISSING: Self = Self(10);
+    RRSIGS_MISSING = 10, "RRSIGs Missing";
     /// No zone key bit set.
-    pub const NO_ZONE_KEY_BIT_SET: Self = Self(11);
+    NO_ZONE_KEY_BIT_SET = 11, "No Zone Key Bit Set";
     /// NSEC missing.
-    pub const NSEC_MISSING: Self = Self(12);
+    NSEC_MISSING = 12, "NSEC Missing";
     /// Cached error.
-    pub const CACHED_ERROR: Self = Self(13);
+    CACHED_ERROR = 13, "Cached Error";
     /// Not ready.
-    pub const NOT_READY: Self = Self(14);
+    NOT_READY = 14, "Not Ready";
     /// Blocked by policy of the operator.
-    pub const BLOCKED: Self = Self(15);
+    BLOCKED = 15, "Blocked";
     /// Censored.
-    pub const CENSORED: Self = Self(16);
+    CENSORED = 16, "Censored";
     /// Filtered (at the client's request).
-    pub const FILTERED: Self = Self(17);
+    FILTERED = 17, "Filtered";
     /// Prohibited (client not allowed).
-    pub const PROHIBITED: Self = Self(18);
+    PROHIBITED = 18, "Prohibited";
     /// Stale NXDOMAIN answer.
-    pub const STALE_NXDOMAIN_ANSWER: Self = Self(19);
+    STALE_NXDOMAIN_ANSWER = 19, "Stale NXDOMAIN Answer";
     /// Not authoritative.
-    pub const NOT_AUTHORITATIVE: Self = Self(20);
+    NOT_AUTHORITATIVE = 20, "Not Authoritative";
     /// Not supported.
-    pub const NOT_SUPPORTED: Self = Self(21);
+    NOT_SUPPORTED = 21, "Not Supported";
     /// No reachable authority (every upstream failed).
-    pub const NO_REACHABLE_AUTHORITY: Self = Self(22);
+    NO_REACHABLE_AUTHORITY = 22, "No Reachable Authority";
     /// Network error.
-    pub const NETWORK_ERROR: Self = Self(23);
+    NETWORK_ERROR = 23, "Network Error";
     /// Invalid data.
-    pub const INVALID_DATA: Self = Self(24);
+    INVALID_DATA = 24, "Invalid Data";
     /// Unsupported NSEC3 iterations value (RFC 9276).
-    pub const UNSUPPORTED_NSEC3_ITERATIONS: Self = Self(27);
-}
-
-impl fmt::Display for ExtendedErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = match self.0 {
-            0 => "Other Error",
-            1 => "Unsupported DNSKEY Algorithm",
-            2 => "Unsupported DS Digest Type",
-            3 => "Stale Answer",
-            4 => "Forged Answer",
-            5 => "DNSSEC Indeterminate",
-            6 => "DNSSEC Bogus",
-            7 => "Signature Expired",
-            8 => "Signature Not Yet Valid",
-            9 => "DNSKEY Missing",
-            10 => "RRSIGs Missing",
-            11 => "No Zone Key Bit Set",
-            12 => "NSEC Missing",
-            13 => "Cached Error",
-            14 => "Not Ready",
-            15 => "Blocked",
-            16 => "Censored",
-            17 => "Filtered",
-            18 => "Prohibited",
-            19 => "Stale NXDOMAIN Answer",
-            20 => "Not Authoritative",
-            21 => "Not Supported",
-            22 => "No Reachable Authority",
-            23 => "Network Error",
-            24 => "Invalid Data",
-            27 => "Unsupported NSEC3 Iterations Value",
-            _ => return write!(f, "EDE{}", self.0),
-        };
-        f.write_str(text)
-    }
+    UNSUPPORTED_NSEC3_ITERATIONS = 27, "Unsupported NSEC3 Iterations Value";
 }
 
 #[cfg(test)]
@@ -424,6 +409,15 @@ mod tests {
         assert_eq!(Class(42).to_string(), "CLASS42");
         assert_eq!(SvcParamKey(667).to_string(), "key667");
         assert_eq!("key667".parse::<SvcParamKey>(), Ok(SvcParamKey(667)));
+    }
+
+    #[test]
+    fn extended_error_codes_print_their_rfc_8914_text_or_a_generic_form() {
+        assert_eq!(ExtendedErrorCode::OTHER.to_string(), "Other Error");
+        assert_eq!(ExtendedErrorCode::BLOCKED, ExtendedErrorCode(15));
+        assert_eq!(ExtendedErrorCode::BLOCKED.to_string(), "Blocked");
+        assert_eq!(ExtendedErrorCode::UNSUPPORTED_NSEC3_ITERATIONS.to_string(), "Unsupported NSEC3 Iterations Value");
+        assert_eq!(ExtendedErrorCode(25).to_string(), "EDE25");
     }
 
     #[test]

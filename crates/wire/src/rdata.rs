@@ -146,6 +146,14 @@ pub struct CharacterStrings<'a> {
     bytes: &'a [u8],
 }
 
+impl<'a> CharacterStrings<'a> {
+    /// Over `bytes`, a run of length-prefixed strings (TXT data, an SVCB
+    /// `alpn` value).
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+}
+
 impl<'a> Iterator for CharacterStrings<'a> {
     type Item = &'a [u8];
 

@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::Error;
 use crate::iana::{RecordType, SvcParamKey};
 use crate::present::{Token, base64_decode, base64_encode, decode_text};
+use crate::rdata::CharacterStrings;
 
 /// Iterator over SVCB parameters in wire form (already checked).
 #[derive(Clone, Debug)]
@@ -48,7 +49,7 @@ impl<'a> SvcParam<'a> {
 
     /// For `alpn`: the protocol ids.
     pub fn alpn_ids(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        CharacterStringsOf { bytes: self.value }
+        CharacterStrings::new(self.value)
     }
 
     /// For `port`: the port.
@@ -65,21 +66,6 @@ impl<'a> SvcParam<'a> {
     /// For `ipv6hint`: the addresses.
     pub fn ipv6_hints(&self) -> impl Iterator<Item = Ipv6Addr> + 'a {
         self.value.chunks_exact(16).filter_map(|chunk| <[u8; 16]>::try_from(chunk).ok()).map(Ipv6Addr::from)
-    }
-}
-
-struct CharacterStringsOf<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Iterator for CharacterStringsOf<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let (&len, rest) = self.bytes.split_first()?;
-        let item = rest.get(..usize::from(len))?;
-        self.bytes = rest.get(usize::from(len)..).unwrap_or(&[]);
-        Some(item)
     }
 }
 
@@ -162,13 +148,7 @@ impl fmt::Display for SvcParam<'_> {
             SvcParamKey::NO_DEFAULT_ALPN => Ok(()),
             SvcParamKey::MANDATORY => {
                 f.write_str("=")?;
-                for (index, key) in self.mandatory_keys().enumerate() {
-                    if index > 0 {
-                        f.write_str(",")?;
-                    }
-                    write!(f, "{key}")?;
-                }
-                Ok(())
+                write_comma_separated(self.mandatory_keys(), f)
             }
             SvcParamKey::ALPN => {
                 f.write_str("=\"")?;
@@ -197,23 +177,11 @@ impl fmt::Display for SvcParam<'_> {
             },
             SvcParamKey::IPV4HINT => {
                 f.write_str("=")?;
-                for (index, addr) in self.ipv4_hints().enumerate() {
-                    if index > 0 {
-                        f.write_str(",")?;
-                    }
-                    write!(f, "{addr}")?;
-                }
-                Ok(())
+                write_comma_separated(self.ipv4_hints(), f)
             }
             SvcParamKey::IPV6HINT => {
                 f.write_str("=")?;
-                for (index, addr) in self.ipv6_hints().enumerate() {
-                    if index > 0 {
-                        f.write_str(",")?;
-                    }
-                    write!(f, "{addr}")?;
-                }
-                Ok(())
+                write_comma_separated(self.ipv6_hints(), f)
             }
             SvcParamKey::ECH => {
                 f.write_str("=")?;
@@ -228,6 +196,32 @@ impl fmt::Display for SvcParam<'_> {
             }
         }
     }
+}
+
+/// `a,b,c`: the value lists of `mandatory`, `ipv4hint` and `ipv6hint`.
+fn write_comma_separated(items: impl Iterator<Item = impl fmt::Display>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    for (index, item) in items.enumerate() {
+        if index > 0 {
+            f.write_str(",")?;
+        }
+        write!(f, "{item}")?;
+    }
+    Ok(())
+}
+
+/// An `ipv4hint` or `ipv6hint` value, `a,b,c`, in wire form: each address's
+/// octets in turn.
+fn parse_hints<A: core::str::FromStr, const N: usize>(
+    text: &str,
+    column: usize,
+    octets: fn(&A) -> [u8; N],
+) -> Result<Vec<u8>, Error> {
+    let mut wire = Vec::new();
+    for item in text.split(',') {
+        let addr: A = item.parse().map_err(|_| Error::InvalidAddress { column })?;
+        wire.extend_from_slice(&octets(&addr));
+    }
+    Ok(wire)
 }
 
 /// Parse presentation-format parameters (`key=value` tokens) into sorted wire form.
@@ -321,22 +315,8 @@ pub(crate) fn parse_params(tokens: &[Token<'_>], rtype: RecordType) -> Result<Ve
                 .map_err(|_| Error::InvalidNumber { column: value_column, field: "port" })?
                 .to_be_bytes()
                 .to_vec(),
-            (SvcParamKey::IPV4HINT, Some(text)) => {
-                let mut wire = Vec::new();
-                for item in text.split(',') {
-                    let addr: Ipv4Addr = item.parse().map_err(|_| Error::InvalidAddress { column: value_column })?;
-                    wire.extend_from_slice(&addr.octets());
-                }
-                wire
-            }
-            (SvcParamKey::IPV6HINT, Some(text)) => {
-                let mut wire = Vec::new();
-                for item in text.split(',') {
-                    let addr: Ipv6Addr = item.parse().map_err(|_| Error::InvalidAddress { column: value_column })?;
-                    wire.extend_from_slice(&addr.octets());
-                }
-                wire
-            }
+            (SvcParamKey::IPV4HINT, Some(text)) => parse_hints(text, value_column, Ipv4Addr::octets)?,
+            (SvcParamKey::IPV6HINT, Some(text)) => parse_hints(text, value_column, Ipv6Addr::octets)?,
             (SvcParamKey::ECH, Some(text)) => base64_decode(text, value_column)?,
             (_, Some(text)) => decode_text(text, value_column)?,
         };

@@ -1,12 +1,11 @@
 //! The pipeline run synchronously, without sockets: each check a query
 //! meets, and what it comes to at the seam.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use signpost_alloc_count::{CountingAllocator, allocations_during};
 use signpost_rules::config::RulesConfig;
 use signpost_rules::{RuleSet, Transport};
 use signpost_upstream::Upstreams;
@@ -21,34 +20,6 @@ use crate::config::{LimitAction, ServerConfig, default_allow_list};
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::test_layer::{FaultAction, FaultTarget, TestLayer};
-
-/// Counts allocations made by the current thread, so tests running in
-/// parallel do not disturb each other.
-struct CountingAllocator;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; only adds a thread-local counter.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -393,9 +364,10 @@ fn local_answers_and_cache_hits_allocate_nothing() {
         assert!(answer(bytes));
     }
     for bytes in &queries {
-        let before = ALLOCATIONS.with(Cell::get);
-        assert!(answer(bytes));
-        assert_eq!(ALLOCATIONS.with(Cell::get) - before, 0, "{:?}", Message::parse(bytes).unwrap().first_question());
+        let mut answered = false;
+        let allocations = allocations_during(|| answered = answer(bytes));
+        assert!(answered);
+        assert_eq!(allocations, 0, "{:?}", Message::parse(bytes).unwrap().first_question());
     }
 }
 
