@@ -152,7 +152,7 @@ impl Service {
         // The probes answer from the start: /ready says what is still missing.
         let readiness = Readiness::new();
         readiness.require(LISTENERS_CHECK);
-        let probes = Probes::start(config.health.as_ref(), config.ready.as_ref(), readiness.clone()).await?;
+        let mut probes = Probes::start(config.health.as_ref(), config.ready.as_ref(), readiness.clone()).await?;
         let store = options.state.as_ref().map(StateDir::open).transpose()?;
         let (files_dir, temporary_files) = match &options.state {
             Some(dir) => (dir.clone(), None),
@@ -163,7 +163,13 @@ impl Service {
             }
         };
         let runtime = EndpointRuntime::new(files_dir, report);
+        let upstreams_in_force = runtime.upstreams_in_force();
         let control = Arc::new(ControlPlane::start(config, store, runtime).await?);
+        // With [ready] require_upstream (the default), /ready also waits for
+        // an answering server in every group queries go to (the recursive
+        // default, each associated FORWARD rule's targets), followed through
+        // reloads and API changes, and fails while one has none.
+        probes.check_upstreams_in_use(move || upstreams_in_force.get());
         let mut service = Self {
             control,
             config_file: options.config.clone(),
