@@ -38,6 +38,8 @@ pub struct ServiceOptions {
     pub no_quotas: bool,
     /// CA file outbound endpoints trust for DoH targets (`outbound_ca_file`).
     pub outbound_ca: Option<PathBuf>,
+    /// Whether `/ready` waits for upstreams (overrides `[ready] require_upstream`).
+    pub ready_require_upstream: Option<bool>,
 }
 
 /// Why the program could not start or reload.
@@ -137,6 +139,9 @@ fn apply_overrides(config: &mut EndpointConfig, options: &ServiceOptions) {
     }
     if let Some(file) = &options.outbound_ca {
         config.outbound_ca_file = Some(file.clone());
+    }
+    if let (Some(require), Some(ready)) = (options.ready_require_upstream, config.ready.as_mut()) {
+        ready.require_upstream = require;
     }
 }
 
