@@ -46,7 +46,7 @@ MODES = {
     "forward-deployment-required-anti-affinity": {"antiAffinity": "required", "serviceMonitor": {"enabled": True}},
     "forward-daemonset": {"mode": "daemonset", "serviceMonitor": {"enabled": True}},
     "forward-daemonset-existing-address": {"mode": "daemonset", "daemonset": {"createInterface": False}},
-    "endpoint-deployment": {"program": "endpoint", "config": ENDPOINT_CONFIG},
+    "endpoint-deployment": {"program": "endpoint", "config": ENDPOINT_CONFIG, "readyRequiresUpstream": False},
     "forward-deployment-dnstap-sidecar": {
         "dnstap": {"enabled": True, "sidecar": {
             "name": "collector", "image": "debian:12-slim",
@@ -141,6 +141,11 @@ def check_chart(forward_binary):
             services = by_kind(documents, "Service")
             protocols = sorted(p["protocol"] for p in services[0]["spec"]["ports"] if p["port"] == 53) if services else []
             check(f"{mode}: Service on 53/UDP and 53/TCP", protocols == ["TCP", "UDP"], str(protocols))
+        # The endpoint's configuration is the user's: the value reaches it on the command line.
+        endpoint = values.get("program") == "endpoint"
+        require = str(values.get("readyRequiresUpstream", True)).lower()
+        check(f"{mode}: readyRequiresUpstream on the command line only for the endpoint",
+              (f"--ready-require-upstream={require}" in container["args"]) == endpoint, str(container["args"]))
         configmap = by_kind(documents, "ConfigMap")[0]
         written = configmap["data"].get("forward.toml", "")
         for line in CONFIG_LINES.get(mode, []):

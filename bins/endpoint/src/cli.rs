@@ -56,6 +56,11 @@ pub(crate) struct Cli {
     /// whole model (no --api, no --state).
     #[arg(long, env = "SIGNPOST_WATCH_CONFIG")]
     pub(crate) watch_config: bool,
+    /// Whether `/ready` waits for the upstreams, overriding `[ready]
+    /// require_upstream` of the file (the Helm chart's `readyRequiresUpstream`
+    /// sets it; without `[ready]` there is no `/ready` to change).
+    #[arg(long, env = "SIGNPOST_READY_REQUIRE_UPSTREAM", value_name = "BOOL")]
+    pub(crate) ready_require_upstream: Option<bool>,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
@@ -90,6 +95,7 @@ impl Cli {
             status_delay_ms: self.status_delay_ms,
             no_quotas: self.no_quotas,
             outbound_ca: self.outbound_ca.clone(),
+            ready_require_upstream: self.ready_require_upstream,
         }
     }
 }

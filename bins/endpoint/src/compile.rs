@@ -189,6 +189,13 @@ impl PlannedSecondary {
 }
 
 impl Deployment {
+    /// The upstream groups queries go to: every group but those of rules
+    /// associated with no VPC (`/ready` waits for these).
+    pub fn groups_in_use(&self) -> BTreeSet<String> {
+        let idle: BTreeSet<String> = self.unassociated_rules.iter().map(|rule| forward_group(rule)).collect();
+        self.groups.iter().map(|group| group.name.clone()).filter(|name| !idle.contains(name)).collect()
+    }
+
     /// The rules and upstreams, for [`ServerHandle::reload`](crate::ServerHandle::reload).
     pub fn state(&self) -> State {
         let mut state = State::new(self.rules.clone(), self.upstreams.clone());

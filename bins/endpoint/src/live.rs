@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use signpost_server::UpstreamsInUse;
 
 use crate::certificates::LocalCa;
 use crate::control::Runtime;
@@ -30,6 +32,30 @@ pub enum Report {
     CertificateAuthority(PathBuf),
 }
 
+/// The upstream groups of the endpoint in force, for the readiness checks:
+/// they run beside the control plane and must not wait for its lock (a
+/// change may hold it while a restarted server binds). Cheap to clone;
+/// clones share.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamsInForce(Arc<Mutex<Option<UpstreamsInUse>>>);
+
+impl UpstreamsInForce {
+    /// The groups in force and those queries go to (none before the
+    /// endpoint starts).
+    pub fn get(&self) -> UpstreamsInUse {
+        let in_force = self.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        in_force.unwrap_or_else(|| UpstreamsInUse { upstreams: Arc::default(), only: Some(BTreeSet::new()) })
+    }
+
+    fn set(&self, endpoint: Option<&Endpoint>) {
+        let in_force = endpoint.map(|endpoint| {
+            let deployment = endpoint.deployment();
+            UpstreamsInUse { upstreams: deployment.upstreams.clone(), only: Some(deployment.groups_in_use()) }
+        });
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = in_force;
+    }
+}
+
 /// The running endpoint, fed by the control plane.
 pub struct EndpointRuntime {
     endpoint: Option<Endpoint>,
@@ -42,6 +68,7 @@ pub struct EndpointRuntime {
     transfers: Arc<signpost_server::transfer::ZoneTransfers>,
     expired: crate::secondary::ExpiredZones,
     given_out: crate::transfer_out::GivenOut,
+    upstreams_in_force: UpstreamsInForce,
 }
 
 impl std::fmt::Debug for EndpointRuntime {
@@ -65,6 +92,7 @@ impl EndpointRuntime {
             transfers: Arc::default(),
             expired: crate::secondary::ExpiredZones::default(),
             given_out: crate::transfer_out::GivenOut::default(),
+            upstreams_in_force: UpstreamsInForce::default(),
         }
     }
 
@@ -76,6 +104,11 @@ impl EndpointRuntime {
     /// The secondary zones past their expire time, which the next change answers SERVFAIL for.
     pub fn expired_zones(&self) -> crate::secondary::ExpiredZones {
         self.expired.clone()
+    }
+
+    /// The upstream groups in force, followed through every change.
+    pub fn upstreams_in_force(&self) -> UpstreamsInForce {
+        self.upstreams_in_force.clone()
     }
 
     /// Where runtime files (query logs, certificates, secondary copies) go.
@@ -97,6 +130,7 @@ impl EndpointRuntime {
     /// Take the running endpoint out (to shut it down); later changes start a new one.
     pub fn take_endpoint(&mut self) -> Option<Endpoint> {
         self.running.clear();
+        self.upstreams_in_force.set(None);
         self.endpoint.take()
     }
 
@@ -145,16 +179,13 @@ impl EndpointRuntime {
     /// through [`Endpoint::reload`], which restarts the server when the
     /// listeners differ (keeping the ports of port-0 listeners).
     async fn switch(&mut self, next: Arc<EndpointConfig>) -> Result<(), EndpointError> {
-        match &mut self.endpoint {
-            Some(endpoint) => {
-                self.last = Some(endpoint.reload_shared(next).await?);
-                Ok(())
-            }
-            None => {
-                self.endpoint = Some(Endpoint::start_shared(next).await?);
-                Ok(())
-            }
-        }
+        let switched = match &mut self.endpoint {
+            Some(endpoint) => endpoint.reload_shared(next).await.map(|change| self.last = Some(change)),
+            None => Endpoint::start_shared(next).await.map(|endpoint| self.endpoint = Some(endpoint)),
+        };
+        // A failed restart starts the previous configuration again: its groups are in force.
+        self.upstreams_in_force.set(self.endpoint.as_ref());
+        switched
     }
 
     fn report_listeners(&mut self) {
@@ -179,7 +210,7 @@ impl Runtime for EndpointRuntime {
         config.runtime.files_dir = Some(self.files_dir.clone());
         config.runtime.zone_cache = Some(self.zones.clone());
         config.runtime.transfers = Some(self.transfers.clone());
-        config.runtime.expired_zones = self.expired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        config.runtime.expired_zones = self.expired.lock().unwrap_or_else(PoisonError::into_inner).clone();
         config.runtime.skip_routes = true;
         config.runtime.lists_may_be_unavailable = self.endpoint.is_some();
         config.runtime.upstreams_in_force = self.endpoint.as_ref().map(|endpoint| {
@@ -201,7 +232,7 @@ impl Runtime for EndpointRuntime {
         // Forget zones that are gone.
         let live: std::collections::HashSet<&str> =
             config.private_hosted_zones.iter().chain(&config.public_hosted_zones).map(|zone| zone.zone_id()).collect();
-        self.zones.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|id, _| live.contains(id.as_str()));
+        self.zones.lock().unwrap_or_else(PoisonError::into_inner).retain(|id, _| live.contains(id.as_str()));
         Ok(())
     }
 

@@ -38,6 +38,8 @@ pub struct ServiceOptions {
     pub no_quotas: bool,
     /// CA file outbound endpoints trust for DoH targets (`outbound_ca_file`).
     pub outbound_ca: Option<PathBuf>,
+    /// Whether `/ready` waits for upstreams (overrides `[ready] require_upstream`).
+    pub ready_require_upstream: Option<bool>,
 }
 
 /// Why the program could not start or reload.
@@ -138,6 +140,9 @@ fn apply_overrides(config: &mut EndpointConfig, options: &ServiceOptions) {
     if let Some(file) = &options.outbound_ca {
         config.outbound_ca_file = Some(file.clone());
     }
+    if let (Some(require), Some(ready)) = (options.ready_require_upstream, config.ready.as_mut()) {
+        ready.require_upstream = require;
+    }
 }
 
 impl Service {
@@ -152,7 +157,7 @@ impl Service {
         // The probes answer from the start: /ready says what is still missing.
         let readiness = Readiness::new();
         readiness.require(LISTENERS_CHECK);
-        let probes = Probes::start(config.health.as_ref(), config.ready.as_ref(), readiness.clone()).await?;
+        let mut probes = Probes::start(config.health.as_ref(), config.ready.as_ref(), readiness.clone()).await?;
         let store = options.state.as_ref().map(StateDir::open).transpose()?;
         let (files_dir, temporary_files) = match &options.state {
             Some(dir) => (dir.clone(), None),
@@ -163,7 +168,13 @@ impl Service {
             }
         };
         let runtime = EndpointRuntime::new(files_dir, report);
+        let upstreams_in_force = runtime.upstreams_in_force();
         let control = Arc::new(ControlPlane::start(config, store, runtime).await?);
+        // With [ready] require_upstream (the default), /ready also waits for
+        // an answering server in every group queries go to (the recursive
+        // default, each associated FORWARD rule's targets), followed through
+        // reloads and API changes, and fails while one has none.
+        probes.check_upstreams_in_use(move || upstreams_in_force.get());
         let mut service = Self {
             control,
             config_file: options.config.clone(),

@@ -70,7 +70,8 @@ containers:
     image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
     imagePullPolicy: {{ .Values.image.pullPolicy }}
     command: ["/usr/local/bin/signpost-{{ .Values.program }}"]
-    args: ["--config", "/etc/signpost/{{ include "signpost.configFile" . }}", "--watch-config"]
+    args: ["--config", "/etc/signpost/{{ include "signpost.configFile" . }}", "--watch-config"
+      {{- if eq .Values.program "endpoint" }}, "--ready-require-upstream={{ .Values.readyRequiresUpstream }}"{{ end }}]
     ports:
       - {name: dns, containerPort: {{ include "signpost.dnsPort" . }}, protocol: UDP}
       - {name: dns-tcp, containerPort: {{ include "signpost.dnsPort" . }}, protocol: TCP}

@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use prost::Message as _;
 use rustls_pki_types::ServerName;
-use signpost_rules::Transport;
+use signpost_rules::{Matched, Matcher, Transport};
 use signpost_upstream::{Protocol, Resolved, UpstreamError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -174,7 +174,9 @@ pub struct Message {
     /// The query in wire format.
     #[prost(bytes = "vec", optional, tag = "10")]
     pub query_message: Option<Vec<u8>>,
-    /// The zone a query was sent for (resolvers; Signpost sends none).
+    /// The zone a query was sent for, in wire format: on FORWARDER messages
+    /// the forward zone (the matched rule's name; the root for the default
+    /// group), as Unbound writes its forward-zone's name.
     #[prost(bytes = "vec", optional, tag = "11")]
     pub query_zone: Option<Vec<u8>>,
     /// When the response was sent or received: seconds since the Unix epoch.
@@ -436,6 +438,12 @@ impl Tap {
         }
     }
 
+    /// Whether FORWARDER_QUERY or FORWARDER_RESPONSE messages are sent
+    /// (a forward job keeps its zone's name only then).
+    pub(crate) fn logs_forwarder_messages(&self) -> bool {
+        self.kinds.forwarder_query || self.kinds.forwarder_response
+    }
+
     /// Whether client responses are sent (a forward job keeps its client's
     /// side only then).
     pub(crate) fn logs_client_responses(&self) -> bool {
@@ -468,8 +476,9 @@ impl Tap {
     /// a FORWARDER_RESPONSE for the answer, as Unbound logs a forward
     /// zone's queries. They are sent when the resolution ends; the times
     /// say when each happened. A try whose ID is unknown (a TCP or TLS try
-    /// that got no answer) shows ID 0.
-    pub(crate) fn forwarded(&self, query: &[u8], outcome: &Result<Resolved, UpstreamError>) {
+    /// that got no answer) shows ID 0. `zone` is the forward zone that sent
+    /// the query ([`forward_zone`]), in wire format.
+    pub(crate) fn forwarded(&self, query: &[u8], zone: Option<&[u8]>, outcome: &Result<Resolved, UpstreamError>) {
         if !self.kinds.forwarder_query && !self.kinds.forwarder_response {
             return;
         }
@@ -482,6 +491,7 @@ impl Tap {
                 let mut message = forwarder_message(MessageType::ForwarderQuery, attempt.server, attempt.protocol);
                 (message.query_time_sec, message.query_time_nsec) = split_time(attempt.started);
                 message.query_message = Some(with_id(query, attempt.id));
+                message.query_zone = zone.map(<[u8]>::to_vec);
                 self.push(message);
             }
         }
@@ -502,10 +512,29 @@ impl Tap {
             (message.response_time_sec, message.response_time_nsec) = split_time(SystemTime::now());
             message.query_message = Some(with_id(query, answer_id));
             message.response_message = Some(resolved.response.to_vec());
+            message.query_zone = zone.map(<[u8]>::to_vec);
             self.push(message);
         }
     }
 }
+
+/// The forward zone a decision sends its query for, in wire format, as
+/// Unbound names a forward-zone in dnstap's `query_zone`: the matched rule's
+/// name (a suffix or exact rule's name, a wildcard rule's parent); the root
+/// when nothing matched (the default group serves the root, Unbound's
+/// `forward-zone: name: "."`); none for a regex rule, which has no zone.
+pub(crate) fn forward_zone(matched: &Matched<'_>) -> Option<Box<[u8]>> {
+    match matched {
+        Matched::Rule { pattern, .. } => match Matcher::parse(pattern).ok()? {
+            Matcher::Suffix(name) | Matcher::Exact(name) | Matcher::Wildcard(name) => Some(name.as_wire().into()),
+            Matcher::Regex { .. } => None,
+        },
+        _ => Some(ROOT_ZONE.into()),
+    }
+}
+
+/// The root's name in wire format: the zone of a query sent to the default group.
+pub(crate) const ROOT_ZONE: &[u8] = &[0];
 
 /// The query's bytes with message ID `id` (as they are when it is unknown).
 fn with_id(query: &[u8], id: Option<u16>) -> Vec<u8> {

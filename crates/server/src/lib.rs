@@ -80,7 +80,7 @@ pub use hook::{Handled, HandlerQuery, QueryHandler};
 pub use listener::BoundListener;
 pub use pipeline::{State, ValidationScope};
 pub use privileges::drop_privileges;
-pub use probes::{HealthConfig, Probes, Readiness, ReadyConfig};
+pub use probes::{HealthConfig, Probes, Readiness, ReadyConfig, UpstreamsInUse};
 pub use querylog::{Trace, TraceAttempt, TraceFirewall};
 pub use server::{ConfigReloader, Reloader, Server, ServerBuilder, ServerHandle};
 /// How a listener talks to clients and how a query arrived: one enum for

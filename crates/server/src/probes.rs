@@ -109,6 +109,15 @@ fn default_upstream_interval_ms() -> u64 {
     2_000
 }
 
+/// The upstream groups `/ready` waits for, as one round of checks finds them.
+#[derive(Clone, Debug)]
+pub struct UpstreamsInUse {
+    /// The groups in force.
+    pub upstreams: Arc<Upstreams>,
+    /// The names of the groups queries are sent to; `None` counts every group.
+    pub only: Option<BTreeSet<String>>,
+}
+
 #[derive(Debug, Default)]
 struct ReadinessState {
     /// Each check by name, and whether it passes.
@@ -299,6 +308,13 @@ impl Probes {
     /// Until the first round is over `/ready` fails with `upstreams`.
     /// Without `[ready]`, or with `require_upstream = false`, nothing happens.
     pub fn check_upstreams(&mut self, upstreams: impl Fn() -> Arc<Upstreams> + Send + 'static) {
+        self.check_upstreams_in_use(move || UpstreamsInUse { upstreams: upstreams(), only: None });
+    }
+
+    /// [`check_upstreams`](Self::check_upstreams) for an application whose
+    /// upstreams hold groups nothing sends to (the endpoint's rules
+    /// associated with no VPC): only the groups `in_use()` names count.
+    pub fn check_upstreams_in_use(&mut self, in_use: impl Fn() -> UpstreamsInUse + Send + 'static) {
         let Some(interval) = self.upstream_interval else { return };
         self.readiness.require(UPSTREAMS);
         let readiness = self.readiness.clone();
@@ -306,7 +322,7 @@ impl Probes {
         self.tasks.push(tokio::spawn(async move {
             let mut checks: BTreeSet<String> = BTreeSet::new();
             loop {
-                let in_force = upstreams();
+                let in_force = in_use();
                 let round = check_round(&in_force, &readiness);
                 let current = tokio::select! {
                     current = round => current,
@@ -347,10 +363,14 @@ impl Drop for Probes {
     }
 }
 
-/// Check every group once; set each group's readiness and return the
-/// names of the checks set.
-async fn check_round(upstreams: &Upstreams, readiness: &Readiness) -> BTreeSet<String> {
-    let groups: Vec<&Group> = upstreams.groups().collect();
+/// Check every group in use once; set each group's readiness and return
+/// the names of the checks set.
+async fn check_round(in_use: &UpstreamsInUse, readiness: &Readiness) -> BTreeSet<String> {
+    let groups: Vec<&Group> = in_use
+        .upstreams
+        .groups()
+        .filter(|group| in_use.only.as_ref().is_none_or(|only| only.contains(group.name())))
+        .collect();
     let results = futures_util::future::join_all(groups.iter().map(|group| group.check_servers())).await;
     let mut checks = BTreeSet::new();
     for (group, servers) in groups.iter().zip(results) {

@@ -106,6 +106,24 @@ pub(crate) async fn endpoint(
     value["ResolverEndpoint"]["Id"].as_str().unwrap().to_string()
 }
 
+/// A FORWARD rule (request `rule-1`) for `domain` through `outbound` to the
+/// one target `target`: its id.
+async fn forward_rule_to(aws: &Aws, outbound: &str, domain: &str, target: SocketAddr) -> String {
+    let rule = aws
+        .resolver_ok(
+            "CreateResolverRule",
+            json!({
+                "CreatorRequestId": "rule-1",
+                "RuleType": "FORWARD",
+                "DomainName": domain,
+                "ResolverEndpointId": outbound,
+                "TargetIps": [{ "Ip": target.ip().to_string(), "Port": target.port() }],
+            }),
+        )
+        .await;
+    rule["ResolverRule"]["Id"].as_str().unwrap().to_string()
+}
+
 async fn answers(server: SocketAddr, source: std::net::IpAddr, name: &str) -> Vec<String> {
     ask(server, source, name).await.map(|(_, answers)| answers).unwrap_or_default()
 }
@@ -139,19 +157,7 @@ async fn every_call_changes_what_each_vpc_resolves() {
     // An outbound endpoint and a FORWARD rule to an "on-premises" server, associated with A only.
     let onprem = FakeUpstream::answering(Ipv4Addr::new(10, 99, 0, 1)).await;
     let outbound = endpoint(aws, &a, "OUTBOUND", ["127.0.1.20", "127.0.1.80"], &["Do53"], "out-1").await;
-    let rule = aws
-        .resolver_ok(
-            "CreateResolverRule",
-            json!({
-                "CreatorRequestId": "rule-1",
-                "RuleType": "FORWARD",
-                "DomainName": "onprem.example",
-                "ResolverEndpointId": outbound,
-                "TargetIps": [{ "Ip": onprem.address().ip().to_string(), "Port": onprem.address().port() }],
-            }),
-        )
-        .await;
-    let rule = rule["ResolverRule"]["Id"].as_str().unwrap().to_string();
+    let rule = forward_rule_to(aws, &outbound, "onprem.example", onprem.address()).await;
     aws.resolver_ok("AssociateResolverRule", json!({ "ResolverRuleId": rule, "VPCId": a.id, "Name": "a" })).await;
     assert_eq!(answers(a.resolver, VPC_A_CLIENT, "db.onprem.example").await, ["db.onprem.example. 300 IN A 10.99.0.1"]);
     assert_eq!(
@@ -559,4 +565,42 @@ async fn resource_policies_are_kept_checked_and_survive_a_restart() {
     }
     again.service.shutdown().await;
     drop((dir, _recursive));
+}
+
+/// `/ready` follows API changes: a FORWARD rule's targets count once it is
+/// associated with a VPC, and no longer once it is disassociated.
+#[tokio::test]
+async fn ready_follows_the_rules_the_api_associates() {
+    let file_dir = TempDir::new();
+    let file = file_dir.join("endpoint.toml");
+    std::fs::write(&file, "ready = { address = \"127.0.0.1:0\", upstream_interval_ms = 200 }\n").unwrap();
+    let harness = start(|options| options.config = Some(file)).await;
+    let aws = &harness.aws;
+    let ready = harness.service.probes().ready_addr().unwrap();
+    let ready_becomes = |status: u16, body: String| async move {
+        let expected = Some((status, body));
+        let answers = || async { signpost_testkit::http_get(ready, "/ready").await == expected };
+        assert!(
+            signpost_testkit::eventually(std::time::Duration::from_secs(10), answers).await,
+            "wanted {expected:?}, /ready answers {:?}",
+            signpost_testkit::http_get(ready, "/ready").await
+        );
+    };
+    // The recursive default answers.
+    ready_becomes(200, "OK".into()).await;
+
+    let a = vpc(aws, "127.0.1.0/24").await;
+    let outbound = endpoint(aws, &a, "OUTBOUND", ["127.0.1.20", "127.0.1.80"], &["Do53"], "out-1").await;
+    let closed = signpost_testkit::closed_udp_port();
+    let rule = forward_rule_to(aws, &outbound, "onprem.example", closed).await;
+    // Associated with no VPC, the rule sends nothing: still ready (checked over several rounds).
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    ready_becomes(200, "OK".into()).await;
+
+    aws.resolver_ok("AssociateResolverRule", json!({ "ResolverRuleId": rule, "VPCId": a.id })).await;
+    ready_becomes(503, format!("upstreams:forward:{rule}")).await;
+
+    aws.resolver_ok("DisassociateResolverRule", json!({ "ResolverRuleId": rule, "VPCId": a.id })).await;
+    ready_becomes(200, "OK".into()).await;
+    harness.service.shutdown().await;
 }

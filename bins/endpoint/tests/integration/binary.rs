@@ -284,7 +284,15 @@ async fn from_a_configmap_with_probes_a_swap_reloads_and_sigterm_is_a_lame_duck(
         .unwrap();
     let (health, ready) = (probe_address(&running, "health http://"), probe_address(&running, "ready http://"));
     assert_eq!(http_get(health, "/health").await, Some((200, "OK".into())));
-    assert_eq!(http_get(ready, "/ready").await, Some((200, "OK".into())));
+    // Ready once the first round of upstream checks found the recursive default answering.
+    assert!(
+        signpost_testkit::eventually(PATIENCE, || async {
+            http_get(ready, "/ready").await == Some((200, "OK".into()))
+        })
+        .await,
+        "{:?}",
+        http_get(ready, "/ready").await
+    );
     let resolver_address = address(&running, "vpc-a/resolver/udp");
     let (_, answers) = ask(resolver_address, VPC_A_CLIENT, "www.corp.example").await.unwrap();
     assert_eq!(answers, ["www.corp.example. 300 IN A 10.1.0.10"]);
@@ -308,6 +316,118 @@ async fn from_a_configmap_with_probes_a_swap_reloads_and_sigterm_is_a_lame_duck(
     let finished = running.wait(PATIENCE).await.unwrap();
     assert!(finished.status.success(), "{finished:?}");
     assert!(asked.elapsed() >= Duration::from_millis(3000), "stopped after {:?}", asked.elapsed());
+}
+
+/// A fake upstream answering every A question over UDP at `address` (a
+/// port that was closed until now).
+async fn answering_at(address: SocketAddr) -> FakeUpstream {
+    FakeUpstream::builder()
+        .otherwise(signpost_testkit::Answer::address(RECURSIVE_ANSWER.into()))
+        .udp()
+        .bind(address)
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("cannot bind {address} again: {error}"))
+}
+
+/// `/ready` answers exactly `expected` within [`PATIENCE`].
+async fn ready_becomes(ready: SocketAddr, expected: (u16, &str)) {
+    let expected = Some((expected.0, expected.1.to_string()));
+    let answers = || async { signpost_testkit::http_get(ready, "/ready").await == expected };
+    assert!(
+        signpost_testkit::eventually(PATIENCE, answers).await,
+        "wanted {expected:?}, /ready answers {:?}",
+        signpost_testkit::http_get(ready, "/ready").await
+    );
+}
+
+/// `[ready]` (upstreams checked every 200 ms unless `ready` says
+/// otherwise), outbound endpoint rslvr-out-a, then `rules`.
+fn with_ready(recursive: SocketAddr, ready: &str, rules: &str) -> String {
+    let head = format!(
+        "ready = {{ address = \"127.0.0.1:0\", upstream_interval_ms = 200{ready} }}\n\
+         outbound_endpoints = [{{ id = \"rslvr-out-a\", vpc = \"vpc-a\" }}]\n"
+    );
+    two_vpcs(recursive, &format!("{head}{rules}"))
+}
+
+/// A FORWARD rule's `targets`: the one server at `address`.
+fn target(address: SocketAddr) -> String {
+    format!("[{{ ip = \"{}\", port = {} }}]", address.ip(), address.port())
+}
+
+#[tokio::test]
+async fn ready_waits_for_every_upstream_group_queries_go_to_and_follows_a_reload() {
+    let (recursive_address, onprem_address, idle_address) =
+        (signpost_testkit::closed_udp_port(), signpost_testkit::closed_udp_port(), signpost_testkit::closed_udp_port());
+    let dir = TempDir::new();
+    let file = dir.join("endpoint.toml");
+    // A rule associated with no VPC sends nothing: its closed target does not count.
+    let idle = forward_rule("rslvr-rr-idle", "idle.example", &target(idle_address), "[]");
+    std::fs::write(&file, with_ready(recursive_address, "", &idle)).unwrap();
+    let running = endpoint()
+        .arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .ready_when(|line| line == "ready")
+        .start_retrying(signpost_testkit::START_TRIES, signpost_testkit::port_taken)
+        .await
+        .unwrap();
+    let ready = probe_address(&running, "ready http://");
+    let (status, body) = signpost_testkit::http_get(ready, "/ready").await.unwrap();
+    assert_eq!(status, 503, "the recursive default is closed: {body}");
+    assert!(body == "upstreams" || body == "upstreams:recursive", "{body}");
+    ready_becomes(ready, (503, "upstreams:recursive")).await;
+    running.wait_for_stderr("no upstream of the group answers", PATIENCE).await.unwrap();
+
+    let recursive = answering_at(recursive_address).await;
+    ready_becomes(ready, (200, "OK")).await;
+
+    // A reload adds a FORWARD rule for vpc-a: its targets count from now on.
+    let onprem = forward_rule("rslvr-rr-onprem", "onprem.example", &target(onprem_address), "[\"vpc-a\"]");
+    std::fs::write(&file, with_ready(recursive_address, "", &format!("{idle}{onprem}"))).unwrap();
+    let seen = running.stdout_lines().len();
+    running.signal(Signal::Hangup).await.unwrap();
+    running.wait_for_stdout_after(seen, "reloaded ", PATIENCE).await.unwrap();
+    ready_becomes(ready, (503, "upstreams:forward:rslvr-rr-onprem")).await;
+    let target_server = answering_at(onprem_address).await;
+    ready_becomes(ready, (200, "OK")).await;
+    drop(target_server);
+    ready_becomes(ready, (503, "upstreams:forward:rslvr-rr-onprem")).await;
+
+    // A reload that removes the rule forgets its group.
+    std::fs::write(&file, with_ready(recursive_address, "", &idle)).unwrap();
+    let seen = running.stdout_lines().len();
+    running.signal(Signal::Hangup).await.unwrap();
+    running.wait_for_stdout_after(seen, "reloaded ", PATIENCE).await.unwrap();
+    ready_becomes(ready, (200, "OK")).await;
+    assert!(recursive.query_count() > 0, "the recursive default was checked");
+    assert!(running.terminate(PATIENCE).await.unwrap().status.success());
+}
+
+#[tokio::test]
+async fn ready_without_require_upstream_does_not_wait_for_upstreams() {
+    let recursive_address = signpost_testkit::closed_udp_port();
+    let dir = TempDir::new();
+    let file = dir.join("endpoint.toml");
+    // From the file, and from the command line over the file's default (the Helm chart's way).
+    for (ready, args) in [(", require_upstream = false", &[][..]), ("", &["--ready-require-upstream=false"][..])] {
+        std::fs::write(&file, with_ready(recursive_address, ready, "")).unwrap();
+        let running = endpoint()
+            .arg("--config")
+            .arg(&file)
+            .args(args.iter().copied())
+            .ready_when(|line| line == "ready")
+            .start_retrying(signpost_testkit::START_TRIES, signpost_testkit::port_taken)
+            .await
+            .unwrap();
+        let ready = probe_address(&running, "ready http://");
+        assert_eq!(signpost_testkit::http_get(ready, "/ready").await, Some((200, "OK".into())), "{args:?}");
+        // Several check intervals later: still ready.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(signpost_testkit::http_get(ready, "/ready").await, Some((200, "OK".into())), "{args:?}");
+        assert!(running.terminate(PATIENCE).await.unwrap().status.success());
+    }
 }
 
 #[tokio::test]

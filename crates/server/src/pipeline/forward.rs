@@ -56,6 +56,9 @@ pub(crate) struct ForwardJob {
     pub(super) record: Option<u64>,
     /// The client's side, when dnstap sends client responses.
     pub(super) client: Option<ClientSide>,
+    /// The forward zone of the rule that sent the query (wire format), when
+    /// dnstap sends forwarder messages.
+    pub(super) forward_zone: Option<Box<[u8]>>,
     /// The view's DNS Firewall inspects redirection chains: the answer is
     /// checked when it arrives.
     pub(super) chain_check: Option<Box<super::ChainCheck>>,
@@ -591,7 +594,10 @@ impl Pipeline {
             if let Some(tap) = &self.dnstap
                 && job.counted()
             {
-                tap.forwarded(&job.upstream_query, &resolved);
+                // forward-first's fall-back to the default group forwards for the root.
+                let zone =
+                    if group == job.group { job.forward_zone.as_deref() } else { Some(crate::dnstap::ROOT_ZONE) };
+                tap.forwarded(&job.upstream_query, zone, &resolved);
             }
             let resolved = resolved.map_err(ForwardFailure::Upstream)?;
             match job.state.validation_for(&job.view, group, job.client_bits) {

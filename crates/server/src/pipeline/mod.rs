@@ -726,8 +726,14 @@ impl Pipeline {
                         let chain_check = state.rules.firewall_inspects_chains(forward.reason.view).then(|| {
                             Box::new(ChainCheck { client: client.clone(), query: facts.message.as_bytes().into() })
                         });
+                        let forward_zone = self
+                            .dnstap
+                            .as_ref()
+                            .filter(|tap| tap.logs_forwarder_messages())
+                            .and_then(|_| crate::dnstap::forward_zone(&forward.reason.matched));
                         return Step::Forward(Box::new(ForwardJob {
                             chain_check,
+                            forward_zone,
                             key: key.as_bytes().into(),
                             group: forward.group.to_string(),
                             view: forward.reason.view.into(),

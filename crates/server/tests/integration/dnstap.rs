@@ -260,6 +260,93 @@ async fn client_and_forwarder_messages_reach_the_collector_with_addresses_and_wi
     assert!(metrics.metrics_text().contains(&format!("signpost_dnstap_frames_total{{outcome=\"sent\"}} {sent}")));
 }
 
+#[tokio::test]
+async fn forwarder_messages_name_the_forward_zone_that_sent_the_query() {
+    let dir = TempDir::new();
+    let path = socket_in(&dir);
+    let collector = Collector::start(&path, Arc::default());
+    let corp = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 21)).await;
+    let default = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 22)).await;
+    let text = r#"
+        default_group = "upstream"
+        rules = [
+            { suffix = "corp.example", action = "forward", group = "corp" },
+            { suffix = "branch.example", action = "forward", group = "closed", forward_first = true },
+        ]
+        "#;
+    let mut config = config_with_default_listeners();
+    config.dnstap = Some(dnstap_config(&path));
+    let server = start_server({
+        signpost_server::Server::builder().config(config).rules(rules(text, &["upstream", "corp", "closed"])).upstreams(
+            upstreams(vec![
+                group_of("corp", &corp),
+                group_of("upstream", &default),
+                group("closed", &[signpost_testkit::closed_udp_port()]),
+            ]),
+        )
+    })
+    .await;
+    wait_until_connected(&server, &collector).await;
+
+    let client = resolver(Transport::Udp, udp(&server));
+    for (name, address) in [
+        ("www.corp.example.", [192, 0, 2, 21]),
+        ("elsewhere.example.", [192, 0, 2, 22]),
+        ("x.branch.example.", [192, 0, 2, 22]),
+    ] {
+        let lookup = client.lookup_ip(name).await.unwrap();
+        assert_eq!(lookup.iter().collect::<Vec<_>>(), [IpAddr::V4(address.into())], "{name}");
+    }
+    let wanted = [
+        (MessageType::ForwarderQuery, "www.corp.example. A"),
+        (MessageType::ForwarderResponse, "www.corp.example. A"),
+        (MessageType::ForwarderResponse, "elsewhere.example. A"),
+        (MessageType::ForwarderResponse, "x.branch.example. A"),
+    ];
+    let messages = collector
+        .wait_for("the forwarder messages of three queries", |messages| {
+            wanted.iter().all(|(kind, question)| of_type(messages, *kind, question).is_some())
+        })
+        .await;
+    let zone_of = |kind: MessageType, question: &str, server: SocketAddr| -> Vec<Option<Vec<u8>>> {
+        messages
+            .iter()
+            .filter(|message| {
+                message.r#type() == kind
+                    && question_of(message).as_deref() == Some(question)
+                    && message.response_port() == u32::from(server.port())
+            })
+            .map(|message| message.query_zone.clone())
+            .collect()
+    };
+    let corp_zone = Some(b"\x04corp\x07example\x00".to_vec());
+    let root = Some(vec![0u8]);
+    // The rule's zone, in wire format, on the query and on the response.
+    for kind in [MessageType::ForwarderQuery, MessageType::ForwarderResponse] {
+        assert_eq!(zone_of(kind, "www.corp.example. A", corp.address()), std::slice::from_ref(&corp_zone), "{kind:?}");
+        // Nothing matched: the default group forwards for the root, as Unbound's `forward-zone: name: "."`.
+        assert_eq!(zone_of(kind, "elsewhere.example. A", default.address()), std::slice::from_ref(&root), "{kind:?}");
+    }
+    // forward-first: the rule's closed server was tried for branch.example,
+    // then the default group answered for the root.
+    let branch = messages
+        .iter()
+        .filter(|message| {
+            message.r#type() == MessageType::ForwarderQuery
+                && question_of(message).as_deref() == Some("x.branch.example. A")
+        })
+        .map(|message| (message.response_port() == u32::from(default.address().port()), message.query_zone.clone()))
+        .collect::<Vec<_>>();
+    let branch_zone = Some(b"\x06branch\x07example\x00".to_vec());
+    assert!(branch.contains(&(false, branch_zone)), "{branch:?}");
+    assert!(branch.contains(&(true, root.clone())), "{branch:?}");
+    assert_eq!(zone_of(MessageType::ForwarderResponse, "x.branch.example. A", default.address()), [root]);
+    // Client messages carry no zone.
+    let client_query = of_type(&messages, MessageType::ClientQuery, "www.corp.example. A").unwrap();
+    assert_eq!(client_query.query_zone, None);
+    server.shutdown().await;
+}
+
 /// Ask a local name until its CLIENT_QUERY arrives: the writer is connected.
 async fn wait_until_connected(server: &signpost_server::ServerHandle, collector: &Collector) {
     for attempt in 0..100 {
