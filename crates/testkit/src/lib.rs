@@ -92,7 +92,7 @@ pub use fake::{
 #[cfg(feature = "hickory")]
 pub use hickory_resolver::TokioResolver;
 pub use http::http_get;
-pub use knot::Knot;
+pub use knot::{Knot, signed_test_zones};
 pub use ports::closed_udp_port;
 #[doc(hidden)]
 pub use ports::{START_TRIES, is_addr_in_use, port_taken, retry_addr_in_use};

@@ -10,7 +10,8 @@
 
 use http::StatusCode;
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 use super::error::ApiError;
 use crate::control::{ControlPlane, Kind, Runtime, dot_two, free_loopback, is_local_address, new_id};
@@ -438,25 +439,60 @@ fn tag_filter(tags: &Tags, name: &str, values: &[String]) -> Option<bool> {
     None
 }
 
-/// What a Describe call answers: the items `wanted` keeps (the ids asked
-/// for) that pass every `Filter.N`, one page of them. `matches` answers a
-/// filter by its name, `None` for a name it does not know, which is then
-/// a tag filter (`tag:KEY`, `tag-key`, `tag-value`) on `tags_of` or an error.
-fn select<'c, T>(
+/// A VPC, subnet or security group: what Describe calls select by.
+trait Resource {
+    /// The parameter that names them by id (`VpcId.N`...).
+    const ID_PARAMETER: &'static str;
+    fn id(&self) -> &str;
+    fn tags(&self) -> &Tags;
+    /// The error for an id that names none.
+    fn not_found(id: &str) -> ApiError;
+}
+
+macro_rules! resource {
+    ($type:ty, $parameter:literal, $not_found:ident) => {
+        impl Resource for $type {
+            const ID_PARAMETER: &'static str = $parameter;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn tags(&self) -> &Tags {
+                &self.tags
+            }
+            fn not_found(id: &str) -> ApiError {
+                $not_found(id)
+            }
+        }
+    };
+}
+
+resource!(VpcConfig, "VpcId", vpc_not_found);
+resource!(SubnetConfig, "SubnetId", subnet_not_found);
+resource!(SecurityGroupConfig, "GroupId", group_not_found);
+
+/// What a Describe call answers: the items with the ids asked for (an
+/// error for an id that names none) that `wanted` keeps and that pass
+/// every `Filter.N`, one page of them. `matches` answers a filter by its
+/// name, `None` for a name it does not know, which is then a tag filter
+/// (`tag:KEY`, `tag-key`, `tag-value`) or an error.
+fn select<'c, T: Resource>(
     items: &'c [T],
     params: &Params,
     wanted: impl Fn(&T) -> bool,
-    tags_of: impl Fn(&T) -> &Tags,
     matches: impl Fn(&T, &str, &[String]) -> Option<bool>,
 ) -> Result<(Vec<&'c T>, Option<String>), ApiError> {
+    let ids = params.list(T::ID_PARAMETER);
+    if let Some(unknown) = ids.iter().find(|id| !items.iter().any(|item| item.id() == id.as_str())) {
+        return Err(T::not_found(unknown));
+    }
     let filters = params.filters();
     let mut selected = Vec::new();
-    for item in items.iter().filter(|item| wanted(item)) {
+    for item in items.iter().filter(|item| (ids.is_empty() || ids.iter().any(|id| id == item.id())) && wanted(item)) {
         let mut keep = true;
         for (name, values) in &filters {
             keep &= match matches(item, name, values) {
                 Some(matched) => matched,
-                None => tag_filter(tags_of(item), name, values).ok_or_else(|| unknown_filter(name))?,
+                None => tag_filter(item.tags(), name, values).ok_or_else(|| unknown_filter(name))?,
             };
         }
         if keep {
@@ -464,6 +500,36 @@ fn select<'c, T>(
         }
     }
     page(selected, params)
+}
+
+/// A Describe call's answer: one page of items under `set` (`vpcSet`...),
+/// and `nextToken` when more follow.
+fn describe_answer<T: Serialize>(
+    action: &str,
+    request_id: &str,
+    set: &'static str,
+    items: Vec<T>,
+    next_token: Option<String>,
+) -> Result<String, ApiError> {
+    struct Page<T> {
+        set: &'static str,
+        items: Items<T>,
+        next_token: Option<String>,
+    }
+    // By hand because the set's element name differs per call; what
+    // derive(Serialize) with `skip_serializing_if` would write.
+    impl<T: Serialize> Serialize for Page<T> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut page = serializer.serialize_struct("Page", 2)?;
+            page.serialize_field(self.set, &self.items)?;
+            match &self.next_token {
+                Some(token) => page.serialize_field("nextToken", token)?,
+                None => page.skip_field("nextToken")?,
+            }
+            page.end()
+        }
+    }
+    answer(action, request_id, Page { set, items: Items::of(items), next_token })
 }
 
 fn unknown_filter(name: &str) -> ApiError {
@@ -501,17 +567,10 @@ async fn describe_vpcs<R: Runtime>(
     request_id: &str,
 ) -> Result<String, ApiError> {
     let config = control.snapshot();
-    let ids = params.list("VpcId");
-    for id in &ids {
-        if !config.vpcs.iter().any(|vpc| vpc.id == *id) {
-            return Err(vpc_not_found(id));
-        }
-    }
     let (selected, next) = select(
         &config.vpcs,
         params,
-        |vpc| ids.is_empty() || ids.contains(&vpc.id),
-        |vpc| &vpc.tags,
+        |_| true,
         |vpc, name, values| {
             Some(match name {
                 "vpc-id" => values.contains(&vpc.id),
@@ -534,14 +593,7 @@ async fn describe_vpcs<R: Runtime>(
         let resolver = resolver_of(control, &config, vpc).await;
         vpcs.push(vpc_xml(&config, vpc, resolver));
     }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Body {
-        vpc_set: Items<VpcXml>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_token: Option<String>,
-    }
-    answer("DescribeVpcs", request_id, Body { vpc_set: Items::of(vpcs), next_token: next })
+    describe_answer("DescribeVpcs", request_id, "vpcSet", vpcs, next)
 }
 
 #[derive(Serialize)]
@@ -813,17 +865,10 @@ fn describe_subnets<R: Runtime>(
     request_id: &str,
 ) -> Result<String, ApiError> {
     let config = control.snapshot();
-    let ids = params.list("SubnetId");
-    for id in &ids {
-        if !config.subnets.iter().any(|subnet| subnet.id == *id) {
-            return Err(subnet_not_found(id));
-        }
-    }
     let (selected, next) = select(
         &config.subnets,
         params,
-        |subnet| ids.is_empty() || ids.contains(&subnet.id),
-        |subnet| &subnet.tags,
+        |_| true,
         |subnet, name, values| {
             Some(match name {
                 "vpc-id" => values.contains(&subnet.vpc),
@@ -841,14 +886,7 @@ fn describe_subnets<R: Runtime>(
         },
     )?;
     let selected: Vec<SubnetXml> = selected.into_iter().map(|subnet| subnet_xml(&config, subnet)).collect();
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Body {
-        subnet_set: Items<SubnetXml>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_token: Option<String>,
-    }
-    answer("DescribeSubnets", request_id, Body { subnet_set: Items::of(selected), next_token: next })
+    describe_answer("DescribeSubnets", request_id, "subnetSet", selected, next)
 }
 
 async fn delete_subnet<R: Runtime>(
@@ -982,18 +1020,11 @@ fn describe_security_groups<R: Runtime>(
     request_id: &str,
 ) -> Result<String, ApiError> {
     let config = control.snapshot();
-    let ids = params.list("GroupId");
     let names = params.list("GroupName");
-    for id in &ids {
-        if !config.security_groups.iter().any(|group| group.id == *id) {
-            return Err(group_not_found(id));
-        }
-    }
     let (selected, next) = select(
         &config.security_groups,
         params,
-        |group| (ids.is_empty() || ids.contains(&group.id)) && (names.is_empty() || names.contains(&group.name)),
-        |group| &group.tags,
+        |group| names.is_empty() || names.contains(&group.name),
         |group, name, values| {
             Some(match name {
                 "group-id" => values.contains(&group.id),
@@ -1007,14 +1038,7 @@ fn describe_security_groups<R: Runtime>(
     )?;
     let selected: Vec<SecurityGroupXml> =
         selected.into_iter().map(|group| security_group_xml(&config, group)).collect();
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Body {
-        security_group_info: Items<SecurityGroupXml>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_token: Option<String>,
-    }
-    answer("DescribeSecurityGroups", request_id, Body { security_group_info: Items::of(selected), next_token: next })
+    describe_answer("DescribeSecurityGroups", request_id, "securityGroupInfo", selected, next)
 }
 
 async fn delete_security_group<R: Runtime>(
