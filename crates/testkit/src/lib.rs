@@ -78,8 +78,8 @@ mod wait;
 
 pub use certificates::{CertificateFiles, LOOPBACK_NAMES, TestCertificates};
 pub use client::{
-    ASK_TIMEOUT, Query, answers, ask, ask_from, authority_types, exchange, frame, query, read_frame, tcp_exchange,
-    udp_exchange, udp_exchange_from, write_frame,
+    ASK_TIMEOUT, Query, answers, ask, ask_from, authority_types, exchange, frame, query, read_frame, tcp_address,
+    tcp_exchange, udp_address, udp_exchange, udp_exchange_from, write_frame,
 };
 pub use configmap::ConfigMapVolume;
 pub use dns::{DEFAULT_TTL, FakeDns, FakeDnsBuilder, UPSTREAM_GROUP};

@@ -253,6 +253,21 @@ fn vpc_not_found(id: &str) -> ApiError {
     ApiError::bad_request("InvalidVpcID.NotFound", format!("The vpc ID '{id}' does not exist"))
 }
 
+/// One EC2 call: the control plane, the request's form fields and its id.
+struct Call<'a, R: Runtime> {
+    control: &'a ControlPlane<R>,
+    params: &'a Params,
+    request_id: &'a str,
+}
+
+impl<R: Runtime> Clone for Call<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R: Runtime> Copy for Call<'_, R> {}
+
 /// Answer one EC2 action.
 pub async fn handle<R: Runtime>(
     control: &ControlPlane<R>,
@@ -260,19 +275,20 @@ pub async fn handle<R: Runtime>(
     request_id: &str,
 ) -> Result<String, ApiError> {
     let action = params.required("Action")?;
+    let call = Call { control, params, request_id };
     match action {
-        "CreateVpc" => create_vpc(control, params, request_id).await,
-        "DescribeVpcs" => describe_vpcs(control, params, request_id).await,
-        "DeleteVpc" => delete_vpc(control, params, request_id).await,
-        "ModifyVpcAttribute" => modify_vpc_attribute(control, params, request_id).await,
-        "DescribeVpcAttribute" => describe_vpc_attribute(control, params, request_id),
-        "CreateSubnet" => create_subnet(control, params, request_id).await,
-        "DescribeSubnets" => describe_subnets(control, params, request_id),
-        "DeleteSubnet" => delete_subnet(control, params, request_id).await,
-        "CreateSecurityGroup" => create_security_group(control, params, request_id).await,
-        "DescribeSecurityGroups" => describe_security_groups(control, params, request_id),
-        "DeleteSecurityGroup" => delete_security_group(control, params, request_id).await,
-        "CreateTags" | "DeleteTags" => change_tags(control, params, request_id, action == "CreateTags").await,
+        "CreateVpc" => create_vpc(call).await,
+        "DescribeVpcs" => describe_vpcs(call).await,
+        "DeleteVpc" => delete_vpc(call).await,
+        "ModifyVpcAttribute" => modify_vpc_attribute(call).await,
+        "DescribeVpcAttribute" => describe_vpc_attribute(call),
+        "CreateSubnet" => create_subnet(call).await,
+        "DescribeSubnets" => describe_subnets(call),
+        "DeleteSubnet" => delete_subnet(call).await,
+        "CreateSecurityGroup" => create_security_group(call).await,
+        "DescribeSecurityGroups" => describe_security_groups(call),
+        "DeleteSecurityGroup" => delete_security_group(call).await,
+        "CreateTags" | "DeleteTags" => change_tags(call, action == "CreateTags").await,
         other => Err(ApiError::new(
             "InvalidAction",
             StatusCode::BAD_REQUEST,
@@ -328,11 +344,8 @@ async fn resolver_of<R: Runtime>(
     Some(std::net::SocketAddr::new(ip, port).to_string())
 }
 
-async fn create_vpc<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn create_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let text = params.required("CidrBlock")?;
     let cidr: IpNet = text.parse().map_err(|_| {
         ApiError::bad_request(
@@ -561,11 +574,8 @@ fn page<T>(items: Vec<T>, params: &Params) -> Result<(Vec<T>, Option<String>), A
     Ok((items.into_iter().skip(start).take(end - start).collect(), next))
 }
 
-async fn describe_vpcs<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn describe_vpcs<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let config = control.snapshot();
     let (selected, next) = select(
         &config.vpcs,
@@ -602,11 +612,8 @@ struct ReturnTrue {
     value: bool,
 }
 
-async fn delete_vpc<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn delete_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let id = params.required("VpcId")?.to_string();
     control
         .mutate(|m| {
@@ -659,11 +666,8 @@ fn attribute_value(params: &Params, name: &str) -> Result<Option<bool>, ApiError
     }
 }
 
-async fn modify_vpc_attribute<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn modify_vpc_attribute<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let id = params.required("VpcId")?.to_string();
     let support = attribute_value(params, "EnableDnsSupport")?;
     let hostnames = attribute_value(params, "EnableDnsHostnames")?;
@@ -695,11 +699,8 @@ async fn modify_vpc_attribute<R: Runtime>(
     answer("ModifyVpcAttribute", request_id, ReturnTrue { value: true })
 }
 
-fn describe_vpc_attribute<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+fn describe_vpc_attribute<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let id = params.required("VpcId")?;
     let attribute = params.required("Attribute")?;
     let config = control.snapshot();
@@ -778,11 +779,8 @@ fn subnet_not_found(id: &str) -> ApiError {
     ApiError::bad_request("InvalidSubnetID.NotFound", format!("The subnet ID '{id}' does not exist"))
 }
 
-async fn create_subnet<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn create_subnet<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let vpc_id = params.required("VpcId")?.to_string();
     let text = params.required("CidrBlock")?;
     let cidr: IpNet = text.parse().map_err(|_| {
@@ -859,11 +857,8 @@ async fn create_subnet<R: Runtime>(
     answer("CreateSubnet", request_id, Body { subnet: subnet_xml(&config, subnet) })
 }
 
-fn describe_subnets<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+fn describe_subnets<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let config = control.snapshot();
     let (selected, next) = select(
         &config.subnets,
@@ -889,11 +884,8 @@ fn describe_subnets<R: Runtime>(
     describe_answer("DescribeSubnets", request_id, "subnetSet", selected, next)
 }
 
-async fn delete_subnet<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn delete_subnet<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let id = params.required("SubnetId")?.to_string();
     control
         .mutate(|m| {
@@ -946,11 +938,8 @@ fn security_group_xml(config: &EndpointConfig, group: &SecurityGroupConfig) -> S
     }
 }
 
-async fn create_security_group<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn create_security_group<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let name = params.required("GroupName")?.to_string();
     let description = params.required("GroupDescription")?.to_string();
     let Some(vpc_id) = params.get("VpcId").map(str::to_string) else {
@@ -1014,11 +1003,8 @@ async fn create_security_group<R: Runtime>(
     )
 }
 
-fn describe_security_groups<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+fn describe_security_groups<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let config = control.snapshot();
     let names = params.list("GroupName");
     let (selected, next) = select(
@@ -1041,11 +1027,8 @@ fn describe_security_groups<R: Runtime>(
     describe_answer("DescribeSecurityGroups", request_id, "securityGroupInfo", selected, next)
 }
 
-async fn delete_security_group<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn delete_security_group<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let by_id = params.get("GroupId").map(str::to_string);
     let by_name = params.get("GroupName").map(str::to_string);
     control
@@ -1098,12 +1081,8 @@ async fn delete_security_group<R: Runtime>(
 }
 
 /// CreateTags / DeleteTags on VPCs, subnets and security groups.
-async fn change_tags<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-    create: bool,
-) -> Result<String, ApiError> {
+async fn change_tags<R: Runtime>(call: Call<'_, R>, create: bool) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let resources = params.list("ResourceId");
     let tags = params.tags("");
     let keys: Vec<String> =

@@ -13,7 +13,7 @@ use signpost_rules::config::RulesConfig;
 use signpost_server::{ListenerConfig, LogDestination, Server, ServerConfig, ServerHandle};
 pub(crate) use signpost_testkit::{
     Binary, FakeUpstream, Query, ResolverBuilder, RunningBinary, Signal, TempDir, TokioResolver, Transport, ask_from,
-    free_port,
+    free_port, resolver,
 };
 use signpost_testkit::{TestCertificates, file_lines, lookup};
 use signpost_wire::RecordType;
@@ -144,11 +144,6 @@ pub(crate) async fn basics() -> Basics {
 /// (a "VPC" address).
 pub(crate) fn resolver_from(transport: Transport, server: SocketAddr, source: IpAddr) -> TokioResolver {
     ResolverBuilder::new(transport, server).source(source).build().unwrap()
-}
-
-/// A hickory client for `server` over `transport`, from 127.0.0.1.
-pub(crate) fn resolver(transport: Transport, server: SocketAddr) -> TokioResolver {
-    signpost_testkit::resolver(transport, server)
 }
 
 /// The IPv4 addresses hickory finds for `name` (empty on NXDOMAIN, NODATA or no answer).
