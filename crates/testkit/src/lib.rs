@@ -26,7 +26,9 @@
 //!   ConfigMap), [`http_get`] (the admin API and the probes),
 //!   [`eventually`] and [`file_lines`] (bounded waits), [`Binary`] (a
 //!   workspace binary as a child process), [`Knot`] (Knot DNS as an
-//!   authoritative peer serving a test's zone files), [`closed_udp_port`].
+//!   authoritative peer serving a test's zone files, or the signed DNSSEC
+//!   test hierarchy of [`signed_test_zones`]), [`closed_udp_port`],
+//!   [`udp_address`] and [`tcp_address`] (a server's first listeners).
 //!
 //! The guide with an example of each is docs/testing.md in the repository.
 //!

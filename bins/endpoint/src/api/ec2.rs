@@ -420,7 +420,7 @@ async fn create_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
         })
         .await?;
     let config = control.snapshot();
-    let vpc = config.vpcs.iter().find(|vpc| vpc.id == id).ok_or_else(|| vpc_not_found(&id))?;
+    let vpc = find_by_id(&config.vpcs, &id)?;
     #[derive(Serialize)]
     struct Body {
         vpc: VpcXml,
@@ -482,6 +482,11 @@ macro_rules! resource {
 resource!(VpcConfig, "VpcId", vpc_not_found);
 resource!(SubnetConfig, "SubnetId", subnet_not_found);
 resource!(SecurityGroupConfig, "GroupId", group_not_found);
+
+/// The item with id `id`, or the call's NotFound error.
+fn find_by_id<'c, T: Resource>(items: &'c [T], id: &str) -> Result<&'c T, ApiError> {
+    items.iter().find(|item| item.id() == id).ok_or_else(|| T::not_found(id))
+}
 
 /// What a Describe call answers: the items with the ids asked for (an
 /// error for an id that names none) that `wanted` keeps and that pass
@@ -606,6 +611,19 @@ async fn describe_vpcs<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError
     describe_answer("DescribeVpcs", request_id, "vpcSet", vpcs, next)
 }
 
+/// DependencyViolation, with `message` of the list, when anything depends on what is being deleted.
+fn no_dependents(dependents: &[String], message: impl FnOnce(String) -> String) -> Result<(), ApiError> {
+    if dependents.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request("DependencyViolation", message(dependents.join(", "))))
+}
+
+/// The answer of a call that returns only `<return>true</return>`.
+fn done(action: &str, request_id: &str) -> Result<String, ApiError> {
+    answer(action, request_id, ReturnTrue { value: true })
+}
+
 #[derive(Serialize)]
 struct ReturnTrue {
     #[serde(rename = "return")]
@@ -618,9 +636,7 @@ async fn delete_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
     control
         .mutate(|m| {
             let config = &*m.config;
-            if !config.vpcs.iter().any(|vpc| vpc.id == id) {
-                return Err(vpc_not_found(&id));
-            }
+            find_by_id(&config.vpcs, &id)?;
             let mut dependents: Vec<String> = Vec::new();
             dependents.extend(config.subnets.iter().filter(|s| s.vpc == id).map(|s| s.id.clone()));
             dependents.extend(
@@ -634,12 +650,9 @@ async fn delete_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
             dependents.extend(
                 config.query_logging.iter().filter(|l| l.vpcs.iter().any(|a| a.vpc == id)).map(|l| l.id.clone()),
             );
-            if !dependents.is_empty() {
-                return Err(ApiError::bad_request(
-                    "DependencyViolation",
-                    format!("The vpc '{id}' has dependencies and cannot be deleted ({}).", dependents.join(", ")),
-                ));
-            }
+            no_dependents(&dependents, |list| {
+                format!("The vpc '{id}' has dependencies and cannot be deleted ({list}).")
+            })?;
             let groups: Vec<String> =
                 m.config.security_groups.iter().filter(|g| g.vpc == id).map(|g| g.id.clone()).collect();
             m.config.security_groups.retain(|g| g.vpc != id);
@@ -651,7 +664,7 @@ async fn delete_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
             Ok(())
         })
         .await?;
-    answer("DeleteVpc", request_id, ReturnTrue { value: true })
+    done("DeleteVpc", request_id)
 }
 
 fn attribute_value(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
@@ -696,7 +709,7 @@ async fn modify_vpc_attribute<R: Runtime>(call: Call<'_, R>) -> Result<String, A
             Ok(())
         })
         .await?;
-    answer("ModifyVpcAttribute", request_id, ReturnTrue { value: true })
+    done("ModifyVpcAttribute", request_id)
 }
 
 fn describe_vpc_attribute<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
@@ -704,7 +717,7 @@ fn describe_vpc_attribute<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiEr
     let id = params.required("VpcId")?;
     let attribute = params.required("Attribute")?;
     let config = control.snapshot();
-    let vpc = config.vpcs.iter().find(|vpc| vpc.id == id).ok_or_else(|| vpc_not_found(id))?;
+    let vpc = find_by_id(&config.vpcs, &id)?;
     let value = match attribute {
         "enableDnsSupport" => vpc.dns_support.unwrap_or(true),
         "enableDnsHostnames" => vpc.dns_hostnames.unwrap_or(false),
@@ -796,7 +809,7 @@ async fn create_subnet<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError
     let id = control
         .mutate(|m| {
             let config = &*m.config;
-            let vpc = config.vpcs.iter().find(|vpc| vpc.id == vpc_id).ok_or_else(|| vpc_not_found(&vpc_id))?;
+            let vpc = find_by_id(&config.vpcs, &vpc_id)?;
             let inside = vpc.cidrs.iter().any(|block| block.contains(&cidr));
             let size_ok = matches!(cidr, IpNet::V4(v4) if (16..=28).contains(&v4.prefix_len()));
             if !inside || !size_ok {
@@ -849,7 +862,7 @@ async fn create_subnet<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError
         })
         .await?;
     let config = control.snapshot();
-    let subnet = config.subnets.iter().find(|subnet| subnet.id == id).ok_or_else(|| subnet_not_found(&id))?;
+    let subnet = find_by_id(&config.subnets, &id)?;
     #[derive(Serialize)]
     struct Body {
         subnet: SubnetXml,
@@ -890,9 +903,7 @@ async fn delete_subnet<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError
     control
         .mutate(|m| {
             let config = &*m.config;
-            if !config.subnets.iter().any(|subnet| subnet.id == id) {
-                return Err(subnet_not_found(&id));
-            }
+            find_by_id(&config.subnets, &id)?;
             let in_use = config
                 .inbound_endpoints
                 .iter()
@@ -906,18 +917,15 @@ async fn delete_subnet<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError
                         .map(|e| e.id.clone()),
                 )
                 .collect::<Vec<_>>();
-            if !in_use.is_empty() {
-                return Err(ApiError::bad_request(
-                    "DependencyViolation",
-                    format!("The subnet '{id}' has dependencies and cannot be deleted ({}).", in_use.join(", ")),
-                ));
-            }
+            no_dependents(&in_use, |list| {
+                format!("The subnet '{id}' has dependencies and cannot be deleted ({list}).")
+            })?;
             m.config.subnets.retain(|subnet| subnet.id != id);
             m.touch(Kind::Subnet, &id);
             Ok(())
         })
         .await?;
-    answer("DeleteSubnet", request_id, ReturnTrue { value: true })
+    done("DeleteSubnet", request_id)
 }
 
 fn group_not_found(id: &str) -> ApiError {
@@ -952,9 +960,7 @@ async fn create_security_group<R: Runtime>(call: Call<'_, R>) -> Result<String, 
     let id = control
         .mutate(|m| {
             let config = &*m.config;
-            if !config.vpcs.iter().any(|vpc| vpc.id == vpc_id) {
-                return Err(vpc_not_found(&vpc_id));
-            }
+            find_by_id(&config.vpcs, &vpc_id)?;
             if config.security_groups.iter().any(|group| group.vpc == vpc_id && group.name == name) {
                 return Err(ApiError::bad_request(
                     "InvalidGroup.Duplicate",
@@ -1035,9 +1041,7 @@ async fn delete_security_group<R: Runtime>(call: Call<'_, R>) -> Result<String, 
         .mutate(|m| {
             let config = &*m.config;
             let group = match (&by_id, &by_name) {
-                (Some(id), _) => {
-                    config.security_groups.iter().find(|group| group.id == *id).ok_or_else(|| group_not_found(id))?
-                }
+                (Some(id), _) => find_by_id(&config.security_groups, &id)?,
                 (None, Some(name)) => config
                     .security_groups
                     .iter()
@@ -1066,18 +1070,13 @@ async fn delete_security_group<R: Runtime>(call: Call<'_, R>) -> Result<String, 
                     config.outbound_endpoints.iter().filter(|e| e.security_groups.contains(&id)).map(|e| e.id.clone()),
                 )
                 .collect();
-            if !used_by.is_empty() {
-                return Err(ApiError::bad_request(
-                    "DependencyViolation",
-                    format!("resource {id} has a dependent object ({})", used_by.join(", ")),
-                ));
-            }
+            no_dependents(&used_by, |list| format!("resource {id} has a dependent object ({list})"))?;
             m.config.security_groups.retain(|group| group.id != id);
             m.touch(Kind::SecurityGroup, &id);
             Ok(())
         })
         .await?;
-    answer("DeleteSecurityGroup", request_id, ReturnTrue { value: true })
+    done("DeleteSecurityGroup", request_id)
 }
 
 /// CreateTags / DeleteTags on VPCs, subnets and security groups.
@@ -1114,7 +1113,7 @@ async fn change_tags<R: Runtime>(call: Call<'_, R>, create: bool) -> Result<Stri
             Ok(())
         })
         .await?;
-    answer(if create { "CreateTags" } else { "DeleteTags" }, request_id, ReturnTrue { value: true })
+    done(if create { "CreateTags" } else { "DeleteTags" }, request_id)
 }
 
 #[cfg(test)]
