@@ -717,7 +717,7 @@ fn describe_vpc_attribute<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiEr
     let id = params.required("VpcId")?;
     let attribute = params.required("Attribute")?;
     let config = control.snapshot();
-    let vpc = find_by_id(&config.vpcs, &id)?;
+    let vpc = find_by_id(&config.vpcs, id)?;
     let value = match attribute {
         "enableDnsSupport" => vpc.dns_support.unwrap_or(true),
         "enableDnsHostnames" => vpc.dns_hostnames.unwrap_or(false),
@@ -1041,7 +1041,7 @@ async fn delete_security_group<R: Runtime>(call: Call<'_, R>) -> Result<String, 
         .mutate(|m| {
             let config = &*m.config;
             let group = match (&by_id, &by_name) {
-                (Some(id), _) => find_by_id(&config.security_groups, &id)?,
+                (Some(id), _) => find_by_id(&config.security_groups, id)?,
                 (None, Some(name)) => config
                     .security_groups
                     .iter()
