@@ -96,6 +96,13 @@ fn ptr_name(address: Ipv4Addr) -> String {
     format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
 }
 
+/// An autodefined zone of one VPC (none when its records do not make a zone).
+fn vpc_zone(vpc: &str, apex: NameBuf, records: Vec<RecordBuf>) -> Option<ZoneSpec> {
+    let id = format!("autodefined/{vpc}/{apex}");
+    let zone = Zone::from_records(apex, records).ok()?;
+    Some(ZoneSpec { id, zone: Arc::new(zone), views: vec![vpc.to_string()], mode: ZoneMode::Authoritative })
+}
+
 impl EndpointConfig {
     /// The autodefined zones of every VPC, each visible in the VPCs that
     /// have no private hosted zone of its name.
@@ -159,14 +166,7 @@ impl EndpointConfig {
                                 records.extend(text.parse::<RecordBuf>().ok());
                             }
                         }
-                        if let Ok(zone) = Zone::from_records(apex.clone(), records) {
-                            specs.push(ZoneSpec {
-                                id: format!("autodefined/{}/{apex}", vpc.id),
-                                zone: Arc::new(zone),
-                                views: vec![vpc.id.clone()],
-                                mode: ZoneMode::Authoritative,
-                            });
-                        }
+                        specs.extend(vpc_zone(&vpc.id, apex, records));
                     }
                 }
             }
@@ -183,14 +183,7 @@ impl EndpointConfig {
                         format!("{} {HOSTNAME_TTL} IN A {address}", ec2_hostname(address, &self.region)).parse().ok()
                     })
                     .collect();
-                if let Ok(zone) = Zone::from_records(apex.clone(), records) {
-                    specs.push(ZoneSpec {
-                        id: format!("autodefined/{}/{apex}", vpc.id),
-                        zone: Arc::new(zone),
-                        views: vec![vpc.id.clone()],
-                        mode: ZoneMode::Authoritative,
-                    });
-                }
+                specs.extend(vpc_zone(&vpc.id, apex, records));
             }
         }
         specs

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use signpost_server::ServerHandle;
-use signpost_server::admin::{AdminExtension, AdminResponse, percent_decode, query_parameter};
+use signpost_server::admin::{AdminExtension, AdminRequest, AdminResponse, percent_decode, query_parameter};
 use signpost_wire::RecordType;
 
 use crate::runtime::{AliasSpec, RecordFilter, RecordSpec, Redirector};
@@ -164,16 +164,9 @@ impl AdminExtension for Redirector {
     /// "health_check"}`, `DELETE /redirect/aliases/NAME` or
     /// `?name=&type=&id=`; `POST /redirect/skip` `{"pattern"}`, `DELETE
     /// /redirect/skip?pattern=...`; `POST /redirect/clear`.
-    fn handle(
-        &self,
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        body: &[u8],
-        server: &ServerHandle,
-    ) -> Option<AdminResponse> {
-        let rest = path.strip_prefix(ADMIN_PREFIX).filter(|rest| rest.is_empty() || rest.starts_with('/'))?;
-        Some(self.handle_admin((method, rest), query, body, server))
+    fn handle(&self, request: &AdminRequest<'_>, server: &ServerHandle) -> Option<AdminResponse> {
+        let rest = request.path.strip_prefix(ADMIN_PREFIX).filter(|rest| rest.is_empty() || rest.starts_with('/'))?;
+        Some(self.handle_admin((request.method, rest), request.query, request.body, server))
     }
 }
 

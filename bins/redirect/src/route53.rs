@@ -52,6 +52,19 @@ pub struct ResourceRecordSet {
     pub alias_target: Option<AliasTarget>,
 }
 
+impl ResourceRecordSet {
+    /// A record set of `values` (presentation format) with `ttl`, not an alias.
+    pub fn new(name: &str, rtype: &str, ttl: u32, values: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            rtype: rtype.to_owned(),
+            ttl: Some(ttl),
+            resource_records: values.iter().map(|value| (*value).to_owned()).collect(),
+            alias_target: None,
+        }
+    }
+}
+
 /// The target of an alias record.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -348,13 +361,7 @@ mod tests {
     use super::*;
 
     fn set(name: &str, rtype: &str, values: &[&str]) -> ResourceRecordSet {
-        ResourceRecordSet {
-            name: name.to_owned(),
-            rtype: rtype.to_owned(),
-            ttl: Some(60),
-            resource_records: values.iter().map(|value| (*value).to_owned()).collect(),
-            alias_target: None,
-        }
+        ResourceRecordSet::new(name, rtype, 60, values)
     }
 
     #[test]

@@ -40,17 +40,23 @@ impl AdminResponse {
     }
 }
 
+/// One request to the admin listener, as an [`AdminExtension`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct AdminRequest<'a> {
+    /// `GET`, `POST`...
+    pub method: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The query string, without the `?`.
+    pub query: Option<&'a str>,
+    /// The body (at most 1 MiB).
+    pub body: &'a [u8],
+}
+
 /// Extra admin routes a binary provides (e.g. the redirect proxy's host-record API).
 pub trait AdminExtension: Send + Sync {
     /// Handle a request, or return `None` to let the built-in routes (and 404) answer.
-    fn handle(
-        &self,
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        body: &[u8],
-        server: &ServerHandle,
-    ) -> Option<AdminResponse>;
+    fn handle(&self, request: &AdminRequest<'_>, server: &ServerHandle) -> Option<AdminResponse>;
 }
 
 pub(crate) async fn serve(
@@ -96,7 +102,10 @@ async fn handle(
         Err(_) => return json(AdminResponse::error(413, "request body over 1 MiB")),
     };
     if let Some(extension) = &extension
-        && let Some(response) = extension.handle(method.as_str(), &path, query.as_deref(), &body, &server)
+        && let Some(response) = extension.handle(
+            &AdminRequest { method: method.as_str(), path: &path, query: query.as_deref(), body: &body },
+            &server,
+        )
     {
         return json(response);
     }

@@ -70,7 +70,7 @@ pub mod transfer;
 mod udp;
 pub mod watch;
 
-pub use admin::{AdminExtension, AdminResponse};
+pub use admin::{AdminExtension, AdminRequest, AdminResponse};
 pub use config::{
     AdminConfig, CacheConfig, DnstapConfig, EdnsConfig, LimitAction, LimitsConfig, ListenerConfig, LogDestination,
     OverloadAction, QueryLogConfig, ResponseRateLimitConfig, ServerConfig, default_allow_list,

@@ -10,6 +10,8 @@ use signpost_wire::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+use signpost_server::ServerHandle;
+
 use crate::Transport;
 
 /// How long [`ask`] and [`ask_from`] wait for an answer.
@@ -229,6 +231,24 @@ pub async fn ask_from(
     let rcode = Message::parse(&response).and_then(|message| message.rcode());
     let rcode = rcode.unwrap_or_else(|error| panic!("unreadable response: {error}"));
     Some((rcode, answers(&response)))
+}
+
+/// The first UDP address `server` listens on.
+///
+/// # Panics
+///
+/// When it has no UDP listener.
+pub fn udp_address(server: &ServerHandle) -> SocketAddr {
+    server.udp_addr().unwrap_or_else(|| panic!("the server has no UDP listener"))
+}
+
+/// The first TCP address `server` listens on.
+///
+/// # Panics
+///
+/// When it has no TCP listener.
+pub fn tcp_address(server: &ServerHandle) -> SocketAddr {
+    server.tcp_addr().unwrap_or_else(|| panic!("the server has no TCP listener"))
 }
 
 #[cfg(test)]

@@ -109,6 +109,30 @@ impl Knot {
         Err(Error::Timeout { what: "knotd to answer".to_owned(), waited: started.elapsed(), seen })
     }
 
+    /// Knot serving the signed test hierarchy of [`signed_test_zones`].
+    ///
+    /// # Panics
+    ///
+    /// When knotd does not start (it is the Debian package `knot`).
+    pub fn signed_test_hierarchy() -> Self {
+        Self::serve_signed_zones(&signed_test_zones()).unwrap_or_else(|error| panic!("{}", must_run(&error)))
+    }
+
+    /// [`Knot::signed_test_hierarchy`] for async tests: starting waits for
+    /// knotd's first answer, so it runs on a blocking thread.
+    ///
+    /// # Panics
+    ///
+    /// When knotd does not start (it is the Debian package `knot`).
+    pub async fn start_signed_test_hierarchy() -> Self {
+        let dir = signed_test_zones();
+        match tokio::task::spawn_blocking(move || Self::serve_signed_zones(&dir)).await {
+            Ok(Ok(knot)) => knot,
+            Ok(Err(error)) => panic!("{}", must_run(&error)),
+            Err(error) => panic!("starting knotd: {error}"),
+        }
+    }
+
     /// Where it listens, UDP and TCP.
     pub fn address(&self) -> SocketAddr {
         self.address
@@ -120,6 +144,17 @@ impl Drop for Knot {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// crates/dnssec/tests/zones of this repository: the signed test hierarchy
+/// that its make.sh writes (`NAME.zone.signed`, served by
+/// [`Knot::signed_test_hierarchy`]) and the root's key in `anchor.key`.
+pub fn signed_test_zones() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dnssec/tests/zones")
+}
+
+fn must_run(error: &Error) -> String {
+    format!("knotd (Debian package knot) must run: {error}")
 }
 
 /// A 127.0.0.1 port free for both UDP and TCP a moment ago.

@@ -26,7 +26,9 @@
 //!   ConfigMap), [`http_get`] (the admin API and the probes),
 //!   [`eventually`] and [`file_lines`] (bounded waits), [`Binary`] (a
 //!   workspace binary as a child process), [`Knot`] (Knot DNS as an
-//!   authoritative peer serving a test's zone files), [`closed_udp_port`].
+//!   authoritative peer serving a test's zone files, or the signed DNSSEC
+//!   test hierarchy of [`signed_test_zones`]), [`closed_udp_port`],
+//!   [`udp_address`] and [`tcp_address`] (a server's first listeners).
 //!
 //! The guide with an example of each is docs/testing.md in the repository.
 //!
@@ -78,8 +80,8 @@ mod wait;
 
 pub use certificates::{CertificateFiles, LOOPBACK_NAMES, TestCertificates};
 pub use client::{
-    ASK_TIMEOUT, Query, answers, ask, ask_from, authority_types, exchange, frame, query, read_frame, tcp_exchange,
-    udp_exchange, udp_exchange_from, write_frame,
+    ASK_TIMEOUT, Query, answers, ask, ask_from, authority_types, exchange, frame, query, read_frame, tcp_address,
+    tcp_exchange, udp_address, udp_exchange, udp_exchange_from, write_frame,
 };
 pub use configmap::ConfigMapVolume;
 pub use dns::{DEFAULT_TTL, FakeDns, FakeDnsBuilder, UPSTREAM_GROUP};
@@ -92,7 +94,7 @@ pub use fake::{
 #[cfg(feature = "hickory")]
 pub use hickory_resolver::TokioResolver;
 pub use http::http_get;
-pub use knot::Knot;
+pub use knot::{Knot, signed_test_zones};
 pub use ports::closed_udp_port;
 #[doc(hidden)]
 pub use ports::{START_TRIES, is_addr_in_use, port_taken, retry_addr_in_use};

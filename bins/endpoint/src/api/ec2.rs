@@ -10,7 +10,8 @@
 
 use http::StatusCode;
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 use super::error::ApiError;
 use crate::control::{ControlPlane, Kind, Runtime, dot_two, free_loopback, is_local_address, new_id};
@@ -252,6 +253,21 @@ fn vpc_not_found(id: &str) -> ApiError {
     ApiError::bad_request("InvalidVpcID.NotFound", format!("The vpc ID '{id}' does not exist"))
 }
 
+/// One EC2 call: the control plane, the request's form fields and its id.
+struct Call<'a, R: Runtime> {
+    control: &'a ControlPlane<R>,
+    params: &'a Params,
+    request_id: &'a str,
+}
+
+impl<R: Runtime> Clone for Call<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R: Runtime> Copy for Call<'_, R> {}
+
 /// Answer one EC2 action.
 pub async fn handle<R: Runtime>(
     control: &ControlPlane<R>,
@@ -259,19 +275,20 @@ pub async fn handle<R: Runtime>(
     request_id: &str,
 ) -> Result<String, ApiError> {
     let action = params.required("Action")?;
+    let call = Call { control, params, request_id };
     match action {
-        "CreateVpc" => create_vpc(control, params, request_id).await,
-        "DescribeVpcs" => describe_vpcs(control, params, request_id).await,
-        "DeleteVpc" => delete_vpc(control, params, request_id).await,
-        "ModifyVpcAttribute" => modify_vpc_attribute(control, params, request_id).await,
-        "DescribeVpcAttribute" => describe_vpc_attribute(control, params, request_id),
-        "CreateSubnet" => create_subnet(control, params, request_id).await,
-        "DescribeSubnets" => describe_subnets(control, params, request_id),
-        "DeleteSubnet" => delete_subnet(control, params, request_id).await,
-        "CreateSecurityGroup" => create_security_group(control, params, request_id).await,
-        "DescribeSecurityGroups" => describe_security_groups(control, params, request_id),
-        "DeleteSecurityGroup" => delete_security_group(control, params, request_id).await,
-        "CreateTags" | "DeleteTags" => change_tags(control, params, request_id, action == "CreateTags").await,
+        "CreateVpc" => create_vpc(call).await,
+        "DescribeVpcs" => describe_vpcs(call).await,
+        "DeleteVpc" => delete_vpc(call).await,
+        "ModifyVpcAttribute" => modify_vpc_attribute(call).await,
+        "DescribeVpcAttribute" => describe_vpc_attribute(call),
+        "CreateSubnet" => create_subnet(call).await,
+        "DescribeSubnets" => describe_subnets(call),
+        "DeleteSubnet" => delete_subnet(call).await,
+        "CreateSecurityGroup" => create_security_group(call).await,
+        "DescribeSecurityGroups" => describe_security_groups(call),
+        "DeleteSecurityGroup" => delete_security_group(call).await,
+        "CreateTags" | "DeleteTags" => change_tags(call, action == "CreateTags").await,
         other => Err(ApiError::new(
             "InvalidAction",
             StatusCode::BAD_REQUEST,
@@ -327,11 +344,8 @@ async fn resolver_of<R: Runtime>(
     Some(std::net::SocketAddr::new(ip, port).to_string())
 }
 
-async fn create_vpc<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn create_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let text = params.required("CidrBlock")?;
     let cidr: IpNet = text.parse().map_err(|_| {
         ApiError::bad_request(
@@ -406,7 +420,7 @@ async fn create_vpc<R: Runtime>(
         })
         .await?;
     let config = control.snapshot();
-    let vpc = config.vpcs.iter().find(|vpc| vpc.id == id).ok_or_else(|| vpc_not_found(&id))?;
+    let vpc = find_by_id(&config.vpcs, &id)?;
     #[derive(Serialize)]
     struct Body {
         vpc: VpcXml,
@@ -438,25 +452,65 @@ fn tag_filter(tags: &Tags, name: &str, values: &[String]) -> Option<bool> {
     None
 }
 
-/// What a Describe call answers: the items `wanted` keeps (the ids asked
-/// for) that pass every `Filter.N`, one page of them. `matches` answers a
-/// filter by its name, `None` for a name it does not know, which is then
-/// a tag filter (`tag:KEY`, `tag-key`, `tag-value`) on `tags_of` or an error.
-fn select<'c, T>(
+/// A VPC, subnet or security group: what Describe calls select by.
+trait Resource {
+    /// The parameter that names them by id (`VpcId.N`...).
+    const ID_PARAMETER: &'static str;
+    fn id(&self) -> &str;
+    fn tags(&self) -> &Tags;
+    /// The error for an id that names none.
+    fn not_found(id: &str) -> ApiError;
+}
+
+macro_rules! resource {
+    ($type:ty, $parameter:literal, $not_found:ident) => {
+        impl Resource for $type {
+            const ID_PARAMETER: &'static str = $parameter;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn tags(&self) -> &Tags {
+                &self.tags
+            }
+            fn not_found(id: &str) -> ApiError {
+                $not_found(id)
+            }
+        }
+    };
+}
+
+resource!(VpcConfig, "VpcId", vpc_not_found);
+resource!(SubnetConfig, "SubnetId", subnet_not_found);
+resource!(SecurityGroupConfig, "GroupId", group_not_found);
+
+/// The item with id `id`, or the call's NotFound error.
+fn find_by_id<'c, T: Resource>(items: &'c [T], id: &str) -> Result<&'c T, ApiError> {
+    items.iter().find(|item| item.id() == id).ok_or_else(|| T::not_found(id))
+}
+
+/// What a Describe call answers: the items with the ids asked for (an
+/// error for an id that names none) that `wanted` keeps and that pass
+/// every `Filter.N`, one page of them. `matches` answers a filter by its
+/// name, `None` for a name it does not know, which is then a tag filter
+/// (`tag:KEY`, `tag-key`, `tag-value`) or an error.
+fn select<'c, T: Resource>(
     items: &'c [T],
     params: &Params,
     wanted: impl Fn(&T) -> bool,
-    tags_of: impl Fn(&T) -> &Tags,
     matches: impl Fn(&T, &str, &[String]) -> Option<bool>,
 ) -> Result<(Vec<&'c T>, Option<String>), ApiError> {
+    let ids = params.list(T::ID_PARAMETER);
+    if let Some(unknown) = ids.iter().find(|id| !items.iter().any(|item| item.id() == id.as_str())) {
+        return Err(T::not_found(unknown));
+    }
     let filters = params.filters();
     let mut selected = Vec::new();
-    for item in items.iter().filter(|item| wanted(item)) {
+    for item in items.iter().filter(|item| (ids.is_empty() || ids.iter().any(|id| id == item.id())) && wanted(item)) {
         let mut keep = true;
         for (name, values) in &filters {
             keep &= match matches(item, name, values) {
                 Some(matched) => matched,
-                None => tag_filter(tags_of(item), name, values).ok_or_else(|| unknown_filter(name))?,
+                None => tag_filter(item.tags(), name, values).ok_or_else(|| unknown_filter(name))?,
             };
         }
         if keep {
@@ -464,6 +518,36 @@ fn select<'c, T>(
         }
     }
     page(selected, params)
+}
+
+/// A Describe call's answer: one page of items under `set` (`vpcSet`...),
+/// and `nextToken` when more follow.
+fn describe_answer<T: Serialize>(
+    action: &str,
+    request_id: &str,
+    set: &'static str,
+    items: Vec<T>,
+    next_token: Option<String>,
+) -> Result<String, ApiError> {
+    struct Page<T> {
+        set: &'static str,
+        items: Items<T>,
+        next_token: Option<String>,
+    }
+    // By hand because the set's element name differs per call; what
+    // derive(Serialize) with `skip_serializing_if` would write.
+    impl<T: Serialize> Serialize for Page<T> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut page = serializer.serialize_struct("Page", 2)?;
+            page.serialize_field(self.set, &self.items)?;
+            match &self.next_token {
+                Some(token) => page.serialize_field("nextToken", token)?,
+                None => page.skip_field("nextToken")?,
+            }
+            page.end()
+        }
+    }
+    answer(action, request_id, Page { set, items: Items::of(items), next_token })
 }
 
 fn unknown_filter(name: &str) -> ApiError {
@@ -495,23 +579,13 @@ fn page<T>(items: Vec<T>, params: &Params) -> Result<(Vec<T>, Option<String>), A
     Ok((items.into_iter().skip(start).take(end - start).collect(), next))
 }
 
-async fn describe_vpcs<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn describe_vpcs<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let config = control.snapshot();
-    let ids = params.list("VpcId");
-    for id in &ids {
-        if !config.vpcs.iter().any(|vpc| vpc.id == *id) {
-            return Err(vpc_not_found(id));
-        }
-    }
     let (selected, next) = select(
         &config.vpcs,
         params,
-        |vpc| ids.is_empty() || ids.contains(&vpc.id),
-        |vpc| &vpc.tags,
+        |_| true,
         |vpc, name, values| {
             Some(match name {
                 "vpc-id" => values.contains(&vpc.id),
@@ -534,14 +608,20 @@ async fn describe_vpcs<R: Runtime>(
         let resolver = resolver_of(control, &config, vpc).await;
         vpcs.push(vpc_xml(&config, vpc, resolver));
     }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Body {
-        vpc_set: Items<VpcXml>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_token: Option<String>,
+    describe_answer("DescribeVpcs", request_id, "vpcSet", vpcs, next)
+}
+
+/// DependencyViolation, with `message` of the list, when anything depends on what is being deleted.
+fn no_dependents(dependents: &[String], message: impl FnOnce(String) -> String) -> Result<(), ApiError> {
+    if dependents.is_empty() {
+        return Ok(());
     }
-    answer("DescribeVpcs", request_id, Body { vpc_set: Items::of(vpcs), next_token: next })
+    Err(ApiError::bad_request("DependencyViolation", message(dependents.join(", "))))
+}
+
+/// The answer of a call that returns only `<return>true</return>`.
+fn done(action: &str, request_id: &str) -> Result<String, ApiError> {
+    answer(action, request_id, ReturnTrue { value: true })
 }
 
 #[derive(Serialize)]
@@ -550,18 +630,13 @@ struct ReturnTrue {
     value: bool,
 }
 
-async fn delete_vpc<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn delete_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let id = params.required("VpcId")?.to_string();
     control
         .mutate(|m| {
             let config = &*m.config;
-            if !config.vpcs.iter().any(|vpc| vpc.id == id) {
-                return Err(vpc_not_found(&id));
-            }
+            find_by_id(&config.vpcs, &id)?;
             let mut dependents: Vec<String> = Vec::new();
             dependents.extend(config.subnets.iter().filter(|s| s.vpc == id).map(|s| s.id.clone()));
             dependents.extend(
@@ -575,12 +650,9 @@ async fn delete_vpc<R: Runtime>(
             dependents.extend(
                 config.query_logging.iter().filter(|l| l.vpcs.iter().any(|a| a.vpc == id)).map(|l| l.id.clone()),
             );
-            if !dependents.is_empty() {
-                return Err(ApiError::bad_request(
-                    "DependencyViolation",
-                    format!("The vpc '{id}' has dependencies and cannot be deleted ({}).", dependents.join(", ")),
-                ));
-            }
+            no_dependents(&dependents, |list| {
+                format!("The vpc '{id}' has dependencies and cannot be deleted ({list}).")
+            })?;
             let groups: Vec<String> =
                 m.config.security_groups.iter().filter(|g| g.vpc == id).map(|g| g.id.clone()).collect();
             m.config.security_groups.retain(|g| g.vpc != id);
@@ -592,7 +664,7 @@ async fn delete_vpc<R: Runtime>(
             Ok(())
         })
         .await?;
-    answer("DeleteVpc", request_id, ReturnTrue { value: true })
+    done("DeleteVpc", request_id)
 }
 
 fn attribute_value(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
@@ -607,11 +679,8 @@ fn attribute_value(params: &Params, name: &str) -> Result<Option<bool>, ApiError
     }
 }
 
-async fn modify_vpc_attribute<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn modify_vpc_attribute<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let id = params.required("VpcId")?.to_string();
     let support = attribute_value(params, "EnableDnsSupport")?;
     let hostnames = attribute_value(params, "EnableDnsHostnames")?;
@@ -640,18 +709,15 @@ async fn modify_vpc_attribute<R: Runtime>(
             Ok(())
         })
         .await?;
-    answer("ModifyVpcAttribute", request_id, ReturnTrue { value: true })
+    done("ModifyVpcAttribute", request_id)
 }
 
-fn describe_vpc_attribute<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+fn describe_vpc_attribute<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let id = params.required("VpcId")?;
     let attribute = params.required("Attribute")?;
     let config = control.snapshot();
-    let vpc = config.vpcs.iter().find(|vpc| vpc.id == id).ok_or_else(|| vpc_not_found(id))?;
+    let vpc = find_by_id(&config.vpcs, id)?;
     let value = match attribute {
         "enableDnsSupport" => vpc.dns_support.unwrap_or(true),
         "enableDnsHostnames" => vpc.dns_hostnames.unwrap_or(false),
@@ -726,11 +792,8 @@ fn subnet_not_found(id: &str) -> ApiError {
     ApiError::bad_request("InvalidSubnetID.NotFound", format!("The subnet ID '{id}' does not exist"))
 }
 
-async fn create_subnet<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn create_subnet<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let vpc_id = params.required("VpcId")?.to_string();
     let text = params.required("CidrBlock")?;
     let cidr: IpNet = text.parse().map_err(|_| {
@@ -746,7 +809,7 @@ async fn create_subnet<R: Runtime>(
     let id = control
         .mutate(|m| {
             let config = &*m.config;
-            let vpc = config.vpcs.iter().find(|vpc| vpc.id == vpc_id).ok_or_else(|| vpc_not_found(&vpc_id))?;
+            let vpc = find_by_id(&config.vpcs, &vpc_id)?;
             let inside = vpc.cidrs.iter().any(|block| block.contains(&cidr));
             let size_ok = matches!(cidr, IpNet::V4(v4) if (16..=28).contains(&v4.prefix_len()));
             if !inside || !size_ok {
@@ -799,7 +862,7 @@ async fn create_subnet<R: Runtime>(
         })
         .await?;
     let config = control.snapshot();
-    let subnet = config.subnets.iter().find(|subnet| subnet.id == id).ok_or_else(|| subnet_not_found(&id))?;
+    let subnet = find_by_id(&config.subnets, &id)?;
     #[derive(Serialize)]
     struct Body {
         subnet: SubnetXml,
@@ -807,23 +870,13 @@ async fn create_subnet<R: Runtime>(
     answer("CreateSubnet", request_id, Body { subnet: subnet_xml(&config, subnet) })
 }
 
-fn describe_subnets<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+fn describe_subnets<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let config = control.snapshot();
-    let ids = params.list("SubnetId");
-    for id in &ids {
-        if !config.subnets.iter().any(|subnet| subnet.id == *id) {
-            return Err(subnet_not_found(id));
-        }
-    }
     let (selected, next) = select(
         &config.subnets,
         params,
-        |subnet| ids.is_empty() || ids.contains(&subnet.id),
-        |subnet| &subnet.tags,
+        |_| true,
         |subnet, name, values| {
             Some(match name {
                 "vpc-id" => values.contains(&subnet.vpc),
@@ -841,28 +894,16 @@ fn describe_subnets<R: Runtime>(
         },
     )?;
     let selected: Vec<SubnetXml> = selected.into_iter().map(|subnet| subnet_xml(&config, subnet)).collect();
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Body {
-        subnet_set: Items<SubnetXml>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_token: Option<String>,
-    }
-    answer("DescribeSubnets", request_id, Body { subnet_set: Items::of(selected), next_token: next })
+    describe_answer("DescribeSubnets", request_id, "subnetSet", selected, next)
 }
 
-async fn delete_subnet<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn delete_subnet<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let id = params.required("SubnetId")?.to_string();
     control
         .mutate(|m| {
             let config = &*m.config;
-            if !config.subnets.iter().any(|subnet| subnet.id == id) {
-                return Err(subnet_not_found(&id));
-            }
+            find_by_id(&config.subnets, &id)?;
             let in_use = config
                 .inbound_endpoints
                 .iter()
@@ -876,18 +917,15 @@ async fn delete_subnet<R: Runtime>(
                         .map(|e| e.id.clone()),
                 )
                 .collect::<Vec<_>>();
-            if !in_use.is_empty() {
-                return Err(ApiError::bad_request(
-                    "DependencyViolation",
-                    format!("The subnet '{id}' has dependencies and cannot be deleted ({}).", in_use.join(", ")),
-                ));
-            }
+            no_dependents(&in_use, |list| {
+                format!("The subnet '{id}' has dependencies and cannot be deleted ({list}).")
+            })?;
             m.config.subnets.retain(|subnet| subnet.id != id);
             m.touch(Kind::Subnet, &id);
             Ok(())
         })
         .await?;
-    answer("DeleteSubnet", request_id, ReturnTrue { value: true })
+    done("DeleteSubnet", request_id)
 }
 
 fn group_not_found(id: &str) -> ApiError {
@@ -908,11 +946,8 @@ fn security_group_xml(config: &EndpointConfig, group: &SecurityGroupConfig) -> S
     }
 }
 
-async fn create_security_group<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn create_security_group<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let name = params.required("GroupName")?.to_string();
     let description = params.required("GroupDescription")?.to_string();
     let Some(vpc_id) = params.get("VpcId").map(str::to_string) else {
@@ -925,9 +960,7 @@ async fn create_security_group<R: Runtime>(
     let id = control
         .mutate(|m| {
             let config = &*m.config;
-            if !config.vpcs.iter().any(|vpc| vpc.id == vpc_id) {
-                return Err(vpc_not_found(&vpc_id));
-            }
+            find_by_id(&config.vpcs, &vpc_id)?;
             if config.security_groups.iter().any(|group| group.vpc == vpc_id && group.name == name) {
                 return Err(ApiError::bad_request(
                     "InvalidGroup.Duplicate",
@@ -976,24 +1009,14 @@ async fn create_security_group<R: Runtime>(
     )
 }
 
-fn describe_security_groups<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+fn describe_security_groups<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let config = control.snapshot();
-    let ids = params.list("GroupId");
     let names = params.list("GroupName");
-    for id in &ids {
-        if !config.security_groups.iter().any(|group| group.id == *id) {
-            return Err(group_not_found(id));
-        }
-    }
     let (selected, next) = select(
         &config.security_groups,
         params,
-        |group| (ids.is_empty() || ids.contains(&group.id)) && (names.is_empty() || names.contains(&group.name)),
-        |group| &group.tags,
+        |group| names.is_empty() || names.contains(&group.name),
         |group, name, values| {
             Some(match name {
                 "group-id" => values.contains(&group.id),
@@ -1007,30 +1030,18 @@ fn describe_security_groups<R: Runtime>(
     )?;
     let selected: Vec<SecurityGroupXml> =
         selected.into_iter().map(|group| security_group_xml(&config, group)).collect();
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Body {
-        security_group_info: Items<SecurityGroupXml>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_token: Option<String>,
-    }
-    answer("DescribeSecurityGroups", request_id, Body { security_group_info: Items::of(selected), next_token: next })
+    describe_answer("DescribeSecurityGroups", request_id, "securityGroupInfo", selected, next)
 }
 
-async fn delete_security_group<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-) -> Result<String, ApiError> {
+async fn delete_security_group<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let by_id = params.get("GroupId").map(str::to_string);
     let by_name = params.get("GroupName").map(str::to_string);
     control
         .mutate(|m| {
             let config = &*m.config;
             let group = match (&by_id, &by_name) {
-                (Some(id), _) => {
-                    config.security_groups.iter().find(|group| group.id == *id).ok_or_else(|| group_not_found(id))?
-                }
+                (Some(id), _) => find_by_id(&config.security_groups, id)?,
                 (None, Some(name)) => config
                     .security_groups
                     .iter()
@@ -1059,27 +1070,18 @@ async fn delete_security_group<R: Runtime>(
                     config.outbound_endpoints.iter().filter(|e| e.security_groups.contains(&id)).map(|e| e.id.clone()),
                 )
                 .collect();
-            if !used_by.is_empty() {
-                return Err(ApiError::bad_request(
-                    "DependencyViolation",
-                    format!("resource {id} has a dependent object ({})", used_by.join(", ")),
-                ));
-            }
+            no_dependents(&used_by, |list| format!("resource {id} has a dependent object ({list})"))?;
             m.config.security_groups.retain(|group| group.id != id);
             m.touch(Kind::SecurityGroup, &id);
             Ok(())
         })
         .await?;
-    answer("DeleteSecurityGroup", request_id, ReturnTrue { value: true })
+    done("DeleteSecurityGroup", request_id)
 }
 
 /// CreateTags / DeleteTags on VPCs, subnets and security groups.
-async fn change_tags<R: Runtime>(
-    control: &ControlPlane<R>,
-    params: &Params,
-    request_id: &str,
-    create: bool,
-) -> Result<String, ApiError> {
+async fn change_tags<R: Runtime>(call: Call<'_, R>, create: bool) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
     let resources = params.list("ResourceId");
     let tags = params.tags("");
     let keys: Vec<String> =
@@ -1111,7 +1113,7 @@ async fn change_tags<R: Runtime>(
             Ok(())
         })
         .await?;
-    answer(if create { "CreateTags" } else { "DeleteTags" }, request_id, ReturnTrue { value: true })
+    done(if create { "CreateTags" } else { "DeleteTags" }, request_id)
 }
 
 #[cfg(test)]

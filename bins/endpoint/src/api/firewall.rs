@@ -11,10 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::paging::page;
-use super::resolver::{
-    TagRequest, arn, check_name, insert_optional, quota, request, string_field, tags_from, with_token,
-};
+use super::paging::paged;
+use super::resolver::{TagRequest, arn, check_name, insert_optional, quota, request, string_field, tags_from};
 use crate::control::{ControlPlane, Kind, Runtime, new_id};
 use crate::firewall::{ASSOCIATION_PRIORITIES, domain_file_entries, rule_action, rule_qtype};
 use crate::model::{
@@ -76,10 +74,7 @@ pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body
         "ListFirewallRules" => call.list_rules(),
         // The rule types of DNS Firewall Advanced and partner feeds, which
         // are not emulated: none is available, so the list is empty.
-        "ListFirewallRuleTypes" => {
-            let (items, next, _) = page(Vec::new(), &call.body, 100)?;
-            Ok(with_token(json!({ "FirewallRuleTypes": items }), next))
-        }
+        "ListFirewallRuleTypes" => paged(Vec::new(), &call.body, 100, "FirewallRuleTypes"),
         "BatchCreateFirewallRule" | "BatchUpdateFirewallRule" | "BatchDeleteFirewallRule" => {
             call.batch_rules(operation).await
         }
@@ -95,16 +90,81 @@ pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body
     }
 }
 
-/// What [`Call::create_named`] makes: the resource's kind, id prefix and
-/// quota, and where the model keeps it.
-struct Created<T> {
-    kind: Kind,
-    prefix: &'static str,
-    quota: &'static str,
-    limit: fn(&Quotas) -> u32,
-    items: fn(&mut EndpointConfig) -> &mut Vec<T>,
+/// What [`Call::create_named`] makes: domain lists and rule groups.
+trait Named: Sized {
+    const KIND: Kind;
+    /// Its ids start with this.
+    const PREFIX: &'static str;
+    /// The quota's name.
+    const QUOTA: &'static str;
+    fn limit(quotas: &Quotas) -> u32;
+    /// Where the model keeps them.
+    fn items(config: &mut EndpointConfig) -> &mut Vec<Self>;
     /// Its CreatorRequestId and id.
-    ids: fn(&T) -> (Option<&str>, &str),
+    fn ids(&self) -> (Option<&str>, &str);
+    /// A new one, empty.
+    fn make(made: Made) -> Self;
+}
+
+/// A [`Named`] type: its kind, id prefix, quota (name and field of
+/// [`Quotas`]), list in the model, and the fields of a new one besides the
+/// name, ids, times and tags.
+macro_rules! named {
+    ($type:ty, $kind:expr, $prefix:literal, $quota:literal, $limit:ident, $list:ident, { $($field:ident: $value:expr),* }) => {
+        impl Named for $type {
+            const KIND: Kind = $kind;
+            const PREFIX: &'static str = $prefix;
+            const QUOTA: &'static str = $quota;
+            fn limit(quotas: &Quotas) -> u32 {
+                quotas.$limit
+            }
+            fn items(config: &mut EndpointConfig) -> &mut Vec<Self> {
+                &mut config.$list
+            }
+            fn ids(&self) -> (Option<&str>, &str) {
+                (self.creator_request_id.as_deref(), &self.id)
+            }
+            fn make(made: Made) -> Self {
+                Self {
+                    id: made.id,
+                    name: Some(made.name),
+                    $($field: $value,)*
+                    creator_request_id: Some(made.creator_request_id),
+                    created: Some(made.now.clone()),
+                    modified: Some(made.now),
+                    tags: made.tags,
+                }
+            }
+        }
+    };
+}
+
+named!(
+    FirewallDomainListConfig,
+    Kind::FirewallDomainList,
+    "rslvr-fdl-",
+    "firewall domain lists per region",
+    firewall_domain_lists_per_region,
+    firewall_domain_lists,
+    { domains: Default::default(), file: None }
+);
+named!(
+    FirewallRuleGroupConfig,
+    Kind::FirewallRuleGroup,
+    "rslvr-frg-",
+    "firewall rule groups per region",
+    firewall_rule_groups_per_region,
+    firewall_rule_groups,
+    { rules: Vec::new(), policy: None }
+);
+
+/// `before` as a Delete call answers it: DELETING, with `message`.
+fn deleting(mut before: Value, message: &str) -> Value {
+    if let Some(object) = before.as_object_mut() {
+        object.insert("Status".into(), json!("DELETING"));
+        object.insert("StatusMessage".into(), json!(message));
+    }
+    before
 }
 
 /// The fields of a new resource [`Call::create_named`] gives its maker.
@@ -366,26 +426,7 @@ impl<R: Runtime> Call<'_, R> {
     // --- domain lists -------------------------------------------------------
 
     async fn create_domain_list(&self) -> Result<Value, ApiError> {
-        let created = Created {
-            kind: Kind::FirewallDomainList,
-            prefix: "rslvr-fdl-",
-            quota: "firewall domain lists per region",
-            limit: |quotas| quotas.firewall_domain_lists_per_region,
-            items: |config| &mut config.firewall_domain_lists,
-            ids: |list| (list.creator_request_id.as_deref(), &list.id),
-        };
-        let id = self
-            .create_named(created, |made| FirewallDomainListConfig {
-                id: made.id,
-                name: Some(made.name),
-                domains: Default::default(),
-                file: None,
-                creator_request_id: Some(made.creator_request_id),
-                created: Some(made.now.clone()),
-                modified: Some(made.now),
-                tags: made.tags,
-            })
-            .await?;
+        let id = self.create_named::<FirewallDomainListConfig>().await?;
         let config = self.config();
         Ok(json!({ "FirewallDomainList": self.list_json(&config, find_list(&config, &id)?)? }))
     }
@@ -394,7 +435,7 @@ impl<R: Runtime> Call<'_, R> {
     /// CreatorRequestId answers with what the first call made (a retried
     /// request); otherwise, within the quota, `make` adds the resource
     /// under a new id. Its id.
-    async fn create_named<T>(&self, created: Created<T>, make: impl Fn(Made) -> T) -> Result<String, ApiError> {
+    async fn create_named<T: Named>(&self) -> Result<String, ApiError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "PascalCase")]
         struct Request {
@@ -407,24 +448,22 @@ impl<R: Runtime> Call<'_, R> {
         let tags = tags_from(request.tags)?;
         self.control
             .mutate(|m| {
-                let items = (created.items)(m.config);
-                if let Some(existing) =
-                    items.iter().find(|item| (created.ids)(item).0 == Some(&request.creator_request_id))
-                {
-                    return Ok((created.ids)(existing).1.to_string());
+                let items = T::items(m.config);
+                if let Some(existing) = items.iter().find(|item| item.ids().0 == Some(&request.creator_request_id)) {
+                    return Ok(existing.ids().1.to_string());
                 }
                 let count = items.len();
-                quota(m.config, count, (created.limit)(&m.config.quotas), created.quota)?;
-                let id = new_id(created.prefix);
-                let item = make(Made {
+                quota(m.config, count, T::limit(&m.config.quotas), T::QUOTA)?;
+                let id = new_id(T::PREFIX);
+                let item = T::make(Made {
                     id: id.clone(),
                     name: request.name.clone(),
                     creator_request_id: request.creator_request_id.clone(),
                     now: m.now.clone(),
                     tags: tags.clone(),
                 });
-                (created.items)(m.config).push(item);
-                m.touch(created.kind, &id);
+                T::items(m.config).push(item);
+                m.touch(T::KIND, &id);
                 Ok(id)
             })
             .await
@@ -451,18 +490,13 @@ impl<R: Runtime> Call<'_, R> {
                 value
             })
             .collect();
-        let (items, next, _) = page(items, &self.body, 100)?;
-        Ok(with_token(json!({ "FirewallDomainLists": items }), next))
+        paged(items, &self.body, 100, "FirewallDomainLists")
     }
 
     async fn delete_domain_list(&self) -> Result<Value, ApiError> {
         let id = string_field(&self.body, "FirewallDomainListId")?;
         let config = self.config();
-        let mut before = self.list_json(&config, find_list(&config, &id)?)?;
-        if let Some(object) = before.as_object_mut() {
-            object.insert("Status".into(), json!("DELETING"));
-            object.insert("StatusMessage".into(), json!("Deleting the Firewall Domain List"));
-        }
+        let before = deleting(self.list_json(&config, find_list(&config, &id)?)?, "Deleting the Firewall Domain List");
         self.control
             .mutate(|m| {
                 find_list(m.config, &id)?;
@@ -568,33 +602,13 @@ impl<R: Runtime> Call<'_, R> {
         let id = string_field(&self.body, "FirewallDomainListId")?;
         let config = self.config();
         let items: Vec<Value> = domains_of(&config, find_list(&config, &id)?)?.into_iter().map(Value::String).collect();
-        let (items, next, _) = page(items, &self.body, 1000)?;
-        Ok(with_token(json!({ "Domains": items }), next))
+        paged(items, &self.body, 1000, "Domains")
     }
 
     // --- rule groups --------------------------------------------------------
 
     async fn create_rule_group(&self) -> Result<Value, ApiError> {
-        let created = Created {
-            kind: Kind::FirewallRuleGroup,
-            prefix: "rslvr-frg-",
-            quota: "firewall rule groups per region",
-            limit: |quotas| quotas.firewall_rule_groups_per_region,
-            items: |config| &mut config.firewall_rule_groups,
-            ids: |group| (group.creator_request_id.as_deref(), &group.id),
-        };
-        let id = self
-            .create_named(created, |made| FirewallRuleGroupConfig {
-                id: made.id,
-                name: Some(made.name),
-                rules: Vec::new(),
-                policy: None,
-                creator_request_id: Some(made.creator_request_id),
-                created: Some(made.now.clone()),
-                modified: Some(made.now),
-                tags: made.tags,
-            })
-            .await?;
+        let id = self.create_named::<FirewallRuleGroupConfig>().await?;
         let config = self.config();
         Ok(json!({ "FirewallRuleGroup": self.group_json(&config, find_group(&config, &id)?) }))
     }
@@ -622,18 +636,13 @@ impl<R: Runtime> Call<'_, R> {
                 value
             })
             .collect();
-        let (items, next, _) = page(items, &self.body, 100)?;
-        Ok(with_token(json!({ "FirewallRuleGroups": items }), next))
+        paged(items, &self.body, 100, "FirewallRuleGroups")
     }
 
     async fn delete_rule_group(&self) -> Result<Value, ApiError> {
         let id = string_field(&self.body, "FirewallRuleGroupId")?;
         let config = self.config();
-        let mut before = self.group_json(&config, find_group(&config, &id)?);
-        if let Some(object) = before.as_object_mut() {
-            object.insert("Status".into(), json!("DELETING"));
-            object.insert("StatusMessage".into(), json!("Deleting the Firewall Rule Group"));
-        }
+        let before = deleting(self.group_json(&config, find_group(&config, &id)?), "Deleting the Firewall Rule Group");
         self.control
             .mutate(|m| {
                 find_group(m.config, &id)?;
@@ -875,8 +884,7 @@ impl<R: Runtime> Call<'_, R> {
             .filter(|item| priority.is_none_or(|wanted| item.get("Priority").and_then(Value::as_u64) == Some(wanted)))
             .filter(|item| action.is_none_or(|wanted| item.get("Action").and_then(Value::as_str) == Some(wanted)))
             .collect();
-        let (items, next, _) = page(items, &self.body, 100)?;
-        Ok(with_token(json!({ "FirewallRules": items }), next))
+        paged(items, &self.body, 100, "FirewallRules")
     }
 
     // --- associations -------------------------------------------------------
@@ -1000,8 +1008,7 @@ impl<R: Runtime> Call<'_, R> {
                 }) && priority.is_none_or(|value| item.get("Priority").and_then(Value::as_u64) == Some(value))
             })
             .collect();
-        let (items, next, _) = page(items, &self.body, 100)?;
-        Ok(with_token(json!({ "FirewallRuleGroupAssociations": items }), next))
+        paged(items, &self.body, 100, "FirewallRuleGroupAssociations")
     }
 
     async fn update_association(&self) -> Result<Value, ApiError> {
@@ -1078,8 +1085,7 @@ impl<R: Runtime> Call<'_, R> {
     fn list_configs(&self) -> Result<Value, ApiError> {
         let config = self.config();
         let items: Vec<Value> = config.vpcs.iter().map(|vpc| self.firewall_config_json(&config, &vpc.id)).collect();
-        let (items, next, _) = page(items, &self.body, 10)?;
-        Ok(with_token(json!({ "FirewallConfigs": items }), next))
+        paged(items, &self.body, 10, "FirewallConfigs")
     }
 
     async fn update_config(&self) -> Result<Value, ApiError> {

@@ -1,9 +1,10 @@
 //! `NextToken`/`MaxResults` paging and `Filters` of Route 53 Resolver's
 //! list calls, over items already rendered as the API returns them.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::resolver::with_token;
 
 /// Cut `items` to the page `body` asks for (`NextToken`, `MaxResults`,
 /// `default_max` when none): the page, the next token, the page size used.
@@ -35,6 +36,24 @@ pub(crate) fn page(
     let next = (end < items.len()).then(|| format!("signpost-{end}"));
     let page = items.into_iter().skip(start).take(end - start).collect();
     Ok((page, next, max))
+}
+
+/// A list call's answer: the page of `items` under `key`, with `NextToken`
+/// when more follow.
+pub(crate) fn paged(items: Vec<Value>, body: &Value, default_max: usize, key: &str) -> Result<Value, ApiError> {
+    let (items, next, _) = page(items, body, default_max)?;
+    Ok(with_token(json!({ key: items }), next))
+}
+
+/// [`paged`] that also says `MaxResults`, as the endpoint and rule lists do.
+pub(crate) fn paged_with_max(
+    items: Vec<Value>,
+    body: &Value,
+    default_max: usize,
+    key: &str,
+) -> Result<Value, ApiError> {
+    let (items, next, max) = page(items, body, default_max)?;
+    Ok(with_token(json!({ key: items, "MaxResults": max }), next))
 }
 
 /// A list call's `Filters`: every filter must match (a value among its `Values`).

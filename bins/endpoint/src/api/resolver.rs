@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use signpost_wire::NameBuf;
 
 use super::error::ApiError;
-use super::paging::{Filter, page};
+use super::paging::{Filter, page, paged, paged_with_max};
 use crate::control::{ControlPlane, Kind, Runtime, new_id};
 use crate::destinations::{DestinationKind, arn_file};
 use crate::model::{
@@ -87,7 +87,7 @@ pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body
         "DeleteResolverRule" => call.delete_rule().await,
         "AssociateResolverRule" => call.associate_rule().await,
         "DisassociateResolverRule" => call.disassociate_rule().await,
-        "GetResolverRuleAssociation" => call.get_rule_association(),
+        "GetResolverRuleAssociation" => call.get_association::<ResolverRuleConfig>("ResolverRuleAssociationId"),
         "ListResolverRuleAssociations" => call.list_rule_associations(),
         "CreateResolverQueryLogConfig" => call.create_query_log_config().await,
         "GetResolverQueryLogConfig" => call.get_query_log_config(),
@@ -95,7 +95,9 @@ pub async fn handle<R: Runtime>(control: &ControlPlane<R>, operation: &str, body
         "DeleteResolverQueryLogConfig" => call.delete_query_log_config().await,
         "AssociateResolverQueryLogConfig" => call.associate_query_log_config().await,
         "DisassociateResolverQueryLogConfig" => call.disassociate_query_log_config().await,
-        "GetResolverQueryLogConfigAssociation" => call.get_query_log_association(),
+        "GetResolverQueryLogConfigAssociation" => {
+            call.get_association::<QueryLoggingConfig>("ResolverQueryLogConfigAssociationId")
+        }
         "ListResolverQueryLogConfigAssociations" => call.list_query_log_associations(),
         "TagResource" => call.tag_resource().await,
         "UntagResource" => call.untag_resource().await,
@@ -352,22 +354,86 @@ impl<R: Runtime> Call<'_, R> {
         value
     }
 
-    fn rule_association_json(
-        &self,
-        rule: &ResolverRuleConfig,
-        association: &VpcAssociation,
-        status: Option<&str>,
-    ) -> Value {
-        let id = association_id(association, "rslvr-rrassoc-", &rule.id);
+    /// The API's view of `owner`'s `association` (its status as given,
+    /// else by the association's clock).
+    fn association_json<T: Associated>(&self, owner: &T, association: &VpcAssociation, status: Option<&str>) -> Value {
+        let id = association_id(association, T::PREFIX, owner.id());
         let settled = self.control.settled(&id);
-        json!({
-            "Id": id,
-            "ResolverRuleId": rule.id,
-            "Name": association.name.clone().unwrap_or_default(),
-            "VPCId": association.vpc,
-            "Status": status.unwrap_or(if settled { "COMPLETE" } else { "CREATING" }),
-            "StatusMessage": "",
-        })
+        let status = status.unwrap_or(if settled { T::SETTLED } else { "CREATING" });
+        owner.association_json(association, id, status)
+    }
+
+    /// Every association of every `T`, as the API shows them.
+    fn associations_json<T: Associated>(&self, config: &EndpointConfig) -> Vec<Value> {
+        T::all(config)
+            .iter()
+            .flat_map(|owner| owner.vpcs().iter().map(move |association| (owner, association)))
+            .map(|(owner, association)| self.association_json(owner, association, None))
+            .collect()
+    }
+
+    /// Associate `vpc` with `owner_id` (named `name`) once `check` accepts it.
+    async fn associate<T: Associated>(
+        &self,
+        owner_id: &str,
+        vpc: &str,
+        name: Option<String>,
+        check: impl FnOnce(&EndpointConfig, &T) -> Result<(), ApiError>,
+    ) -> Result<Value, ApiError> {
+        let association_id = self
+            .control
+            .mutate(|m| {
+                let config = &*m.config;
+                let owner = T::find(config, owner_id)?;
+                vpc_exists(config, vpc)?;
+                check(config, owner)?;
+                let id = new_id(T::PREFIX);
+                let now = m.now.clone();
+                if let Some(owner) = T::all_mut(m.config).iter_mut().find(|owner| owner.id() == owner_id) {
+                    owner.vpcs_mut().push(VpcAssociation {
+                        vpc: vpc.to_string(),
+                        id: Some(id.clone()),
+                        name,
+                        created: Some(now),
+                    });
+                }
+                m.touch(T::KIND, owner_id);
+                m.start_clock(&id);
+                Ok(id)
+            })
+            .await?;
+        let config = self.config();
+        let (owner, association) = find_association::<T>(&config, &association_id)?;
+        Ok(json!({ (T::KEY): self.association_json(owner, association, Some("CREATING")) }))
+    }
+
+    /// Remove the association of `vpc` with `owner_id`; the API's view of it before.
+    async fn disassociate<T: Associated>(&self, owner_id: &str, vpc: &str) -> Result<Value, ApiError> {
+        let config = self.config();
+        let owner = T::find(&config, owner_id)?;
+        let Some(association) = owner.vpcs().iter().find(|association| association.vpc == vpc) else {
+            return Err(owner.not_associated(vpc));
+        };
+        let before = self.association_json(owner, association, Some("DELETING"));
+        self.control
+            .mutate(|m| {
+                T::find(m.config, owner_id)?;
+                if let Some(owner) = T::all_mut(m.config).iter_mut().find(|owner| owner.id() == owner_id) {
+                    owner.vpcs_mut().retain(|association| association.vpc != vpc);
+                }
+                m.touch(T::KIND, owner_id);
+                Ok(())
+            })
+            .await?;
+        Ok(json!({ (T::KEY): before }))
+    }
+
+    /// The association whose id the request's `field` gives.
+    fn get_association<T: Associated>(&self, field: &str) -> Result<Value, ApiError> {
+        let id = string_field(&self.body, field)?;
+        let config = self.config();
+        let (owner, association) = find_association::<T>(&config, &id)?;
+        Ok(json!({ (T::KEY): self.association_json(owner, association, None) }))
     }
 
     fn query_log_json(&self, config: &EndpointConfig, log: &QueryLoggingConfig, status: Option<&str>) -> Value {
@@ -384,26 +450,6 @@ impl<R: Runtime> Call<'_, R> {
         });
         insert_optional(&mut value, "CreatorRequestId", log.creator_request_id.as_deref());
         insert_optional(&mut value, "CreationTime", log.created.as_deref());
-        value
-    }
-
-    fn query_log_association_json(
-        &self,
-        log: &QueryLoggingConfig,
-        association: &VpcAssociation,
-        status: Option<&str>,
-    ) -> Value {
-        let id = association_id(association, "rslvr-qlcassoc-", &log.id);
-        let settled = self.control.settled(&id);
-        let mut value = json!({
-            "Id": id,
-            "ResolverQueryLogConfigId": log.id,
-            "ResourceId": association.vpc,
-            "Status": status.unwrap_or(if settled { "ACTIVE" } else { "CREATING" }),
-            "Error": "NONE",
-            "ErrorMessage": "",
-        });
-        insert_optional(&mut value, "CreationTime", association.created.as_deref());
         value
     }
 
@@ -572,8 +618,7 @@ impl<R: Runtime> Call<'_, R> {
             .map(|endpoint| self.endpoint_json(&config, endpoint, None))
             .filter(|item| filter.matches(item))
             .collect();
-        let (items, next, max) = page(items, &self.body, 10)?;
-        Ok(with_token(json!({ "ResolverEndpoints": items, "MaxResults": max }), next))
+        paged_with_max(items, &self.body, 10, "ResolverEndpoints")
     }
 
     async fn update_endpoint(&self) -> Result<Value, ApiError> {
@@ -755,8 +800,7 @@ impl<R: Runtime> Call<'_, R> {
                 value
             })
             .collect();
-        let (items, next, max) = page(items, &self.body, 10)?;
-        Ok(with_token(json!({ "IpAddresses": items, "MaxResults": max }), next))
+        paged_with_max(items, &self.body, 10, "IpAddresses")
     }
 
     // --- rules --------------------------------------------------------------
@@ -875,8 +919,7 @@ impl<R: Runtime> Call<'_, R> {
             .map(|rule| self.rule_json(&config, rule, None))
             .filter(|item| filter.matches(item))
             .collect();
-        let (items, next, max) = page(items, &self.body, 10)?;
-        Ok(with_token(json!({ "ResolverRules": items, "MaxResults": max }), next))
+        paged_with_max(items, &self.body, 10, "ResolverRules")
     }
 
     async fn update_rule(&self) -> Result<Value, ApiError> {
@@ -964,50 +1007,30 @@ impl<R: Runtime> Call<'_, R> {
         }
         let request: Request = request(&self.body)?;
         check_name(request.name.as_deref())?;
-        let rule_id = request.resolver_rule_id.clone();
-        let association_id = self
-            .control
-            .mutate(|m| {
-                let config = &*m.config;
-                let rule = find_rule(config, &rule_id)?;
-                vpc_exists(config, &request.vpc_id)?;
-                let associations: usize = config.resolver_rules.iter().map(|rule| rule.vpcs.len()).sum();
-                quota(config, associations, config.quotas.rule_associations_per_region, "rule associations per region")?;
-                if rule.has_vpc(&request.vpc_id) {
-                    return Err(ApiError::invalid_request(format!(
-                        "[RSLVR-00802] Cannot associate rules with same domain name with same VPC. Conflict with resolver rule \"{rule_id}\""
-                    )));
-                }
-                // A rule forwarding to an inbound endpoint of the same VPC would loop.
-                let loops = rule.targets.iter().any(|target| {
-                    config.inbound_endpoints.iter().any(|endpoint| {
-                        endpoint.vpc == request.vpc_id && endpoint.addresses.iter().any(|address| address.ips().any(|ip| ip == target.ip))
-                    })
-                });
-                if loops {
-                    return Err(ApiError::invalid_request(format!(
-                        "[RSLVR-00804] Cannot associate rule {rule_id} to VPC {} because the VPC include an INBOUND resolver endpoints with rule's target IP. Please try a different rule or update rule's target IP.",
-                        request.vpc_id
-                    )));
-                }
-                let id = new_id("rslvr-rrassoc-");
-                let now = m.now.clone();
-                if let Some(rule) = m.config.resolver_rules.iter_mut().find(|rule| rule.id == rule_id) {
-                    rule.vpcs.push(VpcAssociation {
-                        vpc: request.vpc_id.clone(),
-                        id: Some(id.clone()),
-                        name: request.name.clone(),
-                        created: Some(now),
-                    });
-                }
-                m.touch(Kind::ResolverRule, &rule_id);
-                m.start_clock(&id);
-                Ok(id)
-            })
-            .await?;
-        let config = self.config();
-        let (rule, association) = find_rule_association(&config, &association_id)?;
-        Ok(json!({ "ResolverRuleAssociation": self.rule_association_json(rule, association, Some("CREATING")) }))
+        let rule_id = &request.resolver_rule_id;
+        let vpc = &request.vpc_id;
+        self.associate(rule_id, vpc, request.name.clone(), |config, rule: &ResolverRuleConfig| {
+            let associations: usize = config.resolver_rules.iter().map(|rule| rule.vpcs.len()).sum();
+            quota(config, associations, config.quotas.rule_associations_per_region, "rule associations per region")?;
+            if rule.has_vpc(vpc) {
+                return Err(ApiError::invalid_request(format!(
+                    "[RSLVR-00802] Cannot associate rules with same domain name with same VPC. Conflict with resolver rule \"{rule_id}\""
+                )));
+            }
+            // A rule forwarding to an inbound endpoint of the same VPC would loop.
+            let loops = rule.targets.iter().any(|target| {
+                config.inbound_endpoints.iter().any(|endpoint| {
+                    endpoint.vpc == *vpc && endpoint.addresses.iter().any(|address| address.ips().any(|ip| ip == target.ip))
+                })
+            });
+            if loops {
+                return Err(ApiError::invalid_request(format!(
+                    "[RSLVR-00804] Cannot associate rule {rule_id} to VPC {vpc} because the VPC include an INBOUND resolver endpoints with rule's target IP. Please try a different rule or update rule's target IP."
+                )));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn disassociate_rule(&self) -> Result<Value, ApiError> {
@@ -1019,25 +1042,7 @@ impl<R: Runtime> Call<'_, R> {
             vpc_id: String,
         }
         let request: Request = request(&self.body)?;
-        let rule_id = request.resolver_rule_id.clone();
-        let config = self.config();
-        let rule = find_rule(&config, &rule_id)?;
-        let Some(association) = rule.vpcs.iter().find(|association| association.vpc == request.vpc_id) else {
-            return Err(ApiError::not_found(format!(
-                "[RSLVR-00703] Resolver rule with ID \"{rule_id}\" is not associated with VPC \"{}\".",
-                request.vpc_id
-            )));
-        };
-        let before = self.rule_association_json(rule, association, Some("DELETING"));
-        self.disassociate_vpc(Kind::ResolverRule, &rule_id, &request.vpc_id).await?;
-        Ok(json!({ "ResolverRuleAssociation": before }))
-    }
-
-    fn get_rule_association(&self) -> Result<Value, ApiError> {
-        let id = string_field(&self.body, "ResolverRuleAssociationId")?;
-        let config = self.config();
-        let (rule, association) = find_rule_association(&config, &id)?;
-        Ok(json!({ "ResolverRuleAssociation": self.rule_association_json(rule, association, None) }))
+        self.disassociate::<ResolverRuleConfig>(&request.resolver_rule_id, &request.vpc_id).await
     }
 
     fn list_rule_associations(&self) -> Result<Value, ApiError> {
@@ -1046,15 +1051,12 @@ impl<R: Runtime> Call<'_, R> {
             &self.body,
             &[("name", "Name"), ("resolverruleid", "ResolverRuleId"), ("status", "Status"), ("vpcid", "VPCId")],
         )?;
-        let items: Vec<Value> = config
-            .resolver_rules
-            .iter()
-            .flat_map(|rule| rule.vpcs.iter().map(move |association| (rule, association)))
-            .map(|(rule, association)| self.rule_association_json(rule, association, None))
+        let items: Vec<Value> = self
+            .associations_json::<ResolverRuleConfig>(&config)
+            .into_iter()
             .filter(|item| filter.matches(item))
             .collect();
-        let (items, next, max) = page(items, &self.body, 10)?;
-        Ok(with_token(json!({ "ResolverRuleAssociations": items, "MaxResults": max }), next))
+        paged_with_max(items, &self.body, 10, "ResolverRuleAssociations")
     }
 
     // --- query logging ------------------------------------------------------
@@ -1196,40 +1198,16 @@ impl<R: Runtime> Call<'_, R> {
             resource_id: String,
         }
         let request: Request = request(&self.body)?;
-        let log_id = request.resolver_query_log_config_id.clone();
-        let association_id = self
-            .control
-            .mutate(|m| {
-                let config = &*m.config;
-                let log = find_query_log(config, &log_id)?;
-                vpc_exists(config, &request.resource_id)?;
-                if log.vpcs.iter().any(|association| association.vpc == request.resource_id) {
-                    return Err(ApiError::invalid_request(format!(
-                        "[RSLVR-01608] The VPC {} is already associated with the query logging configuration {log_id}.",
-                        request.resource_id
-                    )));
-                }
-                quota(config, log.vpcs.len(), config.quotas.vpcs_per_query_log_config, "vpcs per query log config")?;
-                let id = new_id("rslvr-qlcassoc-");
-                let now = m.now.clone();
-                if let Some(log) = m.config.query_logging.iter_mut().find(|log| log.id == log_id) {
-                    log.vpcs.push(VpcAssociation {
-                        vpc: request.resource_id.clone(),
-                        id: Some(id.clone()),
-                        name: None,
-                        created: Some(now),
-                    });
-                }
-                m.touch(Kind::QueryLogging, &log_id);
-                m.start_clock(&id);
-                Ok(id)
-            })
-            .await?;
-        let config = self.config();
-        let (log, association) = find_query_log_association(&config, &association_id)?;
-        Ok(
-            json!({ "ResolverQueryLogConfigAssociation": self.query_log_association_json(log, association, Some("CREATING")) }),
-        )
+        let (log_id, vpc) = (&request.resolver_query_log_config_id, &request.resource_id);
+        self.associate(log_id, vpc, None, |config, log: &QueryLoggingConfig| {
+            if log.vpcs.iter().any(|association| association.vpc == *vpc) {
+                return Err(ApiError::invalid_request(format!(
+                    "[RSLVR-01608] The VPC {vpc} is already associated with the query logging configuration {log_id}."
+                )));
+            }
+            quota(config, log.vpcs.len(), config.quotas.vpcs_per_query_log_config, "vpcs per query log config")
+        })
+        .await
     }
 
     async fn disassociate_query_log_config(&self) -> Result<Value, ApiError> {
@@ -1240,25 +1218,7 @@ impl<R: Runtime> Call<'_, R> {
             resource_id: String,
         }
         let request: Request = request(&self.body)?;
-        let log_id = request.resolver_query_log_config_id.clone();
-        let config = self.config();
-        let log = find_query_log(&config, &log_id)?;
-        let Some(association) = log.vpcs.iter().find(|association| association.vpc == request.resource_id) else {
-            return Err(ApiError::not_found(format!(
-                "[RSLVR-01602] The specified query logging configuration association doesn't exist: {log_id} is not associated with {}.",
-                request.resource_id
-            )));
-        };
-        let before = self.query_log_association_json(log, association, Some("DELETING"));
-        self.disassociate_vpc(Kind::QueryLogging, &log_id, &request.resource_id).await?;
-        Ok(json!({ "ResolverQueryLogConfigAssociation": before }))
-    }
-
-    fn get_query_log_association(&self) -> Result<Value, ApiError> {
-        let id = string_field(&self.body, "ResolverQueryLogConfigAssociationId")?;
-        let config = self.config();
-        let (log, association) = find_query_log_association(&config, &id)?;
-        Ok(json!({ "ResolverQueryLogConfigAssociation": self.query_log_association_json(log, association, None) }))
+        self.disassociate::<QueryLoggingConfig>(&request.resolver_query_log_config_id, &request.resource_id).await
     }
 
     fn list_query_log_associations(&self) -> Result<Value, ApiError> {
@@ -1274,12 +1234,7 @@ impl<R: Runtime> Call<'_, R> {
                 ("status", "Status"),
             ],
         )?;
-        let all: Vec<Value> = config
-            .query_logging
-            .iter()
-            .flat_map(|log| log.vpcs.iter().map(move |association| (log, association)))
-            .map(|(log, association)| self.query_log_association_json(log, association, None))
-            .collect();
+        let all = self.associations_json::<QueryLoggingConfig>(&config);
         let total = all.len();
         let items: Vec<Value> = all.into_iter().filter(|item| filter.matches(item)).collect();
         let filtered = items.len();
@@ -1288,30 +1243,6 @@ impl<R: Runtime> Call<'_, R> {
             json!({ "ResolverQueryLogConfigAssociations": items, "TotalCount": total, "TotalFilteredCount": filtered }),
             next,
         ))
-    }
-
-    /// Remove `vpc` from the VPCs of the rule or query logging
-    /// configuration `id` (`kind`).
-    async fn disassociate_vpc(&self, kind: Kind, id: &str, vpc: &str) -> Result<(), ApiError> {
-        self.control
-            .mutate(|m| {
-                let associations = match kind {
-                    Kind::ResolverRule => {
-                        find_rule(m.config, id)?;
-                        m.config.resolver_rules.iter_mut().find(|rule| rule.id == id).map(|rule| &mut rule.vpcs)
-                    }
-                    _ => {
-                        find_query_log(m.config, id)?;
-                        m.config.query_logging.iter_mut().find(|log| log.id == id).map(|log| &mut log.vpcs)
-                    }
-                };
-                if let Some(associations) = associations {
-                    associations.retain(|association| association.vpc != vpc);
-                }
-                m.touch(kind, id);
-                Ok(())
-            })
-            .await
     }
 
     // --- tags ---------------------------------------------------------------
@@ -1368,8 +1299,7 @@ impl<R: Runtime> Call<'_, R> {
         let (kind, id) = resource_by_arn(&config, &arn)?;
         let tags = tags_of(&config, kind, &id).ok_or_else(|| arn_not_found(&arn))?;
         let items: Vec<Value> = tags.iter().map(|(key, value)| json!({ "Key": key, "Value": value })).collect();
-        let (items, next, _) = page(items, &self.body, 100)?;
-        Ok(with_token(json!({ "Tags": items }), next))
+        paged(items, &self.body, 100, "Tags")
     }
 
     // --- resource policies ---------------------------------------------------
@@ -1466,8 +1396,7 @@ impl<R: Runtime> Call<'_, R> {
     fn list_resolver_configs(&self) -> Result<Value, ApiError> {
         let config = self.config();
         let items: Vec<Value> = config.vpcs.iter().map(|vpc| resolver_config_json(&config, &vpc.id)).collect();
-        let (items, next, _) = page(items, &self.body, 10)?;
-        Ok(with_token(json!({ "ResolverConfigs": items }), next))
+        paged(items, &self.body, 10, "ResolverConfigs")
     }
 
     fn get_dnssec_config(&self) -> Result<Value, ApiError> {
@@ -1504,8 +1433,7 @@ impl<R: Runtime> Call<'_, R> {
             .map(|vpc| dnssec_config_json(&config, &vpc.id, false))
             .filter(|item| filter.matches(item))
             .collect();
-        let (items, next, _) = page(items, &self.body, 10)?;
-        Ok(with_token(json!({ "ResolverDnssecConfigs": items }), next))
+        paged(items, &self.body, 10, "ResolverDnssecConfigs")
     }
 }
 
@@ -1917,20 +1845,6 @@ fn association_id(association: &VpcAssociation, prefix: &str, owner: &str) -> St
     association.id.clone().unwrap_or_else(|| crate::control::derived_id(prefix, &[owner, &association.vpc]))
 }
 
-fn find_rule_association<'c>(
-    config: &'c EndpointConfig,
-    id: &str,
-) -> Result<(&'c ResolverRuleConfig, &'c VpcAssociation), ApiError> {
-    config
-        .resolver_rules
-        .iter()
-        .flat_map(|rule| rule.vpcs.iter().map(move |association| (rule, association)))
-        .find(|(rule, association)| association_id(association, "rslvr-rrassoc-", &rule.id) == id)
-        .ok_or_else(|| {
-            ApiError::not_found(format!("[RSLVR-00803] Resolver rule association with ID \"{id}\" does not exist."))
-        })
-}
-
 fn find_query_log<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c QueryLoggingConfig, ApiError> {
     config
         .query_logging
@@ -1939,18 +1853,130 @@ fn find_query_log<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c QueryL
         .ok_or_else(|| ApiError::not_found("[RSLVR-01601] The specified query logging configuration doesn't exist."))
 }
 
-fn find_query_log_association<'c>(
+/// The association with id `id` of any `T`, with its owner.
+fn find_association<'c, T: Associated>(
     config: &'c EndpointConfig,
     id: &str,
-) -> Result<(&'c QueryLoggingConfig, &'c VpcAssociation), ApiError> {
-    config
-        .query_logging
+) -> Result<(&'c T, &'c VpcAssociation), ApiError> {
+    T::all(config)
         .iter()
-        .flat_map(|log| log.vpcs.iter().map(move |association| (log, association)))
-        .find(|(log, association)| association_id(association, "rslvr-qlcassoc-", &log.id) == id)
-        .ok_or_else(|| {
-            ApiError::not_found("[RSLVR-01602] The specified query logging configuration association doesn't exist.")
+        .flat_map(|owner| owner.vpcs().iter().map(move |association| (owner, association)))
+        .find(|(owner, association)| association_id(association, T::PREFIX, owner.id()) == id)
+        .ok_or_else(|| T::association_not_found(id))
+}
+
+/// Resolver rules and query logging configurations: resources associated
+/// with VPCs, whose association calls differ in names and messages only.
+trait Associated: Owner {
+    const KIND: Kind;
+    /// Its associations' ids start with this (`rslvr-rrassoc-`).
+    const PREFIX: &'static str;
+    /// The key of an association in answers (`ResolverRuleAssociation`).
+    const KEY: &'static str;
+    /// The status of an association that has settled.
+    const SETTLED: &'static str;
+    /// The one with id `id`, or the service's error.
+    fn find<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c Self, ApiError>;
+    /// The error for an association id that names none.
+    fn association_not_found(id: &str) -> ApiError;
+    /// The error for disassociating a VPC it is not associated with.
+    fn not_associated(&self, vpc: &str) -> ApiError;
+    /// The API's view of `association`, whose id is `id`.
+    fn association_json(&self, association: &VpcAssociation, id: String, status: &str) -> Value;
+}
+
+/// Where resources of one kind are kept, and their VPC associations.
+trait Owner: Sized {
+    fn all(config: &EndpointConfig) -> &[Self];
+    fn all_mut(config: &mut EndpointConfig) -> &mut [Self];
+    fn id(&self) -> &str;
+    fn vpcs(&self) -> &[VpcAssociation];
+    fn vpcs_mut(&mut self) -> &mut Vec<VpcAssociation>;
+}
+
+macro_rules! owner {
+    ($type:ty, $list:ident) => {
+        impl Owner for $type {
+            fn all(config: &EndpointConfig) -> &[Self] {
+                &config.$list
+            }
+            fn all_mut(config: &mut EndpointConfig) -> &mut [Self] {
+                &mut config.$list
+            }
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn vpcs(&self) -> &[VpcAssociation] {
+                &self.vpcs
+            }
+            fn vpcs_mut(&mut self) -> &mut Vec<VpcAssociation> {
+                &mut self.vpcs
+            }
+        }
+    };
+}
+
+owner!(ResolverRuleConfig, resolver_rules);
+owner!(QueryLoggingConfig, query_logging);
+
+impl Associated for ResolverRuleConfig {
+    const KIND: Kind = Kind::ResolverRule;
+    const PREFIX: &'static str = "rslvr-rrassoc-";
+    const KEY: &'static str = "ResolverRuleAssociation";
+    const SETTLED: &'static str = "COMPLETE";
+    fn find<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c Self, ApiError> {
+        find_rule(config, id)
+    }
+    fn association_not_found(id: &str) -> ApiError {
+        ApiError::not_found(format!("[RSLVR-00803] Resolver rule association with ID \"{id}\" does not exist."))
+    }
+    fn not_associated(&self, vpc: &str) -> ApiError {
+        ApiError::not_found(format!(
+            "[RSLVR-00703] Resolver rule with ID \"{}\" is not associated with VPC \"{vpc}\".",
+            self.id
+        ))
+    }
+    fn association_json(&self, association: &VpcAssociation, id: String, status: &str) -> Value {
+        json!({
+            "Id": id,
+            "ResolverRuleId": self.id,
+            "Name": association.name.clone().unwrap_or_default(),
+            "VPCId": association.vpc,
+            "Status": status,
+            "StatusMessage": "",
         })
+    }
+}
+
+impl Associated for QueryLoggingConfig {
+    const KIND: Kind = Kind::QueryLogging;
+    const PREFIX: &'static str = "rslvr-qlcassoc-";
+    const KEY: &'static str = "ResolverQueryLogConfigAssociation";
+    const SETTLED: &'static str = "ACTIVE";
+    fn find<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c Self, ApiError> {
+        find_query_log(config, id)
+    }
+    fn association_not_found(_: &str) -> ApiError {
+        ApiError::not_found("[RSLVR-01602] The specified query logging configuration association doesn't exist.")
+    }
+    fn not_associated(&self, vpc: &str) -> ApiError {
+        ApiError::not_found(format!(
+            "[RSLVR-01602] The specified query logging configuration association doesn't exist: {} is not associated with {vpc}.",
+            self.id
+        ))
+    }
+    fn association_json(&self, association: &VpcAssociation, id: String, status: &str) -> Value {
+        let mut value = json!({
+            "Id": id,
+            "ResolverQueryLogConfigId": self.id,
+            "ResourceId": association.vpc,
+            "Status": status,
+            "Error": "NONE",
+            "ErrorMessage": "",
+        });
+        insert_optional(&mut value, "CreationTime", association.created.as_deref());
+        value
+    }
 }
 
 fn arn_not_found(arn: &str) -> ApiError {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use signpost_wire::{NameBuf, RecordBuf, RecordType};
 
 use super::error::{ApiError, xml_escape};
-use crate::control::{ChangeRecord, ControlPlane, Kind, Runtime};
+use crate::control::{ChangeRecord, ControlPlane, Kind, Mutation, Runtime};
 use crate::model::{EndpointConfig, HostedZoneConfig, Tags, VpcAssociation};
 
 /// The XML namespace of Route 53.
@@ -73,6 +73,13 @@ type Control<R> = State<Arc<ControlPlane<R>>>;
 
 /// A Route 53 answer or error, as XML.
 struct Xml(Result<(StatusCode, String), ApiError>, Option<String>);
+
+impl Xml {
+    /// 200 with what `build` writes, or its error.
+    fn answer(build: impl FnOnce() -> Result<String, ApiError>) -> Self {
+        Self(build().map(|text| (StatusCode::OK, text)), None)
+    }
+}
 
 impl IntoResponse for Xml {
     fn into_response(self) -> Response {
@@ -464,9 +471,7 @@ async fn create_hosted_zone_inner<R: Runtime>(
                 Kind::PublicHostedZone
             };
             m.touch(kind, &id);
-            let change = change_id();
-            m.record_change(&change, ChangeRecord { submitted: m.now.clone(), comment: None });
-            m.start_clock(&change);
+            let change = new_change(m, None);
             Ok((id, change))
         })
         .await
@@ -567,7 +572,7 @@ struct HostedZonesXml {
 }
 
 async fn list_hosted_zones<R: Runtime>(State(control): Control<R>, Query(query): Query<ListQuery>) -> Xml {
-    let result = (|| {
+    Xml::answer(|| {
         let config = control.snapshot();
         let max = max_items(&query, 100)?;
         let only_private = query.hostedzonetype.as_deref() == Some("PrivateHostedZone");
@@ -602,12 +607,11 @@ async fn list_hosted_zones<R: Runtime>(State(control): Control<R>, Query(query):
                 max_items: max.to_string(),
             },
         )
-    })();
-    Xml(result.map(|text| (StatusCode::OK, text)), None)
+    })
 }
 
 async fn list_hosted_zones_by_name<R: Runtime>(State(control): Control<R>, Query(query): Query<ListQuery>) -> Xml {
-    let result = (|| {
+    Xml::answer(|| {
         let config = control.snapshot();
         let max = max_items(&query, 100)?;
         let mut zones: Vec<(NameBuf, &HostedZoneConfig, bool)> =
@@ -659,12 +663,11 @@ async fn list_hosted_zones_by_name<R: Runtime>(State(control): Control<R>, Query
                 max_items: max.to_string(),
             },
         )
-    })();
-    Xml(result.map(|text| (StatusCode::OK, text)), None)
+    })
 }
 
 async fn list_hosted_zones_by_vpc<R: Runtime>(State(control): Control<R>, Query(query): Query<ListQuery>) -> Xml {
-    let result = (|| {
+    Xml::answer(|| {
         let config = control.snapshot();
         let max = max_items(&query, 100)?;
         let Some(vpc) = &query.vpcid else {
@@ -728,8 +731,7 @@ async fn list_hosted_zones_by_vpc<R: Runtime>(State(control): Control<R>, Query(
                 next_token: (start + max < zones.len()).then(|| format!("signpost-{}", start + max)),
             },
         )
-    })();
-    Xml(result.map(|text| (StatusCode::OK, text)), None)
+    })
 }
 
 async fn hosted_zone_count<R: Runtime>(State(control): Control<R>) -> Xml {
@@ -749,6 +751,22 @@ async fn hosted_zone_count<R: Runtime>(State(control): Control<R>) -> Xml {
 #[serde(rename_all = "PascalCase")]
 struct ChangeInfoBody {
     change_info: ChangeInfoXml,
+}
+
+/// A change recorded now under a new id, its clock started: the id.
+fn new_change(m: &mut Mutation<'_>, comment: Option<String>) -> String {
+    let change = change_id();
+    m.record_change(&change, ChangeRecord { submitted: m.now.clone(), comment });
+    m.start_clock(&change);
+    change
+}
+
+/// The change's ChangeInfo under `root`, or the mutation's error.
+fn change_result<R: Runtime>(control: &ControlPlane<R>, root: &str, result: Result<String, ApiError>) -> Xml {
+    match result {
+        Ok(change) => change_answer(control, root, &change),
+        Err(error) => Xml(Err(route53_error(error)), None),
+    }
 }
 
 fn change_answer<R: Runtime>(control: &ControlPlane<R>, root: &str, change: &str) -> Xml {
@@ -778,16 +796,10 @@ async fn delete_hosted_zone<R: Runtime>(State(control): Control<R>, Path(id): Pa
             m.config.public_hosted_zones.retain(|zone| zone.zone_id() != id);
             m.touch(Kind::PrivateHostedZone, &id);
             m.touch(Kind::PublicHostedZone, &id);
-            let change = change_id();
-            m.record_change(&change, ChangeRecord { submitted: m.now.clone(), comment: None });
-            m.start_clock(&change);
-            Ok(change)
+            Ok(new_change(m, None))
         })
         .await;
-    match result {
-        Ok(change) => change_answer(&control, "DeleteHostedZoneResponse", &change),
-        Err(error) => Xml(Err(route53_error(error)), None),
-    }
+    change_result(&control, "DeleteHostedZoneResponse", result)
 }
 
 async fn update_comment<R: Runtime>(State(control): Control<R>, Path(id): Path<String>, body: String) -> Xml {
@@ -838,9 +850,15 @@ struct VpcRequest {
     comment: Option<String>,
 }
 
-async fn associate_vpc<R: Runtime>(State(control): Control<R>, Path(id): Path<String>, body: String) -> Xml {
-    let id = bare_id(&id).to_string();
-    let request: VpcRequest = match parse_body(&body) {
+/// (Dis)AssociateVPC: `change` the model for the VPC `body` names, as a
+/// change with the body's comment, answered under `root`.
+async fn vpc_change<R: Runtime>(
+    control: &ControlPlane<R>,
+    body: &str,
+    root: &str,
+    change: impl FnOnce(&mut Mutation<'_>, &str) -> Result<(), ApiError>,
+) -> Xml {
+    let request: VpcRequest = match parse_body(body) {
         Ok(request) => request,
         Err(error) => return Xml(Err(error), None),
     };
@@ -849,84 +867,72 @@ async fn associate_vpc<R: Runtime>(State(control): Control<R>, Path(id): Path<St
     };
     let result = control
         .mutate(|m| {
-            let config = &*m.config;
-            let (zone, private) = find_zone(config, &id)?;
-            if !private {
-                return Err(ApiError::bad_request(
-                    "PublicZoneVPCAssociation",
-                    "You're trying to associate a VPC with a public hosted zone. Amazon Route 53 doesn't support associating a VPC with a public hosted zone.",
-                ));
-            }
-            if !config.vpcs.iter().any(|known| known.id == vpc) {
-                return Err(ApiError::bad_request("InvalidVPCId", "The VPC ID is invalid."));
-            }
-            if zone.has_vpc(&vpc) {
-                return Err(ApiError::bad_request(
-                    "ConflictingDomainExists",
-                    format!("The VPC {vpc} in {} region has already been associated with the hosted zone {id} with the same domain name.", config.region),
-                ));
-            }
-            if config.quotas.enabled && zone.vpcs.len() >= config.quotas.vpcs_per_hosted_zone as usize {
-                return Err(ApiError::bad_request(
-                    "LimitsExceeded",
-                    format!("The hosted zone {id} is associated with the maximum of {} VPCs (quotas.vpcs_per_hosted_zone).", config.quotas.vpcs_per_hosted_zone),
-                ));
-            }
-            if let Some((zone, kind)) = zone_mut(m.config, &id) {
-                zone.vpcs.push(VpcAssociation::new(vpc.as_str()));
-                m.touch(kind, &id);
-            }
-            let change = change_id();
-            m.record_change(&change, ChangeRecord { submitted: m.now.clone(), comment: request.comment.clone() });
-            m.start_clock(&change);
-            Ok(change)
+            change(m, &vpc)?;
+            Ok(new_change(m, request.comment.clone()))
         })
         .await;
-    match result {
-        Ok(change) => change_answer(&control, "AssociateVPCWithHostedZoneResponse", &change),
-        Err(error) => Xml(Err(route53_error(error)), None),
-    }
+    change_result(control, root, result)
+}
+
+async fn associate_vpc<R: Runtime>(State(control): Control<R>, Path(id): Path<String>, body: String) -> Xml {
+    let id = bare_id(&id).to_string();
+    vpc_change(&control, &body, "AssociateVPCWithHostedZoneResponse", |m, vpc| {
+        let config = &*m.config;
+        let (zone, private) = find_zone(config, &id)?;
+        if !private {
+            return Err(ApiError::bad_request(
+                "PublicZoneVPCAssociation",
+                "You're trying to associate a VPC with a public hosted zone. Amazon Route 53 doesn't support associating a VPC with a public hosted zone.",
+            ));
+        }
+        if !config.vpcs.iter().any(|known| known.id == vpc) {
+            return Err(ApiError::bad_request("InvalidVPCId", "The VPC ID is invalid."));
+        }
+        if zone.has_vpc(vpc) {
+            return Err(ApiError::bad_request(
+                "ConflictingDomainExists",
+                format!("The VPC {vpc} in {} region has already been associated with the hosted zone {id} with the same domain name.", config.region),
+            ));
+        }
+        if config.quotas.enabled && zone.vpcs.len() >= config.quotas.vpcs_per_hosted_zone as usize {
+            return Err(ApiError::bad_request(
+                "LimitsExceeded",
+                format!("The hosted zone {id} is associated with the maximum of {} VPCs (quotas.vpcs_per_hosted_zone).", config.quotas.vpcs_per_hosted_zone),
+            ));
+        }
+        if let Some((zone, kind)) = zone_mut(m.config, &id) {
+            zone.vpcs.push(VpcAssociation::new(vpc));
+            m.touch(kind, &id);
+        }
+        Ok(())
+    })
+    .await
 }
 
 async fn disassociate_vpc<R: Runtime>(State(control): Control<R>, Path(id): Path<String>, body: String) -> Xml {
     let id = bare_id(&id).to_string();
-    let request: VpcRequest = match parse_body(&body) {
-        Ok(request) => request,
-        Err(error) => return Xml(Err(error), None),
-    };
-    let Some(vpc) = request.vpc.id.clone() else {
-        return Xml(Err(ApiError::bad_request("InvalidVPCId", "The VPC ID is invalid.")), None);
-    };
-    let result = control
-        .mutate(|m| {
-            let (zone, _) = find_zone(m.config, &id)?;
-            if !zone.has_vpc(&vpc) {
-                return Err(ApiError::new(
-                    "VPCAssociationNotFound",
-                    StatusCode::NOT_FOUND,
-                    format!("The specified VPC {vpc} and hosted zone {id} are not currently associated."),
-                ));
-            }
-            if zone.vpcs.len() == 1 {
-                return Err(ApiError::bad_request(
-                    "LastVPCAssociation",
-                    "The VPC that you're trying to disassociate from the private hosted zone is the last VPC that is associated with the hosted zone. Amazon Route 53 doesn't support disassociating the last VPC from a hosted zone.",
-                ));
-            }
-            if let Some((zone, kind)) = zone_mut(m.config, &id) {
-                zone.vpcs.retain(|association| association.vpc != vpc);
-                m.touch(kind, &id);
-            }
-            let change = change_id();
-            m.record_change(&change, ChangeRecord { submitted: m.now.clone(), comment: request.comment.clone() });
-            m.start_clock(&change);
-            Ok(change)
-        })
-        .await;
-    match result {
-        Ok(change) => change_answer(&control, "DisassociateVPCFromHostedZoneResponse", &change),
-        Err(error) => Xml(Err(route53_error(error)), None),
-    }
+    vpc_change(&control, &body, "DisassociateVPCFromHostedZoneResponse", |m, vpc| {
+        let (zone, _) = find_zone(m.config, &id)?;
+        if !zone.has_vpc(vpc) {
+            return Err(ApiError::new(
+                "VPCAssociationNotFound",
+                StatusCode::NOT_FOUND,
+                format!("The specified VPC {vpc} and hosted zone {id} are not currently associated."),
+            ));
+        }
+        if zone.vpcs.len() == 1 {
+            return Err(ApiError::bad_request(
+                "LastVPCAssociation",
+                "The VPC that you're trying to disassociate from the private hosted zone is the last VPC that is associated with the hosted zone. Amazon Route 53 doesn't support disassociating the last VPC from a hosted zone.",
+            ));
+        }
+        if let Some((zone, kind)) = zone_mut(m.config, &id) {
+            zone.vpcs.retain(|association| association.vpc != vpc);
+            m.touch(kind, &id);
+        }
+        Ok(())
+    })
+    .await
 }
 
 async fn get_change<R: Runtime>(State(control): Control<R>, Path(id): Path<String>) -> Xml {
@@ -1215,16 +1221,10 @@ async fn change_record_sets<R: Runtime>(State(control): Control<R>, Path(id): Pa
                 zone.ttl = None;
                 m.touch(kind, &id);
             }
-            let change = change_id();
-            m.record_change(&change, ChangeRecord { submitted: m.now.clone(), comment: comment.clone() });
-            m.start_clock(&change);
-            Ok(change)
+            Ok(new_change(m, comment.clone()))
         })
         .await;
-    match result {
-        Ok(change) => change_answer(&control, "ChangeResourceRecordSetsResponse", &change),
-        Err(error) => Xml(Err(route53_error(error)), None),
-    }
+    change_result(&control, "ChangeResourceRecordSetsResponse", result)
 }
 
 #[derive(Serialize)]
@@ -1255,7 +1255,7 @@ async fn list_record_sets<R: Runtime>(
     Path(id): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Xml {
-    let result = (|| {
+    Xml::answer(|| {
         let config = control.snapshot();
         let (zone, _) = find_zone(&config, &id)?;
         let max = max_items(&query, 300)?;
@@ -1331,8 +1331,7 @@ async fn list_record_sets<R: Runtime>(
                 max_items: max.to_string(),
             },
         )
-    })();
-    Xml(result.map(|text| (StatusCode::OK, text)), None)
+    })
 }
 
 // --- tags ----------------------------------------------------------------------
@@ -1494,6 +1493,18 @@ mod tests {
         record_sets(records.iter().map(|text| text.parse().unwrap()).collect())
     }
 
+    /// Apply the one change [`change`] makes of these.
+    fn apply(
+        zone: &mut RecordSets,
+        action: &str,
+        name: &str,
+        rtype: &str,
+        ttl: Option<u32>,
+        values: &[&str],
+    ) -> Result<(), ApiError> {
+        apply_batch(zone, &origin(), &[change(action, name, rtype, ttl, values)])
+    }
+
     fn change(action: &str, name: &str, rtype: &str, ttl: Option<u32>, values: &[&str]) -> ChangeXml {
         ChangeXml {
             action: action.to_string(),
@@ -1529,35 +1540,18 @@ mod tests {
             "corp.example. 900 IN SOA ns. host. 1 7200 900 1209600 86400",
             "corp.example. 172800 IN NS ns-0.awsdns-00.com.",
         ]);
-        apply_batch(&mut zone, &origin(), &[change("CREATE", "www.corp.example", "A", Some(60), &["10.0.0.1"])])
-            .unwrap();
-        let error =
-            apply_batch(&mut zone, &origin(), &[change("CREATE", "WWW.corp.example.", "A", Some(60), &["10.0.0.2"])])
-                .unwrap_err();
+        apply(&mut zone, "CREATE", "www.corp.example", "A", Some(60), &["10.0.0.1"]).unwrap();
+        let error = apply(&mut zone, "CREATE", "WWW.corp.example.", "A", Some(60), &["10.0.0.2"]).unwrap_err();
         assert_eq!(error.code, "InvalidChangeBatch");
         assert_eq!(
             error.message,
             "[Tried to create resource record set [name='www.corp.example.', type='A'] but it already exists]"
         );
-        apply_batch(
-            &mut zone,
-            &origin(),
-            &[change("UPSERT", "www.corp.example", "A", Some(30), &["10.0.0.2", "10.0.0.3"])],
-        )
-        .unwrap();
-        let error =
-            apply_batch(&mut zone, &origin(), &[change("DELETE", "www.corp.example", "A", Some(30), &["10.0.0.2"])])
-                .unwrap_err();
+        apply(&mut zone, "UPSERT", "www.corp.example", "A", Some(30), &["10.0.0.2", "10.0.0.3"]).unwrap();
+        let error = apply(&mut zone, "DELETE", "www.corp.example", "A", Some(30), &["10.0.0.2"]).unwrap_err();
         assert!(error.message.contains("the values provided do not match the current values"), "{error}");
-        apply_batch(
-            &mut zone,
-            &origin(),
-            &[change("DELETE", "www.corp.example", "A", Some(30), &["10.0.0.3", "10.0.0.2"])],
-        )
-        .unwrap();
-        let error =
-            apply_batch(&mut zone, &origin(), &[change("DELETE", "www.corp.example", "A", Some(30), &["10.0.0.3"])])
-                .unwrap_err();
+        apply(&mut zone, "DELETE", "www.corp.example", "A", Some(30), &["10.0.0.3", "10.0.0.2"]).unwrap();
+        let error = apply(&mut zone, "DELETE", "www.corp.example", "A", Some(30), &["10.0.0.3"]).unwrap_err();
         assert!(error.message.contains("but it was not found"), "{error}");
     }
 
@@ -1586,28 +1580,15 @@ mod tests {
             "corp.example. 900 IN SOA ns. host. 1 7200 900 1209600 86400",
             "corp.example. 172800 IN NS ns-0.awsdns-00.com.",
         ]);
-        let error =
-            apply_batch(&mut zone, &origin(), &[change("CREATE", "www.other.example", "A", Some(60), &["10.0.0.1"])])
-                .unwrap_err();
+        let error = apply(&mut zone, "CREATE", "www.other.example", "A", Some(60), &["10.0.0.1"]).unwrap_err();
         assert!(error.message.contains("is not permitted in zone corp.example."), "{error}");
-        apply_batch(&mut zone, &origin(), &[change("CREATE", "app.corp.example", "A", Some(60), &["10.0.0.1"])])
-            .unwrap();
-        let error = apply_batch(
-            &mut zone,
-            &origin(),
-            &[change("CREATE", "app.corp.example", "CNAME", Some(60), &["www.corp.example"])],
-        )
-        .unwrap_err();
-        assert!(error.message.contains("conflicts with other records"), "{error}");
+        apply(&mut zone, "CREATE", "app.corp.example", "A", Some(60), &["10.0.0.1"]).unwrap();
         let error =
-            apply_batch(&mut zone, &origin(), &[change("DELETE", "corp.example", "SOA", None, &[])]).unwrap_err();
+            apply(&mut zone, "CREATE", "app.corp.example", "CNAME", Some(60), &["www.corp.example"]).unwrap_err();
+        assert!(error.message.contains("conflicts with other records"), "{error}");
+        let error = apply(&mut zone, "DELETE", "corp.example", "SOA", None, &[]).unwrap_err();
         assert!(error.message.contains("exactly one SOA"), "{error}");
-        let error = apply_batch(
-            &mut zone,
-            &origin(),
-            &[change("CREATE", "x.corp.example", "A", Some(60), &["not-an-address"])],
-        )
-        .unwrap_err();
+        let error = apply(&mut zone, "CREATE", "x.corp.example", "A", Some(60), &["not-an-address"]).unwrap_err();
         assert_eq!(error.code, "InvalidChangeBatch");
     }
 

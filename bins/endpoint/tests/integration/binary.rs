@@ -11,14 +11,15 @@ use crate::support::*;
 /// How long start-up, a reload's log line or a clean exit may take.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn endpoint() -> Binary {
-    Binary::new(env!("CARGO_BIN_EXE_signpost-endpoint"))
-}
-
 /// `signpost-endpoint check-config FILE`: (success, stdout squeezed, stderr).
 async fn check_config(file: &Path) -> (bool, String, String) {
-    let output = endpoint().arg("check-config").arg(file).output(PATIENCE).await.unwrap();
+    let output = endpoint_binary().arg("check-config").arg(file).output(PATIENCE).await.unwrap();
     (output.status.success(), squeeze(&output.stdout), output.stderr)
+}
+
+/// The binary serving `file` with `RUST_LOG=rust_log`, ready once it prints `ready`.
+fn with_config(file: &Path, rust_log: &str) -> Binary {
+    endpoint_binary().arg("--config").arg(file).env("RUST_LOG", rust_log).ready_when(|line| line == "ready")
 }
 
 fn config_text(recursive: SocketAddr, inbound_protocols: &str, www: &str, certificate: &TestTls) -> String {
@@ -167,14 +168,7 @@ async fn the_binary_prints_its_addresses_and_reloads_on_sighup_with_the_transiti
     let Basics { dir, certificate, recursive } = basics().await;
     let file = dir.join("endpoint.toml");
     std::fs::write(&file, config_text(recursive.address(), r#"["Do53"]"#, "10.1.0.10", &certificate)).unwrap();
-    let running = endpoint()
-        .arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .ready_when(|line| line == "ready")
-        .start()
-        .await
-        .unwrap();
+    let running = with_config(&file, "warn").start().await.unwrap();
     {
         let lines = running.stdout_lines();
         let listening: Vec<&String> = lines.iter().filter(|line| line.starts_with("listening ")).collect();
@@ -237,12 +231,8 @@ async fn user_gives_up_root_after_binding() {
     let Basics { dir, certificate, recursive } = basics().await;
     let file = dir.join("endpoint.toml");
     std::fs::write(&file, config_text(recursive.address(), r#"["Do53"]"#, "10.1.0.10", &certificate)).unwrap();
-    let running = endpoint()
-        .arg("--config")
-        .arg(&file)
+    let running = with_config(&file, "warn")
         .args(["--user", "nobody"])
-        .env("RUST_LOG", "warn")
-        .ready_when(|line| line == "ready")
         .start_retrying(signpost_testkit::START_TRIES, signpost_testkit::port_taken)
         .await
         .unwrap();
@@ -273,12 +263,8 @@ async fn from_a_configmap_with_probes_a_swap_reloads_and_sigterm_is_a_lame_duck(
         two_vpcs(recursive.address(), &extra)
     };
     let volume = ConfigMapVolume::new(&[("endpoint.toml", &text("10.1.0.10"))]).unwrap();
-    let running = endpoint()
-        .arg("--config")
-        .arg(volume.path("endpoint.toml"))
+    let running = with_config(&volume.path("endpoint.toml"), "info")
         .arg("--watch-config")
-        .env("RUST_LOG", "info")
-        .ready_when(|line| line == "ready")
         .start_retrying(signpost_testkit::START_TRIES, signpost_testkit::port_taken)
         .await
         .unwrap();
@@ -442,7 +428,7 @@ async fn sigusr2_hands_the_vpc_resolvers_over_to_a_new_process() {
         let text =
             two_vpcs(recursive.address(), zones).replace("resolver_port = 0", &format!("resolver_port = {port}"));
         std::fs::write(&file, text).unwrap();
-        endpoint().arg("--config").arg(&file).ready_when(|line| line == "ready")
+        endpoint_binary().arg("--config").arg(&file).ready_when(|line| line == "ready")
     })
     .await
     .unwrap();

@@ -7,28 +7,15 @@
 //! validates, as the service documents).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
 use signpost_endpoint::service::{Service, ServiceOptions};
-use signpost_testkit::{Knot, udp_exchange_from};
+use signpost_testkit::{Knot, signed_test_zones, udp_exchange_from};
 use signpost_wire::{EdnsHeader, Message, Rcode, RecordType};
 
 use crate::aws::Aws;
 use crate::support::*;
-
-fn zone_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/dnssec/tests/zones")
-}
-
-async fn knot() -> Knot {
-    let dir = zone_dir();
-    tokio::task::spawn_blocking(move || Knot::serve_signed_zones(&dir))
-        .await
-        .expect("joined")
-        .unwrap_or_else(|error| panic!("knotd (Debian package knot) must run: {error}"))
-}
 
 /// RCODE, AD and the answer's types, for a query with DO and CD set (which
 /// Route 53 Resolver ignores).
@@ -57,10 +44,10 @@ async fn status(aws: &Aws, vpc: &str) -> String {
 
 #[tokio::test]
 async fn validation_is_per_vpc_live_and_survives_a_restart() {
-    let knot = knot().await;
+    let knot = Knot::start_signed_test_hierarchy().await;
     let dir = TempDir::new();
     let config = dir.join("endpoint.toml");
-    let anchor = zone_dir().join("anchor.key");
+    let anchor = signed_test_zones().join("anchor.key");
     std::fs::write(&config, format!("[dnssec]\ntrust_anchor_files = [{:?}]\n", anchor.display().to_string())).unwrap();
     let options = ServiceOptions {
         config: Some(config),
@@ -155,9 +142,9 @@ async fn validation_is_per_vpc_live_and_survives_a_restart() {
 
 #[tokio::test]
 async fn forward_rules_are_not_validated_and_the_toml_model_has_the_setting() {
-    let knot = knot().await;
+    let knot = Knot::start_signed_test_hierarchy().await;
     let dir = TempDir::new();
-    let anchor = zone_dir().join("anchor.key");
+    let anchor = signed_test_zones().join("anchor.key");
     // vpc-a validates; a FORWARD rule sends tampered.test to the same Knot.
     let text = format!(
         "resolver_port = 0\nudp_workers = 1\nrecursive = {{ servers = [\"{knot}\"] }}\n\

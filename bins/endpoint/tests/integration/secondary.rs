@@ -4,7 +4,6 @@
 //! after expiry, the copy kept across `kill -9` in the state directory.
 //! The same against Knot DNS as primary is in .ci/interop (transfer).
 
-use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,17 +71,6 @@ fn a(address: &str) -> (Rcode, Vec<String>) {
     (Rcode::NOERROR, vec![format!("www.sec.example. 60 IN A {address}")])
 }
 
-async fn start(args: &[OsString]) -> RunningBinary {
-    Binary::new(env!("CARGO_BIN_EXE_signpost-endpoint"))
-        .args(args.iter().cloned())
-        .env("RUST_LOG", "info")
-        .ready_when(|line| line == "ready")
-        .startup_timeout(PATIENCE)
-        .start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"))
-}
-
 #[tokio::test]
 async fn a_private_hosted_zone_follows_its_primary_by_transfer_and_notify() {
     let dir = TempDir::new();
@@ -91,58 +79,24 @@ async fn a_private_hosted_zone_follows_its_primary_by_transfer_and_notify() {
     let (primary_server, primary_address) = primary(transfers.clone()).await;
     serve(&transfers, &primary_server, zone(1, 3600, "10.31.0.1"));
 
-    let free_port = || std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (port, inbound_port) = (free_port(), free_port());
-    let config = dir.write(
-        "endpoint.toml",
-        format!(
-            r#"
-            [[vpcs]]
-            id = "vpc-sec"
-            cidrs = ["127.0.31.0/24"]
-
-            # Where the on-premises primary sends NOTIFY.
-            [[inbound_endpoints]]
-            id = "rslvr-in-sec"
-            vpc = "vpc-sec"
-            addresses = ["127.0.31.10", "127.0.31.11"]
-            protocols = ["Do53"]
-            port = {inbound_port}
-
-            [[private_hosted_zones]]
-            name = "sec.example"
-            vpcs = ["vpc-sec"]
-            records = ["@ 900 IN SOA ns-1536.awsdns-00.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400",
-                       "@ 172800 IN NS ns-1536.awsdns-00.co.uk.",
-                       "stale A 10.31.9.9"]
-            [private_hosted_zones.secondary]
-            primaries = ["{primary_address}"]
-            "#
-        )
-        .as_bytes(),
+    // The inbound endpoint is where the on-premises primary sends NOTIFY.
+    let vpc = vpc_with_inbound("sec", 31, inbound_port);
+    let toml = format!(
+        r#"{vpc}
+        [[private_hosted_zones]]
+        name = "sec.example"
+        vpcs = ["vpc-sec"]
+        records = [{ROUTE53_APEX_RECORDS},
+                   "stale A 10.31.9.9"]
+        [private_hosted_zones.secondary]
+        primaries = ["{primary_address}"]
+        "#
     );
     let state = dir.join("state");
-    let args: Vec<OsString> = vec![
-        "--config".into(),
-        config.into_os_string(),
-        "--api".into(),
-        "127.0.0.1:0".into(),
-        "--state".into(),
-        state.clone().into_os_string(),
-        "--dns-port".into(),
-        port.to_string().into(),
-        "--doh-port".into(),
-        "0".into(),
-        "--recursive".into(),
-        recursive.address().to_string().into(),
-    ];
-    let running = start(&args).await;
-    let api = running
-        .stdout_lines()
-        .iter()
-        .find_map(|line| line.strip_prefix("api http://").and_then(|address| address.parse().ok()))
-        .unwrap();
-    let aws = Aws::new(api);
+    let args = config_args(&dir, &toml, Some(&state), recursive.address(), port);
+    let running = start_binary(&args, "info").await;
+    let aws = Aws::new(api_address(&running));
     let resolver = SocketAddr::new("127.0.31.2".parse().unwrap(), port);
     let client: IpAddr = "127.0.31.1".parse().unwrap();
 
@@ -178,7 +132,7 @@ async fn a_private_hosted_zone_follows_its_primary_by_transfer_and_notify() {
     drop(running);
     tokio::time::sleep(Duration::from_millis(300)).await;
     primary_server.shutdown().await;
-    let running = start(&args).await;
+    let running = start_binary(&args, "info").await;
     assert_eq!(ask(resolver, client, "www.sec.example").await, Some(a("10.31.0.2")));
 
     // With the primary gone, the zone expires (SOA expire 3 s) and answers SERVFAIL.

@@ -3,9 +3,7 @@
 //! TOML file are visible through the API, and a state directory is never
 //! shared or silently replaced.
 
-use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
@@ -17,46 +15,6 @@ use crate::support::*;
 
 /// How long start-up or an exit may take.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-fn endpoint() -> Binary {
-    Binary::new(env!("CARGO_BIN_EXE_signpost-endpoint"))
-}
-
-fn api_args(state: &Path, recursive: SocketAddr, dns_port: u16) -> Vec<OsString> {
-    vec![
-        "--api".into(),
-        "127.0.0.1:0".into(),
-        "--state".into(),
-        state.as_os_str().to_owned(),
-        "--dns-port".into(),
-        dns_port.to_string().into(),
-        "--doh-port".into(),
-        "0".into(),
-        "--recursive".into(),
-        recursive.to_string().into(),
-    ]
-}
-
-/// Start the binary with `args` and wait for `ready`.
-async fn start_api(args: &[OsString]) -> RunningBinary {
-    endpoint()
-        .args(args.iter().cloned())
-        .env("RUST_LOG", "warn")
-        .ready_when(|line| line == "ready")
-        .startup_timeout(PATIENCE)
-        .start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"))
-}
-
-/// The API address a running binary printed (`api http://ADDR`).
-fn api_address(running: &RunningBinary) -> SocketAddr {
-    running
-        .stdout_lines()
-        .iter()
-        .find_map(|line| line.strip_prefix("api http://").and_then(|address| address.parse().ok()))
-        .unwrap_or_else(|| panic!("no api line in {:?}", running.stdout_lines()))
-}
 
 /// The address of listener `id` from its `listening ID TRANSPORT ADDRESS ...` line.
 fn listener(running: &RunningBinary, id: &str) -> SocketAddr {
@@ -78,19 +36,14 @@ async fn kill_minus_nine(running: RunningBinary) {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-/// A free port on 127.0.0.1 (for a fixed --dns-port across restarts).
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn every_successful_call_survives_kill_minus_nine() {
     let dir = TempDir::new();
     let state = dir.join("state");
     let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
     let port = free_port();
-    let args = api_args(&state, recursive.address(), port);
-    let running = start_api(&args).await;
+    let args = api_args(Some(&state), recursive.address(), port);
+    let running = start_binary(&args, "warn").await;
     let aws = Aws::new(api_address(&running));
     let a = vpc(&aws, "127.0.21.0/24").await;
     let zone = private_zone(&aws, "kill.example", &a.id, "kill-1").await;
@@ -101,7 +54,7 @@ async fn every_successful_call_survives_kill_minus_nine() {
     assert_eq!(ask(resolver, client, "www.kill.example").await.unwrap().1, ["www.kill.example. 60 IN A 10.21.0.2"]);
 
     kill_minus_nine(running).await;
-    let running = start_api(&args).await;
+    let running = start_binary(&args, "warn").await;
     assert_eq!(ask(resolver, client, "www.kill.example").await.unwrap().1, ["www.kill.example. 60 IN A 10.21.0.2"]);
     let api = api_address(&running);
     let aws = Aws::new(api);
@@ -110,13 +63,13 @@ async fn every_successful_call_survives_kill_minus_nine() {
     assert_eq!(field(&text, "VPCId").as_deref(), Some(a.id.as_str()));
 
     // A second process on the same directory is refused.
-    let second = endpoint().args(args.iter().cloned()).output(PATIENCE).await.unwrap();
+    let second = endpoint_binary().args(args.iter().cloned()).output(PATIENCE).await.unwrap();
     assert!(!second.status.success());
     assert!(second.stderr.contains("locked by another process"), "{}", second.stderr);
     assert!(second.stderr.contains(&state.join("lock").display().to_string()), "{}", second.stderr);
 
     // The running model exports as TOML that loads and compiles to the same model.
-    let output = endpoint().args(["export", "--from", &format!("http://{api}")]).output(PATIENCE).await.unwrap();
+    let output = endpoint_binary().args(["export", "--from", &format!("http://{api}")]).output(PATIENCE).await.unwrap();
     assert!(output.status.success(), "{}", output.stderr);
     let text = output.stdout;
     let loaded = EndpointConfig::from_toml(&text, dir.join("export.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -130,7 +83,7 @@ async fn a_damaged_state_file_is_reported_and_kept() {
     let dir = TempDir::new();
     let file = dir.write("state/state.redb", b"not a database");
     let state = dir.join("state");
-    let output = endpoint()
+    let output = endpoint_binary()
         .args(["--api", "127.0.0.1:0", "--state"])
         .arg(state.as_os_str())
         .args(["--recursive", "127.0.0.1:9"])
@@ -159,9 +112,9 @@ resolver_rules = [{ id = "rslvr-rr-file", type = "SYSTEM", domain = "sys.file.ex
 "#,
     );
     let state = dir.join("state");
-    let mut args = api_args(&state, recursive.address(), 0);
+    let mut args = api_args(Some(&state), recursive.address(), 0);
     args.extend(["--config".into(), file.as_os_str().to_owned()]);
-    let running = start_api(&args).await;
+    let running = start_binary(&args, "warn").await;
     let aws = Aws::new(api_address(&running));
     let rules = aws.resolver_ok("ListResolverRules", json!({})).await;
     assert_eq!(rules["ResolverRules"][0]["Id"], "rslvr-rr-file");
@@ -175,7 +128,7 @@ resolver_rules = [{ id = "rslvr-rr-file", type = "SYSTEM", domain = "sys.file.ex
     // An API change to a file's zone, then a restart without the file: the state has both.
     aws.change_record("file.example", "CREATE", "api.file.example", "A", 60, &["10.22.0.2"]).await;
     kill_minus_nine(running).await;
-    let running = start_api(&api_args(&state, recursive.address(), 0)).await;
+    let running = start_binary(&api_args(Some(&state), recursive.address(), 0), "warn").await;
     let resolver = listener(&running, "vpc-file/resolver/udp");
     let client = "127.0.22.1".parse().unwrap();
     assert_eq!(ask(resolver, client, "www.file.example").await.unwrap().1, ["www.file.example. 300 IN A 10.22.0.1"]);

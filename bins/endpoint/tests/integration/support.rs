@@ -2,6 +2,7 @@
 //! short ways to reach its listeners; fake upstreams, clients,
 //! certificates and temp dirs come from signpost-testkit.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,9 +13,94 @@ use signpost_rules::config::RulesConfig;
 use signpost_server::{ListenerConfig, LogDestination, Server, ServerConfig, ServerHandle};
 pub(crate) use signpost_testkit::{
     Binary, FakeUpstream, Query, ResolverBuilder, RunningBinary, Signal, TempDir, TokioResolver, Transport, ask_from,
+    free_port, resolver,
 };
 use signpost_testkit::{TestCertificates, file_lines, lookup};
 use signpost_wire::RecordType;
+
+/// How long the binary's start-up may take.
+const STARTUP: Duration = Duration::from_secs(10);
+
+/// The signpost-endpoint binary.
+pub(crate) fn endpoint_binary() -> Binary {
+    Binary::new(env!("CARGO_BIN_EXE_signpost-endpoint"))
+}
+
+/// Start the binary with `args` and `RUST_LOG=rust_log`; ready once it prints `ready`.
+pub(crate) async fn start_binary(args: &[OsString], rust_log: &str) -> RunningBinary {
+    endpoint_binary()
+        .args(args.iter().cloned())
+        .env("RUST_LOG", rust_log)
+        .ready_when(|line| line == "ready")
+        .startup_timeout(STARTUP)
+        .start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The binary's arguments for an API on a free port, the VPC resolvers on
+/// `dns_port`, DoH on a free port and `recursive` as the recursive default.
+pub(crate) fn api_args(state: Option<&Path>, recursive: SocketAddr, dns_port: u16) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--api".into(), "127.0.0.1:0".into()];
+    if let Some(state) = state {
+        args.extend(["--state".into(), state.as_os_str().to_owned()]);
+    }
+    args.extend([
+        "--dns-port".into(),
+        dns_port.to_string().into(),
+        "--doh-port".into(),
+        "0".into(),
+        "--recursive".into(),
+        recursive.to_string().into(),
+    ]);
+    args
+}
+
+/// TOML for VPC `vpc-NAME` over 127.0.OCTET.0/24 with a Do53 inbound
+/// endpoint `rslvr-in-NAME` on 127.0.OCTET.10 and .11, `port`.
+pub(crate) fn vpc_with_inbound(name: &str, octet: u8, port: u16) -> String {
+    format!(
+        r#"
+        [[vpcs]]
+        id = "vpc-{name}"
+        cidrs = ["127.0.{octet}.0/24"]
+
+        [[inbound_endpoints]]
+        id = "rslvr-in-{name}"
+        vpc = "vpc-{name}"
+        addresses = ["127.0.{octet}.10", "127.0.{octet}.11"]
+        protocols = ["Do53"]
+        port = {port}
+        "#
+    )
+}
+
+/// The SOA and NS records Route 53 gives a new hosted zone, as TOML strings.
+pub(crate) const ROUTE53_APEX_RECORDS: &str = r#""@ 900 IN SOA ns-1536.awsdns-00.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400",
+                       "@ 172800 IN NS ns-1536.awsdns-00.co.uk.""#;
+
+/// Write `toml` to `dir`/endpoint.toml: the binary's arguments for it with [`api_args`].
+pub(crate) fn config_args(
+    dir: &TempDir,
+    toml: &str,
+    state: Option<&Path>,
+    recursive: SocketAddr,
+    dns_port: u16,
+) -> Vec<OsString> {
+    let config = dir.write("endpoint.toml", toml.as_bytes());
+    let mut args: Vec<OsString> = vec!["--config".into(), config.into_os_string()];
+    args.extend(api_args(state, recursive, dns_port));
+    args
+}
+
+/// The API address a running binary printed (`api http://ADDR`).
+pub(crate) fn api_address(running: &RunningBinary) -> SocketAddr {
+    running
+        .stdout_lines()
+        .iter()
+        .find_map(|line| line.strip_prefix("api http://").and_then(|address| address.parse().ok()))
+        .unwrap_or_else(|| panic!("no api line in {:?}", running.stdout_lines()))
+}
 
 /// The test certificates in a test's directory: the leaf (`cert`, `key`)
 /// that listeners present and the CA (`ca`) that clients trust.
@@ -58,11 +144,6 @@ pub(crate) async fn basics() -> Basics {
 /// (a "VPC" address).
 pub(crate) fn resolver_from(transport: Transport, server: SocketAddr, source: IpAddr) -> TokioResolver {
     ResolverBuilder::new(transport, server).source(source).build().unwrap()
-}
-
-/// A hickory client for `server` over `transport`, from 127.0.0.1.
-pub(crate) fn resolver(transport: Transport, server: SocketAddr) -> TokioResolver {
-    signpost_testkit::resolver(transport, server)
 }
 
 /// The IPv4 addresses hickory finds for `name` (empty on NXDOMAIN, NODATA or no answer).

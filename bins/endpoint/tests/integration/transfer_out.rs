@@ -5,7 +5,6 @@
 //! not do), and the `signpost:transfer-*` tags through the API. Knot DNS as
 //! the secondary is in .ci/interop (transfer).
 
-use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -62,73 +61,34 @@ async fn private_zones_are_given_out_by_transfer_and_notify_their_secondaries_of
     let dir = TempDir::new();
     let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
     let (secondary, mut notified) = notified_secondary().await;
-    let free_port = || std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (port, inbound_port) = (free_port(), free_port());
-    let config = dir.write(
-        "endpoint.toml",
-        format!(
-            r#"
-            [[vpcs]]
-            id = "vpc-out"
-            cidrs = ["127.0.33.0/24"]
+    // The on-premises secondaries transfer through the inbound endpoint.
+    let vpc = vpc_with_inbound("out", 33, inbound_port);
+    let toml = format!(
+        r#"{vpc}
+        [[tsig_keys]]
+        name = "xfr."
+        secret = "{SECRET}"
 
-            # The on-premises secondaries transfer through the inbound endpoint.
-            [[inbound_endpoints]]
-            id = "rslvr-in-out"
-            vpc = "vpc-out"
-            addresses = ["127.0.33.10", "127.0.33.11"]
-            protocols = ["Do53"]
-            port = {inbound_port}
+        [[private_hosted_zones]]
+        name = "out.example"
+        vpcs = ["vpc-out"]
+        records = [{ROUTE53_APEX_RECORDS},
+                   "www 60 A 10.33.0.1"]
+        [private_hosted_zones.transfer]
+        allow = ["127.0.0.0/8"]
+        tsig_key = "xfr."
+        notify = ["{secondary}"]
 
-            [[tsig_keys]]
-            name = "xfr."
-            secret = "{SECRET}"
-
-            [[private_hosted_zones]]
-            name = "out.example"
-            vpcs = ["vpc-out"]
-            records = ["@ 900 IN SOA ns-1536.awsdns-00.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400",
-                       "@ 172800 IN NS ns-1536.awsdns-00.co.uk.",
-                       "www 60 A 10.33.0.1"]
-            [private_hosted_zones.transfer]
-            allow = ["127.0.0.0/8"]
-            tsig_key = "xfr."
-            notify = ["{secondary}"]
-
-            [[private_hosted_zones]]
-            name = "tagged.example"
-            vpcs = ["vpc-out"]
-            records = ["www 60 A 10.33.1.1"]
-            "#
-        )
-        .as_bytes(),
+        [[private_hosted_zones]]
+        name = "tagged.example"
+        vpcs = ["vpc-out"]
+        records = ["www 60 A 10.33.1.1"]
+        "#
     );
-    let args: Vec<OsString> = vec![
-        "--config".into(),
-        config.into_os_string(),
-        "--api".into(),
-        "127.0.0.1:0".into(),
-        "--dns-port".into(),
-        port.to_string().into(),
-        "--doh-port".into(),
-        "0".into(),
-        "--recursive".into(),
-        recursive.address().to_string().into(),
-    ];
-    let running = Binary::new(env!("CARGO_BIN_EXE_signpost-endpoint"))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .ready_when(|line| line == "ready")
-        .startup_timeout(Duration::from_secs(10))
-        .start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
-    let api = running
-        .stdout_lines()
-        .iter()
-        .find_map(|line| line.strip_prefix("api http://").and_then(|address| address.parse().ok()))
-        .unwrap();
-    let aws = Aws::new(api);
+    let args = config_args(&dir, &toml, None, recursive.address(), port);
+    let running = start_binary(&args, "info").await;
+    let aws = Aws::new(api_address(&running));
     let inbound = SocketAddr::new("127.0.33.10".parse().unwrap(), inbound_port);
     let apex: NameBuf = "out.example.".parse().unwrap();
 

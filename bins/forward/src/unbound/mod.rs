@@ -429,23 +429,24 @@ fn yes_no(statement: &Statement) -> Result<bool, ConfigError> {
     match value.text.to_ascii_lowercase().as_str() {
         "yes" => Ok(true),
         "no" => Ok(false),
-        _ => Err(ConfigError::InvalidValue {
-            at: value.at.clone(),
-            what: "switch",
-            text: value.text.clone(),
-            expected: "yes or no",
-        }),
+        _ => Err(invalid(value, "switch", "yes or no")),
     }
+}
+
+/// `token` is not a valid `what`: `expected` would be.
+fn invalid(token: &Token, what: &'static str, expected: &'static str) -> ConfigError {
+    ConfigError::InvalidValue { at: token.at.clone(), what, text: token.text.clone(), expected }
+}
+
+/// A network setting's value (`10.0.0.0/8`, or an address).
+fn network_value(network: &Token) -> Result<IpNet, ConfigError> {
+    parse_network(&network.text)
+        .ok_or_else(|| invalid(network, "network", "an IP network such as 10.0.0.0/8 or an address"))
 }
 
 fn number<T: core::str::FromStr>(statement: &Statement, what: &'static str) -> Result<T, ConfigError> {
     let value = one(statement)?;
-    value.text.parse().map_err(|_| ConfigError::InvalidValue {
-        at: value.at.clone(),
-        what,
-        text: value.text.clone(),
-        expected: "a number in range",
-    })
+    value.text.parse().map_err(|_| invalid(value, what, "a number in range"))
 }
 
 /// A size with an optional `k`, `m` or `g` suffix (powers of 1024).
@@ -496,19 +497,14 @@ fn local_record(statement: &Statement) -> Result<(RecordBuf, Location), ConfigEr
 }
 
 fn ptr_record(token: &Token) -> Result<RecordBuf, ConfigError> {
-    let invalid = || ConfigError::InvalidValue {
-        at: token.at.clone(),
-        what: "local-data-ptr",
-        text: token.text.clone(),
-        expected: "\"address [ttl] name\"",
-    };
+    let malformed = || invalid(token, "local-data-ptr", "\"address [ttl] name\"");
     let words: Vec<&str> = token.text.split_whitespace().collect();
     let (address, ttl, target) = match words.as_slice() {
         [address, target] => (*address, "3600", *target),
         [address, ttl, target] => (*address, *ttl, *target),
-        _ => return Err(invalid()),
+        _ => return Err(malformed()),
     };
-    let address: IpAddr = address.parse().map_err(|_| invalid())?;
+    let address: IpAddr = address.parse().map_err(|_| malformed())?;
     let reverse = match address {
         IpAddr::V4(v4) => {
             let [a, b, c, d] = v4.octets();
@@ -683,12 +679,7 @@ impl Parsed {
             "port" => self.port = number(statement, "port")?,
             "access-control" => {
                 let (network, action) = two(statement)?;
-                let parsed = parse_network(&network.text).ok_or_else(|| ConfigError::InvalidValue {
-                    at: network.at.clone(),
-                    what: "network",
-                    text: network.text.clone(),
-                    expected: "an IP network such as 10.0.0.0/8 or an address",
-                })?;
+                let parsed = network_value(network)?;
                 let action = match action.text.as_str() {
                     "allow" | "allow_setrd" | "allow_snoop" => Access::Allow,
                     "refuse" => Access::Refuse,
@@ -708,12 +699,7 @@ impl Parsed {
             }
             "access-control-view" => {
                 let (network, view) = two(statement)?;
-                let parsed = parse_network(&network.text).ok_or_else(|| ConfigError::InvalidValue {
-                    at: network.at.clone(),
-                    what: "network",
-                    text: network.text.clone(),
-                    expected: "an IP network such as 10.0.0.0/8 or an address",
-                })?;
+                let parsed = network_value(network)?;
                 self.access_views.push((parsed, view.text.clone(), statement.at.clone()));
             }
             "local-zone" => {
@@ -934,17 +920,9 @@ impl Parsed {
                 config.sockets.push(PathBuf::from(&interface.text));
                 continue;
             }
-            let Ok(address) = interface.text.parse::<IpAddr>() else {
-                self.unsupported.push(Unsupported {
-                    at: interface.at.clone(),
-                    keyword: format!("control-interface: {}", interface.text),
-                    when_ignored: "skipped (give an IP address or a socket path)",
-                });
-                continue;
-            };
-            if (address.is_ipv4() && !self.do_ip4) || (address.is_ipv6() && !self.do_ip6) {
-                continue;
-            }
+            let address = interface.text.parse().ok();
+            let skipped = "skipped (give an IP address or a socket path)";
+            let Some(address) = self.usable(&interface, "control-interface", address, skipped) else { continue };
             config.addresses.push(SocketAddr::new(address, self.control_port));
         }
         if self.control_use_cert.0 && !config.addresses.is_empty() {
@@ -974,6 +952,27 @@ impl Parsed {
             _ => self.unsupported(statement, format!("view: {}", statement.written()), "skipped"),
         }
         Ok(())
+    }
+
+    /// The address of an `interface:` or `control-interface:` (`keyword`)
+    /// when it is one and its family is on; an address that is not one is
+    /// reported as skipped (`skipped` says how).
+    fn usable(
+        &mut self,
+        interface: &Token,
+        keyword: &str,
+        address: Option<IpAddr>,
+        skipped: &'static str,
+    ) -> Option<IpAddr> {
+        let Some(address) = address else {
+            self.unsupported.push(Unsupported {
+                at: interface.at.clone(),
+                keyword: format!("{keyword}: {}", interface.text),
+                when_ignored: skipped,
+            });
+            return None;
+        };
+        ((address.is_ipv4() && self.do_ip4) || (address.is_ipv6() && self.do_ip6)).then_some(address)
     }
 
     /// The validator's settings: with the validator module (the default),
@@ -1009,16 +1008,13 @@ impl Parsed {
                     dnssec.domain_insecure.push(name(one(&statement)?)?.to_string());
                     ("domain_insecure", dnssec.domain_insecure.len() - 1)
                 }
-                "val-bogus-ttl" => {
-                    dnssec.bogus_ttl = Some(number(&statement, "TTL")?);
-                    continue;
-                }
-                "val-sig-skew-min" => {
-                    dnssec.sig_skew_min = Some(number(&statement, "seconds")?);
-                    continue;
-                }
-                "val-sig-skew-max" => {
-                    dnssec.sig_skew_max = Some(number(&statement, "seconds")?);
+                "val-bogus-ttl" | "val-sig-skew-min" | "val-sig-skew-max" => {
+                    let (setting, what) = match keyword {
+                        "val-bogus-ttl" => (&mut dnssec.bogus_ttl, "TTL"),
+                        "val-sig-skew-min" => (&mut dnssec.sig_skew_min, "seconds"),
+                        _ => (&mut dnssec.sig_skew_max, "seconds"),
+                    };
+                    *setting = Some(number(&statement, what)?);
                     continue;
                 }
                 "val-nsec3-keysize-iterations" => {
@@ -1032,12 +1028,11 @@ impl Parsed {
                         .map(|count| count.parse::<u16>())
                         .try_fold(0u16, |max, count| count.map(|count| max.max(count)));
                     let Ok(max) = max else {
-                        return Err(ConfigError::InvalidValue {
-                            at: value.at.clone(),
-                            what: "val-nsec3-keysize-iterations",
-                            text: value.text.clone(),
-                            expected: "\"keysize iterations ...\" pairs of numbers",
-                        });
+                        return Err(invalid(
+                            value,
+                            "val-nsec3-keysize-iterations",
+                            "\"keysize iterations ...\" pairs of numbers",
+                        ));
                     };
                     self.warnings.push(Warning::Approximated {
                         at: statement.at.clone(),
@@ -1047,16 +1042,13 @@ impl Parsed {
                     dnssec.nsec3_max_iterations = Some(max);
                     continue;
                 }
-                "add-holddown" => {
-                    dnssec.add_holddown = Some(number(&statement, "seconds")?);
-                    continue;
-                }
-                "del-holddown" => {
-                    dnssec.del_holddown = Some(number(&statement, "seconds")?);
-                    continue;
-                }
-                "keep-missing" => {
-                    dnssec.keep_missing = Some(number(&statement, "seconds")?);
+                "add-holddown" | "del-holddown" | "keep-missing" => {
+                    let setting = match keyword {
+                        "add-holddown" => &mut dnssec.add_holddown,
+                        "del-holddown" => &mut dnssec.del_holddown,
+                        _ => &mut dnssec.keep_missing,
+                    };
+                    *setting = Some(number(&statement, "seconds")?);
                     continue;
                 }
                 "aggressive-nsec" => {
@@ -1369,17 +1361,11 @@ impl Parsed {
                 Some((address, port)) => (address, port.parse::<u16>().ok()),
                 None => (interface.text.as_str(), Some(self.port)),
             };
-            let (Ok(address), Some(port)) = (address.parse::<IpAddr>(), port) else {
-                self.unsupported.push(Unsupported {
-                    at: interface.at.clone(),
-                    keyword: format!("interface: {}", interface.text),
-                    when_ignored: "skipped (give IP addresses, not interface names)",
-                });
+            let address = address.parse().ok().filter(|_| port.is_some());
+            let skipped = "skipped (give IP addresses, not interface names)";
+            let (Some(address), Some(port)) = (self.usable(&interface, "interface", address, skipped), port) else {
                 continue;
             };
-            if (address.is_ipv4() && !self.do_ip4) || (address.is_ipv6() && !self.do_ip6) {
-                continue;
-            }
             let socket = SocketAddr::new(address, port);
             let receive_buffer = self.so_rcvbuf;
             let mut add = |mut listener: ListenerConfig| {
@@ -1432,15 +1418,9 @@ impl Parsed {
         };
         let mut servers = Vec::new();
         for token in &zone.addresses {
-            let mut server =
-                parse_server(&token.text, protocol).filter(|_| !token.text.contains("://")).ok_or_else(|| {
-                    ConfigError::InvalidValue {
-                        at: token.at.clone(),
-                        what: "forward-addr",
-                        text: token.text.clone(),
-                        expected: "IP[@port][#tls-name]",
-                    }
-                })?;
+            let mut server = parse_server(&token.text, protocol)
+                .filter(|_| !token.text.contains("://"))
+                .ok_or_else(|| invalid(token, "forward-addr", "IP[@port][#tls-name]"))?;
             if protocol == Protocol::Tls && !token.text.contains('@') {
                 server.address.set_port(self.tls_port);
             }
@@ -1459,12 +1439,7 @@ impl Parsed {
                 None => (rest, Some(if protocol == Protocol::Tls { self.tls_port } else { 53 })),
             };
             let Some(port) = port else {
-                return Err(ConfigError::InvalidValue {
-                    at: token.at.clone(),
-                    what: "forward-host",
-                    text: token.text.clone(),
-                    expected: "name[@port][#tls-name]",
-                });
+                return Err(invalid(token, "forward-host", "name[@port][#tls-name]"));
             };
             for address in self.resolve(environment, host, port, &token.at)? {
                 let mut server = UpstreamServer::new(address, protocol);

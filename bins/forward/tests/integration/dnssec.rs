@@ -2,26 +2,13 @@
 //! the signed test hierarchy of crates/dnssec/tests/zones on loopback, with
 //! that hierarchy's root key as the trust anchor.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use signpost_testkit::{Answer, FakeUpstream, Knot, Query, TempDir, udp_exchange};
+use signpost_testkit::{Answer, FakeUpstream, Knot, Query, TempDir, signed_test_zones, udp_exchange};
 use signpost_wire::{EdnsHeader, EdnsOption, ExtendedErrorCode, Message, OptionCode, Rcode, RecordType};
 
 use crate::support::{start_in, udp};
-
-fn zone_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/dnssec/tests/zones")
-}
-
-/// Knot serving the signed test hierarchy on loopback.
-async fn knot() -> Knot {
-    let dir = zone_dir();
-    tokio::task::spawn_blocking(move || Knot::serve_signed_zones(&dir))
-        .await
-        .expect("joined")
-        .unwrap_or_else(|error| panic!("knotd (Debian package knot) must run: {error}"))
-}
 
 /// What a client sees: RCODE, AD, the answer's types and the extended error.
 #[derive(Debug)]
@@ -55,8 +42,8 @@ async fn query_flags(server: std::net::SocketAddr, name: &str, qtype: RecordType
 
 #[tokio::test]
 async fn answers_get_ad_only_when_proven_and_bogus_ones_say_why() {
-    let knot = knot().await;
-    let anchor = zone_dir().join("anchor.key");
+    let knot = Knot::start_signed_test_hierarchy().await;
+    let anchor = signed_test_zones().join("anchor.key");
     let toml = format!(
         "[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n\n[dnssec]\nvalidate = true\ntrust_anchor_files = [{:?}]\n",
         knot.address(),
@@ -173,9 +160,9 @@ async fn counting_relay(knot: std::net::SocketAddr) -> FakeUpstream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validated_nsec_records_answer_names_they_cover_without_asking_upstream() {
-    let knot = knot().await;
+    let knot = Knot::start_signed_test_hierarchy().await;
     let relay = counting_relay(knot.address()).await;
-    let anchor = zone_dir().join("anchor.key");
+    let anchor = signed_test_zones().join("anchor.key");
     let toml = format!(
         "[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n\n[dnssec]\nvalidate = true\ntrust_anchor_files = [{:?}]\n",
         relay.address(),
@@ -233,10 +220,10 @@ async fn validated_nsec_records_answer_names_they_cover_without_asking_upstream(
 
 #[tokio::test]
 async fn auto_trust_anchor_files_are_tracked_and_written_back_in_unbounds_format() {
-    let knot = knot().await;
+    let knot = Knot::start_signed_test_hierarchy().await;
     // As unbound-anchor first writes it: the root's DS, no state.
     let temp = TempDir::new();
-    let ds = std::fs::read_to_string(zone_dir().join("anchor.key")).expect("anchor.key");
+    let ds = std::fs::read_to_string(signed_test_zones().join("anchor.key")).expect("anchor.key");
     let root_key = temp.write("root.key", &ds);
     let toml = format!(
         "[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n\n[dnssec]\nvalidate = true\nauto_trust_anchor_files = [{:?}]\n",

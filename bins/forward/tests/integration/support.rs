@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use signpost_forward::{BuildOptions, ForwarderConfig};
 use signpost_server::{Server, ServerHandle};
+pub(crate) use signpost_testkit::udp_address as udp;
 pub(crate) use signpost_testkit::{
     Answer, Binary, FakeUpstream, Finished, RunningBinary, Signal, TempDir, Transport, ask, ask_from, closed_udp_port,
     eventually,
@@ -62,10 +63,6 @@ transport = "tcp"
 /// The forward zone `.` (the default), asking `upstream`.
 pub(crate) fn default_zone(upstream: &FakeUpstream) -> String {
     format!("[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n", upstream.address())
-}
-
-pub(crate) fn udp(server: &ServerHandle) -> SocketAddr {
-    server.udp_addrs()[0]
 }
 
 /// The answer records of `name` `qtype` as (TTL, data), asked with hickory over UDP.

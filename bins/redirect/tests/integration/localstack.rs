@@ -8,22 +8,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use signpost_redirect::{RedirectServer, UpstreamSource, Verification};
+use signpost_testkit::free_port;
 use signpost_wire::RecordType as T;
 
 use crate::support::*;
 
 const FORWARDED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
-
-/// A port free for UDP and TCP on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 #[tokio::test]
 async fn dns_address_defaults_to_every_address_and_says_who_is_answered() {

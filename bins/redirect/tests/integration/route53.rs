@@ -12,13 +12,7 @@ use signpost_wire::{Message, Rcode, RecordType as T};
 use crate::support::*;
 
 fn set(name: &str, rtype: &str, values: &[&str]) -> ResourceRecordSet {
-    ResourceRecordSet {
-        name: name.to_owned(),
-        rtype: rtype.to_owned(),
-        ttl: Some(120),
-        resource_records: values.iter().map(|value| (*value).to_owned()).collect(),
-        alias_target: None,
-    }
+    ResourceRecordSet::new(name, rtype, 120, values)
 }
 
 fn alias(name: &str, target: &str) -> ResourceRecordSet {

@@ -5,26 +5,17 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::path::Path;
 use std::time::Duration;
 
 use signpost_dnssec::{BogusReason, InsecureReason, Security, Step, TrustAnchors, Validator, ValidatorConfig, Verdict};
-use signpost_testkit::{Knot, Query};
+use signpost_testkit::{Knot, Query, signed_test_zones};
 use signpost_wire::{EdnsHeader, ExtendedErrorCode, Message, NameBuf, Rcode, RecordType};
 
 /// 2026-06-01T00:00:00Z: inside the fixtures' signature windows (2025 to 2045).
 const NOW: u64 = 1_780_272_000;
 
-fn zone_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/zones"))
-}
-
-fn knot() -> Knot {
-    Knot::serve_signed_zones(zone_dir()).unwrap_or_else(|error| panic!("knotd (Debian package knot) must run: {error}"))
-}
-
 fn anchors() -> TrustAnchors {
-    let text = std::fs::read_to_string(zone_dir().join("anchor.key")).expect("anchor.key");
+    let text = std::fs::read_to_string(signed_test_zones().join("anchor.key")).expect("anchor.key");
     let mut anchors = TrustAnchors::empty();
     anchors.add_text(&text, "anchor.key").expect("anchor parses");
     anchors
@@ -93,7 +84,7 @@ fn bogus_reason(verdict: &Verdict) -> Option<BogusReason> {
 
 #[test]
 fn secure_answers_denials_and_wildcards() {
-    let knot = knot();
+    let knot = Knot::signed_test_hierarchy();
     let validator = Validator::new(anchors(), Vec::new(), ValidatorConfig::default());
     let cases: &[(&str, RecordType, Rcode)] = &[
         // NSEC, Ed25519.
@@ -132,7 +123,7 @@ fn secure_answers_denials_and_wildcards() {
 
 #[test]
 fn insecure_delegations_and_limits() {
-    let knot = knot();
+    let knot = Knot::signed_test_hierarchy();
     let validator = Validator::new(anchors(), Vec::new(), ValidatorConfig::default());
     let cases: &[(&str, RecordType, InsecureReason)] = &[
         ("www.insecure.test.", RecordType::A, InsecureReason::UnsignedDelegation),
@@ -148,7 +139,7 @@ fn insecure_delegations_and_limits() {
 
 #[test]
 fn bogus_answers_say_why() {
-    let knot = knot();
+    let knot = Knot::signed_test_hierarchy();
     let validator = Validator::new(anchors(), Vec::new(), ValidatorConfig::default());
     let cases: &[(&str, RecordType, BogusReason, ExtendedErrorCode)] = &[
         ("www.expired.test.", RecordType::A, BogusReason::SignatureExpired, ExtendedErrorCode::SIGNATURE_EXPIRED),
@@ -173,7 +164,7 @@ fn bogus_answers_say_why() {
 
 #[test]
 fn anchors_and_insecure_domains_decide_before_any_query() {
-    let knot = knot();
+    let knot = Knot::signed_test_hierarchy();
     let none = Validator::new(TrustAnchors::empty(), Vec::new(), ValidatorConfig::default());
     let (verdict, _, queries) = validate(&none, knot.address(), "www.tampered.test.", RecordType::A, NOW);
     assert_eq!(verdict.security, Security::Insecure(InsecureReason::NoTrustAnchor));
@@ -187,7 +178,7 @@ fn anchors_and_insecure_domains_decide_before_any_query() {
 
 #[test]
 fn the_chain_is_cached_between_validations() {
-    let knot = knot();
+    let knot = Knot::signed_test_hierarchy();
     let validator = Validator::new(anchors(), Vec::new(), ValidatorConfig::default());
     let (verdict, _, first) = validate(&validator, knot.address(), "www.nsec.test.", RecordType::A, NOW);
     assert_eq!(verdict.security, Security::Secure);

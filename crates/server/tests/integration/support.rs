@@ -12,6 +12,7 @@ pub(crate) use signpost_testkit::{
     ASK_TIMEOUT, Answer, FakeUpstream, Query, ResolverBuilder, TempDir, TestCertificates, Transport, answers,
     file_lines, query, read_frame, resolver, tcp_exchange, udp_exchange, write_frame,
 };
+pub(crate) use signpost_testkit::{tcp_address as tcp, udp_address as udp};
 use signpost_upstream::{GroupConfig, ServerConfig as UpstreamServer, Upstreams};
 
 /// A group `name` asking `servers` over UDP, with deadlines short enough for tests.
@@ -146,12 +147,4 @@ pub(crate) fn edns_query(name: &str, qtype: signpost_wire::RecordType, edns: sig
 /// One framed query over a new TCP connection and its framed answer.
 pub(crate) async fn tcp_answer(server: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     tcp_exchange(server, bytes, ASK_TIMEOUT).await.expect("an answer over TCP")
-}
-
-pub(crate) fn udp(server: &ServerHandle) -> SocketAddr {
-    server.udp_addrs()[0]
-}
-
-pub(crate) fn tcp(server: &ServerHandle) -> SocketAddr {
-    server.tcp_addrs()[0]
 }

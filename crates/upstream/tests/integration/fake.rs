@@ -108,9 +108,14 @@ pub(crate) async fn resolve_at_once(group: &signpost_upstream::Group, count: usi
 
 /// A group of `servers` with short timeouts for tests.
 pub(crate) fn group(servers: Vec<ServerConfig>) -> GroupConfig {
+    group_timed(servers, Duration::from_millis(400), Duration::from_secs(2))
+}
+
+/// The group `test` of `servers` with these timeouts.
+pub(crate) fn group_timed(servers: Vec<ServerConfig>, per_try: Duration, total: Duration) -> GroupConfig {
     let mut group = GroupConfig::new("test", servers);
-    group.per_try_timeout = Duration::from_millis(400);
-    group.total_timeout = Duration::from_secs(2);
+    group.per_try_timeout = per_try;
+    group.total_timeout = total;
     group
 }
 

@@ -13,10 +13,7 @@ use crate::fake::{self, Behaviour, GENUINE, first_address, query};
 /// A group with the default 2 s per-try ceiling and 4 s total, so that a
 /// fixed timeout would show up as seconds.
 fn group(servers: Vec<ServerConfig>) -> GroupConfig {
-    let mut group = GroupConfig::new("test", servers);
-    group.per_try_timeout = Duration::from_secs(2);
-    group.total_timeout = Duration::from_secs(4);
-    group
+    fake::group_timed(servers, Duration::from_secs(2), Duration::from_secs(4))
 }
 
 #[tokio::test]
