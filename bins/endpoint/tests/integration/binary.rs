@@ -351,7 +351,7 @@ async fn ready_waits_for_every_upstream_group_queries_go_to_and_follows_a_reload
     // A rule associated with no VPC sends nothing: its closed target does not count.
     let idle = forward_rule("rslvr-rr-idle", "idle.example", &target(idle_address), "[]");
     std::fs::write(&file, with_ready(recursive_address, "", &idle)).unwrap();
-    let running = endpoint()
+    let running = endpoint_binary()
         .arg("--config")
         .arg(&file)
         .env("RUST_LOG", "info")
@@ -399,7 +399,7 @@ async fn ready_without_require_upstream_does_not_wait_for_upstreams() {
     // From the file, and from the command line over the file's default (the Helm chart's way).
     for (ready, args) in [(", require_upstream = false", &[][..]), ("", &["--ready-require-upstream=false"][..])] {
         std::fs::write(&file, with_ready(recursive_address, ready, "")).unwrap();
-        let running = endpoint()
+        let running = endpoint_binary()
             .arg("--config")
             .arg(&file)
             .args(args.iter().copied())
