@@ -71,6 +71,7 @@ mod expect;
 mod fake;
 mod http;
 mod knot;
+mod notify;
 mod ports;
 mod process;
 #[cfg(feature = "hickory")]
@@ -95,6 +96,7 @@ pub use fake::{
 pub use hickory_resolver::TokioResolver;
 pub use http::http_get;
 pub use knot::{Knot, signed_test_zones};
+pub use notify::NotifiedSecondary;
 pub use ports::closed_udp_port;
 #[doc(hidden)]
 pub use ports::{START_TRIES, is_addr_in_use, port_taken, retry_addr_in_use};

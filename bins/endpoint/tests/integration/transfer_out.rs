@@ -10,10 +10,7 @@ use std::time::Duration;
 
 use signpost_rules::Zone;
 use signpost_upstream::{Error as UpstreamError, TransferClient};
-use signpost_wire::{
-    Message, NameBuf, Opcode, Rcode, RecordBuf, RecordType, Transfer, TransferProblem, TransferRequest, TsigAlgorithm,
-    TsigKey, soa_serial,
-};
+use signpost_wire::{NameBuf, Rcode, Transfer, TransferProblem, TransferRequest, TsigAlgorithm, TsigKey};
 
 use crate::aws::{Aws, fields};
 use crate::support::*;
@@ -24,43 +21,12 @@ fn key() -> TsigKey {
     TsigKey::from_base64("xfr.".parse().unwrap(), TsigAlgorithm::HmacSha256, SECRET).unwrap()
 }
 
-/// A secondary that answers every NOTIFY and reports the zone and serial it names.
-async fn notified_secondary() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<(String, u32)>) {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    let (sender, notified) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut buffer = vec![0u8; 4096];
-        while let Ok((len, peer)) = socket.recv_from(&mut buffer).await {
-            let message = Message::parse(&buffer[..len]).unwrap();
-            assert_eq!(message.opcode(), Opcode::NOTIFY);
-            let zone = message.first_question().unwrap().unwrap().name().to_string();
-            let soa = message.answers().unwrap().flatten().find(|record| record.rtype() == RecordType::SOA);
-            let serial = soa.and_then(|soa| soa_serial(&RecordBuf::from_record(&soa).unwrap()));
-            let _ = sender.send((zone, serial.map_or(0, |serial| serial.0)));
-            let mut answer = buffer[..len].to_vec();
-            answer[2] |= 0x80;
-            let _ = socket.send_to(&answer, peer).await;
-        }
-    });
-    (address, notified)
-}
-
-async fn next_notify(
-    notified: &mut tokio::sync::mpsc::UnboundedReceiver<(String, u32)>,
-    running: &RunningBinary,
-) -> (String, u32) {
-    match tokio::time::timeout(Duration::from_secs(10), notified.recv()).await {
-        Ok(Some(seen)) => seen,
-        _ => panic!("no NOTIFY; log:\n{}", running.stderr()),
-    }
-}
-
 #[tokio::test]
 async fn private_zones_are_given_out_by_transfer_and_notify_their_secondaries_of_api_changes() {
     let dir = TempDir::new();
     let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
-    let (secondary, mut notified) = notified_secondary().await;
+    let mut secondary = signpost_testkit::NotifiedSecondary::start().await;
+    let secondary_address = secondary.address();
     let (port, inbound_port) = (free_port(), free_port());
     // The on-premises secondaries transfer through the inbound endpoint.
     let vpc = vpc_with_inbound("out", 33, inbound_port);
@@ -78,7 +44,7 @@ async fn private_zones_are_given_out_by_transfer_and_notify_their_secondaries_of
         [private_hosted_zones.transfer]
         allow = ["127.0.0.0/8"]
         tsig_key = "xfr."
-        notify = ["{secondary}"]
+        notify = ["{secondary_address}"]
 
         [[private_hosted_zones]]
         name = "tagged.example"
@@ -93,7 +59,7 @@ async fn private_zones_are_given_out_by_transfer_and_notify_their_secondaries_of
     let apex: NameBuf = "out.example.".parse().unwrap();
 
     // Told at start-up; a signed AXFR through the inbound endpoint gives the zone.
-    assert_eq!(next_notify(&mut notified, &running).await, ("out.example.".to_string(), 1));
+    assert_eq!(secondary.next(|| running.stderr()).await, ("out.example.".to_string(), 1));
     let client = TransferClient::new(inbound).with_key(Some(key())).with_timeout(Duration::from_secs(5));
     let first = client.transfer(&apex, &TransferRequest::Axfr).await.unwrap();
     let first = Zone::from_transfer(apex.clone(), &first).unwrap();
@@ -114,7 +80,7 @@ async fn private_zones_are_given_out_by_transfer_and_notify_their_secondaries_of
     // A change through the API raises the serial (Route 53 would not) and tells the secondary.
     let (status, body) = aws.change_record("out.example", "CREATE", "new.out.example", "A", 60, &["10.33.0.2"]).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(next_notify(&mut notified, &running).await, ("out.example.".to_string(), 2));
+    assert_eq!(secondary.next(|| running.stderr()).await, ("out.example.".to_string(), 2));
     let (_, listed) = aws.route53("GET", "hostedzone/out.example/rrset", "").await;
     assert!(
         fields(&listed, "Value").iter().any(|value| value.contains("awsdns-hostmaster.amazon.com. 2 7200")),

@@ -97,35 +97,6 @@ async fn without_data_the_zone_fails_or_falls_back_as_fallback_enabled_says() {
     assert!(stop(child).await);
 }
 
-/// A secondary that answers every NOTIFY NOERROR and reports the serial
-/// of the SOA it carries (RFC 1996 §3.7's hint).
-async fn notified_secondary() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<u32>) {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    let (sender, serials) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut buffer = vec![0u8; 4096];
-        while let Ok((len, peer)) = socket.recv_from(&mut buffer).await {
-            let message = signpost_wire::Message::parse(&buffer[..len]).unwrap();
-            assert_eq!(message.opcode(), signpost_wire::Opcode::NOTIFY);
-            let soa = message.answers().unwrap().flatten().find(|record| record.rtype() == RecordType::SOA);
-            let serial = soa.and_then(|soa| signpost_wire::soa_serial(&RecordBuf::from_record(&soa).unwrap()));
-            let _ = sender.send(serial.map_or(0, |serial| serial.0));
-            let mut answer = buffer[..len].to_vec();
-            answer[2] |= 0x80;
-            let _ = socket.send_to(&answer, peer).await;
-        }
-    });
-    (address, serials)
-}
-
-async fn next_serial(serials: &mut tokio::sync::mpsc::UnboundedReceiver<u32>, child: &RunningBinary) -> u32 {
-    match tokio::time::timeout(Duration::from_secs(10), serials.recv()).await {
-        Ok(Some(serial)) => serial,
-        _ => panic!("no NOTIFY; log:\n{}", child.stderr()),
-    }
-}
-
 fn zone_file(serial: u32, address: &str) -> String {
     format!(
         "$ORIGIN out.example.\n@ 3600 IN SOA ns host {serial} 3600 600 86400 60\n@ 3600 IN NS ns\nns 60 IN A 10.6.0.53\n\
@@ -136,7 +107,8 @@ fn zone_file(serial: u32, address: &str) -> String {
 #[tokio::test]
 async fn a_zone_given_out_notifies_its_secondaries_at_start_up_and_after_a_reload_with_a_new_serial() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 1)).await;
-    let (secondary, mut serials) = notified_secondary().await;
+    let mut secondary = signpost_testkit::NotifiedSecondary::start().await;
+    let secondary_address = secondary.address();
     let dir = TempDir::new();
     dir.write("out.example.zone", zone_file(5, "10.6.0.1"));
     let text = format!(
@@ -145,20 +117,20 @@ async fn a_zone_given_out_notifies_its_secondaries_at_start_up_and_after_a_reloa
          [[forward_zones]]\nname = \".\"\nservers = [\"{upstream}\"]\n\n\
          [[tsig_keys]]\nname = \"transfer.\"\nsecret = \"{SECRET}\"\n\n\
          [[auth_zones]]\nname = \"out.example\"\nzonefile = \"out.example.zone\"\n\
-         allow_transfer = [\"127.0.0.0/8\"]\ntsig_key = \"transfer.\"\nnotify = [\"{secondary}\"]\n",
+         allow_transfer = [\"127.0.0.0/8\"]\ntsig_key = \"transfer.\"\nnotify = [\"{secondary_address}\"]\n",
         upstream = upstream.address()
     );
     let config = dir.write("forward.toml", &text).to_string_lossy().into_owned();
     let (child, _) = start_binary(&["--config", &config]).await;
-    assert_eq!(next_serial(&mut serials, &child).await, 5, "told at start-up");
+    assert_eq!(secondary.next(|| child.stderr()).await.1, 5, "told at start-up");
 
     // A reload with the same serial tells no one; a new serial does.
     child.signal(Signal::Hangup).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(serials.try_recv().is_err(), "NOTIFY without a change");
+    assert!(secondary.try_next().is_none(), "NOTIFY without a change");
     dir.write("out.example.zone", zone_file(6, "10.6.0.2"));
     child.signal(Signal::Hangup).await.unwrap();
-    assert_eq!(next_serial(&mut serials, &child).await, 6, "told after the reload");
+    assert_eq!(secondary.next(|| child.stderr()).await.1, 6, "told after the reload");
 
     // What the secondary then transfers is the new version, signed.
     let tcp = child.addresses(|line| line.strip_prefix("listening on tcp ")?.parse().ok())[0];

@@ -83,12 +83,6 @@ async fn connect_from(source: &str, server: SocketAddr) -> TcpStream {
     socket.connect(server).await.unwrap()
 }
 
-/// Whether the server closed `stream` (end of stream or reset) within `wait`.
-async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
-    let mut buffer = [0u8; 64];
-    matches!(tokio::time::timeout(wait, stream.read(&mut buffer)).await, Ok(Ok(0) | Err(_)))
-}
-
 async fn tcp_served(source: &str, server: SocketAddr) -> bool {
     let mut stream = connect_from(source, server).await;
     if write_frame(&mut stream, &query("other.local.test", RecordType::A)).await.is_err() {

@@ -148,3 +148,11 @@ pub(crate) fn edns_query(name: &str, qtype: signpost_wire::RecordType, edns: sig
 pub(crate) async fn tcp_answer(server: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     tcp_exchange(server, bytes, ASK_TIMEOUT).await.expect("an answer over TCP")
 }
+
+/// Whether the server closes (or resets) `stream` within `wait`: a read
+/// that ends with end-of-file or an error.
+pub(crate) async fn closed_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 64];
+    matches!(tokio::time::timeout(wait, stream.read(&mut buffer)).await, Ok(Ok(0) | Err(_)))
+}

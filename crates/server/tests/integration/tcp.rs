@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use signpost_wire::RecordType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::support::*;
@@ -18,12 +18,6 @@ fn tagged_query(name: &str, tag: u8) -> Vec<u8> {
     let mut bytes = query(name, RecordType::A);
     bytes[1] = tag;
     bytes
-}
-
-/// Whether the server has closed `stream` (end of stream or reset) within `wait`.
-async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
-    let mut buffer = [0u8; 64];
-    matches!(tokio::time::timeout(wait, stream.read(&mut buffer)).await, Ok(Ok(0) | Err(_)))
 }
 
 /// One query and its answer on an open connection.
