@@ -302,8 +302,11 @@ impl AttemptLog {
         servers
     }
 
-    fn into_attempts(self) -> Vec<Attempt> {
-        self.entries.into_inner().unwrap_or_default().into_iter().map(|entry| entry.attempt).collect()
+    /// The tries, taken out of the log in place (moving the inline entries
+    /// out of the mutex first cost more than the lock).
+    fn take_attempts(&self) -> Vec<Attempt> {
+        let Ok(mut entries) = self.entries.lock() else { return Vec::new() };
+        entries.drain(..).map(|entry| entry.attempt).collect()
     }
 }
 
@@ -572,16 +575,16 @@ impl Group {
         match end {
             End::Answer(answer) => {
                 log.close_open(&AttemptOutcome::Cancelled);
-                Ok(self.resolved(answer, log))
+                Ok(self.resolved(answer, &log))
             }
             End::Deadline | End::Exhausted => {
                 for (index, sent_at) in log.close_open(&AttemptOutcome::Timeout) {
                     self.record_timeout(index, None, sent_at);
                 }
                 if let Some(answer) = fallback.filter(|_| rejected == Rejected::Return) {
-                    return Ok(self.resolved(answer, log));
+                    return Ok(self.resolved(answer, &log));
                 }
-                let attempts = log.into_attempts();
+                let attempts = log.take_attempts();
                 // A last message whose wait was cut to the deadline ends as Exhausted at the deadline.
                 if matches!(end, End::Deadline) || Instant::now() >= deadline {
                     Err(UpstreamError::deadline(&config.name, config.total_timeout, attempts))
@@ -792,12 +795,12 @@ impl Group {
         }
     }
 
-    fn resolved(&self, answer: Answer, log: AttemptLog) -> Resolved {
+    fn resolved(&self, answer: Answer, log: &AttemptLog) -> Resolved {
         Resolved {
             response: answer.response,
             server: answer.server,
             protocol: answer.protocol,
-            attempts: log.into_attempts(),
+            attempts: log.take_attempts(),
         }
     }
 
@@ -1287,7 +1290,7 @@ mod tests {
         let closed: Vec<usize> =
             log.close_open(&AttemptOutcome::Cancelled).into_iter().map(|(server, _)| server).collect();
         assert_eq!(closed, [1]);
-        let attempts = log.into_attempts();
+        let attempts = log.take_attempts();
         assert_eq!(attempts[0].outcome, AttemptOutcome::Answered(Rcode::NOERROR));
         // The UDP try's ID is in its record from the start; the TCP one's comes with its answer.
         assert_eq!((attempts[0].id, attempts[1].id), (Some(7), None));

@@ -216,8 +216,9 @@ fn truncated(job: &ForwardJob) -> Option<Vec<u8>> {
 }
 
 /// Room on the stack for the query sent upstream: a 255-octet name, OPT,
-/// the loop marker's 16 hops and a client subnet option fit.
-const UPSTREAM_QUERY_ON_STACK: usize = 768;
+/// the loop marker's 16 hops and a client subnet option fit (about 450
+/// octets); anything longer is built on the heap.
+const UPSTREAM_QUERY_ON_STACK: usize = 512;
 
 /// The timer wheel's resolution: deadlines closer than this are one.
 const TIMER_TICK: Duration = Duration::from_millis(2);
@@ -750,7 +751,10 @@ impl Pipeline {
             return Err(ForwardFailure::NoGroup(group.to_string()));
         };
         // RFC 8198: a name or type validated NSEC records already deny needs no upstream.
-        if let Some(validation) = job.state.validation_for(job.text.view(), group, job.client_bits)
+        // Without a validator there is nothing to look up (nor a view name to read).
+        let validating = job.state.validator.is_some();
+        if validating
+            && let Some(validation) = job.state.validation_for(job.text.view(), group, job.client_bits)
             && let Some(resolved) = crate::dnssec::synthesize(&validation, &job.upstream_query)
         {
             return Ok(Answered { resolved, secure: Some(true), synthesized: true });
@@ -767,7 +771,9 @@ impl Pipeline {
                 tap.forwarded(&job.upstream_query, &resolved);
             }
             let resolved = resolved.map_err(ForwardFailure::Upstream)?;
-            match job.state.validation_for(job.text.view(), group, job.client_bits) {
+            let validation =
+                if validating { job.state.validation_for(job.text.view(), group, job.client_bits) } else { None };
+            match validation {
                 Some(validation) => {
                     // Boxed: validation's future is large, and every forward's
                     // future would carry its size otherwise.

@@ -228,8 +228,14 @@ async fn client_and_forwarder_messages_reach_the_collector_with_addresses_and_wi
         assert_eq!(message.response_address(), [127, 0, 0, 1], "{kind:?}");
         assert_eq!(message.response_port(), u32::from(upstream_address.port()), "{kind:?}");
     }
-    // The forwarder messages carry the ID the upstream saw, not 0.
-    let seen = upstream.queries().into_iter().find(|seen| seen.name.eq_ignore_ascii_case("tapped.example.")).unwrap();
+    // The forwarder messages carry the ID the upstream saw, not 0. (The
+    // resolver asked A and AAAA at once: the one of the A query, whichever
+    // reached the upstream first.)
+    let seen = upstream
+        .queries()
+        .into_iter()
+        .find(|seen| seen.name.eq_ignore_ascii_case("tapped.example.") && seen.qtype == RecordType::A)
+        .unwrap();
     let message_id = |bytes: Option<&[u8]>| u16::from_be_bytes(bytes.unwrap()[..2].try_into().unwrap());
     let forwarder_query = of_type(&messages, MessageType::ForwarderQuery, question).unwrap();
     assert_eq!(message_id(forwarder_query.query_message.as_deref()), seen.id);

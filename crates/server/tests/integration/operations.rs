@@ -266,8 +266,8 @@ async fn after_shutdown_nothing_answers() {
 /// answered all the same, as shutdown promises.
 #[tokio::test]
 async fn a_forwarded_udp_query_in_flight_at_shutdown_is_still_answered() {
-    let upstream = signpost_testkit::FakeUpstream::builder()
-        .otherwise(signpost_testkit::Answer::address(Ipv4Addr::new(192, 0, 2, 31).into()))
+    let upstream = FakeUpstream::builder()
+        .otherwise(Answer::address(Ipv4Addr::new(192, 0, 2, 31).into()))
         .behaviour(signpost_testkit::Behaviour::Delay(Duration::from_millis(300)))
         .start()
         .await
