@@ -42,3 +42,32 @@ wait_answering() {
     done
     return 1
 }
+
+# callgrind_allocations FILE...: calls into the allocator's entry points
+# (glibc's malloc, calloc, realloc and aligned variants; mimalloc's mi_*
+# equivalents, which the Rust binaries' global allocator calls) from code
+# outside the allocator, summed over the dumps. Each dump file has its own
+# table of compressed function names, reset at its first line.
+callgrind_allocations() {
+    awk '
+        function named(text,   id, rest) {
+            if (match(text, /^\([0-9]+\)/)) {
+                id = substr(text, 2, RLENGTH - 2)
+                rest = substr(text, RLENGTH + 2)
+                if (rest != "") names[id] = rest
+                return names[id]
+            }
+            return text
+        }
+        FNR == 1 { split("", names) }
+        /^fn=/ { caller = named(substr($0, 4)); next }
+        /^cfn=/ { callee = named(substr($0, 5)); next }
+        /^calls=/ {
+            split(substr($0, 7), count, " ")
+            if (callee ~ entry && caller !~ inside) total += count[1]
+            next
+        }
+        END { printf "%.0f\n", total }
+    ' entry='^(malloc|calloc|realloc|posix_memalign|aligned_alloc|memalign|mi_malloc|mi_zalloc|mi_calloc|mi_realloc|mi_malloc_aligned|mi_zalloc_aligned|mi_realloc_aligned)$' \
+      inside='^(_?mi_|_int_|malloc|calloc|realloc|posix_memalign|aligned_alloc|memalign|tcache|__libc)' "$@"
+}

@@ -4,8 +4,10 @@
 # runs), forwarding to a floor_responder backend on loopback; after a
 # warm-up its counters are zeroed, dnsperf sends QUERIES distinct names at
 # a bounded rate, the counters are dumped, and the script prints
-# Ir / answered queries. Instruction counts do not depend on other load on
-# the machine, unlike the load script's CPU seconds.
+# Ir / answered queries, and calls into the allocator (malloc, realloc and
+# their aligned and mimalloc variants) / answered queries. Instruction
+# counts do not depend on other load on the machine, unlike the load
+# script's CPU seconds.
 #
 # Usage: benches/load/prof-forward.sh signpost|dnsdist [QUERIES]
 # Environment:
@@ -63,7 +65,9 @@ sleep 1
 answered=$(sed -n 's/^ *Queries completed: *\([0-9]*\).*/\1/p' "$work/load.out")
 instructions=$(callgrind_total "$work"/callgrind.*.*)
 lost=$(sed -n 's/^ *Queries lost: *\([0-9]*\).*/\1/p' "$work/load.out")
+allocations=$(callgrind_allocations "$work"/callgrind.*.*)
 echo "$server: $instructions instructions, $answered answered, $lost lost: $((instructions / answered)) instructions per answered query"
+echo "$server: $allocations allocator calls: $(awk -v a="$allocations" -v q="$answered" 'BEGIN { printf "%.1f", a / q }') per answered query"
 if [[ ${PROF_KEEP:-0} == 1 ]]; then
     callgrind_annotate "$(ls "$work"/callgrind.*.* | head -1)" 2>/dev/null | head -60 >"$work/annotate.txt" || true
 fi

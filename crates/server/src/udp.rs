@@ -3,16 +3,24 @@
 //!
 //! Local answers and cache hits are written inline into the outgoing batch
 //! by the task that read the query: no other task, no channel, no
-//! allocation. Only answers that come later (a query that needs an
-//! upstream) become tasks of their own, spawned on the same runtime thread
-//! (so no other thread is woken), which send the answer back on the same
-//! socket.
+//! allocation. Answers that come later (a query that needs an upstream)
+//! are driven by the same worker task, between its batches, and sent back
+//! on the same socket: no task per forwarded query. The worker polls them
+//! outside tokio's cooperative budget (`unconstrained`): with hundreds of
+//! forwards in one task the budget would run out within a poll, and a
+//! forward whose answer had come would look pending while its
+//! retransmission timer (which tokio polls whatever the budget) fired.
 
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use signpost_wire::SliceBuffer;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -138,23 +146,35 @@ impl Worker {
         // The batches (256 KiB) are made when the first packet comes: an
         // idle listener costs a socket and a task, no more.
         let mut batches: Option<Box<(RecvBatch, SendBatch)>> = None;
+        // The forwarded queries this worker is answering.
+        let mut later = FuturesUnordered::new();
         loop {
             let mut guard = tokio::select! {
                 ready = readiness.readable() => match ready {
                     Ok(guard) => guard,
                     Err(error) => {
                         tracing::warn!(listener = %self.context.id, %error, "UDP socket failed");
+                        // Queries already taken are still answered.
+                        tokio::task::unconstrained(drive_to_end(&mut later)).await;
                         return;
                     }
                 },
-                _ = stop.cancelled() => return,
+                // Runs only when forwards are ready, and never ends.
+                () = tokio::task::unconstrained(drive(&mut later)) => continue,
+                _ = stop.cancelled() => {
+                    // Shutdown waits for queries in flight: answer them.
+                    tokio::task::unconstrained(drive_to_end(&mut later)).await;
+                    return;
+                }
             };
             let (receive, send) = &mut **batches.get_or_insert_with(|| Box::new((RecvBatch::new(), SendBatch::new())));
             // Drain what is queued, a bounded number of batches at a time so
-            // forwarded queries' tasks get to run between them.
+            // forwarded queries get to run between them.
             for _ in 0..BATCHES_PER_TURN {
                 match receive.receive(fd) {
-                    Ok(count) => self.answer_batch(receive, count, send, fd),
+                    Ok(count) => self.answer_batch(receive, count, send, fd, &mut |pending, peer, source| {
+                        later.push(answer_later(pending, fd, peer, source));
+                    }),
                     Err(error) => {
                         match error.kind() {
                             io::ErrorKind::WouldBlock => guard.clear_ready(),
@@ -174,8 +194,16 @@ impl Worker {
     }
 
     /// Answer one received batch: local answers and cache hits go into the
-    /// outgoing batch, the rest become tasks.
-    fn answer_batch(&self, receive: &RecvBatch, count: usize, send: &mut SendBatch, fd: std::os::fd::RawFd) {
+    /// outgoing batch, the rest to `later` (with the client's address and
+    /// the address to answer from).
+    fn answer_batch(
+        &self,
+        receive: &RecvBatch,
+        count: usize,
+        send: &mut SendBatch,
+        fd: RawFd,
+        later: &mut impl FnMut(Pending, SocketAddr, Option<IpAddr>),
+    ) {
         // Replies leave from the address the query arrived on when the socket
         // is bound to a wildcard address.
         let wildcard = self.context.bound.is_none();
@@ -195,7 +223,7 @@ impl Worker {
             };
             match self.pipeline.handle(&incoming, &mut out) {
                 Reply::Now { len } | Reply::Stream { len, .. } => send.push(len, info.peer, source),
-                Reply::Later(pending) => self.answer_later(pending, info.peer, source),
+                Reply::Later(pending) => later(pending, info.peer, source),
                 Reply::Silent | Reply::Close => {}
             }
             if send.is_full() {
@@ -206,18 +234,29 @@ impl Worker {
             send.flush(fd);
         }
     }
+}
 
-    /// Send a pending answer when it comes, on this worker's socket.
-    fn answer_later(&self, pending: Pending, peer: SocketAddr, source: Option<IpAddr>) {
-        let socket = self.socket.clone();
-        // Spawned from a runtime worker: the task starts on this thread's
-        // queue, with no wake-up of another thread.
-        tokio::spawn(async move {
-            if let Some(response) = pending.answer().await {
-                let _ = sys::send_one(socket.as_raw_fd(), &response, peer, source);
-            }
-        });
+/// Send a pending answer when it comes, on the worker's socket `fd` (open
+/// while the worker, which drives this future, runs).
+async fn answer_later(pending: Pending, fd: RawFd, peer: SocketAddr, source: Option<IpAddr>) {
+    if let Some(response) = pending.answer().await {
+        let _ = sys::send_one(fd, &response, peer, source);
     }
+}
+
+/// Poll the worker's forwards whenever one is woken, each ready one until
+/// it is pending; never ends (the worker's other events end its wait).
+fn drive<F: Future<Output = ()>>(later: &mut FuturesUnordered<F>) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| {
+        // `None` when there are none: the next query pushed is polled on the worker's next turn.
+        while let Poll::Ready(Some(())) = later.poll_next_unpin(cx) {}
+        Poll::Pending
+    })
+}
+
+/// Answer every forward the worker holds.
+async fn drive_to_end<F: Future<Output = ()>>(later: &mut FuturesUnordered<F>) {
+    while later.next().await.is_some() {}
 }
 
 #[cfg(test)]

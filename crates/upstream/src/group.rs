@@ -25,6 +25,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rand::seq::SliceRandom;
 use signpost_wire::{NameBuf, Rcode, RecordType};
+use smallvec::SmallVec;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -96,23 +97,30 @@ impl Server {
         self.exchange_logged(protocol, query, None).await
     }
 
-    /// [`Server::exchange`], noting in the log's slot the ID a UDP message
-    /// went out with as soon as it is sent (so a try that times out has it
-    /// too: dnstap's FORWARDER_QUERY shows it).
+    /// [`Server::exchange`] for a try logged in `log`'s slot with the
+    /// random ID `id` (as given to [`AttemptLog::begin`]): a UDP message goes out
+    /// with that ID when no other query on its socket has it, and the log
+    /// is corrected in the rare case that it needed another (so a try that
+    /// times out has its ID too: dnstap's FORWARDER_QUERY shows it).
     async fn exchange_logged(
         &self,
         protocol: Protocol,
         query: &Prepared,
-        log: Option<(&AttemptLog, usize)>,
+        log: Option<(&AttemptLog, usize, Option<u16>)>,
     ) -> Result<Bytes, Failure> {
         // The stream and HTTPS futures are large (TLS and HTTP/2 state);
         // boxing them keeps every caller's future small, which matters most
         // for the UDP path.
         match (&self.transport, protocol) {
             (Transport::Udp { udp, .. }, Protocol::Udp) => match log {
-                Some((log, slot)) => {
-                    let pending = udp.send(query).await?;
-                    log.set_id(slot, pending.id());
+                Some((log, slot, id)) => {
+                    let pending = match id {
+                        Some(id) => udp.send_with_id(query, id).await?,
+                        None => udp.send(query).await?,
+                    };
+                    if id != Some(pending.id()) {
+                        log.set_id(slot, pending.id());
+                    }
                     pending.await
                 }
                 None => udp.exchange(query).await,
@@ -198,10 +206,11 @@ enum Decision {
     Expired,
 }
 
-/// The tries of one query, shared by the messages in flight at once.
+/// The tries of one query, shared by the messages in flight at once. Two
+/// tries (the usual most) are kept without a heap allocation.
 #[derive(Default)]
 struct AttemptLog {
-    entries: Mutex<Vec<LogEntry>>,
+    entries: Mutex<SmallVec<[LogEntry; 2]>>,
     /// Set when the query loop takes over from the first message's wait;
     /// from then on every message keeps its own expiry timer (see
     /// [`until_expiry`]).
@@ -218,15 +227,18 @@ struct LogEntry {
 }
 
 impl AttemptLog {
-    /// A try sent at `opened` (the caller's clock reading, not another).
-    fn begin(&self, server: usize, address: SocketAddr, protocol: Protocol, opened: Instant) -> usize {
+    /// A try sent at `opened` (the caller's clock reading, not another),
+    /// with message ID `id` when it is known before the message goes out
+    /// (UDP: the random ID it is sent with, corrected by [`Self::set_id`]
+    /// in the rare case its socket had a query with that ID in flight).
+    fn begin(&self, server: usize, address: SocketAddr, protocol: Protocol, opened: Instant, id: Option<u16>) -> usize {
         let Ok(mut entries) = self.entries.lock() else { return usize::MAX };
         entries.push(LogEntry {
             attempt: Attempt {
                 server: address,
                 protocol,
                 started: SystemTime::now(),
-                id: None,
+                id,
                 duration: Duration::ZERO,
                 outcome: AttemptOutcome::Timeout,
             },
@@ -238,7 +250,7 @@ impl AttemptLog {
         entries.len() - 1
     }
 
-    /// The message in `slot` went out with ID `id`.
+    /// The message in `slot` went out with ID `id` (known only after it went out).
     fn set_id(&self, slot: usize, id: u16) {
         let Ok(mut entries) = self.entries.lock() else { return };
         if let Some(entry) = entries.get_mut(slot) {
@@ -278,9 +290,9 @@ impl AttemptLog {
     }
 
     /// Close the tries still running with `outcome`; returns their servers and start times.
-    fn close_open(&self, outcome: &AttemptOutcome) -> Vec<(usize, Instant)> {
-        let Ok(mut entries) = self.entries.lock() else { return Vec::new() };
-        let mut servers = Vec::new();
+    fn close_open(&self, outcome: &AttemptOutcome) -> SmallVec<[(usize, Instant); 2]> {
+        let Ok(mut entries) = self.entries.lock() else { return SmallVec::new() };
+        let mut servers = SmallVec::new();
         for entry in entries.iter_mut().filter(|entry| entry.open) {
             entry.attempt.duration = entry.opened.elapsed();
             entry.attempt.outcome = outcome.clone();
@@ -290,8 +302,11 @@ impl AttemptLog {
         servers
     }
 
-    fn into_attempts(self) -> Vec<Attempt> {
-        self.entries.into_inner().unwrap_or_default().into_iter().map(|entry| entry.attempt).collect()
+    /// The tries, taken out of the log in place (moving the inline entries
+    /// out of the mutex first cost more than the lock).
+    fn take_attempts(&self) -> Vec<Attempt> {
+        let Ok(mut entries) = self.entries.lock() else { return Vec::new() };
+        entries.drain(..).map(|entry| entry.attempt).collect()
     }
 }
 
@@ -315,13 +330,20 @@ enum Reason {
     Hedge,
 }
 
-/// Where one query stands: which servers are left and what was sent.
+/// Servers of a group kept inline (without a heap allocation) per query.
+const INLINE_SERVERS: usize = 4;
+
+/// The order servers are tried in for one query.
+type Order = SmallVec<[usize; INLINE_SERVERS]>;
+
+/// Where one query stands: which servers are left and what was sent. Inline
+/// for groups of up to [`INLINE_SERVERS`] and queries of up to two messages.
 struct Flight {
-    order: Vec<usize>,
+    order: Order,
     cursor: usize,
     /// By server index.
-    servers: Vec<ServerFlight>,
-    sent: Vec<Sent>,
+    servers: SmallVec<[ServerFlight; INLINE_SERVERS]>,
+    sent: SmallVec<[Sent; 2]>,
 }
 
 /// What one query did with one server.
@@ -336,8 +358,25 @@ struct ServerFlight {
 }
 
 impl Flight {
-    fn new(order: Vec<usize>, servers: usize) -> Self {
-        Self { order, cursor: 0, servers: vec![ServerFlight::default(); servers], sent: Vec::with_capacity(2) }
+    fn new(order: Order, servers: usize) -> Self {
+        Self { order, cursor: 0, servers: smallvec::smallvec![ServerFlight::default(); servers], sent: SmallVec::new() }
+    }
+}
+
+/// A query as the caller hands it to the group.
+#[derive(Clone, Copy)]
+enum Query<'q> {
+    Borrowed(&'q [u8]),
+    /// Bytes the group may share rather than copy.
+    Shared(&'q Arc<[u8]>),
+}
+
+impl Query<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Borrowed(bytes) => bytes,
+            Self::Shared(bytes) => bytes,
+        }
     }
 }
 
@@ -425,7 +464,15 @@ impl Group {
     /// deadline passed, or the group is overloaded
     /// ([`UpstreamError::is_overloaded`]).
     pub async fn resolve(&self, query: &[u8]) -> Result<Resolved, UpstreamError> {
-        self.resolve_with(query, Rejected::Return).await
+        self.resolve_with(Query::Borrowed(query), Rejected::Return).await
+    }
+
+    /// [`resolve`](Self::resolve) a query the caller keeps in an `Arc`:
+    /// when its EDNS payload size is the group's already (or it has no
+    /// OPT record) and RD needs no change, the group shares those bytes
+    /// instead of copying them (one allocation fewer per query).
+    pub async fn resolve_shared(&self, query: &Arc<[u8]>) -> Result<Resolved, UpstreamError> {
+        self.resolve_with(Query::Shared(query), Rejected::Return).await
     }
 
     /// Like [`resolve`](Self::resolve), but an answer that `retry_on`
@@ -435,7 +482,13 @@ impl Group {
     /// For callers with somewhere else to go, such as forward-first
     /// falling back to another group.
     pub async fn resolve_accepted(&self, query: &[u8]) -> Result<Resolved, UpstreamError> {
-        self.resolve_with(query, Rejected::Fail).await
+        self.resolve_with(Query::Borrowed(query), Rejected::Fail).await
+    }
+
+    /// [`resolve_accepted`](Self::resolve_accepted) sharing the caller's
+    /// bytes, as [`resolve_shared`](Self::resolve_shared) does.
+    pub async fn resolve_accepted_shared(&self, query: &Arc<[u8]>) -> Result<Resolved, UpstreamError> {
+        self.resolve_with(Query::Shared(query), Rejected::Fail).await
     }
 
     /// A slot for one more query in flight: at once, or within
@@ -456,21 +509,18 @@ impl Group {
         Err(UpstreamError::overloaded(&inner.config.name, in_flight, wait))
     }
 
-    async fn resolve_with(&self, query: &[u8], rejected: Rejected) -> Result<Resolved, UpstreamError> {
+    async fn resolve_with(&self, query: Query<'_>, rejected: Rejected) -> Result<Resolved, UpstreamError> {
         let config = &self.inner.config;
-        let without_rd;
-        let query = if config.recursion_desired {
-            query
-        } else {
-            without_rd = {
-                let mut copy = query.to_vec();
-                signpost_wire::relay::set_rd(&mut copy, false);
-                copy
-            };
-            without_rd.as_slice()
-        };
-        let prepared = Prepared::new(query, config.edns_payload)
-            .map_err(|error| UpstreamError::invalid_query(&config.name, error))?;
+        let prepared = match query {
+            Query::Shared(query) if config.recursion_desired => Prepared::shared(query, config.edns_payload),
+            Query::Borrowed(query) if config.recursion_desired => Prepared::new(query, config.edns_payload),
+            _ => {
+                let mut without_rd = query.bytes().to_vec();
+                signpost_wire::relay::set_rd(&mut without_rd, false);
+                Prepared::new(&without_rd, config.edns_payload)
+            }
+        }
+        .map_err(|error| UpstreamError::invalid_query(&config.name, error))?;
         let start = Instant::now();
         let deadline = start + config.total_timeout;
         let _slot = self.admit(deadline).await?;
@@ -525,16 +575,16 @@ impl Group {
         match end {
             End::Answer(answer) => {
                 log.close_open(&AttemptOutcome::Cancelled);
-                Ok(self.resolved(answer, log))
+                Ok(self.resolved(answer, &log))
             }
             End::Deadline | End::Exhausted => {
                 for (index, sent_at) in log.close_open(&AttemptOutcome::Timeout) {
                     self.record_timeout(index, None, sent_at);
                 }
                 if let Some(answer) = fallback.filter(|_| rejected == Rejected::Return) {
-                    return Ok(self.resolved(answer, log));
+                    return Ok(self.resolved(answer, &log));
                 }
-                let attempts = log.into_attempts();
+                let attempts = log.take_attempts();
                 // A last message whose wait was cut to the deadline ends as Exhausted at the deadline.
                 if matches!(end, End::Deadline) || Instant::now() >= deadline {
                     Err(UpstreamError::deadline(&config.name, config.total_timeout, attempts))
@@ -677,7 +727,10 @@ impl Group {
         };
         let timeout = state.wait;
         let started = Instant::now();
-        let slot = log.begin(index, server.config.address, server.config.protocol, started);
+        // A UDP message's random ID is drawn here, so that the try is
+        // logged with it in one go (one lock of the log, not two).
+        let id = server.is_udp().then(rand::random::<u16>);
+        let slot = log.begin(index, server.config.address, server.config.protocol, started, id);
         server.stats.sent();
         if reason == Reason::Retransmit {
             server.stats.retransmitted();
@@ -685,9 +738,9 @@ impl Group {
         flight.sent.push(Sent { server: index, slot, started, timeout });
         let number = flight.sent.len() - 1;
         let expires = (started + config.per_try_timeout).min(deadline);
-        Some(Box::pin(
-            async move { (number, self.try_server(index, query, slot, started, expires, deadline, log).await) },
-        ))
+        Some(Box::pin(async move {
+            (number, self.try_server(index, query, (slot, id), started, expires, deadline, log).await)
+        }))
     }
 
     /// The next server in the policy's order that may be asked again.
@@ -742,12 +795,12 @@ impl Group {
         }
     }
 
-    fn resolved(&self, answer: Answer, log: AttemptLog) -> Resolved {
+    fn resolved(&self, answer: Answer, log: &AttemptLog) -> Resolved {
         Resolved {
             response: answer.response,
             server: answer.server,
             protocol: answer.protocol,
-            attempts: log.into_attempts(),
+            attempts: log.take_attempts(),
         }
     }
 
@@ -772,10 +825,10 @@ impl Group {
 
     /// The order to try servers in for one query: the policy's order, down
     /// servers left out (unless all are down). Starts probes that are due.
-    fn order(&self, now: Instant) -> Vec<usize> {
+    fn order(&self, now: Instant) -> Order {
         let servers = &self.inner.servers;
         let count = servers.len();
-        let mut order: Vec<usize> = (0..count).collect();
+        let mut order: Order = (0..count).collect();
         match self.inner.config.policy {
             Policy::Sequential => {}
             Policy::RoundRobin => {
@@ -796,7 +849,7 @@ impl Group {
         }
         let up = |index: &usize| self.server(*index).is_some_and(|server| server.stats.is_up());
         if order.iter().any(up) {
-            order.retain(up);
+            order.retain(|index| up(index));
             return order;
         }
         // Everything is down: better to try than to fail outright; soonest due first.
@@ -842,14 +895,14 @@ impl Group {
         }
     }
 
-    /// One message to server `index` (logged in `slot`): its own transport
+    /// One message to server `index` (logged in `slot`, with the UDP ID `id`): its own transport
     /// until `expires`, then TCP if UDP came back truncated.
     #[allow(clippy::too_many_arguments)]
     async fn try_server(
         &self,
         index: usize,
         query: &Prepared,
-        slot: usize,
+        (slot, id): (usize, Option<u16>),
         started: Instant,
         expires: Instant,
         deadline: Instant,
@@ -861,7 +914,7 @@ impl Group {
         // A retransmitted server's first message is bounded by the query's
         // retransmission timer until the loop takes over.
         let lazy = server.is_udp() && retry_on.timeout;
-        let exchange = self.exchange(index, protocol, query, slot, started, log);
+        let exchange = self.exchange(index, protocol, query, (slot, id), started, log);
         let Some(exchange) = until_expiry(exchange, expires, lazy, log).await else { return Decision::Expired };
         match exchange {
             Exchange::Answer { response, truncated: true, .. } if protocol == Protocol::Udp => {
@@ -869,10 +922,13 @@ impl Group {
                 let truncated_answer = Answer { response, server: server.config.address, protocol };
                 // Over TCP with a fresh per-try timeout, inside the deadline.
                 let started = Instant::now();
-                let slot = log.begin(index, server.config.address, Protocol::Tcp, started);
+                let slot = log.begin(index, server.config.address, Protocol::Tcp, started, None);
                 server.stats.sent();
                 let budget = self.inner.config.per_try_timeout.min(deadline.saturating_duration_since(started));
-                let tcp = tokio::time::timeout(budget, self.exchange(index, Protocol::Tcp, query, slot, started, log));
+                let tcp = tokio::time::timeout(
+                    budget,
+                    self.exchange(index, Protocol::Tcp, query, (slot, None), started, log),
+                );
                 match tcp.await {
                     Ok(Exchange::Answer { response, rcode, truncated }) => self.judge(
                         Answer { response, server: server.config.address, protocol: Protocol::Tcp },
@@ -932,14 +988,14 @@ impl Group {
         index: usize,
         protocol: Protocol,
         query: &Prepared,
-        slot: usize,
+        (slot, id): (usize, Option<u16>),
         started: Instant,
         log: &AttemptLog,
     ) -> Exchange {
         let Some(server) = self.server(index) else {
             return Exchange::Failed { outcome: AttemptOutcome::Failed("no such server".into()) };
         };
-        let failure = match server.exchange_logged(protocol, query, Some((log, slot))).await {
+        let failure = match server.exchange_logged(protocol, query, Some((log, slot, id))).await {
             Ok(response) => match inspect(&response) {
                 Ok(verdict) => {
                     if protocol != Protocol::Udp
@@ -1086,10 +1142,10 @@ mod tests {
     fn round_robin_rotates_the_start() {
         let group = group(3, Policy::RoundRobin);
         let now = Instant::now();
-        assert_eq!(group.order(now), [0, 1, 2]);
-        assert_eq!(group.order(now), [1, 2, 0]);
-        assert_eq!(group.order(now), [2, 0, 1]);
-        assert_eq!(group.order(now), [0, 1, 2]);
+        assert_eq!(group.order(now)[..], [0, 1, 2]);
+        assert_eq!(group.order(now)[..], [1, 2, 0]);
+        assert_eq!(group.order(now)[..], [2, 0, 1]);
+        assert_eq!(group.order(now)[..], [0, 1, 2]);
     }
 
     #[test]
@@ -1098,7 +1154,7 @@ mod tests {
         for _ in 0..20 {
             let mut order = group.order(Instant::now());
             order.sort_unstable();
-            assert_eq!(order, [0, 1, 2, 3, 4]);
+            assert_eq!(order[..], [0, 1, 2, 3, 4]);
         }
     }
 
@@ -1107,13 +1163,13 @@ mod tests {
         let group = group(3, Policy::Fastest);
         group.server(0).unwrap().stats.answered(Duration::from_millis(50), false);
         group.server(1).unwrap().stats.answered(Duration::from_millis(5), false);
-        assert_eq!(group.order(Instant::now()), [2, 1, 0]);
+        assert_eq!(group.order(Instant::now())[..], [2, 1, 0]);
     }
 
     #[test]
     fn messages_cycle_through_the_order_skipping_finished_servers_up_to_the_cap() {
         let group = group(3, Policy::Sequential);
-        let mut flight = Flight::new(vec![0, 1, 2], 3);
+        let mut flight = Flight::new(smallvec::smallvec![0, 1, 2], 3);
         let mut next = || {
             let index = group.next_server(&mut flight)?;
             flight.servers[index].sends += 1;
@@ -1138,7 +1194,7 @@ mod tests {
         for _ in 0..3 {
             group.record_timeout(1, None, now);
         }
-        assert_eq!(group.order(now), [0, 2]);
+        assert_eq!(group.order(now)[..], [0, 2]);
         for _ in 0..3 {
             group.record_failure(0, now);
             group.record_timeout(2, None, now);
@@ -1228,14 +1284,16 @@ mod tests {
     fn the_log_closes_running_tries() {
         let log = AttemptLog::default();
         let address = SocketAddr::from(([127, 0, 0, 1], 53));
-        let first = log.begin(0, address, Protocol::Udp, Instant::now());
-        log.begin(1, address, Protocol::Tcp, Instant::now());
+        let first = log.begin(0, address, Protocol::Udp, Instant::now(), Some(7));
+        log.begin(1, address, Protocol::Tcp, Instant::now(), None);
         log.finish(first, AttemptOutcome::Answered(Rcode::NOERROR));
         let closed: Vec<usize> =
             log.close_open(&AttemptOutcome::Cancelled).into_iter().map(|(server, _)| server).collect();
         assert_eq!(closed, [1]);
-        let attempts = log.into_attempts();
+        let attempts = log.take_attempts();
         assert_eq!(attempts[0].outcome, AttemptOutcome::Answered(Rcode::NOERROR));
+        // The UDP try's ID is in its record from the start; the TCP one's comes with its answer.
+        assert_eq!((attempts[0].id, attempts[1].id), (Some(7), None));
         assert_eq!(attempts[1].outcome, AttemptOutcome::Cancelled);
     }
 }

@@ -46,6 +46,28 @@ impl Prepared {
     /// Read `query`'s header and first question. When the query carries an
     /// OPT record its advertised UDP payload size is set to `edns_payload`.
     pub(crate) fn new(query: &[u8], edns_payload: u16) -> Result<Self, signpost_wire::Error> {
+        let payload_at = Self::check(query)?;
+        let mut bytes = Arc::<[u8]>::from(query);
+        if let Some(slot) = payload_at.and_then(|at| Arc::get_mut(&mut bytes)?.get_mut(at..at + 2)) {
+            slot.copy_from_slice(&edns_payload.to_be_bytes());
+        }
+        Ok(Self { bytes })
+    }
+
+    /// [`Prepared::new`] for bytes the caller keeps in an `Arc`: shared, not
+    /// copied, unless the OPT record's payload size has to change.
+    pub(crate) fn shared(query: &Arc<[u8]>, edns_payload: u16) -> Result<Self, signpost_wire::Error> {
+        match Self::check(query)? {
+            Some(at) if query.get(at..at + 2) != Some(&edns_payload.to_be_bytes()[..]) => {
+                Self::new(query, edns_payload)
+            }
+            _ => Ok(Self { bytes: query.clone() }),
+        }
+    }
+
+    /// Check that `query` is a message with a question; where its OPT
+    /// record's payload size is, if it has one.
+    fn check(query: &[u8]) -> Result<Option<usize>, signpost_wire::Error> {
         if query.len() > signpost_wire::MAX_MESSAGE_LEN {
             return Err(signpost_wire::Error::Truncated { limit: signpost_wire::MAX_MESSAGE_LEN });
         }
@@ -68,11 +90,7 @@ impl Prepared {
                 }
             }
         }
-        let mut bytes = Arc::<[u8]>::from(query);
-        if let Some(slot) = payload_at.and_then(|at| Arc::get_mut(&mut bytes)?.get_mut(at..at + 2)) {
-            slot.copy_from_slice(&edns_payload.to_be_bytes());
-        }
-        Ok(Self { bytes })
+        Ok(payload_at)
     }
 
     /// The query bytes (ID as given).
@@ -205,6 +223,20 @@ mod tests {
         let original = query("example.com", false);
         let without = Prepared::new(&original, 1232).unwrap();
         assert_eq!(without.bytes().as_ref(), original.as_slice());
+    }
+
+    #[test]
+    fn shared_bytes_are_copied_only_when_the_payload_size_changes() {
+        let bytes: Arc<[u8]> = query("example.com", true).into();
+        let same = Prepared::shared(&bytes, 4096).unwrap();
+        assert!(Arc::ptr_eq(same.bytes(), &bytes));
+        let changed = Prepared::shared(&bytes, 1232).unwrap();
+        assert!(!Arc::ptr_eq(changed.bytes(), &bytes));
+        assert_eq!(Message::parse(changed.bytes()).unwrap().edns().unwrap().unwrap().raw_udp_payload_size(), 1232);
+        assert_eq!(Message::parse(&bytes).unwrap().edns().unwrap().unwrap().raw_udp_payload_size(), 4096);
+        let without: Arc<[u8]> = query("example.com", false).into();
+        assert!(Arc::ptr_eq(Prepared::shared(&without, 1232).unwrap().bytes(), &without));
+        assert!(Prepared::shared(&Arc::from(&[0u8; 12][..]), 1232).is_err());
     }
 
     #[test]

@@ -122,10 +122,18 @@ impl UdpTransport {
         self.send(query).await?.await
     }
 
-    /// Send `query` with a fresh ID on one of the server's sockets; the
-    /// returned future is its answer. Dropping it gives the ID back.
+    /// Send `query` with a fresh random ID on one of the server's sockets;
+    /// the returned future is its answer. Dropping it gives the ID back.
     pub(crate) async fn send(&self, query: &Prepared) -> Result<Pending, Failure> {
-        let pending = self.register(query)?;
+        self.send_with_id(query, rand::random::<u16>()).await
+    }
+
+    /// [`Self::send`] with the random ID `id`, drawn by the caller (who
+    /// logs it): the message goes out with it unless a query in flight on
+    /// the socket has it, and then with another random ID
+    /// ([`Pending::id`] says which).
+    pub(crate) async fn send_with_id(&self, query: &Prepared, id: u16) -> Result<Pending, Failure> {
+        let pending = self.register(query, id)?;
         // Usually the socket has room: the message is written on the stack
         // and sent at once, without a copy on the heap.
         let sent = {
@@ -166,9 +174,9 @@ impl UdpTransport {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Take an ID on a random socket (replacing it first if it is due),
-    /// or on any other with room.
-    fn register(&self, query: &Prepared) -> Result<Pending, Failure> {
+    /// Take an ID (`id` if it is free there) on a random socket (replacing
+    /// it first if it is due), or on any other with room.
+    fn register(&self, query: &Prepared, id: u16) -> Result<Pending, Failure> {
         if self.in_flight() >= MAX_IN_FLIGHT {
             self.stats.overloaded();
             return Err(Failure::Overloaded);
@@ -190,7 +198,7 @@ impl UdpTransport {
                     shared
                 }
             };
-            if let Some(pending) = shared.register(query) {
+            if let Some(pending) = shared.register(query, id) {
                 return Ok(pending);
             }
         }
@@ -308,16 +316,18 @@ impl Shared {
             && now.saturating_duration_since(self.opened) < SOCKET_LIFETIME
     }
 
-    /// Take a random ID no query in flight here has; `None` when the table is full.
-    fn register(self: &Arc<Self>, query: &Prepared) -> Option<Pending> {
+    /// Take a random ID no query in flight here has: `first` (the caller's
+    /// random draw) when it is free, else another drawn here; `None` when
+    /// the table is full.
+    fn register(self: &Arc<Self>, query: &Prepared, first: u16) -> Option<Pending> {
         let mut table = self.table.lock().ok()?;
         if table.waiting.len() >= IDS_PER_SOCKET {
             return None;
         }
         // At most one in 16 IDs is taken, so this ends at once; the bound
         // only guards against a broken random source.
-        for _ in 0..64 {
-            let id = rand::random::<u16>();
+        for draw in 0..64 {
+            let id = if draw == 0 { first } else { rand::random::<u16>() };
             if table.waiting.contains_key(&id) {
                 continue;
             }
@@ -723,7 +733,7 @@ mod tests {
         let (address, task) = reversing_server(1).await;
         let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
         let query = prepared("a.example");
-        let pending: Vec<Pending> = (0..500).map(|_| transport.register(&query).unwrap()).collect();
+        let pending: Vec<Pending> = (0..500).map(|_| transport.register(&query, rand::random()).unwrap()).collect();
         assert_eq!(transport.in_flight(), 500);
         for shared in transport.pool.lock().unwrap().iter().flatten() {
             let table = shared.table.lock().unwrap();
@@ -738,6 +748,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_callers_id_is_used_unless_a_query_on_the_socket_has_it() {
+        let (address, task) = reversing_server(1).await;
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
+        let query = prepared("a.example");
+        let first = transport.register(&query, 0x1234).unwrap();
+        assert_eq!(first.id(), 0x1234);
+        // Asked for again on the same socket while the first waits: another (random) ID.
+        let second = first.shared.register(&query, 0x1234).unwrap();
+        assert_ne!(second.id(), 0x1234);
+        assert_eq!(first.shared.table.lock().unwrap().waiting.len(), 2);
+        drop((first, second));
+        assert_eq!(transport.in_flight(), 0);
+        task.abort();
+    }
+
+    #[tokio::test]
     async fn a_full_socket_pool_is_overloaded() {
         let (address, task) = reversing_server(1).await;
         let stats = Arc::new(Stats::default());
@@ -745,12 +771,13 @@ mod tests {
         let query = prepared("a.example");
         // Sockets are replaced as they carry their share; the ones replaced
         // still hold their queries, which count against the server.
-        let pending: Vec<Pending> = (0..MAX_IN_FLIGHT).map(|_| transport.register(&query).unwrap()).collect();
-        assert!(matches!(transport.register(&query), Err(Failure::Overloaded)));
+        let pending: Vec<Pending> =
+            (0..MAX_IN_FLIGHT).map(|_| transport.register(&query, rand::random()).unwrap()).collect();
+        assert!(matches!(transport.register(&query, rand::random()), Err(Failure::Overloaded)));
         let snapshot = stats.snapshot("g", address, crate::Protocol::Udp, transport.in_flight());
         assert_eq!((snapshot.overloaded, snapshot.in_flight), (1, MAX_IN_FLIGHT));
         drop(pending);
-        assert!(transport.register(&query).is_ok());
+        assert!(transport.register(&query, rand::random()).is_ok());
         task.abort();
     }
 
@@ -759,7 +786,7 @@ mod tests {
         let (address, task) = reversing_server(1).await;
         let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
         let query = prepared("a.example");
-        let first = transport.register(&query).unwrap();
+        let first = transport.register(&query, rand::random()).unwrap();
         let shared = first.shared.clone();
         let (id, token) = (first.id, first.token);
         drop(first);
@@ -785,7 +812,7 @@ mod tests {
         assert!(first.is_empty(), "sockets open on first use");
         let mut seen = std::collections::HashSet::new();
         for _ in 0..(SOCKETS_PER_SERVER as u32 * QUERIES_PER_SOCKET * 2) {
-            let pending = transport.register(&query).unwrap();
+            let pending = transport.register(&query, rand::random()).unwrap();
             seen.insert(pending.shared.socket.local_addr().unwrap().port());
         }
         // Every socket was replaced at least once, on a new port.
@@ -808,7 +835,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let transport = UdpTransport::new(address, None, stats.clone());
         let query = prepared("a.example");
-        let pending = transport.register(&query).unwrap();
+        let pending = transport.register(&query, rand::random()).unwrap();
         let (shared, id) = (pending.shared.clone(), pending.id);
         drop(pending);
         let answer = |id: u16| {

@@ -2,17 +2,17 @@
 //! identical questions in flight, forward-first fallback, serve-stale,
 //! SERVFAIL with extended errors, and the relay of the upstream's packet.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use signpost_rules::Transport;
 use signpost_upstream::{Attempt, Resolved, UpstreamError};
 use signpost_wire::{
-    Class, EdnsHeader, EdnsOption, ExtendedError, ExtendedErrorCode, Flags, Header, MAX_NAME_LEN, Message,
-    MessageBuilder, Name, OptionCode, Rcode, RecordType, ToName, relay,
+    Buffer, Class, EdnsHeader, EdnsOption, ExtendedError, ExtendedErrorCode, Flags, Header, MAX_NAME_LEN, Message,
+    MessageBuilder, Name, OptionCode, Rcode, RecordType, SliceBuffer, ToName, relay,
 };
 use tokio::sync::oneshot;
 
@@ -27,16 +27,14 @@ use crate::test_layer::FaultAction;
 /// Everything a forward needs, owned: it outlives the query's bytes.
 pub(crate) struct ForwardJob {
     pub(super) state: Arc<State>,
-    pub(super) key: Box<[u8]>,
-    pub(super) group: String,
-    /// The view the client was placed in (validation may be on for some views only).
-    pub(super) view: Box<str>,
+    /// The cache key, group, view and question name, in one allocation.
+    pub(super) text: JobText,
     pub(super) client_bits: ClientBits,
     pub(super) forward_first: bool,
-    pub(super) upstream_query: Vec<u8>,
+    /// Shared with the upstream group's sockets (no copy per query).
+    pub(super) upstream_query: Arc<[u8]>,
     pub(super) id: u16,
     pub(super) flags: Flags,
-    pub(super) question_name: Box<[u8]>,
     pub(super) qtype: RecordType,
     pub(super) qclass: Class,
     pub(super) client_edns: bool,
@@ -64,22 +62,71 @@ pub(crate) struct ForwardJob {
     pub(super) chain_check: Option<Box<super::ChainCheck>>,
 }
 
+/// A forward job's strings, one after the other in one allocation (they
+/// were four): the cache key, the group's name, the view's name and the
+/// question's name in its wire form.
+pub(crate) struct JobText {
+    bytes: Box<[u8]>,
+    key_end: usize,
+    group_end: usize,
+    view_end: usize,
+}
+
+impl JobText {
+    pub(super) fn new(key: &[u8], group: &str, view: &str, question_name: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(key.len() + group.len() + view.len() + question_name.len());
+        bytes.extend_from_slice(key);
+        let key_end = bytes.len();
+        bytes.extend_from_slice(group.as_bytes());
+        let group_end = bytes.len();
+        bytes.extend_from_slice(view.as_bytes());
+        let view_end = bytes.len();
+        bytes.extend_from_slice(question_name);
+        Self { bytes: bytes.into_boxed_slice(), key_end, group_end, view_end }
+    }
+
+    /// The cache key of the question.
+    pub(super) fn key(&self) -> &[u8] {
+        self.bytes.get(..self.key_end).unwrap_or_default()
+    }
+
+    /// The upstream group the rules chose.
+    pub(super) fn group(&self) -> &str {
+        self.str(self.key_end, self.group_end)
+    }
+
+    /// The view the client was placed in (validation may be on for some views only).
+    pub(super) fn view(&self) -> &str {
+        self.str(self.group_end, self.view_end)
+    }
+
+    /// The question's name, flat, in the client's case.
+    pub(super) fn question_name(&self) -> &[u8] {
+        self.bytes.get(self.view_end..).unwrap_or_default()
+    }
+
+    /// Made from two `&str`, so always UTF-8; an empty name otherwise.
+    fn str(&self, start: usize, end: usize) -> &str {
+        self.bytes.get(start..end).and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or_default()
+    }
+}
+
 impl ForwardJob {
     fn serve(&self) -> ServeAs<'_> {
         ServeAs {
             id: self.id,
-            question_name: &self.question_name,
+            question_name: self.text.question_name(),
             limit: self.limit,
             client_edns: self.client_edns,
             recursion_desired: self.flags.rd(),
-            authentic_data: self.shows_ad(&self.group),
+            authentic_data: self.shows_ad(self.text.group()),
         }
     }
 
     /// Whether this client is shown AD on a secure answer from `group`.
     fn shows_ad(&self, group: &str) -> bool {
         self.state
-            .validation_for(&self.view, group, self.client_bits)
+            .validation_for(self.text.view(), group, self.client_bits)
             .is_some_and(|validation| validation.understands_ad)
     }
 
@@ -165,11 +212,16 @@ fn truncated(job: &ForwardJob) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let header = Header { id: job.id, flags: job.flags, ..Header::default() };
     let mut builder = MessageBuilder::response_header_to(&mut out, header).ok()?;
-    builder.push_question(&FlatName(&job.question_name), job.qtype, job.qclass).ok()?;
+    builder.push_question(&FlatName(job.text.question_name()), job.qtype, job.qclass).ok()?;
     builder.header_mut().flags = builder.header_mut().flags.with_tc(true).with_ra(true);
     builder.finish().ok()?;
     Some(out)
 }
+
+/// Room on the stack for the query sent upstream: a 255-octet name, OPT,
+/// the loop marker's 16 hops and a client subnet option fit (about 450
+/// octets); anything longer is built on the heap.
+const UPSTREAM_QUERY_ON_STACK: usize = 512;
 
 /// The timer wheel's resolution: deadlines closer than this are one.
 const TIMER_TICK: Duration = Duration::from_millis(2);
@@ -184,11 +236,115 @@ pub(crate) struct Answered {
     pub(crate) synthesized: bool,
 }
 
-/// The upstream outcome shared by coalesced waiters.
-type Outcome = Arc<Result<Answered, ForwardFailure>>;
+/// The upstream outcome sent to coalesced waiters.
+type SharedOutcome = Arc<Result<Answered, ForwardFailure>>;
 
-/// Questions being resolved, by cache key and group, with everyone waiting for each.
-pub(super) type Coalescing = Mutex<HashMap<Box<[u8]>, Vec<oneshot::Sender<Outcome>>>>;
+/// The upstream outcome of one forward: its own, or shared with the
+/// questions coalesced with it (an `Arc` only then).
+pub(crate) enum Outcome {
+    Own(Result<Answered, ForwardFailure>),
+    Shared(SharedOutcome),
+}
+
+impl Deref for Outcome {
+    type Target = Result<Answered, ForwardFailure>;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Self::Own(result) => result,
+            Self::Shared(result) => result,
+        }
+    }
+}
+
+/// Questions being resolved, by cache key, `accepted_only` and group, with
+/// everyone waiting for each. The key is hashed once per query (SipHash
+/// with a random key: clients choose the names) and the hash kept, so
+/// looking up, inserting and removing cost no further hashing; followers
+/// compare the key in place, without building one.
+#[derive(Default)]
+pub(super) struct Coalescing {
+    hasher: RandomState,
+    table: Mutex<hashbrown::HashTable<InFlight>>,
+}
+
+/// One question being resolved.
+struct InFlight {
+    hash: u64,
+    /// The cache key, then `accepted_only` (one byte), then the group's name.
+    key: Box<[u8]>,
+    waiters: Vec<oneshot::Sender<SharedOutcome>>,
+}
+
+/// What identifies a resolution others may join.
+#[derive(Clone, Copy)]
+struct CoalescingKey<'k> {
+    cache_key: &'k [u8],
+    accepted_only: bool,
+    group: &'k str,
+}
+
+impl CoalescingKey<'_> {
+    fn is(&self, stored: &[u8]) -> bool {
+        let Some((cache_key, rest)) = stored.split_at_checked(self.cache_key.len()) else { return false };
+        cache_key == self.cache_key
+            && rest.split_first() == Some((&u8::from(self.accepted_only), self.group.as_bytes()))
+    }
+
+    fn to_bytes(self) -> Box<[u8]> {
+        let mut key = Vec::with_capacity(self.cache_key.len() + 1 + self.group.len());
+        key.extend_from_slice(self.cache_key);
+        key.push(u8::from(self.accepted_only));
+        key.extend_from_slice(self.group.as_bytes());
+        key.into_boxed_slice()
+    }
+}
+
+impl Coalescing {
+    fn hash(&self, key: CoalescingKey<'_>) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(key.cache_key);
+        hasher.write_u8(u8::from(key.accepted_only));
+        hasher.write(key.group.as_bytes());
+        hasher.finish()
+    }
+
+    /// Join the resolution of `key` under way (its outcome comes on the
+    /// receiver), or lead one (`Ok(None)`).
+    fn join_or_lead(
+        &self,
+        key: CoalescingKey<'_>,
+        hash: u64,
+    ) -> Result<Option<oneshot::Receiver<SharedOutcome>>, ForwardFailure> {
+        let Ok(mut table) = self.table.lock() else {
+            return Err(ForwardFailure::Internal("in-flight table poisoned"));
+        };
+        if let Some(in_flight) = table.find_mut(hash, |in_flight| key.is(&in_flight.key)) {
+            let (sender, receiver) = oneshot::channel();
+            in_flight.waiters.push(sender);
+            return Ok(Some(receiver));
+        }
+        table.insert_unique(hash, InFlight { hash, key: key.to_bytes(), waiters: Vec::new() }, |in_flight| {
+            in_flight.hash
+        });
+        Ok(None)
+    }
+
+    /// End the resolution of `key`: its waiters, and the entry removed.
+    fn finish(&self, key: CoalescingKey<'_>, hash: u64) -> Vec<oneshot::Sender<SharedOutcome>> {
+        let Ok(mut table) = self.table.lock() else { return Vec::new() };
+        match table.find_entry(hash, |in_flight| key.is(&in_flight.key)) {
+            Ok(entry) => entry.remove().0.waiters,
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Questions being resolved now.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.table.lock().map_or(0, |table| table.len())
+    }
+}
 
 impl Pipeline {
     /// The query we send upstream: the client's question in its own case,
@@ -204,9 +360,31 @@ impl Pipeline {
         qtype: RecordType,
         qclass: Class,
         validating: bool,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Arc<[u8]>> {
+        // Written on the stack and copied once into the `Arc` the upstream
+        // group shares; a query too large for that (none the pipeline makes:
+        // a name, OPT, the loop marker and a client subnet) on the heap.
+        let mut stack = [0u8; UPSTREAM_QUERY_ON_STACK];
+        let mut buffer = SliceBuffer::new(&mut stack);
+        if self.write_upstream_query(&mut buffer, facts, name, qtype, qclass, validating).is_some() {
+            return Some(Arc::from(buffer.as_slice()));
+        }
         let mut buffer = Vec::with_capacity(64 + name.wire_len());
-        let mut builder = MessageBuilder::new(&mut buffer).ok()?;
+        self.write_upstream_query(&mut buffer, facts, name, qtype, qclass, validating)?;
+        Some(Arc::from(buffer))
+    }
+
+    /// [`Self::upstream_query`] into `buffer`.
+    fn write_upstream_query(
+        &self,
+        buffer: &mut impl Buffer,
+        facts: &QueryFacts<'_>,
+        name: &Name<'_>,
+        qtype: RecordType,
+        qclass: Class,
+        validating: bool,
+    ) -> Option<()> {
+        let mut builder = MessageBuilder::new(buffer).ok()?;
         builder.set_flags(Flags::default().with_rd(true).with_cd(validating || facts.message.flags().cd()));
         builder.push_question(name, qtype, qclass).ok()?;
         builder.set_edns(EdnsHeader {
@@ -239,7 +417,7 @@ impl Pipeline {
             builder.push_edns_option(&EdnsOption::Unknown { code: LOOP_MARKER, data: hops }).ok()?;
         }
         builder.finish().ok()?;
-        Some(buffer)
+        Some(())
     }
 
     /// Resolve upstream (coalescing identical questions), cache, and make
@@ -249,7 +427,7 @@ impl Pipeline {
             tokio::time::sleep(delay).await;
         }
         if let Some(layer) = &self.layer
-            && let Some(fault) = layer.fault_for_group(&job.group)
+            && let Some(fault) = layer.fault_for_group(job.text.group())
         {
             match self.upstream_fault(job, fault).await {
                 FaultOutcome::Ask => {}
@@ -270,17 +448,17 @@ impl Pipeline {
             .forward_first
             .then(|| job.state.rules.default_group())
             .flatten()
-            .filter(|default| *default != job.group)
+            .filter(|default| *default != job.text.group())
             .map(str::to_string);
-        let outcome = self.resolve_coalesced(job, &job.group, fallback.is_some()).await;
+        let outcome = self.resolve_coalesced(job, job.text.group(), fallback.is_some()).await;
         // The group that answered, when forward-first fell back from the job's own.
         let mut fell_back_to = None;
-        let outcome = match (&*outcome, fallback) {
+        let mut outcome = match (&*outcome, fallback) {
             (Err(_), Some(default)) => {
                 if let Some(trace) = job.trace.as_mut() {
                     trace.notes.push(format!(
                         "forward-first: every server of {} failed or gave an answer retry_on rejects, trying {default}",
-                        job.group
+                        job.text.group()
                     ));
                     add_attempts(trace, &outcome);
                 }
@@ -298,19 +476,28 @@ impl Pipeline {
             let failure = attempt.outcome.is_failure().then(|| attempt.outcome.as_str());
             counters.upstream_attempt(attempt.protocol.as_str(), attempt.server, attempt.duration, failure);
         }
-        let mut out = Vec::with_capacity(512);
+        // An answer no one else shares (cached already, if at all) that the
+        // client takes as it is: relayed in the buffer it arrived in, not copied.
+        let verbatim = match &mut outcome {
+            Outcome::Own(Ok(answered)) if job.client_edns && answered.resolved.response.len() <= job.limit => {
+                Some(Vec::from(std::mem::take(&mut answered.resolved.response)))
+            }
+            _ => None,
+        };
+        let relayed = verbatim.is_some();
+        let mut out = verbatim.unwrap_or_else(|| Vec::with_capacity(512));
         match &*outcome {
             Ok(Answered { resolved, secure, synthesized }) => {
-                if adapt_for_client(&resolved.response, job.limit, job.client_edns, &mut out).is_err() {
+                if !relayed && adapt_for_client(&resolved.response, job.limit, job.client_edns, &mut out).is_err() {
                     return self.servfail(job, ExtendedErrorCode::INVALID_DATA, "upstream answer could not be relayed");
                 }
                 if *secure == Some(true) {
-                    relay::set_ad(&mut out, job.shows_ad(fell_back_to.as_deref().unwrap_or(&job.group)));
+                    relay::set_ad(&mut out, job.shows_ad(fell_back_to.as_deref().unwrap_or(job.text.group())));
                 }
                 relay::set_id(&mut out, job.id);
                 // RD echoes the client's query, not the upstream's answer to ours.
                 relay::set_rd(&mut out, job.flags.rd());
-                relay::restore_question_case(&mut out, &FlatName(&job.question_name));
+                relay::restore_question_case(&mut out, &FlatName(job.text.question_name()));
                 if let Some((step, rule)) = self.check_chain(job, &mut out) {
                     let Step::Answered { len } = step else { return None };
                     out.truncate(len);
@@ -342,7 +529,7 @@ impl Pipeline {
             }
             Err(error) => {
                 let now = Instant::now();
-                if let Some(len) = self.cache.lookup_stale(&job.key, now, job.serve(), &mut out, job.counted()) {
+                if let Some(len) = self.cache.lookup_stale(job.text.key(), now, job.serve(), &mut out, job.counted()) {
                     out.truncate(len);
                     append_extended_error(
                         &mut out,
@@ -365,7 +552,7 @@ impl Pipeline {
                 } else {
                     ExtendedErrorCode::NETWORK_ERROR
                 };
-                let text = short_error_text(&job.group, error);
+                let text = short_error_text(job.text.group(), error);
                 self.servfail(job, code, &text)
             }
         }
@@ -408,7 +595,7 @@ impl Pipeline {
     fn overloaded(&self, job: &mut ForwardJob, error: &ForwardFailure) -> Option<Vec<u8>> {
         let counters = self.counters(job.purpose);
         counters.decision(DecisionIndex::Overloaded);
-        let text = short_error_text(&job.group, error);
+        let text = short_error_text(job.text.group(), error);
         match self.config.limits.overload_action {
             // Over a stream a dropped answer only keeps the client waiting:
             // only UDP clients, which retransmit, are dropped.
@@ -460,7 +647,7 @@ impl Pipeline {
         let mut out = Vec::with_capacity(128);
         let header = Header { id: job.id, flags: job.flags, ..Header::default() };
         let mut builder = MessageBuilder::response_header_to(&mut out, header).ok()?;
-        builder.push_question(&FlatName(&job.question_name), job.qtype, job.qclass).ok()?;
+        builder.push_question(&FlatName(job.text.question_name()), job.qtype, job.qclass).ok()?;
         builder.set_rcode(Rcode::SERVFAIL);
         builder.header_mut().flags = builder.header_mut().flags.with_ra(true);
         if edns {
@@ -489,46 +676,30 @@ impl Pipeline {
     /// `accepted_only`, an answer every server was rejected for
     /// (`retry_on`) is a failure.
     async fn resolve_coalesced(self: &Arc<Self>, job: &ForwardJob, group: &str, accepted_only: bool) -> Outcome {
-        let mut key = Vec::with_capacity(job.key.len() + 1 + group.len());
-        key.extend_from_slice(&job.key);
-        key.push(u8::from(accepted_only));
-        key.extend_from_slice(group.as_bytes());
-        let key: Box<[u8]> = key.into();
+        let key = CoalescingKey { cache_key: job.text.key(), accepted_only, group };
+        let hash = self.coalescing.hash(key);
         loop {
             // Join a resolution already under way, or lead one.
-            let waiting = {
-                let Ok(mut in_flight) = self.coalescing.lock() else {
-                    return Arc::new(Err(ForwardFailure::Internal("in-flight table poisoned")));
-                };
-                // One lookup (one hash of the key) either way.
-                match in_flight.entry(key.clone()) {
-                    Entry::Occupied(mut waiters) => {
-                        let (sender, receiver) = oneshot::channel();
-                        waiters.get_mut().push(sender);
-                        Some(receiver)
-                    }
-                    Entry::Vacant(slot) => {
-                        slot.insert(Vec::new());
-                        None
-                    }
-                }
+            let receiver = match self.coalescing.join_or_lead(key, hash) {
+                Ok(Some(receiver)) => receiver,
+                Ok(None) => break,
+                Err(failure) => return Outcome::Own(Err(failure)),
             };
-            let Some(receiver) = waiting else { break };
             match tokio::time::timeout_at(job.deadline, receiver).await {
                 // The leader ran out of its own time, which ended before ours: try again.
                 Ok(Ok(outcome))
                     if matches!(*outcome, Err(ForwardFailure::Deadline(_)))
                         && tokio::time::Instant::now() < job.deadline => {}
-                Ok(Ok(outcome)) => return outcome,
+                Ok(Ok(outcome)) => return Outcome::Shared(outcome),
                 // The leader was cancelled: lead or join afresh.
                 Ok(Err(_)) => {}
                 // Our own deadline passed first; dropping the receiver leaves the leader be.
-                Err(_) => return Arc::new(Err(ForwardFailure::Deadline(self.query_timeout()))),
+                Err(_) => return Outcome::Own(Err(ForwardFailure::Deadline(self.query_timeout()))),
             }
         }
         // The leader resolves in its own task, with no hand-off; if it is
         // cancelled, the guard lets the waiters know so they start again.
-        let mut guard = Leader { coalescing: &self.coalescing, key: Some(key) };
+        let mut guard = Leader { coalescing: &self.coalescing, key, hash, done: false };
         let result = self.resolve_once(job, group, accepted_only).await;
         let cacheable = job.state.upstreams.group(group).is_none_or(|upstream| upstream.config().cache);
         let insert = |result: &Result<Answered, ForwardFailure>| {
@@ -537,10 +708,10 @@ impl Pipeline {
             }
             match result {
                 Ok(Answered { resolved, secure: None, .. }) => {
-                    self.cache.insert(&job.key, &resolved.response, Instant::now());
+                    self.cache.insert(job.text.key(), &resolved.response, Instant::now());
                 }
                 Ok(Answered { resolved, secure: Some(secure), .. }) => {
-                    self.cache.insert_validated(&job.key, &resolved.response, Instant::now(), *secure);
+                    self.cache.insert_validated(job.text.key(), &resolved.response, Instant::now(), *secure);
                 }
                 // Kept with its reason, with EDNS (stripped for clients that sent none).
                 Err(ForwardFailure::Bogus(bogus)) => {
@@ -548,7 +719,7 @@ impl Pipeline {
                     if let Some(servfail) =
                         self.servfail_bytes(job, bogus.reason.extended_error(), &bogus_text(bogus), true)
                     {
-                        self.cache.insert_bogus(&job.key, &servfail, ttl, Instant::now());
+                        self.cache.insert_bogus(job.text.key(), &servfail, ttl, Instant::now());
                     }
                 }
                 Err(_) => {}
@@ -563,11 +734,14 @@ impl Pipeline {
         if !job.counted() && !waiters.is_empty() {
             insert(&result);
         }
-        let outcome: Outcome = Arc::new(result);
+        if waiters.is_empty() {
+            return Outcome::Own(result);
+        }
+        let outcome: SharedOutcome = Arc::new(result);
         for waiter in waiters {
             let _ = waiter.send(outcome.clone());
         }
-        outcome
+        Outcome::Shared(outcome)
     }
 
     async fn resolve_once(
@@ -580,27 +754,35 @@ impl Pipeline {
             return Err(ForwardFailure::NoGroup(group.to_string()));
         };
         // RFC 8198: a name or type validated NSEC records already deny needs no upstream.
-        if let Some(validation) = job.state.validation_for(&job.view, group, job.client_bits)
+        // Without a validator there is nothing to look up (nor a view name to read).
+        let validating = job.state.validator.is_some();
+        if validating
+            && let Some(validation) = job.state.validation_for(job.text.view(), group, job.client_bits)
             && let Some(resolved) = crate::dnssec::synthesize(&validation, &job.upstream_query)
         {
             return Ok(Answered { resolved, secure: Some(true), synthesized: true });
         }
         let resolution = async {
             let resolved = if accepted_only {
-                upstream.resolve_accepted(&job.upstream_query).await
+                upstream.resolve_accepted_shared(&job.upstream_query).await
             } else {
-                upstream.resolve(&job.upstream_query).await
+                upstream.resolve_shared(&job.upstream_query).await
             };
             if let Some(tap) = &self.dnstap
                 && job.counted()
             {
                 // forward-first's fall-back to the default group forwards for the root.
-                let zone =
-                    if group == job.group { job.forward_zone.as_deref() } else { Some(crate::dnstap::ROOT_ZONE) };
+                let zone = if group == job.text.group() {
+                    job.forward_zone.as_deref()
+                } else {
+                    Some(crate::dnstap::ROOT_ZONE)
+                };
                 tap.forwarded(&job.upstream_query, zone, &resolved);
             }
             let resolved = resolved.map_err(ForwardFailure::Upstream)?;
-            match job.state.validation_for(&job.view, group, job.client_bits) {
+            let validation =
+                if validating { job.state.validation_for(job.text.view(), group, job.client_bits) } else { None };
+            match validation {
                 Some(validation) => {
                     // Boxed: validation's future is large, and every forward's
                     // future would carry its size otherwise.
@@ -636,14 +818,18 @@ impl Pipeline {
 /// the waiters to start again (one of them leading).
 struct Leader<'a> {
     coalescing: &'a Coalescing,
-    key: Option<Box<[u8]>>,
+    key: CoalescingKey<'a>,
+    hash: u64,
+    done: bool,
 }
 
 impl Leader<'_> {
     /// The waiters, and the entry removed: later questions start afresh.
-    fn take_waiters(&mut self) -> Vec<oneshot::Sender<Outcome>> {
-        let Some(key) = self.key.take() else { return Vec::new() };
-        self.coalescing.lock().ok().and_then(|mut map| map.remove(&key)).unwrap_or_default()
+    fn take_waiters(&mut self) -> Vec<oneshot::Sender<SharedOutcome>> {
+        if std::mem::replace(&mut self.done, true) {
+            return Vec::new();
+        }
+        self.coalescing.finish(self.key, self.hash)
     }
 }
 

@@ -15,8 +15,8 @@
 //! without answering anyone, [`log`] hands answers to the query log.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -49,7 +49,7 @@ mod tests;
 
 use firewall::ChainCheck;
 pub(crate) use forward::ForwardFailure;
-use forward::{Coalescing, ForwardJob, LogContext};
+use forward::{Coalescing, ForwardJob, JobText, LogContext};
 
 /// The rules and upstreams in force; replaced as a whole on reload.
 pub struct State {
@@ -359,7 +359,7 @@ impl Pipeline {
             per_client,
             response_rate,
             instance: instance_identity(),
-            coalescing: Mutex::default(),
+            coalescing: Coalescing::default(),
             in_flight: TaskTracker::new(),
         }
     }
@@ -734,15 +734,12 @@ impl Pipeline {
                         return Step::Forward(Box::new(ForwardJob {
                             chain_check,
                             forward_zone,
-                            key: key.as_bytes().into(),
-                            group: forward.group.to_string(),
-                            view: forward.reason.view.into(),
+                            text: JobText::new(key.as_bytes(), forward.group, forward.reason.view, flat),
                             client_bits,
                             forward_first: forward.forward_first,
                             upstream_query,
                             id: facts.message.id(),
                             flags: facts.message.flags(),
-                            question_name: flat.into(),
                             qtype: question.qtype(),
                             qclass: question.qclass(),
                             client_edns: facts.client_edns.is_some(),

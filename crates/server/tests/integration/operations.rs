@@ -261,6 +261,32 @@ async fn after_shutdown_nothing_answers() {
     );
 }
 
+/// A UDP listener's worker drives its forwarded queries itself (no task per
+/// query): one still waiting for its upstream when shutdown starts is
+/// answered all the same, as shutdown promises.
+#[tokio::test]
+async fn a_forwarded_udp_query_in_flight_at_shutdown_is_still_answered() {
+    let upstream = FakeUpstream::builder()
+        .otherwise(Answer::address(Ipv4Addr::new(192, 0, 2, 31).into()))
+        .behaviour(signpost_testkit::Behaviour::Delay(Duration::from_millis(300)))
+        .start()
+        .await
+        .unwrap();
+    let server = start(FORWARD_ALL, Some(&upstream)).await;
+    let address = udp(&server);
+    let asking = tokio::spawn(async move {
+        udp_exchange(address, &query("late.example", RecordType::A), Duration::from_secs(3)).await
+    });
+    // The query has reached the upstream, which holds its answer back.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let shutdown = tokio::spawn(server.shutdown());
+    let response = asking.await.unwrap().expect("an answer despite the shutdown");
+    let message = Message::parse(&response).unwrap();
+    assert_eq!(message.rcode().unwrap(), Rcode::NOERROR);
+    assert_eq!(message.header().ancount, 1);
+    shutdown.await.unwrap();
+}
+
 #[tokio::test]
 async fn metrics_show_the_upstreams_estimates_and_the_kernels_socket_figures() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 30)).await;
