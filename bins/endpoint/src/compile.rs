@@ -397,7 +397,7 @@ impl EndpointConfig {
                 // answer from: SERVFAIL, as RFC 1034 §4.3.5 asks.
                 builder.rule(
                     RuleSpec::new(
-                        format!("expired:{}", zone_id(config)),
+                        format!("expired:{}", config.zone_id()),
                         Matcher::Suffix(apex.clone()),
                         Action::Block(signpost_rules::BlockAction::ServFail),
                     )
@@ -406,7 +406,7 @@ impl EndpointConfig {
                 continue;
             }
             builder.zone(ZoneSpec {
-                id: zone_id(config),
+                id: config.zone_id().to_string(),
                 zone: zone.clone(),
                 views: config.vpc_ids(),
                 mode: ZoneMode::Authoritative,
@@ -544,18 +544,9 @@ impl EndpointConfig {
                     problem: "a secondary zone needs at least one primary",
                 });
             }
-            let key = match &secondary.tsig_key {
-                Some(name) => Some(self.tsig_keys.iter().find(|key| key.is_named(name)).cloned().ok_or_else(|| {
-                    EndpointError::UnknownReference {
-                        at: self.locate(&format!("{field}.tsig_key")),
-                        what: "TSIG key",
-                        id: name.clone(),
-                    }
-                })?),
-                None => None,
-            };
+            let key = self.tsig_key_named(secondary.tsig_key.as_deref(), &field)?;
             planned.push(PlannedSecondary {
-                zone_id: zone_id(config),
+                zone_id: config.zone_id().to_string(),
                 apex,
                 primaries: secondary.primaries.iter().map(|primary| primary.with_default_port(53)).collect(),
                 key,
@@ -698,8 +689,8 @@ impl EndpointConfig {
                     return Err(EndpointError::Conflict {
                         at: self.locate(&format!("{field}.vpcs[{vpc_index}]")),
                         what: "private hosted zone",
-                        id: zone_id(config),
-                        other: zone_id(other),
+                        id: config.zone_id().to_string(),
+                        other: other.zone_id().to_string(),
                         domain: apex.to_string(),
                         vpc: vpc.to_string(),
                     });
@@ -1215,7 +1206,10 @@ impl EndpointConfig {
                 let mut domains: Vec<(NameBuf, RouteTarget)> = Vec::new();
                 for (config, (apex, zone)) in self.private_hosted_zones.iter().zip(zones) {
                     if config.has_vpc(&vpc.id) {
-                        domains.push((apex.clone(), RouteTarget::Zone { id: zone_id(config), records: zone.len() }));
+                        domains.push((
+                            apex.clone(),
+                            RouteTarget::Zone { id: config.zone_id().to_string(), records: zone.len() },
+                        ));
                     }
                 }
                 for (rule, route) in self.resolver_rules.iter().zip(rule_routes) {
@@ -1293,10 +1287,6 @@ fn loopback_networks() -> [IpNet; 2] {
         IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).unwrap_or_default()),
         IpNet::V6(ipnet::Ipv6Net::new(std::net::Ipv6Addr::LOCALHOST, 128).unwrap_or_default()),
     ]
-}
-
-fn zone_id(config: &HostedZoneConfig) -> String {
-    config.id.clone().unwrap_or_else(|| config.name.clone())
 }
 
 fn transition(

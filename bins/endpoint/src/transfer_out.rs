@@ -50,6 +50,23 @@ impl PlannedTransferOut {
 }
 
 impl EndpointConfig {
+    /// The `[[tsig_keys]]` entry a zone's `FIELD.tsig_key` names, if it names
+    /// one; an unknown name is an error at that field. Shared by the
+    /// secondaries' and the transfers-out checks.
+    pub(crate) fn tsig_key_named(
+        &self,
+        name: Option<&str>,
+        field: &str,
+    ) -> Result<Option<TsigKeyConfig>, EndpointError> {
+        let Some(name) = name else { return Ok(None) };
+        let key = self.tsig_keys.iter().find(|key| key.is_named(name)).cloned();
+        key.map(Some).ok_or_else(|| EndpointError::UnknownReference {
+            at: self.locate(&format!("{field}.tsig_key")),
+            what: "TSIG key",
+            id: name.to_string(),
+        })
+    }
+
     /// The private hosted zones given out by transfer, checked: values that
     /// parse, keys known and usable, one zone given out per name.
     pub fn transfers_out(&self) -> Result<Vec<PlannedTransferOut>, EndpointError> {
@@ -62,20 +79,10 @@ impl EndpointConfig {
                 problem: "an address or network in the transfer settings does not parse (IP, IP/prefix, or IP:port for notify)",
             })?;
             let Some(transfer) = transfer else { continue };
-            let key = match &transfer.tsig_key {
-                Some(name) => {
-                    let key = self.tsig_keys.iter().find(|key| key.is_named(name)).cloned().ok_or_else(|| {
-                        EndpointError::UnknownReference {
-                            at: self.locate(&format!("{field}.tsig_key")),
-                            what: "TSIG key",
-                            id: name.clone(),
-                        }
-                    })?;
-                    key.key().map_err(|problem| EndpointError::Invalid { at: self.locate("tsig_keys"), problem })?;
-                    Some(key)
-                }
-                None => None,
-            };
+            let key = self.tsig_key_named(transfer.tsig_key.as_deref(), &field)?;
+            if let Some(key) = &key {
+                key.key().map_err(|problem| EndpointError::Invalid { at: self.locate("tsig_keys"), problem })?;
+            }
             let lowercase = apex.to_lowercase();
             if planned.iter().any(|other| other.apex.to_lowercase() == lowercase) {
                 return Err(EndpointError::Invalid {
