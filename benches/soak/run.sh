@@ -19,7 +19,8 @@
 #                    benches/load/results.md; set it from your own figure)
 #   SOAK_RELOAD      seconds between SIGHUP reloads (default 60)
 #   SOAK_SAMPLE      seconds between RSS/fd samples (default 5)
-#   SOAK_PORT        first of three ports used (default 26300)
+#   SOAK_PORT        first of three ports used: DNS, the upstream, the admin
+#                    API whose /metrics is sampled (default 26300)
 #   SOAK_MAX_DRIFT   allowed RSS growth after warm-up, percent (default 10)
 #   SIGNPOST_BIN     the binary (default <repo>/target/release/signpost-$SOAK_BINARY,
 #                    built when missing)
@@ -46,6 +47,7 @@ esac
 SIGNPOST_BIN=${SIGNPOST_BIN:-$REPO/target/release/signpost-$SOAK_BINARY}
 PORT=$SOAK_PORT
 UPSTREAM_PORT=$((SOAK_PORT + 1))
+ADMIN=127.0.0.1:$((SOAK_PORT + 2))
 
 for tool in dnsperf unbound; do
     command -v "$tool" >/dev/null || { echo "soak: $tool is not installed (apt-get install dnsperf unbound)" >&2; exit 2; }
@@ -118,6 +120,9 @@ records = ["www 60 A $1", "mail 60 A 10.0.0.2", "* 60 TXT \"soak\""]
 
 [cache]
 max_entries = 20000
+
+[admin]
+address = "$ADMIN"
 CONF
     ;;
     redirect) cat > "$WORK/signpost.toml" <<CONF
@@ -136,6 +141,9 @@ recursive = { servers = ["127.0.0.1:$UPSTREAM_PORT"] }
 
 [aws_limits]
 enabled = false
+
+[admin]
+address = "$ADMIN"
 
 [[vpcs]]
 id = "vpc-soak"
@@ -179,7 +187,9 @@ READY='^ready'
 [ "$SOAK_BINARY" = redirect ] && READY='^Starting DNS servers'
 unbound -d -c "$WORK/unbound.conf" >"$WORK/unbound.log" 2>&1 &
 PIDS+=($!)
-"$SIGNPOST_BIN" --config "$WORK/signpost.toml" >"$WORK/signpost.log" 2>&1 &
+# The redirect proxy takes its admin address from the environment (its
+# TOML has no [admin] of its own).
+SIGNPOST_ADMIN=$ADMIN "$SIGNPOST_BIN" --config "$WORK/signpost.toml" >"$WORK/signpost.log" 2>&1 &
 SIGNPOST_PID=$!
 PIDS+=("$SIGNPOST_PID")
 for _ in $(seq 100); do
@@ -190,13 +200,22 @@ grep -Eq "$READY" "$WORK/signpost.log" || { echo "soak: signpost-$SOAK_BINARY di
 dig +short +time=1 +tries=3 -b "$CLIENT" -p "$PORT" @"$SERVER" probe.up.test A | grep -q 192.0.2.10 \
     || { echo "soak: the upstream does not answer through signpost"; exit 1; }
 
-sample() { # seconds since start, RSS in kB, open descriptors
-    local rss fds
-    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$SIGNPOST_PID/status")
-    fds=$(find "/proc/$SIGNPOST_PID/fd" -mindepth 1 -maxdepth 1 | wc -l)
-    echo "$1,$rss,$fds"
+# One sample: seconds since start, RSS in kB, open descriptors, threads,
+# and from /metrics what could hold memory: cache entries and the
+# queries in flight upstream (empty when the scrape fails). Memory that
+# grows with neither is the allocator's or a leak.
+metric() { # metric NAME: the sum of NAME's samples in $WORK/metrics.txt
+    awk -v name="$1" '$1 == name || index($1, name "{") == 1 {sum += $NF; seen = 1} END {if (seen) printf "%d", sum}' "$WORK/metrics.txt"
 }
-echo "seconds,rss_kb,fds" > "$WORK/samples.csv"
+sample() {
+    local rss fds threads
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$SIGNPOST_PID/status")
+    threads=$(awk '/^Threads:/ {print $2}' "/proc/$SIGNPOST_PID/status")
+    fds=$(find "/proc/$SIGNPOST_PID/fd" -mindepth 1 -maxdepth 1 | wc -l)
+    curl -s --max-time 1 "http://$ADMIN/metrics" > "$WORK/metrics.txt" || : > "$WORK/metrics.txt"
+    echo "$1,$rss,$fds,$threads,$(metric signpost_cache_entries),$(metric signpost_upstream_in_flight)"
+}
+echo "seconds,rss_kb,fds,threads,cache_entries,upstream_in_flight" > "$WORK/samples.csv"
 
 # dnsperf: rate-limited, bounded in time and in passes over the file.
 timeout $((SOAK_SECONDS + 60)) dnsperf -s "$SERVER" -a "$CLIENT" -p "$PORT" -d "$WORK/queries.txt" \
@@ -240,7 +259,7 @@ def grab(pattern, default="0"):
     return m.group(1) if m else default
 sent, completed, lost = int(grab(r"Queries sent:\s+(\d+)")), int(grab(r"Queries completed:\s+(\d+)")), int(grab(r"Queries lost:\s+(\d+)"))
 codes = dict((c, int(n)) for c, n in re.findall(r"([A-Z]+) (\d+) \(", grab(r"Response codes:\s+(.*)", "")))
-rows = [(int(s), int(r), int(f)) for s, r, f in list(csv.reader(open(f"{work}/samples.csv")))[1:]]
+rows = [(int(r[0]), int(r[1]), int(r[2])) for r in list(csv.reader(open(f"{work}/samples.csv")))[1:]]
 warm = [r for r in rows if r[0] >= max(int(seconds) // 5, 10)] or rows
 rss_warm, rss_end = warm[0][1], rows[-1][1]
 drift = 100.0 * (rss_end - rss_warm) / rss_warm if rss_warm else 0.0
@@ -250,6 +269,11 @@ print(f"soak: signpost-{binary}, {seconds} s at {qps} qps, {reloads} reloads (la
 print(f"queries: {sent} sent, {completed} answered, {lost} lost; response codes {codes}; errors {errors}")
 print(f"RSS: {rss_warm} kB after warm-up, {rss_end} kB at the end, drift {drift:+.1f} % (max {max(r[1] for r in rows)} kB)")
 print(f"descriptors: {min(fds)}..{max(fds)} after warm-up, {rows[-1][2]} at the end")
+extra = [r for r in list(csv.reader(open(f"{work}/samples.csv")))[1:] if len(r) >= 6]
+def spread(column):
+    values = [int(r[column]) for r in extra if r[column]]
+    return f"{min(values)}..{max(values)}" if values else "not scraped"
+print(f"threads {spread(3)}; cache entries {spread(4)}; upstream queries in flight {spread(5)}")
 ok = lost == 0 and errors == 0 and drift <= float(max_drift) and max(fds) - min(fds) <= 2 and seen == expected
 print("soak: PASS" if ok else "soak: FAIL")
 sys.exit(0 if ok else 1)
