@@ -201,21 +201,24 @@ dig +short +time=1 +tries=3 -b "$CLIENT" -p "$PORT" @"$SERVER" probe.up.test A |
     || { echo "soak: the upstream does not answer through signpost"; exit 1; }
 
 # One sample: seconds since start, RSS in kB, open descriptors, threads,
-# and from /metrics what could hold memory: cache entries and the
+# the part of RSS in transparent huge pages (khugepaged folds a 2 MiB range
+# with a single page in use into a whole huge page: RSS then steps up
+# without the process allocating anything), and from /metrics what could hold memory: cache entries and the
 # queries in flight upstream (empty when the scrape fails). Memory that
 # grows with neither is the allocator's or a leak.
 metric() { # metric NAME: the sum of NAME's samples in $WORK/metrics.txt
     awk -v name="$1" '$1 == name || index($1, name "{") == 1 {sum += $NF; seen = 1} END {if (seen) printf "%d", sum}' "$WORK/metrics.txt"
 }
 sample() {
-    local rss fds threads
+    local rss fds threads huge
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$SIGNPOST_PID/status")
+    huge=$(awk '/^AnonHugePages:/ {print $2}' "/proc/$SIGNPOST_PID/smaps_rollup" 2>/dev/null)
     threads=$(awk '/^Threads:/ {print $2}' "/proc/$SIGNPOST_PID/status")
     fds=$(find "/proc/$SIGNPOST_PID/fd" -mindepth 1 -maxdepth 1 | wc -l)
     curl -s --max-time 1 "http://$ADMIN/metrics" > "$WORK/metrics.txt" || : > "$WORK/metrics.txt"
-    echo "$1,$rss,$fds,$threads,$(metric signpost_cache_entries),$(metric signpost_upstream_in_flight)"
+    echo "$1,$rss,$fds,$threads,$huge,$(metric signpost_cache_entries),$(metric signpost_upstream_in_flight)"
 }
-echo "seconds,rss_kb,fds,threads,cache_entries,upstream_in_flight" > "$WORK/samples.csv"
+echo "seconds,rss_kb,fds,threads,huge_pages_kb,cache_entries,upstream_in_flight" > "$WORK/samples.csv"
 
 # dnsperf: rate-limited, bounded in time and in passes over the file.
 timeout $((SOAK_SECONDS + 60)) dnsperf -s "$SERVER" -a "$CLIENT" -p "$PORT" -d "$WORK/queries.txt" \
@@ -269,11 +272,11 @@ print(f"soak: signpost-{binary}, {seconds} s at {qps} qps, {reloads} reloads (la
 print(f"queries: {sent} sent, {completed} answered, {lost} lost; response codes {codes}; errors {errors}")
 print(f"RSS: {rss_warm} kB after warm-up, {rss_end} kB at the end, drift {drift:+.1f} % (max {max(r[1] for r in rows)} kB)")
 print(f"descriptors: {min(fds)}..{max(fds)} after warm-up, {rows[-1][2]} at the end")
-extra = [r for r in list(csv.reader(open(f"{work}/samples.csv")))[1:] if len(r) >= 6]
+extra = [r for r in list(csv.reader(open(f"{work}/samples.csv")))[1:] if len(r) >= 7]
 def spread(column):
     values = [int(r[column]) for r in extra if r[column]]
     return f"{min(values)}..{max(values)}" if values else "not scraped"
-print(f"threads {spread(3)}; cache entries {spread(4)}; upstream queries in flight {spread(5)}")
+print(f"threads {spread(3)}; transparent huge pages {spread(4)} kB; cache entries {spread(5)}; upstream queries in flight {spread(6)}")
 ok = lost == 0 and errors == 0 and drift <= float(max_drift) and max(fds) - min(fds) <= 2 and seen == expected
 print("soak: PASS" if ok else "soak: FAIL")
 sys.exit(0 if ok else 1)
