@@ -21,6 +21,16 @@ async fn start_unbound(dir: &TempDir, text: impl AsRef<[u8]>) -> (RunningBinary,
     start_binary(&["--unbound-conf", &config.to_string_lossy()]).await
 }
 
+/// An unbound.conf listening on a free loopback port and forwarding every
+/// name to `root`, with `more` in between: indented lines go on in the
+/// `server:` clause, unindented ones start clauses of their own.
+fn unbound_conf(root: &FakeUpstream, more: &str) -> String {
+    format!(
+        "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\n{more}forward-zone:\n  name: \".\"\n  forward-addr: {}\n",
+        at(root)
+    )
+}
+
 /// The sample unbound.conf of AWS's "Hybrid Cloud DNS Options for Amazon
 /// VPC" ("Conditional Forwarder – Unbound"), as printed there, with the
 /// forwarders' addresses (blank in the reference copy) filled in, and the
@@ -85,10 +95,12 @@ async fn a_stub_zone_asks_its_server_without_recursion_desired() {
     let dir = TempDir::new();
     let (child, address) = start_unbound(
         &dir,
-        format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\nstub-zone:\n  name: \"corp.example\"\n  stub-addr: {}\n  stub-no-cache: yes\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
-            at(&authoritative),
-            at(&root)
+        unbound_conf(
+            &root,
+            &format!(
+                "stub-zone:\n  name: \"corp.example\"\n  stub-addr: {}\n  stub-no-cache: yes\n",
+                at(&authoritative)
+            ),
         ),
     )
     .await;
@@ -109,9 +121,9 @@ async fn views_and_access_control_actions_follow_the_client_address() {
     let dir = TempDir::new();
     let (child, address) = start_unbound(
         &dir,
-        format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n  access-control: 127.0.0.5 deny\n  access-control: 127.0.0.6 refuse_non_local\n  access-control-view: 127.0.0.2 lab\n  local-zone: \"test.\" nodefault\n  local-zone: \"g.test.\" static\n  local-data: \"www.g.test. A 10.1.0.1\"\n  local-zone: \"d.test.\" always_deny\nview:\n  name: lab\n  view-first: yes\n  local-zone: \"v.test.\" static\n  local-data: \"www.v.test. A 10.2.0.1\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
-            at(&root)
+        unbound_conf(
+            &root,
+            "  access-control: 127.0.0.0/8 allow\n  access-control: 127.0.0.5 deny\n  access-control: 127.0.0.6 refuse_non_local\n  access-control-view: 127.0.0.2 lab\n  local-zone: \"test.\" nodefault\n  local-zone: \"g.test.\" static\n  local-data: \"www.g.test. A 10.1.0.1\"\n  local-zone: \"d.test.\" always_deny\nview:\n  name: lab\n  view-first: yes\n  local-zone: \"v.test.\" static\n  local-data: \"www.v.test. A 10.2.0.1\"\n",
         ),
     )
     .await;
@@ -214,12 +226,12 @@ async fn tls_remote_control_serves_unbound_control_with_unbound_control_setups_c
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let conf = |client_keys: &str| {
-        format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\nremote-control:\n  control-enable: yes\n  control-interface: 127.0.0.1\n  control-port: {port}\n  control-use-cert: yes\n  server-key-file: \"{keys}/unbound_server.key\"\n  server-cert-file: \"{keys}/unbound_server.pem\"\n  control-key-file: \"{client}/unbound_control.key\"\n  control-cert-file: \"{client}/unbound_control.pem\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
-            at(&root),
+        let clauses = format!(
+            "remote-control:\n  control-enable: yes\n  control-interface: 127.0.0.1\n  control-port: {port}\n  control-use-cert: yes\n  server-key-file: \"{keys}/unbound_server.key\"\n  server-cert-file: \"{keys}/unbound_server.pem\"\n  control-key-file: \"{client}/unbound_control.key\"\n  control-cert-file: \"{client}/unbound_control.pem\"\n",
             keys = dir.join("keys").display(),
             client = dir.join(client_keys).display(),
-        )
+        );
+        unbound_conf(&root, &clauses)
     };
     let config = dir.write("unbound.conf", conf("keys"));
     let (child, address) = start_binary(&["--unbound-conf", &config.to_string_lossy()]).await;
