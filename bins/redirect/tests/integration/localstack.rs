@@ -164,7 +164,7 @@ async fn when_no_candidate_answers_the_verification_domain_all_are_kept_and_it_i
 
 #[tokio::test]
 async fn dns_server_is_used_as_given_without_verification() {
-    let (server, upstream) = with_upstream(|_| {}).await;
+    let (server, upstream) = with_upstream(&[]).await;
     assert_eq!(server.upstream().verification, None);
     assert_eq!(upstream.query_count(), 0, "DNS_SERVER is not asked for the verification domain");
     server.shutdown().await;
@@ -172,11 +172,11 @@ async fn dns_server_is_used_as_given_without_verification() {
 
 #[tokio::test]
 async fn localstack_host_redirects_its_name_and_every_name_below() {
-    let (server, _upstream) = with_upstream(|settings| {
-        settings.set("LOCALSTACK_HOST", "emulator.internal.test:4566").unwrap();
-        // DNS_LOCAL_NAME_PATTERNS limits AWS names only, not the emulator's own.
-        settings.set("DNS_LOCAL_NAME_PATTERNS", r".*\.ecr\..*").unwrap();
-    })
+    // DNS_LOCAL_NAME_PATTERNS limits AWS names only, not the emulator's own.
+    let (server, _upstream) = with_upstream(&[
+        ("LOCALSTACK_HOST", "emulator.internal.test:4566"),
+        ("DNS_LOCAL_NAME_PATTERNS", r".*\.ecr\..*"),
+    ])
     .await;
     for (protocol, resolver) in resolvers(&server) {
         for name in ["emulator.internal.test.", "s3.emulator.internal.test.", "bucket.s3.emulator.internal.test."] {
@@ -199,10 +199,10 @@ async fn localstack_host_redirects_its_name_and_every_name_below() {
 
 #[tokio::test]
 async fn disable_transparent_endpoint_injection_forwards_aws_names_and_keeps_the_emulators() {
-    let (server, upstream) = with_upstream(|settings| {
-        settings.set("DISABLE_TRANSPARENT_ENDPOINT_INJECTION", "1").unwrap();
-        settings.set("LOCALSTACK_HOST", "emulator.internal.test").unwrap();
-    })
+    let (server, upstream) = with_upstream(&[
+        ("DISABLE_TRANSPARENT_ENDPOINT_INJECTION", "1"),
+        ("LOCALSTACK_HOST", "emulator.internal.test"),
+    ])
     .await;
     for (protocol, resolver) in resolvers(&server) {
         for name in ["s3.amazonaws.com.", "console.aws.amazon.com.", "d1.cloudfront.net."] {
@@ -221,7 +221,7 @@ async fn disable_transparent_endpoint_injection_forwards_aws_names_and_keeps_the
 
 #[tokio::test]
 async fn localstack_host_prefix_names_are_redirected() {
-    let (server, _upstream) = with_upstream(|_| {}).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
     for name in
         ["data-localhost.localstack.cloud.", "sync-localhost.localstack.cloud.", "x.query-localhost.localstack.cloud."]

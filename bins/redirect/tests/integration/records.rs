@@ -32,7 +32,7 @@ async fn answer_becomes(resolver: &TokioResolver, name: &str, qtype: T, expected
 
 #[tokio::test]
 async fn records_of_every_type_answer_and_what_they_lack_goes_upstream() {
-    let (server, upstream) = with_upstream(|_| {}).await;
+    let (server, upstream) = with_upstream(&[]).await;
     for spec in [
         record("svc.test", T::A, "10.0.0.5"),
         record("svc.test", T::AAAA, "fd00::5"),
@@ -82,7 +82,7 @@ async fn records_of_every_type_answer_and_what_they_lack_goes_upstream() {
 
 #[tokio::test]
 async fn wildcard_names_match_every_depth_and_a_specific_name_wins() {
-    let (server, _upstream) = with_upstream(|_| {}).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     server.add_record(&record("*.apps.test", T::A, "10.0.1.1")).unwrap();
     server.add_record(&record("special.apps.test", T::A, "10.0.1.2")).unwrap();
     // Pointing to the emulator, for a whole subtree (LocalStack's add_host_pointing_to_localstack("*.x")).
@@ -104,7 +104,7 @@ async fn wildcard_names_match_every_depth_and_a_specific_name_wins() {
 
 #[tokio::test]
 async fn records_are_deleted_by_name_type_value_and_id_and_clear_removes_every_change() {
-    let (server, _upstream) = with_upstream(|_| {}).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
     for (value, id) in [("1.1.1.1", Some("1")), ("2.2.2.2", Some("2")), ("3.3.3.3", None), ("4.4.4.4", None)] {
         server.add_record(&RecordSpec { id: id.map(str::to_owned), ..record("ids.test", T::A, value) }).unwrap();
@@ -152,7 +152,7 @@ async fn records_are_deleted_by_name_type_value_and_id_and_clear_removes_every_c
 
 #[tokio::test]
 async fn an_alias_skips_a_target_that_fails_its_health_check() {
-    let (server, _upstream) = with_upstream(|_| {}).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
     server.add_host("target1.test", &["1.1.1.1".parse().unwrap()]).unwrap();
     server.add_host("target2.test", &["2.2.2.2".parse().unwrap()]).unwrap();
@@ -201,7 +201,7 @@ async fn an_alias_skips_a_target_that_fails_its_health_check() {
 
 #[tokio::test]
 async fn aliases_cover_their_types_and_wildcards() {
-    let (server, _upstream) = with_upstream(|_| {}).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
     server.add_host("example.test", &["1.1.1.1".parse().unwrap(), "fd00::1".parse().unwrap()]).unwrap();
     // LocalStack PR #13158: an alias with a wildcard name.

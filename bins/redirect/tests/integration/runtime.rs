@@ -8,7 +8,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn host_records_aliases_and_skip_patterns_change_answers_from_rust() {
-    let (server, upstream) = with_upstream(|_| {}).await;
+    let (server, upstream) = with_upstream(&[]).await;
     let tcp = resolver(Transport::Tcp, server.tcp_addrs()[0]);
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
 

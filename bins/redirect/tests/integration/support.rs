@@ -53,11 +53,14 @@ pub(crate) fn settings(upstream: Option<&FakeUpstream>) -> RedirectSettings {
 pub(crate) const FORWARDED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
 
 /// A server forwarding to a fake upstream answering [`FORWARDED`], with the
-/// test's `change` to the [`settings`]; the upstream, to ask what it saw.
-pub(crate) async fn with_upstream(change: impl FnOnce(&mut RedirectSettings)) -> (RedirectServer, FakeUpstream) {
+/// test's LocalStack `variables` set on top of the [`settings`]; the
+/// upstream, to ask what it saw.
+pub(crate) async fn with_upstream(variables: &[(&str, &str)]) -> (RedirectServer, FakeUpstream) {
     let upstream = FakeUpstream::answering(FORWARDED).await;
     let mut settings = settings(Some(&upstream));
-    change(&mut settings);
+    for (name, value) in variables {
+        settings.set(name, value).unwrap_or_else(|error| panic!("{name}={value}: {error}"));
+    }
     (start(settings).await, upstream)
 }
 

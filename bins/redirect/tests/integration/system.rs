@@ -103,7 +103,7 @@ async fn check(port: &str, resolv_conf: &str) -> Finished {
 
 #[tokio::test]
 async fn check_reports_a_system_resolver_that_bypasses_signpost_and_drops_rebinding_answers() {
-    let (server, _upstream) = with_upstream(|_| {}).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let port = server.udp_addrs()[0].port().to_string();
     let router = rebind_protecting_resolver().await;
     let output = check(&port, &format!("nameserver {}\n", router.address())).await;
@@ -120,7 +120,7 @@ async fn check_reports_a_system_resolver_that_bypasses_signpost_and_drops_rebind
 
 #[tokio::test]
 async fn check_passes_when_the_system_resolver_is_signpost() {
-    let (server, _upstream) = with_upstream(|_| {}).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let address = server.udp_addrs()[0];
     let port = address.port().to_string();
     // The "system" resolv.conf names Signpost itself (with its test port).
