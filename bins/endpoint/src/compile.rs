@@ -242,6 +242,9 @@ fn duplicate_check<'a>(
     Ok(())
 }
 
+/// What is wrong with a secondary zone's primary that does not parse.
+const PRIMARY_NOT_AN_ADDRESS: &str = "a primary is not an address (IP, or IP:port)";
+
 impl EndpointConfig {
     /// The directory files named in the configuration are relative to.
     pub fn base_dir(&self) -> PathBuf {
@@ -520,6 +523,26 @@ impl EndpointConfig {
         Ok(Validator::new(anchors, Vec::new(), config))
     }
 
+    /// Each private hosted zone whose name parses and in which `read`
+    /// finds a `part` (`secondary`, `transfer`), in order, with the part's
+    /// field: a part that does not read is `problem` there. Lazy, so the
+    /// caller's own checks of one zone come before the next zone's.
+    pub(crate) fn zones_with<'a, T>(
+        &'a self,
+        part: &'a str,
+        read: impl Fn(&HostedZoneConfig) -> Result<Option<T>, String> + 'a,
+        problem: &'static str,
+    ) -> impl Iterator<Item = Result<(String, &'a HostedZoneConfig, NameBuf, T), EndpointError>> + 'a {
+        self.private_hosted_zones.iter().enumerate().filter_map(move |(index, config)| {
+            let field = format!("private_hosted_zones[{index}].{part}");
+            let apex = config.name.parse::<NameBuf>().ok()?;
+            match read(config) {
+                Ok(found) => found.map(|value| Ok((field, config, apex, value))),
+                Err(_) => Some(Err(EndpointError::Invalid { at: self.locate(&field), problem })),
+            }
+        })
+    }
+
     /// The private hosted zones that follow a primary, checked: primaries
     /// given, the key known and usable.
     pub fn secondaries(&self) -> Result<Vec<PlannedSecondary>, EndpointError> {
@@ -530,14 +553,8 @@ impl EndpointConfig {
             })?;
         }
         let mut planned = Vec::new();
-        for (index, config) in self.private_hosted_zones.iter().enumerate() {
-            let field = format!("private_hosted_zones[{index}].secondary");
-            let Ok(apex) = config.name.parse::<NameBuf>() else { continue };
-            let secondary = config.secondary_of().map_err(|_| EndpointError::Invalid {
-                at: self.locate(&field),
-                problem: "a primary is not an address (IP, or IP:port)",
-            })?;
-            let Some(secondary) = secondary else { continue };
+        for zone in self.zones_with("secondary", HostedZoneConfig::secondary_of, PRIMARY_NOT_AN_ADDRESS) {
+            let (field, config, apex, secondary) = zone?;
             if secondary.primaries.is_empty() {
                 return Err(EndpointError::Invalid {
                     at: self.locate(&format!("{field}.primaries")),

@@ -49,6 +49,10 @@ impl PlannedTransferOut {
     }
 }
 
+/// What is wrong with transfer settings that do not parse.
+const TRANSFER_ADDRESS_UNPARSED: &str =
+    "an address or network in the transfer settings does not parse (IP, IP/prefix, or IP:port for notify)";
+
 impl EndpointConfig {
     /// The `[[tsig_keys]]` entry a zone's `FIELD.tsig_key` names, if it names
     /// one; an unknown name is an error at that field. Shared by the
@@ -71,14 +75,8 @@ impl EndpointConfig {
     /// parse, keys known and usable, one zone given out per name.
     pub fn transfers_out(&self) -> Result<Vec<PlannedTransferOut>, EndpointError> {
         let mut planned: Vec<PlannedTransferOut> = Vec::new();
-        for (index, config) in self.private_hosted_zones.iter().enumerate() {
-            let field = format!("private_hosted_zones[{index}].transfer");
-            let Ok(apex) = config.name.parse::<NameBuf>() else { continue };
-            let transfer = config.transfer_of().map_err(|_| EndpointError::Invalid {
-                at: self.locate(&field),
-                problem: "an address or network in the transfer settings does not parse (IP, IP/prefix, or IP:port for notify)",
-            })?;
-            let Some(transfer) = transfer else { continue };
+        for zone in self.zones_with("transfer", HostedZoneConfig::transfer_of, TRANSFER_ADDRESS_UNPARSED) {
+            let (field, config, apex, transfer) = zone?;
             let key = self.tsig_key_named(transfer.tsig_key.as_deref(), &field)?;
             if let Some(key) = &key {
                 key.key().map_err(|problem| EndpointError::Invalid { at: self.locate("tsig_keys"), problem })?;

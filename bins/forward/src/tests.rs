@@ -10,6 +10,11 @@ fn config(text: &str) -> ForwarderConfig {
     ForwarderConfig::from_toml(text, "forward.toml").unwrap_or_else(|error| panic!("{error}"))
 }
 
+/// The forwarder `text` builds with the default options; it must build.
+fn built(text: &str) -> Forwarder {
+    config(text).build(&BuildOptions::default()).unwrap_or_else(|error| panic!("{error}"))
+}
+
 fn build_error(text: &str) -> ConfigError {
     config(text).build(&BuildOptions::default()).expect_err("invalid")
 }
@@ -47,7 +52,7 @@ servers = ["https://192.0.2.30/dns-query#dns.example"]
 
 #[test]
 fn the_most_specific_forward_zone_wins() {
-    let forwarder = config(ZONES).build(&BuildOptions::default()).unwrap();
+    let forwarder = built(ZONES);
     assert_eq!(group_of(&forwarder, "git.corp.example.com"), "corp");
     assert_eq!(group_of(&forwarder, "corp.example.com"), "corp");
     assert_eq!(group_of(&forwarder, "www.example.com"), "example.com");
@@ -107,11 +112,9 @@ fn validation_errors_name_line_and_field() {
 
 #[test]
 fn access_control_applies_to_listeners_without_their_own() {
-    let forwarder = config(
+    let forwarder = built(
         "[[listeners]]\naddress = \"127.0.0.1\"\nport = 0\ntransport = \"udp\"\n\n[[listeners]]\naddress = \"127.0.0.1\"\nport = 0\ntransport = \"tcp\"\nallow = [\"127.0.0.1/32\"]\n\n[[access_control]]\nnetwork = \"10.0.0.0/8\"\naction = \"allow\"\n[[access_control]]\nnetwork = \"10.9.0.0/16\"\naction = \"refuse\"\n\n[[forward_zones]]\nname = \".\"\nservers = [\"192.0.2.1\"]\n",
-    )
-    .build(&BuildOptions::default())
-    .unwrap();
+    );
     let udp = forwarder.server.listeners[0].allow.clone().unwrap();
     let allowed = |address: &str| udp.iter().any(|net| net.contains(&address.parse::<IpAddr>().unwrap()));
     assert!(allowed("10.1.1.1") && !allowed("10.9.1.1") && !allowed("127.0.0.1"));
@@ -145,11 +148,9 @@ fn the_system_group_leaves_out_our_own_listeners() {
 
 #[test]
 fn zones_and_host_tables_come_from_the_rules_engine() {
-    let forwarder = config(
+    let forwarder = built(
         "[[forward_zones]]\nname = \".\"\nservers = [\"192.0.2.1\"]\n\n[[zones]]\nname = \"lab.example\"\nrecords = [\"www A 10.0.0.1\"]\n\n[[host_tables]]\nname = \"mesh\"\nhosts = [{ name = \"reviews.mesh.local\" }, { name = \"ratings.mesh.local\", addresses = [\"10.7.0.2\"] }]\n",
-    )
-    .build(&BuildOptions::default())
-    .unwrap();
+    );
     let client = Client::udp(IpAddr::from([127, 0, 0, 1]));
     for name in ["www.lab.example", "reviews.mesh.local", "ratings.mesh.local"] {
         let name: NameBuf = name.parse().unwrap();
@@ -167,11 +168,9 @@ fn formats_follow_the_file_name() {
 #[test]
 fn the_ipv6_wildcard_is_bound_before_the_ipv4_one() {
     // unbound.conf's usual `interface: 0.0.0.0` and `interface: ::0` on one port.
-    let forwarder = config(
+    let forwarder = built(
         "[[listeners]]\naddress = \"0.0.0.0\"\nport = 53\ntransport = \"udp\"\n[[listeners]]\naddress = \"::\"\nport = 53\ntransport = \"udp\"\n[[forward_zones]]\nname = \".\"\nservers = [\"192.0.2.1\"]\n",
-    )
-    .build(&BuildOptions::default())
-    .unwrap();
+    );
     let order: Vec<String> =
         forwarder.server.listeners.iter().map(|listener| listener.socket_address().to_string()).collect();
     assert_eq!(order, ["[::]:53", "0.0.0.0:53"]);
@@ -194,7 +193,7 @@ fn the_documented_timeout_and_overload_example_is_valid() {
 
 #[test]
 fn auth_zones_in_toml_are_checked() {
-    let forwarder = config(
+    let forwarder = built(
         r#"
         forward_zones = [{ name = ".", servers = ["127.0.0.1:9"] }]
         [[auth_zones]]
@@ -203,9 +202,7 @@ fn auth_zones_in_toml_are_checked() {
         allow_transfer = ["127.0.0.0/8"]
         notify = ["192.0.2.54", "192.0.2.55@5300"]
         "#,
-    )
-    .build(&BuildOptions::default())
-    .unwrap();
+    );
     let zone = &forwarder.auth_zones[0];
     assert_eq!(zone.notify, ["192.0.2.54:53".parse().unwrap(), "192.0.2.55:5300".parse().unwrap()]);
     assert_eq!(zone.id, "auth-zone corp.example.");
@@ -224,20 +221,16 @@ fn auth_zones_in_toml_are_checked() {
 
 #[test]
 fn the_dnstap_table_turns_every_message_type_on_and_takes_tls_to_a_tcp_collector() {
-    let forwarder = config("[dnstap]\nsocket_path = \"/run/dnstap.sock\"\nidentity = \"node-1\"\n")
-        .build(&BuildOptions::default())
-        .unwrap();
+    let forwarder = built("[dnstap]\nsocket_path = \"/run/dnstap.sock\"\nidentity = \"node-1\"\n");
     let dnstap = forwarder.server.dnstap.expect("dnstap on");
     assert!(dnstap.enable && dnstap.send_identity && dnstap.send_version);
     assert!(dnstap.log_client_query_messages && dnstap.log_client_response_messages);
     assert!(dnstap.log_forwarder_query_messages && dnstap.log_forwarder_response_messages);
     assert_eq!(dnstap.identity.as_deref(), Some("node-1"));
-    let forwarder = config(
+    let forwarder = built(
         "[dnstap]\naddress = \"127.0.0.1:6000\"\ntls = true\ntls_server_name = \"collector.example\"\n\
          tls_cert_bundle = \"/etc/ca.pem\"\n",
-    )
-    .build(&BuildOptions::default())
-    .unwrap();
+    );
     let dnstap = forwarder.server.dnstap.expect("dnstap on");
     assert!(dnstap.tls);
     assert_eq!(dnstap.tls_server_name.as_deref(), Some("collector.example"));

@@ -57,13 +57,7 @@ pub(crate) async fn vpc(aws: &Aws, cidr: &str) -> Vpc {
             "subnetId",
         )
         .await;
-    let group = aws
-        .ec2_field(
-            "CreateSecurityGroup",
-            &[("VpcId", &id), ("GroupName", "dns"), ("GroupDescription", "DNS")],
-            "groupId",
-        )
-        .await;
+    let group = aws.dns_security_group(&id).await;
     let (_, described) = aws.ec2("DescribeVpcs", &[("VpcId.1", &id)]).await;
     let tag = described.split("<key>signpost:resolver</key><value>").nth(1).unwrap();
     let resolver = tag[..tag.find('<').unwrap()].parse().unwrap();

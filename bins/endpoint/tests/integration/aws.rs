@@ -81,6 +81,16 @@ impl Aws {
         field(&body, tag).unwrap_or_else(|| panic!("no <{tag}> in {body}"))
     }
 
+    /// A security group "dns" in `vpc`: its id.
+    pub(crate) async fn dns_security_group(&self, vpc: &str) -> String {
+        self.ec2_field(
+            "CreateSecurityGroup",
+            &[("VpcId", vpc), ("GroupName", "dns"), ("GroupDescription", "DNS")],
+            "groupId",
+        )
+        .await
+    }
+
     /// A Route 53 call: status and XML body.
     pub(crate) async fn route53(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let request = http::Request::builder()

@@ -107,13 +107,7 @@ async fn the_api_creates_and_converts_dualstack_endpoints() {
         assert!(text.contains(&format!("<ipv6CidrBlock>{ipv6}</ipv6CidrBlock>")), "{text}");
         subnets.push(crate::aws::field(&text, "subnetId").unwrap());
     }
-    let group = aws
-        .ec2_field(
-            "CreateSecurityGroup",
-            &[("VpcId", &vpc_id), ("GroupName", "dns"), ("GroupDescription", "DNS")],
-            "groupId",
-        )
-        .await;
+    let group = aws.dns_security_group(&vpc_id).await;
     let create = |endpoint_type: &str, request: &str, ipv6: Option<&str>| {
         let mut first = json!({ "SubnetId": subnets[0] });
         if let Some(ipv6) = ipv6 {

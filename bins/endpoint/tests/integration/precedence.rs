@@ -83,23 +83,25 @@ async fn resolve(parts: &[String], names: &[&str]) -> Vec<Outcome> {
     outcomes
 }
 
+/// [`resolve`] with only corp.example (www A 10.1.0.10) in vpc-a: rows 1 to 3.
+async fn resolve_with_corp_zone(names: &[&str]) -> Vec<Outcome> {
+    resolve(&[zone("corp.example", &["www A 10.1.0.10"], A)], names).await
+}
+
 #[tokio::test]
 async fn row_1_nothing_covers_the_name_so_the_recursive_default_answers() {
-    let outcomes = resolve(&[zone("corp.example", &["www A 10.1.0.10"], A)], &["www.example.org"]).await;
-    assert_eq!(outcomes, [Outcome::Recursive]);
+    assert_eq!(resolve_with_corp_zone(&["www.example.org"]).await, [Outcome::Recursive]);
 }
 
 #[tokio::test]
 async fn row_2_a_private_hosted_zone_answers_its_names() {
-    let outcomes =
-        resolve(&[zone("corp.example", &["www A 10.1.0.10"], A)], &["www.corp.example", "WWW.Corp.Example"]).await;
+    let outcomes = resolve_with_corp_zone(&["www.corp.example", "WWW.Corp.Example"]).await;
     assert_eq!(outcomes, [Outcome::Zone(Ipv4Addr::new(10, 1, 0, 10)), Outcome::Zone(Ipv4Addr::new(10, 1, 0, 10))]);
 }
 
 #[tokio::test]
 async fn row_3_a_name_the_zone_lacks_is_nxdomain_and_not_forwarded() {
-    let outcomes = resolve(&[zone("corp.example", &["www A 10.1.0.10"], A)], &["nope.corp.example"]).await;
-    assert_eq!(outcomes, [Outcome::NxDomain]);
+    assert_eq!(resolve_with_corp_zone(&["nope.corp.example"]).await, [Outcome::NxDomain]);
 }
 
 #[tokio::test]

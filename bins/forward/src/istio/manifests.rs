@@ -247,11 +247,17 @@ mod tests {
 
     const DEFAULTS: Defaults<'static> = Defaults { namespace: "default", cluster_domain: "cluster.local" };
 
+    /// The entries of `text`, read as the file `file`, which must read.
+    fn parsed(text: &str, file: &str) -> Vec<MeshService> {
+        let mut out = Vec::new();
+        parse_manifests(text, Path::new(file), DEFAULTS, &mut out).unwrap();
+        out
+    }
+
     #[test]
     fn the_documents_service_entries_and_a_service_list_are_read() {
         let text = "apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata:\n  name: external-address\nspec:\n  addresses:\n  - 198.51.100.0\n  hosts:\n  - address.internal\n  ports:\n  - name: http\n    number: 80\n    protocol: HTTP\n---\napiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata:\n  name: external-auto\n  namespace: shop\nspec:\n  hosts:\n  - Auto.Internal\n  resolution: DNS\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: reviews, namespace: bookinfo}\n  spec: {clusterIP: 10.96.0.10, clusterIPs: [10.96.0.10, 'fd00::10']}\n- apiVersion: v1\n  kind: Service\n  metadata: {name: db, namespace: bookinfo}\n  spec: {clusterIP: None}\n- kind: ConfigMap\n  metadata: {name: other}\n";
-        let mut out = Vec::new();
-        parse_manifests(text, Path::new("se.yaml"), DEFAULTS, &mut out).unwrap();
+        let out = parsed(text, "se.yaml");
         assert_eq!(out.len(), 3, "{out:?}");
         assert_eq!(out[0].hostname, "address.internal");
         assert_eq!(out[0].namespace, "default");
@@ -268,8 +274,7 @@ mod tests {
     #[test]
     fn a_service_with_cluster_ip_alone_is_read() {
         let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\n  namespace: bookinfo\nspec:\n  clusterIP: 10.96.0.10\n  ports:\n  - port: 9080\n";
-        let mut out = Vec::new();
-        parse_manifests(text, Path::new("reviews.yaml"), DEFAULTS, &mut out).unwrap();
+        let out = parsed(text, "reviews.yaml");
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].hostname, "reviews.bookinfo.svc.cluster.local");
         assert_eq!(out[0].addresses, ["10.96.0.10".parse::<IpAddr>().unwrap()]);
@@ -278,8 +283,7 @@ mod tests {
     #[test]
     fn json_files_and_bad_documents() {
         let json = r#"{"kind":"ServiceEntry","metadata":{"name":"a"},"spec":{"hosts":["a.example"],"addresses":["10.0.0.0/24","10.0.0.9/32"]}}"#;
-        let mut out = Vec::new();
-        parse_manifests(json, Path::new("a.json"), DEFAULTS, &mut out).unwrap();
+        let mut out = parsed(json, "a.json");
         assert_eq!(out[0].addresses, ["10.0.0.9".parse::<IpAddr>().unwrap()]);
         assert!(out[0].has_addresses);
         let error = parse_manifests("kind: ServiceEntry\nspec:\n  hosts: 7\n", Path::new("b.yaml"), DEFAULTS, &mut out)

@@ -40,15 +40,20 @@ async fn query_flags(server: std::net::SocketAddr, name: &str, qtype: RecordType
     Seen { rcode: message.rcode().expect("rcode"), ad: message.flags().ad(), types, extended }
 }
 
+/// Configuration forwarding every name to `upstream` and validating with
+/// the signed test hierarchy's trust anchor.
+fn validating_everything_to(upstream: std::net::SocketAddr) -> String {
+    let anchor = signed_test_zones().join("anchor.key");
+    format!(
+        "[[forward_zones]]\nname = \".\"\nservers = [\"{upstream}\"]\n\n[dnssec]\nvalidate = true\ntrust_anchor_files = [{:?}]\n",
+        anchor.display().to_string(),
+    )
+}
+
 #[tokio::test]
 async fn answers_get_ad_only_when_proven_and_bogus_ones_say_why() {
     let knot = Knot::start_signed_test_hierarchy().await;
-    let anchor = signed_test_zones().join("anchor.key");
-    let toml = format!(
-        "[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n\n[dnssec]\nvalidate = true\ntrust_anchor_files = [{:?}]\n",
-        knot.address(),
-        anchor.display().to_string(),
-    );
+    let toml = validating_everything_to(knot.address());
     let server = start_in(&toml, Path::new(".")).await;
     let address = udp(&server);
 
@@ -162,12 +167,7 @@ async fn counting_relay(knot: std::net::SocketAddr) -> FakeUpstream {
 async fn validated_nsec_records_answer_names_they_cover_without_asking_upstream() {
     let knot = Knot::start_signed_test_hierarchy().await;
     let relay = counting_relay(knot.address()).await;
-    let anchor = signed_test_zones().join("anchor.key");
-    let toml = format!(
-        "[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n\n[dnssec]\nvalidate = true\ntrust_anchor_files = [{:?}]\n",
-        relay.address(),
-        anchor.display().to_string(),
-    );
+    let toml = validating_everything_to(relay.address());
     let server = start_in(&toml, Path::new(".")).await;
     let address = udp(&server);
 

@@ -3,6 +3,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use signpost_server::ServerHandle;
 use signpost_wire::{Rcode, RecordType};
 
 use crate::support::*;
@@ -20,11 +21,22 @@ fn zone(servers: &[&FakeUpstream], retry_on: &str) -> String {
     corp(&addresses, &format!("per_try_timeout = \"300ms\"\ntotal_timeout = \"3s\"\nretry_on = [{retry_on}]"))
 }
 
+/// corp.example over `primary` and a secondary answering `secondary_answer`,
+/// as [`zone`] with `retry_on`: the server and both upstreams, to count.
+async fn with_secondary(
+    primary: FakeUpstream,
+    secondary_answer: Ipv4Addr,
+    retry_on: &str,
+) -> (ServerHandle, FakeUpstream, FakeUpstream) {
+    let secondary = FakeUpstream::answering(secondary_answer).await;
+    let server = start(&zone(&[&primary, &secondary], retry_on)).await;
+    (server, primary, secondary)
+}
+
 #[tokio::test]
 async fn a_silent_primary_fails_over_to_the_secondary_within_the_per_try_timeout() {
-    let primary = FakeUpstream::silent().await;
-    let secondary = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 2)).await;
-    let server = start(&zone(&[&primary, &secondary], r#""timeout", "unreachable""#)).await;
+    let (server, primary, secondary) =
+        with_secondary(FakeUpstream::silent().await, Ipv4Addr::new(192, 0, 2, 2), r#""timeout", "unreachable""#).await;
     let started = Instant::now();
     assert_eq!(addresses(udp(&server), "db.corp.example.").await, ["192.0.2.2"]);
     let elapsed = started.elapsed();
@@ -36,9 +48,9 @@ async fn a_silent_primary_fails_over_to_the_secondary_within_the_per_try_timeout
 
 #[tokio::test]
 async fn a_servfail_from_the_primary_is_returned_and_the_secondary_not_asked() {
-    let primary = FakeUpstream::servfail().await;
-    let secondary = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 3)).await;
-    let server = start(&zone(&[&primary, &secondary], r#""timeout", "unreachable""#)).await;
+    let (server, primary, secondary) =
+        with_secondary(FakeUpstream::servfail().await, Ipv4Addr::new(192, 0, 2, 3), r#""timeout", "unreachable""#)
+            .await;
     let (rcode, answers) = ask(udp(&server), "db.corp.example", RecordType::A).await.unwrap();
     assert_eq!(rcode, Rcode::SERVFAIL);
     assert!(answers.is_empty());
@@ -48,9 +60,12 @@ async fn a_servfail_from_the_primary_is_returned_and_the_secondary_not_asked() {
 
 #[tokio::test]
 async fn with_retry_on_servfail_the_secondary_is_asked_as_unbound_does() {
-    let primary = FakeUpstream::servfail().await;
-    let secondary = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 4)).await;
-    let server = start(&zone(&[&primary, &secondary], r#""timeout", "unreachable", "servfail""#)).await;
+    let (server, primary, secondary) = with_secondary(
+        FakeUpstream::servfail().await,
+        Ipv4Addr::new(192, 0, 2, 4),
+        r#""timeout", "unreachable", "servfail""#,
+    )
+    .await;
     assert_eq!(addresses(udp(&server), "db.corp.example.").await, ["192.0.2.4"]);
     assert_eq!((primary.query_count(), secondary.query_count()), (1, 1));
     server.shutdown().await;

@@ -18,6 +18,20 @@ fn config(upstream: &FakeUpstream, address: &str, extra: &str) -> String {
     )
 }
 
+/// The binary on `text`, written to a temporary forward.toml: the
+/// directory (to keep while it runs), the child and its UDP address.
+async fn start_on(text: &str) -> (TempDir, RunningBinary, SocketAddr) {
+    let dir = TempDir::new();
+    let path = dir.write("forward.toml", text);
+    let (child, udp) = start_binary(&["--config", &path.to_string_lossy()]).await;
+    (dir, child, udp)
+}
+
+/// Whether `/ready` says 200 OK.
+async fn is_ready(ready: SocketAddr) -> bool {
+    http_get(ready, "/ready").await == Some((200, "OK".into()))
+}
+
 fn printed_address(child: &RunningBinary, prefix: &str) -> SocketAddr {
     let found = child.addresses(|line| {
         let rest = line.strip_prefix(prefix)?.strip_prefix("http://")?;
@@ -29,19 +43,13 @@ fn printed_address(child: &RunningBinary, prefix: &str) -> SocketAddr {
 #[tokio::test]
 async fn sigterm_fails_readiness_for_the_lame_duck_while_health_and_dns_answer() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 1)).await;
-    let dir = TempDir::new();
     let probes = "[health]\naddress = \"127.0.0.1:0\"\nlame_duck_ms = 3000\n\n[ready]\naddress = \"127.0.0.1:0\"\n";
-    let path = dir.write("forward.toml", config(&upstream, "10.0.0.1", probes));
-    let (child, udp) = start_binary(&["--config", &path.to_string_lossy()]).await;
+    let (_dir, child, udp) = start_on(&config(&upstream, "10.0.0.1", probes)).await;
     let health = printed_address(&child, "health on ");
     let ready = printed_address(&child, "ready on ");
     assert_eq!(http_get(health, "/health").await, Some((200, "OK".into())));
     // Listeners bound, and the upstream answered its health check (at once, on loopback).
-    assert!(
-        eventually(PATIENCE, || async { http_get(ready, "/ready").await == Some((200, "OK".into())) }).await,
-        "{:?}",
-        http_get(ready, "/ready").await
-    );
+    assert!(eventually(PATIENCE, || is_ready(ready)).await, "{:?}", http_get(ready, "/ready").await);
 
     child.signal(Signal::Terminate).await.unwrap();
     let asked = Instant::now();
@@ -59,10 +67,8 @@ async fn sigterm_fails_readiness_for_the_lame_duck_while_health_and_dns_answer()
 #[tokio::test]
 async fn a_second_signal_cuts_the_lame_duck_short() {
     let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 1)).await;
-    let dir = TempDir::new();
     let probes = "[health]\naddress = \"127.0.0.1:0\"\nlame_duck_ms = 60000\n";
-    let path = dir.write("forward.toml", config(&upstream, "10.0.0.1", probes));
-    let (child, _) = start_binary(&["--config", &path.to_string_lossy()]).await;
+    let (_dir, child, _) = start_on(&config(&upstream, "10.0.0.1", probes)).await;
     child.signal(Signal::Terminate).await.unwrap();
     child.wait_for_stderr("lame duck", PATIENCE).await.unwrap();
     child.signal(Signal::Terminate).await.unwrap();
@@ -113,13 +119,11 @@ async fn a_configmap_update_is_reloaded_and_a_broken_one_keeps_the_old() {
 #[tokio::test]
 async fn ready_waits_for_the_upstream_and_fails_while_it_is_down() {
     let upstream_address = closed_udp_port();
-    let dir = TempDir::new();
     let text = format!(
         "{LISTENERS}\n[[forward_zones]]\nname = \".\"\nservers = [\"{upstream_address}\"]\n\n\
          [ready]\naddress = \"127.0.0.1:0\"\nupstream_interval_ms = 200\n"
     );
-    let path = dir.write("forward.toml", text);
-    let (child, _) = start_binary(&["--config", &path.to_string_lossy()]).await;
+    let (_dir, child, _) = start_on(&text).await;
     let ready = printed_address(&child, "ready on ");
     let failing_upstreams = || async {
         http_get(ready, "/ready").await.is_some_and(|(status, body)| status == 503 && body.starts_with("upstreams:"))
@@ -141,7 +145,7 @@ async fn ready_waits_for_the_upstream_and_fails_while_it_is_down() {
     };
     let upstream = start_upstream().await;
     assert!(
-        eventually(PATIENCE, || async { http_get(ready, "/ready").await == Some((200, "OK".into())) }).await,
+        eventually(PATIENCE, || is_ready(ready)).await,
         "the upstream answers: {:?}",
         http_get(ready, "/ready").await
     );
@@ -152,24 +156,18 @@ async fn ready_waits_for_the_upstream_and_fails_while_it_is_down() {
         http_get(ready, "/ready").await
     );
     let _upstream = start_upstream().await;
-    assert!(
-        eventually(PATIENCE, || async { http_get(ready, "/ready").await == Some((200, "OK".into())) }).await,
-        "back: {:?}",
-        http_get(ready, "/ready").await
-    );
+    assert!(eventually(PATIENCE, || is_ready(ready)).await, "back: {:?}", http_get(ready, "/ready").await);
     assert!(child.stderr().contains("no upstream of the group answers"), "{}", child.stderr());
 }
 
 #[tokio::test]
 async fn ready_can_leave_upstreams_out() {
-    let dir = TempDir::new();
     let text = format!(
         "{LISTENERS}\n[[forward_zones]]\nname = \".\"\nservers = [\"{}\"]\n\n\
          [ready]\naddress = \"127.0.0.1:0\"\nrequire_upstream = false\n",
         closed_udp_port()
     );
-    let path = dir.write("forward.toml", text);
-    let (child, _) = start_binary(&["--config", &path.to_string_lossy()]).await;
+    let (_dir, child, _) = start_on(&text).await;
     let ready = printed_address(&child, "ready on ");
     assert_eq!(http_get(ready, "/ready").await, Some((200, "OK".into())));
 }

@@ -14,6 +14,23 @@ fn at(upstream: &FakeUpstream) -> String {
     upstream.address().to_string().replace(':', "@")
 }
 
+/// The binary on `text` as `unbound.conf` in `dir` (beside the files it
+/// includes): the child and its UDP address.
+async fn start_unbound(dir: &TempDir, text: impl AsRef<[u8]>) -> (RunningBinary, SocketAddr) {
+    let config = dir.write("unbound.conf", text);
+    start_binary(&["--unbound-conf", &config.to_string_lossy()]).await
+}
+
+/// An unbound.conf listening on a free loopback port and forwarding every
+/// name to `root`, with `more` in between: indented lines go on in the
+/// `server:` clause, unindented ones start clauses of their own.
+fn unbound_conf(root: &FakeUpstream, more: &str) -> String {
+    format!(
+        "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\n{more}forward-zone:\n  name: \".\"\n  forward-addr: {}\n",
+        at(root)
+    )
+}
+
 /// The sample unbound.conf of AWS's "Hybrid Cloud DNS Options for Amazon
 /// VPC" ("Conditional Forwarder – Unbound"), as printed there, with the
 /// forwarders' addresses (blank in the reference copy) filled in, and the
@@ -40,11 +57,11 @@ async fn the_whitepapers_unbound_conf_runs_unchanged() {
     // The whitepaper's text in its own file, included from a server: clause
     // that only moves the listener off port 53.
     dir.write("whitepaper.conf", whitepaper([&amazon, &amazon_second], [on_premises.address(), closed_udp_port()]));
-    let config = dir.write(
-        "unbound.conf",
+    let (child, address) = start_unbound(
+        &dir,
         "server:\n  interface: 127.0.0.1@0\n  do-ip6: no\n  do-not-query-localhost: no\ninclude: whitepaper.conf\n",
-    );
-    let (child, address) = start_binary(&["--unbound-conf", &config.to_string_lossy()]).await;
+    )
+    .await;
     assert_eq!(addresses(address, "db.example.corp.").await, ["10.0.0.10"]);
     let public = addresses(address, "www.example.org.").await;
     assert!(public == ["192.0.2.2"] || public == ["192.0.2.3"], "{public:?}");
@@ -58,11 +75,11 @@ async fn forward_first_in_the_whitepapers_setup_falls_back_when_on_premises_is_d
     let amazon = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 2)).await;
     let dir = TempDir::new();
     dir.write("whitepaper.conf", whitepaper([&amazon, &amazon], [closed_udp_port(), closed_udp_port()]));
-    let config = dir.write(
-        "unbound.conf",
+    let (child, address) = start_unbound(
+        &dir,
         "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\ninclude: whitepaper.conf\n",
-    );
-    let (child, address) = start_binary(&["--unbound-conf", &config.to_string_lossy()]).await;
+    )
+    .await;
     assert_eq!(addresses(address, "db.example.corp.").await, ["192.0.2.2"]);
     assert!(stop(child).await);
 }
@@ -76,15 +93,17 @@ async fn a_stub_zone_asks_its_server_without_recursion_desired() {
         .unwrap();
     let root = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 80)).await;
     let dir = TempDir::new();
-    let config = dir.write(
-        "unbound.conf",
-        format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\nstub-zone:\n  name: \"corp.example\"\n  stub-addr: {}\n  stub-no-cache: yes\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
-            at(&authoritative),
-            at(&root)
+    let (child, address) = start_unbound(
+        &dir,
+        unbound_conf(
+            &root,
+            &format!(
+                "stub-zone:\n  name: \"corp.example\"\n  stub-addr: {}\n  stub-no-cache: yes\n",
+                at(&authoritative)
+            ),
         ),
-    );
-    let (child, address) = start_binary(&["--unbound-conf", &config.to_string_lossy()]).await;
+    )
+    .await;
     for _ in 0..2 {
         assert_eq!(addresses(address, "db.corp.example.").await, ["10.5.0.1"]);
     }
@@ -100,14 +119,14 @@ async fn a_stub_zone_asks_its_server_without_recursion_desired() {
 async fn views_and_access_control_actions_follow_the_client_address() {
     let root = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 80)).await;
     let dir = TempDir::new();
-    let config = dir.write(
-        "unbound.conf",
-        format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n  access-control: 127.0.0.5 deny\n  access-control: 127.0.0.6 refuse_non_local\n  access-control-view: 127.0.0.2 lab\n  local-zone: \"test.\" nodefault\n  local-zone: \"g.test.\" static\n  local-data: \"www.g.test. A 10.1.0.1\"\n  local-zone: \"d.test.\" always_deny\nview:\n  name: lab\n  view-first: yes\n  local-zone: \"v.test.\" static\n  local-data: \"www.v.test. A 10.2.0.1\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
-            at(&root)
+    let (child, address) = start_unbound(
+        &dir,
+        unbound_conf(
+            &root,
+            "  access-control: 127.0.0.0/8 allow\n  access-control: 127.0.0.5 deny\n  access-control: 127.0.0.6 refuse_non_local\n  access-control-view: 127.0.0.2 lab\n  local-zone: \"test.\" nodefault\n  local-zone: \"g.test.\" static\n  local-data: \"www.g.test. A 10.1.0.1\"\n  local-zone: \"d.test.\" always_deny\nview:\n  name: lab\n  view-first: yes\n  local-zone: \"v.test.\" static\n  local-data: \"www.v.test. A 10.2.0.1\"\n",
         ),
-    );
-    let (child, address) = start_binary(&["--unbound-conf", &config.to_string_lossy()]).await;
+    )
+    .await;
     let from = |last: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
     let answer = |source: u8, name: &'static str| async move {
         ask_from(from(source), address, name, RecordType::A)
@@ -148,15 +167,15 @@ async fn the_remote_control_socket_changes_local_data_and_forward_zones() {
     let corp = FakeUpstream::answering(Ipv4Addr::new(10, 9, 0, 1)).await;
     let dir = TempDir::new();
     let socket = dir.join("control.sock");
-    let config = dir.write(
-        "unbound.conf",
+    let (child, address) = start_unbound(
+        &dir,
         format!(
             "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\nremote-control:\n  control-enable: yes\n  control-interface: \"{}\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
             socket.display(),
             at(&root)
         ),
-    );
-    let (child, address) = start_binary(&["--unbound-conf", &config.to_string_lossy()]).await;
+    )
+    .await;
     assert!(control(&socket, "status", &[]).await.contains("is running"));
     assert_eq!(control(&socket, "local_data new.example. 60 IN A 10.7.0.1", &[]).await, "ok\n");
     assert_eq!(addresses(address, "new.example.").await, ["10.7.0.1"]);
@@ -207,12 +226,12 @@ async fn tls_remote_control_serves_unbound_control_with_unbound_control_setups_c
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let conf = |client_keys: &str| {
-        format!(
-            "server:\n  interface: 127.0.0.1@0\n  do-not-query-localhost: no\n  do-ip6: no\nremote-control:\n  control-enable: yes\n  control-interface: 127.0.0.1\n  control-port: {port}\n  control-use-cert: yes\n  server-key-file: \"{keys}/unbound_server.key\"\n  server-cert-file: \"{keys}/unbound_server.pem\"\n  control-key-file: \"{client}/unbound_control.key\"\n  control-cert-file: \"{client}/unbound_control.pem\"\nforward-zone:\n  name: \".\"\n  forward-addr: {}\n",
-            at(&root),
+        let clauses = format!(
+            "remote-control:\n  control-enable: yes\n  control-interface: 127.0.0.1\n  control-port: {port}\n  control-use-cert: yes\n  server-key-file: \"{keys}/unbound_server.key\"\n  server-cert-file: \"{keys}/unbound_server.pem\"\n  control-key-file: \"{client}/unbound_control.key\"\n  control-cert-file: \"{client}/unbound_control.pem\"\n",
             keys = dir.join("keys").display(),
             client = dir.join(client_keys).display(),
-        )
+        );
+        unbound_conf(&root, &clauses)
     };
     let config = dir.write("unbound.conf", conf("keys"));
     let (child, address) = start_binary(&["--unbound-conf", &config.to_string_lossy()]).await;

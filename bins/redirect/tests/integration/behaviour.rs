@@ -3,25 +3,14 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use signpost_redirect::{RedirectServer, RedirectSettings};
 use signpost_wire::{EdnsHeader, Message, Rcode, RecordType as T};
 
 use crate::support::*;
 
-const FORWARDED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
-
-async fn with_upstream(change: impl FnOnce(&mut RedirectSettings)) -> (RedirectServer, FakeUpstream) {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let mut settings = settings(Some(&upstream));
-    change(&mut settings);
-    (start(settings).await, upstream)
-}
-
 #[tokio::test]
 async fn redirected_names_answer_with_the_arrival_address_and_the_rest_is_forwarded() {
-    let (server, upstream) = with_upstream(|_| {}).await;
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    let (server, upstream) = with_upstream(&[]).await;
+    for (protocol, resolver) in resolvers(&server) {
         for name in [
             "s3.amazonaws.com.",
             "sqs.us-east-1.amazonaws.com.",
@@ -60,8 +49,7 @@ async fn upstream_with_other_types() -> FakeUpstream {
 async fn other_types_of_redirected_names_are_forwarded_upstream_as_localstack_does() {
     let upstream = upstream_with_other_types().await;
     let server = start(settings(Some(&upstream))).await;
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    for (protocol, resolver) in resolvers(&server) {
         for name in ["sqs.eu-west-1.amazonaws.com.", "test.localhost.localstack.cloud."] {
             assert_eq!(
                 lookup(&resolver, name, T::MX).await,
@@ -86,7 +74,7 @@ async fn other_types_of_redirected_names_are_forwarded_upstream_as_localstack_do
 async fn a_family_without_an_address_stays_nodata() {
     // DNS_RESOLVE_IPV6=none: the redirect holds AAAA, with nothing in it; never
     // the real (public) AAAA, which would send IPv6 clients past the emulator.
-    let (server, upstream) = with_upstream(|settings| settings.set("DNS_RESOLVE_IPV6", "none").unwrap()).await;
+    let (server, upstream) = with_upstream(&[("DNS_RESOLVE_IPV6", "none")]).await;
     for (transport, address) in transports(&server) {
         let bytes = Query::new("s3.amazonaws.com", T::AAAA).edns(EdnsHeader::default()).to_bytes();
         let response = answer_over(transport, address, &bytes).await;
@@ -102,12 +90,12 @@ async fn a_family_without_an_address_stays_nodata() {
 
 #[tokio::test]
 async fn the_ttl_is_three_hundred_by_default_as_localstack_and_configurable() {
-    let (server, _upstream) = with_upstream(|_| {}).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let response = answer_over(Transport::Udp, server.udp_addrs()[0], &query("s3.amazonaws.com", T::A)).await;
     assert_eq!(answers(&response), ["s3.amazonaws.com. 300 IN A 127.0.0.1"]);
     server.shutdown().await;
 
-    let (server, _upstream) = with_upstream(|settings| settings.set("SIGNPOST_REDIRECT_TTL", "5").unwrap()).await;
+    let (server, _upstream) = with_upstream(&[("SIGNPOST_REDIRECT_TTL", "5")]).await;
     let response = answer_over(Transport::Tcp, server.tcp_addrs()[0], &query("S3.AmazonAWS.com", T::A)).await;
     assert_eq!(answers(&response), ["S3.AmazonAWS.com. 5 IN A 127.0.0.1"], "owner spelt as asked");
     server.shutdown().await;
@@ -115,9 +103,8 @@ async fn the_ttl_is_three_hundred_by_default_as_localstack_and_configurable() {
 
 #[tokio::test]
 async fn dns_resolve_ip_fixes_the_address_and_aaaa_becomes_nodata() {
-    let (server, _upstream) = with_upstream(|settings| settings.set("DNS_RESOLVE_IP", "172.17.0.2").unwrap()).await;
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    let (server, _upstream) = with_upstream(&[("DNS_RESOLVE_IP", "172.17.0.2")]).await;
+    for (_, resolver) in resolvers(&server) {
         assert_eq!(lookup(&resolver, "lambda.us-east-1.amazonaws.com.", T::A).await, answered(&["172.17.0.2"]));
         // No IPv6 address to give: NODATA, never NXDOMAIN.
         assert_eq!(
@@ -130,18 +117,13 @@ async fn dns_resolve_ip_fixes_the_address_and_aaaa_becomes_nodata() {
 
 #[tokio::test]
 async fn dns_resolve_ipv6_sets_the_aaaa_answer() {
-    let (server, _upstream) = with_upstream(|settings| {
-        settings.set("DNS_RESOLVE_IP", "10.0.0.9").unwrap();
-        settings.set("DNS_RESOLVE_IPV6", "fd00::9").unwrap();
-    })
-    .await;
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    let (server, _upstream) = with_upstream(&[("DNS_RESOLVE_IP", "10.0.0.9"), ("DNS_RESOLVE_IPV6", "fd00::9")]).await;
+    for (_, resolver) in resolvers(&server) {
         assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["10.0.0.9"]));
         assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::AAAA).await, answered(&["fd00::9"]));
     }
     server.shutdown().await;
-    let (server, _upstream) = with_upstream(|settings| settings.set("DNS_RESOLVE_IPV6", "none").unwrap()).await;
+    let (server, _upstream) = with_upstream(&[("DNS_RESOLVE_IPV6", "none")]).await;
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
     assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::AAAA).await, ResolverAnswer::NoData { soa: true });
     assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]));
@@ -151,10 +133,7 @@ async fn dns_resolve_ipv6_sets_the_aaaa_answer() {
 #[tokio::test]
 async fn the_resolve_address_is_the_one_each_client_reached_us_on() {
     // Two "networks": 127.0.0.1 and 127.0.0.2, one listener each.
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let mut settings = settings(Some(&upstream));
-    settings.set("DNS_ADDRESS", "127.0.0.1,127.0.0.2").unwrap();
-    let server = start(settings).await;
+    let (server, _upstream) = with_upstream(&[("DNS_ADDRESS", "127.0.0.1,127.0.0.2")]).await;
     let udp = server.udp_addrs();
     let tcp = server.tcp_addrs();
     assert_eq!(udp.len(), 2);
@@ -174,10 +153,7 @@ async fn the_resolve_address_is_the_one_each_client_reached_us_on() {
 
 #[tokio::test]
 async fn a_wildcard_listener_answers_with_the_destination_address_of_each_packet() {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let mut settings = settings(Some(&upstream));
-    settings.set("DNS_ADDRESS", "0.0.0.0").unwrap();
-    let server = start(settings).await;
+    let (server, _upstream) = with_upstream(&[("DNS_ADDRESS", "0.0.0.0")]).await;
     let port = server.udp_addrs()[0].port();
     assert_eq!(server.tcp_addrs()[0].port(), port, "UDP and TCP share the port");
     for local in [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2)] {
@@ -206,13 +182,12 @@ async fn a_wildcard_listener_answers_with_the_destination_address_of_each_packet
 
 #[tokio::test]
 async fn local_name_patterns_and_skip_patterns_work_together() {
-    let (server, upstream) = with_upstream(|settings| {
-        settings.set("DNS_LOCAL_NAME_PATTERNS", ".*(ecr|lambda).*.amazonaws.com").unwrap();
-        settings.set("DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM", r".*lambda\.eu-west-1\..*, checkip\..*").unwrap();
-    })
+    let (server, upstream) = with_upstream(&[
+        ("DNS_LOCAL_NAME_PATTERNS", ".*(ecr|lambda).*.amazonaws.com"),
+        ("DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM", r".*lambda\.eu-west-1\..*, checkip\..*"),
+    ])
     .await;
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    for (protocol, resolver) in resolvers(&server) {
         let local = answered(&["127.0.0.1"]);
         let forwarded = answered(&["192.0.2.77"]);
         for (name, expected) in [
@@ -237,12 +212,9 @@ async fn local_name_patterns_and_skip_patterns_work_together() {
 
 #[tokio::test]
 async fn the_skip_list_alone_sends_matching_names_upstream() {
-    let (server, upstream) = with_upstream(|settings| {
-        settings.set("DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM", r".*\.s3\..*\.amazonaws\.com").unwrap();
-    })
-    .await;
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    let (server, upstream) =
+        with_upstream(&[("DNS_NAME_PATTERNS_TO_RESOLVE_UPSTREAM", r".*\.s3\..*\.amazonaws\.com")]).await;
+    for (protocol, resolver) in resolvers(&server) {
         assert_eq!(lookup(&resolver, "bucket.s3.us-east-1.amazonaws.com.", T::A).await, answered(&["192.0.2.77"]));
         assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]), "{protocol:?}");
     }
@@ -252,11 +224,8 @@ async fn the_skip_list_alone_sends_matching_names_upstream() {
 
 #[tokio::test]
 async fn the_redirected_domains_are_configurable_and_the_emulator_name_stays() {
-    let (server, _upstream) =
-        with_upstream(|settings| settings.set("SIGNPOST_REDIRECT_DOMAINS", "emulator.test,storage.example").unwrap())
-            .await;
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    let (server, _upstream) = with_upstream(&[("SIGNPOST_REDIRECT_DOMAINS", "emulator.test,storage.example")]).await;
+    for (protocol, resolver) in resolvers(&server) {
         assert_eq!(lookup(&resolver, "api.emulator.test.", T::A).await, answered(&["127.0.0.1"]), "{protocol:?}");
         assert_eq!(lookup(&resolver, "storage.example.", T::A).await, answered(&["127.0.0.1"]), "{protocol:?}");
         assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["192.0.2.77"]), "{protocol:?}");
@@ -276,8 +245,7 @@ async fn without_an_upstream_redirected_names_answer_and_the_rest_is_servfail_wi
         lines.last().map(String::as_str),
         Some("Query log: off (forwarded queries are not logged; their answers are cached in memory only)")
     );
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    for (protocol, resolver) in resolvers(&server) {
         assert_eq!(lookup(&resolver, "s3.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]), "{protocol:?}");
         assert_eq!(lookup(&resolver, "www.example.com.", T::A).await, ResolverAnswer::Rcode(Rcode::SERVFAIL));
     }

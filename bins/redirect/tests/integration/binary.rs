@@ -1,7 +1,6 @@
 //! End-to-end tests of the binary: started as a child process on loopback
 //! with a free port, its bound address read from its start-up output.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use signpost_wire::RecordType as T;
@@ -10,7 +9,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn the_binary_starts_prints_the_real_port_redirects_and_forwards() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let upstream = FakeUpstream::answering(FORWARDED).await;
     let server = upstream.address().to_string();
     let (running, address) = start_binary(&[("DNS_PORT", "0"), ("DNS_SERVER", &server)], &[]).await;
     assert_eq!(address.ip().to_string(), "127.0.0.1");
@@ -37,7 +36,7 @@ async fn the_binary_starts_prints_the_real_port_redirects_and_forwards() {
 
 #[tokio::test]
 async fn the_query_log_can_be_turned_on() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let upstream = FakeUpstream::answering(FORWARDED).await;
     let server = upstream.address().to_string();
     let (running, address) =
         start_binary(&[("DNS_PORT", "0"), ("DNS_SERVER", &server), ("SIGNPOST_QUERY_LOG", "stdout")], &[]).await;
@@ -79,7 +78,7 @@ async fn bad_settings_name_the_variable() {
 
 #[tokio::test]
 async fn the_config_file_is_read_and_the_environment_overrides_it() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let upstream = FakeUpstream::answering(FORWARDED).await;
     let dir = TempDir::new();
     let config = dir.write(
         "redirect.toml",
@@ -110,7 +109,7 @@ hosts = [{{ name = "db.internal.test", addresses = ["10.0.0.5"] }}]
 
 #[tokio::test]
 async fn dns_local_name_patterns_logs_a_notice_and_limits_the_redirect() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let upstream = FakeUpstream::answering(FORWARDED).await;
     let server = upstream.address().to_string();
     let (running, address) = start_binary(
         &[
@@ -135,7 +134,7 @@ async fn dns_local_name_patterns_logs_a_notice_and_limits_the_redirect() {
 
 #[tokio::test]
 async fn sighup_reloads_the_config_file_and_keeps_serving() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let upstream = FakeUpstream::answering(FORWARDED).await;
     let text = |ip: &str| format!("[redirect]\nport = 0\nserver = \"{}\"\nresolve_ip = \"{ip}\"\n", upstream.address());
     let dir = TempDir::new();
     let config = dir.write("redirect.toml", text("10.0.0.1"));
@@ -160,7 +159,7 @@ async fn sighup_reloads_the_config_file_and_keeps_serving() {
 #[tokio::test]
 async fn user_gives_up_root_after_binding() {
     assert!(signpost_testkit::Credentials::running_as_root(), "this test needs root: it setuid()s");
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let upstream = FakeUpstream::answering(FORWARDED).await;
     let server = upstream.address().to_string();
     let (running, address) =
         start_binary(&[("DNS_PORT", "0"), ("DNS_SERVER", &server), ("SIGNPOST_USER", "nobody")], &[]).await;
@@ -175,7 +174,7 @@ async fn user_gives_up_root_after_binding() {
 
 #[tokio::test]
 async fn sigusr2_hands_the_sockets_over_to_a_new_process() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
+    let upstream = FakeUpstream::answering(FORWARDED).await;
     let server = upstream.address().to_string();
     // Port 0 always means a new socket: a hand-over needs a fixed port.
     let (old, _) = signpost_testkit::start_on_free_port(|port| {

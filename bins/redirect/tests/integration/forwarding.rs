@@ -48,8 +48,7 @@ async fn upstreams_fail_over_in_the_order_given() {
             .any(|line| line
                 == &format!("Upstream DNS servers: {}, {} (DNS_SERVER)", silent.address(), working.address()))
     );
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    for (protocol, resolver) in resolvers(&server) {
         let name = format!("{protocol}.failover.example.");
         assert_eq!(lookup(&resolver, &name, T::A).await, answered(&["192.0.2.8"]), "{protocol:?}");
     }

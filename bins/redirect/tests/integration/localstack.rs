@@ -4,7 +4,7 @@
 //! LocalStack's host-prefix names. Every "resolv.conf" here names fake
 //! servers on loopback; this machine's resolver is never asked.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use signpost_redirect::{RedirectServer, UpstreamSource, Verification};
@@ -12,8 +12,6 @@ use signpost_testkit::free_port;
 use signpost_wire::RecordType as T;
 
 use crate::support::*;
-
-const FORWARDED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
 
 #[tokio::test]
 async fn dns_address_defaults_to_every_address_and_says_who_is_answered() {
@@ -166,8 +164,7 @@ async fn when_no_candidate_answers_the_verification_domain_all_are_kept_and_it_i
 
 #[tokio::test]
 async fn dns_server_is_used_as_given_without_verification() {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let server = start(settings(Some(&upstream))).await;
+    let (server, upstream) = with_upstream(&[]).await;
     assert_eq!(server.upstream().verification, None);
     assert_eq!(upstream.query_count(), 0, "DNS_SERVER is not asked for the verification domain");
     server.shutdown().await;
@@ -175,14 +172,13 @@ async fn dns_server_is_used_as_given_without_verification() {
 
 #[tokio::test]
 async fn localstack_host_redirects_its_name_and_every_name_below() {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let mut settings = settings(Some(&upstream));
-    settings.set("LOCALSTACK_HOST", "emulator.internal.test:4566").unwrap();
     // DNS_LOCAL_NAME_PATTERNS limits AWS names only, not the emulator's own.
-    settings.set("DNS_LOCAL_NAME_PATTERNS", r".*\.ecr\..*").unwrap();
-    let server = start(settings).await;
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    let (server, _upstream) = with_upstream(&[
+        ("LOCALSTACK_HOST", "emulator.internal.test:4566"),
+        ("DNS_LOCAL_NAME_PATTERNS", r".*\.ecr\..*"),
+    ])
+    .await;
+    for (protocol, resolver) in resolvers(&server) {
         for name in ["emulator.internal.test.", "s3.emulator.internal.test.", "bucket.s3.emulator.internal.test."] {
             assert_eq!(lookup(&resolver, name, T::A).await, answered(&["127.0.0.1"]), "{protocol} {name}");
         }
@@ -203,13 +199,12 @@ async fn localstack_host_redirects_its_name_and_every_name_below() {
 
 #[tokio::test]
 async fn disable_transparent_endpoint_injection_forwards_aws_names_and_keeps_the_emulators() {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let mut settings = settings(Some(&upstream));
-    settings.set("DISABLE_TRANSPARENT_ENDPOINT_INJECTION", "1").unwrap();
-    settings.set("LOCALSTACK_HOST", "emulator.internal.test").unwrap();
-    let server = start(settings).await;
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    let (server, upstream) = with_upstream(&[
+        ("DISABLE_TRANSPARENT_ENDPOINT_INJECTION", "1"),
+        ("LOCALSTACK_HOST", "emulator.internal.test"),
+    ])
+    .await;
+    for (protocol, resolver) in resolvers(&server) {
         for name in ["s3.amazonaws.com.", "console.aws.amazon.com.", "d1.cloudfront.net."] {
             assert_eq!(lookup(&resolver, name, T::A).await, answered(&["192.0.2.77"]), "{protocol} {name}");
         }
@@ -226,8 +221,7 @@ async fn disable_transparent_endpoint_injection_forwards_aws_names_and_keeps_the
 
 #[tokio::test]
 async fn localstack_host_prefix_names_are_redirected() {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let server = start(settings(Some(&upstream))).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
     for name in
         ["data-localhost.localstack.cloud.", "sync-localhost.localstack.cloud.", "x.query-localhost.localstack.cloud."]

@@ -4,18 +4,14 @@
 //! names, aliases with health checks, `clear`, from Rust and over the admin
 //! listener's JSON API.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use signpost_redirect::{AliasSpec, HealthCheck, HealthCheckSpec, RecordFilter, RecordSpec, RedirectError};
-use signpost_testkit::TokioResolver;
 use signpost_wire::{Rcode, RecordType as T};
 
 use crate::support::*;
-
-const FORWARDED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
 
 fn record(name: &str, rtype: T, value: &str) -> RecordSpec {
     RecordSpec::new(name, rtype, value)
@@ -36,8 +32,7 @@ async fn answer_becomes(resolver: &TokioResolver, name: &str, qtype: T, expected
 
 #[tokio::test]
 async fn records_of_every_type_answer_and_what_they_lack_goes_upstream() {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let server = start(settings(Some(&upstream))).await;
+    let (server, upstream) = with_upstream(&[]).await;
     for spec in [
         record("svc.test", T::A, "10.0.0.5"),
         record("svc.test", T::AAAA, "fd00::5"),
@@ -50,8 +45,7 @@ async fn records_of_every_type_answer_and_what_they_lack_goes_upstream() {
     ] {
         server.add_record(&spec).unwrap();
     }
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    for (protocol, resolver) in resolvers(&server) {
         assert_eq!(lookup(&resolver, "svc.test.", T::A).await, answered(&["10.0.0.5"]), "{protocol}");
         assert_eq!(lookup(&resolver, "svc.test.", T::AAAA).await, answered(&["fd00::5"]), "{protocol}");
         assert_eq!(lookup(&resolver, "svc.test.", T::MX).await, answered(&["10 mail.svc.test."]), "{protocol}");
@@ -88,14 +82,12 @@ async fn records_of_every_type_answer_and_what_they_lack_goes_upstream() {
 
 #[tokio::test]
 async fn wildcard_names_match_every_depth_and_a_specific_name_wins() {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let server = start(settings(Some(&upstream))).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     server.add_record(&record("*.apps.test", T::A, "10.0.1.1")).unwrap();
     server.add_record(&record("special.apps.test", T::A, "10.0.1.2")).unwrap();
     // Pointing to the emulator, for a whole subtree (LocalStack's add_host_pointing_to_localstack("*.x")).
     server.add_host("*.emulated.test", &[]).unwrap();
-    for (protocol, address) in transports(&server) {
-        let resolver = resolver(protocol, address);
+    for (protocol, resolver) in resolvers(&server) {
         assert_eq!(lookup(&resolver, "one.apps.test.", T::A).await, answered(&["10.0.1.1"]), "{protocol}");
         assert_eq!(lookup(&resolver, "a.b.apps.test.", T::A).await, answered(&["10.0.1.1"]), "{protocol}");
         assert_eq!(lookup(&resolver, "x.special.apps.test.", T::A).await, answered(&["10.0.1.1"]), "{protocol}");
@@ -112,8 +104,7 @@ async fn wildcard_names_match_every_depth_and_a_specific_name_wins() {
 
 #[tokio::test]
 async fn records_are_deleted_by_name_type_value_and_id_and_clear_removes_every_change() {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let server = start(settings(Some(&upstream))).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
     for (value, id) in [("1.1.1.1", Some("1")), ("2.2.2.2", Some("2")), ("3.3.3.3", None), ("4.4.4.4", None)] {
         server.add_record(&RecordSpec { id: id.map(str::to_owned), ..record("ids.test", T::A, value) }).unwrap();
@@ -161,8 +152,7 @@ async fn records_are_deleted_by_name_type_value_and_id_and_clear_removes_every_c
 
 #[tokio::test]
 async fn an_alias_skips_a_target_that_fails_its_health_check() {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let server = start(settings(Some(&upstream))).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
     server.add_host("target1.test", &["1.1.1.1".parse().unwrap()]).unwrap();
     server.add_host("target2.test", &["2.2.2.2".parse().unwrap()]).unwrap();
@@ -211,8 +201,7 @@ async fn an_alias_skips_a_target_that_fails_its_health_check() {
 
 #[tokio::test]
 async fn aliases_cover_their_types_and_wildcards() {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let server = start(settings(Some(&upstream))).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
     server.add_host("example.test", &["1.1.1.1".parse().unwrap(), "fd00::1".parse().unwrap()]).unwrap();
     // LocalStack PR #13158: an alias with a wildcard name.
@@ -231,9 +220,7 @@ async fn aliases_cover_their_types_and_wildcards() {
 
 #[tokio::test]
 async fn the_admin_json_api_adds_records_aliases_with_health_checks_and_clears() {
-    let upstream = FakeUpstream::answering(FORWARDED).await;
-    let server = admin_server(&upstream).await;
-    let admin = server.handle().admin_addr().unwrap();
+    let (server, admin, _upstream) = admin_server().await;
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
 
     for body in [
@@ -244,15 +231,13 @@ async fn the_admin_json_api_adds_records_aliases_with_health_checks_and_clears()
         r#"{"name": "*.preview.test", "type": "A", "value": "10.0.0.7"}"#,
         r#"{"name": "backup.test", "type": "A", "value": "10.0.0.9"}"#,
     ] {
-        let (status, reply) = http(admin, "POST", "/redirect/records", body).await;
-        assert_eq!(status, 200, "{body}: {reply}");
+        http_expecting(admin, "POST", "/redirect/records", body, 200).await;
     }
     assert_eq!(lookup(&resolver, "api.test.", T::MX).await, answered(&["10 mail.api.test."]));
     assert_eq!(lookup(&resolver, "api.test.", T::TXT).await, answered(&["v=spf1 -all"]));
     assert_eq!(lookup(&resolver, "_sip._udp.api.test.", T::SRV).await, answered(&["0 0 5060 api.test."]));
     assert_eq!(lookup(&resolver, "pr-17.preview.test.", T::A).await, answered(&["10.0.0.7"]));
-    let (status, body) = http(admin, "GET", "/redirect/records", "").await;
-    assert_eq!(status, 200);
+    let body = http_expecting(admin, "GET", "/redirect/records", "", 200).await;
     let records: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(records[0]["name"], "api.test");
     assert_eq!(records[0]["id"], "a1");
@@ -263,11 +248,8 @@ async fn the_admin_json_api_adds_records_aliases_with_health_checks_and_clears()
     let body = format!(
         r#"{{"name": "svc.test", "target": "api.test", "types": "A", "health_check": {{"tcp": "{closed}", "interval": "100ms"}}}}"#
     );
-    let (status, reply) = http(admin, "POST", "/redirect/aliases", &body).await;
-    assert_eq!(status, 200, "{reply}");
-    let (status, _) =
-        http(admin, "POST", "/redirect/aliases", r#"{"name": "svc.test", "target": "backup.test"}"#).await;
-    assert_eq!(status, 200);
+    http_expecting(admin, "POST", "/redirect/aliases", &body, 200).await;
+    http_expecting(admin, "POST", "/redirect/aliases", r#"{"name": "svc.test", "target": "backup.test"}"#, 200).await;
     assert_eq!(answer_becomes(&resolver, "svc.test.", T::A, &answered(&["10.0.0.9"])).await, answered(&["10.0.0.9"]));
     let (_, body) = http(admin, "GET", "/redirect/aliases", "").await;
     let aliases: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -279,33 +261,30 @@ async fn the_admin_json_api_adds_records_aliases_with_health_checks_and_clears()
     let (status, body) = http(admin, "DELETE", "/redirect/records?name=api.test&type=TXT", "").await;
     assert_eq!((status, body.as_str()), (200, r#"{"deleted":"1"}"#));
     assert_eq!(lookup(&resolver, "api.test.", T::TXT).await, ResolverAnswer::NoData { soa: false }, "forwarded now");
-    let (status, _) = http(admin, "DELETE", "/redirect/aliases?name=svc.test&type=A", "").await;
-    assert_eq!(status, 200);
+    http_expecting(admin, "DELETE", "/redirect/aliases?name=svc.test&type=A", "", 200).await;
 
     // Mistakes: 400 with the reason, 404 for what is not there.
-    let (status, body) =
-        http(admin, "POST", "/redirect/records", r#"{"name": "x.test", "type": "A", "value": "nope"}"#).await;
-    assert_eq!(status, 400);
+    let body =
+        http_expecting(admin, "POST", "/redirect/records", r#"{"name": "x.test", "type": "A", "value": "nope"}"#, 400)
+            .await;
     assert!(body.contains("record \\\"x.test\\\" value \\\"nope\\\""), "{body}");
-    let (status, body) =
-        http(admin, "POST", "/redirect/records", r#"{"name": "x.test", "type": "BOGUS", "value": "1"}"#).await;
-    assert_eq!(status, 400);
+    let body =
+        http_expecting(admin, "POST", "/redirect/records", r#"{"name": "x.test", "type": "BOGUS", "value": "1"}"#, 400)
+            .await;
     assert!(body.contains("unknown record type"), "{body}");
-    let (status, body) = http(
+    let body = http_expecting(
         admin,
         "POST",
         "/redirect/aliases",
         r#"{"name": "a.test", "target": "b.test", "health_check": {"http": "http://emulator.test/"}}"#,
+        400,
     )
     .await;
-    assert_eq!(status, 400);
     assert!(body.contains("must be an IP address"), "{body}");
-    let (status, _) = http(admin, "DELETE", "/redirect/records?name=nothing.test", "").await;
-    assert_eq!(status, 404);
+    http_expecting(admin, "DELETE", "/redirect/records?name=nothing.test", "", 404).await;
 
     // clear.
-    let (status, _) = http(admin, "POST", "/redirect/clear", "").await;
-    assert_eq!(status, 200);
+    http_expecting(admin, "POST", "/redirect/clear", "", 200).await;
     let (_, body) = http(admin, "GET", "/redirect", "").await;
     let snapshot: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(snapshot["records"], serde_json::json!([]));

@@ -4,8 +4,6 @@
 //! in through the HostedZoneFeed the control plane's Route 53 service
 //! publishes to.
 
-use std::net::Ipv4Addr;
-
 use signpost_redirect::{AliasTarget, HostedZone, ResourceRecordSet};
 use signpost_wire::{Message, Rcode, RecordType as T};
 
@@ -33,10 +31,7 @@ fn zone(sets: Vec<ResourceRecordSet>) -> HostedZone {
 
 #[tokio::test]
 async fn hosted_zone_records_answer_every_client() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
-    let mut settings = settings(Some(&upstream));
-    settings.set("DNS_ADDRESS", "127.0.0.1,127.0.0.2").unwrap();
-    let server = start(settings).await;
+    let (server, upstream) = with_upstream(&[("DNS_ADDRESS", "127.0.0.1,127.0.0.2")]).await;
     let warnings = server
         .hosted_zone_feed()
         .publish(vec![zone(vec![
@@ -103,8 +98,7 @@ async fn hosted_zone_records_answer_every_client() {
 
 #[tokio::test]
 async fn changes_published_later_change_the_answers_and_deleting_the_zone_forwards_again() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
-    let server = start(settings(Some(&upstream))).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let feed = server.hosted_zone_feed();
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
     assert_eq!(lookup(&resolver, "www.example.com.", T::A).await, answered(&["192.0.2.77"]), "forwarded before");

@@ -1,8 +1,6 @@
 //! Changes at run time: host records, aliases and skip patterns, through the
 //! Rust API and the admin listener's JSON API; /metrics beside them.
 
-use std::net::Ipv4Addr;
-
 use signpost_redirect::RedirectError;
 use signpost_wire::{Rcode, RecordType as T};
 
@@ -10,8 +8,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn host_records_aliases_and_skip_patterns_change_answers_from_rust() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
-    let server = start(settings(Some(&upstream))).await;
+    let (server, upstream) = with_upstream(&[]).await;
     let tcp = resolver(Transport::Tcp, server.tcp_addrs()[0]);
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
 
@@ -61,9 +58,7 @@ async fn host_records_aliases_and_skip_patterns_change_answers_from_rust() {
 
 #[tokio::test]
 async fn the_admin_json_api_changes_answers_and_serves_metrics() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
-    let server = admin_server(&upstream).await;
-    let admin = server.handle().admin_addr().unwrap();
+    let (server, admin, _upstream) = admin_server().await;
     assert!(server.startup_lines().iter().any(|line| line.starts_with(&format!("Admin API on http://{admin}"))));
     let resolver = resolver(Transport::Udp, server.udp_addrs()[0]);
 
@@ -71,16 +66,13 @@ async fn the_admin_json_api_changes_answers_and_serves_metrics() {
     assert_eq!((status, body.as_str()), (200, r#"{"added":"db.test"}"#));
     assert_eq!(lookup(&resolver, "db.test.", T::A).await, answered(&["10.0.0.5"]));
 
-    let (status, _) = http(admin, "POST", "/redirect/aliases", r#"{"name":"web.test","target":"db.test"}"#).await;
-    assert_eq!(status, 200);
+    http_expecting(admin, "POST", "/redirect/aliases", r#"{"name":"web.test","target":"db.test"}"#, 200).await;
     assert_eq!(lookup(&resolver, "web.test.", T::A).await, answered(&["10.0.0.5"]));
 
-    let (status, _) = http(admin, "POST", "/redirect/skip", r#"{"pattern":"kinesis\\..*"}"#).await;
-    assert_eq!(status, 200);
+    http_expecting(admin, "POST", "/redirect/skip", r#"{"pattern":"kinesis\\..*"}"#, 200).await;
     assert_eq!(lookup(&resolver, "kinesis.us-east-1.amazonaws.com.", T::A).await, answered(&["192.0.2.77"]));
 
-    let (status, body) = http(admin, "GET", "/redirect", "").await;
-    assert_eq!(status, 200);
+    let body = http_expecting(admin, "GET", "/redirect", "", 200).await;
     let snapshot: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(snapshot["hosts"][0]["name"], "db.test");
     assert_eq!(snapshot["hosts"][0]["addresses"][0], "10.0.0.5");
@@ -89,31 +81,23 @@ async fn the_admin_json_api_changes_answers_and_serves_metrics() {
     assert_eq!(snapshot["skip_patterns"][0], r"kinesis\..*");
     assert_eq!(snapshot["domains"][0], "amazonaws.com");
 
-    let (status, _) = http(admin, "DELETE", "/redirect/skip?pattern=kinesis%5C..%2A", "").await;
-    assert_eq!(status, 200);
+    http_expecting(admin, "DELETE", "/redirect/skip?pattern=kinesis%5C..%2A", "", 200).await;
     assert_eq!(lookup(&resolver, "kinesis.us-east-2.amazonaws.com.", T::A).await, answered(&["127.0.0.1"]));
-    let (status, _) = http(admin, "DELETE", "/redirect/aliases/web.test", "").await;
-    assert_eq!(status, 200);
-    let (status, _) = http(admin, "DELETE", "/redirect/hosts/db.test", "").await;
-    assert_eq!(status, 200);
+    http_expecting(admin, "DELETE", "/redirect/aliases/web.test", "", 200).await;
+    http_expecting(admin, "DELETE", "/redirect/hosts/db.test", "", 200).await;
     assert_eq!(lookup(&resolver, "db.test.", T::A).await, answered(&["192.0.2.77"]));
 
     // Errors come back as JSON with a status.
-    let (status, body) = http(admin, "DELETE", "/redirect/hosts/db.test", "").await;
-    assert_eq!(status, 404);
+    let body = http_expecting(admin, "DELETE", "/redirect/hosts/db.test", "", 404).await;
     assert!(body.contains("no host record db.test"), "{body}");
-    let (status, body) = http(admin, "POST", "/redirect/hosts", r#"{"name":"x.test","adresses":[]}"#).await;
-    assert_eq!(status, 400);
+    let body = http_expecting(admin, "POST", "/redirect/hosts", r#"{"name":"x.test","adresses":[]}"#, 400).await;
     assert!(body.contains("invalid JSON body"), "{body}");
-    let (status, body) = http(admin, "POST", "/redirect/skip", r#"{"pattern":"("}"#).await;
-    assert_eq!(status, 400);
+    let body = http_expecting(admin, "POST", "/redirect/skip", r#"{"pattern":"("}"#, 400).await;
     assert!(body.contains("invalid regular expression"), "{body}");
-    let (status, _) = http(admin, "PUT", "/redirect/hosts", "{}").await;
-    assert_eq!(status, 404);
+    http_expecting(admin, "PUT", "/redirect/hosts", "{}", 404).await;
 
     // The built-in routes are still there.
-    let (status, metrics) = http(admin, "GET", "/metrics", "").await;
-    assert_eq!(status, 200);
+    let metrics = http_expecting(admin, "GET", "/metrics", "", 200).await;
     assert!(metrics.contains("signpost_"), "{metrics}");
     server.shutdown().await;
 }

@@ -3,7 +3,7 @@
 //! signpost-testkit. Everything is on loopback; no test ever asks the
 //! machine's own resolver.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +11,8 @@ use signpost_redirect::{RedirectServer, RedirectServerBuilder, RedirectSettings}
 use signpost_server::{AdminConfig, ServerConfig};
 pub(crate) use signpost_testkit::{
     ASK_TIMEOUT, Answer, Binary, FakeUpstream, Finished, Query, ResolverAnswer, RunningBinary, Signal, TempDir,
-    Transport, answers, authority_types, eventually, exchange, lookup, query, resolver, udp_exchange_from,
+    TokioResolver, Transport, answers, authority_types, eventually, exchange, lookup, query, resolver,
+    udp_exchange_from,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -48,6 +49,21 @@ pub(crate) fn settings(upstream: Option<&FakeUpstream>) -> RedirectSettings {
     settings
 }
 
+/// What the fake upstream of [`with_upstream`] answers every forwarded A question with.
+pub(crate) const FORWARDED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
+
+/// A server forwarding to a fake upstream answering [`FORWARDED`], with the
+/// test's LocalStack `variables` set on top of the [`settings`]; the
+/// upstream, to ask what it saw.
+pub(crate) async fn with_upstream(variables: &[(&str, &str)]) -> (RedirectServer, FakeUpstream) {
+    let upstream = FakeUpstream::answering(FORWARDED).await;
+    let mut settings = settings(Some(&upstream));
+    for (name, value) in variables {
+        settings.set(name, value).unwrap_or_else(|error| panic!("{name}={value}: {error}"));
+    }
+    (start(settings).await, upstream)
+}
+
 /// Start on free ports (port 0: the server finds one free for UDP and TCP).
 pub(crate) async fn start(settings: RedirectSettings) -> RedirectServer {
     start_with(RedirectServer::builder(settings)).await
@@ -60,6 +76,11 @@ pub(crate) async fn start_with(builder: RedirectServerBuilder) -> RedirectServer
 /// Both transports of a server, for loops over UDP and TCP.
 pub(crate) fn transports(server: &RedirectServer) -> [(Transport, SocketAddr); 2] {
     [(Transport::Udp, server.udp_addrs()[0]), (Transport::Tcp, server.tcp_addrs()[0])]
+}
+
+/// A hickory resolver for each transport of a server, for loops over UDP and TCP.
+pub(crate) fn resolvers(server: &RedirectServer) -> [(Transport, TokioResolver); 2] {
+    transports(server).map(|(protocol, address)| (protocol, resolver(protocol, address)))
 }
 
 /// One query over `transport` and its answer.
@@ -82,6 +103,13 @@ pub(crate) async fn http(address: SocketAddr, method: &str, path: &str, body: &s
     let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
     let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
     (status, body)
+}
+
+/// [`http`] that must come back with `status`: the body.
+pub(crate) async fn http_expecting(address: SocketAddr, method: &str, path: &str, body: &str, status: u16) -> String {
+    let (got, reply) = http(address, method, path, body).await;
+    assert_eq!(got, status, "{method} {path} {body}: {reply}");
+    reply
 }
 
 /// What every test's binary gets unless the test says otherwise: loopback
@@ -132,11 +160,16 @@ pub(crate) fn parse_startup(line: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(address.parse().ok()?, port.parse().ok()?))
 }
 
-/// A redirect proxy on a free port with the admin listener on another.
-pub(crate) async fn admin_server(upstream: &FakeUpstream) -> RedirectServer {
+/// A redirect proxy on a free port, forwarding to a fake upstream answering
+/// [`FORWARDED`], with the admin listener on another: the server, the admin
+/// listener's address and the upstream.
+pub(crate) async fn admin_server() -> (RedirectServer, SocketAddr, FakeUpstream) {
+    let upstream = FakeUpstream::answering(FORWARDED).await;
     let config = ServerConfig {
         admin: Some(AdminConfig { address: "127.0.0.1:0".parse().unwrap() }),
         ..ServerConfig::default()
     };
-    start_with(RedirectServer::builder(settings(Some(upstream))).server_config(config)).await
+    let server = start_with(RedirectServer::builder(settings(Some(&upstream))).server_config(config)).await;
+    let admin = server.handle().admin_addr().unwrap();
+    (server, admin, upstream)
 }

@@ -93,15 +93,20 @@ async fn rebind_protecting_resolver() -> FakeUpstream {
         .unwrap()
 }
 
+/// `signpost-redirect check` against the DNS port `port`, with a "system"
+/// resolv.conf of `resolv_conf`: the run's status and output.
+async fn check(port: &str, resolv_conf: &str) -> Finished {
+    let dir = TempDir::new();
+    let resolv = dir.write("resolv.conf", resolv_conf);
+    run(&[("DNS_PORT", port)], &["check", "--resolv-conf", resolv.to_str().unwrap()]).await
+}
+
 #[tokio::test]
 async fn check_reports_a_system_resolver_that_bypasses_signpost_and_drops_rebinding_answers() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
-    let server = start(settings(Some(&upstream))).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let port = server.udp_addrs()[0].port().to_string();
     let router = rebind_protecting_resolver().await;
-    let dir = TempDir::new();
-    let resolv = dir.write("resolv.conf", format!("nameserver {}\n", router.address()));
-    let output = run(&[("DNS_PORT", &port)], &["check", "--resolv-conf", resolv.to_str().unwrap()]).await;
+    let output = check(&port, &format!("nameserver {}\n", router.address())).await;
     let stdout = &output.stdout;
     assert!(!output.status.success(), "{stdout}");
     assert!(stdout.contains("ok    [signpost] Signpost on 127.0.0.1:"), "{stdout}");
@@ -115,14 +120,11 @@ async fn check_reports_a_system_resolver_that_bypasses_signpost_and_drops_rebind
 
 #[tokio::test]
 async fn check_passes_when_the_system_resolver_is_signpost() {
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 77)).await;
-    let server = start(settings(Some(&upstream))).await;
+    let (server, _upstream) = with_upstream(&[]).await;
     let address = server.udp_addrs()[0];
     let port = address.port().to_string();
     // The "system" resolv.conf names Signpost itself (with its test port).
-    let dir = TempDir::new();
-    let resolv = dir.write("resolv.conf", format!("# test\nnameserver {address}\n"));
-    let output = run(&[("DNS_PORT", &port)], &["check", "--resolv-conf", resolv.to_str().unwrap()]).await;
+    let output = check(&port, &format!("# test\nnameserver {address}\n")).await;
     let stdout = &output.stdout;
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("sends s3.amazonaws.com to Signpost"), "{stdout}");
@@ -135,9 +137,7 @@ async fn check_says_when_signpost_is_not_running() {
     // A port nobody serves: bind and drop.
     let port = signpost_testkit::closed_udp_port().port().to_string();
     let router = rebind_protecting_resolver().await;
-    let dir = TempDir::new();
-    let resolv = dir.write("resolv.conf", format!("nameserver {}\n", router.address()));
-    let output = run(&[("DNS_PORT", &port)], &["check", "--resolv-conf", resolv.to_str().unwrap()]).await;
+    let output = check(&port, &format!("nameserver {}\n", router.address())).await;
     let stdout = &output.stdout;
     assert!(!output.status.success());
     assert!(stdout.contains(&format!("FAIL  [signpost] Signpost is not running on 127.0.0.1:{port}")), "{stdout}");
@@ -149,9 +149,7 @@ async fn check_names_the_upstream_when_signpost_cannot_forward() {
     let server = start(settings(None)).await;
     let address = server.udp_addrs()[0];
     let port = address.port().to_string();
-    let dir = TempDir::new();
-    let resolv = dir.write("resolv.conf", format!("nameserver {address}\n"));
-    let output = run(&[("DNS_PORT", &port)], &["check", "--resolv-conf", resolv.to_str().unwrap()]).await;
+    let output = check(&port, &format!("nameserver {address}\n")).await;
     let stdout = &output.stdout;
     assert!(!output.status.success(), "{stdout}");
     assert!(stdout.contains("FAIL  [upstream] Signpost cannot forward: localstack.cloud gets no address (SERVFAIL)"));
