@@ -389,7 +389,7 @@ impl Shared {
     fn forget(&self, id: u16, token: u64) {
         let Ok(mut table) = self.table.lock() else { return };
         // Under the same ID may be a later query's entry: not ours to remove.
-        if !table.waiting.get(&id).is_some_and(|waiter| waiter.token == token) {
+        if table.waiting.get(&id).is_none_or(|waiter| waiter.token != token) {
             return;
         }
         if table.waiting.remove(&id).is_some_and(|waiter| waiter.slot.is_waiting()) {
