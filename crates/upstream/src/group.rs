@@ -383,36 +383,6 @@ impl Query<'_> {
 /// A message in flight: its number in [`Flight::sent`] and what it came to.
 type Running<'a> = Pin<Box<dyn Future<Output = (usize, Decision)> + Send + 'a>>;
 
-/// The messages of a query in flight: the first, pinned in the query's
-/// own future (`None` once settled), and the later ones, each boxed.
-struct Messages<'m, 'a, F> {
-    first: Pin<&'m mut Option<F>>,
-    running: &'m mut FuturesUnordered<Running<'a>>,
-}
-
-impl<F: Future<Output = (usize, Decision)>> Messages<'_, '_, F> {
-    fn is_empty(&self) -> bool {
-        self.first.is_none() && self.running.is_empty()
-    }
-
-    /// The next message to settle and what it came to; `None` when none is left.
-    fn next(&mut self) -> impl Future<Output = Option<(usize, Decision)>> + '_ {
-        std::future::poll_fn(move |cx| {
-            if let Some(first) = self.first.as_mut().as_pin_mut()
-                && let Poll::Ready(settled) = first.poll(cx)
-            {
-                self.first.set(None);
-                return Poll::Ready(Some(settled));
-            }
-            match self.running.poll_next_unpin(cx) {
-                // The first message is still running.
-                Poll::Ready(None) if self.first.is_some() => Poll::Pending,
-                polled => polled,
-            }
-        })
-    }
-}
-
 impl Group {
     pub(crate) fn new(config: GroupConfig) -> Result<Self, Error> {
         validate(&config)?;
@@ -563,51 +533,44 @@ impl Group {
 
         // The common case costs one timer: the first message, answered
         // within its retransmission timeout. Otherwise the loop takes over.
-        // The first message stays here, in this future's state, even then
-        // (the loop polls it in place): no box of its own.
-        let mut first = std::pin::pin!(self.send(&mut flight, Reason::Next, &prepared, deadline, &log));
-        let retransmit_at = self.retransmit_at(&flight, 0);
-        let waited = match first.as_mut().as_pin_mut() {
-            None => None,
-            Some(message) => {
+        let first = match self.send(&mut flight, Reason::Next, &prepared, deadline, &log) {
+            None => Err(End::Exhausted),
+            Some(mut first) => {
+                let retransmit_at = self.retransmit_at(&flight, 0);
                 let hedge_at = self.hedge_delay_of(&flight, 0).map(|delay| start + delay);
                 let wake_at = [retransmit_at, hedge_at].into_iter().flatten().fold(deadline, Instant::min);
-                Some(tokio::time::timeout_at(wake_at, message).await)
-            }
-        };
-        let started = match waited {
-            None => Err(End::Exhausted),
-            Some(Ok((number, decision))) => {
-                first.set(None);
-                let expired = matches!(decision, Decision::Expired);
-                match self.settle(number, decision, &mut flight, &mut fallback, &log, deadline) {
-                    Settled::Answer(answer) => Err(End::Answer(answer)),
-                    Settled::Stop => Err(End::Exhausted),
-                    Settled::Continue => Ok((None, if expired { Reason::Retransmit } else { Reason::Next })),
-                }
-            }
-            Some(Err(_)) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    Err(End::Deadline)
-                } else if retransmit_at.is_some_and(|at| at <= now) {
-                    self.mark_lost(&flight, 0, &log);
-                    Ok((Some(0), Reason::Retransmit))
-                } else {
-                    Ok((Some(0), Reason::Hedge))
+                match tokio::time::timeout_at(wake_at, &mut first).await {
+                    Ok((number, decision)) => {
+                        let expired = matches!(decision, Decision::Expired);
+                        match self.settle(number, decision, &mut flight, &mut fallback, &log, deadline) {
+                            Settled::Answer(answer) => Err(End::Answer(answer)),
+                            Settled::Stop => Err(End::Exhausted),
+                            Settled::Continue => Ok((None, if expired { Reason::Retransmit } else { Reason::Next })),
+                        }
+                    }
+                    Err(_) => {
+                        running.get_or_insert_with(FuturesUnordered::new).push(first);
+                        let now = Instant::now();
+                        if now >= deadline {
+                            Err(End::Deadline)
+                        } else if retransmit_at.is_some_and(|at| at <= now) {
+                            self.mark_lost(&flight, 0, &log);
+                            Ok((Some(0), Reason::Retransmit))
+                        } else {
+                            Ok((Some(0), Reason::Hedge))
+                        }
+                    }
                 }
             }
         };
-        let end = match started {
+        let end = match first {
             Ok((latest, reason)) => {
                 let running = running.get_or_insert_with(FuturesUnordered::new);
-                let messages = Messages { first: first.as_mut(), running };
-                self.run(&mut flight, messages, latest, reason, &prepared, deadline, &log, &mut fallback).await
+                self.run(&mut flight, running, latest, reason, &prepared, deadline, &log, &mut fallback).await
             }
             Err(end) => end,
         };
         // Messages still in flight are dropped here (their IDs are given back).
-        first.set(None);
         drop(running);
         match end {
             End::Answer(answer) => {
@@ -637,10 +600,10 @@ impl Group {
     /// `latest` is the message whose retransmission timeout runs; the next
     /// message is sent at once, for `reason`.
     #[allow(clippy::too_many_arguments)]
-    async fn run<'a, F: Future<Output = (usize, Decision)>>(
+    async fn run<'a>(
         &'a self,
         flight: &mut Flight,
-        mut messages: Messages<'_, 'a, F>,
+        running: &mut FuturesUnordered<Running<'a>>,
         mut latest: Option<usize>,
         reason: Reason,
         query: &'a Prepared,
@@ -649,7 +612,7 @@ impl Group {
         fallback: &mut Option<Answer>,
     ) -> End {
         let config = &self.inner.config;
-        // Every message (the first one too) now keeps its own expiry.
+        // Messages in `running` (the first one too) now keep their own expiry.
         log.looping.store(true, Ordering::Relaxed);
         let max_parallel = config.hedge.map_or(1, |hedge| hedge.max_parallel.max(1));
         // Without `timeout` in retry_on, a lost message is not sent again:
@@ -659,17 +622,17 @@ impl Group {
         let mut hedge_at: Option<Instant> = None;
         let far = deadline + Duration::from_secs(3600);
         loop {
-            if !stop && (send_now.is_some() || messages.is_empty()) && self.active(flight, log) < max_parallel {
+            if !stop && (send_now.is_some() || running.is_empty()) && self.active(flight, log) < max_parallel {
                 let reason = send_now.take().unwrap_or(Reason::Next);
                 if let Some(message) = self.send(flight, reason, query, deadline, log) {
-                    messages.running.push(Box::pin(message));
+                    running.push(message);
                     let number = flight.sent.len() - 1;
                     latest = Some(number);
                     hedge_at = self.hedge_delay_of(flight, number).map(|delay| Instant::now() + delay);
                 }
             }
             send_now = None;
-            if messages.is_empty() {
+            if running.is_empty() {
                 return End::Exhausted;
             }
             let retransmit_at = latest
@@ -682,7 +645,7 @@ impl Group {
                 // task was not polled for a while and several are ready,
                 // a timer must not outlive the deadline.
                 biased;
-                Some((number, decision)) = messages.next() => {
+                Some((number, decision)) = running.next() => {
                     let expired = matches!(decision, Decision::Expired);
                     match self.settle(number, decision, flight, fallback, log, deadline) {
                         Settled::Answer(answer) => return End::Answer(answer),
@@ -749,7 +712,7 @@ impl Group {
         query: &'a Prepared,
         deadline: Instant,
         log: &'a AttemptLog,
-    ) -> Option<impl Future<Output = (usize, Decision)> + Send + 'a> {
+    ) -> Option<Running<'a>> {
         let index = self.next_server(flight)?;
         let server = self.server(index)?;
         let config = &self.inner.config;
@@ -775,7 +738,9 @@ impl Group {
         flight.sent.push(Sent { server: index, slot, started, timeout });
         let number = flight.sent.len() - 1;
         let expires = (started + config.per_try_timeout).min(deadline);
-        Some(async move { (number, self.try_server(index, query, (slot, id), started, expires, deadline, log).await) })
+        Some(Box::pin(async move {
+            (number, self.try_server(index, query, (slot, id), started, expires, deadline, log).await)
+        }))
     }
 
     /// The next server in the policy's order that may be asked again.
@@ -1320,28 +1285,6 @@ mod tests {
         assert_eq!(resolved.attempts.len(), 1);
         first_task.abort();
         second_task.abort();
-    }
-
-    #[tokio::test]
-    async fn messages_settle_the_first_in_place_and_the_running_ones() {
-        use futures_util::FutureExt;
-        let first = std::pin::pin!(Some(async { (0, Decision::Stop) }));
-        let mut running: FuturesUnordered<Running<'_>> = FuturesUnordered::new();
-        running.push(Box::pin(async { (1, Decision::MoveOn(None)) }));
-        let mut messages = Messages { first, running: &mut running };
-        assert!(!messages.is_empty());
-        let mut settled = vec![messages.next().await.unwrap().0, messages.next().await.unwrap().0];
-        settled.sort_unstable();
-        assert_eq!(settled, [0, 1]);
-        assert!(messages.is_empty());
-        assert!(messages.next().now_or_never().is_some_and(|next| next.is_none()), "none left: the loop stops");
-
-        // A first message still running with nothing else in flight is waited for, not taken for none.
-        let first = std::pin::pin!(Some(std::future::pending::<(usize, Decision)>()));
-        let mut running: FuturesUnordered<Running<'_>> = FuturesUnordered::new();
-        let mut messages = Messages { first, running: &mut running };
-        assert!(!messages.is_empty());
-        assert!(messages.next().now_or_never().is_none());
     }
 
     #[test]
