@@ -914,8 +914,11 @@ impl Group {
         // A retransmitted server's first message is bounded by the query's
         // retransmission timer until the loop takes over.
         let lazy = server.is_udp() && retry_on.timeout;
-        let exchange = self.exchange(index, protocol, query, (slot, id), started, log);
-        let Some(exchange) = until_expiry(exchange, expires, lazy, log).await else { return Decision::Expired };
+        // Pinned here, in this future's own state: passed by value to an
+        // async function it would be kept twice (the argument and the local).
+        let exchange = std::pin::pin!(self.exchange(index, protocol, query, (slot, id), started, log));
+        let expiry = std::pin::pin!(None);
+        let Some(exchange) = until_expiry(exchange, expiry, expires, lazy, log).await else { return Decision::Expired };
         match exchange {
             Exchange::Answer { response, truncated: true, .. } if protocol == Protocol::Udp => {
                 log.finish(slot, AttemptOutcome::Truncated);
@@ -1020,7 +1023,8 @@ impl Group {
     }
 }
 
-/// `exchange`, or `None` when `expires` passes first. With `lazy`, the
+/// `exchange`, or `None` when `expires` passes first (the timer is set in
+/// `expiry`, which the caller pins next to `exchange`). With `lazy`, the
 /// expiry timer is set only once the query loop runs (`log.looping`):
 /// before that the query waits on its first message alone, under its
 /// retransmission timer, which ends no later than `expires` (the
@@ -1029,10 +1033,14 @@ impl Group {
 /// instead of two. The loop polls the message again when it takes it over
 /// (`FuturesUnordered` polls what is pushed), which sets the timer for the
 /// same instant it always had.
-async fn until_expiry<F: Future>(exchange: F, expires: Instant, lazy: bool, log: &AttemptLog) -> Option<F::Output> {
-    let mut exchange = std::pin::pin!(exchange);
-    let mut expiry = std::pin::pin!(None::<tokio::time::Sleep>);
-    std::future::poll_fn(|cx| {
+fn until_expiry<'a, F: Future>(
+    mut exchange: Pin<&'a mut F>,
+    mut expiry: Pin<&'a mut Option<tokio::time::Sleep>>,
+    expires: Instant,
+    lazy: bool,
+    log: &'a AttemptLog,
+) -> impl Future<Output = Option<F::Output>> + 'a {
+    std::future::poll_fn(move |cx| {
         if let Poll::Ready(output) = exchange.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
         }
@@ -1044,7 +1052,6 @@ async fn until_expiry<F: Future>(exchange: F, expires: Instant, lazy: bool, log:
             _ => Poll::Pending,
         }
     })
-    .await
 }
 
 /// What to do with an answer `retry_on` rejected when no server did better.

@@ -31,13 +31,13 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::error::Failure;
@@ -223,7 +223,8 @@ struct Shared {
     stopped: AtomicBool,
 }
 
-/// The queries in flight on one socket, by message ID.
+/// The queries in flight on one socket, by message ID, and the answers
+/// (or failures) that came for them until each query takes its own.
 #[derive(Default)]
 struct Table {
     waiting: HashMap<u16, Waiter, BuildHasherDefault<IdHasher>>,
@@ -238,7 +239,36 @@ struct Waiter {
     token: u64,
     /// The query as sent (any ID), for checking the answer's question.
     query: Arc<[u8]>,
-    reply: oneshot::Sender<Result<Bytes, Failure>>,
+    /// Where its answer is left for it: a slot in the table rather than a
+    /// channel per query (which was an allocation per query).
+    slot: Slot,
+}
+
+/// A query's place for its answer in the socket's table.
+enum Slot {
+    /// No answer yet; the task to wake when one comes.
+    Waiting(Option<Waker>),
+    /// Answered, or failed: kept (its ID still taken) until the query takes it.
+    Done(Result<Bytes, Failure>),
+}
+
+impl Slot {
+    fn is_waiting(&self) -> bool {
+        matches!(self, Self::Waiting(_))
+    }
+
+    /// Leave `result` for the query; the task to wake, if it waits.
+    fn fill(&mut self, result: Result<Bytes, Failure>) -> Option<Waker> {
+        match std::mem::replace(self, Self::Done(result)) {
+            Self::Waiting(waker) => waker,
+            Self::Done(_) => None,
+        }
+    }
+}
+
+/// What a query whose entry is gone gets (the socket's table is unusable).
+fn receive_loop_stopped() -> Failure {
+    Failure::Unreachable("the UDP receive loop stopped".into())
 }
 
 /// Message IDs are random already; spreading them over the hash's high bits
@@ -333,11 +363,10 @@ impl Shared {
             }
             let token = table.next_token;
             table.next_token += 1;
-            let (reply, answer) = oneshot::channel();
-            table.waiting.insert(id, Waiter { token, query: query.bytes().clone(), reply });
+            table.waiting.insert(id, Waiter { token, query: query.bytes().clone(), slot: Slot::Waiting(None) });
             self.in_flight.fetch_add(1, Ordering::Relaxed);
             self.queries.fetch_add(1, Ordering::Relaxed);
-            return Some(Pending { shared: self.clone(), id, token, answer });
+            return Some(Pending { shared: self.clone(), id, token, taken: false });
         }
         None
     }
@@ -354,34 +383,74 @@ impl Shared {
         self.table.lock().map_or(true, |table| table.retired && table.waiting.is_empty())
     }
 
-    /// Remove the waiter `token` put under `id`, if it is still there.
+    /// Remove the waiter `token` put under `id`, if it is still there. A
+    /// query that stopped waiting has its ID remembered (its answer may
+    /// still come); one whose answer came and was not taken has not.
     fn forget(&self, id: u16, token: u64) {
         let Ok(mut table) = self.table.lock() else { return };
-        if table.waiting.get(&id).is_some_and(|waiter| waiter.token == token) {
-            table.waiting.remove(&id);
+        // Under the same ID may be a later query's entry: not ours to remove.
+        if table.waiting.get(&id).is_none_or(|waiter| waiter.token != token) {
+            return;
+        }
+        if table.waiting.remove(&id).is_some_and(|waiter| waiter.slot.is_waiting()) {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             if table.given_up.len() >= REMEMBERED_IDS {
                 table.given_up.pop_front();
             }
             table.given_up.push_back(id);
-            if table.retired && table.waiting.is_empty() {
-                self.wake.notify_one();
-            }
         }
+        self.woken_if_finished(&table);
+    }
+
+    /// Wake the receive loop when the socket is retired and nothing is left in its table.
+    fn woken_if_finished(&self, table: &Table) {
+        if table.retired && table.waiting.is_empty() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The answer left for the query `token` under `id`, taken out of the
+    /// table; or, while none has come, `waker` kept to be woken when it does.
+    fn poll_answer(&self, id: u16, token: u64, waker: &Waker) -> Poll<Result<Bytes, Failure>> {
+        let Ok(mut table) = self.table.lock() else { return Poll::Ready(Err(receive_loop_stopped())) };
+        match table.waiting.get_mut(&id) {
+            Some(Waiter { token: owner, slot: Slot::Waiting(waiting), .. }) if *owner == token => {
+                if !waiting.as_ref().is_some_and(|waiting| waiting.will_wake(waker)) {
+                    *waiting = Some(waker.clone());
+                }
+                return Poll::Pending;
+            }
+            Some(Waiter { token: owner, .. }) if *owner == token => {}
+            _ => return Poll::Ready(Err(receive_loop_stopped())),
+        }
+        let result = match table.waiting.remove(&id) {
+            Some(Waiter { slot: Slot::Done(result), .. }) => result,
+            _ => Err(receive_loop_stopped()),
+        };
+        self.woken_if_finished(&table);
+        Poll::Ready(result)
     }
 
     /// Fail every query in flight on this socket.
     fn fail_all(&self, failure: &Failure) {
-        let waiters: Vec<Waiter> = match self.table.lock() {
-            Ok(mut table) => table.waiting.drain().map(|(_, waiter)| waiter).collect(),
+        let wakers: Vec<Waker> = match self.table.lock() {
+            Ok(mut table) => {
+                let mut failed = 0;
+                let mut wakers = Vec::new();
+                for waiter in table.waiting.values_mut().filter(|waiter| waiter.slot.is_waiting()) {
+                    failed += 1;
+                    wakers.extend(waiter.slot.fill(Err(failure.clone())));
+                }
+                self.in_flight.fetch_sub(failed, Ordering::Relaxed);
+                if failed > 0 {
+                    tracing::debug!(server = %self.server, queries = failed, ?failure, "failing the queries on a UDP socket");
+                }
+                wakers
+            }
             Err(_) => return,
         };
-        self.in_flight.fetch_sub(waiters.len(), Ordering::Relaxed);
-        if !waiters.is_empty() {
-            tracing::debug!(server = %self.server, queries = waiters.len(), ?failure, "failing the queries on a UDP socket");
-        }
-        for waiter in waiters {
-            let _ = waiter.reply.send(Err(failure.clone()));
+        for waker in wakers {
+            waker.wake();
         }
         self.wake.notify_one();
     }
@@ -398,22 +467,18 @@ impl Shared {
             return;
         };
         let Ok(mut table) = self.table.lock() else { return };
-        let verdict = match table.waiting.get(&header.id) {
-            Some(waiter) => answers(&waiter.query, datagram, header.id),
+        // An entry already answered is no longer waiting: a second answer is suspect.
+        let verdict = match table.waiting.get_mut(&header.id).filter(|waiter| waiter.slot.is_waiting()) {
+            Some(waiter) => answers(&waiter.query, datagram, header.id)
+                .map(|()| waiter.slot.fill(Ok(Bytes::copy_from_slice(datagram)))),
             None => Err(crate::query::Mismatch::WrongId),
         };
         match verdict {
-            Ok(()) => {
-                let waiter = table.waiting.remove(&header.id);
-                if waiter.is_some() {
-                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                }
-                if table.retired && table.waiting.is_empty() {
-                    self.wake.notify_one();
-                }
+            Ok(waker) => {
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
                 drop(table);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.reply.send(Ok(Bytes::copy_from_slice(datagram)));
+                if let Some(waker) = waker {
+                    waker.wake();
                 }
             }
             Err(crate::query::Mismatch::WrongId)
@@ -511,7 +576,8 @@ pub(crate) struct Pending {
     shared: Arc<Shared>,
     id: u16,
     token: u64,
-    answer: oneshot::Receiver<Result<Bytes, Failure>>,
+    /// Its answer was taken: its entry is gone from the table already.
+    taken: bool,
 }
 
 impl Pending {
@@ -525,15 +591,19 @@ impl Future for Pending {
     type Output = Result<Bytes, Failure>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.answer)
-            .poll(cx)
-            .map(|result| result.unwrap_or_else(|_| Err(Failure::Unreachable("the UDP receive loop stopped".into()))))
+        let answer = self.shared.poll_answer(self.id, self.token, cx.waker());
+        if answer.is_ready() {
+            self.taken = true;
+        }
+        answer
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.shared.forget(self.id, self.token);
+        if !self.taken {
+            self.shared.forget(self.id, self.token);
+        }
     }
 }
 
@@ -791,13 +861,12 @@ mod tests {
         let (id, token) = (first.id, first.token);
         drop(first);
         // Another query takes the same ID on the same socket.
-        let (reply, _answer) = oneshot::channel();
         shared
             .table
             .lock()
             .unwrap()
             .waiting
-            .insert(id, Waiter { token: token + 100, query: query.bytes().clone(), reply });
+            .insert(id, Waiter { token: token + 100, query: query.bytes().clone(), slot: Slot::Waiting(None) });
         shared.forget(id, token);
         assert!(shared.table.lock().unwrap().waiting.contains_key(&id));
         task.abort();
@@ -838,14 +907,7 @@ mod tests {
         let pending = transport.register(&query, rand::random()).unwrap();
         let (shared, id) = (pending.shared.clone(), pending.id);
         drop(pending);
-        let answer = |id: u16| {
-            let mut response = Vec::new();
-            let parsed = Message::parse(query.bytes()).unwrap();
-            let mut builder = MessageBuilder::response_to(&mut response, &parsed).unwrap();
-            builder.set_id(id);
-            builder.finish().unwrap();
-            response
-        };
+        let answer = |id: u16| answer_to(&query, id);
         let source = Some(address);
         shared.dispatch(&answer(id), source);
         // Remembered once: a second answer with that ID is suspect again.
@@ -855,6 +917,124 @@ mod tests {
         shared.dispatch(&answer(id), Some(SocketAddr::from(([127, 0, 0, 2], address.port()))));
         let snapshot = stats.snapshot("g", address, crate::Protocol::Udp, 0);
         assert_eq!((snapshot.stale_answers, snapshot.spoofs_dropped), (1, 3));
+        task.abort();
+    }
+
+    /// The answer a server would give to `query` sent with `id`.
+    fn answer_to(query: &Prepared, id: u16) -> Vec<u8> {
+        let mut response = Vec::new();
+        let parsed = Message::parse(query.bytes()).unwrap();
+        let mut builder = MessageBuilder::response_to(&mut response, &parsed).unwrap();
+        builder.set_id(id);
+        builder.finish().unwrap();
+        response
+    }
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn poll_once(pending: &mut Pending, waker: &Arc<CountingWaker>) -> Poll<Result<Bytes, Failure>> {
+        let waker = Waker::from(waker.clone());
+        Pin::new(pending).poll(&mut Context::from_waker(&waker))
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_left_in_the_table_and_wakes_its_query() {
+        let (address, task) = reversing_server(1).await;
+        let stats = Arc::new(Stats::default());
+        let transport = UdpTransport::new(address, None, stats.clone());
+        let query = prepared("slot.example");
+        let mut pending = transport.register(&query, rand::random()).unwrap();
+        let shared = pending.shared.clone();
+        let waker = Arc::new(CountingWaker::default());
+        assert!(poll_once(&mut pending, &waker).is_pending());
+        let answer = answer_to(&query, pending.id());
+        shared.dispatch(&answer, Some(address));
+        assert_eq!(waker.0.load(Ordering::Relaxed), 1, "the waiting task is woken once");
+        assert_eq!(transport.in_flight(), 0, "answered: no longer in flight");
+        // Until the query takes it, the answer holds its ID: a copy of it is suspect.
+        assert_eq!(shared.table.lock().unwrap().waiting.len(), 1);
+        shared.dispatch(&answer, Some(address));
+        let snapshot = stats.snapshot("g", address, crate::Protocol::Udp, 0);
+        assert_eq!((snapshot.spoofs_dropped, snapshot.stale_answers), (1, 0));
+        let Poll::Ready(Ok(taken)) = poll_once(&mut pending, &waker) else { panic!("the answer was not taken") };
+        assert_eq!(&taken[..], &answer[..]);
+        assert!(shared.table.lock().unwrap().waiting.is_empty(), "taken: the ID is free again");
+        drop(pending);
+        assert!(shared.table.lock().unwrap().given_up.is_empty(), "an answered query is not given up");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_comes_before_the_first_poll_is_there_for_it() {
+        let (address, task) = reversing_server(1).await;
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
+        let query = prepared("early.example");
+        let mut pending = transport.register(&query, rand::random()).unwrap();
+        pending.shared.clone().dispatch(&answer_to(&query, pending.id()), Some(address));
+        let waker = Arc::new(CountingWaker::default());
+        assert!(matches!(poll_once(&mut pending, &waker), Poll::Ready(Ok(_))));
+        assert_eq!(waker.0.load(Ordering::Relaxed), 0);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn an_answer_never_taken_goes_with_its_query() {
+        let (address, task) = reversing_server(1).await;
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
+        let query = prepared("dropped.example");
+        let pending = transport.register(&query, rand::random()).unwrap();
+        let shared = pending.shared.clone();
+        shared.dispatch(&answer_to(&query, pending.id()), Some(address));
+        drop(pending);
+        let table = shared.table.lock().unwrap();
+        assert!(table.waiting.is_empty());
+        assert!(table.given_up.is_empty(), "its answer came: nothing late to expect");
+        assert_eq!(transport.in_flight(), 0);
+        drop(table);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn failing_a_socket_fails_the_waiting_queries_not_the_answered_ones() {
+        let (address, task) = reversing_server(1).await;
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
+        let query = prepared("fail.example");
+        let mut answered = transport.register(&query, rand::random()).unwrap();
+        let shared = answered.shared.clone();
+        let mut waiting = shared.register(&query, rand::random()).unwrap();
+        let waker = Arc::new(CountingWaker::default());
+        assert!(poll_once(&mut waiting, &waker).is_pending());
+        shared.dispatch(&answer_to(&query, answered.id()), Some(address));
+        shared.fail_all(&Failure::Unreachable("test".into()));
+        assert_eq!(waker.0.load(Ordering::Relaxed), 1);
+        assert_eq!(transport.in_flight(), 0);
+        assert!(matches!(poll_once(&mut waiting, &waker), Poll::Ready(Err(Failure::Unreachable(_)))));
+        assert!(matches!(poll_once(&mut answered, &waker), Poll::Ready(Ok(_))));
+        assert!(shared.table.lock().unwrap().waiting.is_empty());
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_retired_socket_is_finished_once_its_answers_are_taken() {
+        let (address, task) = reversing_server(1).await;
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
+        let query = prepared("retired.example");
+        let mut pending = transport.register(&query, rand::random()).unwrap();
+        let shared = pending.shared.clone();
+        shared.retire();
+        shared.dispatch(&answer_to(&query, pending.id()), Some(address));
+        assert!(!shared.is_finished(), "an answer not yet taken keeps the socket");
+        let waker = Arc::new(CountingWaker::default());
+        assert!(matches!(poll_once(&mut pending, &waker), Poll::Ready(Ok(_))));
+        assert!(shared.is_finished());
         task.abort();
     }
 
