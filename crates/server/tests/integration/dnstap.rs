@@ -456,17 +456,19 @@ async fn tls_needs_a_tcp_collector_and_readable_files() {
     assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
 }
 
-/// A server whose dnstap goes over TLS to `collector`, trusting the test CA in `files`.
+/// A server whose dnstap goes over TLS to `collector`, trusting the test CA
+/// in `files` and expecting the collector's certificate to name `server_name`.
 async fn start_tapped_over_tls(
     collector: SocketAddr,
     files: &CertificateFiles,
+    server_name: &str,
     client_auth: bool,
 ) -> signpost_server::ServerHandle {
     let mut config = config_with_default_listeners();
     config.dnstap = Some(DnstapConfig {
         address: Some(collector),
         tls: true,
-        tls_server_name: Some("localhost".into()),
+        tls_server_name: Some(server_name.into()),
         tls_cert_bundle: Some(files.ca.clone()),
         tls_client_cert_file: client_auth.then(|| files.cert.clone()),
         tls_client_key_file: client_auth.then(|| files.key.clone()),
@@ -505,7 +507,7 @@ async fn frames_go_over_tls_with_the_servers_name_checked_and_a_client_certifica
     let tls = requiring_client_certificates(&certificates, &files);
     let (collector, address) = Collector::start_tls(tls.clone(), Arc::default()).await;
 
-    let server = start_tapped_over_tls(address, &files, true).await;
+    let server = start_tapped_over_tls(address, &files, "localhost", true).await;
     wait_until_connected(&server, &collector).await;
     ask_and_see_the_client_response(&server, &collector, "secure.local.test", "over TLS").await;
     let frames = collector.received.lock().unwrap().messages.clone();
@@ -516,7 +518,7 @@ async fn frames_go_over_tls_with_the_servers_name_checked_and_a_client_certifica
     // Without the client certificate the collector turns the writer away:
     // nothing arrives, and answers go on.
     let (collector, address) = Collector::start_tls(tls, Arc::default()).await;
-    let server = start_tapped_over_tls(address, &files, false).await;
+    let server = start_tapped_over_tls(address, &files, "localhost", false).await;
     for index in 0..5 {
         let name = format!("refused{index}.local.test");
         assert!(udp_exchange(udp(&server), &query(&name, RecordType::A), ASK_TIMEOUT).await.is_some());
@@ -533,15 +535,7 @@ async fn a_collector_certificate_for_another_name_is_refused() {
     let dir = TempDir::new();
     let files = certificates.write_to(dir.path()).unwrap();
     let (collector, address) = Collector::start_tls(certificates.server_config(&[]).unwrap(), Arc::default()).await;
-    let mut config = config_with_default_listeners();
-    config.dnstap = Some(DnstapConfig {
-        address: Some(address),
-        tls: true,
-        tls_server_name: Some("collector.example".into()),
-        tls_cert_bundle: Some(files.ca.clone()),
-        ..DnstapConfig::default()
-    });
-    let server = start_with(config, LOCAL_TEST, None).await;
+    let server = start_tapped_over_tls(address, &files, "collector.example", false).await;
     for index in 0..5 {
         let name = format!("wrongname{index}.local.test");
         assert!(udp_exchange(udp(&server), &query(&name, RecordType::A), ASK_TIMEOUT).await.is_some());

@@ -3,12 +3,11 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use signpost_server::{OverloadAction, ServerHandle};
 use signpost_wire::{EdnsHeader, EdnsOption, ExtendedErrorCode, Message, OptionCode, Rcode, RecordType};
 
 use crate::support::*;
 
-async fn forwarding_server(upstream: &FakeUpstream) -> ServerHandle {
+async fn forwarding_server(upstream: &FakeUpstream) -> signpost_server::ServerHandle {
     start(FORWARD_ALL, Some(upstream)).await
 }
 
@@ -288,7 +287,10 @@ async fn answers_echo_the_clients_rd_bit_forwarded_cached_and_failed() {
 /// A server whose group "upstream" asks `upstream` with room for one query
 /// in flight and 20 ms of queueing, and no retransmission within the 500 ms
 /// per-try timeout (so the upstream's count is the queries sent).
-async fn one_slot_server(upstream: &FakeUpstream, action: OverloadAction) -> ServerHandle {
+async fn one_slot_server(
+    upstream: &FakeUpstream,
+    action: signpost_server::OverloadAction,
+) -> signpost_server::ServerHandle {
     let mut group = group_of("upstream", upstream);
     group.max_outstanding = 1;
     group.queue_timeout = Duration::from_millis(20);
@@ -301,7 +303,7 @@ async fn one_slot_server(upstream: &FakeUpstream, action: OverloadAction) -> Ser
 /// Ask `first.example` over UDP, which takes the group's only slot until
 /// the upstream answers; returns once the upstream has it.
 async fn take_the_only_slot(
-    server: &ServerHandle,
+    server: &signpost_server::ServerHandle,
     upstream: &FakeUpstream,
 ) -> tokio::task::JoinHandle<Option<Vec<u8>>> {
     let (address, first) = (udp(server), query("first.example", RecordType::A));
@@ -316,8 +318,8 @@ async fn take_the_only_slot(
 async fn one_slot_taken(
     answer: Ipv4Addr,
     delay: Duration,
-    action: OverloadAction,
-) -> (FakeUpstream, ServerHandle, tokio::task::JoinHandle<Option<Vec<u8>>>) {
+    action: signpost_server::OverloadAction,
+) -> (FakeUpstream, signpost_server::ServerHandle, tokio::task::JoinHandle<Option<Vec<u8>>>) {
     let upstream = slow_upstream(answer, delay).await;
     let server = one_slot_server(&upstream, action).await;
     let holder = take_the_only_slot(&server, &upstream).await;
@@ -327,8 +329,12 @@ async fn one_slot_taken(
 #[tokio::test]
 async fn an_overloaded_group_answers_servfail_at_once_counted_apart_from_failures() {
     // The first question takes the group's only slot for 400 ms.
-    let (upstream, server, holder) =
-        one_slot_taken(Ipv4Addr::new(192, 0, 2, 16), Duration::from_millis(400), OverloadAction::ServFail).await;
+    let (upstream, server, holder) = one_slot_taken(
+        Ipv4Addr::new(192, 0, 2, 16),
+        Duration::from_millis(400),
+        signpost_server::OverloadAction::ServFail,
+    )
+    .await;
     let address = udp(&server);
     let (took, code, text) = servfail_with_ede(address, "second.example", Duration::from_secs(3)).await;
     assert!(took < Duration::from_millis(400), "took {took:?}: queue_timeout is 20 ms");
@@ -360,7 +366,8 @@ async fn an_overloaded_group_answers_servfail_at_once_counted_apart_from_failure
 #[tokio::test]
 async fn with_overload_action_drop_udp_clients_get_nothing_and_tcp_clients_servfail() {
     let (_upstream, server, holder) =
-        one_slot_taken(Ipv4Addr::new(192, 0, 2, 17), Duration::from_millis(450), OverloadAction::Drop).await;
+        one_slot_taken(Ipv4Addr::new(192, 0, 2, 17), Duration::from_millis(450), signpost_server::OverloadAction::Drop)
+            .await;
     let address = udp(&server);
     let dropped = udp_exchange(address, &query("second.example", RecordType::A), Duration::from_millis(200)).await;
     assert!(dropped.is_none(), "an overloaded UDP query is dropped");
