@@ -728,9 +728,10 @@ mod tests {
         TrustPoint::parse(&text, "root.key").expect("parses")
     }
 
-    /// `point` handles `set` at `now` with the default hold-downs and clock-skew allowance.
-    fn handle(point: &mut TrustPoint, set: &Rrset, now: u64) -> Probe {
-        point.handle_dnskeys(set, now, HoldDown::default(), Skew::default())
+    /// `point` handles the DNSKEY set of `keys` signed by `signers` at `now`,
+    /// with the default hold-downs and clock-skew allowance.
+    fn handle(point: &mut TrustPoint, keys: &[Dnskey], signers: &[(u8, Dnskey)], now: u64) -> Probe {
+        point.handle_dnskeys(&dnskey_set(keys, signers, now), now, HoldDown::default(), Skew::default())
     }
 
     #[test]
@@ -741,23 +742,20 @@ mod tests {
         assert_eq!(states(&point), [(old.key_tag(), KeyState::Valid)]);
 
         // The new key appears, signed by the old one: ADDPEND.
-        let set = dnskey_set(&[old.clone(), new.clone()], &[(1, old.clone())], NOW);
-        let probe = handle(&mut point, &set, NOW);
+        let probe = handle(&mut point, &[old.clone(), new.clone()], &[(1, old.clone())], NOW);
         assert!(probe.verified && probe.write && !probe.anchor_changed, "{probe:?}");
         assert_eq!(states(&point), [(old.key_tag(), KeyState::Valid), (new.key_tag(), KeyState::AddPend)]);
         assert_eq!(point.anchor().expect("anchor").keys, std::slice::from_ref(&old));
 
         // Seen again within the hold-down: still pending.
         let later = NOW + 10 * DAY;
-        let set = dnskey_set(&[old.clone(), new.clone()], &[(1, old.clone())], later);
-        handle(&mut point, &set, later);
+        handle(&mut point, &[old.clone(), new.clone()], &[(1, old.clone())], later);
         assert_eq!(point.keys()[1].state, KeyState::AddPend);
         assert_eq!(point.keys()[1].pending_count, 2);
 
         // Past 30 days: VALID, and the anchor now holds both keys.
         let after = NOW + 31 * DAY;
-        let set = dnskey_set(&[old.clone(), new.clone()], &[(1, old.clone())], after);
-        let probe = handle(&mut point, &set, after);
+        let probe = handle(&mut point, &[old.clone(), new.clone()], &[(1, old.clone())], after);
         assert!(probe.anchor_changed);
         assert_eq!(
             probe.events,
@@ -770,10 +768,8 @@ mod tests {
     fn a_pending_key_that_disappears_starts_over() {
         let old = ksk(1);
         let mut point = trusting(&[&old]);
-        let set = dnskey_set(&[old.clone(), ksk(2)], &[(1, old.clone())], NOW);
-        handle(&mut point, &set, NOW);
-        let set = dnskey_set(std::slice::from_ref(&old), &[(1, old.clone())], NOW + DAY);
-        let probe = handle(&mut point, &set, NOW + DAY);
+        handle(&mut point, &[old.clone(), ksk(2)], &[(1, old.clone())], NOW);
+        let probe = handle(&mut point, std::slice::from_ref(&old), &[(1, old.clone())], NOW + DAY);
         assert_eq!(probe.events[0].to, KeyState::Start);
         // START entries are not kept.
         assert_eq!(states(&point), [(old.key_tag(), KeyState::Valid)]);
@@ -783,8 +779,7 @@ mod tests {
     fn a_set_not_signed_by_a_trusted_key_changes_nothing() {
         let old = ksk(1);
         let mut point = trusting(&[&old]);
-        let set = dnskey_set(&[old.clone(), ksk(2)], &[(2, ksk(2))], NOW);
-        let probe = handle(&mut point, &set, NOW);
+        let probe = handle(&mut point, &[old.clone(), ksk(2)], &[(2, ksk(2))], NOW);
         assert!(!probe.verified && !probe.write, "{probe:?}");
         assert_eq!(states(&point), [(old.key_tag(), KeyState::Valid)]);
     }
@@ -794,20 +789,16 @@ mod tests {
         let (a, b) = (ksk(1), ksk(2));
         let mut point = trusting(&[&a, &b]);
         // b is gone: MISSING, still trusted.
-        let set = dnskey_set(std::slice::from_ref(&a), &[(1, a.clone())], NOW);
-        handle(&mut point, &set, NOW);
+        handle(&mut point, std::slice::from_ref(&a), &[(1, a.clone())], NOW);
         assert_eq!(states(&point), [(a.key_tag(), KeyState::Valid), (b.key_tag(), KeyState::Missing)]);
         assert_eq!(point.anchor().expect("anchor").keys.len(), 2);
         // It returns: VALID.
-        let set = dnskey_set(&[a.clone(), b.clone()], &[(1, a.clone())], NOW + DAY);
-        handle(&mut point, &set, NOW + DAY);
+        handle(&mut point, &[a.clone(), b.clone()], &[(1, a.clone())], NOW + DAY);
         assert_eq!(point.keys()[1].state, KeyState::Valid);
         // Gone for longer than keep-missing (366 days): removed.
-        let set = dnskey_set(std::slice::from_ref(&a), &[(1, a.clone())], NOW + 2 * DAY);
-        handle(&mut point, &set, NOW + 2 * DAY);
+        handle(&mut point, std::slice::from_ref(&a), &[(1, a.clone())], NOW + 2 * DAY);
         let much_later = NOW + 400 * DAY;
-        let set = dnskey_set(std::slice::from_ref(&a), &[(1, a.clone())], much_later);
-        handle(&mut point, &set, much_later);
+        handle(&mut point, std::slice::from_ref(&a), &[(1, a.clone())], much_later);
         assert_eq!(states(&point), [(a.key_tag(), KeyState::Valid)]);
     }
 
@@ -816,21 +807,18 @@ mod tests {
         let (a, b) = (ksk(1), ksk(2));
         let mut point = trusting(&[&a, &b]);
         // a publishes itself revoked and signs with the revoked key; b signs too.
-        let set = dnskey_set(&[revoked(1), b.clone()], &[(1, revoked(1)), (2, b.clone())], NOW);
-        let probe = handle(&mut point, &set, NOW);
+        let probe = handle(&mut point, &[revoked(1), b.clone()], &[(1, revoked(1)), (2, b.clone())], NOW);
         assert!(probe.anchor_changed);
         assert_eq!(probe.events[0].to, KeyState::Revoked);
         assert_eq!(point.keys()[0].state, KeyState::Revoked);
         assert_eq!(point.anchor().expect("anchor").keys, std::slice::from_ref(&b));
         // A revoked key not signed by itself is not believed.
         let mut other = trusting(&[&a, &b]);
-        let set = dnskey_set(&[revoked(1), b.clone()], &[(2, b.clone())], NOW);
-        handle(&mut other, &set, NOW);
+        handle(&mut other, &[revoked(1), b.clone()], &[(2, b.clone())], NOW);
         assert_eq!(other.keys()[0].state, KeyState::Missing);
         // After the remove hold-down the revoked key leaves the file.
         let later = NOW + 31 * DAY;
-        let set = dnskey_set(std::slice::from_ref(&b), &[(2, b.clone())], later);
-        handle(&mut point, &set, later);
+        handle(&mut point, std::slice::from_ref(&b), &[(2, b.clone())], later);
         assert_eq!(states(&point), [(b.key_tag(), KeyState::Valid)]);
     }
 
@@ -838,8 +826,7 @@ mod tests {
     fn revoking_the_only_anchor_revokes_the_trust_point() {
         let a = ksk(1);
         let mut point = trusting(&[&a]);
-        let set = dnskey_set(&[revoked(1), ksk(2)], &[(1, revoked(1))], NOW);
-        let probe = handle(&mut point, &set, NOW);
+        let probe = handle(&mut point, &[revoked(1), ksk(2)], &[(1, revoked(1))], NOW);
         assert!(probe.anchor_changed && probe.write);
         assert!(point.revoked && point.anchor().is_none());
         let text = point.to_text();
@@ -856,8 +843,7 @@ mod tests {
         let text = format!(". IN DS {} 15 2 {hex}\n", a.key_tag());
         let mut point = TrustPoint::parse(&text, "root.key").expect("parses");
         assert_eq!(point.anchor().expect("anchor").ds.len(), 1);
-        let set = dnskey_set(std::slice::from_ref(&a), &[(1, a.clone())], NOW);
-        let probe = handle(&mut point, &set, NOW);
+        let probe = handle(&mut point, std::slice::from_ref(&a), &[(1, a.clone())], NOW);
         assert!(probe.verified && probe.anchor_changed, "{probe:?}");
         let anchor = point.anchor().expect("anchor");
         assert!(anchor.ds.is_empty());
@@ -869,8 +855,7 @@ mod tests {
     fn the_file_round_trips_in_unbounds_format() {
         let (a, b) = (ksk(1), ksk(2));
         let mut point = trusting(&[&a]);
-        let set = dnskey_set(&[a.clone(), b.clone()], &[(1, a.clone())], NOW);
-        handle(&mut point, &set, NOW);
+        handle(&mut point, &[a.clone(), b.clone()], &[(1, a.clone())], NOW);
         let text = point.to_text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "; autotrust trust anchor file");
