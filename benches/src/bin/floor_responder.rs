@@ -175,22 +175,30 @@ mod mmsg {
             }
         }
 
+        /// Points message header `nth` at one buffer (`buffer.0`, `buffer.1`
+        /// bytes) and at peer slot `peer`, of `peer_len` bytes; no control data.
+        #[inline]
+        fn prepare(&mut self, nth: usize, buffer: (*mut u8, usize), peer: usize, peer_len: libc::socklen_t) {
+            self.iov[nth] = libc::iovec { iov_base: buffer.0.cast(), iov_len: buffer.1 };
+            let hdr = &mut self.hdrs[nth].msg_hdr;
+            hdr.msg_name = std::ptr::from_mut(&mut self.peers[peer]).cast();
+            hdr.msg_namelen = peer_len;
+            hdr.msg_iov = &mut self.iov[nth];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = std::ptr::null_mut();
+            hdr.msg_controllen = 0;
+            hdr.msg_flags = 0;
+            self.hdrs[nth].msg_len = 0;
+        }
+
         /// Blocks until at least one datagram arrives, then takes up to
         /// `BATCH` without waiting further. Returns how many were received;
         /// oversized or truncated datagrams are reported with length 0 so
         /// the parser drops them.
         pub(super) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
             for i in 0..BATCH {
-                self.iov[i] = libc::iovec { iov_base: self.rx[i].as_mut_ptr().cast(), iov_len: self.rx[i].len() };
-                let hdr = &mut self.hdrs[i].msg_hdr;
-                hdr.msg_name = std::ptr::from_mut(&mut self.peers[i]).cast();
-                hdr.msg_namelen = socklen_of::<libc::sockaddr_storage>();
-                hdr.msg_iov = &mut self.iov[i];
-                hdr.msg_iovlen = 1;
-                hdr.msg_control = std::ptr::null_mut();
-                hdr.msg_controllen = 0;
-                hdr.msg_flags = 0;
-                self.hdrs[i].msg_len = 0;
+                let buffer = self.rx[i].as_mut_ptr();
+                self.prepare(i, (buffer, MAX_QUERY + 1), i, socklen_of::<libc::sockaddr_storage>());
             }
             loop {
                 // SAFETY: `hdrs` holds BATCH initialised headers whose name
@@ -242,16 +250,8 @@ mod mmsg {
             let count = count.min(BATCH);
             for nth in 0..count {
                 let (slot, len) = self.queued[nth];
-                self.iov[nth] = libc::iovec { iov_base: self.tx[slot].as_mut_ptr().cast(), iov_len: len };
-                let hdr = &mut self.hdrs[nth].msg_hdr;
-                hdr.msg_name = std::ptr::from_mut(&mut self.peers[slot]).cast();
-                hdr.msg_namelen = self.peer_len[slot];
-                hdr.msg_iov = &mut self.iov[nth];
-                hdr.msg_iovlen = 1;
-                hdr.msg_control = std::ptr::null_mut();
-                hdr.msg_controllen = 0;
-                hdr.msg_flags = 0;
-                self.hdrs[nth].msg_len = 0;
+                let buffer = self.tx[slot].as_mut_ptr();
+                self.prepare(nth, (buffer, len), slot, self.peer_len[slot]);
             }
             let mut sent = 0;
             while sent < count {

@@ -183,18 +183,16 @@ mod tests {
         (300, rrsig)
     }
 
+    /// A signed RRset of one record.
+    fn signed(owner: NameBuf, rtype: RecordType, ttl: u32, rdata: Vec<u8>) -> Rrset {
+        Rrset { signatures: vec![rrsig(rtype, &owner)], owner, rtype, class: Class::IN, ttl, rdata: vec![rdata] }
+    }
+
     fn nsec(owner: &str, next: &str, types: &[RecordType]) -> Rrset {
         let owner = name(owner);
         let mut rdata = name(next).as_wire().to_vec();
         rdata.extend_from_slice(TypeBitmap::from_types(types).as_bytes());
-        Rrset {
-            signatures: vec![rrsig(RecordType::NSEC, &owner)],
-            owner,
-            rtype: RecordType::NSEC,
-            class: Class::IN,
-            ttl: 300,
-            rdata: vec![rdata],
-        }
+        signed(owner, RecordType::NSEC, 300, rdata)
     }
 
     fn soa() -> Rrset {
@@ -202,14 +200,7 @@ mod tests {
         let mut rdata = name("ns.example.").as_wire().to_vec();
         rdata.extend_from_slice(name("hostmaster.example.").as_wire());
         rdata.extend_from_slice(&[0; 20]);
-        Rrset {
-            signatures: vec![rrsig(RecordType::SOA, &owner)],
-            owner,
-            rtype: RecordType::SOA,
-            class: Class::IN,
-            ttl: 3600,
-            rdata: vec![rdata],
-        }
+        signed(owner, RecordType::SOA, 3600, rdata)
     }
 
     fn query(qname: &str, qtype: RecordType) -> Vec<u8> {

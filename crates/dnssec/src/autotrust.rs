@@ -722,36 +722,40 @@ mod tests {
         format!(". 172800 IN DNSKEY 257 3 15 {encoded}\n")
     }
 
-    fn hold() -> HoldDown {
-        HoldDown::default()
+    /// A trust point read from a file of `keys`, each VALID.
+    fn trusting(keys: &[&Dnskey]) -> TrustPoint {
+        let text: String = keys.iter().map(|key| file_with(key)).collect();
+        TrustPoint::parse(&text, "root.key").expect("parses")
+    }
+
+    /// `point` handles the DNSKEY set of `keys` signed by `signers` at `now`,
+    /// with the default hold-downs and clock-skew allowance.
+    fn handle(point: &mut TrustPoint, keys: &[Dnskey], signers: &[(u8, Dnskey)], now: u64) -> Probe {
+        point.handle_dnskeys(&dnskey_set(keys, signers, now), now, HoldDown::default(), Skew::default())
     }
 
     #[test]
     fn a_new_ksk_waits_out_the_hold_down_then_becomes_valid() {
         let old = ksk(1);
         let new = ksk(2);
-        let mut point = TrustPoint::parse(&file_with(&old), "root.key").expect("parses");
+        let mut point = trusting(&[&old]);
         assert_eq!(states(&point), [(old.key_tag(), KeyState::Valid)]);
-        let skew = Skew::default();
 
         // The new key appears, signed by the old one: ADDPEND.
-        let set = dnskey_set(&[old.clone(), new.clone()], &[(1, old.clone())], NOW);
-        let probe = point.handle_dnskeys(&set, NOW, hold(), skew);
+        let probe = handle(&mut point, &[old.clone(), new.clone()], &[(1, old.clone())], NOW);
         assert!(probe.verified && probe.write && !probe.anchor_changed, "{probe:?}");
         assert_eq!(states(&point), [(old.key_tag(), KeyState::Valid), (new.key_tag(), KeyState::AddPend)]);
         assert_eq!(point.anchor().expect("anchor").keys, std::slice::from_ref(&old));
 
         // Seen again within the hold-down: still pending.
         let later = NOW + 10 * DAY;
-        let set = dnskey_set(&[old.clone(), new.clone()], &[(1, old.clone())], later);
-        point.handle_dnskeys(&set, later, hold(), skew);
+        handle(&mut point, &[old.clone(), new.clone()], &[(1, old.clone())], later);
         assert_eq!(point.keys()[1].state, KeyState::AddPend);
         assert_eq!(point.keys()[1].pending_count, 2);
 
         // Past 30 days: VALID, and the anchor now holds both keys.
         let after = NOW + 31 * DAY;
-        let set = dnskey_set(&[old.clone(), new.clone()], &[(1, old.clone())], after);
-        let probe = point.handle_dnskeys(&set, after, hold(), skew);
+        let probe = handle(&mut point, &[old.clone(), new.clone()], &[(1, old.clone())], after);
         assert!(probe.anchor_changed);
         assert_eq!(
             probe.events,
@@ -763,11 +767,9 @@ mod tests {
     #[test]
     fn a_pending_key_that_disappears_starts_over() {
         let old = ksk(1);
-        let mut point = TrustPoint::parse(&file_with(&old), "root.key").expect("parses");
-        let set = dnskey_set(&[old.clone(), ksk(2)], &[(1, old.clone())], NOW);
-        point.handle_dnskeys(&set, NOW, hold(), Skew::default());
-        let set = dnskey_set(std::slice::from_ref(&old), &[(1, old.clone())], NOW + DAY);
-        let probe = point.handle_dnskeys(&set, NOW + DAY, hold(), Skew::default());
+        let mut point = trusting(&[&old]);
+        handle(&mut point, &[old.clone(), ksk(2)], &[(1, old.clone())], NOW);
+        let probe = handle(&mut point, std::slice::from_ref(&old), &[(1, old.clone())], NOW + DAY);
         assert_eq!(probe.events[0].to, KeyState::Start);
         // START entries are not kept.
         assert_eq!(states(&point), [(old.key_tag(), KeyState::Valid)]);
@@ -776,9 +778,8 @@ mod tests {
     #[test]
     fn a_set_not_signed_by_a_trusted_key_changes_nothing() {
         let old = ksk(1);
-        let mut point = TrustPoint::parse(&file_with(&old), "root.key").expect("parses");
-        let set = dnskey_set(&[old.clone(), ksk(2)], &[(2, ksk(2))], NOW);
-        let probe = point.handle_dnskeys(&set, NOW, hold(), Skew::default());
+        let mut point = trusting(&[&old]);
+        let probe = handle(&mut point, &[old.clone(), ksk(2)], &[(2, ksk(2))], NOW);
         assert!(!probe.verified && !probe.write, "{probe:?}");
         assert_eq!(states(&point), [(old.key_tag(), KeyState::Valid)]);
     }
@@ -786,58 +787,46 @@ mod tests {
     #[test]
     fn missing_keys_come_back_and_are_dropped_after_keep_missing() {
         let (a, b) = (ksk(1), ksk(2));
-        let text = format!("{}{}", file_with(&a), file_with(&b));
-        let mut point = TrustPoint::parse(&text, "root.key").expect("parses");
-        let skew = Skew::default();
+        let mut point = trusting(&[&a, &b]);
         // b is gone: MISSING, still trusted.
-        let set = dnskey_set(std::slice::from_ref(&a), &[(1, a.clone())], NOW);
-        point.handle_dnskeys(&set, NOW, hold(), skew);
+        handle(&mut point, std::slice::from_ref(&a), &[(1, a.clone())], NOW);
         assert_eq!(states(&point), [(a.key_tag(), KeyState::Valid), (b.key_tag(), KeyState::Missing)]);
         assert_eq!(point.anchor().expect("anchor").keys.len(), 2);
         // It returns: VALID.
-        let set = dnskey_set(&[a.clone(), b.clone()], &[(1, a.clone())], NOW + DAY);
-        point.handle_dnskeys(&set, NOW + DAY, hold(), skew);
+        handle(&mut point, &[a.clone(), b.clone()], &[(1, a.clone())], NOW + DAY);
         assert_eq!(point.keys()[1].state, KeyState::Valid);
         // Gone for longer than keep-missing (366 days): removed.
-        let set = dnskey_set(std::slice::from_ref(&a), &[(1, a.clone())], NOW + 2 * DAY);
-        point.handle_dnskeys(&set, NOW + 2 * DAY, hold(), skew);
+        handle(&mut point, std::slice::from_ref(&a), &[(1, a.clone())], NOW + 2 * DAY);
         let much_later = NOW + 400 * DAY;
-        let set = dnskey_set(std::slice::from_ref(&a), &[(1, a.clone())], much_later);
-        point.handle_dnskeys(&set, much_later, hold(), skew);
+        handle(&mut point, std::slice::from_ref(&a), &[(1, a.clone())], much_later);
         assert_eq!(states(&point), [(a.key_tag(), KeyState::Valid)]);
     }
 
     #[test]
     fn a_self_signed_revoked_key_is_revoked_then_removed() {
         let (a, b) = (ksk(1), ksk(2));
-        let text = format!("{}{}", file_with(&a), file_with(&b));
-        let mut point = TrustPoint::parse(&text, "root.key").expect("parses");
-        let skew = Skew::default();
+        let mut point = trusting(&[&a, &b]);
         // a publishes itself revoked and signs with the revoked key; b signs too.
-        let set = dnskey_set(&[revoked(1), b.clone()], &[(1, revoked(1)), (2, b.clone())], NOW);
-        let probe = point.handle_dnskeys(&set, NOW, hold(), skew);
+        let probe = handle(&mut point, &[revoked(1), b.clone()], &[(1, revoked(1)), (2, b.clone())], NOW);
         assert!(probe.anchor_changed);
         assert_eq!(probe.events[0].to, KeyState::Revoked);
         assert_eq!(point.keys()[0].state, KeyState::Revoked);
         assert_eq!(point.anchor().expect("anchor").keys, std::slice::from_ref(&b));
         // A revoked key not signed by itself is not believed.
-        let mut other = TrustPoint::parse(&text, "root.key").expect("parses");
-        let set = dnskey_set(&[revoked(1), b.clone()], &[(2, b.clone())], NOW);
-        other.handle_dnskeys(&set, NOW, hold(), skew);
+        let mut other = trusting(&[&a, &b]);
+        handle(&mut other, &[revoked(1), b.clone()], &[(2, b.clone())], NOW);
         assert_eq!(other.keys()[0].state, KeyState::Missing);
         // After the remove hold-down the revoked key leaves the file.
         let later = NOW + 31 * DAY;
-        let set = dnskey_set(std::slice::from_ref(&b), &[(2, b.clone())], later);
-        point.handle_dnskeys(&set, later, hold(), skew);
+        handle(&mut point, std::slice::from_ref(&b), &[(2, b.clone())], later);
         assert_eq!(states(&point), [(b.key_tag(), KeyState::Valid)]);
     }
 
     #[test]
     fn revoking_the_only_anchor_revokes_the_trust_point() {
         let a = ksk(1);
-        let mut point = TrustPoint::parse(&file_with(&a), "root.key").expect("parses");
-        let set = dnskey_set(&[revoked(1), ksk(2)], &[(1, revoked(1))], NOW);
-        let probe = point.handle_dnskeys(&set, NOW, hold(), Skew::default());
+        let mut point = trusting(&[&a]);
+        let probe = handle(&mut point, &[revoked(1), ksk(2)], &[(1, revoked(1))], NOW);
         assert!(probe.anchor_changed && probe.write);
         assert!(point.revoked && point.anchor().is_none());
         let text = point.to_text();
@@ -854,8 +843,7 @@ mod tests {
         let text = format!(". IN DS {} 15 2 {hex}\n", a.key_tag());
         let mut point = TrustPoint::parse(&text, "root.key").expect("parses");
         assert_eq!(point.anchor().expect("anchor").ds.len(), 1);
-        let set = dnskey_set(std::slice::from_ref(&a), &[(1, a.clone())], NOW);
-        let probe = point.handle_dnskeys(&set, NOW, hold(), Skew::default());
+        let probe = handle(&mut point, std::slice::from_ref(&a), &[(1, a.clone())], NOW);
         assert!(probe.verified && probe.anchor_changed, "{probe:?}");
         let anchor = point.anchor().expect("anchor");
         assert!(anchor.ds.is_empty());
@@ -866,9 +854,8 @@ mod tests {
     #[test]
     fn the_file_round_trips_in_unbounds_format() {
         let (a, b) = (ksk(1), ksk(2));
-        let mut point = TrustPoint::parse(&file_with(&a), "root.key").expect("parses");
-        let set = dnskey_set(&[a.clone(), b.clone()], &[(1, a.clone())], NOW);
-        point.handle_dnskeys(&set, NOW, hold(), Skew::default());
+        let mut point = trusting(&[&a]);
+        handle(&mut point, &[a.clone(), b.clone()], &[(1, a.clone())], NOW);
         let text = point.to_text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "; autotrust trust anchor file");

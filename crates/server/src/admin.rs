@@ -65,15 +65,10 @@ pub(crate) async fn serve(
     extension: Option<Arc<dyn AdminExtension>>,
     stop: CancellationToken,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.cancelled() => break,
-        };
-        let Ok((stream, _)) = accepted else { continue };
+    crate::probes::spawn_per_connection(&listener, &stop, |stream| {
         let server = server.clone();
         let extension = extension.clone();
-        tokio::spawn(async move {
+        async move {
             let handler = service_fn(move |request| {
                 let server = server.upgrade();
                 let extension = extension.clone();
@@ -85,8 +80,9 @@ pub(crate) async fn serve(
                 }
             });
             let _ = Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), handler).await;
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn handle(

@@ -46,7 +46,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use signpost_upstream::{Group, Upstreams};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -402,15 +402,10 @@ async fn check_round(in_use: &UpstreamsInUse, readiness: &Readiness) -> BTreeSet
 }
 
 async fn serve(listener: TcpListener, routes: Routes, readiness: Readiness, stop: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.cancelled() => break,
-        };
-        let Ok((stream, _)) = accepted else { continue };
+    spawn_per_connection(&listener, &stop, |stream| {
         let readiness = readiness.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
+        async move {
             let handler = service_fn(move |request| {
                 let response = answer(&request, routes, &readiness);
                 async move { Ok::<_, Infallible>(response) }
@@ -422,7 +417,27 @@ async fn serve(listener: TcpListener, routes: Routes, readiness: Readiness, stop
                 _ = connection => {}
                 _ = stop.cancelled() => {}
             }
-        });
+        }
+    })
+    .await;
+}
+
+/// Accept connections on `listener` until `stop`, serving each in a task of
+/// its own (the probe and admin listeners); a failed accept is skipped.
+pub(crate) async fn spawn_per_connection<F>(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+    mut serve: impl FnMut(TcpStream) -> F,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.cancelled() => break,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        tokio::spawn(serve(stream));
     }
 }
 

@@ -144,13 +144,29 @@ fn a_local_answer_is_written_now() {
     assert_eq!(pipeline.metrics.queries("udp"), 1);
 }
 
+/// An UPDATE for www.local.test.
+fn update_query() -> Vec<u8> {
+    let mut update = query("www.local.test");
+    update[2] |= Opcode::UPDATE.0 << 3;
+    update
+}
+
+/// A query whose header announces two questions; one follows.
+fn two_questions() -> Vec<u8> {
+    let mut two = query("www.local.test");
+    two[5] = 2;
+    two
+}
+
+/// A query with an OPT record of EDNS version 1.
+fn edns_version_one_query() -> Vec<u8> {
+    query_with("www.local.test", RecordType::A, Some(EdnsHeader { version: 1, ..EdnsHeader::default() }))
+}
+
 #[test]
 fn a_query_that_breaks_the_rules_of_the_format_gets_formerr() {
     let pipeline = pipeline();
-    // Two questions.
-    let mut two = query("www.local.test");
-    two[5] = 2;
-    let response = answered(&pipeline, &two, ALLOWED);
+    let response = answered(&pipeline, &two_questions(), ALLOWED);
     assert_eq!(rcode(&response), Rcode::FORMERR);
     assert_eq!(Message::parse(&response).unwrap().id(), 0x1234);
     // Bytes after the message.
@@ -163,9 +179,7 @@ fn a_query_that_breaks_the_rules_of_the_format_gets_formerr() {
 #[test]
 fn other_opcodes_get_notimp() {
     let pipeline = pipeline();
-    let mut update = query("www.local.test");
-    update[2] |= Opcode::UPDATE.0 << 3;
-    let response = answered(&pipeline, &update, ALLOWED);
+    let response = answered(&pipeline, &update_query(), ALLOWED);
     assert_eq!(rcode(&response), Rcode::NOTIMP);
     assert_eq!(Message::parse(&response).unwrap().opcode(), Opcode::UPDATE);
 }
@@ -173,8 +187,7 @@ fn other_opcodes_get_notimp() {
 #[test]
 fn edns_versions_above_zero_get_badvers() {
     let pipeline = pipeline();
-    let version_one = EdnsHeader { version: 1, ..EdnsHeader::default() };
-    let response = answered(&pipeline, &query_with("www.local.test", RecordType::A, Some(version_one)), ALLOWED);
+    let response = answered(&pipeline, &edns_version_one_query(), ALLOWED);
     assert_eq!(rcode(&response), Rcode::BADVERS);
     let edns = Message::parse(&response).unwrap().edns().unwrap().unwrap();
     assert_eq!(edns.version(), 0);
@@ -198,13 +211,7 @@ fn clients_outside_the_allow_list_are_refused() {
 #[test]
 fn a_client_not_allowed_gets_refused_whatever_it_sends() {
     let pipeline = pipeline();
-    let mut update = query("www.local.test");
-    update[2] |= Opcode::UPDATE.0 << 3;
-    let mut two_questions = query("www.local.test");
-    two_questions[5] = 2;
-    let version_one =
-        query_with("www.local.test", RecordType::A, Some(EdnsHeader { version: 1, ..EdnsHeader::default() }));
-    for bytes in [update, two_questions, version_one] {
+    for bytes in [update_query(), two_questions(), edns_version_one_query()] {
         let response = answered(&pipeline, &bytes, NOT_ALLOWED);
         assert_eq!(rcode(&response), Rcode::REFUSED);
         assert!(answers(&response).is_empty());

@@ -93,10 +93,11 @@ async fn tcp_served(source: &str, server: SocketAddr) -> bool {
 
 #[tokio::test]
 async fn one_client_cannot_take_every_tcp_connection_and_stalled_queries_are_cut_off() {
-    let mut config = config_with_default_listeners();
-    config.limits.tcp_max_connections_per_client = 4;
-    config.limits.tcp_idle_timeout_secs = 1;
-    let server = start_with(config, LOCAL_TEST, None).await;
+    let server = local_test_server(|config| {
+        config.limits.tcp_max_connections_per_client = 4;
+        config.limits.tcp_idle_timeout_secs = 1;
+    })
+    .await;
     // One client opens 20 idle connections; past its fourth they are closed at once.
     let mut flood = Vec::new();
     for _ in 0..20 {

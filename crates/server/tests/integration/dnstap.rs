@@ -174,14 +174,21 @@ fn socket_in(dir: &TempDir) -> PathBuf {
     dir.path().join("dnstap.sock")
 }
 
-#[tokio::test]
-async fn client_and_forwarder_messages_reach_the_collector_with_addresses_and_wire_bytes() {
+/// A collector on a unix socket in a new directory (kept while the test
+/// runs), and a config with the default listeners tapping to it.
+fn tapped_config() -> (TempDir, Collector, signpost_server::ServerConfig) {
     let dir = TempDir::new();
     let path = socket_in(&dir);
     let collector = Collector::start(&path, Arc::default());
-    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 7)).await;
     let mut config = config_with_default_listeners();
     config.dnstap = Some(dnstap_config(&path));
+    (dir, collector, config)
+}
+
+#[tokio::test]
+async fn client_and_forwarder_messages_reach_the_collector_with_addresses_and_wire_bytes() {
+    let (_dir, collector, config) = tapped_config();
+    let upstream = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 7)).await;
     let server = start_with(config, FORWARD_ALL, Some(&upstream)).await;
     let server_address = udp(&server);
     // The writer connects in the background: wait for it before asking.
@@ -262,9 +269,7 @@ async fn client_and_forwarder_messages_reach_the_collector_with_addresses_and_wi
 
 #[tokio::test]
 async fn forwarder_messages_name_the_forward_zone_that_sent_the_query() {
-    let dir = TempDir::new();
-    let path = socket_in(&dir);
-    let collector = Collector::start(&path, Arc::default());
+    let (_dir, collector, config) = tapped_config();
     let corp = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 21)).await;
     let default = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 22)).await;
     let text = r#"
@@ -274,8 +279,6 @@ async fn forwarder_messages_name_the_forward_zone_that_sent_the_query() {
             { suffix = "branch.example", action = "forward", group = "closed", forward_first = true },
         ]
         "#;
-    let mut config = config_with_default_listeners();
-    config.dnstap = Some(dnstap_config(&path));
     let server = start_server({
         signpost_server::Server::builder().config(config).rules(rules(text, &["upstream", "corp", "closed"])).upstreams(
             upstreams(vec![
@@ -347,6 +350,24 @@ async fn forwarder_messages_name_the_forward_zone_that_sent_the_query() {
     server.shutdown().await;
 }
 
+/// Ask `name` A, which must be answered, and wait for its CLIENT_RESPONSE
+/// to reach the collector (`when` says when, for the failure message).
+async fn ask_and_see_the_client_response(
+    server: &signpost_server::ServerHandle,
+    collector: &Collector,
+    name: &str,
+    when: &str,
+) {
+    let answer = udp_exchange(udp(server), &query(name, RecordType::A), ASK_TIMEOUT).await;
+    assert!(answer.is_some(), "no answer to {name}");
+    let question = format!("{name}. A");
+    collector
+        .wait_for(&format!("the CLIENT_RESPONSE {when}"), |messages| {
+            of_type(messages, MessageType::ClientResponse, &question).is_some()
+        })
+        .await;
+}
+
 /// Ask a local name until its CLIENT_QUERY arrives: the writer is connected.
 async fn wait_until_connected(server: &signpost_server::ServerHandle, collector: &Collector) {
     for attempt in 0..100 {
@@ -383,13 +404,7 @@ async fn frames_resume_when_the_collector_comes_back() {
     let collector = Collector::start(&path, Arc::new(Mutex::new(Received::default())));
     // The writer reconnects within its backoff (at most 5 s).
     wait_until_connected(&server, &collector).await;
-    let answer = udp_exchange(udp(&server), &query("back.local.test", RecordType::A), ASK_TIMEOUT).await;
-    assert!(answer.is_some());
-    collector
-        .wait_for("the CLIENT_RESPONSE after reconnecting", |messages| {
-            of_type(messages, MessageType::ClientResponse, "back.local.test. A").is_some()
-        })
-        .await;
+    ask_and_see_the_client_response(&server, &collector, "back.local.test", "after reconnecting").await;
     server.shutdown().await;
 }
 
@@ -441,17 +456,19 @@ async fn tls_needs_a_tcp_collector_and_readable_files() {
     assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
 }
 
-/// A server whose dnstap goes over TLS to `collector`, trusting the test CA in `files`.
+/// A server whose dnstap goes over TLS to `collector`, trusting the test CA
+/// in `files` and expecting the collector's certificate to name `server_name`.
 async fn start_tapped_over_tls(
     collector: SocketAddr,
     files: &CertificateFiles,
+    server_name: &str,
     client_auth: bool,
 ) -> signpost_server::ServerHandle {
     let mut config = config_with_default_listeners();
     config.dnstap = Some(DnstapConfig {
         address: Some(collector),
         tls: true,
-        tls_server_name: Some("localhost".into()),
+        tls_server_name: Some(server_name.into()),
         tls_cert_bundle: Some(files.ca.clone()),
         tls_client_cert_file: client_auth.then(|| files.cert.clone()),
         tls_client_key_file: client_auth.then(|| files.key.clone()),
@@ -482,6 +499,17 @@ fn requiring_client_certificates(
     Arc::new(tls)
 }
 
+/// Five questions (`{prefix}0.local.test` ...) are all answered while the
+/// collector turns the writer away, and 300 ms on it has received nothing.
+async fn answered_but_not_tapped(server: &signpost_server::ServerHandle, collector: &Collector, prefix: &str) {
+    for index in 0..5 {
+        let name = format!("{prefix}{index}.local.test");
+        assert!(udp_exchange(udp(server), &query(&name, RecordType::A), ASK_TIMEOUT).await.is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(collector.messages().is_empty(), "{:?}", summary(&collector.messages()));
+}
+
 #[tokio::test]
 async fn frames_go_over_tls_with_the_servers_name_checked_and_a_client_certificate() {
     let certificates = TestCertificates::new().unwrap();
@@ -490,15 +518,9 @@ async fn frames_go_over_tls_with_the_servers_name_checked_and_a_client_certifica
     let tls = requiring_client_certificates(&certificates, &files);
     let (collector, address) = Collector::start_tls(tls.clone(), Arc::default()).await;
 
-    let server = start_tapped_over_tls(address, &files, true).await;
+    let server = start_tapped_over_tls(address, &files, "localhost", true).await;
     wait_until_connected(&server, &collector).await;
-    let answer = udp_exchange(udp(&server), &query("secure.local.test", RecordType::A), ASK_TIMEOUT).await;
-    assert!(answer.is_some());
-    collector
-        .wait_for("the CLIENT_RESPONSE over TLS", |messages| {
-            of_type(messages, MessageType::ClientResponse, "secure.local.test. A").is_some()
-        })
-        .await;
+    ask_and_see_the_client_response(&server, &collector, "secure.local.test", "over TLS").await;
     let frames = collector.received.lock().unwrap().messages.clone();
     assert!(frames.iter().all(|frame| frame.identity.as_deref() == Some(&b"tls-node"[..])));
     server.shutdown().await;
@@ -507,13 +529,8 @@ async fn frames_go_over_tls_with_the_servers_name_checked_and_a_client_certifica
     // Without the client certificate the collector turns the writer away:
     // nothing arrives, and answers go on.
     let (collector, address) = Collector::start_tls(tls, Arc::default()).await;
-    let server = start_tapped_over_tls(address, &files, false).await;
-    for index in 0..5 {
-        let name = format!("refused{index}.local.test");
-        assert!(udp_exchange(udp(&server), &query(&name, RecordType::A), ASK_TIMEOUT).await.is_some());
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(collector.messages().is_empty(), "{:?}", summary(&collector.messages()));
+    let server = start_tapped_over_tls(address, &files, "localhost", false).await;
+    answered_but_not_tapped(&server, &collector, "refused").await;
     server.shutdown().await;
 }
 
@@ -524,21 +541,8 @@ async fn a_collector_certificate_for_another_name_is_refused() {
     let dir = TempDir::new();
     let files = certificates.write_to(dir.path()).unwrap();
     let (collector, address) = Collector::start_tls(certificates.server_config(&[]).unwrap(), Arc::default()).await;
-    let mut config = config_with_default_listeners();
-    config.dnstap = Some(DnstapConfig {
-        address: Some(address),
-        tls: true,
-        tls_server_name: Some("collector.example".into()),
-        tls_cert_bundle: Some(files.ca.clone()),
-        ..DnstapConfig::default()
-    });
-    let server = start_with(config, LOCAL_TEST, None).await;
-    for index in 0..5 {
-        let name = format!("wrongname{index}.local.test");
-        assert!(udp_exchange(udp(&server), &query(&name, RecordType::A), ASK_TIMEOUT).await.is_some());
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(collector.messages().is_empty(), "{:?}", summary(&collector.messages()));
+    let server = start_tapped_over_tls(address, &files, "collector.example", false).await;
+    answered_but_not_tapped(&server, &collector, "wrongname").await;
     assert!(server.metrics().dnstap_frames(false) >= 10, "dropped and counted");
     server.shutdown().await;
 }

@@ -47,6 +47,22 @@ async fn ask_many(
     results
 }
 
+/// [`ask_many`], where every answer must be `expected.0` alone and come
+/// within `expected.1`.
+async fn ask_many_answered_within(
+    resolver: &TokioResolver,
+    prefix: &str,
+    count: usize,
+    batch: usize,
+    expected: (Ipv4Addr, Duration),
+) {
+    let (address, limit) = expected;
+    for (index, (answer, took)) in ask_many(resolver, prefix, count, batch).await.iter().enumerate() {
+        assert_eq!(answer.ipv4(), [address], "{prefix}{index}: {answer:?}");
+        assert!(*took < limit, "{prefix}{index} took {took:?}");
+    }
+}
+
 fn metric(server: &ServerHandle, line_start: &str) -> f64 {
     let text = server.metrics_text();
     let line =
@@ -68,13 +84,10 @@ async fn a_server_dropping_every_tenth_datagram_costs_a_retransmission_not_a_ser
         .unwrap();
     let server = uncached_server(&[upstream.address()]).await;
     let resolver = resolver(Transport::Udp, udp(&server));
-    let results = ask_many(&resolver, "lossy", 100, 10).await;
-    for (index, (answer, took)) in results.iter().enumerate() {
-        assert_eq!(answer.ipv4(), [Ipv4Addr::new(192, 0, 2, 40)], "lossy{index}: {answer:?}");
-        // One loss costs the retransmission timeout: 376 ms before the first
-        // answer is measured, 50 ms after. Never the 2 s ceiling.
-        assert!(*took < Duration::from_millis(900), "lossy{index} took {took:?}");
-    }
+    // One loss costs the retransmission timeout: 376 ms before the first
+    // answer is measured, 50 ms after. Never the 2 s ceiling.
+    let expected = (Ipv4Addr::new(192, 0, 2, 40), Duration::from_millis(900));
+    ask_many_answered_within(&resolver, "lossy", 100, 10, expected).await;
     let labels = upstream_labels(&upstream);
     let retransmits = metric(&server, &format!("signpost_upstream_retransmits_total{labels}"));
     assert!((9.0..=15.0).contains(&retransmits), "{retransmits} retransmissions for 100 queries, every tenth lost");
@@ -88,11 +101,8 @@ async fn a_server_answering_after_300_ms_is_waited_for() {
     let upstream = slow_upstream(Ipv4Addr::new(192, 0, 2, 41), Duration::from_millis(300)).await;
     let server = uncached_server(&[upstream.address()]).await;
     let resolver = resolver(Transport::Udp, udp(&server));
-    let results = ask_many(&resolver, "slow", 30, 10).await;
-    for (index, (answer, took)) in results.iter().enumerate() {
-        assert_eq!(answer.ipv4(), [Ipv4Addr::new(192, 0, 2, 41)], "slow{index}: {answer:?}");
-        assert!(*took < Duration::from_millis(1_200), "slow{index} took {took:?}");
-    }
+    ask_many_answered_within(&resolver, "slow", 30, 10, (Ipv4Addr::new(192, 0, 2, 41), Duration::from_millis(1_200)))
+        .await;
     // The timeout starts at 376 ms and settles just above a steady 300 ms
     // (SRTT + 4·RTTVAR, the deviation shrinking), so on a busy machine a
     // message may be presumed lost and sent again; its own answer is still
@@ -117,13 +127,10 @@ async fn a_server_falling_silent_mid_run_is_left_for_the_next_within_millisecond
     let before = ask_many(&resolver, "before", 20, 5).await;
     assert!(before.iter().all(|(answer, _)| answer.ipv4() == [Ipv4Addr::new(192, 0, 2, 42)]), "{before:?}");
     first.set_behaviours([Behaviour::Silence]);
-    let after = ask_many(&resolver, "after", 20, 5).await;
-    for (index, (answer, took)) in after.iter().enumerate() {
-        assert_eq!(answer.ipv4(), [Ipv4Addr::new(192, 0, 2, 43)], "after{index}: {answer:?}");
-        // A measured loopback server's timeout is the 50 ms floor, backed
-        // off on each loss; the next server answers at once.
-        assert!(*took < Duration::from_millis(600), "after{index} took {took:?}");
-    }
+    // A measured loopback server's timeout is the 50 ms floor, backed
+    // off on each loss; the next server answers at once.
+    let expected = (Ipv4Addr::new(192, 0, 2, 43), Duration::from_millis(600));
+    ask_many_answered_within(&resolver, "after", 20, 5, expected).await;
     // Marked down after max_fails losses, then skipped.
     let labels = upstream_labels(&first);
     assert_eq!(metric(&server, &format!("signpost_upstream_up{labels}")), 0.0);

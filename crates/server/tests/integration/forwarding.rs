@@ -1,6 +1,6 @@
 //! Forwarding: relay, cache, coalescing, failures, truncation.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use signpost_wire::{EdnsHeader, EdnsOption, ExtendedErrorCode, Message, OptionCode, Rcode, RecordType};
@@ -9,6 +9,21 @@ use crate::support::*;
 
 async fn forwarding_server(upstream: &FakeUpstream) -> signpost_server::ServerHandle {
     start(FORWARD_ALL, Some(upstream)).await
+}
+
+/// Ask `name` A (with EDNS) at `address`, where a SERVFAIL with an
+/// Extended DNS Error must come back within `wait`: how long it took, the
+/// EDE's code and its extra text.
+async fn servfail_with_ede(address: SocketAddr, name: &str, wait: Duration) -> (Duration, ExtendedErrorCode, String) {
+    let started = Instant::now();
+    let bytes = edns_query(name, RecordType::A, EdnsHeader::default());
+    let response = udp_exchange(address, &bytes, wait).await.expect("SERVFAIL, not silence");
+    let took = started.elapsed();
+    let message = Message::parse(&response).unwrap();
+    assert_eq!(message.rcode(), Ok(Rcode::SERVFAIL));
+    let edns = message.edns().unwrap().expect("OPT");
+    let Some(EdnsOption::ExtendedError(error)) = edns.option(OptionCode::EXTENDED_ERROR) else { panic!("no EDE") };
+    (took, error.info_code, String::from_utf8_lossy(error.extra_text).into_owned())
 }
 
 #[tokio::test]
@@ -97,16 +112,9 @@ async fn identical_questions_in_flight_are_sent_upstream_once() {
 async fn a_silent_upstream_gives_servfail_with_an_extended_error_before_the_client_gives_up() {
     let upstream = FakeUpstream::silent().await;
     let server = forwarding_server(&upstream).await;
-    let started = Instant::now();
-    let bytes = edns_query("void.example", RecordType::A, EdnsHeader::default());
-    let response = udp_exchange(udp(&server), &bytes, Duration::from_secs(5)).await.expect("an answer, not silence");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
-    let message = Message::parse(&response).unwrap();
-    assert_eq!(message.rcode(), Ok(Rcode::SERVFAIL));
-    let edns = message.edns().unwrap().expect("OPT");
-    let Some(EdnsOption::ExtendedError(error)) = edns.option(OptionCode::EXTENDED_ERROR) else { panic!("no EDE") };
-    assert_eq!(error.info_code, ExtendedErrorCode::NO_REACHABLE_AUTHORITY);
-    let text = String::from_utf8_lossy(error.extra_text);
+    let (took, code, text) = servfail_with_ede(udp(&server), "void.example", Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(code, ExtendedErrorCode::NO_REACHABLE_AUTHORITY);
     assert!(text.contains("timed out"), "{text}");
     server.shutdown().await;
 }
@@ -304,23 +312,33 @@ async fn take_the_only_slot(
     holder
 }
 
+/// A [`one_slot_server`] asking an upstream that answers `answer` after
+/// `delay`, its only slot taken ([`take_the_only_slot`]): the upstream, the
+/// server and the task waiting for the first question's answer.
+async fn one_slot_taken(
+    answer: Ipv4Addr,
+    delay: Duration,
+    action: signpost_server::OverloadAction,
+) -> (FakeUpstream, signpost_server::ServerHandle, tokio::task::JoinHandle<Option<Vec<u8>>>) {
+    let upstream = slow_upstream(answer, delay).await;
+    let server = one_slot_server(&upstream, action).await;
+    let holder = take_the_only_slot(&server, &upstream).await;
+    (upstream, server, holder)
+}
+
 #[tokio::test]
 async fn an_overloaded_group_answers_servfail_at_once_counted_apart_from_failures() {
-    let upstream = slow_upstream(Ipv4Addr::new(192, 0, 2, 16), Duration::from_millis(400)).await;
-    let server = one_slot_server(&upstream, signpost_server::OverloadAction::ServFail).await;
-    let address = udp(&server);
     // The first question takes the group's only slot for 400 ms.
-    let holder = take_the_only_slot(&server, &upstream).await;
-    let started = Instant::now();
-    let bytes = edns_query("second.example", RecordType::A, EdnsHeader::default());
-    let response = udp_exchange(address, &bytes, Duration::from_secs(3)).await.expect("SERVFAIL, not silence");
-    assert!(started.elapsed() < Duration::from_millis(400), "took {:?}: queue_timeout is 20 ms", started.elapsed());
-    let message = Message::parse(&response).unwrap();
-    assert_eq!(message.rcode(), Ok(Rcode::SERVFAIL));
-    let edns = message.edns().unwrap().expect("OPT");
-    let Some(EdnsOption::ExtendedError(error)) = edns.option(OptionCode::EXTENDED_ERROR) else { panic!("no EDE") };
-    assert_eq!(error.info_code, ExtendedErrorCode::OTHER);
-    let text = String::from_utf8_lossy(error.extra_text);
+    let (upstream, server, holder) = one_slot_taken(
+        Ipv4Addr::new(192, 0, 2, 16),
+        Duration::from_millis(400),
+        signpost_server::OverloadAction::ServFail,
+    )
+    .await;
+    let address = udp(&server);
+    let (took, code, text) = servfail_with_ede(address, "second.example", Duration::from_secs(3)).await;
+    assert!(took < Duration::from_millis(400), "took {took:?}: queue_timeout is 20 ms");
+    assert_eq!(code, ExtendedErrorCode::OTHER);
     assert!(text.contains("overloaded"), "{text}");
     // The explain trace says so too, while the slot is still held.
     let trace = server
@@ -347,10 +365,10 @@ async fn an_overloaded_group_answers_servfail_at_once_counted_apart_from_failure
 
 #[tokio::test]
 async fn with_overload_action_drop_udp_clients_get_nothing_and_tcp_clients_servfail() {
-    let upstream = slow_upstream(Ipv4Addr::new(192, 0, 2, 17), Duration::from_millis(450)).await;
-    let server = one_slot_server(&upstream, signpost_server::OverloadAction::Drop).await;
+    let (_upstream, server, holder) =
+        one_slot_taken(Ipv4Addr::new(192, 0, 2, 17), Duration::from_millis(450), signpost_server::OverloadAction::Drop)
+            .await;
     let address = udp(&server);
-    let holder = take_the_only_slot(&server, &upstream).await;
     let dropped = udp_exchange(address, &query("second.example", RecordType::A), Duration::from_millis(200)).await;
     assert!(dropped.is_none(), "an overloaded UDP query is dropped");
     let over_tcp = tcp_answer(tcp(&server), &query("third.example", RecordType::A)).await;

@@ -84,6 +84,17 @@ async fn ready_answer(address: std::net::SocketAddr) -> Option<(u16, String)> {
     http_get(address, "/ready").await
 }
 
+/// Wait up to 5 s for `/ready` at `address` to answer `status` and `body`;
+/// a failure names `why` and shows the last answer.
+async fn assert_ready_becomes(address: std::net::SocketAddr, status: u16, body: &str, why: &str) {
+    let expected = Some((status, body.to_string()));
+    assert!(
+        eventually(Duration::from_secs(5), || async { ready_answer(address).await == expected }).await,
+        "{why}: {:?}",
+        ready_answer(address).await
+    );
+}
+
 /// A fake upstream answering on UDP at `address`.
 async fn fake_at(address: std::net::SocketAddr) -> FakeUpstream {
     FakeUpstream::builder().udp().bind(address).start().await.unwrap()
@@ -111,46 +122,21 @@ async fn ready_waits_for_an_answering_upstream_in_every_group_and_fails_when_all
         answer == (503, "upstreams".into()) || answer == (503, "upstreams:second".into()),
         "before the first round, then the group without an answer: {answer:?}"
     );
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            ready_answer(address).await == Some((503, "upstreams:second".into()))
-        })
-        .await,
-        "the silent group named: {:?}",
-        ready_answer(address).await
-    );
+    assert_ready_becomes(address, 503, "upstreams:second", "the silent group named").await;
     assert!(first.was_asked("."), "health checks ask for . NS: {:?}", first.names());
 
     // The second group's server starts: ready.
     let second = fake_at(second_address).await;
-    assert!(
-        eventually(Duration::from_secs(5), || async { ready_answer(address).await == Some((200, "OK".into())) }).await,
-        "{:?}",
-        ready_answer(address).await
-    );
+    assert_ready_becomes(address, 200, "OK", "the second group's server answers").await;
 
     // Every upstream stops: not ready again, each group named.
     let first_address = first.address();
     drop(first);
     drop(second);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            ready_answer(address).await == Some((503, "upstreams:first\nupstreams:second".into()))
-        })
-        .await,
-        "{:?}",
-        ready_answer(address).await
-    );
+    assert_ready_becomes(address, 503, "upstreams:first\nupstreams:second", "every upstream stopped").await;
     // One comes back: its group passes, the other still fails.
     let _first = fake_at(first_address).await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            ready_answer(address).await == Some((503, "upstreams:second".into()))
-        })
-        .await,
-        "{:?}",
-        ready_answer(address).await
-    );
+    assert_ready_becomes(address, 503, "upstreams:second", "the first group's server is back").await;
     probes.stop().await;
 }
 

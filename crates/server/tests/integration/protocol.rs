@@ -100,9 +100,7 @@ async fn the_default_allow_list_is_loopback_and_private_ranges() {
 
 #[tokio::test]
 async fn per_client_rate_limits_drop_the_excess_and_count_it() {
-    let mut config = config_with_default_listeners();
-    config.limits.per_client_qps = Some(20);
-    let server = start_with(config, LOCAL_TEST, None).await;
+    let server = local_test_server(|config| config.limits.per_client_qps = Some(20)).await;
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let bytes = query("www.local.test", RecordType::A);
     for _ in 0..100 {

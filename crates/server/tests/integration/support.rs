@@ -67,6 +67,14 @@ pub(crate) fn config_with_default_listeners() -> ServerConfig {
     config
 }
 
+/// A server with the default listeners and the [`LOCAL_TEST`] rules, no
+/// upstream, and its config changed by `change` first.
+pub(crate) async fn local_test_server(change: impl FnOnce(&mut ServerConfig)) -> ServerHandle {
+    let mut config = config_with_default_listeners();
+    change(&mut config);
+    start_with(config, LOCAL_TEST, None).await
+}
+
 /// Names under local.test answered with 127.0.0.1 (AAAA: NODATA); the rest go to group "upstream".
 pub(crate) const LOCAL_TEST: &str = r#"default_group = "upstream"
 rules = [{ suffix = "local.test", action = "redirect", ipv4 = "127.0.0.1", ipv6 = "none" }]"#;

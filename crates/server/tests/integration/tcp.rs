@@ -54,9 +54,7 @@ async fn pipelined_answers_go_out_as_they_finish_not_in_order() {
 
 #[tokio::test]
 async fn idle_connections_are_closed_and_busy_ones_kept() {
-    let mut config = config_with_default_listeners();
-    config.limits.tcp_idle_timeout_secs = 2;
-    let server = start_with(config, LOCAL_TEST, None).await;
+    let server = local_test_server(|config| config.limits.tcp_idle_timeout_secs = 2).await;
     let mut stream = TcpStream::connect(tcp(&server)).await.unwrap();
     // A query every half second for longer than the idle timeout: the
     // connection stays open, because it is never idle for 2 s.
@@ -78,9 +76,7 @@ async fn idle_connections_are_closed_and_busy_ones_kept() {
 
 #[tokio::test]
 async fn connections_past_the_cap_are_closed_and_a_freed_slot_is_reused() {
-    let mut config = config_with_default_listeners();
-    config.limits.tcp_max_connections = 2;
-    let server = start_with(config, LOCAL_TEST, None).await;
+    let server = local_test_server(|config| config.limits.tcp_max_connections = 2).await;
     let mut first = TcpStream::connect(tcp(&server)).await.unwrap();
     let mut second = TcpStream::connect(tcp(&server)).await.unwrap();
     assert_eq!(answers(&exchange_on(&mut first, "one.local.test").await).len(), 1);

@@ -83,11 +83,23 @@ pub(crate) async fn resolve(upstreams: &Upstreams) -> Result<Resolved, UpstreamE
 
 /// Ask through group "test" of `first` and then `second`, where the
 /// answer must come from `second`.
-pub(crate) async fn resolve_past(first: ServerConfig, second: ServerConfig) -> (Upstreams, Resolved) {
+async fn resolve_past(first: ServerConfig, second: ServerConfig) -> (Upstreams, Resolved) {
     let upstreams = upstreams_of(vec![first, second.clone()]);
     let resolved = resolve(&upstreams).await.unwrap();
     assert_eq!(resolved.server, second.address, "{:?}", resolved.attempts);
     (upstreams, resolved)
+}
+
+/// [`resolve_past`] a UDP fake behaving as `failing` to a genuine one.
+pub(crate) async fn resolve_past_udp(failing: Behaviour) -> (Upstreams, Resolved) {
+    let (bad, good) = (udp([failing]).await, udp([]).await);
+    resolve_past(ServerConfig::udp(bad.address()), ServerConfig::udp(good.address())).await
+}
+
+/// [`resolve_past`] a TCP fake behaving as `failing` to a genuine one.
+pub(crate) async fn resolve_past_tcp(failing: Behaviour) -> (Upstreams, Resolved) {
+    let (bad, good) = (tcp([failing]).await, tcp([]).await);
+    resolve_past(ServerConfig::tcp(bad.address()), ServerConfig::tcp(good.address())).await
 }
 
 /// Resolve `n0.example` .. `n{count-1}.example` all at once, each in a task

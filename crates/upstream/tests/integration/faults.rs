@@ -16,6 +16,20 @@ fn group(servers: Vec<ServerConfig>) -> GroupConfig {
     fake::group_timed(servers, Duration::from_secs(2), Duration::from_secs(4))
 }
 
+/// A UDP fake answering after `delay`, in a group that lets
+/// `max_outstanding` queries be in flight and the rest wait `queue_timeout`.
+async fn slow_with_slots(
+    delay: Duration,
+    max_outstanding: usize,
+    queue_timeout: Duration,
+) -> (fake::FakeUpstream, Upstreams) {
+    let slow = fake::udp([Behaviour::Delay(delay)]).await;
+    let mut config = group(vec![ServerConfig::udp(slow.address())]);
+    config.max_outstanding = max_outstanding;
+    config.queue_timeout = queue_timeout;
+    (slow, fake::upstreams(config))
+}
+
 #[tokio::test]
 async fn a_server_dropping_every_tenth_packet_costs_a_retransmission_not_a_timeout() {
     let server = fake::udp([Behaviour::DropEvery(NonZeroU64::new(10).unwrap())]).await;
@@ -151,11 +165,7 @@ async fn a_lone_silent_server_fails_at_the_deadline_after_backed_off_retransmiss
 
 #[tokio::test]
 async fn past_max_outstanding_queries_queue_briefly_then_fail_as_overloaded() {
-    let slow = fake::udp([Behaviour::Delay(Duration::from_millis(400))]).await;
-    let mut config = group(vec![ServerConfig::udp(slow.address())]);
-    config.max_outstanding = 2;
-    config.queue_timeout = Duration::from_millis(50);
-    let upstreams = Upstreams::new(vec![config]).unwrap();
+    let (_slow, upstreams) = slow_with_slots(Duration::from_millis(400), 2, Duration::from_millis(50)).await;
     let group = upstreams.group("test").unwrap().clone();
     let tasks: Vec<_> = (0..5)
         .map(|i| {
@@ -193,11 +203,7 @@ async fn past_max_outstanding_queries_queue_briefly_then_fail_as_overloaded() {
 
 #[tokio::test]
 async fn a_query_queued_for_a_slot_that_frees_in_time_goes_through() {
-    let slow = fake::udp([Behaviour::Delay(Duration::from_millis(100))]).await;
-    let mut config = group(vec![ServerConfig::udp(slow.address())]);
-    config.max_outstanding = 1;
-    config.queue_timeout = Duration::from_secs(1);
-    let upstreams = Upstreams::new(vec![config]).unwrap();
+    let (_slow, upstreams) = slow_with_slots(Duration::from_millis(100), 1, Duration::from_secs(1)).await;
     let group = upstreams.group("test").unwrap();
     let (a, b) = (query("a.example"), query("b.example"));
     let (first, second) = tokio::join!(group.resolve(&a), group.resolve(&b));

@@ -1,11 +1,12 @@
 //! Groups: policies, retry_on, hedging, health, deadlines, concurrency.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use signpost_upstream::{AttemptOutcome, Hedge, HedgeAfter, Policy, RetryOn, ServerConfig};
+use signpost_upstream::{AttemptOutcome, Hedge, HedgeAfter, Policy, RetryOn, ServerConfig, Upstreams};
 use signpost_wire::{Message, Rcode};
 
-use crate::fake::{self, Behaviour, GENUINE, first_address, query};
+use crate::fake::{self, Behaviour, FakeUpstream, GENUINE, first_address, query};
 
 fn rcode(response: &[u8]) -> Rcode {
     Message::parse(response).unwrap().rcode().unwrap()
@@ -111,7 +112,7 @@ async fn fastest_settles_on_the_quicker_server() {
 
 /// A slow server (1.5 s) then a quick one, hedged `after`: the answer, how
 /// long it took, and the quick server's address.
-async fn hedged(after: HedgeAfter) -> (signpost_upstream::Resolved, Duration, std::net::SocketAddr) {
+async fn hedged(after: HedgeAfter) -> (signpost_upstream::Resolved, Duration, SocketAddr) {
     let slow = fake::udp([Behaviour::Delay(Duration::from_millis(1500))]).await;
     let quick = fake::udp([]).await;
     let mut config = fake::group(vec![ServerConfig::udp(slow.address()), ServerConfig::udp(quick.address())]);
@@ -141,14 +142,20 @@ async fn hedging_on_p95_waits_for_the_default_until_measured() {
     assert!(resolved.attempts[0].duration >= Duration::from_millis(90), "{:?}", resolved.attempts);
 }
 
-#[tokio::test]
-async fn a_failing_server_is_marked_down_skipped_and_probed_back() {
+/// A group of a closed port then a genuine server, marked down after one
+/// failure and probed again after `probe_backoff`.
+async fn dead_then_good(probe_backoff: Duration) -> (SocketAddr, FakeUpstream, Upstreams) {
     let dead = signpost_testkit::closed_udp_port();
     let good = fake::udp([]).await;
     let mut config = fake::group(vec![ServerConfig::udp(dead), ServerConfig::udp(good.address())]);
     config.max_fails = 1;
-    config.probe_backoff = Duration::from_millis(100);
-    let upstreams = fake::upstreams(config);
+    config.probe_backoff = probe_backoff;
+    (dead, good, fake::upstreams(config))
+}
+
+#[tokio::test]
+async fn a_failing_server_is_marked_down_skipped_and_probed_back() {
+    let (dead, good, upstreams) = dead_then_good(Duration::from_millis(100)).await;
 
     let first = fake::resolve(&upstreams).await.unwrap();
     assert_eq!(first.attempts.len(), 2);
@@ -256,12 +263,7 @@ async fn a_group_without_recursion_desired_clears_rd_in_what_it_sends() {
 
 #[tokio::test]
 async fn a_health_check_asks_every_server_and_revives_a_down_one() {
-    let dead = signpost_testkit::closed_udp_port();
-    let good = fake::udp([]).await;
-    let mut config = fake::group(vec![ServerConfig::udp(dead), ServerConfig::udp(good.address())]);
-    config.max_fails = 1;
-    config.probe_backoff = Duration::from_secs(60);
-    let upstreams = fake::upstreams(config);
+    let (dead, good, upstreams) = dead_then_good(Duration::from_secs(60)).await;
     let group = upstreams.group("test").unwrap();
     assert_eq!(group.check_servers().await, [(dead, false), (good.address(), true)]);
     assert!(good.was_asked("."), "the check asks for . NS: {:?}", good.names());

@@ -52,10 +52,7 @@ async fn the_in_flight_cap_spreads_queries_over_a_few_connections() {
 
 #[tokio::test]
 async fn a_reset_mid_stream_moves_on_to_the_next_server() {
-    let resetting = fake::tcp([Behaviour::CloseMidAnswer]).await;
-    let good = fake::tcp([]).await;
-    let (_, resolved) =
-        fake::resolve_past(ServerConfig::tcp(resetting.address()), ServerConfig::tcp(good.address())).await;
+    let (_, resolved) = fake::resolve_past_tcp(Behaviour::CloseMidAnswer).await;
     let cut_off = matches!(&resolved.attempts[0].outcome,
         AttemptOutcome::Unreachable(reason) if reason.contains("closed") || reason.contains("reset"));
     assert!(cut_off, "{:?}", resolved.attempts);

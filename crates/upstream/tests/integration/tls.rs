@@ -18,6 +18,18 @@ fn dot_upstreams(pki: &Pki, address: std::net::SocketAddr) -> signpost_upstream:
     fake::upstreams(tls_group(pki, vec![ServerConfig::tls(address, "dns.test")]))
 }
 
+/// A DoH fake offering `alpn` and behaving as `behaviours`, with a
+/// certificate of a new PKI, and upstreams trusting that PKI asking it.
+async fn doh_fake(
+    alpn: &[&[u8]],
+    behaviours: impl IntoIterator<Item = Behaviour>,
+) -> (Pki, fake::FakeUpstream, signpost_upstream::Upstreams) {
+    let pki = Pki::new();
+    let server = fake::doh(pki.server(alpn), behaviours).await;
+    let upstreams = doh_upstreams(&pki, server.doh_addr());
+    (pki, server, upstreams)
+}
+
 /// Upstreams asking the DoH server at `address` by the name `dns.test`.
 fn doh_upstreams(pki: &Pki, address: std::net::SocketAddr) -> signpost_upstream::Upstreams {
     fake::upstreams(tls_group(pki, vec![ServerConfig::https(address, "dns.test")]))
@@ -93,9 +105,7 @@ async fn fips_mode_refuses_servers_without_approved_suites() {
 
 #[tokio::test]
 async fn doh_posts_over_one_http2_connection_with_id_zero() {
-    let pki = Pki::new();
-    let server = fake::doh(pki.server(&[b"h2", b"http/1.1"]), []).await;
-    let upstreams = doh_upstreams(&pki, server.doh_addr());
+    let (_pki, server, upstreams) = doh_fake(&[b"h2", b"http/1.1"], []).await;
     let group = upstreams.group("test").unwrap();
     let results = futures_util::future::join_all(
         (0..20).map(|i| async move { group.resolve(&query(&format!("n{i}.example"))).await }),
@@ -129,9 +139,7 @@ async fn doh_get_sends_the_query_in_the_uri() {
 
 #[tokio::test]
 async fn doh_falls_back_to_http1_and_reuses_the_connection() {
-    let pki = Pki::new();
-    let server = fake::doh(pki.server(&[b"http/1.1"]), []).await;
-    let upstreams = doh_upstreams(&pki, server.doh_addr());
+    let (_pki, server, upstreams) = doh_fake(&[b"http/1.1"], []).await;
     for _ in 0..3 {
         fake::resolve(&upstreams).await.unwrap();
     }
@@ -161,9 +169,7 @@ async fn an_http_500_is_a_clear_error_and_the_next_server_is_tried() {
 
 #[tokio::test]
 async fn a_slow_doh_server_times_out() {
-    let pki = Pki::new();
-    let server = fake::doh(pki.server(&[b"h2"]), [Behaviour::Delay(Duration::from_secs(5))]).await;
-    let upstreams = doh_upstreams(&pki, server.doh_addr());
+    let (_pki, _server, upstreams) = doh_fake(&[b"h2"], [Behaviour::Delay(Duration::from_secs(5))]).await;
     let error = fake::resolve(&upstreams).await.unwrap_err();
     assert!(error.is_timeout(), "{error}");
 }
@@ -185,9 +191,7 @@ async fn doh_servfail_moves_on_only_when_asked() {
 
 #[tokio::test]
 async fn a_wrong_question_over_doh_is_refused() {
-    let pki = Pki::new();
-    let server = fake::doh(pki.server(&[b"h2"]), [Behaviour::OtherQuestion { then_genuine: false }]).await;
-    let upstreams = doh_upstreams(&pki, server.doh_addr());
+    let (_pki, _server, upstreams) = doh_fake(&[b"h2"], [Behaviour::OtherQuestion { then_genuine: false }]).await;
     let error = fake::resolve(&upstreams).await.unwrap_err();
     assert!(error.to_string().contains("another question"), "{error}");
 }

@@ -60,10 +60,7 @@ async fn the_edns_payload_size_is_the_groups() {
 
 #[tokio::test]
 async fn silence_times_out_and_the_next_server_answers() {
-    let silent = fake::udp([Behaviour::Silence]).await;
-    let good = fake::udp([]).await;
-    let (upstreams, resolved) =
-        fake::resolve_past(ServerConfig::udp(silent.address()), ServerConfig::udp(good.address())).await;
+    let (upstreams, resolved) = fake::resolve_past_udp(Behaviour::Silence).await;
     let outcomes: Vec<_> = resolved.attempts.iter().map(|a| a.outcome.clone()).collect();
     assert_eq!(outcomes, [AttemptOutcome::Timeout, AttemptOutcome::Answered(Rcode::NOERROR)]);
     assert!(resolved.attempts[0].duration >= Duration::from_millis(350));
@@ -206,10 +203,7 @@ async fn a_truncated_answer_stands_when_tcp_fails_unless_retry_on_truncated() {
 
 #[tokio::test]
 async fn malformed_answers_are_failures() {
-    let bad = fake::udp([Behaviour::TrailingGarbage]).await;
-    let good = fake::udp([]).await;
-    let (upstreams, resolved) =
-        fake::resolve_past(ServerConfig::udp(bad.address()), ServerConfig::udp(good.address())).await;
+    let (upstreams, resolved) = fake::resolve_past_udp(Behaviour::TrailingGarbage).await;
     let failed =
         matches!(&resolved.attempts[0].outcome, AttemptOutcome::Failed(reason) if reason.contains("malformed"));
     assert!(failed, "{:?}", resolved.attempts);

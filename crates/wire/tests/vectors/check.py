@@ -164,12 +164,19 @@ class Overrun(Exception):
     """A field ran past RDLENGTH; args[0] is how many bytes the fields took."""
 
 
+def items(r, names, unnamed):
+    """(code, name, value) of each code-length-value item up to RDLENGTH;
+    a code missing from names is shown as unnamed % code."""
+    while r.pos < r.end:
+        code, length = r.u16(), r.u16()
+        value = r.take(length)
+        yield code, names.get(code, unnamed % code), value
+
+
 def svc_params(r):
     out = []
-    while r.pos < r.end:
-        key, length = r.u16(), r.u16()
-        value = r.take(length)
-        name = SVC_KEYS.get(key, "key%d" % key)
+    for key, name, value in items(r, SVC_KEYS, "key%d"):
+        length = len(value)
         if key == 0:
             shown = ",".join(SVC_KEYS.get(k, "key%d" % k) for k in struct.unpack("!%dH" % (length // 2), value))
         elif key == 1:
@@ -197,10 +204,7 @@ def svc_params(r):
 
 def edns_options(r):
     out = []
-    while r.pos < r.end:
-        code, length = r.u16(), r.u16()
-        value = r.take(length)
-        name = OPTIONS.get(code, "OPTION%d" % code)
+    for code, name, value in items(r, OPTIONS, "OPTION%d"):
         if code == 8:
             family, source, scope = struct.unpack("!HBB", value[:4])
             addr = value[4:] + bytes(16 if family == 2 else 4)
@@ -211,7 +215,7 @@ def edns_options(r):
         elif code == 11:
             out.append("KEEPALIVE %s" % (struct.unpack("!H", value)[0] if value else "-"))
         elif code == 12:
-            out.append("PADDING %d" % length)
+            out.append("PADDING %d" % len(value))
         elif code == 3:
             out.append("NSID %s" % (show_string(value) if value else "(request)"))
         else:

@@ -61,6 +61,12 @@ class Packet:
         self.u16(qtype, "QTYPE %s" % tname)
         return self.u16(1, "QCLASS IN")
 
+    def answering(self, name, qtype=1, tname="A", an=1, ar=0):
+        """A response (flags 0x8180) to one question name/qtype IN, then the
+        first answer's owner: a pointer back to the question name."""
+        self.header(qd=1, an=an, ar=ar, flags=0x8180).dname(name).qtail(qtype, tname)
+        return self.pointer(12, " (owner %s)" % name)
+
     def rr_fixed(self, rtype, tname, rdlength, rclass=1, ttl=300, note=""):
         self.u16(rtype, "TYPE %s" % tname)
         self.u16(rclass, ("CLASS IN" if rclass == 1 else "CLASS field = UDP payload size %d" % rclass))
@@ -100,13 +106,11 @@ def packets():
 
     p = new("bad_counts_answer", "error MissingRecords section=answer expected=3 found=1 offset=43",
             "ANCOUNT 3 but only one answer record; the message ends after it.")
-    p.header(qd=1, an=3, flags=0x8180).dname("a.example.").qtail()
-    p.pointer(12, " (owner a.example.)").rr_fixed(1, "A", 4).add(b"\xc0\x00\x02\x01", "RDATA 192.0.2.1 (end of message)")
+    p.answering("a.example.", an=3).rr_fixed(1, "A", 4).add(b"\xc0\x00\x02\x01", "RDATA 192.0.2.1 (end of message)")
 
     p = new("bad_counts_additional", "error MissingRecords section=additional expected=2 found=1 offset=54",
             "ARCOUNT 2 but only the OPT record is present.")
-    p.header(qd=1, an=1, ar=2, flags=0x8180).dname("a.example.").qtail()
-    p.pointer(12, " (owner a.example.)").rr_fixed(1, "A", 4).add(b"\xc0\x00\x02\x01", "RDATA 192.0.2.1")
+    p.answering("a.example.", ar=2).rr_fixed(1, "A", 4).add(b"\xc0\x00\x02\x01", "RDATA 192.0.2.1")
     p.opt(" (end of message after its fixed part)")
 
     p = new("bad_trailing", "error TrailingData offset=38 len=4",
@@ -187,8 +191,7 @@ def packets():
     p = new("ok_ptr_chain", "ok qd=1 an=2 ns=0 ar=0",
             "Legal compression: answer 1's owner points at the question; answer 2's owner is \"foo\" + a "
             "pointer to answer 1's owner, which is itself a pointer (foo.www.example.).")
-    p.header(qd=1, an=2, flags=0x8180).dname("www.example.").qtail()
-    p.pointer(12, " (owner www.example.)").rr_fixed(1, "A", 4).add(b"\xc0\x00\x02\x01", "RDATA 192.0.2.1")
+    p.answering("www.example.", an=2).rr_fixed(1, "A", 4).add(b"\xc0\x00\x02\x01", "RDATA 192.0.2.1")
     p.label("foo").pointer(29, " (answer 1's owner, itself a pointer to 12)").rr_fixed(1, "A", 4).add(b"\xc0\x00\x02\x02", "RDATA 192.0.2.2")
 
     p = new("ok_header_only", "ok qd=0 an=0 ns=0 ar=0", "A 12-byte header with all four counts zero.")
@@ -197,18 +200,15 @@ def packets():
     # ---- RDATA --------------------------------------------------------------
     p = new("bad_rdata_truncated", "error UnexpectedEnd offset=39 needed=14",
             "A TXT answer with RDLENGTH 20 but only 6 RDATA bytes before the message ends.")
-    p.header(qd=1, an=1, flags=0x8180).dname("t.example.").qtail(16, "TXT")
-    p.pointer(12, " (owner t.example.)").rr_fixed(16, "TXT", 20, note=" (runs 14 bytes past the end)").add(b"\x05hello", "RDATA: string \"hello\" (6 bytes; end of message)")
+    p.answering("t.example.", 16, "TXT").rr_fixed(16, "TXT", 20, note=" (runs 14 bytes past the end)").add(b"\x05hello", "RDATA: string \"hello\" (6 bytes; end of message)")
 
     p = new("bad_a_rdlen5", "error RdataLength rtype=A offset=39 rdlength=5 used=4",
             "An A record whose RDLENGTH is 5: the address takes 4.")
-    p.header(qd=1, an=1, flags=0x8180).dname("a.example.").qtail()
-    p.pointer(12, " (owner a.example.)").rr_fixed(1, "A", 5).add(b"\xc0\x00\x02\x01\xff", "RDATA 192.0.2.1 + one extra byte 0xff")
+    p.answering("a.example.").rr_fixed(1, "A", 5).add(b"\xc0\x00\x02\x01\xff", "RDATA 192.0.2.1 + one extra byte 0xff")
 
     p = new("bad_mx_rdlen", "error RdataLength rtype=MX offset=37 rdlength=11 used=9",
             "An MX record whose exchange name ends 2 bytes before RDLENGTH.")
-    p.header(qd=1, an=1, flags=0x8180).dname("example.").qtail(15, "MX")
-    p.pointer(12, " (owner example.)").rr_fixed(15, "MX", 11)
+    p.answering("example.", 15, "MX").rr_fixed(15, "MX", 11)
     p.u16(10, "RDATA: PREFERENCE 10").label("mail").pointer(12, " (exchange mail.example.; 9 bytes used)").add(b"\x00\x00", "2 bytes left inside RDLENGTH")
 
     # ---- OPT ----------------------------------------------------------------
