@@ -226,6 +226,19 @@ impl Binary {
         }
         command.envs(self.env.iter().map(|(key, value)| (key, value))).args(&self.args);
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        // A test run under `nohup` (or any parent that ignores these
+        // signals) would hand the child SIG_IGN, and a shell may not trap a
+        // signal ignored on entry: the signals the harness sends must reach
+        // the child as they would from a terminal or systemd.
+        // SAFETY: only async-signal-safe `signal` calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                for number in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2] {
+                    libc::signal(number, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
         let mut child = command.spawn().map_err(|source| Error::Spawn { program: self.program.clone(), source })?;
         let output = Arc::new(Output {
             captured: Captured::default(),
