@@ -12,7 +12,8 @@ fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
-fn read(name: &str) -> Vec<u8> {
+/// A file under tests/vectors.
+pub(crate) fn read(name: &str) -> Vec<u8> {
     std::fs::read(vectors_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
