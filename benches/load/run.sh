@@ -310,14 +310,50 @@ skip() {
     record "$1" "$2" "$3" "-" "-" "-" "-" "skipped: $4"
 }
 
-# p99_from_dnsperf FILE: p99 latency in ms from `dnsperf -v` output
-# ("> RCODE name type latency" per answered query).
-p99_from_dnsperf() {
-    awk '/^> / && $2 != "T" { print $NF }' "$1" | sort -g | awk '
+# p99 MS_PER_UNIT: the 99th percentile (nearest rank) of the latencies on
+# stdin, one a line, in ms to three places ("-" when there are none).
+p99() {
+    sort -g | awk -v scale="$1" '
         { v[NR] = $1 }
         END { if (NR == 0) { print "-"; exit }
               i = int(NR * 0.99); if (i < NR * 0.99) i++; if (i < 1) i = 1;
-              printf "%.3f", v[i] * 1000 }'
+              printf "%.3f", v[i] * scale }'
+}
+
+# p99_from_dnsperf FILE: p99 latency in ms from `dnsperf -v` output
+# ("> RCODE name type latency" per answered query, in seconds).
+p99_from_dnsperf() {
+    awk '/^> / && $2 != "T" { print $NF }' "$1" | p99 1000
+}
+
+# no_statistics TOOL SERVER WORKLOAD MODE OUT: a failed row when TOOL's
+# output OUT has no statistics to read (the output goes to stderr).
+no_statistics() {
+    warn "no $1 statistics for $2 / $3 / $4"
+    sed 's/^/    /' "$5" >&2
+    record "$2" "$3" "$4" "-" "-" "-" "-" "failed: no $1 statistics"
+}
+
+# cpu_notes SNAPSHOT0 SNAPSHOT1 BACKEND_PID [SERVER_SECONDS]: the notes on
+# who used the CPU between two snapshots: the backend's CPU seconds (when
+# there is a backend), the server's use as a percentage of SERVER_SECONDS
+# (default: the interval), the load generator's of the interval, and a
+# CONTENDED note for other processes. Sets CPU to the server's CPU seconds
+# and CPU_NOTES to the notes.
+cpu_notes() {
+    local c0 b0 l0 a0 t0 c1 b1 l1 a1 t1 notes="" busy_from busy_to
+    read -r c0 b0 l0 a0 t0 <<<"$1"
+    read -r c1 b1 l1 a1 t1 <<<"$2"
+    busy_from=$t0 busy_to=$t1
+    [[ -n ${4:-} ]] && busy_from=0 busy_to=$4
+    CPU=$(ticks_to_seconds $((c1 - c0)))
+    if [[ -n $3 ]]; then
+        notes+="backend CPU $(ticks_to_seconds $((b1 - b0)))s; "
+    fi
+    notes+="server busy $(percent $((c1 - c0)) "$busy_from" "$busy_to")%"
+    notes+=", load generator CPU $(percent $((l1 - l0)) "$t0" "$t1")%"
+    notes+=$(other_load_note $((a1 - a0 - (c1 - c0) - (b1 - b0) - (l1 - l0))) "$t0" "$t1")
+    CPU_NOTES=$notes
 }
 
 # udp_receive_drops: datagrams the kernel has dropped for a full receive
@@ -340,31 +376,21 @@ measure_dnsperf() {
     local queries=${QUERIES:-$WORKDIR/queries.txt}
     local out
     out="$WORKDIR/dnsperf-$(tag "$server-$workload-$mode")"
-    local c0 c1 b0=0 b1=0 l0 l1 t0 t1 a0 a1 d0 d1 completed sent qps cpu notes="" p99 lost
+    local s0 s1 d0 d1 completed sent qps notes="" p99 lost
     log "$server / $workload / $mode: ${LOAD_SECONDS}s throughput run"
     wait_quiet
     d0=$(udp_receive_drops)
-    c0=$(cpu_ticks "$pid")
-    [[ -n $backend ]] && b0=$(cpu_ticks "$backend")
-    l0=$(child_ticks)
-    a0=$(busy_ticks)
-    t0=$EPOCHREALTIME
+    s0=$(snapshot "$pid" "$backend")
     run_load "$out.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$queries" \
         -l "$LOAD_SECONDS" -n "$LOAD_MAX_RUNS" -c "$LOAD_CLIENTS" -q "$LOAD_OUTSTANDING" -T 1 \
         -t 2 || warn "dnsperf exited non-zero (see $out.txt)"
-    t1=$EPOCHREALTIME
-    a1=$(busy_ticks)
-    l1=$(child_ticks)
-    c1=$(cpu_ticks "$pid")
-    [[ -n $backend ]] && b1=$(cpu_ticks "$backend")
+    s1=$(snapshot "$pid" "$backend")
     d1=$(udp_receive_drops)
     sent=$(awk '/Queries sent:/ { print $3 }' "$out.txt")
     completed=$(awk '/Queries completed:/ { print $3 }' "$out.txt")
     qps=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$out.txt")
     if [[ -z $completed || -z $qps ]]; then
-        warn "no dnsperf statistics for $server / $workload / $mode"
-        sed 's/^/    /' "$out.txt" >&2
-        record "$server" "$workload" "$mode" "-" "-" "-" "-" "failed: no dnsperf statistics"
+        no_statistics dnsperf "$server" "$workload" "$mode" "$out.txt"
         return 0
     fi
     lost=$((sent - completed))
@@ -377,17 +403,12 @@ measure_dnsperf() {
     if ((d1 > d0)); then
         notes+="UDP receive-buffer drops $((d1 - d0)); "
     fi
-    cpu=$(ticks_to_seconds $((c1 - c0)))
-    if [[ -n $backend ]]; then
-        notes+="backend CPU $(ticks_to_seconds $((b1 - b0)))s; "
-    fi
     # dnsperf's run time excludes its wait for the last answers (-t), during
     # which the server idles and dnsperf spins: server busy uses the former.
     local runtime
     runtime=$(awk '/Run time \(s\):/ { print $4 }' "$out.txt")
-    notes+="server busy $(percent $((c1 - c0)) 0 "${runtime:-0}")%"
-    notes+=", load generator CPU $(percent $((l1 - l0)) "$t0" "$t1")%"
-    notes+=$(other_load_note $((a1 - a0 - (c1 - c0) - (b1 - b0) - (l1 - l0))) "$t0" "$t1")
+    cpu_notes "$s0" "$s1" "$backend" "${runtime:-0}"
+    notes+=$CPU_NOTES
 
     log "$server / $workload / $mode: ${LOAD_SECONDS}s at ${LOAD_P99_QPS} qps for p99"
     local p0 p1
@@ -405,8 +426,8 @@ measure_dnsperf() {
         notes+="; p99 run reached only $achieved qps"
     fi
     rm -f "$out-p99.txt"
-    record "$server" "$workload" "$mode" "$qps" "$cpu" "$completed" "$p99" "$notes"
-    log "$server / $workload / $mode: $qps qps, server CPU ${cpu}s, p99 ${p99} ms ($notes)"
+    record "$server" "$workload" "$mode" "$qps" "$CPU" "$completed" "$p99" "$notes"
+    log "$server / $workload / $mode: $qps qps, server CPU ${CPU}s, p99 ${p99} ms ($notes)"
 }
 
 # measure_h2load SERVER WORKLOAD PORT SERVER_PID [BACKEND_PID]
@@ -415,31 +436,21 @@ measure_h2load() {
     local server=$1 workload=$2 port=$3 pid=$4 backend=${5:-}
     local out
     out="$WORKDIR/h2load-$(tag "$server-$workload")"
-    local c0 c1 b0=0 b1=0 l0 l1 t0 t1 a0 a1 ok secs qps cpu notes="" p99 uris="$WORKDIR/doh-uris-$port.txt"
+    local s0 s1 ok secs qps notes="" p99 uris="$WORKDIR/doh-uris-$port.txt"
     sed "s|@AUTHORITY@|$ADDR:$port|" "$WORKDIR/doh-uris.txt" >"$uris"
     local common=(-c "$DOH_CONNECTIONS" -m "$DOH_STREAMS" -t 1 -i "$uris"
         -H 'accept: application/dns-message' -D "$LOAD_SECONDS")
     log "$server / $workload / doh: ${LOAD_SECONDS}s throughput run"
     wait_quiet
-    c0=$(cpu_ticks "$pid")
-    [[ -n $backend ]] && b0=$(cpu_ticks "$backend")
-    l0=$(child_ticks)
-    a0=$(busy_ticks)
-    t0=$EPOCHREALTIME
+    s0=$(snapshot "$pid" "$backend")
     run_load "$out.txt" h2load "${common[@]}" || warn "h2load exited non-zero (see $out.txt)"
-    t1=$EPOCHREALTIME
-    a1=$(busy_ticks)
-    l1=$(child_ticks)
-    c1=$(cpu_ticks "$pid")
-    [[ -n $backend ]] && b1=$(cpu_ticks "$backend")
+    s1=$(snapshot "$pid" "$backend")
     # "requests: N total, N started, N done, N succeeded, N failed, ..."
     ok=$(awk '/^requests:/ { print $8 }' "$out.txt")
     # "finished in 5.00s, 69000.00 req/s, ..."
     secs=$(awk '/^finished in/ { v = $3; sub(/,$/, "", v); print v }' "$out.txt")
     if [[ -z $ok || -z $secs ]]; then
-        warn "no h2load statistics for $server / $workload"
-        sed 's/^/    /' "$out.txt" >&2
-        record "$server" "$workload" "doh" "-" "-" "-" "-" "failed: no h2load statistics"
+        no_statistics h2load "$server" "$workload" doh "$out.txt"
         return 0
     fi
     # h2load prints ms for short runs ("finished in 900.12ms").
@@ -448,12 +459,8 @@ measure_h2load() {
     local failed
     failed=$(awk '/^requests:/ { print $10 + $12 + $14 }' "$out.txt")
     ((failed > 0)) && notes+="failed/errored/timeout $failed; "
-    cpu=$(ticks_to_seconds $((c1 - c0)))
-    if [[ -n $backend ]]; then
-        notes+="backend CPU $(ticks_to_seconds $((b1 - b0)))s; "
-    fi
-    notes+="server busy $(percent $((c1 - c0)) "$t0" "$t1")%, load generator CPU $(percent $((l1 - l0)) "$t0" "$t1")%"
-    notes+=$(other_load_note $((a1 - a0 - (c1 - c0) - (b1 - b0) - (l1 - l0))) "$t0" "$t1")
+    cpu_notes "$s0" "$s1" "$backend"
+    notes+=$CPU_NOTES
 
     log "$server / $workload / doh: ${LOAD_SECONDS}s at ${LOAD_P99_QPS} qps for p99"
     local p0 p1
@@ -464,19 +471,15 @@ measure_h2load() {
     p1=$(snapshot "$pid" "$backend")
     notes+=$(contended_note "$p0" "$p1" "p99 run ")
     # --log-file columns: start (us since epoch), status, duration (us).
-    p99=$(awk -F'\t' '$2 >= 200 && $2 < 300 { print $3 }' "$out-p99.log" 2>/dev/null | sort -g | awk '
-        { v[NR] = $1 }
-        END { if (NR == 0) { print "-"; exit }
-              i = int(NR * 0.99); if (i < NR * 0.99) i++; if (i < 1) i = 1;
-              printf "%.3f", v[i] / 1000 }')
+    p99=$(awk -F'\t' '$2 >= 200 && $2 < 300 { print $3 }' "$out-p99.log" 2>/dev/null | p99 0.001)
     local achieved
     achieved=$(awk '/^finished in/ { print int($4) }' "$out-p99.txt")
     if [[ -n $achieved ]] && ((achieved < LOAD_P99_QPS * 95 / 100)); then
         notes+="; p99 run reached only $achieved req/s"
     fi
     rm -f "$out-p99.log" "$out-p99.txt"
-    record "$server" "$workload" "doh" "$qps" "$cpu" "$ok" "$p99" "$notes"
-    log "$server / $workload / doh: $qps qps, server CPU ${cpu}s, p99 ${p99} ms ($notes)"
+    record "$server" "$workload" "doh" "$qps" "$CPU" "$ok" "$p99" "$notes"
+    log "$server / $workload / doh: $qps qps, server CPU ${CPU}s, p99 ${p99} ms ($notes)"
 }
 
 # ---------------------------------------------------------------------------
@@ -668,29 +671,44 @@ hook_signpost_redirect() {
     stop "$pid"
 }
 
+# signpost_configured NAME WORKLOAD TRANSPORT: whether NAME's binary and its
+# config template NAME.toml.in are there; if not, a skipped row says which.
+signpost_configured() {
+    local bin="$SIGNPOST_BIN_DIR/$1" template="$1.toml.in"
+    if [[ ! -x $bin ]]; then
+        skip "$1" "$2" "$3" "binary absent ($bin)"
+        return 1
+    fi
+    if [[ ! -f $LOAD_DIR/$template ]]; then
+        skip "$1" "$2" "$3" "no $template config template"
+        return 1
+    fi
+}
+
+# start_signpost NAME PORT [EXTRA_SED_ARGS...]: render NAME.toml.in for PORT
+# and start NAME --config with it on the server CPU (STARTED_PID).
+start_signpost() {
+    local name=$1 port=$2
+    shift 2
+    render "$name.toml.in" "$WORKDIR/$name.toml" "$name" "$port" "$@"
+    start "$name" "$SERVER_CPU" "$SIGNPOST_BIN_DIR/$name" --config "$WORKDIR/$name.toml"
+}
+
 # signpost-forward --config FILE, rendered from signpost-forward.toml.in:
 # everything forwarded, uncached, to the backend (like the unbound and
 # dnsdist "forward, no cache" runs).
 # A second run turns the cache on (next to dnsdist's packet-cache run): the
 # query file's names repeat, so after the first pass they are cache hits.
 hook_signpost_forward() {
-    local bin="$SIGNPOST_BIN_DIR/signpost-forward" template="signpost-forward.toml.in" pid
-    if [[ ! -x $bin ]]; then
-        skip "signpost-forward" "forward, no cache" udp "binary absent ($bin)"
-        return 0
-    fi
-    if [[ ! -f $LOAD_DIR/$template ]]; then
-        skip "signpost-forward" "forward, no cache" udp "no $template config template"
-        return 0
-    fi
+    local pid
+    signpost_configured signpost-forward "forward, no cache" udp || return 0
     start_backend
     local cache workload
     for cache in false true; do
         workload="forward, no cache"
         [[ $cache == true ]] && workload="forward, cache"
-        render "$template" "$WORKDIR/signpost-forward.toml" signpost-forward "$PORT_SIGNPOST_FORWARD" \
+        start_signpost signpost-forward "$PORT_SIGNPOST_FORWARD" \
             -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $cache/"
-        start signpost-forward "$SERVER_CPU" "$bin" --config "$WORKDIR/signpost-forward.toml"
         pid=$STARTED_PID
         measure_udp_once_up "signpost-forward" "$workload" "$PORT_SIGNPOST_FORWARD" 10 \
             "did not answer (see $WORKDIR/signpost-forward.log)" "$pid" "$BACKEND_PID"
@@ -702,19 +720,10 @@ hook_signpost_forward() {
 # a UDP listener on @PORT@ and a DoH listener on @DOH_PORT@ (path
 # /dns-query, @WORKDIR@/cert.pem and key.pem), the backend as upstream.
 hook_signpost_endpoint() {
-    local bin="$SIGNPOST_BIN_DIR/signpost-endpoint" template="signpost-endpoint.toml.in" pid
-    if [[ ! -x $bin ]]; then
-        skip "signpost-endpoint" "endpoint" "udp+doh" "binary absent ($bin)"
-        return 0
-    fi
-    if [[ ! -f $LOAD_DIR/$template ]]; then
-        skip "signpost-endpoint" "endpoint" "udp+doh" "no $template config template"
-        return 0
-    fi
+    local pid
+    signpost_configured signpost-endpoint endpoint "udp+doh" || return 0
     start_backend
-    render "$template" "$WORKDIR/signpost-endpoint.toml" signpost-endpoint "$PORT_SIGNPOST_ENDPOINT" \
-        -e "s|@DOH_PORT@|$PORT_SIGNPOST_ENDPOINT_DOH|g"
-    start signpost-endpoint "$SERVER_CPU" "$bin" --config "$WORKDIR/signpost-endpoint.toml"
+    start_signpost signpost-endpoint "$PORT_SIGNPOST_ENDPOINT" -e "s|@DOH_PORT@|$PORT_SIGNPOST_ENDPOINT_DOH|g"
     pid=$STARTED_PID
     measure_udp_once_up "signpost-endpoint" "endpoint" "$PORT_SIGNPOST_ENDPOINT" 10 \
         "did not answer (see $WORKDIR/signpost-endpoint.log)" "$pid" "$BACKEND_PID"

@@ -97,65 +97,10 @@ echo "nameserver 127.0.0.1" > "$WORK/resolv.conf"
 
 # The local answers (lab.test; for the redirect proxy the redirected
 # localhost.localstack.cloud) change at each reload: www answers ADDRESS.
+# The configurations are signpost-$SOAK_BINARY.toml.in beside this script.
 write_config() { # write_config ADDRESS
-    case "$SOAK_BINARY" in
-    forward) cat > "$WORK/signpost.toml" <<CONF
-[[listeners]]
-address = "127.0.0.1"
-port = $PORT
-transport = "udp"
-
-[[listeners]]
-address = "127.0.0.1"
-port = $PORT
-transport = "tcp"
-
-[[forward_zones]]
-name = "."
-servers = ["127.0.0.1:$UPSTREAM_PORT"]
-
-[[zones]]
-name = "lab.test"
-records = ["www 60 A $1", "mail 60 A 10.0.0.2", "* 60 TXT \"soak\""]
-
-[cache]
-max_entries = 20000
-
-[admin]
-address = "$ADMIN"
-CONF
-    ;;
-    redirect) cat > "$WORK/signpost.toml" <<CONF
-[redirect]
-address = "127.0.0.1"
-port = $PORT
-server = "127.0.0.1:$UPSTREAM_PORT"
-resolve_ip = "$1"
-resolv_conf = "$WORK/resolv.conf"
-CONF
-    ;;
-    endpoint) cat > "$WORK/signpost.toml" <<CONF
-resolver_port = $PORT
-udp_workers = 1
-recursive = { servers = ["127.0.0.1:$UPSTREAM_PORT"] }
-
-[aws_limits]
-enabled = false
-
-[admin]
-address = "$ADMIN"
-
-[[vpcs]]
-id = "vpc-soak"
-cidrs = ["127.0.1.0/24"]
-
-[[private_hosted_zones]]
-name = "lab.test"
-vpcs = ["vpc-soak"]
-records = ["www 60 A $1", "mail 60 A 10.0.0.2", "* 60 TXT \"soak\""]
-CONF
-    ;;
-    esac
+    sed -e "s|@PORT@|$PORT|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@ADMIN@|$ADMIN|g" \
+        -e "s|@ADDRESS@|$1|g" -e "s|@WORK@|$WORK|g" "$SOAK_DIR/signpost-$SOAK_BINARY.toml.in" > "$WORK/signpost.toml"
 }
 write_config 10.0.0.1
 

@@ -617,6 +617,19 @@ pub fn walk_floor(msg: &[u8]) -> Option<FloorSummary> {
 mod tests {
     use super::*;
 
+    /// [`RESPONSE`]'s records other than the OPT record, in presentation
+    /// format (hickory's and `domain`'s print them the same way).
+    const RESPONSE_RECORDS: [&str; 8] = [
+        "www.example.com. 300 IN CNAME www.example.com.cdn.example.net.",
+        "www.example.com.cdn.example.net. 60 IN A 192.0.2.1",
+        "www.example.com.cdn.example.net. 60 IN A 192.0.2.2",
+        "www.example.com.cdn.example.net. 60 IN A 192.0.2.3",
+        "cdn.example.net. 3600 IN NS ns1.cdn.example.net.",
+        "cdn.example.net. 3600 IN NS ns2.cdn.example.net.",
+        "ns1.cdn.example.net. 3600 IN A 198.51.100.53",
+        "ns2.cdn.example.net. 3600 IN A 198.51.100.54",
+    ];
+
     #[test]
     fn floor_walks_the_test_packets() {
         let response = walk_floor(&RESPONSE).expect("response walks");
@@ -692,19 +705,7 @@ mod tests {
             .chain(&response.additionals)
             .map(ToString::to_string)
             .collect();
-        assert_eq!(
-            records,
-            [
-                "www.example.com. 300 IN CNAME www.example.com.cdn.example.net.",
-                "www.example.com.cdn.example.net. 60 IN A 192.0.2.1",
-                "www.example.com.cdn.example.net. 60 IN A 192.0.2.2",
-                "www.example.com.cdn.example.net. 60 IN A 192.0.2.3",
-                "cdn.example.net. 3600 IN NS ns1.cdn.example.net.",
-                "cdn.example.net. 3600 IN NS ns2.cdn.example.net.",
-                "ns1.cdn.example.net. 3600 IN A 198.51.100.53",
-                "ns2.cdn.example.net. 3600 IN A 198.51.100.54",
-            ]
-        );
+        assert_eq!(records, RESPONSE_RECORDS);
         let edns = response.edns.as_ref().expect("response has EDNS");
         assert_eq!(edns.max_payload(), 1232);
         assert!(!edns.flags().dnssec_ok);
@@ -757,19 +758,7 @@ mod tests {
                 records.push(record.to_string());
             }
         }
-        assert_eq!(
-            records,
-            [
-                "www.example.com. 300 IN CNAME www.example.com.cdn.example.net.",
-                "www.example.com.cdn.example.net. 60 IN A 192.0.2.1",
-                "www.example.com.cdn.example.net. 60 IN A 192.0.2.2",
-                "www.example.com.cdn.example.net. 60 IN A 192.0.2.3",
-                "cdn.example.net. 3600 IN NS ns1.cdn.example.net.",
-                "cdn.example.net. 3600 IN NS ns2.cdn.example.net.",
-                "ns1.cdn.example.net. 3600 IN A 198.51.100.53",
-                "ns2.cdn.example.net. 3600 IN A 198.51.100.54",
-            ]
-        );
+        assert_eq!(records, RESPONSE_RECORDS);
         let opt = response.opt().expect("response has OPT");
         assert_eq!(opt.udp_payload_size(), 1232);
         assert_eq!(opt.version(), 0);

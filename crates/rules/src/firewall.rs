@@ -278,10 +278,7 @@ impl ViewFirewall {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn name(text: &str) -> NameBuf {
-        text.parse().expect("name")
-    }
+    use crate::test_support::name;
 
     #[test]
     fn entries_match_as_aws_documents() {

@@ -58,6 +58,8 @@ mod master;
 mod names;
 mod ruleset;
 mod spec;
+#[cfg(test)]
+mod test_support;
 mod zone;
 
 #[doc(hidden)]

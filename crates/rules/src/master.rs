@@ -303,10 +303,7 @@ fn split_entries(text: &str) -> Result<Vec<Range<usize>>, (usize, &'static str)>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn name(text: &str) -> NameBuf {
-        text.parse().expect("valid name")
-    }
+    use crate::test_support::name;
 
     fn parse(text: &str) -> Result<Zone, Error> {
         Zone::parse_master_file(text, &name("example."), Source::memory())

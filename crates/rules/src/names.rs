@@ -301,11 +301,8 @@ impl DepthSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::name;
     use core::hash::{BuildHasher, Hash};
-
-    fn name(text: &str) -> NameBuf {
-        text.parse().expect("valid name")
-    }
 
     #[test]
     fn suffixes_follow_label_boundaries() {

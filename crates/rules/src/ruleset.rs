@@ -1760,10 +1760,7 @@ impl TableBuilder {
 mod tests {
     use super::*;
     use crate::hosts::HostEntry;
-
-    fn name(text: &str) -> NameBuf {
-        text.parse().expect("valid name")
-    }
+    use crate::test_support::name;
 
     fn client() -> Client {
         Client::udp(IpAddr::from([192, 0, 2, 1]))

@@ -574,10 +574,7 @@ impl Eq for Zone {}
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn name(text: &str) -> NameBuf {
-        text.parse().expect("valid name")
-    }
+    use crate::test_support::name;
 
     fn record(text: &str) -> RecordBuf {
         text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))

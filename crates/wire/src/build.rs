@@ -620,12 +620,8 @@ fn write_planned_name<T: Buffer + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::name::NameBuf;
     use crate::rdata::{Mx, RDataBuf};
-
-    fn name(text: &str) -> NameBuf {
-        text.parse().expect("valid")
-    }
+    use crate::test_support::name;
 
     #[test]
     fn compresses_repeated_suffixes() {

@@ -57,6 +57,8 @@ mod record;
 pub mod relay;
 mod serial;
 mod svcb;
+#[cfg(test)]
+mod test_support;
 mod transfer;
 mod tsig;
 

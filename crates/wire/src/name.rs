@@ -949,11 +949,8 @@ fn parse_presentation(text: &str, origin: Option<&NameBuf>) -> Result<NameBuf, E
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::name;
     use std::collections::hash_map::DefaultHasher;
-
-    fn name(text: &str) -> NameBuf {
-        text.parse().expect("valid name")
-    }
 
     fn hash_of(value: &impl Hash) -> u64 {
         let mut hasher = DefaultHasher::new();

@@ -57,29 +57,30 @@ fn several_addresses_answer_as_records() {
 
 #[test]
 fn automatic_addresses_are_deterministic_and_order_independent() {
-    let dir = temp_dir("alloc-order");
+    let temp = temp_dir("alloc-order");
+    let dir = temp.path();
     let names = ["reviews.mesh", "ratings.mesh", "details.mesh", "productpage.mesh"];
-    let first = addresses(&load(&dir, &config_with(&names, false)));
+    let first = addresses(&load(dir, &config_with(&names, false)));
     let mut reversed = names;
     reversed.reverse();
-    let second = addresses(&load(&dir, &config_with(&reversed, false)));
+    let second = addresses(&load(dir, &config_with(&reversed, false)));
     assert_eq!(first, second);
     assert_eq!(first.len(), 4);
     for address in first.values() {
         assert!(matches!(address, IpAddr::V4(v4) if v4.octets()[..2] == [240, 240]), "{address}");
     }
-    let rules = load(&dir, &config_with(&names, false));
+    let rules = load(dir, &config_with(&names, false));
     let expected = first["reviews.mesh."];
     assert_eq!(answer_lines(&decide(&rules, "reviews.mesh.", RecordType::A)), [format!("<question> 60 {expected}")]);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn with_a_state_file_addresses_survive_restarts_as_names_are_added() {
-    let dir = temp_dir("alloc-state");
-    let before = load(&dir, &config_with(&["a.mesh", "b.mesh"], true));
+    let temp = temp_dir("alloc-state");
+    let dir = temp.path();
+    let before = load(dir, &config_with(&["a.mesh", "b.mesh"], true));
     let config = RulesConfig::from_toml(&config_with(&[], true), "rules.toml").expect("valid");
-    let state_file = config.allocation_state_file(&dir).expect("configured");
+    let state_file = config.allocation_state_file(dir).expect("configured");
     assert_eq!(state_file, dir.join("state.txt"));
     before.allocations().save(&state_file).expect("save");
     let saved = Allocations::load(&dir.join("state.txt")).expect("load");
@@ -89,7 +90,7 @@ fn with_a_state_file_addresses_survive_restarts_as_names_are_added() {
     let many: Vec<String> = (0..500).map(|index| format!("svc{index}.mesh")).collect();
     let mut all: Vec<&str> = many.iter().map(String::as_str).collect();
     all.extend(["a.mesh", "b.mesh"]);
-    let after = load(&dir, &config_with(&all, true));
+    let after = load(dir, &config_with(&all, true));
     let (old, new) = (addresses(&before), addresses(&after));
     assert_eq!(old["a.mesh."], new["a.mesh."]);
     assert_eq!(old["b.mesh."], new["b.mesh."]);
@@ -100,5 +101,4 @@ fn with_a_state_file_addresses_survive_restarts_as_names_are_added() {
     let rebuilt = after.to_builder().build().expect("valid");
     assert_eq!(addresses(&rebuilt), new);
     assert_eq!(after.allocations().get(&name("A.MESH.")).and_then(|a| a.v4).map(IpAddr::V4), Some(new["a.mesh."]));
-    std::fs::remove_dir_all(dir).ok();
 }

@@ -64,26 +64,27 @@ fn the_documented_example_loads_and_behaves_as_documented() {
 
 #[test]
 fn errors_in_files_name_the_file_line_and_field() {
-    let dir = temp_dir("config-errors");
-    write(&dir, "zones/bad.zone", "$TTL 60\n@ SOA ns host 1 2 3 4 5\nwww A 10.0.0.1\nwww CNAME other\n");
+    let temp = temp_dir("config-errors");
+    let dir = temp.path();
+    write(dir, "zones/bad.zone", "$TTL 60\n@ SOA ns host 1 2 3 4 5\nwww A 10.0.0.1\nwww CNAME other\n");
     let path = write(
-        &dir,
+        dir,
         "rules.toml",
         "default_group = \"up\"\n\n[[zones]]\nname = \"bad.example\"\nfile = \"zones/bad.zone\"\n",
     );
     let config = RulesConfig::load(&path).expect("valid TOML");
-    let error = RuleSet::from_config(&config, &dir, &["up"]).expect_err("CNAME and other data");
+    let error = RuleSet::from_config(&config, dir, &["up"]).expect_err("CNAME and other data");
     assert!(matches!(error, Error::InvalidZoneData { .. }), "{error}");
     assert_eq!(error.location().file.as_deref(), Some(dir.join("zones/bad.zone").as_path()));
     assert_eq!(error.location().line, Some(3));
 
     let path = write(
-        &dir,
+        dir,
         "rules.toml",
         "default_group = \"up\"\n\n[[zones]]\nname = \"bad.example\"\nfile = \"zones/missing.zone\"\n",
     );
     let error =
-        RuleSet::from_config(&RulesConfig::load(&path).expect("valid"), &dir, &["up"]).expect_err("missing file");
+        RuleSet::from_config(&RulesConfig::load(&path).expect("valid"), dir, &["up"]).expect_err("missing file");
     assert!(matches!(error, Error::Io { .. }));
     assert_eq!((error.location().line, error.location().field.as_deref()), (Some(5), Some("zones[0].file")));
     assert!(
@@ -92,18 +93,17 @@ fn errors_in_files_name_the_file_line_and_field() {
     );
 
     let path = write(
-        &dir,
+        dir,
         "rules.toml",
         "default_group = \"up\"\n[[views]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n[[views]]\nname = \"b\"\ncidrs = [\"10.0.0.0/8\"]\n",
     );
-    let error = RuleSet::from_config(&RulesConfig::load(&path).expect("valid"), &dir, &["up"]).expect_err("same CIDR");
+    let error = RuleSet::from_config(&RulesConfig::load(&path).expect("valid"), dir, &["up"]).expect_err("same CIDR");
     assert!(matches!(error, Error::Duplicate { what: "CIDR", .. }), "{error}");
     assert_eq!(error.location().line, Some(6));
 
     let error =
         RulesConfig::from_toml("[[rules]]\nsuffix = \"x\"\naction = \"teleport\"\n", "r.toml").expect_err("bad action");
     assert_eq!(error.location().line, Some(3));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

@@ -2,11 +2,11 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use signpost_rules::config::RulesConfig;
 use signpost_rules::{Answer, Client, Decision, Matched, RuleSet};
 use signpost_wire::{Class, NameBuf, RecordType};
+use tempfile::TempDir;
 
 pub fn name(text: &str) -> NameBuf {
     text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -53,17 +53,10 @@ pub fn answer_lines(decision: &Decision<'_>) -> Vec<String> {
     }
 }
 
-/// A fresh empty directory under the system's temporary directory.
-pub fn temp_dir(label: &str) -> PathBuf {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "signpost-rules-{label}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh empty directory under the system's temporary directory, removed
+/// when the returned guard is dropped.
+pub fn temp_dir(label: &str) -> TempDir {
+    tempfile::Builder::new().prefix(&format!("signpost-rules-{label}-")).tempdir().expect("temp dir")
 }
 
 pub fn write(dir: &Path, file: &str, text: &str) -> PathBuf {

@@ -167,24 +167,24 @@ fn cname_chains_cross_zones_and_stop_where_the_target_is_forwarded() {
 
 #[test]
 fn include_depth_is_limited_and_errors_point_into_the_included_file() {
-    let dir = temp_dir("include");
-    write(&dir, "loop.zone", "$TTL 60\n@ SOA ns host 1 2 3 4 5\n$INCLUDE loop.zone\n");
+    let temp = temp_dir("include");
+    let dir = temp.path();
+    write(dir, "loop.zone", "$TTL 60\n@ SOA ns host 1 2 3 4 5\n$INCLUDE loop.zone\n");
     let error = Zone::load(&dir.join("loop.zone"), &name("example.")).expect_err("loops");
     assert!(matches!(error, Error::IncludeDepth { limit: 8, .. }), "{error}");
     assert_eq!(error.location().line, Some(3));
 
-    write(&dir, "main.zone", "$TTL 60\n@ SOA ns host 1 2 3 4 5\n$INCLUDE sub/part.zone part\n");
-    write(&dir, "sub/part.zone", "; included\nwww A 192.0.2.1\nbad A 192.0.2.999\n");
+    write(dir, "main.zone", "$TTL 60\n@ SOA ns host 1 2 3 4 5\n$INCLUDE sub/part.zone part\n");
+    write(dir, "sub/part.zone", "; included\nwww A 192.0.2.1\nbad A 192.0.2.999\n");
     let error = Zone::load(&dir.join("main.zone"), &name("example.")).expect_err("bad address");
     assert_eq!(error.location().file.as_deref(), Some(dir.join("sub/part.zone").as_path()));
     assert_eq!((error.location().line, error.location().column), (Some(3), Some(7)));
 
-    write(&dir, "sub/part.zone", "www A 192.0.2.1\n");
+    write(dir, "sub/part.zone", "www A 192.0.2.1\n");
     let zone = Zone::load(&dir.join("main.zone"), &name("example.")).expect("valid");
     assert_eq!(zone.rrset(&name("www.part.example."), RecordType::A).len(), 1);
     let missing = Zone::load(&dir.join("absent.zone"), &name("example.")).expect_err("missing");
     assert!(matches!(missing, Error::Io { .. }));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -199,8 +199,8 @@ fn zones_write_out_as_master_files_and_axfr_streams() {
     assert_eq!(axfr.last().map(|r| r.rtype()), Some(RecordType::SOA));
     assert!(axfr[1..axfr.len() - 1].iter().all(|record| record.rtype() != RecordType::SOA));
     let com = Zone::load(&wire_vectors().join("example.com.zone"), &name("example.com.")).expect("loads");
-    let dir = temp_dir("write");
-    let path = write(&dir, "out.zone", &com.to_master_file());
+    let temp = temp_dir("write");
+    let dir = temp.path();
+    let path = write(dir, "out.zone", &com.to_master_file());
     assert_eq!(Zone::load(&path, com.apex()).expect("reads back"), com);
-    std::fs::remove_dir_all(dir).ok();
 }

@@ -26,12 +26,7 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 
 const RULES: &str = r#"
 default_group = "upstream"
-
-[[rules]]
-suffix = "local.test"
-action = "redirect"
-ipv4 = "192.0.2.1"
-ipv6 = "none"
+rules = [{ suffix = "local.test", action = "redirect", ipv4 = "192.0.2.1", ipv6 = "none" }]
 "#;
 
 const ALLOWED: &str = "127.0.0.1:5353";

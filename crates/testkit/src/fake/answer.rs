@@ -346,21 +346,17 @@ pub(crate) fn other_question(query: &Message<'_>) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use signpost_wire::{Flags, RecordBuf};
+    use signpost_wire::RecordBuf;
 
     use super::*;
+    use crate::Query;
 
+    /// A query with RD, and an OPT record offering 4096 bytes if `edns`.
     fn query(name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
-        let mut buffer = Vec::new();
-        let mut builder = MessageBuilder::new(&mut buffer).unwrap();
-        builder.set_id(0x1234);
-        builder.set_flags(Flags::default().with_rd(true));
-        builder.push_question(&name.parse::<NameBuf>().unwrap(), qtype, Class::IN).unwrap();
-        if edns {
-            builder.set_edns(EdnsHeader { udp_payload_size: 4096, ..EdnsHeader::default() });
-        }
-        builder.finish().unwrap();
-        buffer
+        let query = Query::new(name, qtype).id(0x1234);
+        let query =
+            if edns { query.edns(EdnsHeader { udp_payload_size: 4096, ..EdnsHeader::default() }) } else { query };
+        query.to_bytes()
     }
 
     fn lines(response: &[u8]) -> Vec<String> {

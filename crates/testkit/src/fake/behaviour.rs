@@ -180,20 +180,19 @@ pub(crate) fn plan(query: &[u8], transport: Transport, number: u64, answer: &Ans
 
 #[cfg(test)]
 mod tests {
-    use signpost_wire::{Class, EdnsHeader, MessageBuilder, NameBuf, RecordType};
+    use signpost_wire::{EdnsHeader, RecordType};
 
     use super::*;
+    use crate::Query;
 
+    /// `q.example A` without RD, with an OPT record offering `edns` bytes if given.
     fn query(edns: Option<u16>) -> Vec<u8> {
-        let mut buffer = Vec::new();
-        let mut builder = MessageBuilder::new(&mut buffer).unwrap();
-        builder.set_id(100);
-        builder.push_question(&"q.example".parse::<NameBuf>().unwrap(), RecordType::A, Class::IN).unwrap();
-        if let Some(size) = edns {
-            builder.set_edns(EdnsHeader { udp_payload_size: size, ..EdnsHeader::default() });
-        }
-        builder.finish().unwrap();
-        buffer
+        let query = Query::new("q.example", RecordType::A).id(100).recursion_desired(false);
+        let query = match edns {
+            Some(size) => query.edns(EdnsHeader { udp_payload_size: size, ..EdnsHeader::default() }),
+            None => query,
+        };
+        query.to_bytes()
     }
 
     fn plan_for(transport: Transport, behaviours: &[Behaviour]) -> Plan {

@@ -1,16 +1,11 @@
 //! Transfer streams captured from Knot DNS (tests/vectors/transfer/) read by
 //! `TransferReader`: what a secondary of a real primary sees.
 
-use std::path::PathBuf;
-
 use signpost_wire::{
     NameBuf, RecordBuf, Serial, Transfer, TransferProblem, TransferReader, TransferRequest, soa_serial,
 };
 
-fn read(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/transfer").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use crate::vectors::read;
 
 /// The messages of a TCP byte stream (each after its two-byte length).
 fn messages(stream: &[u8]) -> Vec<&[u8]> {
@@ -34,7 +29,7 @@ fn record(text: &str) -> RecordBuf {
 
 #[test]
 fn knot_axfr_reads_as_the_zone() {
-    let stream = read("knot_axfr.stream.bin");
+    let stream = read("transfer/knot_axfr.stream.bin");
     let mut reader = TransferReader::new(0x1234, &zone(), &TransferRequest::Axfr);
     for message in messages(&stream) {
         reader.handle_message(message).expect("valid message");
@@ -48,7 +43,7 @@ fn knot_axfr_reads_as_the_zone() {
 
 #[test]
 fn knot_ixfr_reads_as_one_step_of_changes() {
-    let stream = read("knot_ixfr.stream.bin");
+    let stream = read("transfer/knot_ixfr.stream.bin");
     let request = TransferRequest::Ixfr {
         soa: record("example. 300 IN SOA ns1.example. hostmaster.example. 2024010101 3600 600 86400 60"),
     };
@@ -64,7 +59,7 @@ fn knot_ixfr_reads_as_one_step_of_changes() {
 
 #[test]
 fn cut_or_misdirected_knot_streams_are_rejected() {
-    let stream = read("knot_axfr.stream.bin");
+    let stream = read("transfer/knot_axfr.stream.bin");
     let message = messages(&stream)[0];
     // The stream cut before its end: no transfer.
     let mut reader = TransferReader::new(0x1234, &zone(), &TransferRequest::Axfr);

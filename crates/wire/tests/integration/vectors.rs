@@ -12,7 +12,8 @@ fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
-fn read(name: &str) -> Vec<u8> {
+/// A file under tests/vectors.
+pub(crate) fn read(name: &str) -> Vec<u8> {
     std::fs::read(vectors_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -132,14 +133,11 @@ fn every_vector_gives_its_expected_outcome() {
 /// message rebuilt with our builder has the same records, and a 512-byte
 /// truncation of it is still a valid message.
 fn walk_and_round_trip(file: &str, message: &Message<'_>) {
-    let mut records = Vec::new();
-    for record in message.records().expect("valid") {
-        let record = record.expect("valid");
-        let owned = RecordBuf::from_record(&record).expect("valid data");
+    let records = owned_records(message);
+    for (_, owned) in &records {
         let text = owned.to_string();
         let parsed: RecordBuf = text.parse().unwrap_or_else(|e| panic!("{file}: {text}: {e}"));
-        assert_eq!(parsed, owned, "{file}: {text}");
-        records.push((record.section(), owned));
+        assert_eq!(&parsed, owned, "{file}: {text}");
     }
 
     let mut buffer = Vec::new();
@@ -157,19 +155,19 @@ fn walk_and_round_trip(file: &str, message: &Message<'_>) {
     builder.finish().expect("done");
     let rebuilt = Message::parse(&buffer).expect("header");
     rebuilt.check().unwrap_or_else(|e| panic!("{file}: rebuilt: {e}"));
-    let rebuilt_records: Vec<_> = rebuilt
-        .records()
-        .expect("valid")
-        .map(|r| r.expect("valid"))
-        .map(|r| (r.section(), RecordBuf::from_record(&r).expect("valid")))
-        .collect();
-    assert_eq!(rebuilt_records, records, "{file}");
+    assert_eq!(owned_records(&rebuilt), records, "{file}");
     assert!(buffer.len() <= message.as_bytes().len() + 64, "{file}: our compression is much worse");
 
     let mut cut = Vec::new();
     let result = truncate_for_client(message.as_bytes(), 512, &mut cut).expect("truncates");
     assert!(result.len <= 512);
     full_check(&cut).unwrap_or_else(|e| panic!("{file}: truncated copy: {e}"));
+}
+
+/// Every record of a valid message with its section, owned.
+fn owned_records(message: &Message<'_>) -> Vec<(Section, RecordBuf)> {
+    let records = message.records().expect("valid").map(|record| record.expect("valid"));
+    records.map(|record| (record.section(), RecordBuf::from_record(&record).expect("valid data"))).collect()
 }
 
 fn answers_text(file: &str) -> Vec<String> {

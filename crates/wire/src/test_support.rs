@@ -1,0 +1,8 @@
+//! Helpers the unit tests of several modules share.
+
+use crate::name::NameBuf;
+
+/// A name from its presentation form; the tests only pass valid ones.
+pub(crate) fn name(text: &str) -> NameBuf {
+    text.parse().expect("valid name")
+}
