@@ -496,20 +496,19 @@ impl<R: Runtime> Call<'_, R> {
     }
 
     fn list_domain_lists(&self) -> Result<Value, ApiError> {
-        self.summaries::<FirewallDomainListConfig>(json!({}), "FirewallDomainLists")
+        self.summaries::<FirewallDomainListConfig>(&self.config(), json!({}), "FirewallDomainLists")
     }
 
     /// ListFirewallDomainLists and ListFirewallRuleGroups: each one's id,
     /// ARN and name, the `shared` fields, and its CreatorRequestId.
-    fn summaries<T: Named>(&self, shared: Value, key: &str) -> Result<Value, ApiError> {
-        let config = self.config();
-        let items: Vec<Value> = T::items_of(&config)
+    fn summaries<T: Named>(&self, config: &EndpointConfig, shared: Value, key: &str) -> Result<Value, ApiError> {
+        let items: Vec<Value> = T::items_of(config)
             .iter()
             .map(|item| {
                 let (creator_request_id, id) = item.ids();
                 let mut value = json!({
                     "Id": id,
-                    "Arn": arn(&config, T::ARN_RESOURCE, id),
+                    "Arn": arn(config, T::ARN_RESOURCE, id),
                     "Name": item.name().unwrap_or_default(),
                 });
                 if let (Some(object), Value::Object(shared)) = (value.as_object_mut(), &shared) {
@@ -661,8 +660,9 @@ impl<R: Runtime> Call<'_, R> {
     }
 
     fn list_rule_groups(&self) -> Result<Value, ApiError> {
-        let shared = json!({ "OwnerId": self.config().account_id, "ShareStatus": "NOT_SHARED" });
-        self.summaries::<FirewallRuleGroupConfig>(shared, "FirewallRuleGroups")
+        let config = self.config();
+        let shared = json!({ "OwnerId": config.account_id, "ShareStatus": "NOT_SHARED" });
+        self.summaries::<FirewallRuleGroupConfig>(&config, shared, "FirewallRuleGroups")
     }
 
     async fn delete_rule_group(&self) -> Result<Value, ApiError> {
