@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::protocols::{Direction, EndpointProtocol, Protocols};
 use crate::querylog::LogAccount;
-use signpost_dnssec::{TrustAnchors, Validator, ValidatorConfig};
+use signpost_dnssec::{LocatedError, TrustAnchors, Validator, ValidatorConfig};
 use signpost_server::{
     LimitsConfig, ListenerConfig, LogDestination, QueryLogConfig, ServerConfig, Transport, default_allow_list,
 };
@@ -308,33 +308,39 @@ impl EndpointConfig {
     /// reload: an endpoint in both keeps its VPC, and its protocols do not
     /// jump between Do53 alone and DoH (or DoH-FIPS) alone.
     pub fn check_transition(&self, next: &Self) -> Result<(), EndpointError> {
-        for (index, endpoint) in next.inbound_endpoints.iter().enumerate() {
-            let Some(old_index) = self.inbound_endpoints.iter().position(|old| old.id == endpoint.id) else {
-                continue;
-            };
-            let old = self.inbound_endpoints.get(old_index).map_or("", |old| old.vpc.as_str());
-            transition(
-                Direction::Inbound,
-                &endpoint.id,
-                (old, &endpoint.vpc),
-                self.inbound_protocols(old_index)?,
-                next.inbound_protocols(index)?,
-            )?;
-        }
-        for (index, endpoint) in next.outbound_endpoints.iter().enumerate() {
-            let Some(old_index) = self.outbound_endpoints.iter().position(|old| old.id == endpoint.id) else {
-                continue;
-            };
-            let old = self.outbound_endpoints.get(old_index).map_or("", |old| old.vpc.as_str());
-            transition(
-                Direction::Outbound,
-                &endpoint.id,
-                (old, &endpoint.vpc),
-                self.outbound_protocols(old_index)?,
-                next.outbound_protocols(index)?,
-            )?;
+        for direction in [Direction::Inbound, Direction::Outbound] {
+            let running = self.endpoint_placements(direction);
+            for (index, (id, vpc)) in next.endpoint_placements(direction).into_iter().enumerate() {
+                let Some(old_index) = running.iter().position(|(old_id, _)| *old_id == id) else {
+                    continue;
+                };
+                let old_vpc = running.get(old_index).map_or("", |(_, old_vpc)| old_vpc);
+                transition(
+                    direction,
+                    id,
+                    (old_vpc, vpc),
+                    self.direction_protocols(direction, old_index)?,
+                    next.direction_protocols(direction, index)?,
+                )?;
+            }
         }
         Ok(())
+    }
+
+    /// The id and VPC of each endpoint in `direction`, in order.
+    fn endpoint_placements(&self, direction: Direction) -> Vec<(&str, &str)> {
+        match direction {
+            Direction::Inbound => self.inbound_endpoints.iter().map(|e| (e.id.as_str(), e.vpc.as_str())).collect(),
+            Direction::Outbound => self.outbound_endpoints.iter().map(|e| (e.id.as_str(), e.vpc.as_str())).collect(),
+        }
+    }
+
+    /// The protocols of endpoint `index` in `direction`.
+    fn direction_protocols(&self, direction: Direction, index: usize) -> Result<Protocols, EndpointError> {
+        match direction {
+            Direction::Inbound => self.inbound_protocols(index),
+            Direction::Outbound => self.outbound_protocols(index),
+        }
     }
 
     /// Check everything and compile: zone files are read, TLS files and CA
@@ -503,13 +509,11 @@ impl EndpointConfig {
         let mut anchors = TrustAnchors::empty();
         for (index, file) in dnssec.trust_anchor_files.iter().enumerate() {
             let at = self.locate(&format!("dnssec.trust_anchor_files[{index}]"));
-            anchors.add_file(&base_dir.join(file)).map_err(|source| EndpointError::TrustAnchor { at, source })?;
+            anchors.add_file(&base_dir.join(file)).map_err(|source| LocatedError { at, source })?;
         }
         for (index, record) in dnssec.trust_anchors.iter().enumerate() {
             let at = self.locate(&format!("dnssec.trust_anchors[{index}]"));
-            anchors
-                .add_record(record, "trust-anchor", 1)
-                .map_err(|source| EndpointError::TrustAnchor { at, source })?;
+            anchors.add_record(record, "trust-anchor", 1).map_err(|source| LocatedError { at, source })?;
         }
         if anchors.is_empty() {
             anchors = TrustAnchors::root();
@@ -726,19 +730,24 @@ impl EndpointConfig {
         self.zone_at(&format!("zone {}", config.zone_id()), config, &self.base_dir()).map(|(_, zone)| zone)
     }
 
+    /// The name `text` of setting `field`, or the error that locates it.
+    fn parse_name(&self, field: &str, text: &str) -> Result<NameBuf, EndpointError> {
+        text.parse::<NameBuf>().map_err(|source| {
+            EndpointError::from(signpost_rules::Error::InvalidName {
+                at: self.locate(field),
+                text: text.to_string(),
+                source,
+            })
+        })
+    }
+
     fn zone_at(
         &self,
         field: &str,
         config: &HostedZoneConfig,
         base_dir: &Path,
     ) -> Result<(NameBuf, Arc<Zone>), EndpointError> {
-        let apex = config.name.parse::<NameBuf>().map_err(|source| {
-            EndpointError::from(signpost_rules::Error::InvalidName {
-                at: self.locate(&format!("{field}.name")),
-                text: config.name.clone(),
-                source,
-            })
-        })?;
+        let apex = self.parse_name(&format!("{field}.name"), &config.name)?;
         // Zones read from a file are not cached: the file may change under us.
         let cache = self.runtime.zone_cache.as_ref().filter(|_| config.file.is_none());
         if let Some(cache) = cache
@@ -808,13 +817,7 @@ impl EndpointConfig {
         }
         for (index, rule) in self.resolver_rules.iter().enumerate() {
             let field = format!("resolver_rules[{index}]");
-            let domain = rule.domain.parse::<NameBuf>().map_err(|source| {
-                EndpointError::from(signpost_rules::Error::InvalidName {
-                    at: self.locate(&format!("{field}.domain")),
-                    text: rule.domain.clone(),
-                    source,
-                })
-            })?;
+            let domain = self.parse_name(&format!("{field}.domain"), &rule.domain)?;
             for (vpc_index, vpc) in rule.vpcs.iter().map(|association| association.vpc.as_str()).enumerate() {
                 let vpc_field = format!("{field}.vpcs[{vpc_index}]");
                 self.vpc_known(&vpc_field, vpc)?;

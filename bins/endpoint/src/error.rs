@@ -217,15 +217,6 @@ pub enum EndpointError {
     /// a zone's records or the rule set the rule engine rejects.
     #[error(transparent)]
     Config(#[from] signpost_rules::Error),
-    /// A `[dnssec]` trust anchor (a record, or a line of an anchor file) is wrong.
-    #[error("{at}: {source}")]
-    TrustAnchor {
-        /// The setting that names it.
-        at: Location,
-        /// What is wrong, with the anchor file's own line.
-        #[source]
-        source: signpost_dnssec::Error,
-    },
     /// The upstream groups (targets, the recursive default, CA files) are wrong.
     #[error("{context}: {source}")]
     Upstream {
@@ -234,6 +225,9 @@ pub enum EndpointError {
         /// Why.
         source: signpost_upstream::Error,
     },
+    /// A `[dnssec]` trust anchor (a record, or a line of an anchor file) is wrong.
+    #[error(transparent)]
+    TrustAnchor(#[from] signpost_dnssec::LocatedError<Location>),
     /// The server could not be built or started (TLS files, binding).
     #[error("{0}")]
     Server(#[from] signpost_server::Error),

@@ -13,7 +13,7 @@ impl EndpointConfig {
         if !quotas.enabled {
             return Ok(());
         }
-        let over = |field: String, quota: &'static str, limit: u32, count: usize| {
+        let over = |field: String, (quota, limit): (&'static str, u32), count: usize| {
             (count > limit as usize).then(|| EndpointError::QuotaExceeded {
                 at: self.locate(&field),
                 quota,
@@ -21,101 +21,60 @@ impl EndpointConfig {
                 count,
             })
         };
+        // A quota's name in errors is its field's name in `[quotas]`.
+        macro_rules! quota {
+            ($name:ident) => {
+                (stringify!($name), quotas.$name)
+            };
+        }
+        // The length of a list.
+        macro_rules! per_list {
+            ($list:ident, $quota:ident) => {
+                over(stringify!($list).into(), quota!($quota), self.$list.len())
+            };
+        }
+        // Per item of a list: the count in one of its fields (`list[index].field`).
+        macro_rules! per_item {
+            ($list:ident . $field:ident, $quota:ident) => {
+                (
+                    stringify!($list),
+                    stringify!($field),
+                    quota!($quota),
+                    self.$list.iter().map(|item| item.$field.len()).collect::<Vec<_>>(),
+                )
+            };
+        }
         let endpoints = self.inbound_endpoints.len() + self.outbound_endpoints.len();
         let mut problems = vec![
-            over(
-                "outbound_endpoints".into(),
-                "resolver_endpoints_per_region",
-                quotas.resolver_endpoints_per_region,
-                endpoints,
-            ),
+            over("outbound_endpoints".into(), quota!(resolver_endpoints_per_region), endpoints),
+            per_list!(resolver_rules, resolver_rules_per_region),
             over(
                 "resolver_rules".into(),
-                "resolver_rules_per_region",
-                quotas.resolver_rules_per_region,
-                self.resolver_rules.len(),
-            ),
-            over(
-                "resolver_rules".into(),
-                "rule_associations_per_region",
-                quotas.rule_associations_per_region,
+                quota!(rule_associations_per_region),
                 self.resolver_rules.iter().map(|rule| rule.vpcs.len()).sum(),
             ),
-            over(
-                "query_logging".into(),
-                "query_log_configs_per_region",
-                quotas.query_log_configs_per_region,
-                self.query_logging.len(),
-            ),
-            over(
-                "firewall_domain_lists".into(),
-                "firewall_domain_lists_per_region",
-                quotas.firewall_domain_lists_per_region,
-                self.firewall_domain_lists.len(),
-            ),
-            over(
-                "firewall_rule_groups".into(),
-                "firewall_rule_groups_per_region",
-                quotas.firewall_rule_groups_per_region,
-                self.firewall_rule_groups.len(),
-            ),
+            per_list!(query_logging, query_log_configs_per_region),
+            per_list!(firewall_domain_lists, firewall_domain_lists_per_region),
+            per_list!(firewall_rule_groups, firewall_rule_groups_per_region),
         ];
-        // Per item: (its list, its field, the quota, the quota's value, the count of each item).
-        let per_item: [(&str, &str, &'static str, u32, Vec<usize>); 6] = [
-            (
-                "inbound_endpoints",
-                "addresses",
-                "ip_addresses_per_endpoint",
-                quotas.ip_addresses_per_endpoint,
-                self.inbound_endpoints.iter().map(|endpoint| endpoint.addresses.len()).collect(),
-            ),
-            (
-                "outbound_endpoints",
-                "addresses",
-                "ip_addresses_per_endpoint",
-                quotas.ip_addresses_per_endpoint,
-                self.outbound_endpoints.iter().map(|endpoint| endpoint.addresses.len()).collect(),
-            ),
-            (
-                "resolver_rules",
-                "targets",
-                "target_ips_per_rule",
-                quotas.target_ips_per_rule,
-                self.resolver_rules.iter().map(|rule| rule.targets.len()).collect(),
-            ),
-            (
-                "query_logging",
-                "vpcs",
-                "vpcs_per_query_log_config",
-                quotas.vpcs_per_query_log_config,
-                self.query_logging.iter().map(|log| log.vpcs.len()).collect(),
-            ),
-            (
-                "firewall_domain_lists",
-                "domains",
-                "domains_per_firewall_domain_list",
-                quotas.domains_per_firewall_domain_list,
-                self.firewall_domain_lists.iter().map(|list| list.domains.len()).collect(),
-            ),
-            (
-                "firewall_rule_groups",
-                "rules",
-                "rules_per_firewall_rule_group",
-                quotas.rules_per_firewall_rule_group,
-                self.firewall_rule_groups.iter().map(|group| group.rules.len()).collect(),
-            ),
+        let per_item = [
+            per_item!(inbound_endpoints.addresses, ip_addresses_per_endpoint),
+            per_item!(outbound_endpoints.addresses, ip_addresses_per_endpoint),
+            per_item!(resolver_rules.targets, target_ips_per_rule),
+            per_item!(query_logging.vpcs, vpcs_per_query_log_config),
+            per_item!(firewall_domain_lists.domains, domains_per_firewall_domain_list),
+            per_item!(firewall_rule_groups.rules, rules_per_firewall_rule_group),
         ];
-        for (list, field, quota, limit, counts) in per_item {
+        for (list, field, quota, counts) in per_item {
             for (index, count) in counts.into_iter().enumerate() {
-                problems.push(over(format!("{list}[{index}].{field}"), quota, limit, count));
+                problems.push(over(format!("{list}[{index}].{field}"), quota, count));
             }
         }
         for vpc in &self.vpcs {
             let associated = self.firewall_associations.iter().filter(|association| association.vpc == vpc.id).count();
             problems.push(over(
                 "firewall_associations".into(),
-                "firewall_rule_group_associations_per_vpc",
-                quotas.firewall_rule_group_associations_per_vpc,
+                quota!(firewall_rule_group_associations_per_vpc),
                 associated,
             ));
         }

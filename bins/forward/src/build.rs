@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use signpost_dnssec::{TrustAnchors, TrustPoint, Validator, ValidatorConfig};
+use signpost_dnssec::{LocatedError, TrustAnchors, TrustPoint, Validator, ValidatorConfig};
 use signpost_rules::config::{ActionKind, RuleConfig, RulesConfig};
 use signpost_rules::{Allocations, DEFAULT_VIEW, Location, RuleSet};
 use signpost_upstream::{GroupConfig, Protocol, ResolvConf, Upstreams};
 use signpost_wire::NameBuf;
 
 use crate::acl::{allowed_networks, parse_network};
-use crate::config::{ForwarderConfig, ServerSpec, inline_group, parse_server};
+use crate::config::{ForwarderConfig, ServerSpec, inline_group, parse_server, set_if_given};
 use crate::error::{ConfigError, Warning};
 use signpost_server::State;
 use signpost_server::{HealthConfig, ListenerConfig, ReadyConfig, ServerConfig, Transport};
@@ -705,26 +705,26 @@ impl ForwarderConfig {
         }
         let mut anchors = TrustAnchors::empty();
         for (index, file) in dnssec.trust_anchor_files.iter().enumerate() {
-            anchors.add_file(&base_dir.join(file)).map_err(|source| ConfigError::TrustAnchor {
+            anchors.add_file(&base_dir.join(file)).map_err(|source| LocatedError {
                 at: self.locate(&format!("dnssec.trust_anchor_files[{index}]")),
                 source,
             })?;
         }
         for (index, record) in dnssec.trust_anchors.iter().enumerate() {
             let at = self.locate(&format!("dnssec.trust_anchors[{index}]"));
-            anchors.add_record(record, "trust-anchor", 1).map_err(|source| ConfigError::TrustAnchor { at, source })?;
+            anchors.add_record(record, "trust-anchor", 1).map_err(|source| LocatedError { at, source })?;
         }
         // RFC 5011 state files: read now, tracked (and written back) by the validator.
         let mut tracked = Vec::with_capacity(dnssec.auto_trust_anchor_files.len());
         for (index, file) in dnssec.auto_trust_anchor_files.iter().enumerate() {
             let path = base_dir.join(file);
             let at = || self.locate(&format!("dnssec.auto_trust_anchor_files[{index}]"));
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::TrustAnchor {
+            let text = std::fs::read_to_string(&path).map_err(|source| LocatedError {
                 at: at(),
                 source: signpost_dnssec::Error::Read { path: path.clone(), source: Arc::new(source) },
             })?;
             let point = TrustPoint::parse(&text, &path.display().to_string())
-                .map_err(|source| ConfigError::TrustAnchor { at: at(), source })?;
+                .map_err(|source| LocatedError { at: at(), source })?;
             tracked.push((point, path));
         }
         if anchors.is_empty() && tracked.is_empty() {
@@ -742,27 +742,13 @@ impl ForwarderConfig {
             insecure.push(name.to_lowercase());
         }
         let mut config = ValidatorConfig::default();
-        if let Some(ttl) = dnssec.bogus_ttl {
-            config.bogus_ttl = ttl;
-        }
-        if let Some(skew) = dnssec.sig_skew_min {
-            config.skew.min = skew;
-        }
-        if let Some(skew) = dnssec.sig_skew_max {
-            config.skew.max = skew;
-        }
-        if let Some(iterations) = dnssec.nsec3_max_iterations {
-            config.nsec3_max_iterations = iterations;
-        }
-        if let Some(seconds) = dnssec.add_holddown {
-            config.hold_down.add = seconds;
-        }
-        if let Some(seconds) = dnssec.del_holddown {
-            config.hold_down.remove = seconds;
-        }
-        if let Some(seconds) = dnssec.keep_missing {
-            config.hold_down.keep_missing = seconds;
-        }
+        set_if_given(&mut config.bogus_ttl, dnssec.bogus_ttl);
+        set_if_given(&mut config.skew.min, dnssec.sig_skew_min);
+        set_if_given(&mut config.skew.max, dnssec.sig_skew_max);
+        set_if_given(&mut config.nsec3_max_iterations, dnssec.nsec3_max_iterations);
+        set_if_given(&mut config.hold_down.add, dnssec.add_holddown);
+        set_if_given(&mut config.hold_down.remove, dnssec.del_holddown);
+        set_if_given(&mut config.hold_down.keep_missing, dnssec.keep_missing);
         config.aggressive_nsec = dnssec.aggressive_nsec.unwrap_or(true);
         let validator = Validator::new(anchors, insecure, config);
         for (point, path) in tracked {

@@ -333,9 +333,7 @@ pub fn parse_server(text: &str, default_protocol: Protocol) -> Option<UpstreamSe
     let address = parse_address(rest, protocol.default_port())?;
     let mut server = UpstreamServer::new(address, protocol);
     server.tls_name = tls_name;
-    if let Some(path) = path {
-        server.doh_path = path;
-    }
+    set_if_given(&mut server.doh_path, path);
     Some(server)
 }
 
@@ -422,31 +420,24 @@ impl ForwarderConfig {
 /// A group made from a forward zone's own `servers` and settings.
 pub(crate) fn inline_group(zone: &ForwardZoneConfig, servers: Vec<UpstreamServer>) -> GroupConfig {
     let mut group = GroupConfig::new(zone.inline_group_name(), servers);
-    if let Some(policy) = zone.policy {
-        group.policy = policy;
-    }
-    if let Some(retry_on) = zone.retry_on {
-        group.retry_on = retry_on;
-    }
-    if let Some(timeout) = zone.per_try_timeout {
-        group.per_try_timeout = timeout;
-    }
-    if let Some(timeout) = zone.total_timeout {
-        group.total_timeout = timeout;
-    }
-    if let Some(floor) = zone.min_try_timeout {
-        group.min_try_timeout = floor;
-    }
-    if let Some(limit) = zone.max_outstanding {
-        group.max_outstanding = limit;
-    }
-    if let Some(wait) = zone.queue_timeout {
-        group.queue_timeout = wait;
-    }
+    set_if_given(&mut group.policy, zone.policy);
+    set_if_given(&mut group.retry_on, zone.retry_on);
+    set_if_given(&mut group.per_try_timeout, zone.per_try_timeout);
+    set_if_given(&mut group.total_timeout, zone.total_timeout);
+    set_if_given(&mut group.min_try_timeout, zone.min_try_timeout);
+    set_if_given(&mut group.max_outstanding, zone.max_outstanding);
+    set_if_given(&mut group.queue_timeout, zone.queue_timeout);
     if let Some(tls) = &zone.tls {
         group.tls = tls.clone();
     }
     group
+}
+
+/// Overwrite a default with the value the configuration gives, if it gives one.
+pub(crate) fn set_if_given<T>(setting: &mut T, given: Option<T>) {
+    if let Some(value) = given {
+        *setting = value;
+    }
 }
 
 pub(crate) fn at_offset(file: &Path, text: &str, offset: usize) -> Location {

@@ -85,14 +85,8 @@ pub enum ConfigError {
     #[error(transparent)]
     Config(#[from] signpost_rules::Error),
     /// A trust anchor (file or record) could not be read.
-    #[error("{at}: {source}")]
-    TrustAnchor {
-        /// The setting that names it.
-        at: Location,
-        /// What is wrong, with the anchor file's own line.
-        #[source]
-        source: signpost_dnssec::Error,
-    },
+    #[error(transparent)]
+    TrustAnchor(#[from] signpost_dnssec::LocatedError<Location>),
     /// A Kubernetes manifest (Istio mode) that does not read.
     #[error("{at}: {source}")]
     Manifest {
@@ -133,9 +127,9 @@ impl ConfigError {
             | Self::ConflictingDefault { at }
             | Self::NoServers { at, .. }
             | Self::UnresolvedHost { at, .. }
-            | Self::TrustAnchor { at, .. }
             | Self::Manifest { at, .. }
             | Self::Upstream { at, .. } => Some(at),
+            Self::TrustAnchor(error) => Some(&error.at),
             Self::Runtime { .. } => None,
             Self::Config(error) => Some(error.location()),
             Self::Unsupported { items } => items.first().map(|item| &item.at),

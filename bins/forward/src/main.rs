@@ -14,6 +14,7 @@ use clap::Parser;
 use signpost_forward::runtime::{self, Service};
 use signpost_forward::{ConfigSource, Warning};
 use signpost_server::handover;
+use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
@@ -26,13 +27,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_writer(io::stderr).with_env_filter(log_filter).init();
     let source = cli.source();
     let (service, warnings) = match &cli.command {
         Some(Command::CheckConfig { print_toml, .. }) => return check_config(&source, *print_toml),

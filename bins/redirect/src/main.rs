@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use signpost_redirect::{RedirectError, RedirectServer, dns_variables, unknown_dns_variables};
+use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, DEFAULT_CONFIG, Loaded};
 
@@ -30,13 +31,8 @@ fn main() -> ExitCode {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_writer(io::stderr).with_env_filter(log_filter).init();
     warn_about_unknown_variables();
     let loaded = match cli.load() {
         Ok(loaded) => loaded,

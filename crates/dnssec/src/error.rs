@@ -46,3 +46,18 @@ pub enum Error {
         source: signpost_wire::Error,
     },
 }
+
+/// A DNSSEC [`Error`] with the place in an application's configuration that
+/// names the data it is about (the setting of a trust anchor file or record).
+///
+/// Each application has its own location type; this keeps the pairing, the
+/// text (`{at}: {source}`) and the error chain the same for all of them.
+#[derive(Debug, thiserror::Error)]
+#[error("{at}: {source}")]
+pub struct LocatedError<At> {
+    /// The setting that names the data.
+    pub at: At,
+    /// What is wrong, with the anchor file's own line.
+    #[source]
+    pub source: Error,
+}

@@ -40,7 +40,7 @@ pub mod fuzzing;
 
 pub use anchor::{Anchor, TrustAnchors};
 pub use autotrust::{HoldDown, KeyEvent, KeyState, Probe, TrustPoint};
-pub use error::Error;
+pub use error::{Error, LocatedError};
 pub use validator::{
     Bogus, BogusReason, InsecureReason, Query, Security, Step, TrustPointUpdate, Validation, Validator,
     ValidatorConfig, Verdict,

@@ -14,7 +14,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use super::error::ApiError;
-use crate::control::{ControlPlane, Kind, Runtime, dot_two, free_loopback, is_local_address, new_id};
+use crate::control::{ControlPlane, Kind, Mutation, Runtime, dot_two, free_loopback, is_local_address, new_id};
 use crate::model::{EndpointConfig, HostPort, SecurityGroupConfig, SubnetConfig, Tags, VpcConfig};
 
 /// The XML namespace of EC2 answers.
@@ -344,15 +344,80 @@ async fn resolver_of<R: Runtime>(
     Some(std::net::SocketAddr::new(ip, port).to_string())
 }
 
-async fn create_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
-    let Call { control, params, request_id } = call;
+/// The `CidrBlock` parameter of CreateVpc and CreateSubnet.
+fn cidr_block(params: &Params) -> Result<IpNet, ApiError> {
     let text = params.required("CidrBlock")?;
-    let cidr: IpNet = text.parse().map_err(|_| {
+    text.parse().map_err(|_| {
         ApiError::bad_request(
             "InvalidParameterValue",
             format!("Value ({text}) for parameter cidrBlock is invalid. This is not a valid CIDR block."),
         )
-    })?;
+    })
+}
+
+/// `code` (`VpcLimitExceeded`...) with `message` when quotas apply and
+/// `used` has reached `limit`.
+fn within_quota(
+    config: &EndpointConfig,
+    used: usize,
+    limit: u32,
+    code: &'static str,
+    message: &'static str,
+) -> Result<(), ApiError> {
+    if config.quotas.enabled && used >= limit as usize {
+        return Err(ApiError::bad_request(code, message));
+    }
+    Ok(())
+}
+
+/// Put the new `item` into the model; its id.
+fn add<T: Resource>(m: &mut Mutation<'_>, item: T) -> String {
+    let id = item.id().to_string();
+    T::list(m.config).push(item);
+    m.touch(T::KIND, &id);
+    id
+}
+
+/// The answer of a Create call: the new item under `element` (`vpc`...).
+fn created(action: &str, request_id: &str, element: &'static str, item: impl Serialize) -> Result<String, ApiError> {
+    struct Body<T> {
+        element: &'static str,
+        item: T,
+    }
+    impl<T: Serialize> Serialize for Body<T> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut body = serializer.serialize_struct("Body", 1)?;
+            body.serialize_field(self.element, &self.item)?;
+            body.end()
+        }
+    }
+    answer(action, request_id, Body { element, item })
+}
+
+/// A Delete call for a `T` named by its id parameter: `check` (dependents,
+/// what goes with it) runs in the change that then removes it.
+async fn delete<R: Runtime, T: Resource>(
+    call: Call<'_, R>,
+    action: &str,
+    check: impl FnOnce(&mut Mutation<'_>, &str) -> Result<(), ApiError>,
+) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
+    let id = params.required(T::ID_PARAMETER)?.to_string();
+    control
+        .mutate(|m| {
+            find_by_id(T::list(m.config), &id)?;
+            check(m, &id)?;
+            T::list(m.config).retain(|item| item.id() != id);
+            m.touch(T::KIND, &id);
+            Ok(())
+        })
+        .await?;
+    done(action, request_id)
+}
+
+async fn create_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
+    let cidr = cidr_block(params)?;
     let IpNet::V4(v4) = cidr else {
         return Err(ApiError::bad_request(
             "InvalidParameterValue",
@@ -369,9 +434,14 @@ async fn create_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
     let id = control
         .mutate(|m| {
             let config = &*m.config;
-            if config.quotas.enabled && config.vpcs.len() >= config.quotas.vpcs_per_region as usize {
-                return Err(ApiError::bad_request("VpcLimitExceeded", "The maximum number of VPCs has been reached."));
-            }
+            let limit = config.quotas.vpcs_per_region;
+            within_quota(
+                config,
+                config.vpcs.len(),
+                limit,
+                "VpcLimitExceeded",
+                "The maximum number of VPCs has been reached.",
+            )?;
             let id = new_id("vpc-");
             let mut blocks = vec![cidr];
             // An Amazon-provided block: a /56 of fd00:ec2::/32 (unique local
@@ -421,12 +491,8 @@ async fn create_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
         .await?;
     let config = control.snapshot();
     let vpc = find_by_id(&config.vpcs, &id)?;
-    #[derive(Serialize)]
-    struct Body {
-        vpc: VpcXml,
-    }
     let resolver = resolver_of(control, &config, vpc).await;
-    answer("CreateVpc", request_id, Body { vpc: vpc_xml(&config, vpc, resolver) })
+    created("CreateVpc", request_id, "vpc", vpc_xml(&config, vpc, resolver))
 }
 
 /// Whether `block` overlaps a block of any VPC (clients are placed in
@@ -453,9 +519,15 @@ fn tag_filter(tags: &Tags, name: &str, values: &[String]) -> Option<bool> {
 }
 
 /// A VPC, subnet or security group: what Describe calls select by.
-trait Resource {
+trait Resource: Sized {
     /// The parameter that names them by id (`VpcId.N`...).
     const ID_PARAMETER: &'static str;
+    /// Their kind in the state store.
+    const KIND: Kind;
+    /// Where the model keeps them.
+    fn list(config: &mut EndpointConfig) -> &mut Vec<Self>;
+    /// The same, to read.
+    fn list_of(config: &EndpointConfig) -> &[Self];
     fn id(&self) -> &str;
     fn tags(&self) -> &Tags;
     /// The error for an id that names none.
@@ -463,9 +535,16 @@ trait Resource {
 }
 
 macro_rules! resource {
-    ($type:ty, $parameter:literal, $not_found:ident) => {
+    ($type:ty, $parameter:literal, $kind:expr, $list:ident, $not_found:ident) => {
         impl Resource for $type {
             const ID_PARAMETER: &'static str = $parameter;
+            const KIND: Kind = $kind;
+            fn list(config: &mut EndpointConfig) -> &mut Vec<Self> {
+                &mut config.$list
+            }
+            fn list_of(config: &EndpointConfig) -> &[Self] {
+                &config.$list
+            }
             fn id(&self) -> &str {
                 &self.id
             }
@@ -479,9 +558,9 @@ macro_rules! resource {
     };
 }
 
-resource!(VpcConfig, "VpcId", vpc_not_found);
-resource!(SubnetConfig, "SubnetId", subnet_not_found);
-resource!(SecurityGroupConfig, "GroupId", group_not_found);
+resource!(VpcConfig, "VpcId", Kind::Vpc, vpcs, vpc_not_found);
+resource!(SubnetConfig, "SubnetId", Kind::Subnet, subnets, subnet_not_found);
+resource!(SecurityGroupConfig, "GroupId", Kind::SecurityGroup, security_groups, group_not_found);
 
 /// The item with id `id`, or the call's NotFound error.
 fn find_by_id<'c, T: Resource>(items: &'c [T], id: &str) -> Result<&'c T, ApiError> {
@@ -548,6 +627,23 @@ fn describe_answer<T: Serialize>(
         }
     }
     answer(action, request_id, Page { set, items: Items::of(items), next_token })
+}
+
+/// DescribeSubnets and DescribeSecurityGroups: the items [`select`] keeps
+/// (with `wanted` and `matches`), each as `xml` writes it, under `set`.
+fn describe<R: Runtime, T: Resource, X: Serialize>(
+    call: Call<'_, R>,
+    (action, set): (&str, &'static str),
+    wanted: impl Fn(&T) -> bool,
+    matches: impl Fn(&EndpointConfig, &T, &str, &[String]) -> Option<bool>,
+    xml: impl Fn(&EndpointConfig, &T) -> X,
+) -> Result<String, ApiError> {
+    let Call { control, params, request_id } = call;
+    let config = control.snapshot();
+    let (selected, next) =
+        select(T::list_of(&config), params, wanted, |item, name, values| matches(&config, item, name, values))?;
+    let selected: Vec<X> = selected.into_iter().map(|item| xml(&config, item)).collect();
+    describe_answer(action, request_id, set, selected, next)
 }
 
 fn unknown_filter(name: &str) -> ApiError {
@@ -631,40 +727,30 @@ struct ReturnTrue {
 }
 
 async fn delete_vpc<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
-    let Call { control, params, request_id } = call;
-    let id = params.required("VpcId")?.to_string();
-    control
-        .mutate(|m| {
-            let config = &*m.config;
-            find_by_id(&config.vpcs, &id)?;
-            let mut dependents: Vec<String> = Vec::new();
-            dependents.extend(config.subnets.iter().filter(|s| s.vpc == id).map(|s| s.id.clone()));
-            dependents.extend(
-                config.security_groups.iter().filter(|g| g.vpc == id && g.name != "default").map(|g| g.id.clone()),
-            );
-            dependents.extend(config.inbound_endpoints.iter().filter(|e| e.vpc == id).map(|e| e.id.clone()));
-            dependents.extend(config.outbound_endpoints.iter().filter(|e| e.vpc == id).map(|e| e.id.clone()));
-            dependents
-                .extend(config.private_hosted_zones.iter().filter(|z| z.has_vpc(&id)).map(|z| z.zone_id().to_string()));
-            dependents.extend(config.resolver_rules.iter().filter(|r| r.has_vpc(&id)).map(|r| r.id.clone()));
-            dependents.extend(
-                config.query_logging.iter().filter(|l| l.vpcs.iter().any(|a| a.vpc == id)).map(|l| l.id.clone()),
-            );
-            no_dependents(&dependents, |list| {
-                format!("The vpc '{id}' has dependencies and cannot be deleted ({list}).")
-            })?;
-            let groups: Vec<String> =
-                m.config.security_groups.iter().filter(|g| g.vpc == id).map(|g| g.id.clone()).collect();
-            m.config.security_groups.retain(|g| g.vpc != id);
-            m.config.vpcs.retain(|vpc| vpc.id != id);
-            for group in groups {
-                m.touch(Kind::SecurityGroup, group);
-            }
-            m.touch(Kind::Vpc, &id);
-            Ok(())
-        })
-        .await?;
-    done("DeleteVpc", request_id)
+    delete::<R, VpcConfig>(call, "DeleteVpc", |m, id| {
+        let config = &*m.config;
+        let mut dependents: Vec<String> = Vec::new();
+        dependents.extend(config.subnets.iter().filter(|s| s.vpc == id).map(|s| s.id.clone()));
+        dependents
+            .extend(config.security_groups.iter().filter(|g| g.vpc == id && g.name != "default").map(|g| g.id.clone()));
+        dependents.extend(config.inbound_endpoints.iter().filter(|e| e.vpc == id).map(|e| e.id.clone()));
+        dependents.extend(config.outbound_endpoints.iter().filter(|e| e.vpc == id).map(|e| e.id.clone()));
+        dependents
+            .extend(config.private_hosted_zones.iter().filter(|z| z.has_vpc(id)).map(|z| z.zone_id().to_string()));
+        dependents.extend(config.resolver_rules.iter().filter(|r| r.has_vpc(id)).map(|r| r.id.clone()));
+        dependents
+            .extend(config.query_logging.iter().filter(|l| l.vpcs.iter().any(|a| a.vpc == id)).map(|l| l.id.clone()));
+        no_dependents(&dependents, |list| format!("The vpc '{id}' has dependencies and cannot be deleted ({list})."))?;
+        // Its default security group goes with it.
+        let groups: Vec<String> =
+            m.config.security_groups.iter().filter(|g| g.vpc == id).map(|g| g.id.clone()).collect();
+        m.config.security_groups.retain(|g| g.vpc != id);
+        for group in groups {
+            m.touch(Kind::SecurityGroup, group);
+        }
+        Ok(())
+    })
+    .await
 }
 
 fn attribute_value(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
@@ -795,13 +881,7 @@ fn subnet_not_found(id: &str) -> ApiError {
 async fn create_subnet<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
     let Call { control, params, request_id } = call;
     let vpc_id = params.required("VpcId")?.to_string();
-    let text = params.required("CidrBlock")?;
-    let cidr: IpNet = text.parse().map_err(|_| {
-        ApiError::bad_request(
-            "InvalidParameterValue",
-            format!("Value ({text}) for parameter cidrBlock is invalid. This is not a valid CIDR block."),
-        )
-    })?;
+    let cidr = cidr_block(params)?;
     let cidr = cidr.trunc();
     let ipv6 = ipv6_block(params)?;
     let zone = params.get("AvailabilityZone").map(str::to_string);
@@ -842,90 +922,63 @@ async fn create_subnet<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError
                 }
             }
             let count = config.subnets.iter().filter(|subnet| subnet.vpc == vpc_id).count();
-            if config.quotas.enabled && count >= config.quotas.subnets_per_vpc as usize {
-                return Err(ApiError::bad_request(
-                    "SubnetLimitExceeded",
-                    "The maximum number of subnets has been reached.",
-                ));
-            }
-            let id = new_id("subnet-");
-            m.config.subnets.push(SubnetConfig {
-                id: id.clone(),
+            let limit = config.quotas.subnets_per_vpc;
+            within_quota(
+                config,
+                count,
+                limit,
+                "SubnetLimitExceeded",
+                "The maximum number of subnets has been reached.",
+            )?;
+            let subnet = SubnetConfig {
+                id: new_id("subnet-"),
                 vpc: vpc_id.clone(),
                 cidr,
                 ipv6_cidr: ipv6,
                 availability_zone: zone.clone(),
                 tags: tags.clone(),
-            });
-            m.touch(Kind::Subnet, &id);
-            Ok(id)
+            };
+            Ok(add(m, subnet))
         })
         .await?;
     let config = control.snapshot();
-    let subnet = find_by_id(&config.subnets, &id)?;
-    #[derive(Serialize)]
-    struct Body {
-        subnet: SubnetXml,
-    }
-    answer("CreateSubnet", request_id, Body { subnet: subnet_xml(&config, subnet) })
+    created("CreateSubnet", request_id, "subnet", subnet_xml(&config, find_by_id(&config.subnets, &id)?))
 }
 
 fn describe_subnets<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
-    let Call { control, params, request_id } = call;
-    let config = control.snapshot();
-    let (selected, next) = select(
-        &config.subnets,
-        params,
-        |_| true,
-        |subnet, name, values| {
-            Some(match name {
-                "vpc-id" => values.contains(&subnet.vpc),
-                "subnet-id" => values.contains(&subnet.id),
-                "cidr" | "cidr-block" | "cidrBlock" => values.contains(&subnet.cidr.to_string()),
-                "ipv6-cidr-block-association.ipv6-cidr-block" => {
-                    subnet.ipv6_cidr.is_some_and(|cidr| values.contains(&cidr.to_string()))
-                }
-                "availability-zone" | "availabilityZone" => values.contains(&availability_zone(&config, subnet)),
-                "state" => values.iter().any(|value| value == "available"),
-                "owner-id" => values.contains(&config.account_id),
-                "default-for-az" | "defaultForAz" => values.iter().any(|value| value == "false"),
-                _ => return None,
-            })
-        },
-    )?;
-    let selected: Vec<SubnetXml> = selected.into_iter().map(|subnet| subnet_xml(&config, subnet)).collect();
-    describe_answer("DescribeSubnets", request_id, "subnetSet", selected, next)
+    let matches = |config: &EndpointConfig, subnet: &SubnetConfig, name: &str, values: &[String]| {
+        Some(match name {
+            "vpc-id" => values.contains(&subnet.vpc),
+            "subnet-id" => values.contains(&subnet.id),
+            "cidr" | "cidr-block" | "cidrBlock" => values.contains(&subnet.cidr.to_string()),
+            "ipv6-cidr-block-association.ipv6-cidr-block" => {
+                subnet.ipv6_cidr.is_some_and(|cidr| values.contains(&cidr.to_string()))
+            }
+            "availability-zone" | "availabilityZone" => values.contains(&availability_zone(config, subnet)),
+            "state" => values.iter().any(|value| value == "available"),
+            "owner-id" => values.contains(&config.account_id),
+            "default-for-az" | "defaultForAz" => values.iter().any(|value| value == "false"),
+            _ => return None,
+        })
+    };
+    describe(call, ("DescribeSubnets", "subnetSet"), |_| true, matches, subnet_xml)
 }
 
 async fn delete_subnet<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
-    let Call { control, params, request_id } = call;
-    let id = params.required("SubnetId")?.to_string();
-    control
-        .mutate(|m| {
-            let config = &*m.config;
-            find_by_id(&config.subnets, &id)?;
-            let in_use = config
-                .inbound_endpoints
-                .iter()
-                .filter(|e| e.addresses.iter().any(|a| a.subnet.as_deref() == Some(id.as_str())))
-                .map(|e| e.id.clone())
-                .chain(
-                    config
-                        .outbound_endpoints
-                        .iter()
-                        .filter(|e| e.addresses.iter().any(|a| a.subnet.as_deref() == Some(id.as_str())))
-                        .map(|e| e.id.clone()),
-                )
-                .collect::<Vec<_>>();
-            no_dependents(&in_use, |list| {
-                format!("The subnet '{id}' has dependencies and cannot be deleted ({list}).")
-            })?;
-            m.config.subnets.retain(|subnet| subnet.id != id);
-            m.touch(Kind::Subnet, &id);
-            Ok(())
-        })
-        .await?;
-    done("DeleteSubnet", request_id)
+    delete::<R, SubnetConfig>(call, "DeleteSubnet", |m, id| {
+        let config = &*m.config;
+        let in_subnet =
+            |addresses: &[crate::model::EndpointAddress]| addresses.iter().any(|a| a.subnet.as_deref() == Some(id));
+        let in_use = config
+            .inbound_endpoints
+            .iter()
+            .filter(|e| in_subnet(&e.addresses))
+            .map(|e| e.id.clone())
+            .chain(config.outbound_endpoints.iter().filter(|e| in_subnet(&e.addresses)).map(|e| e.id.clone()))
+            .collect::<Vec<_>>();
+        no_dependents(&in_use, |list| format!("The subnet '{id}' has dependencies and cannot be deleted ({list})."))
+    })
+    .await
 }
 
 fn group_not_found(id: &str) -> ApiError {
@@ -967,24 +1020,17 @@ async fn create_security_group<R: Runtime>(call: Call<'_, R>) -> Result<String, 
                     format!("The security group '{name}' already exists for VPC '{vpc_id}'"),
                 ));
             }
-            if config.quotas.enabled
-                && config.security_groups.len() >= config.quotas.security_groups_per_region as usize
-            {
-                return Err(ApiError::bad_request(
-                    "SecurityGroupLimitExceeded",
-                    "The maximum number of security groups has been reached.",
-                ));
-            }
-            let id = new_id("sg-");
-            m.config.security_groups.push(SecurityGroupConfig {
-                id: id.clone(),
+            let (used, limit) = (config.security_groups.len(), config.quotas.security_groups_per_region);
+            let message = "The maximum number of security groups has been reached.";
+            within_quota(config, used, limit, "SecurityGroupLimitExceeded", message)?;
+            let group = SecurityGroupConfig {
+                id: new_id("sg-"),
                 vpc: vpc_id.clone(),
                 name: name.clone(),
                 description: description.clone(),
                 tags: tags.clone(),
-            });
-            m.touch(Kind::SecurityGroup, &id);
-            Ok(id)
+            };
+            Ok(add(m, group))
         })
         .await?;
     let config = control.snapshot();
@@ -1010,27 +1056,19 @@ async fn create_security_group<R: Runtime>(call: Call<'_, R>) -> Result<String, 
 }
 
 fn describe_security_groups<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
-    let Call { control, params, request_id } = call;
-    let config = control.snapshot();
-    let names = params.list("GroupName");
-    let (selected, next) = select(
-        &config.security_groups,
-        params,
-        |group| names.is_empty() || names.contains(&group.name),
-        |group, name, values| {
-            Some(match name {
-                "group-id" => values.contains(&group.id),
-                "group-name" => values.contains(&group.name),
-                "vpc-id" => values.contains(&group.vpc),
-                "description" => values.contains(&group.description),
-                "owner-id" => values.contains(&config.account_id),
-                _ => return None,
-            })
-        },
-    )?;
-    let selected: Vec<SecurityGroupXml> =
-        selected.into_iter().map(|group| security_group_xml(&config, group)).collect();
-    describe_answer("DescribeSecurityGroups", request_id, "securityGroupInfo", selected, next)
+    let names = call.params.list("GroupName");
+    let wanted = |group: &SecurityGroupConfig| names.is_empty() || names.contains(&group.name);
+    let matches = |config: &EndpointConfig, group: &SecurityGroupConfig, name: &str, values: &[String]| {
+        Some(match name {
+            "group-id" => values.contains(&group.id),
+            "group-name" => values.contains(&group.name),
+            "vpc-id" => values.contains(&group.vpc),
+            "description" => values.contains(&group.description),
+            "owner-id" => values.contains(&config.account_id),
+            _ => return None,
+        })
+    };
+    describe(call, ("DescribeSecurityGroups", "securityGroupInfo"), wanted, matches, security_group_xml)
 }
 
 async fn delete_security_group<R: Runtime>(call: Call<'_, R>) -> Result<String, ApiError> {
@@ -1140,6 +1178,25 @@ mod tests {
         assert_eq!(p.filters(), vec![("tag:Name".to_string(), vec!["a".to_string(), "b".to_string()])]);
         assert_eq!(p.tags("vpc").get("Name").map(String::as_str), Some("main"));
         assert!(p.tags("subnet").is_empty());
+    }
+
+    #[test]
+    fn a_create_answer_puts_the_new_item_under_its_element() {
+        #[derive(Serialize)]
+        struct Item {
+            #[serde(rename = "subnetId")]
+            id: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Body {
+            subnet: Item,
+        }
+        let derived = answer("CreateSubnet", "req-1", Body { subnet: Item { id: "subnet-1" } }).unwrap();
+        assert!(
+            derived.contains("<requestId>req-1</requestId><subnet><subnetId>subnet-1</subnetId></subnet>"),
+            "{derived}"
+        );
+        assert_eq!(created("CreateSubnet", "req-1", "subnet", Item { id: "subnet-1" }).unwrap(), derived);
     }
 
     #[test]

@@ -98,28 +98,46 @@ trait Named: Sized {
     /// The quota's name.
     const QUOTA: &'static str;
     fn limit(quotas: &Quotas) -> u32;
+    /// The resource type in its ARN.
+    const ARN_RESOURCE: &'static str;
     /// Where the model keeps them.
     fn items(config: &mut EndpointConfig) -> &mut Vec<Self>;
+    /// The same, to read.
+    fn items_of(config: &EndpointConfig) -> &[Self];
+    /// Its name.
+    fn name(&self) -> Option<&str>;
+    /// The one with id `id`, or the service's NotFound error.
+    fn find<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c Self, ApiError>;
     /// Its CreatorRequestId and id.
     fn ids(&self) -> (Option<&str>, &str);
     /// A new one, empty.
     fn make(made: Made) -> Self;
 }
 
-/// A [`Named`] type: its kind, id prefix, quota (name and field of
-/// [`Quotas`]), list in the model, and the fields of a new one besides the
+/// A [`Named`] type: its kind, id prefix, ARN resource type, quota (name and field of
+/// [`Quotas`]), list in the model, how to find one, and the fields of a new one besides the
 /// name, ids, times and tags.
 macro_rules! named {
-    ($type:ty, $kind:expr, $prefix:literal, $quota:literal, $limit:ident, $list:ident, { $($field:ident: $value:expr),* }) => {
+    ($type:ty, $kind:expr, $prefix:literal, $arn:literal, $quota:literal, $limit:ident, $list:ident, $find:ident, { $($field:ident: $value:expr),* }) => {
         impl Named for $type {
             const KIND: Kind = $kind;
             const PREFIX: &'static str = $prefix;
             const QUOTA: &'static str = $quota;
+            const ARN_RESOURCE: &'static str = $arn;
             fn limit(quotas: &Quotas) -> u32 {
                 quotas.$limit
             }
             fn items(config: &mut EndpointConfig) -> &mut Vec<Self> {
                 &mut config.$list
+            }
+            fn items_of(config: &EndpointConfig) -> &[Self] {
+                &config.$list
+            }
+            fn name(&self) -> Option<&str> {
+                self.name.as_deref()
+            }
+            fn find<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c Self, ApiError> {
+                $find(config, id)
             }
             fn ids(&self) -> (Option<&str>, &str) {
                 (self.creator_request_id.as_deref(), &self.id)
@@ -143,18 +161,22 @@ named!(
     FirewallDomainListConfig,
     Kind::FirewallDomainList,
     "rslvr-fdl-",
+    "firewall-domain-list",
     "firewall domain lists per region",
     firewall_domain_lists_per_region,
     firewall_domain_lists,
+    find_list,
     { domains: Default::default(), file: None }
 );
 named!(
     FirewallRuleGroupConfig,
     Kind::FirewallRuleGroup,
     "rslvr-frg-",
+    "firewall-rule-group",
     "firewall rule groups per region",
     firewall_rule_groups_per_region,
     firewall_rule_groups,
+    find_group,
     { rules: Vec::new(), policy: None }
 );
 
@@ -199,6 +221,15 @@ fn find_group<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c FirewallRu
     config.firewall_rule_groups.iter().find(|group| group.id == id).ok_or_else(|| {
         ApiError::not_found(format!("[RSLVR-02201] The firewall rule group with ID \"{id}\" does not exist."))
     })
+}
+
+/// The rule group `id` of a model being changed, found there before.
+fn group_mut<'c>(config: &'c mut EndpointConfig, id: &str) -> Result<&'c mut FirewallRuleGroupConfig, ApiError> {
+    config
+        .firewall_rule_groups
+        .iter_mut()
+        .find(|group| group.id == id)
+        .ok_or_else(|| ApiError::internal("the rule group vanished"))
 }
 
 fn find_association<'c>(config: &'c EndpointConfig, id: &str) -> Result<&'c FirewallAssociationConfig, ApiError> {
@@ -317,24 +348,13 @@ impl RuleFields {
                 rule.block_override_ttl = None;
             }
         }
-        if self.block_response.is_some() {
-            rule.block_response = self.block_response;
-        }
-        if self.block_override_domain.is_some() {
-            rule.block_override_domain = self.block_override_domain.clone();
-        }
-        if self.block_override_dns_type.is_some() {
-            rule.block_override_dns_type = self.block_override_dns_type.clone();
-        }
-        if self.block_override_ttl.is_some() {
-            rule.block_override_ttl = self.block_override_ttl;
-        }
-        if self.firewall_domain_redirection_action.is_some() {
-            rule.redirection_action = self.firewall_domain_redirection_action.clone();
-        }
-        if self.qtype.is_some() {
-            rule.qtype = self.qtype.clone();
-        }
+        // A field the call gives replaces the rule's; one it leaves out keeps it.
+        rule.block_response = self.block_response.or(rule.block_response);
+        rule.block_override_domain = self.block_override_domain.clone().or(rule.block_override_domain.take());
+        rule.block_override_dns_type = self.block_override_dns_type.clone().or(rule.block_override_dns_type.take());
+        rule.block_override_ttl = self.block_override_ttl.or(rule.block_override_ttl);
+        rule.redirection_action = self.firewall_domain_redirection_action.clone().or(rule.redirection_action.take());
+        rule.qtype = self.qtype.clone().or(rule.qtype.take());
     }
 }
 
@@ -476,47 +496,67 @@ impl<R: Runtime> Call<'_, R> {
     }
 
     fn list_domain_lists(&self) -> Result<Value, ApiError> {
-        let config = self.config();
-        let items: Vec<Value> = config
-            .firewall_domain_lists
+        self.summaries::<FirewallDomainListConfig>(&self.config(), json!({}), "FirewallDomainLists")
+    }
+
+    /// ListFirewallDomainLists and ListFirewallRuleGroups: each one's id,
+    /// ARN and name, the `shared` fields, and its CreatorRequestId.
+    fn summaries<T: Named>(&self, config: &EndpointConfig, shared: Value, key: &str) -> Result<Value, ApiError> {
+        let items: Vec<Value> = T::items_of(config)
             .iter()
-            .map(|list| {
+            .map(|item| {
+                let (creator_request_id, id) = item.ids();
                 let mut value = json!({
-                    "Id": list.id,
-                    "Arn": arn(&config, "firewall-domain-list", &list.id),
-                    "Name": list.name.clone().unwrap_or_default(),
+                    "Id": id,
+                    "Arn": arn(config, T::ARN_RESOURCE, id),
+                    "Name": item.name().unwrap_or_default(),
                 });
-                insert_optional(&mut value, "CreatorRequestId", list.creator_request_id.as_deref());
+                if let (Some(object), Value::Object(shared)) = (value.as_object_mut(), &shared) {
+                    object.extend(shared.clone());
+                }
+                insert_optional(&mut value, "CreatorRequestId", creator_request_id);
                 value
             })
             .collect();
-        paged(items, &self.body, 100, "FirewallDomainLists")
+        paged(items, &self.body, 100, key)
     }
 
     async fn delete_domain_list(&self) -> Result<Value, ApiError> {
         let id = string_field(&self.body, "FirewallDomainListId")?;
         let config = self.config();
         let before = deleting(self.list_json(&config, find_list(&config, &id)?)?, "Deleting the Firewall Domain List");
+        let used_by = |config: &EndpointConfig| {
+            let group = config
+                .firewall_rule_groups
+                .iter()
+                .find(|group| group.rules.iter().any(|rule| rule.domain_list == id))?;
+            Some(format!("The domain list {id} is used by a rule of rule group {}; delete the rule first.", group.id))
+        };
+        self.delete_named::<FirewallDomainListConfig>(&id, used_by, "FirewallDomainList", before).await
+    }
+
+    /// DeleteFirewallDomainList and DeleteFirewallRuleGroup: `id` goes
+    /// unless `used_by` says what still uses it; the answer gives `before`
+    /// under `key`.
+    async fn delete_named<T: Named>(
+        &self,
+        id: &str,
+        used_by: impl FnOnce(&EndpointConfig) -> Option<String>,
+        key: &str,
+        before: Value,
+    ) -> Result<Value, ApiError> {
         self.control
             .mutate(|m| {
-                find_list(m.config, &id)?;
-                if let Some(group) = m
-                    .config
-                    .firewall_rule_groups
-                    .iter()
-                    .find(|group| group.rules.iter().any(|rule| rule.domain_list == id))
-                {
-                    return Err(conflict(format!(
-                        "The domain list {id} is used by a rule of rule group {}; delete the rule first.",
-                        group.id
-                    )));
+                T::find(m.config, id)?;
+                if let Some(user) = used_by(m.config) {
+                    return Err(conflict(user));
                 }
-                m.config.firewall_domain_lists.retain(|list| list.id != id);
-                m.touch(Kind::FirewallDomainList, &id);
+                T::items(m.config).retain(|item| item.ids().1 != id);
+                m.touch(T::KIND, id);
                 Ok(())
             })
             .await?;
-        Ok(json!({ "FirewallDomainList": before }))
+        Ok(json!({ key: before }))
     }
 
     async fn update_domains(&self, import: bool) -> Result<Value, ApiError> {
@@ -621,43 +661,19 @@ impl<R: Runtime> Call<'_, R> {
 
     fn list_rule_groups(&self) -> Result<Value, ApiError> {
         let config = self.config();
-        let items: Vec<Value> = config
-            .firewall_rule_groups
-            .iter()
-            .map(|group| {
-                let mut value = json!({
-                    "Id": group.id,
-                    "Arn": arn(&config, "firewall-rule-group", &group.id),
-                    "Name": group.name.clone().unwrap_or_default(),
-                    "OwnerId": config.account_id,
-                    "ShareStatus": "NOT_SHARED",
-                });
-                insert_optional(&mut value, "CreatorRequestId", group.creator_request_id.as_deref());
-                value
-            })
-            .collect();
-        paged(items, &self.body, 100, "FirewallRuleGroups")
+        let shared = json!({ "OwnerId": config.account_id, "ShareStatus": "NOT_SHARED" });
+        self.summaries::<FirewallRuleGroupConfig>(&config, shared, "FirewallRuleGroups")
     }
 
     async fn delete_rule_group(&self) -> Result<Value, ApiError> {
         let id = string_field(&self.body, "FirewallRuleGroupId")?;
         let config = self.config();
         let before = deleting(self.group_json(&config, find_group(&config, &id)?), "Deleting the Firewall Rule Group");
-        self.control
-            .mutate(|m| {
-                find_group(m.config, &id)?;
-                if let Some(association) = m.config.firewall_associations.iter().find(|a| a.rule_group == id) {
-                    return Err(conflict(format!(
-                        "The rule group {id} is associated with VPC {}; disassociate it first.",
-                        association.vpc
-                    )));
-                }
-                m.config.firewall_rule_groups.retain(|group| group.id != id);
-                m.touch(Kind::FirewallRuleGroup, &id);
-                Ok(())
-            })
-            .await?;
-        Ok(json!({ "FirewallRuleGroup": before }))
+        let used_by = |config: &EndpointConfig| {
+            let association = config.firewall_associations.iter().find(|a| a.rule_group == id)?;
+            Some(format!("The rule group {id} is associated with VPC {}; disassociate it first.", association.vpc))
+        };
+        self.delete_named::<FirewallRuleGroupConfig>(&id, used_by, "FirewallRuleGroup", before).await
     }
 
     // --- rules --------------------------------------------------------------
@@ -741,8 +757,27 @@ impl<R: Runtime> Call<'_, R> {
                 Ok(rule)
             })
             .await?;
+        self.rule_answer(&group_id, &created)
+    }
+
+    /// The List calls' filters and pages: the `items` that have the value
+    /// the call gives for each of the text `fields` and for `Priority`
+    /// (where it gives one), paged under `key`.
+    fn filtered(&self, items: impl Iterator<Item = Value>, fields: &[&str], key: &str) -> Result<Value, ApiError> {
+        let priority = self.body.get("Priority").and_then(Value::as_u64);
+        let wanted = |item: &Value| {
+            fields.iter().all(|field| {
+                let wanted = self.body.get(*field).and_then(Value::as_str);
+                wanted.is_none_or(|value| item.get(*field).and_then(Value::as_str) == Some(value))
+            }) && priority.is_none_or(|value| item.get("Priority").and_then(Value::as_u64) == Some(value))
+        };
+        paged(items.filter(|item| wanted(item)).collect(), &self.body, 100, key)
+    }
+
+    /// A call's answer about `rule` of group `group_id`, as the model now has it.
+    fn rule_answer(&self, group_id: &str, rule: &FirewallRuleConfig) -> Result<Value, ApiError> {
         let config = self.config();
-        Ok(json!({ "FirewallRule": rule_json(find_group(&config, &group_id)?, &created) }))
+        Ok(json!({ "FirewallRule": rule_json(find_group(&config, group_id)?, rule) }))
     }
 
     /// The rule a call names: its group, its domain list and (when the group
@@ -780,12 +815,7 @@ impl<R: Runtime> Call<'_, R> {
             .mutate(|m| {
                 let index = Self::rule_index(m.config, &group_id, &list, None)?;
                 let now = m.now.clone();
-                let group = m
-                    .config
-                    .firewall_rule_groups
-                    .iter_mut()
-                    .find(|group| group.id == group_id)
-                    .ok_or_else(|| ApiError::internal("the rule group vanished"))?;
+                let group = group_mut(m.config, &group_id)?;
                 let mut rule =
                     group.rules.get(index).cloned().ok_or_else(|| ApiError::internal("the rule vanished"))?;
                 request.fields.apply(&mut rule);
@@ -810,8 +840,7 @@ impl<R: Runtime> Call<'_, R> {
                 Ok(rule)
             })
             .await?;
-        let config = self.config();
-        Ok(json!({ "FirewallRule": rule_json(find_group(&config, &group_id)?, &updated) }))
+        self.rule_answer(&group_id, &updated)
     }
 
     async fn delete_rule(&self) -> Result<Value, ApiError> {
@@ -823,12 +852,7 @@ impl<R: Runtime> Call<'_, R> {
             .mutate(|m| {
                 let index = Self::rule_index(m.config, &group_id, &list, qtype.as_deref())?;
                 let now = m.now.clone();
-                let group = m
-                    .config
-                    .firewall_rule_groups
-                    .iter_mut()
-                    .find(|group| group.id == group_id)
-                    .ok_or_else(|| ApiError::internal("the rule group vanished"))?;
+                let group = group_mut(m.config, &group_id)?;
                 let rule = group.rules.remove(index);
                 group.modified = Some(now);
                 let json = rule_json(group, &rule);
@@ -874,17 +898,9 @@ impl<R: Runtime> Call<'_, R> {
         let group_id = string_field(&self.body, "FirewallRuleGroupId")?;
         let config = self.config();
         let group = find_group(&config, &group_id)?;
-        let priority = self.body.get("Priority").and_then(Value::as_u64);
-        let action = self.body.get("Action").and_then(Value::as_str);
         let mut rules: Vec<&FirewallRuleConfig> = group.rules.iter().collect();
         rules.sort_by_key(|rule| rule.priority);
-        let items: Vec<Value> = rules
-            .into_iter()
-            .map(|rule| rule_json(group, rule))
-            .filter(|item| priority.is_none_or(|wanted| item.get("Priority").and_then(Value::as_u64) == Some(wanted)))
-            .filter(|item| action.is_none_or(|wanted| item.get("Action").and_then(Value::as_str) == Some(wanted)))
-            .collect();
-        paged(items, &self.body, 100, "FirewallRules")
+        self.filtered(rules.into_iter().map(|rule| rule_json(group, rule)), &["Action"], "FirewallRules")
     }
 
     // --- associations -------------------------------------------------------
@@ -996,19 +1012,9 @@ impl<R: Runtime> Call<'_, R> {
 
     fn list_associations(&self) -> Result<Value, ApiError> {
         let config = self.config();
-        let wanted = |field: &str| self.body.get(field).and_then(Value::as_str);
-        let priority = self.body.get("Priority").and_then(Value::as_u64);
-        let items: Vec<Value> = config
-            .firewall_associations
-            .iter()
-            .map(|association| self.association_json(&config, association, None))
-            .filter(|item| {
-                ["FirewallRuleGroupId", "VpcId", "Status"].iter().all(|field| {
-                    wanted(field).is_none_or(|value| item.get(*field).and_then(Value::as_str) == Some(value))
-                }) && priority.is_none_or(|value| item.get("Priority").and_then(Value::as_u64) == Some(value))
-            })
-            .collect();
-        paged(items, &self.body, 100, "FirewallRuleGroupAssociations")
+        let associations =
+            config.firewall_associations.iter().map(|association| self.association_json(&config, association, None));
+        self.filtered(associations, &["FirewallRuleGroupId", "VpcId", "Status"], "FirewallRuleGroupAssociations")
     }
 
     async fn update_association(&self) -> Result<Value, ApiError> {

@@ -338,45 +338,32 @@ impl<R: Runtime> ControlPlane<R> {
 /// the same ids).
 pub(crate) fn fill_api_fields(config: &mut EndpointConfig, now: &str) {
     let fill_time = |slot: &mut Option<String>| {
-        if slot.is_none() {
-            *slot = Some(now.to_string());
-        }
+        slot.get_or_insert_with(|| now.to_string());
     };
     for rule in &mut config.resolver_rules {
         fill_time(&mut rule.created);
         fill_time(&mut rule.modified);
         for association in &mut rule.vpcs {
-            if association.id.is_none() {
-                association.id = Some(derived_id("rslvr-rrassoc-", &[&rule.id, &association.vpc]));
-            }
+            association.id.get_or_insert_with(|| derived_id("rslvr-rrassoc-", &[&rule.id, &association.vpc]));
             fill_time(&mut association.created);
         }
     }
     for log in &mut config.query_logging {
         fill_time(&mut log.created);
         for association in &mut log.vpcs {
-            if association.id.is_none() {
-                association.id = Some(derived_id("rslvr-qlcassoc-", &[&log.id, &association.vpc]));
-            }
+            association.id.get_or_insert_with(|| derived_id("rslvr-qlcassoc-", &[&log.id, &association.vpc]));
             fill_time(&mut association.created);
         }
     }
-    for endpoint in &mut config.inbound_endpoints {
-        fill_time(&mut endpoint.created);
-        fill_time(&mut endpoint.modified);
-        for address in &mut endpoint.addresses {
-            if address.id.is_none() {
-                address.id = Some(derived_id("rni-", &[&endpoint.id, &address.ip.to_string()]));
-            }
-        }
-    }
-    for endpoint in &mut config.outbound_endpoints {
-        fill_time(&mut endpoint.created);
-        fill_time(&mut endpoint.modified);
-        for address in &mut endpoint.addresses {
-            if address.id.is_none() {
-                address.id = Some(derived_id("rni-", &[&endpoint.id, &address.ip.to_string()]));
-            }
+    let inbound =
+        config.inbound_endpoints.iter_mut().map(|e| (&e.id, &mut e.created, &mut e.modified, &mut e.addresses));
+    let outbound =
+        config.outbound_endpoints.iter_mut().map(|e| (&e.id, &mut e.created, &mut e.modified, &mut e.addresses));
+    for (id, created, modified, addresses) in inbound.chain(outbound) {
+        fill_time(created);
+        fill_time(modified);
+        for address in addresses {
+            address.id.get_or_insert_with(|| derived_id("rni-", &[id, &address.ip.to_string()]));
         }
     }
     for list in &mut config.firewall_domain_lists {

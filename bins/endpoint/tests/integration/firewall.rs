@@ -295,6 +295,29 @@ async fn the_firewall_api_changes_what_a_vpc_resolves_at_once() {
     let exported = harness.service.control().snapshot();
     assert_eq!(exported.firewall_domain_lists.len(), 2);
     assert_eq!(exported.firewall_associations.len(), 1);
+
+    // The List calls' summaries and filters; once nothing uses them, the
+    // first rule group and then its domain list can go.
+    let lists = aws.resolver_ok("ListFirewallDomainLists", json!({})).await;
+    let lists = lists["FirewallDomainLists"].as_array().unwrap();
+    assert_eq!(lists.len(), 2);
+    assert!(
+        lists
+            .iter()
+            .all(|item| item["Arn"].as_str().is_some_and(|arn| arn.contains(":firewall-domain-list/rslvr-fdl-"))),
+        "{lists:?}"
+    );
+    assert_eq!(groups["FirewallRuleGroups"][0]["ShareStatus"], "NOT_SHARED");
+    let none = aws.resolver_ok("ListFirewallRuleGroupAssociations", json!({ "VpcId": "vpc-nope" })).await;
+    assert_eq!(none["FirewallRuleGroupAssociations"], json!([]));
+    let first = aws.resolver_ok("ListFirewallRuleGroupAssociations", json!({ "VpcId": a.id, "Priority": 100 })).await;
+    assert_eq!(first["FirewallRuleGroupAssociations"].as_array().unwrap().len(), 1);
+    let deleted = aws.resolver_ok("DeleteFirewallRuleGroup", json!({ "FirewallRuleGroupId": group })).await;
+    assert_eq!(deleted["FirewallRuleGroup"]["Status"], "DELETING");
+    let deleted = aws.resolver_ok("DeleteFirewallDomainList", json!({ "FirewallDomainListId": list })).await;
+    assert_eq!(deleted["FirewallDomainList"]["Status"], "DELETING");
+    let exported = harness.service.control().snapshot();
+    assert_eq!((exported.firewall_rule_groups.len(), exported.firewall_domain_lists.len()), (1, 1));
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use signpost_server::transfer::{NotifySchedule, TransferPolicy, ZoneTransfers, s
 use signpost_server::{Server, ServerHandle, Transport as ServerTransport};
 use signpost_wire::{NameBuf, Rcode, RecordBuf};
 
-use crate::aws::{Aws, fields};
+use crate::aws::fields;
 use crate::support::*;
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -79,11 +79,10 @@ async fn a_private_hosted_zone_follows_its_primary_by_transfer_and_notify() {
     let (primary_server, primary_address) = primary(transfers.clone()).await;
     serve(&transfers, &primary_server, zone(1, 3600, "10.31.0.1"));
 
-    let (port, inbound_port) = (free_port(), free_port());
+    let state = dir.join("state");
     // The inbound endpoint is where the on-premises primary sends NOTIFY.
-    let vpc = vpc_with_inbound("sec", 31, inbound_port);
-    let toml = format!(
-        r#"{vpc}
+    let resources = format!(
+        r#"
         [[private_hosted_zones]]
         name = "sec.example"
         vpcs = ["vpc-sec"]
@@ -93,10 +92,8 @@ async fn a_private_hosted_zone_follows_its_primary_by_transfer_and_notify() {
         primaries = ["{primary_address}"]
         "#
     );
-    let state = dir.join("state");
-    let args = config_args(&dir, &toml, Some(&state), recursive.address(), port);
-    let running = start_binary(&args, "info").await;
-    let aws = Aws::new(api_address(&running));
+    let WithInbound { running, args, aws, port, inbound_port } =
+        start_with_inbound(&dir, ("sec", 31), &resources, Some(&state), recursive.address()).await;
     let resolver = SocketAddr::new("127.0.31.2".parse().unwrap(), port);
     let client: IpAddr = "127.0.31.1".parse().unwrap();
 

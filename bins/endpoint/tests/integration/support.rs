@@ -18,6 +18,8 @@ pub(crate) use signpost_testkit::{
 use signpost_testkit::{TestCertificates, file_lines, lookup};
 use signpost_wire::RecordType;
 
+use crate::aws::Aws;
+
 /// How long the binary's start-up may take.
 const STARTUP: Duration = Duration::from_secs(10);
 
@@ -58,7 +60,7 @@ pub(crate) fn api_args(state: Option<&Path>, recursive: SocketAddr, dns_port: u1
 
 /// TOML for VPC `vpc-NAME` over 127.0.OCTET.0/24 with a Do53 inbound
 /// endpoint `rslvr-in-NAME` on 127.0.OCTET.10 and .11, `port`.
-pub(crate) fn vpc_with_inbound(name: &str, octet: u8, port: u16) -> String {
+fn vpc_with_inbound(name: &str, octet: u8, port: u16) -> String {
     format!(
         r#"
         [[vpcs]]
@@ -73,6 +75,38 @@ pub(crate) fn vpc_with_inbound(name: &str, octet: u8, port: u16) -> String {
         port = {port}
         "#
     )
+}
+
+/// The binary started by [`start_with_inbound`], and the ports it serves.
+pub(crate) struct WithInbound {
+    /// The child.
+    pub(crate) running: RunningBinary,
+    /// Its arguments, to start it again.
+    pub(crate) args: Vec<OsString>,
+    /// A client of its AWS API.
+    pub(crate) aws: Aws,
+    /// The VPC resolvers' port.
+    pub(crate) port: u16,
+    /// The inbound endpoint's port.
+    pub(crate) inbound_port: u16,
+}
+
+/// The binary on VPC `vpc-NAME` with its Do53 inbound endpoint (see
+/// [`vpc_with_inbound`]), both on free ports, and `resources` (TOML) after
+/// them; `recursive` is the recursive default, logging at `info`.
+pub(crate) async fn start_with_inbound(
+    dir: &TempDir,
+    (name, octet): (&str, u8),
+    resources: &str,
+    state: Option<&Path>,
+    recursive: SocketAddr,
+) -> WithInbound {
+    let (port, inbound_port) = (free_port(), free_port());
+    let toml = format!("{}{resources}", vpc_with_inbound(name, octet, inbound_port));
+    let args = config_args(dir, &toml, state, recursive, port);
+    let running = start_binary(&args, "info").await;
+    let aws = Aws::new(api_address(&running));
+    WithInbound { running, args, aws, port, inbound_port }
 }
 
 /// The SOA and NS records Route 53 gives a new hosted zone, as TOML strings.

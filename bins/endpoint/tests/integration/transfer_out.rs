@@ -12,7 +12,7 @@ use signpost_rules::Zone;
 use signpost_upstream::{Error as UpstreamError, TransferClient};
 use signpost_wire::{NameBuf, Rcode, Transfer, TransferProblem, TransferRequest, TsigAlgorithm, TsigKey};
 
-use crate::aws::{Aws, fields};
+use crate::aws::fields;
 use crate::support::*;
 
 const SECRET: &str = "c2lnbnBvc3QtdGVzdC1zZWNyZXQtMzItYnl0ZXMhIQ==";
@@ -27,11 +27,9 @@ async fn private_zones_are_given_out_by_transfer_and_notify_their_secondaries_of
     let recursive = FakeUpstream::answering(RECURSIVE_ANSWER).await;
     let mut secondary = signpost_testkit::NotifiedSecondary::start().await;
     let secondary_address = secondary.address();
-    let (port, inbound_port) = (free_port(), free_port());
     // The on-premises secondaries transfer through the inbound endpoint.
-    let vpc = vpc_with_inbound("out", 33, inbound_port);
-    let toml = format!(
-        r#"{vpc}
+    let resources = format!(
+        r#"
         [[tsig_keys]]
         name = "xfr."
         secret = "{SECRET}"
@@ -52,9 +50,8 @@ async fn private_zones_are_given_out_by_transfer_and_notify_their_secondaries_of
         records = ["www 60 A 10.33.1.1"]
         "#
     );
-    let args = config_args(&dir, &toml, None, recursive.address(), port);
-    let running = start_binary(&args, "info").await;
-    let aws = Aws::new(api_address(&running));
+    let WithInbound { running, aws, inbound_port, .. } =
+        start_with_inbound(&dir, ("out", 33), &resources, None, recursive.address()).await;
     let inbound = SocketAddr::new("127.0.33.10".parse().unwrap(), inbound_port);
     let apex: NameBuf = "out.example.".parse().unwrap();
 

@@ -39,7 +39,7 @@ use lexer::{Statement, Token, read_statements};
 
 use crate::acl::{AccessControl, AclAction, parse_network};
 use crate::build::{SYSTEM_GROUP, base_dir_of};
-use crate::config::{ForwarderConfig, parse_server};
+use crate::config::{ForwarderConfig, parse_server, set_if_given};
 use crate::control::{ControlTls, RemoteControlConfig};
 
 /// Unbound's default `server-key-file` and `server-cert-file` (where
@@ -1173,27 +1173,15 @@ impl Parsed {
         warnings.append(&mut self.warnings);
 
         // Cache, EDNS, limits.
-        if let Some(ttl) = self.cache_max_ttl {
-            config.cache.max_ttl = ttl;
-        }
-        if let Some(ttl) = self.cache_min_ttl {
-            config.cache.min_ttl = ttl;
-        }
-        if let Some(ttl) = self.cache_max_negative_ttl {
-            config.cache.negative_max_ttl = ttl;
-        }
-        if let Some(bytes) = self.msg_cache_size {
-            config.cache.max_bytes = bytes;
-        }
+        set_if_given(&mut config.cache.max_ttl, self.cache_max_ttl);
+        set_if_given(&mut config.cache.min_ttl, self.cache_min_ttl);
+        set_if_given(&mut config.cache.negative_max_ttl, self.cache_max_negative_ttl);
+        set_if_given(&mut config.cache.max_bytes, self.msg_cache_size);
         if self.serve_expired {
             config.cache.serve_stale_secs = u64::from(self.serve_expired_ttl.filter(|&ttl| ttl > 0).unwrap_or(86_400));
-            if let Some(ttl) = self.serve_expired_reply_ttl {
-                config.cache.stale_ttl_secs = ttl;
-            }
+            set_if_given(&mut config.cache.stale_ttl_secs, self.serve_expired_reply_ttl);
         }
-        if let Some(size) = self.edns_buffer_size {
-            config.edns.udp_payload_size = size;
-        }
+        set_if_given(&mut config.edns.udp_payload_size, self.edns_buffer_size);
         if let Some(rate) = self.ip_ratelimit.filter(|&rate| rate > 0) {
             config.limits.per_client_qps = Some(rate);
         }
@@ -1242,9 +1230,7 @@ impl Parsed {
             let group_name = zone_name.to_relative_string();
             let mut group = unbound_group(&group_name, servers, zone.stub);
             group.cache = !zone.no_cache;
-            if let Some(floor) = self.infra_cache_min_rtt {
-                group.min_try_timeout = floor;
-            }
+            set_if_given(&mut group.min_try_timeout, self.infra_cache_min_rtt);
             if let Some(bundle) = &self.tls_cert_bundle {
                 group.tls.ca_file = Some(bundle.clone());
                 group.tls.ignore_system_roots = !self.tls_system_cert;

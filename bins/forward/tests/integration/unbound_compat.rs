@@ -31,6 +31,15 @@ fn unbound_conf(root: &FakeUpstream, more: &str) -> String {
     )
 }
 
+/// A root upstream answering 192.0.2.80, and the binary on
+/// [`unbound_conf`] with `more` in `dir`: the root, the child and its UDP
+/// address.
+async fn start_with_root(dir: &TempDir, more: &str) -> (FakeUpstream, RunningBinary, SocketAddr) {
+    let root = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 80)).await;
+    let (child, address) = start_unbound(dir, unbound_conf(&root, more)).await;
+    (root, child, address)
+}
+
 /// The sample unbound.conf of AWS's "Hybrid Cloud DNS Options for Amazon
 /// VPC" ("Conditional Forwarder – Unbound"), as printed there, with the
 /// forwarders' addresses (blank in the reference copy) filled in, and the
@@ -91,19 +100,10 @@ async fn a_stub_zone_asks_its_server_without_recursion_desired() {
         .start()
         .await
         .unwrap();
-    let root = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 80)).await;
     let dir = TempDir::new();
-    let (child, address) = start_unbound(
-        &dir,
-        unbound_conf(
-            &root,
-            &format!(
-                "stub-zone:\n  name: \"corp.example\"\n  stub-addr: {}\n  stub-no-cache: yes\n",
-                at(&authoritative)
-            ),
-        ),
-    )
-    .await;
+    let stub =
+        format!("stub-zone:\n  name: \"corp.example\"\n  stub-addr: {}\n  stub-no-cache: yes\n", at(&authoritative));
+    let (root, child, address) = start_with_root(&dir, &stub).await;
     for _ in 0..2 {
         assert_eq!(addresses(address, "db.corp.example.").await, ["10.5.0.1"]);
     }
@@ -117,14 +117,10 @@ async fn a_stub_zone_asks_its_server_without_recursion_desired() {
 
 #[tokio::test]
 async fn views_and_access_control_actions_follow_the_client_address() {
-    let root = FakeUpstream::answering(Ipv4Addr::new(192, 0, 2, 80)).await;
     let dir = TempDir::new();
-    let (child, address) = start_unbound(
+    let (_root, child, address) = start_with_root(
         &dir,
-        unbound_conf(
-            &root,
-            "  access-control: 127.0.0.0/8 allow\n  access-control: 127.0.0.5 deny\n  access-control: 127.0.0.6 refuse_non_local\n  access-control-view: 127.0.0.2 lab\n  local-zone: \"test.\" nodefault\n  local-zone: \"g.test.\" static\n  local-data: \"www.g.test. A 10.1.0.1\"\n  local-zone: \"d.test.\" always_deny\nview:\n  name: lab\n  view-first: yes\n  local-zone: \"v.test.\" static\n  local-data: \"www.v.test. A 10.2.0.1\"\n",
-        ),
+        "  access-control: 127.0.0.0/8 allow\n  access-control: 127.0.0.5 deny\n  access-control: 127.0.0.6 refuse_non_local\n  access-control-view: 127.0.0.2 lab\n  local-zone: \"test.\" nodefault\n  local-zone: \"g.test.\" static\n  local-data: \"www.g.test. A 10.1.0.1\"\n  local-zone: \"d.test.\" always_deny\nview:\n  name: lab\n  view-first: yes\n  local-zone: \"v.test.\" static\n  local-data: \"www.v.test. A 10.2.0.1\"\n",
     )
     .await;
     let from = |last: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
