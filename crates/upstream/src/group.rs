@@ -383,6 +383,17 @@ impl Query<'_> {
 /// A message in flight: its number in [`Flight::sent`] and what it came to.
 type Running<'a> = Pin<Box<dyn Future<Output = (usize, Decision)> + Send + 'a>>;
 
+/// A new message, polled once so that it is sent now. Its future sends on
+/// its first poll, and `FuturesUnordered` polls in the order of wake-ups: a
+/// message answered ahead of it would end the query before it was ever sent
+/// (a hedge or an Istio parallel query that never left).
+async fn started(mut message: Running<'_>) -> Running<'_> {
+    match std::future::poll_fn(|cx| Poll::Ready(message.as_mut().poll(cx))).await {
+        Poll::Ready(output) => Box::pin(std::future::ready(output)),
+        Poll::Pending => message,
+    }
+}
+
 impl Group {
     pub(crate) fn new(config: GroupConfig) -> Result<Self, Error> {
         validate(&config)?;
@@ -535,6 +546,13 @@ impl Group {
         // within its retransmission timeout. Otherwise the loop takes over.
         let first = match self.send(&mut flight, Reason::Next, &prepared, deadline, &log) {
             None => Err(End::Exhausted),
+            // Asking in parallel (a zero hedge delay): the next servers are
+            // asked now, not after a timer tick that the first answer can beat.
+            Some(first) if self.hedge_delay_of(&flight, 0) == Some(Duration::ZERO) => {
+                let first = started(first).await;
+                running.get_or_insert_with(FuturesUnordered::new).push(first);
+                Ok((Some(0), Reason::Hedge))
+            }
             Some(mut first) => {
                 let retransmit_at = self.retransmit_at(&flight, 0);
                 let hedge_at = self.hedge_delay_of(&flight, 0).map(|delay| start + delay);
@@ -625,10 +643,17 @@ impl Group {
             if !stop && (send_now.is_some() || running.is_empty()) && self.active(flight, log) < max_parallel {
                 let reason = send_now.take().unwrap_or(Reason::Next);
                 if let Some(message) = self.send(flight, reason, query, deadline, log) {
+                    let message = started(message).await;
                     running.push(message);
                     let number = flight.sent.len() - 1;
                     latest = Some(number);
-                    hedge_at = self.hedge_delay_of(flight, number).map(|delay| Instant::now() + delay);
+                    let delay = self.hedge_delay_of(flight, number);
+                    if delay == Some(Duration::ZERO) && self.active(flight, log) < max_parallel {
+                        // In parallel: the next server at once (see `resolve`).
+                        send_now = Some(Reason::Hedge);
+                        continue;
+                    }
+                    hedge_at = delay.map(|delay| Instant::now() + delay);
                 }
             }
             send_now = None;

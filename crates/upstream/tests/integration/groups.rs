@@ -133,6 +133,32 @@ async fn hedging_asks_the_next_server_when_the_first_is_slow() {
     assert_eq!(outcomes, [AttemptOutcome::Cancelled, AttemptOutcome::Answered(Rcode::NOERROR)]);
 }
 
+// Multi-threaded: the fakes answer while the query's task still runs, as
+// they do for a binary (on one thread nothing answers before the timer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_hedge_delay_asks_every_server_at_once_even_when_the_first_answers_at_once() {
+    // Istio's DNS_FORWARD_PARALLEL: both servers answer without delay, so a
+    // second message sent only after a timer tick would lose the race to the
+    // first answer and never be sent.
+    let first = fake::udp([]).await;
+    let second = fake::udp([]).await;
+    let mut config = fake::group(vec![ServerConfig::udp(first.address()), ServerConfig::udp(second.address())]);
+    config.hedge = Some(Hedge { after: HedgeAfter::Fixed(Duration::ZERO), max_parallel: 2 });
+    let upstreams = fake::upstreams(config);
+    for _ in 0..200 {
+        let resolved = fake::resolve(&upstreams).await.unwrap();
+        assert_eq!(resolved.attempts.len(), 2, "{:?}", resolved.attempts);
+    }
+    // The slower of each pair is dropped unread, but every query reached both.
+    let both = async {
+        while first.query_count() < 200 || second.query_count() < 200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let reached = tokio::time::timeout(Duration::from_secs(5), both).await;
+    assert!(reached.is_ok(), "asked: {} and {}", first.query_count(), second.query_count());
+}
+
 #[tokio::test]
 async fn hedging_on_p95_waits_for_the_default_until_measured() {
     let (resolved, took, quick) = hedged(HedgeAfter::P95).await;
