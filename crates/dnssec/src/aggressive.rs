@@ -160,13 +160,10 @@ impl NsecCache {
 mod tests {
     use super::*;
     use crate::records::{Rrsig, TypeBitmap};
+    use crate::test_support::name;
     use signpost_wire::{EdnsHeader, Flags};
 
     const NOW: u64 = 1_780_272_000;
-
-    fn name(text: &str) -> NameBuf {
-        NameBuf::from_presentation(text).expect("name")
-    }
 
     fn rrsig(rtype: RecordType, owner: &NameBuf) -> (u32, Rrsig) {
         let rrsig = Rrsig {

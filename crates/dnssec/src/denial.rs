@@ -342,10 +342,7 @@ pub fn prove_wildcard_expansion(
 mod tests {
     use super::*;
     use crate::records::TypeBitmap;
-
-    fn name(text: &str) -> NameBuf {
-        NameBuf::from_presentation(text).expect("name")
-    }
+    use crate::test_support::name;
 
     fn nsec(owner: &str, next: &str, types: &[RecordType]) -> OwnedNsec {
         OwnedNsec { owner: name(owner), nsec: Nsec { next: name(next), types: TypeBitmap::from_types(types) } }

@@ -33,6 +33,8 @@ mod error;
 pub mod records;
 pub mod response;
 pub mod rrset;
+#[cfg(test)]
+mod test_support;
 mod validator;
 
 #[doc(hidden)]
