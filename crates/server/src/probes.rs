@@ -422,8 +422,12 @@ async fn serve(listener: TcpListener, routes: Routes, readiness: Readiness, stop
     .await;
 }
 
+/// How long an accept loop waits after a failed accept.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
 /// Accept connections on `listener` until `stop`, serving each in a task of
-/// its own (the probe and admin listeners); a failed accept is skipped.
+/// its own (the probe and admin listeners); a failed accept is skipped
+/// after a short pause.
 pub(crate) async fn spawn_per_connection<F>(
     listener: &TcpListener,
     stop: &CancellationToken,
@@ -436,8 +440,21 @@ pub(crate) async fn spawn_per_connection<F>(
             accepted = listener.accept() => accepted,
             _ = stop.cancelled() => break,
         };
-        let Ok((stream, _)) = accepted else { continue };
-        tokio::spawn(serve(stream));
+        match accepted {
+            Ok((stream, _)) => {
+                tokio::spawn(serve(stream));
+            }
+            // Out of descriptors (EMFILE/ENFILE) the pending connection stays
+            // queued and accept fails again at once: pause as the DNS TCP
+            // listeners do instead of spinning a core until one is freed.
+            Err(error) => {
+                tracing::warn!(%error, "admin/probe accept failed");
+                tokio::select! {
+                    () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                    _ = stop.cancelled() => break,
+                }
+            }
+        }
     }
 }
 
