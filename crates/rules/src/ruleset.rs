@@ -544,6 +544,13 @@ impl RuleSet {
         view.firewall.evaluate(&LowerName::new(name), qtype, true)
     }
 
+    /// Whether any view has DNS Firewall rules: without any, the per-query
+    /// firewall steps (the rule counter, the redirection chain of each
+    /// answer) have nothing to do and are skipped.
+    pub fn has_firewall(&self) -> bool {
+        self.views.iter().any(|view| !view.firewall.is_empty())
+    }
+
     /// Whether the firewall of the view named `view` inspects the names of
     /// answers' redirection chains (any rule with INSPECT_REDIRECTION_DOMAIN).
     pub fn firewall_inspects_chains(&self, view: &str) -> bool {

@@ -131,6 +131,7 @@ impl Harness {
             listener,
             max_response: (!udp).then_some(usize::from(u16::MAX)),
             now: Instant::now(),
+            state: None,
         };
         let mut out = SliceBuffer::new(slot);
         match self.pipeline.handle(&incoming, &mut out) {

@@ -92,6 +92,7 @@ fn run_on(pipeline: &Arc<Pipeline>, bytes: &[u8], client: &str, listener: &Liste
         listener,
         max_response: None,
         now: Instant::now(),
+        state: None,
     };
     let mut out = Vec::new();
     let reply = pipeline.handle(&incoming, &mut out);
@@ -361,8 +362,15 @@ fn local_answers_and_cache_hits_allocate_nothing() {
     let queries = [query("www.local.test"), query_with("www.example.org", RecordType::A, Some(EdnsHeader::default()))];
     let mut slot = [0u8; 4096];
     let mut answer = |bytes: &[u8]| {
-        let incoming =
-            Incoming { bytes, peer, local: None, listener: &listener, max_response: None, now: Instant::now() };
+        let incoming = Incoming {
+            bytes,
+            peer,
+            local: None,
+            listener: &listener,
+            max_response: None,
+            now: Instant::now(),
+            state: None,
+        };
         let mut out = SliceBuffer::new(&mut slot);
         matches!(pipeline.handle(&incoming, &mut out), Reply::Now { .. })
     };
@@ -529,6 +537,7 @@ fn a_million_distinct_names_leave_memory_bounded() {
             listener: &listener,
             max_response: None,
             now,
+            state: None,
         };
         let mut out = Vec::new();
         match pipeline.handle(&incoming, &mut out) {
@@ -614,6 +623,7 @@ fn forward_from(
         listener: &listener,
         max_response: None,
         now: arrived,
+        state: None,
     };
     let Reply::Later(pending) = pipeline.handle(&incoming, &mut Vec::new()) else { panic!("not a forward") };
     tokio::spawn(async move {
