@@ -88,5 +88,7 @@ allocations=$(callgrind_allocations "$work"/callgrind.*.*)
 echo "$server: $instructions instructions, $answered answered, $lost lost: $((instructions / answered)) instructions per answered query"
 echo "$server: $allocations allocator calls: $(awk -v a="$allocations" -v q="$answered" 'BEGIN { printf "%.1f", a / q }') per answered query"
 if [[ ${PROF_KEEP:-0} == 1 ]]; then
-    callgrind_annotate "$(ls "$work"/callgrind.*.* | head -1)" 2>/dev/null | head -60 >"$work/annotate.txt" || true
+    # The largest dump is the measured one (the other is the part after it, to exit).
+    callgrind_annotate --threshold=100 --inclusive=yes "$(ls -S "$work"/callgrind.*.* | head -1)" 2>/dev/null \
+        | head -80 >"$work/annotate.txt" || true
 fi

@@ -440,7 +440,7 @@ impl Cache {
         (ttl_fields, ttl, opt_start): (Vec<TtlField>, u32, Option<usize>),
         verdict: Option<CachedVerdict>,
     ) -> Option<u32> {
-        if ttl == 0 {
+        if ttl == 0 || !asks_the_key(key, response) {
             return None;
         }
         let hash = self.hasher.hash_one(key);
@@ -473,6 +473,17 @@ impl Cache {
         self.stats.inserts.inc();
         Some(ttl)
     }
+}
+
+/// Whether `response`'s question (uncompressed, right after the header)
+/// has the name at the end of `key` ([`CacheKey`]'s layout), in any case:
+/// checked once when stored, so that serving can write the client's
+/// spelling over it without comparing.
+fn asks_the_key(key: &[u8], response: &[u8]) -> bool {
+    let Some(&view_len) = key.first() else { return false };
+    // Length and view, the DO/CD byte, type and class.
+    let Some(name) = key.get(1 + usize::from(view_len) + 1 + 4..) else { return false };
+    response.get(HEADER_LEN..HEADER_LEN + name.len()).is_some_and(|asked| asked.eq_ignore_ascii_case(name))
 }
 
 /// Write `entry` with TTLs reduced by `elapsed` (or all set to `fixed_ttl`),
@@ -511,9 +522,9 @@ fn write_entry(
         if entry.verdict == Some(CachedVerdict::Secure) {
             relay::set_ad(bytes, serve.authentic_data);
         }
-        if let Some(slot) = bytes.get_mut(HEADER_LEN..HEADER_LEN + serve.question_name.len())
-            && slot.eq_ignore_ascii_case(serve.question_name)
-        {
+        // The entry's question is the key's name (`store` checked it), and
+        // the client's name is the key's in its own case: no comparison here.
+        if let Some(slot) = bytes.get_mut(HEADER_LEN..HEADER_LEN + serve.question_name.len()) {
             slot.copy_from_slice(serve.question_name);
         }
     }
@@ -769,6 +780,18 @@ mod tests {
         assert_eq!(cache.insert(key("nx2.example.com").as_bytes(), &no_soa, now), None);
         let servfail = response("sf.example.com", Rcode::SERVFAIL, &[], &[]);
         assert_eq!(cache.insert(key("sf.example.com").as_bytes(), &servfail, now), None);
+    }
+
+    #[test]
+    fn an_answer_to_another_name_is_not_stored() {
+        let cache = Cache::new(config());
+        let now = Instant::now();
+        let other = response("other.example", Rcode::NOERROR, &["other.example. 300 IN A 192.0.2.1"], &[]);
+        assert_eq!(cache.insert(key("www.example").as_bytes(), &other, now), None);
+        assert!(cache.is_empty());
+        // The same name in another case is the same question.
+        let upper = response("WWW.Example", Rcode::NOERROR, &["WWW.Example. 300 IN A 192.0.2.1"], &[]);
+        assert_eq!(cache.insert(key("www.example").as_bytes(), &upper, now), Some(300));
     }
 
     #[test]
