@@ -665,9 +665,16 @@ impl Pipeline {
                     trace.group = Some(forward.group.to_string());
                 }
                 let dnssec_ok = facts.client_edns.is_some_and(|edns| edns.dnssec_ok());
-                let mut scratch = [0u8; MAX_NAME_LEN];
+                // A question's name is usually stored flat: then no scratch to zero.
+                let mut scratch;
                 let name = question.name();
-                let flat = name.flat(&mut scratch);
+                let flat = match name.flat_in_place() {
+                    Some(flat) => flat,
+                    None => {
+                        scratch = [0u8; MAX_NAME_LEN];
+                        name.flat(&mut scratch)
+                    }
+                };
                 let mut key = CacheKey::empty();
                 key.set(
                     forward.reason.view,
