@@ -37,17 +37,11 @@ pub(crate) struct CacheKey {
 }
 
 impl CacheKey {
-    /// Key for `name` (flat wire form, any case), type, class, view and the DO/CD bits.
-    pub(crate) fn new(
-        view: &str,
-        dnssec_ok: bool,
-        checking_disabled: bool,
-        qtype: u16,
-        qclass: u16,
-        name: &[u8],
-    ) -> Self {
+    /// The key of an IN A question for `name` (flat wire form, any case)
+    /// in `view`, without DO or CD: what tests and the fuzz target cache.
+    pub(crate) fn a_question(view: &str, name: &[u8]) -> Self {
         let mut key = Self::empty();
-        key.set(view, dnssec_ok, checking_disabled, qtype, qclass, name);
+        key.set(view, false, false, 1, 1, name);
         key
     }
 
@@ -57,7 +51,8 @@ impl CacheKey {
         Self { bytes: [0u8; MAX_KEY], len: 0 }
     }
 
-    /// Make this the key of [`CacheKey::new`]'s arguments.
+    /// Make this the key for `name` (flat wire form, any case), type,
+    /// class, view and the DO/CD bits.
     pub(crate) fn set(
         &mut self,
         view: &str,
@@ -663,7 +658,7 @@ mod tests {
 
     fn key(name: &str) -> CacheKey {
         let name: NameBuf = name.parse().expect("name");
-        CacheKey::new("default", false, false, 1, 1, name.as_wire())
+        CacheKey::a_question("default", name.as_wire())
     }
 
     #[test]

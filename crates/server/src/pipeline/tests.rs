@@ -286,7 +286,7 @@ fn upstream_answer(name: &str) -> Vec<u8> {
 
 fn cache_forwarded(pipeline: &Pipeline, name: &str) {
     let owner: NameBuf = name.parse().unwrap();
-    let key = CacheKey::new("default", false, false, RecordType::A.0, Class::IN.0, owner.as_wire());
+    let key = CacheKey::a_question("default", owner.as_wire());
     pipeline.cache.insert(key.as_bytes(), &upstream_answer(name), Instant::now()).unwrap();
 }
 
@@ -548,7 +548,7 @@ fn a_million_distinct_names_leave_memory_bounded() {
         // What the upstream answers goes into the cache.
         if index % 10 == 0 {
             let owner: NameBuf = format!("{label}.example.org").parse().unwrap();
-            let key = CacheKey::new("default", false, false, RecordType::A.0, Class::IN.0, owner.as_wire());
+            let key = CacheKey::a_question("default", owner.as_wire());
             pipeline.cache.insert(key.as_bytes(), &upstream_answer(&format!("{label}.example.org")), now);
         }
     }
