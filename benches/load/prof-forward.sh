@@ -9,12 +9,17 @@
 # counts do not depend on other load on the machine, unlike the load
 # script's CPU seconds.
 #
-# Usage: benches/load/prof-forward.sh signpost|dnsdist [QUERIES]
+# Usage: benches/load/prof-forward.sh signpost|dnsdist|signpost-cache|dnsdist-cache [QUERIES]
+# The -cache modes turn the server's answer cache on (dnsdist: its packet
+# cache) and measure cache hits: the warm-up sends PROF_CACHE_NAMES
+# distinct names once, then the measured pass repeats those same names
+# until QUERIES queries, so every measured query is answered from the cache.
 # Environment:
 #   SIGNPOST_BIN     signpost-forward binary (default target/release/signpost-forward)
 #   FLOOR_BIN        floor_responder binary (default target/release/floor_responder)
 #   PROF_PORT_BASE   first of the two loopback ports used (default 26710)
 #   PROF_OUTSTANDING dnsperf -q (default 32)
+#   PROF_CACHE_NAMES distinct names of the -cache modes (default 1000)
 #   PROF_KEEP        1 = keep the temp dir (callgrind output, logs)
 # Needs valgrind, dnsperf (and dnsdist for the dnsdist run). Loopback only;
 # every process started here is stopped on exit.
@@ -22,15 +27,26 @@ set -euo pipefail
 LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=benches/load/prof-common.sh
 source "$LOAD_DIR/prof-common.sh"
-server=${1:?usage: prof-forward.sh signpost|dnsdist [QUERIES]}
+server=${1:?usage: prof-forward.sh signpost|dnsdist|signpost-cache|dnsdist-cache [QUERIES]}
 queries=${2:-20000}
+cached=false
+if [[ $server == *-cache ]]; then
+    cached=true
+    server=${server%-cache}
+fi
 FLOOR_BIN=${FLOOR_BIN:-$REPO/target/release/floor_responder}
 base=${PROF_PORT_BASE:-26710}
 backend_port=$base
 port=$((base + 1))
 
-for i in $(seq 1 "$queries"); do echo "n$i.prof.test A"; done >"$work/names"
-for i in $(seq 1 500); do echo "w$i.prof.test A"; done >"$work/warm"
+if [[ $cached == true ]]; then
+    distinct=${PROF_CACHE_NAMES:-1000}
+    for i in $(seq 1 "$distinct"); do echo "c$i.prof.test A"; done >"$work/warm"
+    for i in $(seq 0 $((queries - 1))); do echo "c$((i % distinct + 1)).prof.test A"; done >"$work/names"
+else
+    for i in $(seq 1 "$queries"); do echo "n$i.prof.test A"; done >"$work/names"
+    for i in $(seq 1 500); do echo "w$i.prof.test A"; done >"$work/warm"
+fi
 
 taskset -c 0 "$FLOOR_BIN" "127.0.0.1:$backend_port" batched >"$work/floor.log" 2>&1 &
 pids+=($!)
@@ -38,12 +54,15 @@ pids+=($!)
 case $server in
 signpost)
     sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
+        -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $cached/" \
         "$LOAD_DIR/signpost-forward.toml.in" >"$work/server.toml"
     command=("$SIGNPOST_BIN" --config "$work/server.toml")
     ;;
 dnsdist)
+    conf=dnsdist-nocache.conf
+    [[ $cached == true ]] && conf=dnsdist-cache.conf
     sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
-        "$LOAD_DIR/dnsdist-nocache.conf" >"$work/server.conf"
+        "$LOAD_DIR/$conf" >"$work/server.conf"
     command=(dnsdist --supervised --disable-syslog -C "$work/server.conf")
     ;;
 *) echo "unknown server $server" >&2; exit 2 ;;
@@ -69,5 +88,7 @@ allocations=$(callgrind_allocations "$work"/callgrind.*.*)
 echo "$server: $instructions instructions, $answered answered, $lost lost: $((instructions / answered)) instructions per answered query"
 echo "$server: $allocations allocator calls: $(awk -v a="$allocations" -v q="$answered" 'BEGIN { printf "%.1f", a / q }') per answered query"
 if [[ ${PROF_KEEP:-0} == 1 ]]; then
-    callgrind_annotate "$(ls "$work"/callgrind.*.* | head -1)" 2>/dev/null | head -60 >"$work/annotate.txt" || true
+    # The largest dump is the measured one (the other is the part after it, to exit).
+    callgrind_annotate --threshold=100 --inclusive=yes "$(ls -S "$work"/callgrind.*.* | head -1)" 2>/dev/null \
+        | head -80 >"$work/annotate.txt" || true
 fi

@@ -500,8 +500,15 @@ impl RuleSet {
 
     /// Decide what to do with a name, type and class.
     pub fn decide_name(&self, name: &impl ToName, qtype: RecordType, qclass: Class, client: &Client) -> Decision<'_> {
-        let mut scratch = [0u8; MAX_NAME_LEN];
-        let flat = name.flat(&mut scratch);
+        // A question's name is usually stored flat: then no scratch to zero.
+        let mut scratch;
+        let flat = match name.flat_in_place() {
+            Some(flat) => flat,
+            None => {
+                scratch = [0u8; MAX_NAME_LEN];
+                name.flat(&mut scratch)
+            }
+        };
         let asked = Asked { flat, lower: LowerName::from_flat(flat), qtype, qclass, client, hops: 0, previous: None };
         let view = self.view_for(client);
         if !view.firewall.is_empty()
@@ -542,6 +549,13 @@ impl RuleSet {
             return None;
         }
         view.firewall.evaluate(&LowerName::new(name), qtype, true)
+    }
+
+    /// Whether any view has DNS Firewall rules: without any, the per-query
+    /// firewall steps (the rule counter, the redirection chain of each
+    /// answer) have nothing to do and are skipped.
+    pub fn has_firewall(&self) -> bool {
+        self.views.iter().any(|view| !view.firewall.is_empty())
     }
 
     /// Whether the firewall of the view named `view` inspects the names of

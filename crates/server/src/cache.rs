@@ -12,10 +12,12 @@
 //! it (RFC 6840 §5.8), and a bogus one is kept as its SERVFAIL for
 //! `val-bogus-ttl`, so the same bad data is not fetched and judged again.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use foldhash::quality::SeedableRandomState;
+use hashbrown::HashTable;
 use prometheus_client::metrics::counter::Counter;
 use std::time::{Duration, Instant};
 
@@ -35,35 +37,52 @@ pub(crate) struct CacheKey {
 }
 
 impl CacheKey {
-    /// Key for `name` (flat wire form, any case), type, class, view and the DO/CD bits.
-    pub(crate) fn new(
+    /// The key of an IN A question for `name` (flat wire form, any case)
+    /// in `view`, without DO or CD: what tests and the fuzz target cache.
+    pub(crate) fn a_question(view: &str, name: &[u8]) -> Self {
+        let mut key = Self::empty();
+        key.set(view, false, false, 1, 1, name);
+        key
+    }
+
+    /// An empty key, for [`CacheKey::set`] to fill where it lies: on the
+    /// query path a key built and returned was copied whole (528 bytes).
+    pub(crate) fn empty() -> Self {
+        Self { bytes: [0u8; MAX_KEY], len: 0 }
+    }
+
+    /// Make this the key for `name` (flat wire form, any case), type,
+    /// class, view and the DO/CD bits.
+    pub(crate) fn set(
+        &mut self,
         view: &str,
         dnssec_ok: bool,
         checking_disabled: bool,
         qtype: u16,
         qclass: u16,
         name: &[u8],
-    ) -> Self {
-        let mut bytes = [0u8; MAX_KEY];
+    ) {
+        self.len = 0;
         let view = view.as_bytes().get(..255).unwrap_or(view.as_bytes());
-        let mut len = 0;
-        for part in [&[view.len() as u8][..], view, &[u8::from(dnssec_ok) | u8::from(checking_disabled) << 1]] {
-            if let Some(slot) = bytes.get_mut(len..len + part.len()) {
-                slot.copy_from_slice(part);
-                len += part.len();
-            }
-        }
-        for part in [&qtype.to_be_bytes()[..], &qclass.to_be_bytes()[..], name] {
-            if let Some(slot) = bytes.get_mut(len..len + part.len()) {
-                slot.copy_from_slice(part);
-                len += part.len();
-            }
-        }
-        let name_start = len - name.len().min(len);
-        if let Some(name) = bytes.get_mut(name_start..len) {
+        self.push(&[view.len() as u8]);
+        self.push(view);
+        self.push(&[u8::from(dnssec_ok) | u8::from(checking_disabled) << 1]);
+        self.push(&qtype.to_be_bytes());
+        self.push(&qclass.to_be_bytes());
+        let name_start = self.len;
+        self.push(name);
+        if let Some(name) = self.bytes.get_mut(name_start..self.len) {
             name.make_ascii_lowercase();
         }
-        Self { bytes, len }
+    }
+
+    /// Append `part` (nothing when it does not fit: no key built here is that long).
+    #[inline(always)]
+    fn push(&mut self, part: &[u8]) {
+        if let Some(slot) = self.bytes.get_mut(self.len..self.len + part.len()) {
+            slot.copy_from_slice(part);
+            self.len += part.len();
+        }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
@@ -71,13 +90,11 @@ impl CacheKey {
     }
 }
 
-/// The shard of a key: FNV-1a, cheap and good enough to spread keys.
-fn shard_of(key: &[u8]) -> usize {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for &byte in key {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash as usize) % SHARDS
+/// The shard of a key's hash. Bits from the middle: hashbrown takes a
+/// bucket from the low bits and a tag from the top seven, and keys that
+/// share their shard must not share those too.
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -110,6 +127,8 @@ impl CachedVerdict {
 
 struct Entry {
     key: Box<[u8]>,
+    /// The key's hash, kept for the shard's table to move the entry when it grows.
+    hash: u64,
     response: Box<[u8]>,
     /// `None` when the answer was not validated: its AD bit is served as the upstream sent it.
     verdict: Option<CachedVerdict>,
@@ -131,25 +150,44 @@ impl Entry {
 
 #[derive(Default)]
 struct Shard {
-    index: HashMap<Box<[u8]>, usize>,
+    /// Positions in `entries`, by the hash of their key (computed once per query).
+    index: HashTable<usize>,
     entries: Vec<Entry>,
     hand: usize,
     bytes: usize,
 }
 
 impl Shard {
+    /// The entry for `key`, whose hash is `hash`.
+    fn find(&self, hash: u64, key: &[u8]) -> Option<(usize, &Entry)> {
+        let &position = self.index.find(hash, |&at| self.entries.get(at).is_some_and(|entry| *entry.key == *key))?;
+        Some((position, self.entries.get(position)?))
+    }
+
     fn remove_at(&mut self, position: usize) {
         if position >= self.entries.len() {
             return;
         }
         let removed = self.entries.swap_remove(position);
         self.bytes = self.bytes.saturating_sub(removed.size());
-        self.index.remove(&removed.key);
+        if let Ok(slot) = self.index.find_entry(removed.hash, |&at| at == position) {
+            slot.remove();
+        }
+        // The last entry took the removed one's place.
+        let last = self.entries.len();
         if let Some(moved) = self.entries.get(position)
-            && let Some(slot) = self.index.get_mut(&moved.key)
+            && let Some(slot) = self.index.find_mut(moved.hash, |&at| at == last)
         {
             *slot = position;
         }
+    }
+
+    fn push(&mut self, entry: Entry) {
+        let position = self.entries.len();
+        let entries = &self.entries;
+        self.index.insert_unique(entry.hash, position, |&at| entries.get(at).map_or(0, |entry| entry.hash));
+        self.bytes += entry.size();
+        self.entries.push(entry);
     }
 
     /// Evict one entry: an expired one if the hand finds it, else the first
@@ -223,6 +261,8 @@ pub(crate) enum Lookup {
 /// The shared answer cache.
 pub struct Cache {
     shards: Box<[RwLock<Shard>]>,
+    /// Keyed: clients choose the names (crate::keyed_hash).
+    hasher: SeedableRandomState,
     config: CacheConfig,
     stats: CacheStats,
 }
@@ -253,7 +293,7 @@ impl Cache {
     /// An empty cache counting into `stats`.
     pub(crate) fn with_stats(config: CacheConfig, stats: CacheStats) -> Self {
         let shards = (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect();
-        Self { shards, config, stats }
+        Self { shards, hasher: crate::keyed_hash::keyed(), config, stats }
     }
 
     /// Counters.
@@ -303,9 +343,10 @@ impl Cache {
         if !self.config.enabled {
             return Lookup::Miss;
         }
-        let Some(shard) = self.shards.get(shard_of(key)) else { return Lookup::Miss };
+        let hash = self.hasher.hash_one(key);
+        let Some(shard) = self.shards.get(shard_of(hash)) else { return Lookup::Miss };
         let Ok(shard) = shard.read() else { return Lookup::Miss };
-        let Some(entry) = shard.index.get(key).and_then(|&position| shard.entries.get(position)) else {
+        let Some((_, entry)) = shard.find(hash, key) else {
             count(&self.stats.misses);
             return Lookup::Miss;
         };
@@ -338,8 +379,9 @@ impl Cache {
         if !self.config.enabled || self.config.serve_stale_secs == 0 {
             return None;
         }
-        let shard = self.shards.get(shard_of(key))?.read().ok()?;
-        let entry = shard.index.get(key).and_then(|&position| shard.entries.get(position))?;
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shards.get(shard_of(hash))?.read().ok()?;
+        let (_, entry) = shard.find(hash, key)?;
         // A bogus verdict is no answer to fall back on.
         if entry.stale_until <= now || entry.verdict == Some(CachedVerdict::Bogus) {
             return None;
@@ -393,11 +435,13 @@ impl Cache {
         (ttl_fields, ttl, opt_start): (Vec<TtlField>, u32, Option<usize>),
         verdict: Option<CachedVerdict>,
     ) -> Option<u32> {
-        if ttl == 0 {
+        if ttl == 0 || !asks_the_key(key, response) {
             return None;
         }
+        let hash = self.hasher.hash_one(key);
         let entry = Entry {
             key: key.into(),
+            hash,
             response: response.into(),
             verdict,
             opt_start,
@@ -410,8 +454,8 @@ impl Cache {
         let size = entry.size();
         let shard_entries = (self.config.max_entries / SHARDS).max(1);
         let shard_bytes = (self.config.max_bytes / SHARDS).max(size);
-        let mut shard = self.shards.get(shard_of(key))?.write().ok()?;
-        if let Some(&position) = shard.index.get(key) {
+        let mut shard = self.shards.get(shard_of(hash))?.write().ok()?;
+        if let Some((position, _)) = shard.find(hash, key) {
             shard.remove_at(position);
         }
         while shard.entries.len() >= shard_entries || shard.bytes + size > shard_bytes {
@@ -420,13 +464,21 @@ impl Cache {
             }
             self.stats.evictions.inc();
         }
-        let position = shard.entries.len();
-        shard.index.insert(entry.key.clone(), position);
-        shard.bytes += size;
-        shard.entries.push(entry);
+        shard.push(entry);
         self.stats.inserts.inc();
         Some(ttl)
     }
+}
+
+/// Whether `response`'s question (uncompressed, right after the header)
+/// has the name at the end of `key` ([`CacheKey`]'s layout), in any case:
+/// checked once when stored, so that serving can write the client's
+/// spelling over it without comparing.
+fn asks_the_key(key: &[u8], response: &[u8]) -> bool {
+    let Some(&view_len) = key.first() else { return false };
+    // Length and view, the DO/CD byte, type and class.
+    let Some(name) = key.get(1 + usize::from(view_len) + 1 + 4..) else { return false };
+    response.get(HEADER_LEN..HEADER_LEN + name.len()).is_some_and(|asked| asked.eq_ignore_ascii_case(name))
 }
 
 /// Write `entry` with TTLs reduced by `elapsed` (or all set to `fixed_ttl`),
@@ -465,9 +517,9 @@ fn write_entry(
         if entry.verdict == Some(CachedVerdict::Secure) {
             relay::set_ad(bytes, serve.authentic_data);
         }
-        if let Some(slot) = bytes.get_mut(HEADER_LEN..HEADER_LEN + serve.question_name.len())
-            && slot.eq_ignore_ascii_case(serve.question_name)
-        {
+        // The entry's question is the key's name (`store` checked it), and
+        // the client's name is the key's in its own case: no comparison here.
+        if let Some(slot) = bytes.get_mut(HEADER_LEN..HEADER_LEN + serve.question_name.len()) {
             slot.copy_from_slice(serve.question_name);
         }
     }
@@ -606,7 +658,7 @@ mod tests {
 
     fn key(name: &str) -> CacheKey {
         let name: NameBuf = name.parse().expect("name");
-        CacheKey::new("default", false, false, 1, 1, name.as_wire())
+        CacheKey::a_question("default", name.as_wire())
     }
 
     #[test]
@@ -723,6 +775,18 @@ mod tests {
         assert_eq!(cache.insert(key("nx2.example.com").as_bytes(), &no_soa, now), None);
         let servfail = response("sf.example.com", Rcode::SERVFAIL, &[], &[]);
         assert_eq!(cache.insert(key("sf.example.com").as_bytes(), &servfail, now), None);
+    }
+
+    #[test]
+    fn an_answer_to_another_name_is_not_stored() {
+        let cache = Cache::new(config());
+        let now = Instant::now();
+        let other = response("other.example", Rcode::NOERROR, &["other.example. 300 IN A 192.0.2.1"], &[]);
+        assert_eq!(cache.insert(key("www.example").as_bytes(), &other, now), None);
+        assert!(cache.is_empty());
+        // The same name in another case is the same question.
+        let upper = response("WWW.Example", Rcode::NOERROR, &["WWW.Example. 300 IN A 192.0.2.1"], &[]);
+        assert_eq!(cache.insert(key("www.example").as_bytes(), &upper, now), Some(300));
     }
 
     #[test]

@@ -247,6 +247,7 @@ impl Service {
             listener: &self.context,
             max_response: Some(usize::from(u16::MAX)),
             now: Instant::now(),
+            state: None,
         };
         let response = match self.pipeline.handle(&incoming, &mut out) {
             Reply::Now { len } | Reply::Stream { len, .. } => {

@@ -76,7 +76,7 @@ impl Harness {
         let state = State::new(Arc::new(rules), Arc::new(Upstreams::default()));
         let pipeline = Pipeline::new(config, state, Arc::new(Metrics::default()), None, None);
         // One cached answer, so that a query for it is served from the cache.
-        let key = CacheKey::new("default", false, false, 1, 1, b"\x06cached\x07example\x00");
+        let key = CacheKey::a_question("default", b"\x06cached\x07example\x00");
         pipeline.cache.insert(key.as_bytes(), &cached_response(), Instant::now());
         let listener = ListenerContext {
             id: Arc::from("fuzz"),
@@ -131,6 +131,7 @@ impl Harness {
             listener,
             max_response: (!udp).then_some(usize::from(u16::MAX)),
             now: Instant::now(),
+            state: None,
         };
         let mut out = SliceBuffer::new(slot);
         match self.pipeline.handle(&incoming, &mut out) {

@@ -53,6 +53,7 @@ pub mod fuzzing;
 pub mod handover;
 mod hook;
 mod kernel;
+mod keyed_hash;
 mod limits;
 mod listener;
 pub mod metrics;

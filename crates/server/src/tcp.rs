@@ -241,6 +241,7 @@ impl Connection {
                 listener: &self.context,
                 max_response: Some(usize::from(u16::MAX)),
                 now: Instant::now(),
+                state: None,
             };
             match self.pipeline.handle(&incoming, &mut out) {
                 Reply::Now { len } => {

@@ -208,6 +208,8 @@ impl Worker {
         // is bound to a wildcard address.
         let wildcard = self.context.bound.is_none();
         let now = Instant::now();
+        // One load of the rules for the batch; a reload shows from the next.
+        let state = self.pipeline.state.load_full();
         for index in 0..count {
             let Some((bytes, info)) = receive.get(index) else { continue };
             let source = if wildcard { info.local } else { None };
@@ -220,6 +222,7 @@ impl Worker {
                 listener: &self.context,
                 max_response: None,
                 now,
+                state: Some(&state),
             };
             match self.pipeline.handle(&incoming, &mut out) {
                 Reply::Now { len } | Reply::Stream { len, .. } => send.push(len, info.peer, source),

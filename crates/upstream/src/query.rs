@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use signpost_wire::{Class, Message, NameBuf, Opcode, Rcode, RecordType};
+use signpost_wire::{Class, Message, NameBuf, Opcode, Rcode, RecordType, Section};
 
 /// A query as the caller gave it, checked to carry a question. The bytes
 /// are shared with every socket table the query waits in (a reference
@@ -72,18 +72,21 @@ impl Prepared {
             return Err(signpost_wire::Error::Truncated { limit: signpost_wire::MAX_MESSAGE_LEN });
         }
         let message = Message::parse(query)?;
+        let mut questions = message.questions();
         // A query without a question has nothing to match answers against.
-        message.first_question()?.ok_or(signpost_wire::Error::MissingRecords {
-            section: signpost_wire::Section::Question,
+        questions.next().ok_or(signpost_wire::Error::MissingRecords {
+            section: Section::Question,
             expected: 1,
             found: 0,
             offset: signpost_wire::HEADER_LEN,
-        })?;
+        })??;
         let mut payload_at = None;
         if message.header().arcount > 0 {
-            for record in message.additional()? {
+            // The walk goes on from the question read above: what
+            // `message.additional()` reads, without reading the name again.
+            for record in questions.into_records()? {
                 let record = record?;
-                if record.rtype() == RecordType::OPT {
+                if record.section() == Section::Additional && record.rtype() == RecordType::OPT {
                     // CLASS sits before TTL (4) and RDLENGTH (2), just before the data.
                     payload_at = record.data_offset().checked_sub(8);
                     break;

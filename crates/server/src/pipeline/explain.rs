@@ -60,6 +60,7 @@ impl Pipeline {
             listener: &listener,
             max_response: Some(65535),
             now: Instant::now(),
+            state: None,
         };
         let mut out = Vec::new();
         let mut trace = Some(Trace::default());

@@ -33,6 +33,9 @@ impl Pipeline {
         qtype: RecordType,
         purpose: Purpose,
     ) {
+        if !rules.has_firewall() {
+            return;
+        }
         if let Some(hit) = rules.firewall_hit(client, name, qtype) {
             self.counters(purpose).firewall_match(hit.group, hit.rule, action_label(&hit));
         }
@@ -53,6 +56,11 @@ impl Pipeline {
         out: &mut impl Buffer,
         purpose: Purpose,
     ) -> Option<(Step, TraceFirewall)> {
+        // Checked first: most rule sets have no firewall, and a cache hit
+        // would otherwise parse its answer for nothing.
+        if !rules.has_firewall() {
+            return None;
+        }
         let (decision, rule) = {
             let response = Message::parse(out.as_slice().get(start..)?).ok()?;
             if response.header().ancount == 0 {

@@ -2,7 +2,7 @@
 //! identical questions in flight, forward-first fallback, serve-stale,
 //! SERVFAIL with extended errors, and the relay of the upstream's packet.
 
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -258,14 +258,19 @@ impl Deref for Outcome {
 }
 
 /// Questions being resolved, by cache key, `accepted_only` and group, with
-/// everyone waiting for each. The key is hashed once per query (SipHash
-/// with a random key: clients choose the names) and the hash kept, so
+/// everyone waiting for each. The key is hashed once per query (keyed:
+/// clients choose the names, crate::keyed_hash) and the hash kept, so
 /// looking up, inserting and removing cost no further hashing; followers
 /// compare the key in place, without building one.
-#[derive(Default)]
 pub(super) struct Coalescing {
-    hasher: RandomState,
+    hasher: foldhash::quality::SeedableRandomState,
     table: Mutex<hashbrown::HashTable<InFlight>>,
+}
+
+impl Default for Coalescing {
+    fn default() -> Self {
+        Self { hasher: crate::keyed_hash::keyed(), table: Mutex::default() }
+    }
 }
 
 /// One question being resolved.

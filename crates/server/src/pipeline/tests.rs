@@ -87,6 +87,7 @@ fn run_on(pipeline: &Arc<Pipeline>, bytes: &[u8], client: &str, listener: &Liste
         listener,
         max_response: None,
         now: Instant::now(),
+        state: None,
     };
     let mut out = Vec::new();
     let reply = pipeline.handle(&incoming, &mut out);
@@ -280,7 +281,7 @@ fn upstream_answer(name: &str) -> Vec<u8> {
 
 fn cache_forwarded(pipeline: &Pipeline, name: &str) {
     let owner: NameBuf = name.parse().unwrap();
-    let key = CacheKey::new("default", false, false, RecordType::A.0, Class::IN.0, owner.as_wire());
+    let key = CacheKey::a_question("default", owner.as_wire());
     pipeline.cache.insert(key.as_bytes(), &upstream_answer(name), Instant::now()).unwrap();
 }
 
@@ -356,8 +357,15 @@ fn local_answers_and_cache_hits_allocate_nothing() {
     let queries = [query("www.local.test"), query_with("www.example.org", RecordType::A, Some(EdnsHeader::default()))];
     let mut slot = [0u8; 4096];
     let mut answer = |bytes: &[u8]| {
-        let incoming =
-            Incoming { bytes, peer, local: None, listener: &listener, max_response: None, now: Instant::now() };
+        let incoming = Incoming {
+            bytes,
+            peer,
+            local: None,
+            listener: &listener,
+            max_response: None,
+            now: Instant::now(),
+            state: None,
+        };
         let mut out = SliceBuffer::new(&mut slot);
         matches!(pipeline.handle(&incoming, &mut out), Reply::Now { .. })
     };
@@ -524,6 +532,7 @@ fn a_million_distinct_names_leave_memory_bounded() {
             listener: &listener,
             max_response: None,
             now,
+            state: None,
         };
         let mut out = Vec::new();
         match pipeline.handle(&incoming, &mut out) {
@@ -534,7 +543,7 @@ fn a_million_distinct_names_leave_memory_bounded() {
         // What the upstream answers goes into the cache.
         if index % 10 == 0 {
             let owner: NameBuf = format!("{label}.example.org").parse().unwrap();
-            let key = CacheKey::new("default", false, false, RecordType::A.0, Class::IN.0, owner.as_wire());
+            let key = CacheKey::a_question("default", owner.as_wire());
             pipeline.cache.insert(key.as_bytes(), &upstream_answer(&format!("{label}.example.org")), now);
         }
     }
@@ -609,6 +618,7 @@ fn forward_from(
         listener: &listener,
         max_response: None,
         now: arrived,
+        state: None,
     };
     let Reply::Later(pending) = pipeline.handle(&incoming, &mut Vec::new()) else { panic!("not a forward") };
     tokio::spawn(async move {
