@@ -8,11 +8,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -399,22 +400,75 @@ fn rejected((code, text): Rejection) -> Response<Full<Answer>> {
 }
 
 fn dns_response(message: Vec<u8>) -> Response<Full<Answer>> {
-    let max_age = smallest_ttl(&message);
+    let max_age = smallest_ttl(&message).unwrap_or(0);
     let length = message.len();
     let mut response = Response::new(body(Cow::Owned(message)));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    // "max-age=" and at most ten digits, written without an allocation.
-    let mut text = [0u8; 24];
-    let mut cursor = std::io::Cursor::new(&mut text[..]);
-    if std::io::Write::write_fmt(&mut cursor, format_args!("max-age={}", max_age.unwrap_or(0))).is_ok() {
-        let written = usize::try_from(cursor.position()).unwrap_or(0);
-        if let Some(Ok(value)) = text.get(..written).map(HeaderValue::from_bytes) {
-            headers.insert(header::CACHE_CONTROL, value);
-        }
+    let common = &*COMMON_VALUES;
+    let content_length = common.lengths.get(length).cloned().unwrap_or_else(|| HeaderValue::from(length));
+    headers.insert(header::CONTENT_LENGTH, content_length);
+    let cache_control = match usize::try_from(max_age).ok().and_then(|age| common.max_ages.get(age)) {
+        Some(value) => Some(value.clone()),
+        None => header_value(format_args!("max-age={max_age}")),
+    };
+    if let Some(value) = cache_control {
+        headers.insert(header::CACHE_CONTROL, value);
     }
     response
+}
+
+/// Answers up to this many bytes take their `content-length` from
+/// [`COMMON_VALUES`] (a UDP-sized answer and more).
+const COMMON_LENGTHS: usize = 1500;
+
+/// TTLs up to this many seconds take their `cache-control` from
+/// [`COMMON_VALUES`] (an hour).
+const COMMON_MAX_AGES: usize = 3600;
+
+/// Header values made once: a `HeaderValue` made per response from a
+/// number or from text allocates, and one cloned from these does not (they
+/// point into one string made at first use and kept for the process's life).
+struct CommonValues {
+    /// `content-length` for 0..=COMMON_LENGTHS bytes.
+    lengths: Vec<HeaderValue>,
+    /// `cache-control: max-age=` for 0..=COMMON_MAX_AGES seconds.
+    max_ages: Vec<HeaderValue>,
+}
+
+static COMMON_VALUES: LazyLock<CommonValues> = LazyLock::new(|| {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let mut lengths = Vec::with_capacity(COMMON_LENGTHS + 1);
+    for length in 0..=COMMON_LENGTHS {
+        let start = text.len();
+        let _ = write!(text, "{length}");
+        lengths.push(start..text.len());
+    }
+    let mut max_ages = Vec::with_capacity(COMMON_MAX_AGES + 1);
+    for age in 0..=COMMON_MAX_AGES {
+        let start = text.len();
+        let _ = write!(text, "max-age={age}");
+        max_ages.push(start..text.len());
+    }
+    let text: &'static str = Box::leak(text.into_boxed_str());
+    let values = |ranges: Vec<std::ops::Range<usize>>| -> Vec<HeaderValue> {
+        ranges
+            .into_iter()
+            .map_while(|range| text.get(range))
+            .map_while(|value| HeaderValue::from_maybe_shared(Bytes::from_static(value.as_bytes())).ok())
+            .collect()
+    };
+    CommonValues { lengths: values(lengths), max_ages: values(max_ages) }
+});
+
+/// A header value formatted on the stack (at most 24 bytes), or `None`.
+fn header_value(arguments: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
+    let mut text = [0u8; 24];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    std::io::Write::write_fmt(&mut cursor, arguments).ok()?;
+    let written = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(text.get(..written)?).ok()
 }
 
 /// The smallest TTL of the records (not OPT), which bounds HTTP freshness (RFC 8484 §5.1).
@@ -434,4 +488,48 @@ fn status(code: StatusCode, text: &'static str) -> Response<Full<Answer>> {
     *response.status_mut() = code;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The values made once read as the ones made per response would, at
+    /// both ends of the tables and past them.
+    #[test]
+    fn common_header_values_match_formatted_ones() {
+        let common = &*COMMON_VALUES;
+        assert_eq!(common.lengths.len(), COMMON_LENGTHS + 1);
+        assert_eq!(common.max_ages.len(), COMMON_MAX_AGES + 1);
+        for length in [0, 1, 12, 512, COMMON_LENGTHS] {
+            assert_eq!(common.lengths[length], HeaderValue::from(length), "content-length {length}");
+        }
+        for age in [0, 1, 300, COMMON_MAX_AGES] {
+            let formatted = header_value(format_args!("max-age={age}")).expect("fits");
+            assert_eq!(common.max_ages[age], formatted, "max-age {age}");
+        }
+        let longest = header_value(format_args!("max-age={}", u32::MAX)).expect("fits");
+        assert_eq!(longest, "max-age=4294967295");
+    }
+
+    /// A response's `content-length` and `cache-control` from the tables and
+    /// past them: the smallest TTL of the records, the message's length.
+    #[test]
+    fn dns_response_headers_follow_the_message() {
+        for (ttl, padding) in [(42u32, 0usize), (86_400, 2_000)] {
+            let mut message = vec![0u8; 12];
+            message[2] = 0x81; // QR, RD
+            message[7] = 1; // ANCOUNT
+            message.extend_from_slice(&[0, 0, 1, 0, 1]); // root, A, IN
+            message.extend_from_slice(&ttl.to_be_bytes());
+            message.extend_from_slice(&[0, 4, 192, 0, 2, 1]);
+            message.resize(message.len() + padding, 0);
+            let length = message.len();
+            let response = dns_response(message);
+            let headers = response.headers();
+            assert_eq!(headers[header::CONTENT_TYPE], CONTENT_TYPE);
+            assert_eq!(headers[header::CONTENT_LENGTH], length.to_string().as_str());
+            assert_eq!(headers[header::CACHE_CONTROL], format!("max-age={ttl}").as_str());
+        }
+    }
 }
