@@ -498,16 +498,7 @@ make_queries() {
     grep 'fwd.signpost.test' "$WORKDIR/queries.txt" >"$WORKDIR/queries-forward.txt"
     echo "probe.s3.amazonaws.com A" >"$WORKDIR/probe.txt"
     # DoH GET URIs: base64url (unpadded) wire-format queries, ID 0, RD set.
-    perl -MMIME::Base64 -ne '
-        my ($name, $type) = split;
-        my $q = pack("n6", 0, 0x0100, 1, 0, 0, 0);
-        $q .= pack("C/a*", $_) for split /\./, $name;
-        $q .= pack("C n n", 0, 1, 1);
-        my $b = encode_base64($q, "");
-        $b =~ tr{+/}{-_};
-        $b =~ s/=+$//;
-        print "https://\@AUTHORITY\@/dns-query?dns=$b\n";
-    ' "$WORKDIR/queries.txt" >"$WORKDIR/doh-uris.txt"
+    perl "$LOAD_DIR/doh-uris.pl" "$WORKDIR/queries.txt" >"$WORKDIR/doh-uris.txt"
 }
 
 make_cert() {

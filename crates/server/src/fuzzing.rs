@@ -190,10 +190,16 @@ pub fn doh_request(data: &[u8]) {
     // What the HTTP layer would have rejected before the handler saw it.
     let Ok(request) = builder.body(()) else { return };
     let (parts, ()) = request.into_parts();
-    let query = match crate::doh::check_request("/dns-query", &parts) {
-        Ok(crate::doh::Shape::Get(query)) => query,
-        Ok(crate::doh::Shape::Post) if body.len() <= usize::from(u16::MAX) => body.to_vec(),
-        Ok(crate::doh::Shape::Post) => return,
+    let mut inline = [0u8; crate::doh::INLINE_QUERY];
+    let mut spill = Vec::new();
+    let checked = crate::doh::check_request("/dns-query", &parts).and_then(|shape| match shape {
+        crate::doh::Shape::Get(encoded) => crate::doh::decode_get(encoded, &mut inline, &mut spill).map(Some),
+        crate::doh::Shape::Post => Ok(None),
+    });
+    let query = match checked {
+        Ok(Some(query)) => query.to_vec(),
+        Ok(None) if body.len() <= usize::from(u16::MAX) => body.to_vec(),
+        Ok(None) => return,
         Err((status, _)) => {
             assert!(status.is_client_error(), "{status} for a request");
             return;
