@@ -9,7 +9,10 @@
 # counts do not depend on other load on the machine, unlike the load
 # script's CPU seconds.
 #
-# Usage: benches/load/prof-forward.sh signpost|dnsdist|signpost-cache|dnsdist-cache [QUERIES]
+# Usage: benches/load/prof-forward.sh signpost|dnsdist|endpoint[-cache] [QUERIES]
+# endpoint runs target/release/signpost-endpoint with the load script's
+# signpost-endpoint.toml.in (Do53 only; its cache is on in both modes, so
+# use endpoint-cache).
 # The -cache modes turn the server's answer cache on (dnsdist: its packet
 # cache) and measure cache hits: the warm-up sends PROF_CACHE_NAMES
 # distinct names once, then the measured pass repeats those same names
@@ -27,7 +30,7 @@ set -euo pipefail
 LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=benches/load/prof-common.sh
 source "$LOAD_DIR/prof-common.sh"
-server=${1:?usage: prof-forward.sh signpost|dnsdist|signpost-cache|dnsdist-cache [QUERIES]}
+server=${1:?usage: prof-forward.sh signpost|dnsdist|endpoint[-cache] [QUERIES]}
 queries=${2:-20000}
 cached=false
 if [[ $server == *-cache ]]; then
@@ -52,6 +55,11 @@ taskset -c 0 "$FLOOR_BIN" "127.0.0.1:$backend_port" batched >"$work/floor.log" 2
 pids+=($!)
 
 case $server in
+endpoint)
+    # The load configuration without its DoH listener (no certificate here).
+    grep -v -e "^\[tls\]" -e "^cert =" -e "^key =" -e "^doh_port" "$LOAD_DIR/signpost-endpoint.toml.in" | sed -e "s/@PORT@/$port/g" -e "s/@BACKEND_PORT@/$backend_port/" -e "s/protocols = .*/protocols = [\"Do53\"]/" >"$work/server.toml"
+    command=("$REPO/target/release/signpost-endpoint" --config "$work/server.toml")
+    ;;
 signpost)
     sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
         -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $cached/" \

@@ -399,13 +399,16 @@ impl QueryHandler for ZoneTransfers {
             return None;
         }
         let question = query.message.first_question().ok().flatten()?;
-        let apex = question.name().to_name_buf();
+        // Every query passes through here: the name is copied out (an
+        // allocation) only for the few this handler answers.
         if opcode == Opcode::NOTIFY {
-            return Some(self.answer_notify(query, apex));
+            return Some(self.answer_notify(query, question.name().to_name_buf()));
         }
         match question.qtype() {
-            qtype @ (RecordType::AXFR | RecordType::IXFR) => Some(self.answer_transfer(query, apex, qtype)),
-            RecordType::SOA => self.answer_signed_soa(query, &apex),
+            qtype @ (RecordType::AXFR | RecordType::IXFR) => {
+                Some(self.answer_transfer(query, question.name().to_name_buf(), qtype))
+            }
+            RecordType::SOA => self.answer_signed_soa(query, &question.name().to_name_buf()),
             _ => None,
         }
     }
