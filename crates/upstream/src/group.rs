@@ -648,8 +648,15 @@ impl Group {
                     let number = flight.sent.len() - 1;
                     latest = Some(number);
                     let delay = self.hedge_delay_of(flight, number);
-                    if delay == Some(Duration::ZERO) && self.active(flight, log) < max_parallel {
-                        // In parallel: the next server at once (see `resolve`).
+                    // In parallel: the next server at once (see `resolve`), up
+                    // to max_parallel messages in all. Counting open messages
+                    // alone is not enough: an answer already recorded closes
+                    // its message before `running` yields it, and the burst
+                    // would go on to ask a server a second time.
+                    if delay == Some(Duration::ZERO)
+                        && flight.sent.len() < max_parallel
+                        && self.active(flight, log) < max_parallel
+                    {
                         send_now = Some(Reason::Hedge);
                         continue;
                     }
