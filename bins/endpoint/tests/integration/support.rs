@@ -30,6 +30,11 @@ pub(crate) fn endpoint_binary() -> Binary {
 
 /// Start the binary with `args` and `RUST_LOG=rust_log`; ready once it prints `ready`.
 pub(crate) async fn start_binary(args: &[OsString], rust_log: &str) -> RunningBinary {
+    try_start_binary(args, rust_log).await.unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// [`start_binary`], the failure returned.
+async fn try_start_binary(args: &[OsString], rust_log: &str) -> Result<RunningBinary, signpost_testkit::Error> {
     endpoint_binary()
         .args(args.iter().cloned())
         .env("RUST_LOG", rust_log)
@@ -37,7 +42,6 @@ pub(crate) async fn start_binary(args: &[OsString], rust_log: &str) -> RunningBi
         .startup_timeout(STARTUP)
         .start()
         .await
-        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// The binary's arguments for an API on a free port, the VPC resolvers on
@@ -101,12 +105,23 @@ pub(crate) async fn start_with_inbound(
     state: Option<&Path>,
     recursive: SocketAddr,
 ) -> WithInbound {
-    let (port, inbound_port) = (free_port(), free_port());
-    let toml = format!("{}{resources}", vpc_with_inbound(name, octet, inbound_port));
-    let args = config_args(dir, &toml, state, recursive, port);
-    let running = start_binary(&args, "info").await;
-    let aws = Aws::new(api_address(&running));
-    WithInbound { running, args, aws, port, inbound_port }
+    // The two ports are free when picked, not when the binary binds them:
+    // another test can take one in between. Then start again on new ones.
+    let mut tries = 1;
+    loop {
+        let port = free_port();
+        let inbound_port = std::iter::repeat_with(free_port).find(|&other| other != port).unwrap_or(port);
+        let toml = format!("{}{resources}", vpc_with_inbound(name, octet, inbound_port));
+        let args = config_args(dir, &toml, state, recursive, port);
+        match try_start_binary(&args, "info").await {
+            Ok(running) => {
+                let aws = Aws::new(api_address(&running));
+                return WithInbound { running, args, aws, port, inbound_port };
+            }
+            Err(error) if signpost_testkit::port_taken(&error) && tries < signpost_testkit::START_TRIES => tries += 1,
+            Err(error) => panic!("{error}"),
+        }
+    }
 }
 
 /// The SOA and NS records Route 53 gives a new hosted zone, as TOML strings.
