@@ -500,15 +500,8 @@ impl RuleSet {
 
     /// Decide what to do with a name, type and class.
     pub fn decide_name(&self, name: &impl ToName, qtype: RecordType, qclass: Class, client: &Client) -> Decision<'_> {
-        // A question's name is usually stored flat: then no scratch to zero.
-        let mut scratch;
-        let flat = match name.flat_in_place() {
-            Some(flat) => flat,
-            None => {
-                scratch = [0u8; MAX_NAME_LEN];
-                name.flat(&mut scratch)
-            }
-        };
+        let mut scratch = None;
+        let flat = name.flat_or_copy(&mut scratch);
         let asked = Asked { flat, lower: LowerName::from_flat(flat), qtype, qclass, client, hops: 0, previous: None };
         let view = self.view_for(client);
         if !view.firewall.is_empty()

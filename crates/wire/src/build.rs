@@ -17,21 +17,6 @@ pub const MAX_MESSAGE_LEN: usize = 65_535;
 /// Size of an OPT record without options.
 const OPT_FIXED_LEN: usize = 11;
 
-/// The flat wire form of `$name`, copied into `$scratch` (declared, not
-/// initialised, by the caller) only if it is not stored contiguously, so the
-/// common case zeroes no scratch buffer.
-macro_rules! flat_name {
-    ($name:expr, $scratch:ident) => {
-        match $name.flat_in_place() {
-            Some(flat) => flat,
-            None => {
-                $scratch = [0u8; MAX_NAME_LEN];
-                $name.flat(&mut $scratch)
-            }
-        }
-    };
-}
-
 /// Where a builder writes.
 pub trait Buffer {
     /// Bytes written so far.
@@ -340,8 +325,8 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
     pub fn push_question(&mut self, name: &impl ToName, qtype: RecordType, qclass: Class) -> Result<(), Error> {
         self.enter(Section::Question)?;
         let start = self.len();
-        let mut scratch;
-        let flat = flat_name!(name, scratch);
+        let mut scratch = None;
+        let flat = name.flat_or_copy(&mut scratch);
         let mut fixed = [0u8; 4];
         fixed[..2].copy_from_slice(&qtype.0.to_be_bytes());
         fixed[2..].copy_from_slice(&qclass.0.to_be_bytes());
@@ -420,8 +405,8 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
         }
         self.enter(section)?;
         let start = self.len();
-        let mut scratch;
-        let flat = flat_name!(name, scratch);
+        let mut scratch = None;
+        let flat = name.flat_or_copy(&mut scratch);
         let message = self.buffer.as_slice().get(self.base..).unwrap_or(&[]);
         let plan = self.compression.plan(message, start, flat, true);
         let same_rrset = self.rrset.is_some_and(|mark| {
@@ -534,8 +519,8 @@ impl<T: Buffer + ?Sized> Sink for RdataSink<'_, T> {
     }
 
     fn put_name(&mut self, name: &impl ToName, compress: bool) -> Result<(), Error> {
-        let mut scratch;
-        let flat = flat_name!(name, scratch);
+        let mut scratch = None;
+        let flat = name.flat_or_copy(&mut scratch);
         write_name(self.buffer, self.base, self.compression, flat, compress)
     }
 }

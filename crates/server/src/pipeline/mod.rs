@@ -24,8 +24,8 @@ use ipnet::IpNet;
 use signpost_rules::{Client, Decision, RuleSet, Transport};
 use signpost_upstream::Upstreams;
 use signpost_wire::{
-    Buffer, Edns, EdnsOption, ExtendedErrorCode, MAX_NAME_LEN, Message, Opcode, OptionCode, Question, Rcode,
-    RecordType, Section, ToName,
+    Buffer, Edns, EdnsOption, ExtendedErrorCode, Message, Opcode, OptionCode, Question, Rcode, RecordType, Section,
+    ToName,
 };
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -665,16 +665,9 @@ impl Pipeline {
                     trace.group = Some(forward.group.to_string());
                 }
                 let dnssec_ok = facts.client_edns.is_some_and(|edns| edns.dnssec_ok());
-                // A question's name is usually stored flat: then no scratch to zero.
-                let mut scratch;
+                let mut scratch = None;
                 let name = question.name();
-                let flat = match name.flat_in_place() {
-                    Some(flat) => flat,
-                    None => {
-                        scratch = [0u8; MAX_NAME_LEN];
-                        name.flat(&mut scratch)
-                    }
-                };
+                let flat = name.flat_or_copy(&mut scratch);
                 let mut key = CacheKey::empty();
                 key.set(
                     forward.reason.view,
