@@ -85,6 +85,13 @@ impl CacheKey {
         }
     }
 
+    /// The (lower-cased) name at the end of a key [`CacheKey::set`] made:
+    /// after the view's length and name, the DO/CD byte, type and class.
+    fn name_in(key: &[u8]) -> Option<&[u8]> {
+        let view_len = usize::from(*key.first()?);
+        key.get(1 + view_len + 1 + 2 + 2..)
+    }
+
     pub(crate) fn as_bytes(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or(&[])
     }
@@ -475,9 +482,7 @@ impl Cache {
 /// checked once when stored, so that serving can write the client's
 /// spelling over it without comparing.
 fn asks_the_key(key: &[u8], response: &[u8]) -> bool {
-    let Some(&view_len) = key.first() else { return false };
-    // Length and view, the DO/CD byte, type and class.
-    let Some(name) = key.get(1 + usize::from(view_len) + 1 + 4..) else { return false };
+    let Some(name) = CacheKey::name_in(key) else { return false };
     response.get(HEADER_LEN..HEADER_LEN + name.len()).is_some_and(|asked| asked.eq_ignore_ascii_case(name))
 }
 
