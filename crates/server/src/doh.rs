@@ -440,18 +440,18 @@ struct CommonValues {
 static COMMON_VALUES: LazyLock<CommonValues> = LazyLock::new(|| {
     use std::fmt::Write;
     let mut text = String::new();
-    let mut lengths = Vec::with_capacity(COMMON_LENGTHS + 1);
-    for length in 0..=COMMON_LENGTHS {
-        let start = text.len();
-        let _ = write!(text, "{length}");
-        lengths.push(start..text.len());
-    }
-    let mut max_ages = Vec::with_capacity(COMMON_MAX_AGES + 1);
-    for age in 0..=COMMON_MAX_AGES {
-        let start = text.len();
-        let _ = write!(text, "max-age={age}");
-        max_ages.push(start..text.len());
-    }
+    // Where `prefix` and each number up to `last` stand in `text`.
+    let mut write_all = |prefix: &str, last: usize| -> Vec<std::ops::Range<usize>> {
+        (0..=last)
+            .map(|number| {
+                let start = text.len();
+                let _ = write!(text, "{prefix}{number}");
+                start..text.len()
+            })
+            .collect()
+    };
+    let lengths = write_all("", COMMON_LENGTHS);
+    let max_ages = write_all("max-age=", COMMON_MAX_AGES);
     let text: &'static str = Box::leak(text.into_boxed_str());
     let values = |ranges: Vec<std::ops::Range<usize>>| -> Vec<HeaderValue> {
         ranges
