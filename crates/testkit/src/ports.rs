@@ -25,11 +25,14 @@ pub fn closed_udp_port() -> SocketAddr {
 }
 
 /// Whether `error`, or an error it was caused by, is the operating system
-/// saying an address is already in use.
+/// saying an address is already in use, or a binary under test that
+/// exited saying so ([`port_taken`]).
 pub fn is_addr_in_use(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(error) = current {
-        if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse) {
+        if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+            || error.downcast_ref::<Error>().is_some_and(port_taken)
+        {
             return true;
         }
         current = error.source();
@@ -111,5 +114,8 @@ mod tests {
         };
         assert!(port_taken(&exited("cannot listen for tcp on 127.0.0.1:5353: port 5353 is already in use")));
         assert!(!port_taken(&exited("invalid configuration")));
+        // retry_addr_in_use tries such a start again.
+        assert!(is_addr_in_use(&exited("port 5353 is already in use")));
+        assert!(!is_addr_in_use(&exited("invalid configuration")));
     }
 }

@@ -107,21 +107,19 @@ pub(crate) async fn start_with_inbound(
 ) -> WithInbound {
     // The two ports are free when picked, not when the binary binds them:
     // another test can take one in between. Then start again on new ones.
-    let mut tries = 1;
-    loop {
+    let started = signpost_testkit::retry_addr_in_use(|| {
         let port = free_port();
         let inbound_port = std::iter::repeat_with(free_port).find(|&other| other != port).unwrap_or(port);
         let toml = format!("{}{resources}", vpc_with_inbound(name, octet, inbound_port));
         let args = config_args(dir, &toml, state, recursive, port);
-        match try_start_binary(&args, "info").await {
-            Ok(running) => {
-                let aws = Aws::new(api_address(&running));
-                return WithInbound { running, args, aws, port, inbound_port };
-            }
-            Err(error) if signpost_testkit::port_taken(&error) && tries < signpost_testkit::START_TRIES => tries += 1,
-            Err(error) => panic!("{error}"),
+        async move {
+            let running = try_start_binary(&args, "info").await?;
+            let aws = Aws::new(api_address(&running));
+            Ok::<_, signpost_testkit::Error>(WithInbound { running, args, aws, port, inbound_port })
         }
-    }
+    })
+    .await;
+    started.unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// The SOA and NS records Route 53 gives a new hosted zone, as TOML strings.
