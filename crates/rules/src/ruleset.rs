@@ -245,6 +245,9 @@ impl RuleSetBuilder {
 #[derive(Debug)]
 pub struct RuleSet {
     views: Vec<View>,
+    /// Whether any view has DNS Firewall rules, worked out once when built:
+    /// asked twice per query ([`RuleSet::has_firewall`]).
+    any_firewall: bool,
     by_listener: FastMap<Box<str>, u32>,
     v4_prefixes: Vec<(u8, FastMap<u32, u32>)>,
     v6_prefixes: Vec<(u8, FastMap<u128, u32>)>,
@@ -473,6 +476,7 @@ fn unreachable_empty() -> RuleSet {
             needs_text: false,
             firewall: ViewFirewall::default(),
         }],
+        any_firewall: false,
         by_listener: FastMap::default(),
         v4_prefixes: Vec::new(),
         v6_prefixes: Vec::new(),
@@ -548,7 +552,7 @@ impl RuleSet {
     /// firewall steps (the rule counter, the redirection chain of each
     /// answer) have nothing to do and are skipped.
     pub fn has_firewall(&self) -> bool {
-        self.views.iter().any(|view| !view.firewall.is_empty())
+        self.any_firewall
     }
 
     /// Whether the firewall of the view named `view` inspects the names of
@@ -1456,8 +1460,10 @@ impl<'b> Compiler<'b> {
             }
         }
         let (by_listener, v4_prefixes, v6_prefixes) = self.client_selection()?;
+        let any_firewall = views.iter().any(|view| !view.firewall.is_empty());
         Ok(RuleSet {
             views,
+            any_firewall,
             by_listener,
             v4_prefixes,
             v6_prefixes,
@@ -2068,6 +2074,8 @@ mod tests {
                 ],
             );
         let rules = builder.build().expect("valid");
+        assert!(rules.has_firewall());
+        assert!(!RuleSet::default().has_firewall());
         let Decision::Block(block) = decide(&rules, "www.corp.example.", RecordType::A) else { panic!() };
         assert_eq!(block.action, BlockAction::NxDomain);
         assert_eq!(block.reason.matched, Matched::Firewall { group: "rslvr-frg-1", rule: "nx", list: "rslvr-fdl-nx" });

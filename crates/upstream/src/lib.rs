@@ -110,6 +110,9 @@ pub struct Resolved {
 #[derive(Clone, Debug, Default)]
 pub struct Upstreams {
     inner: Arc<BTreeMap<String, Group>>,
+    /// Every group caches its answers (the usual case): [`Upstreams::caches`]
+    /// is then true without looking the group up, on every cache lookup.
+    all_cache: bool,
 }
 
 impl Upstreams {
@@ -125,7 +128,15 @@ impl Upstreams {
             let name = config.name.clone();
             built.insert(name, Group::new(config)?);
         }
-        Ok(Self { inner: Arc::new(built) })
+        let all_cache = built.values().all(|group| group.config().cache);
+        Ok(Self { inner: Arc::new(built), all_cache })
+    }
+
+    /// Whether answers through the group called `name` are cached (and
+    /// looked up in the cache): its `cache` setting; true for a group that
+    /// does not exist (a forward to it fails, so nothing is ever stored).
+    pub fn caches(&self, name: &str) -> bool {
+        self.all_cache || self.group(name).is_none_or(|group| group.config().cache)
     }
 
     /// The group called `name`.
@@ -182,6 +193,21 @@ mod tests {
             Upstreams::new(vec![GroupConfig::new("a", vec![server.clone()]), GroupConfig::new("a", vec![server])])
                 .unwrap_err();
         assert!(matches!(error, Error::DuplicateGroup { .. }));
+    }
+
+    #[test]
+    fn a_group_is_cached_unless_its_own_setting_says_not() {
+        let server = ServerConfig::udp(SocketAddr::from(([127, 0, 0, 1], 53)));
+        let all = Upstreams::new(vec![GroupConfig::new("a", vec![server.clone()])]).unwrap();
+        assert!(all.caches("a"));
+        assert!(all.caches("missing"), "nothing is stored for a group that does not exist");
+        let mut uncached = GroupConfig::new("b", vec![server.clone()]);
+        uncached.cache = false;
+        let mixed = Upstreams::new(vec![GroupConfig::new("a", vec![server]), uncached]).unwrap();
+        assert!(mixed.caches("a"));
+        assert!(!mixed.caches("b"));
+        assert!(mixed.caches("missing"));
+        assert!(Upstreams::default().caches("default"));
     }
 
     #[test]

@@ -706,7 +706,7 @@ impl Pipeline {
         // cancelled, the guard lets the waiters know so they start again.
         let mut guard = Leader { coalescing: &self.coalescing, key, hash, done: false };
         let result = self.resolve_once(job, group, accepted_only).await;
-        let cacheable = job.state.upstreams.group(group).is_none_or(|upstream| upstream.config().cache);
+        let cacheable = job.state.upstreams.caches(group);
         let insert = |result: &Result<Answered, ForwardFailure>| {
             if !cacheable {
                 return;

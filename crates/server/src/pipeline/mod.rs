@@ -694,7 +694,7 @@ impl Pipeline {
                 let validating = validation.is_some();
                 let start = out.len();
                 // A group whose answers are not cached is not answered from the cache either.
-                let cacheable = state.upstreams.group(forward.group).is_none_or(|group| group.config().cache);
+                let cacheable = state.upstreams.caches(forward.group);
                 let lookup = if cacheable {
                     self.cache.lookup(key.as_bytes(), incoming.now, serve, out, purpose == Purpose::Serve)
                 } else {
