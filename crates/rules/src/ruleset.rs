@@ -558,7 +558,9 @@ impl RuleSet {
     /// Whether the firewall of the view named `view` inspects the names of
     /// answers' redirection chains (any rule with INSPECT_REDIRECTION_DOMAIN).
     pub fn firewall_inspects_chains(&self, view: &str) -> bool {
-        self.views.iter().any(|candidate| &*candidate.name == view && candidate.firewall.inspects_chains())
+        // Asked per forwarded query: without a firewall there is no view to look for.
+        self.any_firewall
+            && self.views.iter().any(|candidate| &*candidate.name == view && candidate.firewall.inspects_chains())
     }
 
     /// DNS Firewall on an answer's redirection chain, as Route 53 applies
@@ -2076,6 +2078,9 @@ mod tests {
         let rules = builder.build().expect("valid");
         assert!(rules.has_firewall());
         assert!(!RuleSet::default().has_firewall());
+        assert!(rules.firewall_inspects_chains("vpc"));
+        assert!(!rules.firewall_inspects_chains(DEFAULT_VIEW));
+        assert!(!RuleSet::default().firewall_inspects_chains(DEFAULT_VIEW));
         let Decision::Block(block) = decide(&rules, "www.corp.example.", RecordType::A) else { panic!() };
         assert_eq!(block.action, BlockAction::NxDomain);
         assert_eq!(block.reason.matched, Matched::Firewall { group: "rslvr-frg-1", rule: "nx", list: "rslvr-fdl-nx" });

@@ -5,7 +5,9 @@
 //! by the task that read the query: no other task, no channel, no
 //! allocation. Answers that come later (a query that needs an upstream)
 //! are driven by the same worker task, between its batches, and sent back
-//! on the same socket: no task per forwarded query. The worker polls them
+//! on the same socket: no task per forwarded query. The answers that one
+//! wake-up finds ready (an upstream's batch of replies wakes many at once)
+//! leave together in one `sendmmsg`, as local answers do. The worker polls them
 //! outside tokio's cooperative budget (`unconstrained`): with hundreds of
 //! forwards in one task the budget would run out within a poll, and a
 //! forward whose answer had come would look pending while its
@@ -155,15 +157,15 @@ impl Worker {
                     Err(error) => {
                         tracing::warn!(listener = %self.context.id, %error, "UDP socket failed");
                         // Queries already taken are still answered.
-                        tokio::task::unconstrained(drive_to_end(&mut later)).await;
+                        tokio::task::unconstrained(drive_to_end(&mut later, fd)).await;
                         return;
                     }
                 },
                 // Runs only when forwards are ready, and never ends.
-                () = tokio::task::unconstrained(drive(&mut later)) => continue,
+                () = tokio::task::unconstrained(drive(&mut later, &mut batches, fd)) => continue,
                 _ = stop.cancelled() => {
                     // Shutdown waits for queries in flight: answer them.
-                    tokio::task::unconstrained(drive_to_end(&mut later)).await;
+                    tokio::task::unconstrained(drive_to_end(&mut later, fd)).await;
                     return;
                 }
             };
@@ -173,7 +175,7 @@ impl Worker {
             for _ in 0..BATCHES_PER_TURN {
                 match receive.receive(fd) {
                     Ok(count) => self.answer_batch(receive, count, send, fd, &mut |pending, peer, source| {
-                        later.push(answer_later(pending, fd, peer, source));
+                        later.push(answer_later(pending, peer, source));
                     }),
                     Err(error) => {
                         match error.kind() {
@@ -239,27 +241,70 @@ impl Worker {
     }
 }
 
-/// Send a pending answer when it comes, on the worker's socket `fd` (open
-/// while the worker, which drives this future, runs).
-async fn answer_later(pending: Pending, fd: RawFd, peer: SocketAddr, source: Option<IpAddr>) {
-    if let Some(response) = pending.answer().await {
-        let _ = sys::send_one(fd, &response, peer, source);
-    }
+/// A forwarded query's answer and where it goes.
+struct LaterAnswer {
+    response: Vec<u8>,
+    peer: SocketAddr,
+    /// The address to answer from (wildcard listeners).
+    source: Option<IpAddr>,
+}
+
+/// A forwarded query's answer, when it comes (`None`: nothing to send).
+async fn answer_later(pending: Pending, peer: SocketAddr, source: Option<IpAddr>) -> Option<LaterAnswer> {
+    let response = pending.answer().await?;
+    Some(LaterAnswer { response, peer, source })
 }
 
 /// Poll the worker's forwards whenever one is woken, each ready one until
-/// it is pending; never ends (the worker's other events end its wait).
-fn drive<F: Future<Output = ()>>(later: &mut FuturesUnordered<F>) -> impl Future<Output = ()> + '_ {
+/// it is pending, and send the answers found ready together on the
+/// worker's socket `fd` (open while the worker, which drives this future,
+/// runs); never ends (the worker's other events end its wait).
+fn drive<'a, F: Future<Output = Option<LaterAnswer>>>(
+    later: &'a mut FuturesUnordered<F>,
+    batches: &'a mut Option<Box<(RecvBatch, SendBatch)>>,
+    fd: RawFd,
+) -> impl Future<Output = ()> + 'a {
     std::future::poll_fn(move |cx| {
         // `None` when there are none: the next query pushed is polled on the worker's next turn.
-        while let Poll::Ready(Some(())) = later.poll_next_unpin(cx) {}
+        while let Poll::Ready(Some(answer)) = later.poll_next_unpin(cx) {
+            if let Some(answer) = answer {
+                let (_, send) = &mut **batches.get_or_insert_with(|| Box::new((RecvBatch::new(), SendBatch::new())));
+                queue_answer(send, fd, answer);
+            }
+        }
+        if let Some(send) = batches.as_deref_mut().map(|(_, send)| send).filter(|send| !send.is_empty()) {
+            send.flush(fd);
+        }
         Poll::Pending
     })
 }
 
-/// Answer every forward the worker holds.
-async fn drive_to_end<F: Future<Output = ()>>(later: &mut FuturesUnordered<F>) {
-    while later.next().await.is_some() {}
+/// Put `answer` in the outgoing batch (sending the batch when it is full);
+/// an answer too large for a slot goes alone at once.
+fn queue_answer(send: &mut SendBatch, fd: RawFd, answer: LaterAnswer) {
+    let LaterAnswer { response, peer, source } = answer;
+    let slot = send.next_buffer().and_then(|slot| slot.get_mut(..response.len()));
+    match slot {
+        Some(slot) => {
+            slot.copy_from_slice(&response);
+            send.push(response.len(), peer, source);
+            if send.is_full() {
+                send.flush(fd);
+            }
+        }
+        None => {
+            let _ = sys::send_one(fd, &response, peer, source);
+        }
+    }
+}
+
+/// Answer every forward the worker holds, each as it comes.
+async fn drive_to_end<F: Future<Output = Option<LaterAnswer>>>(later: &mut FuturesUnordered<F>, fd: RawFd) {
+    while let Some(answer) = later.next().await {
+        if let Some(LaterAnswer { response, peer, source }) = answer {
+            let _ = sys::send_one(fd, &response, peer, source);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +327,36 @@ mod tests {
             assert!(ports.insert(port), "start {start} was given port {port}, which an earlier listener holds");
             held.push(sockets);
         }
+    }
+
+    /// Forwarded answers wait in the batch until it is flushed or full; one
+    /// too large for a slot leaves at once, alone.
+    #[test]
+    fn forwarded_answers_leave_in_batches_and_large_ones_alone() {
+        let server = UdpSocket::bind("127.0.0.1:0").expect("server");
+        let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+        client.set_nonblocking(true).expect("nonblocking");
+        let peer = client.local_addr().expect("address");
+        let fd = server.as_raw_fd();
+        let received = |client: &UdpSocket| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let mut buffer = vec![0u8; 65_536];
+            std::iter::from_fn(|| client.recv(&mut buffer).ok()).collect::<Vec<usize>>()
+        };
+        let answer = |len: usize| LaterAnswer { response: vec![7; len], peer, source: None };
+        let mut send = SendBatch::new();
+        queue_answer(&mut send, fd, answer(100));
+        queue_answer(&mut send, fd, answer(200));
+        assert_eq!(received(&client), Vec::<usize>::new(), "sent before the flush");
+        queue_answer(&mut send, fd, answer(sys::SLOT + 1));
+        assert_eq!(received(&client), vec![sys::SLOT + 1]);
+        assert_eq!(send.flush(fd), 2);
+        assert_eq!(received(&client), vec![100, 200]);
+        for _ in 0..sys::BATCH {
+            queue_answer(&mut send, fd, answer(12));
+        }
+        assert!(send.is_empty(), "a full batch is sent at once");
+        assert_eq!(received(&client), vec![12; sys::BATCH]);
     }
 
     #[test]
