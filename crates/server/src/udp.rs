@@ -265,13 +265,18 @@ fn drive<'a, F: Future<Output = Option<LaterAnswer>>>(
     fd: RawFd,
 ) -> impl Future<Output = ()> + 'a {
     std::future::poll_fn(move |cx| {
-        // `None` when there are none: the next query pushed is polled on the worker's next turn.
-        while let Poll::Ready(Some(answer)) = later.poll_next_unpin(cx) {
-            if let Some(answer) = answer {
-                let (_, send) = &mut **batches.get_or_insert_with(|| Box::new((RecvBatch::new(), SendBatch::new())));
-                queue_answer(send, fd, answer);
+        // The queries these forwards send upstream (first tries, and
+        // retransmissions whose timers fired) leave together at the end.
+        signpost_upstream::batch_sends(|| {
+            // `None` when there are none: the next query pushed is polled on the worker's next turn.
+            while let Poll::Ready(Some(answer)) = later.poll_next_unpin(cx) {
+                if let Some(answer) = answer {
+                    let (_, send) =
+                        &mut **batches.get_or_insert_with(|| Box::new((RecvBatch::new(), SendBatch::new())));
+                    queue_answer(send, fd, answer);
+                }
             }
-        }
+        });
         if let Some(send) = batches.as_deref_mut().map(|(_, send)| send).filter(|send| !send.is_empty()) {
             send.flush(fd);
         }

@@ -91,6 +91,7 @@ pub use resolv::{MAX_NAMESERVERS, ResolvConf, ResolvWarning, parse_resolv_conf, 
 pub use stats::{GroupStats, LATENCY_BUCKETS, ServerStats};
 pub use tls::{crypto_provider, system_roots};
 pub use transfer::{DEFAULT_TRANSFER_TIMEOUT, TransferClient};
+pub use udp::batch_sends;
 
 /// An answer from upstream.
 #[derive(Clone, Debug)]

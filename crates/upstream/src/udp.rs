@@ -2,7 +2,8 @@
 //! sockets per server, each with a table of the message IDs in flight on it
 //! and one receive loop that reads answers in batches (`recvmmsg`) and hands
 //! each to the query whose ID and question it matches. No task and no
-//! socket per query.
+//! socket per query. A caller that polls many queries at once can have
+//! their sends batched too ([`batch_sends`]: one `sendmmsg` per socket).
 //!
 //! The defences a forwarder needs against forged answers stay:
 //!
@@ -134,6 +135,9 @@ impl UdpTransport {
     /// ([`Pending::id`] says which).
     pub(crate) async fn send_with_id(&self, query: &Prepared, id: u16) -> Result<Pending, Failure> {
         let pending = self.register(query, id)?;
+        if queue_in_batch(&pending, query.bytes()) {
+            return Ok(pending);
+        }
         // Usually the socket has room: the message is written on the stack
         // and sent at once, without a copy on the heap.
         let sent = {
@@ -205,6 +209,118 @@ impl UdpTransport {
         self.stats.overloaded();
         Err(Failure::Overloaded)
     }
+}
+
+/// Send the UDP queries that `work` makes on this thread together when it
+/// returns: one `sendmmsg` per socket instead of one `send` per query.
+///
+/// A transport that polls many forwards in one go (the server's UDP
+/// worker) wraps each round of polling in it. The queries' IDs are taken
+/// and their waits (and retransmission timers) start as they are queued,
+/// a few microseconds before they leave. Outside a batch, or for a query
+/// longer than [`SMALL_QUERY`], a query is sent at once. Nested calls
+/// join the outer batch.
+pub fn batch_sends<R>(work: impl FnOnce() -> R) -> R {
+    let opened = SEND_QUEUE.with_borrow_mut(|queue| !std::mem::replace(&mut queue.open, true));
+    if !opened {
+        return work();
+    }
+    /// Sends the batch even if `work` panics, so no query is left unsent.
+    struct SendOnExit;
+    impl Drop for SendOnExit {
+        fn drop(&mut self) {
+            send_queued();
+        }
+    }
+    let _send = SendOnExit;
+    work()
+}
+
+/// The queries of this thread's open batch ([`batch_sends`]).
+#[derive(Default)]
+struct SendQueue {
+    open: bool,
+    /// The queued messages back to back, each with its ID set.
+    bytes: Vec<u8>,
+    queued: Vec<Queued>,
+}
+
+/// One query waiting in a batch: `bytes[start..end]` of the queue.
+struct Queued {
+    shared: Arc<Shared>,
+    id: u16,
+    token: u64,
+    start: usize,
+    end: usize,
+}
+
+thread_local! {
+    static SEND_QUEUE: std::cell::RefCell<SendQueue> = std::cell::RefCell::new(SendQueue::default());
+}
+
+/// Put `pending`'s query (`bytes`, to be sent with its ID) in this
+/// thread's open batch; `false` when no batch is open or the query is too
+/// long to be queued.
+fn queue_in_batch(pending: &Pending, bytes: &[u8]) -> bool {
+    if bytes.len() > SMALL_QUERY {
+        return false;
+    }
+    SEND_QUEUE.with_borrow_mut(|queue| {
+        if !queue.open {
+            return false;
+        }
+        let start = queue.bytes.len();
+        queue.bytes.extend_from_slice(bytes);
+        let end = queue.bytes.len();
+        if let Some(message) = queue.bytes.get_mut(start..end) {
+            signpost_wire::relay::set_id(message, pending.id);
+        }
+        queue.queued.push(Queued { shared: pending.shared.clone(), id: pending.id, token: pending.token, start, end });
+        true
+    })
+}
+
+/// Close this thread's batch and send its queries, socket by socket.
+fn send_queued() {
+    // Taken out of the thread's cell while sending (failing a query wakes
+    // tasks), and given back afterwards to keep their capacity.
+    let (bytes, mut queued) = SEND_QUEUE.with_borrow_mut(|queue| {
+        queue.open = false;
+        (std::mem::take(&mut queue.bytes), std::mem::take(&mut queue.queued))
+    });
+    queued.sort_unstable_by_key(|query| Arc::as_ptr(&query.shared) as usize);
+    for run in queued.chunk_by(|a, b| Arc::ptr_eq(&a.shared, &b.shared)) {
+        let Some(shared) = run.first().map(|query| &query.shared) else { continue };
+        let mut start = 0;
+        while start < run.len() {
+            let chunk = run.get(start..run.len().min(start + batch::SEND_BATCH)).unwrap_or_default();
+            let messages: smallvec::SmallVec<[&[u8]; batch::SEND_BATCH]> =
+                chunk.iter().map(|query| bytes.get(query.start..query.end).unwrap_or_default()).collect();
+            // Straight to the kernel, not through tokio's readiness: a
+            // socket just opened is not known writable until the reactor's
+            // next turn, and nothing here waits for it.
+            match batch::send(&shared.socket, &messages) {
+                Ok(sent) => start += sent.max(1),
+                Err(error) => {
+                    if let Some(query) = run.get(start) {
+                        shared.send_failed(query.id, query.token, &error);
+                    }
+                    start += 1;
+                }
+            }
+        }
+    }
+    queued.clear();
+    let mut bytes = bytes;
+    bytes.clear();
+    SEND_QUEUE.with_borrow_mut(|queue| {
+        if queue.bytes.capacity() < bytes.capacity() {
+            queue.bytes = bytes;
+        }
+        if queue.queued.capacity() < queued.capacity() {
+            queue.queued = queued;
+        }
+    });
 }
 
 /// One socket, shared by the queries in flight on it and its receive loop.
@@ -431,6 +547,35 @@ impl Shared {
         Poll::Ready(result)
     }
 
+    /// A batched query could not be sent. Refused: an ICMP error for an
+    /// earlier query, so the port is closed for every query here. The
+    /// socket's buffer full: the query counts as lost, and its
+    /// retransmission (from the round-trip estimate) sends it again.
+    /// Anything else fails the query, as an unbatched send would.
+    fn send_failed(&self, id: u16, token: u64, error: &io::Error) {
+        match error.kind() {
+            io::ErrorKind::ConnectionRefused => self.fail_all(&Failure::unreachable(error)),
+            io::ErrorKind::WouldBlock => {
+                tracing::debug!(server = %self.server, "an upstream UDP socket's send buffer is full: query left to its retransmission");
+            }
+            _ => {
+                let waker = match self.table.lock() {
+                    Ok(mut table) => match table.waiting.get_mut(&id) {
+                        Some(waiter) if waiter.token == token && waiter.slot.is_waiting() => {
+                            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                            waiter.slot.fill(Err(Failure::unreachable(error)))
+                        }
+                        _ => None,
+                    },
+                    Err(_) => None,
+                };
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
     /// Fail every query in flight on this socket.
     fn fail_all(&self, failure: &Failure) {
         let wakers: Vec<Waker> = match self.table.lock() {
@@ -638,11 +783,11 @@ mod batch {
     //! loop is being polled, never across an await).
 
     use std::cell::RefCell;
-    use std::io::{self, IoSliceMut};
+    use std::io::{self, IoSlice, IoSliceMut};
     use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
     use std::os::fd::AsRawFd;
 
-    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+    use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
     use tokio::net::UdpSocket;
 
     /// Datagrams per system call.
@@ -700,6 +845,36 @@ mod batch {
         })
     }
 
+    /// Queries per `sendmmsg`.
+    pub(super) const SEND_BATCH: usize = 32;
+
+    thread_local! {
+        static SEND_HEADERS: RefCell<Option<MultiHeaders<SockaddrStorage>>> = const { RefCell::new(None) };
+    }
+
+    /// Send `messages` (at most [`SEND_BATCH`]) on the connected `socket`,
+    /// from the first: how many left, or the first one's error.
+    pub(super) fn send(socket: &UdpSocket, messages: &[&[u8]]) -> io::Result<usize> {
+        SEND_HEADERS.with(|cell| {
+            let mut cell = cell.try_borrow_mut().map_err(|_| io::Error::other("send headers in use"))?;
+            let headers = cell.get_or_insert_with(|| MultiHeaders::preallocate(SEND_BATCH, None));
+            let slices: smallvec::SmallVec<[[IoSlice<'_>; 1]; SEND_BATCH]> =
+                messages.iter().take(SEND_BATCH).map(|message| [IoSlice::new(message)]).collect();
+            // Connected: no address per message.
+            let addresses: [Option<SockaddrStorage>; SEND_BATCH] = [None; SEND_BATCH];
+            let sent = sendmmsg(
+                socket.as_raw_fd(),
+                headers,
+                slices.iter(),
+                addresses,
+                [] as [ControlMessage<'_>; 0],
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from)?;
+            Ok(sent.count())
+        })
+    }
+
     fn to_std(address: &SockaddrStorage) -> Option<SocketAddr> {
         if let Some(v4) = address.as_sockaddr_in() {
             return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
@@ -720,6 +895,18 @@ mod batch {
     /// One datagram says nothing about the rest of the queue.
     pub(super) fn drained(_count: usize) -> bool {
         false
+    }
+
+    /// Queries per call: one.
+    pub(super) const SEND_BATCH: usize = 1;
+
+    /// Send the first of `messages`.
+    pub(super) fn send(socket: &UdpSocket, messages: &[&[u8]]) -> io::Result<usize> {
+        match messages.first() {
+            // Straight to the kernel, as on Linux.
+            Some(message) => socket2::SockRef::from(socket).send(message).map(|_| 1),
+            None => Ok(0),
+        }
     }
 
     pub(super) fn receive(socket: &UdpSocket, mut each: impl FnMut(&[u8], Option<SocketAddr>)) -> io::Result<usize> {
@@ -969,6 +1156,74 @@ mod tests {
         assert!(shared.table.lock().unwrap().waiting.is_empty(), "taken: the ID is free again");
         drop(pending);
         assert!(shared.table.lock().unwrap().given_up.is_empty(), "an answered query is not given up");
+        task.abort();
+    }
+
+    /// Queries sent inside `batch_sends` (nested or not) leave only when
+    /// the outermost batch ends, more than one `sendmmsg` of them, each with
+    /// its own ID, and their answers reach them.
+    #[tokio::test]
+    async fn batched_queries_leave_when_the_batch_ends_and_get_their_answers() {
+        use futures_util::FutureExt;
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = server.local_addr().unwrap();
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
+        let count = 3 * batch::SEND_BATCH + 1;
+        let queries: Vec<Prepared> = (0..count).map(|i| prepared(&format!("b{i}.example"))).collect();
+        let mut buffer = [0u8; 512];
+        let pending: Vec<Pending> = batch_sends(|| {
+            let mut pending: Vec<Pending> = batch_sends(|| {
+                let send = |query| transport.send(query).now_or_never().expect("queued at once").expect("sent");
+                queries.iter().take(2).map(send).collect()
+            });
+            assert!(server.try_recv_from(&mut buffer).is_err(), "an inner batch sends nothing");
+            for query in queries.iter().skip(2) {
+                pending.push(transport.send(query).now_or_never().expect("queued at once").expect("sent"));
+            }
+            assert!(server.try_recv_from(&mut buffer).is_err(), "nothing leaves before the batch ends");
+            pending
+        });
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..count {
+            let (len, peer) = tokio::time::timeout(Duration::from_secs(5), server.recv_from(&mut buffer))
+                .await
+                .expect("every query arrives")
+                .unwrap();
+            let query = Message::parse(&buffer[..len]).unwrap();
+            assert!(ids.insert(query.header().id), "one ID per query");
+            let mut response = Vec::new();
+            MessageBuilder::response_to(&mut response, &query).unwrap().finish().unwrap();
+            server.send_to(&response, peer).await.unwrap();
+        }
+        let answers = futures_util::future::join_all(pending).await;
+        for (index, answer) in answers.into_iter().enumerate() {
+            let answer = answer.unwrap();
+            let name = Message::parse(&answer).unwrap().first_question().unwrap().unwrap().name().to_string();
+            assert_eq!(name, format!("b{index}.example."));
+        }
+        assert_eq!(transport.in_flight(), 0);
+    }
+
+    /// A batched query the kernel would not take: a full buffer leaves it
+    /// waiting (to be retransmitted), any other error fails it at once.
+    #[tokio::test]
+    async fn a_batched_query_that_could_not_be_sent_waits_or_fails() {
+        let (address, task) = reversing_server(1).await;
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
+        let query = prepared("unsent.example");
+        let mut pending = transport.register(&query, rand::random()).unwrap();
+        let shared = pending.shared.clone();
+        let waker = Arc::new(CountingWaker::default());
+        assert!(poll_once(&mut pending, &waker).is_pending());
+        shared.send_failed(pending.id, pending.token, &io::ErrorKind::WouldBlock.into());
+        assert!(poll_once(&mut pending, &waker).is_pending(), "left to its retransmission");
+        assert_eq!(transport.in_flight(), 1);
+        shared.send_failed(pending.id, pending.token, &io::ErrorKind::PermissionDenied.into());
+        assert_eq!(waker.0.load(Ordering::Relaxed), 1, "the waiting task is woken");
+        assert_eq!(transport.in_flight(), 0);
+        let Poll::Ready(Err(Failure::Unreachable(_))) = poll_once(&mut pending, &waker) else {
+            panic!("the query did not fail")
+        };
         task.abort();
     }
 
