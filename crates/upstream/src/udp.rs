@@ -306,6 +306,12 @@ fn send_queued() {
                         shared.send_failed(query.id, query.token, &error);
                     }
                     start += 1;
+                    // A full buffer would not take the rest of the run
+                    // either (they wait for their retransmissions); after a
+                    // refusal every query on the socket has failed.
+                    if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused) {
+                        break;
+                    }
                 }
             }
         }
@@ -1161,7 +1167,7 @@ mod tests {
 
     /// Queries sent inside `batch_sends` (nested or not) leave only when
     /// the outermost batch ends, more than one `sendmmsg` of them, each with
-    /// its own ID, and their answers reach them.
+    /// an ID of its own on its socket, and their answers reach them.
     #[tokio::test]
     async fn batched_queries_leave_when_the_batch_ends_and_get_their_answers() {
         use futures_util::FutureExt;
@@ -1190,7 +1196,7 @@ mod tests {
                 .expect("every query arrives")
                 .unwrap();
             let query = Message::parse(&buffer[..len]).unwrap();
-            assert!(ids.insert(query.header().id), "one ID per query");
+            assert!(ids.insert((peer, query.header().id)), "one ID per query on each socket");
             let mut response = Vec::new();
             MessageBuilder::response_to(&mut response, &query).unwrap().finish().unwrap();
             server.send_to(&response, peer).await.unwrap();
@@ -1200,6 +1206,32 @@ mod tests {
             let answer = answer.unwrap();
             let name = Message::parse(&answer).unwrap().first_question().unwrap().unwrap().name().to_string();
             assert_eq!(name, format!("b{index}.example."));
+        }
+        assert_eq!(transport.in_flight(), 0);
+    }
+
+    /// Batched queries to a closed port fail as unreachable (the ICMP error
+    /// reported to the receive loop or to a later batch's send), promptly.
+    #[tokio::test]
+    async fn batched_queries_to_a_closed_port_fail_as_unreachable() {
+        use futures_util::FutureExt;
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = closed.local_addr().unwrap();
+        drop(closed);
+        let transport = UdpTransport::new(address, None, Arc::new(Stats::default()));
+        let query = prepared("closed.example");
+        for _ in 0..3 {
+            let pending: Vec<Pending> = batch_sends(|| {
+                (0..8)
+                    .map(|_| transport.send(&query).now_or_never().expect("queued at once").expect("queued"))
+                    .collect()
+            });
+            let answers = tokio::time::timeout(Duration::from_secs(5), futures_util::future::join_all(pending))
+                .await
+                .expect("failed promptly");
+            for answer in answers {
+                assert!(matches!(answer, Err(Failure::Unreachable(_))), "{answer:?}");
+            }
         }
         assert_eq!(transport.in_flight(), 0);
     }
