@@ -169,7 +169,7 @@ impl Worker {
                     return;
                 }
             };
-            let (receive, send) = &mut **batches.get_or_insert_with(|| Box::new((RecvBatch::new(), SendBatch::new())));
+            let (receive, send) = batches_made(&mut batches);
             // Drain what is queued, a bounded number of batches at a time so
             // forwarded queries get to run between them.
             for _ in 0..BATCHES_PER_TURN {
@@ -241,6 +241,12 @@ impl Worker {
     }
 }
 
+/// A worker's batches, made when first needed (256 KiB: an idle listener
+/// has none).
+fn batches_made(batches: &mut Option<Box<(RecvBatch, SendBatch)>>) -> &mut (RecvBatch, SendBatch) {
+    batches.get_or_insert_with(|| Box::new((RecvBatch::new(), SendBatch::new())))
+}
+
 /// A forwarded query's answer and where it goes.
 struct LaterAnswer {
     response: Vec<u8>,
@@ -271,9 +277,7 @@ fn drive<'a, F: Future<Output = Option<LaterAnswer>>>(
             // `None` when there are none: the next query pushed is polled on the worker's next turn.
             while let Poll::Ready(Some(answer)) = later.poll_next_unpin(cx) {
                 if let Some(answer) = answer {
-                    let (_, send) =
-                        &mut **batches.get_or_insert_with(|| Box::new((RecvBatch::new(), SendBatch::new())));
-                    queue_answer(send, fd, answer);
+                    queue_answer(&mut batches_made(batches).1, fd, answer);
                 }
             }
         });
