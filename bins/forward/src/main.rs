@@ -18,12 +18,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
-/// mimalloc instead of glibc's malloc: a forwarder keeps hundreds of queries
+/// mimalloc (crates/allocator) instead of glibc's malloc: a forwarder keeps hundreds of queries
 /// in flight, each with a few small allocations, and glibc's per-thread
 /// cache (7 chunks per size) overflows into its slow path; see
 /// docs/performance.md.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: signpost_allocator::Allocator = signpost_allocator::Allocator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
