@@ -44,6 +44,27 @@ fn plain_is_aligned(size: usize, align: usize) -> bool {
     align <= PLAIN_ALIGNMENT && align <= size
 }
 
+/// A block for `layout` from `plain` where its alignment suffices, from
+/// `aligned` otherwise.
+///
+/// # Safety
+/// `layout.align()` is a power of two (which `Layout` guarantees), as the
+/// aligned entry points require.
+#[inline]
+unsafe fn allocate(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    if plain_is_aligned(layout.size(), layout.align()) {
+        // SAFETY: an allocation call with no preconditions.
+        unsafe { plain(layout.size()).cast() }
+    } else {
+        // SAFETY: the caller guarantees a power-of-two alignment.
+        unsafe { aligned(layout.size(), layout.align()).cast() }
+    }
+}
+
 // SAFETY: each method passes the request to the mimalloc function that
 // fulfils it: the plain entry points only where their blocks' guaranteed
 // alignment covers the layout's (see `plain_is_aligned`), the aligned ones
@@ -51,24 +72,14 @@ fn plain_is_aligned(size: usize, align: usize) -> bool {
 unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if plain_is_aligned(layout.size(), layout.align()) {
-            // SAFETY: an allocation call with no preconditions.
-            unsafe { mi_malloc(layout.size()).cast() }
-        } else {
-            // SAFETY: `Layout` guarantees a power-of-two alignment.
-            unsafe { mi_malloc_aligned(layout.size(), layout.align()).cast() }
-        }
+        // SAFETY: `Layout` guarantees a power-of-two alignment.
+        unsafe { allocate(layout, mi_malloc, mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if plain_is_aligned(layout.size(), layout.align()) {
-            // SAFETY: as in `alloc`.
-            unsafe { mi_zalloc(layout.size()).cast() }
-        } else {
-            // SAFETY: as in `alloc`.
-            unsafe { mi_zalloc_aligned(layout.size(), layout.align()).cast() }
-        }
+        // SAFETY: as in `alloc`.
+        unsafe { allocate(layout, mi_zalloc, mi_zalloc_aligned) }
     }
 
     #[inline]
