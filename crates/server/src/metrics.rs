@@ -592,6 +592,12 @@ impl Collector for UpstreamFigures {
         )?;
         self.server_counter(
             e,
+            "signpost_upstream_send_buffer_full",
+            "Batched UDP messages the kernel did not take (send buffer full), left to their retransmission",
+            |s| s.send_buffer_full,
+        )?;
+        self.server_counter(
+            e,
             "signpost_upstream_stale_answers",
             "Answers dropped because their query had stopped waiting for them",
             |s| s.stale_answers,
@@ -726,6 +732,7 @@ mod tests {
             format!("signpost_upstream_timeouts_total{labels} 0"),
             format!("signpost_upstream_spoofs_dropped_total{labels} 0"),
             format!("signpost_upstream_overloaded_total{labels} 0"),
+            format!("signpost_upstream_send_buffer_full_total{labels} 0"),
             format!("signpost_upstream_in_flight{labels} 0"),
             format!("signpost_upstream_up{labels} 1"),
             // Unmeasured: Unbound's 376 ms for an unknown server.

@@ -64,6 +64,10 @@ pub struct ServerStats {
     /// Sends refused because every message ID this server's UDP sockets
     /// may use was taken by a query in flight.
     pub overloaded: u64,
+    /// Batched UDP messages the kernel did not take because the socket's
+    /// send buffer was full: each is left to its retransmission, and a
+    /// steady count says the host drops the forwarder's own queries.
+    pub send_buffer_full: u64,
     /// UDP queries waiting for an answer from this server now.
     pub in_flight: usize,
     /// The receive buffer the kernel granted this server's newest UDP
@@ -116,6 +120,7 @@ pub(crate) struct Stats {
     spoofs: AtomicU64,
     stale: AtomicU64,
     overloaded: AtomicU64,
+    send_buffer_full: AtomicU64,
     /// Receive buffer granted to the newest UDP socket; 0 before the first.
     receive_buffer: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
@@ -198,6 +203,7 @@ impl Stats {
             spoofs: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
+            send_buffer_full: AtomicU64::new(0),
             receive_buffer: AtomicU64::new(0),
             buckets: Default::default(),
             latency_sum_micros: AtomicU64::new(0),
@@ -223,6 +229,10 @@ impl Stats {
 
     pub(crate) fn overloaded(&self) {
         self.overloaded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn send_buffer_full(&self) {
+        self.send_buffer_full.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A new UDP socket was granted `granted` bytes of receive buffer.
@@ -371,6 +381,7 @@ impl Stats {
             spoofs_dropped: self.spoofs.load(Ordering::Relaxed),
             stale_answers: self.stale.load(Ordering::Relaxed),
             overloaded: self.overloaded.load(Ordering::Relaxed),
+            send_buffer_full: self.send_buffer_full.load(Ordering::Relaxed),
             in_flight,
             receive_buffer: match self.receive_buffer.load(Ordering::Relaxed) {
                 0 => None,

@@ -558,6 +558,7 @@ impl Shared {
         match error.kind() {
             io::ErrorKind::ConnectionRefused => self.fail_all(&Failure::unreachable(error)),
             io::ErrorKind::WouldBlock => {
+                self.stats.send_buffer_full();
                 tracing::debug!(server = %self.server, "an upstream UDP socket's send buffer is full: query left to its retransmission");
             }
             _ => {
@@ -1254,6 +1255,7 @@ mod tests {
         shared.send_failed(pending.id, pending.token, &io::ErrorKind::WouldBlock.into());
         assert!(poll_once(&mut pending, &waker).is_pending(), "left to its retransmission");
         assert_eq!(transport.in_flight(), 1);
+        assert_eq!(shared.stats.snapshot("group", address, crate::Protocol::Udp, 1).send_buffer_full, 1, "counted");
         shared.send_failed(pending.id, pending.token, &io::ErrorKind::PermissionDenied.into());
         assert_eq!(waker.0.load(Ordering::Relaxed), 1, "the waiting task is woken");
         assert_eq!(transport.in_flight(), 0);

@@ -305,6 +305,7 @@ async fn metrics_show_the_upstreams_estimates_and_the_kernels_socket_figures() {
         format!("signpost_upstream_answers_total{labels} 5"),
         format!("signpost_upstream_retransmits_total{labels} 0"),
         format!("signpost_upstream_spoofs_dropped_total{labels} 0"),
+        format!("signpost_upstream_send_buffer_full_total{labels} 0"),
         format!("signpost_upstream_in_flight{labels} 0"),
         "signpost_udp_receive_drops_total{listener=\"main-udp\"} 0".to_string(),
         "# TYPE signpost_system_udp_receive_buffer_errors counter".to_string(),
