@@ -68,20 +68,34 @@ impl Prepared {
     /// Check that `query` is a message with a question; where its OPT
     /// record's payload size is, if it has one.
     fn check(query: &[u8]) -> Result<Option<usize>, signpost_wire::Error> {
+        Self::check_with(query, true)
+    }
+
+    /// [`Self::check`], with or without reading a lone OPT record in place
+    /// (the tests check that both ways agree).
+    #[inline(always)]
+    fn check_with(query: &[u8], in_place: bool) -> Result<Option<usize>, signpost_wire::Error> {
         if query.len() > signpost_wire::MAX_MESSAGE_LEN {
             return Err(signpost_wire::Error::Truncated { limit: signpost_wire::MAX_MESSAGE_LEN });
         }
         let message = Message::parse(query)?;
         let mut questions = message.questions();
         // A query without a question has nothing to match answers against.
-        questions.next().ok_or(signpost_wire::Error::MissingRecords {
+        let question = questions.next().ok_or(signpost_wire::Error::MissingRecords {
             section: Section::Question,
             expected: 1,
             found: 0,
             offset: signpost_wire::HEADER_LEN,
         })??;
+        let header = message.header();
+        if in_place
+            && (header.qdcount, header.ancount, header.nscount, header.arcount) == (1, 0, 0, 1)
+            && let Some(at) = lone_opt_payload_at(query, question.offset() + question.raw().len())
+        {
+            return Ok(Some(at));
+        }
         let mut payload_at = None;
-        if message.header().arcount > 0 {
+        if header.arcount > 0 {
             // The walk goes on from the question read above: what
             // `message.additional()` reads, without reading the name again.
             for record in questions.into_records()? {
@@ -117,6 +131,20 @@ impl Prepared {
     pub(crate) fn matches(&self, response: &[u8], id: u16, lenient: bool) -> Result<(), Mismatch> {
         check_answer(&self.bytes, response, id, lenient)
     }
+}
+
+/// The offset of the payload-size field of an OPT record that starts at
+/// `at` and ends the message exactly: the shape of every query a forwarder
+/// writes (one question, then OPT alone). Read in place, it spares the
+/// group a record walk per forwarded query; `None` sends the caller to the
+/// walk, which reaches the same offset for such a message.
+fn lone_opt_payload_at(query: &[u8], at: usize) -> Option<usize> {
+    // Root owner name, TYPE OPT, CLASS (the payload size), TTL, RDLENGTH.
+    let fixed: [u8; 11] = query.get(at..at + 11)?.try_into().ok()?;
+    let [root, type_high, type_low, _, _, _, _, _, _, length_high, length_low] = fixed;
+    let is_opt = root == 0 && [type_high, type_low] == RecordType::OPT.0.to_be_bytes();
+    let data_len = usize::from(u16::from_be_bytes([length_high, length_low]));
+    (is_opt && at + 11 + data_len == query.len()).then_some(at + 3)
 }
 
 /// Check that `response` answers the query message `query` sent with `id`,
@@ -299,6 +327,79 @@ mod tests {
         assert_eq!(inspect(&response), Ok(Verdict { rcode: Rcode::SERVFAIL, truncated: false }));
         response.push(0);
         assert!(inspect(&response).unwrap_err().contains("malformed"));
+    }
+
+    /// A query with one question and an OPT record carrying `options`, then `extra`
+    /// additional records (an A record each), `trailing` bytes after them.
+    fn query_with_opt(options: &[u8], extra: u16, trailing: &[u8]) -> Vec<u8> {
+        let mut bytes = query("example.com", false);
+        bytes[11] = u8::try_from(1 + extra).unwrap();
+        bytes.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0]);
+        bytes.extend_from_slice(&u16::try_from(options.len()).unwrap().to_be_bytes());
+        bytes.extend_from_slice(options);
+        for _ in 0..extra {
+            bytes.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        }
+        bytes.extend_from_slice(trailing);
+        bytes
+    }
+
+    #[test]
+    fn a_lone_opt_record_is_found_in_place_where_the_walk_finds_it() {
+        // Loop marker and client subnet options, as the pipeline writes them.
+        let options = [0xfd, 0xe9, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 8, 0, 7, 0, 1, 24, 0, 192, 0, 2];
+        let lone = query_with_opt(&options, 0, &[]);
+        let opt_at = query("example.com", false).len();
+        assert_eq!(lone_opt_payload_at(&lone, opt_at), Some(opt_at + 3));
+        assert_eq!(Prepared::check(&lone), Ok(Some(opt_at + 3)));
+        let changed = |at: usize, value: u8| {
+            let mut bytes = lone.clone();
+            bytes[at] = value;
+            bytes
+        };
+        for shape in [
+            // Not an OPT record: an owner name other than the root, another type.
+            changed(opt_at, 1),
+            changed(opt_at, 0xc0),
+            changed(opt_at + 2, 1),
+            changed(opt_at + 1, 1),
+            // Data shorter or longer than RDLENGTH says.
+            changed(opt_at + 10, u8::try_from(options.len() - 1).unwrap()),
+            changed(opt_at + 10, u8::try_from(options.len() + 1).unwrap()),
+            lone.clone(),
+            query("example.com", true),
+            query_with_opt(&[], 0, &[]),
+            // Not alone: the walk decides.
+            query_with_opt(&options, 1, &[]),
+            query_with_opt(&[], 0, &[0]),
+            query_with_opt(&options[..4], 0, &[]),
+            query("example.com", false),
+        ] {
+            assert_eq!(Prepared::check_with(&shape, true), Prepared::check_with(&shape, false), "{shape:?}");
+        }
+        assert_eq!(lone_opt_payload_at(&query_with_opt(&[], 0, &[0]), opt_at), None, "a byte after OPT");
+        assert_eq!(lone_opt_payload_at(&query_with_opt(&[], 1, &[]), opt_at), None, "a record after OPT");
+    }
+
+    proptest::proptest! {
+        /// Any message, however damaged: reading a lone OPT in place comes
+        /// to what the record walk comes to.
+        #[test]
+        fn reading_opt_in_place_agrees_with_the_walk(
+            options in proptest::collection::vec(proptest::num::u8::ANY, 0..24),
+            extra in 0u16..2,
+            flips in proptest::collection::vec((0usize..80, proptest::num::u8::ANY), 0..3),
+            cut in 0usize..8,
+        ) {
+            let mut bytes = query_with_opt(&options, extra, &[]);
+            for (at, value) in flips {
+                if let Some(byte) = bytes.get_mut(at) {
+                    *byte = value;
+                }
+            }
+            bytes.truncate(bytes.len().saturating_sub(cut));
+            proptest::prop_assert_eq!(Prepared::check_with(&bytes, true), Prepared::check_with(&bytes, false));
+        }
     }
 
     #[test]
