@@ -65,7 +65,7 @@ mod tsig;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use build::{Buffer, MAX_MESSAGE_LEN, MessageBuilder, SliceBuffer};
+pub use build::{Buffer, MAX_MESSAGE_LEN, MessageBuilder, SliceBuffer, write_query};
 pub use edns::{ClientSubnet, Cookie, Edns, EdnsHeader, EdnsOption, EdnsOptions, ExtendedError};
 pub use error::Error;
 pub use iana::{Class, ExtendedErrorCode, Opcode, OptionCode, Rcode, RecordType, SvcParamKey};

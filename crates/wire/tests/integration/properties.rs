@@ -5,9 +5,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 use signpost_wire::{
-    Caa, Class, ClientSubnet, Cookie, EdnsHeader, EdnsOption, ExtendedError, ExtendedErrorCode, Flags, Message,
-    MessageBuilder, Mx, NameBuf, Naptr, OptionCode, RDataBuf, RecordBuf, RecordData, RecordType, Section, Soa, Srv,
-    Svcb, Txt, Unknown, fuzzing,
+    Buffer, Caa, Class, ClientSubnet, Cookie, EdnsHeader, EdnsOption, ExtendedError, ExtendedErrorCode, Flags, Message,
+    MessageBuilder, Mx, NameBuf, Naptr, OptionCode, RDataBuf, RecordBuf, RecordData, RecordType, Section, SliceBuffer,
+    Soa, Srv, Svcb, Txt, Unknown, fuzzing, write_query,
 };
 
 fn label() -> impl Strategy<Value = Vec<u8>> {
@@ -250,6 +250,27 @@ fn build(sample: &Sample) -> Vec<u8> {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    /// `write_query` writes what the builder writes for a query: the same
+    /// header, question and OPT record, byte for byte, after a prefix (a
+    /// TCP length) and into a buffer too small for it (an error, nothing left).
+    #[test]
+    fn write_query_matches_the_builder(sample in sample(), prefix in 0usize..3) {
+        let query = Sample { sections: Vec::new(), ..sample };
+        let built = build(&query);
+        let options: Vec<EdnsOption<'_>> =
+            query.edns.iter().flat_map(|edns| edns.options.iter().map(OptionSample::as_option)).collect();
+        let edns = query.edns.as_ref().map(|edns| (edns.header, options.as_slice()));
+        let question = (&query.question.0, RecordType(query.question.1), Class::IN);
+        let mut written = vec![0xaa; prefix];
+        let len = write_query(&mut written, query.id, Flags(query.flags), question, edns).expect("fits");
+        prop_assert_eq!(len, built.len());
+        prop_assert_eq!(&written[prefix..], &built[..]);
+        let mut room = vec![0u8; built.len() - 1];
+        let mut short = SliceBuffer::new(&mut room);
+        prop_assert!(write_query(&mut short, query.id, Flags(query.flags), question, edns).is_err());
+        prop_assert_eq!(short.len(), 0);
+    }
 
     #[test]
     fn parse_of_build_gives_back_the_message(sample in sample()) {
