@@ -259,9 +259,14 @@ impl AttemptLog {
     }
 
     fn finish(&self, slot: usize, outcome: AttemptOutcome) {
+        self.finish_at(slot, outcome, Instant::now());
+    }
+
+    /// [`Self::finish`] with the caller's clock reading `now`.
+    fn finish_at(&self, slot: usize, outcome: AttemptOutcome, now: Instant) {
         let Ok(mut entries) = self.entries.lock() else { return };
         if let Some(entry) = entries.get_mut(slot) {
-            entry.attempt.duration = entry.opened.elapsed();
+            entry.attempt.duration = now.saturating_duration_since(entry.opened);
             entry.attempt.outcome = outcome;
             entry.open = false;
         }
@@ -544,7 +549,7 @@ impl Group {
 
         // The common case costs one timer: the first message, answered
         // within its retransmission timeout. Otherwise the loop takes over.
-        let first = match self.send(&mut flight, Reason::Next, &prepared, deadline, &log) {
+        let first = match self.send(&mut flight, (Reason::Next, start), &prepared, deadline, &log) {
             None => Err(End::Exhausted),
             // Asking in parallel (a zero hedge delay): the next servers are
             // asked now, not after a timer tick that the first answer can beat.
@@ -642,7 +647,7 @@ impl Group {
         loop {
             if !stop && (send_now.is_some() || running.is_empty()) && self.active(flight, log) < max_parallel {
                 let reason = send_now.take().unwrap_or(Reason::Next);
-                if let Some(message) = self.send(flight, reason, query, deadline, log) {
+                if let Some(message) = self.send(flight, (reason, Instant::now()), query, deadline, log) {
                     let message = started(message).await;
                     running.push(message);
                     let number = flight.sent.len() - 1;
@@ -740,7 +745,7 @@ impl Group {
     fn send<'a>(
         &'a self,
         flight: &mut Flight,
-        reason: Reason,
+        (reason, started): (Reason, Instant),
         query: &'a Prepared,
         deadline: Instant,
         log: &'a AttemptLog,
@@ -758,7 +763,6 @@ impl Group {
             config.per_try_timeout
         };
         let timeout = state.wait;
-        let started = Instant::now();
         // A UDP message's random ID is drawn here, so that the try is
         // logged with it in one go (one lock of the log, not two).
         let id = server.is_udp().then(rand::random::<u16>);
@@ -965,10 +969,9 @@ impl Group {
                     self.exchange(index, Protocol::Tcp, query, (slot, None), started, log),
                 );
                 match tcp.await {
-                    Ok(Exchange::Answer { response, rcode, truncated }) => self.judge(
+                    Ok(Exchange::Answer { response, rcode, truncated, at }) => self.judge(
                         Answer { response, server: server.config.address, protocol: Protocol::Tcp },
-                        rcode,
-                        truncated,
+                        (rcode, truncated, at),
                         slot,
                         log,
                     ),
@@ -982,9 +985,9 @@ impl Group {
                     }
                 }
             }
-            Exchange::Answer { response, rcode, truncated } => {
+            Exchange::Answer { response, rcode, truncated, at } => {
                 let answer = Answer { response, server: server.config.address, protocol };
-                self.judge(answer, rcode, truncated, slot, log)
+                self.judge(answer, (rcode, truncated, at), slot, log)
             }
             Exchange::Failed { outcome: AttemptOutcome::Overloaded } => Decision::MoveOn(None),
             Exchange::Failed { outcome } => {
@@ -995,10 +998,16 @@ impl Group {
     }
 
     /// Accept an answer, or reject it as `retry_on` says.
-    fn judge(&self, answer: Answer, rcode: Rcode, truncated: bool, slot: usize, log: &AttemptLog) -> Decision {
+    fn judge(
+        &self,
+        answer: Answer,
+        (rcode, truncated, at): (Rcode, bool, Instant),
+        slot: usize,
+        log: &AttemptLog,
+    ) -> Decision {
         let retry_on = self.inner.config.retry_on;
         if truncated {
-            log.finish(slot, AttemptOutcome::Truncated);
+            log.finish_at(slot, AttemptOutcome::Truncated, at);
             return if retry_on.truncated { Decision::MoveOn(Some(answer)) } else { Decision::Accept(answer) };
         }
         let rejected = match rcode {
@@ -1008,10 +1017,10 @@ impl Group {
             _ => false,
         };
         if rejected {
-            log.finish(slot, AttemptOutcome::Rejected(rcode));
+            log.finish_at(slot, AttemptOutcome::Rejected(rcode), at);
             Decision::MoveOn(Some(answer))
         } else {
-            log.finish(slot, AttemptOutcome::Answered(rcode));
+            log.finish_at(slot, AttemptOutcome::Answered(rcode), at);
             Decision::Accept(answer)
         }
     }
@@ -1038,8 +1047,9 @@ impl Group {
                     {
                         log.set_id(slot, header.id);
                     }
-                    server.stats.answered(started.elapsed(), log.is_lost(slot));
-                    return Exchange::Answer { response, rcode: verdict.rcode, truncated: verdict.truncated };
+                    let at = Instant::now();
+                    server.stats.answered_at(at.saturating_duration_since(started), log.is_lost(slot), at);
+                    return Exchange::Answer { response, rcode: verdict.rcode, truncated: verdict.truncated, at };
                 }
                 Err(reason) => Failure::Failed(reason),
             },
@@ -1111,8 +1121,16 @@ enum End {
 
 /// The result of one exchange.
 enum Exchange {
-    Answer { response: Bytes, rcode: Rcode, truncated: bool },
-    Failed { outcome: AttemptOutcome },
+    /// `at`: when it came (one clock reading for the server's figures and the try's log).
+    Answer {
+        response: Bytes,
+        rcode: Rcode,
+        truncated: bool,
+        at: Instant,
+    },
+    Failed {
+        outcome: AttemptOutcome,
+    },
 }
 
 fn validate(config: &GroupConfig) -> Result<(), Error> {
@@ -1317,6 +1335,21 @@ mod tests {
         assert_eq!(resolved.attempts.len(), 1);
         first_task.abort();
         second_task.abort();
+    }
+
+    #[test]
+    fn a_try_lasts_from_its_send_to_the_clock_reading_it_is_finished_with() {
+        let log = AttemptLog::default();
+        let address = SocketAddr::from(([127, 0, 0, 1], 53));
+        let opened = Instant::now();
+        let slot = log.begin(0, address, Protocol::Udp, opened, Some(7));
+        log.finish_at(slot, AttemptOutcome::Answered(Rcode::NOERROR), opened + Duration::from_millis(5));
+        let attempts = log.take_attempts();
+        assert_eq!(attempts[0].duration, Duration::from_millis(5));
+        // A reading from before the send (another thread's, say) is no negative time.
+        let slot = log.begin(0, address, Protocol::Udp, opened, Some(8));
+        log.finish_at(slot, AttemptOutcome::Answered(Rcode::NOERROR), opened - Duration::from_millis(1));
+        assert_eq!(log.take_attempts()[0].duration, Duration::ZERO);
     }
 
     #[test]

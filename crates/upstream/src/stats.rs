@@ -245,6 +245,11 @@ impl Stats {
     /// when after that send's retransmission timeout): record it, feed the
     /// round-trip estimate and clear failures.
     pub(crate) fn answered(&self, latency: Duration, late: bool) {
+        self.answered_at(latency, late, Instant::now());
+    }
+
+    /// [`Self::answered`], the answer having come at `now` (the caller's clock reading).
+    pub(crate) fn answered_at(&self, latency: Duration, late: bool, now: Instant) {
         self.answers.fetch_add(1, Ordering::Relaxed);
         if late {
             self.late_answers.fetch_add(1, Ordering::Relaxed);
@@ -256,7 +261,7 @@ impl Stats {
         self.latency_sum_micros.fetch_add(micros(latency), Ordering::Relaxed);
         if let Ok(mut health) = self.health.lock() {
             health.rtt.answered(latency);
-            health.last_answer = Some(Instant::now());
+            health.last_answer = Some(now);
             if health.down_until.is_some() {
                 tracing::info!("upstream is answering again; marked up");
             }
@@ -422,6 +427,15 @@ mod tests {
         assert_eq!(stats.p95(), Some(Duration::from_millis(1)));
         stats.answered(Duration::from_secs(30), false);
         assert_eq!(stats.snapshot("g", snapshot.server, Protocol::Udp, 0).latency_buckets[12], 1);
+    }
+
+    #[test]
+    fn an_answer_is_dated_by_the_callers_clock_reading() {
+        let stats = Stats::default();
+        let at = Instant::now() + Duration::from_secs(3);
+        stats.answered_at(Duration::from_millis(4), false, at);
+        assert_eq!(stats.health.lock().unwrap().last_answer, Some(at));
+        assert_eq!(stats.snapshot("g", "127.0.0.1:53".parse().unwrap(), Protocol::Udp, 0).answers, 1);
     }
 
     #[test]

@@ -712,7 +712,8 @@ impl Pipeline {
         // cancelled, the guard lets the waiters know so they start again.
         let mut guard = Leader { coalescing: &self.coalescing, key, hash, done: false };
         let result = self.resolve_once(job, group, accepted_only).await;
-        let cacheable = job.state.upstreams.caches(group);
+        // Asked first, so that no clock is read for a cache that stores nothing.
+        let cacheable = self.cache.is_enabled() && job.state.upstreams.caches(group);
         let insert = |result: &Result<Answered, ForwardFailure>| {
             if !cacheable {
                 return;
