@@ -290,31 +290,37 @@ impl Metrics {
         duration: Duration,
         failure: Option<&'static str>,
     ) {
-        self.latency_handle(protocol, server).observe(duration.as_secs_f64());
+        self.observe_latency(protocol, server, duration.as_secs_f64());
         if let Some(failure) = failure {
             let server = format!("{protocol}://{server}");
             self.upstream_failures.get_or_create(&[("server", server), ("outcome", failure.to_string())]).inc();
         }
     }
 
-    /// The latency histogram of one server (a handle sharing the family's).
-    fn latency_handle(&self, protocol: &'static str, server: SocketAddr) -> Histogram {
+    /// Add `seconds` to one server's latency histogram: through its handle
+    /// (sharing the family's) where one is kept, observed under the read
+    /// lock rather than cloned out of it (two atomic operations fewer per
+    /// forward); through the family, keeping a handle, the first time.
+    fn observe_latency(&self, protocol: &'static str, server: SocketAddr, seconds: f64) {
         let known = |handles: &[(&'static str, SocketAddr, Histogram)]| {
-            handles.iter().find(|(p, s, _)| *p == protocol && *s == server).map(|(_, _, h)| h.clone())
+            handles.iter().position(|(p, s, _)| *p == protocol && *s == server)
         };
-        if let Some(handle) = self.latency_handles.read().ok().and_then(|handles| known(&handles)) {
-            return handle;
+        if let Ok(handles) = self.latency_handles.read()
+            && let Some((_, _, handle)) = known(&handles).and_then(|at| handles.get(at))
+        {
+            handle.observe(seconds);
+            return;
         }
         let label = format!("{protocol}://{server}");
         let handle = self.upstream_latency.get_or_create(&[("server", label)]).clone();
+        handle.observe(seconds);
         // Bounded: a reload that changes servers adds a few, never one per query.
         if let Ok(mut handles) = self.latency_handles.write()
             && handles.len() < MAX_LATENCY_HANDLES
             && known(&handles).is_none()
         {
-            handles.push((protocol, server, handle.clone()));
+            handles.push((protocol, server, handle));
         }
-        handle
     }
 
     /// The configuration version in force becomes `version` (the gauge of
