@@ -68,7 +68,7 @@ impl Pipeline {
             Step::Forward(mut job) => {
                 job.log = None;
                 let response = self.forward(&mut job).await;
-                let mut trace = job.trace.take().unwrap_or_default();
+                let mut trace = job.trace.take().map(|trace| *trace).unwrap_or_default();
                 if let Some(response) = response {
                     fill_answers(&mut trace, &response);
                 }

@@ -40,7 +40,9 @@ pub(crate) struct ForwardJob {
     pub(super) client_edns: bool,
     pub(super) dnssec_ok: bool,
     pub(super) limit: usize,
-    pub(super) trace: Option<Trace>,
+    /// Boxed: 312 bytes that only traced queries (explain, a query log
+    /// with traces) fill, copied with every job otherwise.
+    pub(super) trace: Option<Box<Trace>>,
     pub(super) log: Option<LogContext>,
     /// A test layer's delay on the question's name.
     pub(super) delay: Option<Duration>,
@@ -512,7 +514,7 @@ impl Pipeline {
                 if let Some((step, rule)) = self.check_chain(job, &mut out) {
                     let Step::Answered { len } = step else { return None };
                     out.truncate(len);
-                    super::firewall::chain_blocked(job.trace.as_mut(), rule);
+                    super::firewall::chain_blocked(job.trace.as_deref_mut(), rule);
                     self.log_forwarded(job, &out);
                     return Some(out);
                 }

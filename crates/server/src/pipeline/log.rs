@@ -47,7 +47,7 @@ impl Pipeline {
             transport: context.transport,
             listener: context.listener.clone(),
             response: response.into(),
-            trace: trace.clone(),
+            trace: Trace::clone(trace),
         };
         log.log(entry, true);
     }

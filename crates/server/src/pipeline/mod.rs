@@ -232,7 +232,7 @@ impl Pending {
                     tap.client_response(client, response);
                 }
                 if let (Some(layer), Some(sequence)) = (&self.pipeline.layer, job.record) {
-                    layer.record_finish(sequence, response.as_deref(), job.trace.as_ref(), "drop");
+                    layer.record_finish(sequence, response.as_deref(), job.trace.as_deref(), "drop");
                 }
                 response
             }
@@ -762,7 +762,7 @@ impl Pipeline {
                             client_edns: facts.client_edns.is_some(),
                             dnssec_ok,
                             limit,
-                            trace: trace.take(),
+                            trace: trace.take().map(Box::new),
                             log,
                             delay,
                             transport: listener.transport,
