@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -126,6 +126,10 @@ pub(crate) struct Stats {
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_micros: AtomicU64,
     pub(crate) health: Mutex<Health>,
+    /// Whether `health.down_until` is set, kept beside it (written under
+    /// the lock): every query asks whether each server is up, and whether a
+    /// probe is due, several times, and an up server needs no lock for that.
+    down: AtomicBool,
 }
 
 /// Health and round-trip estimate of one server.
@@ -208,6 +212,7 @@ impl Stats {
             buckets: Default::default(),
             latency_sum_micros: AtomicU64::new(0),
             health: Mutex::new(Health::new(Rtt::new(floor, ceiling))),
+            down: AtomicBool::new(false),
         }
     }
 
@@ -267,6 +272,7 @@ impl Stats {
             }
             health.consecutive_failures = 0;
             health.down_until = None;
+            self.down.store(false, Ordering::Release);
             health.backoff = Duration::ZERO;
         }
     }
@@ -290,7 +296,7 @@ impl Stats {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
         let Ok(mut health) = self.health.lock() else { return false };
         health.rtt.lost(used);
-        health.count_failure(sent_at, max_fails, backoff, now)
+        self.count_failure(&mut health, sent_at, max_fails, backoff, now)
     }
 
     /// A message sent at `sent_at` was still unanswered when its query
@@ -299,7 +305,7 @@ impl Stats {
     pub(crate) fn cut_short(&self, sent_at: Instant, max_fails: u32, backoff: Duration, now: Instant) -> bool {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
         let Ok(mut health) = self.health.lock() else { return false };
-        health.count_failure(sent_at, max_fails, backoff, now)
+        self.count_failure(&mut health, sent_at, max_fails, backoff, now)
     }
 
     /// A try sent at `sent_at` failed (unreachable, reset, malformed
@@ -307,11 +313,31 @@ impl Stats {
     pub(crate) fn failed(&self, sent_at: Instant, max_fails: u32, backoff: Duration, now: Instant) -> bool {
         self.errors.fetch_add(1, Ordering::Relaxed);
         let Ok(mut health) = self.health.lock() else { return false };
-        health.count_failure(sent_at, max_fails, backoff, now)
+        self.count_failure(&mut health, sent_at, max_fails, backoff, now)
+    }
+
+    /// [`Health::count_failure`] under the caller's lock, the `down` flag
+    /// set with `down_until`.
+    fn count_failure(
+        &self,
+        health: &mut Health,
+        sent_at: Instant,
+        max_fails: u32,
+        backoff: Duration,
+        now: Instant,
+    ) -> bool {
+        let marked_down = health.count_failure(sent_at, max_fails, backoff, now);
+        if marked_down {
+            self.down.store(true, Ordering::Release);
+        }
+        marked_down
     }
 
     /// If the server is down and a probe is due, claim the probe (one at a time).
     pub(crate) fn claim_probe(&self, now: Instant) -> bool {
+        if !self.down.load(Ordering::Acquire) {
+            return false;
+        }
         let Ok(mut health) = self.health.lock() else { return false };
         match health.down_until {
             Some(due) if due <= now && !health.probing => {
@@ -335,7 +361,7 @@ impl Stats {
     }
 
     pub(crate) fn is_up(&self) -> bool {
-        self.health.lock().map(|health| health.is_up()).unwrap_or(true)
+        !self.down.load(Ordering::Acquire)
     }
 
     pub(crate) fn down_until(&self) -> Option<Instant> {
@@ -464,6 +490,32 @@ mod tests {
         let snapshot = stats.snapshot("g", address(), Protocol::Udp, 0);
         assert_eq!((snapshot.timeouts, snapshot.errors, snapshot.consecutive_failures), (2, 1, 0));
         assert!(snapshot.up);
+    }
+
+    /// Whether a server is up is read without its lock: every way of
+    /// marking it down or up shows there, and agrees with the snapshot.
+    #[test]
+    fn every_way_of_marking_down_or_up_shows_without_the_lock() {
+        let backoff = Duration::from_secs(1);
+        let now = Instant::now();
+        let ways: [&dyn Fn(&Stats) -> bool; 3] = [
+            &|stats| stats.timed_out(Duration::from_millis(50), now, 1, backoff, now),
+            &|stats| stats.cut_short(now, 1, backoff, now),
+            &|stats| stats.failed(now, 1, backoff, now),
+        ];
+        for mark_down in ways {
+            let stats = Stats::default();
+            assert!(mark_down(&stats));
+            assert!(!stats.is_up());
+            assert!(!stats.snapshot("g", address(), Protocol::Udp, 0).up);
+            assert!(stats.claim_probe(now + backoff), "a probe is due once down");
+            stats.probe_finished(false, backoff, now + backoff);
+            assert!(!stats.is_up(), "a failed probe leaves it down");
+            stats.answered(Duration::from_millis(1), false);
+            assert!(stats.is_up());
+            assert!(stats.snapshot("g", address(), Protocol::Udp, 0).up);
+            assert!(!stats.claim_probe(now + backoff * 10), "no probe for a server that is up");
+        }
     }
 
     #[test]
