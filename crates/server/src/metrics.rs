@@ -302,11 +302,15 @@ impl Metrics {
     /// lock rather than cloned out of it (two atomic operations fewer per
     /// forward); through the family, keeping a handle, the first time.
     fn observe_latency(&self, protocol: &'static str, server: SocketAddr, seconds: f64) {
-        let known = |handles: &[(&'static str, SocketAddr, Histogram)]| {
-            handles.iter().position(|(p, s, _)| *p == protocol && *s == server)
-        };
+        fn known<'h>(
+            handles: &'h [(&'static str, SocketAddr, Histogram)],
+            protocol: &str,
+            server: SocketAddr,
+        ) -> Option<&'h Histogram> {
+            handles.iter().find(|(p, s, _)| *p == protocol && *s == server).map(|(_, _, handle)| handle)
+        }
         if let Ok(handles) = self.latency_handles.read()
-            && let Some((_, _, handle)) = known(&handles).and_then(|at| handles.get(at))
+            && let Some(handle) = known(&handles, protocol, server)
         {
             handle.observe(seconds);
             return;
@@ -317,7 +321,7 @@ impl Metrics {
         // Bounded: a reload that changes servers adds a few, never one per query.
         if let Ok(mut handles) = self.latency_handles.write()
             && handles.len() < MAX_LATENCY_HANDLES
-            && known(&handles).is_none()
+            && known(&handles, protocol, server).is_none()
         {
             handles.push((protocol, server, handle));
         }

@@ -464,16 +464,8 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
     fn write_end(&mut self) -> Result<usize, Error> {
         let mut header = self.header;
         if let Some(edns) = self.edns {
-            let ttl = u32::from(self.extended_rcode) << 24
-                | u32::from(edns.version) << 16
-                | if edns.dnssec_ok { 0x8000 } else { 0 };
             let len = u16::try_from(self.edns_options.len()).map_err(|_| Error::EdnsTooLong)?;
-            let mut fixed = [0u8; OPT_FIXED_LEN];
-            fixed[1..3].copy_from_slice(&RecordType::OPT.0.to_be_bytes());
-            fixed[3..5].copy_from_slice(&edns.udp_payload_size.to_be_bytes());
-            fixed[5..9].copy_from_slice(&ttl.to_be_bytes());
-            fixed[9..11].copy_from_slice(&len.to_be_bytes());
-            self.buffer.put_fixed(&fixed)?;
+            self.buffer.put_fixed(&opt_fixed(edns, self.extended_rcode, len))?;
             self.buffer.put(self.edns_options.as_slice())?;
             header.arcount =
                 header.arcount.checked_add(1).ok_or(Error::CountOverflow { section: Section::Additional })?;
@@ -533,22 +525,29 @@ fn write_query_parts<T: Buffer + ?Sized>(
     let [class_high, class_low] = qclass.0.to_be_bytes();
     buffer.put_fixed(&[type_high, type_low, class_high, class_low])?;
     let Some((edns, options)) = edns else { return Ok(()) };
-    let data_len = options.iter().try_fold(0usize, |total, option| {
-        let total = total + 4 + option.data_len();
-        if total > usize::from(u16::MAX) { Err(Error::EdnsTooLong) } else { Ok(total) }
+    // Each option is its code and length (4 bytes), then its data.
+    let data_len = options.iter().try_fold(0u16, |total, option| {
+        u16::try_from(4 + option.data_len()).ok().and_then(|len| total.checked_add(len)).ok_or(Error::EdnsTooLong)
     })?;
-    let ttl = u32::from(edns.version) << 16 | if edns.dnssec_ok { 0x8000 } else { 0 };
-    let mut fixed = [0u8; OPT_FIXED_LEN];
-    fixed[1..3].copy_from_slice(&RecordType::OPT.0.to_be_bytes());
-    fixed[3..5].copy_from_slice(&edns.udp_payload_size.to_be_bytes());
-    fixed[5..9].copy_from_slice(&ttl.to_be_bytes());
-    fixed[9..11].copy_from_slice(&u16::try_from(data_len).map_err(|_| Error::EdnsTooLong)?.to_be_bytes());
-    buffer.put_fixed(&fixed)?;
+    buffer.put_fixed(&opt_fixed(edns, 0, data_len))?;
     let mut sink = BufferSink { buffer, failed: None };
     for option in options {
         option.write_into(&mut sink)?;
     }
     sink.failed.map_or(Ok(()), Err)
+}
+
+/// An OPT record's fixed part: the root owner, TYPE, the payload size as
+/// CLASS, the extended RCODE, version and DO bit as TTL, then RDLENGTH
+/// (`data_len`, the options that follow).
+fn opt_fixed(edns: EdnsHeader, extended_rcode: u8, data_len: u16) -> [u8; OPT_FIXED_LEN] {
+    let ttl = u32::from(extended_rcode) << 24 | u32::from(edns.version) << 16 | if edns.dnssec_ok { 0x8000 } else { 0 };
+    let mut fixed = [0u8; OPT_FIXED_LEN];
+    fixed[1..3].copy_from_slice(&RecordType::OPT.0.to_be_bytes());
+    fixed[3..5].copy_from_slice(&edns.udp_payload_size.to_be_bytes());
+    fixed[5..9].copy_from_slice(&ttl.to_be_bytes());
+    fixed[9..11].copy_from_slice(&data_len.to_be_bytes());
+    fixed
 }
 
 /// A [`Buffer`] as the options' byte sink: the first failed write is kept
