@@ -516,7 +516,9 @@ impl Group {
         }
         inner.queued.fetch_add(1, Ordering::Relaxed);
         let wait = inner.config.queue_timeout.min(deadline.saturating_duration_since(Instant::now()));
-        if let Ok(Ok(permit)) = tokio::time::timeout(wait, inner.slots.clone().acquire_owned()).await {
+        // Boxed: queueing is the overloaded case, and its timer would
+        // otherwise be carried in every query's future.
+        if let Ok(Ok(permit)) = Box::pin(tokio::time::timeout(wait, inner.slots.clone().acquire_owned())).await {
             return Ok(permit);
         }
         inner.overloaded.fetch_add(1, Ordering::Relaxed);
@@ -589,7 +591,9 @@ impl Group {
         let end = match first {
             Ok((latest, reason)) => {
                 let running = running.get_or_insert_with(FuturesUnordered::new);
-                self.run(&mut flight, running, latest, reason, &prepared, deadline, &log, &mut fallback).await
+                // Boxed: the loop's future is large and rarely needed, and
+                // every query's future would carry its size otherwise.
+                Box::pin(self.run(&mut flight, running, latest, reason, &prepared, deadline, &log, &mut fallback)).await
             }
             Err(end) => end,
         };
@@ -964,10 +968,12 @@ impl Group {
                 let slot = log.begin(index, server.config.address, Protocol::Tcp, started, None);
                 server.stats.sent();
                 let budget = self.inner.config.per_try_timeout.min(deadline.saturating_duration_since(started));
-                let tcp = tokio::time::timeout(
+                // Boxed: the fall-back to TCP is the rare case, and every
+                // message's future would carry its size otherwise.
+                let tcp = Box::pin(tokio::time::timeout(
                     budget,
                     self.exchange(index, Protocol::Tcp, query, (slot, None), started, log),
-                );
+                ));
                 match tcp.await {
                     Ok(Exchange::Answer { response, rcode, truncated, at }) => self.judge(
                         Answer { response, server: server.config.address, protocol: Protocol::Tcp },

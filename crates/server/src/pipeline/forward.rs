@@ -815,7 +815,9 @@ impl Pipeline {
         {
             return resolution.await;
         }
-        match tokio::time::timeout_at(job.deadline, resolution).await {
+        // Boxed: the rare case, whose timer would otherwise be carried in
+        // every forward's future.
+        match Box::pin(tokio::time::timeout_at(job.deadline, resolution)).await {
             Ok(result) => result,
             Err(_) => Err(ForwardFailure::Deadline(self.query_timeout())),
         }
@@ -923,5 +925,35 @@ fn append_extended_error(response: &mut Vec<u8>, code: ExtendedErrorCode, text: 
     if let Some(slot) = response.get_mut(length_field..data_offset) {
         slot.copy_from_slice(&new.to_be_bytes());
         response.extend_from_slice(&option);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Coalescing, CoalescingKey};
+
+    /// Keys short and long are found, told apart by every part, and gone
+    /// once finished.
+    #[test]
+    fn coalescing_keys_of_any_length_are_joined_and_finished() {
+        let coalescing = Coalescing::default();
+        let long = vec![b'a'; 300];
+        for cache_key in [&b"short"[..], &long[..]] {
+            let key = CoalescingKey { cache_key, accepted_only: false, group: "default" };
+            let hash = coalescing.hash(key);
+            assert!(matches!(coalescing.join_or_lead(key, hash), Ok(None)), "the first caller leads");
+            let follower = coalescing.join_or_lead(key, hash);
+            assert!(matches!(follower, Ok(Some(_))), "the same question joins");
+            for other in [
+                CoalescingKey { accepted_only: true, ..key },
+                CoalescingKey { group: "other", ..key },
+                CoalescingKey { cache_key: &cache_key[1..], ..key },
+            ] {
+                assert!(matches!(coalescing.join_or_lead(other, coalescing.hash(other)), Ok(None)), "another leads");
+                assert!(coalescing.finish(other, coalescing.hash(other)).is_empty());
+            }
+            assert_eq!(coalescing.finish(key, hash).len(), 1, "the follower is handed back");
+            assert_eq!(coalescing.len(), 0);
+        }
     }
 }
