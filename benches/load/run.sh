@@ -22,6 +22,11 @@
 #   LOAD_PORT_BASE  first port used (default 25300; uses base..base+20)
 #   LOAD_ONLY       space-separated subset of runs to do (names below)
 #   LOAD_KEEP       1 = keep the temp dir (configs, logs) for inspection
+#   LOAD_ROUNDS     times the whole set of runs is repeated (default 1); each
+#                   row then reports the round with its median queries per
+#                   busy core, and each goal's ratio is the median of the
+#                   rounds' own ratios (every round's listed), so that one
+#                   noisy round on a shared machine does not decide it
 #   LOAD_QUIET_WAIT seconds to wait, before each run, for the machine to be
 #                   idle (default 0: do not wait); runs disturbed by other
 #                   processes are flagged CONTENDED in the notes either way
@@ -49,6 +54,12 @@ LOAD_PORT_BASE=${LOAD_PORT_BASE:-25300}
 LOAD_ONLY=${LOAD_ONLY:-}
 LOAD_KEEP=${LOAD_KEEP:-0}
 LOAD_QUIET_WAIT=${LOAD_QUIET_WAIT:-0}
+LOAD_ROUNDS=${LOAD_ROUNDS:-1}
+[[ $LOAD_ROUNDS =~ ^[1-9][0-9]*$ ]] || {
+    printf '[load] LOAD_ROUNDS must be a positive whole number, not %s\n' "$LOAD_ROUNDS" >&2
+    exit 2
+}
+ROUND=1
 RESULTS=${RESULTS:-$LOAD_DIR/results.md}
 SIGNPOST_BIN_DIR=${SIGNPOST_BIN_DIR:-$REPO/target/release}
 
@@ -299,9 +310,35 @@ wait_tcp() {
 tag() { tr -c 'A-Za-z0-9._\n-' '_' <<<"$1"; }
 
 # Results: one TSV line per measured run in $WORKDIR/results.tsv:
-# server workload transport qps cpu_seconds answered p99_ms notes
+# server workload transport qps cpu_seconds answered p99_ms notes round
 record() {
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$WORKDIR/results.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$ROUND" >>"$WORKDIR/results.tsv"
+}
+
+# medians TSV: one line per server / workload / transport, in the order
+# first measured: the round with the median queries per busy core (the
+# lower middle of an even count), its notes marked with the round; a row
+# that never measured keeps its first line.
+medians() {
+    awk -F'\t' -v OFS='\t' -v rounds="$LOAD_ROUNDS" '
+        { key = $1 FS $2 FS $3 }
+        !(key in first) { first[key] = $0; order[++keys] = key }
+        $5 + 0 > 0 { n[key]++; line[key, n[key]] = $0; qpc[key, n[key]] = $6 / $5 }
+        END {
+            for (k = 1; k <= keys; k++) {
+                key = order[k]
+                if (!n[key]) { print first[key]; continue }
+                # Insertion sort by queries per core: a handful of rounds.
+                for (i = 2; i <= n[key]; i++)
+                    for (j = i; j > 1 && qpc[key, j - 1] > qpc[key, j]; j--) {
+                        t = qpc[key, j]; qpc[key, j] = qpc[key, j - 1]; qpc[key, j - 1] = t
+                        t = line[key, j]; line[key, j] = line[key, j - 1]; line[key, j - 1] = t
+                    }
+                split(line[key, int((n[key] + 1) / 2)], f, FS)
+                if (rounds > 1) f[8] = "median of " n[key] " rounds (round " f[9] ")" (f[8] == "" ? "" : "; " f[8])
+                print f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
+            }
+        }' "$1"
 }
 
 # skip SERVER WORKLOAD TRANSPORT REASON: record a run that could not happen.
@@ -731,15 +768,16 @@ hook_signpost_endpoint() {
 # ---------------------------------------------------------------------------
 
 report() {
-    local tsv="$WORKDIR/results.tsv" floor_qpc
-    [[ -s $tsv ]] || {
+    local raw="$WORKDIR/results.tsv" tsv="$WORKDIR/medians.tsv" floor_qpc
+    [[ -s $raw ]] || {
         warn "no results"
         return 0
     }
+    medians "$raw" >"$tsv"
     # Queries per busy server core of the batched floor, for the ratio column.
     floor_qpc=$(awk -F'\t' '$1 == "floor batched" && $5 + 0 > 0 { printf "%.0f", $6 / $5 }' "$tsv")
     awk -F'\t' -v floor="${floor_qpc:-0}" -v secs="$LOAD_SECONDS" -v rate="$LOAD_P99_QPS" \
-        -v md="$RESULTS.tmp" -v when="$(date -u '+%Y-%m-%d %H:%M UTC')" \
+        -v md="$RESULTS.tmp" -v rounds="$LOAD_ROUNDS" -v when="$(date -u '+%Y-%m-%d %H:%M UTC')" \
         -v host="$(uname -srm), $(nproc --all) CPUs" '
         function k(x) { return sprintf("%.1fk", x / 1000) }
         BEGIN {
@@ -766,7 +804,7 @@ report() {
                 for (c = 1; c <= 8; c++) line = line sprintf(c >= 4 && c <= 8 ? "%*s  " : "%-*s  ", w[c], row[r, c]);
                 print line row[r, 9] }
             printf "# DNS load results\n\n" > md;
-            printf "%s; %s; %ss per run; servers on CPU 1, load on CPU 0.\n\n", when, host, secs > md;
+            printf "%s; %s; %ss per run; %d round(s); servers on CPU 1, load on CPU 0.\n\n", when, host, secs, rounds > md;
             printf "Queries per busy server core = answered queries / server CPU seconds " > md;
             printf "(utime+stime from /proc/PID/stat). p99 measured in a separate run at %d QPS.\n\n", rate > md;
             line = "|"; sep = "|";
@@ -776,7 +814,7 @@ report() {
                 for (c = 1; c <= 9; c++) line = line " " row[r, c] " |";
                 print line > md }
         }' "$tsv"
-    ratios "$tsv" >>"$RESULTS.tmp"
+    ratios "$raw" >>"$RESULTS.tmp"
     mkdir -p "$(dirname "$RESULTS")"
     mv "$RESULTS.tmp" "$RESULTS"
     log "results written to $RESULTS"
@@ -798,25 +836,47 @@ GOALS=(
     "signpost-endpoint|endpoint|doh;dnsdist|packet cache|doh;1.2"
 )
 
-# ratios TSV: markdown table of the GOALS comparisons present in TSV (also on stderr).
+# ratios TSV: markdown table of the GOALS comparisons present in TSV (also
+# on stderr). Each ratio is taken within a round (ours and the peer measured
+# minutes apart) and the table gives the median over the rounds, and every
+# round's ratio when there are several.
 ratios() {
     local tsv=$1 goal ours peer target
     printf '\n## Ratios against the peers\n\n'
-    printf '| ours | peer | q/core ratio | goal | p99 ratio (lower is better) |\n| --- | --- | ---: | ---: | ---: |\n'
-    for goal in "${GOALS[@]}"; do
+    printf '| ours | peer | q/core ratio | goal | p99 ratio (lower is better) | per round |\n'
+    printf '| --- | --- | ---: | ---: | ---: | --- |\n'
+    # Written to stderr by the shell, not `tee /dev/stderr`: reopening
+    # /dev/stderr truncates a log file that stderr is redirected to.
+    local rows
+    rows=$(for goal in "${GOALS[@]}"; do
         IFS=';' read -r ours peer target <<<"$goal"
         awk -F'\t' -v ours="$ours" -v peer="$peer" -v target="$target" '
+            function median(a, m,    i, j, t) {
+                for (i = 2; i <= m; i++)
+                    for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+                return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+            }
             { key = $1 "|" $2 "|" $3 }
-            key == ours && $5 + 0 > 0 { oq = $6 / $5; op = $7 }
-            key == peer && $5 + 0 > 0 { pq = $6 / $5; pp = $7 }
+            key == ours && $5 + 0 > 0 { oq[$9] = $6 / $5; op[$9] = $7 }
+            key == peer && $5 + 0 > 0 { pq[$9] = $6 / $5; pp[$9] = $7 }
             END {
-                if (oq == 0 || pq == 0) exit;
-                p99 = (op + 0 > 0 && pp + 0 > 0) ? sprintf("%.2f", op / pp) : "-";
-                met = oq / pq >= target ? "met" : "missed";
-                gsub(/\|/, " / ", ours); gsub(/\|/, " / ", peer);
-                printf "| %s | %s | %.2f | %.1f (%s) | %s |\n", ours, peer, oq / pq, target, met, p99
+                n = 0; np = 0; listed = ""
+                for (r = 1; r <= 1000; r++) {
+                    if (!(r in oq) || !(r in pq)) continue
+                    q[++n] = oq[r] / pq[r]
+                    listed = listed (listed == "" ? "" : ", ") sprintf("%.2f", q[n])
+                    if (op[r] + 0 > 0 && pp[r] + 0 > 0) p[++np] = op[r] / pp[r]
+                }
+                if (n == 0) exit
+                ratio = median(q, n)
+                p99 = np ? sprintf("%.2f", median(p, np)) : "-"
+                met = ratio >= target ? "met" : "missed"
+                gsub(/\|/, " / ", ours); gsub(/\|/, " / ", peer)
+                printf "| %s | %s | %.2f | %.1f (%s) | %s | %s |\n", ours, peer, ratio, target, met, p99, (n > 1 ? listed : "-")
             }' "$tsv"
-    done | tee /dev/stderr
+    done)
+    [[ -z $rows ]] || printf '%s\n' "$rows" >&2
+    [[ -z $rows ]] || printf '%s\n' "$rows"
 }
 
 # ---------------------------------------------------------------------------
@@ -855,46 +915,49 @@ main() {
         fi
     fi
 
-    # 1. The kernel floor: bare UDP responder, simple then batched.
-    wanted floor-simple && run_floor simple "$PORT_FLOOR_SIMPLE"
-    wanted floor-batched && run_floor batched "$PORT_FLOOR_BATCHED"
+    for ((ROUND = 1; ROUND <= LOAD_ROUNDS; ROUND++)); do
+        ((LOAD_ROUNDS == 1)) || log "round $ROUND of $LOAD_ROUNDS"
+        # 1. The kernel floor: bare UDP responder, simple then batched.
+        wanted floor-simple && run_floor simple "$PORT_FLOOR_SIMPLE"
+        wanted floor-batched && run_floor batched "$PORT_FLOOR_BATCHED"
 
-    # 2. unbound answering from local-data.
-    if wanted unbound-local; then
-        start_unbound_local
-        measure_dnsperf "unbound" "local-data" udp "$PORT_UNBOUND_LOCAL" "$UNBOUND_LOCAL_PID"
-    fi
-
-    # 3. unbound forwarding to the backend, without then with its cache.
-    wanted unbound-forward && run_unbound_forward "no cache"
-    wanted unbound-forward-cache && run_unbound_forward cache
-
-    # 4. dnsdist forwarding to the same backend, without then with packet cache.
-    wanted dnsdist-nocache && run_dnsdist dnsdist-nocache.conf "forward, no cache" "$PORT_DNSDIST_NOCACHE"
-    wanted dnsdist-cache && run_dnsdist dnsdist-cache.conf "packet cache" "$PORT_DNSDIST_CACHE"
-
-    # 5. unbound local-data over TCP.
-    if wanted unbound-tcp; then
-        start_unbound_local
-        measure_dnsperf "unbound" "local-data" tcp "$PORT_UNBOUND_LOCAL" "$UNBOUND_LOCAL_PID"
-    fi
-
-    # 6. DoH: dnsdist's frontend (packet cache), then unbound's own listener.
-    wanted dnsdist-doh && run_dnsdist_doh
-    if wanted unbound-doh; then
-        start_unbound_local
-        if ((UNBOUND_LOCAL_DOH)) && wait_tcp "$PORT_UNBOUND_LOCAL_DOH" 5; then
-            measure_h2load "unbound" "local-data" "$PORT_UNBOUND_LOCAL_DOH" "$UNBOUND_LOCAL_PID"
-        else
-            skip "unbound" "local-data" doh "unbound built without libnghttp2 (see unbound -V)"
+        # 2. unbound answering from local-data.
+        if wanted unbound-local; then
+            start_unbound_local
+            measure_dnsperf "unbound" "local-data" udp "$PORT_UNBOUND_LOCAL" "$UNBOUND_LOCAL_PID"
         fi
-    fi
-    stop_unbound_local
 
-    # 7. Signpost servers (hooks; skipped while the binaries are absent).
-    wanted signpost-redirect && hook_signpost_redirect
-    wanted signpost-forward && hook_signpost_forward
-    wanted signpost-endpoint && hook_signpost_endpoint
+        # 3. unbound forwarding to the backend, without then with its cache.
+        wanted unbound-forward && run_unbound_forward "no cache"
+        wanted unbound-forward-cache && run_unbound_forward cache
+
+        # 4. dnsdist forwarding to the same backend, without then with packet cache.
+        wanted dnsdist-nocache && run_dnsdist dnsdist-nocache.conf "forward, no cache" "$PORT_DNSDIST_NOCACHE"
+        wanted dnsdist-cache && run_dnsdist dnsdist-cache.conf "packet cache" "$PORT_DNSDIST_CACHE"
+
+        # 5. unbound local-data over TCP.
+        if wanted unbound-tcp; then
+            start_unbound_local
+            measure_dnsperf "unbound" "local-data" tcp "$PORT_UNBOUND_LOCAL" "$UNBOUND_LOCAL_PID"
+        fi
+
+        # 6. DoH: dnsdist's frontend (packet cache), then unbound's own listener.
+        wanted dnsdist-doh && run_dnsdist_doh
+        if wanted unbound-doh; then
+            start_unbound_local
+            if ((UNBOUND_LOCAL_DOH)) && wait_tcp "$PORT_UNBOUND_LOCAL_DOH" 5; then
+                measure_h2load "unbound" "local-data" "$PORT_UNBOUND_LOCAL_DOH" "$UNBOUND_LOCAL_PID"
+            else
+                skip "unbound" "local-data" doh "unbound built without libnghttp2 (see unbound -V)"
+            fi
+        fi
+        stop_unbound_local
+
+        # 7. Signpost servers (hooks; skipped while the binaries are absent).
+        wanted signpost-redirect && hook_signpost_redirect
+        wanted signpost-forward && hook_signpost_forward
+        wanted signpost-endpoint && hook_signpost_endpoint
+    done
 
     report
 }
