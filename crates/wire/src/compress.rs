@@ -281,7 +281,9 @@ pub(crate) struct Compressor {
     first: Option<(u16, u8)>,
     /// The first name's entry once the table exists.
     first_entry: u16,
-    table: Option<Table>,
+    /// Boxed: most messages never need it, and a builder that carried its
+    /// 664 bytes inline copied them with every move (three per local answer).
+    table: Option<Box<Table>>,
 }
 
 impl Compressor {
@@ -312,7 +314,7 @@ impl Compressor {
                 _ => self.make_table(message),
             }
         }
-        let table = self.table.get_or_insert_with(Table::new);
+        let table = self.table.get_or_insert_with(|| Box::new(Table::new()));
         if compress && let Some(entry) = table.recent(flat) {
             return Plan::Table { labels: None, found: Match { unmatched: 0, entry } };
         }
@@ -329,7 +331,7 @@ impl Compressor {
     /// been there when it was written.
     #[cold]
     fn make_table(&mut self, message: &[u8]) {
-        let mut table = Table::new();
+        let mut table = Box::new(Table::new());
         if let Some((offset, len)) = self.first {
             let start = usize::from(offset);
             let flat = message.get(start..start + usize::from(len)).unwrap_or(&[]);
