@@ -304,6 +304,30 @@ mod tests {
     use crate::test_support::name;
     use core::hash::{BuildHasher, Hash};
 
+    /// The hash reads a message's bytes as little-endian words, the last
+    /// one zero-padded and marked with its length: checked against that
+    /// definition written out plainly, for every tail length.
+    #[test]
+    fn the_hash_reads_words_little_endian_with_a_marked_tail() {
+        fn reference(bytes: &[u8]) -> u64 {
+            let mut hash = 0u64;
+            let mut add = |word: u64| hash = hash.wrapping_add(word).wrapping_mul(FX_SEED);
+            for chunk in bytes.chunks(8) {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                let mark = if chunk.len() < 8 { (chunk.len() as u64) << 59 } else { 0 };
+                add(u64::from_le_bytes(word) ^ mark);
+            }
+            hash.rotate_left(26)
+        }
+        let bytes: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(151).wrapping_add(7)).collect();
+        for len in 0..=bytes.len() {
+            let mut hasher = FxHasher::default();
+            hasher.write(&bytes[..len]);
+            assert_eq!(hasher.finish(), reference(&bytes[..len]), "{len} bytes");
+        }
+    }
+
     #[test]
     fn suffixes_follow_label_boundaries() {
         let lower = LowerName::new(&name("WWW.Example.COM."));
