@@ -9,10 +9,13 @@
 # counts do not depend on other load on the machine, unlike the load
 # script's CPU seconds.
 #
-# Usage: benches/load/prof-forward.sh signpost|dnsdist|endpoint[-cache] [QUERIES]
+# Usage: benches/load/prof-forward.sh signpost|dnsdist|endpoint[-cache]|redirect [QUERIES]
 # endpoint runs target/release/signpost-endpoint with the load script's
 # signpost-endpoint.toml.in (Do53 only; its cache is on in both modes, so
 # use endpoint-cache).
+# redirect runs target/release/signpost-redirect on its embedded default
+# (the load script's set-up) and measures local answers: every query is a
+# distinct bucket<N>.s3.amazonaws.com name, answered by the redirect rule.
 # The -cache modes turn the server's answer cache on (dnsdist: its packet
 # cache) and measure cache hits: the warm-up sends PROF_CACHE_NAMES
 # distinct names once, then the measured pass repeats those same names
@@ -30,7 +33,7 @@ set -euo pipefail
 LOAD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=benches/load/prof-common.sh
 source "$LOAD_DIR/prof-common.sh"
-server=${1:?usage: prof-forward.sh signpost|dnsdist|endpoint[-cache] [QUERIES]}
+server=${1:?usage: prof-forward.sh signpost|dnsdist|endpoint[-cache]|redirect [QUERIES]}
 queries=${2:-20000}
 cached=false
 if [[ $server == *-cache ]]; then
@@ -42,7 +45,10 @@ base=${PROF_PORT_BASE:-26710}
 backend_port=$base
 port=$((base + 1))
 
-if [[ $cached == true ]]; then
+if [[ $server == redirect ]]; then
+    for i in $(seq 1 "$queries"); do echo "bucket$i.s3.amazonaws.com A"; done >"$work/names"
+    for i in $(seq 1 500); do echo "warm$i.s3.amazonaws.com A"; done >"$work/warm"
+elif [[ $cached == true ]]; then
     distinct=${PROF_CACHE_NAMES:-1000}
     for i in $(seq 1 "$distinct"); do echo "c$i.prof.test A"; done >"$work/warm"
     for i in $(seq 0 $((queries - 1))); do echo "c$((i % distinct + 1)).prof.test A"; done >"$work/names"
@@ -65,6 +71,13 @@ signpost)
         -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $cached/" \
         "$LOAD_DIR/signpost-forward.toml.in" >"$work/server.toml"
     command=("$SIGNPOST_BIN" --config "$work/server.toml")
+    ;;
+redirect)
+    # Configured by its environment, as LocalStack's is (exported here, not
+    # through env(1): valgrind would then measure env, not the server).
+    # Names it does not redirect go to the backend (none are asked here).
+    export DNS_ADDRESS=127.0.0.1 DNS_PORT="$port" DNS_SERVER="127.0.0.1:$backend_port"
+    command=("$REPO/target/release/signpost-redirect")
     ;;
 dnsdist)
     conf=dnsdist-nocache.conf
