@@ -7,7 +7,7 @@ use crate::Error;
 use crate::compress::{Compressor, FIRST_NAME, Plan, ROOT_PARENT};
 use crate::edns::{ByteSink, EdnsHeader, EdnsOption, OptionBytes};
 use crate::iana::{Class, Rcode, RecordType};
-use crate::message::{Flags, HEADER_LEN, Header, Message, Record, Section};
+use crate::message::{Flags, HEADER_LEN, Header, Message, Question, Record, Section};
 use crate::name::{MAX_NAME_LEN, Name, ToName};
 use crate::rdata::{RecordData, Sink};
 use crate::record::RecordBuf;
@@ -208,6 +208,16 @@ impl<'b, T: Buffer + ?Sized> MessageBuilder<'b, T> {
             let question = question?;
             builder.push_question(&question.name(), question.qtype(), question.qclass())?;
         }
+        Ok(builder)
+    }
+
+    /// [`response_to`](Self::response_to) for a query whose one question
+    /// was read already (a server's check of the query reads it): the same
+    /// bytes, without reading the query's question section again.
+    #[inline]
+    pub fn response_to_question(buffer: &'b mut T, query: Header, question: &Question<'_>) -> Result<Self, Error> {
+        let mut builder = Self::response_header_to(buffer, query)?;
+        builder.push_question(&question.name(), question.qtype(), question.qclass())?;
         Ok(builder)
     }
 

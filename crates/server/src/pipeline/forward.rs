@@ -576,8 +576,8 @@ impl Pipeline {
     fn check_chain(&self, job: &ForwardJob, out: &mut Vec<u8>) -> Option<(Step, crate::querylog::TraceFirewall)> {
         let check = job.chain_check.as_deref()?;
         let message = Message::parse(&check.query).ok()?;
-        let (_, client_edns) = super::inspect(&message)?;
-        let facts = QueryFacts { message, client_edns };
+        let (question, client_edns) = super::inspect(&message)?;
+        let facts = QueryFacts { message, question, client_edns };
         self.firewall_chain(&job.state.rules, &check.client, &facts, 0, job.limit, out, job.purpose)
     }
 

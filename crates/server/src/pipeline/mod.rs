@@ -325,6 +325,9 @@ fn instance_identity() -> [u8; 8] {
 /// Bits of a parsed query the response builders need.
 struct QueryFacts<'a> {
     message: Message<'a>,
+    /// Its one question, as `inspect` read it (responses start from it
+    /// rather than reading the question section again).
+    question: Question<'a>,
     client_edns: Option<Edns<'a>>,
 }
 
@@ -542,7 +545,7 @@ impl Pipeline {
         let Some((question, client_edns)) = inspect(&message) else {
             return self.error_response(&message, Rcode::FORMERR, out, purpose);
         };
-        let facts = QueryFacts { message, client_edns };
+        let facts = QueryFacts { message, question, client_edns };
         if facts.client_edns.is_some_and(|edns| edns.version() > 0) {
             return self.respond_badvers(&facts, out, purpose);
         }

@@ -50,8 +50,8 @@ impl Pipeline {
     /// no amplification worth having.
     pub(super) fn refuse(&self, message: &Message<'_>, out: &mut impl Buffer, purpose: Purpose) -> Step {
         match super::inspect(message) {
-            Some((_, client_edns)) => self.simple_response(
-                &QueryFacts { message: *message, client_edns },
+            Some((question, client_edns)) => self.simple_response(
+                &QueryFacts { message: *message, question, client_edns },
                 Rcode::REFUSED,
                 Some((ExtendedErrorCode::PROHIBITED, "client not allowed")),
                 out,
@@ -100,7 +100,7 @@ impl Pipeline {
     pub(super) fn respond_badvers(&self, facts: &QueryFacts<'_>, out: &mut impl Buffer, purpose: Purpose) -> Step {
         let start = out.len();
         let result = (|| {
-            let mut builder = MessageBuilder::response_to(out, &facts.message)?;
+            let mut builder = MessageBuilder::response_to_question(out, facts.message.header(), &facts.question)?;
             builder.set_rcode(Rcode::BADVERS);
             builder.set_edns(EdnsHeader {
                 udp_payload_size: self.config.edns.udp_payload_size,
@@ -156,7 +156,7 @@ impl Pipeline {
         out: &mut B,
         fill: impl FnOnce(&mut MessageBuilder<'_, B>) -> Result<(), signpost_wire::Error>,
     ) -> Result<usize, signpost_wire::Error> {
-        let mut builder = MessageBuilder::response_to(out, &facts.message)?;
+        let mut builder = MessageBuilder::response_to_question(out, facts.message.header(), &facts.question)?;
         if let Some(limit) = limit {
             builder.set_limit(limit);
         }

@@ -272,6 +272,28 @@ proptest! {
         prop_assert_eq!(short.len(), 0);
     }
 
+    /// A response started from the question already read is the response
+    /// `response_to` starts from the whole query, byte for byte, with
+    /// records and EDNS added the same way after it.
+    #[test]
+    fn a_response_to_a_read_question_matches_response_to(sample in sample(), answer in record(), limit in 12usize..600) {
+        let query = build(&sample);
+        let message = Message::parse(&query).expect("built");
+        let question = message.first_question().expect("readable").expect("one question");
+        let respond = |builder: Result<MessageBuilder<'_, Vec<u8>>, signpost_wire::Error>| {
+            let mut builder = builder?;
+            builder.set_limit(limit);
+            builder.set_edns(EdnsHeader::default());
+            let _ = builder.push_record_buf(Section::Answer, &answer);
+            builder.finish()
+        };
+        let (mut whole, mut read) = (Vec::new(), Vec::new());
+        let from_whole = respond(MessageBuilder::response_to(&mut whole, &message));
+        let from_read = respond(MessageBuilder::response_to_question(&mut read, message.header(), &question));
+        prop_assert_eq!(from_whole.is_ok(), from_read.is_ok());
+        prop_assert_eq!(whole, read);
+    }
+
     #[test]
     fn parse_of_build_gives_back_the_message(sample in sample()) {
         let bytes = build(&sample);
