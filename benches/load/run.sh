@@ -850,7 +850,7 @@ ratios() {
     local rows
     rows=$(for goal in "${GOALS[@]}"; do
         IFS=';' read -r ours peer target <<<"$goal"
-        awk -F'\t' -v ours="$ours" -v peer="$peer" -v target="$target" '
+        awk -F'\t' -v ours="$ours" -v peer="$peer" -v target="$target" -v rounds="$LOAD_ROUNDS" '
             function median(a, m,    i, j, t) {
                 for (i = 2; i <= m; i++)
                     for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
@@ -861,7 +861,7 @@ ratios() {
             key == peer && $5 + 0 > 0 { pq[$9] = $6 / $5; pp[$9] = $7 }
             END {
                 n = 0; np = 0; listed = ""
-                for (r = 1; r <= 1000; r++) {
+                for (r = 1; r <= rounds; r++) {
                     if (!(r in oq) || !(r in pq)) continue
                     q[++n] = oq[r] / pq[r]
                     listed = listed (listed == "" ? "" : ", ") sprintf("%.2f", q[n])
