@@ -32,10 +32,12 @@
 #                   processes are flagged CONTENDED in the notes either way
 #   RESULTS         markdown results file (default benches/load/results.md)
 #   FLOOR_BIN       floor_responder binary (default: built with cargo)
+#   RELAY_BIN       floor_relay binary (default: floor_relay beside
+#                   FLOOR_BIN, else built with cargo)
 #   SIGNPOST_BIN_DIR where signpost-* binaries are looked for
 #                   (default <repo>/target/release)
 #
-# Run names for LOAD_ONLY: floor-simple floor-batched unbound-local
+# Run names for LOAD_ONLY: floor-simple floor-batched floor-relay unbound-local
 #   unbound-forward unbound-forward-cache dnsdist-nocache dnsdist-cache unbound-tcp dnsdist-doh
 #   unbound-doh signpost-redirect signpost-forward signpost-endpoint
 
@@ -85,6 +87,7 @@ PORT_SIGNPOST_REDIRECT=$((LOAD_PORT_BASE + 9))
 PORT_SIGNPOST_FORWARD=$((LOAD_PORT_BASE + 10))
 PORT_SIGNPOST_ENDPOINT=$((LOAD_PORT_BASE + 11))
 PORT_SIGNPOST_ENDPOINT_DOH=$((LOAD_PORT_BASE + 12))
+PORT_FLOOR_RELAY=$((LOAD_PORT_BASE + 13))
 PORT_BACKEND=$((LOAD_PORT_BASE + 20))
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -209,18 +212,29 @@ forget() {
 # Measurement helpers.
 # ---------------------------------------------------------------------------
 
-# cpu_ticks PID: utime+stime of the whole thread group, in clock ticks
-# (includes threads that already exited). 0 if PID is absent.
-cpu_ticks() {
+# proc_ticks PID EXPR: an awk expression of /proc/PID/stat's fields, in
+# clock ticks, with $12 the utime (field 14) and $13 the stime (field 15)
+# of the whole thread group (threads that already exited included). 0 if
+# PID is absent.
+proc_ticks() {
     local stat rest
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || {
         echo 0
         return
     }
+    # rest starts at field 3 (state), after the command name in parentheses.
     rest=${stat##*) }
-    # rest starts at field 3 (state); utime is field 14, stime field 15.
-    awk '{ print $12 + $13 }' <<<"$rest"
+    awk "{ print $2 }" <<<"$rest"
 }
+
+# cpu_ticks PID: utime+stime.
+cpu_ticks() { proc_ticks "$1" '$12 + $13'; }
+
+# user_ticks PID: utime alone, the user-space part of cpu_ticks. The kernel
+# splits a thread's time between utime and stime by sampling at its clock
+# ticks, so the split is an estimate (within a few percent over a run of
+# seconds), unlike the sum.
+user_ticks() { proc_ticks "$1" '$12'; }
 
 # ticks_to_seconds TICKS
 ticks_to_seconds() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }
@@ -251,19 +265,20 @@ other_load_note() {
         s = t / hz; if (b > a && s > 0.05 * (b - a)) printf "; CONTENDED: other processes used %.2f CPU s", s }'
 }
 
-# snapshot PID [BACKEND_PID]: "server backend load-generator all-busy time"
-# (ticks, ticks, ticks, ticks, epoch seconds) for contended_note.
+# snapshot PID [BACKEND_PID]: "server backend load-generator all-busy time
+# server-user" (ticks, ticks, ticks, ticks, epoch seconds, ticks) for
+# contended_note and cpu_notes.
 snapshot() {
     local backend=0
     [[ -n ${2:-} ]] && backend=$(cpu_ticks "$2")
-    echo "$(cpu_ticks "$1") $backend $(child_ticks) $(busy_ticks) $EPOCHREALTIME"
+    echo "$(cpu_ticks "$1") $backend $(child_ticks) $(busy_ticks) $EPOCHREALTIME $(user_ticks "$1")"
 }
 
 # contended_note SNAPSHOT0 SNAPSHOT1 LABEL: other_load_note between two snapshots.
 contended_note() {
-    local c0 b0 l0 a0 t0 c1 b1 l1 a1 t1
-    read -r c0 b0 l0 a0 t0 <<<"$1"
-    read -r c1 b1 l1 a1 t1 <<<"$2"
+    local c0 b0 l0 a0 t0 u0 c1 b1 l1 a1 t1 u1
+    read -r c0 b0 l0 a0 t0 u0 <<<"$1"
+    read -r c1 b1 l1 a1 t1 u1 <<<"$2"
     other_load_note $((a1 - a0 - (c1 - c0) - (b1 - b0) - (l1 - l0))) "$t0" "$t1" | sed "s/CONTENDED/$3CONTENDED/"
 }
 
@@ -374,13 +389,13 @@ no_statistics() {
 # cpu_notes SNAPSHOT0 SNAPSHOT1 BACKEND_PID [SERVER_SECONDS]: the notes on
 # who used the CPU between two snapshots: the backend's CPU seconds (when
 # there is a backend), the server's use as a percentage of SERVER_SECONDS
-# (default: the interval), the load generator's of the interval, and a
-# CONTENDED note for other processes. Sets CPU to the server's CPU seconds
+# (default: the interval) with the user-space share of it, the load
+# generator's of the interval, and a CONTENDED note for other processes. Sets CPU to the server's CPU seconds
 # and CPU_NOTES to the notes.
 cpu_notes() {
-    local c0 b0 l0 a0 t0 c1 b1 l1 a1 t1 notes="" busy_from busy_to
-    read -r c0 b0 l0 a0 t0 <<<"$1"
-    read -r c1 b1 l1 a1 t1 <<<"$2"
+    local c0 b0 l0 a0 t0 u0 c1 b1 l1 a1 t1 u1 notes="" busy_from busy_to
+    read -r c0 b0 l0 a0 t0 u0 <<<"$1"
+    read -r c1 b1 l1 a1 t1 u1 <<<"$2"
     busy_from=$t0 busy_to=$t1
     [[ -n ${4:-} ]] && busy_from=0 busy_to=$4
     CPU=$(ticks_to_seconds $((c1 - c0)))
@@ -388,6 +403,9 @@ cpu_notes() {
         notes+="backend CPU $(ticks_to_seconds $((b1 - b0)))s; "
     fi
     notes+="server busy $(percent $((c1 - c0)) "$busy_from" "$busy_to")%"
+    # How much of the server's CPU time was its own code (the rest is the
+    # kernel's: system calls, loopback delivery): where a ratio can move.
+    ((c1 > c0)) && notes+=" (user $(((u1 - u0) * 100 / (c1 - c0)))%)"
     notes+=", load generator CPU $(percent $((l1 - l0)) "$t0" "$t1")%"
     notes+=$(other_load_note $((a1 - a0 - (c1 - c0) - (b1 - b0) - (l1 - l0))) "$t0" "$t1")
     CPU_NOTES=$notes
@@ -598,6 +616,24 @@ run_floor() {
     start "floor-$mode" "$SERVER_CPU" "$FLOOR_BIN" "$ADDR:$port" "$mode"
     pid=$STARTED_PID
     measure_udp_once_up "floor $mode" "static A" "$port" "" "did not answer" "$pid"
+    stop "$pid"
+}
+
+# The forwarding floor: floor_relay passing every query to the backend
+# and every answer back with the least user-space work (no checks, no
+# timers): what the kernel allows a batched forwarder, next to dnsdist's
+# and the Signpost forwarders' uncached rows.
+run_floor_relay() {
+    local pid
+    if [[ -z $RELAY_BIN || ! -x $RELAY_BIN ]]; then
+        skip "floor relay" "forward, no cache" udp "floor_relay not built"
+        return 0
+    fi
+    start_backend
+    start floor-relay "$SERVER_CPU" "$RELAY_BIN" "$ADDR:$PORT_FLOOR_RELAY" "$ADDR:$PORT_BACKEND"
+    pid=$STARTED_PID
+    measure_udp_once_up "floor relay" "forward, no cache" "$PORT_FLOOR_RELAY" "" "did not answer" "$pid" \
+        "$BACKEND_PID"
     stop "$pid"
 }
 
@@ -839,7 +875,8 @@ GOALS=(
 # ratios TSV: markdown table of the GOALS comparisons present in TSV (also
 # on stderr). Each ratio is taken within a round (ours and the peer measured
 # minutes apart) and the table gives the median over the rounds, and every
-# round's ratio when there are several.
+# round's ratio when there are several. Three decimals: a ratio of 1.198
+# must not read as a goal of 1.2 met.
 ratios() {
     local tsv=$1 goal ours peer target
     printf '\n## Ratios against the peers\n\n'
@@ -864,7 +901,7 @@ ratios() {
                 for (r = 1; r <= rounds; r++) {
                     if (!(r in oq) || !(r in pq)) continue
                     q[++n] = oq[r] / pq[r]
-                    listed = listed (listed == "" ? "" : ", ") sprintf("%.2f", q[n])
+                    listed = listed (listed == "" ? "" : ", ") sprintf("%.3f", q[n])
                     if (op[r] + 0 > 0 && pp[r] + 0 > 0) p[++np] = op[r] / pp[r]
                 }
                 if (n == 0) exit
@@ -872,7 +909,7 @@ ratios() {
                 p99 = np ? sprintf("%.2f", median(p, np)) : "-"
                 met = ratio >= target ? "met" : "missed"
                 gsub(/\|/, " / ", ours); gsub(/\|/, " / ", peer)
-                printf "| %s | %s | %.2f | %.1f (%s) | %s | %s |\n", ours, peer, ratio, target, met, p99, (n > 1 ? listed : "-")
+                printf "| %s | %s | %.3f | %.1f (%s) | %s | %s |\n", ours, peer, ratio, target, met, p99, (n > 1 ? listed : "-")
             }' "$tsv"
     done)
     [[ -z $rows ]] || printf '%s\n' "$rows" >&2
@@ -898,20 +935,27 @@ main() {
     make_cert
 
     FLOOR_BIN=${FLOOR_BIN:-}
-    if [[ -z $FLOOR_BIN ]] && { wanted floor-simple || wanted floor-batched; }; then
+    RELAY_BIN=${RELAY_BIN:-}
+    if [[ -z $RELAY_BIN && -n $FLOOR_BIN && -x $(dirname "$FLOOR_BIN")/floor_relay ]]; then
+        RELAY_BIN=$(dirname "$FLOOR_BIN")/floor_relay
+    fi
+    if { [[ -z $FLOOR_BIN ]] && { wanted floor-simple || wanted floor-batched; }; } ||
+        { [[ -z $RELAY_BIN ]] && wanted floor-relay; }; then
         if command -v cargo >/dev/null 2>&1; then
-            log "building floor_responder (cargo build --release)"
-            local built="${CARGO_TARGET_DIR:-$REPO/target}/release/floor_responder"
-            if (cd "$REPO" && cargo build --release -q -p signpost-benches --bin floor_responder) >&2; then
-                FLOOR_BIN=$built
-            elif [[ -x $built ]]; then
-                warn "floor_responder did not build; using the existing $built"
-                FLOOR_BIN=$built
+            log "building floor_responder and floor_relay (cargo build --release)"
+            local built="${CARGO_TARGET_DIR:-$REPO/target}/release"
+            if (cd "$REPO" && cargo build --release -q -p signpost-benches --bin floor_responder \
+                --bin floor_relay) >&2; then
+                :
+            elif [[ -x $built/floor_responder ]]; then
+                warn "the floors did not build; using the existing binaries in $built"
             else
-                warn "floor_responder did not build; floor rows skipped"
+                warn "the floors did not build; floor rows skipped"
             fi
+            [[ -z $FLOOR_BIN && -x $built/floor_responder ]] && FLOOR_BIN=$built/floor_responder
+            [[ -z $RELAY_BIN && -x $built/floor_relay ]] && RELAY_BIN=$built/floor_relay
         else
-            warn "cargo not found; set FLOOR_BIN to a built floor_responder"
+            warn "cargo not found; set FLOOR_BIN and RELAY_BIN to built floor binaries"
         fi
     fi
 
@@ -931,9 +975,11 @@ main() {
         wanted unbound-forward && run_unbound_forward "no cache"
         wanted unbound-forward-cache && run_unbound_forward cache
 
-        # 4. dnsdist forwarding to the same backend, without then with packet cache.
+        # 4. dnsdist forwarding to the same backend, without then with packet cache;
+        #    then the forwarding floor (floor_relay) to the same backend.
         wanted dnsdist-nocache && run_dnsdist dnsdist-nocache.conf "forward, no cache" "$PORT_DNSDIST_NOCACHE"
         wanted dnsdist-cache && run_dnsdist dnsdist-cache.conf "packet cache" "$PORT_DNSDIST_CACHE"
+        wanted floor-relay && run_floor_relay
 
         # 5. unbound local-data over TCP.
         if wanted unbound-tcp; then

@@ -14,12 +14,15 @@
 //!   and record headers with bounds checks but decodes no RDATA: the floor
 //!   under any real parser;
 //! * [`codecs`], the workloads implemented once per library, shared by the
-//!   criterion bench and the `prof` binary (callgrind instruction counts).
+//!   criterion bench and the `prof` binary (callgrind instruction counts);
+//! * [`mmsg`], the batched UDP (`recvmmsg`/`sendmmsg`) the load benchmarks'
+//!   floor binaries share.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 pub mod codecs;
+pub mod mmsg;
 
 // ---------------------------------------------------------------------------
 // Test packets

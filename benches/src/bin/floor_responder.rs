@@ -21,12 +21,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
+use signpost_benches::mmsg::{self, BATCH};
+
 /// Largest query accepted; anything longer is dropped.
 const MAX_QUERY: usize = 1232;
 /// Largest answer written: header + 255-byte name + 4 + the 16-byte answer.
 const MAX_ANSWER: usize = 12 + 255 + 4 + 16;
-/// Datagrams per `recvmmsg`/`sendmmsg` call in batched mode.
-const BATCH: usize = 32;
 
 /// Writes the answer to `query` into `out`, returning its length, or `None`
 /// when the query is malformed and must be dropped.
@@ -106,179 +106,34 @@ fn run_simple(socket: &UdpSocket) -> std::io::Result<()> {
     }
 }
 
-/// Batched receive and send through `recvmmsg`/`sendmmsg`.
+/// Batched receive and send through `recvmmsg`/`sendmmsg`
+/// ([`signpost_benches::mmsg`]).
 fn run_batched(socket: &UdpSocket) -> std::io::Result<()> {
-    let mut batch = mmsg::Batch::new();
+    let mut received = mmsg::Received::new();
+    let mut sender = mmsg::Sender::new();
+    let mut answers = Box::new([[0u8; MAX_ANSWER]; BATCH]);
+    // For each answer: the query it answers and its length.
+    let mut queued = [(0usize, 0usize); BATCH];
     let fd = socket.as_raw_fd();
     loop {
-        let received = batch.recv(fd)?;
+        let count = received.recv(fd, mmsg::Wait::ForOne)?;
         let mut replies = 0;
-        for i in 0..received {
-            let (query, reply) = batch.slot(i);
-            if let Some(len) = answer(query, reply) {
-                batch.queue_reply(i, replies, len);
+        for (i, out) in answers.iter_mut().enumerate().take(count) {
+            let query = received.packet(i);
+            if query.len() > MAX_QUERY {
+                continue;
+            }
+            if let (Some(len), Some(slot)) = (answer(query, out), queued.get_mut(replies)) {
+                *slot = (i, len);
                 replies += 1;
             }
         }
-        batch.send(fd, replies);
-    }
-}
-
-/// Everything `unsafe` in this binary: the `recvmmsg`/`sendmmsg` batch.
-mod mmsg {
-    use super::{BATCH, MAX_ANSWER, MAX_QUERY};
-    use std::io;
-    use std::os::fd::RawFd;
-
-    /// Preallocated buffers and headers for one batch of datagrams.
-    pub(super) struct Batch {
-        /// Receive buffers; one byte longer than `MAX_QUERY` to spot oversize queries.
-        rx: Box<[[u8; MAX_QUERY + 1]; BATCH]>,
-        /// Length of each received datagram.
-        rx_len: [usize; BATCH],
-        /// Source address of each received datagram.
-        peers: Box<[libc::sockaddr_storage; BATCH]>,
-        /// Length of each source address.
-        peer_len: [libc::socklen_t; BATCH],
-        /// Answer buffers, indexed like `rx`.
-        tx: Box<[[u8; MAX_ANSWER]; BATCH]>,
-        /// For each queued reply: (index of the query slot, answer length).
-        queued: [(usize, usize); BATCH],
-        /// Scatter/gather entries, one per message.
-        iov: Box<[libc::iovec; BATCH]>,
-        /// The message headers passed to the kernel.
-        hdrs: Box<[libc::mmsghdr; BATCH]>,
-    }
-
-    impl Batch {
-        /// Allocates the buffers; done once, before the serving loop.
-        pub(super) fn new() -> Self {
-            // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs
-            // of integers and raw pointers, for which all-zero bytes are a
-            // valid value (null pointers, zero lengths).
-            let (peers, iov, hdrs) = unsafe {
-                (
-                    Box::new(std::mem::zeroed::<[libc::sockaddr_storage; BATCH]>()),
-                    Box::new(std::mem::zeroed::<[libc::iovec; BATCH]>()),
-                    Box::new(std::mem::zeroed::<[libc::mmsghdr; BATCH]>()),
-                )
-            };
-            Self {
-                rx: Box::new([[0; MAX_QUERY + 1]; BATCH]),
-                rx_len: [0; BATCH],
-                peers,
-                peer_len: [0; BATCH],
-                tx: Box::new([[0; MAX_ANSWER]; BATCH]),
-                queued: [(0, 0); BATCH],
-                iov,
-                hdrs,
-            }
-        }
-
-        /// Points message header `nth` at one buffer (`buffer.0`, `buffer.1`
-        /// bytes) and at peer slot `peer`, of `peer_len` bytes; no control data.
-        #[inline]
-        fn prepare(&mut self, nth: usize, buffer: (*mut u8, usize), peer: usize, peer_len: libc::socklen_t) {
-            self.iov[nth] = libc::iovec { iov_base: buffer.0.cast(), iov_len: buffer.1 };
-            let hdr = &mut self.hdrs[nth].msg_hdr;
-            hdr.msg_name = std::ptr::from_mut(&mut self.peers[peer]).cast();
-            hdr.msg_namelen = peer_len;
-            hdr.msg_iov = &mut self.iov[nth];
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_controllen = 0;
-            hdr.msg_flags = 0;
-            self.hdrs[nth].msg_len = 0;
-        }
-
-        /// Blocks until at least one datagram arrives, then takes up to
-        /// `BATCH` without waiting further. Returns how many were received;
-        /// oversized or truncated datagrams are reported with length 0 so
-        /// the parser drops them.
-        pub(super) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-            for i in 0..BATCH {
-                let buffer = self.rx[i].as_mut_ptr();
-                self.prepare(i, (buffer, MAX_QUERY + 1), i, socklen_of::<libc::sockaddr_storage>());
-            }
-            loop {
-                // SAFETY: `hdrs` holds BATCH initialised headers whose name
-                // and iovec pointers point into `peers`, `iov` and `rx`,
-                // heap buffers owned by `self` that outlive the call and are
-                // not otherwise borrowed during it; each iovec's length is
-                // its buffer's length and each msg_namelen is the size of
-                // its sockaddr_storage, so the kernel writes within bounds.
-                let n = unsafe {
-                    libc::recvmmsg(
-                        fd,
-                        self.hdrs.as_mut_ptr(),
-                        BATCH as libc::c_uint,
-                        libc::MSG_WAITFORONE,
-                        std::ptr::null_mut(),
-                    )
-                };
-                if n >= 0 {
-                    let n = usize::try_from(n).unwrap_or(0).min(BATCH);
-                    for i in 0..n {
-                        let hdr = &self.hdrs[i];
-                        let len = hdr.msg_len as usize;
-                        let truncated = hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-                        self.rx_len[i] = if truncated || len > MAX_QUERY { 0 } else { len };
-                        self.peer_len[i] = hdr.msg_hdr.msg_namelen;
-                    }
-                    return Ok(n);
-                }
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
-        }
-
-        /// The received query in slot `i` and the answer buffer for it.
-        pub(super) fn slot(&mut self, i: usize) -> (&[u8], &mut [u8; MAX_ANSWER]) {
-            (&self.rx[i][..self.rx_len[i]], &mut self.tx[i])
-        }
-
-        /// Queues the answer of length `len` in slot `slot` as reply number `nth`.
-        pub(super) fn queue_reply(&mut self, slot: usize, nth: usize, len: usize) {
-            self.queued[nth] = (slot, len.min(MAX_ANSWER));
-        }
-
-        /// Sends the first `count` queued replies to their queries' sources.
-        /// Send errors are ignored: a lost answer is a timeout for the client.
-        pub(super) fn send(&mut self, fd: RawFd, count: usize) {
-            let count = count.min(BATCH);
-            for nth in 0..count {
-                let (slot, len) = self.queued[nth];
-                let buffer = self.tx[slot].as_mut_ptr();
-                self.prepare(nth, (buffer, len), slot, self.peer_len[slot]);
-            }
-            let mut sent = 0;
-            while sent < count {
-                // SAFETY: the first `count` headers were just initialised
-                // to point into `tx`, `peers` and `iov`, heap buffers owned
-                // by `self`; each iov_len is at most its buffer's length and
-                // each msg_namelen is what recvmmsg reported for that
-                // address, at most the size of sockaddr_storage. `sent <
-                // count <= BATCH`, so the pointer and length stay in bounds.
-                let n =
-                    unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr().add(sent), (count - sent) as libc::c_uint, 0) };
-                match usize::try_from(n) {
-                    Ok(n) if n > 0 => sent += n,
-                    // Skip the message that failed and go on with the rest.
-                    _ => {
-                        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                            sent += 1;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// `size_of::<T>()` as a `socklen_t`.
-    fn socklen_of<T>() -> libc::socklen_t {
-        libc::socklen_t::try_from(size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+        let answers = &*answers;
+        sender.send(fd, replies, |n| {
+            let (i, len) = queued.get(n).copied().unwrap_or_default();
+            let bytes = answers.get(i).and_then(|answer| answer.get(..len)).unwrap_or_default();
+            (bytes, Some(received.peer(i)))
+        });
     }
 }
 
@@ -322,7 +177,9 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_ANSWER, answer};
+    use super::{MAX_ANSWER, answer, run_batched};
+    use std::net::UdpSocket;
+    use std::time::Duration;
 
     /// A query for `a.example` A IN with RD set and ID 0x1234.
     const QUERY: &[u8] = &[
@@ -375,5 +232,28 @@ mod tests {
         let len = answer(&aaaa, &mut out).unwrap();
         assert_eq!(len, aaaa.len());
         assert_eq!(&out[6..8], &[0, 0]);
+    }
+
+    /// The batched loop answers each client at its own address, and a
+    /// malformed datagram among them is dropped without stopping it.
+    #[test]
+    fn batched_mode_answers_every_client() {
+        let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let address = server.local_addr().expect("address");
+        std::thread::spawn(move || run_batched(&server));
+        let clients: Vec<UdpSocket> = (0..3).map(|_| UdpSocket::bind("127.0.0.1:0").expect("client")).collect();
+        clients[0].send_to(b"not a query", address).expect("send");
+        for (n, client) in clients.iter().enumerate() {
+            client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let mut query = QUERY.to_vec();
+            query[1] = n as u8;
+            client.send_to(&query, address).expect("send");
+        }
+        for (n, client) in clients.iter().enumerate() {
+            let mut buffer = [0u8; 512];
+            let len = client.recv(&mut buffer).expect("answer");
+            assert_eq!(len, QUERY.len() + 16);
+            assert_eq!(&buffer[..2], &[0x12, n as u8], "client {n} got another client's answer");
+        }
     }
 }
