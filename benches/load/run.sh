@@ -390,8 +390,8 @@ no_statistics() {
 # who used the CPU between two snapshots: the backend's CPU seconds (when
 # there is a backend), the server's use as a percentage of SERVER_SECONDS
 # (default: the interval) with the user-space share of it, the load
-# generator's of the interval, and a CONTENDED note for other processes. Sets CPU to the server's CPU seconds
-# and CPU_NOTES to the notes.
+# generator's of the interval, and a CONTENDED note for other processes.
+# Sets CPU to the server's CPU seconds and CPU_NOTES to the notes.
 cpu_notes() {
     local c0 b0 l0 a0 t0 u0 c1 b1 l1 a1 t1 u1 notes="" busy_from busy_to
     read -r c0 b0 l0 a0 t0 u0 <<<"$1"
