@@ -858,7 +858,8 @@ report() {
 
 # The comparisons the issues set goals for: "signpost row / peer row" in
 # queries per busy server core (higher is better) and in p99 at the fixed
-# rate (lower is better). Each line: ours | peer | goal (q/core ratio).
+# rate (lower is better). Each line: ours | peer | goal (q/core ratio, or
+# "-" for a comparison shown for reference only).
 GOALS=(
     "signpost-redirect|redirected names|udp;unbound|local-data|udp;1.2"
     "signpost-redirect|redirected names|udp;floor batched|static A|udp;0.9"
@@ -870,6 +871,10 @@ GOALS=(
     "signpost-forward|forward, cache|udp;floor batched|static A|udp;0.9"
     "signpost-endpoint|endpoint|udp;dnsdist|packet cache|udp;1.0"
     "signpost-endpoint|endpoint|doh;dnsdist|packet cache|doh;1.2"
+    # No goal ("-"), for reference: how close each forwarder comes to the
+    # forwarding floor (floor_relay), which does no work a forwarder must.
+    "signpost-forward|forward, no cache|udp;floor relay|forward, no cache|udp;-"
+    "dnsdist|forward, no cache|udp;floor relay|forward, no cache|udp;-"
 )
 
 # ratios TSV: markdown table of the GOALS comparisons present in TSV (also
@@ -907,9 +912,9 @@ ratios() {
                 if (n == 0) exit
                 ratio = median(q, n)
                 p99 = np ? sprintf("%.2f", median(p, np)) : "-"
-                met = ratio >= target ? "met" : "missed"
+                goal = target == "-" ? "- (reference)" : sprintf("%.1f (%s)", target, ratio >= target ? "met" : "missed")
                 gsub(/\|/, " / ", ours); gsub(/\|/, " / ", peer)
-                printf "| %s | %s | %.3f | %.1f (%s) | %s | %s |\n", ours, peer, ratio, target, met, p99, (n > 1 ? listed : "-")
+                printf "| %s | %s | %.3f | %s | %s | %s |\n", ours, peer, ratio, goal, p99, (n > 1 ? listed : "-")
             }' "$tsv"
     done)
     [[ -z $rows ]] || printf '%s\n' "$rows" >&2
