@@ -33,14 +33,8 @@ pub struct Received {
 }
 
 impl Default for Received {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Received {
     /// Allocate the buffers; done once, before the serving loop.
-    pub fn new() -> Self {
+    fn default() -> Self {
         Self {
             packets: Box::new([[0; MAX_DATAGRAM + 1]; BATCH]),
             lens: [0; BATCH],
@@ -49,22 +43,17 @@ impl Received {
             hdrs: Box::new([zeroed_header(); BATCH]),
         }
     }
+}
 
+impl Received {
     /// Receive up to [`BATCH`] datagrams on `fd`; how many. Oversized or
     /// truncated ones are reported with length 0. With [`Wait::No`], 0 when
     /// none is queued; ICMP errors of earlier sends are passed over.
     pub fn recv(&mut self, fd: RawFd, wait: Wait) -> io::Result<usize> {
         for i in 0..BATCH {
-            self.iov[i] = libc::iovec { iov_base: self.packets[i].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM + 1 };
-            let hdr = &mut self.hdrs[i].msg_hdr;
-            hdr.msg_name = std::ptr::from_mut(&mut self.peers[i].0).cast();
-            hdr.msg_namelen = socklen_of::<libc::sockaddr_in6>();
-            hdr.msg_iov = &mut self.iov[i];
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_controllen = 0;
-            hdr.msg_flags = 0;
-            self.hdrs[i].msg_len = 0;
+            let buffer = libc::iovec { iov_base: self.packets[i].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM + 1 };
+            let name = (std::ptr::from_mut(&mut self.peers[i].0), socklen_of::<libc::sockaddr_in6>());
+            point(&mut self.hdrs[i], &mut self.iov[i], buffer, name);
         }
         let flags = match wait {
             Wait::ForOne => libc::MSG_WAITFORONE,
@@ -126,21 +115,17 @@ pub struct Sender {
 }
 
 impl Default for Sender {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Sender {
     /// Allocate the headers; done once, before the serving loop.
-    pub fn new() -> Self {
+    fn default() -> Self {
         Self {
             names: Box::new([zeroed_address(); BATCH]),
             iov: Box::new([zeroed_iovec(); BATCH]),
             hdrs: Box::new([zeroed_header(); BATCH]),
         }
     }
+}
 
+impl Sender {
     /// Send `count` (at most [`BATCH`]) datagrams on `fd`: `datagram(n)`
     /// gives the `n`th, its bytes and where to (`None`: the socket's
     /// connected peer). A datagram the kernel refuses is skipped (to a
@@ -150,25 +135,15 @@ impl Sender {
         for n in 0..count {
             let (bytes, to) = datagram(n);
             // The kernel only reads through iov_base here (sendmmsg).
-            self.iov[n] = libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() };
-            let hdr = &mut self.hdrs[n].msg_hdr;
-            match to {
-                Some((name, len)) => {
-                    self.names[n] = name;
-                    hdr.msg_name = std::ptr::from_mut(&mut self.names[n]).cast();
-                    hdr.msg_namelen = len.min(socklen_of::<libc::sockaddr_in6>());
+            let buffer = libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() };
+            let name = match to {
+                Some((address, len)) => {
+                    self.names[n] = address;
+                    (std::ptr::from_mut(&mut self.names[n]), len.min(socklen_of::<libc::sockaddr_in6>()))
                 }
-                None => {
-                    hdr.msg_name = std::ptr::null_mut();
-                    hdr.msg_namelen = 0;
-                }
-            }
-            hdr.msg_iov = &mut self.iov[n];
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_controllen = 0;
-            hdr.msg_flags = 0;
-            self.hdrs[n].msg_len = 0;
+                None => (std::ptr::null_mut(), 0),
+            };
+            point(&mut self.hdrs[n], &mut self.iov[n], buffer, name);
         }
         let mut sent = 0;
         while sent < count {
@@ -190,6 +165,26 @@ impl Sender {
             }
         }
     }
+}
+
+/// Point `header` at one buffer (kept in `iov`) and at `name` (`name.1`
+/// bytes; null for none), with no control data.
+fn point(
+    header: &mut libc::mmsghdr,
+    iov: &mut libc::iovec,
+    buffer: libc::iovec,
+    name: (*mut libc::sockaddr_in6, libc::socklen_t),
+) {
+    *iov = buffer;
+    let hdr = &mut header.msg_hdr;
+    hdr.msg_name = name.0.cast();
+    hdr.msg_namelen = name.1;
+    hdr.msg_iov = iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = std::ptr::null_mut();
+    hdr.msg_controllen = 0;
+    hdr.msg_flags = 0;
+    header.msg_len = 0;
 }
 
 /// Block until one of `fds` is readable.

@@ -40,8 +40,8 @@ fn run(clients: &UdpSocket, backend: &UdpSocket) -> std::io::Result<()> {
     let nobody: mmsg::Peer = (mmsg::zeroed_address(), 0);
     let mut table = vec![Waiting { client: nobody, id: 0, in_use: false }; 1 << 16].into_boxed_slice();
     let mut next_id: u16 = 0;
-    let (mut queries, mut answers) = (mmsg::Received::new(), mmsg::Received::new());
-    let mut sender = mmsg::Sender::new();
+    let (mut queries, mut answers) = (mmsg::Received::default(), mmsg::Received::default());
+    let mut sender = mmsg::Sender::default();
     // The datagrams of a batch to pass on, with their destinations.
     let mut passing = [(0usize, None); BATCH];
     let (client_fd, backend_fd) = (clients.as_raw_fd(), backend.as_raw_fd());

@@ -109,8 +109,8 @@ fn run_simple(socket: &UdpSocket) -> std::io::Result<()> {
 /// Batched receive and send through `recvmmsg`/`sendmmsg`
 /// ([`signpost_benches::mmsg`]).
 fn run_batched(socket: &UdpSocket) -> std::io::Result<()> {
-    let mut received = mmsg::Received::new();
-    let mut sender = mmsg::Sender::new();
+    let mut received = mmsg::Received::default();
+    let mut sender = mmsg::Sender::default();
     let mut answers = Box::new([[0u8; MAX_ANSWER]; BATCH]);
     // For each answer: the query it answers and its length.
     let mut queued = [(0usize, 0usize); BATCH];
