@@ -14,7 +14,7 @@
 #   (floor_responder batched, answering itself)
 #   SECONDS: length of the measured run (default 4)
 # Environment: SIGNPOST_BIN (signpost-forward), FLOOR_BIN, RELAY_BIN,
-#   REDIRECT_BIN (default: target/release), PROF_PORT_BASE (default 26720),
+#   REDIRECT_BIN (default: target/release; read by prof-common.sh), PROF_PORT_BASE (default 26720),
 #   SPLIT_RUNS (measured runs, default 1; one line each).
 # Needs dnsperf, dig (and dnsdist for its run); perf for the system calls
 # (skipped with a note when it is missing or not allowed). Loopback only;
@@ -27,7 +27,6 @@ server=${1:?usage: cpu-split.sh forward|forward-cache|redirect|dnsdist|relay|flo
 seconds=${2:-4}
 FLOOR_BIN=${FLOOR_BIN:-$REPO/target/release/floor_responder}
 RELAY_BIN=${RELAY_BIN:-$REPO/target/release/floor_relay}
-REDIRECT_BIN=${REDIRECT_BIN:-$REPO/target/release/signpost-redirect}
 base=${PROF_PORT_BASE:-26720}
 backend_port=$base
 port=$((base + 1))
@@ -44,25 +43,15 @@ start_backend() {
 }
 
 case $server in
-forward | forward-cache)
+forward | forward-cache | redirect | dnsdist)
+    # Names the redirect proxy does not redirect would go to the backend
+    # (none are asked).
     start_backend
     cached=false
     [[ $server == forward-cache ]] && cached=true
-    sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
-        -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $cached/" \
-        "$LOAD_DIR/signpost-forward.toml.in" >"$work/server.toml"
-    command=("$SIGNPOST_BIN" --config "$work/server.toml")
-    ;;
-redirect)
-    # Names it does not redirect would go to the backend (none are asked).
-    start_backend
-    command=(env DNS_ADDRESS=127.0.0.1 DNS_PORT="$port" DNS_SERVER="127.0.0.1:$backend_port" "$REDIRECT_BIN")
-    ;;
-dnsdist)
-    start_backend
-    sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
-        "$LOAD_DIR/dnsdist-nocache.conf" >"$work/server.conf"
-    command=(dnsdist --supervised --disable-syslog -C "$work/server.conf")
+    name=$server
+    [[ $server == forward* ]] && name=signpost
+    server_command "$name" "$cached"
     ;;
 relay)
     start_backend

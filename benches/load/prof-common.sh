@@ -71,3 +71,42 @@ callgrind_allocations() {
     ' entry='^(malloc|calloc|realloc|posix_memalign|aligned_alloc|memalign|mi_malloc|mi_zalloc|mi_calloc|mi_realloc|mi_malloc_aligned|mi_zalloc_aligned|mi_realloc_aligned)$' \
       inside='^(_?mi_|_int_|malloc|calloc|realloc|posix_memalign|aligned_alloc|memalign|tcache|__libc)' "$@"
 }
+
+# server_command SERVER CACHED: set `command` to start SERVER (signpost,
+# i.e. signpost-forward; redirect; dnsdist; endpoint) on 127.0.0.1:$port,
+# forwarding to 127.0.0.1:$backend_port, with its answer cache (dnsdist:
+# packet cache) on when CACHED is true, rendered from the load script's
+# configurations into $work. Returns 1 for a SERVER it does not know.
+server_command() {
+    local conf
+    case $1 in
+    signpost)
+        sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
+            -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $2/" \
+            "$LOAD_DIR/signpost-forward.toml.in" >"$work/server.toml"
+        command=("$SIGNPOST_BIN" --config "$work/server.toml")
+        ;;
+    redirect)
+        # Configured by its environment, as LocalStack's is (exported, not
+        # through env(1): under valgrind that would measure env, not the
+        # server). Names it does not redirect go to the backend.
+        export DNS_ADDRESS=127.0.0.1 DNS_PORT="$port" DNS_SERVER="127.0.0.1:$backend_port"
+        command=("${REDIRECT_BIN:-$REPO/target/release/signpost-redirect}")
+        ;;
+    dnsdist)
+        conf=dnsdist-nocache.conf
+        [[ $2 == true ]] && conf=dnsdist-cache.conf
+        sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
+            "$LOAD_DIR/$conf" >"$work/server.conf"
+        command=(dnsdist --supervised --disable-syslog -C "$work/server.conf")
+        ;;
+    endpoint)
+        # The load configuration without its DoH listener (no certificate here).
+        grep -v -e "^\[tls\]" -e "^cert =" -e "^key =" -e "^doh_port" "$LOAD_DIR/signpost-endpoint.toml.in" |
+            sed -e "s/@PORT@/$port/g" -e "s/@BACKEND_PORT@/$backend_port/" \
+                -e "s/protocols = .*/protocols = [\"Do53\"]/" >"$work/server.toml"
+        command=("$REPO/target/release/signpost-endpoint" --config "$work/server.toml")
+        ;;
+    *) return 1 ;;
+    esac
+}

@@ -60,34 +60,7 @@ fi
 taskset -c 0 "$FLOOR_BIN" "127.0.0.1:$backend_port" batched >"$work/floor.log" 2>&1 &
 pids+=($!)
 
-case $server in
-endpoint)
-    # The load configuration without its DoH listener (no certificate here).
-    grep -v -e "^\[tls\]" -e "^cert =" -e "^key =" -e "^doh_port" "$LOAD_DIR/signpost-endpoint.toml.in" | sed -e "s/@PORT@/$port/g" -e "s/@BACKEND_PORT@/$backend_port/" -e "s/protocols = .*/protocols = [\"Do53\"]/" >"$work/server.toml"
-    command=("$REPO/target/release/signpost-endpoint" --config "$work/server.toml")
-    ;;
-signpost)
-    sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
-        -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $cached/" \
-        "$LOAD_DIR/signpost-forward.toml.in" >"$work/server.toml"
-    command=("$SIGNPOST_BIN" --config "$work/server.toml")
-    ;;
-redirect)
-    # Configured by its environment, as LocalStack's is (exported here, not
-    # through env(1): valgrind would then measure env, not the server).
-    # Names it does not redirect go to the backend (none are asked here).
-    export DNS_ADDRESS=127.0.0.1 DNS_PORT="$port" DNS_SERVER="127.0.0.1:$backend_port"
-    command=("$REPO/target/release/signpost-redirect")
-    ;;
-dnsdist)
-    conf=dnsdist-nocache.conf
-    [[ $cached == true ]] && conf=dnsdist-cache.conf
-    sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
-        "$LOAD_DIR/$conf" >"$work/server.conf"
-    command=(dnsdist --supervised --disable-syslog -C "$work/server.conf")
-    ;;
-*) echo "unknown server $server" >&2; exit 2 ;;
-esac
+server_command "$server" "$cached" || { echo "unknown server $server" >&2; exit 2; }
 
 start_under_callgrind "${command[@]}"
 # Up and answering through the backend.
