@@ -51,7 +51,7 @@ forward | forward-cache | redirect | dnsdist)
     [[ $server == forward-cache ]] && cached=true
     name=$server
     [[ $server == forward* ]] && name=signpost
-    server_command "$name" "$cached"
+    server_command "$name" "$cached" || { echo "cannot start $server (see above)" >&2; exit 2; }
     ;;
 relay)
     start_backend

@@ -76,7 +76,8 @@ callgrind_allocations() {
 # i.e. signpost-forward; redirect; dnsdist; endpoint) on 127.0.0.1:$port,
 # forwarding to 127.0.0.1:$backend_port, with its answer cache (dnsdist:
 # packet cache) on when CACHED is true, rendered from the load script's
-# configurations into $work. Returns 1 for a SERVER it does not know.
+# configurations into $work. Returns 1 for a SERVER it does not know, and
+# for a dnsdist configuration that dnsdist rejects.
 server_command() {
     local conf
     case $1 in
@@ -98,6 +99,10 @@ server_command() {
         [[ $2 == true ]] && conf=dnsdist-cache.conf
         sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
             "$LOAD_DIR/$conf" >"$work/server.conf"
+        # Checked first: a dnsdist that cannot read its configuration starts
+        # on its defaults and asks the system's resolver for its security
+        # status (see dnsdist_checked in run.sh).
+        dnsdist --check-config -C "$work/server.conf" >&2 || return 1
         command=(dnsdist --supervised --disable-syslog -C "$work/server.conf")
         ;;
     endpoint)

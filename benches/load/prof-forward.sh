@@ -60,7 +60,7 @@ fi
 taskset -c 0 "$FLOOR_BIN" "127.0.0.1:$backend_port" batched >"$work/floor.log" 2>&1 &
 pids+=($!)
 
-server_command "$server" "$cached" || { echo "unknown server $server" >&2; exit 2; }
+server_command "$server" "$cached" || { echo "cannot start $server (unknown, or see above)" >&2; exit 2; }
 
 start_under_callgrind "${command[@]}"
 # Up and answering through the backend.

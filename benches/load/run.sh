@@ -674,11 +674,24 @@ run_unbound_forward() {
     stop "$pid"
 }
 
+# dnsdist_checked CONF: whether dnsdist reads CONF. A dnsdist 1.7 that
+# cannot read its configuration starts all the same on its defaults:
+# listening on 127.0.0.1:53 and asking the system's resolver (the one in
+# /etc/resolv.conf, outside loopback) for its security status. So it is
+# started only on a configuration it has just accepted.
+dnsdist_checked() {
+    dnsdist --check-config -C "$1" >>"$WORKDIR/dnsdist-check.log" 2>&1
+}
+
 # run_dnsdist CONFIG LABEL PORT
 run_dnsdist() {
     local conf=$1 workload=$2 port=$3 pid
     start_backend
     render "$conf" "$WORKDIR/$conf" "${conf%.conf}" "$port"
+    if ! dnsdist_checked "$WORKDIR/$conf"; then
+        skip "dnsdist" "$workload" udp "rejects its configuration (see $WORKDIR/dnsdist-check.log)"
+        return 0
+    fi
     start "${conf%.conf}" "$SERVER_CPU" dnsdist --supervised --disable-syslog -C "$WORKDIR/$conf"
     pid=$STARTED_PID
     measure_udp_once_up "dnsdist" "$workload" "$port" "" "did not answer (see $WORKDIR/${conf%.conf}.log)" \
@@ -691,6 +704,10 @@ run_dnsdist_doh() {
     start_backend
     render dnsdist-doh.conf "$WORKDIR/dnsdist-doh.conf" dnsdist-doh "$PORT_DNSDIST_DOH_UDP" \
         -e "s|@DOH_PORT@|$PORT_DNSDIST_DOH|g"
+    if ! dnsdist_checked "$WORKDIR/dnsdist-doh.conf"; then
+        skip "dnsdist" "packet cache" doh "rejects its configuration (see $WORKDIR/dnsdist-check.log)"
+        return 0
+    fi
     start dnsdist-doh "$SERVER_CPU" dnsdist --supervised --disable-syslog -C "$WORKDIR/dnsdist-doh.conf"
     pid=$STARTED_PID
     if wait_udp "$PORT_DNSDIST_DOH_UDP" && wait_tcp "$PORT_DNSDIST_DOH"; then
