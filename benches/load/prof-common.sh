@@ -102,7 +102,8 @@ server_command() {
         # Checked first: a dnsdist that cannot read its configuration starts
         # on its defaults and asks the system's resolver for its security
         # status (see dnsdist_checked in run.sh).
-        dnsdist --check-config -C "$work/server.conf" >&2 || return 1
+        dnsdist --check-config -C "$work/server.conf" >"$work/dnsdist-check.log" 2>&1 ||
+            { cat "$work/dnsdist-check.log" >&2; return 1; }
         command=(dnsdist --supervised --disable-syslog -C "$work/server.conf")
         ;;
     endpoint)
