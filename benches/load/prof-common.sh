@@ -82,7 +82,7 @@ server_command() {
     local conf
     case $1 in
     signpost)
-        sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" \
+        sed -e "s/@PORT@/$port/" -e "s/@BACKEND_PORT@/$backend_port/" -e "s/@ADMIN_PORT@/$((port + 1))/" \
             -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $2/" \
             "$LOAD_DIR/signpost-forward.toml.in" >"$work/server.toml"
         command=("$SIGNPOST_BIN" --config "$work/server.toml")

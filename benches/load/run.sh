@@ -88,6 +88,7 @@ PORT_SIGNPOST_FORWARD=$((LOAD_PORT_BASE + 10))
 PORT_SIGNPOST_ENDPOINT=$((LOAD_PORT_BASE + 11))
 PORT_SIGNPOST_ENDPOINT_DOH=$((LOAD_PORT_BASE + 12))
 PORT_FLOOR_RELAY=$((LOAD_PORT_BASE + 13))
+PORT_SIGNPOST_FORWARD_ADMIN=$((LOAD_PORT_BASE + 14))
 PORT_BACKEND=$((LOAD_PORT_BASE + 20))
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -423,17 +424,28 @@ udp_receive_drops() {
     echo $((${v4:-0} + ${v6:-0}))
 }
 
+# upstream_retransmits URL: the sum of signpost_upstream_retransmits_total
+# in the Prometheus text at URL; nothing without curl or an answer.
+upstream_retransmits() {
+    command -v curl >/dev/null || return 0
+    curl -s --max-time 2 "$1" 2>/dev/null |
+        awk '/^signpost_upstream_retransmits_total/ { sum += $NF; seen = 1 } END { if (seen) printf "%d\n", sum }'
+}
+
 # measure_dnsperf SERVER WORKLOAD MODE PORT SERVER_PID [BACKEND_PID]
-# One throughput run (CPU measured) then one fixed-rate latency run.
+# One throughput run (CPU measured) then one fixed-rate latency run. With
+# METRICS_URL set (a Signpost server's /metrics), the throughput run's
+# upstream retransmissions go in the notes.
 measure_dnsperf() {
     local server=$1 workload=$2 mode=$3 port=$4 pid=$5 backend=${6:-}
     # QUERIES names another query file (default: the mixed one).
     local queries=${QUERIES:-$WORKDIR/queries.txt}
     local out
     out="$WORKDIR/dnsperf-$(tag "$server-$workload-$mode")"
-    local s0 s1 d0 d1 completed sent qps notes="" p99 lost
+    local s0 s1 d0 d1 r0="" r1="" completed sent qps notes="" p99 lost
     log "$server / $workload / $mode: ${LOAD_SECONDS}s throughput run"
     wait_quiet
+    [[ -n ${METRICS_URL:-} ]] && r0=$(upstream_retransmits "$METRICS_URL")
     d0=$(udp_receive_drops)
     s0=$(snapshot "$pid" "$backend")
     run_load "$out.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$queries" \
@@ -441,6 +453,7 @@ measure_dnsperf() {
         -t 2 || warn "dnsperf exited non-zero (see $out.txt)"
     s1=$(snapshot "$pid" "$backend")
     d1=$(udp_receive_drops)
+    [[ -n $r0 ]] && r1=$(upstream_retransmits "$METRICS_URL")
     sent=$(awk '/Queries sent:/ { print $3 }' "$out.txt")
     completed=$(awk '/Queries completed:/ { print $3 }' "$out.txt")
     qps=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$out.txt")
@@ -457,6 +470,9 @@ measure_dnsperf() {
     fi
     if ((d1 > d0)); then
         notes+="UDP receive-buffer drops $((d1 - d0)); "
+    fi
+    if [[ -n $r0 && -n $r1 ]]; then
+        notes+="upstream retransmits $((r1 - r0)); "
     fi
     # dnsperf's run time excludes its wait for the last answers (-t), during
     # which the server idles and dnsperf spins: server busy uses the former.
@@ -789,9 +805,11 @@ hook_signpost_forward() {
         workload="forward, no cache"
         [[ $cache == true ]] && workload="forward, cache"
         start_signpost signpost-forward "$PORT_SIGNPOST_FORWARD" \
-            -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $cache/"
+            -e "/^\[cache\]/,/^\[/ s/^enabled = .*/enabled = $cache/" \
+            -e "s|@ADMIN_PORT@|$PORT_SIGNPOST_FORWARD_ADMIN|g"
         pid=$STARTED_PID
-        measure_udp_once_up "signpost-forward" "$workload" "$PORT_SIGNPOST_FORWARD" 10 \
+        METRICS_URL="http://127.0.0.1:$PORT_SIGNPOST_FORWARD_ADMIN/metrics" \
+            measure_udp_once_up "signpost-forward" "$workload" "$PORT_SIGNPOST_FORWARD" 10 \
             "did not answer (see $WORKDIR/signpost-forward.log)" "$pid" "$BACKEND_PID"
         stop "$pid"
     done
