@@ -428,8 +428,10 @@ udp_receive_drops() {
 # in the Prometheus text at URL; nothing without curl or an answer.
 upstream_retransmits() {
     command -v curl >/dev/null || return 0
+    # A server that does not answer leaves the note out, not the run.
     curl -s --max-time 2 "$1" 2>/dev/null |
-        awk '/^signpost_upstream_retransmits_total/ { sum += $NF; seen = 1 } END { if (seen) printf "%d\n", sum }'
+        awk '/^signpost_upstream_retransmits_total/ { sum += $NF; seen = 1 } END { if (seen) printf "%d\n", sum }' ||
+        true
 }
 
 # measure_dnsperf SERVER WORKLOAD MODE PORT SERVER_PID [BACKEND_PID]
