@@ -425,12 +425,14 @@ udp_receive_drops() {
 }
 
 # upstream_retransmits URL: the sum of signpost_upstream_retransmits_total
-# in the Prometheus text at URL; nothing without curl or an answer.
+# in the Prometheus text at URL (matched by exact name, as the soak
+# script's `metric` does); nothing without curl or an answer.
 upstream_retransmits() {
     command -v curl >/dev/null || return 0
     # A server that does not answer leaves the note out, not the run.
     curl -s --max-time 2 "$1" 2>/dev/null |
-        awk '/^signpost_upstream_retransmits_total/ { sum += $NF; seen = 1 } END { if (seen) printf "%d\n", sum }' ||
+        awk -v name=signpost_upstream_retransmits_total \
+            '$1 == name || index($1, name "{") == 1 { sum += $NF; seen = 1 } END { if (seen) printf "%d\n", sum }' ||
         true
 }
 
