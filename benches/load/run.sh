@@ -27,6 +27,9 @@
 #                   busy core, and each goal's ratio is the median of the
 #                   rounds' own ratios (every round's listed), so that one
 #                   noisy round on a shared machine does not decide it
+#   LOAD_WARM       1 (default) = before each throughput run, one unmeasured
+#                   pass over the query file, so that cache rows measure
+#                   cache hits, not the first pass's misses; 0 = no warm-up
 #   LOAD_QUIET_WAIT seconds to wait, before each run, for the machine to be
 #                   idle (default 0: do not wait); runs disturbed by other
 #                   processes are flagged CONTENDED in the notes either way
@@ -56,6 +59,7 @@ LOAD_PORT_BASE=${LOAD_PORT_BASE:-25300}
 LOAD_ONLY=${LOAD_ONLY:-}
 LOAD_KEEP=${LOAD_KEEP:-0}
 LOAD_QUIET_WAIT=${LOAD_QUIET_WAIT:-0}
+LOAD_WARM=${LOAD_WARM:-1}
 LOAD_ROUNDS=${LOAD_ROUNDS:-1}
 [[ $LOAD_ROUNDS =~ ^[1-9][0-9]*$ ]] || {
     printf '[load] LOAD_ROUNDS must be a positive whole number, not %s\n' "$LOAD_ROUNDS" >&2
@@ -447,6 +451,13 @@ measure_dnsperf() {
     local out
     out="$WORKDIR/dnsperf-$(tag "$server-$workload-$mode")"
     local s0 s1 d0 d1 r0="" r1="" completed sent qps notes="" p99 lost
+    if [[ $LOAD_WARM != 0 ]]; then
+        # Every name once, unmeasured: a cache's first pass is all misses.
+        log "$server / $workload / $mode: warm-up pass over the query file"
+        run_load "$out-warm.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$queries" \
+            -l "$LOAD_SECONDS" -n 1 -c "$LOAD_CLIENTS" -q "$LOAD_OUTSTANDING" -T 1 -t 2 ||
+            warn "dnsperf (warm-up) exited non-zero (see $out-warm.txt)"
+    fi
     log "$server / $workload / $mode: ${LOAD_SECONDS}s throughput run"
     wait_quiet
     [[ -n ${METRICS_URL:-} ]] && r0=$(upstream_retransmits "$METRICS_URL")
@@ -515,6 +526,13 @@ measure_h2load() {
     sed "s|@AUTHORITY@|$ADDR:$port|" "$WORKDIR/doh-uris.txt" >"$uris"
     local common=(-c "$DOH_CONNECTIONS" -m "$DOH_STREAMS" -t 1 -i "$uris"
         -H 'accept: application/dns-message' -D "$LOAD_SECONDS")
+    if [[ $LOAD_WARM != 0 ]]; then
+        # Every URI once, unmeasured (see measure_dnsperf).
+        log "$server / $workload / doh: warm-up pass over the query file"
+        run_load "$out-warm.txt" h2load -c "$DOH_CONNECTIONS" -m "$DOH_STREAMS" -t 1 -i "$uris" \
+            -H 'accept: application/dns-message' -n "$(wc -l <"$uris")" ||
+            warn "h2load (warm-up) exited non-zero (see $out-warm.txt)"
+    fi
     log "$server / $workload / doh: ${LOAD_SECONDS}s throughput run"
     wait_quiet
     s0=$(snapshot "$pid" "$backend")
