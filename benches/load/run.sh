@@ -524,19 +524,20 @@ measure_h2load() {
     out="$WORKDIR/h2load-$(tag "$server-$workload")"
     local s0 s1 ok secs qps notes="" p99 uris="$WORKDIR/doh-uris-$port.txt"
     sed "s|@AUTHORITY@|$ADDR:$port|" "$WORKDIR/doh-uris.txt" >"$uris"
+    # The load shape; the measured runs add their length (-D), the warm-up
+    # its count of requests (-n).
     local common=(-c "$DOH_CONNECTIONS" -m "$DOH_STREAMS" -t 1 -i "$uris"
-        -H 'accept: application/dns-message' -D "$LOAD_SECONDS")
+        -H 'accept: application/dns-message')
     if [[ $LOAD_WARM != 0 ]]; then
         # Every URI once, unmeasured (see measure_dnsperf).
         log "$server / $workload / doh: warm-up pass over the query file"
-        run_load "$out-warm.txt" h2load -c "$DOH_CONNECTIONS" -m "$DOH_STREAMS" -t 1 -i "$uris" \
-            -H 'accept: application/dns-message' -n "$(wc -l <"$uris")" ||
+        run_load "$out-warm.txt" h2load "${common[@]}" -n "$(wc -l <"$uris")" ||
             warn "h2load (warm-up) exited non-zero (see $out-warm.txt)"
     fi
     log "$server / $workload / doh: ${LOAD_SECONDS}s throughput run"
     wait_quiet
     s0=$(snapshot "$pid" "$backend")
-    run_load "$out.txt" h2load "${common[@]}" || warn "h2load exited non-zero (see $out.txt)"
+    run_load "$out.txt" h2load "${common[@]}" -D "$LOAD_SECONDS" || warn "h2load exited non-zero (see $out.txt)"
     s1=$(snapshot "$pid" "$backend")
     # "requests: N total, N started, N done, N succeeded, N failed, ..."
     ok=$(awk '/^requests:/ { print $8 }' "$out.txt")
@@ -559,7 +560,7 @@ measure_h2load() {
     local p0 p1
     wait_quiet
     p0=$(snapshot "$pid" "$backend")
-    run_load "$out-p99.txt" h2load "${common[@]}" --rps $((LOAD_P99_QPS / DOH_CONNECTIONS)) \
+    run_load "$out-p99.txt" h2load "${common[@]}" -D "$LOAD_SECONDS" --rps $((LOAD_P99_QPS / DOH_CONNECTIONS)) \
         --log-file="$out-p99.log" || warn "h2load (p99) exited non-zero"
     p1=$(snapshot "$pid" "$backend")
     notes+=$(contended_note "$p0" "$p1" "p99 run ")
