@@ -451,11 +451,13 @@ measure_dnsperf() {
     local out
     out="$WORKDIR/dnsperf-$(tag "$server-$workload-$mode")"
     local s0 s1 d0 d1 r0="" r1="" completed sent qps notes="" p99 lost
+    # The load shape; each run adds its count of passes (-n) and its rate.
+    local common=(-s "$ADDR" -p "$port" -m "$mode" -d "$queries" -l "$LOAD_SECONDS"
+        -c "$LOAD_CLIENTS" -q "$LOAD_OUTSTANDING" -T 1 -t 2)
     if [[ $LOAD_WARM != 0 ]]; then
         # Every name once, unmeasured: a cache's first pass is all misses.
         log "$server / $workload / $mode: warm-up pass over the query file"
-        run_load "$out-warm.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$queries" \
-            -l "$LOAD_SECONDS" -n 1 -c "$LOAD_CLIENTS" -q "$LOAD_OUTSTANDING" -T 1 -t 2 ||
+        run_load "$out-warm.txt" dnsperf "${common[@]}" -n 1 ||
             warn "dnsperf (warm-up) exited non-zero (see $out-warm.txt)"
     fi
     log "$server / $workload / $mode: ${LOAD_SECONDS}s throughput run"
@@ -463,9 +465,8 @@ measure_dnsperf() {
     [[ -n ${METRICS_URL:-} ]] && r0=$(upstream_retransmits "$METRICS_URL")
     d0=$(udp_receive_drops)
     s0=$(snapshot "$pid" "$backend")
-    run_load "$out.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$queries" \
-        -l "$LOAD_SECONDS" -n "$LOAD_MAX_RUNS" -c "$LOAD_CLIENTS" -q "$LOAD_OUTSTANDING" -T 1 \
-        -t 2 || warn "dnsperf exited non-zero (see $out.txt)"
+    run_load "$out.txt" dnsperf "${common[@]}" -n "$LOAD_MAX_RUNS" ||
+        warn "dnsperf exited non-zero (see $out.txt)"
     s1=$(snapshot "$pid" "$backend")
     d1=$(udp_receive_drops)
     [[ -n $r0 ]] && r1=$(upstream_retransmits "$METRICS_URL")
@@ -500,9 +501,8 @@ measure_dnsperf() {
     local p0 p1
     wait_quiet
     p0=$(snapshot "$pid" "$backend")
-    run_load "$out-p99.txt" dnsperf -s "$ADDR" -p "$port" -m "$mode" -d "$queries" \
-        -l "$LOAD_SECONDS" -n "$LOAD_MAX_RUNS" -c "$LOAD_CLIENTS" -q "$LOAD_OUTSTANDING" -T 1 \
-        -t 2 -Q "$LOAD_P99_QPS" -v || warn "dnsperf (p99) exited non-zero"
+    run_load "$out-p99.txt" dnsperf "${common[@]}" -n "$LOAD_MAX_RUNS" -Q "$LOAD_P99_QPS" -v ||
+        warn "dnsperf (p99) exited non-zero"
     p1=$(snapshot "$pid" "$backend")
     notes+=$(contended_note "$p0" "$p1" "p99 run ")
     p99=$(p99_from_dnsperf "$out-p99.txt")
